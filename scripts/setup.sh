@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up reglab on a fresh machine: Debian's Fashion-MNIST, a virtualenv, the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# torch is pinned to 2.13.0 (the CPU build on these machines) in pyproject.toml.
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import reglab, torch; print('reglab', reglab.__version__, 'torch', torch.__version__)"

@@ -1,0 +1,3 @@
+"""reglab: a regularization laboratory for neural networks, on PyTorch."""
+
+__version__ = "0.1.0"

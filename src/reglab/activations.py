@@ -1,0 +1,64 @@
+"""Keras 3's activation functions by name, on torch tensors (last axis is features)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from reglab.errors import ConfigError, unknown_name
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+
+def linear(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=-1)
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    # keras.activations.gelu defaults to approximate=False.
+    return F.gelu(x)
+
+
+_BY_NAME: dict[str, Activation] = {
+    "linear": linear,
+    "relu": torch.relu,
+    "softmax": softmax,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "elu": F.elu,  # alpha = 1.0, as Keras
+    "selu": F.selu,  # the same constants as Keras
+    "gelu": gelu,
+    "softplus": F.softplus,
+    "softsign": F.softsign,
+    "swish": F.silu,
+    "silu": F.silu,
+    "exponential": torch.exp,
+}
+
+
+def get(identifier: str | Activation | None, where: str = "activations.get") -> Activation:
+    """Resolves an activation by Keras name (``None`` is ``'linear'``) or returns a callable."""
+    if identifier is None:
+        return linear
+    if isinstance(identifier, str):
+        fn = _BY_NAME.get(identifier)
+        if fn is None:
+            raise unknown_name(where, "activation", identifier, _BY_NAME)
+        return fn
+    if callable(identifier):
+        return identifier
+    raise ConfigError(f"{where}: expected an activation name or a callable. Got {identifier!r}.")
+
+
+def name_of(fn: Activation) -> str:
+    """The Keras name of a known activation, else the callable's own name."""
+    for name, known in _BY_NAME.items():
+        if known is fn:
+            return name
+    return getattr(fn, "__name__", repr(fn))

@@ -1,0 +1,268 @@
+"""Batched affine warps of channels-last images, and the 3x3 matrices that describe them.
+
+Convention (the one ``scipy.ndimage.affine_transform(matrix=...)`` uses, and so the one Keras's
+``ImageDataGenerator`` uses): a transform is a ``(N, 3, 3)`` matrix in PIXEL coordinates that maps
+an OUTPUT pixel ``(row, col, 1)`` to the INPUT point ``(row, col, 1)`` sampled there. Pixel ``(i, j)``
+is the centre of the cell ``[i - 1/2, i + 1/2] x [j - 1/2, j + 1/2]``. Consecutive augmentations
+compose by matrix product: applying ``A`` and then ``B`` is the single warp ``M_A @ M_B`` (``M_B``
+takes an output pixel to the intermediate image, ``M_A`` takes that to the input), so any chain
+of them costs one warp.
+
+The builders below (:func:`rotation_matrix`, :func:`shift_matrix`, :func:`shear_matrix`,
+:func:`zoom_matrix`) return exactly the matrices Keras's ``apply_affine_transform`` writes down, in
+Keras's own (first axis, second axis) order; :func:`center` is Keras's
+``transform_matrix_offset_center`` and :func:`swap_axes` the axis permutation Keras applies after it.
+
+Example:
+    >>> import torch
+    >>> images = torch.rand(4, 8, 8, 1)
+    >>> flips = flip_matrix(torch.ones(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool), 8, 8)
+    >>> torch.allclose(warp(images, flips), images.flip(2))
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from reglab.errors import ConfigError, unknown_name
+
+# scipy.ndimage's names and meanings. ImageDataGenerator passes its fill_mode straight to scipy,
+# so it uses the first four. Keras 3's layers ('constant', 'wrap') mean 'grid-constant' and
+# 'grid-wrap' here; see reglab.augment.sampling.keras3_fill_mode.
+FILL_MODES = ("nearest", "constant", "reflect", "wrap", "grid-constant", "grid-wrap")
+# Keras 3's backends implement 'constant' and 'wrap' on the integer neighbours of each sample
+# point (fill value blended in at the edge; period = size), which scipy calls 'grid-*'.
+_KERAS3_FILL_MODES = {
+    "reflect": "reflect",
+    "nearest": "nearest",
+    "constant": "grid-constant",
+    "wrap": "grid-wrap",
+}
+INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def identity(
+    n: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Returns ``n`` identity transforms, ``(n, 3, 3)``."""
+    return torch.eye(3, dtype=dtype, device=device).repeat(n, 1, 1)
+
+
+def _vector(value, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A flat float tensor: tensors keep a float dtype, Python numbers become float64 (or ``like``'s)."""
+    dtype = torch.float64 if like is None else like.dtype
+    device = None if like is None else like.device
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(device=device, dtype=value.dtype if like is None else dtype).reshape(-1)
+    return torch.as_tensor(value, dtype=dtype, device=device).reshape(-1)
+
+
+def _affine(a00, a01, a02, a10, a11, a12) -> torch.Tensor:
+    """Stacks six broadcastable (N,) tensors into ``(N, 3, 3)`` matrices ``[[a0.], [a1.], [0 0 1]]``."""
+    a00, a01, a02, a10, a11, a12 = torch.broadcast_tensors(a00, a01, a02, a10, a11, a12)
+    zero, one = torch.zeros_like(a00), torch.ones_like(a00)
+    rows = [torch.stack(r, dim=-1) for r in ((a00, a01, a02), (a10, a11, a12), (zero, zero, one))]
+    return torch.stack(rows, dim=-2)  # (N, 3, 3)
+
+
+def rotation_matrix(theta_rad) -> torch.Tensor:
+    """Keras's rotation matrix ``[[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]]``, ``(N, 3, 3)``.
+
+    Read in (row, col) coordinates it rotates the CONTENT clockwise as displayed for positive
+    ``theta``; after :func:`swap_axes` (what Keras does) it rotates it counter-clockwise.
+    """
+    theta = _vector(theta_rad)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(theta)
+    return _affine(cos, -sin, zero, sin, cos, zero)
+
+
+def shift_matrix(tx, ty) -> torch.Tensor:
+    """``[[1, 0, tx], [0, 1, ty], [0, 0, 1]]``: output pixel ``p`` samples input ``p + (tx, ty)``."""
+    tx = _vector(tx)
+    ty = _vector(ty, like=tx)
+    zero, one = torch.zeros_like(tx), torch.ones_like(tx)
+    return _affine(one, zero, tx, zero, one, ty)
+
+
+def shear_matrix(shear_rad) -> torch.Tensor:
+    """Keras's shear matrix ``[[1, -sin(s), 0], [0, cos(s), 0], [0, 0, 1]]``, ``(N, 3, 3)``."""
+    shear = _vector(shear_rad)
+    zero, one = torch.zeros_like(shear), torch.ones_like(shear)
+    return _affine(one, -torch.sin(shear), zero, zero, torch.cos(shear), zero)
+
+
+def zoom_matrix(zx, zy) -> torch.Tensor:
+    """``diag(zx, zy, 1)``: a factor above 1 samples a larger area, i.e. zooms OUT (Keras's sense)."""
+    zx = _vector(zx)
+    zy = _vector(zy, like=zx)
+    zero = torch.zeros_like(zx)
+    return _affine(zx, zero, zero, zero, zy, zero)
+
+
+def flip_matrix(flip_h, flip_v, height: int, width: int) -> torch.Tensor:
+    """Flips in (row, col) pixel coordinates: ``flip_h`` mirrors columns (left-right, like
+    ``np.flip(x, axis=1)``), ``flip_v`` mirrors rows (top-bottom). Both are ``(N,)`` booleans."""
+    flip_h = torch.as_tensor(flip_h).reshape(-1).bool()
+    flip_v = torch.as_tensor(flip_v, device=flip_h.device).reshape(-1).bool()
+    one = torch.ones(flip_h.shape, dtype=torch.float64, device=flip_h.device)
+    zero = torch.zeros_like(one)
+    row_scale = torch.where(flip_v, -one, one)
+    col_scale = torch.where(flip_h, -one, one)
+    row_offset = torch.where(flip_v, one * (height - 1), zero)
+    col_offset = torch.where(flip_h, one * (width - 1), zero)
+    return _affine(row_scale, zero, row_offset, zero, col_scale, col_offset)
+
+
+def center(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Keras's ``transform_matrix_offset_center(matrix, height, width)``: ``T(o) @ M @ T(-o)`` with
+    ``o = (height / 2 - 0.5, width / 2 - 0.5)`` on the (first, second) axes."""
+    o = torch.tensor([height / 2 - 0.5, width / 2 - 0.5], dtype=matrix.dtype, device=matrix.device)
+    to = torch.eye(3, dtype=matrix.dtype, device=matrix.device)
+    back = to.clone()
+    to[:2, 2], back[:2, 2] = o, -o
+    return to @ matrix @ back
+
+
+def swap_axes(matrix: torch.Tensor) -> torch.Tensor:
+    """``P @ M @ P`` with ``P`` swapping the first two axes: what Keras's ``apply_affine_transform``
+    does to its centred matrix before calling scipy on channels-last images ("the matrix
+    construction assumes x, y order")."""
+    order = [1, 0, 2]
+    return matrix[..., order, :][..., :, order]
+
+
+def affine_params_to_transforms(
+    params: dict[str, torch.Tensor], height: int, width: int, swap_xy: bool = True
+) -> torch.Tensor:
+    """``ImageDataGenerator.apply_transform`` as one float64 ``(n, 3, 3)`` matrix per image.
+
+    ``params`` holds ``(n,)`` tensors as ``get_random_transform`` names them: ``theta`` and
+    ``shear`` in degrees, ``tx``, ``ty`` in pixels, ``zx``, ``zy`` and boolean ``flip_horizontal``,
+    ``flip_vertical``. Keras multiplies rotation @ shift @ shear @ zoom, centres the product,
+    permutes its axes (``swap_xy``, see ``AffineSpec``), warps, then flips the warped array.
+    """
+    matrix = (
+        rotation_matrix(torch.deg2rad(params["theta"]))
+        @ shift_matrix(params["tx"], params["ty"])
+        @ shear_matrix(torch.deg2rad(params["shear"]))
+        @ zoom_matrix(params["zx"], params["zy"])
+    )
+    matrix = center(matrix, height, width)
+    if swap_xy:
+        matrix = swap_axes(matrix)
+    # Keras flips the WARPED array: output pixel -> flipped position -> affine -> input.
+    flips = flip_matrix(params["flip_horizontal"], params["flip_vertical"], height, width)
+    return matrix @ flips.to(device=matrix.device)
+
+
+def keras3_fill_mode(fill_mode: str) -> str:
+    """The :func:`warp` mode that behaves like a Keras 3 layer's ``fill_mode`` (their default is
+    ``'reflect'``): ``'constant'`` -> ``'grid-constant'``, ``'wrap'`` -> ``'grid-wrap'``."""
+    if fill_mode not in _KERAS3_FILL_MODES:
+        raise unknown_name("keras3_fill_mode", "'fill_mode'", fill_mode, _KERAS3_FILL_MODES)
+    return _KERAS3_FILL_MODES[fill_mode]
+
+
+def _check_choice(where: str, argument: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise unknown_name(where, f"'{argument}'", value, choices)
+
+
+def _scipy_wrap(coordinate: torch.Tensor, size: int) -> torch.Tensor:
+    """scipy.ndimage's 'wrap' for one axis: period ``size - 1`` (first and last sample overlap),
+    coordinates inside ``[0, size - 1]`` untouched; the same arithmetic as scipy's C code."""
+    if size <= 1:
+        return torch.zeros_like(coordinate)
+    period = size - 1
+    below = coordinate + period * (torch.floor(-coordinate / period) + 1)
+    above = coordinate - period * torch.floor(coordinate / period)
+    return torch.where(coordinate < 0, below, torch.where(coordinate > period, above, coordinate))
+
+
+def warp(
+    images: torch.Tensor,
+    transforms: torch.Tensor,
+    fill_mode: str = "nearest",
+    cval: float = 0.0,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """Warps each image by its own transform with one ``grid_sample`` call, ``(N, H, W, C)``.
+
+    Output pixel ``p`` takes the input at ``transforms[n] @ p`` (scipy's convention, see the
+    module docstring). With ``interpolation='bilinear'`` this equals, per channel,
+    ``scipy.ndimage.affine_transform(x, M[:2, :2], M[:2, 2], order=1, mode=fill_mode, cval=cval)``.
+
+    Args:
+        images: ``(N, H, W, C)`` floating-point images, channels last.
+        transforms: ``(N, 3, 3)`` matrices (any float dtype; the sampling grid is computed in
+            float64 and cast to the images' dtype).
+        fill_mode: how points outside the input are filled, with scipy.ndimage's meanings:
+            ``'nearest'`` (a a | a b c d | d d), ``'constant'`` (``cval`` wherever the sample point
+            lies outside ``[0, H-1] x [0, W-1]``, no blending at the edge), ``'reflect'``
+            (d c b a | a b c d | d c b a, half-sample symmetric), ``'wrap'`` (scipy's wrap:
+            period ``size - 1``, the first and last samples overlap), ``'grid-constant'``
+            (``cval`` beyond the edge, blended into the border pixels by the interpolation) and
+            ``'grid-wrap'`` (truly periodic, a b c d | a b c d). Exactly at a multiple of the
+            'wrap' period, scipy's own choice of sample is "not well defined"; this function
+            uses scipy's arithmetic, so it differs from scipy only where the two compute a
+            sample point that is off by a rounding error across such a seam.
+        cval: fill value for ``'constant'`` and ``'grid-constant'``.
+        interpolation: ``'bilinear'`` or ``'nearest'``. Nearest rounds exact half-pixel ties
+            half-to-even (torch), where scipy rounds half up.
+
+    Returns:
+        The warped images, ``(N, H, W, C)``, same dtype and device as ``images``.
+    """
+    _check_choice("warp", "fill_mode", fill_mode, FILL_MODES)
+    _check_choice("warp", "interpolation", interpolation, INTERPOLATIONS)
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ConfigError(
+            "warp: 'images' must be a floating-point (N, H, W, C) tensor. "
+            f"Got dtype {images.dtype} and shape {tuple(images.shape)!r}."
+        )
+    n, height, width, _ = images.shape
+    if tuple(transforms.shape) != (n, 3, 3):
+        raise ConfigError(
+            f"warp: 'transforms' must have shape ({n}, 3, 3), one per image. "
+            f"Got {tuple(transforms.shape)!r}."
+        )
+    grid_dtype = torch.float32 if images.device.type == "mps" else torch.float64
+    matrices = transforms.to(device=images.device, dtype=grid_dtype)
+    rows = torch.arange(height, dtype=grid_dtype, device=images.device)
+    cols = torch.arange(width, dtype=grid_dtype, device=images.device)
+    out = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)  # (H, W, 2)
+    # (N, H, W, 2): input (row, col) sampled at each output pixel, one batched product.
+    coords = (
+        torch.einsum("nij,hwj->nhwi", matrices[:, :2, :2], out) + matrices[:, None, None, :2, 2]
+    )
+    row_in, col_in = coords.unbind(-1)
+
+    x = images.permute(0, 3, 1, 2)  # (N, C, H, W)
+    padding, outside, size = "border", None, (height, width)
+    if fill_mode == "reflect":
+        padding = "reflection"
+    elif fill_mode == "wrap":
+        row_in, col_in = _scipy_wrap(row_in, height), _scipy_wrap(col_in, width)
+    elif fill_mode == "constant":
+        outside = (row_in < 0) | (row_in > height - 1) | (col_in < 0) | (col_in > width - 1)
+    elif fill_mode == "grid-constant":
+        x, padding = x - cval, "zeros"
+    elif fill_mode == "grid-wrap":
+        # Periodic: fold into [-1/2, size - 1/2) and sample a copy padded by one wrapped pixel.
+        row_in = torch.remainder(row_in + 0.5, height) + 0.5
+        col_in = torch.remainder(col_in + 0.5, width) + 0.5
+        x, size = F.pad(x, (1, 1, 1, 1), mode="circular"), (height + 2, width + 2)
+
+    # Normalised grid for align_corners=False: pixel i sits at (2i + 1) / size - 1.
+    grid = torch.stack([(2 * col_in + 1) / size[1] - 1, (2 * row_in + 1) / size[0] - 1], dim=-1)
+    result = F.grid_sample(
+        x, grid.to(images.dtype), mode=interpolation, padding_mode=padding, align_corners=False
+    )
+    if fill_mode == "grid-constant":
+        result = result + cval
+    if outside is not None:
+        result = result.masked_fill(outside[:, None], cval)
+    return result.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)

@@ -1,0 +1,227 @@
+"""Loading the user's own data: in-memory arrays, ``.npz`` archives and CSV tables.
+
+Each loader returns ``(x, y)`` with as many samples in ``x`` as in ``y``, and
+raises :class:`~reglab.errors.DataError` naming the file, the key, the line or
+the column at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from reglab.errors import ConfigError, DataError, DatasetNotFoundError, did_you_mean
+
+# numpy kinds accepted as numbers: bool, signed int, unsigned int, float.
+_NUMERIC_KINDS = "biuf"
+
+
+def _as_numeric(value: object, name: str, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError as e:  # ragged nested sequences
+        raise DataError(f"{where}: {name!r} must be a rectangular numeric array. Got {e}.") from e
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise DataError(
+            f"{where}: {name!r} must be a numeric array (bool, int or float). "
+            f"Got dtype {array.dtype}."
+        )
+    if array.ndim == 0:
+        raise DataError(
+            f"{where}: {name!r} must have a leading sample dimension. Got a scalar {array.item()!r}."
+        )
+    return array
+
+
+def load_arrays(
+    x: object, y: object, *, where: str = "load_arrays"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checks in-memory features and targets and returns them as numpy arrays.
+
+    Args:
+        x: Features, array-like of shape ``(N, ...)``.
+        y: Targets, array-like of shape ``(N, ...)``.
+        where: What to call the caller in error messages.
+
+    Returns:
+        ``(x, y)`` as numpy arrays, dtypes unchanged.
+
+    Raises:
+        DataError: ``x`` or ``y`` is not numeric, is a scalar, is empty, or
+            their lengths differ.
+
+    Example:
+        >>> x, y = load_arrays([[0.0, 1.0], [2.0, 3.0]], [0, 1])
+        >>> x.shape, y.shape
+        ((2, 2), (2,))
+    """
+    x_arr = _as_numeric(x, "x", where)
+    y_arr = _as_numeric(y, "y", where)
+    if len(x_arr) != len(y_arr):
+        raise DataError(
+            f"{where}: 'x' and 'y' must have the same number of samples. "
+            f"Got {len(x_arr)} and {len(y_arr)}."
+        )
+    if len(x_arr) == 0:
+        raise DataError(f"{where}: expected at least one sample. Got 0.")
+    return x_arr, y_arr
+
+
+def load_npz(
+    path: str | os.PathLike[str], x_key: str = "x", y_key: str = "y"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads features and targets from a ``.npz`` archive written by ``np.savez``.
+
+    Args:
+        path: The archive.
+        x_key: The name of the features array in it.
+        y_key: The name of the targets array in it.
+
+    Returns:
+        ``(x, y)``, checked as by :func:`load_arrays`.
+
+    Raises:
+        DatasetNotFoundError: The file does not exist.
+        DataError: The file is not a valid ``.npz``, a key is missing, or the
+            arrays do not fit together.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> p = tempfile.mkdtemp() + "/d.npz"
+        >>> np.savez(p, x=np.zeros((3, 2)), y=np.arange(3))
+        >>> [a.shape for a in load_npz(p)]
+        [(3, 2), (3,)]
+    """
+    where = f"load_npz({str(path)!r})"
+    if not Path(path).is_file():
+        raise DatasetNotFoundError(f"{where}: expected an existing .npz file. Got no such file.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(
+            f"{where}: expected a valid .npz archive. Got {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"{where}: expected a .npz archive. Got a single .npy array.")
+    with loaded as archive:
+        keys = list(archive.files)
+        for key, arg in ((x_key, "x_key"), (y_key, "y_key")):
+            if key not in keys:
+                raise DataError(
+                    f"{where}: {arg} {key!r} is not in the archive. "
+                    f"Available: {', '.join(keys) or '(none)'}.{did_you_mean(key, keys)}"
+                )
+        try:
+            x, y = archive[x_key], archive[y_key]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(
+                f"{where}: expected readable arrays {x_key!r} and {y_key!r}. "
+                f"Got {type(e).__name__}: {e}"
+            ) from e
+    return load_arrays(x, y, where=where)
+
+
+def _label_index(header: list[str], label_column: str | int, where: str) -> int:
+    if isinstance(label_column, bool) or not isinstance(label_column, (str, int)):
+        raise ConfigError(
+            f"{where}: 'label_column' must be a column name or an int index. Got {label_column!r}."
+        )
+    if isinstance(label_column, int):
+        if not -len(header) <= label_column < len(header):
+            raise DataError(
+                f"{where}: label_column index must be in [{-len(header)}, {len(header)}) "
+                f"for the {len(header)} columns. Got {label_column}."
+            )
+        return label_column % len(header)
+    matches = [i for i, name in enumerate(header) if name == label_column]
+    if not matches:
+        raise DataError(
+            f"{where}: label column {label_column!r} is not in the header. "
+            f"Columns: {', '.join(header)}.{did_you_mean(label_column, header)}"
+        )
+    if len(matches) > 1:
+        raise DataError(
+            f"{where}: label column {label_column!r} must appear once in the header. "
+            f"Got it at columns {matches}."
+        )
+    return matches[0]
+
+
+def load_csv(
+    path: str | os.PathLike[str], label_column: str | int = "label", *, delimiter: str = ","
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a table with a header row: one label column, the rest numeric features.
+
+    Blank lines are skipped. Labels whose values are all whole numbers come
+    back as int64 (class indices), any others as float32 (regression targets).
+
+    Args:
+        path: The CSV file.
+        label_column: The label column's name, or its index (negative counts
+            from the end).
+        delimiter: The field separator.
+
+    Returns:
+        ``(x, y)``: float32 features ``(N, F)`` and labels ``(N,)``.
+
+    Raises:
+        DatasetNotFoundError: The file does not exist.
+        DataError: No header or no rows, a missing label column, a row with
+            the wrong number of fields, or a cell that is not a number.
+
+    Example:
+        >>> import tempfile
+        >>> p = tempfile.mkdtemp() + "/d.csv"
+        >>> _ = open(p, "w").write("a,b,label\\n1,2,0\\n3,4,1\\n")
+        >>> x, y = load_csv(p)
+        >>> x.dtype, x.shape, y.tolist()
+        (dtype('float32'), (2, 2), [0, 1])
+    """
+    where = f"load_csv({str(path)!r})"
+    if not Path(path).is_file():
+        raise DatasetNotFoundError(f"{where}: expected an existing CSV file. Got no such file.")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next((row for row in reader if row), None)
+        if header is None:
+            raise DataError(f"{where}: expected a header row. Got an empty file.")
+        header = [name.strip() for name in header]
+        label = _label_index(header, label_column, where)
+        if len(header) < 2:
+            raise DataError(
+                f"{where}: expected at least one feature column besides the label. "
+                f"Got columns {header}."
+            )
+        features, labels = [], []
+        for row in reader:
+            if not row:
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise DataError(
+                    f"{where}: line {line} must have {len(header)} fields like the header. "
+                    f"Got {len(row)}: {row!r}."
+                )
+            values = []
+            for column, cell in enumerate(row):
+                try:
+                    values.append(float(cell))
+                except ValueError:
+                    raise DataError(
+                        f"{where}: line {line}, column {header[column]!r} must be a number. "
+                        f"Got {cell!r}."
+                    ) from None
+            labels.append(values.pop(label))
+            features.append(values)
+    if not features:
+        raise DataError(f"{where}: expected at least one data row after the header. Got none.")
+    y = np.asarray(labels, dtype=np.float64)
+    if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    else:
+        y = y.astype(np.float32)
+    return np.asarray(features, dtype=np.float32), y

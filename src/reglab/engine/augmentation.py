@@ -1,0 +1,50 @@
+"""Augmentation of each training batch, per seed, in one fused warp.
+
+Leading augmentation layers (RandomFlip, RandomRotation, ...) and an optional
+ImageDataGenerator-style :class:`reglab.augment.AffineSpec` each sample one
+pixel-space transform per image from the seed's own stream; consecutive
+transforms that share a fill mode are composed into one matrix and applied
+with a single warp. Members that share a seed see the same augmented images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def augment_batch(population, xb: torch.Tensor, seeds, spec=None) -> torch.Tensor:
+    """``xb`` is ``(S, b, H, W, C)``; returns it augmented, one stream per seed."""
+    layers = [lp for lp in population.plan.layers if lp.layer.is_augmentation]
+    if not layers and (spec is None or spec.is_identity):
+        return xb
+    from reglab.augment import sample_transforms, warp
+
+    s, b = xb.shape[:2]
+    if xb.dim() != 5:
+        raise ValueError("augmentation expects image batches (N, H, W, C). Got samples of shape "
+                         f"{tuple(xb.shape[2:])}. Reshape flat images to (N, 28, 28, 1).")
+    h, w = xb.shape[2], xb.shape[3]
+    images = xb.reshape(s * b, *xb.shape[2:])
+    stages = []  # (fill key, transforms (S*b, 3, 3))
+    if spec is not None and not spec.is_identity:
+        mats = torch.cat([sample_transforms(spec, b, h, w, population.streams.get(seed, "augment"),
+                                            dtype=torch.float64, device=xb.device)
+                          for seed in seeds])
+        stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
+    for lp in layers:
+        layer = lp.layer
+        mats = torch.cat([layer.sample_transforms(
+            b, h, w, population.streams.get(seed, f"augment/{lp.canonical_name}"), xb.device)
+            for seed in seeds])
+        stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation), mats))
+    current_key, current = None, None
+    for key, mats in stages:
+        if current is not None and key != current_key:
+            images = warp(images, current.to(images.dtype), *current_key)
+            current = None
+        # Output -> input maps compose by right-multiplication: apply earlier stages last.
+        current = mats if current is None else current @ mats
+        current_key = key
+    if current is not None:
+        images = warp(images, current.to(images.dtype), *current_key)
+    return images.reshape(xb.shape)

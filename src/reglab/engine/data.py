@@ -1,0 +1,124 @@
+"""Checking training data at the edge, and cutting it into per-seed batches.
+
+Members that share a seed see the same batches. A batch is gathered once per
+distinct seed, ``(S, b, ...)``, augmented once per seed, then handed to the
+layers either shared by all members (one seed) or per member ``(P, b, ...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reglab.errors import ConfigError, DataError
+
+
+@dataclass
+class Data:
+    x: torch.Tensor
+    y: torch.Tensor | None
+    sample_weight: torch.Tensor | None
+
+
+def check_count(where: str, name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{where}: '{name}' must be an int >= {minimum}. Got {value!r}.")
+    return int(value)
+
+
+def _as_tensor(where, name, value, dtype, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype if value.is_floating_point() or dtype.is_floating_point else None)
+    array = np.asarray(value)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == np.bool_):
+        raise DataError(f"{where}: '{name}' must be a numeric array. Got dtype {array.dtype}.")
+    return torch.as_tensor(array).to(device=device, dtype=dtype)
+
+
+def prepare(population, x, y, sample_weight, where: str) -> Data:
+    """Converts and checks ``x``/``y`` against the population's input and loss."""
+    plan, loss = population.plan, population.loss
+    x_t = _as_tensor(where, "x", x, population.dtype, population.device)
+    expected = tuple(plan.input_shape)
+    if tuple(x_t.shape[1:]) != expected:
+        hint = ""
+        if len(expected) == 3 and x_t.dim() == 2 and x_t.shape[1] == int(np.prod(expected)):
+            hint = (f" Reshape the images with x.reshape(-1, {', '.join(map(str, expected))}), "
+                    "or declare input_shape=(784,) on a model without Conv2D.")
+        elif len(expected) == 1 and x_t.dim() > 2 and int(np.prod(x_t.shape[1:])) == expected[0]:
+            hint = (f" Flatten the samples with x.reshape(len(x), {expected[0]}), or start the "
+                    "model with a Flatten layer.")
+        raise DataError(f"{where}: the first layer expects samples of shape {expected}. "
+                        f"Got x with shape {tuple(x_t.shape)} (samples of shape "
+                        f"{tuple(x_t.shape[1:])}).{hint}")
+    y_t = None
+    if y is not None:
+        y_arr = y if isinstance(y, torch.Tensor) else np.asarray(y)
+        integer = (not torch.is_floating_point(y_arr)) if isinstance(y_arr, torch.Tensor) else \
+            np.issubdtype(y_arr.dtype, np.integer)
+        y_t = _as_tensor(where, "y", y_arr, torch.long if integer else population.dtype,
+                         population.device)
+        if y_t.shape[0] != x_t.shape[0]:
+            raise DataError(f"{where}: x and y must have the same number of samples. Got "
+                            f"{x_t.shape[0]} and {y_t.shape[0]}.")
+        _check_labels(where, loss, y_t, plan.output_shape)
+    w_t = None
+    if sample_weight is not None:
+        w_t = _as_tensor(where, "sample_weight", sample_weight, population.dtype,
+                         population.device)
+        if tuple(w_t.shape) != (x_t.shape[0],):
+            raise DataError(f"{where}: 'sample_weight' must have shape ({x_t.shape[0]},). "
+                            f"Got {tuple(w_t.shape)}.")
+    return Data(x_t, y_t, w_t)
+
+
+def _check_labels(where, loss, y, output_shape):
+    classes = output_shape[-1]
+    kind = loss.target_kind
+    if kind == "sparse":
+        if y.is_floating_point() and y.dim() == 2 and y.shape[1] == classes and classes > 1:
+            raise DataError(
+                f"{where}: the loss '{loss.name}' expects integer class labels of shape (N,). "
+                f"Got one-hot labels of shape {tuple(y.shape)}. Use "
+                "loss='categorical_crossentropy' for one-hot labels, or pass y.argmax(axis=1).")
+        flat = y.reshape(y.shape[0], -1)
+        if flat.shape[1] != 1 or (y.is_floating_point() and not bool((y == y.round()).all())):
+            raise DataError(f"{where}: the loss '{loss.name}' expects integer class labels of "
+                            f"shape (N,). Got labels of shape {tuple(y.shape)}.")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= classes:
+            raise DataError(f"{where}: labels must lie in [0, {classes - 1}] for the last "
+                            f"layer's {classes} units. Got labels from {lo} to {hi}.")
+    elif kind == "categorical":
+        if y.dim() == 1 or (y.dim() == 2 and y.shape[1] == 1 and classes > 1):
+            raise DataError(
+                f"{where}: the loss '{loss.name}' expects one-hot labels of shape (N, {classes}). "
+                f"Got integer labels of shape {tuple(y.shape)}. Use "
+                "loss='sparse_categorical_crossentropy', or convert them with "
+                f"reglab.utils.to_categorical(y, {classes}).")
+        if y.shape[-1] != classes:
+            raise DataError(f"{where}: one-hot labels must have {classes} columns to match the "
+                            f"last layer. Got shape {tuple(y.shape)}.")
+
+
+def batch(population, data: Data, index: torch.Tensor, seeds, augment, epoch):
+    """Gathers one batch per seed, augments it per seed, and lays it out for the members.
+
+    Returns ``(x, y, sample_weight)``; x is ``(b, ...)`` when one seed is left (shared by
+    every member), else ``(P, b, ...)``.
+    """
+    from reglab.engine.augmentation import augment_batch
+
+    xb = data.x[index]  # (S, b, ...)
+    yb = data.y[index]
+    xb = augment_batch(population, xb, seeds, augment)
+    wb = None if data.sample_weight is None else data.sample_weight[index]
+    if len(seeds) == 1:
+        return xb[0], yb[0], None if wb is None else wb[0]
+    where = {s: i for i, s in enumerate(seeds)}
+    rows = torch.tensor([where[s] for s in population.state.seeds], device=xb.device)
+    pick = (lambda t: None if t is None else t.index_select(0, rows))
+    return pick(xb), pick(yb), pick(wb)

@@ -1,0 +1,133 @@
+"""Keras 3's EarlyStopping rule, written once, for one model or each member.
+
+``EarlyStoppingRule`` holds the arguments (with Keras's defaults and checks);
+``EarlyStoppingState`` holds what changes during training and decides, at
+each epoch's end, whether the run improved, whether to snapshot the weights
+and whether to stop. The Keras-style callback and the population engine both
+use it, so the rule exists in one place:
+
+- an improvement is ``monitor_op(current - min_delta, best)`` with ``min_delta``
+  negated in 'min' mode (strictly better by more than ``min_delta``);
+- ``wait`` counts epochs since the last improvement that also beat ``baseline``;
+- stop when ``wait >= patience`` and ``epoch > 0``; epochs before
+  ``start_from_epoch`` are ignored;
+- with ``restore_best_weights``, the first eligible epoch's weights are kept
+  even without an improvement, and they are restored at the end of training
+  whenever a snapshot exists (Keras 3 behaviour).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from reglab.errors import ConfigError
+
+_MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingRule:
+    """The arguments of ``keras.callbacks.EarlyStopping`` (verbose aside)."""
+
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    patience: int = 0
+    mode: str = "auto"
+    baseline: float | None = None
+    restore_best_weights: bool = False
+    start_from_epoch: int = 0
+
+    def __post_init__(self):
+        where = "EarlyStopping"
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ConfigError(f"{where}: 'monitor' must be a metric name. Got {self.monitor!r}.")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ConfigError(f"{where}: 'patience' must be an int >= 0. Got {self.patience!r}.")
+        if (isinstance(self.start_from_epoch, bool) or not isinstance(self.start_from_epoch, int)
+                or self.start_from_epoch < 0):
+            raise ConfigError(f"{where}: 'start_from_epoch' must be an int >= 0. "
+                              f"Got {self.start_from_epoch!r}.")
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)):
+            raise ConfigError(f"{where}: 'min_delta' must be a float. Got {self.min_delta!r}.")
+        if self.mode not in ("auto", "min", "max"):
+            warnings.warn(f"EarlyStopping mode {self.mode} is unknown, fallback to auto mode.",
+                          stacklevel=3)
+            object.__setattr__(self, "mode", "auto")
+        object.__setattr__(self, "min_delta", abs(float(self.min_delta)))
+
+    def direction(self, maximized_metrics: tuple[str, ...] = ()) -> str:
+        """'min' or 'max', resolving 'auto' as Keras 3 does."""
+        if self.mode != "auto":
+            return self.mode
+        name = self.monitor.removeprefix("val_")
+        if name == "loss" or name.endswith("loss"):
+            return "min"
+        if name in maximized_metrics or name in _MAXIMIZED or name.endswith("accuracy"):
+            return "max"
+        raise ConfigError(
+            f"EarlyStopping: cannot tell whether monitor={self.monitor!r} should be maximized or "
+            "minimized. Pass mode='max' to stop on the highest value, or mode='min' for the lowest.")
+
+
+def is_improvement(current: float, reference: float | None, min_delta: float, mode: str) -> bool:
+    """Keras's ``_is_improvement``: better than ``reference`` by more than ``min_delta``."""
+    if reference is None:
+        return True
+    if mode == "min":
+        return current + min_delta < reference
+    return current - min_delta > reference
+
+
+@dataclass
+class EarlyStoppingState:
+    """One run's early-stopping state (Keras's ``wait``, ``best``, ``best_epoch``...)."""
+
+    rule: EarlyStoppingRule
+    mode: str = "min"
+    best: float = math.inf
+    wait: int = 0
+    best_epoch: int = 0
+    stopped_epoch: int = 0
+    has_snapshot: bool = False
+    warned_missing: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(cls, rule: EarlyStoppingRule, maximized_metrics: tuple[str, ...] = ()):
+        mode = rule.direction(maximized_metrics)
+        return cls(rule=rule, mode=mode, best=math.inf if mode == "min" else -math.inf)
+
+    def update(self, epoch: int, logs: dict[str, float]) -> tuple[bool, bool]:
+        """Processes one epoch's logs; returns ``(snapshot_weights, stop)``."""
+        rule = self.rule
+        current = logs.get(rule.monitor)
+        if current is None:
+            if not self.warned_missing:
+                warnings.warn(
+                    f"Early stopping conditioned on metric `{rule.monitor}` which is not "
+                    f"available. Available metrics are: {','.join(logs)}", stacklevel=3)
+                self.warned_missing = True
+            return False, False
+        if epoch < rule.start_from_epoch:
+            return False, False
+        snapshot = False
+        if rule.restore_best_weights and not self.has_snapshot:
+            snapshot, self.has_snapshot, self.best_epoch = True, True, epoch
+        self.wait += 1
+        if is_improvement(current, self.best, rule.min_delta, self.mode):
+            self.best, self.best_epoch = float(current), epoch
+            snapshot = snapshot or rule.restore_best_weights
+            if rule.baseline is None or is_improvement(current, rule.baseline, rule.min_delta,
+                                                       self.mode):
+                self.wait = 0
+            return snapshot, False
+        if self.wait >= rule.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            return snapshot, True
+        return snapshot, False
+
+    @property
+    def restores(self) -> bool:
+        """True when the snapshot should replace the final weights at the end."""
+        return self.rule.restore_best_weights and self.has_snapshot

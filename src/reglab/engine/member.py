@@ -1,0 +1,200 @@
+"""What a population is made of: its members, and the structure they must share.
+
+A :class:`Member` is one model as a user would write it (a list of Keras-style
+layers, an optimizer, a seed and an optional early-stopping rule). ``plan``
+checks that all members share one structure, names every layer the way Keras
+would (``dense``, ``dense_1``...), and gathers what may differ between members
+(rates, strengths, learning rates) into per-member lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reglab import optimizers as optimizers_module
+from reglab.engine.early_stopping import EarlyStoppingRule
+from reglab.errors import ConfigError, StructureError
+from reglab.layers.layer import Input, Layer, Shape, WeightSpec, snake_case
+from reglab.regularizers import L1L2
+
+
+@dataclass
+class Member:
+    """One model of a population.
+
+    Args:
+        layers: Keras-style layers; the first carries ``input_shape`` or is an ``Input``.
+        optimizer: an optimizer object or Keras name (default ``'adam'``).
+        seed: the seed of every random draw (initial weights, batch order, masks, augmentation).
+        early_stopping: an :class:`EarlyStoppingRule`, or None.
+        input_shape: the input shape without the batch, if no layer gives it.
+        name: a label for reports.
+    """
+
+    layers: Sequence[Any]
+    optimizer: Any = "adam"
+    seed: int = 0
+    early_stopping: EarlyStoppingRule | None = None
+    input_shape: Shape | None = None
+    name: str | None = None
+
+
+@dataclass
+class LayerPlan:
+    """One layer position of the population: the members' layer objects and shapes."""
+
+    canonical_name: str
+    layers: list[Layer]
+    input_shape: Shape
+    output_shape: Shape
+    weight_specs: list[WeightSpec]
+    values: dict[str, list[float]]
+
+    @property
+    def layer(self) -> Layer:
+        return self.layers[0]
+
+
+@dataclass
+class WeightPlan:
+    """One weight position: its spec and, per member, its regularizer and constraint."""
+
+    layer_index: int
+    spec: WeightSpec
+    regularizers: list[Any]
+    constraints: list[Any]
+    l1: list[float] = field(default_factory=list)
+    l2: list[float] = field(default_factory=list)
+    proximal: list[float] = field(default_factory=list)
+    custom: bool = False
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.layer_index, self.spec.name)
+
+
+@dataclass
+class PopulationPlan:
+    input_shape: Shape
+    layers: list[LayerPlan]
+    weights: list[WeightPlan]
+    optimizers: list[optimizers_module.Optimizer]
+    seeds: list[int]
+    early_stopping: list[EarlyStoppingRule | None]
+    names: list[str]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].output_shape if self.layers else self.input_shape
+
+
+def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
+    layers = list(member.layers)
+    shape = member.input_shape
+    if layers and isinstance(layers[0], Input):
+        shape = layers.pop(0).shape
+    if not layers:
+        raise ConfigError(f"Population: member {index} has no layers.")
+    for position, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"Population: member {index}, layer {position}: expected a "
+                              f"reglab layer. Got {layer!r}.")
+    if shape is None:
+        shape = layers[0].input_shape
+    if shape is None:
+        raise ConfigError(
+            f"Population: member {index} has no input shape. Give the first layer "
+            "input_shape=(...), start with reglab.Input(shape=(...)), or pass input_shape.")
+    return tuple(shape), layers
+
+
+def _regularizer_values(reg) -> tuple[float, float, float, bool]:
+    """(l1, l2, proximal, custom) for a weight regularizer."""
+    if reg is None:
+        return 0.0, 0.0, 0.0, False
+    if isinstance(reg, L1L2):
+        return reg.l1, reg.l2, 1.0 if reg.proximal else 0.0, False
+    return 0.0, 0.0, 0.0, True
+
+
+def plan(members: Sequence[Member]) -> PopulationPlan:
+    """Checks that ``members`` share one structure and gathers their values."""
+    if not members:
+        raise ConfigError("Population: expected at least one member. Got 0.")
+    resolved = [_split_input(m, i) for i, m in enumerate(members)]
+    input_shape, reference = resolved[0]
+    for i, (shape, layers) in enumerate(resolved[1:], start=1):
+        if shape != input_shape:
+            raise StructureError(f"Population: member {i} differs from member 0 in input "
+                                 f"shape: {shape} vs {input_shape}.")
+        if len(layers) != len(reference):
+            raise StructureError(
+                f"Population: member {i} differs from member 0 in its number of layers: "
+                f"{len(layers)} vs {len(reference)} "
+                f"({[type(x).__name__ for x in layers]} vs {[type(x).__name__ for x in reference]}). "
+                "Members of one population may differ in values only; group models of "
+                "different structure into separate populations.")
+    layer_plans, weight_plans, counts = [], [], {}
+    shape = input_shape
+    for position, ref in enumerate(reference):
+        column = [layers[position] for _, layers in resolved]
+        base = snake_case(type(ref).__name__)
+        canonical = base if counts.get(base, 0) == 0 else f"{base}_{counts[base]}"
+        counts[base] = counts.get(base, 0) + 1
+        for i, layer in enumerate(column[1:], start=1):
+            if layer.structure() != ref.structure():
+                raise StructureError(
+                    f"Population: member {i} differs from member 0 at layer {position} "
+                    f"({canonical}): {layer.structure()} vs {ref.structure()}. Members of one "
+                    "population may differ in values only.")
+        specs = ref.weight_specs(shape)
+        out_shape = ref.compute_output_shape(shape)
+        values = {name: [float(layer.values()[name]) for layer in column]
+                  for name in ref.values()}
+        layer_plans.append(LayerPlan(canonical, column, shape, out_shape, specs, values))
+        for spec_index, spec in enumerate(specs):
+            member_specs = [layer.weight_specs(shape)[spec_index] for layer in column]
+            cons = [s.constraint for s in member_specs]
+            structures = {None if c is None else c.structure() for c in cons}
+            if len(structures) > 1:
+                raise StructureError(
+                    f"Population: members differ in the kind of constraint on "
+                    f"{canonical}.{spec.name}: {sorted(map(str, structures))}.")
+            wp = WeightPlan(position, spec, [s.regularizer for s in member_specs], cons)
+            for reg in wp.regularizers:
+                l1, l2, prox, custom = _regularizer_values(reg)
+                wp.l1.append(l1)
+                wp.l2.append(l2)
+                wp.proximal.append(prox)
+                wp.custom = wp.custom or custom
+            weight_plans.append(wp)
+        shape = out_shape
+    _check_augmentation_first([lp.layer for lp in layer_plans])
+    opts = [optimizers_module.get(m.optimizer, where=f"Population: member {i}: 'optimizer'")
+            for i, m in enumerate(members)]
+    for i, opt in enumerate(opts[1:], start=1):
+        if opt.structure() != opts[0].structure():
+            raise StructureError(f"Population: member {i} differs from member 0 in its "
+                                 f"optimizer: {opt.structure()} vs {opts[0].structure()}.")
+    seeds = []
+    for i, m in enumerate(members):
+        if isinstance(m.seed, bool) or not isinstance(m.seed, int) or m.seed < 0:
+            raise ConfigError(f"Population: member {i}: 'seed' must be an int >= 0. "
+                              f"Got {m.seed!r}.")
+        seeds.append(m.seed)
+    names = [m.name or f"member_{i}" for i, m in enumerate(members)]
+    return PopulationPlan(input_shape, layer_plans, weight_plans, opts, seeds,
+                          [m.early_stopping for m in members], names)
+
+
+def _check_augmentation_first(layers: list[Layer]) -> None:
+    seen_other = False
+    for layer in layers:
+        if layer.is_augmentation and seen_other:
+            raise ConfigError(
+                f"Population: augmentation layer {type(layer).__name__} must come before every "
+                "other layer (right after the input); reglab fuses leading augmentation layers "
+                "into one warp per batch.")
+        seen_other = seen_other or not layer.is_augmentation

@@ -1,0 +1,101 @@
+"""One training step of a population: forward, loss and penalties, update.
+
+The objective is the sum over members of each member's (mean data loss +
+penalty). Members share no weights, so the gradient of that sum with respect
+to member p's weights is exactly the gradient of member p's own objective:
+each member trains as it would alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from reglab.engine.state import PopulationState
+from reglab.layers.layer import ForwardContext, is_shared
+from reglab.regularizers.penalty import activity_penalty, soft_threshold, weight_penalty
+
+RandomFactory = Callable[[str], Callable]
+
+
+def forward(state: PopulationState, x: torch.Tensor, training: bool,
+            random_for: RandomFactory | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,))``."""
+    plan, members = state.plan, state.size
+    penalty = x.new_zeros(members)
+    for index, lp in enumerate(plan.layers):
+        if lp.layer.is_augmentation:
+            continue  # applied to the batch before it reaches the layers
+        weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
+        ctx = ForwardContext(training, members,
+                             random_for(lp.canonical_name) if random_for else None)
+        x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)
+        activity = state.activity_values(index)
+        if activity is not None:
+            if is_shared(x, lp.output_shape):
+                x = x.unsqueeze(0).expand(members, *x.shape)
+            penalty = penalty + activity_penalty(x, activity["l1"], activity["l2"],
+                                                 batch_axis=1, member_axis=0)
+            for p, reg in enumerate(activity["custom"]):
+                if reg is not None:
+                    penalty = penalty + torch.nn.functional.one_hot(
+                        torch.tensor(p), members).to(x.dtype) * reg(x[p]) / x.shape[1]
+    if is_shared(x, plan.output_shape):
+        x = x.unsqueeze(0).expand(members, *x.shape)
+    return x, penalty
+
+
+def weight_penalties(state: PopulationState) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(differentiable part, proximal L1 part)`` of the weight penalties, each ``(P,)``.
+
+    The proximal L1 part enters the objective's value but not its gradient: it
+    is applied by the soft-threshold after each optimizer step.
+    """
+    members = state.size
+    ref = next(iter(state.weights.values()), None)
+    zeros = torch.zeros(members, dtype=state.dtype, device=state.device)
+    smooth, proximal = zeros, zeros
+    for wp in state.plan.weights:
+        w = state.weights[wp.key]
+        pen = state.penalties[wp.key]
+        smooth = smooth + weight_penalty(w, pen["l1"], pen["l2"], member_axis=0)
+        if isinstance(pen["l1_proximal"], torch.Tensor) or pen["l1_proximal"]:
+            with torch.no_grad():
+                proximal = proximal + weight_penalty(w, pen["l1_proximal"], 0.0, member_axis=0)
+        if wp.custom:
+            regs = state.regularizers(wp.key)
+            custom = [reg(w[p]) if reg is not None and not hasattr(reg, "l1") else w.new_zeros(())
+                      for p, reg in enumerate(regs)]
+            smooth = smooth + torch.stack(custom)
+    del ref
+    return smooth, proximal
+
+
+def apply_update(state: PopulationState) -> None:
+    """One optimizer step for every trainable weight, then proximal L1, then constraints."""
+    state.step += 1
+    optimizer = state.optimizer
+    with torch.no_grad():
+        for wp in state.plan.weights:
+            if not wp.spec.trainable:
+                continue
+            w = state.weights[wp.key]
+            grad = w.grad
+            if grad is None:
+                continue
+            hp = state.hyperparameters[wp.key]
+            optimizer.apply_weight_decay(w, hp)
+            prox = state.penalties[wp.key]["l1_proximal_broadcast"]
+            wants_prox = isinstance(prox, torch.Tensor) or prox != 0
+            step_size = optimizer.update(w, grad, state.optimizer_state[wp.key], hp, state.step,
+                                         want_step_size=wants_prox)
+            if wants_prox:
+                w.copy_(soft_threshold(w, step_size * prox))
+            constraint = wp.constraints[state.member_ids[0]]
+            if constraint is not None:
+                values = state.constraint_values[wp.key]
+                ndim = len(wp.spec.shape)
+                w.copy_(constraint.apply(w, values,
+                                         lambda axes, n=ndim: [a % n + 1 for a in axes]))
+            w.grad = None

@@ -1,0 +1,44 @@
+"""The error classes reglab raises at its edges.
+
+Messages follow one shape: ``<where>: <expected>. Got <value!r>.[ <how to fix>]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ReglabError(Exception):
+    """Base class of every error reglab raises on purpose."""
+
+
+class ConfigError(ReglabError, ValueError):
+    """An argument, a name or a specification is invalid."""
+
+
+class DataError(ReglabError, ValueError):
+    """Data is missing, malformed or does not fit the model."""
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """A dataset could be found in none of the places searched."""
+
+
+class StructureError(ConfigError):
+    """Members of one population do not share one structure."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Returns `` Did you mean 'x'?`` for the closest of ``choices``, or ``''``."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name(where: str, kind: str, name: object, choices: Iterable[str]) -> ConfigError:
+    """Builds the error for an unknown identifier, listing the valid ones."""
+    choices = sorted(choices)
+    return ConfigError(
+        f"{where}: unknown {kind} {name!r}. Expected one of: {', '.join(choices)}."
+        f"{did_you_mean(str(name), choices)}"
+    )

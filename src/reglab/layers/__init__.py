@@ -1,0 +1,18 @@
+"""Layers with Keras 3's names, arguments, defaults and weight layouts."""
+
+from reglab.layers.convolution import Conv2D, MaxPooling2D
+from reglab.layers.core import Activation, Flatten
+from reglab.layers.dense import Dense
+from reglab.layers.layer import Input, Layer
+from reglab.layers.normalization import BatchNormalization
+from reglab.layers.regularization import (
+    Dropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout2D,
+)
+
+__all__ = [
+    "Activation", "BatchNormalization", "Conv2D", "Dense", "Dropout", "Flatten",
+    "GaussianDropout", "GaussianNoise", "Input", "Layer", "MaxPooling2D", "SpatialDropout2D",
+]

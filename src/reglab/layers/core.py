@@ -1,0 +1,46 @@
+"""Shape and activation layers: ``Flatten`` and ``Activation``."""
+
+from __future__ import annotations
+
+import math
+
+from reglab import activations
+from reglab.layers.layer import Layer, is_shared
+
+
+class Flatten(Layer):
+    """Flattens each sample to one axis, in channels-last order as Keras does.
+
+    Example:
+        >>> Flatten().compute_output_shape((28, 28, 1))
+        (784,)
+    """
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        lead = 1 if is_shared(x, input_shape) else 2
+        return x.reshape(*x.shape[:lead], -1)
+
+
+class Activation(Layer):
+    """Applies an activation by Keras name: relu, softmax, sigmoid, tanh, elu, selu, gelu, linear.
+
+    Example:
+        >>> Activation("relu").structure()
+        ('Activation', 'relu')
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation, where="Activation: 'activation'")
+
+    def structure(self):
+        return ("Activation", activations.name_of(self.activation))
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return self.activation(x)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.name_of(self.activation)}

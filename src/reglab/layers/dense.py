@@ -1,0 +1,74 @@
+"""``Dense``: ``activation(x @ kernel + bias)`` with Keras's arguments and layout."""
+
+from __future__ import annotations
+
+import torch
+
+from reglab import activations, constraints, initializers
+from reglab.layers.layer import (
+    Layer,
+    WeightSpec,
+    check_positive_int,
+    is_shared,
+    resolve_regularizer,
+)
+
+
+class Dense(Layer):
+    """A fully connected layer; kernel ``(in, units)``, bias ``(units,)`` as Keras.
+
+    Example:
+        >>> from reglab.regularizers import l2
+        >>> Dense(64, activation="relu", kernel_regularizer=l2(0.01)).units
+        64
+    """
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("Dense", "units", units)
+        self.activation = activations.get(activation, where="Dense: 'activation'")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer, "Dense: 'kernel_initializer'")
+        self.bias_initializer = initializers.get(bias_initializer, "Dense: 'bias_initializer'")
+        self.kernel_regularizer = resolve_regularizer("Dense", "kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = resolve_regularizer("Dense", "bias_regularizer", bias_regularizer)
+        self.activity_regularizer = resolve_regularizer(
+            "Dense", "activity_regularizer", activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint, "Dense: 'kernel_constraint'")
+        self.bias_constraint = constraints.get(bias_constraint, "Dense: 'bias_constraint'")
+
+    def weight_specs(self, input_shape):
+        specs = [WeightSpec("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                            kind="kernel", regularizer=self.kernel_regularizer,
+                            constraint=self.kernel_constraint)]
+        if self.use_bias:
+            specs.append(WeightSpec("bias", (self.units,), self.bias_initializer, kind="bias",
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint))
+        return specs
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def structure(self):
+        return ("Dense", self.units, activations.name_of(self.activation), self.use_bias)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        kernel = weights["kernel"]  # (P, in, units)
+        members = kernel.shape[0]
+        if is_shared(x, input_shape):  # (B, ..., in): every member sees it
+            x = x.unsqueeze(0).expand(members, *x.shape)
+        lead = x.shape[1:-1]
+        x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
+        if self.use_bias:
+            y = torch.baddbmm(weights["bias"].unsqueeze(1), x3, kernel)  # (P, B*, units)
+        else:
+            y = torch.bmm(x3, kernel)
+        return self.activation(y.reshape(members, *lead, self.units))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": activations.name_of(self.activation), "use_bias": self.use_bias}

@@ -1,0 +1,211 @@
+"""The base of reglab's layers: a Keras-style configuration plus population math.
+
+A layer object holds only configuration, as a Keras layer does before it is
+built. The population engine asks it for its weights' specifications, its
+structure (what must be equal across members) and its values (what may differ
+between members), and calls ``forward`` with every member's weights stacked
+along a leading member axis.
+
+Activations flowing between layers are either *shared* by all members,
+``(B, *shape)``, or *per member*, ``(P, B, *shape)``; a layer tells which by the
+rank of its input. Elementwise math written for ``(P, 1, ...)`` values then
+broadcasts over both forms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from reglab import regularizers as regularizers_module
+from reglab.errors import ConfigError, did_you_mean
+
+Value = float | torch.Tensor
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight of one member, in Keras's layout."""
+
+    name: str
+    shape: Shape
+    initializer: Callable
+    trainable: bool = True
+    kind: str = "kernel"  # 'kernel', 'bias', 'gamma', 'beta' or 'stat'
+    regularizer: Any = None
+    constraint: Any = None
+
+
+@dataclass
+class ForwardContext:
+    """What a layer's forward pass may use besides its weights and values.
+
+    Attributes:
+        training: training mode (dropout, noise and batch statistics on).
+        members: P, the number of members in the forward pass.
+        random: ``random(kind, shape) -> (G, *shape)`` with G = P, or 1 when all
+            members share one seed; ``kind`` is 'uniform' or 'normal'. Members
+            that share a seed receive the same numbers.
+    """
+
+    training: bool
+    members: int
+    random: Callable[[str, Sequence[int]], torch.Tensor] | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def is_shared(x: torch.Tensor, input_shape: Shape) -> bool:
+    """True when ``x`` has no member axis (all members see the same tensor)."""
+    return x.dim() == len(input_shape) + 1
+
+
+def per_member(value: Value, ndim: int) -> Value:
+    """Shapes a ``(P,)`` value to ``(P, 1, ..., 1)`` with ``ndim`` dims; floats pass."""
+    if isinstance(value, torch.Tensor):
+        return value.view(-1, *([1] * (ndim - 1)))
+    return value
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def check_rate(owner: str, name: str, value: Any, upper_open: bool = True) -> float:
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    if not bad:
+        bad = value < 0 or (value >= 1 if upper_open else value > 1)
+    if bad:
+        right = ")" if upper_open else "]"
+        raise ConfigError(f"{owner}: '{name}' must be a float in [0, 1{right}. Got {value!r}.")
+    return float(value)
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{owner}: '{name}' must be a positive int. Got {value!r}.")
+    return value
+
+
+def as_pair(owner: str, name: str, value: Any) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)):
+        raise ConfigError(
+            f"{owner}: '{name}' must be a positive int or a pair of them. Got {value!r}.")
+    return int(pair[0]), int(pair[1])
+
+
+_BASE_KWARGS = ("name", "input_shape", "batch_input_shape", "input_dim", "trainable", "dtype")
+
+
+class Layer:
+    """Base class of reglab's layers.
+
+    Subclasses store their arguments unchanged in ``__init__`` (after checking
+    them), and define ``compute_output_shape`` and ``forward``; weight-bearing
+    layers also define ``weight_specs``.
+    """
+
+    #: True for layers whose work is done on the inputs before members diverge
+    #: (augmentation), which the engine fuses into one warp per batch.
+    is_augmentation = False
+
+    def __init__(self, name: str | None = None, input_shape: Sequence[int] | None = None,
+                 trainable: bool = True, dtype: Any = None, **kwargs: Any):
+        owner = type(self).__name__
+        if "input_dim" in kwargs:
+            input_shape = (kwargs.pop("input_dim"),)
+        if "batch_input_shape" in kwargs:
+            input_shape = tuple(kwargs.pop("batch_input_shape"))[1:]
+        for key in kwargs:
+            raise ConfigError(
+                f"{owner}: unexpected keyword argument {key!r}."
+                f"{did_you_mean(key, self._argument_names())}"
+            )
+        if input_shape is not None:
+            if isinstance(input_shape, int):
+                input_shape = (input_shape,)
+            if not all(isinstance(d, int) and d > 0 for d in input_shape):
+                raise ConfigError(
+                    f"{owner}: 'input_shape' must be a tuple of positive ints (without the "
+                    f"batch size). Got {input_shape!r}.")
+            input_shape = tuple(input_shape)
+        self.name = name
+        self.input_shape = input_shape
+        self.trainable = bool(trainable)
+        self.dtype = dtype
+        self.activity_regularizer = None
+
+    def _argument_names(self) -> list[str]:
+        import inspect
+
+        params = inspect.signature(type(self).__init__).parameters
+        return [p for p in params if p not in ("self", "kwargs")] + list(_BASE_KWARGS)
+
+    # -- structure and values ---------------------------------------------------
+    def weight_specs(self, input_shape: Shape) -> list[WeightSpec]:
+        return []
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def structure(self) -> tuple:
+        """What must be equal across members: the class and structural arguments."""
+        return (type(self).__name__,)
+
+    def values(self) -> dict[str, float]:
+        """Numbers that may differ between members (rates, strengths, momenta)."""
+        return {}
+
+    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor],
+                values: dict[str, Value], ctx: ForwardContext, input_shape: Shape) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- Keras-facing -------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def resolve_regularizer(owner: str, argument: str, value: Any):
+    return regularizers_module.get(value, where=f"{owner}: '{argument}'")
+
+
+class Input:
+    """``keras.Input(shape=...)``: declares a model's input shape (without the batch).
+
+    Example:
+        >>> Input(shape=(784,)).shape
+        (784,)
+    """
+
+    def __init__(self, shape: Sequence[int] | None = None, batch_size: int | None = None,
+                 dtype: Any = None, name: str | None = None):
+        if isinstance(shape, int):
+            shape = (shape,)
+        if shape is None or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise ConfigError(
+                f"Input: 'shape' must be a tuple of positive ints (without the batch size). "
+                f"Got {shape!r}.")
+        self.shape = tuple(shape)
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Input shape={self.shape}>"

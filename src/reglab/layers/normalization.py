@@ -1,0 +1,134 @@
+"""``BatchNormalization`` with Keras 3's defaults and moving-statistics rule.
+
+Training normalizes with the batch's mean and biased variance and updates
+``moving = moving * momentum + batch * (1 - momentum)``; inference uses the
+moving statistics. Keras's ``momentum`` is the weight of the old value, so
+``torch_momentum = 1 - keras_momentum`` where torch's convention is wanted.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reglab import constraints, initializers
+from reglab.errors import ConfigError
+from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularizer
+
+
+def batch_normalize(x, mean, variance, gamma, beta, epsilon):
+    """``(x - mean) / sqrt(variance + epsilon) * gamma + beta``, in Keras's operation order."""
+    inv = torch.rsqrt(variance + epsilon)
+    if gamma is not None:
+        inv = inv * gamma
+    shift = -mean * inv
+    if beta is not None:
+        shift = shift + beta
+    return x * inv + shift
+
+
+class BatchNormalization(Layer):
+    """Normalizes the last axis (``axis=-1``) with momentum 0.99 and epsilon 1e-3, as Keras.
+
+    Weights, in ``get_weights`` order: gamma, beta, moving_mean, moving_variance.
+
+    Example:
+        >>> BatchNormalization().values()
+        {'momentum': 0.99, 'epsilon': 0.001}
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1,):
+            raise ConfigError(f"BatchNormalization: only 'axis' = -1 (channels last) is "
+                              f"supported. Got {axis!r}.")
+        for name, value, lo in (("momentum", momentum, 0.0), ("epsilon", epsilon, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (
+                    name == "momentum" and value > 1):
+                expected = "a float in [0, 1]" if name == "momentum" else "a non-negative float"
+                raise ConfigError(f"BatchNormalization: '{name}' must be {expected}. "
+                                  f"Got {value!r}.")
+        self.axis = axis
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = resolve_regularizer("BatchNormalization", "beta_regularizer",
+                                                    beta_regularizer)
+        self.gamma_regularizer = resolve_regularizer("BatchNormalization", "gamma_regularizer",
+                                                     gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+
+    def weight_specs(self, input_shape):
+        channels = (input_shape[-1],)
+        specs = []
+        if self.scale:
+            specs.append(WeightSpec("gamma", channels, self.gamma_initializer, kind="gamma",
+                                    regularizer=self.gamma_regularizer,
+                                    constraint=self.gamma_constraint))
+        if self.center:
+            specs.append(WeightSpec("beta", channels, self.beta_initializer, kind="beta",
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint))
+        specs += [
+            WeightSpec("moving_mean", channels, self.moving_mean_initializer, trainable=False,
+                       kind="stat"),
+            WeightSpec("moving_variance", channels, self.moving_variance_initializer,
+                       trainable=False, kind="stat"),
+        ]
+        return specs
+
+    def structure(self):
+        return ("BatchNormalization", self.center, self.scale)
+
+    def values(self):
+        return {"momentum": self.momentum, "epsilon": self.epsilon}
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        shared = is_shared(x, input_shape)
+        members = weights["moving_mean"].shape[0]
+        # Per-member (P, C) tensors viewed as (P, 1, ..., 1, C) to broadcast over (P, B, ..., C).
+        view = (members,) + (1,) * (len(input_shape)) + (input_shape[-1],)
+
+        def as_member(t):
+            return None if t is None else t.view(view)
+
+        eps = values["epsilon"]
+        if isinstance(eps, torch.Tensor):
+            eps = eps.view(view)
+        if ctx.training:
+            lead = 0 if shared else 1
+            dims = list(range(lead, x.dim() - 1))
+            mean = x.mean(dim=dims)  # (C,) or (P, C)
+            variance = x.var(dim=dims, unbiased=False)
+            momentum = values["momentum"]
+            if isinstance(momentum, torch.Tensor):
+                momentum = momentum.view(-1, 1)
+            with torch.no_grad():
+                for name, batch in (("moving_mean", mean), ("moving_variance", variance)):
+                    moving = weights[name]
+                    moving.copy_(moving * momentum + batch.detach() * (1.0 - momentum))
+            if shared:
+                mean, variance = mean.unsqueeze(0), variance.unsqueeze(0)
+                x = x.unsqueeze(0)
+            mean, variance = mean.view(mean.shape[0], *view[1:]), variance.view(
+                variance.shape[0], *view[1:])
+        else:
+            mean, variance = as_member(weights["moving_mean"]), as_member(
+                weights["moving_variance"])
+            if shared:
+                x = x.unsqueeze(0)
+        return batch_normalize(x, mean, variance, as_member(weights.get("gamma")),
+                               as_member(weights.get("beta")), eps)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}

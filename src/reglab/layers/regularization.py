@@ -1,0 +1,167 @@
+"""Keras's regularization layers: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout.
+
+All are active in training only. The rates may differ between members: a
+member's mask or noise is drawn from its own seed's stream, so members that
+share a seed share the underlying uniform (or normal) numbers, and a rate
+changes only the threshold applied to them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from reglab.errors import ConfigError
+from reglab.layers.layer import Layer, check_rate, is_shared, per_member
+
+
+def _batch_shape(x, input_shape):
+    """``(B, *sample_shape)`` of ``x``, with or without its member axis."""
+    return tuple(x.shape[-(len(input_shape) + 1):])
+
+
+def dropout(x: torch.Tensor, rate, uniform: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout: keeps ``uniform < 1 - rate`` and scales kept units by ``1 / (1 - rate)``.
+
+    ``rate`` is a float or a ``(P, 1, ...)`` tensor; ``uniform`` broadcasts to ``x``.
+    """
+    keep_prob = 1.0 - rate
+    keep = uniform < keep_prob
+    return torch.where(keep, x / keep_prob, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+class Dropout(Layer):
+    """Sets a fraction ``rate`` of units to 0 during training and scales the rest by ``1/(1-rate)``.
+
+    Example:
+        >>> Dropout(0.5).values()
+        {'rate': 0.5}
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = check_rate(type(self).__name__, "rate", rate)
+        if noise_shape is not None and not isinstance(noise_shape, (tuple, list)):
+            raise ConfigError(f"{type(self).__name__}: 'noise_shape' must be a tuple or None. "
+                              f"Got {noise_shape!r}.")
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+
+    def structure(self):
+        return (type(self).__name__, self.noise_shape, self.seed)
+
+    def values(self):
+        return {"rate": self.rate}
+
+    def _noise_shape(self, batch_shape):
+        if self.noise_shape is None:
+            return batch_shape
+        if len(self.noise_shape) != len(batch_shape):
+            raise ConfigError(
+                f"{type(self).__name__}: 'noise_shape' must have rank {len(batch_shape)} "
+                f"(batch included) to match the input {batch_shape}. Got {self.noise_shape!r}.")
+        return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_shape))
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        rate = values["rate"]
+        if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
+            return x
+        batch_shape = _batch_shape(x, input_shape)
+        uniform = ctx.random("uniform", self._noise_shape(batch_shape))  # (G, B, ...)
+        if is_shared(x, input_shape):
+            x = x.unsqueeze(0)
+        return dropout(x, per_member(rate, x.dim()), uniform.to(x.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape,
+                "seed": self.seed}
+
+
+class SpatialDropout2D(Dropout):
+    """Drops whole feature maps: the mask has shape ``(B, 1, 1, C)`` (channels last).
+
+    Example:
+        >>> SpatialDropout2D(0.2).rate
+        0.2
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+
+    def _noise_shape(self, batch_shape):
+        if len(batch_shape) != 4:
+            raise ConfigError(
+                "SpatialDropout2D: expects inputs of rank 4 (batch, height, width, channels). "
+                f"Got shape {batch_shape}.")
+        return (batch_shape[0], 1, 1, batch_shape[3])
+
+
+class GaussianNoise(Layer):
+    """Adds zero-mean Gaussian noise of standard deviation ``stddev`` during training.
+
+    Example:
+        >>> GaussianNoise(0.1).values()
+        {'stddev': 0.1}
+    """
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not (
+                math.isfinite(stddev) and stddev >= 0):
+            raise ConfigError(f"GaussianNoise: 'stddev' must be a non-negative float. "
+                              f"Got {stddev!r}.")
+        self.stddev = float(stddev)
+        self.seed = seed
+
+    def structure(self):
+        return ("GaussianNoise", self.seed)
+
+    def values(self):
+        return {"stddev": self.stddev}
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        stddev = values["stddev"]
+        if not ctx.training or (not isinstance(stddev, torch.Tensor) and stddev == 0):
+            return x
+        normal = ctx.random("normal", _batch_shape(x, input_shape)).to(x.dtype)
+        if is_shared(x, input_shape):
+            x = x.unsqueeze(0)
+        return x + normal * per_member(stddev, x.dim())
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+class GaussianDropout(Layer):
+    """Multiplies by Gaussian noise of mean 1 and std ``sqrt(rate / (1 - rate))`` in training.
+
+    Example:
+        >>> GaussianDropout(0.2).values()
+        {'rate': 0.2}
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = check_rate("GaussianDropout", "rate", rate)
+        self.seed = seed
+
+    def structure(self):
+        return ("GaussianDropout", self.seed)
+
+    def values(self):
+        return {"rate": self.rate}
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        rate = values["rate"]
+        if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
+            return x
+        normal = ctx.random("normal", _batch_shape(x, input_shape)).to(x.dtype)
+        if is_shared(x, input_shape):
+            x = x.unsqueeze(0)
+        rate = per_member(rate, x.dim())
+        stddev = (rate / (1.0 - rate)) ** 0.5
+        return x * (1.0 + normal * stddev)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -1,0 +1,180 @@
+"""Keras 3's losses, per sample and reduced, for one model or a population.
+
+Predictions carry an optional leading member axis: ``(P, B, K)`` or ``(B, K)``;
+targets are shared ``(B, ...)`` or per member. Probabilities are clipped to
+``[1e-7, 1 - 1e-7]`` exactly as Keras does when ``from_logits=False``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from reglab.errors import ConfigError, unknown_name
+
+EPSILON = 1e-7  # keras.backend.epsilon()
+
+
+def _smoothing(owner: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"{owner}: 'label_smoothing' must be a float in [0, 1]. Got {value!r}.")
+    return float(value)
+
+
+def _log_probs(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
+    if from_logits:
+        return torch.log_softmax(y_pred, dim=-1)
+    probs = y_pred / torch.sum(y_pred, dim=-1, keepdim=True)
+    return torch.log(torch.clamp(probs, EPSILON, 1.0 - EPSILON))
+
+
+class Loss:
+    """Base class: ``per_sample(y_true, y_pred) -> (..., B)`` and a batch mean.
+
+    The reduction is Keras's ``sum_over_batch_size``: ``sum(loss * weight) / B``.
+    """
+
+    name = "loss"
+    target_kind = "any"  # 'sparse', 'categorical', 'binary' or 'any'
+
+    def per_sample(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, y_true, y_pred, sample_weight=None) -> torch.Tensor:
+        return reduce_mean(self.per_sample(y_true, y_pred), sample_weight)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+def reduce_mean(values: torch.Tensor, sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Keras's ``sum_over_batch_size`` over the last axis (the batch)."""
+    if sample_weight is not None:
+        values = values * sample_weight
+    return values.sum(dim=-1) / values.shape[-1]
+
+
+class CategoricalCrossentropy(Loss):
+    """``-sum(y_true * log(clip(y_pred)))`` over one-hot targets."""
+
+    name = "categorical_crossentropy"
+    target_kind = "categorical"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
+
+    def per_sample(self, y_true, y_pred):
+        y_true = y_true.to(y_pred.dtype)
+        if self.label_smoothing:
+            k = y_pred.shape[-1]
+            y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / k
+        return -torch.sum(y_true * _log_probs(y_pred, self.from_logits), dim=-1)
+
+    def get_config(self):
+        return {"name": self.name, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Categorical crossentropy with integer targets.
+
+    ``label_smoothing`` goes beyond Keras (whose sparse loss has none): the
+    integer target is smoothed as its one-hot form would be.
+    """
+
+    name = "sparse_categorical_crossentropy"
+    target_kind = "sparse"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
+
+    def per_sample(self, y_true, y_pred):
+        if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
+            y_true = y_true.squeeze(-1)
+        log_probs = _log_probs(y_pred, self.from_logits)
+        index = y_true.long().unsqueeze(-1).expand(*log_probs.shape[:-1], 1)
+        picked = -log_probs.gather(-1, index).squeeze(-1)
+        if not self.label_smoothing:
+            return picked
+        k = y_pred.shape[-1]
+        s = self.label_smoothing
+        return (1.0 - s) * picked - (s / k) * log_probs.sum(dim=-1)
+
+    def get_config(self):
+        return {"name": self.name, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(Loss):
+    """Mean over the last axis of ``-(y log p + (1-y) log(1-p))``, p clipped."""
+
+    name = "binary_crossentropy"
+    target_kind = "binary"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
+
+    def per_sample(self, y_true, y_pred):
+        y_true = y_true.to(y_pred.dtype)
+        if y_true.dim() == y_pred.dim() - 1:
+            y_true = y_true.unsqueeze(-1)
+        y_true = y_true.expand_as(y_pred)
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if self.from_logits:
+            bce = F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none")
+        else:
+            p = torch.clamp(y_pred, EPSILON, 1.0 - EPSILON)
+            bce = F.binary_cross_entropy(p, y_true, reduction="none")
+        return bce.mean(dim=-1)
+
+    def get_config(self):
+        return {"name": self.name, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class MeanSquaredError(Loss):
+    """``mean((y_true - y_pred)**2)`` over the last axis."""
+
+    name = "mean_squared_error"
+
+    def per_sample(self, y_true, y_pred):
+        y_true = y_true.to(y_pred.dtype)
+        if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
+            y_true = y_true.unsqueeze(-1)
+        return torch.mean(torch.square(y_true - y_pred), dim=-1)
+
+
+_BY_NAME = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "CategoricalCrossentropy": CategoricalCrossentropy,
+    "SparseCategoricalCrossentropy": SparseCategoricalCrossentropy,
+    "BinaryCrossentropy": BinaryCrossentropy,
+    "MeanSquaredError": MeanSquaredError,
+}
+
+categorical_crossentropy = CategoricalCrossentropy()
+sparse_categorical_crossentropy = SparseCategoricalCrossentropy()
+binary_crossentropy = BinaryCrossentropy()
+mean_squared_error = mse = MeanSquaredError()
+
+
+def get(identifier: Any, where: str = "losses.get") -> Loss:
+    """Resolves a loss by Keras name, or returns a :class:`Loss` instance as is."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier)
+        if cls is None:
+            raise unknown_name(where, "loss", identifier, _BY_NAME)
+        return cls()
+    raise ConfigError(f"{where}: expected a loss name or a reglab.losses.Loss. Got {identifier!r}.")

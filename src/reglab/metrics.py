@@ -1,0 +1,61 @@
+"""Keras 3's accuracy metrics, per sample, for one model or a population."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from reglab.errors import unknown_name
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """1.0 where ``argmax(y_true) == argmax(y_pred)``."""
+    return (y_true.argmax(dim=-1) == y_pred.argmax(dim=-1)).to(y_pred.dtype)
+
+
+def sparse_categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """1.0 where the integer target equals ``argmax(y_pred)``."""
+    if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
+        y_true = y_true.squeeze(-1)
+    return (y_true.long() == y_pred.argmax(dim=-1)).to(y_pred.dtype)
+
+
+def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> torch.Tensor:
+    """Mean over the last axis of ``y_true == (y_pred > threshold)``."""
+    if y_true.dim() == y_pred.dim() - 1:
+        y_true = y_true.unsqueeze(-1)
+    hits = (y_true.to(y_pred.dtype) == (y_pred > threshold).to(y_pred.dtype))
+    return hits.to(y_pred.dtype).mean(dim=-1)
+
+
+def accuracy(y_true, y_pred) -> torch.Tensor:
+    """keras.metrics.Accuracy: exact equality, averaged over the last axis."""
+    return (y_true.to(y_pred.dtype) == y_pred).to(y_pred.dtype).mean(dim=-1)
+
+
+_BY_NAME: dict[str, Metric] = {
+    "categorical_accuracy": categorical_accuracy,
+    "sparse_categorical_accuracy": sparse_categorical_accuracy,
+    "binary_accuracy": binary_accuracy,
+}
+
+
+def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics") -> Metric:
+    """Resolves a metric name; ``'accuracy'``/``'acc'`` by shapes, as Keras 3 does.
+
+    ``y_pred_shape[-1] == 1`` means binary; a target without the class axis
+    (or with a trailing 1) means sparse; otherwise categorical.
+    """
+    if name in ("accuracy", "acc"):
+        if y_pred_shape[-1] == 1:
+            return binary_accuracy
+        if len(y_true_shape) != len(y_pred_shape) or y_true_shape[-1] == 1:
+            return sparse_categorical_accuracy
+        return categorical_accuracy
+    fn = _BY_NAME.get(name)
+    if fn is None:
+        raise unknown_name(where, "metric", name, list(_BY_NAME) + ["accuracy"])
+    return fn

@@ -1,0 +1,79 @@
+"""The weight-penalty math, written once for a single model and for a population.
+
+Every function takes the strengths either as Python floats (one model) or as
+tensors of shape ``(P,)`` (one value per member), together with the axis of
+``w`` that indexes members. Keras's formulas, exactly: ``l1 * sum(|w|)`` and
+``l2 * sum(w**2)`` (no one-half).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _reduce_dims(w: torch.Tensor, member_axis: int | None) -> list[int]:
+    return [d for d in range(w.dim()) if d != member_axis]
+
+
+def member_shape(w: torch.Tensor, member_axis: int) -> list[int]:
+    """The shape that broadcasts a ``(P,)`` vector along ``member_axis`` of ``w``."""
+    shape = [1] * w.dim()
+    shape[member_axis] = w.shape[member_axis]
+    return shape
+
+
+def weight_penalty(
+    w: torch.Tensor,
+    l1: float | torch.Tensor = 0.0,
+    l2: float | torch.Tensor = 0.0,
+    member_axis: int | None = None,
+) -> torch.Tensor:
+    """``l1 * sum(|w|) + l2 * sum(w**2)``, per member when ``member_axis`` is set.
+
+    Args:
+        w: weights; with ``member_axis`` set, one slice per member along that axis.
+        l1: L1 strength, a float or a ``(P,)`` tensor.
+        l2: L2 strength, a float or a ``(P,)`` tensor.
+        member_axis: the axis of ``w`` that indexes members, or None for one model.
+
+    Returns:
+        A scalar tensor, or a ``(P,)`` tensor with one penalty per member.
+
+    Example:
+        >>> float(weight_penalty(torch.tensor([1.0, -2.0]), l1=0.5, l2=0.25))
+        2.75
+    """
+    dims = _reduce_dims(w, member_axis)
+    total = w.new_zeros(() if member_axis is None else (w.shape[member_axis],))
+    if _any_nonzero(l1):
+        total = total + l1 * w.abs().sum(dim=dims)
+    if _any_nonzero(l2):
+        total = total + l2 * w.square().sum(dim=dims)
+    return total
+
+
+def activity_penalty(
+    outputs: torch.Tensor,
+    l1: float | torch.Tensor,
+    l2: float | torch.Tensor,
+    batch_axis: int,
+    member_axis: int | None = None,
+) -> torch.Tensor:
+    """A layer's activity penalty, divided by the batch size as Keras >= 3.14 does."""
+    batch_size = outputs.shape[batch_axis]
+    return weight_penalty(outputs, l1, l2, member_axis) / batch_size
+
+
+def soft_threshold(w: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """The proximal operator of ``threshold * |w|``: ``sign(w) * max(|w| - threshold, 0)``.
+
+    It sets weights within ``threshold`` of zero to exactly zero, which a plain
+    (sub)gradient step on the L1 penalty never does.
+    """
+    return torch.sign(w) * torch.clamp(w.abs() - threshold, min=0.0)
+
+
+def _any_nonzero(value: float | torch.Tensor) -> bool:
+    if isinstance(value, torch.Tensor):
+        return bool((value != 0).any())
+    return value != 0

@@ -1,0 +1,180 @@
+"""Keras 3's weight regularizers, plus a proximal L1 that yields exact zeros."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from reglab.errors import ConfigError, unknown_name
+from reglab.regularizers.penalty import weight_penalty
+
+
+def _check_strength(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{owner}: '{name}' must be a non-negative float. Got {value!r}.")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{owner}: '{name}' must be a non-negative float. Got {value!r}.")
+    return value
+
+
+class Regularizer:
+    """Base class: a callable ``w -> penalty`` with a config, as in Keras.
+
+    Subclass it and override ``__call__`` for a custom penalty; the population
+    engine then evaluates it member by member.
+    """
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(())
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} does not define get_config().")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Regularizer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+class L1L2(Regularizer):
+    """``l1 * sum(|w|) + l2 * sum(w**2)``.
+
+    Example:
+        >>> float(L1L2(l1=0.5, l2=0.25)(torch.tensor([1.0, -2.0])))
+        2.75
+    """
+
+    proximal = False
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0):
+        self.l1 = _check_strength(type(self).__name__, "l1", l1)
+        self.l2 = _check_strength(type(self).__name__, "l2", l2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return weight_penalty(x, self.l1, self.l2)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(L1L2):
+    """``l1 * sum(|w|)``; Keras's default strength is 0.01.
+
+    Example:
+        >>> float(L1(0.1)(torch.tensor([1.0, -2.0])))
+        0.30000001192092896
+    """
+
+    def __init__(self, l1: float = 0.01):
+        super().__init__(l1=l1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1}
+
+
+class L2(L1L2):
+    """``l2 * sum(w**2)`` (no one-half, as in Keras); Keras's default is 0.01.
+
+    Example:
+        >>> float(L2(0.1)(torch.tensor([1.0, -2.0])))
+        0.5
+    """
+
+    def __init__(self, l2: float = 0.01):
+        super().__init__(l2=l2)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l2": self.l2}
+
+
+class ProximalL1(L1L2):
+    """L1 applied as a proximal step: beyond Keras, it gives exact zeros.
+
+    The penalty ``l1 * sum(|w|)`` is the same as :class:`L1`'s and is reported the
+    same way, but instead of adding its subgradient ``l1 * sign(w)`` to the
+    gradient, each optimizer step is followed by the soft-threshold
+    ``w <- sign(w) * max(|w| - eta * l1, 0)``, where ``eta`` is the optimizer's
+    per-weight step size (the learning rate for SGD, the learning rate scaled by
+    Adam's or RMSprop's denominator for those). Weights the data does not hold
+    away from zero land exactly on zero. An ``l2`` part, if given, stays a
+    gradient penalty.
+
+    Example:
+        >>> ProximalL1(0.001).get_config()
+        {'l1': 0.001, 'l2': 0.0}
+    """
+
+    proximal = True
+
+    def __init__(self, l1: float = 0.01, l2: float = 0.0):
+        super().__init__(l1=l1, l2=l2)
+
+
+# Keras's lowercase aliases.
+l1 = L1
+l2 = L2
+l1_l2 = L1L2
+proximal_l1 = ProximalL1
+
+_BY_NAME: dict[str, type[Regularizer]] = {
+    "l1": L1,
+    "l2": L2,
+    "l1_l2": L1L2,
+    "l1l2": L1L2,
+    "proximal_l1": ProximalL1,
+    "proximall1": ProximalL1,
+}
+_CLASS_NAMES = {"L1": L1, "L2": L2, "L1L2": L1L2, "ProximalL1": ProximalL1}
+
+
+def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:
+    """``{'class_name': ..., 'config': ...}`` as Keras writes it, or None."""
+    if regularizer is None:
+        return None
+    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+
+
+def deserialize(config: dict[str, Any] | str) -> Regularizer:
+    """The inverse of :func:`serialize`; also accepts a string identifier."""
+    if isinstance(config, str):
+        return get(config)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ConfigError(
+            "regularizers.deserialize: expected a dict with 'class_name' and 'config'. "
+            f"Got {config!r}."
+        )
+    cls = _CLASS_NAMES.get(config["class_name"])
+    if cls is None:
+        raise unknown_name("regularizers.deserialize", "regularizer", config["class_name"],
+                           _CLASS_NAMES)
+    return cls.from_config(config.get("config", {}))
+
+
+def get(identifier: Any, where: str = "regularizers.get") -> Regularizer | None:
+    """Resolves None, a string (``'l2'``), a config dict or a callable, as Keras does."""
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower()) or _CLASS_NAMES.get(identifier)
+        if cls is None:
+            raise unknown_name(where, "regularizer", identifier, list(_BY_NAME) + list(_CLASS_NAMES))
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if callable(identifier):
+        return identifier
+    raise ConfigError(
+        f"{where}: expected a regularizer, its name or its config. Got {identifier!r}."
+    )
