@@ -1,5 +1,11 @@
 """Layers with Keras 3's names, arguments, defaults and weight layouts."""
 
+from reglab.layers.augmentation import (
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
 from reglab.layers.convolution import Conv2D, MaxPooling2D
 from reglab.layers.core import Activation, Flatten
 from reglab.layers.dense import Dense
@@ -14,5 +20,6 @@ from reglab.layers.regularization import (
 
 __all__ = [
     "Activation", "BatchNormalization", "Conv2D", "Dense", "Dropout", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Input", "Layer", "MaxPooling2D", "SpatialDropout2D",
+    "GaussianDropout", "GaussianNoise", "Input", "Layer", "MaxPooling2D", "RandomFlip",
+    "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D",
 ]
