@@ -120,5 +120,8 @@ def batch(population, data: Data, index: torch.Tensor, seeds, augment, epoch):
         return xb[0], yb[0], None if wb is None else wb[0]
     where = {s: i for i, s in enumerate(seeds)}
     rows = torch.tensor([where[s] for s in population.state.seeds], device=xb.device)
-    pick = (lambda t: None if t is None else t.index_select(0, rows))
+
+    def pick(t):
+        return None if t is None else t.index_select(0, rows)
+
     return pick(xb), pick(yb), pick(wb)

@@ -37,10 +37,10 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
                 x = x.unsqueeze(0).expand(members, *x.shape)
             penalty = penalty + activity_penalty(x, activity["l1"], activity["l2"],
                                                  batch_axis=1, member_axis=0)
-            for p, reg in enumerate(activity["custom"]):
-                if reg is not None:
-                    penalty = penalty + torch.nn.functional.one_hot(
-                        torch.tensor(p), members).to(x.dtype) * reg(x[p]) / x.shape[1]
+            if any(reg is not None for reg in activity["custom"]):
+                penalty = penalty + torch.stack([
+                    reg(x[p]) / x.shape[1] if reg is not None else x.new_zeros(())
+                    for p, reg in enumerate(activity["custom"])])
     if is_shared(x, plan.output_shape):
         x = x.unsqueeze(0).expand(members, *x.shape)
     return x, penalty
@@ -52,9 +52,7 @@ def weight_penalties(state: PopulationState) -> tuple[torch.Tensor, torch.Tensor
     The proximal L1 part enters the objective's value but not its gradient: it
     is applied by the soft-threshold after each optimizer step.
     """
-    members = state.size
-    ref = next(iter(state.weights.values()), None)
-    zeros = torch.zeros(members, dtype=state.dtype, device=state.device)
+    zeros = torch.zeros(state.size, dtype=state.dtype, device=state.device)
     smooth, proximal = zeros, zeros
     for wp in state.plan.weights:
         w = state.weights[wp.key]
@@ -68,7 +66,6 @@ def weight_penalties(state: PopulationState) -> tuple[torch.Tensor, torch.Tensor
             custom = [reg(w[p]) if reg is not None and not hasattr(reg, "l1") else w.new_zeros(())
                       for p, reg in enumerate(regs)]
             smooth = smooth + torch.stack(custom)
-    del ref
     return smooth, proximal
 
 

@@ -1,5 +1,5 @@
 """Optimizers with Keras 3's names, arguments, defaults and update rules."""
 
-from reglab.optimizers.optimizers import RMSprop, SGD, Adam, AdamW, Optimizer, get
+from reglab.optimizers.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, get
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
