@@ -192,8 +192,6 @@ class Population:
                 stats = stats.index_select(1, keep)
                 totals = None if totals is None else totals.index_select(1, keep)
                 state.keep(keep.tolist())
-                for w in state.weights.values():
-                    w.grad = None
                 if state.size == 0:
                     break
             apply_update(state)

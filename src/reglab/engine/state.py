@@ -74,8 +74,10 @@ class PopulationState:
         index = torch.tensor(list(positions), dtype=torch.long, device=self.device)
         with torch.no_grad():
             for key, w in self.weights.items():
-                kept = w.detach().index_select(0, index)
-                self.weights[key] = kept.requires_grad_(w.requires_grad)
+                kept = w.detach().index_select(0, index).requires_grad_(w.requires_grad)
+                if w.grad is not None:  # mid-step (a member diverged): keep the others' grads
+                    kept.grad = w.grad.index_select(0, index)
+                self.weights[key] = kept
             for state in self.optimizer_state.values():
                 for name, t in state.items():
                     state[name] = t.index_select(0, index)

@@ -103,7 +103,7 @@ class BatchNormalization(Layer):
 
         eps = values["epsilon"]
         if isinstance(eps, torch.Tensor):
-            eps = eps.view(view)
+            eps = eps.view(members, *([1] * (len(view) - 1)))
         if ctx.training:
             lead = 0 if shared else 1
             dims = list(range(lead, x.dim() - 1))

@@ -1,0 +1,83 @@
+"""reglab.engine: a member that diverges leaves the population without disturbing the others."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reglab.engine import Member, Population
+from reglab.layers import Dense, Dropout
+from reglab.optimizers.optimizers import SGD
+from reglab.regularizers import l2
+
+HUGE_LR = 1e3  # squared error with this step size grows geometrically until it overflows
+
+
+def member(lr, seed, strength=0.0):
+    return Member([Dense(6, activation="relu", input_shape=(5,), kernel_regularizer=l2(strength)),
+                   Dropout(0.2),
+                   Dense(1)], optimizer=SGD(lr, momentum=0.5), seed=seed)
+
+
+def dataset(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 5))
+    return x, x @ rng.normal(size=(5, 1)) + 0.1 * rng.normal(size=(n, 1))
+
+
+def train(members, dtype):
+    pop = Population(members, loss="mse", metrics=(), dtype=dtype)
+    x, y = dataset()
+    result = pop.fit(x, y, batch_size=8, epochs=3, shuffle=True)
+    return pop, result
+
+
+def a_b_c(b_seed):
+    return [member(0.01, seed=0, strength=0.01), member(HUGE_LR, seed=b_seed),
+            member(0.02, seed=2)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b_seed", [1, 0], ids=["own_seed", "seed_shared_with_a"])
+def test_diverged_member_is_frozen_with_finite_weights(dtype, b_seed):
+    pop, result = train(a_b_c(b_seed), dtype)
+    a, b, c = result.members
+    assert (a.status, b.status, c.status) == ("done", "diverged", "done")
+    epoch, step = b.diverged_at
+    assert (epoch, step) > (0, 0)  # B trained a while before its loss overflowed
+    assert len(b.history.get("loss", [])) == epoch  # only complete epochs are logged
+    assert all(np.isfinite(b.history.get("loss", [])))
+    assert len(a.history["loss"]) == len(c.history["loss"]) == 3
+    assert b.weights is not None and set(b.weights) == set(pop.member_weights(1))
+    for key, value in b.weights.items():
+        assert bool(torch.isfinite(value).all()), key
+        assert torch.equal(pop.member_weights(1)[key], value)
+    initial = Population(a_b_c(b_seed), loss="mse", dtype=dtype).member_weights(1)
+    assert not torch.equal(b.weights[(0, "kernel")], initial[(0, "kernel")])
+    # The frozen weights are those whose loss overflowed: the objective is not finite there.
+    x, y = dataset()
+    w = b.weights
+    pred = torch.relu(torch.as_tensor(x, dtype=dtype) @ w[(0, "kernel")] + w[(0, "bias")])
+    pred = pred @ w[(2, "kernel")] + w[(2, "bias")]
+    assert not bool(torch.isfinite(((pred - torch.as_tensor(y, dtype=dtype)) ** 2).mean()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b_seed", [1, 0], ids=["own_seed", "seed_shared_with_a"])
+def test_divergence_does_not_disturb_the_other_members(dtype, b_seed):
+    """A and C train as in the population without B (at commit ee124a3 they skipped the update
+    of the step where B diverged: PopulationState.keep dropped the survivors' gradients)."""
+    with_b, result = train(a_b_c(b_seed), dtype)
+    without_b, reference = train([member(0.01, seed=0, strength=0.01), member(0.02, seed=2)],
+                                 dtype)
+    assert result.members[1].status == "diverged"
+    for mine, theirs in [(0, 0), (2, 1)]:
+        for name, values in reference.members[theirs].history.items():
+            np.testing.assert_allclose(result.members[mine].history[name], values, rtol=1e-6,
+                                       err_msg=f"member {mine} {name}")
+        expected = without_b.member_weights(theirs)
+        actual = with_b.member_weights(mine)
+        for key in expected:
+            np.testing.assert_allclose(actual[key].numpy(), expected[key].numpy(), rtol=1e-6,
+                                       atol=1e-7, err_msg=f"member {mine} {key}")
