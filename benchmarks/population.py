@@ -1,0 +1,607 @@
+"""Times a ``Population`` epoch against training the same members one at a time in plain PyTorch.
+
+The model is the tutorial's Fashion-MNIST MLP, 784-64(relu)-10(softmax), Adam(1e-3), sparse
+categorical crossentropy, on the 60,000 training images (x reshaped to (N, 784) float32 / 255).
+
+Members "as in the tutorial": the tutorial's techniques that keep the structure fixed (every
+member carries a ``Dropout`` layer, rate 0.0 where it has none; early stopping is the baseline
+for a one-epoch timing; augmentation and batch norm change the structure and are left out):
+
+    baseline, l1(0.01), l2(0.01), l1_l2(0.01, 0.01), dropout 0.5, dropout 0.2,
+    l2(0.001), l1(0.001), l2(0.01) + dropout 0.5
+
+(regularizers on both Dense kernels). P=1 is the baseline; P=9 is those 9 with seed 0; P=45 is
+those 9 x seeds 0..4.
+
+Measured (medians over ``--repeats``; each configuration runs in its own subprocess, so its peak
+RSS is its own; each subprocess warms up on a few batches before the timed epoch):
+
+* reglab: wall time of one population epoch / P  (seconds per model-epoch);
+* plain PyTorch, one at a time: a hand-written loop (nn.Linear, torch.optim.Adam fused on the
+  device if supported else foreach, flush-to-zero, penalties added to the loss as Keras does,
+  nn.Dropout, shuffled index batching with no DataLoader, loss and accuracy accumulated on the
+  device as Keras's fit does) timed once per distinct technique per repeat; the one-at-a-time
+  cost of P members is the sum over the members of their technique's median time;
+* Keras 3 (KERAS_BACKEND=torch) the same way, when ``keras`` is importable;
+* peak RSS: VmHWM of each worker (ru_maxrss where there is no /proc);
+* floors: training FLOPs per model-epoch / measured fp32 matmul peak, and Adam's memory traffic
+  (7 x 4 bytes per parameter per step) / measured copy bandwidth.
+
+``--fraction f`` trains on the first f of the data and scales the times to a full epoch.
+
+    python benchmarks/population.py [--populations 1 9 45] [--batches 32 128] [--fraction 1.0]
+                                    [--repeats 3] [--device cpu] [--threads 0] [--quick]
+                                    [--profile] [--no-keras]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+FULL_N = 60_000
+INPUT, HIDDEN, CLASSES = 784, 64, 10
+PARAMS = INPUT * HIDDEN + HIDDEN + HIDDEN * CLASSES + CLASSES  # 50,890
+WARMUP_BATCHES = 8
+
+# (name, l1, l2, dropout rate); the regularizer applies to both Dense kernels.
+TECHNIQUES = [
+    ("baseline", 0.0, 0.0, 0.0),
+    ("l1(0.01)", 0.01, 0.0, 0.0),
+    ("l2(0.01)", 0.0, 0.01, 0.0),
+    ("l1_l2(0.01,0.01)", 0.01, 0.01, 0.0),
+    ("dropout(0.5)", 0.0, 0.0, 0.5),
+    ("dropout(0.2)", 0.0, 0.0, 0.2),
+    ("l2(0.001)", 0.0, 0.001, 0.0),
+    ("l1(0.001)", 0.001, 0.0, 0.0),
+    ("l2(0.01)+dropout(0.5)", 0.0, 0.01, 0.5),
+]
+SEEDS_AT_45 = 5
+
+
+def population_members(size: int) -> list[tuple[int, int]]:
+    """(technique index, seed) of each member of a population of ``size``."""
+    if size == 1:
+        return [(0, 0)]
+    if size % len(TECHNIQUES):
+        raise SystemExit(f"--populations: sizes must be 1 or a multiple of {len(TECHNIQUES)}; "
+                         f"got {size}")
+    return [(t, s) for s in range(size // len(TECHNIQUES)) for t in range(len(TECHNIQUES))]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB.
+
+    On Linux, ru_maxrss survives fork + exec (a worker started by a big parent reports the
+    parent's peak if it is higher), so the kernel's per-address-space high-water mark VmHWM is
+    read instead; elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+# -- workers (one configuration per subprocess) ------------------------------------------------
+
+def _load(cfg):
+    import torch
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    data = np.load(cfg["data"])
+    x = data["x"].astype(np.float32)  # the full 60k, as a user holds it
+    np.divide(x, 255.0, out=x)
+    x, y = torch.from_numpy(x), torch.from_numpy(data["y"].astype(np.int64))
+    del data
+    device = torch.device(cfg["device"])
+    x, y = x.to(device), y.to(device)
+    return torch, x, y, device
+
+
+def _sync(torch, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def worker_idle(cfg):
+    torch, x, y, device = _load(cfg)
+    import reglab.engine  # noqa: F401  (same imports as the reglab workers)
+    return {}
+
+
+def _reglab_members(size):
+    from reglab.engine import Member
+    from reglab.layers import Dense, Dropout
+    from reglab.regularizers import L1L2
+
+    members = []
+    for t, seed in population_members(size):
+        name, l1, l2, rate = TECHNIQUES[t]
+
+        def reg(l1=l1, l2=l2):
+            return L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+
+        members.append(Member([
+            Dense(HIDDEN, activation="relu", input_shape=(INPUT,), kernel_regularizer=reg()),
+            Dropout(rate),
+            Dense(CLASSES, activation="softmax", kernel_regularizer=reg()),
+        ], optimizer="adam", seed=seed, name=f"{name}/seed{seed}"))
+    return members
+
+
+class _EpochTimer:
+    def __init__(self, torch, device):
+        self.torch, self.device, self.seconds = torch, device, []
+
+    def on_epoch_begin(self, epoch):
+        _sync(self.torch, self.device)
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs):
+        _sync(self.torch, self.device)
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def worker_reglab(cfg):
+    torch, x, y, device = _load(cfg)
+    from reglab.engine import Population
+    from reglab.optimizers import Adam
+
+    n, batch, size = cfg["n"], cfg["batch"], cfg["P"]
+
+    def population():
+        pop = Population(_reglab_members(size), device=device)
+        for opt in pop.plan.optimizers:  # 'adam' is Adam(1e-3); say so explicitly
+            assert isinstance(opt, Adam) and opt.learning_rate == 1e-3
+        return pop
+
+    population().fit(x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch],
+                     batch_size=batch, epochs=1)
+    timer = _EpochTimer(torch, device)
+    pop = population()
+    _sync(torch, device)
+    start = time.perf_counter()
+    result = pop.fit(x[:n], y[:n], batch_size=batch, epochs=1, observers=[timer])
+    _sync(torch, device)
+    fit_s = time.perf_counter() - start
+    losses = [r.history["loss"][0] for r in result.members]
+    out = {"epoch_s": timer.seconds[0], "fit_s": fit_s,
+           "loss_min": min(losses), "loss_max": max(losses)}
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _plain_adam(torch, params, device):
+    try:
+        opt = torch.optim.Adam(params, lr=1e-3, eps=1e-7, fused=True)
+        probe = torch.zeros(1, device=device, requires_grad=True)
+        probe_opt = torch.optim.Adam([probe], lr=1e-3, fused=True)
+        probe.grad = torch.ones_like(probe)
+        probe_opt.step()
+        return opt, "fused"
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=1e-3, eps=1e-7, foreach=True), "foreach"
+
+
+def _plain_epoch(torch, x, y, batch, technique, seed, device):
+    """One epoch of one model, the way a careful PyTorch user writes it. Returns (s, adam impl)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    _, l1, l2, rate = technique
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(INPUT, HIDDEN), nn.ReLU(),
+                          nn.Dropout(rate) if rate else nn.Identity(),
+                          nn.Linear(HIDDEN, CLASSES)).to(device)
+    for layer in (model[0], model[3]):  # Keras's initializers
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    kernels = [model[0].weight, model[3].weight]
+    opt, impl = _plain_adam(torch, model.parameters(), device)
+    model.train()
+    n = x.shape[0]
+    _sync(torch, device)
+    start = time.perf_counter()
+    order = torch.randperm(n, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for lo in range(0, n, batch):
+        index = order[lo:lo + batch]
+        xb, yb = x.index_select(0, index), y.index_select(0, index)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        if l1:
+            loss = loss + l1 * sum(w.abs().sum() for w in kernels)
+        if l2:
+            loss = loss + l2 * sum(w.square().sum() for w in kernels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            loss_sum += loss.detach() * xb.shape[0]
+            correct += (logits.argmax(dim=1) == yb).sum()
+    float(loss_sum), int(correct)  # as Keras's epoch logs
+    _sync(torch, device)
+    return time.perf_counter() - start, impl
+
+
+def worker_plain(cfg):
+    torch, x, y, device = _load(cfg)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+    n, batch = cfg["n"], cfg["batch"]
+    # Warm-up: every code path (dropout, l1, l2) on a few batches.
+    _plain_epoch(torch, x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch], batch,
+                 ("warmup", 0.01, 0.01, 0.5), 0, device)
+    times, impl = {}, None
+    for technique in TECHNIQUES:
+        times[technique[0]], impl = _plain_epoch(torch, x[:n], y[:n], batch, technique, 0, device)
+    out = {"times": times, "adam": impl}
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def worker_keras(cfg):
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    data = np.load(cfg["data"])
+    x = data["x"].astype(np.float32) / 255.0
+    y = data["y"].astype(np.int64)
+    n, batch = cfg["n"], cfg["batch"]
+
+    def model(technique):
+        _, l1, l2, rate = technique
+
+        def reg():
+            return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+
+        layers = [keras.Input((INPUT,)),
+                  keras.layers.Dense(HIDDEN, activation="relu", kernel_regularizer=reg())]
+        if rate:
+            layers.append(keras.layers.Dropout(rate))
+        layers.append(keras.layers.Dense(CLASSES, activation="softmax", kernel_regularizer=reg()))
+        m = keras.Sequential(layers)
+        m.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+
+    model(("warmup", 0.01, 0.01, 0.5)).fit(x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch],
+                                           batch_size=batch, epochs=1, verbose=0)
+    times = {}
+    for technique in TECHNIQUES:
+        keras.utils.set_random_seed(0)
+        m = model(technique)
+        start = time.perf_counter()
+        m.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0, shuffle=True)
+        times[technique[0]] = time.perf_counter() - start
+    return {"times": times, "keras": keras.__version__, "backend": keras.backend.backend()}
+
+
+WORKERS = {"idle": worker_idle, "reglab": worker_reglab, "plain": worker_plain,
+           "keras": worker_keras}
+
+
+def cpu_pressure_us() -> int | None:
+    """Total microseconds some task waited for a CPU (Linux PSI), or None."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().split("total=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def run_worker(cfg: dict) -> dict:
+    pressure, start = cpu_pressure_us(), time.perf_counter()
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(cfg)],
+                          stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {cfg['kind']} failed (exit {proc.returncode}): "
+                           f"{proc.stdout[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = cpu_pressure_us()
+    if pressure is not None and after is not None:
+        # share of the worker's wall time in which some runnable task waited for a CPU:
+        # a sign that something else competed for the cores
+        out["cpu_pressure"] = (after - pressure) / 1e6 / (time.perf_counter() - start)
+    return out
+
+
+# -- machine floors ---------------------------------------------------------------------------
+
+def measure_machine(device_name: str) -> dict:
+    import torch
+
+    device = torch.device(device_name)
+
+    def median_time(fn, runs):
+        fn()
+        _sync(torch, device)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            _sync(torch, device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def matmul_seconds(size):
+        a = torch.randn(size, size, device=device)
+        b = torch.randn(size, size, device=device)
+        out = torch.empty(size, size, device=device)
+        return median_time(lambda: torch.matmul(a, b, out=out), 5)
+
+    def copy_seconds(count):
+        src = torch.ones(count, device=device)
+        dst = torch.empty_like(src)
+        return median_time(lambda: dst.copy_(src), 7)
+
+    size = 2048 if device.type == "cpu" else 8192
+    count = 64 * 2**20  # 256 MB of float32
+    mm, cp = matmul_seconds(size), copy_seconds(count)
+    return {"matmul_size": size, "matmul_gflops": 2 * size**3 / mm / 1e9,
+            "copy_mb": count * 4 / 2**20, "bandwidth_gbs": 2 * count * 4 / cp / 1e9}
+
+
+def train_flops_per_sample() -> int:
+    forward = 2 * (INPUT * HIDDEN + HIDDEN * CLASSES)
+    backward = (2 * INPUT * HIDDEN          # dW1 (no dX for the input layer)
+                + 2 * HIDDEN * CLASSES      # dW2
+                + 2 * HIDDEN * CLASSES)     # dX2 (gradient into the hidden layer)
+    return forward + backward
+
+
+def floors(batch: int, machine: dict) -> dict:
+    flops = train_flops_per_sample() * FULL_N
+    steps = math.ceil(FULL_N / batch)
+    traffic = 7 * 4 * PARAMS * steps  # param, grad, m, v read; param, m, v written
+    compute = flops / (machine["matmul_gflops"] * 1e9)
+    memory = traffic / (machine["bandwidth_gbs"] * 1e9)
+    return {"flops": flops, "traffic": traffic, "steps": steps, "compute_s": compute,
+            "memory_s": memory, "floor_s": max(compute, memory)}
+
+
+# -- profile ----------------------------------------------------------------------------------
+
+def profile(args, data_path):
+    import cProfile
+    import pstats
+
+    import torch
+
+    from reglab.engine import Population
+
+    size, batch = max(args.populations), 128 if 128 in args.batches else args.batches[0]
+    cfg = {"data": data_path, "device": args.device, "threads": args.threads}
+    torch_, x, y, device = _load(cfg)
+    n = max(batch, int(round(args.fraction * FULL_N)))
+    Population(_reglab_members(size), device=device).fit(
+        x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch], batch_size=batch, epochs=1)
+    print(f"profile: P={size}, batch {batch}, first {n} samples ({math.ceil(n / batch)} steps), "
+          f"device {device}")
+    pop = Population(_reglab_members(size), device=device)
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.enable()
+    pop.fit(x[:n], y[:n], batch_size=batch, epochs=1)
+    prof.disable()
+    print(f"cProfile'd epoch: {time.perf_counter() - start:.3f} s")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    pop = Population(_reglab_members(size), device=device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as tp:
+        pop.fit(x[:n], y[:n], batch_size=batch, epochs=1)
+    print(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+def pressure_note(run: dict) -> str:
+    p = run.get("cpu_pressure")
+    return "" if p is None else f"  [cpu pressure {100 * p:.0f}%]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--populations", type=int, nargs="+", default=[1, 9, 45])
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="train on the first fraction of the 60k images; times are scaled "
+                             "to a full epoch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads in every process (0: torch's default)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: P in {1, 9}, batch 128, fraction 0.2, 1 repeat")
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras 3 baseline")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile one epoch (fraction) at the largest P with cProfile "
+                             "and torch.profiler")
+    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args._worker:
+        cfg = json.loads(args._worker)
+        out = WORKERS[cfg["kind"]](cfg)
+        out["maxrss_mb"] = peak_rss_mb()
+        print(json.dumps(out), flush=True)
+        return
+    if args.quick:
+        args.populations, args.batches, args.fraction, args.repeats = [1, 9], [128], 0.2, 1
+    if not 0 < args.fraction <= 1:
+        parser.error("--fraction must lie in (0, 1]")
+    for size in args.populations:
+        population_members(size)
+
+    began = time.perf_counter()
+    from reglab.datasets import fashion_mnist
+
+    (x_train, y_train), _ = fashion_mnist.load_data()
+    tmp = tempfile.TemporaryDirectory(prefix="reglab-bench-")
+    data_path = os.path.join(tmp.name, "fashion_mnist_train.npz")
+    np.savez(data_path, x=x_train.reshape(len(x_train), INPUT), y=y_train)
+    assert len(x_train) == FULL_N
+
+    if args.profile:
+        profile(args, data_path)
+        return
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = max(max(args.batches), int(round(args.fraction * FULL_N)))
+    scale = FULL_N / n
+    keras_ok = not args.no_keras and importlib.util.find_spec("keras") is not None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"reglab population benchmark: 784-64-10 MLP, Adam(1e-3), Fashion-MNIST "
+          f"({FULL_N} training images), device {args.device}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, {os.cpu_count()} CPUs "
+          f"({cpu}), python {platform.python_version()}")
+    print(f"populations {args.populations}, batches {args.batches}, repeats {args.repeats} "
+          f"(medians), trained on the first {n} images ({args.fraction:g} of an epoch) and "
+          f"scaled x{scale:.3g} to a full epoch; {WARMUP_BATCHES} warm-up batches per subprocess")
+    print("members: " + ", ".join(t[0] for t in TECHNIQUES)
+          + f"; P=1: baseline; P=9: the 9, seed 0; P=45: the 9 x seeds 0..{SEEDS_AT_45 - 1}")
+    if not keras_ok:
+        print("Keras 3: skipped (" + ("--no-keras" if args.no_keras else
+                                      "`import keras` is not available in this environment") + ")")
+
+    machine = measure_machine(args.device)
+    print(f"machine: fp32 matmul {machine['matmul_size']}^3: {machine['matmul_gflops']:.1f} GFLOP/s; "
+          f"copy of {machine['copy_mb']:.0f} MB: {machine['bandwidth_gbs']:.1f} GB/s (read+write)")
+    idle = run_worker({"kind": "idle", "data": data_path, "device": args.device,
+                       "threads": args.threads})
+    print(f"peak RSS of a worker that only imports torch + reglab and holds the data: "
+          f"{idle['maxrss_mb']:.0f} MB")
+
+    base = {"data": data_path, "device": args.device, "n": n, "threads": args.threads}
+    reglab = {(p, b): [] for p in args.populations for b in args.batches}
+    plain = {b: [] for b in args.batches}
+    keras_runs = {b: [] for b in args.batches}
+    for r in range(args.repeats):
+        for b in args.batches:
+            plain[b].append(run_worker({**base, "kind": "plain", "batch": b}))
+            last = plain[b][-1]
+            print(f"  repeat {r + 1}/{args.repeats}: plain   batch {b:<4} 9 techniques "
+                  f"{sum(last['times'].values()):.3f} s on {n} images each "
+                  f"(baseline {last['times']['baseline']:.3f} s)" + pressure_note(last),
+                  flush=True)
+            if keras_ok:
+                try:
+                    keras_runs[b].append(run_worker({**base, "kind": "keras", "batch": b}))
+                except RuntimeError as err:
+                    print(f"Keras 3: skipped ({err})")
+                    keras_ok = False
+            for p in args.populations:
+                reglab[(p, b)].append(run_worker({**base, "kind": "reglab", "batch": b, "P": p}))
+                last = reglab[(p, b)][-1]
+                print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} population epoch "
+                      f"{last['epoch_s']:.3f} s on {n} images (fit {last['fit_s']:.3f} s)"
+                      + pressure_note(last), flush=True)
+
+    def one_at_a_time(runs, size):
+        """Sum over the members of the median (over repeats) time of their technique."""
+        median = {name: statistics.median(run["times"][name] for run in runs)
+                  for name, *_ in TECHNIQUES}
+        return sum(median[TECHNIQUES[t][0]] for t, _ in population_members(size))
+
+    print()
+    print("plain PyTorch, one model per run, s/model-epoch (medians, scaled to a full epoch; "
+          f"Adam {plain[args.batches[0]][0]['adam']}):")
+    header = f"  {'technique':<24}" + "".join(f"{'batch ' + str(b):>12}" for b in args.batches)
+    print(header + ("   (Keras 3: " + ", ".join(f"batch {b}" for b in args.batches) + ")"
+                    if keras_ok else ""))
+    for name, *_ in TECHNIQUES:
+        line = f"  {name:<24}" + "".join(
+            f"{statistics.median(run['times'][name] for run in plain[b]) * scale:12.3f}"
+            for b in args.batches)
+        if keras_ok:
+            line += "   " + "  ".join(
+                f"{statistics.median(run['times'][name] for run in keras_runs[b]) * scale:.3f}"
+                for b in args.batches)
+        print(line)
+
+    print()
+    for b in args.batches:
+        f = floors(b, machine)
+        print(f"floors per model-epoch at batch {b}: compute {f['flops'] / 1e9:.2f} GFLOP "
+              f"({train_flops_per_sample()} FLOP/sample) -> {f['compute_s']:.4f} s; Adam traffic "
+              f"{f['traffic'] / 1e9:.3f} GB ({f['steps']} steps x {7 * 4 * PARAMS} B) -> "
+              f"{f['memory_s']:.4f} s; floor {f['floor_s']:.4f} s")
+    print()
+    cols = (f"{'P':>3} {'batch':>5} {'reglab s/model-ep':>18} {'plain s/model-ep':>17} "
+            f"{'speedup':>8} {'reglab/floor':>13} {'plain/floor':>12} {'reglab RSS MB':>14} "
+            f"{'plain RSS MB':>13}")
+    if keras_ok:
+        cols += f" {'keras s/model-ep':>17}"
+    print(cols)
+    print("-" * len(cols))
+    speedups = {}
+    for b in args.batches:
+        f = floors(b, machine)
+        for p in args.populations:
+            ours = statistics.median(run["epoch_s"] for run in reglab[(p, b)]) * scale / p
+            theirs = one_at_a_time(plain[b], p) * scale / p
+            speedups[(p, b)] = theirs / ours
+            rss = max(run["maxrss_mb"] for run in reglab[(p, b)])
+            plain_rss = max(run["maxrss_mb"] for run in plain[b])
+            line = (f"{p:>3} {b:>5} {ours:>18.4f} {theirs:>17.4f} {theirs / ours:>7.2f}x "
+                    f"{ours / f['floor_s']:>12.1f}x {theirs / f['floor_s']:>11.1f}x "
+                    f"{rss:>14.0f} {plain_rss:>13.0f}")
+            if keras_ok:
+                k = one_at_a_time(keras_runs[b], p) * scale / p
+                line += f" {k:>17.4f}"
+            print(line)
+    print("-" * len(cols))
+    print("speedup = plain one-at-a-time / reglab, both per model-epoch; plain one-at-a-time = "
+          "sum over the P members of their technique's median plain epoch; x/floor = measured / "
+          "max(compute floor, Adam memory floor); plain RSS is one process training the 9 "
+          "techniques one after another (one model at a time).")
+    if args.device == "cuda":
+        print("peak GPU memory (max_memory_allocated): " + ", ".join(
+            f"P={p} b={b}: {max(r.get('peak_gpu_mb', 0) for r in reglab[(p, b)]):.0f} MB"
+            for b in args.batches for p in args.populations))
+    runs = [*plain.values(), *reglab.values(), *keras_runs.values()]
+    worst = max((r.get("cpu_pressure") or 0 for group in runs for r in group), default=0)
+    if worst > 0.25 and torch.get_num_threads() > 1:
+        print(f"note: other work competed for the CPUs (cpu pressure up to {100 * worst:.0f}%); "
+              f"with {torch.get_num_threads()} intra-op threads a descheduled thread stalls "
+              "every op, so timings can be off by 10x or more. Rerun with --threads 1.")
+    print(f"benchmark wall time: {time.perf_counter() - began:.0f} s")
+    b = 128 if 128 in args.batches else args.batches[-1]
+    p = 45 if 45 in args.populations else max(args.populations)
+    print(f"population speedup at P={p}, batch {b}: {speedups[(p, b)]:.1f}\u00d7 vs plain PyTorch")
+
+
+if __name__ == "__main__":
+    main()
