@@ -104,24 +104,25 @@ def _check_labels(where, loss, y, output_shape):
                             f"last layer. Got shape {tuple(y.shape)}.")
 
 
-def batch(population, data: Data, index: torch.Tensor, seeds, augment, epoch):
+def batch(population, data: Data, index: torch.Tensor, layout, augment):
     """Gathers one batch per seed, augments it per seed, and lays it out for the members.
 
-    Returns ``(x, y, sample_weight)``; x is ``(b, ...)`` when one seed is left (shared by
-    every member), else ``(P, b, ...)``.
+    ``index`` is ``(S, b)``, one row per seed in ``layout.seeds``. Returns
+    ``(x, y, sample_weight)``: x is ``(b, ...)`` when one seed is left (shared by every
+    member), else ``(P, b, ...)`` through ``layout.member_rows``.
     """
     from reglab.engine.augmentation import augment_batch
 
-    xb = data.x[index]  # (S, b, ...)
-    yb = data.y[index]
-    xb = augment_batch(population, xb, seeds, augment)
-    wb = None if data.sample_weight is None else data.sample_weight[index]
-    if len(seeds) == 1:
+    flat = index.reshape(-1)
+    xb = data.x.index_select(0, flat).view(*index.shape, *data.x.shape[1:])  # (S, b, ...)
+    yb = data.y.index_select(0, flat).view(*index.shape, *data.y.shape[1:])
+    wb = None if data.sample_weight is None else data.sample_weight.index_select(0, flat).view(
+        index.shape)
+    xb = augment_batch(population, xb, layout.seeds, augment)
+    if layout.member_rows is None:
         return xb[0], yb[0], None if wb is None else wb[0]
-    where = {s: i for i, s in enumerate(seeds)}
-    rows = torch.tensor([where[s] for s in population.state.seeds], device=xb.device)
 
     def pick(t):
-        return None if t is None else t.index_select(0, rows)
+        return None if t is None else t.index_select(0, layout.member_rows)
 
     return pick(xb), pick(yb), pick(wb)

@@ -167,25 +167,26 @@ class Population:
         else:
             order = torch.arange(n, device=self.device).expand(len(seeds), n)
         seed_rows = {s: i for i, s in enumerate(seeds)}
+        layout = SeedLayout(self, seed_rows)
         totals = None
         for step, lo in enumerate(range(0, n, batch_size)):
-            seeds = sorted(set(state.seeds))
             index = order[:, lo:lo + batch_size]  # (S, b)
-            if len(seeds) < index.shape[0]:
-                index = index[[seed_rows[s] for s in seeds]]
-            xb, yb, wb = data_module.batch(self, train, index, seeds, augment, epoch)
-            y_pred, activity = forward(state, xb, True, self._random_factory(seeds))
+            if layout.order_rows is not None:
+                index = index[layout.order_rows]
+            xb, yb, wb = data_module.batch(self, train, index, layout, augment)
+            y_pred, activity = forward(state, xb, True, layout.random_for)
             data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred), wb)
             smooth, proximal = weight_penalties(state)
-            (data_loss + smooth + activity).sum().backward()
+            _add(_add(data_loss, smooth), activity).sum().backward()
             with torch.no_grad():
-                penalty = smooth.detach() + proximal + activity.detach()
-                total = data_loss.detach() + penalty
-                count = xb.shape[-len(self.plan.input_shape) - 1]
-                stats = [total * count, data_loss.detach() * count, penalty * count]
-                stats += [m(yb, y_pred.detach()).sum(dim=-1) for m in self.metrics.values()]
-                stats = torch.stack(stats)  # (K, P)
-            finite = torch.isfinite(total)
+                penalty = _add(_add(smooth, proximal), activity)
+                penalty = torch.zeros_like(data_loss) if penalty is None else penalty.detach()
+                data_loss = data_loss.detach()
+                count = index.shape[1]
+                stats = torch.stack([data_loss * count, penalty * count,
+                                     *(m(yb, y_pred.detach()).sum(dim=-1)
+                                       for m in self.metrics.values())])  # (K, P)
+            finite = torch.isfinite(data_loss + penalty)
             if not bool(finite.all()):
                 self._diverge(finite, epoch, step)
                 keep = finite.nonzero().flatten()
@@ -194,30 +195,14 @@ class Population:
                 state.keep(keep.tolist())
                 if state.size == 0:
                     break
+                layout = SeedLayout(self, seed_rows)
             apply_update(state)
-            totals = stats if totals is None else totals + stats
+            totals = stats if totals is None else totals.add_(stats)
             for obs in observers:
                 _call(obs, "on_train_batch_end", step)
         if state.size == 0 or totals is None:
             return {}
-        totals = (totals / n).cpu().numpy()
-        names = ["loss", "data_loss", "penalty", *self.metrics]
-        return {m: {name: float(totals[k, p]) for k, name in enumerate(names)}
-                for p, m in enumerate(state.member_ids)}
-
-    def _random_factory(self, seeds):
-        state, streams = self.state, self.streams
-        member_rows = None
-        if len(seeds) > 1:
-            where = {s: i for i, s in enumerate(seeds)}
-            member_rows = torch.tensor([where[s] for s in state.seeds], device=self.device)
-
-        def for_layer(name):
-            def random(kind, shape):
-                draws = streams.draw(seeds, f"noise/{name}", kind, shape, self.dtype)
-                return draws if member_rows is None else draws.index_select(0, member_rows)
-            return random
-        return for_layer
+        return self._logs(totals, n)
 
     def _diverge(self, finite, epoch, step):
         for p in (~finite).nonzero().flatten().tolist():
@@ -295,24 +280,32 @@ class Population:
     # -- inference ----------------------------------------------------------------
     def _evaluate(self, data, batch_size):
         state = self.state
-        n = data.x.shape[0]
         sums = None
-        penalty = sum(weight_penalties(state)).detach()
         with torch.no_grad():
-            for lo in range(0, n, batch_size):
+            weights_penalty = _add(*weight_penalties(state))
+            for lo in range(0, data.x.shape[0], batch_size):
                 xb, yb = data.x[lo:lo + batch_size], data.y[lo:lo + batch_size]
                 y_pred, activity = forward(state, xb, False)
                 data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred))
-                count = xb.shape[0]
-                stats = [(data_loss + penalty + activity) * count, data_loss * count,
-                         (penalty + activity) * count]
-                stats += [m(yb, y_pred).sum(dim=-1) for m in self.metrics.values()]
-                stats = torch.stack(stats)
-                sums = stats if sums is None else sums + stats
-        sums = (sums / n).cpu().numpy()
-        names = ["loss", "data_loss", "penalty", *self.metrics]
-        return {m: {name: float(sums[k, p]) for k, name in enumerate(names)}
-                for p, m in enumerate(state.member_ids)}
+                penalty = _add(weights_penalty, activity)
+                if penalty is None:
+                    penalty = torch.zeros_like(data_loss)
+                stats = torch.stack([data_loss * xb.shape[0], penalty * xb.shape[0],
+                                     *(m(yb, y_pred).sum(dim=-1) for m in self.metrics.values())])
+                sums = stats if sums is None else sums.add_(stats)
+        return self._logs(sums, data.x.shape[0])
+
+    def _logs(self, sums: torch.Tensor, count: int) -> dict[int, dict[str, float]]:
+        """Per-member logs from summed ``[data_loss, penalty, *metrics]`` rows, as Keras names them."""
+        means = (sums / count).cpu().numpy()
+        logs = {}
+        for p, member_id in enumerate(self.state.member_ids):
+            data_loss, penalty = float(means[0, p]), float(means[1, p])
+            logs[member_id] = {"loss": data_loss + penalty, "data_loss": data_loss,
+                               "penalty": penalty}
+            logs[member_id].update({name: float(means[2 + k, p])
+                                    for k, name in enumerate(self.metrics)})
+        return logs
 
     def evaluate(self, x, y, batch_size: int = 1024) -> list[dict[str, float]]:
         """Each member's loss (penalties included, as Keras) and metrics, in inference mode."""
@@ -338,6 +331,37 @@ class Population:
         """One member's current weights, keyed by (layer index, weight name), Keras layout."""
         self._restore_all()
         return self.state.member_weights(member_id)
+
+
+def _add(a, b):
+    """``a + b`` where either may be None (a term that is absent)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+class SeedLayout:
+    """The distinct seeds of the members still training, and how members map onto them."""
+
+    def __init__(self, population: Population, seed_rows: dict[int, int]):
+        state, streams, dtype = population.state, population.streams, population.dtype
+        self.seeds = sorted(set(state.seeds))
+        rows = [seed_rows[s] for s in self.seeds]
+        self.order_rows = None if rows == list(range(len(seed_rows))) else rows
+        self.member_rows = None
+        if len(self.seeds) > 1:
+            where = {s: i for i, s in enumerate(self.seeds)}
+            self.member_rows = torch.tensor([where[s] for s in state.seeds],
+                                            device=population.device)
+        seeds, member_rows = self.seeds, self.member_rows
+
+        def random_for(name):
+            def random(kind, shape):
+                draws = streams.draw(seeds, f"noise/{name}", kind, shape, dtype)
+                return draws if member_rows is None else draws.index_select(0, member_rows)
+            return random
+
+        self.random_for = random_for
 
 
 def _call(observer, hook, *args):

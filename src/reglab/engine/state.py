@@ -100,6 +100,7 @@ class PopulationState:
         self.hyperparameters: dict[Key, dict[str, Value]] = {}
         self.penalties: dict[Key, dict[str, Value]] = {}
         self.constraint_values: dict[Key, dict[str, Value]] = {}
+        self.penalized_weights = []  # the weights some member penalizes
         self._activity = []
         for lp in self.plan.layers:
             regs = [lp.layers[i].activity_regularizer for i in ids]
@@ -131,6 +132,9 @@ class PopulationState:
                 "l1_proximal_broadcast": collapse([a * p for a, p in zip(l1, prox)], dtype,
                                                   device, ndim),
             }
+            if any(isinstance(v, torch.Tensor) or v for v in self.penalties[wp.key].values()) \
+                    or wp.custom:
+                self.penalized_weights.append(wp)
             cons = [wp.constraints[i] for i in ids]
             if cons and cons[0] is not None:
                 self.constraint_values[wp.key] = {

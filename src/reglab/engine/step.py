@@ -21,9 +21,9 @@ RandomFactory = Callable[[str], Callable]
 
 def forward(state: PopulationState, x: torch.Tensor, training: bool,
             random_for: RandomFactory | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,))``."""
+    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``."""
     plan, members = state.plan, state.size
-    penalty = x.new_zeros(members)
+    penalty = None
     for index, lp in enumerate(plan.layers):
         if lp.layer.is_augmentation:
             continue  # applied to the batch before it reaches the layers
@@ -35,8 +35,9 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
         if activity is not None:
             if is_shared(x, lp.output_shape):
                 x = x.unsqueeze(0).expand(members, *x.shape)
-            penalty = penalty + activity_penalty(x, activity["l1"], activity["l2"],
-                                                 batch_axis=1, member_axis=0)
+            term = activity_penalty(x, activity["l1"], activity["l2"], batch_axis=1,
+                                    member_axis=0)
+            penalty = term if penalty is None else penalty + term
             if any(reg is not None for reg in activity["custom"]):
                 penalty = penalty + torch.stack([
                     reg(x[p]) / x.shape[1] if reg is not None else x.new_zeros(())
@@ -47,20 +48,24 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
 
 
 def weight_penalties(state: PopulationState) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(differentiable part, proximal L1 part)`` of the weight penalties, each ``(P,)``.
+    """``(differentiable part, proximal L1 part)`` of the weight penalties, each ``(P,)``
+    or None when no member has such a penalty.
 
     The proximal L1 part enters the objective's value but not its gradient: it
     is applied by the soft-threshold after each optimizer step.
     """
+    if not state.penalized_weights:
+        return None, None
     zeros = torch.zeros(state.size, dtype=state.dtype, device=state.device)
-    smooth, proximal = zeros, zeros
-    for wp in state.plan.weights:
+    smooth, proximal = zeros, None
+    for wp in state.penalized_weights:
         w = state.weights[wp.key]
         pen = state.penalties[wp.key]
         smooth = smooth + weight_penalty(w, pen["l1"], pen["l2"], member_axis=0)
         if isinstance(pen["l1_proximal"], torch.Tensor) or pen["l1_proximal"]:
             with torch.no_grad():
-                proximal = proximal + weight_penalty(w, pen["l1_proximal"], 0.0, member_axis=0)
+                term = weight_penalty(w, pen["l1_proximal"], 0.0, member_axis=0)
+                proximal = term if proximal is None else proximal + term
         if wp.custom:
             regs = state.regularizers(wp.key)
             custom = [reg(w[p]) if reg is not None and not hasattr(reg, "l1") else w.new_zeros(())

@@ -31,6 +31,13 @@ def _check(owner: str, name: str, value: Any, lo: float, hi: float = math.inf,
     return float(value)
 
 
+def _fusable(param: torch.Tensor, hp: dict[str, Value]) -> bool:
+    """True when torch's fused Adam kernel applies: one value per hyperparameter."""
+    return (hasattr(torch, "_fused_adam_") and param.is_contiguous()
+            and param.device.type in ("cpu", "cuda")
+            and not any(isinstance(v, torch.Tensor) for v in hp.values()))
+
+
 class Optimizer:
     """Base class. ``weight_decay`` is Keras's decoupled decay, applied before the step."""
 
@@ -153,6 +160,16 @@ class Adam(Optimizer):
     def update(self, param, grad, state, hp, step, want_step_size=False):
         b1, b2, eps = hp["beta_1"], hp["beta_2"], hp["epsilon"]
         m, v = state["m"], state["v"]
+        if not want_step_size and not self.amsgrad and _fusable(param, hp):
+            # torch's fused kernel computes the same update in one pass over memory. Its
+            # epsilon sits inside the bias correction, Keras's outside:
+            # lr * m_hat / (sqrt(v_hat) + eps') == alpha * m / (sqrt(v) + eps)
+            # with eps' = eps / sqrt(1 - beta_2**t).
+            step_tensor = torch.tensor(float(step), device=param.device)
+            torch._fused_adam_([param], [grad], [m], [v], [], [step_tensor], lr=hp["learning_rate"],
+                               beta1=b1, beta2=b2, weight_decay=0.0,
+                               eps=eps / (1 - b2**step) ** 0.5, amsgrad=False, maximize=False)
+            return None
         m.lerp_(grad, 1 - b1)  # m += (g - m) * (1 - b1)
         v.lerp_(grad.square(), 1 - b2)  # v += (g**2 - v) * (1 - b2)
         if self.amsgrad:

@@ -78,9 +78,9 @@ def record_batches(monkeypatch):
     seen = []
     original = data_module.batch
 
-    def spy(population, data, index, seeds, augment, epoch):
-        seen.append((list(seeds), index.clone()))
-        return original(population, data, index, seeds, augment, epoch)
+    def spy(population, data, index, layout, augment):
+        seen.append((list(layout.seeds), index.clone()))
+        return original(population, data, index, layout, augment)
 
     monkeypatch.setattr(data_module, "batch", spy)
     return seen

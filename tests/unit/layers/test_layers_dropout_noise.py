@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from reglab.engine import Member, Population
+from reglab.engine.population import SeedLayout
 from reglab.engine.step import forward
 from reglab.layers import Dense, Dropout, GaussianDropout, GaussianNoise, SpatialDropout2D
 from reglab.layers.core import Flatten
@@ -41,7 +42,9 @@ def population(make_layer, settings, input_shape=(FEATURES,)):
 
 
 def run(pop, x, training=True):
-    random_for = pop._random_factory(sorted(set(pop.state.seeds))) if training else None
+    seeds = sorted(set(pop.state.seeds))
+    layout = SeedLayout(pop, {seed: row for row, seed in enumerate(seeds)})
+    random_for = layout.random_for if training else None
     with torch.no_grad():
         out, _ = forward(pop.state, x, training, random_for)
     return out  # (P, B, F)
