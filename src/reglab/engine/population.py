@@ -25,6 +25,7 @@ import torch
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
+from reglab.engine import allocator
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
 from reglab.engine.member import Member, plan
@@ -71,11 +72,14 @@ class Population:
         dtype: torch.float32 (default) or torch.float64.
         flush_denormal: flush subnormal floats to zero while training on the CPU (Adam's
             second moments fill with them, and they are slow); off after training.
+        keep_freed_memory: on Linux, tell glibc to keep freed memory for reuse instead of
+            returning it to the system after every step (see :mod:`reglab.engine.allocator`).
     """
 
     def __init__(self, members: Sequence[Member], loss: Any = "sparse_categorical_crossentropy",
                  metrics: Sequence[str] = ("accuracy",), device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, flush_denormal: bool = True):
+                 dtype: torch.dtype = torch.float32, flush_denormal: bool = True,
+                 keep_freed_memory: bool = True):
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"Population: 'dtype' must be torch.float32 or torch.float64. "
                               f"Got {dtype!r}.")
@@ -88,6 +92,8 @@ class Population:
                               "Use device='cpu'.")
         self.dtype = dtype
         self.flush_denormal = flush_denormal
+        if keep_freed_memory and self.device.type == "cpu":
+            allocator.keep_freed_memory()
         self.state = PopulationState(self.plan, dtype, self.device)
         self.streams = SeedStreams(self.device)
         self.results = [MemberResult(i, name, seed) for i, (name, seed) in
@@ -176,10 +182,10 @@ class Population:
             xb, yb, wb = data_module.batch(self, train, index, layout, augment)
             y_pred, activity = forward(state, xb, True, layout.random_for)
             data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred), wb)
-            smooth, proximal = weight_penalties(state)
-            _add(_add(data_loss, smooth), activity).sum().backward()
+            penalty_value, custom = weight_penalties(state)
+            _add(_add(data_loss, custom), activity).sum().backward()
             with torch.no_grad():
-                penalty = _add(_add(smooth, proximal), activity)
+                penalty = _add(_add(penalty_value, custom), activity)
                 penalty = torch.zeros_like(data_loss) if penalty is None else penalty.detach()
                 data_loss = data_loss.detach()
                 count = index.shape[1]

@@ -33,12 +33,14 @@ class SeedStreams:
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self._generators: dict[tuple[int, str], torch.Generator] = {}
+        self._generators: dict[tuple[int, str, str], torch.Generator] = {}
 
-    def get(self, seed: int, purpose: str) -> torch.Generator:
-        key = (int(seed), purpose)
+    def get(self, seed: int, purpose: str, device: str | torch.device | None = None
+            ) -> torch.Generator:
+        device = self.device if device is None else torch.device(device)
+        key = (int(seed), purpose, device.type)
         if key not in self._generators:
-            self._generators[key] = generator(seed, purpose, self.device)
+            self._generators[key] = generator(seed, purpose, device)
         return self._generators[key]
 
     def draw(self, seeds: Sequence[int], purpose: str, kind: str, shape: Sequence[int],
@@ -56,6 +58,10 @@ class SeedStreams:
         return torch.stack(rows)
 
     def permutations(self, seeds: Sequence[int], n: int) -> torch.Tensor:
-        """``(len(seeds), n)``: each seed's next shuffle of ``range(n)``."""
-        return torch.stack([torch.randperm(n, generator=self.get(s, "shuffle"), device=self.device)
-                            for s in seeds])
+        """``(len(seeds), n)``: each seed's next shuffle of ``range(n)``.
+
+        Drawn on the CPU whatever the device, so that a seed's batch order is the same on
+        the CPU and on CUDA (it is drawn once per epoch, so this costs little).
+        """
+        return torch.stack([torch.randperm(n, generator=self.get(s, "shuffle", "cpu"))
+                            for s in seeds]).to(self.device)

@@ -128,7 +128,7 @@ class PopulationState:
             self.penalties[wp.key] = {
                 "l1": collapse([a * (1 - p) for a, p in zip(l1, prox)], dtype, device),
                 "l2": collapse([wp.l2[i] for i in ids], dtype, device),
-                "l1_proximal": collapse([a * p for a, p in zip(l1, prox)], dtype, device),
+                "l1_all": collapse(l1, dtype, device),
                 "l1_proximal_broadcast": collapse([a * p for a, p in zip(l1, prox)], dtype,
                                                   device, ndim),
             }

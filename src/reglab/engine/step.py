@@ -14,7 +14,12 @@ import torch
 
 from reglab.engine.state import PopulationState
 from reglab.layers.layer import ForwardContext, is_shared
-from reglab.regularizers.penalty import activity_penalty, soft_threshold, weight_penalty
+from reglab.regularizers.penalty import (
+    activity_penalty,
+    add_penalty_gradient_,
+    soft_threshold,
+    weight_penalty,
+)
 
 RandomFactory = Callable[[str], Callable]
 
@@ -47,35 +52,45 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
     return x, penalty
 
 
-def weight_penalties(state: PopulationState) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(differentiable part, proximal L1 part)`` of the weight penalties, each ``(P,)``
-    or None when no member has such a penalty.
+def weight_penalties(state: PopulationState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(value, custom)``: the weight penalties per member, each ``(P,)`` or None.
 
-    The proximal L1 part enters the objective's value but not its gradient: it
-    is applied by the soft-threshold after each optimizer step.
+    ``value`` is the L1/L2 family's penalty (proximal L1 included), computed without
+    autograd: its gradient is added by :func:`add_penalty_gradients`, and the proximal
+    part is applied by the soft-threshold after each step. ``custom`` is the sum of
+    user-defined regularizers, differentiable.
     """
     if not state.penalized_weights:
         return None, None
-    zeros = torch.zeros(state.size, dtype=state.dtype, device=state.device)
-    smooth, proximal = zeros, None
+    value, custom = None, None
     for wp in state.penalized_weights:
         w = state.weights[wp.key]
         pen = state.penalties[wp.key]
-        smooth = smooth + weight_penalty(w, pen["l1"], pen["l2"], member_axis=0)
-        if isinstance(pen["l1_proximal"], torch.Tensor) or pen["l1_proximal"]:
-            with torch.no_grad():
-                term = weight_penalty(w, pen["l1_proximal"], 0.0, member_axis=0)
-                proximal = term if proximal is None else proximal + term
+        with torch.no_grad():
+            term = weight_penalty(w, pen["l1_all"], pen["l2"], member_axis=0)
+        value = term if value is None else value + term
         if wp.custom:
             regs = state.regularizers(wp.key)
-            custom = [reg(w[p]) if reg is not None and not hasattr(reg, "l1") else w.new_zeros(())
-                      for p, reg in enumerate(regs)]
-            smooth = smooth + torch.stack(custom)
-    return smooth, proximal
+            term = torch.stack([reg(w[p]) if reg is not None and not hasattr(reg, "l1")
+                                else w.new_zeros(()) for p, reg in enumerate(regs)])
+            custom = term if custom is None else custom + term
+    return value, custom
+
+
+def add_penalty_gradients(state: PopulationState) -> None:
+    """Adds each member's L1 (non-proximal) and L2 penalty gradients to the weights' grads."""
+    with torch.no_grad():
+        for wp in state.penalized_weights:
+            w = state.weights[wp.key]
+            if not wp.spec.trainable or w.grad is None:
+                continue
+            pen = state.penalties[wp.key]
+            add_penalty_gradient_(w.grad, w, pen["l1"], pen["l2"], member_axis=0)
 
 
 def apply_update(state: PopulationState) -> None:
     """One optimizer step for every trainable weight, then proximal L1, then constraints."""
+    add_penalty_gradients(state)
     state.step += 1
     optimizer = state.optimizer
     with torch.no_grad():
