@@ -248,6 +248,11 @@ def worker_plain(cfg):
     torch, x, y, device = _load(cfg)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
+        # The same malloc settings reglab's engine uses (freed memory kept for reuse), so that
+        # the comparison is of the training loops, not of the allocator.
+        from reglab.engine.allocator import keep_freed_memory
+
+        keep_freed_memory()
     n, batch = cfg["n"], cfg["batch"]
     # Warm-up: every code path (dropout, l1, l2) on a few batches.
     _plain_epoch(torch, x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch], batch,

@@ -93,26 +93,31 @@ def apply_update(state: PopulationState) -> None:
     add_penalty_gradients(state)
     state.step += 1
     optimizer = state.optimizer
+    batch = []  # weights with neither a proximal step nor a constraint: one grouped update
     with torch.no_grad():
         for wp in state.plan.weights:
-            if not wp.spec.trainable:
-                continue
             w = state.weights[wp.key]
-            grad = w.grad
-            if grad is None:
+            if not wp.spec.trainable or w.grad is None:
                 continue
             hp = state.hyperparameters[wp.key]
             optimizer.apply_weight_decay(w, hp)
             prox = state.penalties[wp.key]["l1_proximal_broadcast"]
             wants_prox = isinstance(prox, torch.Tensor) or prox != 0
-            step_size = optimizer.update(w, grad, state.optimizer_state[wp.key], hp, state.step,
-                                         want_step_size=wants_prox)
+            constraint = wp.constraints[state.member_ids[0]]
+            if not wants_prox and constraint is None:
+                batch.append((w, w.grad, state.optimizer_state[wp.key], hp))
+                continue
+            step_size = optimizer.update(w, w.grad, state.optimizer_state[wp.key], hp,
+                                         state.step, want_step_size=wants_prox)
             if wants_prox:
                 w.copy_(soft_threshold(w, step_size * prox))
-            constraint = wp.constraints[state.member_ids[0]]
             if constraint is not None:
                 values = state.constraint_values[wp.key]
                 ndim = len(wp.spec.shape)
                 w.copy_(constraint.apply(w, values,
                                          lambda axes, n=ndim: [a % n + 1 for a in axes]))
             w.grad = None
+        if batch:
+            optimizer.update_many(*zip(*batch), step=state.step)
+            for w, *_ in batch:
+                w.grad = None
