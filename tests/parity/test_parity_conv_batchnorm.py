@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from references import keras_sparse_crossentropy
 from reglab.engine import Member, Population
 from reglab.engine.step import forward
 from reglab.layers import Activation, BatchNormalization, Conv2D, Dense, Flatten, MaxPooling2D
@@ -27,19 +28,8 @@ H, W, C = 10, 9, 2
 CLASSES = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """Tiny tensors gain nothing from intra-op threads, and lose much when another process
-    holds a core (OpenMP workers spin); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
-def keras_sparse_crossentropy(probs, y):
-    p = torch.clamp(probs / probs.sum(dim=-1, keepdim=True), KERAS_EPSILON, 1 - KERAS_EPSILON)
-    return -torch.log(p.gather(-1, y.view(-1, 1))).view(-1)
 
 
 def tf_same_padding(length, kernel, stride):

@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from references import keras_sparse_crossentropy
 from reglab.engine import Member, Population
 from reglab.layers import Dense
 from reglab.optimizers.optimizers import SGD, Adam, AdamW, RMSprop
@@ -47,14 +48,6 @@ BETA_1 = (0.9, 0.8, 0.95)
 RHO = (0.9, 0.8, 0.95)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """Tiny tensors gain nothing from intra-op threads, and lose much when another process
-    holds a core (OpenMP workers spin); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # -- the reference ----------------------------------------------------------------------
@@ -126,11 +119,6 @@ def make_optimizers(kind: str, member: dict):
     raise AssertionError(kind)
 
 
-def keras_sparse_crossentropy(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Keras's sparse crossentropy on probabilities, per sample."""
-    p = probs / probs.sum(dim=-1, keepdim=True)
-    p = torch.clamp(p, KERAS_EPSILON, 1 - KERAS_EPSILON)
-    return -torch.log(p.gather(-1, y.view(-1, 1))).view(-1)
 
 
 class Reference:

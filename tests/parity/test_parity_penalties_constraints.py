@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from references import keras_sparse_crossentropy
 from reglab.constraints import MaxNorm, MinMaxNorm, NonNeg, UnitNorm
 from reglab.engine import Member, Population
 from reglab.layers import Conv2D, Dense, Flatten
@@ -23,19 +24,8 @@ F64 = torch.float64
 KERAS_EPSILON = 1e-7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """Tiny tensors gain nothing from intra-op threads, and lose much when another process
-    holds a core (OpenMP workers spin); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
-def keras_sparse_crossentropy(probs, y):
-    p = torch.clamp(probs / probs.sum(dim=-1, keepdim=True), KERAS_EPSILON, 1 - KERAS_EPSILON)
-    return -torch.log(p.gather(-1, y.view(-1, 1))).view(-1)
 
 
 def np_penalty(w, a, b):

@@ -15,14 +15,6 @@ from reglab.regularizers import l2
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """Tiny tensors gain nothing from intra-op threads, and lose much when another process
-    holds a core (OpenMP workers spin); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def member(seed, strength=0.01, rate=0.3, lr=0.05, optimizer=None):

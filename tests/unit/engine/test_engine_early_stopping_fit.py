@@ -8,7 +8,6 @@ epoch max(p, 1) whatever the data, and its best epoch is 0.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from reglab.engine import EarlyStoppingRule, Member, Population
@@ -19,14 +18,6 @@ NEVER_IMPROVES = 1e9  # min_delta
 EPOCHS = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """Tiny tensors gain nothing from intra-op threads, and lose much when another process
-    holds a core (OpenMP workers spin); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def member(seed, patience=None, restore=False, lr=0.05, monitor="loss"):

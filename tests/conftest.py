@@ -1,0 +1,21 @@
+"""Shared test settings: one intra-op thread, and the independent references on sys.path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # for `import references`
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_intra_op_thread():
+    """Tiny tensors gain nothing from intra-op threads, and lose much when another process
+    holds a core (OpenMP workers spin); the previous setting is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
