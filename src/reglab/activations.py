@@ -62,3 +62,12 @@ def name_of(fn: Activation) -> str:
         if known is fn:
             return name
     return getattr(fn, "__name__", repr(fn))
+
+
+def structure_key(fn: Activation):
+    """What identifies an activation across members: its Keras name, or the callable itself
+    (two different user functions are two different structures, even with one name)."""
+    for name, known in _BY_NAME.items():
+        if known is fn:
+            return name
+    return fn

@@ -5,15 +5,21 @@ ImageDataGenerator-style :class:`reglab.augment.AffineSpec` each sample one
 pixel-space transform per image from the seed's own stream; consecutive
 transforms that share a fill mode are composed into one matrix and applied
 with a single warp. Members that share a seed see the same augmented images.
+
+Fusing differs from Keras, which warps once per layer, only at the borders: a
+fused warp fills from the original image where Keras would fill twice.
 """
 
 from __future__ import annotations
 
 import torch
 
+from reglab.engine.rng import epoch_purpose
 
-def augment_batch(population, xb: torch.Tensor, seeds, spec=None) -> torch.Tensor:
-    """``xb`` is ``(S, b, H, W, C)``; returns it augmented, one stream per seed."""
+
+def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tensor:
+    """``xb`` is ``(G, b, H, W, C)``, one row per (seed, epoch) group; returns it augmented,
+    one stream per group."""
     layers = [lp for lp in population.plan.layers if lp.layer.is_augmentation]
     if not layers and (spec is None or spec.is_identity):
         return xb
@@ -27,15 +33,16 @@ def augment_batch(population, xb: torch.Tensor, seeds, spec=None) -> torch.Tenso
     images = xb.reshape(s * b, *xb.shape[2:])
     stages = []  # (fill key, transforms (S*b, 3, 3))
     if spec is not None and not spec.is_identity:
-        mats = torch.cat([sample_transforms(spec, b, h, w, population.streams.get(seed, "augment"),
-                                            dtype=torch.float64, device=xb.device)
-                          for seed in seeds])
+        mats = torch.cat([sample_transforms(
+            spec, b, h, w, population.streams.get(seed, epoch_purpose("augment", epoch)),
+            dtype=torch.float64, device=xb.device) for seed, epoch in groups])
         stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
     for lp in layers:
         layer = lp.layer
         mats = torch.cat([layer.sample_transforms(
-            b, h, w, population.streams.get(seed, f"augment/{lp.canonical_name}"), xb.device)
-            for seed in seeds])
+            b, h, w, population.streams.get(
+                seed, epoch_purpose(f"augment/{lp.canonical_name}", epoch)),
+            xb.device, dtype=torch.float64) for seed, epoch in groups])
         stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation), mats))
     current_key, current = None, None
     for key, mats in stages:

@@ -65,6 +65,7 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
             raise DataError(f"{where}: x and y must have the same number of samples. Got "
                             f"{x_t.shape[0]} and {y_t.shape[0]}.")
         _check_labels(where, loss, y_t, plan.output_shape)
+        y_t = _canonical_targets(where, loss, y_t, plan.output_shape)
     w_t = None
     if sample_weight is not None:
         w_t = _as_tensor(where, "sample_weight", sample_weight, population.dtype,
@@ -104,23 +105,38 @@ def _check_labels(where, loss, y, output_shape):
                             f"last layer. Got shape {tuple(y.shape)}.")
 
 
-def batch(population, data: Data, index: torch.Tensor, layout, augment):
-    """Gathers one batch per seed, augments it per seed, and lays it out for the members.
+def _canonical_targets(where, loss, y, output_shape):
+    """One layout per loss kind: integer labels ``(N,)`` for the sparse loss, otherwise
+    ``(N, *output_shape)``; the engine then adds a member axis, so losses and metrics
+    always see targets and predictions of equal rank."""
+    if loss.target_kind == "sparse":
+        return y.reshape(-1).long()
+    if y.dim() == len(output_shape) and output_shape[-1] == 1:
+        y = y.unsqueeze(-1)  # (N,) targets for a one-unit output
+    if tuple(y.shape[1:]) != tuple(output_shape):
+        raise DataError(f"{where}: targets must have shape (N, {', '.join(map(str, output_shape))}) "
+                        f"to match the last layer's output. Got {tuple(y.shape)}.")
+    return y
 
-    ``index`` is ``(S, b)``, one row per seed in ``layout.seeds``. Returns
+
+def batch(population, data: Data, index: torch.Tensor, layout, augment):
+    """Gathers one batch per group, augments it per group, and lays it out for the members.
+
+    ``index`` is ``(G, b)``, one row per group in ``layout.groups``. Returns
     ``(x, y, sample_weight)``: x is ``(b, ...)`` when one seed is left (shared by every
-    member), else ``(P, b, ...)`` through ``layout.member_rows``.
+    member), else ``(P, b, ...)`` through ``layout.member_rows``; y and sample_weight always
+    carry a member axis, of size 1 when shared.
     """
     from reglab.engine.augmentation import augment_batch
 
     flat = index.reshape(-1)
-    xb = data.x.index_select(0, flat).view(*index.shape, *data.x.shape[1:])  # (S, b, ...)
+    xb = data.x.index_select(0, flat).view(*index.shape, *data.x.shape[1:])  # (G, b, ...)
     yb = data.y.index_select(0, flat).view(*index.shape, *data.y.shape[1:])
     wb = None if data.sample_weight is None else data.sample_weight.index_select(0, flat).view(
         index.shape)
-    xb = augment_batch(population, xb, layout.seeds, augment)
-    if layout.member_rows is None:
-        return xb[0], yb[0], None if wb is None else wb[0]
+    xb = augment_batch(population, xb, layout.groups, augment)
+    if layout.member_rows is None:  # one seed: x shared by all members, y with a member axis
+        return xb[0], yb[:1], None if wb is None else wb[:1]
 
     def pick(t):
         return None if t is None else t.index_select(0, layout.member_rows)

@@ -10,7 +10,7 @@ would (``dense``, ``dense_1``...), and gathers what may differ between members
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reglab import optimizers as optimizers_module
@@ -51,6 +51,8 @@ class LayerPlan:
     output_shape: Shape
     weight_specs: list[WeightSpec]
     values: dict[str, list[float]]
+    #: per member, the activity penalty as (l1, l2, custom regularizer or None), or None
+    activity: list[tuple[float, float, Any] | None] = field(default_factory=list)
 
     @property
     def layer(self) -> Layer:
@@ -63,12 +65,17 @@ class WeightPlan:
 
     layer_index: int
     spec: WeightSpec
-    regularizers: list[Any]
+    initializers: list[Any]
     constraints: list[Any]
     l1: list[float] = field(default_factory=list)
     l2: list[float] = field(default_factory=list)
     proximal: list[float] = field(default_factory=list)
-    custom: bool = False
+    #: per member, a user-defined regularizer (evaluated member by member), else None
+    custom_regularizers: list[Any] = field(default_factory=list)
+
+    @property
+    def custom(self) -> bool:
+        return any(reg is not None for reg in self.custom_regularizers)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -110,13 +117,14 @@ def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
     return tuple(shape), layers
 
 
-def _regularizer_values(reg) -> tuple[float, float, float, bool]:
-    """(l1, l2, proximal, custom) for a weight regularizer."""
+def _regularizer_values(reg) -> tuple[float, float, float, Any]:
+    """(l1, l2, proximal, custom regularizer or None): the one place that tells Keras's L1/L2
+    family (whose strengths become per-member values) from a user-defined regularizer."""
     if reg is None:
-        return 0.0, 0.0, 0.0, False
+        return 0.0, 0.0, 0.0, None
     if isinstance(reg, L1L2):
-        return reg.l1, reg.l2, 1.0 if reg.proximal else 0.0, False
-    return 0.0, 0.0, 0.0, True
+        return reg.l1, reg.l2, 1.0 if reg.proximal else 0.0, None
+    return 0.0, 0.0, 0.0, reg
 
 
 def plan(members: Sequence[Member]) -> PopulationPlan:
@@ -144,16 +152,28 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
         canonical = base if counts.get(base, 0) == 0 else f"{base}_{counts[base]}"
         counts[base] = counts.get(base, 0) + 1
         for i, layer in enumerate(column[1:], start=1):
-            if layer.structure() != ref.structure():
-                raise StructureError(
-                    f"Population: member {i} differs from member 0 at layer {position} "
-                    f"({canonical}): {layer.structure()} vs {ref.structure()}. Members of one "
-                    "population may differ in values only.")
-        specs = ref.weight_specs(shape)
+            for mine, theirs in ((layer.structure(), ref.structure()),
+                                 (f"trainable={layer.trainable}", f"trainable={ref.trainable}")):
+                if mine != theirs:
+                    raise StructureError(
+                        f"Population: member {i} differs from member 0 at layer {position} "
+                        f"({canonical}): {mine} vs {theirs}. Members of one population may "
+                        "differ in values only.")
         out_shape = ref.compute_output_shape(shape)
+        if any(d <= 0 for d in out_shape):
+            raise ConfigError(f"Population: layer {position} ({canonical}) turns inputs of shape "
+                              f"{shape} into an empty output {out_shape}. Use a smaller kernel "
+                              "or pool, or padding='same'.")
+        # A frozen layer (trainable=False) freezes its weights, as in Keras.
+        specs = [replace(spec, trainable=spec.trainable and ref.trainable)
+                 for spec in ref.weight_specs(shape)]
         values = {name: [float(layer.values()[name]) for layer in column]
                   for name in ref.values()}
-        layer_plans.append(LayerPlan(canonical, column, shape, out_shape, specs, values))
+        activity = [_regularizer_values(layer.activity_regularizer)
+                    if layer.activity_regularizer is not None else None for layer in column]
+        activity = [None if a is None else (a[0], a[1], a[3]) for a in activity]
+        layer_plans.append(LayerPlan(canonical, column, shape, out_shape, specs, values,
+                                     activity if any(a is not None for a in activity) else []))
         for spec_index, spec in enumerate(specs):
             member_specs = [layer.weight_specs(shape)[spec_index] for layer in column]
             cons = [s.constraint for s in member_specs]
@@ -162,13 +182,13 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                 raise StructureError(
                     f"Population: members differ in the kind of constraint on "
                     f"{canonical}.{spec.name}: {sorted(map(str, structures))}.")
-            wp = WeightPlan(position, spec, [s.regularizer for s in member_specs], cons)
-            for reg in wp.regularizers:
-                l1, l2, prox, custom = _regularizer_values(reg)
+            wp = WeightPlan(position, spec, [s.initializer for s in member_specs], cons)
+            for member_spec in member_specs:
+                l1, l2, prox, custom = _regularizer_values(member_spec.regularizer)
                 wp.l1.append(l1)
                 wp.l2.append(l2)
                 wp.proximal.append(prox)
-                wp.custom = wp.custom or custom
+                wp.custom_regularizers.append(custom)
             weight_plans.append(wp)
         shape = out_shape
     _check_augmentation_first([lp.layer for lp in layer_plans])

@@ -28,10 +28,11 @@ from reglab import metrics as metrics_module
 from reglab.engine import allocator
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
+from reglab.engine.epoch import add, batch_stats, train_epoch
 from reglab.engine.member import Member, plan
 from reglab.engine.rng import SeedStreams
 from reglab.engine.state import PopulationState
-from reglab.engine.step import apply_update, forward, weight_penalties
+from reglab.engine.step import forward, weight_penalties
 from reglab.errors import ConfigError
 
 
@@ -86,6 +87,8 @@ class Population:
         self.plan = plan(members)
         self.loss = losses_module.get(loss, where="Population: 'loss'")
         self.metric_names = list(metrics)
+        for name in self.metric_names:  # fails early on unknown names
+            metrics_module.resolve(name, (1,), (1, 2), where="Population: 'metrics'")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("Population: 'device' is 'cuda' but torch sees no CUDA device. "
@@ -98,8 +101,11 @@ class Population:
         self.streams = SeedStreams(self.device)
         self.results = [MemberResult(i, name, seed) for i, (name, seed) in
                         enumerate(zip(self.plan.names, self.plan.seeds))]
-        self._parked: dict[int, dict] = {}
+        self.metrics: dict[str, Any] = {}
+        self.augment = None
         self.stop_requested: set[int] = set()
+        self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
+        self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
 
     @property
     def size(self) -> int:
@@ -110,26 +116,38 @@ class Population:
             shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
             observers: Sequence[Any] = (), eval_batch_size: int | None = None,
             augment=None) -> PopulationResult:
-        """Trains every member; returns a :class:`PopulationResult`.
+        """Trains every member; returns a new :class:`PopulationResult` for this call.
 
         ``augment`` is an optional :class:`reglab.augment.AffineSpec` applied to
-        each training batch (ImageDataGenerator semantics), per seed.
+        each training batch (ImageDataGenerator semantics), per seed. Observers may
+        define ``on_train_begin(population)``, ``on_epoch_begin(epoch)``,
+        ``on_train_batch_end(step)``, ``on_epoch_end(epoch, logs_by_member)`` and
+        ``on_train_end()``, and stop members through ``population.stop_requested``.
+        Members that diverged in an earlier call stay frozen.
         """
         started = time.perf_counter()
-        train = data_module.prepare(self, x, y, sample_weight, "fit")
-        val = (data_module.prepare(self, *validation_data[:2], None, "fit: validation_data")
-               if validation_data is not None else None)
         batch_size = data_module.check_count("fit", "batch_size", batch_size)
         data_module.check_count("fit", "epochs", epochs, minimum=0)
-        self.metrics = {name: metrics_module.resolve(name, tuple(train.y.shape),
-                                                     (1, *self.plan.output_shape), "compile")
-                        for name in self.metric_names}
+        train = data_module.prepare(self, x, y, sample_weight, "fit")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ConfigError("fit: 'validation_data' must be a tuple (x_val, y_val) or "
+                                  f"(x_val, y_val, sample_weight). Got {type(validation_data).__name__}.")
+            val = data_module.prepare(self, *validation_data, *([None] * (3 - len(validation_data))),
+                                      "fit: validation_data")
+        self.metrics = self._resolve_metrics(train.y)
+        self.augment = augment
         self._restore_all()
-        self.stop_requested.clear()
+        self.results = [MemberResult(i, name, seed) for i, (name, seed) in
+                        enumerate(zip(self.plan.names, self.plan.seeds))]
         stoppers = {i: EarlyStoppingState.start(rule, tuple(self.metric_names))
                     for i, rule in enumerate(self.plan.early_stopping) if rule is not None}
-        for r in self.results:
-            r.status = "running"
+        for member_id, at in self._diverged.items():
+            result = self.results[member_id]
+            result.status, result.diverged_at = "diverged", at
+        self._park(list(self._diverged), {})
+        self.stop_requested.clear()
         flush = self.flush_denormal and self.device.type == "cpu"
         if flush:
             torch.set_flush_denormal(True)
@@ -142,18 +160,20 @@ class Population:
                 for obs in observers:
                     _call(obs, "on_epoch_begin", epoch)
                 epoch_start = time.perf_counter()
-                logs = self._train_epoch(train, batch_size, shuffle, epoch, observers, augment)
+                totals = train_epoch(self, train, batch_size, shuffle, epoch, stoppers, observers)
+                if totals is None:
+                    break
+                logs = self._logs(totals, self.state, train.x.shape[0])
                 if val is not None:
                     for member_id, val_logs in self._evaluate(
-                            val, eval_batch_size or max(batch_size, 1024)).items():
+                            self.state, val, eval_batch_size or max(batch_size, 1024)).items():
                         logs[member_id].update({f"val_{k}": v for k, v in val_logs.items()})
-                elapsed = time.perf_counter() - epoch_start
-                stop_now = self._end_epoch(epoch, logs, stoppers, elapsed)
+                stop_now = self._end_epoch(epoch, logs, stoppers, time.perf_counter() - epoch_start)
                 for obs in observers:
                     _call(obs, "on_epoch_end", epoch, logs)
                 stop_now |= {m for m in self.stop_requested if m in self.state.member_ids}
                 self._park([m for m in self.state.member_ids if m in stop_now], stoppers)
-            for member_id in list(self.state.member_ids):
+            for member_id in self.state.member_ids:
                 self.results[member_id].status = "done"
             self._park(list(self.state.member_ids), stoppers)
         finally:
@@ -164,66 +184,27 @@ class Population:
             _call(obs, "on_train_end")
         return PopulationResult(self.results, time.perf_counter() - started)
 
-    def _train_epoch(self, train, batch_size, shuffle, epoch, observers, augment):
-        state = self.state
-        n = train.x.shape[0]
-        seeds = sorted(set(state.seeds))
-        if shuffle:
-            order = self.streams.permutations(seeds, n)  # (S, N)
-        else:
-            order = torch.arange(n, device=self.device).expand(len(seeds), n)
-        seed_rows = {s: i for i, s in enumerate(seeds)}
-        layout = SeedLayout(self, seed_rows)
-        totals = None
-        for step, lo in enumerate(range(0, n, batch_size)):
-            index = order[:, lo:lo + batch_size]  # (S, b)
-            if layout.order_rows is not None:
-                index = index[layout.order_rows]
-            xb, yb, wb = data_module.batch(self, train, index, layout, augment)
-            y_pred, activity = forward(state, xb, True, layout.random_for)
-            data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred), wb)
-            penalty_value, custom = weight_penalties(state)
-            _add(_add(data_loss, custom), activity).sum().backward()
-            with torch.no_grad():
-                penalty = _add(_add(penalty_value, custom), activity)
-                penalty = torch.zeros_like(data_loss) if penalty is None else penalty.detach()
-                data_loss = data_loss.detach()
-                count = index.shape[1]
-                stats = torch.stack([data_loss * count, penalty * count,
-                                     *(m(yb, y_pred.detach()).sum(dim=-1)
-                                       for m in self.metrics.values())])  # (K, P)
-            finite = torch.isfinite(data_loss + penalty)
-            if not bool(finite.all()):
-                self._diverge(finite, epoch, step)
-                keep = finite.nonzero().flatten()
-                stats = stats.index_select(1, keep)
-                totals = None if totals is None else totals.index_select(1, keep)
-                state.keep(keep.tolist())
-                if state.size == 0:
-                    break
-                layout = SeedLayout(self, seed_rows)
-            apply_update(state)
-            totals = stats if totals is None else totals.add_(stats)
-            for obs in observers:
-                _call(obs, "on_train_batch_end", step)
-        if state.size == 0 or totals is None:
-            return {}
-        return self._logs(totals, n)
-
-    def _diverge(self, finite, epoch, step):
+    def diverge(self, finite: torch.Tensor, epoch: int, step: int, stoppers) -> None:
+        """Freezes the members whose loss is not finite (their last weights, or their best
+        snapshot when they restore best weights) and records where they diverged."""
         for p in (~finite).nonzero().flatten().tolist():
             member_id = self.state.member_ids[p]
+            self._diverged[member_id] = (epoch, step)
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", (epoch, step)
-            self._parked[member_id] = self._extract(member_id, use_snapshot=False)
+            stopper = stoppers.get(member_id)
+            parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
+            self._parked[member_id] = parked
+            result.weights = parked["weights"]
 
     def _end_epoch(self, epoch, logs, stoppers, elapsed):
         stop, snapshot_positions = set(), []
         for p, member_id in enumerate(self.state.member_ids):
+            self.state.member_epochs[member_id] += 1
             result, member_logs = self.results[member_id], logs.get(member_id, {})
             for name, value in member_logs.items():
                 result.history.setdefault(name, []).append(value)
-            result.epochs_run = epoch + 1
+            result.epochs_run += 1
             result.wall_time += elapsed
             stopper = stoppers.get(member_id)
             if stopper is None:
@@ -238,136 +219,94 @@ class Population:
         self.state.snapshot(snapshot_positions)
         return stop
 
-    def _extract(self, member_id, use_snapshot):
-        state = self.state
-        p = state.position(member_id)
-        return {
-            "weights": state.member_weights(member_id, use_snapshot=use_snapshot),
-            "optimizer": {k: {n: t[p].detach().clone() for n, t in s.items()}
-                          for k, s in state.optimizer_state.items()},
-        }
-
     def _park(self, member_ids, stoppers):
+        """Copies members out (best weights where they restore them) and drops them from
+        the stacked tensors."""
         if not member_ids:
             return
         for member_id in member_ids:
             stopper = stoppers.get(member_id)
-            parked = self._extract(member_id, use_snapshot=bool(stopper and stopper.restores))
+            parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
             self._parked[member_id] = parked
             self.results[member_id].weights = parked["weights"]
         self.state.keep([p for p, m in enumerate(self.state.member_ids) if m not in member_ids])
 
     def _restore_all(self):
         """Puts parked members back, so that every member can be evaluated or trained again."""
-        if not self._parked:
-            return
-        state = self.state
-        present = {m: state.position(m) for m in state.member_ids}
-        everyone = sorted(set(present) | set(self._parked))
-        with torch.no_grad():
-            for key, w in list(state.weights.items()):
-                rows = [w[present[m]].detach() if m in present else
-                        self._parked[m]["weights"][key].to(self.device) for m in everyone]
-                state.weights[key] = torch.stack(rows).requires_grad_(w.requires_grad)
-            for key, opt_state in state.optimizer_state.items():
-                for name, t in opt_state.items():
-                    rows = [t[present[m]] if m in present else
-                            self._parked[m]["optimizer"][key][name].to(self.device)
-                            for m in everyone]
-                    opt_state[name] = torch.stack(rows)
-        state.member_ids = everyone
-        state.snapshots = None
-        state.refresh_values()
-        for m in everyone:
-            if m in self._parked and self.results[m].weights is None:
-                self.results[m].weights = self._parked[m]["weights"]
-        self._parked.clear()
+        if self._parked:
+            self.state = self.state.merged(self._parked)
+            self._parked.clear()
+
+    def _full_state(self) -> PopulationState:
+        """Every member's current weights, without disturbing a fit in progress."""
+        return self.state.merged(self._parked, with_optimizer=False) if self._parked else self.state
+
+    def _resolve_metrics(self, y: torch.Tensor) -> dict[str, Any]:
+        return {name: metrics_module.resolve(name, tuple(y.shape), (1, *self.plan.output_shape),
+                                             "Population: 'metrics'")
+                for name in self.metric_names}
 
     # -- inference ----------------------------------------------------------------
-    def _evaluate(self, data, batch_size):
-        state = self.state
+    def _evaluate(self, state, data, batch_size):
         sums = None
         with torch.no_grad():
-            weights_penalty = _add(*weight_penalties(state))
+            weights_penalty = add(*weight_penalties(state))
             for lo in range(0, data.x.shape[0], batch_size):
-                xb, yb = data.x[lo:lo + batch_size], data.y[lo:lo + batch_size]
+                xb, yb = data.x[lo:lo + batch_size], data.y[lo:lo + batch_size].unsqueeze(0)
+                wb = None if data.sample_weight is None else \
+                    data.sample_weight[lo:lo + batch_size].unsqueeze(0)
                 y_pred, activity = forward(state, xb, False)
-                data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred))
-                penalty = _add(weights_penalty, activity)
-                if penalty is None:
-                    penalty = torch.zeros_like(data_loss)
-                stats = torch.stack([data_loss * xb.shape[0], penalty * xb.shape[0],
-                                     *(m(yb, y_pred).sum(dim=-1) for m in self.metrics.values())])
+                data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred), wb)
+                stats = batch_stats(self, yb, y_pred, data_loss, add(weights_penalty, activity),
+                                    wb, xb.shape[0])
                 sums = stats if sums is None else sums.add_(stats)
-        return self._logs(sums, data.x.shape[0])
+        return self._logs(sums, state, data.x.shape[0])
 
-    def _logs(self, sums: torch.Tensor, count: int) -> dict[int, dict[str, float]]:
-        """Per-member logs from summed ``[data_loss, penalty, *metrics]`` rows, as Keras names them."""
-        means = (sums / count).cpu().numpy()
+    def _logs(self, sums: torch.Tensor, state, count: int) -> dict[int, dict[str, float]]:
+        """Per-member logs from summed ``[data_loss, penalty, weight, *metrics]`` rows."""
+        sums = sums.cpu().numpy()
         logs = {}
-        for p, member_id in enumerate(self.state.member_ids):
-            data_loss, penalty = float(means[0, p]), float(means[1, p])
+        for p, member_id in enumerate(state.member_ids):
+            data_loss, penalty = float(sums[0, p]) / count, float(sums[1, p]) / count
             logs[member_id] = {"loss": data_loss + penalty, "data_loss": data_loss,
                                "penalty": penalty}
-            logs[member_id].update({name: float(means[2 + k, p])
+            logs[member_id].update({name: float(sums[3 + k, p] / sums[2, p])
                                     for k, name in enumerate(self.metrics)})
         return logs
 
-    def evaluate(self, x, y, batch_size: int = 1024) -> list[dict[str, float]]:
-        """Each member's loss (penalties included, as Keras) and metrics, in inference mode."""
-        self._restore_all()
-        data = data_module.prepare(self, x, y, None, "evaluate")
-        self.metrics = {name: metrics_module.resolve(name, tuple(data.y.shape),
-                                                     (1, *self.plan.output_shape), "compile")
-                        for name in self.metric_names}
-        by_member = self._evaluate(data, batch_size)
+    def evaluate(self, x, y, batch_size: int = 1024, sample_weight=None) -> list[dict[str, float]]:
+        """Each member's loss (penalties included, as Keras) and metrics, in inference mode.
+
+        Safe to call while ``fit`` runs (from an observer): it reads, never changes, training.
+        """
+        batch_size = data_module.check_count("evaluate", "batch_size", batch_size)
+        data = data_module.prepare(self, x, y, sample_weight, "evaluate")
+        metrics, self.metrics = self.metrics, self._resolve_metrics(data.y)
+        try:
+            by_member = self._evaluate(self._full_state(), data, batch_size)
+        finally:
+            self.metrics = metrics or self.metrics
         return [by_member[m] for m in sorted(by_member)]
 
     def predict(self, x, batch_size: int = 1024) -> np.ndarray:
         """``(P, N, ...)`` outputs in inference mode (no dropout, moving statistics)."""
-        self._restore_all()
+        batch_size = data_module.check_count("predict", "batch_size", batch_size)
         data = data_module.prepare(self, x, None, None, "predict")
+        state = self._full_state()
         outputs = []
         with torch.no_grad():
             for lo in range(0, data.x.shape[0], batch_size):
-                outputs.append(forward(self.state, data.x[lo:lo + batch_size], False)[0])
+                outputs.append(forward(state, data.x[lo:lo + batch_size], False)[0])
         return torch.cat(outputs, dim=1).cpu().numpy()
 
     def member_weights(self, member_id: int) -> dict[tuple[int, str], torch.Tensor]:
         """One member's current weights, keyed by (layer index, weight name), Keras layout."""
-        self._restore_all()
+        if not isinstance(member_id, int) or not 0 <= member_id < self.size:
+            raise ConfigError(f"Population.member_weights: 'member_id' must be an int in "
+                              f"[0, {self.size - 1}]. Got {member_id!r}.")
+        if member_id in self._parked:
+            return {k: t.clone() for k, t in self._parked[member_id]["weights"].items()}
         return self.state.member_weights(member_id)
-
-
-def _add(a, b):
-    """``a + b`` where either may be None (a term that is absent)."""
-    if a is None:
-        return b
-    return a if b is None else a + b
-
-
-class SeedLayout:
-    """The distinct seeds of the members still training, and how members map onto them."""
-
-    def __init__(self, population: Population, seed_rows: dict[int, int]):
-        state, streams, dtype = population.state, population.streams, population.dtype
-        self.seeds = sorted(set(state.seeds))
-        rows = [seed_rows[s] for s in self.seeds]
-        self.order_rows = None if rows == list(range(len(seed_rows))) else rows
-        self.member_rows = None
-        if len(self.seeds) > 1:
-            where = {s: i for i, s in enumerate(self.seeds)}
-            self.member_rows = torch.tensor([where[s] for s in state.seeds],
-                                            device=population.device)
-        seeds, member_rows = self.seeds, self.member_rows
-
-        def random_for(name):
-            def random(kind, shape):
-                draws = streams.draw(seeds, f"noise/{name}", kind, shape, dtype)
-                return draws if member_rows is None else draws.index_select(0, member_rows)
-            return random
-
-        self.random_for = random_for
 
 
 def _call(observer, hook, *args):

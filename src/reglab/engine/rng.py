@@ -1,10 +1,10 @@
 """Random streams keyed by (seed, purpose): the basis of common random numbers.
 
 Every random draw in training comes from a generator derived from a member's
-seed and what the numbers are for ('shuffle', 'init/dense_1/kernel',
-'noise/dropout', 'augment'). Members that share a seed therefore share initial
-weights, batch order, masks and augmentations, whatever else is in the
-population; a member trained alone draws exactly the same numbers.
+seed and what the numbers are for ('init/dense_1/kernel', and per epoch
+'shuffle', 'noise/dropout', 'augment'). Members that share a seed therefore
+share initial weights, batch order, masks and augmentations, whatever else is
+in the population; a member trained alone draws exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -28,8 +28,21 @@ def generator(seed: int, purpose: str, device: str | torch.device = "cpu") -> to
     return g
 
 
+Group = tuple[int, int]  # (seed, epochs the member has trained): members in one group share draws
+
+
+def epoch_purpose(purpose: str, epoch: int) -> str:
+    """The stream of ``purpose`` for a member's ``epoch``-th epoch (counted across fits)."""
+    return f"{purpose}/epoch{epoch}"
+
+
 class SeedStreams:
-    """Generators for each distinct seed of a population, created on first use."""
+    """Generators for a population's groups of members, created on first use.
+
+    Training streams are keyed by (seed, the member's own epoch count): a member's draws in
+    its k-th epoch depend on nothing but its seed and k, even when it stopped earlier than
+    a neighbour with the same seed and resumes in a later ``fit``.
+    """
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -43,12 +56,16 @@ class SeedStreams:
             self._generators[key] = generator(seed, purpose, device)
         return self._generators[key]
 
-    def draw(self, seeds: Sequence[int], purpose: str, kind: str, shape: Sequence[int],
+    def forget(self) -> None:
+        """Drops cached generators (at an epoch's start: each epoch's streams are new)."""
+        self._generators.clear()
+
+    def draw(self, groups: Sequence[Group], purpose: str, kind: str, shape: Sequence[int],
              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """``(len(seeds), *shape)`` numbers, one row per seed from its own stream."""
+        """``(len(groups), *shape)`` numbers, one row per group from its own stream."""
         rows = []
-        for seed in seeds:
-            g = self.get(seed, purpose)
+        for seed, epoch in groups:
+            g = self.get(seed, epoch_purpose(purpose, epoch))
             if kind == "uniform":
                 rows.append(torch.rand(tuple(shape), generator=g, device=self.device, dtype=dtype))
             elif kind == "normal":
@@ -57,11 +74,12 @@ class SeedStreams:
                 raise ValueError(f"SeedStreams.draw: kind must be 'uniform' or 'normal'. Got {kind!r}.")
         return torch.stack(rows)
 
-    def permutations(self, seeds: Sequence[int], n: int) -> torch.Tensor:
-        """``(len(seeds), n)``: each seed's next shuffle of ``range(n)``.
+    def permutations(self, groups: Sequence[Group], n: int) -> torch.Tensor:
+        """``(len(groups), n)``: each group's shuffle of ``range(n)`` for its epoch.
 
         Drawn on the CPU whatever the device, so that a seed's batch order is the same on
         the CPU and on CUDA (it is drawn once per epoch, so this costs little).
         """
-        return torch.stack([torch.randperm(n, generator=self.get(s, "shuffle", "cpu"))
-                            for s in seeds]).to(self.device)
+        return torch.stack([
+            torch.randperm(n, generator=self.get(seed, epoch_purpose("shuffle", epoch), "cpu"))
+            for seed, epoch in groups]).to(self.device)

@@ -10,6 +10,7 @@ stopped member costs nothing afterwards.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -40,14 +41,17 @@ class PopulationState:
         self.device = device
         self.member_ids: list[int] = list(range(len(plan.seeds)))
         self.learning_rates = [opt.learning_rate for opt in plan.optimizers]
-        self.step = 0
+        # Per member id, across fits: optimizer steps taken (Adam's bias correction) and
+        # epochs trained (which keys the member's random streams).
+        self.member_steps = [0] * len(plan.seeds)
+        self.member_epochs = [0] * len(plan.seeds)
         self.weights: dict[Key, torch.Tensor] = {}
         for wp in plan.weights:
             name = plan.layers[wp.layer_index].canonical_name
             purpose = f"init/{name}/{wp.spec.name}"
             stacked = torch.stack([
-                wp.spec.initializer(wp.spec.shape, generator(seed, purpose), dtype)
-                for seed in plan.seeds
+                initializer(wp.spec.shape, generator(seed, purpose), dtype)
+                for seed, initializer in zip(plan.seeds, wp.initializers)
             ]).to(device)
             stacked.requires_grad_(wp.spec.trainable)
             self.weights[wp.key] = stacked
@@ -103,14 +107,15 @@ class PopulationState:
         self.penalized_weights = []  # the weights some member penalizes
         self._activity = []
         for lp in self.plan.layers:
-            regs = [lp.layers[i].activity_regularizer for i in ids]
-            if all(r is None for r in regs):
+            terms = [lp.activity[i] for i in ids] if lp.activity else []
+            if all(t is None for t in terms):
                 self._activity.append(None)
                 continue
+            terms = [t or (0.0, 0.0, None) for t in terms]
             self._activity.append({
-                "l1": collapse([getattr(r, "l1", 0.0) if r else 0.0 for r in regs], dtype, device),
-                "l2": collapse([getattr(r, "l2", 0.0) if r else 0.0 for r in regs], dtype, device),
-                "custom": [r if r is not None and not hasattr(r, "l1") else None for r in regs],
+                "l1": collapse([t[0] for t in terms], dtype, device),
+                "l2": collapse([t[1] for t in terms], dtype, device),
+                "custom": [t[2] for t in terms],
             })
         hp_lists = [opt.hyperparameters() for opt in self.plan.optimizers]
         for member, hp in enumerate(hp_lists):
@@ -146,9 +151,10 @@ class PopulationState:
         """Per-member activity-penalty strengths of a layer, or None when it has none."""
         return self._activity[layer_index]
 
-    def regularizers(self, key: Key) -> list:
+    def custom_regularizers(self, key: Key) -> list:
+        """Per present member, its user-defined regularizer on weight ``key``, or None."""
         wp = next(w for w in self.plan.weights if w.key == key)
-        return [wp.regularizers[i] for i in self.member_ids]
+        return [wp.custom_regularizers[i] for i in self.member_ids]
 
     # -- weights of one member --------------------------------------------------
     def member_weights(self, member_id: int, use_snapshot: bool = False) -> dict[Key, torch.Tensor]:
@@ -168,6 +174,49 @@ class PopulationState:
                     raise ValueError(f"set_weights: {name}.{key[1]} expects shape "
                                      f"{tuple(target.shape[1:])}. Got {tuple(value.shape)}.")
                 target[p].copy_(value.to(target.device))
+
+    def step_value(self, ndim: int) -> Value:
+        """The present members' step counts (after this step's increment) for a weight of
+        ``ndim`` dims: an int when they agree, as they do unless members resumed apart."""
+        steps = [self.member_steps[i] for i in self.member_ids]
+        value = collapse(steps, self.dtype, self.device, ndim)
+        return int(value) if isinstance(value, float) else value
+
+    def extract(self, member_id: int, use_snapshot: bool = False) -> dict:
+        """One member's weights (CPU copies, Keras layout) and optimizer state, for parking."""
+        p = self.position(member_id)
+        return {
+            "weights": self.member_weights(member_id, use_snapshot=use_snapshot),
+            "optimizer": {k: {n: t[p].detach().clone() for n, t in s.items()}
+                          for k, s in self.optimizer_state.items()},
+        }
+
+    def merged(self, parked: dict[int, dict], with_optimizer: bool = True) -> PopulationState:
+        """A state holding the present members and the ``parked`` ones, in member order.
+
+        ``self`` is left as it is; without ``with_optimizer`` the result is for inference.
+        """
+        present = {m: p for p, m in enumerate(self.member_ids)}
+        everyone = sorted(set(present) | set(parked))
+
+        def rows(tensor_of):
+            return torch.stack([tensor_of(m) for m in everyone])
+
+        view = copy.copy(self)
+        with torch.no_grad():
+            view.weights = {
+                key: rows(lambda m, key=key, w=w: w[present[m]].detach() if m in present else
+                          parked[m]["weights"][key].to(self.device)).requires_grad_(w.requires_grad)
+                for key, w in self.weights.items()}
+            view.optimizer_state = {
+                key: {name: rows(lambda m, key=key, name=name, t=t: t[present[m]] if m in present
+                                 else parked[m]["optimizer"][key][name].to(self.device))
+                      for name, t in opt_state.items()}
+                for key, opt_state in self.optimizer_state.items()} if with_optimizer else {}
+        view.member_ids = everyone
+        view.snapshots = None
+        view.refresh_values()
+        return view
 
     def snapshot(self, positions: Sequence[int]) -> None:
         """Copies the current weights of the members at ``positions`` into the snapshot."""

@@ -25,7 +25,8 @@ RandomFactory = Callable[[str], Callable]
 
 
 def forward(state: PopulationState, x: torch.Tensor, training: bool,
-            random_for: RandomFactory | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            random_for: RandomFactory | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``."""
     plan, members = state.plan, state.size
     penalty = None
@@ -70,9 +71,9 @@ def weight_penalties(state: PopulationState) -> tuple[torch.Tensor | None, torch
             term = weight_penalty(w, pen["l1_all"], pen["l2"], member_axis=0)
         value = term if value is None else value + term
         if wp.custom:
-            regs = state.regularizers(wp.key)
-            term = torch.stack([reg(w[p]) if reg is not None and not hasattr(reg, "l1")
-                                else w.new_zeros(()) for p, reg in enumerate(regs)])
+            regs = state.custom_regularizers(wp.key)
+            term = torch.stack([reg(w[p]) if reg is not None else w.new_zeros(())
+                                for p, reg in enumerate(regs)])
             custom = term if custom is None else custom + term
     return value, custom
 
@@ -91,7 +92,9 @@ def add_penalty_gradients(state: PopulationState) -> None:
 def apply_update(state: PopulationState) -> None:
     """One optimizer step for every trainable weight, then proximal L1, then constraints."""
     add_penalty_gradients(state)
-    state.step += 1
+    for member_id in state.member_ids:
+        state.member_steps[member_id] += 1
+    steps = {}  # step counts shaped per weight rank
     optimizer = state.optimizer
     batch = []  # weights with neither a proximal step nor a constraint: one grouped update
     with torch.no_grad():
@@ -104,11 +107,14 @@ def apply_update(state: PopulationState) -> None:
             prox = state.penalties[wp.key]["l1_proximal_broadcast"]
             wants_prox = isinstance(prox, torch.Tensor) or prox != 0
             constraint = wp.constraints[state.member_ids[0]]
-            if not wants_prox and constraint is None:
+            ndim = len(wp.spec.shape) + 1
+            if ndim not in steps:
+                steps[ndim] = state.step_value(ndim)
+            if not wants_prox and constraint is None and not isinstance(steps[ndim], torch.Tensor):
                 batch.append((w, w.grad, state.optimizer_state[wp.key], hp))
                 continue
             step_size = optimizer.update(w, w.grad, state.optimizer_state[wp.key], hp,
-                                         state.step, want_step_size=wants_prox)
+                                         steps[ndim], want_step_size=wants_prox)
             if wants_prox:
                 w.copy_(soft_threshold(w, step_size * prox))
             if constraint is not None:
@@ -118,6 +124,6 @@ def apply_update(state: PopulationState) -> None:
                                          lambda axes, n=ndim: [a % n + 1 for a in axes]))
             w.grad = None
         if batch:
-            optimizer.update_many(*zip(*batch), step=state.step)
+            optimizer.update_many(*zip(*batch), step=state.step_value(1))
             for w, *_ in batch:
                 w.grad = None

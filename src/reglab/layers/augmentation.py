@@ -10,6 +10,8 @@ Defaults follow Keras 3: ``fill_mode='reflect'``, ``interpolation='bilinear'``.
 
 from __future__ import annotations
 
+import torch
+
 from reglab.augment import (
     FLIP_MODES,
     factor_range,
@@ -73,8 +75,8 @@ class RandomFlip(_Augmentation):
             raise unknown_name("RandomFlip", "'mode'", mode, FLIP_MODES)
         self.mode = mode
 
-    def sample_transforms(self, n, height, width, generator, device):
-        return random_flip_transforms(self.mode, n, height, width, generator, device=device)
+    def sample_transforms(self, n, height, width, generator, device, dtype=torch.float64):
+        return random_flip_transforms(self.mode, n, height, width, generator, dtype=dtype, device=device)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -94,8 +96,8 @@ class RandomRotation(_Augmentation):
         factor_range(factor, "factor", "RandomRotation")
         self.factor = factor
 
-    def sample_transforms(self, n, height, width, generator, device):
-        return random_rotation_transforms(self.factor, n, height, width, generator, device=device)
+    def sample_transforms(self, n, height, width, generator, device, dtype=torch.float64):
+        return random_rotation_transforms(self.factor, n, height, width, generator, dtype=dtype, device=device)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
@@ -116,9 +118,9 @@ class RandomTranslation(_Augmentation):
         factor_range(width_factor, "width_factor", "RandomTranslation")
         self.height_factor, self.width_factor = height_factor, width_factor
 
-    def sample_transforms(self, n, height, width, generator, device):
+    def sample_transforms(self, n, height, width, generator, device, dtype=torch.float64):
         return random_translation_transforms(self.height_factor, self.width_factor, n, height,
-                                             width, generator, device=device)
+                                             width, generator, dtype=dtype, device=device)
 
     def get_config(self):
         return {**super().get_config(), "height_factor": self.height_factor,
@@ -141,9 +143,9 @@ class RandomZoom(_Augmentation):
             factor_range(width_factor, "width_factor", "RandomZoom")
         self.height_factor, self.width_factor = height_factor, width_factor
 
-    def sample_transforms(self, n, height, width, generator, device):
+    def sample_transforms(self, n, height, width, generator, device, dtype=torch.float64):
         return random_zoom_transforms(self.height_factor, self.width_factor, n, height, width,
-                                      generator, device=device)
+                                      generator, dtype=dtype, device=device)
 
     def get_config(self):
         return {**super().get_config(), "height_factor": self.height_factor,

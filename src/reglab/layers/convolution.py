@@ -110,7 +110,7 @@ class Conv2D(Layer):
 
     def structure(self):
         return ("Conv2D", self.filters, self.kernel_size, self.strides, self.padding,
-                self.dilation_rate, activations.name_of(self.activation), self.use_bias)
+                self.dilation_rate, activations.structure_key(self.activation), self.use_bias)
 
     def forward(self, x, weights, values, ctx, input_shape):
         shared = is_shared(x, input_shape)

@@ -37,7 +37,7 @@ class Activation(Layer):
         self.activation = activations.get(activation, where="Activation: 'activation'")
 
     def structure(self):
-        return ("Activation", activations.name_of(self.activation))
+        return ("Activation", activations.structure_key(self.activation))
 
     def forward(self, x, weights, values, ctx, input_shape):
         return self.activation(x)

@@ -54,7 +54,7 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def structure(self):
-        return ("Dense", self.units, activations.name_of(self.activation), self.use_bias)
+        return ("Dense", self.units, activations.structure_key(self.activation), self.use_bias)
 
     def forward(self, x, weights, values, ctx, input_shape):
         kernel = weights["kernel"]  # (P, in, units)

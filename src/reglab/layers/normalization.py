@@ -104,7 +104,7 @@ class BatchNormalization(Layer):
         eps = values["epsilon"]
         if isinstance(eps, torch.Tensor):
             eps = eps.view(members, *([1] * (len(view) - 1)))
-        if ctx.training:
+        if ctx.training and self.trainable:  # a frozen layer uses its moving statistics (Keras 3)
             lead = 0 if shared else 1
             dims = list(range(lead, x.dim() - 1))
             mean = x.mean(dim=dims)  # (C,) or (P, C)

@@ -65,7 +65,8 @@ class Optimizer:
 
     def update(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor],
                hp: dict[str, Value], step: int, want_step_size: bool = False) -> Value | None:
-        """Applies one step in place; ``step`` counts from 1.
+        """Applies one step in place; ``step`` counts from 1 (an int, or a per-member tensor
+        when members have taken different numbers of steps).
 
         Returns the per-weight step size when ``want_step_size`` (for a proximal
         step), else None.
@@ -195,7 +196,7 @@ class Adam(Optimizer):
         """
         keys = ("learning_rate", "beta_1", "beta_2", "epsilon")
         first = hps[0]
-        if self.amsgrad or not all(_fusable(p, hp) for p, hp in zip(params, hps)) or any(
+        if isinstance(step, torch.Tensor) or self.amsgrad or not all(_fusable(p, hp) for p, hp in zip(params, hps)) or any(
                 hp[k] != first[k] for hp in hps[1:] for k in keys):
             return False
         step_tensor = torch.tensor(float(step), device=params[0].device)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from reglab.engine import Member, Population
-from reglab.engine.population import SeedLayout
+from reglab.engine.epoch import SeedLayout
 from reglab.engine.step import forward
 from reglab.layers import Dense, Dropout, GaussianDropout, GaussianNoise, SpatialDropout2D
 from reglab.layers.core import Flatten
@@ -42,8 +42,9 @@ def population(make_layer, settings, input_shape=(FEATURES,)):
 
 
 def run(pop, x, training=True):
-    seeds = sorted(set(pop.state.seeds))
-    layout = SeedLayout(pop, {seed: row for row, seed in enumerate(seeds)})
+    groups = sorted({(pop.state.plan.seeds[m], pop.state.member_epochs[m])
+                     for m in pop.state.member_ids})
+    layout = SeedLayout(pop, {group: row for row, group in enumerate(groups)})
     random_for = layout.random_for if training else None
     with torch.no_grad():
         out, _ = forward(pop.state, x, training, random_for)
