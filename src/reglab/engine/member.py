@@ -9,6 +9,7 @@ would (``dense``, ``dense_1``...), and gathers what may differ between members
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -98,6 +99,12 @@ class PopulationPlan:
 
 
 def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
+    if not isinstance(member, Member):
+        raise ConfigError(f"Population: member {index} must be a reglab.engine.Member. "
+                          f"Got {type(member).__name__}.")
+    if not isinstance(member.layers, (list, tuple)):
+        raise ConfigError(f"Population: member {index}: 'layers' must be a list of layers. "
+                          f"Got {type(member.layers).__name__}.")
     layers = list(member.layers)
     shape = member.input_shape
     if layers and isinstance(layers[0], Input):
@@ -200,10 +207,10 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                                  f"optimizer: {opt.structure()} vs {opts[0].structure()}.")
     seeds = []
     for i, m in enumerate(members):
-        if isinstance(m.seed, bool) or not isinstance(m.seed, int) or m.seed < 0:
+        if isinstance(m.seed, bool) or not isinstance(m.seed, numbers.Integral) or m.seed < 0:
             raise ConfigError(f"Population: member {i}: 'seed' must be an int >= 0. "
                               f"Got {m.seed!r}.")
-        seeds.append(m.seed)
+        seeds.append(int(m.seed))
     names = [m.name or f"member_{i}" for i, m in enumerate(members)]
     return PopulationPlan(input_shape, layer_plans, weight_plans, opts, seeds,
                           [m.early_stopping for m in members], names)

@@ -71,7 +71,11 @@ class PopulationState:
         return [self.plan.seeds[i] for i in self.member_ids]
 
     def position(self, member_id: int) -> int:
-        return self.member_ids.index(member_id)
+        try:
+            return self.member_ids.index(member_id)
+        except ValueError:
+            raise ValueError(f"Population: member {member_id!r} is not training now. Members "
+                             f"training: {self.member_ids}.") from None
 
     def keep(self, positions: Sequence[int]) -> None:
         """Keeps only the members at ``positions`` (in the current order)."""

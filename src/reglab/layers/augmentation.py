@@ -53,7 +53,7 @@ class _Augmentation(Layer):
 
     def structure(self):
         return (type(self).__name__, tuple(sorted(
-            (k, str(v)) for k, v in self.get_config().items() if k != "name")))
+            (k, str(v)) for k, v in self.get_config().items() if k not in ("name", "seed"))))
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.keras_fill_mode,

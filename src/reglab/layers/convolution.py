@@ -76,15 +76,16 @@ class Conv2D(Layer):
         self.padding = _padding("Conv2D", padding)
         self.activation = activations.get(activation, where="Conv2D: 'activation'")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_initializer = initializers.get(kernel_initializer,
+                                                   "Conv2D: 'kernel_initializer'")
+        self.bias_initializer = initializers.get(bias_initializer, "Conv2D: 'bias_initializer'")
         self.kernel_regularizer = resolve_regularizer("Conv2D", "kernel_regularizer",
                                                       kernel_regularizer)
         self.bias_regularizer = resolve_regularizer("Conv2D", "bias_regularizer", bias_regularizer)
         self.activity_regularizer = resolve_regularizer("Conv2D", "activity_regularizer",
                                                         activity_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        self.kernel_constraint = constraints.get(kernel_constraint, "Conv2D: 'kernel_constraint'")
+        self.bias_constraint = constraints.get(bias_constraint, "Conv2D: 'bias_constraint'")
 
     def weight_specs(self, input_shape):
         if len(input_shape) != 3:

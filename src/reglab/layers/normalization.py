@@ -56,16 +56,16 @@ class BatchNormalization(Layer):
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_initializer = initializers.get(beta_initializer, "BatchNormalization: 'beta_initializer'")
+        self.gamma_initializer = initializers.get(gamma_initializer, "BatchNormalization: 'gamma_initializer'")
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer, "BatchNormalization: 'moving_mean_initializer'")
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer, "BatchNormalization: 'moving_variance_initializer'")
         self.beta_regularizer = resolve_regularizer("BatchNormalization", "beta_regularizer",
                                                     beta_regularizer)
         self.gamma_regularizer = resolve_regularizer("BatchNormalization", "gamma_regularizer",
                                                      gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.beta_constraint = constraints.get(beta_constraint, "BatchNormalization: 'beta_constraint'")
+        self.gamma_constraint = constraints.get(gamma_constraint, "BatchNormalization: 'gamma_constraint'")
 
     def weight_specs(self, input_shape):
         channels = (input_shape[-1],)

@@ -1,6 +1,9 @@
 """Keras's regularization layers: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout.
 
-All are active in training only. The rates may differ between members: a
+All are active in training only. A layer's ``seed`` argument is accepted for
+Keras compatibility but draws come from the member's seed (see
+:mod:`reglab.engine.rng`), so it does not distinguish structures. The rates may
+differ between members: a
 member's mask or noise is drawn from its own seed's stream, so members that
 share a seed share the underlying uniform (or normal) numbers, and a rate
 changes only the threshold applied to them.
@@ -49,7 +52,7 @@ class Dropout(Layer):
         self.seed = seed
 
     def structure(self):
-        return (type(self).__name__, self.noise_shape, self.seed)
+        return (type(self).__name__, self.noise_shape)
 
     def values(self):
         return {"rate": self.rate}
@@ -115,7 +118,7 @@ class GaussianNoise(Layer):
         self.seed = seed
 
     def structure(self):
-        return ("GaussianNoise", self.seed)
+        return ("GaussianNoise",)
 
     def values(self):
         return {"stddev": self.stddev}
@@ -147,7 +150,7 @@ class GaussianDropout(Layer):
         self.seed = seed
 
     def structure(self):
-        return ("GaussianDropout", self.seed)
+        return ("GaussianDropout",)
 
     def values(self):
         return {"rate": self.rate}

@@ -94,6 +94,7 @@ def soft_threshold(w: torch.Tensor, threshold: torch.Tensor | float) -> torch.Te
 
 
 def _any_nonzero(value: float | torch.Tensor) -> bool:
-    if isinstance(value, torch.Tensor):
-        return bool((value != 0).any())
-    return value != 0
+    # A tensor of strengths counts as non-zero without looking (which would synchronize
+    # with the device every step): the engine keeps strengths as tensors only when members
+    # differ, so some member's strength is non-zero.
+    return isinstance(value, torch.Tensor) or value != 0
