@@ -7,6 +7,8 @@ only synchronization per step is the check for non-finite losses.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from reglab import losses as losses_module
@@ -46,26 +48,56 @@ class SeedLayout:
         self.random_for = random_for
 
 
-def batch_stats(population, yb, y_pred, data_loss, penalty, weights, count):
-    """``[data_loss, penalty, weight, *metrics]`` sums of one batch, ``(K, P)``.
+class EpochSums:
+    """Per-member sums over batches: data loss and penalty (weighted by batch size, as Keras's
+    loss tracker), and metrics (weighted by the sample weights, as Keras's metrics)."""
 
-    Metrics are weighted by ``weights`` (sample weights) as Keras's metrics are; the
-    losses are batch means already, so they are weighted by the batch size.
-    """
-    if penalty is None:
-        penalty = torch.zeros_like(data_loss)
-    metrics = [m(yb, y_pred) for m in population.metrics.values()]
-    if weights is None:
-        weight = torch.full_like(data_loss, float(count))
-        metrics = [m.sum(dim=-1).expand_as(data_loss) for m in metrics]
-    else:
-        weight = weights.sum(dim=-1).expand_as(data_loss)
-        metrics = [(m * weights).sum(dim=-1).expand_as(data_loss) for m in metrics]
-    return torch.stack([data_loss * count, penalty * count, weight, *metrics])
+    def __init__(self, population, members: int):
+        def zeros():
+            return torch.zeros(members, dtype=population.dtype, device=population.device)
+        self.names = list(population.metrics)
+        self.functions = list(population.metrics.values())
+        self.data_loss, self.penalty = zeros(), zeros()
+        self.metrics = [zeros() for _ in self.functions]
+        self.weight: float | torch.Tensor = 0.0
+
+    def add(self, yb, y_pred, data_loss, penalty, weights, count: int) -> None:
+        self.data_loss.add_(data_loss, alpha=count)
+        if penalty is not None:
+            self.penalty.add_(penalty, alpha=count)
+        for total, metric in zip(self.metrics, self.functions):
+            values = metric(yb, y_pred)
+            total.add_((values if weights is None else values * weights).sum(dim=-1))
+        self.weight = self.weight + (count if weights is None else weights.sum(dim=-1))
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Keeps the members at ``index`` (after others diverged)."""
+        self.data_loss = self.data_loss.index_select(0, index)
+        self.penalty = self.penalty.index_select(0, index)
+        self.metrics = [m.index_select(0, index) for m in self.metrics]
+        if isinstance(self.weight, torch.Tensor) and self.weight.dim() > 0 \
+                and self.weight.shape[0] > 1:
+            self.weight = self.weight.index_select(0, index)
+
+    def logs(self, member_ids, count: int) -> dict[int, dict[str, float]]:
+        """Keras-named means per member: loss (data loss + penalty), data_loss, penalty, metrics."""
+        weight = self.weight.expand_as(self.data_loss) if isinstance(self.weight, torch.Tensor) \
+            else torch.full_like(self.data_loss, self.weight)
+        rows = torch.stack([self.data_loss / count, self.penalty / count,
+                            *(m / weight for m in self.metrics)]).cpu().numpy()
+        logs = {}
+        for p, member_id in enumerate(member_ids):
+            data_loss, penalty = float(rows[0, p]), float(rows[1, p])
+            logs[member_id] = {"loss": data_loss + penalty, "data_loss": data_loss,
+                               "penalty": penalty}
+            logs[member_id].update({name: float(rows[2 + k, p])
+                                    for k, name in enumerate(self.names)})
+        return logs
 
 
 def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observers):
-    """Trains the present members for one epoch; returns the summed stats ``(K, P)``."""
+    """Trains the present members for one epoch; returns its :class:`EpochSums`, or None
+    when every member diverged."""
     state = population.state
     n = train.x.shape[0]
     population.streams.forget()
@@ -76,7 +108,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
         order = torch.arange(n, device=population.device).expand(len(groups), n)
     group_rows = {g: i for i, g in enumerate(groups)}
     layout = SeedLayout(population, group_rows)
-    totals = None
+    sums = EpochSums(population, state.size)
     for step, lo in enumerate(range(0, n, batch_size)):
         index = order[:, lo:lo + batch_size]  # (G, b)
         if layout.order_rows is not None:
@@ -90,23 +122,28 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
         add(add(data_loss, custom), activity).sum().backward()
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
-            penalty = None if penalty is None else penalty.detach()
-            stats = batch_stats(population, yb, y_pred.detach(), data_loss.detach(), penalty,
-                                wb, index.shape[1])
-        finite = torch.isfinite(stats[0] + stats[1])
-        if not bool(finite.all()):
-            population.diverge(finite, epoch, step, stoppers)
-            keep = finite.nonzero().flatten()
-            stats = stats.index_select(1, keep)
-            totals = None if totals is None else totals.index_select(1, keep)
-            state.keep(keep.tolist())
-            if state.size == 0:
-                return None
-            layout = SeedLayout(population, group_rows)
+            total = data_loss if penalty is None else data_loss + penalty
+            # One synchronization: a non-finite member makes the sum non-finite.
+            if not math.isfinite(float(total.sum())):
+                finite = torch.isfinite(total)
+                if not bool(finite.all()):
+                    population.diverge(finite, epoch, step, stoppers)
+                    keep = finite.nonzero().flatten()
+                    sums.keep(keep)
+                    state.keep(keep.tolist())
+                    if state.size == 0:
+                        return None
+                    layout = SeedLayout(population, group_rows)
+                    y_pred, data_loss = y_pred.index_select(0, keep), data_loss.index_select(0, keep)
+                    penalty = None if penalty is None else penalty.index_select(0, keep)
+                    if yb.shape[0] > 1:
+                        yb = yb.index_select(0, keep)
+                    if wb is not None and wb.shape[0] > 1:
+                        wb = wb.index_select(0, keep)
+            sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
         apply_update(state)
-        totals = stats if totals is None else totals.add_(stats)
         for obs in observers:
             hook = getattr(obs, "on_train_batch_end", None)
             if hook is not None:
                 hook(step)
-    return totals
+    return sums

@@ -28,7 +28,7 @@ from reglab import metrics as metrics_module
 from reglab.engine import allocator
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
-from reglab.engine.epoch import add, batch_stats, train_epoch
+from reglab.engine.epoch import EpochSums, add, train_epoch
 from reglab.engine.member import Member, plan
 from reglab.engine.rng import SeedStreams
 from reglab.engine.state import PopulationState
@@ -160,10 +160,10 @@ class Population:
                 for obs in observers:
                     _call(obs, "on_epoch_begin", epoch)
                 epoch_start = time.perf_counter()
-                totals = train_epoch(self, train, batch_size, shuffle, epoch, stoppers, observers)
-                if totals is None:
+                sums = train_epoch(self, train, batch_size, shuffle, epoch, stoppers, observers)
+                if sums is None:
                     break
-                logs = self._logs(totals, self.state, train.x.shape[0])
+                logs = sums.logs(self.state.member_ids, train.x.shape[0])
                 if val is not None:
                     for member_id, val_logs in self._evaluate(
                             self.state, val, eval_batch_size or max(batch_size, 1024)).items():
@@ -248,7 +248,7 @@ class Population:
 
     # -- inference ----------------------------------------------------------------
     def _evaluate(self, state, data, batch_size):
-        sums = None
+        sums = EpochSums(self, state.size)
         with torch.no_grad():
             weights_penalty = add(*weight_penalties(state))
             for lo in range(0, data.x.shape[0], batch_size):
@@ -257,22 +257,8 @@ class Population:
                     data.sample_weight[lo:lo + batch_size].unsqueeze(0)
                 y_pred, activity = forward(state, xb, False)
                 data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred), wb)
-                stats = batch_stats(self, yb, y_pred, data_loss, add(weights_penalty, activity),
-                                    wb, xb.shape[0])
-                sums = stats if sums is None else sums.add_(stats)
-        return self._logs(sums, state, data.x.shape[0])
-
-    def _logs(self, sums: torch.Tensor, state, count: int) -> dict[int, dict[str, float]]:
-        """Per-member logs from summed ``[data_loss, penalty, weight, *metrics]`` rows."""
-        sums = sums.cpu().numpy()
-        logs = {}
-        for p, member_id in enumerate(state.member_ids):
-            data_loss, penalty = float(sums[0, p]) / count, float(sums[1, p]) / count
-            logs[member_id] = {"loss": data_loss + penalty, "data_loss": data_loss,
-                               "penalty": penalty}
-            logs[member_id].update({name: float(sums[3 + k, p] / sums[2, p])
-                                    for k, name in enumerate(self.metrics)})
-        return logs
+                sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
+        return sums.logs(state.member_ids, data.x.shape[0])
 
     def evaluate(self, x, y, batch_size: int = 1024, sample_weight=None) -> list[dict[str, float]]:
         """Each member's loss (penalties included, as Keras) and metrics, in inference mode.

@@ -101,6 +101,7 @@ class PopulationState:
     def refresh_values(self) -> None:
         """Rebuilds every per-member value for the members still present."""
         ids, dtype, device = self.member_ids, self.dtype, self.device
+        self._update_plan = None
         self.layer_values = [
             {name: collapse([vals[i] for i in ids], dtype, device) for name, vals in lp.values.items()}
             for lp in self.plan.layers
@@ -150,6 +151,12 @@ class PopulationState:
                     name: collapse([c.values()[name] for c in cons], dtype, device, ndim)
                     for name in cons[0].values()
                 }
+
+    def update_plan(self) -> UpdatePlan:
+        """How this step's update is organised; rebuilt only when members or values change."""
+        if self._update_plan is None:
+            self._update_plan = UpdatePlan(self)
+        return self._update_plan
 
     def activity_values(self, layer_index: int) -> dict[str, Value] | None:
         """Per-member activity-penalty strengths of a layer, or None when it has none."""
@@ -233,3 +240,26 @@ class PopulationState:
             index = torch.tensor(list(positions), dtype=torch.long, device=self.device)
             for key, w in self.weights.items():
                 self.snapshots[key].index_copy_(0, index, w.detach().index_select(0, index))
+
+
+class UpdatePlan:
+    """Which weights decay, which need a step of their own (proximal L1 or a constraint),
+    and which are updated together in one (possibly fused) optimizer call."""
+
+    def __init__(self, state: PopulationState):
+        trainable = [wp for wp in state.plan.weights if wp.spec.trainable]
+        self.decayed = [wp.key for wp in trainable
+                        if _nonzero(state.hyperparameters[wp.key]["weight_decay"])]
+        self.one_by_one, self.grouped = [], []
+        for wp in trainable:
+            prox = state.penalties[wp.key]["l1_proximal_broadcast"]
+            special = _nonzero(prox) or (state.member_ids and
+                                         wp.constraints[state.member_ids[0]] is not None)
+            (self.one_by_one if special else self.grouped).append(wp if special else wp.key)
+        self.grouped_hyperparameters = [state.hyperparameters[key] for key in self.grouped]
+        self.fused = bool(self.grouped) and state.optimizer.can_fuse(
+            [state.weights[key] for key in self.grouped], self.grouped_hyperparameters)
+
+
+def _nonzero(value: Value) -> bool:
+    return isinstance(value, torch.Tensor) or value != 0

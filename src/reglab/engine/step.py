@@ -94,36 +94,40 @@ def apply_update(state: PopulationState) -> None:
     add_penalty_gradients(state)
     for member_id in state.member_ids:
         state.member_steps[member_id] += 1
-    steps = {}  # step counts shaped per weight rank
+    plan = state.update_plan()
     optimizer = state.optimizer
-    batch = []  # weights with neither a proximal step nor a constraint: one grouped update
     with torch.no_grad():
-        for wp in state.plan.weights:
+        for key in plan.decayed:
+            optimizer.apply_weight_decay(state.weights[key], state.hyperparameters[key])
+        for wp in plan.one_by_one:
             w = state.weights[wp.key]
-            if not wp.spec.trainable or w.grad is None:
+            if w.grad is None:
                 continue
-            hp = state.hyperparameters[wp.key]
-            optimizer.apply_weight_decay(w, hp)
             prox = state.penalties[wp.key]["l1_proximal_broadcast"]
             wants_prox = isinstance(prox, torch.Tensor) or prox != 0
-            constraint = wp.constraints[state.member_ids[0]]
             ndim = len(wp.spec.shape) + 1
-            if ndim not in steps:
-                steps[ndim] = state.step_value(ndim)
-            if not wants_prox and constraint is None and not isinstance(steps[ndim], torch.Tensor):
-                batch.append((w, w.grad, state.optimizer_state[wp.key], hp))
-                continue
-            step_size = optimizer.update(w, w.grad, state.optimizer_state[wp.key], hp,
-                                         steps[ndim], want_step_size=wants_prox)
+            step_size = optimizer.update(w, w.grad, state.optimizer_state[wp.key],
+                                         state.hyperparameters[wp.key], state.step_value(ndim),
+                                         want_step_size=wants_prox)
             if wants_prox:
                 w.copy_(soft_threshold(w, step_size * prox))
+            constraint = wp.constraints[state.member_ids[0]]
             if constraint is not None:
-                values = state.constraint_values[wp.key]
-                ndim = len(wp.spec.shape)
-                w.copy_(constraint.apply(w, values,
-                                         lambda axes, n=ndim: [a % n + 1 for a in axes]))
+                w.copy_(constraint.apply(w, state.constraint_values[wp.key],
+                                         lambda axes, n=ndim - 1: [a % n + 1 for a in axes]))
             w.grad = None
-        if batch:
-            optimizer.update_many(*zip(*batch), step=state.step_value(1))
-            for w, *_ in batch:
-                w.grad = None
+        if plan.grouped:
+            step = state.step_value(1)
+            if isinstance(step, torch.Tensor):  # members at different steps: one by one
+                for key in plan.grouped:
+                    w = state.weights[key]
+                    optimizer.update(w, w.grad, state.optimizer_state[key],
+                                     state.hyperparameters[key],
+                                     state.step_value(w.dim()))
+            else:
+                params = [state.weights[key] for key in plan.grouped]
+                optimizer.update_many(params, [w.grad for w in params],
+                                      [state.optimizer_state[key] for key in plan.grouped],
+                                      plan.grouped_hyperparameters, step, fused=plan.fused)
+            for key in plan.grouped:
+                state.weights[key].grad = None

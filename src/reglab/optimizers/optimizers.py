@@ -73,7 +73,12 @@ class Optimizer:
         """
         raise NotImplementedError
 
-    def update_many(self, params, grads, states, hps, step: int) -> None:
+    def can_fuse(self, params, hps) -> bool:
+        """Whether :meth:`update_many` may update ``params`` in one fused call."""
+        return False
+
+    def update_many(self, params, grads, states, hps, step: int, fused: bool | None = None
+                    ) -> None:
         """:meth:`update` for several weights at once (optimizers may fuse it)."""
         for param, grad, state, hp in zip(params, grads, states, hps):
             self.update(param, grad, state, hp, step)
@@ -166,7 +171,9 @@ class Adam(Optimizer):
     def update(self, param, grad, state, hp, step, want_step_size=False):
         b1, b2, eps = hp["beta_1"], hp["beta_2"], hp["epsilon"]
         m, v = state["m"], state["v"]
-        if not want_step_size and self._fused([param], [grad], [state], [hp], step):
+        if not want_step_size and not isinstance(step, torch.Tensor) \
+                and self.can_fuse([param], [hp]):
+            self._fused_update([param], [grad], [state], hp, step)
             return None
         m.lerp_(grad, 1 - b1)  # m += (g - m) * (1 - b1)
         v.lerp_(grad.square(), 1 - b2)  # v += (g**2 - v) * (1 - b2)
@@ -182,31 +189,32 @@ class Adam(Optimizer):
         return alpha / denom if want_step_size else None
 
 
-    def update_many(self, params, grads, states, hps, step):
-        if not self._fused(params, grads, states, hps, step):
+    def can_fuse(self, params, hps) -> bool:
+        """True when one call of torch's fused Adam kernel can update all ``params``: no
+        amsgrad, and every hyperparameter one shared float (decided once per plan)."""
+        keys = ("learning_rate", "beta_1", "beta_2", "epsilon")
+        return not self.amsgrad and all(_fusable(p, hp) for p, hp in zip(params, hps)) and all(
+            hp[k] == hps[0][k] for hp in hps[1:] for k in keys)
+
+    def update_many(self, params, grads, states, hps, step, fused=None):
+        if fused is None:
+            fused = self.can_fuse(params, hps)
+        if fused and not isinstance(step, torch.Tensor):
+            self._fused_update(params, grads, states, hps[0], step)
+        else:
             super().update_many(params, grads, states, hps, step)
 
-    def _fused(self, params, grads, states, hps, step) -> bool:
-        """One call of torch's fused Adam kernel, when every value is shared; else False.
-
-        The kernel computes the same update in one pass over memory. Its epsilon sits
+    def _fused_update(self, params, grads, states, hp, step) -> None:
+        """torch's fused kernel: the same update in one pass over memory. Its epsilon sits
         inside the bias correction, Keras's outside:
         ``lr * m_hat / (sqrt(v_hat) + eps') == alpha * m / (sqrt(v) + eps)`` with
-        ``eps' = eps / sqrt(1 - beta_2**t)``.
-        """
-        keys = ("learning_rate", "beta_1", "beta_2", "epsilon")
-        first = hps[0]
-        if isinstance(step, torch.Tensor) or self.amsgrad or not all(_fusable(p, hp) for p, hp in zip(params, hps)) or any(
-                hp[k] != first[k] for hp in hps[1:] for k in keys):
-            return False
+        ``eps' = eps / sqrt(1 - beta_2**t)``."""
         step_tensor = torch.tensor(float(step), device=params[0].device)
         torch._fused_adam_(list(params), list(grads), [s["m"] for s in states],
                            [s["v"] for s in states], [], [step_tensor] * len(params),
-                           lr=first["learning_rate"], beta1=first["beta_1"],
-                           beta2=first["beta_2"], weight_decay=0.0,
-                           eps=first["epsilon"] / (1 - first["beta_2"] ** step) ** 0.5,
+                           lr=hp["learning_rate"], beta1=hp["beta_1"], beta2=hp["beta_2"],
+                           weight_decay=0.0, eps=hp["epsilon"] / (1 - hp["beta_2"] ** step) ** 0.5,
                            amsgrad=False, maximize=False)
-        return True
 
 
 class AdamW(Adam):
