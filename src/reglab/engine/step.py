@@ -97,8 +97,9 @@ def apply_update(state: PopulationState) -> None:
     plan = state.update_plan()
     optimizer = state.optimizer
     with torch.no_grad():
-        for key in plan.decayed:
-            optimizer.apply_weight_decay(state.weights[key], state.hyperparameters[key])
+        for key in plan.decayed:  # a weight without a gradient is left alone, as in Keras
+            if state.weights[key].grad is not None:
+                optimizer.apply_weight_decay(state.weights[key], state.hyperparameters[key])
         for wp in plan.one_by_one:
             w = state.weights[wp.key]
             if w.grad is None:
@@ -116,18 +117,20 @@ def apply_update(state: PopulationState) -> None:
                 w.copy_(constraint.apply(w, state.constraint_values[wp.key],
                                          lambda axes, n=ndim - 1: [a % n + 1 for a in axes]))
             w.grad = None
-        if plan.grouped:
+        live = [i for i, key in enumerate(plan.grouped) if state.weights[key].grad is not None]
+        if live:
+            keys = [plan.grouped[i] for i in live]
             step = state.step_value(1)
             if isinstance(step, torch.Tensor):  # members at different steps: one by one
-                for key in plan.grouped:
+                for key in keys:
                     w = state.weights[key]
                     optimizer.update(w, w.grad, state.optimizer_state[key],
-                                     state.hyperparameters[key],
-                                     state.step_value(w.dim()))
+                                     state.hyperparameters[key], state.step_value(w.dim()))
             else:
-                params = [state.weights[key] for key in plan.grouped]
+                params = [state.weights[key] for key in keys]
                 optimizer.update_many(params, [w.grad for w in params],
-                                      [state.optimizer_state[key] for key in plan.grouped],
-                                      plan.grouped_hyperparameters, step, fused=plan.fused)
-            for key in plan.grouped:
+                                      [state.optimizer_state[key] for key in keys],
+                                      [plan.grouped_hyperparameters[i] for i in live], step,
+                                      fused=plan.fused)
+            for key in keys:
                 state.weights[key].grad = None

@@ -38,6 +38,25 @@ def _fusable(param: torch.Tensor, hp: dict[str, Value]) -> bool:
             and not any(isinstance(v, torch.Tensor) for v in hp.values()))
 
 
+def _bias_corrected_rate(lr: Value, b1: Value, b2: Value, step, dtype: torch.dtype) -> Value:
+    """Adam's ``lr * sqrt(1 - b2**t) / (1 - b1**t)``, always computed in float64 (as the
+    scalar path does in Python), so that a member's step does not depend on whether a
+    neighbour made any of these values a per-member tensor."""
+    if not any(isinstance(v, torch.Tensor) for v in (lr, b1, b2, step)):
+        return lr * (1 - b2**step) ** 0.5 / (1 - b1**step)
+
+    def f64(v):
+        return v.to(torch.float64) if isinstance(v, torch.Tensor) else v
+
+    lr, b1, b2, step = map(f64, (lr, b1, b2, step))
+    if not isinstance(b1, torch.Tensor):
+        b1 = torch.tensor(b1, dtype=torch.float64)
+    if not isinstance(b2, torch.Tensor):
+        b2 = torch.tensor(b2, dtype=torch.float64)
+    alpha = lr * (1 - b2.pow(step)) ** 0.5 / (1 - b1.pow(step))
+    return alpha.to(dtype)
+
+
 class Optimizer:
     """Base class. ``weight_decay`` is Keras's decoupled decay, applied before the step."""
 
@@ -180,7 +199,7 @@ class Adam(Optimizer):
         if self.amsgrad:
             torch.maximum(state["v_hat"], v, out=state["v_hat"])
             v = state["v_hat"]
-        alpha = hp["learning_rate"] * (1 - b2**step) ** 0.5 / (1 - b1**step)
+        alpha = _bias_corrected_rate(hp["learning_rate"], b1, b2, step, param.dtype)
         denom = v.sqrt().add_(eps)
         if isinstance(alpha, torch.Tensor):
             param.sub_(m * alpha / denom)

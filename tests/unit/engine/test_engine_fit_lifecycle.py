@@ -180,3 +180,20 @@ def test_bad_arguments_name_their_place():
         pop.evaluate(X, Y_REAL, batch_size=0)
     with pytest.raises(ConfigError, match="Population: 'metrics'"):
         Population([regression(0)], loss="mse", metrics=("acuracy",))
+
+
+def step_function(x):
+    """A non-differentiable activation: no gradient reaches the layers before it."""
+    return (x > 0).to(x.dtype)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+def test_weights_without_a_gradient_are_left_alone(optimizer):
+    members = [Member([Dense(4, activation=step_function, input_shape=(5,)),
+                       Dense(2, activation="softmax")], optimizer=optimizer, seed=0)]
+    pop = Population(members, dtype=F64)
+    before = pop.member_weights(0)
+    pop.fit(X, Y_CLASS, batch_size=8, epochs=1)
+    after = pop.member_weights(0)
+    assert torch.equal(before[(0, "kernel")], after[(0, "kernel")])  # no gradient, no decay
+    assert not torch.equal(before[(1, "kernel")], after[(1, "kernel")])
