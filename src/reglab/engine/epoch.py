@@ -109,7 +109,12 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
     group_rows = {g: i for i, g in enumerate(groups)}
     layout = SeedLayout(population, group_rows)
     sums = EpochSums(population, state.size)
+    population.epoch_progress = (sums, 0)
     for step, lo in enumerate(range(0, n, batch_size)):
+        for obs in observers:
+            hook = getattr(obs, "on_train_batch_begin", None)
+            if hook is not None:
+                hook(step)
         index = order[:, lo:lo + batch_size]  # (G, b)
         if layout.order_rows is not None:
             index = index[layout.order_rows]
@@ -142,6 +147,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
                         wb = wb.index_select(0, keep)
             sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
         apply_update(state)
+        population.epoch_progress = (sums, min(lo + batch_size, n))
         for obs in observers:
             hook = getattr(obs, "on_train_batch_end", None)
             if hook is not None:

@@ -104,6 +104,8 @@ class Population:
         self.metrics: dict[str, Any] = {}
         self.augment = None
         self.stop_requested: set[int] = set()
+        #: during fit: (the epoch's running sums, samples seen), for per-batch logs
+        self.epoch_progress: tuple[Any, int] | None = None
         self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
         self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
 
@@ -121,7 +123,9 @@ class Population:
         ``augment`` is an optional :class:`reglab.augment.AffineSpec` applied to
         each training batch (ImageDataGenerator semantics), per seed. Observers may
         define ``on_train_begin(population)``, ``on_epoch_begin(epoch)``,
-        ``on_train_batch_end(step)``, ``on_epoch_end(epoch, logs_by_member)`` and
+        ``on_train_batch_begin(step)``, ``on_train_batch_end(step)`` (where
+        :meth:`running_logs` gives the epoch's logs so far), ``on_epoch_end(epoch,
+        logs_by_member)`` and
         ``on_train_end()``, and stop members through ``population.stop_requested``.
         Members that diverged in an earlier call stay frozen.
         """
@@ -183,6 +187,13 @@ class Population:
         for obs in observers:
             _call(obs, "on_train_end")
         return PopulationResult(self.results, time.perf_counter() - started)
+
+    def running_logs(self) -> dict[int, dict[str, float]]:
+        """The current epoch's logs so far, per member (synchronizes with the device)."""
+        if self.epoch_progress is None or self.epoch_progress[1] == 0:
+            return {}
+        sums, seen = self.epoch_progress
+        return sums.logs(self.state.member_ids, seen)
 
     def diverge(self, finite: torch.Tensor, epoch: int, step: int, stoppers) -> None:
         """Freezes the members whose loss is not finite (their last weights, or their best

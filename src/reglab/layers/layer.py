@@ -170,6 +170,20 @@ class Layer:
         raise NotImplementedError
 
     # -- Keras-facing -------------------------------------------------------------
+    def get_weights(self) -> list:
+        """This layer's weights in Keras's layouts, read from the model it belongs to."""
+        return self._owner("get_weights")._layer_weights(self)
+
+    def set_weights(self, weights) -> None:
+        self._owner("set_weights")._set_layer_weights(self, weights)
+
+    def _owner(self, method: str):
+        model = getattr(self, "_model", None)
+        if model is None:
+            raise ConfigError(f"{type(self).__name__}.{method}: the layer holds no weights "
+                              "until it is part of a model (add it to a Sequential).")
+        return model
+
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"name": self.name, "trainable": self.trainable}
         if self.input_shape is not None:

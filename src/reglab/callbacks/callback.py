@@ -1,0 +1,74 @@
+"""Keras's callback protocol: ``Callback`` and the list that dispatches to callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class Callback:
+    """Base class of callbacks, with Keras 3's hooks; override the ones you need.
+
+    ``self.model`` is the model being trained (set by :meth:`set_model`), and
+    ``self.params`` holds ``verbose``, ``epochs`` and ``steps``. A callback stops
+    training by setting ``self.model.stop_training = True``.
+
+    Example:
+        >>> class PrintLoss(Callback):
+        ...     def on_epoch_end(self, epoch, logs=None):
+        ...         print(epoch, round(logs["loss"], 2))
+    """
+
+    def __init__(self):
+        self.model = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """True when ``callback`` defines ``hook`` itself (not the base class's no-op)."""
+    method = getattr(type(callback), hook, None)
+    return method is not None and method is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Calls each hook on every callback, in order."""
+
+    def __init__(self, callbacks: Iterable[Callback], model, params: dict[str, Any]):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not hasattr(callback, "set_model"):
+                from reglab.errors import ConfigError
+
+                raise ConfigError("fit: 'callbacks' must be reglab.callbacks.Callback objects. "
+                                  f"Got {callback!r}.")
+            callback.set_model(model)
+            callback.set_params(params)
+
+    def wants(self, hook: str) -> bool:
+        return any(overrides(c, hook) for c in self.callbacks)
+
+    def __getattr__(self, hook: str):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def dispatch(*args, **kwargs):
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args, **kwargs)
+        return dispatch

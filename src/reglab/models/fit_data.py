@@ -1,0 +1,118 @@
+"""What ``Sequential.fit`` accepts, turned into arrays for the engine.
+
+Arrays (with ``validation_split``, ``class_weight`` and ``sample_weight`` as
+Keras handles them), an ``ImageDataGenerator.flow`` iterator (trained on
+tensors: the generator's standardization once, its random transforms per batch
+inside the engine), or any Python generator of ``(x, y)`` batches with
+``steps_per_epoch`` (collected one epoch at a time).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reglab.errors import ConfigError, DataError
+
+
+@dataclass
+class FitData:
+    x: Any
+    y: Any
+    sample_weight: Any = None
+    batch_size: int = 32
+    shuffle: bool = True
+    augment: Any = None
+    generator: Any = None  # a Python iterator of batches, read steps_per_epoch at a time
+    steps_per_epoch: int | None = None
+
+
+def _as_array(where: str, name: str, value):
+    if value is None:
+        return None
+    try:
+        return np.asarray(value)
+    except Exception as error:  # pragma: no cover - numpy's own message is specific
+        raise DataError(f"{where}: '{name}' must be array-like. Got {type(value).__name__}.") from error
+
+
+def validation_split_arrays(x, y, sample_weight, fraction: float):
+    """Keras's split: the last ``fraction`` of the samples, taken before any shuffling."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"fit: 'validation_split' must be a float in [0, 1). Got {fraction!r}.")
+    n = len(x)
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at == 0 or split_at == n:
+        raise DataError(f"fit: validation_split={fraction} leaves an empty training or "
+                        f"validation set out of {n} samples.")
+
+    def part(a, lo, hi):
+        return None if a is None else a[lo:hi]
+    train = (x[:split_at], y[:split_at], part(sample_weight, 0, split_at))
+    val = (x[split_at:], y[split_at:], part(sample_weight, split_at, n))
+    return train, val
+
+
+def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
+    """Keras's ``class_weight``: each sample weighted by its class's weight (times its own)."""
+    if not isinstance(class_weight, dict):
+        raise ConfigError(f"fit: 'class_weight' must be a dict {{class index: weight}}. "
+                          f"Got {type(class_weight).__name__}.")
+    y = np.asarray(y)
+    classes = y.argmax(axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
+    classes = classes.astype(np.int64)
+    missing = sorted(set(np.unique(classes).tolist()) - set(class_weight))
+    if missing:
+        raise DataError(f"fit: 'class_weight' has no weight for classes {missing}. "
+                        f"Got keys {sorted(class_weight)}.")
+    weights = np.array([class_weight[c] for c in classes], dtype=np.float64)
+    return weights if sample_weight is None else weights * np.asarray(sample_weight)
+
+
+def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) -> FitData:
+    """Recognizes arrays, a ``flow`` iterator or a generator."""
+    if hasattr(x, "image_data_generator") and hasattr(x, "x"):  # ImageDataGenerator.flow(...)
+        if y is not None:
+            raise ConfigError("fit: pass either an ImageDataGenerator iterator or (x, y). Got "
+                              "both an iterator and y.")
+        generator = x.image_data_generator
+        images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
+        return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle,
+                       augment=generator.affine_spec)
+    if x is not None and hasattr(x, "__next__") and not isinstance(x, np.ndarray):
+        if steps_per_epoch is None:
+            raise ConfigError("fit: a Python generator needs 'steps_per_epoch' (how many batches "
+                              "make one epoch). Got None.")
+        return FitData(None, None, generator=x, steps_per_epoch=int(steps_per_epoch),
+                       shuffle=False)
+    if x is None or y is None:
+        raise ConfigError("fit: expected x and y arrays, an ImageDataGenerator.flow(...) "
+                          "iterator, or a generator of (x, y) batches with steps_per_epoch. "
+                          f"Got x={type(x).__name__}, y={type(y).__name__}.")
+    return FitData(_as_array("fit", "x", x), _as_array("fit", "y", y),
+                   _as_array("fit", "sample_weight", sample_weight),
+                   32 if batch_size is None else batch_size, shuffle)
+
+
+def next_epoch_from_generator(generator, steps: int):
+    """Reads ``steps`` batches; returns ``(x, y, sample_weight, batch_size)`` arrays."""
+    xs, ys, ws = [], [], []
+    for step in range(steps):
+        try:
+            batch = next(generator)
+        except StopIteration:
+            raise DataError(f"fit: the generator ran out after {step} batches; "
+                            f"steps_per_epoch is {steps}.") from None
+        if not isinstance(batch, tuple) or len(batch) not in (2, 3):
+            raise DataError("fit: a generator must yield (x, y) or (x, y, sample_weight) "
+                            f"batches. Got {type(batch).__name__}.")
+        xs.append(np.asarray(batch[0]))
+        ys.append(np.asarray(batch[1]))
+        if len(batch) == 3:
+            ws.append(np.asarray(batch[2]))
+    batch_size = max(len(b) for b in xs)
+    return (np.concatenate(xs), np.concatenate(ys), np.concatenate(ws) if ws else None,
+            batch_size)

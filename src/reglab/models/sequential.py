@@ -1,0 +1,250 @@
+"""``Sequential``: Keras's model API, trained by the population engine with one member.
+
+Example:
+    >>> import numpy as np
+    >>> from reglab.layers import Dense
+    >>> from reglab.regularizers import l2
+    >>> model = Sequential([Dense(8, activation="relu", input_shape=(4,),
+    ...                           kernel_regularizer=l2(0.01)), Dense(3, activation="softmax")])
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+    ...               metrics=["accuracy"])
+    >>> x, y = np.random.rand(32, 4).astype("float32"), np.arange(32) % 3
+    >>> history = model.fit(x, y, epochs=2, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'loss']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from reglab import losses as losses_module
+from reglab import optimizers as optimizers_module
+from reglab.engine import Member, Population
+from reglab.errors import ConfigError
+from reglab.layers.layer import Input, Layer, snake_case
+from reglab.models import summary as summary_module
+from reglab.utils.random_seed import next_seed
+
+
+class Sequential:
+    """A linear stack of layers, with Keras's ``compile``/``fit``/``evaluate``/``predict``.
+
+    Args:
+        layers: layers to add, optionally starting with ``reglab.Input(shape=...)``.
+        name: the model's name (``'sequential'``).
+        seed: beyond Keras, the seed of initial weights, batch order, dropout and
+            augmentation; by default drawn from :func:`reglab.utils.set_random_seed`'s source.
+    """
+
+    def __init__(self, layers=None, trainable: bool = True, name: str | None = None,
+                 seed: int | None = None):
+        self.name = name or "sequential"
+        self.trainable = trainable
+        self.seed = next_seed() if seed is None else int(seed)
+        self._layers: list[Layer] = []
+        self._input_shape: tuple[int, ...] | None = None
+        self.optimizer: optimizers_module.Optimizer | None = None
+        self.loss = None
+        self.metrics_names: list[str] = []
+        self._compiled = False
+        self._population: Population | None = None
+        self.stop_training = False
+        self.history = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ------------------------------------------------------------------
+    def add(self, layer) -> None:
+        """Appends a layer (or sets the input shape with ``reglab.Input``)."""
+        if isinstance(layer, Input):
+            if self._layers:
+                raise ConfigError("Sequential.add: an Input must come first. Got one after "
+                                  f"{len(self._layers)} layers.")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"Sequential.add: expected a reglab layer. Got {layer!r}.")
+        if not self._layers and self._input_shape is None and layer.input_shape is not None:
+            self._input_shape = layer.input_shape
+        weights = self.get_weights() if self._population is not None else None
+        self._layers.append(layer)
+        self._name_layers()
+        if weights is not None:  # keep the trained layers' weights, as Keras does
+            self._population = None
+            self._build()
+            self._set_leading_weights(weights)
+
+    def pop(self) -> Layer:
+        """Removes and returns the last layer."""
+        if not self._layers:
+            raise ConfigError("Sequential.pop: the model has no layers.")
+        layer = self._layers.pop()
+        self._population = None
+        return layer
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def _name_layers(self) -> None:
+        counts: dict[str, int] = {}
+        for layer in self._layers:
+            base = snake_case(type(layer).__name__)
+            auto = base if counts.get(base, 0) == 0 else f"{base}_{counts[base]}"
+            counts[base] = counts.get(base, 0) + 1
+            if layer.name is None or getattr(layer, "_auto_named", False):
+                layer.name, layer._auto_named = auto, True
+            layer._model = self
+
+    @property
+    def built(self) -> bool:
+        return self._population is not None
+
+    def build(self, input_shape=None) -> None:
+        """Creates the weights; ``input_shape`` may include the batch axis (``(None, 784)``)."""
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            self._input_shape = shape[1:] if shape and shape[0] is None else shape
+        self._build()
+
+    def _build(self) -> Population:
+        if self._population is None:
+            if not self._layers:
+                raise ConfigError("Sequential: the model has no layers. Add some with "
+                                  "model.add(...) before building or training it.")
+            if self._input_shape is None:
+                raise ConfigError(
+                    "Sequential: the input shape is unknown. Give the first layer "
+                    "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
+            member = Member(self._layers, self.optimizer or "rmsprop", self.seed,
+                            input_shape=self._input_shape, name=self.name)
+            self._population = Population([member], loss=self.loss or "mse",
+                                          metrics=self.metrics_names)
+        return self._population
+
+    # -- compile ----------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True) -> None:
+        """Sets the optimizer, loss and metrics (Keras's defaults: 'rmsprop', no metrics)."""
+        if loss_weights is not None or weighted_metrics is not None:
+            raise ConfigError("Sequential.compile: 'loss_weights' and 'weighted_metrics' are "
+                              "not supported (one output; metrics follow sample weights).")
+        self.optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
+        self.loss = losses_module.get(loss, where="compile: 'loss'") if loss is not None else None
+        names = []
+        for metric in metrics or []:
+            if not isinstance(metric, str):
+                raise ConfigError(f"compile: 'metrics' must be metric names such as "
+                                  f"'accuracy'. Got {metric!r}.")
+            names.append(metric)
+        weights = self.get_weights() if self._population is not None else None
+        self.metrics_names = names
+        self._compiled = True
+        self._population = None
+        if self._input_shape is not None and self._layers:
+            self._build()
+            if weights is not None:
+                self.set_weights(weights)
+
+    # -- weights ------------------------------------------------------------------------
+    def _weight_keys(self) -> list[tuple[int, str]]:
+        population = self._build()
+        return [wp.key for wp in population.plan.weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every weight in Keras's order and layouts (Dense kernel ``(in, out)``, ...)."""
+        weights = self._build().member_weights(0)
+        return [weights[key].numpy() for key in self._weight_keys()]
+
+    def set_weights(self, weights) -> None:
+        keys = self._weight_keys()
+        if len(weights) != len(keys):
+            raise ConfigError(f"Sequential.set_weights: expected a list of {len(keys)} arrays "
+                              f"({', '.join(self._layers[i].name + '.' + n for i, n in keys)}). "
+                              f"Got {len(weights)}.")
+        self._population.state.set_member_weights(
+            0, {key: torch.as_tensor(np.asarray(w)) for key, w in zip(keys, weights)})
+
+    def _layer_weights(self, layer) -> list[np.ndarray]:
+        index = self._layers.index(layer)
+        return [w for (i, _), w in zip(self._weight_keys(), self.get_weights()) if i == index]
+
+    def _set_layer_weights(self, layer, weights) -> None:
+        index = self._layers.index(layer)
+        keys = [k for k in self._weight_keys() if k[0] == index]
+        if len(weights) != len(keys):
+            raise ConfigError(f"{layer.name}.set_weights: expected {len(keys)} arrays. "
+                              f"Got {len(weights)}.")
+        self._population.state.set_member_weights(
+            0, {key: torch.as_tensor(np.asarray(w)) for key, w in zip(keys, weights)})
+
+    def _set_leading_weights(self, weights) -> None:
+        keys = self._weight_keys()
+        self._population.state.set_member_weights(
+            0, {key: torch.as_tensor(w) for key, w in zip(keys, weights)})
+
+    def count_params(self) -> int:
+        return int(sum(w.size for w in self.get_weights()))
+
+    def summary(self, print_fn=None) -> None:
+        """Prints Keras's table: layer (type), output shape, parameter count."""
+        text = summary_module.render(self, self._build())
+        (print_fn or print)(text)
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Trains the model as Keras does; returns a ``History``."""
+        from reglab.models.training import fit
+
+        return fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                   validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                   steps_per_epoch, validation_batch_size)
+
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose="auto",
+                      callbacks=None, validation_data=None, **kwargs):
+        """Deprecated alias of :meth:`fit` (removed in Keras 3); warns once."""
+        import warnings
+
+        if not getattr(Sequential, "_warned_fit_generator", False):
+            warnings.warn("`model.fit_generator` is deprecated; use `model.fit`, which accepts "
+                          "generators.", DeprecationWarning, stacklevel=2)
+            Sequential._warned_fit_generator = True
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                        **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (penalties included, as Keras) and metrics in inference mode."""
+        from reglab.models.training import evaluate
+
+        return evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs in inference mode (no dropout, moving statistics)."""
+        from reglab.models.training import predict
+
+        return predict(self, x, batch_size)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed,
+                "input_shape": None if self._input_shape is None else list(self._input_shape),
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self._layers]}
+
+    def save(self, filepath) -> None:
+        """Saves architecture, compile settings and weights in one file (no pickled code)."""
+        from reglab.models.saving import save_model
+
+        save_model(self, filepath)
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
