@@ -31,7 +31,7 @@ class StructureError(ConfigError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Returns `` Did you mean 'x'?`` for the closest of ``choices``, or ``''``."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 

@@ -1,0 +1,267 @@
+"""Sequential's Keras API: layouts, the callback protocol, EarlyStopping, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import reglab as keras
+from reglab.callbacks import Callback, EarlyStopping
+from reglab.errors import ConfigError, DataError
+from reglab.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from reglab.models import Sequential
+
+RNG = np.random.default_rng(1)
+X = RNG.random((64, 6)).astype("float32")
+Y = RNG.integers(0, 3, 64)
+
+
+def small(**compile_args):
+    model = Sequential([Dense(5, activation="relu", input_shape=(6,)),
+                        Dense(3, activation="softmax")], seed=0)
+    model.compile(**{"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
+                     "metrics": ["accuracy"], **compile_args})
+    return model
+
+
+def test_weight_layouts_are_keras_and_set_weights_drives_predict():
+    model = Sequential([Conv2D(4, 3, input_shape=(8, 8, 2)), MaxPooling2D(), Flatten(),
+                        Dense(5), BatchNormalization(), Dense(3, activation="softmax")])
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(3, 3, 2, 4), (4,), (36, 5), (5,), (5,), (5,), (5,), (5,), (5, 3), (3,)]
+    dense = Sequential([Dense(3, input_shape=(6,))])
+    kernel, bias = RNG.normal(size=(6, 3)), RNG.normal(size=3)
+    dense.set_weights([kernel, bias])
+    np.testing.assert_allclose(dense.predict(X, verbose=0), X @ kernel + bias, rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="expected a list of 2 arrays"):
+        dense.set_weights([kernel])
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.calls, self.stop_at = [], stop_at
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin", self.params["epochs"], self.params["steps"]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch_end", batch, sorted(logs)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch, sorted(logs)))
+        if epoch == self.stop_at:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end",))
+
+
+def test_a_user_callback_sees_keras_protocol_and_can_stop_training():
+    model = small()
+    recorder = Recorder(stop_at=1)
+    history = model.fit(X, Y, batch_size=32, epochs=5, callbacks=[recorder], verbose=0,
+                        validation_data=(X, Y))
+    assert recorder.model is model
+    assert recorder.calls[0] == ("train_begin", 5, 2)
+    assert recorder.calls[1] == ("epoch_begin", 0)
+    assert recorder.calls[2] == ("batch_end", 0, ["accuracy", "loss"])
+    assert recorder.calls[4] == ("epoch_end", 0, ["accuracy", "loss", "val_accuracy", "val_loss"])
+    assert recorder.calls[-1] == ("train_end",)
+    assert len(history.history["loss"]) == 2  # stopped after epoch 1
+
+
+def test_batch_logs_are_running_means_of_the_epoch():
+    class Last(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.last = dict(logs)
+
+    model, last = small(), Last()
+    history = model.fit(X, Y, batch_size=16, epochs=1, callbacks=[last], verbose=0)
+    assert last.last["loss"] == pytest.approx(history.history["loss"][0], rel=1e-6)
+
+
+def fake_model(weights):
+    class Model:
+        stop_training = False
+        metrics_names = ["accuracy"]
+
+        def __init__(self):
+            self.current = weights[0]
+
+        def get_weights(self):
+            return [self.current]
+
+        def set_weights(self, w):
+            self.current = w[0]
+    return Model()
+
+
+def run_early_stopping(sequence, monitor="val_loss", **kwargs):
+    """Feeds a scripted sequence; returns (epochs run, callback, model)."""
+    callback, model = EarlyStopping(monitor=monitor, **kwargs), fake_model([0])
+    callback.set_model(model)
+    callback.on_train_begin()
+    epochs = 0
+    for epoch, value in enumerate(sequence):
+        model.current = epoch  # the "weights" after this epoch
+        callback.on_epoch_end(epoch, {monitor: value})
+        epochs += 1
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    return epochs, callback, model
+
+
+def test_early_stopping_callback_follows_keras_rule():
+    # patience 2: best at epoch 1, no improvement at 2 and 3 -> stops at epoch 3.
+    epochs, cb, _ = run_early_stopping([1.0, 0.5, 0.6, 0.7, 0.1], patience=2)
+    assert (epochs, cb.stopped_epoch, cb.best_epoch) == (4, 3, 1)
+    # min_delta: 0.5 -> 0.45 is not an improvement beyond 0.1.
+    epochs, cb, _ = run_early_stopping([1.0, 0.5, 0.45, 0.44], patience=1, min_delta=0.1)
+    assert (epochs, cb.stopped_epoch) == (3, 2)
+    # mode auto: accuracy is maximized.
+    epochs, cb, _ = run_early_stopping([0.5, 0.6, 0.55], monitor="val_accuracy", patience=0)
+    assert (epochs, cb.stopped_epoch) == (3, 2)
+    # baseline: improvements that do not beat it do not reset the wait (Keras only checks
+    # patience on epochs without an improvement).
+    sequence = [1.0, 0.9, 0.95, 0.97, 0.99]
+    epochs, cb, _ = run_early_stopping(sequence, patience=2, baseline=0.5)
+    assert (epochs, cb.stopped_epoch) == (3, 2)
+    epochs, cb, _ = run_early_stopping(sequence, patience=2)
+    assert (epochs, cb.stopped_epoch) == (4, 3)
+    # start_from_epoch: the first epochs are ignored.
+    epochs, cb, _ = run_early_stopping([1.0, 2.0, 3.0, 4.0], patience=0, start_from_epoch=2)
+    assert (epochs, cb.stopped_epoch) == (4, 3)
+    # restore_best_weights restores at the end whenever a snapshot exists (Keras 3).
+    _, cb, model = run_early_stopping([1.0, 0.2, 0.5, 0.9], patience=5, restore_best_weights=True)
+    assert cb.stopped_epoch == 0 and model.current == 1
+    with pytest.raises(ConfigError, match="'patience' must be an int >= 0. Got -1"):
+        EarlyStopping(patience=-1)
+
+
+def test_early_stopping_restores_the_best_weights_of_a_real_run():
+    model = small()
+    best = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            best[epoch] = (logs["val_loss"], self.model.get_weights())
+
+    stopper = EarlyStopping(patience=1, restore_best_weights=True)
+    model.fit(X, Y, epochs=8, batch_size=8, validation_data=(X[:8], Y[:8]),
+              callbacks=[Keep(), stopper], verbose=0)
+    epoch = min(best, key=lambda e: best[e][0])
+    assert stopper.best_epoch == epoch
+    for got, expected in zip(model.get_weights(), best[epoch][1], strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_early_stopping_warns_once_when_the_monitor_is_missing():
+    model = small()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, Y, epochs=3, callbacks=[EarlyStopping(monitor="val_acc")], verbose=0)
+    messages = [str(w.message) for w in caught if "val_acc" in str(w.message)]
+    assert len(messages) == 1 and "Available metrics are: loss,accuracy" in messages[0]
+
+
+def test_verbose_modes(capsys):
+    small().fit(X, Y, batch_size=32, epochs=2, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "2/2 - " in out and "loss: " in out
+    small().fit(X, Y, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_validation_split_takes_the_last_samples_before_shuffling():
+    model = small()
+    seen = {}
+
+    class Spy(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.update(logs)
+
+    model.fit(X, Y, epochs=1, validation_split=0.25, callbacks=[Spy()], verbose=0)
+    expected = model.evaluate(X[48:], Y[48:], verbose=0, return_dict=True)
+    assert seen["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
+def test_class_weight_equals_sample_weight():
+    a, b = small(), small()
+    a.fit(X, Y, epochs=1, class_weight={0: 1.0, 1: 2.0, 2: 0.5}, verbose=0, shuffle=False)
+    b.fit(X, Y, epochs=1, sample_weight=np.array([1.0, 2.0, 0.5])[Y], verbose=0, shuffle=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_fit_generator_warns_and_trains_on_a_python_generator():
+    def batches():
+        while True:
+            for lo in range(0, 64, 16):
+                yield X[lo:lo + 16], Y[lo:lo + 16]
+
+    model = small()
+    with pytest.warns(DeprecationWarning, match="fit_generator"):
+        history = model.fit_generator(batches(), steps_per_epoch=4, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        model.fit(batches(), epochs=1, verbose=0)
+
+
+def test_learning_rate_changes_by_callbacks_reach_the_engine():
+    class Zero(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate = 1e-30
+
+    model = small(optimizer=keras.optimizers.SGD(0.1))
+    model.fit(X, Y, epochs=1, callbacks=[Zero()], verbose=0)
+    before = model.get_weights()
+    model.fit(X, Y, epochs=1, verbose=0)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-20)
+
+
+def test_bad_input_errors_name_the_place():
+    model = small()
+    with pytest.raises(DataError, match=r"first layer expects samples of shape \(6,\). Got x with "
+                                        r"shape \(64, 5\)"):
+        model.fit(X[:, :5], Y, verbose=0)
+    with pytest.raises(DataError, match="Use loss='sparse_categorical_crossentropy'"):
+        small(loss="categorical_crossentropy").fit(X, Y, verbose=0)
+    with pytest.raises(DataError, match="to_categorical"):
+        small(loss="categorical_crossentropy").fit(X, Y, verbose=0)
+    with pytest.raises(DataError, match="Use loss='categorical_crossentropy'"):
+        model.fit(X, np.eye(3)[Y], verbose=0)
+    with pytest.raises(ConfigError, match="unknown optimizer 'adamm'.*Did you mean 'adam'"):
+        small(optimizer="adamm")
+    with pytest.raises(ConfigError, match="unknown loss 'mse2'"):
+        small(loss="mse2")
+    with pytest.raises(ConfigError, match="unknown metric 'acuracy'"):
+        small(metrics=["acuracy"])
+    with pytest.raises(ConfigError, match="unknown regularizer 'l3'.*Did you mean 'l[12]'"):
+        Dense(3, kernel_regularizer="l3")
+    with pytest.raises(ConfigError, match="unknown activation 'rellu'.*Did you mean 'relu'"):
+        Dense(3, activation="rellu")
+    with pytest.raises(ConfigError, match=r"Dropout: 'rate' must be a float in \[0, 1\). Got 1.5"):
+        Dropout(1.5)
+    with pytest.raises(ConfigError, match="'l1' must be a non-negative float. Got -0.1"):
+        keras.regularizers.l1(-0.1)
+    with pytest.raises(ConfigError, match="call model.compile"):
+        Sequential([Dense(2, input_shape=(6,))]).fit(X, Y, verbose=0)
+
+
+def test_evaluate_returns_keras_shapes():
+    model = small()
+    loss, accuracy = model.evaluate(X, Y, verbose=0)
+    assert 0 <= accuracy <= 1 and loss > 0
+    bare = small(metrics=None)
+    assert isinstance(bare.evaluate(X, Y, verbose=0), float)
+    assert torch.is_tensor(torch.as_tensor(model.predict(X, verbose=0)))
