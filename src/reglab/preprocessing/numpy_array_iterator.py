@@ -37,9 +37,7 @@ SUBSETS = ("training", "validation")
 
 def images_shape_error(where: str, shape: tuple[int, ...]) -> DataError:
     """The error for an array that is not ``(N, height, width, channels)``, with the reshape to do."""
-    message = (
-        f"{where}: x must be images of shape (N, height, width, channels). Got shape {shape}."
-    )
+    message = f"{where}: x must be images of shape (N, height, width, channels). Got shape {shape}."
     if len(shape) == 2:
         features = shape[1]
         for channels in (1, 3):
@@ -70,14 +68,14 @@ def as_images(where: str, x) -> np.ndarray:
     return array
 
 
-def warn_channels(where: str, shape: tuple[int, ...]) -> None:
+def warn_channels(where: str, shape: tuple[int, ...], stacklevel: int = 3) -> None:
     """Keras's warning for images with a channel count other than 1, 3 or 4."""
     if shape[3] not in (1, 3, 4):
         warnings.warn(
             f"{where}: expected 1, 3 or 4 channels on axis 3 (channels_last). Got an array of "
             f"shape {shape} ({shape[3]} channels).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -150,8 +148,10 @@ class NumpyArrayIterator:
                 f"{where}: 'sample_weight' needs labels y (Keras ignores the weights when y is "
                 "None). Pass y, or drop sample_weight."
             )
-        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or (
-            batch_size < 1
+        if (
+            not isinstance(batch_size, numbers.Integral)
+            or isinstance(batch_size, bool)
+            or (batch_size < 1)
         ):
             raise ConfigError(f"{where}: 'batch_size' must be a positive int. Got {batch_size!r}.")
         _check_seed(seed)
@@ -180,7 +180,7 @@ class NumpyArrayIterator:
                 f"{where}: x must hold at least one sample. Got shape {x.shape}"
                 + (f" for subset {subset!r}." if subset else ".")
             )
-        warn_channels(where, x.shape)
+        warn_channels(where, x.shape, stacklevel=4)  # the caller of flow()
 
         self.dtype = np.dtype(dtype or image_data_generator.dtype or "float32")
         self.x = np.asarray(x, dtype=self.dtype)

@@ -157,3 +157,60 @@ def test_import_reglab_as_keras():
     history = model.fit(X_train, y_train, batch_size=64, epochs=1, validation_split=0.25,
                         callbacks=[keras.callbacks.EarlyStopping(patience=1)], verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_slide_7_data_augmentation():
+    from reglab.layers import Dense, Flatten
+    from reglab.models import Sequential
+
+    X_train = RNG.random((96, 28, 28, 1)).astype("float32")  # images, as the slide needs
+    y_train = RNG.integers(0, 10, 96)
+    model = Sequential([Flatten(input_shape=(28, 28, 1)), Dense(64, activation="relu"),
+                        Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    from reglab.preprocessing.image import ImageDataGenerator
+
+    datagen = ImageDataGenerator(
+        rotation_range=20,
+        width_shift_range=0.2,
+        height_shift_range=0.2,
+        horizontal_flip=True
+    )
+
+    train_generator = datagen.flow(X_train, y_train, batch_size=32)
+    with pytest.warns(DeprecationWarning, match="fit_generator"):
+        history = model.fit_generator(train_generator, epochs=10, verbose=0)
+
+    assert len(history.history["loss"]) == 10
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_slide_7_flat_images_get_a_reshape_hint():
+    from reglab.errors import DataError
+    from reglab.preprocessing.image import ImageDataGenerator
+
+    with pytest.raises(DataError, match=r"reshape\(-1, 28, 28, 1\)"):
+        ImageDataGenerator(rotation_range=20).flow(X_train, y_train, batch_size=32)
+
+
+def test_augmentation_changes_training_but_not_the_data():
+    """fit consumes a flow iterator on tensors: the same model with and without
+    augmentation trains differently, and the generator's arrays stay untouched."""
+    from reglab.layers import Dense, Flatten
+    from reglab.models import Sequential
+    from reglab.preprocessing.image import ImageDataGenerator
+
+    images = RNG.random((64, 8, 8, 1)).astype("float32")
+    labels = RNG.integers(0, 3, 64)
+    copy = images.copy()
+    results = []
+    for generator in (ImageDataGenerator(), ImageDataGenerator(rotation_range=30)):
+        model = Sequential([Flatten(input_shape=(8, 8, 1)), Dense(3, activation="softmax")],
+                           seed=0)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        model.fit(generator.flow(images, labels, batch_size=16, shuffle=False), epochs=1,
+                  verbose=0)
+        results.append(model.get_weights()[0])
+    assert not np.allclose(results[0], results[1])
+    np.testing.assert_array_equal(images, copy)

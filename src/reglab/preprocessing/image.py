@@ -1,0 +1,350 @@
+"""``ImageDataGenerator``: Keras 2's real-time image augmentation (removed in Keras 3), on torch.
+
+The class keeps Keras's arguments, defaults and methods (``flow``, ``fit``, ``standardize``,
+``random_transform``, ``get_random_transform``, ``apply_transform``); the geometry is
+:class:`reglab.augment.AffineSpec`, sampled with :func:`~reglab.augment.sample_transforms` and
+applied with ONE :func:`~reglab.augment.warp` per batch instead of one scipy call per image.
+
+Contract with the training engine. ``Model.fit`` given a :class:`NumpyArrayIterator` may train on
+tensors instead of iterating it; it then reads
+``iterator.x``, ``iterator.y``, ``iterator.sample_weight`` (already cut to the ``subset``),
+``iterator.batch_size``, ``iterator.shuffle`` and ``iterator.seed``, and from
+``datagen = iterator.image_data_generator``:
+
+1. ``datagen.standardize_array(iterator.x)``, once, on the whole dataset (rescale, then
+   samplewise, then featurewise, as Keras's ``standardize``; a new array, per sample);
+2. per batch, random transforms from ``datagen.affine_spec`` (``sample_transforms``) applied with
+   ``warp(..., fill_mode=spec.fill_mode, cval=spec.cval, interpolation=datagen.interpolation)``
+   on the engine's own seeded streams.
+
+Keras standardizes AFTER the warp. Rescale and featurewise normalization are per-channel affine
+maps, and a warp's interpolation weights sum to one, so the two orders agree, except that
+``fill_mode='constant'`` then fills ``cval`` in standardized units, and samplewise statistics are
+those of the image before its warp. Iterating the iterator follows Keras's order exactly.
+
+Example:
+    >>> import numpy as np
+    >>> datagen = ImageDataGenerator(rotation_range=20, width_shift_range=0.2,
+    ...                              height_shift_range=0.2, horizontal_flip=True)
+    >>> x_batch, y_batch = next(datagen.flow(np.zeros((64, 28, 28, 1)), np.arange(64), seed=0))
+    >>> x_batch.shape, x_batch.dtype, y_batch.shape
+    ((32, 28, 28, 1), dtype('float32'), (32,))
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from reglab.augment import AffineSpec, affine_params_to_transforms, sample_transforms, warp
+from reglab.augment.sampling import sample_affine_params
+from reglab.errors import ConfigError, DataError
+from reglab.preprocessing.image_arguments import (
+    INTERPOLATIONS,
+    WHERE,
+    affine_spec_of,
+    check_arguments,
+    not_supported,
+)
+from reglab.preprocessing.numpy_array_iterator import (
+    NumpyArrayIterator,
+    as_images,
+    images_shape_error,
+    warn_channels,
+)
+
+__all__ = ["ImageDataGenerator", "NumpyArrayIterator"]
+
+_EPSILON = 1e-6  # Keras adds it to every std it divides by
+
+
+def _warn_not_fit(flag: str) -> None:
+    warnings.warn(
+        f"This ImageDataGenerator specifies `{flag}`, but it hasn't been fit on any training "
+        "data. Fit it first by calling `.fit(numpy_data)`.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _generator(seed) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+class ImageDataGenerator:
+    """Generates batches of augmented image data, with Keras 2's arguments and defaults.
+
+    Arguments are stored unchanged and checked here. Supported: the geometric ones
+    (``rotation_range``, ``width_shift_range``, ``height_shift_range``, ``shear_range``,
+    ``zoom_range``, ``horizontal_flip``, ``vertical_flip``, ``fill_mode``, ``cval``;
+    see :class:`~reglab.augment.AffineSpec`), ``featurewise_center`` /
+    ``featurewise_std_normalization`` (after :meth:`fit`), ``samplewise_center`` /
+    ``samplewise_std_normalization``, ``rescale``, ``validation_split``,
+    ``interpolation_order`` 0 or 1, ``dtype``. ``zca_whitening``, ``brightness_range``,
+    ``channel_shift_range``, ``preprocessing_function`` and ``data_format='channels_first'``
+    raise a :class:`~reglab.errors.ConfigError`. As in Keras, ``featurewise_std_normalization``
+    implies ``featurewise_center`` and ``samplewise_std_normalization`` implies
+    ``samplewise_center`` (with a warning); std normalization divides by ``std + 1e-6``.
+
+    Learned by :meth:`fit`: ``mean`` and ``std``, ``(1, 1, channels)`` (Keras's names).
+
+    Example:
+        >>> import numpy as np
+        >>> datagen = ImageDataGenerator(featurewise_center=True, rescale=1 / 255)
+        >>> datagen.fit(np.full((4, 2, 2, 1), 255.0)).mean.ravel()
+        array([1.], dtype=float32)
+        >>> datagen.standardize(np.full((2, 2, 1), 255.0)).ravel()
+        array([0., 0., 0., 0.])
+    """
+
+    def __init__(
+        self,
+        featurewise_center=False,
+        samplewise_center=False,
+        featurewise_std_normalization=False,
+        samplewise_std_normalization=False,
+        zca_whitening=False,
+        zca_epsilon=1e-6,
+        rotation_range=0,
+        width_shift_range=0.0,
+        height_shift_range=0.0,
+        brightness_range=None,
+        shear_range=0.0,
+        zoom_range=0.0,
+        channel_shift_range=0.0,
+        fill_mode="nearest",
+        cval=0.0,
+        horizontal_flip=False,
+        vertical_flip=False,
+        rescale=None,
+        preprocessing_function=None,
+        data_format=None,
+        validation_split=0.0,
+        interpolation_order=1,
+        dtype=None,
+    ):
+        self.featurewise_center = featurewise_center
+        self.samplewise_center = samplewise_center
+        self.featurewise_std_normalization = featurewise_std_normalization
+        self.samplewise_std_normalization = samplewise_std_normalization
+        self.zca_whitening = zca_whitening
+        self.zca_epsilon = zca_epsilon
+        self.rotation_range = rotation_range
+        self.width_shift_range = width_shift_range
+        self.height_shift_range = height_shift_range
+        self.brightness_range = brightness_range
+        self.shear_range = shear_range
+        self.zoom_range = zoom_range
+        self.channel_shift_range = channel_shift_range
+        self.fill_mode = fill_mode
+        self.cval = cval
+        self.horizontal_flip = horizontal_flip
+        self.vertical_flip = vertical_flip
+        self.rescale = rescale
+        self.preprocessing_function = preprocessing_function
+        self.data_format = data_format
+        self.validation_split = validation_split
+        self.interpolation_order = interpolation_order
+        self.dtype = dtype
+        self.mean = None
+        self.std = None
+        check_arguments(self)
+
+    @property
+    def affine_spec(self) -> AffineSpec:
+        """The geometric arguments as an :class:`~reglab.augment.AffineSpec`."""
+        return affine_spec_of(self)
+
+    @property
+    def interpolation(self) -> str:
+        """The :func:`~reglab.augment.warp` interpolation of ``interpolation_order``."""
+        return INTERPOLATIONS[self.interpolation_order]
+
+    @property
+    def _np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype or "float32")
+
+    # ---- iteration ----------------------------------------------------------------------------
+
+    def flow(
+        self,
+        x,
+        y=None,
+        batch_size=32,
+        shuffle=True,
+        sample_weight=None,
+        seed=None,
+        save_to_dir=None,
+        save_prefix="",
+        save_format="png",
+        ignore_class_split=False,
+        subset=None,
+    ) -> NumpyArrayIterator:
+        """Batches of augmented data from arrays: ``x`` is ``(N, height, width, channels)``.
+
+        ``subset='validation'`` takes the first ``int(N * validation_split)`` samples,
+        ``'training'`` the rest (Keras's split). See :class:`NumpyArrayIterator`.
+        """
+        return NumpyArrayIterator(
+            x,
+            y,
+            self,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sample_weight=sample_weight,
+            seed=seed,
+            save_to_dir=save_to_dir,
+            save_prefix=save_prefix,
+            save_format=save_format,
+            subset=subset,
+            ignore_class_split=ignore_class_split,
+            dtype=self._np_dtype,
+        )
+
+    # ---- standardization ----------------------------------------------------------------------
+
+    def _standardize_in_place(self, x: np.ndarray, sample_axes: tuple[int, ...]) -> np.ndarray:
+        if self.rescale:
+            x *= self.rescale
+        if self.samplewise_center or self.samplewise_std_normalization:
+            x -= np.mean(x, axis=sample_axes, keepdims=True)
+        if self.samplewise_std_normalization:
+            x /= np.std(x, axis=sample_axes, keepdims=True) + _EPSILON
+        if self.featurewise_center or self.featurewise_std_normalization:
+            if self.mean is None:
+                _warn_not_fit("featurewise_center")
+            else:
+                x -= self.mean
+        if self.featurewise_std_normalization:
+            if self.std is None:
+                _warn_not_fit("featurewise_std_normalization")
+            else:
+                x /= self.std + _EPSILON
+        return x
+
+    def standardize(self, x):
+        """Keras's ``standardize``: rescale, samplewise, then featurewise normalization.
+
+        ``x`` is one ``(height, width, channels)`` image or a batch of them; samplewise statistics
+        are per image (Keras takes them over the whole array it is given). Like Keras, a
+        floating-point numpy ``x`` is changed in place and returned; other input is copied.
+        """
+        if not (isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)):
+            x = np.array(x, dtype=self._np_dtype)
+        if x.ndim not in (3, 4):
+            raise images_shape_error(f"{WHERE}.standardize", x.shape)
+        return self._standardize_in_place(x, (x.ndim - 3, x.ndim - 2, x.ndim - 1))
+
+    def standardize_array(self, x) -> np.ndarray:
+        """Standardizes a whole ``(N, H, W, C)`` array at once, per sample; returns a new array
+        of ``dtype`` and leaves ``x`` untouched (what the training engine calls once)."""
+        x = np.array(as_images(f"{WHERE}.standardize_array", x), dtype=self._np_dtype)
+        return self._standardize_in_place(x, (1, 2, 3))
+
+    def fit(self, x, augment=False, rounds=1, seed=None):
+        """Computes ``mean`` and ``std`` per channel over axes (0, 1, 2) of ``x``, as Keras.
+
+        As current Keras (tf.keras 2.x, Keras 3's legacy generator) does, ``x`` is rescaled
+        first; with ``augment=True`` the statistics are of ``rounds`` randomly transformed copies.
+        Returns ``self``.
+        """
+        x = np.array(as_images(f"{WHERE}.fit", x), dtype=self._np_dtype)
+        warn_channels(f"{WHERE}.fit", x.shape)
+        if self.rescale:
+            x *= self.rescale
+        if augment:
+            if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+                raise ConfigError(f"{WHERE}.fit: 'rounds' must be a positive int. Got {rounds!r}.")
+            generator = _generator(seed)
+            x = np.concatenate([self.random_transform_array(x, generator) for _ in range(rounds)])
+        channels = (1, 1, x.shape[3])
+        if self.featurewise_center or self.featurewise_std_normalization:
+            self.mean = np.mean(x, axis=(0, 1, 2)).reshape(channels)
+            x -= self.mean
+        if self.featurewise_std_normalization:
+            self.std = np.std(x, axis=(0, 1, 2)).reshape(channels)
+        return self
+
+    # ---- random transforms --------------------------------------------------------------------
+
+    def _warp(self, x: np.ndarray, transforms: torch.Tensor) -> np.ndarray:
+        work = np.float64 if x.dtype == np.float64 else np.float32
+        images = torch.from_numpy(np.ascontiguousarray(x, dtype=work))
+        spec = self.affine_spec
+        out = warp(
+            images,
+            transforms,
+            fill_mode=spec.fill_mode,
+            cval=float(spec.cval),
+            interpolation=self.interpolation,
+        )
+        return out.numpy().astype(self._np_dtype, copy=False)
+
+    def random_transform_array(self, x, generator: torch.Generator | None = None) -> np.ndarray:
+        """Keras's ``random_transform`` for every image of ``(N, H, W, C)`` ``x``, in one warp.
+
+        Returns an array of ``dtype``; ``x`` itself (cast) when no geometric argument is set.
+        """
+        x = np.asarray(as_images(f"{WHERE}.random_transform", x), dtype=self._np_dtype)
+        n, height, width, _ = x.shape
+        spec = self.affine_spec
+        transforms = sample_transforms(spec, n, height, width, generator, dtype=torch.float64)
+        return x if spec.is_identity else self._warp(x, transforms)
+
+    def random_transform(self, x, seed=None) -> np.ndarray:
+        """A randomly transformed copy of one ``(height, width, channels)`` image."""
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise DataError(
+                f"{WHERE}.random_transform: x must be one image of shape (height, "
+                f"width, channels). Got shape {x.shape}."
+            )
+        return np.array(self.random_transform_array(x[None], _generator(seed))[0])
+
+    def get_random_transform(self, img_shape, seed=None) -> dict:
+        """Keras's parameter dict for one image of shape ``(height, width, channels)``: ``theta``,
+        ``tx``, ``ty``, ``shear``, ``zx``, ``zy``, ``flip_horizontal``, ``flip_vertical``,
+        ``channel_shift_intensity`` and ``brightness`` (always None here). With the same seed,
+        ``apply_transform(x, get_random_transform(x.shape, s))`` equals ``random_transform(x, s)``.
+        """
+        params = sample_affine_params(
+            self.affine_spec, 1, img_shape[0], img_shape[1], _generator(seed)
+        )
+        result = {
+            key: (bool if key.startswith("flip") else float)(value[0].item())
+            for key, value in params.items()
+        }
+        return {**result, "channel_shift_intensity": None, "brightness": None}
+
+    def apply_transform(self, x, transform_parameters: dict) -> np.ndarray:
+        """Applies Keras's parameter dict (see :meth:`get_random_transform`) to one image."""
+        x = np.asarray(x, dtype=self._np_dtype)
+        if x.ndim != 3:
+            raise DataError(
+                f"{WHERE}.apply_transform: x must be one image of shape (height, "
+                f"width, channels). Got shape {x.shape}."
+            )
+        for key in ("channel_shift_intensity", "brightness"):
+            if transform_parameters.get(key) is not None:
+                raise not_supported(
+                    key, transform_parameters[key], "None", "Drop it from transform_parameters."
+                )
+        defaults = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}
+        params = {
+            key: torch.tensor([float(transform_parameters.get(key, default))], dtype=torch.float64)
+            for key, default in defaults.items()
+        }
+        for key in ("flip_horizontal", "flip_vertical"):
+            params[key] = torch.tensor([bool(transform_parameters.get(key, False))])
+        height, width = x.shape[:2]
+        transforms = affine_params_to_transforms(
+            params, height, width, swap_xy=self.affine_spec.swap_xy
+        )
+        return self._warp(x[None], transforms)[0]
