@@ -10,4 +10,11 @@ def load_model(filepath):
     return _load(filepath)
 
 
-__all__ = ["Sequential", "load_model"]
+def save_model(model, filepath):
+    """Saves ``model`` to one file (the same as ``model.save(filepath)``)."""
+    from reglab.models.saving import save_model as _save
+
+    _save(model, filepath)
+
+
+__all__ = ["Sequential", "load_model", "save_model"]

@@ -40,6 +40,8 @@ class Sequential:
             augmentation; by default drawn from :func:`reglab.utils.set_random_seed`'s source.
     """
 
+    _warned_fit_generator = False  # the deprecation warning is given once per process
+
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None,
                  seed: int | None = None):
         self.name = name or "sequential"
@@ -213,7 +215,7 @@ class Sequential:
         """Deprecated alias of :meth:`fit` (removed in Keras 3); warns once."""
         import warnings
 
-        if not getattr(Sequential, "_warned_fit_generator", False):
+        if not Sequential._warned_fit_generator:
             warnings.warn("`model.fit_generator` is deprecated; use `model.fit`, which accepts "
                           "generators.", DeprecationWarning, stacklevel=2)
             Sequential._warned_fit_generator = True

@@ -202,7 +202,8 @@ def test_class_weight_equals_sample_weight():
         np.testing.assert_array_equal(wa, wb)
 
 
-def test_fit_generator_warns_and_trains_on_a_python_generator():
+def test_fit_generator_warns_and_trains_on_a_python_generator(monkeypatch):
+    monkeypatch.setattr(Sequential, "_warned_fit_generator", False)
     def batches():
         while True:
             for lo in range(0, 64, 16):
@@ -212,6 +213,10 @@ def test_fit_generator_warns_and_trains_on_a_python_generator():
     with pytest.warns(DeprecationWarning, match="fit_generator"):
         history = model.fit_generator(batches(), steps_per_epoch=4, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        model.fit_generator(batches(), steps_per_epoch=4, epochs=1, verbose=0)
+    assert not [w for w in again if "fit_generator" in str(w.message)]  # once
     with pytest.raises(ConfigError, match="steps_per_epoch"):
         model.fit(batches(), epochs=1, verbose=0)
 

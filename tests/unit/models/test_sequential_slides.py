@@ -7,6 +7,8 @@ the slides assume.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -179,7 +181,8 @@ def test_slide_7_data_augmentation():
     )
 
     train_generator = datagen.flow(X_train, y_train, batch_size=32)
-    with pytest.warns(DeprecationWarning, match="fit_generator"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # warned once per process
         history = model.fit_generator(train_generator, epochs=10, verbose=0)
 
     assert len(history.history["loss"]) == 10

@@ -1,0 +1,473 @@
+"""``save_model`` and ``load_model``: a whole model in one file, with no pickled code.
+
+The file is a zip archive holding exactly two members:
+
+- ``config.json``: the format version, the reglab version, the model class
+  (``'Sequential'``), its name, seed and input shape, every layer as
+  ``{'class_name', 'config'}`` where ``config`` is exactly the keyword arguments
+  that rebuild it (regularizers and constraints as ``{'class_name', 'config'}``,
+  initializers and activations by name), and the compile settings (optimizer class
+  and hyperparameters, with the current learning rate; loss class and config;
+  metric names).
+- ``weights.npz``: the arrays of ``model.get_weights()``, written by ``np.savez`` and
+  read back with ``np.load(allow_pickle=False)``, named in order
+  (``'0000_dense.kernel'``, ``'0001_dense.bias'``, ...).
+
+Loading rebuilds layers only from the public classes of :mod:`reglab.layers` and
+compiles with the built-in optimizers and losses only, so a file can never run code.
+For the same reason only built-in activations, initializers, regularizers and
+constraints can be saved; a custom callable raises :class:`~reglab.errors.ConfigError`
+at save time.
+
+Differences from Keras 3:
+
+- Any path is accepted. Keras 3 requires the ``'.keras'`` suffix; reglab takes
+  ``'.keras'``, ``'.reglab'`` or any other suffix, and appends nothing to a path
+  that has none.
+- The optimizer's state is not saved (Keras saves its variables): after loading,
+  Adam's and RMSprop's moments and SGD's momentum start from zero, Adam's bias
+  correction starts again from step 1, and the random streams of dropout, noise and
+  augmentation start again from epoch 0. Weights, BatchNormalization's moving
+  statistics, the compile settings and the current learning rate are restored, so
+  ``predict`` and ``evaluate`` give identical results.
+- The write is atomic: the archive is written to a temporary file in the target's
+  directory, then moved over the target with ``os.replace``.
+
+Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from reglab.layers import Dense
+    >>> from reglab.models import Sequential
+    >>> model = Sequential([Dense(2, input_shape=(3,))], seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> save_model(model, path)
+    >>> x = np.ones((1, 3), dtype="float32")
+    >>> bool((load_model(path).predict(x, verbose=0) == model.predict(x, verbose=0)).all())
+    True
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import io
+import json
+import os
+import secrets
+import zipfile
+import zlib
+from typing import Any
+
+import numpy as np
+
+import reglab
+from reglab import activations, constraints, initializers, layers, losses, optimizers
+from reglab import regularizers as regularizers_module
+from reglab.errors import ConfigError, DataError, unknown_name
+
+__all__ = ["FORMAT_VERSION", "layer_to_config", "load_model", "model_to_config", "save_model",
+           "weight_names"]
+
+FORMAT_VERSION = 1
+CONFIG_MEMBER = "config.json"
+WEIGHTS_MEMBER = "weights.npz"
+_MAX_CONFIG_BYTES = 16 * 2**20  # a config is a few kB; refuse to inflate anything huge
+
+
+def _public_classes(module, base) -> dict[str, type]:
+    """The public subclasses of ``base`` that ``module`` exports, by class name."""
+    names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+    found = {name: getattr(module, name, None) for name in names}
+    return {name: cls for name, cls in found.items()
+            if isinstance(cls, type) and issubclass(cls, base) and cls is not base
+            and cls.__name__ == name}
+
+
+_LAYERS = _public_classes(layers, layers.Layer)
+_OPTIMIZERS = _public_classes(optimizers, optimizers.Optimizer)
+_LOSSES = _public_classes(losses, losses.Loss)
+_REGULARIZERS = _public_classes(regularizers_module, regularizers_module.Regularizer)
+_CONSTRAINTS = _public_classes(constraints, constraints.Constraint)
+
+
+# -- save ---------------------------------------------------------------------------------
+def save_model(model, filepath) -> None:
+    """Saves ``model`` (architecture, compile settings, weights) to one file at ``filepath``.
+
+    Args:
+        model: a :class:`reglab.models.Sequential`.
+        filepath: a ``str`` or ``os.PathLike``; any suffix, none appended (see the module
+            docstring). An existing file is replaced atomically.
+
+    Raises:
+        ConfigError: the model holds something that cannot be saved without code (a
+            custom activation, initializer, regularizer, constraint, layer, optimizer or
+            loss), naming the layer and the argument.
+        FileNotFoundError: the target's directory does not exist.
+    """
+    path = os.fspath(filepath)
+    document = model_to_config(model)  # every ConfigError is raised before any file is touched
+    config_bytes = json.dumps(document, indent=2).encode("utf-8")
+    weights_bytes = _weights_to_npz(model)
+    _write_atomically(path, config_bytes, weights_bytes)
+
+
+def model_to_config(model) -> dict[str, Any]:
+    """The JSON document stored as ``config.json`` (see the module docstring)."""
+    from reglab.models.sequential import Sequential
+
+    if not isinstance(model, Sequential):
+        raise ConfigError(f"save_model: 'model' must be a reglab Sequential. Got {model!r}.")
+    base = model.get_config()
+    layer_configs = [layer_to_config(layer, f"save_model: layers[{i}] {layer.name!r}")
+                     for i, layer in enumerate(model.layers)]
+    return {
+        "format_version": FORMAT_VERSION,
+        "reglab_version": reglab.__version__,
+        "class_name": "Sequential",
+        "config": {"name": base["name"], "seed": base["seed"],
+                   "trainable": bool(model.trainable), "input_shape": base["input_shape"],
+                   "layers": layer_configs},
+        "compile_config": _compile_config(model),
+    }
+
+
+def layer_to_config(layer, where: str = "layer_to_config") -> dict[str, Any]:
+    """``{'class_name', 'config'}`` where ``config`` is the keyword arguments that rebuild
+    ``layer`` exactly: its ``get_config()`` completed with the initializers, regularizers,
+    constraints and activation that ``get_config`` leaves out."""
+    cls = type(layer)
+    if _LAYERS.get(cls.__name__) is not cls:
+        raise ConfigError(f"{where}: only reglab.layers classes can be saved "
+                          f"({', '.join(sorted(_LAYERS))}). Got {cls.__name__!r}.")
+    where = f"{where} ({cls.__name__})"
+    config = dict(layer.get_config())
+    for name in inspect.signature(cls).parameters:
+        if not hasattr(layer, name):
+            continue
+        value = getattr(layer, name)
+        if name == "activation":
+            config[name] = _activation_name(value, f"{where}: '{name}'")
+        elif name.endswith("_initializer"):
+            config[name] = _initializer_name(value, f"{where}: '{name}'")
+        elif name.endswith("_regularizer"):
+            config[name] = _regularizer_config(value, f"{where}: '{name}'")
+        elif name.endswith("_constraint"):
+            config[name] = _constraint_config(value, f"{where}: '{name}'")
+    return {"class_name": cls.__name__, "config": _jsonable(config, where)}
+
+
+_ONLY_BUILT_IN = ("Only built-in {kind} can be saved: a file holds no code. Pass one by name, "
+                  "or save the weights with model.get_weights() and rebuild the model in code.")
+
+
+def _activation_name(fn, where: str) -> str:
+    key = activations.structure_key(fn)  # a name for built-ins, the callable itself otherwise
+    if not isinstance(key, str):
+        raise ConfigError(f"{where}: must be a built-in activation "
+                          f"({', '.join(sorted(activations._BY_NAME))}). Got {fn!r}. "
+                          + _ONLY_BUILT_IN.format(kind="activations"))
+    return key
+
+
+def _initializer_name(fn, where: str) -> str:
+    for name, known in initializers._BY_NAME.items():
+        if known is fn:
+            return name
+    raise ConfigError(f"{where}: must be a built-in initializer "
+                      f"({', '.join(sorted(initializers._BY_NAME))}). Got {fn!r}. "
+                      + _ONLY_BUILT_IN.format(kind="initializers"))
+
+
+def _regularizer_config(regularizer, where: str) -> dict[str, Any] | None:
+    if regularizer is None:
+        return None
+    if _REGULARIZERS.get(type(regularizer).__name__) is not type(regularizer):
+        raise ConfigError(f"{where}: must be a built-in regularizer "
+                          f"({', '.join(sorted(_REGULARIZERS))}). Got {regularizer!r}. "
+                          + _ONLY_BUILT_IN.format(kind="regularizers"))
+    return regularizers_module.serialize(regularizer)
+
+
+def _constraint_config(constraint, where: str) -> dict[str, Any] | None:
+    if constraint is None:
+        return None
+    if _CONSTRAINTS.get(type(constraint).__name__) is not type(constraint):
+        raise ConfigError(f"{where}: must be a built-in constraint "
+                          f"({', '.join(sorted(_CONSTRAINTS))}). Got {constraint!r}. "
+                          + _ONLY_BUILT_IN.format(kind="constraints"))
+    return constraints.serialize(constraint)
+
+
+def _constructor_config(obj, where: str) -> dict[str, Any]:
+    """Exactly ``type(obj).__init__``'s arguments, read from ``obj``'s attributes."""
+    config = {}
+    for name, param in inspect.signature(type(obj)).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if not hasattr(obj, name):
+            raise ConfigError(f"{where}: {type(obj).__name__} has no attribute {name!r} to "
+                              f"save its constructor argument from. Got {obj!r}.")
+        config[name] = getattr(obj, name)
+    return _jsonable(config, where)
+
+
+def _compile_config(model) -> dict[str, Any] | None:
+    if model.optimizer is None:  # never compiled
+        return None
+    optimizer = model.optimizer
+    if _OPTIMIZERS.get(type(optimizer).__name__) is not type(optimizer):
+        raise ConfigError(f"save_model: 'optimizer' must be a built-in optimizer "
+                          f"({', '.join(sorted(_OPTIMIZERS))}). Got {optimizer!r}. "
+                          + _ONLY_BUILT_IN.format(kind="optimizers"))
+    loss = None
+    if model.loss is not None:
+        if _LOSSES.get(type(model.loss).__name__) is not type(model.loss):
+            raise ConfigError(f"save_model: 'loss' must be a built-in loss "
+                              f"({', '.join(sorted(_LOSSES))}). Got {model.loss!r}. "
+                              + _ONLY_BUILT_IN.format(kind="losses"))
+        loss = {"class_name": type(model.loss).__name__,
+                "config": _constructor_config(model.loss, "save_model: 'loss'")}
+    return {
+        # learning_rate is read now: a callback may have changed it during fit.
+        "optimizer": {"class_name": type(optimizer).__name__,
+                      "config": _constructor_config(optimizer, "save_model: 'optimizer'")},
+        "loss": loss,
+        "metrics": list(model.metrics_names),
+    }
+
+
+def _jsonable(value, where: str, key: str = ""):
+    """``value`` with tuples as lists and numpy scalars as Python numbers; anything else
+    that JSON cannot hold raises, naming the argument."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where, key) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(v, where, key or k) for k, v in value.items()}
+    raise ConfigError(f"{where}: {key!r} must be a number, string, bool, None, or a list or "
+                      f"dict of them to be saved. Got {value!r}.")
+
+
+def weight_names(model) -> list[str]:
+    """The names of ``model.get_weights()``'s arrays in ``weights.npz``, in order."""
+    if model.get_config()["input_shape"] is None or not model.layers:
+        return []  # not buildable yet: no weights exist
+    layer_list = model.layers
+    # Same package: the (layer index, weight name) keys give get_weights()'s order.
+    return [f"{i:04d}_{layer_list[index].name}.{name}"
+            for i, (index, name) in enumerate(model._weight_keys())]
+
+
+def _weights_to_npz(model) -> bytes:
+    names = weight_names(model)
+    arrays = model.get_weights() if names else []
+    buffer = io.BytesIO()
+    np.savez(buffer, **dict(zip(names, arrays)))
+    return buffer.getvalue()
+
+
+def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, "save_model: the directory to save into does "
+                                "not exist; create it first", directory)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "save_model: expected a file path to save to. "
+                                "Got a directory", path)
+    while True:
+        temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+        try:  # O_EXCL: never reuse a file; mode 0o666 so the umask applies as to open()
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w") as archive:
+                archive.writestr(CONFIG_MEMBER, config_bytes, compress_type=zipfile.ZIP_DEFLATED)
+                archive.writestr(WEIGHTS_MEMBER, weights_bytes, compress_type=zipfile.ZIP_STORED)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+# -- load ---------------------------------------------------------------------------------
+def load_model(filepath):
+    """Loads a model written by :func:`save_model` (``model.save``).
+
+    Returns:
+        a :class:`reglab.models.Sequential` with the same layers, seed and weights,
+        compiled as it was (the optimizer's state starts fresh; see the module docstring).
+
+    Raises:
+        FileNotFoundError: no file at ``filepath``.
+        DataError: the file is not a model archive (not a zip, a member missing, bad JSON,
+            another format version, weights that do not fit the layers), naming the file
+            and what was expected.
+        ConfigError: a layer, optimizer or loss in the file is unknown or has invalid
+            arguments (only reglab's built-in classes are ever constructed).
+    """
+    path = os.fspath(filepath)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "load_model: no such file", path)
+    if os.path.isdir(path):
+        raise DataError(f"load_model: {path}: expected a file written by model.save(). "
+                        "Got a directory.")
+    config_bytes, weights_bytes = _read_archive(path)
+    document = _parse_config(path, config_bytes)
+    model = _model_from_config(path, document)
+    _load_weights(path, model, weights_bytes)
+    return model
+
+
+def _read_archive(path: str) -> tuple[bytes, bytes]:
+    where = f"load_model: {path}"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+            missing = [m for m in (CONFIG_MEMBER, WEIGHTS_MEMBER) if m not in members]
+            if missing:
+                raise DataError(f"{where}: expected a zip archive with members {CONFIG_MEMBER} "
+                                f"and {WEIGHTS_MEMBER}. Got members {members!r} (missing "
+                                f"{', '.join(missing)}).")
+            if archive.getinfo(CONFIG_MEMBER).file_size > _MAX_CONFIG_BYTES:
+                raise DataError(f"{where}: expected {CONFIG_MEMBER} of at most "
+                                f"{_MAX_CONFIG_BYTES} bytes. Got "
+                                f"{archive.getinfo(CONFIG_MEMBER).file_size}.")
+            return archive.read(CONFIG_MEMBER), archive.read(WEIGHTS_MEMBER)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
+            NotImplementedError) as error:
+        raise DataError(f"{where}: expected a zip archive written by model.save(). Got a file "
+                        f"that cannot be read as one ({error}).") from error
+
+
+def _parse_config(path: str, config_bytes: bytes) -> dict[str, Any]:
+    where = f"load_model: {path}: {CONFIG_MEMBER}"
+    try:
+        document = json.loads(config_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{where}: expected UTF-8 JSON. Got invalid content ({error}).") from error
+    if not isinstance(document, dict):
+        raise DataError(f"{where}: expected a JSON object. Got {type(document).__name__}.")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DataError(f"{where}: expected format_version {FORMAT_VERSION}. Got {version!r} "
+                        f"(written by reglab {document.get('reglab_version', '?')}; this is "
+                        f"reglab {reglab.__version__}).")
+    if document.get("class_name") != "Sequential":
+        raise DataError(f"{where}: expected class_name 'Sequential'. "
+                        f"Got {document.get('class_name')!r}.")
+    config = document.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise DataError(f"{where}: expected 'config' to be an object with a 'layers' list. "
+                        f"Got {config!r}.")
+    for key, kinds, label in (("name", (str,), "a string"), ("seed", (int,), "an int"),
+                              ("input_shape", (list, type(None)), "a list or null")):
+        if not isinstance(config.get(key), kinds) or isinstance(config.get(key), bool):
+            raise DataError(f"{where}: expected config.{key} to be {label}. "
+                            f"Got {config.get(key)!r}.")
+    compile_config = document.get("compile_config")
+    if compile_config is not None and (
+            not isinstance(compile_config, dict)
+            or not isinstance(compile_config.get("optimizer"), dict)
+            or not isinstance(compile_config.get("metrics", []), list)):
+        raise DataError(f"{where}: expected 'compile_config' to be null or an object with "
+                        f"'optimizer', 'loss' and 'metrics'. Got {compile_config!r}.")
+    return document
+
+
+def _construct(cls, config, where: str):
+    """``cls(**config)`` after checking ``config`` against the constructor's signature."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: expected 'config' to be an object of {cls.__name__}'s "
+                          f"arguments. Got {config!r}.")
+    try:
+        inspect.signature(cls).bind(**config)
+    except TypeError as error:
+        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. "
+                          f"Got {config!r}.") from error
+    try:
+        return cls(**config)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def _from_entry(entry, classes: dict[str, type], kind: str, where: str):
+    if not isinstance(entry, dict) or "class_name" not in entry:
+        raise ConfigError(f"{where}: expected an object with 'class_name' and 'config'. "
+                          f"Got {entry!r}.")
+    cls = classes.get(entry["class_name"])
+    if cls is None:
+        raise unknown_name(where, kind, entry["class_name"], classes)
+    config = entry.get("config", {})
+    if kind == "layer class" and isinstance(config, dict):
+        # JSON has no tuples: shapes and pairs come back as lists; the constructors take
+        # tuples, and store some arguments unchanged (augmentation factors).
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return _construct(cls, config, f"{where} ({entry['class_name']})")
+
+
+def _model_from_config(path: str, document: dict[str, Any]):
+    from reglab.models.sequential import Sequential
+
+    config = document["config"]
+    stack = [_from_entry(entry, _LAYERS, "layer class", f"load_model: {path}: layers[{i}]")
+             for i, entry in enumerate(config["layers"])]
+    try:
+        if config["input_shape"] is not None:
+            stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
+        model = Sequential(stack, trainable=bool(config.get("trainable", True)),
+                           name=config["name"], seed=config["seed"])
+    except ConfigError as error:
+        raise ConfigError(f"load_model: {path}: {error}") from error
+    compile_config = document.get("compile_config")
+    if compile_config is not None:
+        optimizer = _from_entry(compile_config["optimizer"], _OPTIMIZERS, "optimizer",
+                                f"load_model: {path}: compile_config.optimizer")
+        loss = compile_config.get("loss")
+        if loss is not None:
+            loss = _from_entry(loss, _LOSSES, "loss", f"load_model: {path}: compile_config.loss")
+        try:
+            model.compile(optimizer=optimizer, loss=loss,
+                          metrics=compile_config.get("metrics") or None)
+        except ConfigError as error:
+            raise ConfigError(f"load_model: {path}: compile_config: {error}") from error
+    return model
+
+
+def _load_weights(path: str, model, weights_bytes: bytes) -> None:
+    where = f"load_model: {path}: {WEIGHTS_MEMBER}"
+    try:
+        with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{where}: expected arrays written by np.savez (no pickled objects). "
+                        f"Got content that cannot be read as them ({error}).") from error
+    expected = weight_names(model)
+    if sorted(arrays) != sorted(expected):
+        missing = [n for n in expected if n not in arrays]
+        extra = sorted(n for n in arrays if n not in expected)
+        raise DataError(f"{where}: expected {len(expected)} arrays ({', '.join(expected)}). "
+                        f"Got {len(arrays)} (missing: {', '.join(missing) or 'none'}; "
+                        f"unexpected: {', '.join(extra) or 'none'}).")
+    if not expected:
+        return
+    current = model.get_weights()
+    values = []
+    for name, reference in zip(expected, current):
+        array = arrays[name]
+        if array.shape != reference.shape or array.dtype.kind not in "biuf":
+            raise DataError(f"{where}: expected {name!r} of shape {reference.shape} and dtype "
+                            f"{reference.dtype}. Got shape {array.shape} and dtype "
+                            f"{array.dtype}.")
+        values.append(array.astype(reference.dtype, copy=False))
+    model.set_weights(values)

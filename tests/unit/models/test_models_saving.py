@@ -1,0 +1,383 @@
+"""reglab.models.saving: one zip file (config.json + weights.npz), round trips, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import reglab
+from reglab import constraints, regularizers
+from reglab.errors import ConfigError, DataError
+from reglab.layers import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GaussianDropout,
+    GaussianNoise,
+    Input,
+    MaxPooling2D,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+    SpatialDropout2D,
+)
+from reglab.models import Sequential, load_model
+from reglab.models.saving import save_model
+from reglab.optimizers import SGD, Adam
+
+RNG = np.random.default_rng(7)
+X = RNG.random((32, 6)).astype("float32")
+Y = RNG.integers(0, 3, 32)
+IMAGES = RNG.random((16, 8, 8, 1)).astype("float32")
+
+
+def dense_model() -> Sequential:
+    model = Sequential([
+        Dense(8, activation="relu", input_shape=(6,), kernel_initializer="he_normal",
+              kernel_regularizer=regularizers.l1(0.01), bias_regularizer=regularizers.l2(0.02),
+              activity_regularizer=regularizers.L1L2(l1=0.001, l2=0.002),
+              kernel_constraint=constraints.MaxNorm(1.5)),
+        Dropout(0.25),
+        BatchNormalization(momentum=0.9, gamma_regularizer=regularizers.l2(0.001),
+                           beta_constraint=constraints.NonNeg()),
+        Dense(3, activation="softmax", kernel_regularizer=regularizers.ProximalL1(0.001, 0.01),
+              bias_initializer="ones", name="head"),
+    ], seed=11, name="mlp")
+    model.compile(optimizer=Adam(learning_rate=0.01, beta_2=0.99, amsgrad=True),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X, Y, epochs=2, batch_size=8, verbose=0)
+    return model
+
+
+def conv_model() -> Sequential:
+    model = Sequential([
+        Input(shape=(8, 8, 1)),
+        Conv2D(4, 3, strides=(1, 1), padding="same", activation="relu",
+               kernel_regularizer=regularizers.l2(0.001), bias_constraint=constraints.UnitNorm()),
+        MaxPooling2D(pool_size=(2, 2)),
+        Flatten(),
+        Dense(3, activation="softmax"),
+    ], seed=5)
+    model.compile(optimizer=SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
+                  loss=reglab.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    model.fit(IMAGES, np.eye(3, dtype="float32")[RNG.integers(0, 3, 16)], epochs=1,
+              batch_size=8, verbose=0)
+    return model
+
+
+def assert_same_model(original: Sequential, loaded: Sequential, x) -> None:
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), original.predict(x, verbose=0))
+    for got, want in zip(loaded.get_weights(), original.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+    assert loaded.get_config() == original.get_config()
+    for got, want in zip(loaded.layers, original.layers, strict=True):
+        assert type(got) is type(want)
+        assert got.structure() == want.structure()
+        assert got.values() == want.values()
+        for name, value in vars(want).items():
+            if name.endswith(("_regularizer", "_initializer")) or name == "activation":
+                assert getattr(got, name) == value, name
+            elif name.endswith("_constraint"):
+                assert repr(getattr(got, name)) == repr(value), name
+
+
+def test_dense_dropout_batchnorm_round_trip_restores_everything(tmp_path):
+    model = dense_model()
+    model.optimizer.learning_rate = 0.004  # as a callback (ReduceLROnPlateau) would
+    moving_mean = model.layers[2].get_weights()[2]
+    assert np.abs(moving_mean).max() > 0  # fit moved the statistics away from their init
+    path = tmp_path / "mlp.keras"
+    model.save(path)
+    loaded = load_model(path)
+
+    assert_same_model(model, loaded, X)
+    np.testing.assert_array_equal(loaded.layers[2].get_weights()[2], moving_mean)
+    assert (loaded.name, loaded.seed) == ("mlp", 11)
+    assert [layer.name for layer in loaded.layers] == ["dense", "dropout",
+                                                       "batch_normalization", "head"]
+    first, last = loaded.layers[0], loaded.layers[3]
+    assert first.kernel_regularizer == regularizers.L1(0.01)
+    assert first.bias_regularizer == regularizers.L2(0.02)
+    assert first.activity_regularizer == regularizers.L1L2(l1=0.001, l2=0.002)
+    assert type(last.kernel_regularizer) is regularizers.ProximalL1
+    assert last.kernel_regularizer.get_config() == {"l1": 0.001, "l2": 0.01}
+    assert isinstance(first.kernel_constraint, constraints.MaxNorm)
+    assert first.kernel_constraint.max_value == 1.5
+    assert first.kernel_initializer is reglab.initializers.he_normal
+    assert last.bias_initializer is reglab.initializers.ones
+    # compile settings, with the current learning rate
+    assert type(loaded.optimizer) is Adam
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.learning_rate == 0.004
+    assert type(loaded.loss) is reglab.losses.SparseCategoricalCrossentropy
+    assert loaded.loss.get_config() == model.loss.get_config()
+    assert loaded.metrics_names == ["accuracy"]
+    # penalties included: the same loss and metrics, and training goes on
+    assert loaded.evaluate(X, Y, verbose=0) == model.evaluate(X, Y, verbose=0)
+    history = loaded.fit(X, Y, epochs=1, batch_size=8, verbose=0)
+    assert sorted(history.history) == ["accuracy", "loss"]
+
+
+def test_conv_model_round_trip_through_save_model_and_a_str_path(tmp_path):
+    model = conv_model()
+    path = str(tmp_path / "conv.reglab")
+    save_model(model, path)
+    loaded = reglab.models.load_model(path)
+    assert_same_model(model, loaded, IMAGES)
+    assert type(loaded.optimizer) is SGD and loaded.optimizer.nesterov
+    assert loaded.optimizer.momentum == 0.9 and loaded.optimizer.learning_rate == 0.05
+    assert type(loaded.loss) is reglab.losses.CategoricalCrossentropy
+    assert loaded.loss.label_smoothing == 0.1
+    assert loaded.metrics_names == []
+
+
+def test_every_layer_kind_round_trips_its_arguments(tmp_path):
+    model = Sequential([
+        Input(shape=(8, 8, 1)),
+        RandomFlip("horizontal", seed=3),
+        RandomRotation((-0.1, 0.2), fill_mode="constant", fill_value=0.5),
+        RandomTranslation(0.1, 0.2, interpolation="nearest"),
+        RandomZoom(0.1, -0.2),
+        Conv2D(2, (3, 2), strides=2, padding="valid", dilation_rate=1, use_bias=False,
+               kernel_initializer="glorot_normal", trainable=False),
+        SpatialDropout2D(0.1),
+        GaussianNoise(0.2, seed=4),
+        GaussianDropout(0.3),
+        Activation("tanh"),
+        MaxPooling2D(pool_size=1, strides=(1, 1), padding="same"),
+        Flatten(),
+        Dropout(0.5, noise_shape=(None, 1)),
+        BatchNormalization(center=False, scale=False, epsilon=0.01),
+        Dense(2, use_bias=False),
+    ], seed=1, trainable=False)
+    path = tmp_path / "zoo.keras"
+    model.save(path)
+    loaded = load_model(path)
+    assert_same_model(model, loaded, IMAGES)
+    assert loaded.optimizer is None and loaded.trainable is False
+    assert loaded.layers[1].factor == (-0.1, 0.2)
+    assert loaded.layers[4].trainable is False
+    assert loaded.layers[11].noise_shape == (None, 1)
+
+
+def test_uncompiled_and_unbuilt_models_round_trip(tmp_path):
+    model = Sequential([Dense(4, activation="elu", input_shape=(6,)), Dense(1)], seed=2)
+    model.save(tmp_path / "plain")
+    loaded = load_model(tmp_path / "plain")
+    assert loaded.optimizer is None and loaded.loss is None and loaded.metrics_names == []
+    assert_same_model(model, loaded, X)
+
+    unbuilt = Sequential([Dense(4), Dropout(0.1)], seed=3, name="later")
+    unbuilt.save(tmp_path / "unbuilt.keras")
+    again = load_model(tmp_path / "unbuilt.keras")
+    assert again.get_config() == unbuilt.get_config() and not again.built
+    again.build((None, 6))
+    unbuilt.build((None, 6))  # same seed, same initial weights
+    for got, want in zip(again.get_weights(), unbuilt.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_archive_holds_only_json_and_pickle_free_arrays(tmp_path):
+    model = dense_model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]  # no temporary file left
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == ["config.json", "weights.npz"]
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("weights.npz")
+    assert config["format_version"] == 1 and config["class_name"] == "Sequential"
+    assert config["reglab_version"] == reglab.__version__
+    dense = config["config"]["layers"][0]
+    assert dense["class_name"] == "Dense"
+    assert dense["config"]["kernel_regularizer"] == {"class_name": "L1",
+                                                     "config": {"l1": 0.01}}
+    assert dense["config"]["kernel_constraint"] == {"class_name": "MaxNorm",
+                                                    "config": {"max_value": 1.5, "axis": 0}}
+    assert dense["config"]["kernel_initializer"] == "he_normal"
+    assert config["config"]["layers"][3]["config"]["kernel_regularizer"]["class_name"] == \
+        "ProximalL1"
+    assert config["compile_config"]["optimizer"]["class_name"] == "Adam"
+    assert config["compile_config"]["loss"]["class_name"] == "SparseCategoricalCrossentropy"
+    with np.load(io.BytesIO(weights), allow_pickle=False) as npz:
+        assert npz.files[:2] == ["0000_dense.kernel", "0001_dense.bias"]
+        assert npz.files[-1] == "0007_head.bias"
+        arrays = [npz[name] for name in npz.files]
+    for got, want in zip(arrays, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_saving_replaces_a_file_and_appends_no_suffix(tmp_path):
+    model = Sequential([Dense(2, input_shape=(3,))], seed=0)
+    path = tmp_path / "model"
+    path.write_bytes(b"old contents")
+    model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model.save(tmp_path / "missing" / "model.keras")
+    with pytest.raises(IsADirectoryError):
+        model.save(tmp_path)
+
+
+# -- what cannot be saved ---------------------------------------------------------------
+def my_activation(x):
+    return x * 2
+
+
+def my_initializer(shape, generator=None, dtype=torch.float32):
+    return torch.zeros(tuple(shape), dtype=dtype)
+
+
+class MyRegularizer(regularizers.Regularizer):
+    def get_config(self):
+        return {}
+
+
+@pytest.mark.parametrize("layer, argument", [
+    (Dense(2, activation=my_activation, input_shape=(3,)), "'activation'"),
+    (Dense(2, kernel_initializer=my_initializer, input_shape=(3,)), "'kernel_initializer'"),
+    (Dense(2, kernel_regularizer=lambda w: w.sum(), input_shape=(3,)), "'kernel_regularizer'"),
+    (Dense(2, bias_regularizer=MyRegularizer(), input_shape=(3,)), "'bias_regularizer'"),
+])
+def test_custom_callables_cannot_be_saved(tmp_path, layer, argument):
+    model = Sequential([layer], seed=0)
+    with pytest.raises(ConfigError, match=rf"layers\[0\] 'dense' \(Dense\): {argument}.*"
+                                          "Only built-in"):
+        model.save(tmp_path / "custom.keras")
+    assert os.listdir(tmp_path) == []  # nothing written, not even a temporary file
+
+
+# -- damaged files ----------------------------------------------------------------------
+def rewrite(path, config=None, drop=(), weights=None):
+    """Rewrites the archive at ``path`` with ``config(dict) -> dict|bytes`` applied,
+    members in ``drop`` left out, and ``weights`` (a dict of arrays) replacing the npz."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    if config is not None:
+        new = config(json.loads(members["config.json"]))
+        members["config.json"] = new if isinstance(new, bytes) else json.dumps(new).encode()
+    if weights is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **weights)
+        members["weights.npz"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            if name not in drop:
+                archive.writestr(name, data)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = Sequential([Dense(4, input_shape=(3,)), Dense(2)], seed=0)
+    path = tmp_path / "saved.keras"
+    model.save(path)
+    return path
+
+
+def saved_weights(path) -> dict:
+    with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("weights.npz"))) as z:
+        return {name: z[name] for name in z.files}
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
+        load_model(tmp_path / "nope.keras")
+
+
+def test_truncated_and_non_zip_files_are_data_errors(saved, tmp_path):
+    saved.write_bytes(saved.read_bytes()[:100])
+    with pytest.raises(DataError, match=r"saved\.keras: expected a zip archive"):
+        load_model(saved)
+    text = tmp_path / "notes.keras"
+    text.write_text("hello")
+    with pytest.raises(DataError, match=r"notes\.keras: expected a zip archive"):
+        load_model(text)
+
+
+def test_missing_member(saved):
+    rewrite(saved, drop=("weights.npz",))
+    with pytest.raises(DataError, match=r"saved\.keras.*missing weights\.npz"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: b"{not json", r"expected UTF-8 JSON"),
+    (lambda c: {**c, "format_version": 2}, r"expected format_version 1\. Got 2"),
+    (lambda c: {**c, "class_name": "Functional"}, r"expected class_name 'Sequential'"),
+    (lambda c: {**c, "config": {**c["config"], "layers": None}}, r"expected 'config' to be an object with a 'layers' list"),
+])
+def test_bad_config_is_a_data_error(saved, edit, match):
+    rewrite(saved, config=edit)
+    with pytest.raises(DataError, match=rf"saved\.keras: config\.json: {match}"):
+        load_model(saved)
+
+
+def test_unknown_layer_class_is_refused_with_the_valid_names(saved):
+    def to_lambda(config):
+        config["config"]["layers"][1] = {"class_name": "Lambda",
+                                         "config": {"function": "os.system"}}
+        return config
+
+    rewrite(saved, config=to_lambda)
+    with pytest.raises(ConfigError, match=r"saved\.keras: layers\[1\]: unknown layer class "
+                                          r"'Lambda'\. Expected one of: Activation, .*Dense"):
+        load_model(saved)
+
+
+def test_bad_layer_arguments_name_the_file_and_layer(saved):
+    def edit(config):
+        config["config"]["layers"][0]["config"]["unitz"] = 3
+        return config
+
+    rewrite(saved, config=edit)
+    with pytest.raises(ConfigError, match=r"saved\.keras: layers\[0\] \(Dense\).*'unitz'"):
+        load_model(saved)
+
+
+def test_weight_count_and_shape_mismatches(saved):
+    weights = saved_weights(saved)
+    rewrite(saved, weights={k: v for k, v in weights.items() if k != "0003_dense_1.bias"})
+    with pytest.raises(DataError, match=r"saved\.keras: weights\.npz: expected 4 arrays.*"
+                                        r"Got 3 \(missing: 0003_dense_1\.bias"):
+        load_model(saved)
+    rewrite(saved, weights={**weights, "0000_dense.kernel": np.zeros((4, 3), "float32")})
+    with pytest.raises(DataError, match=r"expected '0000_dense\.kernel' of shape \(3, 4\) "
+                                        r"and dtype float32\. Got shape \(4, 3\)"):
+        load_model(saved)
+
+
+def test_pickled_arrays_are_refused(saved):
+    weights = saved_weights(saved)
+    weights["0000_dense.kernel"] = np.array([object()] * 12, dtype=object).reshape(3, 4)
+    rewrite(saved, weights=weights)
+    with pytest.raises(DataError, match=r"saved\.keras: weights\.npz: .*no pickled objects"):
+        load_model(saved)
+
+
+def test_corrupted_compressed_config_is_a_data_error(saved):
+    with zipfile.ZipFile(saved) as archive:
+        info = archive.getinfo("config.json")
+    data = bytearray(saved.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 5] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"saved\.keras: expected a zip archive"):
+        load_model(saved)
+
+
+def test_bad_input_shape_names_the_file(saved):
+    rewrite(saved, config=lambda c: {**c, "config": {**c["config"], "input_shape": [0]}})
+    with pytest.raises(ConfigError, match=r"saved\.keras: Input: 'shape' must be"):
+        load_model(saved)
