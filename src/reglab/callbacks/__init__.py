@@ -1,8 +1,16 @@
 """Keras's callbacks: the protocol, History, EarlyStopping and the common others."""
 
 from reglab.callbacks.callback import Callback, CallbackList
+from reglab.callbacks.csv_logger import CSVLogger
 from reglab.callbacks.early_stopping import EarlyStopping
 from reglab.callbacks.history import History
+from reglab.callbacks.lambda_callback import LambdaCallback
+from reglab.callbacks.model_checkpoint import ModelCheckpoint
 from reglab.callbacks.progbar_logger import ProgbarLogger
+from reglab.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from reglab.callbacks.terminate_on_nan import TerminateOnNaN
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "ProgbarLogger"]
+__all__ = [
+    "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+    "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN",
+]

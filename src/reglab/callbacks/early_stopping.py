@@ -38,8 +38,7 @@ class EarlyStopping(Callback):
         self._state = None
 
     def on_train_begin(self, logs=None):
-        metrics = tuple(getattr(self.model, "metrics_names", ()))
-        self._state = EarlyStoppingState.start(self.rule, metrics)
+        self._state = EarlyStoppingState.start(self.rule)
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best, self.best_weights = self._state.best, None
 

@@ -145,7 +145,7 @@ class Population:
         self._restore_all()
         self.results = [MemberResult(i, name, seed) for i, (name, seed) in
                         enumerate(zip(self.plan.names, self.plan.seeds))]
-        stoppers = {i: EarlyStoppingState.start(rule, tuple(self.metric_names))
+        stoppers = {i: EarlyStoppingState.start(rule)
                     for i, rule in enumerate(self.plan.early_stopping) if rule is not None}
         for member_id, at in self._diverged.items():
             result = self.results[member_id]

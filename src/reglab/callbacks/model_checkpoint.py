@@ -1,0 +1,158 @@
+"""``ModelCheckpoint``: Keras 3's callback that saves the model (or its weights) each epoch."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+
+from reglab.callbacks.callback import Callback
+from reglab.engine.early_stopping import EarlyStoppingRule, is_improvement
+from reglab.errors import ConfigError
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model, or only its weights, at the end of every epoch, as Keras 3.
+
+    Args:
+        filepath: where to save. It may name ``{epoch}`` (1-based) and any key of
+            the epoch's logs, with format specs: ``'model-{epoch:02d}-{val_loss:.2f}.keras'``.
+        monitor: the logs key that decides "best" with ``save_best_only``.
+        verbose: 0 silent, 1 prints a line each time the callback acts.
+        save_best_only: save only when ``monitor`` improved on the best value so far
+            (strictly: lower in 'min' mode, higher in 'max' mode). Without a format
+            field in ``filepath`` each better model overwrites the previous one.
+        save_weights_only: save ``model.save_weights(path)`` when the model has that
+            method; otherwise the weights in ``model.get_weights()`` order as a NumPy
+            ``.npz`` archive written at exactly ``path`` (entries ``arr_0``, ``arr_1``,
+            ...; read back with ``f = np.load(path)``;
+            ``model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])``).
+            Otherwise ``model.save(path)`` saves the whole model.
+        mode: 'auto', 'min' or 'max'; 'auto' resolves from the monitor's name by the
+            same rule as ``EarlyStopping`` (losses are minimized, accuracies maximized).
+        save_freq: only 'epoch' is supported; saving every N batches (Keras's integer
+            ``save_freq``) is not, and raises ``ConfigError``.
+        initial_value_threshold: the "best" value to beat before the first save with
+            ``save_best_only``.
+
+    Differences from Keras: the file extension is not checked (reglab's formats are
+    not Keras's ``.keras``/``.weights.h5``); a ``filepath`` field missing from the logs
+    raises ``ConfigError`` (Keras raises ``KeyError``); with ``save_best_only`` and the
+    monitor missing from the logs the epoch is skipped with a warning, as Keras 3.0
+    (later Keras versions save anyway, which can overwrite a better checkpoint).
+    As in Keras, ``best`` is kept across ``fit`` calls.
+
+    Example:
+        >>> checkpoint = ModelCheckpoint("best.keras", monitor="val_accuracy",
+        ...                              save_best_only=True)
+        >>> checkpoint.best
+        -inf
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        super().__init__()
+        if isinstance(filepath, os.PathLike):
+            filepath = os.fspath(filepath)
+        if not isinstance(filepath, str) or not filepath:
+            raise ConfigError(f"ModelCheckpoint: 'filepath' must be a path. Got {filepath!r}.")
+        if save_freq != "epoch":
+            raise ConfigError(
+                f"ModelCheckpoint: 'save_freq' must be 'epoch'. Got {save_freq!r}. Saving "
+                "every N batches is not supported by reglab; save once per epoch instead.")
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"ModelCheckpoint: 'monitor' must be a metric name. "
+                              f"Got {monitor!r}.")
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"ModelCheckpoint mode '{mode}' is unknown, fallback to auto mode.",
+                          stacklevel=2)
+            mode = "auto"
+        self.filepath = filepath
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.mode = mode
+        self.save_freq = save_freq
+        self.initial_value_threshold = initial_value_threshold
+        # Keras resolves the direction at the first epoch's end; the initial best is
+        # known now when the mode is explicit or resolvable from the name.
+        self.monitor_op_mode: str | None = None
+        self.best = initial_value_threshold
+        if save_best_only or mode != "auto":
+            self._resolve_mode()
+
+    def _resolve_mode(self) -> str:
+        """'min' or 'max': EarlyStopping's rule, so the two callbacks agree."""
+        if self.monitor_op_mode is None:
+            try:
+                self.monitor_op_mode = EarlyStoppingRule(monitor=self.monitor,
+                                                         mode=self.mode).direction()
+            except ConfigError as error:
+                raise ConfigError(str(error).replace("EarlyStopping", "ModelCheckpoint", 1)
+                                  ) from None
+            if self.best is None:
+                self.best = math.inf if self.monitor_op_mode == "min" else -math.inf
+        return self.monitor_op_mode
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        filepath = self._get_file_path(epoch, logs)
+        if self._should_save(epoch, logs, filepath):
+            self._save(filepath)
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
+
+    def _get_file_path(self, epoch: int, logs: dict) -> str:
+        try:
+            return self.filepath.format(**{**logs, "epoch": epoch + 1})
+        except KeyError as error:
+            raise ConfigError(
+                f"ModelCheckpoint: 'filepath' {self.filepath!r} names {error.args[0]!r}, which "
+                f"is not in the logs. Available: epoch, {', '.join(logs)}.") from None
+
+    def _should_save(self, epoch: int, logs: dict, filepath: str) -> bool:
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+            return True
+        mode = self._resolve_mode()
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Can save best model only with {self.monitor} available, skipping.",
+                          stacklevel=3)
+            return False
+        current = float(current)
+        best_str = "None" if self.best is None else f"{self.best:.5f}"
+        # Keras: monitor_op(current - min_delta, best) with min_delta = 0, i.e. strictly better.
+        if is_improvement(current, self.best, 0.0, mode):
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_str} to "
+                      f"{current:.5f}, saving model to {filepath}")
+            self.best = current
+            return True
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_str}")
+        return False
+
+    def _save(self, filepath: str) -> None:
+        dirname = os.path.dirname(filepath)
+        if dirname:
+            os.makedirs(dirname, exist_ok=True)
+        if os.path.isdir(filepath):
+            raise ConfigError("ModelCheckpoint: 'filepath' must name a file, not an existing "
+                              f"directory. Got {filepath!r}.")
+        if not self.save_weights_only:
+            self.model.save(filepath)
+            return
+        save_weights = getattr(self.model, "save_weights", None)
+        if callable(save_weights):
+            save_weights(filepath)
+            return
+        # A file object, so that NumPy writes at exactly ``filepath`` (given a name, it
+        # appends '.npz').
+        with open(filepath, "wb") as file:
+            np.savez(file, *self.model.get_weights())

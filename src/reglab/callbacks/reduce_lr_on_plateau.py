@@ -1,0 +1,133 @@
+"""``ReduceLROnPlateau``: Keras 3's callback that lowers the learning rate on a plateau."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from reglab.callbacks.callback import Callback
+from reglab.errors import ConfigError
+
+
+def plateau_improved(current: float, best: float, min_delta: float, mode: str) -> bool:
+    """Keras's ``monitor_op``: ``current < best - min_delta`` ('min'), ``> best + min_delta``."""
+    if mode == "min":
+        return bool(np.less(current, best - min_delta))
+    return bool(np.greater(current, best + min_delta))
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by ``factor`` when ``monitor`` stops improving, as Keras 3.
+
+    At each epoch's end (with the monitored value present): during a cooldown the
+    cooldown counter drops by one and ``wait`` is reset; an improvement (beyond
+    ``min_delta``) becomes the new ``best`` and resets ``wait``; otherwise, outside a
+    cooldown, ``wait`` grows, and once it reaches ``patience`` the learning rate
+    becomes ``max(lr * factor, min_lr)`` if ``lr > min_lr`` (compared in float32, as
+    Keras compares its float32 variable), the cooldown starts and ``wait`` is reset.
+
+    The new rate is assigned to ``model.optimizer.learning_rate``; ``fit`` applies it
+    from the next epoch. ``logs['learning_rate']`` is added at every epoch's end (so
+    ``History`` records it), as Keras 3 does; reglab logs the rate as set, where Keras
+    logs its float32 rounding.
+
+    Args:
+        monitor: the logs key to watch.
+        factor: the multiplier, < 1.0.
+        patience: epochs without improvement before the rate is reduced.
+        verbose: 0 quiet, 1 prints each reduction.
+        mode: 'auto', 'min' or 'max'. 'auto' is Keras's rule for this callback:
+            maximize when the name contains 'acc', minimize otherwise.
+        min_delta: the margin an improvement must exceed.
+        cooldown: epochs to wait after a reduction before counting again.
+        min_lr: the lower bound of the learning rate.
+
+    Example:
+        >>> reduce_lr = ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=5,
+        ...                               min_lr=0.001)
+        >>> reduce_lr.factor
+        0.2
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        where = "ReduceLROnPlateau"
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"{where}: 'monitor' must be a metric name. Got {monitor!r}.")
+        for name, value in (("factor", factor), ("min_delta", min_delta), ("min_lr", min_lr)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}: '{name}' must be a float. Got {value!r}.")
+        if factor >= 1.0:
+            raise ConfigError(f"{where}: 'factor' must be a float < 1.0 (new_lr = lr * factor). "
+                              f"Got {factor!r}.")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}: '{name}' must be an int >= 0. Got {value!r}.")
+        self.monitor = monitor
+        self.factor = factor
+        self.min_lr = min_lr
+        self.min_delta = min_delta
+        self.patience = patience
+        self.verbose = verbose
+        self.cooldown = cooldown
+        self.mode = mode
+        self.cooldown_counter = 0
+        self.wait = 0
+        self.best = 0
+        self.monitor_op_mode = "min"
+        self._reset()
+
+    def _reset(self) -> None:
+        """Resets the direction, ``best``, ``wait`` and the cooldown counter."""
+        if self.mode not in ("auto", "min", "max"):
+            warnings.warn(f"Learning rate reduction mode {self.mode} is unknown, fallback to "
+                          "auto mode.", stacklevel=3)
+            self.mode = "auto"
+        if self.mode == "min" or (self.mode == "auto" and "acc" not in self.monitor):
+            self.monitor_op_mode, self.best = "min", math.inf
+        else:
+            self.monitor_op_mode, self.best = "max", -math.inf
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Learning rate reduction is conditioned on metric `{self.monitor}` which is "
+                f"not available. Available metrics are: {','.join(logs)}.", stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if plateau_improved(current, self.best, self.min_delta, self.monitor_op_mode):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                self._reduce(epoch)
+
+    def _reduce(self, epoch: int) -> None:
+        old_lr = float(self.model.optimizer.learning_rate)
+        # Keras reads a float32 variable: `old_lr > np.float32(min_lr)`. Comparing both
+        # in float32 makes the same decisions, so a rate already at min_lr stays put.
+        if np.float32(old_lr) > np.float32(self.min_lr):
+            new_lr = max(old_lr * self.factor, self.min_lr)
+            self.model.optimizer.learning_rate = new_lr
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                      f"{new_lr}.")
+            self.cooldown_counter = self.cooldown
+            self.wait = 0
