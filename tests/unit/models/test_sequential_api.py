@@ -270,3 +270,15 @@ def test_evaluate_returns_keras_shapes():
     bare = small(metrics=None)
     assert isinstance(bare.evaluate(X, Y, verbose=0), float)
     assert torch.is_tensor(torch.as_tensor(model.predict(X, verbose=0)))
+
+
+def test_set_random_seed_makes_models_reproducible():
+    def build():
+        return Sequential([Dense(4, input_shape=(6,)), Dropout(0.5), Dense(2)])
+    keras.utils.set_random_seed(7)
+    a = build().get_weights()
+    keras.utils.set_random_seed(7)
+    b = build().get_weights()
+    c = build().get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
