@@ -173,10 +173,35 @@ binary_crossentropy = BinaryCrossentropy()
 mean_squared_error = mse = MeanSquaredError()
 
 
+class LossFunctionWrapper(Loss):
+    """A user's function ``fn(y_true, y_pred) -> per-sample losses`` as a loss, as Keras wraps it.
+
+    ``y_true`` arrives in ``y_pred``'s dtype; a result with more axes than the batch is
+    averaged over the extra axes, a scalar is taken as every sample's loss.
+    """
+
+    def __init__(self, fn, name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "loss")
+
+    def per_sample(self, y_true, y_pred):
+        if y_true.is_floating_point() or y_true.dtype != torch.long:
+            y_true = y_true.to(y_pred.dtype)
+        values = torch.as_tensor(self.fn(y_true, y_pred))
+        batch_dims = y_pred.dim() - 1  # (P, B) for the engine, (B,) for one model
+        if values.dim() == 0:
+            return values.expand(y_pred.shape[:batch_dims])
+        while values.dim() > batch_dims:
+            values = values.mean(dim=-1)
+        return values
+
+
 def get(identifier: Any, where: str = "losses.get") -> Loss:
-    """Resolves a loss by Keras name, or returns a :class:`Loss` instance as is."""
+    """Resolves a loss by Keras name, returns a :class:`Loss` as is, wraps a function."""
     if isinstance(identifier, Loss):
         return identifier
+    if callable(identifier) and not isinstance(identifier, type):
+        return LossFunctionWrapper(identifier)
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier)
         if cls is None:

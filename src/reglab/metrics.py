@@ -49,7 +49,9 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     ``y_pred_shape[-1] == 1`` means binary; a target without the class axis
     (or with a trailing 1) means sparse; otherwise categorical.
     """
-    if name in ("accuracy", "acc"):
+    if callable(name):  # one of this module's functions, by its name
+        name = getattr(name, "__name__", name)
+    if isinstance(name, str) and name.lower() in ("accuracy", "acc"):
         if y_pred_shape[-1] == 1:
             return binary_accuracy
         if len(y_true_shape) != len(y_pred_shape) or y_true_shape[-1] == 1:

@@ -50,7 +50,7 @@ class SeedLayout:
 
 class EpochSums:
     """Per-member sums over batches: data loss and penalty (weighted by batch size, as Keras's
-    loss tracker), and metrics (weighted by the sample weights, as Keras's metrics)."""
+    loss tracker), and metrics (unweighted, as Keras 3's compiled ``metrics``)."""
 
     def __init__(self, population, members: int):
         def zeros():
@@ -59,32 +59,27 @@ class EpochSums:
         self.functions = list(population.metrics.values())
         self.data_loss, self.penalty = zeros(), zeros()
         self.metrics = [zeros() for _ in self.functions]
-        self.weight: float | torch.Tensor = 0.0
+        self.samples = 0  # samples seen (metrics are means over samples)
 
     def add(self, yb, y_pred, data_loss, penalty, weights, count: int) -> None:
         self.data_loss.add_(data_loss, alpha=count)
         if penalty is not None:
             self.penalty.add_(penalty, alpha=count)
         for total, metric in zip(self.metrics, self.functions):
-            values = metric(yb, y_pred)
-            total.add_((values if weights is None else values * weights).sum(dim=-1))
-        self.weight = self.weight + (count if weights is None else weights.sum(dim=-1))
+            # Keras 3 weights only 'weighted_metrics'; 'metrics' ignore sample weights.
+            total.add_(metric(yb, y_pred).sum(dim=-1))
+        self.samples += count
 
     def keep(self, index: torch.Tensor) -> None:
         """Keeps the members at ``index`` (after others diverged)."""
         self.data_loss = self.data_loss.index_select(0, index)
         self.penalty = self.penalty.index_select(0, index)
         self.metrics = [m.index_select(0, index) for m in self.metrics]
-        if isinstance(self.weight, torch.Tensor) and self.weight.dim() > 0 \
-                and self.weight.shape[0] > 1:
-            self.weight = self.weight.index_select(0, index)
 
     def logs(self, member_ids, count: int) -> dict[int, dict[str, float]]:
         """Keras-named means per member: loss (data loss + penalty), data_loss, penalty, metrics."""
-        weight = self.weight.expand_as(self.data_loss) if isinstance(self.weight, torch.Tensor) \
-            else torch.full_like(self.data_loss, self.weight)
         rows = torch.stack([self.data_loss / count, self.penalty / count,
-                            *(m / weight for m in self.metrics)]).cpu().numpy()
+                            *(m / self.samples for m in self.metrics)]).cpu().numpy()
         logs = {}
         for p, member_id in enumerate(member_ids):
             data_loss, penalty = float(rows[0, p]), float(rows[1, p])

@@ -106,6 +106,8 @@ def next_epoch_from_generator(generator, steps: int):
         except StopIteration:
             raise DataError(f"fit: the generator ran out after {step} batches; "
                             f"steps_per_epoch is {steps}.") from None
+        if isinstance(batch, list):
+            batch = tuple(batch)
         if not isinstance(batch, tuple) or len(batch) not in (2, 3):
             raise DataError("fit: a generator must yield (x, y) or (x, y, sample_weight) "
                             f"batches. Got {type(batch).__name__}.")
@@ -116,3 +118,40 @@ def next_epoch_from_generator(generator, steps: int):
     batch_size = max(len(b) for b in xs)
     return (np.concatenate(xs), np.concatenate(ys), np.concatenate(ws) if ws else None,
             batch_size)
+
+
+def _is_flow(x) -> bool:
+    return hasattr(x, "image_data_generator") and hasattr(x, "x")
+
+
+def _is_generator(x) -> bool:
+    return x is not None and hasattr(x, "__next__") and not isinstance(x, np.ndarray)
+
+
+def resolve_validation(validation_data):
+    """A flow iterator validates on its standardized images without augmentation."""
+    if _is_flow(validation_data):
+        it = validation_data
+        return (it.image_data_generator.standardize_array(np.asarray(it.x, dtype=np.float32)),
+                it.y, it.sample_weight)
+    if _is_generator(validation_data):
+        raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
+                          "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
+    return validation_data
+
+
+def resolve_eval_inputs(where: str, x, y, sample_weight, steps):
+    """Arrays for evaluate/predict from arrays, a flow iterator or a generator."""
+    if _is_flow(x):
+        images = x.image_data_generator.standardize_array(np.asarray(x.x, dtype=np.float32))
+        return images, x.y, x.sample_weight
+    if _is_generator(x):
+        if steps is None:
+            raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "
+                              "to read). Got None.")
+        xs, ys, ws, _ = next_epoch_from_generator(x, int(steps))
+        return xs, ys, ws
+    if x is None:
+        raise ConfigError(f"{where}: expected x (an array, an ImageDataGenerator.flow(...) "
+                          "iterator or a generator). Got None.")
+    return x, y, sample_weight

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from reglab import losses as losses_module
+from reglab import metrics as metrics_module
 from reglab import optimizers as optimizers_module
 from reglab.engine import Member, Population
 from reglab.errors import ConfigError
@@ -70,6 +71,13 @@ class Sequential:
             return
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential.add: expected a reglab layer. Got {layer!r}.")
+        owner = getattr(layer, "_model", None)
+        if owner is not None and owner is not self:
+            raise ConfigError(
+                f"Sequential.add: layer {layer.name!r} already belongs to model {owner.name!r}; "
+                "reglab layers cannot be shared between models. Create a new layer, e.g. "
+                "type(layer).from_config(layer.get_config()), and copy weights with "
+                "new_model.layers[i].set_weights(old_model.layers[i].get_weights()).")
         if not self._layers and self._input_shape is None and layer.input_shape is not None:
             self._input_shape = layer.input_shape
         weights = self.get_weights() if self._population is not None else None
@@ -84,8 +92,15 @@ class Sequential:
         """Removes and returns the last layer."""
         if not self._layers:
             raise ConfigError("Sequential.pop: the model has no layers.")
+        weights = self.get_weights() if self._population is not None else None
+        keys = self._weight_keys() if weights is not None else []
         layer = self._layers.pop()
+        layer._model = None
         self._population = None
+        if weights is not None and self._layers:
+            kept = [w for (i, _), w in zip(keys, weights) if i < len(self._layers)]
+            self._build()
+            self._set_leading_weights(kept)
         return layer
 
     @property
@@ -135,23 +150,38 @@ class Sequential:
         """Sets the optimizer, loss and metrics (Keras's defaults: 'rmsprop', no metrics)."""
         if loss_weights is not None or weighted_metrics is not None:
             raise ConfigError("Sequential.compile: 'loss_weights' and 'weighted_metrics' are "
-                              "not supported (one output; metrics follow sample weights).")
-        self.optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
-        self.loss = losses_module.get(loss, where="compile: 'loss'") if loss is not None else None
+                              "not supported yet (one output; metrics are unweighted, as "
+                              "Keras's 'metrics').")
+        # Resolve and check everything before changing the model: a failed compile leaves
+        # the model (and its trained weights) as it was.
+        optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
+        loss = losses_module.get(loss, where="compile: 'loss'") if loss is not None else None
+        if isinstance(metrics, str) or (metrics is not None
+                                        and not isinstance(metrics, (list, tuple))):
+            raise ConfigError(f"compile: 'metrics' must be a list, such as ['accuracy']. "
+                              f"Got {metrics!r}.")
         names = []
         for metric in metrics or []:
-            if not isinstance(metric, str):
+            name = getattr(metric, "__name__", metric) if callable(metric) else metric
+            if not isinstance(name, str):
                 raise ConfigError(f"compile: 'metrics' must be metric names such as "
                                   f"'accuracy'. Got {metric!r}.")
-            names.append(metric)
+            metrics_module.resolve(name, (1,), (1, 2), where="compile: 'metrics'")
+            names.append(name.lower() if name.lower() in ("accuracy", "acc") else name)
         weights = self.get_weights() if self._population is not None else None
-        self.metrics_names = names
-        self._compiled = True
-        self._population = None
-        if self._input_shape is not None and self._layers:
-            self._build()
-            if weights is not None:
-                self.set_weights(weights)
+        previous = (self.optimizer, self.loss, self.metrics_names, self._compiled,
+                    self._population)
+        self.optimizer, self.loss, self.metrics_names = optimizer, loss, names
+        self._compiled, self._population = True, None
+        try:
+            if self._input_shape is not None and self._layers:
+                self._build()
+                if weights is not None:
+                    self.set_weights(weights)
+        except Exception:
+            (self.optimizer, self.loss, self.metrics_names, self._compiled,
+             self._population) = previous
+            raise
 
     # -- weights ------------------------------------------------------------------------
     def _weight_keys(self) -> list[tuple[int, str]]:
@@ -228,13 +258,13 @@ class Sequential:
         """Loss (penalties included, as Keras) and metrics in inference mode."""
         from reglab.models.training import evaluate
 
-        return evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict)
+        return evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict, steps)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs in inference mode (no dropout, moving statistics)."""
         from reglab.models.training import predict
 
-        return predict(self, x, batch_size)
+        return predict(self, x, batch_size, steps)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed,

@@ -9,11 +9,12 @@ callback calls (``on_epoch_end(epoch, logs)`` with Keras's log names,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
-from reglab.callbacks.callback import CallbackList
+from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
 from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
 from reglab.errors import ConfigError
@@ -57,29 +58,40 @@ class _KerasBridge:
 
     def __init__(self, model, callbacks: CallbackList):
         self.model, self.callbacks = model, callbacks
-        self.batch_hooks = callbacks.wants("on_train_batch_begin") or callbacks.wants(
-            "on_train_batch_end")
+        self.batch_begin = callbacks.wants("on_train_batch_begin")
+        self.batch_end = callbacks.wants("on_train_batch_end")
+        # Users' callbacks get real dicts (one wait for the device per batch, as in Keras);
+        # the progress bar alone reads lazily, at most every 0.1 s.
+        self.eager_logs = any(overrides(c, "on_train_batch_end") and
+                              not isinstance(c, ProgbarLogger) for c in callbacks.callbacks)
 
     def on_train_begin(self, population):
         self.population = population
 
-    def on_epoch_begin(self, epoch):
+    def _sync_learning_rate(self):
         state, lr = self.population.state, self.model.optimizer.learning_rate
-        if state.learning_rates[0] != lr:  # a callback changed model.optimizer.learning_rate
+        if state.size and state.learning_rates[0] != lr:  # a callback changed it
             state.set_learning_rate(0, lr)
+
+    def on_epoch_begin(self, epoch):
         self.callbacks.on_epoch_begin(epoch, {})
+        self._sync_learning_rate()
 
     def on_train_batch_begin(self, step):
-        if self.batch_hooks:
+        if self.batch_begin:
             self.callbacks.on_train_batch_begin(step, {})
+            self._sync_learning_rate()
 
     def on_train_batch_end(self, step):
-        if self.batch_hooks:
-            self.callbacks.on_train_batch_end(step, _LazyLogs(self.population))
+        if self.batch_end:
+            logs = (_keras_logs(self.population.running_logs().get(0, {}))[0]
+                    if self.eager_logs else _LazyLogs(self.population))
+            self.callbacks.on_train_batch_end(step, logs)
 
     def on_epoch_end(self, epoch, logs_by_member):
         logs, split = _keras_logs(logs_by_member.get(0, {}))
         self.model._last_penalty_logs = split
+        self.last_logs = logs
         self.callbacks.on_epoch_end(epoch, logs)
         if self.model.stop_training:
             self.population.stop_requested.add(0)
@@ -106,6 +118,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
         validation_batch_size):
     verbose = _verbose(verbose)
+    if batch_size is not None:
+        _check_batch_size("fit", batch_size)
     data = fit_data.resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch)
     if data.generator is not None and validation_split:
         raise ConfigError("fit: 'validation_split' needs arrays, not a generator. Pass "
@@ -114,43 +128,74 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         (data.x, data.y, data.sample_weight), validation_data = \
             fit_data.validation_split_arrays(data.x, data.y, data.sample_weight,
                                              validation_split)
+    validation_data = fit_data.resolve_validation(validation_data)
     if class_weight is not None and data.y is not None:
         data.sample_weight = fit_data.class_weights_to_sample_weights(data.y, class_weight,
                                                                       data.sample_weight)
-    population = _ensure_ready(model, None if data.x is None else np.shape(data.x))
+    first_epoch = None
+    if data.generator is not None:  # read the first epoch now: it may build the model
+        first_epoch = fit_data.next_epoch_from_generator(data.generator, data.steps_per_epoch)
+    shape = np.shape(data.x) if data.x is not None else first_epoch[0].shape
+    population = _ensure_ready(model, shape)
+    population._diverged.clear()  # a Keras model trains again after a non-finite loss
     model.stop_training = False
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
     history = History()
-    extra = [ProgbarLogger(verbose)] if verbose else []
+    model.history = history
     steps = (data.steps_per_epoch if data.generator is not None
              else math.ceil(len(data.x) / data.batch_size))
-    callback_list = CallbackList(extra + list(callbacks or []) + [history], model,
+    extra = [ProgbarLogger(verbose)] if verbose else []
+    callback_list = CallbackList(list(callbacks or []) + [history] + extra, model,
                                  {"verbose": verbose, "epochs": epochs, "steps": steps})
     bridge = _KerasBridge(model, callback_list)
     callback_list.on_train_begin({})
     options = dict(validation_data=validation_data, observers=[bridge],
                    eval_batch_size=validation_batch_size)
+    results = []
     if data.generator is None:
-        population.fit(data.x, data.y, batch_size=data.batch_size, epochs=epochs,
-                       shuffle=data.shuffle, sample_weight=data.sample_weight,
-                       initial_epoch=initial_epoch, augment=data.augment, **options)
+        results.append(population.fit(data.x, data.y, batch_size=data.batch_size,
+                                      epochs=epochs, shuffle=data.shuffle,
+                                      sample_weight=data.sample_weight,
+                                      initial_epoch=initial_epoch, augment=data.augment,
+                                      **options))
     else:
         for epoch in range(initial_epoch, epochs):
-            xe, ye, we, size = fit_data.next_epoch_from_generator(data.generator,
-                                                                  data.steps_per_epoch)
+            if epoch > initial_epoch:
+                first_epoch = fit_data.next_epoch_from_generator(data.generator,
+                                                                 data.steps_per_epoch)
+            xe, ye, we, size = first_epoch
             if class_weight is not None:
                 we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
-            _ensure_ready(model, xe.shape)
-            population.fit(xe, ye, batch_size=size, epochs=epoch + 1, shuffle=False,
-                           sample_weight=we, initial_epoch=epoch, **options)
-            if model.stop_training:
+            results.append(population.fit(xe, ye, batch_size=size, epochs=epoch + 1,
+                                          shuffle=False, sample_weight=we, initial_epoch=epoch,
+                                          **options))
+            if model.stop_training or results[-1].members[0].status == "diverged":
                 break
-    callback_list.on_train_end({})
-    model.history = history
+    member = results[-1].members[0]
+    if member.status == "diverged":
+        epoch, step = member.diverged_at
+        warnings.warn(f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch "
+                      f"{step + 1}; training stopped there and the weights are those before "
+                      "that batch. Lower the learning rate or the penalties.", stacklevel=3)
+    callback_list.on_train_end(getattr(bridge, "last_logs", {}))
     return history
 
 
-def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict):
+def _check_batch_size(where, batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ConfigError(f"{where}: 'batch_size' must be an int >= 1. Got {batch_size!r}.")
+
+
+def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps=None):
     verbose = _verbose(verbose)
+    if batch_size is not None:
+        _check_batch_size("evaluate", batch_size)
+    x, y, sample_weight = fit_data.resolve_eval_inputs("evaluate", x, y, sample_weight, steps)
+    if y is None:
+        raise ConfigError("evaluate: expected targets y (or an iterator of (x, y) batches). "
+                          "Got None.")
     population = _ensure_ready(model, np.shape(x))
     logs = population.evaluate(x, y, batch_size=batch_size or 32,
                                sample_weight=sample_weight)[0]
@@ -165,7 +210,10 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict):
     return [keras_logs["loss"]] + [keras_logs[name] for name in model.metrics_names]
 
 
-def predict(model, x, batch_size):
+def predict(model, x, batch_size, steps=None):
+    if batch_size is not None:
+        _check_batch_size("predict", batch_size)
+    x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps)
     if model._input_shape is None:
         model._input_shape = tuple(np.shape(x)[1:])
     population = model._build()

@@ -51,13 +51,16 @@ def test_binary_crossentropy_and_sparse_labels_of_shape_n_by_1(seeds):
                                [r["loss"] for r in sparse.evaluate(X, Y_CLASS)])
 
 
-def test_evaluate_weights_metrics_by_sample_weight():
+def test_sample_weights_weight_the_loss_but_not_the_metrics():
+    """Keras 3: sample weights enter the loss; compiled 'metrics' stay unweighted."""
     pop = Population([Member([Dense(2, activation="softmax", input_shape=(5,))], seed=0)],
                      dtype=F64)
     weights = RNG.random(40)
-    correct = pop.predict(X)[0].argmax(axis=1) == Y_CLASS
-    got = pop.evaluate(X, Y_CLASS, sample_weight=weights)[0]["accuracy"]
-    np.testing.assert_allclose(got, (weights * correct).sum() / weights.sum())
+    probs = pop.predict(X)[0]
+    got = pop.evaluate(X, Y_CLASS, sample_weight=weights)[0]
+    np.testing.assert_allclose(got["accuracy"], (probs.argmax(axis=1) == Y_CLASS).mean())
+    per_sample = -np.log(np.clip(probs[np.arange(40), Y_CLASS], 1e-7, 1 - 1e-7))
+    np.testing.assert_allclose(got["loss"], (weights * per_sample).sum() / 40, rtol=1e-12)
 
 
 def test_each_member_gets_its_own_initializers_and_a_frozen_layer_stays_frozen():
