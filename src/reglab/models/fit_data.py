@@ -74,7 +74,7 @@ def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
 
 def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) -> FitData:
     """Recognizes arrays, a ``flow`` iterator or a generator."""
-    if hasattr(x, "image_data_generator") and hasattr(x, "x"):  # ImageDataGenerator.flow(...)
+    if is_flow(x):  # ImageDataGenerator.flow(...)
         if y is not None:
             raise ConfigError("fit: pass either an ImageDataGenerator iterator or (x, y). Got "
                               "both an iterator and y.")
@@ -82,7 +82,7 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
         images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
         return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle,
                        augment=generator.affine_spec)
-    if x is not None and hasattr(x, "__next__") and not isinstance(x, np.ndarray):
+    if is_generator(x):
         if steps_per_epoch is None:
             raise ConfigError("fit: a Python generator needs 'steps_per_epoch' (how many batches "
                               "make one epoch). Got None.")
@@ -120,21 +120,21 @@ def next_epoch_from_generator(generator, steps: int):
             batch_size)
 
 
-def _is_flow(x) -> bool:
+def is_flow(x) -> bool:
     return hasattr(x, "image_data_generator") and hasattr(x, "x")
 
 
-def _is_generator(x) -> bool:
+def is_generator(x) -> bool:
     return x is not None and hasattr(x, "__next__") and not isinstance(x, np.ndarray)
 
 
 def resolve_validation(validation_data):
     """A flow iterator validates on its standardized images without augmentation."""
-    if _is_flow(validation_data):
+    if is_flow(validation_data):
         it = validation_data
         return (it.image_data_generator.standardize_array(np.asarray(it.x, dtype=np.float32)),
                 it.y, it.sample_weight)
-    if _is_generator(validation_data):
+    if is_generator(validation_data):
         raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
                           "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
     return validation_data
@@ -142,10 +142,10 @@ def resolve_validation(validation_data):
 
 def resolve_eval_inputs(where: str, x, y, sample_weight, steps):
     """Arrays for evaluate/predict from arrays, a flow iterator or a generator."""
-    if _is_flow(x):
+    if is_flow(x):
         images = x.image_data_generator.standardize_array(np.asarray(x.x, dtype=np.float32))
         return images, x.y, x.sample_weight
-    if _is_generator(x):
+    if is_generator(x):
         if steps is None:
             raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "
                               "to read). Got None.")

@@ -238,7 +238,7 @@ class Sequential:
 
         return fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                    validation_data, shuffle, class_weight, sample_weight, initial_epoch,
-                   steps_per_epoch, validation_batch_size)
+                   steps_per_epoch, validation_batch_size, validation_freq, validation_steps)
 
     def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose="auto",
                       callbacks=None, validation_data=None, **kwargs):

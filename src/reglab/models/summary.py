@@ -30,7 +30,7 @@ def render(model, population) -> str:
                     frozen += n
         shape = "(None, " + ", ".join(map(str, lp.output_shape)) + ")"
         rows.append((f"{lp.layer.name} ({type(lp.layer).__name__})", shape, f"{params:,}"))
-    widths = (33, 24, 15)
+    widths = (max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15)
     top = "┏" + "┳".join("━" * w for w in widths) + "┓"
     mid = "┡" + "╇".join("━" * w for w in widths) + "┩"
     bottom = "└" + "┴".join("─" * w for w in widths) + "┘"

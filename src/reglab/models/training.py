@@ -116,10 +116,16 @@ def _ensure_ready(model, x_shape):
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
         shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
-        validation_batch_size):
+        validation_batch_size, validation_freq=1, validation_steps=None):
     verbose = _verbose(verbose)
     if batch_size is not None:
         _check_batch_size("fit", batch_size)
+    if validation_freq != 1 or validation_steps is not None:
+        raise ConfigError("fit: 'validation_freq' and 'validation_steps' are not supported "
+                          "yet; validation runs on all of validation_data every epoch.")
+    if steps_per_epoch is not None and not fit_data.is_generator(x):
+        raise ConfigError("fit: 'steps_per_epoch' is supported for Python generators only; "
+                          "with arrays or a flow iterator an epoch is one pass over the data.")
     data = fit_data.resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch)
     if data.generator is not None and validation_split:
         raise ConfigError("fit: 'validation_split' needs arrays, not a generator. Pass "
