@@ -33,18 +33,36 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)  # Keras's backwards-compatible alias
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
     def on_predict_begin(self, logs=None): ...
     def on_predict_end(self, logs=None): ...
 
 
+_ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
 def overrides(callback: Callback, hook: str) -> bool:
-    """True when ``callback`` defines ``hook`` itself (not the base class's no-op)."""
-    method = getattr(type(callback), hook, None)
-    return method is not None and method is not getattr(Callback, hook)
+    """True when ``callback`` defines ``hook`` (or its Keras alias) itself, on its class or
+    as an instance attribute, rather than inheriting the base class's no-op."""
+    for name in (hook, _ALIASES.get(hook)):
+        if name is None:
+            continue
+        if name in vars(callback):
+            return True
+        method = getattr(type(callback), name, None)
+        if method is not None and method is not getattr(Callback, name, None):
+            return True
+    return False
 
 
 class CallbackList:

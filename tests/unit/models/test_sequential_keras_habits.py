@@ -124,3 +124,15 @@ def test_pop_keeps_the_remaining_weights_and_layers_are_not_shared():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ConfigError, match="cannot be shared between models"):
         Sequential(model.layers + [Dense(2)])
+
+
+def test_on_batch_end_is_keras_alias_of_on_train_batch_end():
+    class Old(Callback):
+        calls = 0
+
+        def on_batch_end(self, batch, logs=None):
+            Old.calls += 1
+            assert "loss" in logs
+
+    small().fit(X, Y, batch_size=16, epochs=1, callbacks=[Old()], verbose=0)
+    assert Old.calls == 3
