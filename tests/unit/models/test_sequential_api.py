@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import reglab as keras
+from model_factories import small_classifier
 from reglab.callbacks import Callback, EarlyStopping
 from reglab.errors import ConfigError, DataError
 from reglab.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
@@ -19,12 +20,7 @@ X = RNG.random((64, 6)).astype("float32")
 Y = RNG.integers(0, 3, 64)
 
 
-def small(**compile_args):
-    model = Sequential([Dense(5, activation="relu", input_shape=(6,)),
-                        Dense(3, activation="softmax")], seed=0)
-    model.compile(**{"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-                     "metrics": ["accuracy"], **compile_args})
-    return model
+small = small_classifier
 
 
 def test_weight_layouts_are_keras_and_set_weights_drives_predict():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import reglab as keras
+from model_factories import small_classifier
 from reglab.callbacks import Callback
 from reglab.errors import ConfigError
 from reglab.layers import Dense, Flatten
@@ -18,12 +19,7 @@ X = RNG.random((48, 6)).astype("float32")
 Y = RNG.integers(0, 3, 48)
 
 
-def small(**compile_args):
-    model = Sequential([Dense(5, activation="relu", input_shape=(6,)),
-                        Dense(3, activation="softmax")], seed=0)
-    model.compile(**{"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-                     "metrics": ["accuracy"], **compile_args})
-    return model
+small = small_classifier
 
 
 def test_a_diverged_model_warns_and_trains_again():
