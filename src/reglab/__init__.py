@@ -5,39 +5,33 @@
 ``keras.optimizers``, ``keras.losses``, ``keras.metrics``, ``keras.constraints``,
 ``keras.initializers``, ``keras.activations``, ``keras.datasets``, ``keras.utils``,
 ``keras.models`` and ``keras.preprocessing``.
+
+Submodules load on first use, so that ``import reglab.study`` (which parses study
+files) imports no torch.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from reglab import (  # noqa: E402
-    activations,
-    callbacks,
-    constraints,
-    datasets,
-    initializers,
-    layers,
-    losses,
-    metrics,
-    models,
-    optimizers,
-    regularizers,
-    utils,
+_SUBMODULES = (
+    "activations", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
+    "metrics", "models", "optimizers", "preprocessing", "regularizers", "utils",
 )
-from reglab.layers import Input  # noqa: E402
-from reglab.models import Sequential  # noqa: E402
 
 
 def __getattr__(name):
-    # preprocessing imports the augmentation stack: load it on first use.
-    if name == "preprocessing":
-        import importlib
-
-        return importlib.import_module("reglab.preprocessing")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"reglab.{name}")
+    if name == "Sequential":
+        return importlib.import_module("reglab.models").Sequential
+    if name == "Input":
+        return importlib.import_module("reglab.layers").Input
     raise AttributeError(f"module 'reglab' has no attribute {name!r}")
 
 
-__all__ = [
-    "Input", "Sequential", "activations", "callbacks", "constraints", "datasets",
-    "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing",
-    "regularizers", "utils",
-]
+def __dir__():
+    return sorted([*_SUBMODULES, "Input", "Sequential", "__version__"])
+
+
+__all__ = ["Input", "Sequential", *_SUBMODULES]
