@@ -1,0 +1,343 @@
+"""Study files: TOML in, a checked :class:`StudySpec` out, with every problem reported at once.
+
+A study file names a dataset, a base model (layers as in the Keras API), training
+settings, seeds, and variants, each a set of changes to the base. Any number inside a
+variant may be a sweep (see :mod:`reglab.study.sweeps`). Parsing imports no torch and
+writes nothing.
+
+Example::
+
+    seeds = 5
+    [data]
+    dataset = "fashion_mnist"
+    validation_split = 0.1
+    [model]
+    input_shape = [784]
+    layers = [{ type = "Dense", units = 64, activation = "relu" },
+              { type = "Dense", units = 10, activation = "softmax" }]
+    [training]
+    optimizer = "adam"
+    loss = "sparse_categorical_crossentropy"
+    epochs = 30
+    batch_size = 128
+    [variants.baseline]
+    [variants.l2]
+    kernel_regularizer = { type = "L2", l2 = { log = [1e-5, 1e-1], n = 9 } }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reglab.errors import ConfigError, did_you_mean
+from reglab.study import signatures
+from reglab.study.sweeps import SweepSpec, is_number, is_sweep, sweep_values
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+BUILTIN_DATASETS = ("fashion_mnist", "mnist")
+DATA_SUFFIXES = (".npz", ".csv")
+LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+          "mean_squared_error", "mse")
+METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy",
+           "binary_accuracy")
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+
+TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants")
+DATA_KEYS = ("dataset", "validation_split", "label_column")
+MODEL_KEYS = ("input_shape", "layers")
+TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size")
+#: what a variant may change, and what each change is
+VARIANT_KEYS = {
+    "kernel_regularizer": "a regularizer on every Dense and Conv2D kernel",
+    "bias_regularizer": "a regularizer on every Dense and Conv2D bias",
+    "activity_regularizer": "a regularizer on every Dense and Conv2D output",
+    "kernel_constraint": "a constraint on every Dense and Conv2D kernel",
+    "dropout": "a Dropout(rate) after every hidden Dense or Conv2D layer",
+    "batch_norm": "a BatchNormalization after every hidden Dense or Conv2D layer",
+    "augment": "ImageDataGenerator-style augmentation of each training batch",
+    "early_stopping": "Keras's EarlyStopping arguments",
+    "optimizer": "another optimizer (a name or a table with 'type')",
+    "learning_rate": "the optimizer's learning rate",
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    type: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str
+    validation_split: float = 0.0
+    label_column: str = "label"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    optimizer: dict[str, Any]
+    loss: str
+    metrics: tuple[str, ...]
+    epochs: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A named set of changes to the base model; numbers may be sweeps."""
+
+    name: str
+    changes: dict[str, Any]
+    sweeps: tuple[SweepSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    seeds: tuple[int, ...]
+    data: DataSpec
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerSpec, ...]
+    training: TrainingSpec
+    variants: tuple[VariantSpec, ...]
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def canonical_json(self) -> str:
+        """The resolved study as JSON with sorted keys: what the store records and hashes."""
+        data = asdict(self)
+        data.pop("source")
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of :meth:`canonical_json`."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+class StudySpecError(ConfigError):
+    """Every problem of a study file, one per line, each with its place."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source, self.problems = source, list(problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the study file:\n{lines}")
+
+
+class _Checker:
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.problems.append(message)
+
+    def keys(self, where: str, table: Any, allowed) -> dict:
+        if not isinstance(table, dict):
+            self.add(f"{where}: expected a table. Got {table!r}.")
+            return {}
+        for key in table:
+            if key not in allowed:
+                self.add(f"{where}: unknown key {key!r}.{did_you_mean(key, allowed)} "
+                         f"Expected one of: {', '.join(sorted(allowed))}.")
+        return table
+
+    def int_(self, where, value, minimum=1):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.add(f"{where}: expected an int >= {minimum}. Got {value!r}.")
+            return None
+        return value
+
+    def fraction(self, where, value, upper_open=True):
+        if not is_number(value) or value < 0 or (value >= 1 if upper_open else value > 1):
+            self.add(f"{where}: expected a number in [0, 1{')' if upper_open else ']'}. "
+                     f"Got {value!r}.")
+            return None
+        return float(value)
+
+    def typed(self, where: str, table: Any, kind: str, names=None) -> dict | None:
+        """A ``{ type = "Class", args... }`` node checked against the class's signature."""
+        known = signatures.classes(kind)
+        if isinstance(table, str):  # a bare name, as Keras accepts 'adam'
+            table = {"type": table}
+        if not isinstance(table, dict) or "type" not in table:
+            self.add(f"{where}: expected a table with 'type' (one of {', '.join(sorted(known))})."
+                     f" Got {table!r}.")
+            return None
+        type_ = table["type"]
+        if isinstance(type_, str) and names and type_.lower() in names:
+            type_ = names[type_.lower()]
+        if type_ not in known:
+            self.add(f"{where}.type: unknown {kind} {type_!r}.{did_you_mean(str(type_), known)}"
+                     f" Expected one of: {', '.join(sorted(known))}.")
+            return None
+        self.keys(where, {k: v for k, v in table.items() if k != "type"}, known[type_])
+        return {**table, "type": type_}
+
+
+def _check_layer_args(checker: _Checker, where: str, args: dict) -> None:
+    for key, value in args.items():
+        if key.endswith("_regularizer") and value is not None:
+            checker.typed(f"{where}.{key}", value, "regularizer")
+        if key.endswith("_constraint") and value is not None:
+            checker.typed(f"{where}.{key}", value, "constraint")
+
+
+def _collect_sweeps(checker, where: str, node: Any, path: str, out: list) -> Any:
+    """Replaces sweeps inside ``node`` by their first value, recording each SweepSpec."""
+    if is_sweep(node):
+        values = sweep_values(node, where, checker.problems)
+        if values:
+            out.append(SweepSpec(path, values))
+            return values[0]
+        return None
+    if isinstance(node, dict):
+        return {k: _collect_sweeps(checker, f"{where}.{k}", v, f"{path}.{k}" if path else k, out)
+                for k, v in node.items()}
+    return node
+
+
+def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | None:
+    where = f"variants.{name}"
+    table = checker.keys(where, table, VARIANT_KEYS)
+    sweeps: list[SweepSpec] = []
+    resolved = {k: _collect_sweeps(checker, f"{where}.{k}", v, k, sweeps)
+                for k, v in table.items()}
+    for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        if key in resolved:
+            node = checker.typed(f"{where}.{key}", resolved[key], "regularizer")
+            for arg in ("l1", "l2"):
+                value = (node or {}).get(arg)
+                if value is not None and (not is_number(value) or value < 0):
+                    checker.add(f"{where}.{key}.{arg}: expected a number >= 0. Got {value!r}.")
+    if "kernel_constraint" in resolved:
+        checker.typed(f"{where}.kernel_constraint", resolved["kernel_constraint"], "constraint")
+    if "dropout" in resolved:
+        checker.fraction(f"{where}.dropout", resolved["dropout"])
+    if "batch_norm" in resolved and not isinstance(resolved["batch_norm"], bool):
+        checker.add(f"{where}.batch_norm: expected true or false. Got {resolved['batch_norm']!r}.")
+    if "augment" in resolved:
+        checker.keys(f"{where}.augment", resolved["augment"],
+                     signatures.classes("augment")["AffineSpec"])
+    if "early_stopping" in resolved:
+        stop = checker.keys(f"{where}.early_stopping", resolved["early_stopping"],
+                            signatures.classes("early_stopping")["EarlyStopping"])
+        if "patience" in stop:
+            checker.int_(f"{where}.early_stopping.patience", stop["patience"], minimum=0)
+    if "optimizer" in resolved:
+        checker.typed(f"{where}.optimizer", resolved["optimizer"], "optimizer", OPTIMIZER_NAMES)
+    if "learning_rate" in resolved:
+        value = resolved["learning_rate"]
+        if not is_number(value) or value <= 0:
+            checker.add(f"{where}.learning_rate: expected a number > 0. Got {value!r}.")
+    return VariantSpec(name, table, tuple(sweeps))
+
+
+def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
+    """Reads and checks a study file; raises :class:`StudySpecError` listing every problem."""
+    path = Path(source)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise StudySpecError(str(path), [f"cannot read the file: {error.strerror}."]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise StudySpecError(str(path), [f"TOML syntax: {error}."]) from None
+    checker = _Checker()
+    checker.keys("study", raw, TOP_KEYS)
+    for section in ("data", "model", "training", "variants"):
+        if section not in raw:
+            checker.add(f"[{section}]: missing section.")
+
+    seeds_raw = raw.get("seeds", 1)
+    seeds: tuple[int, ...] = ()
+    if isinstance(seeds_raw, list):
+        if not seeds_raw or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                    for s in seeds_raw) or len(set(seeds_raw)) != len(seeds_raw):
+            checker.add(f"seeds: expected an int > 0 or a list of distinct ints >= 0. "
+                        f"Got {seeds_raw!r}.")
+        else:
+            seeds = tuple(seeds_raw)
+    elif checker.int_("seeds", seeds_raw, minimum=1) is not None:
+        seeds = tuple(range(seeds_raw))
+
+    data_raw = checker.keys("data", raw.get("data", {}), DATA_KEYS)
+    dataset = data_raw.get("dataset")
+    if not isinstance(dataset, str):
+        checker.add(f"data.dataset: expected a built-in name ({', '.join(BUILTIN_DATASETS)}) or "
+                    f"a path to a .npz or .csv file. Got {dataset!r}.")
+    elif dataset not in BUILTIN_DATASETS:
+        candidate = (path.parent / dataset) if not Path(dataset).is_absolute() else Path(dataset)
+        if Path(dataset).suffix not in DATA_SUFFIXES:
+            checker.add(f"data.dataset: unknown dataset {dataset!r}."
+                        f"{did_you_mean(dataset, BUILTIN_DATASETS)} Expected one of "
+                        f"{', '.join(BUILTIN_DATASETS)}, or a path to a .npz or .csv file.")
+        elif not candidate.is_file():
+            checker.add(f"data.dataset: no file at {str(candidate)!r}.")
+        else:
+            dataset = str(candidate)
+    split = checker.fraction("data.validation_split", data_raw.get("validation_split", 0.0))
+
+    model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
+    shape_raw = model_raw.get("input_shape")
+    input_shape: tuple[int, ...] = ()
+    if not (isinstance(shape_raw, list) and shape_raw and all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_raw)):
+        checker.add(f"model.input_shape: expected a list of positive ints such as [784]. "
+                    f"Got {shape_raw!r}.")
+    else:
+        input_shape = tuple(shape_raw)
+    layers: list[LayerSpec] = []
+    layers_raw = model_raw.get("layers")
+    if not isinstance(layers_raw, list) or not layers_raw:
+        checker.add(f"model.layers: expected a non-empty list of layer tables. Got {layers_raw!r}.")
+    else:
+        for i, node in enumerate(layers_raw):
+            checked = checker.typed(f"model.layers[{i}]", node, "layer")
+            if checked is not None:
+                args = {k: v for k, v in checked.items() if k != "type"}
+                _check_layer_args(checker, f"model.layers[{i}]", args)
+                layers.append(LayerSpec(checked["type"], args))
+
+    training_raw = checker.keys("training", raw.get("training", {}), TRAINING_KEYS)
+    optimizer = checker.typed("training.optimizer", training_raw.get("optimizer", "adam"),
+                              "optimizer", OPTIMIZER_NAMES) or {}
+    loss = training_raw.get("loss", "sparse_categorical_crossentropy")
+    if loss not in LOSSES:
+        checker.add(f"training.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} "
+                    f"Expected one of: {', '.join(LOSSES)}.")
+    metrics = training_raw.get("metrics", ["accuracy"])
+    if not isinstance(metrics, list) or any(m not in METRICS for m in metrics):
+        checker.add(f"training.metrics: expected a list of {', '.join(METRICS)}. Got {metrics!r}.")
+        metrics = []
+    epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
+    batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))
+
+    variants: list[VariantSpec] = []
+    variants_raw = raw.get("variants", {})
+    if not isinstance(variants_raw, dict) or not variants_raw:
+        checker.add("variants: expected at least one [variants.NAME] table. Got none.")
+    else:
+        for name, table in variants_raw.items():
+            variant = _check_variant(checker, name, table)
+            if variant is not None:
+                variants.append(variant)
+
+    if checker.problems:
+        raise StudySpecError(str(path), checker.problems)
+    return StudySpec(
+        name=str(raw.get("name", path.stem)), seeds=seeds,
+        data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label"))),
+        input_shape=input_shape, layers=tuple(layers),
+        training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size),
+        variants=tuple(variants), description=str(raw.get("description", "")), source=str(path))

@@ -1,0 +1,68 @@
+"""Sweeps in study files: any number may be a list of values or a grid.
+
+``l2 = [1e-4, 1e-3]`` is two points; ``l2 = { log = [1e-5, 1e-1], n = 9 }`` is nine
+points evenly spaced in log10; ``{ linear = [0.1, 0.5], n = 5 }`` is evenly spaced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+GRID_KEYS = ("log", "linear")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """One swept value: where it sits in the variant (a dotted path) and its points."""
+
+    path: str
+    values: tuple[float, ...]
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_sweep(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value) and all(is_number(v) for v in value)) or (
+        isinstance(value, dict) and any(k in value for k in (*GRID_KEYS, "n")))
+
+
+def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ...]:
+    """The points of a sweep; records a problem (and returns ()) when it has none."""
+    if isinstance(value, list):
+        if not value:
+            problems.append(f"{where}: a sweep must have at least one point. Got [].")
+        return tuple(float(v) for v in value)
+    kinds = [k for k in GRID_KEYS if k in value]
+    unknown = sorted(set(value) - {*GRID_KEYS, "n"})
+    if len(kinds) != 1 or unknown:
+        problems.append(f"{where}: a grid is {{ log = [low, high], n = N }} or "
+                        f"{{ linear = [low, high], n = N }}. Got {value!r}.")
+        return ()
+    kind = kinds[0]
+    bounds, n = value[kind], value.get("n")
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or not all(is_number(b) for b in bounds)):
+        problems.append(f"{where}.{kind}: expected [low, high]. Got {bounds!r}.")
+        return ()
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        problems.append(f"{where}.n: a sweep needs n >= 1 points. Got {n!r}.")
+        return ()
+    low, high = float(bounds[0]), float(bounds[1])
+    if low > high:
+        problems.append(f"{where}.{kind}: low must be <= high. Got [{low}, {high}].")
+        return ()
+    if kind == "log":
+        if low <= 0:
+            problems.append(f"{where}.log: bounds must be > 0. Got [{low}, {high}].")
+            return ()
+        if n == 1:
+            return (low,)
+        a, b = math.log10(low), math.log10(high)
+        return tuple(10 ** (a + (b - a) * i / (n - 1)) for i in range(n))
+    if n == 1:
+        return (low,)
+    return tuple(low + (high - low) * i / (n - 1) for i in range(n))

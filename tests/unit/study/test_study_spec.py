@@ -1,0 +1,135 @@
+"""Study files: parsing, sweeps, and every kind of malformed file reported at once."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reglab.study import StudySpecError, parse_study
+from reglab.study.sweeps import sweep_values
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+BASE = """
+seeds = 2
+[data]
+dataset = "fashion_mnist"
+[model]
+input_shape = [784]
+layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 10, activation = "softmax" }]
+[training]
+epochs = 2
+[variants.baseline]
+"""
+
+
+def parse(text: str):
+    return parse_study("study.toml", text)
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(StudySpecError) as caught:
+        parse(text)
+    return caught.value.problems
+
+
+def test_the_example_studies_parse():
+    tutorial = parse_study(EXAMPLES / "tutorial.toml")
+    assert tutorial.seeds == (0, 1, 2, 3, 4)
+    assert [v.name for v in tutorial.variants][:4] == ["baseline", "l1", "l2", "l1_l2"]
+    l2_path = next(v for v in tutorial.variants if v.name == "l2_path")
+    assert l2_path.sweeps[0].path == "kernel_regularizer.l2"
+    assert len(l2_path.sweeps[0].values) == 9
+    assert parse_study(EXAMPLES / "small.toml").training.epochs == 3
+
+
+def test_grids_are_evenly_spaced():
+    log = sweep_values({"log": [1e-5, 1e-1], "n": 5}, "x", [])
+    assert [round(math.log10(v), 12) for v in log] == [-5, -4, -3, -2, -1]
+    assert sweep_values({"linear": [0.1, 0.5], "n": 3}, "x", []) == pytest.approx((0.1, 0.3, 0.5))
+    assert sweep_values([0.1, 0.2], "x", []) == (0.1, 0.2)
+
+
+def test_fingerprint_is_stable_and_follows_the_content():
+    a, b = parse(BASE), parse(BASE)
+    assert a.fingerprint() == b.fingerprint()
+    assert parse(BASE.replace("epochs = 2", "epochs = 3")).fingerprint() != a.fingerprint()
+
+
+def test_every_problem_is_reported_at_once_with_its_place():
+    text = BASE.replace("seeds = 2", "seeds = 0").replace(
+        'dataset = "fashion_mnist"', 'dataset = "fashion_mnsit"').replace(
+        'type = "Dense", units = 8', 'type = "Dence", units = 8').replace(
+        "epochs = 2", "epochs = 2\nbatch_sise = 8").replace(
+        "[variants.baseline]", """[variants.baseline]
+[variants.l2]
+kernel_regularizer = { type = "L3", l2 = 0.01 }
+[variants.drop]
+dropout = 1.5
+[variants.path]
+kernel_regularizer = { type = "L2", l2 = { log = [1e-5, 1e-1], n = 0 } }
+[variants.typo]
+dropuot = 0.5
+""")
+    found = problems(text)
+    expected = [
+        "seeds: expected an int >= 1. Got 0",
+        "data.dataset: unknown dataset 'fashion_mnsit'. Did you mean 'fashion_mnist'?",
+        "model.layers[0].type: unknown layer 'Dence'. Did you mean 'Dense'?",
+        "training: unknown key 'batch_sise'. Did you mean 'batch_size'?",
+        "variants.l2.kernel_regularizer.type: unknown regularizer 'L3'",
+        "variants.drop.dropout: expected a number in [0, 1). Got 1.5",
+        "variants.path.kernel_regularizer.l2.n: a sweep needs n >= 1 points. Got 0",
+        "variants.typo: unknown key 'dropuot'. Did you mean 'dropout'?",
+    ]
+    for message in expected:
+        assert any(message in p for p in found), (message, found)
+    assert len(found) == len(expected)
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[variants.baseline]", ""), "variants: expected at least one [variants.NAME] table"),
+    (("seeds = 2", "seeds = [1, 1]"), "seeds: expected an int > 0 or a list of distinct ints"),
+    (("input_shape = [784]", "input_shape = 784"), "model.input_shape: expected a list"),
+    (('activation = "relu" }', 'activation = "relu", unitz = 3 }'),
+     "model.layers[0]: unknown key 'unitz'. Did you mean 'units'?"),
+    (("epochs = 2", 'epochs = "two"'), "training.epochs: expected an int >= 1. Got 'two'"),
+    (("epochs = 2", 'epochs = 2\nloss = "msee"'), "training.loss: unknown loss 'msee'"),
+    (("epochs = 2", 'epochs = 2\noptimizer = "adamm"'),
+     "training.optimizer.type: unknown optimizer 'adamm'"),
+    (('dataset = "fashion_mnist"', 'dataset = "missing.npz"'), "data.dataset: no file at"),
+    (("[variants.baseline]", "[variants.baseline]\nl2 = { log = [0, 1], n = 3 }"),
+     "variants.baseline: unknown key 'l2'"),
+])
+def test_each_malformed_node(change, message):
+    found = problems(BASE.replace(*change))
+    assert any(message in p for p in found), found
+
+
+def test_syntax_errors_and_missing_files():
+    assert "TOML syntax" in problems("seeds = = 2")[0]
+    with pytest.raises(StudySpecError, match="cannot read the file"):
+        parse_study("/nonexistent/study.toml")
+
+
+def test_a_sweep_with_no_points_and_a_bad_grid():
+    text = BASE.replace("[variants.baseline]", """[variants.a]
+kernel_regularizer = { type = "L2", l2 = { log = [-1, 1], n = 3 } }
+[variants.b]
+kernel_regularizer = { type = "L2", l2 = { geometric = [1, 2], n = 3 } }
+""")
+    found = problems(text)
+    assert any("variants.a.kernel_regularizer.l2.log: bounds must be > 0" in p for p in found)
+    assert any("variants.b.kernel_regularizer.l2: a grid is" in p for p in found)
+
+
+def test_parsing_imports_no_torch():
+    code = ("import sys; from reglab.study import parse_study; "
+            f"parse_study({str(EXAMPLES / 'tutorial.toml')!r}); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
