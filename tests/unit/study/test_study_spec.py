@@ -133,3 +133,27 @@ def test_parsing_imports_no_torch():
             f"parse_study({str(EXAMPLES / 'tutorial.toml')!r}); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_tutorial_plan():
+    from reglab.study.plan import plan_study
+
+    plan = plan_study(parse_study(EXAMPLES / "tutorial.toml"))
+    # 9 techniques + 2 sweeps of 9 points = 27 points, x 5 seeds.
+    assert len(plan.runs) == 27 * 5
+    assert plan.describe() == "11 variants (27 points with sweeps) × 5 seeds = 135 runs in 3 populations"
+    sizes = sorted(len(p.runs) for p in plan.populations)
+    assert sizes == [5, 5, 125]  # batch norm, augmentation, and everything else together
+    ids = [run.run_id for run in plan.runs]
+    assert len(set(ids)) == len(ids)
+    assert "l2_path[kernel_regularizer.l2=1e-06]/seed=0" in ids
+    swept = [r for r in plan.runs if r.variant == "l2_path" and r.seed == 0]
+    assert [r.changes["kernel_regularizer"]["l2"] for r in swept] == [v for _, v in
+                                                                      (r.point[0] for r in swept)]
+
+
+def test_planning_imports_no_torch():
+    code = ("import sys; from reglab.study import parse_study; from reglab.study.plan import "
+            f"plan_study; plan_study(parse_study({str(EXAMPLES / 'tutorial.toml')!r})); "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,138 @@
+"""From planned runs to the engine's members, and from a study's data spec to arrays.
+
+Each run's model is the study's base layers with the variant's changes: its
+regularizers and constraint on every Dense and Conv2D layer, and after each hidden
+weight layer a BatchNormalization (when asked) and a Dropout (rate 0 unless asked).
+Augmentation needs images: a flat input of a built-in image dataset is fed as
+``(28, 28, 1)`` images behind a Flatten layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reglab import constraints, optimizers, regularizers
+from reglab import layers as layers_module
+from reglab.augment import AffineSpec
+from reglab.engine import EarlyStoppingRule, Member
+from reglab.study.plan import PopulationSpec, RunSpec
+from reglab.study.spec import BUILTIN_DATASETS, StudySpec
+
+IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
+WEIGHT_LAYERS = ("Dense", "Conv2D")
+
+
+@dataclass
+class StudyData:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    image_shape: tuple[int, ...] | None
+
+
+def _regularizer(node):
+    if node is None:
+        return None
+    args = {k: v for k, v in node.items() if k != "type"}
+    return regularizers.deserialize({"class_name": node["type"], "config": args})
+
+
+def _constraint(node):
+    if node is None:
+        return None
+    args = {k: v for k, v in node.items() if k != "type"}
+    return constraints.get({"class_name": node["type"], "config": args})
+
+
+def _layer(type_: str, args: dict[str, Any]):
+    args = dict(args)
+    for key in list(args):
+        if key.endswith("_regularizer"):
+            args[key] = _regularizer(args[key])
+        elif key.endswith("_constraint"):
+            args[key] = _constraint(args[key])
+        elif isinstance(args[key], list):
+            args[key] = tuple(args[key])
+    return getattr(layers_module, type_)(**args)
+
+
+def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
+                 images: bool = False) -> Member:
+    """The engine member for ``run``; ``images`` feeds a flat model through Flatten."""
+    changes = run.changes
+    weight_positions = [i for i, layer in enumerate(spec.layers) if layer.type in WEIGHT_LAYERS]
+    last_weight = weight_positions[-1] if weight_positions else -1
+    built = []
+    if images:
+        built.append(layers_module.Flatten())
+    for i, layer in enumerate(spec.layers):
+        args = dict(layer.args)
+        if layer.type in WEIGHT_LAYERS:
+            for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                        "kernel_constraint"):
+                if key in changes:
+                    args[key] = changes[key]
+        built.append(_layer(layer.type, args))
+        if layer.type in WEIGHT_LAYERS and i != last_weight:
+            if changes.get("batch_norm"):
+                built.append(layers_module.BatchNormalization())
+            built.append(layers_module.Dropout(float(changes.get("dropout", 0.0))))
+    optimizer = dict(changes.get("optimizer", spec.training.optimizer))
+    optimizer = {"type": optimizer} if isinstance(optimizer, str) else optimizer
+    if "learning_rate" in changes:
+        optimizer["learning_rate"] = changes["learning_rate"]
+    cls = type(optimizers.get(optimizer["type"]))
+    stop = changes.get("early_stopping")
+    rule = None if stop is None else EarlyStoppingRule(
+        **{k: v for k, v in stop.items() if k != "verbose"})
+    return Member(built, cls(**{k: v for k, v in optimizer.items() if k != "type"}), run.seed,
+                  rule, input_shape=tuple(input_shape), name=run.run_id)
+
+
+def population_members(spec: StudySpec, population: PopulationSpec, data: StudyData):
+    """``(members, augment spec or None, images?)`` for one planned population."""
+    augment = population.runs[0].changes.get("augment")
+    images = bool(augment) and len(spec.input_shape) == 1 and data.image_shape is not None
+    shape = data.image_shape if images else tuple(spec.input_shape)
+    members = [build_member(spec, run, shape, images) for run in population.runs]
+    return members, (AffineSpec(**augment) if augment else None), images
+
+
+def load_study_data(spec: StudySpec) -> StudyData:
+    """Train, validation (the last ``validation_split`` of train) and test arrays."""
+    name = spec.data.dataset
+    if name in BUILTIN_DATASETS:
+        from reglab import datasets
+
+        (x, y), (x_test, y_test) = getattr(datasets, name).load_data()
+        image_shape = IMAGE_SHAPES[name]
+        x, x_test = x.astype("float32") / 255.0, x_test.astype("float32") / 255.0
+    else:
+        from reglab.datasets import load_csv, load_npz
+
+        if name.endswith(".npz"):
+            x, y = load_npz(name)
+            with np.load(name, allow_pickle=False) as archive:
+                x_test = archive["x_test"] if "x_test" in archive else None
+                y_test = archive["y_test"] if "y_test" in archive else None
+        else:
+            x, y = load_csv(name, spec.data.label_column)
+            x_test = y_test = None
+        image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
+    shape = tuple(spec.input_shape)
+
+    def fit(a):
+        return None if a is None else a.reshape(len(a), *shape).astype("float32")
+    x, x_test = fit(x), fit(x_test)
+    n_val = int(math.floor(len(x) * spec.data.validation_split))
+    if n_val:
+        return StudyData(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:], x_test, y_test,
+                         image_shape)
+    return StudyData(x, y, None, None, x_test, y_test, image_shape)

@@ -1,0 +1,102 @@
+"""From a study to runs and populations: variants x sweep points x seeds.
+
+Every run is one member of a population. Runs whose models share one structure
+(the same layers, batch normalization on or off, the same augmentation, the same
+optimizer class) train together; penalties, dropout rates, learning rates and early
+stopping are values and may differ inside a population. Every model gets a Dropout
+layer after each hidden layer (rate 0 where the variant has none), so that dropout
+on and off share a population. Planning imports no torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from reglab.study.spec import StudySpec, VariantSpec
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a variant at one sweep point, with one seed."""
+
+    variant: str
+    point: tuple[tuple[str, float], ...]  # (sweep path, value) pairs, in the file's order
+    seed: int
+    changes: dict[str, Any]  # the variant's changes with this point's values filled in
+
+    @property
+    def run_id(self) -> str:
+        """A stable name: ``l2_path[kernel_regularizer.l2=1e-05]/seed=3``."""
+        point = ",".join(f"{path}={value:.6g}" for path, value in self.point)
+        return f"{self.variant}{f'[{point}]' if point else ''}/seed={self.seed}"
+
+    def structure_key(self, spec: StudySpec) -> str:
+        """What makes two runs unable to share a population (see the module docstring)."""
+        optimizer = self.changes.get("optimizer", spec.training.optimizer)
+        optimizer = {"type": optimizer} if isinstance(optimizer, str) else optimizer
+        structural_options = {k: v for k, v in optimizer.items() if isinstance(v, bool)}
+        key = {
+            "batch_norm": bool(self.changes.get("batch_norm", False)),
+            "augment": self.changes.get("augment"),
+            "optimizer": [str(optimizer.get("type", "")).lower(), structural_options],
+            "kernel_constraint": (self.changes.get("kernel_constraint") or {}).get("type"),
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    key: str
+    runs: tuple[RunSpec, ...]
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    spec: StudySpec
+    runs: tuple[RunSpec, ...]
+    populations: tuple[PopulationSpec, ...]
+
+    def describe(self) -> str:
+        """``9 variants × 5 seeds = 45 runs in 3 populations`` (sweep points counted)."""
+        points = sum(len(_points(v)) for v in self.spec.variants)
+        variants = len(self.spec.variants)
+        what = (f"{variants} variants" if points == variants
+                else f"{variants} variants ({points} points with sweeps)")
+        return (f"{what} × {len(self.spec.seeds)} seeds = {len(self.runs)} runs in "
+                f"{len(self.populations)} population{'s' if len(self.populations) != 1 else ''}")
+
+
+def _set_path(tree: dict, path: str, value: Any) -> None:
+    keys = path.split(".")
+    for key in keys[:-1]:
+        tree = tree[key]
+    tree[keys[-1]] = value
+
+
+def _points(variant: VariantSpec) -> list[tuple[tuple[str, float], ...]]:
+    if not variant.sweeps:
+        return [()]
+    grids = [[(s.path, v) for v in s.values] for s in variant.sweeps]
+    return [tuple(combination) for combination in itertools.product(*grids)]
+
+
+def plan_study(spec: StudySpec) -> StudyPlan:
+    """Expands the study into runs and groups them into populations (in file order)."""
+    runs = []
+    for variant in spec.variants:
+        for point in _points(variant):
+            changes = copy.deepcopy(variant.changes)
+            for path, value in point:
+                _set_path(changes, path, value)
+            for seed in spec.seeds:
+                runs.append(RunSpec(variant.name, point, seed, changes))
+    groups: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(run.structure_key(spec), []).append(run)
+    populations = tuple(PopulationSpec(key, tuple(group)) for key, group in groups.items())
+    return StudyPlan(spec, tuple(runs), populations)

@@ -1,0 +1,68 @@
+"""Planned runs become engine members that train as the study file says."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reglab.engine import Population
+from reglab.regularizers import L1, L2
+from reglab.study import parse_study
+from reglab.study.build import load_study_data, population_members
+from reglab.study.plan import plan_study
+
+STUDY = """
+seeds = [0, 1]
+[data]
+dataset = "data.npz"
+validation_split = 0.25
+[model]
+input_shape = [6]
+layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 3, activation = "softmax" }]
+[training]
+optimizer = { type = "SGD", learning_rate = 0.1 }
+epochs = 2
+batch_size = 16
+[variants.baseline]
+[variants.l1]
+kernel_regularizer = { type = "L1", l1 = 0.001 }
+dropout = 0.5
+[variants.l2_path]
+kernel_regularizer = { type = "L2", l2 = [1e-4, 1e-2] }
+[variants.fast]
+learning_rate = 0.5
+early_stopping = { monitor = "val_loss", patience = 0 }
+[variants.bn]
+batch_norm = true
+"""
+
+
+def test_a_small_study_builds_and_trains(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((64, 6)), y=rng.integers(0, 3, 64),
+             x_test=rng.random((16, 6)), y_test=rng.integers(0, 3, 16))
+    (tmp_path / "study.toml").write_text(STUDY)
+    spec = parse_study(tmp_path / "study.toml")
+    plan = plan_study(spec)
+    assert plan.describe() == "5 variants (6 points with sweeps) × 2 seeds = 12 runs in 2 populations"
+    data = load_study_data(spec)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (48, 16, 16)
+    main = max(plan.populations, key=lambda p: len(p.runs))
+    members, augment, images = population_members(spec, main, data)
+    assert augment is None and not images
+    by_id = {m.name: m for m in members}
+    l1_model = by_id["l1/seed=0"].layers
+    assert [type(layer).__name__ for layer in l1_model] == ["Dense", "Dropout", "Dense"]
+    assert isinstance(l1_model[0].kernel_regularizer, L1) and l1_model[1].rate == 0.5
+    assert by_id["baseline/seed=1"].layers[1].rate == 0.0
+    swept = by_id["l2_path[kernel_regularizer.l2=0.01]/seed=0"].layers[2].kernel_regularizer
+    assert isinstance(swept, L2) and swept.l2 == 0.01
+    assert by_id["fast/seed=0"].optimizer.learning_rate == 0.5
+    assert by_id["fast/seed=0"].early_stopping.patience == 0
+    result = Population(members).fit(data.x_train, data.y_train, batch_size=16, epochs=2,
+                                     validation_data=(data.x_val, data.y_val))
+    assert {m.status for m in result.members} <= {"done", "stopped_early"}
+    bn = next(p for p in plan.populations if p is not main)
+    bn_members, _, _ = population_members(spec, bn, data)
+    assert [type(x).__name__ for x in bn_members[0].layers] == [
+        "Dense", "BatchNormalization", "Dropout", "Dense"]
