@@ -1,0 +1,26 @@
+"""Statistics a study reports: intervals over seeds, paired tests, Holm, verdicts, the 1-SE rule.
+
+Imports numpy and scipy only, never torch.
+"""
+
+from reglab.stats.compare import (
+    PairedComparison,
+    Summary,
+    VariantVerdict,
+    compare_variants,
+    holm,
+    one_standard_error_rule,
+    paired_comparison,
+    summarize,
+)
+
+__all__ = [
+    "PairedComparison",
+    "Summary",
+    "VariantVerdict",
+    "compare_variants",
+    "holm",
+    "one_standard_error_rule",
+    "paired_comparison",
+    "summarize",
+]

@@ -1,0 +1,67 @@
+"""The metrics a study records per run, at the epoch whose weights are kept.
+
+Train, validation and test loss and accuracy; the generalization gap (train − test
+accuracy, and test − train loss); per-layer kernel sparsity (exact zeros, and
+|w| < 1e-3) with L1 and L2 norms; expected calibration error on the test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SMALL = 1e-3
+ECE_BINS = 15
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
+                               bins: int = ECE_BINS) -> float:
+    """ECE with equal-width confidence bins: sum over bins of |accuracy − confidence| × share."""
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(ece)
+
+
+def weight_statistics(weights: dict, layer_names: dict[int, str]) -> dict[str, float]:
+    """Per kernel: exact-zero fraction, fraction with |w| < 1e-3, L1 and L2 norms."""
+    out = {}
+    for (index, name), tensor in weights.items():
+        if name != "kernel":
+            continue
+        w = tensor.numpy().astype(np.float64)
+        prefix = layer_names[index]
+        out[f"{prefix}.zeros"] = float((w == 0).mean())
+        out[f"{prefix}.small"] = float((np.abs(w) < SMALL).mean())
+        out[f"{prefix}.l1_norm"] = float(np.abs(w).sum())
+        out[f"{prefix}.l2_norm"] = float(np.sqrt((w**2).sum()))
+    return out
+
+
+def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str, float]]:
+    """Every member's final metrics (its kept weights are the population's current ones)."""
+    splits = {"train": (x_fit, data.y_train), "val": (x_val, data.y_val),
+              "test": (x_test, data.y_test)}
+    results: dict[int, dict[str, float]] = {m: {} for m in range(population.size)}
+    for split, (x, y) in splits.items():
+        if x is None or y is None:
+            continue
+        for member_id, logs in enumerate(population.evaluate(x, y)):
+            results[member_id].update({f"{split}_{k}": v for k, v in logs.items()})
+    if x_test is not None and data.y_test is not None:
+        probabilities = population.predict(x_test)
+        for member_id in results:
+            results[member_id]["test_ece"] = expected_calibration_error(
+                probabilities[member_id], np.asarray(data.y_test))
+    names = {i: lp.canonical_name for i, lp in enumerate(population.plan.layers)}
+    for member_id, metrics in results.items():
+        if "train_accuracy" in metrics and "test_accuracy" in metrics:
+            metrics["gap_accuracy"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+        if "train_loss" in metrics and "test_loss" in metrics:
+            metrics["gap_loss"] = metrics["test_loss"] - metrics["train_loss"]
+        metrics.update(weight_statistics(population.member_weights(member_id), names))
+    return results
