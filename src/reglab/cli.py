@@ -1,12 +1,20 @@
-"""The ``reglab`` command line. Studies (``reglab run``) arrive with the studies issue."""
+"""The ``reglab`` command line: run, validate, show and list studies."""
 
 from __future__ import annotations
 
 import platform
+import sys
+from pathlib import Path
 
 import click
 
 import reglab
+from reglab.errors import ReglabError
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
 
 
 @click.group()
@@ -25,3 +33,93 @@ def info() -> None:
     click.echo(f"torch {torch.__version__} (threads: {torch.get_num_threads()})")
     cuda = torch.cuda.is_available()
     click.echo(f"cuda {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available'}")
+
+
+@main.command()
+@click.argument("study", type=click.Path(dir_okay=False))
+@click.option("--seeds", type=click.IntRange(min=1), help="Override the number of seeds.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
+def validate(study, seeds, epochs) -> None:
+    """Checks a study file and prints its plan (no training, nothing written)."""
+    from reglab.study.runner import prepare_study
+
+    try:
+        plan = prepare_study(study, seeds, epochs)
+    except ReglabError as error:
+        _fail(error)
+    click.echo(plan.describe())
+    for index, population in enumerate(plan.populations, start=1):
+        variants = sorted({run.variant for run in population.runs})
+        click.echo(f"  population {index}: {len(population.runs)} runs ({', '.join(variants)})")
+
+
+@main.command()
+@click.argument("study", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: runs/<study name>).")
+@click.option("--seeds", type=click.IntRange(min=1), help="Override the number of seeds.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@click.option("--restart", is_flag=True, help="Start over in a directory holding another study.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(study, out, seeds, epochs, device, restart, quiet) -> None:
+    """Runs (or resumes) a study, then prints the results table."""
+    from reglab.study.report_table import results_table
+    from reglab.study.runner import prepare_study, run_study
+
+    try:
+        plan = prepare_study(study, seeds, epochs)
+    except ReglabError as error:
+        _fail(error)
+    out = Path(out or Path("runs") / plan.spec.name)
+    click.echo(f"{plan.describe()} -> {out}")
+    try:
+        store = run_study(study, out, seeds, epochs, device, restart,
+                          progress_factory=None if quiet else _progress_bar)
+    except ReglabError as error:
+        _fail(error)
+    click.echo(results_table(store))
+
+
+def _progress_bar(index: int, count: int, runs: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=f"population {index + 1}/{count} ({runs} runs)", unit="epoch",
+               leave=True, dynamic_ncols=True)
+
+    def update(epoch, epochs, running, best):
+        bar.total = epochs
+        bar.n = epoch
+        bar.set_postfix(running=running, best_val_acc=f"{best:.4f}")
+        bar.refresh()
+
+    update.close = bar.close
+    return update
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def show(directory) -> None:
+    """Prints the results table of a study directory."""
+    from reglab.storage import SQLiteStore
+    from reglab.study.report_table import results_table
+
+    click.echo(results_table(SQLiteStore(directory)))
+
+
+@main.command(name="ls")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def list_runs(directory) -> None:
+    """Lists the runs of a study directory with their status."""
+    from reglab.storage import SQLiteStore
+
+    store = SQLiteStore(directory)
+    for record in store.runs():
+        accuracy = record.metrics.get("test_accuracy")
+        shown = f"{accuracy:.4f}" if accuracy is not None else "—"
+        click.echo(f"{record.status:14s} {record.epochs_run:4d} epochs  test acc {shown}  "
+                   f"{record.run_id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""The SQLite store a study writes to: one ``study.db`` file in the study's output directory.
+
+Contract (shared by any future backend):
+
+* every public write method is one transaction: it happens entirely or not at all;
+* runs are kept in insertion order; adding a run that exists leaves it untouched;
+* a finished run (status in :data:`FINISHED`) is immutable: it takes no more epochs and cannot be
+  finished again;
+* dicts are stored as JSON text with sorted keys (NaN and infinities round-trip, so diverged
+  metrics survive; tuples come back as lists).
+
+Durability: WAL journal with ``synchronous=NORMAL``. A killed process loses nothing committed; a
+power cut may lose the last transactions, but the file stays consistent in both cases.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reglab.errors import ConfigError, DataError
+from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
+
+DB_NAME = "study.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS study (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        fingerprint TEXT NOT NULL,
+        canonical_json TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        variant TEXT NOT NULL,
+        point TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        population TEXT NOT NULL,
+        hyperparameters TEXT NOT NULL,
+        status TEXT NOT NULL,
+        best_epoch INTEGER,
+        stopped_epoch INTEGER,
+        epochs_run INTEGER NOT NULL DEFAULT 0,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        wall_time REAL,
+        error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status)",
+    """CREATE TABLE IF NOT EXISTS epochs (
+        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        metrics TEXT NOT NULL,
+        PRIMARY KEY (run_id, epoch))""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+_RUN_FIELDS = (
+    "run_id", "variant", "point", "seed", "population", "hyperparameters", "status",
+    "best_epoch", "stopped_epoch", "epochs_run", "metrics", "wall_time", "error",
+)  # fmt: skip
+_JSON_FIELDS = ("point", "hyperparameters", "metrics")
+_NUMBER_FIELDS = {
+    "seed": int, "best_epoch": int, "stopped_epoch": int, "epochs_run": int, "wall_time": float,
+}  # fmt: skip
+_RUN_COLUMNS = ", ".join(_RUN_FIELDS)
+
+
+def _dumps(value: Any) -> str:
+    """JSON text with sorted keys: the one way this store writes structured values."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _run_values(run: RunRecord) -> dict[str, Any]:
+    """The row of ``runs`` for ``run``: JSON text for dicts, plain ints and floats for numbers
+    (so that, e.g., numpy integers from the engine bind)."""
+    values = {name: getattr(run, name) for name in _RUN_FIELDS}
+    for name in _JSON_FIELDS:
+        values[name] = _dumps(values[name])
+    for name, kind in _NUMBER_FIELDS.items():
+        if values[name] is not None:
+            values[name] = kind(values[name])
+    return values
+
+
+def _record_from_row(row: tuple) -> RunRecord:
+    values = dict(zip(_RUN_FIELDS, row))
+    for name in _JSON_FIELDS:
+        values[name] = json.loads(values[name])
+    return RunRecord(**values)
+
+
+class SQLiteStore:
+    """A study's runs, epochs and metadata in ``<directory>/study.db``.
+
+    Args:
+        directory: The study's output directory; created if missing.
+
+    Example:
+        >>> import tempfile
+        >>> store = SQLiteStore(tempfile.mkdtemp())
+        >>> store.init_study("abc123", '{"name": "demo"}')
+        True
+        >>> store.add_runs([RunRecord("base/seed=0", "base", {}, 0, "p0", {})])
+        >>> store.mark_running(["base/seed=0"])
+        >>> store.record_epochs([("base/seed=0", 0, {"loss": 0.5})])
+        >>> store.epochs("base/seed=0")
+        [{'epoch': 0, 'loss': 0.5}]
+        >>> store.close()
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ConfigError(
+                f"SQLiteStore: 'directory' must be a directory. Got {str(self.directory)!r}, "
+                "which is a file."
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / DB_NAME
+        # isolation_level=None: no implicit transactions; each write opens its own (see _write).
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None
+        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._create_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ConfigError(f"SQLiteStore({str(self.directory)!r}): the store is closed.")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers queue instead of
+        failing on a lock upgrade halfway through.
+        """
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        with conn:  # commits on success, rolls back on any exception
+            yield conn
+
+    def _create_schema(self) -> None:
+        with self._write() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise DataError(
+                    f"{self.path}: schema version must be {SCHEMA_VERSION}. Got {row[0]!r}. "
+                    "It was written by another version of reglab."
+                )
+
+    def close(self) -> None:
+        """Closes the connection (idempotent); committed data is already on disk."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.directory)!r})"
+
+    # -- the study ------------------------------------------------------------------------
+
+    def init_study(self, fingerprint: str, canonical_json: str, *, restart: bool = False) -> bool:
+        """Records the study, or recognises it on resume.
+
+        Returns:
+            True when the study was stored fresh (first time, or ``restart=True``, which deletes
+            everything first); False when the same study is already here (resume).
+
+        Raises:
+            ConfigError: The directory holds a study with another fingerprint and ``restart`` is
+                False.
+        """
+        try:
+            json.loads(canonical_json)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{self}.init_study: 'canonical_json' must be JSON text. "
+                f"Got {str(canonical_json)[:80]!r}."
+            ) from None
+        with self._write() as conn:
+            row = conn.execute("SELECT fingerprint, canonical_json FROM study").fetchone()
+            if row is not None and not restart:
+                if row[0] == fingerprint:
+                    return False
+                raise ConfigError(
+                    f"{self.directory}: holds another study (fingerprint {row[0][:12]}…, "
+                    f"name {_study_name(row[1])!r}). Run with --restart to start over, "
+                    "or use another --out directory."
+                )
+            for table in ("epochs", "runs", "meta", "study"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = 'runs'")
+            conn.execute(
+                "INSERT INTO study (id, fingerprint, canonical_json) VALUES (1, ?, ?)",
+                (fingerprint, canonical_json),
+            )
+        return True
+
+    def study(self) -> tuple[str, dict] | None:
+        """The stored study as ``(fingerprint, parsed canonical JSON)``, or None."""
+        row = self._connection().execute("SELECT fingerprint, canonical_json FROM study").fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def add_runs(self, runs: Iterable[RunRecord]) -> None:
+        """Inserts queued runs; runs whose ``run_id`` is already stored are left untouched."""
+        with self._write() as conn:
+            for run in runs:
+                if run.status != QUEUED:
+                    raise DataError(
+                        f"{self}.add_runs: run {run.run_id!r} must be 'queued'. Got {run.status!r}."
+                    )
+                conn.execute(
+                    f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) "
+                    f"VALUES ({', '.join(':' + name for name in _RUN_FIELDS)})",
+                    _run_values(run),
+                )
+
+    def runs(self, status: str | tuple | list | None = None) -> list[RunRecord]:
+        """The runs in insertion order, optionally only those with the given status(es)."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        params: tuple = ()
+        if status is not None:
+            params = (status,) if isinstance(status, str) else tuple(status)
+            unknown = [s for s in params if s not in STATUSES]
+            if unknown:
+                raise ConfigError(
+                    f"{self}.runs: 'status' must be among {', '.join(STATUSES)}. "
+                    f"Got {unknown[0]!r}."
+                )
+            if not params:
+                return []
+            sql += f" WHERE status IN ({', '.join('?' * len(params))})"
+        rows = self._connection().execute(sql + " ORDER BY seq", params).fetchall()
+        return [_record_from_row(row) for row in rows]
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run by id; DataError if it is not stored."""
+        row = (
+            self._connection()
+            .execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise DataError(f"{self}.run: no run with this id. Got {run_id!r}.")
+        return _record_from_row(row)
+
+    def _status(self, conn: sqlite3.Connection, where: str, run_id: str) -> str:
+        row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise DataError(f"{self}.{where}: no run with this id. Got {run_id!r}.")
+        return row[0]
+
+    def mark_running(self, run_ids: Iterable[str]) -> None:
+        """Moves queued runs to 'running'; runs in any other status are left as they are."""
+        with self._write() as conn:
+            for run_id in run_ids:
+                if self._status(conn, "mark_running", run_id) == QUEUED:
+                    conn.execute("UPDATE runs SET status = ? WHERE run_id = ?", (RUNNING, run_id))
+
+    # -- epochs ---------------------------------------------------------------------------
+
+    def record_epochs(self, rows: Iterable[tuple[str, int, dict]]) -> None:
+        """Writes ``(run_id, epoch, metrics)`` rows, for any number of runs, in one transaction.
+
+        Raises:
+            DataError: A run is unknown or already finished, an epoch is already recorded, or a
+                row is malformed. Nothing of the call is written then.
+        """
+        with self._write() as conn:
+            checked: set[str] = set()
+            for row in rows:
+                try:
+                    run_id, epoch, metrics = row
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"{self}.record_epochs: each row must be (run_id, epoch, metrics). "
+                        f"Got {row!r}."
+                    ) from None
+                if run_id not in checked:
+                    status = self._status(conn, "record_epochs", run_id)
+                    if status in FINISHED:
+                        raise DataError(
+                            f"{self}.record_epochs: run {run_id!r} must not be finished to take "
+                            f"epochs. Got status {status!r}. Finished runs are immutable."
+                        )
+                    checked.add(run_id)
+                if not isinstance(metrics, dict) or "epoch" in metrics:
+                    raise DataError(
+                        f"{self}.record_epochs: metrics of run {run_id!r} must be a dict "
+                        f"without an 'epoch' key. Got {metrics!r}."
+                    )
+                try:
+                    conn.execute(
+                        "INSERT INTO epochs (run_id, epoch, metrics) VALUES (?, ?, ?)",
+                        (run_id, int(epoch), _dumps(metrics)),
+                    )
+                except sqlite3.IntegrityError:
+                    raise DataError(
+                        f"{self}.record_epochs: run {run_id!r} already has epoch {epoch!r}."
+                    ) from None
+            conn.executemany(
+                "UPDATE runs SET epochs_run = "
+                "(SELECT COUNT(*) FROM epochs WHERE epochs.run_id = runs.run_id) "
+                "WHERE run_id = ?",
+                [(run_id,) for run_id in checked],
+            )
+
+    def epochs(self, run_id: str) -> list[dict]:
+        """The run's epochs in order, each ``{'epoch': e, **metrics}``."""
+        rows = (
+            self._connection()
+            .execute("SELECT epoch, metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))
+            .fetchall()
+        )
+        return [{"epoch": epoch, **json.loads(metrics)} for epoch, metrics in rows]
+
+    # -- finishing and resuming -----------------------------------------------------------
+
+    def finish_runs(self, finished: Iterable[RunRecord]) -> None:
+        """Stores final outcomes (status, epochs, metrics, wall time, error) in one transaction.
+
+        Only the outcome fields are written; a run's identity fields never change.
+
+        Raises:
+            DataError: A record's status is not final, its run is unknown, or the run is already
+                finished (finished runs are immutable). Nothing of the call is written then.
+        """
+        with self._write() as conn:
+            for run in finished:
+                if run.status not in FINISHED:
+                    raise DataError(
+                        f"{self}.finish_runs: status of run {run.run_id!r} must be one of "
+                        f"{', '.join(FINISHED)}. Got {run.status!r}."
+                    )
+                current = self._status(conn, "finish_runs", run.run_id)
+                if current in FINISHED:
+                    raise DataError(
+                        f"{self}.finish_runs: run {run.run_id!r} is already finished "
+                        f"(status {current!r}) and finished runs are immutable. "
+                        f"Got status {run.status!r}."
+                    )
+                conn.execute(
+                    "UPDATE runs SET status = :status, best_epoch = :best_epoch, "
+                    "stopped_epoch = :stopped_epoch, epochs_run = :epochs_run, "
+                    "metrics = :metrics, wall_time = :wall_time, error = :error "
+                    "WHERE run_id = :run_id",
+                    _run_values(run),
+                )
+
+    def reset_unfinished(self) -> list[str]:
+        """After a kill: running runs go back to queued and lose their epochs.
+
+        Returns:
+            The ids of the runs reset, in insertion order.
+        """
+        with self._write() as conn:
+            run_ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT run_id FROM runs WHERE status = ? ORDER BY seq", (RUNNING,)
+                )
+            ]
+            for run_id in run_ids:
+                conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+                conn.execute(
+                    "UPDATE runs SET status = ?, epochs_run = 0 WHERE run_id = ?",
+                    (QUEUED, run_id),
+                )
+        return run_ids
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Stores a JSON value under ``key`` (versions, wall time per population, device)."""
+        if not isinstance(key, str):
+            raise ConfigError(f"{self}.set_meta: 'key' must be a str. Got {key!r}.")
+        try:
+            text = _dumps(value)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{self}.set_meta: value of {key!r} must be JSON-serialisable. Got {value!r}."
+            ) from None
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, text))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+
+def _study_name(canonical_json: str) -> str:
+    try:
+        data = json.loads(canonical_json)
+    except ValueError:
+        return "?"
+    return str(data.get("name", "?")) if isinstance(data, dict) else "?"

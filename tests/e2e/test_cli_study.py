@@ -1,0 +1,114 @@
+"""The CLI end to end on a tiny study: file -> database -> table, resume, refusal, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reglab.cli import main
+
+pytestmark = pytest.mark.e2e
+
+STUDY = """
+name = "tiny"
+seeds = 3
+[data]
+dataset = "data.npz"
+validation_split = 0.25
+[model]
+input_shape = [6]
+layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 3, activation = "softmax" }]
+[training]
+optimizer = { type = "Adam", learning_rate = 0.01 }
+epochs = EPOCHS
+batch_size = 16
+[variants.baseline]
+[variants.l2]
+kernel_regularizer = { type = "L2", l2 = [0.001, 0.1] }
+[variants.dropout]
+dropout = 0.3
+[variants.bn]
+batch_norm = true
+"""
+
+
+def write_study(directory: Path, epochs: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.random((96, 6))
+    y = (x[:, 0] + x[:, 1] > 1).astype(np.int64) + (x[:, 2] > 0.8)
+    np.savez(directory / "data.npz", x=x, y=y, x_test=x[:32], y_test=y[:32])
+    path = directory / "study.toml"
+    path.write_text(STUDY.replace("EPOCHS", str(epochs)))
+    return path
+
+
+def finished(out: Path) -> dict[str, tuple]:
+    with sqlite3.connect(out / "study.db") as db:
+        rows = db.execute("SELECT run_id, status, metrics FROM runs").fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows if r[1] in ("done", "stopped_early", "diverged",
+                                                          "failed")}
+
+
+def test_run_show_ls_resume_and_refuse(tmp_path):
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    cli = CliRunner()
+    result = cli.invoke(main, ["validate", str(study)])
+    assert result.exit_code == 0, result.output
+    assert "4 variants (5 points with sweeps) × 3 seeds = 15 runs in 2 populations" in result.output
+    result = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "verdict" in result.output and "baseline" in result.output
+    first = finished(out)
+    assert len(first) == 15
+    again = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert finished(out) == first  # nothing retrained, nothing duplicated
+    shown = cli.invoke(main, ["show", str(out)])
+    assert shown.exit_code == 0 and "test acc" in shown.output
+    listed = cli.invoke(main, ["ls", str(out)])
+    assert listed.output.count("done") + listed.output.count("stopped_early") == 15
+    study.write_text(study.read_text().replace("epochs = 3", "epochs = 4"))
+    refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    assert refused.exit_code == 2 and "holds another study" in refused.output
+    assert finished(out) == first  # nothing lost
+
+
+def test_a_malformed_study_writes_nothing(tmp_path):
+    study = write_study(tmp_path)
+    study.write_text(study.read_text().replace("dropout = 0.3", "dropuot = 0.3"))
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Did you mean 'dropout'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path):
+    study = write_study(tmp_path, epochs=6)
+    def command(out):
+        return [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+                "--quiet"]
+    # The reference runs the same way (same process settings, same thread count).
+    subprocess.run(command(tmp_path / "reference"), check=True, stdout=subprocess.DEVNULL)
+    expected = finished(tmp_path / "reference")
+    out = tmp_path / "killed"
+    for delay in (2.5, 3.5, 4.5):  # after start-up: while training, between populations
+        child = subprocess.Popen(command(out), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL)
+    with sqlite3.connect(out / "study.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert finished(out) == expected

@@ -1,0 +1,502 @@
+"""SQLiteStore: round trips, resume semantics, immutability, atomicity and kill safety."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import reglab.storage.sqlite_store as sqlite_store
+from reglab.errors import ConfigError, DataError
+from reglab.storage import FINISHED, RunRecord, SQLiteStore
+
+FP = "f" * 64
+STUDY = json.dumps({"name": "demo", "seeds": [0, 1]}, sort_keys=True)
+
+
+def make_run(i: int, **kw) -> RunRecord:
+    return RunRecord(
+        run_id=f"l2_path[kernel_regularizer.l2={10.0**-i}]/seed={i}",
+        variant="l2_path",
+        point={"kernel_regularizer.l2": 10.0**-i},
+        seed=i,
+        population="pop0" if i % 2 == 0 else "pop1",
+        hyperparameters={"kernel_regularizer": {"l2": 10.0**-i}, "layers": [1, 2]},
+        **kw,
+    )
+
+
+def finished(run: RunRecord, status: str = "done", **kw) -> RunRecord:
+    values = dict(
+        best_epoch=2,
+        stopped_epoch=None,
+        epochs_run=3,
+        metrics={"val_loss": 0.25, "loss": 0.2},
+        wall_time=1.5,
+    )
+    values.update(kw)
+    return RunRecord(
+        run.run_id,
+        run.variant,
+        run.point,
+        run.seed,
+        run.population,
+        run.hyperparameters,
+        status=status,
+        **values,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "out")
+    s.init_study(FP, STUDY)
+    yield s
+    s.close()
+
+
+# -- setup ----------------------------------------------------------------------------------
+
+
+def test_creates_directory_and_db_with_pragmas(tmp_path):
+    with SQLiteStore(tmp_path / "a" / "b") as s:
+        assert (tmp_path / "a" / "b" / "study.db").is_file()
+        conn = s._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    # reopening keeps one schema-version row
+    with SQLiteStore(tmp_path / "a" / "b") as s:
+        assert s._conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_rejects_file_as_directory_and_unknown_schema(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="must be a directory"):
+        SQLiteStore(tmp_path / "f")
+    SQLiteStore(tmp_path / "d").close()
+    conn = sqlite3.connect(tmp_path / "d" / "study.db")
+    with conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    with pytest.raises(DataError, match="schema version must be 1. Got 99"):
+        SQLiteStore(tmp_path / "d")
+
+
+def test_closed_store_refuses(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(ConfigError, match="closed"):
+        s.runs()
+
+
+def test_storage_imports_no_torch():
+    code = "import sys, reglab.storage; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- the study and resume -------------------------------------------------------------------
+
+
+def test_init_study_first_resume_and_other(tmp_path):
+    s = SQLiteStore(tmp_path)
+    assert s.study() is None
+    assert s.init_study(FP, STUDY) is True
+    assert s.study() == (FP, {"name": "demo", "seeds": [0, 1]})
+    assert s.init_study(FP, STUDY) is False
+    s.add_runs([make_run(0)])
+    with pytest.raises(
+        ConfigError,
+        match=r"holds another study \(fingerprint ffffffffffff…, "
+        r"name 'demo'\)\. Run with --restart to start over, "
+        r"or use another --out directory\.",
+    ):
+        s.init_study("a" * 64, json.dumps({"name": "other"}))
+    assert s.study()[0] == FP and len(s.runs()) == 1  # untouched
+    s.close()
+
+
+def test_restart_wipes_everything(store):
+    store.add_runs([make_run(0), make_run(1)])
+    store.mark_running([make_run(0).run_id])
+    store.record_epochs([(make_run(0).run_id, 0, {"loss": 1.0})])
+    store.set_meta("device", "cpu")
+    assert store.init_study("b" * 64, json.dumps({"name": "new"}), restart=True) is True
+    assert store.study() == ("b" * 64, {"name": "new"})
+    assert store.runs() == []
+    assert store.epochs(make_run(0).run_id) == []
+    assert store.get_meta("device") is None
+    store.add_runs([make_run(5)])
+    assert [r.run_id for r in store.runs()] == [make_run(5).run_id]
+
+
+def test_init_study_rejects_non_json(tmp_path):
+    with SQLiteStore(tmp_path) as s, pytest.raises(ConfigError, match="must be JSON text"):
+        s.init_study(FP, "{not json")
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def test_add_runs_round_trip_in_insertion_order(store):
+    runs = [make_run(i) for i in (3, 1, 2, 0)]
+    store.add_runs(runs)
+    assert store.runs() == runs
+    assert store.run(runs[1].run_id) == runs[1]
+    with pytest.raises(DataError, match="no run with this id. Got 'nope'"):
+        store.run("nope")
+
+
+def test_add_runs_is_idempotent(store):
+    store.add_runs([make_run(0), make_run(1)])
+    store.mark_running([make_run(0).run_id])
+    changed = RunRecord(make_run(0).run_id, "other", {}, 99, "popX", {})
+    store.add_runs([changed, make_run(2), make_run(1)])
+    got = store.runs()
+    assert [r.run_id for r in got] == [make_run(i).run_id for i in (0, 1, 2)]
+    assert got[0].variant == "l2_path" and got[0].status == "running"  # untouched
+
+
+def test_add_runs_only_queued(store):
+    with pytest.raises(DataError, match="must be 'queued'. Got 'done'"):
+        store.add_runs([make_run(0), finished(make_run(1))])
+    assert store.runs() == []
+
+
+def test_run_record_validates_status():
+    with pytest.raises(ConfigError, match="'status' must be one of .* Got 'finished'"):
+        make_run(0, status="finished")
+    assert finished(make_run(0)).finished and not make_run(0).finished
+
+
+def test_runs_filter_by_status(store):
+    store.add_runs([make_run(i) for i in range(4)])
+    store.mark_running([make_run(1).run_id, make_run(2).run_id])
+    store.finish_runs([finished(make_run(2), "diverged")])
+    assert [r.seed for r in store.runs("queued")] == [0, 3]
+    assert [r.seed for r in store.runs("running")] == [1]
+    assert [r.seed for r in store.runs(("running", "diverged"))] == [1, 2]
+    assert [r.seed for r in store.runs(FINISHED)] == [2]
+    assert store.runs(()) == []
+    with pytest.raises(ConfigError, match="'status' must be among .* Got 'runing'"):
+        store.runs("runing")
+
+
+def test_mark_running_only_from_queued(store):
+    store.add_runs([make_run(0), make_run(1)])
+    store.mark_running([make_run(0).run_id])
+    store.finish_runs([finished(make_run(0))])
+    store.mark_running([make_run(0).run_id, make_run(1).run_id])
+    assert [r.status for r in store.runs()] == ["done", "running"]
+    with pytest.raises(DataError, match="no run with this id"):
+        store.mark_running(["ghost"])
+
+
+# -- epochs ---------------------------------------------------------------------------------
+
+
+def test_record_epochs_many_runs_in_one_call(store):
+    runs = [make_run(i) for i in range(5)]
+    store.add_runs(runs)
+    store.mark_running([r.run_id for r in runs])
+    rows = [
+        (r.run_id, e, {"loss": 1.0 / (e + 1), "val_loss": r.seed + e})
+        for e in range(3)
+        for r in runs
+    ]
+    store.record_epochs(rows)
+    for r in runs:
+        assert store.epochs(r.run_id) == [
+            {"epoch": e, "loss": 1.0 / (e + 1), "val_loss": r.seed + e} for e in range(3)
+        ]
+        assert store.run(r.run_id).epochs_run == 3
+    # out-of-order epochs come back ordered
+    store.record_epochs([(runs[0].run_id, 5, {"loss": 0.1}), (runs[0].run_id, 4, {"loss": 0.2})])
+    assert [e["epoch"] for e in store.epochs(runs[0].run_id)] == [0, 1, 2, 4, 5]
+
+
+def test_record_epochs_refuses_bad_rows(store):
+    store.add_runs([make_run(0), make_run(1)])
+    rid = make_run(0).run_id
+    store.record_epochs([(rid, 0, {"loss": 1.0})])
+    with pytest.raises(DataError, match="already has epoch 0"):
+        store.record_epochs([(rid, 1, {"loss": 1.0}), (rid, 0, {"loss": 2.0})])
+    with pytest.raises(DataError, match="no run with this id. Got 'ghost'"):
+        store.record_epochs([(rid, 1, {}), ("ghost", 0, {})])
+    with pytest.raises(DataError, match="without an 'epoch' key"):
+        store.record_epochs([(rid, 1, {"epoch": 3})])
+    with pytest.raises(DataError, match=r"must be \(run_id, epoch, metrics\)"):
+        store.record_epochs([(rid, 1)])
+    assert store.epochs(rid) == [{"epoch": 0, "loss": 1.0}]  # nothing partial
+
+
+def test_record_epochs_refuses_finished_run(store):
+    store.add_runs([make_run(0), make_run(1)])
+    store.finish_runs([finished(make_run(1), "failed", error="boom")])
+    with pytest.raises(
+        DataError,
+        match=r"run '.*seed=1' must not be finished .* "
+        r"Got status 'failed'",
+    ):
+        store.record_epochs(
+            [(make_run(0).run_id, 0, {"loss": 1.0}), (make_run(1).run_id, 0, {"loss": 1.0})]
+        )
+    assert store.epochs(make_run(0).run_id) == []
+
+
+def test_nan_and_inf_metrics_round_trip(store):
+    store.add_runs([make_run(0)])
+    rid = make_run(0).run_id
+    store.record_epochs([(rid, 0, {"loss": float("nan"), "val_loss": float("inf")})])
+    store.finish_runs([finished(make_run(0), "diverged", metrics={"loss": float("nan")})])
+    (epoch,) = store.epochs(rid)
+    assert math.isnan(epoch["loss"]) and epoch["val_loss"] == math.inf
+    assert math.isnan(store.run(rid).metrics["loss"])
+
+
+# -- finishing ------------------------------------------------------------------------------
+
+
+def test_finish_runs_round_trip(store):
+    store.add_runs([make_run(0), make_run(1)])
+    store.mark_running([make_run(0).run_id, make_run(1).run_id])
+    done = finished(make_run(0), "stopped_early", stopped_epoch=7, best_epoch=4, epochs_run=8)
+    failed = finished(make_run(1), "failed", metrics={}, error="CUDA OOM", wall_time=None)
+    store.finish_runs([done, failed])
+    assert store.runs() == [done, failed]
+
+
+def test_finished_runs_are_immutable(store):
+    store.add_runs([make_run(0)])
+    store.finish_runs([finished(make_run(0))])
+    with pytest.raises(DataError, match=r"run '.*seed=0' is already finished \(status 'done'\)"):
+        store.finish_runs([finished(make_run(0), "failed", error="again")])
+    assert store.run(make_run(0).run_id) == finished(make_run(0))
+    # the same run twice in one call is refused too
+    store.add_runs([make_run(1)])
+    with pytest.raises(DataError, match="already finished"):
+        store.finish_runs([finished(make_run(1)), finished(make_run(1), "failed")])
+    assert store.run(make_run(1).run_id).status == "queued"
+
+
+def test_finish_runs_needs_final_status(store):
+    store.add_runs([make_run(0)])
+    with pytest.raises(DataError, match="must be one of done, .* Got 'running'"):
+        store.finish_runs([make_run(0, status="running")])
+    with pytest.raises(DataError, match="no run with this id"):
+        store.finish_runs([finished(make_run(9))])
+
+
+def test_reset_unfinished(store):
+    runs = [make_run(i) for i in range(4)]
+    store.add_runs(runs)
+    store.mark_running([r.run_id for r in runs[:3]])
+    store.record_epochs([(r.run_id, e, {"loss": 1.0}) for r in runs[:3] for e in range(2)])
+    store.finish_runs([finished(runs[1])])
+    assert store.reset_unfinished() == [runs[0].run_id, runs[2].run_id]
+    assert [r.status for r in store.runs()] == ["queued", "done", "queued", "queued"]
+    assert store.epochs(runs[0].run_id) == [] and store.epochs(runs[2].run_id) == []
+    assert store.run(runs[0].run_id).epochs_run == 0
+    assert len(store.epochs(runs[1].run_id)) == 2  # finished runs keep their epochs
+    assert store.reset_unfinished() == []
+
+
+# -- metadata -------------------------------------------------------------------------------
+
+
+def test_meta_round_trip(store):
+    assert store.get_meta("versions") is None
+    assert store.get_meta("versions", {}) == {}
+    store.set_meta("versions", {"torch": "2.13.0", "reglab": "0.1.0"})
+    store.set_meta("wall_time", {"pop0": 1.5})
+    store.set_meta("wall_time", {"pop0": 1.5, "pop1": 2.0})
+    assert store.get_meta("versions") == {"reglab": "0.1.0", "torch": "2.13.0"}
+    assert store.get_meta("wall_time") == {"pop0": 1.5, "pop1": 2.0}
+    with pytest.raises(DataError, match="must be JSON-serialisable"):
+        store.set_meta("bad", object())
+    with pytest.raises(ConfigError, match="'key' must be a str"):
+        store.set_meta(1, 2)
+
+
+def test_numpy_numbers_are_stored_as_plain_numbers(store):
+    np = pytest.importorskip("numpy")
+    run = RunRecord("r", "v", {}, np.int64(3), "p", {})
+    store.add_runs([run])
+    store.finish_runs(
+        [
+            RunRecord(
+                "r", "v", {}, 3, "p", {}, status="done", best_epoch=np.int64(2),
+                epochs_run=np.int32(4), wall_time=np.float32(1.5),
+            )
+        ]
+    )  # fmt: skip
+    got = store.run("r")
+    assert (got.seed, got.best_epoch, got.epochs_run, got.wall_time) == (3, 2, 4, 1.5)
+    assert type(got.seed) is int and type(got.best_epoch) is int
+
+
+def test_docstring_examples():
+    import doctest
+
+    import reglab.storage.records as records
+
+    for module in (records, sqlite_store):
+        assert doctest.testmod(module).failed == 0
+
+
+def test_dicts_stored_as_sorted_json(store):
+    store.add_runs([RunRecord("r", "v", {"b": 1, "a": 2}, 0, "p", {"z": 1, "y": {"d": 1, "c": 2}})])
+    raw = store._conn.execute("SELECT point, hyperparameters FROM runs").fetchone()
+    assert raw == ('{"a": 2, "b": 1}', '{"y": {"c": 2, "d": 1}, "z": 1}')
+
+
+# -- atomicity and concurrency --------------------------------------------------------------
+
+
+def failing_dumps(monkeypatch, fail_at: int, on_fail=None):
+    """Makes the store's JSON encoder raise on its ``fail_at``-th call: a crash mid-write."""
+    real = sqlite_store._dumps
+    calls = {"n": 0}
+
+    def dumps(value):
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            if on_fail is not None:
+                on_fail()
+            raise RuntimeError("simulated crash")
+        return real(value)
+
+    monkeypatch.setattr(sqlite_store, "_dumps", dumps)
+
+
+def test_crash_inside_record_epochs_leaves_nothing(store, monkeypatch, tmp_path):
+    runs = [make_run(i) for i in range(3)]
+    store.add_runs(runs)
+    other = SQLiteStore(tmp_path / "out")
+    seen = {}
+    # the 5th row fails after 4 inserts; meanwhile another connection sees none of them
+    failing_dumps(
+        monkeypatch,
+        5,
+        on_fail=lambda: seen.update(n=sum(len(other.epochs(r.run_id)) for r in runs)),
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        store.record_epochs([(r.run_id, e, {"loss": 1.0}) for e in range(2) for r in runs])
+    assert seen == {"n": 0}
+    assert all(store.epochs(r.run_id) == [] for r in runs)
+    assert all(other.epochs(r.run_id) == [] for r in runs)
+    other.close()
+
+
+def test_crash_inside_finish_runs_leaves_nothing(store, monkeypatch):
+    store.add_runs([make_run(0), make_run(1)])
+    store.mark_running([make_run(0).run_id, make_run(1).run_id])
+    inside = {}
+    # 3 JSON fields per run: the 6th encoding is the second run's, after the first run's
+    # UPDATE, which the transaction itself still sees
+    failing_dumps(
+        monkeypatch, 6, on_fail=lambda: inside.update(status=store.run(make_run(0).run_id).status)
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        store.finish_runs([finished(make_run(0)), finished(make_run(1))])
+    assert inside == {"status": "done"}  # the first run was written, then rolled back
+    assert [r.status for r in store.runs()] == ["running", "running"]
+    monkeypatch.undo()
+    store.finish_runs([finished(make_run(0)), finished(make_run(1))])  # still possible
+    assert [r.status for r in store.runs()] == ["done", "done"]
+
+
+def test_crash_inside_add_runs_leaves_nothing(store, monkeypatch):
+    failing_dumps(monkeypatch, 7)  # 3 dumps per run: fails within the third run
+    with pytest.raises(RuntimeError):
+        store.add_runs([make_run(i) for i in range(4)])
+    assert store.runs() == []
+
+
+def test_second_store_sees_committed_data(store, tmp_path):
+    store.add_runs([make_run(0)])
+    store.record_epochs([(make_run(0).run_id, 0, {"loss": 0.5})])
+    store.set_meta("device", "cuda:0")
+    with SQLiteStore(tmp_path / "out") as other:
+        assert other.init_study(FP, STUDY) is False
+        assert [r.run_id for r in other.runs()] == [make_run(0).run_id]
+        assert other.run(make_run(0).run_id).epochs_run == 1
+        assert other.epochs(make_run(0).run_id) == [{"epoch": 0, "loss": 0.5}]
+        assert other.get_meta("device") == "cuda:0"
+        other.finish_runs([finished(make_run(0))])
+    assert store.run(make_run(0).run_id).status == "done"
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from reglab.storage import RunRecord, SQLiteStore
+
+    store = SQLiteStore(sys.argv[1])
+    store.init_study("f" * 64, '{"name": "kill"}')
+    ids = [f"run{i}" for i in range(8)]
+    store.add_runs([RunRecord(i, "v", {}, 0, "p", {}) for i in ids])
+    store.mark_running(ids)
+    epoch = 0
+    while True:
+        store.record_epochs([(i, epoch, {"loss": 1.0 / (epoch + 1), "pad": "x" * 200})
+                             for i in ids])
+        if epoch == 0:
+            print("ready", flush=True)
+        epoch += 1
+""")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_mid_write_leaves_consistent_db(tmp_path):
+    out = tmp_path / "killed"
+    src = Path(sqlite_store.__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    with SQLiteStore(out) as store:
+        conn = store._conn
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        rows = conn.execute("SELECT run_id, epoch, metrics FROM epochs").fetchall()
+        per_epoch: dict[int, set] = {}
+        for run_id, epoch, metrics in rows:
+            assert json.loads(metrics) == {"loss": 1.0 / (epoch + 1), "pad": "x" * 200}
+            per_epoch.setdefault(epoch, set()).add(run_id)
+        n = len(per_epoch)
+        assert n >= 1
+        # whole transactions only: epochs 0..n-1, each with all eight runs
+        assert sorted(per_epoch) == list(range(n))
+        assert all(ids == {f"run{i}" for i in range(8)} for ids in per_epoch.values())
+        assert {r.epochs_run for r in store.runs()} == {n}
+        # and the study resumes
+        assert store.init_study("f" * 64, '{"name": "kill"}') is False
+        assert len(store.reset_unfinished()) == 8
+        assert conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 0
