@@ -112,3 +112,20 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path):
     with sqlite3.connect(out / "study.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert finished(out) == expected
+
+
+def test_a_failing_population_is_recorded_and_the_study_goes_on(tmp_path):
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    class Flaky(InProcessExecutor):
+        def train(self, job, on_epoch=None, progress=None):
+            if any(run.variant == "bn" for run in job.population.runs):
+                raise RuntimeError("out of memory (simulated)")
+            return super().train(job, on_epoch, progress)
+
+    study = write_study(tmp_path)
+    store = run_study(study, tmp_path / "out", executor=Flaky(), log=lambda *_: None)
+    statuses = {r.variant: r.status for r in store.runs()}
+    assert statuses["bn"] == "failed" and statuses["baseline"] in ("done", "stopped_early")
+    failed = [r for r in store.runs() if r.status == "failed"]
+    assert len(failed) == 3 and all("out of memory (simulated)" in r.error for r in failed)
