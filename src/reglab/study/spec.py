@@ -255,9 +255,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         raise StudySpecError(str(path), [f"TOML syntax: {error}."]) from None
     checker = _Checker()
     checker.keys("study", raw, TOP_KEYS)
-    for section in ("data", "model", "training", "variants"):
+    for section in ("data", "model", "training"):
         if section not in raw:
             checker.add(f"[{section}]: missing section.")
+    if "variants" not in raw:
+        checker.add("variants: expected at least one [variants.NAME] table. Got none.")
 
     seeds_raw = raw.get("seeds", 1)
     seeds: tuple[int, ...] = ()
@@ -273,7 +275,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
 
     data_raw = checker.keys("data", raw.get("data", {}), DATA_KEYS)
     dataset = data_raw.get("dataset")
-    if not isinstance(dataset, str):
+    if "data" not in raw:
+        pass  # reported as a missing section
+    elif not isinstance(dataset, str):
         checker.add(f"data.dataset: expected a built-in name ({', '.join(BUILTIN_DATASETS)}) or "
                     f"a path to a .npz or .csv file. Got {dataset!r}.")
     elif dataset not in BUILTIN_DATASETS:
@@ -291,7 +295,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
     shape_raw = model_raw.get("input_shape")
     input_shape: tuple[int, ...] = ()
-    if not (isinstance(shape_raw, list) and shape_raw and all(
+    if "model" not in raw:
+        pass  # reported as a missing section
+    elif not (isinstance(shape_raw, list) and shape_raw and all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_raw)):
         checker.add(f"model.input_shape: expected a list of positive ints such as [784]. "
                     f"Got {shape_raw!r}.")
@@ -299,7 +305,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         input_shape = tuple(shape_raw)
     layers: list[LayerSpec] = []
     layers_raw = model_raw.get("layers")
-    if not isinstance(layers_raw, list) or not layers_raw:
+    if "model" not in raw:
+        pass
+    elif not isinstance(layers_raw, list) or not layers_raw:
         checker.add(f"model.layers: expected a non-empty list of layer tables. Got {layers_raw!r}.")
     else:
         for i, node in enumerate(layers_raw):
@@ -325,7 +333,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
 
     variants: list[VariantSpec] = []
     variants_raw = raw.get("variants", {})
-    if not isinstance(variants_raw, dict) or not variants_raw:
+    if "variants" not in raw:
+        pass
+    elif not isinstance(variants_raw, dict) or not variants_raw:
         checker.add("variants: expected at least one [variants.NAME] table. Got none.")
     else:
         for name, table in variants_raw.items():
