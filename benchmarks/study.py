@@ -63,7 +63,8 @@ def main() -> None:
                     return a.reshape(len(a), *data.image_shape) if images else a
                 x, x_val = shaped(data.x_train), shaped(data.x_val)
                 pop = Population(members)
-                pop.fit(x[:1024], data.y_train[:1024], batch_size=128, epochs=1, augment=augment)
+                pop.fit(x[:1024], data.y_train[:1024], batch_size=128, epochs=1, augment=augment,
+                        validation_data=(x_val[:256], data.y_val[:256]))  # warm-up
                 t0 = time.perf_counter()
                 pop.fit(x, data.y_train, batch_size=plan.spec.training.batch_size, epochs=1,
                         augment=augment, validation_data=(x_val, data.y_val))
