@@ -179,24 +179,24 @@ def _initializer_name(fn, where: str) -> str:
                       + _ONLY_BUILT_IN.format(kind="initializers"))
 
 
-def _regularizer_config(regularizer, where: str) -> dict[str, Any] | None:
-    if regularizer is None:
+def _builtin_config(obj, where: str, known: dict, kind: str, serialize) -> dict[str, Any] | None:
+    """The config of a built-in regularizer or constraint; anything else cannot be saved."""
+    if obj is None:
         return None
-    if _REGULARIZERS.get(type(regularizer).__name__) is not type(regularizer):
-        raise ConfigError(f"{where}: must be a built-in regularizer "
-                          f"({', '.join(sorted(_REGULARIZERS))}). Got {regularizer!r}. "
-                          + _ONLY_BUILT_IN.format(kind="regularizers"))
-    return regularizers_module.serialize(regularizer)
+    if known.get(type(obj).__name__) is not type(obj):
+        raise ConfigError(f"{where}: must be a built-in {kind[:-1]} "
+                          f"({', '.join(sorted(known))}). Got {obj!r}. "
+                          + _ONLY_BUILT_IN.format(kind=kind))
+    return serialize(obj)
+
+
+def _regularizer_config(regularizer, where: str) -> dict[str, Any] | None:
+    return _builtin_config(regularizer, where, _REGULARIZERS, "regularizers",
+                           regularizers_module.serialize)
 
 
 def _constraint_config(constraint, where: str) -> dict[str, Any] | None:
-    if constraint is None:
-        return None
-    if _CONSTRAINTS.get(type(constraint).__name__) is not type(constraint):
-        raise ConfigError(f"{where}: must be a built-in constraint "
-                          f"({', '.join(sorted(_CONSTRAINTS))}). Got {constraint!r}. "
-                          + _ONLY_BUILT_IN.format(kind="constraints"))
-    return constraints.serialize(constraint)
+    return _builtin_config(constraint, where, _CONSTRAINTS, "constraints", constraints.serialize)
 
 
 def _constructor_config(obj, where: str) -> dict[str, Any]:
