@@ -17,6 +17,7 @@ import torch
 
 from reglab.engine.member import PopulationPlan
 from reglab.engine.rng import generator
+from reglab.regularizers.penalty import is_active
 
 Value = float | torch.Tensor
 Key = tuple[int, str]
@@ -249,17 +250,14 @@ class UpdatePlan:
     def __init__(self, state: PopulationState):
         trainable = [wp for wp in state.plan.weights if wp.spec.trainable]
         self.decayed = [wp.key for wp in trainable
-                        if _nonzero(state.hyperparameters[wp.key]["weight_decay"])]
+                        if is_active(state.hyperparameters[wp.key]["weight_decay"])]
         self.one_by_one, self.grouped = [], []
         for wp in trainable:
             prox = state.penalties[wp.key]["l1_proximal_broadcast"]
-            special = _nonzero(prox) or (state.member_ids and
+            special = is_active(prox) or (state.member_ids and
                                          wp.constraints[state.member_ids[0]] is not None)
             (self.one_by_one if special else self.grouped).append(wp if special else wp.key)
         self.grouped_hyperparameters = [state.hyperparameters[key] for key in self.grouped]
         self.fused = bool(self.grouped) and state.optimizer.can_fuse(
             [state.weights[key] for key in self.grouped], self.grouped_hyperparameters)
 
-
-def _nonzero(value: Value) -> bool:
-    return isinstance(value, torch.Tensor) or value != 0

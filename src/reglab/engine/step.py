@@ -17,6 +17,7 @@ from reglab.layers.layer import ForwardContext, is_shared
 from reglab.regularizers.penalty import (
     activity_penalty,
     add_penalty_gradient_,
+    is_active,
     soft_threshold,
     weight_penalty,
 )
@@ -105,7 +106,7 @@ def apply_update(state: PopulationState) -> None:
             if w.grad is None:
                 continue
             prox = state.penalties[wp.key]["l1_proximal_broadcast"]
-            wants_prox = isinstance(prox, torch.Tensor) or prox != 0
+            wants_prox = is_active(prox)
             ndim = len(wp.spec.shape) + 1
             step_size = optimizer.update(w, w.grad, state.optimizer_state[wp.key],
                                          state.hyperparameters[wp.key], state.step_value(ndim),

@@ -17,6 +17,7 @@ import numpy as np
 from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
 from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
+from reglab.engine.data import check_count
 from reglab.errors import ConfigError
 from reglab.models import fit_data
 
@@ -189,9 +190,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
 
 
 def _check_batch_size(where, batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ConfigError(f"{where}: 'batch_size' must be an int >= 1. Got {batch_size!r}.")
+    check_count(where, "batch_size", batch_size)
 
 
 def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps=None):

@@ -46,9 +46,9 @@ def weight_penalty(
         flat = w.movedim(member_axis, 0).reshape(w.shape[member_axis], -1)  # (P, n)
         total = w.new_zeros(w.shape[member_axis])
     # The L2 term as the dot product of w with itself: no (P, n) temporary.
-    if _any_nonzero(l1):
+    if is_active(l1):
         total = total + l1 * flat.abs().sum(dim=-1)
-    if _any_nonzero(l2):
+    if is_active(l2):
         total = total + l2 * torch.linalg.vecdot(flat, flat)
     return total
 
@@ -60,12 +60,12 @@ def add_penalty_gradient_(grad: torch.Tensor, w: torch.Tensor, l1: float | torch
     The same math as differentiating ``weight_penalty``, written in place so that a
     population's penalties cost two passes over the weights instead of an autograd graph.
     """
-    if _any_nonzero(l1):
+    if is_active(l1):
         if isinstance(l1, torch.Tensor):
             grad.addcmul_(torch.sign(w), l1.view(member_shape(w, member_axis)))
         else:
             grad.add_(torch.sign(w), alpha=l1)
-    if _any_nonzero(l2):
+    if is_active(l2):
         if isinstance(l2, torch.Tensor):
             grad.addcmul_(w, 2.0 * l2.view(member_shape(w, member_axis)))
         else:
@@ -93,8 +93,11 @@ def soft_threshold(w: torch.Tensor, threshold: torch.Tensor | float) -> torch.Te
     return torch.sign(w) * torch.clamp(w.abs() - threshold, min=0.0)
 
 
-def _any_nonzero(value: float | torch.Tensor) -> bool:
-    # A tensor of strengths counts as non-zero without looking (which would synchronize
-    # with the device every step): the engine keeps strengths as tensors only when members
-    # differ, so some member's strength is non-zero.
+def is_active(value: float | torch.Tensor) -> bool:
+    """Whether a strength (or any per-member value) can be non-zero.
+
+    A tensor counts as non-zero without looking (which would synchronize with the device
+    every step): the engine keeps values as tensors only when members differ, so some
+    member's value is non-zero.
+    """
     return isinstance(value, torch.Tensor) or value != 0
