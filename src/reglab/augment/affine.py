@@ -63,8 +63,8 @@ def _affine(a00, a01, a02, a10, a11, a12) -> torch.Tensor:
     """Stacks six broadcastable (N,) tensors into ``(N, 3, 3)`` matrices ``[[a0.], [a1.], [0 0 1]]``."""
     a00, a01, a02, a10, a11, a12 = torch.broadcast_tensors(a00, a01, a02, a10, a11, a12)
     zero, one = torch.zeros_like(a00), torch.ones_like(a00)
-    rows = [torch.stack(r, dim=-1) for r in ((a00, a01, a02), (a10, a11, a12), (zero, zero, one))]
-    return torch.stack(rows, dim=-2)  # (N, 3, 3)
+    entries = torch.stack((a00, a01, a02, a10, a11, a12, zero, zero, one), dim=-1)
+    return entries.reshape(*a00.shape, 3, 3)  # (N, 3, 3)
 
 
 def rotation_matrix(theta_rad) -> torch.Tensor:
@@ -171,6 +171,29 @@ def _check_choice(where: str, argument: str, value: str, choices: tuple[str, ...
         raise unknown_name(where, f"'{argument}'", value, choices)
 
 
+# Fill modes that grid_sample's padding implements on the normalised grid alone.
+_GRID_ONLY_MODES = {"nearest": "border", "reflect": "reflection", "grid-constant": "zeros"}
+
+
+def _normalized_theta(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(N, 2, 3)`` ``affine_grid`` thetas equal to pixel-space ``matrices``.
+
+    ``affine_grid`` maps normalised output ``(x, y, 1)`` (x along columns; pixel ``i`` at
+    ``(2i + 1) / size - 1`` for ``align_corners=False``) to a normalised input point. Written as
+    ``to_normalized @ M @ to_pixels``, with the (row, col) <-> (x, y) swap inside both.
+    """
+    dtype, device = matrices.dtype, matrices.device
+    to_pixels = torch.tensor(  # (x, y, 1) -> (row, col, 1)
+        [[0.0, height / 2, (height - 1) / 2], [width / 2, 0.0, (width - 1) / 2], [0.0, 0.0, 1.0]],
+        dtype=dtype, device=device,
+    )
+    to_normalized = torch.tensor(  # (row, col, 1) -> (x, y, 1)
+        [[0.0, 2 / width, 1 / width - 1], [2 / height, 0.0, 1 / height - 1], [0.0, 0.0, 1.0]],
+        dtype=dtype, device=device,
+    )
+    return (to_normalized @ matrices @ to_pixels)[:, :2, :]
+
+
 def _scipy_wrap(coordinate: torch.Tensor, size: int) -> torch.Tensor:
     """scipy.ndimage's 'wrap' for one axis: period ``size - 1`` (first and last sample overlap),
     coordinates inside ``[0, size - 1]`` untouched; the same arithmetic as scipy's C code."""
@@ -231,6 +254,26 @@ def warp(
         )
     grid_dtype = torch.float32 if images.device.type == "mps" else torch.float64
     matrices = transforms.to(device=images.device, dtype=grid_dtype)
+    x = images.permute(0, 3, 1, 2)  # (N, C, H, W)
+    if fill_mode in _GRID_ONLY_MODES:
+        # The sampling grid is affine in the output pixel, and separable: a column term plus a
+        # row term. (F.affine_grid computes the same grid ~5x slower on CPU.)
+        theta = _normalized_theta(matrices, height, width).to(images.dtype)
+        xs = torch.arange(width, dtype=images.dtype, device=images.device)
+        ys = torch.arange(height, dtype=images.dtype, device=images.device)
+        xs, ys = (2 * xs + 1) / width - 1, (2 * ys + 1) / height - 1
+        along_cols = xs[None, :, None] * theta[:, None, :, 0]  # (N, W, 2)
+        along_rows = ys[None, :, None] * theta[:, None, :, 1] + theta[:, None, :, 2]  # (N, H, 2)
+        grid = along_rows[:, :, None, :] + along_cols[:, None, :, :]  # (N, H, W, 2)
+        padding = _GRID_ONLY_MODES[fill_mode]
+        if fill_mode == "grid-constant":
+            x = x - cval
+        result = F.grid_sample(
+            x, grid, mode=interpolation, padding_mode=padding, align_corners=False
+        )
+        if fill_mode == "grid-constant":
+            result = result + cval
+        return result.permute(0, 2, 3, 1).contiguous()
     rows = torch.arange(height, dtype=grid_dtype, device=images.device)
     cols = torch.arange(width, dtype=grid_dtype, device=images.device)
     out = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)  # (H, W, 2)
@@ -240,7 +283,6 @@ def warp(
     )
     row_in, col_in = coords.unbind(-1)
 
-    x = images.permute(0, 3, 1, 2)  # (N, C, H, W)
     padding, outside, size = "border", None, (height, width)
     if fill_mode == "reflect":
         padding = "reflection"

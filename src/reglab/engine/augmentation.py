@@ -23,7 +23,8 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     layers = [lp for lp in population.plan.layers if lp.layer.is_augmentation]
     if not layers and (spec is None or spec.is_identity):
         return xb
-    from reglab.augment import sample_transforms, warp
+    from reglab.augment import affine_params_to_transforms, warp
+    from reglab.augment.sampling import sample_affine_params
 
     s, b = xb.shape[:2]
     if xb.dim() != 5:
@@ -33,9 +34,12 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     images = xb.reshape(s * b, *xb.shape[2:])
     stages = []  # (fill key, transforms (S*b, 3, 3))
     if spec is not None and not spec.is_identity:
-        mats = torch.cat([sample_transforms(
-            spec, b, h, w, population.streams.get(seed, epoch_purpose("augment", epoch)),
-            dtype=torch.float64, device=xb.device) for seed, epoch in groups])
+        # Draw per group (each from its own stream), build all matrices in one batch.
+        drawn = [sample_affine_params(
+            spec, b, h, w, population.streams.get(seed, epoch_purpose("augment", epoch)))
+            for seed, epoch in groups]
+        params = {key: torch.cat([d[key] for d in drawn]) for key in drawn[0]}
+        mats = affine_params_to_transforms(params, h, w, swap_xy=spec.swap_xy).to(xb.device)
         stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
     for lp in layers:
         layer = lp.layer
