@@ -1,4 +1,4 @@
-"""The ``reglab`` command line: run, validate, show and list studies."""
+"""The ``reglab`` command line: run, validate, show, list and report studies."""
 
 from __future__ import annotations
 
@@ -62,8 +62,9 @@ def validate(study, seeds, epochs) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option("--restart", is_flag=True, help="Start over in a directory holding another study.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(study, out, seeds, epochs, device, restart, quiet) -> None:
-    """Runs (or resumes) a study, then prints the results table."""
+@click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
+def run(study, out, seeds, epochs, device, restart, quiet, no_report) -> None:
+    """Runs (or resumes) a study, prints the results table, writes OUT/report.html."""
     from reglab.study.report_table import results_table
     from reglab.study.runner import prepare_study, run_study
 
@@ -79,6 +80,29 @@ def run(study, out, seeds, epochs, device, restart, quiet) -> None:
     except ReglabError as error:
         _fail(error)
     click.echo(results_table(store))
+    store.close()
+    if not no_report:
+        _write_report(out, after_run=True)
+
+
+def _write_report(directory, after_run: bool = False) -> None:
+    from reglab.report import write_report
+
+    try:
+        path = write_report(directory)
+    except Exception as error:  # the study itself is saved; only the page is missing
+        saved = f"The study in {directory} is complete and saved; " if after_run else ""
+        _fail(ReglabError(f"{saved}the report could not be written: "
+                          f"{type(error).__name__}: {error}. Retry with `reglab report "
+                          f"{directory}`."))
+    click.echo(f"report: {path}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def report(directory) -> None:
+    """Writes DIRECTORY/report.html (every plot embedded) and DIRECTORY/plots/*.png."""
+    _write_report(Path(directory))
 
 
 def _progress_bar(index: int, count: int, runs: int):

@@ -6,6 +6,7 @@ Contract (shared by any future backend):
 * runs are kept in insertion order; adding a run that exists leaves it untouched;
 * a finished run (status in :data:`FINISHED`) is immutable: it takes no more epochs and cannot be
   finished again;
+* a finished run may carry one kernel (a float32 array), written in the same transaction;
 * dicts are stored as JSON text with sorted keys (NaN and infinities round-trip, so diverged
   metrics survive; tuples come back as lists).
 
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from reglab.errors import ConfigError, DataError
 from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
@@ -56,6 +59,13 @@ _SCHEMA = (
         metrics TEXT NOT NULL,
         PRIMARY KEY (run_id, epoch))""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # One kernel per finished run (the first weight layer's, for the report's histograms),
+    # little-endian float32 bytes in C order.
+    """CREATE TABLE IF NOT EXISTS kernels (
+        run_id TEXT PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
+        layer TEXT NOT NULL,
+        shape TEXT NOT NULL,
+        data BLOB NOT NULL)""",
 )
 
 _RUN_FIELDS = (
@@ -211,7 +221,7 @@ class SQLiteStore:
                     f"name {_study_name(row[1])!r}). Run with --restart to start over, "
                     "or use another --out directory."
                 )
-            for table in ("epochs", "runs", "meta", "study"):
+            for table in ("kernels", "epochs", "runs", "meta", "study"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("DELETE FROM sqlite_sequence WHERE name = 'runs'")
             conn.execute(
@@ -342,15 +352,25 @@ class SQLiteStore:
 
     # -- finishing and resuming -----------------------------------------------------------
 
-    def finish_runs(self, finished: Iterable[RunRecord]) -> None:
+    def finish_runs(
+        self,
+        finished: Iterable[RunRecord],
+        kernels: Mapping[str, tuple[str, np.ndarray]] | None = None,
+    ) -> None:
         """Stores final outcomes (status, epochs, metrics, wall time, error) in one transaction.
 
         Only the outcome fields are written; a run's identity fields never change.
+
+        Args:
+            finished: The runs' final records.
+            kernels: Optional ``run_id -> (layer name, array)`` for runs of this call: one
+                weight array per run, stored as float32 (see :meth:`kernel`).
 
         Raises:
             DataError: A record's status is not final, its run is unknown, or the run is already
                 finished (finished runs are immutable). Nothing of the call is written then.
         """
+        finished_ids: set[str] = set()
         with self._write() as conn:
             for run in finished:
                 if run.status not in FINISHED:
@@ -372,6 +392,31 @@ class SQLiteStore:
                     "WHERE run_id = :run_id",
                     _run_values(run),
                 )
+                finished_ids.add(run.run_id)
+            for run_id, (layer, array) in (kernels or {}).items():
+                if run_id not in finished_ids:
+                    raise DataError(
+                        f"{self}.finish_runs: 'kernels' has run {run_id!r}, which is not among "
+                        "the runs this call finishes."
+                    )
+                values = np.ascontiguousarray(array, dtype="<f4")
+                conn.execute(
+                    "INSERT OR REPLACE INTO kernels (run_id, layer, shape, data) "
+                    "VALUES (?, ?, ?, ?)",
+                    (run_id, str(layer), json.dumps(list(values.shape)), values.tobytes()),
+                )
+
+    def kernel(self, run_id: str) -> tuple[str, np.ndarray] | None:
+        """``(layer name, float32 array)`` stored with the finished run, or None."""
+        row = (
+            self._connection()
+            .execute("SELECT layer, shape, data FROM kernels WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        layer, shape, data = row
+        return layer, np.frombuffer(data, dtype="<f4").reshape(json.loads(shape)).copy()
 
     def reset_unfinished(self) -> list[str]:
         """After a kill: running runs go back to queued and lose their epochs.

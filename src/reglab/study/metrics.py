@@ -65,3 +65,12 @@ def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str,
             metrics["gap_loss"] = metrics["test_loss"] - metrics["train_loss"]
         metrics.update(weight_statistics(population.member_weights(member_id), names))
     return results
+
+
+def first_kernel(population, member_id: int) -> tuple[str, np.ndarray] | None:
+    """``(layer name, kernel)`` of the member's first layer with a kernel, or None."""
+    weights = population.member_weights(member_id)
+    for (index, name), tensor in sorted(weights.items()):
+        if name == "kernel":
+            return population.plan.layers[index].canonical_name, tensor.detach().cpu().numpy()
+    return None

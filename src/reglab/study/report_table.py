@@ -1,12 +1,16 @@
-"""The results table of a study: per variant, mean ± CI over seeds and the verdict.
+"""The results of a study: per variant, mean ± CI over seeds and the verdict against the baseline.
 
-Choices are made on validation accuracy (the best strength of a sweep); test accuracy
-is reported, never used to choose.
+:func:`rank_variants` computes them once; :func:`results_table` prints them and the HTML
+report shows them. Choices are made on validation accuracy (the best variant, the best
+strength of a sweep); test accuracy is reported, never used to choose.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+FINAL_OK = ("done", "stopped_early")
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -15,42 +19,91 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 def variant_label(record) -> str:
+    """``l2_path[l2=0.001]`` for a sweep point, the variant's name otherwise."""
     point = ",".join(f"{k.split('.')[-1]}={v:.3g}" for k, v in record.point.items())
     return f"{record.variant}[{point}]" if point else record.variant
 
 
-def results_table(store, baseline: str = "baseline", metric: str = "test_accuracy") -> str:
-    """The ranked table with paired differences to the baseline and Holm-corrected verdicts."""
-    from reglab.stats import compare_variants
+@dataclass(frozen=True)
+class RankedVariant:
+    """One row of the results: a variant (at one sweep point) over its seeds."""
+
+    label: str
+    verdict: object  # reglab.stats.VariantVerdict on the ranked metric
+    gap: object  # reglab.stats.Summary of gap_accuracy
+    validation_mean: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    rows: tuple[RankedVariant, ...]  # best test mean first
+    baseline: str
+    metric: str
+    best: str  # the label with the best mean validation accuracy
+
+    def row(self, label: str) -> RankedVariant:
+        return next(r for r in self.rows if r.label == label)
+
+
+def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy"
+                  ) -> Ranking | None:
+    """Ranks the finished runs' variants; None when no run has ``metric`` yet.
+
+    ``baseline`` falls back to the first variant when the study has none of that name.
+    """
+    from reglab.stats import compare_variants, summarize
 
     values: dict[str, dict[int, float]] = {}
-    gaps: dict[str, dict[int, float]] = {}
-    val: dict[str, dict[int, float]] = {}
-    for record in store.runs(status=("done", "stopped_early")):
+    gaps: dict[str, list[float]] = {}
+    validation: dict[str, list[float]] = {}
+    for record in runs:
+        if record.status not in FINAL_OK or metric not in record.metrics:
+            continue
         label = variant_label(record)
-        if metric in record.metrics:
-            values.setdefault(label, {})[record.seed] = record.metrics[metric]
-            gaps.setdefault(label, {})[record.seed] = record.metrics.get("gap_accuracy", math.nan)
-            val.setdefault(label, {})[record.seed] = record.metrics.get("val_accuracy", math.nan)
+        values.setdefault(label, {})[record.seed] = record.metrics[metric]
+        gaps.setdefault(label, []).append(record.metrics.get("gap_accuracy", math.nan))
+        validation.setdefault(label, []).append(record.metrics.get("val_accuracy", math.nan))
     if not values:
-        return "no finished runs yet"
+        return None
     if baseline not in values:
         baseline = next(iter(values))
-    verdicts = compare_variants(values, baseline=baseline)
+    rows = []
+    for verdict in compare_variants(values, baseline=baseline):
+        finite_gaps = [g for g in gaps[verdict.variant] if math.isfinite(g)]
+        gap = summarize(finite_gaps) if finite_gaps else None
+        rows.append(RankedVariant(verdict.variant, verdict, gap,
+                                  _mean(validation[verdict.variant])))
+    best = max(rows, key=lambda r: -math.inf if math.isnan(r.validation_mean)
+               else r.validation_mean).label
+    return Ranking(tuple(rows), baseline, metric, best)
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def results_table(store, baseline: str = "baseline", metric: str = "test_accuracy") -> str:
+    """The ranked table with paired differences to the baseline and Holm-corrected verdicts."""
+    ranking = rank_variants(store.runs(), baseline, metric)
+    if ranking is None:
+        return "no finished runs yet"
+    baseline = ranking.baseline
     lines = [f"{'variant':40s} {'test acc (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
              f" {'p (Holm)':>9s}  verdict"]
-    for v in verdicts:
+    for row in ranking.rows:
+        v = row.verdict
         s = v.summary
         ci = f"{_fmt(s.mean)} ({_fmt(s.ci_low, 3)}–{_fmt(s.ci_high, 3)})"
-        gap = sum(gaps[v.variant].values()) / len(gaps[v.variant])
+        gap = _fmt(row.gap.mean if row.gap else math.nan)
         if v.comparison is None:
             delta, p = "", ""
         else:
             c = v.comparison
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
             p = _fmt(v.p_holm, 3)
-        lines.append(f"{v.variant:40s} {ci:>24s} {gap:8.4f} {delta:>22s} {p:>9s}  {v.verdict}")
-    best = max(val, key=lambda k: sum(val[k].values()) / len(val[k]))
-    lines.append(f"\nbest on validation accuracy: {best} "
-                 f"(test {sum(values[best].values()) / len(values[best]):.4f})")
+        lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
+    best = ranking.row(ranking.best)
+    lines.append(f"\nbest on validation accuracy: {ranking.best} "
+                 f"(test {best.verdict.summary.mean:.4f})")
     return "\n".join(lines)

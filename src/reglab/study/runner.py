@@ -38,6 +38,7 @@ class RunOutcome:
     metrics: dict
     wall_time: float
     error: str | None = None
+    kernel: tuple[str, Any] | None = None  # (layer name, the first weight layer's kernel)
 
 
 class InProcessExecutor:
@@ -58,7 +59,7 @@ class InProcessExecutor:
               progress: Any = None) -> list[RunOutcome]:
         from reglab.engine import Population
         from reglab.study.build import population_members
-        from reglab.study.metrics import final_metrics
+        from reglab.study.metrics import final_metrics, first_kernel
 
         spec, runs = job.spec, job.population.runs
         data = self._load(spec)
@@ -80,7 +81,7 @@ class InProcessExecutor:
         metrics = final_metrics(population, data, x_fit, x_val, x_test)
         wall = time.perf_counter() - started
         return [RunOutcome(run.run_id, m.status, m.epochs_run, m.best_epoch, m.stopped_epoch,
-                           metrics[i], wall / len(runs))
+                           metrics[i], wall / len(runs), kernel=first_kernel(population, i))
                 for i, (run, m) in enumerate(zip(runs, result.members))]
 
 
@@ -139,6 +140,7 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
     store.set_meta("versions", {"python": platform.python_version(), "torch": torch.__version__,
                                 "reglab": __import__("reglab").__version__})
     store.set_meta("device", device)
+    store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})
     executor = executor or InProcessExecutor()
     done = {r.run_id for r in store.runs(status=("done", "stopped_early", "diverged", "failed"))}
     for index, population in enumerate(plan.populations):
@@ -165,7 +167,8 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
         store.finish_runs([dataclasses.replace(
             records[o.run_id], status=o.status, best_epoch=o.best_epoch,
             stopped_epoch=o.stopped_epoch, epochs_run=o.epochs_run, metrics=o.metrics,
-            wall_time=o.wall_time, error=o.error) for o in outcomes])
+            wall_time=o.wall_time, error=o.error) for o in outcomes],
+            kernels={o.run_id: o.kernel for o in outcomes if o.kernel is not None})
         walls = store.get_meta("population_wall_time", {}) or {}
         walls[population.key] = time.perf_counter() - started
         store.set_meta("population_wall_time", walls)

@@ -123,6 +123,22 @@ class StudySpec:
         """SHA-256 of :meth:`canonical_json`."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
+    @classmethod
+    def from_canonical(cls, data: dict) -> StudySpec:
+        """The spec back from ``json.loads(spec.canonical_json())`` (what a store keeps)."""
+        training = dict(data["training"])
+        training["metrics"] = tuple(training["metrics"])
+        return cls(
+            name=data["name"], seeds=tuple(data["seeds"]), data=DataSpec(**data["data"]),
+            input_shape=tuple(data["input_shape"]),
+            layers=tuple(LayerSpec(layer["type"], layer["args"]) for layer in data["layers"]),
+            training=TrainingSpec(**training),
+            variants=tuple(
+                VariantSpec(v["name"], v["changes"],
+                            tuple(SweepSpec(s["path"], tuple(s["values"])) for s in v["sweeps"]))
+                for v in data["variants"]),
+            description=data.get("description", ""))
+
 
 class StudySpecError(ConfigError):
     """Every problem of a study file, one per line, each with its place."""

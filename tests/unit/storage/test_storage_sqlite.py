@@ -500,3 +500,35 @@ def test_sigkill_mid_write_leaves_consistent_db(tmp_path):
         assert store.init_study("f" * 64, '{"name": "kill"}') is False
         assert len(store.reset_unfinished()) == 8
         assert conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 0
+
+
+def test_kernels_round_trip_with_finish(store):
+    import numpy as np
+
+    store.add_runs([make_run(0), make_run(1)])
+    kernel = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    store.finish_runs([finished(make_run(0))], kernels={make_run(0).run_id: ("dense", kernel)})
+    layer, back = store.kernel(make_run(0).run_id)
+    assert layer == "dense" and back.dtype == np.float32 and back.shape == (3, 4)
+    np.testing.assert_array_equal(back, kernel.astype(np.float32))
+    assert store.kernel(make_run(1).run_id) is None
+
+
+def test_kernel_of_a_run_not_finished_in_the_call_writes_nothing(store):
+    import numpy as np
+
+    store.add_runs([make_run(0), make_run(1)])
+    with pytest.raises(DataError, match=r"'kernels' has run '.*seed=1', which is not among"):
+        store.finish_runs([finished(make_run(0))],
+                          kernels={make_run(1).run_id: ("dense", np.zeros(2))})
+    assert store.run(make_run(0).run_id).status == "queued"
+    assert store.kernel(make_run(1).run_id) is None
+
+
+def test_restart_deletes_kernels(store):
+    import numpy as np
+
+    store.add_runs([make_run(0)])
+    store.finish_runs([finished(make_run(0))], kernels={make_run(0).run_id: ("d", np.ones(3))})
+    store.init_study("another", '{"name": "other"}', restart=True)
+    assert store.kernel(make_run(0).run_id) is None

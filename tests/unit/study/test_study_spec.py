@@ -48,6 +48,17 @@ def test_the_example_studies_parse():
     assert parse_study(EXAMPLES / "small.toml").training.epochs == 3
 
 
+def test_a_spec_comes_back_from_its_canonical_json():
+    import json
+
+    from reglab.study.spec import StudySpec
+
+    spec = parse_study(EXAMPLES / "tutorial.toml")
+    back = StudySpec.from_canonical(json.loads(spec.canonical_json()))
+    assert back == spec
+    assert back.fingerprint() == spec.fingerprint()
+
+
 def test_grids_are_evenly_spaced():
     log = sweep_values({"log": [1e-5, 1e-1], "n": 5}, "x", [])
     assert [round(math.log10(v), 12) for v in log] == [-5, -4, -3, -2, -1]

@@ -1,0 +1,159 @@
+"""What a report shows, read from a study's store: runs, epochs, kernels, ranking, metadata.
+
+Nothing here draws; :mod:`reglab.report.figures` turns a :class:`StudyResults` into
+figures and :mod:`reglab.report.page` into HTML. No torch, no matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reglab.errors import DataError
+from reglab.storage import SQLiteStore
+from reglab.storage.sqlite_store import DB_NAME
+from reglab.study.plan import plan_study
+from reglab.study.report_table import FINAL_OK, Ranking, rank_variants, variant_label
+from reglab.study.spec import StudySpec
+
+L1_TYPES = {"l1": "subgradient", "l1l2": "subgradient", "l1_l2": "subgradient",
+            "proximall1": "proximal"}
+
+
+@dataclass
+class StudyResults:
+    """A finished (or partly finished) study, as the report needs it."""
+
+    directory: Path
+    spec: StudySpec
+    runs: list  # every RunRecord, in the study's order
+    epochs: dict[str, list[dict]]  # run_id -> per-epoch logs
+    ranking: Ranking | None
+    meta: dict = field(default_factory=dict)
+    kernels: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+
+    # -- groupings ------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> list:
+        """Runs that trained to the end (done or stopped early)."""
+        return [r for r in self.runs if r.status in FINAL_OK]
+
+    def by_label(self) -> dict[str, list]:
+        """Finished runs grouped by variant label (a sweep point is its own label), in order."""
+        groups: dict[str, list] = {}
+        for record in self.finished:
+            groups.setdefault(variant_label(record), []).append(record)
+        return groups
+
+    def variant_changes(self) -> dict[str, dict]:
+        """Each variant's changes as written (sweeps unexpanded)."""
+        return {v.name: v.changes for v in self.spec.variants}
+
+    def swept_variants(self) -> list:
+        return [v for v in self.spec.variants if v.sweeps]
+
+    def curve_labels(self) -> list[str]:
+        """Labels whose learning curves are drawn: every variant without a sweep, and the
+        best point (on validation accuracy) of each swept variant."""
+        groups = self.by_label()
+        labels = []
+        for variant in self.spec.variants:
+            mine = [label for label, runs in groups.items() if runs[0].variant == variant.name]
+            if not mine:
+                continue
+            if not variant.sweeps:
+                labels.extend(mine)
+            else:
+                labels.append(max(mine, key=lambda label: _mean(
+                    [r.metrics.get("val_accuracy", math.nan) for r in groups[label]])))
+        return labels
+
+    def penalty_labels(self) -> list[str]:
+        """Variants that change nothing but the kernel penalty (and the unchanged baseline):
+        the ones whose weight histograms are compared."""
+        changes = self.variant_changes()
+        return [v.name for v in self.spec.variants
+                if not v.sweeps and set(changes[v.name]) <= {"kernel_regularizer"}
+                and v.name in self.by_label()]
+
+    def summary(self, label: str, metric: str):
+        """Mean and t interval of ``metric`` over the label's seeds (None without values)."""
+        from reglab.stats import summarize
+
+        values = [r.metrics.get(metric, math.nan) for r in self.by_label().get(label, [])]
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        return summarize(values) if values else None
+
+    def first_layer(self) -> str | None:
+        """The canonical name of the first layer whose kernel statistics were recorded."""
+        for record in self.finished:
+            for key in record.metrics:
+                if key.endswith(".zeros"):
+                    return key[: -len(".zeros")]
+        return None
+
+    def kernel_layers(self) -> list[str]:
+        """Every layer with kernel statistics, in the order the metrics name them."""
+        names: list[str] = []
+        for record in self.finished:
+            for key in record.metrics:
+                if key.endswith(".zeros") and key[: -len(".zeros")] not in names:
+                    names.append(key[: -len(".zeros")])
+        return names
+
+    def l1_kind(self, variant: str) -> str:
+        """'subgradient', 'proximal' or '' for a variant's kernel penalty."""
+        node = self.variant_changes().get(variant, {}).get("kernel_regularizer")
+        if not isinstance(node, dict):
+            return ""
+        return L1_TYPES.get(str(node.get("type", "")).lower(), "")
+
+    def plan_description(self) -> str:
+        return plan_study(self.spec).describe()
+
+
+def _mean(values) -> float:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def collect(directory: str | Path) -> StudyResults:
+    """Reads the study stored in ``directory``.
+
+    Raises:
+        DataError: naming the directory, when it holds no study.
+    """
+    directory = Path(directory)
+    if not (directory / DB_NAME).is_file():
+        raise DataError(
+            f"{directory}: expected a study directory with {DB_NAME} (written by `reglab run`). "
+            "Got none."
+        )
+    with SQLiteStore(directory) as store:
+        stored = store.study()
+        if stored is None:
+            raise DataError(f"{directory / DB_NAME}: holds no study yet (run `reglab run`).")
+        spec = StudySpec.from_canonical(stored[1])
+        runs = store.runs()
+        epochs = {r.run_id: store.epochs(r.run_id) for r in runs}
+        kernels = {}
+        for record in runs:
+            kernel = store.kernel(record.run_id)
+            if kernel is not None:
+                kernels[record.run_id] = kernel
+        meta = {key: store.get_meta(key) for key in
+                ("versions", "device", "population_wall_time", "study_file")}
+    return StudyResults(directory, spec, runs, epochs, rank_variants(runs), meta, kernels)
+
+
+def study_file_text(results: StudyResults) -> str:
+    """The study file as written when the store kept it, else the resolved study as JSON."""
+    kept = results.meta.get("study_file")
+    if isinstance(kept, dict) and isinstance(kept.get("text"), str):
+        return kept["text"]
+    return json.dumps(json.loads(results.spec.canonical_json()), indent=2)

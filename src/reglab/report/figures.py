@@ -1,0 +1,351 @@
+"""The report's figures, drawn with matplotlib's object API on the Agg canvas (no pyplot state).
+
+Each function takes a :class:`reglab.report.collect.StudyResults` and returns a
+:class:`Figure` (or None when the study has nothing to show for it). Bands are explained in
+the figures' captions on the page: learning curves show mean ± 1 standard deviation over
+seeds; regularization paths show mean ± 1 standard error, the unit of glmnet's 1-SE rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+SMALL = 1e-3
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG bytes (Agg)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _color(index: int) -> str:
+    return _COLORS[index % len(_COLORS)]
+
+
+# ---- learning curves -------------------------------------------------------------------------
+
+
+def _epoch_matrix(results, runs, key: str) -> np.ndarray:
+    """``(epochs, runs)`` of ``key``, nan where a run has no such epoch."""
+    series = [[e.get(key, math.nan) for e in results.epochs.get(r.run_id, [])] for r in runs]
+    length = max((len(s) for s in series), default=0)
+    matrix = np.full((length, len(series)), np.nan)
+    for j, values in enumerate(series):
+        matrix[: len(values), j] = np.asarray(values, dtype=float)
+    return matrix
+
+
+def _mean_sd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.sum(~np.isnan(matrix), axis=1)
+    safe = np.where(np.isnan(matrix), 0.0, matrix)
+    mean = safe.sum(axis=1) / np.maximum(counts, 1)
+    squares = np.where(np.isnan(matrix), 0.0, (matrix - mean[:, None]) ** 2).sum(axis=1)
+    sd = np.sqrt(squares / np.maximum(counts - 1, 1))
+    mean[counts == 0] = np.nan
+    sd[counts < 2] = 0.0
+    return mean, sd
+
+
+def learning_curves(results, kind: str) -> Figure | None:
+    """One panel per variant: training (solid) and validation (dashed) ``kind`` ('loss' or
+    'accuracy') over epochs, mean ± 1 SD over seeds; dotted lines at early-stopping epochs."""
+    groups = results.by_label()
+    labels = [label for label in results.curve_labels()
+              if any(results.epochs.get(r.run_id) for r in groups[label])]
+    if not labels:
+        return None
+    columns = min(4, len(labels))
+    rows = math.ceil(len(labels) / columns)
+    figure = _figure(3.2 * columns, 2.4 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    for ax, label in zip(axes.flat, labels):
+        runs = groups[label]
+        for key, style, name in ((kind, "-", "train"), (f"val_{kind}", "--", "validation")):
+            matrix = _epoch_matrix(results, runs, key)
+            if matrix.size == 0 or np.all(np.isnan(matrix)):
+                continue
+            mean, sd = _mean_sd(matrix)
+            epochs = np.arange(1, len(mean) + 1)
+            color = "#1f77b4" if name == "train" else "#d62728"
+            ax.plot(epochs, mean, style, color=color, lw=1.6, label=name)
+            ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.18, lw=0)
+        stops = [r.stopped_epoch for r in runs
+                 if r.status == "stopped_early" and r.stopped_epoch is not None]
+        for i, stop in enumerate(stops):
+            ax.axvline(stop + 1, color="#555555", ls=":", lw=1,
+                       label="early stop" if i == 0 else None)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(kind, fontsize=8)
+    handles, names = [], []
+    for ax in axes.flat[: len(labels)]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    figure.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=8)
+    return figure
+
+
+# ---- generalization gap ----------------------------------------------------------------------
+
+
+def generalization_gap(results) -> Figure | None:
+    """Per variant: train − test accuracy and test − train loss, mean with its 95 % t interval."""
+    if results.ranking is None:
+        return None
+    labels = [row.label for row in results.ranking.rows]
+    figure = _figure(9.5, 0.9 + 0.26 * len(labels))
+    axes = figure.subplots(1, 2, sharey=True)
+    positions = np.arange(len(labels))[::-1]
+    for ax, metric, title in ((axes[0], "gap_accuracy", "train − test accuracy"),
+                              (axes[1], "gap_loss", "test − train loss")):
+        for y, label in zip(positions, labels):
+            summary = results.summary(label, metric)
+            if summary is None:
+                continue
+            low = summary.mean - summary.ci_low if math.isfinite(summary.ci_low) else 0.0
+            high = summary.ci_high - summary.mean if math.isfinite(summary.ci_high) else 0.0
+            color = "#7f7f7f" if label == results.ranking.baseline else "#1f77b4"
+            ax.errorbar(summary.mean, y, xerr=[[low], [high]], fmt="o", color=color, ms=4,
+                        capsize=2, lw=1)
+        baseline = results.summary(results.ranking.baseline, metric)
+        if baseline is not None:
+            ax.axvline(baseline.mean, color="#7f7f7f", ls="--", lw=1)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(labelsize=8)
+    axes[0].set_yticks(positions, labels)
+    return figure
+
+
+# ---- weights ---------------------------------------------------------------------------------
+
+
+def weight_histograms(results) -> Figure | None:
+    """First-layer kernel weights of the baseline and the penalty-only variants, pooled over
+    seeds, on a log-count axis (so that L1's spike at zero shows)."""
+    groups = results.by_label()
+    pooled = {}
+    for label in results.penalty_labels():
+        arrays = [results.kernels[r.run_id][1].ravel() for r in groups[label]
+                  if r.run_id in results.kernels]
+        if arrays:
+            pooled[label] = np.concatenate(arrays)
+    if not pooled:
+        return None
+    extent = max(float(np.abs(w).max()) for w in pooled.values()) or 1.0
+    edges = np.linspace(-extent, extent, 122)  # 121 bins: the middle one is centred on zero
+    columns = min(4, len(pooled))
+    rows = math.ceil(len(pooled) / columns)
+    figure = _figure(3.2 * columns, 2.5 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[len(pooled):]:
+        ax.set_visible(False)
+    for i, (ax, (label, weights)) in enumerate(zip(axes.flat, pooled.items())):
+        ax.hist(weights, bins=edges, color=_color(i), alpha=0.85)
+        ax.set_yscale("log")
+        zeros = float(np.mean(weights == 0)) * 100
+        small = float(np.mean(np.abs(weights) < SMALL)) * 100
+        ax.set_title(f"{label}: {small:.1f}% |w|<1e-3, {zeros:.1f}% exactly 0", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("first-layer kernel weight", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("count (log)", fontsize=8)
+    return figure
+
+
+# ---- regularization paths --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathChoice:
+    """What a regularization path chose, on validation accuracy."""
+
+    variant: str
+    path: str
+    line: str  # the other swept values of this line ('' for a one-dimensional sweep)
+    best: float
+    one_se: float
+    tutorial: float | None
+
+
+def _get(tree, path: str):
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _without(tree: dict, paths) -> dict:
+    tree = copy.deepcopy(tree)
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = tree
+        for key in parents:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return tree
+
+
+def tutorial_value(results, variant, path: str) -> float | None:
+    """The value at ``path`` of a variant without sweeps that is otherwise the same as the
+    swept ``variant`` (e.g. ``l1 = 0.01`` for a sweep of ``kernel_regularizer.l1``)."""
+    swept = [s.path for s in variant.sweeps]
+    reference = json.dumps(_without(variant.changes, swept), sort_keys=True)
+    for other in results.spec.variants:
+        if other.sweeps:
+            continue
+        value = _get(other.changes, path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                json.dumps(_without(other.changes, [path]), sort_keys=True) == reference:
+            return float(value)
+    return None
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    finite = np.asarray([v for v in values if isinstance(v, (int, float)) and math.isfinite(v)])
+    if finite.size == 0:
+        return math.nan, math.nan
+    se = float(finite.std(ddof=1) / math.sqrt(finite.size)) if finite.size > 1 else 0.0
+    return float(finite.mean()), se
+
+
+def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
+    """One figure per swept value: test accuracy (validation dashed), generalization gap,
+    first-layer sparsity and weight norm against the swept value, mean ± 1 SE over seeds,
+    with the best value on validation accuracy, the largest within one SE of it (glmnet's
+    1-SE rule) and the tutorial's value marked."""
+    from reglab.stats import one_standard_error_rule
+
+    first = results.first_layer()
+    panels = [("test_accuracy", "test accuracy"), ("gap_accuracy", "train − test accuracy")]
+    if first is not None:
+        panels += [(f"{first}.small", f"{first}: share |w| < 1e-3"),
+                   (f"{first}.l2_norm", f"{first}: kernel L2 norm")]
+    out = []
+    for variant in results.swept_variants():
+        runs = [r for r in results.finished if r.variant == variant.name]
+        if not runs:
+            continue
+        for sweep in variant.sweeps:
+            lines: dict[str, dict[float, list]] = {}
+            for record in runs:
+                others = ",".join(f"{k.split('.')[-1]}={v:.3g}" for k, v in record.point.items()
+                                  if k != sweep.path)
+                lines.setdefault(others, {}).setdefault(record.point[sweep.path], []).append(
+                    record)
+            xs_all = sorted({x for line in lines.values() for x in line})
+            log = all(x > 0 for x in xs_all)
+            tutorial = tutorial_value(results, variant, sweep.path)
+            figure = _figure(12, 3.0)
+            axes = figure.subplots(1, len(panels), sharex=True)
+            choices = []
+            for i, (line, points) in enumerate(lines.items()):
+                xs = sorted(points)
+                color = _color(i)
+                val = [_mean_se([r.metrics.get("val_accuracy", math.nan) for r in points[x]])
+                       for x in xs]
+                for ax, (metric, _) in zip(axes, panels):
+                    stats = [_mean_se([r.metrics.get(metric, math.nan) for r in points[x]])
+                             for x in xs]
+                    mean = np.array([m for m, _ in stats])
+                    se = np.array([s for _, s in stats])
+                    ax.plot(xs, mean, "o-", color=color, ms=3, lw=1.4,
+                            label=(line or "test") if metric == "test_accuracy" else None)
+                    ax.fill_between(xs, mean - se, mean + se, color=color, alpha=0.18, lw=0)
+                    if metric == "test_accuracy":
+                        ax.plot(xs, [m for m, _ in val], "--", color=color, lw=1,
+                                label="validation" if i == 0 else None)
+                if all(math.isnan(m) for m, _ in val):
+                    continue
+                best, one_se = one_standard_error_rule(
+                    xs, [m for m, _ in val], [0.0 if math.isnan(s) else s for _, s in val])
+                choices.append(PathChoice(variant.name, sweep.path, line, xs[best], xs[one_se],
+                                          tutorial))
+                for ax in axes:
+                    ax.axvline(xs[best], color="#2ca02c", lw=1.2,
+                               label="best (validation)" if i == 0 and ax is axes[0] else None)
+                    ax.axvline(xs[one_se], color="#ff7f0e", ls="--", lw=1.2,
+                               label="1-SE rule" if i == 0 and ax is axes[0] else None)
+            for ax, (_, title) in zip(axes, panels):
+                if tutorial is not None:
+                    ax.axvline(tutorial, color="#555555", ls=":", lw=1.2,
+                               label="tutorial's value" if ax is axes[0] else None)
+                if log:
+                    ax.set_xscale("log")
+                ax.set_title(title, fontsize=9)
+                ax.set_xlabel(sweep.path.split(".")[-1] + (" (log)" if log else ""), fontsize=8)
+                ax.grid(alpha=0.3)
+                ax.tick_params(labelsize=8)
+            axes[0].legend(fontsize=7)
+            out.append((f"{variant.name}: {sweep.path}", figure, choices))
+    return out
+
+
+# ---- augmentation ----------------------------------------------------------------------------
+
+
+def augmentation_grid(results, images: np.ndarray, columns: int = 8,
+                      draws: int = 3) -> list[tuple[str, Figure]]:
+    """Per distinct augmentation in the study: a row of original training images, then
+    ``draws`` rows of the same images augmented (seeded, so the page is reproducible).
+
+    ``images`` are ``(N, H, W, C)`` training images in [0, 1] (at least ``columns``)."""
+    import torch
+
+    from reglab.augment import AffineSpec, random_affine
+
+    specs: dict[str, tuple[list[str], dict]] = {}
+    for record in results.runs:
+        augment = record.hyperparameters.get("augment")
+        if augment:
+            key = json.dumps(augment, sort_keys=True)
+            names = specs.setdefault(key, ([], augment))[0]
+            if record.variant not in names:
+                names.append(record.variant)
+    out = []
+    originals = torch.as_tensor(np.asarray(images[:columns], dtype=np.float32))
+    for names, augment in specs.values():
+        spec = AffineSpec(**augment)
+        generator = torch.Generator().manual_seed(0)
+        rows = [originals] + [random_affine(originals, spec, generator) for _ in range(draws)]
+        figure = _figure(1.1 * columns, 1.15 * len(rows))
+        axes = figure.subplots(len(rows), columns, squeeze=False)
+        for r, (row_axes, batch) in enumerate(zip(axes, rows)):
+            for ax, image in zip(row_axes, batch.numpy()):
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                          vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            row_axes[0].set_ylabel("original" if r == 0 else f"draw {r}", fontsize=8)
+        out.append((", ".join(names), figure))
+    return out

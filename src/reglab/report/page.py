@@ -1,0 +1,242 @@
+"""``report.html``: one self-contained page (every plot embedded as PNG, no script, no network),
+and the same plots as PNG files under ``plots/``.
+
+The page is rendered with jinja2 with autoescaping on, so every string that comes from the
+user (variant names, the study file, errors) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from reglab.report.collect import StudyResults, collect, study_file_text
+
+REPORT_NAME = "report.html"
+PLOTS_DIR = "plots"
+SECTIONS = (("verdict", "Verdict"), ("curves", "Learning curves"), ("gap", "Generalization gap"),
+            ("weights", "Weights"), ("paths", "Regularization paths"),
+            ("augmentation", "Data augmentation"), ("run-info", "What was run"))
+
+
+@dataclass(frozen=True)
+class EmbeddedFigure:
+    file: str
+    data: str  # base64 PNG
+    width: int
+    height: int
+    alt: str
+    caption: str
+
+
+def _fmt(value, digits: int = 4, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _interval(summary, digits: int = 4) -> str:
+    if summary is None:
+        return "—"
+    return (f"{_fmt(summary.mean, digits)} ({_fmt(summary.ci_low, digits - 1)}–"
+            f"{_fmt(summary.ci_high, digits - 1)})")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "figure"
+
+
+class _Figures:
+    """Saves each figure as ``plots/<name>.png`` and keeps it for embedding."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.sections: dict[str, list[EmbeddedFigure]] = {s: [] for s, _ in SECTIONS}
+        self.used: set[str] = set()
+
+    def add(self, section: str, name: str, figure, alt: str, caption: str) -> None:
+        from matplotlib.figure import Figure  # noqa: F401  (the figures module needs it)
+
+        from reglab.report.figures import png_bytes
+
+        file = _slug(name)
+        while file in self.used:
+            file += "-1"
+        self.used.add(file)
+        data = png_bytes(figure)
+        _atomic_write(self.directory / f"{file}.png", data)
+        width, height = (int(round(v)) for v in figure.get_size_inches() * figure.dpi)
+        self.sections[section].append(EmbeddedFigure(
+            f"{file}.png", base64.b64encode(data).decode("ascii"), width, height, alt, caption))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Writes a sibling file and renames it over ``path``: readers see old or new, never half."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
+    ranking = results.ranking
+    if ranking is None:
+        return [], None
+    rows = []
+    for row in ranking.rows:
+        v = row.verdict
+        c = v.comparison
+        rows.append({
+            "label": row.label,
+            "test": _interval(v.summary),
+            "gap": _interval(row.gap),
+            "delta": "" if c is None else
+            f"{_fmt(c.mean_difference, 4, True)} ({_fmt(c.ci_low, 3, True)}…"
+            f"{_fmt(c.ci_high, 3, True)})",
+            "p": "" if v.p_holm is None else _fmt(v.p_holm, 3),
+            "wilcoxon": "" if c is None else _fmt(c.wilcoxon_p, 3),
+            "n": v.summary.n,
+            "verdict": v.verdict,
+            "css": {"better": "better", "worse": "worse", "baseline": "baseline"}.get(
+                v.verdict, "ns"),
+        })
+    best_row = next(r for r in rows if r["label"] == ranking.best)
+    record = results.by_label()[ranking.best][0]
+    best = {**best_row, "ci": best_row["test"].split(" ", 1)[-1].strip("()"),
+            "test": best_row["test"].split(" ", 1)[0],
+            "settings": json.dumps(record.hyperparameters, sort_keys=True) or "{}"}
+    return rows, best
+
+
+def _sparsity(results: StudyResults) -> dict:
+    layers = results.kernel_layers()
+    rows = []
+    for label, runs in results.by_label().items():
+        cells = []
+        for layer in layers:
+            for stat in ("zeros", "small"):
+                values = [r.metrics.get(f"{layer}.{stat}", math.nan) for r in runs]
+                values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+                cells.append(f"{100 * sum(values) / len(values):.1f}%" if values else "—")
+        rows.append({"label": label, "kind": results.l1_kind(runs[0].variant), "cells": cells})
+    return {"layers": layers, "rows": rows}
+
+
+def _populations(results: StudyResults) -> list[dict]:
+    walls = results.meta.get("population_wall_time") or {}
+    out = []
+    for key in dict.fromkeys(r.population for r in results.runs):
+        runs = [r for r in results.runs if r.population == key]
+        variants = ", ".join(dict.fromkeys(r.variant for r in runs))
+        wall = walls.get(key)
+        out.append({"key": key, "variants": variants, "runs": len(runs),
+                    "wall": "—" if wall is None else f"{wall:.1f} s"})
+    return out
+
+
+def _training_images(results: StudyResults):
+    """The first training images as ``(N, H, W, C)`` in [0, 1], or (None, why not)."""
+    from reglab.study.build import load_study_data
+
+    try:
+        data = load_study_data(results.spec)
+    except Exception as error:  # the report still renders without the grid
+        return None, f"The training images could not be loaded: {error}"
+    if data.image_shape is None:
+        return None, "The training data are not images."
+    images = data.x_train[:16].reshape(-1, *data.image_shape)
+    return images, ""
+
+
+def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str]:
+    from reglab.report import figures as draw
+
+    saved = _Figures(plots)
+    for kind in ("loss", "accuracy"):
+        figure = draw.learning_curves(results, kind)
+        if figure is not None:
+            saved.add("curves", f"learning-curves-{kind}", figure, f"learning curves: {kind}",
+                      f"Training (solid) and validation (dashed) {kind} per variant, mean ± 1 SD "
+                      "over seeds; dotted lines: epochs at which early stopping ended a run. "
+                      "A swept variant shows its best point on validation accuracy.")
+    figure = draw.generalization_gap(results)
+    if figure is not None:
+        saved.add("gap", "generalization-gap", figure, "generalization gap per variant",
+                  "Train − test accuracy and test − train loss at the kept epoch, mean and 95 % "
+                  "t interval over seeds; dashed: the baseline's mean.")
+    figure = draw.weight_histograms(results)
+    if figure is not None:
+        saved.add("weights", "first-layer-weights", figure, "first-layer weight histograms",
+                  "First-layer kernel weights at the kept epoch, all seeds pooled, log count. "
+                  "L1 piles weights at zero; L2 shrinks them all.")
+    choices = []
+    for title, figure, chosen in draw.regularization_paths(results):
+        choices.extend(chosen)
+        picks = "; ".join(
+            f"{c.line + ': ' if c.line else ''}best {c.best:.3g}, 1-SE {c.one_se:.3g}"
+            for c in chosen)
+        tutorial = next((c.tutorial for c in chosen if c.tutorial is not None), None)
+        saved.add("paths", f"path-{title}", figure, f"regularization path: {title}",
+                  f"{title}: mean ± 1 SE over seeds against the swept value. Chosen on validation "
+                  f"accuracy: {picks or 'nothing (no finished runs)'}"
+                  f"{f'; the tutorial uses {tutorial:.3g}' if tutorial is not None else ''}.")
+    augmentation_note = "No variant augments its training data."
+    if any(r.hyperparameters.get("augment") for r in results.runs):
+        images, augmentation_note = _training_images(results)
+        if images is not None:
+            for names, figure in draw.augmentation_grid(results, images):
+                saved.add("augmentation", f"augmentation-{names}", figure,
+                          f"augmented training images: {names}",
+                          f"{names}: the first training images (top row) and three random "
+                          "draws of the study's augmentation (seeded).")
+    return saved, choices, augmentation_note
+
+
+def write_report(directory: str | Path) -> Path:
+    """Writes ``directory/report.html`` and ``directory/plots/*.png``; returns the page's path.
+
+    Raises:
+        DataError: ``directory`` holds no study.
+    """
+    import jinja2
+
+    results = collect(directory)
+    saved, _, augmentation_note = render_figures(results, results.directory / PLOTS_DIR)
+    rows, best = _verdict_rows(results)
+    versions = results.meta.get("versions") or {}
+    statuses: dict[str, int] = {}
+    for record in results.runs:
+        statuses[record.status] = statuses.get(record.status, 0) + 1
+    kept = results.meta.get("study_file") or {}
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("reglab.report", "templates"),
+        autoescape=True, undefined=jinja2.StrictUndefined)
+    html = environment.get_template("report.html").render(
+        name=results.spec.name, description=results.spec.description,
+        plan=results.plan_description(),
+        generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        sections=SECTIONS, ranking=results.ranking, rows=rows, best=best,
+        figures=saved.sections, sparsity=_sparsity(results),
+        augmentation_note=augmentation_note,
+        seeds=", ".join(str(s) for s in results.spec.seeds),
+        statuses=", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
+        versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "—",
+        device=results.meta.get("device") or "—", directory=str(results.directory),
+        populations=_populations(results),
+        failures=[{"run_id": r.run_id, "status": r.status, "error": (r.error or "")[:300]}
+                  for r in results.runs if r.status in ("failed", "diverged")],
+        study_path=kept.get("path", "") if isinstance(kept, dict) else "",
+        study_text=study_file_text(results))
+    path = results.directory / REPORT_NAME
+    _atomic_write(path, html.encode("utf-8"))
+    return path
