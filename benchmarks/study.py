@@ -6,7 +6,11 @@ through ``reglab.study.run_study`` into a temporary directory, then estimates th
 one-by-one cost in the same run: one epoch of each technique trained alone (a
 population of one) is timed, and multiplied by the epochs each run actually trained.
 
-    python benchmarks/study.py [--epochs 30] [--seeds 5] [--threads 0]
+    python benchmarks/study.py [--epochs 30] [--seeds 5] [--threads 0] [--workers 1]
+
+``--workers N`` trains in N worker processes (populations split into shards of whole seeds),
+``--threads`` torch threads each (default: the CPUs divided among them); the one-by-one
+estimate always uses this process with ``--threads`` (default: torch's).
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from reglab.engine import Population
     from reglab.study.build import load_study_data, population_members
+    from reglab.study.executors import ProcessPoolExecutor
     from reglab.study.plan import PopulationSpec
     from reglab.study.runner import prepare_study, run_study
 
@@ -47,7 +53,10 @@ def main() -> None:
         plan = prepare_study(study, args.seeds, args.epochs)
         print(plan.describe())
         started = time.perf_counter()
-        store = run_study(study, Path(tmp) / "out", args.seeds, args.epochs, log=lambda *_: None)
+        executor = ProcessPoolExecutor(args.workers, args.threads or None) \
+            if args.workers > 1 else None
+        store = run_study(study, Path(tmp) / "out", args.seeds, args.epochs, executor=executor,
+                          log=lambda *_: None)
         wall = time.perf_counter() - started
         runs = store.runs()
         # One epoch of each technique alone, in this process, after the study.
@@ -73,6 +82,7 @@ def main() -> None:
         epochs = sum(r.epochs_run for r in runs)
         print(f"{len(runs)} runs, {epochs} run-epochs in total")
         print("one epoch alone: " + ", ".join(f"{k} {v:.2f}s" for k, v in per_epoch.items()))
+        print(f"workers {args.workers}, torch threads {executor.threads if executor else torch.get_num_threads()} each")
         print(f"study wall time: {wall:.1f} s; the same runs one at a time (estimated): "
               f"{one_by_one:.1f} s; speedup {one_by_one / wall:.1f}x")
 

@@ -63,7 +63,10 @@ def validate(study, seeds, epochs) -> None:
 @click.option("--restart", is_flag=True, help="Start over in a directory holding another study.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
-def run(study, out, seeds, epochs, device, restart, quiet, no_report) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train in this many worker processes (populations split by seed), "
+                   "the CPU's threads shared among them.")
+def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -> None:
     """Runs (or resumes) a study, prints the results table, writes OUT/report.html."""
     from reglab.study.report_table import results_table
     from reglab.study.runner import prepare_study, run_study
@@ -74,11 +77,19 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report) -> None:
         _fail(error)
     out = Path(out or Path("runs") / plan.spec.name)
     click.echo(f"{plan.describe()} -> {out}")
+    executor = None
+    if workers > 1:
+        from reglab.study.executors import ProcessPoolExecutor
+
+        executor = ProcessPoolExecutor(workers)
     try:
-        store = run_study(study, out, seeds, epochs, device, restart,
-                          progress_factory=None if quiet else _progress_bar)
+        store = run_study(study, out, seeds, epochs, device, restart, executor=executor,
+                          progress_factory=None if quiet else _progress_bar, log=click.echo)
     except ReglabError as error:
         _fail(error)
+    finally:
+        if executor is not None:
+            executor.close()
     click.echo(results_table(store))
     store.close()
     if not no_report:

@@ -69,9 +69,10 @@ def test_run_show_ls_resume_and_refuse(tmp_path):
     result = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "verdict" in result.output and "baseline" in result.output
+    assert (out / "report.html").is_file()  # a study of flat vectors: no augmentation grid
     first = finished(out)
     assert len(first) == 15
-    again = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    again = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet", "--no-report"])
     assert again.exit_code == 0, again.output
     assert finished(out) == first  # nothing retrained, nothing duplicated
     shown = cli.invoke(main, ["show", str(out)])
@@ -79,7 +80,7 @@ def test_run_show_ls_resume_and_refuse(tmp_path):
     listed = cli.invoke(main, ["ls", str(out)])
     assert listed.output.count("done") + listed.output.count("stopped_early") == 15
     study.write_text(study.read_text().replace("epochs = 3", "epochs = 4"))
-    refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet", "--no-report"])
     assert refused.exit_code == 2 and "holds another study" in refused.output
     assert finished(out) == first  # nothing lost
 
@@ -96,7 +97,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path):
     study = write_study(tmp_path, epochs=6)
     def command(out):
         return [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
-                "--quiet"]
+                "--quiet", "--no-report"]
     # The reference runs the same way (same process settings, same thread count).
     subprocess.run(command(tmp_path / "reference"), check=True, stdout=subprocess.DEVNULL)
     expected = finished(tmp_path / "reference")
@@ -129,3 +130,31 @@ def test_a_failing_population_is_recorded_and_the_study_goes_on(tmp_path):
     assert statuses["bn"] == "failed" and statuses["baseline"] in ("done", "stopped_early")
     failed = [r for r in store.runs() if r.status == "failed"]
     assert len(failed) == 3 and all("out of memory (simulated)" in r.error for r in failed)
+
+
+def test_worker_processes_give_the_in_process_results(tmp_path):
+    """Shards of whole seeds in two spawned workers: the same runs, statuses and metrics."""
+    import json
+
+    from reglab.study.executors import ProcessPoolExecutor
+    from reglab.study.runner import prepare_study, run_study
+
+    study = write_study(tmp_path)
+    reference = {r.run_id: r for r in run_study(study, tmp_path / "one", log=lambda *_: None)
+                 .runs()}
+    executor = ProcessPoolExecutor(2, threads=1)
+    shards = executor.shards(prepare_study(study).populations[0])
+    assert [sorted({r.seed for r in s.runs}) for s in shards] == [[0, 2], [1]]
+    assert [len(s.runs) for s in shards] == [8, 4]  # members sharing a seed stay together
+    store = run_study(study, tmp_path / "two", executor=executor, log=lambda *_: None)
+    runs = {r.run_id: r for r in store.runs()}
+    assert runs.keys() == reference.keys()
+    for run_id, record in runs.items():
+        expected = reference[run_id]
+        assert (record.status, record.epochs_run, record.best_epoch) == \
+            (expected.status, expected.epochs_run, expected.best_epoch), run_id
+        for key, value in expected.metrics.items():
+            assert record.metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (run_id, key)
+        assert len(store.epochs(run_id)) == record.epochs_run
+    assert json.dumps(sorted(store.get_meta("population_wall_time"))) == json.dumps(
+        sorted({r.population for r in runs.values()}))
