@@ -76,7 +76,7 @@ def test_run_show_ls_resume_and_refuse(tmp_path):
     assert again.exit_code == 0, again.output
     assert finished(out) == first  # nothing retrained, nothing duplicated
     shown = cli.invoke(main, ["show", str(out)])
-    assert shown.exit_code == 0 and "test acc" in shown.output
+    assert shown.exit_code == 0 and "test_accuracy (95% CI)" in shown.output
     listed = cli.invoke(main, ["ls", str(out)])
     assert listed.output.count("done") + listed.output.count("stopped_early") == 15
     study.write_text(study.read_text().replace("epochs = 3", "epochs = 4"))

@@ -47,6 +47,8 @@ kernel_regularizer = { type = "L1", l1 = 0.01 }
 kernel_regularizer = { type = "ProximalL1", l1 = 0.01 }
 [variants.l2]
 kernel_regularizer = { type = "L2", l2 = 0.01 }
+[variants."dropout_$1_$2"]
+dropout = 0.2
 [variants.early_stopping]
 early_stopping = { monitor = "val_loss", patience = 0, min_delta = 0.5 }
 [variants.augmentation]

@@ -220,8 +220,8 @@ def warp(
 
     Args:
         images: ``(N, H, W, C)`` floating-point images, channels last.
-        transforms: ``(N, 3, 3)`` matrices (any float dtype; the sampling grid is computed in
-            float64 and cast to the images' dtype).
+        transforms: ``(N, 3, 3)`` matrices (any float dtype; sampling coordinates are computed
+            in float64 and cast to the images' dtype).
         fill_mode: how points outside the input are filled, with scipy.ndimage's meanings:
             ``'nearest'`` (a a | a b c d | d d), ``'constant'`` (``cval`` wherever the sample point
             lies outside ``[0, H-1] x [0, W-1]``, no blending at the edge), ``'reflect'``
@@ -255,15 +255,18 @@ def warp(
     grid_dtype = torch.float32 if images.device.type == "mps" else torch.float64
     matrices = transforms.to(device=images.device, dtype=grid_dtype)
     x = images.permute(0, 3, 1, 2)  # (N, C, H, W)
-    if fill_mode in _GRID_ONLY_MODES:
+    if fill_mode in _GRID_ONLY_MODES and interpolation == "bilinear":
         # The sampling grid is affine in the output pixel, and separable: a column term plus a
-        # row term. (F.affine_grid computes the same grid ~5x slower on CPU.)
-        theta = _normalized_theta(matrices, height, width).to(images.dtype)
-        xs = torch.arange(width, dtype=images.dtype, device=images.device)
-        ys = torch.arange(height, dtype=images.dtype, device=images.device)
+        # row term, each computed in float64, added in the images' dtype. (F.affine_grid
+        # computes the same grid ~5x slower on CPU.) Nearest sampling takes the path below,
+        # whose float64 pixel coordinates keep scipy's exact half-pixel ties.
+        theta = _normalized_theta(matrices, height, width)
+        xs = torch.arange(width, dtype=grid_dtype, device=images.device)
+        ys = torch.arange(height, dtype=grid_dtype, device=images.device)
         xs, ys = (2 * xs + 1) / width - 1, (2 * ys + 1) / height - 1
-        along_cols = xs[None, :, None] * theta[:, None, :, 0]  # (N, W, 2)
-        along_rows = ys[None, :, None] * theta[:, None, :, 1] + theta[:, None, :, 2]  # (N, H, 2)
+        along_cols = (xs[None, :, None] * theta[:, None, :, 0]).to(images.dtype)  # (N, W, 2)
+        along_rows = (ys[None, :, None] * theta[:, None, :, 1]
+                      + theta[:, None, :, 2]).to(images.dtype)  # (N, H, 2)
         grid = along_rows[:, :, None, :] + along_cols[:, None, :, :]  # (N, H, W, 2)
         padding = _GRID_ONLY_MODES[fill_mode]
         if fill_mode == "grid-constant":

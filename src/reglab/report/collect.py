@@ -17,7 +17,13 @@ from reglab.errors import DataError
 from reglab.storage import SQLiteStore
 from reglab.storage.sqlite_store import DB_NAME
 from reglab.study.plan import plan_study
-from reglab.study.report_table import FINAL_OK, Ranking, rank_variants, variant_label
+from reglab.study.report_table import (
+    FINAL_OK,
+    Ranking,
+    metric_keys,
+    rank_variants,
+    variant_label,
+)
 from reglab.study.spec import StudySpec
 
 L1_TYPES = {"l1": "subgradient", "l1l2": "subgradient", "l1_l2": "subgradient",
@@ -57,20 +63,27 @@ class StudyResults:
     def swept_variants(self) -> list:
         return [v for v in self.spec.variants if v.sweeps]
 
+    @property
+    def metric(self) -> str | None:
+        """The study's first metric as the logs name it ('accuracy', 'acc', ...)."""
+        return next(iter(self.spec.training.metrics), None)
+
     def curve_labels(self) -> list[str]:
         """Labels whose learning curves are drawn: every variant without a sweep, and the
-        best point (on validation accuracy) of each swept variant."""
+        best point on validation of each swept variant (none without validation data)."""
         groups = self.by_label()
+        keys = metric_keys(self.spec.training.metrics)
         labels = []
         for variant in self.spec.variants:
             mine = [label for label, runs in groups.items() if runs[0].variant == variant.name]
-            if not mine:
-                continue
             if not variant.sweeps:
                 labels.extend(mine)
-            else:
-                labels.append(max(mine, key=lambda label: _mean(
-                    [r.metrics.get("val_accuracy", math.nan) for r in groups[label]])))
+                continue
+            scored = [(_mean([r.metrics.get(keys[1], math.nan) for r in groups[label]]), label)
+                      for label in mine] if keys else []
+            scored = [(score, label) for score, label in scored if not math.isnan(score)]
+            if scored:
+                labels.append(max(scored, key=lambda item: item[0])[1])
         return labels
 
     def penalty_labels(self) -> list[str]:
@@ -90,21 +103,20 @@ class StudyResults:
         return summarize(values) if values else None
 
     def first_layer(self) -> str | None:
-        """The canonical name of the first layer whose kernel statistics were recorded."""
-        for record in self.finished:
-            for key in record.metrics:
-                if key.endswith(".zeros"):
-                    return key[: -len(".zeros")]
-        return None
+        """The first layer with a kernel: the one whose kernel the runs stored, else the first
+        in model order among those with kernel statistics."""
+        for layer, _ in self.kernels.values():
+            return layer
+        layers = self.kernel_layers()
+        return layers[0] if layers else None
 
     def kernel_layers(self) -> list[str]:
-        """Every layer with kernel statistics, in the order the metrics name them."""
-        names: list[str] = []
+        """Every layer with kernel statistics, in model order (Keras names them dense,
+        dense_1, dense_2, ...; the stored metrics are sorted by name, so dense_10 < dense_2)."""
+        names: set[str] = set()
         for record in self.finished:
-            for key in record.metrics:
-                if key.endswith(".zeros") and key[: -len(".zeros")] not in names:
-                    names.append(key[: -len(".zeros")])
-        return names
+            names.update(key[: -len(".zeros")] for key in record.metrics if key.endswith(".zeros"))
+        return sorted(names, key=_model_order)
 
     def l1_kind(self, variant: str) -> str:
         """'subgradient', 'proximal' or '' for a variant's kernel penalty."""
@@ -115,6 +127,11 @@ class StudyResults:
 
     def plan_description(self) -> str:
         return plan_study(self.spec).describe()
+
+
+def _model_order(name: str) -> tuple[str, int]:
+    base, _, suffix = name.rpartition("_")
+    return (base, int(suffix)) if base and suffix.isdigit() else (name, 0)
 
 
 def _mean(values) -> float:
@@ -148,7 +165,9 @@ def collect(directory: str | Path) -> StudyResults:
                 kernels[record.run_id] = kernel
         meta = {key: store.get_meta(key) for key in
                 ("versions", "device", "population_wall_time", "study_file")}
-    return StudyResults(directory, spec, runs, epochs, rank_variants(runs), meta, kernels)
+    keys = metric_keys(spec.training.metrics)
+    ranking = None if keys is None else rank_variants(runs, metric=keys[0], choose_on=keys[1])
+    return StudyResults(directory, spec, runs, epochs, ranking, meta, kernels)
 
 
 def study_file_text(results: StudyResults) -> str:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from reglab.study.report_table import metric_keys
 
 SMALL = 1e-3
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -65,8 +68,9 @@ def _mean_sd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def learning_curves(results, kind: str) -> Figure | None:
-    """One panel per variant: training (solid) and validation (dashed) ``kind`` ('loss' or
-    'accuracy') over epochs, mean ± 1 SD over seeds; dotted lines at early-stopping epochs."""
+    """One panel per variant: training (solid) and validation (dashed) ``kind`` (``'loss'``,
+    penalties included as Keras logs it, or a metric such as ``'accuracy'``) over epochs, mean
+    ± 1 SD over the seeds still training; dotted lines at early-stopping epochs."""
     groups = results.by_label()
     labels = [label for label in results.curve_labels()
               if any(results.epochs.get(r.run_id) for r in groups[label])]
@@ -75,10 +79,13 @@ def learning_curves(results, kind: str) -> Figure | None:
     columns = min(4, len(labels))
     rows = math.ceil(len(labels) / columns)
     figure = _figure(3.2 * columns, 2.4 * rows)
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    # Losses are not shared: a strong penalty's loss would flatten every other panel.
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=kind != "loss")
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
     for ax, label in zip(axes.flat, labels):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_tick_params(labelbottom=True)
         runs = groups[label]
         for key, style, name in ((kind, "-", "train"), (f"val_{kind}", "--", "validation")):
             matrix = _epoch_matrix(results, runs, key)
@@ -192,7 +199,7 @@ class PathChoice:
     path: str
     line: str  # the other swept values of this line ('' for a one-dimensional sweep)
     best: float
-    one_se: float
+    one_se: float | None  # None where larger is not stronger regularization
     tutorial: float | None
 
 
@@ -218,7 +225,8 @@ def _without(tree: dict, paths) -> dict:
 
 def tutorial_value(results, variant, path: str) -> float | None:
     """The value at ``path`` of a variant without sweeps that is otherwise the same as the
-    swept ``variant`` (e.g. ``l1 = 0.01`` for a sweep of ``kernel_regularizer.l1``)."""
+    swept ``variant`` outside its swept values (e.g. ``l1 = 0.01`` for a sweep of
+    ``kernel_regularizer.l1``)."""
     swept = [s.path for s in variant.sweeps]
     reference = json.dumps(_without(variant.changes, swept), sort_keys=True)
     for other in results.spec.variants:
@@ -226,9 +234,18 @@ def tutorial_value(results, variant, path: str) -> float | None:
             continue
         value = _get(other.changes, path)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                json.dumps(_without(other.changes, [path]), sort_keys=True) == reference:
+                json.dumps(_without(other.changes, swept), sort_keys=True) == reference:
             return float(value)
     return None
+
+
+# Swept values for which larger means stronger regularization: where glmnet's 1-SE rule (the
+# largest value within one SE of the best) applies. Elsewhere only the best is marked.
+STRENGTHS = ("l1", "l2", "dropout", "rate", "stddev")
+
+
+def is_strength(path: str) -> bool:
+    return path.split(".")[-1] in STRENGTHS
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -242,12 +259,17 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
     """One figure per swept value: test accuracy (validation dashed), generalization gap,
     first-layer sparsity and weight norm against the swept value, mean ± 1 SE over seeds,
-    with the best value on validation accuracy, the largest within one SE of it (glmnet's
-    1-SE rule) and the tutorial's value marked."""
+    with the best value on validation, the largest within one SE of it (glmnet's 1-SE rule,
+    only where larger is stronger regularization: see :data:`STRENGTHS`) and the tutorial's
+    value marked."""
     from reglab.stats import one_standard_error_rule
 
+    keys = metric_keys(results.spec.training.metrics)
+    if keys is None:
+        return []
+    ranked, chosen_on = keys
     first = results.first_layer()
-    panels = [("test_accuracy", "test accuracy"), ("gap_accuracy", "train − test accuracy")]
+    panels = [(ranked, ranked.replace("_", " ")), ("gap_accuracy", "generalization gap (train − test)")]
     if first is not None:
         panels += [(f"{first}.small", f"{first}: share |w| < 1e-3"),
                    (f"{first}.l2_norm", f"{first}: kernel L2 norm")]
@@ -264,7 +286,7 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
                 lines.setdefault(others, {}).setdefault(record.point[sweep.path], []).append(
                     record)
             xs_all = sorted({x for line in lines.values() for x in line})
-            log = all(x > 0 for x in xs_all)
+            positive = [x for x in xs_all if x > 0]
             tutorial = tutorial_value(results, variant, sweep.path)
             figure = _figure(12, 3.0)
             axes = figure.subplots(1, len(panels), sharex=True)
@@ -272,7 +294,8 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
             for i, (line, points) in enumerate(lines.items()):
                 xs = sorted(points)
                 color = _color(i)
-                val = [_mean_se([r.metrics.get("val_accuracy", math.nan) for r in points[x]])
+                name = f"{line}: " if line else ""
+                val = [_mean_se([r.metrics.get(chosen_on, math.nan) for r in points[x]])
                        for x in xs]
                 for ax, (metric, _) in zip(axes, panels):
                     stats = [_mean_se([r.metrics.get(metric, math.nan) for r in points[x]])
@@ -280,30 +303,38 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
                     mean = np.array([m for m, _ in stats])
                     se = np.array([s for _, s in stats])
                     ax.plot(xs, mean, "o-", color=color, ms=3, lw=1.4,
-                            label=(line or "test") if metric == "test_accuracy" else None)
+                            label=f"{name}test" if metric == ranked else None)
                     ax.fill_between(xs, mean - se, mean + se, color=color, alpha=0.18, lw=0)
-                    if metric == "test_accuracy":
+                    if metric == ranked:
                         ax.plot(xs, [m for m, _ in val], "--", color=color, lw=1,
-                                label="validation" if i == 0 else None)
+                                label=f"{name}validation")
                 if all(math.isnan(m) for m, _ in val):
-                    continue
+                    continue  # no validation data: nothing is chosen
                 best, one_se = one_standard_error_rule(
                     xs, [m for m, _ in val], [0.0 if math.isnan(s) else s for _, s in val])
-                choices.append(PathChoice(variant.name, sweep.path, line, xs[best], xs[one_se],
-                                          tutorial))
+                one_se_value = xs[one_se] if is_strength(sweep.path) else None
+                choices.append(PathChoice(variant.name, sweep.path, line, xs[best],
+                                          one_se_value, tutorial))
                 for ax in axes:
-                    ax.axvline(xs[best], color="#2ca02c", lw=1.2,
-                               label="best (validation)" if i == 0 and ax is axes[0] else None)
-                    ax.axvline(xs[one_se], color="#ff7f0e", ls="--", lw=1.2,
-                               label="1-SE rule" if i == 0 and ax is axes[0] else None)
+                    first_axis = ax is axes[0]
+                    ax.axvline(xs[best], color=color, lw=1.6, alpha=0.8,
+                               label=f"{name}best (validation)" if first_axis else None)
+                    if one_se_value is not None:
+                        ax.axvline(one_se_value, color=color, ls="--", lw=1.6, alpha=0.8,
+                                   label=f"{name}1-SE rule" if first_axis else None)
             for ax, (_, title) in zip(axes, panels):
                 if tutorial is not None:
-                    ax.axvline(tutorial, color="#555555", ls=":", lw=1.2,
+                    ax.axvline(tutorial, color="#555555", ls=":", lw=1.4,
                                label="tutorial's value" if ax is axes[0] else None)
-                if log:
+                scale = ""
+                if positive and len(positive) == len(xs_all):
                     ax.set_xscale("log")
+                    scale = " (log)"
+                elif positive:  # a sweep that includes 0: log beyond the smallest positive value
+                    ax.set_xscale("symlog", linthresh=min(positive))
+                    scale = " (symlog)"
                 ax.set_title(title, fontsize=9)
-                ax.set_xlabel(sweep.path.split(".")[-1] + (" (log)" if log else ""), fontsize=8)
+                ax.set_xlabel(sweep.path.split(".")[-1] + scale, fontsize=8)
                 ax.grid(alpha=0.3)
                 ax.tick_params(labelsize=8)
             axes[0].legend(fontsize=7)
@@ -319,7 +350,8 @@ def augmentation_grid(results, images: np.ndarray, columns: int = 8,
     """Per distinct augmentation in the study: a row of original training images, then
     ``draws`` rows of the same images augmented (seeded, so the page is reproducible).
 
-    ``images`` are ``(N, H, W, C)`` training images in [0, 1] (at least ``columns``)."""
+    ``images`` are ``(N, H, W, C)`` training images, in [0, 1] or 0-255; none are drawn unless
+    ``C`` is 1, 3 or 4."""
     import torch
 
     from reglab.augment import AffineSpec, random_affine
@@ -333,7 +365,12 @@ def augmentation_grid(results, images: np.ndarray, columns: int = 8,
             if record.variant not in names:
                 names.append(record.variant)
     out = []
-    originals = torch.as_tensor(np.asarray(images[:columns], dtype=np.float32))
+    originals = np.asarray(images[:columns], dtype=np.float32)
+    if originals.shape[-1] not in (1, 3, 4):
+        return []  # not displayable as grey or colour images
+    originals = torch.as_tensor(originals)
+    top = float(originals.max())
+    scale = 255.0 if top > 1.0 else 1.0  # raw 0-255 pixels or [0, 1]
     for names, augment in specs.values():
         spec = AffineSpec(**augment)
         generator = torch.Generator().manual_seed(0)
@@ -341,7 +378,7 @@ def augmentation_grid(results, images: np.ndarray, columns: int = 8,
         figure = _figure(1.1 * columns, 1.15 * len(rows))
         axes = figure.subplots(len(rows), columns, squeeze=False)
         for r, (row_axes, batch) in enumerate(zip(axes, rows)):
-            for ax, image in zip(row_axes, batch.numpy()):
+            for ax, image in zip(row_axes, np.clip(batch.numpy() / scale, 0.0, 1.0)):
                 ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
                           vmin=0, vmax=1)
                 ax.set_xticks([])

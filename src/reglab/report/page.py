@@ -61,9 +61,13 @@ class _Figures:
         self.sections: dict[str, list[EmbeddedFigure]] = {s: [] for s, _ in SECTIONS}
         self.used: set[str] = set()
 
-    def add(self, section: str, name: str, figure, alt: str, caption: str) -> None:
-        from matplotlib.figure import Figure  # noqa: F401  (the figures module needs it)
+    def remove_stale(self) -> None:
+        """Deletes PNGs left by an earlier report that this one did not write."""
+        for path in self.directory.glob("*.png"):
+            if path.stem not in self.used:
+                path.unlink(missing_ok=True)
 
+    def add(self, section: str, name: str, figure, alt: str, caption: str) -> None:
         from reglab.report.figures import png_bytes
 
         file = _slug(name)
@@ -110,11 +114,14 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
             "css": {"better": "better", "worse": "worse", "baseline": "baseline"}.get(
                 v.verdict, "ns"),
         })
+    if ranking.best is None:
+        return rows, None
     best_row = next(r for r in rows if r["label"] == ranking.best)
     record = results.by_label()[ranking.best][0]
-    best = {**best_row, "ci": best_row["test"].split(" ", 1)[-1].strip("()"),
-            "test": best_row["test"].split(" ", 1)[0],
-            "settings": json.dumps(record.hyperparameters, sort_keys=True) or "{}"}
+    summary = ranking.row(ranking.best).verdict.summary
+    best = {**best_row, "test": _fmt(summary.mean),
+            "ci": f"{_fmt(summary.ci_low, 3)}–{_fmt(summary.ci_high, 3)}",
+            "settings": json.dumps(record.hyperparameters, sort_keys=True)}
     return rows, best
 
 
@@ -159,16 +166,27 @@ def _training_images(results: StudyResults):
 
 
 def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str]:
+    """Draws every figure into ``plots/``; returns them, the path choices and a note on
+    augmentation. User strings are drawn as text, never as matplotlib's math markup."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _render_figures(results, plots)
+
+
+def _render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str]:
     from reglab.report import figures as draw
 
     saved = _Figures(plots)
-    for kind in ("loss", "accuracy"):
-        figure = draw.learning_curves(results, kind)
+    for kind in ("loss", results.metric):
+        figure = None if kind is None else draw.learning_curves(results, kind)
         if figure is not None:
             saved.add("curves", f"learning-curves-{kind}", figure, f"learning curves: {kind}",
-                      f"Training (solid) and validation (dashed) {kind} per variant, mean ± 1 SD "
-                      "over seeds; dotted lines: epochs at which early stopping ended a run. "
-                      "A swept variant shows its best point on validation accuracy.")
+                      f"Training (solid) and validation (dashed) {kind} per variant"
+                      f"{', penalties included as Keras reports it' if kind == 'loss' else ''}; "
+                      "mean ± 1 SD over the seeds still training at each epoch; dotted lines: "
+                      "epochs at which early stopping ended a run. A swept variant shows its "
+                      "best point on validation.")
     figure = draw.generalization_gap(results)
     if figure is not None:
         saved.add("gap", "generalization-gap", figure, "generalization gap per variant",
@@ -183,12 +201,12 @@ def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, 
     for title, figure, chosen in draw.regularization_paths(results):
         choices.extend(chosen)
         picks = "; ".join(
-            f"{c.line + ': ' if c.line else ''}best {c.best:.3g}, 1-SE {c.one_se:.3g}"
-            for c in chosen)
+            f"{c.line + ': ' if c.line else ''}best {c.best:.3g}"
+            + (f", 1-SE {c.one_se:.3g}" if c.one_se is not None else "") for c in chosen)
         tutorial = next((c.tutorial for c in chosen if c.tutorial is not None), None)
         saved.add("paths", f"path-{title}", figure, f"regularization path: {title}",
-                  f"{title}: mean ± 1 SE over seeds against the swept value. Chosen on validation "
-                  f"accuracy: {picks or 'nothing (no finished runs)'}"
+                  f"{title}: mean ± 1 SE over seeds against the swept value. Chosen on "
+                  f"validation: {picks or 'nothing (no validation data)'}"
                   f"{f'; the tutorial uses {tutorial:.3g}' if tutorial is not None else ''}.")
     augmentation_note = "No variant augments its training data."
     if any(r.hyperparameters.get("augment") for r in results.runs):
@@ -199,6 +217,9 @@ def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, 
                           f"augmented training images: {names}",
                           f"{names}: the first training images (top row) and three random "
                           "draws of the study's augmentation (seeded).")
+            if not saved.sections["augmentation"]:
+                augmentation_note = "The training images have no displayable channel count."
+    saved.remove_stale()
     return saved, choices, augmentation_note
 
 
@@ -229,6 +250,7 @@ def write_report(directory: str | Path) -> Path:
         figures=saved.sections, sparsity=_sparsity(results),
         augmentation_note=augmentation_note,
         seeds=", ".join(str(s) for s in results.spec.seeds),
+        epochs=results.spec.training.epochs, metric=results.metric or "—",
         statuses=", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "—",
         device=results.meta.get("device") or "—", directory=str(results.directory),

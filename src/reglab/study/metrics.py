@@ -59,8 +59,10 @@ def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str,
                 probabilities[member_id], np.asarray(data.y_test))
     names = {i: lp.canonical_name for i, lp in enumerate(population.plan.layers)}
     for member_id, metrics in results.items():
-        if "train_accuracy" in metrics and "test_accuracy" in metrics:
-            metrics["gap_accuracy"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+        # The gap of the study's first metric ('accuracy', 'acc', ... as the logs name it).
+        name = population.metric_names[0] if population.metric_names else "accuracy"
+        if f"train_{name}" in metrics and f"test_{name}" in metrics:
+            metrics["gap_accuracy"] = metrics[f"train_{name}"] - metrics[f"test_{name}"]
         if "train_loss" in metrics and "test_loss" in metrics:
             metrics["gap_loss"] = metrics["test_loss"] - metrics["train_loss"]
         metrics.update(weight_statistics(population.member_weights(member_id), names))

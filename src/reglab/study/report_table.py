@@ -19,8 +19,9 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 def variant_label(record) -> str:
-    """``l2_path[l2=0.001]`` for a sweep point, the variant's name otherwise."""
-    point = ",".join(f"{k.split('.')[-1]}={v:.3g}" for k, v in record.point.items())
+    """``l2_path[l2=0.001]`` for a sweep point (values as precise as the run ids), the
+    variant's name otherwise."""
+    point = ",".join(f"{k.split('.')[-1]}={v:.6g}" for k, v in record.point.items())
     return f"{record.variant}[{point}]" if point else record.variant
 
 
@@ -39,17 +40,19 @@ class Ranking:
     rows: tuple[RankedVariant, ...]  # best test mean first
     baseline: str
     metric: str
-    best: str  # the label with the best mean validation accuracy
+    best: str | None  # the label with the best mean validation accuracy; None without any
 
     def row(self, label: str) -> RankedVariant:
         return next(r for r in self.rows if r.label == label)
 
 
-def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy"
-                  ) -> Ranking | None:
-    """Ranks the finished runs' variants; None when no run has ``metric`` yet.
+def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy",
+                  choose_on: str = "val_accuracy") -> Ranking | None:
+    """Ranks the finished runs' variants by ``metric``; None when no run has it yet.
 
     ``baseline`` falls back to the first variant when the study has none of that name.
+    The best variant is chosen on ``choose_on`` (validation), never on ``metric``; it is None
+    when no run has a finite ``choose_on``.
     """
     from reglab.stats import compare_variants, summarize
 
@@ -62,7 +65,7 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
         label = variant_label(record)
         values.setdefault(label, {})[record.seed] = record.metrics[metric]
         gaps.setdefault(label, []).append(record.metrics.get("gap_accuracy", math.nan))
-        validation.setdefault(label, []).append(record.metrics.get("val_accuracy", math.nan))
+        validation.setdefault(label, []).append(record.metrics.get(choose_on, math.nan))
     if not values:
         return None
     if baseline not in values:
@@ -73,8 +76,8 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
         gap = summarize(finite_gaps) if finite_gaps else None
         rows.append(RankedVariant(verdict.variant, verdict, gap,
                                   _mean(validation[verdict.variant])))
-    best = max(rows, key=lambda r: -math.inf if math.isnan(r.validation_mean)
-               else r.validation_mean).label
+    chosen = [r for r in rows if not math.isnan(r.validation_mean)]
+    best = max(chosen, key=lambda r: r.validation_mean).label if chosen else None
     return Ranking(tuple(rows), baseline, metric, best)
 
 
@@ -83,13 +86,26 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def results_table(store, baseline: str = "baseline", metric: str = "test_accuracy") -> str:
-    """The ranked table with paired differences to the baseline and Holm-corrected verdicts."""
-    ranking = rank_variants(store.runs(), baseline, metric)
+def metric_keys(metric_names) -> tuple[str, str] | None:
+    """``(ranked, chosen on)`` run-metric keys for a study's first metric, which the logs name
+    as written ('accuracy', 'acc', ...): its test and validation values; None without one."""
+    name = next(iter(metric_names), None)
+    return (f"test_{name}", f"val_{name}") if name else None
+
+
+def results_table(store, baseline: str = "baseline") -> str:
+    """The ranked table with paired differences to the baseline and Holm-corrected verdicts,
+    on the study's first metric (test, ranked; validation, chosen on)."""
+    stored = store.study()
+    names = stored[1]["training"]["metrics"] if stored else ["accuracy"]
+    keys = metric_keys(names)
+    if keys is None:
+        return "the study has no metric to rank on"
+    ranking = rank_variants(store.runs(), baseline, metric=keys[0], choose_on=keys[1])
     if ranking is None:
-        return "no finished runs yet"
+        return f"no finished runs with {keys[0]} yet"
     baseline = ranking.baseline
-    lines = [f"{'variant':40s} {'test acc (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
+    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
              f" {'p (Holm)':>9s}  verdict"]
     for row in ranking.rows:
         v = row.verdict
@@ -103,7 +119,11 @@ def results_table(store, baseline: str = "baseline", metric: str = "test_accurac
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
             p = _fmt(v.p_holm, 3)
         lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
-    best = ranking.row(ranking.best)
-    lines.append(f"\nbest on validation accuracy: {ranking.best} "
-                 f"(test {best.verdict.summary.mean:.4f})")
+    if ranking.best is None:
+        lines.append("\nno validation data: nothing chosen (test metrics are never used to "
+                     "choose)")
+    else:
+        best = ranking.row(ranking.best)
+        lines.append(f"\nbest on {keys[1]}: {ranking.best} "
+                     f"({keys[0]} {best.verdict.summary.mean:.4f})")
     return "\n".join(lines)

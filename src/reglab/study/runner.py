@@ -128,9 +128,11 @@ def _run_in_workers(store, executor, jobs, populations: int, log) -> None:
             try:
                 outcomes, rows = future.result()
                 store.record_epochs(rows)
+                wall = sum(o.wall_time for o in outcomes)  # timed in the worker: no queueing
             except Exception as error:
                 outcomes = _failed(job, error, index, log)
-            _finish(store, job, outcomes, time.perf_counter() - started)
+                wall = time.perf_counter() - started
+            _finish(store, job, outcomes, wall)
             log(f"population {index + 1}/{populations}: {len(job.population.runs)} runs done")
     finally:
         executor.close()
