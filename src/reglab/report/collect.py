@@ -125,6 +125,17 @@ class StudyResults:
             return ""
         return L1_TYPES.get(str(node.get("type", "")).lower(), "")
 
+    def augmentations(self) -> list[tuple[str, dict]]:
+        """``(variant names, ImageDataGenerator arguments)`` per distinct augmentation."""
+        found: dict[str, tuple[list[str], dict]] = {}
+        for record in self.runs:
+            augment = record.hyperparameters.get("augment")
+            if augment:
+                names = found.setdefault(json.dumps(augment, sort_keys=True), ([], augment))[0]
+                if record.variant not in names:
+                    names.append(record.variant)
+        return [(", ".join(names), augment) for names, augment in found.values()]
+
     def plan_description(self) -> str:
         return plan_study(self.spec).describe()
 

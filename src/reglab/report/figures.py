@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from reglab.study.report_table import metric_keys
 
@@ -27,9 +27,17 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 def _figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)
     return figure
+
+
+def _margins(figure: Figure, left: float = 0.55, right: float = 0.15, bottom: float = 0.5,
+             top: float = 0.3, wspace: float = 0.25, hspace: float = 0.45) -> None:
+    """Fixed margins in inches (matplotlib's layout engines cost more than the drawing)."""
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                           top=1 - top / height, wspace=wspace, hspace=hspace)
 
 
 def png_bytes(figure: Figure) -> bytes:
@@ -37,6 +45,11 @@ def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def plain(text: str) -> str:
+    """A user string as literal text: matplotlib reads ``$...$`` as math markup."""
+    return str(text).replace("$", r"\$")
 
 
 def _color(index: int) -> str:
@@ -78,13 +91,15 @@ def learning_curves(results, kind: str) -> Figure | None:
         return None
     columns = min(4, len(labels))
     rows = math.ceil(len(labels) / columns)
-    figure = _figure(3.2 * columns, 2.4 * rows)
+    figure = _figure(3.2 * columns, 2.4 * rows + 0.3)
+    _margins(figure, bottom=0.75, hspace=0.5)
     # Losses are not shared: a strong penalty's loss would flatten every other panel.
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=kind != "loss")
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
     for ax, label in zip(axes.flat, labels):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.xaxis.set_tick_params(labelbottom=True)
         runs = groups[label]
         for key, style, name in ((kind, "-", "train"), (f"val_{kind}", "--", "validation")):
@@ -101,7 +116,7 @@ def learning_curves(results, kind: str) -> Figure | None:
         for i, stop in enumerate(stops):
             ax.axvline(stop + 1, color="#555555", ls=":", lw=1,
                        label="early stop" if i == 0 else None)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(plain(label), fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
@@ -114,7 +129,8 @@ def learning_curves(results, kind: str) -> Figure | None:
             if name not in names:
                 handles.append(handle)
                 names.append(name)
-    figure.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=8)
+    figure.legend(handles, names, loc="lower center", ncols=len(names), fontsize=8,
+                  frameon=False)
     return figure
 
 
@@ -126,7 +142,9 @@ def generalization_gap(results) -> Figure | None:
     if results.ranking is None:
         return None
     labels = [row.label for row in results.ranking.rows]
-    figure = _figure(9.5, 0.9 + 0.26 * len(labels))
+    figure = _figure(9.5 + 0.06 * max(len(label) for label in labels), 0.9 + 0.26 * len(labels))
+    _margins(figure, left=0.3 + 0.065 * max(len(label) for label in labels), bottom=0.35,
+             wspace=0.08)
     axes = figure.subplots(1, 2, sharey=True)
     positions = np.arange(len(labels))[::-1]
     for ax, metric, title in ((axes[0], "gap_accuracy", "train − test accuracy"),
@@ -146,7 +164,7 @@ def generalization_gap(results) -> Figure | None:
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)
-    axes[0].set_yticks(positions, labels)
+    axes[0].set_yticks(positions, [plain(label) for label in labels])
     return figure
 
 
@@ -170,15 +188,19 @@ def weight_histograms(results) -> Figure | None:
     columns = min(4, len(pooled))
     rows = math.ceil(len(pooled) / columns)
     figure = _figure(3.2 * columns, 2.5 * rows)
+    _margins(figure, left=0.6, hspace=0.45, wspace=0.12)
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     for ax in axes.flat[len(pooled):]:
         ax.set_visible(False)
     for i, (ax, (label, weights)) in enumerate(zip(axes.flat, pooled.items())):
-        ax.hist(weights, bins=edges, color=_color(i), alpha=0.85)
+        counts, _ = np.histogram(weights, bins=edges)
+        ax.stairs(counts, edges, fill=True, color=_color(i), alpha=0.85, baseline=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(NullLocator())  # minor ticks cost more than they tell
+        ax.set_ylim(bottom=0.8)
         zeros = float(np.mean(weights == 0)) * 100
         small = float(np.mean(np.abs(weights) < SMALL)) * 100
-        ax.set_title(f"{label}: {small:.1f}% |w|<1e-3, {zeros:.1f}% exactly 0", fontsize=8)
+        ax.set_title(f"{plain(label)}: {small:.1f}% |w|<1e-3, {zeros:.1f}% exactly 0", fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
@@ -289,12 +311,13 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
             positive = [x for x in xs_all if x > 0]
             tutorial = tutorial_value(results, variant, sweep.path)
             figure = _figure(12, 3.0)
+            _margins(figure, left=0.5, bottom=0.5, wspace=0.3)
             axes = figure.subplots(1, len(panels), sharex=True)
             choices = []
             for i, (line, points) in enumerate(lines.items()):
                 xs = sorted(points)
                 color = _color(i)
-                name = f"{line}: " if line else ""
+                name = f"{plain(line)}: " if line else ""
                 val = [_mean_se([r.metrics.get(chosen_on, math.nan) for r in points[x]])
                        for x in xs]
                 for ax, (metric, _) in zip(axes, panels):
@@ -329,12 +352,13 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
                 scale = ""
                 if positive and len(positive) == len(xs_all):
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_locator(NullLocator())
                     scale = " (log)"
                 elif positive:  # a sweep that includes 0: log beyond the smallest positive value
                     ax.set_xscale("symlog", linthresh=min(positive))
                     scale = " (symlog)"
                 ax.set_title(title, fontsize=9)
-                ax.set_xlabel(sweep.path.split(".")[-1] + scale, fontsize=8)
+                ax.set_xlabel(plain(sweep.path.split(".")[-1]) + scale, fontsize=8)
                 ax.grid(alpha=0.3)
                 ax.tick_params(labelsize=8)
             axes[0].legend(fontsize=7)
@@ -345,10 +369,11 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
 # ---- augmentation ----------------------------------------------------------------------------
 
 
-def augmentation_grid(results, images: np.ndarray, columns: int = 8,
-                      draws: int = 3) -> list[tuple[str, Figure]]:
-    """Per distinct augmentation in the study: a row of original training images, then
-    ``draws`` rows of the same images augmented (seeded, so the page is reproducible).
+def augmentation_grid(augmentations: list[tuple[str, dict]], images: np.ndarray,
+                      columns: int = 8, draws: int = 3) -> list[tuple[str, Figure]]:
+    """Per augmentation (``(variant names, ImageDataGenerator arguments)``, see
+    :meth:`StudyResults.augmentations`): a row of original training images, then ``draws``
+    rows of the same images augmented (seeded, so the page is reproducible).
 
     ``images`` are ``(N, H, W, C)`` training images, in [0, 1] or 0-255; none are drawn unless
     ``C`` is 1, 3 or 4."""
@@ -356,14 +381,6 @@ def augmentation_grid(results, images: np.ndarray, columns: int = 8,
 
     from reglab.augment import AffineSpec, random_affine
 
-    specs: dict[str, tuple[list[str], dict]] = {}
-    for record in results.runs:
-        augment = record.hyperparameters.get("augment")
-        if augment:
-            key = json.dumps(augment, sort_keys=True)
-            names = specs.setdefault(key, ([], augment))[0]
-            if record.variant not in names:
-                names.append(record.variant)
     out = []
     originals = np.asarray(images[:columns], dtype=np.float32)
     if originals.shape[-1] not in (1, 3, 4):
@@ -371,11 +388,12 @@ def augmentation_grid(results, images: np.ndarray, columns: int = 8,
     originals = torch.as_tensor(originals)
     top = float(originals.max())
     scale = 255.0 if top > 1.0 else 1.0  # raw 0-255 pixels or [0, 1]
-    for names, augment in specs.values():
+    for names, augment in augmentations:
         spec = AffineSpec(**augment)
         generator = torch.Generator().manual_seed(0)
         rows = [originals] + [random_affine(originals, spec, generator) for _ in range(draws)]
         figure = _figure(1.1 * columns, 1.15 * len(rows))
+        _margins(figure, left=0.3, right=0.05, bottom=0.05, top=0.05, wspace=0.05, hspace=0.05)
         axes = figure.subplots(len(rows), columns, squeeze=False)
         for r, (row_axes, batch) in enumerate(zip(axes, rows)):
             for ax, image in zip(row_axes, np.clip(batch.numpy() / scale, 0.0, 1.0)):
@@ -384,5 +402,5 @@ def augmentation_grid(results, images: np.ndarray, columns: int = 8,
                 ax.set_xticks([])
                 ax.set_yticks([])
             row_axes[0].set_ylabel("original" if r == 0 else f"draw {r}", fontsize=8)
-        out.append((", ".join(names), figure))
+        out.append((names, figure))
     return out

@@ -8,9 +8,11 @@ user (variant names, the study file, errors) is escaped.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime
 import json
 import math
+import multiprocessing
 import os
 import re
 from dataclasses import dataclass
@@ -70,13 +72,16 @@ class _Figures:
     def add(self, section: str, name: str, figure, alt: str, caption: str) -> None:
         from reglab.report.figures import png_bytes
 
+        width, height = (int(round(v)) for v in figure.get_size_inches() * figure.dpi)
+        self.add_png(section, name, png_bytes(figure), width, height, alt, caption)
+
+    def add_png(self, section: str, name: str, data: bytes, width: int, height: int, alt: str,
+                caption: str) -> None:
         file = _slug(name)
         while file in self.used:
             file += "-1"
         self.used.add(file)
-        data = png_bytes(figure)
         _atomic_write(self.directory / f"{file}.png", data)
-        width, height = (int(round(v)) for v in figure.get_size_inches() * figure.dpi)
         self.sections[section].append(EmbeddedFigure(
             f"{file}.png", base64.b64encode(data).decode("ascii"), width, height, alt, caption))
 
@@ -151,32 +156,72 @@ def _populations(results: StudyResults) -> list[dict]:
     return out
 
 
-def _training_images(results: StudyResults):
-    """The first training images as ``(N, H, W, C)`` in [0, 1], or (None, why not)."""
-    from reglab.study.build import load_study_data
+def _training_images(spec, count: int = 16):
+    """The first training images as ``(N, H, W, C)``, or (None, why not)."""
+    from reglab.study.spec import BUILTIN_DATASETS
 
+    name = spec.data.dataset
     try:
-        data = load_study_data(results.spec)
+        if name in BUILTIN_DATASETS:
+            from reglab import datasets
+
+            (x, _), _ = getattr(datasets, name).load_data()
+            return x[:count, ..., None].astype("float32") / 255.0, ""
+        from reglab.study.build import load_study_data
+
+        data = load_study_data(spec)
     except Exception as error:  # the report still renders without the grid
         return None, f"The training images could not be loaded: {error}"
     if data.image_shape is None:
         return None, "The training data are not images."
-    images = data.x_train[:16].reshape(-1, *data.image_shape)
-    return images, ""
+    return data.x_train[:count].reshape(-1, *data.image_shape), ""
+
+
+def _augmentation_pngs(spec, augmentations) -> tuple[list[tuple[str, bytes, int, int]], str]:
+    """The augmentation grids as PNGs (run in a child process: it is the only figure that
+    needs torch, whose import alone costs seconds)."""
+    from reglab.report import figures as draw
+
+    images, note = _training_images(spec)
+    if images is None:
+        return [], note
+    out = []
+    for names, figure in draw.augmentation_grid(augmentations, images):
+        width, height = (int(round(v)) for v in figure.get_size_inches() * figure.dpi)
+        out.append((names, draw.png_bytes(figure), width, height))
+    return out, "" if out else "The training images have no displayable channel count."
+
+
+def _start_augmentation(results: StudyResults):
+    """Starts the augmentation grids beside the other figures: a forked child where fork is
+    available and torch is not loaded yet (forking a process with torch's threads is unsafe),
+    else in this process. Returns a callable that waits for ``_augmentation_pngs``' result."""
+    import sys
+
+    augmentations = results.augmentations()
+    if not augmentations:
+        return lambda: ([], "No variant augments its training data.")
+    if "torch" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+        result = _augmentation_pngs(results.spec, augmentations)
+        return lambda: result
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    future = pool.submit(_augmentation_pngs, results.spec, augmentations)
+
+    def wait():
+        try:
+            return future.result()
+        finally:
+            pool.shutdown()
+    return wait
 
 
 def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str]:
     """Draws every figure into ``plots/``; returns them, the path choices and a note on
-    augmentation. User strings are drawn as text, never as matplotlib's math markup."""
-    import matplotlib
-
-    with matplotlib.rc_context({"text.parse_math": False}):
-        return _render_figures(results, plots)
-
-
-def _render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str]:
+    augmentation. User strings are drawn as text (``figures.plain``), never as math markup."""
     from reglab.report import figures as draw
 
+    augmentation = _start_augmentation(results)
     saved = _Figures(plots)
     for kind in ("loss", results.metric):
         figure = None if kind is None else draw.learning_curves(results, kind)
@@ -208,17 +253,12 @@ def _render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list,
                   f"{title}: mean ± 1 SE over seeds against the swept value. Chosen on "
                   f"validation: {picks or 'nothing (no validation data)'}"
                   f"{f'; the tutorial uses {tutorial:.3g}' if tutorial is not None else ''}.")
-    augmentation_note = "No variant augments its training data."
-    if any(r.hyperparameters.get("augment") for r in results.runs):
-        images, augmentation_note = _training_images(results)
-        if images is not None:
-            for names, figure in draw.augmentation_grid(results, images):
-                saved.add("augmentation", f"augmentation-{names}", figure,
-                          f"augmented training images: {names}",
-                          f"{names}: the first training images (top row) and three random "
-                          "draws of the study's augmentation (seeded).")
-            if not saved.sections["augmentation"]:
-                augmentation_note = "The training images have no displayable channel count."
+    grids, augmentation_note = augmentation()
+    for names, data, width, height in grids:
+        saved.add_png("augmentation", f"augmentation-{names}", data, width, height,
+                      f"augmented training images: {names}",
+                      f"{names}: the first training images (top row) and three random draws "
+                      "of the study's augmentation (seeded).")
     saved.remove_stale()
     return saved, choices, augmentation_note
 
