@@ -418,26 +418,29 @@ class SQLiteStore:
         layer, shape, data = row
         return layer, np.frombuffer(data, dtype="<f4").reshape(json.loads(shape)).copy()
 
-    def reset_unfinished(self) -> list[str]:
-        """After a kill: running runs go back to queued and lose their epochs.
+    def reset_unfinished(self, run_ids: Iterable[str] | None = None) -> list[str]:
+        """Running runs go back to queued and lose their epochs: all of them (after a kill), or
+        those of ``run_ids`` that are running (to train them again).
 
         Returns:
             The ids of the runs reset, in insertion order.
         """
+        wanted = None if run_ids is None else set(run_ids)
         with self._write() as conn:
-            run_ids = [
+            reset = [
                 row[0]
                 for row in conn.execute(
                     "SELECT run_id FROM runs WHERE status = ? ORDER BY seq", (RUNNING,)
                 )
+                if wanted is None or row[0] in wanted
             ]
-            for run_id in run_ids:
+            for run_id in reset:
                 conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
                 conn.execute(
                     "UPDATE runs SET status = ?, epochs_run = 0 WHERE run_id = ?",
                     (QUEUED, run_id),
                 )
-        return run_ids
+        return reset
 
     # -- metadata -------------------------------------------------------------------------
 

@@ -85,13 +85,36 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
             started = time.perf_counter()
             try:
                 outcomes = executor.train(job, on_epoch=store.record_epochs, progress=progress)
-            except Exception as error:  # a failed population: its runs are recorded as failed
-                outcomes = _failed(job, error, index, log)
+            except Exception as error:  # find the runs that fail; the others finish
+                outcomes = _bisect_failure(store, executor, job, error, index, log)
             finally:
                 if progress is not None and hasattr(progress, "close"):
                     progress.close()
             _finish(store, job, outcomes, time.perf_counter() - started)
     return store
+
+
+def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, index: int,
+                    log) -> list[RunOutcome]:
+    """A population raised: its runs train again in halves until each failing run is alone,
+    so that only runs that fail by themselves are recorded as failed (members are
+    independent, so a run trains the same in a smaller population)."""
+    runs = job.population.runs
+    if len(runs) == 1:
+        return _failed(job, error, index, log)
+    log(f"population {index + 1}: {type(error).__name__}: {error}; retrying its {len(runs)} "
+        "runs in halves to find the failing ones")
+    store.reset_unfinished([run.run_id for run in runs])
+    outcomes = []
+    for half in (runs[: len(runs) // 2], runs[len(runs) // 2:]):
+        part = PopulationJob(job.spec, dataclasses.replace(job.population, runs=half),
+                             job.device)
+        store.mark_running([run.run_id for run in half])
+        try:
+            outcomes += executor.train(part, on_epoch=store.record_epochs)
+        except Exception as part_error:
+            outcomes += _bisect_failure(store, executor, part, part_error, index, log)
+    return outcomes
 
 
 def _failed(job: PopulationJob, error: BaseException, index: int, log) -> list[RunOutcome]:
@@ -129,8 +152,8 @@ def _run_in_workers(store, executor, jobs, populations: int, log) -> None:
                 outcomes, rows = future.result()
                 store.record_epochs(rows)
                 wall = sum(o.wall_time for o in outcomes)  # timed in the worker: no queueing
-            except Exception as error:
-                outcomes = _failed(job, error, index, log)
+            except Exception as error:  # retried here, in this process, to find the failing runs
+                outcomes = _bisect_failure(store, InProcessExecutor(), job, error, index, log)
                 wall = time.perf_counter() - started
             _finish(store, job, outcomes, wall)
             log(f"population {index + 1}/{populations}: {len(job.population.runs)} runs done")

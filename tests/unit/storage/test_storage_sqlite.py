@@ -532,3 +532,14 @@ def test_restart_deletes_kernels(store):
     store.finish_runs([finished(make_run(0))], kernels={make_run(0).run_id: ("d", np.ones(3))})
     store.init_study("another", '{"name": "other"}', restart=True)
     assert store.kernel(make_run(0).run_id) is None
+
+
+def test_reset_unfinished_of_chosen_runs(store):
+    runs = [make_run(i) for i in range(3)]
+    store.add_runs(runs)
+    store.mark_running([r.run_id for r in runs])
+    store.record_epochs([(r.run_id, 0, {"loss": 1.0}) for r in runs])
+    assert store.reset_unfinished([runs[2].run_id, runs[0].run_id, "unknown"]) == \
+        [runs[0].run_id, runs[2].run_id]
+    assert [r.status for r in store.runs()] == ["queued", "running", "queued"]
+    assert store.epochs(runs[0].run_id) == [] and len(store.epochs(runs[1].run_id)) == 1
