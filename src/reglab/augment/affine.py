@@ -264,10 +264,12 @@ def warp(
         xs = torch.arange(width, dtype=grid_dtype, device=images.device)
         ys = torch.arange(height, dtype=grid_dtype, device=images.device)
         xs, ys = (2 * xs + 1) / width - 1, (2 * ys + 1) / height - 1
-        along_cols = (xs[None, :, None] * theta[:, None, :, 0]).to(images.dtype)  # (N, W, 2)
-        along_rows = (ys[None, :, None] * theta[:, None, :, 1]
-                      + theta[:, None, :, 2]).to(images.dtype)  # (N, H, 2)
-        grid = along_rows[:, :, None, :] + along_cols[:, None, :, :]  # (N, H, W, 2)
+        coefficients = theta.permute(1, 0, 2)  # (2, N, 3): the (x, y) rows of each theta
+        along_cols = (coefficients[..., 0:1] * xs).to(images.dtype)  # (2, N, W)
+        along_rows = (coefficients[..., 1:2] * ys + coefficients[..., 2:3]).to(images.dtype)
+        # Summed as (2, N, H, W), W innermost (a broadcast over a last axis of 2 is ~10x
+        # slower); grid_sample takes the (N, H, W, 2) view with its strides.
+        grid = (along_rows[..., :, None] + along_cols[..., None, :]).permute(1, 2, 3, 0)
         padding = _GRID_ONLY_MODES[fill_mode]
         if fill_mode == "grid-constant":
             x = x - cval
