@@ -93,23 +93,45 @@ def test_a_malformed_study_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path):
+def _tagged_processes(tag: str) -> list[int]:
+    """Live processes whose environment carries ``REGLAB_TEST_TAG=tag``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"REGLAB_TEST_TAG={tag}".encode() in \
+                    (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, workers):
     study = write_study(tmp_path, epochs=6)
+    tag = f"{os.getpid()}-{workers}"
+    env = {**os.environ, "REGLAB_TEST_TAG": tag}
+
     def command(out):
         return [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
-                "--quiet", "--no-report"]
+                "--quiet", "--no-report", "--workers", str(workers)]
     # The reference runs the same way (same process settings, same thread count).
-    subprocess.run(command(tmp_path / "reference"), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command(tmp_path / "reference"), check=True, stdout=subprocess.DEVNULL,
+                   env=env)
     expected = finished(tmp_path / "reference")
     out = tmp_path / "killed"
     for delay in (2.5, 3.5, 4.5):  # after start-up: while training, between populations
         child = subprocess.Popen(command(out), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+                                 stderr=subprocess.DEVNULL, env=env)
         time.sleep(delay)
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
         child.wait()
-    subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10  # worker processes die with the driver
+        while _tagged_processes(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _tagged_processes(tag) == []
+    subprocess.run(command(out), check=True, stdout=subprocess.DEVNULL, env=env)
     with sqlite3.connect(out / "study.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert finished(out) == expected
