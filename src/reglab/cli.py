@@ -64,7 +64,7 @@ def validate(study, seeds, epochs) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Train in this many worker processes (populations split by seed), "
+              help="Train in this many worker processes (each population cut into as many shards), "
                    "the CPU's threads shared among them.")
 def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -> None:
     """Runs (or resumes) a study, prints the results table, writes OUT/report.html."""

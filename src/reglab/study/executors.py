@@ -7,9 +7,10 @@ writes everything. Two kinds:
   each epoch as it ends (``train``).
 * :class:`ProcessPoolExecutor` trains several jobs at once in worker processes, one torch
   thread pool each (``submit`` returns a future of the job's outcomes and epoch rows), and
-  splits populations into shards of whole seeds so that the workers stay busy. Members are
+  cuts each population into one shard per worker so that the workers stay busy. Members are
   independent inside a population, so a shard trains each member as the whole population
-  would (the engine's per-member results do not depend on the other members).
+  would (the engine's per-member results do not depend on the other members, and random
+  streams are keyed by seed, not by position).
 """
 
 from __future__ import annotations
@@ -165,14 +166,14 @@ class ProcessPoolExecutor:
             initializer=_start_worker, initargs=(self.threads,))
 
     def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
-        """The population split into one shard per seed (members that share a seed stay
-        together: they share batches and augmentation draws). The driver submits the largest
-        shards first, so many small shards balance the workers better than a few large ones;
-        a member costs about the same in a population of 25 as in one of 75."""
-        seeds = list(dict.fromkeys(run.seed for run in population.runs))
-        return [PopulationSpec(population.key,
-                               tuple(r for r in population.runs if r.seed == seed))
-                for seed in seeds]
+        """The population cut into ``workers`` shards of near-equal size, runs ordered by seed
+        (so that members sharing a seed, which share batches and augmentation draws, mostly
+        stay together; a seed split across shards draws its batches in each, identically)."""
+        runs = sorted(population.runs, key=lambda run: run.seed)
+        count = min(self.workers, len(runs))
+        bounds = [round(i * len(runs) / count) for i in range(count + 1)]
+        return [PopulationSpec(population.key, tuple(runs[lo:hi]))
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     def submit(self, job: PopulationJob) -> concurrent.futures.Future:
         return self._pool.submit(_train_in_worker, job)
