@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,19 +201,19 @@ def _start_augmentation(results: StudyResults):
 
     augmentations = results.augmentations()
     if not augmentations:
-        return lambda: ([], "No variant augments its training data.")
-    if "torch" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+        return lambda cancel=False: ([], "No variant augments its training data.")
+    if "torch" in sys.modules or sys.platform != "linux" or threading.active_count() > 1:
         result = _augmentation_pngs(results.spec, augmentations)
-        return lambda: result
+        return lambda cancel=False: result
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=1, mp_context=multiprocessing.get_context("fork"))
     future = pool.submit(_augmentation_pngs, results.spec, augmentations)
 
-    def wait():
+    def wait(cancel: bool = False):
         try:
-            return future.result()
+            return None if cancel else future.result()
         finally:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=cancel)
     return wait
 
 
@@ -222,6 +223,14 @@ def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, 
     from reglab.report import figures as draw
 
     augmentation = _start_augmentation(results)
+    try:
+        return _draw_all(results, plots, draw, augmentation)
+    except BaseException:
+        augmentation(cancel=True)  # no child left behind
+        raise
+
+
+def _draw_all(results: StudyResults, plots: Path, draw, augmentation):
     saved = _Figures(plots)
     for kind in ("loss", results.metric):
         figure = None if kind is None else draw.learning_curves(results, kind)

@@ -425,6 +425,9 @@ class SQLiteStore:
         Returns:
             The ids of the runs reset, in insertion order.
         """
+        if isinstance(run_ids, str):
+            raise ConfigError(f"{self}.reset_unfinished: 'run_ids' must be a list of run ids, "
+                              f"not one str. Got {run_ids!r}.")
         wanted = None if run_ids is None else set(run_ids)
         with self._write() as conn:
             reset = [

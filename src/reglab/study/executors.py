@@ -130,9 +130,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _start_worker(threads: int) -> None:
+def _start_worker(threads: int, driver: int) -> None:
     global _WORKER
     _die_with_parent()
+    if os.getppid() != driver:  # the driver died before the signal was armed
+        os._exit(1)
     import torch
 
     torch.set_num_threads(threads)
@@ -163,7 +165,7 @@ class ProcessPoolExecutor:
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(self.threads,))
+            initializer=_start_worker, initargs=(self.threads, os.getpid()))
 
     def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
         """The population cut into ``workers`` shards of near-equal size, runs ordered by seed

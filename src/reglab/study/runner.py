@@ -9,12 +9,15 @@ loses only the populations in training, which restart from their start.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import platform
+import sqlite3
 import time
 import traceback
 from pathlib import Path
 
+from reglab.errors import ReglabError
 from reglab.study.executors import InProcessExecutor, PopulationJob, RunOutcome
 from reglab.study.plan import StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
@@ -99,8 +102,11 @@ def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, i
     """A population raised: its runs train again in halves until each failing run is alone,
     so that only runs that fail by themselves are recorded as failed (members are
     independent, so a run trains the same in a smaller population)."""
+    if isinstance(error, sqlite3.Error):
+        raise error  # the store failed, not the runs: retrying would not help
     runs = job.population.runs
     if len(runs) == 1:
+        store.reset_unfinished([runs[0].run_id])  # a failed run keeps no partial epochs
         return _failed(job, error, index, log)
     log(f"population {index + 1}: {type(error).__name__}: {error}; retrying its {len(runs)} "
         "runs in halves to find the failing ones")
@@ -145,16 +151,29 @@ def _run_in_workers(store, executor, jobs, populations: int, log) -> None:
     for index, job in jobs:
         store.mark_running([run.run_id for run in job.population.runs])
         futures[executor.submit(job)] = (index, job, time.perf_counter())
+    retry = None  # an executor in this process, for jobs that raised in a worker
     try:
         for future in concurrent.futures.as_completed(futures):
-            index, job, started = futures[future]
+            index, job, _ = futures[future]
             try:
                 outcomes, rows = future.result()
+            except concurrent.futures.process.BrokenProcessPool as error:
+                # A worker died (killed, out of memory, crashed): its job and every job still
+                # queued stay unfinished, to train again on the next run of the same command.
+                store.reset_unfinished([run.run_id for _, job, _ in futures.values()
+                                        for run in job.population.runs])
+                raise ReglabError(
+                    f"a worker process died ({error}); the finished runs are saved and the "
+                    "others restart when the same command runs again (with fewer --workers "
+                    "if memory ran out).") from error
+            except Exception as error:  # retried here, in this process, to find the failing runs
+                retry = retry or InProcessExecutor()
+                started = time.perf_counter()
+                outcomes = _bisect_failure(store, retry, job, error, index, log)
+                wall = time.perf_counter() - started
+            else:
                 store.record_epochs(rows)
                 wall = sum(o.wall_time for o in outcomes)  # timed in the worker: no queueing
-            except Exception as error:  # retried here, in this process, to find the failing runs
-                outcomes = _bisect_failure(store, InProcessExecutor(), job, error, index, log)
-                wall = time.perf_counter() - started
             _finish(store, job, outcomes, wall)
             log(f"population {index + 1}/{populations}: {len(job.population.runs)} runs done")
     finally:
