@@ -18,18 +18,17 @@ every place tried and why it failed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reglab.errors import ConfigError, DataError, DatasetNotFoundError
+from reglab.utils.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -142,26 +141,17 @@ def download_file(
     """
     dest = Path(dest)
     timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_open(dest) as out, urllib.request.urlopen(url, timeout=timeout) as response:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
         got = digest.hexdigest()
         if got != sha256.lower():
             raise DataError(
                 f"download_file({url!r}): expected SHA-256 {sha256.lower()}. Got {got}. "
                 "The file was discarded; check the mirror, or fetch the file by other means."
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return dest
 
 

@@ -53,7 +53,6 @@ import inspect
 import io
 import json
 import os
-import secrets
 import zipfile
 import zlib
 from typing import Any
@@ -64,6 +63,7 @@ import reglab
 from reglab import activations, constraints, initializers, layers, losses, optimizers
 from reglab import regularizers as regularizers_module
 from reglab.errors import ConfigError, DataError, unknown_name
+from reglab.utils.atomic import atomic_open
 
 __all__ = ["FORMAT_VERSION", "layer_to_config", "load_model", "model_to_config", "save_model",
            "weight_names"]
@@ -278,26 +278,9 @@ def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes) -> N
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, "save_model: expected a file path to save to. "
                                 "Got a directory", path)
-    while True:
-        temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        try:  # O_EXCL: never reuse a file; mode 0o666 so the umask applies as to open()
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w") as archive:
-                archive.writestr(CONFIG_MEMBER, config_bytes, compress_type=zipfile.ZIP_DEFLATED)
-                archive.writestr(WEIGHTS_MEMBER, weights_bytes, compress_type=zipfile.ZIP_STORED)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    with atomic_open(path) as handle, zipfile.ZipFile(handle, "w") as archive:
+        archive.writestr(CONFIG_MEMBER, config_bytes, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr(WEIGHTS_MEMBER, weights_bytes, compress_type=zipfile.ZIP_STORED)
 
 
 # -- load ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from reglab.study.plan import plan_study
 from reglab.study.report_table import (
     FINAL_OK,
     Ranking,
+    finite_mean,
     metric_keys,
     rank_variants,
     variant_label,
@@ -79,7 +80,7 @@ class StudyResults:
             if not variant.sweeps:
                 labels.extend(mine)
                 continue
-            scored = [(_mean([r.metrics.get(keys[1], math.nan) for r in groups[label]]), label)
+            scored = [(finite_mean([r.metrics.get(keys[1], math.nan) for r in groups[label]]), label)
                       for label in mine] if keys else []
             scored = [(score, label) for score, label in scored if not math.isnan(score)]
             if scored:
@@ -143,11 +144,6 @@ class StudyResults:
 def _model_order(name: str) -> tuple[str, int]:
     base, _, suffix = name.rpartition("_")
     return (base, int(suffix)) if base and suffix.isdigit() else (name, 0)
-
-
-def _mean(values) -> float:
-    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
 
 
 def collect(directory: str | Path) -> StudyResults:

@@ -13,13 +13,14 @@ import datetime
 import json
 import math
 import multiprocessing
-import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from reglab.report.collect import StudyResults, collect, study_file_text
+from reglab.study.report_table import finite_mean, format_number
+from reglab.utils.atomic import atomic_open
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
@@ -38,17 +39,11 @@ class EmbeddedFigure:
     caption: str
 
 
-def _fmt(value, digits: int = 4, sign: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
 def _interval(summary, digits: int = 4) -> str:
     if summary is None:
         return "—"
-    return (f"{_fmt(summary.mean, digits)} ({_fmt(summary.ci_low, digits - 1)}–"
-            f"{_fmt(summary.ci_high, digits - 1)})")
+    return (f"{format_number(summary.mean, digits)} ({format_number(summary.ci_low, digits - 1)}–"
+            f"{format_number(summary.ci_high, digits - 1)})")
 
 
 def _slug(text: str) -> str:
@@ -88,14 +83,8 @@ class _Figures:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Writes a sibling file and renames it over ``path``: readers see old or new, never half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        handle.write(data)
 
 
 def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
@@ -111,10 +100,10 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
             "test": _interval(v.summary),
             "gap": _interval(row.gap),
             "delta": "" if c is None else
-            f"{_fmt(c.mean_difference, 4, True)} ({_fmt(c.ci_low, 3, True)}…"
-            f"{_fmt(c.ci_high, 3, True)})",
-            "p": "" if v.p_holm is None else _fmt(v.p_holm, 3),
-            "wilcoxon": "" if c is None else _fmt(c.wilcoxon_p, 3),
+            f"{format_number(c.mean_difference, 4, True)} ({format_number(c.ci_low, 3, True)}…"
+            f"{format_number(c.ci_high, 3, True)})",
+            "p": "" if v.p_holm is None else format_number(v.p_holm, 3),
+            "wilcoxon": "" if c is None else format_number(c.wilcoxon_p, 3),
             "n": v.summary.n,
             "verdict": v.verdict,
             "css": {"better": "better", "worse": "worse", "baseline": "baseline"}.get(
@@ -125,8 +114,8 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
     best_row = next(r for r in rows if r["label"] == ranking.best)
     record = results.by_label()[ranking.best][0]
     summary = ranking.row(ranking.best).verdict.summary
-    best = {**best_row, "test": _fmt(summary.mean),
-            "ci": f"{_fmt(summary.ci_low, 3)}–{_fmt(summary.ci_high, 3)}",
+    best = {**best_row, "test": format_number(summary.mean),
+            "ci": f"{format_number(summary.ci_low, 3)}–{format_number(summary.ci_high, 3)}",
             "settings": json.dumps(record.hyperparameters, sort_keys=True)}
     return rows, best
 
@@ -138,9 +127,8 @@ def _sparsity(results: StudyResults) -> dict:
         cells = []
         for layer in layers:
             for stat in ("zeros", "small"):
-                values = [r.metrics.get(f"{layer}.{stat}", math.nan) for r in runs]
-                values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-                cells.append(f"{100 * sum(values) / len(values):.1f}%" if values else "—")
+                mean = finite_mean(r.metrics.get(f"{layer}.{stat}") for r in runs)
+                cells.append("—" if math.isnan(mean) else f"{100 * mean:.1f}%")
         rows.append({"label": label, "kind": results.l1_kind(runs[0].variant), "cells": cells})
     return {"layers": layers, "rows": rows}
 

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 FINAL_OK = ("done", "stopped_early")
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else \
-        f"{value:.{digits}f}"
+def format_number(value, digits: int = 4, sign: bool = False) -> str:
+    """``value`` with ``digits`` decimals (a ``+`` on positives with ``sign``); "—" for None,
+    nan or infinity."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def variant_label(record) -> str:
@@ -75,14 +78,15 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
         finite_gaps = [g for g in gaps[verdict.variant] if math.isfinite(g)]
         gap = summarize(finite_gaps) if finite_gaps else None
         rows.append(RankedVariant(verdict.variant, verdict, gap,
-                                  _mean(validation[verdict.variant])))
+                                  finite_mean(validation[verdict.variant])))
     chosen = [r for r in rows if not math.isnan(r.validation_mean)]
     best = max(chosen, key=lambda r: r.validation_mean).label if chosen else None
     return Ranking(tuple(rows), baseline, metric, best)
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
+def finite_mean(values) -> float:
+    """The mean of the finite numbers among ``values``; nan when there are none."""
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan
 
 
@@ -110,14 +114,14 @@ def results_table(store, baseline: str = "baseline") -> str:
     for row in ranking.rows:
         v = row.verdict
         s = v.summary
-        ci = f"{_fmt(s.mean)} ({_fmt(s.ci_low, 3)}–{_fmt(s.ci_high, 3)})"
-        gap = _fmt(row.gap.mean if row.gap else math.nan)
+        ci = f"{format_number(s.mean)} ({format_number(s.ci_low, 3)}–{format_number(s.ci_high, 3)})"
+        gap = format_number(row.gap.mean if row.gap else math.nan)
         if v.comparison is None:
             delta, p = "", ""
         else:
             c = v.comparison
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
-            p = _fmt(v.p_holm, 3)
+            p = format_number(v.p_holm, 3)
         lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
     if ranking.best is None:
         lines.append("\nno validation data: nothing chosen (test metrics are never used to "
