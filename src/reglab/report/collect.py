@@ -6,6 +6,7 @@ figures and :mod:`reglab.report.page` into HTML. No torch, no matplotlib.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -51,7 +52,12 @@ class StudyResults:
         return [r for r in self.runs if r.status in FINAL_OK]
 
     def by_label(self) -> dict[str, list]:
-        """Finished runs grouped by variant label (a sweep point is its own label), in order."""
+        """Finished runs grouped by variant label (a sweep point is its own label), in order.
+        Computed once (the runs do not change); callers must not modify it."""
+        return self._groups
+
+    @functools.cached_property
+    def _groups(self) -> dict[str, list]:
         groups: dict[str, list] = {}
         for record in self.finished:
             groups.setdefault(variant_label(record), []).append(record)
