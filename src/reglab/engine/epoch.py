@@ -13,14 +13,8 @@ import torch
 
 from reglab import losses as losses_module
 from reglab.engine import data as data_module
-from reglab.engine.step import apply_update, forward, weight_penalties
-
-
-def add(a, b):
-    """``a + b`` where either may be None (a term that is absent)."""
-    if a is None:
-        return b
-    return a if b is None else a + b
+from reglab.engine.step import add, forward, weight_penalties
+from reglab.engine.update import apply_updates
 
 
 class SeedLayout:
@@ -28,7 +22,7 @@ class SeedLayout:
 
     def __init__(self, population, group_rows: dict[tuple[int, int], int]):
         state, streams, dtype = population.state, population.streams, population.dtype
-        member_groups = [(state.plan.seeds[m], state.member_epochs[m]) for m in state.member_ids]
+        member_groups = [(state.plan.seeds[m], state.epochs(m)) for m in state.member_ids]
         self.groups = sorted(set(member_groups))
         rows = [group_rows[g] for g in self.groups]
         self.order_rows = None if rows == list(range(len(group_rows))) else rows
@@ -96,7 +90,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
     state = population.state
     n = train.x.shape[0]
     population.streams.forget()
-    groups = sorted({(state.plan.seeds[m], state.member_epochs[m]) for m in state.member_ids})
+    groups = sorted({(state.plan.seeds[m], state.epochs(m)) for m in state.member_ids})
     if shuffle:
         order = population.streams.permutations(groups, n)  # (G, N)
     else:
@@ -141,7 +135,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
                     if wb is not None and wb.shape[0] > 1:
                         wb = wb.index_select(0, keep)
             sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
-        apply_update(state)
+        apply_updates(population.chain, state)
         population.epoch_progress = (sums, min(lo + batch_size, n))
         for obs in observers:
             hook = getattr(obs, "on_train_batch_end", None)

@@ -18,7 +18,6 @@ from reglab import optimizers as optimizers_module
 from reglab.engine.early_stopping import EarlyStoppingRule
 from reglab.errors import ConfigError, StructureError
 from reglab.layers.layer import Input, Layer, Shape, WeightSpec, snake_case
-from reglab.regularizers import L1L2
 
 
 @dataclass
@@ -52,8 +51,8 @@ class LayerPlan:
     output_shape: Shape
     weight_specs: list[WeightSpec]
     values: dict[str, list[float]]
-    #: per member, the activity penalty as (l1, l2, custom regularizer or None), or None
-    activity: list[tuple[float, float, Any] | None] = field(default_factory=list)
+    #: per member, its activity regularizer (or None); empty when no member has one
+    activity: list[Any] = field(default_factory=list)
 
     @property
     def layer(self) -> Layer:
@@ -62,21 +61,16 @@ class LayerPlan:
 
 @dataclass
 class WeightPlan:
-    """One weight position: its spec and, per member, its regularizer and constraint."""
+    """One weight position: its spec and, per member, its initializer, regularizer (or
+    None) and constraint (or None), and the regularizer's values (its strengths, which
+    :meth:`reglab.engine.Population.set_hyperparameter` may change)."""
 
     layer_index: int
     spec: WeightSpec
     initializers: list[Any]
     constraints: list[Any]
-    l1: list[float] = field(default_factory=list)
-    l2: list[float] = field(default_factory=list)
-    proximal: list[float] = field(default_factory=list)
-    #: per member, a user-defined regularizer (evaluated member by member), else None
-    custom_regularizers: list[Any] = field(default_factory=list)
-
-    @property
-    def custom(self) -> bool:
-        return any(reg is not None for reg in self.custom_regularizers)
+    regularizers: list[Any] = field(default_factory=list)
+    regularizer_values: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -96,6 +90,13 @@ class PopulationPlan:
     @property
     def output_shape(self) -> Shape:
         return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    def weight(self, key: tuple[int, str]) -> WeightPlan:
+        """The plan of the weight ``(layer index, weight name)``."""
+        for wp in self.weights:
+            if wp.key == key:
+                return wp
+        raise KeyError(key)
 
 
 def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
@@ -124,14 +125,12 @@ def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
     return tuple(shape), layers
 
 
-def _regularizer_values(reg) -> tuple[float, float, float, Any]:
-    """(l1, l2, proximal, custom regularizer or None): the one place that tells Keras's L1/L2
-    family (whose strengths become per-member values) from a user-defined regularizer."""
-    if reg is None:
-        return 0.0, 0.0, 0.0, None
-    if isinstance(reg, L1L2):
-        return reg.l1, reg.l2, 1.0 if reg.proximal else 0.0, None
-    return 0.0, 0.0, 0.0, reg
+def regularizer_values(reg) -> dict[str, float]:
+    """A regularizer's per-member values: those it declares when it belongs to a family
+    (computed for all members at once), else none (it is evaluated member by member)."""
+    if reg is None or not hasattr(reg, "family") or reg.family() is None:
+        return {}
+    return {name: float(value) for name, value in reg.values().items()}
 
 
 def plan(members: Sequence[Member]) -> PopulationPlan:
@@ -176,9 +175,7 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                  for spec in ref.weight_specs(shape)]
         values = {name: [float(layer.values()[name]) for layer in column]
                   for name in ref.values()}
-        activity = [_regularizer_values(layer.activity_regularizer)
-                    if layer.activity_regularizer is not None else None for layer in column]
-        activity = [None if a is None else (a[0], a[1], a[3]) for a in activity]
+        activity = [layer.activity_regularizer for layer in column]
         layer_plans.append(LayerPlan(canonical, column, shape, out_shape, specs, values,
                                      activity if any(a is not None for a in activity) else []))
         for spec_index, spec in enumerate(specs):
@@ -189,14 +186,10 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                 raise StructureError(
                     f"Population: members differ in the kind of constraint on "
                     f"{canonical}.{spec.name}: {sorted(map(str, structures))}.")
-            wp = WeightPlan(position, spec, [s.initializer for s in member_specs], cons)
-            for member_spec in member_specs:
-                l1, l2, prox, custom = _regularizer_values(member_spec.regularizer)
-                wp.l1.append(l1)
-                wp.l2.append(l2)
-                wp.proximal.append(prox)
-                wp.custom_regularizers.append(custom)
-            weight_plans.append(wp)
+            regs = [s.regularizer for s in member_specs]
+            weight_plans.append(WeightPlan(
+                position, spec, [s.initializer for s in member_specs], cons, regs,
+                [dict(regularizer_values(r)) for r in regs]))
         shape = out_shape
     _check_augmentation_first([lp.layer for lp in layer_plans])
     opts = [optimizers_module.get(m.optimizer, where=f"Population: member {i}: 'optimizer'")

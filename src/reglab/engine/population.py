@@ -25,15 +25,17 @@ import torch
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
-from reglab.engine import allocator
+from reglab.engine import allocator, denormals
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
-from reglab.engine.epoch import EpochSums, add, train_epoch
+from reglab.engine.epoch import EpochSums, train_epoch
 from reglab.engine.member import Member, plan
+from reglab.engine.member_state import merge, take_row
 from reglab.engine.rng import SeedStreams
 from reglab.engine.state import PopulationState
-from reglab.engine.step import forward, weight_penalties
-from reglab.errors import ConfigError
+from reglab.engine.step import add, forward, weight_penalties
+from reglab.engine.update import build_chain
+from reglab.errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -71,20 +73,24 @@ class Population:
         metrics: metric names, as Keras's ``compile(metrics=...)``.
         device: 'cpu' or 'cuda'.
         dtype: torch.float32 (default) or torch.float64.
-        flush_denormal: flush subnormal floats to zero while training on the CPU (Adam's
-            second moments fill with them, and they are slow); off after training.
+        flush_denormal: flush subnormal floats to zero while ``fit`` trains on the CPU
+            (Adam's second moments fill with them, and they are slow); the process's
+            setting is restored when ``fit`` returns.
         keep_freed_memory: on Linux, tell glibc to keep freed memory for reuse instead of
             returning it to the system after every step (see :mod:`reglab.engine.allocator`).
+            Off by default: it is a setting of the whole process that cannot be undone, so
+            it is for programs that own their process (``reglab run`` turns it on).
     """
 
     def __init__(self, members: Sequence[Member], loss: Any = "sparse_categorical_crossentropy",
                  metrics: Sequence[str] = ("accuracy",), device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, flush_denormal: bool = True,
-                 keep_freed_memory: bool = True):
+                 keep_freed_memory: bool = False):
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"Population: 'dtype' must be torch.float32 or torch.float64. "
                               f"Got {dtype!r}.")
-        self.plan = plan(members)
+        self._members = list(members)
+        self.plan = plan(self._members)
         self.loss = losses_module.get(loss, where="Population: 'loss'")
         self.metric_names = list(metrics)
         for name in self.metric_names:  # fails early on unknown names
@@ -98,6 +104,7 @@ class Population:
         if keep_freed_memory and self.device.type == "cpu":
             allocator.keep_freed_memory()
         self.state = PopulationState(self.plan, dtype, self.device)
+        self.chain = build_chain(self.state)
         self.streams = SeedStreams(self.device)
         self.results = [MemberResult(i, name, seed) for i, (name, seed) in
                         enumerate(zip(self.plan.names, self.plan.seeds))]
@@ -108,6 +115,8 @@ class Population:
         self.epoch_progress: tuple[Any, int] | None = None
         self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
         self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
+        self._removed: set[int] = set()
+        self._stoppers: dict[int, EarlyStoppingState] = {}  # during fit
 
     @property
     def size(self) -> int:
@@ -147,12 +156,16 @@ class Population:
                         enumerate(zip(self.plan.names, self.plan.seeds))]
         stoppers = {i: EarlyStoppingState.start(rule)
                     for i, rule in enumerate(self.plan.early_stopping) if rule is not None}
+        self._stoppers = stoppers
         for member_id, at in self._diverged.items():
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", at
-        self._park(list(self._diverged), {})
+        for member_id in self._removed:
+            self.results[member_id].status = "removed"
+        self._park(sorted(set(self._diverged) | self._removed), {})
         self.stop_requested.clear()
         flush = self.flush_denormal and self.device.type == "cpu"
+        flushing_before = denormals.flushing() if flush else None
         if flush:
             torch.set_flush_denormal(True)
         try:
@@ -176,13 +189,17 @@ class Population:
                 for obs in observers:
                     _call(obs, "on_epoch_end", epoch, logs)
                 stop_now |= {m for m in self.stop_requested if m in self.state.member_ids}
+                for member_id in self._removed & set(self.state.member_ids):
+                    self.results[member_id].status = "removed"
+                    stop_now.add(member_id)
                 self._park([m for m in self.state.member_ids if m in stop_now], stoppers)
             for member_id in self.state.member_ids:
                 self.results[member_id].status = "done"
+            self._stoppers = {}
             self._park(list(self.state.member_ids), stoppers)
         finally:
             if flush:
-                torch.set_flush_denormal(False)
+                torch.set_flush_denormal(flushing_before)
             self._restore_all()
         for obs in observers:
             _call(obs, "on_train_end")
@@ -206,12 +223,12 @@ class Population:
             stopper = stoppers.get(member_id)
             parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
             self._parked[member_id] = parked
-            result.weights = parked["weights"]
+            result.weights = parked["tensors"]["weights"]
 
     def _end_epoch(self, epoch, logs, stoppers, elapsed):
         stop, snapshot_positions = set(), []
+        self.state.count_epoch()
         for p, member_id in enumerate(self.state.member_ids):
-            self.state.member_epochs[member_id] += 1
             result, member_logs = self.results[member_id], logs.get(member_id, {})
             for name, value in member_logs.items():
                 result.history.setdefault(name, []).append(value)
@@ -239,7 +256,7 @@ class Population:
             stopper = stoppers.get(member_id)
             parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
             self._parked[member_id] = parked
-            self.results[member_id].weights = parked["weights"]
+            self.results[member_id].weights = parked["tensors"]["weights"]
         self.state.keep([p for p, m in enumerate(self.state.member_ids) if m not in member_ids])
 
     def _restore_all(self):
@@ -302,8 +319,165 @@ class Population:
             raise ConfigError(f"Population.member_weights: 'member_id' must be an int in "
                               f"[0, {self.size - 1}]. Got {member_id!r}.")
         if member_id in self._parked:
-            return {k: t.clone() for k, t in self._parked[member_id]["weights"].items()}
+            return {k: t.clone() for k, t in self._parked[member_id]["tensors"]["weights"].items()}
         return self.state.member_weights(member_id)
+
+    # -- the public surface (what the Keras facade, callbacks and studies use) -----------
+    @property
+    def layer_names(self) -> list[str]:
+        """The layers' names, as Keras names them (``dense``, ``dense_1``...)."""
+        return [lp.canonical_name for lp in self.plan.layers]
+
+    @property
+    def member_ids(self) -> list[int]:
+        """Every member's id (its index in the members given, then in ``add_members``)."""
+        return list(range(self.size))
+
+    def weight_keys(self) -> list[tuple[int, str]]:
+        """Each weight's key ``(layer index, weight name)``, in Keras's ``get_weights`` order."""
+        return [wp.key for wp in self.plan.weights]
+
+    def describe_layers(self) -> list[dict[str, Any]]:
+        """Per layer: its name, the layer object (member 0's), output shape and weights
+        (``(name, shape, trainable)``), for summaries."""
+        return [{"name": lp.canonical_name, "layer": lp.layer, "output_shape": lp.output_shape,
+                 "weights": [(wp.spec.name, wp.spec.shape, wp.spec.trainable)
+                             for wp in self.plan.weights if wp.layer_index == index]}
+                for index, lp in enumerate(self.plan.layers)]
+
+    def _check_member(self, where: str, member_id) -> int:
+        if isinstance(member_id, bool) or not isinstance(member_id, int) \
+                or not 0 <= member_id < self.size:
+            raise ConfigError(f"Population.{where}: 'member_id' must be an int in "
+                              f"[0, {self.size - 1}]. Got {member_id!r}.")
+        return member_id
+
+    def set_member_weights(self, member_id: int, weights: dict[tuple[int, str], Any]) -> None:
+        """Sets some or all of one member's weights, keyed as :meth:`weight_keys`, in Keras's
+        layouts; shapes are checked before anything changes."""
+        self._check_member("set_member_weights", member_id)
+        known = set(self.weight_keys())
+        for key in weights:
+            if key not in known:
+                raise ConfigError(f"Population.set_member_weights: unknown weight {key!r}. "
+                                  f"Expected keys from weight_keys(): {sorted(known)}.")
+        if member_id in self._parked:
+            row = self._parked[member_id]["tensors"]["weights"]
+            for key, value in weights.items():
+                value = torch.as_tensor(np.asarray(value), dtype=row[key].dtype)
+                if tuple(value.shape) != tuple(row[key].shape):
+                    raise ValueError(f"set_weights: {self.layer_names[key[0]]}.{key[1]} expects "
+                                     f"shape {tuple(row[key].shape)}. Got {tuple(value.shape)}.")
+            for key, value in weights.items():
+                row[key] = torch.as_tensor(np.asarray(value), dtype=row[key].dtype).clone()
+            return
+        self.state.set_member_weights(member_id, {
+            key: torch.as_tensor(np.asarray(value)) for key, value in weights.items()})
+
+    def hyperparameter_names(self) -> list[str]:
+        """The names :meth:`set_hyperparameter` takes: the optimizer's (``learning_rate``...),
+        layers' values (``dropout.rate``), regularizers' values (``dense.kernel.l2``)."""
+        names = list(self.state.optimizer_values[0])
+        for lp in self.plan.layers:
+            names += [f"{lp.canonical_name}.{value}" for value in lp.values]
+        for wp in self.plan.weights:
+            layer = self.plan.layers[wp.layer_index].canonical_name
+            values = sorted({v for vals in wp.regularizer_values for v in vals})
+            names += [f"{layer}.{wp.spec.name}.{value}" for value in values]
+        return names
+
+    def _hyperparameter_slot(self, name: str, member_id: int):
+        """``(the dict holding the value, its key)`` for ``name`` of ``member_id``."""
+        if name in self.state.optimizer_values[member_id]:
+            return self.state.optimizer_values[member_id], name
+        parts = name.split(".")
+        by_name = {lp.canonical_name: (i, lp) for i, lp in enumerate(self.plan.layers)}
+        if parts[0] in by_name:
+            index, lp = by_name[parts[0]]
+            if len(parts) == 2 and parts[1] in lp.values:
+                return _ListSlot(lp.values[parts[1]], member_id), None
+            if len(parts) == 3:
+                for wp in self.plan.weights:
+                    if wp.key == (index, parts[1]) and parts[2] in wp.regularizer_values[member_id]:
+                        return wp.regularizer_values[member_id], parts[2]
+        raise ConfigError(f"Population.set_hyperparameter: unknown hyperparameter {name!r} for "
+                          f"member {member_id}.{did_you_mean(name, self.hyperparameter_names())} "
+                          f"Expected one of: {', '.join(self.hyperparameter_names())}.")
+
+    def hyperparameter(self, member_id: int, name: str) -> float:
+        """One member's current value of hyperparameter ``name``."""
+        holder, key = self._hyperparameter_slot(name, self._check_member("hyperparameter",
+                                                                         member_id))
+        return holder.get() if key is None else float(holder[key])
+
+    def set_hyperparameter(self, member_id: int, name: str, value: float) -> None:
+        """Sets one member's hyperparameter (a learning rate, a rate, a strength); it takes
+        effect at the next step. Names as :meth:`hyperparameter_names`."""
+        holder, key = self._hyperparameter_slot(name, self._check_member("set_hyperparameter",
+                                                                         member_id))
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                or not np.isfinite(value):
+            raise ConfigError(f"Population.set_hyperparameter: {name!r} must be a finite "
+                              f"number. Got {value!r}.")
+        if key is None:
+            holder.set(float(value))
+        else:
+            holder[key] = float(value)
+        self.state.refresh_values()
+
+    def add_members(self, members: Sequence[Member]) -> list[int]:
+        """Adds members of the same structure; returns their ids. Between ``fit`` calls, or
+        from an observer's ``on_epoch_end``, after which they train for the remaining epochs
+        of that call (their random streams start at their own epoch 0)."""
+        members = list(members)
+        first = self.size
+        new_plan = plan(self._members + members)  # raises StructureError on a mismatch
+        for old, new in zip(self.plan.layers, new_plan.layers):
+            for name, values in old.values.items():
+                new.values[name][:first] = values
+        for old, new in zip(self.plan.weights, new_plan.weights):
+            new.regularizer_values[:first] = old.regularizer_values
+        self._members += members
+        self.plan = new_plan
+        new_ids = list(range(first, first + len(members)))
+        state = self.state
+        state.plan = new_plan
+        state.optimizer_values += [opt.hyperparameters() for opt in new_plan.optimizers[first:]]
+        fresh = state.fresh_members(new_ids)
+        rows = {m: take_row(fresh, m) for m in new_ids}
+        state.members = merge(state.members, rows)
+        state.refresh_values()
+        for m in new_ids:
+            self.results.append(MemberResult(m, new_plan.names[m], new_plan.seeds[m]))
+            rule = new_plan.early_stopping[m]
+            if rule is not None and self._stoppers is not None:
+                self._stoppers[m] = EarlyStoppingState.start(rule)
+        return new_ids
+
+    def remove_members(self, member_ids: Sequence[int]) -> None:
+        """Stops members for good: during ``fit`` at the end of the current epoch (their
+        weights are kept and reported, status ``'removed'``), and in every later ``fit``."""
+        for member_id in member_ids:
+            self._removed.add(self._check_member("remove_members", member_id))
+
+    def reset_divergence(self) -> None:
+        """Lets members that diverged train again in the next ``fit`` (from the weights they
+        had before the non-finite step), as a Keras model does."""
+        self._diverged.clear()
+
+
+
+class _ListSlot:
+    """One member's entry in a per-member list, read and written like a dict entry."""
+
+    def __init__(self, values: list, member_id: int):
+        self.values, self.member_id = values, member_id
+
+    def get(self) -> float:
+        return float(self.values[self.member_id])
+
+    def set(self, value: float) -> None:
+        self.values[self.member_id] = value
 
 
 def _call(observer, hook, *args):

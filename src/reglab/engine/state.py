@@ -1,179 +1,166 @@
-"""The training state of a population: weights, optimizer state and member values.
+"""The training state of a population: its per-member tree and the values its math reads.
 
-Every per-member tensor has the member axis first: a Dense kernel is
-``(P, in, out)``, one member's slice is Keras's ``(in, out)``. Values that may
-differ between members are kept as Python floats when all members agree (the
-fast path) and as tensors shaped to broadcast along the member axis otherwise.
-When members stop, :meth:`PopulationState.keep` slices them all out, so a
-stopped member costs nothing afterwards.
+Every per-member tensor has the member axis first: a Dense kernel is ``(P, in, out)``,
+one member's slice is Keras's ``(in, out)``. The tensors live in one
+:class:`~reglab.engine.member_state.MemberState` (weights, optimizer slots, snapshots,
+steps and epochs per member); the values (rates, strengths, learning rates) follow the
+rule of :mod:`reglab.engine.values`, rebuilt whenever members or values change.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 
+from reglab.engine import member_state as tree
 from reglab.engine.member import PopulationPlan
+from reglab.engine.penalties import PenaltyTerms, penalty_terms
 from reglab.engine.rng import generator
-from reglab.regularizers.penalty import is_active
+from reglab.engine.values import Value, member_values
+from reglab.optimizers.optimizers import OptimizerMembers
 
-Value = float | torch.Tensor
 Key = tuple[int, str]
 
+tree.declare_family("best", fill="weights")
 
-def collapse(values: Sequence[float], dtype: torch.dtype, device, ndim: int = 1) -> Value:
-    """A float when all ``values`` agree, else a ``(P, 1, ..., 1)`` tensor with ``ndim`` dims."""
-    if not values:
-        return 0.0
-    first = values[0]
-    if all(v == first for v in values):
-        return float(first)
-    return torch.tensor(values, dtype=dtype, device=device).view(-1, *([1] * (ndim - 1)))
+
+def initial_weights(plan: PopulationPlan, member_ids: Sequence[int], dtype, device
+                    ) -> dict[Key, torch.Tensor]:
+    """Each member's initial weights, drawn from its seed's stream for each weight."""
+    weights = {}
+    for wp in plan.weights:
+        name = plan.layers[wp.layer_index].canonical_name
+        purpose = f"init/{name}/{wp.spec.name}"
+        weights[wp.key] = torch.stack([
+            wp.initializers[m](wp.spec.shape, generator(plan.seeds[m], purpose), dtype)
+            for m in member_ids]).to(device)
+    return weights
 
 
 class PopulationState:
-    """Weights and optimizer state of the members still training."""
+    """The members still training: their tree, and the values derived from the plan."""
 
-    def __init__(self, plan: PopulationPlan, dtype: torch.dtype, device: torch.device):
+    def __init__(self, plan: PopulationPlan, dtype: torch.dtype, device: torch.device,
+                 members: tree.MemberState | None = None):
         self.plan = plan
         self.dtype = dtype
         self.device = device
-        self.member_ids: list[int] = list(range(len(plan.seeds)))
-        self.learning_rates = [opt.learning_rate for opt in plan.optimizers]
-        # Per member id, across fits: optimizer steps taken (Adam's bias correction) and
-        # epochs trained (which keys the member's random streams).
-        self.member_steps = [0] * len(plan.seeds)
-        self.member_epochs = [0] * len(plan.seeds)
-        self.weights: dict[Key, torch.Tensor] = {}
-        for wp in plan.weights:
-            name = plan.layers[wp.layer_index].canonical_name
-            purpose = f"init/{name}/{wp.spec.name}"
-            stacked = torch.stack([
-                initializer(wp.spec.shape, generator(seed, purpose), dtype)
-                for seed, initializer in zip(plan.seeds, wp.initializers)
-            ]).to(device)
-            stacked.requires_grad_(wp.spec.trainable)
-            self.weights[wp.key] = stacked
         self.optimizer = plan.optimizers[0]
-        self.optimizer_state = {wp.key: self.optimizer.init_state(self.weights[wp.key])
-                                for wp in plan.weights if wp.spec.trainable}
-        self.snapshots: dict[Key, torch.Tensor] | None = None
+        #: per member id: the optimizer's hyperparameters (set_hyperparameter changes them)
+        self.optimizer_values = [opt.hyperparameters() for opt in plan.optimizers]
+        if members is None:
+            members = self.fresh_members(range(len(plan.seeds)))
+        self.members = members
         self.refresh_values()
+
+    def fresh_members(self, member_ids: Sequence[int]) -> tree.MemberState:
+        """Rows for ``member_ids`` at their start: initial weights, zero optimizer slots."""
+        member_ids = list(member_ids)
+        trainable = frozenset(wp.key for wp in self.plan.weights if wp.spec.trainable)
+        weights = initial_weights(self.plan, member_ids, self.dtype, self.device)
+        state = tree.MemberState(member_ids, {"weights": weights},
+                                 {"steps": [0] * len(member_ids),
+                                  "epochs": [0] * len(member_ids)}, trainable)
+        for slot in self.optimizer.slots():
+            family = f"optimizer/{slot}"
+            tree.declare_family(family)
+            state.add_family(family, {key: torch.zeros_like(weights[key]) for key in trainable})
+        state._mark_trainable()
+        return state
 
     # -- members --------------------------------------------------------------
     @property
+    def member_ids(self) -> list[int]:
+        return self.members.member_ids
+
+    @property
     def size(self) -> int:
-        return len(self.member_ids)
+        return self.members.size
+
+    @property
+    def weights(self) -> dict[Key, torch.Tensor]:
+        return self.members.weights
 
     @property
     def seeds(self) -> list[int]:
         return [self.plan.seeds[i] for i in self.member_ids]
 
     def position(self, member_id: int) -> int:
-        try:
-            return self.member_ids.index(member_id)
-        except ValueError:
-            raise ValueError(f"Population: member {member_id!r} is not training now. Members "
-                             f"training: {self.member_ids}.") from None
+        return self.members.position(member_id)
 
     def keep(self, positions: Sequence[int]) -> None:
         """Keeps only the members at ``positions`` (in the current order)."""
-        index = torch.tensor(list(positions), dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            for key, w in self.weights.items():
-                kept = w.detach().index_select(0, index).requires_grad_(w.requires_grad)
-                if w.grad is not None:  # mid-step (a member diverged): keep the others' grads
-                    kept.grad = w.grad.index_select(0, index)
-                self.weights[key] = kept
-            for state in self.optimizer_state.values():
-                for name, t in state.items():
-                    state[name] = t.index_select(0, index)
-            if self.snapshots is not None:
-                self.snapshots = {k: t.index_select(0, index) for k, t in self.snapshots.items()}
-        self.member_ids = [self.member_ids[p] for p in positions]
+        self.members = tree.select(self.members, positions)
         self.refresh_values()
 
-    def set_learning_rate(self, member_id: int, learning_rate: float) -> None:
-        self.learning_rates[member_id] = float(learning_rate)
-        self.refresh_values()
+    def epochs(self, member_id: int) -> int:
+        return self.members.scalar("epochs", member_id)
 
+    def slots(self, key: Key) -> dict[str, torch.Tensor]:
+        return {slot: self.members.tensors[f"optimizer/{slot}"][key]
+                for slot in self.optimizer.slots()}
+
+    # -- values -----------------------------------------------------------------
     def refresh_values(self) -> None:
-        """Rebuilds every per-member value for the members still present."""
+        """Rebuilds every per-member value for the members present."""
         ids, dtype, device = self.member_ids, self.dtype, self.device
-        self._update_plan = None
         self.layer_values = [
-            {name: collapse([vals[i] for i in ids], dtype, device) for name, vals in lp.values.items()}
-            for lp in self.plan.layers
-        ]
-        self.hyperparameters: dict[Key, dict[str, Value]] = {}
-        self.penalties: dict[Key, dict[str, Value]] = {}
+            {name: member_values([vals[i] for i in ids], dtype, device)
+             for name, vals in lp.values.items()}
+            for lp in self.plan.layers]
+        self.activity: list[PenaltyTerms | None] = [
+            penalty_terms([lp.activity[i] for i in ids],
+                          [_values_of(lp.activity[i]) for i in ids], dtype, device)
+            if lp.activity else None for lp in self.plan.layers]
+        self.penalties: dict[Key, PenaltyTerms] = {}
         self.constraint_values: dict[Key, dict[str, Value]] = {}
-        self.penalized_weights = []  # the weights some member penalizes
-        self._activity = []
-        for lp in self.plan.layers:
-            terms = [lp.activity[i] for i in ids] if lp.activity else []
-            if all(t is None for t in terms):
-                self._activity.append(None)
-                continue
-            terms = [t or (0.0, 0.0, None) for t in terms]
-            self._activity.append({
-                "l1": collapse([t[0] for t in terms], dtype, device),
-                "l2": collapse([t[1] for t in terms], dtype, device),
-                "custom": [t[2] for t in terms],
-            })
-        hp_lists = [opt.hyperparameters() for opt in self.plan.optimizers]
-        for member, hp in enumerate(hp_lists):
-            hp["learning_rate"] = self.learning_rates[member]
         for wp in self.plan.weights:
-            ndim = len(wp.spec.shape) + 1
-            if wp.spec.trainable:
-                hp = {name: collapse([hp_lists[i][name] for i in ids], dtype, device, ndim)
-                      for name in hp_lists[0]}
-                if wp.spec.kind in self.optimizer.decay_excludes:
-                    hp["weight_decay"] = 0.0
-                self.hyperparameters[wp.key] = hp
-            l1 = [wp.l1[i] for i in ids]
-            prox = [wp.proximal[i] for i in ids]
-            self.penalties[wp.key] = {
-                "l1": collapse([a * (1 - p) for a, p in zip(l1, prox)], dtype, device),
-                "l2": collapse([wp.l2[i] for i in ids], dtype, device),
-                "l1_all": collapse(l1, dtype, device),
-                "l1_proximal_broadcast": collapse([a * p for a, p in zip(l1, prox)], dtype,
-                                                  device, ndim),
-            }
-            if any(isinstance(v, torch.Tensor) or v for v in self.penalties[wp.key].values()) \
-                    or wp.custom:
-                self.penalized_weights.append(wp)
+            terms = penalty_terms([wp.regularizers[i] for i in ids],
+                                  [wp.regularizer_values[i] for i in ids], dtype, device)
+            if terms:
+                self.penalties[wp.key] = terms
             cons = [wp.constraints[i] for i in ids]
             if cons and cons[0] is not None:
+                ndim = len(wp.spec.shape) + 1
                 self.constraint_values[wp.key] = {
-                    name: collapse([c.values()[name] for c in cons], dtype, device, ndim)
-                    for name in cons[0].values()
-                }
+                    name: _constraint_value([c.values()[name] for c in cons], dtype, device, ndim)
+                    for name in cons[0].values()}
+        self.optimizer_members = OptimizerMembers(
+            [self.optimizer_values[i] for i in ids], list(self.members.scalars["steps"]),
+            dtype, device)
+        self._decay = {wp.key: [self._decay_value(wp, hp) for hp in self.optimizer_members.floats]
+                       for wp in self.plan.weights if wp.spec.trainable}
 
-    def update_plan(self) -> UpdatePlan:
-        """How this step's update is organised; rebuilt only when members or values change."""
-        if self._update_plan is None:
-            self._update_plan = UpdatePlan(self)
-        return self._update_plan
+    def _decay_value(self, wp, hp) -> float:
+        return 0.0 if wp.spec.kind in self.optimizer.decay_excludes else hp["weight_decay"]
 
-    def activity_values(self, layer_index: int) -> dict[str, Value] | None:
-        """Per-member activity-penalty strengths of a layer, or None when it has none."""
-        return self._activity[layer_index]
+    def decay_members(self, key: Key) -> OptimizerMembers | None:
+        """The optimizer's members as seen by weight ``key``'s decoupled decay (None when no
+        member decays it: AdamW skips biases and normalization parameters)."""
+        decays = self._decay[key]
+        if not any(decays):
+            return None
+        floats = [{**hp, "weight_decay": d} for hp, d in zip(self.optimizer_members.floats, decays)]
+        return OptimizerMembers(floats, self.optimizer_members.steps, self.dtype, self.device)
 
-    def custom_regularizers(self, key: Key) -> list:
-        """Per present member, its user-defined regularizer on weight ``key``, or None."""
-        wp = next(w for w in self.plan.weights if w.key == key)
-        return [wp.custom_regularizers[i] for i in self.member_ids]
+    def count_step(self) -> None:
+        """Counts one optimizer step for every present member."""
+        steps = self.members.scalars["steps"]
+        for p in range(len(steps)):
+            steps[p] += 1
+        self.optimizer_members.steps = list(steps)
+
+    def count_epoch(self) -> None:
+        epochs = self.members.scalars["epochs"]
+        for p in range(len(epochs)):
+            epochs[p] += 1
 
     # -- weights of one member --------------------------------------------------
-    def member_weights(self, member_id: int, use_snapshot: bool = False) -> dict[Key, torch.Tensor]:
+    def member_weights(self, member_id: int, family: str = "weights") -> dict[Key, torch.Tensor]:
         """One member's weights in Keras's layout (copies, detached, on the CPU)."""
-        p = self.position(member_id)
-        source = self.snapshots if use_snapshot and self.snapshots is not None else self.weights
-        return {k: t[p].detach().to("cpu", copy=True) for k, t in source.items()}
+        source = family if family in self.members.tensors else "weights"
+        return tree.take_row(self.members, member_id, [source])["tensors"][source]
 
     def set_member_weights(self, member_id: int, weights: dict[Key, torch.Tensor]) -> None:
         p = self.position(member_id)
@@ -187,77 +174,39 @@ class PopulationState:
                                      f"{tuple(target.shape[1:])}. Got {tuple(value.shape)}.")
                 target[p].copy_(value.to(target.device))
 
-    def step_value(self, ndim: int) -> Value:
-        """The present members' step counts (after this step's increment) for a weight of
-        ``ndim`` dims: an int when they agree, as they do unless members resumed apart."""
-        steps = [self.member_steps[i] for i in self.member_ids]
-        value = collapse(steps, self.dtype, self.device, ndim)
-        return int(value) if isinstance(value, float) else value
+    def extract(self, member_id: int, use_snapshot: bool = False) -> tree.Row:
+        """One member's row (CPU copies), for parking; its ``weights`` are the snapshot's
+        when ``use_snapshot`` and one exists."""
+        row = tree.take_row(self.members, member_id)
+        if use_snapshot and "best" in row["tensors"]:
+            row["tensors"]["weights"] = row["tensors"]["best"]
+        return row
 
-    def extract(self, member_id: int, use_snapshot: bool = False) -> dict:
-        """One member's weights (CPU copies, Keras layout) and optimizer state, for parking."""
-        p = self.position(member_id)
-        return {
-            "weights": self.member_weights(member_id, use_snapshot=use_snapshot),
-            "optimizer": {k: {n: t[p].detach().clone() for n, t in s.items()}
-                          for k, s in self.optimizer_state.items()},
-        }
-
-    def merged(self, parked: dict[int, dict], with_optimizer: bool = True) -> PopulationState:
-        """A state holding the present members and the ``parked`` ones, in member order.
-
-        ``self`` is left as it is; without ``with_optimizer`` the result is for inference.
-        """
-        present = {m: p for p, m in enumerate(self.member_ids)}
-        everyone = sorted(set(present) | set(parked))
-
-        def rows(tensor_of):
-            return torch.stack([tensor_of(m) for m in everyone])
-
-        view = copy.copy(self)
-        with torch.no_grad():
-            view.weights = {
-                key: rows(lambda m, key=key, w=w: w[present[m]].detach() if m in present else
-                          parked[m]["weights"][key].to(self.device)).requires_grad_(w.requires_grad)
-                for key, w in self.weights.items()}
-            view.optimizer_state = {
-                key: {name: rows(lambda m, key=key, name=name, t=t: t[present[m]] if m in present
-                                 else parked[m]["optimizer"][key][name].to(self.device))
-                      for name, t in opt_state.items()}
-                for key, opt_state in self.optimizer_state.items()} if with_optimizer else {}
-        view.member_ids = everyone
-        view.snapshots = None
+    def merged(self, parked: dict[int, tree.Row], with_optimizer: bool = True
+               ) -> PopulationState:
+        """A state holding the present members and the ``parked`` ones, in member order;
+        ``self`` is left as it is. Without ``with_optimizer`` only weights (for inference)."""
+        families = None if with_optimizer else ["weights"]
+        merged = tree.merge(self.members, parked, families)
+        view = PopulationState.__new__(PopulationState)
+        view.__dict__.update(self.__dict__)
+        view.members = merged
         view.refresh_values()
         return view
 
     def snapshot(self, positions: Sequence[int]) -> None:
         """Copies the current weights of the members at ``positions`` into the snapshot."""
-        if not positions:
-            return
-        with torch.no_grad():
-            if self.snapshots is None:
-                self.snapshots = {k: w.detach().clone() for k, w in self.weights.items()}
-                return
-            index = torch.tensor(list(positions), dtype=torch.long, device=self.device)
-            for key, w in self.weights.items():
-                self.snapshots[key].index_copy_(0, index, w.detach().index_select(0, index))
+        tree.copy_rows(self.members, "weights", "best", positions)
 
 
-class UpdatePlan:
-    """Which weights decay, which need a step of their own (proximal L1 or a constraint),
-    and which are updated together in one (possibly fused) optimizer call."""
+def _values_of(reg) -> dict[str, float]:
+    from reglab.engine.member import regularizer_values
 
-    def __init__(self, state: PopulationState):
-        trainable = [wp for wp in state.plan.weights if wp.spec.trainable]
-        self.decayed = [wp.key for wp in trainable
-                        if is_active(state.hyperparameters[wp.key]["weight_decay"])]
-        self.one_by_one, self.grouped = [], []
-        for wp in trainable:
-            prox = state.penalties[wp.key]["l1_proximal_broadcast"]
-            special = is_active(prox) or (state.member_ids and
-                                         wp.constraints[state.member_ids[0]] is not None)
-            (self.one_by_one if special else self.grouped).append(wp if special else wp.key)
-        self.grouped_hyperparameters = [state.hyperparameters[key] for key in self.grouped]
-        self.fused = bool(self.grouped) and state.optimizer.can_fuse(
-            [state.weights[key] for key in self.grouped], self.grouped_hyperparameters)
+    return regularizer_values(reg)
 
+
+def _constraint_value(values, dtype, device, ndim) -> Value:
+    """Constraint values are never skipped when zero (a max norm of 0 is a constraint)."""
+    if all(v == values[0] for v in values) and values[0] == 0:
+        return torch.zeros((len(values),) + (1,) * (ndim - 1), dtype=dtype, device=device)
+    return member_values(values, dtype, device, ndim)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
@@ -185,8 +184,7 @@ class Sequential:
 
     # -- weights ------------------------------------------------------------------------
     def _weight_keys(self) -> list[tuple[int, str]]:
-        population = self._build()
-        return [wp.key for wp in population.plan.weights]
+        return self._build().weight_keys()
 
     def get_weights(self) -> list[np.ndarray]:
         """Every weight in Keras's order and layouts (Dense kernel ``(in, out)``, ...)."""
@@ -199,8 +197,7 @@ class Sequential:
             raise ConfigError(f"Sequential.set_weights: expected a list of {len(keys)} arrays "
                               f"({', '.join(self._layers[i].name + '.' + n for i, n in keys)}). "
                               f"Got {len(weights)}.")
-        self._population.state.set_member_weights(
-            0, {key: torch.as_tensor(np.asarray(w)) for key, w in zip(keys, weights)})
+        self._population.set_member_weights(0, dict(zip(keys, weights)))
 
     def _layer_weights(self, layer) -> list[np.ndarray]:
         index = self._layers.index(layer)
@@ -212,13 +209,11 @@ class Sequential:
         if len(weights) != len(keys):
             raise ConfigError(f"{layer.name}.set_weights: expected {len(keys)} arrays. "
                               f"Got {len(weights)}.")
-        self._population.state.set_member_weights(
-            0, {key: torch.as_tensor(np.asarray(w)) for key, w in zip(keys, weights)})
+        self._population.set_member_weights(0, dict(zip(keys, weights)))
 
     def _set_leading_weights(self, weights) -> None:
         keys = self._weight_keys()
-        self._population.state.set_member_weights(
-            0, {key: torch.as_tensor(w) for key, w in zip(keys, weights)})
+        self._population.set_member_weights(0, dict(zip(keys, weights)))
 
     def count_params(self) -> int:
         return int(sum(w.size for w in self.get_weights()))

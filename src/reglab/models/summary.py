@@ -17,19 +17,18 @@ def _size(count: int) -> str:
 def render(model, population) -> str:
     """The table as text, with trainable and non-trainable counts."""
     rows, trainable, frozen = [], 0, 0
-    plan = population.plan
-    for index, lp in enumerate(plan.layers):
+    for info in population.describe_layers():
         params = 0
-        for wp in plan.weights:
-            if wp.layer_index == index:
-                n = math.prod(wp.spec.shape)
-                params += n
-                if wp.spec.trainable:
-                    trainable += n
-                else:
-                    frozen += n
-        shape = "(None, " + ", ".join(map(str, lp.output_shape)) + ")"
-        rows.append((f"{lp.layer.name} ({type(lp.layer).__name__})", shape, f"{params:,}"))
+        for _, shape, is_trainable in info["weights"]:
+            n = math.prod(shape)
+            params += n
+            if is_trainable:
+                trainable += n
+            else:
+                frozen += n
+        shape = "(None, " + ", ".join(map(str, info["output_shape"])) + ")"
+        layer = info["layer"]
+        rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"))
     widths = (max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15)
     top = "┏" + "┳".join("━" * w for w in widths) + "┓"
     mid = "┡" + "╇".join("━" * w for w in widths) + "┩"

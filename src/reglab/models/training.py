@@ -70,9 +70,9 @@ class _KerasBridge:
         self.population = population
 
     def _sync_learning_rate(self):
-        state, lr = self.population.state, self.model.optimizer.learning_rate
-        if state.size and state.learning_rates[0] != lr:  # a callback changed it
-            state.set_learning_rate(0, lr)
+        population, lr = self.population, self.model.optimizer.learning_rate
+        if population.hyperparameter(0, "learning_rate") != lr:  # a callback changed it
+            population.set_hyperparameter(0, "learning_rate", lr)
 
     def on_epoch_begin(self, epoch):
         self.callbacks.on_epoch_begin(epoch, {})
@@ -144,7 +144,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         first_epoch = fit_data.next_epoch_from_generator(data.generator, data.steps_per_epoch)
     shape = np.shape(data.x) if data.x is not None else first_epoch[0].shape
     population = _ensure_ready(model, shape)
-    population._diverged.clear()  # a Keras model trains again after a non-finite loss
+    population.reset_divergence()  # a Keras model trains again after a non-finite loss
     model.stop_training = False
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         callbacks = [callbacks]

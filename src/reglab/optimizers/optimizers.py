@@ -31,34 +31,65 @@ def _check(owner: str, name: str, value: Any, lo: float, hi: float = math.inf,
     return float(value)
 
 
-def _fusable(param: torch.Tensor, hp: dict[str, Value]) -> bool:
-    """True when torch's fused Adam kernel applies: one value per hyperparameter."""
-    return (hasattr(torch, "_fused_adam_") and param.is_contiguous()
-            and param.device.type in ("cpu", "cuda")
-            and not any(isinstance(v, torch.Tensor) for v in hp.values()))
+def _fused_adam_available(device: torch.device) -> bool:
+    return hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda")
 
 
 def _bias_corrected_rate(lr: Value, b1: Value, b2: Value, step, dtype: torch.dtype) -> Value:
-    """Adam's ``lr * sqrt(1 - b2**t) / (1 - b1**t)``, always computed in float64 (as the
-    scalar path does in Python), so that a member's step does not depend on whether a
-    neighbour made any of these values a per-member tensor."""
+    """Adam's ``lr * sqrt(1 - b2**t) / (1 - b1**t)``, computed in float64 whatever the
+    inputs (floats, or per-member tensors), then cast to ``dtype``."""
     if not any(isinstance(v, torch.Tensor) for v in (lr, b1, b2, step)):
         return lr * (1 - b2**step) ** 0.5 / (1 - b1**step)
 
     def f64(v):
-        return v.to(torch.float64) if isinstance(v, torch.Tensor) else v
+        return v.to(torch.float64) if isinstance(v, torch.Tensor) else torch.tensor(
+            float(v), dtype=torch.float64)
 
     lr, b1, b2, step = map(f64, (lr, b1, b2, step))
-    if not isinstance(b1, torch.Tensor):
-        b1 = torch.tensor(b1, dtype=torch.float64)
-    if not isinstance(b2, torch.Tensor):
-        b2 = torch.tensor(b2, dtype=torch.float64)
     alpha = lr * (1 - b2.pow(step)) ** 0.5 / (1 - b1.pow(step))
     return alpha.to(dtype)
 
 
+class OptimizerMembers:
+    """What an optimizer needs to know of the members it updates: each member's
+    hyperparameters (floats) and steps taken (after this step's increment), and the same
+    as per-member values shaped for a weight (see :mod:`reglab.engine.values`)."""
+
+    def __init__(self, floats: list[dict[str, float]], steps: list[int], dtype: torch.dtype,
+                 device: torch.device):
+        self.floats, self.steps, self.dtype, self.device = floats, steps, dtype, device
+        self._cache: dict[tuple[str, int], Value] = {}
+
+    def __len__(self) -> int:
+        return len(self.floats)
+
+    def value(self, name: str, ndim: int) -> Value:
+        """Hyperparameter ``name`` of every member as ``(P, 1, ..., 1)`` (or ``0.0``)."""
+        key = (name, ndim)
+        if key not in self._cache:
+            from reglab.engine.values import member_values
+
+            self._cache[key] = member_values([hp[name] for hp in self.floats], self.dtype,
+                                             self.device, ndim)
+        return self._cache[key]
+
+    def step(self, ndim: int):
+        """The members' steps: an int when they agree, else a ``(P, 1, ..., 1)`` tensor."""
+        if all(s == self.steps[0] for s in self.steps):
+            return self.steps[0]
+        return torch.tensor(self.steps, dtype=torch.float64, device=self.device).view(
+            -1, *([1] * (ndim - 1)))
+
+
 class Optimizer:
-    """Base class. ``weight_decay`` is Keras's decoupled decay, applied before the step."""
+    """Base class. ``weight_decay`` is Keras's decoupled decay, applied before the step.
+
+    The population interface: :meth:`slots` names the per-weight state (each slot a
+    tensor shaped like the weight, member axis first, zero at the start), :meth:`apply`
+    updates the stacked weights of every member in place, and :meth:`step_size` gives
+    each weight's effective step size after an update (for proximal steps). Each member
+    is updated by the same arithmetic whoever shares its population.
+    """
 
     name = "optimizer"
     #: weight kinds that decoupled weight decay skips (AdamW overrides).
@@ -79,33 +110,25 @@ class Optimizer:
         """What must be equal across members (the class and its boolean options)."""
         return (type(self).__name__,)
 
-    def init_state(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {}
+    def slots(self) -> tuple[str, ...]:
+        """The names of the optimizer's per-weight state."""
+        return ()
 
-    def update(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor],
-               hp: dict[str, Value], step: int, want_step_size: bool = False) -> Value | None:
-        """Applies one step in place; ``step`` counts from 1 (an int, or a per-member tensor
-        when members have taken different numbers of steps).
-
-        Returns the per-weight step size when ``want_step_size`` (for a proximal
-        step), else None.
-        """
+    def apply(self, params: list[torch.Tensor], grads: list[torch.Tensor],
+              slots: list[dict[str, torch.Tensor]], members: OptimizerMembers) -> None:
+        """One step for the stacked ``params`` ``(P, ...)``, in place, under no_grad."""
         raise NotImplementedError
 
-    def can_fuse(self, params, hps) -> bool:
-        """Whether :meth:`update_many` may update ``params`` in one fused call."""
-        return False
+    def step_size(self, param: torch.Tensor, slots: dict[str, torch.Tensor],
+                  members: OptimizerMembers) -> Value:
+        """The per-element step size of the update just applied to ``param``."""
+        return members.value("learning_rate", param.dim())
 
-    def update_many(self, params, grads, states, hps, step: int, fused: bool | None = None
-                    ) -> None:
-        """:meth:`update` for several weights at once (optimizers may fuse it)."""
-        for param, grad, state, hp in zip(params, grads, states, hps):
-            self.update(param, grad, state, hp, step)
-
-    def apply_weight_decay(self, param: torch.Tensor, hp: dict[str, Value]) -> None:
-        wd = hp["weight_decay"]
+    def apply_weight_decay(self, param: torch.Tensor, members: OptimizerMembers) -> None:
+        """Keras's decoupled decay: ``w -= w * weight_decay * learning_rate``."""
+        wd = members.value("weight_decay", param.dim())
         if isinstance(wd, torch.Tensor) or wd:
-            param.sub_(param * (wd * hp["learning_rate"]))
+            param.sub_(param * (wd * members.value("learning_rate", param.dim())))
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, **{k: v for k, v in vars(self).items()
@@ -138,18 +161,19 @@ class SGD(Optimizer):
     def structure(self):
         return ("SGD", self.nesterov)
 
-    def init_state(self, param):
-        return {"momentum": torch.zeros_like(param)}
+    def slots(self):
+        return ("momentum",)
 
-    def update(self, param, grad, state, hp, step, want_step_size=False):
-        lr, momentum = hp["learning_rate"], hp["momentum"]
-        m = state["momentum"]
-        m.mul_(momentum).sub_(grad * lr)
-        if self.nesterov:
-            param.add_(m * momentum - grad * lr)
-        else:
-            param.add_(m)
-        return lr if want_step_size else None
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            lr = members.value("learning_rate", param.dim())
+            momentum = members.value("momentum", param.dim())
+            m = state["momentum"]
+            m.mul_(momentum).sub_(grad * lr)
+            if self.nesterov:
+                param.add_(m * momentum - grad * lr)
+            else:
+                param.add_(m)
 
 
 class Adam(Optimizer):
@@ -181,59 +205,69 @@ class Adam(Optimizer):
     def structure(self):
         return (type(self).__name__, self.amsgrad)
 
-    def init_state(self, param):
-        state = {"m": torch.zeros_like(param), "v": torch.zeros_like(param)}
-        if self.amsgrad:
-            state["v_hat"] = torch.zeros_like(param)
-        return state
+    def slots(self):
+        return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
-    def update(self, param, grad, state, hp, step, want_step_size=False):
-        b1, b2, eps = hp["beta_1"], hp["beta_2"], hp["epsilon"]
-        m, v = state["m"], state["v"]
-        if not want_step_size and not isinstance(step, torch.Tensor) \
-                and self.can_fuse([param], [hp]):
-            self._fused_update([param], [grad], [state], hp, step)
-            return None
-        m.lerp_(grad, 1 - b1)  # m += (g - m) * (1 - b1)
-        v.lerp_(grad.square(), 1 - b2)  # v += (g**2 - v) * (1 - b2)
+    _FUSED_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
+
+    def apply(self, params, grads, slots, members):
+        if params and _fused_adam_available(params[0].device):
+            self._apply_fused(params, grads, slots, members)
+            return
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            b1, b2 = members.value("beta_1", ndim), members.value("beta_2", ndim)
+            m, v = state["m"], state["v"]
+            m.lerp_(grad, 1 - b1)  # m += (g - m) * (1 - b1)
+            v.lerp_(grad.square(), 1 - b2)  # v += (g**2 - v) * (1 - b2)
+            param.sub_(m * self._alpha(members, ndim, param.dtype) / self._denominator(state, members, ndim))
+
+    def _denominator(self, state, members, ndim):
+        v = state["v"]
         if self.amsgrad:
             torch.maximum(state["v_hat"], v, out=state["v_hat"])
             v = state["v_hat"]
-        alpha = _bias_corrected_rate(hp["learning_rate"], b1, b2, step, param.dtype)
-        denom = v.sqrt().add_(eps)
-        if isinstance(alpha, torch.Tensor):
-            param.sub_(m * alpha / denom)
-        else:
-            param.addcdiv_(m, denom, value=-alpha)
-        return alpha / denom if want_step_size else None
+        return v.sqrt().add_(members.value("epsilon", ndim))
 
+    def _alpha(self, members, ndim, dtype):
+        floats = members.floats
+        alphas = [_bias_corrected_rate(hp["learning_rate"], hp["beta_1"], hp["beta_2"], step,
+                                       dtype) for hp, step in zip(floats, members.steps)]
+        return torch.tensor(alphas, dtype=torch.float64).to(dtype).to(members.device).view(
+            -1, *([1] * (ndim - 1)))
 
-    def can_fuse(self, params, hps) -> bool:
-        """True when one call of torch's fused Adam kernel can update all ``params``: no
-        amsgrad, and every hyperparameter one shared float (decided once per plan)."""
-        keys = ("learning_rate", "beta_1", "beta_2", "epsilon")
-        return not self.amsgrad and all(_fusable(p, hp) for p, hp in zip(params, hps)) and all(
-            hp[k] == hps[0][k] for hp in hps[1:] for k in keys)
-
-    def update_many(self, params, grads, states, hps, step, fused=None):
-        if fused is None:
-            fused = self.can_fuse(params, hps)
-        if fused and not isinstance(step, torch.Tensor):
-            self._fused_update(params, grads, states, hps[0], step)
-        else:
-            super().update_many(params, grads, states, hps, step)
-
-    def _fused_update(self, params, grads, states, hp, step) -> None:
-        """torch's fused kernel: the same update in one pass over memory. Its epsilon sits
-        inside the bias correction, Keras's outside:
+    def _apply_fused(self, params, grads, slots, members) -> None:
+        """torch's fused kernel, called on each member's own slices (so that a member's
+        arithmetic never depends on its position in the population), one call per group
+        of members with equal hyperparameters and steps. Its epsilon sits inside the bias
+        correction, Keras's outside:
         ``lr * m_hat / (sqrt(v_hat) + eps') == alpha * m / (sqrt(v) + eps)`` with
         ``eps' = eps / sqrt(1 - beta_2**t)``."""
-        step_tensor = torch.tensor(float(step), device=params[0].device)
-        torch._fused_adam_(list(params), list(grads), [s["m"] for s in states],
-                           [s["v"] for s in states], [], [step_tensor] * len(params),
-                           lr=hp["learning_rate"], beta1=hp["beta_1"], beta2=hp["beta_2"],
-                           weight_decay=0.0, eps=hp["epsilon"] / (1 - hp["beta_2"] ** step) ** 0.5,
-                           amsgrad=False, maximize=False)
+        groups: dict[tuple, list[int]] = {}
+        for p, (hp, step) in enumerate(zip(members.floats, members.steps)):
+            groups.setdefault((*(hp[k] for k in self._FUSED_KEYS), step), []).append(p)
+        rows = [w.unbind(0) for w in params]
+        grad_rows = [g.contiguous().unbind(0) for g in grads]
+        slot_rows = {name: [state[name].unbind(0) for state in slots] for name in self.slots()}
+        device = params[0].device
+        for (lr, b1, b2, eps, step), positions in groups.items():
+            def gather(tensor_rows, positions=positions):
+                return [r[p] for r in tensor_rows for p in positions]
+            count = len(params) * len(positions)
+            step_tensor = torch.tensor(float(step), device=device)
+            torch._fused_adam_(gather(rows), gather(grad_rows), gather(slot_rows["m"]),
+                               gather(slot_rows["v"]),
+                               gather(slot_rows["v_hat"]) if self.amsgrad else [],
+                               [step_tensor] * count, lr=lr, beta1=b1, beta2=b2,
+                               weight_decay=0.0, eps=eps / (1 - b2**step) ** 0.5,
+                               amsgrad=self.amsgrad, maximize=False)
+
+    def step_size(self, param, slots, members):
+        """``alpha / (sqrt(v) + epsilon)`` (``v_hat`` with amsgrad), from the updated slots."""
+        ndim = param.dim()
+        v = slots["v_hat"] if self.amsgrad else slots["v"]
+        return self._alpha(members, ndim, param.dtype) / v.sqrt().add_(
+            members.value("epsilon", ndim))
 
 
 class AdamW(Adam):
@@ -278,27 +312,32 @@ class RMSprop(Optimizer):
     def structure(self):
         return ("RMSprop", self.centered)
 
-    def init_state(self, param):
-        state = {"velocity": torch.zeros_like(param), "momentum": torch.zeros_like(param)}
-        if self.centered:
-            state["average_gradient"] = torch.zeros_like(param)
-        return state
+    def slots(self):
+        return ("velocity", "momentum", "average_gradient") if self.centered else (
+            "velocity", "momentum")
 
-    def update(self, param, grad, state, hp, step, want_step_size=False):
-        rho, eps, lr = hp["rho"], hp["epsilon"], hp["learning_rate"]
-        vel = state["velocity"]
-        vel.mul_(rho).add_(grad.square() * (1 - rho))
+    def _denominator(self, state, members, ndim):
+        eps = members.value("epsilon", ndim)
         if self.centered:
-            avg = state["average_gradient"]
-            avg.mul_(rho).add_(grad * (1 - rho))
-            denom = (vel - avg.square() + eps).sqrt_()
-        else:
-            denom = (vel + eps).sqrt_()
-        increment = grad * lr / denom
-        mom = state["momentum"]
-        mom.mul_(hp["momentum"]).add_(increment)
-        param.sub_(mom)
-        return lr / denom if want_step_size else None
+            return (state["velocity"] - state["average_gradient"].square() + eps).sqrt_()
+        return (state["velocity"] + eps).sqrt_()
+
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            rho, lr = members.value("rho", ndim), members.value("learning_rate", ndim)
+            state["velocity"].mul_(rho).add_(grad.square() * (1 - rho))
+            if self.centered:
+                state["average_gradient"].mul_(rho).add_(grad * (1 - rho))
+            increment = grad * lr / self._denominator(state, members, ndim)
+            mom = state["momentum"]
+            mom.mul_(members.value("momentum", ndim)).add_(increment)
+            param.sub_(mom)
+
+    def step_size(self, param, slots, members):
+        """``learning_rate / denominator`` (the momentum's carry-over aside)."""
+        ndim = param.dim()
+        return members.value("learning_rate", ndim) / self._denominator(slots, members, ndim)
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

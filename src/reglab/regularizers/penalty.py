@@ -53,23 +53,24 @@ def weight_penalty(
     return total
 
 
-def add_penalty_gradient_(grad: torch.Tensor, w: torch.Tensor, l1: float | torch.Tensor,
-                          l2: float | torch.Tensor, member_axis: int = 0) -> None:
-    """Adds the gradient of :func:`weight_penalty`, ``l1 * sign(w) + 2 * l2 * w``, to ``grad``.
+def along_members(value: float | torch.Tensor, w: torch.Tensor) -> float | torch.Tensor:
+    """A ``(P,)`` value viewed to broadcast along axis 0 of the stacked ``w``; floats pass."""
+    if isinstance(value, torch.Tensor):
+        return value.reshape(member_shape(w, 0))
+    return value
 
-    The same math as differentiating ``weight_penalty``, written in place so that a
-    population's penalties cost two passes over the weights instead of an autograd graph.
-    """
+
+def penalty_gradient(w: torch.Tensor, l1: float | torch.Tensor,
+                     l2: float | torch.Tensor) -> torch.Tensor | float:
+    """The gradient of :func:`weight_penalty` for stacked weights ``(P, ...)``:
+    ``l1 * sign(w) + 2 * l2 * w``, each strength a float or a ``(P,)`` tensor; ``0.0``
+    when both strengths are zero for every member."""
+    grad = 0.0
     if is_active(l1):
-        if isinstance(l1, torch.Tensor):
-            grad.addcmul_(torch.sign(w), l1.view(member_shape(w, member_axis)))
-        else:
-            grad.add_(torch.sign(w), alpha=l1)
+        grad = torch.sign(w) * along_members(l1, w)
     if is_active(l2):
-        if isinstance(l2, torch.Tensor):
-            grad.addcmul_(w, 2.0 * l2.view(member_shape(w, member_axis)))
-        else:
-            grad.add_(w, alpha=2.0 * l2)
+        grad = grad + w * (2.0 * along_members(l2, w))
+    return grad
 
 
 def activity_penalty(

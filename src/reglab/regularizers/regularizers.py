@@ -8,7 +8,12 @@ from typing import Any
 import torch
 
 from reglab.errors import ConfigError, unknown_name
-from reglab.regularizers.penalty import weight_penalty
+from reglab.regularizers.penalty import (
+    along_members,
+    penalty_gradient,
+    soft_threshold,
+    weight_penalty,
+)
 
 
 def _check_strength(owner: str, name: str, value: Any) -> float:
@@ -23,13 +28,53 @@ def _check_strength(owner: str, name: str, value: Any) -> float:
 class Regularizer:
     """Base class: a callable ``w -> penalty`` with a config, as in Keras.
 
-    Subclass it and override ``__call__`` for a custom penalty; the population
-    engine then evaluates it member by member.
+    Subclass it and override ``__call__`` for a custom penalty; the population engine
+    then evaluates it member by member, with autograd.
+
+    To run vectorized over a population, a regularizer also declares (the built-in ones
+    are examples):
+
+    - :meth:`family`: a key shared by the regularizers computed together. Members whose
+      regularizers share one family have their :meth:`values` stacked, and the engine
+      calls :meth:`penalty` once on the stacked weights ``(P, ...)``, with each value a
+      ``(P,)`` tensor (or ``0.0`` when zero for every member).
+    - :attr:`contributes`: ``'value'`` (the penalty is added to the loss; autograd gives
+      its gradient unless ``'gradient'`` is declared too), ``'gradient'`` (the engine adds
+      :meth:`gradient` to the weight's gradient itself, skipping autograd), ``'proximal'``
+      (after each optimizer step the engine applies :meth:`proximal` with the optimizer's
+      per-weight step size).
     """
+
+    #: what the regularizer contributes to training (see the class docstring)
+    contributes: frozenset[str] = frozenset({"value"})
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x.new_zeros(())
 
+    # -- population protocol ------------------------------------------------------------
+    def family(self) -> Any:
+        """Regularizers of one family are computed for all members at once; None (the
+        default for a subclass that only overrides ``__call__``) means member by member."""
+        return None
+
+    def values(self) -> dict[str, float]:
+        """The numbers that may differ between members of one family (its strengths)."""
+        return {}
+
+    def penalty(self, w: torch.Tensor, values: dict) -> torch.Tensor:
+        """The penalty of each member: ``w`` is ``(P, ...)``; returns ``(P,)``."""
+        raise NotImplementedError(f"{type(self).__name__} declares a family but no penalty().")
+
+    def gradient(self, w: torch.Tensor, values: dict) -> torch.Tensor:
+        """The penalty's gradient with respect to ``w`` (for ``'gradient'``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares 'gradient' but no gradient().")
+
+    def proximal(self, w: torch.Tensor, step_size, values: dict) -> torch.Tensor:
+        """``w`` after the proximal step of the penalty scaled by ``step_size`` (for
+        ``'proximal'``); ``step_size`` broadcasts to ``w``."""
+        raise NotImplementedError(f"{type(self).__name__} declares 'proximal' but no proximal().")
+
+    # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} does not define get_config().")
 
@@ -48,15 +93,11 @@ class Regularizer:
         return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
 
-class L1L2(Regularizer):
-    """``l1 * sum(|w|) + l2 * sum(w**2)``.
+class _WeightPenalty(Regularizer):
+    """The L1/L2 family: ``l1 * sum(|w|) + l2 * sum(w**2)``, with its gradient written out
+    (two passes over the weights instead of an autograd graph)."""
 
-    Example:
-        >>> float(L1L2(l1=0.5, l2=0.25)(torch.tensor([1.0, -2.0])))
-        2.75
-    """
-
-    proximal = False
+    contributes = frozenset({"value", "gradient"})
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         self.l1 = _check_strength(type(self).__name__, "l1", l1)
@@ -65,11 +106,32 @@ class L1L2(Regularizer):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return weight_penalty(x, self.l1, self.l2)
 
+    def family(self):
+        return "l1_l2"
+
+    def values(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+    def penalty(self, w, values):
+        return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
+
+    def gradient(self, w, values):
+        return penalty_gradient(w, values["l1"], values["l2"])
+
+
+class L1L2(_WeightPenalty):
+    """``l1 * sum(|w|) + l2 * sum(w**2)``.
+
+    Example:
+        >>> float(L1L2(l1=0.5, l2=0.25)(torch.tensor([1.0, -2.0])))
+        2.75
+    """
+
     def get_config(self) -> dict[str, Any]:
         return {"l1": self.l1, "l2": self.l2}
 
 
-class L1(L1L2):
+class L1(_WeightPenalty):
     """``l1 * sum(|w|)``; Keras's default strength is 0.01.
 
     Example:
@@ -84,7 +146,7 @@ class L1(L1L2):
         return {"l1": self.l1}
 
 
-class L2(L1L2):
+class L2(_WeightPenalty):
     """``l2 * sum(w**2)`` (no one-half, as in Keras); Keras's default is 0.01.
 
     Example:
@@ -99,7 +161,7 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-class ProximalL1(L1L2):
+class ProximalL1(Regularizer):
     """L1 applied as a proximal step: beyond Keras, it gives exact zeros.
 
     The penalty ``l1 * sum(|w|)`` is the same as :class:`L1`'s and is reported the
@@ -116,10 +178,32 @@ class ProximalL1(L1L2):
         {'l1': 0.001, 'l2': 0.0}
     """
 
-    proximal = True
+    contributes = frozenset({"value", "gradient", "proximal"})
 
     def __init__(self, l1: float = 0.01, l2: float = 0.0):
-        super().__init__(l1=l1, l2=l2)
+        self.l1 = _check_strength("ProximalL1", "l1", l1)
+        self.l2 = _check_strength("ProximalL1", "l2", l2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return weight_penalty(x, self.l1, self.l2)
+
+    def family(self):
+        return "proximal_l1"
+
+    def values(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+    def penalty(self, w, values):
+        return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
+
+    def gradient(self, w, values):
+        return penalty_gradient(w, 0.0, values["l2"])
+
+    def proximal(self, w, step_size, values):
+        return soft_threshold(w, step_size * along_members(values["l1"], w))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1, "l2": self.l2}
 
 
 # Keras's lowercase aliases.

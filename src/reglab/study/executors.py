@@ -80,8 +80,10 @@ class InProcessExecutor:
         x_fit = shaped(data.x_train) if images else data.x_train
         x_val = shaped(data.x_val) if images else data.x_val
         x_test = shaped(data.x_test) if images else data.x_test
+        # A study owns its process: glibc may keep freed memory for the next step.
         population = Population(members, loss=spec.training.loss,
-                                metrics=spec.training.metrics, device=job.device)
+                                metrics=spec.training.metrics, device=job.device,
+                                keep_freed_memory=True)
         started = time.perf_counter()
         observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs)
         result = population.fit(

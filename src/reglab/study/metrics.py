@@ -57,7 +57,7 @@ def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str,
         for member_id in results:
             results[member_id]["test_ece"] = expected_calibration_error(
                 probabilities[member_id], np.asarray(data.y_test))
-    names = {i: lp.canonical_name for i, lp in enumerate(population.plan.layers)}
+    names = dict(enumerate(population.layer_names))
     for member_id, metrics in results.items():
         # The gap of the study's first metric ('accuracy', 'acc', ... as the logs name it).
         name = population.metric_names[0] if population.metric_names else "accuracy"
@@ -74,5 +74,5 @@ def first_kernel(population, member_id: int) -> tuple[str, np.ndarray] | None:
     weights = population.member_weights(member_id)
     for (index, name), tensor in sorted(weights.items()):
         if name == "kernel":
-            return population.plan.layers[index].canonical_name, tensor.detach().cpu().numpy()
+            return population.layer_names[index], tensor.detach().cpu().numpy()
     return None

@@ -129,4 +129,4 @@ def test_fit_applies_the_new_rate_from_the_next_epoch():
     assert history.history["learning_rate"] == [0.001, 0.001, 0.0005]
     assert tiny_model.optimizer.learning_rate == 0.00025
     # The engine trained epoch 2 with the rate set at the end of epoch 1.
-    assert tiny_model._population.state.learning_rates[0] == 0.0005
+    assert tiny_model._population.hyperparameter(0, "learning_rate") == 0.0005

@@ -42,7 +42,7 @@ def population(make_layer, settings, input_shape=(FEATURES,)):
 
 
 def run(pop, x, training=True):
-    groups = sorted({(pop.state.plan.seeds[m], pop.state.member_epochs[m])
+    groups = sorted({(pop.state.plan.seeds[m], pop.state.epochs(m))
                      for m in pop.state.member_ids})
     layout = SeedLayout(pop, {group: row for row, group in enumerate(groups)})
     random_for = layout.random_for if training else None

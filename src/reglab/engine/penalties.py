@@ -1,0 +1,97 @@
+"""Regularizers over a population: grouped by family, each family computed for all members.
+
+For one weight (or one layer's output), the members' regularizers are grouped by their
+:meth:`~reglab.regularizers.Regularizer.family`; each family's values (strengths) are
+stacked into per-member values (zero for members of another family, see
+:mod:`reglab.engine.values`), and its math runs once on the stacked tensor. A family
+whose values are zero for every present member is skipped. Regularizers without a family
+(user-defined callables) are evaluated member by member, with autograd.
+
+What a family contributes is what its regularizer declares in ``contributes``: a
+``'value'`` (added to the reported loss, and differentiated by autograd unless it also
+declares ``'gradient'``), a ``'gradient'`` added to the weight's gradient by the update
+chain, a ``'proximal'`` step after the optimizer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from reglab.engine.values import Value, is_active, member_values
+
+
+@dataclass
+class PenaltyTerms:
+    """The regularization of one tensor for the present members."""
+
+    #: (the family's regularizer, its per-member values), families with a non-zero value
+    families: list[tuple[Any, dict[str, Value]]] = field(default_factory=list)
+    #: per member, a regularizer evaluated member by member (or None); None when none has one
+    custom: list[Any] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.families) or self.custom is not None
+
+    def with_capability(self, capability: str) -> list[tuple[Any, dict[str, Value]]]:
+        return [(reg, values) for reg, values in self.families if capability in reg.contributes]
+
+    def without_capability(self, capability: str) -> list[tuple[Any, dict[str, Value]]]:
+        return [(reg, values) for reg, values in self.families
+                if capability not in reg.contributes]
+
+
+def penalty_terms(regularizers: Sequence[Any], values: Sequence[dict[str, float]],
+                  dtype: torch.dtype, device) -> PenaltyTerms:
+    """Groups the present members' ``regularizers`` (with their ``values``) into terms."""
+    terms = PenaltyTerms()
+    families: dict[Any, Any] = {}
+    for reg in regularizers:
+        family = None if reg is None or not hasattr(reg, "family") else reg.family()
+        if family is not None and family not in families:
+            families[family] = reg
+    for family, representative in families.items():
+        names = list(representative.values())
+        stacked = {}
+        for name in names:
+            column = [vals.get(name, 0.0) if reg is not None and reg.family() == family else 0.0
+                      for reg, vals in zip(regularizers, values)]
+            stacked[name] = member_values(column, dtype, device)
+        if any(is_active(v) for v in stacked.values()) or not names:
+            terms.families.append((representative, stacked))
+    custom = [reg if reg is not None and (not hasattr(reg, "family") or reg.family() is None)
+              else None for reg in regularizers]
+    if any(reg is not None for reg in custom):
+        terms.custom = custom
+    return terms
+
+
+def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
+                                                          torch.Tensor | None]:
+    """``(reported, differentiable)`` penalties of the stacked ``w`` ``(P, ...)``, each
+    ``(P,)`` or None: ``reported`` is the families whose gradient the update chain adds
+    (computed without autograd), ``differentiable`` the rest (for the backward pass)."""
+    reported = differentiable = None
+    with torch.no_grad():
+        for reg, values in terms.with_capability("gradient"):
+            term = reg.penalty(w, values)
+            reported = term if reported is None else reported + term
+    for reg, values in terms.without_capability("gradient"):
+        term = reg.penalty(w, values)
+        differentiable = term if differentiable is None else differentiable + term
+    if terms.custom is not None:
+        term = torch.stack([reg(w[p]) if reg is not None else w.new_zeros(())
+                            for p, reg in enumerate(terms.custom)])
+        differentiable = term if differentiable is None else differentiable + term
+    return reported, differentiable
+
+
+def gradient(terms: PenaltyTerms, w: torch.Tensor) -> Value:
+    """The gradient that the families declaring ``'gradient'`` add to ``w``'s."""
+    total: Value = 0.0
+    for reg, values in terms.with_capability("gradient"):
+        total = total + reg.gradient(w, values)
+    return total

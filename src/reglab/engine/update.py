@@ -1,0 +1,127 @@
+"""The update: a declared chain of transforms, applied in one order, after each backward.
+
+Each transform has ``init(state)`` (declare the per-member state it keeps, in the
+population's tree) and ``update(grads, state)`` (act on the gradients and weights of
+the present members, in place), as Optax's ``chain(...)`` composes
+``scale_by_adam()``, ``add_decayed_weights()`` and their kin. :data:`UPDATE_ORDER` is the
+one place that says in which order; :func:`apply_updates` is the one place that reads it.
+The order is Keras's: the penalties' gradients join the loss's, decoupled weight decay
+shrinks the weights before the optimizer's step, proximal steps and constraints follow it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from reglab.engine import penalties
+from reglab.engine.state import Key, PopulationState
+from reglab.engine.values import is_active
+
+
+class UpdateTransform(Protocol):
+    def init(self, state: PopulationState) -> None: ...
+
+    def update(self, grads: dict[Key, torch.Tensor], state: PopulationState) -> None: ...
+
+
+class PenaltyGradients:
+    """Adds the gradients of the regularizers that declare ``'gradient'``."""
+
+    def init(self, state):
+        pass
+
+    def update(self, grads, state):
+        for key, terms in state.penalties.items():
+            if key in grads:
+                grad = penalties.gradient(terms, state.weights[key])
+                if isinstance(grad, torch.Tensor):
+                    grads[key].add_(grad)
+
+
+class DecoupledWeightDecay:
+    """Keras's ``weight_decay``: ``w -= w * weight_decay * learning_rate`` before the step."""
+
+    def init(self, state):
+        pass
+
+    def update(self, grads, state):
+        for key in grads:
+            members = state.decay_members(key)
+            if members is not None:
+                state.optimizer.apply_weight_decay(state.weights[key], members)
+
+
+class OptimizerStep:
+    """The optimizer's step for every weight with a gradient, its slots in the tree."""
+
+    def init(self, state):
+        pass  # the slots are created with the members (PopulationState.fresh_members)
+
+    def update(self, grads, state):
+        keys = list(grads)
+        if keys:
+            state.optimizer.apply([state.weights[k] for k in keys], [grads[k] for k in keys],
+                                  [state.slots(k) for k in keys], state.optimizer_members)
+
+
+class ProximalSteps:
+    """The proximal step of each regularizer that declares ``'proximal'``, scaled by the
+    optimizer's per-weight step size."""
+
+    def init(self, state):
+        pass
+
+    def update(self, grads, state):
+        for key, terms in state.penalties.items():
+            proximal = terms.with_capability("proximal")
+            if key not in grads or not proximal:
+                continue
+            w = state.weights[key]
+            step_size = state.optimizer.step_size(w, state.slots(key), state.optimizer_members)
+            for reg, values in proximal:
+                if any(is_active(v) for v in values.values()):
+                    w.copy_(reg.proximal(w, step_size, values))
+
+
+class Constraints:
+    """Each weight's constraint (Keras applies them after the optimizer's update)."""
+
+    def init(self, state):
+        pass
+
+    def update(self, grads, state):
+        for key in grads:
+            values = state.constraint_values.get(key)
+            if values is None:
+                continue
+            wp = state.plan.weight(key)
+            constraint = wp.constraints[state.member_ids[0]]
+            w = state.weights[key]
+            ndim = w.dim() - 1
+            w.copy_(constraint.apply(w, values, lambda axes, n=ndim: [a % n + 1 for a in axes]))
+
+
+#: the update chain, in the order it runs
+UPDATE_ORDER: tuple[type, ...] = (PenaltyGradients, DecoupledWeightDecay, OptimizerStep,
+                                  ProximalSteps, Constraints)
+
+
+def build_chain(state: PopulationState) -> list[UpdateTransform]:
+    chain = [transform() for transform in UPDATE_ORDER]
+    for transform in chain:
+        transform.init(state)
+    return chain
+
+
+def apply_updates(chain: list[UpdateTransform], state: PopulationState) -> None:
+    """One update of every present member: the chain over the weights that have a gradient
+    (a weight without one is left alone, as in Keras), then the gradients are cleared."""
+    grads = {key: w.grad for key, w in state.weights.items() if w.grad is not None}
+    state.count_step()
+    with torch.no_grad():
+        for transform in chain:
+            transform.update(grads, state)
+    for w in state.weights.values():
+        w.grad = None
