@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# As `reglab run` does: MKL's small-matrix kernels then give a member the same bits
+# wherever its slice lies in memory (see reglab/cli.py). Before torch is imported.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # for `import references`
 

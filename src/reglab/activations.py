@@ -42,6 +42,26 @@ _BY_NAME: dict[str, Activation] = {
 }
 
 
+#: activations whose torch kernels give each element the same result wherever it lies in a
+#: tensor, forward and backward (pinned by a test): the others (sigmoid, elu, ...) take
+#: another code path for the last elements of a tensor, so the engine applies them to each
+#: member's slice separately, as it would to that member alone.
+_POSITION_EXACT = frozenset({"linear", "relu", "softmax", "tanh", "gelu", "softsign"})
+
+
+def is_position_exact(fn: Activation) -> bool:
+    """Whether ``fn`` may be applied to a whole population's stacked tensor at once."""
+    return structure_key(fn) in _POSITION_EXACT
+
+
+def apply(fn: Activation, x: torch.Tensor, member_axis: bool = True) -> torch.Tensor:
+    """``fn(x)``; for an activation that is not position-exact and an ``x`` with a leading
+    member axis, member by member (so that a member's result does not depend on the others)."""
+    if not member_axis or x.shape[0] == 1 or is_position_exact(fn):
+        return fn(x)
+    return torch.cat([fn(x[p:p + 1]) for p in range(x.shape[0])])
+
+
 def get(identifier: str | Activation | None, where: str = "activations.get") -> Activation:
     """Resolves an activation by Keras name (``None`` is ``'linear'``) or returns a callable."""
     if identifier is None:

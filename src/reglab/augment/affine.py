@@ -175,6 +175,14 @@ def _check_choice(where: str, argument: str, value: str, choices: tuple[str, ...
 _GRID_ONLY_MODES = {"nearest": "border", "reflect": "reflection", "grid-constant": "zeros"}
 
 
+def compose(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for ``(..., 3, 3)`` matrices, written out element by element: a batched
+    product's kernel depends on the batch's size, and a population's augmentation must give
+    each image the same numbers whatever else is in its batch."""
+    return (a[..., :, 0:1] * b[..., 0:1, :] + a[..., :, 1:2] * b[..., 1:2, :]
+            + a[..., :, 2:3] * b[..., 2:3, :])
+
+
 def _normalized_theta(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``(N, 2, 3)`` ``affine_grid`` thetas equal to pixel-space ``matrices``.
 
@@ -191,7 +199,7 @@ def _normalized_theta(matrices: torch.Tensor, height: int, width: int) -> torch.
         [[0.0, 2 / width, 1 / width - 1], [2 / height, 0.0, 1 / height - 1], [0.0, 0.0, 1.0]],
         dtype=dtype, device=device,
     )
-    return (to_normalized @ matrices @ to_pixels)[:, :2, :]
+    return compose(compose(to_normalized, matrices), to_pixels)[:, :2, :]
 
 
 def _scipy_wrap(coordinate: torch.Tensor, size: int) -> torch.Tensor:
@@ -281,12 +289,11 @@ def warp(
         return result.permute(0, 2, 3, 1).contiguous()
     rows = torch.arange(height, dtype=grid_dtype, device=images.device)
     cols = torch.arange(width, dtype=grid_dtype, device=images.device)
-    out = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)  # (H, W, 2)
-    # (N, H, W, 2): input (row, col) sampled at each output pixel, one batched product.
-    coords = (
-        torch.einsum("nij,hwj->nhwi", matrices[:, :2, :2], out) + matrices[:, None, None, :2, 2]
-    )
-    row_in, col_in = coords.unbind(-1)
+    rows, cols = rows[None, :, None], cols[None, None, :]  # (1, H, 1), (1, 1, W)
+    # (N, H, W): input (row, col) sampled at each output pixel, element by element (see compose).
+    m = matrices[:, :2, :, None, None]  # (N, 2, 3, 1, 1)
+    row_in = m[:, 0, 0] * rows + m[:, 0, 1] * cols + m[:, 0, 2]
+    col_in = m[:, 1, 0] * rows + m[:, 1, 1] * cols + m[:, 1, 2]
 
     padding, outside, size = "border", None, (height, width)
     if fill_mode == "reflect":

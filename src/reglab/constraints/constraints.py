@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from reglab.errors import ConfigError, unknown_name
+from reglab.utils.reduce import sum_over
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -19,7 +20,7 @@ Value = float | torch.Tensor
 
 
 def _norms(w: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
-    return torch.sqrt(torch.sum(w.square(), dim=list(dims), keepdim=True))
+    return torch.sqrt(sum_over(w.square(), dims, keepdim=True))
 
 
 def max_norm(w: torch.Tensor, max_value: Value, dims: Sequence[int]) -> torch.Tensor:

@@ -24,6 +24,7 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     if not layers and (spec is None or spec.is_identity):
         return xb
     from reglab.augment import affine_params_to_transforms, warp
+    from reglab.augment.affine import compose
     from reglab.augment.sampling import sample_affine_params
 
     s, b = xb.shape[:2]
@@ -34,12 +35,12 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     images = xb.reshape(s * b, *xb.shape[2:])
     stages = []  # (fill key, transforms (S*b, 3, 3))
     if spec is not None and not spec.is_identity:
-        # Draw per group (each from its own stream), build all matrices in one batch.
-        drawn = [sample_affine_params(
-            spec, b, h, w, population.streams.get(seed, epoch_purpose("augment", epoch)))
-            for seed, epoch in groups]
-        params = {key: torch.cat([d[key] for d in drawn]) for key in drawn[0]}
-        mats = affine_params_to_transforms(params, h, w, swap_xy=spec.swap_xy).to(xb.device)
+        # Each group's matrices from its own stream, built on their own: the trigonometry's
+        # vector kernels round the last elements of a tensor differently, so one batch for
+        # all groups would make a group's images depend on the others.
+        mats = torch.cat([affine_params_to_transforms(sample_affine_params(
+            spec, b, h, w, population.streams.get(seed, epoch_purpose("augment", epoch))),
+            h, w, swap_xy=spec.swap_xy) for seed, epoch in groups]).to(xb.device)
         stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
     for lp in layers:
         layer = lp.layer
@@ -54,7 +55,7 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
             images = warp(images, current.to(images.dtype), *current_key)
             current = None
         # Output -> input maps compose by right-multiplication: apply earlier stages last.
-        current = mats if current is None else current @ mats
+        current = mats if current is None else compose(current, mats)
         current_key = key
     if current is not None:
         images = warp(images, current.to(images.dtype), *current_key)

@@ -1,7 +1,7 @@
 """``Conv2D`` and ``MaxPooling2D`` on channels-last inputs ``(N, H, W, C)``, as Keras.
 
-Members' convolutions run as one grouped convolution: member p's input
-channels and filters form group p. ``'same'`` padding follows Keras/TensorFlow
+Each member's convolution runs on its own (a grouped convolution over all members
+would round differently from the member's convolution alone). ``'same'`` padding follows Keras/TensorFlow
 (the extra row or column goes to the bottom/right when the total is odd).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 
 from reglab import activations, constraints, initializers
@@ -42,14 +43,6 @@ def same_pads(length, kernel, stride, dilation=1):
     effective = (kernel - 1) * dilation + 1
     total = max((math.ceil(length / stride) - 1) * stride + effective - length, 0)
     return total // 2, total - total // 2
-
-
-def _to_nchw(x, shared):
-    """(B,H,W,C) -> (B,C,H,W); (P,B,H,W,C) -> (B, P*C, H, W)."""
-    if shared:
-        return x.permute(0, 3, 1, 2)
-    members, batch, h, w, c = x.shape
-    return x.permute(1, 0, 4, 2, 3).reshape(batch, members * c, h, w)
 
 
 class Conv2D(Layer):
@@ -116,19 +109,26 @@ class Conv2D(Layer):
     def forward(self, x, weights, values, ctx, input_shape):
         shared = is_shared(x, input_shape)
         kernel = weights["kernel"]  # (P, kh, kw, in, out)
-        members, kh, kw, cin, cout = kernel.shape
-        z = _to_nchw(x, shared)
-        if self.padding == "same":
-            top, bottom = same_pads(z.shape[2], kh, self.strides[0], self.dilation_rate[0])
-            left, right = same_pads(z.shape[3], kw, self.strides[1], self.dilation_rate[1])
-            z = F.pad(z, (left, right, top, bottom))
-        weight = kernel.permute(0, 4, 3, 1, 2).reshape(members * cout, cin, kh, kw)
-        bias = weights["bias"].reshape(-1) if self.use_bias else None
-        y = F.conv2d(z, weight, bias, stride=self.strides, dilation=self.dilation_rate,
-                     groups=1 if shared else members)  # (B, P*out, H', W')
-        batch, _, ho, wo = y.shape
-        y = y.view(batch, members, cout, ho, wo).permute(1, 0, 3, 4, 2)  # (P, B, H', W', out)
-        return self.activation(y)
+        bias = weights["bias"] if self.use_bias else None  # (P, out)
+        # One convolution per member, on fresh copies in torch's standard layout: a grouped
+        # convolution over all members, one over many filters, an unaligned slice or a
+        # one-channel tensor whose strides also read as channels-last each take another
+        # oneDNN path than the member's own convolution would alone, and round differently.
+        standard = torch.contiguous_format
+        outputs = []
+        for p in range(kernel.shape[0]):
+            z = (x if shared else x[p]).permute(0, 3, 1, 2).clone(memory_format=standard)
+            if self.padding == "same":
+                top, bottom = same_pads(z.shape[2], self.kernel_size[0], self.strides[0],
+                                        self.dilation_rate[0])
+                left, right = same_pads(z.shape[3], self.kernel_size[1], self.strides[1],
+                                        self.dilation_rate[1])
+                z = F.pad(z, (left, right, top, bottom))
+            y = F.conv2d(z, kernel[p].permute(3, 2, 0, 1).clone(memory_format=standard),
+                         None if bias is None else bias[p], stride=self.strides,
+                         dilation=self.dilation_rate)  # (B, out, H', W')
+            outputs.append(y.permute(0, 2, 3, 1))
+        return activations.apply(self.activation, torch.stack(outputs))  # (P, B, H', W', out)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,

@@ -40,7 +40,7 @@ class Activation(Layer):
         return ("Activation", activations.structure_key(self.activation))
 
     def forward(self, x, weights, values, ctx, input_shape):
-        return self.activation(x)
+        return activations.apply(self.activation, x, member_axis=not is_shared(x, input_shape))
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.name_of(self.activation)}

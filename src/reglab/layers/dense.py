@@ -67,7 +67,7 @@ class Dense(Layer):
             y = torch.baddbmm(weights["bias"].unsqueeze(1), x3, kernel)  # (P, B*, units)
         else:
             y = torch.bmm(x3, kernel)
-        return self.activation(y.reshape(members, *lead, self.units))
+        return activations.apply(self.activation, y.reshape(members, *lead, self.units))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,

@@ -13,6 +13,7 @@ import torch
 from reglab import constraints, initializers
 from reglab.errors import ConfigError
 from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularizer
+from reglab.utils.reduce import mean_and_variance
 
 
 def batch_normalize(x, mean, variance, gamma, beta, epsilon):
@@ -107,8 +108,7 @@ class BatchNormalization(Layer):
         if ctx.training and self.trainable:  # a frozen layer uses its moving statistics (Keras 3)
             lead = 0 if shared else 1
             dims = list(range(lead, x.dim() - 1))
-            mean = x.mean(dim=dims)  # (C,) or (P, C)
-            variance = x.var(dim=dims, unbiased=False)
+            mean, variance = mean_and_variance(x, dims)  # (C,) or (P, C)
             momentum = values["momentum"]
             if isinstance(momentum, torch.Tensor):
                 momentum = momentum.view(-1, 1)

@@ -163,7 +163,8 @@ class GaussianDropout(Layer):
         if is_shared(x, input_shape):
             x = x.unsqueeze(0)
         rate = per_member(rate, x.dim())
-        stddev = (rate / (1.0 - rate)) ** 0.5
+        stddev = (rate / (1.0 - rate)).sqrt() if isinstance(rate, torch.Tensor) else \
+            (rate / (1.0 - rate)) ** 0.5
         return x * (1.0 + normal * stddev)
 
     def get_config(self):

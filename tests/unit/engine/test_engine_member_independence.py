@@ -1,0 +1,145 @@
+"""A member trains bit for bit as it would alone, whoever shares its population.
+
+Every structure a study file can express (penalties of each kind, constraints, dropout and
+noise, batch normalization, early stopping, augmentation, convolutions, each optimizer,
+mixed hyperparameters) is trained as a full population, each member alone, and in pairs;
+the final weights and every epoch's logs must be identical (one torch thread, as the
+suite runs). Shapes are chosen so that per-member tensors are not multiples of the CPU's
+vector width: a member whose elements fall in a kernel's scalar tail in one population
+and in its vector body in another would show here.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from reglab.augment import AffineSpec
+from reglab.constraints import MaxNorm
+from reglab.engine import EarlyStoppingRule, Member, Population
+from reglab.layers import (
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GaussianDropout,
+    GaussianNoise,
+    MaxPooling2D,
+    RandomFlip,
+    RandomRotation,
+)
+from reglab.optimizers import SGD, Adam, AdamW, RMSprop
+from reglab.regularizers import L1L2, ProximalL1, l1, l2
+
+REGULARIZERS = {"none": None, "l1": l1(1e-3), "l2": l2(1e-2), "l1l2": L1L2(1e-3, 1e-3),
+                "prox": ProximalL1(1e-3)}
+
+
+def flat_data(n=101, features=13, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64") + (x[:, 2] > 1.0)
+    return x, y
+
+
+def image_data(n=45, size=9, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, size, size, 1)).astype("float32")
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0.5).astype("int64")
+    return x, y
+
+
+def mlp(variant, seed, activation="relu"):
+    reg = REGULARIZERS[variant.get("reg", "none")]
+    layers = [Dense(7, activation=activation, input_shape=(13,), kernel_regularizer=reg,
+                    kernel_constraint=MaxNorm(variant.get("max_norm", 3.0))),
+              Dropout(variant.get("dropout", 0.0)),
+              Dense(3, activation="softmax", kernel_regularizer=reg)]
+    return layers
+
+
+def mlp_bn_noise(variant, seed):
+    return [Dense(7, activation="elu", input_shape=(13,),
+                  kernel_regularizer=REGULARIZERS[variant.get("reg", "none")]),
+            BatchNormalization(momentum=variant.get("momentum", 0.99)),
+            GaussianNoise(variant.get("noise", 0.0)),
+            GaussianDropout(variant.get("dropout", 0.0)),
+            Dense(3, activation="softmax")]
+
+
+def cnn(variant, seed):
+    return [RandomFlip("horizontal", input_shape=(9, 9, 1)), RandomRotation(0.1),
+            Conv2D(3, 3, activation="relu", input_shape=(9, 9, 1),
+                   kernel_regularizer=REGULARIZERS[variant.get("reg", "none")]),
+            BatchNormalization(), MaxPooling2D(), Flatten(),
+            Dropout(variant.get("dropout", 0.0)), Dense(2, activation="sigmoid"),
+            Dense(2, activation="softmax")]
+
+
+def adam(variant):
+    return Adam(variant.get("lr", 0.01))
+
+
+VARIANTS = [{}, {"reg": "l1", "dropout": 0.3}, {"reg": "l2", "lr": 0.02},
+            {"reg": "prox", "max_norm": 1.0}, {"reg": "l1l2", "stop": True}]
+BN_VARIANTS = [{}, {"reg": "l2", "noise": 0.2, "lr": 0.02}, {"dropout": 0.2, "momentum": 0.9},
+               {"stop": True}]
+CNN_VARIANTS = [{}, {"reg": "l2", "dropout": 0.4}, {"lr": 0.03, "stop": True}]
+
+CASES = {
+    "mlp-adam": (mlp, adam, VARIANTS, flat_data, None),
+    "mlp-sigmoid-sgd": (lambda v, s: mlp(v, s, "sigmoid"),
+                        lambda v: SGD(v.get("lr", 0.01) * 5, momentum=0.9, nesterov=True),
+                        VARIANTS, flat_data, None),
+    "mlp-selu-rmsprop-centered": (lambda v, s: mlp(v, s, "selu"),
+                                  lambda v: RMSprop(v.get("lr", 0.01), centered=True,
+                                                    momentum=0.5), VARIANTS, flat_data, None),
+    "mlp-softplus-amsgrad": (lambda v, s: mlp(v, s, "softplus"),
+                             lambda v: Adam(v.get("lr", 0.01), amsgrad=True), VARIANTS,
+                             flat_data, None),
+    "bn-noise-adamw": (mlp_bn_noise, lambda v: AdamW(v.get("lr", 0.01), weight_decay=0.05),
+                       BN_VARIANTS, flat_data, None),
+    "cnn-augment": (cnn, adam, CNN_VARIANTS, image_data,
+                    AffineSpec(width_shift_range=0.1, horizontal_flip=True)),
+}
+
+
+def members_for(case, pairs):
+    build, optimizer, variants, _, _ = CASES[case]
+    return [Member(build(variants[v], seed), optimizer(variants[v]), seed=seed,
+                   early_stopping=EarlyStoppingRule(monitor="val_loss", patience=0,
+                                                    restore_best_weights=True)
+                   if variants[v].get("stop") else None)
+            for v, seed in pairs]
+
+
+def train(case, pairs):
+    _, _, _, data, augment = CASES[case]
+    x, y = data()
+    x_val, y_val = data(seed=7)
+    population = Population(members_for(case, pairs), dtype=torch.float32)
+    result = population.fit(x, y, batch_size=16, epochs=4, validation_data=(x_val, y_val),
+                            augment=augment)
+    return {pair: (population.member_weights(i), result.members[i].history,
+                   result.members[i].status) for i, pair in enumerate(pairs)}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_member_trains_the_same_alone_in_pairs_and_in_the_full_population(case):
+    variants = CASES[case][2]
+    everyone = [(v, seed) for seed in (0, 1) for v in range(len(variants))]
+    full = train(case, everyone)
+    groups = [[pair] for pair in everyone[:: 2]]
+    groups += [list(p) for p in itertools.combinations(everyone, 2)][::5]
+    groups.append(list(reversed(everyone)))
+    for group in groups:
+        for pair, (weights, history, status) in train(case, group).items():
+            expected_weights, expected_history, expected_status = full[pair]
+            assert status == expected_status, (group, pair)
+            assert history == expected_history, (group, pair)
+            for key, tensor in weights.items():
+                assert torch.equal(tensor, expected_weights[key]), (group, pair, key)
