@@ -168,7 +168,7 @@ def worker_reglab(cfg):
     n, batch, size = cfg["n"], cfg["batch"], cfg["P"]
 
     def population():
-        pop = Population(_reglab_members(size), device=device)
+        pop = Population(_reglab_members(size), device=device, keep_freed_memory=True)
         for opt in pop.plan.optimizers:  # 'adam' is Adam(1e-3); say so explicitly
             assert isinstance(opt, Adam) and opt.learning_rate == 1e-3
         return pop
@@ -400,11 +400,11 @@ def profile(args, data_path):
     cfg = {"data": data_path, "device": args.device, "threads": args.threads}
     torch_, x, y, device = _load(cfg)
     n = max(batch, int(round(args.fraction * FULL_N)))
-    Population(_reglab_members(size), device=device).fit(
+    Population(_reglab_members(size), device=device, keep_freed_memory=True).fit(
         x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch], batch_size=batch, epochs=1)
     print(f"profile: P={size}, batch {batch}, first {n} samples ({math.ceil(n / batch)} steps), "
           f"device {device}")
-    pop = Population(_reglab_members(size), device=device)
+    pop = Population(_reglab_members(size), device=device, keep_freed_memory=True)
     prof = cProfile.Profile()
     start = time.perf_counter()
     prof.enable()
@@ -413,7 +413,7 @@ def profile(args, data_path):
     print(f"cProfile'd epoch: {time.perf_counter() - start:.3f} s")
     pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
-    pop = Population(_reglab_members(size), device=device)
+    pop = Population(_reglab_members(size), device=device, keep_freed_memory=True)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)

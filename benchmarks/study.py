@@ -71,7 +71,7 @@ def main() -> None:
                 def shaped(a, images=images):
                     return a.reshape(len(a), *data.image_shape) if images else a
                 x, x_val = shaped(data.x_train), shaped(data.x_val)
-                pop = Population(members)
+                pop = Population(members, keep_freed_memory=True)
                 pop.fit(x[:1024], data.y_train[:1024], batch_size=128, epochs=1, augment=augment,
                         validation_data=(x_val[:256], data.y_val[:256]))  # warm-up
                 t0 = time.perf_counter()
