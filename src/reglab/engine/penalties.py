@@ -89,9 +89,7 @@ def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
     return reported, differentiable
 
 
-def gradient(terms: PenaltyTerms, w: torch.Tensor) -> Value:
-    """The gradient that the families declaring ``'gradient'`` add to ``w``'s."""
-    total: Value = 0.0
+def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor) -> None:
+    """Adds to ``grad`` the gradients of the families that declare ``'gradient'``."""
     for reg, values in terms.with_capability("gradient"):
-        total = total + reg.gradient(w, values)
-    return total
+        reg.add_gradient(grad, w, values)

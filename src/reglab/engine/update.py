@@ -35,9 +35,7 @@ class PenaltyGradients:
     def update(self, grads, state):
         for key, terms in state.penalties.items():
             if key in grads:
-                grad = penalties.gradient(terms, state.weights[key])
-                if isinstance(grad, torch.Tensor):
-                    grads[key].add_(grad)
+                penalties.add_gradient(terms, grads[key], state.weights[key])
 
 
 class DecoupledWeightDecay:

@@ -246,9 +246,12 @@ class Adam(Optimizer):
         groups: dict[tuple, list[int]] = {}
         for p, (hp, step) in enumerate(zip(members.floats, members.steps)):
             groups.setdefault((*(hp[k] for k in self._FUSED_KEYS), step), []).append(p)
-        rows = [w.unbind(0) for w in params]
+        fresh: dict = {}
+        rows = [self._rows(w, fresh) for w in params]
         grad_rows = [g.contiguous().unbind(0) for g in grads]
-        slot_rows = {name: [state[name].unbind(0) for state in slots] for name in self.slots()}
+        slot_rows = {name: [self._rows(state[name], fresh) for state in slots]
+                     for name in self.slots()}
+        self._row_cache = fresh  # only the tensors in use stay referenced
         device = params[0].device
         for (lr, b1, b2, eps, step), positions in groups.items():
             def gather(tensor_rows, positions=positions):
@@ -261,6 +264,16 @@ class Adam(Optimizer):
                                [step_tensor] * count, lr=lr, beta1=b1, beta2=b2,
                                weight_decay=0.0, eps=eps / (1 - b2**step) ** 0.5,
                                amsgrad=self.amsgrad, maximize=False)
+
+    def _rows(self, tensor: torch.Tensor, fresh: dict) -> tuple[torch.Tensor, ...]:
+        """``tensor.unbind(0)``, kept from the last step while the same tensor comes back
+        (weights and slots are updated in place; the population replaces them when members
+        leave), so that a step does not rebuild its views; ``fresh`` collects this step's."""
+        hit = self.__dict__.get("_row_cache", {}).get(id(tensor))
+        if hit is None or hit[0] is not tensor:
+            hit = (tensor, tensor.unbind(0))
+        fresh[id(tensor)] = hit
+        return hit[1]
 
     def step_size(self, param, slots, members):
         """``alpha / (sqrt(v) + epsilon)`` (``v_hat`` with amsgrad), from the updated slots."""

@@ -60,17 +60,16 @@ def along_members(value: float | torch.Tensor, w: torch.Tensor) -> float | torch
     return value
 
 
-def penalty_gradient(w: torch.Tensor, l1: float | torch.Tensor,
-                     l2: float | torch.Tensor) -> torch.Tensor | float:
-    """The gradient of :func:`weight_penalty` for stacked weights ``(P, ...)``:
-    ``l1 * sign(w) + 2 * l2 * w``, each strength a float or a ``(P,)`` tensor; ``0.0``
-    when both strengths are zero for every member."""
-    grad = 0.0
+def add_penalty_gradient_(grad: torch.Tensor, w: torch.Tensor, l1: float | torch.Tensor,
+                          l2: float | torch.Tensor) -> None:
+    """Adds the gradient of :func:`weight_penalty` for stacked weights ``(P, ...)``,
+    ``l1 * sign(w) + 2 * l2 * w``, to ``grad`` in place (each strength a float or a ``(P,)``
+    tensor): the same math as differentiating ``weight_penalty``, in two passes over the
+    weights instead of an autograd graph."""
     if is_active(l1):
-        grad = torch.sign(w) * along_members(l1, w)
+        grad.addcmul_(torch.sign(w), torch.as_tensor(along_members(l1, w)))
     if is_active(l2):
-        grad = grad + w * (2.0 * along_members(l2, w))
-    return grad
+        grad.addcmul_(w, torch.as_tensor(along_members(l2, w)) * 2.0)
 
 
 def activity_penalty(

@@ -9,8 +9,8 @@ import torch
 
 from reglab.errors import ConfigError, unknown_name
 from reglab.regularizers.penalty import (
+    add_penalty_gradient_,
     along_members,
-    penalty_gradient,
     soft_threshold,
     weight_penalty,
 )
@@ -40,7 +40,7 @@ class Regularizer:
       ``(P,)`` tensor (or ``0.0`` when zero for every member).
     - :attr:`contributes`: ``'value'`` (the penalty is added to the loss; autograd gives
       its gradient unless ``'gradient'`` is declared too), ``'gradient'`` (the engine adds
-      :meth:`gradient` to the weight's gradient itself, skipping autograd), ``'proximal'``
+      it to the weight's gradient with :meth:`add_gradient`, skipping autograd), ``'proximal'``
       (after each optimizer step the engine applies :meth:`proximal` with the optimizer's
       per-weight step size).
     """
@@ -65,9 +65,11 @@ class Regularizer:
         """The penalty of each member: ``w`` is ``(P, ...)``; returns ``(P,)``."""
         raise NotImplementedError(f"{type(self).__name__} declares a family but no penalty().")
 
-    def gradient(self, w: torch.Tensor, values: dict) -> torch.Tensor:
-        """The penalty's gradient with respect to ``w`` (for ``'gradient'``)."""
-        raise NotImplementedError(f"{type(self).__name__} declares 'gradient' but no gradient().")
+    def add_gradient(self, grad: torch.Tensor, w: torch.Tensor, values: dict) -> None:
+        """Adds the penalty's gradient with respect to ``w`` to ``grad``, in place (for
+        ``'gradient'``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} declares 'gradient' but no add_gradient().")
 
     def proximal(self, w: torch.Tensor, step_size, values: dict) -> torch.Tensor:
         """``w`` after the proximal step of the penalty scaled by ``step_size`` (for
@@ -115,8 +117,8 @@ class _WeightPenalty(Regularizer):
     def penalty(self, w, values):
         return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
 
-    def gradient(self, w, values):
-        return penalty_gradient(w, values["l1"], values["l2"])
+    def add_gradient(self, grad, w, values):
+        add_penalty_gradient_(grad, w, values["l1"], values["l2"])
 
 
 class L1L2(_WeightPenalty):
@@ -196,8 +198,8 @@ class ProximalL1(Regularizer):
     def penalty(self, w, values):
         return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
 
-    def gradient(self, w, values):
-        return penalty_gradient(w, 0.0, values["l2"])
+    def add_gradient(self, grad, w, values):
+        add_penalty_gradient_(grad, w, 0.0, values["l2"])
 
     def proximal(self, w, step_size, values):
         return soft_threshold(w, step_size * along_members(values["l1"], w))
