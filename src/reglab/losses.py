@@ -56,6 +56,12 @@ def reduce_mean(values: torch.Tensor, sample_weight: torch.Tensor | None = None)
     return values.sum(dim=-1) / values.shape[-1]
 
 
+def is_soft(y_true: torch.Tensor, y_pred: torch.Tensor) -> bool:
+    """Whether integer-label targets arrived as per-class (soft) targets, one per class."""
+    return (y_true.is_floating_point() and y_true.dim() == y_pred.dim()
+            and y_pred.shape[-1] > 1 and y_true.shape[-1] == y_pred.shape[-1])
+
+
 class CategoricalCrossentropy(Loss):
     """``-sum(y_true * log(clip(y_pred)))`` over one-hot targets."""
 
@@ -93,6 +99,8 @@ class SparseCategoricalCrossentropy(Loss):
         self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
 
     def per_sample(self, y_true, y_pred):
+        if is_soft(y_true, y_pred):  # targets made soft by MixUp, CutMix or LabelSmoothing
+            return CategoricalCrossentropy.per_sample(self, y_true, y_pred)
         if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
             y_true = y_true.squeeze(-1)
         index = y_true.long().unsqueeze(-1).expand(*y_pred.shape[:-1], 1)

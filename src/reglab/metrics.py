@@ -17,7 +17,11 @@ def categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Te
 
 
 def sparse_categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-    """1.0 where the integer target equals ``argmax(y_pred)``."""
+    """1.0 where the integer target equals ``argmax(y_pred)`` (the target's argmax for the
+    soft targets of MixUp, CutMix or LabelSmoothing, as Keras's accuracy on mixed labels)."""
+    if y_true.dim() == y_pred.dim() and y_pred.shape[-1] > 1 and \
+            y_true.shape[-1] == y_pred.shape[-1]:
+        return categorical_accuracy(y_true, y_pred)
     if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
     return (y_true.long() == y_pred.argmax(dim=-1)).to(y_pred.dtype)

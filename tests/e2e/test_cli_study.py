@@ -233,3 +233,52 @@ def test_a_dead_worker_stops_the_study_and_the_rerun_completes_it(tmp_path):
                       log=lambda *_: None)
     assert {r.status for r in store.runs()} <= {"done", "stopped_early"}
     assert len(store.runs()) == 15
+
+
+MIXING_STUDY = """
+name = "mixing"
+seeds = 2
+[data]
+dataset = "images.npz"
+validation_split = 0.25
+[model]
+input_shape = [6, 6, 1]
+layers = [{ type = "Flatten" }, { type = "Dense", units = 3, activation = "softmax" }]
+[training]
+epochs = 2
+batch_size = 16
+[variants.baseline]
+[variants.mixup]
+mixup = { alpha = [0.2, 0.4] }
+[variants.cutmix]
+cutmix = { factor = 1.0 }
+[variants.smooth]
+label_smoothing = 0.1
+"""
+
+
+def test_mixup_cutmix_and_label_smoothing_in_a_study_share_one_population(tmp_path):
+    from reglab.study.build import population_members
+    from reglab.study.runner import prepare_study, run_study
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6, 6, 1))
+    y = (x[:, :3].mean(axis=(1, 2, 3)) > 0.5).astype(np.int64) + (x[:, 0, 0, 0] > 0.8)
+    np.savez(tmp_path / "images.npz", x=x, y=y, x_test=x[:16], y_test=y[:16])
+    study = tmp_path / "study.toml"
+    study.write_text(MIXING_STUDY)
+    plan = prepare_study(study)
+    assert len(plan.populations) == 1 and len(plan.runs) == 10
+    members, _, _ = population_members(plan.spec, plan.populations[0], _FakeData())
+    values = {m.name: [type(layer).__name__ + str(layer.values()) for layer in m.layers[:3]]
+              for m in members}
+    assert values["mixup[mixup.alpha=0.4]/seed=1"] == [
+        "MixUp{'alpha': 0.4}", "CutMix{'factor': 0.0}", "LabelSmoothing{'smoothing': 0.0}"]
+    assert values["smooth/seed=0"][2] == "LabelSmoothing{'smoothing': 0.1}"
+    store = run_study(study, tmp_path / "out", log=lambda *_: None)
+    assert {r.status for r in store.runs()} == {"done"}
+    assert all("test_accuracy" in r.metrics for r in store.runs())
+
+
+class _FakeData:
+    image_shape = (6, 6, 1)

@@ -135,10 +135,22 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
     wb = None if data.sample_weight is None else data.sample_weight.index_select(0, flat).view(
         index.shape)
     xb = augment_batch(population, xb, layout.groups, augment)
-    if layout.member_rows is None:  # one seed: x shared by all members, y with a member axis
+    transforms = [lp for lp in population.plan.layers if getattr(lp.layer, "is_batch_transform",
+                                                                  False)]
+    if layout.member_rows is None and not transforms:
+        # one seed: x shared by all members, y with a member axis
         return xb[0], yb[:1], None if wb is None else wb[:1]
 
     def pick(t):
-        return None if t is None else t.index_select(0, layout.member_rows)
+        if t is None:
+            return None
+        if layout.member_rows is None:
+            return t.expand(population.state.size, *t.shape[1:])
+        return t.index_select(0, layout.member_rows)
 
-    return pick(xb), pick(yb), pick(wb)
+    x_members, y_members = pick(xb), pick(yb)
+    if transforms:
+        from reglab.engine.batch_transforms import transform_members
+
+        x_members, y_members = transform_members(population, transforms, x_members, y_members)
+    return x_members, y_members, pick(wb)

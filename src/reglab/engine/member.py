@@ -212,9 +212,10 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
 def _check_augmentation_first(layers: list[Layer]) -> None:
     seen_other = False
     for layer in layers:
-        if layer.is_augmentation and seen_other:
+        leading = layer.is_augmentation or getattr(layer, "is_batch_transform", False)
+        if leading and seen_other:
             raise ConfigError(
-                f"Population: augmentation layer {type(layer).__name__} must come before every "
-                "other layer (right after the input); reglab fuses leading augmentation layers "
-                "into one warp per batch.")
-        seen_other = seen_other or not layer.is_augmentation
+                f"Population: {type(layer).__name__} must come before every other layer (right "
+                "after the input, augmentation first, then MixUp, CutMix or LabelSmoothing): "
+                "reglab applies them to each training batch before the model.")
+        seen_other = seen_other or not leading

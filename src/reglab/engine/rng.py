@@ -59,6 +59,7 @@ class SeedStreams:
     def forget(self) -> None:
         """Drops cached generators (at an epoch's start: each epoch's streams are new)."""
         self._generators.clear()
+        self.__dict__.get("_numpy", {}).clear()
 
     def draw(self, groups: Sequence[Group], purpose: str, kind: str, shape: Sequence[int],
              dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -34,7 +34,7 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
     plan, members = state.plan, state.size
     penalty = None
     for index, lp in enumerate(plan.layers):
-        if lp.layer.is_augmentation:
+        if lp.layer.is_augmentation or getattr(lp.layer, "is_batch_transform", False):
             continue  # applied to the batch before it reaches the layers
         weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
         ctx = ForwardContext(training, members,

@@ -10,6 +10,7 @@ from reglab.layers.convolution import Conv2D, MaxPooling2D
 from reglab.layers.core import Activation, Flatten
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
+from reglab.layers.mixing import CutMix, LabelSmoothing, MixUp
 from reglab.layers.normalization import BatchNormalization
 from reglab.layers.regularization import (
     Dropout,
@@ -19,7 +20,8 @@ from reglab.layers.regularization import (
 )
 
 __all__ = [
-    "Activation", "BatchNormalization", "Conv2D", "Dense", "Dropout", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Input", "Layer", "MaxPooling2D", "RandomFlip",
+    "Activation", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
+    "GaussianDropout", "GaussianNoise", "Input", "LabelSmoothing", "Layer", "MaxPooling2D",
+    "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D",
 ]

@@ -69,7 +69,7 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
     changes = run.changes
     weight_positions = [i for i, layer in enumerate(spec.layers) if layer.type in WEIGHT_LAYERS]
     last_weight = weight_positions[-1] if weight_positions else -1
-    built = []
+    built = batch_transforms(spec, changes)
     if images:
         built.append(layers_module.Flatten())
     for i, layer in enumerate(spec.layers):
@@ -96,10 +96,39 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
                   rule, input_shape=tuple(input_shape), name=run.run_id)
 
 
+#: variant keys that become leading batch-transform layers: (layer, its argument, default)
+BATCH_TRANSFORMS = {"mixup": ("MixUp", "alpha", 0.2), "cutmix": ("CutMix", "factor", 1.0),
+                    "label_smoothing": ("LabelSmoothing", "smoothing", None)}
+
+
+def _uses(spec: StudySpec, key: str) -> bool:
+    return any(key in variant.changes for variant in spec.variants)
+
+
+def batch_transforms(spec: StudySpec, changes: dict) -> list:
+    """The leading MixUp / CutMix / LabelSmoothing layers of a run: every run of a study that
+    uses one gets it, with strength 0 where its variant does not, so that all share
+    populations (the strength is a value, not structure)."""
+    built = []
+    for key, (type_, argument, default) in BATCH_TRANSFORMS.items():
+        if not _uses(spec, key):
+            continue
+        node = changes.get(key)
+        if node is None:
+            value = 0.0
+        elif isinstance(node, dict):
+            value = node.get(argument, default)
+        else:
+            value = node
+        built.append(getattr(layers_module, type_)(float(value)))
+    return built
+
+
 def population_members(spec: StudySpec, population: PopulationSpec, data: StudyData):
     """``(members, augment spec or None, images?)`` for one planned population."""
     augment = population.runs[0].changes.get("augment")
-    images = bool(augment) and len(spec.input_shape) == 1 and data.image_shape is not None
+    wants_images = bool(augment) or _uses(spec, "cutmix")
+    images = wants_images and len(spec.input_shape) == 1 and data.image_shape is not None
     shape = data.image_shape if images else tuple(spec.input_shape)
     members = [build_member(spec, run, shape, images) for run in population.runs]
     return members, (AffineSpec(**augment) if augment else None), images

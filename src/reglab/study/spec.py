@@ -67,6 +67,9 @@ VARIANT_KEYS = {
     "early_stopping": "Keras's EarlyStopping arguments",
     "optimizer": "another optimizer (a name or a table with 'type')",
     "learning_rate": "the optimizer's learning rate",
+    "mixup": "MixUp of each training batch: { alpha = 0.2 }",
+    "cutmix": "CutMix of each training batch: { factor = 1.0 } (image data)",
+    "label_smoothing": "label smoothing of the training targets, a number in [0, 1]",
 }
 
 
@@ -250,6 +253,15 @@ def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | No
             checker.int_(f"{where}.early_stopping.patience", stop["patience"], minimum=0)
     if "optimizer" in resolved:
         checker.typed(f"{where}.optimizer", resolved["optimizer"], "optimizer", OPTIMIZER_NAMES)
+    for key, argument in (("mixup", "alpha"), ("cutmix", "factor")):
+        if key in resolved:
+            node = checker.keys(f"{where}.{key}", resolved[key], (argument,))
+            value = node.get(argument, 0.2 if key == "mixup" else 1.0)
+            if not is_number(value) or value < 0:
+                checker.add(f"{where}.{key}.{argument}: expected a number >= 0. Got {value!r}.")
+    if "label_smoothing" in resolved:
+        checker.fraction(f"{where}.label_smoothing", resolved["label_smoothing"],
+                         upper_open=False)
     if "learning_rate" in resolved:
         value = resolved["learning_rate"]
         if not is_number(value) or value <= 0:

@@ -1,8 +1,8 @@
 """A member trains bit for bit as it would alone, whoever shares its population.
 
 Every structure a study file can express (penalties of each kind, constraints, dropout and
-noise, batch normalization, early stopping, augmentation, convolutions, each optimizer,
-mixed hyperparameters) is trained as a full population, each member alone, and in pairs;
+noise, batch normalization, early stopping, augmentation, MixUp, CutMix, label smoothing,
+convolutions, each optimizer, mixed hyperparameters) is trained as a full population, each member alone, and in pairs;
 the final weights and every epoch's logs must be identical (one torch thread, as the
 suite runs). Shapes are chosen so that per-member tensors are not multiples of the CPU's
 vector width: a member whose elements fall in a kernel's scalar tail in one population
@@ -23,12 +23,15 @@ from reglab.engine import EarlyStoppingRule, Member, Population
 from reglab.layers import (
     BatchNormalization,
     Conv2D,
+    CutMix,
     Dense,
     Dropout,
     Flatten,
     GaussianDropout,
     GaussianNoise,
+    LabelSmoothing,
     MaxPooling2D,
+    MixUp,
     RandomFlip,
     RandomRotation,
 )
@@ -80,6 +83,12 @@ def cnn(variant, seed):
             Dense(2, activation="softmax")]
 
 
+def cnn_mixing(variant, seed):
+    layers = cnn(variant, seed)
+    return layers[:2] + [MixUp(variant.get("mixup", 0.0)), CutMix(variant.get("cutmix", 0.0)),
+                         LabelSmoothing(variant.get("smoothing", 0.0))] + layers[2:]
+
+
 def adam(variant):
     return Adam(variant.get("lr", 0.01))
 
@@ -89,6 +98,7 @@ VARIANTS = [{}, {"reg": "l1", "dropout": 0.3}, {"reg": "l2", "lr": 0.02},
 BN_VARIANTS = [{}, {"reg": "l2", "noise": 0.2, "lr": 0.02}, {"dropout": 0.2, "momentum": 0.9},
                {"stop": True}]
 CNN_VARIANTS = [{}, {"reg": "l2", "dropout": 0.4}, {"lr": 0.03, "stop": True}]
+MIXING_VARIANTS = [{}, {"mixup": 0.4}, {"cutmix": 1.0, "smoothing": 0.1}, {"mixup": 0.2}]
 
 CASES = {
     "mlp-adam": (mlp, adam, VARIANTS, flat_data, None),
@@ -105,6 +115,7 @@ CASES = {
                        BN_VARIANTS, flat_data, None),
     "cnn-augment": (cnn, adam, CNN_VARIANTS, image_data,
                     AffineSpec(width_shift_range=0.1, horizontal_flip=True)),
+    "cnn-mixup-cutmix-smoothing": (cnn_mixing, adam, MIXING_VARIANTS, image_data, None),
 }
 
 

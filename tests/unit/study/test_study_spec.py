@@ -116,6 +116,12 @@ dropuot = 0.5
     (('dataset = "fashion_mnist"', 'dataset = "missing.npz"'), "data.dataset: no file at"),
     (("[variants.baseline]", "[variants.baseline]\nl2 = { log = [0, 1], n = 3 }"),
      "variants.baseline: unknown key 'l2'"),
+    (("[variants.baseline]", "[variants.baseline]\nmixup = { alpha = -0.2 }"),
+     "variants.baseline.mixup.alpha: expected a number >= 0. Got -0.2"),
+    (("[variants.baseline]", "[variants.baseline]\ncutmix = { factr = 1.0 }"),
+     "variants.baseline.cutmix: unknown key 'factr'. Did you mean 'factor'?"),
+    (("[variants.baseline]", "[variants.baseline]\nlabel_smoothing = 1.5"),
+     "variants.baseline.label_smoothing: expected a number in [0, 1]. Got 1.5"),
 ])
 def test_each_malformed_node(change, message):
     found = problems(BASE.replace(*change))
