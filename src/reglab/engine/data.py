@@ -135,8 +135,7 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
     wb = None if data.sample_weight is None else data.sample_weight.index_select(0, flat).view(
         index.shape)
     xb = augment_batch(population, xb, layout.groups, augment)
-    transforms = [lp for lp in population.plan.layers if getattr(lp.layer, "is_batch_transform",
-                                                                  False)]
+    transforms = population.plan.batch_transforms
     if layout.member_rows is None and not transforms:
         # one seed: x shared by all members, y with a member axis
         return xb[0], yb[:1], None if wb is None else wb[:1]

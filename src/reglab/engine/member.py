@@ -91,6 +91,14 @@ class PopulationPlan:
     def output_shape(self) -> Shape:
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
+    @property
+    def batch_transforms(self) -> list[LayerPlan]:
+        """The leading layers that transform each batch's (x, y) (MixUp, CutMix...)."""
+        if "_batch_transforms" not in self.__dict__:
+            self._batch_transforms = [lp for lp in self.layers
+                                      if getattr(lp.layer, "is_batch_transform", False)]
+        return self._batch_transforms
+
     def weight(self, key: tuple[int, str]) -> WeightPlan:
         """The plan of the weight ``(layer index, weight name)``."""
         for wp in self.weights:

@@ -25,7 +25,7 @@ import torch
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
-from reglab.engine import allocator, denormals
+from reglab.engine import allocator, averaging, denormals
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
 from reglab.engine.epoch import EpochSums, train_epoch
@@ -151,6 +151,7 @@ class Population:
                                       "fit: validation_data")
         self.metrics = self._resolve_metrics(train.y)
         self.augment = augment
+        self._train, self._batch_size = train, batch_size  # for averaging's final pass
         self._restore_all()
         self.results = [MemberResult(i, name, seed) for i, (name, seed) in
                         enumerate(zip(self.plan.names, self.plan.seeds))]
@@ -182,9 +183,14 @@ class Population:
                     break
                 logs = sums.logs(self.state.member_ids, train.x.shape[0])
                 if val is not None:
-                    for member_id, val_logs in self._evaluate(
-                            self.state, val, eval_batch_size or max(batch_size, 1024)).items():
+                    eval_size = eval_batch_size or max(batch_size, 1024)
+                    for member_id, val_logs in self._evaluate(self.state, val, eval_size).items():
                         logs[member_id].update({f"val_{k}": v for k, v in val_logs.items()})
+                    if self.state.optimizer.use_ema:  # the averaged weights, reported as such
+                        averaged = self._evaluate(self.state.averaged_view("ema"), val, eval_size)
+                        for member_id, val_logs in averaged.items():
+                            logs[member_id].update({f"val_ema_{k}": v for k, v in val_logs.items()
+                                                    if k not in ("data_loss", "penalty")})
                 stop_now = self._end_epoch(epoch, logs, stoppers, time.perf_counter() - epoch_start)
                 for obs in observers:
                     _call(obs, "on_epoch_end", epoch, logs)
@@ -192,11 +198,12 @@ class Population:
                 for member_id in self._removed & set(self.state.member_ids):
                     self.results[member_id].status = "removed"
                     stop_now.add(member_id)
-                self._park([m for m in self.state.member_ids if m in stop_now], stoppers)
+                self._park([m for m in self.state.member_ids if m in stop_now], stoppers,
+                           finalize=True)
             for member_id in self.state.member_ids:
                 self.results[member_id].status = "done"
             self._stoppers = {}
-            self._park(list(self.state.member_ids), stoppers)
+            self._park(list(self.state.member_ids), stoppers, finalize=True)
         finally:
             if flush:
                 torch.set_flush_denormal(flushing_before)
@@ -228,6 +235,8 @@ class Population:
     def _end_epoch(self, epoch, logs, stoppers, elapsed):
         stop, snapshot_positions = set(), []
         self.state.count_epoch()
+        averaging.update_at_epoch_end(self.state, [self.state.epochs(m)
+                                                   for m in self.state.member_ids])
         for p, member_id in enumerate(self.state.member_ids):
             result, member_logs = self.results[member_id], logs.get(member_id, {})
             for name, value in member_logs.items():
@@ -247,14 +256,27 @@ class Population:
         self.state.snapshot(snapshot_positions)
         return stop
 
-    def _park(self, member_ids, stoppers):
-        """Copies members out (best weights where they restore them) and drops them from
-        the stacked tensors."""
+    def _park(self, member_ids, stoppers, finalize: bool = False):
+        """Copies members out and drops them from the stacked tensors. With ``finalize``
+        (their training ends), a member keeps its early-stopping snapshot when it restores
+        one, else its stochastic weight average (statistics recomputed) when it has one,
+        else its exponential moving average when its optimizer keeps one (Keras's
+        ``finalize_variable_values``), else its last weights."""
         if not member_ids:
             return
+        restores = {m: bool(stoppers.get(m) and stoppers[m].restores) for m in member_ids}
+        averaged = set()
+        if finalize and averaging.averages(self.state):
+            positions = [p for p, m in enumerate(self.state.member_ids)
+                         if m in restores and not restores[m]
+                         and self.state.members.scalars["swa_count"][p] > 0]
+            averaging.finalize(self, positions, self._train, self._batch_size)
+            averaged = {self.state.member_ids[p] for p in positions}
+        use_ema = finalize and self.state.optimizer.use_ema
         for member_id in member_ids:
-            stopper = stoppers.get(member_id)
-            parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
+            average = "ema" if use_ema and member_id not in averaged else None
+            parked = self.state.extract(member_id, use_snapshot=restores[member_id],
+                                        average=average)
             self._parked[member_id] = parked
             self.results[member_id].weights = parked["tensors"]["weights"]
         self.state.keep([p for p, m in enumerate(self.state.member_ids) if m not in member_ids])

@@ -23,6 +23,8 @@ from reglab.optimizers.optimizers import OptimizerMembers
 Key = tuple[int, str]
 
 tree.declare_family("best", fill="weights")
+tree.declare_family("ema", fill="weights")  # Keras's use_ema: the average of each step
+tree.declare_family("swa", fill="weights")  # stochastic weight averaging: one per epoch
 
 
 def initial_weights(plan: PopulationPlan, member_ids: Sequence[int], dtype, device
@@ -66,6 +68,11 @@ class PopulationState:
             family = f"optimizer/{slot}"
             tree.declare_family(family)
             state.add_family(family, {key: torch.zeros_like(weights[key]) for key in trainable})
+        if self.optimizer.use_ema:
+            state.add_family("ema", {key: weights[key].clone() for key in trainable})
+        if any(opt.swa_start is not None for opt in self.plan.optimizers):
+            state.add_family("swa", {key: weights[key].clone() for key in trainable})
+            state.scalars["swa_count"] = [0] * len(member_ids)
         state._mark_trainable()
         return state
 
@@ -126,11 +133,15 @@ class PopulationState:
                 self.constraint_values[wp.key] = {
                     name: _constraint_value([c.values()[name] for c in cons], dtype, device, ndim)
                     for name in cons[0].values()}
+        # The steps list is the tree's own: count_step increments it in place.
         self.optimizer_members = OptimizerMembers(
-            [self.optimizer_values[i] for i in ids], list(self.members.scalars["steps"]),
-            dtype, device)
+            [self.optimizer_values[i] for i in ids], self.members.scalars["steps"], dtype, device)
         self._decay = {wp.key: [self._decay_value(wp, hp) for hp in self.optimizer_members.floats]
                        for wp in self.plan.weights if wp.spec.trainable}
+        #: the weights that some present member decays, or whose regularizers act after a step
+        self.decayed = [key for key, decays in self._decay.items() if any(decays)]
+        self.proximal = [key for key, terms in self.penalties.items()
+                         if terms.with_capability("proximal")]
 
     def _decay_value(self, wp, hp) -> float:
         return 0.0 if wp.spec.kind in self.optimizer.decay_excludes else hp["weight_decay"]
@@ -149,7 +160,6 @@ class PopulationState:
         steps = self.members.scalars["steps"]
         for p in range(len(steps)):
             steps[p] += 1
-        self.optimizer_members.steps = list(steps)
 
     def count_epoch(self) -> None:
         epochs = self.members.scalars["epochs"]
@@ -174,13 +184,29 @@ class PopulationState:
                                      f"{tuple(target.shape[1:])}. Got {tuple(value.shape)}.")
                 target[p].copy_(value.to(target.device))
 
-    def extract(self, member_id: int, use_snapshot: bool = False) -> tree.Row:
+    def extract(self, member_id: int, use_snapshot: bool = False, average: str | None = None
+                ) -> tree.Row:
         """One member's row (CPU copies), for parking; its ``weights`` are the snapshot's
-        when ``use_snapshot`` and one exists."""
+        when ``use_snapshot`` and one exists, else its trainable weights are those of the
+        ``average`` family ('ema' or 'swa') when given."""
         row = tree.take_row(self.members, member_id)
-        if use_snapshot and "best" in row["tensors"]:
-            row["tensors"]["weights"] = row["tensors"]["best"]
+        tensors = row["tensors"]
+        if use_snapshot and "best" in tensors:
+            tensors["weights"] = tensors["best"]
+        elif average is not None and average in tensors:
+            tensors["weights"] = {**tensors["weights"], **tensors[average]}
         return row
+
+    def averaged_view(self, family: str) -> PopulationState:
+        """A view whose trainable weights are those of ``family`` (for evaluation)."""
+        view = PopulationState.__new__(PopulationState)
+        view.__dict__.update(self.__dict__)
+        members = tree.MemberState(self.members.member_ids, dict(self.members.tensors),
+                                   self.members.scalars, self.members.trainable)
+        members.tensors["weights"] = {**self.weights, **{
+            key: t.detach() for key, t in self.members.tensors[family].items()}}
+        view.members = members
+        return view
 
     def merged(self, parked: dict[int, tree.Row], with_optimizer: bool = True
                ) -> PopulationState:

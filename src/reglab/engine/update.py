@@ -16,8 +16,9 @@ from typing import Protocol
 import torch
 
 from reglab.engine import penalties
+from reglab.engine.member_state import copy_rows
 from reglab.engine.state import Key, PopulationState
-from reglab.engine.values import is_active
+from reglab.engine.values import is_active, member_values
 
 
 class UpdateTransform(Protocol):
@@ -45,10 +46,9 @@ class DecoupledWeightDecay:
         pass
 
     def update(self, grads, state):
-        for key in grads:
-            members = state.decay_members(key)
-            if members is not None:
-                state.optimizer.apply_weight_decay(state.weights[key], members)
+        for key in state.decayed:
+            if key in grads:
+                state.optimizer.apply_weight_decay(state.weights[key], state.decay_members(key))
 
 
 class OptimizerStep:
@@ -72,15 +72,41 @@ class ProximalSteps:
         pass
 
     def update(self, grads, state):
-        for key, terms in state.penalties.items():
-            proximal = terms.with_capability("proximal")
-            if key not in grads or not proximal:
+        for key in state.proximal:
+            proximal = state.penalties[key].with_capability("proximal")
+            if key not in grads:
                 continue
             w = state.weights[key]
             step_size = state.optimizer.step_size(w, state.slots(key), state.optimizer_members)
             for reg, values in proximal:
                 if any(is_active(v) for v in values.values()):
                     w.copy_(reg.proximal(w, step_size, values))
+
+
+class ExponentialMovingAverage:
+    """Keras 3's ``use_ema``: after each step, ``average = m * average + (1 - m) * w`` for
+    every trainable weight, with ``m = ema_momentum`` except at a member's first step, where
+    ``m = 0``; every ``ema_overwrite_frequency`` steps the weights take the average. The
+    population copies the average into the weights when ``fit`` ends, as Keras's
+    ``finalize_variable_values``."""
+
+    def init(self, state):
+        pass  # the family 'ema' is created with the members (PopulationState.fresh_members)
+
+    def update(self, grads, state):
+        if not state.optimizer.use_ema:
+            return
+        members = state.optimizer_members
+        momenta = [0.0 if step == 1 else hp["ema_momentum"]
+                   for step, hp in zip(members.steps, members.floats)]
+        for key, average in state.members.tensors["ema"].items():
+            w = state.weights[key]
+            m = member_values(momenta, state.dtype, state.device, w.dim())
+            average.copy_(m * average + (1 - m) * w)
+        every = state.optimizer.ema_overwrite_frequency
+        if every:
+            due = [p for p, step in enumerate(members.steps) if step % every == 0]
+            copy_rows(state.members, "ema", "weights", due)
 
 
 class Constraints:
@@ -90,9 +116,8 @@ class Constraints:
         pass
 
     def update(self, grads, state):
-        for key in grads:
-            values = state.constraint_values.get(key)
-            if values is None:
+        for key, values in state.constraint_values.items():
+            if key not in grads:
                 continue
             wp = state.plan.weight(key)
             constraint = wp.constraints[state.member_ids[0]]
@@ -103,7 +128,7 @@ class Constraints:
 
 #: the update chain, in the order it runs
 UPDATE_ORDER: tuple[type, ...] = (PenaltyGradients, DecoupledWeightDecay, OptimizerStep,
-                                  ProximalSteps, Constraints)
+                                  ProximalSteps, ExponentialMovingAverage, Constraints)
 
 
 def build_chain(state: PopulationState) -> list[UpdateTransform]:

@@ -18,6 +18,15 @@ from reglab.errors import ConfigError, unknown_name
 Value = float | torch.Tensor
 
 
+def _optional_count(owner: str, name: str, value: Any, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{owner}: '{name}' must be None or an int >= {minimum}. "
+                          f"Got {value!r}.")
+    return int(value)
+
+
 def _check(owner: str, name: str, value: Any, lo: float, hi: float = math.inf,
            lo_open: bool = False, hi_open: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -95,20 +104,33 @@ class Optimizer:
     #: weight kinds that decoupled weight decay skips (AdamW overrides).
     decay_excludes: frozenset[str] = frozenset()
 
-    def __init__(self, learning_rate: float, weight_decay: float | None = None):
+    def __init__(self, learning_rate: float, weight_decay: float | None = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
         owner = type(self).__name__
         self.learning_rate = _check(owner, "learning_rate", learning_rate, 0.0, lo_open=True)
         self.weight_decay = None if weight_decay is None else _check(
             owner, "weight_decay", weight_decay, 0.0)
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = _check(owner, "ema_momentum", ema_momentum, 0.0, 1.0)
+        self.ema_overwrite_frequency = _optional_count(owner, "ema_overwrite_frequency",
+                                                       ema_overwrite_frequency, minimum=1)
+        self.swa_start = _optional_count(owner, "swa_start", swa_start, minimum=0)
 
     # -- population interface -------------------------------------------------
     def hyperparameters(self) -> dict[str, float]:
-        """The values that may differ between members of one population."""
-        return {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay or 0.0}
+        """The values that may differ between members of one population (``swa_start`` is
+        one: ``inf`` for a member that does not average)."""
+        values = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay or 0.0,
+                  "swa_start": math.inf if self.swa_start is None else float(self.swa_start)}
+        if self.use_ema:
+            values["ema_momentum"] = self.ema_momentum
+        return values
 
     def structure(self) -> tuple:
         """What must be equal across members (the class and its boolean options)."""
-        return (type(self).__name__,)
+        return (type(self).__name__, f"use_ema={self.use_ema}",
+                f"ema_overwrite_frequency={self.ema_overwrite_frequency}")
 
     def slots(self) -> tuple[str, ...]:
         """The names of the optimizer's per-weight state."""
@@ -150,8 +172,10 @@ class SGD(Optimizer):
     name = "SGD"
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
-                 nesterov: bool = False, weight_decay: float | None = None):
-        super().__init__(learning_rate, weight_decay)
+                 nesterov: bool = False, weight_decay: float | None = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+        super().__init__(learning_rate, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         self.momentum = _check("SGD", "momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
@@ -159,7 +183,7 @@ class SGD(Optimizer):
         return {**super().hyperparameters(), "momentum": self.momentum}
 
     def structure(self):
-        return ("SGD", self.nesterov)
+        return (*super().structure(), f"nesterov={self.nesterov}")
 
     def slots(self):
         return ("momentum",)
@@ -190,8 +214,10 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, amsgrad: bool = False, weight_decay: float | None = None):
-        super().__init__(learning_rate, weight_decay)
+                 epsilon: float = 1e-7, amsgrad: bool = False, weight_decay: float | None = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+        super().__init__(learning_rate, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         owner = type(self).__name__
         self.beta_1 = _check(owner, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
         self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0, hi_open=True)
@@ -203,7 +229,7 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon}
 
     def structure(self):
-        return (type(self).__name__, self.amsgrad)
+        return (*super().structure(), f"amsgrad={self.amsgrad}")
 
     def slots(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
@@ -243,6 +269,12 @@ class Adam(Optimizer):
         correction, Keras's outside:
         ``lr * m_hat / (sqrt(v_hat) + eps') == alpha * m / (sqrt(v) + eps)`` with
         ``eps' = eps / sqrt(1 - beta_2**t)``."""
+        if len(members) == 1:  # one member: its slice is the whole stacked tensor
+            hp, step = members.floats[0], members.steps[0]
+            self._fused_call(params, grads, [s["m"] for s in slots], [s["v"] for s in slots],
+                             [s["v_hat"] for s in slots] if self.amsgrad else [],
+                             hp["learning_rate"], hp["beta_1"], hp["beta_2"], hp["epsilon"], step)
+            return
         groups: dict[tuple, list[int]] = {}
         for p, (hp, step) in enumerate(zip(members.floats, members.steps)):
             groups.setdefault((*(hp[k] for k in self._FUSED_KEYS), step), []).append(p)
@@ -252,18 +284,20 @@ class Adam(Optimizer):
         slot_rows = {name: [self._rows(state[name], fresh) for state in slots]
                      for name in self.slots()}
         self._row_cache = fresh  # only the tensors in use stay referenced
-        device = params[0].device
         for (lr, b1, b2, eps, step), positions in groups.items():
             def gather(tensor_rows, positions=positions):
                 return [r[p] for r in tensor_rows for p in positions]
-            count = len(params) * len(positions)
-            step_tensor = torch.tensor(float(step), device=device)
-            torch._fused_adam_(gather(rows), gather(grad_rows), gather(slot_rows["m"]),
-                               gather(slot_rows["v"]),
-                               gather(slot_rows["v_hat"]) if self.amsgrad else [],
-                               [step_tensor] * count, lr=lr, beta1=b1, beta2=b2,
-                               weight_decay=0.0, eps=eps / (1 - b2**step) ** 0.5,
-                               amsgrad=self.amsgrad, maximize=False)
+            self._fused_call(gather(rows), gather(grad_rows), gather(slot_rows["m"]),
+                             gather(slot_rows["v"]),
+                             gather(slot_rows["v_hat"]) if self.amsgrad else [],
+                             lr, b1, b2, eps, step)
+
+    def _fused_call(self, params, grads, m, v, v_hat, lr, b1, b2, eps, step) -> None:
+        step_tensor = torch.tensor(float(step), device=params[0].device)
+        torch._fused_adam_(list(params), [g.contiguous() for g in grads], list(m), list(v),
+                           list(v_hat), [step_tensor] * len(params), lr=lr, beta1=b1, beta2=b2,
+                           weight_decay=0.0, eps=eps / (1 - b2**step) ** 0.5,
+                           amsgrad=self.amsgrad, maximize=False)
 
     def _rows(self, tensor: torch.Tensor, fresh: dict) -> tuple[torch.Tensor, ...]:
         """``tensor.unbind(0)``, kept from the last step while the same tensor comes back
@@ -296,8 +330,10 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 amsgrad: bool = False):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay)
+                 amsgrad: bool = False,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
 
 
 class RMSprop(Optimizer):
@@ -311,8 +347,10 @@ class RMSprop(Optimizer):
     name = "rmsprop"
 
     def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
-                 epsilon: float = 1e-7, centered: bool = False, weight_decay: float | None = None):
-        super().__init__(learning_rate, weight_decay)
+                 epsilon: float = 1e-7, centered: bool = False, weight_decay: float | None = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+        super().__init__(learning_rate, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         self.rho = _check("RMSprop", "rho", rho, 0.0, 1.0)
         self.momentum = _check("RMSprop", "momentum", momentum, 0.0, 1.0)
         self.epsilon = _check("RMSprop", "epsilon", epsilon, 0.0)
@@ -323,7 +361,7 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon}
 
     def structure(self):
-        return ("RMSprop", self.centered)
+        return (*super().structure(), f"centered={self.centered}")
 
     def slots(self):
         return ("velocity", "momentum", "average_gradient") if self.centered else (

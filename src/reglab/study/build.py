@@ -19,7 +19,7 @@ from reglab import constraints, optimizers, regularizers
 from reglab import layers as layers_module
 from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member
-from reglab.study.plan import PopulationSpec, RunSpec
+from reglab.study.plan import PopulationSpec, RunSpec, run_optimizer
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
 
 IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
@@ -84,10 +84,7 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
             if changes.get("batch_norm"):
                 built.append(layers_module.BatchNormalization())
             built.append(layers_module.Dropout(float(changes.get("dropout", 0.0))))
-    optimizer = dict(changes.get("optimizer", spec.training.optimizer))
-    optimizer = {"type": optimizer} if isinstance(optimizer, str) else optimizer
-    if "learning_rate" in changes:
-        optimizer["learning_rate"] = changes["learning_rate"]
+    optimizer = run_optimizer(spec, changes)
     cls = type(optimizers.get(optimizer["type"]))
     stop = changes.get("early_stopping")
     rule = None if stop is None else EarlyStoppingRule(

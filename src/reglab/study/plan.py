@@ -37,9 +37,9 @@ class RunSpec:
 
     def structure_key(self, spec: StudySpec) -> str:
         """What makes two runs unable to share a population (see the module docstring)."""
-        optimizer = self.changes.get("optimizer", spec.training.optimizer)
-        optimizer = {"type": optimizer} if isinstance(optimizer, str) else optimizer
-        structural_options = {k: v for k, v in optimizer.items() if isinstance(v, bool)}
+        optimizer = run_optimizer(spec, self.changes)
+        structural_options = {k: v for k, v in optimizer.items()
+                              if isinstance(v, bool) or k == "ema_overwrite_frequency"}
         key = {
             "batch_norm": bool(self.changes.get("batch_norm", False)),
             "augment": self.changes.get("augment"),
@@ -47,6 +47,26 @@ class RunSpec:
             "kernel_constraint": (self.changes.get("kernel_constraint") or {}).get("type"),
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_optimizer(spec: StudySpec, changes: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's table for a run: the study's or the variant's, with the variant's
+    ``learning_rate``, ``ema`` (Keras's ``use_ema`` arguments) and ``swa`` folded in."""
+    optimizer = changes.get("optimizer", spec.training.optimizer)
+    optimizer = {"type": optimizer} if isinstance(optimizer, str) else dict(optimizer)
+    if "learning_rate" in changes:
+        optimizer["learning_rate"] = changes["learning_rate"]
+    ema = changes.get("ema")
+    if ema is not None:
+        optimizer["use_ema"] = True
+        for key, argument in (("momentum", "ema_momentum"),
+                              ("overwrite_frequency", "ema_overwrite_frequency")):
+            if key in ema:
+                optimizer[argument] = ema[key]
+    swa = changes.get("swa")
+    if swa is not None:
+        optimizer["swa_start"] = int(swa.get("start", 0))
+    return optimizer
 
 
 @dataclass(frozen=True)

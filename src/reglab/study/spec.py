@@ -70,6 +70,8 @@ VARIANT_KEYS = {
     "mixup": "MixUp of each training batch: { alpha = 0.2 }",
     "cutmix": "CutMix of each training batch: { factor = 1.0 } (image data)",
     "label_smoothing": "label smoothing of the training targets, a number in [0, 1]",
+    "ema": "Keras's exponential moving average of the weights: { momentum = 0.99 }",
+    "swa": "stochastic weight averaging from an epoch on: { start = 10 }",
 }
 
 
@@ -259,6 +261,16 @@ def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | No
             value = node.get(argument, 0.2 if key == "mixup" else 1.0)
             if not is_number(value) or value < 0:
                 checker.add(f"{where}.{key}.{argument}: expected a number >= 0. Got {value!r}.")
+    if "ema" in resolved:
+        ema = checker.keys(f"{where}.ema", resolved["ema"], ("momentum", "overwrite_frequency"))
+        momentum = ema.get("momentum", 0.99)
+        if not is_number(momentum) or not 0 <= momentum <= 1:
+            checker.add(f"{where}.ema.momentum: expected a number in [0, 1]. Got {momentum!r}.")
+        if "overwrite_frequency" in ema:
+            checker.int_(f"{where}.ema.overwrite_frequency", ema["overwrite_frequency"])
+    if "swa" in resolved:
+        swa = checker.keys(f"{where}.swa", resolved["swa"], ("start",))
+        checker.int_(f"{where}.swa.start", swa.get("start", 0), minimum=0)
     if "label_smoothing" in resolved:
         checker.fraction(f"{where}.label_smoothing", resolved["label_smoothing"],
                          upper_open=False)

@@ -2,6 +2,7 @@
 
 Every structure a study file can express (penalties of each kind, constraints, dropout and
 noise, batch normalization, early stopping, augmentation, MixUp, CutMix, label smoothing,
+weight averaging (EMA, SWA with its batch-normalization pass),
 convolutions, each optimizer, mixed hyperparameters) is trained as a full population, each member alone, and in pairs;
 the final weights and every epoch's logs must be identical (one torch thread, as the
 suite runs). Shapes are chosen so that per-member tensors are not multiples of the CPU's
@@ -113,6 +114,11 @@ CASES = {
                              flat_data, None),
     "bn-noise-adamw": (mlp_bn_noise, lambda v: AdamW(v.get("lr", 0.01), weight_decay=0.05),
                        BN_VARIANTS, flat_data, None),
+    "bn-ema-swa": (mlp_bn_noise, lambda v: Adam(v.get("lr", 0.01), use_ema=True,
+                                                ema_momentum=v.get("ema", 0.9),
+                                                swa_start=v.get("swa")),
+                   [{}, {"swa": 1, "ema": 0.5}, {"swa": 2, "stop": True}, {"noise": 0.1}],
+                   flat_data, None),
     "cnn-augment": (cnn, adam, CNN_VARIANTS, image_data,
                     AffineSpec(width_shift_range=0.1, horizontal_flip=True)),
     "cnn-mixup-cutmix-smoothing": (cnn_mixing, adam, MIXING_VARIANTS, image_data, None),
