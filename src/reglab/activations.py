@@ -84,6 +84,12 @@ def name_of(fn: Activation) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
+def serialize(fn: Activation):
+    """A built-in activation's Keras name; any other callable as it is."""
+    key = structure_key(fn)
+    return key if isinstance(key, str) else fn
+
+
 def structure_key(fn: Activation):
     """What identifies an activation across members: its Keras name, or the callable itself
     (two different user functions are two different structures, even with one name)."""

@@ -7,13 +7,11 @@ is the product of the leading dimensions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from reglab.errors import unknown_name
-
-Initializer = Callable[[Sequence[int], torch.Generator, torch.dtype], torch.Tensor]
 
 _TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated at +-2
 
@@ -40,34 +38,95 @@ def _truncated_normal(shape, generator, dtype, std):
     return (out * std).to(dtype)
 
 
-def glorot_uniform(shape, generator, dtype=torch.float32):
-    fan_in, fan_out = compute_fans(shape)
-    return _uniform(shape, generator, dtype, math.sqrt(6.0 / (fan_in + fan_out)))
+class Initializer:
+    """Base class: ``initializer(shape, generator, dtype) -> tensor``, with a config as in
+    Keras. ``seed`` is accepted for Keras compatibility; draws come from the generator the
+    engine derives from the member's seed and the weight's name."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape: Sequence[int], generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Initializer:
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(type(self).__name__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-def glorot_normal(shape, generator, dtype=torch.float32):
-    fan_in, fan_out = compute_fans(shape)
-    std = math.sqrt(2.0 / (fan_in + fan_out)) / _TRUNCATED_STD
-    return _truncated_normal(shape, generator, dtype, std)
+class GlorotUniform(Initializer):
+    """Uniform in ``[-limit, limit]``, ``limit = sqrt(6 / (fan_in + fan_out))``."""
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        fan_in, fan_out = compute_fans(shape)
+        return _uniform(shape, generator, dtype, math.sqrt(6.0 / (fan_in + fan_out)))
 
 
-def he_uniform(shape, generator, dtype=torch.float32):
-    fan_in, _ = compute_fans(shape)
-    return _uniform(shape, generator, dtype, math.sqrt(6.0 / fan_in))
+class GlorotNormal(Initializer):
+    """Normal truncated at two standard deviations, ``std = sqrt(2 / (fan_in + fan_out))``."""
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        fan_in, fan_out = compute_fans(shape)
+        std = math.sqrt(2.0 / (fan_in + fan_out)) / _TRUNCATED_STD
+        return _truncated_normal(shape, generator, dtype, std)
 
 
-def he_normal(shape, generator, dtype=torch.float32):
-    fan_in, _ = compute_fans(shape)
-    return _truncated_normal(shape, generator, dtype, math.sqrt(2.0 / fan_in) / _TRUNCATED_STD)
+class HeUniform(Initializer):
+    """Uniform in ``[-limit, limit]``, ``limit = sqrt(6 / fan_in)``."""
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        fan_in, _ = compute_fans(shape)
+        return _uniform(shape, generator, dtype, math.sqrt(6.0 / fan_in))
 
 
-def zeros(shape, generator=None, dtype=torch.float32):
-    return torch.zeros(tuple(shape), dtype=dtype)
+class HeNormal(Initializer):
+    """Normal truncated at two standard deviations, ``std = sqrt(2 / fan_in)``."""
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        fan_in, _ = compute_fans(shape)
+        return _truncated_normal(shape, generator, dtype, math.sqrt(2.0 / fan_in) / _TRUNCATED_STD)
 
 
-def ones(shape, generator=None, dtype=torch.float32):
-    return torch.ones(tuple(shape), dtype=dtype)
+class Zeros(Initializer):
+    """All zeros (no seed, as in Keras)."""
 
+    def __init__(self):
+        super().__init__(None)
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        return torch.zeros(tuple(shape), dtype=dtype)
+
+    def get_config(self):
+        return {}
+
+
+class Ones(Zeros):
+    """All ones."""
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        return torch.ones(tuple(shape), dtype=dtype)
+
+
+# Keras's lowercase names: shared instances, usable as functions.
+glorot_uniform = GlorotUniform()
+glorot_normal = GlorotNormal()
+he_uniform = HeUniform()
+he_normal = HeNormal()
+zeros = Zeros()
+ones = Ones()
 
 _BY_NAME: dict[str, Initializer] = {
     "glorot_uniform": glorot_uniform,
@@ -77,15 +136,37 @@ _BY_NAME: dict[str, Initializer] = {
     "zeros": zeros,
     "ones": ones,
 }
+_CLASSES: dict[str, type[Initializer]] = {
+    cls.__name__: cls for cls in (GlorotUniform, GlorotNormal, HeUniform, HeNormal, Zeros, Ones)}
+
+
+def serialize(initializer) -> dict | object:
+    """``{'class_name', 'config'}`` for a built-in initializer; anything else as it is (it
+    round-trips in memory, and cannot be saved to a file)."""
+    if isinstance(initializer, Initializer) and _CLASSES.get(type(initializer).__name__) is \
+            type(initializer):
+        return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    return initializer
 
 
 def get(identifier, where: str = "initializers.get") -> Initializer:
-    """Resolves an initializer by Keras name, or returns a callable as is."""
+    """Resolves an initializer by Keras name, class name or config, or returns a callable."""
     if isinstance(identifier, str):
-        fn = _BY_NAME.get(identifier)
-        if fn is None:
+        found = _BY_NAME.get(identifier)
+        if found is None and identifier in _CLASSES:
+            found = _CLASSES[identifier]()
+        if found is None:
             raise unknown_name(where, "initializer", identifier, _BY_NAME)
-        return fn
+        return found
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        cls = _CLASSES.get(identifier["class_name"])
+        if cls is None:
+            raise unknown_name(where, "initializer", identifier["class_name"], _CLASSES)
+        instance = cls.from_config(identifier.get("config") or {})
+        for shared in _BY_NAME.values():  # the shared instance for a default config
+            if instance == shared:
+                return shared
+        return instance
     if callable(identifier):
         return identifier
     raise unknown_name(where, "initializer", identifier, _BY_NAME)

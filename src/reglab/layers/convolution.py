@@ -21,6 +21,7 @@ from reglab.layers.layer import (
     check_positive_int,
     is_shared,
     resolve_regularizer,
+    serialized,
 )
 
 
@@ -134,7 +135,10 @@ class Conv2D(Layer):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "padding": self.padding, "dilation_rate": self.dilation_rate,
-                "activation": activations.name_of(self.activation), "use_bias": self.use_bias}
+                "use_bias": self.use_bias,
+                **serialized(self, "activation", "kernel_initializer", "bias_initializer",
+                             "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                             "kernel_constraint", "bias_constraint")}
 
 
 class MaxPooling2D(Layer):

@@ -43,4 +43,4 @@ class Activation(Layer):
         return activations.apply(self.activation, x, member_axis=not is_shared(x, input_shape))
 
     def get_config(self):
-        return {**super().get_config(), "activation": activations.name_of(self.activation)}
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}

@@ -11,6 +11,7 @@ from reglab.layers.layer import (
     check_positive_int,
     is_shared,
     resolve_regularizer,
+    serialized,
 )
 
 
@@ -70,5 +71,7 @@ class Dense(Layer):
         return activations.apply(self.activation, y.reshape(members, *lead, self.units))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "activation": activations.name_of(self.activation), "use_bias": self.use_bias}
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
+                **serialized(self, "activation", "kernel_initializer", "bias_initializer",
+                             "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                             "kernel_constraint", "bias_constraint")}

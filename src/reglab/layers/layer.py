@@ -198,6 +198,29 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
+def serialized(layer, *names: str) -> dict[str, Any]:
+    """The config entries of ``layer``'s initializers, regularizers, constraints and
+    activation: built-in ones as Keras writes them (``{'class_name', 'config'}``, an
+    activation's name), anything else as the object itself (it round-trips in memory;
+    saving to a file refuses it)."""
+    from reglab import activations, constraints, initializers
+
+    config = {}
+    for name in names:
+        value = getattr(layer, name)
+        if name.endswith("_initializer"):
+            config[name] = initializers.serialize(value)
+        elif name.endswith("_regularizer"):
+            config[name] = regularizers_module.serialize(value)
+        elif name.endswith("_constraint"):
+            config[name] = constraints.serialize(value)
+        elif name == "activation":
+            config[name] = activations.serialize(value)
+        else:
+            config[name] = value
+    return config
+
+
 def resolve_regularizer(owner: str, argument: str, value: Any):
     return regularizers_module.get(value, where=f"{owner}: '{argument}'")
 

@@ -12,7 +12,7 @@ import torch
 
 from reglab import constraints, initializers
 from reglab.errors import ConfigError
-from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularizer
+from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularizer, serialized
 from reglab.utils.reduce import mean_and_variance
 
 
@@ -131,4 +131,8 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
-                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                **serialized(self, "beta_initializer", "gamma_initializer",
+                             "moving_mean_initializer", "moving_variance_initializer",
+                             "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                             "gamma_constraint")}

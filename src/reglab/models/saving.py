@@ -133,27 +133,26 @@ def model_to_config(model) -> dict[str, Any]:
 
 
 def layer_to_config(layer, where: str = "layer_to_config") -> dict[str, Any]:
-    """``{'class_name', 'config'}`` where ``config`` is the keyword arguments that rebuild
-    ``layer`` exactly: its ``get_config()`` completed with the initializers, regularizers,
-    constraints and activation that ``get_config`` leaves out."""
+    """``{'class_name', 'config'}`` where ``config`` is the layer's ``get_config()``, complete
+    (initializers, regularizers, constraints and activation included), once every object in
+    it is checked to be built in: a file holds no code."""
     cls = type(layer)
     if _LAYERS.get(cls.__name__) is not cls:
         raise ConfigError(f"{where}: only reglab.layers classes can be saved "
                           f"({', '.join(sorted(_LAYERS))}). Got {cls.__name__!r}.")
     where = f"{where} ({cls.__name__})"
     config = dict(layer.get_config())
-    for name in inspect.signature(cls).parameters:
-        if not hasattr(layer, name):
-            continue
-        value = getattr(layer, name)
-        if name == "activation":
-            config[name] = _activation_name(value, f"{where}: '{name}'")
-        elif name.endswith("_initializer"):
-            config[name] = _initializer_name(value, f"{where}: '{name}'")
-        elif name.endswith("_regularizer"):
-            config[name] = _regularizer_config(value, f"{where}: '{name}'")
-        elif name.endswith("_constraint"):
-            config[name] = _constraint_config(value, f"{where}: '{name}'")
+    for name, value in config.items():
+        here = f"{where}: '{name}'"
+        if name == "activation" and not isinstance(value, str):
+            raise ConfigError(f"{here}: must be a built-in activation "
+                              f"({', '.join(sorted(activations._BY_NAME))}). Got {value!r}. "
+                              + _ONLY_BUILT_IN.format(kind="activations"))
+        for suffix, known, kind in (("_initializer", initializers._CLASSES, "initializers"),
+                                    ("_regularizer", _REGULARIZERS, "regularizers"),
+                                    ("_constraint", _CONSTRAINTS, "constraints")):
+            if name.endswith(suffix):
+                _check_built_in(value, here, known, kind, optional=suffix != "_initializer")
     return {"class_name": cls.__name__, "config": _jsonable(config, where)}
 
 
@@ -161,55 +160,20 @@ _ONLY_BUILT_IN = ("Only built-in {kind} can be saved: a file holds no code. Pass
                   "or save the weights with model.get_weights() and rebuild the model in code.")
 
 
-def _activation_name(fn, where: str) -> str:
-    key = activations.structure_key(fn)  # a name for built-ins, the callable itself otherwise
-    if not isinstance(key, str):
-        raise ConfigError(f"{where}: must be a built-in activation "
-                          f"({', '.join(sorted(activations._BY_NAME))}). Got {fn!r}. "
-                          + _ONLY_BUILT_IN.format(kind="activations"))
-    return key
-
-
-def _initializer_name(fn, where: str) -> str:
-    for name, known in initializers._BY_NAME.items():
-        if known is fn:
-            return name
-    raise ConfigError(f"{where}: must be a built-in initializer "
-                      f"({', '.join(sorted(initializers._BY_NAME))}). Got {fn!r}. "
-                      + _ONLY_BUILT_IN.format(kind="initializers"))
-
-
-def _builtin_config(obj, where: str, known: dict, kind: str, serialize) -> dict[str, Any] | None:
-    """The config of a built-in regularizer or constraint; anything else cannot be saved."""
-    if obj is None:
-        return None
-    if known.get(type(obj).__name__) is not type(obj):
-        raise ConfigError(f"{where}: must be a built-in {kind[:-1]} "
-                          f"({', '.join(sorted(known))}). Got {obj!r}. "
-                          + _ONLY_BUILT_IN.format(kind=kind))
-    return serialize(obj)
-
-
-def _regularizer_config(regularizer, where: str) -> dict[str, Any] | None:
-    return _builtin_config(regularizer, where, _REGULARIZERS, "regularizers",
-                           regularizers_module.serialize)
-
-
-def _constraint_config(constraint, where: str) -> dict[str, Any] | None:
-    return _builtin_config(constraint, where, _CONSTRAINTS, "constraints", constraints.serialize)
+def _check_built_in(entry, where: str, known: dict, kind: str, optional: bool) -> None:
+    """``entry`` must be a serialized built-in object (``{'class_name', 'config'}``)."""
+    if entry is None and optional:
+        return
+    if isinstance(entry, dict) and known.get(entry.get("class_name")) is not None:
+        return
+    shown = entry.get("class_name") if isinstance(entry, dict) else entry
+    raise ConfigError(f"{where}: must be a built-in {kind[:-1]} ({', '.join(sorted(known))}). "
+                      f"Got {shown!r}. " + _ONLY_BUILT_IN.format(kind=kind))
 
 
 def _constructor_config(obj, where: str) -> dict[str, Any]:
-    """Exactly ``type(obj).__init__``'s arguments, read from ``obj``'s attributes."""
-    config = {}
-    for name, param in inspect.signature(type(obj)).parameters.items():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if not hasattr(obj, name):
-            raise ConfigError(f"{where}: {type(obj).__name__} has no attribute {name!r} to "
-                              f"save its constructor argument from. Got {obj!r}.")
-        config[name] = getattr(obj, name)
-    return _jsonable(config, where)
+    """``obj.get_config()`` without its ``name``: the constructor's arguments."""
+    return _jsonable({k: v for k, v in obj.get_config().items() if k != "name"}, where)
 
 
 def _compile_config(model) -> dict[str, Any] | None:

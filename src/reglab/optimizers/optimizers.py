@@ -156,6 +156,10 @@ class Optimizer:
         return {"name": self.name, **{k: v for k, v in vars(self).items()
                                       if not k.startswith("_")}}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        return cls(**{k: v for k, v in config.items() if k != "name"})
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"

@@ -1,5 +1,6 @@
-"""Weight regularizers with Keras 3's names, formulas and configs."""
+"""Weight regularizers with Keras 3's names, formulas and configs, and reglab's own."""
 
+from reglab.regularizers.group_lasso import GroupLasso
 from reglab.regularizers.regularizers import (
     L1,
     L1L2,
@@ -12,10 +13,14 @@ from reglab.regularizers.regularizers import (
     l1_l2,
     l2,
     proximal_l1,
+    register,
     serialize,
 )
 
+register(GroupLasso, "group_lasso")
+group_lasso = GroupLasso
+
 __all__ = [
-    "L1", "L1L2", "L2", "ProximalL1", "Regularizer", "deserialize", "get", "l1",
-    "l1_l2", "l2", "proximal_l1", "serialize",
+    "GroupLasso", "L1", "L1L2", "L2", "ProximalL1", "Regularizer", "deserialize", "get",
+    "group_lasso", "l1", "l1_l2", "l2", "proximal_l1", "register", "serialize",
 ]

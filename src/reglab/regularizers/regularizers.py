@@ -16,7 +16,7 @@ from reglab.regularizers.penalty import (
 )
 
 
-def _check_strength(owner: str, name: str, value: Any) -> float:
+def check_strength(owner: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{owner}: '{name}' must be a non-negative float. Got {value!r}.")
     value = float(value)
@@ -102,8 +102,8 @@ class _WeightPenalty(Regularizer):
     contributes = frozenset({"value", "gradient"})
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
-        self.l1 = _check_strength(type(self).__name__, "l1", l1)
-        self.l2 = _check_strength(type(self).__name__, "l2", l2)
+        self.l1 = check_strength(type(self).__name__, "l1", l1)
+        self.l2 = check_strength(type(self).__name__, "l2", l2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return weight_penalty(x, self.l1, self.l2)
@@ -183,8 +183,8 @@ class ProximalL1(Regularizer):
     contributes = frozenset({"value", "gradient", "proximal"})
 
     def __init__(self, l1: float = 0.01, l2: float = 0.0):
-        self.l1 = _check_strength("ProximalL1", "l1", l1)
-        self.l2 = _check_strength("ProximalL1", "l2", l2)
+        self.l1 = check_strength("ProximalL1", "l1", l1)
+        self.l2 = check_strength("ProximalL1", "l2", l2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return weight_penalty(x, self.l1, self.l2)
@@ -225,11 +225,27 @@ _BY_NAME: dict[str, type[Regularizer]] = {
 _CLASS_NAMES = {"L1": L1, "L2": L2, "L1L2": L1L2, "ProximalL1": ProximalL1}
 
 
+def register(cls: type[Regularizer], name: str) -> type[Regularizer]:
+    """Makes ``cls`` known by its class name and by ``name`` (``get('name')``, configs,
+    saved files); returns it."""
+    if not (isinstance(cls, type) and issubclass(cls, Regularizer)):
+        raise ConfigError(f"regularizers.register: expected a Regularizer subclass. Got {cls!r}.")
+    _BY_NAME[name.lower()] = cls
+    _CLASS_NAMES[cls.__name__] = cls
+    return cls
+
+
 def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:
     """``{'class_name': ..., 'config': ...}`` as Keras writes it, or None."""
     if regularizer is None:
         return None
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    if not isinstance(regularizer, Regularizer):
+        return regularizer  # a plain callable: kept as it is (it cannot be saved to a file)
+    try:
+        config = regularizer.get_config()
+    except NotImplementedError:
+        return regularizer
+    return {"class_name": type(regularizer).__name__, "config": config}
 
 
 def deserialize(config: dict[str, Any] | str) -> Regularizer:

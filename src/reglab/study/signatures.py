@@ -19,7 +19,7 @@ SOURCES = {
     "layer": ["layers/dense.py", "layers/core.py", "layers/convolution.py",
               "layers/regularization.py", "layers/normalization.py", "layers/augmentation.py"],
     "optimizer": ["optimizers/optimizers.py"],
-    "regularizer": ["regularizers/regularizers.py"],
+    "regularizer": ["regularizers/regularizers.py", "regularizers/group_lasso.py"],
     "constraint": ["constraints/constraints.py"],
     "early_stopping": ["callbacks/early_stopping.py"],
     "augment": ["augment/sampling.py"],

@@ -205,7 +205,8 @@ def test_archive_holds_only_json_and_pickle_free_arrays(tmp_path):
                                                      "config": {"l1": 0.01}}
     assert dense["config"]["kernel_constraint"] == {"class_name": "MaxNorm",
                                                     "config": {"max_value": 1.5, "axis": 0}}
-    assert dense["config"]["kernel_initializer"] == "he_normal"
+    assert dense["config"]["kernel_initializer"] == {"class_name": "HeNormal",
+                                                     "config": {"seed": None}}
     assert config["config"]["layers"][3]["config"]["kernel_regularizer"]["class_name"] == \
         "ProximalL1"
     assert config["compile_config"]["optimizer"]["class_name"] == "Adam"

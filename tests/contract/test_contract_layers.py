@@ -1,0 +1,134 @@
+"""The layer contract, run over every public class of reglab.layers.
+
+Each layer: ``from_config(get_config())`` gives the same config and keeps its regularizers,
+constraints and initializers; a model holding it saves and loads to the same predictions
+and weights; its weights come in Keras's layouts; and a population of two members trains
+bit for bit as two populations of one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import reglab.layers as layers_module
+from reglab.constraints import MaxNorm
+from reglab.engine import Member, Population
+from reglab.layers import Layer
+from reglab.models import Sequential, load_model
+from reglab.regularizers import L1L2, GroupLasso, l2
+
+IMAGE, FLAT = (6, 6, 2), (5,)
+
+
+def examples():
+    """``class name -> (factory of an instance with non-default values, input shape)``."""
+    L = layers_module
+    return {
+        "Activation": (lambda: L.Activation("tanh"), FLAT),
+        "BatchNormalization": (lambda: L.BatchNormalization(momentum=0.9, epsilon=0.01,
+                                                            beta_regularizer=l2(0.1),
+                                                            gamma_constraint=MaxNorm(3.0)), FLAT),
+        "Conv2D": (lambda: L.Conv2D(3, 2, activation="relu", padding="same",
+                                    kernel_regularizer=GroupLasso(0.01),
+                                    bias_regularizer=l2(0.1), kernel_initializer="he_uniform",
+                                    kernel_constraint=MaxNorm(2.0)), IMAGE),
+        "CutMix": (lambda: L.CutMix(0.5), IMAGE),
+        "Dense": (lambda: L.Dense(4, activation="sigmoid", kernel_regularizer=L1L2(0.01, 0.02),
+                                  activity_regularizer=l2(0.001), bias_initializer="ones",
+                                  kernel_constraint=MaxNorm(1.5)), FLAT),
+        "Dropout": (lambda: L.Dropout(0.3, noise_shape=(None, 5)), FLAT),
+        "Flatten": (lambda: L.Flatten(), IMAGE),
+        "GaussianDropout": (lambda: L.GaussianDropout(0.2), FLAT),
+        "GaussianNoise": (lambda: L.GaussianNoise(0.1), FLAT),
+        "LabelSmoothing": (lambda: L.LabelSmoothing(0.2), FLAT),
+        "MaxPooling2D": (lambda: L.MaxPooling2D(2, padding="same"), IMAGE),
+        "MixUp": (lambda: L.MixUp(0.4), FLAT),
+        "RandomFlip": (lambda: L.RandomFlip("horizontal"), IMAGE),
+        "RandomRotation": (lambda: L.RandomRotation(0.2, fill_mode="constant"), IMAGE),
+        "RandomTranslation": (lambda: L.RandomTranslation(0.1, 0.2), IMAGE),
+        "RandomZoom": (lambda: L.RandomZoom(0.1, 0.2), IMAGE),
+        "SpatialDropout2D": (lambda: L.SpatialDropout2D(0.25), IMAGE),
+    }
+
+
+PUBLIC = sorted(name for name in layers_module.__all__
+                if isinstance(getattr(layers_module, name), type)
+                and issubclass(getattr(layers_module, name), Layer) and name != "Layer")
+
+# Layout of each weight, from the input shape: Keras's get_weights() order and shapes.
+LAYOUTS = {
+    "Dense": lambda shape: [(shape[-1], 4), (4,)],
+    "Conv2D": lambda shape: [(2, 2, shape[-1], 3), (3,)],
+    "BatchNormalization": lambda shape: [(shape[-1],)] * 4,
+}
+
+
+def test_every_public_layer_has_an_example():
+    assert sorted(examples()) == PUBLIC
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_config_round_trip_keeps_everything(name):
+    factory, _ = examples()[name]
+    layer = factory()
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    for attribute in vars(layer):
+        if attribute.endswith(("_regularizer", "_constraint", "_initializer")):
+            original, copied = getattr(layer, attribute), getattr(clone, attribute)
+            assert (original is None) == (copied is None), attribute
+            if original is not None:
+                assert type(original) is type(copied), attribute
+                assert original.get_config() == copied.get_config(), attribute
+
+
+def _model(name, seed=0):
+    factory, shape = examples()[name]
+    return Sequential([layers_module.Input(shape=shape), factory()], seed=seed), shape
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_save_and_load_give_the_same_model(name, tmp_path):
+    model, shape = _model(name)
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).random((7, *shape)).astype("float32")
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_weight_layouts_are_keras_layouts(name):
+    model, shape = _model(name)
+    expected = LAYOUTS.get(name, lambda shape: [])(shape)
+    assert [w.shape for w in model.get_weights()] == expected
+
+
+def _members(name, seeds):
+    factory, shape = examples()[name]
+    head = [layers_module.Flatten()] if len(shape) == 3 else []
+    return [Member([layers_module.Input(shape=shape), factory(), *head,
+                    layers_module.Dense(2, activation="softmax")], "adam", seed=seed)
+            for seed in seeds]
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_a_population_of_two_trains_as_two_populations_of_one(name):
+    factory, shape = examples()[name]
+    rng = np.random.default_rng(1)
+    x, y = rng.random((20, *shape)).astype("float32"), rng.integers(0, 2, 20)
+    both = Population(_members(name, [0, 1]))
+    result = both.fit(x, y, batch_size=8, epochs=2)
+    for member, seed in enumerate([0, 1]):
+        alone = Population(_members(name, [seed]))
+        expected = alone.fit(x, y, batch_size=8, epochs=2)
+        assert result.members[member].history == expected.members[0].history
+        for key, value in alone.member_weights(0).items():
+            assert torch.equal(both.member_weights(member)[key], value), key
