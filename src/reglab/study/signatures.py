@@ -17,9 +17,10 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 #: (module path relative to reglab/, class names wanted) for each kind of node
 SOURCES = {
     "layer": ["layers/dense.py", "layers/core.py", "layers/convolution.py",
-              "layers/regularization.py", "layers/normalization.py", "layers/augmentation.py"],
+              "layers/regularization.py", "layers/normalization.py", "layers/augmentation.py",
+              "layers/mixing.py"],
     "optimizer": ["optimizers/optimizers.py"],
-    "regularizer": ["regularizers/regularizers.py", "regularizers/group_lasso.py"],
+    "regularizer": ["regularizers/*.py"],  # every file: a new regularizer needs no entry here
     "constraint": ["constraints/constraints.py"],
     "early_stopping": ["callbacks/early_stopping.py"],
     "augment": ["augment/sampling.py"],
@@ -44,8 +45,9 @@ def classes(kind: str) -> dict[str, tuple[str, ...]]:
     """``{class name: constructor argument names}`` of the public classes of ``kind``."""
     found: dict[str, list[str] | None] = {}
     bases: dict[str, list[str]] = {}
-    for relative in SOURCES[kind]:
-        tree = ast.parse((_PACKAGE / relative).read_text(encoding="utf-8"))
+    paths = [path for pattern in SOURCES[kind] for path in sorted(_PACKAGE.glob(pattern))]
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, ast.ClassDef):  # private bases too, for inherited __init__
                 found[node.name] = _arguments(node)
@@ -63,7 +65,7 @@ def classes(kind: str) -> dict[str, tuple[str, ...]]:
     result = {}
     for name in found:
         if name.startswith("_") or name in ("Layer", "Optimizer", "Regularizer", "Constraint",
-                                            "Input"):
+                                            "Input", "Initializer"):
             continue
         args = [a for a in resolve(name) if a != "kwargs"]
         if kind == "layer":
