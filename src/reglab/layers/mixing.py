@@ -45,9 +45,23 @@ def _non_negative(owner: str, name: str, value) -> float:
 
 
 class _BatchTransform(Layer):
-    """A leading layer that transforms each training batch ``(x, y)`` member by member."""
+    """A leading layer that transforms each training batch ``(x, y)`` member by member; its
+    one per-member value (its strength) is the attribute named by ``value_name``."""
 
     is_batch_transform = True
+    value_name = ""
+
+    def values(self):
+        return {self.value_name: getattr(self, self.value_name)}
+
+    def structure(self):
+        return (type(self).__name__,)
+
+    @staticmethod
+    def pairs(x: torch.Tensor, strength: float, rng: np.random.Generator):
+        """Each sample's partner in the batch, then its Beta(strength, strength) weight."""
+        perm = torch.as_tensor(rng.permutation(x.shape[0]), device=x.device)
+        return perm, rng.beta(strength, strength, size=x.shape[0])
 
     def forward(self, x, weights, values, ctx, input_shape):
         return x  # inference; in training the engine applies transform() to the batch
@@ -73,24 +87,18 @@ class MixUp(_BatchTransform):
         {'alpha': 0.2}
     """
 
+    value_name = "alpha"
+
     def __init__(self, alpha=0.2, data_format=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.alpha = _non_negative("MixUp", "alpha", alpha)
         self.data_format = data_format
         self.seed = seed
 
-    def values(self):
-        return {"alpha": self.alpha}
-
-    def structure(self):
-        return ("MixUp",)
-
     def transform(self, x, y, value, rng):
         if value <= 0:
             return x, y
-        b = x.shape[0]
-        perm = torch.as_tensor(rng.permutation(b), device=x.device)
-        lam = rng.beta(value, value, size=b)
+        perm, lam = self.pairs(x, value, rng)
         return _mix(x, x[perm], lam), _mix(y, y[perm], lam)
 
     def get_config(self):
@@ -118,17 +126,13 @@ class CutMix(_BatchTransform):
         {'factor': 1.0}
     """
 
+    value_name = "factor"
+
     def __init__(self, factor=1.0, seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.factor = _non_negative("CutMix", "factor", factor)
         self.seed = seed
         self.data_format = data_format
-
-    def values(self):
-        return {"factor": self.factor}
-
-    def structure(self):
-        return ("CutMix",)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -140,8 +144,7 @@ class CutMix(_BatchTransform):
         if value <= 0:
             return x, y
         b, height, width = x.shape[0], x.shape[1], x.shape[2]
-        perm = torch.as_tensor(rng.permutation(b), device=x.device)
-        lam = rng.beta(value, value, size=b)
+        perm, lam = self.pairs(x, value, rng)
         cx, cy = rng.integers(0, width, size=b), rng.integers(0, height, size=b)
         y1, y2, x1, x2 = cutmix_boxes(lam, cx, cy, height, width)
         rows, cols = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
@@ -166,18 +169,14 @@ class LabelSmoothing(_BatchTransform):
         {'smoothing': 0.1}
     """
 
+    value_name = "smoothing"
+
     def __init__(self, smoothing=0.1, **kwargs):
         super().__init__(**kwargs)
         self.smoothing = _non_negative("LabelSmoothing", "smoothing", smoothing)
         if self.smoothing > 1:
             raise ConfigError(f"LabelSmoothing: 'smoothing' must be a float in [0, 1]. "
                               f"Got {smoothing!r}.")
-
-    def values(self):
-        return {"smoothing": self.smoothing}
-
-    def structure(self):
-        return ("LabelSmoothing",)
 
     def transform(self, x, y, value, rng):
         if value <= 0:

@@ -163,7 +163,7 @@ class L2(_WeightPenalty):
         return {"l2": self.l2}
 
 
-class ProximalL1(Regularizer):
+class ProximalL1(_WeightPenalty):
     """L1 applied as a proximal step: beyond Keras, it gives exact zeros.
 
     The penalty ``l1 * sum(|w|)`` is the same as :class:`L1`'s and is reported the
@@ -183,20 +183,10 @@ class ProximalL1(Regularizer):
     contributes = frozenset({"value", "gradient", "proximal"})
 
     def __init__(self, l1: float = 0.01, l2: float = 0.0):
-        self.l1 = check_strength("ProximalL1", "l1", l1)
-        self.l2 = check_strength("ProximalL1", "l2", l2)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return weight_penalty(x, self.l1, self.l2)
+        super().__init__(l1=l1, l2=l2)
 
     def family(self):
         return "proximal_l1"
-
-    def values(self):
-        return {"l1": self.l1, "l2": self.l2}
-
-    def penalty(self, w, values):
-        return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
 
     def add_gradient(self, grad, w, values):
         add_penalty_gradient_(grad, w, 0.0, values["l2"])
