@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Runs the CNN study (examples/cnn.toml) on a CUDA machine and reports to stdout and $OUT.
+#
+# Meant for a GPU machine with no internet that has python3 with torch and numpy, from the repo
+# root of a copy of this working tree:  bash scripts/device_cnn.sh [extra `reglab run` options]
+#   e.g. bash scripts/device_cnn.sh --epochs 10 --seeds 2   (a shorter run)
+#
+# What must travel with the tree:
+#   * Fashion-MNIST's four IDX .gz files in .data/fashion-mnist/ at the repo root (~30 MB).
+#     Create them here with:  mkdir -p .data && cp -r /usr/share/datasets/fashion-mnist .data/
+#     (/usr/share/datasets/fashion-mnist comes from `apt-get install dataset-fashion-mnist`).
+#     reglab finds them through $REGLAB_DATA_DIR (src/reglab/datasets/sources.py), which this
+#     script sets to .data. .data is untracked; to keep it out of commits, run
+#     `echo /.data/ >> .git/info/exclude` and name ".data" in the device call's carry list.
+#   * Nothing else is installed: reglab runs from src/ (PYTHONPATH=src python3 -m reglab.cli).
+#     If a runtime dependency of pyproject.toml is missing there (the script lists them), carry
+#     it as wheels in .whl/ (also excluded in .git/info/exclude and carried), downloaded here with
+#       python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#         --implementation cp --platform manylinux2014_x86_64 -d .whl scipy    (or click, ...)
+#     and this script installs them into /tmp/site before running.
+#
+# Environment knobs: OUT (where results go; default runs/device_out), CNN_TIMEOUT_S (the study
+# is interrupted after this many seconds so that the summary and copies still happen; default
+# 480, for a 600 s command limit), CNN_WORK (the study directory; default /tmp/reglab_cnn; a
+# second call on the same machine resumes it), STUDY (default examples/cnn.toml), PYTHON.
+#
+# $OUT receives at most 6 files: device_cnn.log (this script's stdout), progress.log (the
+# progress bars), table.txt, study.db (SQLite, WAL folded in; every epoch of every run),
+# report.html (every plot embedded). The study itself runs in CNN_WORK, not $OUT, because its
+# plots/*.png would exceed the number of files a device call brings back.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/runs/device_out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+STUDY=${STUDY:-examples/cnn.toml}
+WORK=${CNN_WORK:-/tmp/reglab_cnn}
+BUDGET=${CNN_TIMEOUT_S:-480}
+DEVICE=${CNN_DEVICE:-cuda}   # cpu only to try this script out elsewhere
+exec > >(tee -a "$OUT/device_cnn.log") 2>&1
+
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg MPLCONFIGDIR=/tmp/reglab_mpl
+export REGLAB_DATA_DIR=$ROOT/.data REGLAB_CACHE_DIR=/tmp/reglab_cache
+export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
+
+echo "== device_cnn.sh $(date -u +%FT%TZ) on $(hostname): $STUDY -> $WORK (budget ${BUDGET}s)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
+  --format=csv,noheader
+
+# -- carried wheels, if any ------------------------------------------------------------------
+if compgen -G ".whl/*.whl" >/dev/null; then
+  echo "== installing carried wheels from .whl/ into /tmp/site"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+
+# -- which runtime dependencies of pyproject.toml import -------------------------------------
+echo "== dependencies (pyproject.toml [project].dependencies)"
+MISSING=$("$PY" - <<'EOF'
+import importlib, re, sys
+try:
+    import tomllib
+    deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+except ImportError:  # Python 3.10: read the list by hand
+    text = open("pyproject.toml").read()
+    block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.S | re.M).group(1)
+    deps = re.findall(r'^\s*"((?:[^"\\]|\\.)*)"', block, re.M)
+    deps = [d.replace('\\"', '"') for d in deps]
+missing = []
+for dep in deps:
+    requirement, _, marker = dep.partition(";")
+    name = re.match(r"[A-Za-z0-9_.-]+", requirement.strip()).group(0)
+    if marker.strip():
+        try:
+            from packaging.markers import Marker
+            applies = Marker(marker.strip()).evaluate()
+        except Exception:  # only python_version markers are used in pyproject.toml
+            m = re.search(r'python_version\s*<\s*"(\d+)\.(\d+)"', marker)
+            applies = bool(m) and sys.version_info[:2] < (int(m[1]), int(m[2]))
+        if not applies:
+            print(f"  --       {name:12s} not needed ({marker.strip()})", file=sys.stderr)
+            continue
+    module = name.lower().replace("-", "_")
+    try:
+        mod = importlib.import_module(module)
+        print(f"  ok       {name:12s} {getattr(mod, '__version__', '?'):14s} (wants {requirement.strip()})",
+              file=sys.stderr)
+    except Exception as error:
+        print(f"  MISSING  {name:12s} ({type(error).__name__}: {error})", file=sys.stderr)
+        missing.append(name.lower())
+print(" ".join(missing))
+EOF
+)
+echo "missing: ${MISSING:-none}"
+has() { [[ " $MISSING " != *" $1 "* ]]; }
+if ! has torch || ! has numpy; then
+  echo "FATAL: torch and numpy are required; carry them as wheels (see the top of this script)."
+  exit 3
+fi
+"$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
+'| cuda', torch.version.cuda, '| available:', torch.cuda.is_available(),
+'|', torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-')"
+if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "FATAL: torch sees no CUDA device; this study is meant for --device cuda."
+  exit 3
+fi
+
+# -- data --------------------------------------------------------------------------------------
+echo "== Fashion-MNIST"
+FILES="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte"
+have_data() {
+  for f in $FILES; do [ -f "$1/$f.gz" ] || [ -f "$1/$f" ] || return 1; done
+}
+if have_data "$REGLAB_DATA_DIR/fashion-mnist"; then
+  ls -l "$REGLAB_DATA_DIR/fashion-mnist"
+elif have_data /usr/share/datasets/fashion-mnist; then
+  echo "using /usr/share/datasets/fashion-mnist (no .data/fashion-mnist carried)"
+else
+  echo "FATAL: no Fashion-MNIST in $REGLAB_DATA_DIR/fashion-mnist nor /usr/share/datasets."
+  echo "Before the call, in the repo root: mkdir -p .data && cp -r /usr/share/datasets/fashion-mnist .data/"
+  exit 3
+fi
+
+# -- the study -----------------------------------------------------------------------------------
+RUN_FLAGS=(--device "$DEVICE" --out "$WORK")
+has tqdm || { RUN_FLAGS+=(--quiet); echo "note: tqdm missing -> --quiet (no progress bars)"; }
+if ! has matplotlib || ! has jinja2; then
+  RUN_FLAGS+=(--no-report); echo "note: matplotlib or jinja2 missing -> --no-report"
+fi
+has scipy || echo "note: scipy missing -> reglab's results table (its statistics) will fail;" \
+  "the plain summary below still prints"
+mkdir -p "$WORK"
+"$PY" -m reglab.cli validate "$STUDY" "$@" 2>/dev/null || true  # the plan (ignores run-only flags)
+START=$(date +%s.%N)
+if has click; then
+  echo "== PYTHONPATH=src $PY -m reglab.cli run $STUDY ${RUN_FLAGS[*]} $*"
+  # Progress bars (stderr) go to a file; stdout (plan, table) to this log.
+  timeout --signal=TERM --kill-after=30 "$BUDGET" \
+    "$PY" -m reglab.cli run "$STUDY" "${RUN_FLAGS[@]}" "$@" 2>"$OUT/progress.log"
+  RC=$?
+else  # no click: the CLI cannot import; drive the same runner through the Python API
+  echo "== click missing: running reglab.study.runner.run_study directly ($STUDY, $DEVICE)"
+  timeout --signal=TERM --kill-after=30 "$BUDGET" "$PY" - "$STUDY" "$WORK" "$DEVICE" "$@" \
+    2>"$OUT/progress.log" <<'EOF'
+import sys
+from reglab.study.runner import run_study
+args, extra = sys.argv[1:4], sys.argv[4:]
+options = {k: int(v) for k, v in zip(extra[::2], extra[1::2]) if k in ("--seeds", "--epochs")}
+store = run_study(args[0], args[1], options.get("--seeds"), options.get("--epochs"),
+                  device=args[2], log=print)
+try:
+    from reglab.study.report_table import results_table
+    print(results_table(store))
+except Exception as error:
+    print(f"results table unavailable: {type(error).__name__}: {error}")
+EOF
+  RC=$?
+fi
+END=$(date +%s.%N)
+WALL=$(awk -v a="$START" -v b="$END" 'BEGIN { printf "%.1f", b - a }')
+echo "== exit status $RC; wall time ${WALL} s"
+case $RC in
+  124|137) echo "STOPPED at the ${BUDGET}s budget: finished runs are saved in $WORK; run this" \
+                    "script again on the same machine to resume (or raise CNN_TIMEOUT_S).";;
+esac
+echo "-- last progress lines (stderr) --"
+tr '\r' '\n' <"$OUT/progress.log" | grep -v '^\s*$' | grep -v ' 0epoch \[' \
+  | awk '/^population/ { key = $2; last[key] = $0; if (!(key in seen)) { seen[key] = 1; order[++n] = key } next }
+         { other[++m] = $0 }
+         END { for (i = 1; i <= n; i++) print last[order[i]]; for (j = 1; j <= m; j++) print other[j] }' \
+  | tail -n 40
+
+# -- results -------------------------------------------------------------------------------------
+if [ -f "$WORK/study.db" ]; then
+  if has click && has scipy; then
+    echo "== reglab show $WORK"
+    "$PY" -m reglab.cli show "$WORK" | tee "$OUT/table.txt"
+  fi
+  echo "== plain summary (stdlib sqlite3: test accuracy per variant; mean val_accuracy by epoch)"
+  "$PY" - "$WORK/study.db" "$OUT/study.db" <<'EOF'
+import json, sqlite3, statistics, sys
+db = sqlite3.connect(sys.argv[1])
+runs = db.execute("SELECT run_id, variant, status, epochs_run, best_epoch, metrics, wall_time "
+                  "FROM runs ORDER BY seq").fetchall()
+by_variant = {}
+for run_id, variant, status, epochs_run, best, metrics, wall in runs:
+    m = json.loads(metrics or "{}")  # key: the variant with its sweep point, without the seed
+    by_variant.setdefault(run_id.rsplit("/seed=", 1)[0], []).append((status, m.get("test_accuracy")))
+print(f"{'variant':34s} {'runs':>4s} {'done':>4s} {'mean test acc':>13s} {'sd':>7s}  per seed")
+for variant, rows in by_variant.items():
+    accs = [a for _, a in rows if a is not None]
+    mean = f"{statistics.mean(accs):.4f}" if accs else "-"
+    sd = f"{statistics.stdev(accs):.4f}" if len(accs) > 1 else "-"
+    print(f"{variant:34s} {len(rows):4d} {len(accs):4d} {mean:>13s} {sd:>7s}  "
+          + " ".join(f"{a:.4f}" for a in accs))
+curves = {}
+for run_id, epoch, metrics in db.execute("SELECT e.run_id, e.epoch, e.metrics FROM epochs e"):
+    variant = run_id.rsplit("/seed=", 1)[0]
+    value = json.loads(metrics).get("val_accuracy")
+    if value is not None:
+        curves.setdefault(variant, {}).setdefault(epoch, []).append(value)
+for variant, epochs in curves.items():
+    line = " ".join(f"{statistics.mean(epochs[e]):.3f}" for e in sorted(epochs))
+    print(f"val_acc {variant:34s} {line}")
+for key in ("device", "versions", "population_wall_time"):
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if row:
+        print(f"{key}: {row[0]}")
+# One self-contained copy (WAL folded in) for $OUT.
+out = sqlite3.connect(sys.argv[2])
+db.backup(out)
+out.close()
+EOF
+  SIZE=$(stat -c %s "$OUT/study.db" 2>/dev/null || echo 0)
+  if [ "$SIZE" -gt $((15 * 1024 * 1024)) ]; then
+    echo "study.db is $SIZE bytes: too big to bring back, removed from \$OUT"; rm -f "$OUT/study.db"
+  else
+    echo "copied study.db ($SIZE bytes) to $OUT"
+  fi
+  if [ -f "$WORK/report.html" ] && [ "$(stat -c %s "$WORK/report.html")" -le $((15 * 1024 * 1024)) ]; then
+    cp "$WORK/report.html" "$OUT/" && echo "copied report.html to $OUT"
+  fi
+else
+  echo "no $WORK/study.db: the study did not start"
+fi
+echo "== done: exit status $RC, study wall time ${WALL} s"
+exit "$RC"
