@@ -31,6 +31,8 @@ def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> torch.Tensor:
     """Mean over the last axis of ``y_true == (y_pred > threshold)``."""
     if y_true.dim() == y_pred.dim() - 1:
         y_true = y_true.unsqueeze(-1)
+    if y_true.is_floating_point():  # soft targets (MixUp, LabelSmoothing): their side of 0.5
+        y_true = y_true > 0.5
     hits = (y_true.to(y_pred.dtype) == (y_pred > threshold).to(y_pred.dtype))
     return hits.to(y_pred.dtype).mean(dim=-1)
 

@@ -217,6 +217,6 @@ def get(identifier: Any, where: str = "constraints.get") -> Constraint | None:
 def serialize(constraint: Constraint | None) -> dict[str, Any] | None:
     if constraint is None:
         return None
-    if not isinstance(constraint, Constraint):
-        return constraint  # a plain callable: kept as it is (it cannot be saved to a file)
+    if _BY_NAME.get(type(constraint).__name__) is not type(constraint):
+        return constraint  # not built in: kept as it is (it cannot be saved to a file)
     return {"class_name": type(constraint).__name__, "config": constraint.get_config()}

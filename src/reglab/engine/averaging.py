@@ -52,8 +52,9 @@ def finalize(population, positions: Sequence[int], train, batch_size: int) -> No
     if not positions:
         return
     copy_rows(state.members, "swa", "weights", positions)
+    # A frozen layer (trainable=False) keeps its statistics: it never updates them.
     norms = [i for i, lp in enumerate(state.plan.layers)
-             if type(lp.layer).__name__ == "BatchNormalization"]
+             if type(lp.layer).__name__ == "BatchNormalization" and lp.layer.trainable]
     if not norms:
         return
     from reglab.engine.epoch import SeedLayout

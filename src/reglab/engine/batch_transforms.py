@@ -18,8 +18,9 @@ from reglab.engine.rng import derive_seed, epoch_purpose
 
 
 def soft_targets(y: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(P, b, K)`` float targets: one-hot for integer labels ``(P, b)``, else ``y`` cast."""
-    if y.is_floating_point():
+    """Float targets: one-hot ``(P, b, K)`` for the sparse loss's class labels ``(P, b)``;
+    any other target (0/1 labels of a sigmoid unit ``(P, b, 1)``, one-hot rows) cast."""
+    if y.is_floating_point() or y.dim() != 2 or classes == 1:
         return y.to(dtype)
     return F.one_hot(y.long(), classes).to(dtype)
 

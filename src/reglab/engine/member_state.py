@@ -31,9 +31,18 @@ Row = dict[str, dict]
 _FILL: dict[str, str] = {"weights": "zeros"}
 
 
+#: the value of a per-member scalar for a member that has none yet (parked before it existed)
+_SCALAR_DEFAULTS: dict[str, Any] = {"steps": 0, "epochs": 0}
+
+
 def declare_family(name: str, fill: str = "zeros") -> None:
     """Declares a tensor family and how to fill it for a member that has none yet."""
     _FILL[name] = fill
+
+
+def declare_scalar(name: str, default: Any) -> None:
+    """Declares a per-member scalar and its value for a member that has none yet."""
+    _SCALAR_DEFAULTS[name] = default
 
 
 @dataclass
@@ -146,7 +155,8 @@ def merge(state: MemberState, rows: dict[int, Row], families: Iterable[str] | No
                 key: torch.stack([t[present[m]].detach() if m in present
                                   else _row_tensor(rows[m], family, key, t) for m in everyone])
                 for key, t in state.tensors[family].items()}
-    scalars = {family: [values[present[m]] if m in present else rows[m]["scalars"].get(family)
+    scalars = {family: [values[present[m]] if m in present
+                        else rows[m]["scalars"].get(family, _SCALAR_DEFAULTS.get(family))
                         for m in everyone] for family, values in state.scalars.items()}
     merged = MemberState(everyone, tensors, scalars, state.trainable)
     merged._mark_trainable()

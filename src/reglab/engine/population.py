@@ -25,17 +25,17 @@ import torch
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
-from reglab.engine import allocator, averaging, denormals
+from reglab.engine import allocator, averaging, denormals, hyperparameters
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
 from reglab.engine.epoch import EpochSums, train_epoch
 from reglab.engine.member import Member, plan
-from reglab.engine.member_state import merge, take_row
+from reglab.engine.member_state import copy_rows, merge, take_row
 from reglab.engine.rng import SeedStreams
 from reglab.engine.state import PopulationState
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import build_chain
-from reglab.errors import ConfigError, did_you_mean
+from reglab.errors import ConfigError
 
 
 @dataclass
@@ -117,6 +117,10 @@ class Population:
         self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
         self._removed: set[int] = set()
         self._stoppers: dict[int, EarlyStoppingState] = {}  # during fit
+        #: during fit: the epoch of the call at which a member added mid-call joined (its
+        #: early stopping counts its own epochs from there)
+        self._joined: dict[int, int] = {}
+        self._epoch: int | None = None
 
     @property
     def size(self) -> int:
@@ -126,8 +130,12 @@ class Population:
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, validation_data=None,
             shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
             observers: Sequence[Any] = (), eval_batch_size: int | None = None,
-            augment=None) -> PopulationResult:
+            augment=None, finalize: bool = True) -> PopulationResult:
         """Trains every member; returns a new :class:`PopulationResult` for this call.
+
+        With ``finalize`` (the default), members that average their weights (EMA, SWA) end
+        the call with their averages, as Keras's ``fit`` ends; a loop that calls ``fit`` once
+        per epoch passes ``finalize=False`` and calls :meth:`finalize_averages` at its end.
 
         ``augment`` is an optional :class:`reglab.augment.AffineSpec` applied to
         each training batch (ImageDataGenerator semantics), per seed. Observers may
@@ -158,6 +166,7 @@ class Population:
         stoppers = {i: EarlyStoppingState.start(rule)
                     for i, rule in enumerate(self.plan.early_stopping) if rule is not None}
         self._stoppers = stoppers
+        self._joined = {}
         for member_id, at in self._diverged.items():
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", at
@@ -175,6 +184,7 @@ class Population:
             for epoch in range(initial_epoch, epochs):
                 if self.state.size == 0:
                     break
+                self._epoch = epoch
                 for obs in observers:
                     _call(obs, "on_epoch_begin", epoch)
                 epoch_start = time.perf_counter()
@@ -199,12 +209,13 @@ class Population:
                     self.results[member_id].status = "removed"
                     stop_now.add(member_id)
                 self._park([m for m in self.state.member_ids if m in stop_now], stoppers,
-                           finalize=True)
+                           finalize=finalize)
             for member_id in self.state.member_ids:
                 self.results[member_id].status = "done"
-            self._stoppers = {}
-            self._park(list(self.state.member_ids), stoppers, finalize=True)
+            self._stoppers, self._epoch = {}, None
+            self._park(list(self.state.member_ids), stoppers, finalize=finalize)
         finally:
+            self._epoch = None
             if flush:
                 torch.set_flush_denormal(flushing_before)
             self._restore_all()
@@ -246,7 +257,7 @@ class Population:
             stopper = stoppers.get(member_id)
             if stopper is None:
                 continue
-            take, halt = stopper.update(epoch, member_logs)
+            take, halt = stopper.update(epoch - self._joined.get(member_id, 0), member_logs)
             result.best_epoch = stopper.best_epoch
             if take:
                 snapshot_positions.append(p)
@@ -399,52 +410,19 @@ class Population:
     def hyperparameter_names(self) -> list[str]:
         """The names :meth:`set_hyperparameter` takes: the optimizer's (``learning_rate``...),
         layers' values (``dropout.rate``), regularizers' values (``dense.kernel.l2``)."""
-        names = list(self.state.optimizer_values[0])
-        for lp in self.plan.layers:
-            names += [f"{lp.canonical_name}.{value}" for value in lp.values]
-        for wp in self.plan.weights:
-            layer = self.plan.layers[wp.layer_index].canonical_name
-            values = sorted({v for vals in wp.regularizer_values for v in vals})
-            names += [f"{layer}.{wp.spec.name}.{value}" for value in values]
-        return names
-
-    def _hyperparameter_slot(self, name: str, member_id: int):
-        """``(the dict holding the value, its key)`` for ``name`` of ``member_id``."""
-        if name in self.state.optimizer_values[member_id]:
-            return self.state.optimizer_values[member_id], name
-        parts = name.split(".")
-        by_name = {lp.canonical_name: (i, lp) for i, lp in enumerate(self.plan.layers)}
-        if parts[0] in by_name:
-            index, lp = by_name[parts[0]]
-            if len(parts) == 2 and parts[1] in lp.values:
-                return _ListSlot(lp.values[parts[1]], member_id), None
-            if len(parts) == 3:
-                for wp in self.plan.weights:
-                    if wp.key == (index, parts[1]) and parts[2] in wp.regularizer_values[member_id]:
-                        return wp.regularizer_values[member_id], parts[2]
-        raise ConfigError(f"Population.set_hyperparameter: unknown hyperparameter {name!r} for "
-                          f"member {member_id}.{did_you_mean(name, self.hyperparameter_names())} "
-                          f"Expected one of: {', '.join(self.hyperparameter_names())}.")
+        return hyperparameters.names(self.state)
 
     def hyperparameter(self, member_id: int, name: str) -> float:
         """One member's current value of hyperparameter ``name``."""
-        holder, key = self._hyperparameter_slot(name, self._check_member("hyperparameter",
-                                                                         member_id))
-        return holder.get() if key is None else float(holder[key])
+        return hyperparameters.get(self.state, self._check_member("hyperparameter", member_id),
+                                   name)
 
     def set_hyperparameter(self, member_id: int, name: str, value: float) -> None:
-        """Sets one member's hyperparameter (a learning rate, a rate, a strength); it takes
-        effect at the next step. Names as :meth:`hyperparameter_names`."""
-        holder, key = self._hyperparameter_slot(name, self._check_member("set_hyperparameter",
-                                                                         member_id))
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-                or not np.isfinite(value):
-            raise ConfigError(f"Population.set_hyperparameter: {name!r} must be a finite "
-                              f"number. Got {value!r}.")
-        if key is None:
-            holder.set(float(value))
-        else:
-            holder[key] = float(value)
+        """Sets one member's hyperparameter (a learning rate, a rate, a strength), checked as
+        the object that owns it checks it; it takes effect at the next step. Names as
+        :meth:`hyperparameter_names`."""
+        hyperparameters.set_value(self.state, self._check_member("set_hyperparameter",
+                                                                 member_id), name, value)
         self.state.refresh_values()
 
     def add_members(self, members: Sequence[Member]) -> list[int]:
@@ -474,6 +452,8 @@ class Population:
             rule = new_plan.early_stopping[m]
             if rule is not None and self._stoppers is not None:
                 self._stoppers[m] = EarlyStoppingState.start(rule)
+            if self._epoch is not None:  # during fit: it joins at the next epoch
+                self._joined[m] = self._epoch + 1
         return new_ids
 
     def remove_members(self, member_ids: Sequence[int]) -> None:
@@ -482,24 +462,28 @@ class Population:
         for member_id in member_ids:
             self._removed.add(self._check_member("remove_members", member_id))
 
+    def finalize_averages(self, x, batch_size: int = 32) -> None:
+        """Gives every member that averages its weights its average, as ``fit`` does when it
+        ends: SWA's (BatchNormalization statistics recomputed over ``x``), else the EMA's.
+        Diverged and removed members keep their weights."""
+        batch_size = data_module.check_count("finalize_averages", "batch_size", batch_size)
+        self._restore_all()
+        data = data_module.prepare(self, x, None, None, "finalize_averages")
+        state = self.state
+        positions = [state.position(m) for m in state.member_ids
+                     if m not in self._diverged and m not in self._removed]
+        averaged = []
+        if averaging.averages(state):
+            averaged = [p for p in positions if state.members.scalars["swa_count"][p] > 0]
+            averaging.finalize(self, averaged, data, batch_size)
+        if state.optimizer.use_ema:
+            copy_rows(state.members, "ema", "weights", [p for p in positions if p not in averaged])
+
     def reset_divergence(self) -> None:
         """Lets members that diverged train again in the next ``fit`` (from the weights they
         had before the non-finite step), as a Keras model does."""
         self._diverged.clear()
 
-
-
-class _ListSlot:
-    """One member's entry in a per-member list, read and written like a dict entry."""
-
-    def __init__(self, values: list, member_id: int):
-        self.values, self.member_id = values, member_id
-
-    def get(self) -> float:
-        return float(self.values[self.member_id])
-
-    def set(self, value: float) -> None:
-        self.values[self.member_id] = value
 
 
 def _call(observer, hook, *args):

@@ -9,6 +9,7 @@ rule of :mod:`reglab.engine.values`, rebuilt whenever members or values change.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,6 +26,7 @@ Key = tuple[int, str]
 tree.declare_family("best", fill="weights")
 tree.declare_family("ema", fill="weights")  # Keras's use_ema: the average of each step
 tree.declare_family("swa", fill="weights")  # stochastic weight averaging: one per epoch
+tree.declare_scalar("swa_count", 0)
 
 
 def initial_weights(plan: PopulationPlan, member_ids: Sequence[int], dtype, device
@@ -70,11 +72,18 @@ class PopulationState:
             state.add_family(family, {key: torch.zeros_like(weights[key]) for key in trainable})
         if self.optimizer.use_ema:
             state.add_family("ema", {key: weights[key].clone() for key in trainable})
-        if any(opt.swa_start is not None for opt in self.plan.optimizers):
-            state.add_family("swa", {key: weights[key].clone() for key in trainable})
-            state.scalars["swa_count"] = [0] * len(member_ids)
         state._mark_trainable()
         return state
+
+    def _ensure_averaging(self) -> None:
+        """Creates the SWA family once some present member has a ``swa_start`` (given at the
+        start, by set_hyperparameter, or by a member added later)."""
+        if "swa" in self.members.tensors or not any(
+                math.isfinite(self.optimizer_values[m]["swa_start"]) for m in self.member_ids):
+            return
+        self.members.add_family("swa", {key: self.weights[key].detach().clone()
+                                        for key in self.members.trainable})
+        self.members.scalars["swa_count"] = [0] * self.size
 
     # -- members --------------------------------------------------------------
     @property
@@ -111,6 +120,7 @@ class PopulationState:
     # -- values -----------------------------------------------------------------
     def refresh_values(self) -> None:
         """Rebuilds every per-member value for the members present."""
+        self._ensure_averaging()
         ids, dtype, device = self.member_ids, self.dtype, self.device
         self.layer_values = [
             {name: member_values([vals[i] for i in ids], dtype, device)

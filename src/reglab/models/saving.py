@@ -86,7 +86,6 @@ def _public_classes(module, base) -> dict[str, type]:
 _LAYERS = _public_classes(layers, layers.Layer)
 _OPTIMIZERS = _public_classes(optimizers, optimizers.Optimizer)
 _LOSSES = _public_classes(losses, losses.Loss)
-_REGULARIZERS = _public_classes(regularizers_module, regularizers_module.Regularizer)
 _CONSTRAINTS = _public_classes(constraints, constraints.Constraint)
 
 
@@ -149,7 +148,8 @@ def layer_to_config(layer, where: str = "layer_to_config") -> dict[str, Any]:
                               f"({', '.join(sorted(activations._BY_NAME))}). Got {value!r}. "
                               + _ONLY_BUILT_IN.format(kind="activations"))
         for suffix, known, kind in (("_initializer", initializers._CLASSES, "initializers"),
-                                    ("_regularizer", _REGULARIZERS, "regularizers"),
+                                    ("_regularizer", regularizers_module.registered(),
+                                     "regularizers"),
                                     ("_constraint", _CONSTRAINTS, "constraints")):
             if name.endswith(suffix):
                 _check_built_in(value, here, known, kind, optional=suffix != "_initializer")

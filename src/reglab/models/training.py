@@ -174,11 +174,14 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             xe, ye, we, size = first_epoch
             if class_weight is not None:
                 we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
+            # One fit per epoch: the weight averages (EMA, SWA) are applied once, at the end.
             results.append(population.fit(xe, ye, batch_size=size, epochs=epoch + 1,
                                           shuffle=False, sample_weight=we, initial_epoch=epoch,
-                                          **options))
+                                          finalize=False, **options))
             if model.stop_training or results[-1].members[0].status == "diverged":
                 break
+        if results:
+            population.finalize_averages(xe, size)
     member = results[-1].members[0]
     if member.status == "diverged":
         epoch, step = member.diverged_at

@@ -14,6 +14,7 @@ from reglab.regularizers.regularizers import (
     l2,
     proximal_l1,
     register,
+    registered,
     serialize,
 )
 
@@ -22,5 +23,5 @@ group_lasso = GroupLasso
 
 __all__ = [
     "GroupLasso", "L1", "L1L2", "L2", "ProximalL1", "Regularizer", "deserialize", "get",
-    "group_lasso", "l1", "l1_l2", "l2", "proximal_l1", "register", "serialize",
+    "group_lasso", "l1", "l1_l2", "l2", "proximal_l1", "register", "registered", "serialize",
 ]

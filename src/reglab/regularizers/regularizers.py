@@ -215,6 +215,11 @@ _BY_NAME: dict[str, type[Regularizer]] = {
 _CLASS_NAMES = {"L1": L1, "L2": L2, "L1L2": L1L2, "ProximalL1": ProximalL1}
 
 
+def registered() -> dict[str, type[Regularizer]]:
+    """The regularizer classes that configs and saved files may name, by class name."""
+    return dict(_CLASS_NAMES)
+
+
 def register(cls: type[Regularizer], name: str) -> type[Regularizer]:
     """Makes ``cls`` known by its class name and by ``name`` (``get('name')``, configs,
     saved files); returns it."""
@@ -229,13 +234,9 @@ def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:
     """``{'class_name': ..., 'config': ...}`` as Keras writes it, or None."""
     if regularizer is None:
         return None
-    if not isinstance(regularizer, Regularizer):
-        return regularizer  # a plain callable: kept as it is (it cannot be saved to a file)
-    try:
-        config = regularizer.get_config()
-    except NotImplementedError:
-        return regularizer
-    return {"class_name": type(regularizer).__name__, "config": config}
+    if _CLASS_NAMES.get(type(regularizer).__name__) is not type(regularizer):
+        return regularizer  # not registered: kept as it is (it cannot be saved to a file)
+    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
 
 
 def deserialize(config: dict[str, Any] | str) -> Regularizer:
