@@ -19,6 +19,12 @@
 #         --implementation cp --platform manylinux2014_x86_64 -d .whl scipy    (or click, ...)
 #     and this script installs them into /tmp/site before running.
 #
+# A device call (the `run` tool): command `bash scripts/device_cnn.sh`, timeout_s 600, carry
+# [".data"] (once .data is excluded as above; untracked and not ignored, it travels anyway).
+# The whole study should take a few minutes on one GPU (4 populations x 20 epochs x 391 steps;
+# not measured yet). If it outlasts CNN_TIMEOUT_S, it stops cleanly and a second call within the
+# machine's warm period resumes it; or pass `--epochs 10` for a shorter study.
+#
 # Environment knobs: OUT (where results go; default runs/device_out), CNN_TIMEOUT_S (the study
 # is interrupted after this many seconds so that the summary and copies still happen; default
 # 480, for a 600 s command limit), CNN_WORK (the study directory; default /tmp/reglab_cnn; a
@@ -39,6 +45,8 @@ WORK=${CNN_WORK:-/tmp/reglab_cnn}
 BUDGET=${CNN_TIMEOUT_S:-480}
 DEVICE=${CNN_DEVICE:-cuda}   # cpu only to try this script out elsewhere
 exec > >(tee -a "$OUT/device_cnn.log") 2>&1
+TEE_PID=$!
+finish() { exec 1>&- 2>&-; wait "$TEE_PID" 2>/dev/null; exit "$1"; }  # let tee drain first
 
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg MPLCONFIGDIR=/tmp/reglab_mpl
 export REGLAB_DATA_DIR=$ROOT/.data REGLAB_CACHE_DIR=/tmp/reglab_cache
@@ -83,9 +91,13 @@ for dep in deps:
             continue
     module = name.lower().replace("-", "_")
     try:
-        mod = importlib.import_module(module)
-        print(f"  ok       {name:12s} {getattr(mod, '__version__', '?'):14s} (wants {requirement.strip()})",
-              file=sys.stderr)
+        importlib.import_module(module)
+        try:
+            from importlib.metadata import version
+            found = version(name)
+        except Exception:  # importable but not installed as a distribution (e.g. on PYTHONPATH)
+            found = "?"
+        print(f"  ok       {name:12s} {found:14s} (wants {requirement.strip()})", file=sys.stderr)
     except Exception as error:
         print(f"  MISSING  {name:12s} ({type(error).__name__}: {error})", file=sys.stderr)
         missing.append(name.lower())
@@ -96,14 +108,14 @@ echo "missing: ${MISSING:-none}"
 has() { [[ " $MISSING " != *" $1 "* ]]; }
 if ! has torch || ! has numpy; then
   echo "FATAL: torch and numpy are required; carry them as wheels (see the top of this script)."
-  exit 3
+  finish 3
 fi
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
 '| cuda', torch.version.cuda, '| available:', torch.cuda.is_available(),
 '|', torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-')"
 if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "FATAL: torch sees no CUDA device; this study is meant for --device cuda."
-  exit 3
+  finish 3
 fi
 
 # -- data --------------------------------------------------------------------------------------
@@ -119,7 +131,7 @@ elif have_data /usr/share/datasets/fashion-mnist; then
 else
   echo "FATAL: no Fashion-MNIST in $REGLAB_DATA_DIR/fashion-mnist nor /usr/share/datasets."
   echo "Before the call, in the repo root: mkdir -p .data && cp -r /usr/share/datasets/fashion-mnist .data/"
-  exit 3
+  finish 3
 fi
 
 # -- the study -----------------------------------------------------------------------------------
@@ -207,11 +219,18 @@ for key in ("device", "versions", "population_wall_time"):
     row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     if row:
         print(f"{key}: {row[0]}")
+failed = db.execute("SELECT run_id, error FROM runs WHERE status = 'failed'").fetchall()
+if failed:  # `reglab run` exits 0 even when runs fail, and a rerun does not retry them
+    print(f"FAILED RUNS: {len(failed)} (rerun with --restart after fixing); first error:")
+    print((failed[0][1] or "").strip()[:2000])
 # One self-contained copy (WAL folded in) for $OUT.
 out = sqlite3.connect(sys.argv[2])
 db.backup(out)
 out.close()
+sys.exit(4 if failed else 0)
 EOF
+  SUMMARY_RC=$?
+  if [ "$RC" -eq 0 ] && [ "$SUMMARY_RC" -ne 0 ]; then RC=$SUMMARY_RC; fi
   SIZE=$(stat -c %s "$OUT/study.db" 2>/dev/null || echo 0)
   if [ "$SIZE" -gt $((15 * 1024 * 1024)) ]; then
     echo "study.db is $SIZE bytes: too big to bring back, removed from \$OUT"; rm -f "$OUT/study.db"
@@ -225,4 +244,4 @@ else
   echo "no $WORK/study.db: the study did not start"
 fi
 echo "== done: exit status $RC, study wall time ${WALL} s"
-exit "$RC"
+finish "$RC"
