@@ -84,7 +84,7 @@ class EpochSums:
         return logs
 
 
-def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observers):
+def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     """Trains the present members for one epoch; returns its :class:`EpochSums`, or None
     when every member diverged."""
     state = population.state
@@ -121,7 +121,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, stoppers, observe
             if not math.isfinite(float(total.sum())):
                 finite = torch.isfinite(total)
                 if not bool(finite.all()):
-                    population.diverge(finite, epoch, step, stoppers)
+                    population.diverge(finite, epoch, step)
                     keep = finite.nonzero().flatten()
                     sums.keep(keep)
                     state.keep(keep.tolist())

@@ -116,7 +116,6 @@ class Population:
         self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
         self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
         self._removed: set[int] = set()
-        self._stoppers: dict[int, EarlyStoppingState] = {}  # during fit
         #: during fit: the epoch of the call at which a member added mid-call joined (its
         #: early stopping counts its own epochs from there)
         self._joined: dict[int, int] = {}
@@ -163,16 +162,19 @@ class Population:
         self._restore_all()
         self.results = [MemberResult(i, name, seed) for i, (name, seed) in
                         enumerate(zip(self.plan.names, self.plan.seeds))]
-        stoppers = {i: EarlyStoppingState.start(rule)
-                    for i, rule in enumerate(self.plan.early_stopping) if rule is not None}
-        self._stoppers = stoppers
+        # Each member's early-stopping state, per fit (as Keras's callback resets it), lives
+        # in the member tree with the rest of its state.
+        self.state.members.scalars["early_stopping"] = [
+            None if self.plan.early_stopping[m] is None
+            else EarlyStoppingState.start(self.plan.early_stopping[m])
+            for m in self.state.member_ids]
         self._joined = {}
         for member_id, at in self._diverged.items():
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", at
         for member_id in self._removed:
             self.results[member_id].status = "removed"
-        self._park(sorted(set(self._diverged) | self._removed), {})
+        self._park(sorted(set(self._diverged) | self._removed))
         self.stop_requested.clear()
         flush = self.flush_denormal and self.device.type == "cpu"
         flushing_before = denormals.flushing() if flush else None
@@ -188,7 +190,7 @@ class Population:
                 for obs in observers:
                     _call(obs, "on_epoch_begin", epoch)
                 epoch_start = time.perf_counter()
-                sums = train_epoch(self, train, batch_size, shuffle, epoch, stoppers, observers)
+                sums = train_epoch(self, train, batch_size, shuffle, epoch, observers)
                 if sums is None:
                     break
                 logs = sums.logs(self.state.member_ids, train.x.shape[0])
@@ -201,19 +203,19 @@ class Population:
                         for member_id, val_logs in averaged.items():
                             logs[member_id].update({f"val_ema_{k}": v for k, v in val_logs.items()
                                                     if k not in ("data_loss", "penalty")})
-                stop_now = self._end_epoch(epoch, logs, stoppers, time.perf_counter() - epoch_start)
+                stop_now = self._end_epoch(epoch, logs, time.perf_counter() - epoch_start)
                 for obs in observers:
                     _call(obs, "on_epoch_end", epoch, logs)
                 stop_now |= {m for m in self.stop_requested if m in self.state.member_ids}
                 for member_id in self._removed & set(self.state.member_ids):
                     self.results[member_id].status = "removed"
                     stop_now.add(member_id)
-                self._park([m for m in self.state.member_ids if m in stop_now], stoppers,
+                self._park([m for m in self.state.member_ids if m in stop_now],
                            finalize=finalize)
             for member_id in self.state.member_ids:
                 self.results[member_id].status = "done"
-            self._stoppers, self._epoch = {}, None
-            self._park(list(self.state.member_ids), stoppers, finalize=finalize)
+            self._epoch = None
+            self._park(list(self.state.member_ids), finalize=finalize)
         finally:
             self._epoch = None
             if flush:
@@ -230,7 +232,11 @@ class Population:
         sums, seen = self.epoch_progress
         return sums.logs(self.state.member_ids, seen)
 
-    def diverge(self, finite: torch.Tensor, epoch: int, step: int, stoppers) -> None:
+    def _stopper(self, member_id: int) -> EarlyStoppingState | None:
+        """The early-stopping state of a present member (None without a rule)."""
+        return self.state.members.scalar("early_stopping", member_id)
+
+    def diverge(self, finite: torch.Tensor, epoch: int, step: int) -> None:
         """Freezes the members whose loss is not finite (their last weights, or their best
         snapshot when they restore best weights) and records where they diverged."""
         for p in (~finite).nonzero().flatten().tolist():
@@ -238,12 +244,12 @@ class Population:
             self._diverged[member_id] = (epoch, step)
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", (epoch, step)
-            stopper = stoppers.get(member_id)
+            stopper = self._stopper(member_id)
             parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
             self._parked[member_id] = parked
             result.weights = parked["tensors"]["weights"]
 
-    def _end_epoch(self, epoch, logs, stoppers, elapsed):
+    def _end_epoch(self, epoch, logs, elapsed):
         stop, snapshot_positions = set(), []
         self.state.count_epoch()
         averaging.update_at_epoch_end(self.state, [self.state.epochs(m)
@@ -254,7 +260,7 @@ class Population:
                 result.history.setdefault(name, []).append(value)
             result.epochs_run += 1
             result.wall_time += elapsed
-            stopper = stoppers.get(member_id)
+            stopper = self.state.members.scalars["early_stopping"][p]
             if stopper is None:
                 continue
             take, halt = stopper.update(epoch - self._joined.get(member_id, 0), member_logs)
@@ -267,7 +273,7 @@ class Population:
         self.state.snapshot(snapshot_positions)
         return stop
 
-    def _park(self, member_ids, stoppers, finalize: bool = False):
+    def _park(self, member_ids, finalize: bool = False):
         """Copies members out and drops them from the stacked tensors. With ``finalize``
         (their training ends), a member keeps its early-stopping snapshot when it restores
         one, else its stochastic weight average (statistics recomputed) when it has one,
@@ -275,7 +281,8 @@ class Population:
         ``finalize_variable_values``), else its last weights."""
         if not member_ids:
             return
-        restores = {m: bool(stoppers.get(m) and stoppers[m].restores) for m in member_ids}
+        stoppers = {m: self._stopper(m) for m in member_ids}
+        restores = {m: bool(stoppers[m] and stoppers[m].restores) for m in member_ids}
         averaged = set()
         if finalize and averaging.averages(self.state):
             positions = [p for p, m in enumerate(self.state.member_ids)
@@ -450,10 +457,11 @@ class Population:
         for m in new_ids:
             self.results.append(MemberResult(m, new_plan.names[m], new_plan.seeds[m]))
             rule = new_plan.early_stopping[m]
-            if rule is not None and self._stoppers is not None:
-                self._stoppers[m] = EarlyStoppingState.start(rule)
             if self._epoch is not None:  # during fit: it joins at the next epoch
                 self._joined[m] = self._epoch + 1
+                if rule is not None:
+                    state.members.scalars["early_stopping"][state.position(m)] = \
+                        EarlyStoppingState.start(rule)
         return new_ids
 
     def remove_members(self, member_ids: Sequence[int]) -> None:

@@ -27,6 +27,7 @@ tree.declare_family("best", fill="weights")
 tree.declare_family("ema", fill="weights")  # Keras's use_ema: the average of each step
 tree.declare_family("swa", fill="weights")  # stochastic weight averaging: one per epoch
 tree.declare_scalar("swa_count", 0)
+tree.declare_scalar("early_stopping", None)  # the member's EarlyStoppingState during a fit
 
 
 def initial_weights(plan: PopulationPlan, member_ids: Sequence[int], dtype, device
