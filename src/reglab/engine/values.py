@@ -17,7 +17,7 @@ import torch
 
 from reglab.regularizers.penalty import is_active
 
-__all__ = ["Value", "is_active", "member_values", "shaped"]
+__all__ = ["Value", "is_active", "member_values"]
 
 Value = float | torch.Tensor
 
@@ -28,10 +28,3 @@ def member_values(values: Sequence[float], dtype: torch.dtype, device, ndim: int
         return 0.0
     return torch.tensor([float(v) for v in values], dtype=dtype, device=device).view(
         -1, *([1] * (ndim - 1)))
-
-
-def shaped(value: Value, ndim: int) -> Value:
-    """A ``(P,)``-leading value viewed as ``(P, 1, ..., 1)`` with ``ndim`` dims; floats pass."""
-    if isinstance(value, torch.Tensor):
-        return value.reshape(-1, *([1] * (ndim - 1)))
-    return value

@@ -1,9 +1,12 @@
 """Keras 3's optimizers: their arguments and defaults, and their update math.
 
-The math is written once. Hyperparameters arrive as floats (one model, or all
-members equal) or as tensors already shaped to broadcast along a weight's
-member axis, so the same ``update`` serves a single model and a population.
-Updates are in place, under ``torch.no_grad()``.
+The math is written once, for a population's stacked weights ``(P, ...)``: a single
+model is a population of one. Each member's hyperparameters reach the math through
+:class:`OptimizerMembers`, as floats (Adam's fused kernel, called per group of equal
+members on each member's own slices) or as per-member tensors shaped to broadcast along
+a weight's member axis. Updates are in place, under ``torch.no_grad()``. Keras's
+``use_ema`` arguments and reglab's ``swa_start`` are accepted by every optimizer; the
+engine's update chain does the averaging.
 """
 
 from __future__ import annotations
