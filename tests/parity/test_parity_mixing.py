@@ -125,3 +125,33 @@ def test_a_sigmoid_output_smooths_towards_one_half():
 def test_cutmix_needs_images():
     with pytest.raises(Exception, match="CutMix: expects images"):
         Population([Member([CutMix(), Dense(2)], seed=0, input_shape=(8,))])
+
+
+def test_mixing_layers_work_behind_an_image_data_generator_flow():
+    """ImageDataGenerator(...).flow(...) augments; the model's MixUp then mixes each batch
+    (and its labels), as in a Keras pipeline of augmentation followed by MixUp."""
+    from reglab.models import Sequential
+    from reglab.preprocessing.image import ImageDataGenerator
+
+    x, labels = batch()
+    x = x[..., :1]  # one channel, as Keras's ImageDataGenerator expects 1, 3 or 4
+    model = Sequential([MixUp(0.5, input_shape=(H, W, 1)), Flatten(),
+                        Dense(K, activation="softmax")], seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    seen = []
+    loss = model._build().loss
+    per_sample = loss.per_sample
+
+    def capture(y_true, y_pred):
+        seen.append(y_true.detach().clone())
+        return per_sample(y_true, y_pred)
+
+    loss.per_sample = capture
+    flow = ImageDataGenerator(horizontal_flip=True).flow(x.astype("float32"), labels,
+                                                        batch_size=6, seed=0)
+    history = model.fit(flow, epochs=2, verbose=0).history
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+    targets = torch.cat([t.reshape(-1, K) for t in seen])
+    assert targets.is_floating_point() and ((targets > 0) & (targets < 1)).any()  # mixed
+    np.testing.assert_allclose(targets.sum(dim=1).numpy(), 1.0, rtol=1e-6)
