@@ -142,3 +142,19 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             if hook is not None:
                 hook(step)
     return sums
+
+
+def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict[str, float]]:
+    """Each member's loss (penalties included, as Keras) and metrics on ``data``, in
+    inference mode, with the weights of ``state``."""
+    sums = EpochSums(population, state.size)
+    with torch.no_grad():
+        weights_penalty = add(*weight_penalties(state))
+        for lo in range(0, data.x.shape[0], batch_size):
+            xb, yb = data.x[lo:lo + batch_size], data.y[lo:lo + batch_size].unsqueeze(0)
+            wb = None if data.sample_weight is None else \
+                data.sample_weight[lo:lo + batch_size].unsqueeze(0)
+            y_pred, activity = forward(state, xb, False)
+            data_loss = losses_module.reduce_mean(population.loss.per_sample(yb, y_pred), wb)
+            sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
+    return sums.logs(state.member_ids, data.x.shape[0])

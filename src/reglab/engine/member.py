@@ -217,6 +217,19 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                           [m.early_stopping for m in members], names)
 
 
+def extended(old: PopulationPlan, members: Sequence[Member]) -> PopulationPlan:
+    """The plan of ``members`` (the old plan's members first, then new ones), keeping the
+    per-member values that were changed in ``old`` since it was planned."""
+    new = plan(members)
+    first = len(old.seeds)
+    for before, after in zip(old.layers, new.layers):
+        for name, values in before.values.items():
+            after.values[name][:first] = values
+    for before, after in zip(old.weights, new.weights):
+        after.regularizer_values[:first] = before.regularizer_values
+    return new
+
+
 def _check_augmentation_first(layers: list[Layer]) -> None:
     seen_other = False
     for layer in layers:

@@ -28,12 +28,12 @@ from reglab import metrics as metrics_module
 from reglab.engine import allocator, averaging, denormals, hyperparameters
 from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
-from reglab.engine.epoch import EpochSums, train_epoch
-from reglab.engine.member import Member, plan
-from reglab.engine.member_state import copy_rows, merge, take_row
+from reglab.engine.epoch import evaluate_members, train_epoch
+from reglab.engine.member import Member, extended, plan
+from reglab.engine.member_state import copy_rows
 from reglab.engine.rng import SeedStreams
 from reglab.engine.state import PopulationState
-from reglab.engine.step import add, forward, weight_penalties
+from reglab.engine.step import forward
 from reglab.engine.update import build_chain
 from reglab.errors import ConfigError
 
@@ -316,17 +316,7 @@ class Population:
 
     # -- inference ----------------------------------------------------------------
     def _evaluate(self, state, data, batch_size):
-        sums = EpochSums(self, state.size)
-        with torch.no_grad():
-            weights_penalty = add(*weight_penalties(state))
-            for lo in range(0, data.x.shape[0], batch_size):
-                xb, yb = data.x[lo:lo + batch_size], data.y[lo:lo + batch_size].unsqueeze(0)
-                wb = None if data.sample_weight is None else \
-                    data.sample_weight[lo:lo + batch_size].unsqueeze(0)
-                y_pred, activity = forward(state, xb, False)
-                data_loss = losses_module.reduce_mean(self.loss.per_sample(yb, y_pred), wb)
-                sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
-        return sums.logs(state.member_ids, data.x.shape[0])
+        return evaluate_members(self, state, data, batch_size)
 
     def evaluate(self, x, y, batch_size: int = 1024, sample_weight=None) -> list[dict[str, float]]:
         """Each member's loss (penalties included, as Keras) and metrics, in inference mode.
@@ -438,22 +428,12 @@ class Population:
         of that call (their random streams start at their own epoch 0)."""
         members = list(members)
         first = self.size
-        new_plan = plan(self._members + members)  # raises StructureError on a mismatch
-        for old, new in zip(self.plan.layers, new_plan.layers):
-            for name, values in old.values.items():
-                new.values[name][:first] = values
-        for old, new in zip(self.plan.weights, new_plan.weights):
-            new.regularizer_values[:first] = old.regularizer_values
+        new_plan = extended(self.plan, self._members + members)  # StructureError on a mismatch
         self._members += members
         self.plan = new_plan
         new_ids = list(range(first, first + len(members)))
         state = self.state
-        state.plan = new_plan
-        state.optimizer_values += [opt.hyperparameters() for opt in new_plan.optimizers[first:]]
-        fresh = state.fresh_members(new_ids)
-        rows = {m: take_row(fresh, m) for m in new_ids}
-        state.members = merge(state.members, rows)
-        state.refresh_values()
+        state.adopt(new_plan, new_ids)
         for m in new_ids:
             self.results.append(MemberResult(m, new_plan.names[m], new_plan.seeds[m]))
             rule = new_plan.early_stopping[m]

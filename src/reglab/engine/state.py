@@ -86,6 +86,15 @@ class PopulationState:
                                         for key in self.members.trainable})
         self.members.scalars["swa_count"] = [0] * self.size
 
+    def adopt(self, plan: PopulationPlan, new_ids: Sequence[int]) -> None:
+        """Takes ``plan`` (this one's members plus ``new_ids``) and gives the new members
+        fresh rows (initial weights, zero slots) beside the present ones."""
+        self.plan = plan
+        self.optimizer_values += [opt.hyperparameters() for opt in plan.optimizers[-len(new_ids):]]
+        fresh = self.fresh_members(new_ids)
+        self.members = tree.merge(self.members, {m: tree.take_row(fresh, m) for m in new_ids})
+        self.refresh_values()
+
     # -- members --------------------------------------------------------------
     @property
     def member_ids(self) -> list[int]:
