@@ -156,24 +156,13 @@ class PopulationState:
         # The steps list is the tree's own: count_step increments it in place.
         self.optimizer_members = OptimizerMembers(
             [self.optimizer_values[i] for i in ids], self.members.scalars["steps"], dtype, device)
-        self._decay = {wp.key: [self._decay_value(wp, hp) for hp in self.optimizer_members.floats]
-                       for wp in self.plan.weights if wp.spec.trainable}
-        #: the weights that some present member decays, or whose regularizers act after a step
-        self.decayed = [key for key, decays in self._decay.items() if any(decays)]
+        #: the weights that some present member decays (AdamW skips biases and normalization
+        #: parameters), and those whose regularizers take a proximal step
+        decays = any(hp["weight_decay"] for hp in self.optimizer_members.floats)
+        self.decayed = [wp.key for wp in self.plan.weights if decays and wp.spec.trainable
+                        and wp.spec.kind not in self.optimizer.decay_excludes]
         self.proximal = [key for key, terms in self.penalties.items()
                          if terms.with_capability("proximal")]
-
-    def _decay_value(self, wp, hp) -> float:
-        return 0.0 if wp.spec.kind in self.optimizer.decay_excludes else hp["weight_decay"]
-
-    def decay_members(self, key: Key) -> OptimizerMembers | None:
-        """The optimizer's members as seen by weight ``key``'s decoupled decay (None when no
-        member decays it: AdamW skips biases and normalization parameters)."""
-        decays = self._decay[key]
-        if not any(decays):
-            return None
-        floats = [{**hp, "weight_decay": d} for hp, d in zip(self.optimizer_members.floats, decays)]
-        return OptimizerMembers(floats, self.optimizer_members.steps, self.dtype, self.device)
 
     def count_step(self) -> None:
         """Counts one optimizer step for every present member."""

@@ -48,7 +48,7 @@ class DecoupledWeightDecay:
     def update(self, grads, state):
         for key in state.decayed:
             if key in grads:
-                state.optimizer.apply_weight_decay(state.weights[key], state.decay_members(key))
+                state.optimizer.apply_weight_decay(state.weights[key], state.optimizer_members)
 
 
 class OptimizerStep:
