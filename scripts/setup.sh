@@ -8,6 +8,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; 
 fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# torch is pinned to 2.13.0 (the CPU build on these machines) in pyproject.toml.
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+# pyproject.toml declares the torch range reglab supports; constraints.txt pins the CPU build
+# that these machines carry (an unpinned torch would pull a multi-GB CUDA build).
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import reglab, torch; print('reglab', reglab.__version__, 'torch', torch.__version__)"
