@@ -123,9 +123,11 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
     """Gathers one batch per group, augments it per group, and lays it out for the members.
 
     ``index`` is ``(G, b)``, one row per group in ``layout.groups``. Returns
-    ``(x, y, sample_weight)``: x is ``(b, ...)`` when one seed is left (shared by every
-    member), else ``(P, b, ...)`` through ``layout.member_rows``; y and sample_weight always
-    carry a member axis, of size 1 when shared.
+    ``(x, y, sample_weight, groups)``: x is ``(b, ...)`` when one seed is left (shared by
+    every member), else grouped ``(G, b, ...)`` with ``groups`` (the layout's
+    :class:`MemberGroups`) saying which members see which row, or ``(P, b, ...)`` per
+    member when batch transforms (mixup, cutmix) make each member's batch its own; y and
+    sample_weight always carry a member axis, of size 1 when shared.
     """
     from reglab.engine.augmentation import augment_batch
 
@@ -138,7 +140,7 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
     transforms = population.plan.batch_transforms
     if layout.member_rows is None and not transforms:
         # one seed: x shared by all members, y with a member axis
-        return xb[0], yb[:1], None if wb is None else wb[:1]
+        return xb[0], yb[:1], None if wb is None else wb[:1], None
 
     def pick(t):
         if t is None:
@@ -147,9 +149,9 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
             return t.expand(population.state.size, *t.shape[1:])
         return t.index_select(0, layout.member_rows)
 
-    x_members, y_members = pick(xb), pick(yb)
-    if transforms:
-        from reglab.engine.batch_transforms import transform_members
+    if not transforms:
+        return xb, pick(yb), pick(wb), layout.member_groups
+    from reglab.engine.batch_transforms import transform_members
 
-        x_members, y_members = transform_members(population, transforms, x_members, y_members)
-    return x_members, y_members, pick(wb)
+    x_members, y_members = transform_members(population, transforms, pick(xb), pick(yb))
+    return x_members, y_members, pick(wb), None

@@ -15,6 +15,7 @@ from reglab import losses as losses_module
 from reglab.engine import data as data_module
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import apply_updates
+from reglab.layers.shared_input import MemberGroups
 
 
 class SeedLayout:
@@ -26,11 +27,12 @@ class SeedLayout:
         self.groups = sorted(set(member_groups))
         rows = [group_rows[g] for g in self.groups]
         self.order_rows = None if rows == list(range(len(group_rows))) else rows
-        self.member_rows = None
+        self.member_rows = self.member_groups = None
         if len(self.groups) > 1:
             where = {g: i for i, g in enumerate(self.groups)}
-            self.member_rows = torch.tensor([where[g] for g in member_groups],
-                                            device=population.device)
+            rows = [where[g] for g in member_groups]
+            self.member_rows = torch.tensor(rows, device=population.device)
+            self.member_groups = MemberGroups.from_rows(rows, population.device)
         groups, member_rows = self.groups, self.member_rows
 
         def random_for(name):
@@ -109,8 +111,9 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             index = index[layout.order_rows]
         for w in state.weights.values():
             w.grad = None
-        xb, yb, wb = data_module.batch(population, train, index, layout, population.augment)
-        y_pred, activity = forward(state, xb, True, layout.random_for)
+        xb, yb, wb, groups = data_module.batch(population, train, index, layout,
+                                               population.augment)
+        y_pred, activity = forward(state, xb, True, layout.random_for, groups)
         data_loss = losses_module.reduce_mean(population.loss.per_sample(yb, y_pred), wb)
         penalty_value, custom = weight_penalties(state)
         add(add(data_loss, custom), activity).sum().backward()

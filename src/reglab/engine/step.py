@@ -16,6 +16,7 @@ import torch
 from reglab.engine import penalties
 from reglab.engine.state import PopulationState
 from reglab.layers.layer import ForwardContext, is_shared
+from reglab.layers.shared_input import MemberGroups
 
 RandomFactory = Callable[[str], Callable]
 
@@ -28,23 +29,36 @@ def add(a, b):
 
 
 def forward(state: PopulationState, x: torch.Tensor, training: bool,
-            random_for: RandomFactory | None = None
+            random_for: RandomFactory | None = None, groups: MemberGroups | None = None
             ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``."""
+    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``.
+
+    ``x`` is shared ``(B, ...)``, per member ``(P, B, ...)``, or grouped ``(G, B, ...)``
+    with ``groups`` saying which members see which row. A grouped input goes on to the
+    layers that take it (``takes_grouped_input``) and is laid out per member before any
+    other layer.
+    """
     plan, members = state.plan, state.size
     penalty = None
     for index, lp in enumerate(plan.layers):
         if lp.layer.is_augmentation or getattr(lp.layer, "is_batch_transform", False):
             continue  # applied to the batch before it reaches the layers
+        terms = state.activity[index]
+        mode = getattr(lp.layer, "takes_grouped_input", None)
+        if groups is not None and (mode is None or (mode == "keeps" and terms)):
+            x, groups = groups.expand(x), None
         weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
         ctx = ForwardContext(training, members,
-                             random_for(lp.canonical_name) if random_for else None)
+                             random_for(lp.canonical_name) if random_for else None, groups)
         x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)
-        terms = state.activity[index]
+        if mode == "consumes":
+            groups = None
         if terms:
             if is_shared(x, lp.output_shape):
                 x = x.unsqueeze(0).expand(members, *x.shape)
             penalty = add(penalty, activity_penalty(terms, x))
+    if groups is not None:
+        x = groups.expand(x)
     if is_shared(x, plan.output_shape):
         x = x.unsqueeze(0).expand(members, *x.shape)
     return x, penalty

@@ -16,6 +16,9 @@ class Flatten(Layer):
         (784,)
     """
 
+    # A grouped input (G, B, ...) flattens as a per-member one does and stays grouped.
+    takes_grouped_input = "keeps"
+
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from reglab import activations, constraints, initializers
+from reglab.layers import shared_input
 from reglab.layers.layer import (
     Layer,
     WeightSpec,
@@ -23,6 +24,9 @@ class Dense(Layer):
         >>> Dense(64, activation="relu", kernel_regularizer=l2(0.01)).units
         64
     """
+
+    # Members that see the same input (a seed group) share one GEMM: layers/shared_input.py.
+    takes_grouped_input = "consumes"
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -60,8 +64,18 @@ class Dense(Layer):
     def forward(self, x, weights, values, ctx, input_shape):
         kernel = weights["kernel"]  # (P, in, units)
         members = kernel.shape[0]
-        if is_shared(x, input_shape):  # (B, ..., in): every member sees it
-            x = x.unsqueeze(0).expand(members, *x.shape)
+        groups = ctx.groups
+        if groups is None and is_shared(x, input_shape):  # (B, ..., in): every member sees it
+            groups, x = shared_input.MemberGroups.single(members, x.device), x.unsqueeze(0)
+        if groups is not None:  # (G, B, ..., in): one row per seed group
+            if shared_input.applies(self.units, x):
+                lead = x.shape[1:-1]
+                y = shared_input.shared_input_linear(
+                    x.reshape(x.shape[0], -1, x.shape[-1]), kernel,
+                    weights["bias"] if self.use_bias else None, groups)
+                return activations.apply(self.activation,
+                                         y.reshape(members, *lead, self.units))
+            x = groups.expand(x)
         lead = x.shape[1:-1]
         x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
         if self.use_bias:

@@ -52,11 +52,15 @@ class ForwardContext:
         random: ``random(kind, shape) -> (G, *shape)`` with G = P, or 1 when all
             members share one seed; ``kind`` is 'uniform' or 'normal'. Members
             that share a seed receive the same numbers.
+        groups: set when the input is *grouped*, ``(G, B, *shape)``, one row per seed
+            group (:class:`reglab.layers.shared_input.MemberGroups` says which members
+            see which row); only layers whose ``takes_grouped_input`` is true receive it.
     """
 
     training: bool
     members: int
     random: Callable[[str, Sequence[int]], torch.Tensor] | None = None
+    groups: Any = None
     extras: dict = field(default_factory=dict)
 
 

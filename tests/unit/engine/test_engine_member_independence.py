@@ -66,6 +66,16 @@ def mlp(variant, seed, activation="relu"):
     return layers
 
 
+def mlp_wide(variant, seed):
+    """A first Dense of 32 units behind a Flatten: the members of a seed group share one
+    GEMM (layers/shared_input.py), so a member's neighbours change the GEMM's width."""
+    reg = REGULARIZERS[variant.get("reg", "none")]
+    return [Flatten(input_shape=(13,)),
+            Dense(32, activation="relu", kernel_regularizer=reg),
+            Dropout(variant.get("dropout", 0.0)),
+            Dense(3, activation="softmax", kernel_regularizer=reg)]
+
+
 def mlp_bn_noise(variant, seed):
     return [Dense(7, activation="elu", input_shape=(13,),
                   kernel_regularizer=REGULARIZERS[variant.get("reg", "none")]),
@@ -112,6 +122,7 @@ CASES = {
     "mlp-softplus-amsgrad": (lambda v, s: mlp(v, s, "softplus"),
                              lambda v: Adam(v.get("lr", 0.01), amsgrad=True), VARIANTS,
                              flat_data, None),
+    "mlp-wide-shared-gemm": (mlp_wide, adam, VARIANTS, flat_data, None),
     "bn-noise-adamw": (mlp_bn_noise, lambda v: AdamW(v.get("lr", 0.01), weight_decay=0.05),
                        BN_VARIANTS, flat_data, None),
     "bn-ema-swa": (mlp_bn_noise, lambda v: Adam(v.get("lr", 0.01), use_ema=True,
@@ -153,6 +164,7 @@ def test_a_member_trains_the_same_alone_in_pairs_and_in_the_full_population(case
     groups = [[pair] for pair in everyone[:: 2]]
     groups += [list(p) for p in itertools.combinations(everyone, 2)][::5]
     groups.append(list(reversed(everyone)))
+    groups.append(sorted(everyone))  # seeds interleaved: a seed group's members not adjacent
     for group in groups:
         for pair, (weights, history, status) in train(case, group).items():
             expected_weights, expected_history, expected_status = full[pair]

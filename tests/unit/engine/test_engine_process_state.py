@@ -71,8 +71,8 @@ def _augmented_batches(seeds, epochs, spec=None, layers=()):
     forward = flatten.forward
 
     def capture(x, weights, values, ctx, shape):
-        if ctx.training:
-            seen.append(x.detach().clone())
+        if ctx.training:  # a grouped input (one row per seed) is laid out per member
+            seen.append((x if ctx.groups is None else ctx.groups.expand(x)).detach().clone())
         return forward(x, weights, values, ctx, shape)
 
     flatten.forward = capture

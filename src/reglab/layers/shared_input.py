@@ -1,0 +1,132 @@
+"""One GEMM for every member that sees the same input.
+
+Members that share a seed see the same batch. A weight layer fed that batch
+directly (the model's first ``Dense``, perhaps behind a ``Flatten``) computes
+``x_g @ W_m`` for each member m of seed group g: P products of shape
+``(b, in) @ (in, units)``. Laid side by side, the group's kernels form one
+``(in, k * units)`` matrix, so the group needs one product ``x_g @ [W_1 ... W_k]``
+forward and one ``x_g^T @ [dY_1 ... dY_k]`` for the weight gradient: wider
+GEMMs that run closer to the machine's peak, and no per-member copy of the batch.
+
+Each output column is still the dot product of the same row of ``x`` with the
+same column of one member's kernel, summed over ``in`` in the same order; on a
+CPU with 16-float vectors (AVX-512) a member's columns fill whole vector tiles
+when ``units`` is a multiple of 16, so they take the same micro-kernel as alone
+and the results are bitwise those of one member alone (tested). Other widths
+take the per-member path, where that holds by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Kernel columns per vector tile of the CPU's fp32 GEMM (AVX-512: 16 floats). With units a
+# multiple of it, a member's columns never share a tile with a neighbour's.
+COLUMN_TILE = 16
+
+
+@dataclass(frozen=True)
+class MemberGroups:
+    """Which members see which row of a grouped input ``(G, b, ...)``.
+
+    Attributes:
+        rows: ``(P,)`` long tensor, the group of each member.
+        members: per group, its members as a ``slice`` when they are contiguous, else a
+            ``(k,)`` long tensor of member positions.
+    """
+
+    rows: torch.Tensor
+    members: tuple
+
+    @staticmethod
+    def from_rows(rows: list[int], device) -> MemberGroups:
+        by_group: dict[int, list[int]] = {}
+        for position, group in enumerate(rows):
+            by_group.setdefault(group, []).append(position)
+        members = []
+        for group in range(max(by_group) + 1):
+            positions = by_group.get(group, [])
+            if positions and positions == list(range(positions[0], positions[-1] + 1)):
+                members.append(slice(positions[0], positions[-1] + 1))
+            else:
+                members.append(torch.tensor(positions, dtype=torch.long, device=device))
+        return MemberGroups(torch.tensor(rows, dtype=torch.long, device=device), tuple(members))
+
+    @staticmethod
+    def single(size: int, device) -> MemberGroups:
+        """Every member in one group (an input shared by all)."""
+        return MemberGroups(torch.zeros(size, dtype=torch.long, device=device),
+                            (slice(0, size),))
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        """The grouped input laid out per member, ``(P, b, ...)``."""
+        if len(self.members) == 1:
+            return x.expand(self.rows.shape[0], *x.shape[1:])
+        return x.index_select(0, self.rows)
+
+
+def applies(units: int, x: torch.Tensor) -> bool:
+    """Whether the shared GEMM keeps each member's result bitwise its own: a float32 CPU
+    GEMM whose member columns fill whole vector tiles. Elsewhere (other dtypes, CUDA, odd
+    widths) the per-member batched product is used."""
+    return units % COLUMN_TILE == 0 and x.dtype == torch.float32 and x.device.type == "cpu"
+
+
+def _side_by_side(w: torch.Tensor) -> torch.Tensor:
+    """``(k, in, u)`` -> ``(in, k * u)``: member kernels as adjacent column blocks."""
+    k, n_in, u = w.shape
+    return w.permute(1, 0, 2).reshape(n_in, k * u)
+
+
+class _SharedInputLinear(torch.autograd.Function):
+    """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])``, one GEMM per group each way."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, groups):
+        members, b, units = kernel.shape[0], x.shape[1], kernel.shape[2]
+        y = x.new_empty(members, b, units)
+        for g, who in enumerate(groups.members):
+            w = kernel[who]
+            k = w.shape[0]
+            if k == 0:
+                continue
+            if bias is None:
+                out = x[g] @ _side_by_side(w)
+            else:
+                out = torch.addmm(bias[who].reshape(k * units), x[g], _side_by_side(w))
+            y[who] = out.view(b, k, units).transpose(0, 1)
+        ctx.groups = groups
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, kernel)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, kernel = ctx.saved_tensors
+        groups = ctx.groups
+        units, b = kernel.shape[2], x.shape[1]
+        need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_kernel = torch.empty_like(kernel) if need_kernel else None
+        for g, who in enumerate(groups.members):
+            dy_g = dy[who]
+            k = dy_g.shape[0]
+            if k == 0:
+                if grad_x is not None:
+                    grad_x[g] = 0
+                continue
+            side = dy_g.transpose(0, 1).reshape(b, k * units)  # (b, k * u)
+            if need_kernel:
+                grad_kernel[who] = (x[g].t() @ side).view(-1, k, units).transpose(0, 1)
+            if need_x:
+                grad_x[g] = side @ _side_by_side(kernel[who]).t()
+        grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
+        return grad_x, grad_kernel, grad_bias, None
+
+
+def shared_input_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                        groups: MemberGroups) -> torch.Tensor:
+    """``(G, b, in)`` grouped input, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, b, u)``."""
+    return _SharedInputLinear.apply(x, kernel, bias, groups)

@@ -1,0 +1,81 @@
+"""The shared-input GEMM (layers/shared_input.py) against each member's own product,
+written here in plain PyTorch: the same outputs and gradients, bitwise where the
+member's columns fill whole vector tiles, to round-off otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reglab.engine import Member, Population
+from reglab.layers import Dense, Dropout, Flatten, shared_input
+from reglab.layers.shared_input import MemberGroups, shared_input_linear
+
+
+def reference(x, kernel, bias, rows):
+    """Each member alone: ``x[row] @ kernel[m] + bias[m]``, one product per member."""
+    outs = []
+    for m, row in enumerate(rows):
+        y = x[row] @ kernel[m]
+        outs.append(y if bias is None else y + bias[m])
+    return torch.stack(outs)
+
+
+def run(fn, x, kernel, bias, upstream):
+    x = x.detach().clone().requires_grad_(True)
+    kernel = kernel.detach().clone().requires_grad_(True)
+    bias = None if bias is None else bias.detach().clone().requires_grad_(True)
+    y = fn(x, kernel, bias)
+    (y * upstream).sum().backward()
+    return y.detach(), x.grad, kernel.grad, None if bias is None else bias.grad
+
+
+@pytest.mark.parametrize("rows", [[0, 0, 0, 1, 1, 2], [1, 0, 2, 0, 1, 0], [0, 2, 2], [0]],
+                         ids=["contiguous", "interleaved", "empty-group", "one"])
+@pytest.mark.parametrize("units", [32, 5])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_outputs_and_gradients_match_each_member_alone(rows, units, use_bias):
+    g = torch.Generator().manual_seed(len(rows) * units)
+    groups = max(rows) + 1
+    x = torch.rand(groups, 11, 24, generator=g)
+    kernel = torch.randn(len(rows), 24, units, generator=g)
+    bias = torch.randn(len(rows), units, generator=g) if use_bias else None
+    upstream = torch.randn(len(rows), 11, units, generator=g)
+    member_groups = MemberGroups.from_rows(rows, "cpu")
+    got = run(lambda x, k, b: shared_input_linear(x, k, b, member_groups), x, kernel, bias,
+              upstream)
+    want = run(lambda x, k, b: reference(x, k, b, rows), x, kernel, bias, upstream)
+    for name, a, b in zip(("y", "x.grad", "kernel.grad", "bias.grad"), got, want):
+        if b is None:
+            assert a is None, name
+        elif units % shared_input.COLUMN_TILE == 0 and name in ("y", "kernel.grad"):
+            assert torch.equal(a, b), name
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_groups_record_contiguous_members_as_slices():
+    groups = MemberGroups.from_rows([0, 0, 1, 0], "cpu")
+    assert groups.members[0].tolist() == [0, 1, 3]
+    assert groups.members[1] == slice(2, 3)
+    assert groups.expand(torch.arange(2.0).view(2, 1)).flatten().tolist() == [0, 0, 1, 0]
+
+
+def test_a_population_of_several_seeds_takes_the_shared_gemm(monkeypatch):
+    calls = []
+    original = shared_input.shared_input_linear
+
+    def spy(x, kernel, bias, groups):
+        calls.append((tuple(x.shape), len(groups.members)))
+        return original(x, kernel, bias, groups)
+
+    monkeypatch.setattr(shared_input, "shared_input_linear", spy)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 4, 4)).astype("float32"), rng.integers(0, 3, 40)
+    members = [Member([Flatten(input_shape=(4, 4)), Dense(16, activation="relu"),
+                       Dropout(rate), Dense(3, activation="softmax")], "adam", seed=seed)
+               for seed in (0, 1) for rate in (0.0, 0.5)]
+    Population(members).fit(x, y, batch_size=20, epochs=1)
+    # two training batches, grouped by seed; the Dense(3) output is not a multiple of 16
+    assert calls == [((2, 20, 16), 2), ((2, 20, 16), 2)]
