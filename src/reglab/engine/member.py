@@ -167,7 +167,9 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
         counts[base] = counts.get(base, 0) + 1
         for i, layer in enumerate(column[1:], start=1):
             for mine, theirs in ((layer.structure(), ref.structure()),
-                                 (f"trainable={layer.trainable}", f"trainable={ref.trainable}")):
+                                 (f"trainable={layer.trainable}", f"trainable={ref.trainable}"),
+                                 (f"dtype={layer.dtype_policy.name}",
+                                  f"dtype={ref.dtype_policy.name}")):
                 if mine != theirs:
                     raise StructureError(
                         f"Population: member {i} differs from member 0 at layer {position} "

@@ -50,7 +50,7 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
         weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
         ctx = ForwardContext(training, members,
                              random_for(lp.canonical_name) if random_for else None, groups)
-        x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)
+        x = _call_in_compute_dtype(lp, x, weights, state, ctx, index)
         if mode == "consumes":
             groups = None
         if terms:
@@ -59,9 +59,31 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
             penalty = add(penalty, activity_penalty(terms, x))
     if groups is not None:
         x = groups.expand(x)
+    if x.is_floating_point() and x.dtype != state.dtype:
+        x = x.to(state.dtype)  # losses and metrics in float32, as Keras's
     if is_shared(x, plan.output_shape):
         x = x.unsqueeze(0).expand(members, *x.shape)
     return x, penalty
+
+
+def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
+    """Runs one layer in its policy's compute dtype: under mixed precision its input and
+    weights (not its running statistics) are cast to bfloat16; a layer that computes in
+    float32 inside (batch normalization, as in Keras) gets a float32 input and gives its
+    output back in the compute dtype."""
+    policy = lp.layer.dtype_policy
+    # A float32 policy computes in the population's dtype (float64 in some tests).
+    compute = state.dtype if policy.compute_dtype == "float32" else policy.torch_compute_dtype
+    inside = state.dtype if getattr(lp.layer, "computes_in_float32", False) else compute
+    if x.is_floating_point() and x.dtype != inside:
+        x = x.to(inside)
+    if inside != state.dtype:
+        weights = {spec.name: weights[spec.name] if spec.kind == "stat"
+                   else weights[spec.name].to(inside) for spec in lp.weight_specs}
+    x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)
+    if x.is_floating_point() and x.dtype != compute:
+        x = x.to(compute)
+    return x
 
 
 def activity_penalty(terms: penalties.PenaltyTerms, x: torch.Tensor) -> torch.Tensor | None:

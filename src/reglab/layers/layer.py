@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from reglab import mixed_precision
 from reglab import regularizers as regularizers_module
 from reglab.errors import ConfigError, did_you_mean
 
@@ -145,8 +146,21 @@ class Layer:
         self.name = name
         self.input_shape = input_shape
         self.trainable = bool(trainable)
-        self.dtype = dtype
+        self.dtype_policy = mixed_precision.get(dtype, where=f"{owner}: 'dtype'")
         self.activity_regularizer = None
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the layer's weights (Keras 3: the policy's variable dtype)."""
+        return self.dtype_policy.variable_dtype
+
+    @property
+    def compute_dtype(self) -> str:
+        return self.dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        return self.dtype_policy.variable_dtype
 
     def _argument_names(self) -> list[str]:
         import inspect
@@ -189,7 +203,8 @@ class Layer:
         return model
 
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable}
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                                  "dtype": self.dtype_policy.name}
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
         return config

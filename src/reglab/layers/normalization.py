@@ -37,6 +37,10 @@ class BatchNormalization(Layer):
         {'momentum': 0.99, 'epsilon': 0.001}
     """
 
+    # As Keras 3: under mixed precision the statistics are computed in float32 and the
+    # output cast back to the compute dtype.
+    computes_in_float32 = True
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",

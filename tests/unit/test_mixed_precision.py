@@ -1,0 +1,118 @@
+"""keras.mixed_precision: policies, the global policy layers take, and a mixed_bfloat16
+population against a bfloat16 forward pass written here in plain PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import reglab as keras
+from reglab import mixed_precision
+from reglab.engine import Member, Population
+from reglab.errors import ConfigError, StructureError
+from reglab.layers import BatchNormalization, Dense, Dropout
+
+
+@pytest.fixture(autouse=True)
+def reset_global_policy():
+    yield
+    mixed_precision.set_global_policy("float32")
+
+
+def test_policies_name_their_compute_and_variable_dtypes():
+    policy = mixed_precision.DTypePolicy("mixed_bfloat16")
+    assert (policy.compute_dtype, policy.variable_dtype) == ("bfloat16", "float32")
+    assert mixed_precision.Policy("float32").compute_dtype == "float32"
+    assert policy == mixed_precision.DTypePolicy.from_config(policy.get_config())
+
+
+def test_layers_take_the_global_policy_when_created_and_dtype_overrides_it():
+    before = Dense(4)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    assert mixed_precision.global_policy().name == "mixed_bfloat16"
+    after, pinned = Dense(4), Dense(4, dtype="float32")
+    assert before.compute_dtype == "float32"
+    assert (after.compute_dtype, after.dtype, after.variable_dtype) == \
+        ("bfloat16", "float32", "float32")
+    assert pinned.compute_dtype == "float32"
+    clone = Dense.from_config(after.get_config())
+    mixed_precision.set_global_policy(None)
+    assert clone.dtype_policy.name == "mixed_bfloat16"
+    assert Dense.from_config(Dense(4).get_config()).compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("name,words", [
+    ("mixed_bf16", ["unknown policy", "mixed_bfloat16"]),
+    ("mixed_float16", ["not supported", "loss scaling"]),
+    ("bfloat16", ["not supported", "mixed_bfloat16"]),
+    (3, ["expected a dtype policy name"]),
+])
+def test_unknown_and_unsupported_policies_are_refused_by_name(name, words):
+    with pytest.raises(ConfigError) as e:
+        Dense(4, dtype=name)
+    assert "Dense: 'dtype'" in str(e.value)
+    for word in words:
+        assert word in str(e.value)
+    with pytest.raises(ConfigError, match="set_global_policy"):
+        mixed_precision.set_global_policy(name)
+    assert mixed_precision.global_policy().name == "float32"  # unchanged
+
+
+def test_members_with_different_policies_cannot_share_a_population():
+    members = [Member([Dense(3, input_shape=(4,), dtype=dtype)], "sgd", seed=0)
+               for dtype in ("float32", "mixed_bfloat16")]
+    with pytest.raises(StructureError, match="dtype=mixed_bfloat16"):
+        Population(members)
+
+
+def bf16_reference(x, weights):
+    """Keras's mixed_bfloat16 forward for Dense(relu) -> Dense(softmax, float32 policy):
+    the first layer's input and weights cast to bfloat16, its output cast to float32 for
+    the float32 last layer."""
+    k0, b0 = weights[(0, "kernel")], weights[(0, "bias")]
+    h = torch.relu(x.bfloat16() @ k0.bfloat16() + b0.bfloat16())
+    k1, b1 = weights[(1, "kernel")], weights[(1, "bias")]
+    return torch.softmax(h.float() @ k1 + b1, dim=-1)
+
+
+def test_a_mixed_bfloat16_member_computes_in_bfloat16_and_keeps_float32_weights():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 20)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    members = [Member([Dense(32, activation="relu", input_shape=(20,), dtype="mixed_bfloat16"),
+                       Dense(3, activation="softmax", dtype="float32")], "adam", seed=seed)
+               for seed in (0, 1)]
+    pop = Population(members)
+    before = [pop.member_weights(i) for i in range(2)]
+    predicted = pop.predict(x)
+    assert predicted.dtype == np.float32
+    for i in range(2):
+        expected = bf16_reference(torch.from_numpy(x), before[i])
+        np.testing.assert_allclose(predicted[i], expected.numpy(), rtol=1e-6, atol=1e-7)
+        fp32 = torch.softmax(torch.relu(torch.from_numpy(x) @ before[i][(0, "kernel")]
+                                        + before[i][(0, "bias")]) @ before[i][(1, "kernel")]
+                             + before[i][(1, "bias")], dim=-1)
+        assert not np.allclose(predicted[i], fp32.numpy(), rtol=0, atol=1e-7)  # not fp32
+    result = pop.fit(x, y, batch_size=16, epochs=3)
+    assert all(w.dtype == torch.float32 for w in pop.member_weights(0).values())
+    for member in result.members:
+        assert member.history["loss"][-1] < member.history["loss"][0]
+
+
+def test_batch_normalization_computes_in_float32_inside_a_mixed_model():
+    rng = np.random.default_rng(1)
+    x = (100 * rng.random((32, 6))).astype("float32")  # large values: bfloat16 stats would drift
+    members = [Member([Dense(8, input_shape=(6,), dtype="mixed_bfloat16"),
+                       BatchNormalization(dtype="mixed_bfloat16"), Dropout(0.0),
+                       Dense(2, activation="softmax", dtype="float32")], "sgd", seed=0)]
+    pop = Population(members)
+    pop.fit(x, rng.integers(0, 2, 32), batch_size=32, epochs=1)
+    weights = pop.member_weights(0)
+    assert weights[(1, "moving_mean")].dtype == torch.float32
+    # after one batch at momentum 0.99, the moving mean holds 1% of the batch mean (float32)
+    before = Population(members).member_weights(0)
+    dense0 = (torch.from_numpy(x).bfloat16() @ before[(0, "kernel")].bfloat16()
+              + before[(0, "bias")].bfloat16()).float()
+    torch.testing.assert_close(weights[(1, "moving_mean")], 0.01 * dense0.mean(dim=0),
+                               rtol=1e-5, atol=1e-6)
