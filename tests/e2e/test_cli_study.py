@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -282,3 +283,21 @@ def test_mixup_cutmix_and_label_smoothing_in_a_study_share_one_population(tmp_pa
 
 class _FakeData:
     image_shape = (6, 6, 1)
+
+
+def test_a_bfloat16_study_says_its_precision_in_the_store_show_and_report(tmp_path):
+    study = write_study(tmp_path, epochs=1)
+    study.write_text(study.read_text().replace("batch_size = 16",
+                                               'batch_size = 16\nprecision = "bfloat16"'))
+    out = tmp_path / "out"
+    cli = CliRunner()
+    result = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(finished(out)) == 15
+    with sqlite3.connect(out / "study.db") as db:
+        stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    assert json.loads(stored["precision"]) == "bfloat16"
+    shown = cli.invoke(main, ["show", str(out)])
+    assert "precision: bfloat16" in shown.output
+    html = (out / "report.html").read_text()
+    assert "bfloat16 compute, float32 weights" in html

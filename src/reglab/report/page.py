@@ -133,6 +133,12 @@ def _sparsity(results: StudyResults) -> dict:
     return {"layers": layers, "rows": rows}
 
 
+def _precision(precision: str) -> str:
+    if precision == "float32":
+        return "float32"
+    return f"{precision} compute, float32 weights and losses (the output layer in float32)"
+
+
 def _populations(results: StudyResults) -> list[dict]:
     walls = results.meta.get("population_wall_time") or {}
     out = []
@@ -290,7 +296,8 @@ def write_report(directory: str | Path) -> Path:
         epochs=results.spec.training.epochs, metric=results.metric or "—",
         statuses=", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "—",
-        device=results.meta.get("device") or "—", directory=str(results.directory),
+        device=results.meta.get("device") or "—",
+        precision=_precision(results.spec.training.precision), directory=str(results.directory),
         populations=_populations(results),
         failures=[{"run_id": r.run_id, "status": r.status, "error": (r.error or "")[:300]}
                   for r in results.runs if r.status in ("failed", "diverged")],

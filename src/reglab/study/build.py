@@ -20,7 +20,7 @@ from reglab import layers as layers_module
 from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member
 from reglab.study.plan import PopulationSpec, RunSpec, run_optimizer
-from reglab.study.spec import BUILTIN_DATASETS, StudySpec
+from reglab.study.spec import BUILTIN_DATASETS, PRECISIONS, StudySpec
 
 IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
 WEIGHT_LAYERS = ("Dense", "Conv2D")
@@ -84,6 +84,9 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
             if changes.get("batch_norm"):
                 built.append(layers_module.BatchNormalization())
             built.append(layers_module.Dropout(float(changes.get("dropout", 0.0))))
+    policy = PRECISIONS[spec.training.precision]
+    if policy != "float32":  # every layer computes in bfloat16 but the output layer
+        built = [_with_policy(layer, policy) for layer in built[:-1]] + built[-1:]
     optimizer = run_optimizer(spec, changes)
     cls = type(optimizers.get(optimizer["type"]))
     stop = changes.get("early_stopping")
@@ -91,6 +94,13 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
         **{k: v for k, v in stop.items() if k != "verbose"})
     return Member(built, cls(**{k: v for k, v in optimizer.items() if k != "type"}), run.seed,
                   rule, input_shape=tuple(input_shape), name=run.run_id)
+
+
+def _with_policy(layer, policy: str):
+    from reglab import mixed_precision
+
+    layer.dtype_policy = mixed_precision.DTypePolicy(policy)
+    return layer
 
 
 #: variant keys that become leading batch-transform layers: (layer, its argument, default)

@@ -123,6 +123,9 @@ def results_table(store, baseline: str = "baseline") -> str:
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
             p = format_number(v.p_holm, 3)
         lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
+    precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
+    if precision != "float32":
+        lines.append(f"\nprecision: {precision} compute (mixed: float32 weights and losses)")
     if ranking.best is None:
         lines.append("\nno validation data: nothing chosen (test metrics are never used to "
                      "choose)")

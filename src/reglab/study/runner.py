@@ -67,6 +67,7 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
     store.set_meta("versions", {"python": platform.python_version(), "torch": torch.__version__,
                                 "reglab": __import__("reglab").__version__})
     store.set_meta("device", device)
+    store.set_meta("precision", spec.training.precision)
     store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})
     executor = executor or InProcessExecutor()
     done = {r.run_id for r in store.runs(status=("done", "stopped_early", "diverged", "failed"))}

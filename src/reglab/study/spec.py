@@ -54,7 +54,10 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "R
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants")
 DATA_KEYS = ("dataset", "validation_split", "label_column")
 MODEL_KEYS = ("input_shape", "layers")
-TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size")
+TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size", "precision")
+#: [training] precision -> the Keras dtype policy of the hidden layers (the output layer
+#: stays float32, as Keras's mixed-precision guide advises)
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 #: what a variant may change, and what each change is
 VARIANT_KEYS = {
     "kernel_regularizer": "a regularizer on every Dense and Conv2D kernel",
@@ -95,6 +98,7 @@ class TrainingSpec:
     metrics: tuple[str, ...]
     epochs: int
     batch_size: int
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class StudySpec:
         """The resolved study as JSON with sorted keys: what the store records and hashes."""
         data = asdict(self)
         data.pop("source")
+        if data["training"]["precision"] == "float32":
+            del data["training"]["precision"]  # the default: studies from before it hash alike
         return json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
 
     def fingerprint(self) -> str:
@@ -370,6 +376,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         metrics = []
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
     batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))
+    precision = training_raw.get("precision", "float32")
+    if precision not in PRECISIONS:
+        checker.add(f"training.precision: expected one of {', '.join(map(repr, PRECISIONS))}. "
+                    f"Got {precision!r}.{did_you_mean(str(precision), list(PRECISIONS))}")
+        precision = "float32"
 
     variants: list[VariantSpec] = []
     variants_raw = raw.get("variants", {})
@@ -389,5 +400,5 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         name=str(raw.get("name", path.stem)), seeds=seeds,
         data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label"))),
         input_shape=input_shape, layers=tuple(layers),
-        training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size),
+        training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size, precision),
         variants=tuple(variants), description=str(raw.get("description", "")), source=str(path))

@@ -66,3 +66,22 @@ def test_a_small_study_builds_and_trains(tmp_path):
     bn_members, _, _ = population_members(spec, bn, data)
     assert [type(x).__name__ for x in bn_members[0].layers] == [
         "Dense", "BatchNormalization", "Dropout", "Dense"]
+
+
+def test_bfloat16_precision_gives_every_layer_but_the_output_a_mixed_policy(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((64, 6)), y=rng.integers(0, 3, 64))
+    (tmp_path / "study.toml").write_text(
+        STUDY.replace("batch_size = 16", 'batch_size = 16\nprecision = "bfloat16"'))
+    spec = parse_study(tmp_path / "study.toml")
+    plan = plan_study(spec)
+    data = load_study_data(spec)
+    for population in plan.populations:
+        members, _, _ = population_members(spec, population, data)
+        layers = members[0].layers
+        assert [layer.compute_dtype for layer in layers] == \
+            ["bfloat16"] * (len(layers) - 1) + ["float32"]
+        assert all(layer.variable_dtype == "float32" for layer in layers)
+        result = Population(members).fit(data.x_train, data.y_train, batch_size=16, epochs=1,
+                                         validation_data=(data.x_val, data.y_val))
+        assert all(np.isfinite(m.history["loss"][0]) for m in result.members)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -174,3 +175,23 @@ def test_planning_imports_no_torch():
             f"plan_study; plan_study(parse_study({str(EXAMPLES / 'tutorial.toml')!r})); "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_precision_is_float32_by_default_and_absent_from_the_fingerprint():
+    spec = parse(BASE)
+    assert spec.training.precision == "float32"
+    assert '"precision"' not in spec.canonical_json()  # stores from before it still resume
+    mixed = parse(BASE.replace("epochs = 2", "epochs = 2\nprecision = \"bfloat16\""))
+    assert mixed.training.precision == "bfloat16"
+    assert '"precision":"bfloat16"' in mixed.canonical_json()
+    assert mixed.fingerprint() != spec.fingerprint()
+    from reglab.study.spec import StudySpec
+
+    assert StudySpec.from_canonical(json.loads(mixed.canonical_json())) == mixed
+
+
+@pytest.mark.parametrize("value", ['"bf16"', '"float16"', "16"])
+def test_an_unknown_precision_is_named_with_the_choices(value):
+    found = problems(BASE.replace("epochs = 2", f"epochs = 2\nprecision = {value}"))
+    assert len(found) == 1 and found[0].startswith("training.precision: expected one of")
+    assert "'bfloat16'" in found[0]
