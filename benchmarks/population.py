@@ -166,9 +166,19 @@ def worker_reglab(cfg):
     from reglab.optimizers import Adam
 
     n, batch, size = cfg["n"], cfg["batch"], cfg["P"]
+    if cfg.get("precision", "float32") == "bfloat16":
+        # as a study with [training] precision = "bfloat16": every layer but the output one
+        from reglab import mixed_precision
+
+        mixed_precision.set_global_policy("mixed_bfloat16")
 
     def population():
-        pop = Population(_reglab_members(size), device=device, keep_freed_memory=True)
+        from reglab.mixed_precision import DTypePolicy
+
+        members = _reglab_members(size)
+        for member in members:  # the output layer in float32, as the study builder does
+            member.layers[-1].dtype_policy = DTypePolicy("float32")
+        pop = Population(members, device=device, keep_freed_memory=True)
         for opt in pop.plan.optimizers:  # 'adam' is Adam(1e-3); say so explicitly
             assert isinstance(opt, Adam) and opt.learning_rate == 1e-3
         return pop
@@ -266,6 +276,80 @@ def worker_plain(cfg):
     return out
 
 
+def _ensemble_epoch(torch, x, y, batch, size, device):
+    """One epoch of PyTorch's model-ensembling recipe (torch.func.stack_module_state +
+    vmap over grad; pytorch.org/tutorials/intermediate/ensembling), written as a PyTorch
+    user would for the same P members: the forward written out so that each member's
+    dropout rate and penalty strengths are vmapped inputs, each seed's own shuffled
+    batches, fused Adam on the stacked parameters. Returns the epoch's seconds."""
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.func import grad, stack_module_state, vmap
+
+    members = population_members(size)
+    models = []
+    for _, seed in members:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(INPUT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES))
+        for layer in (model[0], model[2]):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        models.append(model.to(device))
+    params, _ = stack_module_state(models)
+    l1 = torch.tensor([TECHNIQUES[t][1] for t, _ in members], device=device)
+    l2 = torch.tensor([TECHNIQUES[t][2] for t, _ in members], device=device)
+    rate = torch.tensor([TECHNIQUES[t][3] for t, _ in members], device=device)
+
+    def loss_fn(p, xb, yb, l1, l2, rate):
+        h = torch.relu(xb @ p["0.weight"].T + p["0.bias"])
+        keep = (torch.rand_like(h) >= rate).to(h.dtype)
+        h = h * keep / (1 - rate)
+        logits = h @ p["2.weight"].T + p["2.bias"]
+        kernels = (p["0.weight"], p["2.weight"])
+        penalty = sum(l1 * k.abs().sum() + l2 * k.square().sum() for k in kernels)
+        return F.cross_entropy(logits, yb) + penalty, logits
+
+    step = vmap(grad(loss_fn, has_aux=True), randomness="different")
+    opt, _ = _plain_adam(torch, list(params.values()), device)
+    seeds = sorted({seed for _, seed in members})
+    row_of = torch.tensor([seeds.index(seed) for _, seed in members], device=device)
+    n = x.shape[0]
+    _sync(torch, device)
+    start = time.perf_counter()
+    orders = torch.stack([torch.randperm(n, device=device,
+                                         generator=torch.Generator(device).manual_seed(s))
+                          for s in seeds])
+    loss_sum = torch.zeros(len(members), device=device)
+    correct = torch.zeros(len(members), dtype=torch.long, device=device)
+    for lo in range(0, n, batch):
+        index = orders[:, lo:lo + batch]  # one row per seed
+        xb = x.index_select(0, index.reshape(-1)).view(len(seeds), -1, INPUT)[row_of]
+        yb = y.index_select(0, index.reshape(-1)).view(len(seeds), -1)[row_of]
+        grads, logits = step(params, xb, yb, l1, l2, rate)
+        for name, value in params.items():
+            value.grad = grads[name]
+        opt.step()
+        with torch.no_grad():
+            loss_sum += F.cross_entropy(logits.transpose(1, 2), yb, reduction="none").mean(1)
+            correct += (logits.argmax(dim=-1) == yb).sum(dim=1)
+    loss_sum.tolist(), correct.tolist()  # as Keras's epoch logs
+    _sync(torch, device)
+    return time.perf_counter() - start
+
+
+def worker_ensemble(cfg):
+    torch, x, y, device = _load(cfg)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+        from reglab.engine.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    n, batch, size = cfg["n"], cfg["batch"], cfg["P"]
+    _ensemble_epoch(torch, x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch], batch, size,
+                    device)
+    return {"epoch_s": _ensemble_epoch(torch, x[:n], y[:n], batch, size, device)}
+
+
 def worker_keras(cfg):
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
@@ -304,7 +388,7 @@ def worker_keras(cfg):
 
 
 WORKERS = {"idle": worker_idle, "reglab": worker_reglab, "plain": worker_plain,
-           "keras": worker_keras}
+           "ensemble": worker_ensemble, "keras": worker_keras}
 
 
 def cpu_pressure_us() -> int | None:
@@ -443,6 +527,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: P in {1, 9}, batch 128, fraction 0.2, 1 repeat")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras 3 baseline")
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16"],
+                        help="reglab's precisions to time (float32 is always timed: the "
+                             "comparisons are against it)")
     parser.add_argument("--profile", action="store_true",
                         help="only profile one epoch (fraction) at the largest P with cProfile "
                              "and torch.profiler")
@@ -511,6 +599,9 @@ def main() -> None:
 
     base = {"data": data_path, "device": args.device, "n": n, "threads": args.threads}
     reglab = {(p, b): [] for p in args.populations for b in args.batches}
+    reglab_bf16 = {(p, b): [] for p in args.populations for b in args.batches}
+    ensemble = {(p, b): [] for p in args.populations for b in args.batches}
+    bf16 = "bfloat16" in args.precisions
     plain = {b: [] for b in args.batches}
     keras_runs = {b: [] for b in args.batches}
     for r in range(args.repeats):
@@ -533,6 +624,18 @@ def main() -> None:
                 print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} population epoch "
                       f"{last['epoch_s']:.3f} s on {n} images (fit {last['fit_s']:.3f} s)"
                       + pressure_note(last), flush=True)
+                if bf16:
+                    reglab_bf16[(p, b)].append(run_worker({**base, "kind": "reglab", "batch": b,
+                                                           "P": p, "precision": "bfloat16"}))
+                    last = reglab_bf16[(p, b)][-1]
+                    print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} bfloat16 "
+                          f"population epoch {last['epoch_s']:.3f} s" + pressure_note(last),
+                          flush=True)
+                ensemble[(p, b)].append(run_worker({**base, "kind": "ensemble", "batch": b,
+                                                    "P": p}))
+                last = ensemble[(p, b)][-1]
+                print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} torch.func "
+                      f"ensemble epoch {last['epoch_s']:.3f} s" + pressure_note(last), flush=True)
 
     def one_at_a_time(runs, size):
         """Sum over the members of the median (over repeats) time of their technique."""
@@ -566,23 +669,34 @@ def main() -> None:
     print()
     cols = (f"{'P':>3} {'batch':>5} {'reglab s/model-ep':>18} {'plain s/model-ep':>17} "
             f"{'speedup':>8} {'reglab/floor':>13} {'plain/floor':>12} {'reglab RSS MB':>14} "
-            f"{'plain RSS MB':>13}")
+            f"{'plain RSS MB':>13} {'torch.func s/m-ep':>18} {'vs torch.func':>14}")
+    if bf16:
+        cols += f" {'bf16 s/model-ep':>16} {'bf16/floor':>11}"
     if keras_ok:
         cols += f" {'keras s/model-ep':>17}"
     print(cols)
     print("-" * len(cols))
-    speedups = {}
+    speedups, summary = {}, {}
     for b in args.batches:
         f = floors(b, machine)
         for p in args.populations:
             ours = statistics.median(run["epoch_s"] for run in reglab[(p, b)]) * scale / p
             theirs = one_at_a_time(plain[b], p) * scale / p
+            recipe = statistics.median(run["epoch_s"] for run in ensemble[(p, b)]) * scale / p
             speedups[(p, b)] = theirs / ours
             rss = max(run["maxrss_mb"] for run in reglab[(p, b)])
             plain_rss = max(run["maxrss_mb"] for run in plain[b])
             line = (f"{p:>3} {b:>5} {ours:>18.4f} {theirs:>17.4f} {theirs / ours:>7.2f}x "
                     f"{ours / f['floor_s']:>12.1f}x {theirs / f['floor_s']:>11.1f}x "
-                    f"{rss:>14.0f} {plain_rss:>13.0f}")
+                    f"{rss:>14.0f} {plain_rss:>13.0f} {recipe:>18.4f} {recipe / ours:>13.2f}x")
+            summary[(p, b)] = {"plain": theirs / ours, "recipe": recipe / ours,
+                               "floor": ours / f["compute_s"]}
+            if bf16:
+                mixed = statistics.median(run["epoch_s"] for run in reglab_bf16[(p, b)]) \
+                    * scale / p
+                line += f" {mixed:>16.4f} {mixed / f['floor_s']:>10.2f}x"
+                summary[(p, b)].update(bf16_plain=theirs / mixed, bf16_recipe=recipe / mixed,
+                                       bf16_floor=mixed / f["compute_s"])
             if keras_ok:
                 k = one_at_a_time(keras_runs[b], p) * scale / p
                 line += f" {k:>17.4f}"
@@ -606,6 +720,15 @@ def main() -> None:
     b = 128 if 128 in args.batches else args.batches[-1]
     p = 45 if 45 in args.populations else max(args.populations)
     print(f"population speedup at P={p}, batch {b}: {speedups[(p, b)]:.1f}\u00d7 vs plain PyTorch")
+    for b in sorted(args.batches, key=lambda batch: batch == b):  # batch 128 last
+        got = summary[(p, b)]
+        print(f"population at P={p}, batch {b}: {got['plain']:.2f}\u00d7 vs plain PyTorch, "
+              f"{got['recipe']:.2f}\u00d7 vs torch.func ensemble, {got['floor']:.2f}\u00d7 the "
+              "compute floor")
+        if bf16:
+            print(f"population at P={p}, batch {b}, bfloat16: {got['bf16_plain']:.2f}\u00d7 vs "
+                  f"plain PyTorch, {got['bf16_recipe']:.2f}\u00d7 vs torch.func ensemble, "
+                  f"{got['bf16_floor']:.2f}\u00d7 the fp32 compute floor")
 
 
 if __name__ == "__main__":
