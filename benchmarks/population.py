@@ -720,13 +720,13 @@ def main() -> None:
     b = 128 if 128 in args.batches else args.batches[-1]
     p = 45 if 45 in args.populations else max(args.populations)
     print(f"population speedup at P={p}, batch {b}: {speedups[(p, b)]:.1f}\u00d7 vs plain PyTorch")
-    for b in sorted(args.batches, key=lambda batch: batch == b):  # batch 128 last
-        got = summary[(p, b)]
-        print(f"population at P={p}, batch {b}: {got['plain']:.2f}\u00d7 vs plain PyTorch, "
+    for batch in sorted(args.batches, key=lambda size: size == b):  # batch 128 last
+        got = summary[(p, batch)]
+        print(f"population at P={p}, batch {batch}: {got['plain']:.2f}\u00d7 vs plain PyTorch, "
               f"{got['recipe']:.2f}\u00d7 vs torch.func ensemble, {got['floor']:.2f}\u00d7 the "
               "compute floor")
         if bf16:
-            print(f"population at P={p}, batch {b}, bfloat16: {got['bf16_plain']:.2f}\u00d7 vs "
+            print(f"population at P={p}, batch {batch}, bfloat16: {got['bf16_plain']:.2f}\u00d7 vs "
                   f"plain PyTorch, {got['bf16_recipe']:.2f}\u00d7 vs torch.func ensemble, "
                   f"{got['bf16_floor']:.2f}\u00d7 the fp32 compute floor")
 
