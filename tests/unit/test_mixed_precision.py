@@ -116,3 +116,30 @@ def test_batch_normalization_computes_in_float32_inside_a_mixed_model():
               + before[(0, "bias")].bfloat16()).float()
     torch.testing.assert_close(weights[(1, "moving_mean")], 0.01 * dense0.mean(dim=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_at_rate_zero_drops_nothing_in_bfloat16():
+    """Uniform draws just below 1 round to 1.0 in bfloat16; kept in float32, a member at
+    rate 0 beside one at rate 0.5 keeps every unit."""
+    rng = np.random.default_rng(2)
+    x = rng.random((512, 8)).astype("float32")
+    members = [Member([Dense(64, input_shape=(8,), dtype="mixed_bfloat16"),
+                       Dropout(rate, dtype="mixed_bfloat16"),
+                       Dense(2, activation="softmax", dtype="float32")], "sgd", seed=0)
+               for rate in (0.0, 0.5)]
+    pop = Population(members)
+    seen = []
+    dropout_layer = pop.plan.layers[1].layer
+    forward = dropout_layer.forward
+
+    def capture(x, weights, values, ctx, shape):
+        out = forward(x, weights, values, ctx, shape)
+        seen.append((x.float(), out.float()))
+        return out
+
+    dropout_layer.forward = capture
+    pop.fit(x, rng.integers(0, 2, 512), batch_size=512, epochs=1)
+    inputs, outputs = seen[0]
+    assert torch.equal(outputs[0], inputs[0])  # rate 0: every unit kept, unscaled
+    dropped = (outputs[1] == 0) & (inputs[1] != 0)
+    assert 0.4 < dropped.float().mean() < 0.6

@@ -74,7 +74,11 @@ class Dropout(Layer):
         uniform = ctx.random("uniform", self._noise_shape(batch_shape))  # (G, B, ...)
         if is_shared(x, input_shape):
             x = x.unsqueeze(0)
-        return dropout(x, per_member(rate, x.dim()), uniform.to(x.dtype))
+        # The draws stay in float32 under mixed precision: rounded to bfloat16, draws just
+        # below 1 would become 1 and drop units even at rate 0.
+        if uniform.dtype.itemsize < x.dtype.itemsize:
+            uniform = uniform.to(x.dtype)
+        return dropout(x, per_member(rate, x.dim()), uniform)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape,

@@ -68,10 +68,11 @@ class MemberGroups:
 
 
 def applies(units: int, x: torch.Tensor) -> bool:
-    """Whether the shared GEMM keeps each member's result bitwise its own: a float32 CPU
-    GEMM whose member columns fill whole vector tiles. Elsewhere (other dtypes, CUDA, odd
-    widths) the per-member batched product is used."""
-    return units % COLUMN_TILE == 0 and x.dtype == torch.float32 and x.device.type == "cpu"
+    """Whether the shared GEMM keeps each member's result bitwise its own: a float32 or
+    bfloat16 CPU GEMM whose member columns fill whole vector tiles (tested for both).
+    Elsewhere (float64, CUDA, odd widths) the per-member batched product is used."""
+    return (units % COLUMN_TILE == 0 and x.dtype in (torch.float32, torch.bfloat16)
+            and x.device.type == "cpu")
 
 
 def _side_by_side(w: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ from reglab.layers import (
     RandomFlip,
     RandomRotation,
 )
+from reglab.mixed_precision import DTypePolicy
 from reglab.optimizers import SGD, Adam, AdamW, RMSprop
 from reglab.regularizers import L1L2, ProximalL1, l1, l2
 
@@ -74,6 +75,14 @@ def mlp_wide(variant, seed):
             Dense(32, activation="relu", kernel_regularizer=reg),
             Dropout(variant.get("dropout", 0.0)),
             Dense(3, activation="softmax", kernel_regularizer=reg)]
+
+
+def mlp_wide_bfloat16(variant, seed):
+    """The same in mixed precision: bfloat16 compute, float32 weights and output layer."""
+    layers = mlp_wide(variant, seed)
+    for layer in layers[:-1]:
+        layer.dtype_policy = DTypePolicy("mixed_bfloat16")
+    return layers
 
 
 def mlp_bn_noise(variant, seed):
@@ -123,6 +132,7 @@ CASES = {
                              lambda v: Adam(v.get("lr", 0.01), amsgrad=True), VARIANTS,
                              flat_data, None),
     "mlp-wide-shared-gemm": (mlp_wide, adam, VARIANTS, flat_data, None),
+    "mlp-wide-bfloat16": (mlp_wide_bfloat16, adam, VARIANTS, flat_data, None),
     "bn-noise-adamw": (mlp_bn_noise, lambda v: AdamW(v.get("lr", 0.01), weight_decay=0.05),
                        BN_VARIANTS, flat_data, None),
     "bn-ema-swa": (mlp_bn_noise, lambda v: Adam(v.get("lr", 0.01), use_ema=True,
