@@ -32,6 +32,9 @@ class PenaltyTerms:
     families: list[tuple[Any, dict[str, Value]]] = field(default_factory=list)
     #: per member, a regularizer evaluated member by member (or None); None when none has one
     custom: list[Any] | None = None
+    #: per family, the runs of members whose values are not all zero, as slices; None when
+    #: that is every member. Value and gradient are computed on those rows only.
+    rows: list[tuple[slice, ...] | None] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.families) or self.custom is not None
@@ -62,11 +65,45 @@ def penalty_terms(regularizers: Sequence[Any], values: Sequence[dict[str, float]
             stacked[name] = member_values(column, dtype, device)
         if any(is_active(v) for v in stacked.values()) or not names:
             terms.families.append((representative, stacked))
+            terms.rows.append(_active_runs([
+                member is not None and member.family() == family
+                and any(member_vals.get(name, 0.0) != 0 for name in names)
+                for member, member_vals in zip(regularizers, values)]) if names else None)
     custom = [reg if reg is not None and (not hasattr(reg, "family") or reg.family() is None)
               else None for reg in regularizers]
     if any(reg is not None for reg in custom):
         terms.custom = custom
     return terms
+
+
+def _active_runs(active: list[bool]) -> tuple[slice, ...] | None:
+    """The runs of ``True`` in ``active`` as slices; None when every member is active."""
+    if all(active):
+        return None
+    runs, start = [], None
+    for position, flag in enumerate([*active, False]):
+        if flag and start is None:
+            start = position
+        elif not flag and start is not None:
+            runs.append(slice(start, position))
+            start = None
+    return tuple(runs)
+
+
+def _rows_of(values: dict[str, Value], rows: slice) -> dict[str, Value]:
+    return {name: v[rows] if isinstance(v, torch.Tensor) else v for name, v in values.items()}
+
+
+def family_penalty(reg, values: dict[str, Value], rows: tuple[slice, ...] | None,
+                   w: torch.Tensor) -> torch.Tensor:
+    """``reg.penalty`` per member, computed on the active rows only (zero elsewhere): the
+    same per-row math, so a member's value does not depend on its neighbours."""
+    if rows is None:
+        return reg.penalty(w, values)
+    total = w.new_zeros(w.shape[0])
+    for run in rows:
+        total[run] = reg.penalty(w[run], _rows_of(values, run))
+    return total
 
 
 def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
@@ -75,13 +112,14 @@ def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
     ``(P,)`` or None: ``reported`` is the families whose gradient the update chain adds
     (computed without autograd), ``differentiable`` the rest (for the backward pass)."""
     reported = differentiable = None
-    with torch.no_grad():
-        for reg, values in terms.with_capability("gradient"):
-            term = reg.penalty(w, values)
+    for (reg, values), rows in zip(terms.families, terms.rows):
+        if "gradient" in reg.contributes:
+            with torch.no_grad():
+                term = family_penalty(reg, values, rows, w)
             reported = term if reported is None else reported + term
-    for reg, values in terms.without_capability("gradient"):
-        term = reg.penalty(w, values)
-        differentiable = term if differentiable is None else differentiable + term
+        else:
+            term = family_penalty(reg, values, rows, w)
+            differentiable = term if differentiable is None else differentiable + term
     if terms.custom is not None:
         term = torch.stack([reg(w[p]) if reg is not None else w.new_zeros(())
                             for p, reg in enumerate(terms.custom)])
@@ -91,5 +129,11 @@ def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
 
 def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor) -> None:
     """Adds to ``grad`` the gradients of the families that declare ``'gradient'``."""
-    for reg, values in terms.with_capability("gradient"):
-        reg.add_gradient(grad, w, values)
+    for (reg, values), rows in zip(terms.families, terms.rows):
+        if "gradient" not in reg.contributes:
+            continue
+        if rows is None:
+            reg.add_gradient(grad, w, values)
+        else:
+            for run in rows:
+                reg.add_gradient(grad[run], w[run], _rows_of(values, run))
