@@ -1,12 +1,17 @@
-"""The tutorial study end to end, against the same runs trained one at a time.
+"""The tutorial study end to end, against its compute floor and the same runs trained one
+at a time.
 
 Runs the nine techniques of ``examples/tutorial.toml`` (its sweep variants left out:
-9 variants × 5 seeds = 45 runs, up to 30 epochs, early stopping where the slides use it)
-through ``reglab.study.run_study`` into a temporary directory, then estimates the
-one-by-one cost in the same run: one epoch of each technique trained alone (a
-population of one) is timed, and multiplied by the epochs each run actually trained.
+9 variants × 5 seeds = 45 runs, up to 30 epochs, early stopping where the slides use it),
+or with ``--full`` the main job itself (sweeps included, 135 runs), through
+``reglab.study.run_study`` into a temporary directory. It prints the wall time against the
+fp32 compute floor: the FLOPs of every epoch each run trained (training on the training
+split, the forward pass on the validation split) at the fp32 matmul rate measured in the
+same run. Without ``--full`` it also estimates the one-by-one cost: one epoch of each
+technique trained alone (a population of one) is timed, and multiplied by the epochs each
+run actually trained.
 
-    python benchmarks/study.py [--epochs 30] [--seeds 5] [--threads 0] [--workers 1]
+    python benchmarks/study.py [--full] [--epochs 30] [--seeds 5] [--threads 0] [--workers 1]
 
 ``--workers N`` trains in N worker processes (populations split into shards of whole seeds),
 ``--threads`` torch threads each (default: the CPUs divided among them); the one-by-one
@@ -16,6 +21,7 @@ estimate always uses this process with ``--threads`` (default: torch's).
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import tempfile
 import time
@@ -32,8 +38,33 @@ def without_sweeps(text: str) -> str:
     return "".join(b for b in blocks if not re.match(r"\[variants\.\w+_path\]", b))
 
 
+def matmul_gflops(size: int = 2048, runs: int = 5) -> float:
+    """The best fp32 rate of a large square product (the floor's peak)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.matmul(a, b, out=out)
+    best = math.inf
+    for _ in range(runs):
+        start = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def dense_flops(widths: list[int]) -> tuple[int, int]:
+    """(training, forward) FLOPs per sample of a stack of Dense layers of these widths
+    (input first): forward 2·in·out per layer; backward the weight gradient of every layer
+    and the input gradient of every layer but the first."""
+    pairs = list(zip(widths[:-1], widths[1:]))
+    forward = sum(2 * a * b for a, b in pairs)
+    backward = sum(2 * a * b for a, b in pairs) + sum(2 * a * b for a, b in pairs[1:])
+    return forward + backward, forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true",
+                        help="the main job itself, sweeps included (no one-by-one estimate)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
@@ -47,9 +78,11 @@ def main() -> None:
     from reglab.study.plan import PopulationSpec
     from reglab.study.runner import prepare_study, run_study
 
+    peak = matmul_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp) / "tutorial45.toml"
-        study.write_text(without_sweeps(EXAMPLE.read_text()))
+        text = EXAMPLE.read_text()
+        study.write_text(text if args.full else without_sweeps(text))
         plan = prepare_study(study, args.seeds, args.epochs)
         print(plan.describe())
         started = time.perf_counter()
@@ -59,8 +92,19 @@ def main() -> None:
                           log=lambda *_: None)
         wall = time.perf_counter() - started
         runs = store.runs()
-        # One epoch of each technique alone, in this process, after the study.
         data = load_study_data(plan.spec)
+        widths = [784] + [layer.args["units"] for layer in plan.spec.layers]
+        train, forward = dense_flops(widths)
+        per_epoch_flops = train * len(data.x_train) + forward * len(data.x_val)
+        epochs = sum(r.epochs_run for r in runs)
+        floor = epochs * per_epoch_flops / (peak * 1e9)
+        print(f"{len(runs)} runs, {epochs} run-epochs; precision {plan.spec.training.precision}")
+        print(f"fp32 matmul peak {peak:.1f} GFLOP/s; {per_epoch_flops / 1e9:.2f} GFLOP per "
+              f"run-epoch -> compute floor {floor:.1f} s")
+        print(f"study wall time: {wall:.1f} s = {wall / floor:.2f}x the fp32 compute floor")
+        if args.full:
+            return
+        # One epoch of each technique alone, in this process, after the study.
         per_epoch = {}
         for population in plan.populations:
             for run in population.runs:
@@ -79,8 +123,6 @@ def main() -> None:
                         augment=augment, validation_data=(x_val, data.y_val))
                 per_epoch[run.variant] = time.perf_counter() - t0
         one_by_one = sum(per_epoch[r.variant] * r.epochs_run for r in runs)
-        epochs = sum(r.epochs_run for r in runs)
-        print(f"{len(runs)} runs, {epochs} run-epochs in total")
         print("one epoch alone: " + ", ".join(f"{k} {v:.2f}s" for k, v in per_epoch.items()))
         print(f"workers {args.workers}, torch threads {executor.threads if executor else torch.get_num_threads()} each")
         print(f"study wall time: {wall:.1f} s; the same runs one at a time (estimated): "
