@@ -143,3 +143,18 @@ def test_dropout_at_rate_zero_drops_nothing_in_bfloat16():
     assert torch.equal(outputs[0], inputs[0])  # rate 0: every unit kept, unscaled
     dropped = (outputs[1] == 0) & (inputs[1] != 0)
     assert 0.4 < dropped.float().mean() < 0.6
+
+
+def test_a_keras_model_keeps_its_policies_through_save_and_load(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax", dtype="float32")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    x, y = rng.random((64, 6)).astype("float32"), rng.integers(0, 2, 64)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    model.save(tmp_path / "m.keras")
+    mixed_precision.set_global_policy("float32")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [layer.dtype_policy.name for layer in loaded.layers] == ["mixed_bfloat16", "float32"]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
