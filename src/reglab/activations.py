@@ -16,8 +16,17 @@ def linear(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+#: up to this many classes, softmax runs along the batch axis of a transposed copy: torch's
+#: kernel along a short last axis works one row at a time (2.0 ms for 125 x 128 rows of 10
+#: classes on the development CPU, against 0.1 ms along the batch axis, transposes included).
+#: Each sample's classes are still one column, normalised the same way whatever the members.
+_TRANSPOSED_SOFTMAX_MAX_CLASSES = 64
+
+
 def softmax(x: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(x, dim=-1)
+    if x.dim() < 2 or x.shape[-1] > _TRANSPOSED_SOFTMAX_MAX_CLASSES:
+        return torch.softmax(x, dim=-1)
+    return torch.softmax(x.transpose(-1, -2).contiguous(), dim=-2).transpose(-1, -2).contiguous()
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     inside = state.dtype if getattr(lp.layer, "computes_in_float32", False) else compute
     if x.is_floating_point() and x.dtype != inside:
         x = x.to(inside)
-    if inside != state.dtype:
+    if inside != state.dtype and not getattr(lp.layer, "casts_own_weights", False):
         weights = {spec.name: weights[spec.name] if spec.kind == "stat"
                    else weights[spec.name].to(inside) for spec in lp.weight_specs}
     x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)

@@ -27,6 +27,9 @@ class Dense(Layer):
 
     # Members that see the same input (a seed group) share one GEMM: layers/shared_input.py.
     takes_grouped_input = "consumes"
+    # Under mixed precision the engine hands over the float32 weights: the shared GEMM casts
+    # them while laying them side by side (one pass instead of two).
+    casts_own_weights = True
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -76,6 +79,10 @@ class Dense(Layer):
                 return activations.apply(self.activation,
                                          y.reshape(members, *lead, self.units))
             x = groups.expand(x)
+        if kernel.dtype != x.dtype:  # mixed precision: the compute dtype is the input's
+            kernel = kernel.to(x.dtype)
+            weights = {**weights, "bias": weights["bias"].to(x.dtype)} if self.use_bias \
+                else weights
         lead = x.shape[1:-1]
         x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
         if self.use_bias:

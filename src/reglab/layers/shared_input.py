@@ -75,29 +75,52 @@ def applies(units: int, x: torch.Tensor) -> bool:
             and x.device.type == "cpu")
 
 
-def _side_by_side(w: torch.Tensor) -> torch.Tensor:
-    """``(k, in, u)`` -> ``(in, k * u)``: member kernels as adjacent column blocks."""
-    k, n_in, u = w.shape
-    return w.permute(1, 0, 2).reshape(n_in, k * u)
+def _size(who) -> int:
+    return who.stop - who.start if isinstance(who, slice) else who.numel()
+
+
+def _gather(t: torch.Tensor, who, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``(P, A, u)`` -> ``(A, k, u)`` in ``dtype`` for the k members ``who``, contiguous:
+    viewed as ``(A, k * u)``, their blocks side by side. For a slice of members, one pass
+    that also casts (float32 weights to a bfloat16 compute dtype)."""
+    dtype = dtype or t.dtype
+    across = t.permute(1, 0, 2)  # (A, P, u), a view
+    if isinstance(who, slice):
+        block = across[:, who]
+        return torch.empty(block.shape, dtype=dtype, device=t.device).copy_(block)
+    return across.index_select(1, who).to(dtype)
+
+
+def _scatter(dest: torch.Tensor, who, blocks: torch.Tensor) -> None:
+    """Writes ``(A, k, u)`` blocks into the members ``who`` of ``dest`` ``(P, A, u)`` (cast to
+    its dtype on the way)."""
+    across = dest.permute(1, 0, 2)
+    if isinstance(who, slice):
+        across[:, who] = blocks
+    else:
+        across.index_copy_(1, who, blocks.to(dest.dtype))
 
 
 class _SharedInputLinear(torch.autograd.Function):
-    """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])``, one GEMM per group each way."""
+    """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])``, one GEMM per group each way, in
+    ``x``'s dtype; the kernel and bias keep theirs (float32 weights under mixed precision
+    are cast while laid side by side, and their gradients come back in float32)."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, groups):
-        members, b, units = kernel.shape[0], x.shape[1], kernel.shape[2]
+        members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
         y = x.new_empty(members, b, units)
         for g, who in enumerate(groups.members):
-            w = kernel[who]
-            k = w.shape[0]
+            k = _size(who)
             if k == 0:
                 continue
+            side = _gather(kernel, who, x.dtype).view(n_in, k * units)
             if bias is None:
-                out = x[g] @ _side_by_side(w)
+                out = x[g] @ side
             else:
-                out = torch.addmm(bias[who].reshape(k * units), x[g], _side_by_side(w))
-            y[who] = out.view(b, k, units).transpose(0, 1)
+                out = torch.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
+                                  x[g], side)
+            _scatter(y, who, out.view(b, k, units))
         ctx.groups = groups
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, kernel)
@@ -107,23 +130,22 @@ class _SharedInputLinear(torch.autograd.Function):
     def backward(ctx, dy):
         x, kernel = ctx.saved_tensors
         groups = ctx.groups
-        units, b = kernel.shape[2], x.shape[1]
+        n_in, units, b = kernel.shape[1], kernel.shape[2], x.shape[1]
         need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
         grad_x = torch.empty_like(x) if need_x else None
         grad_kernel = torch.empty_like(kernel) if need_kernel else None
         for g, who in enumerate(groups.members):
-            dy_g = dy[who]
-            k = dy_g.shape[0]
+            k = _size(who)
             if k == 0:
                 if grad_x is not None:
                     grad_x[g] = 0
                 continue
-            side = dy_g.transpose(0, 1).reshape(b, k * units)  # (b, k * u)
+            side = _gather(dy, who).view(b, k * units)  # (b, k * u)
             if need_kernel:
-                grad_kernel[who] = (x[g].t() @ side).view(-1, k, units).transpose(0, 1)
+                _scatter(grad_kernel, who, (x[g].t() @ side).view(n_in, k, units))
             if need_x:
-                grad_x[g] = side @ _side_by_side(kernel[who]).t()
-        grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
+                grad_x[g] = side @ _gather(kernel, who, x.dtype).view(n_in, k * units).t()
+        grad_bias = dy.sum(dim=1).to(kernel.dtype) if (need_bias and ctx.has_bias) else None
         return grad_x, grad_kernel, grad_bias, None
 
 

@@ -106,7 +106,7 @@ def _points(variant: VariantSpec) -> list[tuple[tuple[str, float], ...]]:
 
 
 def plan_study(spec: StudySpec) -> StudyPlan:
-    """Expands the study into runs and groups them into populations (in file order)."""
+    """Expands the study into runs (in file order) and groups them into populations."""
     runs = []
     for variant in spec.variants:
         for point in _points(variant):
@@ -118,5 +118,10 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(run.structure_key(spec), []).append(run)
-    populations = tuple(PopulationSpec(key, tuple(group)) for key, group in groups.items())
+    # Within a population, runs are ordered seed by seed (file order within a seed): the
+    # members of a seed group are then adjacent, so the first layer's shared GEMM reads and
+    # writes their kernels as one block (layers/shared_input.py), and shards cut whole seeds.
+    order = {seed: i for i, seed in enumerate(spec.seeds)}
+    populations = tuple(PopulationSpec(key, tuple(sorted(group, key=lambda r: order[r.seed])))
+                        for key, group in groups.items())
     return StudyPlan(spec, tuple(runs), populations)

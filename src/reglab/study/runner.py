@@ -56,9 +56,11 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
     spec = plan.spec
     store = SQLiteStore(out)
     store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
-    store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed, population.key,
-                              run.changes)
-                    for population in plan.populations for run in population.runs])
+    population_of = {run.run_id: population.key
+                     for population in plan.populations for run in population.runs}
+    store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
+                              population_of[run.run_id], run.changes)
+                    for run in plan.runs])  # in the study file's order
     interrupted = store.reset_unfinished()
     if interrupted:
         log(f"resuming: {len(interrupted)} interrupted runs restart from their start")

@@ -82,3 +82,23 @@ def test_a_population_of_several_seeds_takes_the_shared_gemm(monkeypatch):
     Population(members).fit(x, y, batch_size=20, epochs=1)
     # two training batches, grouped by seed; the Dense(3) output is not a multiple of 16
     assert calls == [((2, 20, 16), 2), ((2, 20, 16), 2)]
+
+
+@pytest.mark.parametrize("rows", [[0, 0, 1, 1], [0, 1, 0, 1]], ids=["contiguous", "interleaved"])
+def test_float32_weights_with_a_bfloat16_input_compute_in_bfloat16(rows):
+    """Mixed precision: the weights stay float32 and are cast while laid side by side; the
+    result is the all-bfloat16 product and the gradients come back in float32."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 9, 12, generator=g).bfloat16()
+    kernel = torch.randn(4, 12, 16, generator=g)
+    bias = torch.randn(4, 16, generator=g)
+    upstream = torch.randn(4, 9, 16, generator=g).bfloat16()
+    groups = MemberGroups.from_rows(rows, "cpu")
+    y, _, grad_kernel, grad_bias = run(lambda x, k, b: shared_input_linear(x, k, b, groups),
+                                       x, kernel, bias, upstream)
+    want = run(lambda x, k, b: reference(x, k.bfloat16(), b.bfloat16(), rows), x, kernel, bias,
+               upstream)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, want[0])
+    assert grad_kernel.dtype == grad_bias.dtype == torch.float32
+    assert torch.equal(grad_kernel, want[2])
+    torch.testing.assert_close(grad_bias, want[3], rtol=1e-2, atol=1e-2)
