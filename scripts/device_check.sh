@@ -11,7 +11,8 @@
 #
 # Knobs: OUT (default runs/device_out), CHECK_DEVICE (cuda; cpu only to try the script
 # elsewhere), BENCH_FRACTION (default 0.25 of an epoch per timing), STUDY_EPOCHS (default: the
-# study file's), STUDY_TIMEOUT_S (default 240), PYTHON.
+# study file's), STUDY_TIMEOUT_S (default 200; the steps
+# are capped at 60 + 270 + 200 s to end inside a 600 s call), PYTHON.
 # $OUT receives check.log (everything), bench.txt, study_table.txt and study.db.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -37,13 +38,13 @@ step() { echo; echo "== $1 ($(date -u +%T))"; }
 
 step "GPU tests: pytest -m gpu"
 if "$PY" -c "import pytest" 2>/dev/null; then
-  timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/gpu || STATUS=1
+  timeout 60 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/gpu || STATUS=1
 else
   echo "pytest missing: carry its wheel in .whl/ (see scripts/device_cnn.sh)"; STATUS=1
 fi
 
 step "benchmark: P = 1, 45, 450 at batch 32 and 128, fraction $FRACTION, float32 and bfloat16"
-timeout 240 "$PY" benchmarks/population.py --device "$DEVICE" --populations 1 45 450 \
+timeout 270 "$PY" benchmarks/population.py --device "$DEVICE" --populations 1 45 450 \
   --batches 32 128 --fraction "$FRACTION" --repeats 1 --no-keras | tee "$OUT/bench.txt" \
   || STATUS=1
 
@@ -51,7 +52,7 @@ step "the tutorial study: reglab run examples/tutorial.toml --device $DEVICE"
 EPOCH_FLAG=()
 [ -n "${STUDY_EPOCHS:-}" ] && EPOCH_FLAG=(--epochs "$STUDY_EPOCHS")
 START=$(date +%s)
-timeout --signal=TERM --kill-after=20 "${STUDY_TIMEOUT_S:-240}" "$PY" -m reglab.cli run \
+timeout --signal=TERM --kill-after=20 "${STUDY_TIMEOUT_S:-200}" "$PY" -m reglab.cli run \
   examples/tutorial.toml --device "$DEVICE" --out /tmp/reglab_tutorial --quiet --no-report \
   "${EPOCH_FLAG[@]}" | tee "$OUT/study_table.txt" || STATUS=1
 echo "study wall time: $(( $(date +%s) - START )) s"

@@ -70,6 +70,7 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
     weight_positions = [i for i, layer in enumerate(spec.layers) if layer.type in WEIGHT_LAYERS]
     last_weight = weight_positions[-1] if weight_positions else -1
     built = batch_transforms(spec, changes)
+    explicit: set[int] = set()  # layers whose dtype the study file sets
     if images:
         built.append(layers_module.Flatten())
     for i, layer in enumerate(spec.layers):
@@ -80,13 +81,15 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
                 if key in changes:
                     args[key] = changes[key]
         built.append(_layer(layer.type, args))
+        if "dtype" in args:
+            explicit.add(id(built[-1]))
         if layer.type in WEIGHT_LAYERS and i != last_weight:
             if changes.get("batch_norm"):
                 built.append(layers_module.BatchNormalization())
             built.append(layers_module.Dropout(float(changes.get("dropout", 0.0))))
     policy = PRECISIONS[spec.training.precision]
-    if policy != "float32":  # every layer computes in bfloat16 but the output layer
-        built = [_with_policy(layer, policy) for layer in built[:-1]] + built[-1:]
+    if policy != "float32":
+        built = _with_precision(built, policy, explicit)
     optimizer = run_optimizer(spec, changes)
     cls = type(optimizers.get(optimizer["type"]))
     stop = changes.get("early_stopping")
@@ -96,11 +99,18 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
                   rule, input_shape=tuple(input_shape), name=run.run_id)
 
 
-def _with_policy(layer, policy: str):
+def _with_precision(built: list, policy: str, explicit: set[int]) -> list:
+    """Gives ``policy`` to every layer before the last weight layer (that layer and what
+    follows it, the output, stay float32, as Keras's mixed-precision guide advises), except
+    layers whose ``dtype`` the study file sets."""
     from reglab import mixed_precision
 
-    layer.dtype_policy = mixed_precision.DTypePolicy(policy)
-    return layer
+    weighted = [i for i, layer in enumerate(built) if type(layer).__name__ in WEIGHT_LAYERS]
+    output = weighted[-1] if weighted else len(built) - 1
+    for layer in built[:output]:
+        if id(layer) not in explicit:
+            layer.dtype_policy = mixed_precision.DTypePolicy(policy)
+    return built
 
 
 #: variant keys that become leading batch-transform layers: (layer, its argument, default)

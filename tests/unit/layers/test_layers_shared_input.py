@@ -102,3 +102,27 @@ def test_float32_weights_with_a_bfloat16_input_compute_in_bfloat16(rows):
     assert grad_kernel.dtype == grad_bias.dtype == torch.float32
     assert torch.equal(grad_kernel, want[2])
     torch.testing.assert_close(grad_bias, want[3], rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("b,n_in,units", [(128, 784, 64), (32, 784, 16), (80, 300, 32)])
+def test_a_member_gets_the_same_bits_in_a_group_of_one_and_of_nine(threads, b, n_in, units):
+    """The tutorial's shapes and others, with torch's 1 and 2 intra-op threads: a member's
+    outputs and kernel gradient alone and among eight neighbours."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(b + units)
+        x = torch.rand(1, b, n_in, generator=g)
+        kernel = torch.randn(9, n_in, units, generator=g)
+        bias = torch.randn(9, units, generator=g)
+        upstream = torch.randn(9, b, units, generator=g)
+        nine = run(lambda x, k, c: shared_input_linear(x, k, c, MemberGroups.single(9, "cpu")),
+                   x, kernel, bias, upstream)
+        for m in (0, 4, 8):
+            one = run(lambda x, k, c: shared_input_linear(x, k, c, MemberGroups.single(1, "cpu")),
+                      x, kernel[m:m + 1], bias[m:m + 1], upstream[m:m + 1])
+            assert torch.equal(one[0][0], nine[0][m])
+            assert torch.equal(one[2][0], nine[2][m])
+    finally:
+        torch.set_num_threads(previous)

@@ -85,3 +85,22 @@ def test_bfloat16_precision_gives_every_layer_but_the_output_a_mixed_policy(tmp_
         result = Population(members).fit(data.x_train, data.y_train, batch_size=16, epochs=1,
                                          validation_data=(data.x_val, data.y_val))
         assert all(np.isfinite(m.history["loss"][0]) for m in result.members)
+
+
+def test_bfloat16_keeps_the_output_from_the_last_weight_layer_on_and_explicit_dtypes(tmp_path):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "data.npz", x=rng.random((32, 6)), y=rng.integers(0, 3, 32))
+    text = STUDY.replace('batch_size = 16', 'batch_size = 16\nprecision = "bfloat16"').replace(
+        '''layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 3, activation = "softmax" }]''',
+        '''layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 8, activation = "relu", dtype = "float32" },
+          { type = "Dense", units = 3 },
+          { type = "Activation", activation = "softmax" }]''')
+    (tmp_path / "study.toml").write_text(text)
+    spec = parse_study(tmp_path / "study.toml")
+    population = plan_study(spec).populations[0]
+    members, _, _ = population_members(spec, population, load_study_data(spec))
+    got = [(type(layer).__name__, layer.compute_dtype) for layer in members[0].layers]
+    assert got == [("Dense", "bfloat16"), ("Dropout", "bfloat16"), ("Dense", "float32"),
+                   ("Dropout", "bfloat16"), ("Dense", "float32"), ("Activation", "float32")]
