@@ -38,6 +38,9 @@ class DTypePolicy:
     def __init__(self, name: str = "float32"):
         if isinstance(name, DTypePolicy):
             name = name.name
+        if not isinstance(name, str):
+            raise ConfigError(f"DTypePolicy: expected a policy name such as 'float32' or "
+                              f"'mixed_bfloat16'. Got {name!r}.")
         if name not in POLICIES:
             if name in _PLANNED:
                 raise ConfigError(f"DTypePolicy: {name!r} is not supported: {_PLANNED[name]}. "

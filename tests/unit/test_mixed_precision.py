@@ -20,6 +20,12 @@ def reset_global_policy():
     mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.parametrize("value", [["mixed_bfloat16"], {"name": "float32"}, 16])
+def test_a_policy_from_something_that_is_not_a_name_is_refused(value):
+    with pytest.raises(ConfigError, match="expected a policy name"):
+        mixed_precision.DTypePolicy(value)
+
+
 def test_policies_name_their_compute_and_variable_dtypes():
     policy = mixed_precision.DTypePolicy("mixed_bfloat16")
     assert (policy.compute_dtype, policy.variable_dtype) == ("bfloat16", "float32")

@@ -377,7 +377,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
     batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))
     precision = training_raw.get("precision", "float32")
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         checker.add(f"training.precision: expected one of {', '.join(map(repr, PRECISIONS))}. "
                     f"Got {precision!r}.{did_you_mean(str(precision), list(PRECISIONS))}")
         precision = "float32"
