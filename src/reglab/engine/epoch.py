@@ -30,9 +30,9 @@ class SeedLayout:
         self.member_rows = self.member_groups = None
         if len(self.groups) > 1:
             where = {g: i for i, g in enumerate(self.groups)}
-            rows = [where[g] for g in member_groups]
-            self.member_rows = torch.tensor(rows, device=population.device)
-            self.member_groups = MemberGroups.from_rows(rows, population.device)
+            self.member_groups = MemberGroups.from_rows([where[g] for g in member_groups],
+                                                        population.device)
+            self.member_rows = self.member_groups.rows
         groups, member_rows = self.groups, self.member_rows
 
         def random_for(name):

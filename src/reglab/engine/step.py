@@ -44,7 +44,7 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
         if lp.layer.is_augmentation or getattr(lp.layer, "is_batch_transform", False):
             continue  # applied to the batch before it reaches the layers
         terms = state.activity[index]
-        mode = getattr(lp.layer, "takes_grouped_input", None)
+        mode = lp.layer.takes_grouped_input
         if groups is not None and (mode is None or (mode == "keeps" and terms)):
             x, groups = groups.expand(x), None
         weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
@@ -74,10 +74,10 @@ def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     policy = lp.layer.dtype_policy
     # A float32 policy computes in the population's dtype (float64 in some tests).
     compute = state.dtype if policy.compute_dtype == "float32" else policy.torch_compute_dtype
-    inside = state.dtype if getattr(lp.layer, "computes_in_float32", False) else compute
+    inside = state.dtype if lp.layer.computes_in_float32 else compute
     if x.is_floating_point() and x.dtype != inside:
         x = x.to(inside)
-    if inside != state.dtype and not getattr(lp.layer, "casts_own_weights", False):
+    if inside != state.dtype and not lp.layer.casts_own_weights:
         weights = {spec.name: weights[spec.name] if spec.kind == "stat"
                    else weights[spec.name].to(inside) for spec in lp.weight_specs}
     x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)

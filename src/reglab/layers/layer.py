@@ -122,6 +122,17 @@ class Layer:
     #: True for layers whose work is done on the inputs before members diverge
     #: (augmentation), which the engine fuses into one warp per batch.
     is_augmentation = False
+    #: How the layer takes a grouped input ``(G, B, ...)`` (one row per seed group, see
+    #: ``ForwardContext.groups``): None (the engine lays it out per member first), "keeps"
+    #: (works on it as on a per-member input, and its output stays grouped: Flatten) or
+    #: "consumes" (gives a per-member output: Dense's shared GEMM).
+    takes_grouped_input: str | None = None
+    #: Under mixed precision, computes in float32 inside and casts its output back to the
+    #: compute dtype (BatchNormalization, as Keras 3).
+    computes_in_float32 = False
+    #: Under mixed precision, receives its float32 weights and casts them itself (Dense,
+    #: whose shared GEMM casts while laying kernels side by side).
+    casts_own_weights = False
 
     def __init__(self, name: str | None = None, input_shape: Sequence[int] | None = None,
                  trainable: bool = True, dtype: Any = None, **kwargs: Any):
