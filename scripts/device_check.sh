@@ -26,12 +26,7 @@ exec > >(tee -a "$OUT/check.log") 2>&1
 TEE_PID=$!
 finish() { exec 1>&- 2>&-; wait "$TEE_PID" 2>/dev/null; exit "$1"; }
 
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg MPLCONFIGDIR=/tmp/reglab_mpl
-export REGLAB_DATA_DIR=$ROOT/.data REGLAB_CACHE_DIR=/tmp/reglab_cache
-export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
 echo "== device_check.sh $(date -u +%FT%TZ) on $(hostname), device $DEVICE"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
-  --format=csv,noheader
 source "$ROOT/scripts/device_prelude.sh"
 STATUS=0
 step() { echo; echo "== $1 ($(date -u +%T))"; }

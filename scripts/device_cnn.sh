@@ -48,15 +48,10 @@ exec > >(tee -a "$OUT/device_cnn.log") 2>&1
 TEE_PID=$!
 finish() { exec 1>&- 2>&-; wait "$TEE_PID" 2>/dev/null; exit "$1"; }  # let tee drain first
 
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg MPLCONFIGDIR=/tmp/reglab_mpl
-export REGLAB_DATA_DIR=$ROOT/.data REGLAB_CACHE_DIR=/tmp/reglab_cache
-export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-
 echo "== device_cnn.sh $(date -u +%FT%TZ) on $(hostname): $STUDY -> $WORK (budget ${BUDGET}s)"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
-  --format=csv,noheader
 
-# carried wheels, dependencies, torch/CUDA, data: shared with scripts/device_check.sh
+# environment, GPU name, carried wheels, dependencies, torch/CUDA, data: shared with
+# scripts/device_check.sh
 source "$ROOT/scripts/device_prelude.sh"
 
 # -- the study -----------------------------------------------------------------------------------

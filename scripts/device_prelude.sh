@@ -1,7 +1,13 @@
-# Shared by scripts/device_cnn.sh and scripts/device_check.sh (sourced, not run): installs
-# carried wheels, lists which runtime dependencies import (sets MISSING and `has NAME`), checks
-# torch/CUDA, and finds Fashion-MNIST. Expects PY, DEVICE, REGLAB_DATA_DIR and a `finish RC`
-# function from the caller.
+# Shared by scripts/device_cnn.sh and scripts/device_check.sh (sourced, not run): sets the
+# environment (reglab from src/, data in .data/), names the GPU, installs carried wheels, lists
+# which runtime dependencies import (sets MISSING and `has NAME`), checks torch/CUDA, and finds
+# Fashion-MNIST. Expects ROOT, PY, DEVICE and a `finish RC` function from the caller.
+
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg MPLCONFIGDIR=/tmp/reglab_mpl
+export REGLAB_DATA_DIR=$ROOT/.data REGLAB_CACHE_DIR=/tmp/reglab_cache
+export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
+  --format=csv,noheader
 
 # -- carried wheels, if any ------------------------------------------------------------------
 if compgen -G ".whl/*.whl" >/dev/null; then
