@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reglab import activations, constraints, initializers
-from reglab.layers import shared_input
+from reglab.layers import narrow_linear, shared_input
 from reglab.layers.layer import (
     Layer,
     WeightSpec,
@@ -85,7 +85,10 @@ class Dense(Layer):
                 else weights
         lead = x.shape[1:-1]
         x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
-        if self.use_bias:
+        if narrow_linear.applies(self.units):
+            y = narrow_linear.narrow_linear(x3, kernel,
+                                            weights["bias"] if self.use_bias else None)
+        elif self.use_bias:
             y = torch.baddbmm(weights["bias"].unsqueeze(1), x3, kernel)  # (P, B*, units)
         else:
             y = torch.bmm(x3, kernel)

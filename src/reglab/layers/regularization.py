@@ -28,10 +28,14 @@ def dropout(x: torch.Tensor, rate, uniform: torch.Tensor) -> torch.Tensor:
     """Inverted dropout: keeps ``uniform < 1 - rate`` and scales kept units by ``1 / (1 - rate)``.
 
     ``rate`` is a float or a ``(P, 1, ...)`` tensor; ``uniform`` broadcasts to ``x``.
+    The mask multiplies, as in ``torch.nn.functional.dropout`` (and so Keras on torch): a
+    kept unit is ``x / (1 - rate)`` exactly, a dropped one 0 (NaN where ``x`` is not
+    finite). A float mask is several times cheaper than ``torch.where`` on the CPU, forward
+    and backward.
     """
     keep_prob = 1.0 - rate
-    keep = uniform < keep_prob
-    return torch.where(keep, x / keep_prob, torch.zeros((), dtype=x.dtype, device=x.device))
+    keep = (uniform < keep_prob).to(x.dtype)
+    return x / keep_prob * keep
 
 
 class Dropout(Layer):

@@ -1,0 +1,54 @@
+"""The per-member product of a layer narrower than a vector tile (an output layer of 10 classes).
+
+``y[m] = x[m] @ kernel[m] + bias[m]`` with ``units`` below 16 leaves the CPU's 16-float
+vector tiles mostly empty: batched GEMMs of shape ``(b, in) @ (in, 10)`` run at a
+tenth of the machine's rate. Computed transposed, ``y[m]^T = kernel[m]^T @ x[m]^T``, the
+long batch axis fills the tiles instead; likewise the weight gradient as
+``(dy[m]^T @ x[m])^T``. Measured on the population benchmark's output layer (45 members,
+batch 128, 64 -> 10): forward 0.35 -> 0.12 ms, weight gradient 0.38 -> 0.12 ms. At 16
+units and wider the usual orientation is as fast or faster, so it stays.
+
+The orientation depends on the layer's shape only, never on the number of members, so a
+member computes the same products in a population as alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: below this many units a layer's product runs transposed
+NARROW_UNITS = 16
+
+
+def applies(units: int) -> bool:
+    return units < NARROW_UNITS
+
+
+class _NarrowLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, kernel, bias):
+        kernel_t = kernel.transpose(1, 2)  # (P, u, in)
+        x_t = x.transpose(1, 2)  # (P, in, B)
+        if bias is None:
+            y_t = torch.bmm(kernel_t, x_t)
+        else:
+            y_t = torch.baddbmm(bias.unsqueeze(2), kernel_t, x_t)
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, kernel)
+        return y_t.transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, kernel = ctx.saved_tensors
+        need_x, need_kernel, need_bias = ctx.needs_input_grad
+        grad_x = torch.bmm(dy, kernel.transpose(1, 2)) if need_x else None
+        grad_kernel = (torch.bmm(dy.transpose(1, 2), x).transpose(1, 2).contiguous()
+                       if need_kernel else None)
+        grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
+        return grad_x, grad_kernel, grad_bias
+
+
+def narrow_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None
+                  ) -> torch.Tensor:
+    """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``."""
+    return _NarrowLinear.apply(x, kernel, bias)
