@@ -87,8 +87,29 @@ def _gather(t: torch.Tensor, who, dtype: torch.dtype | None = None) -> torch.Ten
     across = t.permute(1, 0, 2)  # (A, P, u), a view
     if isinstance(who, slice):
         block = across[:, who]
+        if block.dtype == dtype and _side_by_side(block):
+            return block  # one member (a group of one): its own block, no copy
         return torch.empty(block.shape, dtype=dtype, device=t.device).copy_(block)
     return across.index_select(1, who).to(dtype)
+
+
+def _side_by_side(block: torch.Tensor) -> bool:
+    """Whether an ``(A, k, u)`` view already reads as an ``(A, k * u)`` matrix."""
+    return block.stride(2) == 1 and (block.shape[1] == 1 or block.stride(1) == block.shape[2])
+
+
+def _weight_gradient(x_g: torch.Tensor, dy_side: torch.Tensor, dest: torch.Tensor, who,
+                     n_in: int, units: int) -> None:
+    """``x_g^T @ dy_side`` into the members ``who`` of ``dest``: straight into the
+    gradient's memory for a group of one (its block is a contiguous matrix), else
+    through :func:`_scatter`."""
+    k = _size(who)
+    if isinstance(who, slice) and dest.dtype == x_g.dtype:
+        block = dest.permute(1, 0, 2)[:, who]
+        if k == 1 and _side_by_side(block):
+            torch.mm(x_g.t(), dy_side, out=block.view(n_in, units))
+            return
+    _scatter(dest, who, (x_g.t() @ dy_side).view(n_in, k, units))
 
 
 def _scatter(dest: torch.Tensor, who, blocks: torch.Tensor) -> None:
@@ -142,7 +163,7 @@ class _SharedInputLinear(torch.autograd.Function):
                 continue
             side = _gather(dy, who).view(b, k * units)  # (b, k * u)
             if need_kernel:
-                _scatter(grad_kernel, who, (x[g].t() @ side).view(n_in, k, units))
+                _weight_gradient(x[g], side, grad_kernel, who, n_in, units)
             if need_x:
                 grad_x[g] = side @ _gather(kernel, who, x.dtype).view(n_in, k * units).t()
         grad_bias = dy.sum(dim=1).to(kernel.dtype) if (need_bias and ctx.has_bias) else None
