@@ -18,11 +18,37 @@ import click  # noqa: E402
 
 import reglab  # noqa: E402
 from reglab.errors import ReglabError  # noqa: E402
+from reglab.study.spec import MAX_SEEDS  # noqa: E402  (no torch)
 
 
 def _fail(error: Exception) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
+
+
+def _clear_errors(command):
+    """Every failure a user can cause ends in one ``error:`` line and exit status 2, never
+    a traceback: reglab's own errors, a store SQLite cannot read, a path the system
+    refuses."""
+    import functools
+    import sqlite3
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ReglabError as error:
+            _fail(error)
+        except sqlite3.DatabaseError as error:
+            _fail(ReglabError(f"the study's store cannot be read ({error}); it is left as it "
+                              "is."))
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            _fail(ReglabError(f"{where}{error.strerror or error}."))
+        except MemoryError:
+            _fail(ReglabError("out of memory. Use fewer seeds, sweep points or a smaller "
+                              "model, or fewer --workers."))
+    return wrapper
 
 
 @click.group()
@@ -45,16 +71,18 @@ def info() -> None:
 
 @main.command()
 @click.argument("study", type=click.Path(dir_okay=False))
-@click.option("--seeds", type=click.IntRange(min=1), help="Override the number of seeds.")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
+              help="Override the number of seeds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
+@_clear_errors
 def validate(study, seeds, epochs) -> None:
-    """Checks a study file and prints its plan (no training, nothing written)."""
+    """Checks a study file and prints its plan (no training, nothing written): builds every
+    variant's model and checks it against the data."""
+    from reglab.study.build import check_study
     from reglab.study.runner import prepare_study
 
-    try:
-        plan = prepare_study(study, seeds, epochs)
-    except ReglabError as error:
-        _fail(error)
+    plan = prepare_study(study, seeds, epochs)
+    check_study(plan)
     click.echo(plan.describe())
     for index, population in enumerate(plan.populations, start=1):
         variants = sorted({run.variant for run in population.runs})
@@ -65,7 +93,8 @@ def validate(study, seeds, epochs) -> None:
 @click.argument("study", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: runs/<study name>).")
-@click.option("--seeds", type=click.IntRange(min=1), help="Override the number of seeds.")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
+              help="Override the number of seeds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option("--restart", is_flag=True, help="Start over in a directory holding another study.")
@@ -74,15 +103,15 @@ def validate(study, seeds, epochs) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train in this many worker processes (each population cut into as many shards), "
                    "the CPU's threads shared among them.")
+@_clear_errors
 def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -> None:
-    """Runs (or resumes) a study, prints the results table, writes OUT/report.html."""
+    """Runs (or resumes) a study, prints the results table, writes OUT/report.html.
+
+    Exits with status 1 when runs failed (the others are saved), 2 on an error."""
     from reglab.study.report_table import results_table
     from reglab.study.runner import prepare_study, run_study
 
-    try:
-        plan = prepare_study(study, seeds, epochs)
-    except ReglabError as error:
-        _fail(error)
+    plan = prepare_study(study, seeds, epochs)
     out = Path(out or Path("runs") / plan.spec.name)
     click.echo(f"{plan.describe()} -> {out}")
     executor = None
@@ -93,15 +122,21 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -
     try:
         store = run_study(study, out, seeds, epochs, device, restart, executor=executor,
                           progress_factory=None if quiet else _progress_bar, log=click.echo)
-    except ReglabError as error:
-        _fail(error)
     finally:
         if executor is not None:
             executor.close()
     click.echo(results_table(store))
+    runs = store.runs()
+    failed = [r for r in runs if r.status == "failed"]
     store.close()
     if not no_report:
         _write_report(out, after_run=True)
+    if failed:
+        first = (failed[0].error or "").splitlines()[0] if failed[0].error else "no message"
+        click.echo(f"error: {len(failed)} of {len(runs)} runs failed (the first: "
+                   f"{failed[0].run_id}: {first}). The other runs are saved; `reglab ls {out}` "
+                   "lists them; a failed run trains again after --restart.", err=True)
+        sys.exit(1)
 
 
 def _write_report(directory, after_run: bool = False) -> None:
@@ -119,8 +154,12 @@ def _write_report(directory, after_run: bool = False) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@_clear_errors
 def report(directory) -> None:
     """Writes DIRECTORY/report.html (every plot embedded) and DIRECTORY/plots/*.png."""
+    from reglab.storage import SQLiteStore
+
+    SQLiteStore(directory, read_only=True).close()  # a study directory, readable
     _write_report(Path(directory))
 
 
@@ -142,22 +181,26 @@ def _progress_bar(index: int, count: int, runs: int):
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@_clear_errors
 def show(directory) -> None:
-    """Prints the results table of a study directory."""
+    """Prints the results table of a study directory (read-only)."""
     from reglab.storage import SQLiteStore
     from reglab.study.report_table import results_table
 
-    click.echo(results_table(SQLiteStore(directory)))
+    with SQLiteStore(directory, read_only=True) as store:
+        click.echo(results_table(store))
 
 
 @main.command(name="ls")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@_clear_errors
 def list_runs(directory) -> None:
-    """Lists the runs of a study directory with their status."""
+    """Lists the runs of a study directory with their status (read-only)."""
     from reglab.storage import SQLiteStore
 
-    store = SQLiteStore(directory)
-    for record in store.runs():
+    with SQLiteStore(directory, read_only=True) as store:
+        records = store.runs()
+    for record in records:
         accuracy = record.metrics.get("test_accuracy")
         shown = f"{accuracy:.4f}" if accuracy is not None else "—"
         click.echo(f"{record.status:14s} {record.epochs_run:4d} epochs  test acc {shown}  "

@@ -25,6 +25,10 @@ class DatasetNotFoundError(DataError, FileNotFoundError):
     """A dataset could be found in none of the places searched."""
 
 
+class StoreError(ReglabError):
+    """A study's store cannot be used: not a study directory, unreadable, or in use."""
+
+
 class StructureError(ConfigError):
     """Members of one population do not share one structure."""
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.errors import ConfigError, DataError
+from reglab.errors import ConfigError, DataError, StoreError
 from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
 
 DB_NAME = "study.db"
@@ -122,27 +122,72 @@ class SQLiteStore:
         >>> store.close()
     """
 
-    def __init__(self, directory):
+    def __init__(self, directory, read_only: bool = False):
         self.directory = Path(directory)
+        self.read_only = read_only
         if self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(
                 f"SQLiteStore: 'directory' must be a directory. Got {str(self.directory)!r}, "
                 "which is a file."
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
+        if read_only:
+            if not self.path.is_file():
+                raise StoreError(
+                    f"{self.directory}: not a study directory (it has no {DB_NAME}). Give the "
+                    "directory a `reglab run` wrote (its --out), e.g. runs/<study name>.")
+        else:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(
+                    f"{self.directory}: cannot create the study directory: {error.strerror}"
+                    f"{' (a file is in the way)' if isinstance(error, (NotADirectoryError, FileExistsError)) else ''}."
+                    " Choose another --out.") from None
         # isolation_level=None: no implicit transactions; each write opens its own (see _write).
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None
-        )
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._create_schema()
+            if read_only:  # never writes: a read-only connection, and no schema created
+                self._conn: sqlite3.Connection | None = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
+                    isolation_level=None)
+            else:
+                if self.path.is_file() and self.path.stat().st_size:
+                    self._probe()  # a damaged store is named, never written to
+                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as error:
+            raise self._unusable(error) from None
+        try:
+            if read_only:
+                self._check_schema(self._conn)
+            else:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                self._create_schema()
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise self._unusable(error) from None
         except BaseException:
             self.close()
             raise
+
+    def _probe(self) -> None:
+        """Reads an existing store read-only before it is opened for writing."""
+        probe = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                timeout=30.0, isolation_level=None)
+        try:
+            self._check_schema(probe)
+        except sqlite3.DatabaseError as error:
+            raise self._unusable(error) from None
+        finally:
+            probe.close()
+
+    def _unusable(self, error: sqlite3.Error) -> StoreError:
+        """The error for a ``study.db`` SQLite cannot use; the file is left as it is."""
+        return StoreError(
+            f"{self.path}: not a usable reglab store ({error}). It is left as it is: move it "
+            "away (or give another --out) to run the study afresh; a copy of a store from "
+            "before the damage can replace it.")
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -159,6 +204,8 @@ class SQLiteStore:
         failing on a lock upgrade halfway through.
         """
         conn = self._connection()
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only; this command does not write.")
         conn.execute("BEGIN IMMEDIATE")
         with conn:  # commits on success, rolls back on any exception
             yield conn
@@ -175,6 +222,20 @@ class SQLiteStore:
                     f"{self.path}: schema version must be {SCHEMA_VERSION}. Got {row[0]!r}. "
                     "It was written by another version of reglab."
                 )
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """For a read-only store: the tables are there, at this version (reads every table's
+        first page, so that a truncated or garbled file is found here)."""
+        try:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.OperationalError as error:
+            raise sqlite3.DatabaseError(f"no reglab tables: {error}") from None
+        if row is None or row[0] != SCHEMA_VERSION:
+            raise DataError(
+                f"{self.path}: schema version must be {SCHEMA_VERSION}. Got "
+                f"{None if row is None else row[0]!r}. It was written by another version of "
+                "reglab.")
+        conn.execute("PRAGMA quick_check").fetchall()
 
     def close(self) -> None:
         """Closes the connection (idempotent); committed data is already on disk."""

@@ -19,8 +19,9 @@ from reglab import constraints, optimizers, regularizers
 from reglab import layers as layers_module
 from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member
-from reglab.study.plan import PopulationSpec, RunSpec, run_optimizer
-from reglab.study.spec import BUILTIN_DATASETS, PRECISIONS, StudySpec
+from reglab.errors import DataError, ReglabError
+from reglab.study.plan import PopulationSpec, RunSpec, StudyPlan, run_optimizer
+from reglab.study.spec import BUILTIN_DATASETS, PRECISIONS, StudySpec, StudySpecError
 
 IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
 WEIGHT_LAYERS = ("Dense", "Conv2D")
@@ -163,6 +164,7 @@ def load_study_data(spec: StudySpec) -> StudyData:
     else:
         from reglab.datasets import load_csv, load_npz
 
+        name = spec.data.path
         if name.endswith(".npz"):
             x, y = load_npz(name)
             with np.load(name, allow_pickle=False) as archive:
@@ -174,11 +176,93 @@ def load_study_data(spec: StudySpec) -> StudyData:
         image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
     shape = tuple(spec.input_shape)
 
-    def fit(a):
-        return None if a is None else a.reshape(len(a), *shape).astype("float32")
-    x, x_test = fit(x), fit(x_test)
+    def fit(a, split):
+        if a is None:
+            return None
+        if math.prod(a.shape[1:]) != math.prod(shape):
+            raise DataError(
+                f"model.input_shape: {list(shape)} ({math.prod(shape)} values per sample) does "
+                f"not match the {split} data of {spec.data.dataset!r}: samples of shape "
+                f"{list(a.shape[1:])} ({math.prod(a.shape[1:])} values).")
+        return a.reshape(len(a), *shape).astype("float32")
+    x, x_test = fit(x, "training"), fit(x_test, "test")
     n_val = int(math.floor(len(x) * spec.data.validation_split))
     if n_val:
         return StudyData(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:], x_test, y_test,
                          image_shape)
     return StudyData(x, y, None, None, x_test, y_test, image_shape)
+
+
+def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
+    """Builds what the study describes and checks it against its data, before any training:
+    every variant's model at every sweep point (layers, regularizers, constraints, optimizer,
+    early stopping), each population's members together, and the data against the model's
+    input shape, output units and loss. Returns the loaded data.
+
+    Raises:
+        StudySpecError: every problem found, each with its place (the variant, or ``data``).
+    """
+    from reglab.engine import Population
+    from reglab.engine.data import prepare
+
+    spec = plan.spec
+    if data is None:
+        try:
+            data = load_study_data(spec)
+        except ReglabError as error:
+            raise StudySpecError(spec.source or spec.name, [f"data: {error}"]) from None
+        except (OSError, ValueError, KeyError) as error:
+            raise StudySpecError(spec.source or spec.name, [
+                f"data.dataset ({spec.data.dataset!r}): cannot be read: "
+                f"{type(error).__name__}: {error}"]) from None
+    problems: list[str] = []
+    for population in plan.populations:
+        firsts: dict[tuple, RunSpec] = {}
+        for run in population.runs:
+            firsts.setdefault((run.variant, run.point), run)
+        try:
+            augment = population.runs[0].changes.get("augment")
+            images = (bool(augment) or _uses(spec, "cutmix")) and len(spec.input_shape) == 1 \
+                and data.image_shape is not None
+            shape = data.image_shape if images else tuple(spec.input_shape)
+        except Exception:  # pragma: no cover - the data's shape is checked above
+            shape, images = tuple(spec.input_shape), False
+        members = []
+        failures: dict[str, list[str]] = {}  # one line per distinct error, naming its variants
+        for run in firsts.values():
+            try:
+                members.append(build_member(spec, run, shape, images))
+            except ReglabError as error:
+                failures.setdefault(str(error), []).append(run.variant + _point_label(run))
+            except Exception as error:
+                failures.setdefault(f"{type(error).__name__}: {error}", []).append(
+                    run.variant + _point_label(run))
+        for message, where in failures.items():
+            everyone = len(where) == len(firsts) and len(where) > 1
+            problems.append(f"{'every variant' if everyone else 'variants.' + ', '.join(where)}"
+                            f": {message}")
+        if not members or len(members) != len(firsts):
+            continue
+        try:
+            engine = Population(members, loss=spec.training.loss,
+                                metrics=spec.training.metrics)
+            x = data.x_train
+            if images:
+                x = x.reshape(len(x), *data.image_shape)
+            prepare(engine, x, data.y_train, None, "data (training split)")
+            if data.x_test is not None and data.y_test is not None:
+                x_test = data.x_test.reshape(len(data.x_test), *shape)
+                prepare(engine, x_test, data.y_test, None, "data (test split)")
+        except ReglabError as error:
+            problems.append(f"variants {', '.join(sorted({v for v, _ in firsts}))}: {error}")
+        except Exception as error:
+            problems.append(f"variants {', '.join(sorted({v for v, _ in firsts}))}: "
+                            f"{type(error).__name__}: {error}")
+    if problems:
+        raise StudySpecError(spec.source or spec.name, problems)
+    return data
+
+
+def _point_label(run: RunSpec) -> str:
+    return "[" + ",".join(f"{path}={value:.6g}" for path, value in run.point) + "]" \
+        if run.point else ""

@@ -57,6 +57,10 @@ class InProcessExecutor:
     def __init__(self):
         self._data = {}
 
+    def preload(self, spec: StudySpec, data) -> None:
+        """Uses ``data`` (already loaded and checked) for ``spec``'s jobs."""
+        self._data = {spec.data: data}
+
     def _load(self, spec: StudySpec):
         from reglab.study.build import load_study_data
 

@@ -14,10 +14,11 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.study.spec import StudySpec, VariantSpec
+from reglab.study.spec import StudySpec, StudySpecError, VariantSpec
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,18 @@ class StudyPlan:
                 f"{len(self.populations)} population{'s' if len(self.populations) != 1 else ''}")
 
 
+def _check_unique_names(spec: StudySpec, runs: list[RunSpec]) -> None:
+    seen: dict[str, RunSpec] = {}
+    for run in runs:
+        other = seen.setdefault(run.run_id, run)
+        if other is not run:
+            raise StudySpecError(spec.source or spec.name, [
+                f"variants.{run.variant}: two runs would both be named {run.run_id!r} (sweep "
+                f"points {dict(other.point)} and {dict(run.point)}: values that agree to "
+                "6 significant digits, or a value listed twice). Make the sweep's values "
+                "distinct."])
+
+
 def _set_path(tree: dict, path: str, value: Any) -> None:
     keys = path.split(".")
     for key in keys[:-1]:
@@ -105,8 +118,24 @@ def _points(variant: VariantSpec) -> list[tuple[tuple[str, float], ...]]:
     return [tuple(combination) for combination in itertools.product(*grids)]
 
 
+#: the most runs one study may plan (a plan is held in memory, and so is its store's index)
+MAX_RUNS = 100_000
+
+
 def plan_study(spec: StudySpec) -> StudyPlan:
-    """Expands the study into runs (in file order) and groups them into populations."""
+    """Expands the study into runs (in file order) and groups them into populations.
+
+    Raises:
+        StudySpecError: the plan would exceed :data:`MAX_RUNS`, or two runs would get one
+            name (sweep values equal to the 6 significant digits their names show).
+    """
+    counts = [math.prod(len(s.values) for s in v.sweeps) for v in spec.variants]
+    total = sum(counts) * len(spec.seeds)
+    if total > MAX_RUNS:
+        raise StudySpecError(spec.source or spec.name, [
+            f"the study plans {total:,} runs ({sum(counts):,} variant points × "
+            f"{len(spec.seeds):,} seeds); the limit is {MAX_RUNS:,}. Use fewer seeds or "
+            "sweep points."])
     runs = []
     for variant in spec.variants:
         for point in _points(variant):
@@ -115,6 +144,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 _set_path(changes, path, value)
             for seed in spec.seeds:
                 runs.append(RunSpec(variant.name, point, seed, changes))
+    _check_unique_names(spec, runs)
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(run.structure_key(spec), []).append(run)

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from reglab.errors import ReglabError
+from reglab.errors import ConfigError, ReglabError
 from reglab.study.executors import InProcessExecutor, PopulationJob, RunOutcome
 from reglab.study.plan import StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
@@ -50,11 +50,40 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
     ``close`` and optionally ``shards``, such as
     :class:`~reglab.study.executors.ProcessPoolExecutor`.
     """
-    from reglab.storage import RunRecord, SQLiteStore
+    from reglab.storage import SQLiteStore, StudyLock
+    from reglab.study.build import check_study
 
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA device here (torch "
+                              f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'}"
+                              " CUDA). Run on the CPU (the default) or on a machine with a GPU.")
     plan = prepare_study(study_file, seeds, epochs)
-    spec = plan.spec
+    data = check_study(plan)  # what can fail before training fails here, once
     store = SQLiteStore(out)
+    lock = StudyLock(out)
+    try:
+        lock.acquire()
+    except BaseException:
+        store.close()
+        raise
+    try:
+        return _run_locked(study_file, plan, data, store, device, restart, executor,
+                           progress_factory, log)
+    except BaseException:
+        store.close()
+        raise
+    finally:
+        lock.release()
+
+
+def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, executor,
+                progress_factory, log):
+    from reglab.storage import RunRecord
+
+    spec = plan.spec
     store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
     population_of = {run.run_id: population.key
                      for population in plan.populations for run in population.runs}
@@ -70,8 +99,11 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
                                 "reglab": __import__("reglab").__version__})
     store.set_meta("device", device)
     store.set_meta("precision", spec.training.precision)
+    store.set_meta("data_location", spec.data.location)
     store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})
     executor = executor or InProcessExecutor()
+    if isinstance(executor, InProcessExecutor):
+        executor.preload(spec, data)
     done = {r.run_id for r in store.runs(status=("done", "stopped_early", "diverged", "failed"))}
     jobs = []  # (population index, job)
     for index, population in enumerate(plan.populations):
@@ -108,8 +140,10 @@ def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, i
     if isinstance(error, sqlite3.Error):
         raise error  # the store failed, not the runs: retrying would not help
     runs = job.population.runs
-    if len(runs) == 1:
-        store.reset_unfinished([runs[0].run_id])  # a failed run keeps no partial epochs
+    if len(runs) == 1 or isinstance(error, ReglabError):
+        # One run, or an error of the configuration or the data (reglab's own errors), which
+        # does not depend on which runs train together: the runs fail once, as they are.
+        store.reset_unfinished([run.run_id for run in runs])  # no partial epochs kept
         return _failed(job, error, index, log)
     log(f"population {index + 1}: {type(error).__name__}: {error}; retrying its {len(runs)} "
         "runs in halves to find the failing ones")

@@ -23,12 +23,15 @@ Example::
     [variants.baseline]
     [variants.l2]
     kernel_regularizer = { type = "L2", l2 = { log = [1e-5, 1e-1], n = 9 } }
+    [stats]
+    min_effect = 0.005   # optional; see reglab.stats.verdicts
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,10 +54,16 @@ METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accura
            "binary_accuracy")
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
-TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants")
+TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats")
 DATA_KEYS = ("dataset", "validation_split", "label_column")
+#: limits that keep a plan in memory and its names usable as file names
+MAX_SEEDS = 10_000
+MAX_VARIANT_NAME = 64
+#: a variant's name: no spaces, and none of the characters a run's name is made with
+VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
 MODEL_KEYS = ("input_shape", "layers")
 TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size", "precision")
+STATS_KEYS = ("min_effect",)
 #: [training] precision -> the Keras dtype policy of the hidden layers (the output layer
 #: stays float32, as Keras's mixed-precision guide advises)
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -86,9 +95,22 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
+    """``dataset`` as the study file writes it (a built-in name, or a path relative to the
+    study file): what the fingerprint holds, so that the study is the same study from any
+    working directory. ``location`` is where the file is (resolved when the file is read)
+    and ``sha256`` its contents' hash, in the fingerprint, so that changed data is
+    another study."""
+
     dataset: str
     validation_split: float = 0.0
     label_column: str = "label"
+    sha256: str = ""
+    location: str = field(default="", compare=False)
+
+    @property
+    def path(self) -> str:
+        """Where to read the data: the resolved location, else the name as written."""
+        return self.location or self.dataset
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,16 @@ class TrainingSpec:
     epochs: int
     batch_size: int
     precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """How verdicts are reached. ``min_effect``: the smallest difference to the baseline, in
+    the ranked metric's units, that a 'better' or 'worse' verdict must clear; None for the
+    default (one binomial standard error of the baseline's test accuracy, see
+    :func:`reglab.study.report_table.resolve_min_effect`)."""
+
+    min_effect: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,14 +152,24 @@ class StudySpec:
     training: TrainingSpec
     variants: tuple[VariantSpec, ...]
     description: str = ""
+    stats: StatsSpec = StatsSpec()
     source: str = field(default="", compare=False)
 
     def canonical_json(self) -> str:
-        """The resolved study as JSON with sorted keys: what the store records and hashes."""
+        """The resolved study as JSON with sorted keys: what the store records and hashes.
+
+        ``[stats]`` is in it when set: a minimum effect is chosen before the results are seen,
+        and the store keeps the one its runs were made for (``reglab show`` and the report
+        read it there)."""
         data = asdict(self)
         data.pop("source")
+        data["data"].pop("location")
+        if not data["data"]["sha256"]:
+            del data["data"]["sha256"]  # a built-in dataset
         if data["training"]["precision"] == "float32":
             del data["training"]["precision"]  # the default: studies from before it hash alike
+        if self.stats == StatsSpec():
+            del data["stats"]  # likewise
         return json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
 
     def fingerprint(self) -> str:
@@ -148,7 +190,7 @@ class StudySpec:
                 VariantSpec(v["name"], v["changes"],
                             tuple(SweepSpec(s["path"], tuple(s["values"])) for s in v["sweeps"]))
                 for v in data["variants"]),
-            description=data.get("description", ""))
+            description=data.get("description", ""), stats=StatsSpec(**data.get("stats", {})))
 
 
 class StudySpecError(ConfigError):
@@ -232,8 +274,20 @@ def _collect_sweeps(checker, where: str, node: Any, path: str, out: list) -> Any
     return node
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | None:
     where = f"variants.{name}"
+    if not VARIANT_NAME.fullmatch(name):
+        checker.add(f"{where}: a variant's name must be 1 to {MAX_VARIANT_NAME} characters "
+                    "without spaces, '[', ']', '/', ',', '=' or '\\' (run names are made of "
+                    f"the variant's name and those). Got {name!r}.")
     table = checker.keys(where, table, VARIANT_KEYS)
     sweeps: list[SweepSpec] = []
     resolved = {k: _collect_sweeps(checker, f"{where}.{k}", v, k, sweeps)
@@ -295,6 +349,10 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise StudySpecError(str(path), [f"cannot read the file: {error.strerror}."]) from None
+        except UnicodeDecodeError as error:
+            raise StudySpecError(str(path), [
+                f"not a text file: byte {error.object[error.start]:#04x} at position "
+                f"{error.start} is not UTF-8. A study file is TOML text."]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -317,10 +375,17 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         else:
             seeds = tuple(seeds_raw)
     elif checker.int_("seeds", seeds_raw, minimum=1) is not None:
-        seeds = tuple(range(seeds_raw))
+        if seeds_raw > MAX_SEEDS:
+            checker.add(f"seeds: at most {MAX_SEEDS} seeds. Got {seeds_raw}.")
+        else:
+            seeds = tuple(range(seeds_raw))
+    if len(seeds) > MAX_SEEDS:
+        checker.add(f"seeds: at most {MAX_SEEDS} seeds. Got a list of {len(seeds)}.")
+        seeds = ()
 
     data_raw = checker.keys("data", raw.get("data", {}), DATA_KEYS)
     dataset = data_raw.get("dataset")
+    location = dataset_sha256 = ""
     if "data" not in raw:
         pass  # reported as a missing section
     elif not isinstance(dataset, str):
@@ -335,7 +400,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         elif not candidate.is_file():
             checker.add(f"data.dataset: no file at {str(candidate)!r}.")
         else:
-            dataset = str(candidate)
+            location = str(candidate.resolve())
+            dataset_sha256 = _file_sha256(candidate)
     split = checker.fraction("data.validation_split", data_raw.get("validation_split", 0.0))
 
     model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
@@ -382,6 +448,12 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                     f"Got {precision!r}.{did_you_mean(str(precision), list(PRECISIONS))}")
         precision = "float32"
 
+    stats_raw = checker.keys("stats", raw.get("stats", {}), STATS_KEYS)
+    min_effect = stats_raw.get("min_effect")
+    if min_effect is not None and (not is_number(min_effect) or min_effect < 0):
+        checker.add(f"stats.min_effect: expected a number >= 0. Got {min_effect!r}.")
+        min_effect = None
+
     variants: list[VariantSpec] = []
     variants_raw = raw.get("variants", {})
     if "variants" not in raw:
@@ -398,7 +470,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         raise StudySpecError(str(path), checker.problems)
     return StudySpec(
         name=str(raw.get("name", path.stem)), seeds=seeds,
-        data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label"))),
+        data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label")),
+                      dataset_sha256, location),
         input_shape=input_shape, layers=tuple(layers),
         training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size, precision),
-        variants=tuple(variants), description=str(raw.get("description", "")), source=str(path))
+        variants=tuple(variants), description=str(raw.get("description", "")),
+        stats=StatsSpec(None if min_effect is None else float(min_effect)), source=str(path))

@@ -196,3 +196,30 @@ def test_an_unknown_precision_is_named_with_the_choices(value):
     found = problems(BASE.replace("epochs = 2", f"epochs = 2\nprecision = {value}"))
     assert len(found) == 1 and found[0].startswith("training.precision: expected one of")
     assert "'bfloat16'" in found[0]
+
+
+def test_stats_min_effect_is_optional_and_part_of_the_study_when_set():
+    spec = parse(BASE)
+    assert spec.stats.min_effect is None
+    assert '"stats"' not in spec.canonical_json()  # stores from before it still resume
+    set_ = parse(BASE + "[stats]\nmin_effect = 0.005\n")
+    assert set_.stats.min_effect == 0.005
+    assert '"stats":{"min_effect":0.005}' in set_.canonical_json()
+    assert set_.fingerprint() != spec.fingerprint()  # chosen before the results, kept with them
+    from reglab.study.spec import StudySpec
+
+    assert StudySpec.from_canonical(json.loads(set_.canonical_json())) == set_
+    assert parse(BASE + "[stats]\nmin_effect = 0\n").stats.min_effect == 0.0
+
+
+@pytest.mark.parametrize("value, shown", [("-0.01", "-0.01"), ('"0.01"', "'0.01'"),
+                                          ("true", "True"), ("nan", "nan"), ("[0.01]", "[0.01]")])
+def test_a_bad_min_effect_is_named_with_what_was_expected(value, shown):
+    found = problems(BASE + f"[stats]\nmin_effect = {value}\n")
+    assert found == [f"stats.min_effect: expected a number >= 0. Got {shown}."]
+
+
+def test_an_unknown_stats_key_is_named():
+    found = problems(BASE + "[stats]\nmin_efect = 0.01\n")
+    assert found == ["stats: unknown key 'min_efect'. Did you mean 'min_effect'? "
+                     "Expected one of: min_effect."]

@@ -1,0 +1,312 @@
+"""Every class of bad input or misuse ends in one clear error line and a non-zero exit,
+through the real command line, with nothing lost and nothing written where nothing should be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_cli_study import STUDY, finished, write_study
+
+from reglab.cli import main
+from reglab.storage import StudyLock
+
+pytestmark = pytest.mark.e2e
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def tree(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` with the hash of its bytes."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def assert_clean_error(result, *fragments, code=2):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """A tiny study run to the end once (1 epoch), for the commands that read a store."""
+    root = tmp_path_factory.mktemp("finished")
+    study = write_study(root, epochs=1)
+    result = invoke("run", study, "--out", root / "out", "--quiet", "--no-report")
+    assert result.exit_code == 0, result.output
+    return root, study, root / "out"
+
+
+# -- the study file ------------------------------------------------------------------------
+
+def test_a_binary_file_as_the_study(tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_bytes(bytes(range(256)) * 4)
+    for command in (["validate", study], ["run", study, "--out", tmp_path / "out"]):
+        assert_clean_error(invoke(*command), "not a text file", "is not UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("how", ["file", "option"])
+def test_an_absurd_number_of_seeds_is_refused_before_planning(tmp_path, how):
+    study = write_study(tmp_path)
+    if how == "file":
+        study.write_text(study.read_text().replace("seeds = 3", "seeds = 1000000000"))
+        result = invoke("validate", study)
+        assert_clean_error(result, "seeds: at most 10000 seeds. Got 1000000000.")
+    else:
+        result = invoke("validate", study, "--seeds", 10**9)
+        assert result.exit_code == 2 and "--seeds" in result.output
+
+
+def test_a_plan_beyond_the_run_limit_names_its_count(tmp_path):
+    study = write_study(tmp_path)
+    study.write_text(study.read_text().replace("seeds = 3", "seeds = 5000").replace(
+        "l2 = [0.001, 0.1]", "l2 = { log = [1e-5, 1e-1], n = 30 }"))
+    result = invoke("validate", study)
+    assert_clean_error(result, "the study plans 165,000 runs (33 variant points × 5,000 seeds); "
+                               "the limit is 100,000")
+
+
+@pytest.mark.parametrize("change,fragment", [
+    # a value the study file fixes, checked only when the model is built
+    ('{ type = "Dense", units = 8, activation = "relu" }',
+     'every variant: Dense: \'activation\': unknown activation \'relux\''),
+    ('optimizer = { type = "Adam", learning_rate = 0.01 }',
+     "every variant: Adam: 'learning_rate' must be a float"),
+], ids=["activation", "optimizer"])
+def test_values_that_fail_at_build_time_fail_validate_and_run_once(tmp_path, change, fragment):
+    study = write_study(tmp_path)
+    text = study.read_text()
+    broken = {"activation": change.replace('"relu"', '"relux"'),
+              "optimizer": change.replace("0.01", '"fast"')}
+    key = "activation" if "units" in change else "optimizer"
+    study.write_text(text.replace(change, broken[key]))
+    for command in (["validate", study], ["run", study, "--out", tmp_path / "out", "--quiet"]):
+        result = invoke(*command)
+        assert_clean_error(result, fragment)
+    assert not (tmp_path / "out").exists()  # failed before anything was written
+
+
+@pytest.mark.parametrize("problem", ["labels", "input_shape", "ragged_csv"])
+def test_data_that_cannot_fit_the_model_fails_before_training(tmp_path, problem):
+    study = write_study(tmp_path)
+    if problem == "labels":
+        rng = np.random.default_rng(0)
+        x = rng.random((40, 6))
+        np.savez(tmp_path / "data.npz", x=x, y=np.arange(40) % 7, x_test=x, y_test=np.zeros(40))
+        fragment = "labels must lie in [0, 2]"
+    elif problem == "input_shape":
+        study.write_text(study.read_text().replace("input_shape = [6]", "input_shape = [2, 4]"))
+        fragment = "model.input_shape: [2, 4] (8 values per sample) does not match"
+    else:
+        (tmp_path / "data.csv").write_text("a,b,label\n1,2,0\n3,4\n5,6,1\n")
+        study.write_text(study.read_text().replace('"data.npz"', '"data.csv"').replace(
+            "input_shape = [6]", "input_shape = [2]"))
+        fragment = "line 3 must have 3 fields like the header. Got 2"
+    result = invoke("validate", study)
+    assert_clean_error(result, fragment)
+    result = invoke("run", study, "--out", tmp_path / "out", "--quiet")
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["l2[kernel_regularizer.l2=0.001]", "a/b", "x" * 65,
+                                  "two words"])
+def test_variant_names_that_would_clash_or_break_files_are_refused(tmp_path, name):
+    study = write_study(tmp_path)
+    study.write_text(study.read_text() + f'[variants."{name}"]\ndropout = 0.1\n')
+    assert_clean_error(invoke("validate", study), f"variants.{name}: a variant's name must be")
+
+
+def test_sweep_points_with_one_name_are_refused(tmp_path):
+    study = write_study(tmp_path)
+    study.write_text(study.read_text().replace("l2 = [0.001, 0.1]",
+                                               "l2 = [0.001, 0.0010000001]"))
+    assert_clean_error(invoke("validate", study), "two runs would both be named",
+                       "'l2[kernel_regularizer.l2=0.001]/seed=0'")
+
+
+# -- the output directory and its store -------------------------------------------------
+
+def test_out_below_a_file(tmp_path):
+    study = write_study(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    result = invoke("run", study, "--out", tmp_path / "afile" / "out", "--quiet")
+    assert_clean_error(result, "cannot create the study directory", "a file is in the way")
+
+
+@pytest.mark.parametrize("command", ["show", "ls", "report"])
+def test_read_only_commands_on_a_directory_that_is_not_a_study(tmp_path, command):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("mine")
+    before = tree(empty)
+    assert_clean_error(invoke(command, empty), f"{empty}: not a study directory")
+    assert tree(empty) == before
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty_tables"])
+@pytest.mark.parametrize("command", ["run", "show", "ls", "report"])
+def test_a_damaged_store_is_named_and_left_as_it_is(finished_study, tmp_path, damage, command):
+    _, study, out = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    db = copy / "study.db"
+    if damage == "garbage":
+        db.write_bytes(os.urandom(8192))
+    elif damage == "truncated":
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 3])
+    else:
+        import sqlite3
+        with sqlite3.connect(db) as conn:
+            conn.execute("DROP TABLE schema_version")
+    for sidecar in ("study.db-wal", "study.db-shm"):
+        (copy / sidecar).unlink(missing_ok=True)
+    before = db.read_bytes()
+    args = ["run", study, "--out", copy, "--quiet", "--no-report"] if command == "run" \
+        else [command, copy]
+    result = invoke(*args)
+    assert_clean_error(result, f"{db}: not a usable reglab store", "left as it is")
+    assert db.read_bytes() == before
+    assert not (copy / "report.html").exists() or command != "report"
+
+
+def test_show_and_ls_never_write(finished_study):
+    _, _, out = finished_study
+    before = (out / "study.db").read_bytes()
+    for command in ("show", "ls"):
+        result = invoke(command, out)
+        assert result.exit_code == 0, result.output
+    assert (out / "study.db").read_bytes() == before
+
+
+def test_a_second_run_on_a_directory_in_use_refuses_naming_the_holder(tmp_path):
+    study = write_study(tmp_path, epochs=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    with StudyLock(out):
+        result = invoke("run", study, "--out", out, "--quiet", "--no-report")
+    assert_clean_error(result, "in use by another `reglab run`", f"pid {os.getpid()}")
+    assert not (out / "study.db").exists() or not finished(out)
+
+
+def test_a_killed_holder_never_blocks_the_rerun(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from reglab.storage import StudyLock; "
+        f"lock = StudyLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(Exception, match="in use by another"):
+        StudyLock(out).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    deadline = time.time() + 5
+    while True:  # the kernel drops the dead holder's lock at once
+        try:
+            StudyLock(out).acquire().release()
+            break
+        except Exception:
+            assert time.time() < deadline
+            time.sleep(0.05)
+    study = write_study(tmp_path, epochs=1)
+    result = invoke("run", study, "--out", out, "--quiet", "--no-report")
+    assert result.exit_code == 0, result.output
+
+
+def test_the_same_study_named_from_another_directory_resumes(finished_study, tmp_path):
+    root, study, out = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = finished(copy)
+    cwd = os.getcwd()
+    try:
+        os.chdir(root)  # the study file by a relative name, the data beside it
+        result = invoke("run", "study.toml", "--out", copy, "--quiet", "--no-report")
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, result.output
+    assert "holds another study" not in result.output
+    assert finished(copy) == before  # recognised: nothing retrained
+
+
+def test_changed_data_is_another_study(finished_study, tmp_path):
+    root, _, out = finished_study
+    work = tmp_path / "work"
+    shutil.copytree(root, work, ignore=shutil.ignore_patterns("out"))
+    shutil.copytree(out, work / "out")
+    with np.load(work / "data.npz") as archive:
+        arrays = dict(archive)
+    arrays["x"] = arrays["x"][::-1].copy()
+    np.savez(work / "data.npz", **arrays)
+    result = invoke("run", work / "study.toml", "--out", work / "out", "--quiet", "--no-report")
+    assert_clean_error(result, "holds another study")
+
+
+# -- runs that fail ------------------------------------------------------------------------
+
+def test_failed_runs_make_run_exit_non_zero_and_say_how_many(tmp_path, monkeypatch):
+    from reglab.study import executors
+
+    original = executors.InProcessExecutor.train
+
+    def flaky(self, job, on_epoch=None, progress=None):
+        if any(run.run_id == "dropout/seed=2" for run in job.population.runs):
+            raise RuntimeError("simulated crash")
+        return original(self, job, on_epoch, progress)
+
+    monkeypatch.setattr(executors.InProcessExecutor, "train", flaky)
+    study = write_study(tmp_path, epochs=1)
+    result = invoke("run", study, "--out", tmp_path / "out", "--quiet", "--no-report")
+    assert_clean_error(result, "1 of 15 runs failed", "dropout/seed=2", "simulated crash",
+                       code=1)
+    assert len(finished(tmp_path / "out")) == 15  # the others are saved
+
+
+def test_a_configuration_error_in_training_is_not_bisected(tmp_path, monkeypatch):
+    """An error of reglab's own (configuration, data) does not depend on which runs train
+    together: the population's runs fail once, without retrying them in halves."""
+    from reglab.errors import DataError
+    from reglab.study import executors
+
+    calls = []
+
+    def broken(self, job, on_epoch=None, progress=None):
+        calls.append(len(job.population.runs))
+        raise DataError("data: simulated mismatch")
+
+    monkeypatch.setattr(executors.InProcessExecutor, "train", broken)
+    study = write_study(tmp_path, epochs=1)
+    result = invoke("run", study, "--out", tmp_path / "out", "--quiet", "--no-report")
+    assert_clean_error(result, "15 of 15 runs failed", "simulated mismatch", code=1)
+    assert calls == [12, 3]  # each population once
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here")
+def test_device_cuda_without_cuda_fails_at_once(tmp_path):
+    study = write_study(tmp_path, epochs=1)
+    result = invoke("run", study, "--out", tmp_path / "out", "--device", "cuda", "--quiet")
+    assert_clean_error(result, "--device cuda: torch sees no CUDA device here")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_study_text_is_the_tiny_study():
+    assert "seeds = 3" in STUDY  # the replacements above rely on it
