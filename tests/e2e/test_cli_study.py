@@ -78,6 +78,9 @@ def test_run_show_ls_resume_and_refuse(tmp_path):
     assert finished(out) == first  # nothing retrained, nothing duplicated
     shown = cli.invoke(main, ["show", str(out)])
     assert shown.exit_code == 0 and "test_accuracy (95% CI)" in shown.output
+    # the default minimum effect, from the 32 test samples the runs recorded
+    assert "one binomial standard error of the baseline's test_accuracy" in shown.output
+    assert "n = 32 test samples" in shown.output
     listed = cli.invoke(main, ["ls", str(out)])
     assert listed.output.count("done") + listed.output.count("stopped_early") == 15
     study.write_text(study.read_text().replace("epochs = 3", "epochs = 4"))

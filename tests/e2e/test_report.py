@@ -11,6 +11,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,25 @@ def test_the_verdict_matches_the_store(study_dir):
         assert f'<td class="name">{label}</td>' in html
 
 
+def test_the_report_and_show_agree_on_the_verdicts_and_the_min_effect(study_dir):
+    html = (study_dir / "report.html").read_text()
+    shown = CliRunner().invoke(main, ["show", str(study_dir)])
+    assert shown.exit_code == 0, shown.output
+    in_report = dict(re.findall(r'<tr(?: class="best")?>\n<td class="name">([^<]*)</td>.*?'
+                                r'<td class="name"><span class="[a-z]*">([^<]*)</span></td></tr>',
+                                html, flags=re.S))
+    labels = list(in_report)
+    assert len(labels) == 11 and in_report["baseline"] == "baseline"
+    for label in labels:
+        line = next(x for x in shown.output.splitlines() if x.startswith(label + " "))
+        assert line.endswith(in_report[label]), (label, line)
+    (shown_effect,) = re.findall(r"min effect δ = ([0-9.e-]+): (.*)\.\n", shown.output)
+    note = re.search(r'<p class="note" id="min-effect">Minimum effect δ = ±([^:]*): ([^<]*)\.</p>',
+                     html)
+    assert note is not None and tuple(map(unescape, note.groups())) == shown_effect
+    assert "n = 60 test samples" in shown_effect[1]
+
+
 def test_the_regularization_path_choices(study_dir):
     """Best l2 on validation accuracy and glmnet's 1-SE choice, recomputed here with numpy."""
     from reglab.report.collect import collect
@@ -170,7 +190,7 @@ def test_report_command_and_bad_directories(study_dir, tmp_path):
     empty.mkdir()
     result = cli.invoke(main, ["report", str(empty)])
     assert result.exit_code == 2
-    assert f"{empty}: expected a study directory with study.db" in result.output
+    assert f"{empty}: not a study directory (it has no study.db)" in result.output
     assert list(empty.iterdir()) == []  # nothing written
 
 

@@ -6,6 +6,7 @@ figures and :mod:`reglab.report.page` into HTML. No torch, no matplotlib.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -164,7 +165,7 @@ def collect(directory: str | Path) -> StudyResults:
             f"{directory}: expected a study directory with {DB_NAME} (written by `reglab run`). "
             "Got none."
         )
-    with SQLiteStore(directory) as store:
+    with SQLiteStore(directory, read_only=True) as store:
         stored = store.study()
         if stored is None:
             raise DataError(f"{directory / DB_NAME}: holds no study yet (run `reglab run`).")
@@ -178,8 +179,13 @@ def collect(directory: str | Path) -> StudyResults:
                 kernels[record.run_id] = kernel
         meta = {key: store.get_meta(key) for key in
                 ("versions", "device", "population_wall_time", "study_file")}
+        location = store.get_meta("data_location")
+    if location:  # where the run read a data file (the spec keeps the name as written)
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))
     keys = metric_keys(spec.training.metrics)
-    ranking = None if keys is None else rank_variants(runs, metric=keys[0], choose_on=keys[1])
+    ranking = None if keys is None else rank_variants(
+        runs, metric=keys[0], choose_on=keys[1], min_effect=spec.stats.min_effect,
+        dataset=spec.data.dataset)
     return StudyResults(directory, spec, runs, epochs, ranking, meta, kernels)
 
 

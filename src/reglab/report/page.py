@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import datetime
+import hashlib
 import json
 import math
 import multiprocessing
@@ -46,8 +47,18 @@ def _interval(summary, digits: int = 4) -> str:
             f"{format_number(summary.ci_high, digits - 1)})")
 
 
+#: the longest file name a figure gets (file systems allow 255 bytes)
+MAX_SLUG = 100
+
+
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "figure"
+    """A file name for ``text``: letters and digits joined by '-', at most ``MAX_SLUG``
+    characters (a long one ends in a hash of the whole text, so that names stay distinct)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "figure"
+    if len(slug) > MAX_SLUG:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        slug = f"{slug[:MAX_SLUG - 11]}-{digest}"
+    return slug
 
 
 class _Figures:
@@ -103,11 +114,12 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
             f"{format_number(c.mean_difference, 4, True)} ({format_number(c.ci_low, 3, True)}…"
             f"{format_number(c.ci_high, 3, True)})",
             "p": "" if v.p_holm is None else format_number(v.p_holm, 3),
-            "wilcoxon": "" if c is None else format_number(c.wilcoxon_p, 3),
+            "p_equivalence": "" if v.p_equivalence is None else format_number(v.p_equivalence, 3),
+            "wilcoxon": "" if c is None else format_number(c.wilcoxon_p, 3),  # computed here
             "n": v.summary.n,
             "verdict": v.verdict,
-            "css": {"better": "better", "worse": "worse", "baseline": "baseline"}.get(
-                v.verdict, "ns"),
+            "css": {"better": "better", "worse": "worse", "baseline": "baseline",
+                    "equivalent": "equivalent"}.get(v.verdict, "ns"),
         })
     if ranking.best is None:
         return rows, None
@@ -274,6 +286,8 @@ def write_report(directory: str | Path) -> Path:
     """
     import jinja2
 
+    from reglab.stats import MIN_SEEDS
+
     results = collect(directory)
     saved, _, augmentation_note = render_figures(results, results.directory / PLOTS_DIR)
     rows, best = _verdict_rows(results)
@@ -290,6 +304,8 @@ def write_report(directory: str | Path) -> Path:
         plan=results.plan_description(),
         generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         sections=SECTIONS, ranking=results.ranking, rows=rows, best=best,
+        min_effect="" if results.ranking is None else f"{results.ranking.min_effect.value:.4g}",
+        min_seeds=MIN_SEEDS,
         figures=saved.sections, sparsity=_sparsity(results),
         augmentation_note=augmentation_note,
         seeds=", ".join(str(s) for s in results.spec.seeds),

@@ -1,20 +1,19 @@
-"""The statistics a study reports: intervals over seeds, paired tests, Holm, verdicts, 1-SE rule.
+"""The statistics a study reports: intervals over seeds, paired tests, Holm, the 1-SE rule.
 
 Everything here works on plain floats keyed by seed; distributions and tests come from
-``scipy.stats`` (no hand-written quantiles or test statistics). No torch.
+``scipy.stats`` (no hand-written quantiles or test statistics). No torch. The verdicts
+against a baseline are in :mod:`reglab.stats.verdicts`.
 
 Example:
-    >>> from reglab.stats import compare_variants
-    >>> values = {
-    ...     "none": {0: 0.80, 1: 0.81, 2: 0.79, 3: 0.80},
-    ...     "l2": {0: 0.85, 1: 0.86, 2: 0.84, 3: 0.86},
-    ... }
-    >>> [(v.variant, v.verdict) for v in compare_variants(values, baseline="none")]
-    [('l2', 'better'), ('none', 'baseline')]
+    >>> from reglab.stats import paired_comparison
+    >>> c = paired_comparison({0: 0.85, 1: 0.86, 2: 0.84}, {0: 0.80, 1: 0.81, 2: 0.79})
+    >>> round(c.mean_difference, 6), c.n
+    (0.05, 3)
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,21 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from reglab.errors import ConfigError, DataError, unknown_name
+from reglab.errors import ConfigError, DataError
 
 __all__ = [
     "PairedComparison",
     "Summary",
-    "VariantVerdict",
-    "compare_variants",
     "holm",
+    "holm_adjust",
     "one_standard_error_rule",
     "paired_comparison",
     "summarize",
 ]
 
 _NAN = float("nan")
-_TESTS = ("t", "wilcoxon")
 # Wilcoxon's own treatment of zero differences: they are dropped before ranking. ("pratt" keeps
 # them in the ranking and forces scipy's normal approximation; with ~10 seeds the exact
 # distribution that "wilcox" allows is the better choice.) All-zero differences give p = 1.0.
@@ -129,10 +126,12 @@ class PairedComparison:
         mean_difference: mean of ``treatment[seed] - baseline[seed]`` (nan with no pairs).
         ci_low, ci_high: t interval for the mean difference (nan with fewer than 2 pairs).
         t_p: two-sided p-value of the paired t-test (nan with fewer than 2 pairs).
+        n: the number of pairs (seeds present in both).
+        differences: the paired differences, in seed order.
         wilcoxon_p: two-sided p-value of the Wilcoxon signed-rank test, zero differences
             dropped (``zero_method="wilcox"``); 1.0 when every difference is zero; nan with
-            fewer than 2 pairs.
-        n: the number of pairs (seeds present in both).
+            fewer than 2 pairs. Computed when first read (with ties, scipy's permutation
+            distribution takes ~0.3 s at 10 seeds), then kept.
 
     Example:
         >>> c = paired_comparison({0: 2.0, 1: 3.0, 2: 5.0}, {0: 1.0, 1: 1.0, 2: 2.0})
@@ -144,8 +143,14 @@ class PairedComparison:
     ci_low: float
     ci_high: float
     t_p: float
-    wilcoxon_p: float
     n: int
+    differences: tuple[float, ...] = ()
+
+    @functools.cached_property
+    def wilcoxon_p(self) -> float:
+        if len(self.differences) < 2:
+            return _NAN
+        return _wilcoxon_p(np.asarray(self.differences, dtype=np.float64))
 
 
 def _paired_t_p(differences: np.ndarray) -> float:
@@ -189,19 +194,20 @@ def paired_comparison(
         "paired_comparison", "treatment", (treatment[s] for s in seeds)
     ) - _as_finite_array("paired_comparison", "baseline", (baseline[s] for s in seeds))
     n = int(differences.size)
+    kept = tuple(float(d) for d in differences)
     if n == 0:
-        return PairedComparison(_NAN, _NAN, _NAN, _NAN, _NAN, 0)
+        return PairedComparison(_NAN, _NAN, _NAN, _NAN, 0)
     mean = float(differences.mean())
     if n < 2:
-        return PairedComparison(mean, _NAN, _NAN, _NAN, _NAN, n)
+        return PairedComparison(mean, _NAN, _NAN, _NAN, n, kept)
     low, high = _t_interval(mean, float(differences.std(ddof=1)), n, confidence)
     return PairedComparison(
         mean_difference=mean,
         ci_low=low,
         ci_high=high,
         t_p=_paired_t_p(differences),
-        wilcoxon_p=_wilcoxon_p(differences),
         n=n,
+        differences=kept,
     )
 
 
@@ -213,7 +219,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
     With the m non-nan p-values sorted ascending, ``p_(i)`` is adjusted to
     ``max_{j <= i} min(1, (m - j + 1) * p_(j))``: monotone in the raw p-values and capped at 1.
-    A nan p-value stays nan and does not count towards m.
+    A nan p-value stays nan and does not count towards m. Rejecting where the adjusted
+    p-value is below ``alpha`` holds the family-wise error rate at ``alpha`` under any
+    dependence between the tests.
 
     Example:
         >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]
@@ -225,107 +233,22 @@ def holm(p_values: Sequence[float]) -> list[float]:
     valid = ~np.isnan(p)
     if np.any((p[valid] < 0.0) | (p[valid] > 1.0)):
         raise DataError(f"holm: p-values must lie in [0, 1] or be nan. Got {p.tolist()!r}.")
-    adjusted = np.full(p.shape, _NAN)
-    index = np.flatnonzero(valid)
-    order = index[np.argsort(p[index], kind="stable")]
-    m = order.size
-    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
-    adjusted[order] = np.maximum.accumulate(scaled) if m else scaled
-    return [float(x) for x in adjusted]
+    return [float(x) for x in holm_adjust(p)]
 
 
-# -------------------------------------------------------------------------------- verdicts
-
-BASELINE = "baseline"
-BETTER = "better"
-WORSE = "worse"
-NO_DIFFERENCE = "no detectable difference"
-
-
-@dataclass(frozen=True)
-class VariantVerdict:
-    """One variant's standing against the baseline.
-
-    Attributes:
-        variant: the variant's name.
-        summary: its metric over all of its seeds.
-        comparison: paired against the baseline on shared seeds; None for the baseline.
-        p_holm: the chosen test's p-value after Holm correction; None for the baseline.
-        verdict: ``'baseline'``, ``'better'``, ``'worse'`` or ``'no detectable difference'``.
-    """
-
-    variant: str
-    summary: Summary
-    comparison: PairedComparison | None
-    p_holm: float | None
-    verdict: str
-
-
-def compare_variants(
-    values: Mapping[str, Mapping[int, float]],
-    baseline: str,
-    higher_is_better: bool = True,
-    alpha: float = 0.05,
-    test: str = "t",
-) -> list[VariantVerdict]:
-    """Compares every variant with the baseline and ranks them.
-
-    Each non-baseline variant is paired with the baseline on the seeds both have
-    (:func:`paired_comparison`); the chosen test's p-values are Holm-corrected across the
-    non-baseline variants. A variant is ``'better'`` when ``p_holm < alpha`` and its mean
-    difference points the good way, ``'worse'`` when significant the other way, and
-    ``'no detectable difference'`` otherwise (including fewer than 2 shared seeds).
-
-    Args:
-        values: ``values[variant][seed]`` = metric, e.g. test accuracy.
-        baseline: the reference variant's name; must be a key of ``values``.
-        higher_is_better: whether larger metric values are better (accuracy) or worse (loss).
-        alpha: family-wise significance level, in (0, 1).
-        test: ``'t'`` (paired t-test) or ``'wilcoxon'`` (signed-rank).
-
-    Returns:
-        One verdict per variant, best mean first; the baseline stays in the list.
-
-    Raises:
-        ConfigError: unknown baseline, unknown test, or ``alpha`` out of range.
-        DataError: a variant without values, or a non-finite value.
-    """
-    where = "compare_variants"
-    if baseline not in values:
-        raise unknown_name(where, "baseline variant", baseline, [str(v) for v in values])
-    if test not in _TESTS:
-        raise unknown_name(where, "test", test, _TESTS)
-    if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
-        raise ConfigError(f"{where}: 'alpha' must be a float in the range (0, 1). Got {alpha!r}.")
-
-    others = [name for name in values if name != baseline]
-    comparisons = {name: paired_comparison(values[name], values[baseline]) for name in others}
-    raw = [comparisons[n].t_p if test == "t" else comparisons[n].wilcoxon_p for n in others]
-    adjusted = dict(zip(others, holm(raw)))
-
-    verdicts = []
-    for name, per_seed in values.items():
-        try:
-            summary = summarize(per_seed.values())
-        except DataError as error:
-            raise DataError(f"{where}: variant {name!r}: {error}") from error
-        if name == baseline:
-            verdicts.append(VariantVerdict(name, summary, None, None, BASELINE))
-            continue
-        comparison, p = comparisons[name], adjusted[name]
-        verdict = NO_DIFFERENCE
-        if p < alpha:  # False for nan.
-            improves = (
-                comparison.mean_difference > 0
-                if higher_is_better
-                else (comparison.mean_difference < 0)
-            )
-            verdict = BETTER if improves else WORSE
-        verdicts.append(VariantVerdict(name, summary, comparison, p, verdict))
-
-    sign = -1.0 if higher_is_better else 1.0
-    verdicts.sort(key=lambda v: (sign * v.summary.mean, v.variant))
-    return verdicts
+def holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """:func:`holm` along the last axis of an array, each row its own family (unchecked: the
+    p-values must lie in [0, 1] or be nan)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.shape[-1:] == (0,):
+        return p.copy()
+    m = np.sum(~np.isnan(p), axis=-1, keepdims=True)
+    order = np.argsort(p, axis=-1, kind="stable")  # nan last
+    ranked = np.take_along_axis(p, order, axis=-1)
+    scaled = np.minimum(1.0, (m - np.arange(p.shape[-1])) * ranked)  # nan stays nan
+    adjusted = np.empty_like(p)
+    np.put_along_axis(adjusted, order, np.maximum.accumulate(scaled, axis=-1), axis=-1)
+    return adjusted
 
 
 # ------------------------------------------------------------------------------- 1-SE rule

@@ -2,7 +2,10 @@
 
 :func:`rank_variants` computes them once; :func:`results_table` prints them and the HTML
 report shows them. Choices are made on validation accuracy (the best variant, the best
-strength of a sweep); test accuracy is reported, never used to choose.
+strength of a sweep); test accuracy is reported, never used to choose. The verdicts'
+minimum effect is the study file's ``[stats] min_effect``, else one binomial standard error
+of the baseline's test accuracy (:func:`resolve_min_effect`); both the table and the report
+derive it from the store alone, so they agree.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ import math
 from dataclasses import dataclass
 
 FINAL_OK = ("done", "stopped_early")
+#: family-wise significance level of the verdicts
+ALPHA = 0.05
+#: test-split sizes of the built-in datasets, for stores whose runs did not record
+#: ``test_samples``
+BUILTIN_TEST_SAMPLES = {"fashion_mnist": 10_000, "mnist": 10_000}
 
 
 def format_number(value, digits: int = 4, sign: bool = False) -> str:
@@ -39,23 +47,70 @@ class RankedVariant:
 
 
 @dataclass(frozen=True)
+class MinEffect:
+    """The minimum effect of a study's verdicts, and how it was chosen (in words)."""
+
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
 class Ranking:
     rows: tuple[RankedVariant, ...]  # best test mean first
     baseline: str
     metric: str
     best: str | None  # the label with the best mean validation accuracy; None without any
+    min_effect: MinEffect = MinEffect(0.0, "")
+    alpha: float = ALPHA
 
     def row(self, label: str) -> RankedVariant:
         return next(r for r in self.rows if r.label == label)
 
 
+def resolve_min_effect(min_effect: float | None, metric: str, baseline_mean: float,
+                       test_samples: float | None) -> MinEffect:
+    """The verdicts' minimum effect: ``min_effect`` when the study file sets it, else one
+    binomial standard error of the baseline's mean test accuracy ``p`` over the ``n`` test
+    samples, ``sqrt(p (1 − p) / n)``: the test set's own resolution (differences below it
+    are a few images of one fixed test set). 0 when ``metric`` is not a proportion or ``n``
+    is unknown, and the source says so."""
+    from reglab.study.spec import METRICS
+
+    if min_effect is not None:
+        return MinEffect(float(min_effect), "set by the study file ([stats] min_effect)")
+    if not (metric.startswith("test_") and metric[len("test_"):] in METRICS):
+        return MinEffect(0.0, f"0: {metric} is not a proportion, so it has no binomial "
+                              "default; set [stats] min_effect")
+    if not (test_samples and math.isfinite(test_samples) and math.isfinite(baseline_mean)):
+        return MinEffect(0.0, "0: the test set's size is unknown, so there is no binomial "
+                              "default; set [stats] min_effect")
+    p = min(max(baseline_mean, 0.0), 1.0)
+    return MinEffect(math.sqrt(p * (1.0 - p) / test_samples),
+                     f"one binomial standard error of the baseline's {metric}, "
+                     f"√(p(1 − p)/n), p = {p:.4f}, n = {int(test_samples)} test samples")
+
+
+def test_sample_count(runs, dataset: str | None = None) -> float | None:
+    """The test set's size: as the runs recorded it (``test_samples``), else the built-in
+    dataset's; None when unknown."""
+    for record in runs:
+        n = record.metrics.get("test_samples")
+        if isinstance(n, (int, float)) and math.isfinite(n) and n > 0:
+            return float(n)
+    known = BUILTIN_TEST_SAMPLES.get(dataset or "")
+    return None if known is None else float(known)
+
+
 def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy",
-                  choose_on: str = "val_accuracy") -> Ranking | None:
+                  choose_on: str = "val_accuracy", min_effect: float | None = None,
+                  dataset: str | None = None) -> Ranking | None:
     """Ranks the finished runs' variants by ``metric``; None when no run has it yet.
 
     ``baseline`` falls back to the first variant when the study has none of that name.
     The best variant is chosen on ``choose_on`` (validation), never on ``metric``; it is None
-    when no run has a finite ``choose_on``.
+    when no run has a finite ``choose_on``. Verdicts use ``min_effect`` (the study file's
+    ``[stats] min_effect``), or by default one binomial standard error of the baseline's
+    ``metric`` (the test set's size from the runs, else from ``dataset``'s name).
     """
     from reglab.stats import compare_variants, summarize
 
@@ -73,15 +128,21 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
         return None
     if baseline not in values:
         baseline = next(iter(values))
+    finished = [r for r in runs if r.status in FINAL_OK]
+    chosen_effect = resolve_min_effect(
+        min_effect, metric, finite_mean(values[baseline].values()),
+        test_sample_count([r for r in finished if variant_label(r) == baseline] + finished,
+                          dataset))
     rows = []
-    for verdict in compare_variants(values, baseline=baseline):
+    for verdict in compare_variants(values, baseline=baseline, alpha=ALPHA,
+                                    min_effect=chosen_effect.value):
         finite_gaps = [g for g in gaps[verdict.variant] if math.isfinite(g)]
         gap = summarize(finite_gaps) if finite_gaps else None
         rows.append(RankedVariant(verdict.variant, verdict, gap,
                                   finite_mean(validation[verdict.variant])))
     chosen = [r for r in rows if not math.isnan(r.validation_mean)]
     best = max(chosen, key=lambda r: r.validation_mean).label if chosen else None
-    return Ranking(tuple(rows), baseline, metric, best)
+    return Ranking(tuple(rows), baseline, metric, best, chosen_effect, ALPHA)
 
 
 def finite_mean(values) -> float:
@@ -100,12 +161,16 @@ def metric_keys(metric_names) -> tuple[str, str] | None:
 def results_table(store, baseline: str = "baseline") -> str:
     """The ranked table with paired differences to the baseline and Holm-corrected verdicts,
     on the study's first metric (test, ranked; validation, chosen on)."""
+    from reglab.study.spec import StudySpec
+
     stored = store.study()
-    names = stored[1]["training"]["metrics"] if stored else ["accuracy"]
-    keys = metric_keys(names)
+    spec = StudySpec.from_canonical(stored[1]) if stored else None
+    keys = metric_keys(spec.training.metrics if spec else ["accuracy"])
     if keys is None:
         return "the study has no metric to rank on"
-    ranking = rank_variants(store.runs(), baseline, metric=keys[0], choose_on=keys[1])
+    ranking = rank_variants(store.runs(), baseline, metric=keys[0], choose_on=keys[1],
+                            min_effect=spec.stats.min_effect if spec else None,
+                            dataset=spec.data.dataset if spec else None)
     if ranking is None:
         return f"no finished runs with {keys[0]} yet"
     baseline = ranking.baseline
@@ -123,6 +188,7 @@ def results_table(store, baseline: str = "baseline") -> str:
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
             p = format_number(v.p_holm, 3)
         lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
+    lines.append("\n" + verdict_rule(ranking))
     precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
     if precision != "float32":
         lines.append(f"\nprecision: {precision} compute (mixed: float32 weights and losses)")
@@ -134,3 +200,13 @@ def results_table(store, baseline: str = "baseline") -> str:
         lines.append(f"\nbest on {keys[1]}: {ranking.best} "
                      f"({keys[0]} {best.verdict.summary.mean:.4f})")
     return "\n".join(lines)
+
+
+def verdict_rule(ranking: Ranking) -> str:
+    """What the verdicts of ``ranking`` mean, in two lines: its minimum effect and its tests."""
+    from reglab.stats import MIN_SEEDS
+
+    effect = ranking.min_effect
+    return (f"min effect δ = {effect.value:.4g}: {effect.source}.\n"
+            f"verdicts (≥ {MIN_SEEDS} paired seeds): better/worse if Δ is beyond ±δ, equivalent "
+            f"if within ±δ, each Holm-corrected at α = {ranking.alpha:g}; p (Holm): H0 |Δ| ≤ δ.")

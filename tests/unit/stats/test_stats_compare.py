@@ -12,14 +12,13 @@ from scipy import stats
 
 from reglab.errors import ConfigError, DataError
 from reglab.stats import (
-    PairedComparison,
     Summary,
-    compare_variants,
     holm,
     one_standard_error_rule,
     paired_comparison,
     summarize,
 )
+from reglab.stats.compare import holm_adjust
 
 # ---------------------------------------------------------------------------- summarize
 
@@ -111,7 +110,22 @@ def test_paired_comparison_fewer_than_two_pairs_is_nan(pairs):
 
 def test_paired_comparison_identical_values_give_p_one():
     same = {s: 0.5 + 0.01 * s for s in range(5)}
-    assert paired_comparison(same, dict(same)) == PairedComparison(0.0, 0.0, 0.0, 1.0, 1.0, 5)
+    c = paired_comparison(same, dict(same))
+    assert (c.mean_difference, c.ci_low, c.ci_high, c.t_p, c.wilcoxon_p, c.n) == \
+        (0.0, 0.0, 0.0, 1.0, 1.0, 5)
+    assert c.differences == (0.0,) * 5
+
+
+def test_wilcoxon_runs_only_when_read_and_once(monkeypatch):
+    from reglab.stats import compare as module
+
+    calls = []
+    real = module.stats.wilcoxon
+    monkeypatch.setattr(module.stats, "wilcoxon", lambda *a, **k: calls.append(1) or real(*a, **k))
+    c = paired_comparison(TREATMENT, BASE)
+    assert calls == []  # not computed with the comparison
+    first = c.wilcoxon_p
+    assert c.wilcoxon_p == first and calls == [1]  # computed on first read, then kept
 
 
 def test_paired_comparison_constant_nonzero_difference():
@@ -147,104 +161,17 @@ def test_holm_is_monotone_in_raw_p():
     assert np.all(adj >= p) and np.all(adj <= 1)
 
 
+def test_holm_adjust_treats_each_row_as_a_family():
+    rows = np.array([[0.01, 0.04, np.nan, 0.005], [0.5, 0.2, 0.01, np.nan], [np.nan] * 4])
+    adjusted = holm_adjust(rows)
+    for row, out in zip(rows, adjusted):
+        np.testing.assert_array_equal(out, holm(row.tolist()))
+    assert holm_adjust(np.empty((3, 0))).shape == (3, 0)
+
+
 def test_holm_rejects_out_of_range():
     with pytest.raises(DataError, match=r"holm: p-values must lie in \[0, 1\]"):
         holm([0.1, 1.5])
-
-
-# ------------------------------------------------------------------------ compare_variants
-
-
-def _constructed(seeds=10):
-    rng = np.random.default_rng(1)
-    base = 0.80 + 0.01 * rng.standard_normal(seeds)  # shared per-seed effect
-    return {
-        "none": dict(enumerate(base)),
-        "l2": dict(enumerate(base + 0.03 + 0.003 * rng.standard_normal(seeds))),
-        "broken": dict(enumerate(base - 0.05 + 0.003 * rng.standard_normal(seeds))),
-        "noop": dict(enumerate(base + 0.003 * rng.standard_normal(seeds))),
-    }
-
-
-@pytest.mark.parametrize("test", ["t", "wilcoxon"])
-def test_compare_variants_verdicts_and_ranking(test):
-    result = compare_variants(_constructed(), baseline="none", test=test)
-    verdicts = {v.variant: v.verdict for v in result}
-    assert verdicts == {
-        "none": "baseline",
-        "l2": "better",
-        "broken": "worse",
-        "noop": "no detectable difference",
-    }
-    means = [v.summary.mean for v in result]
-    assert means == sorted(means, reverse=True)
-    assert result[0].variant == "l2" and result[-1].variant == "broken"
-    base = next(v for v in result if v.variant == "none")
-    assert base.comparison is None and base.p_holm is None
-
-
-def test_compare_variants_holm_uses_chosen_test():
-    values = _constructed()
-    result = {v.variant: v for v in compare_variants(values, baseline="none", test="wilcoxon")}
-    names = ["l2", "broken", "noop"]
-    raw = [result[n].comparison.wilcoxon_p for n in names]
-    assert [result[n].p_holm for n in names] == pytest.approx(holm(raw))
-
-
-def test_compare_variants_lower_is_better_flips_direction():
-    values = _constructed()  # read as a loss: l2 is now worse, broken better
-    result = compare_variants(values, baseline="none", higher_is_better=False)
-    verdicts = {v.variant: v.verdict for v in result}
-    assert verdicts["l2"] == "worse" and verdicts["broken"] == "better"
-    assert [v.variant for v in result][0] == "broken"
-
-
-def test_compare_variants_too_few_shared_seeds_is_no_difference():
-    values = {"a": {0: 1.0, 1: 1.1}, "b": {1: 5.0, 2: 5.0}}
-    (first, second) = compare_variants(values, baseline="a")
-    assert first.variant == "b" and first.verdict == "no detectable difference"
-    assert math.isnan(first.p_holm) and first.comparison.n == 1
-
-
-def test_compare_variants_unknown_baseline_suggests():
-    with pytest.raises(
-        ConfigError,
-        match=r"compare_variants: unknown baseline variant 'nnoe'\. "
-        r"Expected one of: broken, l2, none, noop\. Did you mean 'none'\?",
-    ):
-        compare_variants(_constructed(), baseline="nnoe")
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"test": "mannwhitney"}, r"compare_variants: unknown test 'mannwhitney'"),
-        ({"alpha": 0.0}, r"compare_variants: 'alpha' must be a float in the range \(0, 1\)"),
-    ],
-)
-def test_compare_variants_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
-        compare_variants(_constructed(), baseline="none", **kwargs)
-
-
-def test_compare_variants_false_positive_rate_is_nominal():
-    """Two variants from one distribution are called different at about alpha."""
-    alpha, reps, seeds = 0.05, 400, 10
-    rng = np.random.default_rng(12345)
-    calls = wilcoxon_calls = 0
-    for _ in range(reps):
-        per_seed = 0.8 + 0.02 * rng.standard_normal(seeds)  # shared seed effect
-        values = {
-            "base": dict(enumerate(per_seed + 0.01 * rng.standard_normal(seeds))),
-            "same": dict(enumerate(per_seed + 0.01 * rng.standard_normal(seeds))),
-        }
-        result = compare_variants(values, baseline="base", alpha=alpha)
-        calls += any(v.verdict in ("better", "worse") for v in result)
-        # one comparison, so Holm leaves the raw p-value: the Wilcoxon call is p < alpha
-        wilcoxon_calls += next(v for v in result if v.comparison).comparison.wilcoxon_p < alpha
-    bound = alpha + 3 * math.sqrt(alpha * (1 - alpha) / reps)
-    assert 0.01 < calls / reps <= bound
-    assert 0.01 < wilcoxon_calls / reps <= bound
 
 
 # -------------------------------------------------------------------------------- 1-SE rule

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import pytest
+
 from reglab.storage import RunRecord
-from reglab.study.report_table import metric_keys, rank_variants, variant_label
+from reglab.study.report_table import (
+    MinEffect,
+    metric_keys,
+    rank_variants,
+    results_table,
+    variant_label,
+)
 
 
 def run(variant, seed, test, val=math.nan, point=None):
@@ -37,3 +46,93 @@ def test_sweep_labels_are_as_precise_as_run_ids():
 def test_metric_keys_follow_the_study_metric():
     assert metric_keys(["acc"]) == ("test_acc", "val_acc")
     assert metric_keys(()) is None
+
+
+# ------------------------------------------------------------------ the minimum effect
+
+STUDY = """
+seeds = 4
+[data]
+dataset = "fashion_mnist"
+[model]
+input_shape = [784]
+layers = [{ type = "Dense", units = 10, activation = "softmax" }]
+[training]
+epochs = 1
+[variants.baseline]
+[variants.l2]
+kernel_regularizer = { type = "L2", l2 = 1e-4 }
+"""
+
+
+class StoredStudy:
+    """What results_table reads of a store: the study as stored, and the runs."""
+
+    def __init__(self, text: str, runs):
+        from reglab.study import parse_study
+
+        self.spec = parse_study("study.toml", text)
+        self._runs = runs
+
+    def study(self):
+        return self.spec.fingerprint(), json.loads(self.spec.canonical_json())
+
+    def runs(self):
+        return self._runs
+
+
+def four_seeds(difference: float, extra=None):
+    base = [0.800, 0.810, 0.790, 0.805]
+    noise = [0.001, -0.001, 0.0005, -0.0005]
+    runs = [run("baseline", s, base[s]) for s in range(4)]
+    runs += [run("l2", s, base[s] + difference + noise[s]) for s in range(4)]
+    for record in runs:
+        record.metrics.update(extra or {})
+    return runs
+
+
+def verdict_line(table: str, label: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(label + " "))
+
+
+def test_the_min_effect_of_the_study_file_reaches_the_verdict():
+    runs = four_seeds(0.03)
+    default = results_table(StoredStudy(STUDY, runs))
+    assert verdict_line(default, "l2").endswith("better")
+    p = sum([0.800, 0.810, 0.790, 0.805]) / 4  # the built-in dataset's test split: 10,000
+    assert (f"min effect δ = {math.sqrt(p * (1 - p) / 10_000):.4g}: one binomial standard error "
+            "of the baseline's test_accuracy") in default
+    text = STUDY + "[stats]\nmin_effect = 0.05\n"
+    large = results_table(StoredStudy(text, runs))
+    assert verdict_line(large, "l2").endswith("equivalent")
+    assert "min effect δ = 0.05: set by the study file ([stats] min_effect)" in large
+    spec = StoredStudy(text, runs).spec
+    ranking = rank_variants(runs, min_effect=spec.stats.min_effect)
+    assert ranking.row("l2").verdict.verdict == "equivalent"
+    assert ranking.min_effect.value == 0.05
+
+
+def test_the_default_min_effect_is_one_binomial_standard_error():
+    runs = four_seeds(0.03, extra={"test_samples": 400.0})  # as runs record it
+    ranking = rank_variants(runs, dataset="fashion_mnist")
+    p = ranking.row("baseline").verdict.summary.mean
+    assert ranking.min_effect.value == pytest.approx(math.sqrt(p * (1 - p) / 400))
+    assert "n = 400 test samples" in ranking.min_effect.source
+
+
+def test_the_min_effect_falls_back_to_zero_and_says_why():
+    unknown = rank_variants(four_seeds(0.03), dataset="data.npz")
+    assert unknown.min_effect.value == 0.0
+    assert "the test set's size is unknown" in unknown.min_effect.source
+    runs = [run(v, s, 0.5) for v in ("baseline", "l2") for s in range(3)]
+    for record in runs:
+        record.metrics["test_mse"] = record.metrics.pop("test_accuracy")
+    other = rank_variants(runs, metric="test_mse", dataset="fashion_mnist")
+    assert other.min_effect == MinEffect(0.0, other.min_effect.source)
+    assert "test_mse is not a proportion" in other.min_effect.source
+
+
+def test_two_seeds_give_no_verdict():
+    runs = [run(v, s, 0.8 + (0.0006 if v == "l2" else 0.0) + s / 100)
+            for v in ("baseline", "l2") for s in range(2)]
+    assert rank_variants(runs).row("l2").verdict.verdict == "too few seeds"
