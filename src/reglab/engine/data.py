@@ -7,6 +7,7 @@ layers either shared by all members (one seed) or per member ``(P, b, ...)``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,20 +29,109 @@ def check_count(where: str, name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def _as_tensor(where, name, value, dtype, device):
+# numpy kinds taken as numbers, as Keras takes them: bool, signed int, unsigned int, float.
+_NUMERIC_KINDS = "biuf"
+
+
+def _received(value, array=None) -> str:
+    """How an argument's value is named in an error: its type, and numpy's dtype of it."""
+    if isinstance(value, np.ndarray):
+        return f"a numpy array of dtype {value.dtype} and shape {value.shape}"
     if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=dtype if value.is_floating_point() or dtype.is_floating_point else None)
-    array = np.asarray(value)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == np.bool_):
-        raise DataError(f"{where}: '{name}' must be a numeric array. Got dtype {array.dtype}.")
-    return torch.as_tensor(array).to(device=device, dtype=dtype)
+        return f"a torch tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
+    if array is None:
+        return f"a {type(value).__name__}"
+    return f"a {type(value).__name__} that numpy reads as dtype {array.dtype}"
+
+
+def as_array(where: str, name: str, value):
+    """``value`` checked as numeric data with a sample axis: a torch tensor stays a tensor
+    (detached), anything else becomes a numpy array (not copied when it already is one).
+
+    Accepts what Keras accepts: numpy arrays of any layout (views, negative strides,
+    Fortran order, memory maps) and of bool, int, uint or float dtype, nested lists of
+    numbers, objects with ``__array__``, and torch tensors of any real dtype and device.
+    Raises :class:`DataError` naming ``name`` for anything else.
+    """
+    expected = (f"{where}: '{name}' must be an array of numbers (bool, int or float): a numpy "
+                "array, a torch tensor or a nested list of equal-length lists")
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.is_quantized or value.layout != torch.strided:
+            raise DataError(f"{expected}. Got {_received(value)}.")
+        if value.dim() == 0:
+            raise DataError(f"{where}: '{name}' must have a leading sample axis. Got a scalar "
+                            "tensor.")
+        return value.detach()
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists, unconvertible objects
+        detail = ("nested sequences of different lengths" if "inhomogeneous" in str(error)
+                  else str(error))
+        raise DataError(f"{expected}. Got {_received(value)} that is not one rectangular "
+                        f"array ({detail}).") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise DataError(f"{expected}. Got {_received(value, array)}.")
+    if array.ndim == 0:
+        raise DataError(f"{where}: '{name}' must have a leading sample axis. Got the scalar "
+                        f"{array.item()!r}.")
+    return array
+
+
+# torch dtypes numpy has, and what the others become when a tensor goes to numpy
+_NUMPY_HAS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+              torch.float16, torch.float32, torch.float64)
+_NUMPY_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64}
+
+
+def as_numpy(where: str, name: str, value) -> np.ndarray:
+    """:func:`as_array` as a numpy array: a tensor comes to the CPU, and a dtype numpy lacks
+    (bfloat16, uint16/32/64) becomes float32 or int64."""
+    value = as_array(where, name, value)
+    if isinstance(value, torch.Tensor):
+        value = value.cpu().resolve_conj().resolve_neg()
+        if value.dtype not in _NUMPY_HAS:
+            value = value.float() if value.is_floating_point() else value.long()
+        value = value.numpy()
+    return value
+
+
+def _as_tensor(where, name, value, dtype, device):
+    """``value`` as a contiguous tensor of ``dtype`` on ``device``.
+
+    A C-contiguous numpy array of ``dtype`` is shared, not copied (also a read-only one,
+    such as a ``np.load(..., mmap_mode='r')`` map: the engine never writes into its data);
+    any other layout or dtype is copied once, cast by numpy. The user's array is never
+    changed.
+    """
+    value = as_array(where, name, value)
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype).contiguous()
+    array = np.ascontiguousarray(value, dtype=_NUMPY_DTYPE[dtype])
+    if array.flags.writeable:
+        tensor = torch.from_numpy(array)
+    else:
+        with warnings.catch_warnings():  # torch warns that writing would be undefined; we don't
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            tensor = torch.from_numpy(array)
+    return tensor.to(device=device)
+
+
+def _check_finite(where, name, tensor):
+    if tensor.is_floating_point() and tensor.numel():
+        bad = ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0, 0])
+            raise DataError(f"{where}: '{name}' must hold finite numbers. Got NaN or infinite "
+                            f"values in {int(bad.sum())} samples, the first at index {first}.")
 
 
 def prepare(population, x, y, sample_weight, where: str) -> Data:
     """Converts and checks ``x``/``y`` against the population's input and loss."""
     plan, loss = population.plan, population.loss
     x_t = _as_tensor(where, "x", x, population.dtype, population.device)
+    if x_t.shape[0] == 0:
+        raise DataError(f"{where}: 'x' must hold at least one sample. Got shape "
+                        f"{tuple(x_t.shape)}.")
     expected = tuple(plan.input_shape)
     if tuple(x_t.shape[1:]) != expected:
         hint = ""
@@ -56,11 +146,14 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
                         f"{tuple(x_t.shape[1:])}).{hint}")
     y_t = None
     if y is not None:
-        y_arr = y if isinstance(y, torch.Tensor) else np.asarray(y)
-        integer = (not torch.is_floating_point(y_arr)) if isinstance(y_arr, torch.Tensor) else \
-            np.issubdtype(y_arr.dtype, np.integer)
+        y_arr = as_array(where, "y", y)
+        # Integer labels stay integers (int64), as Keras keeps them; bool and float targets
+        # take the model's dtype.
+        integer = (y_arr.dtype != torch.bool and not y_arr.is_floating_point()) \
+            if isinstance(y_arr, torch.Tensor) else y_arr.dtype.kind in "iu"
         y_t = _as_tensor(where, "y", y_arr, torch.long if integer else population.dtype,
                          population.device)
+        _check_finite(where, "y", y_t)
         if y_t.shape[0] != x_t.shape[0]:
             raise DataError(f"{where}: x and y must have the same number of samples. Got "
                             f"{x_t.shape[0]} and {y_t.shape[0]}.")
@@ -73,6 +166,7 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
         if tuple(w_t.shape) != (x_t.shape[0],):
             raise DataError(f"{where}: 'sample_weight' must have shape ({x_t.shape[0]},). "
                             f"Got {tuple(w_t.shape)}.")
+        _check_finite(where, "sample_weight", w_t)
     return Data(x_t, y_t, w_t)
 
 

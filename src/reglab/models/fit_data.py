@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from reglab.engine.data import as_array, as_numpy
 from reglab.errors import ConfigError, DataError
 
 
@@ -31,12 +32,8 @@ class FitData:
 
 
 def _as_array(where: str, name: str, value):
-    if value is None:
-        return None
-    try:
-        return np.asarray(value)
-    except Exception as error:  # pragma: no cover - numpy's own message is specific
-        raise DataError(f"{where}: '{name}' must be array-like. Got {type(value).__name__}.") from error
+    """A checked numeric array (a torch tensor stays one), or None; see ``engine.data``."""
+    return None if value is None else as_array(where, name, value)
 
 
 def validation_split_arrays(x, y, sample_weight, fraction: float):
@@ -61,7 +58,10 @@ def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
     if not isinstance(class_weight, dict):
         raise ConfigError(f"fit: 'class_weight' must be a dict {{class index: weight}}. "
                           f"Got {type(class_weight).__name__}.")
-    y = np.asarray(y)
+    y = as_numpy("fit", "y", y)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError("fit: 'y' must hold finite numbers to look up 'class_weight'. Got NaN "
+                        f"or infinite labels at {int((~np.isfinite(y)).sum())} places.")
     classes = y.argmax(axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
     classes = classes.astype(np.int64)
     missing = sorted(set(np.unique(classes).tolist()) - set(class_weight))
@@ -69,7 +69,13 @@ def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
         raise DataError(f"fit: 'class_weight' has no weight for classes {missing}. "
                         f"Got keys {sorted(class_weight)}.")
     weights = np.array([class_weight[c] for c in classes], dtype=np.float64)
-    return weights if sample_weight is None else weights * np.asarray(sample_weight)
+    if sample_weight is None:
+        return weights
+    sample_weight = as_numpy("fit", "sample_weight", sample_weight)
+    if sample_weight.shape != weights.shape:
+        raise DataError(f"fit: 'sample_weight' must have shape ({len(weights)},). "
+                        f"Got {sample_weight.shape}.")
+    return weights * sample_weight
 
 
 def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) -> FitData:
@@ -111,13 +117,23 @@ def next_epoch_from_generator(generator, steps: int):
         if not isinstance(batch, tuple) or len(batch) not in (2, 3):
             raise DataError("fit: a generator must yield (x, y) or (x, y, sample_weight) "
                             f"batches. Got {type(batch).__name__}.")
-        xs.append(np.asarray(batch[0]))
-        ys.append(np.asarray(batch[1]))
+        where = f"fit: generator batch {step}"
+        xs.append(as_numpy(where, "x", batch[0]))
+        ys.append(as_numpy(where, "y", batch[1]))
         if len(batch) == 3:
-            ws.append(np.asarray(batch[2]))
+            ws.append(as_numpy(where, "sample_weight", batch[2]))
     batch_size = max(len(b) for b in xs)
-    return (np.concatenate(xs), np.concatenate(ys), np.concatenate(ws) if ws else None,
-            batch_size)
+    if len(ws) not in (0, len(xs)):
+        raise DataError("fit: a generator must yield sample weights with every batch or with "
+                        f"none. Got them with {len(ws)} of {len(xs)} batches.")
+    joined = []
+    for name, parts in (("x", xs), ("y", ys), ("sample_weight", ws)):
+        shapes = sorted({part.shape[1:] for part in parts})
+        if len(shapes) > 1:
+            raise DataError(f"fit: a generator's batches must share one sample shape for "
+                            f"'{name}'. Got samples of shapes {shapes}.")
+        joined.append(np.concatenate(parts) if parts else None)
+    return (*joined, batch_size)
 
 
 def is_flow(x) -> bool:
@@ -154,4 +170,5 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps):
     if x is None:
         raise ConfigError(f"{where}: expected x (an array, an ImageDataGenerator.flow(...) "
                           "iterator or a generator). Got None.")
-    return x, y, sample_weight
+    return (_as_array(where, "x", x), _as_array(where, "y", y),
+            _as_array(where, "sample_weight", sample_weight))

@@ -276,7 +276,10 @@ class ImageDataGenerator:
 
     def _warp(self, x: np.ndarray, transforms: torch.Tensor) -> np.ndarray:
         work = np.float64 if x.dtype == np.float64 else np.float32
-        images = torch.from_numpy(np.ascontiguousarray(x, dtype=work))
+        images = np.ascontiguousarray(x, dtype=work)
+        if not images.flags.writeable:  # a memory map opened read-only: torch would warn
+            images = images.copy()
+        images = torch.from_numpy(images)
         spec = self.affine_spec
         out = warp(
             images,

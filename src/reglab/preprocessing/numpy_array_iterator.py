@@ -29,7 +29,9 @@ import threading
 import warnings
 
 import numpy as np
+import torch
 
+from reglab.engine.data import as_numpy
 from reglab.errors import ConfigError, DataError, unknown_name
 
 SUBSETS = ("training", "validation")
@@ -59,13 +61,28 @@ def images_shape_error(where: str, shape: tuple[int, ...]) -> DataError:
 
 
 def as_images(where: str, x) -> np.ndarray:
-    """``x`` as an ``(N, H, W, C)`` numeric array (not copied when it already is one)."""
-    array = np.asarray(x)
+    """``x`` as an ``(N, H, W, C)`` numeric array (not copied when it already is one; a torch
+    tensor on any device comes to the CPU)."""
+    if isinstance(x, torch.Tensor):
+        array = as_numpy(where, "x", x)
+    else:
+        try:
+            array = np.asarray(x)
+        except (ValueError, TypeError):  # ragged nested lists: the shared check says so
+            array = as_numpy(where, "x", x)
     if array.ndim != 4:
         raise images_shape_error(where, array.shape)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(f"{where}: x must hold numbers. Got dtype {array.dtype}.")
     return array
+
+
+def _labels(where: str, name: str, values):
+    """Labels or weights as numpy; any values numpy takes, as Keras (checked when trained on)."""
+    if values is None:
+        return None
+    return as_numpy(where, name, values) if isinstance(values, torch.Tensor) else \
+        np.asarray(values)
 
 
 def warn_channels(where: str, shape: tuple[int, ...], stacklevel: int = 3) -> None:
@@ -137,6 +154,7 @@ class NumpyArrayIterator:
                 f"{where}: 'data_format' must be 'channels_last' (or None). Got {data_format!r}."
             )
         x = as_images(where, x)
+        y, sample_weight = _labels(where, "y", y), _labels(where, "sample_weight", sample_weight)
         for name, values in (("y", y), ("sample_weight", sample_weight)):
             if values is not None and len(values) != len(x):
                 raise DataError(

@@ -2,7 +2,8 @@
 
 Train, validation and test loss and accuracy; the generalization gap (train − test
 accuracy, and test − train loss); per-layer kernel sparsity (exact zeros, and
-|w| < 1e-3) with L1 and L2 norms; expected calibration error on the test set.
+|w| < 1e-3) with L1 and L2 norms; expected calibration error on the test set, and the
+test set's size (``test_samples``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,30 @@ ECE_BINS = 15
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
                                bins: int = ECE_BINS) -> float:
-    """ECE with equal-width confidence bins: sum over bins of |accuracy − confidence| × share."""
-    confidence = probabilities.max(axis=-1)
-    correct = probabilities.argmax(axis=-1) == labels
+    """ECE with equal-width confidence bins: sum over bins of |accuracy − confidence| × share.
+
+    ``probabilities`` is ``(N, C)`` softmax outputs, or ``(N, 1)``/``(N,)`` outputs of one
+    sigmoid unit (the probability of class 1): then the predicted class is ``p > 0.5`` and
+    the confidence ``max(p, 1 − p)``, the probability of the predicted class. ``labels`` are
+    class indices ``(N,)`` or ``(N, 1)``, or one-hot ``(N, C)``.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    p = p.reshape(len(p), -1)
+    labels = np.asarray(labels)
+    if p.shape[1] > 1 and labels.ndim == 2 and labels.shape[1] == p.shape[1]:
+        labels = labels.argmax(axis=-1)  # one-hot
+    labels = labels.reshape(-1)
+    if len(labels) != len(p):
+        raise ValueError(f"expected_calibration_error: expected one label per prediction "
+                         f"({len(p)}). Got labels of shape {np.shape(labels)}.")
+    if p.shape[1] == 1:  # one sigmoid unit: binary classification
+        positive = p[:, 0]
+        predicted = positive > 0.5
+        confidence = np.where(predicted, positive, 1.0 - positive)
+        correct = predicted == (labels > 0.5)
+    else:
+        confidence = p.max(axis=-1)
+        correct = p.argmax(axis=-1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -28,12 +50,14 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
 
 
 def weight_statistics(weights: dict, layer_names: dict[int, str]) -> dict[str, float]:
-    """Per kernel: exact-zero fraction, fraction with |w| < 1e-3, L1 and L2 norms."""
+    """Per kernel: exact-zero fraction, fraction with |w| < 1e-3, L1 and L2 norms (biases
+    and other weights are skipped)."""
     out = {}
     for (index, name), tensor in weights.items():
         if name != "kernel":
             continue
-        w = tensor.numpy().astype(np.float64)
+        w = (tensor.detach().cpu().double().numpy() if hasattr(tensor, "detach")
+             else np.asarray(tensor, dtype=np.float64))
         prefix = layer_names[index]
         out[f"{prefix}.zeros"] = float((w == 0).mean())
         out[f"{prefix}.small"] = float((np.abs(w) < SMALL).mean())
@@ -57,6 +81,9 @@ def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str,
         for member_id in results:
             results[member_id]["test_ece"] = expected_calibration_error(
                 probabilities[member_id], np.asarray(data.y_test))
+            # the test set's size: the resolution of its accuracy, which sets the default
+            # minimum effect of the verdicts (reglab.study.report_table.resolve_min_effect)
+            results[member_id]["test_samples"] = float(len(data.y_test))
     names = dict(enumerate(population.layer_names))
     for member_id, metrics in results.items():
         # The gap of the study's first metric ('accuracy', 'acc', ... as the logs name it).

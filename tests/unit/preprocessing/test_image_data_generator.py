@@ -340,3 +340,26 @@ def test_apply_transform_matches_keras_s_scipy_code_on_a_non_square_image(fill_m
     }
     expected = keras_apply_transform(X[0], params, fill_mode, 0.5)
     np.testing.assert_allclose(datagen.apply_transform(X[0], params), expected, atol=1e-6)
+
+
+def test_read_only_memory_maps_transform_without_warnings_and_stay_unchanged(tmp_path):
+    import warnings
+
+    images = np.random.default_rng(4).random((4, 5, 5, 1)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    generator = ImageDataGenerator(rotation_range=20, featurewise_center=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on tensors made from read-only arrays
+        generator.fit(mapped, augment=True, seed=0)
+        one = generator.random_transform(mapped[0], seed=1)
+        many = generator.random_transform_array(mapped)
+        batch, _ = generator.flow(mapped, np.arange(4), batch_size=2, seed=0)[0]
+    np.testing.assert_allclose(one, generator.random_transform(images[0], seed=1))
+    assert many.shape == images.shape and batch.shape == (2, 5, 5, 1)
+    np.testing.assert_array_equal(mapped, images)
+
+
+def test_ragged_lists_raise_a_data_error_saying_so():
+    with pytest.raises(DataError, match=r"standardize_array: 'x'.*not one rectangular array"):
+        ImageDataGenerator().standardize_array([[[[1.0]]], [[[1.0], [2.0]]]])

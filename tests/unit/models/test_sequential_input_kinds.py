@@ -1,0 +1,260 @@
+"""fit/evaluate/predict take the inputs Keras 3 takes: numpy views of any layout (negative
+strides, slices, Fortran order), memory maps, bool/int/uint/float dtypes, lists and torch
+tensors, each giving the numbers its plain float32 copy gives, leaving the user's array as it
+was; and bad inputs raise a DataError that names the argument."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from model_factories import small_classifier
+from reglab.engine.data import prepare
+from reglab.errors import DataError
+from reglab.layers import Dense, Flatten
+from reglab.models import Sequential
+from reglab.preprocessing.image import ImageDataGenerator
+
+RNG = np.random.default_rng(11)
+X = RNG.random((40, 6)).astype("float32")
+Y = RNG.integers(0, 3, 40)
+
+
+def _memmap_npy(tmp_path, array):
+    path = tmp_path / "x.npy"
+    np.save(path, array)
+    return np.load(path, mmap_mode="r")
+
+
+def _memmap_raw(tmp_path, array):
+    path = tmp_path / "x.dat"
+    array.tofile(path)
+    return np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+
+
+# Each kind: (build(tmp_path) -> the input holding X's samples in X's order).
+X_KINDS = {
+    "negative_stride_view": lambda tmp: X[::-1].copy()[::-1],
+    "non_contiguous_slice": lambda tmp: np.repeat(X, 2, axis=1)[:, ::2],
+    "fortran_order": lambda tmp: np.asfortranarray(X),
+    "float64": lambda tmp: X.astype(np.float64),
+    "float16": lambda tmp: X.astype(np.float16),
+    "int64": lambda tmp: np.round(X * 10).astype(np.int64),
+    "int32_strided": lambda tmp: np.round(X * 10).astype(np.int32)[::-1][::-1],
+    "uint8": lambda tmp: (X * 255).astype(np.uint8),
+    "bool": lambda tmp: X > 0.5,
+    "read_only": lambda tmp: np.frombuffer(X.tobytes(), dtype=np.float32).reshape(X.shape),
+    "npy_memmap": lambda tmp: _memmap_npy(tmp, X),
+    "npy_memmap_float64": lambda tmp: _memmap_npy(tmp, X.astype(np.float64)),
+    "np_memmap": lambda tmp: _memmap_raw(tmp, X),
+    "list": lambda tmp: X.tolist(),
+    "torch_float32": lambda tmp: torch.from_numpy(X.copy()),
+    "torch_float64_transposed": lambda tmp: torch.from_numpy(X.T.astype(np.float64)).t(),
+    "torch_bfloat16": lambda tmp: torch.from_numpy(X).to(torch.bfloat16),
+    "torch_uint8": lambda tmp: torch.from_numpy((X * 255).astype(np.uint8)),
+    "torch_requires_grad": lambda tmp: torch.from_numpy(X.copy()).requires_grad_(),
+}
+
+
+def _plain(value) -> np.ndarray:
+    """The plain C-contiguous float32 array holding the same numbers."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().numpy().copy()
+    return np.array(value, dtype=np.float32, order="C")
+
+
+def _snapshot(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    return np.array(value, copy=True)
+
+
+def _unchanged(value, before) -> bool:
+    if isinstance(value, torch.Tensor):
+        return torch.equal(value.detach(), before)
+    return np.array_equal(np.asarray(value), before)
+
+
+@pytest.mark.parametrize("kind", list(X_KINDS))
+def test_every_input_kind_gives_the_numbers_of_its_plain_float32_copy(kind, tmp_path):
+    value = X_KINDS[kind](tmp_path)
+    reference = _plain(value)
+    before = _snapshot(value)
+    model, twin = small_classifier(), small_classifier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's warning on read-only arrays among others
+        np.testing.assert_allclose(model.predict(value, verbose=0),
+                                   twin.predict(reference, verbose=0), rtol=1e-6)
+        assert model.evaluate(value, Y, verbose=0) == pytest.approx(
+            twin.evaluate(reference, Y, verbose=0), rel=1e-6)
+        history = model.fit(value, Y, epochs=2, batch_size=16, validation_data=(value, Y),
+                            verbose=0)
+        expected = twin.fit(reference, Y, epochs=2, batch_size=16,
+                            validation_data=(reference, Y), verbose=0)
+        model.fit(value, Y, epochs=1, validation_split=0.25, verbose=0)
+        twin.fit(reference, Y, epochs=1, validation_split=0.25, verbose=0)
+    for key, values in expected.history.items():
+        np.testing.assert_allclose(history.history[key], values, rtol=1e-6, err_msg=key)
+    for mine, theirs in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+    assert _unchanged(value, before)
+
+
+Y_KINDS = {
+    "negative_stride_view": lambda: Y[::-1].copy()[::-1],
+    "uint8": lambda: Y.astype(np.uint8),
+    "int32_column": lambda: Y.astype(np.int32)[:, None],
+    "float64": lambda: Y.astype(np.float64),
+    "list": lambda: Y.tolist(),
+    "torch_int64": lambda: torch.from_numpy(Y.copy()),
+    "torch_uint8": lambda: torch.from_numpy(Y.astype(np.uint8)),
+    "torch_float32": lambda: torch.from_numpy(Y.astype(np.float32)),
+}
+
+
+@pytest.mark.parametrize("kind", list(Y_KINDS))
+def test_every_label_kind_gives_the_numbers_of_int64_labels(kind):
+    labels = Y_KINDS[kind]()
+    before = _snapshot(labels)
+    weights = np.linspace(0.5, 1.5, len(X))
+    model, twin = small_classifier(), small_classifier()
+    assert model.evaluate(X, labels, verbose=0) == pytest.approx(twin.evaluate(X, Y, verbose=0))
+    model.fit(X, labels, epochs=2, batch_size=16, class_weight={0: 1.0, 1: 2.0, 2: 0.5},
+              sample_weight=torch.from_numpy(weights) if kind.startswith("torch") else
+              weights[::-1].copy()[::-1], verbose=0)
+    twin.fit(X, Y, epochs=2, batch_size=16, class_weight={0: 1.0, 1: 2.0, 2: 0.5},
+             sample_weight=weights, verbose=0)
+    for mine, theirs in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+    assert _unchanged(labels, before)
+
+
+def test_binary_labels_as_bool_or_uint8_columns_match_float_labels():
+    positive = (X[:, 0] > 0.5)
+
+    def binary():
+        model = Sequential([Dense(1, activation="sigmoid", input_shape=(6,))], seed=0)
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        return model
+    reference = binary().evaluate(X, positive.astype(np.float32), verbose=0)
+    for labels in (positive, positive.astype(np.uint8)[:, None], torch.from_numpy(positive),
+                   positive.astype(np.float64)[::-1].copy()[::-1]):
+        assert binary().evaluate(X, labels, verbose=0) == pytest.approx(reference)
+
+
+def test_a_contiguous_float32_array_is_shared_not_copied(tmp_path):
+    population = small_classifier()._build()
+    data = prepare(population, X, Y, None, "fit")
+    assert data.x.data_ptr() == X.ctypes.data
+    mapped = _memmap_npy(tmp_path, X)  # read-only: shared too, without torch's warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = prepare(population, mapped, Y, None, "fit")
+    assert data.x.data_ptr() == mapped.ctypes.data
+    tensor = torch.from_numpy(X)
+    assert prepare(population, tensor, Y, None, "fit").x.data_ptr() == tensor.data_ptr()
+    strided = X[::-1]
+    assert prepare(population, strided, None, None, "predict").x.is_contiguous()
+
+
+def test_generators_of_torch_batches_train_as_numpy_batches_do():
+    def batches(as_tensors):
+        while True:
+            for lo in (0, 16):
+                x, y = X[lo:lo + 16], Y[lo:lo + 16]
+                yield (torch.from_numpy(x), torch.from_numpy(y)) if as_tensors else (x, y)
+    model, twin = small_classifier(), small_classifier()
+    model.fit(batches(True), steps_per_epoch=2, epochs=2, verbose=0)
+    twin.fit(batches(False), steps_per_epoch=2, epochs=2, verbose=0)
+    for mine, theirs in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+    assert model.evaluate(batches(True), steps=2, verbose=0) == pytest.approx(
+        twin.evaluate(batches(False), steps=2, verbose=0))
+
+
+@pytest.mark.parametrize("kind", ["negative_stride_view", "uint8", "npy_memmap", "torch"])
+def test_image_data_generator_flows_take_the_same_kinds(kind, tmp_path):
+    images = RNG.random((24, 4, 4, 1)).astype("float32")
+    labels = RNG.integers(0, 3, 24)
+    value = {"negative_stride_view": lambda: images[::-1].copy()[::-1],
+             "uint8": lambda: (images * 255).astype(np.uint8),
+             "npy_memmap": lambda: _memmap_npy(tmp_path, images),
+             "torch": lambda: torch.from_numpy(images.copy())}[kind]()
+    reference = _plain(value)
+    before = _snapshot(value)
+
+    def model():
+        m = Sequential([Flatten(input_shape=(4, 4, 1)), Dense(3, activation="softmax")], seed=0)
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+    generator = ImageDataGenerator(rescale=1 / 255, rotation_range=10)
+    mine, theirs = model(), model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mine.fit(generator.flow(value, labels[::-1].copy()[::-1], batch_size=8, seed=3),
+                 epochs=1, verbose=0)
+        theirs.fit(generator.flow(reference, labels, batch_size=8, seed=3), epochs=1, verbose=0)
+    for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert _unchanged(value, before)
+
+
+BAD_INPUTS = [
+    ("predict", dict(x=np.array([object()] * 40)), r"predict: 'x' must be an array of numbers "
+     r"\(bool, int or float\).*Got a numpy array of dtype object"),
+    ("predict", dict(x=np.array(["a"] * 40)), r"predict: 'x'.*Got a numpy array of dtype <U1"),
+    ("predict", dict(x=[[1.0, 2.0], [3.0]]), r"predict: 'x'.*Got a list that is not one "
+     r"rectangular array \(nested sequences of different lengths\)"),
+    ("predict", dict(x=3.0), r"predict: 'x' must have a leading sample axis. Got the scalar 3.0"),
+    ("predict", dict(x=X[:0]), r"predict: 'x' must hold at least one sample. Got shape \(0, 6\)"),
+    ("predict", dict(x=torch.zeros(4, 6, dtype=torch.complex64)),
+     r"predict: 'x'.*Got a torch tensor of dtype torch.complex64"),
+    ("predict", dict(x={"features": X}), r"predict: 'x'.*Got a dict"),
+    ("fit", dict(x=X.astype(str), y=Y), r"fit: 'x'.*Got a numpy array of dtype <U"),
+    ("fit", dict(x=X, y=Y.astype(str)), r"fit: 'y'.*Got a numpy array of dtype <U"),
+    ("fit", dict(x=X, y=[[0], [1, 2]] * 20), r"fit: 'y'.*not one rectangular array"),
+    ("fit", dict(x=X, y=np.where(Y == 1, np.nan, Y)),
+     r"fit: 'y' must hold finite numbers. Got NaN or infinite values in \d+ samples"),
+    ("fit", dict(x=X, y=np.where(Y == 1, np.nan, Y), class_weight={0: 1, 1: 1, 2: 1}),
+     r"fit: 'y' must hold finite numbers"),
+    ("evaluate", dict(x=X, y=np.where(Y == 1, np.inf, Y)), r"evaluate: 'y' must hold finite"),
+    ("fit", dict(x=X, y=Y, sample_weight=["heavy"] * 40), r"fit: 'sample_weight'.*Got a list "
+     r"that numpy reads as dtype <U5"),
+    ("fit", dict(x=X, y=Y, sample_weight=np.full(40, np.nan)),
+     r"fit: 'sample_weight' must hold finite numbers"),
+    ("evaluate", dict(x=X, y=Y, sample_weight=torch.zeros(40, dtype=torch.complex64)),
+     r"evaluate: 'sample_weight'.*torch.complex64"),
+    ("fit", dict(x=X, y=Y, validation_data=(X, np.array([None] * 40))),
+     r"fit: validation_data: 'y'.*dtype object"),
+    ("fit", dict(x=X, y=Y, validation_data=([[1.0] * 6, [1.0]], [0, 1])),
+     r"fit: validation_data: 'x'.*not one rectangular array"),
+    ("fit", dict(x=X, y=Y, validation_data=(X, np.full(40, np.nan))),
+     r"fit: validation_data: 'y' must hold finite numbers"),
+]
+
+
+@pytest.mark.parametrize(("method", "arguments", "match"), BAD_INPUTS,
+                         ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(BAD_INPUTS)])
+def test_bad_inputs_raise_a_data_error_naming_the_argument(method, arguments, match):
+    model = small_classifier()
+    with pytest.raises(DataError, match=match) as raised:
+        getattr(model, method)(**arguments, verbose=0)
+    assert raised.value.__cause__ is None or isinstance(raised.value.__cause__, DataError)
+
+
+def test_a_bad_generator_batch_raises_a_data_error():
+    def batches():
+        yield X[:8], Y[:8]
+        yield X[:8, :5], Y[:8]
+    with pytest.raises(DataError, match=r"generator's batches must share one sample shape for "
+                                        r"'x'. Got samples of shapes \[\(5,\), \(6,\)\]"):
+        small_classifier().fit(batches(), steps_per_epoch=2, verbose=0)
+
+    def strings():
+        while True:
+            yield X[:8], np.array(["a"] * 8)
+    with pytest.raises(DataError, match=r"fit: generator batch 0: 'y'.*dtype <U1"):
+        small_classifier().fit(strings(), steps_per_epoch=2, verbose=0)
