@@ -131,24 +131,81 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, workers):
                    env=env)
     expected = finished(tmp_path / "reference")
     out = tmp_path / "killed"
-    for delay in (2.5, 3.5, 4.5):  # after start-up: while training, between populations
+    kills = 0
+    # Killed once the store holds this many epoch rows (early, midway, late); with worker
+    # processes rows arrive when a job returns, so the others are then mid-job.
+    for rows in (1, 30, 60):
         child = subprocess.Popen(command(out), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, env=env)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while child.poll() is None and sum(_epochs_recorded(out).values()) < rows:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
+            kills += 1
         child.wait()
         deadline = time.monotonic() + 30  # worker processes die with the driver
         while _tagged_processes(tag) and time.monotonic() < deadline:
             time.sleep(0.1)
         left = {pid: _cmdline(pid) for pid in _tagged_processes(tag)}
         left = {pid: line for pid, line in left.items() if line is not None}
-        assert left == {}, f"processes outlived the killed driver (killed after {delay} s)"
+        assert left == {}, f"processes outlived the killed driver (killed at {rows} epoch rows)"
+    assert kills >= 1, "no kill landed: the study finished before the first one"
     rerun = subprocess.run(command(out), capture_output=True, text=True, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     with sqlite3.connect(out / "study.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert finished(out) == expected
+
+
+def _epochs_recorded(out: Path) -> dict[str, int]:
+    """Per run, the epochs in the store now (read-only, beside the writer)."""
+    if not (out / "study.db").is_file():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True) as db:
+            rows = db.execute("SELECT run_id, COUNT(*) FROM epochs GROUP BY run_id").fetchall()
+    except sqlite3.Error:
+        return {}
+    return dict(rows)
+
+
+@pytest.mark.parametrize("at_epoch", [3, 11])
+def test_a_kill_mid_population_loses_at_most_one_epoch(tmp_path, at_epoch):
+    """Killed while a population is in its epochs, the rerun goes on from the population's
+    last complete epoch (its checkpoint) and ends as an uninterrupted run, bit for bit;
+    the epochs trained again are at most one."""
+    import torch
+
+    study = write_study(tmp_path, epochs=16)
+
+    def command(out):
+        return [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+                "--quiet", "--no-report"]
+    subprocess.run(command(tmp_path / "reference"), check=True, stdout=subprocess.DEVNULL)
+    expected = finished(tmp_path / "reference")
+    out = tmp_path / "killed"
+    child = subprocess.Popen(command(out), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while max(_epochs_recorded(out).values(), default=0) < at_epoch:
+        assert child.poll() is None, "the study ended before the kill"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL  # the kill landed while it trained
+    recorded = max(_epochs_recorded(out).values())
+    (checkpoint,) = (out / "checkpoints").glob("*.pt")
+    saved = torch.load(checkpoint, weights_only=False)
+    complete = saved["population"]["epoch"] + 1  # epochs the checkpoint holds
+    assert 0 <= recorded - complete <= 1  # trained again after the kill: at most one epoch
+    rerun = subprocess.run(command(out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "go on from their last complete epoch" in rerun.stdout
+    assert finished(out) == expected
+    assert not (out / "checkpoints").exists()  # removed with their finished populations
 
 
 def test_a_failing_run_is_recorded_and_the_rest_of_the_study_goes_on(tmp_path):

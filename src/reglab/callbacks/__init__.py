@@ -1,5 +1,6 @@
 """Keras's callbacks: the protocol, History, EarlyStopping and the common others."""
 
+from reglab.callbacks.backup_and_restore import BackupAndRestore
 from reglab.callbacks.callback import Callback, CallbackList
 from reglab.callbacks.csv_logger import CSVLogger
 from reglab.callbacks.early_stopping import EarlyStopping
@@ -11,6 +12,6 @@ from reglab.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from reglab.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
-    "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+    "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
     "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN",
 ]

@@ -129,7 +129,8 @@ class Population:
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, validation_data=None,
             shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
             observers: Sequence[Any] = (), eval_batch_size: int | None = None,
-            augment=None, finalize: bool = True) -> PopulationResult:
+            augment=None, finalize: bool = True, resume: dict | None = None
+            ) -> PopulationResult:
         """Trains every member; returns a new :class:`PopulationResult` for this call.
 
         With ``finalize`` (the default), members that average their weights (EMA, SWA) end
@@ -144,6 +145,11 @@ class Population:
         logs_by_member)`` and
         ``on_train_end()``, and stop members through ``population.stop_requested``.
         Members that diverged in an earlier call stay frozen.
+
+        ``resume``: a :meth:`checkpoint` taken at the end of an epoch of an earlier call of
+        the same ``fit`` (same members and data); training goes on from the next epoch as
+        if it had not stopped. Observers may define ``on_epoch_complete(epoch)``, called
+        when an epoch is over and stopped members are parked: the moment to checkpoint.
         """
         started = time.perf_counter()
         batch_size = data_module.check_count("fit", "batch_size", batch_size)
@@ -159,22 +165,25 @@ class Population:
         self.metrics = self._resolve_metrics(train.y)
         self.augment = augment
         self._train, self._batch_size = train, batch_size  # for averaging's final pass
-        self._restore_all()
-        self.results = [MemberResult(i, name, seed) for i, (name, seed) in
-                        enumerate(zip(self.plan.names, self.plan.seeds))]
-        # Each member's early-stopping state, per fit (as Keras's callback resets it), lives
-        # in the member tree with the rest of its state.
-        self.state.members.scalars["early_stopping"] = [
-            None if self.plan.early_stopping[m] is None
-            else EarlyStoppingState.start(self.plan.early_stopping[m])
-            for m in self.state.member_ids]
-        self._joined = {}
-        for member_id, at in self._diverged.items():
-            result = self.results[member_id]
-            result.status, result.diverged_at = "diverged", at
-        for member_id in self._removed:
-            self.results[member_id].status = "removed"
-        self._park(sorted(set(self._diverged) | self._removed))
+        if resume is not None:
+            initial_epoch = self._resume(resume)
+        else:
+            self._restore_all()
+            self.results = [MemberResult(i, name, seed) for i, (name, seed) in
+                            enumerate(zip(self.plan.names, self.plan.seeds))]
+            # Each member's early-stopping state, per fit (as Keras's callback resets it),
+            # lives in the member tree with the rest of its state.
+            self.state.members.scalars["early_stopping"] = [
+                None if self.plan.early_stopping[m] is None
+                else EarlyStoppingState.start(self.plan.early_stopping[m])
+                for m in self.state.member_ids]
+            self._joined = {}
+            for member_id, at in self._diverged.items():
+                result = self.results[member_id]
+                result.status, result.diverged_at = "diverged", at
+            for member_id in self._removed:
+                self.results[member_id].status = "removed"
+            self._park(sorted(set(self._diverged) | self._removed))
         self.stop_requested.clear()
         flush = self.flush_denormal and self.device.type == "cpu"
         flushing_before = denormals.flushing() if flush else None
@@ -212,6 +221,8 @@ class Population:
                     stop_now.add(member_id)
                 self._park([m for m in self.state.member_ids if m in stop_now],
                            finalize=finalize)
+                for obs in observers:
+                    _call(obs, "on_epoch_complete", epoch)
             for member_id in self.state.member_ids:
                 self.results[member_id].status = "done"
             self._epoch = None
@@ -224,6 +235,51 @@ class Population:
         for obs in observers:
             _call(obs, "on_train_end")
         return PopulationResult(self.results, time.perf_counter() - started)
+
+    # -- checkpoints ----------------------------------------------------------------
+    CHECKPOINT_FORMAT = 1
+
+    def checkpoint(self) -> dict:
+        """Everything ``fit`` needs to go on after the epoch that just ended (call it from an
+        observer's ``on_epoch_complete``): every member's tree (weights, optimizer slots,
+        snapshots, averages, steps and epochs trained, early-stopping state), the parked
+        members, the results so far. The random streams need no state: they are keyed by
+        each member's seed and epochs trained. For ``torch.save``; not a copy, so save it
+        before training goes on."""
+        if self._epoch is None:
+            raise ConfigError("Population.checkpoint: only between the epochs of a fit "
+                              "(from an observer's on_epoch_complete).")
+        return {"format": self.CHECKPOINT_FORMAT, "epoch": self._epoch,
+                "names": list(self.plan.names), "seeds": list(self.plan.seeds),
+                "members": self.state.members, "optimizer_values": self.state.optimizer_values,
+                "parked": self._parked, "results": self.results, "diverged": self._diverged,
+                "removed": self._removed, "joined": self._joined}
+
+    def _resume(self, checkpoint: dict) -> int:
+        """Takes a :meth:`checkpoint`'s state; returns the epoch to train next."""
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != \
+                self.CHECKPOINT_FORMAT:
+            raise ConfigError("fit: 'resume' must be a Population.checkpoint() of format "
+                              f"{self.CHECKPOINT_FORMAT}. Got {type(checkpoint).__name__}.")
+        if checkpoint["names"] != list(self.plan.names) or \
+                checkpoint["seeds"] != list(self.plan.seeds):
+            raise ConfigError("fit: 'resume' is the checkpoint of another population (its "
+                              f"members {checkpoint['names'][:3]}..., these "
+                              f"{list(self.plan.names)[:3]}...).")
+        members = checkpoint["members"]
+        for family in members.tensors.values():
+            for key, t in family.items():
+                family[key] = t.to(self.device)
+        members._mark_trainable()
+        self.state.members = members
+        self.state.optimizer_values = checkpoint["optimizer_values"]
+        self.state.refresh_values()
+        self._parked = checkpoint["parked"]
+        self.results = checkpoint["results"]
+        self._diverged = checkpoint["diverged"]
+        self._removed = checkpoint["removed"]
+        self._joined = checkpoint["joined"]
+        return int(checkpoint["epoch"]) + 1
 
     def running_logs(self) -> dict[int, dict[str, float]]:
         """The current epoch's logs so far, per member (synchronizes with the device)."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from reglab.callbacks.backup_and_restore import BackupAndRestore
 from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
 from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
@@ -97,6 +98,11 @@ class _KerasBridge:
         if self.model.stop_training:
             self.population.stop_requested.add(0)
 
+    def on_epoch_complete(self, epoch):
+        for callback in self.callbacks.callbacks:
+            if isinstance(callback, BackupAndRestore):
+                callback.backup(self.population)
+
 
 def _verbose(verbose) -> int:
     if verbose == "auto":
@@ -156,7 +162,15 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     callback_list = CallbackList(list(callbacks or []) + [history] + extra, model,
                                  {"verbose": verbose, "epochs": epochs, "steps": steps})
     bridge = _KerasBridge(model, callback_list)
+    model._resume_state = None
     callback_list.on_train_begin({})
+    resume, model._resume_state = model._resume_state, None  # set by BackupAndRestore
+    if resume is not None and data.generator is not None:
+        raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow; "
+                          "a Python generator cannot be resumed mid-stream.")
+    if resume is not None:
+        # what callbacks see of the learning rate is what the backed-up run had reached
+        model.optimizer.learning_rate = resume["optimizer_values"][0]["learning_rate"]
     options = dict(validation_data=validation_data, observers=[bridge],
                    eval_batch_size=validation_batch_size)
     results = []
@@ -165,7 +179,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                                       epochs=epochs, shuffle=data.shuffle,
                                       sample_weight=data.sample_weight,
                                       initial_epoch=initial_epoch, augment=data.augment,
-                                      **options))
+                                      resume=resume, **options))
     else:
         for epoch in range(initial_epoch, epochs):
             if epoch > initial_epoch:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from reglab.study import checkpoints
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import StudySpec
 
@@ -36,6 +37,8 @@ class PopulationJob:
     spec: StudySpec
     population: PopulationSpec
     device: str = "cpu"
+    #: where the job checkpoints after every epoch and resumes from (None: no checkpoints)
+    checkpoint: str | None = None
 
 
 @dataclasses.dataclass
@@ -89,11 +92,13 @@ class InProcessExecutor:
                                 metrics=spec.training.metrics, device=job.device,
                                 keep_freed_memory=True)
         started = time.perf_counter()
-        observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs)
+        saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device)
+        observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs,
+                                  job.checkpoint, saved["rows"] if saved else [])
         result = population.fit(
             x_fit, data.y_train, batch_size=spec.training.batch_size, epochs=spec.training.epochs,
             validation_data=None if x_val is None else (x_val, data.y_val), augment=augment,
-            observers=[observer])
+            observers=[observer], resume=saved["population"] if saved else None)
         metrics = final_metrics(population, data, x_fit, x_val, x_test)
         wall = time.perf_counter() - started
         return [RunOutcome(run.run_id, m.status, m.epochs_run, m.best_epoch, m.stopped_epoch,
@@ -104,20 +109,32 @@ class InProcessExecutor:
 class _EpochObserver:
     """Hands each epoch's logs to the driver, and tells the progress display."""
 
-    def __init__(self, runs, on_epoch, progress, epochs):
+    def __init__(self, runs, on_epoch, progress, epochs, checkpoint=None, rows=()):
         self.runs, self.on_epoch, self.progress, self.epochs = runs, on_epoch, progress, epochs
+        self.checkpoint = checkpoint
+        #: every epoch row of this job so far (a resumed job's come from its checkpoint)
+        self.rows: EpochRows = list(rows)
 
     def on_train_begin(self, population):
         self.population = population
+        if self.rows and self.on_epoch is not None:
+            self.on_epoch(list(self.rows))  # the epochs before the checkpoint, once more
 
     def on_epoch_end(self, epoch, logs_by_member):
         rows = [(self.runs[m].run_id, epoch, logs) for m, logs in logs_by_member.items()]
+        self.rows.extend(rows)
         if self.on_epoch is not None:
             self.on_epoch(rows)
         if self.progress is not None:
             best = max((logs.get("val_accuracy", float("nan")) for logs in
                         logs_by_member.values()), default=float("nan"))
             self.progress(epoch + 1, self.epochs, len(logs_by_member), best)
+
+
+    def on_epoch_complete(self, epoch):
+        if self.checkpoint is not None:
+            checkpoints.save(self.checkpoint, [run.run_id for run in self.runs],
+                             self.population.checkpoint(), self.rows)
 
 
 # ---- worker processes -------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The driver owns the store; an executor (:mod:`reglab.study.executors`) trains a
 population and hands back its records. In process, each epoch is recorded as it ends;
-with worker processes, a job's epochs are recorded when it returns. Either way a kill
-loses only the populations in training, which restart from their start.
+with worker processes, a job's epochs are recorded when it returns. Either way every job
+checkpoints after each epoch (:mod:`reglab.study.checkpoints`), so a kill loses at most
+the epoch in progress: the rerun of the same command goes on from there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from reglab.errors import ConfigError, ReglabError
+from reglab.study import checkpoints
 from reglab.study.executors import InProcessExecutor, PopulationJob, RunOutcome
 from reglab.study.plan import StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
@@ -90,9 +92,11 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
                               population_of[run.run_id], run.changes)
                     for run in plan.runs])  # in the study file's order
+    # Interrupted runs lose their epoch rows here; a job that resumes from its checkpoint
+    # records them again (the checkpoint holds them), then goes on.
     interrupted = store.reset_unfinished()
     if interrupted:
-        log(f"resuming: {len(interrupted)} interrupted runs restart from their start")
+        log(f"resuming: {len(interrupted)} interrupted runs")
     import torch
 
     store.set_meta("versions", {"python": platform.python_version(), "torch": torch.__version__,
@@ -112,7 +116,13 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
             continue
         population = dataclasses.replace(population, runs=pending)
         shards = executor.shards(population) if hasattr(executor, "shards") else [population]
-        jobs.extend((index, PopulationJob(spec, shard, device)) for shard in shards)
+        jobs.extend((index, PopulationJob(spec, shard, device, checkpoints.path_for(
+            store.directory, shard.key, [run.run_id for run in shard.runs])))
+            for shard in shards)
+    checkpoints.remove_all_but(store.directory, {job.checkpoint for _, job in jobs})
+    resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
+    if resumable:
+        log(f"resuming: {len(resumable)} population(s) go on from their last complete epoch")
     if hasattr(executor, "submit"):
         _run_in_workers(store, executor, jobs, len(plan.populations), log)
     else:
@@ -129,6 +139,7 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
                 if progress is not None and hasattr(progress, "close"):
                     progress.close()
             _finish(store, job, outcomes, time.perf_counter() - started)
+    checkpoints.remove_all_but(store.directory, set())  # every job is over
     return store
 
 
@@ -169,7 +180,8 @@ def _failed(job: PopulationJob, error: BaseException, index: int, log) -> list[R
 
 
 def _finish(store, job: PopulationJob, outcomes: list[RunOutcome], wall: float) -> None:
-    """Writes a job's outcomes (one transaction) and adds its wall time to its population's."""
+    """Writes a job's outcomes (one transaction) and adds its wall time to its population's;
+    the job's checkpoint is then of no more use."""
     records = {r.run_id: r for r in store.runs()}
     store.finish_runs([dataclasses.replace(
         records[o.run_id], status=o.status, best_epoch=o.best_epoch,
@@ -179,6 +191,7 @@ def _finish(store, job: PopulationJob, outcomes: list[RunOutcome], wall: float) 
     walls = store.get_meta("population_wall_time", {}) or {}
     walls[job.population.key] = walls.get(job.population.key, 0.0) + wall
     store.set_meta("population_wall_time", walls)
+    checkpoints.remove(job.checkpoint)
 
 
 def _run_in_workers(store, executor, jobs, populations: int, log) -> None:

@@ -1,0 +1,77 @@
+"""A population's checkpoint in the study directory: written after every epoch, atomically.
+
+``<study>/checkpoints/<job>.pt`` holds the job's run ids, the population's state after its
+last complete epoch (:meth:`reglab.engine.Population.checkpoint`) and every epoch row
+recorded so far. A killed study resumes each interrupted job from it, so a kill loses at
+most the epoch in progress; the driver deletes a job's checkpoint once its outcomes are
+stored. The file is replaced atomically (written beside, flushed, renamed), so a kill
+mid-write leaves the previous checkpoint whole.
+
+Checkpoints hold Python objects (``torch.load`` with ``weights_only=False``): a study
+directory is trusted as its study file is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+DIRECTORY = "checkpoints"
+FORMAT = 1
+
+
+def path_for(study_directory, population_key: str, run_ids: list[str]) -> str:
+    """The checkpoint file of the job that trains ``run_ids`` of one population."""
+    digest = hashlib.sha256("\n".join(run_ids).encode()).hexdigest()[:16]
+    return str(Path(study_directory) / DIRECTORY / f"{population_key}-{digest}.pt")
+
+
+def save(path: str, run_ids: list[str], population_state: dict, rows: list) -> None:
+    import torch
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with open(partial, "wb") as handle:
+        torch.save({"format": FORMAT, "run_ids": list(run_ids), "population": population_state,
+                    "rows": list(rows)}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
+
+
+def load(path: str | None, run_ids: list[str], device: str = "cpu") -> dict | None:
+    """The checkpoint at ``path`` when it is one of this job (same runs), else None (no
+    file, another job's, or unreadable: the job then starts from its beginning)."""
+    if path is None or not Path(path).is_file():
+        return None
+    import torch
+
+    try:
+        saved = torch.load(path, map_location=device, weights_only=False)
+    except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the work it held
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or \
+            saved.get("run_ids") != list(run_ids):
+        return None
+    return saved
+
+
+def remove(path: str | None) -> None:
+    if path is not None:
+        Path(path).unlink(missing_ok=True)
+        Path(path + ".partial").unlink(missing_ok=True)
+
+
+def remove_all_but(study_directory, keep: set[str]) -> None:
+    """Deletes checkpoint files of jobs that no longer exist (their runs all finished, or
+    the study was cut into other jobs)."""
+    directory = Path(study_directory) / DIRECTORY
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if str(path) not in keep:
+            path.unlink(missing_ok=True)
+    if not any(directory.iterdir()):
+        directory.rmdir()

@@ -1,0 +1,96 @@
+"""``BackupAndRestore`` as Keras 3 documents it: a fit interrupted after some epochs and run
+again with the same callback goes on from the last backed-up epoch, and ends where an
+uninterrupted fit ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reglab.callbacks import BackupAndRestore, Callback, ReduceLROnPlateau
+from reglab.errors import ConfigError
+from reglab.layers import Dense, Dropout
+from reglab.models import Sequential
+
+
+def model():
+    m = Sequential([Dense(8, activation="relu", input_shape=(6,)), Dropout(0.3),
+                    Dense(3, activation="softmax")], seed=3)
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0.7)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(Callback):
+    """Raises at the start of an epoch, as a kill between epochs would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupt()
+
+
+def fit(m, callbacks, epochs=6):
+    x, y = data()
+    return m.fit(x, y, batch_size=16, epochs=epochs, validation_split=0.25, verbose=0,
+                 callbacks=callbacks)
+
+
+@pytest.mark.parametrize("interrupt_at", [1, 4])
+def test_an_interrupted_fit_goes_on_from_its_backup(tmp_path, interrupt_at):
+    reference = model()
+    expected = fit(reference, [ReduceLROnPlateau(patience=1, factor=0.5)]).history
+    first = model()
+    with pytest.raises(Interrupt):
+        fit(first, [BackupAndRestore(tmp_path), ReduceLROnPlateau(patience=1, factor=0.5),
+                    InterruptAt(interrupt_at)])
+    assert (tmp_path / "latest.pt").is_file()
+    again = model()
+    history = fit(again, [BackupAndRestore(tmp_path), ReduceLROnPlateau(patience=1, factor=0.5)])
+    assert history.epoch == list(range(interrupt_at, 6))  # only the epochs trained now
+    for key, values in expected.items():
+        assert history.history[key] == values[interrupt_at:], key
+    for got, want in zip(again.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert not (tmp_path / "latest.pt").exists()  # deleted when training ends
+
+
+def test_without_a_backup_the_fit_starts_at_its_beginning_and_keeps_none(tmp_path):
+    history = fit(model(), [BackupAndRestore(tmp_path / "new")], epochs=2)
+    assert history.epoch == [0, 1]
+    assert not (tmp_path / "new" / "latest.pt").exists()
+    kept = tmp_path / "kept"
+    fit(model(), [BackupAndRestore(kept, delete_checkpoint=False)], epochs=2)
+    assert (kept / "latest.pt").is_file()
+
+
+def test_double_checkpoint_falls_back_on_the_previous_backup(tmp_path):
+    first = model()
+    with pytest.raises(Interrupt):
+        fit(first, [BackupAndRestore(tmp_path, double_checkpoint=True), InterruptAt(3)])
+    assert (tmp_path / "previous.pt").is_file()
+    (tmp_path / "latest.pt").write_bytes(b"damaged")
+    history = fit(model(), [BackupAndRestore(tmp_path, double_checkpoint=True)])
+    assert history.epoch == [2, 3, 4, 5]  # from the backup of epoch 1 (index)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"backup_dir": ""}, "'backup_dir' must be a non-empty path"),
+    ({"backup_dir": "x", "save_freq": 10}, "'save_freq' must be 'epoch'"),
+    ({"backup_dir": "x", "delete_checkpoint": "yes"}, "'delete_checkpoint' must be True"),
+])
+def test_bad_arguments(kwargs, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        BackupAndRestore(**kwargs)
