@@ -151,6 +151,23 @@ def _label_index(header: list[str], label_column: str | int, where: str) -> int:
     return matches[0]
 
 
+def csv_columns(path: str | os.PathLike[str], *, delimiter: str = ",") -> list[str]:
+    """The column names of a CSV file's header row (stripped, as :func:`load_csv` reads them).
+
+    Raises:
+        DatasetNotFoundError: The file does not exist.
+        DataError: The file has no header row.
+    """
+    where = f"load_csv({str(path)!r})"
+    if not Path(path).is_file():
+        raise DatasetNotFoundError(f"{where}: expected an existing CSV file. Got no such file.")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = next((row for row in csv.reader(f, delimiter=delimiter) if row), None)
+    if header is None:
+        raise DataError(f"{where}: expected a header row. Got an empty file.")
+    return [name.strip() for name in header]
+
+
 def load_csv(
     path: str | os.PathLike[str], label_column: str | int = "label", *, delimiter: str = ","
 ) -> tuple[np.ndarray, np.ndarray]:

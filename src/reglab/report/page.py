@@ -176,7 +176,7 @@ def _training_images(spec, count: int = 16):
             return x[:count, ..., None].astype("float32") / 255.0, ""
         from reglab.study.build import load_study_data
 
-        data = load_study_data(spec)
+        data = load_study_data(spec, with_test=False)  # the store keeps no test file's place
     except Exception as error:  # the report still renders without the grid
         return None, f"The training images could not be loaded: {error}"
     if data.image_shape is None:

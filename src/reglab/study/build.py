@@ -36,6 +36,10 @@ class StudyData:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     image_shape: tuple[int, ...] | None
+    #: with ``[data] standardize``: the per-feature mean and standard deviation (float64, of
+    #: the model's input shape) of the training split, which every split was scaled with
+    feature_mean: np.ndarray | None = None
+    feature_std: np.ndarray | None = None
 
 
 def _regularizer(node):
@@ -152,9 +156,21 @@ def population_members(spec: StudySpec, population: PopulationSpec, data: StudyD
     return members, (AffineSpec(**augment) if augment else None), images
 
 
-def load_study_data(spec: StudySpec) -> StudyData:
-    """Train, validation (the last ``validation_split`` of train) and test arrays."""
-    name = spec.data.dataset
+def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
+    """Train, validation and test arrays, the same in every process that loads them.
+
+    The test set is the built-in dataset's, the archive's ``x_test``/``y_test``, the separate
+    ``test`` file, or the ``test_split`` held out of the training file (stratified, drawn with
+    ``split_seed``, never with a run's seed). Validation is the last ``validation_split`` of
+    what remains for training, in the file's order. With ``standardize`` every split is scaled
+    by the per-feature mean and standard deviation of the training split alone (kept in
+    ``feature_mean`` and ``feature_std``). ``with_test=False`` skips reading a separate test
+    file (``x_test`` is then None), for callers that look at the training data only.
+    """
+    from reglab.datasets.splits import standardization, standardize, stratified_split
+
+    data = spec.data
+    name = data.dataset
     if name in BUILTIN_DATASETS:
         from reglab import datasets
 
@@ -164,33 +180,63 @@ def load_study_data(spec: StudySpec) -> StudyData:
     else:
         from reglab.datasets import load_csv, load_npz
 
-        name = spec.data.path
+        name = data.path
         if name.endswith(".npz"):
             x, y = load_npz(name)
             with np.load(name, allow_pickle=False) as archive:
                 x_test = archive["x_test"] if "x_test" in archive else None
                 y_test = archive["y_test"] if "y_test" in archive else None
         else:
-            x, y = load_csv(name, spec.data.label_column)
+            x, y = load_csv(name, data.label_column)
             x_test = y_test = None
+        if data.test and with_test:
+            x_test, y_test = _load_test_file(spec)
         image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
     shape = tuple(spec.input_shape)
 
-    def fit(a, split):
+    def fit(a, split, source):
         if a is None:
             return None
         if math.prod(a.shape[1:]) != math.prod(shape):
             raise DataError(
                 f"model.input_shape: {list(shape)} ({math.prod(shape)} values per sample) does "
-                f"not match the {split} data of {spec.data.dataset!r}: samples of shape "
+                f"not match the {split} data of {source!r}: samples of shape "
                 f"{list(a.shape[1:])} ({math.prod(a.shape[1:])} values).")
         return a.reshape(len(a), *shape).astype("float32")
-    x, x_test = fit(x, "training"), fit(x_test, "test")
-    n_val = int(math.floor(len(x) * spec.data.validation_split))
+    x = fit(x, "training", data.dataset)
+    x_test = fit(x_test, "test", data.test or data.dataset)
+    if data.test_split:
+        train, test = stratified_split(y, data.test_split, data.split_seed)
+        x, y, x_test, y_test = x[train], y[train], x[test], y[test]
+    n_val = int(math.floor(len(x) * data.validation_split))
     if n_val:
-        return StudyData(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:], x_test, y_test,
-                         image_shape)
-    return StudyData(x, y, None, None, x_test, y_test, image_shape)
+        x, y, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    else:
+        x_val = y_val = None
+    mean = std = None
+    if data.standardize:
+        mean, std = standardization(x)
+        x, x_val, x_test = (standardize(a, mean, std) for a in (x, x_val, x_test))
+    return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std)
+
+
+def _load_test_file(spec: StudySpec) -> tuple[np.ndarray, np.ndarray]:
+    """The separate test file, in the training file's format (a .csv with the same columns,
+    or a .npz with ``x`` and ``y``)."""
+    from reglab.datasets import load_csv, load_npz
+    from reglab.datasets.user_data import csv_columns
+
+    path = spec.data.test_path
+    if path.endswith(".npz"):
+        return load_npz(path)
+    x, y = load_csv(path, spec.data.label_column)
+    train_columns, test_columns = csv_columns(spec.data.path), csv_columns(path)
+    if test_columns != train_columns:
+        raise DataError(
+            f"data.test ({spec.data.test!r}): expected the columns of the training file "
+            f"{spec.data.dataset!r} in its order ({', '.join(train_columns)}). "
+            f"Got {', '.join(test_columns)}.")
+    return x, y
 
 
 def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:

@@ -33,6 +33,7 @@ import hashlib
 import json
 import re
 import sys
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accura
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats")
-DATA_KEYS = ("dataset", "validation_split", "label_column")
+DATA_KEYS = ("dataset", "validation_split", "label_column", "test", "test_split", "split_seed",
+             "standardize")
 #: limits that keep a plan in memory and its names usable as file names
 MAX_SEEDS = 10_000
 MAX_VARIANT_NAME = 64
@@ -99,18 +101,32 @@ class DataSpec:
     study file): what the fingerprint holds, so that the study is the same study from any
     working directory. ``location`` is where the file is (resolved when the file is read)
     and ``sha256`` its contents' hash, in the fingerprint, so that changed data is
-    another study."""
+    another study. ``test``, ``test_sha256`` and ``test_location`` are the same for a separate
+    test file. ``test_split`` is the fraction of the training file held out as the test set
+    (stratified, drawn with ``split_seed``, the same for every run); ``standardize`` scales
+    each feature with the mean and standard deviation of the training split."""
 
     dataset: str
     validation_split: float = 0.0
     label_column: str = "label"
     sha256: str = ""
     location: str = field(default="", compare=False)
+    test: str = ""
+    test_sha256: str = ""
+    test_location: str = field(default="", compare=False)
+    test_split: float = 0.0
+    split_seed: int = 0
+    standardize: bool = False
 
     @property
     def path(self) -> str:
         """Where to read the data: the resolved location, else the name as written."""
         return self.location or self.dataset
+
+    @property
+    def test_path(self) -> str:
+        """Where to read the separate test file ('' when there is none)."""
+        return self.test_location or self.test
 
 
 @dataclass(frozen=True)
@@ -164,8 +180,12 @@ class StudySpec:
         data = asdict(self)
         data.pop("source")
         data["data"].pop("location")
+        data["data"].pop("test_location")
         if not data["data"]["sha256"]:
             del data["data"]["sha256"]  # a built-in dataset
+        for key, default in _DATA_DEFAULTS.items():  # keys added later: absent when not set,
+            if data["data"][key] == default:          # so older studies hash as they did
+                del data["data"][key]
         if data["training"]["precision"] == "float32":
             del data["training"]["precision"]  # the default: studies from before it hash alike
         if self.stats == StatsSpec():
@@ -191,6 +211,11 @@ class StudySpec:
                             tuple(SweepSpec(s["path"], tuple(s["values"])) for s in v["sweeps"]))
                 for v in data["variants"]),
             description=data.get("description", ""), stats=StatsSpec(**data.get("stats", {})))
+
+
+#: [data] keys that enter the canonical JSON only when they differ from these
+_DATA_DEFAULTS = {"test": "", "test_sha256": "", "test_split": 0.0, "split_seed": 0,
+                  "standardize": False}
 
 
 class StudySpecError(ConfigError):
@@ -280,6 +305,79 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _npz_has_test_part(path: Path) -> bool:
+    """Whether a .npz archive holds ``x_test`` (read from its zip directory, without numpy)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "x_test.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False  # reported when the data are read
+
+
+def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any) -> dict:
+    """The [data] keys of the test set and of standardization, as DataSpec's arguments."""
+    out: dict[str, Any] = {}
+    standardize = data_raw.get("standardize", False)
+    if not isinstance(standardize, bool):
+        checker.add(f"data.standardize: expected true or false. Got {standardize!r}.")
+    else:
+        out["standardize"] = standardize
+    test_split = data_raw.get("test_split")
+    if test_split is not None:
+        if not is_number(test_split) or not 0 < test_split < 1:
+            checker.add("data.test_split: expected a number in (0, 1), the fraction of the "
+                        f"training file held out as the test set. Got {test_split!r}.")
+        else:
+            out["test_split"] = float(test_split)
+    if "split_seed" in data_raw:
+        seed = checker.int_("data.split_seed", data_raw["split_seed"], minimum=0)
+        if test_split is None:
+            checker.add("data.split_seed: seeds the held-out test split; expected only with "
+                        f"test_split. Got split_seed = {data_raw['split_seed']!r} without it.")
+        elif seed is not None:
+            out["split_seed"] = seed
+    test = data_raw.get("test")
+    if test is not None and (not isinstance(test, str) or not test):
+        checker.add(f"data.test: expected a path to a .csv or .npz test file. Got {test!r}.")
+        test = None
+    if test is not None and test_split is not None:
+        checker.add("data.test, data.test_split: expected one of them (a separate test file, "
+                    "or a fraction of the training file held out). Got both.")
+    if not isinstance(dataset, str):
+        return out
+    if dataset in BUILTIN_DATASETS:
+        for key in ("test", "test_split"):
+            if key in data_raw:
+                checker.add(f"data.{key}: {dataset!r} has its own test set (10,000 images), "
+                            "which every study of it is tested on. Expected data.test and "
+                            "data.test_split only with a .csv or .npz dataset.")
+        return out
+    suffix = Path(dataset).suffix
+    if suffix not in DATA_SUFFIXES:
+        return out  # reported with data.dataset
+    base = path.parent / dataset if not Path(dataset).is_absolute() else Path(dataset)
+    archive_test = suffix == ".npz" and base.is_file() and _npz_has_test_part(base)
+    if archive_test and test_split is not None:
+        checker.add(f"data.test_split: {dataset!r} holds a test set (x_test, y_test), so a "
+                    "held-out split would be a second one. Expected test_split only for data "
+                    "without a test part; remove it (or x_test from the archive).")
+    if test is None:
+        return out
+    if archive_test:
+        checker.add(f"data.test: {dataset!r} holds a test set (x_test, y_test) already. Expected "
+                    "a separate test file only for data without a test part.")
+    candidate = path.parent / test if not Path(test).is_absolute() else Path(test)
+    if Path(test).suffix != suffix:
+        checker.add(f"data.test: expected a {suffix} file, the format of data.dataset. "
+                    f"Got {test!r}.")
+    elif not candidate.is_file():
+        checker.add(f"data.test: no file at {str(candidate)!r}.")
+    else:
+        out.update(test=test, test_location=str(candidate.resolve()),
+                   test_sha256=_file_sha256(candidate))
+    return out
 
 
 def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | None:
@@ -403,6 +501,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             location = str(candidate.resolve())
             dataset_sha256 = _file_sha256(candidate)
     split = checker.fraction("data.validation_split", data_raw.get("validation_split", 0.0))
+    test = _check_test_data(checker, path, data_raw, dataset if "data" in raw else None)
 
     model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
     shape_raw = model_raw.get("input_shape")
@@ -471,7 +570,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     return StudySpec(
         name=str(raw.get("name", path.stem)), seeds=seeds,
         data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label")),
-                      dataset_sha256, location),
+                      dataset_sha256, location, **test),
         input_shape=input_shape, layers=tuple(layers),
         training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size, precision),
         variants=tuple(variants), description=str(raw.get("description", "")),
