@@ -111,6 +111,10 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -
     from reglab.study.report_table import results_table
     from reglab.study.runner import prepare_study, run_study
 
+    most = max(8, 4 * (os.cpu_count() or 1))
+    if workers > most:
+        raise ReglabError(f"--workers: at most {most} here (4 per CPU: each worker is a "
+                          f"process with its own copy of the data). Got {workers}.")
     plan = prepare_study(study, seeds, epochs)
     out = Path(out or Path("runs") / plan.spec.name)
     click.echo(f"{plan.describe()} -> {out}")
@@ -166,8 +170,9 @@ def report(directory) -> None:
 def _progress_bar(index: int, count: int, runs: int):
     from tqdm import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (a log file gets no redraws)
     bar = tqdm(total=None, desc=f"population {index + 1}/{count} ({runs} runs)", unit="epoch",
-               leave=True, dynamic_ncols=True)
+               leave=True, dynamic_ncols=True, disable=None)
 
     def update(epoch, epochs, running, best):
         bar.total = epochs

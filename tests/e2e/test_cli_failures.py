@@ -310,3 +310,10 @@ def test_device_cuda_without_cuda_fails_at_once(tmp_path):
 
 def test_the_study_text_is_the_tiny_study():
     assert "seeds = 3" in STUDY  # the replacements above rely on it
+
+
+def test_an_absurd_number_of_workers_is_refused(tmp_path):
+    study = write_study(tmp_path, epochs=1)
+    result = invoke("run", study, "--out", tmp_path / "out", "--workers", 100000)
+    assert_clean_error(result, "--workers: at most", "Got 100000.")
+    assert not (tmp_path / "out").exists()
