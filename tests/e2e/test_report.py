@@ -260,3 +260,205 @@ def test_learning_curves_mark_the_early_stopping_epochs(study_dir):
     train = baseline_axis.get_lines()[0].get_ydata()
     stored = np.array([[e["loss"] for e in results.epochs[r.run_id]] for r in runs])
     np.testing.assert_allclose(train, stored.mean(axis=0))
+
+
+# ---- the values shown, recomputed from the store (sqlite3 directly) and scipy ---------------
+
+ROW = re.compile(
+    r'<tr(?: class="best")?>\n<td class="name">(?P<label>[^<]*)</td><td>(?P<test>[^<]*)</td>'
+    r'<td>(?P<gap>[^<]*)</td><td>(?P<delta>[^<]*)</td>\n<td>(?P<p>[^<]*)</td>'
+    r'<td>(?P<p_equivalence>[^<]*)</td><td>(?P<wilcoxon>[^<]*)</td><td>(?P<n>[^<]*)</td>')
+
+
+def _shown_rows(html: str) -> dict[str, dict[str, str]]:
+    return {m["label"]: m.groupdict() for m in ROW.finditer(html)}
+
+
+def _stored_runs(directory: Path) -> list[dict]:
+    """The finished runs, straight from the store, labelled as the report labels them."""
+    with sqlite3.connect(directory / "study.db") as db:
+        rows = db.execute("SELECT variant, point, seed, status, metrics, population "
+                          "FROM runs").fetchall()
+    runs = []
+    for variant, point, seed, status, metrics, population in rows:
+        if status not in ("done", "stopped_early"):
+            continue
+        point = json.loads(point)
+        label = variant + (f"[l2={point['kernel_regularizer.l2']:.6g}]" if point else "")
+        runs.append({"label": label, "seed": seed, "metrics": json.loads(metrics),
+                     "population": population})
+    return runs
+
+
+def _stored_meta(directory: Path) -> dict:
+    with sqlite3.connect(directory / "study.db") as db:
+        return {key: json.loads(value) for key, value in
+                db.execute("SELECT key, value FROM meta").fetchall()}
+
+
+def _t_summary(values) -> tuple[float, float, float]:
+    """Mean and two-sided 95 % Student-t interval, by hand with scipy's quantile."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean()), float(values.mean() - half), float(values.mean() + half)
+
+
+def _numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[+-]?\d+\.\d+", cell)]
+
+
+def test_the_gap_shown_is_train_minus_test_accuracy_in_the_store(study_dir):
+    html = (study_dir / "report.html").read_text()
+    shown = _shown_rows(html)
+    gaps: dict[str, list[float]] = {}
+    for run in _stored_runs(study_dir):
+        m = run["metrics"]
+        gaps.setdefault(run["label"], []).append(m["train_accuracy"] - m["test_accuracy"])
+    assert set(shown) == set(gaps) and len(gaps) == 11
+    assert any(abs(np.mean(g)) > 0.01 for g in gaps.values())  # a sign error would show
+    for label, values in gaps.items():
+        mean, low, high = _t_summary(values)
+        got = _numbers(shown[label]["gap"])
+        assert len(got) == 3, shown[label]["gap"]
+        assert got[0] == pytest.approx(mean, abs=5.1e-5), label  # 4 decimals
+        assert got[1] == pytest.approx(low, abs=5.1e-4), label   # 3 decimals
+        assert got[2] == pytest.approx(high, abs=5.1e-4), label
+
+
+def test_the_gap_figure_plots_the_stored_gaps(study_dir):
+    """The generalization-gap figure: per label, the mean and 95 % t interval of
+    train − test accuracy and of test − train loss, recomputed from the store."""
+    from reglab.report.collect import collect
+    from reglab.report.figures import generalization_gap
+
+    stored: dict[str, dict[str, list[float]]] = {}
+    for run in _stored_runs(study_dir):
+        m = run["metrics"]
+        entry = stored.setdefault(run["label"], {"accuracy": [], "loss": []})
+        entry["accuracy"].append(m["train_accuracy"] - m["test_accuracy"])
+        entry["loss"].append(m["test_loss"] - m["train_loss"])
+    figure = generalization_gap(collect(study_dir))
+    axes = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["train − test accuracy", "test − train loss"]
+    # the labels are on the first axis (the second shares it); drawn as text, not math
+    names = {int(tick): text.get_text().replace(r"\$", "$")
+             for tick, text in zip(axes[0].get_yticks(), axes[0].get_yticklabels())}
+    for ax, kind in zip(axes, ("accuracy", "loss")):
+        plotted = {}
+        for container in ax.containers:
+            (x,), (y,) = container.lines[0].get_xdata(), container.lines[0].get_ydata()
+            (segment,) = container.lines[2][0].get_segments()
+            plotted[names[int(y)]] = (x, segment[0][0], segment[1][0])
+        assert set(plotted) == set(stored)
+        for label, (mean, low, high) in plotted.items():
+            expected = _t_summary(stored[label][kind])
+            np.testing.assert_allclose((mean, low, high), expected, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{kind}: {label}")
+        (baseline_line,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert baseline_line.get_xdata()[0] == pytest.approx(np.mean(stored["baseline"][kind]))
+
+
+def _holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values, written out: the k-th smallest of M is
+    multiplied by M − k + 1, then made monotone and capped at 1."""
+    order = np.argsort(p_values, kind="stable")
+    total = len(p_values)
+    adjusted = np.empty(total)
+    running = 0.0
+    for k, index in enumerate(order):
+        running = max(running, min(1.0, (total - k) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _one_sided_t(d: np.ndarray, boundary: float, alternative: str) -> float:
+    """scipy's one-sample t-test of mean(d) against ``boundary``; with no spread at all, its
+    limit (the mean is either beyond the boundary or it is not)."""
+    from scipy import stats
+
+    if np.ptp(d) == 0.0:
+        beyond = d[0] > boundary if alternative == "greater" else d[0] < boundary
+        return 0.0 if beyond else 1.0
+    return float(stats.ttest_1samp(d, boundary, alternative=alternative).pvalue)
+
+
+def test_the_holm_p_values_are_scipy_s_paired_one_sided_t_tests(study_dir):
+    """p (t, Holm): for each variant, d = variant − baseline per seed (test accuracy);
+    one-sided t tests of Δ ≤ δ and Δ ≥ −δ for all m variants, Holm over the 2m of them,
+    the smaller of a variant's two shown. p equivalent: TOST, Holm over the m."""
+    html = (study_dir / "report.html").read_text()
+    shown = _shown_rows(html)
+    accuracy: dict[str, dict[int, float]] = {}
+    samples = set()
+    for run in _stored_runs(study_dir):
+        accuracy.setdefault(run["label"], {})[run["seed"]] = run["metrics"]["test_accuracy"]
+        samples.add(run["metrics"]["test_samples"])
+    assert samples == {60.0}
+    p = np.mean(list(accuracy["baseline"].values()))
+    delta = math.sqrt(p * (1 - p) / 60)  # the default minimum effect: one binomial SE
+    note = re.search(r'<p class="note" id="min-effect">Minimum effect δ = ±([0-9.e-]+):', html)
+    assert float(note.group(1)) == pytest.approx(delta, rel=1e-3)
+    others = [label for label in accuracy if label != "baseline"]
+    baseline = accuracy["baseline"]
+    differences = {label: np.array([accuracy[label][s] - baseline[s] for s in sorted(baseline)])
+                   for label in others}
+    up = np.array([_one_sided_t(differences[v], delta, "greater") for v in others])
+    down = np.array([_one_sided_t(differences[v], -delta, "less") for v in others])
+    equivalent = np.array([max(_one_sided_t(differences[v], delta, "less"),
+                               _one_sided_t(differences[v], -delta, "greater"))
+                           for v in others])
+    directional = _holm(np.concatenate([up, down]))
+    m = len(others)
+    expected_p = np.minimum(directional[:m], directional[m:])
+    expected_equivalence = _holm(equivalent)
+    assert any(0.001 < p < 0.999 for p in expected_p)  # not all clipped to 0 or 1
+    for i, label in enumerate(others):
+        assert float(shown[label]["p"]) == pytest.approx(expected_p[i], abs=5.1e-4), label
+        assert float(shown[label]["p_equivalence"]) == pytest.approx(
+            expected_equivalence[i], abs=5.1e-4), label
+        assert shown[label]["n"] == "3"
+        mean_difference = _numbers(shown[label]["delta"])[0]
+        assert mean_difference == pytest.approx(differences[label].mean(), abs=5.1e-5)
+    assert shown["baseline"]["p"] == "" and shown["baseline"]["delta"] == ""
+
+
+def test_the_run_information_shows_what_the_store_recorded(study_dir):
+    import platform
+
+    import torch
+
+    import reglab
+
+    html = (study_dir / "report.html").read_text()
+    section = html[html.index('<section id="run-info">'):]
+    cells = dict(re.findall(r'<tr><td class="name">([^<]*)</td><td class="name">([^<]*)</td>'
+                            r'</tr>', section))
+    meta = _stored_meta(study_dir)
+    # what the store recorded is what ran here
+    assert meta["versions"] == {"python": platform.python_version(),
+                                "torch": torch.__version__, "reglab": reglab.__version__}
+    assert meta["device"] == "cpu" and meta["precision"] == "float32"
+    # and the page shows it
+    shown_versions = dict(item.split(" ", 1) for item in cells["versions"].split(", "))
+    assert shown_versions == meta["versions"]
+    assert cells["device"] == meta["device"]
+    assert cells["precision"] == meta["precision"]
+    assert cells["seeds"] == "0, 1, 2" and cells["epochs (at most)"] == "5"
+    with sqlite3.connect(study_dir / "study.db") as db:
+        statuses = dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
+        populations = dict(db.execute("SELECT population, COUNT(*) FROM runs "
+                                      "GROUP BY population"))
+    shown_statuses = {s: int(n) for n, s in
+                      (item.split(" ") for item in cells["runs"].split(", "))}
+    assert shown_statuses == statuses and sum(statuses.values()) == 33
+    # the populations table: runs per population and its stored training time
+    shown_populations = re.findall(r'<tr><td class="name"><code>([^<]*)</code></td>'
+                                   r'<td class="name">[^<]*</td><td>(\d+)</td>'
+                                   r'<td>([0-9.]+) s</td></tr>', section)
+    walls = meta["population_wall_time"]
+    assert {key for key, _, _ in shown_populations} == set(populations) == set(walls)
+    for key, runs, wall in shown_populations:
+        assert int(runs) == populations[key]
+        assert walls[key] > 0 and float(wall) == pytest.approx(walls[key], abs=0.051)

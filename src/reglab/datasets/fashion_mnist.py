@@ -6,9 +6,9 @@ are looked for. On Debian, ``apt-get install dataset-fashion-mnist`` puts them
 in ``/usr/share/datasets/fashion-mnist``.
 
 The SHA-256 digests below are those of the official downloads (26,421,880,
-29,515, 4,422,102 and 5,148 bytes). Debian's copies hold the same data but
-were recompressed (their gzip headers differ), so they have other digests;
-local files are checked by IDX validation, not by digest.
+29,515, 4,422,102 and 5,148 bytes). Debian's copies hold the same compressed
+streams under another gzip header (no file name, another mtime), so they have
+other digests; local files are checked by IDX validation, not by digest.
 """
 
 from __future__ import annotations

@@ -1,0 +1,168 @@
+"""`reglab run`'s options (--seeds, --epochs, --restart, --device) and `reglab info`, end to
+end through click's CliRunner on a tiny npz study, checked in the store with sqlite3."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reglab.cli import main
+
+pytestmark = pytest.mark.e2e
+
+STUDY = """
+name = "NAME"
+seeds = 3
+[data]
+dataset = "data.npz"
+validation_split = 0.25
+[model]
+input_shape = [6]
+layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 3, activation = "softmax" }]
+[training]
+optimizer = { type = "Adam", learning_rate = 0.01 }
+epochs = 4
+batch_size = 16
+[variants.baseline]
+[variants.VARIANT]
+kernel_regularizer = { type = "L2", l2 = 0.01 }
+"""
+
+
+def write_study(directory: Path, name: str = "options", variant: str = "l2") -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.random((96, 6))
+    y = (x[:, 0] + x[:, 1] > 1).astype(np.int64) + (x[:, 2] > 0.8)
+    np.savez(directory / "data.npz", x=x, y=y, x_test=x[:32], y_test=y[:32])
+    path = directory / f"{name}.toml"
+    path.write_text(STUDY.replace("NAME", name).replace("VARIANT", variant))
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["run", *map(str, args), "--quiet", "--no-report"])
+
+
+def stored_runs(out: Path) -> list[tuple]:
+    with sqlite3.connect(out / "study.db") as db:
+        return db.execute("SELECT run_id, variant, seed, status, epochs_run FROM runs "
+                          "ORDER BY seq").fetchall()
+
+
+def stored_epochs(out: Path) -> dict[str, list[int]]:
+    with sqlite3.connect(out / "study.db") as db:
+        rows = db.execute("SELECT run_id, epoch FROM epochs ORDER BY run_id, epoch").fetchall()
+    epochs: dict[str, list[int]] = {}
+    for run_id, epoch in rows:
+        epochs.setdefault(run_id, []).append(epoch)
+    return epochs
+
+
+def stored_meta(out: Path, key: str):
+    with sqlite3.connect(out / "study.db") as db:
+        (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(value)
+
+
+def stored_study(out: Path) -> tuple[str, dict]:
+    with sqlite3.connect(out / "study.db") as db:
+        fingerprint, text = db.execute("SELECT fingerprint, canonical_json FROM study").fetchone()
+    return fingerprint, json.loads(text)
+
+
+def test_seeds_overrides_the_study_s_seeds_and_device_cpu_is_stored(tmp_path):
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    checked = CliRunner().invoke(main, ["validate", str(study), "--seeds", "2"])
+    assert checked.exit_code == 0, checked.output
+    assert "2 variants × 2 seeds = 4 runs" in checked.output
+    result = run(study, "--out", out, "--seeds", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    runs = stored_runs(out)
+    assert sorted((variant, seed) for _, variant, seed, _, _ in runs) == [
+        ("baseline", 0), ("baseline", 1), ("l2", 0), ("l2", 1)]  # the study file says 3
+    assert {status for *_, status, _ in runs} == {"done"}
+    assert stored_study(out)[1]["seeds"] == [0, 1]
+    assert stored_meta(out, "device") == "cpu"
+
+
+def test_epochs_overrides_the_study_s_epochs(tmp_path):
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    result = run(study, "--out", out, "--epochs", "2", "--seeds", "1")
+    assert result.exit_code == 0, result.output
+    runs = stored_runs(out)
+    assert len(runs) == 2 and all(epochs_run == 2 for *_, epochs_run in runs)  # not 4
+    epochs = stored_epochs(out)
+    assert set(epochs) == {run_id for run_id, *_ in runs}
+    assert all(len(kept) == 2 for kept in epochs.values())
+    assert stored_study(out)[1]["training"]["epochs"] == 2
+
+
+def test_restart_starts_over_in_a_directory_holding_another_study(tmp_path):
+    first = write_study(tmp_path, name="first", variant="l2")
+    second = write_study(tmp_path, name="second", variant="strong_l2")
+    out = tmp_path / "out"
+    result = run(first, "--out", out, "--seeds", "2", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    before = stored_runs(out)
+    fingerprint = stored_study(out)[0]
+
+    refused = run(second, "--out", out, "--seeds", "1", "--epochs", "3")
+    assert refused.exit_code == 2, refused.output
+    assert "holds another study" in refused.output and "--restart" in refused.output
+    assert stored_runs(out) == before and stored_study(out)[0] == fingerprint  # untouched
+
+    restarted = run(second, "--out", out, "--seeds", "1", "--epochs", "3", "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    after = stored_runs(out)
+    # only the second study's runs, each trained from scratch for its 3 epochs
+    assert sorted((variant, seed) for _, variant, seed, _, _ in after) == [
+        ("baseline", 0), ("strong_l2", 0)]
+    assert all(epochs_run == 3 for *_, epochs_run in after)
+    epochs = stored_epochs(out)
+    assert set(epochs) == {run_id for run_id, *_ in after}
+    assert all(len(kept) == 3 for kept in epochs.values())
+    fingerprint_after, canonical = stored_study(out)
+    assert fingerprint_after != fingerprint and canonical["name"] == "second"
+    assert stored_meta(out, "study_file")["text"] == second.read_text()
+    # a run of the same study again resumes: nothing retrained, nothing refused
+    again = run(second, "--out", out, "--seeds", "1", "--epochs", "3")
+    assert again.exit_code == 0 and stored_runs(out) == after
+
+
+def test_device_cuda_without_cuda_is_refused_before_anything_is_written(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    result = run(study, "--out", out, "--device", "cuda")
+    assert result.exit_code == 2
+    assert "error: --device cuda: torch sees no CUDA device here" in result.output
+    assert not out.exists()
+
+
+def test_info_prints_the_versions_of_this_process():
+    import torch
+
+    import reglab
+
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"reglab {reglab.__version__}"
+    assert lines[1] == f"python {platform.python_version()}"
+    assert lines[2] == f"torch {torch.__version__} (threads: {torch.get_num_threads()})"
+    cuda = "available" if torch.cuda.is_available() else "not available"
+    assert lines[3].startswith(f"cuda {cuda}")
+    version = CliRunner().invoke(main, ["--version"])
+    assert version.exit_code == 0 and reglab.__version__ in version.output

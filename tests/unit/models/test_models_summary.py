@@ -1,0 +1,178 @@
+"""``Sequential.summary()``: Keras 3's table, with parameter counts checked against their closed
+forms and the rows against what Keras itself prints for the same model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import reglab as keras
+from reglab import layers
+
+
+def summary_of(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lines.append)
+    return "\n".join(lines)
+
+
+def rows(text: str) -> list[tuple[str, str, str]]:
+    """The table's body rows as (layer (type), output shape, param #)."""
+    return [tuple(cell.strip() for cell in line.split("│")[1:4])
+            for line in text.splitlines() if line.startswith("│")]
+
+
+def totals(text: str) -> dict[str, tuple[int, str]]:
+    out = {}
+    for line in text.splitlines():
+        for kind in ("Total", "Trainable", "Non-trainable"):
+            prefix = f" {kind} params: "
+            if line.startswith(prefix):
+                count, size = line[len(prefix):].split(" ", 1)
+                out[kind] = (int(count.replace(",", "")), size)
+    return out
+
+
+def size(count: int) -> str:
+    """Keras's readable size of ``count`` float32 weights: bytes, scaled by 1024."""
+    value = 4.0 * count
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024:
+            return f"({value:.2f} {unit})"
+        value /= 1024
+    return f"({value:.2f} TB)"
+
+
+def dense(inputs: int, units: int, bias: bool = True) -> int:
+    return inputs * units + (units if bias else 0)
+
+
+def conv2d(kernel: tuple[int, int], channels: int, filters: int) -> int:
+    return kernel[0] * kernel[1] * channels * filters + filters
+
+
+def test_the_keras_mnist_convnet_prints_keras_s_rows_and_totals():
+    """keras.io's "Simple MNIST convnet" example, whose summary (Keras 3) reads:
+
+        conv2d (Conv2D)                 (None, 26, 26, 32)         320
+        max_pooling2d (MaxPooling2D)    (None, 13, 13, 32)           0
+        conv2d_1 (Conv2D)               (None, 11, 11, 64)      18,496
+        max_pooling2d_1 (MaxPooling2D)  (None, 5, 5, 64)             0
+        flatten (Flatten)               (None, 1600)                 0
+        dropout (Dropout)               (None, 1600)                 0
+        dense (Dense)                   (None, 10)              16,010
+        Total params: 34,826 (136.04 KB)
+        Trainable params: 34,826 (136.04 KB)
+        Non-trainable params: 0 (0.00 B)
+    """
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    text = summary_of(model)
+    assert text.splitlines()[0] == 'Model: "sequential"'
+    header = text.splitlines()[2]
+    assert [c.strip() for c in header.split("┃")[1:4]] == ["Layer (type)", "Output Shape",
+                                                         "Param #"]
+    # the closed forms: (kh * kw * channels + 1) * filters, (inputs + 1) * units
+    first, second = conv2d((3, 3), 1, 32), conv2d((3, 3), 32, 64)
+    flat = 5 * 5 * 64
+    last = dense(flat, 10)
+    assert rows(text) == [
+        ("conv2d (Conv2D)", "(None, 26, 26, 32)", f"{first:,}"),
+        ("max_pooling2d (MaxPooling2D)", "(None, 13, 13, 32)", "0"),
+        ("conv2d_1 (Conv2D)", "(None, 11, 11, 64)", f"{second:,}"),
+        ("max_pooling2d_1 (MaxPooling2D)", "(None, 5, 5, 64)", "0"),
+        ("flatten (Flatten)", f"(None, {flat})", "0"),
+        ("dropout (Dropout)", "(None, 1600)", "0"),
+        ("dense (Dense)", "(None, 10)", f"{last:,}"),
+    ]
+    assert (first, second, last) == (320, 18_496, 16_010)  # Keras's numbers
+    total = first + second + last
+    assert total == 34_826
+    assert totals(text) == {"Total": (total, "(136.04 KB)"),
+                            "Trainable": (total, "(136.04 KB)"),
+                            "Non-trainable": (0, "(0.00 B)")}
+    assert model.count_params() == total
+    # the numbers are right-aligned in their column, as Keras's table has them
+    body = [line for line in text.splitlines() if line.startswith("│")]
+    assert len({line.rindex(" │") for line in body}) == 1
+
+
+def test_batch_normalization_s_moving_statistics_are_non_trainable():
+    """The slides' MLP with batch normalization: gamma and beta train, the moving mean and
+    variance do not (2 + 2 numbers per feature); Dropout has no parameters."""
+    model = keras.Sequential()
+    model.add(layers.Dense(64, activation="relu", input_shape=(784,)))
+    model.add(layers.BatchNormalization())
+    model.add(layers.Dropout(0.5))
+    model.add(layers.Dense(10, activation="softmax"))
+    text = summary_of(model)
+    first, normalization, last = dense(784, 64), 4 * 64, dense(64, 10)
+    assert rows(text) == [
+        ("dense (Dense)", "(None, 64)", f"{first:,}"),
+        ("batch_normalization (BatchNormalization)", "(None, 64)", f"{normalization:,}"),
+        ("dropout (Dropout)", "(None, 64)", "0"),
+        ("dense_1 (Dense)", "(None, 10)", f"{last:,}"),
+    ]
+    total, frozen = first + normalization + last, 2 * 64
+    assert totals(text) == {"Total": (total, size(total)),
+                            "Trainable": (total - frozen, size(total - frozen)),
+                            "Non-trainable": (frozen, size(frozen))}
+    assert size(frozen) == "(512.00 B)" and size(total) == "(199.79 KB)"  # 51,146 weights
+
+
+def test_strides_padding_no_bias_and_frozen_layers():
+    """Output shapes from the convolution arithmetic, a kernel without bias, a batch
+    normalization over channels, and a frozen layer counted as non-trainable."""
+    model = keras.Sequential([
+        layers.Conv2D(8, 3, strides=2, padding="same", input_shape=(15, 17, 3)),
+        layers.Conv2D(5, (3, 2), strides=(2, 1), use_bias=False),
+        layers.BatchNormalization(),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(7, trainable=False),
+        layers.Dense(2, use_bias=False),
+    ])
+    text = summary_of(model)
+    # 'same': ceil(n / stride); 'valid': floor((n - k) / stride) + 1; pooling 2x2 halves
+    h1, w1 = math.ceil(15 / 2), math.ceil(17 / 2)            # 8, 9
+    h2, w2 = (h1 - 3) // 2 + 1, (w1 - 2) // 1 + 1            # 3, 8
+    h3, w3 = h2 // 2, w2 // 2                                # 1, 4
+    flat = h3 * w3 * 5
+    counts = [conv2d((3, 3), 3, 8), 3 * 2 * 8 * 5, 4 * 5, 0, 0, dense(flat, 7),
+              dense(7, 2, bias=False)]
+    assert rows(text) == [
+        ("conv2d (Conv2D)", f"(None, {h1}, {w1}, 8)", f"{counts[0]:,}"),
+        ("conv2d_1 (Conv2D)", f"(None, {h2}, {w2}, 5)", f"{counts[1]:,}"),
+        ("batch_normalization (BatchNormalization)", f"(None, {h2}, {w2}, 5)", f"{counts[2]}"),
+        ("max_pooling2d (MaxPooling2D)", f"(None, {h3}, {w3}, 5)", "0"),
+        ("flatten (Flatten)", f"(None, {flat})", "0"),
+        ("dense (Dense)", "(None, 7)", f"{counts[5]:,}"),
+        ("dense_1 (Dense)", "(None, 2)", f"{counts[6]:,}"),
+    ]
+    total = sum(counts)
+    frozen = 2 * 5 + counts[5]  # the moving statistics and the whole frozen Dense
+    assert totals(text) == {"Total": (total, size(total)),
+                            "Trainable": (total - frozen, size(total - frozen)),
+                            "Non-trainable": (frozen, size(frozen))}
+
+
+@pytest.mark.parametrize("count, shown", [(0, "(0.00 B)"), (252, "(1008.00 B)"),
+                                          (256, "(1.00 KB)"),
+                                          (262_144, "(1.00 MB)"), (300_000, "(1.14 MB)")])
+def test_sizes_are_four_bytes_a_weight_in_binary_units(count, shown):
+    model = keras.Sequential([layers.Dense(count // 4 or 1, use_bias=False,
+                                           input_shape=(4 if count else 1,))])
+    if count == 0:
+        model.layers[0].trainable = False
+        assert totals(summary_of(model))["Trainable"] == (0, shown)
+    else:
+        assert totals(summary_of(model))["Total"] == (count, shown)
