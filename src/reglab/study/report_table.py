@@ -26,6 +26,7 @@ def format_number(value, digits: int = 4, sign: bool = False) -> str:
     nan or infinity."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    value = round(float(value), digits) + 0.0  # a value that rounds to zero shows no sign
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 

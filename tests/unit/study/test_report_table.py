@@ -136,3 +136,11 @@ def test_two_seeds_give_no_verdict():
     runs = [run(v, s, 0.8 + (0.0006 if v == "l2" else 0.0) + s / 100)
             for v in ("baseline", "l2") for s in range(2)]
     assert rank_variants(runs).row("l2").verdict.verdict == "too few seeds"
+
+
+def test_a_number_that_rounds_to_zero_shows_no_minus_sign():
+    from reglab.study.report_table import format_number
+
+    assert format_number(-2e-8) == "0.0000"
+    assert format_number(-2e-8, sign=True) == "+0.0000"
+    assert format_number(-0.00012) == "-0.0001" and format_number(0.5, 2, sign=True) == "+0.50"
