@@ -48,6 +48,13 @@ def _clear_errors(command):
         except MemoryError:
             _fail(ReglabError("out of memory. Use fewer seeds, sweep points or a smaller "
                               "model, or fewer --workers."))
+        except Exception as error:  # a bug of reglab's: one line, the traceback on request
+            if os.environ.get("REGLAB_DEBUG"):
+                raise
+            click.echo(f"error: unexpected {type(error).__name__}: {error}. This is a bug "
+                       "in reglab; REGLAB_DEBUG=1 shows where. Saved results are kept.",
+                       err=True)
+            sys.exit(3)
     return wrapper
 
 

@@ -317,3 +317,27 @@ def test_an_absurd_number_of_workers_is_refused(tmp_path):
     result = invoke("run", study, "--out", tmp_path / "out", "--workers", 100000)
     assert_clean_error(result, "--workers: at most", "Got 100000.")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["show", "ls", "report"])
+def test_a_store_holding_a_study_this_version_cannot_read(tmp_path, command):
+    from reglab.storage import SQLiteStore
+
+    with SQLiteStore(tmp_path / "odd") as store:
+        store.init_study("abc", '{"name": "from elsewhere"}')
+    result = invoke(command, tmp_path / "odd")
+    if command == "ls":  # lists runs without reading the study: none
+        assert result.exit_code == 0 and result.output == ""
+    else:
+        assert_clean_error(result, "not a study this version of reglab can read")
+
+
+def test_an_unexpected_error_is_one_line_with_exit_3(tmp_path, monkeypatch):
+    from reglab.study import runner
+
+    def broken(*args, **kwargs):
+        raise KeyError("simulated bug")
+
+    monkeypatch.setattr(runner, "prepare_study", broken)
+    result = invoke("validate", write_study(tmp_path))
+    assert_clean_error(result, "unexpected KeyError", "REGLAB_DEBUG=1", code=3)

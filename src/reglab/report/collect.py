@@ -169,7 +169,7 @@ def collect(directory: str | Path) -> StudyResults:
         stored = store.study()
         if stored is None:
             raise DataError(f"{directory / DB_NAME}: holds no study yet (run `reglab run`).")
-        spec = StudySpec.from_canonical(stored[1])
+        spec = StudySpec.from_canonical(stored[1], f"{store.path}")
         runs = store.runs()
         epochs = {r.run_id: store.epochs(r.run_id) for r in runs}
         kernels = {}

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reglab.errors import ConfigError, did_you_mean
+from reglab.errors import ConfigError, DataError, did_you_mean
 from reglab.study import signatures
 from reglab.study.sweeps import SweepSpec, is_number, is_sweep, sweep_values
 
@@ -197,8 +197,22 @@ class StudySpec:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
     @classmethod
-    def from_canonical(cls, data: dict) -> StudySpec:
-        """The spec back from ``json.loads(spec.canonical_json())`` (what a store keeps)."""
+    def from_canonical(cls, data: dict, where: str = "the stored study") -> StudySpec:
+        """The spec back from ``json.loads(spec.canonical_json())`` (what a store keeps).
+
+        Raises:
+            DataError: ``data`` is not a study this version of reglab wrote (``where`` names
+                the store in the message).
+        """
+        try:
+            return cls._from_canonical(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise DataError(f"{where}: not a study this version of reglab can read "
+                            f"({type(error).__name__}: {error}). It was written by another "
+                            "version, or is damaged; it is left as it is.") from None
+
+    @classmethod
+    def _from_canonical(cls, data: dict) -> StudySpec:
         training = dict(data["training"])
         training["metrics"] = tuple(training["metrics"])
         return cls(
