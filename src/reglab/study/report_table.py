@@ -165,7 +165,8 @@ def results_table(store, baseline: str = "baseline") -> str:
     from reglab.study.spec import StudySpec
 
     stored = store.study()
-    spec = StudySpec.from_canonical(stored[1], f"{store.path}") if stored else None
+    spec = StudySpec.from_canonical(stored[1], str(getattr(store, "path", "the stored study"))) \
+        if stored else None
     keys = metric_keys(spec.training.metrics if spec else ["accuracy"])
     if keys is None:
         return "the study has no metric to rank on"
