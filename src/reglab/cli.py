@@ -110,8 +110,11 @@ def validate(study, seeds, epochs) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train in this many worker processes (each population cut into as many shards), "
                    "the CPU's threads shared among them.")
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="Train on the Dask cluster whose scheduler is at ADDRESS "
+                   "(tcp://host:port); the store stays here.")
 @_clear_errors
-def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -> None:
+def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, cluster) -> None:
     """Runs (or resumes) a study, prints the results table, writes OUT/report.html.
 
     Exits with status 1 when runs failed (the others are saved), 2 on an error."""
@@ -126,7 +129,11 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers) -
     out = Path(out or Path("runs") / plan.spec.name)
     click.echo(f"{plan.describe()} -> {out}")
     executor = None
-    if workers > 1:
+    if cluster is not None:
+        from reglab.study.dask_executor import DaskExecutor
+
+        executor = DaskExecutor(address=cluster)
+    elif workers > 1:
         from reglab.study.executors import ProcessPoolExecutor
 
         executor = ProcessPoolExecutor(workers)

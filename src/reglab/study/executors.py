@@ -1,27 +1,34 @@
-"""Executors: what trains a population and hands its records back to the driver.
+r"""Executors: what trains a population and hands its records back to the driver.
 
 An executor never touches the store; the driver (:func:`reglab.study.runner.run_study`)
-writes everything. Two kinds:
+writes everything. Every executor follows one protocol, :class:`Executor`: it cuts a
+population into jobs (``shards``), takes the study's data once (``preload``), and ``run``\ s
+a list of jobs, calling back on the driver's thread when a job (re)starts and as epochs end,
+and yielding each job's outcomes (or the exception it raised) as it ends. Three kinds:
 
-* :class:`InProcessExecutor` trains one population at a time in this process and reports
-  each epoch as it ends (``train``).
+* :class:`InProcessExecutor` trains one population at a time in this process; epochs are
+  reported as they end.
 * :class:`ProcessPoolExecutor` trains several jobs at once in worker processes, one torch
-  thread pool each (``submit`` returns a future of the job's outcomes and epoch rows), and
-  cuts each population into one shard per worker so that the workers stay busy. Members are
-  independent inside a population, so a shard trains each member as the whole population
-  would (the engine's per-member results do not depend on the other members, and random
-  streams are keyed by seed, not by position).
+  thread pool each, and cuts each population into one shard per worker so that the workers
+  stay busy; a job's epochs are reported when it returns.
+* :class:`reglab.study.dask_executor.DaskExecutor` does the same on a Dask cluster, epochs
+  streamed to the driver as they end.
+
+Members are independent inside a population, so a shard trains each member as the whole
+population would (the engine's per-member results do not depend on the other members, and
+random streams are keyed by seed, not by position).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from reglab.study import checkpoints
 from reglab.study.plan import PopulationSpec
@@ -54,15 +61,75 @@ class RunOutcome:
     kernel: tuple[str, Any] | None = None  # (layer name, the first weight layer's kernel)
 
 
+#: ``(population index, job)``: what the driver hands an executor
+IndexedJob = tuple[int, "PopulationJob"]
+#: what ``Executor.run`` yields as each job ends: its outcomes, or the exception it raised
+JobResult = tuple[int, "PopulationJob", "list[RunOutcome] | BaseException"]
+
+
+class Executor(Protocol):
+    """What the driver needs of an executor."""
+
+    #: whether the driver should log each job's end (the in-process executor shows
+    #: progress bars instead)
+    reports_completion: bool
+
+    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
+        """The jobs one population is cut into (its runs, in seed order)."""
+        ...
+
+    def preload(self, spec: StudySpec, data) -> None:
+        """The study's data, loaded and checked by the driver."""
+        ...
+
+    def run(self, jobs: list[IndexedJob], populations: int,
+            on_rows: Callable[[EpochRows], None], on_start: Callable[[PopulationJob], None],
+            progress_factory: Callable | None = None) -> Iterator[JobResult]:
+        """Trains ``jobs``; calls ``on_start(job)`` before a job's first row (again if the
+        job starts over elsewhere) and ``on_rows(rows)`` as epochs end, on the caller's
+        thread; yields each job's result as it ends."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
 class InProcessExecutor:
     """Trains a population in this process with the population engine."""
+
+    reports_completion = False
 
     def __init__(self):
         self._data = {}
 
+    @property
+    def data(self):
+        """The data preloaded last (None before)."""
+        return next(iter(self._data.values()), None)
+
+    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
+        return [population]
+
     def preload(self, spec: StudySpec, data) -> None:
         """Uses ``data`` (already loaded and checked) for ``spec``'s jobs."""
         self._data = {spec.data: data}
+
+    def run(self, jobs, populations, on_rows, on_start, progress_factory=None):
+        for index, job in jobs:
+            progress = progress_factory(index, populations, len(job.population.runs)) \
+                if progress_factory else None
+            on_start(job)
+            try:
+                result = self.train(job, on_epoch=on_rows, progress=progress)
+            except Exception as error:  # the driver retries its runs to find the failing ones
+                result = error
+            finally:
+                if progress is not None and hasattr(progress, "close"):
+                    progress.close()
+            yield index, job, result
+
+    def close(self) -> None:
+        pass
 
     def _load(self, spec: StudySpec):
         from reglab.study.build import load_study_data
@@ -200,7 +267,39 @@ class ProcessPoolExecutor:
         return [PopulationSpec(population.key, tuple(runs[lo:hi]))
                 for lo, hi in zip(bounds[:-1], bounds[1:])]
 
+    reports_completion = True
+    data = None  # workers load the data themselves
+
+    def preload(self, spec: StudySpec, data) -> None:
+        self.data = data  # for the driver's in-process retries; workers load their own
+
+    def run(self, jobs, populations, on_rows, on_start, progress_factory=None):
+        """Submits every job (largest first); a job's rows arrive when it returns."""
+        from reglab.errors import ReglabError
+
+        futures = {}
+        for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
+            futures[self.submit(job)] = (index, job)
+        for future in concurrent.futures.as_completed(futures):
+            index, job = futures[future]
+            try:
+                outcomes, rows = future.result()
+            except concurrent.futures.process.BrokenProcessPool as error:
+                # A worker died (killed, out of memory, crashed): its job and every job still
+                # queued stay unfinished, to train again on the next run of the same command.
+                raise ReglabError(
+                    f"a worker process died ({error}); the finished runs are saved and the "
+                    "others go on when the same command runs again (with fewer --workers "
+                    "if memory ran out).") from error
+            except Exception as error:
+                yield index, job, error
+            else:
+                on_start(job)
+                on_rows(rows)
+                yield index, job, outcomes
+
     def submit(self, job: PopulationJob) -> concurrent.futures.Future:
+        """A future of the job's ``(outcomes, epoch rows)``."""
         return self._pool.submit(_train_in_worker, job)
 
     def close(self) -> None:

@@ -9,8 +9,6 @@ the epoch in progress: the rerun of the same command goes on from there.
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
 import dataclasses
 import platform
 import sqlite3
@@ -20,7 +18,7 @@ from pathlib import Path
 
 from reglab.errors import ConfigError, ReglabError
 from reglab.study import checkpoints
-from reglab.study.executors import InProcessExecutor, PopulationJob, RunOutcome
+from reglab.study.executors import Executor, InProcessExecutor, PopulationJob, RunOutcome
 from reglab.study.plan import StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
 
@@ -106,8 +104,7 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     store.set_meta("data_location", spec.data.location)
     store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})
     executor = executor or InProcessExecutor()
-    if isinstance(executor, InProcessExecutor):
-        executor.preload(spec, data)
+    executor.preload(spec, data)
     done = {r.run_id for r in store.runs(status=("done", "stopped_early", "diverged", "failed"))}
     jobs = []  # (population index, job)
     for index, population in enumerate(plan.populations):
@@ -115,32 +112,59 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         if not pending:
             continue
         population = dataclasses.replace(population, runs=pending)
-        shards = executor.shards(population) if hasattr(executor, "shards") else [population]
         jobs.extend((index, PopulationJob(spec, shard, device, checkpoints.path_for(
             store.directory, shard.key, [run.run_id for run in shard.runs])))
-            for shard in shards)
+            for shard in executor.shards(population))
     checkpoints.remove_all_but(store.directory, {job.checkpoint for _, job in jobs})
     resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
     if resumable:
         log(f"resuming: {len(resumable)} population(s) go on from their last complete epoch")
-    if hasattr(executor, "submit"):
-        _run_in_workers(store, executor, jobs, len(plan.populations), log)
-    else:
-        for index, job in jobs:
-            store.mark_running([run.run_id for run in job.population.runs])
-            progress = progress_factory(index, len(plan.populations), len(job.population.runs)) \
-                if progress_factory else None
-            started = time.perf_counter()
-            try:
-                outcomes = executor.train(job, on_epoch=store.record_epochs, progress=progress)
-            except Exception as error:  # find the runs that fail; the others finish
-                outcomes = _bisect_failure(store, executor, job, error, index, log)
-            finally:
-                if progress is not None and hasattr(progress, "close"):
-                    progress.close()
-            _finish(store, job, outcomes, time.perf_counter() - started)
+    _run_jobs(store, executor, jobs, len(plan.populations), progress_factory, log)
     checkpoints.remove_all_but(store.directory, set())  # every job is over
     return store
+
+
+def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factory, log) -> None:
+    """Hands every job to the executor and stores what comes back: epoch rows as they end,
+    each job's outcomes when it ends; a job that raised has its runs retried here, in halves,
+    to find those that fail by themselves."""
+    for _, job in jobs:
+        store.mark_running([run.run_id for run in job.population.runs])
+
+    def restarted(job: PopulationJob) -> None:
+        """A job (re)starts: its runs keep no rows from an attempt before (a worker that died)."""
+        ids = [run.run_id for run in job.population.runs]
+        store.reset_unfinished(ids)
+        store.mark_running(ids)
+
+    # jobs that raised are retried in this process (by the executor itself when it is one)
+    retry = executor if isinstance(executor, InProcessExecutor) else None
+    try:
+        for index, job, result in executor.run(jobs, populations, on_rows=store.record_epochs,
+                                               on_start=restarted,
+                                               progress_factory=progress_factory):
+            _store_result(store, executor, retry, index, job, result, populations, log)
+    except ReglabError:
+        # The executor cannot go on (a worker process died, the cluster went away): the
+        # unfinished runs wait, queued, for the next run of the same command.
+        store.reset_unfinished()
+        raise
+
+
+def _store_result(store, executor, retry, index, job, result, populations, log) -> None:
+    if isinstance(result, BaseException):
+        if retry is None:
+            retry = InProcessExecutor()
+            retry.preload(job.spec, executor.data)
+        started = time.perf_counter()
+        outcomes = _bisect_failure(store, retry, job, result, index, log)
+        wall = time.perf_counter() - started
+    else:
+        outcomes = result
+        wall = sum(o.wall_time for o in outcomes)
+    _finish(store, job, outcomes, wall)
+    if executor.reports_completion:
+        log(f"population {index + 1}/{populations}: {len(job.population.runs)} runs done")
 
 
 def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, index: int,
@@ -192,39 +216,3 @@ def _finish(store, job: PopulationJob, outcomes: list[RunOutcome], wall: float) 
     walls[job.population.key] = walls.get(job.population.key, 0.0) + wall
     store.set_meta("population_wall_time", walls)
     checkpoints.remove(job.checkpoint)
-
-
-def _run_in_workers(store, executor, jobs, populations: int, log) -> None:
-    """Submits every job (largest first), records each as it returns."""
-    jobs = sorted(jobs, key=lambda item: -len(item[1].population.runs))
-    futures = {}
-    for index, job in jobs:
-        store.mark_running([run.run_id for run in job.population.runs])
-        futures[executor.submit(job)] = (index, job, time.perf_counter())
-    retry = None  # an executor in this process, for jobs that raised in a worker
-    try:
-        for future in concurrent.futures.as_completed(futures):
-            index, job, _ = futures[future]
-            try:
-                outcomes, rows = future.result()
-            except concurrent.futures.process.BrokenProcessPool as error:
-                # A worker died (killed, out of memory, crashed): its job and every job still
-                # queued stay unfinished, to train again on the next run of the same command.
-                store.reset_unfinished([run.run_id for _, job, _ in futures.values()
-                                        for run in job.population.runs])
-                raise ReglabError(
-                    f"a worker process died ({error}); the finished runs are saved and the "
-                    "others restart when the same command runs again (with fewer --workers "
-                    "if memory ran out).") from error
-            except Exception as error:  # retried here, in this process, to find the failing runs
-                retry = retry or InProcessExecutor()
-                started = time.perf_counter()
-                outcomes = _bisect_failure(store, retry, job, error, index, log)
-                wall = time.perf_counter() - started
-            else:
-                store.record_epochs(rows)
-                wall = sum(o.wall_time for o in outcomes)  # timed in the worker: no queueing
-            _finish(store, job, outcomes, wall)
-            log(f"population {index + 1}/{populations}: {len(job.population.runs)} runs done")
-    finally:
-        executor.close()

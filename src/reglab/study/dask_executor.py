@@ -1,0 +1,208 @@
+"""Training a study's jobs on a Dask cluster.
+
+:class:`DaskExecutor` follows :class:`reglab.study.executors.Executor`: each job (a
+population, or a shard of one) is one Dask task that trains it with the in-process
+executor on a worker. The driver alone writes the store; workers need no shared file
+system:
+
+* **Data**: a built-in dataset is loaded by each worker by its name (from the worker's own
+  copy or cache, as the driver does); a file dataset is scattered once from the driver, which
+  has loaded and checked it, so the file need not exist on the workers.
+* **Epochs** stream to the driver as they end (the worker's ``log_event`` on a topic of this
+  study, the driver's ``subscribe_topic``), so the store and the progress stay current; when
+  a job ends its task also returns all its rows, and the driver stores those as the job's
+  record (a row that arrived twice, or late, changes nothing).
+* **Faults**: a worker that dies mid-job has its task rerun by the scheduler on another
+  worker (Dask's own retry of lost tasks); the job says when it starts, and the driver then
+  drops the rows of the attempt before. On a local cluster (``--workers``-style, started
+  here) the rerun goes on from the job's last checkpoint in the study directory; on a
+  cluster at an address, whose workers need not see that directory, it starts over. A job that raises by itself is handed back as
+  failed (the driver retries its runs in halves, in process, to find the failing ones). A
+  scheduler that cannot be reached is a :class:`~reglab.errors.ReglabError` naming it, with
+  nothing written.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+import uuid
+
+from reglab.errors import ReglabError
+from reglab.study.executors import InProcessExecutor, PopulationJob
+from reglab.study.plan import PopulationSpec
+from reglab.study.spec import BUILTIN_DATASETS, StudySpec
+
+#: how long the driver waits for a scheduler before saying it cannot be reached
+CONNECT_TIMEOUT_S = 10
+
+
+def _job_key(job: PopulationJob) -> str:
+    return f"{job.population.key}:{job.population.runs[0].run_id}:{len(job.population.runs)}"
+
+
+def _train_on_worker(job: PopulationJob, topic: str, data, threads: int):
+    """A Dask task: trains ``job`` on this worker, telling the driver as it goes."""
+    import torch
+    from distributed import get_worker
+
+    worker = get_worker()
+    executor = getattr(worker, "_reglab_executor", None)
+    if executor is None:
+        torch.set_num_threads(threads)
+        executor = worker._reglab_executor = InProcessExecutor()
+    if data is not None:
+        executor.preload(job.spec, data)
+    key = _job_key(job)
+    worker.log_event(topic, {"kind": "start", "job": key})
+    rows = []
+
+    def on_epoch(epoch_rows):
+        rows.extend(epoch_rows)
+        worker.log_event(topic, {"kind": "rows", "job": key, "rows": epoch_rows})
+    outcomes = executor.train(job, on_epoch=on_epoch)
+    return outcomes, rows
+
+
+class DaskExecutor:
+    """Trains jobs on a Dask cluster: a running scheduler at ``address``
+    (``tcp://host:port``), or a local cluster of ``workers`` processes started here.
+
+    Args:
+        address: the scheduler's address; None for a local cluster.
+        workers: processes of the local cluster (ignored with ``address``).
+        threads: torch threads per job; default: each worker's threads (the local cluster:
+            the CPUs divided among the workers).
+    """
+
+    reports_completion = True
+
+    def __init__(self, address: str | None = None, workers: int = 2, threads: int | None = None):
+        import os
+
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if address is None:
+            per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                         processes=True, host="127.0.0.1",
+                                         dashboard_address=None, silence_logs=40,
+                                         env={"OMP_NUM_THREADS": str(per_worker)})
+            address = self._cluster.scheduler_address
+        try:
+            self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as error:
+            if self._cluster is not None:
+                self._cluster.close()
+            raise ReglabError(f"--cluster {address}: cannot reach the Dask scheduler there "
+                              f"({error}). Start one (`dask scheduler`, then `dask worker "
+                              f"{address}`), or check the address; nothing was written.") \
+                from None
+        self.address = address
+        info = self.client.scheduler_info()["workers"]
+        if not info:
+            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
+            info = self.client.scheduler_info()["workers"]
+        self.worker_threads = sorted(w["nthreads"] for w in info.values())
+        self.threads = threads or (max(1, (os.cpu_count() or 1) // workers)
+                                   if self._cluster is not None else self.worker_threads[0])
+        self.data = None
+        self._scattered = None
+        #: jobs that started again after their first start (a worker died under them)
+        self.restarts = 0
+
+    # -- the protocol ---------------------------------------------------------------------
+
+    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
+        """One shard per worker slot (runs in seed order), so that every worker is busy."""
+        runs = sorted(population.runs, key=lambda run: run.seed)
+        count = min(len(self.worker_threads) or 1, len(runs))
+        bounds = [round(i * len(runs) / count) for i in range(count + 1)]
+        return [PopulationSpec(population.key, tuple(runs[lo:hi]))
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def preload(self, spec: StudySpec, data) -> None:
+        """A file dataset is scattered to the workers once; a built-in one each worker loads."""
+        self.data = data
+        self._scattered = None if spec.data.dataset in BUILTIN_DATASETS else \
+            self.client.scatter(data, broadcast=True)
+
+    def run(self, jobs, populations, on_rows, on_start, progress_factory=None):
+        topic = f"reglab-{uuid.uuid4().hex}"
+        events: queue.Queue = queue.Queue()
+        self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
+        by_key = {}
+        futures = {}
+        for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
+            # Checkpoints are files in the study directory: only workers of a cluster started
+            # here share it; elsewhere a job that starts over starts from its beginning.
+            job = PopulationJob(job.spec, job.population, job.device,
+                                checkpoint=job.checkpoint if self._cluster is not None else None)
+            by_key[_job_key(job)] = job
+            future = self.client.submit(_train_on_worker, job, topic, self._scattered,
+                                        self.threads, pure=False,
+                                        key=f"reglab-{_job_key(job)}-{uuid.uuid4().hex[:8]}")
+            futures[future] = (index, job)
+        finished: set[str] = set()
+        started: set[str] = set()
+
+        def drain():
+            while True:
+                try:
+                    event = events.get_nowait()
+                except queue.Empty:
+                    return
+                job = by_key.get(event.get("job"))
+                if job is None or event["job"] in finished:
+                    continue  # a late row of a job already stored
+                if event["kind"] == "start":
+                    if event["job"] in started:
+                        self.restarts += 1
+                    started.add(event["job"])
+                    on_start(job)
+                elif event["kind"] == "rows":
+                    try:
+                        on_rows([tuple(row) for row in event["rows"]])
+                    except ReglabError:
+                        pass  # a row of an attempt before; the job's return value decides
+
+        pending = set(futures)
+        try:
+            while pending:
+                done = {future for future in pending if future.done()}
+                if not done:
+                    time.sleep(0.05)
+                pending -= done
+                drain()
+                for future in done:
+                    index, job = futures[future]
+                    key = _job_key(job)
+                    try:
+                        outcomes, rows = future.result()
+                    except Exception as error:  # noqa: BLE001 - the driver decides what to do
+                        finished.add(key)
+                        yield index, job, _explain(error, self.address)
+                        continue
+                    finished.add(key)
+                    on_start(job)  # the task's own rows are the job's record
+                    on_rows([tuple(row) for row in rows])
+                    yield index, job, outcomes
+        finally:
+            self.client.unsubscribe_topic(topic)
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            time.sleep(0)  # the local workers are gone when close returns
+
+
+def _explain(error: BaseException, address: str) -> BaseException:
+    """A worker that kept dying (Dask's KilledWorker) says so; other errors are the job's."""
+    if type(error).__name__ == "KilledWorker":
+        return ReglabError(f"the Dask workers at {address} died while training a job, more "
+                           f"than the scheduler retries ({error}).")
+    return error

@@ -1,0 +1,145 @@
+"""A study on a Dask cluster: the same results as in one process, bit for bit; a worker
+killed mid-job costs nothing; a scheduler that cannot be reached is a clear error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_cli_study import finished, write_study
+
+from reglab.cli import main
+
+pytestmark = pytest.mark.e2e
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reference(tmp_path, epochs=3):
+    study = write_study(tmp_path, epochs=epochs)
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "reference"),
+                                       "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    return study, finished(tmp_path / "reference")
+
+
+@pytest.fixture
+def cli_cluster():
+    """A scheduler and two single-threaded workers started with Dask's own commands, as a
+    user would start them."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    port = address.rsplit(":", 1)[1]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", port,
+                                  "--no-dashboard"], **quiet)
+    workers = subprocess.Popen([DASK, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                "--host", "127.0.0.1", "--no-dashboard"], **quiet)
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in (workers, scheduler):
+            process.terminate()
+        for process in (workers, scheduler):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_a_study_on_a_cluster_started_with_dask_commands_equals_one_process(tmp_path,
+                                                                            cli_cluster):
+    study, expected = reference(tmp_path)
+    out = tmp_path / "cluster"
+    run = subprocess.run([sys.executable, "-m", "reglab.cli", "run", str(study), "--out",
+                          str(out), "--cluster", cli_cluster, "--quiet", "--no-report"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "runs done" in run.stdout
+    assert finished(out) == expected
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+    from reglab.study import dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1)
+    study = write_study(tmp_path)
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),
+                                       "--cluster", address, "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"--cluster {address}: cannot reach the Dask scheduler there" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_killed_mid_job_costs_nothing(tmp_path):
+    """A local cluster of two worker processes; one is SIGKILLed once epochs are in the
+    store: its job runs again (from its checkpoint) on a worker, and the study ends as in one
+    process, every epoch stored once."""
+    from reglab.study.dask_executor import DaskExecutor
+    from reglab.study.runner import run_study
+
+    study, expected = reference(tmp_path, epochs=12)
+    out = tmp_path / "killed"
+    executor = DaskExecutor(workers=2, threads=1)
+    outcome = {}
+
+    def drive():
+        try:
+            run_study(study, out, executor=executor, log=lambda *_: None).close()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            outcome["error"] = error
+
+    driver = threading.Thread(target=drive)
+    try:
+        pids = executor.client.run(os.getpid)
+        driver.start()
+        deadline = time.monotonic() + 120
+        while not _rows(out) and driver.is_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert driver.is_alive(), "the study ended before the kill"
+        victim = sorted(pids.values())[0]
+        os.kill(victim, signal.SIGKILL)
+        driver.join(timeout=300)
+        assert not driver.is_alive()
+    finally:
+        executor.close()
+    assert "error" not in outcome, outcome.get("error")
+    assert executor.restarts >= 1  # the killed worker's job started again elsewhere
+    assert finished(out) == expected
+    import sqlite3
+
+    with sqlite3.connect(out / "study.db") as db:
+        counts = db.execute("SELECT run_id, COUNT(*), MAX(epoch) FROM epochs "
+                            "GROUP BY run_id").fetchall()
+    assert all(count == top + 1 for _, count, top in counts)  # no epoch lost or twice
+
+
+def _rows(out: Path) -> int:
+    import sqlite3
+
+    if not (out / "study.db").is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
