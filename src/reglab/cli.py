@@ -130,8 +130,17 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
     click.echo(f"{plan.describe()} -> {out}")
     executor = None
     if cluster is not None:
+        import logging
+
+        import distributed  # noqa: F401  (configures its loggers on import)
+
         from reglab.study.dask_executor import DaskExecutor
 
+        # Dask logs its reconnection attempts with tracebacks; what matters reaches the
+        # user as reglab's own one-line error.
+        for name in ["distributed", *logging.root.manager.loggerDict]:
+            if name.startswith("distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         executor = DaskExecutor(address=cluster)
     elif workers > 1:
         from reglab.study.executors import ProcessPoolExecutor

@@ -37,10 +37,9 @@ def reference(tmp_path, epochs=3):
     return study, finished(tmp_path / "reference")
 
 
-@pytest.fixture
-def cli_cluster():
+def start_cluster() -> tuple[str, subprocess.Popen, subprocess.Popen]:
     """A scheduler and two single-threaded workers started with Dask's own commands, as a
-    user would start them."""
+    user would start them: ``(address, scheduler, workers)``."""
     address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rsplit(":", 1)[1]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -48,20 +47,32 @@ def cli_cluster():
                                   "--no-dashboard"], **quiet)
     workers = subprocess.Popen([DASK, "worker", address, "--nworkers", "2", "--nthreads", "1",
                                 "--host", "127.0.0.1", "--no-dashboard"], **quiet)
-    try:
-        from distributed import Client
+    from distributed import Client
 
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    return address, scheduler, workers
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def cli_cluster():
+    address, scheduler, workers = start_cluster()
+    try:
         yield address
     finally:
-        for process in (workers, scheduler):
-            process.terminate()
-        for process in (workers, scheduler):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(workers, scheduler)
 
 
 def test_a_study_on_a_cluster_started_with_dask_commands_equals_one_process(tmp_path,
@@ -143,3 +154,40 @@ def _rows(out: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def test_a_killed_scheduler_stops_the_study_clearly_and_the_rerun_finishes_it(tmp_path):
+    study, expected = reference(tmp_path, epochs=12)
+    out = tmp_path / "out"
+
+    def command(address):
+        return [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+                "--cluster", address, "--quiet", "--no-report"]
+    address, scheduler, workers = start_cluster()
+    try:
+        driver = subprocess.Popen(command(address), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not _rows(out) and driver.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert driver.poll() is None, "the study ended before the scheduler was killed"
+        scheduler.send_signal(signal.SIGKILL)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        stop(workers, scheduler)
+    assert driver.returncode == 2, stderr[-2000:]
+    assert f"lost the Dask scheduler at {address}" in stderr
+    assert "Traceback" not in stderr
+    import sqlite3
+
+    with sqlite3.connect(out / "study.db") as db:
+        statuses = {row[0] for row in db.execute("SELECT status FROM runs")}
+    assert "failed" not in statuses and "running" not in statuses  # nothing blamed on runs
+    address, scheduler, workers = start_cluster()
+    try:
+        rerun = subprocess.run(command(address), capture_output=True, text=True, timeout=300)
+    finally:
+        stop(workers, scheduler)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert finished(out) == expected

@@ -181,6 +181,11 @@ class DaskExecutor:
                     try:
                         outcomes, rows = future.result()
                     except Exception as error:  # noqa: BLE001 - the driver decides what to do
+                        if _lost_cluster(error) or self.client.status != "running":
+                            raise ReglabError(
+                                f"lost the Dask scheduler at {self.address} ({error}); the "
+                                "finished runs are saved, the others go on when the same "
+                                "command runs again.") from None
                         finished.add(key)
                         yield index, job, _explain(error, self.address)
                         continue
@@ -198,6 +203,15 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
             time.sleep(0)  # the local workers are gone when close returns
+
+
+def _lost_cluster(error: BaseException) -> bool:
+    """A future cancelled because the client lost its scheduler (not the job's own error)."""
+    import asyncio
+    import concurrent.futures
+
+    return isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError)) or \
+        type(error).__name__ in ("FutureCancelledError", "CommClosedError")
 
 
 def _explain(error: BaseException, address: str) -> BaseException:
