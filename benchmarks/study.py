@@ -74,7 +74,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from reglab.engine import Population
     from reglab.study.build import load_study_data, population_members
-    from reglab.study.executors import ProcessPoolExecutor
+    from reglab.study.dask_executor import DaskExecutor
     from reglab.study.plan import PopulationSpec
     from reglab.study.runner import prepare_study, run_study
 
@@ -86,7 +86,7 @@ def main() -> None:
         plan = prepare_study(study, args.seeds, args.epochs)
         print(plan.describe())
         started = time.perf_counter()
-        executor = ProcessPoolExecutor(args.workers, args.threads or None) \
+        executor = DaskExecutor(workers=args.workers, threads=args.threads or None) \
             if args.workers > 1 else None
         store = run_study(study, Path(tmp) / "out", args.seeds, args.epochs, executor=executor,
                           log=lambda *_: None)

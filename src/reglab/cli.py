@@ -108,8 +108,8 @@ def validate(study, seeds, epochs) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html at the end.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Train in this many worker processes (each population cut into as many shards), "
-                   "the CPU's threads shared among them.")
+              help="Train in this many worker processes, a local Dask cluster (each population "
+                   "cut into as many shards), the CPU's threads shared among them.")
 @click.option("--cluster", metavar="ADDRESS", default=None,
               help="Train on the Dask cluster whose scheduler is at ADDRESS "
                    "(tcp://host:port); the store stays here.")
@@ -129,7 +129,7 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
     out = Path(out or Path("runs") / plan.spec.name)
     click.echo(f"{plan.describe()} -> {out}")
     executor = None
-    if cluster is not None:
+    if cluster is not None or workers > 1:
         import logging
 
         import distributed  # noqa: F401  (configures its loggers on import)
@@ -141,11 +141,7 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
         for name in ["distributed", *logging.root.manager.loggerDict]:
             if name.startswith("distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-        executor = DaskExecutor(address=cluster)
-    elif workers > 1:
-        from reglab.study.executors import ProcessPoolExecutor
-
-        executor = ProcessPoolExecutor(workers)
+        executor = DaskExecutor(address=cluster, workers=workers)
     try:
         store = run_study(study, out, seeds, epochs, device, restart, executor=executor,
                           progress_factory=None if quiet else _progress_bar, log=click.echo)

@@ -236,12 +236,12 @@ def test_a_failing_run_is_recorded_and_the_rest_of_the_study_goes_on(tmp_path):
 
 
 def test_worker_processes_give_the_in_process_results(tmp_path):
-    """Two spawned workers, each population cut into two shards: the same runs, statuses,
-    epochs and metrics as in one process, bit for bit (one torch thread on both sides: a
-    member's arithmetic does not depend on who shares its population)."""
+    """A local Dask cluster of two worker processes, each population cut into two shards:
+    the same runs, statuses, epochs and metrics as in one process, bit for bit (one torch
+    thread on both sides: a member's arithmetic does not depend on who shares its population)."""
     import json
 
-    from reglab.study.executors import ProcessPoolExecutor
+    from reglab.study.dask_executor import DaskExecutor
     from reglab.study.runner import prepare_study, run_study
 
     study = write_study(tmp_path)
@@ -250,11 +250,14 @@ def test_worker_processes_give_the_in_process_results(tmp_path):
     assert torch.get_num_threads() == 1  # as the workers below
     reference_store = run_study(study, tmp_path / "one", log=lambda *_: None)
     reference = {r.run_id: r for r in reference_store.runs()}
-    executor = ProcessPoolExecutor(2, threads=1)
-    shards = executor.shards(prepare_study(study).populations[0])
-    assert [len(s.runs) for s in shards] == [6, 6]
-    assert [sorted({r.seed for r in s.runs}) for s in shards] == [[0, 1], [1, 2]]
-    store = run_study(study, tmp_path / "two", executor=executor, log=lambda *_: None)
+    executor = DaskExecutor(workers=2, threads=1)
+    try:
+        shards = executor.shards(prepare_study(study).populations[0])
+        assert [len(s.runs) for s in shards] == [6, 6]
+        assert [sorted({r.seed for r in s.runs}) for s in shards] == [[0, 1], [1, 2]]
+        store = run_study(study, tmp_path / "two", executor=executor, log=lambda *_: None)
+    finally:
+        executor.close()
     runs = {r.run_id: r for r in store.runs()}
     assert runs.keys() == reference.keys()
     for run_id, record in runs.items():
@@ -265,35 +268,6 @@ def test_worker_processes_give_the_in_process_results(tmp_path):
         assert store.epochs(run_id) == reference_store.epochs(run_id), run_id
     assert json.dumps(sorted(store.get_meta("population_wall_time"))) == json.dumps(
         sorted({r.population for r in runs.values()}))
-
-
-def test_a_dead_worker_stops_the_study_and_the_rerun_completes_it(tmp_path):
-    """A worker that dies (here: os._exit, as an out-of-memory kill would) breaks the pool: the
-    study stops with a message, finished runs are kept, no run is recorded as failed for it,
-    and the same command again finishes the rest."""
-    import os as os_module
-
-    from reglab.errors import ReglabError
-    from reglab.study.executors import ProcessPoolExecutor
-    from reglab.study.runner import run_study
-
-    class Dying(ProcessPoolExecutor):
-        def submit(self, job):
-            if any(run.variant == "bn" for run in job.population.runs):
-                return self._pool.submit(os_module._exit, 1)
-            return super().submit(job)
-
-    study = write_study(tmp_path)
-    out = tmp_path / "out"
-    with pytest.raises(ReglabError, match="a worker process died"):
-        run_study(study, out, executor=Dying(2, threads=1), log=lambda *_: None)
-    with sqlite3.connect(out / "study.db") as db:
-        statuses = [row[0] for row in db.execute("SELECT status FROM runs")]
-    assert "running" not in statuses and "failed" not in statuses
-    store = run_study(study, out, executor=ProcessPoolExecutor(2, threads=1),
-                      log=lambda *_: None)
-    assert {r.status for r in store.runs()} <= {"done", "stopped_early"}
-    assert len(store.runs()) == 15
 
 
 MIXING_STUDY = """

@@ -35,6 +35,8 @@ from reglab.study.spec import BUILTIN_DATASETS, StudySpec
 
 #: how long the driver waits for a scheduler before saying it cannot be reached
 CONNECT_TIMEOUT_S = 10
+#: how long a local cluster's worker outlives a driver that died (kill -9)
+DEATH_TIMEOUT_S = 5
 
 
 def _job_key(job: PopulationJob) -> str:
@@ -87,7 +89,8 @@ class DaskExecutor:
             per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                          processes=True, host="127.0.0.1",
-                                         dashboard_address=None, silence_logs=40,
+                                         dashboard_address=None, silence_logs=50,
+                                         death_timeout=DEATH_TIMEOUT_S,
                                          env={"OMP_NUM_THREADS": str(per_worker)})
             address = self._cluster.scheduler_address
         try:

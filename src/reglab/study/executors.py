@@ -4,15 +4,14 @@ An executor never touches the store; the driver (:func:`reglab.study.runner.run_
 writes everything. Every executor follows one protocol, :class:`Executor`: it cuts a
 population into jobs (``shards``), takes the study's data once (``preload``), and ``run``\ s
 a list of jobs, calling back on the driver's thread when a job (re)starts and as epochs end,
-and yielding each job's outcomes (or the exception it raised) as it ends. Three kinds:
+and yielding each job's outcomes (or the exception it raised) as it ends. Two kinds:
 
 * :class:`InProcessExecutor` trains one population at a time in this process; epochs are
   reported as they end.
-* :class:`ProcessPoolExecutor` trains several jobs at once in worker processes, one torch
-  thread pool each, and cuts each population into one shard per worker so that the workers
-  stay busy; a job's epochs are reported when it returns.
-* :class:`reglab.study.dask_executor.DaskExecutor` does the same on a Dask cluster, epochs
-  streamed to the driver as they end.
+* :class:`reglab.study.dask_executor.DaskExecutor` trains several jobs at once on a Dask
+  cluster (a local one of ``--workers`` processes, or one at an address), each population
+  cut into one shard per worker so that the workers stay busy; epochs are streamed to the
+  driver as they end.
 
 Members are independent inside a population, so a shard trains each member as the whole
 population would (the engine's per-member results do not depend on the other members, and
@@ -21,11 +20,7 @@ random streams are keyed by seed, not by position).
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
 import dataclasses
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -202,105 +197,3 @@ class _EpochObserver:
         if self.checkpoint is not None:
             checkpoints.save(self.checkpoint, [run.run_id for run in self.runs],
                              self.population.checkpoint(), self.rows)
-
-
-# ---- worker processes -------------------------------------------------------------------------
-
-_WORKER: InProcessExecutor | None = None
-
-
-def _die_with_parent() -> None:
-    """Linux: the worker gets SIGKILL when the driver dies (a `kill -9` leaves no orphans)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _start_worker(threads: int, driver: int) -> None:
-    global _WORKER
-    _die_with_parent()
-    if os.getppid() != driver:  # the driver died before the signal was armed
-        os._exit(1)
-    import torch
-
-    torch.set_num_threads(threads)
-    _WORKER = InProcessExecutor()
-
-
-def _train_in_worker(job: PopulationJob) -> tuple[list[RunOutcome], EpochRows]:
-    rows: EpochRows = []
-    outcomes = _WORKER.train(job, on_epoch=rows.extend)
-    return outcomes, rows
-
-
-class ProcessPoolExecutor:
-    """Trains jobs in ``workers`` processes (spawned), ``threads`` torch threads each.
-
-    Args:
-        workers: how many populations (or shards) train at once.
-        threads: torch threads per worker; default: the CPUs divided among the workers.
-    """
-
-    def __init__(self, workers: int, threads: int | None = None):
-        from reglab.errors import ConfigError
-
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"ProcessPoolExecutor: 'workers' must be an int >= 1. "
-                              f"Got {workers!r}.")
-        self.workers = workers
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(self.threads, os.getpid()))
-
-    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
-        """The population cut into ``workers`` shards of near-equal size, runs ordered by seed
-        (so that members sharing a seed, which share batches and augmentation draws, mostly
-        stay together; a seed split across shards draws its batches in each, identically)."""
-        runs = sorted(population.runs, key=lambda run: run.seed)
-        count = min(self.workers, len(runs))
-        bounds = [round(i * len(runs) / count) for i in range(count + 1)]
-        return [PopulationSpec(population.key, tuple(runs[lo:hi]))
-                for lo, hi in zip(bounds[:-1], bounds[1:])]
-
-    reports_completion = True
-    data = None  # workers load the data themselves
-
-    def preload(self, spec: StudySpec, data) -> None:
-        self.data = data  # for the driver's in-process retries; workers load their own
-
-    def run(self, jobs, populations, on_rows, on_start, progress_factory=None):
-        """Submits every job (largest first); a job's rows arrive when it returns."""
-        from reglab.errors import ReglabError
-
-        futures = {}
-        for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
-            futures[self.submit(job)] = (index, job)
-        for future in concurrent.futures.as_completed(futures):
-            index, job = futures[future]
-            try:
-                outcomes, rows = future.result()
-            except concurrent.futures.process.BrokenProcessPool as error:
-                # A worker died (killed, out of memory, crashed): its job and every job still
-                # queued stay unfinished, to train again on the next run of the same command.
-                raise ReglabError(
-                    f"a worker process died ({error}); the finished runs are saved and the "
-                    "others go on when the same command runs again (with fewer --workers "
-                    "if memory ran out).") from error
-            except Exception as error:
-                yield index, job, error
-            else:
-                on_start(job)
-                on_rows(rows)
-                yield index, job, outcomes
-
-    def submit(self, job: PopulationJob) -> concurrent.futures.Future:
-        """A future of the job's ``(outcomes, epoch rows)``."""
-        return self._pool.submit(_train_in_worker, job)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -45,10 +45,10 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
               executor=None, progress_factory=None, log=print):
     """Runs (or resumes) a study into ``out``; returns the store.
 
-    ``executor``: an :class:`~reglab.study.executors.InProcessExecutor` (the default: one
-    population at a time, every epoch recorded as it ends) or anything with ``submit``,
-    ``close`` and optionally ``shards``, such as
-    :class:`~reglab.study.executors.ProcessPoolExecutor`.
+    ``executor``: any :class:`~reglab.study.executors.Executor`: the
+    :class:`~reglab.study.executors.InProcessExecutor` (the default: one population at a
+    time), or a :class:`~reglab.study.dask_executor.DaskExecutor` (a local cluster of
+    worker processes, or a cluster at an address); the caller closes it.
     """
     from reglab.storage import SQLiteStore, StudyLock
     from reglab.study.build import check_study
