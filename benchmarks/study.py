@@ -12,8 +12,14 @@ technique trained alone (a population of one) is timed, and multiplied by the ep
 run actually trained.
 
     python benchmarks/study.py [--full] [--epochs 30] [--seeds 5] [--threads 0] [--workers 1]
+    python benchmarks/study.py --dask [--cluster tcp://HOST:PORT] [--epochs 30]
 
-``--workers N`` trains in N worker processes (populations split into shards of whole seeds),
+``--dask`` times the 45-run study three ways in one run: in this process, on a local Dask
+cluster of one worker process, and of two (or, with ``--cluster``, on that cluster), and
+prints each against the in-process time (the cost of going through Dask).
+
+``--workers N`` trains on a local Dask cluster of N worker processes (populations split into
+shards of whole seeds),
 ``--threads`` torch threads each (default: the CPUs divided among them); the one-by-one
 estimate always uses this process with ``--threads`` (default: torch's).
 """
@@ -69,9 +75,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--dask", action="store_true",
+                        help="in process against a local Dask cluster of 1 and 2 workers")
+    parser.add_argument("--cluster", default=None,
+                        help="with --dask: the scheduler of a running cluster instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.dask:
+        dask_overhead(args)
+        return
     from reglab.engine import Population
     from reglab.study.build import load_study_data, population_members
     from reglab.study.dask_executor import DaskExecutor
@@ -88,8 +101,12 @@ def main() -> None:
         started = time.perf_counter()
         executor = DaskExecutor(workers=args.workers, threads=args.threads or None) \
             if args.workers > 1 else None
-        store = run_study(study, Path(tmp) / "out", args.seeds, args.epochs, executor=executor,
-                          log=lambda *_: None)
+        try:
+            store = run_study(study, Path(tmp) / "out", args.seeds, args.epochs,
+                              executor=executor, log=lambda *_: None)
+        finally:
+            if executor is not None:
+                executor.close()
         wall = time.perf_counter() - started
         runs = store.runs()
         data = load_study_data(plan.spec)
@@ -131,6 +148,38 @@ def main() -> None:
         print(f"workers {args.workers}, torch threads {executor.threads if executor else torch.get_num_threads()} each")
         print(f"study wall time: {wall:.1f} s; the same runs one at a time (estimated): "
               f"{one_by_one:.1f} s; speedup {one_by_one / wall:.1f}x")
+
+
+def dask_overhead(args) -> None:
+    """The 45-run study in process, then through Dask (see the module docstring)."""
+    from reglab.study.dask_executor import DaskExecutor
+    from reglab.study.runner import prepare_study, run_study
+
+    with tempfile.TemporaryDirectory() as tmp:
+        study = Path(tmp) / "tutorial45.toml"
+        study.write_text(without_sweeps(EXAMPLE.read_text()))
+        print(prepare_study(study, args.seeds, args.epochs).describe())
+        setups = [("in process", None)]
+        if args.cluster:
+            setups.append((f"cluster {args.cluster}", dict(address=args.cluster)))
+        else:
+            threads = args.threads or None  # default: the CPUs divided among the workers
+            setups += [("local Dask, 1 worker", dict(workers=1, threads=threads)),
+                       ("local Dask, 2 workers", dict(workers=2, threads=threads))]
+        walls = {}
+        for index, (name, options) in enumerate(setups):
+            started = time.perf_counter()
+            executor = DaskExecutor(**options) if options is not None else None
+            try:
+                store = run_study(study, Path(tmp) / f"out{index}", args.seeds, args.epochs,
+                                  executor=executor, log=lambda *_: None)
+                store.close()
+            finally:
+                if executor is not None:
+                    executor.close()
+            walls[name] = time.perf_counter() - started  # cluster start-up included
+            print(f"{name}: {walls[name]:.1f} s = {walls[name] / walls['in process']:.2f}x "
+                  "in process", flush=True)
 
 
 if __name__ == "__main__":
