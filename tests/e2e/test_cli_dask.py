@@ -191,3 +191,37 @@ def test_a_killed_scheduler_stops_the_study_clearly_and_the_rerun_finishes_it(tm
         stop(workers, scheduler)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert finished(out) == expected
+
+
+def test_cuda_jobs_need_a_worker_that_offers_a_gpu(tmp_path, cli_cluster):
+    study = write_study(tmp_path, epochs=1)
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),
+                                       "--cluster", cli_cluster, "--device", "cuda", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"--device cuda with --cluster {cli_cluster}: no worker there offers a GPU" in \
+        result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_worker_of_a_dask_cli_cluster_killed_mid_job_costs_nothing(tmp_path, cli_cluster):
+    """The same with workers started by `dask worker`: the killed worker's nanny starts it
+    again, the scheduler reruns its job (from the start: such workers need not see the
+    study directory), and the study ends as in one process."""
+    from distributed import Client
+
+    study, expected = reference(tmp_path, epochs=12)
+    out = tmp_path / "out"
+    with Client(cli_cluster, timeout=30) as client:
+        pids = client.run(os.getpid)
+    driver = subprocess.Popen([sys.executable, "-m", "reglab.cli", "run", str(study), "--out",
+                               str(out), "--cluster", cli_cluster, "--quiet", "--no-report"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _rows(out) and driver.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert driver.poll() is None, "the study ended before the kill"
+    os.kill(sorted(pids.values())[0], signal.SIGKILL)
+    _, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert finished(out) == expected

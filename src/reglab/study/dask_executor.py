@@ -80,6 +80,8 @@ class DaskExecutor:
     reports_completion = True
 
     def __init__(self, address: str | None = None, workers: int = 2, threads: int | None = None):
+        #: whether jobs train on this machine (a local cluster): the driver checks the device
+        self.trains_here = address is None
         import os
 
         from distributed import Client, LocalCluster
@@ -137,6 +139,7 @@ class DaskExecutor:
         self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
         by_key = {}
         futures = {}
+        resources = self._device_resources({job.device for _, job in jobs})
         for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
             # Checkpoints are files in the study directory: only workers of a cluster started
             # here share it; elsewhere a job that starts over starts from its beginning.
@@ -145,6 +148,7 @@ class DaskExecutor:
             by_key[_job_key(job)] = job
             future = self.client.submit(_train_on_worker, job, topic, self._scattered,
                                         self.threads, pure=False,
+                                        resources=resources.get(job.device),
                                         key=f"reglab-{_job_key(job)}-{uuid.uuid4().hex[:8]}")
             futures[future] = (index, job)
         finished: set[str] = set()
@@ -200,6 +204,20 @@ class DaskExecutor:
             self.client.unsubscribe_topic(topic)
             for future in pending:
                 future.cancel()
+
+    def _device_resources(self, devices: set[str]) -> dict[str, dict]:
+        """``--device cuda`` jobs need a worker that offers a GPU (``dask worker ...
+        --resources GPU=1``, one per GPU), and take one; a local cluster's workers share
+        this machine's devices."""
+        if "cuda" not in devices or self._cluster is not None:
+            return {}
+        offered = [w.get("resources", {}).get("GPU", 0)
+                   for w in self.client.scheduler_info()["workers"].values()]
+        if not any(offered):
+            raise ReglabError(f"--device cuda with --cluster {self.address}: no worker there "
+                              "offers a GPU. Start the GPU machines' workers with `dask worker "
+                              f"{self.address} --resources GPU=1`; the runs stay queued.")
+        return {"cuda": {"GPU": 1}}
 
     def close(self) -> None:
         self.client.close()

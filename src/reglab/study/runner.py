@@ -53,7 +53,7 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
     from reglab.storage import SQLiteStore, StudyLock
     from reglab.study.build import check_study
 
-    if device == "cuda":
+    if device == "cuda" and getattr(executor, "trains_here", True):
         import torch
 
         if not torch.cuda.is_available():
