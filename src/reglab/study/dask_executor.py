@@ -109,6 +109,7 @@ class DaskExecutor:
         if not info:
             self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
             info = self.client.scheduler_info()["workers"]
+        self.worker_addresses = sorted(info)
         self.worker_threads = sorted(w["nthreads"] for w in info.values())
         self.threads = threads or (max(1, (os.cpu_count() or 1) // workers)
                                    if self._cluster is not None else self.worker_threads[0])
@@ -140,7 +141,11 @@ class DaskExecutor:
         by_key = {}
         futures = {}
         resources = self._device_resources({job.device for _, job in jobs})
-        for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
+        # Placement: the jobs go round the workers, one at a time on each while there are
+        # as many jobs as workers (a worker's torch threads serve one job), free to move
+        # when their worker is gone.
+        for place, (index, job) in enumerate(sorted(jobs,
+                                                    key=lambda item: -len(item[1].population.runs))):
             # Checkpoints are files in the study directory: only workers of a cluster started
             # here share it; elsewhere a job that starts over starts from its beginning.
             job = PopulationJob(job.spec, job.population, job.device,
@@ -149,6 +154,9 @@ class DaskExecutor:
             future = self.client.submit(_train_on_worker, job, topic, self._scattered,
                                         self.threads, pure=False,
                                         resources=resources.get(job.device),
+                                        workers=[self.worker_addresses[place % len(
+                                            self.worker_addresses)]] if not resources else None,
+                                        allow_other_workers=True,
                                         key=f"reglab-{_job_key(job)}-{uuid.uuid4().hex[:8]}")
             futures[future] = (index, job)
         finished: set[str] = set()
