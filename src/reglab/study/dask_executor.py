@@ -91,7 +91,7 @@ class DaskExecutor:
             per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                          processes=True, host="127.0.0.1",
-                                         dashboard_address=None, silence_logs=50,
+                                         dashboard_address="127.0.0.1:0", silence_logs=50,
                                          death_timeout=DEATH_TIMEOUT_S,
                                          env={"OMP_NUM_THREADS": str(per_worker)})
             address = self._cluster.scheduler_address
