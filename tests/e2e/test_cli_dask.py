@@ -37,20 +37,22 @@ def reference(tmp_path, epochs=3):
     return study, finished(tmp_path / "reference")
 
 
-def start_cluster() -> tuple[str, subprocess.Popen, subprocess.Popen]:
-    """A scheduler and two single-threaded workers started with Dask's own commands, as a
-    user would start them: ``(address, scheduler, workers)``."""
+def start_cluster(workers: int = 2) -> tuple[str, subprocess.Popen, subprocess.Popen]:
+    """A scheduler and single-threaded workers started with Dask's own commands, as a user
+    would start them: ``(address, scheduler, workers)``."""
     address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rsplit(":", 1)[1]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", port,
                                   "--no-dashboard"], **quiet)
-    workers = subprocess.Popen([DASK, "worker", address, "--nworkers", "2", "--nthreads", "1",
-                                "--host", "127.0.0.1", "--no-dashboard"], **quiet)
+    count = workers
+    workers = subprocess.Popen([DASK, "worker", address, "--nworkers", str(count),
+                                "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+                               **quiet)
     from distributed import Client
 
     with Client(address, timeout=30) as client:
-        client.wait_for_workers(2, timeout=60)
+        client.wait_for_workers(count, timeout=60)
     return address, scheduler, workers
 
 
@@ -87,16 +89,19 @@ def test_a_study_on_a_cluster_started_with_dask_commands_equals_one_process(tmp_
     assert finished(out) == expected
 
 
-def test_an_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("address", ["unused", "http://127.0.0.1:1", "bogus:xx"])
+def test_an_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch,
+                                                                       address):
     from reglab.study import dask_executor
 
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1)
     study = write_study(tmp_path)
-    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    if address == "unused":
+        address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),
                                        "--cluster", address, "--quiet"])
     assert result.exit_code == 2, result.output
-    assert f"--cluster {address}: cannot reach the Dask scheduler there" in result.output
+    assert f"--cluster {address}: cannot reach a Dask scheduler there" in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -225,3 +230,68 @@ def test_a_worker_of_a_dask_cli_cluster_killed_mid_job_costs_nothing(tmp_path, c
     _, stderr = driver.communicate(timeout=300)
     assert driver.returncode == 0, stderr[-3000:]
     assert finished(out) == expected
+
+
+def test_the_only_worker_killed_mid_job_costs_nothing(tmp_path):
+    """One worker holds the scattered file data and trains: killed, its nanny starts it
+    again without the data; the driver sends the data again and resubmits the job."""
+    from distributed import Client
+
+    study, expected = reference(tmp_path, epochs=12)
+    out = tmp_path / "out"
+    address, scheduler, workers = start_cluster(workers=1)
+    try:
+        with Client(address, timeout=30) as client:
+            (pid,) = client.run(os.getpid).values()
+        driver = subprocess.Popen([sys.executable, "-m", "reglab.cli", "run", str(study),
+                                   "--out", str(out), "--cluster", address, "--quiet",
+                                   "--no-report"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not _rows(out) and driver.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert driver.poll() is None, "the study ended before the kill"
+        os.kill(pid, signal.SIGKILL)
+        _, stderr = driver.communicate(timeout=300)
+    finally:
+        stop(workers, scheduler)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert finished(out) == expected
+
+
+def _fail_on_workers(run_id):
+    """Runs on each worker: its jobs raise when they hold ``run_id`` (a run that fails by
+    itself wherever it trains)."""
+    from reglab.study import executors
+
+    original = executors.InProcessExecutor.train
+
+    def train(self, job, on_epoch=None, progress=None):
+        if any(run.run_id == run_id for run in job.population.runs):
+            raise RuntimeError(f"simulated crash of {run_id}")
+        return original(self, job, on_epoch, progress)
+    executors.InProcessExecutor.train = train
+
+
+def test_a_run_that_fails_on_the_cluster_is_found_there_and_alone_recorded_failed(tmp_path):
+    import cloudpickle
+
+    from reglab.study.dask_executor import DaskExecutor
+    from reglab.study.runner import run_study
+
+    study = write_study(tmp_path, epochs=2)
+    executor = DaskExecutor(workers=2, threads=1)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        executor.client.run(_fail_on_workers, "dropout/seed=2")
+        store = run_study(study, tmp_path / "out", executor=executor, log=lambda *_: None)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        executor.close()
+    statuses = {r.run_id: r.status for r in store.runs()}
+    assert statuses.pop("dropout/seed=2") == "failed"
+    assert set(statuses.values()) <= {"done", "stopped_early"}
+    (failed,) = [r for r in store.runs() if r.status == "failed"]
+    assert "simulated crash of dropout/seed=2" in failed.error
+    store.close()

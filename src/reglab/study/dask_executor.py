@@ -29,7 +29,7 @@ import time
 import uuid
 
 from reglab.errors import ReglabError
-from reglab.study.executors import InProcessExecutor, PopulationJob
+from reglab.study.executors import InProcessExecutor, PopulationJob, RunOutcome
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
 
@@ -89,25 +89,35 @@ class DaskExecutor:
         self._cluster = None
         if address is None:
             per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                         processes=True, host="127.0.0.1",
-                                         dashboard_address="127.0.0.1:0", silence_logs=50,
-                                         death_timeout=DEATH_TIMEOUT_S,
-                                         env={"OMP_NUM_THREADS": str(per_worker)})
+            # memory_limit 0: a study's process keeps freed memory for reuse (see
+            # engine/allocator.py), which Dask's memory monitor would take for a leak.
+            self._cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", silence_logs=50, memory_limit=0,
+                death_timeout=DEATH_TIMEOUT_S,
+                env={"OMP_NUM_THREADS": str(per_worker),
+                     "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
             address = self._cluster.scheduler_address
         try:
             self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, ValueError, TypeError) as error:
             if self._cluster is not None:
                 self._cluster.close()
-            raise ReglabError(f"--cluster {address}: cannot reach the Dask scheduler there "
-                              f"({error}). Start one (`dask scheduler`, then `dask worker "
-                              f"{address}`), or check the address; nothing was written.") \
-                from None
+            raise ReglabError(f"--cluster {address}: cannot reach a Dask scheduler there "
+                              f"({type(error).__name__}: {error}). Give its address as "
+                              "tcp://HOST:PORT, and start one there (`dask scheduler`, then "
+                              f"`dask worker tcp://HOST:PORT`); nothing was written.") from None
         self.address = address
         info = self.client.scheduler_info()["workers"]
         if not info:
-            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
+            try:
+                self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 6)
+            except (OSError, TimeoutError) as error:
+                self.close()
+                raise ReglabError(f"--cluster {address}: the scheduler has no workers (none "
+                                  f"joined in {CONNECT_TIMEOUT_S * 6} s: {error}). Start some "
+                                  f"with `dask worker {address}`; nothing was written.") \
+                    from None
             info = self.client.scheduler_info()["workers"]
         self.worker_addresses = sorted(info)
         self.worker_threads = sorted(w["nthreads"] for w in info.values())
@@ -138,27 +148,33 @@ class DaskExecutor:
         topic = f"reglab-{uuid.uuid4().hex}"
         events: queue.Queue = queue.Queue()
         self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
-        by_key = {}
-        futures = {}
         resources = self._device_resources({job.device for _, job in jobs})
-        # Placement: the jobs go round the workers, one at a time on each while there are
-        # as many jobs as workers (a worker's torch threads serve one job), free to move
-        # when their worker is gone.
-        for place, (index, job) in enumerate(sorted(jobs,
-                                                    key=lambda item: -len(item[1].population.runs))):
+        by_key: dict[str, PopulationJob] = {}  # every job and part of a job submitted
+        futures: dict = {}  # future -> (index, the job as the driver gave it, the part)
+        collected: dict[int, list] = {}  # id(job) -> outcomes of its parts so far
+        parts_left: dict[int, int] = {}  # id(job) -> parts still training
+        places = iter(range(10**9))
+
+        def submit(index, job, part):
             # Checkpoints are files in the study directory: only workers of a cluster started
             # here share it; elsewhere a job that starts over starts from its beginning.
-            job = PopulationJob(job.spec, job.population, job.device,
-                                checkpoint=job.checkpoint if self._cluster is not None else None)
-            by_key[_job_key(job)] = job
-            future = self.client.submit(_train_on_worker, job, topic, self._scattered,
-                                        self.threads, pure=False,
-                                        resources=resources.get(job.device),
-                                        workers=[self.worker_addresses[place % len(
-                                            self.worker_addresses)]] if not resources else None,
-                                        allow_other_workers=True,
-                                        key=f"reglab-{_job_key(job)}-{uuid.uuid4().hex[:8]}")
-            futures[future] = (index, job)
+            part = PopulationJob(part.spec, part.population, part.device,
+                                 checkpoint=part.checkpoint if self._cluster is not None
+                                 else None)
+            by_key[_job_key(part)] = part
+            # Placement: the jobs go round the workers (a worker's torch threads serve one
+            # job at a time), free to move when their worker is gone.
+            place = next(places) % len(self.worker_addresses)
+            future = self.client.submit(
+                _train_on_worker, part, topic, self._scattered, self.threads, pure=False,
+                resources=resources.get(part.device),
+                workers=None if resources else [self.worker_addresses[place]],
+                allow_other_workers=True, key=f"reglab-{_job_key(part)}-{uuid.uuid4().hex[:8]}")
+            futures[future] = (index, job, part)
+
+        for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
+            collected[id(job)], parts_left[id(job)] = [], 1
+            submit(index, job, job)
         finished: set[str] = set()
         started: set[str] = set()
 
@@ -168,50 +184,86 @@ class DaskExecutor:
                     event = events.get_nowait()
                 except queue.Empty:
                     return
-                job = by_key.get(event.get("job"))
-                if job is None or event["job"] in finished:
-                    continue  # a late row of a job already stored
+                part = by_key.get(event.get("job"))
+                if part is None or event["job"] in finished:
+                    continue  # a late row of a part already stored
                 if event["kind"] == "start":
                     if event["job"] in started:
                         self.restarts += 1
                     started.add(event["job"])
-                    on_start(job)
+                    on_start(part)
                 elif event["kind"] == "rows":
                     try:
                         on_rows([tuple(row) for row in event["rows"]])
                     except ReglabError:
-                        pass  # a row of an attempt before; the job's return value decides
+                        pass  # a row of an attempt before; the part's return value decides
 
-        pending = set(futures)
         try:
-            while pending:
-                done = {future for future in pending if future.done()}
+            while futures:
+                done = [future for future in futures if future.done()]
                 if not done:
                     time.sleep(0.05)
-                pending -= done
                 drain()
                 for future in done:
-                    index, job = futures[future]
-                    key = _job_key(job)
+                    index, job, part = futures.pop(future)
+                    key = _job_key(part)
                     try:
                         outcomes, rows = future.result()
-                    except Exception as error:  # noqa: BLE001 - the driver decides what to do
-                        if _lost_cluster(error) or self.client.status != "running":
-                            raise ReglabError(
-                                f"lost the Dask scheduler at {self.address} ({error}); the "
-                                "finished runs are saved, the others go on when the same "
-                                "command runs again.") from None
-                        finished.add(key)
-                        yield index, job, _explain(error, self.address)
-                        continue
+                    except Exception as error:  # noqa: BLE001 - sorted out below
+                        outcomes, more = self._after_error(error, index, job, part, submit)
+                        if outcomes is None:
+                            parts_left[id(job)] += more
+                            continue  # submitted again, or in halves
+                    else:
+                        on_start(part)  # the task's own rows are the part's record
+                        on_rows([tuple(row) for row in rows])
+                    finally:
+                        future.release()
                     finished.add(key)
-                    on_start(job)  # the task's own rows are the job's record
-                    on_rows([tuple(row) for row in rows])
-                    yield index, job, outcomes
+                    collected[id(job)].extend(outcomes)
+                    parts_left[id(job)] -= 1
+                    if parts_left[id(job)] == 0:
+                        yield index, job, collected.pop(id(job))
         finally:
-            self.client.unsubscribe_topic(topic)
-            for future in pending:
-                future.cancel()
+            try:  # the client may be closed already (a lost scheduler)
+                self.client.unsubscribe_topic(topic)
+                for future in futures:
+                    future.cancel()
+            except Exception:  # noqa: BLE001 - cleanup must not hide the error in flight
+                pass
+
+    def _after_error(self, error, index, job, part, submit):
+        """What a part that raised becomes, as ``(outcomes, parts added)``: a lost scheduler
+        or a broken cluster stops the study (:class:`ReglabError`, the runs stay queued);
+        lost data (its workers died) is sent again and the part resubmitted ``(None, 0)``;
+        otherwise the part's own failure: its runs are retried in halves on the cluster
+        ``(None, 1)`` until each failing run is alone, and comes back failed."""
+        if self.client.status != "running":
+            raise ReglabError(f"lost the Dask scheduler at {self.address} ({error}); the "
+                              "finished runs are saved, the others go on when the same "
+                              "command runs again.") from None
+        name = type(error).__name__
+        if name == "KilledWorker":
+            raise ReglabError(f"the Dask workers at {self.address} kept dying while training "
+                              f"({error}); the finished runs are saved, the others go on when "
+                              "the same command runs again.") from None
+        if isinstance(error, (ImportError, AttributeError)) or name in _CLUSTER_ERRORS:
+            raise ReglabError(f"the Dask workers at {self.address} cannot train reglab's jobs "
+                              f"({name}: {error}): install the same reglab, torch and data on "
+                              "them; the runs stay queued.") from None
+        if _cancelled(error):  # the scattered data went with its workers: send it again
+            if self._scattered is not None:
+                self._scattered = self.client.scatter(self.data, broadcast=True)
+            self.restarts += 1
+            submit(index, job, part)
+            return None, 0
+        runs = part.population.runs
+        if len(runs) == 1 or isinstance(error, ReglabError):
+            return _failed(part, error), 0
+        for half in (runs[: len(runs) // 2], runs[len(runs) // 2:]):
+            submit(index, job, PopulationJob(
+                part.spec, PopulationSpec(part.population.key, tuple(half)), part.device))
+        return None, 1
 
     def _device_resources(self, devices: set[str]) -> dict[str, dict]:
         """``--device cuda`` jobs need a worker that offers a GPU (``dask worker ...
@@ -231,21 +283,26 @@ class DaskExecutor:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
-            time.sleep(0)  # the local workers are gone when close returns
 
 
-def _lost_cluster(error: BaseException) -> bool:
-    """A future cancelled because the client lost its scheduler (not the job's own error)."""
+#: errors of a worker's environment, not of a run (by name: Dask may not rebuild the class)
+_CLUSTER_ERRORS = ("ModuleNotFoundError", "DatasetNotFoundError", "PicklingError",
+                   "UnpicklingError", "CommClosedError")
+
+
+def _cancelled(error: BaseException) -> bool:
+    """A future cancelled by the scheduler (its data or its worker went away)."""
     import asyncio
     import concurrent.futures
 
-    return isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError)) or \
-        type(error).__name__ in ("FutureCancelledError", "CommClosedError")
+    return isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
 
 
-def _explain(error: BaseException, address: str) -> BaseException:
-    """A worker that kept dying (Dask's KilledWorker) says so; other errors are the job's."""
-    if type(error).__name__ == "KilledWorker":
-        return ReglabError(f"the Dask workers at {address} died while training a job, more "
-                           f"than the scheduler retries ({error}).")
-    return error
+def _failed(part: PopulationJob, error: BaseException) -> list[RunOutcome]:
+    """Every run of ``part`` failed with ``error`` (the message and the worker's traceback)."""
+    import traceback
+
+    message = f"{type(error).__name__}: {error}"
+    detail = "".join(traceback.format_exception(error, limit=5))
+    return [RunOutcome(run.run_id, "failed", 0, None, None, {}, 0.0, message + "\n" + detail)
+            for run in part.population.runs]
