@@ -132,8 +132,8 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, workers):
     expected = finished(tmp_path / "reference")
     out = tmp_path / "killed"
     kills = 0
-    # Killed once the store holds this many epoch rows (early, midway, late); with worker
-    # processes rows arrive when a job returns, so the others are then mid-job.
+    # Killed once the store holds this many epoch rows (early, midway, late): mid-job, in one
+    # process as on a local Dask cluster (whose rows stream in as epochs end).
     for rows in (1, 30, 60):
         child = subprocess.Popen(command(out), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, env=env)
