@@ -35,8 +35,10 @@ from reglab.study.spec import BUILTIN_DATASETS, StudySpec
 
 #: how long the driver waits for a scheduler before saying it cannot be reached
 CONNECT_TIMEOUT_S = 10
-#: how long a local cluster's worker outlives a driver that died (kill -9)
+#: how long a local cluster's worker waits for a scheduler that went away
 DEATH_TIMEOUT_S = 5
+#: how long a study waits on a cluster that has no worker left
+NO_WORKERS_S = 120
 
 
 def _job_key(job: PopulationJob) -> str:
@@ -198,11 +200,16 @@ class DaskExecutor:
                     except ReglabError:
                         pass  # a row of an attempt before; the part's return value decides
 
+        alone_since = None  # when the cluster was last seen without a worker
+        checked = time.monotonic()
         try:
             while futures:
                 done = [future for future in futures if future.done()]
                 if not done:
                     time.sleep(0.05)
+                    if time.monotonic() - checked > 5 and self.client.status == "running":
+                        checked = time.monotonic()
+                        alone_since = self._check_workers(alone_since)
                 drain()
                 for future in done:
                     index, job, part = futures.pop(future)
@@ -231,6 +238,18 @@ class DaskExecutor:
                     future.cancel()
             except Exception:  # noqa: BLE001 - cleanup must not hide the error in flight
                 pass
+
+    def _check_workers(self, alone_since: float | None) -> float | None:
+        """Tasks wait forever on a cluster without workers: after ``NO_WORKERS_S`` without
+        one, the study stops (the runs stay queued)."""
+        if self.client.nthreads():
+            return None
+        now = time.monotonic()
+        if alone_since is not None and now - alone_since > NO_WORKERS_S:
+            raise ReglabError(f"the Dask cluster at {self.address} has had no workers for "
+                              f"{NO_WORKERS_S} s; the finished runs are saved, the others go on "
+                              "when the same command runs again with workers there.")
+        return alone_since if alone_since is not None else now
 
     def _after_error(self, error, index, job, part, submit):
         """What a part that raised becomes, as ``(outcomes, parts added)``: a lost scheduler
