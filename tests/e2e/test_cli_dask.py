@@ -127,11 +127,7 @@ def test_a_worker_killed_mid_job_costs_nothing(tmp_path):
     try:
         pids = executor.client.run(os.getpid)
         driver.start()
-        deadline = time.monotonic() + 120
-        while not _rows(out) and driver.is_alive():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert driver.is_alive(), "the study ended before the kill"
+        wait_for_epochs(out, driver.is_alive)
         busy = [address for address, keys in executor.client.processing().items() if keys]
         assert busy, "no worker was training at the kill"
         os.kill(pids[busy[0]], signal.SIGKILL)  # a worker with a job in hand
@@ -148,6 +144,15 @@ def test_a_worker_killed_mid_job_costs_nothing(tmp_path):
         counts = db.execute("SELECT run_id, COUNT(*), MAX(epoch) FROM epochs "
                             "GROUP BY run_id").fetchall()
     assert all(count == top + 1 for _, count, top in counts)  # no epoch lost or twice
+
+
+def wait_for_epochs(out: Path, running) -> None:
+    """Until the store holds an epoch row, while ``running()``; then it must still run."""
+    deadline = time.monotonic() + 120
+    while not _rows(out) and running():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert running(), "the study ended before the kill"
 
 
 def _rows(out: Path) -> int:
@@ -173,11 +178,7 @@ def test_a_killed_scheduler_stops_the_study_clearly_and_the_rerun_finishes_it(tm
     try:
         driver = subprocess.Popen(command(address), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while not _rows(out) and driver.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert driver.poll() is None, "the study ended before the scheduler was killed"
+        wait_for_epochs(out, lambda: driver.poll() is None)
         scheduler.send_signal(signal.SIGKILL)
         _, stderr = driver.communicate(timeout=120)
     finally:
@@ -222,11 +223,7 @@ def test_a_worker_of_a_dask_cli_cluster_killed_mid_job_costs_nothing(tmp_path, c
     driver = subprocess.Popen([sys.executable, "-m", "reglab.cli", "run", str(study), "--out",
                                str(out), "--cluster", cli_cluster, "--quiet", "--no-report"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not _rows(out) and driver.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert driver.poll() is None, "the study ended before the kill"
+    wait_for_epochs(out, lambda: driver.poll() is None)
     os.kill(sorted(pids.values())[0], signal.SIGKILL)
     _, stderr = driver.communicate(timeout=300)
     assert driver.returncode == 0, stderr[-3000:]
@@ -248,11 +245,7 @@ def test_the_only_worker_killed_mid_job_costs_nothing(tmp_path):
                                    "--out", str(out), "--cluster", address, "--quiet",
                                    "--no-report"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while not _rows(out) and driver.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert driver.poll() is None, "the study ended before the kill"
+        wait_for_epochs(out, lambda: driver.poll() is None)
         os.kill(pid, signal.SIGKILL)
         _, stderr = driver.communicate(timeout=300)
     finally:

@@ -157,15 +157,24 @@ class DaskExecutor:
         parts_left: dict[int, int] = {}  # id(job) -> parts still training
         places = iter(range(10**9))
 
+        # Placement: at most one job per worker process at a time (a job's torch threads are
+        # its worker's threads; a worker with several Dask threads would otherwise run as
+        # many jobs, each asking for all of them), or per GPU slot for --device cuda; the
+        # rest wait here, in order, and go to the cluster as jobs end.
+        waiting: list = []
+        capacity = self._slots(resources)
+
         def submit(index, job, part):
+            if len(futures) >= capacity:
+                waiting.append((index, job, part))
+                return
             # Checkpoints are files in the study directory: only workers of a cluster started
             # here share it; elsewhere a job that starts over starts from its beginning.
             part = PopulationJob(part.spec, part.population, part.device,
                                  checkpoint=part.checkpoint if self._cluster is not None
                                  else None)
             by_key[_job_key(part)] = part
-            # Placement: the jobs go round the workers (a worker's torch threads serve one
-            # job at a time), free to move when their worker is gone.
+            # The jobs go round the workers, free to move when their worker is gone.
             place = next(places) % len(self.worker_addresses)
             future = self.client.submit(
                 _train_on_worker, part, topic, self._scattered, self.threads, pure=False,
@@ -203,7 +212,9 @@ class DaskExecutor:
         alone_since = None  # when the cluster was last seen without a worker
         checked = time.monotonic()
         try:
-            while futures:
+            while futures or waiting:
+                while waiting and len(futures) < capacity:
+                    submit(*waiting.pop(0))
                 done = [future for future in futures if future.done()]
                 if not done:
                     time.sleep(0.05)
@@ -238,6 +249,13 @@ class DaskExecutor:
                     future.cancel()
             except Exception:  # noqa: BLE001 - cleanup must not hide the error in flight
                 pass
+
+    def _slots(self, resources: dict) -> int:
+        """How many jobs the cluster trains at once: its worker processes, or its GPUs."""
+        workers = self.client.scheduler_info()["workers"].values()
+        if resources:
+            return max(1, int(sum(w.get("resources", {}).get("GPU", 0) for w in workers)))
+        return max(1, len(workers))
 
     def _check_workers(self, alone_since: float | None) -> float | None:
         """Tasks wait forever on a cluster without workers: after ``NO_WORKERS_S`` without
