@@ -132,10 +132,13 @@ class DaskExecutor:
 
     # -- the protocol ---------------------------------------------------------------------
 
-    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
-        """One shard per worker slot (runs in seed order), so that every worker is busy."""
+    def shards(self, population: PopulationSpec, device: str = "cpu") -> list[PopulationSpec]:
+        """One shard per worker process (per GPU slot for ``cuda`` on a cluster at an
+        address), runs in seed order, so that every worker is busy."""
         runs = sorted(population.runs, key=lambda run: run.seed)
-        count = min(len(self.worker_threads) or 1, len(runs))
+        slots = self._slots({"cuda": {"GPU": 1}} if device == "cuda" and self._cluster is None
+                            else {})
+        count = min(slots, len(runs))
         bounds = [round(i * len(runs) / count) for i in range(count + 1)]
         return [PopulationSpec(population.key, tuple(runs[lo:hi]))
                 for lo, hi in zip(bounds[:-1], bounds[1:])]

@@ -69,8 +69,9 @@ class Executor(Protocol):
     #: progress bars instead)
     reports_completion: bool
 
-    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
-        """The jobs one population is cut into (its runs, in seed order)."""
+    def shards(self, population: PopulationSpec, device: str = "cpu") -> list[PopulationSpec]:
+        """The jobs one population is cut into (its runs, in seed order), to train on
+        ``device``."""
         ...
 
     def preload(self, spec: StudySpec, data) -> None:
@@ -102,7 +103,7 @@ class InProcessExecutor:
         """The data preloaded last (None before)."""
         return next(iter(self._data.values()), None)
 
-    def shards(self, population: PopulationSpec) -> list[PopulationSpec]:
+    def shards(self, population: PopulationSpec, device: str = "cpu") -> list[PopulationSpec]:
         return [population]
 
     def preload(self, spec: StudySpec, data) -> None:

@@ -114,7 +114,7 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         population = dataclasses.replace(population, runs=pending)
         jobs.extend((index, PopulationJob(spec, shard, device, checkpoints.path_for(
             store.directory, shard.key, [run.run_id for run in shard.runs])))
-            for shard in executor.shards(population))
+            for shard in executor.shards(population, device))
     checkpoints.remove_all_but(store.directory, {job.checkpoint for _, job in jobs})
     resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
     if resumable:
