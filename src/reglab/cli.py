@@ -121,6 +121,9 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
     from reglab.study.report_table import results_table
     from reglab.study.runner import prepare_study, run_study
 
+    if cluster is not None and workers > 1:
+        raise ReglabError("--workers and --cluster: give one (--workers N starts a local "
+                          "cluster of N processes; --cluster uses a running one).")
     most = max(8, 4 * (os.cpu_count() or 1))
     if workers > most:
         raise ReglabError(f"--workers: at most {most} here (4 per CPU: each worker is a "

@@ -341,3 +341,11 @@ def test_an_unexpected_error_is_one_line_with_exit_3(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "prepare_study", broken)
     result = invoke("validate", write_study(tmp_path))
     assert_clean_error(result, "unexpected KeyError", "REGLAB_DEBUG=1", code=3)
+
+
+def test_workers_and_cluster_together_are_refused(tmp_path):
+    study = write_study(tmp_path, epochs=1)
+    result = invoke("run", study, "--out", tmp_path / "out", "--workers", 2, "--cluster",
+                    "tcp://127.0.0.1:1")
+    assert_clean_error(result, "--workers and --cluster: give one")
+    assert not (tmp_path / "out").exists()
