@@ -27,23 +27,34 @@ def path_for(study_directory, population_key: str, run_ids: list[str]) -> str:
     return str(Path(study_directory) / DIRECTORY / f"{population_key}-{digest}.pt")
 
 
-def save(path: str, run_ids: list[str], population_state: dict, rows: list) -> None:
+def save(path: str, run_ids: list[str], population_state: dict, rows: list,
+         study: str = "") -> None:
+    """Writes the checkpoint (``study``: the study's fingerprint, checked by :func:`load`)."""
+    import tempfile
+
     import torch
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with open(partial, "wb") as handle:
-        torch.save({"format": FORMAT, "run_ids": list(run_ids), "population": population_state,
-                    "rows": list(rows)}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, target)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".",
+                                       suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save({"format": FORMAT, "study": study, "run_ids": list(run_ids),
+                        "population": population_state, "rows": list(rows)}, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
-def load(path: str | None, run_ids: list[str], device: str = "cpu") -> dict | None:
-    """The checkpoint at ``path`` when it is one of this job (same runs), else None (no
-    file, another job's, or unreadable: the job then starts from its beginning)."""
+def load(path: str | None, run_ids: list[str], device: str = "cpu",
+         study: str = "") -> dict | None:
+    """The checkpoint at ``path`` when it is one of this job (the same study, by its
+    fingerprint, and the same runs), else None (no file, another study's or job's, or
+    unreadable: the job then starts from its beginning)."""
     if path is None or not Path(path).is_file():
         return None
     import torch
@@ -53,15 +64,17 @@ def load(path: str | None, run_ids: list[str], device: str = "cpu") -> dict | No
     except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the work it held
         return None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or \
-            saved.get("run_ids") != list(run_ids):
+            saved.get("run_ids") != list(run_ids) or saved.get("study") != study:
         return None
     return saved
 
 
 def remove(path: str | None) -> None:
     if path is not None:
-        Path(path).unlink(missing_ok=True)
-        Path(path + ".partial").unlink(missing_ok=True)
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:  # a checkpoint that cannot be removed costs only disk space
+            pass
 
 
 def remove_all_but(study_directory, keep: set[str]) -> None:
@@ -70,8 +83,11 @@ def remove_all_but(study_directory, keep: set[str]) -> None:
     directory = Path(study_directory) / DIRECTORY
     if not directory.is_dir():
         return
-    for path in directory.iterdir():
-        if str(path) not in keep:
-            path.unlink(missing_ok=True)
-    if not any(directory.iterdir()):
-        directory.rmdir()
+    try:
+        for path in directory.iterdir():
+            if str(path) not in keep and path.is_file():
+                path.unlink(missing_ok=True)
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    except OSError:  # stale checkpoints that cannot be removed cost only disk space
+        pass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -155,9 +156,10 @@ class InProcessExecutor:
                                 metrics=spec.training.metrics, device=job.device,
                                 keep_freed_memory=True)
         started = time.perf_counter()
-        saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device)
+        study = spec.fingerprint()
+        saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device, study)
         observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs,
-                                  job.checkpoint, saved["rows"] if saved else [])
+                                  job.checkpoint, saved["rows"] if saved else [], study)
         result = population.fit(
             x_fit, data.y_train, batch_size=spec.training.batch_size, epochs=spec.training.epochs,
             validation_data=None if x_val is None else (x_val, data.y_val), augment=augment,
@@ -172,9 +174,9 @@ class InProcessExecutor:
 class _EpochObserver:
     """Hands each epoch's logs to the driver, and tells the progress display."""
 
-    def __init__(self, runs, on_epoch, progress, epochs, checkpoint=None, rows=()):
+    def __init__(self, runs, on_epoch, progress, epochs, checkpoint=None, rows=(), study=""):
         self.runs, self.on_epoch, self.progress, self.epochs = runs, on_epoch, progress, epochs
-        self.checkpoint = checkpoint
+        self.checkpoint, self.study = checkpoint, study
         #: every epoch row of this job so far (a resumed job's come from its checkpoint)
         self.rows: EpochRows = list(rows)
 
@@ -195,6 +197,13 @@ class _EpochObserver:
 
 
     def on_epoch_complete(self, epoch):
-        if self.checkpoint is not None:
+        if self.checkpoint is None:
+            return
+        try:
             checkpoints.save(self.checkpoint, [run.run_id for run in self.runs],
-                             self.population.checkpoint(), self.rows)
+                             self.population.checkpoint(), self.rows, self.study)
+        except OSError as error:  # the runs are not at fault: train on without checkpoints
+            warnings.warn(f"cannot write the checkpoint {self.checkpoint} ({error}); this "
+                          "population trains on without checkpoints (a kill would restart "
+                          "it from its beginning).", stacklevel=2)
+            self.checkpoint = None

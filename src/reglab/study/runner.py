@@ -84,7 +84,8 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     from reglab.storage import RunRecord
 
     spec = plan.spec
-    store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
+    if store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart):
+        checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
     population_of = {run.run_id: population.key
                      for population in plan.populations for run in population.runs}
     store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,

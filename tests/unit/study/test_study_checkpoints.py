@@ -1,0 +1,28 @@
+"""A checkpoint is used only by the job of the study that wrote it."""
+
+from __future__ import annotations
+
+from reglab.study import checkpoints
+
+
+def test_a_checkpoint_of_another_study_or_job_is_not_used(tmp_path):
+    path = checkpoints.path_for(tmp_path, "pop", ["a/seed=0", "b/seed=0"])
+    checkpoints.save(path, ["a/seed=0", "b/seed=0"], {"epoch": 3}, [("a/seed=0", 0, {})],
+                     study="fingerprint-1")
+    assert checkpoints.load(path, ["a/seed=0", "b/seed=0"], study="fingerprint-1")[
+        "population"] == {"epoch": 3}
+    # the same runs after --restart with other settings (another fingerprint): not resumed
+    assert checkpoints.load(path, ["a/seed=0", "b/seed=0"], study="fingerprint-2") is None
+    assert checkpoints.load(path, ["a/seed=0"], study="fingerprint-1") is None
+    assert not list((tmp_path / checkpoints.DIRECTORY).glob("*.partial"))
+
+
+def test_a_damaged_checkpoint_is_not_used_and_cleanup_tolerates_odd_entries(tmp_path):
+    path = checkpoints.path_for(tmp_path, "pop", ["a/seed=0"])
+    (tmp_path / checkpoints.DIRECTORY).mkdir()
+    with open(path, "wb") as handle:
+        handle.write(b"not a checkpoint")
+    assert checkpoints.load(path, ["a/seed=0"], study="x") is None
+    (tmp_path / checkpoints.DIRECTORY / "a-directory").mkdir()
+    checkpoints.remove_all_but(tmp_path, set())  # no IsADirectoryError
+    assert not (tmp_path / checkpoints.DIRECTORY / "pop-0.pt").exists()
