@@ -29,7 +29,7 @@ import time
 import uuid
 
 from reglab.errors import ReglabError
-from reglab.study.executors import InProcessExecutor, PopulationJob, RunOutcome
+from reglab.study.executors import InProcessExecutor, PopulationJob, failed_outcomes
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
 
@@ -299,7 +299,7 @@ class DaskExecutor:
             return None, 0
         runs = part.population.runs
         if len(runs) == 1 or isinstance(error, ReglabError):
-            return _failed(part, error), 0
+            return failed_outcomes(part, error), 0
         for half in (runs[: len(runs) // 2], runs[len(runs) // 2:]):
             submit(index, job, PopulationJob(
                 part.spec, PopulationSpec(part.population.key, tuple(half)), part.device))
@@ -336,13 +336,3 @@ def _cancelled(error: BaseException) -> bool:
     import concurrent.futures
 
     return isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError))
-
-
-def _failed(part: PopulationJob, error: BaseException) -> list[RunOutcome]:
-    """Every run of ``part`` failed with ``error`` (the message and the worker's traceback)."""
-    import traceback
-
-    message = f"{type(error).__name__}: {error}"
-    detail = "".join(traceback.format_exception(error, limit=5))
-    return [RunOutcome(run.run_id, "failed", 0, None, None, {}, 0.0, message + "\n" + detail)
-            for run in part.population.runs]

@@ -57,6 +57,16 @@ class RunOutcome:
     kernel: tuple[str, Any] | None = None  # (layer name, the first weight layer's kernel)
 
 
+def failed_outcomes(job: PopulationJob, error: BaseException) -> list[RunOutcome]:
+    """Every run of ``job`` failed with ``error`` (its message and a short traceback)."""
+    import traceback
+
+    message = f"{type(error).__name__}: {error}"
+    detail = "".join(traceback.format_exception(error, limit=5))
+    return [RunOutcome(run.run_id, "failed", 0, None, None, {}, 0.0, message + "\n" + detail)
+            for run in job.population.runs]
+
+
 #: ``(population index, job)``: what the driver hands an executor
 IndexedJob = tuple[int, "PopulationJob"]
 #: what ``Executor.run`` yields as each job ends: its outcomes, or the exception it raised

@@ -13,12 +13,17 @@ import dataclasses
 import platform
 import sqlite3
 import time
-import traceback
 from pathlib import Path
 
 from reglab.errors import ConfigError, ReglabError
 from reglab.study import checkpoints
-from reglab.study.executors import Executor, InProcessExecutor, PopulationJob, RunOutcome
+from reglab.study.executors import (
+    Executor,
+    InProcessExecutor,
+    PopulationJob,
+    RunOutcome,
+    failed_outcomes,
+)
 from reglab.study.plan import StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
 
@@ -197,11 +202,8 @@ def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, i
 
 
 def _failed(job: PopulationJob, error: BaseException, index: int, log) -> list[RunOutcome]:
-    message = f"{type(error).__name__}: {error}"
-    log(f"population {index + 1} failed: {message}")
-    detail = "".join(traceback.format_exception(error, limit=5))
-    return [RunOutcome(run.run_id, "failed", 0, None, None, {}, 0.0, message + "\n" + detail)
-            for run in job.population.runs]
+    log(f"population {index + 1} failed: {type(error).__name__}: {error}")
+    return failed_outcomes(job, error)
 
 
 def _finish(store, job: PopulationJob, outcomes: list[RunOutcome], wall: float) -> None:
