@@ -90,7 +90,7 @@ def validate(study, seeds, epochs) -> None:
 
     plan = prepare_study(study, seeds, epochs)
     check_study(plan)
-    click.echo(plan.describe())
+    click.echo(_describe(plan))
     for index, population in enumerate(plan.populations, start=1):
         variants = sorted({run.variant for run in population.runs})
         click.echo(f"  population {index}: {len(population.runs)} runs ({', '.join(variants)})")
@@ -130,7 +130,7 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
                           f"process with its own copy of the data). Got {workers}.")
     plan = prepare_study(study, seeds, epochs)
     out = Path(out or Path("runs") / plan.spec.name)
-    click.echo(f"{plan.describe()} -> {out}")
+    click.echo(f"{_describe(plan)} -> {out}")
     executor = None
     if cluster is not None or workers > 1:
         import logging
@@ -163,6 +163,14 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
                    f"{failed[0].run_id}: {first}). The other runs are saved; `reglab ls {out}` "
                    "lists them; a failed run trains again after --restart.", err=True)
         sys.exit(1)
+
+
+def _describe(plan) -> str:
+    if plan.spec.tune is not None:
+        from reglab.tune.space import describe
+
+        return describe(plan.spec)
+    return plan.describe()
 
 
 def _write_report(directory, after_run: bool = False) -> None:

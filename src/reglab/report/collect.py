@@ -18,7 +18,7 @@ import numpy as np
 from reglab.errors import DataError
 from reglab.storage import SQLiteStore
 from reglab.storage.sqlite_store import DB_NAME
-from reglab.study.plan import plan_study
+from reglab.study.plan import is_trial_run, plan_study
 from reglab.study.report_table import (
     FINAL_OK,
     Ranking,
@@ -145,6 +145,10 @@ class StudyResults:
         return [(", ".join(names), augment) for names, augment in found.values()]
 
     def plan_description(self) -> str:
+        if self.spec.tune is not None:
+            from reglab.tune.space import describe
+
+            return describe(self.spec)
         return plan_study(self.spec).describe()
 
 
@@ -170,7 +174,9 @@ def collect(directory: str | Path) -> StudyResults:
         if stored is None:
             raise DataError(f"{directory / DB_NAME}: holds no study yet (run `reglab run`).")
         spec = StudySpec.from_canonical(stored[1], f"{store.path}")
-        runs = store.runs()
+        # a tuning's trials are chosen among, not compared: the report's runs are its
+        # confirmation's (the trials have their own section, from Optuna's journal)
+        runs = [r for r in store.runs() if not is_trial_run(r.run_id)]
         epochs = {r.run_id: store.epochs(r.run_id) for r in runs}
         kernels = {}
         for record in runs:
@@ -178,7 +184,7 @@ def collect(directory: str | Path) -> StudyResults:
             if kernel is not None:
                 kernels[record.run_id] = kernel
         meta = {key: store.get_meta(key) for key in
-                ("versions", "device", "population_wall_time", "study_file")}
+                ("versions", "device", "population_wall_time", "study_file", "tuning")}
         location = store.get_meta("data_location")
     if location:  # where the run read a data file (the spec keeps the name as written)
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))

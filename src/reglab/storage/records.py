@@ -8,7 +8,8 @@ from reglab.errors import ConfigError
 
 QUEUED = "queued"
 RUNNING = "running"
-FINISHED = ("done", "stopped_early", "diverged", "failed")
+#: ``pruned``: a tuning trial's run that the pruner stopped (its epochs so far are kept)
+FINISHED = ("done", "stopped_early", "diverged", "failed", "pruned")
 STATUSES = (QUEUED, RUNNING, *FINISHED)
 
 
@@ -23,7 +24,8 @@ class RunRecord:
         seed: The run's seed.
         population: Key of the population (runs sharing one structure) that trains it.
         hyperparameters: The run's resolved changes (JSON-able).
-        status: One of ``queued, running, done, stopped_early, diverged, failed``.
+        status: One of ``queued, running, done, stopped_early, diverged, failed,
+            pruned``.
         best_epoch: The epoch whose weights and metrics were kept.
         stopped_epoch: The epoch at which early stopping ended training.
         epochs_run: How many epochs were trained.

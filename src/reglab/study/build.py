@@ -22,6 +22,7 @@ from reglab.engine import EarlyStoppingRule, Member
 from reglab.errors import DataError, ReglabError
 from reglab.study.plan import PopulationSpec, RunSpec, StudyPlan, run_optimizer
 from reglab.study.spec import BUILTIN_DATASETS, PRECISIONS, StudySpec, StudySpecError
+from reglab.study.sweeps import format_value
 
 IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
 WEIGHT_LAYERS = ("Dense", "Conv2D")
@@ -310,5 +311,5 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
 
 
 def _point_label(run: RunSpec) -> str:
-    return "[" + ",".join(f"{path}={value:.6g}" for path, value in run.point) + "]" \
+    return "[" + ",".join(f"{path}={format_value(value)}" for path, value in run.point) + "]" \
         if run.point else ""

@@ -19,6 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from reglab.study.spec import StudySpec, StudySpecError, VariantSpec
+from reglab.study.sweeps import format_value, set_path
+
+#: how the names of a tuning trial's runs start
+TRIAL_PREFIX = "trial="
+
+
+def is_trial_run(run_id: str) -> bool:
+    """Whether a run is one of a tuning's trials (not ranked with the study's variants)."""
+    return run_id.startswith(TRIAL_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -26,15 +35,19 @@ class RunSpec:
     """One training run: a variant at one sweep point, with one seed."""
 
     variant: str
-    point: tuple[tuple[str, float], ...]  # (sweep path, value) pairs, in the file's order
+    point: tuple[tuple[str, Any], ...]  # (sweep path, value) pairs, in the file's order
     seed: int
     changes: dict[str, Any]  # the variant's changes with this point's values filled in
+    #: a tuning trial's number (None: a run of a grid, or of a tuning's confirmation)
+    trial: int | None = None
 
     @property
     def run_id(self) -> str:
-        """A stable name: ``l2_path[kernel_regularizer.l2=1e-05]/seed=3``."""
-        point = ",".join(f"{path}={value:.6g}" for path, value in self.point)
-        return f"{self.variant}{f'[{point}]' if point else ''}/seed={self.seed}"
+        """A stable name: ``l2_path[kernel_regularizer.l2=1e-05]/seed=3``; a tuning trial's
+        runs start with ``trial=N/`` (a variant's name holds no '=', so no grid run does)."""
+        point = ",".join(f"{path}={format_value(value)}" for path, value in self.point)
+        prefix = "" if self.trial is None else f"{TRIAL_PREFIX}{self.trial}/"
+        return f"{prefix}{self.variant}{f'[{point}]' if point else ''}/seed={self.seed}"
 
     def structure_key(self, spec: StudySpec) -> str:
         """What makes two runs unable to share a population (see the module docstring)."""
@@ -104,13 +117,6 @@ def _check_unique_names(spec: StudySpec, runs: list[RunSpec]) -> None:
                 "distinct."])
 
 
-def _set_path(tree: dict, path: str, value: Any) -> None:
-    keys = path.split(".")
-    for key in keys[:-1]:
-        tree = tree[key]
-    tree[keys[-1]] = value
-
-
 def _points(variant: VariantSpec) -> list[tuple[tuple[str, float], ...]]:
     if not variant.sweeps:
         return [()]
@@ -141,17 +147,24 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         for point in _points(variant):
             changes = copy.deepcopy(variant.changes)
             for path, value in point:
-                _set_path(changes, path, value)
+                set_path(changes, path, value)
             for seed in spec.seeds:
                 runs.append(RunSpec(variant.name, point, seed, changes))
     _check_unique_names(spec, runs)
+    return group_runs(spec, runs)
+
+
+def group_runs(spec: StudySpec, runs: list[RunSpec]) -> StudyPlan:
+    """The plan of ``runs``: grouped into populations by structure key.
+
+    Within a population, runs are ordered seed by seed (in the order seeds first appear,
+    the given order within a seed): the members of a seed group are then adjacent, so the
+    first layer's shared GEMM reads and writes their kernels as one block
+    (layers/shared_input.py), and shards cut whole seeds."""
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(run.structure_key(spec), []).append(run)
-    # Within a population, runs are ordered seed by seed (file order within a seed): the
-    # members of a seed group are then adjacent, so the first layer's shared GEMM reads and
-    # writes their kernels as one block (layers/shared_input.py), and shards cut whole seeds.
-    order = {seed: i for i, seed in enumerate(spec.seeds)}
+    order = {seed: i for i, seed in enumerate(dict.fromkeys(r.seed for r in runs))}
     populations = tuple(PopulationSpec(key, tuple(sorted(group, key=lambda r: order[r.seed])))
                         for key, group in groups.items())
     return StudyPlan(spec, tuple(runs), populations)

@@ -33,7 +33,9 @@ def format_number(value, digits: int = 4, sign: bool = False) -> str:
 def variant_label(record) -> str:
     """``l2_path[l2=0.001]`` for a sweep point (values as precise as the run ids), the
     variant's name otherwise."""
-    point = ",".join(f"{k.split('.')[-1]}={v:.6g}" for k, v in record.point.items())
+    from reglab.study.sweeps import format_value
+
+    point = ",".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in record.point.items())
     return f"{record.variant}[{point}]" if point else record.variant
 
 
@@ -170,13 +172,18 @@ def results_table(store, baseline: str = "baseline") -> str:
     keys = metric_keys(spec.training.metrics if spec else ["accuracy"])
     if keys is None:
         return "the study has no metric to rank on"
-    ranking = rank_variants(store.runs(), baseline, metric=keys[0], choose_on=keys[1],
+    from reglab.study.plan import is_trial_run
+
+    # a tuning's trials are chosen among, not ranked: the table is its confirmation's
+    runs = [r for r in store.runs() if not is_trial_run(r.run_id)]
+    ranking = rank_variants(runs, baseline, metric=keys[0], choose_on=keys[1],
                             min_effect=spec.stats.min_effect if spec else None,
                             dataset=spec.data.dataset if spec else None)
+    tuning = tuning_summary(store.get_meta("tuning"), spec) if spec and spec.tune else ""
     if ranking is None:
-        return f"no finished runs with {keys[0]} yet"
+        return f"{tuning}no finished runs with {keys[0]} yet"
     baseline = ranking.baseline
-    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
+    lines = [f"{tuning}{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
              f" {'p (Holm)':>9s}  verdict"]
     for row in ranking.rows:
         v = row.verdict
@@ -202,6 +209,31 @@ def results_table(store, baseline: str = "baseline") -> str:
         lines.append(f"\nbest on {keys[1]}: {ranking.best} "
                      f"({keys[0]} {best.verdict.summary.mean:.4f})")
     return "\n".join(lines)
+
+
+def tuning_summary(summary: dict | None, spec) -> str:
+    """A tuning study's first lines: its trials, budget and the trial confirmed below."""
+    from reglab.study.sweeps import format_value
+
+    if not summary:
+        return "tuning in progress (no summary yet)\n\n"
+    trials = summary["trials"]
+    lines = [f"tuning: {summary['asked']} trials asked ({trials['complete']} complete, "
+             f"{trials['pruned']} pruned, {trials['failed']} failed), "
+             f"{summary['model_epochs']:,} model-epochs ({summary['pruning_saved']:,} saved by "
+             f"pruning), {summary['wall_time']:.0f} s, populations of up to "
+             f"{summary['population_size']} trials"]
+    chosen = summary.get("chosen")
+    if chosen:
+        point = ", ".join(f"{p}={format_value(v)}" for p, v in chosen["point"])
+        rule = "the best on validation" if chosen["rule"] == "best" else (
+            f"the 1-SE rule (SE {chosen['standard_error']:.4f}; the best was trial "
+            f"{chosen['best_number']})")
+        lines.append(f"chosen: trial {chosen['number']} by {rule}: {chosen['variant']}"
+                     f"{f' ({point})' if point else ''}, {spec.tune.objective} "
+                     f"{chosen['value']:.4f}; confirmed on fresh seeds "
+                     f"{', '.join(map(str, spec.seeds))}:")
+    return "\n".join(lines) + "\n\n"
 
 
 def verdict_rule(ranking: Ranking) -> str:

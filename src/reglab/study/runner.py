@@ -31,7 +31,10 @@ __all__ = ["InProcessExecutor", "prepare_study", "run_study"]
 
 
 def _with_overrides(spec: StudySpec, seeds: int | None, epochs: int | None) -> StudySpec:
-    if seeds is not None:
+    if seeds is not None and spec.tune is not None:  # the confirmation's fresh seeds
+        tune = dataclasses.replace(spec.tune, confirm_seeds=seeds)
+        spec = dataclasses.replace(spec, tune=tune, seeds=tune.fresh_seeds)
+    elif seeds is not None:
         spec = dataclasses.replace(spec, seeds=tuple(range(seeds)))
     if epochs is not None:
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training,
@@ -41,8 +44,15 @@ def _with_overrides(spec: StudySpec, seeds: int | None, epochs: int | None) -> S
 
 def prepare_study(study_file: str | Path, seeds: int | None = None,
                   epochs: int | None = None) -> StudyPlan:
-    """Parses and plans; the command-line overrides become part of the study."""
-    return plan_study(_with_overrides(parse_study(study_file), seeds, epochs))
+    """Parses and plans; the command-line overrides become part of the study. A tuning
+    study's plan holds each candidate variant at the ends of its ranges: what is built and
+    checked before tuning starts."""
+    spec = _with_overrides(parse_study(study_file), seeds, epochs)
+    if spec.tune is not None:
+        from reglab.tune.space import corner_plan
+
+        return corner_plan(spec)
+    return plan_study(spec)
 
 
 def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
@@ -66,6 +76,10 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
                               f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'}"
                               " CUDA). Run on the CPU (the default) or on a machine with a GPU.")
     plan = prepare_study(study_file, seeds, epochs)
+    if plan.spec.tune is not None and not isinstance(executor, (InProcessExecutor, type(None))):
+        raise ConfigError(f"{study_file}: a tuning study ([tune]) trains its trials in this "
+                          "process, a population at a time; --workers and --cluster are for "
+                          "grid studies. Run it without them.")
     data = check_study(plan)  # what can fail before training fails here, once
     store = SQLiteStore(out)
     lock = StudyLock(out)
@@ -86,16 +100,10 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
 
 def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, executor,
                 progress_factory, log):
-    from reglab.storage import RunRecord
-
     spec = plan.spec
-    if store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart):
+    fresh = store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
+    if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
-    population_of = {run.run_id: population.key
-                     for population in plan.populations for run in population.runs}
-    store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
-                              population_of[run.run_id], run.changes)
-                    for run in plan.runs])  # in the study file's order
     # Interrupted runs lose their epoch rows here; a job that resumes from its checkpoint
     # records them again (the checkpoint holds them), then goes on.
     interrupted = store.reset_unfinished()
@@ -111,7 +119,29 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})
     executor = executor or InProcessExecutor()
     executor.preload(spec, data)
-    done = {r.run_id for r in store.runs(status=("done", "stopped_early", "diverged", "failed"))}
+    if spec.tune is None:
+        train_plan(store, plan, executor, device, progress_factory, log)
+    else:
+        from reglab.tune.runner import tune_study
+
+        tune_study(store, spec, data, device, fresh, log, confirm=lambda confirmation:
+                   train_plan(store, confirmation, executor, device, progress_factory, log))
+    return store
+
+
+def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress_factory,
+               log) -> None:
+    """Adds the plan's runs to the store (those already there are kept) and trains those not
+    finished, each job going on from its checkpoint when it has one."""
+    from reglab.storage import FINISHED, RunRecord
+
+    spec = plan.spec
+    population_of = {run.run_id: population.key
+                     for population in plan.populations for run in population.runs}
+    store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
+                              population_of[run.run_id], run.changes)
+                    for run in plan.runs])  # in the study file's order
+    done = {r.run_id for r in store.runs(status=FINISHED)}
     jobs = []  # (population index, job)
     for index, population in enumerate(plan.populations):
         pending = tuple(run for run in population.runs if run.run_id not in done)
@@ -127,7 +157,6 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         log(f"resuming: {len(resumable)} population(s) go on from their last complete epoch")
     _run_jobs(store, executor, jobs, len(plan.populations), progress_factory, log)
     checkpoints.remove_all_but(store.directory, set())  # every job is over
-    return store
 
 
 def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factory, log) -> None:

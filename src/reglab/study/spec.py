@@ -40,7 +40,14 @@ from typing import Any
 
 from reglab.errors import ConfigError, DataError, did_you_mean
 from reglab.study import signatures
-from reglab.study.sweeps import SweepSpec, is_number, is_sweep, sweep_values
+from reglab.study.sweeps import SweepSpec, is_number, is_sweep, set_path, sweep_values
+from reglab.tune.spec import (
+    SearchDimension,
+    TuneSpec,
+    check_tune,
+    is_search_value,
+    search_dimension,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +62,8 @@ METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accura
            "binary_accuracy")
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
-TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats")
+TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats",
+            "tune")
 DATA_KEYS = ("dataset", "validation_split", "label_column", "test", "test_split", "split_seed",
              "standardize")
 #: limits that keep a plan in memory and its names usable as file names
@@ -151,11 +159,13 @@ class StatsSpec:
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """A named set of changes to the base model; numbers may be sweeps."""
+    """A named set of changes to the base model; numbers may be sweeps, or, in a tuning
+    study, search dimensions (``search``; see :mod:`reglab.tune.spec`)."""
 
     name: str
     changes: dict[str, Any]
     sweeps: tuple[SweepSpec, ...] = ()
+    search: tuple[SearchDimension, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,9 @@ class StudySpec:
     variants: tuple[VariantSpec, ...]
     description: str = ""
     stats: StatsSpec = StatsSpec()
+    #: a tuning study's [tune] section (None: a grid study); its seeds are then the
+    #: confirmation's fresh seeds
+    tune: TuneSpec | None = None
     source: str = field(default="", compare=False)
 
     def canonical_json(self) -> str:
@@ -190,6 +203,11 @@ class StudySpec:
             del data["training"]["precision"]  # the default: studies from before it hash alike
         if self.stats == StatsSpec():
             del data["stats"]  # likewise
+        if self.tune is None:
+            del data["tune"]  # likewise
+        for variant in data["variants"]:
+            if not variant["search"]:
+                del variant["search"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
 
     def fingerprint(self) -> str:
@@ -215,6 +233,9 @@ class StudySpec:
     def _from_canonical(cls, data: dict) -> StudySpec:
         training = dict(data["training"])
         training["metrics"] = tuple(training["metrics"])
+        tune = data.get("tune")
+        if tune is not None:
+            tune = TuneSpec(**{**tune, "variants": tuple(tune["variants"])})
         return cls(
             name=data["name"], seeds=tuple(data["seeds"]), data=DataSpec(**data["data"]),
             input_shape=tuple(data["input_shape"]),
@@ -222,9 +243,13 @@ class StudySpec:
             training=TrainingSpec(**training),
             variants=tuple(
                 VariantSpec(v["name"], v["changes"],
-                            tuple(SweepSpec(s["path"], tuple(s["values"])) for s in v["sweeps"]))
+                            tuple(SweepSpec(s["path"], tuple(s["values"])) for s in v["sweeps"]),
+                            tuple(SearchDimension(d["path"], d["kind"], d["low"], d["high"],
+                                                  tuple(d["choices"]))
+                                  for d in v.get("search", ())))
                 for v in data["variants"]),
-            description=data.get("description", ""), stats=StatsSpec(**data.get("stats", {})))
+            description=data.get("description", ""), stats=StatsSpec(**data.get("stats", {})),
+            tune=tune)
 
 
 #: [data] keys that enter the canonical JSON only when they differ from these
@@ -394,16 +419,64 @@ def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any
     return out
 
 
-def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | None:
+def _check_variant(checker: _Checker, name: str, table: Any,
+                   tuning: bool = False) -> VariantSpec | None:
     where = f"variants.{name}"
     if not VARIANT_NAME.fullmatch(name):
         checker.add(f"{where}: a variant's name must be 1 to {MAX_VARIANT_NAME} characters "
                     "without spaces, '[', ']', '/', ',', '=' or '\\' (run names are made of "
                     f"the variant's name and those). Got {name!r}.")
     table = checker.keys(where, table, VARIANT_KEYS)
+    if tuning:
+        return _check_searched_variant(checker, name, table)
     sweeps: list[SweepSpec] = []
     resolved = {k: _collect_sweeps(checker, f"{where}.{k}", v, k, sweeps)
                 for k, v in table.items()}
+    _check_changes(checker, where, resolved)
+    return VariantSpec(name, table, tuple(sweeps))
+
+
+def _collect_search(checker, where: str, node: Any, path: str, out: list) -> Any:
+    """Replaces search dimensions inside ``node`` by None, recording each one."""
+    if is_search_value(node):
+        dimension = search_dimension(node, path, where, checker.problems)
+        if dimension is not None:
+            out.append(dimension)
+        return None
+    if isinstance(node, dict):
+        return {k: _collect_search(checker, f"{where}.{k}", v, f"{path}.{k}" if path else k, out)
+                for k, v in node.items()}
+    return node
+
+
+def _check_searched_variant(checker: _Checker, name: str, table: dict) -> VariantSpec:
+    """A tuning study's variant: its values are checked at every end of every range (and at
+    every choice), each problem reported once."""
+    import copy
+
+    where = f"variants.{name}"
+    dimensions: list[SearchDimension] = []
+    resolved = {k: _collect_search(checker, f"{where}.{k}", v, k, dimensions)
+                for k, v in table.items()}
+    start = len(checker.problems)
+    first = copy.deepcopy(resolved)
+    for dimension in dimensions:
+        set_path(first, dimension.path, dimension.corners[0])
+    corners = [first]
+    for dimension in dimensions:
+        for value in dimension.corners[1:]:
+            corner = copy.deepcopy(first)
+            set_path(corner, dimension.path, value)
+            corners.append(corner)
+    for corner in corners:
+        _check_changes(checker, where, corner)
+    new = checker.problems[start:]
+    checker.problems[start:] = list(dict.fromkeys(new))
+    return VariantSpec(name, table, (), tuple(dimensions))
+
+
+def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
+    """Checks a variant's changes with every value filled in."""
     for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
         if key in resolved:
             node = checker.typed(f"{where}.{key}", resolved[key], "regularizer")
@@ -450,7 +523,6 @@ def _check_variant(checker: _Checker, name: str, table: Any) -> VariantSpec | No
         value = resolved["learning_rate"]
         if not is_number(value) or value <= 0:
             checker.add(f"{where}.learning_rate: expected a number > 0. Got {value!r}.")
-    return VariantSpec(name, table, tuple(sweeps))
 
 
 def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
@@ -575,9 +647,23 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         checker.add("variants: expected at least one [variants.NAME] table. Got none.")
     else:
         for name, table in variants_raw.items():
-            variant = _check_variant(checker, name, table)
+            variant = _check_variant(checker, name, table, tuning="tune" in raw)
             if variant is not None:
                 variants.append(variant)
+    tune = None
+    if "tune" in raw:
+        tune = check_tune(raw["tune"], {v.name: list(v.search) for v in variants},
+                          checker.problems, top_seeds="seeds" in raw)
+        if tune is not None:
+            seeds = tune.fresh_seeds
+            logged = ("val_loss", *(f"val_{m}" for m in metrics))
+            if tune.objective not in logged:
+                checker.add(f"tune.objective: expected a validation log of this study: "
+                            f"{', '.join(logged)} (training.metrics sets which). Got "
+                            f"{tune.objective!r}.")
+            if not split:
+                checker.add("data.validation_split: a tuning study chooses its trials on the "
+                            "validation split; expected a validation_split > 0. Got 0.")
 
     if checker.problems:
         raise StudySpecError(str(path), checker.problems)
@@ -588,4 +674,5 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         input_shape=input_shape, layers=tuple(layers),
         training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size, precision),
         variants=tuple(variants), description=str(raw.get("description", "")),
-        stats=StatsSpec(None if min_effect is None else float(min_effect)), source=str(path))
+        stats=StatsSpec(None if min_effect is None else float(min_effect)), tune=tune,
+        source=str(path))

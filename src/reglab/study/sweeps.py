@@ -21,6 +21,19 @@ class SweepSpec:
     values: tuple[float, ...]
 
 
+def set_path(tree: dict, path: str, value: Any) -> None:
+    """Sets ``tree``'s value at a dotted ``path`` (``kernel_regularizer.l2``) in place."""
+    keys = path.split(".")
+    for key in keys[:-1]:
+        tree = tree[key]
+    tree[keys[-1]] = value
+
+
+def format_value(value: Any) -> str:
+    """A sweep or search value as run names show it: numbers to 6 significant digits."""
+    return f"{value:.6g}" if is_number(value) else str(value)
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

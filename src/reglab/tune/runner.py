@@ -1,0 +1,363 @@
+"""Tuning a study with Optuna, a population of trials at a time, then confirming the best.
+
+1. Optuna's study lives in the study directory as a journal file (``optuna.journal``,
+   Optuna's :class:`~optuna.storages.journal.JournalFileBackend`, safe under concurrent
+   writers). Trials are asked in batches and trained together
+   (:mod:`reglab.tune.trainer`); every trial's runs are runs of ``study.db`` like any other
+   (named ``trial=N/...``), with their epochs.
+2. A kill loses only the trials in progress: the rerun of the same command tells Optuna the
+   trials whose runs the store had finished, trains the others again with the parameters
+   they were given (nothing is asked twice), and goes on asking until the budget is spent.
+3. The best trial is chosen on validation (or by the 1-SE rule), then confirmed: retrained
+   on fresh seeds beside the baseline, with the paired verdict on test (the study's usual
+   table and report, over those runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+from reglab.errors import ConfigError
+from reglab.storage import RunRecord
+from reglab.study.plan import is_trial_run
+from reglab.tune import space
+from reglab.tune.selection import select
+from reglab.tune.trainer import PendingTrial, TrialOutcome, TrialPopulation, structure_of
+
+JOURNAL = "optuna.journal"
+#: members per population the batch size aims at when ``[tune] batch`` is 0: the engine's
+#: throughput per model levels off around this width on a CPU (benchmarks/population.py);
+#: a GPU keeps gaining well beyond it
+TARGET_MEMBERS = {"cpu": 48, "cuda": 256}
+STUDY_NAME = "reglab"
+
+
+def journal_path(directory) -> Path:
+    return Path(directory) / JOURNAL
+
+
+def open_study(spec, directory, fresh: bool):
+    """Optuna's study of this tuning, in the study directory (a fresh study starts a fresh
+    journal)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = journal_path(directory)
+    if fresh and path.exists():
+        path.unlink()
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    return optuna.create_study(study_name=STUDY_NAME, storage=storage,
+                               sampler=make_sampler(spec), pruner=make_pruner(spec),
+                               direction=spec.tune.direction, load_if_exists=True)
+
+
+def make_sampler(spec):
+    import optuna
+
+    tune = spec.tune
+    if tune.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=tune.sampler_seed)
+    if tune.sampler == "cmaes":
+        # parameters CMA-ES cannot model (categoricals, a variant's own ranges) are drawn
+        # by its independent sampler, as Optuna does
+        return optuna.samplers.CmaEsSampler(seed=tune.sampler_seed,
+                                            warn_independent_sampling=False)
+    if tune.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid_space(spec), seed=tune.sampler_seed)
+    # TPE with the constant liar: the trials of a batch are asked before any is told
+    return optuna.samplers.TPESampler(seed=tune.sampler_seed, constant_liar=True)
+
+
+def make_pruner(spec):
+    import optuna
+
+    pruner = spec.tune.pruner
+    if pruner == "median":
+        return optuna.pruners.MedianPruner()
+    if pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1,
+                                              max_resource=spec.training.epochs)
+    return optuna.pruners.NopPruner()
+
+
+def batch_size(spec, device: str, parameters: int) -> int:
+    """Trials per population: ``[tune] batch``, else as many as fill :data:`TARGET_MEMBERS`
+    members, fewer when the members' weights and optimizer state (about 5 copies of the
+    parameters each) would pass 1 GiB."""
+    if spec.tune.batch:
+        return spec.tune.batch
+    per_trial = spec.tune.seeds
+    members = TARGET_MEMBERS.get(device, TARGET_MEMBERS["cpu"])
+    by_memory = (1 << 30) // max(1, parameters * 4 * 5)
+    return max(1, min(members, by_memory) // per_trial)
+
+
+class Budget:
+    """What is left of the budget: trials asked, model-epochs (trained by finished trials
+    and reserved by running ones), seconds of tuning (over every run of the command)."""
+
+    def __init__(self, spec, study, wall_before: float):
+        self.tune, self.epochs = spec.tune, spec.training.epochs
+        self.per_trial = spec.tune.seeds * spec.training.epochs
+        self.asked = len(study.get_trials(deepcopy=False))
+        self.used = sum(t.user_attrs.get("model_epochs", 0)
+                        for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+        self.reserved = 0
+        self.wall_before = wall_before
+        self.started = time.perf_counter()
+        if spec.tune.sampler == "grid":
+            self.grid = space.grid_size(spec)
+        else:
+            self.grid = None
+
+    @property
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def allows_another(self) -> bool:
+        tune = self.tune
+        if tune.trials is not None and self.asked >= tune.trials:
+            return False
+        if self.grid is not None and self.asked >= self.grid:
+            return False
+        if tune.model_epochs is not None and \
+                self.used + self.reserved + self.per_trial > tune.model_epochs:
+            return False
+        return not (tune.wall_time is not None and self.wall >= tune.wall_time)
+
+    def take(self) -> None:
+        self.asked += 1
+        self.reserved += self.per_trial
+
+    def resume(self) -> None:
+        """A trial asked before (resumed) holds its reservation again."""
+        self.reserved += self.per_trial
+
+    def release(self, model_epochs: int) -> None:
+        self.reserved -= self.per_trial
+        self.used += model_epochs
+
+
+def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> None:
+    """Runs (or resumes) the tuning of ``spec`` into ``store``, then ``confirm(plan)``s the
+    chosen trial (the runner trains the plan like a grid study's)."""
+    study = open_study(spec, store.directory, fresh)
+    if data.y_val is not None:
+        study.set_user_attr("validation_samples", int(len(data.y_val)))
+    tuner = _Tuner(spec, data, device, store, study, log)
+    tuner.run()
+    summary = tuner.summary()
+    chosen = select(spec, study)
+    if chosen is None:
+        store.set_meta("tuning", summary)
+        raise ConfigError("tuning: no trial completed (every one was pruned or failed), so "
+                          "there is nothing to confirm. `reglab ls` lists the trials' runs; "
+                          "widen the ranges or raise the budget, then run with --restart.")
+    summary["chosen"] = chosen.as_dict()
+    store.set_meta("tuning", summary)
+    log(f"tuning: {summary['trials']['complete']} complete, {summary['trials']['pruned']} "
+        f"pruned, {summary['trials']['failed']} failed trials, "
+        f"{summary['model_epochs']:,} model-epochs ({summary['pruning_saved']:,} saved by "
+        f"pruning); chosen: trial {chosen.number} ({chosen.rule}), {spec.tune.objective} "
+        f"{chosen.value:.4f}, {chosen.label}")
+    log(f"confirming on seeds {', '.join(map(str, spec.seeds))} against the baseline")
+    confirm(space.confirmation_plan(spec, chosen.variant, chosen.point))
+
+
+class _Tuner:
+    def __init__(self, spec, data, device, store, study, log):
+        self.spec, self.data, self.device = spec, data, device
+        self.store, self.study, self.log = store, study, log
+        self.budget = Budget(spec, study, float(store.get_meta("tuning_wall_time", 0.0) or 0.0))
+        self.waiting: list[PendingTrial] = []  # asked, not yet trained
+        self.best: float | None = None
+
+    # -- asking -------------------------------------------------------------------------
+    def _ask(self) -> PendingTrial:
+        trial = self.study.ask()
+        self.budget.take()
+        variant, point = space.suggest(trial, self.spec)
+        return self._pending(trial, variant, point)
+
+    def _pending(self, trial, variant, point) -> PendingTrial:
+        pending = PendingTrial(trial, variant, point,
+                               space.trial_runs(self.spec, trial.number, variant, point))
+        population = f"tune-{structure_of(self.spec, pending)}"
+        self.store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
+                                       population, run.changes) for run in pending.runs])
+        return pending
+
+    def _resumed(self) -> list[PendingTrial]:
+        """The trials a kill interrupted: told from the store when their runs had finished,
+        else trained again with the parameters they were given."""
+        import optuna
+
+        resumed = []
+        records = {r.run_id: r for r in self.store.runs()}
+        for frozen in self.study.get_trials(deepcopy=False,
+                                            states=(optuna.trial.TrialState.RUNNING,)):
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            variant, point = space.from_params(self.spec, frozen.params)
+            pending = self._pending(trial, variant, point)
+            stored = [records.get(run.run_id) for run in pending.runs]
+            if all(r is not None and r.finished for r in stored):
+                self._tell_stored(pending, stored)
+            else:
+                self.budget.resume()
+                resumed.append(pending)
+        if resumed:
+            self.log(f"resuming: {len(resumed)} interrupted trial(s) train again with the "
+                     "values they were given")
+        return resumed
+
+    def _tell_stored(self, pending: PendingTrial, records) -> None:
+        statuses = {r.status for r in records}
+        epochs = sum(r.epochs_run for r in records)
+        if statuses & {"failed", "diverged"}:
+            state = "failed"
+        elif "pruned" in statuses:
+            state = "pruned"
+        else:
+            state = "complete"
+        values = [r.metrics.get(self.spec.tune.objective) for r in records]
+        value = None
+        if state == "complete":
+            if all(v is not None and math.isfinite(v) for v in values):
+                value = float(sum(values) / len(values))
+            else:
+                state = "failed"
+        self.budget.resume()
+        self._tell(TrialOutcome(pending, state, value, [], epochs), values)
+
+    def _refill(self, structure: str, places: int) -> list[PendingTrial]:
+        """Up to ``places`` trials of ``structure`` to join a running population; trials of
+        other structures wait for their own (at most a population's worth)."""
+        joining = [p for p in self.waiting if structure_of(self.spec, p) == structure][:places]
+        for pending in joining:
+            self.waiting.remove(pending)
+        while len(joining) < places and len(self.waiting) < self.size and \
+                self.budget.allows_another():
+            pending = self._ask()
+            if structure_of(self.spec, pending) == structure:
+                joining.append(pending)
+            else:
+                self.waiting.append(pending)
+        return joining
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        from reglab.study.build import build_member
+
+        probe = build_member(self.spec, space.corner_plan(self.spec).runs[0],
+                             tuple(self.spec.input_shape))
+        self.size = batch_size(self.spec, self.device, _parameters(probe, self.spec))
+        self.waiting = self._resumed()
+        while True:
+            while len(self.waiting) < self.size and self.budget.allows_another():
+                self.waiting.append(self._ask())
+            if not self.waiting:
+                break
+            structure = structure_of(self.spec, self.waiting[0])
+            batch = [p for p in self.waiting if structure_of(self.spec, p) == structure]
+            batch = batch[: self.size]
+            for pending in batch:
+                self.waiting.remove(pending)
+            self.log(f"tuning: population of {len(batch)} trial(s) ({len(batch) * self.spec.tune.seeds}"
+                     f" members), trials asked {self.budget.asked}"
+                     f"{f' of {self.spec.tune.trials}' if self.spec.tune.trials else ''}")
+            population = TrialPopulation(self.spec, self.data, self.device, self._refill,
+                                         self._tell, self.store.record_epochs,
+                                         self._start)
+            population.train(batch)
+
+    def _start(self, runs) -> None:
+        ids = [run.run_id for run in runs]
+        self.store.reset_unfinished(ids)
+        self.store.mark_running(ids)
+
+    def _tell(self, outcome: TrialOutcome, seed_values: list | None = None) -> None:
+        """Stores a finished trial's runs, then tells Optuna (a kill between the two is
+        mended on resume, from the store)."""
+        import optuna
+
+        if seed_values is None:
+            seed_values = [o.metrics.get(self.spec.tune.objective) for o in outcome.outcomes]
+
+        records = {r.run_id: r for r in self.store.runs()}
+        if outcome.outcomes:
+            self.store.finish_runs([dataclasses.replace(
+                records[o.run_id], status=o.status, best_epoch=o.best_epoch,
+                stopped_epoch=o.stopped_epoch, epochs_run=o.epochs_run, metrics=o.metrics,
+                wall_time=o.wall_time, error=o.error) for o in outcome.outcomes])
+        trial = outcome.pending.trial
+        trial.set_user_attr("model_epochs", int(outcome.model_epochs))
+        trial.set_user_attr("seed_values", [None if v is None or not math.isfinite(v)
+                                            else float(v) for v in seed_values])
+        states = {"complete": optuna.trial.TrialState.COMPLETE,
+                  "pruned": optuna.trial.TrialState.PRUNED,
+                  "failed": optuna.trial.TrialState.FAIL}
+        if outcome.state == "complete":
+            self.study.tell(trial, outcome.value)
+        else:
+            self.study.tell(trial, state=states[outcome.state])
+        self.budget.release(outcome.model_epochs)
+        self.store.set_meta("tuning_wall_time", self.budget.wall)
+        if outcome.state == "complete":
+            better = self.best is None or (
+                outcome.value > self.best if self.spec.tune.direction == "maximize"
+                else outcome.value < self.best)
+            if better:
+                self.best = outcome.value
+            self.log(f"trial {trial.number}: {self.spec.tune.objective} {outcome.value:.4f}"
+                     f"{' (best so far)' if better else ''}  {_label(outcome.pending)}")
+        elif outcome.outcomes:
+            self.log(f"trial {trial.number}: {outcome.state} after "
+                     f"{max(o.epochs_run for o in outcome.outcomes)} epoch(s)  "
+                     f"{_label(outcome.pending)}")
+
+    def summary(self) -> dict:
+        import optuna
+
+        trials = self.study.get_trials(deepcopy=False)
+        count = {name: sum(t.state == state for t in trials) for name, state in (
+            ("complete", optuna.trial.TrialState.COMPLETE),
+            ("pruned", optuna.trial.TrialState.PRUNED),
+            ("failed", optuna.trial.TrialState.FAIL))}
+        used = sum(t.user_attrs.get("model_epochs", 0) for t in trials)
+        full = self.spec.tune.seeds * self.spec.training.epochs
+        saved = sum(full - t.user_attrs.get("model_epochs", full) for t in trials
+                    if t.state == optuna.trial.TrialState.PRUNED)
+        return {"trials": count, "asked": len(trials), "model_epochs": int(used),
+                "pruning_saved": int(saved), "wall_time": self.budget.wall,
+                "population_size": self.size, "journal": JOURNAL}
+
+
+def _label(pending: PendingTrial) -> str:
+    from reglab.study.sweeps import format_value
+
+    point = ", ".join(f"{path}={format_value(v)}" for path, v in pending.point)
+    return f"{pending.variant}{f' ({point})' if point else ''}"
+
+
+def _parameters(member, spec) -> int:
+    """The member's parameter count (its layers built on the study's input shape)."""
+    from reglab.engine.member import plan
+
+    try:
+        member_plan = plan([member])
+        return sum(math.prod(w.spec.shape) for w in member_plan.weights)
+    except Exception:  # the count only sizes the batch
+        return 1_000_000
+
+
+def trial_records(store) -> list:
+    """The runs of a tuning's trials."""
+    return [r for r in store.runs() if is_trial_run(r.run_id)]
+

@@ -1,0 +1,290 @@
+"""The ``[tune]`` section of a study file, and the search ranges inside its variants.
+
+In a tuning study, a value of a variant may be a search dimension instead of a number:
+
+* ``{ log = [low, high] }``: a float drawn on a log scale (Optuna's ``suggest_float(log=True)``);
+* ``{ linear = [low, high] }``: a float on a linear scale;
+* ``{ int = [low, high] }``: an integer (both ends included);
+* ``[a, b, c]``: one of the listed values (categorical);
+* ``{ log = [low, high], n = 9 }`` (or ``linear``): one of the grid's ``n`` points, as in a
+  grid study; the ``grid`` sampler needs every dimension to be one of these or a list.
+
+Which variant a trial trains is itself a categorical dimension when more than one variant
+is a candidate. ``[tune]`` sets the rest::
+
+    [tune]
+    objective = "val_accuracy"   # an epoch log of the validation split
+    direction = "maximize"       # default: maximize accuracies, minimize losses
+    trials = 60                  # budget: trials, model_epochs and/or wall_time (seconds)
+    seeds = 1                    # seeds per trial (0, 1, ...)
+    confirm_seeds = 5            # fresh seeds the best trial is confirmed on
+    sampler = "tpe"              # tpe | random | cmaes | grid (Optuna's)
+    pruner = "median"            # median | successive_halving | hyperband | none
+    batch = 0                    # trials per population (0: chosen from the model)
+    select = "best"              # best | one_se
+    one_se = "kernel_regularizer.l2"   # with select = "one_se": the strength that orders
+    variants = ["l2", "dropout"] # the candidates (default: every variant)
+
+Parsing imports neither torch nor Optuna.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reglab.study.sweeps import is_number
+
+TUNE_KEYS = ("objective", "direction", "trials", "model_epochs", "wall_time", "seeds",
+             "confirm_seeds", "sampler", "sampler_seed", "pruner", "batch", "select", "one_se",
+             "variants")
+SAMPLERS = ("tpe", "random", "cmaes", "grid")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+DIRECTIONS = ("maximize", "minimize")
+SELECTIONS = ("best", "one_se")
+RANGE_KINDS = ("log", "linear", "int")
+#: the variant that trials are confirmed against; it has no search dimensions
+BASELINE = "baseline"
+#: the most trials one tuning study may ask for (each is a run in the store)
+MAX_TRIALS = 10_000
+
+
+@dataclass(frozen=True)
+class SearchDimension:
+    """One searched value of a variant: where it sits (a dotted path) and its range.
+
+    ``kind`` is 'log', 'linear' or 'int' (``low``..``high``), or 'choice' (``choices``)."""
+
+    path: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple = ()
+
+    @property
+    def corners(self) -> tuple:
+        """The values a study file is checked at: both ends, or every choice."""
+        if self.kind == "choice":
+            return self.choices
+        if self.kind == "int":
+            return (int(self.low), int(self.high))
+        return (self.low, self.high)
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("choice", "int")
+
+    def grid(self) -> tuple:
+        """Every value, for the grid sampler (ints: every integer in the range)."""
+        if self.kind == "choice":
+            return self.choices
+        if self.kind == "int":
+            return tuple(range(int(self.low), int(self.high) + 1))
+        raise ValueError(f"{self.path}: a continuous range has no grid")
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """The ``[tune]`` section, checked (see the module docstring)."""
+
+    objective: str = "val_accuracy"
+    direction: str = "maximize"
+    trials: int | None = None
+    model_epochs: int | None = None
+    wall_time: float | None = None
+    seeds: int = 1
+    confirm_seeds: int = 5
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    pruner: str = "median"
+    batch: int = 0
+    select: str = "best"
+    one_se: str = ""
+    variants: tuple[str, ...] = ()
+
+    @property
+    def trial_seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seeds))
+
+    @property
+    def fresh_seeds(self) -> tuple[int, ...]:
+        """The confirmation's seeds: the ones after the trials' seeds, never used in tuning."""
+        return tuple(range(self.seeds, self.seeds + self.confirm_seeds))
+
+
+def default_direction(objective: str) -> str:
+    name = objective.removeprefix("val_")
+    return "minimize" if name == "loss" or name.endswith("loss") or name.endswith("error") \
+        else "maximize"
+
+
+def is_search_range(value: Any) -> bool:
+    """A tuning dimension written as a table (``{ log = [...] }``, ``{ int = [...] }``...)."""
+    return isinstance(value, dict) and any(k in value for k in (*RANGE_KINDS, "n"))
+
+
+def is_search_value(value: Any) -> bool:
+    return is_search_range(value) or (isinstance(value, list) and bool(value))
+
+
+def search_dimension(value: Any, path: str, where: str, problems: list[str]
+                     ) -> SearchDimension | None:
+    """The dimension written at ``where``; records a problem (and returns None) when it is
+    not one."""
+    if isinstance(value, list):
+        if not value or not all(is_number(v) or isinstance(v, (str, bool)) for v in value):
+            problems.append(f"{where}: a list of choices holds numbers, strings or booleans, "
+                            f"at least one. Got {value!r}.")
+            return None
+        if len({repr(v) for v in value}) != len(value):
+            problems.append(f"{where}: the choices must be distinct. Got {value!r}.")
+            return None
+        return SearchDimension(path, "choice", choices=tuple(value))
+    kinds = [k for k in RANGE_KINDS if k in value]
+    unknown = sorted(set(value) - {*RANGE_KINDS, "n"})
+    if len(kinds) != 1 or unknown:
+        problems.append(f"{where}: a search range is {{ log = [low, high] }}, "
+                        f"{{ linear = [low, high] }} or {{ int = [low, high] }} (with n = N for "
+                        f"a grid of N points). Got {value!r}.")
+        return None
+    kind = kinds[0]
+    bounds = value[kind]
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or not all(is_number(b) for b in bounds)):
+        problems.append(f"{where}.{kind}: expected [low, high]. Got {bounds!r}.")
+        return None
+    low, high = float(bounds[0]), float(bounds[1])
+    if low > high:
+        problems.append(f"{where}.{kind}: low must be <= high. Got [{bounds[0]}, {bounds[1]}].")
+        return None
+    if kind == "log" and low <= 0:
+        problems.append(f"{where}.log: bounds must be > 0. Got [{bounds[0]}, {bounds[1]}].")
+        return None
+    if kind == "int":
+        if not all(isinstance(b, int) for b in bounds):
+            problems.append(f"{where}.int: expected two ints. Got {bounds!r}.")
+            return None
+        if "n" in value:
+            problems.append(f"{where}.n: an int range holds every int in it; n is for log and "
+                            f"linear grids. Got n = {value['n']!r}.")
+            return None
+        return SearchDimension(path, "int", low, high)
+    if "n" not in value:
+        return SearchDimension(path, kind, low, high)
+    n = value["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        problems.append(f"{where}.n: a grid needs n >= 1 points. Got {n!r}.")
+        return None
+    from reglab.study.sweeps import sweep_values
+
+    return SearchDimension(path, "choice", choices=sweep_values(value, where, problems))
+
+
+def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: list[str],
+               top_seeds: bool) -> TuneSpec | None:
+    """Checks the ``[tune]`` table against the study's variants (name -> its dimensions)."""
+    def add(message):
+        problems.append(message)
+
+    if not isinstance(raw, dict):
+        add(f"tune: expected a table. Got {raw!r}.")
+        return None
+    from reglab.errors import did_you_mean
+
+    for key in raw:
+        if key not in TUNE_KEYS:
+            add(f"tune: unknown key {key!r}.{did_you_mean(key, TUNE_KEYS)} Expected one of: "
+                f"{', '.join(sorted(TUNE_KEYS))}.")
+    if top_seeds:
+        add("seeds: a tuning study sets its seeds in [tune]: 'seeds' per trial and "
+            "'confirm_seeds' for the confirmation of the best trial. Remove the top-level "
+            "'seeds'.")
+    out: dict[str, Any] = {}
+    objective = raw.get("objective", "val_accuracy")
+    if not isinstance(objective, str) or not objective.startswith("val_") or objective == "val_":
+        add("tune.objective: expected a validation log such as 'val_accuracy' or 'val_loss' "
+            f"(trials are chosen on validation, never on test). Got {objective!r}.")
+        objective = "val_accuracy"
+    out["objective"] = objective
+    direction = raw.get("direction", default_direction(objective))
+    if direction not in DIRECTIONS:
+        add(f"tune.direction: expected 'maximize' or 'minimize'. Got {direction!r}.")
+        direction = "maximize"
+    out["direction"] = direction
+
+    def count(key, minimum, maximum=None):
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+                maximum is not None and value > maximum):
+            bound = f" and <= {maximum:,}" if maximum is not None else ""
+            add(f"tune.{key}: expected an int >= {minimum}{bound}. Got {value!r}.")
+            return None
+        return value
+
+    for key, minimum, maximum in (("trials", 1, MAX_TRIALS), ("model_epochs", 1, None),
+                                  ("seeds", 1, 100), ("confirm_seeds", 2, 1000),
+                                  ("batch", 0, None), ("sampler_seed", 0, None)):
+        if key in raw:
+            value = count(key, minimum, maximum)
+            if value is not None:
+                out[key] = value
+    if "wall_time" in raw:
+        value = raw["wall_time"]
+        if not is_number(value) or value <= 0:
+            add(f"tune.wall_time: expected seconds > 0. Got {value!r}.")
+        else:
+            out["wall_time"] = float(value)
+    if not any(k in raw for k in ("trials", "model_epochs", "wall_time")):
+        add("tune: expected a budget: 'trials', 'model_epochs' or 'wall_time' (seconds), "
+            "or several (tuning ends at the first one reached). Got none.")
+    for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("select", SELECTIONS)):
+        if key in raw:
+            value = raw[key]
+            if value not in allowed:
+                add(f"tune.{key}: expected one of {', '.join(map(repr, allowed))}. Got "
+                    f"{value!r}.{did_you_mean(str(value), allowed)}")
+            else:
+                out[key] = value
+
+    names = list(variants)
+    candidates = raw.get("variants", names)
+    if not isinstance(candidates, list) or not candidates or not all(
+            isinstance(c, str) for c in candidates) or len(set(candidates)) != len(candidates):
+        add(f"tune.variants: expected a list of distinct variant names. Got {candidates!r}.")
+        candidates = names
+    for name in candidates:
+        if name not in variants:
+            add(f"tune.variants: no variant {name!r}.{did_you_mean(name, names)} Expected "
+                f"names from: {', '.join(names)}.")
+    candidates = [c for c in candidates if c in variants]
+    out["variants"] = tuple(candidates)
+    if BASELINE in variants and variants[BASELINE]:
+        add(f"variants.{BASELINE}: the baseline is what the best trial is confirmed against, "
+            "so it has fixed values. Got search dimensions at "
+            f"{', '.join(d.path for d in variants[BASELINE])}; move them to another variant.")
+    if not any(variants[c] for c in candidates) and len(candidates) < 2:
+        add("tune: nothing to search: expected a search range in a candidate variant (such as "
+            "l2 = { log = [1e-6, 1e-2] }) or at least two candidate variants.")
+    if out.get("sampler") == "grid":
+        for name in candidates:
+            for dim in variants[name]:
+                if not dim.discrete:
+                    add(f"variants.{name}.{dim.path}: the grid sampler needs points; expected "
+                        "a list, an int range or a range with n. Got a continuous range.")
+        if len(candidates) > 1 and any(variants[c] for c in candidates):
+            add("tune.sampler: the grid sampler searches one variant's grid; a grid over "
+                "several variants is a study without [tune] (every point of every variant). "
+                f"Got {len(candidates)} candidate variants with ranges.")
+    if out.get("select") == "one_se":
+        strength = raw.get("one_se")
+        searched = {d.path for c in candidates for d in variants[c] if not d.kind == "choice"}
+        if not isinstance(strength, str) or strength not in searched:
+            add("tune.one_se: the 1-SE rule picks the strongest regularization within one "
+                "standard error of the best; expected the path of a searched strength "
+                f"({', '.join(sorted(searched)) or 'none searched'}). Got {strength!r}.")
+        else:
+            out["one_se"] = strength
+    elif "one_se" in raw:
+        add("tune.one_se: used only with select = 'one_se'. Got one_se without it.")
+    return TuneSpec(**out)
+
