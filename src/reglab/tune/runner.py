@@ -51,26 +51,31 @@ def open_study(spec, directory, fresh: bool):
     if fresh and path.exists():
         path.unlink()
     storage = JournalStorage(JournalFileBackend(str(path)))
+    asked = sum(s.n_trials for s in optuna.study.get_all_study_summaries(storage)
+                if s.study_name == STUDY_NAME)
     return optuna.create_study(study_name=STUDY_NAME, storage=storage,
-                               sampler=make_sampler(spec), pruner=make_pruner(spec),
+                               sampler=make_sampler(spec, asked), pruner=make_pruner(spec),
                                direction=spec.tune.direction, load_if_exists=True)
 
 
-def make_sampler(spec):
+def make_sampler(spec, asked: int = 0):
+    """Optuna's sampler, seeded with ``[tune] sampler_seed`` and, when the study is resumed,
+    with the number of trials asked before: a resumed sampler does not replay the random
+    draws it made before the kill (which would ask the first trials' values again)."""
     import optuna
 
     tune = spec.tune
+    seed = tune.sampler_seed if asked == 0 else tune.sampler_seed * 1_000_003 + asked
     if tune.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=tune.sampler_seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if tune.sampler == "cmaes":
         # parameters CMA-ES cannot model (categoricals, a variant's own ranges) are drawn
         # by its independent sampler, as Optuna does
-        return optuna.samplers.CmaEsSampler(seed=tune.sampler_seed,
-                                            warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if tune.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid_space(spec), seed=tune.sampler_seed)
+        return optuna.samplers.GridSampler(space.grid_space(spec), seed=seed)
     # TPE with the constant liar: the trials of a batch are asked before any is told
-    return optuna.samplers.TPESampler(seed=tune.sampler_seed, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(spec):

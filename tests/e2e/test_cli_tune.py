@@ -1,0 +1,233 @@
+"""Tuning studies end to end: trials trained a population at a time, pruned, resumed after a
+kill, and the chosen trial confirmed on fresh seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reglab.cli import main
+
+pytestmark = pytest.mark.e2e
+
+STUDY = """
+name = "tiny-tune"
+[data]
+dataset = "data.npz"
+validation_split = 0.25
+[model]
+input_shape = [6]
+layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 3, activation = "softmax" }]
+[training]
+optimizer = { type = "Adam", learning_rate = 0.01 }
+epochs = EPOCHS
+batch_size = 16
+[tune]
+TUNE
+[variants.baseline]
+[variants.l2]
+kernel_regularizer = { type = "L2", l2 = { log = [1e-5, 1e-1] } }
+learning_rate = { log = [1e-3, 1e-1] }
+[variants.dropout]
+dropout = { linear = [0.0, 0.6] }
+"""
+
+
+def write_study(directory: Path, tune: str, epochs: int = 3, study: str = STUDY) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.random((160, 6))
+    y = (x[:, 0] + x[:, 1] > 1).astype(np.int64) + (x[:, 2] > 0.8)
+    np.savez(directory / "data.npz", x=x, y=y, x_test=x[:40], y_test=y[:40])
+    path = directory / "study.toml"
+    path.write_text(study.replace("EPOCHS", str(epochs)).replace("TUNE", tune))
+    return path
+
+
+def run(args) -> object:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def journal_trials(out: Path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
+    return optuna.load_study(study_name="reglab", storage=storage).get_trials(deepcopy=False)
+
+
+def store_runs(out: Path) -> dict[str, tuple]:
+    with sqlite3.connect(out / "study.db") as db:
+        rows = db.execute("SELECT run_id, status, epochs_run, metrics FROM runs").fetchall()
+    return {r[0]: (r[1], r[2], json.loads(r[3]) if r[3] else {}) for r in rows}
+
+
+def stored_epochs(out: Path, run_id: str) -> list[dict]:
+    from reglab.storage import SQLiteStore
+
+    with SQLiteStore(out, read_only=True) as store:
+        return store.epochs(run_id)
+
+
+def test_trials_that_join_a_running_population_train_as_they_would_alone(tmp_path):
+    """Two trials fill the population; when they end, two more join it at the next epoch.
+    Every trial's epochs equal the same run trained alone, and the confirmation compares
+    the chosen trial's settings with the baseline on fresh seeds."""
+    import torch
+
+    from reglab.engine import Population
+    from reglab.study.build import build_member, load_study_data
+    from reglab.study.spec import parse_study
+    from reglab.tune import space
+
+    study = write_study(tmp_path, 'trials = 4\nbatch = 2\nsampler = "random"\n'
+                        'pruner = "none"\nconfirm_seeds = 3\nvariants = ["l2", "dropout"]')
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("tuning: population of") == 1  # trials 2, 3 joined it
+    trials = journal_trials(out)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    runs = store_runs(out)
+    spec = parse_study(study)
+    data = load_study_data(spec)
+    for trial in trials:
+        variant, point = space.from_params(spec, trial.params)
+        (run_spec,) = space.trial_runs(spec, trial.number, variant, point)
+        status, epochs_run, metrics = runs[run_spec.run_id]
+        assert (status, epochs_run) == ("done", 3)
+        alone = Population([build_member(spec, run_spec, (6,))], loss=spec.training.loss,
+                           metrics=spec.training.metrics)
+        history = alone.fit(data.x_train, data.y_train, batch_size=16, epochs=3,
+                            validation_data=(data.x_val, data.y_val)).members[0].history
+        logs = stored_epochs(out, run_spec.run_id)
+        for key in ("loss", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose([e[key] for e in logs], history[key], rtol=1e-6,
+                                       atol=1e-7, err_msg=f"trial {trial.number} {key}")
+        # the trial's value is its kept weights' validation accuracy
+        assert trial.value == pytest.approx(metrics["val_accuracy"])
+        assert metrics["val_accuracy"] == pytest.approx(alone.evaluate(
+            data.x_val, data.y_val)[0]["accuracy"])
+    del torch
+    best = max(trials, key=lambda t: t.value)
+    variant, point = space.from_params(spec, best.params)
+    confirmed = {r for r in runs if not r.startswith("trial=")}
+    expected = {f"baseline/seed={s}" for s in (1, 2, 3)} | {
+        f"{run.run_id}" for run in space.confirmation_plan(spec, variant, point).runs}
+    assert confirmed == expected
+    assert all(runs[r][0] == "done" for r in confirmed)
+    shown = run(["show", out])
+    assert f"chosen: trial {best.number} by the best on validation" in shown.output
+    table = shown.output.split("\n\n", 1)[1]
+    assert "trial=" not in table and table.count("baseline") >= 1
+
+
+def test_pruned_trials_leave_the_population_and_save_their_epochs(tmp_path):
+    study = write_study(tmp_path, 'trials = 12\nbatch = 4\nsampler = "random"\n'
+                        'pruner = "successive_halving"\nconfirm_seeds = 2', epochs=6)
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    trials = journal_trials(out)
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned, "successive halving pruned nothing among 12 random trials"
+    runs = store_runs(out)
+    saved = 0
+    for trial in pruned:
+        (run_id,) = [r for r in runs if r.startswith(f"trial={trial.number}/")]
+        status, epochs_run, _ = runs[run_id]
+        assert status == "pruned" and epochs_run < 6
+        # pruned at the step it last reported: it trained no epoch after it
+        assert epochs_run == max(trial.intermediate_values) + 1
+        assert trial.user_attrs["model_epochs"] == epochs_run
+        saved += 6 - epochs_run
+    meta = run(["show", out]).output
+    assert f"({saved} saved by pruning)" in meta
+    assert len(trials) == 12
+
+
+def test_a_model_epoch_budget_is_never_exceeded(tmp_path):
+    study = write_study(tmp_path, 'model_epochs = 20\nbatch = 3\nsampler = "random"\n'
+                        'pruner = "none"\nconfirm_seeds = 2', epochs=3)
+    out = tmp_path / "out"
+    assert run(["run", study, "--out", out, "--quiet", "--no-report"]).exit_code == 0
+    trials = journal_trials(out)
+    assert len(trials) == 6  # 6 × 3 = 18 model-epochs; a 7th would pass 20
+    assert sum(t.user_attrs["model_epochs"] for t in trials) == 18
+
+
+def test_a_kill_during_tuning_resumes_without_asking_again(tmp_path):
+    """Killed while trials train, the rerun keeps every told trial, trains the interrupted
+    ones again with the values they were given, asks only new ones (never the old values
+    again), and ends with exactly the budget's trials."""
+    study = write_study(tmp_path, 'trials = 16\nbatch = 2\nsampler = "tpe"\n'
+                        'pruner = "median"\nconfirm_seeds = 2', epochs=20)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+               "--quiet", "--no-report"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+
+    def told() -> int:
+        if not (out / "optuna.journal").is_file():
+            return 0
+        try:
+            return sum(t.state.is_finished() for t in journal_trials(out))
+        except Exception:  # written meanwhile
+            return 0
+    while told() < 5:
+        assert child.poll() is None, "tuning ended before the kill"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    before = {t.number: (t.state.name, t.params, t.value) for t in journal_trials(out)}
+    interrupted = [n for n, (state, _, _) in before.items() if state == "RUNNING"]
+    assert interrupted, "no trial was in progress at the kill"
+    rerun = subprocess.run(command, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = {t.number: (t.state.name, t.params, t.value) for t in journal_trials(out)}
+    assert len(after) == 16
+    for number, (state, params, value) in before.items():
+        assert after[number][1] == params  # the same values: not asked again
+        if state != "RUNNING":
+            assert after[number] == (state, params, value)
+        else:
+            assert after[number][0] in ("COMPLETE", "PRUNED")
+    # no continuous values drawn twice (a baseline trial has only its variant)
+    drawn = [json.dumps(p, sort_keys=True) for _, p, _ in after.values() if len(p) > 1]
+    assert len(set(drawn)) == len(drawn)
+    runs = store_runs(out)
+    assert all(status in ("done", "pruned", "stopped_early") for status, _, _ in runs.values())
+    assert len([r for r in runs if r.startswith("trial=")]) == 16
+
+
+def test_tuning_refuses_worker_processes_and_checks_its_section(tmp_path):
+    study = write_study(tmp_path, "trials = 2")
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "o"),
+                                       "--workers", "2"])
+    assert result.exit_code == 2
+    assert "tuning study" in result.output and "--workers" in result.output
+    bad = write_study(tmp_path, 'trials = 0\nsampler = "grid"\nobjective = "val_auc"')
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "tune.trials: expected an int >= 1" in result.output
+    assert "variants.l2.kernel_regularizer.l2: the grid sampler needs points" in result.output
+    assert "tune.objective: expected a validation log of this study: val_loss, " \
+        "val_accuracy" in result.output
+    good = write_study(tmp_path, "trials = 3")
+    result = CliRunner().invoke(main, ["validate", str(good)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("tuning 3 variants (3 searched values)")

@@ -1,0 +1,182 @@
+"""The [tune] section and the search ranges of a tuning study's variants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reglab.study.spec import StudySpec, StudySpecError, parse_study
+from reglab.tune import space
+from reglab.tune.spec import SearchDimension
+
+BASE = """
+name = "t"
+[data]
+dataset = "fashion_mnist"
+validation_split = 0.1
+[model]
+input_shape = [784]
+layers = [{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 10, activation = "softmax" }]
+[training]
+epochs = 2
+"""
+
+
+def parse(text: str) -> StudySpec:
+    return parse_study("study.toml", BASE + text)
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(StudySpecError) as caught:
+        parse(text)
+    return caught.value.problems
+
+
+def test_every_kind_of_range_and_its_canonical_round_trip():
+    spec = parse("""
+[tune]
+trials = 5
+seeds = 2
+confirm_seeds = 3
+[variants.baseline]
+[variants.a]
+kernel_regularizer = { type = "L1L2", l1 = { log = [1e-6, 1e-2] }, l2 = { linear = [0, 0.1] } }
+dropout = [0.0, 0.25, 0.5]
+learning_rate = { log = [1e-4, 1e-2], n = 3 }
+early_stopping = { patience = { int = [1, 4] } }
+""")
+    (a,) = [v for v in spec.variants if v.name == "a"]
+    assert a.sweeps == ()
+    assert {d.path: d.kind for d in a.search} == {
+        "kernel_regularizer.l1": "log", "kernel_regularizer.l2": "linear",
+        "dropout": "choice", "learning_rate": "choice", "early_stopping.patience": "int"}
+    grid = next(d for d in a.search if d.path == "learning_rate").choices
+    assert grid == pytest.approx((1e-4, 1e-3, 1e-2))
+    assert spec.seeds == (2, 3, 4)  # fresh seeds after the trials' 0 and 1
+    assert spec.tune.trial_seeds == (0, 1)
+    again = StudySpec.from_canonical(json.loads(spec.canonical_json()))
+    assert again == spec and again.fingerprint() == spec.fingerprint()
+
+
+def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
+    spec = parse("[variants.baseline]\n[variants.l2]\n"
+                 "kernel_regularizer = { type = 'L2', l2 = [0.1, 0.2] }\n")
+    stored = json.loads(spec.canonical_json())
+    assert "tune" not in stored and all("search" not in v for v in stored["variants"])
+    assert spec.variants[1].sweeps[0].values == (0.1, 0.2)  # still a grid
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[tune]\ntrials = 3\n[variants.baseline]\nlearning_rate = { log = [1e-4, 1e-2] }\n",
+     "variants.baseline: the baseline is what the best trial is confirmed against"),
+    ("[tune]\ntrials = 3\n[variants.a]\ndropout = { linear = [0.0, 1.0] }\n",
+     "variants.a.dropout: expected a number in [0, 1). Got 1.0."),
+    ("[tune]\ntrials = 3\n[variants.a]\nlearning_rate = { log = [0, 1e-2] }\n",
+     "variants.a.learning_rate.log: bounds must be > 0"),
+    ("[tune]\ntrials = 3\n[variants.a]\nlearning_rate = { log = [1e-2, 1e-4] }\n",
+     "variants.a.learning_rate.log: low must be <= high"),
+    ("[tune]\ntrials = 3\n[variants.a]\nearly_stopping = { patience = { int = [1.5, 3] } }\n",
+     "variants.a.early_stopping.patience.int: expected two ints"),
+    ("[tune]\ntrials = 3\n[variants.a]\ndropout = [0.1, 0.1]\n",
+     "variants.a.dropout: the choices must be distinct"),
+    ("[tune]\ntrials = 3\nsampler = 'grid'\n[variants.a]\ndropout = { linear = [0, 0.5] }\n",
+     "variants.a.dropout: the grid sampler needs points"),
+    ("[tune]\n[variants.a]\ndropout = { linear = [0, 0.5] }\n",
+     "tune: expected a budget"),
+    ("[tune]\ntrials = 3\nobjective = 'test_accuracy'\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.objective: expected a validation log"),
+    ("[tune]\ntrials = 3\nselect = 'one_se'\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.one_se: the 1-SE rule picks the strongest regularization"),
+    ("[tune]\ntrials = 3\nvariants = ['b']\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.variants: no variant 'b'"),
+    ("[tune]\ntrials = 3\n[variants.a]\n", "tune: nothing to search"),
+    ("seeds = 3\n[tune]\ntrials = 3\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "seeds: a tuning study sets its seeds in [tune]"),
+    ("[tune]\ntrials = 3\nwall_time = -1\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.wall_time: expected seconds > 0"),
+])
+def test_bad_tuning_sections_name_their_place(text, expected):
+    if text.startswith("seeds"):
+        found = problems_with_top(text)
+    else:
+        found = problems(text)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def problems_with_top(text: str) -> list[str]:
+    with pytest.raises(StudySpecError) as caught:
+        parse_study("study.toml", text + BASE)
+    return caught.value.problems
+
+
+def test_a_tuning_study_needs_a_validation_split():
+    text = (BASE.replace("validation_split = 0.1", "validation_split = 0.0")
+            + "[tune]\ntrials = 2\n[variants.a]\ndropout = [0.1, 0.2]\n")
+    with pytest.raises(StudySpecError) as caught:
+        parse_study("s.toml", text)
+    assert any(p.startswith("data.validation_split: a tuning study chooses")
+               for p in caught.value.problems)
+
+
+class FakeTrial:
+    """Records what a trial was asked; answers the low end of each range."""
+
+    def __init__(self, picks=None):
+        self.asked, self.picks = [], picks or {}
+
+    def suggest_categorical(self, name, choices):
+        self.asked.append((name, "categorical", tuple(choices)))
+        return self.picks.get(name, choices[-1])
+
+    def suggest_int(self, name, low, high):
+        self.asked.append((name, "int", (low, high)))
+        return low
+
+    def suggest_float(self, name, low, high, log=False):
+        self.asked.append((name, "log" if log else "float", (low, high)))
+        return low
+
+
+def test_a_trial_draws_its_variant_then_that_variant_s_values_only():
+    spec = parse("""
+[tune]
+trials = 3
+[variants.baseline]
+[variants.l2]
+kernel_regularizer = { type = "L2", l2 = { log = [1e-6, 1e-2] } }
+[variants.drop]
+dropout = { linear = [0.1, 0.5] }
+early_stopping = { patience = { int = [2, 5] } }
+""")
+    trial = FakeTrial({"variant": "drop"})
+    variant, point = space.suggest(trial, spec)
+    assert variant == "drop"
+    assert trial.asked == [("variant", "categorical", ("baseline", "l2", "drop")),
+                           ("drop:dropout", "float", (0.1, 0.5)),
+                           ("drop:early_stopping.patience", "int", (2, 5))]
+    assert point == (("dropout", 0.1), ("early_stopping.patience", 2))
+    (run,) = space.trial_runs(spec, 7, variant, point)
+    assert run.run_id == "trial=7/drop[dropout=0.1,early_stopping.patience=2]/seed=0"
+    assert run.changes == {"dropout": 0.1, "early_stopping": {"patience": 2}}
+    params = {"variant": "drop", "drop:dropout": 0.1, "drop:early_stopping.patience": 2}
+    assert space.from_params(spec, params) == (variant, point)
+    plan = space.confirmation_plan(spec, variant, point)
+    assert sorted(r.run_id for r in plan.runs) == sorted(
+        [f"baseline/seed={s}" for s in spec.seeds]
+        + [f"drop[dropout=0.1,early_stopping.patience=2]/seed={s}" for s in spec.seeds])
+
+
+def test_the_corner_plan_builds_each_end_of_each_range():
+    spec = parse("""
+[tune]
+trials = 3
+[variants.a]
+kernel_regularizer = { type = "L2", l2 = { log = [1e-6, 1e-2] } }
+dropout = [0.0, 0.5]
+""")
+    points = {r.point for r in space.corner_plan(spec).runs}
+    assert points == {(("kernel_regularizer.l2", l2), ("dropout", d))
+                      for l2 in (1e-6, 1e-2) for d in (0.0, 0.5)}
+    assert SearchDimension("x", "int", 1, 3).grid() == (1, 2, 3)
