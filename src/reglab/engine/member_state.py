@@ -163,6 +163,21 @@ def merge(state: MemberState, rows: dict[int, Row], families: Iterable[str] | No
     return merged
 
 
+def copy_member(state: MemberState, source: int, target: int, keep: Iterable[str] = ()) -> None:
+    """Copies the row at position ``source`` onto the row at ``target``: every tensor family
+    and every per-member scalar except those named in ``keep``."""
+    import copy
+
+    kept = set(keep)
+    with torch.no_grad():
+        for members in state.tensors.values():
+            for t in members.values():
+                t[target].copy_(t[source])
+    for name, values in state.scalars.items():
+        if name not in kept:
+            values[target] = copy.deepcopy(values[source])
+
+
 def copy_rows(state: MemberState, source: str, target: str, positions: Sequence[int]) -> None:
     """Copies family ``source`` into family ``target`` for the members at ``positions``
     (creating ``target`` as a copy of ``source`` for everyone the first time)."""

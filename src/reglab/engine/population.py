@@ -30,7 +30,7 @@ from reglab.engine import data as data_module
 from reglab.engine.early_stopping import EarlyStoppingState
 from reglab.engine.epoch import evaluate_members, train_epoch
 from reglab.engine.member import Member, extended, plan
-from reglab.engine.member_state import copy_rows
+from reglab.engine.member_state import copy_member, copy_rows
 from reglab.engine.rng import SeedStreams
 from reglab.engine.state import PopulationState
 from reglab.engine.step import forward
@@ -505,6 +505,26 @@ class Population:
         weights are kept and reported, status ``'removed'``), and in every later ``fit``."""
         for member_id in member_ids:
             self._removed.add(self._check_member("remove_members", member_id))
+
+    def copy_member(self, source_id: int, target_id: int) -> None:
+        """Population-based training's exploit step: member ``target_id`` takes member
+        ``source_id``'s training state (weights, optimizer slots and step count, early-stopping
+        snapshot, weight averages) and keeps its own seed, random streams, epochs trained,
+        early-stopping counters and hyperparameters (set those with
+        :meth:`set_hyperparameter`). Both must be training: call it between the epochs of a
+        ``fit`` (from an observer's ``on_epoch_end``) or between calls."""
+        for member_id in (source_id, target_id):
+            self._check_member("copy_member", member_id)
+            if member_id in self._parked or member_id in self._removed or \
+                    member_id in self._diverged or member_id not in self.state.member_ids:
+                raise ConfigError(f"Population.copy_member: member {member_id} is not training "
+                                  f"(stopped, diverged or removed). Members training: "
+                                  f"{self.state.member_ids}.")
+        if source_id == target_id:
+            return
+        copy_member(self.state.members, self.state.position(source_id),
+                    self.state.position(target_id), keep=("epochs", "early_stopping"))
+        self.state.refresh_values()
 
     def finalize_averages(self, x, batch_size: int = 32) -> None:
         """Gives every member that averages its weights its average, as ``fit`` does when it
