@@ -231,3 +231,84 @@ def test_tuning_refuses_worker_processes_and_checks_its_section(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(good)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("tuning 3 variants (3 searched values)")
+
+
+PBT_STUDY = STUDY.replace('''[variants.dropout]
+dropout = { linear = [0.0, 0.6] }
+''', "")
+
+
+def test_population_based_training_exploits_explores_and_confirms_its_schedule(tmp_path):
+    """Eight trials train at once; every two epochs the worst quarter copies the best
+    quarter's state and perturbs its values. The chosen trial's schedule (the values its
+    weights were trained with) is retrained on fresh seeds."""
+    study = write_study(tmp_path, 'trials = 8\nscheduler = "pbt"\nvariants = ["l2"]\n'
+                        'pbt = { interval = 2, quantile = 0.25, factors = [0.5, 2.0] }\n'
+                        'confirm_seeds = 2', epochs=6, study=PBT_STUDY)
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("tuning: population of 8 trial(s)") == 1
+    trials = journal_trials(out)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 8
+    copies = [c for t in trials for c in t.user_attrs["copies"]]
+    assert len(copies) == 2 * 2  # after epochs 1 and 3 (not after the last): 2 of 8 each
+    bounds = {"kernel_regularizer.l2": (1e-5, 1e-1), "learning_rate": (1e-3, 1e-1)}
+
+    def at(schedule, epoch):  # the values a schedule trains epoch `epoch` with
+        return [values for start, values in schedule if start <= epoch][-1]
+    for trial in trials:
+        schedule = trial.user_attrs["schedule"]
+        assert schedule[0][0] == 0
+        assert schedule[0][1] == {p.split(":", 1)[1]: v for p, v in trial.params.items()} or \
+            trial.user_attrs["copies"]  # its own first values, unless it copied another's
+        if not trial.user_attrs["copies"]:
+            assert len(schedule) == 1  # never copied: its values never changed
+            continue
+        last = trial.user_attrs["copies"][-1]
+        assert last["epoch"] in (1, 3) and last["from"] != trial.number
+        assert at(schedule, last["epoch"] + 1) == last["values"]
+        before = at(schedule, last["epoch"])  # the copied trial's values, then perturbed
+        for path, value in last["values"].items():
+            low, high = bounds[path]
+            options = [min(max(before[path] * f, low), high) for f in (0.5, 2.0)]
+            assert value == pytest.approx(options[0]) or value == pytest.approx(options[1])
+    runs = store_runs(out)
+    chosen = json.loads(sqlite3.connect(out / "study.db").execute(
+        "SELECT value FROM meta WHERE key = 'tuning'").fetchone()[0])["chosen"]
+    best = trials[chosen["number"]]
+    assert best.value == max(t.value for t in trials)
+    confirm = [r for r in runs if r.startswith("l2[")]
+    assert len(confirm) == 2
+    with sqlite3.connect(out / "study.db") as db:
+        stored = json.loads(db.execute("SELECT hyperparameters FROM runs WHERE run_id = ?",
+                                       (confirm[0],)).fetchone()[0])
+    schedule = best.user_attrs["schedule"]
+    if len(schedule) > 1:
+        assert stored["schedule"] == schedule
+    assert stored["kernel_regularizer"]["l2"] == schedule[0][1]["kernel_regularizer.l2"]
+
+
+def test_a_schedule_sets_its_values_from_its_epochs_on():
+    from reglab.engine import Member, Population
+    from reglab.layers import Dense, Dropout
+    from reglab.optimizers import Adam
+    from reglab.regularizers import L2
+    from reglab.tune.pbt import ScheduleObserver
+
+    population = Population([Member([Dense(4, input_shape=(3,), kernel_regularizer=L2(0.1)),
+                                      Dropout(0.1), Dense(2, activation="softmax")],
+                                     Adam(0.01), seed=0)])
+    seen = []
+
+    class Read:
+        def on_epoch_begin(self, epoch):
+            seen.append((population.hyperparameter(0, "learning_rate"),
+                         population.hyperparameter(0, "dense.kernel.l2"),
+                         population.hyperparameter(0, "dropout.rate")))
+    schedule = [[0, {"learning_rate": 0.01}],
+                [2, {"learning_rate": 0.001, "kernel_regularizer.l2": 0.5, "dropout": 0.3}]]
+    x = np.random.default_rng(0).random((20, 3)).astype("float32")
+    population.fit(x, np.arange(20) % 2, epochs=4, batch_size=10,
+                   observers=[ScheduleObserver({0: schedule}), Read()])
+    assert seen == [(0.01, 0.1, 0.1), (0.01, 0.1, 0.1), (0.001, 0.5, 0.3), (0.001, 0.5, 0.3)]

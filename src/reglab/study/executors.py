@@ -170,10 +170,17 @@ class InProcessExecutor:
         saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device, study)
         observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs,
                                   job.checkpoint, saved["rows"] if saved else [], study)
+        observers = [observer]
+        schedules = {i: run.changes["schedule"] for i, run in enumerate(runs)
+                     if run.changes.get("schedule")}
+        if schedules:  # a population-based training's schedule, confirmed on fresh seeds
+            from reglab.tune.pbt import ScheduleObserver
+
+            observers.insert(0, ScheduleObserver(schedules))
         result = population.fit(
             x_fit, data.y_train, batch_size=spec.training.batch_size, epochs=spec.training.epochs,
             validation_data=None if x_val is None else (x_val, data.y_val), augment=augment,
-            observers=[observer], resume=saved["population"] if saved else None)
+            observers=observers, resume=saved["population"] if saved else None)
         metrics = final_metrics(population, data, x_fit, x_val, x_test)
         wall = time.perf_counter() - started
         return [RunOutcome(run.run_id, m.status, m.epochs_run, m.best_epoch, m.stopped_epoch,

@@ -235,7 +235,8 @@ class StudySpec:
         training["metrics"] = tuple(training["metrics"])
         tune = data.get("tune")
         if tune is not None:
-            tune = TuneSpec(**{**tune, "variants": tuple(tune["variants"])})
+            tune = TuneSpec(**{**tune, "variants": tuple(tune["variants"]),
+                               "pbt_factors": tuple(tune.get("pbt_factors", (0.8, 1.25)))})
         return cls(
             name=data["name"], seeds=tuple(data["seeds"]), data=DataSpec(**data["data"]),
             input_shape=tuple(data["input_shape"]),

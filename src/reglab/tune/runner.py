@@ -173,7 +173,10 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
         f"pruning); chosen: trial {chosen.number} ({chosen.rule}), {spec.tune.objective} "
         f"{chosen.value:.4f}, {chosen.label}")
     log(f"confirming on seeds {', '.join(map(str, spec.seeds))} against the baseline")
-    confirm(space.confirmation_plan(spec, chosen.variant, chosen.point))
+    schedule = None
+    if spec.tune.scheduler == "pbt":
+        schedule = study.trials[chosen.number].user_attrs.get("schedule")
+    confirm(space.confirmation_plan(spec, chosen.variant, chosen.point, schedule))
 
 
 class _Tuner:
@@ -262,7 +265,10 @@ class _Tuner:
 
         probe = build_member(self.spec, space.corner_plan(self.spec).runs[0],
                              tuple(self.spec.input_shape))
-        self.size = batch_size(self.spec, self.device, _parameters(probe, self.spec))
+        pbt = self.spec.tune.scheduler == "pbt"
+        # population-based training trains every trial at once
+        self.size = self.spec.tune.trials if pbt else batch_size(
+            self.spec, self.device, _parameters(probe, self.spec))
         self.waiting = self._resumed()
         while True:
             while len(self.waiting) < self.size and self.budget.allows_another():
@@ -277,9 +283,14 @@ class _Tuner:
             self.log(f"tuning: population of {len(batch)} trial(s) ({len(batch) * self.spec.tune.seeds}"
                      f" members), trials asked {self.budget.asked}"
                      f"{f' of {self.spec.tune.trials}' if self.spec.tune.trials else ''}")
+            scheduler = None
+            if pbt:
+                from reglab.tune.pbt import PBTScheduler
+
+                scheduler = PBTScheduler(self.spec)
             population = TrialPopulation(self.spec, self.data, self.device, self._refill,
                                          self._tell, self.store.record_epochs,
-                                         self._start)
+                                         self._start, scheduler)
             population.train(batch)
 
     def _start(self, runs) -> None:
@@ -305,6 +316,9 @@ class _Tuner:
         trial.set_user_attr("model_epochs", int(outcome.model_epochs))
         trial.set_user_attr("seed_values", [None if v is None or not math.isfinite(v)
                                             else float(v) for v in seed_values])
+        if outcome.schedule is not None:
+            trial.set_user_attr("schedule", outcome.schedule)
+            trial.set_user_attr("copies", outcome.copies)
         states = {"complete": optuna.trial.TrialState.COMPLETE,
                   "pruned": optuna.trial.TrialState.PRUNED,
                   "failed": optuna.trial.TrialState.FAIL}

@@ -93,12 +93,20 @@ def trial_runs(spec: StudySpec, number: int, variant: str, point) -> list[RunSpe
             for seed in spec.tune.trial_seeds]
 
 
-def confirmation_plan(spec: StudySpec, variant: str, point) -> StudyPlan:
+def confirmation_plan(spec: StudySpec, variant: str, point, schedule=None) -> StudyPlan:
     """The baseline (the study's ``baseline`` variant, else the base model) and the chosen
-    trial's settings on the fresh seeds, grouped into populations as a grid study's runs."""
+    trial's settings on the fresh seeds, grouped into populations as a grid study's runs.
+
+    ``schedule`` (population-based training's ``[[epoch, {path: value}], ...]``): the chosen
+    runs start with its first values and take the others from their epochs on."""
     baseline = next((v for v in spec.variants if v.name == BASELINE), None)
     baseline_changes = copy.deepcopy(baseline.changes) if baseline is not None else {}
+    if schedule:
+        first = schedule[0][1]
+        point = tuple((path, first[path]) for path, _ in point)
     chosen = changes_at(spec, variant, point)
+    if schedule and len(schedule) > 1:
+        chosen["schedule"] = schedule
     runs = []
     for seed in spec.seeds:
         runs.append(RunSpec(BASELINE, (), seed, baseline_changes))

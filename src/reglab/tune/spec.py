@@ -37,7 +37,12 @@ from reglab.study.sweeps import is_number
 
 TUNE_KEYS = ("objective", "direction", "trials", "model_epochs", "wall_time", "seeds",
              "confirm_seeds", "sampler", "sampler_seed", "pruner", "batch", "select", "one_se",
-             "variants")
+             "variants", "scheduler", "pbt")
+SCHEDULERS = ("optuna", "pbt")
+PBT_KEYS = ("interval", "quantile", "factors", "resample")
+#: the values population-based training can change while members train (reglab.tune.pbt)
+PERTURBABLE = ("dropout", "kernel_regularizer.l1", "kernel_regularizer.l2",
+               "bias_regularizer.l1", "bias_regularizer.l2", "learning_rate", "ema.momentum")
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 DIRECTIONS = ("maximize", "minimize")
@@ -101,6 +106,13 @@ class TuneSpec:
     select: str = "best"
     one_se: str = ""
     variants: tuple[str, ...] = ()
+    #: 'optuna' (trials asked, pruned, told) or 'pbt' (population-based training of
+    #: ``trials`` trials at once, their first values drawn by the sampler)
+    scheduler: str = "optuna"
+    pbt_interval: int = 5
+    pbt_quantile: float = 0.25
+    pbt_factors: tuple[float, ...] = (0.8, 1.25)
+    pbt_resample: float = 0.25
 
     @property
     def trial_seeds(self) -> tuple[int, ...]:
@@ -275,6 +287,14 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
             add("tune.sampler: the grid sampler searches one variant's grid; a grid over "
                 "several variants is a study without [tune] (every point of every variant). "
                 f"Got {len(candidates)} candidate variants with ranges.")
+    scheduler = raw.get("scheduler", "optuna")
+    if scheduler not in SCHEDULERS:
+        add(f"tune.scheduler: expected 'optuna' or 'pbt'. Got {scheduler!r}.")
+    elif scheduler == "pbt":
+        out["scheduler"] = "pbt"
+        _check_pbt(raw, out, variants, candidates, add)
+    elif "pbt" in raw:
+        add("tune.pbt: used only with scheduler = 'pbt'. Got pbt without it.")
     if out.get("select") == "one_se":
         strength = raw.get("one_se")
         searched = {d.path for c in candidates for d in variants[c] if not d.kind == "choice"}
@@ -287,4 +307,63 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
     elif "one_se" in raw:
         add("tune.one_se: used only with select = 'one_se'. Got one_se without it.")
     return TuneSpec(**out)
+
+
+def _check_pbt(raw: dict, out: dict, variants: dict, candidates: list[str], add) -> None:
+    """The settings of population-based training (``pbt = { ... }``) and what it needs."""
+    from reglab.errors import did_you_mean
+
+    table = raw.get("pbt", {})
+    if not isinstance(table, dict):
+        add(f"tune.pbt: expected a table {{ interval, quantile, factors, resample }}. "
+            f"Got {table!r}.")
+        table = {}
+    for key in table:
+        if key not in PBT_KEYS:
+            add(f"tune.pbt: unknown key {key!r}.{did_you_mean(key, PBT_KEYS)} Expected one "
+                f"of: {', '.join(PBT_KEYS)}.")
+    interval = table.get("interval", 5)
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        add(f"tune.pbt.interval: expected an int >= 1 (epochs between exploits). "
+            f"Got {interval!r}.")
+    else:
+        out["pbt_interval"] = interval
+    quantile = table.get("quantile", 0.25)
+    if not is_number(quantile) or not 0 < quantile <= 0.5:
+        add(f"tune.pbt.quantile: expected a number in (0, 0.5]. Got {quantile!r}.")
+    else:
+        out["pbt_quantile"] = float(quantile)
+    factors = table.get("factors", [0.8, 1.25])
+    if not isinstance(factors, list) or not factors or not all(
+            is_number(f) and f > 0 for f in factors):
+        add(f"tune.pbt.factors: expected a list of numbers > 0. Got {factors!r}.")
+    else:
+        out["pbt_factors"] = tuple(float(f) for f in factors)
+    resample = table.get("resample", 0.25)
+    if not is_number(resample) or not 0 <= resample <= 1:
+        add(f"tune.pbt.resample: expected a number in [0, 1]. Got {resample!r}.")
+    else:
+        out["pbt_resample"] = float(resample)
+    if "trials" not in raw:
+        add("tune.trials: population-based training trains 'trials' trials at once; "
+            "expected it. Got none.")
+    if raw.get("pruner", "none") != "none":
+        add(f"tune.pruner: population-based training replaces pruning; expected none. "
+            f"Got {raw['pruner']!r}.")
+    out["pruner"] = "none"
+    if raw.get("select", "best") != "best":
+        add("tune.select: population-based training confirms its best trial's schedule; "
+            f"expected 'best'. Got {raw['select']!r}.")
+    if len(candidates) != 1:
+        add(f"tune.variants: population-based training perturbs one variant's values; "
+            f"expected one candidate. Got {len(candidates)}: {', '.join(candidates)}.")
+        return
+    for dim in variants[candidates[0]]:
+        if dim.path not in PERTURBABLE:
+            add(f"variants.{candidates[0]}.{dim.path}: population-based training changes "
+                f"values while members train; expected one of {', '.join(PERTURBABLE)}. "
+                f"Got {dim.path!r}.")
+        elif dim.kind == "choice" and not all(is_number(c) for c in dim.choices):
+            add(f"variants.{candidates[0]}.{dim.path}: population-based training sets "
+                f"numbers; expected numeric choices. Got {list(dim.choices)!r}.")
 

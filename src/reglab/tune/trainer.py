@@ -53,6 +53,10 @@ class TrialOutcome:
     value: float | None
     outcomes: list[RunOutcome]
     model_epochs: int
+    #: population-based training: the values the trial's weights were trained with, from
+    #: each epoch at which they changed, and the trials it copied (epoch, from, values)
+    schedule: list | None = None
+    copies: list | None = None
 
 
 @dataclasses.dataclass
@@ -78,10 +82,12 @@ class TrialPopulation:
 
     def __init__(self, spec, data: StudyData, device: str, refill: Callable,
                  on_end: Callable[[TrialOutcome], None], on_rows: Callable[[EpochRows], None],
-                 on_start: Callable[[list[RunSpec]], None]):
+                 on_start: Callable[[list[RunSpec]], None], scheduler=None):
         self.spec, self.data, self.device = spec, data, device
         self.refill, self.on_end, self.on_rows, self.on_start = refill, on_end, on_rows, on_start
         self.tune = spec.tune
+        #: a PBTScheduler (reglab.tune.pbt) that exploits and explores between epochs
+        self.scheduler = scheduler
 
     def train(self, trials: list[PendingTrial]) -> None:
         from reglab.engine import Population
@@ -106,6 +112,8 @@ class TrialPopulation:
         self.run_of: dict[int, RunSpec] = {}
         self.running: list[_Running] = []
         self._join(trials, first_id=0)
+        if self.scheduler is not None:
+            self.scheduler.start(self.running)
         self.population.fit(x_fit, data.y_train, batch_size=spec.training.batch_size,
                             epochs=_OPEN_ENDED, validation_data=(x_val, data.y_val),
                             augment=augment, observers=[self])
@@ -155,6 +163,9 @@ class TrialPopulation:
             if entry.failed:
                 population.stop_requested.update(
                     m for m in entry.member_ids if m in logs_by_member)
+        if self.scheduler is not None:
+            training = [e for e in self.running if not e.failed]
+            self.scheduler.after_epoch(population, training, epoch, logs_by_member, objective)
 
     def on_epoch_complete(self, epoch: int) -> None:
         population = self.population
@@ -220,4 +231,9 @@ class TrialPopulation:
             else:
                 state = "failed"
         model_epochs = sum(r.epochs_run for r in results)
-        return TrialOutcome(entry.pending, state, value, outcomes, model_epochs)
+        schedule = copies = None
+        if self.scheduler is not None:
+            lineage = self.scheduler.lineages[entry.pending.number]
+            schedule, copies = lineage.schedule(), lineage.copies
+        return TrialOutcome(entry.pending, state, value, outcomes, model_epochs, schedule,
+                            copies)
