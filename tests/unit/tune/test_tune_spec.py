@@ -60,6 +60,16 @@ early_stopping = { patience = { int = [1, 4] } }
     assert again == spec and again.fingerprint() == spec.fingerprint()
 
 
+def test_a_pbt_section_round_trips():
+    spec = parse("[tune]\ntrials = 4\nscheduler = 'pbt'\n"
+                 "pbt = { interval = 3, quantile = 0.5, factors = [0.5, 2], resample = 0 }\n"
+                 "[variants.a]\ndropout = { linear = [0.1, 0.5] }\n")
+    tune = spec.tune
+    assert (tune.scheduler, tune.pbt_interval, tune.pbt_quantile, tune.pbt_factors,
+            tune.pbt_resample, tune.pruner) == ("pbt", 3, 0.5, (0.5, 2.0), 0.0, "none")
+    assert StudySpec.from_canonical(json.loads(spec.canonical_json())) == spec
+
+
 def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
     spec = parse("[variants.baseline]\n[variants.l2]\n"
                  "kernel_regularizer = { type = 'L2', l2 = [0.1, 0.2] }\n")
@@ -96,6 +106,20 @@ def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
      "seeds: a tuning study sets its seeds in [tune]"),
     ("[tune]\ntrials = 3\nwall_time = -1\n[variants.a]\ndropout = [0.1, 0.2]\n",
      "tune.wall_time: expected seconds > 0"),
+    ("[tune]\nmodel_epochs = 30\nscheduler = 'pbt'\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.trials: population-based training trains 'trials' trials at once"),
+    ("[tune]\ntrials = 4\nscheduler = 'pbt'\n[variants.a]\ndropout = [0.1, 0.2]\n"
+     "[variants.b]\nlearning_rate = [0.1, 0.2]\n",
+     "tune.variants: population-based training perturbs one variant's values"),
+    ("[tune]\ntrials = 4\nscheduler = 'pbt'\n[variants.a]\n"
+     "early_stopping = { patience = { int = [1, 3] } }\n",
+     "variants.a.early_stopping.patience: population-based training changes values"),
+    ("[tune]\ntrials = 4\nscheduler = 'pbt'\npruner = 'median'\n[variants.a]\n"
+     "dropout = [0.1, 0.2]\n", "tune.pruner: population-based training replaces pruning"),
+    ("[tune]\ntrials = 4\nscheduler = 'pbt'\npbt = { quantile = 0.7 }\n[variants.a]\n"
+     "dropout = [0.1, 0.2]\n", "tune.pbt.quantile: expected a number in (0, 0.5]"),
+    ("[tune]\ntrials = 4\npbt = { interval = 2 }\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.pbt: used only with scheduler = 'pbt'"),
 ])
 def test_bad_tuning_sections_name_their_place(text, expected):
     if text.startswith("seeds"):
