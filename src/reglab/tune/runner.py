@@ -81,13 +81,13 @@ def make_sampler(spec, asked: int = 0):
 def make_pruner(spec):
     import optuna
 
-    pruner = spec.tune.pruner
+    pruner, warmup = spec.tune.pruner, spec.tune.pruner_warmup
     if pruner == "median":
-        return optuna.pruners.MedianPruner()
+        return optuna.pruners.MedianPruner(n_warmup_steps=warmup or 0)
     if pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup or "auto")
     if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1,
+        return optuna.pruners.HyperbandPruner(min_resource=warmup or 1,
                                               max_resource=spec.training.epochs)
     return optuna.pruners.NopPruner()
 

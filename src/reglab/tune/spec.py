@@ -20,6 +20,7 @@ is a candidate. ``[tune]`` sets the rest::
     confirm_seeds = 5            # fresh seeds the best trial is confirmed on
     sampler = "tpe"              # tpe | random | cmaes | grid (Optuna's)
     pruner = "median"            # median | successive_halving | hyperband | none
+    pruner_warmup = 5            # epochs before a trial may be pruned (default: the pruner's)
     batch = 0                    # trials per population (0: chosen from the model)
     select = "best"              # best | one_se
     one_se = "kernel_regularizer.l2"   # with select = "one_se": the strength that orders
@@ -37,7 +38,7 @@ from reglab.study.sweeps import is_number
 
 TUNE_KEYS = ("objective", "direction", "trials", "model_epochs", "wall_time", "seeds",
              "confirm_seeds", "sampler", "sampler_seed", "pruner", "batch", "select", "one_se",
-             "variants", "scheduler", "pbt")
+             "variants", "scheduler", "pbt", "pruner_warmup")
 SCHEDULERS = ("optuna", "pbt")
 PBT_KEYS = ("interval", "quantile", "factors", "resample")
 #: the values population-based training can change while members train (reglab.tune.pbt)
@@ -102,6 +103,9 @@ class TuneSpec:
     sampler: str = "tpe"
     sampler_seed: int = 0
     pruner: str = "median"
+    #: epochs a trial trains before it may be pruned (None: the pruner's own default; the
+    #: median pruner's n_warmup_steps, the halving pruners' min_resource)
+    pruner_warmup: int | None = None
     batch: int = 0
     select: str = "best"
     one_se: str = ""
@@ -235,7 +239,8 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
 
     for key, minimum, maximum in (("trials", 1, MAX_TRIALS), ("model_epochs", 1, None),
                                   ("seeds", 1, 100), ("confirm_seeds", 2, 1000),
-                                  ("batch", 0, None), ("sampler_seed", 0, None)):
+                                  ("batch", 0, None), ("sampler_seed", 0, None),
+                                  ("pruner_warmup", 1, None)):
         if key in raw:
             value = count(key, minimum, maximum)
             if value is not None:
