@@ -28,6 +28,16 @@ PLOTS_DIR = "plots"
 SECTIONS = (("verdict", "Verdict"), ("curves", "Learning curves"), ("gap", "Generalization gap"),
             ("weights", "Weights"), ("paths", "Regularization paths"),
             ("augmentation", "Data augmentation"), ("run-info", "What was run"))
+#: a tuning study's own section, shown right after the verdict
+TUNING_SECTION = ("tuning", "Tuning")
+
+
+def page_sections(tuning: bool) -> tuple[tuple[str, str], ...]:
+    """The sections shown, in order: :data:`SECTIONS`, with :data:`TUNING_SECTION` after the
+    verdict for a tuning study."""
+    if not tuning:
+        return SECTIONS
+    return (SECTIONS[0], TUNING_SECTION, *SECTIONS[1:])
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,8 @@ class _Figures:
     def __init__(self, directory: Path):
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.sections: dict[str, list[EmbeddedFigure]] = {s: [] for s, _ in SECTIONS}
+        self.sections: dict[str, list[EmbeddedFigure]] = {
+            s: [] for s, _ in page_sections(tuning=True)}
         self.used: set[str] = set()
 
     def remove_stale(self) -> None:
@@ -223,9 +234,10 @@ def _start_augmentation(results: StudyResults):
     return wait
 
 
-def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str]:
-    """Draws every figure into ``plots/``; returns them, the path choices and a note on
-    augmentation. User strings are drawn as text (``figures.plain``), never as math markup."""
+def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str, dict | None]:
+    """Draws every figure into ``plots/``; returns them, the path choices, a note on
+    augmentation and the Tuning section (None for a grid study: see ``_draw_tuning``). User
+    strings are drawn as text (``figures.plain``), never as math markup."""
     from reglab.report import figures as draw
 
     augmentation = _start_augmentation(results)
@@ -236,8 +248,60 @@ def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, 
         raise
 
 
+def _draw_tuning(results: StudyResults, saved: _Figures) -> dict | None:
+    """The Tuning section (its table, figures and notes), for a tuning study whose Optuna
+    journal exists; None otherwise."""
+    from reglab.report import tuning as draw
+
+    path = draw.journal_file(results)
+    if path is None:
+        return None
+    notes = []
+    try:
+        trials = draw.read_trials(results, path)
+    except Exception as error:  # the page still renders, with the store's summary
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        return {"rows": draw.summary_rows(results, None),
+                "notes": [f"Optuna's journal ({path.name}) could not be read: {reason}"]}
+    objective = trials.objective
+    pbt = (" With population-based training a trial's parameters are its starting values: "
+           "every few epochs the worst trials copy the best ones' state and perturb their "
+           "values (the chosen trial's schedule is in the table).") if trials.pbt else ""
+    figure = draw.optimization_history(trials)
+    if figure is not None:
+        saved.add("tuning", "tuning-history", figure, "tuning: optimization history",
+                  f"Each trial's {objective} (the mean over its seeds) by trial number, colored "
+                  "by variant; gray ×: a pruned trial's last value reported before it was "
+                  "stopped; line: the best complete trial so far; ring: the trial confirmed "
+                  "in the verdict above. Failed trials have no value and are not drawn.")
+    figure = draw.parameter_panels(trials)
+    if figure is not None:
+        saved.add("tuning", "tuning-parameters", figure, "tuning: parameters against the objective",
+                  f"{objective} of each complete trial against each parameter it drew "
+                  "(<variant>:<path>, or the choice of variant), colored by variant; log axis "
+                  "for parameters searched on a log scale, choices at positions (spread a "
+                  f"little); ring: the confirmed trial.{pbt}")
+    figure, text = draw.importances(trials)
+    if figure is None:
+        notes.append(text)
+    else:
+        saved.add("tuning", "tuning-importances", figure, "tuning: parameter importances", text)
+    figure = draw.intermediate_values(trials)
+    if figure is not None:
+        saved.add("tuning", "tuning-intermediate-values", figure,
+                  "tuning: intermediate values per epoch",
+                  f"Each trial's {objective} per epoch as Optuna was told it (the mean over "
+                  "its seeds), the values its pruner decides on: complete trials colored by "
+                  "variant, pruned trials gray, ending in × at the last epoch they trained."
+                  + (" A jump is where a trial copied another's state." if trials.pbt else ""))
+    if not trials.trials:
+        notes.append("The journal holds no trial yet.")
+    return {"rows": draw.summary_rows(results, trials), "notes": notes}
+
+
 def _draw_all(results: StudyResults, plots: Path, draw, augmentation):
     saved = _Figures(plots)
+    tuning = _draw_tuning(results, saved)
     for kind in ("loss", results.metric):
         figure = None if kind is None else draw.learning_curves(results, kind)
         if figure is not None:
@@ -275,7 +339,7 @@ def _draw_all(results: StudyResults, plots: Path, draw, augmentation):
                       f"{names}: the first training images (top row) and three random draws "
                       "of the study's augmentation (seeded).")
     saved.remove_stale()
-    return saved, choices, augmentation_note
+    return saved, choices, augmentation_note, tuning
 
 
 def write_report(directory: str | Path) -> Path:
@@ -289,13 +353,14 @@ def write_report(directory: str | Path) -> Path:
     from reglab.stats import MIN_SEEDS
 
     results = collect(directory)
-    saved, _, augmentation_note = render_figures(results, results.directory / PLOTS_DIR)
+    saved, _, augmentation_note, tuning = render_figures(results, results.directory / PLOTS_DIR)
     rows, best = _verdict_rows(results)
     versions = results.meta.get("versions") or {}
     statuses: dict[str, int] = {}
     for record in results.runs:
         statuses[record.status] = statuses.get(record.status, 0) + 1
     kept = results.meta.get("study_file") or {}
+    sections = page_sections(tuning is not None)
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("reglab.report", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined)
@@ -303,7 +368,8 @@ def write_report(directory: str | Path) -> Path:
         name=results.spec.name, description=results.spec.description,
         plan=results.plan_description(),
         generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        sections=SECTIONS, ranking=results.ranking, rows=rows, best=best,
+        sections=sections, numbers={key: i for i, (key, _) in enumerate(sections, 1)},
+        titles=dict(sections), tuning=tuning, ranking=results.ranking, rows=rows, best=best,
         min_effect="" if results.ranking is None else f"{results.ranking.min_effect.value:.4g}",
         min_seeds=MIN_SEEDS,
         figures=saved.sections, sparsity=_sparsity(results),
