@@ -141,7 +141,8 @@ def test_pruned_trials_leave_the_population_and_save_their_epochs(tmp_path):
     result = run(["run", study, "--out", out, "--quiet", "--no-report"])
     assert result.exit_code == 0, result.output
     trials = journal_trials(out)
-    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    # (a trial drawn with another's values, the baseline's, trains nothing: same_as)
+    pruned = [t for t in trials if t.state.name == "PRUNED" and "same_as" not in t.user_attrs]
     assert pruned, "successive halving pruned nothing among 12 random trials"
     runs = store_runs(out)
     saved = 0
@@ -211,7 +212,8 @@ def test_a_kill_during_tuning_resumes_without_asking_again(tmp_path):
     assert len(set(drawn)) == len(drawn)
     runs = store_runs(out)
     assert all(status in ("done", "pruned", "stopped_early") for status, _, _ in runs.values())
-    assert len([r for r in runs if r.startswith("trial=")]) == 16
+    trained = [t for t in after if "same_as" not in journal_trials(out)[t].user_attrs]
+    assert len([r for r in runs if r.startswith("trial=")]) == len(trained)
 
 
 def test_tuning_refuses_worker_processes_and_checks_its_section(tmp_path):
@@ -312,3 +314,60 @@ def test_a_schedule_sets_its_values_from_its_epochs_on():
     population.fit(x, np.arange(20) % 2, epochs=4, batch_size=10,
                    observers=[ScheduleObserver({0: schedule}), Read()])
     assert seen == [(0.01, 0.1, 0.1), (0.01, 0.1, 0.1), (0.001, 0.5, 0.3), (0.001, 0.5, 0.3)]
+
+
+def test_a_trial_drawn_with_values_already_tried_takes_their_result(tmp_path):
+    """Two choices, eight trials: only two distinct trials train; the others, drawn with
+    the same values (while the first ones train, or after), take their result."""
+    study = write_study(tmp_path, 'trials = 8\nbatch = 4\nsampler = "random"\n'
+                        'pruner = "none"\nconfirm_seeds = 2\nvariants = ["dropout"]',
+                        study=STUDY.replace("dropout = { linear = [0.0, 0.6] }",
+                                            "dropout = [0.1, 0.4]"))
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    trials = journal_trials(out)
+    assert len(trials) == 8 and all(t.state.name == "COMPLETE" for t in trials)
+    trained = [t for t in trials if "same_as" not in t.user_attrs]
+    assert len({json.dumps(t.params, sort_keys=True) for t in trained}) == len(trained) == 2
+    for trial in trials:
+        if "same_as" in trial.user_attrs:
+            original = trials[trial.user_attrs["same_as"]]
+            assert trial.params == original.params and trial.value == original.value
+            assert trial.user_attrs["model_epochs"] == 0
+    assert len([r for r in store_runs(out) if r.startswith("trial=")]) == 2
+    assert "6 drew values already tried" in run(["show", out]).output
+
+
+def test_a_trial_killed_between_two_draws_keeps_the_first_and_draws_the_rest(tmp_path):
+    """The rerun finds a trial whose variant was drawn but not its values (a kill between
+    two draws) and a stale lock file of Optuna's journal: the trial keeps its variant, draws
+    the rest, trains; the lock is not waited for."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = write_study(tmp_path, 'trials = 2\nsampler = "random"\npruner = "none"\n'
+                        'confirm_seeds = 2')
+    out = tmp_path / "out"
+    assert run(["run", study, "--out", out, "--quiet", "--no-report"]).exit_code == 0
+    journal = optuna.load_study(study_name="reglab", storage=JournalStorage(
+        JournalFileBackend(str(out / "optuna.journal"))))
+    trial = journal.ask()
+    trial.suggest_categorical("variant", ["baseline", "l2", "dropout"])  # then "killed"
+    wanted = trial.params["variant"]
+    if wanted == "baseline":  # make it one with values left to draw
+        trial = journal.ask()
+        while trial.suggest_categorical("variant", ["baseline", "l2", "dropout"]) == "baseline":
+            journal.tell(trial, state=optuna.trial.TrialState.FAIL)
+            trial = journal.ask()
+        wanted = trial.params["variant"]
+    (out / "optuna.journal.lock").write_text("")  # left by the killed writer
+    started = time.monotonic()
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 20
+    assert "1 interrupted trial(s) train again" in result.output
+    resumed = journal_trials(out)[trial.number]
+    assert resumed.state.name == "COMPLETE" and resumed.params["variant"] == wanted
+    assert len(resumed.params) > 1  # its values, drawn on the rerun

@@ -218,8 +218,10 @@ def tuning_summary(summary: dict | None, spec) -> str:
     if not summary:
         return "tuning in progress (no summary yet)\n\n"
     trials = summary["trials"]
+    same = summary.get("same_values", 0)
     lines = [f"tuning: {summary['asked']} trials asked ({trials['complete']} complete, "
-             f"{trials['pruned']} pruned, {trials['failed']} failed), "
+             f"{trials['pruned']} pruned, {trials['failed']} failed"
+             f"{f'; {same} drew values already tried and took their result' if same else ''}), "
              f"{summary['model_epochs']:,} model-epochs ({summary['pruning_saved']:,} saved by "
              f"pruning), {summary['wall_time']:.0f} s, populations of up to "
              f"{summary['population_size']} trials"]

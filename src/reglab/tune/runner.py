@@ -50,6 +50,10 @@ def open_study(spec, directory, fresh: bool):
     path = journal_path(directory)
     if fresh and path.exists():
         path.unlink()
+    # The journal's writers take its lock file, and a killed one leaves it behind (Optuna
+    # would wait 30 s before breaking it). The study's own lock (storage/lock.py) is held:
+    # no other writer can be running, so a lock file here is stale. (Readers take none.)
+    Path(f"{path}.lock").unlink(missing_ok=True)
     storage = JournalStorage(JournalFileBackend(str(path)))
     asked = sum(s.n_trials for s in optuna.study.get_all_study_summaries(storage)
                 if s.study_name == STUDY_NAME)
@@ -185,14 +189,44 @@ class _Tuner:
         self.store, self.study, self.log = store, study, log
         self.budget = Budget(spec, study, float(store.get_meta("tuning_wall_time", 0.0) or 0.0))
         self.waiting: list[PendingTrial] = []  # asked, not yet trained
+        #: trial number -> trials drawn with its values, told its result when it ends
+        self.duplicates: dict[int, list] = {}
         self.best: float | None = None
 
     # -- asking -------------------------------------------------------------------------
-    def _ask(self) -> PendingTrial:
-        trial = self.study.ask()
-        self.budget.take()
-        variant, point = space.suggest(trial, self.spec)
-        return self._pending(trial, variant, point)
+    def _ask(self) -> PendingTrial | None:
+        """A new trial to train; None when the budget ends first. A trial drawn with the
+        values of another (a choice drawn again, the baseline drawn again) trains nothing:
+        it takes that trial's result, at once or when that trial ends."""
+        import optuna
+
+        while self.budget.allows_another():
+            trial = self.study.ask()
+            self.budget.take()
+            variant, point = space.suggest(trial, self.spec)
+            same = next((t for t in self.study.get_trials(deepcopy=False)
+                         if t.number != trial.number and t.params == trial.params
+                         and t.user_attrs.get("same_as") is None), None)
+            if same is None:
+                return self._pending(trial, variant, point)
+            trial.set_user_attr("same_as", same.number)
+            if same.state == optuna.trial.TrialState.RUNNING:
+                self.duplicates.setdefault(same.number, []).append(trial)
+            else:
+                self._tell_duplicate(trial, same.state, same.value)
+        return None
+
+    def _tell_duplicate(self, trial, state, value) -> None:
+        import optuna
+
+        trial.set_user_attr("model_epochs", 0)
+        if state == optuna.trial.TrialState.COMPLETE:
+            self.study.tell(trial, value)
+        else:
+            self.study.tell(trial, state=state)
+        self.budget.release(0)
+        self.log(f"trial {trial.number}: the values of trial {trial.user_attrs['same_as']}, "
+                 "whose result it takes (nothing trained)")
 
     def _pending(self, trial, variant, point) -> PendingTrial:
         pending = PendingTrial(trial, variant, point,
@@ -209,10 +243,20 @@ class _Tuner:
 
         resumed = []
         records = {r.run_id: r for r in self.store.runs()}
-        for frozen in self.study.get_trials(deepcopy=False,
-                                            states=(optuna.trial.TrialState.RUNNING,)):
+        trials = self.study.get_trials(deepcopy=False)
+        for frozen in [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]:
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
-            variant, point = space.from_params(self.spec, frozen.params)
+            same = frozen.user_attrs.get("same_as")
+            if same is not None:  # drawn with another trial's values: takes its result
+                self.budget.resume()
+                if trials[same].state == optuna.trial.TrialState.RUNNING:
+                    self.duplicates.setdefault(same, []).append(trial)
+                else:
+                    self._tell_duplicate(trial, trials[same].state, trials[same].value)
+                continue
+            # values drawn before the kill come back as they were; a kill between two
+            # draws leaves the rest to draw now
+            variant, point = space.suggest(trial, self.spec)
             pending = self._pending(trial, variant, point)
             stored = [records.get(run.run_id) for run in pending.runs]
             if all(r is not None and r.finished for r in stored):
@@ -253,6 +297,8 @@ class _Tuner:
         while len(joining) < places and len(self.waiting) < self.size and \
                 self.budget.allows_another():
             pending = self._ask()
+            if pending is None:
+                break
             if structure_of(self.spec, pending) == structure:
                 joining.append(pending)
             else:
@@ -272,7 +318,10 @@ class _Tuner:
         self.waiting = self._resumed()
         while True:
             while len(self.waiting) < self.size and self.budget.allows_another():
-                self.waiting.append(self._ask())
+                pending = self._ask()
+                if pending is None:
+                    break
+                self.waiting.append(pending)
             if not self.waiting:
                 break
             structure = structure_of(self.spec, self.waiting[0])
@@ -327,6 +376,8 @@ class _Tuner:
         else:
             self.study.tell(trial, state=states[outcome.state])
         self.budget.release(outcome.model_epochs)
+        for duplicate in self.duplicates.pop(trial.number, []):
+            self._tell_duplicate(duplicate, states[outcome.state], outcome.value)
         self.store.set_meta("tuning_wall_time", self.budget.wall)
         if outcome.state == "complete":
             better = self.best is None or (
@@ -352,8 +403,11 @@ class _Tuner:
         used = sum(t.user_attrs.get("model_epochs", 0) for t in trials)
         full = self.spec.tune.seeds * self.spec.training.epochs
         saved = sum(full - t.user_attrs.get("model_epochs", full) for t in trials
-                    if t.state == optuna.trial.TrialState.PRUNED)
-        return {"trials": count, "asked": len(trials), "model_epochs": int(used),
+                    if t.state == optuna.trial.TrialState.PRUNED
+                    and t.user_attrs.get("same_as") is None)
+        same = sum(t.user_attrs.get("same_as") is not None for t in trials)
+        return {"trials": count, "asked": len(trials), "same_values": same,
+                "model_epochs": int(used),
                 "pruning_saved": int(saved), "wall_time": self.budget.wall,
                 "population_size": self.size, "journal": JOURNAL}
 
