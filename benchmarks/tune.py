@@ -15,7 +15,7 @@ It prints each search's wall time, trials (complete, pruned), model-epochs and b
 validation value, then the ratio of the wall times.
 
     python benchmarks/tune.py [--study examples/tune.toml] [--trials 32] [--epochs 6]
-                              [--threads 1] [--no-sequential]
+                              [--batch 0] [--threads 1] [--no-sequential]
 """
 
 from __future__ import annotations
@@ -31,14 +31,17 @@ import torch
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tune.toml"
 
 
-def with_budget(text: str, trials: int, epochs: int, sampler: str | None = None) -> str:
-    """The study file with a budget of ``trials`` trials of ``epochs`` epochs."""
+def with_budget(text: str, trials: int, epochs: int, sampler: str | None = None,
+                batch: int = 0) -> str:
+    """The study file with a budget of ``trials`` trials of ``epochs`` epochs (``batch``
+    trials per population; 0: reglab's choice)."""
     text = re.sub(r"^model_epochs\s*=.*$", "", text, flags=re.M)
     text = re.sub(r"^wall_time\s*=.*$", "", text, flags=re.M)
     text = re.sub(r"^trials\s*=.*$", "", text, flags=re.M)
     text = re.sub(r"^epochs\s*=.*$", f"epochs = {epochs}", text, flags=re.M)
     text = re.sub(r"^confirm_seeds\s*=.*$", "confirm_seeds = 2", text, flags=re.M)
-    text = text.replace("[tune]\n", f"[tune]\ntrials = {trials}\n", 1)
+    text = re.sub(r"^batch\s*=.*$", "", text, flags=re.M)
+    text = text.replace("[tune]\n", f"[tune]\ntrials = {trials}\nbatch = {batch}\n", 1)
     if sampler is not None:
         text = re.sub(r"^sampler\s*=.*$", f'sampler = "{sampler}"', text, flags=re.M)
     return text
@@ -46,14 +49,13 @@ def with_budget(text: str, trials: int, epochs: int, sampler: str | None = None)
 
 def population_search(study_file: Path, out: Path) -> dict:
     """reglab's tuning; returns its summary (wall time of the tuning alone)."""
-    from reglab.study import run_study
+    from reglab.study.runner import run_study
     from reglab.tune.runner import journal_path
 
     store = run_study(study_file, out, log=lambda *_: None)
     summary = store.get_meta("tuning")
     store.close()
     import optuna
-
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -134,6 +136,8 @@ def main() -> None:
     parser.add_argument("--study", type=Path, default=EXAMPLE)
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=0,
+                        help="trials per population (default 0: reglab's choice, 48 on a CPU)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-sequential", action="store_true",
                         help="skip the one-trial-at-a-time search (the slow one)")
@@ -146,9 +150,11 @@ def main() -> None:
         searches = {}
         for name, sampler in (("population", None), ("random", "random")):
             study_file = tmp / f"{name}.toml"
-            study_file.write_text(with_budget(text, args.trials, args.epochs, sampler))
+            study_file.write_text(with_budget(text, args.trials, args.epochs, sampler,
+                                              args.batch))
             searches[name] = population_search(study_file, tmp / name)
         print(f"{args.study.name}: {args.trials} trials × up to {args.epochs} epochs, "
+              f"{args.batch or 'up to 48'} trials per population, "
               f"{torch.get_num_threads()} thread(s)")
         print(line("population at a time (its sampler)", searches["population"]))
         print(line("population at a time, random search", searches["random"]))
