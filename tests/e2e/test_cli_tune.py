@@ -376,3 +376,69 @@ def test_a_trial_killed_between_two_draws_keeps_the_first_and_draws_the_rest(tmp
     resumed = journal_trials(out)[trial.number]
     assert resumed.state.name == "COMPLETE" and resumed.params["variant"] == wanted
     assert len(resumed.params) > 1  # its values, drawn on the rerun
+
+
+GRID_STUDY = STUDY.replace('''[variants.l2]
+kernel_regularizer = { type = "L2", l2 = { log = [1e-5, 1e-1] } }
+learning_rate = { log = [1e-3, 1e-1] }
+[variants.dropout]
+dropout = { linear = [0.0, 0.6] }
+''', '''[variants.sgd]
+optimizer = { type = "SGD" }
+learning_rate = LRS
+dropout = [0.0, 0.3]
+''')
+
+
+def test_a_grid_is_searched_to_its_end_and_no_further(tmp_path):
+    study = write_study(tmp_path, 'trials = 10\nsampler = "grid"\npruner = "none"\n'
+                        'confirm_seeds = 2\nvariants = ["sgd"]',
+                        study=GRID_STUDY.replace("LRS", "[0.01, 0.1]"))
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    trials = journal_trials(out)
+    assert len(trials) == 4  # the grid's 2 × 2 points, each once
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+
+
+def test_a_used_up_space_ends_the_asking_under_an_epoch_budget(tmp_path):
+    """Only two distinct trials exist; a model-epoch budget that trials drawn again never
+    spend does not keep the sampler asking for ever."""
+    study = write_study(tmp_path, 'model_epochs = 300\nsampler = "random"\npruner = "none"\n'
+                        'confirm_seeds = 2\nvariants = ["baseline", "sgd"]',
+                        study=GRID_STUDY.replace("LRS", "0.05").replace(
+                            "dropout = [0.0, 0.3]\n", ""))
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "the search space is used up" in result.output
+    trained = [t for t in journal_trials(out) if "same_as" not in t.user_attrs]
+    assert len(trained) == 2
+
+
+def test_diverging_trials_are_stored_and_the_tuning_goes_on(tmp_path):
+    """A learning rate of 1e38 diverges in its first epoch: that trial is stored as
+    diverged and failed in Optuna (it reported nothing), the other is confirmed. When every
+    trial diverges, the run says there is nothing to confirm."""
+    study = write_study(tmp_path, 'trials = 4\nsampler = "grid"\npruner = "none"\n'
+                        'confirm_seeds = 2\nvariants = ["sgd"]\nbatch = 4',
+                        study=GRID_STUDY.replace("LRS", "[1e38, 0.05]"))
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    trials = journal_trials(out)
+    bad = [t for t in trials if t.params["sgd:learning_rate"] == 1e38]
+    assert bad and all(t.state.name == "FAIL" and t.user_attrs["diverged"] for t in bad)
+    runs = store_runs(out)
+    assert {runs[r][0] for r in runs if "learning_rate=1e+38" in r and
+            r.startswith("trial=")} == {"diverged"}
+    assert any(r.startswith("sgd[learning_rate=0.05") for r in runs)  # the confirmation
+    only_bad = write_study(tmp_path, 'trials = 2\nsampler = "grid"\npruner = "none"\n'
+                           'confirm_seeds = 2\nvariants = ["sgd"]',
+                           study=GRID_STUDY.replace("LRS", "1e38"))
+    result = CliRunner().invoke(main, ["run", str(only_bad), "--out", str(tmp_path / "bad"),
+                                       "--quiet", "--no-report"])
+    assert result.exit_code == 2
+    assert "no trial completed" in result.output
+    assert all(t.state.name == "FAIL" for t in journal_trials(tmp_path / "bad"))

@@ -116,6 +116,8 @@ class Population:
         self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
         self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
         self._removed: set[int] = set()
+        #: members whose state was freed for good (discard_members)
+        self._discarded: set[int] = set()
         #: during fit: the epoch of the call at which a member added mid-call joined (its
         #: early stopping counts its own epochs from there)
         self._joined: dict[int, int] = {}
@@ -183,7 +185,7 @@ class Population:
                 result.status, result.diverged_at = "diverged", at
             for member_id in self._removed:
                 self.results[member_id].status = "removed"
-            self._park(sorted(set(self._diverged) | self._removed))
+            self._park(sorted((set(self._diverged) | self._removed) - self._discarded))
         self.stop_requested.clear()
         flush = self.flush_denormal and self.device.type == "cpu"
         flushing_before = denormals.flushing() if flush else None
@@ -253,7 +255,8 @@ class Population:
                 "names": list(self.plan.names), "seeds": list(self.plan.seeds),
                 "members": self.state.members, "optimizer_values": self.state.optimizer_values,
                 "parked": self._parked, "results": self.results, "diverged": self._diverged,
-                "removed": self._removed, "joined": self._joined}
+                "removed": self._removed, "joined": self._joined,
+                "discarded": self._discarded}
 
     def _resume(self, checkpoint: dict) -> int:
         """Takes a :meth:`checkpoint`'s state; returns the epoch to train next."""
@@ -278,6 +281,7 @@ class Population:
         self.results = checkpoint["results"]
         self._diverged = checkpoint["diverged"]
         self._removed = checkpoint["removed"]
+        self._discarded = checkpoint.get("discarded", set())
         self._joined = checkpoint["joined"]
         return int(checkpoint["epoch"]) + 1
 
@@ -297,6 +301,8 @@ class Population:
         snapshot when they restore best weights) and records where they diverged."""
         for p in (~finite).nonzero().flatten().tolist():
             member_id = self.state.member_ids[p]
+            # epochs counted from the member's own start (one added mid-fit joined later)
+            epoch = epoch - self._joined.get(member_id, 0)
             self._diverged[member_id] = (epoch, step)
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", (epoch, step)
@@ -324,7 +330,8 @@ class Population:
             if take:
                 snapshot_positions.append(p)
             if halt:
-                result.status, result.stopped_epoch = "stopped_early", epoch
+                result.status = "stopped_early"
+                result.stopped_epoch = epoch - self._joined.get(member_id, 0)
                 stop.add(member_id)
         self.state.snapshot(snapshot_positions)
         return stop
@@ -404,6 +411,9 @@ class Population:
         if not isinstance(member_id, int) or not 0 <= member_id < self.size:
             raise ConfigError(f"Population.member_weights: 'member_id' must be an int in "
                               f"[0, {self.size - 1}]. Got {member_id!r}.")
+        if member_id in self._discarded:
+            raise ConfigError(f"Population.member_weights: member {member_id} was discarded "
+                              "(discard_members): its weights are gone.")
         if member_id in self._parked:
             return {k: t.clone() for k, t in self._parked[member_id]["tensors"]["weights"].items()}
         return self.state.member_weights(member_id)
@@ -442,6 +452,9 @@ class Population:
         """Sets some or all of one member's weights, keyed as :meth:`weight_keys`, in Keras's
         layouts; shapes are checked before anything changes."""
         self._check_member("set_member_weights", member_id)
+        if member_id in self._discarded:
+            raise ConfigError(f"Population.set_member_weights: member {member_id} was "
+                              "discarded (discard_members).")
         known = set(self.weight_keys())
         for key in weights:
             if key not in known:
@@ -506,6 +519,28 @@ class Population:
         for member_id in member_ids:
             self._removed.add(self._check_member("remove_members", member_id))
 
+    def discard_members(self, member_ids: Sequence[int]) -> None:
+        """Frees, for good, the state of members whose training is over (stopped early,
+        stopped by an observer, diverged or removed, now or in an earlier call): their
+        weights, optimizer state and averages are dropped (their results keep their
+        history), and no later call reads or trains them. For loops that keep adding members
+        to one population (a tuning's trials), whose ended members would otherwise be kept
+        to the end of ``fit``. Call it from an observer's ``on_epoch_complete`` or between
+        calls."""
+        member_ids = [self._check_member("discard_members", m) for m in member_ids]
+        for member_id in member_ids:
+            if member_id not in self._parked and member_id not in self._discarded and \
+                    member_id in self.state.member_ids and self._epoch is not None:
+                raise ConfigError(f"Population.discard_members: member {member_id} is still "
+                                  "training. Expected members whose training is over.")
+        for member_id in member_ids:
+            self._parked.pop(member_id, None)
+            self._discarded.add(member_id)
+            self.results[member_id].weights = None
+        present = [p for p, m in enumerate(self.state.member_ids) if m not in self._discarded]
+        if len(present) != self.state.size:  # between calls: drop their rows too
+            self.state.keep(present)
+
     def copy_member(self, source_id: int, target_id: int) -> None:
         """Population-based training's exploit step: member ``target_id`` takes member
         ``source_id``'s training state (weights, optimizer slots and step count, early-stopping
@@ -516,7 +551,8 @@ class Population:
         for member_id in (source_id, target_id):
             self._check_member("copy_member", member_id)
             if member_id in self._parked or member_id in self._removed or \
-                    member_id in self._diverged or member_id not in self.state.member_ids:
+                    member_id in self._diverged or member_id in self._discarded or \
+                    member_id not in self.state.member_ids:
                 raise ConfigError(f"Population.copy_member: member {member_id} is not training "
                                   f"(stopped, diverged or removed). Members training: "
                                   f"{self.state.member_ids}.")

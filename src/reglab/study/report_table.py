@@ -231,6 +231,8 @@ def tuning_summary(summary: dict | None, spec) -> str:
         rule = "the best on validation" if chosen["rule"] == "best" else (
             f"the 1-SE rule (SE {chosen['standard_error']:.4f}; the best was trial "
             f"{chosen['best_number']})")
+        if chosen.get("note"):
+            rule += f"; {chosen['note']}"
         lines.append(f"chosen: trial {chosen['number']} by {rule}: {chosen['variant']}"
                      f"{f' ({point})' if point else ''}, {spec.tune.objective} "
                      f"{chosen['value']:.4f}; confirmed on fresh seeds "

@@ -665,6 +665,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             if not split:
                 checker.add("data.validation_split: a tuning study chooses its trials on the "
                             "validation split; expected a validation_split > 0. Got 0.")
+            if tune.model_epochs is not None and epochs is not None and \
+                    tune.model_epochs < tune.seeds * epochs:
+                checker.add(f"tune.model_epochs: one trial takes {tune.seeds} seed(s) × "
+                            f"{epochs} epochs = {tune.seeds * epochs} model-epochs; expected a "
+                            f"budget of at least that. Got {tune.model_epochs}.")
 
     if checker.problems:
         raise StudySpecError(str(path), checker.problems)

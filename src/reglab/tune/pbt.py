@@ -97,6 +97,9 @@ class PBTScheduler:
             return
         scored = []
         for entry in trials:
+            if any(population.results[m].status != "running" or m in population.stop_requested
+                   for m in entry.member_ids):
+                continue  # ending now (stopped early, diverged): neither copied nor copying
             values = [logs_by_member[m].get(objective) for m in entry.member_ids
                       if m in logs_by_member]
             values = [v for v in values if v is not None and math.isfinite(v)]

@@ -25,9 +25,18 @@ from reglab.storage import RunRecord
 from reglab.study.plan import is_trial_run
 from reglab.tune import space
 from reglab.tune.selection import select
-from reglab.tune.trainer import PendingTrial, TrialOutcome, TrialPopulation, structure_of
+from reglab.tune.spec import MAX_TRIALS
+from reglab.tune.trainer import (
+    PendingTrial,
+    TrialOutcome,
+    TrialPopulation,
+    objective_key,
+    structure_of,
+)
 
 JOURNAL = "optuna.journal"
+#: trials in a row drawn with values already tried after which the space counts as used up
+MAX_REPEATS = 100
 #: members per population the batch size aims at when ``[tune] batch`` is 0: the engine's
 #: throughput per model levels off around this width on a CPU (benchmarks/population.py);
 #: a GPU keeps gaining well beyond it
@@ -77,9 +86,26 @@ def make_sampler(spec, asked: int = 0):
         # by its independent sampler, as Optuna does
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if tune.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid_space(spec), seed=seed)
+        return _GridSampler(space.grid_space(spec), seed=seed)
     # TPE with the constant liar: the trials of a batch are asked before any is told
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _grid_sampler_class():
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler, without its ``study.stop()`` when the grid is used up
+        (which only works inside ``study.optimize``; the budget stops the asking here)."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return GridSampler
+
+
+def _GridSampler(*args, **kwargs):  # noqa: N802 - a class made on first use (Optuna's import)
+    return _grid_sampler_class()(*args, **kwargs)
 
 
 def make_pruner(spec):
@@ -132,7 +158,7 @@ class Budget:
 
     def allows_another(self) -> bool:
         tune = self.tune
-        if tune.trials is not None and self.asked >= tune.trials:
+        if self.asked >= (tune.trials if tune.trials is not None else MAX_TRIALS):
             return False
         if self.grid is not None and self.asked >= self.grid:
             return False
@@ -157,6 +183,13 @@ class Budget:
 def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> None:
     """Runs (or resumes) the tuning of ``spec`` into ``store``, then ``confirm(plan)``s the
     chosen trial (the runner trains the plan like a grid study's)."""
+    if not fresh and not journal_path(store.directory).is_file() and trial_records(store):
+        from reglab.errors import StoreError
+
+        raise StoreError(f"{journal_path(store.directory)}: the tuning's Optuna journal is "
+                         "missing, but the store holds its trials' runs; without it the "
+                         "tuning cannot go on (its trials would be asked again). Restore the "
+                         "file, or start over with --restart.")
     study = open_study(spec, store.directory, fresh)
     if data.y_val is not None:
         study.set_user_attr("validation_samples", int(len(data.y_val)))
@@ -189,6 +222,7 @@ class _Tuner:
         self.store, self.study, self.log = store, study, log
         self.budget = Budget(spec, study, float(store.get_meta("tuning_wall_time", 0.0) or 0.0))
         self.waiting: list[PendingTrial] = []  # asked, not yet trained
+        self.exhausted = False  # the sampler keeps drawing values already tried
         #: trial number -> trials drawn with its values, told its result when it ends
         self.duplicates: dict[int, list] = {}
         self.best: float | None = None
@@ -200,20 +234,28 @@ class _Tuner:
         it takes that trial's result, at once or when that trial ends."""
         import optuna
 
-        while self.budget.allows_another():
+        repeats = 0
+        while self.budget.allows_another() and repeats < MAX_REPEATS:
             trial = self.study.ask()
             self.budget.take()
             variant, point = space.suggest(trial, self.spec)
+            if self.spec.tune.scheduler == "pbt":  # exploring makes equal starts differ
+                return self._pending(trial, variant, point)
             same = next((t for t in self.study.get_trials(deepcopy=False)
                          if t.number != trial.number and t.params == trial.params
                          and t.user_attrs.get("same_as") is None), None)
             if same is None:
                 return self._pending(trial, variant, point)
+            repeats += 1
             trial.set_user_attr("same_as", same.number)
             if same.state == optuna.trial.TrialState.RUNNING:
                 self.duplicates.setdefault(same.number, []).append(trial)
             else:
                 self._tell_duplicate(trial, same.state, same.value)
+        if repeats >= MAX_REPEATS:
+            self.exhausted = True
+            self.log(f"tuning: the sampler drew only values already tried in {MAX_REPEATS} "
+                     "trials in a row: the search space is used up; no more trials are asked")
         return None
 
     def _tell_duplicate(self, trial, state, value) -> None:
@@ -243,17 +285,11 @@ class _Tuner:
 
         resumed = []
         records = {r.run_id: r for r in self.store.runs()}
-        trials = self.study.get_trials(deepcopy=False)
-        for frozen in [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]:
+        running = self.study.get_trials(deepcopy=False,
+                                        states=(optuna.trial.TrialState.RUNNING,))
+        repeats = [t for t in running if t.user_attrs.get("same_as") is not None]
+        for frozen in [t for t in running if t.user_attrs.get("same_as") is None]:
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
-            same = frozen.user_attrs.get("same_as")
-            if same is not None:  # drawn with another trial's values: takes its result
-                self.budget.resume()
-                if trials[same].state == optuna.trial.TrialState.RUNNING:
-                    self.duplicates.setdefault(same, []).append(trial)
-                else:
-                    self._tell_duplicate(trial, trials[same].state, trials[same].value)
-                continue
             # values drawn before the kill come back as they were; a kill between two
             # draws leaves the rest to draw now
             variant, point = space.suggest(trial, self.spec)
@@ -263,7 +299,19 @@ class _Tuner:
                 self._tell_stored(pending, stored)
             else:
                 self.budget.resume()
+                pending.reported = frozenset(frozen.intermediate_values)
                 resumed.append(pending)
+        # trials drawn with another's values take its result, read now (it may have been
+        # told just above)
+        trials = self.study.get_trials(deepcopy=False)
+        for frozen in repeats:
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            same = trials[frozen.user_attrs["same_as"]]
+            self.budget.resume()
+            if same.state == optuna.trial.TrialState.RUNNING:
+                self.duplicates.setdefault(same.number, []).append(trial)
+            else:
+                self._tell_duplicate(trial, same.state, same.value)
         if resumed:
             self.log(f"resuming: {len(resumed)} interrupted trial(s) train again with the "
                      "values they were given")
@@ -273,12 +321,12 @@ class _Tuner:
         statuses = {r.status for r in records}
         epochs = sum(r.epochs_run for r in records)
         if statuses & {"failed", "diverged"}:
-            state = "failed"
+            state = "diverged" if "diverged" in statuses else "failed"
         elif "pruned" in statuses:
             state = "pruned"
         else:
             state = "complete"
-        values = [r.metrics.get(self.spec.tune.objective) for r in records]
+        values = [r.metrics.get(objective_key(self.spec.tune.objective)) for r in records]
         value = None
         if state == "complete":
             if all(v is not None and math.isfinite(v) for v in values):
@@ -295,7 +343,7 @@ class _Tuner:
         for pending in joining:
             self.waiting.remove(pending)
         while len(joining) < places and len(self.waiting) < self.size and \
-                self.budget.allows_another():
+                self.budget.allows_another() and not self.exhausted:
             pending = self._ask()
             if pending is None:
                 break
@@ -317,7 +365,8 @@ class _Tuner:
             self.spec, self.device, _parameters(probe, self.spec))
         self.waiting = self._resumed()
         while True:
-            while len(self.waiting) < self.size and self.budget.allows_another():
+            while len(self.waiting) < self.size and self.budget.allows_another() and \
+                    not self.exhausted:
                 pending = self._ask()
                 if pending is None:
                     break
@@ -338,9 +387,12 @@ class _Tuner:
 
                 scheduler = PBTScheduler(self.spec)
             population = TrialPopulation(self.spec, self.data, self.device, self._refill,
-                                         self._tell, self.store.record_epochs,
-                                         self._start, scheduler)
+                                         self._tell, self._rows, self._start, scheduler)
             population.train(batch)
+
+    def _rows(self, rows) -> None:
+        self.store.record_epochs(rows)
+        self.store.set_meta("tuning_wall_time", self.budget.wall)  # a kill keeps it
 
     def _start(self, runs) -> None:
         ids = [run.run_id for run in runs]
@@ -353,31 +405,38 @@ class _Tuner:
         import optuna
 
         if seed_values is None:
-            seed_values = [o.metrics.get(self.spec.tune.objective) for o in outcome.outcomes]
-
-        records = {r.run_id: r for r in self.store.runs()}
-        if outcome.outcomes:
-            self.store.finish_runs([dataclasses.replace(
-                records[o.run_id], status=o.status, best_epoch=o.best_epoch,
-                stopped_epoch=o.stopped_epoch, epochs_run=o.epochs_run, metrics=o.metrics,
-                wall_time=o.wall_time, error=o.error) for o in outcome.outcomes])
+            key = objective_key(self.spec.tune.objective)
+            seed_values = [o.metrics.get(key) for o in outcome.outcomes]
         trial = outcome.pending.trial
+        # the trial's attributes first: a kill before the tell leaves them for the rerun
         trial.set_user_attr("model_epochs", int(outcome.model_epochs))
         trial.set_user_attr("seed_values", [None if v is None or not math.isfinite(v)
                                             else float(v) for v in seed_values])
         if outcome.schedule is not None:
             trial.set_user_attr("schedule", outcome.schedule)
             trial.set_user_attr("copies", outcome.copies)
+        if outcome.outcomes:
+            self.store.finish_runs([dataclasses.replace(
+                self.store.run(o.run_id), status=o.status, best_epoch=o.best_epoch,
+                stopped_epoch=o.stopped_epoch, epochs_run=o.epochs_run, metrics=o.metrics,
+                wall_time=o.wall_time, error=o.error) for o in outcome.outcomes])
         states = {"complete": optuna.trial.TrialState.COMPLETE,
                   "pruned": optuna.trial.TrialState.PRUNED,
                   "failed": optuna.trial.TrialState.FAIL}
-        if outcome.state == "complete":
+        state = outcome.state
+        if state == "diverged":
+            # a diverged trial counts as pruned at its last value when it reported one, so
+            # that the sampler learns to avoid its region (a failed trial teaches TPE nothing)
+            trial.set_user_attr("diverged", True)
+            frozen = self.study.get_trials(deepcopy=False)[trial.number]
+            state = "pruned" if frozen.intermediate_values else "failed"
+        if state == "complete":
             self.study.tell(trial, outcome.value)
         else:
-            self.study.tell(trial, state=states[outcome.state])
+            self.study.tell(trial, state=states[state])
         self.budget.release(outcome.model_epochs)
         for duplicate in self.duplicates.pop(trial.number, []):
-            self._tell_duplicate(duplicate, states[outcome.state], outcome.value)
+            self._tell_duplicate(duplicate, states[state], outcome.value)
         self.store.set_meta("tuning_wall_time", self.budget.wall)
         if outcome.state == "complete":
             better = self.best is None or (

@@ -10,6 +10,7 @@ validation split, ``sqrt(p (1 - p) / n)``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ class Chosen:
     rule: str  # 'best', or 'one_se' with the SE used
     best_number: int
     standard_error: float | None = None
+    #: why the 1-SE rule, asked for, did not apply ('' otherwise)
+    note: str = ""
 
     @property
     def label(self) -> str:
@@ -37,10 +40,11 @@ class Chosen:
         return {"number": self.number, "variant": self.variant,
                 "point": [[p, v] for p, v in self.point], "value": self.value,
                 "rule": self.rule, "best_number": self.best_number,
-                "standard_error": self.standard_error}
+                "standard_error": self.standard_error, "note": self.note}
 
 
-def standard_error(trial, validation_samples: int | None) -> float | None:
+def standard_error(trial, validation_samples: int | None, objective: str = "val_accuracy"
+                   ) -> float | None:
     values = trial.user_attrs.get("seed_values") or []
     values = [v for v in values if v is not None and math.isfinite(v)]
     if len(values) >= 2:
@@ -48,9 +52,10 @@ def standard_error(trial, validation_samples: int | None) -> float | None:
         variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
         return math.sqrt(variance / len(values))
     p = trial.value
-    if validation_samples and 0.0 <= p <= 1.0:
+    proportion = objective.removeprefix("val_").endswith(("accuracy", "acc"))
+    if proportion and validation_samples and 0.0 <= p <= 1.0:
         return math.sqrt(p * (1.0 - p) / validation_samples)
-    return None
+    return None  # one seed of a loss: no standard error to go by
 
 
 def select(spec, study) -> Chosen | None:
@@ -67,11 +72,14 @@ def select(spec, study) -> Chosen | None:
     chosen = Chosen(best.number, variant, point, best.value, "best", best.number)
     if spec.tune.select != "one_se":
         return chosen
-    se = standard_error(best, study.user_attrs.get("validation_samples"))
+    se = standard_error(best, study.user_attrs.get("validation_samples"), spec.tune.objective)
     strength = spec.tune.one_se
     name = space.param_name(variant, strength)
-    if se is None or name not in best.params:
-        return chosen  # the rule cannot apply: the best trial is confirmed
+    if se is None or name not in best.params:  # the rule cannot apply: the best is confirmed
+        why = (f"the best trial's variant, {variant}, does not search {strength}"
+               if name not in best.params else
+               "no standard error: one seed per trial of an objective that is not an accuracy")
+        return dataclasses.replace(chosen, note=f"the 1-SE rule did not apply ({why})")
     within = [t for t in complete if name in t.params and sign * (best.value - t.value) <= se
               and t.params.get(space.VARIANT_PARAM, variant) == variant]
     pick = max(within, key=lambda t: (t.params[name], sign * t.value))

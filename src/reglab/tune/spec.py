@@ -152,8 +152,10 @@ def search_dimension(value: Any, path: str, where: str, problems: list[str]
             problems.append(f"{where}: a list of choices holds numbers, strings or booleans, "
                             f"at least one. Got {value!r}.")
             return None
-        if len({repr(v) for v in value}) != len(value):
-            problems.append(f"{where}: the choices must be distinct. Got {value!r}.")
+        # as Optuna compares them: 1, 1.0 and true are one choice
+        if len({v if isinstance(v, str) else float(v) for v in value}) != len(value):
+            problems.append(f"{where}: the choices must be distinct (1, 1.0 and true are one "
+                            f"value). Got {value!r}.")
             return None
         return SearchDimension(path, "choice", choices=tuple(value))
     kinds = [k for k in RANGE_KINDS if k in value]
@@ -193,7 +195,12 @@ def search_dimension(value: Any, path: str, where: str, problems: list[str]
         return None
     from reglab.study.sweeps import sweep_values
 
-    return SearchDimension(path, "choice", choices=sweep_values(value, where, problems))
+    points = sweep_values(value, where, problems)
+    if len(set(points)) != len(points):
+        problems.append(f"{where}: a grid of n = {n} points between equal bounds repeats one "
+                        f"value. Got {value!r}; use a single value or n = 1.")
+        return None
+    return SearchDimension(path, "choice", choices=points)
 
 
 def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: list[str],
@@ -300,9 +307,14 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
         _check_pbt(raw, out, variants, candidates, add)
     elif "pbt" in raw:
         add("tune.pbt: used only with scheduler = 'pbt'. Got pbt without it.")
+    if "pruner_warmup" in raw and out.get("pruner", "median") == "none":
+        add("tune.pruner_warmup: there is no pruner to warm up (pruner = 'none'"
+            f"{' under population-based training' if scheduler == 'pbt' else ''}). Got "
+            f"pruner_warmup = {raw['pruner_warmup']!r}.")
     if out.get("select") == "one_se":
         strength = raw.get("one_se")
-        searched = {d.path for c in candidates for d in variants[c] if not d.kind == "choice"}
+        searched = {d.path for c in candidates for d in variants[c]
+                    if d.kind != "choice" or all(is_number(v) for v in d.choices)}
         if not isinstance(strength, str) or strength not in searched:
             add("tune.one_se: the 1-SE rule picks the strongest regularization within one "
                 "standard error of the best; expected the path of a searched strength "

@@ -37,6 +37,9 @@ class PendingTrial:
     variant: str
     point: tuple
     runs: list[RunSpec]
+    #: steps Optuna holds already (a trial trained again after a kill): not reported again,
+    #: and not pruned before it is past them (its pruner decided on them the first time)
+    reported: frozenset = frozenset()
 
     @property
     def number(self) -> int:
@@ -45,7 +48,7 @@ class PendingTrial:
 
 @dataclasses.dataclass
 class TrialOutcome:
-    """How a trial ended: ``state`` is 'complete', 'pruned' or 'failed'; ``value`` the
+    """How a trial ended: ``state`` is 'complete', 'pruned', 'diverged' or 'failed'; ``value`` the
     objective of its kept weights (the mean over its seeds; None unless complete)."""
 
     pending: PendingTrial
@@ -66,10 +69,19 @@ class _Running:
     pruned: bool = False
     failed: str | None = None
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    #: each member's last objective (a seed that stopped early keeps counting with it)
+    last: dict = dataclasses.field(default_factory=dict)
 
 
 def structure_of(spec, pending: PendingTrial) -> str:
     return pending.runs[0].structure_key(spec)
+
+
+def objective_key(objective: str) -> str:
+    """The log a trial is scored on: the objective, except that ``val_loss`` is scored
+    without the penalty (``val_data_loss``): Keras's ``val_loss`` adds the regularizers'
+    penalty, which would make every penalty strength look worse by itself."""
+    return "val_data_loss" if objective == "val_loss" else objective
 
 
 class TrialPopulation:
@@ -117,6 +129,13 @@ class TrialPopulation:
         self.population.fit(x_fit, data.y_train, batch_size=spec.training.batch_size,
                             epochs=_OPEN_ENDED, validation_data=(x_val, data.y_val),
                             augment=augment, observers=[self])
+        # fit ends without an epoch's end when every member left diverged in one epoch
+        for entry in list(self.running):
+            if any(population_result.status == "diverged" for population_result in
+                   (self.population.results[m] for m in entry.member_ids)):
+                entry.failed = "diverged"
+            self.running.remove(entry)
+            self.on_end(self._outcome(entry))
 
     # -- membership -------------------------------------------------------------------
     def _join(self, trials: list[PendingTrial], first_id: int) -> None:
@@ -140,7 +159,8 @@ class TrialPopulation:
         population = self.population
         self.on_rows([(self.run_of[m].run_id, population.results[m].epochs_run - 1, logs)
                       for m, logs in logs_by_member.items()])
-        objective, epochs = self.tune.objective, self.spec.training.epochs
+        objective = objective_key(self.tune.objective)
+        epochs = self.spec.training.epochs
         for entry in self.running:
             results = [population.results[m] for m in entry.member_ids]
             if any(r.status == "diverged" for r in results):
@@ -149,13 +169,18 @@ class TrialPopulation:
             for m in present:  # a member's own epochs are done: it stops
                 if population.results[m].epochs_run >= epochs:
                     population.stop_requested.add(m)
-            values = [logs_by_member[m].get(objective) for m in present]
-            values = [v for v in values if v is not None and math.isfinite(v)]
-            if entry.failed or not values:
+                value = logs_by_member[m].get(objective)
+                if value is not None and math.isfinite(value):
+                    entry.last[m] = value
+            if entry.failed or not present or not entry.last:
                 continue
             step = max(population.results[m].epochs_run for m in present) - 1
-            entry.pending.trial.report(float(np.mean(values)), step)
-            still = [m for m in present if m not in population.stop_requested]
+            if step in entry.pending.reported or step <= max(entry.pending.reported,
+                                                             default=-1):
+                continue  # told before a kill: the pruner decided on it then
+            entry.pending.trial.report(float(np.mean(list(entry.last.values()))), step)
+            still = [m for m in present if m not in population.stop_requested
+                     and population.results[m].status == "running"]
             if still and entry.pending.trial.should_prune():
                 entry.pruned = True
                 population.stop_requested.update(still)
@@ -175,6 +200,10 @@ class TrialPopulation:
             self.running = [e for e in self.running if e not in ended]
             for entry in ended:
                 self.on_end(self._outcome(entry))
+                # its weights are read and stored: the engine keeps nothing more of it
+                population.discard_members(entry.member_ids)
+        if self.scheduler is not None:
+            return  # population-based training's trials all start together, none joins
         free = self.capacity - sum(len(e.member_ids) for e in self.running)
         per_trial = len(self.spec.tune.trial_seeds)
         if free >= per_trial:
@@ -196,13 +225,20 @@ class TrialPopulation:
 
         alone = Population(members, loss=self.spec.training.loss,
                            metrics=self.spec.training.metrics, device=self.device)
+        lineage = None
+        if self.scheduler is not None:  # evaluated with the values it trained with last
+            from reglab.tune.pbt import set_values
+
+            lineage = self.scheduler.lineages[entry.pending.number]
         for i, m in enumerate(entry.member_ids):
             alone.set_member_weights(i, population.member_weights(m))
+            if lineage is not None:
+                set_values(alone, i, lineage.values)
         metrics = final_metrics(alone, self.data, self.x_fit, self.x_val, self.x_test)
         wall = time.perf_counter() - entry.started
         epochs = self.spec.training.epochs
         if entry.failed:
-            state = "failed"
+            state = "diverged" if entry.failed == "diverged" else "failed"
         elif entry.pruned:
             state = "pruned"
         else:
@@ -225,15 +261,15 @@ class TrialPopulation:
                 error="a member of the trial diverged" if status == "failed" else None))
         value = None
         if state == "complete":
-            values = [metrics[i].get(self.tune.objective) for i in range(len(runs))]
+            key = objective_key(self.tune.objective)
+            values = [metrics[i].get(key) for i in range(len(runs))]
             if all(v is not None and math.isfinite(v) for v in values):
                 value = float(np.mean(values))
             else:
                 state = "failed"
         model_epochs = sum(r.epochs_run for r in results)
         schedule = copies = None
-        if self.scheduler is not None:
-            lineage = self.scheduler.lineages[entry.pending.number]
+        if lineage is not None:
             schedule, copies = lineage.schedule(), lineage.copies
         return TrialOutcome(entry.pending, state, value, outcomes, model_epochs, schedule,
                             copies)

@@ -70,3 +70,35 @@ def test_copy_refuses_members_that_are_not_training():
     population.fit(x, y, batch_size=16, epochs=1)
     with pytest.raises(ConfigError, match="member 1 is not training"):
         population.copy_member(0, 1)
+
+
+class StopAndDiscard:
+    """Stops member 0 after its first epoch and frees it once it is parked."""
+
+    def on_train_begin(self, population):
+        self.population = population
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 0:
+            self.population.stop_requested.add(0)
+            with pytest.raises(ConfigError, match="still training"):
+                self.population.discard_members([0])
+
+    def on_epoch_complete(self, epoch):
+        if epoch == 0:
+            self.population.discard_members([0])
+
+
+def test_a_discarded_member_is_freed_and_the_others_train_on_unchanged():
+    x, y = data()
+    alone = Population([member(0.001, 1e-1)]).fit(x, y, batch_size=16, epochs=3)
+    population = Population([member(0.01, 1e-3), member(0.001, 1e-1)])
+    result = population.fit(x, y, batch_size=16, epochs=3, observers=[StopAndDiscard()])
+    assert result.members[0].epochs_run == 1 and result.members[0].weights is None
+    np.testing.assert_array_equal(result.members[1].history["loss"],
+                                  alone.members[0].history["loss"])
+    with pytest.raises(ConfigError, match="discarded"):
+        population.member_weights(0)
+    with pytest.raises(ConfigError, match="not training"):
+        population.copy_member(1, 0)
+    assert population.member_weights(1)  # the other one is still there
