@@ -10,6 +10,13 @@ def load_model(filepath):
     return _load(filepath)
 
 
+def model_from_json(json_string):
+    """A model from ``model.to_json()``'s JSON (architecture only, new weights)."""
+    from reglab.models.saving import model_from_json as _from_json
+
+    return _from_json(json_string)
+
+
 def save_model(model, filepath):
     """Saves ``model`` to one file (the same as ``model.save(filepath)``)."""
     from reglab.models.saving import save_model as _save
@@ -17,4 +24,4 @@ def save_model(model, filepath):
     _save(model, filepath)
 
 
-__all__ = ["Sequential", "load_model", "save_model"]
+__all__ = ["Sequential", "load_model", "model_from_json", "save_model"]

@@ -363,19 +363,41 @@ def _from_entry(entry, classes: dict[str, type], kind: str, where: str):
     return _construct(cls, config, f"{where} ({entry['class_name']})")
 
 
-def _model_from_config(path: str, document: dict[str, Any]):
+def sequential_from_config(config: Any, where: str):
+    """A new Sequential from its config (``get_config()``, or the ``config`` of a saved
+    model's or ``to_json``'s document); every problem names its place."""
     from reglab.models.sequential import Sequential
 
-    config = document["config"]
-    stack = [_from_entry(entry, _LAYERS, "layer class", f"load_model: {path}: layers[{i}]")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ConfigError(f"{where}: expected a config with a 'layers' list. Got {config!r}.")
+    stack = [_from_entry(entry, _LAYERS, "layer class", f"{where}: layers[{i}]")
              for i, entry in enumerate(config["layers"])]
     try:
-        if config["input_shape"] is not None:
+        if config.get("input_shape") is not None:
             stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
-        model = Sequential(stack, trainable=bool(config.get("trainable", True)),
-                           name=config["name"], seed=config["seed"])
+        return Sequential(stack, trainable=bool(config.get("trainable", True)),
+                          name=config.get("name"), seed=config.get("seed"))
     except ConfigError as error:
-        raise ConfigError(f"load_model: {path}: {error}") from error
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def model_from_json(json_string: str):
+    """A new model from :meth:`Sequential.to_json`'s JSON (architecture only)."""
+    where = "model_from_json"
+    try:
+        document = json.loads(json_string)
+    except (TypeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{where}: expected JSON text. Got invalid content ({error}).") \
+            from None
+    if not isinstance(document, dict) or document.get("class_name") != "Sequential":
+        got = document.get("class_name") if isinstance(document, dict) else document
+        raise ConfigError(f"{where}: expected a Sequential model's JSON "
+                          f"({{'class_name': 'Sequential', 'config': ...}}). Got {got!r}.")
+    return sequential_from_config(document.get("config"), where)
+
+
+def _model_from_config(path: str, document: dict[str, Any]):
+    model = sequential_from_config(document["config"], f"load_model: {path}")
     compile_config = document.get("compile_config")
     if compile_config is not None:
         optimizer = _from_entry(compile_config["optimizer"], _OPTIMIZERS, "optimizer",

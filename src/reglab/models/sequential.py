@@ -261,6 +261,97 @@ class Sequential:
 
         return predict(self, x, batch_size, steps)
 
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One gradient step on one batch; returns that batch's loss (and metrics), as
+        Keras 3 does (computed in the step, before the update; not accumulated)."""
+        from reglab.models.training import train_on_batch
+
+        return train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics of one batch in inference mode."""
+        from reglab.models.training import evaluate
+
+        return evaluate(self, x, y, max(len(x), 1) if hasattr(x, "__len__") else None, 0,
+                        sample_weight, return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs of one batch in inference mode (a NumPy array)."""
+        from reglab.models.training import predict
+
+        return predict(self, x, max(len(x), 1) if hasattr(x, "__len__") else None)
+
+    # -- Keras's model attributes ------------------------------------------------------------
+    @property
+    def losses(self) -> list:
+        """The weight penalties of every layer at the current weights, as Keras's
+        ``model.losses``: for each layer in order, each regularized weight's penalty (a
+        scalar tensor; ``sum(model.losses)`` is what training adds to the data loss).
+        Activity penalties depend on a batch and are part of the training loss only."""
+        import torch
+
+        out = []
+        if self._population is None and (self._input_shape is None or not self._layers):
+            return out
+        weights = self._build().member_weights(0)
+        for index, name in self._weight_keys():
+            regularizer = getattr(self._layers[index], f"{name}_regularizer", None)
+            if regularizer is not None:
+                out.append(regularizer(weights[(index, name)].to(torch.float32)))
+        return out
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by ``name`` or by ``index`` (Keras's rules and messages)."""
+        if index is not None and name is not None:
+            raise ValueError("Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if len(self._layers) <= index:
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model "
+                                 f"only has {len(self._layers)} layers.")
+            return self._layers[index]
+        if name is not None:
+            for layer in self._layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: "
+                             f"{[layer.name for layer in self._layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    @property
+    def input_shape(self) -> tuple:
+        """``(None, *shape)`` of the input, as Keras (the model must know its input)."""
+        if self._input_shape is None:
+            raise AttributeError("Sequential: the model has no defined input yet (give the "
+                                 "first layer input_shape=..., start with reglab.Input, or "
+                                 "call fit).")
+        return (None, *self._input_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        """``(None, *shape)`` of the output."""
+        self.input_shape  # noqa: B018 - the same error without an input
+        return (None, *self._build().plan.output_shape)
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as JSON (layers with their regularizers and constraints; no
+        weights), for :func:`reglab.models.model_from_json`; ``kwargs`` go to ``json.dumps``."""
+        import json
+
+        from reglab.models.saving import model_to_config
+
+        document = model_to_config(self)
+        return json.dumps({"class_name": "Sequential", "config": document["config"],
+                           "module": "reglab"}, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        """A new model from :meth:`get_config`'s dict (or ``to_json``'s ``config``)."""
+        from reglab.models.saving import sequential_from_config
+
+        return sequential_from_config(config, "Sequential.from_config")
+
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed,
                 "input_shape": None if self._input_shape is None else list(self._input_shape),

@@ -225,11 +225,48 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
     if verbose:
         steps = math.ceil(len(x) / (batch_size or 32))
         print(f"{steps}/{steps} - {format_logs(keras_logs)}")
+    return _result(model, keras_logs, return_dict)
+
+
+def _result(model, keras_logs: dict, return_dict: bool):
+    """What Keras's evaluate and *_on_batch return: the logs, the loss alone without
+    metrics, else ``[loss, *metrics]`` in the compiled order."""
     if return_dict:
         return keras_logs
     if not model.metrics_names:
         return keras_logs["loss"]
     return [keras_logs["loss"]] + [keras_logs[name] for name in model.metrics_names]
+
+
+def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
+    """One optimizer step on one batch, as Keras 3's ``train_on_batch``: the loss (penalties
+    included) and metrics of that batch, computed in the step's forward pass (metrics do
+    not accumulate across calls). Weight averages (EMA, SWA) are not applied, as Keras
+    applies them at the end of ``fit`` only."""
+    x, y, sample_weight = fit_data.resolve_eval_inputs("train_on_batch", x, y, sample_weight,
+                                                       None)
+    if y is None:
+        raise ConfigError("train_on_batch: expected targets y. Got None.")
+    if class_weight is not None:
+        sample_weight = fit_data.class_weights_to_sample_weights(y, class_weight,
+                                                                 sample_weight)
+    population = _ensure_ready(model, np.shape(x))
+    population.reset_divergence()
+    learning_rate = model.optimizer.learning_rate
+    if population.hyperparameter(0, "learning_rate") != learning_rate:  # changed by the user
+        population.set_hyperparameter(0, "learning_rate", learning_rate)
+    # one epoch of one unshuffled batch: the member's random streams go on from the epochs
+    # it has trained, as they would in fit
+    result = population.fit(x, y, batch_size=max(len(x), 1), epochs=1, shuffle=False,
+                            sample_weight=sample_weight, finalize=False)
+    member = result.members[0]
+    if member.status == "diverged":
+        warnings.warn("train_on_batch: the loss became NaN or infinite; the weights are those "
+                      "before the batch. Lower the learning rate or the penalties.",
+                      stacklevel=3)
+    logs = {key: values[-1] for key, values in member.history.items() if values}
+    keras_logs, model._last_penalty_logs = _keras_logs(logs)
+    return _result(model, keras_logs, return_dict)
 
 
 def predict(model, x, batch_size, steps=None):

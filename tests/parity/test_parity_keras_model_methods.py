@@ -1,0 +1,127 @@
+"""Keras 3's model methods, side by side with Keras itself (torch backend): ``losses``,
+``train_on_batch`` / ``test_on_batch`` / ``predict_on_batch``, ``get_layer``,
+``input_shape`` / ``output_shape`` and the JSON round trip, from the same weights."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+
+keras = pytest.importorskip("keras")
+# Keras's own NumPy 2 deprecation notices, not ours
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+
+def pair(optimizer: str = "sgd"):
+    """The same network in Keras and in reglab, with Keras's initial weights in both."""
+    def build(api):
+        r = api.regularizers
+        return api.Sequential([
+            api.Input((5,)),
+            api.layers.Dense(6, activation="relu", kernel_regularizer=r.L2(0.05),
+                             bias_regularizer=r.L1(0.02), name="hidden"),
+            api.layers.Dense(4, activation="tanh", kernel_regularizer=r.L1L2(0.01, 0.03),
+                             name="middle"),
+            api.layers.Dense(3, activation="softmax", kernel_regularizer=r.L1(0.04),
+                             name="output"),
+        ])
+    keras.utils.set_random_seed(3)
+    theirs, ours = build(keras), build(reglab)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        opt = {"sgd": api.optimizers.SGD(learning_rate=0.1),
+               "adam": api.optimizers.Adam(learning_rate=0.01)}[optimizer]
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    ours.set_weights([w + 0.1 for w in theirs.get_weights()])  # biases away from zero
+    theirs.set_weights([w + 0.1 for w in theirs.get_weights()])
+    return theirs, ours
+
+
+def batches(count=4, size=16):
+    rng = np.random.default_rng(0)
+    return [(rng.normal(size=(size, 5)).astype("float32"), rng.integers(0, 3, size))
+            for _ in range(count)]
+
+
+def test_losses_are_keras_s_weight_penalties():
+    theirs, ours = pair()
+    expected = [float(loss) for loss in theirs.losses]
+    assert len(expected) == 4  # kernel and bias of the first layer, then one kernel each
+    np.testing.assert_allclose([float(loss) for loss in ours.losses], expected, rtol=1e-6)
+    x, y = batches(1)[0]
+    theirs.train_on_batch(x, y)
+    ours.train_on_batch(x, y)
+    np.testing.assert_allclose([float(loss) for loss in ours.losses],
+                               [float(loss) for loss in theirs.losses], rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_train_on_batch_returns_keras_s_values_step_after_step(optimizer):
+    theirs, ours = pair(optimizer)
+    for x, y in batches():
+        expected = theirs.train_on_batch(x, y)
+        got = ours.train_on_batch(x, y)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    x, y = batches(1)[0]
+    weights = np.linspace(0.5, 1.5, len(y)).astype("float32")
+    assert ours.train_on_batch(x, y, sample_weight=weights, return_dict=True) == \
+        pytest.approx(theirs.train_on_batch(x, y, sample_weight=weights, return_dict=True),
+                      rel=1e-5)
+
+
+def test_test_and_predict_on_batch_match_keras():
+    theirs, ours = pair()
+    x, y = batches(1)[0]
+    np.testing.assert_allclose(ours.test_on_batch(x, y), theirs.test_on_batch(x, y),
+                               rtol=1e-6)
+    assert ours.test_on_batch(x, y, return_dict=True) == pytest.approx(
+        theirs.test_on_batch(x, y, return_dict=True), rel=1e-6)
+    got = ours.predict_on_batch(x)
+    assert isinstance(got, np.ndarray) and got.shape == (16, 3)
+    np.testing.assert_allclose(got, theirs.predict_on_batch(x), rtol=1e-5, atol=1e-7)
+
+
+def test_get_layer_and_shapes_as_keras():
+    theirs, ours = pair()
+    assert ours.input_shape == theirs.input_shape == (None, 5)
+    assert ours.output_shape == theirs.output_shape == (None, 3)
+    assert ours.get_layer("middle") is ours.layers[1]
+    assert ours.get_layer(index=-1) is ours.layers[-1]
+    for args in ({}, {"name": "nope"}, {"index": 7}, {"name": "hidden", "index": 0}):
+        with pytest.raises(ValueError) as expected:
+            theirs.get_layer(**args)
+        with pytest.raises(ValueError) as got:
+            ours.get_layer(**args)
+        assert str(got.value) == str(expected.value)
+
+
+def test_to_json_and_back_keeps_the_architecture_and_its_regularizers():
+    _, ours = pair()
+    text = ours.to_json()
+    again = reglab.models.model_from_json(text)
+    assert [type(a).__name__ for a in again.layers] == [type(a).__name__ for a in ours.layers]
+    assert [layer.get_config() for layer in again.layers] == \
+        [layer.get_config() for layer in ours.layers]
+    again.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    again.set_weights(ours.get_weights())
+    x, _ = batches(1)[0]
+    np.testing.assert_array_equal(again.predict(x, verbose=0), ours.predict(x, verbose=0))
+    np.testing.assert_allclose([float(v) for v in again.losses],
+                               [float(v) for v in ours.losses])
+    assert reglab.Sequential.from_config(ours.get_config()).get_config() == ours.get_config()
+    with pytest.raises(reglab.errors.ConfigError, match="model_from_json: expected a "
+                                                        "Sequential"):
+        reglab.models.model_from_json('{"class_name": "Functional"}')
+    with pytest.raises(reglab.errors.ConfigError, match="layers\\[0\\]"):
+        reglab.models.model_from_json('{"class_name": "Sequential", "config": {"layers": '
+                                      '[{"class_name": "Dense", "config": {"units": -1}}]}}')
