@@ -215,6 +215,19 @@ class Sequential:
         keys = self._weight_keys()
         self._population.set_member_weights(0, dict(zip(keys, weights)))
 
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Writes the weights in Keras 3's ``.weights.h5`` layout (Keras loads the file)."""
+        from reglab.models import weights_file
+
+        weights_file.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
+        """Reads weights saved by Keras 3 or reglab (``.weights.h5``, or a ``.keras``
+        archive's weights), checked layer by layer before anything changes."""
+        from reglab.models import weights_file
+
+        weights_file.load_weights(self, filepath, skip_mismatch)
+
     def count_params(self) -> int:
         return int(sum(w.size for w in self.get_weights()))
 
