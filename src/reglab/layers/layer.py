@@ -15,7 +15,6 @@ broadcasts over both forms.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from reglab import mixed_precision
 from reglab import regularizers as regularizers_module
 from reglab.errors import ConfigError, did_you_mean
+from reglab.utils.naming import snake_case  # noqa: F401 - re-exported
 
 Value = float | torch.Tensor
 Shape = tuple[int, ...]
@@ -75,12 +75,6 @@ def per_member(value: Value, ndim: int) -> Value:
     if isinstance(value, torch.Tensor):
         return value.view(-1, *([1] * (ndim - 1)))
     return value
-
-
-def snake_case(name: str) -> str:
-    """Keras's layer-name rule: ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def check_rate(owner: str, name: str, value: Any, upper_open: bool = True) -> float:

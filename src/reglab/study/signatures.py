@@ -72,3 +72,44 @@ def classes(kind: str) -> dict[str, tuple[str, ...]]:
             args += [a for a in LAYER_BASE_ARGUMENTS if a not in args]
         result[name] = tuple(args)
     return result
+
+
+def _literal_defaults(node: ast.ClassDef) -> dict[str, object] | None:
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            args = item.args
+            positional = args.posonlyargs + args.args
+            pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+            pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+            out = {}
+            for arg, default in pairs:
+                try:
+                    out[arg.arg] = ast.literal_eval(default)
+                except ValueError:
+                    continue  # not a literal: no default to compare with
+            return out
+    return None
+
+
+@functools.cache
+def defaults(kind: str) -> dict[str, dict[str, object]]:
+    """``{class name: {argument: default}}`` for the constructor arguments of ``kind``'s
+    classes whose defaults are literals (``units``-like required arguments have none)."""
+    found: dict[str, dict | None] = {}
+    bases: dict[str, list[str]] = {}
+    for pattern in SOURCES[kind]:
+        for path in sorted(_PACKAGE.glob(pattern)):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                if isinstance(node, ast.ClassDef):
+                    found[node.name] = _literal_defaults(node)
+                    bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
+
+    def resolve(name: str) -> dict:
+        own = found.get(name)
+        if own is not None:
+            return own
+        for base in bases.get(name, []):
+            if base in found:
+                return resolve(base)
+        return {}
+    return {name: resolve(name) for name in classes(kind)}

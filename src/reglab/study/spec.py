@@ -71,7 +71,7 @@ MAX_SEEDS = 10_000
 MAX_VARIANT_NAME = 64
 #: a variant's name: no spaces, and none of the characters a run's name is made with
 VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
-MODEL_KEYS = ("input_shape", "layers")
+MODEL_KEYS = ("input_shape", "layers", "keras", "factory")
 TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size", "precision")
 STATS_KEYS = ("min_effect",)
 #: [training] precision -> the Keras dtype policy of the hidden layers (the output layer
@@ -339,6 +339,31 @@ def _collect_sweeps(checker, where: str, node: Any, path: str, out: list) -> Any
     return node
 
 
+def _model_from_source(checker: _Checker, path: Path, model_raw: dict):
+    """``(where, (input shape or None, layers))`` of ``[model] keras`` or ``factory``."""
+    from reglab.study import model_source
+
+    if "keras" in model_raw:
+        value = model_raw["keras"]
+        where = "model.keras"
+        if not isinstance(value, str) or not value.endswith(".keras"):
+            checker.add(f"{where}: expected a path to a .keras file. Got {value!r}.")
+            return where, (None, [])
+        candidate = path.parent / value if not Path(value).is_absolute() else Path(value)
+        if not candidate.is_file():
+            checker.add(f"{where}: no file at {str(candidate)!r}.")
+            return where, (None, [])
+        return f"{where} ({value})", model_source.from_keras_file(
+            candidate, f"{where} ({value})", checker.problems)
+    value = model_raw["factory"]
+    where = "model.factory"
+    if not isinstance(value, str):
+        checker.add(f"{where}: expected 'package.module:function'. Got {value!r}.")
+        return where, (None, [])
+    return f"{where} ({value})", model_source.from_factory(value, path.parent, where,
+                                                           checker.problems)
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -592,6 +617,21 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
 
     model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
     shape_raw = model_raw.get("input_shape")
+    layers_raw = model_raw.get("layers")
+    layers_where = "model.layers"
+    sources = [k for k in ("layers", "keras", "factory") if k in model_raw]
+    if len(sources) > 1:
+        checker.add(f"model: expected one of 'layers', 'keras' (a .keras file) or 'factory' "
+                    f"('package.module:function'). Got {', '.join(sources)}.")
+    elif sources and sources[0] != "layers":
+        layers_where, (file_shape, converted) = _model_from_source(checker, path, model_raw)
+        layers_raw = [{"type": type_, **args} for type_, args in converted] or None
+        if shape_raw is None and file_shape is not None:
+            shape_raw = list(file_shape)
+        elif shape_raw is not None and file_shape is not None and \
+                tuple(shape_raw) != tuple(file_shape):
+            checker.add(f"model.input_shape: the model of {layers_where} takes "
+                        f"{list(file_shape)}. Got {shape_raw!r}; remove model.input_shape.")
     input_shape: tuple[int, ...] = ()
     if "model" not in raw:
         pass  # reported as a missing section
@@ -602,17 +642,18 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     else:
         input_shape = tuple(shape_raw)
     layers: list[LayerSpec] = []
-    layers_raw = model_raw.get("layers")
-    if "model" not in raw:
+    if "model" not in raw or len(sources) > 1:
         pass
     elif not isinstance(layers_raw, list) or not layers_raw:
-        checker.add(f"model.layers: expected a non-empty list of layer tables. Got {layers_raw!r}.")
+        if layers_where == "model.layers":
+            checker.add(f"model.layers: expected a non-empty list of layer tables. "
+                        f"Got {layers_raw!r}.")
     else:
         for i, node in enumerate(layers_raw):
-            checked = checker.typed(f"model.layers[{i}]", node, "layer")
+            checked = checker.typed(f"{layers_where}[{i}]", node, "layer")
             if checked is not None:
                 args = {k: v for k, v in checked.items() if k != "type"}
-                _check_layer_args(checker, f"model.layers[{i}]", args)
+                _check_layer_args(checker, f"{layers_where}[{i}]", args)
                 layers.append(LayerSpec(checked["type"], args))
 
     training_raw = checker.keys("training", raw.get("training", {}), TRAINING_KEYS)
