@@ -15,7 +15,7 @@ It prints each search's wall time, trials (complete, pruned), model-epochs and b
 validation value, then the ratio of the wall times.
 
     python benchmarks/tune.py [--study examples/tune.toml] [--trials 32] [--epochs 6]
-                              [--batch 0] [--threads 1] [--no-sequential]
+                              [--batch 0] [--threads 1] [--device cpu] [--no-sequential]
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ def with_budget(text: str, trials: int, epochs: int, sampler: str | None = None,
     return text
 
 
-def population_search(study_file: Path, out: Path) -> dict:
+def population_search(study_file: Path, out: Path, device: str = "cpu") -> dict:
     """reglab's tuning; returns its summary (wall time of the tuning alone)."""
     from reglab.study.runner import run_study
     from reglab.tune.runner import journal_path
 
-    store = run_study(study_file, out, log=lambda *_: None)
+    store = run_study(study_file, out, device=device, log=lambda *_: None)
     summary = store.get_meta("tuning")
     store.close()
     import optuna
@@ -82,7 +82,7 @@ class _Pruning:
             self.population.stop_requested.add(0)
 
 
-def sequential_search(study_file: Path) -> dict:
+def sequential_search(study_file: Path, device: str = "cpu") -> dict:
     """The same search, one trial at a time: ``study.optimize`` with an objective that trains
     one model, as an Optuna user writes it."""
     import optuna
@@ -101,7 +101,8 @@ def sequential_search(study_file: Path) -> dict:
         variant, point = space.suggest(trial, spec)
         (run,) = space.trial_runs(spec, trial.number, variant, point)
         model = Population([build_member(spec, run, tuple(spec.input_shape))],
-                           loss=spec.training.loss, metrics=spec.training.metrics)
+                           loss=spec.training.loss, metrics=spec.training.metrics,
+                           device=device)
         pruning = _Pruning(trial, spec.tune.objective)
         result = model.fit(data.x_train, data.y_train, batch_size=spec.training.batch_size,
                            epochs=spec.training.epochs,
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0,
                         help="trials per population (default 0: reglab's choice, 48 on a CPU)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-sequential", action="store_true",
                         help="skip the one-trial-at-a-time search (the slow one)")
     args = parser.parse_args()
@@ -152,15 +154,15 @@ def main() -> None:
             study_file = tmp / f"{name}.toml"
             study_file.write_text(with_budget(text, args.trials, args.epochs, sampler,
                                               args.batch))
-            searches[name] = population_search(study_file, tmp / name)
+            searches[name] = population_search(study_file, tmp / name, args.device)
         print(f"{args.study.name}: {args.trials} trials × up to {args.epochs} epochs, "
               f"{args.batch or 'up to 48'} trials per population, "
-              f"{torch.get_num_threads()} thread(s)")
+              f"{torch.get_num_threads()} thread(s), {args.device}")
         print(line("population at a time (its sampler)", searches["population"]))
         print(line("population at a time, random search", searches["random"]))
         if args.no_sequential:
             return
-        sequential = sequential_search(tmp / "population.toml")
+        sequential = sequential_search(tmp / "population.toml", args.device)
         print(line("one trial at a time (its sampler)", sequential))
         ratio = sequential["wall_time"] / searches["population"]["wall_time"]
         print(f"tuning at {args.trials} trials: {ratio:.2f}× less wall time a population at a "
