@@ -302,8 +302,10 @@ def test_a_schedule_sets_its_values_from_its_epochs_on():
     from reglab.regularizers import L2
     from reglab.tune.pbt import ScheduleObserver
 
+    dropout = Dropout(0.1)
+    dropout.inserted_by = "dropout"  # as a study's `dropout` puts it in (study/build.py)
     population = Population([Member([Dense(4, input_shape=(3,), kernel_regularizer=L2(0.1)),
-                                      Dropout(0.1), Dense(2, activation="softmax")],
+                                      dropout, Dense(2, activation="softmax")],
                                      Adam(0.01), seed=0)])
     seen = []
 
@@ -442,3 +444,26 @@ def test_diverging_trials_are_stored_and_the_tuning_goes_on(tmp_path):
     assert result.exit_code == 2
     assert "no trial completed" in result.output
     assert all(t.state.name == "FAIL" for t in journal_trials(tmp_path / "bad"))
+
+
+def test_pbt_sets_the_variant_s_dropout_not_the_base_model_s_own(tmp_path):
+    """PBT's `dropout` is the rate of the Dropout layers the variant puts in; a Dropout of
+    the base model keeps its rate."""
+    from reglab.engine import Population
+    from reglab.study.build import build_member
+    from reglab.study.plan import RunSpec
+    from reglab.study.spec import parse_study
+    from reglab.tune.pbt import set_values
+
+    study = write_study(tmp_path, 'trials = 2\nscheduler = "pbt"\nvariants = ["dropout"]',
+                        study=STUDY.replace(
+                            'layers = [{ type = "Dense", units = 8, activation = "relu" },',
+                            'layers = [{ type = "Dense", units = 8, activation = "relu" },\n'
+                            '          { type = "Dropout", rate = 0.1 },'))
+    spec = parse_study(study)
+    run = RunSpec("dropout", (("dropout", 0.2),), 0, {"dropout": 0.2})
+    population = Population([build_member(spec, run, (6,))])
+    set_values(population, 0, {"dropout": 0.45})
+    rates = {name: population.hyperparameter(0, name)
+             for name in population.hyperparameter_names() if name.endswith(".rate")}
+    assert sorted(rates.values()) == [0.1, 0.45]

@@ -92,7 +92,9 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
         if layer.type in WEIGHT_LAYERS and i != last_weight:
             if changes.get("batch_norm"):
                 built.append(layers_module.BatchNormalization())
-            built.append(layers_module.Dropout(float(changes.get("dropout", 0.0))))
+            inserted = layers_module.Dropout(float(changes.get("dropout", 0.0)))
+            inserted.inserted_by = "dropout"  # the variant's, not the base model's own
+            built.append(inserted)
     policy = PRECISIONS[spec.training.precision]
     if policy != "float32":
         built = _with_precision(built, policy, explicit)

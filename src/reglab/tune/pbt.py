@@ -40,10 +40,10 @@ def engine_names(population, path: str) -> list[str]:
     if path in _OPTIMIZER:
         return [_OPTIMIZER[path]]
     suffix = _ENGINE_SUFFIX[path]
-    names = population.hyperparameter_names()
-    if path == "dropout":
-        return [n for n in names if n.endswith(suffix) and n.startswith("dropout")]
-    return [n for n in names if n.endswith(suffix)]
+    if path == "dropout":  # the Dropout layers the variant's `dropout` puts in, only
+        return [f"{lp.canonical_name}{suffix}" for lp in population.plan.layers
+                if getattr(lp.layer, "inserted_by", None) == "dropout"]
+    return [n for n in population.hyperparameter_names() if n.endswith(suffix)]
 
 
 def set_values(population, member_id: int, values: dict) -> None:

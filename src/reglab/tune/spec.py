@@ -368,6 +368,9 @@ def _check_pbt(raw: dict, out: dict, variants: dict, candidates: list[str], add)
         add(f"tune.pruner: population-based training replaces pruning; expected none. "
             f"Got {raw['pruner']!r}.")
     out["pruner"] = "none"
+    if raw.get("batch", 0):
+        add("tune.batch: population-based training trains all its 'trials' at once; "
+            f"expected no batch. Got {raw['batch']!r}.")
     if raw.get("select", "best") != "best":
         add("tune.select: population-based training confirms its best trial's schedule; "
             f"expected 'best'. Got {raw['select']!r}.")
