@@ -41,33 +41,45 @@ def _arguments(node: ast.ClassDef) -> list[str] | None:
 
 
 @functools.cache
-def classes(kind: str) -> dict[str, tuple[str, ...]]:
-    """``{class name: constructor argument names}`` of the public classes of ``kind``."""
-    found: dict[str, list[str] | None] = {}
+def _class_nodes(kind: str) -> tuple[dict[str, ast.ClassDef], dict[str, list[str]]]:
+    """Every class defined in ``kind``'s sources (private bases too, for an inherited
+    ``__init__``) and each one's bases."""
+    nodes: dict[str, ast.ClassDef] = {}
     bases: dict[str, list[str]] = {}
     paths = [path for pattern in SOURCES[kind] for path in sorted(_PACKAGE.glob(pattern))]
     for path in paths:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.ClassDef):  # private bases too, for inherited __init__
-                found[node.name] = _arguments(node)
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                nodes[node.name] = node
                 bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
+    return nodes, bases
 
-    def resolve(name: str) -> list[str]:
-        own = found.get(name)
-        if own is not None:
-            return own
+
+def _inherited(kind: str, read):
+    """``{class name: read(its node)}``, a class without its own ``__init__`` taking its
+    nearest base's (``read`` returns None for a class without one)."""
+    nodes, bases = _class_nodes(kind)
+    own = {name: read(node) for name, node in nodes.items()}
+
+    def resolve(name: str):
+        if own.get(name) is not None:
+            return own[name]
         for base in bases.get(name, []):
-            if base in found:
+            if base in own:
                 return resolve(base)
-        return []
+        return None
+    return {name: resolve(name) for name in nodes}
 
+
+@functools.cache
+def classes(kind: str) -> dict[str, tuple[str, ...]]:
+    """``{class name: constructor argument names}`` of the public classes of ``kind``."""
     result = {}
-    for name in found:
+    for name, arguments in _inherited(kind, _arguments).items():
         if name.startswith("_") or name in ("Layer", "Optimizer", "Regularizer", "Constraint",
                                             "Input", "Initializer"):
             continue
-        args = [a for a in resolve(name) if a != "kwargs"]
+        args = [a for a in (arguments or []) if a != "kwargs"]
         if kind == "layer":
             args += [a for a in LAYER_BASE_ARGUMENTS if a not in args]
         result[name] = tuple(args)
@@ -95,21 +107,5 @@ def _literal_defaults(node: ast.ClassDef) -> dict[str, object] | None:
 def defaults(kind: str) -> dict[str, dict[str, object]]:
     """``{class name: {argument: default}}`` for the constructor arguments of ``kind``'s
     classes whose defaults are literals (``units``-like required arguments have none)."""
-    found: dict[str, dict | None] = {}
-    bases: dict[str, list[str]] = {}
-    for pattern in SOURCES[kind]:
-        for path in sorted(_PACKAGE.glob(pattern)):
-            for node in ast.parse(path.read_text(encoding="utf-8")).body:
-                if isinstance(node, ast.ClassDef):
-                    found[node.name] = _literal_defaults(node)
-                    bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
-
-    def resolve(name: str) -> dict:
-        own = found.get(name)
-        if own is not None:
-            return own
-        for base in bases.get(name, []):
-            if base in found:
-                return resolve(base)
-        return {}
-    return {name: resolve(name) for name in classes(kind)}
+    found = _inherited(kind, _literal_defaults)
+    return {name: found.get(name) or {} for name in classes(kind)}
