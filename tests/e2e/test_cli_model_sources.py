@@ -61,6 +61,15 @@ def make_keras_model():
 
 def broken():
     raise RuntimeError("no GPU here")
+
+def empty():
+    return reglab.Sequential([reglab.Input((6,))])
+
+def plain():  # the first layer says the input; no activation; L1L2's l2 left at 0
+    return reglab.Sequential([
+        reglab.layers.Dense(8, input_shape=(6,),
+                            kernel_regularizer=reglab.regularizers.L1L2(l1=0.001)),
+        reglab.layers.Dense(3)])
 '''
 
 
@@ -84,6 +93,53 @@ def test_a_factory_gives_the_study_of_the_same_layers_in_toml(tmp_path):
                                        "--quiet", "--no-report"])
     assert result.exit_code == 0, result.output
     assert "dropout" in result.output and "l2" in result.output
+
+
+def test_defaults_written_out_by_a_factory_are_left_out(tmp_path):
+    spec = parse_study(write(tmp_path, '[model]\nfactory = "factories:plain"\n'))
+    reference = parse_study(write(tmp_path, """
+[model]
+input_shape = [6]
+layers = [{ type = "Dense", units = 8, kernel_regularizer = { type = "L1L2", l1 = 0.001 } },
+          { type = "Dense", units = 3 }]
+"""))
+    assert spec.layers == reference.layers
+    assert spec.fingerprint() == reference.fingerprint()
+
+
+CNN_TOML = """
+[model]
+input_shape = [8, 8, 1]
+layers = [{ type = "Conv2D", filters = 4, kernel_size = 3, activation = "relu", padding = "same" },
+          { type = "MaxPooling2D" },
+          { type = "SpatialDropout2D", rate = 0.1 },
+          { type = "Flatten" },
+          { type = "Dense", units = 3, activation = "softmax", kernel_constraint = { type = "MaxNorm", max_value = 3.0 } }]
+"""
+
+
+def test_a_keras_cnn_file_is_the_same_study_as_its_toml(tmp_path):
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.SpatialDropout2D(0.1),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax",
+                           kernel_constraint=keras.constraints.MaxNorm(3.0)),
+    ])
+    model.save(tmp_path / "cnn.keras")
+    spec = parse_study(write(tmp_path, '[model]\nkeras = "cnn.keras"\n'))
+    reference = parse_study(write(tmp_path, CNN_TOML))
+    assert spec.layers == reference.layers and spec.input_shape == (8, 8, 1)
+    assert spec.fingerprint() == reference.fingerprint()
+    mixed = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, dtype="mixed_float16")])
+    mixed.save(tmp_path / "mixed.keras")
+    with pytest.raises(StudySpecError) as error:
+        parse_study(write(tmp_path, '[model]\nkeras = "mixed.keras"\n'))
+    assert any("(Dense).dtype: the dtype policy 'mixed_float16'" in p
+               for p in error.value.problems)
 
 
 def test_a_keras_model_file_and_a_keras_factory_give_the_same_study(tmp_path):
@@ -121,6 +177,10 @@ def test_a_keras_model_file_and_a_keras_factory_give_the_same_study(tmp_path):
      "model.input_shape: the model of model.factory (factories:make_model) takes [6]"),
     ('[model]\nfactory = "factories:make_model"\nlayers = []\n',
      "model: expected one of 'layers', 'keras'"),
+    ('[model]\nfactory = "factories:make_model"\ninput_shape = 6\n',
+     "model.input_shape: expected a list of positive ints"),
+    ('[model]\nfactory = "factories:empty"\n',
+     "model.factory (factories:empty): expected a model with at least one layer"),
 ])
 def test_bad_model_sources_name_their_place(tmp_path, section, expected):
     with pytest.raises(StudySpecError) as error:
@@ -137,7 +197,7 @@ def test_a_keras_file_with_what_reglab_lacks_is_refused_layer_by_layer(tmp_path)
                                    keras.layers.Dense(3)])
     sequential.save(tmp_path / "recurrent.keras")
     for name, expected in (("functional", "expected a Sequential model. Got 'Functional'"),
-                           ("recurrent", "layers[1]: reglab has no layer 'LSTM'")):
+                           ("recurrent", "layers[0]: reglab has no layer 'LSTM'")):
         with pytest.raises(StudySpecError) as error:
             parse_study(write(tmp_path, f'[model]\nkeras = "{name}.keras"\n'))
         assert any(expected in p for p in error.value.problems), error.value.problems

@@ -111,14 +111,15 @@ def save_model(model, filepath) -> None:
     _write_atomically(path, config_bytes, weights_bytes)
 
 
-def model_to_config(model) -> dict[str, Any]:
-    """The JSON document stored as ``config.json`` (see the module docstring)."""
+def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
+    """The JSON document stored as ``config.json`` (see the module docstring); ``where``
+    starts the messages of what cannot be saved."""
     from reglab.models.sequential import Sequential
 
     if not isinstance(model, Sequential):
-        raise ConfigError(f"save_model: 'model' must be a reglab Sequential. Got {model!r}.")
+        raise ConfigError(f"{where}: 'model' must be a reglab Sequential. Got {model!r}.")
     base = model.get_config()
-    layer_configs = [layer_to_config(layer, f"save_model: layers[{i}] {layer.name!r}")
+    layer_configs = [layer_to_config(layer, f"{where}: layers[{i}] {layer.name!r}")
                      for i, layer in enumerate(model.layers)]
     return {
         "format_version": FORMAT_VERSION,

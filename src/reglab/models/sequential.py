@@ -354,7 +354,7 @@ class Sequential:
 
         from reglab.models.saving import model_to_config
 
-        document = model_to_config(self)
+        document = model_to_config(self, "to_json")
         return json.dumps({"class_name": "Sequential", "config": document["config"],
                            "module": "reglab"}, **kwargs)
 

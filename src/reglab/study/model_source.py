@@ -32,7 +32,8 @@ _KERAS_DEFAULTS = {"trainable": True, "quantization_config": None, "lora_rank": 
                    "bias_regularizer": None, "kernel_regularizer": None,
                    "activity_regularizer": None, "kernel_constraint": None,
                    "bias_constraint": None, "synchronized": False, "renorm": False,
-                   "renorm_clipping": None, "renorm_momentum": 0.99}
+                   "renorm_clipping": None, "renorm_momentum": 0.99, "groups": 1,
+                   "data_format": "channels_last"}
 _SERIALIZED = ("class_name", "config")
 #: Keras's default initializers, left out (a study file does not write them either)
 _DEFAULT_INITIALIZERS = {"kernel_initializer": "GlorotUniform", "bias_initializer": "Zeros",
@@ -59,7 +60,8 @@ def from_keras_file(path: Path, where: str, problems: list[str]
 def from_keras_config(document: Any, where: str, problems: list[str]
                       ) -> tuple[tuple[int, ...] | None, list[tuple[str, dict]]]:
     """The same, from a model's serialized config (``{"class_name": "Sequential",
-    "config": {"layers": [...]}}``, Keras's or reglab's)."""
+    "config": {"layers": [...]}}``, Keras's or reglab's). Layers are numbered as the model
+    lists them, its InputLayer left out."""
     if not isinstance(document, dict) or document.get("class_name") != "Sequential":
         got = document.get("class_name") if isinstance(document, dict) else document
         problems.append(f"{where}: expected a Sequential model. Got {got!r} (models of the "
@@ -70,29 +72,68 @@ def from_keras_config(document: Any, where: str, problems: list[str]
     if not isinstance(entries, list):
         problems.append(f"{where}: expected config.layers, a list. Got {entries!r}.")
         return None, []
+    if config.get("trainable") is False:
+        problems.append(f"{where}: the model is frozen (trainable = false); a study trains "
+                        "its models. Save it trainable.")
     input_shape = None
     if config.get("input_shape"):  # reglab's own configs
-        input_shape = tuple(config["input_shape"])
+        input_shape = _shape(config["input_shape"], False, f"{where}: input_shape", problems)
     layers = []
-    for i, entry in enumerate(entries):
-        here = f"{where}: layers[{i}]"
+    position = 0
+    for entry in entries:
+        here = f"{where}: layers[{position}]"
         if not isinstance(entry, dict) or not all(k in entry for k in _SERIALIZED):
             problems.append(f"{here}: expected {{class_name, config}}. Got {entry!r}.")
+            position += 1
             continue
+        layer_config = entry["config"] if isinstance(entry["config"], dict) else {}
         if entry["class_name"] == "InputLayer":
-            shape = entry["config"].get("batch_shape") or entry["config"].get(
-                "batch_input_shape")
+            shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
             if shape:
-                input_shape = tuple(shape[1:])
+                input_shape = _shape(shape, True, f"{where}: the InputLayer's shape",
+                                     problems)
             continue
+        for key, batched in (("batch_input_shape", True), ("batch_shape", True),
+                             ("input_shape", False)):
+            if layer_config.get(key):  # Keras 2 files, reglab layers: the model's input
+                shape = _shape(layer_config[key], batched, f"{here}.{key}", problems)
+                input_shape = input_shape or shape
         if input_shape is None and isinstance(entry.get("build_config"), dict):
             built = entry["build_config"].get("input_shape")
             if built:
-                input_shape = tuple(built[1:])
+                input_shape = _shape(built, True, f"{here}: its built input shape", problems)
         converted = _layer(entry, here, problems)
         if converted is not None:
             layers.append(converted)
+        position += 1
     return input_shape, layers
+
+
+def _shape(value, batched: bool, where: str, problems: list[str]) -> tuple[int, ...] | None:
+    """A shape from a config: positive ints, after the batch axis when ``batched``."""
+    dims = list(value)[1:] if batched and isinstance(value, (list, tuple)) else value
+    if not isinstance(dims, (list, tuple)) or not dims or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        problems.append(f"{where}: expected positive dimensions (after the batch axis). Got "
+                        f"{value!r}; a study's models take inputs of one fixed shape.")
+        return None
+    return tuple(dims)
+
+
+#: arguments that are the model's input, not the layer's
+_INPUT_ARGUMENTS = ("input_shape", "batch_input_shape", "batch_shape", "input_dim")
+#: pair-valued arguments: [3, 3] is written 3
+_PAIRS = ("kernel_size", "strides", "pool_size", "dilation_rate")
+
+
+def _same(value, default) -> bool:
+    """Whether a config's value is the default: lists as tuples, a scalar as its pair."""
+    def norm(v):
+        return tuple(v) if isinstance(v, list) else v
+    value, default = norm(value), norm(default)
+    if isinstance(default, tuple) and not isinstance(value, tuple):
+        value = (value,) * len(default)
+    return value == default
 
 
 def _layer(entry: dict, where: str, problems: list[str]) -> tuple[str, dict] | None:
@@ -104,12 +145,17 @@ def _layer(entry: dict, where: str, problems: list[str]) -> tuple[str, dict] | N
         problems.append(f"{where}: reglab has no layer {type_!r}.{did_you_mean(type_, known)} "
                         f"Expected one of: {', '.join(sorted(known))}.")
         return None
+    defaults = signatures.defaults("layer")[type_]
+    config = entry["config"] if isinstance(entry["config"], dict) else {}
     args = {}
-    for key, value in entry["config"].items():
-        if (key in _KERAS_DEFAULTS and value == _KERAS_DEFAULTS[key]) or value is None:
-            continue  # a default, or an option that is off
+    for key, value in config.items():
+        if (key in _KERAS_DEFAULTS and _same(value, _KERAS_DEFAULTS[key])) or value is None \
+                or key in _INPUT_ARGUMENTS:
+            continue  # a default, an option that is off, or the model's input
         if key == "name" and re.fullmatch(rf"{snake_case(type_)}(_\d+)?", str(value)):
             continue  # an automatic name: the study names its layers itself
+        if key == "activation" and value == "linear":
+            continue  # no activation, as a study file writes it
         if isinstance(value, dict) and _DEFAULT_INITIALIZERS.get(key) == value.get(
                 "class_name") and not any(v is not None for v in
                                           (value.get("config") or {}).values()):
@@ -117,17 +163,23 @@ def _layer(entry: dict, where: str, problems: list[str]) -> tuple[str, dict] | N
         if key == "dtype":
             name = _policy_name(value)
             if name not in (None, "float32"):
-                args["dtype"] = name
+                problems.append(f"{where} ({type_}).dtype: the dtype policy {name!r}; a "
+                                "study's precision is [training] precision = \"bfloat16\" "
+                                "(hidden layers) instead. Save the model in float32.")
             continue
         if key not in known[type_]:
             problems.append(f"{where} ({type_}).{key}: reglab's {type_} has no such argument "
                             f"(value {value!r}).")
             continue
         value = _value(key, value)
-        if key in signatures.defaults("layer")[type_] and \
-                signatures.defaults("layer")[type_][key] == value:
+        if key in _PAIRS and isinstance(value, list) and len(set(value)) == 1:
+            value = value[0]
+        if key in defaults and _same(value, defaults[key]):
             continue  # reglab's default, as a study file leaves it out
         args[key] = value
+    if type_.endswith("Pooling2D") and "strides" in args and _same(
+            args["strides"], args.get("pool_size", defaults.get("pool_size"))):
+        del args["strides"]  # Keras writes strides = pool_size, its default
     return type_, args
 
 
@@ -153,11 +205,14 @@ def _value(key: str, value: Any) -> Any:
     """A Keras-serialized argument as a study file writes it."""
     if isinstance(value, dict) and "class_name" in value:
         config = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
-        if key.endswith("_regularizer"):  # Keras keeps strengths in float32: 0.001 again
+        kind = "regularizer" if key.endswith("_regularizer") else "constraint" \
+            if key.endswith("_constraint") else None
+        if kind is not None:  # Keras keeps strengths in float32: 0.001 again
+            defaults = signatures.defaults(kind).get(value["class_name"], {})
+            config = {k: _float32_shortest(v) for k, v in config.items()}
             return {"type": value["class_name"],
-                    **{k: _float32_shortest(v) for k, v in config.items()}}
-        if key.endswith("_constraint"):
-            return {"type": value["class_name"], **config}
+                    **{k: v for k, v in config.items()
+                       if not (k in defaults and _same(v, defaults[k]))}}
         return {"class_name": value["class_name"], "config": config}  # an initializer
     if isinstance(value, tuple):
         return list(value)
@@ -172,10 +227,17 @@ def from_factory(reference: str, base: Path, where: str, problems: list[str]
     if not module_name or not function_name:
         problems.append(f"{where}: expected 'package.module:function'. Got {reference!r}.")
         return None, []
-    added = str(base.resolve()) not in sys.path
+    directory = str(base.resolve())
+    added = directory not in sys.path
     if added:
-        sys.path.insert(0, str(base.resolve()))
+        sys.path.insert(0, directory)
     try:
+        # A module of that name imported before (another study's, or this file before an
+        # edit) is not reused: the factory is read from this study's directory, as it is now.
+        top = module_name.split(".")[0]
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            if _under(sys.modules[name], base) or not _is_installed(sys.modules[name]):
+                del sys.modules[name]
         module = importlib.import_module(module_name)
         factory = getattr(module, function_name)
         model = factory()
@@ -189,6 +251,19 @@ def from_factory(reference: str, base: Path, where: str, problems: list[str]
     return from_model(model, f"{where} ({reference})", problems)
 
 
+def _under(module, base: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    return bool(file) and Path(file).resolve().is_relative_to(base.resolve())
+
+
+def _is_installed(module) -> bool:
+    """A module of an installed package (site-packages) or the standard library, which a
+    study's factory of the same name must not replace."""
+    file = getattr(module, "__file__", None)
+    return not file or "site-packages" in file or "dist-packages" in file or \
+        Path(file).resolve().is_relative_to(Path(sys.prefix).resolve())
+
+
 def from_model(model: Any, where: str, problems: list[str]):
     """The layers of a reglab or Keras ``Sequential`` object."""
     from reglab.models import Sequential
@@ -197,9 +272,9 @@ def from_model(model: Any, where: str, problems: list[str]):
         from reglab.models.saving import model_to_config
 
         try:
-            document = model_to_config(model)
+            document = model_to_config(model, where)
         except Exception as error:
-            problems.append(f"{where}: {error}")
+            problems.append(str(error))
             return None, []
         return from_keras_config(document, where, problems)
     if type(model).__name__ == "Sequential" and hasattr(model, "get_config"):  # Keras's

@@ -624,11 +624,14 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         checker.add(f"model: expected one of 'layers', 'keras' (a .keras file) or 'factory' "
                     f"('package.module:function'). Got {', '.join(sources)}.")
     elif sources and sources[0] != "layers":
+        before = len(checker.problems)
         layers_where, (file_shape, converted) = _model_from_source(checker, path, model_raw)
         layers_raw = [{"type": type_, **args} for type_, args in converted] or None
+        if not converted and len(checker.problems) == before:
+            checker.add(f"{layers_where}: expected a model with at least one layer. Got none.")
         if shape_raw is None and file_shape is not None:
             shape_raw = list(file_shape)
-        elif shape_raw is not None and file_shape is not None and \
+        elif isinstance(shape_raw, list) and file_shape is not None and \
                 tuple(shape_raw) != tuple(file_shape):
             checker.add(f"model.input_shape: the model of {layers_where} takes "
                         f"{list(file_shape)}. Got {shape_raw!r}; remove model.input_shape.")
