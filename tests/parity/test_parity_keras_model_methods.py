@@ -118,10 +118,52 @@ def test_to_json_and_back_keeps_the_architecture_and_its_regularizers():
     np.testing.assert_array_equal(again.predict(x, verbose=0), ours.predict(x, verbose=0))
     np.testing.assert_allclose([float(v) for v in again.losses],
                                [float(v) for v in ours.losses])
-    assert reglab.Sequential.from_config(ours.get_config()).get_config() == ours.get_config()
+    fresh = reglab.Sequential.from_config(ours.get_config())
+    fresh_config, config = fresh.get_config(), ours.get_config()
+    assert fresh_config.pop("seed") != config.pop("seed")  # new weights, as Keras's
+    assert fresh_config == config
+    with pytest.raises(reglab.errors.ConfigError, match="custom_objects"):
+        reglab.models.model_from_json(text, custom_objects={"Mine": object})
     with pytest.raises(reglab.errors.ConfigError, match="model_from_json: expected a "
                                                         "Sequential"):
         reglab.models.model_from_json('{"class_name": "Functional"}')
     with pytest.raises(reglab.errors.ConfigError, match="layers\\[0\\]"):
         reglab.models.model_from_json('{"class_name": "Sequential", "config": {"layers": '
                                       '[{"class_name": "Dense", "config": {"units": -1}}]}}')
+
+
+def test_batch_methods_take_arrays_and_a_diverged_step_gives_nan_as_keras():
+    theirs, ours = pair()
+    x, y = batches(1)[0]
+    with pytest.raises(reglab.errors.ConfigError, match="train_on_batch: expected one batch"):
+        ours.train_on_batch(iter([(x, y)]))
+    with pytest.raises(reglab.errors.ConfigError, match="predict_on_batch: expected one batch"):
+        ours.predict_on_batch(iter([x]))
+    ours.optimizer.learning_rate = 1e38
+    with pytest.warns(UserWarning, match="NaN or infinite"):
+        for _ in range(3):  # the weights blow up, then the loss is not finite
+            loss, accuracy = ours.train_on_batch(x, y)
+            if np.isnan(loss):
+                break
+    assert np.isnan(loss) and np.isnan(accuracy)
+
+
+def test_a_frozen_layer_adds_no_penalty_as_in_keras():
+    keras.utils.set_random_seed(5)
+    models = []
+    for api in (keras, reglab):
+        r = api.regularizers
+        model = api.Sequential([
+            api.Input((4,)),
+            api.layers.Dense(3, kernel_regularizer=r.L2(0.1), trainable=False, name="frozen"),
+            api.layers.Dense(2, kernel_regularizer=r.L2(0.1), name="free")])
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="mse")
+        models.append(model)
+    theirs, ours = models
+    ours.set_weights(theirs.get_weights())
+    assert len(ours.losses) == len(theirs.losses) == 1
+    x = np.ones((2, 4), "float32")
+    y = np.zeros((2, 2), "float32")
+    np.testing.assert_allclose(ours.test_on_batch(x, y), theirs.test_on_batch(x, y), rtol=1e-6)
+    np.testing.assert_allclose(ours.train_on_batch(x, y), theirs.train_on_batch(x, y),
+                               rtol=1e-5)

@@ -49,13 +49,15 @@ def test_keras_weights_load_into_reglab_and_predict_the_same(tmp_path):
     path = tmp_path / "model.weights.h5"
     theirs.save_weights(path)
     ours = build(reglab)
-    ours.load_weights(path)
+    with pytest.warns(UserWarning, match="holds the optimizer's state"):  # Adam's, trained
+        ours.load_weights(path)
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     archive = tmp_path / "model.keras"
     theirs.save(archive)
     again = build(reglab, compiled=False)
-    again.load_weights(archive)
+    with pytest.warns(UserWarning, match="holds the optimizer's state"):
+        again.load_weights(archive)
     for a, b in zip(again.get_weights(), theirs.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -102,3 +104,13 @@ def test_a_file_that_does_not_fit_is_refused_and_nothing_changes(tmp_path):
         ours.load_weights(tmp_path / "bad.weights.h5")
     with pytest.raises(FileExistsError):
         ours.save_weights(path, overwrite=False)
+    for missing in ("gone.weights.h5", "gone.keras"):
+        with pytest.raises(FileNotFoundError):
+            ours.load_weights(tmp_path / missing)
+    import h5py
+
+    with h5py.File(tmp_path / "odd.weights.h5", "w") as odd:
+        odd.create_group("layers").create_group("conv2d").create_group("vars")
+        odd["layers/conv2d/vars"].create_dataset("kernel", data=np.zeros(3))
+    with pytest.raises(reglab.errors.DataError, match="not Keras 3's weights layout"):
+        ours.load_weights(tmp_path / "odd.weights.h5")

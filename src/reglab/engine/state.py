@@ -145,7 +145,7 @@ class PopulationState:
         for wp in self.plan.weights:
             terms = penalty_terms([wp.regularizers[i] for i in ids],
                                   [wp.regularizer_values[i] for i in ids], dtype, device)
-            if terms:
+            if terms and wp.spec.trainable:  # Keras counts trainable weights' penalties only
                 self.penalties[wp.key] = terms
             cons = [wp.constraints[i] for i in ids]
             if cons and cons[0] is not None:

@@ -10,11 +10,11 @@ def load_model(filepath):
     return _load(filepath)
 
 
-def model_from_json(json_string):
+def model_from_json(json_string, custom_objects=None):
     """A model from ``model.to_json()``'s JSON (architecture only, new weights)."""
     from reglab.models.saving import model_from_json as _from_json
 
-    return _from_json(json_string)
+    return _from_json(json_string, custom_objects)
 
 
 def save_model(model, filepath):

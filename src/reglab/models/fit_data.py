@@ -156,6 +156,16 @@ def resolve_validation(validation_data):
     return validation_data
 
 
+def batch_arrays(where: str, x, y=None, sample_weight=None):
+    """The arrays of one batch for ``*_on_batch`` (Keras takes arrays or tensors there, not
+    iterators or generators)."""
+    if is_flow(x) or is_generator(x):
+        raise ConfigError(f"{where}: expected one batch as arrays (x, y). Got "
+                          f"{type(x).__name__}; use fit/evaluate/predict for iterators and "
+                          "generators, or next(iterator) for one batch.")
+    return resolve_eval_inputs(where, x, y, sample_weight, None)
+
+
 def resolve_eval_inputs(where: str, x, y, sample_weight, steps):
     """Arrays for evaluate/predict from arrays, a flow iterator or a generator."""
     if is_flow(x):

@@ -364,27 +364,42 @@ def _from_entry(entry, classes: dict[str, type], kind: str, where: str):
     return _construct(cls, config, f"{where} ({entry['class_name']})")
 
 
-def sequential_from_config(config: Any, where: str):
+def check_no_custom_objects(custom_objects, where: str) -> None:
+    if custom_objects:
+        raise ConfigError(f"{where}: 'custom_objects' must be empty: reglab models are made of "
+                          f"its built-in classes. Got {sorted(custom_objects)!r}.")
+
+
+def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
     """A new Sequential from its config (``get_config()``, or the ``config`` of a saved
-    model's or ``to_json``'s document); every problem names its place."""
+    model's or ``to_json``'s document); every problem names its place. Without
+    ``keep_seed`` the model draws a new seed (new initial weights), as Keras's
+    ``from_config`` and ``model_from_json`` give fresh weights; ``load_model`` keeps it."""
     from reglab.models.sequential import Sequential
 
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ConfigError(f"{where}: expected a config with a 'layers' list. Got {config!r}.")
+    shape = config.get("input_shape")
+    if shape is not None and not isinstance(shape, (list, tuple)):
+        raise ConfigError(f"{where}: expected 'input_shape' to be a list or null. "
+                          f"Got {shape!r}.")
     stack = [_from_entry(entry, _LAYERS, "layer class", f"{where}: layers[{i}]")
              for i, entry in enumerate(config["layers"])]
     try:
         if config.get("input_shape") is not None:
             stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
         return Sequential(stack, trainable=bool(config.get("trainable", True)),
-                          name=config.get("name"), seed=config.get("seed"))
+                          name=config.get("name"),
+                          seed=config.get("seed") if keep_seed else None)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from error
 
 
-def model_from_json(json_string: str):
-    """A new model from :meth:`Sequential.to_json`'s JSON (architecture only)."""
+def model_from_json(json_string: str, custom_objects=None):
+    """A new model from :meth:`Sequential.to_json`'s JSON (architecture only, new initial
+    weights)."""
     where = "model_from_json"
+    check_no_custom_objects(custom_objects, where)
     try:
         document = json.loads(json_string)
     except (TypeError, json.JSONDecodeError) as error:
@@ -394,7 +409,7 @@ def model_from_json(json_string: str):
         got = document.get("class_name") if isinstance(document, dict) else document
         raise ConfigError(f"{where}: expected a Sequential model's JSON "
                           f"({{'class_name': 'Sequential', 'config': ...}}). Got {got!r}.")
-    return sequential_from_config(document.get("config"), where)
+    return sequential_from_config(document.get("config"), where, keep_seed=False)
 
 
 def _model_from_config(path: str, document: dict[str, Any]):

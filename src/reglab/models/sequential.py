@@ -284,33 +284,39 @@ class Sequential:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode."""
+        from reglab.models.fit_data import batch_arrays
         from reglab.models.training import evaluate
 
-        return evaluate(self, x, y, max(len(x), 1) if hasattr(x, "__len__") else None, 0,
-                        sample_weight, return_dict)
+        x, y, sample_weight = batch_arrays("test_on_batch", x, y, sample_weight)
+        return evaluate(self, x, y, max(len(x), 1), 0, sample_weight, return_dict)
 
     def predict_on_batch(self, x):
         """Outputs of one batch in inference mode (a NumPy array)."""
+        from reglab.models.fit_data import batch_arrays
         from reglab.models.training import predict
 
-        return predict(self, x, max(len(x), 1) if hasattr(x, "__len__") else None)
+        x, _, _ = batch_arrays("predict_on_batch", x)
+        return predict(self, x, max(len(x), 1))
 
     # -- Keras's model attributes ------------------------------------------------------------
     @property
     def losses(self) -> list:
         """The weight penalties of every layer at the current weights, as Keras's
-        ``model.losses``: for each layer in order, each regularized weight's penalty (a
-        scalar tensor; ``sum(model.losses)`` is what training adds to the data loss).
+        ``model.losses``: for each layer in order, each regularized trainable weight's
+        penalty (a scalar tensor; ``sum(model.losses)`` is what training adds to the data
+        loss; a frozen layer's weights add nothing, as in Keras).
         Activity penalties depend on a batch and are part of the training loss only."""
         import torch
 
         out = []
         if self._population is None and (self._input_shape is None or not self._layers):
             return out
-        weights = self._build().member_weights(0)
+        population = self._build()
+        weights = population.member_weights(0)
+        trainable = {wp.key for wp in population.plan.weights if wp.spec.trainable}
         for index, name in self._weight_keys():
             regularizer = getattr(self._layers[index], f"{name}_regularizer", None)
-            if regularizer is not None:
+            if regularizer is not None and (index, name) in trainable:
                 out.append(regularizer(weights[(index, name)].to(torch.float32)))
         return out
 
@@ -359,11 +365,14 @@ class Sequential:
                            "module": "reglab"}, **kwargs)
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
-        """A new model from :meth:`get_config`'s dict (or ``to_json``'s ``config``)."""
-        from reglab.models.saving import sequential_from_config
+    def from_config(cls, config: dict, custom_objects=None) -> Sequential:
+        """A new model from :meth:`get_config`'s dict (or ``to_json``'s ``config``), with
+        new initial weights (a fresh seed, as Keras's fresh weights). reglab has built-in
+        objects only: ``custom_objects`` must be empty."""
+        from reglab.models.saving import check_no_custom_objects, sequential_from_config
 
-        return sequential_from_config(config, "Sequential.from_config")
+        check_no_custom_objects(custom_objects, "Sequential.from_config")
+        return sequential_from_config(config, "Sequential.from_config", keep_seed=False)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed,

@@ -243,8 +243,7 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
     included) and metrics of that batch, computed in the step's forward pass (metrics do
     not accumulate across calls). Weight averages (EMA, SWA) are not applied, as Keras
     applies them at the end of ``fit`` only."""
-    x, y, sample_weight = fit_data.resolve_eval_inputs("train_on_batch", x, y, sample_weight,
-                                                       None)
+    x, y, sample_weight = fit_data.batch_arrays("train_on_batch", x, y, sample_weight)
     if y is None:
         raise ConfigError("train_on_batch: expected targets y. Got None.")
     if class_weight is not None:
@@ -264,6 +263,9 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
         warnings.warn("train_on_batch: the loss became NaN or infinite; the weights are those "
                       "before the batch. Lower the learning rate or the penalties.",
                       stacklevel=3)
+        nan = float("nan")  # what Keras returns for such a batch
+        return _result(model, {"loss": nan, **{name: nan for name in model.metrics_names}},
+                       return_dict)
     logs = {key: values[-1] for key, values in member.history.items() if values}
     keras_logs, model._last_penalty_logs = _keras_logs(logs)
     return _result(model, keras_logs, return_dict)

@@ -63,7 +63,7 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
                 group.create_dataset(str(i), data=np.asarray(value))
         if model.optimizer is not None and model._compiled:
             optimizer = file.create_group("optimizer").create_group("vars")
-            optimizer.attrs["name"] = snake_case(type(model.optimizer).__name__)
+            optimizer.attrs["name"] = type(model.optimizer).__name__.lower()  # as Keras
         file.create_group("vars").attrs["name"] = model.name
 
 
@@ -84,6 +84,8 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
     import h5py
 
     path = os.fspath(filepath)
+    if str(path).endswith((".keras", SUFFIX)) and not os.path.isfile(path):
+        raise FileNotFoundError(f"load_weights: no file at {path}.")
     if str(path).endswith(".keras"):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -93,8 +95,6 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
                             f"{ARCHIVE_WEIGHTS}. Got: {error}.") from None
         source = io.BytesIO(data)
     elif str(path).endswith(SUFFIX):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"load_weights: no file at {path}.")
         source = path
     else:
         raise ValueError(f"load_weights: expected a file ending in `{SUFFIX}` or `.keras`. "
@@ -102,8 +102,16 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
     try:
         with h5py.File(source, "r") as file:
             stored = _read_layers(file, path)
+            optimizer_state = len(file.get("optimizer/vars", ()))
     except OSError as error:
         raise DataError(f"load_weights: {path}: not an HDF5 weights file ({error}).") from None
+    except (KeyError, AttributeError, TypeError, ValueError) as error:
+        raise DataError(f"load_weights: {path}: not Keras 3's weights layout (layers/<name>/"
+                        f"vars/0, 1, ...): {type(error).__name__}: {error}.") from None
+    if optimizer_state:
+        warnings.warn(f"load_weights: {path} holds the optimizer's state ({optimizer_state} "
+                      "variables); reglab loads the layers' weights only, and the optimizer "
+                      "starts afresh.", stacklevel=3)
     expected = _by_layer(model)
     new, problems = [], []
     for layer, group_name, current in zip(model.layers, layer_paths(model), expected):
