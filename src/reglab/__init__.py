@@ -25,13 +25,15 @@ def __getattr__(name):
         return importlib.import_module(f"reglab.{name}")
     if name == "Sequential":
         return importlib.import_module("reglab.models").Sequential
+    if name == "Model":
+        return importlib.import_module("reglab.models").Model
     if name == "Input":
         return importlib.import_module("reglab.layers").Input
     raise AttributeError(f"module 'reglab' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*_SUBMODULES, "Input", "Sequential", "__version__"])
+    return sorted([*_SUBMODULES, "Input", "Model", "Sequential", "__version__"])
 
 
-__all__ = ["Input", "Sequential", *_SUBMODULES]
+__all__ = ["Input", "Model", "Sequential", *_SUBMODULES]

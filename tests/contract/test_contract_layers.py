@@ -53,9 +53,20 @@ def examples():
     }
 
 
-PUBLIC = sorted(name for name in layers_module.__all__
-                if isinstance(getattr(layers_module, name), type)
-                and issubclass(getattr(layers_module, name), Layer) and name != "Layer")
+ALL_LAYERS = sorted(name for name in layers_module.__all__
+                    if isinstance(getattr(layers_module, name), type)
+                    and issubclass(getattr(layers_module, name), Layer) and name != "Layer")
+#: layers that exist only in functional models (a list of inputs; the model's input):
+#: their own contract below, and the functional API's tests against Keras
+GRAPH_ONLY = {"Add": lambda: layers_module.Add(name="sum"),
+              "Average": lambda: layers_module.Average(),
+              "Concatenate": lambda: layers_module.Concatenate(axis=1),
+              "InputLayer": lambda: layers_module.InputLayer((4, 3), name="pixels"),
+              "Maximum": lambda: layers_module.Maximum(),
+              "Minimum": lambda: layers_module.Minimum(),
+              "Multiply": lambda: layers_module.Multiply(),
+              "Subtract": lambda: layers_module.Subtract()}
+PUBLIC = [name for name in ALL_LAYERS if name not in GRAPH_ONLY]
 
 # Layout of each weight, from the input shape: Keras's get_weights() order and shapes.
 LAYOUTS = {
@@ -66,7 +77,14 @@ LAYOUTS = {
 
 
 def test_every_public_layer_has_an_example():
-    assert sorted(examples()) == PUBLIC
+    assert sorted([*examples(), *GRAPH_ONLY]) == ALL_LAYERS
+
+
+@pytest.mark.parametrize("name", sorted(GRAPH_ONLY))
+def test_graph_layers_round_trip_their_config(name):
+    layer = GRAPH_ONLY[name]()
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
 
 
 @pytest.mark.parametrize("name", PUBLIC)

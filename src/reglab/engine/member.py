@@ -31,6 +31,9 @@ class Member:
         early_stopping: an :class:`EarlyStoppingRule`, or None.
         input_shape: the input shape without the batch, if no layer gives it.
         name: a label for reports.
+        graph: for a functional model, per layer the positions (in ``layers``) of its
+            inputs, -1 for the model's input, each layer after its inputs and the output
+            last; None for a stack (each layer takes the one before).
     """
 
     layers: Sequence[Any]
@@ -39,6 +42,7 @@ class Member:
     early_stopping: EarlyStoppingRule | None = None
     input_shape: Shape | None = None
     name: str | None = None
+    graph: Sequence[Sequence[int]] | None = None
 
 
 @dataclass
@@ -53,6 +57,8 @@ class LayerPlan:
     values: dict[str, list[float]]
     #: per member, its activity regularizer (or None); empty when no member has one
     activity: list[Any] = field(default_factory=list)
+    #: the positions of the layer's inputs (-1: the population's input)
+    inbound: tuple[int, ...] = ()
 
     @property
     def layer(self) -> Layer:
@@ -90,6 +96,11 @@ class PopulationPlan:
     @property
     def output_shape(self) -> Shape:
         return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether some layer takes another input than the layer before it."""
+        return any(lp.inbound != (i - 1,) for i, lp in enumerate(self.layers))
 
     @property
     def batch_transforms(self) -> list[LayerPlan]:
@@ -133,6 +144,23 @@ def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
     return tuple(shape), layers
 
 
+def _graph(member: Member, count: int, index: int) -> list[tuple[int, ...]]:
+    """The member's graph, checked: a stack's when it has none."""
+    if member.graph is None:
+        return [(i - 1,) for i in range(count)]
+    graph = [tuple(int(j) for j in inbound) for inbound in member.graph]
+    if len(graph) != count or any(not inbound or any(not -1 <= j < i for j in inbound)
+                                  for i, inbound in enumerate(graph)):
+        raise ConfigError(f"Population: member {index}: 'graph' must give each of its "
+                          f"{count} layers the positions of its inputs (earlier layers, or -1 "
+                          f"for the input). Got {member.graph!r}.")
+    used = {j for inbound in graph for j in inbound}
+    if any(i not in used for i in range(count - 1)):
+        raise ConfigError(f"Population: member {index}: every layer but the last must feed "
+                          f"another (the last is the output). Got {member.graph!r}.")
+    return graph
+
+
 def regularizer_values(reg) -> dict[str, float]:
     """A regularizer's per-member values: those it declares when it belongs to a family
     (computed for all members at once), else none (it is evaluated member by member)."""
@@ -158,9 +186,19 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                 f"({[type(x).__name__ for x in layers]} vs {[type(x).__name__ for x in reference]}). "
                 "Members of one population may differ in values only; group models of "
                 "different structure into separate populations.")
+    graphs = [_graph(m, len(layers), i) for i, (m, (_, layers)) in
+              enumerate(zip(members, resolved))]
+    graph = graphs[0]
+    for i, other in enumerate(graphs[1:], start=1):
+        if other != graph:
+            raise StructureError(f"Population: member {i} differs from member 0 in how its "
+                                 "layers connect (its graph). Members of one population may "
+                                 "differ in values only.")
     layer_plans, weight_plans, counts = [], [], {}
-    shape = input_shape
     for position, ref in enumerate(reference):
+        inbound = [input_shape if j == -1 else layer_plans[j].output_shape
+                   for j in graph[position]]
+        shape = inbound if getattr(ref, "takes_list", False) else inbound[0]
         column = [layers[position] for _, layers in resolved]
         base = snake_case(type(ref).__name__)
         canonical = base if counts.get(base, 0) == 0 else f"{base}_{counts[base]}"
@@ -187,7 +225,8 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                   for name in ref.values()}
         activity = [layer.activity_regularizer for layer in column]
         layer_plans.append(LayerPlan(canonical, column, shape, out_shape, specs, values,
-                                     activity if any(a is not None for a in activity) else []))
+                                     activity if any(a is not None for a in activity) else [],
+                                     tuple(graph[position])))
         for spec_index, spec in enumerate(specs):
             member_specs = [layer.weight_specs(shape)[spec_index] for layer in column]
             cons = [s.constraint for s in member_specs]
@@ -200,7 +239,6 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
             weight_plans.append(WeightPlan(
                 position, spec, [s.initializer for s in member_specs], cons, regs,
                 [dict(regularizer_values(r)) for r in regs]))
-        shape = out_shape
     _check_augmentation_first([lp.layer for lp in layer_plans])
     opts = [optimizers_module.get(m.optimizer, where=f"Population: member {i}: 'optimizer'")
             for i, m in enumerate(members)]

@@ -39,6 +39,8 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
     other layer.
     """
     plan, members = state.plan, state.size
+    if plan.is_graph:
+        return _forward_graph(state, x, training, random_for, groups)
     penalty = None
     for index, lp in enumerate(plan.layers):
         if lp.layer.is_augmentation or getattr(lp.layer, "is_batch_transform", False):
@@ -66,6 +68,37 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
     return x, penalty
 
 
+def _forward_graph(state, x, training, random_for, groups):
+    """:func:`forward` for a functional model: each layer takes its inputs' outputs (a list
+    for a merge layer). A grouped input is laid out per member first."""
+    plan, members = state.plan, state.size
+    if groups is not None:
+        x, groups = groups.expand(x), None
+    penalty, outputs = None, {-1: x}
+    for index, lp in enumerate(plan.layers):
+        if lp.layer.is_augmentation or getattr(lp.layer, "is_batch_transform", False):
+            outputs[index] = outputs[lp.inbound[0]]  # applied to the batch before
+            continue
+        inputs = [outputs[j] for j in lp.inbound]
+        weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
+        ctx = ForwardContext(training, members,
+                             random_for(lp.canonical_name) if random_for else None, None)
+        y = _call_in_compute_dtype(lp, inputs if getattr(lp.layer, "takes_list", False)
+                                   else inputs[0], weights, state, ctx, index)
+        terms = state.activity[index]
+        if terms:
+            if is_shared(y, lp.output_shape):
+                y = y.unsqueeze(0).expand(members, *y.shape)
+            penalty = add(penalty, activity_penalty(terms, y))
+        outputs[index] = y
+    y = outputs[len(plan.layers) - 1]
+    if y.is_floating_point() and y.dtype != state.dtype:
+        y = y.to(state.dtype)
+    if is_shared(y, plan.output_shape):
+        y = y.unsqueeze(0).expand(members, *y.shape)
+    return y, penalty
+
+
 def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     """Runs one layer in its policy's compute dtype: under mixed precision its input and
     weights (not its running statistics) are cast to bfloat16; a layer that computes in
@@ -75,7 +108,9 @@ def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     # A float32 policy computes in the population's dtype (float64 in some tests).
     compute = state.dtype if policy.compute_dtype == "float32" else policy.torch_compute_dtype
     inside = state.dtype if lp.layer.computes_in_float32 else compute
-    if x.is_floating_point() and x.dtype != inside:
+    if isinstance(x, list):  # a merge layer's inputs
+        x = [t.to(inside) if t.is_floating_point() and t.dtype != inside else t for t in x]
+    elif x.is_floating_point() and x.dtype != inside:
         x = x.to(inside)
     if inside != state.dtype and not lp.layer.casts_own_weights:
         weights = {spec.name: weights[spec.name] if spec.kind == "stat"

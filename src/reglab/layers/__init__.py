@@ -7,9 +7,18 @@ from reglab.layers.augmentation import (
     RandomZoom,
 )
 from reglab.layers.convolution import Conv2D, MaxPooling2D
-from reglab.layers.core import Activation, Flatten
+from reglab.layers.core import Activation, Flatten, InputLayer
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
+from reglab.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+)
 from reglab.layers.mixing import CutMix, LabelSmoothing, MixUp
 from reglab.layers.normalization import BatchNormalization
 from reglab.layers.regularization import (
@@ -20,8 +29,9 @@ from reglab.layers.regularization import (
 )
 
 __all__ = [
+    "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
     "Activation", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Input", "LabelSmoothing", "Layer", "MaxPooling2D",
+    "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D",
 ]

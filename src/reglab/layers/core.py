@@ -8,6 +8,24 @@ from reglab import activations
 from reglab.layers.layer import Layer, is_shared
 
 
+class InputLayer(Layer):
+    """A functional model's input, first in ``model.layers`` as in Keras (made by
+    ``reglab.Model`` from its ``reglab.Input``); it passes its input on."""
+
+    takes_grouped_input = "keeps"
+
+    def __init__(self, shape=None, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = None if shape is None else tuple(shape)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "shape": None if self.shape is None
+                else list(self.shape)}
+
+
 class Flatten(Layer):
     """Flattens each sample to one axis, in channels-last order as Keras does.
 

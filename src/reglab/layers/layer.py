@@ -193,6 +193,13 @@ class Layer:
         raise NotImplementedError
 
     # -- Keras-facing -------------------------------------------------------------
+    def __call__(self, inputs, *args, **kwargs):
+        """Keras's functional API: called on ``reglab.Input(...)`` or another layer's output,
+        returns a symbolic tensor (see :mod:`reglab.layers.symbolic`)."""
+        from reglab.layers import symbolic
+
+        return symbolic.call(self, inputs)
+
     def get_weights(self) -> list:
         """This layer's weights in Keras's layouts, read from the model it belongs to."""
         return self._owner("get_weights")._layer_weights(self)

@@ -1,5 +1,6 @@
 """Keras's model API: ``Sequential`` and ``load_model``."""
 
+from reglab.models.functional import Model
 from reglab.models.sequential import Sequential
 
 
@@ -24,4 +25,4 @@ def save_model(model, filepath):
     _save(model, filepath)
 
 
-__all__ = ["Sequential", "load_model", "model_from_json", "save_model"]
+__all__ = ["Model", "Sequential", "load_model", "model_from_json", "save_model"]

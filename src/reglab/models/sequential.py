@@ -48,6 +48,9 @@ class Sequential:
         self.trainable = trainable
         self.seed = next_seed() if seed is None else int(seed)
         self._layers: list[Layer] = []
+        #: a functional model's graph: per layer, the positions of its inputs (-1: the
+        #: model's input); None for a stack
+        self._graph: list[tuple[int, ...]] | None = None
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer: optimizers_module.Optimizer | None = None
         self.loss = None
@@ -137,7 +140,7 @@ class Sequential:
                     "Sequential: the input shape is unknown. Give the first layer "
                     "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
             member = Member(self._layers, self.optimizer or "rmsprop", self.seed,
-                            input_shape=self._input_shape, name=self.name)
+                            input_shape=self._input_shape, name=self.name, graph=self._graph)
             self._population = Population([member], loss=self.loss or "mse",
                                           metrics=self.metrics_names)
         return self._population

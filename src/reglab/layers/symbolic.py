@@ -1,0 +1,123 @@
+"""Keras's functional API: layers called on symbolic tensors build a graph, which
+``reglab.Model(inputs, outputs)`` trains.
+
+``reglab.Input(shape=...)`` is a graph's input; calling a layer on it (or on what another
+layer returned) gives a :class:`SymbolicTensor` that remembers the layer and its inputs; no
+computation happens until the model trains or predicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reglab.errors import ConfigError
+
+
+class SymbolicTensor:
+    """A layer's output in a graph: its shape (``shape[0]`` is the batch, None), the layer
+    that makes it, and that layer's inputs."""
+
+    def __init__(self, sample_shape, layer, inbound: tuple):
+        self.sample_shape = tuple(sample_shape)
+        self.layer = layer
+        self.inbound = inbound
+
+    @property
+    def shape(self) -> tuple:
+        return (None, *self.sample_shape)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape} from {self.layer.name or type(self.layer).__name__}>"
+
+
+def sample_shape(value) -> tuple[int, ...]:
+    from reglab.layers.layer import Input
+
+    if isinstance(value, Input):
+        return value.shape
+    return value.sample_shape
+
+
+def is_symbolic(value: Any) -> bool:
+    from reglab.layers.layer import Input
+
+    return isinstance(value, (Input, SymbolicTensor))
+
+
+def call(layer, inputs) -> SymbolicTensor:
+    """``layer(inputs)`` on symbolic tensors: the output's shape, checked now."""
+    many = isinstance(inputs, (list, tuple))
+    tensors = list(inputs) if many else [inputs]
+    name = layer.name or type(layer).__name__
+    if not tensors or not all(is_symbolic(t) for t in tensors):
+        raise ConfigError(
+            f"{name}: layers are called on reglab.Input(...) or on what other layers "
+            "returned, to build a functional model; to compute outputs, build the model and "
+            f"call model.predict(x). Got {type(inputs).__name__}.")
+    takes_list = getattr(layer, "takes_list", False)
+    if takes_list != many or (not many and len(tensors) != 1):
+        expected = "a list of inputs" if takes_list else "one input"
+        raise ConfigError(f"{name}: expected {expected}. Got "
+                          f"{len(tensors) if many else 1} input(s) "
+                          f"{'in a list' if many else ''}".rstrip() + ".")
+    shapes = [sample_shape(t) for t in tensors]
+    out = layer.compute_output_shape(shapes if takes_list else shapes[0])
+    return SymbolicTensor(out, layer, tuple(tensors))
+
+
+def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int, ...]]:
+    """``(layers, inbound, input_shape)`` of the graph from ``inputs`` to ``outputs``:
+    layers in an order where each comes after its inputs (the output last), and for each
+    the positions of its inputs (-1: the model's input)."""
+    from reglab.layers.layer import Input
+
+    ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    if len(ins) != 1 or not isinstance(ins[0], Input):
+        raise ConfigError(f"Model: 'inputs' must be one reglab.Input (several inputs are not "
+                          f"supported yet). Got {inputs!r}.")
+    if len(outs) != 1 or not isinstance(outs[0], SymbolicTensor):
+        raise ConfigError(f"Model: 'outputs' must be one layer output (several outputs are "
+                          f"not supported yet). Got {outputs!r}.")
+    order: list[SymbolicTensor] = []
+    seen: set[int] = set()
+    stack = [(outs[0], False)]
+    while stack:  # depth first, each node after its inputs
+        node, ready = stack.pop()
+        if isinstance(node, Input):
+            if node is not ins[0]:
+                raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
+                                  "the model's 'inputs'.")
+            continue
+        if id(node) in seen:
+            continue
+        if ready:
+            seen.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for parent in reversed(node.inbound):
+            if not isinstance(parent, Input) and id(parent) not in seen:
+                stack.append((parent, False))
+            elif isinstance(parent, Input) and parent is not ins[0]:
+                raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
+                                  "the model's 'inputs'.")
+    # the model's input layer first (Keras lists it in model.layers), then the graph
+    position = {id(node): i + 1 for i, node in enumerate(order)}
+    layers = [input_layer(ins[0])] + [node.layer for node in order]
+    if len({id(layer) for layer in layers}) != len(layers):
+        shared = next(layer for layer in layers if layers.count(layer) > 1)
+        raise ConfigError(f"Model: layer {shared.name or type(shared).__name__!r} is called "
+                          "more than once (a shared layer); not supported yet.")
+    inbound = [(-1,)] + [tuple(0 if isinstance(p, Input) else position[id(p)]
+                               for p in node.inbound) for node in order]
+    return layers, inbound, ins[0].shape
+
+
+def input_layer(tensor):
+    """The InputLayer of a ``reglab.Input`` (one per Input, made on first use)."""
+    from reglab.layers.core import InputLayer
+
+    if getattr(tensor, "_input_layer", None) is None:
+        tensor._input_layer = InputLayer(tensor.shape, name=tensor.name)
+    return tensor._input_layer

@@ -1,0 +1,54 @@
+"""``Model(inputs, outputs)``: Keras's functional API, a directed acyclic graph of layers
+trained by the population engine with one member, with the methods of ``Sequential``.
+
+Example:
+    >>> import reglab
+    >>> inputs = reglab.Input(shape=(4,))
+    >>> hidden = reglab.layers.Dense(8, activation="relu")(inputs)
+    >>> block = reglab.layers.Dense(8, activation="relu")(hidden)
+    >>> outputs = reglab.layers.Dense(3, activation="softmax")(
+    ...     reglab.layers.Add()([hidden, block]))
+    >>> model = reglab.Model(inputs, outputs)
+    >>> [type(layer).__name__ for layer in model.layers]
+    ['Dense', 'Dense', 'Add', 'Dense']
+"""
+
+from __future__ import annotations
+
+from reglab.errors import ConfigError
+from reglab.layers import symbolic
+from reglab.models.sequential import Sequential
+
+
+class Model(Sequential):
+    """A functional model: one input, one output, any graph of layers between them (each
+    layer called once; shared layers and several inputs or outputs are not supported
+    yet)."""
+
+    def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True,
+                 seed: int | None = None):
+        super().__init__(name=name or "functional", trainable=trainable, seed=seed)
+        layers, graph, input_shape = symbolic.topological(inputs, outputs)
+        for layer in layers:
+            owner = getattr(layer, "_model", None)
+            if owner is not None and owner is not self:
+                raise ConfigError(f"Model: layer {layer.name!r} already belongs to model "
+                                  f"{owner.name!r}; reglab layers cannot be shared between "
+                                  "models.")
+        self._layers, self._graph, self._input_shape = layers, graph, tuple(input_shape)
+        self.inputs, self.outputs = [inputs], [outputs]
+        self._name_layers()
+
+    def add(self, layer) -> None:
+        raise ConfigError("Model.add: a functional model's layers are set by its graph; "
+                          "call the layer on a tensor and build a new Model.")
+
+    def pop(self):
+        raise ConfigError("Model.pop: a functional model's layers are set by its graph.")
+
+    def get_config(self):
+        raise ConfigError("Model.get_config: the configs of functional models are not "
+                          "supported yet (Sequential's are).")
+
+    def __repr__(self) -> str:
+        return f"<Model name={self.name!r} layers={len(self._layers)}>"

@@ -1,0 +1,134 @@
+"""Keras's functional API side by side with Keras 3 (torch backend): graphs with residual
+connections, branches and merge layers give Keras's outputs, losses and training steps from
+the same weights; in a population, graph members train as they would alone."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.errors import ConfigError  # noqa: E402
+
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":  # pragma: no cover
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def residual(api, l2=0.01):
+    """A residual MLP: input -> dense -> [dense -> dense] + skip -> batch norm -> softmax."""
+    r = api.regularizers
+    inputs = api.Input(shape=(6,), name="features")
+    h = api.layers.Dense(8, activation="relu", kernel_regularizer=r.L2(l2), name="stem")(inputs)
+    b = api.layers.Dense(8, activation="relu", name="branch_a")(h)
+    b = api.layers.Dense(8, kernel_regularizer=r.L1(0.001), name="branch_b")(b)
+    merged = api.layers.Add(name="skip")([h, b])
+    merged = api.layers.BatchNormalization(name="norm")(merged)
+    outputs = api.layers.Dense(3, activation="softmax", name="head")(merged)
+    return api.Model(inputs, outputs)
+
+
+def branches(api, merge):
+    inputs = api.Input(shape=(5,))
+    a = api.layers.Dense(4, activation="tanh", name="a")(inputs)
+    b = api.layers.Dense(4, activation="sigmoid", name="b")(inputs)
+    joined = getattr(api.layers, merge)(name="join")([a, b])
+    return api.Model(inputs, api.layers.Dense(2, name="out")(joined))
+
+
+def same_weights(theirs, ours):
+    ours.set_weights(theirs.get_weights())
+
+
+def data(n=24, features=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, features)).astype("float32"), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_residual_network_trains_as_in_keras(optimizer):
+    keras.utils.set_random_seed(1)
+    theirs, ours = residual(keras), residual(reglab)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    same_weights(theirs, ours)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        # (Adam's epsilon raised from 1e-7: a weight whose gradient is round-off, ~1e-9,
+        # moves by lr * g / epsilon, which would make round-off the difference)
+        opt = api.optimizers.SGD(0.05) if optimizer == "sgd" else \
+            api.optimizers.Adam(0.01, epsilon=1e-3)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    x, y = data()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([float(v) for v in ours.losses],
+                               [float(keras.ops.convert_to_numpy(v)) for v in theirs.losses],
+                               rtol=1e-6)
+    rtol = 1e-5
+    for step in range(4):
+        batch = slice(step * 6, step * 6 + 6)
+        np.testing.assert_allclose(ours.train_on_batch(x[batch], y[batch]),
+                                   theirs.train_on_batch(x[batch], y[batch]),
+                                   rtol=rtol, atol=1e-6)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-6)
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0),
+                               rtol=1e-5)
+    assert ours.input_shape == theirs.input_shape and ours.output_shape == theirs.output_shape
+
+
+@pytest.mark.parametrize("merge", ["Add", "Subtract", "Multiply", "Average", "Maximum",
+                                   "Minimum", "Concatenate"])
+def test_merge_layers_give_keras_s_outputs(merge):
+    keras.utils.set_random_seed(2)
+    theirs, ours = branches(keras, merge), branches(reglab, merge)
+    same_weights(theirs, ours)
+    x, _ = data(features=5)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert ours.get_layer("join").compute_output_shape([(4,), (4,)]) == \
+        tuple(theirs.get_layer("join").output.shape[1:])
+
+
+def test_graph_members_of_one_population_train_as_alone():
+    """Two members of one residual graph with other penalties: each as in a population of
+    its own, bit for bit."""
+    from reglab.engine import Member, Population
+
+    def member(l2, seed):
+        model = residual(reglab, l2)
+        return Member(model.layers, "adam", seed, input_shape=(6,), graph=model._graph)
+    x, y = data(48)
+    together = Population([member(0.0, 0), member(0.1, 3)]).fit(x, y, batch_size=16, epochs=3)
+    for i, (l2, seed) in enumerate(((0.0, 0), (0.1, 3))):
+        alone = Population([member(l2, seed)]).fit(x, y, batch_size=16, epochs=3)
+        np.testing.assert_array_equal(together.members[i].history["loss"],
+                                      alone.members[0].history["loss"])
+
+
+def test_what_the_functional_api_does_not_take_yet_is_refused():
+    inputs = reglab.Input(shape=(4,))
+    dense = reglab.layers.Dense(4)
+    twice = dense(dense(inputs))
+    with pytest.raises(ConfigError, match="called more than once"):
+        reglab.Model(inputs, twice)
+    other = reglab.Input(shape=(4,))
+    mixed = reglab.layers.Add()([reglab.layers.Dense(4)(inputs), reglab.layers.Dense(4)(other)])
+    with pytest.raises(ConfigError, match="not the model's 'inputs'"):
+        reglab.Model(inputs, mixed)
+    with pytest.raises(ConfigError, match="several inputs"):
+        reglab.Model([inputs, other], mixed)
+    with pytest.raises(ConfigError, match="layers are called on reglab.Input"):
+        reglab.layers.Dense(2)(np.zeros((3, 4)))
+    with pytest.raises(ConfigError, match="expected a list of inputs"):
+        reglab.layers.Add()(inputs)
+    with pytest.raises(ConfigError, match="expected inputs of one shape"):
+        reglab.layers.Add()([reglab.layers.Dense(3)(inputs), reglab.layers.Dense(4)(inputs)])
+    model = reglab.Model(inputs, reglab.layers.Dense(2)(inputs))
+    with pytest.raises(ConfigError, match="Model.add"):
+        model.add(reglab.layers.Dense(2))
