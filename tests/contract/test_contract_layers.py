@@ -65,7 +65,8 @@ GRAPH_ONLY = {"Add": lambda: layers_module.Add(name="sum"),
               "Maximum": lambda: layers_module.Maximum(),
               "Minimum": lambda: layers_module.Minimum(),
               "Multiply": lambda: layers_module.Multiply(),
-              "Subtract": lambda: layers_module.Subtract()}
+              "Subtract": lambda: layers_module.Subtract(),
+              "StochasticDepth": lambda: layers_module.StochasticDepth(0.3, seed=4)}
 PUBLIC = [name for name in ALL_LAYERS if name not in GRAPH_ONLY]
 
 # Layout of each weight, from the input shape: Keras's get_weights() order and shapes.

@@ -26,6 +26,7 @@ from reglab.layers.regularization import (
     GaussianDropout,
     GaussianNoise,
     SpatialDropout2D,
+    StochasticDepth,
 )
 
 __all__ = [
@@ -33,5 +34,5 @@ __all__ = [
     "Activation", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
     "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",
-    "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D",
+    "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",
 ]

@@ -177,3 +177,52 @@ class GaussianDropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class StochasticDepth(Layer):
+    """Stochastic depth (Huang et al. 2016) on a residual block, as keras_cv's layer of that
+    name: called on ``[shortcut, residual]``, it returns ``shortcut + residual`` in inference,
+    and in training ``shortcut + residual * keep / (1 - rate)`` with ``keep`` one
+    Bernoulli(1 - rate) draw per sample: the whole branch is dropped for a sample with
+    probability ``rate``. ``rate`` is a value: members of one population may differ in it.
+
+    Example:
+        >>> StochasticDepth(0.2).values()
+        {'rate': 0.2}
+    """
+
+    takes_list = True
+
+    def __init__(self, rate=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = check_rate(type(self).__name__, "rate", rate)
+        self.seed = seed
+
+    def values(self):
+        return {"rate": self.rate}
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) != 2 or \
+                tuple(input_shape[0]) != tuple(input_shape[1]):
+            raise ConfigError("StochasticDepth: expected [shortcut, residual], two inputs of "
+                              f"one shape. Got {input_shape!r}.")
+        return tuple(input_shape[0])
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        from reglab.layers.merging import _aligned
+
+        shortcut, residual = _aligned(x, input_shape, ctx.members)
+        rate = values["rate"]
+        if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
+            return shortcut + residual
+        batch_shape = _batch_shape(residual, input_shape[1])
+        uniform = ctx.random("uniform", (batch_shape[0], *([1] * (len(batch_shape) - 1))))
+        shared = is_shared(residual, input_shape[1])
+        if shared:
+            residual, shortcut = residual.unsqueeze(0), shortcut.unsqueeze(0)
+        if uniform.dtype.itemsize < residual.dtype.itemsize:
+            uniform = uniform.to(residual.dtype)
+        return shortcut + dropout(residual, per_member(rate, residual.dim()), uniform)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -15,9 +15,12 @@ def _size(count: int) -> str:
 
 
 def render(model, population) -> str:
-    """The table as text, with trainable and non-trainable counts."""
+    """The table as text, with trainable and non-trainable counts; a functional model's has
+    Keras's "Connected to" column (each input as ``name[0][0]``)."""
     rows, trainable, frozen = [], 0, 0
-    for info in population.describe_layers():
+    graph = getattr(model, "_graph", None)
+    layers = [info["layer"] for info in population.describe_layers()]
+    for index, info in enumerate(population.describe_layers()):
         params = 0
         for _, shape, is_trainable in info["weights"]:
             n = math.prod(shape)
@@ -28,18 +31,25 @@ def render(model, population) -> str:
                 frozen += n
         shape = "(None, " + ", ".join(map(str, info["output_shape"])) + ")"
         layer = info["layer"]
-        rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"))
-    widths = (max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15)
+        row = [f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"]
+        if graph is not None:
+            row.append("-" if graph[index] == (-1,) else
+                       ", ".join(f"{layers[j].name}[0][0]" for j in graph[index]))
+        rows.append(tuple(row))
+    widths = [max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15]
+    if graph is not None:
+        widths.append(max(22, max(len(r[3]) for r in rows) + 2))
     top = "┏" + "┳".join("━" * w for w in widths) + "┓"
     mid = "┡" + "╇".join("━" * w for w in widths) + "┩"
     bottom = "└" + "┴".join("─" * w for w in widths) + "┘"
 
     def line(cells, left="┃", sep="┃", right="┃"):
-        a, b, c = cells
-        return (f"{left} {a:<{widths[0] - 2}} {sep} {b:<{widths[1] - 2}} {sep} "
-                f"{c:>{widths[2] - 2}} {right}")
+        aligned = [f"{cell:>{width - 2}}" if i == 2 else f"{cell:<{width - 2}}"
+                   for i, (cell, width) in enumerate(zip(cells, widths))]
+        return f"{left} " + f" {sep} ".join(aligned) + f" {right}"
 
-    out = [f'Model: "{model.name}"', top, line(("Layer (type)", "Output Shape", "Param #")), mid]
+    header = ("Layer (type)", "Output Shape", "Param #", "Connected to")[:len(widths)]
+    out = [f'Model: "{model.name}"', top, line(header), mid]
     out += [line(row, "│", "│", "│") for row in rows]
     out.append(bottom)
     total = trainable + frozen
