@@ -132,3 +132,18 @@ def test_what_the_functional_api_does_not_take_yet_is_refused():
     model = reglab.Model(inputs, reglab.layers.Dense(2)(inputs))
     with pytest.raises(ConfigError, match="Model.add"):
         model.add(reglab.layers.Dense(2))
+
+
+def test_functional_weights_files_move_between_keras_and_reglab(tmp_path):
+    keras.utils.set_random_seed(4)
+    theirs, ours = residual(keras), residual(reglab)
+    x, _ = data()
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    ours.load_weights(tmp_path / "theirs.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    ours.set_weights([w * 0.5 for w in ours.get_weights()])
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    theirs.load_weights(tmp_path / "ours.weights.h5")
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
