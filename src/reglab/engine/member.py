@@ -274,6 +274,8 @@ def _check_augmentation_first(layers: list[Layer]) -> None:
     seen_other = False
     for layer in layers:
         leading = layer.is_augmentation or getattr(layer, "is_batch_transform", False)
+        if getattr(layer, "is_input", False):
+            continue
         if leading and seen_other:
             raise ConfigError(
                 f"Population: {type(layer).__name__} must come before every other layer (right "

@@ -13,6 +13,8 @@ class InputLayer(Layer):
     ``reglab.Model`` from its ``reglab.Input``); it passes its input on."""
 
     takes_grouped_input = "keeps"
+    #: it does nothing to a batch: augmentation and batch transforms may follow it
+    is_input = True
 
     def __init__(self, shape=None, **kwargs):
         super().__init__(**kwargs)

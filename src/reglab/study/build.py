@@ -21,7 +21,13 @@ from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member
 from reglab.errors import DataError, ReglabError
 from reglab.study.plan import PopulationSpec, RunSpec, StudyPlan, run_optimizer
-from reglab.study.spec import BUILTIN_DATASETS, PRECISIONS, StudySpec, StudySpecError
+from reglab.study.spec import (
+    BUILTIN_DATASETS,
+    PRECISIONS,
+    RESIDUAL,
+    StudySpec,
+    StudySpecError,
+)
 from reglab.study.sweeps import format_value
 
 IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
@@ -69,6 +75,76 @@ def _layer(type_: str, args: dict[str, Any]):
     return getattr(layers_module, type_)(**args)
 
 
+@dataclass
+class _Residual:
+    """A residual block of a study's model: ``input + branch(input)``, the branch dropped
+    with the variant's ``stochastic_depth`` rate (a StochasticDepth layer, rate 0 when the
+    variant has none), then an optional activation."""
+
+    branch: list
+    merge: Any
+    activation: Any = None
+
+
+def _build_layers(layer_specs, changes, explicit: set[int], output: int | None) -> list:
+    """The layers of ``layer_specs`` with the run's changes: its regularizers and constraint
+    on every weight layer, and after each one but the output a BatchNormalization (when
+    asked) and a Dropout (rate 0 unless asked); residual blocks as :class:`_Residual`s."""
+    built: list = []
+    for i, layer in enumerate(layer_specs):
+        if layer.type == RESIDUAL:
+            for _ in range(int(layer.args.get("repeat", 1))):
+                branch = _build_layers([_spec(node) for node in layer.args["layers"]],
+                                       changes, explicit, None)
+                merge = layers_module.StochasticDepth(float(changes.get("stochastic_depth",
+                                                                          0.0)))
+                merge.inserted_by = "stochastic_depth"
+                activation = layer.args.get("activation")
+                built.append(_Residual(branch, merge, None if activation is None
+                                       else layers_module.Activation(activation)))
+            continue
+        args = dict(layer.args)
+        if layer.type in WEIGHT_LAYERS:
+            for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                        "kernel_constraint"):
+                if key in changes:
+                    args[key] = changes[key]
+        built.append(_layer(layer.type, args))
+        if "dtype" in args:
+            explicit.add(id(built[-1]))
+        if layer.type in WEIGHT_LAYERS and i != output:
+            if changes.get("batch_norm"):
+                built.append(layers_module.BatchNormalization())
+            inserted = layers_module.Dropout(float(changes.get("dropout", 0.0)))
+            inserted.inserted_by = "dropout"  # the variant's, not the base model's own
+            built.append(inserted)
+    return built
+
+
+def _spec(node: dict):
+    from reglab.study.spec import LayerSpec
+
+    return LayerSpec(node["type"], {k: v for k, v in node.items() if k != "type"})
+
+
+def _graph(built: list, input_shape) -> tuple[list, list]:
+    """``(layers, graph)`` of a model with residual blocks, through the functional API."""
+    from reglab.layers import symbolic
+
+    inputs = layers_module.Input(shape=tuple(input_shape))
+
+    def apply(nodes, tensor):
+        for node in nodes:
+            if isinstance(node, _Residual):
+                merged = node.merge([tensor, apply(node.branch, tensor)])
+                tensor = node.activation(merged) if node.activation is not None else merged
+            else:
+                tensor = node(tensor)
+        return tensor
+    layers, graph, _ = symbolic.topological(inputs, apply(built, inputs))
+    return layers, graph
+
+
 def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
                  images: bool = False) -> Member:
     """The engine member for ``run``; ``images`` feeds a flat model through Flatten."""
@@ -79,22 +155,10 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
     explicit: set[int] = set()  # layers whose dtype the study file sets
     if images:
         built.append(layers_module.Flatten())
-    for i, layer in enumerate(spec.layers):
-        args = dict(layer.args)
-        if layer.type in WEIGHT_LAYERS:
-            for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                        "kernel_constraint"):
-                if key in changes:
-                    args[key] = changes[key]
-        built.append(_layer(layer.type, args))
-        if "dtype" in args:
-            explicit.add(id(built[-1]))
-        if layer.type in WEIGHT_LAYERS and i != last_weight:
-            if changes.get("batch_norm"):
-                built.append(layers_module.BatchNormalization())
-            inserted = layers_module.Dropout(float(changes.get("dropout", 0.0)))
-            inserted.inserted_by = "dropout"  # the variant's, not the base model's own
-            built.append(inserted)
+    built += _build_layers(spec.layers, changes, explicit, last_weight)
+    graph = None
+    if any(isinstance(node, _Residual) for node in built):
+        built, graph = _graph(built, input_shape)
     policy = PRECISIONS[spec.training.precision]
     if policy != "float32":
         built = _with_precision(built, policy, explicit)
@@ -104,7 +168,7 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
     rule = None if stop is None else EarlyStoppingRule(
         **{k: v for k, v in stop.items() if k != "verbose"})
     return Member(built, cls(**{k: v for k, v in optimizer.items() if k != "type"}), run.seed,
-                  rule, input_shape=tuple(input_shape), name=run.run_id)
+                  rule, input_shape=tuple(input_shape), name=run.run_id, graph=graph)
 
 
 def _with_precision(built: list, policy: str, explicit: set[int]) -> list:

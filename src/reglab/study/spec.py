@@ -72,6 +72,10 @@ MAX_VARIANT_NAME = 64
 #: a variant's name: no spaces, and none of the characters a run's name is made with
 VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
 MODEL_KEYS = ("input_shape", "layers", "keras", "factory")
+#: a residual block in a study's layers: { type = "Residual", repeat = 3, layers = [...],
+#: activation = "relu" }, input + branch(input), then the activation
+RESIDUAL = "Residual"
+RESIDUAL_KEYS = ("type", "repeat", "layers", "activation")
 TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size", "precision")
 STATS_KEYS = ("min_effect",)
 #: [training] precision -> the Keras dtype policy of the hidden layers (the output layer
@@ -94,6 +98,7 @@ VARIANT_KEYS = {
     "label_smoothing": "label smoothing of the training targets, a number in [0, 1]",
     "ema": "Keras's exponential moving average of the weights: { momentum = 0.99 }",
     "swa": "stochastic weight averaging from an epoch on: { start = 10 }",
+    "stochastic_depth": "each residual block's branch dropped per sample with this rate",
 }
 
 
@@ -339,6 +344,38 @@ def _collect_sweeps(checker, where: str, node: Any, path: str, out: list) -> Any
     return node
 
 
+def _check_residual(checker: _Checker, where: str, node: dict) -> LayerSpec | None:
+    """A residual block: its repeat count, its branch's layers (checked as any layer; no
+    block inside a block) and an optional activation after the sum."""
+    checker.keys(where, node, RESIDUAL_KEYS)
+    repeat = checker.int_(f"{where}.repeat", node.get("repeat", 1))
+    branch = node.get("layers")
+    if not isinstance(branch, list) or not branch:
+        checker.add(f"{where}.layers: expected a non-empty list of layer tables (the branch). "
+                    f"Got {branch!r}.")
+        return None
+    checked_branch = []
+    for j, inner in enumerate(branch):
+        if isinstance(inner, dict) and inner.get("type") == RESIDUAL:
+            checker.add(f"{where}.layers[{j}]: a residual block inside a residual block is "
+                        "not supported; put the blocks one after another.")
+            continue
+        checked = checker.typed(f"{where}.layers[{j}]", inner, "layer")
+        if checked is not None:
+            _check_layer_args(checker, f"{where}.layers[{j}]",
+                              {k: v for k, v in checked.items() if k != "type"})
+            checked_branch.append(checked)
+    activation = node.get("activation")
+    if activation is not None and not isinstance(activation, str):
+        checker.add(f"{where}.activation: expected an activation's name. Got {activation!r}.")
+    if repeat is None or len(checked_branch) != len(branch):
+        return None
+    args = {"repeat": repeat, "layers": checked_branch}
+    if activation is not None:
+        args["activation"] = activation
+    return LayerSpec(RESIDUAL, args)
+
+
 def _model_from_source(checker: _Checker, path: Path, model_raw: dict):
     """``(where, (input shape or None, layers))`` of ``[model] keras`` or ``factory``."""
     from reglab.study import model_source
@@ -542,6 +579,8 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
     if "swa" in resolved:
         swa = checker.keys(f"{where}.swa", resolved["swa"], ("start",))
         checker.int_(f"{where}.swa.start", swa.get("start", 0), minimum=0)
+    if "stochastic_depth" in resolved:
+        checker.fraction(f"{where}.stochastic_depth", resolved["stochastic_depth"])
     if "label_smoothing" in resolved:
         checker.fraction(f"{where}.label_smoothing", resolved["label_smoothing"],
                          upper_open=False)
@@ -653,6 +692,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                         f"Got {layers_raw!r}.")
     else:
         for i, node in enumerate(layers_raw):
+            if isinstance(node, dict) and node.get("type") == RESIDUAL:
+                block = _check_residual(checker, f"{layers_where}[{i}]", node)
+                if block is not None:
+                    layers.append(block)
+                continue
             checked = checker.typed(f"{layers_where}[{i}]", node, "layer")
             if checked is not None:
                 args = {k: v for k, v in checked.items() if k != "type"}
@@ -695,6 +739,12 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             variant = _check_variant(checker, name, table, tuning="tune" in raw)
             if variant is not None:
                 variants.append(variant)
+        if layers and not any(layer.type == RESIDUAL for layer in layers):
+            for variant in variants:
+                if "stochastic_depth" in variant.changes:
+                    checker.add(f"variants.{variant.name}.stochastic_depth: drops residual "
+                                "branches; expected a model with residual blocks "
+                                "({ type = \"Residual\", layers = [...] }). Got none.")
     tune = None
     if "tune" in raw:
         tune = check_tune(raw["tune"], {v.name: list(v.search) for v in variants},

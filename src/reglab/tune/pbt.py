@@ -27,7 +27,7 @@ from reglab.tune.spec import PERTURBABLE
 #: a searched value's path -> how the engine's hyperparameter names end (each layer's or
 #: weight's value is set), or the optimizer's name
 _ENGINE_SUFFIX = {
-    "dropout": ".rate",
+    "dropout": ".rate", "stochastic_depth": ".rate",
     "kernel_regularizer.l1": ".kernel.l1", "kernel_regularizer.l2": ".kernel.l2",
     "bias_regularizer.l1": ".bias.l1", "bias_regularizer.l2": ".bias.l2",
 }
@@ -40,9 +40,9 @@ def engine_names(population, path: str) -> list[str]:
     if path in _OPTIMIZER:
         return [_OPTIMIZER[path]]
     suffix = _ENGINE_SUFFIX[path]
-    if path == "dropout":  # the Dropout layers the variant's `dropout` puts in, only
+    if path in ("dropout", "stochastic_depth"):  # the layers the variant's key puts in
         return [f"{lp.canonical_name}{suffix}" for lp in population.plan.layers
-                if getattr(lp.layer, "inserted_by", None) == "dropout"]
+                if getattr(lp.layer, "inserted_by", None) == path]
     return [n for n in population.hyperparameter_names() if n.endswith(suffix)]
 
 

@@ -42,7 +42,7 @@ TUNE_KEYS = ("objective", "direction", "trials", "model_epochs", "wall_time", "s
 SCHEDULERS = ("optuna", "pbt")
 PBT_KEYS = ("interval", "quantile", "factors", "resample")
 #: the values population-based training can change while members train (reglab.tune.pbt)
-PERTURBABLE = ("dropout", "kernel_regularizer.l1", "kernel_regularizer.l2",
+PERTURBABLE = ("dropout", "stochastic_depth", "kernel_regularizer.l1", "kernel_regularizer.l2",
                "bias_regularizer.l1", "bias_regularizer.l2", "learning_rate", "ema.momentum")
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
