@@ -42,6 +42,7 @@ def examples():
         "Flatten": (lambda: L.Flatten(), IMAGE),
         "GaussianDropout": (lambda: L.GaussianDropout(0.2), FLAT),
         "GaussianNoise": (lambda: L.GaussianNoise(0.1), FLAT),
+        "GlobalAveragePooling2D": (lambda: L.GlobalAveragePooling2D(keepdims=True), IMAGE),
         "LabelSmoothing": (lambda: L.LabelSmoothing(0.2), FLAT),
         "MaxPooling2D": (lambda: L.MaxPooling2D(2, padding="same"), IMAGE),
         "MixUp": (lambda: L.MixUp(0.4), FLAT),

@@ -147,3 +147,70 @@ def test_functional_weights_files_move_between_keras_and_reglab(tmp_path):
     theirs.load_weights(tmp_path / "ours.weights.h5")
     np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_functional_models_save_load_and_json_round_trip(tmp_path):
+    model = residual(reglab)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x, y = data()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "residual.keras")
+    loaded = reglab.models.load_model(tmp_path / "residual.keras")
+    assert type(loaded).__name__ == "Model" and loaded._graph == model._graph
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    again = reglab.models.model_from_json(model.to_json())
+    assert [type(a).__name__ for a in again.layers] == [type(a).__name__ for a in model.layers]
+    again.set_weights(model.get_weights())
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    fresh = reglab.Model.from_config(model.get_config())
+    assert fresh._graph == model._graph and fresh.seed != model.seed
+    with pytest.raises(ConfigError, match="graph"):
+        reglab.Model.from_graph(model.layers[:2], [(-1,), (5,)], (6,))
+
+
+def test_keras_io_s_functional_mlp_runs_with_the_import_changed():
+    """keras.io's "The Functional API" guide, its first model (an MNIST MLP; random data
+    here, offline), with ``import reglab as keras`` and ``from reglab import layers``."""
+    keras_ = reglab
+    layers = reglab.layers
+    inputs = keras_.Input(shape=(784,))
+    dense = layers.Dense(64, activation="relu")
+    x = dense(inputs)
+    x = layers.Dense(64, activation="relu")(x)
+    outputs = layers.Dense(10)(x)
+    model = keras_.Model(inputs=inputs, outputs=outputs, name="mnist_model")
+    model.summary(print_fn=lambda *_: None)
+    rng = np.random.default_rng(0)
+    x_train = rng.random((256, 784)).astype("float32")
+    y_train = rng.integers(0, 10, 256)
+    model.compile(loss=keras_.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  optimizer=keras_.optimizers.RMSprop(), metrics=["accuracy"])
+    history = model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2,
+                        verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    test_scores = model.evaluate(x_train[:64], y_train[:64], verbose=0)
+    assert len(test_scores) == 2
+
+
+def test_a_small_residual_cnn_gives_keras_s_outputs():
+    """keras.io's toy ResNet's pattern, small: Conv2D blocks with layers.add and global
+    average pooling."""
+    def build(api):
+        layers = api.layers
+        inputs = api.Input(shape=(12, 12, 3), name="img")
+        x = layers.Conv2D(8, 3, activation="relu")(inputs)
+        block_1_output = layers.MaxPooling2D(3)(x)
+        x = layers.Conv2D(8, 3, activation="relu", padding="same")(block_1_output)
+        x = layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+        block_2_output = layers.add([x, block_1_output])
+        x = layers.GlobalAveragePooling2D()(block_2_output)
+        x = layers.Dense(16, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+        return api.Model(inputs, layers.Dense(4)(x), name="toy_resnet")
+    keras.utils.set_random_seed(6)
+    theirs, ours = build(keras), build(reglab)
+    same_weights(theirs, ours)
+    x = np.random.default_rng(1).random((10, 12, 12, 3)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)

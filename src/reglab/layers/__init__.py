@@ -6,7 +6,7 @@ from reglab.layers.augmentation import (
     RandomTranslation,
     RandomZoom,
 )
-from reglab.layers.convolution import Conv2D, MaxPooling2D
+from reglab.layers.convolution import Conv2D, GlobalAveragePooling2D, MaxPooling2D
 from reglab.layers.core import Activation, Flatten, InputLayer
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
@@ -29,10 +29,42 @@ from reglab.layers.regularization import (
     StochasticDepth,
 )
 
+
+def add(inputs, **kwargs):
+    """Keras's functional ``layers.add([a, b])``: ``Add(**kwargs)(inputs)``."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """Keras's functional ``layers.concatenate([a, b], axis=-1)``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
 __all__ = [
+    "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
     "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
     "Activation", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
+    "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",
 ]

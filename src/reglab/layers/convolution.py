@@ -184,3 +184,38 @@ class MaxPooling2D(Layer):
                 "padding": self.padding}
 
 
+
+
+class GlobalAveragePooling2D(Layer):
+    """The mean over (height, width) of each channel: ``(H, W, C) -> (C,)`` (or
+    ``(1, 1, C)`` with ``keepdims``), as Keras.
+
+    Example:
+        >>> GlobalAveragePooling2D().compute_output_shape((7, 7, 32))
+        (32,)
+    """
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ConfigError("GlobalAveragePooling2D: 'data_format' must be 'channels_last'. "
+                              f"Got {data_format!r}.")
+        if not isinstance(keepdims, bool):
+            raise ConfigError(f"GlobalAveragePooling2D: 'keepdims' must be true or false. "
+                              f"Got {keepdims!r}.")
+        self.keepdims = keepdims
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ConfigError("GlobalAveragePooling2D: expects inputs of rank 4 (batch, "
+                              f"height, width, channels). Got {(None, *input_shape)}.")
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def structure(self):
+        return ("GlobalAveragePooling2D", self.keepdims)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x.mean(dim=(-3, -2), keepdim=self.keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}

@@ -46,9 +46,21 @@ class Model(Sequential):
     def pop(self):
         raise ConfigError("Model.pop: a functional model's layers are set by its graph.")
 
-    def get_config(self):
-        raise ConfigError("Model.get_config: the configs of functional models are not "
-                          "supported yet (Sequential's are).")
+    @classmethod
+    def from_graph(cls, layers, graph, input_shape, name=None, seed=None,
+                   trainable: bool = True) -> Model:
+        """A functional model from its layers (its InputLayer first) and, per layer, the
+        positions of its inputs (-1 for the model's input): what ``get_config`` holds;
+        checked when the model is built."""
+        model = cls.__new__(cls)
+        Sequential.__init__(model, name=name or "functional", trainable=trainable, seed=seed)
+        model._layers = list(layers)
+        model._graph = [tuple(inbound) for inbound in graph]
+        model._input_shape = tuple(input_shape)
+        model.inputs = model.outputs = None
+        model._name_layers()
+        model._build()  # checks the graph now
+        return model
 
     def __repr__(self) -> str:
         return f"<Model name={self.name!r} layers={len(self._layers)}>"

@@ -121,15 +121,23 @@ def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
     base = model.get_config()
     layer_configs = [layer_to_config(layer, f"{where}: layers[{i}] {layer.name!r}")
                      for i, layer in enumerate(model.layers)]
+    config = {"name": base["name"], "seed": base["seed"], "trainable": bool(model.trainable),
+              "input_shape": base["input_shape"], "layers": layer_configs}
+    if model._graph is not None:  # a functional model: each layer's inputs, by position
+        config["graph"] = [list(inbound) for inbound in model._graph]
     return {
         "format_version": FORMAT_VERSION,
         "reglab_version": reglab.__version__,
-        "class_name": "Sequential",
-        "config": {"name": base["name"], "seed": base["seed"],
-                   "trainable": bool(model.trainable), "input_shape": base["input_shape"],
-                   "layers": layer_configs},
+        "class_name": class_name(model),
+        "config": config,
         "compile_config": _compile_config(model),
     }
+
+
+def class_name(model) -> str:
+    """``'Functional'`` for a functional model (as Keras names its class), else
+    ``'Sequential'``."""
+    return "Functional" if model._graph is not None else "Sequential"
 
 
 def layer_to_config(layer, where: str = "layer_to_config") -> dict[str, Any]:
@@ -311,8 +319,8 @@ def _parse_config(path: str, config_bytes: bytes) -> dict[str, Any]:
         raise DataError(f"{where}: expected format_version {FORMAT_VERSION}. Got {version!r} "
                         f"(written by reglab {document.get('reglab_version', '?')}; this is "
                         f"reglab {reglab.__version__}).")
-    if document.get("class_name") != "Sequential":
-        raise DataError(f"{where}: expected class_name 'Sequential'. "
+    if document.get("class_name") not in ("Sequential", "Functional"):
+        raise DataError(f"{where}: expected class_name 'Sequential' or 'Functional'. "
                         f"Got {document.get('class_name')!r}.")
     config = document.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
@@ -385,12 +393,20 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
                           f"Got {shape!r}.")
     stack = [_from_entry(entry, _LAYERS, "layer class", f"{where}: layers[{i}]")
              for i, entry in enumerate(config["layers"])]
+    seed = config.get("seed") if keep_seed else None
     try:
+        if "graph" in config:  # a functional model
+            from reglab.models.functional import Model
+
+            if shape is None:
+                raise ConfigError("expected the input_shape of a functional model. Got null.")
+            return Model.from_graph(stack, config["graph"], shape,
+                                    name=config.get("name"), seed=seed,
+                                    trainable=bool(config.get("trainable", True)))
         if config.get("input_shape") is not None:
             stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
         return Sequential(stack, trainable=bool(config.get("trainable", True)),
-                          name=config.get("name"),
-                          seed=config.get("seed") if keep_seed else None)
+                          name=config.get("name"), seed=seed)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from error
 
@@ -405,10 +421,11 @@ def model_from_json(json_string: str, custom_objects=None):
     except (TypeError, json.JSONDecodeError) as error:
         raise ConfigError(f"{where}: expected JSON text. Got invalid content ({error}).") \
             from None
-    if not isinstance(document, dict) or document.get("class_name") != "Sequential":
+    if not isinstance(document, dict) or document.get("class_name") not in ("Sequential",
+                                                                            "Functional"):
         got = document.get("class_name") if isinstance(document, dict) else document
-        raise ConfigError(f"{where}: expected a Sequential model's JSON "
-                          f"({{'class_name': 'Sequential', 'config': ...}}). Got {got!r}.")
+        raise ConfigError(f"{where}: expected a Sequential or Functional model's JSON "
+                          f"({{'class_name': ..., 'config': ...}}). Got {got!r}.")
     return sequential_from_config(document.get("config"), where, keep_seed=False)
 
 

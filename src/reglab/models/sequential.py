@@ -364,7 +364,7 @@ class Sequential:
         from reglab.models.saving import model_to_config
 
         document = model_to_config(self, "to_json")
-        return json.dumps({"class_name": "Sequential", "config": document["config"],
+        return json.dumps({"class_name": document["class_name"], "config": document["config"],
                            "module": "reglab"}, **kwargs)
 
     @classmethod
@@ -378,10 +378,13 @@ class Sequential:
         return sequential_from_config(config, "Sequential.from_config", keep_seed=False)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "seed": self.seed,
-                "input_shape": None if self._input_shape is None else list(self._input_shape),
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self._layers]}
+        config = {"name": self.name, "seed": self.seed,
+                  "input_shape": None if self._input_shape is None else list(self._input_shape),
+                  "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                             for layer in self._layers]}
+        if self._graph is not None:
+            config["graph"] = [list(inbound) for inbound in self._graph]
+        return config
 
     def save(self, filepath) -> None:
         """Saves architecture, compile settings and weights in one file (no pickled code)."""
