@@ -125,8 +125,8 @@ def test_to_json_and_back_keeps_the_architecture_and_its_regularizers():
     with pytest.raises(reglab.errors.ConfigError, match="custom_objects"):
         reglab.models.model_from_json(text, custom_objects={"Mine": object})
     with pytest.raises(reglab.errors.ConfigError, match="model_from_json: expected a "
-                                                        "Sequential"):
-        reglab.models.model_from_json('{"class_name": "Functional"}')
+                                                        "Sequential or Functional"):
+        reglab.models.model_from_json('{"class_name": "Subclassed"}')
     with pytest.raises(reglab.errors.ConfigError, match="layers\\[0\\]"):
         reglab.models.model_from_json('{"class_name": "Sequential", "config": {"layers": '
                                       '[{"class_name": "Dense", "config": {"units": -1}}]}}')
