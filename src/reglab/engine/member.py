@@ -99,8 +99,11 @@ class PopulationPlan:
 
     @property
     def is_graph(self) -> bool:
-        """Whether some layer takes another input than the layer before it."""
-        return any(lp.inbound != (i - 1,) for i, lp in enumerate(self.layers))
+        """Whether some layer takes another input than the layer before it (computed once:
+        every forward pass asks)."""
+        if "_is_graph" not in self.__dict__:
+            self._is_graph = any(lp.inbound != (i - 1,) for i, lp in enumerate(self.layers))
+        return self._is_graph
 
     @property
     def batch_transforms(self) -> list[LayerPlan]:
