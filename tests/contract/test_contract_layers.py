@@ -42,6 +42,13 @@ def examples():
         "Flatten": (lambda: L.Flatten(), IMAGE),
         "GaussianDropout": (lambda: L.GaussianDropout(0.2), FLAT),
         "GaussianNoise": (lambda: L.GaussianNoise(0.1), FLAT),
+        "AveragePooling2D": (lambda: L.AveragePooling2D(3, strides=2, padding="same"), IMAGE),
+        "LayerNormalization": (lambda: L.LayerNormalization(epsilon=0.01,
+                                                            beta_regularizer=l2(0.1),
+                                                            gamma_constraint=MaxNorm(2.0)), FLAT),
+        "Permute": (lambda: L.Permute((2, 1, 3)), IMAGE),
+        "Reshape": (lambda: L.Reshape((6, -1)), IMAGE),
+        "ZeroPadding2D": (lambda: L.ZeroPadding2D(((1, 0), (2, 1))), IMAGE),
         "GlobalAveragePooling2D": (lambda: L.GlobalAveragePooling2D(keepdims=True), IMAGE),
         "LabelSmoothing": (lambda: L.LabelSmoothing(0.2), FLAT),
         "MaxPooling2D": (lambda: L.MaxPooling2D(2, padding="same"), IMAGE),
@@ -75,6 +82,7 @@ LAYOUTS = {
     "Dense": lambda shape: [(shape[-1], 4), (4,)],
     "Conv2D": lambda shape: [(2, 2, shape[-1], 3), (3,)],
     "BatchNormalization": lambda shape: [(shape[-1],)] * 4,
+    "LayerNormalization": lambda shape: [(shape[-1],)] * 2,
 }
 
 

@@ -214,3 +214,33 @@ def test_a_small_residual_cnn_gives_keras_s_outputs():
     x = np.random.default_rng(1).random((10, 12, 12, 3)).astype("float32")
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda api: api.layers.Reshape((6, 8)), (48,)),
+    (lambda api: api.layers.Reshape((-1, 4)), (6, 4, 2)),
+    (lambda api: api.layers.Permute((2, 1, 3)), (5, 4, 3)),
+    (lambda api: api.layers.ZeroPadding2D(((1, 0), (2, 1))), (4, 5, 2)),
+    (lambda api: api.layers.ZeroPadding2D(2), (3, 3, 1)),
+    (lambda api: api.layers.AveragePooling2D(2), (6, 6, 2)),
+    (lambda api: api.layers.AveragePooling2D(3, strides=2, padding="same"), (7, 5, 2)),
+    (lambda api: api.layers.LayerNormalization(), (7,)),
+    (lambda api: api.layers.LayerNormalization(center=False, epsilon=0.1), (4, 6)),
+])
+def test_shape_and_normalization_layers_give_keras_s_outputs(make, shape):
+    keras.utils.set_random_seed(7)
+    models = []
+    for api in (keras, reglab):
+        inputs = api.Input(shape=shape)
+        x = make(api)(inputs)
+        x = api.layers.Flatten()(x)
+        models.append(api.Model(inputs, api.layers.Dense(3)(x)))
+    theirs, ours = models
+    weights = theirs.get_weights()
+    rng = np.random.default_rng(3)
+    ours.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in weights])
+    theirs.set_weights(ours.get_weights())  # gamma and beta away from 1 and 0
+    x = rng.normal(size=(5, *shape)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    assert ours.output_shape == theirs.output_shape

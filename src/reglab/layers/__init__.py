@@ -6,7 +6,12 @@ from reglab.layers.augmentation import (
     RandomTranslation,
     RandomZoom,
 )
-from reglab.layers.convolution import Conv2D, GlobalAveragePooling2D, MaxPooling2D
+from reglab.layers.convolution import (
+    AveragePooling2D,
+    Conv2D,
+    GlobalAveragePooling2D,
+    MaxPooling2D,
+)
 from reglab.layers.core import Activation, Flatten, InputLayer
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
@@ -20,7 +25,7 @@ from reglab.layers.merging import (
     Subtract,
 )
 from reglab.layers.mixing import CutMix, LabelSmoothing, MixUp
-from reglab.layers.normalization import BatchNormalization
+from reglab.layers.normalization import BatchNormalization, LayerNormalization
 from reglab.layers.regularization import (
     Dropout,
     GaussianDropout,
@@ -28,6 +33,7 @@ from reglab.layers.regularization import (
     SpatialDropout2D,
     StochasticDepth,
 )
+from reglab.layers.reshaping import Permute, Reshape, ZeroPadding2D
 
 
 def add(inputs, **kwargs):
@@ -63,7 +69,8 @@ def concatenate(inputs, axis=-1, **kwargs):
 __all__ = [
     "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
     "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
-    "Activation", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
+    "Activation", "AveragePooling2D", "LayerNormalization", "Permute", "Reshape",
+    "ZeroPadding2D", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
     "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",

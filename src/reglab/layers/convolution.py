@@ -219,3 +219,53 @@ class GlobalAveragePooling2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class AveragePooling2D(Layer):
+    """Average pooling over (height, width), as Keras: ``strides`` defaults to
+    ``pool_size``; with ``padding="same"`` the windows at the border average only the
+    values inside the image.
+
+    Example:
+        >>> AveragePooling2D().compute_output_shape((28, 28, 8))
+        (14, 14, 8)
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ConfigError("AveragePooling2D: 'data_format' must be 'channels_last'. "
+                              f"Got {data_format!r}.")
+        self.pool_size = as_pair("AveragePooling2D", "pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else as_pair(
+            "AveragePooling2D", "strides", strides)
+        self.padding = _padding("AveragePooling2D", padding)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = input_shape
+        return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
+                output_length(w, self.pool_size[1], self.strides[1], self.padding), c)
+
+    def structure(self):
+        return ("AveragePooling2D", self.pool_size, self.strides, self.padding)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        lead = x.shape[:-3]
+        h, w, c = x.shape[-3:]
+        z = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        if self.padding == "same":
+            top, bottom = same_pads(h, self.pool_size[0], self.strides[0])
+            left, right = same_pads(w, self.pool_size[1], self.strides[1])
+            pads = (left, right, top, bottom)
+            total = F.avg_pool2d(F.pad(z, pads), self.pool_size, self.strides)
+            inside = F.avg_pool2d(F.pad(torch.ones_like(z[:1, :1]), pads), self.pool_size,
+                                  self.strides)
+            y = total / inside
+        else:
+            y = F.avg_pool2d(z, self.pool_size, self.strides)
+        return y.permute(0, 2, 3, 1).reshape(*lead, *y.shape[2:], c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding}

@@ -140,3 +140,84 @@ class BatchNormalization(Layer):
                              "moving_mean_initializer", "moving_variance_initializer",
                              "beta_regularizer", "gamma_regularizer", "beta_constraint",
                              "gamma_constraint")}
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axis (Keras 3's defaults: ``axis=-1``,
+    ``epsilon=1e-3``, ``center`` and ``scale`` on), then scales by gamma and shifts by beta.
+
+    Weights, in ``get_weights`` order: gamma, beta.
+
+    Example:
+        >>> LayerNormalization().values()
+        {'epsilon': 0.001}
+    """
+
+    computes_in_float32 = True
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1, [-1], (-1,)):
+            raise ConfigError(f"LayerNormalization: only 'axis' = -1 is supported. "
+                              f"Got {axis!r}.")
+        if rms_scaling:
+            raise ConfigError("LayerNormalization: 'rms_scaling' is not supported. Got True.")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon < 0:
+            raise ConfigError(f"LayerNormalization: 'epsilon' must be a non-negative float. "
+                              f"Got {epsilon!r}.")
+        self.axis, self.epsilon = -1, float(epsilon)
+        self.center, self.scale, self.rms_scaling = bool(center), bool(scale), False
+        where = "LayerNormalization"
+        self.beta_initializer = initializers.get(beta_initializer, f"{where}: 'beta_initializer'")
+        self.gamma_initializer = initializers.get(gamma_initializer,
+                                                  f"{where}: 'gamma_initializer'")
+        self.beta_regularizer = resolve_regularizer(where, "beta_regularizer", beta_regularizer)
+        self.gamma_regularizer = resolve_regularizer(where, "gamma_regularizer",
+                                                     gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint, f"{where}: 'beta_constraint'")
+        self.gamma_constraint = constraints.get(gamma_constraint,
+                                                f"{where}: 'gamma_constraint'")
+
+    def weight_specs(self, input_shape):
+        channels = (input_shape[-1],)
+        specs = []
+        if self.scale:
+            specs.append(WeightSpec("gamma", channels, self.gamma_initializer, kind="gamma",
+                                    regularizer=self.gamma_regularizer,
+                                    constraint=self.gamma_constraint))
+        if self.center:
+            specs.append(WeightSpec("beta", channels, self.beta_initializer, kind="beta",
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint))
+        return specs
+
+    def structure(self):
+        return ("LayerNormalization", self.center, self.scale)
+
+    def values(self):
+        return {"epsilon": self.epsilon}
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        mean, variance = mean_and_variance(x, [x.dim() - 1])
+        mean, variance = mean.unsqueeze(-1), variance.unsqueeze(-1)
+        eps = values["epsilon"]
+        if is_shared(x, input_shape) and (weights or isinstance(eps, torch.Tensor)):
+            x, mean, variance = x.unsqueeze(0), mean.unsqueeze(0), variance.unsqueeze(0)
+        members = x.shape[0]
+        view = (members,) + (1,) * (x.dim() - 2) + (input_shape[-1],)
+        if isinstance(eps, torch.Tensor):
+            eps = eps.view(members, *([1] * (x.dim() - 1)))
+
+        def as_member(t):
+            return None if t is None else t.view(view)
+        return batch_normalize(x, mean, variance, as_member(weights.get("gamma")),
+                               as_member(weights.get("beta")), eps)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, "rms_scaling": self.rms_scaling,
+                **serialized(self, "beta_initializer", "gamma_initializer", "beta_regularizer",
+                             "gamma_regularizer", "beta_constraint", "gamma_constraint")}
