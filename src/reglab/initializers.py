@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from reglab.errors import unknown_name
+from reglab.errors import ConfigError, unknown_name
 
 _TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated at +-2
 
@@ -100,6 +100,27 @@ class HeNormal(Initializer):
         return _truncated_normal(shape, generator, dtype, math.sqrt(2.0 / fan_in) / _TRUNCATED_STD)
 
 
+class RandomUniform(Initializer):
+    """Uniform in ``[minval, maxval)`` (Keras's defaults: -0.05, 0.05; ``'uniform'``, the
+    default of Embedding's table)."""
+
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in (minval, maxval)) or minval > maxval:
+            raise ConfigError(f"RandomUniform: 'minval' and 'maxval' must be numbers with "
+                              f"minval <= maxval. Got {minval!r}, {maxval!r}.")
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, generator=None, dtype=torch.float32):
+        out = torch.empty(tuple(shape), dtype=torch.float64)
+        out.uniform_(self.minval, self.maxval, generator=generator)
+        return out.to(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
 class Zeros(Initializer):
     """All zeros (no seed, as in Keras)."""
 
@@ -127,6 +148,7 @@ he_uniform = HeUniform()
 he_normal = HeNormal()
 zeros = Zeros()
 ones = Ones()
+uniform = RandomUniform()
 
 _BY_NAME: dict[str, Initializer] = {
     "glorot_uniform": glorot_uniform,
@@ -135,9 +157,12 @@ _BY_NAME: dict[str, Initializer] = {
     "he_normal": he_normal,
     "zeros": zeros,
     "ones": ones,
+    "uniform": uniform,
+    "random_uniform": uniform,
 }
 _CLASSES: dict[str, type[Initializer]] = {
-    cls.__name__: cls for cls in (GlorotUniform, GlorotNormal, HeUniform, HeNormal, Zeros, Ones)}
+    cls.__name__: cls for cls in (GlorotUniform, GlorotNormal, HeUniform, HeNormal, Zeros, Ones,
+                                  RandomUniform)}
 
 
 def serialize(initializer) -> dict | object:

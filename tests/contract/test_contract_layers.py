@@ -42,6 +42,8 @@ def examples():
         "Flatten": (lambda: L.Flatten(), IMAGE),
         "GaussianDropout": (lambda: L.GaussianDropout(0.2), FLAT),
         "GaussianNoise": (lambda: L.GaussianNoise(0.1), FLAT),
+        "Embedding": (lambda: L.Embedding(7, 3, embeddings_regularizer=l2(0.01),
+                                          embeddings_constraint=MaxNorm(2.0)), FLAT),
         "AveragePooling2D": (lambda: L.AveragePooling2D(3, strides=2, padding="same"), IMAGE),
         "LayerNormalization": (lambda: L.LayerNormalization(epsilon=0.01,
                                                             beta_regularizer=l2(0.1),
@@ -83,6 +85,7 @@ LAYOUTS = {
     "Conv2D": lambda shape: [(2, 2, shape[-1], 3), (3,)],
     "BatchNormalization": lambda shape: [(shape[-1],)] * 4,
     "LayerNormalization": lambda shape: [(shape[-1],)] * 2,
+    "Embedding": lambda shape: [(7, 3)],
 }
 
 
@@ -141,7 +144,8 @@ def test_weight_layouts_are_keras_layouts(name):
 
 def _members(name, seeds):
     factory, shape = examples()[name]
-    head = [layers_module.Flatten()] if len(shape) == 3 else []
+    # an image, or an Embedding's (positions, vectors), is flattened before the head
+    head = [layers_module.Flatten()] if len(shape) == 3 or name == "Embedding" else []
     return [Member([layers_module.Input(shape=shape), factory(), *head,
                     layers_module.Dense(2, activation="softmax")], "adam", seed=seed)
             for seed in seeds]
@@ -152,6 +156,8 @@ def test_a_population_of_two_trains_as_two_populations_of_one(name):
     factory, shape = examples()[name]
     rng = np.random.default_rng(1)
     x, y = rng.random((20, *shape)).astype("float32"), rng.integers(0, 2, 20)
+    if name == "Embedding":  # indices into its table of 7
+        x = np.floor(x * 7)
     both = Population(_members(name, [0, 1]))
     result = both.fit(x, y, batch_size=8, epochs=2)
     for member, seed in enumerate([0, 1]):

@@ -244,3 +244,23 @@ def test_shape_and_normalization_layers_give_keras_s_outputs(make, shape):
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-5)
     assert ours.output_shape == theirs.output_shape
+
+
+def test_embedding_gives_keras_s_outputs_and_refuses_indices_outside_its_table():
+    keras.utils.set_random_seed(8)
+    models = []
+    for api in (keras, reglab):
+        inputs = api.Input(shape=(5,))
+        x = api.layers.Embedding(10, 4)(inputs)
+        models.append(api.Model(inputs, api.layers.Dense(3)(api.layers.Flatten()(x))))
+    theirs, ours = models
+    same_weights(theirs, ours)
+    x = np.random.default_rng(2).integers(0, 10, (6, 5)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"Embedding: indices must be in \[0, 10\)"):
+        ours.predict(x + 5, verbose=0)
+    fresh = reglab.Sequential([reglab.Input((3,)), reglab.layers.Embedding(200, 50)])
+    table = fresh.get_weights()[0]  # Keras's 'uniform': U(-0.05, 0.05)
+    assert table.shape == (200, 50) and table.min() >= -0.05 and table.max() < 0.05
+    assert abs(table.mean()) < 0.002 and abs(table.std() - 0.1 / 12 ** 0.5) < 0.001

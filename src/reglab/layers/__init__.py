@@ -12,7 +12,7 @@ from reglab.layers.convolution import (
     GlobalAveragePooling2D,
     MaxPooling2D,
 )
-from reglab.layers.core import Activation, Flatten, InputLayer
+from reglab.layers.core import Activation, Embedding, Flatten, InputLayer
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
 from reglab.layers.merging import (
@@ -69,7 +69,7 @@ def concatenate(inputs, axis=-1, **kwargs):
 __all__ = [
     "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
     "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
-    "Activation", "AveragePooling2D", "LayerNormalization", "Permute", "Reshape",
+    "Activation", "AveragePooling2D", "Embedding", "LayerNormalization", "Permute", "Reshape",
     "ZeroPadding2D", "BatchNormalization", "Conv2D", "CutMix", "Dense", "Dropout", "Flatten",
     "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",

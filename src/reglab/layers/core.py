@@ -1,11 +1,14 @@
-"""Shape and activation layers: ``Flatten`` and ``Activation``."""
+"""Core layers: ``InputLayer``, ``Flatten``, ``Activation``, ``Embedding``."""
 
 from __future__ import annotations
 
 import math
 
-from reglab import activations
-from reglab.layers.layer import Layer, is_shared
+import torch
+
+from reglab import activations, constraints, initializers
+from reglab.errors import ConfigError
+from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularizer, serialized
 
 
 class InputLayer(Layer):
@@ -67,3 +70,65 @@ class Activation(Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class Embedding(Layer):
+    """Maps integer indices to vectors: ``(L,) -> (L, output_dim)`` with a table
+    ``(input_dim, output_dim)`` (Keras's ``embeddings``, drawn uniform in ±0.05).
+
+    Indices arrive as the data's floats (exact up to 2**24) and are kept in float32 under
+    mixed precision; an index outside ``[0, input_dim)`` is an error, as in Keras on torch.
+
+    Example:
+        >>> Embedding(1000, 16).compute_output_shape((20,))
+        (20, 16)
+    """
+
+    computes_in_float32 = True
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"Embedding: '{name}' must be a positive int. Got {value!r}.")
+        if mask_zero:
+            raise ConfigError("Embedding: 'mask_zero' (masking) is not supported. Got True.")
+        self.input_dim, self.output_dim, self.mask_zero = input_dim, output_dim, False
+        self.embeddings_initializer = initializers.get(embeddings_initializer,
+                                                       "Embedding: 'embeddings_initializer'")
+        self.embeddings_regularizer = resolve_regularizer("Embedding", "embeddings_regularizer",
+                                                          embeddings_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint,
+                                                     "Embedding: 'embeddings_constraint'")
+
+    def weight_specs(self, input_shape):
+        return [WeightSpec("embeddings", (self.input_dim, self.output_dim),
+                           self.embeddings_initializer, kind="kernel",
+                           regularizer=self.embeddings_regularizer,
+                           constraint=self.embeddings_constraint)]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def structure(self):
+        return ("Embedding", self.input_dim, self.output_dim)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        table = weights["embeddings"]  # (P, V, D)
+        indices = x.long()
+        if bool(((indices < 0) | (indices >= self.input_dim)).any()):
+            raise ConfigError(f"Embedding: indices must be in [0, {self.input_dim}). Got "
+                              f"values from {int(indices.min())} to {int(indices.max())}.")
+        if is_shared(x, input_shape):
+            return table[:, indices]  # (P, B, ..., D)
+        members = torch.arange(table.shape[0], device=table.device).view(
+            -1, *([1] * (indices.dim() - 1)))
+        return table[members, indices]
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim,
+                "output_dim": self.output_dim, "mask_zero": self.mask_zero,
+                **serialized(self, "embeddings_initializer", "embeddings_regularizer",
+                             "embeddings_constraint")}
