@@ -264,3 +264,56 @@ def test_embedding_gives_keras_s_outputs_and_refuses_indices_outside_its_table()
     table = fresh.get_weights()[0]  # Keras's 'uniform': U(-0.05, 0.05)
     assert table.shape == (200, 50) and table.min() >= -0.05 and table.max() < 0.05
     assert abs(table.mean()) < 0.002 and abs(table.std() - 0.1 / 12 ** 0.5) < 0.001
+
+
+def test_layers_come_in_keras_s_order_so_weights_files_match_layer_for_layer(tmp_path):
+    """Branches of equal shapes whose order a plain depth-first walk would swap: Keras orders
+    by depth; a weights file names layers by that order."""
+    def build(api):
+        inputs = api.Input((4,), name="x")
+        a = api.layers.Dense(4, name="a")(inputs)
+        b = api.layers.Dense(4, name="b")(inputs)
+        c = api.layers.Dense(4, name="c")(b)
+        d = api.layers.Dense(4, name="d")(c)
+        return api.Model(inputs, api.layers.Dense(2, name="o")(api.layers.Add(name="add")([a, d])))
+    keras.utils.set_random_seed(9)
+    theirs, ours = build(keras), build(reglab)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    theirs.save_weights(tmp_path / "branches.weights.h5")
+    ours.load_weights(tmp_path / "branches.weights.h5")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_call_arguments_are_refused_not_ignored():
+    inputs = reglab.Input((4,))
+    with pytest.raises(ConfigError, match="training= or mask= are not supported"):
+        reglab.layers.Dropout(0.5)(inputs, training=True)
+
+
+def test_layer_normalization_first_in_a_population_of_one_seed():
+    from reglab.engine import Member, Population
+
+    members = [Member([reglab.Input((4,)), reglab.layers.LayerNormalization(epsilon=e),
+                       reglab.layers.Dense(2)], "sgd", seed=0) for e in (1e-3, 0.5)]
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    together = Population(members).predict(x)
+    for i, member in enumerate(members):
+        alone = Population([Member(member.layers, "sgd", seed=0)]).predict(x)
+        np.testing.assert_allclose(together[i], alone[0], rtol=1e-6)
+
+
+def test_augmentation_in_a_graph_must_lead_from_the_input():
+    inputs = reglab.Input((6, 6, 1))
+    flipped = reglab.layers.Flatten()(reglab.layers.RandomFlip("horizontal")(inputs))
+    raw = reglab.layers.Flatten()(inputs)
+    model = reglab.Model(inputs, reglab.layers.Dense(2)(reglab.layers.Add()([flipped, raw])))
+    with pytest.raises(ConfigError, match="must come right after the input"):
+        model.compile(optimizer="sgd", loss="mse")  # builds the model
+    inputs = reglab.Input((6, 6, 1))
+    x = reglab.layers.Flatten()(reglab.layers.RandomFlip("horizontal")(inputs))
+    fine = reglab.Model(inputs, reglab.layers.Dense(2)(reglab.layers.Add()(
+        [x, reglab.layers.Dense(36)(x)])))
+    fine.compile(optimizer="sgd", loss="mse")
+    assert fine.predict(np.zeros((2, 6, 6, 1), "float32"), verbose=0).shape == (2, 2)

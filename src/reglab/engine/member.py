@@ -151,7 +151,11 @@ def _graph(member: Member, count: int, index: int) -> list[tuple[int, ...]]:
     """The member's graph, checked: a stack's when it has none."""
     if member.graph is None:
         return [(i - 1,) for i in range(count)]
-    graph = [tuple(int(j) for j in inbound) for inbound in member.graph]
+    try:
+        graph = [tuple(int(j) for j in inbound) for inbound in member.graph]
+    except (TypeError, ValueError):
+        raise ConfigError(f"Population: member {index}: 'graph' must be a list of lists of "
+                          f"layer positions. Got {member.graph!r}.") from None
     if len(graph) != count or any(not inbound or any(not -1 <= j < i for j in inbound)
                                   for i, inbound in enumerate(graph)):
         raise ConfigError(f"Population: member {index}: 'graph' must give each of its "
@@ -161,7 +165,29 @@ def _graph(member: Member, count: int, index: int) -> list[tuple[int, ...]]:
     if any(i not in used for i in range(count - 1)):
         raise ConfigError(f"Population: member {index}: every layer but the last must feed "
                           f"another (the last is the output). Got {member.graph!r}.")
+    _check_leading_chain(member.layers, graph, index)
     return graph
+
+
+def _check_leading_chain(layers, graph, index: int) -> None:
+    """In a graph, augmentation and batch transforms (applied to the whole batch before the
+    model) must form the chain that starts at the input, read by nothing but the next."""
+    leading = [i for i, layer in enumerate(layers)
+               if getattr(layer, "is_augmentation", False)
+               or getattr(layer, "is_batch_transform", False)]
+    if not leading or graph == [(i - 1,) for i in range(len(graph))]:
+        return
+    start = 1 if getattr(layers[0], "is_input", False) else 0
+    chain = list(range(start, start + len(leading)))
+    readers = {j: [i for i, inbound in enumerate(graph) if j in inbound]
+               for j in [-1, *range(start + len(leading))]}
+    ok = leading == chain and all(graph[i] == (i - 1,) for i in chain) and all(
+        len(readers[j]) == 1 for j in [-1, *range(start + len(leading) - 1)])
+    if not ok:
+        raise ConfigError(f"Population: member {index}: augmentation and MixUp/CutMix/"
+                          "LabelSmoothing layers change the whole batch before the model, so in "
+                          "a functional model they must come right after the input, one after "
+                          "another, read by nothing else. Got them elsewhere in the graph.")
 
 
 def regularizer_values(reg) -> dict[str, float]:
@@ -201,6 +227,9 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
     for position, ref in enumerate(reference):
         inbound = [input_shape if j == -1 else layer_plans[j].output_shape
                    for j in graph[position]]
+        if not getattr(ref, "takes_list", False) and len(inbound) != 1:
+            raise ConfigError(f"Population: layer {position} ({type(ref).__name__}) takes one "
+                              f"input; the graph gives it {len(inbound)}: {graph[position]}.")
         shape = inbound if getattr(ref, "takes_list", False) else inbound[0]
         column = [layers[position] for _, layers in resolved]
         base = snake_case(type(ref).__name__)

@@ -195,9 +195,15 @@ class Layer:
     # -- Keras-facing -------------------------------------------------------------
     def __call__(self, inputs, *args, **kwargs):
         """Keras's functional API: called on ``reglab.Input(...)`` or another layer's output,
-        returns a symbolic tensor (see :mod:`reglab.layers.symbolic`)."""
+        returns a symbolic tensor (see :mod:`reglab.layers.symbolic`). Keras's call
+        arguments (``training=``, ``mask=``) are not supported: refused, not ignored."""
         from reglab.layers import symbolic
 
+        if args or kwargs:
+            given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+            raise ConfigError(f"{self.name or type(self).__name__}: a layer is called on its "
+                              f"inputs alone; call arguments such as training= or mask= are "
+                              f"not supported (training mode is fit's). Got {', '.join(given)}.")
         return symbolic.call(self, inputs)
 
     def get_weights(self) -> list:

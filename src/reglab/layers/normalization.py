@@ -206,7 +206,7 @@ class LayerNormalization(Layer):
         eps = values["epsilon"]
         if is_shared(x, input_shape) and (weights or isinstance(eps, torch.Tensor)):
             x, mean, variance = x.unsqueeze(0), mean.unsqueeze(0), variance.unsqueeze(0)
-        members = x.shape[0]
+        members = ctx.members  # a shared input (1, B, ...) broadcasts against them
         view = (members,) + (1,) * (x.dim() - 2) + (input_shape[-1],)
         if isinstance(eps, torch.Tensor):
             eps = eps.view(members, *([1] * (x.dim() - 1)))

@@ -180,11 +180,14 @@ class GaussianDropout(Layer):
 
 
 class StochasticDepth(Layer):
-    """Stochastic depth (Huang et al. 2016) on a residual block, as keras_cv's layer of that
-    name: called on ``[shortcut, residual]``, it returns ``shortcut + residual`` in inference,
-    and in training ``shortcut + residual * keep / (1 - rate)`` with ``keep`` one
-    Bernoulli(1 - rate) draw per sample: the whole branch is dropped for a sample with
-    probability ``rate``. ``rate`` is a value: members of one population may differ in it.
+    """Stochastic depth (Huang et al. 2016) on a residual block, per sample with inverted
+    scaling (timm's DropPath): called on ``[shortcut, residual]``, it returns
+    ``shortcut + residual`` in inference, and in training ``shortcut + residual * keep /
+    (1 - rate)`` with ``keep`` one Bernoulli(1 - rate) draw per sample: the whole branch is
+    dropped for a sample with probability ``rate``. (keras_cv's layer of that name, called
+    the same way, draws once per batch and scales by ``1 - rate`` at inference instead: the
+    same expectation, other noise.) ``rate`` is a value: members of one population may differ
+    in it.
 
     Example:
         >>> StochasticDepth(0.2).values()

@@ -79,29 +79,7 @@ def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int
     if len(outs) != 1 or not isinstance(outs[0], SymbolicTensor):
         raise ConfigError(f"Model: 'outputs' must be one layer output (several outputs are "
                           f"not supported yet). Got {outputs!r}.")
-    order: list[SymbolicTensor] = []
-    seen: set[int] = set()
-    stack = [(outs[0], False)]
-    while stack:  # depth first, each node after its inputs
-        node, ready = stack.pop()
-        if isinstance(node, Input):
-            if node is not ins[0]:
-                raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
-                                  "the model's 'inputs'.")
-            continue
-        if id(node) in seen:
-            continue
-        if ready:
-            seen.add(id(node))
-            order.append(node)
-            continue
-        stack.append((node, True))
-        for parent in reversed(node.inbound):
-            if not isinstance(parent, Input) and id(parent) not in seen:
-                stack.append((parent, False))
-            elif isinstance(parent, Input) and parent is not ins[0]:
-                raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
-                                  "the model's 'inputs'.")
+    order = _keras_order(outs[0], ins[0])
     # the model's input layer first (Keras lists it in model.layers), then the graph
     position = {id(node): i + 1 for i, node in enumerate(order)}
     layers = [input_layer(ins[0])] + [node.layer for node in order]
@@ -112,6 +90,61 @@ def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int
     inbound = [(-1,)] + [tuple(0 if isinstance(p, Input) else position[id(p)]
                                for p in node.inbound) for node in order]
     return layers, inbound, ins[0].shape
+
+
+def _keras_order(output, model_input) -> list[SymbolicTensor]:
+    """The graph's nodes in Keras's order (its ``map_graph``): by depth (the longest path to
+    the output), deepest first, ties in the order a depth-first walk from the output first
+    reaches them; so ``model.layers``, the weights' order and the weights files' layer
+    names are Keras's."""
+    from reglab.layers.layer import Input
+
+    finished: list[SymbolicTensor] = []  # each node after its inputs
+    first_seen: dict[int, int] = {}
+    done: set[int] = set()
+
+    def visit(node):
+        if isinstance(node, Input):
+            if node is not model_input:
+                raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
+                                  "the model's 'inputs'.")
+            return
+        if id(node) in done:
+            return
+        first_seen.setdefault(id(node), len(first_seen))
+        for parent in node.inbound:
+            visit(parent)
+        done.add(id(node))
+        finished.append(node)
+
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * len(_ancestors(output)) + 100))
+    try:
+        visit(output)
+    finally:
+        sys.setrecursionlimit(limit)
+    depth: dict[int, int] = {}
+    for node in reversed(finished):  # from the output back
+        here = depth.setdefault(id(node), 0)
+        for parent in node.inbound:
+            if not isinstance(parent, Input):
+                depth[id(parent)] = max(depth.get(id(parent), 0), here + 1)
+    return sorted(finished, key=lambda n: (-depth[id(n)], first_seen[id(n)]))
+
+
+def _ancestors(output) -> set[int]:
+    from reglab.layers.layer import Input
+
+    seen, stack = set(), [output]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Input) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(node.inbound)
+    return seen
 
 
 def input_layer(tensor):

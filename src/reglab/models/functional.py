@@ -36,7 +36,8 @@ class Model(Sequential):
                                   f"{owner.name!r}; reglab layers cannot be shared between "
                                   "models.")
         self._layers, self._graph, self._input_shape = layers, graph, tuple(input_shape)
-        self.inputs, self.outputs = [inputs], [outputs]
+        self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         self._name_layers()
 
     def add(self, layer) -> None:

@@ -34,7 +34,7 @@ def render(model, population) -> str:
         row = [f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"]
         if graph is not None:
             row.append("-" if graph[index] == (-1,) else
-                       ", ".join(f"{layers[j].name}[0][0]" for j in graph[index]))
+                       ", ".join(f"{layers[max(j, 0)].name}[0][0]" for j in graph[index]))
         rows.append(tuple(row))
     widths = [max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15]
     if graph is not None:
