@@ -317,3 +317,16 @@ def test_augmentation_in_a_graph_must_lead_from_the_input():
         [x, reglab.layers.Dense(36)(x)])))
     fine.compile(optimizer="sgd", loss="mse")
     assert fine.predict(np.zeros((2, 6, 6, 1), "float32"), verbose=0).shape == (2, 2)
+
+
+def test_keras_habits_around_inputs_and_configs():
+    model = reglab.Sequential([reglab.layers.InputLayer(shape=(4,)), reglab.layers.Dense(2)])
+    assert model.input_shape == (None, 4)
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    functional = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(ConfigError, match="Keras's own functional-model config"):
+        reglab.models.model_from_json(functional.to_json())
+    inputs = reglab.Input((5,))
+    with pytest.raises(ConfigError, match="expects inputs of rank 4"):
+        reglab.layers.AveragePooling2D()(inputs)

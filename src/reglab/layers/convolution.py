@@ -161,6 +161,9 @@ class MaxPooling2D(Layer):
         self.padding = _padding("MaxPooling2D", padding)
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ConfigError(f"MaxPooling2D: expects inputs of rank 4 (batch, height, width, "
+                              f"channels). Got {(None, *input_shape)}.")
         h, w, c = input_shape
         return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
                 output_length(w, self.pool_size[1], self.strides[1], self.padding), c)
@@ -243,6 +246,9 @@ class AveragePooling2D(Layer):
         self.padding = _padding("AveragePooling2D", padding)
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ConfigError(f"AveragePooling2D: expects inputs of rank 4 (batch, height, width, "
+                              f"channels). Got {(None, *input_shape)}.")
         h, w, c = input_shape
         return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
                 output_length(w, self.pool_size[1], self.strides[1], self.padding), c)

@@ -387,6 +387,16 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
 
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ConfigError(f"{where}: expected a config with a 'layers' list. Got {config!r}.")
+    if "graph" not in config and ("input_layers" in config or any(
+            isinstance(entry, dict) and entry.get("inbound_nodes") for entry in config["layers"])):
+        raise ConfigError(f"{where}: this is Keras's own functional-model config "
+                          "(inbound_nodes); reglab reads the configs reglab writes. Move the "
+                          "weights instead: model.save_weights in Keras, load_weights here.")
+    graph = config.get("graph")
+    if graph is not None and (not isinstance(graph, list) or not all(
+            isinstance(g, list) and all(isinstance(j, int) for j in g) for g in graph)):
+        raise ConfigError(f"{where}: expected 'graph' to be a list of lists of layer "
+                          f"positions. Got {graph!r}.")
     shape = config.get("input_shape")
     if shape is not None and not isinstance(shape, (list, tuple)):
         raise ConfigError(f"{where}: expected 'input_shape' to be a list or null. "

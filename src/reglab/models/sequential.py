@@ -65,11 +65,13 @@ class Sequential:
     # -- structure ------------------------------------------------------------------
     def add(self, layer) -> None:
         """Appends a layer (or sets the input shape with ``reglab.Input``)."""
-        if isinstance(layer, Input):
+        if isinstance(layer, Input) or type(layer).__name__ == "InputLayer":
             if self._layers:
                 raise ConfigError("Sequential.add: an Input must come first. Got one after "
                                   f"{len(self._layers)} layers.")
-            self._input_shape = layer.shape
+            if layer.shape is None:
+                raise ConfigError("Sequential.add: an InputLayer needs its shape. Got None.")
+            self._input_shape = tuple(layer.shape)
             return
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential.add: expected a reglab layer. Got {layer!r}.")
