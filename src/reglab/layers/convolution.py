@@ -141,7 +141,53 @@ class Conv2D(Layer):
                              "kernel_constraint", "bias_constraint")}
 
 
-class MaxPooling2D(Layer):
+class _Pooling2D(Layer):
+    """Pooling over (height, width) with Keras's arguments: ``strides`` defaults to
+    ``pool_size``; ``padding`` 'valid' or 'same'. Subclasses pool the padded windows."""
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        if data_format not in (None, "channels_last"):
+            raise ConfigError(f"{name}: 'data_format' must be 'channels_last'. "
+                              f"Got {data_format!r}.")
+        self.pool_size = as_pair(name, "pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else as_pair(name, "strides", strides)
+        self.padding = _padding(name, padding)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ConfigError(f"{type(self).__name__}: expects inputs of rank 4 (batch, height, "
+                              f"width, channels). Got {(None, *input_shape)}.")
+        h, w, c = input_shape
+        return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
+                output_length(w, self.pool_size[1], self.strides[1], self.padding), c)
+
+    def structure(self):
+        return (type(self).__name__, self.pool_size, self.strides, self.padding)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        lead = x.shape[:-3]
+        h, w, c = x.shape[-3:]
+        z = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        pads = None
+        if self.padding == "same":
+            top, bottom = same_pads(h, self.pool_size[0], self.strides[0])
+            left, right = same_pads(w, self.pool_size[1], self.strides[1])
+            pads = (left, right, top, bottom)
+        y = self._pool(z, pads)
+        return y.permute(0, 2, 3, 1).reshape(*lead, *y.shape[2:], c)
+
+    def _pool(self, z, pads):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding}
+
+
+class MaxPooling2D(_Pooling2D):
     """Max pooling over (height, width); ``strides`` defaults to ``pool_size`` as Keras.
 
     Example:
@@ -149,44 +195,29 @@ class MaxPooling2D(Layer):
         (14, 14, 8)
     """
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ConfigError("MaxPooling2D: 'data_format' must be 'channels_last'. "
-                              f"Got {data_format!r}.")
-        self.pool_size = as_pair("MaxPooling2D", "pool_size", pool_size)
-        self.strides = self.pool_size if strides is None else as_pair(
-            "MaxPooling2D", "strides", strides)
-        self.padding = _padding("MaxPooling2D", padding)
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ConfigError(f"MaxPooling2D: expects inputs of rank 4 (batch, height, width, "
-                              f"channels). Got {(None, *input_shape)}.")
-        h, w, c = input_shape
-        return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
-                output_length(w, self.pool_size[1], self.strides[1], self.padding), c)
-
-    def structure(self):
-        return ("MaxPooling2D", self.pool_size, self.strides, self.padding)
-
-    def forward(self, x, weights, values, ctx, input_shape):
-        lead = x.shape[:-3]
-        h, w, c = x.shape[-3:]
-        z = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
-        if self.padding == "same":
-            top, bottom = same_pads(h, self.pool_size[0], self.strides[0])
-            left, right = same_pads(w, self.pool_size[1], self.strides[1])
-            z = F.pad(z, (left, right, top, bottom), value=-math.inf)
-        y = F.max_pool2d(z, self.pool_size, self.strides)
-        return y.permute(0, 2, 3, 1).reshape(*lead, *y.shape[2:], c)
-
-    def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
-                "padding": self.padding}
+    def _pool(self, z, pads):
+        if pads is not None:
+            z = F.pad(z, pads, value=-math.inf)
+        return F.max_pool2d(z, self.pool_size, self.strides)
 
 
+class AveragePooling2D(_Pooling2D):
+    """Average pooling over (height, width), as Keras: ``strides`` defaults to
+    ``pool_size``; with ``padding="same"`` the windows at the border average only the
+    values inside the image.
+
+    Example:
+        >>> AveragePooling2D().compute_output_shape((28, 28, 8))
+        (14, 14, 8)
+    """
+
+    def _pool(self, z, pads):
+        if pads is None:
+            return F.avg_pool2d(z, self.pool_size, self.strides)
+        total = F.avg_pool2d(F.pad(z, pads), self.pool_size, self.strides)
+        inside = F.avg_pool2d(F.pad(torch.ones_like(z[:1, :1]), pads), self.pool_size,
+                              self.strides)
+        return total / inside
 
 
 class GlobalAveragePooling2D(Layer):
@@ -222,56 +253,3 @@ class GlobalAveragePooling2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}
-
-
-class AveragePooling2D(Layer):
-    """Average pooling over (height, width), as Keras: ``strides`` defaults to
-    ``pool_size``; with ``padding="same"`` the windows at the border average only the
-    values inside the image.
-
-    Example:
-        >>> AveragePooling2D().compute_output_shape((28, 28, 8))
-        (14, 14, 8)
-    """
-
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ConfigError("AveragePooling2D: 'data_format' must be 'channels_last'. "
-                              f"Got {data_format!r}.")
-        self.pool_size = as_pair("AveragePooling2D", "pool_size", pool_size)
-        self.strides = self.pool_size if strides is None else as_pair(
-            "AveragePooling2D", "strides", strides)
-        self.padding = _padding("AveragePooling2D", padding)
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ConfigError(f"AveragePooling2D: expects inputs of rank 4 (batch, height, width, "
-                              f"channels). Got {(None, *input_shape)}.")
-        h, w, c = input_shape
-        return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
-                output_length(w, self.pool_size[1], self.strides[1], self.padding), c)
-
-    def structure(self):
-        return ("AveragePooling2D", self.pool_size, self.strides, self.padding)
-
-    def forward(self, x, weights, values, ctx, input_shape):
-        lead = x.shape[:-3]
-        h, w, c = x.shape[-3:]
-        z = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
-        if self.padding == "same":
-            top, bottom = same_pads(h, self.pool_size[0], self.strides[0])
-            left, right = same_pads(w, self.pool_size[1], self.strides[1])
-            pads = (left, right, top, bottom)
-            total = F.avg_pool2d(F.pad(z, pads), self.pool_size, self.strides)
-            inside = F.avg_pool2d(F.pad(torch.ones_like(z[:1, :1]), pads), self.pool_size,
-                                  self.strides)
-            y = total / inside
-        else:
-            y = F.avg_pool2d(z, self.pool_size, self.strides)
-        return y.permute(0, 2, 3, 1).reshape(*lead, *y.shape[2:], c)
-
-    def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
-                "padding": self.padding}

@@ -27,6 +27,20 @@ def batch_normalize(x, mean, variance, gamma, beta, epsilon):
     return x * inv + shift
 
 
+def scale_and_shift(layer, channels) -> list[WeightSpec]:
+    """A normalization's gamma (with ``scale``) and beta (with ``center``), Keras's order."""
+    specs = []
+    if layer.scale:
+        specs.append(WeightSpec("gamma", channels, layer.gamma_initializer, kind="gamma",
+                                regularizer=layer.gamma_regularizer,
+                                constraint=layer.gamma_constraint))
+    if layer.center:
+        specs.append(WeightSpec("beta", channels, layer.beta_initializer, kind="beta",
+                                regularizer=layer.beta_regularizer,
+                                constraint=layer.beta_constraint))
+    return specs
+
+
 class BatchNormalization(Layer):
     """Normalizes the last axis (``axis=-1``) with momentum 0.99 and epsilon 1e-3, as Keras.
 
@@ -74,15 +88,7 @@ class BatchNormalization(Layer):
 
     def weight_specs(self, input_shape):
         channels = (input_shape[-1],)
-        specs = []
-        if self.scale:
-            specs.append(WeightSpec("gamma", channels, self.gamma_initializer, kind="gamma",
-                                    regularizer=self.gamma_regularizer,
-                                    constraint=self.gamma_constraint))
-        if self.center:
-            specs.append(WeightSpec("beta", channels, self.beta_initializer, kind="beta",
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint))
+        specs = scale_and_shift(self, channels)
         specs += [
             WeightSpec("moving_mean", channels, self.moving_mean_initializer, trainable=False,
                        kind="stat"),
@@ -182,17 +188,7 @@ class LayerNormalization(Layer):
                                                 f"{where}: 'gamma_constraint'")
 
     def weight_specs(self, input_shape):
-        channels = (input_shape[-1],)
-        specs = []
-        if self.scale:
-            specs.append(WeightSpec("gamma", channels, self.gamma_initializer, kind="gamma",
-                                    regularizer=self.gamma_regularizer,
-                                    constraint=self.gamma_constraint))
-        if self.center:
-            specs.append(WeightSpec("beta", channels, self.beta_initializer, kind="beta",
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint))
-        return specs
+        return scale_and_shift(self, (input_shape[-1],))
 
     def structure(self):
         return ("LayerNormalization", self.center, self.scale)
