@@ -225,6 +225,12 @@ class _Tuner:
         self.exhausted = False  # the sampler keeps drawing values already tried
         #: trial number -> trials drawn with its values, told its result when it ends
         self.duplicates: dict[int, list] = {}
+        #: the trial first drawn with each set of values (a trial drawn with the same values
+        #: takes its result): an index, so that asking is not a scan of every trial
+        self.tried: dict[str, int] = {}
+        for frozen in study.get_trials(deepcopy=False):
+            if frozen.user_attrs.get("same_as") is None:
+                self.tried.setdefault(_values_key(frozen.params), frozen.number)
         self.best: float | None = None
 
     # -- asking -------------------------------------------------------------------------
@@ -241,11 +247,10 @@ class _Tuner:
             variant, point = space.suggest(trial, self.spec)
             if self.spec.tune.scheduler == "pbt":  # exploring makes equal starts differ
                 return self._pending(trial, variant, point)
-            same = next((t for t in self.study.get_trials(deepcopy=False)
-                         if t.number != trial.number and t.params == trial.params
-                         and t.user_attrs.get("same_as") is None), None)
-            if same is None:
+            number = self.tried.setdefault(_values_key(trial.params), trial.number)
+            if number == trial.number:
                 return self._pending(trial, variant, point)
+            same = self.study.get_trials(deepcopy=False)[number]
             repeats += 1
             trial.set_user_attr("same_as", same.number)
             if same.state == optuna.trial.TrialState.RUNNING:
@@ -293,6 +298,7 @@ class _Tuner:
             # values drawn before the kill come back as they were; a kill between two
             # draws leaves the rest to draw now
             variant, point = space.suggest(trial, self.spec)
+            self.tried.setdefault(_values_key(trial.params), trial.number)
             pending = self._pending(trial, variant, point)
             stored = [records.get(run.run_id) for run in pending.runs]
             if all(r is not None and r.finished for r in stored):
@@ -469,6 +475,13 @@ class _Tuner:
                 "model_epochs": int(used),
                 "pruning_saved": int(saved), "wall_time": self.budget.wall,
                 "population_size": self.size, "journal": JOURNAL}
+
+
+def _values_key(params: dict) -> str:
+    """A trial's values as one comparable key."""
+    import json
+
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _label(pending: PendingTrial) -> str:
