@@ -180,3 +180,28 @@ def test_proximal_l1_step_size_under_adam():
     expected = torch.sign(stepped) * torch.clamp(stepped.abs() - threshold, min=0.0)
     np.testing.assert_allclose(population.member_weights(0)[(0, "kernel")].numpy(),
                                expected.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["member_slices", "stacked_tensors"])
+def test_fused_adam_on_a_population_member_slices_and_stacked(monkeypatch, stacked):
+    """Members sharing their hyperparameters take one fused call: on their own slices on a
+    CPU, on the stacked tensors on CUDA (forced here); either way each member follows
+    Keras's rule."""
+    from reglab.optimizers import optimizers as optimizers_module
+    monkeypatch.setattr(optimizers_module, "_fuses_stacked", lambda device: stacked)
+    calls = []
+    fused_call = Adam._fused_call
+    monkeypatch.setattr(Adam, "_fused_call",
+                        lambda self, params, *rest: (calls.append(len(params)),
+                                                     fused_call(self, params, *rest)))
+    x, y = data(32)
+    members = [Member([Dense(CLASSES, activation="softmax", input_shape=(FEATURES,))],
+                      Adam(0.02), seed=seed) for seed in (0, 1, 2)]
+    population = Population(members, dtype=F64)
+    initial = [population.member_weights(m) for m in range(3)]
+    population.fit(x, y, batch_size=8, epochs=2, shuffle=False)
+    assert set(calls) == {2 if stacked else 2 * 3}  # kernel and bias, stacked or per member
+    batches = batches_of(x, y, 8) * 2
+    for m in range(3):
+        expected = keras_adam(initial[m], batches, lr=0.02)
+        assert_weights(population.member_weights(m), expected, rtol=1e-9, atol=1e-12)

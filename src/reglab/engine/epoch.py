@@ -2,7 +2,11 @@
 
 Members are grouped by (seed, epochs trained): a group shares its batch order,
 its noise and its augmentation. The sums of each step stay on the device; the
-only synchronization per step is the check for non-finite losses.
+only synchronization is the check for non-finite losses: every step on a CPU, every
+:data:`DIVERGENCE_CHECK_STEPS` steps and at the end of the epoch elsewhere (CUDA), where
+each check would stall the queue of kernels. Between checks a diverged member keeps
+stepping on its own rows (members share no arithmetic); the check finds the step at which
+its loss first was not finite, and records that one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,14 @@ from reglab.engine import data as data_module
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import apply_updates
 from reglab.layers.shared_input import MemberGroups
+
+#: steps between two checks for diverged members off the CPU
+DIVERGENCE_CHECK_STEPS = 32
+
+
+def divergence_check_steps(device: torch.device) -> int:
+    """Steps between two checks for non-finite losses (1: every step)."""
+    return 1 if device.type == "cpu" else DIVERGENCE_CHECK_STEPS
 
 
 class SeedLayout:
@@ -101,6 +113,9 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     layout = SeedLayout(population, group_rows)
     sums = EpochSums(population, state.size)
     population.epoch_progress = (sums, 0)
+    check_every = divergence_check_steps(population.device)
+    last_step = math.ceil(n / batch_size) - 1
+    first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     for step, lo in enumerate(range(0, n, batch_size)):
         for obs in observers:
             hook = getattr(obs, "on_train_batch_begin", None)
@@ -120,8 +135,21 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty
+            if check_every > 1:
+                bad = ~torch.isfinite(total)
+                if first_bad is None:
+                    first_bad = torch.full_like(total, -1, dtype=torch.long)
+                first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
+                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
+                if (step + 1) % check_every == 0 or step == last_step:
+                    remaining = _drop_diverged(population, sums, first_bad, epoch)
+                    if remaining is None:
+                        return None
+                    if remaining is not first_bad:  # some left: the groups may have changed
+                        layout = SeedLayout(population, group_rows)
+                    first_bad = remaining
             # One synchronization: a non-finite member makes the sum non-finite.
-            if not math.isfinite(float(total.sum())):
+            elif not math.isfinite(float(total.sum())):
                 finite = torch.isfinite(total)
                 if not bool(finite.all()):
                     population.diverge(finite, epoch, step)
@@ -137,7 +165,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                         yb = yb.index_select(0, keep)
                     if wb is not None and wb.shape[0] > 1:
                         wb = wb.index_select(0, keep)
-            sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
+            if check_every == 1:
+                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
         apply_updates(population.chain, state)
         population.epoch_progress = (sums, min(lo + batch_size, n))
         for obs in observers:
@@ -145,6 +174,23 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             if hook is not None:
                 hook(step)
     return sums
+
+
+def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor,
+                   epoch: int) -> torch.Tensor | None:
+    """A deferred check: records each member whose loss went bad at the step it did, and
+    drops it (state and sums; its weights are those it holds now, not those of that step).
+    Returns ``first_bad`` itself when no member went bad, else the remaining members' (all
+    -1), or None when none is left."""
+    bad_steps = first_bad[first_bad >= 0]
+    if bad_steps.numel() == 0:  # the synchronization
+        return first_bad
+    for step in sorted(set(bad_steps.tolist())):
+        population.diverge(first_bad != step, epoch, step)
+    keep = (first_bad < 0).nonzero().flatten()
+    sums.keep(keep)
+    population.state.keep(keep.tolist())
+    return first_bad.index_select(0, keep) if population.state.size else None
 
 
 def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict[str, float]]:

@@ -4,7 +4,11 @@ For one weight (or one layer's output), the members' regularizers are grouped by
 :meth:`~reglab.regularizers.Regularizer.family`; each family's values (strengths) are
 stacked into per-member values (zero for members of another family, see
 :mod:`reglab.engine.values`), and its math runs once on the stacked tensor. A family
-whose values are zero for every present member is skipped. Regularizers without a family
+whose values are zero for every present member is skipped. On a CPU it runs on the rows
+of the members with a non-zero value only (one slice per run of such members); on other
+devices (CUDA) on every row, since each kernel launch costs more than the arithmetic of
+the other rows, whose values are zero (a family's penalty and gradient vanish at zero
+values, for finite weights). Regularizers without a family
 (user-defined callables) are evaluated member by member, with autograd.
 
 What a family contributes is what its regularizer declares in ``contributes``: a
@@ -33,7 +37,8 @@ class PenaltyTerms:
     #: per member, a regularizer evaluated member by member (or None); None when none has one
     custom: list[Any] | None = None
     #: per family, the runs of members whose values are not all zero, as slices; None when
-    #: that is every member. Value and gradient are computed on those rows only.
+    #: that is every member, or off the CPU. Value and gradient are computed on those rows
+    #: only.
     rows: list[tuple[slice, ...] | None] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -51,6 +56,7 @@ def penalty_terms(regularizers: Sequence[Any], values: Sequence[dict[str, float]
                   dtype: torch.dtype, device) -> PenaltyTerms:
     """Groups the present members' ``regularizers`` (with their ``values``) into terms."""
     terms = PenaltyTerms()
+    by_rows = computes_by_rows(device)
     families: dict[Any, Any] = {}
     for reg in regularizers:
         family = None if reg is None or not hasattr(reg, "family") else reg.family()
@@ -68,12 +74,19 @@ def penalty_terms(regularizers: Sequence[Any], values: Sequence[dict[str, float]
             terms.rows.append(_active_runs([
                 member is not None and member.family() == family
                 and any(member_vals.get(name, 0.0) != 0 for name in names)
-                for member, member_vals in zip(regularizers, values)]) if names else None)
+                for member, member_vals in zip(regularizers, values)])
+                if names and by_rows else None)
     custom = [reg if reg is not None and (not hasattr(reg, "family") or reg.family() is None)
               else None for reg in regularizers]
     if any(reg is not None for reg in custom):
         terms.custom = custom
     return terms
+
+
+def computes_by_rows(device) -> bool:
+    """Whether families are computed on their members' rows only (on a CPU), rather than
+    on every row (elsewhere; see the module docstring)."""
+    return torch.device(device).type == "cpu"
 
 
 def _active_runs(active: list[bool]) -> tuple[slice, ...] | None:

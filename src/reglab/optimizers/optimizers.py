@@ -47,6 +47,12 @@ def _fused_adam_available(device: torch.device) -> bool:
     return hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda")
 
 
+def _fuses_stacked(device: torch.device) -> bool:
+    """Whether the fused Adam kernel may take a population's stacked tensors at once
+    (off the CPU; see ``Adam._apply_fused``)."""
+    return device.type != "cpu"
+
+
 def _bias_corrected_rate(lr: Value, b1: Value, b2: Value, step, dtype: torch.dtype) -> Value:
     """Adam's ``lr * sqrt(1 - b2**t) / (1 - b1**t)``, computed in float64 whatever the
     inputs (floats, or per-member tensors), then cast to ``dtype``."""
@@ -70,7 +76,7 @@ class OptimizerMembers:
     def __init__(self, floats: list[dict[str, float]], steps: list[int], dtype: torch.dtype,
                  device: torch.device):
         self.floats, self.steps, self.dtype, self.device = floats, steps, dtype, device
-        self._cache: dict[tuple[str, int], Value] = {}
+        self._cache: dict[tuple, Any] = {}
 
     def __len__(self) -> int:
         return len(self.floats)
@@ -84,6 +90,24 @@ class OptimizerMembers:
             self._cache[key] = member_values([hp[name] for hp in self.floats], self.dtype,
                                              self.device, ndim)
         return self._cache[key]
+
+    def groups(self, names: tuple[str, ...]) -> dict[tuple, list[int]]:
+        """The members' positions grouped by equal hyperparameters ``names`` and step, keyed
+        ``(*values, step)``; in one pass over the members only when they differ (the
+        hyperparameters are read once: a change of one rebuilds this object)."""
+        keyed = self._cache.get(("groups", names))
+        if keyed is None:
+            values = [tuple(hp[name] for name in names) for hp in self.floats]
+            uniform = bool(values) and values.count(values[0]) == len(values)
+            keyed = self._cache[("groups", names)] = (values, uniform)
+        values, uniform = keyed
+        steps = self.steps
+        if uniform and steps.count(steps[0]) == len(steps):
+            return {(*values[0], steps[0]): list(range(len(steps)))}
+        groups: dict[tuple, list[int]] = {}
+        for p, (hp, step) in enumerate(zip(values, steps)):
+            groups.setdefault((*hp, step), []).append(p)
+        return groups
 
     def step(self, ndim: int):
         """The members' steps: an int when they agree, else a ``(P, 1, ..., 1)`` tensor."""
@@ -270,21 +294,22 @@ class Adam(Optimizer):
             -1, *([1] * (ndim - 1)))
 
     def _apply_fused(self, params, grads, slots, members) -> None:
-        """torch's fused kernel, called on each member's own slices (so that a member's
-        arithmetic never depends on its position in the population), one call per group
-        of members with equal hyperparameters and steps. Its epsilon sits inside the bias
-        correction, Keras's outside:
+        """torch's fused kernel, one call per group of members with equal hyperparameters
+        and steps. On a CPU it is called on each member's own slices, so that a member's
+        arithmetic never depends on its position in the population (a vectorized loop and
+        its scalar tail may round differently); on CUDA, whose elementwise kernels do the
+        same arithmetic at every position, on the stacked tensors when one group holds every
+        member. Its epsilon sits inside the bias correction, Keras's outside:
         ``lr * m_hat / (sqrt(v_hat) + eps') == alpha * m / (sqrt(v) + eps)`` with
         ``eps' = eps / sqrt(1 - beta_2**t)``."""
-        if len(members) == 1:  # one member: its slice is the whole stacked tensor
-            hp, step = members.floats[0], members.steps[0]
+        groups = members.groups(self._FUSED_KEYS)
+        if len(groups) == 1 and (len(members) == 1 or _fuses_stacked(params[0].device)):
+            # one member (its slice is the whole stacked tensor), or one group on CUDA
+            (lr, b1, b2, eps, step), = groups
             self._fused_call(params, grads, [s["m"] for s in slots], [s["v"] for s in slots],
                              [s["v_hat"] for s in slots] if self.amsgrad else [],
-                             hp["learning_rate"], hp["beta_1"], hp["beta_2"], hp["epsilon"], step)
+                             lr, b1, b2, eps, step)
             return
-        groups: dict[tuple, list[int]] = {}
-        for p, (hp, step) in enumerate(zip(members.floats, members.steps)):
-            groups.setdefault((*(hp[k] for k in self._FUSED_KEYS), step), []).append(p)
         fresh: dict = {}
         rows = [self._rows(w, fresh) for w in params]
         grad_rows = [g.contiguous().unbind(0) for g in grads]
@@ -300,7 +325,8 @@ class Adam(Optimizer):
                              lr, b1, b2, eps, step)
 
     def _fused_call(self, params, grads, m, v, v_hat, lr, b1, b2, eps, step) -> None:
-        step_tensor = torch.tensor(float(step), device=params[0].device)
+        # filled on the device (no host-to-device copy per step)
+        step_tensor = torch.full((), float(step), device=params[0].device)
         torch._fused_adam_(list(params), [g.contiguous() for g in grads], list(m), list(v),
                            list(v_hat), [step_tensor] * len(params), lr=lr, beta1=b1, beta2=b2,
                            weight_decay=0.0, eps=eps / (1 - b2**step) ** 0.5,

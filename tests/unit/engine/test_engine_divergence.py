@@ -78,3 +78,25 @@ def test_divergence_does_not_disturb_the_other_members(dtype, b_seed):
         actual = with_b.member_weights(mine)
         for key in expected:
             assert torch.equal(actual[key], expected[key]), (mine, key)
+
+
+@pytest.mark.parametrize("every", [3, 1000])
+@pytest.mark.parametrize("b_seed", [1, 0], ids=["own_seed", "seed_shared_with_a"])
+def test_deferred_checks_find_the_same_step_and_leave_the_others_alone(monkeypatch, every,
+                                                                       b_seed):
+    """Off the CPU the losses are checked every few steps (and at the end of an epoch): the
+    diverged member is found at the step its loss went bad, the others train as without it."""
+    _, per_step = train(a_b_c(b_seed), torch.float64)
+    from reglab.engine import epoch as epoch_module
+    monkeypatch.setattr(epoch_module, "divergence_check_steps", lambda device: every)
+    deferred_pop, deferred = train(a_b_c(b_seed), torch.float64)
+    without_b, reference = train([member(0.01, seed=0, strength=0.01), member(0.02, seed=2)],
+                                 torch.float64)
+    b = deferred.members[1]
+    assert b.status == "diverged" and b.diverged_at == per_step.members[1].diverged_at
+    assert b.history == per_step.members[1].history
+    for mine, theirs in [(0, 0), (2, 1)]:
+        assert deferred.members[mine].history == reference.members[theirs].history, mine
+        expected, actual = without_b.member_weights(theirs), deferred_pop.member_weights(mine)
+        for key in expected:
+            assert torch.equal(actual[key], expected[key]), (mine, key)

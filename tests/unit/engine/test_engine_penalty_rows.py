@@ -1,8 +1,10 @@
-"""Penalties are computed on the rows of the members that have them: the values and
-gradients against the closed form per member, and untouched rows for the others."""
+"""Penalties are computed on the rows of the members that have them (on a CPU), or on every
+row (on CUDA): the values and gradients against the closed form per member, and untouched
+rows for the others, either way."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from reglab.engine import penalties
@@ -15,10 +17,13 @@ def test_active_runs_are_the_runs_of_members_with_a_strength():
     assert penalties._active_runs([True, True]) is None
 
 
-def test_values_and_gradients_match_the_closed_form_member_by_member():
+@pytest.mark.parametrize("by_rows", [True, False], ids=["cpu_rows", "every_row"])
+def test_values_and_gradients_match_the_closed_form_member_by_member(monkeypatch, by_rows):
     regs = [L1(0.01), None, L1(0.0), L1L2(l1=0.002, l2=0.03), L2(0.5), None, L1(0.004)]
     values = [{} if r is None else dict(r.values()) for r in regs]
+    monkeypatch.setattr(penalties, "computes_by_rows", lambda device: by_rows)
     terms = penalties.penalty_terms(regs, values, torch.float32, "cpu")
+    assert (terms.rows == [None]) is not by_rows  # one family, its members in three runs
     w = torch.randn(len(regs), 5, 3, generator=torch.Generator().manual_seed(0))
     reported, differentiable = penalties.evaluate(terms, w)
     assert differentiable is None
