@@ -330,3 +330,16 @@ def test_keras_habits_around_inputs_and_configs():
     inputs = reglab.Input((5,))
     with pytest.raises(ConfigError, match="expects inputs of rank 4"):
         reglab.layers.AveragePooling2D()(inputs)
+
+
+def test_symbolic_shapes_carry_the_batch_as_in_keras():
+    for shape, batch_size in (((4,), None), ((6, 6, 1), None), ((3,), 8)):
+        ours, theirs = reglab.Input(shape, batch_size=batch_size), keras.Input(
+            shape, batch_size=batch_size)
+        assert ours.shape == tuple(theirs.shape)
+        assert reglab.layers.Flatten()(ours).shape == tuple(
+            keras.layers.Flatten()(theirs).shape)
+    inputs = reglab.Input((4,))
+    model = reglab.Model(inputs, reglab.layers.Dense(2)(reglab.layers.Dense(3)(inputs)))
+    assert model.input_shape == (None, 4) and model.output_shape == (None, 2)
+    assert reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(2)]).input_shape == (None, 4)

@@ -131,7 +131,7 @@ def _split_input(member: Member, index: int) -> tuple[Shape, list[Layer]]:
     layers = list(member.layers)
     shape = member.input_shape
     if layers and isinstance(layers[0], Input):
-        shape = layers.pop(0).shape
+        shape = layers.pop(0).sample_shape
     if not layers:
         raise ConfigError(f"Population: member {index} has no layers.")
     for position, layer in enumerate(layers):

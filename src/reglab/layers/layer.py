@@ -263,11 +263,13 @@ def resolve_regularizer(owner: str, argument: str, value: Any):
 
 
 class Input:
-    """``keras.Input(shape=...)``: declares a model's input shape (without the batch).
+    """``keras.Input(shape=...)``: declares a model's input. ``shape`` is given without the
+    batch; as in Keras, the tensor's ``shape`` then has the batch first (``batch_size``, None
+    by default), and ``sample_shape`` is the shape given.
 
     Example:
         >>> Input(shape=(784,)).shape
-        (784,)
+        (None, 784)
     """
 
     def __init__(self, shape: Sequence[int] | None = None, batch_size: int | None = None,
@@ -278,10 +280,14 @@ class Input:
             raise ConfigError(
                 f"Input: 'shape' must be a tuple of positive ints (without the batch size). "
                 f"Got {shape!r}.")
-        self.shape = tuple(shape)
+        self.sample_shape = tuple(shape)
         self.batch_size = batch_size
         self.dtype = dtype
         self.name = name
+
+    @property
+    def shape(self) -> tuple:
+        return (self.batch_size, *self.sample_shape)
 
     def __repr__(self) -> str:
         return f"<Input shape={self.shape}>"

@@ -14,27 +14,25 @@ from reglab.errors import ConfigError
 
 
 class SymbolicTensor:
-    """A layer's output in a graph: its shape (``shape[0]`` is the batch, None), the layer
-    that makes it, and that layer's inputs."""
+    """A layer's output in a graph: its shape (``shape[0]`` is the batch: the input's
+    ``batch_size``, None by default), the layer that makes it, and that layer's inputs."""
 
-    def __init__(self, sample_shape, layer, inbound: tuple):
+    def __init__(self, sample_shape, layer, inbound: tuple, batch_size: int | None = None):
         self.sample_shape = tuple(sample_shape)
         self.layer = layer
         self.inbound = inbound
+        self.batch_size = batch_size
 
     @property
     def shape(self) -> tuple:
-        return (None, *self.sample_shape)
+        return (self.batch_size, *self.sample_shape)
 
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={self.shape} from {self.layer.name or type(self.layer).__name__}>"
 
 
 def sample_shape(value) -> tuple[int, ...]:
-    from reglab.layers.layer import Input
-
-    if isinstance(value, Input):
-        return value.shape
+    """A symbolic tensor's (or ``reglab.Input``'s) shape without the batch."""
     return value.sample_shape
 
 
@@ -62,7 +60,7 @@ def call(layer, inputs) -> SymbolicTensor:
                           f"{'in a list' if many else ''}".rstrip() + ".")
     shapes = [sample_shape(t) for t in tensors]
     out = layer.compute_output_shape(shapes if takes_list else shapes[0])
-    return SymbolicTensor(out, layer, tuple(tensors))
+    return SymbolicTensor(out, layer, tuple(tensors), tensors[0].shape[0])
 
 
 def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int, ...]]:
@@ -89,7 +87,7 @@ def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int
                           "more than once (a shared layer); not supported yet.")
     inbound = [(-1,)] + [tuple(0 if isinstance(p, Input) else position[id(p)]
                                for p in node.inbound) for node in order]
-    return layers, inbound, ins[0].shape
+    return layers, inbound, ins[0].sample_shape
 
 
 def _keras_order(output, model_input) -> list[SymbolicTensor]:
@@ -152,5 +150,5 @@ def input_layer(tensor):
     from reglab.layers.core import InputLayer
 
     if getattr(tensor, "_input_layer", None) is None:
-        tensor._input_layer = InputLayer(tensor.shape, name=tensor.name)
+        tensor._input_layer = InputLayer(tensor.sample_shape, name=tensor.name)
     return tensor._input_layer

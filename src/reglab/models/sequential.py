@@ -69,9 +69,10 @@ class Sequential:
             if self._layers:
                 raise ConfigError("Sequential.add: an Input must come first. Got one after "
                                   f"{len(self._layers)} layers.")
-            if layer.shape is None:
+            shape = layer.sample_shape if isinstance(layer, Input) else layer.shape
+            if shape is None:
                 raise ConfigError("Sequential.add: an InputLayer needs its shape. Got None.")
-            self._input_shape = tuple(layer.shape)
+            self._input_shape = tuple(shape)
             return
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential.add: expected a reglab layer. Got {layer!r}.")
