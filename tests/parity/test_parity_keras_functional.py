@@ -114,9 +114,8 @@ def test_graph_members_of_one_population_train_as_alone():
 def test_what_the_functional_api_does_not_take_yet_is_refused():
     inputs = reglab.Input(shape=(4,))
     dense = reglab.layers.Dense(4)
-    twice = dense(dense(inputs))
-    with pytest.raises(ConfigError, match="called more than once"):
-        reglab.Model(inputs, twice)
+    with pytest.raises(ConfigError, match="shared layer takes inputs of one shape"):
+        dense(reglab.layers.Dense(5)(dense(inputs)))
     other = reglab.Input(shape=(4,))
     mixed = reglab.layers.Add()([reglab.layers.Dense(4)(inputs), reglab.layers.Dense(4)(other)])
     with pytest.raises(ConfigError, match="not the model's 'inputs'"):
@@ -343,3 +342,87 @@ def test_symbolic_shapes_carry_the_batch_as_in_keras():
     model = reglab.Model(inputs, reglab.layers.Dense(2)(reglab.layers.Dense(3)(inputs)))
     assert model.input_shape == (None, 4) and model.output_shape == (None, 2)
     assert reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(2)]).input_shape == (None, 4)
+
+
+def shared(api):
+    """One Dense layer called three times (on the input, on its own output, on a side
+    branch), so one set of weights gets three gradients; Keras's siamese pattern."""
+    inputs = api.Input(shape=(6,), name="x")
+    trunk = api.layers.Dense(6, activation="tanh", name="trunk",
+                             kernel_regularizer=api.regularizers.L2(0.01))
+    once = trunk(inputs)
+    side = api.layers.Dense(6, activation="relu", name="side")(inputs)
+    merged = api.layers.Add(name="sum")([trunk(once), trunk(side)])
+    merged = api.layers.Concatenate(name="cat")([merged, once])
+    return api.Model(inputs, api.layers.Dense(3, activation="softmax", name="head")(merged))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_shared_layer_trains_as_in_keras(optimizer):
+    keras.utils.set_random_seed(5)
+    theirs, ours = shared(keras), shared(reglab)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    same_weights(theirs, ours)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        opt = api.optimizers.SGD(0.1) if optimizer == "sgd" else \
+            api.optimizers.Adam(0.01, epsilon=1e-3)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+    x, y = data(32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([float(v) for v in ours.losses],
+                               [float(keras.ops.convert_to_numpy(v)) for v in theirs.losses],
+                               rtol=1e-6)  # the shared kernel's penalty counted once
+    for step in range(4):
+        batch = slice(step * 8, step * 8 + 8)
+        np.testing.assert_allclose(ours.train_on_batch(x[batch], y[batch]),
+                                   theirs.train_on_batch(x[batch], y[batch]), rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert ours.count_params() == theirs.count_params()
+
+
+def test_shared_layers_save_load_json_and_weights_files(tmp_path):
+    keras.utils.set_random_seed(6)
+    theirs, ours = shared(keras), shared(reglab)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    ours.load_weights(tmp_path / "k.weights.h5")
+    x, _ = data(8)
+    expected = theirs.predict(x, verbose=0)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    ours.save_weights(tmp_path / "r.weights.h5")
+    back = shared(keras)
+    back.load_weights(tmp_path / "r.weights.h5")
+    np.testing.assert_allclose(back.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in ours.layers]
+    rebuilt = reglab.models.model_from_json(ours.to_json())
+    rebuilt.set_weights(ours.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), expected, rtol=1e-6)
+    lines = []
+    ours.summary(print_fn=lines.append)
+    row = next(line for line in "\n".join(lines).splitlines() if "trunk (Dense)" in line)
+    assert "x[0][0]" in row and "trunk[0][0]" in row and "side[0][0]" in row
+
+
+def test_members_with_shared_layers_train_as_alone_and_stacks_refuse_them():
+    from reglab.engine import Member, Population
+
+    def member(l2, seed):
+        model = shared(reglab)
+        model.get_layer("trunk").kernel_regularizer = reglab.regularizers.L2(l2)
+        layers = [model.layers[i] for i in model._calls]
+        return Member(layers, "adam", seed, input_shape=(6,), graph=model._graph)
+    x, y = data(48)
+    together = Population([member(0.0, 0), member(0.1, 3)]).fit(x, y, batch_size=16, epochs=3)
+    for i, (l2, seed) in enumerate(((0.0, 0), (0.1, 3))):
+        alone = Population([member(l2, seed)]).fit(x, y, batch_size=16, epochs=3)
+        np.testing.assert_array_equal(together.members[i].history["loss"],
+                                      alone.members[0].history["loss"])
+    dense = reglab.layers.Dense(6, input_shape=(6,))
+    model = reglab.Sequential([dense, dense])
+    with pytest.raises(ConfigError, match="a stack calls each layer once"):
+        model.build()

@@ -59,6 +59,9 @@ class LayerPlan:
     activity: list[Any] = field(default_factory=list)
     #: the positions of the layer's inputs (-1: the population's input)
     inbound: tuple[int, ...] = ()
+    #: for a shared layer's later call (the same layer object at an earlier position), that
+    #: position, whose weights this one uses (it has none of its own); else None
+    weights_of: int | None = None
 
     @property
     def layer(self) -> Layer:
@@ -102,7 +105,8 @@ class PopulationPlan:
         """Whether some layer takes another input than the layer before it (computed once:
         every forward pass asks)."""
         if "_is_graph" not in self.__dict__:
-            self._is_graph = any(lp.inbound != (i - 1,) for i, lp in enumerate(self.layers))
+            self._is_graph = any(lp.inbound != (i - 1,) or lp.weights_of is not None
+                                 for i, lp in enumerate(self.layers))
         return self._is_graph
 
     @property
@@ -223,6 +227,7 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
             raise StructureError(f"Population: member {i} differs from member 0 in how its "
                                  "layers connect (its graph). Members of one population may "
                                  "differ in values only.")
+    shared = _shared_calls(resolved, members[0].graph is not None)
     layer_plans, weight_plans, counts = [], [], {}
     for position, ref in enumerate(reference):
         inbound = [input_shape if j == -1 else layer_plans[j].output_shape
@@ -232,6 +237,11 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                               f"input; the graph gives it {len(inbound)}: {graph[position]}.")
         shape = inbound if getattr(ref, "takes_list", False) else inbound[0]
         column = [layers[position] for _, layers in resolved]
+        first = shared.get(position)
+        if first is not None:  # a later call of a shared layer: the first call's weights
+            layer_plans.append(_shared_call_plan(layer_plans[first], position, first, shape,
+                                                 column, tuple(graph[position])))
+            continue
         base = snake_case(type(ref).__name__)
         canonical = base if counts.get(base, 0) == 0 else f"{base}_{counts[base]}"
         counts[base] = counts.get(base, 0) + 1
@@ -287,6 +297,46 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
     names = [m.name or f"member_{i}" for i, m in enumerate(members)]
     return PopulationPlan(input_shape, layer_plans, weight_plans, opts, seeds,
                           [m.early_stopping for m in members], names)
+
+
+def _shared_calls(resolved, has_graph: bool) -> dict[int, int]:
+    """``{position: first position}`` for each later call of a layer object that appears
+    at several positions (Keras's shared layer), the same in every member."""
+    reference = resolved[0][1]
+    first_at: dict[int, int] = {}
+    shared = {}
+    for position, layer in enumerate(reference):
+        first = first_at.setdefault(id(layer), position)
+        if first != position:
+            shared[position] = first
+    if shared and not has_graph:
+        position, first = next(iter(shared.items()))
+        raise ConfigError(f"Population: layer {position} is layer {first} again (a shared "
+                          "layer); a stack calls each layer once: build a functional model "
+                          "(reglab.Model) to call a layer twice.")
+    for i, (_, layers) in enumerate(resolved[1:], start=1):
+        for position, layer in enumerate(layers):
+            again = next(j for j, other in enumerate(layers) if other is layer)
+            if shared.get(position, position) != again:
+                raise StructureError(
+                    f"Population: member {i} differs from member 0 in its shared layers at "
+                    f"layer {position}. Members of one population may differ in values only.")
+    return shared
+
+
+def _shared_call_plan(first: LayerPlan, position: int, first_position: int, shape,
+                      column: list[Layer], inbound: tuple[int, ...]) -> LayerPlan:
+    """The plan of a shared layer's later call: no weights of its own, the same input
+    shape as its first call (the weights' shapes depend on it), its own noise stream."""
+    if shape != first.input_shape:
+        raise ConfigError(f"Population: layer {position} calls {first.canonical_name} again "
+                          f"on inputs of shape {shape}; its weights were made for "
+                          f"{first.input_shape}. A shared layer takes inputs of one shape.")
+    activity = [layer.activity_regularizer for layer in column]
+    return LayerPlan(f"{first.canonical_name}@{position}", column, shape, first.output_shape,
+                     [], {name: list(values) for name, values in first.values.items()},
+                     activity if any(a is not None for a in activity) else [], inbound,
+                     weights_of=first_position)
 
 
 def extended(old: PopulationPlan, members: Sequence[Member]) -> PopulationPlan:

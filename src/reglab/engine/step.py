@@ -80,7 +80,9 @@ def _forward_graph(state, x, training, random_for, groups):
             outputs[index] = outputs[lp.inbound[0]]  # applied to the batch before
             continue
         inputs = [outputs[j] for j in lp.inbound]
-        weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
+        owner = index if lp.weights_of is None else lp.weights_of  # a shared layer's weights
+        weights = {spec.name: state.weights[(owner, spec.name)]
+                   for spec in plan.layers[owner].weight_specs}
         ctx = ForwardContext(training, members,
                              random_for(lp.canonical_name) if random_for else None, None)
         y = _call_in_compute_dtype(lp, inputs if getattr(lp.layer, "takes_list", False)
@@ -113,8 +115,10 @@ def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     elif x.is_floating_point() and x.dtype != inside:
         x = x.to(inside)
     if inside != state.dtype and not lp.layer.casts_own_weights:
+        specs = lp.weight_specs if lp.weights_of is None else \
+            state.plan.layers[lp.weights_of].weight_specs
         weights = {spec.name: weights[spec.name] if spec.kind == "stat"
-                   else weights[spec.name].to(inside) for spec in lp.weight_specs}
+                   else weights[spec.name].to(inside) for spec in specs}
     x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)
     if x.is_floating_point() and x.dtype != compute:
         x = x.to(compute)

@@ -59,14 +59,24 @@ def call(layer, inputs) -> SymbolicTensor:
                           f"{len(tensors) if many else 1} input(s) "
                           f"{'in a list' if many else ''}".rstrip() + ".")
     shapes = [sample_shape(t) for t in tensors]
+    first = getattr(layer, "_symbolic_input_shapes", None)
+    if first is not None and first != shapes:  # a shared layer: its weights fit one shape
+        raise ConfigError(f"{name}: called before on inputs of shape "
+                          f"{first if takes_list else first[0]}; a shared layer takes inputs "
+                          f"of one shape (its weights were made for it). Got "
+                          f"{shapes if takes_list else shapes[0]}.")
     out = layer.compute_output_shape(shapes if takes_list else shapes[0])
+    layer._symbolic_input_shapes = shapes
     return SymbolicTensor(out, layer, tuple(tensors), tensors[0].shape[0])
 
 
-def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int, ...]]:
-    """``(layers, inbound, input_shape)`` of the graph from ``inputs`` to ``outputs``:
-    layers in an order where each comes after its inputs (the output last), and for each
-    the positions of its inputs (-1: the model's input)."""
+def topological(inputs, outputs) -> tuple[list, list[int], list[tuple[int, ...]],
+                                          tuple[int, ...]]:
+    """``(layers, calls, inbound, input_shape)`` of the graph from ``inputs`` to ``outputs``:
+    ``layers`` each once, in Keras's order (the model's InputLayer first); then one position
+    per call of a layer (a shared layer has several), in an order where each comes after its
+    inputs (the output last): ``calls`` gives each position's layer (its index in
+    ``layers``), ``inbound`` the positions of its inputs (-1: the model's input)."""
     from reglab.layers.layer import Input
 
     ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -77,28 +87,28 @@ def topological(inputs, outputs) -> tuple[list, list[tuple[int, ...]], tuple[int
     if len(outs) != 1 or not isinstance(outs[0], SymbolicTensor):
         raise ConfigError(f"Model: 'outputs' must be one layer output (several outputs are "
                           f"not supported yet). Got {outputs!r}.")
-    order = _keras_order(outs[0], ins[0])
+    nodes, operations = _keras_order(outs[0], ins[0])
     # the model's input layer first (Keras lists it in model.layers), then the graph
-    position = {id(node): i + 1 for i, node in enumerate(order)}
-    layers = [input_layer(ins[0])] + [node.layer for node in order]
-    if len({id(layer) for layer in layers}) != len(layers):
-        shared = next(layer for layer in layers if layers.count(layer) > 1)
-        raise ConfigError(f"Model: layer {shared.name or type(shared).__name__!r} is called "
-                          "more than once (a shared layer); not supported yet.")
+    layers = [input_layer(ins[0])] + operations
+    index = {id(layer): i for i, layer in enumerate(layers)}
+    position = {id(node): i + 1 for i, node in enumerate(nodes)}
+    calls = [0] + [index[id(node.layer)] for node in nodes]
     inbound = [(-1,)] + [tuple(0 if isinstance(p, Input) else position[id(p)]
-                               for p in node.inbound) for node in order]
-    return layers, inbound, ins[0].sample_shape
+                               for p in node.inbound) for node in nodes]
+    return layers, calls, inbound, ins[0].sample_shape
 
 
-def _keras_order(output, model_input) -> list[SymbolicTensor]:
-    """The graph's nodes in Keras's order (its ``map_graph``): by depth (the longest path to
-    the output), deepest first, ties in the order a depth-first walk from the output first
-    reaches them; so ``model.layers``, the weights' order and the weights files' layer
-    names are Keras's."""
+def _keras_order(output, model_input) -> tuple[list[SymbolicTensor], list]:
+    """The graph's nodes (layer calls) and its layers in Keras's order (its ``map_graph``):
+    a node's depth is the longest path from it to the output, raised to the deepest call
+    of its layer; nodes and layers by depth, deepest first, ties in the order a depth-first
+    walk from the output first reaches them. So ``model.layers``, the weights' order and
+    the weights files' layer names are Keras's."""
     from reglab.layers.layer import Input
 
     finished: list[SymbolicTensor] = []  # each node after its inputs
     first_seen: dict[int, int] = {}
+    layer_seen: dict[int, int] = {}
     done: set[int] = set()
 
     def visit(node):
@@ -110,6 +120,7 @@ def _keras_order(output, model_input) -> list[SymbolicTensor]:
         if id(node) in done:
             return
         first_seen.setdefault(id(node), len(first_seen))
+        layer_seen.setdefault(id(node.layer), len(layer_seen))
         for parent in node.inbound:
             visit(parent)
         done.add(id(node))
@@ -124,12 +135,18 @@ def _keras_order(output, model_input) -> list[SymbolicTensor]:
     finally:
         sys.setrecursionlimit(limit)
     depth: dict[int, int] = {}
-    for node in reversed(finished):  # from the output back
-        here = depth.setdefault(id(node), 0)
+    layer_depth: dict[int, int] = {}
+    for node in reversed(finished):  # from the output back: each node before its inputs
+        here = max(depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+        depth[id(node)] = layer_depth[id(node.layer)] = here
         for parent in node.inbound:
             if not isinstance(parent, Input):
                 depth[id(parent)] = max(depth.get(id(parent), 0), here + 1)
-    return sorted(finished, key=lambda n: (-depth[id(n)], first_seen[id(n)]))
+    nodes = sorted(finished, key=lambda n: (-depth[id(n)], first_seen[id(n)]))
+    layers = {id(n.layer): n.layer for n in finished}
+    operations = sorted(layers.values(),
+                        key=lambda layer: (-layer_depth[id(layer)], layer_seen[id(layer)]))
+    return nodes, operations
 
 
 def _ancestors(output) -> set[int]:

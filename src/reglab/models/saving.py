@@ -125,6 +125,8 @@ def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
               "input_shape": base["input_shape"], "layers": layer_configs}
     if model._graph is not None:  # a functional model: each layer's inputs, by position
         config["graph"] = [list(inbound) for inbound in model._graph]
+    if model._calls is not None:  # shared layers: the layer each position calls
+        config["calls"] = list(model._calls)
     return {
         "format_version": FORMAT_VERSION,
         "reglab_version": reglab.__version__,
@@ -410,9 +412,14 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
 
             if shape is None:
                 raise ConfigError("expected the input_shape of a functional model. Got null.")
+            calls = config.get("calls")
+            if calls is not None and (not isinstance(calls, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in calls)):
+                raise ConfigError(f"expected 'calls' to be a list of layer indices. "
+                                  f"Got {calls!r}.")
             return Model.from_graph(stack, config["graph"], shape,
                                     name=config.get("name"), seed=seed,
-                                    trainable=bool(config.get("trainable", True)))
+                                    trainable=bool(config.get("trainable", True)), calls=calls)
         if config.get("input_shape") is not None:
             stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
         return Sequential(stack, trainable=bool(config.get("trainable", True)),

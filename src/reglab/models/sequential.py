@@ -51,6 +51,9 @@ class Sequential:
         #: a functional model's graph: per layer, the positions of its inputs (-1: the
         #: model's input); None for a stack
         self._graph: list[tuple[int, ...]] | None = None
+        #: a functional model with shared layers: per position of the graph, the index of
+        #: the layer it calls; None when each layer is called once, in order
+        self._calls: list[int] | None = None
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer: optimizers_module.Optimizer | None = None
         self.loss = None
@@ -142,7 +145,9 @@ class Sequential:
                 raise ConfigError(
                     "Sequential: the input shape is unknown. Give the first layer "
                     "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
-            member = Member(self._layers, self.optimizer or "rmsprop", self.seed,
+            layers = self._layers if self._calls is None else [self._layers[i]
+                                                                for i in self._calls]
+            member = Member(layers, self.optimizer or "rmsprop", self.seed,
                             input_shape=self._input_shape, name=self.name, graph=self._graph)
             self._population = Population([member], loss=self.loss or "mse",
                                           metrics=self.metrics_names)
@@ -190,12 +195,25 @@ class Sequential:
 
     # -- weights ------------------------------------------------------------------------
     def _weight_keys(self) -> list[tuple[int, str]]:
-        return self._build().weight_keys()
+        """Each weight as ``(index in model.layers, name)``, in Keras's order (by layer)."""
+        keys = self._build().weight_keys()
+        if self._calls is None:
+            return keys
+        mapped = [(self._calls[position], name) for position, name in keys]
+        return sorted(mapped, key=lambda key: key[0])  # stable: a layer's own order kept
+
+    def _engine_key(self, key: tuple[int, str]) -> tuple[int, str]:
+        """The population's key of a weight: the position of its layer's first call."""
+        index, name = key
+        return key if self._calls is None else (self._calls.index(index), name)
+
+    def _engine_weights(self, keys, weights) -> dict:
+        return {self._engine_key(key): value for key, value in zip(keys, weights)}
 
     def get_weights(self) -> list[np.ndarray]:
         """Every weight in Keras's order and layouts (Dense kernel ``(in, out)``, ...)."""
         weights = self._build().member_weights(0)
-        return [weights[key].numpy() for key in self._weight_keys()]
+        return [weights[self._engine_key(key)].numpy() for key in self._weight_keys()]
 
     def set_weights(self, weights) -> None:
         keys = self._weight_keys()
@@ -203,7 +221,7 @@ class Sequential:
             raise ConfigError(f"Sequential.set_weights: expected a list of {len(keys)} arrays "
                               f"({', '.join(self._layers[i].name + '.' + n for i, n in keys)}). "
                               f"Got {len(weights)}.")
-        self._population.set_member_weights(0, dict(zip(keys, weights)))
+        self._population.set_member_weights(0, self._engine_weights(keys, weights))
 
     def _layer_weights(self, layer) -> list[np.ndarray]:
         index = self._layers.index(layer)
@@ -215,11 +233,11 @@ class Sequential:
         if len(weights) != len(keys):
             raise ConfigError(f"{layer.name}.set_weights: expected {len(keys)} arrays. "
                               f"Got {len(weights)}.")
-        self._population.set_member_weights(0, dict(zip(keys, weights)))
+        self._population.set_member_weights(0, self._engine_weights(keys, weights))
 
     def _set_leading_weights(self, weights) -> None:
         keys = self._weight_keys()
-        self._population.set_member_weights(0, dict(zip(keys, weights)))
+        self._population.set_member_weights(0, self._engine_weights(keys, weights))
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Writes the weights in Keras 3's ``.weights.h5`` layout (Keras loads the file)."""
@@ -322,8 +340,9 @@ class Sequential:
         trainable = {wp.key for wp in population.plan.weights if wp.spec.trainable}
         for index, name in self._weight_keys():
             regularizer = getattr(self._layers[index], f"{name}_regularizer", None)
-            if regularizer is not None and (index, name) in trainable:
-                out.append(regularizer(weights[(index, name)].to(torch.float32)))
+            key = self._engine_key((index, name))
+            if regularizer is not None and key in trainable:
+                out.append(regularizer(weights[key].to(torch.float32)))
         return out
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
@@ -387,6 +406,8 @@ class Sequential:
                              for layer in self._layers]}
         if self._graph is not None:
             config["graph"] = [list(inbound) for inbound in self._graph]
+        if self._calls is not None:
+            config["calls"] = list(self._calls)
         return config
 
     def save(self, filepath) -> None:

@@ -19,8 +19,14 @@ def render(model, population) -> str:
     Keras's "Connected to" column (each input as ``name[0][0]``)."""
     rows, trainable, frozen = [], 0, 0
     graph = getattr(model, "_graph", None)
-    layers = [info["layer"] for info in population.describe_layers()]
-    for index, info in enumerate(population.describe_layers()):
+    described = population.describe_layers()
+    calls = getattr(model, "_calls", None) or list(range(len(described)))
+    layers = [info["layer"] for info in described]
+    # a shared layer is one row: its weights, its first call's shape, every call's inputs
+    call_number = [calls[:p].count(calls[p]) for p in range(len(calls))]
+    for index in sorted(set(calls)):
+        positions = [p for p, layer in enumerate(calls) if layer == index]
+        info = described[positions[0]]
         params = 0
         for _, shape, is_trainable in info["weights"]:
             n = math.prod(shape)
@@ -33,8 +39,9 @@ def render(model, population) -> str:
         layer = info["layer"]
         row = [f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"]
         if graph is not None:
-            row.append("-" if graph[index] == (-1,) else
-                       ", ".join(f"{layers[max(j, 0)].name}[0][0]" for j in graph[index]))
+            row.append("-" if graph[positions[0]] == (-1,) else ", ".join(
+                f"{layers[max(j, 0)].name}[{call_number[max(j, 0)]}][0]"
+                for p in positions for j in graph[p]))
         rows.append(tuple(row))
     widths = [max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15]
     if graph is not None:

@@ -141,8 +141,8 @@ def _graph(built: list, input_shape) -> tuple[list, list]:
             else:
                 tensor = node(tensor)
         return tensor
-    layers, graph, _ = symbolic.topological(inputs, apply(built, inputs))
-    return layers, graph
+    layers, calls, graph, _ = symbolic.topological(inputs, apply(built, inputs))
+    return [layers[i] for i in calls], graph
 
 
 def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
