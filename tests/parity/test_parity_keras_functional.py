@@ -118,10 +118,12 @@ def test_what_the_functional_api_does_not_take_yet_is_refused():
         dense(reglab.layers.Dense(5)(dense(inputs)))
     other = reglab.Input(shape=(4,))
     mixed = reglab.layers.Add()([reglab.layers.Dense(4)(inputs), reglab.layers.Dense(4)(other)])
-    with pytest.raises(ConfigError, match="not the model's 'inputs'"):
+    with pytest.raises(ConfigError, match="not one of the model's 'inputs'"):
         reglab.Model(inputs, mixed)
-    with pytest.raises(ConfigError, match="several inputs"):
-        reglab.Model([inputs, other], mixed)
+    with pytest.raises(ConfigError, match="several outputs are not supported yet"):
+        reglab.Model([inputs, other], [mixed, mixed])
+    with pytest.raises(ConfigError, match="lists one reglab.Input twice"):
+        reglab.Model([inputs, inputs], mixed)
     with pytest.raises(ConfigError, match="layers are called on reglab.Input"):
         reglab.layers.Dense(2)(np.zeros((3, 4)))
     with pytest.raises(ConfigError, match="expected a list of inputs"):
@@ -426,3 +428,85 @@ def test_members_with_shared_layers_train_as_alone_and_stacks_refuse_them():
     model = reglab.Sequential([dense, dense])
     with pytest.raises(ConfigError, match="a stack calls each layer once"):
         model.build()
+
+
+def two_inputs(api):
+    """Keras's multi-input pattern: an image-like input through its own layers, a second
+    input joining near the output (so the inputs sit at different depths)."""
+    pixels = api.Input(shape=(4, 4, 1), name="pixels")
+    meta = api.Input(shape=(3,), name="meta")
+    h = api.layers.Flatten(name="flat")(pixels)
+    h = api.layers.Dense(8, activation="relu", name="deep_a",
+                         kernel_regularizer=api.regularizers.L2(0.01))(h)
+    h = api.layers.Dense(5, activation="relu", name="deep_b")(h)
+    joined = api.layers.Concatenate(name="join")([h, api.layers.Dense(5, name="side")(meta)])
+    outputs = api.layers.Dense(3, activation="softmax", name="head")(joined)
+    return api.Model([pixels, meta], outputs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_model_with_two_inputs_trains_as_in_keras(optimizer):
+    keras.utils.set_random_seed(7)
+    theirs, ours = two_inputs(keras), two_inputs(reglab)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    assert ours.input_shape == [tuple(s) for s in theirs.input_shape]
+    same_weights(theirs, ours)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        opt = api.optimizers.SGD(0.1) if optimizer == "sgd" else \
+            api.optimizers.Adam(0.01, epsilon=1e-3)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    rng = np.random.default_rng(8)
+    pixels, meta = rng.random((32, 4, 4, 1)).astype("float32"), rng.normal(size=(32, 3))
+    y = rng.integers(0, 3, 32)
+    np.testing.assert_allclose(ours.predict([pixels, meta], verbose=0),
+                               theirs.predict([pixels, meta], verbose=0), rtol=1e-5, atol=1e-6)
+    by_name = {"meta": meta, "pixels": pixels}
+    np.testing.assert_allclose(ours.predict(by_name, verbose=0),
+                               theirs.predict(by_name, verbose=0), rtol=1e-5, atol=1e-6)
+    for step in range(4):
+        batch = slice(step * 8, step * 8 + 8)
+        np.testing.assert_allclose(ours.train_on_batch([pixels[batch], meta[batch]], y[batch]),
+                                   theirs.train_on_batch([pixels[batch], meta[batch]], y[batch]),
+                                   rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.evaluate([pixels, meta], y, verbose=0),
+                               theirs.evaluate([pixels, meta], y, verbose=0), rtol=1e-5)
+    history = ours.fit([pixels, meta], y, batch_size=8, epochs=2, verbose=0,
+                       validation_data=([pixels[:8], meta[:8]], y[:8]))
+    assert len(history.history["val_loss"]) == 2
+    ours.fit([pixels, meta], y, epochs=1, verbose=0, validation_split=0.25)
+
+
+def test_two_inputs_round_trip_and_refuse_what_does_not_fit(tmp_path):
+    keras.utils.set_random_seed(9)
+    theirs, ours = two_inputs(keras), two_inputs(reglab)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    ours.load_weights(tmp_path / "k.weights.h5")
+    rng = np.random.default_rng(10)
+    x = [rng.random((5, 4, 4, 1)).astype("float32"), rng.normal(size=(5, 3)).astype("float32")]
+    expected = theirs.predict(x, verbose=0)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
+    rebuilt = reglab.models.model_from_json(ours.to_json())
+    rebuilt.set_weights(ours.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), expected, rtol=1e-6)
+    lines = []
+    ours.summary(print_fn=lines.append)
+    assert "pixels (InputLayer)" in lines[0] and "meta (InputLayer)" in lines[0]
+    from reglab.errors import DataError
+    with pytest.raises(DataError, match="2 inputs"):
+        ours.predict(x[0], verbose=0)
+    with pytest.raises(DataError, match=r"input 1 \('meta'\) expects samples of shape \(3,\)"):
+        ours.predict([x[0], x[1][:, :2]], verbose=0)
+    with pytest.raises(DataError, match="same number of samples"):
+        ours.predict([x[0], x[1][:4]], verbose=0)
+    with pytest.raises(DataError, match="keyed by the inputs' names"):
+        ours.predict({"pixels": x[0], "other": x[1]}, verbose=0)
+    unused = reglab.Input((2,))
+    inputs = reglab.Input((3,))
+    with pytest.raises(ConfigError, match="does not lead to the output"):
+        reglab.Model([inputs, unused], reglab.layers.Dense(2)(inputs))

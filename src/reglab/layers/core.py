@@ -31,6 +31,30 @@ class InputLayer(Layer):
                 else list(self.shape)}
 
 
+class PackedInput(Layer):
+    """One input of a model with several, in the population it trains: the engine takes
+    one input tensor, so ``reglab.Model`` packs each sample's inputs, flattened, side by
+    side, and this layer cuts input ``k`` back out (``[offset, offset + size)``) in its
+    own shape. Made by the model for its population; not a Keras layer."""
+
+    takes_grouped_input = "keeps"
+    is_input = True
+
+    def __init__(self, offset: int, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.offset, self.part_shape = int(offset), tuple(int(d) for d in shape)
+
+    def compute_output_shape(self, input_shape):
+        return self.part_shape
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        part = x[..., self.offset:self.offset + math.prod(self.part_shape)]
+        return part.reshape(*x.shape[:-1], *self.part_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset, "shape": list(self.part_shape)}
+
+
 class Flatten(Layer):
     """Flattens each sample to one axis, in channels-last order as Keras does.
 

@@ -71,57 +71,71 @@ def call(layer, inputs) -> SymbolicTensor:
 
 
 def topological(inputs, outputs) -> tuple[list, list[int], list[tuple[int, ...]],
-                                          tuple[int, ...]]:
-    """``(layers, calls, inbound, input_shape)`` of the graph from ``inputs`` to ``outputs``:
-    ``layers`` each once, in Keras's order (the model's InputLayer first); then one position
-    per call of a layer (a shared layer has several), in an order where each comes after its
-    inputs (the output last): ``calls`` gives each position's layer (its index in
-    ``layers``), ``inbound`` the positions of its inputs (-1: the model's input)."""
+                                          list[tuple[int, ...]], list[int]]:
+    """``(layers, calls, inbound, input_shapes, input_positions)`` of the graph from
+    ``inputs`` to ``outputs``: ``layers`` each once, in Keras's order (an input's InputLayer
+    among them, at its depth: first when there is one input); then one position per call of
+    a layer (a shared layer has several; an input is a position too), in an order where
+    each comes after its inputs (the output last): ``calls`` gives each position's layer
+    (its index in ``layers``), ``inbound`` the positions of its inputs (``(-1,)``: the
+    model's input, for the positions of the inputs); ``input_shapes`` and
+    ``input_positions`` are the inputs' sample shapes and positions, in ``inputs``'s
+    order."""
     from reglab.layers.layer import Input
 
+    if isinstance(inputs, dict):
+        raise ConfigError("Model: 'inputs' as a dict is not supported yet; pass a list of "
+                          "reglab.Input in the order the data will come.")
     ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    if len(ins) != 1 or not isinstance(ins[0], Input):
-        raise ConfigError(f"Model: 'inputs' must be one reglab.Input (several inputs are not "
-                          f"supported yet). Got {inputs!r}.")
+    if not ins or not all(isinstance(i, Input) for i in ins):
+        raise ConfigError(f"Model: 'inputs' must be a reglab.Input or a list of them. "
+                          f"Got {inputs!r}.")
+    if len({id(i) for i in ins}) != len(ins):
+        raise ConfigError("Model: 'inputs' lists one reglab.Input twice.")
     if len(outs) != 1 or not isinstance(outs[0], SymbolicTensor):
         raise ConfigError(f"Model: 'outputs' must be one layer output (several outputs are "
                           f"not supported yet). Got {outputs!r}.")
-    nodes, operations = _keras_order(outs[0], ins[0])
-    # the model's input layer first (Keras lists it in model.layers), then the graph
-    layers = [input_layer(ins[0])] + operations
-    index = {id(layer): i for i, layer in enumerate(layers)}
-    position = {id(node): i + 1 for i, node in enumerate(nodes)}
-    calls = [0] + [index[id(node.layer)] for node in nodes]
-    inbound = [(-1,)] + [tuple(0 if isinstance(p, Input) else position[id(p)]
-                               for p in node.inbound) for node in nodes]
-    return layers, calls, inbound, ins[0].sample_shape
+    nodes, operations = _keras_order(outs[0], ins)
+    index = {id(layer): i for i, layer in enumerate(operations)}
+    position = {id(node): i for i, node in enumerate(nodes)}
+    calls = [index[id(_layer_of(node))] for node in nodes]
+    inbound = [(-1,) if isinstance(node, Input) else
+               tuple(position[id(p)] for p in node.inbound) for node in nodes]
+    return (operations, calls, inbound, [i.sample_shape for i in ins],
+            [position[id(i)] for i in ins])
 
 
-def _keras_order(output, model_input) -> tuple[list[SymbolicTensor], list]:
-    """The graph's nodes (layer calls) and its layers in Keras's order (its ``map_graph``):
-    a node's depth is the longest path from it to the output, raised to the deepest call
-    of its layer; nodes and layers by depth, deepest first, ties in the order a depth-first
-    walk from the output first reaches them. So ``model.layers``, the weights' order and
-    the weights files' layer names are Keras's."""
+def _layer_of(node):
+    """The layer a node calls (an input's InputLayer for an input)."""
     from reglab.layers.layer import Input
 
-    finished: list[SymbolicTensor] = []  # each node after its inputs
+    return input_layer(node) if isinstance(node, Input) else node.layer
+
+
+def _keras_order(output, model_inputs) -> tuple[list, list]:
+    """The graph's nodes (the inputs and the layer calls) and its layers in Keras's order
+    (its ``map_graph``): a node's depth is the longest path from it to the output, raised
+    to the deepest call of its layer; nodes and layers by depth, deepest first, ties in the
+    order a depth-first walk from the output first reaches them. So ``model.layers``, the
+    weights' order and the weights files' layer names are Keras's."""
+    from reglab.layers.layer import Input
+
+    finished: list = []  # each node after its inputs
     first_seen: dict[int, int] = {}
     layer_seen: dict[int, int] = {}
     done: set[int] = set()
+    allowed = {id(i) for i in model_inputs}
 
     def visit(node):
-        if isinstance(node, Input):
-            if node is not model_input:
-                raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
-                                  "the model's 'inputs'.")
-            return
+        if isinstance(node, Input) and id(node) not in allowed:
+            raise ConfigError("Model: the outputs depend on a reglab.Input that is not "
+                              "one of the model's 'inputs'.")
         if id(node) in done:
             return
         first_seen.setdefault(id(node), len(first_seen))
-        layer_seen.setdefault(id(node.layer), len(layer_seen))
-        for parent in node.inbound:
+        layer_seen.setdefault(id(_layer_of(node)), len(layer_seen))
+        for parent in () if isinstance(node, Input) else node.inbound:
             visit(parent)
         done.add(id(node))
         finished.append(node)
@@ -134,16 +148,20 @@ def _keras_order(output, model_input) -> tuple[list[SymbolicTensor], list]:
         visit(output)
     finally:
         sys.setrecursionlimit(limit)
+    unused = [i for i in model_inputs if id(i) not in done]
+    if unused:
+        raise ConfigError(f"Model: input {unused[0].name or model_inputs.index(unused[0])!r} "
+                          "does not lead to the output; every input must.")
     depth: dict[int, int] = {}
     layer_depth: dict[int, int] = {}
     for node in reversed(finished):  # from the output back: each node before its inputs
-        here = max(depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
-        depth[id(node)] = layer_depth[id(node.layer)] = here
-        for parent in node.inbound:
-            if not isinstance(parent, Input):
-                depth[id(parent)] = max(depth.get(id(parent), 0), here + 1)
+        layer = _layer_of(node)
+        here = max(depth.get(id(node), 0), layer_depth.get(id(layer), 0))
+        depth[id(node)] = layer_depth[id(layer)] = here
+        for parent in () if isinstance(node, Input) else node.inbound:
+            depth[id(parent)] = max(depth.get(id(parent), 0), here + 1)
     nodes = sorted(finished, key=lambda n: (-depth[id(n)], first_seen[id(n)]))
-    layers = {id(n.layer): n.layer for n in finished}
+    layers = {id(_layer_of(n)): _layer_of(n) for n in finished}
     operations = sorted(layers.values(),
                         key=lambda layer: (-layer_depth[id(layer)], layer_seen[id(layer)]))
     return nodes, operations

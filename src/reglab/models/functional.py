@@ -15,31 +15,76 @@ Example:
 
 from __future__ import annotations
 
-from reglab.errors import ConfigError
+import math
+
+import numpy as np
+
+from reglab.errors import ConfigError, DataError
 from reglab.layers import symbolic
 from reglab.models.sequential import Sequential
 
 
 class Model(Sequential):
-    """A functional model: one input, one output, any graph of layers between them; a
-    layer called more than once (a shared layer) uses one set of weights. Several inputs
-    or outputs are not supported yet."""
+    """A functional model: one output, one or several inputs, any graph of layers between
+    them; a layer called more than once (a shared layer) uses one set of weights. Several
+    outputs are not supported yet.
+
+    With several inputs, the data is a list of arrays in the order of ``inputs`` (or a dict
+    keyed by the inputs' names), as in Keras; the population the model trains takes one
+    input, so each sample's inputs are packed side by side (flattened, in float) and cut out
+    again by the first layer of each input (see :class:`reglab.layers.core.PackedInput`)."""
 
     def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True,
                  seed: int | None = None):
         super().__init__(name=name or "functional", trainable=trainable, seed=seed)
-        layers, calls, graph, input_shape = symbolic.topological(inputs, outputs)
+        layers, calls, graph, input_shapes, positions = symbolic.topological(inputs, outputs)
         for layer in layers:
             owner = getattr(layer, "_model", None)
             if owner is not None and owner is not self:
                 raise ConfigError(f"Model: layer {layer.name!r} already belongs to model "
                                   f"{owner.name!r}; reglab layers cannot be shared between "
                                   "models.")
-        self._layers, self._graph, self._input_shape = layers, graph, tuple(input_shape)
+        self._layers, self._graph = layers, graph
         self._calls = None if calls == list(range(len(layers))) else calls
+        self._set_inputs(input_shapes, positions)
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         self._name_layers()
+
+    def _set_inputs(self, input_shapes, positions) -> None:
+        if len(input_shapes) == 1:
+            self._input_shape = tuple(input_shapes[0])
+            return
+        engine_layers = self._engine_layers()
+        if any(layer.is_augmentation or getattr(layer, "is_batch_transform", False)
+               for layer in engine_layers):
+            raise ConfigError("Model: augmentation and MixUp/CutMix/LabelSmoothing layers "
+                              "change the whole batch before the model; a model with several "
+                              "inputs cannot take them yet.")
+        self._input_shapes = [tuple(shape) for shape in input_shapes]
+        self._input_positions = list(positions)
+        self._input_shape = (sum(math.prod(shape) for shape in self._input_shapes),)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The inputs' names (their InputLayers'), in the order the data comes."""
+        layers = self._engine_layers(packed=False)
+        positions = self._input_positions or [0]
+        return [layers[p].name for p in positions]
+
+    @property
+    def input_shape(self):
+        """``(None, *shape)``, or a list of them for a model with several inputs (Keras)."""
+        if self._input_positions is None:
+            return super().input_shape
+        return [(None, *shape) for shape in self._input_shapes]
+
+    def _packed(self, where: str, x):
+        """``x`` (a list of arrays, one per input, or a dict by input name) packed into one
+        array for the population; a model with one input takes ``x`` as it is."""
+        if self._input_positions is None or x is None:
+            return x
+        return pack_inputs(where, x, self.input_names, self._input_shapes)
 
     def add(self, layer) -> None:
         raise ConfigError("Model.add: a functional model's layers are set by its graph; "
@@ -50,7 +95,7 @@ class Model(Sequential):
 
     @classmethod
     def from_graph(cls, layers, graph, input_shape, name=None, seed=None,
-                   trainable: bool = True, calls=None) -> Model:
+                   trainable: bool = True, calls=None, inputs=None) -> Model:
         """A functional model from its layers (its InputLayer first) and, per layer call,
         the positions of its inputs (-1 for the model's input) and, where a layer is called
         more than once, which layer each position calls (``calls``; None: each layer once,
@@ -69,7 +114,14 @@ class Model(Sequential):
             if calls == list(range(len(model._layers))):
                 calls = None
         model._calls = calls
-        model._input_shape = tuple(input_shape)
+        if inputs is not None and len(inputs) > 1:  # several inputs: their positions
+            picked = model._engine_layers(packed=False)
+            if not all(isinstance(p, int) and 0 <= p < len(picked)
+                       and type(picked[p]).__name__ == "InputLayer" for p in inputs):
+                raise ConfigError(f"Model: 'inputs' must give the graph positions of the "
+                                  f"model's InputLayers. Got {inputs!r}.")
+            model._set_inputs([picked[p].shape for p in inputs], inputs)
+        model._input_shape = None if input_shape is None else tuple(input_shape)
         model.inputs = model.outputs = None
         model._name_layers()
         model._build()  # checks the graph now
@@ -77,3 +129,41 @@ class Model(Sequential):
 
     def __repr__(self) -> str:
         return f"<Model name={self.name!r} layers={len(self._layers)}>"
+
+
+def pack_inputs(where: str, x, names: list[str], shapes: list[tuple[int, ...]]) -> np.ndarray:
+    """The arrays of a model's inputs (a list in the inputs' order, or a dict by name),
+    checked, flattened per sample and laid side by side: ``(N, sum of sizes)``, float32
+    (float64 if an input is)."""
+    from reglab.engine.data import as_numpy
+    from reglab.models import fit_data
+
+    if fit_data.is_flow(x) or fit_data.is_generator(x):
+        raise ConfigError(f"{where}: a model with several inputs takes arrays (a list, or a "
+                          f"dict by input name), not {type(x).__name__} yet.")
+    if isinstance(x, dict):
+        if sorted(x) != sorted(names):
+            raise DataError(f"{where}: 'x' as a dict needs one array per model input, keyed "
+                            f"by the inputs' names {names}. Got keys {sorted(map(str, x))}.")
+        parts = [x[name] for name in names]
+    elif isinstance(x, (list, tuple)):
+        if len(x) != len(names):
+            raise DataError(f"{where}: the model has {len(names)} inputs {names}; 'x' must be "
+                            f"a list of {len(names)} arrays. Got a list of {len(x)}.")
+        parts = list(x)
+    else:
+        raise DataError(f"{where}: the model has {len(names)} inputs {names}; 'x' must be a "
+                        f"list of {len(names)} arrays (or a dict by input name). Got "
+                        f"{type(x).__name__}.")
+    arrays = []
+    for k, (part, name, shape) in enumerate(zip(parts, names, shapes)):
+        array = as_numpy(where, f"x[{k}] ({name})", part)
+        if tuple(array.shape[1:]) != tuple(shape):
+            raise DataError(f"{where}: input {k} ({name!r}) expects samples of shape {shape}. "
+                            f"Got an array of shape {array.shape}.")
+        arrays.append(array.reshape(len(array), -1))
+    if len({len(a) for a in arrays}) > 1:
+        raise DataError(f"{where}: the inputs must hold the same number of samples. Got "
+                        f"{[len(a) for a in arrays]} for {names}.")
+    dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
+    return np.concatenate([a.astype(dtype, copy=False) for a in arrays], axis=1)

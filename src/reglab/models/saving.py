@@ -127,6 +127,8 @@ def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
         config["graph"] = [list(inbound) for inbound in model._graph]
     if model._calls is not None:  # shared layers: the layer each position calls
         config["calls"] = list(model._calls)
+    if model._input_positions is not None:  # several inputs: their positions
+        config["inputs"] = list(model._input_positions)
     return {
         "format_version": FORMAT_VERSION,
         "reglab_version": reglab.__version__,
@@ -417,9 +419,15 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
                     isinstance(i, int) and not isinstance(i, bool) for i in calls)):
                 raise ConfigError(f"expected 'calls' to be a list of layer indices. "
                                   f"Got {calls!r}.")
+            inputs = config.get("inputs")
+            if inputs is not None and (not isinstance(inputs, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in inputs)):
+                raise ConfigError(f"expected 'inputs' to be a list of graph positions. "
+                                  f"Got {inputs!r}.")
             return Model.from_graph(stack, config["graph"], shape,
                                     name=config.get("name"), seed=seed,
-                                    trainable=bool(config.get("trainable", True)), calls=calls)
+                                    trainable=bool(config.get("trainable", True)), calls=calls,
+                                    inputs=inputs)
         if config.get("input_shape") is not None:
             stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
         return Sequential(stack, trainable=bool(config.get("trainable", True)),

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,10 @@ class Sequential:
         #: a functional model with shared layers: per position of the graph, the index of
         #: the layer it calls; None when each layer is called once, in order
         self._calls: list[int] | None = None
+        #: a functional model with several inputs: their positions in the graph and sample
+        #: shapes, in the order the data comes; None with one input
+        self._input_positions: list[int] | None = None
+        self._input_shapes: list[tuple[int, ...]] | None = None
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer: optimizers_module.Optimizer | None = None
         self.loss = None
@@ -145,13 +150,30 @@ class Sequential:
                 raise ConfigError(
                     "Sequential: the input shape is unknown. Give the first layer "
                     "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
-            layers = self._layers if self._calls is None else [self._layers[i]
-                                                                for i in self._calls]
-            member = Member(layers, self.optimizer or "rmsprop", self.seed,
+            member = Member(self._engine_layers(), self.optimizer or "rmsprop", self.seed,
                             input_shape=self._input_shape, name=self.name, graph=self._graph)
             self._population = Population([member], loss=self.loss or "mse",
                                           metrics=self.metrics_names)
         return self._population
+
+    def _engine_layers(self, packed: bool = True) -> list[Layer]:
+        """The population's layers: one per position of the graph (a shared layer at each
+        of its calls); with several inputs (and ``packed``), each input's InputLayer
+        replaced by the layer that cuts that input out of the packed one."""
+        layers = list(self._layers) if self._calls is None else [self._layers[i]
+                                                                 for i in self._calls]
+        if packed and self._input_positions is not None:
+            from reglab.layers.core import PackedInput
+
+            offset = 0
+            for position, shape in zip(self._input_positions, self._input_shapes):
+                layers[position] = PackedInput(offset, shape, name=layers[position].name)
+                offset += math.prod(shape)
+        return layers
+
+    def _packed(self, where: str, x):
+        """The data as the population takes it (a model with several inputs packs them)."""
+        return x
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -268,6 +290,13 @@ class Sequential:
         """Trains the model as Keras does; returns a ``History``."""
         from reglab.models.training import fit
 
+        x = self._packed("fit", x)
+        if validation_data is not None and self._input_positions is not None:
+            if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
+                raise ConfigError("fit: 'validation_data' must be (x_val, y_val) or (x_val, "
+                                  f"y_val, sample_weight_val). Got {type(validation_data).__name__}.")
+            validation_data = (self._packed("fit: validation_data", validation_data[0]),
+                               *validation_data[1:])
         return fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                    validation_data, shuffle, class_weight, sample_weight, initial_epoch,
                    steps_per_epoch, validation_batch_size, validation_freq, validation_steps)
@@ -290,13 +319,14 @@ class Sequential:
         """Loss (penalties included, as Keras) and metrics in inference mode."""
         from reglab.models.training import evaluate
 
-        return evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict, steps)
+        return evaluate(self, self._packed("evaluate", x), y, batch_size, verbose,
+                        sample_weight, return_dict, steps)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs in inference mode (no dropout, moving statistics)."""
         from reglab.models.training import predict
 
-        return predict(self, x, batch_size, steps)
+        return predict(self, self._packed("predict", x), batch_size, steps)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
@@ -304,14 +334,16 @@ class Sequential:
         Keras 3 does (computed in the step, before the update; not accumulated)."""
         from reglab.models.training import train_on_batch
 
-        return train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
+        return train_on_batch(self, self._packed("train_on_batch", x), y, sample_weight,
+                              class_weight, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode."""
         from reglab.models.fit_data import batch_arrays
         from reglab.models.training import evaluate
 
-        x, y, sample_weight = batch_arrays("test_on_batch", x, y, sample_weight)
+        x, y, sample_weight = batch_arrays("test_on_batch", self._packed("test_on_batch", x),
+                                           y, sample_weight)
         return evaluate(self, x, y, max(len(x), 1), 0, sample_weight, return_dict)
 
     def predict_on_batch(self, x):
@@ -319,7 +351,7 @@ class Sequential:
         from reglab.models.fit_data import batch_arrays
         from reglab.models.training import predict
 
-        x, _, _ = batch_arrays("predict_on_batch", x)
+        x, _, _ = batch_arrays("predict_on_batch", self._packed("predict_on_batch", x))
         return predict(self, x, max(len(x), 1))
 
     # -- Keras's model attributes ------------------------------------------------------------
@@ -408,6 +440,8 @@ class Sequential:
             config["graph"] = [list(inbound) for inbound in self._graph]
         if self._calls is not None:
             config["calls"] = list(self._calls)
+        if self._input_positions is not None:
+            config["inputs"] = list(self._input_positions)
         return config
 
     def save(self, filepath) -> None:

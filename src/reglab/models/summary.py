@@ -21,7 +21,9 @@ def render(model, population) -> str:
     graph = getattr(model, "_graph", None)
     described = population.describe_layers()
     calls = getattr(model, "_calls", None) or list(range(len(described)))
-    layers = [info["layer"] for info in described]
+    # the model's own layers (its InputLayers, where the population packs several inputs)
+    layers = model._engine_layers(packed=False) if hasattr(model, "_engine_layers") else \
+        [info["layer"] for info in described]
     # a shared layer is one row: its weights, its first call's shape, every call's inputs
     call_number = [calls[:p].count(calls[p]) for p in range(len(calls))]
     for index in sorted(set(calls)):
@@ -36,7 +38,7 @@ def render(model, population) -> str:
             else:
                 frozen += n
         shape = "(None, " + ", ".join(map(str, info["output_shape"])) + ")"
-        layer = info["layer"]
+        layer = layers[positions[0]]
         row = [f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"]
         if graph is not None:
             row.append("-" if graph[positions[0]] == (-1,) else ", ".join(
