@@ -1,4 +1,4 @@
-"""Keras 3's accuracy metrics, per sample, for one model or a population."""
+"""Keras 3's accuracy and regression metrics, per sample, for one model or a population."""
 
 from __future__ import annotations
 
@@ -42,10 +42,32 @@ def accuracy(y_true, y_pred) -> torch.Tensor:
     return (y_true.to(y_pred.dtype) == y_pred).to(y_pred.dtype).mean(dim=-1)
 
 
+def _errors(y_true, y_pred) -> torch.Tensor:
+    if y_true.dim() == y_pred.dim() - 1:  # (N,) targets of a one-unit output
+        y_true = y_true.unsqueeze(-1)
+    return y_pred - y_true.to(y_pred.dtype)
+
+
+def mean_squared_error(y_true, y_pred) -> torch.Tensor:
+    """Keras's ``mse`` metric: the mean of ``(y_true - y_pred)**2`` over a sample's values."""
+    error = _errors(y_true, y_pred)
+    return error.square().reshape(*error.shape[:2], -1).mean(dim=-1)
+
+
+def mean_absolute_error(y_true, y_pred) -> torch.Tensor:
+    """Keras's ``mae`` metric: the mean of ``|y_true - y_pred|`` over a sample's values."""
+    error = _errors(y_true, y_pred)
+    return error.abs().reshape(*error.shape[:2], -1).mean(dim=-1)
+
+
 _BY_NAME: dict[str, Metric] = {
     "categorical_accuracy": categorical_accuracy,
     "sparse_categorical_accuracy": sparse_categorical_accuracy,
     "binary_accuracy": binary_accuracy,
+    "mean_squared_error": mean_squared_error,
+    "mse": mean_squared_error,
+    "mean_absolute_error": mean_absolute_error,
+    "mae": mean_absolute_error,
 }
 
 
@@ -55,6 +77,8 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     ``y_pred_shape[-1] == 1`` means binary; a target without the class axis
     (or with a trailing 1) means sparse; otherwise categorical.
     """
+    if getattr(name, "resolved", False):  # already a metric for these shapes
+        return name
     if callable(name):  # one of this module's functions, by its name
         name = getattr(name, "__name__", name)
     if isinstance(name, str) and name.lower() in ("accuracy", "acc"):

@@ -120,8 +120,10 @@ def test_what_the_functional_api_does_not_take_yet_is_refused():
     mixed = reglab.layers.Add()([reglab.layers.Dense(4)(inputs), reglab.layers.Dense(4)(other)])
     with pytest.raises(ConfigError, match="not one of the model's 'inputs'"):
         reglab.Model(inputs, mixed)
-    with pytest.raises(ConfigError, match="several outputs are not supported yet"):
+    with pytest.raises(ConfigError, match="lists one tensor twice"):
         reglab.Model([inputs, other], [mixed, mixed])
+    with pytest.raises(ConfigError, match="'outputs' as a dict is not supported yet"):
+        reglab.Model([inputs, other], {"a": mixed})
     with pytest.raises(ConfigError, match="lists one reglab.Input twice"):
         reglab.Model([inputs, inputs], mixed)
     with pytest.raises(ConfigError, match="layers are called on reglab.Input"):
@@ -510,3 +512,106 @@ def test_two_inputs_round_trip_and_refuse_what_does_not_fit(tmp_path):
     inputs = reglab.Input((3,))
     with pytest.raises(ConfigError, match="does not lead to the output"):
         reglab.Model([inputs, unused], reglab.layers.Dense(2)(inputs))
+
+
+def two_outputs(api):
+    """A classifier head and a regression head on one trunk (Keras's multi-output pattern),
+    with a second input joining the regression head."""
+    features = api.Input(shape=(4,), name="features")
+    extra = api.Input(shape=(2,), name="extra")
+    trunk = api.layers.Dense(6, activation="relu", name="trunk",
+                             kernel_regularizer=api.regularizers.L2(0.01))(features)
+    label = api.layers.Dense(3, activation="softmax", name="label")(trunk)
+    joined = api.layers.Concatenate(name="join")([trunk, extra])
+    amount = api.layers.Dense(2, name="amount")(joined)
+    return api.Model([features, extra], [label, amount])
+
+
+def two_output_data(n=32, seed=11):
+    rng = np.random.default_rng(seed)
+    x = [rng.normal(size=(n, 4)).astype("float32"), rng.normal(size=(n, 2)).astype("float32")]
+    return x, [rng.integers(0, 3, n), rng.normal(size=(n, 2)).astype("float32")]
+
+
+COMPILES = {
+    "lists": dict(loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+                  metrics=[["accuracy"], ["mae"]]),
+    "dicts": dict(loss={"label": "sparse_categorical_crossentropy", "amount": "mse"},
+                  loss_weights={"label": 0.3, "amount": 1.0},
+                  metrics={"label": "accuracy", "amount": ["mae", "mse"]}),
+}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("spelling", sorted(COMPILES))
+def test_a_model_with_two_outputs_trains_as_in_keras(optimizer, spelling):
+    keras.utils.set_random_seed(12)
+    theirs, ours = two_outputs(keras), two_outputs(reglab)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    assert ours.output_shape == [tuple(s) for s in theirs.output_shape]
+    same_weights(theirs, ours)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        opt = api.optimizers.SGD(0.05) if optimizer == "sgd" else \
+            api.optimizers.Adam(0.01, epsilon=1e-3)
+        model.compile(optimizer=opt, **COMPILES[spelling])
+    x, y = two_output_data()
+    for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    expected = theirs.evaluate(x, y, return_dict=True, verbose=0)
+    got = ours.evaluate(x, y, return_dict=True, verbose=0)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0),
+                               rtol=1e-5)  # Keras's order: loss, each output's, metrics
+    y_by_name = {"label": y[0], "amount": y[1]}
+    for step in range(4):
+        batch = slice(step * 8, step * 8 + 8)
+        xb = [part[batch] for part in x]
+        yb = {name: part[batch] for name, part in y_by_name.items()}
+        np.testing.assert_allclose(ours.train_on_batch(xb, yb), theirs.train_on_batch(xb, yb),
+                                   rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    history = ours.fit(x, y, epochs=1, verbose=0, validation_split=0.25)
+    reference = theirs.fit(x, y, epochs=1, verbose=0, validation_split=0.25)
+    assert sorted(history.history) == sorted(reference.history)
+
+
+def test_two_outputs_round_trip_and_refuse_what_does_not_fit(tmp_path):
+    keras.utils.set_random_seed(13)
+    theirs, ours = two_outputs(keras), two_outputs(reglab)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    ours.load_weights(tmp_path / "k.weights.h5")
+    ours.compile("adam", **COMPILES["dicts"])
+    x, y = two_output_data(8)
+    expected = ours.evaluate(x, y, return_dict=True, verbose=0)
+    for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras")
+    assert loaded.evaluate(x, y, return_dict=True, verbose=0) == pytest.approx(expected)
+    rebuilt = reglab.models.model_from_json(ours.to_json())
+    rebuilt.set_weights(ours.get_weights())
+    for a, b in zip(rebuilt.predict(x, verbose=0), ours.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    from reglab.errors import DataError
+    with pytest.raises(DataError, match="2 outputs"):
+        ours.evaluate(x, y[0], verbose=0)
+    with pytest.raises(DataError, match="keyed by the outputs' names"):
+        ours.evaluate(x, {"label": y[0], "other": y[1]}, verbose=0)
+    with pytest.raises(DataError, match=r"output 'label'.*labels must lie in \[0, 2\]"):
+        ours.evaluate(x, [y[0] + 3, y[1]], verbose=0)
+    with pytest.raises(DataError, match="same number of samples"):
+        ours.evaluate(x, [y[0], y[1][:4]], verbose=0)
+    fresh = two_outputs(reglab)
+    with pytest.raises(ConfigError, match="one entry per output"):
+        fresh.compile("sgd", loss="mse", metrics=["mae"])
+    with pytest.raises(ConfigError, match="one entry per output, keyed"):
+        fresh.compile("sgd", loss={"label": "sparse_categorical_crossentropy"})
+    with pytest.raises(ConfigError, match="has one"):
+        reglab.Sequential([reglab.layers.Dense(2, input_shape=(3,))]).compile(
+            "sgd", loss="mse", loss_weights=[1.0])
+    with pytest.raises(ConfigError, match="class_weight"):
+        fresh.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
+        fresh.fit(x, y, class_weight={0: 1.0}, verbose=0)

@@ -173,6 +173,8 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
 def _check_labels(where, loss, y, output_shape):
     classes = output_shape[-1]
     kind = loss.target_kind
+    if kind == "packed":  # several outputs' targets, checked per output by the model
+        return
     if kind == "sparse":
         if y.is_floating_point() and y.dim() == 2 and y.shape[1] == classes and classes > 1:
             raise DataError(
@@ -203,6 +205,8 @@ def _canonical_targets(where, loss, y, output_shape):
     """One layout per loss kind: integer labels ``(N,)`` for the sparse loss, otherwise
     ``(N, *output_shape)``; the engine then adds a member axis, so losses and metrics
     always see targets and predictions of equal rank."""
+    if loss.target_kind == "packed":
+        return y
     if loss.target_kind == "sparse":
         return y.reshape(-1).long()
     if y.dim() == len(output_shape) and output_shape[-1] == 1:

@@ -373,8 +373,9 @@ class Population:
         return self.state.merged(self._parked, with_optimizer=False) if self._parked else self.state
 
     def _resolve_metrics(self, y: torch.Tensor) -> dict[str, Any]:
-        return {name: metrics_module.resolve(name, tuple(y.shape), (1, *self.plan.output_shape),
-                                             "Population: 'metrics'")
+        return {getattr(name, "__name__", name):
+                metrics_module.resolve(name, tuple(y.shape), (1, *self.plan.output_shape),
+                                       "Population: 'metrics'")
                 for name in self.metric_names}
 
     # -- inference ----------------------------------------------------------------

@@ -55,6 +55,24 @@ class PackedInput(Layer):
         return {**super().get_config(), "offset": self.offset, "shape": list(self.part_shape)}
 
 
+class PackedOutputs(Layer):
+    """A model's several outputs, each sample's flattened and laid side by side: the
+    population's one output (``reglab.models.outputs`` cuts them apart again). Made by
+    ``reglab.Model`` for the population it builds; not a Keras layer."""
+
+    takes_list = True
+
+    def compute_output_shape(self, input_shape):
+        return (sum(math.prod(shape) for shape in input_shape),)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        from reglab.layers.merging import _aligned
+
+        parts = _aligned(x, input_shape, ctx.members)
+        lead = [t.dim() - len(shape) for t, shape in zip(parts, input_shape)]
+        return torch.cat([t.reshape(*t.shape[:k], -1) for t, k in zip(parts, lead)], dim=-1)
+
+
 class Flatten(Layer):
     """Flattens each sample to one axis, in channels-last order as Keras does.
 

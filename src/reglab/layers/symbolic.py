@@ -71,8 +71,9 @@ def call(layer, inputs) -> SymbolicTensor:
 
 
 def topological(inputs, outputs) -> tuple[list, list[int], list[tuple[int, ...]],
-                                          list[tuple[int, ...]], list[int]]:
-    """``(layers, calls, inbound, input_shapes, input_positions)`` of the graph from
+                                          list[tuple[int, ...]], list[int], list[int]]:
+    """``(layers, calls, inbound, input_shapes, input_positions, output_positions)`` of the
+    graph from
     ``inputs`` to ``outputs``: ``layers`` each once, in Keras's order (an input's InputLayer
     among them, at its depth: first when there is one input); then one position per call of
     a layer (a shared layer has several; an input is a position too), in an order where
@@ -80,7 +81,8 @@ def topological(inputs, outputs) -> tuple[list, list[int], list[tuple[int, ...]]
     (its index in ``layers``), ``inbound`` the positions of its inputs (``(-1,)``: the
     model's input, for the positions of the inputs); ``input_shapes`` and
     ``input_positions`` are the inputs' sample shapes and positions, in ``inputs``'s
-    order."""
+    order, ``output_positions`` the outputs' positions in ``outputs``'s order (with one
+    output, the last position)."""
     from reglab.layers.layer import Input
 
     if isinstance(inputs, dict):
@@ -93,17 +95,25 @@ def topological(inputs, outputs) -> tuple[list, list[int], list[tuple[int, ...]]
                           f"Got {inputs!r}.")
     if len({id(i) for i in ins}) != len(ins):
         raise ConfigError("Model: 'inputs' lists one reglab.Input twice.")
-    if len(outs) != 1 or not isinstance(outs[0], SymbolicTensor):
-        raise ConfigError(f"Model: 'outputs' must be one layer output (several outputs are "
-                          f"not supported yet). Got {outputs!r}.")
-    nodes, operations = _keras_order(outs[0], ins)
+    if isinstance(outputs, dict):
+        raise ConfigError("Model: 'outputs' as a dict is not supported yet; pass a list of "
+                          "layer outputs.")
+    if not outs or not all(isinstance(o, SymbolicTensor) for o in outs):
+        raise ConfigError(f"Model: 'outputs' must be a layer's output or a list of them. "
+                          f"Got {outputs!r}.")
+    if len({id(o) for o in outs}) != len(outs):
+        raise ConfigError("Model: 'outputs' lists one tensor twice.")
+    if len({id(o.layer) for o in outs}) != len(outs):
+        raise ConfigError("Model: two outputs come from one layer; each output must be "
+                          "another layer's (its name names the output's loss and metrics).")
+    nodes, operations = _keras_order(outs, ins)
     index = {id(layer): i for i, layer in enumerate(operations)}
     position = {id(node): i for i, node in enumerate(nodes)}
     calls = [index[id(_layer_of(node))] for node in nodes]
     inbound = [(-1,) if isinstance(node, Input) else
                tuple(position[id(p)] for p in node.inbound) for node in nodes]
     return (operations, calls, inbound, [i.sample_shape for i in ins],
-            [position[id(i)] for i in ins])
+            [position[id(i)] for i in ins], [position[id(o)] for o in outs])
 
 
 def _layer_of(node):
@@ -113,7 +123,7 @@ def _layer_of(node):
     return input_layer(node) if isinstance(node, Input) else node.layer
 
 
-def _keras_order(output, model_inputs) -> tuple[list, list]:
+def _keras_order(outputs, model_inputs) -> tuple[list, list]:
     """The graph's nodes (the inputs and the layer calls) and its layers in Keras's order
     (its ``map_graph``): a node's depth is the longest path from it to the output, raised
     to the deepest call of its layer; nodes and layers by depth, deepest first, ties in the
@@ -143,9 +153,10 @@ def _keras_order(output, model_inputs) -> tuple[list, list]:
     import sys
 
     limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 10 * len(_ancestors(output)) + 100))
+    sys.setrecursionlimit(max(limit, 10 * len(_ancestors(outputs)) + 100))
     try:
-        visit(output)
+        for output in outputs:
+            visit(output)
     finally:
         sys.setrecursionlimit(limit)
     unused = [i for i in model_inputs if id(i) not in done]
@@ -167,10 +178,10 @@ def _keras_order(output, model_inputs) -> tuple[list, list]:
     return nodes, operations
 
 
-def _ancestors(output) -> set[int]:
+def _ancestors(outputs) -> set[int]:
     from reglab.layers.layer import Input
 
-    seen, stack = set(), [output]
+    seen, stack = set(), list(outputs)
     while stack:
         node = stack.pop()
         if isinstance(node, Input) or id(node) in seen:

@@ -37,7 +37,8 @@ class Model(Sequential):
     def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True,
                  seed: int | None = None):
         super().__init__(name=name or "functional", trainable=trainable, seed=seed)
-        layers, calls, graph, input_shapes, positions = symbolic.topological(inputs, outputs)
+        layers, calls, graph, input_shapes, positions, output_positions = \
+            symbolic.topological(inputs, outputs)
         for layer in layers:
             owner = getattr(layer, "_model", None)
             if owner is not None and owner is not self:
@@ -47,6 +48,7 @@ class Model(Sequential):
         self._layers, self._graph = layers, graph
         self._calls = None if calls == list(range(len(layers))) else calls
         self._set_inputs(input_shapes, positions)
+        self._set_outputs(output_positions)
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         self._name_layers()
@@ -64,6 +66,93 @@ class Model(Sequential):
         self._input_shapes = [tuple(shape) for shape in input_shapes]
         self._input_positions = list(positions)
         self._input_shape = (sum(math.prod(shape) for shape in self._input_shapes),)
+
+    def _set_outputs(self, positions) -> None:
+        if len(positions) == 1:
+            return
+        if any(getattr(layer, "is_batch_transform", False) for layer in self._engine_layers()):
+            raise ConfigError("Model: MixUp, CutMix and LabelSmoothing change the targets of "
+                              "one output; a model with several outputs cannot take them yet.")
+        self._output_positions = list(positions)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs' names (their layers'), as Keras names their losses and metrics."""
+        layers = self._engine_layers(packed=False)
+        return [layers[p].name for p in self._output_positions or [len(layers) - 1]]
+
+    @property
+    def _output_shapes(self) -> list[tuple[int, ...]]:
+        plan = self._build().plan
+        return [tuple(plan.layers[p].output_shape)
+                for p in self._output_positions or [len(plan.layers) - 1]]
+
+    @property
+    def output_shape(self):
+        """``(None, *shape)``, or a list of them for a model with several outputs (Keras)."""
+        if self._output_positions is None:
+            return super().output_shape
+        return [(None, *shape) for shape in self._output_shapes]
+
+    def _engine_layers(self, packed: bool = True):
+        layers = super()._engine_layers(packed)
+        if packed and self._output_positions is not None:
+            from reglab.layers.core import PackedOutputs
+
+            layers.append(PackedOutputs(name="packed_outputs"))
+        return layers
+
+    def _engine_graph(self):
+        if self._output_positions is None:
+            return self._graph
+        return [*self._graph, tuple(self._output_positions)]
+
+    def _compile_outputs(self, loss, metrics, loss_weights):
+        if self._output_positions is None:
+            return super()._compile_outputs(loss, metrics, loss_weights)
+        if loss is None:
+            return None, [], None
+        from reglab.models.outputs import compile_outputs
+
+        packed, tracked, _ = compile_outputs(self.output_names, self._output_shapes, loss,
+                                             loss_weights, metrics)
+        return packed, [m.__name__ for m in tracked], tracked
+
+    def _packed_targets(self, where: str, y):
+        if self._output_positions is None or y is None:
+            return y
+        if self.loss is None:
+            raise ConfigError(f"{where}: call model.compile(optimizer=..., loss=...) before "
+                              "training or evaluating the model.")
+        from reglab.models.outputs import pack_targets
+
+        return pack_targets(where, y, self.loss.parts, self.loss.losses)
+
+    def _split(self, packed):
+        if self._output_positions is None:
+            return packed
+        from reglab.models.outputs import parts_for
+
+        losses = self.loss.losses if self.loss is not None and hasattr(self.loss, "parts") \
+            else [None] * len(self._output_positions)
+        parts = self.loss.parts if hasattr(self.loss, "parts") else parts_for(
+            self.output_names, self._output_shapes, [_Dense() for _ in losses])
+        from reglab.models.outputs import split_outputs
+
+        return split_outputs(packed, parts)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs in inference mode: an array, or a list of arrays (several outputs)."""
+        return self._split(super().predict(x, batch_size, verbose, steps, callbacks))
+
+    def predict_on_batch(self, x):
+        return self._split(super().predict_on_batch(x))
+
+    def fit(self, *args, class_weight=None, **kwargs):
+        if class_weight is not None and self._output_positions is not None:
+            raise ConfigError("fit: 'class_weight' is for a model with one output (Keras "
+                              "refuses it with several too).")
+        return super().fit(*args, class_weight=class_weight, **kwargs)
 
     @property
     def input_names(self) -> list[str]:
@@ -95,7 +184,7 @@ class Model(Sequential):
 
     @classmethod
     def from_graph(cls, layers, graph, input_shape, name=None, seed=None,
-                   trainable: bool = True, calls=None, inputs=None) -> Model:
+                   trainable: bool = True, calls=None, inputs=None, outputs=None) -> Model:
         """A functional model from its layers (its InputLayer first) and, per layer call,
         the positions of its inputs (-1 for the model's input) and, where a layer is called
         more than once, which layer each position calls (``calls``; None: each layer once,
@@ -114,6 +203,7 @@ class Model(Sequential):
             if calls == list(range(len(model._layers))):
                 calls = None
         model._calls = calls
+        model._input_shape = None if input_shape is None else tuple(input_shape)
         if inputs is not None and len(inputs) > 1:  # several inputs: their positions
             picked = model._engine_layers(packed=False)
             if not all(isinstance(p, int) and 0 <= p < len(picked)
@@ -121,7 +211,11 @@ class Model(Sequential):
                 raise ConfigError(f"Model: 'inputs' must give the graph positions of the "
                                   f"model's InputLayers. Got {inputs!r}.")
             model._set_inputs([picked[p].shape for p in inputs], inputs)
-        model._input_shape = None if input_shape is None else tuple(input_shape)
+        if outputs is not None and len(outputs) > 1:  # several outputs: their positions
+            if not all(isinstance(p, int) and 0 <= p < len(model._graph) for p in outputs):
+                raise ConfigError(f"Model: 'outputs' must give graph positions. Got "
+                                  f"{outputs!r}.")
+            model._set_outputs(outputs)
         model.inputs = model.outputs = None
         model._name_layers()
         model._build()  # checks the graph now
@@ -167,3 +261,9 @@ def pack_inputs(where: str, x, names: list[str], shapes: list[tuple[int, ...]]) 
                         f"{[len(a) for a in arrays]} for {names}.")
     dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
     return np.concatenate([a.astype(dtype, copy=False) for a in arrays], axis=1)
+
+
+class _Dense:
+    """The target layout of an output before compile (its predictions only matter)."""
+
+    target_kind = "any"

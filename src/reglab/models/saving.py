@@ -129,6 +129,8 @@ def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
         config["calls"] = list(model._calls)
     if model._input_positions is not None:  # several inputs: their positions
         config["inputs"] = list(model._input_positions)
+    if model._output_positions is not None:  # several outputs: their positions
+        config["outputs"] = list(model._output_positions)
     return {
         "format_version": FORMAT_VERSION,
         "reglab_version": reglab.__version__,
@@ -197,21 +199,34 @@ def _compile_config(model) -> dict[str, Any] | None:
         raise ConfigError(f"save_model: 'optimizer' must be a built-in optimizer "
                           f"({', '.join(sorted(_OPTIMIZERS))}). Got {optimizer!r}. "
                           + _ONLY_BUILT_IN.format(kind="optimizers"))
-    loss = None
-    if model.loss is not None:
-        if _LOSSES.get(type(model.loss).__name__) is not type(model.loss):
-            raise ConfigError(f"save_model: 'loss' must be a built-in loss "
-                              f"({', '.join(sorted(_LOSSES))}). Got {model.loss!r}. "
-                              + _ONLY_BUILT_IN.format(kind="losses"))
-        loss = {"class_name": type(model.loss).__name__,
-                "config": _constructor_config(model.loss, "save_model: 'loss'")}
+    loss, extra = None, {}
+    metrics = list(model.metrics_names)
+    if getattr(model.loss, "parts", None) is not None:  # several outputs
+        from reglab.models.outputs import output_config
+
+        given = output_config(model.loss, model._population_metrics)
+        loss = [_loss_config(part_loss) for part_loss in given["losses"]]
+        extra = {"loss_weights": given["loss_weights"]}
+        metrics = given["metrics"]
+    elif model.loss is not None:
+        loss = _loss_config(model.loss)
     return {
         # learning_rate is read now: a callback may have changed it during fit.
         "optimizer": {"class_name": type(optimizer).__name__,
                       "config": _constructor_config(optimizer, "save_model: 'optimizer'")},
         "loss": loss,
-        "metrics": list(model.metrics_names),
+        "metrics": metrics,
+        **extra,
     }
+
+
+def _loss_config(loss) -> dict[str, Any]:
+    if _LOSSES.get(type(loss).__name__) is not type(loss):
+        raise ConfigError(f"save_model: 'loss' must be a built-in loss "
+                          f"({', '.join(sorted(_LOSSES))}). Got {loss!r}. "
+                          + _ONLY_BUILT_IN.format(kind="losses"))
+    return {"class_name": type(loss).__name__,
+            "config": _constructor_config(loss, "save_model: 'loss'")}
 
 
 def _jsonable(value, where: str, key: str = ""):
@@ -424,10 +439,15 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
                     isinstance(i, int) and not isinstance(i, bool) for i in inputs)):
                 raise ConfigError(f"expected 'inputs' to be a list of graph positions. "
                                   f"Got {inputs!r}.")
+            outputs = config.get("outputs")
+            if outputs is not None and (not isinstance(outputs, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in outputs)):
+                raise ConfigError(f"expected 'outputs' to be a list of graph positions. "
+                                  f"Got {outputs!r}.")
             return Model.from_graph(stack, config["graph"], shape,
                                     name=config.get("name"), seed=seed,
                                     trainable=bool(config.get("trainable", True)), calls=calls,
-                                    inputs=inputs)
+                                    inputs=inputs, outputs=outputs)
         if config.get("input_shape") is not None:
             stack.insert(0, layers.Input(shape=tuple(config["input_shape"])))
         return Sequential(stack, trainable=bool(config.get("trainable", True)),
@@ -461,11 +481,16 @@ def _model_from_config(path: str, document: dict[str, Any]):
         optimizer = _from_entry(compile_config["optimizer"], _OPTIMIZERS, "optimizer",
                                 f"load_model: {path}: compile_config.optimizer")
         loss = compile_config.get("loss")
-        if loss is not None:
+        if isinstance(loss, list):  # several outputs: one loss each
+            loss = [_from_entry(entry, _LOSSES, "loss",
+                                f"load_model: {path}: compile_config.loss[{i}]")
+                    for i, entry in enumerate(loss)]
+        elif loss is not None:
             loss = _from_entry(loss, _LOSSES, "loss", f"load_model: {path}: compile_config.loss")
         try:
             model.compile(optimizer=optimizer, loss=loss,
-                          metrics=compile_config.get("metrics") or None)
+                          metrics=compile_config.get("metrics") or None,
+                          loss_weights=compile_config.get("loss_weights"))
         except ConfigError as error:
             raise ConfigError(f"load_model: {path}: compile_config: {error}") from error
     return model

@@ -59,6 +59,12 @@ class Sequential:
         #: shapes, in the order the data comes; None with one input
         self._input_positions: list[int] | None = None
         self._input_shapes: list[tuple[int, ...]] | None = None
+        #: what the population computes besides the loss when it is not metrics_names
+        #: (a model with several outputs: each output's loss and metrics on its part)
+        self._population_metrics: list | None = None
+        #: a functional model with several outputs: their positions in the graph, in the
+        #: order of its outputs; None with one output
+        self._output_positions: list[int] | None = None
         self._input_shape: tuple[int, ...] | None = None
         self.optimizer: optimizers_module.Optimizer | None = None
         self.loss = None
@@ -151,9 +157,11 @@ class Sequential:
                     "Sequential: the input shape is unknown. Give the first layer "
                     "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
             member = Member(self._engine_layers(), self.optimizer or "rmsprop", self.seed,
-                            input_shape=self._input_shape, name=self.name, graph=self._graph)
-            self._population = Population([member], loss=self.loss or "mse",
-                                          metrics=self.metrics_names)
+                            input_shape=self._input_shape, name=self.name,
+                            graph=self._engine_graph())
+            metrics = self.metrics_names if self._population_metrics is None else \
+                self._population_metrics
+            self._population = Population([member], loss=self.loss or "mse", metrics=metrics)
         return self._population
 
     def _engine_layers(self, packed: bool = True) -> list[Layer]:
@@ -175,18 +183,49 @@ class Sequential:
         """The data as the population takes it (a model with several inputs packs them)."""
         return x
 
+    def _packed_targets(self, where: str, y):
+        """The targets as the population takes them (a model with several outputs packs
+        them)."""
+        return y
+
+    def _engine_graph(self):
+        """The population's graph (a functional model's; None for a stack)."""
+        return self._graph
+
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True) -> None:
         """Sets the optimizer, loss and metrics (Keras's defaults: 'rmsprop', no metrics)."""
-        if loss_weights is not None or weighted_metrics is not None:
-            raise ConfigError("Sequential.compile: 'loss_weights' and 'weighted_metrics' are "
-                              "not supported yet (one output; metrics are unweighted, as "
-                              "Keras's 'metrics').")
+        if weighted_metrics is not None:
+            raise ConfigError("compile: 'weighted_metrics' is not supported yet (metrics are "
+                              "unweighted, as Keras's 'metrics').")
         # Resolve and check everything before changing the model: a failed compile leaves
         # the model (and its trained weights) as it was.
         optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
+        loss, names, population_metrics = self._compile_outputs(loss, metrics, loss_weights)
+        weights = self.get_weights() if self._population is not None else None
+        previous = (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
+                    self._compiled, self._population)
+        self.optimizer, self.loss, self.metrics_names = optimizer, loss, names
+        self._population_metrics = population_metrics
+        self._compiled, self._population = True, None
+        try:
+            if self._input_shape is not None and self._layers:
+                self._build()
+                if weights is not None:
+                    self.set_weights(weights)
+        except Exception:
+            (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
+             self._compiled, self._population) = previous
+            raise
+
+    def _compile_outputs(self, loss, metrics, loss_weights):
+        """``(loss, metric names as logged, what the population computes)`` from compile's
+        arguments, for a model with one output."""
+        if loss_weights is not None:
+            raise ConfigError("compile: 'loss_weights' weighs the losses of a model with "
+                              "several outputs; this model has one.")
         loss = losses_module.get(loss, where="compile: 'loss'") if loss is not None else None
         if isinstance(metrics, str) or (metrics is not None
                                         and not isinstance(metrics, (list, tuple))):
@@ -200,20 +239,7 @@ class Sequential:
                                   f"'accuracy'. Got {metric!r}.")
             metrics_module.resolve(name, (1,), (1, 2), where="compile: 'metrics'")
             names.append(name.lower() if name.lower() in ("accuracy", "acc") else name)
-        weights = self.get_weights() if self._population is not None else None
-        previous = (self.optimizer, self.loss, self.metrics_names, self._compiled,
-                    self._population)
-        self.optimizer, self.loss, self.metrics_names = optimizer, loss, names
-        self._compiled, self._population = True, None
-        try:
-            if self._input_shape is not None and self._layers:
-                self._build()
-                if weights is not None:
-                    self.set_weights(weights)
-        except Exception:
-            (self.optimizer, self.loss, self.metrics_names, self._compiled,
-             self._population) = previous
-            raise
+        return loss, names, None
 
     # -- weights ------------------------------------------------------------------------
     def _weight_keys(self) -> list[tuple[int, str]]:
@@ -290,13 +316,15 @@ class Sequential:
         """Trains the model as Keras does; returns a ``History``."""
         from reglab.models.training import fit
 
-        x = self._packed("fit", x)
-        if validation_data is not None and self._input_positions is not None:
+        x, y = self._packed("fit", x), self._packed_targets("fit", y)
+        if validation_data is not None and (self._input_positions is not None
+                                            or self._output_positions is not None):
             if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
                 raise ConfigError("fit: 'validation_data' must be (x_val, y_val) or (x_val, "
                                   f"y_val, sample_weight_val). Got {type(validation_data).__name__}.")
             validation_data = (self._packed("fit: validation_data", validation_data[0]),
-                               *validation_data[1:])
+                               self._packed_targets("fit: validation_data", validation_data[1]),
+                               *validation_data[2:])
         return fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                    validation_data, shuffle, class_weight, sample_weight, initial_epoch,
                    steps_per_epoch, validation_batch_size, validation_freq, validation_steps)
@@ -319,8 +347,8 @@ class Sequential:
         """Loss (penalties included, as Keras) and metrics in inference mode."""
         from reglab.models.training import evaluate
 
-        return evaluate(self, self._packed("evaluate", x), y, batch_size, verbose,
-                        sample_weight, return_dict, steps)
+        return evaluate(self, self._packed("evaluate", x), self._packed_targets("evaluate", y),
+                        batch_size, verbose, sample_weight, return_dict, steps)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs in inference mode (no dropout, moving statistics)."""
@@ -334,7 +362,8 @@ class Sequential:
         Keras 3 does (computed in the step, before the update; not accumulated)."""
         from reglab.models.training import train_on_batch
 
-        return train_on_batch(self, self._packed("train_on_batch", x), y, sample_weight,
+        return train_on_batch(self, self._packed("train_on_batch", x),
+                              self._packed_targets("train_on_batch", y), sample_weight,
                               class_weight, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -343,7 +372,8 @@ class Sequential:
         from reglab.models.training import evaluate
 
         x, y, sample_weight = batch_arrays("test_on_batch", self._packed("test_on_batch", x),
-                                           y, sample_weight)
+                                           self._packed_targets("test_on_batch", y),
+                                           sample_weight)
         return evaluate(self, x, y, max(len(x), 1), 0, sample_weight, return_dict)
 
     def predict_on_batch(self, x):
@@ -442,6 +472,8 @@ class Sequential:
             config["calls"] = list(self._calls)
         if self._input_positions is not None:
             config["inputs"] = list(self._input_positions)
+        if self._output_positions is not None:
+            config["outputs"] = list(self._output_positions)
         return config
 
     def save(self, filepath) -> None:

@@ -20,10 +20,11 @@ def render(model, population) -> str:
     rows, trainable, frozen = [], 0, 0
     graph = getattr(model, "_graph", None)
     described = population.describe_layers()
-    calls = getattr(model, "_calls", None) or list(range(len(described)))
-    # the model's own layers (its InputLayers, where the population packs several inputs)
+    # the model's own layers (its InputLayers, where the population packs several inputs;
+    # not the layer that packs several outputs)
     layers = model._engine_layers(packed=False) if hasattr(model, "_engine_layers") else \
         [info["layer"] for info in described]
+    calls = getattr(model, "_calls", None) or list(range(len(layers)))
     # a shared layer is one row: its weights, its first call's shape, every call's inputs
     call_number = [calls[:p].count(calls[p]) for p in range(len(calls))]
     for index in sorted(set(calls)):

@@ -141,7 +141,7 @@ def _graph(built: list, input_shape) -> tuple[list, list]:
             else:
                 tensor = node(tensor)
         return tensor
-    layers, calls, graph, _, _ = symbolic.topological(inputs, apply(built, inputs))
+    layers, calls, graph, *_ = symbolic.topological(inputs, apply(built, inputs))
     return [layers[i] for i in calls], graph
 
 
