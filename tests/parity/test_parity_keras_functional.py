@@ -615,3 +615,63 @@ def test_two_outputs_round_trip_and_refuse_what_does_not_fit(tmp_path):
     with pytest.raises(ConfigError, match="class_weight"):
         fresh.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
         fresh.fit(x, y, class_weight={0: 1.0}, verbose=0)
+
+
+def test_a_shared_batch_norm_called_twice_at_one_depth_updates_as_in_keras():
+    """Keras runs the calls of one depth in its map_graph order; a shared layer with state
+    (BatchNormalization's moving statistics) sees its calls in that order."""
+    keras.utils.set_random_seed(14)
+
+    def make(api):
+        inputs = api.Input(shape=(4,), name="x")
+        norm = api.layers.BatchNormalization(momentum=0.5, name="bn")
+        left = api.layers.Dense(3, name="left")(inputs)
+        right = api.layers.Dense(3, name="right")(inputs)
+        out = api.layers.Add(name="sum")([api.layers.Dense(2, name="a")(norm(left)),
+                                          api.layers.Dense(2, name="b")(norm(right))])
+        return api.Model(inputs, out)
+    theirs, ours = make(keras), make(reglab)
+    same_weights(theirs, ours)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        model.compile(api.optimizers.SGD(1e-9), loss="mse")
+    rng = np.random.default_rng(15)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 2)).astype("float32")
+    ours.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    for a, b in zip(ours.get_layer("bn").get_weights(), theirs.get_layer("bn").get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_two_outputs_with_sample_weights_log_keras_s_weighted_losses():
+    keras.utils.set_random_seed(16)
+    theirs, ours = two_outputs(keras), two_outputs(reglab)
+    same_weights(theirs, ours)
+    for model, api in ((theirs, keras), (ours, reglab)):
+        model.compile(api.optimizers.SGD(0.1), **COMPILES["lists"])
+    x, y = two_output_data(10)
+    weights = np.linspace(0.1, 1.0, 10)
+    expected = theirs.test_on_batch(x, y, sample_weight=weights, return_dict=True)
+    got = ours.test_on_batch(x, y, sample_weight=weights, return_dict=True)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(ours.train_on_batch(x, y, sample_weight=weights),
+                               theirs.train_on_batch(x, y, sample_weight=weights), rtol=1e-5)
+    with pytest.raises(ConfigError, match="'class_weight' is for a model with one output"):
+        ours.train_on_batch(x, y, class_weight={0: 1.0, 1: 5.0, 2: 1.0})
+    with pytest.raises(ConfigError, match="sample weights per output"):
+        ours.evaluate(x, y, sample_weight=[weights, weights], verbose=0)
+
+
+def test_a_shared_dropout_takes_one_rate_for_all_its_calls():
+    inputs = reglab.Input(shape=(4,))
+    drop = reglab.layers.Dropout(0.5)
+    h = drop(reglab.layers.Dense(4)(inputs))
+    model = reglab.Model(inputs, reglab.layers.Dense(2)(drop(reglab.layers.Dense(4)(h))))
+    population = model._build()
+    names = population.hyperparameter_names()
+    assert "dropout.rate" in names and not any("@" in name for name in names)
+    population.set_hyperparameter(0, "dropout.rate", 0.0)
+    rates = [lp.values["rate"] for lp in population.plan.layers if "rate" in lp.values]
+    assert rates == [[0.0], [0.0]]

@@ -213,7 +213,7 @@ def _canonical_targets(where, loss, y, output_shape):
         y = y.unsqueeze(-1)  # (N,) targets for a one-unit output
     if tuple(y.shape[1:]) != tuple(output_shape):
         raise DataError(f"{where}: targets must have shape (N, {', '.join(map(str, output_shape))}) "
-                        f"to match the last layer's output. Got {tuple(y.shape)}.")
+                        f"to match the model's output. Got {tuple(y.shape)}.")
     return y
 
 

@@ -6,12 +6,14 @@ only synchronization is the check for non-finite losses: every step on a CPU, ev
 :data:`DIVERGENCE_CHECK_STEPS` steps and at the end of the epoch elsewhere (CUDA), where
 each check would stall the queue of kernels. Between checks a diverged member keeps
 stepping on its own rows (members share no arithmetic); the check finds the step at which
-its loss first was not finite, and records that one.
+its loss first was not finite, records that one, and freezes the member with the weights
+and optimizer state it had at the check before (finite there: its loss was).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -74,8 +76,12 @@ class EpochSums:
         if penalty is not None:
             self.penalty.add_(penalty, alpha=count)
         for total, metric in zip(self.metrics, self.functions):
-            # Keras 3 weights only 'weighted_metrics'; 'metrics' ignore sample weights.
-            total.add_(metric(yb, y_pred).sum(dim=-1))
+            # Keras 3 weights only 'weighted_metrics'; 'metrics' ignore sample weights. An
+            # output's own loss (a model with several) is weighted as the loss is.
+            values = metric(yb, y_pred)
+            if weights is not None and getattr(metric, "weighted", False):
+                values = values * weights
+            total.add_(values.sum(dim=-1))
         self.samples += count
 
     def keep(self, index: torch.Tensor) -> None:
@@ -116,6 +122,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     check_every = divergence_check_steps(population.device)
     last_step = math.ceil(n / batch_size) - 1
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
+    saved = _saved_state(state) if check_every > 1 else None  # as at the last check
     for step, lo in enumerate(range(0, n, batch_size)):
         for obs in observers:
             hook = getattr(obs, "on_train_batch_begin", None)
@@ -142,12 +149,13 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
                 sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
                 if (step + 1) % check_every == 0 or step == last_step:
-                    remaining = _drop_diverged(population, sums, first_bad, epoch)
+                    remaining = _drop_diverged(population, sums, first_bad, epoch, saved)
                     if remaining is None:
                         return None
                     if remaining is not first_bad:  # some left: the groups may have changed
                         layout = SeedLayout(population, group_rows)
                     first_bad = remaining
+                    saved = None  # taken again after this step's update
             # One synchronization: a non-finite member makes the sum non-finite.
             elif not math.isfinite(float(total.sum())):
                 finite = torch.isfinite(total)
@@ -168,6 +176,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             if check_every == 1:
                 sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
         apply_updates(population.chain, state)
+        if check_every > 1 and saved is None:
+            saved = _saved_state(state)
         population.epoch_progress = (sums, min(lo + batch_size, n))
         for obs in observers:
             hook = getattr(obs, "on_train_batch_end", None)
@@ -176,15 +186,27 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     return sums
 
 
-def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor,
-                   epoch: int) -> torch.Tensor | None:
-    """A deferred check: records each member whose loss went bad at the step it did, and
-    drops it (state and sums; its weights are those it holds now, not those of that step).
-    Returns ``first_bad`` itself when no member went bad, else the remaining members' (all
-    -1), or None when none is left."""
+def _saved_state(state) -> dict[tuple[str, Any], torch.Tensor]:
+    """Copies of every member's weights and optimizer slots, for a deferred check to
+    freeze a diverged member with (``(family, key) -> (P, ...)``)."""
+    families = ["weights", *(f"optimizer/{slot}" for slot in state.optimizer.slots())]
+    return {(family, key): tensor.detach().clone() for family in families
+            for key, tensor in state.members.tensors[family].items()}
+
+
+def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor, epoch: int,
+                   saved: dict) -> torch.Tensor | None:
+    """A deferred check: records each member whose loss went bad at the step it did, puts
+    back its weights and optimizer state of the check before (``saved``), and drops it
+    (state and sums). Returns ``first_bad`` itself when no member went bad, else the
+    remaining members' (all -1), or None when none is left."""
     bad_steps = first_bad[first_bad >= 0]
     if bad_steps.numel() == 0:  # the synchronization
         return first_bad
+    bad = (first_bad >= 0).nonzero().flatten()
+    tensors = population.state.members.tensors
+    for (family, key), value in saved.items():
+        tensors[family][key][bad] = value[bad]
     for step in sorted(set(bad_steps.tolist())):
         population.diverge(first_bad != step, epoch, step)
     keep = (first_bad < 0).nonzero().flatten()

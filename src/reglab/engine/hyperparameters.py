@@ -20,7 +20,8 @@ def names(state) -> list[str]:
     plan = state.plan
     found = list(state.optimizer_values[0])
     for lp in plan.layers:
-        found += [f"{lp.canonical_name}.{value}" for value in lp.values]
+        if lp.weights_of is None:  # a shared layer's later calls share its values
+            found += [f"{lp.canonical_name}.{value}" for value in lp.values]
     for wp in plan.weights:
         layer = plan.layers[wp.layer_index].canonical_name
         values = sorted({v for vals in wp.regularizer_values for v in vals})
@@ -34,7 +35,8 @@ def _where(state, name: str, member_id: int):
     if name in state.optimizer_values[member_id]:
         return "optimizer", state.optimizer_values[member_id], name, plan.optimizers[member_id]
     parts = name.split(".")
-    by_name = {lp.canonical_name: (i, lp) for i, lp in enumerate(plan.layers)}
+    by_name = {lp.canonical_name: (i, lp) for i, lp in enumerate(plan.layers)
+               if lp.weights_of is None}
     if parts[0] in by_name:
         index, lp = by_name[parts[0]]
         if len(parts) == 2 and parts[1] in lp.values:

@@ -333,8 +333,9 @@ def _shared_call_plan(first: LayerPlan, position: int, first_position: int, shap
                           f"on inputs of shape {shape}; its weights were made for "
                           f"{first.input_shape}. A shared layer takes inputs of one shape.")
     activity = [layer.activity_regularizer for layer in column]
+    # the first call's value lists themselves: a value set on the layer holds for every call
     return LayerPlan(f"{first.canonical_name}@{position}", column, shape, first.output_shape,
-                     [], {name: list(values) for name, values in first.values.items()},
+                     [], first.values,
                      activity if any(a is not None for a in activity) else [], inbound,
                      weights_of=first_position)
 

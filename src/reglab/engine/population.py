@@ -302,10 +302,10 @@ class Population:
         for p in (~finite).nonzero().flatten().tolist():
             member_id = self.state.member_ids[p]
             # epochs counted from the member's own start (one added mid-fit joined later)
-            epoch = epoch - self._joined.get(member_id, 0)
-            self._diverged[member_id] = (epoch, step)
+            own_epoch = epoch - self._joined.get(member_id, 0)
+            self._diverged[member_id] = (own_epoch, step)
             result = self.results[member_id]
-            result.status, result.diverged_at = "diverged", (epoch, step)
+            result.status, result.diverged_at = "diverged", (own_epoch, step)
             stopper = self._stopper(member_id)
             parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
             self._parked[member_id] = parked

@@ -82,7 +82,7 @@ def _forward_graph(state, x, training, random_for, groups):
         inputs = [outputs[j] for j in lp.inbound]
         owner = index if lp.weights_of is None else lp.weights_of  # a shared layer's weights
         weights = {spec.name: state.weights[(owner, spec.name)]
-                   for spec in plan.layers[owner].weight_specs}
+                   for spec in _weight_specs(plan, lp)}
         ctx = ForwardContext(training, members,
                              random_for(lp.canonical_name) if random_for else None, None)
         y = _call_in_compute_dtype(lp, inputs if getattr(lp.layer, "takes_list", False)
@@ -115,14 +115,17 @@ def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     elif x.is_floating_point() and x.dtype != inside:
         x = x.to(inside)
     if inside != state.dtype and not lp.layer.casts_own_weights:
-        specs = lp.weight_specs if lp.weights_of is None else \
-            state.plan.layers[lp.weights_of].weight_specs
         weights = {spec.name: weights[spec.name] if spec.kind == "stat"
-                   else weights[spec.name].to(inside) for spec in specs}
+                   else weights[spec.name].to(inside) for spec in _weight_specs(state.plan, lp)}
     x = lp.layer.forward(x, weights, state.layer_values[index], ctx, lp.input_shape)
     if x.is_floating_point() and x.dtype != compute:
         x = x.to(compute)
     return x
+
+
+def _weight_specs(plan, lp):
+    """A layer's weight specs: its own, or for a shared layer's later call its first's."""
+    return lp.weight_specs if lp.weights_of is None else plan.layers[lp.weights_of].weight_specs
 
 
 def activity_penalty(terms: penalties.PenaltyTerms, x: torch.Tensor) -> torch.Tensor | None:

@@ -126,9 +126,11 @@ def _layer_of(node):
 def _keras_order(outputs, model_inputs) -> tuple[list, list]:
     """The graph's nodes (the inputs and the layer calls) and its layers in Keras's order
     (its ``map_graph``): a node's depth is the longest path from it to the output, raised
-    to the deepest call of its layer; nodes and layers by depth, deepest first, ties in the
-    order a depth-first walk from the output first reaches them. So ``model.layers``, the
-    weights' order and the weights files' layer names are Keras's."""
+    to the deepest call of its layer; nodes and layers by depth, deepest first; ties among
+    layers in the order a depth-first walk from the outputs first reaches them, among nodes
+    in the order the walk back from the outputs gives them a depth. So ``model.layers``,
+    the weights' order, the weights files' layer names and the order a shared layer's calls
+    run in are Keras's."""
     from reglab.layers.layer import Input
 
     finished: list = []  # each node after its inputs
@@ -171,7 +173,10 @@ def _keras_order(outputs, model_inputs) -> tuple[list, list]:
         depth[id(node)] = layer_depth[id(layer)] = here
         for parent in () if isinstance(node, Input) else node.inbound:
             depth[id(parent)] = max(depth.get(id(parent), 0), here + 1)
-    nodes = sorted(finished, key=lambda n: (-depth[id(n)], first_seen[id(n)]))
+    # Within a depth Keras runs the nodes in the order they got a depth above (its
+    # nodes_by_depth): a shared layer's calls at one depth update its state in that order.
+    given = {key: i for i, key in enumerate(depth)}
+    nodes = sorted(finished, key=lambda n: (-depth[id(n)], given[id(n)]))
     layers = {id(_layer_of(n)): _layer_of(n) for n in finished}
     operations = sorted(layers.values(),
                         key=lambda layer: (-layer_depth[id(layer)], layer_seen[id(layer)]))

@@ -129,16 +129,14 @@ class Model(Sequential):
         return pack_targets(where, y, self.loss.parts, self.loss.losses)
 
     def _split(self, packed):
+        """Packed predictions as one array per output (a model with several)."""
         if self._output_positions is None:
             return packed
-        from reglab.models.outputs import parts_for
+        from reglab.models.outputs import parts_for, split_outputs
 
-        losses = self.loss.losses if self.loss is not None and hasattr(self.loss, "parts") \
-            else [None] * len(self._output_positions)
-        parts = self.loss.parts if hasattr(self.loss, "parts") else parts_for(
-            self.output_names, self._output_shapes, [_Dense() for _ in losses])
-        from reglab.models.outputs import split_outputs
-
+        # the outputs' places in the packed predictions do not depend on their losses
+        parts = parts_for(self.output_names, self._output_shapes,
+                          [_AnyTarget()] * len(self._output_positions))
         return split_outputs(packed, parts)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -148,11 +146,16 @@ class Model(Sequential):
     def predict_on_batch(self, x):
         return self._split(super().predict_on_batch(x))
 
-    def fit(self, *args, class_weight=None, **kwargs):
-        if class_weight is not None and self._output_positions is not None:
-            raise ConfigError("fit: 'class_weight' is for a model with one output (Keras "
+    def _check_weights(self, where: str, sample_weight=None, class_weight=None) -> None:
+        if self._output_positions is None:
+            return
+        if class_weight is not None:
+            raise ConfigError(f"{where}: 'class_weight' is for a model with one output (Keras "
                               "refuses it with several too).")
-        return super().fit(*args, class_weight=class_weight, **kwargs)
+        if isinstance(sample_weight, (list, tuple, dict)):
+            raise ConfigError(f"{where}: sample weights per output (a list or dict) are not "
+                              "supported yet; pass one array of shape (N,), which weighs "
+                              f"every output's loss. Got a {type(sample_weight).__name__}.")
 
     @property
     def input_names(self) -> list[str]:
@@ -231,39 +234,24 @@ def pack_inputs(where: str, x, names: list[str], shapes: list[tuple[int, ...]]) 
     (float64 if an input is)."""
     from reglab.engine.data import as_numpy
     from reglab.models import fit_data
+    from reglab.models.outputs import parts_of, side_by_side
 
     if fit_data.is_flow(x) or fit_data.is_generator(x):
         raise ConfigError(f"{where}: a model with several inputs takes arrays (a list, or a "
                           f"dict by input name), not {type(x).__name__} yet.")
-    if isinstance(x, dict):
-        if sorted(x) != sorted(names):
-            raise DataError(f"{where}: 'x' as a dict needs one array per model input, keyed "
-                            f"by the inputs' names {names}. Got keys {sorted(map(str, x))}.")
-        parts = [x[name] for name in names]
-    elif isinstance(x, (list, tuple)):
-        if len(x) != len(names):
-            raise DataError(f"{where}: the model has {len(names)} inputs {names}; 'x' must be "
-                            f"a list of {len(names)} arrays. Got a list of {len(x)}.")
-        parts = list(x)
-    else:
-        raise DataError(f"{where}: the model has {len(names)} inputs {names}; 'x' must be a "
-                        f"list of {len(names)} arrays (or a dict by input name). Got "
-                        f"{type(x).__name__}.")
+    parts = parts_of(where, x, names, "x", "input")
     arrays = []
     for k, (part, name, shape) in enumerate(zip(parts, names, shapes)):
         array = as_numpy(where, f"x[{k}] ({name})", part)
         if tuple(array.shape[1:]) != tuple(shape):
             raise DataError(f"{where}: input {k} ({name!r}) expects samples of shape {shape}. "
                             f"Got an array of shape {array.shape}.")
-        arrays.append(array.reshape(len(array), -1))
-    if len({len(a) for a in arrays}) > 1:
-        raise DataError(f"{where}: the inputs must hold the same number of samples. Got "
-                        f"{[len(a) for a in arrays]} for {names}.")
-    dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
-    return np.concatenate([a.astype(dtype, copy=False) for a in arrays], axis=1)
+        arrays.append(array)
+    return side_by_side(where, arrays, names, "inputs",
+                        any(a.dtype == np.float64 for a in arrays))
 
 
-class _Dense:
-    """The target layout of an output before compile (its predictions only matter)."""
+class _AnyTarget:
+    """A stand-in loss for where an output's predictions sit (its targets do not matter)."""
 
     target_kind = "any"

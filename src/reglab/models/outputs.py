@@ -85,8 +85,11 @@ class OutputMetric:
 
     resolved = True  # reglab.metrics.resolve takes it as it is
 
-    def __init__(self, name: str, fn, part: OutputPart):
+    def __init__(self, name: str, fn, part: OutputPart, weighted: bool = False):
         self.__name__, self.fn, self.part = name, fn, part
+        #: weighted by the sample weights, as Keras weighs an output's own loss (its
+        #: compiled metrics are not)
+        self.weighted = weighted
 
     def __call__(self, y_true, y_pred):
         return self.fn(self.part.target(y_true), self.part.prediction(y_pred))
@@ -130,7 +133,7 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
                               f"Got {weight!r}.")
     weights = [float(w) for w in weights]
     parts = parts_for(names, shapes, losses)
-    tracked = [OutputMetric(f"{part.name}_loss", loss.per_sample, part)
+    tracked = [OutputMetric(f"{part.name}_loss", loss.per_sample, part, weighted=True)
                for part, loss in zip(parts, losses)]
     if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
         raise ConfigError(f"{where}: 'metrics' must be a list (one entry per output) or a dict "
@@ -159,6 +162,35 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
     return PackedLoss(parts, losses, weights), tracked, parts
 
 
+def parts_of(where: str, value, names: list[str], argument: str, of: str) -> list:
+    """``value`` as one array per model input or output (``of``): a list in their order,
+    or a dict by their names, as Keras takes them."""
+    if isinstance(value, dict):
+        if sorted(map(str, value)) != sorted(names):
+            raise DataError(f"{where}: '{argument}' as a dict needs one array per model {of}, "
+                            f"keyed by the {of}s' names {names}. Got keys "
+                            f"{sorted(map(str, value))}.")
+        return [value[name] for name in names]
+    if isinstance(value, (list, tuple)) and len(value) == len(names):
+        return list(value)
+    got = f"a list of {len(value)}" if isinstance(value, (list, tuple)) else \
+        type(value).__name__
+    raise DataError(f"{where}: the model has {len(names)} {of}s {names}; '{argument}' must be "
+                    f"a list of {len(names)} arrays (or a dict by {of} name). Got {got}.")
+
+
+def side_by_side(where: str, arrays: list[np.ndarray], names: list[str], what: str,
+                 float64: bool) -> np.ndarray:
+    """``(N, ...)`` arrays flattened per sample and laid side by side, float32 (float64
+    when ``float64``), once they are checked to hold the same number of samples."""
+    if len({len(a) for a in arrays}) > 1:
+        raise DataError(f"{where}: the {what} must hold the same number of samples. Got "
+                        f"{[len(a) for a in arrays]} for {names}.")
+    dtype = np.float64 if float64 else np.float32
+    return np.concatenate([a.reshape(len(a), -1).astype(dtype, copy=False) for a in arrays],
+                          axis=1)
+
+
 def pack_targets(where: str, y, parts: list[OutputPart], losses: list) -> np.ndarray:
     """The targets of a model's outputs (a list in the outputs' order, or a dict by name),
     checked per output as the engine checks one, laid side by side in float32 (float64 if a
@@ -166,17 +198,7 @@ def pack_targets(where: str, y, parts: list[OutputPart], losses: list) -> np.nda
     from reglab.engine import data as data_module
 
     names = [part.name for part in parts]
-    if isinstance(y, dict):
-        if sorted(map(str, y)) != sorted(names):
-            raise DataError(f"{where}: 'y' as a dict needs one array per model output, keyed by "
-                            f"the outputs' names {names}. Got keys {sorted(map(str, y))}.")
-        values = [y[name] for name in names]
-    elif isinstance(y, (list, tuple)) and len(y) == len(names):
-        values = list(y)
-    else:
-        got = f"a list of {len(y)}" if isinstance(y, (list, tuple)) else type(y).__name__
-        raise DataError(f"{where}: the model has {len(names)} outputs {names}; 'y' must be a "
-                        f"list of {len(names)} arrays (or a dict by output name). Got {got}.")
+    values = parts_of(where, y, names, "y", "output")
     columns = []
     for part, loss, value in zip(parts, losses, values):
         here = f"{where}: output {part.name!r}"
@@ -188,12 +210,9 @@ def pack_targets(where: str, y, parts: list[OutputPart], losses: list) -> np.nda
             tensor = tensor.double()
         data_module._check_labels(here, loss, tensor, part.shape)
         tensor = data_module._canonical_targets(here, loss, tensor, part.shape)
-        columns.append(tensor.reshape(len(tensor), -1).double().numpy())
-    if len({len(c) for c in columns}) > 1:
-        raise DataError(f"{where}: the targets must hold the same number of samples. Got "
-                        f"{[len(c) for c in columns]} for {names}.")
-    dtype = np.float64 if any(np.asarray(v).dtype == np.float64 for v in values) else np.float32
-    return np.concatenate(columns, axis=1).astype(dtype)
+        columns.append(tensor.double().numpy())
+    return side_by_side(where, columns, names, "targets",
+                        any(np.asarray(v).dtype == np.float64 for v in values))
 
 
 def split_outputs(packed: np.ndarray, parts: list[OutputPart]) -> list[np.ndarray]:

@@ -123,14 +123,9 @@ def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
                      for i, layer in enumerate(model.layers)]
     config = {"name": base["name"], "seed": base["seed"], "trainable": bool(model.trainable),
               "input_shape": base["input_shape"], "layers": layer_configs}
-    if model._graph is not None:  # a functional model: each layer's inputs, by position
-        config["graph"] = [list(inbound) for inbound in model._graph]
-    if model._calls is not None:  # shared layers: the layer each position calls
-        config["calls"] = list(model._calls)
-    if model._input_positions is not None:  # several inputs: their positions
-        config["inputs"] = list(model._input_positions)
-    if model._output_positions is not None:  # several outputs: their positions
-        config["outputs"] = list(model._output_positions)
+    # a functional model: each position's inputs, and where there are, the layer each
+    # position calls (shared layers) and the positions of several inputs or outputs
+    config.update({key: base[key] for key in GRAPH_KEYS if key in base})
     return {
         "format_version": FORMAT_VERSION,
         "reglab_version": reglab.__version__,
@@ -429,21 +424,7 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
 
             if shape is None:
                 raise ConfigError("expected the input_shape of a functional model. Got null.")
-            calls = config.get("calls")
-            if calls is not None and (not isinstance(calls, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in calls)):
-                raise ConfigError(f"expected 'calls' to be a list of layer indices. "
-                                  f"Got {calls!r}.")
-            inputs = config.get("inputs")
-            if inputs is not None and (not isinstance(inputs, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in inputs)):
-                raise ConfigError(f"expected 'inputs' to be a list of graph positions. "
-                                  f"Got {inputs!r}.")
-            outputs = config.get("outputs")
-            if outputs is not None and (not isinstance(outputs, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in outputs)):
-                raise ConfigError(f"expected 'outputs' to be a list of graph positions. "
-                                  f"Got {outputs!r}.")
+            calls, inputs, outputs = (_positions(config, key) for key in GRAPH_KEYS[1:])
             return Model.from_graph(stack, config["graph"], shape,
                                     name=config.get("name"), seed=seed,
                                     trainable=bool(config.get("trainable", True)), calls=calls,
@@ -454,6 +435,19 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
                           name=config.get("name"), seed=seed)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+#: a functional model's config keys beside its layers (see Sequential.get_config)
+GRAPH_KEYS = ("graph", "calls", "inputs", "outputs")
+
+
+def _positions(config: dict, key: str) -> list[int] | None:
+    """``config[key]``, a list of graph positions (or layer indices for 'calls'), or None."""
+    value = config.get(key)
+    if value is not None and (not isinstance(value, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in value)):
+        raise ConfigError(f"expected '{key}' to be a list of ints. Got {value!r}.")
+    return value
 
 
 def model_from_json(json_string: str, custom_objects=None):

@@ -188,6 +188,9 @@ class Sequential:
         them)."""
         return y
 
+    def _check_weights(self, where: str, sample_weight=None, class_weight=None) -> None:
+        """Refuses the sample or class weights this model cannot take (see Model)."""
+
     def _engine_graph(self):
         """The population's graph (a functional model's; None for a stack)."""
         return self._graph
@@ -316,6 +319,7 @@ class Sequential:
         """Trains the model as Keras does; returns a ``History``."""
         from reglab.models.training import fit
 
+        self._check_weights("fit", sample_weight, class_weight)
         x, y = self._packed("fit", x), self._packed_targets("fit", y)
         if validation_data is not None and (self._input_positions is not None
                                             or self._output_positions is not None):
@@ -347,6 +351,7 @@ class Sequential:
         """Loss (penalties included, as Keras) and metrics in inference mode."""
         from reglab.models.training import evaluate
 
+        self._check_weights("evaluate", sample_weight)
         return evaluate(self, self._packed("evaluate", x), self._packed_targets("evaluate", y),
                         batch_size, verbose, sample_weight, return_dict, steps)
 
@@ -362,6 +367,7 @@ class Sequential:
         Keras 3 does (computed in the step, before the update; not accumulated)."""
         from reglab.models.training import train_on_batch
 
+        self._check_weights("train_on_batch", sample_weight, class_weight)
         return train_on_batch(self, self._packed("train_on_batch", x),
                               self._packed_targets("train_on_batch", y), sample_weight,
                               class_weight, return_dict)
@@ -371,6 +377,7 @@ class Sequential:
         from reglab.models.fit_data import batch_arrays
         from reglab.models.training import evaluate
 
+        self._check_weights("test_on_batch", sample_weight)
         x, y, sample_weight = batch_arrays("test_on_batch", self._packed("test_on_batch", x),
                                            self._packed_targets("test_on_batch", y),
                                            sample_weight)

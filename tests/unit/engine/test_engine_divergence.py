@@ -95,8 +95,25 @@ def test_deferred_checks_find_the_same_step_and_leave_the_others_alone(monkeypat
     b = deferred.members[1]
     assert b.status == "diverged" and b.diverged_at == per_step.members[1].diverged_at
     assert b.history == per_step.members[1].history
+    # frozen with the weights of the check before, finite (its loss was, up to there)
+    assert all(bool(torch.isfinite(value).all()) for value in b.weights.values())
+    assert all(bool(torch.isfinite(value).all())
+               for value in deferred_pop.member_weights(1).values())
     for mine, theirs in [(0, 0), (2, 1)]:
         assert deferred.members[mine].history == reference.members[theirs].history, mine
         expected, actual = without_b.member_weights(theirs), deferred_pop.member_weights(mine)
         for key in expected:
             assert torch.equal(actual[key], expected[key]), (mine, key)
+
+
+def test_members_that_joined_later_record_their_own_epoch_when_diverging_together():
+    """Two members added after an epoch that diverge at one step both count the epoch from
+    their own start (diverge once reused the loop's epoch variable)."""
+    x, y = dataset()
+    pop = Population([member(0.01, seed=0)], loss="mse", metrics=(), dtype=torch.float64)
+    pop.fit(x, y, batch_size=8, epochs=1)
+    pop.add_members([member(HUGE_LR, seed=1), member(HUGE_LR, seed=1)])
+    result = pop.fit(x, y, batch_size=8, epochs=3, initial_epoch=1)
+    late = result.members[1:]
+    assert [m.status for m in late] == ["diverged", "diverged"]
+    assert late[0].diverged_at == late[1].diverged_at and late[0].diverged_at[0] >= 0
