@@ -91,6 +91,16 @@ def validate(study, seeds, epochs) -> None:
     plan = prepare_study(study, seeds, epochs)
     check_study(plan)
     click.echo(_describe(plan))
+    if any(run.regime for run in plan.runs):  # data regimes: one line per regime
+        from reglab.study.regimes import regime_label
+
+        regimes: dict[str, list] = {}
+        for population in plan.populations:
+            regimes.setdefault(regime_label(population.runs[0].regime), []).append(population)
+        for label, populations in regimes.items():
+            runs = sum(len(p.runs) for p in populations)
+            click.echo(f"  data regime {label}: {runs} runs in {len(populations)} populations")
+        return
     for index, population in enumerate(plan.populations, start=1):
         variants = sorted({run.variant for run in population.runs})
         click.echo(f"  population {index}: {len(population.runs)} runs ({', '.join(variants)})")

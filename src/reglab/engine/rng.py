@@ -9,16 +9,13 @@ in the population; a member trained alone draws exactly the same numbers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
 
+from reglab.utils.seeds import derive_seed  # the formula lives torch-free, for the data too
 
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for ``purpose`` under ``seed``, stable across runs and platforms."""
-    digest = hashlib.sha256(f"reglab/{int(seed)}/{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+__all__ = ["SeedStreams", "derive_seed", "epoch_purpose", "generator"]
 
 
 def generator(seed: int, purpose: str, device: str | torch.device = "cpu") -> torch.Generator:

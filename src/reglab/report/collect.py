@@ -19,12 +19,14 @@ from reglab.errors import DataError
 from reglab.storage import SQLiteStore
 from reglab.storage.sqlite_store import DB_NAME
 from reglab.study.plan import is_trial_run, plan_study
+from reglab.study.regimes import regime_axes, regime_label
 from reglab.study.report_table import (
     FINAL_OK,
     Ranking,
+    RegimeRanking,
     finite_mean,
     metric_keys,
-    rank_variants,
+    rank_regimes,
     variant_label,
 )
 from reglab.study.spec import StudySpec
@@ -41,9 +43,29 @@ class StudyResults:
     spec: StudySpec
     runs: list  # every RunRecord, in the study's order
     epochs: dict[str, list[dict]]  # run_id -> per-epoch logs
-    ranking: Ranking | None
+    ranking: Ranking | None  # None for a study with data regimes: see ``regimes``
     meta: dict = field(default_factory=dict)
     kernels: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    #: each data regime's ranking, in the study's order (one, labelled '', without regimes)
+    regimes: list[RegimeRanking] = field(default_factory=list)
+
+    # -- data regimes ---------------------------------------------------------------------
+
+    @property
+    def has_regimes(self) -> bool:
+        """Whether the study sweeps its data regime (``[data] train_size`` or
+        ``label_noise`` with two or more values)."""
+        return bool(regime_axes(self.spec.data))
+
+    def view(self, regime: RegimeRanking) -> StudyResults:
+        """The results of one data regime's runs, as a study of its own: its ranking, and its
+        runs' epochs and kernels (what the figures of a study without regimes draw)."""
+        runs = [r for r in self.runs if regime_label(r.regime) == regime.label]
+        ids = {r.run_id for r in runs}
+        return StudyResults(self.directory, self.spec, runs,
+                            {k: v for k, v in self.epochs.items() if k in ids},
+                            regime.ranking, self.meta,
+                            {k: v for k, v in self.kernels.items() if k in ids}, [regime])
 
     # -- groupings ------------------------------------------------------------------------
 
@@ -189,10 +211,11 @@ def collect(directory: str | Path) -> StudyResults:
     if location:  # where the run read a data file (the spec keeps the name as written)
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))
     keys = metric_keys(spec.training.metrics)
-    ranking = None if keys is None else rank_variants(
+    regimes = [] if keys is None else rank_regimes(
         runs, metric=keys[0], choose_on=keys[1], min_effect=spec.stats.min_effect,
         dataset=spec.data.dataset)
-    return StudyResults(directory, spec, runs, epochs, ranking, meta, kernels)
+    ranking = regimes[0].ranking if len(regimes) == 1 and not regime_axes(spec.data) else None
+    return StudyResults(directory, spec, runs, epochs, ranking, meta, kernels, regimes)
 
 
 def study_file_text(results: StudyResults) -> str:

@@ -30,14 +30,16 @@ SECTIONS = (("verdict", "Verdict"), ("curves", "Learning curves"), ("gap", "Gene
             ("augmentation", "Data augmentation"), ("run-info", "What was run"))
 #: a tuning study's own section, shown right after the verdict
 TUNING_SECTION = ("tuning", "Tuning")
+#: a study with data regimes: where each technique pays, right after the verdict
+REGIMES_SECTION = ("regimes", "Data regimes")
 
 
-def page_sections(tuning: bool) -> tuple[tuple[str, str], ...]:
-    """The sections shown, in order: :data:`SECTIONS`, with :data:`TUNING_SECTION` after the
-    verdict for a tuning study."""
-    if not tuning:
-        return SECTIONS
-    return (SECTIONS[0], TUNING_SECTION, *SECTIONS[1:])
+def page_sections(tuning: bool, regimes: bool = False) -> tuple[tuple[str, str], ...]:
+    """The sections shown, in order: :data:`SECTIONS`, with :data:`TUNING_SECTION` (a tuning
+    study) or :data:`REGIMES_SECTION` (a study with data regimes) after the verdict."""
+    extra = (TUNING_SECTION,) if tuning else ()
+    extra += (REGIMES_SECTION,) if regimes else ()
+    return (SECTIONS[0], *extra, *SECTIONS[1:])
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class _Figures:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.sections: dict[str, list[EmbeddedFigure]] = {
-            s: [] for s, _ in page_sections(tuning=True)}
+            s: [] for s, _ in page_sections(tuning=True, regimes=True)}
         self.used: set[str] = set()
 
     def remove_stale(self) -> None:
@@ -299,39 +301,47 @@ def _draw_tuning(results: StudyResults, saved: _Figures) -> dict | None:
     return {"rows": draw.summary_rows(results, trials), "notes": notes}
 
 
+def _regime_views(results: StudyResults) -> list[tuple[str, StudyResults]]:
+    """``(label, results)`` per data regime; ``[('', results)]`` for a study without."""
+    if not results.has_regimes:
+        return [("", results)]
+    return [(regime.label, results.view(regime)) for regime in results.regimes]
+
+
+def _draw_regimes(results: StudyResults, saved: _Figures) -> None:
+    """The Data regimes section's panels (a study with data regimes only)."""
+    from reglab.report import regimes as draw
+    from reglab.study.regimes import regime_axes
+
+    axes = regime_axes(results.spec.data)
+    x = ("the share of training labels replaced" if "train_size" not in axes else
+         "the number of training samples (log axis)"
+         + (", one line per noise level" if "label_noise" in axes else ""))
+    figure = draw.delta_panels(results)
+    if figure is not None:
+        saved.add("regimes", "regimes-delta", figure, "Δ test accuracy per data regime",
+                  "Each technique's test accuracy minus the baseline's of the same data regime "
+                  f"(paired by seed), mean and 95 % t interval over seeds, against {x}. "
+                  "Filled markers: a better or worse verdict in that regime (Holm within the "
+                  "regime); hollow: no verdict beyond the minimum effect.")
+    figure = draw.gap_panels(results)
+    if figure is not None:
+        saved.add("regimes", "regimes-gap", figure, "generalization gap per data regime",
+                  "Train − test accuracy at the kept epoch, mean and 95 % t interval over "
+                  f"seeds, against {x}; dashed: the baseline's. Training accuracy is measured "
+                  "on the labels the model trained on, noisy ones included: a network that "
+                  "memorizes wrong labels has a large gap, one that ignores them a negative "
+                  "one.")
+
+
 def _draw_all(results: StudyResults, plots: Path, draw, augmentation):
     saved = _Figures(plots)
     tuning = _draw_tuning(results, saved)
-    for kind in ("loss", results.metric):
-        figure = None if kind is None else draw.learning_curves(results, kind)
-        if figure is not None:
-            saved.add("curves", f"learning-curves-{kind}", figure, f"learning curves: {kind}",
-                      f"Training (solid) and validation (dashed) {kind} per variant"
-                      f"{', penalties included as Keras reports it' if kind == 'loss' else ''}; "
-                      "mean ± 1 SD over the seeds still training at each epoch; dotted lines: "
-                      "epochs at which early stopping ended a run. A swept variant shows its "
-                      "best point on validation.")
-    figure = draw.generalization_gap(results)
-    if figure is not None:
-        saved.add("gap", "generalization-gap", figure, "generalization gap per variant",
-                  "Train − test accuracy and test − train loss at the kept epoch, mean and 95 % "
-                  "t interval over seeds; dashed: the baseline's mean.")
-    figure = draw.weight_histograms(results)
-    if figure is not None:
-        saved.add("weights", "first-layer-weights", figure, "first-layer weight histograms",
-                  "First-layer kernel weights at the kept epoch, all seeds pooled, log count. "
-                  "L1 piles weights at zero; L2 shrinks them all.")
+    if results.has_regimes:
+        _draw_regimes(results, saved)
     choices = []
-    for title, figure, chosen in draw.regularization_paths(results):
-        choices.extend(chosen)
-        picks = "; ".join(
-            f"{c.line + ': ' if c.line else ''}best {c.best:.3g}"
-            + (f", 1-SE {c.one_se:.3g}" if c.one_se is not None else "") for c in chosen)
-        tutorial = next((c.tutorial for c in chosen if c.tutorial is not None), None)
-        saved.add("paths", f"path-{title}", figure, f"regularization path: {title}",
-                  f"{title}: mean ± 1 SE over seeds against the swept value. Chosen on "
-                  f"validation: {picks or 'nothing (no validation data)'}"
-                  f"{f'; the tutorial uses {tutorial:.3g}' if tutorial is not None else ''}.")
+    for regime, view in _regime_views(results):
+        choices += _draw_view(view, saved, draw, regime)
     grids, augmentation_note = augmentation()
     for names, data, width, height in grids:
         saved.add_png("augmentation", f"augmentation-{names}", data, width, height,
@@ -340,6 +350,48 @@ def _draw_all(results: StudyResults, plots: Path, draw, augmentation):
                       "of the study's augmentation (seeded).")
     saved.remove_stale()
     return saved, choices, augmentation_note, tuning
+
+
+def _draw_view(results: StudyResults, saved: _Figures, draw, regime: str = "") -> list:
+    """The learning curves, gap, weights and regularization paths of one data regime's runs
+    (``regime`` '': the whole study, without regimes); returns the paths' choices."""
+    name = f"-{regime}" if regime else ""  # the figures' files and captions name the regime
+    where = f"data regime {regime}: " if regime else ""
+    for kind in ("loss", results.metric):
+        figure = None if kind is None else draw.learning_curves(results, kind)
+        if figure is not None:
+            saved.add("curves", f"learning-curves-{kind}{name}", figure,
+                      f"learning curves: {kind}{f' ({regime})' if regime else ''}",
+                      f"{where}Training (solid) and validation (dashed) {kind} per variant"
+                      f"{', penalties included as Keras reports it' if kind == 'loss' else ''}; "
+                      "mean ± 1 SD over the seeds still training at each epoch; dotted lines: "
+                      "epochs at which early stopping ended a run. A swept variant shows its "
+                      "best point on validation.")
+    figure = draw.generalization_gap(results)
+    if figure is not None:
+        saved.add("gap", f"generalization-gap{name}", figure,
+                  f"generalization gap per variant{f' ({regime})' if regime else ''}",
+                  f"{where}Train − test accuracy and test − train loss at the kept epoch, mean "
+                  "and 95 % t interval over seeds; dashed: the baseline's mean.")
+    figure = draw.weight_histograms(results)
+    if figure is not None:
+        saved.add("weights", f"first-layer-weights{name}", figure,
+                  f"first-layer weight histograms{f' ({regime})' if regime else ''}",
+                  f"{where}First-layer kernel weights at the kept epoch, all seeds pooled, log "
+                  "count. L1 piles weights at zero; L2 shrinks them all.")
+    choices = []
+    for title, figure, chosen in draw.regularization_paths(results):
+        choices.extend(chosen)
+        picks = "; ".join(
+            f"{c.line + ': ' if c.line else ''}best {c.best:.3g}"
+            + (f", 1-SE {c.one_se:.3g}" if c.one_se is not None else "") for c in chosen)
+        tutorial = next((c.tutorial for c in chosen if c.tutorial is not None), None)
+        saved.add("paths", f"path-{title}{name}", figure,
+                  f"regularization path: {title}{f' ({regime})' if regime else ''}",
+                  f"{where}{title}: mean ± 1 SE over seeds against the swept value. Chosen on "
+                  f"validation: {picks or 'nothing (no validation data)'}"
+                  f"{f'; the tutorial uses {tutorial:.3g}' if tutorial is not None else ''}.")
+    return choices
 
 
 def write_report(directory: str | Path) -> Path:
@@ -355,12 +407,19 @@ def write_report(directory: str | Path) -> Path:
     results = collect(directory)
     saved, _, augmentation_note, tuning = render_figures(results, results.directory / PLOTS_DIR)
     rows, best = _verdict_rows(results)
+    verdicts = []  # one table per data regime (none without regimes: rows and best above)
+    if results.has_regimes:
+        for _, view in _regime_views(results):
+            regime_rows, regime_best = _verdict_rows(view)
+            verdicts.append({"title": view.regimes[0].describe(), "ranking": view.ranking,
+                             "rows": regime_rows, "best": regime_best,
+                             "min_effect": f"{view.ranking.min_effect.value:.4g}"})
     versions = results.meta.get("versions") or {}
     statuses: dict[str, int] = {}
     for record in results.runs:
         statuses[record.status] = statuses.get(record.status, 0) + 1
     kept = results.meta.get("study_file") or {}
-    sections = page_sections(tuning is not None)
+    sections = page_sections(tuning is not None, results.has_regimes)
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("reglab.report", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined)
@@ -370,6 +429,7 @@ def write_report(directory: str | Path) -> Path:
         generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         sections=sections, numbers={key: i for i, (key, _) in enumerate(sections, 1)},
         titles=dict(sections), tuning=tuning, ranking=results.ranking, rows=rows, best=best,
+        verdicts=verdicts,
         min_effect="" if results.ranking is None else f"{results.ranking.min_effect.value:.4g}",
         min_seeds=MIN_SEEDS,
         figures=saved.sections, sparsity=_sparsity(results),

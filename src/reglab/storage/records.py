@@ -32,6 +32,8 @@ class RunRecord:
         metrics: Final metrics at the kept epoch.
         wall_time: Seconds spent training the run.
         error: Why the run failed, if it did.
+        regime: The run's data regime: the swept [data] keys and their values, e.g.
+            ``{"train_size": 1000, "label_noise": 0.3}`` (``{}`` without data regimes).
 
     Example:
         >>> r = RunRecord("base/seed=0", "base", {}, 0, "p0", {})
@@ -52,6 +54,7 @@ class RunRecord:
     metrics: dict = field(default_factory=dict)
     wall_time: float | None = None
     error: str | None = None
+    regime: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.run_id, str) or not self.run_id:

@@ -51,7 +51,8 @@ _SCHEMA = (
         epochs_run INTEGER NOT NULL DEFAULT 0,
         metrics TEXT NOT NULL DEFAULT '{}',
         wall_time REAL,
-        error TEXT)""",
+        error TEXT,
+        regime TEXT NOT NULL DEFAULT '{}')""",
     "CREATE INDEX IF NOT EXISTS runs_status ON runs (status)",
     """CREATE TABLE IF NOT EXISTS epochs (
         run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
@@ -70,13 +71,19 @@ _SCHEMA = (
 
 _RUN_FIELDS = (
     "run_id", "variant", "point", "seed", "population", "hyperparameters", "status",
-    "best_epoch", "stopped_epoch", "epochs_run", "metrics", "wall_time", "error",
+    "best_epoch", "stopped_epoch", "epochs_run", "metrics", "wall_time", "error", "regime",
 )  # fmt: skip
-_JSON_FIELDS = ("point", "hyperparameters", "metrics")
+#: columns added to ``runs`` after schema version 1 was first written, with their default:
+#: a store from before gets them when opened for writing (ALTER TABLE), and reads them as
+#: the default when opened read-only, so that old stores stay readable and resumable
+_ADDED_RUN_COLUMNS = {"regime": "TEXT NOT NULL DEFAULT '{}'"}
+_JSON_FIELDS = ("point", "hyperparameters", "metrics", "regime")
 _NUMBER_FIELDS = {
     "seed": int, "best_epoch": int, "stopped_epoch": int, "epochs_run": int, "wall_time": float,
 }  # fmt: skip
 _RUN_COLUMNS = ", ".join(_RUN_FIELDS)
+#: how a read selects each column when the store lacks one of _ADDED_RUN_COLUMNS
+_DEFAULT_SELECT = {"regime": "'{}' AS regime"}
 
 
 def _dumps(value: Any) -> str:
@@ -125,6 +132,8 @@ class SQLiteStore:
     def __init__(self, directory, read_only: bool = False):
         self.directory = Path(directory)
         self.read_only = read_only
+        #: the columns reads select (a read-only store from before a column reads its default)
+        self._select = _RUN_COLUMNS
         if self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(
                 f"SQLiteStore: 'directory' must be a directory. Got {str(self.directory)!r}, "
@@ -164,6 +173,7 @@ class SQLiteStore:
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
                 self._create_schema()
+                self._select = _RUN_COLUMNS  # every column is there now
         except sqlite3.DatabaseError as error:
             self.close()
             raise self._unusable(error) from None
@@ -214,6 +224,10 @@ class SQLiteStore:
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for column, declaration in _ADDED_RUN_COLUMNS.items():
+                if column not in present:  # a store written before the column existed
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -236,6 +250,9 @@ class SQLiteStore:
                 f"{None if row is None else row[0]!r}. It was written by another version of "
                 "reglab.")
         conn.execute("PRAGMA quick_check").fetchall()
+        present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        self._select = ", ".join(name if name in present or name not in _DEFAULT_SELECT
+                                 else _DEFAULT_SELECT[name] for name in _RUN_FIELDS)
 
     def close(self) -> None:
         """Closes the connection (idempotent); committed data is already on disk."""
@@ -314,7 +331,7 @@ class SQLiteStore:
 
     def runs(self, status: str | tuple | list | None = None) -> list[RunRecord]:
         """The runs in insertion order, optionally only those with the given status(es)."""
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        sql = f"SELECT {self._select} FROM runs"
         params: tuple = ()
         if status is not None:
             params = (status,) if isinstance(status, str) else tuple(status)
@@ -334,7 +351,7 @@ class SQLiteStore:
         """One run by id; DataError if it is not stored."""
         row = (
             self._connection()
-            .execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+            .execute(f"SELECT {self._select} FROM runs WHERE run_id = ?", (run_id,))
             .fetchone()
         )
         if row is None:

@@ -4,11 +4,14 @@ Each run's model is the study's base layers with the variant's changes: its
 regularizers and constraint on every Dense and Conv2D layer, and after each hidden
 weight layer a BatchNormalization (when asked) and a Dropout (rate 0 unless asked).
 Augmentation needs images: a flat input of a built-in image dataset is fed as
-``(28, 28, 1)`` images behind a Flatten layer.
+``(28, 28, 1)`` images behind a Flatten layer. A run's data regime (its training subset and
+noisy labels, see :mod:`reglab.study.regimes`) is cut from the loaded data by
+:func:`regime_data`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,7 @@ from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member
 from reglab.errors import DataError, ReglabError
 from reglab.study.plan import PopulationSpec, RunSpec, StudyPlan, run_optimizer
+from reglab.study.regimes import REGIME_KEYS, resolve_regime
 from reglab.study.spec import (
     BUILTIN_DATASETS,
     PRECISIONS,
@@ -287,6 +291,110 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
     return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std)
 
 
+def _regime_where(spec: StudySpec, key: str, value) -> str:
+    """``data.train_size[2]``: the place of one value of a regime key in the study file."""
+    values = getattr(spec.data, key)
+    if len(values) == 1:
+        return f"data.{key}"
+    return f"data.{key}[{values.index(value)}]"
+
+
+def _present_classes(y) -> int | None:
+    """How many distinct classes the labels ``y`` hold; None for targets that are not
+    class labels."""
+    from reglab.datasets.splits import class_keys
+
+    keys = class_keys(y)
+    return None if keys is None else len(np.unique(keys))
+
+
+def regime_data(spec: StudySpec, run: RunSpec, data: StudyData) -> tuple[StudyData, dict]:
+    """``(data, facts)``: the data of ``run``'s regime for its seed, and what its record keeps
+    about them (``train_samples``, and with noise the shares of replaced training and
+    validation labels, ``label_noise_rate`` and ``val_label_noise_rate``; nothing in a study
+    without regimes, whose data are ``data`` itself).
+
+    The training subset is drawn from the training split left after the validation split
+    (validation is never subsampled); validation labels take the same noise as training's
+    (another stream of the seed) unless ``[data] noisy_validation = false``; the test set is
+    never changed. With ``standardize``, the statistics stay those of the whole training
+    split (features only; the same for every seed).
+    """
+    from reglab.datasets import regimes
+
+    regime = resolve_regime(spec.data, run.regime)
+    if not regime.seeded:  # the whole training split as it is: today's data and records
+        regimes_set = any(getattr(spec.data, key) for key in REGIME_KEYS)
+        return data, ({"train_samples": float(len(data.y_train))} if regimes_set else {})
+    x, y = data.x_train, data.y_train
+    rows = np.arange(len(y))
+    if regime.train_size is not None:
+        n = regimes.training_size(regime.train_size, len(y), _present_classes(y),
+                                  _regime_where(spec, "train_size", regime.train_size))
+        rows = regimes.subset_indices(y, n, run.seed)
+    facts = {"train_samples": float(len(rows))}
+    y_train, y_val = (y if len(rows) == len(y) else y[rows]), data.y_val
+    if regime.noisy:
+        classes = regimes.label_classes(data.y_train, data.y_val, data.y_test)
+        y_train, replaced = regimes.noisy_labels(y, rows, regime.label_noise, classes, run.seed)
+        facts["label_noise_rate"] = float(replaced.mean()) if replaced.size else 0.0
+        if regime.noisy_validation and y_val is not None and len(y_val):
+            y_val, replaced = regimes.noisy_labels(y_val, np.arange(len(y_val)),
+                                                   regime.label_noise, classes, run.seed,
+                                                   regimes.VALIDATION_NOISE_STREAM)
+            facts["val_label_noise_rate"] = float(replaced.mean())
+    x_train = x if len(rows) == len(x) else x[rows]
+    return dataclasses.replace(data, x_train=x_train, y_train=y_train, y_val=y_val), facts
+
+
+def population_data(spec: StudySpec, population: PopulationSpec,
+                    data: StudyData) -> tuple[StudyData, dict]:
+    """:func:`regime_data` of a population's runs, which share it (the plan puts the runs of
+    a regime whose data depend on the seed in one population per seed)."""
+    first = population.runs[0]
+    regime = resolve_regime(spec.data, first.regime)
+    if any(run.regime != first.regime or (regime.seeded and run.seed != first.seed)
+           for run in population.runs):
+        raise ReglabError(f"population {population.key}: its runs need different training "
+                          "data (data regimes or seeds); a population trains on one.")
+    return regime_data(spec, first, data)
+
+
+def check_regimes(spec: StudySpec, data: StudyData) -> list[str]:
+    """Problems of the study's data regimes with its data: a ``train_size`` beyond the
+    training split or below its classes, noise on targets that are not class labels, a
+    confusion matrix of another size than the classes."""
+    from reglab.datasets import regimes
+    from reglab.datasets.splits import class_keys
+
+    problems = []
+    available, present = len(data.y_train), _present_classes(data.y_train)
+    for value in spec.data.train_size:
+        try:
+            regimes.training_size(value, available, present,
+                                  _regime_where(spec, "train_size", value))
+        except ReglabError as error:
+            problems.append(str(error))
+    noisy = [v for v in spec.data.label_noise if not (isinstance(v, float) and v == 0.0)]
+    if not noisy:
+        return problems
+    if any(y is not None and class_keys(y) is None for y in (data.y_train, data.y_val)):
+        return problems + ["data.label_noise: replaces class labels; expected integer or "
+                           "one-hot labels. Got targets that are not class labels (a "
+                           "regression)."]
+    classes = regimes.label_classes(data.y_train, data.y_val, data.y_test)
+    for value in noisy:
+        where = _regime_where(spec, "label_noise", value)
+        if isinstance(value, tuple) and len(value) != classes:
+            problems.append(f"{where}.matrix: expected {classes} × {classes}, a row and a "
+                            f"column per class of the data (labels 0 to {classes - 1}). Got "
+                            f"{len(value)} × {len(value)}.")
+        elif not isinstance(value, tuple) and (classes or 0) < 2:
+            problems.append(f"{where}: replaces a label by another class; expected data with "
+                            f"at least 2 classes. Got {classes or 0}.")
+    return problems
+
+
 def _load_test_file(spec: StudySpec) -> tuple[np.ndarray, np.ndarray]:
     """The separate test file, in the training file's format (a .csv with the same columns,
     or a .npz with ``x`` and ``y``)."""
@@ -328,11 +436,17 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
             raise StudySpecError(spec.source or spec.name, [
                 f"data.dataset ({spec.data.dataset!r}): cannot be read: "
                 f"{type(error).__name__}: {error}"]) from None
-    problems: list[str] = []
+    problems: list[str] = check_regimes(spec, data) if any(
+        getattr(spec.data, key) for key in REGIME_KEYS) else []
+    checked: set[tuple] = set()  # populations that differ only in their data: checked once
     for population in plan.populations:
         firsts: dict[tuple, RunSpec] = {}
         for run in population.runs:
             firsts.setdefault((run.variant, run.point), run)
+        same = (population.runs[0].structure_key(spec, data=False), tuple(firsts))
+        if same in checked:
+            continue
+        checked.add(same)
         try:
             augment = population.runs[0].changes.get("augment")
             images = (bool(augment) or _uses(spec, "cutmix")) and len(spec.input_shape) == 1 \

@@ -149,11 +149,13 @@ class InProcessExecutor:
     def train(self, job: PopulationJob, on_epoch: Callable[[EpochRows], None] | None = None,
               progress: Any = None) -> list[RunOutcome]:
         from reglab.engine import Population
-        from reglab.study.build import population_members
+        from reglab.study.build import population_data, population_members
         from reglab.study.metrics import final_metrics, first_kernel
 
         spec, runs = job.spec, job.population.runs
-        data = self._load(spec)
+        # the population's data regime: its training subset and labels (the data loaded
+        # for the study, unchanged, without one)
+        data, facts = population_data(spec, job.population, self._load(spec))
         members, augment, images = population_members(spec, job.population, data)
 
         def shaped(x):
@@ -182,6 +184,8 @@ class InProcessExecutor:
             validation_data=None if x_val is None else (x_val, data.y_val), augment=augment,
             observers=observers, resume=saved["population"] if saved else None)
         metrics = final_metrics(population, data, x_fit, x_val, x_test)
+        for values in metrics.values():
+            values.update(facts)
         wall = time.perf_counter() - started
         return [RunOutcome(run.run_id, m.status, m.epochs_run, m.best_epoch, m.stopped_epoch,
                            metrics[i], wall / len(runs), kernel=first_kernel(population, i))

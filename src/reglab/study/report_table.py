@@ -6,6 +6,11 @@ strength of a sweep); test accuracy is reported, never used to choose. The verdi
 minimum effect is the study file's ``[stats] min_effect``, else one binomial standard error
 of the baseline's test accuracy (:func:`resolve_min_effect`); both the table and the report
 derive it from the store alone, so they agree.
+
+With data regimes (:mod:`reglab.study.regimes`) each regime is ranked on its own
+(:func:`rank_regimes`): every variant against the baseline of its own regime, paired by seed,
+with the regime's own minimum effect, Holm's correction over the regime's comparisons (a
+regime is a family: it asks its own question), and the table prints one block per regime.
 """
 
 from __future__ import annotations
@@ -68,6 +73,58 @@ class Ranking:
 
     def row(self, label: str) -> RankedVariant:
         return next(r for r in self.rows if r.label == label)
+
+
+@dataclass(frozen=True)
+class RegimeRanking:
+    """The ranking of one data regime's runs (``label`` '' and ``regime`` {} without
+    regimes: the whole study)."""
+
+    label: str
+    regime: dict
+    ranking: Ranking
+    #: the regime's runs' mean number of training samples and share of replaced training
+    #: labels (nan where the runs did not record them: the default regime)
+    train_samples: float = math.nan
+    label_noise_rate: float = math.nan
+
+    def describe(self) -> str:
+        """``train_size=1000,label_noise=0.3 (1,000 training samples, 30.0 % of their labels
+        replaced)``."""
+        facts = []
+        if math.isfinite(self.train_samples):
+            facts.append(f"{self.train_samples:,.0f} training samples")
+        if math.isfinite(self.label_noise_rate) and self.label_noise_rate > 0:
+            facts.append(f"{100 * self.label_noise_rate:.1f} % of their labels replaced")
+        return self.label + (f" ({', '.join(facts)})" if facts else "")
+
+
+def rank_regimes(runs, baseline: str = "baseline", metric: str = "test_accuracy",
+                 choose_on: str = "val_accuracy", min_effect: float | None = None,
+                 dataset: str | None = None) -> list[RegimeRanking]:
+    """:func:`rank_variants` per data regime (in the order the runs first show each one);
+    regimes without a finished run with ``metric`` are left out. A study without regimes
+    gives one ranking, labelled ''."""
+    from reglab.study.regimes import regime_label
+
+    groups: dict[str, list] = {}
+    regimes: dict[str, dict] = {}
+    for record in runs:
+        regime = getattr(record, "regime", None) or {}
+        label = regime_label(regime)
+        groups.setdefault(label, []).append(record)
+        regimes.setdefault(label, dict(regime))
+    out = []
+    for label, group in groups.items():
+        ranking = rank_variants(group, baseline, metric, choose_on, min_effect, dataset)
+        if ranking is None:
+            continue
+        finished = [r for r in group if r.status in FINAL_OK]
+        out.append(RegimeRanking(
+            label, regimes[label], ranking,
+            finite_mean(r.metrics.get("train_samples", math.nan) for r in finished),
+            finite_mean(r.metrics.get("label_noise_rate", math.nan) for r in finished)))
+    return out
 
 
 def resolve_min_effect(min_effect: float | None, metric: str, baseline_mean: float,
@@ -176,14 +233,41 @@ def results_table(store, baseline: str = "baseline") -> str:
 
     # a tuning's trials are chosen among, not ranked: the table is its confirmation's
     runs = [r for r in store.runs() if not is_trial_run(r.run_id)]
-    ranking = rank_variants(runs, baseline, metric=keys[0], choose_on=keys[1],
+    rankings = rank_regimes(runs, baseline, metric=keys[0], choose_on=keys[1],
                             min_effect=spec.stats.min_effect if spec else None,
                             dataset=spec.data.dataset if spec else None)
     tuning = tuning_summary(store.get_meta("tuning"), spec) if spec and spec.tune else ""
-    if ranking is None:
+    if not rankings:
         return f"{tuning}no finished runs with {keys[0]} yet"
+    precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
+    footer = []
+    if precision != "float32":
+        footer.append(f"\nprecision: {precision} compute (mixed: float32 weights and losses)")
+    if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
+        ranking = rankings[0].ranking
+        lines = [tuning + "\n".join(_table_lines(ranking, keys)), "\n" + verdict_rule(ranking),
+                 *footer, "\n" + _best_line(ranking, keys)]
+        return "\n".join(lines)
+    lines = []
+    for regime in rankings:
+        lines += [f"data regime {regime.describe()}:", *_table_lines(regime.ranking, keys),
+                  min_effect_line(regime.ranking), _best_line(regime.ranking, keys), ""]
+    lines.append(tests_line(rankings[0].ranking, "within its data regime"))
+    return "\n".join(lines + footer)
+
+
+def _best_line(ranking: Ranking, keys) -> str:
+    if ranking.best is None:
+        return ("no validation data: nothing chosen (test metrics are never used to "
+                "choose)")
+    best = ranking.row(ranking.best)
+    return f"best on {keys[1]}: {ranking.best} ({keys[0]} {best.verdict.summary.mean:.4f})"
+
+
+def _table_lines(ranking: Ranking, keys) -> list[str]:
+    """The header and one line per row of a ranking."""
     baseline = ranking.baseline
-    lines = [f"{tuning}{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
+    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
              f" {'p (Holm)':>9s}  verdict"]
     for row in ranking.rows:
         v = row.verdict
@@ -197,18 +281,7 @@ def results_table(store, baseline: str = "baseline") -> str:
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
             p = format_number(v.p_holm, 3)
         lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
-    lines.append("\n" + verdict_rule(ranking))
-    precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
-    if precision != "float32":
-        lines.append(f"\nprecision: {precision} compute (mixed: float32 weights and losses)")
-    if ranking.best is None:
-        lines.append("\nno validation data: nothing chosen (test metrics are never used to "
-                     "choose)")
-    else:
-        best = ranking.row(ranking.best)
-        lines.append(f"\nbest on {keys[1]}: {ranking.best} "
-                     f"({keys[0]} {best.verdict.summary.mean:.4f})")
-    return "\n".join(lines)
+    return lines
 
 
 def tuning_summary(summary: dict | None, spec) -> str:
@@ -240,11 +313,23 @@ def tuning_summary(summary: dict | None, spec) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def verdict_rule(ranking: Ranking) -> str:
-    """What the verdicts of ``ranking`` mean, in two lines: its minimum effect and its tests."""
+def min_effect_line(ranking: Ranking) -> str:
+    """``min effect δ = 0.0033: <where it comes from>.``"""
+    effect = ranking.min_effect
+    return f"min effect δ = {effect.value:.4g}: {effect.source}."
+
+
+def tests_line(ranking: Ranking, family: str = "") -> str:
+    """What the verdicts' tests are, in one line (``family``: the comparisons each Holm
+    procedure runs over, when not the whole study)."""
     from reglab.stats import MIN_SEEDS
 
-    effect = ranking.min_effect
-    return (f"min effect δ = {effect.value:.4g}: {effect.source}.\n"
-            f"verdicts (≥ {MIN_SEEDS} paired seeds): better/worse if Δ is beyond ±δ, equivalent "
-            f"if within ±δ, each Holm-corrected at α = {ranking.alpha:g}; p (Holm): H0 |Δ| ≤ δ.")
+    within = f" {family}" if family else ""
+    return (f"verdicts (≥ {MIN_SEEDS} paired seeds): better/worse if Δ is beyond ±δ, equivalent "
+            f"if within ±δ, each Holm-corrected at α = {ranking.alpha:g}{within}; p (Holm): "
+            "H0 |Δ| ≤ δ.")
+
+
+def verdict_rule(ranking: Ranking) -> str:
+    """What the verdicts of ``ranking`` mean, in two lines: its minimum effect and its tests."""
+    return f"{min_effect_line(ranking)}\n{tests_line(ranking)}"

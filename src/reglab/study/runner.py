@@ -139,7 +139,7 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
     population_of = {run.run_id: population.key
                      for population in plan.populations for run in population.runs}
     store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
-                              population_of[run.run_id], run.changes)
+                              population_of[run.run_id], run.changes, regime=dict(run.regime))
                     for run in plan.runs])  # in the study file's order
     done = {r.run_id for r in store.runs(status=FINISHED)}
     jobs = []  # (population index, job)

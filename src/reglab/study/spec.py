@@ -40,6 +40,7 @@ from typing import Any
 
 from reglab.errors import ConfigError, DataError, did_you_mean
 from reglab.study import signatures
+from reglab.study.regimes import REGIME_KEYS, check_regimes
 from reglab.study.sweeps import SweepSpec, is_number, is_sweep, set_path, sweep_values
 from reglab.tune.spec import (
     SearchDimension,
@@ -65,7 +66,7 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "R
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats",
             "tune")
 DATA_KEYS = ("dataset", "validation_split", "label_column", "test", "test_split", "split_seed",
-             "standardize")
+             "standardize", "train_size", "label_noise", "noisy_validation")
 #: limits that keep a plan in memory and its names usable as file names
 MAX_SEEDS = 10_000
 MAX_VARIANT_NAME = 64
@@ -117,7 +118,10 @@ class DataSpec:
     another study. ``test``, ``test_sha256`` and ``test_location`` are the same for a separate
     test file. ``test_split`` is the fraction of the training file held out as the test set
     (stratified, drawn with ``split_seed``, the same for every run); ``standardize`` scales
-    each feature with the mean and standard deviation of the training split."""
+    each feature with the mean and standard deviation of the training split.
+    ``train_size`` and ``label_noise`` hold the values of the data regimes (see
+    :mod:`reglab.study.regimes`; () when not set: the whole training split, clean labels),
+    ``noisy_validation`` whether validation labels are as noisy as training's."""
 
     dataset: str
     validation_split: float = 0.0
@@ -130,6 +134,9 @@ class DataSpec:
     test_split: float = 0.0
     split_seed: int = 0
     standardize: bool = False
+    train_size: tuple = ()
+    label_noise: tuple = ()
+    noisy_validation: bool = True
 
     @property
     def path(self) -> str:
@@ -243,7 +250,7 @@ class StudySpec:
             tune = TuneSpec(**{**tune, "variants": tuple(tune["variants"]),
                                "pbt_factors": tuple(tune.get("pbt_factors", (0.8, 1.25)))})
         return cls(
-            name=data["name"], seeds=tuple(data["seeds"]), data=DataSpec(**data["data"]),
+            name=data["name"], seeds=tuple(data["seeds"]), data=_data_spec(data["data"]),
             input_shape=tuple(data["input_shape"]),
             layers=tuple(LayerSpec(layer["type"], layer["args"]) for layer in data["layers"]),
             training=TrainingSpec(**training),
@@ -260,7 +267,18 @@ class StudySpec:
 
 #: [data] keys that enter the canonical JSON only when they differ from these
 _DATA_DEFAULTS = {"test": "", "test_sha256": "", "test_split": 0.0, "split_seed": 0,
-                  "standardize": False}
+                  "standardize": False, "train_size": (), "label_noise": (),
+                  "noisy_validation": True}
+
+
+def _data_spec(data: dict) -> DataSpec:
+    """The DataSpec of a canonical JSON's ``data`` (lists back to tuples, as parsed)."""
+    data = dict(data)
+    data["train_size"] = tuple(data.get("train_size", ()))
+    data["label_noise"] = tuple(
+        tuple(tuple(row) for row in value) if isinstance(value, list) else value
+        for value in data.get("label_noise", ()))
+    return DataSpec(**data)
 
 
 class StudySpecError(ConfigError):
@@ -653,6 +671,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             dataset_sha256 = _file_sha256(candidate)
     split = checker.fraction("data.validation_split", data_raw.get("validation_split", 0.0))
     test = _check_test_data(checker, path, data_raw, dataset if "data" in raw else None)
+    test.update(check_regimes(data_raw, checker.problems))
 
     model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
     shape_raw = model_raw.get("input_shape")
@@ -759,6 +778,12 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             if not split:
                 checker.add("data.validation_split: a tuning study chooses its trials on the "
                             "validation split; expected a validation_split > 0. Got 0.")
+            for key in REGIME_KEYS:
+                if key in test:
+                    checker.add(f"data.{key}: a tuning study ([tune]) trains its trials on the "
+                                "whole training split with its labels as they are; data "
+                                f"regimes are for grid studies. Expected no data.{key} with "
+                                f"[tune]. Got {data_raw[key]!r}.")
             if tune.model_epochs is not None and epochs is not None and \
                     tune.model_epochs < tune.seeds * epochs:
                 checker.add(f"tune.model_epochs: one trial takes {tune.seeds} seed(s) × "

@@ -362,6 +362,34 @@ def test_dicts_stored_as_sorted_json(store):
     assert raw == ('{"a": 2, "b": 1}', '{"y": {"c": 2, "d": 1}, "z": 1}')
 
 
+def test_the_regime_round_trips_and_stores_from_before_it_stay_readable(tmp_path):
+    with SQLiteStore(tmp_path / "new") as store:
+        store.add_runs([RunRecord("train_size=40/b/seed=0", "b", {}, 0, "p", {},
+                                  regime={"train_size": 40, "label_noise": 0.3}),
+                        RunRecord("b/seed=0", "b", {}, 0, "p", {})])
+        assert [r.regime for r in store.runs()] == [{"label_noise": 0.3, "train_size": 40}, {}]
+    old = tmp_path / "old"  # a store written before the regime column existed
+    old.mkdir()
+    with sqlite3.connect(old / "study.db") as db:
+        for statement in sqlite_store._SCHEMA:
+            db.execute(statement.replace(",\n        regime TEXT NOT NULL DEFAULT '{}')", ")"))
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        db.execute("INSERT INTO study VALUES (1, ?, ?)", (FP, STUDY))
+        db.execute("INSERT INTO runs (run_id, variant, point, seed, population, "
+                   "hyperparameters, status) VALUES ('b/seed=0', 'b', '{}', 0, 'p', '{}', "
+                   "'queued')")
+        assert "regime" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    with SQLiteStore(old, read_only=True) as store:  # read as it is: nothing written
+        assert store.run("b/seed=0").regime == {} and store.runs()[0].regime == {}
+    with sqlite3.connect(old / "study.db") as db:
+        assert "regime" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    with SQLiteStore(old) as store:  # opened to write (a resume): the column is added
+        assert store.init_study(FP, STUDY) is False
+        assert store.runs()[0].regime == {}
+        store.add_runs([RunRecord("b/seed=1", "b", {}, 1, "p", {})])
+        assert [r.run_id for r in store.runs()] == ["b/seed=0", "b/seed=1"]
+
+
 # -- atomicity and concurrency --------------------------------------------------------------
 
 
