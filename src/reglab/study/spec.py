@@ -779,11 +779,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 checker.add("data.validation_split: a tuning study chooses its trials on the "
                             "validation split; expected a validation_split > 0. Got 0.")
             for key in REGIME_KEYS:
-                if key in test:
-                    checker.add(f"data.{key}: a tuning study ([tune]) trains its trials on the "
-                                "whole training split with its labels as they are; data "
-                                f"regimes are for grid studies. Expected no data.{key} with "
-                                f"[tune]. Got {data_raw[key]!r}.")
+                if key in test and len(test[key]) > 1:
+                    checker.add(f"data.{key}: a tuning study ([tune]) searches in one data "
+                                "regime (its trials train on one draw of it); an axis of "
+                                "regimes is for grid studies. Expected one value. Got "
+                                f"{data_raw[key]!r}.")
             if tune.model_epochs is not None and epochs is not None and \
                     tune.model_epochs < tune.seeds * epochs:
                 checker.add(f"tune.model_epochs: one trial takes {tune.seeds} seed(s) × "

@@ -190,6 +190,7 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
                          "missing, but the store holds its trials' runs; without it the "
                          "tuning cannot go on (its trials would be asked again). Restore the "
                          "file, or start over with --restart.")
+    data = trial_data(spec, data)
     study = open_study(spec, store.directory, fresh)
     if data.y_val is not None:
         study.set_user_attr("validation_samples", int(len(data.y_val)))
@@ -214,6 +215,21 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
     if spec.tune.scheduler == "pbt":
         schedule = study.trials[chosen.number].user_attrs.get("schedule")
     confirm(space.confirmation_plan(spec, chosen.variant, chosen.point, schedule))
+
+
+def trial_data(spec, data):
+    """The data the trials train and are judged on: with a data regime (``[data]
+    train_size`` or ``label_noise``, one value each), one draw of it, the first trial seed's,
+    for every trial and seed, so that trials share a population; the confirmation, a grid
+    plan, draws each of its seeds' own."""
+    from reglab.study.build import regime_data
+    from reglab.study.plan import RunSpec
+    from reglab.study.regimes import resolve_regime
+
+    if not resolve_regime(spec.data).seeded:
+        return data
+    run = RunSpec(space.BASELINE, (), spec.tune.trial_seeds[0], {})
+    return regime_data(spec, run, data)[0]
 
 
 class _Tuner:

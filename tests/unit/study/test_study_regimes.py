@@ -111,21 +111,39 @@ noisy_validation = "no"
         "data.noisy_validation: expected true or false. Got 'no'."]
 
 
-def test_a_tuning_study_refuses_regimes(tmp_path):
+def test_a_tuning_study_searches_in_one_regime_and_refuses_an_axis(tmp_path):
     tune = """
 [tune]
 objective = "val_accuracy"
 trials = 4
 """
-    text = study(tmp_path, "label_noise = 0.3").read_text().replace(
+    text = study(tmp_path, "label_noise = [0, 0.3]").read_text().replace(
         "[variants.dropout]\ndropout = 0.3", "[variants.dropout]\ndropout = [0.1, 0.5]").replace(
         "seeds = 3\n", "")
     path = tmp_path / "tune.toml"
     path.write_text(text + tune)
-    assert any(p.startswith("data.label_noise: a tuning study ([tune]) trains its trials on "
-                            "the whole training split") for p in problems(path))
-    path.write_text(text.replace("label_noise = 0.3", "label_noise = 0") + tune)
+    assert any(p.startswith("data.label_noise: a tuning study ([tune]) searches in one data "
+                            "regime") for p in problems(path))
+    path.write_text(text.replace("label_noise = [0, 0.3]", "label_noise = 0") + tune)
     parse_study(path)  # the default regime is no regime
+    path.write_text(text.replace("label_noise = [0, 0.3]",
+                                 "label_noise = 0.3\ntrain_size = 60") + tune)
+    spec = parse_study(path)
+    from reglab.tune.runner import trial_data
+
+    data = load_study_data(spec)
+    drawn = trial_data(spec, data)
+    assert len(drawn.y_train) == 60 and len(drawn.y_val) == len(data.y_val)
+    assert np.array_equal(drawn.x_test, data.x_test) and np.array_equal(drawn.y_test, data.y_test)
+    kept = drawn.y_train == data.y_train[subset_rows(data.x_train, drawn.x_train)]
+    assert abs((~kept).mean() - 0.3) < 1e-9  # exactly 18 of the 60 replaced
+    assert (drawn.y_val != data.y_val).mean() == pytest.approx(0.3, abs=0.5 / len(data.y_val))
+
+
+def subset_rows(x_all, x_some):
+    """The rows of ``x_all`` that ``x_some``'s rows are (the draw keeps the order)."""
+    index = {row.tobytes(): i for i, row in enumerate(x_all)}
+    return np.array([index[row.tobytes()] for row in x_some])
 
 
 def test_the_plan_runs_every_regime_and_names_its_runs(tmp_path):
