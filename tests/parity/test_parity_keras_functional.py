@@ -45,6 +45,16 @@ def same_weights(theirs, ours):
     ours.set_weights(theirs.get_weights())
 
 
+def compile_both(theirs, ours, optimizer: str, sgd_rate: float, **compile_args):
+    """Both models compiled alike: SGD at ``sgd_rate``, or Adam (its epsilon raised from
+    1e-7: a weight whose gradient is round-off, ~1e-9, moves by lr * g / epsilon, which
+    would make round-off the difference)."""
+    for model, api in ((theirs, keras), (ours, reglab)):
+        opt = api.optimizers.SGD(sgd_rate) if optimizer == "sgd" else \
+            api.optimizers.Adam(0.01, epsilon=1e-3)
+        model.compile(optimizer=opt, **compile_args)
+
+
 def data(n=24, features=6, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, features)).astype("float32"), rng.integers(0, 3, n)
@@ -368,10 +378,7 @@ def test_a_shared_layer_trains_as_in_keras(optimizer):
     assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
     assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
     same_weights(theirs, ours)
-    for model, api in ((theirs, keras), (ours, reglab)):
-        opt = api.optimizers.SGD(0.1) if optimizer == "sgd" else \
-            api.optimizers.Adam(0.01, epsilon=1e-3)
-        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+    compile_both(theirs, ours, optimizer, 0.1, loss="sparse_categorical_crossentropy")
     x, y = data(32)
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
@@ -453,11 +460,8 @@ def test_a_model_with_two_inputs_trains_as_in_keras(optimizer):
     assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
     assert ours.input_shape == [tuple(s) for s in theirs.input_shape]
     same_weights(theirs, ours)
-    for model, api in ((theirs, keras), (ours, reglab)):
-        opt = api.optimizers.SGD(0.1) if optimizer == "sgd" else \
-            api.optimizers.Adam(0.01, epsilon=1e-3)
-        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+    compile_both(theirs, ours, optimizer, 0.1, loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
     rng = np.random.default_rng(8)
     pixels, meta = rng.random((32, 4, 4, 1)).astype("float32"), rng.normal(size=(32, 3))
     y = rng.integers(0, 3, 32)
@@ -550,10 +554,7 @@ def test_a_model_with_two_outputs_trains_as_in_keras(optimizer, spelling):
     assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
     assert ours.output_shape == [tuple(s) for s in theirs.output_shape]
     same_weights(theirs, ours)
-    for model, api in ((theirs, keras), (ours, reglab)):
-        opt = api.optimizers.SGD(0.05) if optimizer == "sgd" else \
-            api.optimizers.Adam(0.01, epsilon=1e-3)
-        model.compile(optimizer=opt, **COMPILES[spelling])
+    compile_both(theirs, ours, optimizer, 0.05, **COMPILES[spelling])
     x, y = two_output_data()
     for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

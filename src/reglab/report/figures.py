@@ -123,15 +123,25 @@ def learning_curves(results, kind: str) -> Figure | None:
         ax.set_xlabel("epoch", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel(kind, fontsize=8)
+    shared_legend(figure, axes.flat[: len(labels)])
+    return figure
+
+
+def shared_legend(figure, axes, extra=()) -> None:
+    """One legend below a figure's panels: each name once, in the order the panels first
+    show it, then the ``extra`` ``(handle, name)`` pairs."""
     handles, names = [], []
-    for ax in axes.flat[: len(labels)]:
+    for ax in axes:
         for handle, name in zip(*ax.get_legend_handles_labels()):
             if name not in names:
                 handles.append(handle)
                 names.append(name)
-    figure.legend(handles, names, loc="lower center", ncols=len(names), fontsize=8,
-                  frameon=False)
-    return figure
+    for handle, name in extra:
+        handles.append(handle)
+        names.append(name)
+    if handles:
+        figure.legend(handles, names, loc="lower center", ncols=len(names), fontsize=8,
+                      frameon=False)
 
 
 # ---- generalization gap ----------------------------------------------------------------------

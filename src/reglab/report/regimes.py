@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from reglab.report.figures import _color, _figure, _margins, plain
+from reglab.report.figures import _color, _figure, _margins, plain, shared_legend
 from reglab.study.regimes import format_regime_value
 
 #: verdicts drawn with a filled marker (the others hollow)
@@ -167,22 +167,14 @@ def _draw(results, points: list[RegimePoint], labels: list[str], value: str,
             ax.xaxis.set_tick_params(labelbottom=True)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=8)
-    handles, names = [], []
-    for ax in axes.flat[: len(labels)]:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            if name not in names:
-                handles.append(handle)
-                names.append(name)
+    extra = []
     if value == "delta":  # what the markers say
         from matplotlib.lines import Line2D
 
-        for name, face in (("better or worse", "#555555"), ("no verdict", "white")):
-            handles.append(Line2D([], [], ls="none", marker="o", ms=5, color="#555555",
-                                  mfc=face, mew=1.2))
-            names.append(name)
-    if handles:
-        figure.legend(handles, names, loc="lower center", ncols=len(names), fontsize=8,
-                      frameon=False)
+        extra = [(Line2D([], [], ls="none", marker="o", ms=5, color="#555555", mfc=face,
+                         mew=1.2), name)
+                 for name, face in (("better or worse", "#555555"), ("no verdict", "white"))]
+    shared_legend(figure, axes.flat[: len(labels)], extra)
     return figure
 
 
