@@ -86,6 +86,7 @@ def test_run_show_ls_resume_and_refuse(tmp_path):
     study.write_text(study.read_text().replace("epochs = 3", "epochs = 4"))
     refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet", "--no-report"])
     assert refused.exit_code == 2 and "holds another study" in refused.output
+    assert "changed: training.epochs" in refused.output
     assert finished(out) == first  # nothing lost
 
 

@@ -39,8 +39,6 @@ from reglab.utils.seeds import derive_seed
 SUBSET_STREAM = "data/train_size"
 NOISE_STREAM = "data/label_noise"
 VALIDATION_NOISE_STREAM = "data/label_noise/validation"
-#: how far a confusion matrix's row may sum from 1
-ROW_TOLERANCE = 1e-6
 
 
 def _generator(seed: int, purpose: str) -> np.random.Generator:
@@ -147,6 +145,10 @@ def subset_indices(y: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 # ---- label noise ---------------------------------------------------------------------------
 
+NOT_CLASS_LABELS = ("data.label_noise: replaces class labels; expected integer or one-hot "
+                    "labels. Got targets that are not class labels (a regression, or soft or "
+                    "multi-label rows).")
+
 
 def label_classes(*ys: np.ndarray | None) -> int | None:
     """How many classes the labels of ``ys`` name: the columns of one-hot rows, else the
@@ -164,6 +166,37 @@ def label_classes(*ys: np.ndarray | None) -> int | None:
             return None
         found = max(found, int(keys.max()) + 1)
     return found or None
+
+
+def noise_keys(y: np.ndarray) -> np.ndarray | None:
+    """The class of each sample when ``y`` holds class labels that noise can replace:
+    integer labels (``(N,)`` or ``(N, 1)``), or exact one-hot rows (0s and one 1); None for
+    anything else (soft or multi-label rows, a regression), whose targets noise would rewrite
+    whole."""
+    y = np.asarray(y)
+    flat = y.reshape(len(y), -1)
+    if flat.shape[1] > 1 and not (np.isin(flat, (0, 1)).all() and (flat.sum(axis=1) == 1).all()):
+        return None
+    return class_keys(y)
+
+
+def present_labels(*ys: np.ndarray | None) -> np.ndarray | None:
+    """The classes a symmetric noise draws replacements from: the labels that occur in
+    ``ys`` (integer labels), or every column of one-hot rows; None when they are not class
+    labels."""
+    found: set[int] = set()
+    for y in ys:
+        if y is None or len(y) == 0:
+            continue
+        flat = np.asarray(y).reshape(len(y), -1)
+        if flat.shape[1] > 1:
+            found.update(range(flat.shape[1]))
+            continue
+        keys = noise_keys(y)
+        if keys is None:
+            return None
+        found.update(np.unique(keys).tolist())
+    return np.array(sorted(found), dtype=np.int64) if found else None
 
 
 def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
@@ -195,17 +228,18 @@ def noisy_labels(y: np.ndarray, rows: np.ndarray, noise, classes: int, seed: int
         DataError: ``y`` holds no class labels, or labels outside ``range(classes)``.
     """
     y = np.asarray(y)
-    keys_all = class_keys(y)
+    keys_all = noise_keys(y)
     if keys_all is None:
-        raise DataError("data.label_noise: replaces class labels; expected integer or one-hot "
-                        "labels. Got targets that are not class labels.")
-    if keys_all.size and (keys_all.min() < 0 or keys_all.max() >= classes):
-        raise DataError(f"data.label_noise: expected labels in [0, {classes - 1}]. Got labels "
-                        f"from {keys_all.min()} to {keys_all.max()}.")
+        raise DataError(NOT_CLASS_LABELS)
+    labels = np.arange(classes) if np.ndim(classes) == 0 else np.asarray(classes, np.int64)
+    classes = int(labels.max()) + 1 if labels.size else 0
+    if keys_all.size and not np.isin(keys_all, labels).all():
+        raise DataError(f"data.label_noise: expected labels among {labels.tolist()}. Got "
+                        f"labels from {keys_all.min()} to {keys_all.max()}.")
     rng = _generator(seed, stream)
     order = np.empty(len(y), dtype=np.int64)
     order[rng.permutation(len(y))] = np.arange(len(y))  # order[i]: sample i's place in line
-    offsets = rng.integers(1, max(classes, 2), size=len(y))
+    offsets = rng.integers(1, max(len(labels), 2), size=len(y))
     rows = np.asarray(rows, dtype=np.int64)
     keys = keys_all[rows]
     new = keys.copy()
@@ -213,7 +247,9 @@ def noisy_labels(y: np.ndarray, rows: np.ndarray, noise, classes: int, seed: int
     if isinstance(noise, (int, float)):
         k = _half_up(float(noise) * len(rows))
         chosen = np.argsort(place, kind="stable")[:k]
-        new[chosen] = (keys[chosen] + offsets[rows][chosen]) % classes
+        # another class among those the data have (labels 0..K-1: (key + offset) mod K)
+        position = np.searchsorted(labels, keys[chosen])
+        new[chosen] = labels[(position + offsets[rows][chosen]) % len(labels)]
     else:
         matrix = np.asarray(noise, dtype=np.float64)
         for c in range(classes):

@@ -294,10 +294,12 @@ class SQLiteStore:
             if row is not None and not restart:
                 if row[0] == fingerprint:
                     return False
+                changed = _changed_keys(row[1], canonical_json)
                 raise ConfigError(
                     f"{self.directory}: holds another study (fingerprint {row[0][:12]}…, "
-                    f"name {_study_name(row[1])!r}). Run with --restart to start over, "
-                    "or use another --out directory."
+                    f"name {_study_name(row[1])!r}"
+                    + (f"; changed: {', '.join(changed)}" if changed else "")
+                    + "). Run with --restart to start over, or use another --out directory."
                 )
             for table in ("kernels", "epochs", "runs", "meta", "study"):
                 conn.execute(f"DELETE FROM {table}")
@@ -542,6 +544,26 @@ class SQLiteStore:
         """The value stored under ``key``, or ``default``."""
         row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
+
+
+def _changed_keys(stored: str, new: str, limit: int = 6) -> list[str]:
+    """The dotted keys whose values differ between two studies' canonical JSON (tables
+    compared key by key, anything else as a whole), at most ``limit``."""
+    try:
+        before, after = json.loads(stored), json.loads(new)
+    except (TypeError, ValueError):
+        return []
+    changed: list[str] = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        elif a != b:
+            changed.append(path or "(the whole study)")
+
+    walk(before, after, "")
+    return changed[:limit] + ([f"{len(changed) - limit} more"] if len(changed) > limit else [])
 
 
 def _study_name(canonical_json: str) -> str:

@@ -335,7 +335,9 @@ def regime_data(spec: StudySpec, run: RunSpec, data: StudyData) -> tuple[StudyDa
     facts = {"train_samples": float(len(rows))}
     y_train, y_val = (y if len(rows) == len(y) else y[rows]), data.y_val
     if regime.noisy:
-        classes = regimes.label_classes(data.y_train, data.y_val, data.y_test)
+        classes = regimes.present_labels(data.y_train, data.y_val, data.y_test) \
+            if not isinstance(regime.label_noise, tuple) else \
+            regimes.label_classes(data.y_train, data.y_val, data.y_test)
         y_train, replaced = regimes.noisy_labels(y, rows, regime.label_noise, classes, run.seed)
         facts["label_noise_rate"] = float(replaced.mean()) if replaced.size else 0.0
         if regime.noisy_validation and y_val is not None and len(y_val):
@@ -360,28 +362,31 @@ def population_data(spec: StudySpec, population: PopulationSpec,
     return regime_data(spec, first, data)
 
 
-def check_regimes(spec: StudySpec, data: StudyData) -> list[str]:
+def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
     """Problems of the study's data regimes with its data: a ``train_size`` beyond the
     training split or below its classes, noise on targets that are not class labels, a
     confusion matrix of another size than the classes."""
     from reglab.datasets import regimes
-    from reglab.datasets.splits import class_keys
 
     problems = []
     available, present = len(data.y_train), _present_classes(data.y_train)
+    sizes: dict[int, Any] = {}
     for value in spec.data.train_size:
+        where = _regime_where(spec, "train_size", value)
         try:
-            regimes.training_size(value, available, present,
-                                  _regime_where(spec, "train_size", value))
+            n = regimes.training_size(value, available, present, where)
         except ReglabError as error:
             problems.append(str(error))
+            continue
+        if n in sizes:  # two regimes with the same data: twice the runs, no new answer
+            problems.append(f"{where}: expected sizes that differ; {value!r} and "
+                            f"{sizes[n]!r} are both {n:,} training samples.")
+        sizes.setdefault(n, value)
     noisy = [v for v in spec.data.label_noise if not (isinstance(v, float) and v == 0.0)]
     if not noisy:
         return problems
-    if any(y is not None and class_keys(y) is None for y in (data.y_train, data.y_val)):
-        return problems + ["data.label_noise: replaces class labels; expected integer or "
-                           "one-hot labels. Got targets that are not class labels (a "
-                           "regression)."]
+    if any(y is not None and regimes.noise_keys(y) is None for y in (data.y_train, data.y_val)):
+        return problems + [regimes.NOT_CLASS_LABELS]
     classes = regimes.label_classes(data.y_train, data.y_val, data.y_test)
     for value in noisy:
         where = _regime_where(spec, "label_noise", value)
@@ -436,7 +441,7 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
             raise StudySpecError(spec.source or spec.name, [
                 f"data.dataset ({spec.data.dataset!r}): cannot be read: "
                 f"{type(error).__name__}: {error}"]) from None
-    problems: list[str] = check_regimes(spec, data) if any(
+    problems: list[str] = check_regime_data(spec, data) if any(
         getattr(spec.data, key) for key in REGIME_KEYS) else []
     checked: set[tuple] = set()  # populations that differ only in their data: checked once
     for population in plan.populations:

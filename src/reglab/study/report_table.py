@@ -103,8 +103,10 @@ def rank_regimes(runs, baseline: str = "baseline", metric: str = "test_accuracy"
                  choose_on: str = "val_accuracy", min_effect: float | None = None,
                  dataset: str | None = None) -> list[RegimeRanking]:
     """:func:`rank_variants` per data regime (in the order the runs first show each one);
-    regimes without a finished run with ``metric`` are left out. A study without regimes
-    gives one ranking, labelled ''."""
+    regimes without a finished run with ``metric`` are left out, and so are regimes without
+    one of the baseline (one baseline for the whole study: ``baseline``, else the first
+    variant the runs show; a regime's variants are never compared with another). A study
+    without regimes gives one ranking, labelled ''."""
     from reglab.study.regimes import regime_label
 
     groups: dict[str, list] = {}
@@ -114,9 +116,13 @@ def rank_regimes(runs, baseline: str = "baseline", metric: str = "test_accuracy"
         label = regime_label(regime)
         groups.setdefault(label, []).append(record)
         regimes.setdefault(label, dict(regime))
+    ranked = [variant_label(r) for r in runs if r.status in FINAL_OK and metric in r.metrics]
+    if ranked and baseline not in ranked:
+        baseline = ranked[0]
     out = []
     for label, group in groups.items():
-        ranking = rank_variants(group, baseline, metric, choose_on, min_effect, dataset)
+        ranking = rank_variants(group, baseline, metric, choose_on, min_effect, dataset,
+                                fallback=len(groups) == 1)
         if ranking is None:
             continue
         finished = [r for r in group if r.status in FINAL_OK]
@@ -163,8 +169,9 @@ def test_sample_count(runs, dataset: str | None = None) -> float | None:
 
 def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy",
                   choose_on: str = "val_accuracy", min_effect: float | None = None,
-                  dataset: str | None = None) -> Ranking | None:
-    """Ranks the finished runs' variants by ``metric``; None when no run has it yet.
+                  dataset: str | None = None, fallback: bool = True) -> Ranking | None:
+    """Ranks the finished runs' variants by ``metric``; None when no run has it yet (or,
+    without ``fallback``, when ``baseline`` has none).
 
     ``baseline`` falls back to the first variant when the study has none of that name.
     The best variant is chosen on ``choose_on`` (validation), never on ``metric``; it is None
@@ -187,6 +194,8 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
     if not values:
         return None
     if baseline not in values:
+        if not fallback:
+            return None
         baseline = next(iter(values))
     finished = [r for r in runs if r.status in FINAL_OK]
     chosen_effect = resolve_min_effect(
@@ -252,6 +261,15 @@ def results_table(store, baseline: str = "baseline") -> str:
     for regime in rankings:
         lines += [f"data regime {regime.describe()}:", *_table_lines(regime.ranking, keys),
                   min_effect_line(regime.ranking), _best_line(regime.ranking, keys), ""]
+    from reglab.study.regimes import regime_label
+
+    shown = {regime.label for regime in rankings}
+    baseline = rankings[0].ranking.baseline
+    finished = [r for r in runs if r.status in FINAL_OK and keys[0] in r.metrics]
+    for label in dict.fromkeys(regime_label(getattr(r, "regime", None) or {}) for r in finished):
+        if label not in shown:
+            lines += [f"data regime {label}: no finished {baseline} runs, so no verdicts "
+                      "(a regime is compared with its own baseline only)", ""]
     lines.append(tests_line(rankings[0].ranking, "within its data regime"))
     return "\n".join(lines + footer)
 

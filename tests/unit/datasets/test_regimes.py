@@ -15,6 +15,7 @@ from reglab.datasets.regimes import (
     class_quotas,
     label_classes,
     noisy_labels,
+    present_labels,
     subset_indices,
     training_size,
 )
@@ -150,3 +151,22 @@ def test_one_hot_labels_stay_one_hot_and_regression_targets_are_refused():
     assert label_classes(y, one_hot[:3]) == 2 and label_classes(np.array([0.5, 1.5])) is None
     with pytest.raises(DataError, match="data.label_noise: replaces class labels"):
         noisy_labels(np.array([0.5, 1.5, 2.5]), np.arange(3), 0.3, 3, seed=0)
+
+
+def test_noise_takes_exact_class_labels_and_the_classes_the_data_have():
+    soft = np.tile([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05]], (20, 1))
+    with pytest.raises(DataError, match="soft or multi-label rows"):
+        noisy_labels(soft, np.arange(40), 0.3, 3, seed=0)
+    two_columns = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(DataError, match="not class labels"):
+        noisy_labels(two_columns, np.arange(40), 0.3, 2, seed=0)
+    gapped = np.repeat([1, 3, 5], 40)
+    labels = present_labels(gapped)
+    assert labels.tolist() == [1, 3, 5]
+    noisy, replaced = noisy_labels(gapped, np.arange(120), 0.5, labels, seed=0)
+    assert set(noisy.tolist()) <= {1, 3, 5} and replaced.sum() == 60
+    assert (noisy[replaced] != gapped[replaced]).all()
+    contiguous = np.repeat([0, 1, 2], 40)  # the labels 0..K-1: as drawn from range(K)
+    np.testing.assert_array_equal(
+        noisy_labels(contiguous, np.arange(120), 0.3, present_labels(contiguous), seed=4)[0],
+        noisy_labels(contiguous, np.arange(120), 0.3, 3, seed=4)[0])

@@ -120,7 +120,7 @@ def test_init_study_first_resume_and_other(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"holds another study \(fingerprint ffffffffffff…, "
-        r"name 'demo'\)\. Run with --restart to start over, "
+        r"name 'demo'; changed: name, seeds\)\. Run with --restart to start over, "
         r"or use another --out directory\.",
     ):
         s.init_study("a" * 64, json.dumps({"name": "other"}))

@@ -221,3 +221,35 @@ def test_a_fraction_keeps_its_point_and_the_whole_split_is_one_population(tmp_pa
     whole = [p for p in plan.populations if p.runs[0].regime == (("train_size", 1.0),)]
     assert len(whole) == 2 and {len(p.runs) for p in whole} == {6, 3}  # seeds together
     assert len(plan.populations) == 2 + 2 * 3  # the half: one population per seed
+
+
+def test_a_regime_without_baseline_runs_gets_no_verdicts_not_another_baseline():
+    from reglab.storage import RunRecord
+    from reglab.study.report_table import rank_regimes
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for regime in ({"label_noise": 0.0}, {"label_noise": 0.3}):
+        for variant in ("baseline", "l2", "dropout"):
+            for seed in range(3):
+                diverged = variant == "baseline" and regime["label_noise"] == 0.3
+                runs.append(RunRecord(
+                    f"{variant}/{seed}", variant, {}, seed, "p", {},
+                    status="diverged" if diverged else "done",
+                    metrics={} if diverged else {"test_accuracy": 0.8 + rng.normal(0, 0.01),
+                                                 "val_accuracy": 0.8},
+                    regime=regime))
+    rankings = rank_regimes(runs, dataset="fashion_mnist")
+    assert [r.label for r in rankings] == ["label_noise=0"]
+    assert rankings[0].ranking.baseline == "baseline"
+
+
+def test_two_train_sizes_that_are_one_size_are_refused(tmp_path):
+    from reglab.study.build import check_regime_data
+
+    data = load_study_data(parse_study(study(tmp_path)))
+    half = int(np.floor(0.5 * len(data.y_train) + 0.5))  # a fraction rounds halves up
+    spec = parse_study(study(tmp_path, f"train_size = [0.5, {half}, 30]"))
+    found = check_regime_data(spec, data)
+    assert any(p.startswith("data.train_size[1]: expected sizes that differ") for p in found)
+    assert not check_regime_data(parse_study(study(tmp_path, "train_size = [0.5, 30]")), data)
