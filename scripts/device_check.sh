@@ -15,7 +15,7 @@
 # colorlog, mako; cmaes) travels as wheels in .whl/, carried too.
 #
 # Knobs: OUT (default runs/device_out), CHECK_DEVICE (cuda; cpu only to try the script
-# elsewhere), BENCH_FRACTION (default 0.2 of an epoch per timing), BENCH_TIMEOUT_S (200),
+# elsewhere), BENCH_FRACTION (default 0.1 of an epoch per timing), BENCH_TIMEOUT_S (200),
 # BENCH_POPULATIONS ("1 45 450"), BENCH_PRECISIONS ("float32 bfloat16"),
 # STUDY_EPOCHS (default: the study file's), STUDY_TIMEOUT_S (150), TUNE_TIMEOUT_S (90; 0
 # skips the step), PROFILE_TIMEOUT_S (30; 0 skips it), TUNE_TRIALS (24), TUNE_EPOCHS (3), PYTHON.
@@ -28,7 +28,7 @@ OUT=${OUT:-$ROOT/runs/device_out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 DEVICE=${CHECK_DEVICE:-cuda}
-FRACTION=${BENCH_FRACTION:-0.2}
+FRACTION=${BENCH_FRACTION:-0.1}
 exec > >(tee -a "$OUT/check.log") 2>&1
 TEE_PID=$!
 finish() { exec 1>&- 2>&-; wait "$TEE_PID" 2>/dev/null; exit "$1"; }
