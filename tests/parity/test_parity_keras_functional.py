@@ -676,3 +676,22 @@ def test_a_shared_dropout_takes_one_rate_for_all_its_calls():
     population.set_hyperparameter(0, "dropout.rate", 0.0)
     rates = [lp.values["rate"] for lp in population.plan.layers if "rate" in lp.values]
     assert rates == [[0.0], [0.0]]
+
+
+def test_the_summary_numbers_a_shared_layer_s_calls_as_keras():
+    def make(api):
+        x = api.Input((4,), name="x")
+        shared_dense = api.layers.Dense(4, name="s")
+        first = shared_dense(x)
+        second = shared_dense(api.layers.Dense(4, name="d2")(x))
+        return api.Model(x, api.layers.Add(name="add")([second, first]))
+
+    def connected(api):
+        lines = []
+        make(api).summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        rows = [row for line in lines for row in line.splitlines() if row.startswith("│")]
+        return {cells[0].split()[0]: cells[-1] for cells in
+                ([c.strip() for c in row.strip("│").split("│")] for row in rows)}
+    ours, theirs = connected(reglab), connected(keras)
+    assert ours["s"] == theirs["s"] == "x[0][0], d2[0][0]"
+    assert ours["add"] == theirs["add"] == "s[1][0], s[0][0]"

@@ -17,11 +17,14 @@ class SymbolicTensor:
     """A layer's output in a graph: its shape (``shape[0]`` is the batch: the input's
     ``batch_size``, None by default), the layer that makes it, and that layer's inputs."""
 
-    def __init__(self, sample_shape, layer, inbound: tuple, batch_size: int | None = None):
+    def __init__(self, sample_shape, layer, inbound: tuple, batch_size: int | None = None,
+                 node_index: int = 0):
         self.sample_shape = tuple(sample_shape)
         self.layer = layer
         self.inbound = inbound
         self.batch_size = batch_size
+        #: which call of its layer made it (Keras's node index: 0 for the first call)
+        self.node_index = node_index
 
     @property
     def shape(self) -> tuple:
@@ -67,7 +70,20 @@ def call(layer, inputs) -> SymbolicTensor:
                           f"{shapes if takes_list else shapes[0]}.")
     out = layer.compute_output_shape(shapes if takes_list else shapes[0])
     layer._symbolic_input_shapes = shapes
-    return SymbolicTensor(out, layer, tuple(tensors), tensors[0].shape[0])
+    calls = getattr(layer, "_symbolic_calls", 0)
+    layer._symbolic_calls = calls + 1
+    return SymbolicTensor(out, layer, tuple(tensors), tensors[0].shape[0], node_index=calls)
+
+
+def node_indices(inputs, outputs) -> list[int]:
+    """Per position of :func:`topological`'s graph, which call of its layer it is, in the
+    order the calls were made (Keras's node index; an input's is 0)."""
+    from reglab.layers.layer import Input
+
+    ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    nodes, _ = _keras_order(outs, ins)
+    return [0 if isinstance(node, Input) else node.node_index for node in nodes]
 
 
 def topological(inputs, outputs) -> tuple[list, list[int], list[tuple[int, ...]],

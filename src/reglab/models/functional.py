@@ -47,6 +47,8 @@ class Model(Sequential):
                                   "models.")
         self._layers, self._graph = layers, graph
         self._calls = None if calls == list(range(len(layers))) else calls
+        #: per position, which call of its layer it is (for the summary's "Connected to")
+        self._node_indices = symbolic.node_indices(inputs, outputs)
         self._set_inputs(input_shapes, positions)
         self._set_outputs(output_positions)
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]

@@ -26,10 +26,14 @@ def render(model, population) -> str:
         [info["layer"] for info in described]
     calls = getattr(model, "_calls", None) or list(range(len(layers)))
     # a shared layer is one row: its weights, its first call's shape, every call's inputs
-    call_number = [calls[:p].count(calls[p]) for p in range(len(calls))]
+    # Keras's node index of each call: the order the calls were made (a model from a config
+    # has lost it: the order of the graph's positions)
+    call_number = getattr(model, "_node_indices", None) or \
+        [calls[:p].count(calls[p]) for p in range(len(calls))]
     for index in sorted(set(calls)):
-        positions = [p for p, layer in enumerate(calls) if layer == index]
-        info = described[positions[0]]
+        positions = sorted((p for p, layer in enumerate(calls) if layer == index),
+                           key=lambda p: call_number[p])
+        info = described[min(positions)]  # the first position holds the weights
         params = 0
         for _, shape, is_trainable in info["weights"]:
             n = math.prod(shape)
@@ -39,7 +43,7 @@ def render(model, population) -> str:
             else:
                 frozen += n
         shape = "(None, " + ", ".join(map(str, info["output_shape"])) + ")"
-        layer = layers[positions[0]]
+        layer = layers[min(positions)]
         row = [f"{layer.name} ({type(layer).__name__})", shape, f"{params:,}"]
         if graph is not None:
             row.append("-" if graph[positions[0]] == (-1,) else ", ".join(
