@@ -19,7 +19,7 @@ from reglab.errors import DataError
 from reglab.storage import SQLiteStore
 from reglab.storage.sqlite_store import DB_NAME
 from reglab.study.plan import is_trial_run, plan_study
-from reglab.study.regimes import regime_axes, regime_label
+from reglab.study.regimes import regime_axes, regime_from_run_id, regime_label
 from reglab.study.report_table import (
     FINAL_OK,
     Ranking,
@@ -60,7 +60,8 @@ class StudyResults:
     def view(self, regime: RegimeRanking) -> StudyResults:
         """The results of one data regime's runs, as a study of its own: its ranking, and its
         runs' epochs and kernels (what the figures of a study without regimes draw)."""
-        runs = [r for r in self.runs if regime_label(r.regime) == regime.label]
+        runs = [r for r in self.runs
+                if regime_label(r.regime or regime_from_run_id(r.run_id)) == regime.label]
         ids = {r.run_id for r in runs}
         return StudyResults(self.directory, self.spec, runs,
                             {k: v for k, v in self.epochs.items() if k in ids},

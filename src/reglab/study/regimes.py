@@ -80,6 +80,24 @@ def format_regime_value(value: Any, key: str = "label_noise") -> str:
     return text
 
 
+def regime_from_run_id(run_id: str) -> dict[str, Any]:
+    """The regime a run id names (``train_size=1000,label_noise=0.3/dropout/seed=2`` →
+    ``{'train_size': 1000, 'label_noise': 0.3}``), ``{}`` when it names none: for records
+    whose store lost its ``regime`` column. A matrix keeps its label (``matrix-1a2b3c``)."""
+    head = run_id.split("/", 1)[0]
+    pairs = [part.split("=", 1) for part in head.split(",")] if "/" in run_id else []
+    if not pairs or any(len(pair) != 2 or pair[0] not in REGIME_KEYS for pair in pairs):
+        return {}
+    regime: dict[str, Any] = {}
+    for key, text in pairs:
+        try:
+            regime[key] = float(text) if "." in text or "e" in text or key != "train_size" \
+                else int(text)
+        except ValueError:
+            regime[key] = text  # a matrix's label
+    return regime
+
+
 def regime_label(regime) -> str:
     """``train_size=1000,label_noise=0.3`` for a run's regime (pairs or a dict), '' for none."""
     pairs = dict(regime)

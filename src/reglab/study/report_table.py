@@ -107,12 +107,13 @@ def rank_regimes(runs, baseline: str = "baseline", metric: str = "test_accuracy"
     one of the baseline (one baseline for the whole study: ``baseline``, else the first
     variant the runs show; a regime's variants are never compared with another). A study
     without regimes gives one ranking, labelled ''."""
-    from reglab.study.regimes import regime_label
+    from reglab.study.regimes import regime_from_run_id, regime_label
 
     groups: dict[str, list] = {}
     regimes: dict[str, dict] = {}
     for record in runs:
-        regime = getattr(record, "regime", None) or {}
+        # a store that lost its regime column still names the regime in the run id
+        regime = getattr(record, "regime", None) or regime_from_run_id(record.run_id)
         label = regime_label(regime)
         groups.setdefault(label, []).append(record)
         regimes.setdefault(label, dict(regime))
@@ -261,12 +262,14 @@ def results_table(store, baseline: str = "baseline") -> str:
     for regime in rankings:
         lines += [f"data regime {regime.describe()}:", *_table_lines(regime.ranking, keys),
                   min_effect_line(regime.ranking), _best_line(regime.ranking, keys), ""]
-    from reglab.study.regimes import regime_label
+    from reglab.study.regimes import regime_from_run_id, regime_label
 
     shown = {regime.label for regime in rankings}
     baseline = rankings[0].ranking.baseline
     finished = [r for r in runs if r.status in FINAL_OK and keys[0] in r.metrics]
-    for label in dict.fromkeys(regime_label(getattr(r, "regime", None) or {}) for r in finished):
+    for label in dict.fromkeys(regime_label(getattr(r, "regime", None)
+                                            or regime_from_run_id(r.run_id))
+                               for r in finished):
         if label not in shown:
             lines += [f"data regime {label}: no finished {baseline} runs, so no verdicts "
                       "(a regime is compared with its own baseline only)", ""]

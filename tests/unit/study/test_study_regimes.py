@@ -253,3 +253,24 @@ def test_two_train_sizes_that_are_one_size_are_refused(tmp_path):
     found = check_regime_data(spec, data)
     assert any(p.startswith("data.train_size[1]: expected sizes that differ") for p in found)
     assert not check_regime_data(parse_study(study(tmp_path, "train_size = [0.5, 30]")), data)
+
+
+def test_runs_whose_store_lost_the_regime_column_are_grouped_by_their_run_ids():
+    from reglab.storage import RunRecord
+    from reglab.study.regimes import regime_from_run_id
+    from reglab.study.report_table import rank_regimes
+
+    assert regime_from_run_id("train_size=1000,label_noise=0.3/dropout/seed=2") == \
+        {"train_size": 1000, "label_noise": 0.3}
+    assert regime_from_run_id("train_size=1.0/baseline/seed=0") == {"train_size": 1.0}
+    assert regime_from_run_id("l2_path[l2=0.001]/seed=3") == {}
+    assert regime_from_run_id("trial=3/l2/seed=0") == {}
+    rng = np.random.default_rng(1)
+    runs = [RunRecord(f"label_noise={noise}/{variant}/seed={seed}", variant, {}, seed, "p", {},
+                      status="done", metrics={"test_accuracy": 0.8 + rng.normal(0, 0.01),
+                                              "val_accuracy": 0.8})
+            for noise in ("0", "0.3") for variant in ("baseline", "dropout")
+            for seed in range(3)]  # regime {} as read from a store without the column
+    rankings = rank_regimes(runs, dataset="fashion_mnist")
+    assert [r.label for r in rankings] == ["label_noise=0", "label_noise=0.3"]
+    assert all(len(r.ranking.rows) == 2 for r in rankings)
