@@ -94,12 +94,16 @@ def validate(study, seeds, epochs) -> None:
     if any(run.regime for run in plan.runs):  # data regimes: one line per regime
         from reglab.study.regimes import regime_label
 
-        regimes: dict[str, list] = {}
-        for population in plan.populations:
-            regimes.setdefault(regime_label(population.runs[0].regime), []).append(population)
-        for label, populations in regimes.items():
-            runs = sum(len(p.runs) for p in populations)
-            click.echo(f"  data regime {label}: {runs} runs in {len(populations)} populations")
+        # (regimes that differ only in their label noise share populations)
+        regimes: dict[str, tuple[list, set]] = {}
+        for index, population in enumerate(plan.populations):
+            for run in population.runs:
+                runs, populations = regimes.setdefault(regime_label(run.regime), ([], set()))
+                runs.append(run)
+                populations.add(index)
+        for label, (runs, populations) in regimes.items():
+            click.echo(f"  data regime {label}: {len(runs)} runs in {len(populations)} "
+                       "populations")
         return
     for index, population in enumerate(plan.populations, start=1):
         variants = sorted({run.variant for run in population.runs})

@@ -87,7 +87,7 @@ def regimes_dir(tmp_path_factory) -> Path:
     out = root / "out"
     result = run(study, out)
     assert "3 variants × 4 data regimes (2 train_size × 2 label_noise) × 3 seeds = 36 runs in " \
-           "24 populations" in result.output
+           "12 populations" in result.output  # the noise levels of a size share populations
     return out
 
 
@@ -102,12 +102,40 @@ def test_each_run_trains_on_its_regime_and_is_stored_with_it(regimes_dir):
     assert noisy["label_noise_rate"] == pytest.approx(48 / 120)
     assert noisy["val_label_noise_rate"] == pytest.approx(24 / 60)
     assert noisy["test_samples"] == 80  # one test set for every regime
-    # a regime's data depend on the seed: one population per (regime, seed)
+    # a regime's data depend on the seed: one population per (training subset, seed), the
+    # noise levels of a subset in it, each member with its own labels
     populations: dict[str, set] = {}
     for run_id, population, *_ in rows:
-        populations.setdefault(population, set()).add(
-            (run_id.split("/")[0], run_id.rsplit("=", 1)[1]))
-    assert len(populations) == 24 and all(len(v) == 1 for v in populations.values())
+        size, noise = run_id.split("/")[0].split(",")
+        populations.setdefault(population, set()).add((size, noise, run_id.rsplit("=", 1)[1]))
+    assert len(populations) == 12
+    assert all(len({(size, seed) for size, _, seed in v}) == 1 and
+               {noise for _, noise, _ in v} == {"label_noise=0", "label_noise=0.4"}
+               for v in populations.values())
+
+
+def test_noise_levels_sharing_a_population_train_as_in_populations_of_their_own(
+        regimes_dir, monkeypatch):
+    """Each member trains on its own labels exactly as in a population of its regime alone
+    (bit for bit): the same inputs, batches, noise streams and labels."""
+    from reglab.study.plan import RunSpec
+
+    keyed = RunSpec.structure_key
+
+    def apart(self, spec, data=True):  # the plan before sharing: a population per regime
+        noise = dict(self.regime).get("label_noise", "")
+        return keyed(self, spec, data) + (f"-noise{noise}" if data else "")
+    monkeypatch.setattr(RunSpec, "structure_key", apart)
+    out = regimes_dir.parent / "apart"
+    result = run(regimes_dir.parent / "regimes.toml", out)
+    assert "36 runs in 24 populations" in result.output
+    _, shared_rows = stored(regimes_dir)
+    _, apart_rows = stored(out)
+    shared = {row[0]: json.loads(row[3]) for row in shared_rows}
+    apart_metrics = {row[0]: json.loads(row[3]) for row in apart_rows}
+    assert shared.keys() == apart_metrics.keys()
+    for run_id, metrics in shared.items():
+        assert metrics == apart_metrics[run_id], run_id
 
 
 def test_the_table_ranks_each_regime_against_its_own_baseline(regimes_dir):

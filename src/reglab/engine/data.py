@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,18 @@ class Data:
     x: torch.Tensor
     y: torch.Tensor | None
     sample_weight: torch.Tensor | None
+    #: ``y`` holds one row of targets per member id (:class:`PerMember`), not one for all
+    per_member: bool = False
+
+
+@dataclass(frozen=True)
+class PerMember:
+    """Targets that differ by member, for members that see the same inputs: one row per
+    member, in member-id order (``(members, N, ...)``), e.g. a study's label-noise regimes
+    of one training subset. ``Population.fit(x, PerMember(y_rows))`` trains each member on
+    its own row, exactly as it would train alone on ``(x, y_rows[m])``."""
+
+    values: Any
 
 
 def check_count(where: str, name: str, value, minimum: int = 1) -> int:
@@ -126,8 +139,9 @@ def _check_finite(where, name, tensor):
 
 
 def prepare(population, x, y, sample_weight, where: str) -> Data:
-    """Converts and checks ``x``/``y`` against the population's input and loss."""
-    plan, loss = population.plan, population.loss
+    """Converts and checks ``x``/``y`` against the population's input and loss; ``y`` may be
+    :class:`PerMember` targets."""
+    plan = population.plan
     x_t = _as_tensor(where, "x", x, population.dtype, population.device)
     if x_t.shape[0] == 0:
         raise DataError(f"{where}: 'x' must hold at least one sample. Got shape "
@@ -144,21 +158,17 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
         raise DataError(f"{where}: the first layer expects samples of shape {expected}. "
                         f"Got x with shape {tuple(x_t.shape)} (samples of shape "
                         f"{tuple(x_t.shape[1:])}).{hint}")
-    y_t = None
-    if y is not None:
-        y_arr = as_array(where, "y", y)
-        # Integer labels stay integers (int64), as Keras keeps them; bool and float targets
-        # take the model's dtype.
-        integer = (y_arr.dtype != torch.bool and not y_arr.is_floating_point()) \
-            if isinstance(y_arr, torch.Tensor) else y_arr.dtype.kind in "iu"
-        y_t = _as_tensor(where, "y", y_arr, torch.long if integer else population.dtype,
-                         population.device)
-        _check_finite(where, "y", y_t)
-        if y_t.shape[0] != x_t.shape[0]:
-            raise DataError(f"{where}: x and y must have the same number of samples. Got "
-                            f"{x_t.shape[0]} and {y_t.shape[0]}.")
-        _check_labels(where, loss, y_t, plan.output_shape)
-        y_t = _canonical_targets(where, loss, y_t, plan.output_shape)
+    y_t, per_member = None, isinstance(y, PerMember)
+    if per_member:
+        rows = as_array(where, "y", y.values)
+        members = len(plan.seeds)
+        if rows.shape[0] != members:
+            raise DataError(f"{where}: per-member targets need one row per member ({members}). "
+                            f"Got {rows.shape[0]}.")
+        y_t = torch.stack([_targets(population, where, f"y[{m}]", rows[m], x_t.shape[0])
+                           for m in range(members)])
+    elif y is not None:
+        y_t = _targets(population, where, "y", y, x_t.shape[0])
     w_t = None
     if sample_weight is not None:
         w_t = _as_tensor(where, "sample_weight", sample_weight, population.dtype,
@@ -167,7 +177,25 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
             raise DataError(f"{where}: 'sample_weight' must have shape ({x_t.shape[0]},). "
                             f"Got {tuple(w_t.shape)}.")
         _check_finite(where, "sample_weight", w_t)
-    return Data(x_t, y_t, w_t)
+    return Data(x_t, y_t, w_t, per_member)
+
+
+def _targets(population, where: str, name: str, y, samples: int) -> torch.Tensor:
+    """``y`` as the engine's targets for the population's loss, checked against it."""
+    plan, loss = population.plan, population.loss
+    y_arr = as_array(where, name, y)
+    # Integer labels stay integers (int64), as Keras keeps them; bool and float targets
+    # take the model's dtype.
+    integer = (y_arr.dtype != torch.bool and not y_arr.is_floating_point()) \
+        if isinstance(y_arr, torch.Tensor) else y_arr.dtype.kind in "iu"
+    y_t = _as_tensor(where, name, y_arr, torch.long if integer else population.dtype,
+                     population.device)
+    _check_finite(where, name, y_t)
+    if y_t.shape[0] != samples:
+        raise DataError(f"{where}: x and {name} must have the same number of samples. Got "
+                        f"{samples} and {y_t.shape[0]}.")
+    _check_labels(where, loss, y_t, plan.output_shape)
+    return _canonical_targets(where, loss, y_t, plan.output_shape)
 
 
 def _check_labels(where, loss, y, output_shape):
@@ -217,6 +245,17 @@ def _canonical_targets(where, loss, y, output_shape):
     return y
 
 
+def member_targets(y: torch.Tensor, member_ids: torch.Tensor,
+                   rows: torch.Tensor) -> torch.Tensor:
+    """``(P, b, ...)``: member ``p``'s own targets (row ``member_ids[p]`` of the per-member
+    ``y``) at the samples ``rows[p]`` (``rows``: ``(P, b)``, or ``(1, b)`` shared)."""
+    own = y.index_select(0, member_ids)  # (P, N, ...)
+    rows = rows.expand(own.shape[0], -1) if rows.shape[0] == 1 else rows
+    index = rows.reshape(*rows.shape, *([1] * (own.dim() - 2))).expand(
+        *rows.shape, *own.shape[2:])
+    return torch.gather(own, 1, index)
+
+
 def batch(population, data: Data, index: torch.Tensor, layout, augment):
     """Gathers one batch per group, augments it per group, and lays it out for the members.
 
@@ -231,14 +270,19 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
 
     flat = index.reshape(-1)
     xb = data.x.index_select(0, flat).view(*index.shape, *data.x.shape[1:])  # (G, b, ...)
-    yb = data.y.index_select(0, flat).view(*index.shape, *data.y.shape[1:])
+    if data.per_member:  # each member's own targets at its group's samples: (P, b, ...)
+        yb = member_targets(data.y, layout.member_ids,
+                            index if layout.member_rows is None
+                            else index.index_select(0, layout.member_rows))
+    else:
+        yb = data.y.index_select(0, flat).view(*index.shape, *data.y.shape[1:])
     wb = None if data.sample_weight is None else data.sample_weight.index_select(0, flat).view(
         index.shape)
     xb = augment_batch(population, xb, layout.groups, augment)
     transforms = population.plan.batch_transforms
     if layout.member_rows is None and not transforms:
         # one seed: x shared by all members, y with a member axis
-        return xb[0], yb[:1], None if wb is None else wb[:1], None
+        return xb[0], yb if data.per_member else yb[:1], None if wb is None else wb[:1], None
 
     def pick(t):
         if t is None:
@@ -247,9 +291,10 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
             return t.expand(population.state.size, *t.shape[1:])
         return t.index_select(0, layout.member_rows)
 
+    y_members = yb if data.per_member else pick(yb)
     if not transforms:
-        return xb, pick(yb), pick(wb), layout.member_groups
+        return xb, y_members, pick(wb), layout.member_groups
     from reglab.engine.batch_transforms import transform_members
 
-    x_members, y_members = transform_members(population, transforms, pick(xb), pick(yb))
+    x_members, y_members = transform_members(population, transforms, pick(xb), y_members)
     return x_members, y_members, pick(wb), None

@@ -42,6 +42,9 @@ class SeedLayout:
         rows = [group_rows[g] for g in self.groups]
         self.order_rows = None if rows == list(range(len(group_rows))) else rows
         self.member_rows = self.member_groups = None
+        #: the members' ids, for targets that differ by member (data.PerMember)
+        self.member_ids = torch.tensor(state.member_ids, dtype=torch.long,
+                                       device=population.device)
         if len(self.groups) > 1:
             where = {g: i for i, g in enumerate(self.groups)}
             self.member_groups = MemberGroups.from_rows([where[g] for g in member_groups],
@@ -221,8 +224,11 @@ def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict
     sums = EpochSums(population, state.size)
     with torch.no_grad():
         weights_penalty = add(*weight_penalties(state))
+        ids = torch.tensor(state.member_ids, dtype=torch.long, device=data.x.device)
         for lo in range(0, data.x.shape[0], batch_size):
-            xb, yb = data.x[lo:lo + batch_size], data.y[lo:lo + batch_size].unsqueeze(0)
+            xb = data.x[lo:lo + batch_size]
+            yb = data.y.index_select(0, ids)[:, lo:lo + batch_size] if data.per_member \
+                else data.y[lo:lo + batch_size].unsqueeze(0)
             wb = None if data.sample_weight is None else \
                 data.sample_weight[lo:lo + batch_size].unsqueeze(0)
             y_pred, activity = forward(state, xb, False)

@@ -164,7 +164,7 @@ class Population:
                                   f"(x_val, y_val, sample_weight). Got {type(validation_data).__name__}.")
             val = data_module.prepare(self, *validation_data, *([None] * (3 - len(validation_data))),
                                       "fit: validation_data")
-        self.metrics = self._resolve_metrics(train.y)
+        self.metrics = self._resolve_metrics(train.y[0] if train.per_member else train.y)
         self.augment = augment
         self._train, self._batch_size = train, batch_size  # for averaging's final pass
         if resume is not None:
@@ -389,7 +389,8 @@ class Population:
         """
         batch_size = data_module.check_count("evaluate", "batch_size", batch_size)
         data = data_module.prepare(self, x, y, sample_weight, "evaluate")
-        metrics, self.metrics = self.metrics, self._resolve_metrics(data.y)
+        metrics, self.metrics = self.metrics, self._resolve_metrics(
+            data.y[0] if data.per_member else data.y)
         try:
             by_member = self._evaluate(self._full_state(), data, batch_size)
         finally:

@@ -350,16 +350,31 @@ def regime_data(spec: StudySpec, run: RunSpec, data: StudyData) -> tuple[StudyDa
 
 
 def population_data(spec: StudySpec, population: PopulationSpec,
-                    data: StudyData) -> tuple[StudyData, dict]:
-    """:func:`regime_data` of a population's runs, which share it (the plan puts the runs of
-    a regime whose data depend on the seed in one population per seed)."""
+                    data: StudyData) -> tuple[StudyData, list[dict]]:
+    """``(data, facts per run)``: :func:`regime_data` of a population's runs, which share
+    their inputs (the plan puts the runs of a regime whose data depend on the seed in one
+    population per seed). Runs whose regimes differ only in their label noise share the
+    inputs and keep their own labels: the training and validation targets are then
+    :class:`reglab.engine.PerMember`, one row per run."""
     first = population.runs[0]
-    regime = resolve_regime(spec.data, first.regime)
-    if any(run.regime != first.regime or (regime.seeded and run.seed != first.seed)
-           for run in population.runs):
+    inputs = [tuple(p for p in run.regime if p[0] != "label_noise") for run in population.runs]
+    seeded = any(resolve_regime(spec.data, run.regime).seeded for run in population.runs)
+    if any(key != inputs[0] for key in inputs) or (
+            seeded and any(run.seed != first.seed for run in population.runs)):
         raise ReglabError(f"population {population.key}: its runs need different training "
-                          "data (data regimes or seeds); a population trains on one.")
-    return regime_data(spec, first, data)
+                          "inputs (data regimes or seeds); a population trains on one.")
+    drawn = [regime_data(spec, run, data) for run in population.runs]
+    shared, _ = drawn[0]
+    facts = [run_facts for _, run_facts in drawn]
+    if all(run.regime == first.regime for run in population.runs):
+        return shared, facts
+    from reglab.engine import PerMember
+
+    def per_member(field):
+        rows = [getattr(run_data, field) for run_data, _ in drawn]
+        return None if rows[0] is None else PerMember(np.stack(rows))
+    return dataclasses.replace(shared, y_train=per_member("y_train"),
+                               y_val=per_member("y_val")), facts
 
 
 def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:

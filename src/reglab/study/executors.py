@@ -184,8 +184,8 @@ class InProcessExecutor:
             validation_data=None if x_val is None else (x_val, data.y_val), augment=augment,
             observers=observers, resume=saved["population"] if saved else None)
         metrics = final_metrics(population, data, x_fit, x_val, x_test)
-        for values in metrics.values():
-            values.update(facts)
+        for member, values in metrics.items():
+            values.update(facts[member])
         wall = time.perf_counter() - started
         return [RunOutcome(run.run_id, m.status, m.epochs_run, m.best_epoch, m.stopped_epoch,
                            metrics[i], wall / len(runs), kernel=first_kernel(population, i))

@@ -9,10 +9,12 @@ on and off share a population. Planning imports no torch.
 
 With data regimes (``[data] train_size``, ``label_noise``: :mod:`reglab.study.regimes`),
 every variant × sweep point × seed runs once per regime. A population's members see one
-training set, and a regime's data depend on the run's seed (its subset, its noisy labels),
-so runs of such a regime train in one population per seed (a seed's members still share
-the first layer's GEMM; measured on this CPU, five single-seed populations cost within 5 %
-of one population of the five seeds).
+set of training inputs, and a regime's data depend on the run's seed (its subset, its noisy
+labels), so runs of such a regime train in one population per seed (a seed's members still
+share the first layer's GEMM; measured on this CPU, five single-seed populations cost within
+5 % of one population of the five seeds). Regimes that differ only in their label noise see
+the same inputs: their runs of one seed share a population, each member with its own labels
+(:class:`reglab.engine.PerMember`).
 """
 
 from __future__ import annotations
@@ -76,9 +78,12 @@ class RunSpec:
             "kernel_constraint": (self.changes.get("kernel_constraint") or {}).get("type"),
         }
         if data:  # keys added only with regimes: the populations of a study without stay
-            if self.regime:
-                key["regime"] = regime_label(self.regime)
-            if resolve_regime(spec.data, self.regime).seeded:
+            # the regime's inputs: its labels' noise is each member's own (PerMember)
+            inputs = tuple(pair for pair in self.regime if pair[0] != "label_noise")
+            if inputs:
+                key["regime"] = regime_label(inputs)
+            noise_axis = any(key_ == "label_noise" for key_, _ in self.regime)
+            if noise_axis or resolve_regime(spec.data, self.regime).seeded:
                 key["data_seed"] = self.seed
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 

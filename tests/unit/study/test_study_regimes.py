@@ -154,9 +154,10 @@ def test_the_plan_runs_every_regime_and_names_its_runs(tmp_path):
     assert plan.runs[0].run_id == "train_size=30,label_noise=0/baseline/seed=0"
     assert plan.runs[-1].run_id == "train_size=120,label_noise=0.3/bn/seed=2"
     assert plan.describe() == ("3 variants × 4 data regimes (2 train_size × 2 label_noise) × 3 "
-                               "seeds = 36 runs in 24 populations")
-    for population in plan.populations:  # one regime and, its data depending on it, one seed
-        assert len({(r.regime, r.seed) for r in population.runs}) == 1
+                               "seeds = 36 runs in 12 populations")
+    for population in plan.populations:  # one training subset (size and seed), both noises
+        assert len({(r.regime[0], r.seed) for r in population.runs}) == 1
+        assert {dict(r.regime)["label_noise"] for r in population.runs} == {0.0, 0.3}
     single = plan_study(parse_study(study(tmp_path, "train_size = 60")))
     assert single.runs[0].run_id == "baseline/seed=0"  # one value is a setting, not an axis
     assert len(single.populations) == 2 * 3
@@ -187,7 +188,8 @@ def test_each_run_gets_its_regime_s_data_and_the_test_set_is_never_changed(tmp_p
     half = next(r for r in plan.runs if r.regime[0] == ("train_size", 0.5) and r.seed == 1)
     assert len(regime_data(spec, half, data)[0].y_train) == 120  # half of the 240 left
     population = next(p for p in plan.populations if run in p.runs)
-    assert population_data(spec, population, data)[1] == regime_data(spec, run, data)[1]
+    facts = population_data(spec, population, data)[1]
+    assert facts[population.runs.index(run)] == regime_data(spec, run, data)[1]
     clean_val = parse_study(study(tmp_path, "label_noise = 0.3\nnoisy_validation = false"))
     noisy_run = plan_study(clean_val).runs[0]
     kept, facts = regime_data(clean_val, noisy_run, data)
