@@ -249,11 +249,8 @@ def member_targets(y: torch.Tensor, member_ids: torch.Tensor,
                    rows: torch.Tensor) -> torch.Tensor:
     """``(P, b, ...)``: member ``p``'s own targets (row ``member_ids[p]`` of the per-member
     ``y``) at the samples ``rows[p]`` (``rows``: ``(P, b)``, or ``(1, b)`` shared)."""
-    own = y.index_select(0, member_ids)  # (P, N, ...)
-    rows = rows.expand(own.shape[0], -1) if rows.shape[0] == 1 else rows
-    index = rows.reshape(*rows.shape, *([1] * (own.dim() - 2))).expand(
-        *rows.shape, *own.shape[2:])
-    return torch.gather(own, 1, index)
+    rows = rows.expand(member_ids.shape[0], -1) if rows.shape[0] == 1 else rows
+    return y[member_ids.unsqueeze(1), rows]  # only the batch's entries, not whole rows
 
 
 def batch(population, data: Data, index: torch.Tensor, layout, augment):

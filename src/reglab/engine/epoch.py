@@ -227,7 +227,7 @@ def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict
         ids = torch.tensor(state.member_ids, dtype=torch.long, device=data.x.device)
         for lo in range(0, data.x.shape[0], batch_size):
             xb = data.x[lo:lo + batch_size]
-            yb = data.y.index_select(0, ids)[:, lo:lo + batch_size] if data.per_member \
+            yb = data.y[:, lo:lo + batch_size].index_select(0, ids) if data.per_member \
                 else data.y[lo:lo + batch_size].unsqueeze(0)
             wb = None if data.sample_weight is None else \
                 data.sample_weight[lo:lo + batch_size].unsqueeze(0)
