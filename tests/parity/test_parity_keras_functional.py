@@ -41,6 +41,20 @@ def branches(api, merge):
     return api.Model(inputs, api.layers.Dense(2, name="out")(joined))
 
 
+def assert_members_train_as_alone(member):
+    """Two members (``member(l2, seed)``) of one population, with other penalties and seeds,
+    each train as in a population of its own, bit for bit."""
+    from reglab.engine import Population
+
+    x, y = data(48)
+    settings = ((0.0, 0), (0.1, 3))
+    together = Population([member(*s) for s in settings]).fit(x, y, batch_size=16, epochs=3)
+    for i, s in enumerate(settings):
+        alone = Population([member(*s)]).fit(x, y, batch_size=16, epochs=3)
+        np.testing.assert_array_equal(together.members[i].history["loss"],
+                                      alone.members[0].history["loss"])
+
+
 def same_weights(theirs, ours):
     ours.set_weights(theirs.get_weights())
 
@@ -108,17 +122,12 @@ def test_merge_layers_give_keras_s_outputs(merge):
 def test_graph_members_of_one_population_train_as_alone():
     """Two members of one residual graph with other penalties: each as in a population of
     its own, bit for bit."""
-    from reglab.engine import Member, Population
+    from reglab.engine import Member
 
     def member(l2, seed):
         model = residual(reglab, l2)
         return Member(model.layers, "adam", seed, input_shape=(6,), graph=model._graph)
-    x, y = data(48)
-    together = Population([member(0.0, 0), member(0.1, 3)]).fit(x, y, batch_size=16, epochs=3)
-    for i, (l2, seed) in enumerate(((0.0, 0), (0.1, 3))):
-        alone = Population([member(l2, seed)]).fit(x, y, batch_size=16, epochs=3)
-        np.testing.assert_array_equal(together.members[i].history["loss"],
-                                      alone.members[0].history["loss"])
+    assert_members_train_as_alone(member)
 
 
 def test_what_the_functional_api_does_not_take_yet_is_refused():
@@ -420,19 +429,14 @@ def test_shared_layers_save_load_json_and_weights_files(tmp_path):
 
 
 def test_members_with_shared_layers_train_as_alone_and_stacks_refuse_them():
-    from reglab.engine import Member, Population
+    from reglab.engine import Member
 
     def member(l2, seed):
         model = shared(reglab)
         model.get_layer("trunk").kernel_regularizer = reglab.regularizers.L2(l2)
         layers = [model.layers[i] for i in model._calls]
         return Member(layers, "adam", seed, input_shape=(6,), graph=model._graph)
-    x, y = data(48)
-    together = Population([member(0.0, 0), member(0.1, 3)]).fit(x, y, batch_size=16, epochs=3)
-    for i, (l2, seed) in enumerate(((0.0, 0), (0.1, 3))):
-        alone = Population([member(l2, seed)]).fit(x, y, batch_size=16, epochs=3)
-        np.testing.assert_array_equal(together.members[i].history["loss"],
-                                      alone.members[0].history["loss"])
+    assert_members_train_as_alone(member)
     dense = reglab.layers.Dense(6, input_shape=(6,))
     model = reglab.Sequential([dense, dense])
     with pytest.raises(ConfigError, match="a stack calls each layer once"):
