@@ -19,6 +19,7 @@ import torch
 
 from reglab import losses as losses_module
 from reglab.engine import data as data_module
+from reglab.engine import softmax_crossentropy
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import apply_updates
 from reglab.layers.shared_input import MemberGroups
@@ -126,6 +127,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     last_step = math.ceil(n / batch_size) - 1
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check
+    fused = softmax_crossentropy.fuses(population.loss, state.plan, state.activity)
     for step, lo in enumerate(range(0, n, batch_size)):
         for obs in observers:
             hook = getattr(obs, "on_train_batch_begin", None)
@@ -138,8 +140,13 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             w.grad = None
         xb, yb, wb, groups = data_module.batch(population, train, index, layout,
                                                population.augment)
-        y_pred, activity = forward(state, xb, True, layout.random_for, groups)
-        data_loss = losses_module.reduce_mean(population.loss.per_sample(yb, y_pred), wb)
+        y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused)
+        if fused:  # y_pred holds the last layer's logits
+            per_sample, y_pred = softmax_crossentropy.loss_and_predictions(
+                population.loss, yb, y_pred)
+        else:
+            per_sample = population.loss.per_sample(yb, y_pred)
+        data_loss = losses_module.reduce_mean(per_sample, wb)
         penalty_value, custom = weight_penalties(state)
         add(add(data_loss, custom), activity).sum().backward()
         with torch.no_grad():

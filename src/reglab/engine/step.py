@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from reglab.engine import penalties
+from reglab.engine.softmax_crossentropy import last_layer_index
 from reglab.engine.state import PopulationState
 from reglab.layers.layer import ForwardContext, is_shared
 from reglab.layers.shared_input import MemberGroups
@@ -29,19 +30,21 @@ def add(a, b):
 
 
 def forward(state: PopulationState, x: torch.Tensor, training: bool,
-            random_for: RandomFactory | None = None, groups: MemberGroups | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+            random_for: RandomFactory | None = None, groups: MemberGroups | None = None,
+            logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``.
 
     ``x`` is shared ``(B, ...)``, per member ``(P, B, ...)``, or grouped ``(G, B, ...)``
     with ``groups`` saying which members see which row. A grouped input goes on to the
     layers that take it (``takes_grouped_input``) and is laid out per member before any
-    other layer.
+    other layer. With ``logits`` (a sequential stack only) the last layer gives its values
+    before its softmax (:mod:`reglab.engine.softmax_crossentropy`).
     """
     plan, members = state.plan, state.size
     if plan.is_graph:
         return _forward_graph(state, x, training, random_for, groups)
     penalty = None
+    last = last_layer_index(plan) if logits else None
     for index, lp in enumerate(plan.layers):
         if lp.layer.is_augmentation or getattr(lp.layer, "is_batch_transform", False):
             continue  # applied to the batch before it reaches the layers
@@ -51,7 +54,8 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
             x, groups = groups.expand(x), None
         weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
         ctx = ForwardContext(training, members,
-                             random_for(lp.canonical_name) if random_for else None, groups)
+                             random_for(lp.canonical_name) if random_for else None, groups,
+                             logits=index == last)
         x = _call_in_compute_dtype(lp, x, weights, state, ctx, index)
         if mode == "consumes":
             groups = None

@@ -107,7 +107,11 @@ class Activation(Layer):
     def structure(self):
         return ("Activation", activations.structure_key(self.activation))
 
+    gives_logits = True  # as a last layer with a softmax (see Dense)
+
     def forward(self, x, weights, values, ctx, input_shape):
+        if ctx.logits:
+            return x
         return activations.apply(self.activation, x, member_axis=not is_shared(x, input_shape))
 
     def get_config(self):

@@ -30,6 +30,9 @@ class Dense(Layer):
     # Under mixed precision the engine hands over the float32 weights: the shared GEMM casts
     # them while laying them side by side (one pass instead of two).
     casts_own_weights = True
+    # As a last layer with a softmax it can give its logits: the engine then fuses the softmax
+    # into the crossentropy (engine/softmax_crossentropy.py).
+    gives_logits = True
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -76,8 +79,7 @@ class Dense(Layer):
                 y = shared_input.shared_input_linear(
                     x.reshape(x.shape[0], -1, x.shape[-1]), kernel,
                     weights["bias"] if self.use_bias else None, groups)
-                return activations.apply(self.activation,
-                                         y.reshape(members, *lead, self.units))
+                return self._activate(y.reshape(members, *lead, self.units), ctx)
             x = groups.expand(x)
         if kernel.dtype != x.dtype:  # mixed precision: the compute dtype is the input's
             kernel = kernel.to(x.dtype)
@@ -87,12 +89,16 @@ class Dense(Layer):
         x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
         if narrow_linear.applies(self.units):
             y = narrow_linear.narrow_linear(x3, kernel,
-                                            weights["bias"] if self.use_bias else None)
+                                            weights["bias"] if self.use_bias else None,
+                                            transposed=ctx.logits)
         elif self.use_bias:
             y = torch.baddbmm(weights["bias"].unsqueeze(1), x3, kernel)  # (P, B*, units)
         else:
             y = torch.bmm(x3, kernel)
-        return activations.apply(self.activation, y.reshape(members, *lead, self.units))
+        return self._activate(y.reshape(members, *lead, self.units), ctx)
+
+    def _activate(self, y, ctx):
+        return y if ctx.logits else activations.apply(self.activation, y)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,

@@ -56,6 +56,9 @@ class ForwardContext:
         groups: set when the input is *grouped*, ``(G, B, *shape)``, one row per seed
             group (:class:`reglab.layers.shared_input.MemberGroups` says which members
             see which row); only layers whose ``takes_grouped_input`` is true receive it.
+        logits: the layer gives its values before its softmax activation (set by the engine
+            on a last layer whose ``gives_logits`` is true, when it fuses that softmax into
+            the loss: :mod:`reglab.engine.softmax_crossentropy`).
     """
 
     training: bool
@@ -63,6 +66,7 @@ class ForwardContext:
     random: Callable[[str, Sequence[int]], torch.Tensor] | None = None
     groups: Any = None
     extras: dict = field(default_factory=dict)
+    logits: bool = False
 
 
 def is_shared(x: torch.Tensor, input_shape: Shape) -> bool:

@@ -26,7 +26,7 @@ def applies(units: int) -> bool:
 
 class _NarrowLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, kernel, bias):
+    def forward(ctx, x, kernel, bias, transposed):
         kernel_t = kernel.transpose(1, 2)  # (P, u, in)
         x_t = x.transpose(1, 2)  # (P, in, B)
         if bias is None:
@@ -35,20 +35,23 @@ class _NarrowLinear(torch.autograd.Function):
             y_t = torch.baddbmm(bias.unsqueeze(2), kernel_t, x_t)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, kernel)
-        return y_t.transpose(1, 2).contiguous()
+        y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
+        return y if transposed else y.contiguous()
 
     @staticmethod
     def backward(ctx, dy):
         x, kernel = ctx.saved_tensors
-        need_x, need_kernel, need_bias = ctx.needs_input_grad
+        need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
         grad_x = torch.bmm(dy, kernel.transpose(1, 2)) if need_x else None
         grad_kernel = (torch.bmm(dy.transpose(1, 2), x).transpose(1, 2).contiguous()
                        if need_kernel else None)
         grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
-        return grad_x, grad_kernel, grad_bias
+        return grad_x, grad_kernel, grad_bias, None
 
 
-def narrow_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None
-                  ) -> torch.Tensor:
-    """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``."""
-    return _NarrowLinear.apply(x, kernel, bias)
+def narrow_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                  transposed: bool = False) -> torch.Tensor:
+    """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``;
+    with ``transposed`` laid out as ``(P, u, B)`` in memory (for a consumer that reads it so:
+    the fused softmax of engine/softmax_crossentropy.py), else contiguous."""
+    return _NarrowLinear.apply(x, kernel, bias, transposed)

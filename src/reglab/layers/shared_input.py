@@ -18,6 +18,7 @@ take the per-member path, where that holds by construction.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -57,14 +58,19 @@ class MemberGroups:
     @staticmethod
     def single(size: int, device) -> MemberGroups:
         """Every member in one group (an input shared by all)."""
-        return MemberGroups(torch.zeros(size, dtype=torch.long, device=device),
-                            (slice(0, size),))
+        return _single(size, torch.device(device))
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """The grouped input laid out per member, ``(P, b, ...)``."""
         if len(self.members) == 1:
             return x.expand(self.rows.shape[0], *x.shape[1:])
         return x.index_select(0, self.rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _single(size: int, device: torch.device) -> MemberGroups:
+    # Read only, like every MemberGroups: made once per (size, device), not at every step.
+    return MemberGroups(torch.zeros(size, dtype=torch.long, device=device), (slice(0, size),))
 
 
 def applies(units: int, x: torch.Tensor) -> bool:
@@ -136,12 +142,15 @@ class _SharedInputLinear(torch.autograd.Function):
             if k == 0:
                 continue
             side = _gather(kernel, who, x.dtype).view(n_in, k * units)
+            # A group of one writes straight into its member's block of y.
+            out = y[who].view(b, units) if k == 1 and isinstance(who, slice) else None
             if bias is None:
-                out = x[g] @ side
+                out = torch.mm(x[g], side, out=out)
             else:
                 out = torch.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
-                                  x[g], side)
-            _scatter(y, who, out.view(b, k, units))
+                                  x[g], side, out=out)
+            if k > 1 or not isinstance(who, slice):
+                _scatter(y, who, out.view(b, k, units))
         ctx.groups = groups
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, kernel)

@@ -1,0 +1,88 @@
+"""The last layer's softmax and Keras's sparse crossentropy, differentiated as one.
+
+A classifier's step ends ``softmax -> p = probs[y] / sum(probs) -> -log(clip(p, 1e-7,
+1 - 1e-7))``. Left to autograd that is a dozen small operations forward and twice as many
+backward (the transposes of the softmax, the gather, the division, the clip's masks), which
+at batch 32 cost more than the output layer's product. Their gradient with respect to the
+logits has a closed form: ``coef * (probs - onehot(y))`` with ``coef`` the incoming
+gradient where ``p`` lies inside the clip's bounds and 0 where the clip holds it (torch's
+``clamp`` passes the gradient at the bounds themselves, and so does this).
+
+The values are computed as before, by the same functions (:func:`reglab.activations.softmax`
+and the loss's own arithmetic), so losses, metrics and predictions do not change; the
+gradient differs from autograd's chain by rounding only. It is one function of each
+member's own rows, so a member still trains in a population as it would alone.
+
+The engine uses it while training (:func:`fuses` says when); evaluation and prediction
+take the layers' own softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reglab import activations
+from reglab.losses import EPSILON, SparseCategoricalCrossentropy, is_soft
+
+
+def fuses(loss, plan, activity) -> bool:
+    """Whether a training step may fuse the last layer's softmax into ``loss``: a sparse
+    crossentropy on probabilities without label smoothing, a sequential stack whose last
+    computing layer ends in a float32 softmax with no activity penalty."""
+    if type(loss) is not SparseCategoricalCrossentropy or loss.from_logits \
+            or loss.label_smoothing or plan.is_graph:
+        return False
+    last = last_layer_index(plan)
+    if last is None or activity[last]:
+        return False
+    layer = plan.layers[last].layer
+    return (getattr(layer, "gives_logits", False)
+            and activations.structure_key(layer.activation) == "softmax"
+            and layer.dtype_policy.compute_dtype == "float32")
+
+
+def last_layer_index(plan) -> int | None:
+    """The index of the last layer that computes (augmentation and batch transforms are
+    applied before the layers)."""
+    for index in range(len(plan.layers) - 1, -1, -1):
+        layer = plan.layers[index].layer
+        if not (layer.is_augmentation or getattr(layer, "is_batch_transform", False)):
+            return index
+    return None
+
+
+def loss_and_predictions(loss: SparseCategoricalCrossentropy, y_true: torch.Tensor,
+                         logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(per-sample loss (P, B), probabilities (P, B, K))`` from the last layer's logits.
+    Soft targets (MixUp, CutMix, label smoothing on the batch) take ``loss``'s general
+    path on the softmax's probabilities."""
+    if is_soft(y_true, logits) or logits.dim() != 3:
+        probs = activations.softmax(logits)
+        return loss.per_sample(y_true, probs), probs
+    if y_true.dim() == logits.dim() and y_true.shape[-1] == 1:
+        y_true = y_true.squeeze(-1)
+    index = y_true.long().expand(*logits.shape[:-1])
+    return _SoftmaxCrossentropy.apply(logits, index)
+
+
+class _SoftmaxCrossentropy(torch.autograd.Function):
+    """``(logits (P, B, K), labels (P, B)) -> (loss (P, B), probabilities (P, B, K))``."""
+
+    @staticmethod
+    def forward(ctx, logits, index):
+        probs = activations.softmax_as_computed(logits)  # (P, B, K), maybe a view
+        picked = index.unsqueeze(-1)
+        p = probs.gather(-1, picked).squeeze(-1) / probs.sum(dim=-1)
+        loss = -torch.log(torch.clamp(p, EPSILON, 1.0 - EPSILON))
+        ctx.save_for_backward(probs, picked, (p >= EPSILON) & (p <= 1.0 - EPSILON))
+        ctx.mark_non_differentiable(probs)
+        return loss, probs
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_probs):
+        probs, picked, inside = ctx.saved_tensors
+        coef = torch.where(inside, grad_loss, 0.0).unsqueeze(-1)  # (P, B, 1)
+        grad = probs * coef
+        grad.scatter_add_(-1, picked, -coef)
+        return grad, None
+
