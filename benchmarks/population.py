@@ -23,6 +23,9 @@ RSS is its own; each subprocess warms up on a few batches before the timed epoch
   device as Keras's fit does) timed once per distinct technique per repeat; the one-at-a-time
   cost of P members is the sum over the members of their technique's median time;
 * Keras 3 (KERAS_BACKEND=torch) the same way, when ``keras`` is importable;
+* Keras 3 on JAX (KERAS_BACKEND=jax, XLA on one thread with ``--threads 1``) the same way, when
+  ``keras`` and ``jax`` are importable (``pip install -e .[bench]``); each model's train step
+  is XLA-compiled on warm-up batches before its timed epoch;
 * peak RSS: VmHWM of each worker (ru_maxrss where there is no /proc);
 * floors: training FLOPs per model-epoch / measured fp32 matmul peak, and Adam's memory traffic
   (7 x 4 bytes per parameter per step) / measured copy bandwidth.
@@ -31,7 +34,7 @@ RSS is its own; each subprocess warms up on a few batches before the timed epoch
 
     python benchmarks/population.py [--populations 1 9 45] [--batches 32 128] [--fraction 1.0]
                                     [--repeats 3] [--device cpu] [--threads 0] [--quick]
-                                    [--profile] [--no-keras]
+                                    [--profile] [--no-keras] [--no-keras-jax]
 """
 
 from __future__ import annotations
@@ -350,14 +353,30 @@ def worker_ensemble(cfg):
     return {"epoch_s": _ensemble_epoch(torch, x[:n], y[:n], batch, size, device)}
 
 
-def worker_keras(cfg):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+def _keras_times(cfg, backend):
+    """The 9 techniques one model at a time in Keras 3 on ``backend``; seconds per technique.
+
+    KERAS_BACKEND is set in this subprocess's environment by ``run_worker`` before keras is
+    imported. On torch (eager), one warm-up model covers every code path. On JAX each model's
+    ``fit`` traces and XLA-compiles its own train step (a new jitted function per model, and a
+    second compilation for the epoch's last, partial batch), so each model first fits the
+    warm-up batches plus one batch of the partial size, is reset to its initial weights and
+    optimizer state, and only then is its epoch timed: compilation is not timed.
+    """
+    if cfg.get("threads") and backend == "torch":
+        import torch
+
+        torch.set_num_threads(cfg["threads"])
     import keras
 
+    if keras.backend.backend() != backend:
+        raise RuntimeError(f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}: keras runs on "
+                           f"{keras.backend.backend()}, not {backend}")
     data = np.load(cfg["data"])
     x = data["x"].astype(np.float32) / 255.0
     y = data["y"].astype(np.int64)
     n, batch = cfg["n"], cfg["batch"]
+    warm = WARMUP_BATCHES * batch + n % batch  # full batches and the epoch's partial one
 
     def model(technique):
         _, l1, l2, rate = technique
@@ -375,20 +394,68 @@ def worker_keras(cfg):
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return m
 
-    model(("warmup", 0.01, 0.01, 0.5)).fit(x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch],
-                                           batch_size=batch, epochs=1, verbose=0)
+    compiled = backend == "jax"
+    if not compiled:
+        model(("warmup", 0.01, 0.01, 0.5)).fit(x[:warm], y[:warm], batch_size=batch, epochs=1,
+                                               verbose=0)
     times = {}
     for technique in TECHNIQUES:
         keras.utils.set_random_seed(0)
         m = model(technique)
+        if compiled:
+            m.optimizer.build(m.trainable_variables)
+            weights = m.get_weights()
+            slots = [v.numpy() for v in m.optimizer.variables]
+            m.fit(x[:warm], y[:warm], batch_size=batch, epochs=1, verbose=0, shuffle=True)
+            m.set_weights(weights)
+            for v, value in zip(m.optimizer.variables, slots):
+                v.assign(value)
         start = time.perf_counter()
         m.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0, shuffle=True)
         times[technique[0]] = time.perf_counter() - start
-    return {"times": times, "keras": keras.__version__, "backend": keras.backend.backend()}
+    out = {"times": times, "keras": keras.__version__, "backend": keras.backend.backend()}
+    if compiled:
+        import jax
+
+        out["jax"] = jax.__version__
+    return out
+
+
+def worker_keras(cfg):
+    return _keras_times(cfg, "torch")
+
+
+def worker_keras_jax(cfg):
+    return _keras_times(cfg, "jax")
 
 
 WORKERS = {"idle": worker_idle, "reglab": worker_reglab, "plain": worker_plain,
-           "ensemble": worker_ensemble, "keras": worker_keras}
+           "ensemble": worker_ensemble, "keras": worker_keras, "keras_jax": worker_keras_jax}
+
+# The Keras backend of each Keras worker, chosen in the subprocess's environment (Keras reads
+# KERAS_BACKEND once, at import).
+KERAS_BACKENDS = {"keras": "torch", "keras_jax": "jax"}
+
+
+def worker_env(cfg: dict) -> dict:
+    """The environment of the subprocess that runs ``cfg``."""
+    env = dict(os.environ)
+    backend = KERAS_BACKENDS.get(cfg["kind"])
+    if backend is None:
+        return env
+    env["KERAS_BACKEND"] = backend
+    threads = cfg.get("threads")
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+    if backend == "jax":
+        if cfg["device"] == "cpu":
+            env["JAX_PLATFORMS"] = "cpu"
+        if threads == 1:  # XLA's CPU backend on one thread
+            env["XLA_FLAGS"] = " ".join(filter(None, [
+                env.get("XLA_FLAGS"),
+                "--xla_cpu_multi_thread_eigen=false"]))
+    return env
 
 
 def cpu_pressure_us() -> int | None:
@@ -403,7 +470,7 @@ def cpu_pressure_us() -> int | None:
 def run_worker(cfg: dict) -> dict:
     pressure, start = cpu_pressure_us(), time.perf_counter()
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(cfg)],
-                          stdout=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, text=True, env=worker_env(cfg))
     if proc.returncode != 0:
         raise RuntimeError(f"worker {cfg['kind']} failed (exit {proc.returncode}): "
                            f"{proc.stdout[-2000:]}")
@@ -526,7 +593,10 @@ def main() -> None:
                         help="torch intra-op threads in every process (0: torch's default)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: P in {1, 9}, batch 128, fraction 0.2, 1 repeat")
-    parser.add_argument("--no-keras", action="store_true", help="skip the Keras 3 baseline")
+    parser.add_argument("--no-keras", action="store_true",
+                        help="skip the Keras 3 baselines (torch and JAX backends)")
+    parser.add_argument("--no-keras-jax", action="store_true",
+                        help="skip only the Keras 3 on JAX baseline")
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16"],
                         help="reglab's precisions to time (float32 is always timed: the "
@@ -569,7 +639,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     n = max(max(args.batches), int(round(args.fraction * FULL_N)))
     scale = FULL_N / n
-    keras_ok = not args.no_keras and importlib.util.find_spec("keras") is not None
+    have_keras = importlib.util.find_spec("keras") is not None
+    keras_ok = not args.no_keras and have_keras
+    keras_jax_ok = (not args.no_keras and not args.no_keras_jax and have_keras
+                    and importlib.util.find_spec("jax") is not None)
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -588,6 +661,11 @@ def main() -> None:
     if not keras_ok:
         print("Keras 3: skipped (" + ("--no-keras" if args.no_keras else
                                       "`import keras` is not available in this environment") + ")")
+    if not keras_jax_ok:
+        why = ("--no-keras" if args.no_keras else "--no-keras-jax" if args.no_keras_jax else
+               "`import keras` and `import jax` are not both available in this environment "
+               "(pip install -e .[bench])")
+        print(f"Keras 3 on JAX: skipped ({why})")
 
     machine = measure_machine(args.device)
     print(f"machine: fp32 matmul {machine['matmul_size']}^3: {machine['matmul_gflops']:.1f} GFLOP/s; "
@@ -604,6 +682,7 @@ def main() -> None:
     bf16 = "bfloat16" in args.precisions
     plain = {b: [] for b in args.batches}
     keras_runs = {b: [] for b in args.batches}
+    keras_jax_runs = {b: [] for b in args.batches}
     for r in range(args.repeats):
         for b in args.batches:
             plain[b].append(run_worker({**base, "kind": "plain", "batch": b}))
@@ -618,6 +697,19 @@ def main() -> None:
                 except RuntimeError as err:
                     print(f"Keras 3: skipped ({err})")
                     keras_ok = False
+            if keras_jax_ok:
+                try:
+                    keras_jax_runs[b].append(run_worker({**base, "kind": "keras_jax",
+                                                         "batch": b}))
+                except RuntimeError as err:
+                    print(f"Keras 3 on JAX: skipped ({err})")
+                    keras_jax_ok = False
+                else:
+                    last = keras_jax_runs[b][-1]
+                    print(f"  repeat {r + 1}/{args.repeats}: keras-jax batch {b:<4} 9 techniques "
+                          f"{sum(last['times'].values()):.3f} s on {n} images each "
+                          f"(baseline {last['times']['baseline']:.3f} s)" + pressure_note(last),
+                          flush=True)
             for p in args.populations:
                 reglab[(p, b)].append(run_worker({**base, "kind": "reglab", "batch": b, "P": p}))
                 last = reglab[(p, b)][-1]
@@ -648,7 +740,9 @@ def main() -> None:
           f"Adam {plain[args.batches[0]][0]['adam']}):")
     header = f"  {'technique':<24}" + "".join(f"{'batch ' + str(b):>12}" for b in args.batches)
     print(header + ("   (Keras 3: " + ", ".join(f"batch {b}" for b in args.batches) + ")"
-                    if keras_ok else ""))
+                    if keras_ok else "")
+          + ("   (Keras 3 on JAX: " + ", ".join(f"batch {b}" for b in args.batches) + ")"
+             if keras_jax_ok else ""))
     for name, *_ in TECHNIQUES:
         line = f"  {name:<24}" + "".join(
             f"{statistics.median(run['times'][name] for run in plain[b]) * scale:12.3f}"
@@ -656,6 +750,10 @@ def main() -> None:
         if keras_ok:
             line += "   " + "  ".join(
                 f"{statistics.median(run['times'][name] for run in keras_runs[b]) * scale:.3f}"
+                for b in args.batches)
+        if keras_jax_ok:
+            line += "   " + "  ".join(
+                f"{statistics.median(run['times'][name] for run in keras_jax_runs[b]) * scale:.3f}"
                 for b in args.batches)
         print(line)
 
@@ -674,6 +772,8 @@ def main() -> None:
         cols += f" {'bf16 s/model-ep':>16} {'bf16/floor':>11}"
     if keras_ok:
         cols += f" {'keras s/model-ep':>17}"
+    if keras_jax_ok:
+        cols += f" {'keras-jax s/model-ep':>21}"
     print(cols)
     print("-" * len(cols))
     speedups, summary = {}, {}
@@ -700,17 +800,29 @@ def main() -> None:
             if keras_ok:
                 k = one_at_a_time(keras_runs[b], p) * scale / p
                 line += f" {k:>17.4f}"
+            if keras_jax_ok:
+                k = one_at_a_time(keras_jax_runs[b], p) * scale / p
+                line += f" {k:>21.4f}"
+                summary[(p, b)]["keras_jax"] = k / ours
+                if bf16:
+                    summary[(p, b)]["bf16_keras_jax"] = k / mixed
             print(line)
     print("-" * len(cols))
     print("speedup = plain one-at-a-time / reglab, both per model-epoch; plain one-at-a-time = "
           "sum over the P members of their technique's median plain epoch; x/floor = measured / "
           "max(compute floor, Adam memory floor); plain RSS is one process training the 9 "
           "techniques one after another (one model at a time).")
+    if keras_jax_ok:
+        first = keras_jax_runs[args.batches[0]][0]
+        print(f"keras-jax = Keras {first['keras']} on JAX {first['jax']} (XLA, "
+              + ("one thread" if args.threads == 1 else "XLA's default threads")
+              + "), one model at a time as plain; each model's train step compiled on warm-up "
+              "batches before its timed epoch.")
     if args.device == "cuda":
         print("peak GPU memory (max_memory_allocated): " + ", ".join(
             f"P={p} b={b}: {max(r.get('peak_gpu_mb', 0) for r in reglab[(p, b)]):.0f} MB"
             for b in args.batches for p in args.populations))
-    runs = [*plain.values(), *reglab.values(), *keras_runs.values()]
+    runs = [*plain.values(), *reglab.values(), *keras_runs.values(), *keras_jax_runs.values()]
     worst = max((r.get("cpu_pressure") or 0 for group in runs for r in group), default=0)
     if worst > 0.25 and torch.get_num_threads() > 1:
         print(f"note: other work competed for the CPUs (cpu pressure up to {100 * worst:.0f}%); "
@@ -724,11 +836,14 @@ def main() -> None:
         got = summary[(p, batch)]
         print(f"population at P={p}, batch {batch}: {got['plain']:.2f}\u00d7 vs plain PyTorch, "
               f"{got['recipe']:.2f}\u00d7 vs torch.func ensemble, {got['floor']:.2f}\u00d7 the "
-              "compute floor")
+              "compute floor" + (f", {got['keras_jax']:.2f}\u00d7 vs Keras 3 on JAX"
+                                 if "keras_jax" in got else ""))
         if bf16:
             print(f"population at P={p}, batch {batch}, bfloat16: {got['bf16_plain']:.2f}\u00d7 vs "
                   f"plain PyTorch, {got['bf16_recipe']:.2f}\u00d7 vs torch.func ensemble, "
-                  f"{got['bf16_floor']:.2f}\u00d7 the fp32 compute floor")
+                  f"{got['bf16_floor']:.2f}\u00d7 the fp32 compute floor"
+                  + (f", {got['bf16_keras_jax']:.2f}\u00d7 vs Keras 3 on JAX"
+                     if "bf16_keras_jax" in got else ""))
 
 
 if __name__ == "__main__":
