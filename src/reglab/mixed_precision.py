@@ -9,6 +9,14 @@ normalization computes in float32 and casts back (Keras's own exception), and
 the loss and metrics see float32 predictions. As in Keras, a layer takes the
 global policy when it is created, and ``dtype=`` on a layer overrides it.
 
+``"mixed_float16"`` is the same with float16 compute (tensor cores on GPUs; it runs on
+a CPU too, slowly, as in Keras). float16's range is narrow (largest 65504, smallest
+normal 6e-5), so small gradients underflow and large ones overflow: as Keras 3 does,
+``Model.compile`` then wraps the optimizer in a
+:class:`~reglab.optimizers.LossScaleOptimizer` (dynamic loss scaling, one scale per
+member of a population: :mod:`reglab.engine.loss_scale`) unless it is one already or
+``auto_scale_loss=False``.
+
 Example:
     >>> from reglab import mixed_precision
     >>> policy = mixed_precision.DTypePolicy("mixed_bfloat16")
@@ -21,15 +29,18 @@ from __future__ import annotations
 import torch
 
 from reglab.errors import ConfigError, did_you_mean
+from reglab.optimizers.loss_scale import LossScaleOptimizer  # noqa: F401 (as Keras's)
 
 #: policy name -> (compute dtype, variable dtype). Weights are float32 in every policy
-#: reglab trains; "mixed_float16" needs loss scaling, which is not built yet.
-POLICIES = {"float32": ("float32", "float32"), "mixed_bfloat16": ("bfloat16", "float32")}
-_PLANNED = {"mixed_float16": "it needs CUDA and loss scaling, which reglab does not have yet",
-            "float16": "reglab keeps weights in float32", "bfloat16": "reglab keeps weights in "
+#: reglab trains.
+POLICIES = {"float32": ("float32", "float32"), "mixed_bfloat16": ("bfloat16", "float32"),
+            "mixed_float16": ("float16", "float32")}
+_PLANNED = {"float16": "reglab keeps weights in float32: use 'mixed_float16' (float16 "
+            "compute, float32 weights)", "bfloat16": "reglab keeps weights in "
             "float32: use 'mixed_bfloat16' (bfloat16 compute, float32 weights)",
             "float64": "reglab's engine trains in float32"}
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                "float16": torch.float16}
 
 
 class DTypePolicy:

@@ -42,6 +42,10 @@ OPTIMIZERS = {
     "Adam": lambda s: optimizers_module.Adam(0.01 * s, amsgrad=True, use_ema=True),
     "AdamW": lambda s: optimizers_module.AdamW(0.01 * s, weight_decay=0.1, swa_start=1),
     "RMSprop": lambda s: optimizers_module.RMSprop(0.01 * s, centered=True, momentum=0.3),
+    # each member with its own scale (2**20, 2**10) and growth; float32 layers (Keras allows)
+    "LossScaleOptimizer": lambda s: optimizers_module.LossScaleOptimizer(
+        optimizers_module.SGD(0.1 * s, momentum=0.5), initial_scale=2.0 ** int(20 * s),
+        dynamic_growth_steps=int(4 * s)),
 }
 
 

@@ -19,7 +19,7 @@ import torch
 
 from reglab import losses as losses_module
 from reglab.engine import data as data_module
-from reglab.engine import softmax_crossentropy
+from reglab.engine import loss_scale, softmax_crossentropy
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import apply_updates
 from reglab.layers.shared_input import MemberGroups
@@ -148,7 +148,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             per_sample = population.loss.per_sample(yb, y_pred)
         data_loss = losses_module.reduce_mean(per_sample, wb)
         penalty_value, custom = weight_penalties(state)
-        add(add(data_loss, custom), activity).sum().backward()
+        # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
+        loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty

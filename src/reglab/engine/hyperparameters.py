@@ -64,7 +64,8 @@ def _check(kind: str, owner, name: str, argument: str, value: float) -> None:
                 value = None if math.isinf(value) else value
                 if value is not None and float(value).is_integer():
                     value = int(value)
-            type(owner)(**{argument: value})
+            # a LossScaleOptimizer's hyperparameters are its inner optimizer's
+            type(getattr(owner, "inner_optimizer", owner))(**{argument: value})
         elif kind == "layer":
             type(owner).from_config({**owner.get_config(), argument: value})
         elif not (math.isfinite(value) and value >= 0):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from reglab.engine import loss_scale
 from reglab.engine import member_state as tree
 from reglab.engine.member import PopulationPlan
 from reglab.engine.penalties import PenaltyTerms, penalty_terms
@@ -64,9 +65,10 @@ class PopulationState:
         member_ids = list(member_ids)
         trainable = frozenset(wp.key for wp in self.plan.weights if wp.spec.trainable)
         weights = initial_weights(self.plan, member_ids, self.dtype, self.device)
-        state = tree.MemberState(member_ids, {"weights": weights},
-                                 {"steps": [0] * len(member_ids),
-                                  "epochs": [0] * len(member_ids)}, trainable)
+        scalars = {"steps": [0] * len(member_ids), "epochs": [0] * len(member_ids)}
+        if loss_scale.scales_loss(self.optimizer):  # each member's scale and growth counter
+            scalars.update(loss_scale.initial_scalars(self.plan.optimizers, member_ids))
+        state = tree.MemberState(member_ids, {"weights": weights}, scalars, trainable)
         for slot in self.optimizer.slots():
             family = f"optimizer/{slot}"
             tree.declare_family(family)

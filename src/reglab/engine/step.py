@@ -107,9 +107,9 @@ def _forward_graph(state, x, training, random_for, groups):
 
 def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
     """Runs one layer in its policy's compute dtype: under mixed precision its input and
-    weights (not its running statistics) are cast to bfloat16; a layer that computes in
-    float32 inside (batch normalization, as in Keras) gets a float32 input and gives its
-    output back in the compute dtype."""
+    weights (not its running statistics) are cast to bfloat16 or float16; a layer that
+    computes in float32 inside (batch normalization, as in Keras) gets a float32 input and
+    gives its output back in the compute dtype."""
     policy = lp.layer.dtype_policy
     # A float32 policy computes in the population's dtype (float64 in some tests).
     compute = state.dtype if policy.compute_dtype == "float32" else policy.torch_compute_dtype

@@ -7,6 +7,9 @@ the present members, in place), as Optax's ``chain(...)`` composes
 one place that says in which order; :func:`apply_updates` is the one place that reads it.
 The order is Keras's: the penalties' gradients join the loss's, decoupled weight decay
 shrinks the weights before the optimizer's step, proximal steps and constraints follow it.
+Under dynamic loss scaling (:mod:`reglab.engine.loss_scale`) the gradients are unscaled
+before the chain, and a member whose gradients are not finite skips it: its rows are set
+aside before the chain and put back after it, as if it had not run for that member.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Protocol
 
 import torch
 
-from reglab.engine import penalties
+from reglab.engine import loss_scale, penalties
 from reglab.engine.member_state import copy_rows
 from reglab.engine.state import Key, PopulationState
 from reglab.engine.values import is_active, member_values
@@ -140,11 +143,18 @@ def build_chain(state: PopulationState) -> list[UpdateTransform]:
 
 def apply_updates(chain: list[UpdateTransform], state: PopulationState) -> None:
     """One update of every present member: the chain over the weights that have a gradient
-    (a weight without one is left alone, as in Keras), then the gradients are cleared."""
+    (a weight without one is left alone, as in Keras), then the gradients are cleared. A
+    member whose loss-scaled step is skipped keeps its weights, slots and step count."""
     grads = {key: w.grad for key, w in state.weights.items() if w.grad is not None}
-    state.count_step()
     with torch.no_grad():
-        for transform in chain:
-            transform.update(grads, state)
+        skipped = loss_scale.unscale(grads, state)
+    if not skipped or len(skipped) < state.size:  # else every member skips its step
+        kept = loss_scale.set_aside(state, skipped) if skipped else None
+        state.count_step()
+        with torch.no_grad():
+            for transform in chain:
+                transform.update(grads, state)
+            if skipped:
+                loss_scale.put_back(state, skipped, kept)
     for w in state.weights.values():
         w.grad = None

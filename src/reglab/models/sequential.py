@@ -23,6 +23,7 @@ import numpy as np
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
+from reglab import mixed_precision
 from reglab import optimizers as optimizers_module
 from reglab.engine import Member, Population
 from reglab.errors import ConfigError
@@ -66,6 +67,8 @@ class Sequential:
         #: order of its outputs; None with one output
         self._output_positions: list[int] | None = None
         self._input_shape: tuple[int, ...] | None = None
+        #: the global policy when the model is created, as Keras 3's ``Model.dtype_policy``
+        self.dtype_policy = mixed_precision.global_policy()
         self.optimizer: optimizers_module.Optimizer | None = None
         self.loss = None
         self.metrics_names: list[str] = []
@@ -162,6 +165,8 @@ class Sequential:
             metrics = self.metrics_names if self._population_metrics is None else \
                 self._population_metrics
             self._population = Population([member], loss=self.loss or "mse", metrics=metrics)
+            if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
+                self.optimizer._state_reader = _loss_scale_reader(self._population)
         return self._population
 
     def _engine_layers(self, packed: bool = True) -> list[Layer]:
@@ -206,6 +211,11 @@ class Sequential:
         # Resolve and check everything before changing the model: a failed compile leaves
         # the model (and its trained weights) as it was.
         optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
+        if auto_scale_loss and self._computes_in_float16() and \
+                not isinstance(optimizer, optimizers_module.LossScaleOptimizer):
+            # Keras 3: float16 gradients underflow without dynamic loss scaling
+            optimizer = optimizers_module.LossScaleOptimizer(optimizer,
+                                                             name="loss_scale_optimizer")
         loss, names, population_metrics = self._compile_outputs(loss, metrics, loss_weights)
         weights = self.get_weights() if self._population is not None else None
         previous = (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
@@ -222,6 +232,12 @@ class Sequential:
             (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
              self._compiled, self._population) = previous
             raise
+
+    def _computes_in_float16(self) -> bool:
+        """Whether the model's policy (the global one when it was created, as Keras's) or
+        one of its layers' is ``mixed_float16``: then compile scales the loss."""
+        return self.dtype_policy.name == "mixed_float16" or any(
+            layer.dtype_policy.name == "mixed_float16" for layer in self._layers)
 
     def _compile_outputs(self, loss, metrics, loss_weights):
         """``(loss, metric names as logged, what the population computes)`` from compile's
@@ -491,3 +507,10 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
+
+
+def _loss_scale_reader(population):
+    """What a LossScaleOptimizer's ``dynamic_scale`` reads: the model's member's state."""
+    from reglab.engine import loss_scale
+
+    return lambda: loss_scale.member_state(population, 0)

@@ -161,7 +161,9 @@ def _sparsity(results: StudyResults) -> dict:
 def _precision(precision: str) -> str:
     if precision == "float32":
         return "float32"
-    return f"{precision} compute, float32 weights and losses (the output layer in float32)"
+    scaling = ", dynamic loss scaling" if precision == "float16" else ""
+    return (f"{precision} compute, float32 weights and losses (the output layer in "
+            f"float32){scaling}")
 
 
 def _populations(results: StudyResults) -> list[dict]:

@@ -171,8 +171,11 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
     stop = changes.get("early_stopping")
     rule = None if stop is None else EarlyStoppingRule(
         **{k: v for k, v in stop.items() if k != "verbose"})
-    return Member(built, cls(**{k: v for k, v in optimizer.items() if k != "type"}), run.seed,
-                  rule, input_shape=tuple(input_shape), name=run.run_id, graph=graph)
+    built_optimizer = cls(**{k: v for k, v in optimizer.items() if k != "type"})
+    if policy == "mixed_float16":  # as Keras's compile does for a mixed_float16 model
+        built_optimizer = optimizers.LossScaleOptimizer(built_optimizer)
+    return Member(built, built_optimizer, run.seed, rule, input_shape=tuple(input_shape),
+                  name=run.run_id, graph=graph)
 
 
 def _with_precision(built: list, policy: str, explicit: set[int]) -> list:

@@ -165,7 +165,8 @@ def _layer(entry: dict, where: str, problems: list[str]) -> tuple[str, dict] | N
             if name not in (None, "float32"):
                 problems.append(f"{where} ({type_}).dtype: the dtype policy {name!r}; a "
                                 "study's precision is [training] precision = \"bfloat16\" "
-                                "(hidden layers) instead. Save the model in float32.")
+                                "or \"float16\" (hidden layers) instead. Save the model in "
+                                "float32.")
             continue
         if key not in known[type_]:
             problems.append(f"{where} ({type_}).{key}: reglab's {type_} has no such argument "

@@ -252,7 +252,9 @@ def results_table(store, baseline: str = "baseline") -> str:
     precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
     footer = []
     if precision != "float32":
-        footer.append(f"\nprecision: {precision} compute (mixed: float32 weights and losses)")
+        scaling = ", dynamic loss scaling" if precision == "float16" else ""
+        footer.append(f"\nprecision: {precision} compute (mixed: float32 weights and "
+                      f"losses{scaling})")
     if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
         ranking = rankings[0].ranking
         lines = [tuning + "\n".join(_table_lines(ranking, keys)), "\n" + verdict_rule(ranking),

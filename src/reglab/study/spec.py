@@ -80,8 +80,9 @@ RESIDUAL_KEYS = ("type", "repeat", "layers", "activation")
 TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size", "precision")
 STATS_KEYS = ("min_effect",)
 #: [training] precision -> the Keras dtype policy of the hidden layers (the output layer
-#: stays float32, as Keras's mixed-precision guide advises)
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+#: stays float32, as Keras's mixed-precision guide advises); "float16" trains with dynamic
+#: loss scaling (each run's optimizer wrapped in a LossScaleOptimizer, as Keras's compile)
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 #: what a variant may change, and what each change is
 VARIANT_KEYS = {
     "kernel_regularizer": "a regularizer on every Dense and Conv2D kernel",

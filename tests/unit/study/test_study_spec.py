@@ -190,7 +190,7 @@ def test_precision_is_float32_by_default_and_absent_from_the_fingerprint():
     assert StudySpec.from_canonical(json.loads(mixed.canonical_json())) == mixed
 
 
-@pytest.mark.parametrize("value", ['"bf16"', '"float16"', "16", "true", '["bfloat16"]',
+@pytest.mark.parametrize("value", ['"bf16"', '"float64"', "16", "true", '["bfloat16"]',
                                    "{ a = 1 }"])
 def test_an_unknown_precision_is_named_with_the_choices(value):
     found = problems(BASE.replace("epochs = 2", f"epochs = 2\nprecision = {value}"))
