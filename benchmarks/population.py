@@ -163,27 +163,38 @@ class _EpochTimer:
         self.seconds.append(time.perf_counter() - self.start)
 
 
+#: the mixed precisions the benchmark times beside float32 -> the Keras dtype policy
+MIXED_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+SHORT_NAMES = {"bfloat16": "bf16", "float16": "fp16"}
+
+
 def worker_reglab(cfg):
     torch, x, y, device = _load(cfg)
     from reglab.engine import Population
     from reglab.optimizers import Adam
 
     n, batch, size = cfg["n"], cfg["batch"], cfg["P"]
-    if cfg.get("precision", "float32") == "bfloat16":
-        # as a study with [training] precision = "bfloat16": every layer but the output one
+    precision = cfg.get("precision", "float32")
+    if precision != "float32":
+        # as a study with [training] precision = "bfloat16" / "float16": every layer but the
+        # output one computes in it (float16 with dynamic loss scaling)
         from reglab import mixed_precision
 
-        mixed_precision.set_global_policy("mixed_bfloat16")
+        mixed_precision.set_global_policy(MIXED_POLICIES[precision])
 
     def population():
         from reglab.mixed_precision import DTypePolicy
+        from reglab.optimizers import LossScaleOptimizer
 
         members = _reglab_members(size)
         for member in members:  # the output layer in float32, as the study builder does
             member.layers[-1].dtype_policy = DTypePolicy("float32")
+            if precision == "float16":
+                member.optimizer = LossScaleOptimizer(Adam(1e-3))
         pop = Population(members, device=device, keep_freed_memory=True)
         for opt in pop.plan.optimizers:  # 'adam' is Adam(1e-3); say so explicitly
-            assert isinstance(opt, Adam) and opt.learning_rate == 1e-3
+            inner = opt.inner_optimizer if precision == "float16" else opt
+            assert isinstance(inner, Adam) and inner.learning_rate == 1e-3
         return pop
 
     population().fit(x[:WARMUP_BATCHES * batch], y[:WARMUP_BATCHES * batch],
@@ -598,7 +609,7 @@ def main() -> None:
     parser.add_argument("--no-keras-jax", action="store_true",
                         help="skip only the Keras 3 on JAX baseline")
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
-                        choices=["float32", "bfloat16"],
+                        choices=["float32", *MIXED_POLICIES],
                         help="reglab's precisions to time (float32 is always timed: the "
                              "comparisons are against it)")
     parser.add_argument("--profile", action="store_true",
@@ -677,9 +688,10 @@ def main() -> None:
 
     base = {"data": data_path, "device": args.device, "n": n, "threads": args.threads}
     reglab = {(p, b): [] for p in args.populations for b in args.batches}
-    reglab_bf16 = {(p, b): [] for p in args.populations for b in args.batches}
+    mixed_precisions = [m for m in MIXED_POLICIES if m in args.precisions]
+    reglab_mixed = {(m, p, b): [] for m in mixed_precisions for p in args.populations
+                    for b in args.batches}
     ensemble = {(p, b): [] for p in args.populations for b in args.batches}
-    bf16 = "bfloat16" in args.precisions
     plain = {b: [] for b in args.batches}
     keras_runs = {b: [] for b in args.batches}
     keras_jax_runs = {b: [] for b in args.batches}
@@ -716,11 +728,11 @@ def main() -> None:
                 print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} population epoch "
                       f"{last['epoch_s']:.3f} s on {n} images (fit {last['fit_s']:.3f} s)"
                       + pressure_note(last), flush=True)
-                if bf16:
-                    reglab_bf16[(p, b)].append(run_worker({**base, "kind": "reglab", "batch": b,
-                                                           "P": p, "precision": "bfloat16"}))
-                    last = reglab_bf16[(p, b)][-1]
-                    print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} bfloat16 "
+                for m in mixed_precisions:
+                    reglab_mixed[(m, p, b)].append(run_worker(
+                        {**base, "kind": "reglab", "batch": b, "P": p, "precision": m}))
+                    last = reglab_mixed[(m, p, b)][-1]
+                    print(f"  repeat {r + 1}/{args.repeats}: P={p:<3} batch {b:<4} {m} "
                           f"population epoch {last['epoch_s']:.3f} s" + pressure_note(last),
                           flush=True)
                 ensemble[(p, b)].append(run_worker({**base, "kind": "ensemble", "batch": b,
@@ -768,8 +780,9 @@ def main() -> None:
     cols = (f"{'P':>3} {'batch':>5} {'reglab s/model-ep':>18} {'plain s/model-ep':>17} "
             f"{'speedup':>8} {'reglab/floor':>13} {'plain/floor':>12} {'reglab RSS MB':>14} "
             f"{'plain RSS MB':>13} {'torch.func s/m-ep':>18} {'vs torch.func':>14}")
-    if bf16:
-        cols += f" {'bf16 s/model-ep':>16} {'bf16/floor':>11}"
+    for m in mixed_precisions:
+        short = SHORT_NAMES[m]
+        cols += f" {short + ' s/model-ep':>16} {short + '/floor':>11}"
     if keras_ok:
         cols += f" {'keras s/model-ep':>17}"
     if keras_jax_ok:
@@ -791,12 +804,13 @@ def main() -> None:
                     f"{rss:>14.0f} {plain_rss:>13.0f} {recipe:>18.4f} {recipe / ours:>13.2f}x")
             summary[(p, b)] = {"plain": theirs / ours, "recipe": recipe / ours,
                                "floor": ours / f["compute_s"]}
-            if bf16:
-                mixed = statistics.median(run["epoch_s"] for run in reglab_bf16[(p, b)]) \
+            mixed = {}
+            for m in mixed_precisions:
+                mixed[m] = statistics.median(run["epoch_s"] for run in reglab_mixed[(m, p, b)]) \
                     * scale / p
-                line += f" {mixed:>16.4f} {mixed / f['floor_s']:>10.2f}x"
-                summary[(p, b)].update(bf16_plain=theirs / mixed, bf16_recipe=recipe / mixed,
-                                       bf16_floor=mixed / f["compute_s"])
+                line += f" {mixed[m]:>16.4f} {mixed[m] / f['floor_s']:>10.2f}x"
+                summary[(p, b)][m] = {"plain": theirs / mixed[m], "recipe": recipe / mixed[m],
+                                      "floor": mixed[m] / f["compute_s"]}
             if keras_ok:
                 k = one_at_a_time(keras_runs[b], p) * scale / p
                 line += f" {k:>17.4f}"
@@ -804,8 +818,8 @@ def main() -> None:
                 k = one_at_a_time(keras_jax_runs[b], p) * scale / p
                 line += f" {k:>21.4f}"
                 summary[(p, b)]["keras_jax"] = k / ours
-                if bf16:
-                    summary[(p, b)]["bf16_keras_jax"] = k / mixed
+                for m in mixed_precisions:
+                    summary[(p, b)][m]["keras_jax"] = k / mixed[m]
             print(line)
     print("-" * len(cols))
     print("speedup = plain one-at-a-time / reglab, both per model-epoch; plain one-at-a-time = "
@@ -838,12 +852,13 @@ def main() -> None:
               f"{got['recipe']:.2f}\u00d7 vs torch.func ensemble, {got['floor']:.2f}\u00d7 the "
               "compute floor" + (f", {got['keras_jax']:.2f}\u00d7 vs Keras 3 on JAX"
                                  if "keras_jax" in got else ""))
-        if bf16:
-            print(f"population at P={p}, batch {batch}, bfloat16: {got['bf16_plain']:.2f}\u00d7 vs "
-                  f"plain PyTorch, {got['bf16_recipe']:.2f}\u00d7 vs torch.func ensemble, "
-                  f"{got['bf16_floor']:.2f}\u00d7 the fp32 compute floor"
-                  + (f", {got['bf16_keras_jax']:.2f}\u00d7 vs Keras 3 on JAX"
-                     if "bf16_keras_jax" in got else ""))
+        for m in mixed_precisions:
+            mine = got[m]
+            print(f"population at P={p}, batch {batch}, {m}: {mine['plain']:.2f}\u00d7 vs "
+                  f"plain PyTorch, {mine['recipe']:.2f}\u00d7 vs torch.func ensemble, "
+                  f"{mine['floor']:.2f}\u00d7 the fp32 compute floor"
+                  + (f", {mine['keras_jax']:.2f}\u00d7 vs Keras 3 on JAX"
+                     if "keras_jax" in mine else ""))
 
 
 if __name__ == "__main__":
