@@ -62,7 +62,10 @@ def loss_and_predictions(loss: SparseCategoricalCrossentropy, y_true: torch.Tens
     if y_true.dim() == logits.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
     index = y_true.long().expand(*logits.shape[:-1])
-    return _SoftmaxCrossentropy.apply(logits, index)
+    per_sample, probs = _SoftmaxCrossentropy.apply(logits, index)
+    # Metrics read the probabilities along the classes: argmax over a transposed view runs
+    # 5-9x slower than one copy and argmax over contiguous rows.
+    return per_sample, probs.contiguous()
 
 
 class _SoftmaxCrossentropy(torch.autograd.Function):
