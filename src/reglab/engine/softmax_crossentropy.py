@@ -76,14 +76,16 @@ class _SoftmaxCrossentropy(torch.autograd.Function):
         probs = activations.softmax_as_computed(logits)  # (P, B, K), maybe a view
         picked = index.unsqueeze(-1)
         p = probs.gather(-1, picked).squeeze(-1) / probs.sum(dim=-1)
-        loss = -torch.log(torch.clamp(p, EPSILON, 1.0 - EPSILON))
-        ctx.save_for_backward(probs, picked, (p >= EPSILON) & (p <= 1.0 - EPSILON))
+        clipped = torch.clamp(p, EPSILON, 1.0 - EPSILON)
+        loss = -torch.log(clipped)
+        ctx.save_for_backward(probs, picked, p, clipped)
         ctx.mark_non_differentiable(probs)
         return loss, probs
 
     @staticmethod
     def backward(ctx, grad_loss, grad_probs):
-        probs, picked, inside = ctx.saved_tensors
+        probs, picked, p, clipped = ctx.saved_tensors
+        inside = clipped == p  # within the clip's bounds, the bounds included (NaN: not)
         coef = torch.where(inside, grad_loss, 0.0).unsqueeze(-1)  # (P, B, 1)
         grad = probs * coef
         grad.scatter_add_(-1, picked, -coef)
