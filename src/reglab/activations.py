@@ -24,16 +24,11 @@ _TRANSPOSED_SOFTMAX_MAX_CLASSES = 64
 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
-    return softmax_as_computed(x).contiguous()
-
-
-def softmax_as_computed(x: torch.Tensor) -> torch.Tensor:
-    """:func:`softmax`'s values in the layout its kernel leaves them: for few classes a
-    view of the transposed result (no copy back; none in either direction when ``x`` is
-    itself a transposed view, as a transposed output layer gives it)."""
     if x.dim() < 2 or x.shape[-1] > _TRANSPOSED_SOFTMAX_MAX_CLASSES:
         return torch.softmax(x, dim=-1)
-    return torch.softmax(x.transpose(-1, -2).contiguous(), dim=-2).transpose(-1, -2)
+    # x.transpose(...).contiguous() copies nothing when x is itself a transposed view (the
+    # logits of a transposed output layer: layers/narrow_linear.py).
+    return torch.softmax(x.transpose(-1, -2).contiguous(), dim=-2).transpose(-1, -2).contiguous()
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:

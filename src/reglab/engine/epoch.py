@@ -127,7 +127,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     last_step = math.ceil(n / batch_size) - 1
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check
-    fused = softmax_crossentropy.fuses(population.loss, state.plan, state.activity)
+    fused = softmax_crossentropy.fuses(population.loss, state.plan)
     for step, lo in enumerate(range(0, n, batch_size)):
         for obs in observers:
             hook = getattr(obs, "on_train_batch_begin", None)

@@ -25,20 +25,30 @@ from reglab import activations
 from reglab.losses import EPSILON, SparseCategoricalCrossentropy, is_soft
 
 
-def fuses(loss, plan, activity) -> bool:
+def fuses(loss, plan) -> bool:
     """Whether a training step may fuse the last layer's softmax into ``loss``: a sparse
     crossentropy on probabilities without label smoothing, a sequential stack whose last
-    computing layer ends in a float32 softmax with no activity penalty."""
+    computing layer ends in a float32 softmax and can give its logits. The decision depends
+    on the structure only, never on which members are present (an activity penalty on the
+    last layer is computed on the softmax of the logits: :func:`reglab.engine.step.forward`),
+    so a member takes the same path in any population."""
     if type(loss) is not SparseCategoricalCrossentropy or loss.from_logits \
             or loss.label_smoothing or plan.is_graph:
         return False
     last = last_layer_index(plan)
-    if last is None or activity[last]:
+    if last is None:
         return False
     layer = plan.layers[last].layer
-    return (getattr(layer, "gives_logits", False)
+    return (_declares_logits(type(layer))
             and activations.structure_key(layer.activation) == "softmax"
             and layer.dtype_policy.compute_dtype == "float32")
+
+
+def _declares_logits(cls) -> bool:
+    """Whether the class whose ``forward`` a layer runs is the one that says it gives its
+    logits (a subclass with its own ``forward`` may not honour ``ctx.logits``)."""
+    owner = next((c for c in cls.__mro__ if "forward" in c.__dict__), None)
+    return owner is not None and owner.__dict__.get("gives_logits", False) is True
 
 
 def last_layer_index(plan) -> int | None:
@@ -62,10 +72,7 @@ def loss_and_predictions(loss: SparseCategoricalCrossentropy, y_true: torch.Tens
     if y_true.dim() == logits.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
     index = y_true.long().expand(*logits.shape[:-1])
-    per_sample, probs = _SoftmaxCrossentropy.apply(logits, index)
-    # Metrics read the probabilities along the classes: argmax over a transposed view runs
-    # 5-9x slower than one copy and argmax over contiguous rows.
-    return per_sample, probs.contiguous()
+    return _SoftmaxCrossentropy.apply(logits, index)
 
 
 class _SoftmaxCrossentropy(torch.autograd.Function):
@@ -73,7 +80,9 @@ class _SoftmaxCrossentropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, index):
-        probs = activations.softmax_as_computed(logits)  # (P, B, K), maybe a view
+        # The layer's own softmax, contiguous: its sum along the classes is then the
+        # unfused path's, bit for bit (and metrics' argmax runs along rows).
+        probs = activations.softmax(logits)
         picked = index.unsqueeze(-1)
         p = probs.gather(-1, picked).squeeze(-1) / probs.sum(dim=-1)
         clipped = torch.clamp(p, EPSILON, 1.0 - EPSILON)

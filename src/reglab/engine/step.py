@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from reglab import activations
 from reglab.engine import penalties
 from reglab.engine.softmax_crossentropy import last_layer_index
 from reglab.engine.state import PopulationState
@@ -62,7 +63,9 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
         if terms:
             if is_shared(x, lp.output_shape):
                 x = x.unsqueeze(0).expand(members, *x.shape)
-            penalty = add(penalty, activity_penalty(terms, x))
+            # a last layer that gave its logits: its output, the penalized one, is their softmax
+            out = activations.softmax(x) if index == last else x
+            penalty = add(penalty, activity_penalty(terms, out))
     if groups is not None:
         x = groups.expand(x)
     if x.is_floating_point() and x.dtype != state.dtype:

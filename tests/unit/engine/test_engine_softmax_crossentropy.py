@@ -18,14 +18,13 @@ from reglab.regularizers import L2
 
 def reference(logits, labels, weights=None):
     """Keras's loss on the softmax layer's probabilities (the unfused path), written out:
-    p = probs[y] / sum(probs), -log(clip(p, 1e-7, 1 - 1e-7)), mean over the batch (times
-    the sample weights)."""
+    p = probs[y] / sum(probs), -log(clip(p, 1e-7, 1 - 1e-7)); returns (the mean over the
+    batch (times the sample weights), per-sample losses, probabilities)."""
     probs = activations.softmax(logits)
     p = probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1) / probs.sum(dim=-1)
     per_sample = -torch.log(torch.clamp(p, 1e-7, 1 - 1e-7))
-    if weights is not None:
-        per_sample = per_sample * weights
-    return per_sample.sum(dim=-1) / per_sample.shape[-1], probs
+    weighted = per_sample if weights is None else per_sample * weights
+    return weighted.sum(dim=-1) / weighted.shape[-1], per_sample, probs
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -49,10 +48,11 @@ def test_values_and_gradient_match_autograds_chain(dtype, weighted):
     (data_loss.sum(dim=-1) / batch * upstream).sum().backward()
 
     theirs = logits.clone().requires_grad_(True)
-    expected_loss, expected_probs = reference(theirs, labels, weights)
+    expected_loss, expected_per_sample, expected_probs = reference(theirs, labels, weights)
     (expected_loss * upstream).sum().backward()
 
     torch.testing.assert_close(probs, expected_probs, rtol=0, atol=0)
+    torch.testing.assert_close(per_sample, expected_per_sample.detach(), rtol=0, atol=0)
     torch.testing.assert_close(data_loss.sum(dim=-1) / batch, expected_loss.detach(),
                                rtol=0, atol=0)
     tol = 1e-6 if dtype == torch.float32 else 1e-13
@@ -80,7 +80,7 @@ def stack(last=None, **dense):
 
 def plan_fuses(layers, loss="sparse_categorical_crossentropy"):
     population = Population([Member(layers, "adam", seed=0)], loss=loss)
-    return fused_module.fuses(population.loss, population.plan, population.state.activity)
+    return fused_module.fuses(population.loss, population.plan)
 
 
 def test_it_applies_to_a_softmax_output_with_the_sparse_loss_only():
@@ -89,7 +89,8 @@ def test_it_applies_to_a_softmax_output_with_the_sparse_loss_only():
     assert plan_fuses([RandomFlip("horizontal", input_shape=(4, 4, 1)), Flatten(),
                        Dense(4, activation="softmax")])
     assert not plan_fuses(stack([Dense(4, activation="sigmoid")]))
-    assert not plan_fuses(stack(activity_regularizer=L2(0.1)))
+    # an activity penalty on the output is computed on the softmax of the logits
+    assert plan_fuses(stack(activity_regularizer=L2(0.1)))
     assert not plan_fuses(stack(), loss=SparseCategoricalCrossentropy(from_logits=True))
     assert not plan_fuses(stack(), loss=SparseCategoricalCrossentropy(label_smoothing=0.1))
     assert not plan_fuses(stack(), loss=CategoricalCrossentropy())
@@ -135,3 +136,53 @@ def test_a_population_trains_as_with_the_unfused_chain(monkeypatch, fit):
             np.testing.assert_allclose(fused_pop.member_weights(member)[key].numpy(),
                                        value.numpy(), rtol=1e-10, atol=1e-12)
 
+
+
+class _TemperedDense(Dense):
+    """A user's Dense with its own forward, which knows nothing of ``ctx.logits``."""
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return activations.softmax(x @ weights["kernel"] / 2.0 + weights["bias"].unsqueeze(1))
+
+
+class _RenamedDense(Dense):
+    pass
+
+
+def test_a_subclass_with_its_own_forward_is_not_fused():
+    assert not plan_fuses(stack([_TemperedDense(4, activation="softmax")]))
+    assert plan_fuses(stack([_RenamedDense(4, activation="softmax")]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_output_activity_penalty_of_a_neighbour_changes_no_bit(dtype, monkeypatch):
+    """The fusion is decided by the structure: a member beside one whose output layer has
+    an activity penalty trains bit for bit as alone; the penalized one as unfused."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 6))
+    y = rng.integers(0, 4, 64)
+
+    def member(activity):
+        return Member([Dense(16, activation="relu", input_shape=(6,)),
+                       Dense(4, activation="softmax", activity_regularizer=activity)],
+                      "adam", seed=0)
+
+    def fit(members):
+        population = Population(members, dtype=dtype)
+        result = population.fit(x, y, batch_size=16, epochs=2)
+        return population, result
+
+    both, both_result = fit([member(None), member(L2(0.05))])
+    alone, alone_result = fit([member(None)])
+    assert both_result.members[0].history == alone_result.members[0].history
+    for key, value in alone.member_weights(0).items():
+        assert torch.equal(both.member_weights(0)[key], value), key
+    if dtype == torch.float64:  # the penalized member: as the unfused chain computes it
+        monkeypatch.setattr(fused_module, "fuses", lambda *args: False)
+        unfused, unfused_result = fit([member(L2(0.05))])
+        for key in unfused_result.members[0].history:
+            np.testing.assert_allclose(both_result.members[1].history[key],
+                                       unfused_result.members[0].history[key], rtol=1e-10)
+        for key, value in unfused.member_weights(0).items():
+            np.testing.assert_allclose(both.member_weights(1)[key].numpy(), value.numpy(),
+                                       rtol=1e-10, atol=1e-13)
