@@ -127,14 +127,32 @@ def test_compile_wraps_the_optimizer_of_a_mixed_float16_model_as_keras():
     assert isinstance(m.optimizer, SGD)
 
 
-def test_compile_wraps_when_a_layer_computes_in_float16_and_not_otherwise():
-    m = model(first="mixed_float16")
-    m.compile(optimizer="adam", loss="mse")
-    assert isinstance(m.optimizer, LossScaleOptimizer)
-    for first in (None, "mixed_bfloat16"):
+def test_compile_wraps_by_the_models_policy_only_as_keras():
+    """Keras 3's compile looks at the model's dtype policy (the global one when the model
+    was made), not at its layers': one mixed_float16 layer in a float32 model is not
+    wrapped."""
+    for first in ("mixed_float16", None, "mixed_bfloat16"):
         m = model(first=first)
         m.compile(optimizer="adam", loss="mse")
-        assert isinstance(m.optimizer, Adam)
+        assert isinstance(m.optimizer, Adam), first
+
+
+def test_a_copied_or_unpickled_model_reads_its_own_loss_scale():
+    import copy
+    import pickle
+
+    x, y = data()
+    m = model(first="mixed_float16")
+    m.compile(optimizer=LossScaleOptimizer(Adam(0.01), dynamic_growth_steps=3),
+              loss="sparse_categorical_crossentropy")
+    m.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert m.optimizer.step_counter == 4 % 3
+    for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert twin.optimizer.step_counter == m.optimizer.step_counter
+        assert twin.optimizer.dynamic_scale == m.optimizer.dynamic_scale
+        twin.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert twin.optimizer.step_counter == 8 % 3
+    assert m.optimizer.step_counter == 4 % 3
 
 
 def data(n=64, seed=0):
@@ -234,3 +252,19 @@ def test_training_matches_a_float16_reference_with_a_dynamic_scaler():
     for got, want in zip(m.get_weights(), expected_weights):
         # float16 sums (the bias gradient) in another order differ by its rounding
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-4)
+
+
+def test_load_model_keeps_a_bare_optimizer_bare(tmp_path):
+    """A mixed_float16 model compiled with auto_scale_loss=False loads with its bare
+    optimizer (the saved optimizer says whether the loss is scaled), as Keras's does."""
+    mixed_precision.set_global_policy("mixed_float16")
+    try:
+        m = model()
+    finally:
+        mixed_precision.set_global_policy("float32")
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", auto_scale_loss=False)
+    m.save(tmp_path / "bare.keras")
+    assert isinstance(load_model(tmp_path / "bare.keras").optimizer, Adam)
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    m.save(tmp_path / "scaled.keras")
+    assert isinstance(load_model(tmp_path / "scaled.keras").optimizer, LossScaleOptimizer)

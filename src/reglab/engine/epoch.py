@@ -197,12 +197,17 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     return sums
 
 
-def _saved_state(state) -> dict[tuple[str, Any], torch.Tensor]:
-    """Copies of every member's weights and optimizer slots, for a deferred check to
-    freeze a diverged member with (``(family, key) -> (P, ...)``)."""
-    families = ["weights", *(f"optimizer/{slot}" for slot in state.optimizer.slots())]
-    return {(family, key): tensor.detach().clone() for family in families
-            for key, tensor in state.members.tensors[family].items()}
+def _saved_state(state) -> dict[tuple[str, Any], Any]:
+    """Copies of every member's state (its weights, optimizer slots, averages: every tensor
+    family, ``(family, key) -> (P, ...)``; and its scalars: step count, loss scale and
+    counter, ``("scalars", family) -> [value per member]``), for a deferred check to freeze
+    a diverged member with, as the check of every step would have."""
+    members = state.members
+    saved: dict[tuple[str, Any], Any] = {
+        (family, key): tensor.detach().clone()
+        for family, tensors in members.tensors.items() for key, tensor in tensors.items()}
+    saved.update({("scalars", family): list(values) for family, values in members.scalars.items()})
+    return saved
 
 
 def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor, epoch: int,
@@ -215,9 +220,13 @@ def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor, epoch: 
     if bad_steps.numel() == 0:  # the synchronization
         return first_bad
     bad = (first_bad >= 0).nonzero().flatten()
-    tensors = population.state.members.tensors
+    members = population.state.members
     for (family, key), value in saved.items():
-        tensors[family][key][bad] = value[bad]
+        if family == "scalars":
+            for p in bad.tolist():
+                members.scalars[key][p] = value[p]
+        else:
+            members.tensors[family][key][bad] = value[bad]
     for step in sorted(set(bad_steps.tolist())):
         population.diverge(first_bad != step, epoch, step)
     keep = (first_bad < 0).nonzero().flatten()

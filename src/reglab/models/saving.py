@@ -482,9 +482,11 @@ def _model_from_config(path: str, document: dict[str, Any]):
         elif loss is not None:
             loss = _from_entry(loss, _LOSSES, "loss", f"load_model: {path}: compile_config.loss")
         try:
+            # the saved optimizer says whether the loss is scaled (a LossScaleOptimizer)
             model.compile(optimizer=optimizer, loss=loss,
                           metrics=compile_config.get("metrics") or None,
-                          loss_weights=compile_config.get("loss_weights"))
+                          loss_weights=compile_config.get("loss_weights"),
+                          auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"load_model: {path}: compile_config: {error}") from error
     return model

@@ -211,7 +211,7 @@ class Sequential:
         # Resolve and check everything before changing the model: a failed compile leaves
         # the model (and its trained weights) as it was.
         optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
-        if auto_scale_loss and self._computes_in_float16() and \
+        if auto_scale_loss and self.dtype_policy.name == "mixed_float16" and \
                 not isinstance(optimizer, optimizers_module.LossScaleOptimizer):
             # Keras 3: float16 gradients underflow without dynamic loss scaling
             optimizer = optimizers_module.LossScaleOptimizer(optimizer,
@@ -232,12 +232,6 @@ class Sequential:
             (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
              self._compiled, self._population) = previous
             raise
-
-    def _computes_in_float16(self) -> bool:
-        """Whether the model's policy (the global one when it was created, as Keras's) or
-        one of its layers' is ``mixed_float16``: then compile scales the loss."""
-        return self.dtype_policy.name == "mixed_float16" or any(
-            layer.dtype_policy.name == "mixed_float16" for layer in self._layers)
 
     def _compile_outputs(self, loss, metrics, loss_weights):
         """``(loss, metric names as logged, what the population computes)`` from compile's
@@ -507,6 +501,13 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled or copied: a loss-scaling optimizer reads the copy's own member."""
+        self.__dict__.update(state)
+        if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer) \
+                and self._population is not None:
+            self.optimizer._state_reader = _loss_scale_reader(self._population)
 
 
 def _loss_scale_reader(population):

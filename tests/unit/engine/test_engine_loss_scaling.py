@@ -209,3 +209,35 @@ def test_a_diverging_member_is_found_and_the_others_train_as_alone(monkeypatch, 
         assert loss_scale.member_state(together, position) == loss_scale.member_state(alone, 0)
         for key, value in alone.member_weights(0).items():
             assert torch.equal(together.member_weights(position)[key], value)
+
+
+@pytest.mark.parametrize("lr", [1e6, 3000.0])
+def test_a_deferred_check_freezes_a_diverged_member_whole_at_the_check_before(monkeypatch, lr):
+    """With checks every few steps (CUDA), a diverged member is frozen as it was at the check
+    before its bad step: weights, optimizer slots, step count, loss scale and counter all as
+    after that many steps of training alone (not a later scale with earlier weights)."""
+    from reglab.engine import epoch as epoch_module
+
+    every, batch = 3, 8
+    monkeypatch.setattr(epoch_module, "divergence_check_steps", lambda device: every)
+    x, y = data()
+
+    def member(rate=lr):
+        return Member([Dense(8, activation="relu", input_shape=(13,), dtype=F16),
+                       Dense(3, activation="softmax")],
+                      LossScaleOptimizer(Adam(rate), initial_scale=2.0**8, dynamic_growth_steps=2),
+                      seed=1)
+
+    together = Population([member(), member(1e-3)])
+    result = together.fit(x, y, batch_size=batch, epochs=1, shuffle=False)
+    assert result.members[0].status == "diverged"
+    bad = result.members[0].diverged_at[1]
+    checked = max([c for c in range(bad) if (c + 1) % every == 0], default=-1)
+    alone = Population([member()])
+    if checked >= 0:
+        alone.fit(x[:(checked + 1) * batch], y[:(checked + 1) * batch], batch_size=batch,
+                  epochs=1, shuffle=False)
+    assert loss_scale.member_state(together, 0) == loss_scale.member_state(alone, 0)
+    assert together.state.members.scalars["steps"][0] == checked + 1
+    for key, value in alone.member_weights(0).items():
+        assert torch.equal(together.member_weights(0)[key], value), key
