@@ -187,7 +187,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             if check_every == 1:
                 sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
         apply_updates(population.chain, state)
-        if check_every > 1 and saved is None:
+        if check_every > 1 and saved is None and step != last_step:
             saved = _saved_state(state)
         population.epoch_progress = (sums, min(lo + batch_size, n))
         for obs in observers:
@@ -197,15 +197,20 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     return sums
 
 
+#: tensor families that change only at an epoch's end: a deferred check need not copy them
+_EPOCH_END_FAMILIES = frozenset({"best", "swa"})
+
+
 def _saved_state(state) -> dict[tuple[str, Any], Any]:
-    """Copies of every member's state (its weights, optimizer slots, averages: every tensor
-    family, ``(family, key) -> (P, ...)``; and its scalars: step count, loss scale and
-    counter, ``("scalars", family) -> [value per member]``), for a deferred check to freeze
-    a diverged member with, as the check of every step would have."""
+    """Copies of what a step changes in every member's state (its weights, optimizer slots,
+    moving average: ``(family, key) -> (P, ...)``; and its scalars, step count, loss scale
+    and counter: ``("scalars", family) -> [value per member]``), for a deferred check to
+    freeze a diverged member with, as the check of every step would have."""
     members = state.members
     saved: dict[tuple[str, Any], Any] = {
         (family, key): tensor.detach().clone()
-        for family, tensors in members.tensors.items() for key, tensor in tensors.items()}
+        for family, tensors in members.tensors.items() if family not in _EPOCH_END_FAMILIES
+        for key, tensor in tensors.items()}
     saved.update({("scalars", family): list(values) for family, values in members.scalars.items()})
     return saved
 

@@ -45,10 +45,12 @@ def fuses(loss, plan) -> bool:
 
 
 def _declares_logits(cls) -> bool:
-    """Whether the class whose ``forward`` a layer runs is the one that says it gives its
-    logits (a subclass with its own ``forward`` may not honour ``ctx.logits``)."""
+    """Whether the layer says it gives its logits (a subclass may say not) and the class
+    whose ``forward`` it runs is the one that honours ``ctx.logits`` (a subclass with its own
+    ``forward`` may not)."""
     owner = next((c for c in cls.__mro__ if "forward" in c.__dict__), None)
-    return owner is not None and owner.__dict__.get("gives_logits", False) is True
+    return (getattr(cls, "gives_logits", False) is True and owner is not None
+            and owner.__dict__.get("gives_logits", False) is True)
 
 
 def last_layer_index(plan) -> int | None:

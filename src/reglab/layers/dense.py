@@ -79,7 +79,8 @@ class Dense(Layer):
                 y = shared_input.shared_input_linear(
                     x.reshape(x.shape[0], -1, x.shape[-1]), kernel,
                     weights["bias"] if self.use_bias else None, groups)
-                return self._activate(y.reshape(members, *lead, self.units), ctx)
+                y = y.reshape(members, *lead, self.units)
+                return y if ctx.logits else activations.apply(self.activation, y)
             x = groups.expand(x)
         if kernel.dtype != x.dtype:  # mixed precision: the compute dtype is the input's
             kernel = kernel.to(x.dtype)
@@ -95,9 +96,7 @@ class Dense(Layer):
             y = torch.baddbmm(weights["bias"].unsqueeze(1), x3, kernel)  # (P, B*, units)
         else:
             y = torch.bmm(x3, kernel)
-        return self._activate(y.reshape(members, *lead, self.units), ctx)
-
-    def _activate(self, y, ctx):
+        y = y.reshape(members, *lead, self.units)
         return y if ctx.logits else activations.apply(self.activation, y)
 
     def get_config(self):

@@ -149,8 +149,13 @@ class _RenamedDense(Dense):
     pass
 
 
-def test_a_subclass_with_its_own_forward_is_not_fused():
+class _OptedOutDense(Dense):
+    gives_logits = False
+
+
+def test_a_subclass_with_its_own_forward_or_saying_so_is_not_fused():
     assert not plan_fuses(stack([_TemperedDense(4, activation="softmax")]))
+    assert not plan_fuses(stack([_OptedOutDense(4, activation="softmax")]))
     assert plan_fuses(stack([_RenamedDense(4, activation="softmax")]))
 
 
