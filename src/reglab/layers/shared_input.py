@@ -90,6 +90,10 @@ def _gather(t: torch.Tensor, who, dtype: torch.dtype | None = None) -> torch.Ten
     viewed as ``(A, k * u)``, their blocks side by side. For a slice of members, one pass
     that also casts (float32 weights to a bfloat16 compute dtype)."""
     dtype = dtype or t.dtype
+    if isinstance(who, slice) and who.stop - who.start == 1 and t.dtype == dtype:
+        own = t[who.start]  # (A, u): a group of one reads its member's own block
+        if own.is_contiguous():
+            return own
     across = t.permute(1, 0, 2)  # (A, P, u), a view
     if isinstance(who, slice):
         block = across[:, who]
@@ -110,11 +114,10 @@ def _weight_gradient(x_g: torch.Tensor, dy_side: torch.Tensor, dest: torch.Tenso
     gradient's memory for a group of one (its block is a contiguous matrix), else
     through :func:`_scatter`."""
     k = _size(who)
-    if isinstance(who, slice) and dest.dtype == x_g.dtype:
-        block = dest.permute(1, 0, 2)[:, who]
-        if k == 1 and _side_by_side(block):
-            torch.mm(x_g.t(), dy_side, out=block.view(n_in, units))
-            return
+    if k == 1 and isinstance(who, slice) and dest.dtype == x_g.dtype \
+            and dest[who.start].is_contiguous():
+        torch.mm(x_g.t(), dy_side, out=dest[who.start])
+        return
     _scatter(dest, who, (x_g.t() @ dy_side).view(n_in, k, units))
 
 
@@ -143,7 +146,7 @@ class _SharedInputLinear(torch.autograd.Function):
                 continue
             side = _gather(kernel, who, x.dtype).view(n_in, k * units)
             # A group of one writes straight into its member's block of y.
-            out = y[who].view(b, units) if k == 1 and isinstance(who, slice) else None
+            out = y[who.start] if k == 1 and isinstance(who, slice) else None
             if bias is None:
                 out = torch.mm(x[g], side, out=out)
             else:
