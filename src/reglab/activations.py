@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -28,7 +29,27 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(x, dim=-1)
     # x.transpose(...).contiguous() copies nothing when x is itself a transposed view (the
     # logits of a transposed output layer: layers/narrow_linear.py).
-    return torch.softmax(x.transpose(-1, -2).contiguous(), dim=-2).transpose(-1, -2).contiguous()
+    across = x.transpose(-1, -2).contiguous()
+    with one_thread():
+        # torch splits this kernel's (rows x batch) range between threads by the whole
+        # tensor's size: with two threads a lone member's batch would be cut in two, its
+        # halves falling on a vector loop's scalar tail, where exp rounds differently.
+        probs = torch.softmax(across, dim=-2)
+    return probs.transpose(-1, -2).contiguous()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch's intra-op threads set to one for the block (restored after; ~0.2 us)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:

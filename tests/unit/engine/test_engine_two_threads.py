@@ -1,0 +1,45 @@
+"""With two intra-op threads a member still trains in a population as alone, on the shapes
+where torch would split one member's work between the threads (a tiny model whose softmax
+runs along the batch axis: alone, its batch of 16 was cut in two; in a pair, not)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reglab.engine import Member, Population
+from reglab.layers import Dense, Dropout
+from reglab.regularizers import L2
+
+
+@pytest.fixture
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def member(optimizer, regularizer=None, rate=0.0):
+    return Member([Dense(16, activation="relu", input_shape=(6,), kernel_regularizer=regularizer),
+                   Dropout(rate), Dense(4, activation="softmax")], optimizer, seed=0)
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_member_trains_as_alone_with_two_threads(two_threads, optimizer, loss):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = rng.integers(0, 4, 64)
+    if loss == "categorical_crossentropy":  # the unfused softmax path
+        y = np.eye(4, dtype="float32")[y]
+    variants = [{}, {"regularizer": L2(1e-2)}, {"rate": 0.3}]
+    together = Population([member(optimizer, **v) for v in variants], loss=loss)
+    both = together.fit(x, y, batch_size=16, epochs=2)
+    for position, variant in enumerate(variants):
+        alone = Population([member(optimizer, **variant)], loss=loss)
+        expected = alone.fit(x, y, batch_size=16, epochs=2)
+        assert both.members[position].history == expected.members[0].history
+        for key, value in alone.member_weights(0).items():
+            assert torch.equal(together.member_weights(position)[key], value), (position, key)
