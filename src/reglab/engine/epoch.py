@@ -197,10 +197,6 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     return sums
 
 
-#: tensor families that change only at an epoch's end: a deferred check need not copy them
-_EPOCH_END_FAMILIES = frozenset({"best", "swa"})
-
-
 def _saved_state(state) -> dict[tuple[str, Any], Any]:
     """Copies of what a step changes in every member's state (its weights, optimizer slots,
     moving average: ``(family, key) -> (P, ...)``; and its scalars, step count, loss scale
@@ -208,9 +204,8 @@ def _saved_state(state) -> dict[tuple[str, Any], Any]:
     freeze a diverged member with, as the check of every step would have."""
     members = state.members
     saved: dict[tuple[str, Any], Any] = {
-        (family, key): tensor.detach().clone()
-        for family, tensors in members.tensors.items() if family not in _EPOCH_END_FAMILIES
-        for key, tensor in tensors.items()}
+        (family, key): tensor.detach().clone() for family in state.step_families()
+        for key, tensor in members.tensors[family].items()}
     saved.update({("scalars", family): list(values) for family, values in members.scalars.items()})
     return saved
 

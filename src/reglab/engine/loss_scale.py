@@ -107,19 +107,13 @@ def unscale(grads: dict, state) -> list[int]:
     return skipped
 
 
-def _families(state) -> list[str]:
-    """The families the update chain writes: the weights, the optimizer's slots, EMA."""
-    return ["weights", *(f"optimizer/{slot}" for slot in state.optimizer.slots()),
-            *(["ema"] if "ema" in state.members.tensors else [])]
-
-
 def set_aside(state, positions: Sequence[int]) -> dict[tuple[str, Any], torch.Tensor]:
     """Copies of what the update chain changes for the members at ``positions``: their
     trainable weights (not batch normalization's statistics, which the forward pass
     updated, as Keras's do on a skipped step), optimizer slots and EMA."""
     index = torch.tensor(list(positions), dtype=torch.long, device=state.device)
     kept = {}
-    for family in _families(state):
+    for family in state.step_families():
         for key, t in state.members.tensors[family].items():
             if family != "weights" or key in state.members.trainable:
                 kept[(family, key)] = t.detach().index_select(0, index)

@@ -166,6 +166,12 @@ class PopulationState:
         self.proximal = [key for key, terms in self.penalties.items()
                          if terms.with_capability("proximal")]
 
+    def step_families(self) -> list[str]:
+        """The tensor families a training step writes: the weights, the optimizer's slots and
+        the moving average (EMA); ``best`` and ``swa`` change only at an epoch's end."""
+        return ["weights", *(f"optimizer/{slot}" for slot in self.optimizer.slots()),
+                *(["ema"] if "ema" in self.members.tensors else [])]
+
     def count_step(self) -> None:
         """Counts one optimizer step for every present member."""
         steps = self.members.scalars["steps"]
