@@ -205,3 +205,63 @@ def test_fused_adam_on_a_population_member_slices_and_stacked(monkeypatch, stack
     for m in range(3):
         expected = keras_adam(initial[m], batches, lr=0.02)
         assert_weights(population.member_weights(m), expected, rtol=1e-9, atol=1e-12)
+
+
+def keras_adam_penalized(weights, batches, lr, l1=0.0, l2=0.0, bias_l2=0.0, weight_decay=0.0,
+                         b1=0.9, b2=0.999, eps=1e-7):
+    """Keras's Adam on the data loss plus ``l1 * sum|kernel| + l2 * sum(kernel**2) +
+    bias_l2 * sum(bias**2)``, with decoupled weight decay on every weight before the step."""
+    w = {k: torch.as_tensor(v, dtype=F64).clone() for k, v in weights.items()}
+    m = {k: torch.zeros_like(t) for k, t in w.items()}
+    v = {k: torch.zeros_like(t) for k, t in w.items()}
+    for t, (xb, yb) in enumerate(batches, start=1):
+        grads = gradients(w, xb, yb)
+        grads[(0, "kernel")] += l1 * torch.sign(w[(0, "kernel")]) + 2 * l2 * w[(0, "kernel")]
+        grads[(0, "bias")] += 2 * bias_l2 * w[(0, "bias")]
+        alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        for k in w:
+            w[k] -= w[k] * weight_decay * lr
+            m[k] += (grads[k] - m[k]) * (1 - b1)
+            v[k] += (grads[k] ** 2 - v[k]) * (1 - b2)
+            w[k] -= alpha * m[k] / (v[k].sqrt() + eps)
+    return w
+
+
+PENALIZED = [  # (l1, l2 on the kernel, l2 on the bias)
+    (0.0, 0.0, 0.0), (0.0, 0.05, 0.0), (0.01, 0.02, 0.03), (0.02, 0.0, 0.0), (0.0, 0.05, 0.1)]
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1], ids=["coupled", "with_decoupled_decay"])
+def test_adam_takes_the_l2_gradient_in_its_fused_kernel_with_keras_numbers(monkeypatch,
+                                                                          weight_decay):
+    """On a CPU the fused Adam kernel adds L2's ``2 * l2 * w`` itself (torch's coupled
+    weight decay), after L1's part, as Keras's gradient of the penalized loss; with
+    Keras's decoupled weight decay, which shrinks the weights in between, it does not."""
+    from reglab.regularizers import L1L2, l2
+
+    coefficients = []
+    fused_call = Adam._fused_call
+    monkeypatch.setattr(Adam, "_fused_call",
+                        lambda self, params, grads, slots, hyper, decay: (
+                            coefficients.append(decay),
+                            fused_call(self, params, grads, slots, hyper, decay)))
+    x, y = data(32)
+    members = [Member([Dense(CLASSES, activation="softmax", input_shape=(FEATURES,),
+                             kernel_regularizer=L1L2(a, b) if a or b else None,
+                             bias_regularizer=l2(c) if c else None)],
+                      Adam(0.02, weight_decay=weight_decay or None), seed=i)
+               for i, (a, b, c) in enumerate(PENALIZED)]
+    population = Population(members, dtype=F64)
+    initial = [population.member_weights(m) for m in range(len(members))]
+    population.fit(x, y, batch_size=8, epochs=2, shuffle=False)
+    expected_folded = {0.0} if weight_decay else {0.0, 0.1, 0.04, 0.06, 0.2}
+    assert set(coefficients) == expected_folded
+    batches = batches_of(x, y, 8) * 2
+    for i, (a, b, c) in enumerate(PENALIZED):
+        expected = keras_adam_penalized(initial[i], batches, lr=0.02, l1=a, l2=b, bias_l2=c,
+                                        weight_decay=weight_decay)
+        assert_weights(population.member_weights(i), expected, rtol=1e-9, atol=1e-12)
+    # the reference notices a missing L2 gradient
+    wrong = keras_adam_penalized(initial[1], batches, lr=0.02, weight_decay=weight_decay)
+    with pytest.raises(AssertionError):
+        assert_weights(population.member_weights(1), wrong, rtol=1e-9, atol=1e-12)

@@ -140,13 +140,28 @@ def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
     return reported, differentiable
 
 
-def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor) -> None:
-    """Adds to ``grad`` the gradients of the families that declare ``'gradient'``."""
+def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor,
+                 include_decay: bool = True) -> None:
+    """Adds to ``grad`` the gradients of the families that declare ``'gradient'``; without
+    their linear parts (:func:`coupled_decay`) unless ``include_decay``."""
     for (reg, values), rows in zip(terms.families, terms.rows):
         if "gradient" not in reg.contributes:
             continue
+        kwargs = {} if include_decay or reg.decay(values) is None else {"include_decay": False}
         if rows is None:
-            reg.add_gradient(grad, w, values)
+            reg.add_gradient(grad, w, values, **kwargs)
         else:
             for run in rows:
-                reg.add_gradient(grad[run], w[run], _rows_of(values, run))
+                reg.add_gradient(grad[run], w[run], _rows_of(values, run), **kwargs)
+
+
+def coupled_decay(terms: PenaltyTerms) -> list[float] | None:
+    """Each member's coefficient ``c`` of the linear part ``c * w`` of its penalties'
+    gradient (the families whose regularizer declares :meth:`decay`), as floats that
+    hold the training dtype's value exactly; None when it is zero for every member."""
+    total = None
+    for reg, values in terms.with_capability("gradient"):
+        c = reg.decay(values)
+        if c is not None and is_active(c):
+            total = c if total is None else total + c
+    return None if total is None else total.reshape(-1).tolist()

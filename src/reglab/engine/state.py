@@ -17,7 +17,7 @@ import torch
 from reglab.engine import loss_scale
 from reglab.engine import member_state as tree
 from reglab.engine.member import PopulationPlan
-from reglab.engine.penalties import PenaltyTerms, penalty_terms
+from reglab.engine.penalties import PenaltyTerms, coupled_decay, penalty_terms
 from reglab.engine.rng import generator
 from reglab.engine.values import Value, member_values
 from reglab.optimizers.optimizers import OptimizerMembers
@@ -165,6 +165,15 @@ class PopulationState:
                         and wp.spec.kind not in self.optimizer.decay_excludes]
         self.proximal = [key for key, terms in self.penalties.items()
                          if terms.with_capability("proximal")]
+        #: per weight whose penalties' linear gradient part (L2's ``2 * l2 * w``) the
+        #: optimizer's fused step adds: each member's coefficient. Not for a weight that
+        #: decoupled decay shrinks between the penalties' gradients and the step.
+        self.coupled_decay: dict[Key, list[float]] = {}
+        if self.optimizer.folds_coupled_decay(device):
+            for key, terms in self.penalties.items():
+                coefficients = coupled_decay(terms) if key not in self.decayed else None
+                if coefficients is not None:
+                    self.coupled_decay[key] = coefficients
 
     def step_families(self) -> list[str]:
         """The tensor families a training step writes: the weights, the optimizer's slots and

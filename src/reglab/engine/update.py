@@ -7,6 +7,9 @@ the present members, in place), as Optax's ``chain(...)`` composes
 one place that says in which order; :func:`apply_updates` is the one place that reads it.
 The order is Keras's: the penalties' gradients join the loss's, decoupled weight decay
 shrinks the weights before the optimizer's step, proximal steps and constraints follow it.
+(An optimizer with a fused kernel adds the penalties' linear part, L2's ``2 * l2 * w``,
+inside its step, after their other parts, as the chain would: see
+``PopulationState.coupled_decay``.)
 Under dynamic loss scaling (:mod:`reglab.engine.loss_scale`) the gradients are unscaled
 before the chain, and a member whose gradients are not finite skips it: its rows are set
 aside before the chain and put back after it, as if it had not run for that member.
@@ -39,7 +42,8 @@ class PenaltyGradients:
     def update(self, grads, state):
         for key, terms in state.penalties.items():
             if key in grads:
-                penalties.add_gradient(terms, grads[key], state.weights[key])
+                penalties.add_gradient(terms, grads[key], state.weights[key],
+                                       include_decay=key not in state.coupled_decay)
 
 
 class DecoupledWeightDecay:
@@ -55,7 +59,8 @@ class DecoupledWeightDecay:
 
 
 class OptimizerStep:
-    """The optimizer's step for every weight with a gradient, its slots in the tree."""
+    """The optimizer's step for every weight with a gradient, its slots in the tree; with
+    the penalties' linear gradient parts that its fused kernel adds (``coupled_decay``)."""
 
     def init(self, state):
         pass  # the slots are created with the members (PopulationState.fresh_members)
@@ -63,8 +68,12 @@ class OptimizerStep:
     def update(self, grads, state):
         keys = list(grads)
         if keys:
+            # only an optimizer that folds (Optimizer.folds_coupled_decay) is given decay
+            folded = {"decay": [state.coupled_decay.get(k) for k in keys]} \
+                if state.coupled_decay else {}
             state.optimizer.apply([state.weights[k] for k in keys], [grads[k] for k in keys],
-                                  [state.slots(k) for k in keys], state.optimizer_members)
+                                  [state.slots(k) for k in keys], state.optimizer_members,
+                                  **folded)
 
 
 class ProximalSteps:

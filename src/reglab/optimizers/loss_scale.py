@@ -180,10 +180,13 @@ class LossScaleOptimizer(Optimizer):
     def slots(self) -> tuple[str, ...]:
         return self.inner_optimizer.slots()
 
-    def apply(self, params, grads, slots, members) -> None:
+    def apply(self, params, grads, slots, members, **folded) -> None:
         """The inner optimizer's step (the engine has unscaled the gradients and set aside
         the members whose step is skipped)."""
-        self.inner_optimizer.apply(params, grads, slots, members)
+        self.inner_optimizer.apply(params, grads, slots, members, **folded)
+
+    def folds_coupled_decay(self, device) -> bool:
+        return self.inner_optimizer.folds_coupled_decay(device)
 
     def step_size(self, param, slots, members):
         return self.inner_optimizer.step_size(param, slots, members)

@@ -68,6 +68,26 @@ def _bias_corrected_rate(lr: Value, b1: Value, b2: Value, step, dtype: torch.dty
     return alpha.to(dtype)
 
 
+def _by_coefficient(decay: list[list[float] | None] | None, count: int, positions: list[int]
+                    ) -> dict[float, list[tuple[int, list[int]]]]:
+    """The ``count`` params' rows at ``positions`` grouped by their coupled-decay
+    coefficient (``decay[i][p]``, 0.0 where ``decay`` or ``decay[i]`` is None), as
+    ``{coefficient: [(param index, positions), ...]}`` in param order."""
+    if decay is None:
+        return {0.0: [(i, positions) for i in range(count)]}
+    calls: dict[float, list[tuple[int, list[int]]]] = {}
+    for i in range(count):
+        if decay[i] is None:
+            calls.setdefault(0.0, []).append((i, positions))
+            continue
+        chosen: dict[float, list[int]] = {}
+        for p in positions:
+            chosen.setdefault(decay[i][p], []).append(p)
+        for c, ps in chosen.items():
+            calls.setdefault(c, []).append((i, ps))
+    return calls
+
+
 class OptimizerMembers:
     """What an optimizer needs to know of the members it updates: each member's
     hyperparameters (floats) and steps taken (after this step's increment), and the same
@@ -165,8 +185,16 @@ class Optimizer:
 
     def apply(self, params: list[torch.Tensor], grads: list[torch.Tensor],
               slots: list[dict[str, torch.Tensor]], members: OptimizerMembers) -> None:
-        """One step for the stacked ``params`` ``(P, ...)``, in place, under no_grad."""
+        """One step for the stacked ``params`` ``(P, ...)``, in place, under no_grad. An
+        optimizer that :meth:`folds_coupled_decay` also takes ``decay``: per param, each
+        member's coefficient ``c`` (or None), and steps with ``grad + c * param``."""
         raise NotImplementedError
+
+    def folds_coupled_decay(self, device: torch.device) -> bool:
+        """Whether :meth:`apply` adds the penalties' linear gradient part ``c * param`` in
+        its own kernel (torch's coupled ``weight_decay``), saving the engine a pass over
+        the weights. The same answer for a population and for each member alone."""
+        return False
 
     def step_size(self, param: torch.Tensor, slots: dict[str, torch.Tensor],
                   members: OptimizerMembers) -> Value:
@@ -267,10 +295,18 @@ class Adam(Optimizer):
 
     _FUSED_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 
-    def apply(self, params, grads, slots, members):
+    def folds_coupled_decay(self, device):
+        """On a CPU, where the fused kernel runs on each member's own slices (one call per
+        group of equal members and coefficients)."""
+        return _fused_adam_available(torch.device(device)) and not _fuses_stacked(
+            torch.device(device))
+
+    def apply(self, params, grads, slots, members, decay=None):
         if params and _fused_adam_available(params[0].device):
-            self._apply_fused(params, grads, slots, members)
+            self._apply_fused(params, grads, slots, members, decay)
             return
+        if decay is not None:
+            raise RuntimeError("Adam: coupled decay is folded only into the fused kernel.")
         for param, grad, state in zip(params, grads, slots):
             ndim = param.dim()
             b1, b2 = members.value("beta_1", ndim), members.value("beta_2", ndim)
@@ -293,44 +329,53 @@ class Adam(Optimizer):
         return torch.tensor(alphas, dtype=torch.float64).to(dtype).to(members.device).view(
             -1, *([1] * (ndim - 1)))
 
-    def _apply_fused(self, params, grads, slots, members) -> None:
+    def _apply_fused(self, params, grads, slots, members, decay=None) -> None:
         """torch's fused kernel, one call per group of members with equal hyperparameters
-        and steps. On a CPU it is called on each member's own slices, so that a member's
-        arithmetic never depends on its position in the population (a vectorized loop and
-        its scalar tail may round differently); on CUDA, whose elementwise kernels do the
-        same arithmetic at every position, on the stacked tensors when one group holds every
-        member. Its epsilon sits inside the bias correction, Keras's outside:
+        and steps (and coupled-decay coefficient, ``decay``). On a CPU it is called on each
+        member's own slices, so that a member's arithmetic never depends on its position
+        in the population (a vectorized loop and its scalar tail may round differently);
+        on CUDA, whose elementwise kernels do the same arithmetic at every position, on
+        the stacked tensors when one group holds every member. Its epsilon sits inside the
+        bias correction, Keras's outside:
         ``lr * m_hat / (sqrt(v_hat) + eps') == alpha * m / (sqrt(v) + eps)`` with
         ``eps' = eps / sqrt(1 - beta_2**t)``."""
         groups = members.groups(self._FUSED_KEYS)
+        if decay is not None and len(decay) != len(params):
+            raise ValueError(f"Adam: decay needs one entry per param ({len(params)}); "
+                             f"got {len(decay)}.")
+        slot_of = [[state[name] for state in slots] for name in self.slots()]
         if len(groups) == 1 and (len(members) == 1 or _fuses_stacked(params[0].device)):
             # one member (its slice is the whole stacked tensor), or one group on CUDA
-            (lr, b1, b2, eps, step), = groups
-            self._fused_call(params, grads, [s["m"] for s in slots], [s["v"] for s in slots],
-                             [s["v_hat"] for s in slots] if self.amsgrad else [],
-                             lr, b1, b2, eps, step)
+            (hyper,) = groups
+            for c, parts in _by_coefficient(decay, len(params), [0]).items():
+                chosen = [i for i, _ in parts]
+                self._fused_call([params[i] for i in chosen], [grads[i] for i in chosen],
+                                 [[column[i] for i in chosen] for column in slot_of], hyper, c)
             return
         fresh: dict = {}
         rows = [self._rows(w, fresh) for w in params]
         grad_rows = [g.contiguous().unbind(0) for g in grads]
-        slot_rows = {name: [self._rows(state[name], fresh) for state in slots]
-                     for name in self.slots()}
+        slot_rows = [[self._rows(t, fresh) for t in column] for column in slot_of]
         self._row_cache = fresh  # only the tensors in use stay referenced
-        for (lr, b1, b2, eps, step), positions in groups.items():
-            def gather(tensor_rows, positions=positions):
-                return [r[p] for r in tensor_rows for p in positions]
-            self._fused_call(gather(rows), gather(grad_rows), gather(slot_rows["m"]),
-                             gather(slot_rows["v"]),
-                             gather(slot_rows["v_hat"]) if self.amsgrad else [],
-                             lr, b1, b2, eps, step)
+        for hyper, positions in groups.items():
+            for c, parts in _by_coefficient(decay, len(params), positions).items():
+                def gather(tensor_rows, parts=parts):
+                    return [tensor_rows[i][p] for i, chosen in parts for p in chosen]
+                self._fused_call(gather(rows), gather(grad_rows),
+                                 [gather(column) for column in slot_rows], hyper, c)
 
-    def _fused_call(self, params, grads, m, v, v_hat, lr, b1, b2, eps, step) -> None:
+    def _fused_call(self, params, grads, slots, hyper, decay: float) -> None:
+        """One kernel call: ``slots`` is ``[m, v(, v_hat)]``, each a list like ``params``;
+        ``hyper`` the members' hyperparameters and step; ``decay`` torch's coupled weight
+        decay (the kernel steps with ``grad + decay * param``)."""
+        lr, b1, b2, eps, step = hyper
         # filled on the device (no host-to-device copy per step)
         step_tensor = torch.full((), float(step), device=params[0].device)
-        torch._fused_adam_(list(params), [g.contiguous() for g in grads], list(m), list(v),
-                           list(v_hat), [step_tensor] * len(params), lr=lr, beta1=b1, beta2=b2,
-                           weight_decay=0.0, eps=eps / (1 - b2**step) ** 0.5,
-                           amsgrad=self.amsgrad, maximize=False)
+        torch._fused_adam_(params, [g.contiguous() for g in grads], slots[0], slots[1],
+                           slots[2] if self.amsgrad else [], [step_tensor] * len(params),
+                           lr=lr, beta1=b1, beta2=b2, weight_decay=decay,
+                           eps=eps / (1 - b2**step) ** 0.5, amsgrad=self.amsgrad,
+                           maximize=False)
 
     def _rows(self, tensor: torch.Tensor, fresh: dict) -> tuple[torch.Tensor, ...]:
         """``tensor.unbind(0)``, kept from the last step while the same tensor comes back

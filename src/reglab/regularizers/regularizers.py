@@ -43,6 +43,11 @@ class Regularizer:
       it to the weight's gradient with :meth:`add_gradient`, skipping autograd), ``'proximal'``
       (after each optimizer step the engine applies :meth:`proximal` with the optimizer's
       per-weight step size).
+    - :meth:`decay` (optional, with ``'gradient'``): the coefficient ``c`` of a linear part
+      ``c * w`` of the gradient (L2's ``2 * l2``). An optimizer whose fused kernel adds
+      ``c * w`` to the gradient itself (torch's coupled ``weight_decay``) then takes it,
+      and the engine calls ``add_gradient(..., include_decay=False)`` for the rest: one
+      pass over the weights less per step.
     """
 
     #: what the regularizer contributes to training (see the class docstring)
@@ -70,6 +75,11 @@ class Regularizer:
         ``'gradient'``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'gradient' but no add_gradient().")
+
+    def decay(self, values: dict) -> torch.Tensor | float | None:
+        """The per-member coefficient ``c`` (``(P,)``, or ``0.0``) of the linear part
+        ``c * w`` of :meth:`add_gradient`, or None when it has none (the default)."""
+        return None
 
     def proximal(self, w: torch.Tensor, step_size, values: dict) -> torch.Tensor:
         """``w`` after the proximal step of the penalty scaled by ``step_size`` (for
@@ -117,8 +127,12 @@ class _WeightPenalty(Regularizer):
     def penalty(self, w, values):
         return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
 
-    def add_gradient(self, grad, w, values):
-        add_penalty_gradient_(grad, w, values["l1"], values["l2"])
+    def add_gradient(self, grad, w, values, include_decay=True):
+        add_penalty_gradient_(grad, w, values["l1"], values["l2"] if include_decay else 0.0)
+
+    def decay(self, values):
+        """``2 * l2``: the gradient of ``l2 * sum(w**2)`` is ``2 * l2 * w``."""
+        return values["l2"] * 2.0
 
 
 class L1L2(_WeightPenalty):
@@ -188,8 +202,8 @@ class ProximalL1(_WeightPenalty):
     def family(self):
         return "proximal_l1"
 
-    def add_gradient(self, grad, w, values):
-        add_penalty_gradient_(grad, w, 0.0, values["l2"])
+    def add_gradient(self, grad, w, values, include_decay=True):
+        add_penalty_gradient_(grad, w, 0.0, values["l2"] if include_decay else 0.0)
 
     def proximal(self, w, step_size, values):
         return soft_threshold(w, step_size * along_members(values["l1"], w))
