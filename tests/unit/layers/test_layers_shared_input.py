@@ -106,17 +106,22 @@ def test_float32_weights_with_a_bfloat16_input_compute_in_bfloat16(rows):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("b,n_in,units", [(128, 784, 64), (32, 784, 16), (80, 300, 32)])
-def test_a_member_gets_the_same_bits_in_a_group_of_one_and_of_nine(threads, b, n_in, units):
+@pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16],
+                         ids=["per-member", "side-by-side"])
+def test_a_member_gets_the_same_bits_in_a_group_of_one_and_of_nine(threads, b, n_in, units,
+                                                                   compute):
     """The tutorial's shapes and others, with torch's 1 and 2 intra-op threads: a member's
-    outputs and kernel gradient alone and among eight neighbours."""
+    outputs and kernel gradient alone and among eight neighbours, in float32 (one product
+    per member) and with float32 weights computed in bfloat16 (the group's kernels cast
+    side by side into one GEMM)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         g = torch.Generator().manual_seed(b + units)
-        x = torch.rand(1, b, n_in, generator=g)
+        x = torch.rand(1, b, n_in, generator=g).to(compute)
         kernel = torch.randn(9, n_in, units, generator=g)
         bias = torch.randn(9, units, generator=g)
-        upstream = torch.randn(9, b, units, generator=g)
+        upstream = torch.randn(9, b, units, generator=g).to(compute)
         nine = run(lambda x, k, c: shared_input_linear(x, k, c, MemberGroups.single(9, "cpu")),
                    x, kernel, bias, upstream)
         for m in (0, 4, 8):
