@@ -265,3 +265,30 @@ def test_adam_takes_the_l2_gradient_in_its_fused_kernel_with_keras_numbers(monke
     wrong = keras_adam_penalized(initial[1], batches, lr=0.02, weight_decay=weight_decay)
     with pytest.raises(AssertionError):
         assert_weights(population.member_weights(1), wrong, rtol=1e-9, atol=1e-12)
+
+
+def test_a_subclass_whose_add_gradient_keeps_the_old_signature_keeps_its_l2(monkeypatch):
+    """An ``L2`` subclass that overrides ``add_gradient(grad, w, values)`` (without
+    ``include_decay``) still gets its whole gradient: nothing is folded into Adam."""
+    from reglab.regularizers import L2
+    from reglab.regularizers.penalty import add_penalty_gradient_
+
+    class MyL2(L2):
+        def add_gradient(self, grad, w, values):
+            add_penalty_gradient_(grad, w, values["l1"], values["l2"])
+
+    coefficients = []
+    fused_call = Adam._fused_call
+    monkeypatch.setattr(Adam, "_fused_call",
+                        lambda self, params, grads, slots, hyper, decay: (
+                            coefficients.append(decay),
+                            fused_call(self, params, grads, slots, hyper, decay)))
+    x, y = data(32)
+    member = Member([Dense(CLASSES, activation="softmax", input_shape=(FEATURES,),
+                           kernel_regularizer=MyL2(0.05))], Adam(0.02), seed=0)
+    population = Population([member], dtype=F64)
+    initial = population.member_weights(0)
+    population.fit(x, y, batch_size=8, epochs=1, shuffle=False)
+    assert set(coefficients) == {0.0}
+    expected = keras_adam_penalized(initial, batches_of(x, y, 8), lr=0.02, l2=0.05)
+    assert_weights(population.member_weights(0), expected, rtol=1e-9, atol=1e-12)
