@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from reglab import activations, constraints, initializers
-from reglab.layers import narrow_linear, shared_input
+from reglab.layers import member_linear, narrow_linear, shared_input
 from reglab.layers.layer import (
     Layer,
     WeightSpec,
@@ -92,10 +90,9 @@ class Dense(Layer):
             y = narrow_linear.narrow_linear(x3, kernel,
                                             weights["bias"] if self.use_bias else None,
                                             transposed=ctx.logits)
-        elif self.use_bias:
-            y = torch.baddbmm(weights["bias"].unsqueeze(1), x3, kernel)  # (P, B*, units)
-        else:
-            y = torch.bmm(x3, kernel)
+        else:  # (P, B*, units)
+            y = member_linear.member_linear(x3, kernel,
+                                            weights["bias"] if self.use_bias else None)
         y = y.reshape(members, *lead, self.units)
         return y if ctx.logits else activations.apply(self.activation, y)
 

@@ -1,0 +1,105 @@
+"""Per-member products ``y[m] = x[m] @ kernel[m] + bias[m]`` that give each member its own bits.
+
+A layer whose members each see their own input (every ``Dense`` but the first) multiplies
+``P`` small matrices. torch's batched product (``bmm``, MKL's batched GEMM on a CPU) is
+one call for all of them, but it does not always compute a member's product as it would
+for that member alone: measured here, a member's result changed with its position in the
+batch (its blocks' alignment) or with the number of members whenever the batch rows or
+the input width were not a multiple of 16, or the layer had one unit (a GEMV), in float32,
+float64 and bfloat16; with rows and inputs multiples of 16 and two units or more it did
+not, over 9,000 checks up to 100 members. Those shapes (every full batch of 16, 32, 64,
+128… of a 64-wide hidden layer) keep the one batched call; any other (a last partial
+batch, a layer fed 6 features, a one-unit output) takes one ``mm`` per member on copies
+of its operands that start on 64-byte boundaries, as its own tensors would alone.
+
+:func:`member_linear` is the usual orientation; ``layers/narrow_linear.py`` computes
+layers narrower than a vector tile transposed, with the same rule.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: rows and inputs that are multiples of this keep the batched product (see above)
+TILE = 16
+ALIGN_BYTES = 64
+
+
+def batched_is_alone(rows: int, inputs: int, units: int, device: torch.device) -> bool:
+    """Whether one batched product (on :func:`aligned_blocks` operands) gives every member
+    the bits it gets alone: on a CPU for the shapes described above; elsewhere always (the
+    CUDA path is left as it was)."""
+    if device.type != "cpu":
+        return True
+    return rows % TILE == 0 and inputs % TILE == 0 and units >= 2
+
+
+def aligned_blocks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` ``(P, ...)`` with each member's block contiguous and starting on a 64-byte
+    boundary (``t`` itself when it already is; else a padded copy): each member's product
+    then reads its operands as a member alone reads its own fresh tensors."""
+    members, size = t.shape[0], t.element_size()
+    block = t.numel() // members if members else 0
+    if (block * size) % ALIGN_BYTES == 0 and t.data_ptr() % ALIGN_BYTES == 0 \
+            and t.is_contiguous():
+        return t
+    per_align = max(1, ALIGN_BYTES // size)
+    step = -(-block // per_align) * per_align  # elements per member, padded
+    storage = t.new_empty(members * step + per_align)
+    offset = (-(storage.data_ptr() // size)) % per_align
+    out = storage.as_strided(t.shape, (step, *_contiguous_strides(t.shape[1:])), offset)
+    out.copy_(t)
+    return out
+
+
+def _contiguous_strides(shape) -> tuple[int, ...]:
+    strides, running = [], 1
+    for n in reversed(shape):
+        strides.append(running)
+        running *= n
+    return tuple(reversed(strides))
+
+
+def per_member(product, *operands: torch.Tensor) -> torch.Tensor:
+    """``torch.stack([product(*(o[m] for o in operands)) for m])`` on :func:`aligned_blocks`
+    of the operands: each product a fresh tensor, as a member's own would be alone."""
+    aligned = [aligned_blocks(o) for o in operands]
+    return torch.stack([product(*(a[m] for a in aligned)) for m in range(operands[0].shape[0])])
+
+
+class _MemberLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, kernel, bias):
+        x, kernel = aligned_blocks(x), aligned_blocks(kernel)
+        if batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device):
+            y = torch.bmm(x, kernel) if bias is None else torch.baddbmm(bias.unsqueeze(1), x,
+                                                                       kernel)
+        elif bias is None:
+            y = per_member(torch.mm, x, kernel)
+        else:
+            y = per_member(lambda xm, km, bm: torch.addmm(bm, xm, km), x, kernel, bias)
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, kernel)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, kernel = ctx.saved_tensors
+        need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
+        batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
+        dy_blocks = aligned_blocks(dy)
+        grad_x = grad_kernel = None
+        if need_x:
+            grad_x = (torch.bmm(dy_blocks, kernel.transpose(1, 2)) if batched else
+                      per_member(lambda dym, km: torch.mm(dym, km.t()), dy_blocks, kernel))
+        if need_kernel:
+            grad_kernel = (torch.bmm(x.transpose(1, 2), dy_blocks) if batched else
+                           per_member(lambda xm, dym: torch.mm(xm.t(), dym), x, dy_blocks))
+        grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
+        return grad_x, grad_kernel, grad_bias
+
+
+def member_linear(x: torch.Tensor, kernel: torch.Tensor,
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``."""
+    return _MemberLinear.apply(x, kernel, bias)
