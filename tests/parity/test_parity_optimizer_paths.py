@@ -227,6 +227,17 @@ def keras_adam_penalized(weights, batches, lr, l1=0.0, l2=0.0, bias_l2=0.0, weig
     return w
 
 
+def spy_coupled_decay(monkeypatch) -> list[float]:
+    """The coupled-decay coefficient of every fused Adam call, in order."""
+    coefficients = []
+    fused_call = Adam._fused_call
+    monkeypatch.setattr(Adam, "_fused_call",
+                        lambda self, params, grads, slots, hyper, decay: (
+                            coefficients.append(decay),
+                            fused_call(self, params, grads, slots, hyper, decay)))
+    return coefficients
+
+
 PENALIZED = [  # (l1, l2 on the kernel, l2 on the bias)
     (0.0, 0.0, 0.0), (0.0, 0.05, 0.0), (0.01, 0.02, 0.03), (0.02, 0.0, 0.0), (0.0, 0.05, 0.1)]
 
@@ -239,12 +250,7 @@ def test_adam_takes_the_l2_gradient_in_its_fused_kernel_with_keras_numbers(monke
     Keras's decoupled weight decay, which shrinks the weights in between, it does not."""
     from reglab.regularizers import L1L2, l2
 
-    coefficients = []
-    fused_call = Adam._fused_call
-    monkeypatch.setattr(Adam, "_fused_call",
-                        lambda self, params, grads, slots, hyper, decay: (
-                            coefficients.append(decay),
-                            fused_call(self, params, grads, slots, hyper, decay)))
+    coefficients = spy_coupled_decay(monkeypatch)
     x, y = data(32)
     members = [Member([Dense(CLASSES, activation="softmax", input_shape=(FEATURES,),
                              kernel_regularizer=L1L2(a, b) if a or b else None,
@@ -277,12 +283,7 @@ def test_a_subclass_whose_add_gradient_keeps_the_old_signature_keeps_its_l2(monk
         def add_gradient(self, grad, w, values):
             add_penalty_gradient_(grad, w, values["l1"], values["l2"])
 
-    coefficients = []
-    fused_call = Adam._fused_call
-    monkeypatch.setattr(Adam, "_fused_call",
-                        lambda self, params, grads, slots, hyper, decay: (
-                            coefficients.append(decay),
-                            fused_call(self, params, grads, slots, hyper, decay)))
+    coefficients = spy_coupled_decay(monkeypatch)
     x, y = data(32)
     member = Member([Dense(CLASSES, activation="softmax", input_shape=(FEATURES,),
                            kernel_regularizer=MyL2(0.05))], Adam(0.02), seed=0)

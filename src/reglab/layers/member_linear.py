@@ -88,15 +88,21 @@ class _MemberLinear(torch.autograd.Function):
         need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
         batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
         dy_blocks = aligned_blocks(dy)
-        grad_x = grad_kernel = None
-        if need_x:
-            grad_x = (torch.bmm(dy_blocks, kernel.transpose(1, 2)) if batched else
-                      per_member(lambda dym, km: torch.mm(dym, km.t()), dy_blocks, kernel))
+        grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
+        grad_kernel = None
         if need_kernel:
             grad_kernel = (torch.bmm(x.transpose(1, 2), dy_blocks) if batched else
                            per_member(lambda xm, dym: torch.mm(xm.t(), dym), x, dy_blocks))
         grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
         return grad_x, grad_kernel, grad_bias
+
+
+def input_gradient(dy: torch.Tensor, kernel: torch.Tensor, batched: bool) -> torch.Tensor:
+    """``dy[m] @ kernel[m]^T`` for every member: batched, or one product per member
+    (``dy`` already :func:`aligned_blocks`)."""
+    if batched:
+        return torch.bmm(dy, kernel.transpose(1, 2))
+    return per_member(lambda dym, km: torch.mm(dym, km.t()), dy, kernel)
 
 
 def member_linear(x: torch.Tensor, kernel: torch.Tensor,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from reglab.layers.member_linear import aligned_blocks, batched_is_alone, per_member
+from reglab.layers.member_linear import aligned_blocks, batched_is_alone, input_gradient, per_member
 
 #: below this many units a layer's product runs transposed
 NARROW_UNITS = 16
@@ -55,10 +55,8 @@ class _NarrowLinear(torch.autograd.Function):
         need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
         batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
         dy_blocks = aligned_blocks(dy)
-        grad_x = grad_kernel = None
-        if need_x:
-            grad_x = (torch.bmm(dy_blocks, kernel.transpose(1, 2)) if batched else
-                      per_member(lambda dym, km: torch.mm(dym, km.t()), dy_blocks, kernel))
+        grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
+        grad_kernel = None
         if need_kernel:
             grad_t = (torch.bmm(dy_blocks.transpose(1, 2), x) if batched else
                       per_member(lambda dym, xm: torch.mm(dym.t(), xm), dy_blocks, x))
