@@ -75,10 +75,14 @@ def penalty_terms(regularizers: Sequence[Any], values: Sequence[dict[str, float]
             stacked[name] = member_values(column, dtype, device)
         if any(is_active(v) for v in stacked.values()) or not names:
             terms.families.append((representative, stacked))
+            # Every row only where zero values are exact no-ops, and off the CPU; a family
+            # without values is its own members' rows, whatever the device.
+            exact_elsewhere = bool(names) and representative.vanishes_at_zero
             terms.rows.append(_active_runs([
-                own == family and any(member_vals.get(name, 0.0) != 0 for name in names)
+                own == family and (not names or any(member_vals.get(name, 0.0) != 0
+                                                    for name in names))
                 for own, member_vals in zip(member_families, values)])
-                if names and by_rows else None)
+                if by_rows or not exact_elsewhere else None)
     custom = [reg if reg is not None and family is None else None
               for reg, family in zip(regularizers, member_families)]
     if any(reg is not None for reg in custom):
@@ -93,9 +97,12 @@ def penalty_terms(regularizers: Sequence[Any], values: Sequence[dict[str, float]
 RUNS_FROM = 8192
 
 
-def _runs(rows: tuple[slice, ...] | None, w: torch.Tensor) -> tuple[slice, ...] | None:
-    """``rows``, or None (every row) for a tensor smaller than :data:`RUNS_FROM` per member."""
-    return None if rows is None or w[0].numel() < RUNS_FROM else rows
+def _runs(reg, rows: tuple[slice, ...] | None, w: torch.Tensor) -> tuple[slice, ...] | None:
+    """``rows``, or None (every row) for a family whose zero values are exact no-ops on a
+    tensor smaller than :data:`RUNS_FROM` per member."""
+    if rows is None or not reg.vanishes_at_zero or not w.shape[0]:
+        return rows
+    return None if w.numel() // w.shape[0] < RUNS_FROM else rows
 
 
 def _family_of(reg) -> Any:
@@ -133,7 +140,7 @@ def family_penalty(reg, values: dict[str, Value], rows: tuple[slice, ...] | None
                    w: torch.Tensor) -> torch.Tensor:
     """``reg.penalty`` per member, computed on the active rows only (zero elsewhere): the
     same per-row math, so a member's value does not depend on its neighbours."""
-    rows = _runs(rows, w)
+    rows = _runs(reg, rows, w)
     if rows is None:
         return reg.penalty(w, values)
     total = w.new_zeros(w.shape[0])
@@ -171,12 +178,29 @@ def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor,
         if "gradient" not in reg.contributes:
             continue
         kwargs = {} if include_decay or _decay(reg, values) is None else {"include_decay": False}
-        rows = _runs(rows, w)
+        rows = _runs(reg, rows, w)
         if rows is None:
             reg.add_gradient(grad, w, values, **kwargs)
         else:
             for run in rows:
                 reg.add_gradient(grad[run], w[run], _rows_of(values, run), **kwargs)
+
+
+def proximal_steps(terms: PenaltyTerms, w: torch.Tensor, step_size) -> None:
+    """Applies, in place, the proximal step of the families that declare ``'proximal'``
+    (``step_size``: the optimizer's, a float or a tensor with a member axis), on their
+    rows (see :func:`penalty_terms`)."""
+    for (reg, values), rows in zip(terms.families, terms.rows):
+        if "proximal" not in reg.contributes or not any(is_active(v) for v in values.values()):
+            continue
+        rows = _runs(reg, rows, w)
+        if rows is None:
+            w.copy_(reg.proximal(w, step_size, values))
+            continue
+        for run in rows:
+            size = step_size[run] if isinstance(step_size, torch.Tensor) and \
+                step_size.dim() and step_size.shape[0] == w.shape[0] else step_size
+            w[run] = reg.proximal(w[run], size, _rows_of(values, run))
 
 
 def coupled_decay(terms: PenaltyTerms) -> list[float] | None:

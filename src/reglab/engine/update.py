@@ -24,7 +24,7 @@ import torch
 from reglab.engine import loss_scale, penalties
 from reglab.engine.member_state import copy_rows
 from reglab.engine.state import Key, PopulationState
-from reglab.engine.values import is_active, member_values
+from reglab.engine.values import member_values
 
 
 class UpdateTransform(Protocol):
@@ -85,14 +85,11 @@ class ProximalSteps:
 
     def update(self, grads, state):
         for key in state.proximal:
-            proximal = state.penalties[key].with_capability("proximal")
             if key not in grads:
                 continue
             w = state.weights[key]
             step_size = state.optimizer.step_size(w, state.slots(key), state.optimizer_members)
-            for reg, values in proximal:
-                if any(is_active(v) for v in values.values()):
-                    w.copy_(reg.proximal(w, step_size, values))
+            penalties.proximal_steps(state.penalties[key], w, step_size)
 
 
 class ExponentialMovingAverage:

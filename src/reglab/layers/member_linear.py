@@ -36,12 +36,17 @@ def batched_is_alone(rows: int, inputs: int, units: int, device: torch.device) -
 
 def aligned_blocks(t: torch.Tensor) -> torch.Tensor:
     """``t`` ``(P, ...)`` with each member's block contiguous and starting on a 64-byte
-    boundary (``t`` itself when it already is; else a padded copy): each member's product
-    then reads its operands as a member alone reads its own fresh tensors."""
+    boundary (``t`` itself when it already is, or off the CPU; else a padded copy, made
+    once for an input every member shares): each member's product then reads its
+    operands as a member alone reads its own fresh tensors."""
     members, size = t.shape[0], t.element_size()
     block = t.numel() // members if members else 0
-    if (block * size) % ALIGN_BYTES == 0 and t.data_ptr() % ALIGN_BYTES == 0 \
-            and t.is_contiguous():
+    if t.device.type != "cpu":
+        return t
+    if members > 1 and t.stride(0) == 0:  # one input seen by every member: align it once
+        return aligned_blocks(t[:1]).expand(t.shape)
+    if t.data_ptr() % ALIGN_BYTES == 0 and t.is_contiguous() \
+            and (members <= 1 or (block * size) % ALIGN_BYTES == 0):
         return t
     per_align = max(1, ALIGN_BYTES // size)
     step = -(-block // per_align) * per_align  # elements per member, padded

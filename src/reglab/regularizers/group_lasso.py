@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from reglab.regularizers.penalty import along_members, is_active
-from reglab.regularizers.regularizers import Regularizer, check_strength
+from reglab.regularizers.regularizers import Regularizer, _keeps_math, check_strength
 from reglab.utils.reduce import sum_over
 
 
@@ -32,6 +32,11 @@ class GroupLasso(Regularizer):
     """
 
     contributes = frozenset({"value", "gradient"})
+
+    @property
+    def vanishes_at_zero(self) -> bool:
+        # Only the built-in math is known to vanish; a subclass that rewrites it is not.
+        return _keeps_math(type(self), GroupLasso)
 
     def __init__(self, strength: float = 0.01, axis: int = -1):
         self.strength = check_strength("GroupLasso", "strength", strength)

@@ -48,10 +48,19 @@ class Regularizer:
       ``c * w`` to the gradient itself (torch's coupled ``weight_decay``) then takes it,
       and the engine calls ``add_gradient(..., include_decay=False)`` for the rest: one
       pass over the weights less per step.
+    - :attr:`vanishes_at_zero`: True when the penalty, its gradient and its proximal step
+      leave a member untouched (exactly: zero, ``grad + 0``, ``w``) wherever its values are
+      all zero, for finite weights. The engine may then compute the family on every row at
+      once, members of other families or without one included (their values are stacked
+      as zeros); otherwise, and always for a family without values, only on the rows of
+      its own members. A subclass that changes the math must also return its own
+      :meth:`family` key: a family is computed with its first member's methods.
     """
 
     #: what the regularizer contributes to training (see the class docstring)
     contributes: frozenset[str] = frozenset({"value"})
+    #: whether zero values leave a member untouched (see the class docstring)
+    vanishes_at_zero: bool = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x.new_zeros(())
@@ -111,6 +120,11 @@ class _WeightPenalty(Regularizer):
 
     contributes = frozenset({"value", "gradient"})
 
+    @property
+    def vanishes_at_zero(self) -> bool:
+        # Only the built-in math is known to vanish; a subclass that rewrites it is not.
+        return _keeps_math(type(self), _WeightPenalty) or _keeps_math(type(self), ProximalL1)
+
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         self.l1 = check_strength(type(self).__name__, "l1", l1)
         self.l2 = check_strength(type(self).__name__, "l2", l2)
@@ -119,7 +133,8 @@ class _WeightPenalty(Regularizer):
         return weight_penalty(x, self.l1, self.l2)
 
     def family(self):
-        return "l1_l2"
+        # A subclass that rewrites the math is a family of its own (see Regularizer).
+        return "l1_l2" if _keeps_math(type(self), _WeightPenalty) else ("l1_l2", type(self))
 
     def values(self):
         return {"l1": self.l1, "l2": self.l2}
@@ -200,7 +215,8 @@ class ProximalL1(_WeightPenalty):
         super().__init__(l1=l1, l2=l2)
 
     def family(self):
-        return "proximal_l1"
+        return "proximal_l1" if _keeps_math(type(self), ProximalL1) \
+            else ("proximal_l1", type(self))
 
     def add_gradient(self, grad, w, values, include_decay=True):
         add_penalty_gradient_(grad, w, 0.0, values["l2"] if include_decay else 0.0)
@@ -285,3 +301,11 @@ def get(identifier: Any, where: str = "regularizers.get") -> Regularizer | None:
     raise ConfigError(
         f"{where}: expected a regularizer, its name or its config. Got {identifier!r}."
     )
+
+
+_MATH = ("penalty", "add_gradient", "proximal", "decay", "__call__")
+
+
+def _keeps_math(cls: type, base: type) -> bool:
+    """Whether ``cls`` computes what ``base`` computes (no override of its math)."""
+    return all(getattr(cls, name) is getattr(base, name) for name in _MATH)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reglab.engine import penalties
-from reglab.regularizers import L1, L1L2, L2
+from reglab.regularizers import L1, L1L2, L2, Regularizer
 from reglab.regularizers.regularizers import _WeightPenalty
 
 
@@ -85,3 +85,101 @@ def test_a_plain_callable_beside_a_family_trains_each_member_as_alone():
                                torch.as_tensor(value)), (i, key)
         assert result[i].history["loss"] == alone_result[0].history["loss"]
         assert (result[i].history["penalty"][0] > 0) == (reg is not None)
+
+
+class _MeanL2(Regularizer):
+    """``l2 * sum(w**2) / n`` with ``n`` a value: zero values give 0 / 0, not zero."""
+
+    contributes = frozenset({"value"})
+
+    def __init__(self, l2, n):
+        self.l2, self.n = l2, n
+
+    def __call__(self, w):
+        return self.l2 * (w**2).sum() / self.n
+
+    def family(self):
+        return "mean_l2"
+
+    def values(self):
+        return {"l2": self.l2, "n": float(self.n)}
+
+    def penalty(self, w, values):
+        return values["l2"].reshape(-1) * (w**2).reshape(w.shape[0], -1).sum(-1) \
+            / values["n"].reshape(-1)
+
+    def get_config(self):
+        return {"l2": self.l2, "n": self.n}
+
+
+class _FixedL2(Regularizer):
+    """A family without values (a fixed strength)."""
+
+    contributes = frozenset({"value"})
+
+    def __call__(self, w):
+        return 0.5 * (w**2).sum()
+
+    def family(self):
+        return "fixed_l2"
+
+    def penalty(self, w, values):
+        return 0.5 * (w**2).reshape(w.shape[0], -1).sum(-1)
+
+    def get_config(self):
+        return {}
+
+
+class _DoubledL2(L2):
+    """An L2 subclass that rewrites the gradient (an extra ``0.01 * sign(w)``): a family
+    of its own."""
+
+    def add_gradient(self, grad, w, values, include_decay=True):
+        super().add_gradient(grad, w, values, include_decay)
+        grad.add_(torch.sign(w), alpha=0.01)
+
+
+@pytest.mark.parametrize("make", [lambda: _MeanL2(0.01, 120), _FixedL2, lambda: _DoubledL2(0.05)],
+                         ids=["zero_values_not_a_no_op", "no_values", "subclass_math"])
+@pytest.mark.parametrize("hidden", [20, 1400], ids=["every_row_size", "runs_size"])
+def test_a_user_family_touches_only_its_own_members(make, hidden):
+    """Reviewers' cases: a family whose zero values are not exact no-ops was computed on
+    every row (the member without it got 0 / 0 and diverged); a family without values was
+    applied to every member; an L2 subclass with other math, second in the family, was
+    computed with the first member's L2. Each member now trains as alone."""
+    import numpy as np
+
+    from reglab.engine import Member, Population
+    from reglab.layers import Dense
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.integers(0, 3, 32)
+
+    def member(seed, reg):
+        return Member([Dense(hidden, activation="relu", input_shape=(6,),
+                             kernel_regularizer=reg), Dense(3, activation="softmax")],
+                      "adam", seed=seed)
+
+    regs = [L2(0.05), make(), None]
+    result = Population([member(i, r) for i, r in enumerate(regs)]).fit(
+        x, y, batch_size=8, epochs=1, shuffle=False)
+    for i, reg in enumerate(regs):
+        alone = Population([member(i, reg)]).fit(x, y, batch_size=8, epochs=1, shuffle=False)
+        assert result[i].status == alone[0].status == "done", i
+        assert result[i].history == alone[0].history, i
+
+
+def test_proximal_steps_on_runs_leave_the_other_rows_alone():
+    from reglab.regularizers import ProximalL1
+
+    regs = [ProximalL1(0.1), None, ProximalL1(0.2), L2(0.1)]
+    values = [{} if r is None else dict(r.values()) for r in regs]
+    terms = penalties.penalty_terms(regs, values, torch.float32, "cpu")
+    w = torch.randn(len(regs), 96, 90, generator=torch.Generator().manual_seed(1))
+    before = w.clone()
+    step = torch.full((len(regs), 1, 1), 0.5)
+    penalties.proximal_steps(terms, w, step)
+    for p, l1 in enumerate([0.1, 0.0, 0.2, 0.0]):
+        expected = torch.sign(before[p]) * torch.clamp(before[p].abs() - 0.5 * l1, min=0.0)
+        assert torch.equal(w[p], expected if l1 else before[p]), p

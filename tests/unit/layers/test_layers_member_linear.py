@@ -85,6 +85,8 @@ def test_aligned_blocks_start_every_member_on_64_bytes():
     assert all(blocks[m].data_ptr() % 64 == 0 and blocks[m].is_contiguous() for m in range(3))
     aligned = torch.zeros(3, 16, 4)
     assert member_linear.aligned_blocks(aligned) is aligned
+    alone = torch.zeros(1, 13, 5)  # one member: its block needs no padding
+    assert member_linear.aligned_blocks(alone) is alone
 
 
 SCRIPT = """
@@ -149,3 +151,14 @@ def test_a_one_unit_output_trains_each_member_as_alone(optimizer):
         for key, value in alone.member_weights(0).items():
             assert torch.equal(torch.as_tensor(population.member_weights(seed)[key]),
                                torch.as_tensor(value)), (seed, key)
+
+
+def test_an_input_every_member_shares_is_aligned_once_not_per_member():
+    """A first layer off the shared GEMM sees ``groups.expand(x)``: stride 0 over the
+    members. Aligning it copies one block (when misaligned), not one per member."""
+    shared = torch.randn(1, 13, 6).expand(45, 13, 6)
+    out = member_linear.aligned_blocks(shared)
+    assert out.stride(0) == 0 and out.data_ptr() == shared.data_ptr()
+    offset = torch.randn(13 * 6 + 1)[1:].view(1, 13, 6).expand(45, 13, 6)  # 4 bytes in
+    out = member_linear.aligned_blocks(offset)
+    assert out.stride(0) == 0 and out.data_ptr() % 64 == 0 and torch.equal(out, offset)
