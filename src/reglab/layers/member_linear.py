@@ -41,7 +41,7 @@ def aligned_blocks(t: torch.Tensor) -> torch.Tensor:
     operands as a member alone reads its own fresh tensors."""
     members, size = t.shape[0], t.element_size()
     block = t.numel() // members if members else 0
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         return t
     if members > 1 and t.stride(0) == 0:  # one input seen by every member: align it once
         return aligned_blocks(t[:1]).expand(t.shape)

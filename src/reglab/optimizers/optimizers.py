@@ -347,6 +347,9 @@ class Adam(Optimizer):
         if len(groups) == 1 and (len(members) == 1 or _fuses_stacked(params[0].device)):
             # one member (its slice is the whole stacked tensor), or one group on CUDA
             (hyper,) = groups
+            if decay is None:  # one call (the common case of a model without L2)
+                self._fused_call(list(params), list(grads), slot_of, hyper, 0.0)
+                return
             for c, parts in _by_coefficient(decay, len(params), [0]).items():
                 chosen = [i for i, _ in parts]
                 self._fused_call([params[i] for i in chosen], [grads[i] for i in chosen],
