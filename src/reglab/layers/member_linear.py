@@ -73,17 +73,34 @@ def per_member(product, *operands: torch.Tensor) -> torch.Tensor:
 
 
 class _MemberLinear(torch.autograd.Function):
+    """``y[m] = x[m] @ kernel[m] + bias[m]``; with ``transposed`` computed as
+    ``y[m]^T = kernel[m]^T @ x[m]^T`` (layers/narrow_linear.py), its result a view of the
+    ``(P, u, B)`` product when ``keep_layout``, else contiguous."""
+
     @staticmethod
-    def forward(ctx, x, kernel, bias):
+    def forward(ctx, x, kernel, bias, transposed, keep_layout):
         x, kernel = aligned_blocks(x), aligned_blocks(kernel)
-        if batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device):
+        batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
+        if transposed:
+            if batched:
+                kernel_t, x_t = kernel.transpose(1, 2), x.transpose(1, 2)  # (P, u, in), (P, in, B)
+                y_t = torch.bmm(kernel_t, x_t) if bias is None else torch.baddbmm(
+                    bias.unsqueeze(2), kernel_t, x_t)
+            elif bias is None:
+                y_t = per_member(lambda xm, km: torch.mm(km.t(), xm.t()), x, kernel)
+            else:
+                y_t = per_member(lambda xm, km, bm: torch.addmm(bm.unsqueeze(1), km.t(),
+                                                                xm.t()), x, kernel, bias)
+            y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
+            y = y if keep_layout else y.contiguous()
+        elif batched:
             y = torch.bmm(x, kernel) if bias is None else torch.baddbmm(bias.unsqueeze(1), x,
                                                                        kernel)
         elif bias is None:
             y = per_member(torch.mm, x, kernel)
         else:
             y = per_member(lambda xm, km, bm: torch.addmm(bm, xm, km), x, kernel, bias)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.transposed = bias is not None, transposed
         ctx.save_for_backward(x, kernel)
         return y
 
@@ -95,11 +112,15 @@ class _MemberLinear(torch.autograd.Function):
         dy_blocks = aligned_blocks(dy)
         grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
         grad_kernel = None
-        if need_kernel:
+        if need_kernel and ctx.transposed:  # (dy^T @ x)^T: the long batch axis fills tiles
+            grad_t = (torch.bmm(dy_blocks.transpose(1, 2), x) if batched else
+                      per_member(lambda dym, xm: torch.mm(dym.t(), xm), dy_blocks, x))
+            grad_kernel = grad_t.transpose(1, 2).contiguous()
+        elif need_kernel:
             grad_kernel = (torch.bmm(x.transpose(1, 2), dy_blocks) if batched else
                            per_member(lambda xm, dym: torch.mm(xm.t(), dym), x, dy_blocks))
         grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
-        return grad_x, grad_kernel, grad_bias
+        return grad_x, grad_kernel, grad_bias, None, None
 
 
 def input_gradient(dy: torch.Tensor, kernel: torch.Tensor, batched: bool) -> torch.Tensor:
@@ -110,7 +131,8 @@ def input_gradient(dy: torch.Tensor, kernel: torch.Tensor, batched: bool) -> tor
     return per_member(lambda dym, km: torch.mm(dym, km.t()), dy, kernel)
 
 
-def member_linear(x: torch.Tensor, kernel: torch.Tensor,
-                  bias: torch.Tensor | None) -> torch.Tensor:
-    """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``."""
-    return _MemberLinear.apply(x, kernel, bias)
+def member_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                  transposed: bool = False, keep_layout: bool = False) -> torch.Tensor:
+    """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``;
+    ``transposed`` computes it as ``kernel^T @ x^T`` (see :class:`_MemberLinear`)."""
+    return _MemberLinear.apply(x, kernel, bias, transposed, keep_layout)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from reglab.layers.member_linear import aligned_blocks, batched_is_alone, input_gradient, per_member
+from reglab.layers.member_linear import member_linear
 
 #: below this many units a layer's product runs transposed
 NARROW_UNITS = 16
@@ -28,46 +28,9 @@ def applies(units: int) -> bool:
     return units < NARROW_UNITS
 
 
-class _NarrowLinear(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, kernel, bias, transposed):
-        x, kernel = aligned_blocks(x), aligned_blocks(kernel)
-        if batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device):
-            kernel_t = kernel.transpose(1, 2)  # (P, u, in)
-            x_t = x.transpose(1, 2)  # (P, in, B)
-            if bias is None:
-                y_t = torch.bmm(kernel_t, x_t)
-            else:
-                y_t = torch.baddbmm(bias.unsqueeze(2), kernel_t, x_t)
-        elif bias is None:
-            y_t = per_member(lambda xm, km: torch.mm(km.t(), xm.t()), x, kernel)
-        else:
-            y_t = per_member(lambda xm, km, bm: torch.addmm(bm.unsqueeze(1), km.t(), xm.t()),
-                             x, kernel, bias)
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, kernel)
-        y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
-        return y if transposed else y.contiguous()
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, kernel = ctx.saved_tensors
-        need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
-        batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
-        dy_blocks = aligned_blocks(dy)
-        grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
-        grad_kernel = None
-        if need_kernel:
-            grad_t = (torch.bmm(dy_blocks.transpose(1, 2), x) if batched else
-                      per_member(lambda dym, xm: torch.mm(dym.t(), xm), dy_blocks, x))
-            grad_kernel = grad_t.transpose(1, 2).contiguous()
-        grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
-        return grad_x, grad_kernel, grad_bias, None
-
-
 def narrow_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
                   transposed: bool = False) -> torch.Tensor:
     """``(P, B, in)`` inputs, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, B, u)``;
     with ``transposed`` laid out as ``(P, u, B)`` in memory (for a consumer that reads it so:
     the fused softmax of engine/softmax_crossentropy.py), else contiguous."""
-    return _NarrowLinear.apply(x, kernel, bias, transposed)
+    return member_linear(x, kernel, bias, transposed=True, keep_layout=transposed)
