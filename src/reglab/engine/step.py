@@ -139,8 +139,8 @@ def activity_penalty(terms: penalties.PenaltyTerms, x: torch.Tensor) -> torch.Te
     """A layer's activity penalty per member, divided by the batch size as Keras >= 3.14
     does; always differentiated by autograd (its gradient flows into the layers)."""
     total = None
-    for reg, values in terms.families:
-        total = add(total, reg.penalty(x, values))
+    for (reg, values), rows in zip(terms.families, terms.rows):
+        total = add(total, penalties.family_penalty(reg, values, rows, x))
     if terms.custom is not None:
         total = add(total, torch.stack([reg(x[p]) if reg is not None else x.new_zeros(())
                                         for p, reg in enumerate(terms.custom)]))

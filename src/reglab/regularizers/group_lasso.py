@@ -47,7 +47,9 @@ class GroupLasso(Regularizer):
         self.axis = axis
 
     def family(self):
-        return ("group_lasso", self.axis)
+        # A subclass that rewrites the math is a family of its own (see Regularizer).
+        key = ("group_lasso", self.axis)
+        return key if _keeps_math(type(self), GroupLasso) else (*key, type(self))
 
     def values(self):
         return {"strength": self.strength}

@@ -142,7 +142,8 @@ class _DoubledL2(L2):
 @pytest.mark.parametrize("make", [lambda: _MeanL2(0.01, 120), _FixedL2, lambda: _DoubledL2(0.05)],
                          ids=["zero_values_not_a_no_op", "no_values", "subclass_math"])
 @pytest.mark.parametrize("hidden", [20, 1400], ids=["every_row_size", "runs_size"])
-def test_a_user_family_touches_only_its_own_members(make, hidden):
+@pytest.mark.parametrize("where", ["kernel", "activity"])
+def test_a_user_family_touches_only_its_own_members(make, hidden, where):
     """Reviewers' cases: a family whose zero values are not exact no-ops was computed on
     every row (the member without it got 0 / 0 and diverged); a family without values was
     applied to every member; an L2 subclass with other math, second in the family, was
@@ -158,7 +159,7 @@ def test_a_user_family_touches_only_its_own_members(make, hidden):
 
     def member(seed, reg):
         return Member([Dense(hidden, activation="relu", input_shape=(6,),
-                             kernel_regularizer=reg), Dense(3, activation="softmax")],
+                             **{f"{where}_regularizer": reg}), Dense(3, activation="softmax")],
                       "adam", seed=seed)
 
     regs = [L2(0.05), make(), None]
@@ -168,6 +169,24 @@ def test_a_user_family_touches_only_its_own_members(make, hidden):
         alone = Population([member(i, reg)]).fit(x, y, batch_size=8, epochs=1, shuffle=False)
         assert result[i].status == alone[0].status == "done", i
         assert result[i].history == alone[0].history, i
+
+
+def test_a_group_lasso_subclass_with_other_math_is_its_own_family():
+    from reglab.regularizers import GroupLasso
+
+    class Doubled(GroupLasso):
+        def penalty(self, w, values):
+            return 2 * super().penalty(w, values)
+
+    class Same(GroupLasso):
+        pass
+
+    assert GroupLasso(0.1).family() == Same(0.1).family() == ("group_lasso", -1)
+    assert Doubled(0.1).family() == ("group_lasso", -1, Doubled)
+    assert GroupLasso(0.1).vanishes_at_zero and not Doubled(0.1).vanishes_at_zero
+    terms = penalties.penalty_terms([GroupLasso(0.1), Doubled(0.1)], [{"strength": 0.1}] * 2,
+                                    torch.float32, "cpu")
+    assert len(terms.families) == 2
 
 
 def test_proximal_steps_on_runs_leave_the_other_rows_alone():
