@@ -99,10 +99,14 @@ RUNS_FROM = 8192
 
 def _runs(reg, rows: tuple[slice, ...] | None, w: torch.Tensor) -> tuple[slice, ...] | None:
     """``rows``, or None (every row) for a family whose zero values are exact no-ops on a
-    tensor smaller than :data:`RUNS_FROM` per member."""
+    tensor smaller than :data:`RUNS_FROM` per member, or whose math leaves zero-valued rows
+    unread (``skips_zero_rows``: one call then costs what its own rows would)."""
     if rows is None or not reg.vanishes_at_zero or not w.shape[0]:
         return rows
-    return None if w.numel() // w.shape[0] < RUNS_FROM else rows
+    if w.numel() // w.shape[0] < RUNS_FROM:
+        return None
+    skips = getattr(reg, "skips_zero_rows", None)
+    return None if skips is not None and skips(w) else rows
 
 
 def _family_of(reg) -> Any:

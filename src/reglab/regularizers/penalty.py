@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from reglab.native import penalty as native_penalty
+
 
 def member_shape(w: torch.Tensor, member_axis: int) -> list[int]:
     """The shape that broadcasts a ``(P,)`` vector along ``member_axis`` of ``w``."""
@@ -44,6 +46,9 @@ def weight_penalty(
         total = w.new_zeros(())
     else:
         flat = w.movedim(member_axis, 0).reshape(w.shape[member_axis], -1)  # (P, n)
+        fused = native_penalty.weight_penalty(flat, l1, l2)  # one pass, where it applies
+        if fused is not None:
+            return fused
         total = w.new_zeros(w.shape[member_axis])
     # The L2 term as the dot product of w with itself: no (P, n) temporary.
     if is_active(l1):
@@ -65,7 +70,9 @@ def add_penalty_gradient_(grad: torch.Tensor, w: torch.Tensor, l1: float | torch
     """Adds the gradient of :func:`weight_penalty` for stacked weights ``(P, ...)``,
     ``l1 * sign(w) + 2 * l2 * w``, to ``grad`` in place (each strength a float or a ``(P,)``
     tensor): the same math as differentiating ``weight_penalty``, in two passes over the
-    weights instead of an autograd graph."""
+    weights instead of an autograd graph (one, by the native kernel, where it applies)."""
+    if native_penalty.add_penalty_gradient_(grad, w, l1, l2):
+        return
     if is_active(l1):
         grad.addcmul_(torch.sign(w), torch.as_tensor(along_members(l1, w)))
     if is_active(l2):

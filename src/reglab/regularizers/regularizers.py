@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from reglab.errors import ConfigError, unknown_name
+from reglab.native import penalty as native_penalty
 from reglab.regularizers.penalty import (
     add_penalty_gradient_,
     along_members,
@@ -55,6 +56,10 @@ class Regularizer:
       as zeros); otherwise, and always for a family without values, only on the rows of
       its own members. A subclass that changes the math must also return its own
       :meth:`family` key: a family is computed with its first member's methods.
+    - :meth:`skips_zero_rows` (optional, with :attr:`vanishes_at_zero`): True when, for
+      these stacked weights, :meth:`penalty` and :meth:`add_gradient` do not even read the
+      rows whose values are all zero; the engine then calls them once on every row of a
+      large tensor rather than once per run of its own members.
     """
 
     #: what the regularizer contributes to training (see the class docstring)
@@ -89,6 +94,11 @@ class Regularizer:
         """The per-member coefficient ``c`` (``(P,)``, or ``0.0``) of the linear part
         ``c * w`` of :meth:`add_gradient`, or None when it has none (the default)."""
         return None
+
+    def skips_zero_rows(self, w: torch.Tensor) -> bool:
+        """Whether the math leaves the rows of ``w`` whose values are all zero unread (see
+        the class docstring); False by default."""
+        return False
 
     def proximal(self, w: torch.Tensor, step_size, values: dict) -> torch.Tensor:
         """``w`` after the proximal step of the penalty scaled by ``step_size`` (for
@@ -144,6 +154,12 @@ class _WeightPenalty(Regularizer):
 
     def add_gradient(self, grad, w, values, include_decay=True):
         add_penalty_gradient_(grad, w, values["l1"], values["l2"] if include_decay else 0.0)
+
+    def skips_zero_rows(self, w):
+        # The native kernels (float32 on a CPU) skip a row whose strengths are zero; the
+        # proximal step (ProximalL1) is torch's, on every row it is given.
+        return ("proximal" not in self.contributes and self.vanishes_at_zero
+                and native_penalty.takes(w))
 
     def decay(self, values):
         """``2 * l2``: the gradient of ``l2 * sum(w**2)`` is ``2 * l2 * w``."""
