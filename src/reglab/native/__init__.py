@@ -1,4 +1,5 @@
-"""Native kernels: a few memory-bound passes of the engine, fused in C, built on first use.
+"""Native kernels: the engine's memory-bound passes (the L1/L2 penalty's value and gradient,
+Adam's step), fused in C, built on first use.
 
 The C sources beside this module are compiled with the machine's C compiler (``cc``, or
 ``$CC``) into a shared library kept under the user's cache (``$REGLAB_CACHE_DIR``, else
@@ -23,7 +24,7 @@ from pathlib import Path
 
 __all__ = ["library", "enabled", "cache_dir"]
 
-_SOURCES = ("penalty_kernels.c",)
+_SOURCES = ("penalty_kernels.c", "adam_kernels.c")
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
 _FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-lm")
@@ -34,6 +35,7 @@ _SIGNATURES = {
     "reglab_weight_penalty": (_F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32, _INT, _F32P),
     "reglab_add_penalty_gradient": (_F32P, _F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32,
                                     _INT),
+    "reglab_adam_rows": (_F32P, _F32P, _F32P, _F32P, _I64, _I64, _F32P, _F32P),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from reglab.errors import ConfigError, unknown_name
+from reglab.native import adam as native_adam
 
 Value = float | torch.Tensor
 
@@ -344,6 +345,11 @@ class Adam(Optimizer):
             raise ValueError(f"Adam: decay needs one entry per param ({len(params)}); "
                              f"got {len(decay)}.")
         slot_of = [[state[name] for state in slots] for name in self.slots()]
+        # On a CPU in float32, reglab's native kernel: the same arithmetic, every member's
+        # rows in one call per weight (reglab/native/adam_kernels.c)
+        if not self.amsgrad and native_adam.step(params, grads, slot_of[0], slot_of[1],
+                                                 groups, decay):
+            return
         if len(groups) == 1 and (len(members) == 1 or _fuses_stacked(params[0].device)):
             # one member (its slice is the whole stacked tensor), or one group on CUDA
             (hyper,) = groups

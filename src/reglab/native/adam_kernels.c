@@ -1,0 +1,47 @@
+/* reglab's native Adam step: every member's row of one weight in one call, each row with
+ * its own hyperparameters, in one pass over the weight, its gradient and both moments.
+ *
+ * The arithmetic is that of the vectorized loop of torch's fused CPU kernel
+ * (torch._fused_adam_, which the engine calls otherwise), operation for operation:
+ *   g' = fma(w, decay, g)                      (torch's coupled weight_decay, when non-zero)
+ *   m' = lerp(m, g', 1 - beta_1)               (fma, in torch's two branches of lerp)
+ *   v' = fma(g', g' * (1 - beta_2), v * beta_2)
+ *   w' = w - step_size * m' / (sqrt(v') / sqrt(1 - beta_2**t) + eps)
+ * with every coefficient rounded to float32 as torch rounds them. A row of a length that is
+ * a multiple of torch's vector width gets torch's bits; torch's scalar tail (the last
+ * elements of other lengths) rounds otherwise, so the kernel uses the vector formula on
+ * every element of every row: a member's result never depends on its row's length or
+ * position, nor on its neighbours. Built with -ffp-contract=off: only the fma written here.
+ */
+#include <math.h>
+#include <stdint.h>
+
+enum { BETA_1, LERP_WEIGHT, BETA_2, ONE_MINUS_BETA_2, BIAS_CORRECTION_2_SQRT, EPSILON,
+       STEP_SIZE, COEFFICIENTS };
+
+/* rows of n elements; coef: COEFFICIENTS floats per row (the enum above); decay: one per
+ * row, or NULL for none. */
+void reglab_adam_rows(float *w, const float *g, float *m, float *v, int64_t rows, int64_t n,
+                      const float *coef, const float *decay) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *c = coef + COEFFICIENTS * r;
+        const float beta_2 = c[BETA_2], one_minus_beta_2 = c[ONE_MINUS_BETA_2];
+        const float weight = c[LERP_WEIGHT], rest = 1.0f - weight;
+        const float correction = c[BIAS_CORRECTION_2_SQRT], eps = c[EPSILON];
+        const float step_size = c[STEP_SIZE];
+        const float wd = decay ? decay[r] : 0.0f;
+        const int low = weight < 0.5f;
+        float *pw = w + r * n, *pm = m + r * n, *pv = v + r * n;
+        const float *pg = g + r * n;
+        for (int64_t i = 0; i < n; i++) {
+            float x = pw[i];
+            float grad = wd != 0.0f ? fmaf(x, wd, pg[i]) : pg[i];
+            float diff = grad - pm[i];
+            float mean = low ? fmaf(weight, diff, pm[i]) : fmaf(-diff, rest, grad);
+            float var = fmaf(grad, grad * one_minus_beta_2, pv[i] * beta_2);
+            pm[i] = mean;
+            pv[i] = var;
+            pw[i] = x - step_size * mean / (sqrtf(var) / correction + eps);
+        }
+    }
+}
