@@ -3,8 +3,10 @@ Adam's step), fused in C, built on first use.
 
 The C sources beside this module are compiled with the machine's C compiler (``cc``, or
 ``$CC``) into a shared library kept under the user's cache (``$REGLAB_CACHE_DIR``, else
-``$XDG_CACHE_HOME/reglab``, else ``~/.cache/reglab``), keyed by the source, the flags and
-the CPU (the build targets the machine it runs on), and loaded with :mod:`ctypes`. Where
+``$XDG_CACHE_HOME/reglab``, else ``~/.cache/reglab``; a directory owned by this user and
+writable by no one else, or else a fresh private temporary one), keyed by the source, the
+flags, the compiler and the CPU (the build targets the machine it runs on), and loaded with
+:mod:`ctypes`. Where
 no compiler is found, the build fails or ``REGLAB_NATIVE=0`` is set, :func:`library`
 returns None and every caller keeps its torch path: the same math, a few passes more.
 """
@@ -16,6 +18,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +30,7 @@ __all__ = ["library", "enabled", "cache_dir"]
 _SOURCES = ("penalty_kernels.c", "adam_kernels.c")
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
-_FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-lm")
+_FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 _MACHINE_FLAGS = ("-march=native",)  # dropped when the compiler does not take it
 
 _I64, _F32P, _F32, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
@@ -53,15 +56,24 @@ def cache_dir() -> Path:
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded kernels, or None (disabled, no compiler, or the build failed: warned once)."""
+    """The loaded kernels, or None: disabled, no C compiler found (silently), or the build or
+    load failed (a RuntimeWarning, once per process)."""
     if not enabled():
         return None
     return _load()
 
 
+def _compiler() -> list[str] | None:
+    """``$CC`` split into words as make does (``ccache gcc``), else ``cc`` or ``gcc``."""
+    if os.environ.get("CC", "").strip():
+        return shlex.split(os.environ["CC"])
+    found = shutil.which("cc") or shutil.which("gcc")
+    return [found] if found else None
+
+
 @functools.cache
 def _load() -> ctypes.CDLL | None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = _compiler()
     if compiler is None:
         return None
     here = Path(__file__).parent
@@ -72,56 +84,87 @@ def _load() -> ctypes.CDLL | None:
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = argtypes, None
-    except (OSError, subprocess.SubprocessError, AttributeError) as exc:
+    except (OSError, subprocess.SubprocessError, AttributeError, ValueError) as exc:
         warnings.warn(f"reglab.native: the C kernels could not be built or loaded with "
-                      f"{compiler!r} ({exc}); using the torch path (the same math, slower). "
-                      f"Set REGLAB_NATIVE=0 to skip the attempt.", RuntimeWarning, stacklevel=3)
+                      f"{' '.join(compiler)!r} ({exc}); using the torch path (the same math, "
+                      f"slower, rounded otherwise in a few places: see README). Set "
+                      f"REGLAB_NATIVE=0 to skip the attempt.", RuntimeWarning, stacklevel=3)
         return None
     return lib
 
 
+#: /proc/cpuinfo keys that say which instructions ``-march=native`` may use (x86 and ARM)
+_CPU_KEYS = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags", "Features",
+             "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision",
+             "isa", "uarch", "cpu model")
+
+
 def _cpu_signature() -> str:
-    """What the build's ``-march=native`` depends on: the CPU's model and flags."""
+    """What the build's ``-march=native`` depends on: the CPU's identity and features."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
-    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags"))]
-    return "\n".join(sorted(set(keep)))
+        text = ""
+    keep = {line.strip() for line in text.splitlines()
+            if line.split(":", 1)[0].strip() in _CPU_KEYS}
+    return "\n".join([platform.machine(), platform.processor(), *sorted(keep)])
 
 
-def _build(compiler: str, sources: list[Path]) -> Path:
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+def _private(directory: Path) -> bool:
+    """Whether ``directory`` is ours alone: owned by this user, not writable by others (a
+    library found in a directory anyone could write to might not be the one we built)."""
+    if not hasattr(os, "getuid"):
+        return True
+    info = directory.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+class BuildError(OSError):
+    """The compiler failed (not the cache directory)."""
+
+
+def _build(compiler: list[str], sources: list[Path]) -> Path:
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
                              timeout=60).stdout
     digest = hashlib.sha256()
-    for part in (version, _cpu_signature(), platform.machine(), *_FLAGS, *_MACHINE_FLAGS,
+    for part in (version, _cpu_signature(), *compiler, *_FLAGS, *_MACHINE_FLAGS,
                  *(s.read_bytes().decode() for s in sources)):
         digest.update(part.encode())
     name = f"kernels-{digest.hexdigest()[:20]}.so"
-    target = cache_dir() / name
-    if target.exists():
-        return target
+    cache = cache_dir()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home (a service account, a container): a private temp dir
-        user = getattr(os, "getuid", lambda: 0)()
-        target = Path(tempfile.gettempdir()) / f"reglab-native-{user}" / name
-        if target.exists():
-            return target
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        if not _private(cache):
+            raise PermissionError(f"{cache} is not private to this user")
+        if (cache / name).exists():
+            return cache / name
+        return _compile(compiler, sources, cache / name)
+    except BuildError:
+        raise
+    except OSError:
+        # A read-only or shared cache (a service account, a container): a fresh private
+        # directory of this process, never one that could have been prepared by another user.
+        return _compile(compiler, sources,
+                        Path(tempfile.mkdtemp(prefix="reglab-native-")) / name)
+
+
+def _compile(compiler: list[str], sources: list[Path], target: Path) -> Path:
     error = ""
     for machine_flags in (_MACHINE_FLAGS, ()):
         # built beside the target under a unique name, then renamed: concurrent builds
         # (several processes, Dask workers on a shared home) never see half a file
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        result = subprocess.run([compiler, *_FLAGS, *machine_flags, "-o", tmp,
-                                 *map(str, sources)], capture_output=True, text=True,
-                                timeout=300)
-        if result.returncode == 0:
-            os.replace(tmp, target)
-            return target
-        os.unlink(tmp)
+        try:
+            result = subprocess.run([*compiler, *_FLAGS, *machine_flags, "-o", tmp,
+                                     *map(str, sources), "-lm"], capture_output=True,
+                                    text=True, timeout=300)
+            if result.returncode == 0:
+                os.replace(tmp, target)
+                return target
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         lines = result.stderr.strip().splitlines()
         error = lines[-1] if lines else f"exit status {result.returncode}"
-    raise OSError(f"compiling {', '.join(s.name for s in sources)} failed: {error}")
+    raise BuildError(f"compiling {', '.join(s.name for s in sources)} failed: {error}")

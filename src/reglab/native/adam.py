@@ -44,6 +44,9 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     if lib is None or not params:
         return False
     rows = params[0].shape[0] if params[0].dim() else 0
+    if decay is not None and (len(decay) != len(params) or any(
+            d is not None and len(d) != rows for d in decay)):
+        return False  # the torch path says what is wrong
     for i, w in enumerate(params):
         shape = w.shape
         if not (rows and w.dim() and shape[0] == rows and _takes(w, shape)

@@ -121,3 +121,19 @@ def test_adam_steps_by_the_kernel_and_amsgrad_by_torch(kernels, monkeypatch):
         opt.apply([w], [g], [stacked], members)
         assert not torch.equal(w, before)
     assert len(calls) == 1
+
+
+def test_a_decay_list_of_the_wrong_length_is_refused_as_by_torch(kernels):
+    """The kernel reads one coefficient per row: a short list goes to the torch path,
+    which raises, rather than past the end of a buffer."""
+    from reglab.optimizers.optimizers import OptimizerMembers
+
+    opt = Adam(1e-3)
+    w, g = torch.randn(4, 16), torch.randn(4, 16)
+    stacked = {name: torch.zeros(4, 16) for name in opt.slots()}
+    members = OptimizerMembers([opt.hyperparameters()] * 4, [1] * 4, torch.float32,
+                               torch.device("cpu"))
+    assert not native_adam.step([w], [g], [stacked["m"]], [stacked["v"]],
+                                members.groups(Adam._FUSED_KEYS), [[0.5]])
+    with pytest.raises(IndexError):
+        opt.apply([w], [g], [stacked], members, decay=[[0.5]])

@@ -4,9 +4,11 @@ the fallbacks (disabled, no compiler, a failing build, cases the kernels do not 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +199,55 @@ def test_an_unwritable_cache_falls_back_to_a_private_temp_dir(monkeypatch, tmp_p
         assert len(list((tmp_path / "tmp").rglob("kernels-*.so"))) == 1
     finally:
         native._load.cache_clear()
+
+
+@pytest.mark.skipif(not HAS_COMPILER or not hasattr(os, "getuid"), reason="no C compiler")
+def test_a_cache_others_can_write_is_not_trusted(monkeypatch, tmp_path):
+    """A library waiting in a directory anyone could write to might have been planted: it
+    is neither loaded nor added to; the kernels are built in a fresh private directory."""
+    shared = tmp_path / "shared"
+    (shared / "native").mkdir(parents=True)
+    (shared / "native").chmod(0o777)
+    monkeypatch.setenv("REGLAB_CACHE_DIR", str(shared))
+    monkeypatch.setenv("REGLAB_NATIVE", "1")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    native._load.cache_clear()
+    try:
+        compiler = native._compiler()
+        sources = [Path(native.__file__).parent / n for n in native._SOURCES]
+        planted = shared / "native" / "planted.so"
+        planted.write_bytes(b"not a library")
+        path = native._build(compiler, sources)
+        assert path.parent != shared / "native" and path.parent.parent == tmp_path / "tmp"
+        assert native.library() is not None
+        assert sorted(p.name for p in (shared / "native").iterdir()) == ["planted.so"]
+    finally:
+        native._load.cache_clear()
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler")
+def test_cc_with_arguments_is_split_into_words(monkeypatch, tmp_path):
+    gcc = shutil.which("cc") or shutil.which("gcc")
+    monkeypatch.setenv("CC", f"{gcc} -std=gnu11")
+    monkeypatch.setenv("REGLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("REGLAB_NATIVE", "1")
+    native._load.cache_clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert native.library() is not None
+    finally:
+        native._load.cache_clear()
+
+
+def test_cpu_signature_tells_arm_cores_apart(monkeypatch):
+    """ARM's /proc/cpuinfo has no 'model name' or 'flags': its 'Features' and 'CPU part'
+    decide what -march=native builds for."""
+    def cpuinfo(part, features):
+        return (f"processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: {features}\n"
+                f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU part\t: {part}\n")
+    texts = iter([cpuinfo("0xd0c", "fp asimd"), cpuinfo("0xd40", "fp asimd sve")])
+    monkeypatch.setattr(native.Path, "read_text", lambda self: next(texts))
+    assert native._cpu_signature() != native._cpu_signature()
