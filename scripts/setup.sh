@@ -6,6 +6,13 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; 
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
+# A C compiler builds reglab's native kernels on first use (reglab/native; without one the
+# torch path runs, slower).
+if ! command -v cc >/dev/null && ! command -v gcc >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq gcc libc6-dev >/dev/null \
+    || echo "warning: no C compiler; reglab's native kernels will not be built" >&2
+fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # pyproject.toml declares the torch range reglab supports; constraints.txt pins the CPU build
