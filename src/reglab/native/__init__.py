@@ -38,7 +38,7 @@ _SIGNATURES = {
     "reglab_weight_penalty": (_F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32, _INT, _F32P),
     "reglab_add_penalty_gradient": (_F32P, _F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32,
                                     _INT),
-    "reglab_adam_rows": (_F32P, _F32P, _F32P, _F32P, _I64, _I64, _F32P, _F32P),
+    "reglab_adam_step": (_I64, _F32P, _F32P, _F32P, _F32P, _F32P, _I64, _F32P, _F32P),
 }
 
 

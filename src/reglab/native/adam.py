@@ -1,10 +1,11 @@
-"""Adam's step by the native kernel (``adam_kernels.c``): one call per weight for every
-member, each row with its own hyperparameters and step, where the case is one it takes
-(CPU float32 contiguous weights, gradients and moments; no amsgrad). Otherwise
+"""Adam's step by the native kernel (``adam_kernels.c``): one call per step for every weight
+and every member, each row with its own hyperparameters and step, where the case is one it
+takes (CPU float32 contiguous weights, gradients and moments; no amsgrad). Otherwise
 :func:`step` returns False and the optimizer calls torch's fused kernel."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
@@ -34,6 +35,26 @@ def _takes(t: torch.Tensor, shape: torch.Size) -> bool:
             and t.shape == shape and t.is_contiguous())
 
 
+class _Checked:
+    """The weights and moments last found fit for the kernel (the engine updates them in
+    place, so the same objects come back every step: checked once, while they do)."""
+
+    tensors: tuple = ()
+
+
+def _fit(params, m, v) -> bool:
+    tensors = (*params, *m, *v)
+    if len(tensors) == len(_Checked.tensors) and all(
+            a is b for a, b in zip(tensors, _Checked.tensors)):
+        return True
+    rows = params[0].shape[0] if params[0].dim() else 0
+    fit = bool(rows) and all(
+        w.dim() and w.shape[0] == rows and _takes(w, w.shape) and _takes(m[i], w.shape)
+        and _takes(v[i], w.shape) for i, w in enumerate(params))
+    _Checked.tensors = tensors if fit else ()
+    return fit
+
+
 def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Tensor],
          v: list[torch.Tensor], hyper: dict[tuple, list[int]],
          decay: list[list[float] | None] | None) -> bool:
@@ -41,25 +62,26 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     place; ``decay``: per param, each member's coupled-decay coefficient, or None. False
     (nothing touched) when the kernel does not take every param."""
     lib = native.library()
-    if lib is None or not params:
+    if lib is None or not params or not _fit(params, m, v):
         return False
-    rows = params[0].shape[0] if params[0].dim() else 0
+    rows = params[0].shape[0]
     if decay is not None and (len(decay) != len(params) or any(
             d is not None and len(d) != rows for d in decay)):
         return False  # the torch path says what is wrong
-    for i, w in enumerate(params):
-        shape = w.shape
-        if not (rows and w.dim() and shape[0] == rows and _takes(w, shape)
-                and _takes(grads[i], shape) and _takes(m[i], shape) and _takes(v[i], shape)):
+    for w, g in zip(params, grads):  # the gradients are new every step
+        if not (g.dtype == torch.float32 and g.shape == w.shape and g.is_contiguous()
+                and g.device.type == "cpu"):
             return False
+    count = len(params)
     table = coefficients(hyper, rows)
-    for i, w in enumerate(params):
-        per_row = None if decay is None or decay[i] is None else torch.tensor(
-            decay[i], dtype=torch.float32)
-        n = w.numel() // rows
-        if n == 0:
-            continue
-        lib.reglab_adam_rows(w.data_ptr(), grads[i].data_ptr(), m[i].data_ptr(),
-                             v[i].data_ptr(), rows, n, table.data_ptr(),
-                             None if per_row is None else per_row.data_ptr())
+    per_row = [None if decay is None or decay[i] is None else
+               torch.tensor(decay[i], dtype=torch.float32) for i in range(count)]
+    pointers = ctypes.c_void_p * count
+    lib.reglab_adam_step(
+        count, pointers(*[t.data_ptr() for t in params]),
+        pointers(*[t.data_ptr() for t in grads]), pointers(*[t.data_ptr() for t in m]),
+        pointers(*[t.data_ptr() for t in v]),
+        (ctypes.c_int64 * count)(*[w.numel() // rows for w in params]), rows,
+        table.data_ptr(), pointers(*[d.data_ptr() if d is not None else None
+                                     for d in per_row]))
     return True

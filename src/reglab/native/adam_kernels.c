@@ -21,7 +21,7 @@ enum { BETA_1, LERP_WEIGHT, BETA_2, ONE_MINUS_BETA_2, BIAS_CORRECTION_2_SQRT, EP
 
 /* rows of n elements; coef: COEFFICIENTS floats per row (the enum above); decay: one per
  * row, or NULL for none. */
-void reglab_adam_rows(float *w, const float *g, float *m, float *v, int64_t rows, int64_t n,
+static void adam_rows(float *w, const float *g, float *m, float *v, int64_t rows, int64_t n,
                       const float *coef, const float *decay) {
     for (int64_t r = 0; r < rows; r++) {
         const float *c = coef + COEFFICIENTS * r;
@@ -44,4 +44,13 @@ void reglab_adam_rows(float *w, const float *g, float *m, float *v, int64_t rows
             pw[i] = x - step_size * mean / (sqrtf(var) / correction + eps);
         }
     }
+}
+
+/* One step of `count` weights (each rows x n[k] elements; the same rows and coefficients
+ * for all), in one call: the pointer arrays hold each weight's tensors. */
+void reglab_adam_step(int64_t count, float *const *w, const float *const *g, float *const *m,
+                      float *const *v, const int64_t *n, int64_t rows, const float *coef,
+                      const float *const *decay) {
+    for (int64_t k = 0; k < count; k++)
+        if (n[k] > 0) adam_rows(w[k], g[k], m[k], v[k], rows, n[k], coef, decay[k]);
 }
