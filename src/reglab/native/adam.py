@@ -36,22 +36,26 @@ def _takes(t: torch.Tensor, shape: torch.Size) -> bool:
 
 
 class _Checked:
-    """The weights and moments last found fit for the kernel (the engine updates them in
-    place, so the same objects come back every step: checked once, while they do)."""
+    """The weights and moments last found fit for the kernel, with their data pointers (the
+    engine updates them in place, so the same objects on the same memory come back every
+    step: checked once, while they do)."""
 
     tensors: tuple = ()
+    pointers: tuple = ()
 
 
 def _fit(params, m, v) -> bool:
     tensors = (*params, *m, *v)
     if len(tensors) == len(_Checked.tensors) and all(
-            a is b for a, b in zip(tensors, _Checked.tensors)):
+            a is b for a, b in zip(tensors, _Checked.tensors)) and tuple(
+            t.data_ptr() for t in tensors) == _Checked.pointers:
         return True
     rows = params[0].shape[0] if params[0].dim() else 0
     fit = bool(rows) and all(
         w.dim() and w.shape[0] == rows and _takes(w, w.shape) and _takes(m[i], w.shape)
         and _takes(v[i], w.shape) for i, w in enumerate(params))
     _Checked.tensors = tensors if fit else ()
+    _Checked.pointers = tuple(t.data_ptr() for t in tensors) if fit else ()
     return fit
 
 

@@ -137,3 +137,14 @@ def test_a_decay_list_of_the_wrong_length_is_refused_as_by_torch(kernels):
                                 members.groups(Adam._FUSED_KEYS), [[0.5]])
     with pytest.raises(IndexError):
         opt.apply([w], [g], [stacked], members, decay=[[0.5]])
+
+
+def test_a_weight_swapped_for_a_non_contiguous_one_in_place_is_checked_again(kernels):
+    """The fitness of the weights is remembered while the same tensors on the same memory
+    come back; ``w.data = ...`` keeps the object but not the memory."""
+    w, g = torch.randn(2, 16), torch.randn(2, 16)
+    m, v = torch.zeros(2, 16), torch.zeros(2, 16)
+    hyper = _groups(HYPER[:2], [1, 1])
+    assert native_adam.step([w], [g], [m], [v], hyper, None)
+    w.data = torch.randn(16, 2).t()  # same object, other memory, not contiguous
+    assert not native_adam.step([w], [g], [m], [v], hyper, None)
