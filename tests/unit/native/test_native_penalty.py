@@ -167,79 +167,66 @@ def test_a_failing_build_warns_once_and_leaves_the_torch_path(monkeypatch, tmp_p
         native._load.cache_clear()
 
 
-@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler")
-def test_the_build_is_cached_and_reused(monkeypatch, tmp_path):
-    monkeypatch.setenv("REGLAB_CACHE_DIR", str(tmp_path))
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """A build from nothing: the kernels enabled, the machine's compiler, the cache under
+    ``tmp_path`` unless the test says otherwise, temp files under ``tmp_path / "tmp"``, and
+    this process's loaded library forgotten before and after."""
+    if not HAS_COMPILER:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("REGLAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("REGLAB_NATIVE", "1")
     monkeypatch.delenv("CC", raising=False)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     native._load.cache_clear()
-    try:
-        assert native.library() is not None
-        (built,) = list(tmp_path.rglob("*.so"))
-        stamp = built.stat().st_mtime_ns
-        native._load.cache_clear()
-        assert native.library() is not None
-        assert list(tmp_path.rglob("*.so")) == [built] and built.stat().st_mtime_ns == stamp
-    finally:
-        native._load.cache_clear()
+    yield tmp_path
+    native._load.cache_clear()
 
 
-@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler")
-def test_an_unwritable_cache_falls_back_to_a_private_temp_dir(monkeypatch, tmp_path):
-    blocker = tmp_path / "not-a-dir"
+def test_the_build_is_cached_and_reused(fresh_build):
+    assert native.library() is not None
+    (built,) = list((fresh_build / "cache").rglob("*.so"))
+    stamp = built.stat().st_mtime_ns
+    native._load.cache_clear()
+    assert native.library() is not None
+    assert list((fresh_build / "cache").rglob("*.so")) == [built]
+    assert built.stat().st_mtime_ns == stamp
+
+
+def test_an_unwritable_cache_falls_back_to_a_private_temp_dir(fresh_build, monkeypatch):
+    blocker = fresh_build / "not-a-dir"
     blocker.write_text("")
     monkeypatch.setenv("REGLAB_CACHE_DIR", str(blocker))  # mkdir under a file fails
-    monkeypatch.setenv("REGLAB_NATIVE", "1")
-    monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    native._load.cache_clear()
-    try:
-        assert native.library() is not None
-        assert len(list((tmp_path / "tmp").rglob("kernels-*.so"))) == 1
-    finally:
-        native._load.cache_clear()
+    assert native.library() is not None
+    assert len(list((fresh_build / "tmp").rglob("kernels-*.so"))) == 1
 
 
-@pytest.mark.skipif(not HAS_COMPILER or not hasattr(os, "getuid"), reason="no C compiler")
-def test_a_cache_others_can_write_is_not_trusted(monkeypatch, tmp_path):
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_cache_others_can_write_is_not_trusted(fresh_build, monkeypatch):
     """A library waiting in a directory anyone could write to might have been planted: it
     is neither loaded nor added to; the kernels are built in a fresh private directory."""
-    shared = tmp_path / "shared"
+    compiler = native._compiler()
+    sources = [Path(native.__file__).parent / n for n in native._SOURCES]
+    name = native._build(compiler, sources).name  # what a build here is called
+    shared = fresh_build / "shared"
     (shared / "native").mkdir(parents=True)
     (shared / "native").chmod(0o777)
+    (shared / "native" / name).write_bytes(b"planted: not the library we built")
     monkeypatch.setenv("REGLAB_CACHE_DIR", str(shared))
-    monkeypatch.setenv("REGLAB_NATIVE", "1")
-    monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    native._load.cache_clear()
-    try:
-        compiler = native._compiler()
-        sources = [Path(native.__file__).parent / n for n in native._SOURCES]
-        planted = shared / "native" / "planted.so"
-        planted.write_bytes(b"not a library")
-        path = native._build(compiler, sources)
-        assert path.parent != shared / "native" and path.parent.parent == tmp_path / "tmp"
+    path = native._build(compiler, sources)
+    assert path.parent.parent == fresh_build / "tmp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading the planted file would fail and warn
         assert native.library() is not None
-        assert sorted(p.name for p in (shared / "native").iterdir()) == ["planted.so"]
-    finally:
-        native._load.cache_clear()
+    assert [p.name for p in (shared / "native").iterdir()] == [name]
 
 
-@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler")
-def test_cc_with_arguments_is_split_into_words(monkeypatch, tmp_path):
-    gcc = shutil.which("cc") or shutil.which("gcc")
-    monkeypatch.setenv("CC", f"{gcc} -std=gnu11")
-    monkeypatch.setenv("REGLAB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("REGLAB_NATIVE", "1")
-    native._load.cache_clear()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            assert native.library() is not None
-    finally:
-        native._load.cache_clear()
+def test_cc_with_arguments_is_split_into_words(fresh_build, monkeypatch):
+    monkeypatch.setenv("CC", f"{shutil.which('cc') or shutil.which('gcc')} -std=gnu11")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.library() is not None
 
 
 def test_cpu_signature_tells_arm_cores_apart(monkeypatch):
