@@ -175,13 +175,18 @@ def evaluate(terms: PenaltyTerms, w: torch.Tensor) -> tuple[torch.Tensor | None,
 
 
 def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor,
-                 include_decay: bool = True) -> None:
+                 include_decay: bool = True, include_sign: bool = True) -> None:
     """Adds to ``grad`` the gradients of the families that declare ``'gradient'``; without
-    their linear parts (:func:`coupled_decay`) unless ``include_decay``."""
+    their linear parts (:func:`coupled_decay`) unless ``include_decay``, and without their
+    sign parts (:func:`coupled_sign`) unless ``include_sign``."""
     for (reg, values), rows in zip(terms.families, terms.rows):
         if "gradient" not in reg.contributes:
             continue
-        kwargs = {} if include_decay or _decay(reg, values) is None else {"include_decay": False}
+        kwargs = {}
+        if not include_decay and _coupled(reg, values, "decay") is not None:
+            kwargs["include_decay"] = False
+        if not include_sign and _coupled(reg, values, "sign_coefficient") is not None:
+            kwargs["include_sign"] = False
         rows = _runs(reg, rows, w)
         if rows is None:
             reg.add_gradient(grad, w, values, **kwargs)
@@ -211,22 +216,39 @@ def coupled_decay(terms: PenaltyTerms) -> list[float] | None:
     """Each member's coefficient ``c`` of the linear part ``c * w`` of its penalties'
     gradient (the families whose regularizer declares :meth:`decay`), as floats that
     hold the training dtype's value exactly; None when it is zero for every member."""
+    return _coupled_total(terms, "decay")
+
+
+def coupled_sign(terms: PenaltyTerms) -> list[float] | None:
+    """Each member's coefficient ``s`` of the part ``s * sign(w)`` of its penalties'
+    gradient (the families whose regularizer declares :meth:`sign_coefficient`), as
+    :func:`coupled_decay`."""
+    return _coupled_total(terms, "sign_coefficient")
+
+
+def _coupled_total(terms: PenaltyTerms, part: str) -> list[float] | None:
     total = None
     for reg, values in terms.with_capability("gradient"):
-        c = _decay(reg, values)
+        c = _coupled(reg, values, part)
         if c is not None and is_active(c):
             total = c if total is None else total + c
     return None if total is None else total.reshape(-1).tolist()
 
 
-def _decay(reg, values: dict[str, Value]) -> Value | None:
-    """``reg.decay(values)``, or None when its ``add_gradient`` cannot leave the linear part
-    out (a subclass that overrides it without ``include_decay`` keeps its whole gradient)."""
-    if not _separates_decay(type(reg)):
+#: per coupled part: the regularizer's method and the ``add_gradient`` flag that leaves it out
+_PARTS = {"decay": "include_decay", "sign_coefficient": "include_sign"}
+
+
+def _coupled(reg, values: dict[str, Value], part: str) -> Value | None:
+    """``reg.decay(values)`` or ``reg.sign_coefficient(values)``, or None when its
+    ``add_gradient`` cannot leave that part out (a subclass that overrides it without the
+    flag keeps its whole gradient)."""
+    method = getattr(reg, part, None)
+    if method is None or not _separates(type(reg), _PARTS[part]):
         return None
-    return reg.decay(values)
+    return method(values)
 
 
 @functools.cache
-def _separates_decay(cls: type) -> bool:
-    return "include_decay" in inspect.signature(cls.add_gradient).parameters
+def _separates(cls: type, flag: str) -> bool:
+    return flag in inspect.signature(cls.add_gradient).parameters

@@ -17,7 +17,7 @@ import torch
 from reglab.engine import loss_scale
 from reglab.engine import member_state as tree
 from reglab.engine.member import PopulationPlan
-from reglab.engine.penalties import PenaltyTerms, coupled_decay, penalty_terms
+from reglab.engine.penalties import PenaltyTerms, coupled_decay, coupled_sign, penalty_terms
 from reglab.engine.rng import generator
 from reglab.engine.values import Value, member_values
 from reglab.optimizers.optimizers import OptimizerMembers
@@ -174,6 +174,14 @@ class PopulationState:
                 coefficients = coupled_decay(terms) if key not in self.decayed else None
                 if coefficients is not None:
                     self.coupled_decay[key] = coefficients
+        #: likewise their sign part (L1's ``l1 * sign(w)``), where the optimizer's step adds it
+        #: (reglab's native Adam): each member's coefficient.
+        self.coupled_sign: dict[Key, list[float]] = {}
+        if self.optimizer.folds_coupled_sign(device, dtype):
+            for key, terms in self.penalties.items():
+                coefficients = coupled_sign(terms) if key not in self.decayed else None
+                if coefficients is not None:
+                    self.coupled_sign[key] = coefficients
 
     def step_families(self) -> list[str]:
         """The tensor families a training step writes: the weights, the optimizer's slots and

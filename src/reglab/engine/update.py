@@ -8,8 +8,9 @@ one place that says in which order; :func:`apply_updates` is the one place that 
 The order is Keras's: the penalties' gradients join the loss's, decoupled weight decay
 shrinks the weights before the optimizer's step, proximal steps and constraints follow it.
 (An optimizer with a fused kernel adds the penalties' linear part, L2's ``2 * l2 * w``,
-inside its step, after their other parts, as the chain would: see
-``PopulationState.coupled_decay``.)
+inside its step, after their other parts, as the chain would, and reglab's native Adam their
+sign part, L1's ``l1 * sign(w)``, before it: see ``PopulationState.coupled_decay`` and
+``coupled_sign``.)
 Under dynamic loss scaling (:mod:`reglab.engine.loss_scale`) the gradients are unscaled
 before the chain, and a member whose gradients are not finite skips it: its rows are set
 aside before the chain and put back after it, as if it had not run for that member.
@@ -43,7 +44,8 @@ class PenaltyGradients:
         for key, terms in state.penalties.items():
             if key in grads:
                 penalties.add_gradient(terms, grads[key], state.weights[key],
-                                       include_decay=key not in state.coupled_decay)
+                                       include_decay=key not in state.coupled_decay,
+                                       include_sign=key not in state.coupled_sign)
 
 
 class DecoupledWeightDecay:
@@ -68,9 +70,13 @@ class OptimizerStep:
     def update(self, grads, state):
         keys = list(grads)
         if keys:
-            # only an optimizer that folds (Optimizer.folds_coupled_decay) is given decay
-            folded = {"decay": [state.coupled_decay.get(k) for k in keys]} \
-                if state.coupled_decay else {}
+            # only an optimizer that folds (Optimizer.folds_coupled_decay, folds_coupled_sign)
+            # is given decay or sign
+            folded = {}
+            if state.coupled_decay:
+                folded["decay"] = [state.coupled_decay.get(k) for k in keys]
+            if state.coupled_sign:
+                folded["sign"] = [state.coupled_sign.get(k) for k in keys]
             state.optimizer.apply([state.weights[k] for k in keys], [grads[k] for k in keys],
                                   [state.slots(k) for k in keys], state.optimizer_members,
                                   **folded)

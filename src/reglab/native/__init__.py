@@ -28,6 +28,7 @@ from pathlib import Path
 __all__ = ["library", "enabled", "cache_dir"]
 
 _SOURCES = ("penalty_kernels.c", "adam_kernels.c")
+_HEADERS = ("sign.h",)  # part of the build's key too
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
 _FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
@@ -38,7 +39,7 @@ _SIGNATURES = {
     "reglab_weight_penalty": (_F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32, _INT, _F32P),
     "reglab_add_penalty_gradient": (_F32P, _F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32,
                                     _INT),
-    "reglab_adam_step": (_I64, _F32P, _F32P, _F32P, _F32P, _F32P, _I64, _F32P, _F32P),
+    "reglab_adam_step": (_I64, _F32P, _F32P, _F32P, _F32P, _F32P, _I64, _F32P, _F32P, _F32P),
 }
 
 
@@ -128,7 +129,8 @@ def _build(compiler: list[str], sources: list[Path]) -> Path:
                              timeout=60).stdout
     digest = hashlib.sha256()
     for part in (version, _cpu_signature(), *compiler, *_FLAGS, *_MACHINE_FLAGS,
-                 *(s.read_bytes().decode() for s in sources)):
+                 *(s.read_bytes().decode() for s in sources),
+                 *((Path(__file__).parent / h).read_text() for h in _HEADERS)):
         digest.update(part.encode())
     name = f"kernels-{digest.hexdigest()[:20]}.so"
     cache = cache_dir()

@@ -59,18 +59,29 @@ def _fit(params, m, v) -> bool:
     return fit
 
 
+def _per_row(values: list[list[float] | None] | None, count: int, rows: int) -> bool:
+    return values is None or (len(values) == count and all(
+        d is None or len(d) == rows for d in values))
+
+
+def _arrays(values: list[list[float] | None] | None, count: int) -> list:
+    return [None if values is None or values[i] is None else
+            torch.tensor(values[i], dtype=torch.float32) for i in range(count)]
+
+
 def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Tensor],
          v: list[torch.Tensor], hyper: dict[tuple, list[int]],
-         decay: list[list[float] | None] | None) -> bool:
+         decay: list[list[float] | None] | None,
+         sign: list[list[float] | None] | None = None) -> bool:
     """One Adam step of every member's rows of each of ``params`` (stacked ``(P, ...)``), in
-    place; ``decay``: per param, each member's coupled-decay coefficient, or None. False
-    (nothing touched) when the kernel does not take every param."""
+    place; ``decay`` and ``sign``: per param, each member's coefficient of the penalties'
+    linear part (``c * w``) and sign part (``s * sign(w)``) to add to the gradient first, or
+    None. False (nothing touched) when the kernel does not take every param."""
     lib = native.library()
     if lib is None or not params or not _fit(params, m, v):
         return False
     rows = params[0].shape[0]
-    if decay is not None and (len(decay) != len(params) or any(
-            d is not None and len(d) != rows for d in decay)):
+    if not (_per_row(decay, len(params), rows) and _per_row(sign, len(params), rows)):
         return False  # the torch path says what is wrong
     for w, g in zip(params, grads):  # the gradients are new every step
         if not (g.dtype == torch.float32 and g.shape == w.shape and g.is_contiguous()
@@ -78,14 +89,13 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
             return False
     count = len(params)
     table = coefficients(hyper, rows)
-    per_row = [None if decay is None or decay[i] is None else
-               torch.tensor(decay[i], dtype=torch.float32) for i in range(count)]
+    decays, signs = _arrays(decay, count), _arrays(sign, count)
     pointers = ctypes.c_void_p * count
     lib.reglab_adam_step(
         count, pointers(*[t.data_ptr() for t in params]),
         pointers(*[t.data_ptr() for t in grads]), pointers(*[t.data_ptr() for t in m]),
         pointers(*[t.data_ptr() for t in v]),
         (ctypes.c_int64 * count)(*[w.numel() // rows for w in params]), rows,
-        table.data_ptr(), pointers(*[d.data_ptr() if d is not None else None
-                                     for d in per_row]))
+        table.data_ptr(), pointers(*[s.data_ptr() if s is not None else None for s in signs]),
+        pointers(*[d.data_ptr() if d is not None else None for d in decays]))
     return True

@@ -2,7 +2,9 @@
  * its own hyperparameters, in one pass over the weight, its gradient and both moments.
  *
  * The arithmetic is that of the vectorized loop of torch's fused CPU kernel
- * (torch._fused_adam_, which the engine calls otherwise), operation for operation:
+ * (torch._fused_adam_, which the engine calls otherwise), operation for operation, after
+ * the L1 penalty's gradient as reglab's penalty kernel adds it:
+ *   g  = fma(sign(w), l1, g)                   (the sign part, when non-zero)
  *   g' = fma(w, decay, g)                      (torch's coupled weight_decay, when non-zero)
  *   m' = lerp(m, g', 1 - beta_1)               (fma, in torch's two branches of lerp)
  *   v' = fma(g', g' * (1 - beta_2), v * beta_2)
@@ -16,13 +18,15 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "sign.h"
+
 enum { BETA_1, LERP_WEIGHT, BETA_2, ONE_MINUS_BETA_2, BIAS_CORRECTION_2_SQRT, EPSILON,
        STEP_SIZE, COEFFICIENTS };
 
-/* rows of n elements; coef: COEFFICIENTS floats per row (the enum above); decay: one per
- * row, or NULL for none. */
+/* rows of n elements; coef: COEFFICIENTS floats per row (the enum above); sign, decay: one
+ * per row, or NULL for none. */
 static void adam_rows(float *w, const float *g, float *m, float *v, int64_t rows, int64_t n,
-                      const float *coef, const float *decay) {
+                      const float *coef, const float *sign, const float *decay) {
     for (int64_t r = 0; r < rows; r++) {
         const float *c = coef + COEFFICIENTS * r;
         const float beta_2 = c[BETA_2], one_minus_beta_2 = c[ONE_MINUS_BETA_2];
@@ -30,12 +34,14 @@ static void adam_rows(float *w, const float *g, float *m, float *v, int64_t rows
         const float correction = c[BIAS_CORRECTION_2_SQRT], eps = c[EPSILON];
         const float step_size = c[STEP_SIZE];
         const float wd = decay ? decay[r] : 0.0f;
+        const float l1 = sign ? sign[r] : 0.0f;
         const int low = weight < 0.5f;
         float *pw = w + r * n, *pm = m + r * n, *pv = v + r * n;
         const float *pg = g + r * n;
         for (int64_t i = 0; i < n; i++) {
             float x = pw[i];
-            float grad = wd != 0.0f ? fmaf(x, wd, pg[i]) : pg[i];
+            float grad = l1 != 0.0f ? fmaf(sign_of(x), l1, pg[i]) : pg[i];
+            if (wd != 0.0f) grad = fmaf(x, wd, grad);
             float diff = grad - pm[i];
             float mean = low ? fmaf(weight, diff, pm[i]) : fmaf(-diff, rest, grad);
             float var = fmaf(grad, grad * one_minus_beta_2, pv[i] * beta_2);
@@ -50,7 +56,7 @@ static void adam_rows(float *w, const float *g, float *m, float *v, int64_t rows
  * for all), in one call: the pointer arrays hold each weight's tensors. */
 void reglab_adam_step(int64_t count, float *const *w, const float *const *g, float *const *m,
                       float *const *v, const int64_t *n, int64_t rows, const float *coef,
-                      const float *const *decay) {
+                      const float *const *sign, const float *const *decay) {
     for (int64_t k = 0; k < count; k++)
-        if (n[k] > 0) adam_rows(w[k], g[k], m[k], v[k], rows, n[k], coef, decay[k]);
+        if (n[k] > 0) adam_rows(w[k], g[k], m[k], v[k], rows, n[k], coef, sign[k], decay[k]);
 }

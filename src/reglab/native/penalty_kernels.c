@@ -11,11 +11,11 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "sign.h"
+
 #define LANES 32   /* independent partial sums per row: enough to hide the adds' latency */
 #define BLOCK 4096 /* elements summed in float lanes before the block joins a double total */
 
-/* torch.sign's values: 1, -1, and 0 for +-0 and NaN */
-static inline float sign_of(float x) { return (float)(x > 0.0f) - (float)(x < 0.0f); }
 
 static inline float strength(const float *per_row, float scalar, int64_t r) {
     return per_row ? per_row[r] : scalar;

@@ -188,6 +188,9 @@ class LossScaleOptimizer(Optimizer):
     def folds_coupled_decay(self, device) -> bool:
         return self.inner_optimizer.folds_coupled_decay(device)
 
+    def folds_coupled_sign(self, device, dtype) -> bool:
+        return self.inner_optimizer.folds_coupled_sign(device, dtype)
+
     def step_size(self, param, slots, members):
         return self.inner_optimizer.step_size(param, slots, members)
 

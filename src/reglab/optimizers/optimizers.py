@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
+from reglab import native
 from reglab.errors import ConfigError, unknown_name
 from reglab.native import adam as native_adam
+from reglab.regularizers.penalty import add_penalty_gradient_
 
 Value = float | torch.Tensor
 
@@ -87,6 +89,20 @@ def _by_coefficient(decay: list[list[float] | None] | None, count: int, position
         for c, ps in chosen.items():
             calls.setdefault(c, []).append((i, ps))
     return calls
+
+
+def _add_sign_parts(params: list[torch.Tensor], grads: list[torch.Tensor],
+                    sign: list[list[float] | None] | None) -> None:
+    """Adds ``s * sign(param)`` (``sign``: per param, each member's ``s``, or None) to the
+    gradients: what a step given ``sign`` adds before the rest of its arithmetic."""
+    if sign is None:
+        return
+    if len(sign) != len(params):
+        raise ValueError(f"sign needs one entry per param ({len(params)}); got {len(sign)}.")
+    for param, grad, coefficients in zip(params, grads, sign):
+        if coefficients is not None:
+            add_penalty_gradient_(grad, param, torch.tensor(
+                coefficients, dtype=param.dtype, device=param.device), 0.0)
 
 
 class OptimizerMembers:
@@ -197,6 +213,13 @@ class Optimizer:
         the weights. The same answer for a population and for each member alone."""
         return False
 
+    def folds_coupled_sign(self, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether :meth:`apply` takes ``sign`` (per param, each member's coefficient ``s``)
+        and adds the penalties' sign part ``s * sign(param)`` to the gradient before the
+        rest of its step (reglab's native Adam). The same answer for a population and for
+        each member alone."""
+        return False
+
     def step_size(self, param: torch.Tensor, slots: dict[str, torch.Tensor],
                   members: OptimizerMembers) -> Value:
         """The per-element step size of the update just applied to ``param``."""
@@ -302,12 +325,18 @@ class Adam(Optimizer):
         return _fused_adam_available(torch.device(device)) and not _fuses_stacked(
             torch.device(device))
 
-    def apply(self, params, grads, slots, members, decay=None):
+    def folds_coupled_sign(self, device, dtype):
+        """On a CPU in float32 where reglab's native kernels are built (not amsgrad)."""
+        return (not self.amsgrad and torch.device(device).type == "cpu"
+                and dtype == torch.float32 and native.library() is not None)
+
+    def apply(self, params, grads, slots, members, decay=None, sign=None):
         if params and _fused_adam_available(params[0].device):
-            self._apply_fused(params, grads, slots, members, decay)
+            self._apply_fused(params, grads, slots, members, decay, sign)
             return
         if decay is not None:
             raise RuntimeError("Adam: coupled decay is folded only into the fused kernel.")
+        _add_sign_parts(params, grads, sign)
         for param, grad, state in zip(params, grads, slots):
             ndim = param.dim()
             b1, b2 = members.value("beta_1", ndim), members.value("beta_2", ndim)
@@ -330,7 +359,7 @@ class Adam(Optimizer):
         return torch.tensor(alphas, dtype=torch.float64).to(dtype).to(members.device).view(
             -1, *([1] * (ndim - 1)))
 
-    def _apply_fused(self, params, grads, slots, members, decay=None) -> None:
+    def _apply_fused(self, params, grads, slots, members, decay=None, sign=None) -> None:
         """torch's fused kernel, one call per group of members with equal hyperparameters
         and steps (and coupled-decay coefficient, ``decay``). On a CPU it is called on each
         member's own slices, so that a member's arithmetic never depends on its position
@@ -348,8 +377,9 @@ class Adam(Optimizer):
         # On a CPU in float32, reglab's native kernel: the same arithmetic, every member's
         # rows in one call per weight (reglab/native/adam_kernels.c)
         if not self.amsgrad and native_adam.step(params, grads, slot_of[0], slot_of[1],
-                                                 groups, decay):
+                                                 groups, decay, sign):
             return
+        _add_sign_parts(params, grads, sign)  # as the engine's chain would have
         if len(groups) == 1 and (len(members) == 1 or _fuses_stacked(params[0].device)):
             # one member (its slice is the whole stacked tensor), or one group on CUDA
             (hyper,) = groups

@@ -71,6 +71,8 @@ def add_penalty_gradient_(grad: torch.Tensor, w: torch.Tensor, l1: float | torch
     ``l1 * sign(w) + 2 * l2 * w``, to ``grad`` in place (each strength a float or a ``(P,)``
     tensor): the same math as differentiating ``weight_penalty``, in two passes over the
     weights instead of an autograd graph (one, by the native kernel, where it applies)."""
+    if not (is_active(l1) or is_active(l2)):
+        return  # both parts left to the optimizer (see PopulationState.coupled_sign)
     if native_penalty.add_penalty_gradient_(grad, w, l1, l2):
         return
     if is_active(l1):

@@ -49,6 +49,9 @@ class Regularizer:
       ``c * w`` to the gradient itself (torch's coupled ``weight_decay``) then takes it,
       and the engine calls ``add_gradient(..., include_decay=False)`` for the rest: one
       pass over the weights less per step.
+    - :meth:`sign_coefficient` (optional, with ``'gradient'``): likewise the coefficient ``s``
+      of a part ``s * sign(w)`` (L1's ``l1``), added first, which reglab's native Adam step
+      adds itself; the engine then calls ``add_gradient(..., include_sign=False)``.
     - :attr:`vanishes_at_zero`: True when the penalty, its gradient and its proximal step
       leave a member untouched (exactly: zero, ``grad + 0``, ``w``) wherever its values are
       all zero, for finite weights. The engine may then compute the family on every row at
@@ -93,6 +96,11 @@ class Regularizer:
     def decay(self, values: dict) -> torch.Tensor | float | None:
         """The per-member coefficient ``c`` (``(P,)``, or ``0.0``) of the linear part
         ``c * w`` of :meth:`add_gradient`, or None when it has none (the default)."""
+        return None
+
+    def sign_coefficient(self, values: dict) -> torch.Tensor | float | None:
+        """The per-member coefficient ``s`` (``(P,)``, or ``0.0``) of the part ``s * sign(w)``
+        of :meth:`add_gradient`, added before the linear part, or None when it has none."""
         return None
 
     def skips_zero_rows(self, w: torch.Tensor) -> bool:
@@ -152,8 +160,9 @@ class _WeightPenalty(Regularizer):
     def penalty(self, w, values):
         return weight_penalty(w, values["l1"], values["l2"], member_axis=0)
 
-    def add_gradient(self, grad, w, values, include_decay=True):
-        add_penalty_gradient_(grad, w, values["l1"], values["l2"] if include_decay else 0.0)
+    def add_gradient(self, grad, w, values, include_decay=True, include_sign=True):
+        add_penalty_gradient_(grad, w, values["l1"] if include_sign else 0.0,
+                              values["l2"] if include_decay else 0.0)
 
     def skips_zero_rows(self, w):
         # The native kernels (float32 on a CPU) skip a row whose strengths are zero; the
@@ -164,6 +173,10 @@ class _WeightPenalty(Regularizer):
     def decay(self, values):
         """``2 * l2``: the gradient of ``l2 * sum(w**2)`` is ``2 * l2 * w``."""
         return values["l2"] * 2.0
+
+    def sign_coefficient(self, values):
+        """``l1``: the gradient of ``l1 * sum(|w|)`` is ``l1 * sign(w)``."""
+        return values["l1"]
 
 
 class L1L2(_WeightPenalty):
@@ -236,6 +249,9 @@ class ProximalL1(_WeightPenalty):
 
     def add_gradient(self, grad, w, values, include_decay=True):
         add_penalty_gradient_(grad, w, 0.0, values["l2"] if include_decay else 0.0)
+
+    def sign_coefficient(self, values):
+        return None  # its L1 is a proximal step, not a gradient
 
     def proximal(self, w, step_size, values):
         return soft_threshold(w, step_size * along_members(values["l1"], w))

@@ -67,3 +67,60 @@ def test_the_same_weights_as_the_torch_path(kernels, monkeypatch):
     for mine, theirs in zip(history.members, reference.members):
         np.testing.assert_allclose(mine.history["loss"], theirs.history["loss"], rtol=1e-6)
         assert (mine.history["penalty"] == [0.0, 0.0]) == (mine.name == "m1")
+
+
+def _fit_state(members, x, y):
+    population = Population(members)
+    result = population.fit(x, y, batch_size=32, epochs=2)
+    return _state(population), [r.history["loss"] for r in result.members]
+
+
+class _OwnGradient(L1L2):
+    """An L1L2 whose add_gradient takes no include_sign (nor include_decay): it keeps its
+    whole gradient, so nothing of it may be folded into the optimizer."""
+
+    def add_gradient(self, grad, w, values):
+        super().add_gradient(grad, w, values)
+
+
+def _mixed_members(optimizer):
+    from reglab.regularizers import ProximalL1
+
+    regs = [L1(0.01), None, L1L2(l1=0.001, l2=0.01), ProximalL1(0.003, l2=0.002),
+            _OwnGradient(l1=0.002, l2=0.001)]
+    return [Member([Dense(16, activation="relu", input_shape=(784,), kernel_regularizer=reg,
+                          bias_regularizer=L1(0.004) if p == 0 else None),
+                    Dense(16, activation="softmax", kernel_regularizer=reg)],
+                   optimizer(), seed=p % 2, name=f"m{p}") for p, reg in enumerate(regs)]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_l1_folded_into_adams_step_gives_the_weights_of_the_chain(kernels, monkeypatch,
+                                                                  optimizer):
+    """The sign part of L1's gradient added inside the native Adam step: the weights of
+    the chain that adds it first, bit for bit (AdamW's decayed weights keep the chain; so do
+    ProximalL1 and a subclass whose add_gradient cannot leave the part out)."""
+    from reglab.optimizers import Adam, AdamW
+
+    make = {"adam": lambda: Adam(1e-3), "adamw": lambda: AdamW(1e-3, weight_decay=0.01)}
+    x, y = _data()
+    members = _mixed_members(make[optimizer])
+    folded_population = Population(members)
+    assert folded_population.state.coupled_sign or optimizer == "adamw"
+    folded, losses = _fit_state(_mixed_members(make[optimizer]), x, y)
+    monkeypatch.setattr(Adam, "folds_coupled_sign", lambda self, device, dtype: False)
+    chained, chain_losses = _fit_state(_mixed_members(make[optimizer]), x, y)
+    assert all(torch.equal(folded[k], chained[k]) for k in folded)
+    assert losses == chain_losses
+
+
+def test_a_declined_kernel_adds_the_folded_sign_part_before_torchs_step(kernels, monkeypatch):
+    from reglab.native import adam as native_adam
+    from reglab.optimizers import Adam
+
+    x, y = _data()
+    monkeypatch.setattr(native_adam, "step", lambda *a, **k: False)  # torch's fused Adam
+    folded, _ = _fit_state(_mixed_members(lambda: Adam(1e-3)), x, y)
+    monkeypatch.setattr(Adam, "folds_coupled_sign", lambda self, device, dtype: False)
+    chained, _ = _fit_state(_mixed_members(lambda: Adam(1e-3)), x, y)
+    assert all(torch.equal(folded[k], chained[k]) for k in folded)
