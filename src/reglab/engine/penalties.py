@@ -242,9 +242,12 @@ _PARTS = {"decay": "include_decay", "sign_coefficient": "include_sign"}
 def _coupled(reg, values: dict[str, Value], part: str) -> Value | None:
     """``reg.decay(values)`` or ``reg.sign_coefficient(values)``, or None when its
     ``add_gradient`` cannot leave that part out (a subclass that overrides it without the
-    flag keeps its whole gradient)."""
+    flag keeps its whole gradient). The sign part, which the step adds before the linear
+    part, only where the linear part can be left out too: else the chain would add the
+    linear part first."""
     method = getattr(reg, part, None)
-    if method is None or not _separates(type(reg), _PARTS[part]):
+    flags = [_PARTS[part]] + (["include_decay"] if part == "sign_coefficient" else [])
+    if method is None or not all(_separates(type(reg), flag) for flag in flags):
         return None
     return method(values)
 

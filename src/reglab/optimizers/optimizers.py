@@ -11,6 +11,7 @@ engine's update chain does the averaging.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -326,9 +327,13 @@ class Adam(Optimizer):
             torch.device(device))
 
     def folds_coupled_sign(self, device, dtype):
-        """On a CPU in float32 where reglab's native kernels are built (not amsgrad)."""
+        """On a CPU in float32 where reglab's native kernels are built (not amsgrad), and
+        not for a subclass whose own ``apply`` does not name ``sign`` (it would not pass it
+        on)."""
+        cls = type(self)
         return (not self.amsgrad and torch.device(device).type == "cpu"
-                and dtype == torch.float32 and native.library() is not None)
+                and dtype == torch.float32 and native.library() is not None
+                and (cls.apply is Adam.apply or "sign" in inspect.signature(cls.apply).parameters))
 
     def apply(self, params, grads, slots, members, decay=None, sign=None):
         if params and _fused_adam_available(params[0].device):

@@ -335,7 +335,7 @@ def get(identifier: Any, where: str = "regularizers.get") -> Regularizer | None:
     )
 
 
-_MATH = ("penalty", "add_gradient", "proximal", "decay", "__call__")
+_MATH = ("penalty", "add_gradient", "proximal", "decay", "sign_coefficient", "__call__")
 
 
 def _keeps_math(cls: type, base: type) -> bool:

@@ -124,3 +124,67 @@ def test_a_declined_kernel_adds_the_folded_sign_part_before_torchs_step(kernels,
     monkeypatch.setattr(Adam, "folds_coupled_sign", lambda self, device, dtype: False)
     chained, _ = _fit_state(_mixed_members(lambda: Adam(1e-3)), x, y)
     assert all(torch.equal(folded[k], chained[k]) for k in folded)
+
+
+class _SignOnly(L1L2):
+    """Can leave its sign part out but not its linear part: folding the sign would put it
+    after the linear part, so it is not folded (the chain's order, bit for bit)."""
+
+    def add_gradient(self, grad, w, values, include_sign=True):
+        super().add_gradient(grad, w, values, include_sign=include_sign)
+
+
+class _HalfSign(L1):
+    """Declares another sign coefficient than L1's: a family of its own."""
+
+    def sign_coefficient(self, values):
+        return values["l1"] * 0.5
+
+
+class _OldAdam:
+    """An Adam subclass written before ``sign`` existed: its apply names ``decay`` only."""
+
+    @staticmethod
+    def make():
+        from reglab.optimizers import Adam
+
+        class OldAdam(Adam):
+            def apply(self, params, grads, slots, members, decay=None):
+                super().apply(params, grads, slots, members, decay=decay)
+
+        return OldAdam(1e-3)
+
+
+def _one_layer(reg, optimizer="adam", seed=0):
+    return Member([Dense(16, activation="softmax", input_shape=(784,), kernel_regularizer=reg)],
+                  optimizer, seed=seed)
+
+
+def test_a_subclass_that_cannot_leave_its_linear_part_out_keeps_the_chains_order(
+        kernels, monkeypatch):
+    from reglab.optimizers import Adam
+
+    x, y = _data()
+    folded, _ = _fit_state([_one_layer(_SignOnly(l1=0.01, l2=0.02))], x, y)
+    monkeypatch.setattr(Adam, "folds_coupled_sign", lambda self, device, dtype: False)
+    chained, _ = _fit_state([_one_layer(_SignOnly(l1=0.01, l2=0.02))], x, y)
+    assert all(torch.equal(folded[k], chained[k]) for k in folded)
+
+
+def test_a_subclass_with_its_own_sign_coefficient_is_its_own_family(kernels):
+    x, y = _data()
+    together, _ = _fit_state([_one_layer(L1(0.01)), _one_layer(_HalfSign(0.01))], x, y)
+    alone, _ = _fit_state([_one_layer(_HalfSign(0.01))], x, y)
+    assert all(torch.equal(together[k][1], alone[k][0]) for k in alone)
+
+
+def test_an_adam_subclass_without_sign_in_its_apply_keeps_the_chain(kernels, monkeypatch):
+    from reglab.optimizers import Adam
+
+    x, y = _data()
+    population = Population([_one_layer(L1(0.01), _OldAdam.make())])
+    assert not population.state.coupled_sign
+    old, _ = _fit_state([_one_layer(L1(0.01), _OldAdam.make())], x, y)
+    monkeypatch.setattr(Adam, "folds_coupled_sign", lambda self, device, dtype: False)
+    chained, _ = _fit_state([_one_layer(L1(0.01), Adam(1e-3))], x, y)
+    assert all(torch.equal(old[k], chained[k]) for k in old)
