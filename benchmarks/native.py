@@ -1,0 +1,86 @@
+"""reglab's native C kernels (reglab/native) against the torch path they replace, in one
+process, the two alternated so that the machine's drift cancels.
+
+The same population as ``benchmarks/population.py`` (the tutorial's nine techniques × seeds,
+784-64-10, Adam) trains one epoch on random data with ``REGLAB_NATIVE=1`` and with
+``REGLAB_NATIVE=0`` (the torch path: abs/sum/vecdot for the penalty values, sign/addcmul for
+their gradients, torch's fused Adam per group of members), ``--repeats`` times each, after a
+warm-up of both; it prints each run's milliseconds per step, the medians and their ratio.
+
+    MKL_CBWR=AUTO,STRICT python benchmarks/native.py [--populations 1 45] [--batches 32 128]
+        [--steps 300] [--repeats 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import population as bench  # noqa: E402  (the same members)
+
+
+def one_epoch(size: int, x, y, batch: int) -> float:
+    """Seconds of one epoch of a fresh population (construction not timed)."""
+    from reglab.engine import Population
+
+    population = Population(bench._reglab_members(size), keep_freed_memory=True)
+    start = time.perf_counter()
+    population.fit(x, y, batch_size=batch, epochs=1)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--populations", type=int, nargs="+", default=[1, 45])
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--steps", type=int, default=300, help="steps per timed epoch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch
+
+    from reglab import native
+
+    torch.set_num_threads(args.threads)
+    os.environ["REGLAB_NATIVE"] = "1"
+    if native.library() is None:
+        sys.exit("benchmarks/native.py: the native kernels are not built here (no C compiler, "
+                 "or the build failed: see the warning above); nothing to compare.")
+    rng = np.random.default_rng(0)
+    for size in args.populations:
+        for batch in args.batches:
+            n = args.steps * batch
+            x = torch.from_numpy(rng.random((n, bench.INPUT), dtype=np.float32))
+            y = torch.from_numpy(rng.integers(0, bench.CLASSES, n))
+            times: dict[str, list[float]] = {"torch": [], "native": []}
+            for mode in ("0", "1"):  # warm-up: every code path of both
+                os.environ["REGLAB_NATIVE"] = mode
+                one_epoch(size, x[:2 * batch], y[:2 * batch], batch)
+            for repeat in range(args.repeats):
+                # alternate which goes first, so that neither always follows the other
+                order = ("0", "1") if repeat % 2 == 0 else ("1", "0")
+                for mode in order:
+                    os.environ["REGLAB_NATIVE"] = mode
+                    seconds = one_epoch(size, x, y, batch)
+                    times["native" if mode == "1" else "torch"].append(
+                        seconds / args.steps * 1e3)
+            medians = {k: statistics.median(v) for k, v in times.items()}
+            for name, values in times.items():
+                print(f"P={size:<3} batch {batch:<4} {name:6s} ms/step "
+                      f"{' '.join(f'{v:.2f}' for v in values)}  median {medians[name]:.2f}")
+            print(f"P={size}, batch {batch}: native kernels {medians['native']:.2f} ms/step "
+                  f"against the torch path's {medians['torch']:.2f}: "
+                  f"{medians['native'] / medians['torch']:.2f}× the time", flush=True)
+    os.environ["REGLAB_NATIVE"] = "1"
+
+
+if __name__ == "__main__":
+    main()
