@@ -25,7 +25,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["library", "enabled", "cache_dir"]
+import torch
+
+__all__ = ["library", "enabled", "cache_dir", "float32_rows"]
 
 _SOURCES = ("penalty_kernels.c", "adam_kernels.c")
 _HEADERS = ("sign.h",)  # part of the build's key too
@@ -46,6 +48,15 @@ _SIGNATURES = {
 def enabled() -> bool:
     """False when ``REGLAB_NATIVE`` is ``0`` (or ``false``/``no``/``off``)."""
     return os.environ.get("REGLAB_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def float32_rows(t: torch.Tensor, shape: torch.Size | None = None) -> bool:
+    """Whether the kernels can read ``t`` as rows of float32 in memory order: a CPU, strided,
+    contiguous float32 tensor with a leading (member) axis and elements (of ``shape``, if
+    given). One place for what every kernel asks of its tensors."""
+    return (t.device.type == "cpu" and t.dtype == torch.float32
+            and t.layout == torch.strided and t.dim() >= 1 and t.shape[0] > 0
+            and t.numel() > 0 and (shape is None or t.shape == shape) and t.is_contiguous())
 
 
 def cache_dir() -> Path:

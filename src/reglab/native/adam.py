@@ -30,11 +30,6 @@ def coefficients(hyper: dict[tuple, list[int]], rows: int) -> torch.Tensor:
     return torch.tensor(table, dtype=torch.float32)
 
 
-def _takes(t: torch.Tensor, shape: torch.Size) -> bool:
-    return (t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided
-            and t.shape == shape and t.is_contiguous())
-
-
 class _Checked:
     """The weights and moments last found fit for the kernel, with their data pointers (the
     engine updates them in place, so the same objects on the same memory come back every
@@ -52,8 +47,8 @@ def _fit(params, m, v) -> bool:
         return True
     rows = params[0].shape[0] if params[0].dim() else 0
     fit = bool(rows) and all(
-        w.dim() and w.shape[0] == rows and _takes(w, w.shape) and _takes(m[i], w.shape)
-        and _takes(v[i], w.shape) for i, w in enumerate(params))
+        native.float32_rows(w) and w.shape[0] == rows and native.float32_rows(m[i], w.shape)
+        and native.float32_rows(v[i], w.shape) for i, w in enumerate(params))
     _Checked.tensors = tensors if fit else ()
     _Checked.pointers = tuple(t.data_ptr() for t in tensors) if fit else ()
     return fit
@@ -83,10 +78,8 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     rows = params[0].shape[0]
     if not (_per_row(decay, len(params), rows) and _per_row(sign, len(params), rows)):
         return False  # the torch path says what is wrong
-    for w, g in zip(params, grads):  # the gradients are new every step
-        if not (g.dtype == torch.float32 and g.shape == w.shape and g.is_contiguous()
-                and g.device.type == "cpu"):
-            return False
+    if not all(native.float32_rows(g, w.shape) for w, g in zip(params, grads)):
+        return False  # the gradients are new every step
     count = len(params)
     table = coefficients(hyper, rows)
     decays, signs = _arrays(decay, count), _arrays(sign, count)

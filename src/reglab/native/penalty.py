@@ -12,15 +12,10 @@ import torch
 from reglab import native
 
 
-def _rows(w: torch.Tensor) -> bool:
-    return (w.device.type == "cpu" and w.dtype == torch.float32 and w.layout == torch.strided
-            and w.dim() >= 1 and w.shape[0] > 0 and w.numel() > 0 and w.is_contiguous())
-
-
 def takes(w: torch.Tensor) -> bool:
     """Whether the kernels take the stacked weights ``w`` (with ``(P,)`` float32 strengths)."""
-    return native.library() is not None and _rows(w) and not (w.requires_grad
-                                                             and torch.is_grad_enabled())
+    return (native.library() is not None and native.float32_rows(w)
+            and not (w.requires_grad and torch.is_grad_enabled()))
 
 
 def _strength(value, rows: int):
@@ -39,7 +34,7 @@ def weight_penalty(w: torch.Tensor, l1, l2) -> torch.Tensor | None:
     tensor; None when the kernels do not take this case (the weights need a gradient graph,
     another dtype or device, or are not contiguous)."""
     lib = native.library()
-    if lib is None or not _rows(w) or (w.requires_grad and torch.is_grad_enabled()):
+    if lib is None or not native.float32_rows(w) or (w.requires_grad and torch.is_grad_enabled()):
         return None
     rows = w.shape[0]
     a, b = _strength(l1, rows), _strength(l2, rows)
@@ -55,7 +50,7 @@ def add_penalty_gradient_(grad: torch.Tensor, w: torch.Tensor, l1, l2) -> bool:
     """``grad += l1 * sign(w)``, then ``grad += 2 * l2 * w``, per row, in place; False (and
     ``grad`` untouched) when the kernels do not take this case."""
     lib = native.library()
-    if lib is None or not (_rows(w) and _rows(grad)) or grad.shape != w.shape:
+    if lib is None or not (native.float32_rows(w) and native.float32_rows(grad)) or grad.shape != w.shape:
         return False
     rows = w.shape[0]
     a, b = _strength(l1, rows), _strength(l2, rows)
