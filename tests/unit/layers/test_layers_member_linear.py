@@ -14,19 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from autograd_helpers import forward_and_grads as run
 from reglab.engine import Member, Population
 from reglab.layers import Dense, member_linear, narrow_linear
 from reglab.optimizers import SGD, Adam
-
-
-def run(fn, x, kernel, bias, upstream):
-    x = x.detach().clone().requires_grad_(True)
-    kernel = kernel.detach().clone().requires_grad_(True)
-    bias = None if bias is None else bias.detach().clone().requires_grad_(True)
-    y = fn(x, kernel, bias)
-    (y * upstream).sum().backward()
-    return y.detach(), x.grad, kernel.grad, None if bias is None else bias.grad
-
 
 SHAPES = list(itertools.product([1, 7, 13, 16, 32], [6, 16, 64], [1, 5, 13, 20, 32]))
 

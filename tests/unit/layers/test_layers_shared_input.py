@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from autograd_helpers import forward_and_grads as run
 from reglab.engine import Member, Population
 from reglab.layers import Dense, Dropout, Flatten, shared_input
 from reglab.layers.shared_input import MemberGroups, shared_input_linear
@@ -18,15 +19,6 @@ def reference(x, kernel, bias, rows):
     added by the GEMM, as ``nn.Linear`` does)."""
     return torch.stack([x[row] @ kernel[m] if bias is None else
                         torch.addmm(bias[m], x[row], kernel[m]) for m, row in enumerate(rows)])
-
-
-def run(fn, x, kernel, bias, upstream):
-    x = x.detach().clone().requires_grad_(True)
-    kernel = kernel.detach().clone().requires_grad_(True)
-    bias = None if bias is None else bias.detach().clone().requires_grad_(True)
-    y = fn(x, kernel, bias)
-    (y * upstream).sum().backward()
-    return y.detach(), x.grad, kernel.grad, None if bias is None else bias.grad
 
 
 @pytest.mark.parametrize("rows", [[0, 0, 0, 1, 1, 2], [1, 0, 2, 0, 1, 0], [0, 2, 2], [0]],
