@@ -1,0 +1,91 @@
+"""Where a training step's time goes: wall-clock timers around the phases of the engine's
+step (data, forward, loss, penalty values, backward, metrics, update), no profiler (the
+torch profiler's per-operation cost inflates small GEMMs by up to 2×).
+
+The same population as ``benchmarks/population.py`` (the tutorial's nine techniques × seeds,
+784-64-10, Adam) trains one epoch on random data after a warm-up epoch; the phases are
+timed by wrapping the functions ``reglab.engine.epoch`` calls, and "other" is the rest of
+the epoch (Python between them, observers).
+
+    MKL_CBWR=AUTO,STRICT python benchmarks/phases.py [--populations 45] [--batches 32 128]
+        [--steps 300] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import population as bench  # noqa: E402  (the same members)
+
+
+def timed_phases(totals: dict[str, float]) -> None:
+    """Wraps the step's phases so that each call adds its seconds to ``totals``."""
+    import torch
+
+    import reglab.engine.epoch as epoch
+
+    def wrap(owner, name, label):
+        inner = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+    wrap(epoch.data_module, "batch", "data")
+    wrap(epoch, "forward", "forward")
+    wrap(epoch.softmax_crossentropy, "loss_and_predictions", "softmax+loss")
+    wrap(epoch, "weight_penalties", "penalty values")
+    wrap(torch.Tensor, "backward", "backward")
+    wrap(epoch.EpochSums, "add", "metrics")
+    wrap(epoch, "apply_updates", "update")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--populations", type=int, nargs="+", default=[45])
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--steps", type=int, default=300, help="steps in the timed epoch")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch
+
+    from reglab.engine import Population
+
+    torch.set_num_threads(args.threads)
+    totals: dict[str, float] = collections.defaultdict(float)
+    timed_phases(totals)
+    rng = np.random.default_rng(0)
+    for size in args.populations:
+        for batch in args.batches:
+            n = args.steps * batch
+            x = torch.from_numpy(rng.random((n, bench.INPUT), dtype=np.float32))
+            y = torch.from_numpy(rng.integers(0, bench.CLASSES, n))
+            Population(bench._reglab_members(size), keep_freed_memory=True).fit(
+                x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1)  # warm-up
+            totals.clear()
+            population = Population(bench._reglab_members(size), keep_freed_memory=True)
+            start = time.perf_counter()
+            population.fit(x, y, batch_size=batch, epochs=1)
+            total = time.perf_counter() - start
+            per_step = {k: v / args.steps * 1e3 for k, v in totals.items()}
+            per_step["other"] = total / args.steps * 1e3 - sum(per_step.values())
+            print(f"P={size}, batch {batch}: {total / args.steps * 1e3:.2f} ms/step; "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in per_step.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
