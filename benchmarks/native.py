@@ -57,9 +57,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for size in args.populations:
         for batch in args.batches:
-            n = args.steps * batch
-            x = torch.from_numpy(rng.random((n, bench.INPUT), dtype=np.float32))
-            y = torch.from_numpy(rng.integers(0, bench.CLASSES, n))
+            x, y = bench.random_data(args.steps * batch, rng)
             times: dict[str, list[float]] = {"torch": [], "native": []}
             for mode in ("0", "1"):  # warm-up: every code path of both
                 os.environ["REGLAB_NATIVE"] = mode

@@ -71,9 +71,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for size in args.populations:
         for batch in args.batches:
-            n = args.steps * batch
-            x = torch.from_numpy(rng.random((n, bench.INPUT), dtype=np.float32))
-            y = torch.from_numpy(rng.integers(0, bench.CLASSES, n))
+            x, y = bench.random_data(args.steps * batch, rng)
             Population(bench._reglab_members(size), keep_freed_memory=True).fit(
                 x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1)  # warm-up
             totals.clear()

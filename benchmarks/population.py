@@ -84,6 +84,15 @@ def population_members(size: int) -> list[tuple[int, int]]:
     return [(t, s) for s in range(size // len(TECHNIQUES)) for t in range(len(TECHNIQUES))]
 
 
+def random_data(n: int, rng: np.random.Generator):
+    """``n`` random images and labels of the benchmark's shapes, as torch tensors (for the
+    benchmarks that time the engine's step rather than learning)."""
+    import torch
+
+    return (torch.from_numpy(rng.random((n, INPUT), dtype=np.float32)),
+            torch.from_numpy(rng.integers(0, CLASSES, n)))
+
+
 def peak_rss_mb() -> float:
     """This process's peak RSS in MB.
 
