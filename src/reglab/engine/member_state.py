@@ -6,7 +6,7 @@ weights...), each a dict from a weight key ``(layer index, weight name)`` to a `
 tensor, plus per-member Python values (steps taken, epochs trained, early-stopping
 state) as lists of length P. A new family is declared once, with :func:`declare_family`,
 and then follows the members wherever they go: :func:`select` keeps some of them,
-:func:`take_row` copies one out (to park it), :func:`merge` puts parked rows back, and
+:func:`take_rows` copies some out (to park them), :func:`merge` puts parked rows back, and
 :func:`copy_rows` copies one family into another for some members.
 
 Rows are member-major and each member's slice is contiguous, so a member's data is laid
@@ -120,24 +120,68 @@ def select(state: MemberState, positions: Sequence[int]) -> MemberState:
 def take_row(state: MemberState, member_id: int, families: Iterable[str] | None = None,
              device: str | torch.device = "cpu") -> Row:
     """One member's row (copies, detached, on ``device``), to park it or to read it."""
-    p = state.position(member_id)
+    return take_rows(state, [member_id], families, device)[member_id]
+
+
+def take_rows(state: MemberState, member_ids: Sequence[int],
+              families: Iterable[str] | None = None,
+              device: str | torch.device = "cpu") -> dict[int, Row]:
+    """Several members' rows (copies, detached, on ``device``), by member id.
+
+    Each tensor crosses devices once for all of them (one gather, one transfer), not once
+    per member: parking many members of a CUDA population is then a few dozen copies, not
+    thousands of synchronizing ones. Each row owns its storage (pickling one member's
+    weights never carries its neighbours').
+    """
+    device = torch.device(device)
+    positions = [state.position(m) for m in member_ids]
     wanted = state.tensors if families is None else {f: state.tensors[f] for f in families
                                                      if f in state.tensors}
-    return {
-        "tensors": {family: {key: t[p].detach().to(device, copy=True) for key, t in members.items()}
-                    for family, members in wanted.items()},
-        "scalars": {family: values[p] for family, values in state.scalars.items()},
-    }
+    rows: dict[int, Row] = {m: {"tensors": {}, "scalars": {
+        family: values[p] for family, values in state.scalars.items()}}
+        for m, p in zip(member_ids, positions)}
+    with torch.no_grad():
+        for family, members in wanted.items():
+            taken: dict[int, dict[Key, torch.Tensor]] = {m: {} for m in member_ids}
+            for key, t in members.items():
+                t = t.detach()
+                if len(positions) == 1:
+                    copies = [t[positions[0]].to(device, copy=True)]
+                else:
+                    index = torch.tensor(positions, dtype=torch.long, device=t.device)
+                    copies = [row.clone() for row in t.index_select(0, index).to(device).unbind(0)]
+                for m, copy in zip(member_ids, copies):
+                    taken[m][key] = copy
+            for m in member_ids:
+                rows[m]["tensors"][family] = taken[m]
+    return rows
 
 
 def _row_tensor(row: Row, family: str, key: Key, like: torch.Tensor) -> torch.Tensor:
+    """The row's tensor of ``family`` at ``key`` (a declared fill where it has none), on the
+    CPU when ``like`` is elsewhere (the caller moves all rows in one transfer)."""
     members = row["tensors"].get(family)
+    home = like.device if like.device.type == "cpu" else torch.device("cpu")
     if members is not None and key in members:
-        return members[key].to(like.device)
+        return members[key].to(home)
     fill = _FILL.get(family, "zeros")
     if fill != "zeros":
         return _row_tensor(row, fill, key, like)
-    return torch.zeros(like.shape[1:], dtype=like.dtype, device=like.device)
+    return torch.zeros(like.shape[1:], dtype=like.dtype, device=home)
+
+
+def _merged_tensor(t: torch.Tensor, present_positions: list[int], parked_rows: list[torch.Tensor],
+                   order: torch.Tensor | None) -> torch.Tensor:
+    """The present rows of ``t`` followed by the parked rows (moved in one transfer), put in
+    member order by ``order`` (None: already in order)."""
+    parts = []
+    if present_positions:
+        index = torch.tensor(present_positions, dtype=torch.long, device=t.device)
+        parts.append(t.detach().index_select(0, index))
+    if parked_rows:
+        parts.append(torch.stack(parked_rows).to(t.device))
+    stacked = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return stacked if order is None else stacked.index_select(0, order)
 
 
 def merge(state: MemberState, rows: dict[int, Row], families: Iterable[str] | None = None
@@ -148,12 +192,21 @@ def merge(state: MemberState, rows: dict[int, Row], families: Iterable[str] | No
     everyone = sorted(set(present) | set(rows))
     names = list(state.tensors) if families is None else [f for f in families
                                                            if f in state.tensors]
+    present_ids = [m for m in everyone if m in present]
+    parked_ids = [m for m in everyone if m not in present]
+    where = {m: i for i, m in enumerate(present_ids + parked_ids)}
+    sequence = [where[m] for m in everyone]
+    order = None
+    if sequence != list(range(len(everyone))):
+        home = next((t.device for family in names for t in state.tensors[family].values()), None)
+        order = torch.tensor(sequence, dtype=torch.long, device=home)
+    positions = [present[m] for m in present_ids]
     tensors = {}
     with torch.no_grad():
         for family in names:
             tensors[family] = {
-                key: torch.stack([t[present[m]].detach() if m in present
-                                  else _row_tensor(rows[m], family, key, t) for m in everyone])
+                key: _merged_tensor(t, positions, [_row_tensor(rows[m], family, key, t)
+                                                   for m in parked_ids], order)
                 for key, t in state.tensors[family].items()}
     scalars = {family: [values[present[m]] if m in present
                         else rows[m]["scalars"].get(family, _SCALAR_DEFAULTS.get(family))

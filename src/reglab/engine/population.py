@@ -299,15 +299,14 @@ class Population:
     def diverge(self, finite: torch.Tensor, epoch: int, step: int) -> None:
         """Freezes the members whose loss is not finite (their last weights, or their best
         snapshot when they restore best weights) and records where they diverged."""
-        for p in (~finite).nonzero().flatten().tolist():
-            member_id = self.state.member_ids[p]
+        diverged = [self.state.member_ids[p] for p in (~finite).nonzero().flatten().tolist()]
+        restoring = [m for m in diverged if getattr(self._stopper(m), "restores", False)]
+        for member_id, parked in self.state.extract(diverged, restoring).items():
             # epochs counted from the member's own start (one added mid-fit joined later)
             own_epoch = epoch - self._joined.get(member_id, 0)
             self._diverged[member_id] = (own_epoch, step)
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", (own_epoch, step)
-            stopper = self._stopper(member_id)
-            parked = self.state.extract(member_id, use_snapshot=bool(stopper and stopper.restores))
             self._parked[member_id] = parked
             result.weights = parked["tensors"]["weights"]
 
@@ -354,10 +353,9 @@ class Population:
             averaging.finalize(self, positions, self._train, self._batch_size)
             averaged = {self.state.member_ids[p] for p in positions}
         use_ema = finalize and self.state.optimizer.use_ema
-        for member_id in member_ids:
-            average = "ema" if use_ema and member_id not in averaged else None
-            parked = self.state.extract(member_id, use_snapshot=restores[member_id],
-                                        average=average)
+        ema = {m: "ema" for m in member_ids if use_ema and m not in averaged}
+        rows = self.state.extract(list(member_ids), [m for m in member_ids if restores[m]], ema)
+        for member_id, parked in rows.items():
             self._parked[member_id] = parked
             self.results[member_id].weights = parked["tensors"]["weights"]
         self.state.keep([p for p, m in enumerate(self.state.member_ids) if m not in member_ids])

@@ -10,7 +10,7 @@ rule of :mod:`reglab.engine.values`, rebuilt whenever members or values change.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -94,7 +94,7 @@ class PopulationState:
         self.plan = plan
         self.optimizer_values += [opt.hyperparameters() for opt in plan.optimizers[-len(new_ids):]]
         fresh = self.fresh_members(new_ids)
-        self.members = tree.merge(self.members, {m: tree.take_row(fresh, m) for m in new_ids})
+        self.members = tree.merge(self.members, tree.take_rows(fresh, new_ids))
         self.refresh_values()
 
     # -- members --------------------------------------------------------------
@@ -218,18 +218,22 @@ class PopulationState:
                                      f"{tuple(target.shape[1:])}. Got {tuple(value.shape)}.")
                 target[p].copy_(value.to(target.device))
 
-    def extract(self, member_id: int, use_snapshot: bool = False, average: str | None = None
-                ) -> tree.Row:
-        """One member's row (CPU copies), for parking; its ``weights`` are the snapshot's
-        when ``use_snapshot`` and one exists, else its trainable weights are those of the
-        ``average`` family ('ema' or 'swa') when given."""
-        row = tree.take_row(self.members, member_id)
-        tensors = row["tensors"]
-        if use_snapshot and "best" in tensors:
-            tensors["weights"] = tensors["best"]
-        elif average is not None and average in tensors:
-            tensors["weights"] = {**tensors["weights"], **tensors[average]}
-        return row
+    def extract(self, member_ids: Sequence[int], use_snapshot: Iterable[int] = (),
+                average: dict[int, str] | None = None) -> dict[int, tree.Row]:
+        """Members' rows (CPU copies, taken together), for parking, by member id; a member's
+        ``weights`` are its snapshot's when it is in ``use_snapshot`` and one exists, else
+        its trainable weights are those of its ``average`` family ('ema' or 'swa') when
+        ``average`` names one for it."""
+        rows = tree.take_rows(self.members, member_ids)
+        snapshot, average = set(use_snapshot), average or {}
+        for member_id, row in rows.items():
+            tensors = row["tensors"]
+            family = average.get(member_id)
+            if member_id in snapshot and "best" in tensors:
+                tensors["weights"] = tensors["best"]
+            elif family is not None and family in tensors:
+                tensors["weights"] = {**tensors["weights"], **tensors[family]}
+        return rows
 
     def averaged_view(self, family: str) -> PopulationState:
         """A view whose trainable weights are those of ``family`` (for evaluation)."""
