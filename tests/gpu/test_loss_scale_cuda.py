@@ -72,8 +72,23 @@ def test_a_skipped_member_keeps_its_rows_beside_a_stacked_step():
 
 
 def test_cuda_matches_the_cpu_up_to_round_off():
+    """float16 rounds otherwise on each device, so the step at which a member's scaled
+    gradients stop overflowing can move by one: that member then takes a step more or less
+    (on the H200, the member starting at 2**30 with seed 1 ended 4.5 % apart after 24
+    steps). Members that took the same steps to the same scale agree to round-off; the
+    others are at most one skipped step and one halving apart."""
     results = {device: _train(_members(), device) for device in ("cpu", "cuda")}
-    (cpu, cpu_result), (_, gpu_result) = results["cpu"], results["cuda"]
-    for m in range(cpu.size):  # float16 rounds otherwise on each: a scale may flip at a step
-        np.testing.assert_allclose(cpu_result.members[m].history["loss"],
-                                   gpu_result.members[m].history["loss"], rtol=5e-2)
+    (cpu, cpu_result), (gpu, gpu_result) = results["cpu"], results["cuda"]
+    matched = 0
+    for m in range(cpu.size):
+        cpu_steps, gpu_steps = (p.state.members.scalars["steps"][m] for p in (cpu, gpu))
+        cpu_scale, gpu_scale = (loss_scale.member_state(p, m)["scale"] for p in (cpu, gpu))
+        if (cpu_steps, cpu_scale) == (gpu_steps, gpu_scale):
+            matched += 1
+            np.testing.assert_allclose(cpu_result.members[m].history["loss"],
+                                       gpu_result.members[m].history["loss"], rtol=5e-2)
+        else:
+            assert abs(cpu_steps - gpu_steps) <= 1, (m, cpu_steps, gpu_steps)
+            assert max(cpu_scale, gpu_scale) <= 2 * min(cpu_scale, gpu_scale), (m, cpu_scale,
+                                                                               gpu_scale)
+    assert matched >= 4  # the members that never overflow (2**12 and 1) take every step
