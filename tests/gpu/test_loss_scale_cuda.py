@@ -1,6 +1,7 @@
 """mixed_float16 with dynamic loss scaling on CUDA (float16's home): members with their own
 scales reach the scales they reach alone, a member whose step is skipped keeps its rows
-while its neighbours take the stacked fused Adam step, and CUDA agrees with the CPU.
+while its neighbours take the stacked fused Adam step, and CUDA agrees with the CPU (without
+dropout: the devices' generators draw different masks).
 
 Run with ``pytest -m gpu`` on a machine with a CUDA device; skipped elsewhere.
 """
@@ -23,9 +24,9 @@ pytestmark = [
 SCALES = (2.0**30, 2.0**12, 1.0)
 
 
-def _members(scales=SCALES):
+def _members(scales=SCALES, rate=0.1):
     return [Member([Dense(64, activation="relu", input_shape=(20,), dtype="mixed_float16"),
-                    Dropout(0.1, dtype="mixed_float16"), Dense(3, activation="softmax")],
+                    Dropout(rate, dtype="mixed_float16"), Dense(3, activation="softmax")],
                    LossScaleOptimizer(Adam(0.01), initial_scale=scale, dynamic_growth_steps=3),
                    seed=seed) for scale in scales for seed in (0, 1)]
 
@@ -72,12 +73,13 @@ def test_a_skipped_member_keeps_its_rows_beside_a_stacked_step():
 
 
 def test_cuda_matches_the_cpu_up_to_round_off():
-    """float16 rounds otherwise on each device, so the step at which a member's scaled
-    gradients stop overflowing can move by one: that member then takes a step more or less
-    (on the H200, the member starting at 2**30 with seed 1 ended 4.5 % apart after 24
-    steps). Members that took the same steps to the same scale agree to round-off; the
-    others are at most one skipped step and one halving apart."""
-    results = {device: _train(_members(), device) for device in ("cpu", "cuda")}
+    """Without dropout: CUDA's generator draws other masks than the CPU's for the same seed
+    (on the H200 that alone put float32 members 3 % apart after 3 epochs), so only a
+    deterministic model can agree across devices. float16 still rounds otherwise on each,
+    and the step at which a member's scaled gradients stop overflowing can move by one.
+    Members that took the same steps to the same scale agree to round-off; the others are
+    at most one skipped step and one halving apart."""
+    results = {device: _train(_members(rate=0.0), device) for device in ("cpu", "cuda")}
     (cpu, cpu_result), (gpu, gpu_result) = results["cpu"], results["cuda"]
     matched = 0
     for m in range(cpu.size):
