@@ -164,3 +164,22 @@ def test_accuracy_values():
     np.testing.assert_array_equal(metrics.binary_accuracy(yb, pb).numpy(), [1, 1, 0, 0])
     with pytest.raises(ConfigError, match=r"unknown metric 'accurcy'"):
         metrics.resolve("accurcy", (4,), (1, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_accuracy_takes_the_first_maximal_class_as_numpy_argmax(dtype):
+    """Ties (a saturated softmax, low precision) and NaN count as in Keras's argmax:
+    the first maximal class, a NaN being maximal (numpy's argmax, written here)."""
+    rng = np.random.default_rng(3)
+    y_pred = rng.integers(0, 3, size=(4, 50, 10)).astype(np.float64)  # many ties
+    y_pred[rng.random(y_pred.shape) < 0.03] = np.nan
+    y_pred[rng.random(y_pred.shape) < 0.03] = np.inf
+    labels = rng.integers(0, 10, size=(4, 50))
+    predicted = torch.from_numpy(y_pred).to(dtype)
+    rounded = predicted.to(torch.float64).numpy()
+    expected = (np.argmax(rounded, axis=-1) == labels).astype(np.float64)
+    got = metrics.sparse_categorical_accuracy(torch.from_numpy(labels), predicted)
+    np.testing.assert_array_equal(got.to(torch.float64).numpy(), expected)
+    one_hot = np.eye(10)[labels]
+    got = metrics.categorical_accuracy(torch.from_numpy(one_hot).to(dtype), predicted)
+    np.testing.assert_array_equal(got.to(torch.float64).numpy(), expected)

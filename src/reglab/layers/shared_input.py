@@ -140,16 +140,20 @@ class _SharedInputLinear(torch.autograd.Function):
     def forward(ctx, x, kernel, bias, groups):
         members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
         y = x.new_empty(members, b, units)
+        per_member = kernel.dtype == x.dtype
+        if per_member:  # every member's views in one call each (not three indexings per member)
+            xs, kernels, ys = x.unbind(0), kernel.unbind(0), y.unbind(0)
+            biases = None if bias is None else bias.unbind(0)
         for g, who in enumerate(groups.members):
             k = _size(who)
             if k == 0:
                 continue
-            if kernel.dtype == x.dtype:  # each member's product into its own rows of y
+            if per_member:  # each member's product into its own rows of y
                 for m in _positions(who):
-                    if bias is None:
-                        torch.mm(x[g], kernel[m], out=y[m])
+                    if biases is None:
+                        torch.mm(xs[g], kernels[m], out=ys[m])
                     else:
-                        torch.addmm(bias[m], x[g], kernel[m], out=y[m])
+                        torch.addmm(biases[m], xs[g], kernels[m], out=ys[m])
                 continue
             side = _gather(kernel, who, x.dtype).view(n_in, k * units)
             # A group of one writes straight into its member's block of y.
@@ -174,20 +178,23 @@ class _SharedInputLinear(torch.autograd.Function):
         need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
         grad_x = torch.empty_like(x) if need_x else None
         grad_kernel = torch.empty_like(kernel) if need_kernel else None
+        per_member = need_kernel and grad_kernel.dtype == x.dtype
+        if per_member:
+            dys, grads = dy.unbind(0), grad_kernel.unbind(0)
         for g, who in enumerate(groups.members):
             k = _size(who)
             if k == 0:
                 if grad_x is not None:
                     grad_x[g] = 0
                 continue
-            if need_kernel and grad_kernel.dtype == x.dtype:  # into each member's block
+            if per_member:  # into each member's block
                 x_t = x[g].t()
                 for m in _positions(who):
-                    torch.mm(x_t, dy[m], out=grad_kernel[m])
-            if not need_x and (not need_kernel or grad_kernel.dtype == x.dtype):
+                    torch.mm(x_t, dys[m], out=grads[m])
+            if not need_x and (not need_kernel or per_member):
                 continue
             side = _gather(dy, who).view(b, k * units)  # (b, k * u)
-            if need_kernel and grad_kernel.dtype != x.dtype:  # one GEMM, cast on the way
+            if need_kernel and not per_member:  # one GEMM, cast on the way
                 _scatter(grad_kernel, who, (x[g].t() @ side).view(n_in, k, units))
             if need_x:
                 grad_x[g] = side @ _gather(kernel, who, x.dtype).view(n_in, k * units).t()
