@@ -54,12 +54,28 @@ class SeedLayout:
         groups, member_rows = self.groups, self.member_rows
 
         def random_for(name):
-            def random(kind, shape):
-                draws = streams.draw(groups, f"noise/{name}", kind, shape, dtype)
-                return draws if member_rows is None else draws.index_select(0, member_rows)
-            return random
+            return MemberRandom(streams, groups, member_rows, f"noise/{name}", dtype)
 
         self.random_for = random_for
+
+
+class MemberRandom:
+    """A layer's random numbers for the present members (``ForwardContext.random``): called,
+    ``(P or 1, *shape)`` numbers, each member its seed group's row; :meth:`grouped` gives the
+    same draws one row per group, with each member's row (for a kernel that reads them so)."""
+
+    def __init__(self, streams, groups, member_rows, purpose: str, dtype: torch.dtype):
+        self.streams, self.groups, self.member_rows = streams, groups, member_rows
+        self.purpose, self.dtype = purpose, dtype
+
+    def grouped(self, kind: str, shape) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(draws (G, *shape), member rows (P,) or None when G = 1)``."""
+        draws = self.streams.draw(self.groups, self.purpose, kind, shape, self.dtype)
+        return draws, self.member_rows
+
+    def __call__(self, kind: str, shape) -> torch.Tensor:
+        draws, rows = self.grouped(kind, shape)
+        return draws if rows is None else draws.index_select(0, rows)
 
 
 class EpochSums:

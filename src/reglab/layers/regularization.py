@@ -17,6 +17,7 @@ import torch
 
 from reglab.errors import ConfigError
 from reglab.layers.layer import Layer, check_rate, is_shared, per_member
+from reglab.native import dropout as native_dropout
 
 
 def _batch_shape(x, input_shape):
@@ -75,7 +76,17 @@ class Dropout(Layer):
         if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
             return x
         batch_shape = _batch_shape(x, input_shape)
-        uniform = ctx.random("uniform", self._noise_shape(batch_shape))  # (G, B, ...)
+        noise_shape = self._noise_shape(batch_shape)
+        grouped = getattr(ctx.random, "grouped", None)
+        if (grouped is not None and noise_shape == batch_shape and isinstance(rate, torch.Tensor)
+                and not is_shared(x, input_shape)):
+            draws, rows = grouped("uniform", noise_shape)  # one row per seed group
+            y = native_dropout.dropout(x, 1.0 - rate, draws, rows)  # torch's bits, fused
+            if y is not None:
+                return y
+            uniform = draws if rows is None else draws.index_select(0, rows)
+        else:
+            uniform = ctx.random("uniform", noise_shape)  # (G, B, ...)
         if is_shared(x, input_shape):
             x = x.unsqueeze(0)
         # The draws stay in float32 under mixed precision: rounded to bfloat16, draws just

@@ -1,5 +1,5 @@
 """Native kernels: the engine's memory-bound passes (the L1/L2 penalty's value and gradient,
-Adam's step), fused in C, built on first use.
+Adam's step, dropout forward and backward), fused in C, built on first use.
 
 The C sources beside this module are compiled with the machine's C compiler (``cc``, or
 ``$CC``) into a shared library kept under the user's cache (``$REGLAB_CACHE_DIR``, else
@@ -29,7 +29,7 @@ import torch
 
 __all__ = ["library", "enabled", "cache_dir", "float32_rows"]
 
-_SOURCES = ("penalty_kernels.c", "adam_kernels.c")
+_SOURCES = ("penalty_kernels.c", "adam_kernels.c", "dropout_kernels.c")
 _HEADERS = ("sign.h",)  # part of the build's key too
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
@@ -42,6 +42,9 @@ _SIGNATURES = {
     "reglab_add_penalty_gradient": (_F32P, _F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32,
                                     _INT),
     "reglab_adam_step": (_I64, _F32P, _F32P, _F32P, _F32P, _F32P, _I64, _F32P, _F32P, _F32P),
+    **{name: (_F32P, _F32P, _F32P, _F32P, _I64, _I64, _F32P) for name in (
+        "reglab_dropout_f32", "reglab_dropout_backward_f32", "reglab_dropout_bf16",
+        "reglab_dropout_backward_bf16")},
 }
 
 

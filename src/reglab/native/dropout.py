@@ -1,0 +1,78 @@
+"""Inverted dropout of a population's activations by the native kernels, forward and
+backward, for the case they take: CPU float32 or bfloat16 activations ``(P, ...)`` with
+one mask element per activation, drawn per seed group (``(G, ...)`` float32 draws and each
+member's group), and a ``(P,)`` float32 keep probability.
+
+:func:`dropout` returns None when the case is another one, or the kernels are
+unavailable; the caller then runs its torch path (:func:`reglab.layers.regularization.dropout`),
+whose bits these are (``native/dropout_kernels.c``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reglab import native
+
+_KERNELS = {torch.float32: ("reglab_dropout_f32", "reglab_dropout_backward_f32"),
+            torch.bfloat16: ("reglab_dropout_bf16", "reglab_dropout_backward_bf16")}
+
+
+def _takes(x: torch.Tensor, keep: torch.Tensor, draws: torch.Tensor,
+           group: torch.Tensor | None) -> bool:
+    members = x.shape[0] if x.dim() > 1 else 0
+    if (x.device.type != "cpu" or x.dtype not in _KERNELS or x.dim() < 2 or members == 0
+            or not x.is_contiguous() or x.layout != torch.strided):
+        return False
+    if not (native.float32_rows(keep) and keep.numel() == members and not keep.requires_grad):
+        return False
+    if not (native.float32_rows(draws) and draws.shape[1:] == x.shape[1:]
+            and not draws.requires_grad):
+        return False
+    if group is None:
+        return draws.shape[0] == 1
+    return (group.device.type == "cpu" and group.dtype == torch.int64 and group.dim() == 1
+            and group.numel() == members and group.is_contiguous())
+
+
+def _pointer(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _Dropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, keep, draws, group):
+        lib = native.library()
+        forward, _ = _KERNELS[x.dtype]
+        y = torch.empty_like(x)
+        members, n = x.shape[0], x[0].numel()
+        getattr(lib, forward)(x.data_ptr(), draws.data_ptr(), _pointer(group), keep.data_ptr(),
+                              members, n, y.data_ptr())
+        ctx.save_for_backward(keep, draws, group)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        keep, draws, group = ctx.saved_tensors
+        lib = native.library()
+        grad = grad.contiguous()
+        _, backward = _KERNELS[grad.dtype]
+        grad_x = torch.empty_like(grad)
+        members, n = grad.shape[0], grad[0].numel()
+        getattr(lib, backward)(grad.data_ptr(), draws.data_ptr(), _pointer(group),
+                               keep.data_ptr(), members, n, grad_x.data_ptr())
+        return grad_x, None, None, None
+
+
+def dropout(x: torch.Tensor, keep: torch.Tensor, draws: torch.Tensor,
+            group: torch.Tensor | None) -> torch.Tensor | None:
+    """``x / keep * (u < keep)`` per member, ``u`` its group's row of ``draws`` (``group``:
+    each member's row, or None when there is one), in ``x``'s dtype; None when the kernels
+    do not take this case."""
+    if native.library() is None:
+        return None
+    keep = keep.reshape(-1)
+    if not _takes(x, keep, draws, group):
+        return None
+    return _Dropout.apply(x, keep, draws, group)

@@ -1,0 +1,81 @@
+/* reglab's native kernels: inverted dropout of a population's activations, forward and
+ * backward, in one pass each.
+ *
+ * torch computes a member's dropout as x / keep * mask, with the mask (uniform < keep)
+ * made from its seed group's draws expanded to every member, compared, converted to x's
+ * dtype and multiplied: five passes over (P, B, units) forward, two backward, and under
+ * bfloat16 a sixth casting the float32 result back. Here each output element reads its
+ * input, its group's draw and its member's keep probability once, and does torch's
+ * arithmetic in torch's order, so the bits are torch's:
+ *   forward   y  = (x / keep) * (u < keep ? 1 : 0)
+ *   backward  gx = (g * (u < keep ? 1 : 0)) / keep
+ * in float32; for bfloat16 activations the same in float32 from the widened value, rounded
+ * once to bfloat16 at the end (round to nearest even), as torch's promotion and cast do.
+ * Built with -ffp-contract=off and without -ffast-math (see penalty_kernels.c).
+ *
+ * x, y, g, gx: (P, n) rows; u: (G, n) draws; group: (P,) row of u for each member, or NULL
+ * when every member reads row 0; keep: (P,) float32.
+ */
+#include <stdint.h>
+#include <string.h>
+
+static inline float widen(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t narrow(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    return f != f ? (uint16_t)0x7FC0u : (uint16_t)rounded;
+}
+
+static inline const float *draws(const float *u, const int64_t *group, int64_t m, int64_t n) {
+    return u + (group ? group[m] : 0) * n;
+}
+
+void reglab_dropout_f32(const float *x, const float *u, const int64_t *group,
+                        const float *keep, int64_t members, int64_t n, float *y) {
+    for (int64_t m = 0; m < members; m++) {
+        const float k = keep[m], *um = draws(u, group, m, n), *xm = x + m * n;
+        float *ym = y + m * n;
+        for (int64_t i = 0; i < n; i++)
+            ym[i] = (xm[i] / k) * (um[i] < k ? 1.0f : 0.0f);
+    }
+}
+
+void reglab_dropout_backward_f32(const float *g, const float *u, const int64_t *group,
+                                 const float *keep, int64_t members, int64_t n, float *gx) {
+    for (int64_t m = 0; m < members; m++) {
+        const float k = keep[m], *um = draws(u, group, m, n), *gm = g + m * n;
+        float *out = gx + m * n;
+        for (int64_t i = 0; i < n; i++)
+            out[i] = (gm[i] * (um[i] < k ? 1.0f : 0.0f)) / k;
+    }
+}
+
+void reglab_dropout_bf16(const uint16_t *x, const float *u, const int64_t *group,
+                         const float *keep, int64_t members, int64_t n, uint16_t *y) {
+    for (int64_t m = 0; m < members; m++) {
+        const float k = keep[m], *um = draws(u, group, m, n);
+        const uint16_t *xm = x + m * n;
+        uint16_t *ym = y + m * n;
+        for (int64_t i = 0; i < n; i++)
+            ym[i] = narrow((widen(xm[i]) / k) * (um[i] < k ? 1.0f : 0.0f));
+    }
+}
+
+void reglab_dropout_backward_bf16(const uint16_t *g, const float *u, const int64_t *group,
+                                  const float *keep, int64_t members, int64_t n,
+                                  uint16_t *gx) {
+    for (int64_t m = 0; m < members; m++) {
+        const float k = keep[m], *um = draws(u, group, m, n);
+        const uint16_t *gm = g + m * n;
+        uint16_t *out = gx + m * n;
+        for (int64_t i = 0; i < n; i++)
+            out[i] = narrow((widen(gm[i]) * (um[i] < k ? 1.0f : 0.0f)) / k);
+    }
+}
