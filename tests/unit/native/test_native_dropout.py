@@ -15,6 +15,12 @@ from reglab.layers import Dense, Dropout
 from reglab.native import dropout as native_dropout
 
 
+@pytest.fixture(autouse=True)
+def reset_global_policy():
+    yield
+    mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture
 def kernels(monkeypatch):
     monkeypatch.setenv("REGLAB_NATIVE", "1")
@@ -97,6 +103,7 @@ def _members():
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_training_gives_the_torch_paths_weights(kernels, monkeypatch, policy):
+    mixed_precision.set_global_policy(policy)  # reset by reset_global_policy
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 20)).astype("float32")
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1)
@@ -111,21 +118,9 @@ def test_training_gives_the_torch_paths_weights(kernels, monkeypatch, policy):
     monkeypatch.setattr(native_dropout, "dropout", counted)
     for flag in ("1", "0"):
         monkeypatch.setenv("REGLAB_NATIVE", flag)
-        with _global_policy(policy):
-            population = Population(_members())
-            population.fit(x, y, batch_size=16, epochs=2)
+        population = Population(_members())
+        population.fit(x, y, batch_size=16, epochs=2)
         states.append({k: w.detach().clone() for k, w in population.state.weights.items()})
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert fused[:20] == [True] * 20 and not any(fused[20:])  # 2 layers x 5 steps x 2 epochs
 
-
-class _global_policy:
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.saved = mixed_precision.global_policy().name
-        mixed_precision.set_global_policy(self.name)
-
-    def __exit__(self, *exc):
-        mixed_precision.set_global_policy(self.saved)
