@@ -91,6 +91,7 @@ class _SoftmaxCrossentropy(torch.autograd.Function):
         loss = -torch.log(clipped)
         ctx.save_for_backward(probs, picked, p, clipped)
         ctx.mark_non_differentiable(probs)
+        ctx.set_materialize_grads(False)  # no zeros made for the probabilities' gradient
         return loss, probs
 
     @staticmethod

@@ -42,10 +42,13 @@ _SIGNATURES = {
     "reglab_add_penalty_gradient": (_F32P, _F32P, _I64, _I64, _F32P, _F32, _INT, _F32P, _F32,
                                     _INT),
     "reglab_adam_step": (_I64, _F32P, _F32P, _F32P, _F32P, _F32P, _I64, _F32P, _F32P, _F32P),
-    **{name: (_F32P, _F32P, _F32P, _F32P, _I64, _I64, _F32P) for name in (
+    **{name: (_F32P, _F32P, _F32P, _I64, _F32P, _I64, _I64, _F32P) for name in (
         "reglab_dropout_f32", "reglab_dropout_backward_f32", "reglab_dropout_bf16",
         "reglab_dropout_backward_bf16")},
 }
+#: the kernels that return a status (0: done; else nothing written), the others none
+_RETURNS_STATUS = ("reglab_dropout_f32", "reglab_dropout_backward_f32", "reglab_dropout_bf16",
+                   "reglab_dropout_backward_bf16")
 
 
 def enabled() -> bool:
@@ -98,7 +101,8 @@ def _load() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(path))
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
-            fn.argtypes, fn.restype = argtypes, None
+            fn.argtypes = argtypes
+            fn.restype = _INT if name in _RETURNS_STATUS else None
     except (OSError, subprocess.SubprocessError, AttributeError, ValueError) as exc:
         warnings.warn(f"reglab.native: the C kernels could not be built or loaded with "
                       f"{' '.join(compiler)!r} ({exc}); using the torch path (the same math, "

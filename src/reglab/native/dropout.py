@@ -39,29 +39,35 @@ def _pointer(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _run(lib, name: str, source: torch.Tensor, keep, draws, group, out: torch.Tensor) -> None:
+    status = getattr(lib, name)(source.data_ptr(), draws.data_ptr(), _pointer(group),
+                                draws.shape[0], keep.data_ptr(), source.shape[0],
+                                source[0].numel(), out.data_ptr())
+    if status != 0:
+        raise IndexError(f"dropout: a member's seed group lies outside the {draws.shape[0]} "
+                         f"rows of draws; got groups {group.tolist()}")
+
+
 class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, keep, draws, group):
-        lib = native.library()
-        forward, _ = _KERNELS[x.dtype]
+        ctx.lib = native.library()  # backward uses the kernels that made the forward
         y = torch.empty_like(x)
-        members, n = x.shape[0], x[0].numel()
-        getattr(lib, forward)(x.data_ptr(), draws.data_ptr(), _pointer(group), keep.data_ptr(),
-                              members, n, y.data_ptr())
+        _run(ctx.lib, _KERNELS[x.dtype][0], x, keep, draws, group, y)
         ctx.save_for_backward(keep, draws, group)
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         keep, draws, group = ctx.saved_tensors
-        lib = native.library()
+        if torch.is_grad_enabled():  # create_graph: the torch path, itself differentiable
+            uniform = draws if group is None else draws.index_select(0, group)
+            mask = (uniform < keep.view(-1, *[1] * (grad.dim() - 1))).to(grad.dtype)
+            return (grad * mask / keep.view(-1, *[1] * (grad.dim() - 1))).to(grad.dtype), \
+                None, None, None
         grad = grad.contiguous()
-        _, backward = _KERNELS[grad.dtype]
         grad_x = torch.empty_like(grad)
-        members, n = grad.shape[0], grad[0].numel()
-        getattr(lib, backward)(grad.data_ptr(), draws.data_ptr(), _pointer(group),
-                               keep.data_ptr(), members, n, grad_x.data_ptr())
+        _run(ctx.lib, _KERNELS[grad.dtype][1], grad, keep, draws, group, grad_x)
         return grad_x, None, None, None
 
 

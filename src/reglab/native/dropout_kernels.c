@@ -14,7 +14,9 @@
  * Built with -ffp-contract=off and without -ffast-math (see penalty_kernels.c).
  *
  * x, y, g, gx: (P, n) rows; u: (G, n) draws; group: (P,) row of u for each member, or NULL
- * when every member reads row 0; keep: (P,) float32.
+ * when every member reads row 0; keep: (P,) float32. Each kernel first checks that every
+ * member's row lies in [0, G) and returns -1 without writing anything when one does not
+ * (0 when done): a wrong group never reads past the draws.
  */
 #include <stdint.h>
 #include <string.h>
@@ -30,35 +32,55 @@ static inline uint16_t narrow(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-    return f != f ? (uint16_t)0x7FC0u : (uint16_t)rounded;
+    return f != f ? (uint16_t)0xFFFFu : (uint16_t)rounded;  /* NaN as torch's vector cast */
+}
+
+static int rows_in_range(const int64_t *group, int64_t members, int64_t groups) {
+    if (!group)
+        return groups >= 1;
+    for (int64_t m = 0; m < members; m++)
+        if (group[m] < 0 || group[m] >= groups)
+            return 0;
+    return 1;
 }
 
 static inline const float *draws(const float *u, const int64_t *group, int64_t m, int64_t n) {
     return u + (group ? group[m] : 0) * n;
 }
 
-void reglab_dropout_f32(const float *x, const float *u, const int64_t *group,
-                        const float *keep, int64_t members, int64_t n, float *y) {
+int reglab_dropout_f32(const float *x, const float *u, const int64_t *group,
+                       int64_t groups, const float *keep, int64_t members, int64_t n,
+                       float *y) {
+    if (!rows_in_range(group, members, groups))
+        return -1;
     for (int64_t m = 0; m < members; m++) {
         const float k = keep[m], *um = draws(u, group, m, n), *xm = x + m * n;
         float *ym = y + m * n;
         for (int64_t i = 0; i < n; i++)
             ym[i] = (xm[i] / k) * (um[i] < k ? 1.0f : 0.0f);
     }
+    return 0;
 }
 
-void reglab_dropout_backward_f32(const float *g, const float *u, const int64_t *group,
-                                 const float *keep, int64_t members, int64_t n, float *gx) {
+int reglab_dropout_backward_f32(const float *g, const float *u, const int64_t *group,
+                                int64_t groups, const float *keep, int64_t members,
+                                int64_t n, float *gx) {
+    if (!rows_in_range(group, members, groups))
+        return -1;
     for (int64_t m = 0; m < members; m++) {
         const float k = keep[m], *um = draws(u, group, m, n), *gm = g + m * n;
         float *out = gx + m * n;
         for (int64_t i = 0; i < n; i++)
             out[i] = (gm[i] * (um[i] < k ? 1.0f : 0.0f)) / k;
     }
+    return 0;
 }
 
-void reglab_dropout_bf16(const uint16_t *x, const float *u, const int64_t *group,
-                         const float *keep, int64_t members, int64_t n, uint16_t *y) {
+int reglab_dropout_bf16(const uint16_t *x, const float *u, const int64_t *group,
+                        int64_t groups, const float *keep, int64_t members, int64_t n,
+                        uint16_t *y) {
+    if (!rows_in_range(group, members, groups))
+        return -1;
     for (int64_t m = 0; m < members; m++) {
         const float k = keep[m], *um = draws(u, group, m, n);
         const uint16_t *xm = x + m * n;
@@ -66,11 +88,14 @@ void reglab_dropout_bf16(const uint16_t *x, const float *u, const int64_t *group
         for (int64_t i = 0; i < n; i++)
             ym[i] = narrow((widen(xm[i]) / k) * (um[i] < k ? 1.0f : 0.0f));
     }
+    return 0;
 }
 
-void reglab_dropout_backward_bf16(const uint16_t *g, const float *u, const int64_t *group,
-                                  const float *keep, int64_t members, int64_t n,
-                                  uint16_t *gx) {
+int reglab_dropout_backward_bf16(const uint16_t *g, const float *u, const int64_t *group,
+                                 int64_t groups, const float *keep, int64_t members,
+                                 int64_t n, uint16_t *gx) {
+    if (!rows_in_range(group, members, groups))
+        return -1;
     for (int64_t m = 0; m < members; m++) {
         const float k = keep[m], *um = draws(u, group, m, n);
         const uint16_t *gm = g + m * n;
@@ -78,4 +103,5 @@ void reglab_dropout_backward_bf16(const uint16_t *g, const float *u, const int64
         for (int64_t i = 0; i < n; i++)
             out[i] = narrow((widen(gm[i]) * (um[i] < k ? 1.0f : 0.0f)) / k);
     }
+    return 0;
 }

@@ -56,11 +56,11 @@ def _reference(x, rate, draws, rows, grad):
 
 
 def _same_bits(a, b):
+    """Every bit, a NaN's included (torch's vectorized cast writes each bfloat16 NaN as
+    0xFFFF)."""
     assert a.dtype == b.dtype and a.shape == b.shape
-    nan = torch.isnan(a.float())
-    assert torch.equal(nan, torch.isnan(b.float()))
-    assert torch.equal(a[~nan].view(torch.int16 if a.dtype == torch.bfloat16 else torch.int32),
-                       b[~nan].view(torch.int16 if b.dtype == torch.bfloat16 else torch.int32))
+    bits = torch.int16 if a.dtype == torch.bfloat16 else torch.int32
+    assert torch.equal(a.view(bits), b.view(bits))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -90,6 +90,50 @@ def test_cases_the_kernels_do_not_take_fall_back(kernels):
     assert native_dropout.dropout(x, keep, draws[:, :1], group) is None  # a noise_shape
     assert native_dropout.dropout(x, keep, draws, None) is None  # 2 groups, no rows
     assert native_dropout.dropout(x, keep[:2], draws, group) is None
+
+
+@pytest.mark.parametrize("rows", [[0, 2, 1], [0, -1, 1], [3, 0, 0]])
+def test_a_member_row_outside_the_draws_is_an_index_error(kernels, rows):
+    # the torch path's index_select raises for such rows; the kernel reads no memory past
+    # the draws and says so the same way
+    x, rate, draws, _ = _inputs(torch.float32, [0, 1, 0])  # 2 rows of draws
+    with pytest.raises(IndexError, match="2 rows of draws"):
+        native_dropout.dropout(x, 1.0 - rate.view(-1, 1, 1), draws, torch.tensor(rows))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_second_derivatives_are_the_torch_paths(kernels, dtype):
+    # create_graph: the backward runs the torch path, itself differentiable, with the
+    # forward's draws (a gradient penalty through dropout)
+    rows = [0, 1, 0, 2, 1]
+    x, rate, draws, _ = _inputs(dtype, rows)
+    x = torch.where(torch.isfinite(x), x, 1.0)
+    grads = []
+    for fused in (True, False):
+        xs = x.clone().requires_grad_(True)
+        keep = 1.0 - rate.view(-1, 1, 1)
+        if fused:
+            y = native_dropout.dropout(xs, keep, draws, torch.tensor(rows))
+        else:
+            from reglab.layers.regularization import dropout
+
+            y = dropout(xs, rate.view(-1, 1, 1),
+                        draws.index_select(0, torch.tensor(rows))).to(dtype)
+        (first,) = torch.autograd.grad((y.float() ** 2).sum(), xs, create_graph=True)
+        first.float().sum().backward()
+        grads.append((first.detach(), xs.grad))
+    _same_bits(grads[0][0], grads[1][0])
+    _same_bits(grads[0][1], grads[1][1])
+
+
+def test_the_backward_uses_the_kernels_of_its_forward(kernels, monkeypatch):
+    x, rate, draws, grad = _inputs(torch.float32, [0, 1, 0])
+    xs = x.clone().requires_grad_(True)
+    y = native_dropout.dropout(xs, 1.0 - rate.view(-1, 1, 1), draws, torch.tensor([0, 1, 0]))
+    monkeypatch.setenv("REGLAB_NATIVE", "0")  # switched off between forward and backward
+    y.backward(grad)
+    expected = _reference(x, rate, draws, [0, 1, 0], grad)[1]
+    _same_bits(xs.grad, expected)
 
 
 def _members():
