@@ -62,9 +62,9 @@ class _Dropout(torch.autograd.Function):
         keep, draws, group = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the torch path, itself differentiable
             uniform = draws if group is None else draws.index_select(0, group)
-            mask = (uniform < keep.view(-1, *[1] * (grad.dim() - 1))).to(grad.dtype)
-            return (grad * mask / keep.view(-1, *[1] * (grad.dim() - 1))).to(grad.dtype), \
-                None, None, None
+            keep = keep.view(-1, *[1] * (grad.dim() - 1))
+            mask = (uniform < keep).to(grad.dtype)
+            return (grad * mask / keep).to(grad.dtype), None, None, None
         grad = grad.contiguous()
         grad_x = torch.empty_like(grad)
         _run(ctx.lib, _KERNELS[grad.dtype][1], grad, keep, draws, group, grad_x)
