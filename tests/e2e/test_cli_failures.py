@@ -88,13 +88,13 @@ def test_a_plan_beyond_the_run_limit_names_its_count(tmp_path):
     ('{ type = "Dense", units = 8, activation = "relu" }',
      'every variant: Dense: \'activation\': unknown activation \'relux\''),
     ('optimizer = { type = "Adam", learning_rate = 0.01 }',
-     "every variant: Adam: 'learning_rate' must be a float"),
+     "every variant: Adam: 'beta_1' must be a float in the range [0.0, 1.0). Got 2.0."),
 ], ids=["activation", "optimizer"])
 def test_values_that_fail_at_build_time_fail_validate_and_run_once(tmp_path, change, fragment):
     study = write_study(tmp_path)
     text = study.read_text()
     broken = {"activation": change.replace('"relu"', '"relux"'),
-              "optimizer": change.replace("0.01", '"fast"')}
+              "optimizer": change.replace("0.01", "0.01, beta_1 = 2.0")}
     key = "activation" if "units" in change else "optimizer"
     study.write_text(text.replace(change, broken[key]))
     for command in (["validate", study], ["run", study, "--out", tmp_path / "out", "--quiet"]):
@@ -132,6 +132,18 @@ def test_variant_names_that_would_clash_or_break_files_are_refused(tmp_path, nam
     study = write_study(tmp_path)
     study.write_text(study.read_text() + f'[variants."{name}"]\ndropout = 0.1\n')
     assert_clean_error(invoke("validate", study), f"variants.{name}: a variant's name must be")
+
+
+@pytest.mark.parametrize("name", ["../escaped", "", "..", "runs/../../x"])
+def test_a_study_name_that_would_put_the_store_outside_runs_is_refused(tmp_path, monkeypatch,
+                                                                       name):
+    work = tmp_path / "work"
+    work.mkdir()
+    study = write_study(work)
+    study.write_text(study.read_text().replace('name = "tiny"', f'name = "{name}"'))
+    monkeypatch.chdir(work)  # the default store is runs/<name>, relative to here
+    assert_clean_error(invoke("run", study, "--quiet"), "name: a study's name must be")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data.npz", "study.toml", "work"]
 
 
 def test_sweep_points_with_one_name_are_refused(tmp_path):

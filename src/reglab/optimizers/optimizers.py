@@ -40,10 +40,12 @@ def _check(owner: str, name: str, value: Any, lo: float, hi: float = math.inf,
     if ok:
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
-        left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise ConfigError(
-            f"{owner}: '{name}' must be a float in the range {left}{lo}, {hi}{right}. Got {value!r}."
-        )
+        if math.isinf(hi):  # no upper bound: the bound that matters is finiteness
+            wanted = f"a finite float {'>' if lo_open else '>='} {lo}"
+        else:
+            left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+            wanted = f"a float in the range {left}{lo}, {hi}{right}"
+        raise ConfigError(f"{owner}: '{name}' must be {wanted}. Got {value!r}.")
     return float(value)
 
 

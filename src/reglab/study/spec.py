@@ -72,6 +72,9 @@ MAX_SEEDS = 10_000
 MAX_VARIANT_NAME = 64
 #: a variant's name: no spaces, and none of the characters a run's name is made with
 VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
+#: a study's name, the default directory of its store (runs/<name>): one path component
+MAX_STUDY_NAME = 128
+STUDY_NAME = re.compile(rf"[^/\\\x00-\x1f\x7f]{{1,{MAX_STUDY_NAME}}}")
 MODEL_KEYS = ("input_shape", "layers", "keras", "factory")
 #: a residual block in a study's layers: { type = "Residual", repeat = 3, layers = [...],
 #: activation = "relu" }, input + branch(input), then the activation
@@ -557,6 +560,20 @@ def _check_searched_variant(checker: _Checker, name: str, table: dict) -> Varian
     return VariantSpec(name, table, (), tuple(dimensions))
 
 
+def _check_optimizer(checker: _Checker, where: str, table: Any) -> dict | None:
+    """An optimizer node: its type and argument names, a learning rate > 0, and every number
+    finite (each class's own ranges, such as beta_1 < 1, are checked when it is built)."""
+    node = checker.typed(where, table, "optimizer", OPTIMIZER_NAMES)
+    for key, value in (node or {}).items():
+        if key == "learning_rate":
+            if not is_number(value) or value <= 0:
+                checker.add(f"{where}.learning_rate: expected a finite number > 0. "
+                            f"Got {value!r}.")
+        elif isinstance(value, float) and not is_number(value):
+            checker.add(f"{where}.{key}: expected a finite number. Got {value!r}.")
+    return node
+
+
 def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
     """Checks a variant's changes with every value filled in."""
     for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
@@ -565,7 +582,7 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
             for arg in ("l1", "l2"):
                 value = (node or {}).get(arg)
                 if value is not None and (not is_number(value) or value < 0):
-                    checker.add(f"{where}.{key}.{arg}: expected a number >= 0. Got {value!r}.")
+                    checker.add(f"{where}.{key}.{arg}: expected a finite number >= 0. Got {value!r}.")
     if "kernel_constraint" in resolved:
         checker.typed(f"{where}.kernel_constraint", resolved["kernel_constraint"], "constraint")
     if "dropout" in resolved:
@@ -581,13 +598,13 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
         if "patience" in stop:
             checker.int_(f"{where}.early_stopping.patience", stop["patience"], minimum=0)
     if "optimizer" in resolved:
-        checker.typed(f"{where}.optimizer", resolved["optimizer"], "optimizer", OPTIMIZER_NAMES)
+        _check_optimizer(checker, f"{where}.optimizer", resolved["optimizer"])
     for key, argument in (("mixup", "alpha"), ("cutmix", "factor")):
         if key in resolved:
             node = checker.keys(f"{where}.{key}", resolved[key], (argument,))
             value = node.get(argument, 0.2 if key == "mixup" else 1.0)
             if not is_number(value) or value < 0:
-                checker.add(f"{where}.{key}.{argument}: expected a number >= 0. Got {value!r}.")
+                checker.add(f"{where}.{key}.{argument}: expected a finite number >= 0. Got {value!r}.")
     if "ema" in resolved:
         ema = checker.keys(f"{where}.ema", resolved["ema"], ("momentum", "overwrite_frequency"))
         momentum = ema.get("momentum", 0.99)
@@ -606,7 +623,21 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
     if "learning_rate" in resolved:
         value = resolved["learning_rate"]
         if not is_number(value) or value <= 0:
-            checker.add(f"{where}.learning_rate: expected a number > 0. Got {value!r}.")
+            checker.add(f"{where}.learning_rate: expected a finite number > 0. Got {value!r}.")
+
+
+def _check_study_name(checker: _Checker, raw: dict, path: Path) -> str:
+    """``name`` (default: the file's stem) names the store's directory, ``runs/<name>``: one
+    path component, so a name can neither leave ``runs/`` nor be ``runs/`` itself."""
+    name = raw.get("name", path.stem)
+    where = "name" if "name" in raw else f"name (from the file name {path.name!r})"
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or not name.strip() \
+            or name in (".", ".."):
+        checker.add(f"{where}: a study's name must be 1 to {MAX_STUDY_NAME} characters, not "
+                    "only spaces, without '/', '\\' or control characters, and not '.' or "
+                    f"'..' (runs go to runs/<name>). Got {name!r}.")
+        return str(name)
+    return name
 
 
 def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
@@ -627,6 +658,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         raise StudySpecError(str(path), [f"TOML syntax: {error}."]) from None
     checker = _Checker()
     checker.keys("study", raw, TOP_KEYS)
+    study_name = _check_study_name(checker, raw, path)
     for section in ("data", "model", "training"):
         if section not in raw:
             checker.add(f"[{section}]: missing section.")
@@ -724,8 +756,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 layers.append(LayerSpec(checked["type"], args))
 
     training_raw = checker.keys("training", raw.get("training", {}), TRAINING_KEYS)
-    optimizer = checker.typed("training.optimizer", training_raw.get("optimizer", "adam"),
-                              "optimizer", OPTIMIZER_NAMES) or {}
+    optimizer = _check_optimizer(checker, "training.optimizer",
+                                 training_raw.get("optimizer", "adam")) or {}
     loss = training_raw.get("loss", "sparse_categorical_crossentropy")
     if loss not in LOSSES:
         checker.add(f"training.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} "
@@ -745,7 +777,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     stats_raw = checker.keys("stats", raw.get("stats", {}), STATS_KEYS)
     min_effect = stats_raw.get("min_effect")
     if min_effect is not None and (not is_number(min_effect) or min_effect < 0):
-        checker.add(f"stats.min_effect: expected a number >= 0. Got {min_effect!r}.")
+        checker.add(f"stats.min_effect: expected a finite number >= 0. Got {min_effect!r}.")
         min_effect = None
 
     variants: list[VariantSpec] = []
@@ -794,7 +826,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     if checker.problems:
         raise StudySpecError(str(path), checker.problems)
     return StudySpec(
-        name=str(raw.get("name", path.stem)), seeds=seeds,
+        name=study_name, seeds=seeds,
         data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label")),
                       dataset_sha256, location, **test),
         input_shape=input_shape, layers=tuple(layers),

@@ -38,8 +38,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_real(value: Any) -> bool:
+    """An int or float, finite or not (a sweep's point, checked for finiteness later)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def is_sweep(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value) and all(is_number(v) for v in value)) or (
+    return (isinstance(value, list) and bool(value) and all(_is_real(v) for v in value)) or (
         isinstance(value, dict) and any(k in value for k in (*GRID_KEYS, "n")))
 
 
@@ -48,7 +53,10 @@ def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ..
     if isinstance(value, list):
         if not value:
             problems.append(f"{where}: a sweep must have at least one point. Got [].")
-        return tuple(float(v) for v in value)
+        bad = [f"{where}[{i}]: expected a finite number. Got {v!r}."
+               for i, v in enumerate(value) if not math.isfinite(v)]
+        problems.extend(bad)
+        return () if bad else tuple(float(v) for v in value)
     kinds = [k for k in GRID_KEYS if k in value]
     unknown = sorted(set(value) - {*GRID_KEYS, "n"})
     if len(kinds) != 1 or unknown:
@@ -59,7 +67,8 @@ def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ..
     bounds, n = value[kind], value.get("n")
     if (not isinstance(bounds, list) or len(bounds) != 2
             or not all(is_number(b) for b in bounds)):
-        problems.append(f"{where}.{kind}: expected [low, high]. Got {bounds!r}.")
+        problems.append(f"{where}.{kind}: expected [low, high], two finite numbers. "
+                        f"Got {bounds!r}.")
         return ()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         problems.append(f"{where}.n: a sweep needs n >= 1 points. Got {n!r}.")

@@ -118,7 +118,7 @@ dropuot = 0.5
     (("[variants.baseline]", "[variants.baseline]\nl2 = { log = [0, 1], n = 3 }"),
      "variants.baseline: unknown key 'l2'"),
     (("[variants.baseline]", "[variants.baseline]\nmixup = { alpha = -0.2 }"),
-     "variants.baseline.mixup.alpha: expected a number >= 0. Got -0.2"),
+     "variants.baseline.mixup.alpha: expected a finite number >= 0. Got -0.2"),
     (("[variants.baseline]", "[variants.baseline]\ncutmix = { factr = 1.0 }"),
      "variants.baseline.cutmix: unknown key 'factr'. Did you mean 'factor'?"),
     (("[variants.baseline]", "[variants.baseline]\nlabel_smoothing = 1.5"),
@@ -216,10 +216,64 @@ def test_stats_min_effect_is_optional_and_part_of_the_study_when_set():
                                           ("true", "True"), ("nan", "nan"), ("[0.01]", "[0.01]")])
 def test_a_bad_min_effect_is_named_with_what_was_expected(value, shown):
     found = problems(BASE + f"[stats]\nmin_effect = {value}\n")
-    assert found == [f"stats.min_effect: expected a number >= 0. Got {shown}."]
+    assert found == [f"stats.min_effect: expected a finite number >= 0. Got {shown}."]
 
 
 def test_an_unknown_stats_key_is_named():
     found = problems(BASE + "[stats]\nmin_efect = 0.01\n")
     assert found == ["stats: unknown key 'min_efect'. Did you mean 'min_effect'? "
                      "Expected one of: min_effect."]
+
+
+@pytest.mark.parametrize("name", ['"../../x"', '""', '"."', '".."', '"   "', '"a/b"',
+                                  '"a\\\\b"', '"tab\\there"', "5", '"' + "n" * 129 + '"'])
+def test_a_study_name_that_is_not_one_directory_name_is_refused(name):
+    found = problems(f"name = {name}\n" + BASE)
+    assert len(found) == 1 and found[0].startswith("name: a study's name must be"), found
+    assert "runs/<name>" in found[0]
+
+
+@pytest.mark.parametrize("name", ["my study", "l2-sweep.v2", "étude", "n" * 128])
+def test_a_study_name_may_be_any_single_directory_name(name):
+    assert parse(f"name = {json.dumps(name)}\n" + BASE).name == name
+
+
+def test_a_study_without_a_name_takes_its_file_stem_which_is_checked_too():
+    assert parse_study("some/dir/ablation.toml", BASE).name == "ablation"
+    with pytest.raises(StudySpecError) as caught:
+        parse_study("..toml", BASE)
+    assert caught.value.problems[0].startswith("name (from the file name '..toml'): ")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_numbers_are_named_as_such_with_their_place(value):
+    def only(change):
+        found = problems(BASE.replace(*change))
+        assert len(found) == 1, found
+        return found[0]
+
+    sweep = only(("[variants.baseline]", "[variants.baseline]\n"
+                  f"kernel_regularizer = {{ type = 'L2', l2 = [1e-4, {value}] }}"))
+    assert sweep == f"variants.baseline.kernel_regularizer.l2[1]: expected a finite number. " \
+                    f"Got {float(value)!r}."
+    scalar = only(("[variants.baseline]", "[variants.baseline]\n"
+                   f"kernel_regularizer = {{ type = 'L2', l2 = {value} }}"))
+    assert scalar.startswith("variants.baseline.kernel_regularizer.l2: expected a finite number")
+    rate = only(("[variants.baseline]", f"[variants.baseline]\nlearning_rate = {value}"))
+    assert rate.startswith("variants.baseline.learning_rate: expected a finite number > 0.")
+    base_rate = only(("epochs = 2", "epochs = 2\noptimizer = { type = 'adam', "
+                      f"learning_rate = {value} }}"))
+    assert base_rate.startswith("training.optimizer.learning_rate: expected a finite number > 0")
+    beta = only(("[variants.baseline]", "[variants.baseline]\noptimizer = { type = 'adam', "
+                 f"beta_1 = {value} }}"))
+    assert beta == f"variants.baseline.optimizer.beta_1: expected a finite number. " \
+                   f"Got {float(value)!r}."
+    grid = only(("[variants.baseline]", "[variants.baseline]\n"
+                 f"kernel_regularizer = {{ type = 'L2', l2 = {{ linear = [0, {value}], n = 3 }} }}"))
+    assert grid.startswith("variants.baseline.kernel_regularizer.l2.linear: expected [low, high]")
+
+
+def test_an_optimizer_learning_rate_must_be_above_zero():
+    found = problems(BASE.replace("epochs = 2", "epochs = 2\noptimizer = { type = 'sgd', "
+                                  "learning_rate = 0 }"))
+    assert found == ["training.optimizer.learning_rate: expected a finite number > 0. Got 0."]

@@ -1,0 +1,38 @@
+"""Optimizer arguments: each bad value named with the range it must lie in."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reglab.errors import ConfigError
+from reglab.optimizers import SGD, Adam, RMSprop
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 0.0, -1e-3, "0.01", True])
+def test_a_learning_rate_must_be_finite_and_above_zero(value):
+    # the message must not claim a range that holds the value it refuses (inf)
+    with pytest.raises(ConfigError) as caught:
+        Adam(learning_rate=value)
+    assert str(caught.value) == (f"Adam: 'learning_rate' must be a finite float > 0.0. "
+                                 f"Got {value!r}.")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Adam(beta_1=1.0), "Adam: 'beta_1' must be a float in the range [0.0, 1.0). Got 1.0."),
+    (lambda: Adam(epsilon=math.inf), "Adam: 'epsilon' must be a finite float >= 0.0. Got inf."),
+    (lambda: SGD(momentum=1.5), "SGD: 'momentum' must be a float in the range [0.0, 1.0]. "
+                                "Got 1.5."),
+    (lambda: RMSprop(rho=-0.1), "RMSprop: 'rho' must be a float in the range [0.0, 1.0]. "
+                                "Got -0.1."),
+])
+def test_bounded_arguments_name_their_range(make, message):
+    with pytest.raises(ConfigError) as caught:
+        make()
+    assert str(caught.value) == message
+
+
+def test_values_at_the_edges_are_accepted():
+    assert Adam(beta_1=0.0, epsilon=0.0).beta_1 == 0.0
+    assert SGD(momentum=1.0).momentum == 1.0
