@@ -173,7 +173,7 @@ def test_read_only_commands_on_a_directory_that_is_not_a_study(tmp_path, command
     assert tree(empty) == before
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty_tables"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty_tables", "empty_file"])
 @pytest.mark.parametrize("command", ["run", "show", "ls", "report"])
 def test_a_damaged_store_is_named_and_left_as_it_is(finished_study, tmp_path, damage, command):
     _, study, out = finished_study
@@ -185,28 +185,32 @@ def test_a_damaged_store_is_named_and_left_as_it_is(finished_study, tmp_path, da
     elif damage == "truncated":
         data = db.read_bytes()
         db.write_bytes(data[: len(data) // 3])
+    elif damage == "empty_file":
+        db.write_bytes(b"")
     else:
         import sqlite3
         with sqlite3.connect(db) as conn:
             conn.execute("DROP TABLE schema_version")
     for sidecar in ("study.db-wal", "study.db-shm"):
         (copy / sidecar).unlink(missing_ok=True)
-    before = db.read_bytes()
+    before, files = db.read_bytes(), tree(copy)
     args = ["run", study, "--out", copy, "--quiet", "--no-report"] if command == "run" \
         else [command, copy]
     result = invoke(*args)
     assert_clean_error(result, f"{db}: not a usable reglab store", "left as it is")
     assert db.read_bytes() == before
+    assert tree(copy) == files  # nothing beside it either (no -wal or -shm)
     assert not (copy / "report.html").exists() or command != "report"
 
 
 def test_show_and_ls_never_write(finished_study):
     _, _, out = finished_study
-    before = (out / "study.db").read_bytes()
+    before = tree(out)
+    assert not [name for name in before if name.startswith("study.db-")]  # one file at rest
     for command in ("show", "ls"):
         result = invoke(command, out)
         assert result.exit_code == 0, result.output
-    assert (out / "study.db").read_bytes() == before
+    assert tree(out) == before
 
 
 def test_a_second_run_on_a_directory_in_use_refuses_naming_the_holder(tmp_path):

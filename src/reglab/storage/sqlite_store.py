@@ -10,13 +10,21 @@ Contract (shared by any future backend):
 * dicts are stored as JSON text with sorted keys (NaN and infinities round-trip, so diverged
   metrics survive; tuples come back as lists).
 
-Durability: WAL journal with ``synchronous=NORMAL``. A killed process loses nothing committed; a
-power cut may lose the last transactions, but the file stays consistent in both cases.
+Durability: WAL journal with ``synchronous=NORMAL`` while a store is open for writing. A killed
+process loses nothing committed; a power cut may lose the last transactions, but the file stays
+consistent in both cases.
+
+Files: a new store is made whole (schema written) under a temporary name and linked into place,
+so ``study.db`` is never an empty file that a kill left behind: an empty or unreadable
+``study.db`` is damage, named and never written to. Closing a writer returns the file to a
+rollback journal, so that a finished store is one file that read-only commands open without
+creating ``-wal``/``-shm`` files beside it; a killed writer's WAL stays until the next writer.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -110,6 +118,25 @@ def _record_from_row(row: tuple) -> RunRecord:
     return RunRecord(**values)
 
 
+def _stale(temporary: Path) -> bool:
+    """Whether a new store's temporary file was left by a process that is gone (its pid is in
+    the name) more than a minute ago."""
+    import time
+
+    try:
+        pid = int(temporary.name.split(".")[-2])  # .study.db.<pid>.tmp[-journal]
+        os.kill(pid, 0)
+        return False  # its maker is alive: it is still being written
+    except ProcessLookupError:
+        pass
+    except (ValueError, IndexError, OSError):
+        return False
+    try:
+        return time.time() - temporary.stat().st_mtime > 60
+    except OSError:
+        return False
+
+
 class SQLiteStore:
     """A study's runs, epochs and metadata in ``<directory>/study.db``.
 
@@ -154,21 +181,20 @@ class SQLiteStore:
                     f"{' (a file is in the way)' if isinstance(error, (NotADirectoryError, FileExistsError)) else ''}."
                     " Choose another --out.") from None
         # isolation_level=None: no implicit transactions; each write opens its own (see _write).
+        self._conn: sqlite3.Connection | None = None
         try:
             if read_only:  # never writes: a read-only connection, and no schema created
-                self._conn: sqlite3.Connection | None = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
-                    isolation_level=None)
+                self._conn = self._open_read_only()
             else:
-                if self.path.is_file() and self.path.stat().st_size:
+                if self.path.exists():
                     self._probe()  # a damaged store is named, never written to
+                else:
+                    self._create()
                 self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as error:
             raise self._unusable(error) from None
         try:
-            if read_only:
-                self._check_schema(self._conn)
-            else:
+            if not read_only:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
@@ -181,16 +207,71 @@ class SQLiteStore:
             self.close()
             raise
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A read-only connection to a store whose schema was checked. On a damaged store it
+        raises, removing the empty ``-wal``/``-shm`` files its own attempt made (SQLite makes
+        them to read a WAL-mode file), so that the directory is left as it was found."""
+        sidecars = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm")]
+        present = [sidecar.exists() for sidecar in sidecars]
+        if not self.path.stat().st_size and not (present[0] and sidecars[0].stat().st_size):
+            raise StoreError(
+                f"{self.path}: not a usable reglab store (an empty file, 0 bytes, and no "
+                "write-ahead log beside it). It is left as it is: move it away (or give "
+                "another --out) to run the study afresh; a copy of a store from before the "
+                "damage can replace it.")
+        conn = None
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                   timeout=30.0, isolation_level=None)
+            self._check_schema(conn)
+            return conn
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            for sidecar, was_there in zip(sidecars, present):
+                try:  # only what this attempt made, and never a log with frames in it
+                    if not was_there and (sidecar == sidecars[1] or not sidecar.stat().st_size):
+                        sidecar.unlink()
+                except OSError:
+                    pass
+            raise
+
     def _probe(self) -> None:
         """Reads an existing store read-only before it is opened for writing."""
-        probe = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                timeout=30.0, isolation_level=None)
         try:
-            self._check_schema(probe)
+            self._open_read_only().close()
         except sqlite3.DatabaseError as error:
             raise self._unusable(error) from None
+
+    def _create(self) -> None:
+        """Writes a new store's schema under a temporary name and links it into place (never
+        over a store another process made meanwhile), so that a kill leaves no empty
+        ``study.db``; a temporary file left by a kill is removed by the next attempt."""
+        temporary = self.directory / f".{DB_NAME}.{os.getpid()}.tmp"
+        for leftover in self.directory.glob(f".{DB_NAME}.*.tmp*"):
+            if leftover.name.startswith(temporary.name) or _stale(leftover):
+                leftover.unlink(missing_ok=True)
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
         finally:
-            probe.close()
+            conn.close()
+        try:
+            with open(temporary, "rb") as file:
+                os.fsync(file.fileno())
+            try:
+                os.link(temporary, self.path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def _unusable(self, error: sqlite3.Error) -> StoreError:
         """The error for a ``study.db`` SQLite cannot use; the file is left as it is."""
@@ -255,8 +336,16 @@ class SQLiteStore:
                                  else _DEFAULT_SELECT[name] for name in _RUN_FIELDS)
 
     def close(self) -> None:
-        """Closes the connection (idempotent); committed data is already on disk."""
+        """Closes the connection (idempotent); committed data is already on disk. A writer
+        first returns the file to a rollback journal (a checkpoint, then one file), unless
+        another connection has it open: then the WAL stays for the last one."""
         if self._conn is not None:
+            if not self.read_only:
+                try:
+                    self._conn.execute("PRAGMA busy_timeout=0")
+                    self._conn.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:
+                    pass  # in use elsewhere (or already closing down): WAL it stays
             self._conn.close()
             self._conn = None
 

@@ -571,3 +571,126 @@ def test_reset_unfinished_of_chosen_runs(store):
         [runs[0].run_id, runs[2].run_id]
     assert [r.status for r in store.runs()] == ["queued", "running", "queued"]
     assert store.epochs(runs[0].run_id) == [] and len(store.epochs(runs[1].run_id)) == 1
+
+
+# -- the files a store leaves -----------------------------------------------------------------
+
+
+def files(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()}
+
+
+def test_a_closed_store_is_one_file_that_read_only_opening_leaves_alone(tmp_path):
+    out = tmp_path / "out"
+    with SQLiteStore(out) as store:
+        store.init_study(FP, STUDY)
+        store.add_runs([make_run(0)])
+        assert "study.db-wal" in files(out)  # WAL while it is open for writing
+    assert files(out) == {"study.db"}
+    with sqlite3.connect(out / "study.db") as conn:  # back to a rollback journal
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    before = (out / "study.db").read_bytes()
+    with SQLiteStore(out, read_only=True) as store:
+        assert [r.run_id for r in store.runs()] == [make_run(0).run_id]
+    assert files(out) == {"study.db"} and (out / "study.db").read_bytes() == before
+
+
+def test_a_writer_closing_beside_another_leaves_the_wal_to_the_last(tmp_path):
+    first, second = SQLiteStore(tmp_path), SQLiteStore(tmp_path)
+    first.init_study(FP, STUDY)
+    first.close()  # the other still has it open: no journal switch, no wait
+    second.add_runs([make_run(1)])
+    second.close()
+    assert files(tmp_path) == {"study.db"}
+    with SQLiteStore(tmp_path, read_only=True) as store:
+        assert [r.run_id for r in store.runs()] == [make_run(1).run_id]
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_an_empty_study_db_is_damage_named_and_left_as_it_is(tmp_path, read_only):
+    (tmp_path / "study.db").write_bytes(b"")
+    with pytest.raises(sqlite_store.StoreError, match=r"study.db: not a usable reglab store "
+                                                      r"\(an empty file, 0 bytes"):
+        SQLiteStore(tmp_path, read_only=read_only)
+    assert files(tmp_path) == {"study.db"} and (tmp_path / "study.db").stat().st_size == 0
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_damaged_wal_mode_file_gets_no_wal_or_shm_beside_it(tmp_path, read_only):
+    with SQLiteStore(tmp_path / "src") as store:
+        store.init_study(FP, STUDY)
+        store.add_runs([make_run(i) for i in range(40)])
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        whole = (tmp_path / "src" / "study.db").read_bytes()
+    assert whole[18:20] == b"\x02\x02"  # the header says WAL: SQLite reads it through -shm
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "study.db").write_bytes(whole[:4096])
+    with pytest.raises(sqlite_store.StoreError, match="not a usable reglab store"):
+        SQLiteStore(damaged, read_only=read_only)
+    assert files(damaged) == {"study.db"}
+    assert (damaged / "study.db").read_bytes() == whole[:4096]
+
+
+def test_a_store_whose_tables_are_all_in_its_wal_still_opens(tmp_path):
+    # a store made by an earlier version and killed before its first checkpoint: study.db
+    # only a header page, beside a write-ahead log that holds every table
+    source = tmp_path / "source"
+    source.mkdir()
+    writer = sqlite3.connect(source / "study.db", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN")
+    for statement in sqlite_store._SCHEMA:
+        writer.execute(statement)
+    writer.execute("INSERT INTO schema_version VALUES (1)")
+    writer.execute("INSERT INTO study VALUES (1, ?, ?)", (FP, STUDY))
+    writer.execute("COMMIT")
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("study.db", "study.db-wal"):  # what a kill leaves: no checkpoint
+        (killed / name).write_bytes((source / name).read_bytes())
+    writer.close()
+    with sqlite3.connect(f"{(killed / 'study.db').as_uri()}?immutable=1", uri=True) as main:
+        assert main.execute("SELECT name FROM sqlite_master").fetchall() == []  # no WAL read
+    with SQLiteStore(killed, read_only=True) as store:
+        assert store.runs() == []
+    with SQLiteStore(killed) as store:
+        assert store.init_study(FP, STUDY) is False  # the same study: it resumes
+
+
+def test_a_new_store_appears_whole_and_kills_leave_no_empty_study_db(tmp_path, monkeypatch):
+    # a kill while the schema is written leaves only a temporary file, which the next
+    # attempt (or a later one, once its maker is gone) removes
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sqlite_store.os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        SQLiteStore(tmp_path)
+    assert "study.db" not in files(tmp_path)
+    monkeypatch.undo()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".study.db.{dead}.tmp"
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    alive = tmp_path / f".study.db.{os.getppid()}.tmp"  # a live process's: not touched
+    alive.write_bytes(b"being written")
+    with SQLiteStore(tmp_path) as store:
+        assert store.init_study(FP, STUDY) is True
+    assert files(tmp_path) == {"study.db", alive.name}
+
+
+def test_a_store_made_meanwhile_by_another_process_is_used_not_replaced(tmp_path, monkeypatch):
+    real_link = os.link
+    with SQLiteStore(tmp_path / "other") as other:
+        other.init_study(FP, STUDY)
+
+    def other_process_first(source, target):
+        os.replace(tmp_path / "other" / "study.db", target)
+        return real_link(source, target)  # raises FileExistsError, as the race would
+
+    monkeypatch.setattr(sqlite_store.os, "link", other_process_first)
+    with SQLiteStore(tmp_path) as store:
+        assert store.init_study(FP, STUDY) is False  # theirs, with their study in it
+    assert not [p for p in files(tmp_path) if p.endswith(".tmp")]
