@@ -29,7 +29,7 @@ def _fail(error: Exception) -> None:
 def _clear_errors(command):
     """Every failure a user can cause ends in one ``error:`` line and exit status 2, never
     a traceback: reglab's own errors, a store SQLite cannot read, a path the system
-    refuses."""
+    refuses. Ctrl-C ends with status 130 (128 + SIGINT, as a shell reports it)."""
     import functools
     import sqlite3
 
@@ -45,6 +45,10 @@ def _clear_errors(command):
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             _fail(ReglabError(f"{where}{error.strerror or error}."))
+        except KeyboardInterrupt:  # Ctrl-C: 130 as a shell reports it, not 1 ("runs failed")
+            click.echo("\ninterrupted: what was saved is kept; the same command goes on from "
+                       "there.", err=True)
+            sys.exit(130)
         except MemoryError:
             _fail(ReglabError("out of memory. Use fewer seeds, sweep points or a smaller "
                               "model, or fewer --workers."))
@@ -91,6 +95,7 @@ def validate(study, seeds, epochs) -> None:
     plan = prepare_study(study, seeds, epochs)
     check_study(plan)
     click.echo(_describe(plan))
+    _baseline_note(plan)
     if any(run.regime for run in plan.runs):  # data regimes: one line per regime
         from reglab.study.regimes import regime_label
 
@@ -145,6 +150,7 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
     plan = prepare_study(study, seeds, epochs)
     out = Path(out or Path("runs") / plan.spec.name)
     click.echo(f"{_describe(plan)} -> {out}")
+    _baseline_note(plan)
     executor = None
     if cluster is not None or workers > 1:
         import logging
@@ -185,6 +191,15 @@ def _describe(plan) -> str:
 
         return describe(plan.spec)
     return plan.describe()
+
+
+def _baseline_note(plan) -> None:
+    """Says which variant the verdicts compare with when none is named 'baseline'."""
+    names = [variant.name for variant in plan.spec.variants]
+    regimes = any(run.regime for run in plan.runs)  # those say so in their table
+    if plan.spec.tune is None and not regimes and len(names) > 1 and "baseline" not in names:
+        click.echo(f"note: no variant is named 'baseline': the others are compared with the "
+                   f"first, {names[0]!r}")
 
 
 def _write_report(directory, after_run: bool = False) -> None:

@@ -146,6 +146,17 @@ def test_a_study_name_that_would_put_the_store_outside_runs_is_refused(tmp_path,
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["data.npz", "study.toml", "work"]
 
 
+def test_a_study_without_a_baseline_variant_says_which_it_compares_with(tmp_path):
+    study = write_study(tmp_path)
+    result = invoke("validate", study)
+    assert result.exit_code == 0 and "note:" not in result.output
+    study.write_text(study.read_text().replace("[variants.baseline]", "[variants.plain]"))
+    result = invoke("validate", study)
+    assert result.exit_code == 0, result.output
+    assert "note: no variant is named 'baseline': the others are compared with the first, " \
+           "'plain'" in result.output
+
+
 def test_sweep_points_with_one_name_are_refused(tmp_path):
     study = write_study(tmp_path)
     study.write_text(study.read_text().replace("l2 = [0.001, 0.1]",

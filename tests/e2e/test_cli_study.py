@@ -209,6 +209,31 @@ def test_a_kill_mid_population_loses_at_most_one_epoch(tmp_path, at_epoch):
     assert not (out / "checkpoints").exists()  # removed with their finished populations
 
 
+def test_ctrl_c_exits_130_keeping_what_was_saved_and_the_rerun_finishes(tmp_path):
+    """Ctrl-C (SIGINT) is not "runs failed" (1) nor an error (2): 130, as a shell reports an
+    interrupted command, with a line saying the same command goes on."""
+    study = write_study(tmp_path, epochs=40)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+               "--quiet", "--no-report"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 120
+    while max(_epochs_recorded(out).values(), default=0) < 2:
+        assert child.poll() is None, "the study ended before the interrupt"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr[-3000:]
+    assert "interrupted: what was saved is kept" in stderr and "Traceback" not in stderr
+    assert max(_epochs_recorded(out).values()) >= 2
+    rerun = subprocess.run(command, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    statuses = [status for status, _ in finished(out).values()]
+    assert len(statuses) == 15 and "failed" not in statuses  # every run of the plan
+
+
 def test_a_failing_run_is_recorded_and_the_rest_of_the_study_goes_on(tmp_path):
     """One run raises wherever it trains: its population is retried in halves, and only that
     run is recorded as failed, with its error; every other run finishes."""
