@@ -18,7 +18,7 @@ import click  # noqa: E402
 
 import reglab  # noqa: E402
 from reglab.errors import ReglabError  # noqa: E402
-from reglab.study.spec import MAX_SEEDS  # noqa: E402  (no torch)
+from reglab.study.spec import MAX_SEEDS, default_directory_problem  # noqa: E402  (no torch)
 
 
 def _fail(error: Exception) -> None:
@@ -148,7 +148,12 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
         raise ReglabError(f"--workers: at most {most} here (4 per CPU: each worker is a "
                           f"process with its own copy of the data). Got {workers}.")
     plan = prepare_study(study, seeds, epochs)
-    out = Path(out or Path("runs") / plan.spec.name)
+    if out is None:
+        problem = default_directory_problem(plan.spec.name)
+        if problem is not None:
+            raise ReglabError(f"{study}: {problem}")
+        out = Path("runs") / plan.spec.name
+    out = Path(out)
     click.echo(f"{_describe(plan)} -> {out}")
     _baseline_note(plan)
     executor = None

@@ -142,8 +142,13 @@ def test_a_study_name_that_would_put_the_store_outside_runs_is_refused(tmp_path,
     study = write_study(work)
     study.write_text(study.read_text().replace('name = "tiny"', f'name = "{name}"'))
     monkeypatch.chdir(work)  # the default store is runs/<name>, relative to here
-    assert_clean_error(invoke("run", study, "--quiet"), "name: a study's name must be")
+    expected = ("cannot be its default output directory runs/<name>", "Give --out DIR") \
+        if name else ("name: a study's name must be a string of 1 to 128 characters",)
+    assert_clean_error(invoke("run", study, "--quiet"), *expected)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["data.npz", "study.toml", "work"]
+    if name:  # a label all the same: with --out the study runs
+        result = invoke("run", study, "--quiet", "--no-report", "--out", work / "out")
+        assert result.exit_code == 0, result.output
 
 
 def test_a_study_without_a_baseline_variant_says_which_it_compares_with(tmp_path):

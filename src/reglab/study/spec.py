@@ -72,9 +72,9 @@ MAX_SEEDS = 10_000
 MAX_VARIANT_NAME = 64
 #: a variant's name: no spaces, and none of the characters a run's name is made with
 VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
-#: a study's name, the default directory of its store (runs/<name>): one path component
+#: a study's name: a label (the report's title), 1 to 128 printable characters
 MAX_STUDY_NAME = 128
-STUDY_NAME = re.compile(rf"[^/\\\x00-\x1f\x7f]{{1,{MAX_STUDY_NAME}}}")
+STUDY_NAME = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_STUDY_NAME}}}")
 MODEL_KEYS = ("input_shape", "layers", "keras", "factory")
 #: a residual block in a study's layers: { type = "Residual", repeat = 3, layers = [...],
 #: activation = "relu" }, input + branch(input), then the activation
@@ -627,17 +627,25 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
 
 
 def _check_study_name(checker: _Checker, raw: dict, path: Path) -> str:
-    """``name`` (default: the file's stem) names the store's directory, ``runs/<name>``: one
-    path component, so a name can neither leave ``runs/`` nor be ``runs/`` itself."""
+    """``name`` (default: the file's stem): a label, checked as a directory name only where
+    it makes one (:func:`default_directory_problem`)."""
     name = raw.get("name", path.stem)
-    where = "name" if "name" in raw else f"name (from the file name {path.name!r})"
-    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or not name.strip() \
-            or name in (".", ".."):
-        checker.add(f"{where}: a study's name must be 1 to {MAX_STUDY_NAME} characters, not "
-                    "only spaces, without '/', '\\' or control characters, and not '.' or "
-                    f"'..' (runs go to runs/<name>). Got {name!r}.")
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or not name.strip():
+        checker.add(f"name: a study's name must be a string of 1 to {MAX_STUDY_NAME} "
+                    f"characters, not only spaces, without control characters. Got {name!r}.")
         return str(name)
     return name
+
+
+def default_directory_problem(name: str) -> str | None:
+    """Why ``runs/<name>``, a study's default output directory, cannot be made of ``name``
+    (None when it can): it must be one directory name inside ``runs/``, neither above it nor
+    ``runs/`` itself."""
+    if "/" in name or "\\" in name or name.strip() in ("", ".", ".."):
+        return (f"the study's name {name!r} cannot be its default output directory "
+                "runs/<name>: that must be one directory name (no '/' or '\\', not '.' or "
+                "'..'). Give --out DIR, or a name without them.")
+    return None
 
 
 def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
