@@ -13,6 +13,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from reglab.errors import StoreError
@@ -65,6 +67,32 @@ class StudyLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextmanager
+def unheld(directory) -> Iterator[bool]:
+    """Whether no ``reglab run`` holds ``directory``'s lock, keeping it unheld while the block
+    runs; the lock file is neither created nor written (a reader's check, which leaves the
+    directory as it was). No lock file: no run has used the directory, True."""
+    path = Path(directory) / LOCK_NAME
+    if fcntl is None or not path.is_file():
+        yield True
+        return
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (BlockingIOError), or not lockable here
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _describe(text: str) -> str:

@@ -173,13 +173,7 @@ class SQLiteStore:
                     f"{self.directory}: not a study directory (it has no {DB_NAME}). Give the "
                     "directory a `reglab run` wrote (its --out), e.g. runs/<study name>.")
         else:
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StoreError(
-                    f"{self.directory}: cannot create the study directory: {error.strerror}"
-                    f"{' (a file is in the way)' if isinstance(error, (NotADirectoryError, FileExistsError)) else ''}."
-                    " Choose another --out.") from None
+            self.make_directory(self.directory)
         # isolation_level=None: no implicit transactions; each write opens its own (see _write).
         self._conn: sqlite3.Connection | None = None
         try:
@@ -207,74 +201,120 @@ class SQLiteStore:
             self.close()
             raise
 
+    @staticmethod
+    def make_directory(directory: Path) -> None:
+        """Creates a study directory (and its parents), or raises :class:`StoreError` saying
+        why not."""
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            in_the_way = isinstance(error, (NotADirectoryError, FileExistsError))
+            raise StoreError(
+                f"{directory}: cannot create the study directory: {error.strerror}"
+                f"{' (a file is in the way)' if in_the_way else ''}. Choose another --out."
+            ) from None
+
     def _open_read_only(self) -> sqlite3.Connection:
         """A read-only connection to a store whose schema was checked. On a damaged store it
         raises, removing the empty ``-wal``/``-shm`` files its own attempt made (SQLite makes
         them to read a WAL-mode file), so that the directory is left as it was found."""
         sidecars = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm")]
         present = [sidecar.exists() for sidecar in sidecars]
-        if not self.path.stat().st_size and not (present[0] and sidecars[0].stat().st_size):
+        if not self.path.stat().st_size:  # SQLite would delete a WAL beside it on opening
             raise StoreError(
-                f"{self.path}: not a usable reglab store (an empty file, 0 bytes, and no "
-                "write-ahead log beside it). It is left as it is: move it away (or give "
-                "another --out) to run the study afresh; a copy of a store from before the "
-                "damage can replace it.")
+                f"{self.path}: not a usable reglab store (an empty file, 0 bytes; reglab "
+                "never leaves one). It is left as it is: move it away (or give another --out) "
+                "to run the study afresh; a copy of a store from before the damage can "
+                "replace it.")
         conn = None
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                    timeout=30.0, isolation_level=None)
             self._check_schema(conn)
             return conn
+        except (sqlite3.DatabaseError, DataError):  # damage: not a store any writer can use
+            if conn is not None:
+                conn.close()
+            self._remove_made(sidecars, present)
+            raise
         except BaseException:
             if conn is not None:
                 conn.close()
+            raise
+
+    def _remove_made(self, sidecars: list[Path], present: list[bool]) -> None:
+        """Removes the empty ``-wal`` and the ``-shm`` that a failed read of a damaged store
+        made, while no ``reglab run`` holds the directory (a writer's are never touched)."""
+        from reglab.storage.lock import unheld
+
+        with unheld(self.directory) as free:
+            if not free:
+                return
             for sidecar, was_there in zip(sidecars, present):
                 try:  # only what this attempt made, and never a log with frames in it
                     if not was_there and (sidecar == sidecars[1] or not sidecar.stat().st_size):
                         sidecar.unlink()
                 except OSError:
                     pass
-            raise
 
     def _probe(self) -> None:
-        """Reads an existing store read-only before it is opened for writing."""
+        """Reads an existing store read-only before it is opened for writing (and removes
+        new stores' temporaries that killed processes left)."""
         try:
             self._open_read_only().close()
         except sqlite3.DatabaseError as error:
             raise self._unusable(error) from None
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self, own: str | None = None) -> None:
+        for leftover in self.directory.glob(f".{DB_NAME}.*.tmp*"):
+            if (own is not None and leftover.name.startswith(own)) or _stale(leftover):
+                leftover.unlink(missing_ok=True)
 
     def _create(self) -> None:
         """Writes a new store's schema under a temporary name and links it into place (never
         over a store another process made meanwhile), so that a kill leaves no empty
         ``study.db``; a temporary file left by a kill is removed by the next attempt."""
         temporary = self.directory / f".{DB_NAME}.{os.getpid()}.tmp"
-        for leftover in self.directory.glob(f".{DB_NAME}.*.tmp*"):
-            if leftover.name.startswith(temporary.name) or _stale(leftover):
-                leftover.unlink(missing_ok=True)
-        conn = sqlite3.connect(temporary, isolation_level=None)
+        self._remove_stale_temporaries(own=temporary.name)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        try:
+            conn = sqlite3.connect(temporary, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)",
+                             (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
             with open(temporary, "rb") as file:
                 os.fsync(file.fileno())
             try:
                 os.link(temporary, self.path)
             except FileExistsError:
                 pass  # another process made it first: use theirs
-            except OSError:  # a file system without hard links
-                if not self.path.exists():
+            except OSError:  # a file system without hard links (`reglab run` holds the
+                if not self.path.exists():  # study's lock here: no other run creates it)
                     os.replace(temporary, self.path)
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(
+                f"{self.directory}: cannot create the study's store there "
+                f"({getattr(error, 'strerror', None) or error}). Give an --out where this "
+                "user may write.") from None
         finally:
-            temporary.unlink(missing_ok=True)
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass  # a directory that refused the store refuses this too: nothing was made
 
     def _unusable(self, error: sqlite3.Error) -> StoreError:
         """The error for a ``study.db`` SQLite cannot use; the file is left as it is."""
+        if "readonly" in str(error) or "read-only" in str(error):  # healthy, not writable
+            return StoreError(
+                f"{self.path}: cannot write to the store ({error}): the file or its directory "
+                "is read-only here. `show`, `ls` and `report` read it as it is; to go on "
+                "training, run where it can be written (a copy of the directory).")
         return StoreError(
             f"{self.path}: not a usable reglab store ({error}). It is left as it is: move it "
             "away (or give another --out) to run the study afresh; a copy of a store from "
@@ -330,7 +370,11 @@ class SQLiteStore:
                 f"{self.path}: schema version must be {SCHEMA_VERSION}. Got "
                 f"{None if row is None else row[0]!r}. It was written by another version of "
                 "reglab.")
-        conn.execute("PRAGMA quick_check").fetchall()
+        found = conn.execute("PRAGMA quick_check").fetchall()
+        if found != [("ok",)]:  # SQLite reports what it finds wrong as rows, not errors
+            raise sqlite3.DatabaseError(
+                f"{found[0][0] if found else 'no answer to the integrity check'}"
+                f"{f' (and {len(found) - 1} more problems)' if len(found) > 1 else ''}")
         present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         self._select = ", ".join(name if name in present or name not in _DEFAULT_SELECT
                                  else _DEFAULT_SELECT[name] for name in _RUN_FIELDS)

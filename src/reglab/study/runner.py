@@ -81,12 +81,13 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
                           "process, a population at a time; --workers and --cluster are for "
                           "grid studies. Run it without them.")
     data = check_study(plan)  # what can fail before training fails here, once
-    store = SQLiteStore(out)
-    lock = StudyLock(out)
+    # the lock first: the store is created, probed and opened by its one writer only
+    SQLiteStore.make_directory(Path(out))
+    lock = StudyLock(out).acquire()
     try:
-        lock.acquire()
+        store = SQLiteStore(out)
     except BaseException:
-        store.close()
+        lock.release()
         raise
     try:
         return _run_locked(study_file, plan, data, store, device, restart, executor,

@@ -74,7 +74,7 @@ MAX_VARIANT_NAME = 64
 VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
 #: a study's name: a label (the report's title), 1 to 128 printable characters
 MAX_STUDY_NAME = 128
-STUDY_NAME = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_STUDY_NAME}}}")
+STUDY_NAME = re.compile(rf"[^\x00-\x1f\x7f-\x9f]{{1,{MAX_STUDY_NAME}}}")
 MODEL_KEYS = ("input_shape", "layers", "keras", "factory")
 #: a residual block in a study's layers: { type = "Residual", repeat = 3, layers = [...],
 #: activation = "relu" }, input + branch(input), then the activation
@@ -641,7 +641,7 @@ def default_directory_problem(name: str) -> str | None:
     """Why ``runs/<name>``, a study's default output directory, cannot be made of ``name``
     (None when it can): it must be one directory name inside ``runs/``, neither above it nor
     ``runs/`` itself."""
-    if "/" in name or "\\" in name or name.strip() in ("", ".", ".."):
+    if "/" in name or "\\" in name or not name.strip() or name in (".", ".."):
         return (f"the study's name {name!r} cannot be its default output directory "
                 "runs/<name>: that must be one directory name (no '/' or '\\', not '.' or "
                 "'..'). Give --out DIR, or a name without them.")

@@ -606,13 +606,105 @@ def test_a_writer_closing_beside_another_leaves_the_wal_to_the_last(tmp_path):
         assert [r.run_id for r in store.runs()] == [make_run(1).run_id]
 
 
+@pytest.mark.parametrize("wal", [b"", b"frames" * 1000, None])
 @pytest.mark.parametrize("read_only", [False, True])
-def test_an_empty_study_db_is_damage_named_and_left_as_it_is(tmp_path, read_only):
+def test_an_empty_study_db_is_damage_named_and_left_as_it_is(tmp_path, read_only, wal):
     (tmp_path / "study.db").write_bytes(b"")
+    if wal is not None:  # SQLite deletes a WAL beside an empty file when it opens it
+        (tmp_path / "study.db-wal").write_bytes(wal)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(sqlite_store.StoreError, match=r"study.db: not a usable reglab store "
                                                       r"\(an empty file, 0 bytes"):
         SQLiteStore(tmp_path, read_only=read_only)
-    assert files(tmp_path) == {"study.db"} and (tmp_path / "study.db").stat().st_size == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def _sqlite_finds(path: Path) -> str:
+    """SQLite's own verdict on a file: 'ok', 'rows' (quick_check reports problems as rows)
+    or 'error' (it raises)."""
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True) as conn:
+            return "ok" if conn.execute("PRAGMA quick_check").fetchall() == [("ok",)] else "rows"
+    except sqlite3.Error:
+        return "error"
+
+
+def test_a_cut_store_is_refused_wherever_sqlite_finds_damage(tmp_path):
+    with SQLiteStore(tmp_path / "whole") as store:
+        store.init_study(FP, STUDY)
+        store.add_runs([make_run(i) for i in range(60)])
+        store.record_epochs([(make_run(i).run_id, 0, {"loss": 0.5, "pad": "y" * 100})
+                             for i in range(60)])
+    whole = (tmp_path / "whole" / "study.db").read_bytes()
+    verdicts = set()
+    for cut in (1, 510, 2037, 4073, 5091, len(whole) // 2):
+        directory = tmp_path / f"cut{cut}"
+        directory.mkdir()
+        db = directory / "study.db"
+        db.write_bytes(whole[:-cut])
+        verdict = _sqlite_finds(db)
+        verdicts.add(verdict)
+        for read_only in (True, False):
+            if verdict == "ok":
+                SQLiteStore(directory, read_only=read_only).close()
+                continue
+            with pytest.raises(sqlite_store.StoreError, match="not a usable reglab store"):
+                SQLiteStore(directory, read_only=read_only)
+            assert db.read_bytes() == whole[:-cut] and files(directory) == {"study.db"}
+    assert "rows" in verdicts and "error" in verdicts  # both kinds of damage were met
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, sqlite3.DatabaseError])
+def test_a_failed_read_never_removes_the_files_of_a_writer_that_opened_meanwhile(
+        tmp_path, monkeypatch, failure):
+    from reglab.storage import StudyLock
+
+    with SQLiteStore(tmp_path) as store:
+        store.init_study(FP, STUDY)
+    assert files(tmp_path) == {"study.db"}
+    lock = StudyLock(tmp_path).acquire()  # as `reglab run` holds it while it writes
+    writer = []
+    real_check = SQLiteStore._check_schema
+
+    def writer_opens_then_the_read_fails(self, conn):
+        real_check(self, conn)
+        if self.read_only and not writer:
+            writer.append(SQLiteStore(tmp_path))  # its -wal and -shm appear now
+            raise failure("the read fails after the writer opened")
+
+    monkeypatch.setattr(SQLiteStore, "_check_schema", writer_opens_then_the_read_fails)
+    with pytest.raises((KeyboardInterrupt, sqlite_store.StoreError)):
+        SQLiteStore(tmp_path, read_only=True)
+    monkeypatch.undo()
+    assert {"study.db-wal", "study.db-shm"} <= files(tmp_path)
+    writer[0].add_runs([make_run(3)])  # committed into the WAL every reader uses
+    with SQLiteStore(tmp_path, read_only=True) as reader:
+        assert [r.run_id for r in reader.runs()] == [make_run(3).run_id]
+    writer[0].close()
+    lock.release()
+
+
+def test_a_read_only_store_is_named_as_such_not_as_damage(tmp_path):
+    with SQLiteStore(tmp_path) as store:
+        message = str(store._unusable(sqlite3.OperationalError(
+            "attempt to write a readonly database")))
+        damaged = str(store._unusable(sqlite3.DatabaseError("database disk image is malformed")))
+    assert "cannot write to the store" in message and "read-only here" in message
+    assert "not a usable" not in message
+    assert "not a usable reglab store (database disk image is malformed)" in damaged
+
+
+def test_stale_temporaries_are_removed_when_the_store_exists_too(tmp_path):
+    with SQLiteStore(tmp_path) as store:
+        store.init_study(FP, STUDY)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".study.db.{dead}.tmp"
+    os.link(tmp_path / "study.db", stale)  # a kill just after linking the new store in
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    with SQLiteStore(tmp_path) as store:
+        assert store.init_study(FP, STUDY) is False
+    assert files(tmp_path) == {"study.db"}
 
 
 @pytest.mark.parametrize("read_only", [False, True])

@@ -225,7 +225,8 @@ def test_an_unknown_stats_key_is_named():
                      "Expected one of: min_effect."]
 
 
-@pytest.mark.parametrize("name", ['""', '"   "', '"tab\\there"', '"bell\\u0007"', "5",
+@pytest.mark.parametrize("name", ['""', '"   "', '"tab\\there"', '"bell\\u0007"',
+                                  '"next line\\u0085"', "5",
                                   "[1]", '"' + "n" * 129 + '"'])
 def test_a_study_name_that_is_no_label_is_refused(name):
     found = problems(f"name = {name}\n" + BASE)
@@ -240,7 +241,8 @@ def test_a_study_name_is_a_label(name):
 
 @pytest.mark.parametrize("name, ok", [("tutorial", True), ("my study", True), ("a.b", True),
                                       ("../../x", False), ("a/b", False), ("a\\b", False),
-                                      ("..", False), (".", False), (" . ", False)])
+                                      ("..", False), (".", False), ("  ", False),
+                                      (" ..", True)])
 def test_only_a_single_directory_name_can_be_the_default_output_directory(name, ok):
     from reglab.study.spec import default_directory_problem
 
