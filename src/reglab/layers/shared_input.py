@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reglab.native import side_by_side
+
 # Kernel columns per vector tile of the CPU's fp32 GEMM (AVX-512: 16 floats). With units a
 # multiple of it, a member's columns never share a tile with a neighbour's.
 COLUMN_TILE = 16
@@ -107,7 +109,10 @@ def _gather(t: torch.Tensor, who, dtype: torch.dtype | None = None) -> torch.Ten
         block = across[:, who]
         if block.dtype == dtype and _side_by_side(block):
             return block  # one member (a group of one): its own block, no copy
-        return torch.empty(block.shape, dtype=dtype, device=t.device).copy_(block)
+        side = torch.empty(block.shape, dtype=dtype, device=t.device)
+        if side_by_side.lay(t[who], side):  # float32 -> bfloat16, torch's bits, in C
+            return side
+        return side.copy_(block)
     return across.index_select(1, who).to(dtype)
 
 
@@ -125,7 +130,8 @@ def _scatter(dest: torch.Tensor, who, blocks: torch.Tensor) -> None:
     its dtype on the way)."""
     across = dest.permute(1, 0, 2)
     if isinstance(who, slice):
-        across[:, who] = blocks
+        if not side_by_side.take(blocks, dest[who]):  # bfloat16 -> float32 in C, else torch
+            across[:, who] = blocks
     else:
         across.index_copy_(1, who, blocks.to(dest.dtype))
 

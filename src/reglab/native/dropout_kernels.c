@@ -19,21 +19,8 @@
  * (0 when done): a wrong group never reads past the draws.
  */
 #include <stdint.h>
-#include <string.h>
 
-static inline float widen(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint16_t narrow(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-    return f != f ? (uint16_t)0xFFFFu : (uint16_t)rounded;  /* NaN as torch's vector cast */
-}
+#include "bfloat16.h"
 
 static int rows_in_range(const int64_t *group, int64_t members, int64_t groups) {
     if (!group)
