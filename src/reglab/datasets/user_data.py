@@ -38,7 +38,7 @@ def _as_numeric(value: object, name: str, where: str) -> np.ndarray:
 
 
 def load_arrays(
-    x: object, y: object, *, where: str = "load_arrays"
+    x: object, y: object, *, where: str = "load_arrays", names: tuple[str, str] = ("x", "y")
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checks in-memory features and targets and returns them as numpy arrays.
 
@@ -46,6 +46,7 @@ def load_arrays(
         x: Features, array-like of shape ``(N, ...)``.
         y: Targets, array-like of shape ``(N, ...)``.
         where: What to call the caller in error messages.
+        names: What to call ``x`` and ``y`` in them (an archive's keys).
 
     Returns:
         ``(x, y)`` as numpy arrays, dtypes unchanged.
@@ -59,11 +60,11 @@ def load_arrays(
         >>> x.shape, y.shape
         ((2, 2), (2,))
     """
-    x_arr = _as_numeric(x, "x", where)
-    y_arr = _as_numeric(y, "y", where)
+    x_arr = _as_numeric(x, names[0], where)
+    y_arr = _as_numeric(y, names[1], where)
     if len(x_arr) != len(y_arr):
         raise DataError(
-            f"{where}: 'x' and 'y' must have the same number of samples. "
+            f"{where}: {names[0]!r} and {names[1]!r} must have the same number of samples. "
             f"Got {len(x_arr)} and {len(y_arr)}."
         )
     if len(x_arr) == 0:
@@ -101,7 +102,7 @@ def load_npz(
         raise DatasetNotFoundError(f"{where}: expected an existing .npz file. Got no such file.")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(
             f"{where}: expected a valid .npz archive. Got {type(e).__name__}: {e}"
         ) from e
@@ -115,14 +116,16 @@ def load_npz(
                     f"{where}: {arg} {key!r} is not in the archive. "
                     f"Available: {', '.join(keys) or '(none)'}.{did_you_mean(key, keys)}"
                 )
-        try:
-            x, y = archive[x_key], archive[y_key]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(
-                f"{where}: expected readable arrays {x_key!r} and {y_key!r}. "
-                f"Got {type(e).__name__}: {e}"
-            ) from e
-    return load_arrays(x, y, where=where)
+        arrays = []
+        for key in (x_key, y_key):
+            try:
+                arrays.append(archive[key])
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise DataError(
+                    f"{where}: expected a readable numeric array {key!r}. "
+                    f"Got {type(e).__name__}: {e}"
+                ) from e
+    return load_arrays(*arrays, where=where, names=(x_key, y_key))
 
 
 def _label_index(header: list[str], label_column: str | int, where: str) -> int:
@@ -201,6 +204,13 @@ def load_csv(
     where = f"load_csv({str(path)!r})"
     if not Path(path).is_file():
         raise DatasetNotFoundError(f"{where}: expected an existing CSV file. Got no such file.")
+    try:
+        return _read_csv(path, label_column, delimiter, where)
+    except csv.Error as e:  # a field past the csv module's limit, a NUL byte, ...
+        raise DataError(f"{where}: cannot be read as CSV: {e}.") from None
+
+
+def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next((row for row in reader if row), None)
@@ -237,7 +247,8 @@ def load_csv(
     if not features:
         raise DataError(f"{where}: expected at least one data row after the header. Got none.")
     y = np.asarray(labels, dtype=np.float64)
-    if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+    # whole numbers that int64 holds exactly are class indices; any other label a target
+    if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2**53):
         y = y.astype(np.int64)
     else:
         y = y.astype(np.float32)

@@ -184,6 +184,9 @@ def _targets(population, where: str, name: str, y, samples: int) -> torch.Tensor
     """``y`` as the engine's targets for the population's loss, checked against it."""
     plan, loss = population.plan, population.loss
     y_arr = as_array(where, name, y)
+    if loss.target_kind == "sparse" and isinstance(y_arr, np.ndarray) \
+            and y_arr.dtype.kind == "f":  # before a cast to float32 could round them whole
+        _check_whole(where, loss, name, y_arr)
     # Integer labels stay integers (int64), as Keras keeps them; bool and float targets
     # take the model's dtype.
     integer = (y_arr.dtype != torch.bool and not y_arr.is_floating_point()) \
@@ -196,6 +199,17 @@ def _targets(population, where: str, name: str, y, samples: int) -> torch.Tensor
                         f"{samples} and {y_t.shape[0]}.")
     _check_labels(where, loss, y_t, plan.output_shape)
     return _canonical_targets(where, loss, y_t, plan.output_shape)
+
+
+def _check_whole(where, loss, name, y: np.ndarray) -> None:
+    """Float class labels must be whole numbers (checked in their own precision)."""
+    with np.errstate(invalid="ignore"):
+        fractional = np.flatnonzero(np.asarray(y).reshape(-1) != np.round(y).reshape(-1))
+    if fractional.size and np.all(np.isfinite(y)):
+        i = int(fractional[0])
+        raise DataError(f"{where}: the loss '{loss.name}' expects integer class labels. Got "
+                        f"{fractional.size} that are not whole numbers in {name}, the first "
+                        f"at sample {i}: {np.asarray(y).reshape(-1)[i]!r}.")
 
 
 def _check_labels(where, loss, y, output_shape):
@@ -217,6 +231,12 @@ def _check_labels(where, loss, y, output_shape):
         if lo < 0 or hi >= classes:
             raise DataError(f"{where}: labels must lie in [0, {classes - 1}] for the last "
                             f"layer's {classes} units. Got labels from {lo} to {hi}.")
+    elif kind == "binary" and y.numel() and y.dtype != torch.bool:
+        lo, hi = float(y.min()), float(y.max())
+        if lo < 0 or hi > 1:  # torch's loss refuses them mid-training; say so up front
+            raise DataError(f"{where}: the loss '{loss.name}' expects targets in [0, 1] (the "
+                            f"probability of the positive class). Got targets from {lo:g} to "
+                            f"{hi:g}.")
     elif kind == "categorical":
         if y.dim() == 1 or (y.dim() == 2 and y.shape[1] == 1 and classes > 1):
             raise DataError(

@@ -258,8 +258,14 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
         if name.endswith(".npz"):
             x, y = load_npz(name)
             with np.load(name, allow_pickle=False) as archive:
-                x_test = archive["x_test"] if "x_test" in archive else None
-                y_test = archive["y_test"] if "y_test" in archive else None
+                held = [key for key in ("x_test", "y_test") if key in archive]
+                if len(held) == 1:
+                    missing = "y_test" if held == ["x_test"] else "x_test"
+                    raise DataError(f"{data.dataset}: the archive has {held[0]!r} but no "
+                                    f"{missing!r}; a test set is both (or neither, with "
+                                    "data.test_split or data.test).")
+                x_test, y_test = (load_npz(name, "x_test", "y_test") if held
+                                  else (None, None))
         else:
             x, y = load_csv(name, data.label_column)
             x_test = y_test = None
@@ -276,7 +282,22 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
                 f"model.input_shape: {list(shape)} ({math.prod(shape)} values per sample) does "
                 f"not match the {split} data of {source!r}: samples of shape "
                 f"{list(a.shape[1:])} ({math.prod(a.shape[1:])} values).")
-        return a.reshape(len(a), *shape).astype("float32")
+        if not _same_layout(tuple(a.shape[1:]), shape):
+            raise DataError(
+                f"model.input_shape: {list(shape)} does not match the {split} data of "
+                f"{source!r}: samples of shape {list(a.shape[1:])}. Samples with several axes "
+                "are taken as they are laid out (height, width, channels last), not "
+                "rearranged; reshape the data, or flatten them to reshape freely.")
+        with np.errstate(over="ignore", invalid="ignore"):
+            fitted = a.reshape(len(a), *shape).astype("float32")
+        finite = np.isfinite(fitted.reshape(len(fitted), -1)).all(axis=1)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"{source}: the {split} features must be finite float32 numbers. Got "
+                f"{int((~finite).sum())} samples with NaN, an infinity or a value beyond "
+                f"float32's range (±3.4e38), the first at sample {i}.")
+        return fitted
     x = fit(x, "training", data.dataset)
     x_test = fit(x_test, "test", data.test or data.dataset)
     if data.test_split:
@@ -292,6 +313,15 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
         mean, std = standardization(x)
         x, x_val, x_test = (standardize(a, mean, std) for a in (x, x_val, x_test))
     return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std)
+
+
+def _same_layout(sample: tuple[int, ...], model: tuple[int, ...]) -> bool:
+    """Whether samples of shape ``sample`` are read as ``model`` inputs without rearranging
+    axes: equal shapes, either side flat (one axis), or equal but for a trailing channel
+    axis of 1 ((28, 28) images as (28, 28, 1))."""
+    if len(sample) <= 1 or len(model) <= 1:
+        return True
+    return sample == model or sample + (1,) == model or sample == model + (1,)
 
 
 def _regime_where(spec: StudySpec, key: str, value) -> str:
@@ -477,6 +507,14 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
             shape = data.image_shape if images else tuple(spec.input_shape)
         except Exception:  # pragma: no cover - the data's shape is checked above
             shape, images = tuple(spec.input_shape), False
+        augmented = sorted({run.variant for run in population.runs
+                            if run.changes.get("augment")})
+        if augmented and len(shape) != 3:
+            problems.append(
+                f"variants.{', '.join(augmented)}.augment: augmentation warps images; expected "
+                f"image data (samples of shape (height, width, channels), or a built-in "
+                f"image dataset). Got samples of shape {list(shape)}.")
+            continue
         members = []
         failures: dict[str, list[str]] = {}  # one line per distinct error, naming its variants
         for run in firsts.values():
@@ -500,6 +538,11 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
             if images:
                 x = x.reshape(len(x), *data.image_shape)
             prepare(engine, x, data.y_train, None, "data (training split)")
+            if data.x_val is not None and len(data.x_val):
+                x_val = data.x_val
+                if images:
+                    x_val = x_val.reshape(len(x_val), *data.image_shape)
+                prepare(engine, x_val, data.y_val, None, "data (validation split)")
             if data.x_test is not None and data.y_test is not None:
                 x_test = data.x_test.reshape(len(data.x_test), *shape)
                 prepare(engine, x_test, data.y_test, None, "data (test split)")

@@ -1,0 +1,189 @@
+"""A study's own data that cannot be trained on as written: refused by `validate` (and so
+before `run` writes anything), each with its file, key or place, never a silently wrong
+result or a failure once training has begun."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reglab.errors import DataError
+from reglab.study import StudySpecError, parse_study
+from reglab.study.build import check_study, load_study_data
+from reglab.study.plan import plan_study
+
+STUDY = """
+seeds = 1
+[data]
+dataset = "d.npz"
+DATA
+[model]
+input_shape = SHAPE
+layers = LAYERS
+[training]
+epochs = 1
+LOSS
+[variants.baseline]
+VARIANTS
+"""
+DENSE = """[{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 3, activation = "softmax" }]"""
+
+
+def blobs(n=120, features=12, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return rng.normal(0, 3, (3, features))[y] + rng.normal(0, 0.5, (n, features)), y
+
+
+def write(tmp_path: Path, arrays: dict | None = None, data="test_split = 0.25",
+          shape="[12]", layers=DENSE, loss="", variants="") -> Path:
+    if arrays is not None:
+        np.savez(tmp_path / "d.npz", **arrays)
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY.replace("DATA", data).replace("SHAPE", shape)
+                    .replace("LAYERS", layers).replace("LOSS", loss)
+                    .replace("VARIANTS", variants))
+    return path
+
+
+def refused(path: Path) -> str:
+    spec = parse_study(path)
+    with pytest.raises((StudySpecError, DataError)) as caught:
+        check_study(plan_study(spec))
+    error = caught.value
+    return "\n".join(error.problems) if isinstance(error, StudySpecError) else str(error)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])
+@pytest.mark.parametrize("where", ["x", "x_test"])
+def test_features_that_are_not_finite_float32_numbers_are_refused(tmp_path, bad, where):
+    x, y = blobs()
+    arrays = {"x": x, "y": y} if where == "x" else {"x": x[:90], "y": y[:90],
+                                                     "x_test": x[90:], "y_test": y[90:]}
+    arrays[where] = arrays[where].copy()
+    arrays[where][7, 3] = bad
+    path = write(tmp_path, arrays, data="" if where == "x_test" else "test_split = 0.25")
+    with _no_warnings():
+        message = refused(path)
+    split = "test" if where == "x_test" else "training"
+    assert f"the {split} features must be finite float32 numbers" in message
+    assert "the first at sample 7" in message  # in the file's order: checked before splits
+
+
+class _no_warnings:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("error")  # an overflow warning would reach the user's screen
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+
+def test_a_nan_in_a_csv_feature_is_refused(tmp_path):
+    x, y = blobs(features=2)
+    rows = ["a,b,label"] + [f"{a},{b},{c}" for (a, b), c in zip(x, y)]
+    rows[5] = "nan,1.0,0"
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    path = write(tmp_path, None, shape="[2]")
+    path.write_text(path.read_text().replace('"d.npz"', '"d.csv"'))
+    assert "features must be finite float32 numbers" in refused(path)
+
+
+@pytest.mark.parametrize("held, missing", [("x_test", "y_test"), ("y_test", "x_test")])
+def test_half_a_test_set_in_an_archive_is_refused(tmp_path, held, missing):
+    x, y = blobs()
+    arrays = {"x": x, "y": y, held: x[:10] if held == "x_test" else y[:10]}
+    with pytest.raises(DataError, match=f"the archive has '{held}' but no '{missing}'"):
+        load_study_data(parse_study(write(tmp_path, arrays, data="")))
+
+
+def test_an_archive_test_set_is_checked_and_named_by_its_keys(tmp_path):
+    x, y = blobs()
+    arrays = {"x": x, "y": y, "x_test": x[:10], "y_test": np.array(["a"] * 10)}
+    with pytest.raises(DataError, match="'y_test' must be a numeric array"):
+        load_study_data(parse_study(write(tmp_path, arrays, data="")))
+
+
+def test_a_truncated_archive_is_named(tmp_path):
+    x, y = blobs()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    whole = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(whole[: len(whole) // 2])
+    path = write(tmp_path)
+    with pytest.raises(DataError, match="expected a valid .npz archive. Got BadZipFile"):
+        load_study_data(parse_study(path))
+    assert not zipfile.is_zipfile(tmp_path / "d.npz")
+
+
+def test_validation_labels_are_checked_before_training(tmp_path):
+    x, y = blobs()
+    y = y.copy()
+    y[-3:] = 7  # only in the last 10 %, the validation split
+    message = refused(write(tmp_path, {"x": x, "y": y}, data="validation_split = 0.1"))
+    assert "data (validation split)" in message and "labels must lie in [0, 2]" in message
+
+
+def test_float_labels_that_are_not_whole_in_their_own_precision_are_refused(tmp_path):
+    x, y = blobs()
+    labels = y.astype(np.float64)
+    labels[4] += 1e-9  # whole once rounded to float32
+    message = refused(write(tmp_path, {"x": x, "y": labels}))
+    assert "expects integer class labels" in message and "the first at sample" in message
+
+
+@pytest.mark.parametrize("targets", [[0, 1, 2], [-1, 1]])
+def test_binary_crossentropy_targets_outside_0_1_are_refused(tmp_path, targets):
+    x, _ = blobs()
+    y = np.array(targets)[np.arange(len(x)) % len(targets)]
+    layers = """[{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 1, activation = "sigmoid" }]"""
+    message = refused(write(tmp_path, {"x": x, "y": y}, layers=layers,
+                            loss='loss = "binary_crossentropy"\nmetrics = ["binary_accuracy"]'))
+    assert "expects targets in [0, 1]" in message
+    assert f"from {min(targets)} to {max(targets)}" in message
+
+
+def test_binary_crossentropy_targets_in_0_1_pass(tmp_path):
+    x, y = blobs()
+    layers = """[{ type = "Dense", units = 8, activation = "relu" },
+          { type = "Dense", units = 1, activation = "sigmoid" }]"""
+    path = write(tmp_path, {"x": x, "y": (y == 1).astype(np.float32)}, layers=layers,
+                 loss='loss = "binary_crossentropy"\nmetrics = ["binary_accuracy"]')
+    check_study(plan_study(parse_study(path)))
+
+
+def test_augmentation_of_data_that_are_not_images_is_refused_by_validate(tmp_path):
+    x, y = blobs(features=16)
+    message = refused(write(tmp_path, {"x": x, "y": y}, shape="[16]",
+                            variants="[variants.aug]\naugment = { rotation_range = 10 }"))
+    assert "variants.aug.augment: augmentation warps images" in message
+
+
+@pytest.mark.parametrize("stored, shape, ok", [
+    ((3, 4, 4), "[4, 4, 3]", False),   # channels first read as channels last
+    ((2, 8, 3), "[8, 2, 3]", False),
+    ((4, 4, 3), "[4, 4, 3]", True),
+    ((4, 4), "[4, 4, 1]", True),       # a trailing channel of one
+    ((4, 4, 3), "[48]", True),         # flattened: the model asked for flat samples
+    ((48,), "[4, 4, 3]", True),        # flat samples reshaped into images
+])
+def test_samples_with_several_axes_are_never_rearranged(tmp_path, stored, shape, ok):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    x = rng.random((60, *stored))
+    path = write(tmp_path, {"x": x, "y": y}, shape=shape,
+                 layers='[{ type = "Flatten" }, { type = "Dense", units = 3, '
+                        'activation = "softmax" }]')
+    spec = parse_study(path)
+    if ok:
+        assert load_study_data(spec).x_train.shape[1:] == tuple(spec.input_shape)
+    else:
+        with pytest.raises(DataError, match="are taken as they are laid out"):
+            load_study_data(spec)
