@@ -710,6 +710,14 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         else:
             location = str(candidate.resolve())
             dataset_sha256 = _file_sha256(candidate)
+    label_column = data_raw.get("label_column", "label")
+    if not isinstance(label_column, str) or not label_column.strip():
+        checker.add(f"data.label_column: expected the name of the CSV's label column (a "
+                    f"string, as its header row writes it). Got {label_column!r}.")
+    elif "label_column" in data_raw and isinstance(dataset, str) and \
+            not dataset.endswith(".csv"):
+        checker.add(f"data.label_column: names a column of a .csv dataset; {dataset!r} has "
+                    "its labels apart (an archive's 'y', a built-in dataset's own). Remove it.")
     split = checker.fraction("data.validation_split", data_raw.get("validation_split", 0.0))
     test = _check_test_data(checker, path, data_raw, dataset if "data" in raw else None)
     test.update(check_regimes(data_raw, checker.problems))
@@ -835,7 +843,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         raise StudySpecError(str(path), checker.problems)
     return StudySpec(
         name=study_name, seeds=seeds,
-        data=DataSpec(dataset, split or 0.0, str(data_raw.get("label_column", "label")),
+        data=DataSpec(dataset, split or 0.0, str(label_column),
                       dataset_sha256, location, **test),
         input_shape=input_shape, layers=tuple(layers),
         training=TrainingSpec(optimizer, loss, tuple(metrics), epochs, batch_size, precision),

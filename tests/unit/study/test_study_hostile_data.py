@@ -187,3 +187,23 @@ def test_samples_with_several_axes_are_never_rearranged(tmp_path, stored, shape,
     else:
         with pytest.raises(DataError, match="are taken as they are laid out"):
             load_study_data(spec)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "[1]", "true", '""'])
+def test_a_label_column_that_is_not_a_column_name_is_refused(tmp_path, value):
+    path = write(tmp_path, None, data=f"label_column = {value}")
+    path.write_text(path.read_text().replace('"d.npz"', '"d.csv"'))
+    (tmp_path / "d.csv").write_text("a,label\n1,0\n")
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(path)
+    assert caught.value.problems[0].startswith("data.label_column: expected the name of")
+
+
+def test_a_label_column_on_an_archive_is_refused_not_ignored(tmp_path):
+    x, y = blobs()
+    path = write(tmp_path, {"x": x, "y": y}, data='label_column = "target"')
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(path)
+    assert caught.value.problems == [
+        "data.label_column: names a column of a .csv dataset; 'd.npz' has its labels apart "
+        "(an archive's 'y', a built-in dataset's own). Remove it."]
