@@ -257,32 +257,37 @@ def test_a_study_without_a_name_takes_its_file_stem():
     assert parse_study("some/dir/ablation.toml", BASE).name == "ablation"
 
 
-@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
-def test_non_finite_numbers_are_named_as_such_with_their_place(value):
-    def only(change):
-        found = problems(BASE.replace(*change))
-        assert len(found) == 1, found
-        return found[0]
+#: (where the value goes: the line replaced and its replacement with VALUE, the message's
+#: start; "Got <value>." ends the exact ones)
+NON_FINITE = [
+    (("[variants.baseline]", "[variants.baseline]\n"
+      "kernel_regularizer = { type = 'L2', l2 = [1e-4, VALUE] }"),
+     "variants.baseline.kernel_regularizer.l2[1]: expected a finite number. Got", True),
+    (("[variants.baseline]", "[variants.baseline]\n"
+      "kernel_regularizer = { type = 'L2', l2 = VALUE }"),
+     "variants.baseline.kernel_regularizer.l2: expected a finite number", False),
+    (("[variants.baseline]", "[variants.baseline]\nlearning_rate = VALUE"),
+     "variants.baseline.learning_rate: expected a finite number > 0.", False),
+    (("epochs = 2", "epochs = 2\noptimizer = { type = 'adam', learning_rate = VALUE }"),
+     "training.optimizer.learning_rate: expected a finite number > 0", False),
+    (("[variants.baseline]", "[variants.baseline]\n"
+      "optimizer = { type = 'adam', beta_1 = VALUE }"),
+     "variants.baseline.optimizer.beta_1: expected a finite number. Got", True),
+    (("[variants.baseline]", "[variants.baseline]\n"
+      "kernel_regularizer = { type = 'L2', l2 = { linear = [0, VALUE], n = 3 } }"),
+     "variants.baseline.kernel_regularizer.l2.linear: expected [low, high]", False),
+]
 
-    sweep = only(("[variants.baseline]", "[variants.baseline]\n"
-                  f"kernel_regularizer = {{ type = 'L2', l2 = [1e-4, {value}] }}"))
-    assert sweep == f"variants.baseline.kernel_regularizer.l2[1]: expected a finite number. " \
-                    f"Got {float(value)!r}."
-    scalar = only(("[variants.baseline]", "[variants.baseline]\n"
-                   f"kernel_regularizer = {{ type = 'L2', l2 = {value} }}"))
-    assert scalar.startswith("variants.baseline.kernel_regularizer.l2: expected a finite number")
-    rate = only(("[variants.baseline]", f"[variants.baseline]\nlearning_rate = {value}"))
-    assert rate.startswith("variants.baseline.learning_rate: expected a finite number > 0.")
-    base_rate = only(("epochs = 2", "epochs = 2\noptimizer = { type = 'adam', "
-                      f"learning_rate = {value} }}"))
-    assert base_rate.startswith("training.optimizer.learning_rate: expected a finite number > 0")
-    beta = only(("[variants.baseline]", "[variants.baseline]\noptimizer = { type = 'adam', "
-                 f"beta_1 = {value} }}"))
-    assert beta == f"variants.baseline.optimizer.beta_1: expected a finite number. " \
-                   f"Got {float(value)!r}."
-    grid = only(("[variants.baseline]", "[variants.baseline]\n"
-                 f"kernel_regularizer = {{ type = 'L2', l2 = {{ linear = [0, {value}], n = 3 }} }}"))
-    assert grid.startswith("variants.baseline.kernel_regularizer.l2.linear: expected [low, high]")
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("change, message, exact", NON_FINITE)
+def test_non_finite_numbers_are_named_as_such_with_their_place(value, change, message, exact):
+    found = problems(BASE.replace(change[0], change[1].replace("VALUE", value)))
+    assert len(found) == 1, found
+    if exact:
+        assert found[0] == f"{message} {float(value)!r}."
+    else:
+        assert found[0].startswith(message), found
 
 
 def test_an_optimizer_learning_rate_must_be_above_zero():
