@@ -236,6 +236,8 @@ def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarra
             values = []
             for column, cell in enumerate(row):
                 try:
+                    if "_" in cell:  # Python's digit grouping ('1_000'): not a CSV number
+                        raise ValueError(cell)
                     values.append(float(cell))
                 except ValueError:
                     raise DataError(

@@ -499,8 +499,12 @@ def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any
     elif not candidate.is_file():
         checker.add(f"data.test: no file at {str(candidate)!r}.")
     else:
-        out.update(test=test, test_location=str(candidate.resolve()),
-                   test_sha256=_file_sha256(candidate))
+        test_sha256 = _file_sha256(candidate)
+        if base.is_file() and test_sha256 == _file_sha256(base):
+            checker.add(f"data.test: {test!r} holds the training data of data.dataset "
+                        f"({dataset!r}) byte for byte; a test set must be samples the study "
+                        "does not train on (data.test_split holds some out).")
+        out.update(test=test, test_location=str(candidate.resolve()), test_sha256=test_sha256)
     return out
 
 

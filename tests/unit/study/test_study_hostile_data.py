@@ -207,3 +207,24 @@ def test_a_label_column_on_an_archive_is_refused_not_ignored(tmp_path):
     assert caught.value.problems == [
         "data.label_column: names a column of a .csv dataset; 'd.npz' has its labels apart "
         "(an archive's 'y', a built-in dataset's own). Remove it."]
+
+
+@pytest.mark.parametrize("how", ["same", "copy"])
+def test_a_test_file_that_is_the_training_file_is_refused(tmp_path, how):
+    x, y = blobs()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    if how == "copy":
+        (tmp_path / "t.npz").write_bytes((tmp_path / "d.npz").read_bytes())
+    path = write(tmp_path, None, data=f'test = "{"d" if how == "same" else "t"}.npz"')
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(path)
+    assert "holds the training data of data.dataset ('d.npz') byte for byte" in \
+        caught.value.problems[0]
+
+
+def test_csv_cells_in_python_only_number_syntax_are_refused(tmp_path):
+    from reglab.datasets import load_csv
+
+    (tmp_path / "d.csv").write_text("a,label\n1_000,0\n2,1\n")
+    with pytest.raises(DataError, match=r"line 2, column 'a' must be a number. Got '1_000'"):
+        load_csv(tmp_path / "d.csv")
