@@ -203,13 +203,15 @@ def _targets(population, where: str, name: str, y, samples: int) -> torch.Tensor
 
 def _check_whole(where, loss, name, y: np.ndarray) -> None:
     """Float class labels must be whole numbers (checked in their own precision)."""
-    with np.errstate(invalid="ignore"):
-        fractional = np.flatnonzero(np.asarray(y).reshape(-1) != np.round(y).reshape(-1))
-    if fractional.size and np.all(np.isfinite(y)):
+    flat = y.reshape(-1)
+    if not np.isfinite(flat).all():
+        return  # named by the finiteness check that follows
+    fractional = np.flatnonzero(flat != np.round(flat))
+    if fractional.size:
         i = int(fractional[0])
         raise DataError(f"{where}: the loss '{loss.name}' expects integer class labels. Got "
                         f"{fractional.size} that are not whole numbers in {name}, the first "
-                        f"at sample {i}: {np.asarray(y).reshape(-1)[i]!r}.")
+                        f"at sample {i}: {flat[i]!r}.")
 
 
 def _check_labels(where, loss, y, output_shape):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from reglab.errors import ConfigError, DataError, StoreError
+from reglab.storage.lock import unheld
 from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
 
 DB_NAME = "study.db"
@@ -121,8 +123,6 @@ def _record_from_row(row: tuple) -> RunRecord:
 def _stale(temporary: Path) -> bool:
     """Whether a new store's temporary file was left by a process that is gone (its pid is in
     the name) more than a minute ago."""
-    import time
-
     try:
         pid = int(temporary.name.split(".")[-2])  # .study.db.<pid>.tmp[-journal]
         os.kill(pid, 0)
@@ -245,8 +245,6 @@ class SQLiteStore:
     def _remove_made(self, sidecars: list[Path], present: list[bool]) -> None:
         """Removes the empty ``-wal`` and the ``-shm`` that a failed read of a damaged store
         made, while no ``reglab run`` holds the directory (a writer's are never touched)."""
-        from reglab.storage.lock import unheld
-
         with unheld(self.directory) as free:
             if not free:
                 return

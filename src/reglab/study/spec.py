@@ -440,7 +440,8 @@ def _npz_has_test_part(path: Path) -> bool:
         return False  # reported when the data are read
 
 
-def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any) -> dict:
+def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any,
+                     dataset_sha256: str = "") -> dict:
     """The [data] keys of the test set and of standardization, as DataSpec's arguments."""
     out: dict[str, Any] = {}
     standardize = data_raw.get("standardize", False)
@@ -500,7 +501,7 @@ def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any
         checker.add(f"data.test: no file at {str(candidate)!r}.")
     else:
         test_sha256 = _file_sha256(candidate)
-        if base.is_file() and test_sha256 == _file_sha256(base):
+        if dataset_sha256 and test_sha256 == dataset_sha256:  # hashed once, above
             checker.add(f"data.test: {test!r} holds the training data of data.dataset "
                         f"({dataset!r}) byte for byte; a test set must be samples the study "
                         "does not train on (data.test_split holds some out).")
@@ -723,7 +724,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         checker.add(f"data.label_column: names a column of a .csv dataset; {dataset!r} has "
                     "its labels apart (an archive's 'y', a built-in dataset's own). Remove it.")
     split = checker.fraction("data.validation_split", data_raw.get("validation_split", 0.0))
-    test = _check_test_data(checker, path, data_raw, dataset if "data" in raw else None)
+    test = _check_test_data(checker, path, data_raw, dataset if "data" in raw else None,
+                            dataset_sha256)
     test.update(check_regimes(data_raw, checker.problems))
 
     model_raw = checker.keys("model", raw.get("model", {}), MODEL_KEYS)
