@@ -100,12 +100,13 @@ def validate(study, seeds, epochs) -> None:
         from reglab.study.regimes import regime_label
 
         # (regimes that differ only in their label noise share populations)
-        regimes: dict[str, tuple[list, set]] = {}
+        regimes: dict[str, tuple[list, set]] = {
+            regime_label(run.regime): ([], set()) for run in plan.runs}
+        for run in plan.runs:  # twins included
+            regimes[regime_label(run.regime)][0].append(run)
         for index, population in enumerate(plan.populations):
             for run in population.runs:
-                runs, populations = regimes.setdefault(regime_label(run.regime), ([], set()))
-                runs.append(run)
-                populations.add(index)
+                regimes[regime_label(run.regime)][1].add(index)
         for label, (runs, populations) in regimes.items():
             click.echo(f"  data regime {label}: {len(runs)} runs in {len(populations)} "
                        "populations")

@@ -617,6 +617,38 @@ class SQLiteStore:
                     (run_id, str(layer), json.dumps(list(values.shape)), values.tobytes()),
                 )
 
+    def finish_as_copies(self, copies: Mapping[str, str]) -> list[str]:
+        """Finishes each unfinished run of ``copies`` (``run_id -> source run_id``) with what its
+        source finished with: its epochs, outcome and kernel, in one transaction. Runs whose
+        source is not finished yet, and runs already finished, are left as they are.
+
+        Returns:
+            The ids of the runs finished, in the order of ``copies``.
+
+        Raises:
+            DataError: A run or a source is unknown. Nothing of the call is written then.
+        """
+        done = []
+        with self._write() as conn:
+            for run_id, source in copies.items():
+                status = self._status(conn, "finish_as_copies", source)
+                if self._status(conn, "finish_as_copies", run_id) in FINISHED \
+                        or status not in FINISHED:
+                    continue
+                conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+                conn.execute("INSERT INTO epochs (run_id, epoch, metrics) SELECT ?, epoch, "
+                             "metrics FROM epochs WHERE run_id = ?", (run_id, source))
+                conn.execute(
+                    "UPDATE runs SET (status, best_epoch, stopped_epoch, epochs_run, metrics, "
+                    "wall_time, error) = (SELECT status, best_epoch, stopped_epoch, epochs_run, "
+                    "metrics, wall_time, error FROM runs WHERE run_id = ?) WHERE run_id = ?",
+                    (source, run_id))
+                conn.execute("INSERT OR REPLACE INTO kernels (run_id, layer, shape, data) "
+                             "SELECT ?, layer, shape, data FROM kernels WHERE run_id = ?",
+                             (run_id, source))
+                done.append(run_id)
+        return done
+
     def kernel(self, run_id: str) -> tuple[str, np.ndarray] | None:
         """``(layer name, float32 array)`` stored with the finished run, or None."""
         row = (

@@ -24,7 +24,7 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reglab.study.regimes import regime_axes, regime_label, regime_points, resolve_regime
@@ -87,6 +87,13 @@ class RunSpec:
                 key["data_seed"] = self.seed
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
+    def training_key(self, spec: StudySpec) -> str:
+        """What decides how a run trains: its population, its settings, its seed and its data
+        regime. Two runs with one key train bit for bit alike (a member trains as it would
+        alone), so a study trains the first and gives the other its results (``twins``)."""
+        key = [self.structure_key(spec), self.changes, self.seed, list(self.regime)]
+        return json.dumps(key, sort_keys=True, default=repr)
+
 
 def run_optimizer(spec: StudySpec, changes: dict[str, Any]) -> dict[str, Any]:
     """The optimizer's table for a run: the study's or the variant's, with the variant's
@@ -118,7 +125,12 @@ class PopulationSpec:
 class StudyPlan:
     spec: StudySpec
     runs: tuple[RunSpec, ...]
+    #: the runs that train (a twin is in none)
     populations: tuple[PopulationSpec, ...]
+    #: run id -> the id of the run it repeats (the same settings, seed and data: a sweep's
+    #: point equal to another variant), in the order of ``runs``; the repeated run trains
+    #: once and its twins get its results
+    twins: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """``9 variants × 5 seeds = 45 runs in 3 populations`` (sweep points counted)."""
@@ -130,7 +142,9 @@ class StudyPlan:
         if regimes > 1:
             axes = " × ".join(f"{len(v)} {k}" for k, v in regime_axes(self.spec.data).items())
             what += f" × {regimes} data regimes ({axes})"
-        return (f"{what} × {len(self.spec.seeds)} seeds = {len(self.runs)} runs in "
+        twins = (f" ({len(self.twins)} the same as another run: trained once)"
+                 if self.twins else "")
+        return (f"{what} × {len(self.spec.seeds)} seeds = {len(self.runs)} runs{twins} in "
                 f"{len(self.populations)} population{'s' if len(self.populations) != 1 else ''}")
 
 
@@ -192,11 +206,18 @@ def group_runs(spec: StudySpec, runs: list[RunSpec]) -> StudyPlan:
     Within a population, runs are ordered seed by seed (in the order seeds first appear,
     the given order within a seed): the members of a seed group are then adjacent, so the
     first layer's shared GEMM reads and writes their kernels as one block
-    (layers/shared_input.py), and shards cut whole seeds."""
+    (layers/shared_input.py), and shards cut whole seeds. A run that repeats an earlier
+    one (:meth:`RunSpec.training_key`) joins no population: it is a twin."""
     groups: dict[str, list[RunSpec]] = {}
+    first: dict[str, str] = {}  # training key -> the first run's id
+    twins: dict[str, str] = {}
     for run in runs:
+        leader = first.setdefault(run.training_key(spec), run.run_id)
+        if leader != run.run_id:
+            twins[run.run_id] = leader
+            continue
         groups.setdefault(run.structure_key(spec), []).append(run)
     order = {seed: i for i, seed in enumerate(dict.fromkeys(r.seed for r in runs))}
     populations = tuple(PopulationSpec(key, tuple(sorted(group, key=lambda r: order[r.seed])))
                         for key, group in groups.items())
-    return StudyPlan(spec, tuple(runs), populations)
+    return StudyPlan(spec, tuple(runs), populations, twins)

@@ -139,9 +139,12 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
     spec = plan.spec
     population_of = {run.run_id: population.key
                      for population in plan.populations for run in population.runs}
+    population_of.update({twin: population_of[run] for twin, run in plan.twins.items()})
     store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
                               population_of[run.run_id], run.changes, regime=dict(run.regime))
                     for run in plan.runs])  # in the study file's order
+    # A twin takes its run's results (here those a killed study finished before it could)
+    store.finish_as_copies(plan.twins)
     done = {r.run_id for r in store.runs(status=FINISHED)}
     jobs = []  # (population index, job)
     for index, population in enumerate(plan.populations):
@@ -156,14 +159,15 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
     resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
     if resumable:
         log(f"resuming: {len(resumable)} population(s) go on from their last complete epoch")
-    _run_jobs(store, executor, jobs, len(plan.populations), progress_factory, log)
+    _run_jobs(store, executor, jobs, len(plan.populations), progress_factory, log, plan.twins)
     checkpoints.remove_all_but(store.directory, set())  # every job is over
 
 
-def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factory, log) -> None:
+def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factory, log,
+              twins: dict[str, str] | None = None) -> None:
     """Hands every job to the executor and stores what comes back: epoch rows as they end,
-    each job's outcomes when it ends; a job that raised has its runs retried here, in halves,
-    to find those that fail by themselves."""
+    each job's outcomes when it ends (and its runs' ``twins``' copies of them); a job that
+    raised has its runs retried here, in halves, to find those that fail by themselves."""
     for _, job in jobs:
         store.mark_running([run.run_id for run in job.population.runs])
 
@@ -180,6 +184,9 @@ def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factor
                                                on_start=restarted,
                                                progress_factory=progress_factory):
             _store_result(store, executor, retry, index, job, result, populations, log)
+            if twins:
+                ids = {run.run_id for run in job.population.runs}
+                store.finish_as_copies({twin: run for twin, run in twins.items() if run in ids})
     except ReglabError:
         # The executor cannot go on (a worker process died, the cluster went away): the
         # unfinished runs wait, queued, for the next run of the same command.

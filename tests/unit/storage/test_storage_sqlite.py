@@ -291,6 +291,42 @@ def test_finished_runs_are_immutable(store):
     assert store.run(make_run(1).run_id).status == "queued"
 
 
+def test_finish_as_copies_copies_epochs_outcome_and_kernel_of_finished_sources(store):
+    import numpy as np
+
+    runs = [make_run(i) for i in range(5)]
+    store.add_runs(runs)
+    store.mark_running([runs[0].run_id, runs[1].run_id])
+    store.record_epochs([(runs[0].run_id, e, {"loss": 1.0 / (e + 1)}) for e in range(3)])
+    store.record_epochs([(runs[1].run_id, 0, {"loss": 9.0})])
+    kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
+    source = finished(runs[0], "stopped_early", stopped_epoch=3, best_epoch=1, epochs_run=3)
+    store.finish_runs([source], kernels={runs[0].run_id: ("dense", kernel)})
+    copies = {runs[2].run_id: runs[0].run_id,   # a finished source: copied
+              runs[3].run_id: runs[1].run_id,   # a running source: left for later
+              runs[4].run_id: runs[0].run_id}
+    assert store.finish_as_copies(copies) == [runs[2].run_id, runs[4].run_id]
+    for twin in (runs[2], runs[4]):
+        record = store.run(twin.run_id)
+        assert record.run_id == twin.run_id and record.seed == twin.seed  # identity kept
+        assert (record.status, record.best_epoch, record.stopped_epoch, record.epochs_run,
+                record.metrics, record.wall_time) == ("stopped_early", 1, 3, 3,
+                                                      source.metrics, source.wall_time)
+        assert store.epochs(twin.run_id) == store.epochs(runs[0].run_id)
+        layer, array = store.kernel(twin.run_id)
+        assert layer == "dense" and np.array_equal(array, kernel)
+    assert store.run(runs[3].run_id).status == "queued" and store.epochs(runs[3].run_id) == []
+    # finished copies are immutable like any finished run; a second call changes nothing
+    store.finish_runs([finished(runs[1], "failed", error="boom", metrics={})])
+    assert store.finish_as_copies(copies) == [runs[3].run_id]
+    assert store.run(runs[3].run_id).error == "boom" and store.epochs(runs[3].run_id) == [
+        {"epoch": 0, "loss": 9.0}]
+    assert store.kernel(runs[3].run_id) is None
+    assert store.finish_as_copies(copies) == []
+    with pytest.raises(DataError, match="finish_as_copies: no run with this id"):
+        store.finish_as_copies({runs[0].run_id: "nope/seed=0"})
+
+
 def test_finish_runs_needs_final_status(store):
     store.add_runs([make_run(0)])
     with pytest.raises(DataError, match="must be one of done, .* Got 'running'"):

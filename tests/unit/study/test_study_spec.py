@@ -159,9 +159,13 @@ def test_the_tutorial_plan():
     plan = plan_study(parse_study(EXAMPLES / "tutorial.toml"))
     # 9 techniques + 2 sweeps of 9 points = 27 points, x 5 seeds.
     assert len(plan.runs) == 27 * 5
-    assert plan.describe() == "11 variants (27 points with sweeps) × 5 seeds = 135 runs in 3 populations"
+    assert plan.describe() == ("11 variants (27 points with sweeps) × 5 seeds = 135 runs (10 the "
+                               "same as another run: trained once) in 3 populations")
+    # l1 and l2 are their paths' last points: those train once (as l1 and l2)
+    assert plan.twins == {f"{kind}_path[kernel_regularizer.{kind}=0.01]/seed={seed}":
+                          f"{kind}/seed={seed}" for kind in ("l1", "l2") for seed in range(5)}
     sizes = sorted(len(p.runs) for p in plan.populations)
-    assert sizes == [5, 5, 125]  # batch norm, augmentation, and everything else together
+    assert sizes == [5, 5, 115]  # batch norm, augmentation, and everything else together
     ids = [run.run_id for run in plan.runs]
     assert len(set(ids)) == len(ids)
     assert "l2_path[kernel_regularizer.l2=1e-06]/seed=0" in ids
