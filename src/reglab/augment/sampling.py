@@ -197,7 +197,13 @@ def sample_affine_params(
     ``flip_vertical``. Uniform columns, always all drawn: theta, tx, tx sign, ty, ty sign, shear,
     zx, zy, horizontal flip, vertical flip.
     """
-    u = _uniforms(generator, n, 10).unbind(1)
+    return _affine_params(spec, _uniforms(generator, n, 10), height, width)
+
+
+def _affine_params(spec: AffineSpec, uniforms: torch.Tensor, height: int, width: int
+                   ) -> dict[str, torch.Tensor]:
+    """:func:`sample_affine_params` from its ``(n, 10)`` uniforms."""
+    u = uniforms.unbind(1)
     lower, upper = spec.zoom_bounds
     return {
         "theta": (2 * u[0] - 1) * spec.rotation_range,
@@ -224,6 +230,21 @@ def sample_transforms(
     params = sample_affine_params(spec, n, height, width, generator)
     transforms = affine_params_to_transforms(params, height, width, swap_xy=spec.swap_xy)
     return transforms.to(dtype=dtype, device=device)
+
+
+def sample_stacked_transforms(
+    spec: AffineSpec,
+    n: int,
+    height: int,
+    width: int,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """:func:`sample_transforms` (float64) for several generators in one pass: ``(G * n, 3, 3)``,
+    rows ``g * n`` to ``(g + 1) * n`` drawn from ``generators[g]``, each the matrix a call with
+    that generator alone gives (:func:`affine_params_to_transforms` keeps rows independent)."""
+    uniforms = torch.cat([_uniforms(generator, n, 10) for generator in generators])
+    params = _affine_params(spec, uniforms, height, width)
+    return affine_params_to_transforms(params, height, width, swap_xy=spec.swap_xy)
 
 
 def random_affine(

@@ -23,9 +23,9 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     layers = [lp for lp in population.plan.layers if lp.layer.is_augmentation]
     if not layers and (spec is None or spec.is_identity):
         return xb
-    from reglab.augment import affine_params_to_transforms, warp
+    from reglab.augment import warp
     from reglab.augment.affine import compose
-    from reglab.augment.sampling import sample_affine_params
+    from reglab.augment.sampling import sample_stacked_transforms
 
     s, b = xb.shape[:2]
     if xb.dim() != 5:
@@ -35,12 +35,11 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     images = xb.reshape(s * b, *xb.shape[2:])
     stages = []  # (fill key, transforms (S*b, 3, 3))
     if spec is not None and not spec.is_identity:
-        # Each group's matrices from its own stream, built on their own: the trigonometry's
-        # vector kernels round the last elements of a tensor differently, so one batch for
-        # all groups would make a group's images depend on the others.
-        mats = torch.cat([affine_params_to_transforms(sample_affine_params(
-            spec, b, h, w, population.streams.get(seed, epoch_purpose("augment", epoch))),
-            h, w, swap_xy=spec.swap_xy) for seed, epoch in groups]).to(xb.device)
+        # Each group's draws from its own stream; their matrices built in one pass, each
+        # group's the same as alone (affine_params_to_transforms keeps rows independent).
+        mats = sample_stacked_transforms(spec, b, h, w, [
+            population.streams.get(seed, epoch_purpose("augment", epoch))
+            for seed, epoch in groups]).to(xb.device)
         stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
     for lp in layers:
         layer = lp.layer

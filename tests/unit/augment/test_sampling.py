@@ -21,6 +21,7 @@ from reglab.augment import (
     sample_transforms,
     warp,
 )
+from reglab.augment.sampling import sample_stacked_transforms
 from reglab.errors import ConfigError
 
 F64 = torch.float64
@@ -107,6 +108,24 @@ def test_random_affine_matches_image_data_generator_reference(spec, size):
         p = {k: v[i].item() for k, v in params.items()}
         expected = keras_apply_transform(images[i].numpy(), p, spec.fill_mode, spec.cval)
         np.testing.assert_allclose(ours[i].numpy(), expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 5, 37, 64, 100])
+def test_stacked_transforms_give_each_generator_its_own_matrices_bit_for_bit(n):
+    # rotation and shear: sines and cosines, whose vectorized loops round a tensor's last
+    # elements (the scalar tail) differently from the others
+    spec = AffineSpec(rotation_range=40, width_shift_range=0.2, height_shift_range=(1, 2, 3),
+                      shear_range=25, zoom_range=0.3, horizontal_flip=True, vertical_flip=True)
+    seeds = [3, 11, 7, 5]
+    stacked = sample_stacked_transforms(spec, n, 28, 20, [gen(s) for s in seeds])
+    assert stacked.shape == (len(seeds) * n, 3, 3) and stacked.dtype == F64
+    for g, seed in enumerate(seeds):
+        alone = sample_transforms(spec, n, 28, 20, gen(seed), dtype=F64)
+        assert torch.equal(stacked[g * n:(g + 1) * n], alone), seed
+        for other in (1, 2, 9):  # and the same numbers next to batches of other sizes
+            mixed = sample_stacked_transforms(spec, other, 28, 20, [gen(1)])
+            assert torch.equal(torch.cat([mixed, sample_stacked_transforms(
+                spec, n, 28, 20, [gen(seed)])])[other:], alone)
 
 
 def test_same_seed_same_transforms_and_different_seed_different():

@@ -141,7 +141,8 @@ CASES = {
                    [{}, {"swa": 1, "ema": 0.5}, {"swa": 2, "stop": True}, {"noise": 0.1}],
                    flat_data, None),
     "cnn-augment": (cnn, adam, CNN_VARIANTS, image_data,
-                    AffineSpec(width_shift_range=0.1, horizontal_flip=True)),
+                    AffineSpec(rotation_range=30, width_shift_range=0.1, shear_range=10,
+                               horizontal_flip=True)),
     "cnn-mixup-cutmix-smoothing": (cnn_mixing, adam, MIXING_VARIANTS, image_data, None),
 }
 
