@@ -108,10 +108,12 @@ def main() -> None:
             if executor is not None:
                 executor.close()
         wall = time.perf_counter() - started
-        runs = store.runs()
+        # the runs trained (a twin repeats another run and gets its results untrained)
+        runs = [r for r in store.runs() if r.run_id not in plan.twins]
         data = load_study_data(plan.spec)
         epochs = sum(r.epochs_run for r in runs)
-        print(f"{len(runs)} runs, {epochs} run-epochs; precision {plan.spec.training.precision}")
+        print(f"{len(runs)} runs trained ({len(plan.twins)} twins not), {epochs} run-epochs; "
+              f"precision {plan.spec.training.precision}")
         if any(layer.type != "Dense" for layer in plan.spec.layers):
             print(f"study wall time: {wall:.1f} s (the floor is counted for Dense stacks only)")
         else:

@@ -144,7 +144,8 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
                               population_of[run.run_id], run.changes, regime=dict(run.regime))
                     for run in plan.runs])  # in the study file's order
     # A twin takes its run's results (here those a killed study finished before it could)
-    store.finish_as_copies(plan.twins)
+    if plan.twins:
+        store.finish_as_copies(plan.twins)
     done = {r.run_id for r in store.runs(status=FINISHED)}
     jobs = []  # (population index, job)
     for index, population in enumerate(plan.populations):
