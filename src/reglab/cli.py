@@ -110,10 +110,19 @@ def validate(study, seeds, epochs) -> None:
         for label, (runs, populations) in regimes.items():
             click.echo(f"  data regime {label}: {len(runs)} runs in {len(populations)} "
                        "populations")
+        _twins_line(plan)
         return
     for index, population in enumerate(plan.populations, start=1):
         variants = sorted({run.variant for run in population.runs})
         click.echo(f"  population {index}: {len(population.runs)} runs ({', '.join(variants)})")
+    _twins_line(plan)
+
+
+def _twins_line(plan) -> None:
+    if plan.twins:
+        twins = [run for run in plan.runs if run.run_id in plan.twins]
+        click.echo(f"  not trained: {len(twins)} runs repeat another run's settings and seed "
+                   f"and take its results ({', '.join(sorted({r.variant for r in twins}))})")
 
 
 @main.command()

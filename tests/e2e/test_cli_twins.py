@@ -74,11 +74,21 @@ def test_a_run_equal_to_another_trains_once_and_gets_its_results(tmp_path):
     trained = [run.run_id for population in plan.populations for run in population.runs]
     assert len(trained) == 6 and not set(plan.twins) & set(trained)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["run", str(study), "--out", str(out), "--quiet",
-                                       "--no-report"])
+    checked = CliRunner().invoke(main, ["validate", str(study)])
+    assert checked.exit_code == 0, checked.output
+    assert ("  population 1: 6 runs (baseline, l2, l2_path)\n  not trained: 2 runs repeat "
+            "another run's settings and seed and take its results (l2_path)") in checked.output
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert ("3 variants (4 points with sweeps) × 2 seeds = 8 runs (2 the same as another run: "
             "trained once) in 1 population") in result.output
+    page = (out / "report.html").read_text()
+    assert "6 (+2 twins)" in page and "(2 the same as another run: trained once)" in page
+    with sqlite3.connect(out / "study.db") as db:  # as a store from before twins: all trained
+        db.execute("DELETE FROM meta WHERE key = 'copies'")
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    assert "+2 twins" not in page and "the same as another run" not in page and "<td>8</td>" in page
     stored = rows(out)
     assert len(stored) == 8 and all(r["status"] == "done" for r in stored.values())
     for twin, run in plan.twins.items():

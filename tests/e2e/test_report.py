@@ -296,6 +296,11 @@ def _stored_meta(directory: Path) -> dict:
                 db.execute("SELECT key, value FROM meta").fetchall()}
 
 
+def _population_of(directory: Path, run_id: str) -> str:
+    with sqlite3.connect(directory / "study.db") as db:
+        return db.execute("SELECT population FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+
 def _t_summary(values) -> tuple[float, float, float]:
     """Mean and two-sided 95 % Student-t interval, by hand with scipy's quantile."""
     from scipy import stats
@@ -454,11 +459,14 @@ def test_the_run_information_shows_what_the_store_recorded(study_dir):
                       (item.split(" ") for item in cells["runs"].split(", "))}
     assert shown_statuses == statuses and sum(statuses.values()) == 33
     # the populations table: runs per population and its stored training time
+    # (l2_path's point 1e-2 repeats l2: its runs are twins, stored as copies of l2's)
     shown_populations = re.findall(r'<tr><td class="name"><code>([^<]*)</code></td>'
-                                   r'<td class="name">[^<]*</td><td>(\d+)</td>'
-                                   r'<td>([0-9.]+) s</td></tr>', section)
-    walls = meta["population_wall_time"]
-    assert {key for key, _, _ in shown_populations} == set(populations) == set(walls)
-    for key, runs, wall in shown_populations:
-        assert int(runs) == populations[key]
+                                   r'<td class="name">[^<]*</td><td>(\d+)(?: \(\+(\d+) '
+                                   r'twins\))?</td><td>([0-9.]+) s</td></tr>', section)
+    walls, copies = meta["population_wall_time"], meta["copies"]
+    assert {key for key, *_ in shown_populations} == set(populations) == set(walls)
+    assert sorted(copies) == [f"l2_path[kernel_regularizer.l2=0.01]/seed={s}" for s in range(3)]
+    for key, runs, twins, wall in shown_populations:
+        assert int(runs) + int(twins or 0) == populations[key]
+        assert int(twins or 0) == sum(_population_of(study_dir, run) == key for run in copies)
         assert walls[key] > 0 and float(wall) == pytest.approx(walls[key], abs=0.051)

@@ -153,10 +153,13 @@ def affine_params_to_transforms(
     scalar tail, which rounds differently), so the parameters of several batches may be
     stacked into one call.
     """
-    n = params["theta"].shape[0]
+    # every parameter as an (n,) tensor (numbers and one-element tensors broadcast), padded
+    values = torch.broadcast_tensors(*(torch.as_tensor(value).reshape(-1)
+                                       for value in params.values()))
+    n = values[0].shape[0]
     padding = -n % ROW_BLOCK
-    if padding:
-        params = {key: torch.cat((value, value.new_zeros(padding))) for key, value in params.items()}
+    params = {key: torch.cat((value, value.new_zeros(padding))) if padding else value
+              for key, value in zip(params, values)}
     matrix = compose(compose(compose(
         rotation_matrix(torch.deg2rad(params["theta"])),
         shift_matrix(params["tx"], params["ty"])),

@@ -17,7 +17,7 @@ import numpy as np
 
 from reglab.errors import DataError
 from reglab.storage import SQLiteStore
-from reglab.storage.sqlite_store import DB_NAME
+from reglab.storage.sqlite_store import COPIES_META, DB_NAME
 from reglab.study.plan import is_trial_run, plan_study
 from reglab.study.regimes import regime_axes, regime_from_run_id, regime_label
 from reglab.study.report_table import (
@@ -172,7 +172,10 @@ class StudyResults:
             from reglab.tune.space import describe
 
             return describe(self.spec)
-        return plan_study(self.spec).describe()
+        plan = plan_study(self.spec)
+        if not self.meta.get(COPIES_META):  # a store from before twins trained each run
+            plan = dataclasses.replace(plan, twins={})
+        return plan.describe()
 
 
 def _model_order(name: str) -> tuple[str, int]:
@@ -207,7 +210,8 @@ def collect(directory: str | Path) -> StudyResults:
             if kernel is not None:
                 kernels[record.run_id] = kernel
         meta = {key: store.get_meta(key) for key in
-                ("versions", "device", "population_wall_time", "study_file", "tuning")}
+                ("versions", "device", "population_wall_time", "study_file", "tuning",
+                 COPIES_META)}
         location = store.get_meta("data_location")
     if location:  # where the run read a data file (the spec keeps the name as written)
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reglab.report.collect import StudyResults, collect, study_file_text
+from reglab.storage.sqlite_store import COPIES_META
 from reglab.study.report_table import finite_mean, format_number
 from reglab.utils.atomic import atomic_open
 
@@ -167,13 +168,18 @@ def _precision(precision: str) -> str:
 
 
 def _populations(results: StudyResults) -> list[dict]:
+    """Each population's variants, runs trained (and twins: runs finished as copies of one of
+    its runs, see StudyPlan.twins) and wall time."""
     walls = results.meta.get("population_wall_time") or {}
+    copies = results.meta.get(COPIES_META) or {}
     out = []
     for key in dict.fromkeys(r.population for r in results.runs):
         runs = [r for r in results.runs if r.population == key]
         variants = ", ".join(dict.fromkeys(r.variant for r in runs))
+        twins = sum(r.run_id in copies for r in runs)
         wall = walls.get(key)
-        out.append({"key": key, "variants": variants, "runs": len(runs),
+        out.append({"key": key, "variants": variants,
+                    "runs": f"{len(runs) - twins} (+{twins} twins)" if twins else len(runs),
                     "wall": "—" if wall is None else f"{wall:.1f} s"})
     return out
 

@@ -39,6 +39,8 @@ from reglab.storage.lock import unheld
 from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
 
 DB_NAME = "study.db"
+#: the meta key under which the store keeps the runs it finished as copies (run -> source)
+COPIES_META = "copies"
 SCHEMA_VERSION = 1
 
 _SCHEMA = (
@@ -620,7 +622,8 @@ class SQLiteStore:
     def finish_as_copies(self, copies: Mapping[str, str]) -> list[str]:
         """Finishes each unfinished run of ``copies`` (``run_id -> source run_id``) with what its
         source finished with: its epochs, outcome and kernel, in one transaction. Runs whose
-        source is not finished yet, and runs already finished, are left as they are.
+        source is not finished yet, and runs already finished, are left as they are. The
+        store remembers which runs it finished so (:data:`COPIES_META`, ``run_id -> source``).
 
         Returns:
             The ids of the runs finished, in the order of ``copies``.
@@ -647,6 +650,13 @@ class SQLiteStore:
                              "SELECT ?, layer, shape, data FROM kernels WHERE run_id = ?",
                              (run_id, source))
                 done.append(run_id)
+            if done:
+                row = conn.execute("SELECT value FROM meta WHERE key = ?",
+                                   (COPIES_META,)).fetchone()
+                noted = {} if row is None else json.loads(row[0])
+                noted.update({run_id: copies[run_id] for run_id in done})
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             (COPIES_META, _dumps(noted)))
         return done
 
     def kernel(self, run_id: str) -> tuple[str, np.ndarray] | None:

@@ -89,9 +89,10 @@ class RunSpec:
 
     def training_key(self, spec: StudySpec) -> str:
         """What decides how a run trains: its population, its settings, its seed and its data
-        regime. Two runs with one key train bit for bit alike (a member trains as it would
-        alone), so a study trains the first and gives the other its results (``twins``)."""
-        key = [self.structure_key(spec), self.changes, self.seed, list(self.regime)]
+        regime (and a tuning trial's number: trials are never merged). Two runs with one key
+        train bit for bit alike (a member trains as it would alone), so a study trains the
+        first and gives the other its results (``twins``)."""
+        key = [self.structure_key(spec), self.changes, self.seed, list(self.regime), self.trial]
         return json.dumps(key, sort_keys=True, default=repr)
 
 

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from reglab.augment import (
     AffineSpec,
+    affine_params_to_transforms,
     factor_range,
     random_affine,
     random_flip_transforms,
@@ -126,6 +127,21 @@ def test_stacked_transforms_give_each_generator_its_own_matrices_bit_for_bit(n):
             mixed = sample_stacked_transforms(spec, other, 28, 20, [gen(1)])
             assert torch.equal(torch.cat([mixed, sample_stacked_transforms(
                 spec, n, 28, 20, [gen(seed)])])[other:], alone)
+
+
+@pytest.mark.parametrize("n", [1, 63, 65])
+def test_transforms_take_parameters_that_broadcast(n):
+    # one angle per image, the other parameters one number for all (or 0-d)
+    theta = torch.linspace(-30, 30, n, dtype=F64)
+    shared = {"tx": torch.tensor([2.0], dtype=F64), "ty": torch.tensor(-1.0, dtype=F64),
+              "shear": torch.tensor([5.0], dtype=F64), "zx": torch.tensor([1.1], dtype=F64),
+              "zy": torch.tensor(0.9, dtype=F64), "flip_horizontal": torch.tensor([True]),
+              "flip_vertical": torch.tensor(False)}
+    ours = affine_params_to_transforms({"theta": theta, **shared}, 28, 20)
+    full = {key: value.reshape(-1).expand(n) for key, value in shared.items()}
+    assert torch.equal(ours, affine_params_to_transforms({"theta": theta, **full}, 28, 20))
+    one = affine_params_to_transforms({"theta": theta[0], **shared}, 28, 20)  # all 0-d or (1,)
+    assert one.shape == (1, 3, 3) and torch.equal(one[0], ours[0])
 
 
 def test_same_seed_same_transforms_and_different_seed_different():

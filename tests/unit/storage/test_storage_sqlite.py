@@ -316,6 +316,8 @@ def test_finish_as_copies_copies_epochs_outcome_and_kernel_of_finished_sources(s
         layer, array = store.kernel(twin.run_id)
         assert layer == "dense" and np.array_equal(array, kernel)
     assert store.run(runs[3].run_id).status == "queued" and store.epochs(runs[3].run_id) == []
+    assert store.get_meta("copies") == {runs[2].run_id: runs[0].run_id,
+                                        runs[4].run_id: runs[0].run_id}
     # finished copies are immutable like any finished run; a second call changes nothing
     store.finish_runs([finished(runs[1], "failed", error="boom", metrics={})])
     assert store.finish_as_copies(copies) == [runs[3].run_id]
@@ -323,6 +325,7 @@ def test_finish_as_copies_copies_epochs_outcome_and_kernel_of_finished_sources(s
         {"epoch": 0, "loss": 9.0}]
     assert store.kernel(runs[3].run_id) is None
     assert store.finish_as_copies(copies) == []
+    assert store.get_meta("copies") == copies
     with pytest.raises(DataError, match="finish_as_copies: no run with this id"):
         store.finish_as_copies({runs[0].run_id: "nope/seed=0"})
 
