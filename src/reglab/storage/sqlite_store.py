@@ -634,9 +634,9 @@ class SQLiteStore:
         done = []
         with self._write() as conn:
             for run_id, source in copies.items():
-                status = self._status(conn, "finish_as_copies", source)
+                source_status = self._status(conn, "finish_as_copies", source)
                 if self._status(conn, "finish_as_copies", run_id) in FINISHED \
-                        or status not in FINISHED:
+                        or source_status not in FINISHED:
                     continue
                 conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
                 conn.execute("INSERT INTO epochs (run_id, epoch, metrics) SELECT ?, epoch, "
