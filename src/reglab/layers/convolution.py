@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from reglab import activations, constraints, initializers
 from reglab.errors import ConfigError
+from reglab.layers import products
 from reglab.layers.layer import (
     Layer,
     WeightSpec,
@@ -125,7 +126,7 @@ class Conv2D(Layer):
                 left, right = same_pads(z.shape[3], self.kernel_size[1], self.strides[1],
                                         self.dilation_rate[1])
                 z = F.pad(z, (left, right, top, bottom))
-            y = F.conv2d(z, kernel[p].permute(3, 2, 0, 1).clone(memory_format=standard),
+            y = products.conv2d(z, kernel[p].permute(3, 2, 0, 1).clone(memory_format=standard),
                          None if bias is None else bias[p], stride=self.strides,
                          dilation=self.dilation_rate)  # (B, out, H', W')
             outputs.append(y.permute(0, 2, 3, 1))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from reglab.layers import products
+
 #: rows and inputs that are multiples of this keep the batched product (see above)
 TILE = 16
 ALIGN_BYTES = 64
@@ -84,22 +86,22 @@ class _MemberLinear(torch.autograd.Function):
         if transposed:
             if batched:
                 kernel_t, x_t = kernel.transpose(1, 2), x.transpose(1, 2)  # (P, u, in), (P, in, B)
-                y_t = torch.bmm(kernel_t, x_t) if bias is None else torch.baddbmm(
+                y_t = products.bmm(kernel_t, x_t) if bias is None else products.baddbmm(
                     bias.unsqueeze(2), kernel_t, x_t)
             elif bias is None:
-                y_t = per_member(lambda xm, km: torch.mm(km.t(), xm.t()), x, kernel)
+                y_t = per_member(lambda xm, km: products.mm(km.t(), xm.t()), x, kernel)
             else:
-                y_t = per_member(lambda xm, km, bm: torch.addmm(bm.unsqueeze(1), km.t(),
+                y_t = per_member(lambda xm, km, bm: products.addmm(bm.unsqueeze(1), km.t(),
                                                                 xm.t()), x, kernel, bias)
             y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
             y = y if keep_layout else y.contiguous()
         elif batched:
-            y = torch.bmm(x, kernel) if bias is None else torch.baddbmm(bias.unsqueeze(1), x,
-                                                                       kernel)
+            y = (products.bmm(x, kernel) if bias is None
+                 else products.baddbmm(bias.unsqueeze(1), x, kernel))
         elif bias is None:
-            y = per_member(torch.mm, x, kernel)
+            y = per_member(products.mm, x, kernel)
         else:
-            y = per_member(lambda xm, km, bm: torch.addmm(bm, xm, km), x, kernel, bias)
+            y = per_member(lambda xm, km, bm: products.addmm(bm, xm, km), x, kernel, bias)
         ctx.has_bias, ctx.transposed = bias is not None, transposed
         ctx.save_for_backward(x, kernel)
         return y
@@ -113,12 +115,12 @@ class _MemberLinear(torch.autograd.Function):
         grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
         grad_kernel = None
         if need_kernel and ctx.transposed:  # (dy^T @ x)^T: the long batch axis fills tiles
-            grad_t = (torch.bmm(dy_blocks.transpose(1, 2), x) if batched else
-                      per_member(lambda dym, xm: torch.mm(dym.t(), xm), dy_blocks, x))
+            grad_t = (products.bmm(dy_blocks.transpose(1, 2), x) if batched else
+                      per_member(lambda dym, xm: products.mm(dym.t(), xm), dy_blocks, x))
             grad_kernel = grad_t.transpose(1, 2).contiguous()
         elif need_kernel:
-            grad_kernel = (torch.bmm(x.transpose(1, 2), dy_blocks) if batched else
-                           per_member(lambda xm, dym: torch.mm(xm.t(), dym), x, dy_blocks))
+            grad_kernel = (products.bmm(x.transpose(1, 2), dy_blocks) if batched else
+                           per_member(lambda xm, dym: products.mm(xm.t(), dym), x, dy_blocks))
         grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
         return grad_x, grad_kernel, grad_bias, None, None
 
@@ -127,8 +129,8 @@ def input_gradient(dy: torch.Tensor, kernel: torch.Tensor, batched: bool) -> tor
     """``dy[m] @ kernel[m]^T`` for every member: batched, or one product per member
     (``dy`` already :func:`aligned_blocks`)."""
     if batched:
-        return torch.bmm(dy, kernel.transpose(1, 2))
-    return per_member(lambda dym, km: torch.mm(dym, km.t()), dy, kernel)
+        return products.bmm(dy, kernel.transpose(1, 2))
+    return per_member(lambda dym, km: products.mm(dym, km.t()), dy, kernel)
 
 
 def member_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,

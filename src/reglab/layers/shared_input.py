@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
+from reglab.layers import products
 from reglab.native import side_by_side
 
 # Kernel columns per vector tile of the CPU's fp32 GEMM (AVX-512: 16 floats). With units a
@@ -157,17 +158,17 @@ class _SharedInputLinear(torch.autograd.Function):
             if per_member:  # each member's product into its own rows of y
                 for m in _positions(who):
                     if biases is None:
-                        torch.mm(xs[g], kernels[m], out=ys[m])
+                        products.mm(xs[g], kernels[m], out=ys[m])
                     else:
-                        torch.addmm(biases[m], xs[g], kernels[m], out=ys[m])
+                        products.addmm(biases[m], xs[g], kernels[m], out=ys[m])
                 continue
             side = _gather(kernel, who, x.dtype).view(n_in, k * units)
             # A group of one writes straight into its member's block of y.
             out = y[who.start] if k == 1 and isinstance(who, slice) else None
             if bias is None:
-                out = torch.mm(x[g], side, out=out)
+                out = products.mm(x[g], side, out=out)
             else:
-                out = torch.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
+                out = products.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
                                   x[g], side, out=out)
             if k > 1 or not isinstance(who, slice):
                 _scatter(y, who, out.view(b, k, units))
@@ -196,14 +197,15 @@ class _SharedInputLinear(torch.autograd.Function):
             if per_member:  # into each member's block
                 x_t = x[g].t()
                 for m in _positions(who):
-                    torch.mm(x_t, dys[m], out=grads[m])
+                    products.mm(x_t, dys[m], out=grads[m])
             if not need_x and (not need_kernel or per_member):
                 continue
             side = _gather(dy, who).view(b, k * units)  # (b, k * u)
             if need_kernel and not per_member:  # one GEMM, cast on the way
-                _scatter(grad_kernel, who, (x[g].t() @ side).view(n_in, k, units))
+                _scatter(grad_kernel, who, products.mm(x[g].t(), side).view(n_in, k, units))
             if need_x:
-                grad_x[g] = side @ _gather(kernel, who, x.dtype).view(n_in, k * units).t()
+                side_kernels = _gather(kernel, who, x.dtype).view(n_in, k * units)
+                grad_x[g] = products.mm(side, side_kernels.t())
         grad_bias = dy.sum(dim=1).to(kernel.dtype) if (need_bias and ctx.has_bias) else None
         return grad_x, grad_kernel, grad_bias, None
 

@@ -103,6 +103,14 @@ def cnn(variant, seed):
             Dense(2, activation="softmax")]
 
 
+def cnn_bfloat16(variant, seed):
+    """The CNN in mixed precision: every layer but the output computes in bfloat16."""
+    layers = cnn(variant, seed)
+    for layer in layers[:-1]:
+        layer.dtype_policy = DTypePolicy("mixed_bfloat16")
+    return layers
+
+
 def cnn_mixing(variant, seed):
     layers = cnn(variant, seed)
     return layers[:2] + [MixUp(variant.get("mixup", 0.0)), CutMix(variant.get("cutmix", 0.0)),
@@ -143,6 +151,7 @@ CASES = {
     "cnn-augment": (cnn, adam, CNN_VARIANTS, image_data,
                     AffineSpec(rotation_range=30, width_shift_range=0.1, shear_range=10,
                                horizontal_flip=True)),
+    "cnn-bfloat16": (cnn_bfloat16, adam, CNN_VARIANTS, image_data, None),
     "cnn-mixup-cutmix-smoothing": (cnn_mixing, adam, MIXING_VARIANTS, image_data, None),
 }
 
@@ -183,3 +192,14 @@ def test_a_member_trains_the_same_alone_in_pairs_and_in_the_full_population(case
             assert history == expected_history, (group, pair)
             for key, tensor in weights.items():
                 assert torch.equal(tensor, expected_weights[key]), (group, pair, key)
+
+
+@pytest.mark.parametrize("case", ["mlp-wide-bfloat16", "cnn-bfloat16"])
+def test_a_member_trains_the_same_alone_and_in_pairs_with_widened_half_products(case,
+                                                                                monkeypatch):
+    """As above on a CPU without bfloat16 products, whatever this one has: the layers'
+    products run in float32 on widened operands (layers/products.py)."""
+    from reglab.layers import products
+
+    monkeypatch.setattr(products, "native_half_products", lambda dtype: False)
+    test_a_member_trains_the_same_alone_in_pairs_and_in_the_full_population(case)

@@ -1,0 +1,158 @@
+"""Half-precision products on a CPU without native ones (layers/products.py).
+
+The widened road (float32 GEMM on the exactly widened operands, one rounding) is checked
+against two references written here: the exact product computed in float64 and rounded
+once to the compute dtype, and torch's own half-precision operation (a scalar loop on a
+CPU without AVX-512, oneDNN's kernels on one with it). Both may differ from the widened
+result only where a float32 sum lands next to a rounding boundary: by one unit in the
+last place, on a small fraction of the elements.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reglab.layers import products
+
+HALF = [torch.bfloat16, torch.float16]
+
+
+@pytest.fixture
+def widened(monkeypatch):
+    """Every half-precision product takes the widened road, whatever this CPU has."""
+    monkeypatch.setattr(products, "native_half_products", lambda dtype: False)
+
+
+def units_in_last_place(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How many representable numbers of ``a``'s dtype lie between ``a`` and ``b``
+    (same sign assumed for nonzero pairs: the bit patterns' distance)."""
+    return (a.view(torch.int16).int() - b.view(torch.int16).int()).abs()
+
+
+def spacing(t: torch.Tensor) -> torch.Tensor:
+    """The distance (float64) from each element of ``t`` to the next one away from zero."""
+    away = (t.view(torch.int16) + 1).view(t.dtype)
+    return (away.double() - t.double()).abs()
+
+
+def assert_one_rounding_of(got: torch.Tensor, exact: torch.Tensor, magnitude: torch.Tensor,
+                           terms: int):
+    """``got`` is ``exact`` (float64) rounded once to ``got``'s dtype, but for the float32
+    sums' own error (at most ``terms`` 2^-24 ``magnitude``, the sum of the terms' absolute
+    values), which moves the result by one unit in the last place on a few elements and
+    by more only where it is a small difference of large terms."""
+    want = exact.to(got.dtype)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    error = (got.double() - exact).abs()
+    assert bool((error <= spacing(want) + terms * 2.0 ** -24 * magnitude).all())
+    assert float((units_in_last_place(got, want) > 0).float().mean()) <= 0.02
+
+
+def operands(dtype, *shapes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=g).to(dtype) for shape in shapes]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_mm_and_addmm_round_the_exact_product_once(widened, dtype):
+    a, b, bias = operands(dtype, (37, 130), (130, 48), (48,))
+    a64, b64, bias64 = a.double(), b.double(), bias.double()
+    size = a64.abs() @ b64.abs()
+    assert_one_rounding_of(products.mm(a, b), a64 @ b64, size, 130)
+    assert_one_rounding_of(products.addmm(bias, a, b), bias64 + a64 @ b64,
+                           bias64.abs() + size, 131)
+    # transposed views, as the layers' gradients pass them
+    assert_one_rounding_of(products.mm(a.t(), a), a64.t() @ a64, a64.abs().t() @ a64.abs(), 37)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_bmm_and_baddbmm_round_the_exact_product_once(widened, dtype):
+    a, b, bias = operands(dtype, (5, 19, 70), (5, 70, 33), (5, 1, 33), seed=1)
+    a64, b64, bias64 = a.double(), b.double(), bias.double()
+    size = a64.abs() @ b64.abs()
+    assert_one_rounding_of(products.bmm(a, b), a64 @ b64, size, 70)
+    assert_one_rounding_of(products.baddbmm(bias, a, b), bias64 + a64 @ b64,
+                           bias64.abs() + size, 71)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_the_bias_is_added_before_the_one_rounding(widened, dtype):
+    # (1 + e)^2 = 1 + 2e + e^2 exactly in float32; minus (1 + 2e) leaves e^2, which a
+    # rounding of the product before the bias would lose (1 + 2e + e^2 rounds to 1 + 2e)
+    eps = 2.0 ** (-7 if dtype == torch.bfloat16 else -10)
+    a = torch.tensor([[1 + eps]], dtype=dtype)
+    bias = torch.tensor([-(1 + 2 * eps)], dtype=dtype)
+    assert products.addmm(bias, a, a).item() == eps * eps
+    assert products.baddbmm(bias.view(1, 1, 1), a.view(1, 1, 1), a.view(1, 1, 1)).item() \
+        == eps * eps
+    assert products.mm(a, a).item() == 1 + 2 * eps  # the rounding itself
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_out_receives_the_rounded_product(widened, dtype):
+    a, b, bias = operands(dtype, (8, 24), (24, 16), (16,), seed=2)
+    out = torch.empty(8, 16, dtype=dtype)
+    assert products.mm(a, b, out=out) is out
+    assert torch.equal(out, products.mm(a, b))
+    other = torch.empty(8, 16, dtype=dtype)
+    assert products.addmm(bias, a, b, out=other) is other
+    assert torch.equal(other, products.addmm(bias, a, b))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_widened_products_agree_with_torch_s_own(widened, dtype):
+    a, b, bias = operands(dtype, (33, 96), (96, 40), (40,), seed=3)
+    for got, own in ((products.mm(a, b), torch.mm(a, b)),
+                     (products.addmm(bias, a, b), torch.addmm(bias, a, b)),
+                     (products.bmm(a[None], b[None]), torch.bmm(a[None], b[None]))):
+        ulps = units_in_last_place(got, own)
+        assert int(ulps.max()) <= 1 and float((ulps > 0).float().mean()) <= 0.02
+
+
+def conv_gradients(x, kernel, upstream):
+    """The float64 gradients of ``conv2d(x, kernel, stride=(1, 2))`` for ``upstream``."""
+    x = x.detach().double().clone().requires_grad_(True)
+    kernel = kernel.detach().double().clone().requires_grad_(True)
+    F.conv2d(x, kernel, stride=(1, 2)).backward(upstream.double())
+    return x.grad, kernel.grad
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_conv2d_and_its_gradients_round_once(widened, dtype):
+    x, kernel, bias, upstream = operands(dtype, (2, 3, 9, 8), (5, 3, 3, 3), (5,), (2, 5, 7, 3),
+                                         seed=4)
+    x64, k64, b64 = x.double(), kernel.double(), bias.double()
+    x.requires_grad_(True)
+    kernel.requires_grad_(True)
+    y = products.conv2d(x, kernel, bias, stride=(1, 2), dilation=(1, 1))
+    assert_one_rounding_of(y.detach(), F.conv2d(x64, k64, b64, stride=(1, 2)),
+                           F.conv2d(x64.abs(), k64.abs(), b64.abs(), stride=(1, 2)), 28)
+    y.backward(upstream)
+    assert x.grad.dtype == kernel.grad.dtype == dtype
+    exact = conv_gradients(x64, k64, upstream)
+    size = conv_gradients(x64.abs(), k64.abs(), upstream.abs())
+    assert_one_rounding_of(x.grad, exact[0], size[0], 5 * 9)
+    assert_one_rounding_of(kernel.grad, exact[1], size[1], 2 * 7 * 3)
+
+
+def test_float32_and_float64_products_are_torch_s_own(widened):
+    for dtype in (torch.float32, torch.float64):
+        a, b, bias = operands(dtype, (17, 40), (40, 24), (24,), seed=6)
+        assert not products.widens(a)
+        assert torch.equal(products.mm(a, b), torch.mm(a, b))
+        assert torch.equal(products.addmm(bias, a, b), torch.addmm(bias, a, b))
+        assert products.mm(a, b).dtype == dtype
+
+
+def test_native_half_products_reads_this_cpu():
+    products.native_half_products.cache_clear()
+    for dtype in HALF:
+        assert isinstance(products.native_half_products(dtype), bool)
+    # an x86 CPU with native bfloat16 products has AVX-512 at least
+    if platform.machine() in ("x86_64", "AMD64") and products.native_half_products(
+            torch.bfloat16):
+        assert torch.backends.cpu.get_cpu_capability().startswith("AVX512")
