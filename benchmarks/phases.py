@@ -8,7 +8,7 @@ timed by wrapping the functions ``reglab.engine.epoch`` calls, and "other" is th
 the epoch (Python between them, observers).
 
     MKL_CBWR=AUTO,STRICT python benchmarks/phases.py [--populations 45] [--batches 32 128]
-        [--steps 300] [--threads 1]
+        [--steps 300] [--threads 1] [--precision bfloat16]
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--steps", type=int, default=300, help="steps in the timed epoch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", choices=["float32", *bench.MIXED_POLICIES],
+                        default="float32",
+                        help="every layer but the output one computes in it, as in a study")
     args = parser.parse_args()
 
     import torch
@@ -69,13 +72,29 @@ def main() -> None:
     totals: dict[str, float] = collections.defaultdict(float)
     timed_phases(totals)
     rng = np.random.default_rng(0)
+    if args.precision != "float32":
+        from reglab import mixed_precision
+
+        mixed_precision.set_global_policy(bench.MIXED_POLICIES[args.precision])
+
+    def members(size):
+        from reglab.mixed_precision import DTypePolicy
+        from reglab.optimizers import Adam, LossScaleOptimizer
+
+        built = bench._reglab_members(size)
+        for member in built:  # the output layer in float32, as the study builder does
+            member.layers[-1].dtype_policy = DTypePolicy("float32")
+            if args.precision == "float16":
+                member.optimizer = LossScaleOptimizer(Adam(1e-3))
+        return built
+
     for size in args.populations:
         for batch in args.batches:
             x, y = bench.random_data(args.steps * batch, rng)
-            Population(bench._reglab_members(size), keep_freed_memory=True).fit(
+            Population(members(size), keep_freed_memory=True).fit(
                 x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1)  # warm-up
             totals.clear()
-            population = Population(bench._reglab_members(size), keep_freed_memory=True)
+            population = Population(members(size), keep_freed_memory=True)
             start = time.perf_counter()
             population.fit(x, y, batch_size=batch, epochs=1)
             total = time.perf_counter() - start

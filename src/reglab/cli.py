@@ -78,6 +78,11 @@ def info() -> None:
     click.echo(f"torch {torch.__version__} (threads: {torch.get_num_threads()})")
     cuda = torch.cuda.is_available()
     click.echo(f"cuda {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available'}")
+    from reglab.layers import products
+
+    halves = ", ".join(f"{dtype} {'native' if products.native_half_products(dtype) else 'in float32'}"
+                       for dtype in ("bfloat16", "float16"))
+    click.echo(f"cpu {torch.backends.cpu.get_cpu_capability()} (half-precision products: {halves})")
 
 
 @main.command()

@@ -30,9 +30,11 @@ _HALF = (torch.bfloat16, torch.float16)
 
 
 @functools.cache
-def native_half_products(dtype: torch.dtype) -> bool:
-    """Whether this CPU's torch multiplies ``dtype`` (bfloat16 or float16) matrices with
-    vector instructions of its own (oneDNN's check), rather than a scalar fallback."""
+def native_half_products(dtype: torch.dtype | str) -> bool:
+    """Whether this CPU's torch multiplies ``dtype`` (bfloat16 or float16, or its name)
+    matrices with vector instructions of its own (oneDNN's check), rather than a scalar
+    fallback."""
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     check = {torch.bfloat16: "_is_mkldnn_bf16_supported",
              torch.float16: "_is_mkldnn_fp16_supported"}[dtype]
     try:
