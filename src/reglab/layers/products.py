@@ -3,11 +3,12 @@
 Under a mixed-precision policy a layer multiplies bfloat16 (or float16) inputs by
 bfloat16 weights: each product of two such numbers is exact in float32 (8 + 8 or
 11 + 11 significant bits fit in float32's 24), the products are summed in float32,
-and the sum is rounded once to the compute dtype. That is what a CPU with bfloat16
-instructions (oneDNN, AVX-512 BF16 or AMX) and a GPU compute. On a CPU without them
-torch falls back to a scalar loop: measured on an AMD EPYC (Zen 3, AVX2 only), a
-``(128, 784) @ (784, 576)`` product took 48 ms in bfloat16 against 0.9 ms in float32,
-so a bfloat16 study ran some 10× slower than the same study in float32.
+and the sum is rounded once to the compute dtype. That is what a GPU and oneDNN's CPU
+kernels compute (torch uses them for bfloat16 on a CPU with AVX-512 or AMX, for float16
+with AVX512-FP16 or AMX-FP16). On a CPU without them torch falls back to a scalar loop:
+measured on an AMD EPYC (Zen 3, AVX2 only), a ``(128, 784) @ (784, 576)`` product took
+48 ms in bfloat16 against 0.9 ms in float32, so a bfloat16 study ran some 10× slower
+than the same study in float32.
 
 There the functions below compute the same thing by another road: the operands,
 already rounded to the compute dtype, are widened to float32 (exactly), multiplied by
@@ -48,13 +49,21 @@ def widens(t: torch.Tensor) -> bool:
     return t.dtype in _HALF and t.device.type == "cpu" and not native_half_products(t.dtype)
 
 
-def _widened(*tensors):
-    return [None if t is None else t.float() for t in tensors]
+def _widened(a: torch.Tensor, *others: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The operands in float32, after the check torch's own half operation makes: every
+    operand in ``a``'s dtype (a float32 one beside it would skip the rounding)."""
+    for t in others:
+        if t is not None and t.dtype != a.dtype:
+            raise RuntimeError(f"expected every operand in {a.dtype}, got one in {t.dtype}")
+    return [None if t is None else t.float() for t in (a, *others)]
 
 
 def _finish(result: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None):
     if out is None:
         return result.to(dtype)
+    if out.dtype != dtype or out.shape != result.shape:
+        raise RuntimeError(f"expected out in {dtype} of shape {tuple(result.shape)}, got "
+                           f"{out.dtype} of shape {tuple(out.shape)}")
     return out.copy_(result)
 
 
@@ -69,7 +78,8 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
           out: torch.Tensor | None = None) -> torch.Tensor:
     """``torch.addmm(bias, a, b, out=out)``: the bias added before the one rounding."""
     if widens(a):
-        return _finish(torch.addmm(*_widened(bias, a, b)), a.dtype, out)
+        wide_a, wide_b, wide_bias = _widened(a, b, bias)
+        return _finish(torch.addmm(wide_bias, wide_a, wide_b), a.dtype, out)
     return torch.addmm(bias, a, b, out=out)
 
 
@@ -83,7 +93,8 @@ def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.baddbmm(bias, a, b)``: the bias added before the one rounding."""
     if widens(a):
-        return torch.baddbmm(*_widened(bias, a, b)).to(a.dtype)
+        wide_a, wide_b, wide_bias = _widened(a, b, bias)
+        return torch.baddbmm(wide_bias, wide_a, wide_b).to(a.dtype)
     return torch.baddbmm(bias, a, b)
 
 
