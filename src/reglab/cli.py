@@ -115,12 +115,13 @@ def validate(study, seeds, epochs) -> None:
         for label, (runs, populations) in regimes.items():
             click.echo(f"  data regime {label}: {len(runs)} runs in {len(populations)} "
                        "populations")
-        _twins_line(plan)
-        return
-    for index, population in enumerate(plan.populations, start=1):
-        variants = sorted({run.variant for run in population.runs})
-        click.echo(f"  population {index}: {len(population.runs)} runs ({', '.join(variants)})")
+    else:
+        for index, population in enumerate(plan.populations, start=1):
+            variants = sorted({run.variant for run in population.runs})
+            click.echo(f"  population {index}: {len(population.runs)} runs "
+                       f"({', '.join(variants)})")
     _twins_line(plan)
+    _precision_note(plan)
 
 
 def _twins_line(plan) -> None:
@@ -171,6 +172,8 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
     out = Path(out)
     click.echo(f"{_describe(plan)} -> {out}")
     _baseline_note(plan)
+    if device == "cpu" and cluster is None:  # a cluster's workers may have other CPUs
+        _precision_note(plan)
     executor = None
     if cluster is not None or workers > 1:
         import logging
@@ -220,6 +223,19 @@ def _baseline_note(plan) -> None:
     if plan.spec.tune is None and not regimes and len(names) > 1 and "baseline" not in names:
         click.echo(f"note: no variant is named 'baseline': the others are compared with the "
                    f"first, {names[0]!r}")
+
+
+def _precision_note(plan) -> None:
+    """Says when this CPU has no matrix instructions for the study's half precision: its
+    products then run in float32 on widened operands (layers/products.py), as exact as
+    the half precision's own but no faster than float32."""
+    from reglab.layers import products
+
+    precision = plan.spec.training.precision
+    if precision != "float32" and not products.native_half_products(precision):
+        click.echo(f"note: this CPU has no {precision} matrix instructions: the products are "
+                   f"computed in float32 and rounded to {precision} (the same numbers, at "
+                   f"about float32's speed)")
 
 
 def _write_report(directory, after_run: bool = False) -> None:

@@ -171,3 +171,34 @@ def test_info_prints_the_versions_of_this_process():
                         f"products: bfloat16 {bf16}, float16 {fp16})")
     version = CliRunner().invoke(main, ["--version"])
     assert version.exit_code == 0 and reglab.__version__ in version.output
+
+
+@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.parametrize("precision", ["bfloat16", "float16", "float32"])
+def test_validate_and_run_say_when_this_cpu_computes_a_half_precision_in_float32(
+        tmp_path, monkeypatch, native, precision):
+    from reglab.layers import products
+
+    asked = []
+
+    def native_half_products(dtype):
+        asked.append(dtype)
+        return native
+
+    monkeypatch.setattr(products, "native_half_products", native_half_products)
+    study = write_study(tmp_path)
+    study.write_text(study.read_text().replace(
+        "batch_size = 16", f'batch_size = 16\nprecision = "{precision}"'))
+    note = (f"note: this CPU has no {precision} matrix instructions: the products are "
+            f"computed in float32 and rounded to {precision}")
+    validated = CliRunner().invoke(main, ["validate", str(study)])
+    ran = run(study, "--out", tmp_path / "out", "--epochs", "1", "--seeds", "1")
+    for result in (validated, ran):
+        assert result.exit_code == 0, result.output
+        assert (note in result.output) == (precision != "float32" and not native), result.output
+    # the note, and training, ask about the study's precision only
+    assert {str(dtype).removeprefix("torch.") for dtype in asked} == (
+        set() if precision == "float32" else {precision})
+    if precision != "float32" and not native:
+        assert validated.output.rstrip().endswith(note + " (the same numbers, at about "
+                                                  "float32's speed)")
