@@ -202,3 +202,6 @@ def test_validate_and_run_say_when_this_cpu_computes_a_half_precision_in_float32
     if precision != "float32" and not native:
         assert validated.output.rstrip().endswith(note + " (the same numbers, at about "
                                                   "float32's speed)")
+        # not about this CPU: a GPU's products, a cluster's workers
+        on_cuda = run(study, "--out", tmp_path / "cuda", "--epochs", "1", "--device", "cuda")
+        assert note not in on_cuda.output
