@@ -127,8 +127,8 @@ class Conv2D(Layer):
                                         self.dilation_rate[1])
                 z = F.pad(z, (left, right, top, bottom))
             y = products.conv2d(z, kernel[p].permute(3, 2, 0, 1).clone(memory_format=standard),
-                         None if bias is None else bias[p], stride=self.strides,
-                         dilation=self.dilation_rate)  # (B, out, H', W')
+                                None if bias is None else bias[p], stride=self.strides,
+                                dilation=self.dilation_rate)  # (B, out, H', W')
             outputs.append(y.permute(0, 2, 3, 1))
         return activations.apply(self.activation, torch.stack(outputs))  # (P, B, H', W', out)
 

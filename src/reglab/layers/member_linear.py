@@ -92,7 +92,7 @@ class _MemberLinear(torch.autograd.Function):
                 y_t = per_member(lambda xm, km: products.mm(km.t(), xm.t()), x, kernel)
             else:
                 y_t = per_member(lambda xm, km, bm: products.addmm(bm.unsqueeze(1), km.t(),
-                                                                xm.t()), x, kernel, bias)
+                                                                   xm.t()), x, kernel, bias)
             y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
             y = y if keep_layout else y.contiguous()
         elif batched:

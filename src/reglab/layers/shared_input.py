@@ -169,7 +169,7 @@ class _SharedInputLinear(torch.autograd.Function):
                 out = products.mm(x[g], side, out=out)
             else:
                 out = products.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
-                                  x[g], side, out=out)
+                                     x[g], side, out=out)
             if k > 1 or not isinstance(who, slice):
                 _scatter(y, who, out.view(b, k, units))
         ctx.groups = groups
