@@ -13,11 +13,19 @@
  * once to bfloat16 at the end (round to nearest even), as torch's promotion and cast do.
  * Built with -ffp-contract=off and without -ffast-math (see penalty_kernels.c).
  *
+ * The mask is isless(u, keep) as a float (0 or 1): the same value as u < keep, but a quiet
+ * comparison, which the compiler may evaluate for every element of a vector. With the
+ * signalling `<` (it may raise an exception flag on NaN) and trapping math, the default,
+ * gcc 12 keeps a branch per element and vectorizes none of these loops; with a random
+ * mask that branch is mispredicted half the time (measured on a Zen 3 core, P = 45,
+ * 128 x 64 activations: ~1 ms per pass before, ~0.09 ms after, the same bits).
+ *
  * x, y, g, gx: (P, n) rows; u: (G, n) draws; group: (P,) row of u for each member, or NULL
  * when every member reads row 0; keep: (P,) float32. Each kernel first checks that every
  * member's row lies in [0, G) and returns -1 without writing anything when one does not
  * (0 when done): a wrong group never reads past the draws.
  */
+#include <math.h>
 #include <stdint.h>
 
 #include "bfloat16.h"
@@ -44,7 +52,7 @@ int reglab_dropout_f32(const float *x, const float *u, const int64_t *group,
         const float k = keep[m], *um = draws(u, group, m, n), *xm = x + m * n;
         float *ym = y + m * n;
         for (int64_t i = 0; i < n; i++)
-            ym[i] = (xm[i] / k) * (um[i] < k ? 1.0f : 0.0f);
+            ym[i] = (xm[i] / k) * (float)isless(um[i], k);
     }
     return 0;
 }
@@ -58,7 +66,7 @@ int reglab_dropout_backward_f32(const float *g, const float *u, const int64_t *g
         const float k = keep[m], *um = draws(u, group, m, n), *gm = g + m * n;
         float *out = gx + m * n;
         for (int64_t i = 0; i < n; i++)
-            out[i] = (gm[i] * (um[i] < k ? 1.0f : 0.0f)) / k;
+            out[i] = (gm[i] * (float)isless(um[i], k)) / k;
     }
     return 0;
 }
@@ -73,7 +81,7 @@ int reglab_dropout_bf16(const uint16_t *x, const float *u, const int64_t *group,
         const uint16_t *xm = x + m * n;
         uint16_t *ym = y + m * n;
         for (int64_t i = 0; i < n; i++)
-            ym[i] = narrow((widen(xm[i]) / k) * (um[i] < k ? 1.0f : 0.0f));
+            ym[i] = narrow((widen(xm[i]) / k) * (float)isless(um[i], k));
     }
     return 0;
 }
@@ -88,7 +96,7 @@ int reglab_dropout_backward_bf16(const uint16_t *g, const float *u, const int64_
         const uint16_t *gm = g + m * n;
         uint16_t *out = gx + m * n;
         for (int64_t i = 0; i < n; i++)
-            out[i] = narrow((widen(gm[i]) * (um[i] < k ? 1.0f : 0.0f)) / k);
+            out[i] = narrow((widen(gm[i]) * (float)isless(um[i], k)) / k);
     }
     return 0;
 }
