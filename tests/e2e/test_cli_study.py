@@ -211,8 +211,10 @@ def test_a_kill_mid_population_loses_at_most_one_epoch(tmp_path, at_epoch):
 
 def test_ctrl_c_exits_130_keeping_what_was_saved_and_the_rerun_finishes(tmp_path):
     """Ctrl-C (SIGINT) is not "runs failed" (1) nor an error (2): 130, as a shell reports an
-    interrupted command, with a line saying the same command goes on."""
-    study = write_study(tmp_path, epochs=40)
+    interrupted command, with a line saying the same command goes on. The study trains long
+    enough after its second epoch (about 5 s here) for the interrupt to land while it still
+    trains, on a loaded machine too (with 40 epochs it once finished first)."""
+    study = write_study(tmp_path, epochs=200)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
                "--quiet", "--no-report"]
