@@ -29,7 +29,7 @@ from typing import Any
 
 from reglab.study.regimes import regime_axes, regime_label, regime_points, resolve_regime
 from reglab.study.spec import StudySpec, StudySpecError, VariantSpec
-from reglab.study.sweeps import format_value, set_path
+from reglab.study.sweeps import MAX_RUNS, format_value, set_path
 
 #: how the names of a tuning trial's runs start
 TRIAL_PREFIX = "trial="
@@ -166,10 +166,6 @@ def _points(variant: VariantSpec) -> list[tuple[tuple[str, float], ...]]:
         return [()]
     grids = [[(s.path, v) for v in s.values] for s in variant.sweeps]
     return [tuple(combination) for combination in itertools.product(*grids)]
-
-
-#: the most runs one study may plan (a plan is held in memory, and so is its store's index)
-MAX_RUNS = 100_000
 
 
 def plan_study(spec: StudySpec) -> StudyPlan:

@@ -69,6 +69,8 @@ DATA_KEYS = ("dataset", "validation_split", "label_column", "test", "test_split"
              "standardize", "train_size", "label_noise", "noisy_validation")
 #: limits that keep a plan in memory and its names usable as file names
 MAX_SEEDS = 10_000
+#: the largest seed a run takes (the store keeps seeds as SQLite's signed 64-bit integers)
+MAX_SEED = 2**63 - 1
 MAX_VARIANT_NAME = 64
 #: a variant's name: no spaces, and none of the characters a run's name is made with
 VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
@@ -681,10 +683,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     seeds_raw = raw.get("seeds", 1)
     seeds: tuple[int, ...] = ()
     if isinstance(seeds_raw, list):
-        if not seeds_raw or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                    for s in seeds_raw) or len(set(seeds_raw)) != len(seeds_raw):
-            checker.add(f"seeds: expected an int > 0 or a list of distinct ints >= 0. "
-                        f"Got {seeds_raw!r}.")
+        if not seeds_raw or not all(isinstance(s, int) and not isinstance(s, bool)
+                                    and 0 <= s <= MAX_SEED for s in seeds_raw) \
+                or len(set(seeds_raw)) != len(seeds_raw):
+            checker.add(f"seeds: expected an int > 0 or a list of distinct ints in "
+                        f"[0, 2**63 - 1]. Got {seeds_raw!r}.")
         else:
             seeds = tuple(seeds_raw)
     elif checker.int_("seeds", seeds_raw, minimum=1) is not None:

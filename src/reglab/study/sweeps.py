@@ -10,6 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+#: the most runs one study may plan (a plan is held in memory, and so is its store's index);
+#: a grid of more points than this is refused before its points are made
+MAX_RUNS = 100_000
+
 GRID_KEYS = ("log", "linear")
 
 
@@ -72,6 +76,10 @@ def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ..
         return ()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         problems.append(f"{where}.n: a sweep needs n >= 1 points. Got {n!r}.")
+        return ()
+    if n > MAX_RUNS:  # every point is at least one run
+        problems.append(f"{where}.n: at most {MAX_RUNS:,} points (a study plans at most "
+                        f"{MAX_RUNS:,} runs). Got {n:,}.")
         return ()
     low, high = float(bounds[0]), float(bounds[1])
     if low > high:

@@ -25,7 +25,7 @@ from reglab.storage import RunRecord
 from reglab.study.plan import is_trial_run
 from reglab.tune import space
 from reglab.tune.selection import select
-from reglab.tune.spec import MAX_TRIALS
+from reglab.tune.spec import MAX_SAMPLER_SEED, MAX_TRIALS
 from reglab.tune.trainer import (
     PendingTrial,
     TrialOutcome,
@@ -74,11 +74,13 @@ def open_study(spec, directory, fresh: bool):
 def make_sampler(spec, asked: int = 0):
     """Optuna's sampler, seeded with ``[tune] sampler_seed`` and, when the study is resumed,
     with the number of trials asked before: a resumed sampler does not replay the random
-    draws it made before the kill (which would ask the first trials' values again)."""
+    draws it made before the kill (which would ask the first trials' values again). The
+    seed is kept in numpy's RandomState range, [0, 2**32), which Optuna's samplers seed."""
     import optuna
 
     tune = spec.tune
-    seed = tune.sampler_seed if asked == 0 else tune.sampler_seed * 1_000_003 + asked
+    seed = tune.sampler_seed if asked == 0 else \
+        (tune.sampler_seed * 1_000_003 + asked) % (MAX_SAMPLER_SEED + 1)
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if tune.sampler == "cmaes":

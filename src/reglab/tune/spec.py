@@ -53,6 +53,8 @@ RANGE_KINDS = ("log", "linear", "int")
 BASELINE = "baseline"
 #: the most trials one tuning study may ask for (each is a run in the store)
 MAX_TRIALS = 10_000
+#: the largest sampler_seed: Optuna's samplers seed numpy's RandomState, which takes [0, 2**32)
+MAX_SAMPLER_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
 
     for key, minimum, maximum in (("trials", 1, MAX_TRIALS), ("model_epochs", 1, None),
                                   ("seeds", 1, 100), ("confirm_seeds", 2, 1000),
-                                  ("batch", 0, None), ("sampler_seed", 0, None),
+                                  ("batch", 0, None), ("sampler_seed", 0, MAX_SAMPLER_SEED),
                                   ("pruner_warmup", 1, None)):
         if key in raw:
             value = count(key, minimum, maximum)

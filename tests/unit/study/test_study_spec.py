@@ -107,6 +107,13 @@ dropuot = 0.5
 @pytest.mark.parametrize("change, message", [
     (("[variants.baseline]", ""), "variants: expected at least one [variants.NAME] table"),
     (("seeds = 2", "seeds = [1, 1]"), "seeds: expected an int > 0 or a list of distinct ints"),
+    # the store keeps seeds as signed 64-bit integers (2**63 crashed at the first insert)
+    (("seeds = 2", "seeds = [0, 9223372036854775808]"),
+     "seeds: expected an int > 0 or a list of distinct ints in [0, 2**63 - 1]"),
+    # refused before its billion points are made (they filled the memory)
+    (("[variants.baseline]", "[variants.baseline]\n[variants.path]\n"
+      "kernel_regularizer = { type = \"L2\", l2 = { log = [1e-5, 1e-1], n = 1000000000 } }"),
+     "variants.path.kernel_regularizer.l2.n: at most 100,000 points"),
     (("input_shape = [784]", "input_shape = 784"), "model.input_shape: expected a list"),
     (('activation = "relu" }', 'activation = "relu", unitz = 3 }'),
      "model.layers[0]: unknown key 'unitz'. Did you mean 'units'?"),
@@ -127,6 +134,11 @@ dropuot = 0.5
 def test_each_malformed_node(change, message):
     found = problems(BASE.replace(*change))
     assert any(message in p for p in found), found
+
+
+def test_the_largest_seed_is_taken():
+    assert parse(BASE.replace("seeds = 2", "seeds = [0, 9223372036854775807]")).seeds == (
+        0, 2**63 - 1)
 
 
 def test_syntax_errors_and_missing_files():

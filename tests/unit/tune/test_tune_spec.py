@@ -106,6 +106,9 @@ def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
      "seeds: a tuning study sets its seeds in [tune]"),
     ("[tune]\ntrials = 3\nwall_time = -1\n[variants.a]\ndropout = [0.1, 0.2]\n",
      "tune.wall_time: expected seconds > 0"),
+    # Optuna's samplers seed numpy's RandomState, which takes [0, 2**32)
+    ("[tune]\ntrials = 3\nsampler_seed = 4294967296\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.sampler_seed: expected an int >= 0 and <= 4,294,967,295. Got 4294967296."),
     ("[tune]\nmodel_epochs = 30\nscheduler = 'pbt'\n[variants.a]\ndropout = [0.1, 0.2]\n",
      "tune.trials: population-based training trains 'trials' trials at once"),
     ("[tune]\ntrials = 4\nscheduler = 'pbt'\n[variants.a]\ndropout = [0.1, 0.2]\n"
@@ -204,3 +207,17 @@ dropout = [0.0, 0.5]
     assert points == {(("kernel_regularizer.l2", l2), ("dropout", d))
                       for l2 in (1e-6, 1e-2) for d in (0.0, 0.5)}
     assert SearchDimension("x", "int", 1, 3).grid() == (1, 2, 3)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "grid"])
+def test_a_resumed_sampler_takes_its_seed_whatever_the_sampler_seed(sampler):
+    """A resumed study reseeds its sampler with sampler_seed and the trials asked: that seed
+    stays in numpy's RandomState range (sampler_seed 5,000 once made it 5e9, refused)."""
+    pytest.importorskip("optuna")
+    from reglab.tune.runner import make_sampler
+
+    spec = parse(f"[tune]\ntrials = 3\nsampler = '{sampler}'\nsampler_seed = 4294967295\n"
+                 "[variants.a]\ndropout = [0.1, 0.2]\n")
+    for asked in (0, 1, 7):
+        sampler_object = make_sampler(spec, asked)
+        sampler_object.reseed_rng()  # draws a seed from the seeded RandomState
