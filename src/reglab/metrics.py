@@ -34,13 +34,26 @@ def sparse_categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> t
 
 
 def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> torch.Tensor:
-    """Mean over the last axis of ``y_true == (y_pred > threshold)``."""
+    """Mean over the last axis of ``y_true == (y_pred > threshold)``, the targets as they are
+    (Keras 3's ``binary_accuracy``: a target other than 0 and 1, a regression's, never
+    counts as a hit)."""
     if y_true.dim() == y_pred.dim() - 1:
         y_true = y_true.unsqueeze(-1)
-    if y_true.is_floating_point():  # soft targets (MixUp, LabelSmoothing): their side of 0.5
-        y_true = y_true > 0.5
     hits = (y_true.to(y_pred.dtype) == (y_pred > threshold).to(y_pred.dtype))
     return hits.to(y_pred.dtype).mean(dim=-1)
+
+
+def _binary_accuracy_of_mixed_targets(y_true, y_pred, threshold: float = 0.5) -> torch.Tensor:
+    """:func:`binary_accuracy` of targets that reglab's batch transforms mixed (MixUp, CutMix,
+    LabelSmoothing on the batch): each target counts on its side of 0.5."""
+    if y_true.is_floating_point():
+        y_true = y_true > 0.5
+    return binary_accuracy(y_true, y_pred, threshold)
+
+
+#: the training step calls a metric's ``of_mixed_targets`` (where it has one) on the targets
+#: of a batch its batch transforms made
+binary_accuracy.of_mixed_targets = _binary_accuracy_of_mixed_targets
 
 
 def accuracy(y_true, y_pred) -> torch.Tensor:

@@ -166,6 +166,19 @@ def test_accuracy_values():
         metrics.resolve("accurcy", (4,), (1, 3))
 
 
+def test_binary_accuracy_takes_the_targets_as_they_are():
+    """Keras 3's binary_accuracy compares the raw target with the thresholded prediction:
+    a regression's float targets are hits only where they are exactly 0 or 1 (reglab once
+    thresholded them at 0.5 too: 0.425 where Keras gives 0). Targets that reglab's own batch
+    transforms mixed are scored on their side of 0.5 (``of_mixed_targets``)."""
+    y_true = torch.tensor([0.3, 1.0, 0.0, 0.7, 0.2], dtype=F64)
+    y_pred = torch.tensor([[0.2], [0.9], [0.2], [0.9], [0.7]], dtype=F64)
+    np.testing.assert_array_equal(metrics.binary_accuracy(y_true, y_pred).numpy(),
+                                  [0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(
+        metrics.binary_accuracy.of_mixed_targets(y_true, y_pred).numpy(), [1, 1, 1, 1, 0])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_accuracy_takes_the_first_maximal_class_as_numpy_argmax(dtype):
     """Ties (a saturated softmax, low precision) and NaN count as in Keras's argmax:

@@ -155,3 +155,20 @@ def test_mixing_layers_work_behind_an_image_data_generator_flow():
     targets = torch.cat([t.reshape(-1, K) for t in seen])
     assert targets.is_floating_point() and ((targets > 0) & (targets < 1)).any()  # mixed
     np.testing.assert_allclose(targets.sum(dim=1).numpy(), 1.0, rtol=1e-6)
+
+
+def test_a_binary_accuracy_scores_smoothed_targets_on_their_side_of_one_half():
+    """Targets the batch transforms made (here 0.9 / 0.1 from LabelSmoothing(0.2)) are scored
+    on their side of 0.5; taken as they are (Keras's rule for a user's targets) no prediction
+    would ever match them."""
+    rng = np.random.default_rng(5)
+    x, y = rng.random((N, 8)), rng.integers(0, 2, N).astype(np.float64)
+    member = Member([LabelSmoothing(0.2), Dense(1, activation="sigmoid")], "sgd", seed=0,
+                    input_shape=(8,))
+    population = Population([member], loss="binary_crossentropy", metrics=["accuracy"],
+                            dtype=torch.float64)
+    before = population.predict(x)[0, :, 0]  # the weights the one step's forward pass sees
+    result = population.fit(x, y, batch_size=N, epochs=1, shuffle=False)
+    expected = np.mean((before > 0.5) == (y > 0.5))
+    assert 0 < expected
+    assert result.members[0].history["accuracy"][0] == pytest.approx(expected, abs=1e-12)

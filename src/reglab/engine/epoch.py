@@ -91,11 +91,16 @@ class EpochSums:
         self.metrics = [zeros() for _ in self.functions]
         self.samples = 0  # samples seen (metrics are means over samples)
 
-    def add(self, yb, y_pred, data_loss, penalty, weights, count: int) -> None:
+    def add(self, yb, y_pred, data_loss, penalty, weights, count: int,
+            mixed_targets: bool = False) -> None:
+        """Adds one batch; ``mixed_targets``: ``yb`` was made by the batch transforms (MixUp,
+        CutMix, LabelSmoothing), scored by a metric's ``of_mixed_targets`` where it has one."""
         self.data_loss.add_(data_loss, alpha=count)
         if penalty is not None:
             self.penalty.add_(penalty, alpha=count)
         for total, metric in zip(self.metrics, self.functions):
+            if mixed_targets:
+                metric = getattr(metric, "of_mixed_targets", metric)
             # Keras 3 weights only 'weighted_metrics'; 'metrics' ignore sample weights. An
             # output's own loss (a model with several) is weighted as the loss is.
             values = metric(yb, y_pred)
@@ -144,6 +149,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check
     fused = softmax_crossentropy.fuses(population.loss, state.plan)
+    mixed = bool(population.plan.batch_transforms)  # the targets the transforms make
     for step, lo in enumerate(range(0, n, batch_size)):
         for obs in observers:
             hook = getattr(obs, "on_train_batch_begin", None)
@@ -174,7 +180,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                 if first_bad is None:
                     first_bad = torch.full_like(total, -1, dtype=torch.long)
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
+                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1],
+                         mixed)
                 if (step + 1) % check_every == 0 or step == last_step:
                     remaining = _drop_diverged(population, sums, first_bad, epoch, saved)
                     if remaining is None:
@@ -201,7 +208,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                     if wb is not None and wb.shape[0] > 1:
                         wb = wb.index_select(0, keep)
             if check_every == 1:
-                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1])
+                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1],
+                         mixed)
         apply_updates(population.chain, state)
         if check_every > 1 and saved is None and step != last_step:
             saved = _saved_state(state)
