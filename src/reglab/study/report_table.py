@@ -215,6 +215,41 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
     return Ranking(tuple(rows), baseline, metric, best, chosen_effect, ALPHA)
 
 
+#: run statuses that end a run without a result the table ranks
+LEFT_OUT = ("diverged", "failed")
+
+
+def left_out(runs) -> dict[str, dict[str, int]]:
+    """Per variant label, how many of its runs diverged or failed (in that order): the runs
+    a ranking leaves out. A diverged run's metrics are those of the weights it was frozen
+    with (somewhere in its divergence), so it is not averaged in; the table says it is
+    missing instead."""
+    counts: dict[str, dict[str, int]] = {}
+    for record in runs:
+        if record.status in LEFT_OUT:
+            by_status = counts.setdefault(variant_label(record), {})
+            by_status[record.status] = by_status.get(record.status, 0) + 1
+    return {label: {s: by_status[s] for s in LEFT_OUT if s in by_status}
+            for label, by_status in counts.items()}
+
+
+def _left_out_words(by_status: dict[str, int]) -> str:
+    """``1 seed diverged, 2 failed``."""
+    parts = [f"{n} {'seed' if n == 1 else 'seeds'} {status}" if i == 0 else f"{n} {status}"
+             for i, (status, n) in enumerate(by_status.items())]
+    return ", ".join(parts)
+
+
+def left_out_lines(ranking: Ranking, missing: dict[str, dict[str, int]]) -> list[str]:
+    """The lines under a table for the variants that have no row: every run of theirs
+    diverged or failed."""
+    absent = [label for label in missing if label not in {r.label for r in ranking.rows}]
+    if not absent:
+        return []
+    return ["not ranked (no finished run): " + "; ".join(
+        f"{label} ({_left_out_words(missing[label])})" for label in absent)]
+
+
 def finite_mean(values) -> float:
     """The mean of the finite numbers among ``values``; nan when there are none."""
     finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -257,15 +292,21 @@ def results_table(store, baseline: str = "baseline") -> str:
                       f"losses{scaling})")
     if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
         ranking = rankings[0].ranking
-        lines = [tuning + "\n".join(_table_lines(ranking, keys)), "\n" + verdict_rule(ranking),
-                 *footer, "\n" + _best_line(ranking, keys)]
+        missing = left_out(runs)
+        lines = [tuning + "\n".join([*_table_lines(ranking, keys, missing),
+                                     *left_out_lines(ranking, missing)]),
+                 "\n" + verdict_rule(ranking), *footer, "\n" + _best_line(ranking, keys)]
         return "\n".join(lines)
-    lines = []
-    for regime in rankings:
-        lines += [f"data regime {regime.describe()}:", *_table_lines(regime.ranking, keys),
-                  min_effect_line(regime.ranking), _best_line(regime.ranking, keys), ""]
     from reglab.study.regimes import regime_from_run_id, regime_label
 
+    lines = []
+    for regime in rankings:
+        missing = left_out(r for r in runs if regime_label(
+            getattr(r, "regime", None) or regime_from_run_id(r.run_id)) == regime.label)
+        lines += [f"data regime {regime.describe()}:",
+                  *_table_lines(regime.ranking, keys, missing),
+                  *left_out_lines(regime.ranking, missing),
+                  min_effect_line(regime.ranking), _best_line(regime.ranking, keys), ""]
     shown = {regime.label for regime in rankings}
     baseline = rankings[0].ranking.baseline
     finished = [r for r in runs if r.status in FINAL_OK and keys[0] in r.metrics]
@@ -287,8 +328,11 @@ def _best_line(ranking: Ranking, keys) -> str:
     return f"best on {keys[1]}: {ranking.best} ({keys[0]} {best.verdict.summary.mean:.4f})"
 
 
-def _table_lines(ranking: Ranking, keys) -> list[str]:
-    """The header and one line per row of a ranking."""
+def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | None = None
+                 ) -> list[str]:
+    """The header and one line per row of a ranking; a row whose variant has runs that
+    diverged or failed (``missing``, from :func:`left_out`) says so after its verdict, its
+    numbers being those of the other seeds."""
     baseline = ranking.baseline
     lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
              f" {'p (Holm)':>9s}  verdict"]
@@ -303,7 +347,10 @@ def _table_lines(ranking: Ranking, keys) -> list[str]:
             c = v.comparison
             delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
             p = format_number(v.p_holm, 3)
-        lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  {v.verdict}")
+        lost = (missing or {}).get(row.label)
+        note = f" (without {_left_out_words(lost)})" if lost else ""
+        lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  "
+                     f"{v.verdict}{note}")
     return lines
 
 

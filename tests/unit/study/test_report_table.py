@@ -144,3 +144,25 @@ def test_a_number_that_rounds_to_zero_shows_no_minus_sign():
     assert format_number(-2e-8) == "0.0000"
     assert format_number(-2e-8, sign=True) == "+0.0000"
     assert format_number(-0.00012) == "-0.0001" and format_number(0.5, 2, sign=True) == "+0.50"
+
+
+def test_the_table_says_which_runs_diverged_or_failed():
+    """A variant's row is over its finished seeds only; the row says how many diverged or
+    failed, and a variant with no finished run is named under the table (both were silent:
+    a setting that diverged on one seed in five looked as good as the others)."""
+    import dataclasses
+
+    runs = four_seeds(0.03)
+    runs[-1] = dataclasses.replace(runs[-1], status="diverged")  # l2/seed=3
+    text = STUDY + "[variants.hot]\nlearning_rate = 3.0\n[variants.warm]\nlearning_rate = 1.0\n"
+    for s in range(4):
+        runs.append(RunRecord(f"hot/seed={s}", "hot", {}, s, "p", {},
+                              "diverged" if s else "failed", metrics={"test_accuracy": 0.2}))
+    runs += [run("warm", s, 0.80) for s in range(3)]
+    runs.append(RunRecord("warm/seed=3", "warm", {}, 3, "p", {}, "failed", metrics={}))
+    table = results_table(StoredStudy(text, runs))
+    assert verdict_line(table, "l2").endswith("(without 1 seed diverged)")
+    assert verdict_line(table, "warm").endswith("(without 1 seed failed)")
+    assert not verdict_line(table, "baseline").endswith(")")
+    assert "not ranked (no finished run): hot (3 seeds diverged, 1 failed)" in table
+    assert not any(line.startswith("hot ") for line in table.splitlines())
