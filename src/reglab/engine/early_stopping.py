@@ -22,9 +22,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
+from reglab import monitors
 from reglab.errors import ConfigError
-
-_MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1")
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,8 @@ class EarlyStoppingRule:
         object.__setattr__(self, "min_delta", abs(float(self.min_delta)))
 
     def direction(self, maximized_metrics: tuple[str, ...] = ()) -> str:
-        """'min' or 'max', resolving 'auto' as Keras 3 does."""
-        if self.mode != "auto":
-            return self.mode
-        name = self.monitor.removeprefix("val_")
-        if name == "loss" or name.endswith("loss"):
-            return "min"
-        if name in maximized_metrics or name in _MAXIMIZED or name.endswith("accuracy"):
-            return "max"
-        raise ConfigError(
-            f"EarlyStopping: cannot tell whether monitor={self.monitor!r} should be maximized or "
-            "minimized. Pass mode='max' to stop on the highest value, or mode='min' for the lowest.")
+        """'min' or 'max', resolving 'auto' as Keras 3 does (:func:`reglab.monitors.direction`)."""
+        return monitors.direction(self.monitor, self.mode, maximized_metrics)
 
 
 def is_improvement(current: float, reference: float | None, min_delta: float, mode: str) -> bool:

@@ -633,6 +633,40 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
             checker.add(f"{where}.learning_rate: expected a finite number > 0. Got {value!r}.")
 
 
+def _check_monitors(checker: _Checker, variants, metrics, validation: bool) -> None:
+    """Each variant's ``early_stopping.monitor``: a value its runs log (with a validation
+    split, the ``val_`` ones too), whose direction the rule can tell (as the run will ask
+    it when training starts). Keras would warn at every epoch and never stop on a value
+    that is not logged, or refuse to start on a direction it cannot tell; here either is
+    one line at validate, before any run trains."""
+    from reglab import monitors
+    from reglab.errors import ConfigError
+
+    if metrics is None:
+        return  # training.metrics is wrong: said there
+    names = ("loss", "data_loss", "penalty", *metrics)
+    logged = (*names, *(f"val_{n}" for n in names)) if validation else names
+    for variant in variants:
+        stop = variant.changes.get("early_stopping")
+        if not isinstance(stop, dict):
+            continue
+        where = f"variants.{variant.name}.early_stopping.monitor"
+        monitor = stop.get("monitor", "val_loss")
+        if monitor not in logged:
+            hint = "" if validation else (
+                "; the val_ values need a validation split: data.validation_split > 0")
+            checker.add(f"{where}: expected a value the runs log: {', '.join(logged)} "
+                        f"(training.metrics sets which{hint}). Got {monitor!r}"
+                        f"{' (the default)' if 'monitor' not in stop else ''}.")
+            continue
+        mode = stop.get("mode", "auto")
+        if isinstance(monitor, str) and isinstance(mode, str):
+            try:
+                monitors.direction(monitor, mode)
+            except ConfigError as error:
+                checker.add(f"{where}: {error}")
+
+
 def _check_study_name(checker: _Checker, raw: dict, path: Path) -> str:
     """``name`` (default: the file's stem): a label, checked as a directory name only where
     it makes one (:func:`default_directory_problem`)."""
@@ -816,6 +850,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             variant = _check_variant(checker, name, table, tuning="tune" in raw)
             if variant is not None:
                 variants.append(variant)
+        _check_monitors(checker, variants, metrics, bool(split))
         if layers and not any(layer.type == RESIDUAL for layer in layers):
             for variant in variants:
                 if "stochastic_depth" in variant.changes:

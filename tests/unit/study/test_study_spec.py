@@ -310,3 +310,36 @@ def test_an_optimizer_learning_rate_must_be_above_zero():
     found = problems(BASE.replace("epochs = 2", "epochs = 2\noptimizer = { type = 'sgd', "
                                   "learning_rate = 0 }"))
     assert found == ["training.optimizer.learning_rate: expected a finite number > 0. Got 0."]
+
+
+@pytest.mark.parametrize("stop, split, message", [
+    # a value no run logs: Keras would warn at every epoch and never stop; the run failed
+    # its whole population when training started
+    ('{ monitor = "val_foo", patience = 2 }', True,
+     "variants.es.early_stopping.monitor: expected a value the runs log: loss, data_loss, "
+     "penalty, accuracy, val_loss, val_data_loss, val_penalty, val_accuracy (training.metrics "
+     "sets which). Got 'val_foo'."),
+    ("{ patience = 2 }", False,
+     "variants.es.early_stopping.monitor: expected a value the runs log: loss, data_loss, "
+     "penalty, accuracy (training.metrics sets which; the val_ values need a validation split: "
+     "data.validation_split > 0). Got 'val_loss' (the default)."),
+    ('{ monitor = "val_penalty" }', True,
+     "variants.es.early_stopping.monitor: EarlyStopping: cannot tell whether "
+     "monitor='val_penalty' should be maximized or minimized"),
+])
+def test_an_early_stopping_monitor_is_checked_against_the_logs(stop, split, message):
+    text = BASE.replace("[variants.baseline]", f"[variants.baseline]\n[variants.es]\n"
+                                               f"early_stopping = {stop}\n")
+    if split:
+        text = text.replace('dataset = "fashion_mnist"',
+                            'dataset = "fashion_mnist"\nvalidation_split = 0.1')
+    assert any(message in p for p in problems(text)), problems(text)
+
+
+def test_a_monitor_of_the_logs_is_taken():
+    text = BASE.replace('dataset = "fashion_mnist"',
+                        'dataset = "fashion_mnist"\nvalidation_split = 0.1').replace(
+        "[variants.baseline]", '[variants.baseline]\n[variants.a]\nearly_stopping = { monitor = '
+        '"val_accuracy" }\n[variants.b]\nearly_stopping = { monitor = "penalty", mode = "min" }\n'
+        "[variants.c]\nearly_stopping = { patience = 3 }\n")
+    assert [v.name for v in parse(text).variants] == ["baseline", "a", "b", "c"]

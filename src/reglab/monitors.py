@@ -1,0 +1,27 @@
+"""Which way a monitored log improves: Keras 3's ``mode='auto'`` for ``EarlyStopping`` and
+``ModelCheckpoint``, and the study files' check of an ``early_stopping.monitor`` (which must
+not import torch, so the rule lives here rather than in the engine)."""
+
+from __future__ import annotations
+
+from reglab.errors import ConfigError
+
+#: logs that improve upwards under 'auto' (besides any name ending in 'accuracy')
+MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1")
+
+
+def direction(monitor: str, mode: str = "auto", maximized_metrics: tuple[str, ...] = (),
+              where: str = "EarlyStopping") -> str:
+    """'min' or 'max': ``mode`` itself, or for 'auto' as Keras 3 resolves it (losses are
+    minimized, accuracies maximized); a ConfigError naming ``where`` when 'auto' cannot
+    tell."""
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.endswith("loss"):
+        return "min"
+    if name in maximized_metrics or name in MAXIMIZED or name.endswith("accuracy"):
+        return "max"
+    raise ConfigError(
+        f"{where}: cannot tell whether monitor={monitor!r} should be maximized or "
+        "minimized. Pass mode='max' to stop on the highest value, or mode='min' for the lowest.")
