@@ -18,7 +18,6 @@ use it, so the rule exists in one place:
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -76,7 +75,9 @@ class EarlyStoppingState:
 
     rule: EarlyStoppingRule
     mode: str = "min"
-    best: float = math.inf
+    #: None until the first monitored value, which is the best whatever it is (NaN too), as
+    #: Keras 3 starts its ``best`` at None
+    best: float | None = None
     wait: int = 0
     best_epoch: int = 0
     stopped_epoch: int = 0
@@ -86,7 +87,7 @@ class EarlyStoppingState:
     @classmethod
     def start(cls, rule: EarlyStoppingRule, maximized_metrics: tuple[str, ...] = ()):
         mode = rule.direction(maximized_metrics)
-        return cls(rule=rule, mode=mode, best=math.inf if mode == "min" else -math.inf)
+        return cls(rule=rule, mode=mode)
 
     def update(self, epoch: int, logs: dict[str, float]) -> tuple[bool, bool]:
         """Processes one epoch's logs; returns ``(snapshot_weights, stop)``."""

@@ -42,7 +42,7 @@ def stop_epoch(rule, values, **kwargs):
 
 # -- patience -------------------------------------------------------------------------------
 @pytest.mark.parametrize("patience, values, expected", [
-    # epoch 0 improves on +inf; epoch 2 is the first without improvement: wait 1 >= 0.
+    # epoch 0 is the first value (best None); epoch 2 is the first without improvement.
     (0, [1.0, 0.9, 0.95, 0.8], 2),
     # wait: 0, 1, 2 -> stops at epoch 2 when patience is 2.
     (2, [1.0, 1.1, 1.2, 1.3], 2),
@@ -55,6 +55,22 @@ def stop_epoch(rule, values, **kwargs):
 ])
 def test_patience(patience, values, expected):
     assert stop_epoch(EarlyStoppingRule(patience=patience), values) == expected
+
+
+@pytest.mark.parametrize("mode, values, stop, best_epoch", [
+    # Keras 3 starts best at None: the first value is the best whatever it is, NaN too, and
+    # nothing compares better than NaN afterwards (reglab once started at +-inf and waited
+    # for the first finite value: stopped at 4 here, the best epoch 2)
+    ("min", [math.nan, 1.0, 0.9, 0.95, 0.9, 0.8], 2, 0),
+    ("max", [math.nan, 0.5, 0.6, 0.7], 2, 0),
+    # +inf first in 'min' mode: the best until a finite value beats it
+    ("min", [math.inf, 1.0, 1.1, 1.2, 1.3], 3, 1),
+    ("max", [-math.inf, 0.5, 0.4, 0.4, 0.4], 3, 1),
+])
+def test_the_first_value_is_the_best_whatever_it_is(mode, values, stop, best_epoch):
+    decisions, state = run(EarlyStoppingRule(patience=2, mode=mode), values)
+    assert len(decisions) - 1 == stop and decisions[-1][1]
+    assert state.best_epoch == best_epoch
 
 
 def test_stopped_epoch_and_best_epoch_are_recorded():
@@ -93,7 +109,7 @@ def test_min_delta_sign_is_ignored_and_applies_in_max_mode():
 def test_mode_resolution(monitor, mode, expected):
     assert EarlyStoppingRule(monitor=monitor, mode=mode).direction() == expected
     state = EarlyStoppingState.start(EarlyStoppingRule(monitor=monitor, mode=mode))
-    assert state.best == (math.inf if expected == "min" else -math.inf)
+    assert state.mode == expected and state.best is None  # Keras 3: None until a value
 
 
 def test_mode_max_and_min_on_the_same_sequence():
@@ -144,7 +160,7 @@ def test_baseline_beaten_resets_wait():
 
 def test_baseline_is_compared_with_min_delta():
     rule = EarlyStoppingRule(baseline=1.0, min_delta=0.25, patience=1)
-    # e0: 0.75 improves on inf but 0.75 + 0.25 < 1.0 is false -> wait stays 1;
+    # e0: 0.75 is the first best, but 0.75 + 0.25 < 1.0 is false -> wait stays 1;
     # e1: 0.75 no improvement, wait 2 >= 1 -> stop.
     assert stop_epoch(rule, [0.75, 0.75]) == 1
     # e0: 0.5 beats the baseline by more than min_delta -> wait 0; e1: wait 1 >= 1 -> stop.
@@ -162,16 +178,17 @@ def test_restore_best_weights_snapshots_improvements():
 
 
 def test_restore_best_weights_first_eligible_epoch_without_improvement():
-    """Keras takes the first eligible epoch's weights even when it does not improve."""
+    """Keras takes the first eligible epoch's weights whatever its value: it is the first
+    best (Keras 3 starts best at None), NaN too, and no value compares better than NaN."""
     rule = EarlyStoppingRule(restore_best_weights=True, patience=5, start_from_epoch=1)
     state = EarlyStoppingState.start(rule)
     assert not state.restores
     assert state.update(0, {"val_loss": 0.5}) == (False, False)  # before start_from_epoch
-    assert state.update(1, {"val_loss": math.nan}) == (True, False)  # not an improvement
-    assert state.best_epoch == 1 and state.restores and state.wait == 1
-    assert state.update(2, {"val_loss": 2.0}) == (True, False)  # improves on +inf
+    assert state.update(1, {"val_loss": math.nan}) == (True, False)  # the first best
+    assert state.best_epoch == 1 and state.restores and state.wait == 0
+    assert state.update(2, {"val_loss": 2.0}) == (False, False)  # not better than NaN
     assert state.update(3, {"val_loss": 3.0}) == (False, False)
-    assert state.best_epoch == 2
+    assert state.best_epoch == 1 and state.wait == 2
 
 
 def test_without_restore_best_weights_nothing_is_snapshot():
@@ -183,7 +200,7 @@ def test_without_restore_best_weights_nothing_is_snapshot():
 # -- start_from_epoch ------------------------------------------------------------------------
 def test_start_from_epoch_ignores_earlier_epochs():
     rule = EarlyStoppingRule(patience=0, start_from_epoch=2)
-    # e0, e1 ignored (even e1 getting worse); e2 improves on +inf; e3 worse -> stop at 3.
+    # e0, e1 ignored (even e1 getting worse); e2 is the first best; e3 worse -> stop at 3.
     assert stop_epoch(rule, [1.0, 2.0, 3.0, 4.0]) == 3
     assert stop_epoch(EarlyStoppingRule(patience=0), [1.0, 2.0, 3.0, 4.0]) == 1
     decisions, state = run(rule, [1.0, 2.0, 3.0, 4.0])
@@ -201,9 +218,10 @@ def test_start_from_epoch_does_not_count_waiting():
 def test_never_stops_at_epoch_zero():
     rule = EarlyStoppingRule(patience=0)
     state = EarlyStoppingState.start(rule)
-    # NaN is no improvement: wait 1 >= 0, but epoch 0 never stops.
+    # The first value is the best, NaN too (wait 0); nothing is better than NaN: epoch 1
+    # waits 1 >= 0 and stops.
     assert state.update(0, {"val_loss": math.nan}) == (False, False)
-    assert state.wait == 1
+    assert state.wait == 0
     assert state.update(1, {"val_loss": math.nan}) == (False, True)
     # A state carried over with a better best: epoch 0 does not stop, epoch 1 does.
     carried = EarlyStoppingState(rule=rule, mode="min", best=0.5)
@@ -220,7 +238,7 @@ def test_missing_monitor_warns_once_and_changes_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert state.update(1, {"loss": 1.0}) == (False, False)
-    assert state.wait == 0 and state.best == math.inf
+    assert state.wait == 0 and state.best is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
