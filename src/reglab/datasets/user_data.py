@@ -254,4 +254,5 @@ def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarra
         y = y.astype(np.int64)
     else:
         y = y.astype(np.float32)
-    return np.asarray(features, dtype=np.float32), y
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused by name later
+        return np.asarray(features, dtype=np.float32), y

@@ -708,6 +708,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     checker = _Checker()
     checker.keys("study", raw, TOP_KEYS)
     study_name = _check_study_name(checker, raw, path)
+    if not isinstance(raw.get("description", ""), str):
+        checker.add(f"description: expected a string. Got {raw['description']!r}.")
     for section in ("data", "model", "training"):
         if section not in raw:
             checker.add(f"[{section}]: missing section.")

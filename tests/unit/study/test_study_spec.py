@@ -107,6 +107,7 @@ dropuot = 0.5
 @pytest.mark.parametrize("change, message", [
     (("[variants.baseline]", ""), "variants: expected at least one [variants.NAME] table"),
     (("seeds = 2", "seeds = [1, 1]"), "seeds: expected an int > 0 or a list of distinct ints"),
+    (("seeds = 2", "seeds = 2\ndescription = 5"), "description: expected a string. Got 5."),
     # the store keeps seeds as signed 64-bit integers (2**63 crashed at the first insert)
     (("seeds = 2", "seeds = [0, 9223372036854775808]"),
      "seeds: expected an int > 0 or a list of distinct ints in [0, 2**63 - 1]"),
