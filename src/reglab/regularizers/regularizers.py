@@ -200,7 +200,7 @@ class L1(_WeightPenalty):
     """
 
     def __init__(self, l1: float = 0.01):
-        super().__init__(l1=l1)
+        super().__init__(l1=0.01 if l1 is None else l1)  # None: the default, as Keras 3
 
     def get_config(self) -> dict[str, Any]:
         return {"l1": self.l1}
@@ -215,7 +215,7 @@ class L2(_WeightPenalty):
     """
 
     def __init__(self, l2: float = 0.01):
-        super().__init__(l2=l2)
+        super().__init__(l2=0.01 if l2 is None else l2)  # None: the default, as Keras 3
 
     def get_config(self) -> dict[str, Any]:
         return {"l2": self.l2}

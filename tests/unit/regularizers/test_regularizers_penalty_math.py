@@ -97,3 +97,12 @@ def test_regularizer_configs_and_lookup():
         get("l1_l3")
     with pytest.raises(ConfigError, match=r"L2: 'l2' must be a non-negative float. Got -1"):
         L2(-1)
+
+
+def test_none_strength_is_keras_s_default():
+    """Keras 3's L1(None) and L2(None) take the default 0.01 (reglab refused None)."""
+    from reglab import regularizers
+
+    assert regularizers.L1(None).get_config() == {"l1": 0.01}
+    assert regularizers.L2(None).get_config() == {"l2": 0.01}
+    assert regularizers.l2(None).get_config() == {"l2": 0.01}
