@@ -187,6 +187,10 @@ class L1L2(_WeightPenalty):
         2.75
     """
 
+    def __init__(self, l1: float = 0.0, l2: float = 0.0):
+        # None: no such term, as Keras 3 (whose L1L2 defaults differ from l1_l2's too)
+        super().__init__(l1=0.0 if l1 is None else l1, l2=0.0 if l2 is None else l2)
+
     def get_config(self) -> dict[str, Any]:
         return {"l1": self.l1, "l2": self.l2}
 

@@ -633,36 +633,36 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
             checker.add(f"{where}.learning_rate: expected a finite number > 0. Got {value!r}.")
 
 
-def _check_monitors(checker: _Checker, variants, metrics, validation: bool) -> None:
-    """Each variant's ``early_stopping.monitor``: a value its runs log (with a validation
-    split, the ``val_`` ones too), whose direction the rule can tell (as the run will ask
-    it when training starts). Keras would warn at every epoch and never stop on a value
-    that is not logged, or refuse to start on a direction it cannot tell; here either is
-    one line at validate, before any run trains."""
+def _check_monitors(checker: _Checker, variants, metrics) -> None:
+    """Each variant's ``early_stopping.monitor`` (each choice of a tuning study's list): one
+    of the values runs log (``loss``, ``data_loss``, ``penalty``, the metrics, or their
+    ``val_`` forms), whose direction ``mode`` tells (an unknown mode falls back to 'auto', as
+    the run will). A typo or a direction 'auto' cannot tell failed every run of the
+    population when training started; here it is one line at validate. A ``val_`` value
+    without a validation split stays allowed, as in Keras (the run warns and never stops):
+    studies stored with one go on."""
     from reglab import monitors
     from reglab.errors import ConfigError
 
-    if metrics is None:
-        return  # training.metrics is wrong: said there
     names = ("loss", "data_loss", "penalty", *metrics)
-    logged = (*names, *(f"val_{n}" for n in names)) if validation else names
+    logged = (*names, *(f"val_{n}" for n in names))
     for variant in variants:
         stop = variant.changes.get("early_stopping")
         if not isinstance(stop, dict):
             continue
         where = f"variants.{variant.name}.early_stopping.monitor"
         monitor = stop.get("monitor", "val_loss")
-        if monitor not in logged:
-            hint = "" if validation else (
-                "; the val_ values need a validation split: data.validation_split > 0")
-            checker.add(f"{where}: expected a value the runs log: {', '.join(logged)} "
-                        f"(training.metrics sets which{hint}). Got {monitor!r}"
-                        f"{' (the default)' if 'monitor' not in stop else ''}.")
-            continue
         mode = stop.get("mode", "auto")
-        if isinstance(monitor, str) and isinstance(mode, str):
+        mode = mode if mode in ("min", "max") else "auto"
+        for choice in monitor if isinstance(monitor, list) else [monitor]:
+            if not isinstance(choice, str):
+                continue  # the rule's own check says what a monitor must be
+            if choice not in logged:
+                checker.add(f"{where}: expected a value the runs log: {', '.join(logged)} "
+                            f"(training.metrics sets which). Got {choice!r}.")
+                continue
             try:
-                monitors.direction(monitor, mode)
+                monitors.direction(choice, mode)
             except ConfigError as error:
                 checker.add(f"{where}: {error}")
 
@@ -824,7 +824,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         checker.add(f"training.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} "
                     f"Expected one of: {', '.join(LOSSES)}.")
     metrics = training_raw.get("metrics", ["accuracy"])
-    if not isinstance(metrics, list) or any(m not in METRICS for m in metrics):
+    metrics_ok = isinstance(metrics, list) and all(m in METRICS for m in metrics)
+    if not metrics_ok:
         checker.add(f"training.metrics: expected a list of {', '.join(METRICS)}. Got {metrics!r}.")
         metrics = []
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
@@ -852,7 +853,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             variant = _check_variant(checker, name, table, tuning="tune" in raw)
             if variant is not None:
                 variants.append(variant)
-        _check_monitors(checker, variants, metrics, bool(split))
+        if metrics_ok:  # else training.metrics is wrong: said there
+            _check_monitors(checker, variants, metrics)
         if layers and not any(layer.type == RESIDUAL for layer in layers):
             for variant in variants:
                 if "stochastic_depth" in variant.changes:

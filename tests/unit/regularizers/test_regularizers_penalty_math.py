@@ -100,9 +100,12 @@ def test_regularizer_configs_and_lookup():
 
 
 def test_none_strength_is_keras_s_default():
-    """Keras 3's L1(None) and L2(None) take the default 0.01 (reglab refused None)."""
+    """Keras 3's L1(None) and L2(None) take the default 0.01, and L1L2's None terms are 0
+    (reglab refused None)."""
     from reglab import regularizers
 
     assert regularizers.L1(None).get_config() == {"l1": 0.01}
     assert regularizers.L2(None).get_config() == {"l2": 0.01}
     assert regularizers.l2(None).get_config() == {"l2": 0.01}
+    assert regularizers.L1L2(l1=None, l2=0.1).get_config() == {"l1": 0.0, "l2": 0.1}
+    assert regularizers.L1L2(None, None).get_config() == {"l1": 0.0, "l2": 0.0}

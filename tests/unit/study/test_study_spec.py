@@ -320,10 +320,14 @@ def test_an_optimizer_learning_rate_must_be_above_zero():
      "variants.es.early_stopping.monitor: expected a value the runs log: loss, data_loss, "
      "penalty, accuracy, val_loss, val_data_loss, val_penalty, val_accuracy (training.metrics "
      "sets which). Got 'val_foo'."),
-    ("{ patience = 2 }", False,
+    ('{ monitor = "val_acc" }', False,
      "variants.es.early_stopping.monitor: expected a value the runs log: loss, data_loss, "
-     "penalty, accuracy (training.metrics sets which; the val_ values need a validation split: "
-     "data.validation_split > 0). Got 'val_loss' (the default)."),
+     "penalty, accuracy, val_loss, val_data_loss, val_penalty, val_accuracy (training.metrics "
+     "sets which). Got 'val_acc'."),
+    # an unknown mode falls back to 'auto', as the run will
+    ('{ monitor = "penalty", mode = "sideways" }', True,
+     "variants.es.early_stopping.monitor: EarlyStopping: cannot tell whether "
+     "monitor='penalty' should be maximized or minimized"),
     ('{ monitor = "val_penalty" }', True,
      "variants.es.early_stopping.monitor: EarlyStopping: cannot tell whether "
      "monitor='val_penalty' should be maximized or minimized"),
@@ -335,6 +339,21 @@ def test_an_early_stopping_monitor_is_checked_against_the_logs(stop, split, mess
         text = text.replace('dataset = "fashion_mnist"',
                             'dataset = "fashion_mnist"\nvalidation_split = 0.1')
     assert any(message in p for p in problems(text)), problems(text)
+
+
+def test_a_monitor_without_validation_data_is_taken_as_keras_takes_it():
+    """The default val_loss without a validation split: Keras warns at every epoch and never
+    stops; refusing it would stop studies stored with it from going on."""
+    text = BASE.replace("[variants.baseline]", "[variants.baseline]\n[variants.es]\n"
+                                               "early_stopping = { patience = 2 }\n")
+    assert [v.name for v in parse(text).variants] == ["baseline", "es"]
+
+
+def test_no_second_problem_about_monitors_when_the_metrics_are_wrong():
+    text = BASE.replace("epochs = 2", 'epochs = 2\nmetrics = "accuracy"').replace(
+        "[variants.baseline]", '[variants.baseline]\n[variants.es]\n'
+        'early_stopping = { monitor = "val_accuracy" }\n')
+    assert [p for p in problems(text) if "monitor" in p] == []
 
 
 def test_a_monitor_of_the_logs_is_taken():

@@ -221,3 +221,13 @@ def test_a_resumed_sampler_takes_its_seed_whatever_the_sampler_seed(sampler):
     for asked in (0, 1, 7):
         sampler_object = make_sampler(spec, asked)
         sampler_object.reseed_rng()  # draws a seed from the seeded RandomState
+
+
+def test_a_searched_monitor_checks_each_choice():
+    """A tuning study's list is a choice: each monitor in it must be one the runs log."""
+    text = ("[tune]\ntrials = 3\n[variants.a]\nearly_stopping = { monitor = "
+            "['val_loss', 'val_accuracy'], patience = { int = [1, 5] } }\n")
+    assert [v.name for v in parse(text).variants] == ["a"]
+    with pytest.raises(StudySpecError, match=r"early_stopping.monitor: expected a value the "
+                                             r"runs log: .*Got 'val_acc'"):
+        parse(text.replace("'val_accuracy'", "'val_acc'"))
