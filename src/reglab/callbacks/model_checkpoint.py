@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 
@@ -47,8 +46,8 @@ class ModelCheckpoint(Callback):
     Example:
         >>> checkpoint = ModelCheckpoint("best.keras", monitor="val_accuracy",
         ...                              save_best_only=True)
-        >>> checkpoint.best
-        -inf
+        >>> checkpoint.best is None  # Keras 3: the first monitored value is the first best
+        True
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
@@ -78,8 +77,8 @@ class ModelCheckpoint(Callback):
         self.mode = mode
         self.save_freq = save_freq
         self.initial_value_threshold = initial_value_threshold
-        # Keras resolves the direction at the first epoch's end; the initial best is
-        # known now when the mode is explicit or resolvable from the name.
+        # Keras resolves the direction at the first epoch's end; here now when the mode is
+        # explicit or resolvable from the name. The best stays None until a first value.
         self.monitor_op_mode: str | None = None
         self.best = initial_value_threshold
         if save_best_only or mode != "auto":
@@ -94,8 +93,6 @@ class ModelCheckpoint(Callback):
             except ConfigError as error:
                 raise ConfigError(str(error).replace("EarlyStopping", "ModelCheckpoint", 1)
                                   ) from None
-            if self.best is None:
-                self.best = math.inf if self.monitor_op_mode == "min" else -math.inf
         return self.monitor_op_mode
 
     def on_epoch_end(self, epoch, logs=None):

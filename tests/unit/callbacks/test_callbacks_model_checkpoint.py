@@ -51,6 +51,16 @@ def test_save_best_only_writes_only_on_strict_improvements(tmp_path):
     assert callback.best == 0.7
 
 
+def test_the_first_value_is_saved_whatever_it_is(tmp_path):
+    """Keras 3 starts best at None: the first monitored value is an improvement, NaN too,
+    and nothing compares better than NaN afterwards (reglab started at +-inf: NaN was
+    skipped and 1.0 saved)."""
+    callback = ModelCheckpoint(str(tmp_path / "m-{epoch:02d}.keras"), save_best_only=True)
+    assert callback.best is None
+    model = _run(callback, [float("nan"), 1.0, 0.5])
+    assert [p.rsplit("/", 1)[1] for p in model.saved] == ["m-01.keras"]
+
+
 def test_without_save_best_only_every_epoch_is_saved(tmp_path):
     model = _run(ModelCheckpoint(str(tmp_path / "{epoch}.keras")), [1.0, 2.0, 3.0])
     assert [p.rsplit("/", 1)[1] for p in model.saved] == ["1.keras", "2.keras", "3.keras"]
@@ -108,7 +118,7 @@ def test_verbose_messages(tmp_path, capsys):
     path = str(tmp_path / "m.keras")
     _run(ModelCheckpoint(path, save_best_only=True, verbose=1), [1.0, 2.0])
     out = capsys.readouterr().out
-    assert f"Epoch 1: val_loss improved from inf to 1.00000, saving model to {path}" in out
+    assert f"Epoch 1: val_loss improved from None to 1.00000, saving model to {path}" in out
     assert "Epoch 2: val_loss did not improve from 1.00000" in out
 
 
