@@ -55,6 +55,8 @@ BASELINE = "baseline"
 MAX_TRIALS = 10_000
 #: the largest sampler_seed: Optuna's samplers seed numpy's RandomState, which takes [0, 2**32)
 MAX_SAMPLER_SEED = 2**32 - 1
+#: the most points a grid sampler's grid may have (Optuna lists them all)
+MAX_GRID_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,13 @@ class SearchDimension:
     @property
     def discrete(self) -> bool:
         return self.kind in ("choice", "int")
+
+    @property
+    def points(self) -> int:
+        """How many values :meth:`grid` gives (without making them)."""
+        if self.kind == "choice":
+            return len(self.choices)
+        return max(0, int(self.high) - int(self.low) + 1)
 
     def grid(self) -> tuple:
         """Every value, for the grid sampler (ints: every integer in the range)."""
@@ -293,10 +302,17 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
             "l2 = { log = [1e-6, 1e-2] }) or at least two candidate variants.")
     if out.get("sampler") == "grid":
         for name in candidates:
+            size = 1
             for dim in variants[name]:
                 if not dim.discrete:
                     add(f"variants.{name}.{dim.path}: the grid sampler needs points; expected "
                         "a list, an int range or a range with n. Got a continuous range.")
+                else:
+                    size *= dim.points
+            if size > MAX_GRID_POINTS:  # Optuna's grid sampler lists every point
+                add(f"variants.{name}: the grid sampler's grid would have {size:,} points; "
+                    f"expected at most {MAX_GRID_POINTS:,}. Use narrower int ranges or fewer "
+                    "choices.")
         if len(candidates) > 1 and any(variants[c] for c in candidates):
             add("tune.sampler: the grid sampler searches one variant's grid; a grid over "
                 "several variants is a study without [tune] (every point of every variant). "

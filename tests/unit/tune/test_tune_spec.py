@@ -93,6 +93,11 @@ def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
      "variants.a.dropout: the choices must be distinct"),
     ("[tune]\ntrials = 3\nsampler = 'grid'\n[variants.a]\ndropout = { linear = [0, 0.5] }\n",
      "variants.a.dropout: the grid sampler needs points"),
+    # Optuna's grid sampler lists every point: a 1e10-point range filled the memory at run time
+    ("[tune]\ntrials = 3\nsampler = 'grid'\n[variants.a]\n"
+     "early_stopping = { patience = { int = [1, 10000000000] } }\n",
+     "variants.a: the grid sampler's grid would have 10,000,000,000 points; expected at most "
+     "100,000."),
     ("[tune]\n[variants.a]\ndropout = { linear = [0, 0.5] }\n",
      "tune: expected a budget"),
     ("[tune]\ntrials = 3\nobjective = 'test_accuracy'\n[variants.a]\ndropout = [0.1, 0.2]\n",
