@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 
+from reglab import monitors
 from reglab.callbacks.callback import Callback
+from reglab.engine.early_stopping import is_improvement
 from reglab.errors import ConfigError
-
-
-def plateau_improved(current: float, best: float, min_delta: float, mode: str) -> bool:
-    """Keras's ``monitor_op``: ``current < best - min_delta`` ('min'), ``> best + min_delta``."""
-    if mode == "min":
-        return bool(np.less(current, best - min_delta))
-    return bool(np.greater(current, best + min_delta))
 
 
 class ReduceLROnPlateau(Callback):
@@ -38,9 +32,10 @@ class ReduceLROnPlateau(Callback):
         factor: the multiplier, < 1.0.
         patience: epochs without improvement before the rate is reduced.
         verbose: 0 quiet, 1 prints each reduction.
-        mode: 'auto', 'min' or 'max'. 'auto' is Keras's rule for this callback:
-            maximize when the name contains 'acc', minimize otherwise.
-        min_delta: the margin an improvement must exceed.
+        mode: 'auto', 'min' or 'max'. 'auto' is Keras 3's rule: losses are minimized,
+            accuracies (and auc, precision, recall, f1) maximized; another name is a
+            ConfigError at the first epoch's end (pass the mode).
+        min_delta: the margin an improvement must exceed (its sign ignored).
         cooldown: epochs to wait after a reduction before counting again.
         min_lr: the lower bound of the learning rate.
 
@@ -69,27 +64,24 @@ class ReduceLROnPlateau(Callback):
         self.monitor = monitor
         self.factor = factor
         self.min_lr = min_lr
-        self.min_delta = min_delta
+        self.min_delta = abs(min_delta)
         self.patience = patience
         self.verbose = verbose
         self.cooldown = cooldown
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"ReduceLROnPlateau mode '{mode}' is unknown, fallback to auto mode.",
+                          stacklevel=2)
+            mode = "auto"
         self.mode = mode
-        self.cooldown_counter = 0
-        self.wait = 0
-        self.best = 0
-        self.monitor_op_mode = "min"
+        #: 'min' or 'max', resolved at the first epoch's end as Keras 3 does (losses are
+        #: minimized, accuracies maximized; another name needs an explicit mode)
+        self.monitor_op_mode: str | None = None
         self._reset()
 
     def _reset(self) -> None:
-        """Resets the direction, ``best``, ``wait`` and the cooldown counter."""
-        if self.mode not in ("auto", "min", "max"):
-            warnings.warn(f"Learning rate reduction mode {self.mode} is unknown, fallback to "
-                          "auto mode.", stacklevel=3)
-            self.mode = "auto"
-        if self.mode == "min" or (self.mode == "auto" and "acc" not in self.monitor):
-            self.monitor_op_mode, self.best = "min", math.inf
-        else:
-            self.monitor_op_mode, self.best = "max", -math.inf
+        """Resets ``best`` (None until a first value, as Keras 3), ``wait`` and the cooldown
+        counter."""
+        self.best = None
         self.cooldown_counter = 0
         self.wait = 0
 
@@ -100,6 +92,9 @@ class ReduceLROnPlateau(Callback):
         self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op_mode is None:
+            self.monitor_op_mode = monitors.direction(self.monitor, self.mode,
+                                                      where="ReduceLROnPlateau")
         logs = logs if logs is not None else {}
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         current = logs.get(self.monitor)
@@ -111,7 +106,8 @@ class ReduceLROnPlateau(Callback):
         if self.in_cooldown():
             self.cooldown_counter -= 1
             self.wait = 0
-        if plateau_improved(current, self.best, self.min_delta, self.monitor_op_mode):
+        # Keras 3: monitor_op(current -+ min_delta, best), strictly
+        if is_improvement(current, self.best, self.min_delta, self.monitor_op_mode):
             self.best = current
             self.wait = 0
         elif not self.in_cooldown():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from reglab.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau, plateau_improved
+from reglab.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from reglab.errors import ConfigError
 from reglab.layers import Dense
 from reglab.models import Sequential
@@ -69,15 +69,35 @@ def test_improvement_must_beat_min_delta_and_resets_wait():
     assert callback.best == 0.85
 
 
+def _direction(monitor, mode="auto"):
+    callback = ReduceLROnPlateau(monitor=monitor, mode=mode)
+    assert callback.monitor_op_mode is None  # resolved at the first epoch's end, as Keras
+    _run(callback, [1.0], monitor=monitor)
+    return callback.monitor_op_mode
+
+
 def test_max_mode_and_keras_auto_rule():
-    assert ReduceLROnPlateau(monitor="val_accuracy").monitor_op_mode == "max"
-    assert ReduceLROnPlateau(monitor="val_loss").monitor_op_mode == "min"
-    # Keras's rule for this callback is only "'acc' in the name": auc is minimized.
-    assert ReduceLROnPlateau(monitor="val_auc").monitor_op_mode == "min"
-    callback = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=1)
-    after, _ = _run(callback, [0.5, 0.6, 0.6, 0.7], monitor="val_accuracy")
-    assert after == [1.0, 1.0, 0.5, 0.5]
-    assert plateau_improved(0.6, 0.5, 0.05, "max") and not plateau_improved(0.54, 0.5, 0.05, "max")
+    """Keras 3.15's rule (MonitorCallback): losses are minimized, metrics that go up (as
+    accuracy and auc) maximized, another name needs a mode (an older Keras minimized every
+    name without 'acc' in it)."""
+    assert _direction("val_accuracy") == "max" and _direction("val_auc") == "max"
+    assert _direction("val_loss") == "min" and _direction("val_accuracy", "min") == "min"
+    with pytest.raises(ConfigError, match="ReduceLROnPlateau: cannot tell whether "
+                                          "monitor='val_mse' should be maximized"):
+        _direction("val_mse")
+    callback = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=1, min_delta=0.05)
+    # 0.5 is the first best; 0.54 - 0.05 > 0.5 is false (wait 1: reduce); 0.6 - 0.05 is an
+    # improvement
+    after, _ = _run(callback, [0.5, 0.54, 0.6, 0.6], monitor="val_accuracy")
+    assert after == [1.0, 0.5, 0.5, 0.25]
+    assert callback.best == 0.6
+
+
+def test_the_first_value_is_the_best_whatever_it_is():
+    """Keras 3 starts best at None: a NaN first value is the best, and nothing beats it."""
+    callback = ReduceLROnPlateau(factor=0.5, patience=1)
+    after, _ = _run(callback, [float("nan"), 0.5, 0.4])
+    assert after == [1.0, 0.5, 0.25]
 
 
 def test_rate_at_min_lr_in_float32_is_not_reduced_again():
@@ -98,7 +118,7 @@ def test_on_train_begin_resets_state():
     _run(callback, [1.0, 1.0])
     assert callback.cooldown_counter == 3
     callback.on_train_begin({})
-    assert (callback.best, callback.wait, callback.cooldown_counter) == (np.inf, 0, 0)
+    assert (callback.best, callback.wait, callback.cooldown_counter) == (None, 0, 0)
 
 
 def test_missing_monitor_warns_and_still_logs_the_rate():
@@ -117,13 +137,13 @@ def test_arguments_are_checked():
         ReduceLROnPlateau(factor=1.0)
     with pytest.raises(ConfigError, match="'patience' must be an int >= 0. Got -1."):
         ReduceLROnPlateau(patience=-1)
-    with pytest.warns(UserWarning, match="Learning rate reduction mode up is unknown"):
+    with pytest.warns(UserWarning, match="ReduceLROnPlateau mode 'up' is unknown"):
         assert ReduceLROnPlateau(mode="up").mode == "auto"
 
 
 def test_fit_applies_the_new_rate_from_the_next_epoch():
     tiny_model, x, y = _tiny_model_and_data()
-    # min_delta=10: only the first epoch improves (on inf), every later one reduces.
+    # min_delta=10: only the first epoch improves (the first best), every later one reduces.
     callback = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10)
     history = tiny_model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[callback])
     assert history.history["learning_rate"] == [0.001, 0.001, 0.0005]

@@ -1,0 +1,97 @@
+"""EarlyStopping, ModelCheckpoint and ReduceLROnPlateau side by side with Keras itself (torch
+backend) on scripted logs: the same decisions epoch by epoch, NaN and min_delta included."""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from types import SimpleNamespace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+NAN = math.nan
+SEQUENCES = [
+    [NAN, 1.0, 0.9, 0.95, 0.9, 0.8, 0.8],
+    [1.0, 0.95, 0.85, 0.8, 0.8, 0.7, 0.7],
+    [math.inf, 1.0, 1.1, 1.0, 0.9, 0.9, 0.9],
+    [1.0] * 7,
+    [1.0, 0.7, 0.7000001, 0.39, 0.39, 0.1, 0.1],
+]
+
+
+def _keras_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    return model
+
+
+def _feed(callback, model, values, monitor="val_loss"):
+    callback.set_model(model)
+    callback.on_train_begin({})
+    rates = []
+    for epoch, value in enumerate(values):
+        callback.on_epoch_end(epoch, {monitor: value})
+        # Keras holds the rate in a float32 variable, reglab as set: compared in float32
+        rates.append(float(np.float32(float(model.optimizer.learning_rate))))
+    return rates
+
+
+@pytest.mark.parametrize("values", SEQUENCES)
+@pytest.mark.parametrize("kwargs", [{"factor": 0.5, "patience": 1},
+                                    {"factor": 0.5, "patience": 2, "min_delta": 0.1},
+                                    {"factor": 0.5, "patience": 1, "cooldown": 2, "min_lr": 0.2},
+                                    {"factor": 0.5, "patience": 1, "min_delta": 0.3}])
+def test_reduce_lr_on_plateau(values, kwargs):
+    theirs = _feed(keras.callbacks.ReduceLROnPlateau(**kwargs), _keras_model(), values)
+    model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=1.0), stop_training=False)
+    ours = _feed(reglab.callbacks.ReduceLROnPlateau(**kwargs), model, values)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("values", SEQUENCES)
+@pytest.mark.parametrize("kwargs", [{"patience": 1}, {"patience": 2, "min_delta": 0.05},
+                                    {"patience": 1, "start_from_epoch": 1}])
+def test_early_stopping(values, kwargs):
+    def stops(callback, model):
+        callback.set_model(model)
+        callback.on_train_begin({})
+        for epoch, value in enumerate(values):
+            callback.on_epoch_end(epoch, {"val_loss": value})
+            if model.stop_training:
+                return epoch, callback.best_epoch, callback.wait
+        return None, callback.best_epoch, callback.wait
+
+    model = SimpleNamespace(stop_training=False, get_weights=lambda: [])
+    assert stops(reglab.callbacks.EarlyStopping(**kwargs), model) == stops(
+        keras.callbacks.EarlyStopping(**kwargs), _keras_model())
+
+
+@pytest.mark.parametrize("values", SEQUENCES)
+def test_model_checkpoint_saves_the_same_epochs(values, tmp_path):
+    def saved(callback_class, model):
+        callback = callback_class(str(tmp_path / "m.keras"), save_best_only=True)
+        callback.set_model(model)
+        callback.on_train_begin({})
+        epochs = []
+        for epoch, value in enumerate(values):
+            before = callback.best
+            callback.on_epoch_end(epoch, {"val_loss": value})
+            if callback.best is not before:
+                epochs.append(epoch)
+        return epochs
+
+    ours_model = SimpleNamespace(save=lambda *a, **k: None, save_weights=lambda *a, **k: None,
+                                 stop_training=False)
+    assert saved(reglab.callbacks.ModelCheckpoint, ours_model) == saved(
+        keras.callbacks.ModelCheckpoint, _keras_model())
