@@ -1,5 +1,6 @@
-"""Which way a monitored log improves: Keras 3's ``mode='auto'`` for ``EarlyStopping`` and
-``ModelCheckpoint``, and the study files' check of an ``early_stopping.monitor`` (which must
+"""Monitored logs: which way one improves (Keras 3's ``mode='auto'``) and what counts as an
+improvement, for ``EarlyStopping`` (the engine's rule), ``ModelCheckpoint``,
+``ReduceLROnPlateau`` and the study files' check of an ``early_stopping.monitor`` (which must
 not import torch, so the rule lives here rather than in the engine)."""
 
 from __future__ import annotations
@@ -25,3 +26,12 @@ def direction(monitor: str, mode: str = "auto", maximized_metrics: tuple[str, ..
     raise ConfigError(
         f"{where}: cannot tell whether monitor={monitor!r} should be maximized or "
         "minimized. Pass mode='max' to stop on the highest value, or mode='min' for the lowest.")
+
+
+def is_improvement(current: float, reference: float | None, min_delta: float, mode: str) -> bool:
+    """Keras's ``_is_improvement``: better than ``reference`` by more than ``min_delta``."""
+    if reference is None:
+        return True
+    if mode == "min":
+        return current + min_delta < reference
+    return current - min_delta > reference

@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 
+from reglab import monitors
 from reglab.callbacks.callback import Callback
-from reglab.engine.early_stopping import EarlyStoppingRule, is_improvement
 from reglab.errors import ConfigError
 
 
@@ -85,14 +85,11 @@ class ModelCheckpoint(Callback):
             self._resolve_mode()
 
     def _resolve_mode(self) -> str:
-        """'min' or 'max': EarlyStopping's rule, so the two callbacks agree."""
+        """'min' or 'max': EarlyStopping's rule (:mod:`reglab.monitors`), so the callbacks
+        agree."""
         if self.monitor_op_mode is None:
-            try:
-                self.monitor_op_mode = EarlyStoppingRule(monitor=self.monitor,
-                                                         mode=self.mode).direction()
-            except ConfigError as error:
-                raise ConfigError(str(error).replace("EarlyStopping", "ModelCheckpoint", 1)
-                                  ) from None
+            self.monitor_op_mode = monitors.direction(self.monitor, self.mode,
+                                                      where="ModelCheckpoint")
         return self.monitor_op_mode
 
     def on_epoch_end(self, epoch, logs=None):
@@ -125,7 +122,7 @@ class ModelCheckpoint(Callback):
         current = float(current)
         best_str = "None" if self.best is None else f"{self.best:.5f}"
         # Keras: monitor_op(current - min_delta, best) with min_delta = 0, i.e. strictly better.
-        if is_improvement(current, self.best, 0.0, mode):
+        if monitors.is_improvement(current, self.best, 0.0, mode):
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_str} to "
                       f"{current:.5f}, saving model to {filepath}")

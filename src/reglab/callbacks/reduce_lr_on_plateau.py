@@ -8,7 +8,6 @@ import numpy as np
 
 from reglab import monitors
 from reglab.callbacks.callback import Callback
-from reglab.engine.early_stopping import is_improvement
 from reglab.errors import ConfigError
 
 
@@ -107,7 +106,7 @@ class ReduceLROnPlateau(Callback):
             self.cooldown_counter -= 1
             self.wait = 0
         # Keras 3: monitor_op(current -+ min_delta, best), strictly
-        if is_improvement(current, self.best, self.min_delta, self.monitor_op_mode):
+        if monitors.is_improvement(current, self.best, self.min_delta, self.monitor_op_mode):
             self.best = current
             self.wait = 0
         elif not self.in_cooldown():

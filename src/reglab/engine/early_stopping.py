@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from reglab import monitors
 from reglab.errors import ConfigError
+from reglab.monitors import is_improvement
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,6 @@ class EarlyStoppingRule:
     def direction(self, maximized_metrics: tuple[str, ...] = ()) -> str:
         """'min' or 'max', resolving 'auto' as Keras 3 does (:func:`reglab.monitors.direction`)."""
         return monitors.direction(self.monitor, self.mode, maximized_metrics)
-
-
-def is_improvement(current: float, reference: float | None, min_delta: float, mode: str) -> bool:
-    """Keras's ``_is_improvement``: better than ``reference`` by more than ``min_delta``."""
-    if reference is None:
-        return True
-    if mode == "min":
-        return current + min_delta < reference
-    return current - min_delta > reference
 
 
 @dataclass

@@ -19,7 +19,7 @@ from reglab.errors import DataError
 from reglab.storage import SQLiteStore
 from reglab.storage.sqlite_store import COPIES_META, DB_NAME
 from reglab.study.plan import is_trial_run, plan_study
-from reglab.study.regimes import regime_axes, regime_from_run_id, regime_label
+from reglab.study.regimes import regime_axes, regime_label
 from reglab.study.report_table import (
     FINAL_OK,
     Ranking,
@@ -27,6 +27,7 @@ from reglab.study.report_table import (
     finite_mean,
     metric_keys,
     rank_regimes,
+    run_regime,
     variant_label,
 )
 from reglab.study.spec import StudySpec
@@ -60,8 +61,7 @@ class StudyResults:
     def view(self, regime: RegimeRanking) -> StudyResults:
         """The results of one data regime's runs, as a study of its own: its ranking, and its
         runs' epochs and kernels (what the figures of a study without regimes draw)."""
-        runs = [r for r in self.runs
-                if regime_label(r.regime or regime_from_run_id(r.run_id)) == regime.label]
+        runs = [r for r in self.runs if regime_label(run_regime(r)) == regime.label]
         ids = {r.run_id for r in runs}
         return StudyResults(self.directory, self.spec, runs,
                             {k: v for k, v in self.epochs.items() if k in ids},

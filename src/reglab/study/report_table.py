@@ -99,6 +99,14 @@ class RegimeRanking:
         return self.label + (f" ({', '.join(facts)})" if facts else "")
 
 
+def run_regime(record) -> dict:
+    """A run's data regime: its record's, or the one its run id names (a store that lost
+    its regime column still names the regime there)."""
+    from reglab.study.regimes import regime_from_run_id
+
+    return getattr(record, "regime", None) or regime_from_run_id(record.run_id)
+
+
 def rank_regimes(runs, baseline: str = "baseline", metric: str = "test_accuracy",
                  choose_on: str = "val_accuracy", min_effect: float | None = None,
                  dataset: str | None = None) -> list[RegimeRanking]:
@@ -107,13 +115,12 @@ def rank_regimes(runs, baseline: str = "baseline", metric: str = "test_accuracy"
     one of the baseline (one baseline for the whole study: ``baseline``, else the first
     variant the runs show; a regime's variants are never compared with another). A study
     without regimes gives one ranking, labelled ''."""
-    from reglab.study.regimes import regime_from_run_id, regime_label
+    from reglab.study.regimes import regime_label
 
     groups: dict[str, list] = {}
     regimes: dict[str, dict] = {}
     for record in runs:
-        # a store that lost its regime column still names the regime in the run id
-        regime = getattr(record, "regime", None) or regime_from_run_id(record.run_id)
+        regime = run_regime(record)
         label = regime_label(regime)
         groups.setdefault(label, []).append(record)
         regimes.setdefault(label, dict(regime))
@@ -243,7 +250,8 @@ def _left_out_words(by_status: dict[str, int]) -> str:
 def left_out_lines(ranking: Ranking, missing: dict[str, dict[str, int]]) -> list[str]:
     """The lines under a table for the variants that have no row: every run of theirs
     diverged or failed."""
-    absent = [label for label in missing if label not in {r.label for r in ranking.rows}]
+    ranked = {row.label for row in ranking.rows}
+    absent = [label for label in missing if label not in ranked]
     if not absent:
         return []
     return ["not ranked (no finished run): " + "; ".join(
@@ -297,12 +305,11 @@ def results_table(store, baseline: str = "baseline") -> str:
                                      *left_out_lines(ranking, missing)]),
                  "\n" + verdict_rule(ranking), *footer, "\n" + _best_line(ranking, keys)]
         return "\n".join(lines)
-    from reglab.study.regimes import regime_from_run_id, regime_label
+    from reglab.study.regimes import regime_label
 
     lines = []
     for regime in rankings:
-        missing = left_out(r for r in runs if regime_label(
-            getattr(r, "regime", None) or regime_from_run_id(r.run_id)) == regime.label)
+        missing = left_out(r for r in runs if regime_label(run_regime(r)) == regime.label)
         lines += [f"data regime {regime.describe()}:",
                   *_table_lines(regime.ranking, keys, missing),
                   *left_out_lines(regime.ranking, missing),
@@ -310,9 +317,7 @@ def results_table(store, baseline: str = "baseline") -> str:
     shown = {regime.label for regime in rankings}
     baseline = rankings[0].ranking.baseline
     finished = [r for r in runs if r.status in FINAL_OK and keys[0] in r.metrics]
-    for label in dict.fromkeys(regime_label(getattr(r, "regime", None)
-                                            or regime_from_run_id(r.run_id))
-                               for r in finished):
+    for label in dict.fromkeys(regime_label(run_regime(r)) for r in finished):
         if label not in shown:
             lines += [f"data regime {label}: no finished {baseline} runs, so no verdicts "
                       "(a regime is compared with its own baseline only)", ""]
