@@ -280,7 +280,7 @@ def test_worker_processes_give_the_in_process_results(tmp_path):
     reference = {r.run_id: r for r in reference_store.runs()}
     executor = DaskExecutor(workers=2, threads=1)
     try:
-        shards = executor.shards(prepare_study(study).populations[0])
+        (shards,) = executor.shards([prepare_study(study).populations[0]])
         assert [len(s.runs) for s in shards] == [6, 6]
         assert [sorted({r.seed for r in s.runs}) for s in shards] == [[0, 1], [1, 2]]
         store = run_study(study, tmp_path / "two", executor=executor, log=lambda *_: None)

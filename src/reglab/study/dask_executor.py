@@ -29,6 +29,7 @@ import time
 import uuid
 
 from reglab.errors import ReglabError
+from reglab.study import sharding
 from reglab.study.executors import InProcessExecutor, PopulationJob, failed_outcomes
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
@@ -132,16 +133,16 @@ class DaskExecutor:
 
     # -- the protocol ---------------------------------------------------------------------
 
-    def shards(self, population: PopulationSpec, device: str = "cpu") -> list[PopulationSpec]:
-        """One shard per worker process (per GPU slot for ``cuda`` on a cluster at an
-        address), runs in seed order, so that every worker is busy."""
-        runs = sorted(population.runs, key=lambda run: run.seed)
+    def shards(self, populations, device: str = "cpu") -> list[list[PopulationSpec]]:
+        """Cuts for the whole study (:mod:`reglab.study.sharding`): a population into at
+        most one shard per worker process (per GPU slot for ``cuda`` on a cluster at an
+        address), runs in seed order, where that keeps a worker busy; a small population
+        beside larger ones stays whole."""
         slots = self._slots({"cuda": {"GPU": 1}} if device == "cuda" and self._cluster is None
                             else {})
-        count = min(slots, len(runs))
-        bounds = [round(i * len(runs) / count) for i in range(count + 1)]
-        return [PopulationSpec(population.key, tuple(runs[lo:hi]))
-                for lo, hi in zip(bounds[:-1], bounds[1:])]
+        counts = sharding.shard_counts([len(p.runs) for p in populations], slots)
+        return [sharding.cut(population, count)
+                for population, count in zip(populations, counts)]
 
     def preload(self, spec: StudySpec, data) -> None:
         """A file dataset is scattered to the workers once; a built-in one each worker loads."""

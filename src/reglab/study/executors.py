@@ -9,9 +9,9 @@ and yielding each job's outcomes (or the exception it raised) as it ends. Two ki
 * :class:`InProcessExecutor` trains one population at a time in this process; epochs are
   reported as they end.
 * :class:`reglab.study.dask_executor.DaskExecutor` trains several jobs at once on a Dask
-  cluster (a local one of ``--workers`` processes, or one at an address), each population
-  cut into one shard per worker so that the workers stay busy; epochs are streamed to the
-  driver as they end.
+  cluster (a local one of ``--workers`` processes, or one at an address), the study's
+  populations cut into shards so that the workers stay busy (:mod:`reglab.study.sharding`);
+  epochs are streamed to the driver as they end.
 
 Members are independent inside a population, so a shard trains each member as the whole
 population would (the engine's per-member results do not depend on the other members, and
@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from reglab.study import checkpoints
@@ -80,9 +80,10 @@ class Executor(Protocol):
     #: progress bars instead)
     reports_completion: bool
 
-    def shards(self, population: PopulationSpec, device: str = "cpu") -> list[PopulationSpec]:
-        """The jobs one population is cut into (its runs, in seed order), to train on
-        ``device``."""
+    def shards(self, populations: Sequence[PopulationSpec],
+               device: str = "cpu") -> list[list[PopulationSpec]]:
+        """The jobs each of a study's populations (those it still has to train) is cut
+        into, its runs in seed order, to train on ``device``."""
         ...
 
     def preload(self, spec: StudySpec, data) -> None:
@@ -114,8 +115,9 @@ class InProcessExecutor:
         """The data preloaded last (None before)."""
         return next(iter(self._data.values()), None)
 
-    def shards(self, population: PopulationSpec, device: str = "cpu") -> list[PopulationSpec]:
-        return [population]
+    def shards(self, populations: Sequence[PopulationSpec],
+               device: str = "cpu") -> list[list[PopulationSpec]]:
+        return [[population] for population in populations]
 
     def preload(self, spec: StudySpec, data) -> None:
         """Uses ``data`` (already loaded and checked) for ``spec``'s jobs."""

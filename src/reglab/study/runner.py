@@ -147,15 +147,16 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
     if plan.twins:
         store.finish_as_copies(plan.twins)
     done = {r.run_id for r in store.runs(status=FINISHED)}
-    jobs = []  # (population index, job)
+    pending = {}  # population index -> the population's runs not finished
     for index, population in enumerate(plan.populations):
-        pending = tuple(run for run in population.runs if run.run_id not in done)
-        if not pending:
-            continue
-        population = dataclasses.replace(population, runs=pending)
+        runs = tuple(run for run in population.runs if run.run_id not in done)
+        if runs:
+            pending[index] = dataclasses.replace(population, runs=runs)
+    jobs = []  # (population index, job)
+    for index, shards in zip(pending, executor.shards(list(pending.values()), device)):
         jobs.extend((index, PopulationJob(spec, shard, device, checkpoints.path_for(
             store.directory, shard.key, [run.run_id for run in shard.runs])))
-            for shard in executor.shards(population, device))
+            for shard in shards)
     checkpoints.remove_all_but(store.directory, {job.checkpoint for _, job in jobs})
     resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
     if resumable:
