@@ -69,6 +69,29 @@ def load(path: str | None, run_ids: list[str], device: str = "cpu",
     return saved
 
 
+def held(study_directory) -> dict[str, list[str]]:
+    """The checkpoint files in the study directory and the run ids each holds (read
+    without its tensors, which stay on disk); a file that is not a readable checkpoint of
+    this format is left out."""
+    directory = Path(study_directory) / DIRECTORY
+    if not directory.is_dir():
+        return {}
+    import torch
+
+    found = {}
+    for path in sorted(directory.glob("*.pt")):
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the work it held
+            continue
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            continue
+        run_ids = saved.get("run_ids")
+        if isinstance(run_ids, list) and run_ids and all(isinstance(r, str) for r in run_ids):
+            found[str(path)] = run_ids
+    return found
+
+
 def remove(path: str | None) -> None:
     if path is not None:
         try:

@@ -133,16 +133,18 @@ class DaskExecutor:
 
     # -- the protocol ---------------------------------------------------------------------
 
-    def shards(self, populations, device: str = "cpu") -> list[list[PopulationSpec]]:
+    def shards(self, populations, device: str = "cpu", whole=None) -> list[list[PopulationSpec]]:
         """Cuts for the whole study (:mod:`reglab.study.sharding`): a population into at
         most one shard per worker process (per GPU slot for ``cuda`` on a cluster at an
         address), runs in seed order, where that keeps a worker busy; a small population
-        beside larger ones stays whole."""
+        beside larger ones stays whole, as does a part marked ``whole`` (a killed job with
+        a checkpoint, in its own order)."""
         slots = self._slots({"cuda": {"GPU": 1}} if device == "cuda" and self._cluster is None
                             else {})
-        counts = sharding.shard_counts([len(p.runs) for p in populations], slots)
-        return [sharding.cut(population, count)
-                for population, count in zip(populations, counts)]
+        whole = list(whole) if whole is not None else [False] * len(populations)
+        counts = sharding.shard_counts([len(p.runs) for p in populations], slots, whole)
+        return [[population] if keep else sharding.cut(population, count)
+                for population, count, keep in zip(populations, counts, whole)]
 
     def preload(self, spec: StudySpec, data) -> None:
         """A file dataset is scattered to the workers once; a built-in one each worker loads."""

@@ -80,10 +80,11 @@ class Executor(Protocol):
     #: progress bars instead)
     reports_completion: bool
 
-    def shards(self, populations: Sequence[PopulationSpec],
-               device: str = "cpu") -> list[list[PopulationSpec]]:
-        """The jobs each of a study's populations (those it still has to train) is cut
-        into, its runs in seed order, to train on ``device``."""
+    def shards(self, populations: Sequence[PopulationSpec], device: str = "cpu",
+               whole: Sequence[bool] | None = None) -> list[list[PopulationSpec]]:
+        """The jobs each of a study's populations (or parts of one: what it still has to
+        train) is cut into, its runs in seed order, to train on ``device``; a part marked
+        ``whole`` (a killed job with a checkpoint) is one job as it is."""
         ...
 
     def preload(self, spec: StudySpec, data) -> None:
@@ -115,8 +116,8 @@ class InProcessExecutor:
         """The data preloaded last (None before)."""
         return next(iter(self._data.values()), None)
 
-    def shards(self, populations: Sequence[PopulationSpec],
-               device: str = "cpu") -> list[list[PopulationSpec]]:
+    def shards(self, populations: Sequence[PopulationSpec], device: str = "cpu",
+               whole: Sequence[bool] | None = None) -> list[list[PopulationSpec]]:
         return [[population] for population in populations]
 
     def preload(self, spec: StudySpec, data) -> None:

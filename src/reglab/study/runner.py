@@ -24,7 +24,7 @@ from reglab.study.executors import (
     RunOutcome,
     failed_outcomes,
 )
-from reglab.study.plan import StudyPlan, plan_study
+from reglab.study.plan import PopulationSpec, StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
 
 __all__ = ["InProcessExecutor", "prepare_study", "run_study"]
@@ -147,22 +147,41 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
     if plan.twins:
         store.finish_as_copies(plan.twins)
     done = {r.run_id for r in store.runs(status=FINISHED)}
-    pending = {}  # population index -> the population's runs not finished
-    for index, population in enumerate(plan.populations):
-        runs = tuple(run for run in population.runs if run.run_id not in done)
-        if runs:
-            pending[index] = dataclasses.replace(population, runs=runs)
     jobs = []  # (population index, job)
-    for index, shards in zip(pending, executor.shards(list(pending.values()), device)):
-        jobs.extend((index, PopulationJob(spec, shard, device, checkpoints.path_for(
-            store.directory, shard.key, [run.run_id for run in shard.runs])))
-            for shard in shards)
+    for index, shard in _cut(store, plan, executor, device, done):
+        jobs.append((index, PopulationJob(spec, shard, device, checkpoints.path_for(
+            store.directory, shard.key, [run.run_id for run in shard.runs]))))
     checkpoints.remove_all_but(store.directory, {job.checkpoint for _, job in jobs})
     resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
     if resumable:
         log(f"resuming: {len(resumable)} population(s) go on from their last complete epoch")
     _run_jobs(store, executor, jobs, len(plan.populations), progress_factory, log, plan.twins)
     checkpoints.remove_all_but(store.directory, set())  # every job is over
+
+
+def _cut(store, plan: StudyPlan, executor: Executor, device: str,
+         done: set[str]) -> list[tuple[int, PopulationSpec]]:
+    """The shards of the runs not ``done``, in population order: a shard with a checkpoint
+    in the study directory (a killed study's job) goes on as it was cut; the executor cuts
+    the rest for the whole study (so a resume whose other pending runs would be cut
+    otherwise loses no job's progress)."""
+    held = checkpoints.held(store.directory)
+    kept, rest = [], []  # (population index, population or shard)
+    for index, population in enumerate(plan.populations):
+        left = {run.run_id: run for run in population.runs if run.run_id not in done}
+        for path, run_ids in held.items():
+            if all(run_id in left for run_id in run_ids) and \
+                    path == checkpoints.path_for(store.directory, population.key, run_ids):
+                kept.append((index, PopulationSpec(population.key,
+                                                   tuple(left.pop(r) for r in run_ids))))
+        if left:
+            rest.append((index, dataclasses.replace(population, runs=tuple(
+                run for run in population.runs if run.run_id in left))))
+    parts = [part for _, part in kept + rest]
+    cut = executor.shards(parts, device, whole=[True] * len(kept) + [False] * len(rest))
+    shards = [(index, shard) for (index, _), pieces in zip(kept + rest, cut)
+              for shard in pieces]
+    return sorted(shards, key=lambda item: item[0])  # stable: kept shards first
 
 
 def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factory, log,

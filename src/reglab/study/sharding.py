@@ -34,20 +34,23 @@ from reglab.study.plan import PopulationSpec
 SHARD_OVERHEAD = 4.0
 
 
-def shard_counts(sizes: Sequence[int], workers: int) -> list[int]:
+def shard_counts(sizes: Sequence[int], workers: int,
+                 whole: Sequence[bool] | None = None) -> list[int]:
     """Into how many shards to cut each population of ``sizes`` runs for ``workers``
-    workers (each at most ``min(workers, size)``). Starting from every population whole,
-    the population with the costliest shard among those that can still be cut is cut once
-    more, again and again, until none can or ``workers`` cuts in a row did not shorten the
+    workers (each at most ``min(workers, size)``; 1 where ``whole`` says so). Starting
+    from every population whole, the population with the costliest shard among those that
+    can still be cut is cut once more, again and again, until none can or ``workers`` cuts in a row did not shorten the
     estimated time (two cuts may be needed before one helps); the counts that gave the
     shortest time are kept (the fewest cuts among equals), or every population cut into one
     shard per worker where that is shorter still."""
     counts = [1] * len(sizes)
     if workers <= 1 or not sizes:
         return counts
+    limits = [1 if whole is not None and whole[i] else min(workers, size)
+              for i, size in enumerate(sizes)]
     best, best_counts, patience = _makespan(sizes, counts, workers), list(counts), workers
     while patience:
-        cuttable = [i for i, size in enumerate(sizes) if counts[i] < min(workers, size)]
+        cuttable = [i for i in range(len(sizes)) if counts[i] < limits[i]]
         if not cuttable:
             break
         costliest = max(cuttable, key=lambda i: (-(-sizes[i] // counts[i]), -i))  # ties: first
@@ -57,8 +60,7 @@ def shard_counts(sizes: Sequence[int], workers: int) -> list[int]:
             best, best_counts, patience = time, list(counts), workers
         else:
             patience -= 1
-    every = [min(workers, size) for size in sizes]
-    return every if _makespan(sizes, every, workers) < best else best_counts
+    return limits if _makespan(sizes, limits, workers) < best else best_counts
 
 
 def cut(population: PopulationSpec, count: int) -> list[PopulationSpec]:
