@@ -54,7 +54,8 @@ def validation_split_arrays(x, y, sample_weight, fraction: float):
 
 
 def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
-    """Keras's ``class_weight``: each sample weighted by its class's weight (times its own)."""
+    """Keras's ``class_weight``: each sample weighted by its class's weight (times its own
+    ``sample_weight``, which Keras 3 refuses beside ``class_weight`` and tf.keras took so)."""
     if not isinstance(class_weight, dict):
         raise ConfigError(f"fit: 'class_weight' must be a dict {{class index: weight}}. "
                           f"Got {type(class_weight).__name__}.")
@@ -62,13 +63,11 @@ def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise DataError("fit: 'y' must hold finite numbers to look up 'class_weight'. Got NaN "
                         f"or infinite labels at {int((~np.isfinite(y)).sum())} places.")
+    # Keras 3's rule: one-hot rows by their largest entry, a label column squeezed, labels
+    # rounded to the nearest class (0.9 -> 1), a class without a weight weighted 1.
     classes = y.argmax(axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
-    classes = classes.astype(np.int64)
-    missing = sorted(set(np.unique(classes).tolist()) - set(class_weight))
-    if missing:
-        raise DataError(f"fit: 'class_weight' has no weight for classes {missing}. "
-                        f"Got keys {sorted(class_weight)}.")
-    weights = np.array([class_weight[c] for c in classes], dtype=np.float64)
+    classes = np.round(classes).astype(np.int64)
+    weights = np.array([class_weight.get(int(c), 1.0) for c in classes], dtype=np.float64)
     if sample_weight is None:
         return weights
     sample_weight = as_numpy("fit", "sample_weight", sample_weight)

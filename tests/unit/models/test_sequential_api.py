@@ -278,3 +278,20 @@ def test_set_random_seed_makes_models_reproducible():
     c = build().get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0])
+
+
+def test_class_weight_follows_keras_rule_for_missing_classes_and_soft_labels():
+    from reglab.models.fit_data import class_weights_to_sample_weights as weights
+
+    # a class without a weight gets 1 (Keras 3); labels are rounded, not truncated
+    np.testing.assert_array_equal(weights(np.array([0, 1, 2, 1]), {1: 5.0}), [1, 5, 1, 5])
+    soft = np.array([0.9, 0.1, 0.6, 0.4], dtype=np.float32)
+    np.testing.assert_array_equal(weights(soft, {0: 1.0, 1: 5.0}), [5, 1, 5, 1])
+    np.testing.assert_array_equal(weights(soft[:, None], {0: 2.0}), [1, 2, 1, 2])
+    one_hot = np.eye(3)[[2, 0, 1]]
+    np.testing.assert_array_equal(weights(one_hot, {2: 3.0}), [3, 1, 1])
+    a, b = small(), small()
+    a.fit(X, Y, epochs=1, class_weight={1: 2.0}, verbose=0, shuffle=False)
+    b.fit(X, Y, epochs=1, sample_weight=np.array([1.0, 2.0, 1.0])[Y], verbose=0, shuffle=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
