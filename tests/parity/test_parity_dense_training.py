@@ -42,6 +42,7 @@ OPTIMIZERS = {
     "adam": 0.01,
     "rmsprop": 0.005,
     "adamw": 0.01,
+    "adamw_kernels": 0.01,
 }
 MOMENTA = (0.9, 0.5, 0.0)
 BETA_1 = (0.9, 0.8, 0.95)
@@ -70,12 +71,16 @@ class KerasSGD:
 class KerasAdam:
     """m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps)."""
 
-    def __init__(self, lr, beta_1=0.9, beta_2=0.999, eps=1e-7, weight_decay=0.0):
+    def __init__(self, lr, beta_1=0.9, beta_2=0.999, eps=1e-7, weight_decay=0.0,
+                 kernels_only=False):
         self.lr, self.b1, self.b2, self.eps, self.wd = lr, beta_1, beta_2, eps, weight_decay
+        self.kernels_only = kernels_only
         self.m, self.v = {}, {}
 
     def step(self, name, w, g, t, is_kernel):
-        if self.wd and is_kernel:  # AdamW: decoupled decay on kernels only, before the step
+        # AdamW: decoupled decay before the step, on every weight (Keras 3), or on the
+        # kernels only after exclude_from_weight_decay(var_names=["bias"])
+        if self.wd and (is_kernel or not self.kernels_only):
             w -= w * self.wd * self.lr
         m = self.m.setdefault(name, torch.zeros_like(w))
         v = self.v.setdefault(name, torch.zeros_like(w))
@@ -116,6 +121,11 @@ def make_optimizers(kind: str, member: dict):
     if kind == "adamw":
         wd = (0.004, 0.1, 0.5)[aux]
         return AdamW(lr, weight_decay=wd), KerasAdam(lr, weight_decay=wd)
+    if kind == "adamw_kernels":
+        wd = (0.004, 0.1, 0.5)[aux]
+        optimizer = AdamW(lr, weight_decay=wd)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+        return optimizer, KerasAdam(lr, weight_decay=wd, kernels_only=True)
     raise AssertionError(kind)
 
 

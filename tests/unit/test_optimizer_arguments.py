@@ -36,3 +36,32 @@ def test_bounded_arguments_name_their_range(make, message):
 def test_values_at_the_edges_are_accepted():
     assert Adam(beta_1=0.0, epsilon=0.0).beta_1 == 0.0
     assert SGD(momentum=1.0).momentum == 1.0
+
+
+def test_exclude_from_weight_decay_takes_names_as_keras_and_refuses_what_it_cannot_take():
+    from reglab.optimizers import AdamW, LossScaleOptimizer
+
+    optimizer = AdamW(weight_decay=0.1)
+    assert optimizer.decays("bias") and optimizer.decays("gamma")  # Keras: every weight
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gam"])
+    assert not optimizer.decays("bias") and not optimizer.decays("gamma")
+    assert optimizer.decays("kernel") and optimizer.decays("beta")
+    optimizer.exclude_from_weight_decay(var_names=[])  # called again: replaces the names
+    assert optimizer.decays("bias")
+    wrapped = LossScaleOptimizer(AdamW(weight_decay=0.1))
+    wrapped.exclude_from_weight_decay(var_names=["^kernel$"])
+    assert not wrapped.decays("kernel") and wrapped.decays("recurrent_kernel")
+    with pytest.raises(ConfigError, match="var_list"):
+        AdamW().exclude_from_weight_decay(var_list=[object()])
+    with pytest.raises(ConfigError, match="list of strings"):
+        AdamW().exclude_from_weight_decay(var_names="bias")
+    with pytest.raises(ConfigError, match="regular expression"):
+        AdamW().exclude_from_weight_decay(var_names=["bias("])
+
+
+def test_members_that_exclude_other_weights_from_decay_are_not_one_population():
+    from reglab.optimizers import AdamW
+
+    a, b = AdamW(weight_decay=0.1), AdamW(weight_decay=0.1)
+    b.exclude_from_weight_decay(var_names=["bias"])
+    assert a.structure() != b.structure()

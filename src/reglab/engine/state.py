@@ -158,11 +158,12 @@ class PopulationState:
         # The steps list is the tree's own: count_step increments it in place.
         self.optimizer_members = OptimizerMembers(
             [self.optimizer_values[i] for i in ids], self.members.scalars["steps"], dtype, device)
-        #: the weights that some present member decays (AdamW skips biases and normalization
-        #: parameters), and those whose regularizers take a proximal step
+        #: the weights that some present member decays (every trainable one, as Keras, but
+        #: those the optimizer's exclude_from_weight_decay names), and those whose
+        #: regularizers take a proximal step
         decays = any(hp["weight_decay"] for hp in self.optimizer_members.floats)
         self.decayed = [wp.key for wp in self.plan.weights if decays and wp.spec.trainable
-                        and wp.spec.kind not in self.optimizer.decay_excludes]
+                        and self.optimizer.decays(wp.spec.name)]
         self.proximal = [key for key, terms in self.penalties.items()
                          if terms.with_capability("proximal")]
         #: per weight whose penalties' linear gradient part (L2's ``2 * l2 * w``) the

@@ -165,9 +165,11 @@ class LossScaleOptimizer(Optimizer):
     def swa_start(self):
         return self.inner_optimizer.swa_start
 
-    @property
-    def decay_excludes(self) -> frozenset[str]:
-        return self.inner_optimizer.decay_excludes
+    def decays(self, weight_name: str) -> bool:
+        return self.inner_optimizer.decays(weight_name)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
+        self.inner_optimizer.exclude_from_weight_decay(var_list, var_names)
 
     def hyperparameters(self) -> dict[str, float]:
         """The inner optimizer's (``initial_scale`` and ``dynamic_growth_steps`` are read

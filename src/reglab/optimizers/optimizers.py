@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from typing import Any
 
 import torch
@@ -168,8 +169,9 @@ class Optimizer:
     """
 
     name = "optimizer"
-    #: weight kinds that decoupled weight decay skips (AdamW overrides).
-    decay_excludes: frozenset[str] = frozenset()
+    #: the ``re`` pattern of weight names that decoupled weight decay skips (None: none),
+    #: set by :meth:`exclude_from_weight_decay`
+    _decay_excluded: str | None = None
 
     def __init__(self, learning_rate: float, weight_decay: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
@@ -196,8 +198,39 @@ class Optimizer:
 
     def structure(self) -> tuple:
         """What must be equal across members (the class and its boolean options)."""
+        excluded = () if self._decay_excluded is None else \
+            (f"exclude_from_weight_decay={self._decay_excluded}",)
         return (type(self).__name__, f"use_ema={self.use_ema}",
-                f"ema_overwrite_frequency={self.ema_overwrite_frequency}")
+                f"ema_overwrite_frequency={self.ema_overwrite_frequency}", *excluded)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
+        """Keras's: weights whose name (``kernel``, ``bias``, ``gamma``, ``beta``...) one of
+        ``var_names`` is found in (``re.search``; ``["bias"]`` excludes every bias) are not
+        decayed. reglab's weights are not variable objects, so ``var_list`` is refused:
+        name them instead. Called again, it replaces the earlier names, as in Keras."""
+        owner = type(self).__name__
+        if var_list:
+            raise ConfigError(f"{owner}.exclude_from_weight_decay: reglab's weights are not "
+                              "variable objects, so 'var_list' cannot name them. Pass "
+                              "var_names=[...] (e.g. ['bias', 'gamma', 'beta']). Got "
+                              f"var_list of {len(var_list)} item(s).")
+        if isinstance(var_names, str) or (var_names is not None and not all(
+                isinstance(name, str) for name in var_names)):
+            raise ConfigError(f"{owner}.exclude_from_weight_decay: 'var_names' must be a list "
+                              f"of strings. Got {var_names!r}.")
+        names = sorted(set(var_names or ()))
+        for name in names:
+            try:
+                re.compile(name)
+            except re.error as error:
+                raise ConfigError(f"{owner}.exclude_from_weight_decay: {name!r} in "
+                                  f"'var_names' is not a regular expression ({error}).") from None
+        self._decay_excluded = "|".join(names) if names else None
+
+    def decays(self, weight_name: str) -> bool:
+        """Whether decoupled weight decay shrinks a weight of this name."""
+        return self._decay_excluded is None or re.search(self._decay_excluded,
+                                                         weight_name) is None
 
     def slots(self) -> tuple[str, ...]:
         """The names of the optimizer's per-weight state."""
@@ -442,15 +475,12 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Keras's default 0.004).
-
-    Beyond Keras, whose AdamW decays every variable unless told otherwise,
-    biases and normalization parameters are excluded by default, as is common
-    practice (and optax's and Hugging Face's default masks).
+    """Adam with decoupled weight decay (Keras's default 0.004). As in Keras every weight
+    is decayed, biases and normalization parameters too, unless
+    ``exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])`` says otherwise.
     """
 
     name = "adamw"
-    decay_excludes = frozenset({"bias", "gamma", "beta"})
 
     def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
