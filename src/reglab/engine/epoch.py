@@ -171,7 +171,9 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
         data_loss = losses_module.reduce_mean(per_sample, wb)
         penalty_value, custom = weight_penalties(state)
         # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
-        loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
+        objective = loss_scale.scale(state, add(add(data_loss, custom), activity)).sum()
+        if objective.requires_grad:  # else every weight is frozen: nothing to differentiate
+            objective.backward()
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty

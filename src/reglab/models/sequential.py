@@ -47,7 +47,7 @@ class Sequential:
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None,
                  seed: int | None = None):
         self.name = name or "sequential"
-        self.trainable = trainable
+        self._trainable = bool(trainable)
         self.seed = next_seed() if seed is None else int(seed)
         self._layers: list[Layer] = []
         #: a functional model's graph: per layer, the positions of its inputs (-1: the
@@ -80,6 +80,18 @@ class Sequential:
             self.add(layer)
 
     # -- structure ------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        """Keras's: freezes (or unfreezes) every layer; the next fit, evaluation or
+        summary sees it, compiled or not."""
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = self._trainable
+
     def add(self, layer) -> None:
         """Appends a layer (or sets the input shape with ``reglab.Input``)."""
         if isinstance(layer, Input) or type(layer).__name__ == "InputLayer":
@@ -103,6 +115,8 @@ class Sequential:
         if not self._layers and self._input_shape is None and layer.input_shape is not None:
             self._input_shape = layer.input_shape
         weights = self.get_weights() if self._population is not None else None
+        if not self._trainable:  # a frozen model's layers are frozen (Keras: none trains)
+            layer.trainable = False
         self._layers.append(layer)
         self._name_layers()
         if weights is not None:  # keep the trained layers' weights, as Keras does
@@ -150,7 +164,17 @@ class Sequential:
             self._input_shape = shape[1:] if shape and shape[0] is None else shape
         self._build()
 
+    def _trainable_flags(self) -> tuple[bool, ...]:
+        return tuple(bool(layer.trainable) for layer in self._layers)
+
     def _build(self) -> Population:
+        if self._population is not None and self._trainable_flags() != self._built_trainable:
+            # a layer frozen or unfrozen since the build (Keras 3 reads trainable at every
+            # step): the same weights, optimizer state and step count in a population whose
+            # frozen weights take no gradient
+            old, self._population = self._population, None
+            self._build().set_member_weights(0, old.member_weights(0))
+            _carry_training_state(old, self._population)
         if self._population is None:
             if not self._layers:
                 raise ConfigError("Sequential: the model has no layers. Add some with "
@@ -165,6 +189,7 @@ class Sequential:
             metrics = self.metrics_names if self._population_metrics is None else \
                 self._population_metrics
             self._population = Population([member], loss=self.loss or "mse", metrics=metrics)
+            self._built_trainable = self._trainable_flags()
             if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
                 self.optimizer._state_reader = _loss_scale_reader(self._population)
         return self._population
@@ -515,3 +540,23 @@ def _loss_scale_reader(population):
     from reglab.engine import loss_scale
 
     return lambda: loss_scale.member_state(population, 0)
+
+
+def _carry_training_state(old: Population, new: Population) -> None:
+    """The optimizer's slots, averages and per-member counters (step count, loss scale) of
+    ``old`` into ``new``, for the weights trainable in both (a weight trainable only now
+    starts with zero slots, as a fresh one)."""
+    import torch
+
+    before, after = old.state.members, new.state.members
+    with torch.no_grad():
+        for family, tensors in before.tensors.items():
+            target = after.tensors.get(family)
+            if family == "weights" or target is None:
+                continue
+            for key, tensor in tensors.items():
+                if key in target:
+                    target[key].copy_(tensor)
+    for name, values in before.scalars.items():
+        if name in after.scalars:
+            after.scalars[name][:] = values  # in place: the optimizer reads this list

@@ -295,3 +295,69 @@ def test_class_weight_follows_keras_rule_for_missing_classes_and_soft_labels():
     b.fit(X, Y, epochs=1, sample_weight=np.array([1.0, 2.0, 1.0])[Y], verbose=0, shuffle=False)
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+def _torch_twin(model):
+    """The 6-8-3 model's layers as torch.nn.Linear, with its weights."""
+    (k0, b0, k1, b1) = (torch.tensor(w, dtype=torch.float64) for w in model.get_weights())
+    first, second = torch.nn.Linear(6, 8).double(), torch.nn.Linear(8, 3).double()
+    with torch.no_grad():
+        first.weight.copy_(k0.T), first.bias.copy_(b0), second.weight.copy_(k1.T)
+        second.bias.copy_(b1)
+    return first, second
+
+
+def test_freezing_after_compile_takes_effect_and_keeps_adams_state_as_keras_3():
+    # Keras 3 reads `trainable` at every step: a layer frozen after compile (and after some
+    # training) stops training, the others go on with their Adam moments and step count.
+    # Reference: plain PyTorch Adam (float64) on full batches, the first layer's parameters
+    # leaving the optimizer's step after two steps.
+    model = Sequential([Dense(8, activation="tanh", input_shape=(6,)), Dense(3)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    target = np.eye(3, dtype="float32")[Y]
+    start = Sequential([Dense(8, activation="tanh", input_shape=(6,)), Dense(3)])
+    start.set_weights(model.get_weights())
+    model.fit(X, target, epochs=2, batch_size=64, shuffle=False, verbose=0)
+    model.layers[0].trainable = False
+    frozen = model.get_weights()[:2]
+    model.fit(X, target, epochs=2, batch_size=64, shuffle=False, verbose=0)
+    x, t = torch.tensor(X, dtype=torch.float64), torch.tensor(target, dtype=torch.float64)
+
+    def reference(carried: bool):
+        first, second = _torch_twin(start)
+        adam = torch.optim.Adam([*first.parameters(), *second.parameters()], lr=0.05, eps=1e-7)
+        for step in range(4):
+            if step == 2:
+                first.requires_grad_(False)
+                if not carried:  # what a rebuilt optimizer would do: fresh moments, step 1
+                    adam = torch.optim.Adam(second.parameters(), lr=0.05, eps=1e-7)
+            adam.zero_grad(set_to_none=True)
+            ((second(torch.tanh(first(x))) - t) ** 2).mean().backward()
+            adam.step()
+        return np.concatenate([second.weight.detach().T.numpy().ravel(),
+                               second.bias.detach().numpy()])
+
+    weights = model.get_weights()
+    for ours, theirs in zip(weights[:2], frozen):
+        np.testing.assert_array_equal(ours, theirs)
+    ours = np.concatenate([weights[2].ravel(), weights[3]])
+    # float32 against float64, and torch adds epsilon after the bias correction, Keras before
+    np.testing.assert_allclose(ours, reference(carried=True), atol=1e-4)
+    assert np.abs(ours - reference(carried=False)).max() > 1e-2
+
+
+def test_a_frozen_model_trains_nothing_and_logs_its_loss_and_unfrozen_trains_again():
+    model = small()
+    model.trainable = False
+    assert not any(layer.trainable for layer in model.layers)
+    before = model.get_weights()
+    history = model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    for ours, theirs in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(ours, theirs)
+    model.trainable = True
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+    frozen_from_the_start = Sequential([Dense(4, input_shape=(6,))], trainable=False)
+    frozen_from_the_start.add(Dense(3, activation="softmax"))
+    assert [layer.trainable for layer in frozen_from_the_start.layers] == [False, False]
