@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +44,9 @@ class Loss:
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> torch.Tensor:
+        y_true, y_pred = _as_tensors(y_true, y_pred)
+        if sample_weight is not None and not isinstance(sample_weight, torch.Tensor):
+            sample_weight = torch.as_tensor(np.asarray(sample_weight), dtype=y_pred.dtype)
         return reduce_mean(self.per_sample(y_true, y_pred), sample_weight)
 
     def get_config(self) -> dict[str, Any]:
@@ -175,10 +179,61 @@ _BY_NAME = {
     "MeanSquaredError": MeanSquaredError,
 }
 
-categorical_crossentropy = CategoricalCrossentropy()
-sparse_categorical_crossentropy = SparseCategoricalCrossentropy()
-binary_crossentropy = BinaryCrossentropy()
-mean_squared_error = mse = MeanSquaredError()
+def _as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arrays (numpy, lists) as tensors, as Keras converts them; integer predictions as
+    float32."""
+    if not isinstance(y_pred, torch.Tensor):
+        y_pred = torch.as_tensor(np.asarray(y_pred))
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.float()
+    if not isinstance(y_true, torch.Tensor):
+        y_true = torch.as_tensor(np.asarray(y_true))
+    return y_true, y_pred
+
+
+def _last_axis(owner: str, axis) -> None:
+    if axis != -1:
+        raise ConfigError(f"{owner}: only axis=-1 (the classes last, Keras's default) is "
+                          f"supported. Got axis={axis!r}.")
+
+
+# Keras's functions: each sample's loss (the last axis reduced), unlike the classes'
+# instances, which give the batch's mean. compile(loss=<one of them>) takes its class.
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
+                             axis=-1) -> torch.Tensor:
+    """``keras.losses.categorical_crossentropy``: one value per sample."""
+    _last_axis("categorical_crossentropy", axis)
+    return CategoricalCrossentropy(from_logits, label_smoothing).per_sample(
+        *_as_tensors(y_true, y_pred))
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1) -> torch.Tensor:
+    """``keras.losses.sparse_categorical_crossentropy``: one value per sample."""
+    _last_axis("sparse_categorical_crossentropy", axis)
+    if ignore_class is not None:
+        raise ConfigError("sparse_categorical_crossentropy: 'ignore_class' is not supported. "
+                          f"Got ignore_class={ignore_class!r}.")
+    return SparseCategoricalCrossentropy(from_logits).per_sample(*_as_tensors(y_true, y_pred))
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
+                        axis=-1) -> torch.Tensor:
+    """``keras.losses.binary_crossentropy``: the mean over the last axis, per sample."""
+    _last_axis("binary_crossentropy", axis)
+    return BinaryCrossentropy(from_logits, label_smoothing).per_sample(
+        *_as_tensors(y_true, y_pred))
+
+
+def mean_squared_error(y_true, y_pred) -> torch.Tensor:
+    """``keras.losses.mean_squared_error``: the mean over the last axis, per sample."""
+    return MeanSquaredError().per_sample(*_as_tensors(y_true, y_pred))
+
+
+mse = mean_squared_error
+_FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
+              sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+              binary_crossentropy: BinaryCrossentropy, mean_squared_error: MeanSquaredError}
 
 
 class LossFunctionWrapper(Loss):
@@ -208,6 +263,8 @@ def get(identifier: Any, where: str = "losses.get") -> Loss:
     """Resolves a loss by Keras name, returns a :class:`Loss` as is, wraps a function."""
     if isinstance(identifier, Loss):
         return identifier
+    if callable(identifier) and identifier in _FUNCTIONS:  # one of Keras's functions above: its class, same values
+        return _FUNCTIONS[identifier]()
     if callable(identifier) and not isinstance(identifier, type):
         return LossFunctionWrapper(identifier)
     if isinstance(identifier, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from reglab.errors import unknown_name
@@ -67,26 +68,49 @@ def _errors(y_true, y_pred) -> torch.Tensor:
     return y_pred - y_true.to(y_pred.dtype)
 
 
-def mean_squared_error(y_true, y_pred) -> torch.Tensor:
-    """Keras's ``mse`` metric: the mean of ``(y_true - y_pred)**2`` over a sample's values."""
+def _squared_errors(y_true, y_pred) -> torch.Tensor:
+    """The engine's ``mse``: the mean of ``(y_true - y_pred)**2`` over each sample's values
+    (everything after the member and batch axes)."""
     error = _errors(y_true, y_pred)
     return error.square().reshape(*error.shape[:2], -1).mean(dim=-1)
 
 
-def mean_absolute_error(y_true, y_pred) -> torch.Tensor:
-    """Keras's ``mae`` metric: the mean of ``|y_true - y_pred|`` over a sample's values."""
+def _absolute_errors(y_true, y_pred) -> torch.Tensor:
+    """The engine's ``mae``: the mean of ``|y_true - y_pred|`` over each sample's values."""
     error = _errors(y_true, y_pred)
     return error.abs().reshape(*error.shape[:2], -1).mean(dim=-1)
+
+
+def _as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(y_pred, torch.Tensor):
+        y_pred = torch.as_tensor(np.asarray(y_pred))
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.float()
+    if not isinstance(y_true, torch.Tensor):
+        y_true = torch.as_tensor(np.asarray(y_true))
+    return y_true, y_pred
+
+
+def mean_squared_error(y_true, y_pred) -> torch.Tensor:
+    """``keras.metrics.mean_squared_error``: ``mean((y_true - y_pred)**2)`` over the last
+    axis. As a metric of ``compile`` it is the mean over each sample's values."""
+    return _errors(*_as_tensors(y_true, y_pred)).square().mean(dim=-1)
+
+
+def mean_absolute_error(y_true, y_pred) -> torch.Tensor:
+    """``keras.metrics.mean_absolute_error``: ``mean(|y_true - y_pred|)`` over the last axis.
+    As a metric of ``compile`` it is the mean over each sample's values."""
+    return _errors(*_as_tensors(y_true, y_pred)).abs().mean(dim=-1)
 
 
 _BY_NAME: dict[str, Metric] = {
     "categorical_accuracy": categorical_accuracy,
     "sparse_categorical_accuracy": sparse_categorical_accuracy,
     "binary_accuracy": binary_accuracy,
-    "mean_squared_error": mean_squared_error,
-    "mse": mean_squared_error,
-    "mean_absolute_error": mean_absolute_error,
-    "mae": mean_absolute_error,
+    "mean_squared_error": _squared_errors,
+    "mse": _squared_errors,
+    "mean_absolute_error": _absolute_errors,
+    "mae": _absolute_errors,
 }
 
 
