@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from reglab.engine.data import as_array, as_numpy
 from reglab.errors import ConfigError, DataError
@@ -141,6 +142,29 @@ def is_flow(x) -> bool:
 
 def is_generator(x) -> bool:
     return x is not None and hasattr(x, "__next__") and not isinstance(x, np.ndarray)
+
+
+def refuse_non_finite(where: str, name: str, x) -> None:
+    """A DataError when floating ``x`` (an array, a tensor, or a list of them for a model
+    with several inputs) holds NaN or infinity: the loss would be NaN from the first batch
+    that reads one, and training would stop there."""
+    if isinstance(x, (list, tuple)):
+        for i, part in enumerate(x):
+            refuse_non_finite(where, f"{name}[{i}]", part)
+        return
+    if hasattr(x, "detach") and (x.is_floating_point() or x.is_complex()):  # a tensor
+        bad = ~torch.isfinite(x.detach())
+        count, first = int(bad.sum()), bad.nonzero()[:1].tolist()
+    elif isinstance(x, np.ndarray) and x.dtype.kind in "fc":
+        bad = ~np.isfinite(x)
+        count, first = int(bad.sum()), np.argwhere(bad)[:1].tolist()
+    else:
+        return
+    if count:
+        first = tuple(first[0])
+        raise DataError(f"{where}: '{name}' must hold finite numbers. Got {count} NaN or "
+                        f"infinite value(s), the first at index {first} ({x[first].item()}); "
+                        "impute or drop them before training.")
 
 
 def resolve_validation(validation_data):

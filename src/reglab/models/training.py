@@ -142,6 +142,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
             fit_data.validation_split_arrays(data.x, data.y, data.sample_weight,
                                              validation_split)
     validation_data = fit_data.resolve_validation(validation_data)
+    if data.x is not None:
+        fit_data.refuse_non_finite("fit", "x", data.x)
+    if isinstance(validation_data, (list, tuple)) and validation_data:
+        fit_data.refuse_non_finite("fit: validation_data", "x", validation_data[0])
     if class_weight is not None and data.y is not None:
         data.sample_weight = fit_data.class_weights_to_sample_weights(data.y, class_weight,
                                                                       data.sample_weight)
@@ -201,7 +205,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         epoch, step = member.diverged_at
         warnings.warn(f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch "
                       f"{step + 1}; training stopped there and the weights are those before "
-                      "that batch. Lower the learning rate or the penalties.", stacklevel=3)
+                      "that batch. Lower the learning rate or the penalties (or look for "
+                      "NaN or infinity in the batches a generator gave).", stacklevel=3)
     callback_list.on_train_end(getattr(bridge, "last_logs", {}))
     return history
 

@@ -233,6 +233,13 @@ BAD_INPUTS = [
      r"fit: validation_data: 'x'.*not one rectangular array"),
     ("fit", dict(x=X, y=Y, validation_data=(X, np.full(40, np.nan))),
      r"fit: validation_data: 'y' must hold finite numbers"),
+    ("fit", dict(x=np.where(np.arange(6) == 2, np.nan, X), y=Y),
+     r"fit: 'x' must hold finite numbers. Got 40 NaN or infinite value\(s\), the first at "
+     r"index \(0, 2\) \(nan\)"),
+    ("fit", dict(x=torch.tensor(X).index_fill(0, torch.tensor([7]), float("inf")), y=Y),
+     r"fit: 'x' must hold finite numbers. Got 6 .* index \(7, 0\) \(inf\)"),
+    ("fit", dict(x=X, y=Y, validation_data=(np.where(X > 0.99, -np.inf, X), Y)),
+     r"fit: validation_data: 'x' must hold finite numbers"),
 ]
 
 
