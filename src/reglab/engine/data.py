@@ -173,9 +173,11 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
     if sample_weight is not None:
         w_t = _as_tensor(where, "sample_weight", sample_weight, population.dtype,
                          population.device)
+        if tuple(w_t.shape) == (x_t.shape[0], 1):  # a column of weights, as Keras takes it
+            w_t = w_t.reshape(-1)
         if tuple(w_t.shape) != (x_t.shape[0],):
-            raise DataError(f"{where}: 'sample_weight' must have shape ({x_t.shape[0]},). "
-                            f"Got {tuple(w_t.shape)}.")
+            raise DataError(f"{where}: 'sample_weight' must have shape ({x_t.shape[0]},) "
+                            f"(or ({x_t.shape[0]}, 1)). Got {tuple(w_t.shape)}.")
         _check_finite(where, "sample_weight", w_t)
     return Data(x_t, y_t, w_t, per_member)
 

@@ -39,7 +39,9 @@ def _as_array(where: str, name: str, value):
 
 def validation_split_arrays(x, y, sample_weight, fraction: float):
     """Keras's split: the last ``fraction`` of the samples, taken before any shuffling."""
-    if not 0.0 <= fraction < 1.0:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating,
+                                                                np.integer)) \
+            or not 0.0 <= fraction < 1.0:
         raise ConfigError(f"fit: 'validation_split' must be a float in [0, 1). Got {fraction!r}.")
     n = len(x)
     split_at = int(math.floor(n * (1.0 - fraction)))
@@ -72,14 +74,26 @@ def class_weights_to_sample_weights(y, class_weight: dict, sample_weight=None):
     if sample_weight is None:
         return weights
     sample_weight = as_numpy("fit", "sample_weight", sample_weight)
+    if sample_weight.shape == (len(weights), 1):  # a column of weights, as Keras takes it
+        sample_weight = sample_weight.reshape(-1)
     if sample_weight.shape != weights.shape:
         raise DataError(f"fit: 'sample_weight' must have shape ({len(weights)},). "
                         f"Got {sample_weight.shape}.")
     return weights * sample_weight
 
 
+def single_input(x):
+    """A one-element list or tuple holding an array or tensor is that input (Keras takes
+    ``fit([x], y)`` for a model with one input)."""
+    if isinstance(x, (list, tuple)) and len(x) == 1 and \
+            isinstance(x[0], (np.ndarray, torch.Tensor)):
+        return x[0]
+    return x
+
+
 def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) -> FitData:
     """Recognizes arrays, a ``flow`` iterator or a generator."""
+    x = single_input(x)
     if is_flow(x):  # ImageDataGenerator.flow(...)
         if y is not None:
             raise ConfigError("fit: pass either an ImageDataGenerator iterator or (x, y). Got "
@@ -176,6 +190,8 @@ def resolve_validation(validation_data):
     if is_generator(validation_data):
         raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
                           "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
+    if isinstance(validation_data, (list, tuple)) and validation_data:
+        return (single_input(validation_data[0]), *validation_data[1:])
     return validation_data
 
 
@@ -191,6 +207,7 @@ def batch_arrays(where: str, x, y=None, sample_weight=None):
 
 def resolve_eval_inputs(where: str, x, y, sample_weight, steps):
     """Arrays for evaluate/predict from arrays, a flow iterator or a generator."""
+    x = single_input(x)
     if is_flow(x):
         images = x.image_data_generator.standardize_array(np.asarray(x.x, dtype=np.float32))
         return images, x.y, x.sample_weight

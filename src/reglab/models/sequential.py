@@ -144,12 +144,22 @@ class Sequential:
         return list(self._layers)
 
     def _name_layers(self) -> None:
+        """Keras's automatic names: the class's snake_case name, then ``_1``, ``_2``... per
+        class, counting the automatically named layers only (an explicitly named ``Dense``
+        leaves ``dense`` to the first unnamed one, as in a fresh Keras session) and skipping
+        a name another layer was given."""
+        taken = {layer.name for layer in self._layers
+                 if layer.name is not None and not getattr(layer, "_auto_named", False)}
         counts: dict[str, int] = {}
         for layer in self._layers:
-            base = snake_case(type(layer).__name__)
-            auto = base if counts.get(base, 0) == 0 else f"{base}_{counts[base]}"
-            counts[base] = counts.get(base, 0) + 1
             if layer.name is None or getattr(layer, "_auto_named", False):
+                base = snake_case(type(layer).__name__)
+                while True:
+                    count = counts.get(base, 0)
+                    counts[base] = count + 1
+                    auto = base if count == 0 else f"{base}_{count}"
+                    if auto not in taken:
+                        break
                 layer.name, layer._auto_named = auto, True
             layer._model = self
 

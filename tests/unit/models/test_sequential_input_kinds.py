@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+import reglab as keras
 from model_factories import small_classifier
 from reglab.engine.data import prepare
-from reglab.errors import DataError
+from reglab.errors import ConfigError, DataError
 from reglab.layers import Dense, Flatten
 from reglab.models import Sequential
 from reglab.preprocessing.image import ImageDataGenerator
@@ -265,3 +266,32 @@ def test_a_bad_generator_batch_raises_a_data_error():
             yield X[:8], np.array(["a"] * 8)
     with pytest.raises(DataError, match=r"fit: generator batch 0: 'y'.*dtype <U1"):
         small_classifier().fit(strings(), steps_per_epoch=2, verbose=0)
+
+
+def test_a_one_element_list_is_the_models_one_input_and_a_weight_column_is_taken():
+    a, b = small_classifier(), small_classifier()
+    weights = np.linspace(0.1, 2.0, 40)
+    a.fit(X, Y, epochs=1, batch_size=8, shuffle=False, verbose=0, sample_weight=weights)
+    b.fit([X], Y, epochs=1, batch_size=8, shuffle=False, verbose=0,
+          sample_weight=weights[:, None], validation_data=([X[:8]], Y[:8]))
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.predict([X], verbose=0), b.predict(X, verbose=0))
+    assert a.evaluate([X], Y, sample_weight=weights[:, None], verbose=0) == \
+        a.evaluate(X, Y, sample_weight=weights, verbose=0)
+
+
+@pytest.mark.parametrize("fraction", ["0.2", True, [0.2], 1.0, -0.1])
+def test_validation_split_of_another_type_is_refused_by_name(fraction):
+    with pytest.raises(ConfigError, match=r"'validation_split' must be a float in \[0, 1\)"):
+        small_classifier().fit(X, Y, epochs=1, verbose=0, validation_split=fraction)
+
+
+def test_automatic_layer_names_count_unnamed_layers_only_as_a_fresh_keras_session():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="hidden"),
+                              keras.layers.Dense(3), keras.layers.Dense(2)])
+    assert [layer.name for layer in model.layers] == ["hidden", "dense", "dense_1"]
+    assert model.get_layer("dense") is model.layers[1]
+    clash = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
+                              keras.layers.Dense(3, name="dense")])
+    assert [layer.name for layer in clash.layers] == ["dense_1", "dense"]
