@@ -38,7 +38,9 @@ class Loss:
     """
 
     name = "loss"
-    target_kind = "any"  # 'sparse', 'categorical', 'binary' or 'any'
+    #: 'sparse', 'categorical', 'binary', 'any' (targets shaped as the output) or
+    #: 'as_given' (a user's function: any shape with the samples first)
+    target_kind = "any"
 
     def per_sample(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -47,7 +49,11 @@ class Loss:
         y_true, y_pred = _as_tensors(y_true, y_pred)
         if sample_weight is not None and not isinstance(sample_weight, torch.Tensor):
             sample_weight = torch.as_tensor(np.asarray(sample_weight), dtype=y_pred.dtype)
-        return reduce_mean(self.per_sample(y_true, y_pred), sample_weight)
+        values = self.per_sample(y_true, y_pred)
+        if sample_weight is not None and sample_weight.dim() == values.dim() + 1 and \
+                sample_weight.shape[-1] == 1:  # a column of weights, as Keras takes it
+            sample_weight = sample_weight.squeeze(-1)
+        return reduce_mean(values, sample_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -243,6 +249,9 @@ class LossFunctionWrapper(Loss):
     averaged over the extra axes, a scalar is taken as every sample's loss.
     """
 
+    #: a user's function takes the targets as they are given, as Keras passes them
+    target_kind = "as_given"
+
     def __init__(self, fn, name: str | None = None):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "loss")
@@ -263,8 +272,9 @@ def get(identifier: Any, where: str = "losses.get") -> Loss:
     """Resolves a loss by Keras name, returns a :class:`Loss` as is, wraps a function."""
     if isinstance(identifier, Loss):
         return identifier
-    if callable(identifier) and identifier in _FUNCTIONS:  # one of Keras's functions above: its class, same values
-        return _FUNCTIONS[identifier]()
+    for function, cls in _FUNCTIONS.items():  # one of Keras's functions above: its class
+        if identifier is function:
+            return cls()
     if callable(identifier) and not isinstance(identifier, type):
         return LossFunctionWrapper(identifier)
     if isinstance(identifier, str):

@@ -90,3 +90,18 @@ def test_a_custom_loss_built_on_a_function_weights_each_sample():
     expected = (2.0 * -(targets * clipped_log(probabilities)).sum(axis=1) * weights).sum() / 8
     result = model.evaluate(x, targets, sample_weight=weights, verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_custom_loss_takes_integer_labels_as_given():
+    # Keras passes a user's loss function the targets as they are: (N,) class labels
+    # against a (N, 4) softmax, here through the sparse function
+    model = keras.Sequential([keras.layers.Dense(4, activation="softmax", input_shape=(5,))])
+
+    def halved(y_true, y_pred):
+        return 0.5 * losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    model.compile(optimizer="sgd", loss=halved)
+    x = RNG.random((6, 5)).astype(np.float32)
+    expected = 0.5 * -clipped_log(model.predict(x, verbose=0)[np.arange(6), LABELS]).mean()
+    assert model.evaluate(x, LABELS, verbose=0) == pytest.approx(expected, rel=1e-5)
+    assert np.isfinite(model.fit(x, LABELS, epochs=1, verbose=0).history["loss"][0])

@@ -263,6 +263,8 @@ def _canonical_targets(where, loss, y, output_shape):
         return y.reshape(-1).long()
     if y.dim() == len(output_shape) and output_shape[-1] == 1:
         y = y.unsqueeze(-1)  # (N,) targets for a one-unit output
+    if loss.target_kind == "as_given":  # a user's loss function: the targets as Keras gives
+        return y
     if tuple(y.shape[1:]) != tuple(output_shape):
         raise DataError(f"{where}: targets must have shape (N, {', '.join(map(str, output_shape))}) "
                         f"to match the model's output. Got {tuple(y.shape)}.")

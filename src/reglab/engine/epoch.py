@@ -171,9 +171,9 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
         data_loss = losses_module.reduce_mean(per_sample, wb)
         penalty_value, custom = weight_penalties(state)
         # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
-        objective = loss_scale.scale(state, add(add(data_loss, custom), activity)).sum()
-        if objective.requires_grad:  # else every weight is frozen: nothing to differentiate
-            objective.backward()
+        trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)
+        if trains:
+            loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty
@@ -212,7 +212,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             if check_every == 1:
                 sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1],
                          mixed)
-        apply_updates(population.chain, state)
+        if trains:
+            apply_updates(population.chain, state)
         if check_every > 1 and saved is None and step != last_step:
             saved = _saved_state(state)
         population.epoch_progress = (sums, min(lo + batch_size, n))

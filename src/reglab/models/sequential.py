@@ -74,6 +74,8 @@ class Sequential:
         self.metrics_names: list[str] = []
         self._compiled = False
         self._population: Population | None = None
+        #: True while fit trains the population (it is not rebuilt under it)
+        self._fitting = False
         self.stop_training = False
         self.history = None
         for layer in layers or []:
@@ -114,6 +116,11 @@ class Sequential:
                 "new_model.layers[i].set_weights(old_model.layers[i].get_weights()).")
         if not self._layers and self._input_shape is None and layer.input_shape is not None:
             self._input_shape = layer.input_shape
+        if layer.name is not None and any(other.name == layer.name and other is not layer
+                                          for other in self._layers):
+            raise ConfigError(f"Sequential.add: all layers of a model must have unique names, "
+                              f"as in Keras. Got a second layer named {layer.name!r}; pass "
+                              "another name=... (or none for an automatic one).")
         weights = self.get_weights() if self._population is not None else None
         if not self._trainable:  # a frozen model's layers are frozen (Keras: none trains)
             layer.trainable = False
@@ -144,15 +151,14 @@ class Sequential:
         return list(self._layers)
 
     def _name_layers(self) -> None:
-        """Keras's automatic names: the class's snake_case name, then ``_1``, ``_2``... per
-        class, counting the automatically named layers only (an explicitly named ``Dense``
-        leaves ``dense`` to the first unnamed one, as in a fresh Keras session) and skipping
-        a name another layer was given."""
-        taken = {layer.name for layer in self._layers
-                 if layer.name is not None and not getattr(layer, "_auto_named", False)}
+        """Keras's automatic names for layers that have none: the class's snake_case name,
+        then ``_1``, ``_2``... per class, skipping names taken (an explicitly named
+        ``Dense`` leaves ``dense`` to the first unnamed one, as in a fresh Keras session).
+        A name once given stays."""
+        taken = {layer.name for layer in self._layers if layer.name is not None}
         counts: dict[str, int] = {}
         for layer in self._layers:
-            if layer.name is None or getattr(layer, "_auto_named", False):
+            if layer.name is None:
                 base = snake_case(type(layer).__name__)
                 while True:
                     count = counts.get(base, 0)
@@ -161,6 +167,7 @@ class Sequential:
                     if auto not in taken:
                         break
                 layer.name, layer._auto_named = auto, True
+                taken.add(auto)
             layer._model = self
 
     @property
@@ -174,14 +181,19 @@ class Sequential:
             self._input_shape = shape[1:] if shape and shape[0] is None else shape
         self._build()
 
-    def _trainable_flags(self) -> tuple[bool, ...]:
-        return tuple(bool(layer.trainable) for layer in self._layers)
+    def _signature(self) -> tuple:
+        """What the population was built for that may change after: each layer's
+        ``trainable``, and the optimizer's structure (``exclude_from_weight_decay``)."""
+        optimizer = self.optimizer.structure() if self.optimizer is not None else None
+        return tuple(bool(layer.trainable) for layer in self._layers), optimizer
 
     def _build(self) -> Population:
-        if self._population is not None and self._trainable_flags() != self._built_trainable:
-            # a layer frozen or unfrozen since the build (Keras 3 reads trainable at every
-            # step): the same weights, optimizer state and step count in a population whose
-            # frozen weights take no gradient
+        if self._population is not None and not self._fitting and \
+                self._signature() != self._built_signature:
+            # a layer frozen or unfrozen, or weights excluded from decay, since the build
+            # (Keras 3 reads trainable at every step): the same weights, optimizer state and
+            # step count in a population whose frozen weights take no gradient. Never during
+            # a fit, which goes on with the population it trains (fit then warns).
             old, self._population = self._population, None
             self._build().set_member_weights(0, old.member_weights(0))
             _carry_training_state(old, self._population)
@@ -199,7 +211,7 @@ class Sequential:
             metrics = self.metrics_names if self._population_metrics is None else \
                 self._population_metrics
             self._population = Population([member], loss=self.loss or "mse", metrics=metrics)
-            self._built_trainable = self._trainable_flags()
+            self._built_signature = self._signature()
             if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
                 self.optimizer._state_reader = _loss_scale_reader(self._population)
         return self._population

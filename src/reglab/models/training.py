@@ -177,29 +177,41 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         model.optimizer.learning_rate = resume["optimizer_values"][0]["learning_rate"]
     options = dict(validation_data=validation_data, observers=[bridge],
                    eval_batch_size=validation_batch_size)
+    if not population.state.members.trainable:
+        warnings.warn("fit: the model has no trainable weights (every layer is frozen); "
+                      "it is evaluated but not trained, as in Keras.", stacklevel=3)
+    built_for = model._built_signature
+    model._fitting = True  # the population is not rebuilt under the fit
     results = []
-    if data.generator is None:
-        results.append(population.fit(data.x, data.y, batch_size=data.batch_size,
-                                      epochs=epochs, shuffle=data.shuffle,
-                                      sample_weight=data.sample_weight,
-                                      initial_epoch=initial_epoch, augment=data.augment,
-                                      resume=resume, **options))
-    else:
-        for epoch in range(initial_epoch, epochs):
-            if epoch > initial_epoch:
-                first_epoch = fit_data.next_epoch_from_generator(data.generator,
-                                                                 data.steps_per_epoch)
-            xe, ye, we, size = first_epoch
-            if class_weight is not None:
-                we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
-            # One fit per epoch: the weight averages (EMA, SWA) are applied once, at the end.
-            results.append(population.fit(xe, ye, batch_size=size, epochs=epoch + 1,
-                                          shuffle=False, sample_weight=we, initial_epoch=epoch,
-                                          finalize=False, **options))
-            if model.stop_training or results[-1].members[0].status == "diverged":
-                break
-        if results:
-            population.finalize_averages(xe, size)
+    try:
+        if data.generator is None:
+            results.append(population.fit(data.x, data.y, batch_size=data.batch_size,
+                                          epochs=epochs, shuffle=data.shuffle,
+                                          sample_weight=data.sample_weight,
+                                          initial_epoch=initial_epoch, augment=data.augment,
+                                          resume=resume, **options))
+        else:
+            for epoch in range(initial_epoch, epochs):
+                if epoch > initial_epoch:
+                    first_epoch = fit_data.next_epoch_from_generator(data.generator,
+                                                                     data.steps_per_epoch)
+                xe, ye, we, size = first_epoch
+                if class_weight is not None:
+                    we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
+                # One fit per epoch: the weight averages (EMA, SWA) are applied once, at the end.
+                results.append(population.fit(xe, ye, batch_size=size, epochs=epoch + 1,
+                                              shuffle=False, sample_weight=we,
+                                              initial_epoch=epoch, finalize=False, **options))
+                if model.stop_training or results[-1].members[0].status == "diverged":
+                    break
+            if results:
+                population.finalize_averages(xe, size)
+    finally:
+        model._fitting = False
+    if model._signature() != built_for:
+        warnings.warn("fit: a layer's 'trainable' (or the optimizer's "
+                      "exclude_from_weight_decay) changed during fit; it takes effect at "
+                      "the next fit (Keras applies it from the next step).", stacklevel=3)
     member = results[-1].members[0]
     if member.status == "diverged":
         epoch, step = member.diverged_at

@@ -361,3 +361,95 @@ def test_a_frozen_model_trains_nothing_and_logs_its_loss_and_unfrozen_trains_aga
     frozen_from_the_start = Sequential([Dense(4, input_shape=(6,))], trainable=False)
     frozen_from_the_start.add(Dense(3, activation="softmax"))
     assert [layer.trainable for layer in frozen_from_the_start.layers] == [False, False]
+
+
+def test_a_layer_frozen_during_fit_takes_effect_at_the_next_fit_and_loses_nothing():
+    model = small()
+    weights_seen = []
+
+    class FreezeAtSecondEpoch(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                model.layers[0].trainable = False
+                weights_seen.append(model.get_weights())  # must not rebuild under the fit
+
+    with pytest.warns(UserWarning, match="takes effect at the next fit"):
+        history = model.fit(X, Y, epochs=3, batch_size=16, verbose=0, shuffle=False,
+                            callbacks=[FreezeAtSecondEpoch()])
+    trained = model.get_weights()
+    assert not np.array_equal(trained[0], weights_seen[0][0])  # the fit trained on
+    loss = model.evaluate(X, Y, verbose=0, return_dict=True)["loss"]
+    assert abs(loss - history.history["loss"][-1]) < 0.2  # the model holds the fit's end
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(model.get_weights()[0], trained[0])  # now frozen
+
+
+def test_a_loss_without_a_gradient_is_an_error_as_in_keras():
+    model = Sequential([Dense(3, activation="softmax", input_shape=(6,))])
+
+    def detached(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred.detach())
+
+    model.compile(optimizer="sgd", loss=detached)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        model.fit(X, Y, epochs=1, verbose=0)
+
+
+def test_a_model_with_every_weight_frozen_takes_no_step():
+    model = small()
+    model.trainable = False
+    with pytest.warns(UserWarning, match="no trainable weights"):
+        model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    assert model._population.state.members.scalars["steps"] == [0]
+
+
+def test_a_functional_model_made_frozen_trains_nothing():
+    inputs = keras.Input((6,))
+    outputs = Dense(3, activation="softmax")(Dense(4)(inputs))
+    model = keras.Model(inputs, outputs, trainable=False)
+    assert [layer.trainable for layer in model.layers] == [False] * len(model.layers)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    with pytest.warns(UserWarning, match="no trainable weights"):
+        model.fit(X, Y, epochs=1, verbose=0)
+    for ours, theirs in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_exclude_from_weight_decay_between_compile_and_fit_takes_effect_as_in_keras():
+    # one AdamW step from bias 1 (kernel 0, mse to 0): Adam moves it by lr (0.9); decay
+    # would first make it 1 - lr * wd (0.95 x ...); Keras takes the exclusion until its
+    # optimizer is built at the first step
+    x, y = np.ones((4, 2), "float32"), np.zeros((4, 1), "float32")
+    model = Sequential([Dense(1, input_shape=(2,))])
+    model.set_weights([np.zeros((2, 1), "float32"), np.ones(1, "float32")])
+    optimizer = keras.optimizers.AdamW(learning_rate=0.1, weight_decay=0.5)
+    model.compile(optimizer=optimizer, loss="mse")
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    model.train_on_batch(x, y)
+    assert model.get_weights()[1][0] == pytest.approx(0.9, abs=1e-6)
+
+
+def test_a_callable_object_that_cannot_be_hashed_is_a_loss():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Scaled:
+        scale: float
+
+        def __call__(self, y_true, y_pred):
+            return self.scale * keras.losses.mean_squared_error(y_true, y_pred)
+
+    model = Sequential([Dense(3, input_shape=(6,))])
+    model.compile(optimizer="sgd", loss=Scaled(2.0))
+    history = model.fit(X, np.eye(3, dtype="float32")[Y], epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_layer_names_are_unique_and_stay_as_given():
+    model = Sequential([Dense(4, input_shape=(6,)), Dense(3)])
+    assert [layer.name for layer in model.layers] == ["dense", "dense_1"]
+    with pytest.raises(ConfigError, match="unique names.*'dense'"):
+        model.add(Dense(2, name="dense"))
+    model.add(Dense(2))
+    assert [layer.name for layer in model.layers] == ["dense", "dense_1", "dense_2"]

@@ -292,6 +292,6 @@ def test_automatic_layer_names_count_unnamed_layers_only_as_a_fresh_keras_sessio
                               keras.layers.Dense(3), keras.layers.Dense(2)])
     assert [layer.name for layer in model.layers] == ["hidden", "dense", "dense_1"]
     assert model.get_layer("dense") is model.layers[1]
-    clash = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
-                              keras.layers.Dense(3, name="dense")])
-    assert [layer.name for layer in clash.layers] == ["dense_1", "dense"]
+    with pytest.raises(ConfigError, match="unique names"):  # as Keras refuses it
+        keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
+                          keras.layers.Dense(3, name="dense")])
