@@ -46,7 +46,7 @@ class Loss:
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> torch.Tensor:
-        y_true, y_pred = _as_tensors(y_true, y_pred)
+        y_true, y_pred = as_tensors(y_true, y_pred)
         if sample_weight is not None and not isinstance(sample_weight, torch.Tensor):
             sample_weight = torch.as_tensor(np.asarray(sample_weight), dtype=y_pred.dtype)
         values = self.per_sample(y_true, y_pred)
@@ -185,7 +185,7 @@ _BY_NAME = {
     "MeanSquaredError": MeanSquaredError,
 }
 
-def _as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
+def as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
     """Arrays (numpy, lists) as tensors, as Keras converts them; integer predictions as
     float32."""
     if not isinstance(y_pred, torch.Tensor):
@@ -210,7 +210,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     """``keras.losses.categorical_crossentropy``: one value per sample."""
     _last_axis("categorical_crossentropy", axis)
     return CategoricalCrossentropy(from_logits, label_smoothing).per_sample(
-        *_as_tensors(y_true, y_pred))
+        *as_tensors(y_true, y_pred))
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
@@ -220,7 +220,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     if ignore_class is not None:
         raise ConfigError("sparse_categorical_crossentropy: 'ignore_class' is not supported. "
                           f"Got ignore_class={ignore_class!r}.")
-    return SparseCategoricalCrossentropy(from_logits).per_sample(*_as_tensors(y_true, y_pred))
+    return SparseCategoricalCrossentropy(from_logits).per_sample(*as_tensors(y_true, y_pred))
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
@@ -228,12 +228,12 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
     """``keras.losses.binary_crossentropy``: the mean over the last axis, per sample."""
     _last_axis("binary_crossentropy", axis)
     return BinaryCrossentropy(from_logits, label_smoothing).per_sample(
-        *_as_tensors(y_true, y_pred))
+        *as_tensors(y_true, y_pred))
 
 
 def mean_squared_error(y_true, y_pred) -> torch.Tensor:
     """``keras.losses.mean_squared_error``: the mean over the last axis, per sample."""
-    return MeanSquaredError().per_sample(*_as_tensors(y_true, y_pred))
+    return MeanSquaredError().per_sample(*as_tensors(y_true, y_pred))
 
 
 mse = mean_squared_error

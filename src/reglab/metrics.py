@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from reglab.errors import unknown_name
+from reglab.losses import as_tensors
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -81,26 +81,16 @@ def _absolute_errors(y_true, y_pred) -> torch.Tensor:
     return error.abs().reshape(*error.shape[:2], -1).mean(dim=-1)
 
 
-def _as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(y_pred, torch.Tensor):
-        y_pred = torch.as_tensor(np.asarray(y_pred))
-    if not y_pred.is_floating_point():
-        y_pred = y_pred.float()
-    if not isinstance(y_true, torch.Tensor):
-        y_true = torch.as_tensor(np.asarray(y_true))
-    return y_true, y_pred
-
-
 def mean_squared_error(y_true, y_pred) -> torch.Tensor:
     """``keras.metrics.mean_squared_error``: ``mean((y_true - y_pred)**2)`` over the last
     axis. As a metric of ``compile`` it is the mean over each sample's values."""
-    return _errors(*_as_tensors(y_true, y_pred)).square().mean(dim=-1)
+    return _errors(*as_tensors(y_true, y_pred)).square().mean(dim=-1)
 
 
 def mean_absolute_error(y_true, y_pred) -> torch.Tensor:
     """``keras.metrics.mean_absolute_error``: ``mean(|y_true - y_pred|)`` over the last axis.
     As a metric of ``compile`` it is the mean over each sample's values."""
-    return _errors(*_as_tensors(y_true, y_pred)).abs().mean(dim=-1)
+    return _errors(*as_tensors(y_true, y_pred)).abs().mean(dim=-1)
 
 
 _BY_NAME: dict[str, Metric] = {
