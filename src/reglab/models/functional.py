@@ -54,8 +54,6 @@ class Model(Sequential):
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         self._name_layers()
-        if not self._trainable:  # Model(..., trainable=False): every layer frozen, as Keras
-            self.trainable = False
 
     def _set_inputs(self, input_shapes, positions) -> None:
         if len(input_shapes) == 1:
@@ -225,8 +223,6 @@ class Model(Sequential):
             model._set_outputs(outputs)
         model.inputs = model.outputs = None
         model._name_layers()
-        if not model._trainable:
-            model.trainable = False
         model._build()  # checks the graph now
         return model
 

@@ -89,7 +89,8 @@ class Sequential:
     @trainable.setter
     def trainable(self, value) -> None:
         """Keras's: freezes (or unfreezes) every layer; the next fit, evaluation or
-        summary sees it, compiled or not."""
+        summary sees it, compiled or not. While it is off the model has no trainable
+        weights, a layer's own flag notwithstanding (Keras's gate)."""
         self._trainable = bool(value)
         for layer in self._layers:
             layer.trainable = self._trainable
@@ -122,8 +123,6 @@ class Sequential:
                               f"as in Keras. Got a second layer named {layer.name!r}; pass "
                               "another name=... (or none for an automatic one).")
         weights = self.get_weights() if self._population is not None else None
-        if not self._trainable:  # a frozen model's layers are frozen (Keras: none trains)
-            layer.trainable = False
         self._layers.append(layer)
         self._name_layers()
         if weights is not None:  # keep the trained layers' weights, as Keras does
@@ -185,7 +184,8 @@ class Sequential:
         """What the population was built for that may change after: each layer's
         ``trainable``, and the optimizer's structure (``exclude_from_weight_decay``)."""
         optimizer = self.optimizer.structure() if self.optimizer is not None else None
-        return tuple(bool(layer.trainable) for layer in self._layers), optimizer
+        return (self._trainable, tuple(bool(layer.trainable) for layer in self._layers),
+                optimizer)
 
     def _build(self) -> Population:
         if self._population is not None and not self._fitting and \
@@ -205,12 +205,23 @@ class Sequential:
                 raise ConfigError(
                     "Sequential: the input shape is unknown. Give the first layer "
                     "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
-            member = Member(self._engine_layers(), self.optimizer or "rmsprop", self.seed,
-                            input_shape=self._input_shape, name=self.name,
-                            graph=self._engine_graph())
             metrics = self.metrics_names if self._population_metrics is None else \
                 self._population_metrics
-            self._population = Population([member], loss=self.loss or "mse", metrics=metrics)
+            # Keras: a model whose own flag is off has no trainable weights, whatever its
+            # layers say; its layers' flags are left as they are (read while the plan is made)
+            gated = [] if self._trainable else [layer for layer in self._layers
+                                                if layer.trainable]
+            for layer in gated:
+                layer.trainable = False
+            try:
+                member = Member(self._engine_layers(), self.optimizer or "rmsprop", self.seed,
+                                input_shape=self._input_shape, name=self.name,
+                                graph=self._engine_graph())
+                self._population = Population([member], loss=self.loss or "mse",
+                                              metrics=metrics)
+            finally:
+                for layer in gated:
+                    layer.trainable = True
             self._built_signature = self._signature()
             if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
                 self.optimizer._state_reader = _loss_scale_reader(self._population)

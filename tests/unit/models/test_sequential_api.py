@@ -358,9 +358,20 @@ def test_a_frozen_model_trains_nothing_and_logs_its_loss_and_unfrozen_trains_aga
     model.trainable = True
     model.fit(X, Y, epochs=1, batch_size=16, verbose=0)
     assert all(not np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
-    frozen_from_the_start = Sequential([Dense(4, input_shape=(6,))], trainable=False)
-    frozen_from_the_start.add(Dense(3, activation="softmax"))
-    assert [layer.trainable for layer in frozen_from_the_start.layers] == [False, False]
+    # Keras's gate: a model made frozen keeps its layers' flags (True) and trains nothing;
+    # unfreezing one layer inside a frozen model trains nothing either
+    gated = Sequential([Dense(4, input_shape=(6,))], trainable=False)
+    gated.add(Dense(3, activation="softmax"))
+    assert [layer.trainable for layer in gated.layers] == [True, True]
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.trainable = False
+    model.layers[0].trainable = True
+    for frozen in (gated, model):
+        before = frozen.get_weights()
+        with pytest.warns(UserWarning, match="no trainable weights"):
+            frozen.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+        for ours, theirs in zip(frozen.get_weights(), before):
+            np.testing.assert_array_equal(ours, theirs)
 
 
 def test_a_layer_frozen_during_fit_takes_effect_at_the_next_fit_and_loses_nothing():
@@ -407,7 +418,7 @@ def test_a_functional_model_made_frozen_trains_nothing():
     inputs = keras.Input((6,))
     outputs = Dense(3, activation="softmax")(Dense(4)(inputs))
     model = keras.Model(inputs, outputs, trainable=False)
-    assert [layer.trainable for layer in model.layers] == [False] * len(model.layers)
+    assert not model.trainable
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     before = model.get_weights()
     with pytest.warns(UserWarning, match="no trainable weights"):
