@@ -277,7 +277,17 @@ class Input:
     """
 
     def __init__(self, shape: Sequence[int] | None = None, batch_size: int | None = None,
-                 dtype: Any = None, name: str | None = None):
+                 dtype: Any = None, name: str | None = None,
+                 batch_shape: Sequence[int | None] | None = None):
+        if batch_shape is not None:  # Keras's other spelling: the batch size first
+            if shape is not None:
+                raise ConfigError("Input: pass 'shape' or 'batch_shape', not both (as Keras). "
+                                  f"Got shape={shape!r} and batch_shape={batch_shape!r}.")
+            if isinstance(batch_shape, (str, bytes)) or not hasattr(batch_shape, "__len__") \
+                    or len(batch_shape) < 2:
+                raise ConfigError("Input: 'batch_shape' must be a tuple with the batch size "
+                                  f"(or None) first, e.g. (None, 784). Got {batch_shape!r}.")
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if isinstance(shape, int):
             shape = (shape,)
         if shape is None or not all(isinstance(d, int) and d > 0 for d in shape):

@@ -295,3 +295,16 @@ def test_automatic_layer_names_count_unnamed_layers_only_as_a_fresh_keras_sessio
     with pytest.raises(ConfigError, match="unique names"):  # as Keras refuses it
         keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
                           keras.layers.Dense(3, name="dense")])
+
+
+def test_input_takes_keras_batch_shape_and_refuses_it_beside_shape():
+    declared = keras.Input(batch_shape=(None, 6))
+    assert declared.shape == (None, 6) and declared.sample_shape == (6,)
+    assert keras.Input(batch_shape=(32, 4, 4, 2)).shape == (32, 4, 4, 2)
+    model = keras.Sequential([keras.Input(batch_shape=(None, 6)), Dense(3)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.predict(X[:5], verbose=0).shape == (5, 3)
+    with pytest.raises(ConfigError, match="'shape' or 'batch_shape', not both"):
+        keras.Input(shape=(6,), batch_shape=(None, 6))
+    with pytest.raises(ConfigError, match="'batch_shape' must be a tuple with the batch size"):
+        keras.Input(batch_shape=(None,))
