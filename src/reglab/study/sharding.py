@@ -67,14 +67,18 @@ def cut(population: PopulationSpec, count: int) -> list[PopulationSpec]:
     """``population``'s runs, in seed order, in ``count`` shards of sizes within one run of
     each other."""
     runs = sorted(population.runs, key=lambda run: run.seed)
-    count = max(1, min(count, len(runs)))
-    bounds = [round(i * len(runs) / count) for i in range(count + 1)]
+    bounds = _bounds(len(runs), max(1, min(count, len(runs))))
     return [PopulationSpec(population.key, tuple(runs[lo:hi]))
             for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
+def _bounds(size: int, count: int) -> list[int]:
+    """Where ``count`` shards of ``size`` runs start and end: sizes within one of each other."""
+    return [round(i * size / count) for i in range(count + 1)]
+
+
 def _shard_sizes(size: int, count: int) -> list[int]:
-    bounds = [round(i * size / count) for i in range(count + 1)]
+    bounds = _bounds(size, count)
     return [hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
