@@ -308,3 +308,19 @@ def test_input_takes_keras_batch_shape_and_refuses_it_beside_shape():
         keras.Input(shape=(6,), batch_shape=(None, 6))
     with pytest.raises(ConfigError, match="'batch_shape' must be a tuple with the batch size"):
         keras.Input(batch_shape=(None,))
+
+
+@pytest.mark.parametrize("x", [
+    np.full((40, 6), 3e38, dtype=np.float32),  # finite, but their sum overflows float32
+    np.asfortranarray(np.full((40, 6), -6e4, dtype=np.float16)),
+    torch.full((40, 6), 3e38),
+    np.full((40, 6), 1.5e308),
+], ids=["float32-overflowing-sum", "float16-fortran", "tensor-overflowing-sum", "float64"])
+def test_large_finite_inputs_are_not_taken_for_infinite(x):
+    from reglab.models.fit_data import refuse_non_finite
+    refuse_non_finite("fit", "x", x)  # the fast check's overflow falls back to the full one
+    bad = x.copy() if isinstance(x, np.ndarray) else x.clone()
+    bad[5, 1] = np.nan
+    with pytest.raises(DataError, match=r"fit: 'x' must hold finite numbers. Got 1 NaN or "
+                                        r"infinite value\(s\), the first at index \(5, 1\)"):
+        refuse_non_finite("fit", "x", bad)
