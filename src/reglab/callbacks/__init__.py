@@ -6,6 +6,7 @@ from reglab.callbacks.csv_logger import CSVLogger
 from reglab.callbacks.early_stopping import EarlyStopping
 from reglab.callbacks.history import History
 from reglab.callbacks.lambda_callback import LambdaCallback
+from reglab.callbacks.learning_rate_scheduler import LearningRateScheduler
 from reglab.callbacks.model_checkpoint import ModelCheckpoint
 from reglab.callbacks.progbar_logger import ProgbarLogger
 from reglab.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
@@ -13,5 +14,6 @@ from reglab.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
     "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+    "LearningRateScheduler",
     "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN",
 ]

@@ -84,5 +84,8 @@ def set_value(state, member_id: int, name: str, value) -> None:
         raise ConfigError(f"Population.set_hyperparameter: {name!r} must be a finite number. "
                           f"Got {value!r}.")
     argument = name.split(".")[-1]
+    if kind == "optimizer" and argument == "learning_rate" and owner.schedule is not None:
+        raise ConfigError(f"Population.set_hyperparameter: member {member_id}'s learning rate "
+                          f"follows its schedule ({owner.schedule!r}): it cannot be set.")
     _check(kind, owner, name, argument, float(value))
     holder[key] = float(value)

@@ -158,6 +158,9 @@ class PopulationState:
         # The steps list is the tree's own: count_step increments it in place.
         self.optimizer_members = OptimizerMembers(
             [self.optimizer_values[i] for i in ids], self.members.scalars["steps"], dtype, device)
+        #: the present members whose learning rate follows a schedule: (position, schedule)
+        self.schedules = [(p, self.plan.optimizers[i].schedule) for p, i in enumerate(ids)
+                          if self.plan.optimizers[i].schedule is not None]
         #: the weights that some present member decays (every trainable one, as Keras, but
         #: those the optimizer's exclude_from_weight_decay names), and those whose
         #: regularizers take a proximal step
@@ -170,7 +173,10 @@ class PopulationState:
         #: optimizer's fused step adds: each member's coefficient. Not for a weight that
         #: decoupled decay shrinks between the penalties' gradients and the step.
         self.coupled_decay: dict[Key, list[float]] = {}
-        if self.optimizer.folds_coupled_decay(device):
+        # Not under clipping: the penalties' gradients are part of what is clipped, before
+        # the optimizer's step.
+        folds = self.optimizer.clipping is None
+        if folds and self.optimizer.folds_coupled_decay(device):
             for key, terms in self.penalties.items():
                 coefficients = coupled_decay(terms) if key not in self.decayed else None
                 if coefficients is not None:
@@ -178,7 +184,7 @@ class PopulationState:
         #: likewise their sign part (L1's ``l1 * sign(w)``), where the optimizer's step adds it
         #: (reglab's native Adam): each member's coefficient.
         self.coupled_sign: dict[Key, list[float]] = {}
-        if self.optimizer.folds_coupled_sign(device, dtype):
+        if folds and self.optimizer.folds_coupled_sign(device, dtype):
             for key, terms in self.penalties.items():
                 coefficients = coupled_sign(terms) if key not in self.decayed else None
                 if coefficients is not None:
@@ -191,10 +197,18 @@ class PopulationState:
                 *(["ema"] if "ema" in self.members.tensors else [])]
 
     def count_step(self) -> None:
-        """Counts one optimizer step for every present member."""
+        """Counts one optimizer step for every present member; a member whose learning rate
+        follows a schedule takes the schedule's rate at the steps taken before this one
+        (Keras's ``iterations``)."""
         steps = self.members.scalars["steps"]
+        rates = [(p, schedule.rate(steps[p])) for p, schedule in self.schedules]  # may raise
         for p in range(len(steps)):
             steps[p] += 1
+        if rates:
+            floats = self.optimizer_members.floats
+            for p, rate in rates:
+                floats[p]["learning_rate"] = rate
+            self.optimizer_members.forget()
 
     def count_epoch(self) -> None:
         epochs = self.members.scalars["epochs"]

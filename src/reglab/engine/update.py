@@ -5,7 +5,8 @@ population's tree) and ``update(grads, state)`` (act on the gradients and weight
 the present members, in place), as Optax's ``chain(...)`` composes
 ``scale_by_adam()``, ``add_decayed_weights()`` and their kin. :data:`UPDATE_ORDER` is the
 one place that says in which order; :func:`apply_updates` is the one place that reads it.
-The order is Keras's: the penalties' gradients join the loss's, decoupled weight decay
+The order is Keras's: the penalties' gradients join the loss's, the sum is clipped (the
+optimizer's ``clipnorm``, ``clipvalue`` or ``global_clipnorm``), decoupled weight decay
 shrinks the weights before the optimizer's step, proximal steps and constraints follow it.
 (An optimizer with a fused kernel adds the penalties' linear part, L2's ``2 * l2 * w``,
 inside its step, after their other parts, as the chain would, and reglab's native Adam their
@@ -22,7 +23,7 @@ from typing import Protocol
 
 import torch
 
-from reglab.engine import loss_scale, penalties
+from reglab.engine import clipping, loss_scale, penalties
 from reglab.engine.member_state import copy_rows
 from reglab.engine.state import Key, PopulationState
 from reglab.engine.values import member_values
@@ -46,6 +47,24 @@ class PenaltyGradients:
                 penalties.add_gradient(terms, grads[key], state.weights[key],
                                        include_decay=key not in state.coupled_decay,
                                        include_sign=key not in state.coupled_sign)
+
+
+class ClipGradients:
+    """Keras's ``clipnorm``, ``clipvalue`` or ``global_clipnorm`` of the optimizer, each
+    member with its own threshold, on the gradients with the penalties' added (Keras's
+    regularizers are terms of the loss it differentiates): :mod:`reglab.engine.clipping`."""
+
+    def init(self, state):
+        pass
+
+    def update(self, grads, state):
+        kind = state.optimizer.clipping
+        if kind is None or not grads:
+            return
+        members = state.optimizer_members
+        threshold = torch.tensor([hp[kind] for hp in members.floats], dtype=state.dtype,
+                                 device=state.device)
+        clipping.clip_(kind, list(grads.values()), threshold)
 
 
 class DecoupledWeightDecay:
@@ -142,8 +161,9 @@ class Constraints:
 
 
 #: the update chain, in the order it runs
-UPDATE_ORDER: tuple[type, ...] = (PenaltyGradients, DecoupledWeightDecay, OptimizerStep,
-                                  ProximalSteps, ExponentialMovingAverage, Constraints)
+UPDATE_ORDER: tuple[type, ...] = (PenaltyGradients, ClipGradients, DecoupledWeightDecay,
+                                  OptimizerStep, ProximalSteps, ExponentialMovingAverage,
+                                  Constraints)
 
 
 def build_chain(state: PopulationState) -> list[UpdateTransform]:

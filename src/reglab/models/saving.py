@@ -194,6 +194,11 @@ def _compile_config(model) -> dict[str, Any] | None:
         raise ConfigError(f"save_model: 'optimizer' must be a built-in optimizer "
                           f"({', '.join(sorted(_OPTIMIZERS))}). Got {optimizer!r}. "
                           + _ONLY_BUILT_IN.format(kind="optimizers"))
+    schedule = optimizer.schedule
+    if schedule is not None and optimizers.schedules.built_in(schedule) is None:
+        raise ConfigError(f"save_model: the optimizer's learning-rate schedule must be a "
+                          f"built-in one ({', '.join(optimizers.schedules.NAMES)}). Got "
+                          f"{schedule!r}. " + _ONLY_BUILT_IN.format(kind="schedules"))
     loss, extra = None, {}
     metrics = list(model.metrics_names)
     if getattr(model.loss, "parts", None) is not None:  # several outputs
@@ -360,6 +365,10 @@ def _construct(cls, config, where: str):
     if not isinstance(config, dict):
         raise ConfigError(f"{where}: expected 'config' to be an object of {cls.__name__}'s "
                           f"arguments. Got {config!r}.")
+    if issubclass(cls, optimizers.Optimizer) and isinstance(config.get("learning_rate"), dict):
+        # a learning-rate schedule, in Keras's serialized form (built-in classes only)
+        config = {**config, "learning_rate": optimizers.schedules.deserialize(
+            config["learning_rate"], where=f"{where}: 'learning_rate'")}
     try:
         inspect.signature(cls).bind(**config)
     except TypeError as error:

@@ -223,8 +223,7 @@ class Sequential:
                 for layer in gated:
                     layer.trainable = True
             self._built_signature = self._signature()
-            if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
-                self.optimizer._state_reader = _loss_scale_reader(self._population)
+            _attach(self.optimizer, self._population)
         return self._population
 
     def _engine_layers(self, packed: bool = True) -> list[Layer]:
@@ -276,6 +275,9 @@ class Sequential:
                                                              name="loss_scale_optimizer")
         loss, names, population_metrics = self._compile_outputs(loss, metrics, loss_weights)
         weights = self.get_weights() if self._population is not None else None
+        # the same optimizer object keeps its state (its step count, Adam's moments), as
+        # Keras's optimizer keeps its variables; another one starts fresh
+        kept = self._population if optimizer is self.optimizer else None
         previous = (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
                     self._compiled, self._population)
         self.optimizer, self.loss, self.metrics_names = optimizer, loss, names
@@ -286,6 +288,8 @@ class Sequential:
                 self._build()
                 if weights is not None:
                     self.set_weights(weights)
+                if kept is not None:
+                    _carry_training_state(kept, self._population)
         except Exception:
             (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
              self._compiled, self._population) = previous
@@ -563,16 +567,31 @@ class Sequential:
     def __setstate__(self, state: dict) -> None:
         """Unpickled or copied: a loss-scaling optimizer reads the copy's own member."""
         self.__dict__.update(state)
-        if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer) \
-                and self._population is not None:
-            self.optimizer._state_reader = _loss_scale_reader(self._population)
+        if self._population is not None:
+            _attach(self.optimizer, self._population)
 
 
-def _loss_scale_reader(population):
-    """What a LossScaleOptimizer's ``dynamic_scale`` reads: the model's member's state."""
+def _attach(optimizer, population) -> None:
+    """Links ``optimizer`` to the member ``population`` trains for the model: its
+    ``iterations`` (so a schedule's current rate) and a LossScaleOptimizer's
+    ``dynamic_scale`` read that member's state."""
     from reglab.engine import loss_scale
 
-    return lambda: loss_scale.member_state(population, 0)
+    if not isinstance(optimizer, optimizers_module.Optimizer):
+        return
+    optimizer._steps_reader = lambda: _steps_taken(population, 0)
+    if isinstance(optimizer, optimizers_module.LossScaleOptimizer):
+        optimizer.inner_optimizer._steps_reader = optimizer._steps_reader
+        optimizer._state_reader = lambda: loss_scale.member_state(population, 0)
+
+
+def _steps_taken(population, member_id: int) -> int:
+    """The optimizer steps member ``member_id`` has taken, training or parked."""
+    members = population.state.members
+    if member_id in members.member_ids:
+        return members.scalar("steps", member_id)
+    row = population._parked.get(member_id)
+    return 0 if row is None else row["scalars"].get("steps", 0)
 
 
 def _carry_training_state(old: Population, new: Population) -> None:

@@ -71,6 +71,8 @@ class _KerasBridge:
         self.population = population
 
     def _sync_learning_rate(self):
+        if self.model.optimizer.schedule is not None:  # the rate follows the schedule
+            return
         population, lr = self.population, self.model.optimizer.learning_rate
         if population.hyperparameter(0, "learning_rate") != lr:  # a callback changed it
             population.set_hyperparameter(0, "learning_rate", lr)
@@ -172,8 +174,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if resume is not None and data.generator is not None:
         raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow; "
                           "a Python generator cannot be resumed mid-stream.")
-    if resume is not None:
-        # what callbacks see of the learning rate is what the backed-up run had reached
+    if resume is not None and model.optimizer.schedule is None:
+        # what callbacks see of the learning rate is what the backed-up run had reached (a
+        # schedule's follows the restored step count)
         model.optimizer.learning_rate = resume["optimizer_values"][0]["learning_rate"]
     options = dict(validation_data=validation_data, observers=[bridge],
                    eval_batch_size=validation_batch_size)
@@ -269,7 +272,8 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
     population = _ensure_ready(model, np.shape(x))
     population.reset_divergence()
     learning_rate = model.optimizer.learning_rate
-    if population.hyperparameter(0, "learning_rate") != learning_rate:  # changed by the user
+    if model.optimizer.schedule is None and \
+            population.hyperparameter(0, "learning_rate") != learning_rate:  # set by the user
         population.set_hyperparameter(0, "learning_rate", learning_rate)
     # one epoch of one unshuffled batch: the member's random streams go on from the epochs
     # it has trained, as they would in fit

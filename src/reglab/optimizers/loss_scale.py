@@ -165,6 +165,19 @@ class LossScaleOptimizer(Optimizer):
     def swa_start(self):
         return self.inner_optimizer.swa_start
 
+    @property
+    def clipping(self) -> str | None:
+        return self.inner_optimizer.clipping
+
+    @property
+    def schedule(self):
+        return self.inner_optimizer.schedule
+
+    @property
+    def iterations(self) -> int:
+        """The inner optimizer's (a skipped step is not counted, as in Keras)."""
+        return self.inner_optimizer.iterations
+
     def decays(self, weight_name: str) -> bool:
         return self.inner_optimizer.decays(weight_name)
 
@@ -215,7 +228,7 @@ class LossScaleOptimizer(Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled and copied without the link to the model that trains it."""
-        return {**self.__dict__, "_state_reader": None}
+        return {**self.__dict__, "_state_reader": None, "_steps_reader": None}
 
     def __repr__(self) -> str:
         return (f"LossScaleOptimizer({self.inner_optimizer!r}, initial_scale="

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,9 +22,15 @@ import torch
 from reglab import native
 from reglab.errors import ConfigError, unknown_name
 from reglab.native import adam as native_adam
+from reglab.optimizers import schedules
+from reglab.optimizers.schedules import LearningRateSchedule
 from reglab.regularizers.penalty import add_penalty_gradient_
 
 Value = float | torch.Tensor
+
+#: Keras's gradient clipping arguments, every optimizer's (at most one set)
+CLIPPINGS = ("clipnorm", "clipvalue", "global_clipnorm")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _optional_count(owner: str, name: str, value: Any, minimum: int) -> int | None:
@@ -122,6 +129,10 @@ class OptimizerMembers:
     def __len__(self) -> int:
         return len(self.floats)
 
+    def forget(self) -> None:
+        """Drops what was derived from the hyperparameters (after a schedule changed them)."""
+        self._cache.clear()
+
     def value(self, name: str, ndim: int) -> Value:
         """Hyperparameter ``name`` of every member as ``(P, 1, ..., 1)`` (or ``0.0``)."""
         key = (name, ndim)
@@ -174,34 +185,100 @@ class Optimizer:
     _decay_excluded: str | None = None
 
     def __init__(self, learning_rate: float, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
         owner = type(self).__name__
-        self.learning_rate = _check(owner, "learning_rate", learning_rate, 0.0, lo_open=True)
+        if isinstance(learning_rate, LearningRateSchedule):
+            self._learning_rate = learning_rate
+        else:
+            if callable(learning_rate):
+                raise ConfigError(f"{owner}: 'learning_rate' must be a float or a "
+                                  "reglab.optimizers.schedules.LearningRateSchedule (a callable "
+                                  "of the step: subclass LearningRateSchedule). Got "
+                                  f"{learning_rate!r}.")
+            self.learning_rate = learning_rate
         self.weight_decay = None if weight_decay is None else _check(
             owner, "weight_decay", weight_decay, 0.0)
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        if sum(v is not None for v in clips.values()) > 1:
+            raise ConfigError(f"{owner}: only one of 'clipnorm', 'clipvalue' and "
+                              f"'global_clipnorm' can be set (as in Keras). Got "
+                              + ", ".join(f"{k}={v!r}" for k, v in clips.items()) + ".")
+        for key, value in clips.items():
+            # Keras ignores 0 and negative values; here they are refused: None is no clipping.
+            # The engine's float32 must hold the threshold.
+            setattr(self, key, None if value is None else _check(
+                owner, key, value, 0.0, FLOAT32_MAX, lo_open=True))
         self.use_ema = bool(use_ema)
         self.ema_momentum = _check(owner, "ema_momentum", ema_momentum, 0.0, 1.0)
         self.ema_overwrite_frequency = _optional_count(owner, "ema_overwrite_frequency",
                                                        ema_overwrite_frequency, minimum=1)
         self.swa_start = _optional_count(owner, "swa_start", swa_start, minimum=0)
 
+    #: reads the steps taken by the member this optimizer trains (set by the model that
+    #: trains it); None before training
+    _steps_reader: Callable[[], int] | None = None
+
+    @property
+    def iterations(self) -> int:
+        """Keras's: the steps taken so far (by the model this optimizer trains; 0 before)."""
+        return 0 if self._steps_reader is None else int(self._steps_reader())
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate; with a schedule, its rate at :attr:`iterations` (as Keras)."""
+        value = self._learning_rate
+        if isinstance(value, LearningRateSchedule):
+            return value.rate(self.iterations)
+        return value
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if isinstance(self.__dict__.get("_learning_rate"), LearningRateSchedule):
+            raise TypeError(f"{type(self).__name__}: this optimizer was created with a "
+                            "LearningRateSchedule as its 'learning_rate', hence its learning "
+                            "rate is not settable (as in Keras). Create it with a float "
+                            "'learning_rate' to set it.")
+        self._learning_rate = _check(type(self).__name__, "learning_rate", value, 0.0,
+                                     lo_open=True)
+
+    @property
+    def schedule(self) -> LearningRateSchedule | None:
+        """The learning-rate schedule the optimizer was created with, or None."""
+        value = self._learning_rate
+        return value if isinstance(value, LearningRateSchedule) else None
+
+    @property
+    def clipping(self) -> str | None:
+        """Which of Keras's gradient clippings is set (``'clipnorm'``, ``'clipvalue'``,
+        ``'global_clipnorm'``), or None. See :mod:`reglab.engine.clipping`."""
+        for key in CLIPPINGS:
+            if getattr(self, key, None) is not None:
+                return key
+        return None
+
     # -- population interface -------------------------------------------------
     def hyperparameters(self) -> dict[str, float]:
         """The values that may differ between members of one population (``swa_start`` is
-        one: ``inf`` for a member that does not average)."""
+        one: ``inf`` for a member that does not average; the clipping threshold another,
+        its kind being part of the structure)."""
         values = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay or 0.0,
                   "swa_start": math.inf if self.swa_start is None else float(self.swa_start)}
         if self.use_ema:
             values["ema_momentum"] = self.ema_momentum
+        if self.clipping is not None:
+            values[self.clipping] = getattr(self, self.clipping)
         return values
 
     def structure(self) -> tuple:
         """What must be equal across members (the class and its boolean options)."""
         excluded = () if self._decay_excluded is None else \
             (f"exclude_from_weight_decay={self._decay_excluded}",)
+        clipping = () if self.clipping is None else (f"clipping={self.clipping}",)
         return (type(self).__name__, f"use_ema={self.use_ema}",
-                f"ema_overwrite_frequency={self.ema_overwrite_frequency}", *excluded)
+                f"ema_overwrite_frequency={self.ema_overwrite_frequency}", *excluded, *clipping)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
         """Keras's: weights whose name (``kernel``, ``bias``, ``gamma``, ``beta``...) one of
@@ -210,8 +287,8 @@ class Optimizer:
         name them instead. Called again, it replaces the earlier names, as in Keras."""
         owner = type(self).__name__
         if var_list:
-            raise ConfigError(f"{owner}.exclude_from_weight_decay: reglab's weights are not "
-                              "variable objects, so 'var_list' cannot name them. Pass "
+            raise ConfigError(f"{owner}.exclude_from_weight_decay: 'var_list' is not "
+                              "supported yet (weights are excluded by name). Pass "
                               "var_names=[...] (e.g. ['bias', 'gamma', 'beta']). Got "
                               f"var_list of {len(var_list)} item(s).")
         if isinstance(var_names, str) or (var_names is not None and not all(
@@ -268,15 +345,30 @@ class Optimizer:
             param.sub_(param * (wd * members.value("learning_rate", param.dim())))
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, **{k: v for k, v in vars(self).items()
-                                      if not k.startswith("_")}}
+        """Keras's: the arguments, a schedule in its serialized form."""
+        schedule = self.schedule
+        rate = self._learning_rate if schedule is None else schedules.serialize(schedule)
+        return {"name": self.name, "learning_rate": rate,
+                **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
-        return cls(**{k: v for k, v in config.items() if k != "name"})
+        config = {k: v for k, v in config.items() if k != "name"}
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(
+                config["learning_rate"], where=f"{cls.__name__}.from_config: 'learning_rate'")
+        return cls(**config)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the link to the model that trains it."""
+        state = dict(self.__dict__)
+        state.pop("_steps_reader", None)
+        return state
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(f"{k}={v!r}" for k, v in [("learning_rate", self._learning_rate),
+                                                   *vars(self).items()]
+                         if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
 
@@ -292,9 +384,12 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
-        super().__init__(learning_rate, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         self.momentum = _check("SGD", "momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
@@ -334,9 +429,12 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, amsgrad: bool = False, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
-        super().__init__(learning_rate, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         owner = type(self).__name__
         self.beta_1 = _check(owner, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
         self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0, hi_open=True)
@@ -484,10 +582,13 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 amsgrad: bool = False,
+                 amsgrad: bool = False, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
+                         clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
+                         ema_overwrite_frequency, swa_start)
 
 
 class RMSprop(Optimizer):
@@ -502,9 +603,12 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-7, centered: bool = False, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
-        super().__init__(learning_rate, weight_decay, use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         self.rho = _check("RMSprop", "rho", rho, 0.0, 1.0)
         self.momentum = _check("RMSprop", "momentum", momentum, 0.0, 1.0)
         self.epsilon = _check("RMSprop", "epsilon", epsilon, 0.0)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reglab.study.regimes import regime_axes, regime_label, regime_points, resolve_regime
-from reglab.study.spec import StudySpec, StudySpecError, VariantSpec
+from reglab.study.spec import CLIPPINGS, StudySpec, StudySpecError, VariantSpec
 from reglab.study.sweeps import MAX_RUNS, format_value, set_path
 
 #: how the names of a tuning trial's runs start
@@ -71,6 +71,9 @@ class RunSpec:
         optimizer = run_optimizer(spec, self.changes)
         structural_options = {k: v for k, v in optimizer.items()
                               if isinstance(v, bool) or k == "ema_overwrite_frequency"}
+        # which gradient clipping (not its threshold, which is each member's own) is part
+        # of a population's structure
+        structural_options.update({k: "set" for k in CLIPPINGS if optimizer.get(k) is not None})
         key = {
             "batch_norm": bool(self.changes.get("batch_norm", False)),
             "augment": self.changes.get("augment"),

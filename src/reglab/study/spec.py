@@ -61,6 +61,9 @@ LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary
           "mean_squared_error", "mse")
 METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy",
            "binary_accuracy")
+#: the optimizers' gradient clipping arguments (``reglab.optimizers.optimizers.CLIPPINGS``;
+#: reading a study imports no torch): at most one per optimizer, a number > 0
+CLIPPINGS = ("clipnorm", "clipvalue", "global_clipnorm")
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats",
@@ -572,12 +575,15 @@ def _check_optimizer(checker: _Checker, where: str, table: Any) -> dict | None:
     finite (each class's own ranges, such as beta_1 < 1, are checked when it is built)."""
     node = checker.typed(where, table, "optimizer", OPTIMIZER_NAMES)
     for key, value in (node or {}).items():
-        if key == "learning_rate":
+        if key in ("learning_rate", *CLIPPINGS):
             if not is_number(value) or value <= 0:
-                checker.add(f"{where}.learning_rate: expected a finite number > 0. "
-                            f"Got {value!r}.")
+                checker.add(f"{where}.{key}: expected a finite number > 0. Got {value!r}.")
         elif isinstance(value, float) and not is_number(value):
             checker.add(f"{where}.{key}: expected a finite number. Got {value!r}.")
+    clippings = [key for key in CLIPPINGS if key in (node or {})]
+    if len(clippings) > 1:
+        checker.add(f"{where}: only one of {', '.join(CLIPPINGS)} can be set (as in Keras). "
+                    f"Got {', '.join(clippings)}.")
     return node
 
 

@@ -94,3 +94,25 @@ def test_double_checkpoint_falls_back_on_the_previous_backup(tmp_path):
 def test_bad_arguments(kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         BackupAndRestore(**kwargs)
+
+
+def test_a_fit_with_a_learning_rate_schedule_resumes_where_it_stopped(tmp_path):
+    from reglab.optimizers import Adam
+    from reglab.optimizers.schedules import CosineDecay
+
+    def scheduled():
+        m = Sequential([Dense(8, activation="relu", input_shape=(6,)),
+                        Dense(3, activation="softmax")], seed=3)
+        m.compile(optimizer=Adam(CosineDecay(0.0, 12, warmup_target=0.05, warmup_steps=6)),
+                  loss="sparse_categorical_crossentropy")
+        return m
+    reference = scheduled()
+    expected = fit(reference, []).history
+    with pytest.raises(Interrupt):
+        fit(scheduled(), [BackupAndRestore(tmp_path), InterruptAt(3)])
+    again = scheduled()
+    history = fit(again, [BackupAndRestore(tmp_path)])
+    assert history.history["loss"] == expected["loss"][3:]
+    for got, want in zip(again.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert again.optimizer.iterations == reference.optimizer.iterations == 18

@@ -38,6 +38,7 @@ from reglab.layers import (
 )
 from reglab.mixed_precision import DTypePolicy
 from reglab.optimizers import SGD, Adam, AdamW, RMSprop
+from reglab.optimizers.schedules import CosineDecayRestarts, ExponentialDecay
 from reglab.regularizers import L1L2, ProximalL1, l1, l2
 
 REGULARIZERS = {"none": None, "l1": l1(1e-3), "l2": l2(1e-2), "l1l2": L1L2(1e-3, 1e-3),
@@ -140,6 +141,22 @@ CASES = {
                              lambda v: Adam(v.get("lr", 0.01), amsgrad=True), VARIANTS,
                              flat_data, None),
     "mlp-wide-shared-gemm": (mlp_wide, adam, VARIANTS, flat_data, None),
+    # Keras's gradient clipping, each member's own threshold (with the penalties' gradients
+    # clipped too: the optimizer folds none of them in)
+    "mlp-wide-adam-global-clipnorm": (
+        mlp_wide, lambda v: Adam(v.get("lr", 0.01), global_clipnorm=0.05 + v.get("lr", 0.01)),
+        VARIANTS, flat_data, None),
+    "mlp-sgd-clipnorm": (mlp, lambda v: SGD(v.get("lr", 0.01) * 5, momentum=0.9,
+                                            clipnorm=0.02 + v.get("lr", 0.01)),
+                         VARIANTS, flat_data, None),
+    # each member's learning rate follows its own schedule, by its own step count
+    "mlp-adam-schedules": (
+        mlp, lambda v: Adam(CosineDecayRestarts(v.get("lr", 0.01), 5, alpha=0.1)
+                            if v.get("reg") == "l1" else
+                            ExponentialDecay(v.get("lr", 0.01) * 2, 7, 0.5)),
+        VARIANTS, flat_data, None),
+    "mlp-rmsprop-clipvalue": (mlp, lambda v: RMSprop(v.get("lr", 0.01), clipvalue=0.01),
+                              VARIANTS, flat_data, None),
     "mlp-wide-bfloat16": (mlp_wide_bfloat16, adam, VARIANTS, flat_data, None),
     "bn-noise-adamw": (mlp_bn_noise, lambda v: AdamW(v.get("lr", 0.01), weight_decay=0.05),
                        BN_VARIANTS, flat_data, None),

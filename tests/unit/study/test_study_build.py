@@ -104,3 +104,36 @@ def test_bfloat16_keeps_the_output_from_the_last_weight_layer_on_and_explicit_dt
     got = [(type(layer).__name__, layer.compute_dtype) for layer in members[0].layers]
     assert got == [("Dense", "bfloat16"), ("Dropout", "bfloat16"), ("Dense", "float32"),
                    ("Dropout", "bfloat16"), ("Dense", "float32"), ("Activation", "float32")]
+
+
+def test_clipping_variants_share_a_population_by_kind_and_train(tmp_path):
+    """A sweep over ``clipnorm`` is one population (each run its own threshold); a run without
+    clipping, or with another kind, cannot share its update and trains beside it."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((64, 6)), y=rng.integers(0, 3, 64),
+             x_test=rng.random((16, 6)), y_test=rng.integers(0, 3, 16))
+    study = STUDY.split("[variants.baseline]")[0] + """
+[variants.baseline]
+[variants.clipped]
+optimizer = { type = "SGD", learning_rate = 0.1, clipnorm = [0.01, 1.0] }
+[variants.by_value]
+optimizer = { type = "SGD", learning_rate = 0.1, clipvalue = 0.01 }
+"""
+    (tmp_path / "study.toml").write_text(study)
+    spec = parse_study(tmp_path / "study.toml")
+    plan = plan_study(spec)
+    assert plan.describe() == ("3 variants (4 points with sweeps) × 2 seeds = 8 runs in 3 "
+                               "populations")
+    data = load_study_data(spec)
+    clipped = next(p for p in plan.populations if len(p.runs) == 4)
+    members, _, _ = population_members(spec, clipped, data)
+    assert sorted(m.optimizer.clipnorm for m in members) == [0.01, 0.01, 1.0, 1.0]
+    population = Population(members)
+    population.fit(data.x_train, data.y_train, batch_size=16, epochs=2)
+    by_name = {m.name: population.member_weights(i) for i, m in enumerate(members)}
+    tight = by_name["clipped[optimizer.clipnorm=0.01]/seed=0"]
+    loose = by_name["clipped[optimizer.clipnorm=1]/seed=0"]
+    assert any(not np.allclose(np.asarray(tight[k]), np.asarray(loose[k])) for k in tight)
+    from reglab.optimizers import optimizers
+    from reglab.study import spec as spec_module
+    assert spec_module.CLIPPINGS == optimizers.CLIPPINGS  # the study's own (no torch)

@@ -363,3 +363,18 @@ def test_a_monitor_of_the_logs_is_taken():
         '"val_accuracy" }\n[variants.b]\nearly_stopping = { monitor = "penalty", mode = "min" }\n'
         "[variants.c]\nearly_stopping = { patience = 3 }\n")
     assert [v.name for v in parse(text).variants] == ["baseline", "a", "b", "c"]
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    ("clipnorm = 0", ["variants.baseline.optimizer.clipnorm: expected a finite number > 0. "
+                      "Got 0."]),
+    ("clipvalue = 'big'", ["variants.baseline.optimizer.clipvalue: expected a finite number > "
+                           "0. Got 'big'."]),
+    ("clipnorm = 1.0, global_clipnorm = 2.0",
+     ["variants.baseline.optimizer: only one of clipnorm, clipvalue, global_clipnorm can be "
+      "set (as in Keras). Got clipnorm, global_clipnorm."]),
+])
+def test_a_clipping_is_checked_when_the_study_is_read_naming_its_variant(arguments, expected):
+    found = problems(BASE.replace("[variants.baseline]", "[variants.baseline]\n"
+                                  f"optimizer = {{ type = 'adam', {arguments} }}"))
+    assert found == expected
