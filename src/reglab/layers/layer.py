@@ -29,6 +29,12 @@ from reglab.utils.naming import snake_case  # noqa: F401 - re-exported
 Value = float | torch.Tensor
 Shape = tuple[int, ...]
 
+#: Keras's attribute names for a layer's weights (``dense.kernel``, ``bn.moving_mean``),
+#: read through :meth:`Layer.__getattr__`
+WEIGHT_ATTRIBUTES = frozenset({"kernel", "bias", "gamma", "beta", "moving_mean",
+                               "moving_variance", "embeddings", "depthwise_kernel",
+                               "pointwise_kernel", "recurrent_kernel"})
+
 
 @dataclass(frozen=True)
 class WeightSpec:
@@ -216,6 +222,37 @@ class Layer:
 
     def set_weights(self, weights) -> None:
         self._owner("set_weights")._set_layer_weights(self, weights)
+
+    @property
+    def weights(self) -> list:
+        """Keras's ``layer.weights``: views of this layer's weights in its model (none
+        before it is part of one with a known input shape)."""
+        model = getattr(self, "_model", None)
+        return [] if model is None else model._variables(self)
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for v in self.weights if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self.weights if not v.trainable]
+
+    def count_params(self) -> int:
+        return int(sum(math.prod(v.shape) for v in self.weights))
+
+    def __getattr__(self, name: str):
+        # Keras's weight attributes (dense.kernel, batch_norm.moving_mean): this layer's
+        # weight of that name in its model; Dense(use_bias=False).bias is None, as Keras
+        if name in WEIGHT_ATTRIBUTES:
+            model = self.__dict__.get("_model")
+            if model is not None:
+                for variable in model._variables(self):
+                    if variable.name == name:
+                        return variable
+                if name == "bias" and self.__dict__.get("use_bias") is False:
+                    return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _owner(self, method: str):
         model = getattr(self, "_model", None)

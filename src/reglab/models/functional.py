@@ -34,6 +34,9 @@ class Model(Sequential):
     input, so each sample's inputs are packed side by side (flattened, in float) and cut out
     again by the first layer of each input (see :class:`reglab.layers.core.PackedInput`)."""
 
+    #: Keras's variable paths in a functional model: ``layer/kernel``
+    _variable_prefix = False
+
     def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True,
                  seed: int | None = None):
         super().__init__(name=name or "functional", trainable=trainable, seed=seed)

@@ -378,6 +378,76 @@ class Sequential:
     def count_params(self) -> int:
         return int(sum(w.size for w in self.get_weights()))
 
+    # -- Keras's variables: views of the member's weights ---------------------------------
+    def _variables(self, layer=None) -> list:
+        """Every weight (or ``layer``'s) as a :class:`~reglab.models.variable.Variable`, in
+        Keras's order; none before the model knows its input shape (Keras: not built)."""
+        from reglab.models.variable import Variable
+
+        if self._population is None and (self._input_shape is None or not self._layers):
+            return []
+        population = self._build()
+        specs = {wp.key: wp.spec for wp in population.plan.weights}
+        index = None if layer is None else self._layers.index(layer)
+        # one view per weight, kept (Keras's variables are objects: `v in model.weights`)
+        views = self.__dict__.setdefault("_variable_views", {})
+        found = []
+        for key in self._weight_keys():
+            if index is not None and key[0] != index:
+                continue
+            spec = specs[self._engine_key(key)]
+            view = Variable(self, key, spec.shape, spec.trainable)
+            kept = views.get(key)
+            if kept is not None and (kept.path, kept.shape) == (view.path, view.shape):
+                kept.trainable = view.trainable
+                view = kept
+            views[key] = view
+            found.append(view)
+        return found
+
+    @property
+    def weights(self) -> list:
+        """Keras's ``model.weights``: every weight, as views (``.numpy()``, ``.assign``)."""
+        return self._variables()
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for v in self._variables() if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self._variables() if not v.trainable]
+
+    def _weight_array(self, key: tuple[int, str]) -> np.ndarray:
+        return self._build().member_weights(0)[self._engine_key(key)].numpy()
+
+    def _assign_weight(self, key: tuple[int, str], array: np.ndarray) -> None:
+        self._build().set_member_weights(0, {self._engine_key(key): array})
+
+    def __call__(self, inputs, training=False):
+        """Keras's ``model(x)``: the outputs of ``x`` (one batch, inference mode) as a torch
+        tensor (a list of them for several outputs), as Keras on its torch backend returns
+        them, though without a gradient graph (reglab trains through ``fit``).
+        ``training=True`` (dropout on, batch statistics) and symbolic inputs (a model used
+        as a layer) are refused."""
+        import torch
+
+        from reglab.layers import symbolic
+
+        if symbolic.is_symbolic(inputs) or (isinstance(inputs, (list, tuple)) and any(
+                symbolic.is_symbolic(i) for i in inputs)):
+            raise ConfigError(f"{self.name}: a model called on a symbolic input (a model used "
+                              "as a layer) is not supported yet. Build one model from the "
+                              "layers instead.")
+        if training:
+            raise ConfigError(f"{self.name}: a model called with training=True is not "
+                              "supported (training mode is fit's). Got training="
+                              f"{training!r}.")
+        outputs = self.predict_on_batch(inputs)
+        if isinstance(outputs, list):
+            return [torch.from_numpy(np.asarray(o)) for o in outputs]
+        return torch.from_numpy(np.asarray(outputs))
+
     def summary(self, print_fn=None) -> None:
         """Prints Keras's table: layer (type), output shape, parameter count."""
         text = summary_module.render(self, self._build())
