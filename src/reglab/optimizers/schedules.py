@@ -76,30 +76,37 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (the exponent floored
-    with ``staircase``)."""
+class _RateDecay(LearningRateSchedule):
+    """The arguments of ExponentialDecay and InverseTimeDecay, and their progress
+    ``step / decay_steps`` (floored with ``staircase``)."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+                 name=None):
         owner = type(self).__name__
         self.initial_learning_rate = _rate(owner, "initial_learning_rate",
                                            initial_learning_rate)
         self.decay_steps = _number(owner, "decay_steps", decay_steps, positive=True)
         self.decay_rate = _number(owner, "decay_rate", decay_rate, non_negative=True)
         self.staircase = bool(staircase)
-        self.name = name
+        self.name = owner if name is None else name
 
-    def __call__(self, step):
+    def _progress(self, step):
         p = f32(step) / f32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return f32(self.initial_learning_rate) * np.power(f32(self.decay_rate), p)
+        return np.floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (the exponent floored
+    with ``staircase``)."""
+
+    def __call__(self, step):
+        return f32(self.initial_learning_rate) * np.power(f32(self.decay_rate),
+                                                          self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -170,30 +177,13 @@ class PolynomialDecay(LearningRateSchedule):
                 "power": self.power, "cycle": self.cycle, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (the quotient
     floored with ``staircase``)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
-        owner = type(self).__name__
-        self.initial_learning_rate = _rate(owner, "initial_learning_rate",
-                                           initial_learning_rate)
-        self.decay_steps = _number(owner, "decay_steps", decay_steps, positive=True)
-        self.decay_rate = _number(owner, "decay_rate", decay_rate, non_negative=True)
-        self.staircase = bool(staircase)
-        self.name = name
-
     def __call__(self, step):
-        p = f32(step) / f32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return f32(self.initial_learning_rate) / (f32(1) + f32(self.decay_rate) * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
+        return f32(self.initial_learning_rate) / (f32(1) + f32(self.decay_rate)
+                                                  * self._progress(step))
 
 
 def _cosine(fraction):
