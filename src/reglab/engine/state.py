@@ -69,10 +69,17 @@ class PopulationState:
         if loss_scale.scales_loss(self.optimizer):  # each member's scale and growth counter
             scalars.update(loss_scale.initial_scalars(self.plan.optimizers, member_ids))
         state = tree.MemberState(member_ids, {"weights": weights}, scalars, trainable)
+        starts = self.optimizer.slot_initial_values()
         for slot in self.optimizer.slots():
             family = f"optimizer/{slot}"
             tree.declare_family(family)
-            state.add_family(family, {key: torch.zeros_like(weights[key]) for key in trainable})
+            start = None if slot not in starts else [
+                self.optimizer_values[m][starts[slot]] for m in member_ids]
+            state.add_family(family, {
+                key: torch.zeros_like(weights[key]) if start is None else
+                torch.zeros_like(weights[key]) + member_values(
+                    start, weights[key].dtype, weights[key].device, weights[key].dim())
+                for key in trainable})
         if self.optimizer.use_ema:
             state.add_family("ema", {key: weights[key].clone() for key in trainable})
         state._mark_trainable()

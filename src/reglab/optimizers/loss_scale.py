@@ -49,8 +49,7 @@ def _inner(value: Any) -> Optimizer:
     from reglab import optimizers
 
     if isinstance(value, dict) and "class_name" in value:
-        known = {cls.__name__: cls for cls in (optimizers.SGD, optimizers.Adam,
-                                               optimizers.AdamW, optimizers.RMSprop)}
+        known = optimizers.optimizers.built_in()
         cls = known.get(value["class_name"])
         config = value.get("config", {})
         if cls is None or not isinstance(config, dict):
@@ -194,6 +193,9 @@ class LossScaleOptimizer(Optimizer):
 
     def slots(self) -> tuple[str, ...]:
         return self.inner_optimizer.slots()
+
+    def slot_initial_values(self) -> dict[str, str]:
+        return self.inner_optimizer.slot_initial_values()
 
     def apply(self, params, grads, slots, members, **folded) -> None:
         """The inner optimizer's step (the engine has unscaled the gradients and set aside

@@ -313,6 +313,11 @@ class Optimizer:
         """The names of the optimizer's per-weight state."""
         return ()
 
+    def slot_initial_values(self) -> dict[str, str]:
+        """The slots that do not start at zero: ``{slot: the hyperparameter that each
+        member's starts at}`` (Adagrad's accumulator)."""
+        return {}
+
     def apply(self, params: list[torch.Tensor], grads: list[torch.Tensor],
               slots: list[dict[str, torch.Tensor]], members: OptimizerMembers) -> None:
         """One step for the stacked ``params`` ``(P, ...)``, in place, under no_grad. An
@@ -649,7 +654,19 @@ class RMSprop(Optimizer):
         return members.value("learning_rate", ndim) / self._denominator(slots, members, ndim)
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+#: the built-in optimizers by Keras's name (``reglab/optimizers/adaptive.py`` adds its own)
+_BY_NAME: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
+                                        "rmsprop": RMSprop}
+
+
+def register(cls: type[Optimizer]) -> None:
+    """Makes ``cls`` a built-in optimizer under its ``name`` (``get('nadam')``, saving)."""
+    _BY_NAME[cls.name.lower()] = cls
+
+
+def built_in() -> dict[str, type[Optimizer]]:
+    """The built-in optimizer classes by class name."""
+    return {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier: Any, where: str = "optimizers.get") -> Optimizer:

@@ -64,7 +64,9 @@ METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accura
 #: the optimizers' gradient clipping arguments (``reglab.optimizers.optimizers.CLIPPINGS``;
 #: reading a study imports no torch): at most one per optimizer, a number > 0
 CLIPPINGS = ("clipnorm", "clipvalue", "global_clipnorm")
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
+                   "adagrad": "Adagrad", "adadelta": "Adadelta", "adamax": "Adamax",
+                   "nadam": "Nadam", "lion": "Lion"}
 
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats",
             "tune")

@@ -37,7 +37,17 @@ from reglab.layers import (
     RandomRotation,
 )
 from reglab.mixed_precision import DTypePolicy
-from reglab.optimizers import SGD, Adam, AdamW, RMSprop
+from reglab.optimizers import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Lion,
+    Nadam,
+    RMSprop,
+)
 from reglab.optimizers.schedules import CosineDecayRestarts, ExponentialDecay
 from reglab.regularizers import L1L2, ProximalL1, l1, l2
 
@@ -155,6 +165,20 @@ CASES = {
                             if v.get("reg") == "l1" else
                             ExponentialDecay(v.get("lr", 0.01) * 2, 7, 0.5)),
         VARIANTS, flat_data, None),
+    # Keras's other optimizers: per-member coefficients of their own step counts, Adagrad's
+    # accumulator starting at each member's value
+    "mlp-nadam": (mlp, lambda v: Nadam(v.get("lr", 0.01), beta_1=0.9 - v.get("lr", 0.01)),
+                  VARIANTS, flat_data, None),
+    "mlp-adagrad": (
+        mlp, lambda v: (Adagrad(v.get("lr", 0.01) * 5, initial_accumulator_value=v.get(
+            "lr", 0.01) * 10) if "stop" not in v else Adagrad(0.05)), VARIANTS, flat_data,
+        None),
+    "mlp-adamax": (mlp, lambda v: Adamax(v.get("lr", 0.01), beta_2=0.99), VARIANTS,
+                   flat_data, None),
+    "mlp-adadelta": (mlp, lambda v: Adadelta(v.get("lr", 0.01) * 50, rho=0.9), VARIANTS,
+                     flat_data, None),
+    "mlp-lion": (mlp, lambda v: Lion(v.get("lr", 0.01) / 5, beta_2=0.95), VARIANTS, flat_data,
+                 None),
     "mlp-rmsprop-clipvalue": (mlp, lambda v: RMSprop(v.get("lr", 0.01), clipvalue=0.01),
                               VARIANTS, flat_data, None),
     "mlp-wide-bfloat16": (mlp_wide_bfloat16, adam, VARIANTS, flat_data, None),

@@ -1,0 +1,277 @@
+"""Keras 3's other optimizers: Adagrad, Adadelta, Adamax, Nadam and Lion, their arguments,
+defaults and update rules, for a population's stacked weights ``(P, ...)``.
+
+Each member's hyperparameters are per-member values (``OptimizerMembers.value``) and its
+step-dependent coefficients (powers of ``beta_1``, Nadam's momentum schedule) are formed
+per member in float64, then rounded to the weights' dtype, so a member's arithmetic does
+not depend on who shares its population. Keras forms them in float32: the two agree to
+round-off.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from reglab.optimizers.optimizers import Optimizer, _check, register
+
+
+def _per_member(values: list[float], members, ndim: int) -> torch.Tensor:
+    """One coefficient per member as a ``(P, 1, ..., 1)`` tensor in the training dtype."""
+    return torch.tensor(values, dtype=torch.float64).to(members.dtype).to(
+        members.device).view(-1, *([1] * (ndim - 1)))
+
+
+def _base_arguments(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                    use_ema, ema_momentum, ema_overwrite_frequency, swa_start) -> tuple:
+    return (learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
+            ema_momentum, ema_overwrite_frequency, swa_start)
+
+
+class Adagrad(Optimizer):
+    """Keras's Adagrad: ``a += g**2``; ``w -= lr * g / sqrt(a + epsilon)``, the accumulator
+    starting at ``initial_accumulator_value``.
+
+    Example:
+        >>> Adagrad().hyperparameters()["initial_accumulator_value"]
+        0.1
+    """
+
+    name = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 swa_start=None):
+        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
+                                          global_clipnorm, use_ema, ema_momentum,
+                                          ema_overwrite_frequency, swa_start))
+        self.initial_accumulator_value = _check("Adagrad", "initial_accumulator_value",
+                                                initial_accumulator_value, 0.0)
+        self.epsilon = _check("Adagrad", "epsilon", epsilon, 0.0)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+    def slots(self):
+        return ("accumulator",)
+
+    def slot_initial_values(self):
+        return {"accumulator": "initial_accumulator_value"}
+
+    def _denominator(self, state, members, ndim):
+        return (state["accumulator"] + members.value("epsilon", ndim)).sqrt_()
+
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            state["accumulator"].add_(grad.square())
+            param.sub_(members.value("learning_rate", ndim) * grad
+                       / self._denominator(state, members, ndim))
+
+    def step_size(self, param, slots, members):
+        ndim = param.dim()
+        return members.value("learning_rate", ndim) / self._denominator(slots, members, ndim)
+
+
+class Adadelta(Optimizer):
+    """Keras's Adadelta: ``a = rho * a + (1 - rho) * g**2``;
+    ``d = -sqrt(s + epsilon) * g / sqrt(a + epsilon)``; ``s = rho * s + (1 - rho) * d**2``;
+    ``w += lr * d`` (Keras's default rate 0.001).
+
+    Example:
+        >>> Adadelta().hyperparameters()["rho"]
+        0.95
+    """
+
+    name = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None):
+        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
+                                          global_clipnorm, use_ema, ema_momentum,
+                                          ema_overwrite_frequency, swa_start))
+        self.rho = _check("Adadelta", "rho", rho, 0.0, 1.0)
+        self.epsilon = _check("Adadelta", "epsilon", epsilon, 0.0)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "rho": self.rho, "epsilon": self.epsilon}
+
+    def slots(self):
+        return ("accumulated_grad", "accumulated_delta_var")
+
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            rho, eps = members.value("rho", ndim), members.value("epsilon", ndim)
+            grads_sq, deltas_sq = state["accumulated_grad"], state["accumulated_delta_var"]
+            grads_sq.copy_(rho * grads_sq + (1 - rho) * grad.square())
+            delta = -((deltas_sq + eps).sqrt() * grad) / (grads_sq + eps).sqrt()
+            deltas_sq.copy_(rho * deltas_sq + (1 - rho) * delta.square())
+            param.add_(members.value("learning_rate", ndim) * delta)
+
+
+class Adamax(Optimizer):
+    """Keras's Adamax: ``m += (g - m) * (1 - beta_1)``; ``u = max(beta_2 * u, |g|)``;
+    ``w -= lr * m / ((1 - beta_1**t) * (u + epsilon))``.
+
+    Example:
+        >>> Adamax().hyperparameters()["beta_2"]
+        0.999
+    """
+
+    name = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 swa_start=None):
+        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
+                                          global_clipnorm, use_ema, ema_momentum,
+                                          ema_overwrite_frequency, swa_start))
+        self.beta_1 = _check("Adamax", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
+        self.beta_2 = _check("Adamax", "beta_2", beta_2, 0.0, 1.0)
+        self.epsilon = _check("Adamax", "epsilon", epsilon, 0.0)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+    def slots(self):
+        return ("momentum", "norm")
+
+    def _denominator(self, state, members, ndim):
+        correction = _per_member([1 - hp["beta_1"] ** step for hp, step in
+                                  zip(members.floats, members.steps)], members, ndim)
+        return correction * (state["norm"] + members.value("epsilon", ndim))
+
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            m, u = state["momentum"], state["norm"]
+            m.add_((grad - m) * (1 - members.value("beta_1", ndim)))
+            torch.maximum(members.value("beta_2", ndim) * u, grad.abs(), out=u)
+            param.sub_(members.value("learning_rate", ndim) * m
+                       / self._denominator(state, members, ndim))
+
+    def step_size(self, param, slots, members):
+        ndim = param.dim()
+        return members.value("learning_rate", ndim) / self._denominator(slots, members, ndim)
+
+
+@functools.cache
+def _momentum_products(beta_1: float) -> list[float]:
+    """Nadam's running product ``prod_{i<=t} beta_1 * (1 - 0.5 * 0.96**i)`` at ``t = 0,
+    1, ...``, grown on demand (a pure function of ``beta_1`` and the step)."""
+    return [1.0]
+
+
+def _momentum_product(beta_1: float, step: int) -> float:
+    products = _momentum_products(beta_1)
+    while len(products) <= step:
+        i = len(products)
+        products.append(products[-1] * beta_1 * (1.0 - 0.5 * 0.96**i))
+    return products[step]
+
+
+class Nadam(Optimizer):
+    """Keras's Nadam: Adam with Nesterov momentum and Keras's momentum schedule
+    ``u_t = beta_1 * (1 - 0.5 * 0.96**t)``:
+    ``m_hat = u_{t+1} m / (1 - prod u_{<=t+1}) + (1 - u_t) g / (1 - prod u_{<=t})``,
+    ``v_hat = v / (1 - beta_2**t)``, ``w -= lr * m_hat / (sqrt(v_hat) + epsilon)``.
+
+    Example:
+        >>> Nadam().hyperparameters()["beta_1"]
+        0.9
+    """
+
+    name = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 swa_start=None):
+        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
+                                          global_clipnorm, use_ema, ema_momentum,
+                                          ema_overwrite_frequency, swa_start))
+        self.beta_1 = _check("Nadam", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
+        self.beta_2 = _check("Nadam", "beta_2", beta_2, 0.0, 1.0, hi_open=True)
+        self.epsilon = _check("Nadam", "epsilon", epsilon, 0.0)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+    def slots(self):
+        return ("momentum", "velocity")
+
+    @staticmethod
+    def _coefficients(members) -> tuple[list[float], list[float], list[float]]:
+        """Per member: the momentum's and the gradient's weights in ``m_hat`` and
+        ``1 / (1 - beta_2**t)``."""
+        of_m, of_g, of_v = [], [], []
+        for hp, t in zip(members.floats, members.steps):
+            b1 = hp["beta_1"]
+            u_t, u_next = b1 * (1 - 0.5 * 0.96**t), b1 * (1 - 0.5 * 0.96**(t + 1))
+            product = _momentum_product(b1, t)
+            of_m.append(u_next / (1 - product * u_next))
+            of_g.append((1 - u_t) / (1 - product))
+            of_v.append(1 / (1 - hp["beta_2"] ** t))
+        return of_m, of_g, of_v
+
+    def apply(self, params, grads, slots, members):
+        coefficients = self._coefficients(members)
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            m, v = state["momentum"], state["velocity"]
+            m.add_((grad - m) * (1 - members.value("beta_1", ndim)))
+            v.add_((grad.square() - v) * (1 - members.value("beta_2", ndim)))
+            of_m, of_g, of_v = (_per_member(c, members, ndim) for c in coefficients)
+            m_hat = of_m * m + of_g * grad
+            param.sub_(m_hat * members.value("learning_rate", ndim)
+                       / ((v * of_v).sqrt() + members.value("epsilon", ndim)))
+
+
+class Lion(Optimizer):
+    """Keras's Lion: ``w -= lr * sign(beta_1 * m + (1 - beta_1) * g)``;
+    ``m = beta_2 * m + (1 - beta_2) * g``.
+
+    Example:
+        >>> Lion().hyperparameters()["beta_2"]
+        0.99
+    """
+
+    name = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None):
+        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
+                                          global_clipnorm, use_ema, ema_momentum,
+                                          ema_overwrite_frequency, swa_start))
+        # Keras: beta_1 in (0, 1] (at 0 Lion is sign SGD)
+        self.beta_1 = _check("Lion", "beta_1", beta_1, 0.0, 1.0, lo_open=True)
+        self.beta_2 = _check("Lion", "beta_2", beta_2, 0.0, 1.0)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+    def slots(self):
+        return ("momentum",)
+
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            m = state["momentum"]
+            b1, b2 = members.value("beta_1", ndim), members.value("beta_2", ndim)
+            param.sub_(members.value("learning_rate", ndim) * torch.sign(m * b1
+                                                                         + grad * (1 - b1)))
+            m.copy_(m * b2 + grad * (1 - b2))
+
+
+for _cls in (Adagrad, Adadelta, Adamax, Nadam, Lion):
+    register(_cls)
