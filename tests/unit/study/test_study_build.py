@@ -137,3 +137,26 @@ optimizer = { type = "SGD", learning_rate = 0.1, clipvalue = 0.01 }
     from reglab.optimizers import optimizers
     from reglab.study import spec as spec_module
     assert spec_module.CLIPPINGS == optimizers.CLIPPINGS  # the study's own (no torch)
+
+
+def test_keras_s_other_optimizers_are_study_optimizers(tmp_path):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "data.npz", x=rng.random((64, 6)), y=rng.integers(0, 3, 64),
+             x_test=rng.random((16, 6)), y_test=rng.integers(0, 3, 16))
+    study = STUDY.split("[variants.baseline]")[0].replace(
+        'optimizer = { type = "SGD", learning_rate = 0.1 }',
+        'optimizer = { type = "nadam", learning_rate = 0.01 }') + """
+[variants.baseline]
+[variants.adagrad]
+optimizer = { type = "Adagrad", learning_rate = 0.05, initial_accumulator_value = [0.1, 1.0] }
+"""
+    (tmp_path / "study.toml").write_text(study)
+    spec = parse_study(tmp_path / "study.toml")
+    plan = plan_study(spec)
+    assert plan.describe() == "2 variants (3 points with sweeps) × 2 seeds = 6 runs in 2 populations"
+    data = load_study_data(spec)
+    for planned in plan.populations:
+        members, _, _ = population_members(spec, planned, data)
+        assert {type(m.optimizer).__name__ for m in members} in ({"Nadam"}, {"Adagrad"})
+        result = Population(members).fit(data.x_train, data.y_train, batch_size=16, epochs=1)
+        assert {m.status for m in result.members} == {"done"}
