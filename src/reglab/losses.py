@@ -161,16 +161,152 @@ class BinaryCrossentropy(Loss):
                 "label_smoothing": self.label_smoothing}
 
 
-class MeanSquaredError(Loss):
+def _aligned(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """The targets in the predictions' dtype, ``(..., B)`` widened to ``(..., B, 1)`` for a
+    one-unit output."""
+    y_true = y_true.to(y_pred.dtype)
+    if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true.unsqueeze(-1)
+    return y_true
+
+
+class _ElementwiseMean(Loss):
+    """A loss that is the mean over the last axis of one value per element (Keras's
+    regression losses); a subclass gives :meth:`values`."""
+
+    def values(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def per_sample(self, y_true, y_pred):
+        return torch.mean(self.values(_aligned(y_true, y_pred), y_pred), dim=-1)
+
+
+class MeanSquaredError(_ElementwiseMean):
     """``mean((y_true - y_pred)**2)`` over the last axis."""
 
     name = "mean_squared_error"
 
+    def values(self, y_true, y_pred):
+        return torch.square(y_true - y_pred)
+
+
+class MeanAbsoluteError(_ElementwiseMean):
+    """``mean(|y_true - y_pred|)`` over the last axis."""
+
+    name = "mean_absolute_error"
+
+    def values(self, y_true, y_pred):
+        return torch.abs(y_true - y_pred)
+
+
+class MeanAbsolutePercentageError(_ElementwiseMean):
+    """``100 * mean(|(y_true - y_pred) / max(|y_true|, 1e-7)|)`` over the last axis."""
+
+    name = "mean_absolute_percentage_error"
+
+    def values(self, y_true, y_pred):
+        return 100.0 * torch.abs((y_true - y_pred) / torch.clamp(torch.abs(y_true), min=EPSILON))
+
+
+class MeanSquaredLogarithmicError(_ElementwiseMean):
+    """``mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2)``."""
+
+    name = "mean_squared_logarithmic_error"
+
+    def values(self, y_true, y_pred):
+        return torch.square(torch.log(torch.clamp(y_pred, min=EPSILON) + 1.0)
+                            - torch.log(torch.clamp(y_true, min=EPSILON) + 1.0))
+
+
+class Huber(_ElementwiseMean):
+    """``0.5 * e**2`` where ``|e| <= delta``, else ``delta * |e| - 0.5 * delta**2``
+    (``e = y_pred - y_true``), the mean over the last axis."""
+
+    name = "huber_loss"
+
+    def __init__(self, delta: float = 1.0):
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta >= 0:
+            raise ConfigError(f"Huber: 'delta' must be a float >= 0. Got {delta!r}.")
+        self.delta = float(delta)
+
+    def values(self, y_true, y_pred):
+        error = y_pred - y_true
+        absolute = torch.abs(error)
+        delta = torch.tensor(self.delta, dtype=y_pred.dtype, device=y_pred.device)
+        return torch.where(absolute <= delta, 0.5 * torch.square(error),
+                           delta * absolute - 0.5 * torch.square(delta))
+
+    def get_config(self):
+        return {"name": self.name, "delta": self.delta}
+
+
+class LogCosh(_ElementwiseMean):
+    """``log(cosh(y_pred - y_true))`` as ``e + softplus(-2e) - log 2``, the mean over the
+    last axis."""
+
+    name = "log_cosh"
+
+    def values(self, y_true, y_pred):
+        error = y_pred - y_true
+        return error + F.softplus(-2.0 * error) - np.log(2.0).astype(np.float32).item()
+
+
+class Poisson(_ElementwiseMean):
+    """``mean(y_pred - y_true * log(y_pred + 1e-7))`` over the last axis."""
+
+    name = "poisson"
+
+    def values(self, y_true, y_pred):
+        return y_pred - y_true * torch.log(y_pred + EPSILON)
+
+
+def _hinge_targets(y_true: torch.Tensor) -> torch.Tensor:
+    """Keras's: targets that are all 0 or 1 become -1 and 1."""
+    binary = bool(((y_true == 0) | (y_true == 1)).all())
+    return 2.0 * y_true - 1.0 if binary else y_true
+
+
+class Hinge(_ElementwiseMean):
+    """``mean(max(1 - y_true * y_pred, 0))`` (0/1 targets taken as -1/1)."""
+
+    name = "hinge"
+
+    def values(self, y_true, y_pred):
+        return torch.clamp(1.0 - _hinge_targets(y_true) * y_pred, min=0.0)
+
+
+class SquaredHinge(_ElementwiseMean):
+    """``mean(max(1 - y_true * y_pred, 0)**2)`` (0/1 targets taken as -1/1)."""
+
+    name = "squared_hinge"
+
+    def values(self, y_true, y_pred):
+        return torch.square(torch.clamp(1.0 - _hinge_targets(y_true) * y_pred, min=0.0))
+
+
+class CategoricalHinge(Loss):
+    """``max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`` per sample (one-hot
+    targets)."""
+
+    name = "categorical_hinge"
+    target_kind = "categorical"
+
     def per_sample(self, y_true, y_pred):
-        y_true = y_true.to(y_pred.dtype)
-        if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
-            y_true = y_true.unsqueeze(-1)
-        return torch.mean(torch.square(y_true - y_pred), dim=-1)
+        y_true = _aligned(y_true, y_pred)
+        positive = torch.sum(y_true * y_pred, dim=-1)
+        negative = torch.amax((1.0 - y_true) * y_pred, dim=-1)
+        return torch.clamp(negative - positive + 1.0, min=0.0)
+
+
+class KLDivergence(Loss):
+    """``sum(y_true * log(y_true / y_pred))`` per sample, both clipped to ``[1e-7, 1]``."""
+
+    name = "kl_divergence"
+
+    def per_sample(self, y_true, y_pred):
+        y_true = torch.clamp(_aligned(y_true, y_pred), EPSILON, 1.0)
+        y_pred = torch.clamp(y_pred, EPSILON, 1.0)
+        return torch.sum(y_true * torch.log(y_true / y_pred), dim=-1)
 
 
 _BY_NAME = {
@@ -179,11 +315,27 @@ _BY_NAME = {
     "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
-    "CategoricalCrossentropy": CategoricalCrossentropy,
-    "SparseCategoricalCrossentropy": SparseCategoricalCrossentropy,
-    "BinaryCrossentropy": BinaryCrossentropy,
-    "MeanSquaredError": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError,
+    "huber": Huber,
+    "log_cosh": LogCosh,
+    "logcosh": LogCosh,
+    "poisson": Poisson,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
 }
+_BY_NAME.update({cls.__name__: cls for cls in (
+    CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
+    MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError, Huber, LogCosh, Poisson, Hinge, SquaredHinge,
+    CategoricalHinge, KLDivergence)})
 
 def as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
     """Arrays (numpy, lists) as tensors, as Keras converts them; integer predictions as
@@ -236,10 +388,44 @@ def mean_squared_error(y_true, y_pred) -> torch.Tensor:
     return MeanSquaredError().per_sample(*as_tensors(y_true, y_pred))
 
 
+def _function_of(cls: type[Loss], name: str):
+    """Keras's function form of a loss without arguments: one value per sample."""
+    def function(y_true, y_pred):
+        return cls().per_sample(*as_tensors(y_true, y_pred))
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"``keras.losses.{name}``: one value per sample."
+    return function
+
+
+mean_absolute_error = _function_of(MeanAbsoluteError, "mean_absolute_error")
+mean_absolute_percentage_error = _function_of(MeanAbsolutePercentageError,
+                                              "mean_absolute_percentage_error")
+mean_squared_logarithmic_error = _function_of(MeanSquaredLogarithmicError,
+                                              "mean_squared_logarithmic_error")
+log_cosh = _function_of(LogCosh, "log_cosh")
+poisson = _function_of(Poisson, "poisson")
+hinge = _function_of(Hinge, "hinge")
+squared_hinge = _function_of(SquaredHinge, "squared_hinge")
+categorical_hinge = _function_of(CategoricalHinge, "categorical_hinge")
+kl_divergence = _function_of(KLDivergence, "kl_divergence")
+
+
+def huber(y_true, y_pred, delta=1.0) -> torch.Tensor:
+    """``keras.losses.huber``: one value per sample."""
+    return Huber(delta).per_sample(*as_tensors(y_true, y_pred))
+
+
 mse = mean_squared_error
+mae, mape, msle, kld = (mean_absolute_error, mean_absolute_percentage_error,
+                        mean_squared_logarithmic_error, kl_divergence)
 _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
               sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
-              binary_crossentropy: BinaryCrossentropy, mean_squared_error: MeanSquaredError}
+              binary_crossentropy: BinaryCrossentropy, mean_squared_error: MeanSquaredError,
+              mean_absolute_error: MeanAbsoluteError,
+              mean_absolute_percentage_error: MeanAbsolutePercentageError,
+              mean_squared_logarithmic_error: MeanSquaredLogarithmicError, huber: Huber,
+              log_cosh: LogCosh, poisson: Poisson, hinge: Hinge, squared_hinge: SquaredHinge,
+              categorical_hinge: CategoricalHinge, kl_divergence: KLDivergence}
 
 
 class LossFunctionWrapper(Loss):
