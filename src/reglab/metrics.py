@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from reglab.errors import unknown_name
@@ -104,6 +105,37 @@ _BY_NAME: dict[str, Metric] = {
 }
 
 
+class FunctionMetric:
+    """A user's function ``fn(y_true, y_pred)`` as a metric, as Keras wraps one in
+    ``compile(metrics=[fn])``: logged under ``fn.__name__``, each sample's value the mean of
+    what ``fn`` returns for it (over any axes after the batch; a scalar counts for every
+    sample), averaged over the epoch's samples, unweighted (Keras's ``metrics``). ``y_true``
+    arrives in the predictions' dtype (integer labels as they are); ``fn`` may use torch,
+    numpy or ``keras.ops`` on the torch backend."""
+
+    resolved = True
+    weighted = False
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        if y_true.is_floating_point() or y_true.dtype != torch.long:
+            y_true = y_true.to(y_pred.dtype)
+        values = self.fn(y_true, y_pred)
+        if not isinstance(values, torch.Tensor):
+            values = torch.as_tensor(np.asarray(values))
+        values = values.to(y_pred.dtype)
+        lead = y_pred.shape[:2]  # (members, batch)
+        while values.dim() > 2:
+            values = values.mean(dim=-1)
+        return values.expand(lead) if values.dim() < 2 else values
+
+    def __repr__(self) -> str:
+        return f"FunctionMetric({self.__name__})"
+
+
 def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics") -> Metric:
     """Resolves a metric name; ``'accuracy'``/``'acc'`` by shapes, as Keras 3 does.
 
@@ -112,7 +144,10 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     """
     if getattr(name, "resolved", False):  # already a metric for these shapes
         return name
-    if callable(name):  # one of this module's functions, by its name
+    if callable(name):  # one of this module's functions, by its name; else a user's
+        known = _BY_NAME.get(getattr(name, "__name__", None))
+        if known is None and getattr(name, "__name__", "").lower() not in ("accuracy", "acc"):
+            return FunctionMetric(name)
         name = getattr(name, "__name__", name)
     if isinstance(name, str) and name.lower() in ("accuracy", "acc"):
         if y_pred_shape[-1] == 1:

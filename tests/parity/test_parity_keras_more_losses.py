@@ -106,3 +106,35 @@ def test_a_model_with_a_new_loss_saves_and_loads(tmp_path):
     assert isinstance(loaded.loss, reglab.losses.Huber) and loaded.loss.delta == 0.3
     with pytest.raises(ConfigError, match=r"Huber: 'delta' must be a float >= 0. Got -1"):
         reglab.losses.Huber(delta=-1)
+
+
+def test_a_custom_metric_function_is_logged_as_keras_logs_it(tmp_path):
+    def mean_error(y_true, y_pred):  # written with keras.ops, as a Keras user would
+        return keras.ops.mean(y_pred - y_true, axis=-1)
+
+    def big_misses(y_true, y_pred):
+        return keras.ops.cast(keras.ops.abs(y_true - y_pred) > 1.0, "float32")
+
+    targets = np.concatenate([REGRESSION[0]] * 4)
+    x = np.random.default_rng(4).normal(size=(len(targets), 5)).astype("float32")
+
+    def build(api):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(4)])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse",
+                      metrics=[mean_error, big_misses, "mae", api.losses.huber])
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0,
+                          validation_data=(x[:12], targets[:12])).history
+    got = ours.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0,
+                   validation_data=(x[:12], targets[:12])).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.evaluate(x, targets, verbose=0),
+                               theirs.evaluate(x, targets, verbose=0), rtol=1e-5)
+    with pytest.raises(ConfigError, match=r"save_model: 'metrics' must be built-in metric "
+                                          r"names. Got the function 'mean_error'"):
+        ours.save(tmp_path / "model.keras")

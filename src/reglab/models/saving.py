@@ -61,6 +61,7 @@ import numpy as np
 
 import reglab
 from reglab import activations, constraints, initializers, layers, losses, optimizers
+from reglab import metrics as metrics_module
 from reglab import regularizers as regularizers_module
 from reglab.errors import ConfigError, DataError, unknown_name
 from reglab.utils.atomic import atomic_open
@@ -199,6 +200,12 @@ def _compile_config(model) -> dict[str, Any] | None:
         raise ConfigError(f"save_model: the optimizer's learning-rate schedule must be a "
                           f"built-in one ({', '.join(optimizers.schedules.NAMES)}). Got "
                           f"{schedule!r}. " + _ONLY_BUILT_IN.format(kind="schedules"))
+    custom = [m for m in model._population_metrics or []
+              if isinstance(m, metrics_module.FunctionMetric)]
+    if custom:
+        raise ConfigError(f"save_model: 'metrics' must be built-in metric names. Got the "
+                          f"function {custom[0].__name__!r}. "
+                          + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
     metrics = list(model.metrics_names)
     if getattr(model.loss, "parts", None) is not None:  # several outputs

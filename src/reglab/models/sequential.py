@@ -306,15 +306,20 @@ class Sequential:
                                         and not isinstance(metrics, (list, tuple))):
             raise ConfigError(f"compile: 'metrics' must be a list, such as ['accuracy']. "
                               f"Got {metrics!r}.")
-        names = []
+        names, given = [], []
         for metric in metrics or []:
             name = getattr(metric, "__name__", metric) if callable(metric) else metric
             if not isinstance(name, str):
                 raise ConfigError(f"compile: 'metrics' must be metric names such as "
-                                  f"'accuracy'. Got {metric!r}.")
-            metrics_module.resolve(name, (1,), (1, 2), where="compile: 'metrics'")
+                                  f"'accuracy', or functions of (y_true, y_pred). Got "
+                                  f"{metric!r}.")
+            resolved = metrics_module.resolve(metric if callable(metric) else name, (1,),
+                                              (1, 2), where="compile: 'metrics'")
+            custom = isinstance(resolved, metrics_module.FunctionMetric)
             names.append(name.lower() if name.lower() in ("accuracy", "acc") else name)
-        return loss, names, None
+            given.append(resolved if custom else names[-1])
+        custom = any(not isinstance(g, str) for g in given)
+        return loss, names, given if custom else None
 
     # -- weights ------------------------------------------------------------------------
     def _weight_keys(self) -> list[tuple[int, str]]:
