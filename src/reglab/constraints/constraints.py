@@ -13,6 +13,7 @@ import torch
 
 from reglab.errors import ConfigError, unknown_name
 from reglab.utils.reduce import sum_over
+from reglab.utils.tensors import as_tensor
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -76,6 +77,8 @@ class Constraint:
     """
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        """The constrained weights ``w`` (a tensor, or an array as Keras takes one)."""
+        w = as_tensor(w)
         return self.apply(w, self.values(), lambda axes: [a % w.dim() for a in axes])
 
     def values(self) -> dict[str, float]:

@@ -21,6 +21,7 @@ import torch
 from reglab.regularizers.penalty import along_members, is_active
 from reglab.regularizers.regularizers import Regularizer, _keeps_math, check_strength
 from reglab.utils.reduce import sum_over
+from reglab.utils.tensors import as_tensor
 
 
 class GroupLasso(Regularizer):
@@ -65,7 +66,7 @@ class GroupLasso(Regularizer):
         return sum_over(w.square(), dims, keepdim=True).sqrt(), size
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        norms, size = self._norms(x, member_axis=False)
+        norms, size = self._norms(as_tensor(x), member_axis=False)
         return self.strength * math.sqrt(size) * norms.sum()
 
     def penalty(self, w, values):

@@ -15,6 +15,7 @@ from reglab.regularizers.penalty import (
     soft_threshold,
     weight_penalty,
 )
+from reglab.utils.tensors import as_tensor
 
 
 def check_strength(owner: str, name: str, value: Any) -> float:
@@ -71,7 +72,7 @@ class Regularizer:
     vanishes_at_zero: bool = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(())
+        return as_tensor(x).new_zeros(())
 
     # -- population protocol ------------------------------------------------------------
     def family(self) -> Any:
@@ -148,7 +149,8 @@ class _WeightPenalty(Regularizer):
         self.l2 = check_strength(type(self).__name__, "l2", l2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return weight_penalty(x, self.l1, self.l2)
+        """The penalty of weights ``x`` (a tensor, or an array as Keras takes one)."""
+        return weight_penalty(as_tensor(x), self.l1, self.l2)
 
     def family(self):
         # A subclass that rewrites the math is a family of its own (see Regularizer).
