@@ -66,6 +66,15 @@ def reduce_mean(values: torch.Tensor, sample_weight: torch.Tensor | None = None)
     return values.sum(dim=-1) / values.shape[-1]
 
 
+def samplewise(values: torch.Tensor) -> torch.Tensor:
+    """The engine's ``(P, B, ...)`` per-sample losses as ``(P, B)``: the mean over what a
+    sample has left (a Conv2D output's positions), so that the batch's mean is Keras's
+    ``sum_over_batch_size`` over every element."""
+    if values.dim() <= 2:
+        return values
+    return values.reshape(*values.shape[:2], -1).mean(dim=-1)
+
+
 def is_soft(y_true: torch.Tensor, y_pred: torch.Tensor) -> bool:
     """Whether integer-label targets arrived as per-class (soft) targets, one per class."""
     return (y_true.is_floating_point() and y_true.dim() == y_pred.dim()
@@ -261,9 +270,14 @@ class Poisson(_ElementwiseMean):
 
 
 def _hinge_targets(y_true: torch.Tensor) -> torch.Tensor:
-    """Keras's: targets that are all 0 or 1 become -1 and 1."""
-    binary = bool(((y_true == 0) | (y_true == 1)).all())
-    return 2.0 * y_true - 1.0 if binary else y_true
+    """Keras's: a batch's targets that are all 0 or 1 become -1 and 1. The engine's targets
+    carry a member axis first (``(P, B, units)``): each member's batch is decided alone."""
+    binary = (y_true == 0) | (y_true == 1)
+    if y_true.dim() >= 3:
+        binary = binary.reshape(y_true.shape[0], -1).all(dim=-1).view(
+            -1, *([1] * (y_true.dim() - 1)))
+        return torch.where(binary, 2.0 * y_true - 1.0, y_true)
+    return 2.0 * y_true - 1.0 if bool(binary.all()) else y_true
 
 
 class Hinge(_ElementwiseMean):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from reglab.confusion_metrics import AUC, ConfusionMetric, Precision, Recall  # noqa: F401 - re-exported
 from reglab.errors import unknown_name
 from reglab.losses import as_tensors
 
@@ -106,34 +107,58 @@ _BY_NAME: dict[str, Metric] = {
 
 
 class FunctionMetric:
-    """A user's function ``fn(y_true, y_pred)`` as a metric, as Keras wraps one in
-    ``compile(metrics=[fn])``: logged under ``fn.__name__``, each sample's value the mean of
-    what ``fn`` returns for it (over any axes after the batch; a scalar counts for every
-    sample), averaged over the epoch's samples, unweighted (Keras's ``metrics``). ``y_true``
-    arrives in the predictions' dtype (integer labels as they are); ``fn`` may use torch,
-    numpy or ``keras.ops`` on the torch backend."""
+    """A user's function ``fn(y_true, y_pred)`` as a metric, as Keras's ``MeanMetricWrapper``
+    wraps one in ``compile(metrics=[fn])``: called on one member's batch at a time
+    (``(B, ...)`` targets as given and predictions, as Keras calls it), its values averaged
+    over any axes after the batch's, then over the epoch — each sample counting once, a
+    scalar result counting once for its batch (Keras's ``Mean``) —, unweighted (Keras's
+    ``metrics``). ``fn`` may use torch, numpy or ``keras.ops`` on the torch backend. Logged
+    under ``fn.__name__`` (``lambda`` for a lambda, as Keras)."""
 
     resolved = True
     weighted = False
+    #: per member, the sum of the values and how many there were (Keras's Mean)
+    totals_shape = (2,)
 
     def __init__(self, fn):
         self.fn = fn
-        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        name = getattr(fn, "__name__", type(fn).__name__)
+        self.__name__ = "lambda" if name == "<lambda>" else name
 
-    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        if y_true.is_floating_point() or y_true.dtype != torch.long:
-            y_true = y_true.to(y_pred.dtype)
+    def _one(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """``(n, 2)``: ``[value, 1]`` for each sample (or once for a scalar)."""
         values = self.fn(y_true, y_pred)
         if not isinstance(values, torch.Tensor):
             values = torch.as_tensor(np.asarray(values))
-        values = values.to(y_pred.dtype)
-        lead = y_pred.shape[:2]  # (members, batch)
-        while values.dim() > 2:
-            values = values.mean(dim=-1)
-        return values.expand(lead) if values.dim() < 2 else values
+        values = values.detach().to(y_pred.dtype)
+        if values.dim() > 1:
+            values = values.reshape(values.shape[0], -1).mean(dim=-1)
+        values = values.reshape(-1)
+        return torch.stack([values, torch.ones_like(values)], dim=-1)
+
+    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """``(P, n, 2)``, one member at a time (``y_true`` shared or one row per member)."""
+        rows = [self._one(y_true[p if y_true.shape[0] > 1 else 0], y_pred[p])
+                for p in range(y_pred.shape[0])]
+        widest = max(r.shape[0] for r in rows)
+        if any(r.shape[0] != widest for r in rows):  # a scalar for some members only
+            rows = [torch.cat([r, r.new_zeros(widest - r.shape[0], 2)]) for r in rows]
+        return torch.stack(rows)
+
+    @staticmethod
+    def result(totals: torch.Tensor) -> torch.Tensor:
+        return totals[:, 0] / totals[:, 1]
 
     def __repr__(self) -> str:
         return f"FunctionMetric({self.__name__})"
+
+
+#: this module's metric functions, which compile takes by their names
+_OWN_FUNCTIONS = (categorical_accuracy, sparse_categorical_accuracy, binary_accuracy, accuracy,
+                  mean_squared_error, mean_absolute_error)
+
+#: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
+_CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC}
 
 
 def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics") -> Metric:
@@ -145,10 +170,9 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     if getattr(name, "resolved", False):  # already a metric for these shapes
         return name
     if callable(name):  # one of this module's functions, by its name; else a user's
-        known = _BY_NAME.get(getattr(name, "__name__", None))
-        if known is None and getattr(name, "__name__", "").lower() not in ("accuracy", "acc"):
+        if not any(name is fn for fn in _OWN_FUNCTIONS):
             return FunctionMetric(name)
-        name = getattr(name, "__name__", name)
+        name = name.__name__
     if isinstance(name, str) and name.lower() in ("accuracy", "acc"):
         if y_pred_shape[-1] == 1:
             return binary_accuracy
@@ -156,6 +180,9 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
             return sparse_categorical_accuracy
         return categorical_accuracy
     fn = _BY_NAME.get(name)
+    if fn is None and isinstance(name, str) and name.lower() in _CONFUSION:
+        return _CONFUSION[name.lower()]()  # compile(metrics=["auc"]): Keras's defaults
     if fn is None:
-        raise unknown_name(where, "metric", name, list(_BY_NAME) + ["accuracy"])
+        raise unknown_name(where, "metric", name,
+                           list(_BY_NAME) + ["accuracy", *sorted(_CONFUSION)])
     return fn

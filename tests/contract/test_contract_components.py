@@ -42,6 +42,13 @@ OPTIMIZERS = {
     "Adam": lambda s: optimizers_module.Adam(0.01 * s, amsgrad=True, use_ema=True),
     "AdamW": lambda s: optimizers_module.AdamW(0.01 * s, weight_decay=0.1, swa_start=1),
     "RMSprop": lambda s: optimizers_module.RMSprop(0.01 * s, centered=True, momentum=0.3),
+    "Adagrad": lambda s: optimizers_module.Adagrad(0.05 * s, initial_accumulator_value=s / 5,
+                                                   clipnorm=s),
+    "Adadelta": lambda s: optimizers_module.Adadelta(s, rho=0.9 * s, weight_decay=0.01),
+    "Adamax": lambda s: optimizers_module.Adamax(0.01 * s, beta_1=0.8 * s, use_ema=True),
+    "Nadam": lambda s: optimizers_module.Nadam(0.01 * s, beta_1=0.9 * s, global_clipnorm=s),
+    "Lion": lambda s: optimizers_module.Lion(
+        optimizers_module.schedules.ExponentialDecay(0.003 * s, 5, 0.5), beta_2=0.9 * s),
     # each member with its own scale (2**20, 2**10) and growth; float32 layers (Keras allows)
     "LossScaleOptimizer": lambda s: optimizers_module.LossScaleOptimizer(
         optimizers_module.SGD(0.1 * s, momentum=0.5), initial_scale=2.0 ** int(20 * s),

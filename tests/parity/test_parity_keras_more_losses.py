@@ -10,6 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import reglab  # noqa: E402
 from reglab.errors import ConfigError  # noqa: E402
@@ -135,6 +136,101 @@ def test_a_custom_metric_function_is_logged_as_keras_logs_it(tmp_path):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(ours.evaluate(x, targets, verbose=0),
                                theirs.evaluate(x, targets, verbose=0), rtol=1e-5)
-    with pytest.raises(ConfigError, match=r"save_model: 'metrics' must be built-in metric "
-                                          r"names. Got the function 'mean_error'"):
+    with pytest.raises(ConfigError, match=r"save_model: 'metrics' must be built-in metrics "
+                                          r"by name .*Got FunctionMetric\(mean_error\)"):
         ours.save(tmp_path / "model.keras")
+
+
+def test_metric_functions_see_one_batch_as_keras_calls_them():
+    """Per member ``(B, ...)`` arrays, the targets as given; a scalar result counts once per
+    batch; a user's function named like a built-in is the user's; two lambdas are two
+    metrics (lambda, lambda_1); a model with several outputs takes them too."""
+    def accuracy(y_true, y_pred):  # axis=1 and the targets' own dtype, as in Keras
+        return keras.ops.cast(keras.ops.equal(keras.ops.argmax(y_pred, axis=1),
+                                              keras.ops.cast(y_true, "int64")), "float32")
+
+    def mae(y_true, y_pred):
+        return keras.ops.ones_like(y_pred[:, 0]) * 3.0
+
+    def scalar(y_true, y_pred):
+        return keras.ops.mean(y_pred[:, 0])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 5)).astype("float32"), rng.integers(0, 3, 10)
+
+    def build(api):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy",
+                      metrics=[accuracy, mae, scalar, lambda t, p: p[:, 0], lambda t, p: p[:, 1]])
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    got = ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    assert sorted(got) == sorted(expected)
+    assert "lambda_1" in got and got["mae"] == [3.0, 3.0]
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    # (by name: Keras's list repeats a value when two metrics share a base name)
+    got = ours.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    expected = theirs.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert got == pytest.approx(expected, rel=1e-5)
+
+    def heads(api):
+        i = api.Input((5,))
+        h = api.layers.Dense(4, activation="relu")(i)
+        model = api.Model(i, [api.layers.Dense(3, activation="softmax", name="cls")(h),
+                              api.layers.Dense(1, name="reg")(h)])
+        model.compile(optimizer=api.optimizers.SGD(0.05),
+                      loss=["sparse_categorical_crossentropy", "mse"],
+                      metrics={"cls": [accuracy], "reg": ["mae", scalar]})
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = heads(keras), heads(reglab)
+    ours.set_weights(theirs.get_weights())
+    targets = [y, x[:, 0]]
+    expected = theirs.fit(x, targets, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    got = ours.fit(x, targets, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+
+
+def test_a_hinge_member_is_decided_alone_beside_a_mixup_neighbour():
+    from reglab.engine import Member, Population
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 2, (64, 2))
+
+    def member(alpha):
+        return Member([reglab.layers.MixUp(alpha, input_shape=(6,)),
+                       reglab.layers.Dense(5, activation="relu"),
+                       reglab.layers.Dense(2, activation="tanh")], reglab.optimizers.SGD(0.05),
+                      seed=0)
+    alone = Population([member(0.0)], loss="hinge")
+    alone.fit(x, y.astype("float32"), batch_size=16, epochs=2)
+    pair = Population([member(0.0), member(0.4)], loss="hinge")
+    pair.fit(x, y.astype("float32"), batch_size=16, epochs=2)
+    for key, value in alone.member_weights(0).items():
+        assert torch.equal(value, pair.member_weights(0)[key]), key
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber", "log_cosh", "poisson", "mse"])
+def test_a_convolution_s_spatial_output_is_averaged_over_every_element_as_keras(loss):
+    rng = np.random.default_rng(2)
+    x = rng.random((8, 6, 6, 2)).astype("float32")
+    y = rng.random((8, 4, 4, 3)).astype("float32")
+
+    def build(api):
+        model = api.Sequential([api.Input((6, 6, 2)),
+                                api.layers.Conv2D(3, 3, activation="softplus")])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss=loss)
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    got = ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

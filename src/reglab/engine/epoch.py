@@ -88,7 +88,11 @@ class EpochSums:
         self.names = list(population.metrics)
         self.functions = list(population.metrics.values())
         self.data_loss, self.penalty = zeros(), zeros()
-        self.metrics = [zeros() for _ in self.functions]
+        # a mean metric sums one value per member; a confusion metric (Precision, AUC...)
+        # its counts (reglab/confusion_metrics.py)
+        self.metrics = [torch.zeros(members, *getattr(fn, "totals_shape", ()),
+                                    dtype=population.dtype, device=population.device)
+                        for fn in self.functions]
         self.samples = 0  # samples seen (metrics are means over samples)
 
     def add(self, yb, y_pred, data_loss, penalty, weights, count: int,
@@ -106,7 +110,7 @@ class EpochSums:
             values = metric(yb, y_pred)
             if weights is not None and getattr(metric, "weighted", False):
                 values = values * weights
-            total.add_(values.sum(dim=-1))
+            total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
         self.samples += count
 
     def keep(self, index: torch.Tensor) -> None:
@@ -118,7 +122,8 @@ class EpochSums:
     def logs(self, member_ids, count: int) -> dict[int, dict[str, float]]:
         """Keras-named means per member: loss (data loss + penalty), data_loss, penalty, metrics."""
         rows = torch.stack([self.data_loss / count, self.penalty / count,
-                            *(m / self.samples for m in self.metrics)]).cpu().numpy()
+                            *(fn.result(m) if hasattr(fn, "result") else m / self.samples
+                              for fn, m in zip(self.functions, self.metrics))]).cpu().numpy()
         logs = {}
         for p, member_id in enumerate(member_ids):
             data_loss, penalty = float(rows[0, p]), float(rows[1, p])
@@ -167,7 +172,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             per_sample, y_pred = softmax_crossentropy.loss_and_predictions(
                 population.loss, yb, y_pred)
         else:
-            per_sample = population.loss.per_sample(yb, y_pred)
+            per_sample = losses_module.samplewise(population.loss.per_sample(yb, y_pred))
         data_loss = losses_module.reduce_mean(per_sample, wb)
         penalty_value, custom = weight_penalties(state)
         # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
@@ -276,6 +281,7 @@ def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict
             wb = None if data.sample_weight is None else \
                 data.sample_weight[lo:lo + batch_size].unsqueeze(0)
             y_pred, activity = forward(state, xb, False)
-            data_loss = losses_module.reduce_mean(population.loss.per_sample(yb, y_pred), wb)
+            data_loss = losses_module.reduce_mean(
+                losses_module.samplewise(population.loss.per_sample(yb, y_pred)), wb)
             sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
     return sums.logs(state.member_ids, data.x.shape[0])

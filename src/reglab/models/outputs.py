@@ -90,6 +90,8 @@ class OutputMetric:
         #: weighted by the sample weights, as Keras weighs an output's own loss (its
         #: compiled metrics are not)
         self.weighted = weighted
+        if hasattr(fn, "result"):  # a metric of totals (a user's function, AUC...)
+            self.totals_shape, self.result = fn.totals_shape, fn.result
 
     def __call__(self, y_true, y_pred):
         return self.fn(self.part.target(y_true), self.part.prediction(y_pred))
@@ -155,8 +157,11 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
                     raise ConfigError(f"{where}: 'metrics' ({part.name}) must be metric names "
                                       f"such as 'accuracy'. Got {metric!r}.")
                 true_shape = (1,) if part.sparse else (1, *part.shape)
-                fn = metrics_module.resolve(label, true_shape, (1, *part.shape),
+                fn = metrics_module.resolve(metric if callable(metric) else label, true_shape,
+                                            (1, *part.shape),
                                             where=f"{where}: 'metrics' ({part.name})")
+                label = getattr(fn, "__name__", label) if getattr(fn, "resolved", False) \
+                    else label
                 short = "accuracy" if label.lower() in ("accuracy", "acc") else label
                 tracked.append(OutputMetric(f"{part.name}_{short}", fn, part))
     return PackedLoss(parts, losses, weights), tracked, parts

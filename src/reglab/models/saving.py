@@ -200,12 +200,14 @@ def _compile_config(model) -> dict[str, Any] | None:
         raise ConfigError(f"save_model: the optimizer's learning-rate schedule must be a "
                           f"built-in one ({', '.join(optimizers.schedules.NAMES)}). Got "
                           f"{schedule!r}. " + _ONLY_BUILT_IN.format(kind="schedules"))
-    custom = [m for m in model._population_metrics or []
-              if isinstance(m, metrics_module.FunctionMetric)]
+    several = getattr(model.loss, "parts", None) is not None  # their metrics are by name
+    custom = [] if several else [
+        m for m in model._population_metrics or [] if not isinstance(m, str) and not (
+            isinstance(m, metrics_module.ConfusionMetric) and m.is_default())]
     if custom:
-        raise ConfigError(f"save_model: 'metrics' must be built-in metric names. Got the "
-                          f"function {custom[0].__name__!r}. "
-                          + _ONLY_BUILT_IN.format(kind="metrics"))
+        raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name (or "
+                          f"Precision(), Recall(), AUC() with their defaults). Got "
+                          f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
     metrics = list(model.metrics_names)
     if getattr(model.loss, "parts", None) is not None:  # several outputs

@@ -315,9 +315,17 @@ class Sequential:
                                   f"{metric!r}.")
             resolved = metrics_module.resolve(metric if callable(metric) else name, (1,),
                                               (1, 2), where="compile: 'metrics'")
-            custom = isinstance(resolved, metrics_module.FunctionMetric)
-            names.append(name.lower() if name.lower() in ("accuracy", "acc") else name)
-            given.append(resolved if custom else names[-1])
+            custom = getattr(resolved, "resolved", False)  # an object: a function, AUC...
+            name = resolved.__name__ if custom else (
+                name.lower() if name.lower() in ("accuracy", "acc") else name)
+            taken, count = name, 0
+            while name in names:  # Keras: a second 'lambda' is logged as 'lambda_1'
+                count += 1
+                name = f"{taken}_{count}"
+            if custom and name != resolved.__name__:
+                resolved.__name__ = name
+            names.append(name)
+            given.append(resolved if custom else name)
         custom = any(not isinstance(g, str) for g in given)
         return loss, names, given if custom else None
 

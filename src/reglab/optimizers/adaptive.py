@@ -172,10 +172,10 @@ def _momentum_products(beta_1: float) -> list[float]:
 
 def _momentum_product(beta_1: float, step: int) -> float:
     products = _momentum_products(beta_1)
-    while len(products) <= step:
+    while len(products) <= step and products[-1] != 0.0:  # 0 from ~7,000 steps on: kept
         i = len(products)
         products.append(products[-1] * beta_1 * (1.0 - 0.5 * 0.96**i))
-    return products[step]
+    return products[step] if step < len(products) else 0.0
 
 
 class Nadam(Optimizer):

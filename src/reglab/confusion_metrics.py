@@ -1,0 +1,235 @@
+"""Keras 3's confusion-matrix metrics: ``Precision``, ``Recall`` and ``AUC``.
+
+Unlike a mean metric, these are ratios of counts summed over the epoch (true positives,
+false positives...), so each sample contributes counts (``(members, batch, *counts)``
+from :meth:`ConfusionMetric.__call__`), the engine sums them over the epoch's batches
+(``engine/epoch.py``'s ``EpochSums``) and :meth:`ConfusionMetric.result` turns each
+member's totals into its value, as Keras's ``result()`` does with its variables.
+
+A prediction is positive where it is above a threshold (Keras's rule), a target where it
+is not zero; every element of an output counts (a one-hot output's classes each count as
+a binary decision, as in Keras without ``class_id``). Targets must have the output's shape
+(``(N,)`` for a one-unit output is taken).
+
+Example:
+    >>> import torch
+    >>> precision = Precision()
+    >>> counts = precision(torch.tensor([[1.0, 0.0, 1.0]]).T[None],
+    ...                    torch.tensor([[0.9, 0.8, 0.2]]).T[None])
+    >>> float(precision.result(counts.sum(dim=1))[0])
+    0.5
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reglab.errors import ConfigError, DataError
+
+EPSILON = 1e-7  # keras.backend.epsilon()
+
+
+def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, 1.0, b))
+
+
+class ConfusionMetric:
+    """Base: counts per sample at each of ``thresholds``; ``result`` from their totals."""
+
+    #: the engine takes the object as it is (no name lookup)
+    resolved = True
+    #: Keras's compiled 'metrics' ignore sample weights
+    weighted = False
+    #: the counts each sample contributes (tp, fp, tn, fn) at each threshold
+    counts = ("tp", "fp", "tn", "fn")
+    default_name = "confusion"
+
+    def __init__(self, thresholds, name):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"{type(self).__name__}: 'name' must be a non-empty string. "
+                              f"Got {name!r}.")
+        self.name = name or self.default_name
+        self.thresholds = torch.tensor(thresholds, dtype=torch.float64)
+
+    @property
+    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
+        return self.name
+
+    @__name__.setter
+    def __name__(self, value: str) -> None:  # compile's 'auc_1' for a second AUC()
+        self.name = value
+
+    @property
+    def totals_shape(self) -> tuple[int, ...]:
+        return (len(self.counts), len(self.thresholds))
+
+    def _prepared(self, y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
+        if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
+            y_true = y_true.unsqueeze(-1)
+        if y_true.shape[-1] != y_pred.shape[-1] or y_true.dim() != y_pred.dim():
+            raise DataError(f"{self.name}: the targets must have the output's shape (a 0/1 "
+                            f"target per output unit; one-hot labels for a softmax). Got "
+                            f"targets of shape {tuple(y_true.shape)} for outputs of shape "
+                            f"{tuple(y_pred.shape)}.")
+        return y_true, y_pred
+
+    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """``(P, B, counts, thresholds)``: each sample's counts over its elements."""
+        y_true, y_pred = self._prepared(y_true, y_pred)
+        lead = y_pred.shape[:2]
+        predictions = y_pred.reshape(*lead, -1, 1).to(torch.float64)
+        labels = (y_true != 0).expand(y_pred.shape).reshape(*lead, -1, 1)
+        above = predictions > self.thresholds.to(predictions.device)
+        tp = (above & labels).sum(dim=2)
+        fp = (above & ~labels).sum(dim=2)
+        tn = (~above & ~labels).sum(dim=2)
+        fn = (~above & labels).sum(dim=2)
+        every = {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
+        return torch.stack([every[c] for c in self.counts], dim=2).to(y_pred.dtype)
+
+    def result(self, totals: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    def is_default(self) -> bool:
+        """Whether the metric is its class's defaults under its default name (it can be
+        saved by that name)."""
+        return self.get_config() == type(self)().get_config()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _single_threshold(owner: str, thresholds) -> list[float]:
+    if thresholds is None:
+        return [0.5]
+    values = [thresholds] if isinstance(thresholds, (int, float)) else list(thresholds)
+    if len(values) != 1 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   and 0 <= v <= 1 for v in values):
+        raise ConfigError(f"{owner}: 'thresholds' must be one number in [0, 1] (or None: "
+                          f"0.5); several thresholds are not supported yet. Got "
+                          f"{thresholds!r}.")
+    return [float(values[0])]
+
+
+def _unsupported(owner: str, **arguments) -> None:
+    given = {k: v for k, v in arguments.items() if v not in (None, False)}
+    if given:
+        raise ConfigError(f"{owner}: {', '.join(repr(k) for k in given)} "
+                          f"{'is' if len(given) == 1 else 'are'} not supported yet. Got "
+                          + ", ".join(f"{k}={v!r}" for k, v in given.items()) + ".")
+
+
+class Precision(ConfusionMetric):
+    """``tp / (tp + fp)`` over the epoch (0 when nothing is predicted positive), a
+    prediction positive above ``thresholds`` (default 0.5)."""
+
+    counts = ("tp", "fp")
+    default_name = "precision"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        _unsupported("Precision", top_k=top_k, class_id=class_id)
+        super().__init__(_single_threshold("Precision", thresholds), name)
+
+    def result(self, totals):
+        tp, fp = totals[:, 0, 0], totals[:, 1, 0]
+        return _divide_no_nan(tp, tp + fp)
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+
+class Recall(ConfusionMetric):
+    """``tp / (tp + fn)`` over the epoch (0 without positive targets), a prediction
+    positive above ``thresholds`` (default 0.5)."""
+
+    counts = ("tp", "fn")
+    default_name = "recall"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        _unsupported("Recall", top_k=top_k, class_id=class_id)
+        super().__init__(_single_threshold("Recall", thresholds), name)
+
+    def result(self, totals):
+        tp, fn = totals[:, 0, 0], totals[:, 1, 0]
+        return _divide_no_nan(tp, tp + fn)
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+
+class AUC(ConfusionMetric):
+    """The area under the ROC or PR curve from ``num_thresholds`` thresholds, as Keras:
+    its thresholds (``-1e-7``, ``i / (n - 1)``, ``1 + 1e-7``, or ``thresholds`` between
+    those ends), its Riemann sums (``summation_method``: ``'interpolation'`` — for PR
+    the Davis & Goadrich interpolation —, ``'minoring'``, ``'majoring'``) and
+    ``from_logits`` (a sigmoid first)."""
+
+    default_name = "auc"
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        _unsupported("AUC", multi_label=multi_label, num_labels=num_labels,
+                     label_weights=label_weights)
+        if thresholds is not None:
+            inner = sorted(float(t) for t in thresholds)
+        else:
+            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) \
+                    or num_thresholds <= 1:
+                raise ConfigError(f"AUC: 'num_thresholds' must be an integer > 1. Got "
+                                  f"{num_thresholds!r}.")
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+        curve = curve.upper() if isinstance(curve, str) else curve
+        if curve not in ("ROC", "PR"):
+            raise ConfigError(f"AUC: 'curve' must be 'ROC' or 'PR'. Got {curve!r}.")
+        method = summation_method.lower() if isinstance(summation_method, str) else None
+        if method not in ("interpolation", "minoring", "majoring"):
+            raise ConfigError(f"AUC: 'summation_method' must be 'interpolation', 'minoring' "
+                              f"or 'majoring'. Got {summation_method!r}.")
+        self.curve, self.summation_method = curve, method
+        self.from_logits = bool(from_logits)
+        self.num_thresholds = len(inner) + 2
+        super().__init__([0.0 - EPSILON, *inner, 1.0 + EPSILON], name)
+
+    def __call__(self, y_true, y_pred):
+        return super().__call__(y_true, torch.sigmoid(y_pred) if self.from_logits else y_pred)
+
+    def get_config(self):
+        return {"name": self.name, "curve": self.curve, "summation_method":
+                self.summation_method, "from_logits": self.from_logits,
+                "thresholds": self.thresholds.tolist()}
+
+    def result(self, totals):
+        tp, fp, tn, fn = (totals[:, i].to(torch.float64) for i in range(4))
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolated_pr(tp, fp, fn).to(totals.dtype)
+        recall = _divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(fp, fp + tn), recall
+        else:
+            x, y = recall, _divide_no_nan(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:, :-1] + y[:, 1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = torch.minimum(y[:, :-1], y[:, 1:])
+        else:
+            heights = torch.maximum(y[:, :-1], y[:, 1:])
+        return ((x[:, :-1] - x[:, 1:]) * heights).sum(dim=-1).to(totals.dtype)
+
+    @staticmethod
+    def _interpolated_pr(tp, fp, fn):
+        """Davis & Goadrich's interpolation of the PR curve, Keras's formula."""
+        dtp = tp[:, :-1] - tp[:, 1:]
+        p = tp + fp
+        dp = p[:, :-1] - p[:, 1:]
+        slope = _divide_no_nan(dtp, torch.clamp(dp, min=0))
+        intercept = tp[:, 1:] - slope * p[:, 1:]
+        both = (p[:, :-1] > 0) & (p[:, 1:] > 0)
+        ratio = torch.where(both, _divide_no_nan(p[:, :-1], torch.clamp(p[:, 1:], min=0)),
+                            torch.ones_like(p[:, 1:]))
+        increments = _divide_no_nan(slope * (dtp + intercept * torch.log(ratio)),
+                                    torch.clamp(tp[:, 1:] + fn[:, 1:], min=0))
+        return increments.sum(dim=-1)
