@@ -344,6 +344,10 @@ _BY_NAME = {
     "categorical_hinge": CategoricalHinge,
     "kl_divergence": KLDivergence,
     "kld": KLDivergence,
+    # Keras's upper-case and short aliases
+    "MSE": MeanSquaredError, "MAE": MeanAbsoluteError, "MAPE": MeanAbsolutePercentageError,
+    "MSLE": MeanSquaredLogarithmicError, "KLD": KLDivergence, "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
 }
 _BY_NAME.update({cls.__name__: cls for cls in (
     CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,

@@ -157,6 +157,36 @@ class FunctionMetric:
 _OWN_FUNCTIONS = (categorical_accuracy, sparse_categorical_accuracy, binary_accuracy, accuracy,
                   mean_squared_error, mean_absolute_error)
 
+def _loss_metric(cls):
+    """A loss's per-sample values as a metric by name (Keras's ``metrics=["mape"]``: the
+    same function wrapped as a mean), each sample's the mean over its values."""
+    def metric(y_true, y_pred):
+        from reglab.losses import samplewise
+
+        return samplewise(cls().per_sample(y_true, y_pred))
+    metric.__name__ = cls.name
+    return metric
+
+
+def _loss_metrics() -> dict[str, Metric]:
+    from reglab import losses
+
+    found = {}
+    for names, cls in ((("mean_absolute_percentage_error", "mape"),
+                        losses.MeanAbsolutePercentageError),
+                       (("mean_squared_logarithmic_error", "msle"),
+                        losses.MeanSquaredLogarithmicError),
+                       (("poisson",), losses.Poisson), (("hinge",), losses.Hinge),
+                       (("squared_hinge",), losses.SquaredHinge),
+                       (("categorical_hinge",), losses.CategoricalHinge),
+                       (("kl_divergence",), losses.KLDivergence)):
+        metric = _loss_metric(cls)
+        found.update({name: metric for name in names})
+    return found
+
+
+_BY_NAME.update(_loss_metrics())
+
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
 _CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC}
 

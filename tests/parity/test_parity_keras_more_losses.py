@@ -234,3 +234,29 @@ def test_a_convolution_s_spatial_output_is_averaged_over_every_element_as_keras(
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_s_loss_aliases_and_loss_named_metrics():
+    for alias, name in (("MSE", "MeanSquaredError"), ("MAE", "MeanAbsoluteError"),
+                        ("MAPE", "MeanAbsolutePercentageError"), ("KLD", "KLDivergence"),
+                        ("MSLE", "MeanSquaredLogarithmicError"), ("bce", "BinaryCrossentropy"),
+                        ("BCE", "BinaryCrossentropy")):
+        assert type(reglab.losses.get(alias)).__name__ == name
+    y_true, y_pred = POSITIVE
+    targets = np.concatenate([y_true] * 2)
+    x = np.random.default_rng(4).normal(size=(len(targets), 5)).astype("float32")
+    names = ["mape", "msle", "poisson", "mean_absolute_percentage_error", "kl_divergence",
+             "squared_hinge", "hinge"]
+
+    def build(api):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(4, activation="softplus")])
+        model.compile(optimizer=api.optimizers.SGD(0.01), loss="mse", metrics=names)
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0).history
+    got = ours.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
