@@ -30,6 +30,16 @@ SIGNS = (RNG.integers(0, 2, (12, 4)).astype("float32"), RNG.normal(size=(12, 4))
 ONE_HOT = (np.eye(4, dtype="float32")[RNG.integers(0, 4, 12)],
            RNG.normal(size=(12, 4)).astype("float32"))
 
+def side_by_side(build, x, y, **fit):
+    """``(theirs, ours, their history, ours)``: the model built in Keras and in reglab from
+    Keras's initial weights, each fitted on ``x, y`` unshuffled with ``fit``'s arguments."""
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    fit = {"shuffle": False, "verbose": 0, **fit}
+    return theirs, ours, theirs.fit(x, y, **fit).history, ours.fit(x, y, **fit).history
+
+
 FUNCTIONS = [
     ("mean_absolute_error", REGRESSION), ("mae", REGRESSION),
     ("mean_absolute_percentage_error", REGRESSION), ("mape", REGRESSION),
@@ -88,11 +98,7 @@ def test_training_with_the_loss_gives_keras_s_weights(loss, activation, arrays):
                                 api.layers.Dense(4, activation=activation)])
         model.compile(optimizer=api.optimizers.SGD(0.05), loss=loss, metrics=["mae"])
         return model
-    keras.utils.set_random_seed(2)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, targets, batch_size=12, epochs=3, shuffle=False, verbose=0).history
-    got = ours.fit(x, targets, batch_size=12, epochs=3, shuffle=False, verbose=0).history
+    theirs, ours, expected, got = side_by_side(build, x, targets, batch_size=12, epochs=3)
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
     np.testing.assert_allclose(got["mae"], expected["mae"], rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
@@ -124,13 +130,8 @@ def test_a_custom_metric_function_is_logged_as_keras_logs_it(tmp_path):
         model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse",
                       metrics=[mean_error, big_misses, "mae", api.losses.huber])
         return model
-    keras.utils.set_random_seed(2)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0,
-                          validation_data=(x[:12], targets[:12])).history
-    got = ours.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0,
-                   validation_data=(x[:12], targets[:12])).history
+    theirs, ours, expected, got = side_by_side(build, x, targets, batch_size=12, epochs=2,
+                                               validation_data=(x[:12], targets[:12]))
     assert sorted(got) == sorted(expected)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7)
@@ -163,11 +164,7 @@ def test_metric_functions_see_one_batch_as_keras_calls_them():
         model.compile(optimizer=api.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy",
                       metrics=[accuracy, mae, scalar, lambda t, p: p[:, 0], lambda t, p: p[:, 1]])
         return model
-    keras.utils.set_random_seed(2)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
-    got = ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    theirs, ours, expected, got = side_by_side(build, x, y, batch_size=4, epochs=2)
     assert sorted(got) == sorted(expected)
     assert "lambda_1" in got and got["mae"] == [3.0, 3.0]
     for key in expected:
@@ -186,12 +183,8 @@ def test_metric_functions_see_one_batch_as_keras_calls_them():
                       loss=["sparse_categorical_crossentropy", "mse"],
                       metrics={"cls": [accuracy], "reg": ["mae", scalar]})
         return model
-    keras.utils.set_random_seed(2)
-    theirs, ours = heads(keras), heads(reglab)
-    ours.set_weights(theirs.get_weights())
     targets = [y, x[:, 0]]
-    expected = theirs.fit(x, targets, batch_size=4, epochs=2, shuffle=False, verbose=0).history
-    got = ours.fit(x, targets, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    theirs, ours, expected, got = side_by_side(heads, x, targets, batch_size=4, epochs=2)
     assert sorted(got) == sorted(expected)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
@@ -226,11 +219,7 @@ def test_a_convolution_s_spatial_output_is_averaged_over_every_element_as_keras(
                                 api.layers.Conv2D(3, 3, activation="softplus")])
         model.compile(optimizer=api.optimizers.SGD(0.05), loss=loss)
         return model
-    keras.utils.set_random_seed(2)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
-    got = ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    theirs, ours, expected, got = side_by_side(build, x, y, batch_size=4, epochs=2)
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -252,11 +241,7 @@ def test_keras_s_loss_aliases_and_loss_named_metrics():
         model = api.Sequential([api.Input((5,)), api.layers.Dense(4, activation="softplus")])
         model.compile(optimizer=api.optimizers.SGD(0.01), loss="mse", metrics=names)
         return model
-    keras.utils.set_random_seed(2)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0).history
-    got = ours.fit(x, targets, batch_size=12, epochs=2, shuffle=False, verbose=0).history
+    theirs, ours, expected, got = side_by_side(build, x, targets, batch_size=12, epochs=2)
     assert sorted(got) == sorted(expected)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)

@@ -23,12 +23,6 @@ def _per_member(values: list[float], members, ndim: int) -> torch.Tensor:
         members.device).view(-1, *([1] * (ndim - 1)))
 
 
-def _base_arguments(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                    use_ema, ema_momentum, ema_overwrite_frequency, swa_start) -> tuple:
-    return (learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
-            ema_momentum, ema_overwrite_frequency, swa_start)
-
-
 class Adagrad(Optimizer):
     """Keras's Adagrad: ``a += g**2``; ``w -= lr * g / sqrt(a + epsilon)``, the accumulator
     starting at ``initial_accumulator_value``.
@@ -44,9 +38,8 @@ class Adagrad(Optimizer):
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
                  swa_start=None):
-        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
-                                          global_clipnorm, use_ema, ema_momentum,
-                                          ema_overwrite_frequency, swa_start))
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         self.initial_accumulator_value = _check("Adagrad", "initial_accumulator_value",
                                                 initial_accumulator_value, 0.0)
         self.epsilon = _check("Adagrad", "epsilon", epsilon, 0.0)
@@ -92,9 +85,8 @@ class Adadelta(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
                  ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None):
-        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
-                                          global_clipnorm, use_ema, ema_momentum,
-                                          ema_overwrite_frequency, swa_start))
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         self.rho = _check("Adadelta", "rho", rho, 0.0, 1.0)
         self.epsilon = _check("Adadelta", "epsilon", epsilon, 0.0)
 
@@ -115,7 +107,30 @@ class Adadelta(Optimizer):
             param.add_(members.value("learning_rate", ndim) * delta)
 
 
-class Adamax(Optimizer):
+class _Moments(Optimizer):
+    """Adamax's and Nadam's arguments: ``beta_1`` in [0, 1), ``beta_2`` in [0, 1) (or
+    [0, 1] where ``beta_2_reaches_one``), ``epsilon`` >= 0, and the base ones."""
+
+    beta_2_reaches_one = False
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 swa_start=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+        owner = type(self).__name__
+        self.beta_1 = _check(owner, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
+        self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0,
+                             hi_open=not self.beta_2_reaches_one)
+        self.epsilon = _check(owner, "epsilon", epsilon, 0.0)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Adamax(_Moments):
     """Keras's Adamax: ``m += (g - m) * (1 - beta_1)``; ``u = max(beta_2 * u, |g|)``;
     ``w -= lr * m / ((1 - beta_1**t) * (u + epsilon))``.
 
@@ -125,22 +140,7 @@ class Adamax(Optimizer):
     """
 
     name = "adamax"
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
-                 swa_start=None):
-        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
-                                          global_clipnorm, use_ema, ema_momentum,
-                                          ema_overwrite_frequency, swa_start))
-        self.beta_1 = _check("Adamax", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
-        self.beta_2 = _check("Adamax", "beta_2", beta_2, 0.0, 1.0)
-        self.epsilon = _check("Adamax", "epsilon", epsilon, 0.0)
-
-    def hyperparameters(self):
-        return {**super().hyperparameters(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
-
+    beta_2_reaches_one = True  # beta_2 = 1: u is the largest |g| seen
     def slots(self):
         return ("momentum", "norm")
 
@@ -178,7 +178,7 @@ def _momentum_product(beta_1: float, step: int) -> float:
     return products[step] if step < len(products) else 0.0
 
 
-class Nadam(Optimizer):
+class Nadam(_Moments):
     """Keras's Nadam: Adam with Nesterov momentum and Keras's momentum schedule
     ``u_t = beta_1 * (1 - 0.5 * 0.96**t)``:
     ``m_hat = u_{t+1} m / (1 - prod u_{<=t+1}) + (1 - u_t) g / (1 - prod u_{<=t})``,
@@ -190,22 +190,6 @@ class Nadam(Optimizer):
     """
 
     name = "nadam"
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
-                 swa_start=None):
-        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
-                                          global_clipnorm, use_ema, ema_momentum,
-                                          ema_overwrite_frequency, swa_start))
-        self.beta_1 = _check("Nadam", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
-        self.beta_2 = _check("Nadam", "beta_2", beta_2, 0.0, 1.0, hi_open=True)
-        self.epsilon = _check("Nadam", "epsilon", epsilon, 0.0)
-
-    def hyperparameters(self):
-        return {**super().hyperparameters(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
-
     def slots(self):
         return ("momentum", "velocity")
 
@@ -250,9 +234,8 @@ class Lion(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
                  ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None):
-        super().__init__(*_base_arguments(learning_rate, weight_decay, clipnorm, clipvalue,
-                                          global_clipnorm, use_ema, ema_momentum,
-                                          ema_overwrite_frequency, swa_start))
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
         # Keras: beta_1 in (0, 1] (at 0 Lion is sign SGD)
         self.beta_1 = _check("Lion", "beta_1", beta_1, 0.0, 1.0, lo_open=True)
         self.beta_2 = _check("Lion", "beta_2", beta_2, 0.0, 1.0)
