@@ -306,11 +306,25 @@ def load_model(filepath):
     if os.path.isdir(path):
         raise DataError(f"load_model: {path}: expected a file written by model.save(). "
                         "Got a directory.")
+    if _is_keras_file(path):  # Keras's own .keras file: its config translated
+        from reglab.models import keras_files
+
+        return keras_files.load(path)
     config_bytes, weights_bytes = _read_archive(path)
     document = _parse_config(path, config_bytes)
     model = _model_from_config(path, document)
     _load_weights(path, model, weights_bytes)
     return model
+
+
+def _is_keras_file(path: str) -> bool:
+    from reglab.models import keras_files
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return keras_files.is_keras_archive(archive.namelist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError):
+        return False  # _read_archive says what is wrong
 
 
 def _read_archive(path: str) -> tuple[bytes, bytes]:
@@ -483,6 +497,10 @@ def model_from_json(json_string: str, custom_objects=None):
         got = document.get("class_name") if isinstance(document, dict) else document
         raise ConfigError(f"{where}: expected a Sequential or Functional model's JSON "
                           f"({{'class_name': ..., 'config': ...}}). Got {got!r}.")
+    if "module" in document:  # Keras's own JSON (keras_model.to_json()): translated
+        from reglab.models import keras_files
+
+        return keras_files.from_document(document, where)
     return sequential_from_config(document.get("config"), where, keep_seed=False)
 
 

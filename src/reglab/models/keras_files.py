@@ -1,0 +1,193 @@
+"""Keras 3's own ``.keras`` files read as reglab models (``reglab.models.load_model``).
+
+A ``.keras`` file is a zip of ``config.json`` (the model's and its compile settings' Keras
+configs), ``metadata.json`` and ``model.weights.h5``. Its config is translated to reglab's
+(the same class names and arguments; Keras's serialized objects ``{module, class_name,
+config, registered_name}`` become reglab's ``{class_name, config}``, dtype policies their
+names, the ``InputLayer`` the input shape) and built by reglab's own loader, so only
+reglab's built-in classes are ever constructed and a file can never run code; the weights
+are read from the archive in Keras's layout. A Sequential model is read; a functional one is
+refused by name (not yet). Arguments Keras writes at values reglab has no feature for
+(``quantization_config: null``, ``synchronized: false``...) are dropped; any other value
+reglab does not take is a ConfigError naming the layer and the argument.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from typing import Any
+
+from reglab.errors import ConfigError, DataError
+
+CONFIG_MEMBER = "config.json"
+WEIGHTS_MEMBER = "model.weights.h5"
+
+#: Keras's arguments, at the values that mean "a feature reglab does not have is off"
+_OFF = {"quantization_config": None, "lora_rank": None, "lora_alpha": None,
+        "synchronized": False, "loss_scale_factor": None, "gradient_accumulation_steps": None,
+        "input_axes": None, "output_axes": None, "reduction": "sum_over_batch_size",
+        "optional": False, "sparse": False, "ragged": False, "renorm": False,
+        "renorm_clipping": None, "renorm_momentum": 0.99, "groups": 1,
+        "data_format": "channels_last", "activity_regularizer": None}
+
+
+def is_keras_archive(members: list[str]) -> bool:
+    return CONFIG_MEMBER in members and WEIGHTS_MEMBER in members
+
+
+def _plain(value: Any) -> Any:
+    """Keras's serialized forms as reglab's, recursively."""
+    if isinstance(value, dict):
+        if "class_name" in value and "config" in value and (
+                "module" in value or "registered_name" in value):
+            if value["class_name"] == "DTypePolicy" and isinstance(value["config"], dict):
+                return value["config"].get("name")
+            return {"class_name": value["class_name"], "config": _plain(value["config"])}
+        return {key: _plain(v) for key, v in value.items()
+                if not (key in _OFF and v == _OFF[key]) and key != "shared_object_id"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _sequential_config(config: Any, where: str) -> dict[str, Any]:
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise DataError(f"{where}: expected the model's config with a 'layers' list. Got "
+                        f"{config!r}.")
+    layers, input_shape = [], None
+    for i, entry in enumerate(config["layers"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise DataError(f"{where}: layers[{i}]: expected a Keras layer config with "
+                            f"'class_name' and 'config'. Got {entry!r}.")
+        layer_config = dict(entry["config"])
+        shape = layer_config.pop("batch_shape", None) or layer_config.pop("batch_input_shape",
+                                                                          None)
+        if shape is not None and input_shape is None:
+            input_shape = list(shape[1:])
+        if entry.get("class_name") == "InputLayer":
+            continue
+        layers.append({"class_name": entry.get("class_name"), "config": _plain(layer_config)})
+    return {"name": config.get("name", "sequential"),
+            "trainable": config.get("trainable", True), "input_shape": input_shape,
+            "layers": layers}
+
+
+def _optimizer(entry: Any, where: str):
+    from reglab import optimizers
+
+    entry = _plain(entry)
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise DataError(f"{where}: expected a Keras optimizer config. Got {entry!r}.")
+    config = {k: v for k, v in entry["config"].items() if k != "name"}
+    if entry.get("class_name") == "LossScaleOptimizer" and isinstance(
+            config.get("inner_optimizer"), dict):
+        inner = config["inner_optimizer"]
+        config["inner_optimizer"] = {"class_name": inner.get("class_name"), "config": {
+            k: v for k, v in (inner.get("config") or {}).items() if k != "name"}}
+        return optimizers.LossScaleOptimizer.from_config(config)
+    classes = optimizers.optimizers.built_in()
+    cls = classes.get(entry.get("class_name"))
+    if cls is None:
+        raise ConfigError(f"{where}: the optimizer {entry.get('class_name')!r} is not one of "
+                          f"reglab's ({', '.join(sorted(classes))}).")
+    try:
+        return cls.from_config(config)
+    except TypeError as error:
+        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. Got "
+                          f"{config!r}.") from None
+
+
+def _loss(entry: Any, where: str):
+    from reglab import losses
+
+    if entry is None or isinstance(entry, str):
+        return entry
+    entry = _plain(entry)
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise ConfigError(f"{where}: expected a loss name or a Keras loss config. Got "
+                          f"{entry!r}.")
+    cls = type(losses.get(entry.get("class_name"), where=where))
+    config = {k: v for k, v in entry["config"].items() if k not in ("name", "dtype")}
+    try:
+        return cls(**config)
+    except TypeError as error:
+        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. Got "
+                          f"{config!r}.") from None
+
+
+def _metrics(entries: Any, where: str):
+    from reglab import confusion_metrics
+
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: expected a list of metrics (a model with one output). "
+                          f"Got {entries!r}.")
+    found = []
+    for i, entry in enumerate(entries):
+        entry = _plain(entry)
+        if isinstance(entry, str):
+            found.append(entry)
+            continue
+        cls = getattr(confusion_metrics, str(entry.get("class_name")), None) \
+            if isinstance(entry, dict) else None
+        if cls not in (confusion_metrics.Precision, confusion_metrics.Recall,
+                       confusion_metrics.AUC):
+            raise ConfigError(f"{where}[{i}]: expected a metric name, or Precision, Recall or "
+                              f"AUC. Got {entry!r}.")
+        config = {k: v for k, v in entry["config"].items() if k not in ("dtype",)}
+        try:
+            found.append(cls(**config))
+        except TypeError as error:
+            raise ConfigError(f"{where}[{i}]: the arguments do not fit {cls.__name__}: "
+                              f"{error}.") from None
+    return found
+
+
+def from_document(document: dict[str, Any], where: str):
+    """A new reglab model from a Keras model's config document (``{module, class_name:
+    'Sequential', config}``, as in ``config.json`` or ``to_json()``), new initial weights."""
+    from reglab.models.saving import sequential_from_config
+
+    if document.get("class_name") != "Sequential":
+        raise ConfigError(f"{where}: Keras's {document.get('class_name')!r} models are not "
+                          "read yet (Sequential ones are). Build the model with reglab and "
+                          "read the weights with model.load_weights(path).")
+    return sequential_from_config(_sequential_config(document.get("config"), where), where,
+                                  keep_seed=False)
+
+
+def load(path: str):
+    """The Keras archive at ``path`` as a compiled reglab model with its weights."""
+    from reglab.models.saving import _MAX_CONFIG_BYTES
+
+    where = f"load_model: {path}: {CONFIG_MEMBER}"
+    with zipfile.ZipFile(path) as archive:
+        if archive.getinfo(CONFIG_MEMBER).file_size > _MAX_CONFIG_BYTES:
+            raise DataError(f"{where}: expected at most {_MAX_CONFIG_BYTES} bytes. Got "
+                            f"{archive.getinfo(CONFIG_MEMBER).file_size}.")
+        raw = archive.read(CONFIG_MEMBER)
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{where}: expected UTF-8 JSON. Got invalid content ({error}).") from None
+    if not isinstance(document, dict):
+        raise DataError(f"{where}: expected a JSON object. Got {type(document).__name__}.")
+    model = from_document(document, where)
+    compiled = document.get("compile_config")
+    if isinstance(compiled, dict):
+        where = f"{where}: compile_config"
+        if compiled.get("weighted_metrics") or compiled.get("loss_weights"):
+            raise ConfigError(f"{where}: 'weighted_metrics' and 'loss_weights' are not read "
+                              f"yet. Got {compiled.get('weighted_metrics')!r}, "
+                              f"{compiled.get('loss_weights')!r}.")
+        try:
+            model.compile(optimizer=_optimizer(compiled.get("optimizer"), f"{where}.optimizer"),
+                          loss=_loss(compiled.get("loss"), f"{where}.loss"),
+                          metrics=_metrics(compiled.get("metrics"), f"{where}.metrics"),
+                          auto_scale_loss=False)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    model.load_weights(path)
+    return model

@@ -1,0 +1,115 @@
+"""Keras 3's own ``.keras`` model files read by ``reglab.models.load_model``: the layers,
+their settings (regularizers, initializers' classes, constraints), the compile settings
+(optimizer with its schedule and clipping, loss, metrics) and the weights, side by side with
+Keras loading the same file (torch backend)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.errors import ConfigError  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:load_weights.*optimizer's state")]
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+
+def tutorial():
+    k = keras
+    model = k.Sequential([
+        k.Input((20,)),
+        k.layers.Dense(16, activation="relu", kernel_regularizer=k.regularizers.L1L2(1e-4, 1e-3),
+                       kernel_constraint=k.constraints.MaxNorm(3.0),
+                       kernel_initializer="he_normal"),
+        k.layers.Dropout(0.3),
+        k.layers.BatchNormalization(momentum=0.9),
+        k.layers.GaussianNoise(0.1),
+        k.layers.Dense(3, activation="softmax", bias_regularizer=k.regularizers.L2(0.01)),
+    ], name="tutorial")
+    schedule = k.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)
+    model.compile(optimizer=k.optimizers.Adam(schedule, clipnorm=1.0),
+                  loss="categorical_crossentropy",
+                  metrics=["accuracy", k.metrics.AUC(name="auc")])
+    x = np.random.default_rng(0).normal(size=(64, 20)).astype("float32")
+    return model, x, np.eye(3, dtype="float32")[(x[:, 0] > 0).astype(int) + (x[:, 1] > 1)]
+
+
+def convolutional():
+    k = keras
+    model = k.Sequential([
+        k.Input((8, 8, 1)), k.layers.Conv2D(4, 3, activation="relu", padding="same"),
+        k.layers.MaxPooling2D(), k.layers.Flatten(), k.layers.Dropout(0.2),
+        k.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=k.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    x = np.random.default_rng(1).random((32, 8, 8, 1)).astype("float32")
+    return model, x, np.eye(2, dtype="float32")[(x.mean(axis=(1, 2, 3)) > 0.5).astype(int)]
+
+
+@pytest.mark.parametrize("make", [tutorial, convolutional])
+def test_a_keras_file_loads_with_its_layers_compile_settings_and_weights(make, tmp_path):
+    theirs, x, y = make()
+    theirs.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    theirs.save(tmp_path / "model.keras")
+    ours = reglab.models.load_model(tmp_path / "model.keras")
+    again = keras.models.load_model(tmp_path / "model.keras")
+    assert [type(layer).__name__ for layer in ours.layers] == \
+        [type(layer).__name__ for layer in again.layers]
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in again.layers]
+    for a, b in zip(ours.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), again.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    got = ours.evaluate(x, y, verbose=0, return_dict=True)
+    expected = again.evaluate(x, y, verbose=0, return_dict=True)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert type(ours.optimizer).__name__ == type(again.optimizer).__name__
+    ours.fit(x, y, epochs=1, verbose=0)  # it trains (its optimizer state starts afresh)
+
+
+def test_the_tutorial_file_keeps_its_settings(tmp_path):
+    theirs, x, y = tutorial()
+    theirs.save(tmp_path / "model.keras")
+    ours = reglab.models.load_model(tmp_path / "model.keras")
+    dense = ours.layers[0]
+    assert (dense.kernel_regularizer.l1, dense.kernel_regularizer.l2) == \
+        pytest.approx((1e-4, 1e-3))
+    assert dense.kernel_constraint.max_value == 3.0
+    assert type(dense.kernel_initializer).__name__ == "HeNormal"
+    assert ours.layers[1].rate == 0.3 and ours.layers[2].momentum == 0.9
+    assert ours.optimizer.clipnorm == 1.0
+    assert ours.optimizer.schedule.get_config()["decay_rate"] == pytest.approx(0.9)
+    assert ours.metrics_names == ["accuracy", "auc"]
+
+
+def test_a_functional_keras_file_and_an_unknown_setting_are_refused_by_name(tmp_path):
+    i = keras.Input((4,))
+    functional = keras.Model(i, keras.layers.Dense(2)(i))
+    functional.save(tmp_path / "functional.keras")
+    with pytest.raises(ConfigError, match=r"Keras's 'Functional' models are not read yet"):
+        reglab.models.load_model(tmp_path / "functional.keras")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(renorm=True)])
+    model.save(tmp_path / "renorm.keras")
+    with pytest.raises(ConfigError, match=r"layers\[0\] \(BatchNormalization\): "
+                                          r"BatchNormalization: unexpected keyword argument "
+                                          r"'renorm'"):
+        reglab.models.load_model(tmp_path / "renorm.keras")
+
+
+def test_keras_s_json_gives_the_same_architecture():
+    theirs, x, _ = tutorial()
+    ours = reglab.models.model_from_json(theirs.to_json())
+    assert [type(layer).__name__ for layer in ours.layers] == \
+        [type(layer).__name__ for layer in theirs.layers]
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
