@@ -14,7 +14,6 @@ reglab does not take is a ConfigError naming the layer and the argument.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from typing import Any
 
@@ -86,16 +85,8 @@ def _optimizer(entry: Any, where: str):
         config["inner_optimizer"] = {"class_name": inner.get("class_name"), "config": {
             k: v for k, v in (inner.get("config") or {}).items() if k != "name"}}
         return optimizers.LossScaleOptimizer.from_config(config)
-    classes = optimizers.optimizers.built_in()
-    cls = classes.get(entry.get("class_name"))
-    if cls is None:
-        raise ConfigError(f"{where}: the optimizer {entry.get('class_name')!r} is not one of "
-                          f"reglab's ({', '.join(sorted(classes))}).")
-    try:
-        return cls.from_config(config)
-    except TypeError as error:
-        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. Got "
-                          f"{config!r}.") from None
+    return optimizers.optimizers.from_entry({"class_name": entry.get("class_name"),
+                                             "config": config}, where)
 
 
 def _loss(entry: Any, where: str):
@@ -160,7 +151,7 @@ def from_document(document: dict[str, Any], where: str):
 
 def load(path: str):
     """The Keras archive at ``path`` as a compiled reglab model with its weights."""
-    from reglab.models.saving import _MAX_CONFIG_BYTES
+    from reglab.models.saving import _MAX_CONFIG_BYTES, json_object
 
     where = f"load_model: {path}: {CONFIG_MEMBER}"
     with zipfile.ZipFile(path) as archive:
@@ -168,12 +159,7 @@ def load(path: str):
             raise DataError(f"{where}: expected at most {_MAX_CONFIG_BYTES} bytes. Got "
                             f"{archive.getinfo(CONFIG_MEMBER).file_size}.")
         raw = archive.read(CONFIG_MEMBER)
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{where}: expected UTF-8 JSON. Got invalid content ({error}).") from None
-    if not isinstance(document, dict):
-        raise DataError(f"{where}: expected a JSON object. Got {type(document).__name__}.")
+    document = json_object(raw, where)
     model = from_document(document, where)
     compiled = document.get("compile_config")
     if isinstance(compiled, dict):

@@ -348,14 +348,20 @@ def _read_archive(path: str) -> tuple[bytes, bytes]:
                         f"that cannot be read as one ({error}).") from error
 
 
-def _parse_config(path: str, config_bytes: bytes) -> dict[str, Any]:
-    where = f"load_model: {path}: {CONFIG_MEMBER}"
+def json_object(raw: bytes, where: str) -> dict[str, Any]:
+    """``raw`` as a JSON object, or a DataError naming ``where``."""
     try:
-        document = json.loads(config_bytes.decode("utf-8"))
+        document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{where}: expected UTF-8 JSON. Got invalid content ({error}).") from error
     if not isinstance(document, dict):
         raise DataError(f"{where}: expected a JSON object. Got {type(document).__name__}.")
+    return document
+
+
+def _parse_config(path: str, config_bytes: bytes) -> dict[str, Any]:
+    where = f"load_model: {path}: {CONFIG_MEMBER}"
+    document = json_object(config_bytes, where)
     version = document.get("format_version")
     if version != FORMAT_VERSION:
         raise DataError(f"{where}: expected format_version {FORMAT_VERSION}. Got {version!r} "

@@ -49,17 +49,7 @@ def _inner(value: Any) -> Optimizer:
     from reglab import optimizers
 
     if isinstance(value, dict) and "class_name" in value:
-        known = optimizers.optimizers.built_in()
-        cls = known.get(value["class_name"])
-        config = value.get("config", {})
-        if cls is None or not isinstance(config, dict):
-            raise ConfigError(f"LossScaleOptimizer: 'inner_optimizer' must be a built-in "
-                              f"optimizer ({', '.join(sorted(known))}). Got {value!r}.")
-        try:
-            return cls.from_config(config)
-        except TypeError as error:
-            raise ConfigError(f"LossScaleOptimizer: 'inner_optimizer': the arguments do not "
-                              f"fit {cls.__name__}: {error}. Got {config!r}.") from None
+        return optimizers.optimizers.from_entry(value, "LossScaleOptimizer: 'inner_optimizer'")
     if isinstance(value, LossScaleOptimizer) or not isinstance(value, Optimizer):
         raise ConfigError(f"LossScaleOptimizer: 'inner_optimizer' must be a reglab optimizer "
                           f"(SGD, Adam, AdamW, RMSprop) that does not scale the loss itself. "

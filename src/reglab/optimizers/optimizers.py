@@ -669,6 +669,22 @@ def built_in() -> dict[str, type[Optimizer]]:
     return {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
+def from_entry(entry: dict[str, Any], where: str) -> Optimizer:
+    """A built-in optimizer from ``{'class_name', 'config'}`` (its ``get_config()``, name
+    and all); anything else a ConfigError naming ``where``."""
+    known = built_in()
+    cls = known.get(entry.get("class_name"))
+    config = entry.get("config", {})
+    if cls is None or not isinstance(config, dict):
+        raise ConfigError(f"{where} must be a built-in optimizer ({', '.join(sorted(known))}). "
+                          f"Got {entry!r}.")
+    try:
+        return cls.from_config(config)
+    except TypeError as error:
+        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. Got "
+                          f"{config!r}.") from None
+
+
 def get(identifier: Any, where: str = "optimizers.get") -> Optimizer:
     """Resolves an optimizer by Keras name (``'adam'``), or returns an instance as is."""
     if isinstance(identifier, Optimizer):
