@@ -94,7 +94,8 @@ def test_a_functional_keras_file_and_an_unknown_setting_are_refused_by_name(tmp_
     i = keras.Input((4,))
     functional = keras.Model(i, keras.layers.Dense(2)(i))
     functional.save(tmp_path / "functional.keras")
-    with pytest.raises(ConfigError, match=r"Keras's 'Functional' models are not read yet"):
+    with pytest.raises(ConfigError, match=r"Keras's own functional-model config "
+                                          r"\('Functional'\); reglab reads Keras's Sequential"):
         reglab.models.load_model(tmp_path / "functional.keras")
     model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(renorm=True)])
     model.save(tmp_path / "renorm.keras")

@@ -142,9 +142,10 @@ def from_document(document: dict[str, Any], where: str):
     from reglab.models.saving import sequential_from_config
 
     if document.get("class_name") != "Sequential":
-        raise ConfigError(f"{where}: Keras's {document.get('class_name')!r} models are not "
-                          "read yet (Sequential ones are). Build the model with reglab and "
-                          "read the weights with model.load_weights(path).")
+        raise ConfigError(f"{where}: this is Keras's own functional-model config "
+                          f"({document.get('class_name')!r}); reglab reads Keras's Sequential "
+                          "models only, not yet functional ones. Build the model with reglab "
+                          "and read the weights with model.load_weights(path).")
     return sequential_from_config(_sequential_config(document.get("config"), where), where,
                                   keep_seed=False)
 

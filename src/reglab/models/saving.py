@@ -503,7 +503,7 @@ def model_from_json(json_string: str, custom_objects=None):
         got = document.get("class_name") if isinstance(document, dict) else document
         raise ConfigError(f"{where}: expected a Sequential or Functional model's JSON "
                           f"({{'class_name': ..., 'config': ...}}). Got {got!r}.")
-    if "module" in document:  # Keras's own JSON (keras_model.to_json()): translated
+    if str(document.get("module", "")).startswith("keras"):  # Keras's own: translated
         from reglab.models import keras_files
 
         return keras_files.from_document(document, where)
