@@ -90,19 +90,51 @@ def test_the_tutorial_file_keeps_its_settings(tmp_path):
     assert ours.metrics_names == ["accuracy", "auc"]
 
 
-def test_a_functional_keras_file_and_an_unknown_setting_are_refused_by_name(tmp_path):
-    i = keras.Input((4,))
-    functional = keras.Model(i, keras.layers.Dense(2)(i))
-    functional.save(tmp_path / "functional.keras")
-    with pytest.raises(ConfigError, match=r"Keras's own functional-model config "
-                                          r"\('Functional'\); reglab reads Keras's Sequential"):
-        reglab.models.load_model(tmp_path / "functional.keras")
+def test_an_unknown_setting_is_refused_naming_the_layer(tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(renorm=True)])
     model.save(tmp_path / "renorm.keras")
     with pytest.raises(ConfigError, match=r"layers\[0\] \(BatchNormalization\): "
                                           r"BatchNormalization: unexpected keyword argument "
                                           r"'renorm'"):
         reglab.models.load_model(tmp_path / "renorm.keras")
+
+
+def functional():
+    """Two inputs, a layer shared by two calls, a residual Add, two outputs."""
+    k = keras
+    a, b = k.Input((6,), name="a"), k.Input((3,), name="b")
+    shared = k.layers.Dense(6, activation="tanh", name="shared",
+                            kernel_regularizer=k.regularizers.L2(0.01))
+    h = k.layers.Add(name="residual")([shared(a), a])
+    h = shared(h)
+    joined = k.layers.Concatenate(name="joined")([h, b])
+    cls = k.layers.Dense(3, activation="softmax", name="cls")(joined)
+    reg = k.layers.Dense(1, name="reg")(k.layers.Dropout(0.2, name="drop")(joined))
+    model = k.Model([a, b], [cls, reg], name="heads")
+    model.compile(optimizer=k.optimizers.RMSprop(0.01),
+                  loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+                  metrics={"cls": ["accuracy"], "reg": ["mae"]})
+    rng = np.random.default_rng(3)
+    x = [rng.normal(size=(40, 6)).astype("float32"), rng.normal(size=(40, 3)).astype("float32")]
+    return model, x, [rng.integers(0, 3, 40), rng.normal(size=(40, 1)).astype("float32")]
+
+
+def test_a_keras_functional_file_loads_as_a_reglab_model(tmp_path):
+    theirs, x, y = functional()
+    theirs.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    theirs.save(tmp_path / "heads.keras")
+    ours = reglab.models.load_model(tmp_path / "heads.keras")
+    again = keras.models.load_model(tmp_path / "heads.keras")
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in again.layers]
+    for a, b in zip(ours.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for got, expected in zip(ours.predict(x, verbose=0), again.predict(x, verbose=0),
+                             strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert ours.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(
+        again.evaluate(x, y, verbose=0, return_dict=True), rel=1e-5)
+    rebuilt = reglab.models.model_from_json(theirs.to_json())
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in theirs.layers]
 
 
 def test_keras_s_json_gives_the_same_architecture():

@@ -94,6 +94,10 @@ def _loss(entry: Any, where: str):
 
     if entry is None or isinstance(entry, str):
         return entry
+    if isinstance(entry, list):  # a model with several outputs: one each
+        return [_loss(e, f"{where}[{i}]") for i, e in enumerate(entry)]
+    if isinstance(entry, dict) and "class_name" not in entry:  # by output name
+        return {k: _loss(v, f"{where}.{k}") for k, v in entry.items()}
     entry = _plain(entry)
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         raise ConfigError(f"{where}: expected a loss name or a Keras loss config. Got "
@@ -112,6 +116,9 @@ def _metrics(entries: Any, where: str):
 
     if entries is None:
         return None
+    if isinstance(entries, dict) or (isinstance(entries, list) and any(
+            isinstance(e, (list, dict)) and "class_name" not in e for e in entries)):
+        return _plain(entries)  # a model with several outputs: names per output
     if not isinstance(entries, list):
         raise ConfigError(f"{where}: expected a list of metrics (a model with one output). "
                           f"Got {entries!r}.")
@@ -141,13 +148,91 @@ def from_document(document: dict[str, Any], where: str):
     'Sequential', config}``, as in ``config.json`` or ``to_json()``), new initial weights."""
     from reglab.models.saving import sequential_from_config
 
+    if document.get("class_name") == "Functional":
+        return _functional(document.get("config"), where)
     if document.get("class_name") != "Sequential":
-        raise ConfigError(f"{where}: this is Keras's own functional-model config "
-                          f"({document.get('class_name')!r}); reglab reads Keras's Sequential "
-                          "models only, not yet functional ones. Build the model with reglab "
-                          "and read the weights with model.load_weights(path).")
+        raise ConfigError(f"{where}: expected a Keras Sequential or Functional model. Got "
+                          f"{document.get('class_name')!r}.")
     return sequential_from_config(_sequential_config(document.get("config"), where), where,
                                   keep_seed=False)
+
+
+def _history(value: Any, tensors: dict, where: str):
+    """The symbolic tensor (or list of them) a Keras node's argument names by its
+    ``keras_history`` ``[layer, node, tensor]``."""
+    if isinstance(value, list):
+        return [_history(v, tensors, where) for v in value]
+    history = value.get("config", {}).get("keras_history") if isinstance(value, dict) else None
+    if not isinstance(history, list) or len(history) != 3 or \
+            (history[0], history[1]) not in tensors:
+        raise DataError(f"{where}: expected a Keras tensor of an earlier layer "
+                        f"(keras_history [layer, node, tensor]). Got {value!r}.")
+    return tensors[(history[0], history[1])]
+
+
+def _functional(config: Any, where: str):
+    """A Keras functional model's config rebuilt by calling reglab's layers on reglab's
+    inputs, node by node, as Keras's ``inbound_nodes`` say (a shared layer once per call)."""
+    from reglab import layers as layers_module
+    from reglab.models.functional import Model
+    from reglab.models.saving import _LAYERS, _from_entry
+
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise DataError(f"{where}: expected the model's config with a 'layers' list. Got "
+                        f"{config!r}.")
+    tensors: dict[tuple[str, int], Any] = {}
+    pending = []  # (where, layer, its name, node index, the node's one argument)
+    for i, entry in enumerate(config["layers"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise DataError(f"{where}: layers[{i}]: expected a Keras layer config. Got "
+                            f"{entry!r}.")
+        layer_config = dict(entry["config"])
+        name = entry.get("name") or layer_config.get("name")
+        if entry.get("class_name") == "InputLayer":
+            shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
+            tensors[(name, 0)] = layers_module.Input(shape=tuple(shape[1:]), name=name)
+            continue
+        layer = _from_entry({"class_name": entry.get("class_name"),
+                             "config": _plain(layer_config)}, _LAYERS, "layer class",
+                            f"{where}: layers[{i}]")
+        for node_index, node in enumerate(entry.get("inbound_nodes") or []):
+            args = node.get("args") if isinstance(node, dict) else None
+            # Keras records a symbolic call's training=False; training mode is fit's here
+            extra = {k: v for k, v in (node.get("kwargs") or {}).items()
+                     if v is not None and not (k == "training" and v is False)} \
+                if isinstance(node, dict) else {}
+            if not args or len(args) != 1 or extra:
+                raise ConfigError(f"{where}: layers[{i}] ({name}): a call on one input (or "
+                                  f"one list of them) without arguments is read. Got "
+                                  f"{node!r}.")
+            pending.append((f"{where}: layers[{i}] ({name})", layer, name, node_index, args[0]))
+    # Keras's order: a node waits for the tensors it reads (a shared layer's later call
+    # reads layers listed after it); each pass calls every node that can be called
+    while pending:
+        waiting = []
+        for place, layer, name, node_index, argument in pending:
+            try:
+                inputs = _history(argument, tensors, place)
+            except DataError:
+                waiting.append((place, layer, name, node_index, argument))
+                continue
+            if node_index and (name, node_index - 1) not in tensors:  # calls in their order
+                waiting.append((place, layer, name, node_index, argument))
+                continue
+            tensors[(name, node_index)] = layer(inputs)
+        if len(waiting) == len(pending):  # nothing could be called: a name is missing
+            place, _, _, _, argument = waiting[0]
+            _history(argument, tensors, place)  # raises, naming what is missing
+        pending = waiting
+
+    def ends(key):
+        given = config.get(key)
+        single = isinstance(given, list) and len(given) == 3 and isinstance(given[0], str)
+        found = [_history({"config": {"keras_history": g}}, tensors, f"{where}: {key}")
+                 for g in ([given] if single else given or [])]
+        return found[0] if single or len(found) == 1 else found
+    return Model(ends("input_layers"), ends("output_layers"), name=config.get("name"),
+                 trainable=config.get("trainable", True))
 
 
 def load(path: str):
@@ -165,15 +250,14 @@ def load(path: str):
     compiled = document.get("compile_config")
     if isinstance(compiled, dict):
         where = f"{where}: compile_config"
-        if compiled.get("weighted_metrics") or compiled.get("loss_weights"):
-            raise ConfigError(f"{where}: 'weighted_metrics' and 'loss_weights' are not read "
-                              f"yet. Got {compiled.get('weighted_metrics')!r}, "
-                              f"{compiled.get('loss_weights')!r}.")
+        if compiled.get("weighted_metrics"):
+            raise ConfigError(f"{where}: 'weighted_metrics' are not read yet. Got "
+                              f"{compiled.get('weighted_metrics')!r}.")
         try:
             model.compile(optimizer=_optimizer(compiled.get("optimizer"), f"{where}.optimizer"),
                           loss=_loss(compiled.get("loss"), f"{where}.loss"),
                           metrics=_metrics(compiled.get("metrics"), f"{where}.metrics"),
-                          auto_scale_loss=False)
+                          loss_weights=compiled.get("loss_weights"), auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
     model.load_weights(path)

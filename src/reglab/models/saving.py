@@ -442,8 +442,9 @@ def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
     if "graph" not in config and ("input_layers" in config or any(
             isinstance(entry, dict) and entry.get("inbound_nodes") for entry in config["layers"])):
         raise ConfigError(f"{where}: this is Keras's own functional-model config "
-                          "(inbound_nodes); reglab reads the configs reglab writes. Move the "
-                          "weights instead: model.save_weights in Keras, load_weights here.")
+                          "(inbound_nodes); here reglab reads the configs reglab writes. Give "
+                          "Keras's whole JSON to reglab.models.model_from_json "
+                          "(keras_model.to_json()), or its .keras file to load_model.")
     graph = config.get("graph")
     if graph is not None and (not isinstance(graph, list) or not all(
             isinstance(g, list) and all(isinstance(j, int) for j in g) for g in graph)):
