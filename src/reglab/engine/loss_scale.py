@@ -132,11 +132,7 @@ def put_back(state, positions: Sequence[int], kept: dict) -> None:
 
 def member_state(population, member_id: int) -> dict[str, Any] | None:
     """``{'scale', 'counter'}`` of one member, training or parked (None when it has none)."""
-    members = population.state.members
-    if member_id in members.member_ids and SCALE in members.scalars:
-        p = members.position(member_id)
-        return {"scale": members.scalars[SCALE][p], "counter": members.scalars[COUNTER][p]}
-    row = population._parked.get(member_id)
-    if row is not None and row["scalars"].get(SCALE) is not None:
-        return {"scale": row["scalars"][SCALE], "counter": row["scalars"][COUNTER]}
-    return None
+    scale = population.member_scalar(member_id, SCALE)
+    if scale is None:
+        return None
+    return {"scale": scale, "counter": population.member_scalar(member_id, COUNTER)}

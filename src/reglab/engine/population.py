@@ -406,6 +406,15 @@ class Population:
                 outputs.append(forward(state, data.x[lo:lo + batch_size], False)[0])
         return torch.cat(outputs, dim=1).cpu().numpy()
 
+    def member_scalar(self, member_id: int, family: str) -> Any:
+        """One member's value of a scalar family (``steps``, the loss scale...), whether it
+        trains or is parked; None when it has none."""
+        members = self.state.members
+        if member_id in members.member_ids and family in members.scalars:
+            return members.scalar(family, member_id)
+        row = self._parked.get(member_id)
+        return None if row is None else row["scalars"].get(family)
+
     def member_weights(self, member_id: int) -> dict[tuple[int, str], torch.Tensor]:
         """One member's current weights, keyed by (layer index, weight name), Keras layout."""
         if not isinstance(member_id, int) or not 0 <= member_id < self.size:

@@ -61,10 +61,8 @@ class ClipGradients:
         kind = state.optimizer.clipping
         if kind is None or not grads:
             return
-        members = state.optimizer_members
-        threshold = torch.tensor([hp[kind] for hp in members.floats], dtype=state.dtype,
-                                 device=state.device)
-        clipping.clip_(kind, list(grads.values()), threshold)
+        # each member's threshold, (P,): the one per-member value rule, cached per step
+        clipping.clip_(kind, list(grads.values()), state.optimizer_members.value(kind, 1))
 
 
 class DecoupledWeightDecay:

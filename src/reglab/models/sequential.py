@@ -670,11 +670,7 @@ def _attach(optimizer, population) -> None:
 
 def _steps_taken(population, member_id: int) -> int:
     """The optimizer steps member ``member_id`` has taken, training or parked."""
-    members = population.state.members
-    if member_id in members.member_ids:
-        return members.scalar("steps", member_id)
-    row = population._parked.get(member_id)
-    return 0 if row is None else row["scalars"].get("steps", 0)
+    return population.member_scalar(member_id, "steps") or 0
 
 
 def _carry_training_state(old: Population, new: Population) -> None:
