@@ -213,4 +213,12 @@ class _SharedInputLinear(torch.autograd.Function):
 def shared_input_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
                         groups: MemberGroups) -> torch.Tensor:
     """``(G, b, in)`` grouped input, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, b, u)``."""
+    if kernel.shape[0] == 1 and x.shape[0] == 1 and kernel.dtype == x.dtype:
+        # One member (a population of one): the product it takes in any population (its
+        # own addmm; autograd's gradient of the kernel is the same mm of x^T and dy), with
+        # torch's autograd instead of the Function's Python on both passes.
+        x1, kernel1 = x.squeeze(0), kernel.squeeze(0)
+        y = products.mm(x1, kernel1) if bias is None else products.addmm(bias.squeeze(0), x1,
+                                                                           kernel1)
+        return y.unsqueeze(0)
     return _SharedInputLinear.apply(x, kernel, bias, groups)
