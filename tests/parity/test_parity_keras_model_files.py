@@ -17,7 +17,7 @@ from reglab.errors import ConfigError  # noqa: E402
 
 keras = pytest.importorskip("keras")
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:load_weights.*optimizer's state")]
+              pytest.mark.filterwarnings("ignore:load_weights.*optimizer's state.*skipped")]
 if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
     pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
 
@@ -72,7 +72,7 @@ def test_a_keras_file_loads_with_its_layers_compile_settings_and_weights(make, t
     expected = again.evaluate(x, y, verbose=0, return_dict=True)
     assert got == pytest.approx(expected, rel=1e-5)
     assert type(ours.optimizer).__name__ == type(again.optimizer).__name__
-    ours.fit(x, y, epochs=1, verbose=0)  # it trains (its optimizer state starts afresh)
+    ours.fit(x, y, epochs=1, verbose=0)  # it trains (test_parity_keras_training_state.py)
 
 
 def test_the_tutorial_file_keeps_its_settings(tmp_path):

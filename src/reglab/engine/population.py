@@ -27,6 +27,7 @@ from reglab import losses as losses_module
 from reglab import metrics as metrics_module
 from reglab.engine import allocator, averaging, denormals, hyperparameters
 from reglab.engine import data as data_module
+from reglab.engine import member_state as tree
 from reglab.engine.early_stopping import EarlyStoppingState
 from reglab.engine.epoch import evaluate_members, train_epoch
 from reglab.engine.member import Member, extended, plan
@@ -36,6 +37,10 @@ from reglab.engine.state import PopulationState
 from reglab.engine.step import forward
 from reglab.engine.update import build_chain
 from reglab.errors import ConfigError
+
+#: a member's state that is not its training state (member_training_state): its weights, the
+#: early-stopping snapshot and rule of a fit
+_NOT_TRAINING = frozenset({"weights", "best", "early_stopping"})
 
 
 @dataclass
@@ -414,6 +419,61 @@ class Population:
             return members.scalar(family, member_id)
         row = self._parked.get(member_id)
         return None if row is None else row["scalars"].get(family)
+
+    def member_training_state(self, member_id: int) -> tree.Row:
+        """Copies of one member's training state beyond its weights, whether it trains or
+        is parked: ``{"tensors": {family: {key: tensor}}, "scalars": {name: value}}`` with
+        the optimizer's slots, the moving averages (``ema``, ``swa``) and the numeric
+        per-member scalars (steps taken, epochs trained, the loss scale and its counter, the
+        averages' count). Not the early-stopping state, which belongs to a fit."""
+        self._check_member("member_training_state", member_id)
+        row = self._parked.get(member_id)
+        if row is None:
+            row = tree.take_row(self.state.members, member_id)
+        tensors = {family: {key: t.detach().clone() for key, t in keyed.items()}
+                   for family, keyed in row["tensors"].items() if family not in _NOT_TRAINING}
+        scalars = {name: value for name, value in row["scalars"].items()
+                   if name not in _NOT_TRAINING and isinstance(value, (int, float))}
+        return {"tensors": tensors, "scalars": scalars}
+
+    def set_member_training_state(self, member_id: int, row: tree.Row) -> None:
+        """Puts back what :meth:`member_training_state` gave (all of it or a part): each
+        tensor into the member's row of a family and key it already has, with its shape;
+        each scalar over one it has. Everything is checked before anything changes."""
+        self._check_member("set_member_training_state", member_id)
+        parked = self._parked.get(member_id)
+        have = parked if parked is not None else tree.take_row(self.state.members, member_id)
+        for family, keyed in row["tensors"].items():
+            if family in _NOT_TRAINING or family not in have["tensors"]:
+                raise ConfigError(f"Population.set_member_training_state: member {member_id} "
+                                  f"has no state {family!r}. Expected one of "
+                                  f"{sorted(set(have['tensors']) - _NOT_TRAINING)}.")
+            for key, value in keyed.items():
+                own = have["tensors"][family].get(key)
+                if own is None or tuple(value.shape) != tuple(own.shape):
+                    raise ConfigError(
+                        f"Population.set_member_training_state: {family!r} of weight {key!r}: "
+                        f"expected shape {None if own is None else tuple(own.shape)}. Got "
+                        f"{tuple(value.shape)}.")
+        for name in row["scalars"]:
+            if name in _NOT_TRAINING or name not in have["scalars"]:
+                raise ConfigError(f"Population.set_member_training_state: member {member_id} "
+                                  f"has no counter {name!r}.")
+        with torch.no_grad():
+            for family, keyed in row["tensors"].items():
+                for key, value in keyed.items():
+                    if parked is not None:
+                        own = parked["tensors"][family][key]
+                        own.copy_(torch.as_tensor(value, dtype=own.dtype))
+                    else:
+                        own = self.state.members.tensors[family][key]
+                        own[self.state.members.position(member_id)] = torch.as_tensor(
+                            value, dtype=own.dtype, device=own.device)
+        for name, value in row["scalars"].items():
+            if parked is not None:
+                parked["scalars"][name] = value
+            else:  # in place: the optimizer and the loss scale read these lists
+                self.state.members.scalars[name][self.state.members.position(member_id)] = value
 
     def member_weights(self, member_id: int) -> dict[tuple[int, str], torch.Tensor]:
         """One member's current weights, keyed by (layer index, weight name), Keras layout."""

@@ -260,5 +260,8 @@ def load(path: str):
                           loss_weights=compiled.get("loss_weights"), auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
-    model.load_weights(path)
+    from reglab.models import weights_file
+
+    # Keras's load_model builds the optimizer before reading its variables: so does this
+    weights_file.load_weights(model, path, optimizer_state=True)
     return model

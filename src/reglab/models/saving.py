@@ -1,6 +1,6 @@
 """``save_model`` and ``load_model``: a whole model in one file, with no pickled code.
 
-The file is a zip archive holding exactly two members:
+The file is a zip archive holding two members, and a third for a compiled model:
 
 - ``config.json``: the format version, the reglab version, the model class
   (``'Sequential'``), its name, seed and input shape, every layer as
@@ -12,6 +12,10 @@ The file is a zip archive holding exactly two members:
 - ``weights.npz``: the arrays of ``model.get_weights()``, written by ``np.savez`` and
   read back with ``np.load(allow_pickle=False)``, named in order
   (``'0000_dense.kernel'``, ``'0001_dense.bias'``, ...).
+- ``training_state.npz`` (a compiled model): the optimizer's per-weight slots, its step
+  count, a loss scale, the moving averages and the epochs trained, so that a loaded model
+  trains on as the saved one would have (:mod:`reglab.models.training_state`). A file
+  without it loads with a fresh optimizer.
 
 Loading rebuilds layers only from the public classes of :mod:`reglab.layers` and
 compiles with the built-in optimizers and losses only, so a file can never run code.
@@ -24,12 +28,11 @@ Differences from Keras 3:
 - Any path is accepted. Keras 3 requires the ``'.keras'`` suffix; reglab takes
   ``'.keras'``, ``'.reglab'`` or any other suffix, and appends nothing to a path
   that has none.
-- The optimizer's state is not saved (Keras saves its variables): after loading,
-  Adam's and RMSprop's moments and SGD's momentum start from zero, Adam's bias
-  correction starts again from step 1, and the random streams of dropout, noise and
-  augmentation start again from epoch 0. Weights, BatchNormalization's moving
-  statistics, the compile settings and the current learning rate are restored, so
-  ``predict`` and ``evaluate`` give identical results.
+- As Keras, the optimizer's state is saved, and a loaded model trains on as the saved one
+  would have, bit for bit: its slots, step count (a schedule goes on from it) and loss
+  scale, and the epochs trained, from which reglab's random streams (dropout, noise,
+  augmentation, shuffling) are drawn (Keras saves its seed generators' states). Not
+  saved: callbacks' state (an EarlyStopping's patience), as in Keras.
 - The write is atomic: the archive is written to a temporary file in the target's
   directory, then moved over the target with ``os.replace``.
 
@@ -64,6 +67,7 @@ from reglab import activations, constraints, initializers, layers, losses, optim
 from reglab import metrics as metrics_module
 from reglab import regularizers as regularizers_module
 from reglab.errors import ConfigError, DataError, unknown_name
+from reglab.models import training_state
 from reglab.utils.atomic import atomic_open
 
 __all__ = ["FORMAT_VERSION", "layer_to_config", "load_model", "model_to_config", "save_model",
@@ -109,7 +113,7 @@ def save_model(model, filepath) -> None:
     document = model_to_config(model)  # every ConfigError is raised before any file is touched
     config_bytes = json.dumps(document, indent=2).encode("utf-8")
     weights_bytes = _weights_to_npz(model)
-    _write_atomically(path, config_bytes, weights_bytes)
+    _write_atomically(path, config_bytes, weights_bytes, training_state.to_npz(model))
 
 
 def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
@@ -271,7 +275,8 @@ def _weights_to_npz(model) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes) -> None:
+def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes,
+                      state_bytes: bytes | None = None) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, "save_model: the directory to save into does "
@@ -282,6 +287,9 @@ def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes) -> N
     with atomic_open(path) as handle, zipfile.ZipFile(handle, "w") as archive:
         archive.writestr(CONFIG_MEMBER, config_bytes, compress_type=zipfile.ZIP_DEFLATED)
         archive.writestr(WEIGHTS_MEMBER, weights_bytes, compress_type=zipfile.ZIP_STORED)
+        if state_bytes is not None:
+            archive.writestr(training_state.MEMBER, state_bytes,
+                             compress_type=zipfile.ZIP_STORED)
 
 
 # -- load ---------------------------------------------------------------------------------
@@ -290,7 +298,7 @@ def load_model(filepath):
 
     Returns:
         a :class:`reglab.models.Sequential` with the same layers, seed and weights,
-        compiled as it was (the optimizer's state starts fresh; see the module docstring).
+        compiled as it was, with its optimizer's state (see the module docstring).
 
     Raises:
         FileNotFoundError: no file at ``filepath``.
@@ -310,10 +318,12 @@ def load_model(filepath):
         from reglab.models import keras_files
 
         return keras_files.load(path)
-    config_bytes, weights_bytes = _read_archive(path)
+    config_bytes, weights_bytes, state_bytes = _read_archive(path)
     document = _parse_config(path, config_bytes)
     model = _model_from_config(path, document)
     _load_weights(path, model, weights_bytes)
+    if state_bytes is not None:
+        training_state.restore(model, state_bytes, f"load_model: {path}: {training_state.MEMBER}")
     return model
 
 
@@ -327,7 +337,7 @@ def _is_keras_file(path: str) -> bool:
         return False  # _read_archive says what is wrong
 
 
-def _read_archive(path: str) -> tuple[bytes, bytes]:
+def _read_archive(path: str) -> tuple[bytes, bytes, bytes | None]:
     where = f"load_model: {path}"
     try:
         with zipfile.ZipFile(path) as archive:
@@ -341,7 +351,9 @@ def _read_archive(path: str) -> tuple[bytes, bytes]:
                 raise DataError(f"{where}: expected {CONFIG_MEMBER} of at most "
                                 f"{_MAX_CONFIG_BYTES} bytes. Got "
                                 f"{archive.getinfo(CONFIG_MEMBER).file_size}.")
-            return archive.read(CONFIG_MEMBER), archive.read(WEIGHTS_MEMBER)
+            state = archive.read(training_state.MEMBER) if training_state.MEMBER in members \
+                else None
+            return archive.read(CONFIG_MEMBER), archive.read(WEIGHTS_MEMBER), state
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
             NotImplementedError) as error:
         raise DataError(f"{where}: expected a zip archive written by model.save(). Got a file "

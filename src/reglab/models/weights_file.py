@@ -7,9 +7,10 @@ after the layer's class in snake case and made unique within the model (``dense`
 group ``vars`` (attribute ``name``: the layer's name) of datasets ``0``, ``1``... in the
 layer's weight order (a Dense's kernel ``(in, out)`` then bias; a BatchNormalization's gamma,
 beta, moving mean, moving variance), empty for a layer without weights; a group ``vars``
-(attribute ``name``: the model's name); and, for a compiled model, ``optimizer/vars``. reglab
-writes the optimizer's group empty: optimizer state does not travel (Keras warns and keeps
-its own when it loads such a file, as for any optimizer it cannot match).
+(attribute ``name``: the model's name); and, for a compiled model, ``optimizer/vars``: the
+optimizer's variables in Keras's order (``iterations``, the learning rate, then the slots:
+reglab/models/training_state.py's ``keras_layout``), which both read into a compiled model
+whose optimizer has stepped, as Keras does.
 
 ``.keras`` archives (a zip with ``model.weights.h5``) are read too.
 """
@@ -62,9 +63,26 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
             for i, value in enumerate(values):
                 group.create_dataset(str(i), data=np.asarray(value))
         if model.optimizer is not None and model._compiled:
-            optimizer = file.create_group("optimizer").create_group("vars")
-            optimizer.attrs["name"] = type(model.optimizer).__name__.lower()  # as Keras
+            _write_optimizer(model, file.create_group("optimizer"))
         file.create_group("vars").attrs["name"] = model.name
+
+
+def _write_optimizer(model, group) -> None:
+    """The optimizer's variables in Keras's order (``training_state.keras_layout``); a
+    LossScaleOptimizer's inner optimizer's again under ``inner_optimizer``, as Keras."""
+    from reglab.models import training_state
+
+    values = training_state.keras_variables(model) if model._population is not None else []
+    variables = group.create_group("vars")
+    variables.attrs["name"] = snake_case(type(model.optimizer).__name__)  # as Keras
+    for i, value in enumerate(values):
+        variables.create_dataset(str(i), data=value)
+    inner = getattr(model.optimizer, "inner_optimizer", None)
+    if inner is not None:
+        own = group.create_group("inner_optimizer").create_group("vars")
+        own.attrs["name"] = snake_case(type(inner).__name__)
+        for i, value in enumerate(values[4:]):  # after the scale's four
+            own.create_dataset(str(i), data=value)
 
 
 def _by_layer(model) -> list[list[np.ndarray]]:
@@ -76,11 +94,17 @@ def _by_layer(model) -> list[list[np.ndarray]]:
     return out
 
 
-def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
+def load_weights(model, filepath, skip_mismatch: bool = False,
+                 optimizer_state: bool | None = None) -> None:
     """Reads a ``.weights.h5`` file (or a ``.keras`` archive's weights) into ``model``,
     layer by layer, checked before anything changes: every layer of the model must be in
     the file with the same number and shapes of weights (``skip_mismatch`` skips, with a
-    warning, the layers that are not)."""
+    warning, the layers that are not).
+
+    The optimizer's variables in the file are read as Keras reads them: into a compiled
+    model whose optimizer has taken a step (Keras's optimizer is built then), or always
+    with ``optimizer_state=True`` (``load_model``, which builds it first); where they do
+    not fit, or the optimizer has not stepped yet, a warning says they were skipped."""
     import h5py
 
     path = os.fspath(filepath)
@@ -102,16 +126,14 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
     try:
         with h5py.File(source, "r") as file:
             stored = _read_layers(file, path)
-            optimizer_state = len(file.get("optimizer/vars", ()))
+            group = file.get("optimizer/vars")
+            optimizer_arrays = [] if group is None else [
+                np.asarray(group[str(i)]) for i in range(len(group))]
     except OSError as error:
         raise DataError(f"load_weights: {path}: not an HDF5 weights file ({error}).") from None
     except (KeyError, AttributeError, TypeError, ValueError) as error:
         raise DataError(f"load_weights: {path}: not Keras 3's weights layout (layers/<name>/"
                         f"vars/0, 1, ...): {type(error).__name__}: {error}.") from None
-    if optimizer_state:
-        warnings.warn(f"load_weights: {path} holds the optimizer's state ({optimizer_state} "
-                      "variables); reglab loads the layers' weights only, and the optimizer "
-                      "starts afresh.", stacklevel=3)
     expected = _by_layer(model)
     new, problems = [], []
     for layer, group_name, current in zip(model.layers, layer_paths(model), expected):
@@ -139,6 +161,27 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
         raise ConfigError(f"load_weights: {path}: the file does not fit the model: "
                           + "; ".join(problems) + ". Nothing was loaded.")
     model.set_weights(new)
+    if optimizer_arrays:
+        _read_optimizer(model, optimizer_arrays, path, optimizer_state)
+
+
+def _read_optimizer(model, arrays, path, wanted: bool | None) -> None:
+    from reglab.models import training_state
+
+    compiled = model.optimizer is not None and model._compiled and model._population is not None
+    if wanted is None:  # as Keras: only into an optimizer that has been built (has stepped)
+        wanted = compiled and int(model.optimizer.iterations) > 0
+    problem = None
+    if not compiled:
+        problem = f"load_weights: {path}: the model is not compiled (it has no optimizer)"
+    elif not wanted:
+        problem = (f"load_weights: {path}: the optimizer has not taken a step yet (Keras "
+                   f"builds its variables then)")
+    if problem is None:
+        problem = training_state.restore_keras(model, arrays, f"load_weights: {path}")
+    if problem is not None:
+        warnings.warn(f"{problem}; the optimizer's state in the file ({len(arrays)} "
+                      "variables) was skipped, and the optimizer keeps its own.", stacklevel=4)
 
 
 def _read_layers(file, path) -> dict[str, list[np.ndarray]]:

@@ -96,6 +96,9 @@ class Adadelta(Optimizer):
     def slots(self):
         return ("accumulated_grad", "accumulated_delta_var")
 
+    def keras_slots(self):
+        return (self.slots(),)
+
     def apply(self, params, grads, slots, members):
         for param, grad, state in zip(params, grads, slots):
             ndim = param.dim()
@@ -144,6 +147,9 @@ class Adamax(_Moments):
     def slots(self):
         return ("momentum", "norm")
 
+    def keras_slots(self):
+        return (self.slots(),)
+
     def _denominator(self, state, members, ndim):
         correction = _per_member([1 - hp["beta_1"] ** step for hp, step in
                                   zip(members.floats, members.steps)], members, ndim)
@@ -190,8 +196,16 @@ class Nadam(_Moments):
     """
 
     name = "nadam"
+
     def slots(self):
         return ("momentum", "velocity")
+
+    def keras_slots(self):
+        return (self.slots(), "u_product")  # Keras's running product, reglab's from the step
+
+    def computed_variable(self, name: str, step: int) -> float:
+        """The value of Keras's variable ``name`` (``keras_slots``) after ``step`` steps."""
+        return _momentum_product(self.beta_1, step)
 
     @staticmethod
     def _coefficients(members) -> tuple[list[float], list[float], list[float]]:

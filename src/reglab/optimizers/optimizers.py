@@ -318,6 +318,15 @@ class Optimizer:
         member's starts at}`` (Adagrad's accumulator)."""
         return {}
 
+    def keras_slots(self) -> tuple[tuple[str, ...] | str, ...]:
+        """The order of Keras's variables for the slots, after ``iterations``, the learning
+        rate and the moving averages (reglab/models/training_state.py): each tuple a run
+        over the trainable weights with those slots of each weight side by side, as Keras's
+        ``add_optimizer_variables(weights, [names])`` makes them; a string, a scalar
+        variable of Keras's that reglab computes from the step count (Nadam's product).
+        By default one run per slot."""
+        return tuple((slot,) for slot in self.slots())
+
     def apply(self, params: list[torch.Tensor], grads: list[torch.Tensor],
               slots: list[dict[str, torch.Tensor]], members: OptimizerMembers) -> None:
         """One step for the stacked ``params`` ``(P, ...)``, in place, under no_grad. An
@@ -407,6 +416,9 @@ class SGD(Optimizer):
     def slots(self):
         return ("momentum",)
 
+    def keras_slots(self):
+        return (("momentum",),) if self.momentum != 0 else ()  # Keras: none without momentum
+
     def apply(self, params, grads, slots, members):
         for param, grad, state in zip(params, grads, slots):
             lr = members.value("learning_rate", param.dim())
@@ -455,6 +467,9 @@ class Adam(Optimizer):
 
     def slots(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
+
+    def keras_slots(self):
+        return (("m", "v"), ("v_hat",)) if self.amsgrad else (("m", "v"),)
 
     _FUSED_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 
@@ -629,6 +644,10 @@ class RMSprop(Optimizer):
     def slots(self):
         return ("velocity", "momentum", "average_gradient") if self.centered else (
             "velocity", "momentum")
+
+    def keras_slots(self):
+        # Keras makes the momentum only where it is used
+        return tuple((slot,) for slot in self.slots() if slot != "momentum" or self.momentum > 0)
 
     def _denominator(self, state, members, ndim):
         eps = members.value("epsilon", ndim)

@@ -194,7 +194,8 @@ def test_archive_holds_only_json_and_pickle_free_arrays(tmp_path):
     model.save(path)
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]  # no temporary file left
     with zipfile.ZipFile(path) as archive:
-        assert archive.namelist() == ["config.json", "weights.npz"]
+        # the training state's member: tests/unit/models/test_models_training_state.py
+        assert archive.namelist() == ["config.json", "weights.npz", "training_state.npz"]
         config = json.loads(archive.read("config.json"))
         weights = archive.read("weights.npz")
     assert config["format_version"] == 1 and config["class_name"] == "Sequential"

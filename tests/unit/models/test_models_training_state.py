@@ -1,0 +1,211 @@
+"""A saved model's training state (reglab/models/training_state.py): a loaded model trains on
+as the saved one would have (optimizer slots, step count, loss scale, averages, epochs of
+the random streams), and a damaged state is a DataError naming the entry."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+import reglab
+from reglab import regularizers
+from reglab.errors import DataError
+from reglab.layers import BatchNormalization, Dense, Dropout, GaussianNoise, Input
+from reglab.models import Model, Sequential, load_model
+from reglab.optimizers import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Lion,
+    LossScaleOptimizer,
+    Nadam,
+    RMSprop,
+    schedules,
+)
+
+RNG = np.random.default_rng(3)
+X = RNG.random((96, 6)).astype("float32")
+Y = RNG.integers(0, 3, 96)
+MEMBER = "training_state.npz"
+
+
+def stack(optimizer) -> Sequential:
+    model = Sequential([
+        Dense(12, activation="relu", input_shape=(6,), kernel_regularizer=regularizers.l2(0.01)),
+        Dropout(0.3), BatchNormalization(), GaussianNoise(0.1),
+        Dense(3, activation="softmax")], seed=4)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+OPTIMIZERS = {
+    "adam_scheduled": lambda: Adam(schedules.ExponentialDecay(0.02, 3, 0.8)),
+    "adam_amsgrad_clipped": lambda: Adam(0.01, amsgrad=True, clipnorm=0.5),
+    "sgd_nesterov": lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    "rmsprop_centered": lambda: RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda: Adagrad(0.05),
+    "nadam": lambda: Nadam(0.01),
+    "lion": lambda: Lion(0.001),
+    "adamw_ema": lambda: AdamW(0.01, use_ema=True, ema_overwrite_frequency=5),
+    "sgd_swa": lambda: SGD(0.05, momentum=0.9, swa_start=1),
+    "loss_scaled": lambda: LossScaleOptimizer(Adam(0.01), initial_scale=2.0**4,
+                                              dynamic_growth_steps=3),
+}
+
+
+def same_weights(a, b) -> None:
+    for got, want in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_save_load_and_fit_on_is_fitting_on_without_saving_bit_for_bit(name, tmp_path):
+    """The same two calls of fit, with the model saved and loaded between them (the first
+    fit's end counts: an averaging optimizer puts its average into the weights there)."""
+    make = OPTIMIZERS[name]
+    whole = stack(make())
+    whole.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    whole.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    first = stack(make())
+    first.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    first.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    assert int(loaded.optimizer.iterations) == int(first.optimizer.iterations) == 12
+    history = loaded.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    same_weights(loaded, whole)
+    assert history.history["loss"][-1] == whole.history.history["loss"][-1]
+
+
+def test_a_checkpoint_written_mid_fit_resumes_as_the_fit_went_on(tmp_path):
+    """ModelCheckpoint's file of epoch 2 of 3, loaded and fit one epoch: the whole fit's
+    weights (the state was taken after the epoch's count moved on: the next epoch's
+    dropout and shuffling are the uninterrupted fit's)."""
+    whole = stack(Adam(0.01))
+    whole.fit(X, Y, epochs=3, batch_size=16, verbose=0, callbacks=[
+        reglab.callbacks.ModelCheckpoint(str(tmp_path / "epoch{epoch}.keras"))])
+    resumed = load_model(tmp_path / "epoch2.keras")
+    assert int(resumed.optimizer.iterations) == 12
+    resumed.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    same_weights(resumed, whole)
+
+
+def test_without_the_state_a_loaded_model_starts_its_optimizer_afresh(tmp_path):
+    """What the state changes: the same file with the member dropped trains otherwise."""
+    model = stack(Adam(0.01))
+    model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    model.save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    assert sorted(members) == ["config.json", MEMBER, "weights.npz"]
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:  # as reglab wrote it before
+        for name in ("config.json", "weights.npz"):
+            archive.writestr(name, members[name])
+    fresh, kept = load_model(tmp_path / "old.keras"), load_model(tmp_path / "model.keras")
+    assert int(fresh.optimizer.iterations) == 0
+    fresh.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    kept.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=0)
+    same_weights(kept, model)
+    assert any((a != b).any() for a, b in zip(fresh.get_weights(), model.get_weights()))
+
+
+def test_the_state_names_each_slot_by_its_weight_and_holds_no_pickles(tmp_path):
+    model = stack(Adam(0.01))
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    model.save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive, \
+            np.load(io.BytesIO(archive.read(MEMBER)), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    assert int(arrays["scalars:steps"]) == 3 and int(arrays["scalars:epochs"]) == 1
+    kernel_m = arrays["optimizer/m:0000_dense.kernel"]
+    assert kernel_m.shape == (6, 12) and np.abs(kernel_m).max() > 0
+    assert "optimizer/v:0003_batch_normalization.beta" in arrays
+    # the moving statistics take no gradient: no slots
+    assert not any("moving_mean" in name for name in arrays)
+
+
+def test_a_functional_model_with_two_inputs_trains_on_after_loading(tmp_path):
+    def make():
+        a, b = Input((4,), name="a"), Input((2,), name="b")
+        joined = reglab.layers.Concatenate()([Dense(5, activation="relu")(a), b])
+        model = Model([a, b], Dense(3, activation="softmax")(Dropout(0.2)(joined)), seed=2)
+        model.compile(optimizer=RMSprop(0.01), loss="sparse_categorical_crossentropy")
+        return model
+
+    inputs = [X[:, :4], X[:, 4:]]
+    whole = make()
+    whole.fit(inputs, Y, epochs=2, batch_size=32, verbose=0)  # one fit: the same as two here
+    first = make()
+    first.fit(inputs, Y, epochs=1, batch_size=32, verbose=0)
+    first.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    loaded.fit(inputs, Y, epochs=1, batch_size=32, verbose=0)
+    same_weights(loaded, whole)
+
+
+# -- damaged states ----------------------------------------------------------------------
+@pytest.fixture
+def saved(tmp_path):
+    model = stack(Adam(0.01))
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    model.save(tmp_path / "saved.keras")
+    return tmp_path / "saved.keras"
+
+
+def rewrite_state(path, edit) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    with np.load(io.BytesIO(members[MEMBER]), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    new = edit(arrays)
+    if isinstance(new, dict):
+        buffer = io.BytesIO()
+        np.savez(buffer, **new)
+        new = buffer.getvalue()
+    members[MEMBER] = new
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda a: {**a, "optimizer/m:0000_dense.kernel": np.zeros((12, 6), "float32")},
+     r"'optimizer/m' of weight \(0, 'kernel'\): expected shape \(6, 12\)\. Got \(12, 6\)"),
+    (lambda a: {**a, "optimizer/m:0099_nowhere.kernel": np.zeros(3, "float32")},
+     r"expected entries '<state>:<weight>' naming one of the model's weights .*"
+     r"Got 'optimizer/m:0099_nowhere\.kernel'"),
+    (lambda a: {**a, "momentum:0000_dense.kernel": np.zeros((6, 12), "float32")},
+     r"has no state 'momentum'"),
+    (lambda a: {**a, "scalars:steps": np.array(-3)},
+     r"expected 'scalars:steps' to be a count \(an integer >= 0\)"),
+    (lambda a: {**a, "scalars:steps": np.array(2.5)}, r"'scalars:steps' to be a count"),
+    (lambda a: {**a, "scalars:loss_scale": np.array(np.nan)},
+     r"'scalars:loss_scale' to be a finite scale > 0"),
+    (lambda a: {**a, "scalars:early_stopping": np.array(1)}, r"a known counter"),
+    (lambda a: {**a, "optimizer/m:0000_dense.kernel": np.array([object()] * 72,
+                                                                dtype=object).reshape(6, 12)},
+     r"no pickled objects"),
+    (lambda a: b"not an npz", r"expected arrays written by np\.savez"),
+])
+def test_a_damaged_state_is_a_data_error_naming_the_entry(saved, edit, match):
+    rewrite_state(saved, edit)
+    with pytest.raises(DataError, match=rf"saved\.keras: {MEMBER}: .*{match}"):
+        load_model(saved)
+
+
+def test_a_state_for_a_model_that_was_never_compiled_is_refused(tmp_path):
+    model = Sequential([Dense(2, input_shape=(3,))], seed=0)
+    model.save(tmp_path / "plain.keras")
+    with zipfile.ZipFile(tmp_path / "plain.keras") as archive:
+        assert MEMBER not in archive.namelist()  # nothing to keep
+    buffer = io.BytesIO()
+    np.savez(buffer, **{"scalars:steps": np.array(4)})
+    with zipfile.ZipFile(tmp_path / "plain.keras", "a") as archive:
+        archive.writestr(MEMBER, buffer.getvalue())
+    with pytest.raises(DataError, match=r"holds a training state but no compile settings"):
+        load_model(tmp_path / "plain.keras")
