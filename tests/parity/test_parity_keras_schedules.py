@@ -176,13 +176,20 @@ def test_a_scheduled_optimizer_round_trips_through_its_config_pickles_and_keras_
 
 
 def test_a_model_with_a_schedule_saves_and_loads_with_it(tmp_path):
-    _, ours = pair("Adam", lambda api: api.optimizers.schedules.InverseTimeDecay(0.05, 4, 0.5))
+    theirs, ours = pair("Adam",
+                        lambda api: api.optimizers.schedules.InverseTimeDecay(0.05, 4, 0.5))
     x, y = data()
     ours.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    theirs.fit(x, y, batch_size=16, epochs=1, verbose=0)
     ours.save(tmp_path / "model.keras")
+    theirs.save(tmp_path / "theirs.keras")
     loaded = reglab.models.load_model(tmp_path / "model.keras")
+    again = keras.models.load_model(tmp_path / "theirs.keras")
     assert loaded.optimizer.schedule.get_config() == ours.optimizer.schedule.get_config()
-    assert loaded.optimizer.learning_rate == pytest.approx(0.05)  # its state starts fresh
+    # the step count is saved: the schedule goes on from it, as Keras's
+    assert int(loaded.optimizer.iterations) == int(again.optimizer.iterations) == len(x) // 16
+    assert loaded.optimizer.learning_rate == pytest.approx(float(again.optimizer.learning_rate))
+    assert loaded.optimizer.learning_rate < 0.05
 
 
 def test_train_on_batch_follows_the_schedule_as_keras():
