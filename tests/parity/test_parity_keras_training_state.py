@@ -130,11 +130,16 @@ def test_a_trained_reglab_model_reads_the_state_of_a_weights_file_as_keras_does(
     keras.utils.set_random_seed(0)
     theirs = model(keras, "rmsprop_centered")
     fit(theirs, epochs=2)
+    theirs.optimizer.learning_rate = 0.0005  # as a callback would: the file holds it
     theirs.save_weights(tmp_path / "theirs.weights.h5")
     ours = model(reglab, "rmsprop_centered")
     fit(ours)  # it has stepped: its optimizer is built, as Keras's would be
     ours.load_weights(tmp_path / "theirs.weights.h5")
     assert_same_variables(ours, theirs)
+    assert ours.optimizer.learning_rate == pytest.approx(0.0005)
+    fit(ours)
+    fit(theirs)
+    assert_close_weights(ours, theirs)
     for other_name, match in (
             ("sgd", r"the optimizer's state has 20 variables where the model's SGD has 2"),
             ("adam_amsgrad", r"optimizer/vars/3 should be a number array of shape \(5, 8\)\. "
@@ -146,3 +151,26 @@ def test_a_trained_reglab_model_reads_the_state_of_a_weights_file_as_keras_does(
             other.load_weights(tmp_path / "theirs.weights.h5")
         for got, want in zip(training_state.keras_variables(other), before, strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_compiled_keras_file_without_optimizer_variables_says_so(tmp_path):
+    import zipfile
+
+    import h5py
+
+    keras.utils.set_random_seed(0)
+    theirs = model(keras, "adam_amsgrad")
+    fit(theirs)
+    theirs.save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    (tmp_path / "w.h5").write_bytes(members["model.weights.h5"])
+    with h5py.File(tmp_path / "w.h5", "a") as file:
+        del file["optimizer"]
+    members["model.weights.h5"] = (tmp_path / "w.h5").read_bytes()
+    with zipfile.ZipFile(tmp_path / "bare.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.warns(UserWarning, match=r"load_model: .*bare\.keras holds no optimizer state"):
+        ours = reglab.models.load_model(tmp_path / "bare.keras")
+    assert int(ours.optimizer.iterations) == 0

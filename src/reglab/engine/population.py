@@ -455,10 +455,14 @@ class Population:
                         f"Population.set_member_training_state: {family!r} of weight {key!r}: "
                         f"expected shape {None if own is None else tuple(own.shape)}. Got "
                         f"{tuple(value.shape)}.")
-        for name in row["scalars"]:
+        for name, value in row["scalars"].items():
             if name in _NOT_TRAINING or name not in have["scalars"]:
                 raise ConfigError(f"Population.set_member_training_state: member {member_id} "
                                   f"has no counter {name!r}.")
+            whole = isinstance(have["scalars"][name], int)  # a count, else a value
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+                raise ConfigError(f"Population.set_member_training_state: {name!r} must be "
+                                  f"{'an int' if whole else 'a number'}. Got {value!r}.")
         with torch.no_grad():
             for family, keyed in row["tensors"].items():
                 for key, value in keyed.items():

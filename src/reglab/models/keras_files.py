@@ -263,5 +263,6 @@ def load(path: str):
     from reglab.models import weights_file
 
     # Keras's load_model builds the optimizer before reading its variables: so does this
-    weights_file.load_weights(model, path, optimizer_state=True)
+    weights_file.load_weights(model, path, optimizer_state=isinstance(compiled, dict),
+                              caller="load_model")
     return model

@@ -32,7 +32,8 @@ Differences from Keras 3:
   would have, bit for bit: its slots, step count (a schedule goes on from it) and loss
   scale, and the epochs trained, from which reglab's random streams (dropout, noise,
   augmentation, shuffling) are drawn (Keras saves its seed generators' states). Not
-  saved: callbacks' state (an EarlyStopping's patience), as in Keras.
+  saved, as in Keras: callbacks' state (an EarlyStopping's patience) and the weights
+  ``exclude_from_weight_decay`` named.
 - The write is atomic: the archive is written to a temporary file in the target's
   directory, then moved over the target with ``os.replace``.
 

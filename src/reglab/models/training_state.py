@@ -37,25 +37,31 @@ def _names(model) -> dict:
             for key, name in zip(model._weight_keys(), weight_names(model))}
 
 
-def to_npz(model) -> bytes | None:
-    """The member's training state as ``.npz`` bytes; None for a model never compiled."""
-    if model.optimizer is None or model._population is None:
-        return None
+def _entries(model) -> dict[str, np.ndarray]:
+    """The member's training state as the file's entries, by entry name."""
     row = model._population.member_training_state(0)
     names = _names(model)
     arrays = {f"{family}:{names[key]}": tensor.cpu().numpy()
               for family, keyed in row["tensors"].items() for key, tensor in keyed.items()}
     arrays.update({f"{_SCALAR}:{name}": np.asarray(value)
                    for name, value in row["scalars"].items() if name in _COUNTERS})
+    return arrays
+
+
+def to_npz(model) -> bytes | None:
+    """The member's training state as ``.npz`` bytes; None for a model never compiled."""
+    if model.optimizer is None or model._population is None:
+        return None
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **_entries(model))
     return buffer.getvalue()
 
 
 def restore(model, raw: bytes, where: str) -> None:
-    """Puts the state read from ``raw`` into the loaded (compiled) ``model``; a DataError
-    naming ``where`` and the entry when an entry is unreadable, unknown or of the wrong
-    shape, with nothing changed."""
+    """Puts the state read from ``raw`` into the loaded (compiled) ``model``: every entry the
+    model's optimizer keeps, and nothing else, each checked (a slot finite, of its weight's
+    shape; a counter in range) before anything changes; a DataError naming ``where`` and the
+    entry otherwise."""
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -67,38 +73,50 @@ def restore(model, raw: bytes, where: str) -> None:
             raise DataError(f"{where}: the file holds a training state but no compile "
                             "settings to train with.")
         return
+    expected = _entries(model)
+    if sorted(arrays) != sorted(expected):
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        raise DataError(f"{where}: expected the {len(expected)} entries of the model's "
+                        f"{type(model.optimizer).__name__} ('<state>:<weight>' for each slot "
+                        f"of a trainable weight, '{_SCALAR}:<counter>'). Got {len(arrays)} "
+                        f"(missing: {', '.join(missing) or 'none'}; unexpected: "
+                        f"{', '.join(extra) or 'none'}).")
     keys = {name: key for key, name in _names(model).items()}
     tensors: dict[str, dict] = {}
     scalars: dict[str, int | float] = {}
     for entry, array in arrays.items():
-        family, _, name = entry.rpartition(":")
+        family, _, name = entry.partition(":")  # a weight's name may hold ':', a state's not
         if family == _SCALAR:
             scalars[name] = _counter(where, entry, name, array)
-        elif family and name in keys and array.dtype.kind == "f":
-            tensors.setdefault(family, {})[keys[name]] = torch.from_numpy(array)
-        else:
-            raise DataError(f"{where}: expected entries '<state>:<weight>' naming one of the "
-                            f"model's weights ({', '.join(keys)}) with float arrays, or "
-                            f"'{_SCALAR}:<counter>'. Got {entry!r} ({array.dtype}).")
-    from reglab.errors import ConfigError
+            continue
+        reference = expected[entry]
+        if array.dtype.kind != "f" or array.shape != reference.shape:
+            raise DataError(f"{where}: expected {entry!r} to be a float array of shape "
+                            f"{reference.shape}. Got {array.dtype} of shape {array.shape}.")
+        values = np.asarray(array, dtype=np.float64)  # any byte order, exactly
+        if not np.isfinite(values).all():
+            raise DataError(f"{where}: expected {entry!r} to be finite. Got "
+                            f"{int((~np.isfinite(values)).sum())} values that are not.")
+        tensors.setdefault(family, {})[keys[name]] = torch.from_numpy(values)
+    model._population.set_member_training_state(0, {"tensors": tensors, "scalars": scalars})
 
-    try:
-        model._population.set_member_training_state(0, {"tensors": tensors, "scalars": scalars})
-    except ConfigError as error:
-        raise DataError(f"{where}: {error}") from None
+
+_LARGEST_COUNT = int(np.iinfo(np.int64).max)  # Keras's iterations are an int64
+_LARGEST_SCALE = float(np.finfo(np.float32).max)  # the scale multiplies float32 losses
+_SMALLEST_SCALE = float(np.finfo(np.float32).tiny)
 
 
 def _counter(where: str, entry: str, name: str, array: np.ndarray) -> int | float:
     kind = _COUNTERS.get(name)
     value = array.item() if array.shape == () and array.dtype.kind in "iuf" else None
-    if kind == "count" and isinstance(value, (int, float)) and value == int(value) \
-            and value >= 0:
+    finite = isinstance(value, (int, float)) and math.isfinite(value)
+    if kind == "count" and finite and value == int(value) and 0 <= value <= _LARGEST_COUNT:
         return int(value)
-    if kind == "scale" and isinstance(value, (int, float)) and math.isfinite(value) \
-            and value > 0:
+    if kind == "scale" and finite and _SMALLEST_SCALE <= value <= _LARGEST_SCALE:
         return float(value)
-    expected = ("a count (an integer >= 0)" if kind == "count" else
-                "a finite scale > 0" if kind == "scale" else
+    expected = ("a count (an integer from 0 to 2**63 - 1)" if kind == "count" else
+                "a scale within float32's normal range (> 0, finite)" if kind == "scale" else
                 f"a known counter ({', '.join(_COUNTERS)})")
     raise DataError(f"{where}: expected {entry!r} to be {expected}. Got {array!r}.")
 
@@ -168,15 +186,21 @@ def restore_keras(model, arrays: list[np.ndarray], where: str) -> str | None:
     have = model._population.member_training_state(0)
     tensors: dict[str, dict] = {}
     scalars: dict[str, int | float] = {}
+    learning_rate = None
     for i, (entry, array) in enumerate(zip(layout, arrays)):
         kind = entry[0]
         shape = tuple(have["tensors"][entry[1]][entry[2]].shape) if kind == "slot" else ()
         if array.shape != shape or array.dtype.kind not in "iuf":
             return (f"{where}: optimizer/vars/{i} should be a number array of shape {shape}. "
                     f"Got {array.dtype} of shape {array.shape}")
+        values = np.asarray(array, dtype=np.float64)  # any byte order, exactly
+        if not np.isfinite(values).all() or (kind == "learning_rate" and values <= 0):
+            return (f"{where}: optimizer/vars/{i} should be "
+                    f"{'a rate > 0' if kind == 'learning_rate' else 'finite'}. Got {array!r}")
         if kind == "slot":
-            tensors.setdefault(entry[1], {})[entry[2]] = torch.from_numpy(
-                np.array(array, dtype=np.float32))
+            tensors.setdefault(entry[1], {})[entry[2]] = torch.from_numpy(values)
+        elif kind == "learning_rate":  # Keras assigns it too (a rate a callback had set)
+            learning_rate = float(values)
         elif kind in ("steps", "scalar"):
             name = "steps" if kind == "steps" else entry[1]
             try:
@@ -184,4 +208,8 @@ def restore_keras(model, arrays: list[np.ndarray], where: str) -> str | None:
             except DataError as error:
                 return str(error)
     model._population.set_member_training_state(0, {"tensors": tensors, "scalars": scalars})
+    # Keras holds the rate in float32: the same rate unless it differs there
+    if learning_rate is not None and \
+            np.float32(model.optimizer.learning_rate) != np.float32(learning_rate):
+        model.optimizer.learning_rate = learning_rate
     return None

@@ -95,7 +95,7 @@ def _by_layer(model) -> list[list[np.ndarray]]:
 
 
 def load_weights(model, filepath, skip_mismatch: bool = False,
-                 optimizer_state: bool | None = None) -> None:
+                 optimizer_state: bool | None = None, caller: str = "load_weights") -> None:
     """Reads a ``.weights.h5`` file (or a ``.keras`` archive's weights) into ``model``,
     layer by layer, checked before anything changes: every layer of the model must be in
     the file with the same number and shapes of weights (``skip_mismatch`` skips, with a
@@ -161,24 +161,27 @@ def load_weights(model, filepath, skip_mismatch: bool = False,
         raise ConfigError(f"load_weights: {path}: the file does not fit the model: "
                           + "; ".join(problems) + ". Nothing was loaded.")
     model.set_weights(new)
+    compiled = model.optimizer is not None and model._compiled and model._population is not None
     if optimizer_arrays:
-        _read_optimizer(model, optimizer_arrays, path, optimizer_state)
+        _read_optimizer(model, optimizer_arrays, f"{caller}: {path}", optimizer_state, compiled)
+    elif optimizer_state and compiled:
+        warnings.warn(f"{caller}: {path} holds no optimizer state (no optimizer/vars): the "
+                      "optimizer starts afresh.", stacklevel=3)
 
 
-def _read_optimizer(model, arrays, path, wanted: bool | None) -> None:
+def _read_optimizer(model, arrays, where: str, wanted: bool | None, compiled: bool) -> None:
     from reglab.models import training_state
 
-    compiled = model.optimizer is not None and model._compiled and model._population is not None
     if wanted is None:  # as Keras: only into an optimizer that has been built (has stepped)
         wanted = compiled and int(model.optimizer.iterations) > 0
     problem = None
     if not compiled:
-        problem = f"load_weights: {path}: the model is not compiled (it has no optimizer)"
+        problem = f"{where}: the model is not compiled (it has no optimizer)"
     elif not wanted:
-        problem = (f"load_weights: {path}: the optimizer has not taken a step yet (Keras "
-                   f"builds its variables then)")
+        problem = (f"{where}: the optimizer has not taken a step yet (Keras builds its "
+                   f"variables then)")
     if problem is None:
-        problem = training_state.restore_keras(model, arrays, f"load_weights: {path}")
+        problem = training_state.restore_keras(model, arrays, where)
     if problem is not None:
         warnings.warn(f"{problem}; the optimizer's state in the file ({len(arrays)} "
                       "variables) was skipped, and the optimizer keeps its own.", stacklevel=4)
