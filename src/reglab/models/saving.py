@@ -548,14 +548,20 @@ def _model_from_config(path: str, document: dict[str, Any]):
     return model
 
 
-def _load_weights(path: str, model, weights_bytes: bytes) -> None:
-    where = f"load_model: {path}: {WEIGHTS_MEMBER}"
+def npz_arrays(raw: bytes, where: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``np.savez`` archive by name (no pickled objects), or a DataError
+    naming ``where``."""
     try:
-        with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{where}: expected arrays written by np.savez (no pickled objects). "
                         f"Got content that cannot be read as them ({error}).") from error
+
+
+def _load_weights(path: str, model, weights_bytes: bytes) -> None:
+    where = f"load_model: {path}: {WEIGHTS_MEMBER}"
+    arrays = npz_arrays(weights_bytes, where)
     expected = weight_names(model)
     if sorted(arrays) != sorted(expected):
         missing = [n for n in expected if n not in arrays]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 
 import numpy as np
 import torch
@@ -62,12 +61,9 @@ def restore(model, raw: bytes, where: str) -> None:
     model's optimizer keeps, and nothing else, each checked (a slot finite, of its weight's
     shape; a counter in range) before anything changes; a DataError naming ``where`` and the
     entry otherwise."""
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{where}: expected arrays written by np.savez (no pickled objects). "
-                        f"Got content that cannot be read as them ({error}).") from error
+    from reglab.models.saving import npz_arrays
+
+    arrays = npz_arrays(raw, where)
     if model.optimizer is None or model._population is None:  # never compiled
         if arrays:
             raise DataError(f"{where}: the file holds a training state but no compile "
