@@ -236,6 +236,36 @@ def test_ctrl_c_exits_130_keeping_what_was_saved_and_the_rerun_finishes(tmp_path
     assert len(statuses) == 15 and "failed" not in statuses  # every run of the plan
 
 
+def test_ctrl_c_that_torch_turns_into_a_runtime_error_still_stops_the_study(tmp_path):
+    """Ctrl-C during a checkpoint's write comes out of torch's writer as a RuntimeError
+    ('unexpected pos'); the study took it for a failing run, retried its runs in halves and
+    trained to the end, exiting 0 (seen under load). Now it stops, as Ctrl-C."""
+    import os
+
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    class InterruptedWhileSaving(InProcessExecutor):
+        calls = []
+
+        def train(self, job, on_epoch=None, progress=None):
+            InterruptedWhileSaving.calls.append(len(job.population.runs))
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected "
+                                   "pos 64 vs 0") from None
+            raise AssertionError("the SIGINT did not arrive")
+
+    study = write_study(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, tmp_path / "out", executor=InterruptedWhileSaving(),
+                  log=lambda *_: None)
+    assert InterruptedWhileSaving.calls == [12]  # no retry in halves
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not [status for status, _ in finished(tmp_path / "out").values()]  # none failed
+
+
 def test_a_failing_run_is_recorded_and_the_rest_of_the_study_goes_on(tmp_path):
     """One run raises wherever it trains: its population is retried in halves, and only that
     run is recorded as failed, with its error; every other run finishes."""

@@ -33,6 +33,7 @@ from reglab.study import sharding
 from reglab.study.executors import InProcessExecutor, PopulationJob, failed_outcomes
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
+from reglab.utils import interrupts
 
 #: how long the driver waits for a scheduler before saying it cannot be reached
 CONNECT_TIMEOUT_S = 10
@@ -234,6 +235,7 @@ class DaskExecutor:
                     try:
                         outcomes, rows = future.result()
                     except Exception as error:  # noqa: BLE001 - sorted out below
+                        interrupts.reraise_if_interrupted(error)
                         outcomes, more = self._after_error(error, index, job, part, submit)
                         if outcomes is None:
                             parts_left[id(job)] += more

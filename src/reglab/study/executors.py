@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from reglab.study import checkpoints
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import StudySpec
+from reglab.utils import interrupts
 
 EpochRows = list[tuple[str, int, dict]]
 
@@ -132,6 +133,7 @@ class InProcessExecutor:
             try:
                 result = self.train(job, on_epoch=on_rows, progress=progress)
             except Exception as error:  # the driver retries its runs to find the failing ones
+                interrupts.reraise_if_interrupted(error)  # unless it was Ctrl-C, transformed
                 result = error
             finally:
                 if progress is not None and hasattr(progress, "close"):

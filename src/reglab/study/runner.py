@@ -26,6 +26,7 @@ from reglab.study.executors import (
 )
 from reglab.study.plan import PopulationSpec, StudyPlan, plan_study
 from reglab.study.spec import StudySpec, parse_study
+from reglab.utils import interrupts
 
 __all__ = ["InProcessExecutor", "prepare_study", "run_study"]
 
@@ -90,8 +91,9 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
         lock.release()
         raise
     try:
-        return _run_locked(study_file, plan, data, store, device, restart, executor,
-                           progress_factory, log)
+        with interrupts.noted():  # Ctrl-C stays Ctrl-C (reglab/utils/interrupts.py)
+            return _run_locked(study_file, plan, data, store, device, restart, executor,
+                               progress_factory, log)
     except BaseException:
         store.close()
         raise
@@ -255,6 +257,7 @@ def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, i
         try:
             outcomes += executor.train(part, on_epoch=store.record_epochs)
         except Exception as part_error:
+            interrupts.reraise_if_interrupted(part_error)
             outcomes += _bisect_failure(store, executor, part, part_error, index, log)
     return outcomes
 

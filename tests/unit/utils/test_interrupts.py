@@ -1,0 +1,64 @@
+"""reglab.utils.interrupts: a SIGINT noted while a study runs stays Ctrl-C, even when the
+code it lands in turns the KeyboardInterrupt into another exception (torch's checkpoint
+writer does: 'RuntimeError: [enforce fail at inline_container.cc] ... unexpected pos')."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from reglab.utils import interrupts
+
+
+def interrupt_turned_into(error_type):
+    """Ctrl-C raised where C++ code catches it and raises ``error_type`` instead."""
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler raises in the sleep
+        raise AssertionError("the SIGINT did not arrive")
+    except KeyboardInterrupt:
+        raise error_type("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") \
+            from None
+
+
+def test_a_noted_interrupt_is_raised_again_from_what_it_became():
+    with interrupts.noted():
+        with pytest.raises(RuntimeError) as caught:
+            interrupt_turned_into(RuntimeError)
+        with pytest.raises(KeyboardInterrupt) as again:
+            interrupts.reraise_if_interrupted(caught.value)
+        assert again.value.__cause__ is caught.value
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    interrupts.reraise_if_interrupted(RuntimeError("after the block: not noted"))
+
+
+def test_without_an_interrupt_an_error_is_left_to_its_handler():
+    with interrupts.noted():
+        interrupts.reraise_if_interrupted(RuntimeError("a run that fails"))  # no raise
+
+
+def test_another_handler_or_thread_is_left_alone():
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(1))
+    try:
+        with interrupts.noted():
+            assert signal.getsignal(signal.SIGINT) is not interrupts._note_and_raise
+        errors = []
+
+        def in_a_thread():
+            try:
+                with interrupts.noted():
+                    pass
+            except Exception as error:  # signal.signal outside the main thread raises
+                errors.append(error)
+
+        thread = threading.Thread(target=in_a_thread)
+        thread.start()
+        thread.join()
+        assert errors == []
+    finally:
+        signal.signal(signal.SIGINT, previous)
