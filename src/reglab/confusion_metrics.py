@@ -122,42 +122,37 @@ def _unsupported(owner: str, **arguments) -> None:
                           + ", ".join(f"{k}={v!r}" for k, v in given.items()) + ".")
 
 
-class Precision(ConfusionMetric):
+class _ThresholdRatio(ConfusionMetric):
+    """``tp / (tp + counts[1])`` over the epoch (0 when the denominator is), a prediction
+    positive above ``thresholds`` (one; default 0.5): Precision's and Recall's shape."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        owner = type(self).__name__
+        _unsupported(owner, top_k=top_k, class_id=class_id)
+        super().__init__(_single_threshold(owner, thresholds), name)
+
+    def result(self, totals):
+        tp, other = totals[:, 0, 0], totals[:, 1, 0]
+        return _divide_no_nan(tp, tp + other)
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+
+class Precision(_ThresholdRatio):
     """``tp / (tp + fp)`` over the epoch (0 when nothing is predicted positive), a
     prediction positive above ``thresholds`` (default 0.5)."""
 
     counts = ("tp", "fp")
     default_name = "precision"
 
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        _unsupported("Precision", top_k=top_k, class_id=class_id)
-        super().__init__(_single_threshold("Precision", thresholds), name)
 
-    def result(self, totals):
-        tp, fp = totals[:, 0, 0], totals[:, 1, 0]
-        return _divide_no_nan(tp, tp + fp)
-
-    def get_config(self):
-        return {"name": self.name, "thresholds": self.thresholds.tolist()}
-
-
-class Recall(ConfusionMetric):
+class Recall(_ThresholdRatio):
     """``tp / (tp + fn)`` over the epoch (0 without positive targets), a prediction
     positive above ``thresholds`` (default 0.5)."""
 
     counts = ("tp", "fn")
     default_name = "recall"
-
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        _unsupported("Recall", top_k=top_k, class_id=class_id)
-        super().__init__(_single_threshold("Recall", thresholds), name)
-
-    def result(self, totals):
-        tp, fn = totals[:, 0, 0], totals[:, 1, 0]
-        return _divide_no_nan(tp, tp + fn)
-
-    def get_config(self):
-        return {"name": self.name, "thresholds": self.thresholds.tolist()}
 
 
 class AUC(ConfusionMetric):

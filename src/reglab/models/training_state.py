@@ -118,6 +118,10 @@ def _counter(where: str, entry: str, name: str, array: np.ndarray) -> int | floa
 
 
 # -- Keras's layout: the optimizer's variables in a .weights.h5 file ------------------------
+#: a LossScaleOptimizer's own variables ahead of its inner optimizer's: iterations, learning
+#: rate (both unused), step counter, dynamic scale
+LOSS_SCALE_VARIABLES = 4
+
 def keras_layout(model) -> list[tuple]:
     """What reglab holds at each of Keras's optimizer variables, in Keras's order:
     ``("steps",)`` (``iterations``), ``("learning_rate",)`` (absent under a schedule),
@@ -132,7 +136,7 @@ def keras_layout(model) -> list[tuple]:
     keys = [key for key in (model._engine_key(k) for k in model._weight_keys())
             if key in trainable]
     layout: list[tuple] = []
-    if isinstance(optimizer, LossScaleOptimizer):
+    if isinstance(optimizer, LossScaleOptimizer):  # LOSS_SCALE_VARIABLES of its own first
         layout += [("fixed", 0), ("fixed", 0.0), ("scalar", COUNTER), ("scalar", SCALE)]
         optimizer = optimizer.inner_optimizer
     layout.append(("steps",))

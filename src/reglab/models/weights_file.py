@@ -81,7 +81,7 @@ def _write_optimizer(model, group) -> None:
     if inner is not None:
         own = group.create_group("inner_optimizer").create_group("vars")
         own.attrs["name"] = snake_case(type(inner).__name__)
-        for i, value in enumerate(values[4:]):  # after the scale's four
+        for i, value in enumerate(values[training_state.LOSS_SCALE_VARIABLES:]):
             own.create_dataset(str(i), data=value)
 
 
