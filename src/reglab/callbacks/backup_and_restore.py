@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reglab.callbacks.callback import Callback
 from reglab.errors import ConfigError
+from reglab.utils import interrupts
 
 BACKUP_FILE = "latest.pt"
 PREVIOUS_FILE = "previous.pt"
@@ -93,8 +94,14 @@ class BackupAndRestore(Callback):
         directory = Path(self.backup_dir)
         directory.mkdir(parents=True, exist_ok=True)
         partial = directory / (BACKUP_FILE + ".partial")
-        with open(partial, "wb") as handle:
-            torch.save(population.checkpoint(), handle)
+        # Ctrl-C inside torch's writer comes out of it as a RuntimeError ('unexpected pos'):
+        # noted here, it stays Ctrl-C for the user (utils/interrupts.py)
+        with interrupts.noted(), open(partial, "wb") as handle:
+            try:
+                torch.save(population.checkpoint(), handle)
+            except Exception as error:
+                interrupts.reraise_if_interrupted(error)
+                raise
             handle.flush()
             os.fsync(handle.fileno())
         if self.double_checkpoint and self._latest.is_file():

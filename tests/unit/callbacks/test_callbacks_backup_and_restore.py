@@ -116,3 +116,48 @@ def test_a_fit_with_a_learning_rate_schedule_resumes_where_it_stopped(tmp_path):
     for got, want in zip(again.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(got, want)
     assert again.optimizer.iterations == reference.optimizer.iterations == 18
+
+
+def test_ctrl_c_inside_the_backup_write_stays_ctrl_c_and_the_last_backup_is_kept(
+        tmp_path, monkeypatch):
+    """torch's writer turns a KeyboardInterrupt raised in the middle of its write into
+    'RuntimeError: ... unexpected pos'; the user pressed Ctrl-C and gets KeyboardInterrupt,
+    and the backup of the epoch before is whole: a second fit goes on from it."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    real_save, saves = torch.save, []
+
+    def save_interrupted_at_the_third(obj, handle):
+        saves.append(1)
+        if len(saves) < 3:
+            return real_save(obj, handle)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                               "64 vs 0") from None
+        raise AssertionError("the SIGINT did not arrive")
+
+    monkeypatch.setattr(torch, "save", save_interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), [BackupAndRestore(tmp_path)])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(torch, "save", real_save)
+    history = fit(model(), [BackupAndRestore(tmp_path)])
+    assert history.epoch == [2, 3, 4, 5]  # the backup of epoch 1 (index) was kept whole
+
+
+def test_a_failing_backup_write_is_reported_as_it_failed(tmp_path, monkeypatch):
+    import torch
+
+    def full_disk(obj, handle):
+        raise RuntimeError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RuntimeError, match="No space left"):
+        fit(model(), [BackupAndRestore(tmp_path)])
