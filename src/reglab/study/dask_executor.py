@@ -34,6 +34,7 @@ from reglab.study.executors import InProcessExecutor, PopulationJob, failed_outc
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
 from reglab.utils import interrupts
+from reglab.utils.quick_exit import freeze_at_exit
 
 #: how long the driver waits for a scheduler before saying it cannot be reached
 CONNECT_TIMEOUT_S = 10
@@ -47,8 +48,9 @@ def _job_key(job: PopulationJob) -> str:
     return f"{job.population.key}:{job.population.runs[0].run_id}:{len(job.population.runs)}"
 
 
-def _train_on_worker(job: PopulationJob, topic: str, data, threads: int):
-    """A Dask task: trains ``job`` on this worker, telling the driver as it goes."""
+def _train_on_worker(job: PopulationJob, topic: str, data, threads: int, ours: bool):
+    """A Dask task: trains ``job`` on this worker, telling the driver as it goes; ``ours``:
+    the worker is a process of the local cluster the driver started."""
     import torch
     from distributed import get_worker
 
@@ -57,6 +59,8 @@ def _train_on_worker(job: PopulationJob, topic: str, data, threads: int):
     if executor is None:
         torch.set_num_threads(threads)
         executor = worker._reglab_executor = InProcessExecutor()
+        if ours:  # a process reglab owns ends ~1 s sooner (utils/quick_exit.py)
+            freeze_at_exit()
     if data is not None:
         executor.preload(job.spec, data)
     key = _job_key(job)
@@ -184,7 +188,8 @@ class DaskExecutor:
             # The jobs go round the workers, free to move when their worker is gone.
             place = next(places) % len(self.worker_addresses)
             future = self.client.submit(
-                _train_on_worker, part, topic, self._scattered, self.threads, pure=False,
+                _train_on_worker, part, topic, self._scattered, self.threads,
+                self._cluster is not None, pure=False,
                 resources=resources.get(part.device),
                 workers=None if resources else [self.worker_addresses[place]],
                 allow_other_workers=True, key=f"reglab-{_job_key(part)}-{uuid.uuid4().hex[:8]}")
