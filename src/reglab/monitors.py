@@ -9,17 +9,24 @@ from reglab.errors import ConfigError
 
 #: logs that improve upwards under 'auto' (besides any name ending in 'accuracy')
 MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1")
+#: the metrics by name that compile takes and Keras's metric objects minimize (their
+#: ``_direction`` is 'down': the errors and the losses taken as metrics), besides any name
+#: ending in 'loss' or 'crossentropy'
+MINIMIZED = ("mse", "mae", "mape", "msle", "mean_squared_error", "mean_absolute_error",
+             "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
+             "root_mean_squared_error", "logcosh", "poisson", "hinge", "squared_hinge",
+             "categorical_hinge", "kl_divergence", "kld")
 
 
 def direction(monitor: str, mode: str = "auto", maximized_metrics: tuple[str, ...] = (),
               where: str = "EarlyStopping") -> str:
     """'min' or 'max': ``mode`` itself, or for 'auto' as Keras 3 resolves it (losses are
-    minimized, accuracies maximized); a ConfigError naming ``where`` when 'auto' cannot
+    minimized, and so are errors; accuracies maximized); a ConfigError naming ``where`` when 'auto' cannot
     tell."""
     if mode != "auto":
         return mode
     name = monitor.removeprefix("val_")
-    if name == "loss" or name.endswith("loss"):
+    if name == "loss" or name.endswith(("loss", "crossentropy")) or name in MINIMIZED:
         return "min"
     if name in maximized_metrics or name in MAXIMIZED or name.endswith("accuracy"):
         return "max"

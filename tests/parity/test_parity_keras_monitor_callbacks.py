@@ -95,3 +95,41 @@ def test_model_checkpoint_saves_the_same_epochs(values, tmp_path):
                                  stop_training=False)
     assert saved(reglab.callbacks.ModelCheckpoint, ours_model) == saved(
         keras.callbacks.ModelCheckpoint, _keras_model())
+
+
+def _keras_direction(name):
+    """'min'/'max' as Keras's callbacks read it from the compiled metric object, or None."""
+    metric = keras.metrics.get(name)
+    if not isinstance(metric, keras.metrics.Metric):
+        metric = keras.metrics.MeanMetricWrapper(metric, name=name)  # as compile wraps it
+    direction = getattr(metric, "_direction", None)
+    return None if direction is None else ("max" if direction == "up" else "min")
+
+
+def test_mode_auto_takes_each_compile_metric_in_keras_direction():
+    """Every metric compile takes by name improves the way Keras's metric object says, so
+    EarlyStopping(monitor='val_mae') works in 'auto' mode on a regression model."""
+    from reglab import monitors
+    from reglab.metrics import _BY_NAME
+
+    names = sorted(set(_BY_NAME) - {"accuracy"} | {"precision", "recall", "auc"})
+    checked = 0
+    for name in names:
+        want = _keras_direction(name)
+        if want is None:
+            continue
+        for monitor in (name, f"val_{name}"):
+            assert monitors.direction(monitor) == want, monitor
+        checked += 1
+    assert checked >= 15
+
+
+def test_early_stopping_on_val_mae_in_auto_mode_trains_as_in_keras():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = reglab.Sequential([reglab.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    stop = reglab.callbacks.EarlyStopping(monitor="val_mae", patience=1)
+    history = model.fit(x, y, epochs=3, validation_split=0.25, callbacks=[stop], verbose=0)
+    assert "val_mae" in history.history and stop.best == min(history.history["val_mae"])
