@@ -127,8 +127,8 @@ def test_errors():
                                           "Got 100. Saving every N batches is not supported"):
         ModelCheckpoint("m.keras", save_freq=100)
     with pytest.raises(ConfigError, match="ModelCheckpoint: cannot tell whether "
-                                          "monitor='val_mse' should be maximized"):
-        ModelCheckpoint("m.keras", monitor="val_mse", save_best_only=True)
+                                          "monitor='val_mystery' should be maximized"):
+        ModelCheckpoint("m.keras", monitor="val_mystery", save_best_only=True)
     callback = ModelCheckpoint("m-{val_acc:.2f}.keras")
     callback.set_model(FakeModel())
     with pytest.raises(ConfigError, match="names 'val_acc', which is not in the logs. "

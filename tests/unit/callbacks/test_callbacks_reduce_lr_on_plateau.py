@@ -82,9 +82,10 @@ def test_max_mode_and_keras_auto_rule():
     name without 'acc' in it)."""
     assert _direction("val_accuracy") == "max" and _direction("val_auc") == "max"
     assert _direction("val_loss") == "min" and _direction("val_accuracy", "min") == "min"
+    assert _direction("val_mse") == "min"  # an error, as Keras's MeanSquaredError
     with pytest.raises(ConfigError, match="ReduceLROnPlateau: cannot tell whether "
-                                          "monitor='val_mse' should be maximized"):
-        _direction("val_mse")
+                                          "monitor='val_mystery' should be maximized"):
+        _direction("val_mystery")
     callback = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=1, min_delta=0.05)
     # 0.5 is the first best; 0.54 - 0.05 > 0.5 is false (wait 1: reduce); 0.6 - 0.05 is an
     # improvement
