@@ -87,7 +87,8 @@ def test_the_tutorial_file_keeps_its_settings(tmp_path):
     assert ours.layers[1].rate == 0.3 and ours.layers[2].momentum == 0.9
     assert ours.optimizer.clipnorm == 1.0
     assert ours.optimizer.schedule.get_config()["decay_rate"] == pytest.approx(0.9)
-    assert ours.metrics_names == ["accuracy", "auc"]
+    assert ours.logged_metric_names == ["accuracy", "auc"]
+    assert ours.metrics_names == theirs.metrics_names == ["loss", "compile_metrics"]
 
 
 def test_an_unknown_setting_is_refused_naming_the_layer(tmp_path):

@@ -167,3 +167,27 @@ def test_a_frozen_layer_adds_no_penalty_as_in_keras():
     np.testing.assert_allclose(ours.test_on_batch(x, y), theirs.test_on_batch(x, y), rtol=1e-6)
     np.testing.assert_allclose(ours.train_on_batch(x, y), theirs.train_on_batch(x, y),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("metrics", ["absent", None, [], ["accuracy"], ["accuracy", "auc"]])
+def test_metrics_names_and_evaluate_are_keras_s(metrics):
+    """``metrics_names`` is Keras 3's (``['loss', 'compile_metrics']`` once compiled with
+    metrics), and ``evaluate`` returns as many values in the same order."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    names = {}
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(2, activation="softmax")])
+        names[api.__name__] = [list(model.metrics_names)]
+        kwargs = {} if metrics == "absent" else {"metrics": metrics}
+        if metrics == ["accuracy", "auc"]:
+            model = api.Sequential([api.Input((5,)), api.layers.Dense(1, activation="sigmoid")])
+            model.compile(optimizer="sgd", loss="binary_crossentropy", **kwargs)
+        else:
+            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", **kwargs)
+        names[api.__name__].append(list(model.metrics_names))
+        scores = model.evaluate(x, y, verbose=0)
+        names[api.__name__].append(np.size(scores))
+        names[api.__name__].append(list(model.metrics_names))
+    assert names["reglab"] == names["keras"]

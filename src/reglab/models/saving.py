@@ -214,7 +214,7 @@ def _compile_config(model) -> dict[str, Any] | None:
                           f"Precision(), Recall(), AUC() with their defaults). Got "
                           f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
-    metrics = list(model.metrics_names)
+    metrics = list(model.logged_metric_names)
     if getattr(model.loss, "parts", None) is not None:  # several outputs
         from reglab.models.outputs import output_config
 

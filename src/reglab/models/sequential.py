@@ -60,7 +60,7 @@ class Sequential:
         #: shapes, in the order the data comes; None with one input
         self._input_positions: list[int] | None = None
         self._input_shapes: list[tuple[int, ...]] | None = None
-        #: what the population computes besides the loss when it is not metrics_names
+        #: what the population computes besides the loss when it is not logged_metric_names
         #: (a model with several outputs: each output's loss and metrics on its part)
         self._population_metrics: list | None = None
         #: a functional model with several outputs: their positions in the graph, in the
@@ -71,7 +71,11 @@ class Sequential:
         self.dtype_policy = mixed_precision.global_policy()
         self.optimizer: optimizers_module.Optimizer | None = None
         self.loss = None
-        self.metrics_names: list[str] = []
+        #: the compiled metrics' names as the logs carry them (``History``,
+        #: ``evaluate(return_dict=True)``), in the order ``evaluate`` returns them after the loss
+        self.logged_metric_names: list[str] = []
+        #: whether compile was given metrics (Keras then groups them as 'compile_metrics')
+        self._metrics_given = False
         self._compiled = False
         self._population: Population | None = None
         #: True while fit trains the population (it is not rebuilt under it)
@@ -205,7 +209,7 @@ class Sequential:
                 raise ConfigError(
                     "Sequential: the input shape is unknown. Give the first layer "
                     "input_shape=(...), start with reglab.Input(shape=(...)), or call fit.")
-            metrics = self.metrics_names if self._population_metrics is None else \
+            metrics = self.logged_metric_names if self._population_metrics is None else \
                 self._population_metrics
             # Keras: a model whose own flag is off has no trainable weights, whatever its
             # layers say; its layers' flags are left as they are (read while the plan is made)
@@ -257,6 +261,16 @@ class Sequential:
         """The population's graph (a functional model's; None for a stack)."""
         return self._graph
 
+    @property
+    def metrics_names(self) -> list[str]:
+        """Keras 3's: ``[]`` before compile, ``['loss']`` compiled without metrics, else
+        ``['loss', 'compile_metrics']`` (Keras keeps the compiled metrics in one object, so
+        ``dict(zip(metrics_names, evaluate(...)))`` names one metric at most); the metrics'
+        own names are :attr:`logged_metric_names`."""
+        if not self._compiled:
+            return []
+        return ["loss", "compile_metrics"] if self._metrics_given else ["loss"]
+
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
@@ -278,9 +292,10 @@ class Sequential:
         # the same optimizer object keeps its state (its step count, Adam's moments), as
         # Keras's optimizer keeps its variables; another one starts fresh
         kept = self._population if optimizer is self.optimizer else None
-        previous = (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
-                    self._compiled, self._population)
-        self.optimizer, self.loss, self.metrics_names = optimizer, loss, names
+        previous = (self.optimizer, self.loss, self.logged_metric_names, self._metrics_given,
+                    self._population_metrics, self._compiled, self._population)
+        self.optimizer, self.loss, self.logged_metric_names = optimizer, loss, names
+        self._metrics_given = metrics is not None
         self._population_metrics = population_metrics
         self._compiled, self._population = True, None
         try:
@@ -291,8 +306,8 @@ class Sequential:
                 if kept is not None:
                     _carry_training_state(kept, self._population)
         except Exception:
-            (self.optimizer, self.loss, self.metrics_names, self._population_metrics,
-             self._compiled, self._population) = previous
+            (self.optimizer, self.loss, self.logged_metric_names, self._metrics_given,
+             self._population_metrics, self._compiled, self._population) = previous
             raise
 
     def _compile_outputs(self, loss, metrics, loss_weights):

@@ -253,9 +253,9 @@ def _result(model, keras_logs: dict, return_dict: bool):
     metrics, else ``[loss, *metrics]`` in the compiled order."""
     if return_dict:
         return keras_logs
-    if not model.metrics_names:
+    if not model.logged_metric_names:
         return keras_logs["loss"]
-    return [keras_logs["loss"]] + [keras_logs[name] for name in model.metrics_names]
+    return [keras_logs["loss"]] + [keras_logs[name] for name in model.logged_metric_names]
 
 
 def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
@@ -285,7 +285,7 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
                       "before the batch. Lower the learning rate or the penalties.",
                       stacklevel=3)
         nan = float("nan")  # what Keras returns for such a batch
-        return _result(model, {"loss": nan, **{name: nan for name in model.metrics_names}},
+        return _result(model, {"loss": nan, **{name: nan for name in model.logged_metric_names}},
                        return_dict)
     logs = {key: values[-1] for key, values in member.history.items() if values}
     keras_logs, model._last_penalty_logs = _keras_logs(logs)

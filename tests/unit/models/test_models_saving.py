@@ -122,7 +122,7 @@ def test_dense_dropout_batchnorm_round_trip_restores_everything(tmp_path):
     assert loaded.optimizer.learning_rate == 0.004
     assert type(loaded.loss) is reglab.losses.SparseCategoricalCrossentropy
     assert loaded.loss.get_config() == model.loss.get_config()
-    assert loaded.metrics_names == ["accuracy"]
+    assert loaded.logged_metric_names == ["accuracy"]
     # penalties included: the same loss and metrics, and training goes on
     assert loaded.evaluate(X, Y, verbose=0) == model.evaluate(X, Y, verbose=0)
     history = loaded.fit(X, Y, epochs=1, batch_size=8, verbose=0)
@@ -139,7 +139,7 @@ def test_conv_model_round_trip_through_save_model_and_a_str_path(tmp_path):
     assert loaded.optimizer.momentum == 0.9 and loaded.optimizer.learning_rate == 0.05
     assert type(loaded.loss) is reglab.losses.CategoricalCrossentropy
     assert loaded.loss.label_smoothing == 0.1
-    assert loaded.metrics_names == []
+    assert loaded.logged_metric_names == []
 
 
 def test_every_layer_kind_round_trips_its_arguments(tmp_path):

@@ -63,7 +63,7 @@ def test_a_failed_compile_leaves_the_trained_model_alone():
     with pytest.raises(ConfigError, match="unknown metric 'acuracy'"):
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                       metrics=["acuracy"])
-    assert model.metrics_names == ["accuracy"]
+    assert model.logged_metric_names == ["accuracy"]
     for a, b in zip(trained, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["Accuracy"])
