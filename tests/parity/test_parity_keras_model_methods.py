@@ -191,3 +191,53 @@ def test_metrics_names_and_evaluate_are_keras_s(metrics):
         names[api.__name__].append(np.size(scores))
         names[api.__name__].append(list(model.metrics_names))
     assert names["reglab"] == names["keras"]
+
+
+@pytest.mark.parametrize("hook, at", [("on_train_batch_end", (1, 1)),
+                                      ("on_train_batch_end", (0, 2)),
+                                      ("on_train_batch_begin", (1, 3)),
+                                      ("on_epoch_begin", (1, None))])
+def test_stop_training_set_within_an_epoch_ends_it_after_that_batch_as_in_keras(hook, at):
+    """Keras ends the epoch after the batch during which a callback set stop_training, then
+    validates and calls on_epoch_end over the batches trained, and stops."""
+    theirs, ours = pair("adam")
+    x = np.concatenate([b[0] for b in batches(5)])
+    y = np.concatenate([b[1] for b in batches(5)])
+    epoch_at, batch_at = at
+    results = []
+    for api, model in ((keras, theirs), (reglab, ours)):
+        seen = []
+
+        class StopWithin(api.callbacks.Callback):
+            def __init__(self, seen):
+                super().__init__()
+                self.seen = seen
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+                if hook == "on_epoch_begin" and epoch == epoch_at:
+                    self.model.stop_training = True
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if hook == "on_train_batch_begin" and (self.epoch, batch) == at:
+                    self.model.stop_training = True
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.seen.append((self.epoch, batch))
+                if hook == "on_train_batch_end" and (self.epoch, batch) == at:
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seen.append(("end", epoch))
+
+        history = model.fit(x[:64], y[:64], epochs=3, batch_size=16, shuffle=False,
+                            validation_data=(x[64:], y[64:]), callbacks=[StopWithin(seen)],
+                            verbose=0)
+        results.append((seen, history.history, model.get_weights()))
+    (k_seen, k_history, k_weights), (r_seen, r_history, r_weights) = results
+    assert r_seen == k_seen
+    assert r_history.keys() == k_history.keys()
+    for key in k_history:
+        np.testing.assert_allclose(r_history[key], k_history[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(r_weights, k_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

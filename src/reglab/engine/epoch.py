@@ -226,6 +226,11 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             hook = getattr(obs, "on_train_batch_end", None)
             if hook is not None:
                 hook(step)
+        if population.end_epoch_requested and step != last_step:  # an observer ends it here
+            if check_every > 1 and (step + 1) % check_every != 0:  # as at the last step
+                if _drop_diverged(population, sums, first_bad, epoch, saved) is None:
+                    return None
+            break
     return sums
 
 

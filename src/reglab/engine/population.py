@@ -116,6 +116,10 @@ class Population:
         self.metrics: dict[str, Any] = {}
         self.augment = None
         self.stop_requested: set[int] = set()
+        #: set by an observer's ``on_train_batch_end``: the epoch ends after that batch (for
+        #: every member), and goes on to its validation and ``on_epoch_end`` over the
+        #: batches trained (Keras's ``stop_training`` set in the middle of an epoch)
+        self.end_epoch_requested = False
         #: during fit: (the epoch's running sums, samples seen), for per-batch logs
         self.epoch_progress: tuple[Any, int] | None = None
         self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
@@ -150,7 +154,8 @@ class Population:
         ``on_train_batch_begin(step)``, ``on_train_batch_end(step)`` (where
         :meth:`running_logs` gives the epoch's logs so far), ``on_epoch_end(epoch,
         logs_by_member)`` and
-        ``on_train_end()``, and stop members through ``population.stop_requested``.
+        ``on_train_end()``, and stop members through ``population.stop_requested`` (or end
+        the epoch after the present batch through ``population.end_epoch_requested``).
         Members that diverged in an earlier call stay frozen.
 
         ``resume``: a :meth:`checkpoint` taken at the end of an epoch of an earlier call of
@@ -206,10 +211,11 @@ class Population:
                 for obs in observers:
                     _call(obs, "on_epoch_begin", epoch)
                 epoch_start = time.perf_counter()
+                self.end_epoch_requested = False
                 sums = train_epoch(self, train, batch_size, shuffle, epoch, observers)
                 if sums is None:
                     break
-                logs = sums.logs(self.state.member_ids, train.x.shape[0])
+                logs = sums.logs(self.state.member_ids, sums.samples)  # the batches trained
                 if val is not None:
                     eval_size = eval_batch_size or max(batch_size, 1024)
                     for member_id, val_logs in self._evaluate(self.state, val, eval_size).items():

@@ -91,6 +91,8 @@ class _KerasBridge:
             logs = (_keras_logs(self.population.running_logs().get(0, {}))[0]
                     if self.eager_logs else _LazyLogs(self.population))
             self.callbacks.on_train_batch_end(step, logs)
+        if self.model.stop_training:  # Keras: the epoch ends after this batch
+            self.population.end_epoch_requested = True
 
     def on_epoch_end(self, epoch, logs_by_member):
         logs, split = _keras_logs(logs_by_member.get(0, {}))

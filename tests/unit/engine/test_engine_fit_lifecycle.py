@@ -200,3 +200,55 @@ def test_weights_without_a_gradient_are_left_alone(optimizer):
     after = pop.member_weights(0)
     assert torch.equal(before[(0, "kernel")], after[(0, "kernel")])  # no gradient, no decay
     assert not torch.equal(before[(1, "kernel")], after[(1, "kernel")])
+
+
+class EndEpochAt:
+    """Asks the population to end the epoch after ``step`` of ``epoch``."""
+
+    def __init__(self, epoch, step):
+        self.at, self.epoch, self.ends = (epoch, step), None, []
+
+    def on_train_begin(self, population):
+        self.population = population
+
+    def on_epoch_begin(self, epoch):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, step):
+        if (self.epoch, step) == self.at:
+            self.population.end_epoch_requested = True
+
+    def on_epoch_end(self, epoch, logs):
+        self.ends.append(epoch)
+
+
+@pytest.mark.parametrize("check_every", [1, 2])
+def test_an_epoch_ended_after_a_batch_is_training_on_the_batches_before_it(
+        monkeypatch, check_every):
+    """``end_epoch_requested`` (Keras's stop_training within an epoch) ends the epoch after
+    the batch: its logs, validation and weights are those of an epoch over those batches
+    alone, and the next epoch runs whole; with the divergence checks deferred too."""
+    from reglab.engine import epoch as epoch_module
+
+    monkeypatch.setattr(epoch_module, "divergence_check_steps", lambda device: check_every)
+
+    def population():
+        return Population([regression(s) for s in (0, 1)], loss="mse", metrics=("mae",),
+                          dtype=F64)
+
+    cut = population()
+    observer = EndEpochAt(0, 2)  # after 3 batches of 8
+    first = cut.fit(X, Y_REAL, batch_size=8, epochs=1, shuffle=False,
+                    validation_data=(X, Y_REAL), observers=[observer])
+    alone = population()
+    expected = alone.fit(X[:24], Y_REAL[:24], batch_size=8, epochs=1, shuffle=False,
+                         validation_data=(X, Y_REAL))
+    assert observer.ends == [0]
+    for m in (0, 1):
+        assert first.members[m].history == expected.members[m].history
+        for key, value in cut.member_weights(m).items():
+            torch.testing.assert_close(value, alone.member_weights(m)[key], rtol=0, atol=0)
+    # the next call's epoch is whole again
+    again = cut.fit(X, Y_REAL, batch_size=8, epochs=2, initial_epoch=1, shuffle=False)
+    assert all(len(r.history["loss"]) == 1 for r in again.members)
+    assert cut.end_epoch_requested is False
