@@ -241,3 +241,63 @@ def test_stop_training_set_within_an_epoch_ends_it_after_that_batch_as_in_keras(
         np.testing.assert_allclose(r_history[key], k_history[key], rtol=1e-5, atol=1e-6)
     for a, b in zip(r_weights, k_weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _recorder(api, calls):
+    """A callback that records every test and predict hook with its logs."""
+
+    class Record(api.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            calls.append(("test_begin",))
+
+        def on_test_batch_begin(self, batch, logs=None):
+            calls.append(("test_batch_begin", batch))
+
+        def on_test_batch_end(self, batch, logs=None):
+            calls.append(("test_batch_end", batch, dict(logs)))
+
+        def on_test_end(self, logs=None):
+            calls.append(("test_end", dict(logs)))
+
+        def on_predict_begin(self, logs=None):
+            calls.append(("predict_begin",))
+
+        def on_predict_batch_begin(self, batch, logs=None):
+            calls.append(("predict_batch_begin", batch))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            calls.append(("predict_batch_end", batch,
+                          {"outputs": np.asarray(keras.ops.convert_to_numpy(logs["outputs"]))}))
+
+        def on_predict_end(self, logs=None):
+            calls.append(("predict_end",))
+    return Record()
+
+
+def _same_calls(got, expected):
+    assert [c[:2] if len(c) > 2 else c[:1] for c in got] == \
+        [c[:2] if len(c) > 2 else c[:1] for c in expected]
+    for g, e in zip(got, expected):
+        if isinstance(e[-1], dict):
+            assert g[-1].keys() == e[-1].keys(), e[0]
+            for key in e[-1]:
+                np.testing.assert_allclose(g[-1][key], e[-1][key], rtol=1e-5, atol=1e-6)
+
+
+def test_test_and_predict_hooks_run_as_in_keras():
+    """fit's validation, evaluate(callbacks=) and predict(callbacks=) call the test and
+    predict hooks batch by batch with Keras's logs (running means, and each batch's
+    outputs)."""
+    x = np.concatenate([b[0] for b in batches(3)])
+    y = np.concatenate([b[1] for b in batches(3)])
+    theirs, ours = pair("adam")
+    calls = {}
+    for api, model in ((keras, theirs), (reglab, ours)):
+        record = calls.setdefault(api.__name__, [])
+        model.fit(x[:32], y[:32], epochs=2, batch_size=8, shuffle=False,
+                  validation_data=(x[32:], y[32:]), callbacks=[_recorder(api, record)],
+                  verbose=0)
+        model.evaluate(x, y, batch_size=20, callbacks=[_recorder(api, record)], verbose=0)
+        model.predict(x, batch_size=20, callbacks=[_recorder(api, record)], verbose=0)
+    assert len(calls["keras"]) == 2 * (2 + 2 * 2) + (2 + 2 * 3) + (2 + 2 * 3)
+    _same_calls(calls["reglab"], calls["keras"])

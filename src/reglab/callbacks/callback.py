@@ -44,8 +44,12 @@ class Callback:
 
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
     def on_predict_begin(self, logs=None): ...
     def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
 
 
 _ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
@@ -68,14 +72,15 @@ def overrides(callback: Callback, hook: str) -> bool:
 class CallbackList:
     """Calls each hook on every callback, in order."""
 
-    def __init__(self, callbacks: Iterable[Callback], model, params: dict[str, Any]):
+    def __init__(self, callbacks: Iterable[Callback], model, params: dict[str, Any],
+                 where: str = "fit"):
         self.callbacks = list(callbacks)
         for callback in self.callbacks:
             if not hasattr(callback, "set_model"):
                 from reglab.errors import ConfigError
 
-                raise ConfigError("fit: 'callbacks' must be reglab.callbacks.Callback objects. "
-                                  f"Got {callback!r}.")
+                raise ConfigError(f"{where}: 'callbacks' must be reglab.callbacks.Callback "
+                                  f"objects. Got {callback!r}.")
             callback.set_model(model)
             callback.set_params(params)
 

@@ -272,14 +272,20 @@ def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor, epoch: 
     return first_bad.index_select(0, keep) if population.state.size else None
 
 
-def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict[str, float]]:
+def evaluate_members(population, state, data, batch_size: int,
+                     observers=()) -> dict[int, dict[str, float]]:
     """Each member's loss (penalties included, as Keras) and metrics on ``data``, in
-    inference mode, with the weights of ``state``."""
+    inference mode, with the weights of ``state``. Observers' ``on_test_batch_begin(step)``
+    and ``on_test_batch_end(step, logs_by_member)`` (the logs so far) frame each batch."""
     sums = EpochSums(population, state.size)
+    begin = observer_hooks(observers, "on_test_batch_begin")
+    end = observer_hooks(observers, "on_test_batch_end")
     with torch.no_grad():
         weights_penalty = add(*weight_penalties(state))
         ids = torch.tensor(state.member_ids, dtype=torch.long, device=data.x.device)
-        for lo in range(0, data.x.shape[0], batch_size):
+        for step, lo in enumerate(range(0, data.x.shape[0], batch_size)):
+            for hook in begin:
+                hook(step)
             xb = data.x[lo:lo + batch_size]
             yb = data.y[:, lo:lo + batch_size].index_select(0, ids) if data.per_member \
                 else data.y[lo:lo + batch_size].unsqueeze(0)
@@ -289,4 +295,13 @@ def evaluate_members(population, state, data, batch_size: int) -> dict[int, dict
             data_loss = losses_module.reduce_mean(
                 losses_module.samplewise(population.loss.per_sample(yb, y_pred)), wb)
             sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
+            if end:
+                running = sums.logs(state.member_ids, sums.samples)
+                for hook in end:
+                    hook(step, running)
     return sums.logs(state.member_ids, data.x.shape[0])
+
+
+def observer_hooks(observers, name: str) -> list:
+    """The observers' methods called ``name``, where they have one."""
+    return [hook for hook in (getattr(obs, name, None) for obs in observers) if hook is not None]

@@ -29,7 +29,7 @@ from reglab.engine import allocator, averaging, denormals, hyperparameters
 from reglab.engine import data as data_module
 from reglab.engine import member_state as tree
 from reglab.engine.early_stopping import EarlyStoppingState
-from reglab.engine.epoch import evaluate_members, train_epoch
+from reglab.engine.epoch import evaluate_members, observer_hooks, train_epoch
 from reglab.engine.member import Member, extended, plan
 from reglab.engine.member_state import copy_member, copy_rows
 from reglab.engine.rng import SeedStreams
@@ -156,6 +156,8 @@ class Population:
         logs_by_member)`` and
         ``on_train_end()``, and stop members through ``population.stop_requested`` (or end
         the epoch after the present batch through ``population.end_epoch_requested``).
+        The validation of each epoch calls ``on_test_begin()``, ``on_test_batch_begin(step)``,
+        ``on_test_batch_end(step, logs_by_member)`` and ``on_test_end(logs_by_member)``.
         Members that diverged in an earlier call stay frozen.
 
         ``resume``: a :meth:`checkpoint` taken at the end of an epoch of an earlier call of
@@ -218,7 +220,12 @@ class Population:
                 logs = sums.logs(self.state.member_ids, sums.samples)  # the batches trained
                 if val is not None:
                     eval_size = eval_batch_size or max(batch_size, 1024)
-                    for member_id, val_logs in self._evaluate(self.state, val, eval_size).items():
+                    for obs in observers:
+                        _call(obs, "on_test_begin")
+                    by_member = self._evaluate(self.state, val, eval_size, observers)
+                    for obs in observers:
+                        _call(obs, "on_test_end", by_member)
+                    for member_id, val_logs in by_member.items():
                         logs[member_id].update({f"val_{k}": v for k, v in val_logs.items()})
                     if self.state.optimizer.use_ema:  # the averaged weights, reported as such
                         averaged = self._evaluate(self.state.averaged_view("ema"), val, eval_size)
@@ -388,11 +395,14 @@ class Population:
                 for name in self.metric_names}
 
     # -- inference ----------------------------------------------------------------
-    def _evaluate(self, state, data, batch_size):
-        return evaluate_members(self, state, data, batch_size)
+    def _evaluate(self, state, data, batch_size, observers=()):
+        return evaluate_members(self, state, data, batch_size, observers)
 
-    def evaluate(self, x, y, batch_size: int = 1024, sample_weight=None) -> list[dict[str, float]]:
+    def evaluate(self, x, y, batch_size: int = 1024, sample_weight=None,
+                 observers: Sequence[Any] = ()) -> list[dict[str, float]]:
         """Each member's loss (penalties included, as Keras) and metrics, in inference mode.
+        Observers may define ``on_test_batch_begin(step)`` and ``on_test_batch_end(step,
+        logs_by_member)`` (each member's logs over the batches so far).
 
         Safe to call while ``fit`` runs (from an observer): it reads, never changes, training.
         """
@@ -401,20 +411,28 @@ class Population:
         metrics, self.metrics = self.metrics, self._resolve_metrics(
             data.y[0] if data.per_member else data.y)
         try:
-            by_member = self._evaluate(self._full_state(), data, batch_size)
+            by_member = self._evaluate(self._full_state(), data, batch_size, observers)
         finally:
             self.metrics = metrics or self.metrics
         return [by_member[m] for m in sorted(by_member)]
 
-    def predict(self, x, batch_size: int = 1024) -> np.ndarray:
-        """``(P, N, ...)`` outputs in inference mode (no dropout, moving statistics)."""
+    def predict(self, x, batch_size: int = 1024, observers: Sequence[Any] = ()) -> np.ndarray:
+        """``(P, N, ...)`` outputs in inference mode (no dropout, moving statistics).
+        Observers may define ``on_predict_batch_begin(step)`` and
+        ``on_predict_batch_end(step, outputs)`` (the batch's ``(P, b, ...)`` outputs)."""
         batch_size = data_module.check_count("predict", "batch_size", batch_size)
         data = data_module.prepare(self, x, None, None, "predict")
         state = self._full_state()
+        begin = observer_hooks(observers, "on_predict_batch_begin")
+        end = observer_hooks(observers, "on_predict_batch_end")
         outputs = []
         with torch.no_grad():
-            for lo in range(0, data.x.shape[0], batch_size):
+            for step, lo in enumerate(range(0, data.x.shape[0], batch_size)):
+                for hook in begin:
+                    hook(step)
                 outputs.append(forward(state, data.x[lo:lo + batch_size], False)[0])
+                for hook in end:
+                    hook(step, outputs[-1])
         return torch.cat(outputs, dim=1).cpu().numpy()
 
     def member_scalar(self, member_id: int, family: str) -> Any:

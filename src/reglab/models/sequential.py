@@ -523,13 +523,13 @@ class Sequential:
 
         self._check_weights("evaluate", sample_weight)
         return evaluate(self, self._packed("evaluate", x), self._packed_targets("evaluate", y),
-                        batch_size, verbose, sample_weight, return_dict, steps)
+                        batch_size, verbose, sample_weight, return_dict, steps, callbacks)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs in inference mode (no dropout, moving statistics)."""
         from reglab.models.training import predict
 
-        return predict(self, self._packed("predict", x), batch_size, steps)
+        return predict(self, self._packed("predict", x), batch_size, steps, callbacks, verbose)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):

@@ -102,10 +102,50 @@ class _KerasBridge:
         if self.model.stop_training:
             self.population.stop_requested.add(0)
 
+    def on_test_begin(self):
+        self.callbacks.on_test_begin({})
+
+    def on_test_end(self, logs_by_member):
+        self.callbacks.on_test_end(_keras_logs(logs_by_member.get(0, {}))[0])
+
     def on_epoch_complete(self, epoch):
         for callback in self.callbacks.callbacks:
             if isinstance(callback, BackupAndRestore):
                 callback.backup(self.population)
+
+
+class _BatchHooks:
+    """Engine observer for the callbacks' per-batch hooks of evaluation (``test``) or
+    prediction (``predict``), for member 0; given to the engine only when a callback has
+    them (the running logs cost a wait for the device per batch)."""
+
+    def __init__(self, callbacks: CallbackList, split=None):
+        self.callbacks, self.split = callbacks, split
+
+    @staticmethod
+    def wanted(callbacks: CallbackList, kind: str) -> bool:
+        return callbacks.wants(f"on_{kind}_batch_begin") or \
+            callbacks.wants(f"on_{kind}_batch_end")
+
+    def on_test_batch_begin(self, step):
+        self.callbacks.on_test_batch_begin(step, {})
+
+    def on_test_batch_end(self, step, logs_by_member):
+        self.callbacks.on_test_batch_end(step, _keras_logs(logs_by_member.get(0, {}))[0])
+
+    def on_predict_batch_begin(self, step):
+        self.callbacks.on_predict_batch_begin(step, {})
+
+    def on_predict_batch_end(self, step, outputs):
+        outputs = outputs[0].cpu().numpy()  # member 0's, as arrays (Keras: its backend's)
+        self.callbacks.on_predict_batch_end(
+            step, {"outputs": outputs if self.split is None else self.split(outputs)})
+
+
+def _callback_list(where: str, model, callbacks, params: dict) -> CallbackList:
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
+    return CallbackList(list(callbacks or []), model, params, where)
 
 
 def _verbose(verbose) -> int:
@@ -180,8 +220,12 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         # what callbacks see of the learning rate is what the backed-up run had reached (a
         # schedule's follows the restored step count)
         model.optimizer.learning_rate = resume["optimizer_values"][0]["learning_rate"]
-    options = dict(validation_data=validation_data, observers=[bridge],
-                   eval_batch_size=validation_batch_size)
+    observers, eval_batch_size = [bridge], validation_batch_size
+    if _BatchHooks.wanted(callback_list, "test"):  # Keras's validation batches, then
+        observers.append(_BatchHooks(callback_list))
+        eval_batch_size = validation_batch_size or data.batch_size
+    options = dict(validation_data=validation_data, observers=observers,
+                   eval_batch_size=eval_batch_size)
     if not population.state.members.trainable:
         warnings.warn("fit: the model has no trainable weights (every layer is frozen); "
                       "it is evaluated but not trained, as in Keras.", stacklevel=3)
@@ -232,7 +276,8 @@ def _check_batch_size(where, batch_size):
     check_count(where, "batch_size", batch_size)
 
 
-def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps=None):
+def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps=None,
+             callbacks=None):
     verbose = _verbose(verbose)
     if batch_size is not None:
         _check_batch_size("evaluate", batch_size)
@@ -240,13 +285,19 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
     if y is None:
         raise ConfigError("evaluate: expected targets y (or an iterator of (x, y) batches). "
                           "Got None.")
+    batches = math.ceil(len(x) / (batch_size or 32))
+    callback_list = _callback_list("evaluate", model, callbacks,
+                                   {"verbose": verbose, "epochs": 1, "steps": batches})
     population = _ensure_ready(model, np.shape(x))
+    callback_list.on_test_begin({})
+    observers = [_BatchHooks(callback_list)] if _BatchHooks.wanted(callback_list, "test") \
+        else []
     logs = population.evaluate(x, y, batch_size=batch_size or 32,
-                               sample_weight=sample_weight)[0]
+                               sample_weight=sample_weight, observers=observers)[0]
     keras_logs, _ = _keras_logs(logs)
+    callback_list.on_test_end(keras_logs)
     if verbose:
-        steps = math.ceil(len(x) / (batch_size or 32))
-        print(f"{steps}/{steps} - {format_logs(keras_logs)}")
+        print(f"{batches}/{batches} - {format_logs(keras_logs)}")
     return _result(model, keras_logs, return_dict)
 
 
@@ -294,11 +345,20 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
     return _result(model, keras_logs, return_dict)
 
 
-def predict(model, x, batch_size, steps=None):
+def predict(model, x, batch_size, steps=None, callbacks=None, verbose=0):
     if batch_size is not None:
         _check_batch_size("predict", batch_size)
     x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps)
+    callback_list = _callback_list(
+        "predict", model, callbacks,
+        {"verbose": _verbose(verbose), "epochs": 1,
+         "steps": math.ceil(len(x) / (batch_size or 32))})
     if model._input_shape is None:
         model._input_shape = tuple(np.shape(x)[1:])
     population = model._build()
-    return population.predict(x, batch_size=batch_size or 32)[0]
+    callback_list.on_predict_begin({})
+    observers = [_BatchHooks(callback_list, getattr(model, "_split", None))] \
+        if _BatchHooks.wanted(callback_list, "predict") else []
+    outputs = population.predict(x, batch_size=batch_size or 32, observers=observers)[0]
+    callback_list.on_predict_end({})
+    return outputs

@@ -132,3 +132,13 @@ def test_on_batch_end_is_keras_alias_of_on_train_batch_end():
 
     small().fit(X, Y, batch_size=16, epochs=1, callbacks=[Old()], verbose=0)
     assert Old.calls == 3
+
+
+def test_evaluate_and_predict_name_themselves_when_a_callback_is_not_one():
+    model = Sequential([Dense(2, activation="softmax", input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
+    with pytest.raises(ConfigError, match="evaluate: 'callbacks' must be reglab.callbacks"):
+        model.evaluate(x, y, callbacks=[print], verbose=0)
+    with pytest.raises(ConfigError, match="predict: 'callbacks' must be reglab.callbacks"):
+        model.predict(x, callbacks=[print], verbose=0)
