@@ -300,13 +300,17 @@ def show(directory) -> None:
 def list_runs(directory) -> None:
     """Lists the runs of a study directory with their status (read-only)."""
     from reglab.storage import SQLiteStore
+    from reglab.storage.lock import unheld
 
     with SQLiteStore(directory, read_only=True) as store:
         records = store.runs()
+    with unheld(directory) as idle:  # no `reglab run` trains them: a run was stopped
+        pass
     for record in records:
         accuracy = record.metrics.get("test_accuracy")
         shown = f"{accuracy:.4f}" if accuracy is not None else "—"
-        click.echo(f"{record.status:14s} {record.epochs_run:4d} epochs  test acc {shown}  "
+        status = "interrupted" if idle and record.status == "running" else record.status
+        click.echo(f"{status:14s} {record.epochs_run:4d} epochs  test acc {shown}  "
                    f"{record.run_id}")
 
 

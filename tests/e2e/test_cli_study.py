@@ -393,3 +393,40 @@ def test_a_bfloat16_study_says_its_precision_in_the_store_show_and_report(tmp_pa
     assert "precision: bfloat16" in shown.output
     html = (out / "report.html").read_text()
     assert "bfloat16 compute, float32 weights" in html
+
+
+def test_a_stopped_study_lists_no_run_as_running_and_shows_partial_results(tmp_path):
+    """Runs wait queued until their population starts; after a stop, `ls` says which runs
+    were interrupted (no `reglab run` holds the directory) and `show` says the table is
+    partial, naming the variants still missing runs."""
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    at_start = []
+
+    class StoppedInTheSecond(InProcessExecutor):
+        def train(self, job, on_epoch=None, progress=None):
+            with sqlite3.connect(out / "study.db") as db:
+                at_start.append(dict(db.execute(
+                    "SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()))
+            if len(at_start) == 2:
+                raise KeyboardInterrupt
+            return super().train(job, on_epoch, progress)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, out, executor=StoppedInTheSecond(), log=lambda *_: None)
+    first = at_start[0]["running"]
+    assert at_start[0] == {"running": first, "queued": 15 - first}  # the second waits
+    done = len(finished(out))
+    assert done == first and 0 < done < 15
+    cli = CliRunner()
+    listed = cli.invoke(main, ["ls", str(out)]).output
+    assert "running" not in listed
+    assert listed.count("interrupted") + listed.count("queued") == 15 - done
+    shown = cli.invoke(main, ["show", str(out)])
+    assert shown.exit_code == 0
+    assert shown.output.startswith(f"partial results: {15 - done} of 15 runs not finished (")
+    rerun = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet", "--no-report"])
+    assert rerun.exit_code == 0, rerun.output
+    assert not rerun.output.startswith("partial results") and len(finished(out)) == 15

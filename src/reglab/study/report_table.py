@@ -264,6 +264,17 @@ def finite_mean(values) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+def unfinished_line(runs) -> str:
+    """A first line for a table over a study that is not over (its runs queued or running:
+    in progress, or a run was stopped), naming the variants still missing runs; else ''."""
+    waiting = [r for r in runs if not r.finished]
+    if not waiting:
+        return ""
+    labels = sorted({variant_label(r) for r in waiting})
+    return (f"partial results: {len(waiting)} of {len(runs)} runs not finished ("
+            f"{', '.join(labels)}); `reglab run` on the same study goes on from them\n\n")
+
+
 def metric_keys(metric_names) -> tuple[str, str] | None:
     """``(ranked, chosen on)`` run-metric keys for a study's first metric, which the logs name
     as written ('accuracy', 'acc', ...): its test and validation values; None without one."""
@@ -286,10 +297,12 @@ def results_table(store, baseline: str = "baseline") -> str:
 
     # a tuning's trials are chosen among, not ranked: the table is its confirmation's
     runs = [r for r in store.runs() if not is_trial_run(r.run_id)]
+    partial = unfinished_line(runs)
     rankings = rank_regimes(runs, baseline, metric=keys[0], choose_on=keys[1],
                             min_effect=spec.stats.min_effect if spec else None,
                             dataset=spec.data.dataset if spec else None)
     tuning = tuning_summary(store.get_meta("tuning"), spec) if spec and spec.tune else ""
+    tuning = partial + tuning
     if not rankings:
         return f"{tuning}no finished runs with {keys[0]} yet"
     precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
@@ -307,7 +320,7 @@ def results_table(store, baseline: str = "baseline") -> str:
         return "\n".join(lines)
     from reglab.study.regimes import regime_label
 
-    lines = []
+    lines = [partial.rstrip("\n")] if partial else []
     for regime in rankings:
         missing = left_out(r for r in runs if regime_label(run_regime(r)) == regime.label)
         lines += [f"data regime {regime.describe()}:",

@@ -191,9 +191,7 @@ def _run_jobs(store, executor: Executor, jobs, populations: int, progress_factor
     """Hands every job to the executor and stores what comes back: epoch rows as they end,
     each job's outcomes when it ends (and its runs' ``twins``' copies of them); a job that
     raised has its runs retried here, in halves, to find those that fail by themselves."""
-    for _, job in jobs:
-        store.mark_running([run.run_id for run in job.population.runs])
-
+    # a job's runs are marked running when it starts (on_start), queued until then
     def restarted(job: PopulationJob) -> None:
         """A job (re)starts: its runs keep no rows from an attempt before (a worker that died)."""
         ids = [run.run_id for run in job.population.runs]
