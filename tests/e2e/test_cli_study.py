@@ -430,3 +430,22 @@ def test_a_stopped_study_lists_no_run_as_running_and_shows_partial_results(tmp_p
     rerun = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet", "--no-report"])
     assert rerun.exit_code == 0, rerun.output
     assert not rerun.output.startswith("partial results") and len(finished(out)) == 15
+
+
+def test_an_averaging_that_would_never_start_is_refused_before_training(tmp_path):
+    """swa.start at or after the epochs (the study's, or --epochs's) would train the variant
+    as it is without SWA, and rank a technique that never ran as 'equivalent'."""
+    study = write_study(tmp_path, epochs=4)
+    study.write_text(study.read_text() + "[variants.swa]\nswa = { start = [1, 3, 5] }\n")
+    cli = CliRunner()
+    result = cli.invoke(main, ["validate", str(study)])
+    assert result.exit_code == 2
+    assert "variants.swa[swa.start=5].swa.start: expected an epoch the runs train (0 to 3" \
+        in result.output and "Got 5" in result.output and "start=3]" not in result.output
+    shorter = cli.invoke(main, ["run", str(study), "--epochs", "2", "--out",
+                                str(tmp_path / "out"), "--quiet"])
+    assert shorter.exit_code == 2 and "start=3]" in shorter.output \
+        and "(0 to 1," in shorter.output
+    assert not (tmp_path / "out" / "study.db").exists()  # refused before anything is written
+    study.write_text(study.read_text().replace("[1, 3, 5]", "[1, 3]"))
+    assert cli.invoke(main, ["validate", str(study)]).exit_code == 0

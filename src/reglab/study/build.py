@@ -491,6 +491,7 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
                 f"{type(error).__name__}: {error}"]) from None
     problems: list[str] = check_regime_data(spec, data) if any(
         getattr(spec.data, key) for key in REGIME_KEYS) else []
+    problems += _averaging_never_starts(plan)
     checked: set[tuple] = set()  # populations that differ only in their data: checked once
     for population in plan.populations:
         firsts: dict[tuple, RunSpec] = {}
@@ -554,6 +555,22 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     if problems:
         raise StudySpecError(spec.source or spec.name, problems)
     return data
+
+
+def _averaging_never_starts(plan: StudyPlan) -> list[str]:
+    """A ``swa.start`` at or after the study's epochs: the run would never average, and
+    train as its variant without SWA (a verdict of 'equivalent' for a technique that never
+    ran). Checked on the plan, after ``--epochs``."""
+    epochs = plan.spec.training.epochs
+    late: dict[str, int] = {}
+    for run in plan.runs:
+        swa = run.changes.get("swa")
+        if isinstance(swa, dict) and int(swa.get("start", 0)) >= epochs:
+            late.setdefault(run.variant + _point_label(run), int(swa.get("start", 0)))
+    return [f"variants.{where}.swa.start: expected an epoch the runs train (0 to "
+            f"{epochs - 1}, counted from 0; the averaging starts at the end of it) with "
+            f"training.epochs = {epochs}. Got {start}: the runs would never average."
+            for where, start in late.items()]
 
 
 def _point_label(run: RunSpec) -> str:

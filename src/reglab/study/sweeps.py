@@ -60,7 +60,12 @@ def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ..
         bad = [f"{where}[{i}]: expected a finite number. Got {v!r}."
                for i, v in enumerate(value) if not math.isfinite(v)]
         problems.extend(bad)
-        return () if bad else tuple(float(v) for v in value)
+        if bad:
+            return ()
+        # a list of ints stays ints (swa.start = [5, 10], patience = [2, 5]: settings that
+        # take an int); any float makes every point a float
+        return tuple(value) if all(isinstance(v, int) for v in value) else \
+            tuple(float(v) for v in value)
     kinds = [k for k in GRID_KEYS if k in value]
     unknown = sorted(set(value) - {*GRID_KEYS, "n"})
     if len(kinds) != 1 or unknown:
