@@ -99,3 +99,32 @@ def test_a_csv_study_with_a_separate_test_file_gets_verdicts(tmp_path):
     for run_id, values in alone.items():
         for key in ("test_accuracy", "test_loss", "val_accuracy", "test_samples"):
             assert sharded[run_id][key] == values[key], (run_id, key)
+
+
+def test_a_regression_csv_is_refused_an_accuracy_and_stored_without_one(tmp_path):
+    """Accuracy (the default metric) over a regression's targets scored 0 for every run and
+    ranked the zeros; now the study says so before training. With metrics = [] the runs
+    are stored with their losses, and no calibration error (it is of class probabilities)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    target = x @ np.array([0.5, -1.0, 2.0, 0.0]) + rng.normal(0, 0.1, 200)
+    lines = ["a,b,target,c,d"] + [f"{a!r},{b!r},{t!r},{c!r},{d!r}"
+                                  for (a, b, c, d), t in zip(x.tolist(), target.tolist())]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    regression = STUDY.replace("DATA", 'test_split = 0.25\nlabel_column = "target"') \
+        .replace('units = 3, activation = "softmax"', "units = 1") \
+        .replace("epochs = 2", 'epochs = 2\nloss = "mse"')
+    study = tmp_path / "study.toml"
+    study.write_text(regression)
+    cli = CliRunner()
+    refused = cli.invoke(main, ["validate", str(study)])
+    assert refused.exit_code == 2
+    assert "training.metrics: 'accuracy' scores class labels; the data's targets are not " \
+        "class labels" in refused.output
+    study.write_text(regression.replace("epochs = 2", "epochs = 2\nmetrics = []"))
+    ran = cli.invoke(main, ["run", str(study), "--out", str(tmp_path / "out"), "--quiet",
+                            "--no-report"])
+    assert ran.exit_code == 0, ran.output
+    found = metrics(tmp_path / "out").values()
+    assert len(found) == 9
+    assert all("test_loss" in m and "test_ece" not in m for m in found)

@@ -492,6 +492,7 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     problems: list[str] = check_regime_data(spec, data) if any(
         getattr(spec.data, key) for key in REGIME_KEYS) else []
     problems += _averaging_never_starts(plan)
+    problems += _accuracy_of_a_regression(spec, data)
     checked: set[tuple] = set()  # populations that differ only in their data: checked once
     for population in plan.populations:
         firsts: dict[tuple, RunSpec] = {}
@@ -555,6 +556,21 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     if problems:
         raise StudySpecError(spec.source or spec.name, problems)
     return data
+
+
+def _accuracy_of_a_regression(spec, data) -> list[str]:
+    """An accuracy metric (the default) over targets that are not class labels: every run
+    would score 0, and the table would rank those zeros."""
+    from reglab.datasets.regimes import class_keys
+
+    accuracies = [m for m in spec.training.metrics if "acc" in m]
+    y = getattr(data, "y_train", None)
+    if not accuracies or y is None or not len(y) or class_keys(np.asarray(y)) is not None:
+        return []
+    return [f"training.metrics: {accuracies[0]!r} scores class labels; the data's targets are "
+            "not class labels (non-integer values: a regression). Set metrics = [] (the "
+            "default is ['accuracy']): the runs train and are stored, their losses plotted "
+            "in the report; the ranked table needs a classification metric."]
 
 
 def _averaging_never_starts(plan: StudyPlan) -> list[str]:

@@ -77,10 +77,15 @@ def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str,
         for member_id, logs in enumerate(population.evaluate(x, y)):
             results[member_id].update({f"{split}_{k}": v for k, v in logs.items()})
     if x_test is not None and data.y_test is not None:
-        probabilities = population.predict(x_test)
+        from reglab.datasets.regimes import class_keys
+
+        # calibration is of class probabilities: none for a regression's targets
+        probabilities = population.predict(x_test) \
+            if class_keys(np.asarray(data.y_test)) is not None else None
         for member_id in results:
-            results[member_id]["test_ece"] = expected_calibration_error(
-                probabilities[member_id], np.asarray(data.y_test))
+            if probabilities is not None:
+                results[member_id]["test_ece"] = expected_calibration_error(
+                    probabilities[member_id], np.asarray(data.y_test))
             # the test set's size: the resolution of its accuracy, which sets the default
             # minimum effect of the verdicts (reglab.study.report_table.resolve_min_effect)
             results[member_id]["test_samples"] = float(len(data.y_test))
