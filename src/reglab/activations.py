@@ -57,6 +57,15 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x)
 
 
+def leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    # keras.activations.leaky_relu's default slope (the LeakyReLU layer's is 0.3)
+    return F.leaky_relu(x, negative_slope=0.2)
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.tanh(F.softplus(x))  # Keras's Mish.static_call
+
+
 _BY_NAME: dict[str, Activation] = {
     "linear": linear,
     "relu": torch.relu,
@@ -71,6 +80,13 @@ _BY_NAME: dict[str, Activation] = {
     "swish": F.silu,
     "silu": F.silu,
     "exponential": torch.exp,
+    "relu6": F.relu6,
+    "leaky_relu": leaky_relu,
+    "hard_sigmoid": F.hardsigmoid,  # relu6(x + 3) / 6, Keras 3's
+    "hard_silu": F.hardswish,
+    "hard_swish": F.hardswish,
+    "mish": mish,
+    "log_sigmoid": F.logsigmoid,
 }
 
 
