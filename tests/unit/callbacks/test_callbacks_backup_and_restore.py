@@ -123,11 +123,11 @@ def test_ctrl_c_inside_the_backup_write_stays_ctrl_c_and_the_last_backup_is_kept
     """torch's writer turns a KeyboardInterrupt raised in the middle of its write into
     'RuntimeError: ... unexpected pos'; the user pressed Ctrl-C and gets KeyboardInterrupt,
     and the backup of the epoch before is whole: a second fit goes on from it."""
-    import os
     import signal
-    import time
 
     import torch
+
+    from interrupt_helpers import interrupt_turned_into
 
     real_save, saves = torch.save, []
 
@@ -135,13 +135,7 @@ def test_ctrl_c_inside_the_backup_write_stays_ctrl_c_and_the_last_backup_is_kept
         saves.append(1)
         if len(saves) < 3:
             return real_save(obj, handle)
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)
-        except KeyboardInterrupt:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
-                               "64 vs 0") from None
-        raise AssertionError("the SIGINT did not arrive")
+        interrupt_turned_into(RuntimeError)
 
     monkeypatch.setattr(torch, "save", save_interrupted_at_the_third)
     with pytest.raises(KeyboardInterrupt):

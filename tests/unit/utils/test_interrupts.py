@@ -4,25 +4,13 @@ writer does: 'RuntimeError: [enforce fail at inline_container.cc] ... unexpected
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-import time
 
 import pytest
 
+from interrupt_helpers import interrupt_turned_into
 from reglab.utils import interrupts
-
-
-def interrupt_turned_into(error_type):
-    """Ctrl-C raised where C++ code catches it and raises ``error_type`` instead."""
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)  # the handler raises in the sleep
-        raise AssertionError("the SIGINT did not arrive")
-    except KeyboardInterrupt:
-        raise error_type("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") \
-            from None
 
 
 def test_a_noted_interrupt_is_raised_again_from_what_it_became():
