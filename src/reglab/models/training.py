@@ -102,6 +102,17 @@ class _KerasBridge:
         if self.model.stop_training:
             self.population.stop_requested.add(0)
 
+    def on_diverged(self, epoch: int, validated: bool) -> None:
+        """The epoch in which the loss went NaN or infinite ends for the callbacks as Keras
+        ends it, with a NaN loss (Keras logs NaN and trains on; reglab has stopped, the
+        weights those before the bad batch): History keeps the epoch and its keys."""
+        keys = list(getattr(self, "last_logs", None) or ())
+        if not keys:
+            keys = ["loss", *self.model.logged_metric_names]
+            keys += [f"val_{key}" for key in keys] if validated else []
+        self.last_logs = dict.fromkeys(keys, float("nan"))
+        self.callbacks.on_epoch_end(epoch, dict(self.last_logs))
+
     def on_test_begin(self):
         self.callbacks.on_test_begin({})
 
@@ -264,6 +275,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     member = results[-1].members[0]
     if member.status == "diverged":
         epoch, step = member.diverged_at
+        if epoch not in history.epoch:
+            bridge.on_diverged(epoch, validation_data is not None)
         warnings.warn(f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch "
                       f"{step + 1}; training stopped there and the weights are those before "
                       "that batch. Lower the learning rate or the penalties (or look for "

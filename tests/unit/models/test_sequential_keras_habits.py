@@ -25,8 +25,17 @@ small = small_classifier
 def test_a_diverged_model_warns_and_trains_again():
     model = Sequential([Dense(3, input_shape=(6,))], seed=0)
     model.compile(optimizer=keras.optimizers.SGD(1e6), loss="mse")
+    ends = []
+    watch = Callback()
+    watch.on_epoch_end = lambda epoch, logs=None: ends.append((epoch, sorted(logs)))
     with pytest.warns(UserWarning, match=r"NaN or infinite at epoch \d+, batch \d+"):
-        model.fit(X * 1e3, np.ones((48, 3)) * 1e3, epochs=3, verbose=0)
+        diverged = model.fit(X * 1e3, np.ones((48, 3)) * 1e3, epochs=3, verbose=0,
+                             validation_split=0.25, callbacks=[watch])
+    # as in Keras, the epoch in which the loss went bad is logged, its values NaN
+    epoch = diverged.epoch[-1]
+    assert ends[-1] == (epoch, ["loss", "val_loss"])
+    assert np.isnan(diverged.history["loss"][-1]) and np.isnan(diverged.history["val_loss"][-1])
+    assert len(diverged.history["loss"]) == len(diverged.epoch) == epoch + 1
     model.set_weights([np.zeros((6, 3)), np.zeros(3)])
     model.optimizer.learning_rate = 0.01
     history = model.fit(X, np.ones((48, 3)), epochs=2, verbose=0)
