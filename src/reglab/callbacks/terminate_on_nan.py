@@ -12,9 +12,9 @@ class TerminateOnNaN(Callback):
 
     After each training batch it reads ``logs['loss']``; on NaN or inf it prints
     ``Batch {batch}: Invalid loss, terminating training`` and sets
-    ``model.stop_training = True``: reglab's ``fit`` stops at the end of the current
-    epoch (Keras 3 breaks out of the epoch after the batch), and every callback's
-    ``on_train_end`` still runs. With ``raise_error=True`` (Keras 3's later
+    ``model.stop_training = True``: ``fit`` ends the epoch after that batch, as Keras 3
+    (reglab itself stops a fit whose loss goes NaN or infinite, with the weights before
+    the bad batch), and every callback's ``on_train_end`` still runs. With ``raise_error=True`` (Keras 3's later
     argument) it raises ``RuntimeError`` at once instead, skipping that cleanup.
 
     Cost: reading the loss after every batch waits for the device each batch, which

@@ -228,7 +228,9 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                 hook(step)
         if population.end_epoch_requested and step != last_step:  # an observer ends it here
             if check_every > 1 and (step + 1) % check_every != 0:  # as at the last step
-                if _drop_diverged(population, sums, first_bad, epoch, saved) is None:
+                with torch.no_grad():  # it puts weights back in place
+                    remaining = _drop_diverged(population, sums, first_bad, epoch, saved)
+                if remaining is None:
                     return None
             break
     return sums

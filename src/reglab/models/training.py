@@ -159,11 +159,11 @@ def _callback_list(where: str, model, callbacks, params: dict) -> CallbackList:
     return CallbackList(list(callbacks or []), model, params, where)
 
 
-def _verbose(verbose) -> int:
+def _verbose(verbose, where: str = "fit") -> int:
     if verbose == "auto":
         return 1
     if verbose not in (0, 1, 2):
-        raise ConfigError(f"fit: 'verbose' must be 'auto', 0, 1 or 2. Got {verbose!r}.")
+        raise ConfigError(f"{where}: 'verbose' must be 'auto', 0, 1 or 2. Got {verbose!r}.")
     return verbose
 
 
@@ -291,7 +291,7 @@ def _check_batch_size(where, batch_size):
 
 def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps=None,
              callbacks=None):
-    verbose = _verbose(verbose)
+    verbose = _verbose(verbose, "evaluate")
     if batch_size is not None:
         _check_batch_size("evaluate", batch_size)
     x, y, sample_weight = fit_data.resolve_eval_inputs("evaluate", x, y, sample_weight, steps)
@@ -364,7 +364,7 @@ def predict(model, x, batch_size, steps=None, callbacks=None, verbose=0):
     x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps)
     callback_list = _callback_list(
         "predict", model, callbacks,
-        {"verbose": _verbose(verbose), "epochs": 1,
+        {"verbose": _verbose(verbose, "predict"), "epochs": 1,
          "steps": math.ceil(len(x) / (batch_size or 32))})
     if model._input_shape is None:
         model._input_shape = tuple(np.shape(x)[1:])

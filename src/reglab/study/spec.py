@@ -231,6 +231,10 @@ class StudySpec:
         for variant in data["variants"]:
             if not variant["search"]:
                 del variant["search"]
+            for sweep in variant["sweeps"]:  # a list of ints stays ints (sweeps.py) but
+                # hashes as the floats it was before, so that older studies resume
+                if all(isinstance(v, int) for v in sweep["values"]):
+                    sweep["values"] = [float(v) for v in sweep["values"]]
         return json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
 
     def fingerprint(self) -> str:

@@ -117,3 +117,52 @@ def test_members_that_joined_later_record_their_own_epoch_when_diverging_togethe
     late = result.members[1:]
     assert [m.status for m in late] == ["diverged", "diverged"]
     assert late[0].diverged_at == late[1].diverged_at and late[0].diverged_at[0] >= 0
+
+
+class EndEpochAt:
+    """Ends the epoch after ``at`` = (epoch, step), as Keras's stop_training would."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_train_begin(self, population):
+        self.population = population
+
+    def on_epoch_begin(self, epoch):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, step):
+        if (self.epoch, step) == self.at:
+            self.population.end_epoch_requested = True
+
+
+@pytest.mark.parametrize("after", [0, 1, 2])
+def test_an_epoch_ended_early_with_deferred_checks_finds_the_diverged_member(monkeypatch,
+                                                                             after):
+    """An epoch ended after a batch between two deferred checks checks the steps since the
+    last one, as its last step would: the member that went bad is found at its step and
+    frozen (its weights put back in place, outside autograd), the others train on."""
+    from reglab.engine import epoch as epoch_module
+
+    def run(members, every):
+        monkeypatch.setattr(epoch_module, "divergence_check_steps", lambda device: every)
+        pop = Population(members, loss="mse", metrics=(), dtype=torch.float64)
+        x, y = dataset()
+        return pop, pop.fit(x, y, batch_size=8, epochs=3, shuffle=True,
+                            observers=[EndEpochAt(at)])
+
+    at = (-1, -1)
+    _, free = run(a_b_c(1), 1)
+    epoch, step = free.members[1].diverged_at
+    at = (epoch, step + after)
+    _, per_step = run(a_b_c(1), 1)
+    deferred_pop, deferred = run(a_b_c(1), 1000)
+    without_b, reference = run([member(0.01, seed=0, strength=0.01), member(0.02, seed=2)], 1)
+    b = deferred.members[1]
+    assert b.status == "diverged" and b.diverged_at == per_step.members[1].diverged_at
+    assert all(bool(torch.isfinite(v).all()) for v in deferred_pop.member_weights(1).values())
+    for mine, theirs in [(0, 0), (2, 1)]:
+        assert deferred.members[mine].history == reference.members[theirs].history, mine
+        expected, actual = without_b.member_weights(theirs), deferred_pop.member_weights(mine)
+        for key in expected:
+            assert torch.equal(actual[key], expected[key]), (mine, key)

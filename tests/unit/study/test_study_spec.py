@@ -378,3 +378,16 @@ def test_a_clipping_is_checked_when_the_study_is_read_naming_its_variant(argumen
     found = problems(BASE.replace("[variants.baseline]", "[variants.baseline]\n"
                                   f"optimizer = {{ type = 'adam', {arguments} }}"))
     assert found == expected
+
+
+def test_a_sweep_of_ints_stays_ints_and_hashes_as_before():
+    """``patience = [2, 5]`` sweeps a setting that takes an int (it was made floats and
+    refused); the stored study still records the points as the floats it did, so a study
+    started before resumes."""
+    spec = parse(BASE + '[variants.es]\nearly_stopping = { monitor = "val_loss", '
+                 'patience = [2, 5] }\n')
+    (sweep,) = next(v for v in spec.variants if v.name == "es").sweeps
+    assert sweep.values == (2, 5) and all(type(v) is int for v in sweep.values)
+    assert '"path":"early_stopping.patience","values":[2.0,5.0]' in spec.canonical_json()
+    mixed = parse(BASE + "[variants.d]\ndropout = [0, 0.5]\n")
+    assert next(v for v in mixed.variants if v.name == "d").sweeps[0].values == (0.0, 0.5)
