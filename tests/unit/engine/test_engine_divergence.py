@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine_observers import EndEpochAt
 from reglab.engine import Member, Population
 from reglab.layers import Dense, Dropout
 from reglab.optimizers.optimizers import SGD
@@ -119,23 +120,6 @@ def test_members_that_joined_later_record_their_own_epoch_when_diverging_togethe
     assert late[0].diverged_at == late[1].diverged_at and late[0].diverged_at[0] >= 0
 
 
-class EndEpochAt:
-    """Ends the epoch after ``at`` = (epoch, step), as Keras's stop_training would."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_train_begin(self, population):
-        self.population = population
-
-    def on_epoch_begin(self, epoch):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, step):
-        if (self.epoch, step) == self.at:
-            self.population.end_epoch_requested = True
-
-
 @pytest.mark.parametrize("after", [0, 1, 2])
 def test_an_epoch_ended_early_with_deferred_checks_finds_the_diverged_member(monkeypatch,
                                                                              after):
@@ -149,7 +133,7 @@ def test_an_epoch_ended_early_with_deferred_checks_finds_the_diverged_member(mon
         pop = Population(members, loss="mse", metrics=(), dtype=torch.float64)
         x, y = dataset()
         return pop, pop.fit(x, y, batch_size=8, epochs=3, shuffle=True,
-                            observers=[EndEpochAt(at)])
+                            observers=[EndEpochAt(*at)])
 
     at = (-1, -1)
     _, free = run(a_b_c(1), 1)

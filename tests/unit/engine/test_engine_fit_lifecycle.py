@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine_observers import EndEpochAt
 from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member, Population
 from reglab.errors import ConfigError
@@ -200,26 +201,6 @@ def test_weights_without_a_gradient_are_left_alone(optimizer):
     after = pop.member_weights(0)
     assert torch.equal(before[(0, "kernel")], after[(0, "kernel")])  # no gradient, no decay
     assert not torch.equal(before[(1, "kernel")], after[(1, "kernel")])
-
-
-class EndEpochAt:
-    """Asks the population to end the epoch after ``step`` of ``epoch``."""
-
-    def __init__(self, epoch, step):
-        self.at, self.epoch, self.ends = (epoch, step), None, []
-
-    def on_train_begin(self, population):
-        self.population = population
-
-    def on_epoch_begin(self, epoch):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, step):
-        if (self.epoch, step) == self.at:
-            self.population.end_epoch_requested = True
-
-    def on_epoch_end(self, epoch, logs):
-        self.ends.append(epoch)
 
 
 @pytest.mark.parametrize("check_every", [1, 2])
