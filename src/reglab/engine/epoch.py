@@ -155,11 +155,11 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check
     fused = softmax_crossentropy.fuses(population.loss, state.plan)
     mixed = bool(population.plan.batch_transforms)  # the targets the transforms make
+    batch_begin = observer_hooks(observers, "on_train_batch_begin")
+    batch_end = observer_hooks(observers, "on_train_batch_end")
     for step, lo in enumerate(range(0, n, batch_size)):
-        for obs in observers:
-            hook = getattr(obs, "on_train_batch_begin", None)
-            if hook is not None:
-                hook(step)
+        for hook in batch_begin:
+            hook(step)
         index = order[:, lo:lo + batch_size]  # (G, b)
         if layout.order_rows is not None:
             index = index[layout.order_rows]
@@ -222,10 +222,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
         if check_every > 1 and saved is None and step != last_step:
             saved = _saved_state(state)
         population.epoch_progress = (sums, min(lo + batch_size, n))
-        for obs in observers:
-            hook = getattr(obs, "on_train_batch_end", None)
-            if hook is not None:
-                hook(step)
+        for hook in batch_end:
+            hook(step)
         if population.end_epoch_requested and step != last_step:  # an observer ends it here
             if check_every > 1 and (step + 1) % check_every != 0:  # as at the last step
                 with torch.no_grad():  # it puts weights back in place

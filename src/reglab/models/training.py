@@ -153,10 +153,11 @@ class _BatchHooks:
             step, {"outputs": outputs if self.split is None else self.split(outputs)})
 
 
-def _callback_list(where: str, model, callbacks, params: dict) -> CallbackList:
+def _callback_list(where: str, model, callbacks, params: dict, extra=()) -> CallbackList:
+    """The user's ``callbacks`` (one, a list or None), then reglab's own ``extra``."""
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         callbacks = [callbacks]
-    return CallbackList(list(callbacks or []), model, params, where)
+    return CallbackList([*(callbacks or []), *extra], model, params, where)
 
 
 def _verbose(verbose, where: str = "fit") -> int:
@@ -211,15 +212,14 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     population = _ensure_ready(model, shape)
     population.reset_divergence()  # a Keras model trains again after a non-finite loss
     model.stop_training = False
-    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-        callbacks = [callbacks]
     history = History()
     model.history = history
     steps = (data.steps_per_epoch if data.generator is not None
              else math.ceil(len(data.x) / data.batch_size))
-    extra = [ProgbarLogger(verbose)] if verbose else []
-    callback_list = CallbackList(list(callbacks or []) + [history] + extra, model,
-                                 {"verbose": verbose, "epochs": epochs, "steps": steps})
+    progress = [ProgbarLogger(verbose)] if verbose else []
+    callback_list = _callback_list("fit", model, callbacks,
+                                   {"verbose": verbose, "epochs": epochs, "steps": steps},
+                                   [history, *progress])
     bridge = _KerasBridge(model, callback_list)
     model._resume_state = None
     callback_list.on_train_begin({})

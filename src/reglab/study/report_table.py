@@ -302,9 +302,9 @@ def results_table(store, baseline: str = "baseline") -> str:
                             min_effect=spec.stats.min_effect if spec else None,
                             dataset=spec.data.dataset if spec else None)
     tuning = tuning_summary(store.get_meta("tuning"), spec) if spec and spec.tune else ""
-    tuning = partial + tuning
+    heading = partial + tuning  # what comes before the table
     if not rankings:
-        return f"{tuning}no finished runs with {keys[0]} yet"
+        return f"{heading}no finished runs with {keys[0]} yet"
     precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
     footer = []
     if precision != "float32":
@@ -314,7 +314,7 @@ def results_table(store, baseline: str = "baseline") -> str:
     if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
         ranking = rankings[0].ranking
         missing = left_out(runs)
-        lines = [tuning + "\n".join([*_table_lines(ranking, keys, missing),
+        lines = [heading + "\n".join([*_table_lines(ranking, keys, missing),
                                      *left_out_lines(ranking, missing)]),
                  "\n" + verdict_rule(ranking), *footer, "\n" + _best_line(ranking, keys)]
         return "\n".join(lines)
