@@ -4,7 +4,8 @@
 ``keras.Input``, ``keras.layers``, ``keras.regularizers``, ``keras.callbacks``,
 ``keras.optimizers``, ``keras.losses``, ``keras.metrics``, ``keras.constraints``,
 ``keras.initializers``, ``keras.activations``, ``keras.datasets``, ``keras.utils``,
-``keras.models``, ``keras.mixed_precision`` and ``keras.preprocessing``.
+``keras.models``, ``keras.mixed_precision``, ``keras.ops`` (its common part) and
+``keras.preprocessing``.
 
 Submodules load on first use, so that ``import reglab.study`` (which parses study
 files) imports no torch.
@@ -16,7 +17,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "activations", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
-    "metrics", "mixed_precision", "models", "optimizers", "preprocessing", "regularizers", "utils",
+    "metrics", "mixed_precision", "models", "ops", "optimizers", "preprocessing", "regularizers",
+    "utils",
 )
 
 

@@ -7,6 +7,7 @@ targets are shared ``(B, ...)`` or per member. Probabilities are clipped to
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -31,19 +32,95 @@ def _log_probs(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
     return torch.log(torch.clamp(probs, EPSILON, 1.0 - EPSILON))
 
 
-class Loss:
-    """Base class: ``per_sample(y_true, y_pred) -> (..., B)`` and a batch mean.
+#: Keras 3's reductions of a batch's losses (``keras.losses.Loss``'s ``reduction``)
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
-    The reduction is Keras's ``sum_over_batch_size``: ``sum(loss * weight) / B``.
+
+class Loss:
+    """Base class: ``per_sample(y_true, y_pred) -> (..., B)`` and the batch's reduction.
+
+    Args (Keras 3's, every loss class takes them by keyword):
+        name: the loss's name (its class's default when None).
+        reduction: how a batch's losses become one value: ``"sum_over_batch_size"`` (the
+            default) and ``"mean"``, ``sum(loss * weight) / B``; ``"sum"``, their sum;
+            ``"mean_with_sample_weight"``, their sum over the sum of the sample weights
+            (over ``B`` without weights); ``"none"`` or None, none (a standalone call gives
+            each sample's loss; a model cannot train on it).
+        dtype: None or ``"float32"``: losses are computed in float32, as Keras's default.
+
+    A subclass gives :meth:`per_sample`, or, as in Keras, :meth:`call`.
     """
 
     name = "loss"
+    reduction = "sum_over_batch_size"
     #: 'sparse', 'categorical', 'binary', 'any' (targets shaped as the output) or
     #: 'as_given' (a user's function: any shape with the samples first)
     target_kind = "any"
 
+    def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size",
+                 dtype: Any = None):
+        owner = type(self).__name__
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
+            self.name = name
+        if not isinstance(reduction, (str, type(None))) or reduction not in REDUCTIONS:
+            raise ConfigError(f"{owner}: 'reduction' must be one of "
+                              f"{', '.join(map(repr, REDUCTIONS))}. Got {reduction!r}.")
+        self.reduction = reduction
+        if dtype not in (None, "float32", torch.float32):
+            raise ConfigError(f"{owner}: 'dtype' must be None or 'float32' (losses are computed "
+                              f"in float32). Got {dtype!r}.")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__ and "target_kind" not in cls.__dict__:
+            cls.target_kind = "as_given"  # a user's math takes the targets as they come
+
     def per_sample(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """Each sample's loss, ``(..., B)``: a subclass's own, or its :meth:`call`'s values."""
+        if type(self).call is Loss.call:
+            raise NotImplementedError(f"{type(self).__name__}: a loss gives per_sample() or "
+                                      "call(y_true, y_pred)")
+        if y_true.is_floating_point() or y_true.dtype != torch.long:
+            y_true = y_true.to(y_pred.dtype)
+        values = torch.as_tensor(self.call(y_true, y_pred))
+        batch_dims = y_pred.dim() - 1  # (P, B) for the engine, (B,) for one model
+        if values.dim() == 0:
+            return values.expand(y_pred.shape[:batch_dims])
+        while values.dim() > batch_dims:
+            values = values.mean(dim=-1)
+        return values
+
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """Keras's hook for a subclass: the batch's losses before the reduction, ``y_true``
+        in ``y_pred``'s dtype (integer labels stay integers). A value with more axes than the
+        samples is averaged over the extra ones, a scalar is every sample's loss."""
         raise NotImplementedError
+
+    def reduce(self, values: torch.Tensor, sample_weight: torch.Tensor | None = None,
+               elements: int = 1) -> torch.Tensor:
+        """The batch's loss from ``values`` ``(..., B)``, each sample's loss (the mean over
+        its ``elements`` values, a Conv2D output's positions), by :attr:`reduction` over the
+        last axis. ``sample_weight`` broadcasts to ``values``."""
+        if self.reduction in ("sum_over_batch_size", "mean") or (
+                self.reduction == "mean_with_sample_weight" and sample_weight is None):
+            return reduce_mean(values, sample_weight)
+        check_trainable(self, type(self).__name__)
+        total = (values if sample_weight is None else values * sample_weight).sum(dim=-1)
+        if elements != 1:
+            total = total * elements
+        if self.reduction == "sum":
+            return total
+        # mean_with_sample_weight: over the weights' sum, 0 where it is 0 (divide_no_nan)
+        weights = sample_weight.expand_as(values).sum(dim=-1)
+        return torch.where(weights == 0, torch.zeros_like(total), total / weights)
+
+    def reduce_batch(self, values: torch.Tensor,
+                     sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The engine's ``(P, B, ...)`` losses (from :meth:`per_sample`) as each member's
+        batch loss ``(P,)``."""
+        return self.reduce(samplewise(values), sample_weight, math.prod(values.shape[2:]))
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> torch.Tensor:
         y_true, y_pred = as_tensors(y_true, y_pred)
@@ -53,10 +130,42 @@ class Loss:
         if sample_weight is not None and sample_weight.dim() == values.dim() + 1 and \
                 sample_weight.shape[-1] == 1:  # a column of weights, as Keras takes it
             sample_weight = sample_weight.squeeze(-1)
-        return reduce_mean(values, sample_weight)
+        if self.reduction in ("none", None):
+            return values if sample_weight is None else values * _per_sample_weight(
+                sample_weight, values)
+        if values.dim() == 0:  # one value for the batch, as Keras returns it
+            return values
+        means = samplewise(values.unsqueeze(0))[0]  # (B,)
+        weights = None if sample_weight is None else sample_weight.reshape(-1).to(means.dtype)
+        return self.reduce(means, weights, elements=math.prod(values.shape[1:]))
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        """A new loss from :meth:`get_config`'s dict, as Keras's ``from_config``."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+def check_trainable(loss: Loss, where: str) -> Loss:
+    """``loss`` if a model can train on it (one value per batch), else a ConfigError that
+    names ``where``."""
+    if loss.reduction in ("none", None):
+        raise ConfigError(f"{where}: a loss with reduction={loss.reduction!r} gives one value "
+                          "per sample; a model trains on one value per batch. Use "
+                          "'sum_over_batch_size' (the default), 'mean', 'sum' or "
+                          f"'mean_with_sample_weight'. Got {loss!r}.")
+    return loss
+
+
+def _per_sample_weight(sample_weight: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Sample weights ``(B,)`` shaped to multiply ``values`` ``(B, ...)``."""
+    return sample_weight.reshape(-1, *([1] * (values.dim() - 1))).to(values.dtype)
 
 
 def reduce_mean(values: torch.Tensor, sample_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -87,7 +196,11 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     target_kind = "categorical"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = None,
+                 dtype: Any = None):
+        super().__init__(name, reduction, dtype)
+        _last_axis(type(self).__name__, axis)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
 
@@ -99,8 +212,8 @@ class CategoricalCrossentropy(Loss):
         return -torch.sum(y_true * _log_probs(y_pred, self.from_logits), dim=-1)
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": -1}
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -113,7 +226,12 @@ class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
     target_kind = "sparse"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 ignore_class: int | None = None, reduction: str | None = "sum_over_batch_size",
+                 axis: int = -1, name: str | None = None, dtype: Any = None):
+        super().__init__(name, reduction, dtype)
+        _last_axis(type(self).__name__, axis)
+        _no_ignore_class(type(self).__name__, ignore_class)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
 
@@ -137,7 +255,7 @@ class SparseCategoricalCrossentropy(Loss):
         return (1.0 - s) * picked - (s / k) * log_probs.sum(dim=-1)
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits,
+        return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing}
 
 
@@ -147,7 +265,11 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     target_kind = "binary"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = None,
+                 dtype: Any = None):
+        super().__init__(name, reduction, dtype)
+        _last_axis(type(self).__name__, axis)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _smoothing(type(self).__name__, label_smoothing)
 
@@ -166,8 +288,8 @@ class BinaryCrossentropy(Loss):
         return bce.mean(dim=-1)
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": -1}
 
 
 def _aligned(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
@@ -233,7 +355,9 @@ class Huber(_ElementwiseMean):
 
     name = "huber_loss"
 
-    def __init__(self, delta: float = 1.0):
+    def __init__(self, delta: float = 1.0, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None):
+        super().__init__(name, reduction, dtype)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta >= 0:
             raise ConfigError(f"Huber: 'delta' must be a float >= 0. Got {delta!r}.")
         self.delta = float(delta)
@@ -246,7 +370,7 @@ class Huber(_ElementwiseMean):
                            delta * absolute - 0.5 * torch.square(delta))
 
     def get_config(self):
-        return {"name": self.name, "delta": self.delta}
+        return {**super().get_config(), "delta": self.delta}
 
 
 class LogCosh(_ElementwiseMean):
@@ -373,6 +497,12 @@ def _last_axis(owner: str, axis) -> None:
                           f"supported. Got axis={axis!r}.")
 
 
+def _no_ignore_class(owner: str, ignore_class) -> None:
+    if ignore_class is not None:
+        raise ConfigError(f"{owner}: 'ignore_class' is not supported (only None). "
+                          f"Got ignore_class={ignore_class!r}.")
+
+
 # Keras's functions: each sample's loss (the last axis reduced), unlike the classes'
 # instances, which give the batch's mean. compile(loss=<one of them>) takes its class.
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0,
@@ -387,9 +517,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
                                     axis=-1) -> torch.Tensor:
     """``keras.losses.sparse_categorical_crossentropy``: one value per sample."""
     _last_axis("sparse_categorical_crossentropy", axis)
-    if ignore_class is not None:
-        raise ConfigError("sparse_categorical_crossentropy: 'ignore_class' is not supported. "
-                          f"Got ignore_class={ignore_class!r}.")
+    _no_ignore_class("sparse_categorical_crossentropy", ignore_class)
     return SparseCategoricalCrossentropy(from_logits).per_sample(*as_tensors(y_true, y_pred))
 
 
@@ -447,29 +575,25 @@ _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
 
 
 class LossFunctionWrapper(Loss):
-    """A user's function ``fn(y_true, y_pred) -> per-sample losses`` as a loss, as Keras wraps it.
+    """A user's function ``fn(y_true, y_pred, **kwargs) -> per-sample losses`` as a loss, as
+    Keras wraps it (see :meth:`Loss.call` for how its values are read).
 
-    ``y_true`` arrives in ``y_pred``'s dtype; a result with more axes than the batch is
-    averaged over the extra axes, a scalar is taken as every sample's loss.
+    Args:
+        fn: the function.
+        reduction, name, dtype: as :class:`Loss`'s (the name defaults to the function's).
+        **kwargs: passed to ``fn`` at every call, as Keras passes them.
     """
 
-    #: a user's function takes the targets as they are given, as Keras passes them
-    target_kind = "as_given"
+    def __init__(self, fn, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None, **kwargs):
+        if not callable(fn):
+            raise ConfigError(f"LossFunctionWrapper: 'fn' must be a function "
+                              f"fn(y_true, y_pred). Got {fn!r}.")
+        super().__init__(name or getattr(fn, "__name__", "loss"), reduction, dtype)
+        self.fn, self.fn_kwargs = fn, kwargs
 
-    def __init__(self, fn, name: str | None = None):
-        self.fn = fn
-        self.name = name or getattr(fn, "__name__", "loss")
-
-    def per_sample(self, y_true, y_pred):
-        if y_true.is_floating_point() or y_true.dtype != torch.long:
-            y_true = y_true.to(y_pred.dtype)
-        values = torch.as_tensor(self.fn(y_true, y_pred))
-        batch_dims = y_pred.dim() - 1  # (P, B) for the engine, (B,) for one model
-        if values.dim() == 0:
-            return values.expand(y_pred.shape[:batch_dims])
-        while values.dim() > batch_dims:
-            values = values.mean(dim=-1)
-        return values
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self.fn_kwargs)
 
 
 def get(identifier: Any, where: str = "losses.get") -> Loss:

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from reglab import losses as losses_module
 from reglab.engine import data as data_module
 from reglab.engine import loss_scale, softmax_crossentropy
 from reglab.engine.step import add, forward, weight_penalties
@@ -172,8 +171,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             per_sample, y_pred = softmax_crossentropy.loss_and_predictions(
                 population.loss, yb, y_pred)
         else:
-            per_sample = losses_module.samplewise(population.loss.per_sample(yb, y_pred))
-        data_loss = losses_module.reduce_mean(per_sample, wb)
+            per_sample = population.loss.per_sample(yb, y_pred)
+        data_loss = population.loss.reduce_batch(per_sample, wb)
         penalty_value, custom = weight_penalties(state)
         # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
         trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)
@@ -292,8 +291,7 @@ def evaluate_members(population, state, data, batch_size: int,
             wb = None if data.sample_weight is None else \
                 data.sample_weight[lo:lo + batch_size].unsqueeze(0)
             y_pred, activity = forward(state, xb, False)
-            data_loss = losses_module.reduce_mean(
-                losses_module.samplewise(population.loss.per_sample(yb, y_pred)), wb)
+            data_loss = population.loss.reduce_batch(population.loss.per_sample(yb, y_pred), wb)
             sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
             if end:
                 running = sums.logs(state.member_ids, sums.samples)

@@ -96,7 +96,8 @@ class Population:
                               f"Got {dtype!r}.")
         self._members = list(members)
         self.plan = plan(self._members)
-        self.loss = losses_module.get(loss, where="Population: 'loss'")
+        self.loss = losses_module.check_trainable(
+            losses_module.get(loss, where="Population: 'loss'"), "Population: 'loss'")
         self.metric_names = list(metrics)
         for name in self.metric_names:  # fails early on unknown names
             metrics_module.resolve(name, (1,), (1, 2), where="Population: 'metrics'")

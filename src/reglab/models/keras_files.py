@@ -103,7 +103,7 @@ def _loss(entry: Any, where: str):
         raise ConfigError(f"{where}: expected a loss name or a Keras loss config. Got "
                           f"{entry!r}.")
     cls = type(losses.get(entry.get("class_name"), where=where))
-    config = {k: v for k, v in entry["config"].items() if k not in ("name", "dtype")}
+    config = {k: v for k, v in entry["config"].items() if k != "dtype"}
     try:
         return cls(**config)
     except TypeError as error:

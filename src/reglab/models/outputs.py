@@ -126,6 +126,12 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
     where = "compile"
     losses = [losses_module.get(value, where=f"{where}: 'loss' ({name})")
               for value, name in zip(_per_output(where, loss, names, "loss"), names)]
+    for name, output_loss in zip(names, losses):
+        if output_loss.reduction not in ("sum_over_batch_size", "mean"):
+            raise ConfigError(f"{where}: 'loss' ({name}): a model with several outputs takes "
+                              "each output's loss with reduction 'sum_over_batch_size' or "
+                              f"'mean' (others are not supported yet). Got reduction="
+                              f"{output_loss.reduction!r} in {output_loss!r}.")
     weights = [1.0] * len(names) if loss_weights is None else \
         _per_output(where, loss_weights, names, "loss_weights")
     for name, weight in zip(names, weights):

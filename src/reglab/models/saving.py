@@ -239,8 +239,8 @@ def _loss_config(loss) -> dict[str, Any]:
         raise ConfigError(f"save_model: 'loss' must be a built-in loss "
                           f"({', '.join(sorted(_LOSSES))}). Got {loss!r}. "
                           + _ONLY_BUILT_IN.format(kind="losses"))
-    return {"class_name": type(loss).__name__,
-            "config": _constructor_config(loss, "save_model: 'loss'")}
+    return {"class_name": type(loss).__name__,  # its name too: a loss may be named
+            "config": _jsonable(loss.get_config(), "save_model: 'loss'")}
 
 
 def _jsonable(value, where: str, key: str = ""):

@@ -316,7 +316,8 @@ class Sequential:
         if loss_weights is not None:
             raise ConfigError("compile: 'loss_weights' weighs the losses of a model with "
                               "several outputs; this model has one.")
-        loss = losses_module.get(loss, where="compile: 'loss'") if loss is not None else None
+        loss = None if loss is None else losses_module.check_trainable(
+            losses_module.get(loss, where="compile: 'loss'"), "compile: 'loss'")
         if isinstance(metrics, str) or (metrics is not None
                                         and not isinstance(metrics, (list, tuple))):
             raise ConfigError(f"compile: 'metrics' must be a list, such as ['accuracy']. "
