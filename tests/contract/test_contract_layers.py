@@ -60,6 +60,10 @@ def examples():
         "RandomTranslation": (lambda: L.RandomTranslation(0.1, 0.2), IMAGE),
         "RandomZoom": (lambda: L.RandomZoom(0.1, 0.2), IMAGE),
         "SpatialDropout2D": (lambda: L.SpatialDropout2D(0.25), IMAGE),
+        "ReLU": (lambda: L.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.2), FLAT),
+        "LeakyReLU": (lambda: L.LeakyReLU(0.1), FLAT),
+        "ELU": (lambda: L.ELU(0.5), IMAGE),
+        "Softmax": (lambda: L.Softmax(axis=(1, 3)), IMAGE),
     }
 
 

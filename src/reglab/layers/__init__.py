@@ -1,5 +1,6 @@
 """Layers with Keras 3's names, arguments, defaults and weight layouts."""
 
+from reglab.layers.activation_layers import ELU, LeakyReLU, ReLU, Softmax
 from reglab.layers.augmentation import (
     RandomFlip,
     RandomRotation,
@@ -74,4 +75,5 @@ __all__ = [
     "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",
+    "ELU", "LeakyReLU", "ReLU", "Softmax",
 ]
