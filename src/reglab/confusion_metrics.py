@@ -3,7 +3,7 @@
 Unlike a mean metric, these are ratios of counts summed over the epoch (true positives,
 false positives...), so each sample contributes counts (``(members, batch, *counts)``
 from :meth:`ConfusionMetric.__call__`), the engine sums them over the epoch's batches
-(``engine/epoch.py``'s ``EpochSums``) and :meth:`ConfusionMetric.result` turns each
+(``engine/epoch.py``'s ``EpochSums``) and :meth:`ConfusionMetric.totals_result` turns each
 member's totals into its value, as Keras's ``result()`` does with its variables.
 
 A prediction is positive where it is above a threshold (Keras's rule), a target where it
@@ -16,7 +16,7 @@ Example:
     >>> precision = Precision()
     >>> counts = precision(torch.tensor([[1.0, 0.0, 1.0]]).T[None],
     ...                    torch.tensor([[0.9, 0.8, 0.2]]).T[None])
-    >>> float(precision.result(counts.sum(dim=1))[0])
+    >>> float(precision.totals_result(counts.sum(dim=1))[0])
     0.5
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from reglab.errors import ConfigError, DataError
+from reglab.metric_classes import StatefulMetric
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -33,7 +34,7 @@ def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, 1.0, b))
 
 
-class ConfusionMetric:
+class ConfusionMetric(StatefulMetric):
     """Base: counts per sample at each of ``thresholds``; ``result`` from their totals."""
 
     #: the engine takes the object as it is (no name lookup)
@@ -87,7 +88,7 @@ class ConfusionMetric:
         every = {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
         return torch.stack([every[c] for c in self.counts], dim=2).to(y_pred.dtype)
 
-    def result(self, totals: torch.Tensor) -> torch.Tensor:
+    def totals_result(self, totals: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -131,7 +132,7 @@ class _ThresholdRatio(ConfusionMetric):
         _unsupported(owner, top_k=top_k, class_id=class_id)
         super().__init__(_single_threshold(owner, thresholds), name)
 
-    def result(self, totals):
+    def totals_result(self, totals):
         tp, other = totals[:, 0, 0], totals[:, 1, 0]
         return _divide_no_nan(tp, tp + other)
 
@@ -197,7 +198,7 @@ class AUC(ConfusionMetric):
                 self.summation_method, "from_logits": self.from_logits,
                 "thresholds": self.thresholds.tolist()}
 
-    def result(self, totals):
+    def totals_result(self, totals):
         tp, fp, tn, fn = (totals[:, i].to(torch.float64) for i in range(4))
         if self.curve == "PR" and self.summation_method == "interpolation":
             return self._interpolated_pr(tp, fp, fn).to(totals.dtype)

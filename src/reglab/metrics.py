@@ -146,7 +146,7 @@ class FunctionMetric:
         return torch.stack(rows)
 
     @staticmethod
-    def result(totals: torch.Tensor) -> torch.Tensor:
+    def totals_result(totals: torch.Tensor) -> torch.Tensor:
         return totals[:, 0] / totals[:, 1]
 
     def __repr__(self) -> str:
@@ -179,7 +179,11 @@ def _loss_metrics() -> dict[str, Metric]:
                        (("poisson",), losses.Poisson), (("hinge",), losses.Hinge),
                        (("squared_hinge",), losses.SquaredHinge),
                        (("categorical_hinge",), losses.CategoricalHinge),
-                       (("kl_divergence",), losses.KLDivergence)):
+                       (("kl_divergence",), losses.KLDivergence),
+                       (("categorical_crossentropy",), losses.CategoricalCrossentropy),
+                       (("sparse_categorical_crossentropy",),
+                        losses.SparseCategoricalCrossentropy),
+                       (("binary_crossentropy",), losses.BinaryCrossentropy)):
         metric = _loss_metric(cls)
         found.update({name: metric for name in names})
     return found
@@ -189,6 +193,28 @@ _BY_NAME.update(_loss_metrics())
 
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
 _CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC}
+
+
+def _equal_elements(y_true, y_pred) -> torch.Tensor:
+    """The engine's exact accuracy (Keras's ``Accuracy``): per sample ``(P, B)``, the share
+    of its values equal to the target's (a one-unit output's ``(B,)`` targets taken)."""
+    if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true.unsqueeze(-1)
+    equal = (y_true.to(y_pred.dtype) == y_pred).to(y_pred.dtype)
+    return equal.reshape(*equal.shape[:2], -1).mean(dim=-1)
+
+
+#: the engine's functions behind the metric classes (``metric_classes.py``)
+_ENGINE_FUNCTIONS = {"sparse_categorical_accuracy": sparse_categorical_accuracy,
+                     "categorical_accuracy": categorical_accuracy,
+                     "binary_accuracy": binary_accuracy, "exact_accuracy": _equal_elements,
+                     "mean_squared_error": _squared_errors,
+                     "mean_absolute_error": _absolute_errors}
+
+
+def engine_function(name: str) -> Metric:
+    """The per-sample function of a metric class (member axis first)."""
+    return _ENGINE_FUNCTIONS[name]
 
 
 def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics") -> Metric:
@@ -216,3 +242,29 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
         raise unknown_name(where, "metric", name,
                            list(_BY_NAME) + ["accuracy", *sorted(_CONFUSION)])
     return fn
+
+
+from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the functions they use
+    Accuracy,
+    BinaryAccuracy,
+    BinaryCrossentropy,
+    CategoricalAccuracy,
+    CategoricalCrossentropy,
+    Mean,
+    MeanAbsoluteError,
+    MeanMetricWrapper,
+    MeanSquaredError,
+    RootMeanSquaredError,
+    SparseCategoricalAccuracy,
+    SparseCategoricalCrossentropy,
+    Sum,
+)
+
+__all__ = [
+    "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+    "CategoricalCrossentropy", "Mean", "MeanAbsoluteError", "MeanMetricWrapper",
+    "MeanSquaredError", "Precision", "Recall", "RootMeanSquaredError",
+    "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "Sum", "accuracy",
+    "binary_accuracy", "categorical_accuracy", "mean_absolute_error", "mean_squared_error",
+    "sparse_categorical_accuracy",
+]

@@ -121,7 +121,7 @@ class EpochSums:
     def logs(self, member_ids, count: int) -> dict[int, dict[str, float]]:
         """Keras-named means per member: loss (data loss + penalty), data_loss, penalty, metrics."""
         rows = torch.stack([self.data_loss / count, self.penalty / count,
-                            *(fn.result(m) if hasattr(fn, "result") else m / self.samples
+                            *(fn.totals_result(m) if hasattr(fn, "totals_result") else m / self.samples
                               for fn, m in zip(self.functions, self.metrics))]).cpu().numpy()
         logs = {}
         for p, member_id in enumerate(member_ids):

@@ -90,8 +90,8 @@ class OutputMetric:
         #: weighted by the sample weights, as Keras weighs an output's own loss (its
         #: compiled metrics are not)
         self.weighted = weighted
-        if hasattr(fn, "result"):  # a metric of totals (a user's function, AUC...)
-            self.totals_shape, self.result = fn.totals_shape, fn.result
+        if hasattr(fn, "totals_result"):  # a metric of totals (a user's function, AUC...)
+            self.totals_shape, self.totals_result = fn.totals_shape, fn.totals_result
 
     def __call__(self, y_true, y_pred):
         return self.fn(self.part.target(y_true), self.part.prediction(y_pred))

@@ -208,10 +208,12 @@ def _compile_config(model) -> dict[str, Any] | None:
     several = getattr(model.loss, "parts", None) is not None  # their metrics are by name
     custom = [] if several else [
         m for m in model._population_metrics or [] if not isinstance(m, str) and not (
-            isinstance(m, metrics_module.ConfusionMetric) and m.is_default())]
+            isinstance(m, metrics_module.ConfusionMetric) and m.is_default()) and not (
+            isinstance(m, metrics_module.MeanMetricWrapper) and m.saved_name() is not None)]
     if custom:
         raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name (or "
-                          f"Precision(), Recall(), AUC() with their defaults). Got "
+                          f"Precision(), Recall(), AUC() and the mean metrics' classes with "
+                          f"their defaults). Got "
                           f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
     metrics = list(model.logged_metric_names)

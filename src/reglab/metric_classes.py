@@ -1,0 +1,269 @@
+"""Keras 3's metric objects: ``update_state`` / ``result`` / ``reset_state`` called by hand,
+and the mean-metric classes ``compile(metrics=[...])`` takes (``SparseCategoricalAccuracy()``,
+``MeanSquaredError(name="mse")``...).
+
+A metric the engine computes gives, for each sample, a row of totals (``totals_shape``):
+``[value, 1]`` for a mean metric, the confusion counts for ``Precision``/``Recall``/``AUC``
+(``confusion_metrics.py``); the engine sums the rows over an epoch and
+:meth:`StatefulMetric.totals_result` turns each member's sums into its value. Called by
+hand, a metric keeps those sums itself, each sample's row times its sample weight (Keras's
+weighted mean; weighted confusion counts), and ``result()`` reads them: one computation of
+each metric for both uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from reglab.errors import ConfigError
+from reglab.losses import as_tensors
+
+
+class StatefulMetric:
+    """Keras's ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` and
+    ``reset_state()`` over a metric of per-sample totals (see the module docstring)."""
+
+    _state: torch.Tensor | None = None
+
+    def totals_result(self, totals: torch.Tensor) -> torch.Tensor:
+        """``(P,)`` values from ``(P, *totals_shape)`` sums."""
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        y_true, y_pred = as_tensors(y_true, y_pred)
+        rows = self(y_true.unsqueeze(0), y_pred.unsqueeze(0))[0].to(torch.float64)
+        if sample_weight is not None:
+            weights = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64)).reshape(-1)
+            if weights.numel() not in (1, rows.shape[0]):
+                raise ConfigError(f"{self.name}.update_state: 'sample_weight' must have one "
+                                  f"weight per sample ({rows.shape[0]}). Got "
+                                  f"{weights.numel()}.")
+            rows = rows * weights.reshape(-1, *([1] * (rows.dim() - 1)))
+        total = rows.sum(dim=0)
+        self._state = total if self._state is None else self._state + total
+
+    def result(self, totals: torch.Tensor | None = None) -> torch.Tensor:
+        """Keras's ``result()``: the value of what ``update_state`` saw (0 before it saw
+        anything). With ``totals`` (the engine's sums per member), :meth:`totals_result`."""
+        if totals is not None:
+            return self.totals_result(totals)
+        if self._state is None:
+            return torch.tensor(0.0)
+        return self.totals_result(self._state.unsqueeze(0))[0].to(torch.float32)
+
+    def reset_state(self) -> None:
+        self._state = None
+
+    def reset_states(self) -> None:  # Keras 2's name
+        self.reset_state()
+
+
+def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, 1.0, b))
+
+
+class MeanMetricWrapper(StatefulMetric):
+    """Keras's ``MeanMetricWrapper``: the mean of ``fn(y_true, y_pred)``'s per-sample values
+    (over any axes after the batch's too), as a compiled metric logged under ``name`` or
+    by hand with sample weights.
+
+    ``fn`` is one of reglab's engine metric functions (targets and predictions with a
+    leading member axis) or, from :class:`Mean`'s subclasses, a function of one model's
+    batch.
+    """
+
+    resolved = True  # compile takes the object as it is
+    weighted = False  # Keras's compiled 'metrics' ignore sample weights
+    totals_shape = (2,)
+    default_name = "mean_metric_wrapper"
+
+    def __init__(self, fn: Callable | None = None, name: str | None = None, dtype: Any = None,
+                 **kwargs):
+        owner = type(self).__name__
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
+        if dtype not in (None, "float32", torch.float32):
+            raise ConfigError(f"{owner}: 'dtype' must be None or 'float32'. Got {dtype!r}.")
+        if fn is not None:
+            self.fn = fn
+        if not callable(getattr(self, "fn", None)):
+            raise ConfigError(f"{owner}: 'fn' must be a function fn(y_true, y_pred). "
+                              f"Got {fn!r}.")
+        self.name = name or self.default_name
+        self.fn_kwargs = kwargs
+
+    @property
+    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
+        return self.name
+
+    @__name__.setter
+    def __name__(self, value: str) -> None:  # compile's 'accuracy_1' for a second one
+        self.name = value
+
+    def values(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """``(P, B)``: each sample's value."""
+        values = self.fn(y_true, y_pred, **self.fn_kwargs)
+        return values.reshape(*values.shape[:2], -1).mean(dim=-1) if values.dim() > 2 \
+            else values
+
+    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        values = self.values(y_true, y_pred).to(y_pred.dtype)
+        return torch.stack([values, torch.ones_like(values)], dim=-1)
+
+    def totals_result(self, totals):
+        return self.finish(_divide_no_nan(totals[:, 0], totals[:, 1]))
+
+    def finish(self, mean: torch.Tensor) -> torch.Tensor:
+        """The reported value from the mean (the square root for a root mean)."""
+        return mean
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": "float32", **self.fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MeanMetricWrapper:
+        return cls(**{k: v for k, v in config.items()})
+
+    def saved_name(self) -> str | None:
+        """The metric name ``compile`` would resolve to this metric (a model saves it so),
+        or None."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _engine_function(name: str) -> Callable:
+    from reglab import metrics
+
+    return metrics.engine_function(name)
+
+
+def _by_name(class_name: str, metric_name: str, default: str, doc: str, **defaults):
+    """A Keras mean-metric class computing reglab's engine function ``metric_name``, with
+    keyword arguments ``defaults`` (passed to the function)."""
+
+    def __init__(self, name=None, dtype=None, **kwargs):
+        for key in kwargs:
+            if key not in defaults:
+                raise ConfigError(f"{class_name}: unexpected argument {key!r}.")
+        MeanMetricWrapper.__init__(self, _engine_function(metric_name), name, dtype,
+                                   **{**defaults, **kwargs})
+
+    def saved_name(self):
+        # 'accuracy' by name resolves by the shapes, not Keras's Accuracy (exact equality)
+        same = self.name == default and self.fn_kwargs == defaults
+        return self.name if same and metric_name != "exact_accuracy" else None
+
+    return type(class_name, (MeanMetricWrapper,), {
+        "__init__": __init__, "default_name": default, "saved_name": saved_name,
+        "__doc__": doc, "__module__": __name__})
+
+
+SparseCategoricalAccuracy = _by_name(
+    "SparseCategoricalAccuracy", "sparse_categorical_accuracy", "sparse_categorical_accuracy",
+    "``keras.metrics.SparseCategoricalAccuracy``: integer targets against the argmax.")
+CategoricalAccuracy = _by_name(
+    "CategoricalAccuracy", "categorical_accuracy", "categorical_accuracy",
+    "``keras.metrics.CategoricalAccuracy``: one-hot targets' argmax against the output's.")
+Accuracy = _by_name("Accuracy", "exact_accuracy", "accuracy",
+                    "``keras.metrics.Accuracy``: how often predictions equal the targets.")
+BinaryAccuracy = _by_name(
+    "BinaryAccuracy", "binary_accuracy", "binary_accuracy",
+    "``keras.metrics.BinaryAccuracy(threshold=0.5)``: predictions above the threshold "
+    "against 0/1 targets.", threshold=0.5)
+MeanSquaredError = _by_name("MeanSquaredError", "mean_squared_error", "mean_squared_error",
+                            "``keras.metrics.MeanSquaredError``.")
+MeanAbsoluteError = _by_name("MeanAbsoluteError", "mean_absolute_error", "mean_absolute_error",
+                             "``keras.metrics.MeanAbsoluteError``.")
+
+
+class RootMeanSquaredError(MeanMetricWrapper):
+    """``keras.metrics.RootMeanSquaredError``: the square root of the mean squared error."""
+
+    default_name = "root_mean_squared_error"
+
+    def __init__(self, name: str | None = None, dtype: Any = None):
+        super().__init__(_engine_function("mean_squared_error"), name, dtype)
+
+    def finish(self, mean):
+        return torch.sqrt(mean)
+
+
+class _CrossentropyMetric(MeanMetricWrapper):
+    """A crossentropy loss's per-sample values as a mean metric."""
+
+    loss_class: type = type(None)
+
+    def __init__(self, name: str | None = None, dtype: Any = None, from_logits: bool = False,
+                 **kwargs):
+        loss = self.loss_class(from_logits=from_logits, **kwargs)
+        self.loss = loss
+        super().__init__(lambda y_true, y_pred: loss.per_sample(y_true, y_pred), name, dtype)
+        self.fn_kwargs = {}
+        self.config = {"from_logits": bool(from_logits), **kwargs}
+
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32", **self.config}
+
+    def saved_name(self):
+        return self.name if self.name == self.default_name and not any(
+            self.config.get(k) for k in ("from_logits", "label_smoothing")) else None
+
+
+def _crossentropy(class_name: str, loss_name: str):
+    from reglab import losses
+
+    return type(class_name, (_CrossentropyMetric,), {
+        "loss_class": getattr(losses, class_name), "default_name": loss_name,
+        "__module__": __name__,
+        "__doc__": f"``keras.metrics.{class_name}``: the loss's per-sample values averaged."})
+
+
+CategoricalCrossentropy = _crossentropy("CategoricalCrossentropy", "categorical_crossentropy")
+SparseCategoricalCrossentropy = _crossentropy("SparseCategoricalCrossentropy",
+                                              "sparse_categorical_crossentropy")
+BinaryCrossentropy = _crossentropy("BinaryCrossentropy", "binary_crossentropy")
+
+
+class Mean(StatefulMetric):
+    """``keras.metrics.Mean``: the (weighted) mean of the values given to
+    ``update_state(values, sample_weight=None)``, by hand (Keras's, for custom loops)."""
+
+    def __init__(self, name: str = "mean", dtype: Any = None):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{type(self).__name__}: 'name' must be a non-empty string. "
+                              f"Got {name!r}.")
+        self.name = name
+
+    def update_state(self, values, sample_weight=None) -> None:
+        values = torch.as_tensor(np.asarray(values.detach() if isinstance(values, torch.Tensor)
+                                            else values, dtype=np.float64)).reshape(-1)
+        weights = torch.ones_like(values) if sample_weight is None else torch.as_tensor(
+            np.asarray(sample_weight, dtype=np.float64)).reshape(-1).expand_as(values)
+        total = torch.stack([(values * weights).sum(), self._count(weights)])
+        self._state = total if self._state is None else self._state + total
+
+    @staticmethod
+    def _count(weights: torch.Tensor) -> torch.Tensor:
+        return weights.sum()
+
+    def totals_result(self, totals):
+        return _divide_no_nan(totals[:, 0], totals[:, 1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": "float32"}
+
+
+class Sum(Mean):
+    """``keras.metrics.Sum``: the (weighted) sum of the values given to ``update_state``."""
+
+    def __init__(self, name: str = "sum", dtype: Any = None):
+        super().__init__(name, dtype)
+
+    def totals_result(self, totals):
+        return totals[:, 0]

@@ -1,0 +1,135 @@
+"""Keras 3's metric objects side by side with Keras itself (torch backend): the stateful
+``update_state`` / ``result`` / ``reset_state`` by hand (with sample weights), the mean-metric
+classes in ``compile`` (logged names and values over fit and evaluate), ``Mean``/``Sum``,
+and saving a model compiled with them."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.errors import ConfigError  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+RNG = np.random.default_rng(0)
+LABELS = RNG.integers(0, 3, 8)
+PROBABILITIES = RNG.dirichlet(np.ones(3), 8).astype("float32")
+ONE_HOT = np.eye(3, dtype="float32")[LABELS]
+BINARY = ((RNG.uniform(size=(8, 1)) > 0.5).astype("float32"),
+          RNG.uniform(size=(8, 1)).astype("float32"))
+WEIGHTS = RNG.uniform(0, 2, 8).astype("float32")
+BY_HAND = [
+    ("SparseCategoricalAccuracy", {}, (LABELS, PROBABILITIES)),
+    ("CategoricalAccuracy", {}, (ONE_HOT, PROBABILITIES)),
+    ("BinaryAccuracy", {"threshold": 0.3}, BINARY),
+    ("Accuracy", {}, (LABELS, PROBABILITIES.argmax(-1))),
+    ("MeanSquaredError", {}, (ONE_HOT, PROBABILITIES)),
+    ("MeanAbsoluteError", {}, (ONE_HOT, PROBABILITIES)),
+    ("RootMeanSquaredError", {}, (ONE_HOT, PROBABILITIES)),
+    ("SparseCategoricalCrossentropy", {}, (LABELS, PROBABILITIES)),
+    ("CategoricalCrossentropy", {"label_smoothing": 0.1}, (ONE_HOT, PROBABILITIES)),
+    ("BinaryCrossentropy", {}, BINARY),
+    ("Precision", {}, BINARY), ("Recall", {"thresholds": 0.3}, BINARY), ("AUC", {}, BINARY),
+]
+
+
+def _by_hand(api, name, arguments, arrays):
+    """The results after a first update, a weighted second, a reset, and all at once."""
+    y_true, y_pred = arrays
+    metric = getattr(api.metrics, name)(**arguments)
+    seen = []
+    metric.update_state(y_true[:4], y_pred[:4])
+    seen.append(float(metric.result()))
+    metric.update_state(y_true[4:], y_pred[4:], sample_weight=WEIGHTS[4:])
+    seen.append(float(metric.result()))
+    metric.reset_state()
+    seen.append(float(metric.result()))
+    metric.update_state(y_true, y_pred)
+    seen.append(float(metric.result()))
+    return seen, metric.name
+
+
+@pytest.mark.parametrize(("name", "arguments", "arrays"), BY_HAND, ids=[b[0] for b in BY_HAND])
+def test_update_result_and_reset_by_hand_give_keras_s_values(name, arguments, arrays):
+    ours, our_name = _by_hand(reglab, name, arguments, arrays)
+    theirs, their_name = _by_hand(keras, name, arguments, arrays)
+    assert our_name == their_name
+    np.testing.assert_allclose(ours, theirs, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["Mean", "Sum"])
+def test_mean_and_sum_of_values_by_hand_as_keras(name):
+    results = []
+    for api in (keras, reglab):
+        metric = getattr(api.metrics, name)()
+        metric.update_state([1.0, 2.0, 3.5])
+        metric.update_state(np.array([4.0, 1.0]), sample_weight=[2.0, 0.5])
+        first = float(metric.result())
+        metric.reset_state()
+        results.append((first, float(metric.result()), metric.name))
+    assert results[0] == pytest.approx(results[1])
+
+
+def test_the_classes_in_compile_log_keras_s_names_and_values():
+    x = np.random.default_rng(1).normal(size=(40, 4)).astype("float32")
+    y = np.random.default_rng(2).integers(0, 3, 40)
+    results = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(2)
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(5, activation="relu"),
+                                api.layers.Dense(3, activation="softmax")])
+        if results:
+            model.set_weights(results[0][0])
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=[api.metrics.SparseCategoricalAccuracy(),
+                               api.metrics.SparseCategoricalAccuracy(name="acc2"),
+                               api.metrics.SparseCategoricalCrossentropy(name="xent"),
+                               "sparse_categorical_crossentropy"])
+        history = model.fit(x, y, batch_size=16, epochs=2,
+                            shuffle=False, verbose=0, validation_data=(x[:10], y[:10])).history
+        results.append((start, history, model.evaluate(x, y, verbose=0, return_dict=True)))
+    (_, theirs, their_eval), (_, ours, our_eval) = results
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
+    assert sorted(our_eval) == sorted(their_eval)
+    for key in their_eval:
+        assert our_eval[key] == pytest.approx(their_eval[key], rel=2e-5), key
+
+
+def test_a_model_compiled_with_default_metric_objects_saves_them_by_name(tmp_path):
+    model = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=[reglab.metrics.SparseCategoricalAccuracy(),
+                           reglab.metrics.SparseCategoricalCrossentropy()])
+    model.save(tmp_path / "m.keras")
+    again = reglab.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(3).normal(size=(6, 4)).astype("float32")
+    y = np.array([0, 1, 2, 0, 1, 2])
+    assert again.evaluate(x, y, verbose=0, return_dict=True) == \
+        pytest.approx(model.evaluate(x, y, verbose=0, return_dict=True))
+    named = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(3)])
+    named.compile(optimizer="adam", loss="mse",
+                  metrics=[reglab.metrics.RootMeanSquaredError()])
+    with pytest.raises(ConfigError, match="save_model: 'metrics'"):
+        named.save(tmp_path / "n.keras")
+
+
+def test_bad_metric_arguments_are_refused_naming_the_class():
+    with pytest.raises(ConfigError, match="SparseCategoricalAccuracy: 'name'"):
+        reglab.metrics.SparseCategoricalAccuracy(name="")
+    with pytest.raises(ConfigError, match="BinaryAccuracy: unexpected argument 'treshold'"):
+        reglab.metrics.BinaryAccuracy(treshold=0.3)
+    metric = reglab.metrics.MeanSquaredError()
+    with pytest.raises(ConfigError, match="one weight per sample"):
+        metric.update_state(ONE_HOT, PROBABILITIES, sample_weight=[1.0, 2.0])
