@@ -215,7 +215,10 @@ class NumpyArrayIterator:
         self.batch_index = 0
         self.total_batches_seen = 0
         self.lock = threading.Lock()
-        self._entropy = int(seed) if seed is not None else np.random.SeedSequence().entropy
+        # unseeded: drawn from NumPy's global generator, as Keras's iterator draws its order
+        # (so np.random.seed or keras.utils.set_random_seed repeats it)
+        self._entropy = int(seed) if seed is not None else int(
+            np.random.randint(0, 2**62, dtype=np.int64))
         self._order_cache: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:

@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import random
 
-_source = random.Random()
+import numpy as np
+
+from reglab.errors import ConfigError
+
+#: the stream models draw their seeds from after :func:`set_random_seed`; None before,
+#: when they draw from Python's own ``random`` (so ``random.seed(n)`` alone repeats them,
+#: as it repeats Keras's)
+_source: random.Random | None = None
 
 
 def set_random_seed(seed: int) -> None:
-    """Makes every model created afterwards draw its seed deterministically from ``seed``.
+    """Keras's ``set_random_seed``: seeds Python's ``random``, NumPy's global generator and
+    torch's, and makes every model created afterwards draw its seed deterministically
+    from ``seed``.
 
     Example:
         >>> set_random_seed(0); a = next_seed(); set_random_seed(0); a == next_seed()
         True
     """
-    _source.seed(int(seed))
+    global _source
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"set_random_seed: 'seed' must be an int >= 0. Got {seed!r} "
+                          f"(of type {type(seed).__name__}).")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    import torch
+
+    torch.manual_seed(seed)
+    _source = random.Random(seed)
 
 
 def next_seed() -> int:
-    """A seed for a new model: random, or reproducible after :func:`set_random_seed`."""
-    return _source.randrange(2**31)
+    """A seed for a new model: reproducible after :func:`set_random_seed` (or after
+    ``random.seed``, when it was never called)."""
+    return (_source or random).randrange(2**31)
