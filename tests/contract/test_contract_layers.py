@@ -64,6 +64,8 @@ def examples():
         "LeakyReLU": (lambda: L.LeakyReLU(0.1), FLAT),
         "ELU": (lambda: L.ELU(0.5), IMAGE),
         "Softmax": (lambda: L.Softmax(axis=(1, 3)), IMAGE),
+        "ActivityRegularization": (lambda: L.ActivityRegularization(l1=0.01, l2=0.02), FLAT),
+        "Rescaling": (lambda: L.Rescaling([0.5, 2.0], offset=-1.0), IMAGE),
     }
 
 

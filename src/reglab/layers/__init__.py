@@ -13,7 +13,7 @@ from reglab.layers.convolution import (
     GlobalAveragePooling2D,
     MaxPooling2D,
 )
-from reglab.layers.core import Activation, Embedding, Flatten, InputLayer
+from reglab.layers.core import Activation, Embedding, Flatten, InputLayer, Rescaling
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
 from reglab.layers.merging import (
@@ -28,6 +28,7 @@ from reglab.layers.merging import (
 from reglab.layers.mixing import CutMix, LabelSmoothing, MixUp
 from reglab.layers.normalization import BatchNormalization, LayerNormalization
 from reglab.layers.regularization import (
+    ActivityRegularization,
     Dropout,
     GaussianDropout,
     GaussianNoise,
@@ -75,5 +76,5 @@ __all__ = [
     "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "Input", "InputLayer", "LabelSmoothing", "Layer", "MaxPooling2D",
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",
-    "ELU", "LeakyReLU", "ReLU", "Softmax",
+    "ELU", "LeakyReLU", "ReLU", "Softmax", "ActivityRegularization", "Rescaling",
 ]

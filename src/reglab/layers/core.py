@@ -1,4 +1,4 @@
-"""Core layers: ``InputLayer``, ``Flatten``, ``Activation``, ``Embedding``."""
+"""Core layers: ``InputLayer``, ``Flatten``, ``Activation``, ``Embedding``, ``Rescaling``."""
 
 from __future__ import annotations
 
@@ -178,3 +178,54 @@ class Embedding(Layer):
                 "output_dim": self.output_dim, "mask_zero": self.mask_zero,
                 **serialized(self, "embeddings_initializer", "embeddings_regularizer",
                              "embeddings_constraint")}
+
+
+class Rescaling(Layer):
+    """``keras.layers.Rescaling``: ``x * scale + offset`` (Keras's ``Rescaling(1 / 255)``
+    for pixels); ``scale`` and ``offset`` are numbers or per-channel lists (the last axis).
+
+    Example:
+        >>> Rescaling(1 / 255).compute_output_shape((28, 28, 1))
+        (28, 28, 1)
+    """
+
+    # elementwise, the same for every member: a grouped input stays grouped (the first
+    # Dense after it keeps its shared product)
+    takes_grouped_input = "keeps"
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = _factor("scale", scale)
+        self.offset = _factor("offset", offset)
+
+    def structure(self):
+        return ("Rescaling", self.scale, self.offset)
+
+    def compute_output_shape(self, input_shape):
+        for name, value in (("scale", self.scale), ("offset", self.offset)):
+            if isinstance(value, tuple) and len(value) not in (1, input_shape[-1]):
+                raise ConfigError(f"Rescaling: '{name}' has {len(value)} values for inputs "
+                                  f"with {input_shape[-1]} channels (the last axis). Got "
+                                  f"{name}={list(value)!r}.")
+        return input_shape
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        def as_tensor(value):
+            return torch.tensor(value, dtype=x.dtype, device=x.device)
+        return x * as_tensor(self.scale) + as_tensor(self.offset)
+
+    def get_config(self):
+        def plain(value):
+            return list(value) if isinstance(value, tuple) else value
+        return {**super().get_config(), "scale": plain(self.scale), "offset": plain(self.offset)}
+
+
+def _factor(name: str, value) -> float | tuple[float, ...]:
+    """Rescaling's ``scale`` or ``offset``: a finite number or a non-empty list of them."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                         or not math.isfinite(v) for v in values):
+        raise ConfigError(f"Rescaling: '{name}' must be a finite number or a list of them "
+                          f"(one per channel). Got {value!r}.")
+    return tuple(float(v) for v in values) if isinstance(value, (list, tuple)) \
+        else float(values[0])

@@ -1,4 +1,5 @@
-"""Keras's regularization layers: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout.
+"""Keras's regularization layers: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout,
+ActivityRegularization.
 
 All are active in training only. A layer's ``seed`` argument is accepted for
 Keras compatibility but draws come from the member's seed (see
@@ -18,6 +19,7 @@ import torch
 from reglab.errors import ConfigError
 from reglab.layers.layer import Layer, check_rate, is_shared, per_member
 from reglab.native import dropout as native_dropout
+from reglab.regularizers import L1L2
 
 
 def _batch_shape(x, input_shape):
@@ -240,3 +242,25 @@ class StochasticDepth(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class ActivityRegularization(Layer):
+    """``keras.layers.ActivityRegularization``: passes its input on and adds
+    ``l1 * sum(|x|) + l2 * sum(x**2)`` of it to the loss (divided by the batch size, as
+    Keras 3.14 and later divide activity penalties), an ``L1L2`` activity regularizer.
+
+    Example:
+        >>> ActivityRegularization(l1=0.01).get_config()["l1"]
+        0.01
+    """
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.activity_regularizer = L1L2(l1=l1, l2=l2)  # checks them
+        self.l1, self.l2 = self.activity_regularizer.l1, self.activity_regularizer.l2
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "l1": self.l1, "l2": self.l2}
