@@ -3,7 +3,8 @@
 ``import reglab as keras`` gives Keras's namespaces: ``keras.Sequential``,
 ``keras.Input``, ``keras.layers``, ``keras.regularizers``, ``keras.callbacks``,
 ``keras.optimizers``, ``keras.losses``, ``keras.metrics``, ``keras.constraints``,
-``keras.initializers``, ``keras.activations``, ``keras.datasets``, ``keras.utils``,
+``keras.initializers``, ``keras.activations``, ``keras.backend`` (``clear_session``...),
+``keras.datasets``, ``keras.utils``,
 ``keras.models``, ``keras.mixed_precision``, ``keras.ops`` (its common part) and
 ``keras.preprocessing``.
 
@@ -16,7 +17,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "activations", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
+    "activations", "backend", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
     "metrics", "mixed_precision", "models", "ops", "optimizers", "preprocessing", "regularizers",
     "utils",
 )

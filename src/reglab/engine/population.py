@@ -141,8 +141,8 @@ class Population:
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, validation_data=None,
             shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
             observers: Sequence[Any] = (), eval_batch_size: int | None = None,
-            augment=None, finalize: bool = True, resume: dict | None = None
-            ) -> PopulationResult:
+            augment=None, finalize: bool = True, resume: dict | None = None,
+            validation_freq: int | list[int] = 1) -> PopulationResult:
         """Trains every member; returns a new :class:`PopulationResult` for this call.
 
         With ``finalize`` (the default), members that average their weights (EMA, SWA) end
@@ -219,7 +219,7 @@ class Population:
                 if sums is None:
                     break
                 logs = sums.logs(self.state.member_ids, sums.samples)  # the batches trained
-                if val is not None:
+                if val is not None and validates(epoch, validation_freq):
                     eval_size = eval_batch_size or max(batch_size, 1024)
                     for obs in observers:
                         _call(obs, "on_test_begin")
@@ -688,3 +688,11 @@ def _call(observer, hook, *args):
     method = getattr(observer, hook, None)
     if method is not None:
         method(*args)
+
+
+def validates(epoch: int, validation_freq: int | list[int]) -> bool:
+    """Keras's ``validation_freq``: validate after epoch ``epoch`` (0-based) when its number
+    (1-based) is a multiple of an int, or is in a list."""
+    if isinstance(validation_freq, int):
+        return (epoch + 1) % validation_freq == 0
+    return epoch + 1 in validation_freq

@@ -235,8 +235,9 @@ def _functional(config: Any, where: str):
                  trainable=config.get("trainable", True))
 
 
-def load(path: str):
-    """The Keras archive at ``path`` as a compiled reglab model with its weights."""
+def load(path: str, compile: bool = True):  # noqa: A002
+    """The Keras archive at ``path`` as a reglab model with its weights, compiled as saved
+    (with its optimizer's state) unless ``compile`` is False."""
     from reglab.models.saving import _MAX_CONFIG_BYTES, json_object
 
     where = f"load_model: {path}: {CONFIG_MEMBER}"
@@ -247,7 +248,7 @@ def load(path: str):
         raw = archive.read(CONFIG_MEMBER)
     document = json_object(raw, where)
     model = from_document(document, where)
-    compiled = document.get("compile_config")
+    compiled = document.get("compile_config") if compile else None
     if isinstance(compiled, dict):
         where = f"{where}: compile_config"
         if compiled.get("weighted_metrics"):

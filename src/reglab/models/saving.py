@@ -296,8 +296,12 @@ def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes,
 
 
 # -- load ---------------------------------------------------------------------------------
-def load_model(filepath):
-    """Loads a model written by :func:`save_model` (``model.save``).
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002
+    """Loads a model written by :func:`save_model` (``model.save``), or Keras's own file.
+
+    Args (Keras's): ``custom_objects`` must be empty (reglab's files hold its built-in
+    classes only); ``compile=False`` gives the model uncompiled, without its optimizer's
+    state; ``safe_mode`` is accepted (a file never holds code to run).
 
     Returns:
         a :class:`reglab.models.Sequential` with the same layers, seed and weights,
@@ -311,6 +315,9 @@ def load_model(filepath):
         ConfigError: a layer, optimizer or loss in the file is unknown or has invalid
             arguments (only reglab's built-in classes are ever constructed).
     """
+    check_no_custom_objects(custom_objects, "load_model")
+    if not isinstance(compile, bool):
+        raise ConfigError(f"load_model: 'compile' must be True or False. Got {compile!r}.")
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, "load_model: no such file", path)
@@ -320,12 +327,14 @@ def load_model(filepath):
     if _is_keras_file(path):  # Keras's own .keras file: its config translated
         from reglab.models import keras_files
 
-        return keras_files.load(path)
+        return keras_files.load(path, compile=compile)
     config_bytes, weights_bytes, state_bytes = _read_archive(path)
     document = _parse_config(path, config_bytes)
+    if not compile:
+        document = {k: v for k, v in document.items() if k != "compile_config"}
     model = _model_from_config(path, document)
     _load_weights(path, model, weights_bytes)
-    if state_bytes is not None:
+    if state_bytes is not None and compile:
         training_state.restore(model, state_bytes, f"load_model: {path}: {training_state.MEMBER}")
     return model
 

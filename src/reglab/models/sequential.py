@@ -287,6 +287,7 @@ class Sequential:
             # Keras 3: float16 gradients underflow without dynamic loss scaling
             optimizer = optimizers_module.LossScaleOptimizer(optimizer,
                                                              name="loss_scale_optimizer")
+        given_loss = loss
         loss, names, population_metrics = self._compile_outputs(loss, metrics, loss_weights)
         weights = self.get_weights() if self._population is not None else None
         # the same optimizer object keeps its state (its step count, Adam's moments), as
@@ -295,6 +296,9 @@ class Sequential:
         previous = (self.optimizer, self.loss, self.logged_metric_names, self._metrics_given,
                     self._population_metrics, self._compiled, self._population)
         self.optimizer, self.loss, self.logged_metric_names = optimizer, loss, names
+        self._compile_arguments = {"loss": given_loss, "metrics": metrics,
+                                   "loss_weights": loss_weights,
+                                   "auto_scale_loss": auto_scale_loss}  # for clone_model
         self._metrics_given = metrics is not None
         self._population_metrics = population_metrics
         self._compiled, self._population = True, None

@@ -177,15 +177,26 @@ def _ensure_ready(model, x_shape):
     return model._build()
 
 
+def _check_validation_freq(value) -> None:
+    """Keras's ``validation_freq``: an int >= 1 (every that many epochs) or a list of epoch
+    numbers (1-based)."""
+    def positive(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    if not (positive(value) or (isinstance(value, list) and all(positive(v) for v in value))):
+        raise ConfigError(f"fit: 'validation_freq' must be an int >= 1 (validate every that "
+                          f"many epochs) or a list of epoch numbers from 1. Got {value!r}.")
+
+
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
         shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
         validation_batch_size, validation_freq=1, validation_steps=None):
     verbose = _verbose(verbose)
     if batch_size is not None:
         _check_batch_size("fit", batch_size)
-    if validation_freq != 1 or validation_steps is not None:
-        raise ConfigError("fit: 'validation_freq' and 'validation_steps' are not supported "
-                          "yet; validation runs on all of validation_data every epoch.")
+    if validation_steps is not None:
+        raise ConfigError("fit: 'validation_steps' is not supported yet; validation runs on "
+                          "all of validation_data.")
+    _check_validation_freq(validation_freq)
     if steps_per_epoch is not None and not fit_data.is_generator(x):
         raise ConfigError("fit: 'steps_per_epoch' is supported for Python generators only; "
                           "with arrays or a flow iterator an epoch is one pass over the data.")
@@ -236,7 +247,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         observers.append(_BatchHooks(callback_list))
         eval_batch_size = validation_batch_size or data.batch_size
     options = dict(validation_data=validation_data, observers=observers,
-                   eval_batch_size=eval_batch_size)
+                   eval_batch_size=eval_batch_size, validation_freq=validation_freq)
     if not population.state.members.trainable:
         warnings.warn("fit: the model has no trainable weights (every layer is frozen); "
                       "it is evaluated but not trained, as in Keras.", stacklevel=3)

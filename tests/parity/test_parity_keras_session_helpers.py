@@ -1,0 +1,134 @@
+"""Keras 3's helpers around training side by side with Keras itself (torch backend):
+``fit(validation_freq=...)``, ``keras.backend`` (``clear_session``, ``epsilon``...),
+``load_model(compile=False)`` and ``clone_model``."""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.errors import ConfigError  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+X = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+Y = np.random.default_rng(1).integers(0, 3, 40)
+
+
+def _model(api, start=None):
+    model = api.Sequential([api.Input((4,)), api.layers.Dense(5, activation="relu"),
+                            api.layers.Dense(3, activation="softmax")])
+    if start is not None:
+        model.set_weights(start)
+    return model
+
+
+@pytest.mark.parametrize("freq", [2, 3, [1, 3], [4]], ids=str)
+def test_validation_freq_validates_the_epochs_keras_validates(freq):
+    results = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(2)
+        model = _model(api, results[0][0] if results else None)
+        start = model.get_weights()
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        seen = []
+        hook = api.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, logs, seen=seen: seen.append(sorted(logs)))
+        history = model.fit(X, Y, epochs=4, batch_size=16, shuffle=False, verbose=0,
+                            validation_data=(X[:8], Y[:8]), validation_freq=freq,
+                            callbacks=[hook]).history
+        results.append((start, history, seen))
+    (_, theirs, their_keys), (_, ours, our_keys) = results
+    assert our_keys == their_keys
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("freq", [0, -1, 1.5, True, [0, 2], "2", None])
+def test_a_bad_validation_freq_is_refused_naming_it(freq):
+    model = _model(reglab)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ConfigError, match="fit: 'validation_freq' must be an int >= 1"):
+        model.fit(X, Y, epochs=1, verbose=0, validation_data=(X, Y), validation_freq=freq)
+
+
+def test_the_backend_s_values_are_keras_s():
+    for name in ("epsilon", "floatx", "image_data_format"):
+        assert getattr(reglab.backend, name)() == getattr(keras.backend, name)()
+    assert reglab.backend.backend() == keras.backend.backend() == "torch"
+    with pytest.raises(ConfigError, match="set_floatx: .* Got 'float64'"):
+        reglab.backend.set_floatx("float64")
+
+
+def test_clear_session_forgets_the_global_seed_as_keras_s_does():
+    def weights():
+        return _model(reglab).get_weights()[0]
+    reglab.utils.set_random_seed(3)
+    seeded = weights()
+    reglab.backend.clear_session()
+    random.seed(11)
+    first = weights()
+    random.seed(11)
+    np.testing.assert_array_equal(weights(), first)  # drawn from Python's random again
+    assert not np.array_equal(first, seeded)
+    reglab.utils.set_random_seed(3)
+    np.testing.assert_array_equal(weights(), seeded)
+
+
+@pytest.mark.parametrize("maker", ["reglab", "keras"])
+def test_load_model_without_compiling_gives_the_weights_uncompiled(maker, tmp_path):
+    api = reglab if maker == "reglab" else keras
+    model = _model(api)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(X, Y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras", compile=False)
+    theirs = keras.models.load_model(tmp_path / "m.keras", compile=False) \
+        if maker == "keras" else None
+    assert loaded.optimizer is None
+    if theirs is not None:
+        assert not theirs.compiled
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+    loaded.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    loaded.fit(X, Y, epochs=1, verbose=0)
+    with pytest.raises(ConfigError, match="load_model: 'custom_objects' must be empty"):
+        reglab.models.load_model(tmp_path / "m.keras", custom_objects={"f": len})
+
+
+def test_clone_model_copies_the_layers_with_new_weights_compiled_alike_as_keras():
+    for api in (keras, reglab):
+        model = api.Sequential([
+            api.Input((4,)), api.layers.Dense(5, activation="relu",
+                                              kernel_regularizer=api.regularizers.l2(0.01)),
+            api.layers.Dropout(0.3), api.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=api.optimizers.Adam(0.005), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(X, Y, epochs=1, verbose=0)
+        clone = api.models.clone_model(model)
+        assert [type(layer).__name__ for layer in clone.layers] == ["Dense", "Dropout", "Dense"]
+        assert clone.layers[0].kernel_regularizer.get_config()["l2"] == pytest.approx(0.01)
+        assert clone.layers[1].rate == 0.3
+        assert not np.array_equal(clone.get_weights()[0], model.get_weights()[0])
+        # compiled alike, with a new optimizer that has taken no step
+        assert clone.optimizer is not model.optimizer
+        assert float(clone.optimizer.learning_rate) == pytest.approx(0.005)
+        assert int(clone.optimizer.iterations) == 0 and int(model.optimizer.iterations) > 0
+        history = clone.fit(X, Y, epochs=1, verbose=0).history
+        assert sorted(history) == ["accuracy", "loss"]
+        uncompiled = api.models.clone_model(api.Sequential([api.Input((4,)),
+                                                            api.layers.Dense(2)]))
+        assert getattr(uncompiled, "optimizer", None) is None
+    with pytest.raises(ConfigError, match="clone_model: 'clone_function' is not supported"):
+        reglab.models.clone_model(model, clone_function=lambda layer: layer)
