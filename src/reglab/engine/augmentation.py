@@ -28,11 +28,14 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     from reglab.augment.sampling import sample_stacked_transforms
 
     s, b = xb.shape[:2]
-    if xb.dim() != 5:
+    image_shape = tuple(xb.shape[2:])
+    if layers and len(image_shape) != 3:  # flat images, reshaped before the augmentation
+        image_shape = _reshaped_images(population, image_shape)
+    if len(image_shape) != 3:
         raise ValueError("augmentation expects image batches (N, H, W, C). Got samples of shape "
                          f"{tuple(xb.shape[2:])}. Reshape flat images to (N, 28, 28, 1).")
-    h, w = xb.shape[2], xb.shape[3]
-    images = xb.reshape(s * b, *xb.shape[2:])
+    h, w = image_shape[0], image_shape[1]
+    images = xb.reshape(s * b, *image_shape)
     stages = []  # (fill key, transforms (S*b, 3, 3))
     if spec is not None and not spec.is_identity:
         # Each group's draws from its own stream; their matrices built in one pass, each
@@ -59,3 +62,19 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     if current is not None:
         images = warp(images, current.to(images.dtype), *current_key)
     return images.reshape(xb.shape)
+
+
+def _reshaped_images(population, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The image shape a leading ``Reshape`` gives samples of ``sample_shape`` before the
+    augmentation layers (``Input((784,)) -> Reshape((28, 28, 1)) -> RandomRotation``), or
+    ``sample_shape`` itself when none does. Warping the batch in that shape and handing it
+    on flat is what Keras computes: the Reshape then lays it out again."""
+    from reglab.engine.member import is_reshape
+
+    shape = sample_shape
+    for lp in population.plan.layers:
+        if lp.layer.is_augmentation:
+            return shape
+        if is_reshape(lp.layer):
+            shape = tuple(lp.output_shape)
+    return shape

@@ -354,14 +354,27 @@ def extended(old: PopulationPlan, members: Sequence[Member]) -> PopulationPlan:
 
 
 def _check_augmentation_first(layers: list[Layer]) -> None:
-    seen_other = False
+    """Augmentation, then MixUp/CutMix/LabelSmoothing, come first (after the input): reglab
+    applies them to each training batch before the model. A ``Reshape`` of flat images may
+    come before augmentation (the batch is warped in its shape: ``engine/augmentation.py``)."""
+    seen_other = reshaped = False
     for layer in layers:
         leading = layer.is_augmentation or getattr(layer, "is_batch_transform", False)
         if getattr(layer, "is_input", False):
             continue
-        if leading and seen_other:
+        if leading and (seen_other or (reshaped and not layer.is_augmentation)):
             raise ConfigError(
                 f"Population: {type(layer).__name__} must come before every other layer (right "
-                "after the input, augmentation first, then MixUp, CutMix or LabelSmoothing): "
-                "reglab applies them to each training batch before the model.")
-        seen_other = seen_other or not leading
+                "after the input, augmentation first, then MixUp, CutMix or LabelSmoothing; "
+                "augmentation may follow a Reshape of flat images): reglab applies them to "
+                "each training batch before the model.")
+        if is_reshape(layer) and not seen_other:
+            reshaped = True
+        else:
+            seen_other = seen_other or not leading
+
+
+def is_reshape(layer: Layer) -> bool:
+    from reglab.layers.reshaping import Reshape
+
+    return type(layer) is Reshape
