@@ -132,3 +132,33 @@ def test_clone_model_copies_the_layers_with_new_weights_compiled_alike_as_keras(
         assert getattr(uncompiled, "optimizer", None) is None
     with pytest.raises(ConfigError, match="clone_model: 'clone_function' is not supported"):
         reglab.models.clone_model(model, clone_function=lambda layer: layer)
+
+
+def test_a_callback_that_assigns_the_learning_rate_trains_as_keras_s():
+    class Halve:
+        def __init__(self, api):
+            base = api.callbacks.Callback
+
+            class _Halve(base):
+                def on_epoch_end(self, epoch, logs=None):
+                    rate = self.model.optimizer.learning_rate
+                    rate.assign(float(rate.numpy()) * 0.5)
+            self.callback = _Halve()
+
+    results = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(4)
+        model = _model(api, results[0][0] if results else None)
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.SGD(0.2), loss="sparse_categorical_crossentropy")
+        history = model.fit(X, Y, epochs=3, batch_size=8, shuffle=False, verbose=0,
+                            callbacks=[Halve(api).callback]).history
+        results.append((start, history, model.get_weights(),
+                        float(model.optimizer.learning_rate.numpy())))
+    (_, theirs, their_weights, their_rate), (_, ours, our_weights, our_rate) = results
+    assert our_rate == pytest.approx(their_rate) == pytest.approx(0.2 / 8)
+    np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=2e-5)
+    for a, b in zip(our_weights, their_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="'learning_rate' must be a finite float > 0"):
+        reglab.optimizers.SGD(0.1).learning_rate.assign(-1.0)

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from reglab import native
@@ -115,6 +116,31 @@ def _add_sign_parts(params: list[torch.Tensor], grads: list[torch.Tensor],
             add_penalty_gradient_(grad, param, torch.tensor(
                 coefficients, dtype=param.dtype, device=param.device), 0.0)
 
+
+
+class LearningRateValue(float):
+    """An optimizer's float learning rate as read from ``optimizer.learning_rate``: a float
+    that also answers Keras's variable methods, ``assign(value)`` (sets the optimizer's
+    rate, checked as setting ``learning_rate`` is) and ``numpy()``. Pickled or copied, a
+    plain float."""
+
+    def __new__(cls, value: float, optimizer: Optimizer):
+        self = super().__new__(cls, value)
+        self._optimizer = optimizer
+        return self
+
+    def assign(self, value) -> None:
+        self._optimizer.learning_rate = float(np.asarray(value))
+
+    def numpy(self) -> np.float32:
+        return np.float32(self)
+
+    @property
+    def value(self) -> float:
+        return float(self)
+
+    def __reduce__(self):
+        return (float, (float(self),))
 
 class OptimizerMembers:
     """What an optimizer needs to know of the members it updates: each member's
@@ -228,11 +254,13 @@ class Optimizer:
 
     @property
     def learning_rate(self) -> float:
-        """The learning rate; with a schedule, its rate at :attr:`iterations` (as Keras)."""
+        """The learning rate; with a schedule, its rate at :attr:`iterations` (as Keras).
+        A float rate reads as Keras's variable does: ``float(...)``, ``.numpy()`` and
+        ``.assign(new_rate)`` (the same as setting this property)."""
         value = self._learning_rate
         if isinstance(value, LearningRateSchedule):
             return value.rate(self.iterations)
-        return value
+        return LearningRateValue(value, self)
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
