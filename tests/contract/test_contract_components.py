@@ -30,6 +30,8 @@ REGULARIZERS = {
     "L1L2": lambda s: regularizers_module.L1L2(0.01 * s, 0.03 * s),
     "ProximalL1": lambda s: regularizers_module.ProximalL1(0.05 * s, 0.01 * s),
     "GroupLasso": lambda s: regularizers_module.GroupLasso(0.1 * s),
+    "OrthogonalRegularizer": lambda s: regularizers_module.OrthogonalRegularizer(0.2 * s,
+                                                                                "columns"),
 }
 CONSTRAINTS = {
     "MaxNorm": lambda s: constraints_module.MaxNorm(0.5 * s),

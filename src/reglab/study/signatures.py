@@ -18,7 +18,7 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 SOURCES = {
     "layer": ["layers/dense.py", "layers/core.py", "layers/convolution.py",
               "layers/regularization.py", "layers/normalization.py", "layers/augmentation.py",
-              "layers/mixing.py", "layers/reshaping.py"],
+              "layers/mixing.py", "layers/reshaping.py", "layers/activation_layers.py"],
     "optimizer": ["optimizers/optimizers.py", "optimizers/adaptive.py"],
     "regularizer": ["regularizers/*.py"],  # every file: a new regularizer needs no entry here
     "constraint": ["constraints/constraints.py"],

@@ -391,3 +391,21 @@ def test_a_sweep_of_ints_stays_ints_and_hashes_as_before():
     assert '"path":"early_stopping.patience","values":[2.0,5.0]' in spec.canonical_json()
     mixed = parse(BASE + "[variants.d]\ndropout = [0, 0.5]\n")
     assert next(v for v in mixed.variants if v.name == "d").sweeps[0].values == (0.0, 0.5)
+
+
+def test_every_public_layer_regularizer_and_constraint_is_known_to_study_files():
+    # study files are read without torch, from the classes' sources: a class added to
+    # reglab.layers (or regularizers, constraints) must be in signatures.SOURCES too
+    import reglab.constraints as constraints
+    import reglab.layers as layers
+    import reglab.regularizers as regularizers
+    from reglab.study import signatures
+
+    for module, kind, skipped in ((layers, "layer", {"Layer", "Input"}),
+                                  (regularizers, "regularizer", {"Regularizer"}),
+                                  (constraints, "constraint", {"Constraint"})):
+        public = {name for name in module.__all__ if isinstance(getattr(module, name), type)
+                  and getattr(module, name).__name__ == name
+                  # merging layers join a functional graph's branches: not a study's list
+                  and getattr(module, name).__module__ != "reglab.layers.merging"} - skipped
+        assert public <= set(signatures.classes(kind)), (kind, public - set(signatures.classes(kind)))
