@@ -17,9 +17,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "activations", "backend", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
-    "metrics", "mixed_precision", "models", "ops", "optimizers", "preprocessing", "regularizers",
-    "utils",
+    "activations", "backend", "callbacks", "constraints", "datasets", "initializers", "layers",
+    "losses", "metrics", "mixed_precision", "models", "ops", "optimizers", "preprocessing",
+    "regularizers", "saving", "utils",
 )
 
 

@@ -299,9 +299,9 @@ def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes,
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002
     """Loads a model written by :func:`save_model` (``model.save``), or Keras's own file.
 
-    Args (Keras's): ``custom_objects`` must be empty (reglab's files hold its built-in
-    classes only); ``compile=False`` gives the model uncompiled, without its optimizer's
-    state; ``safe_mode`` is accepted (a file never holds code to run).
+    Args (Keras's): ``custom_objects``, the user's Regularizer classes the file names (see
+    :mod:`reglab.saving`); ``compile=False`` gives the model uncompiled, without its
+    optimizer's state; ``safe_mode`` is accepted (a file never holds code to run).
 
     Returns:
         a :class:`reglab.models.Sequential` with the same layers, seed and weights,
@@ -315,7 +315,13 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
         ConfigError: a layer, optimizer or loss in the file is unknown or has invalid
             arguments (only reglab's built-in classes are ever constructed).
     """
-    check_no_custom_objects(custom_objects, "load_model")
+    from reglab.saving import custom_object_scope
+
+    with custom_object_scope(custom_objects, "load_model"):
+        return _load_model(filepath, compile)
+
+
+def _load_model(filepath, compile):  # noqa: A002
     if not isinstance(compile, bool):
         raise ConfigError(f"load_model: 'compile' must be True or False. Got {compile!r}.")
     path = os.fspath(filepath)
@@ -448,12 +454,6 @@ def _from_entry(entry, classes: dict[str, type], kind: str, where: str):
     return _construct(cls, config, f"{where} ({entry['class_name']})")
 
 
-def check_no_custom_objects(custom_objects, where: str) -> None:
-    if custom_objects:
-        raise ConfigError(f"{where}: 'custom_objects' must be empty: reglab models are made of "
-                          f"its built-in classes. Got {sorted(custom_objects)!r}.")
-
-
 def sequential_from_config(config: Any, where: str, keep_seed: bool = True):
     """A new Sequential from its config (``get_config()``, or the ``config`` of a saved
     model's or ``to_json``'s document); every problem names its place. Without
@@ -516,8 +516,14 @@ def _positions(config: dict, key: str) -> list[int] | None:
 def model_from_json(json_string: str, custom_objects=None):
     """A new model from :meth:`Sequential.to_json`'s JSON (architecture only, new initial
     weights)."""
+    from reglab.saving import custom_object_scope
+
+    with custom_object_scope(custom_objects, "model_from_json"):
+        return _model_from_json(json_string)
+
+
+def _model_from_json(json_string: str):
     where = "model_from_json"
-    check_no_custom_objects(custom_objects, where)
     try:
         document = json.loads(json_string)
     except (TypeError, json.JSONDecodeError) as error:

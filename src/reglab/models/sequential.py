@@ -636,12 +636,13 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> Sequential:
         """A new model from :meth:`get_config`'s dict (or ``to_json``'s ``config``), with
-        new initial weights (a fresh seed, as Keras's fresh weights). reglab has built-in
-        objects only: ``custom_objects`` must be empty."""
-        from reglab.models.saving import check_no_custom_objects, sequential_from_config
+        new initial weights (a fresh seed, as Keras's fresh weights). ``custom_objects``:
+        the user's Regularizer classes the config names (see :mod:`reglab.saving`)."""
+        from reglab.models.saving import sequential_from_config
+        from reglab.saving import custom_object_scope
 
-        check_no_custom_objects(custom_objects, "Sequential.from_config")
-        return sequential_from_config(config, "Sequential.from_config", keep_seed=False)
+        with custom_object_scope(custom_objects, "Sequential.from_config"):
+            return sequential_from_config(config, "Sequential.from_config", keep_seed=False)
 
     def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "seed": self.seed,
