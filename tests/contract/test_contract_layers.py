@@ -66,6 +66,9 @@ def examples():
         "Softmax": (lambda: L.Softmax(axis=(1, 3)), IMAGE),
         "ActivityRegularization": (lambda: L.ActivityRegularization(l1=0.01, l2=0.02), FLAT),
         "Rescaling": (lambda: L.Rescaling([0.5, 2.0], offset=-1.0), IMAGE),
+        "AlphaDropout": (lambda: L.AlphaDropout(0.2, noise_shape=(None, 1, 1, 2)), IMAGE),
+        "SpatialDropout1D": (lambda: L.SpatialDropout1D(0.3), (6, 4)),
+        "UnitNormalization": (lambda: L.UnitNormalization(axis=[1, 2]), IMAGE),
     }
 
 
@@ -150,8 +153,8 @@ def test_weight_layouts_are_keras_layouts(name):
 
 def _members(name, seeds):
     factory, shape = examples()[name]
-    # an image, or an Embedding's (positions, vectors), is flattened before the head
-    head = [layers_module.Flatten()] if len(shape) == 3 or name == "Embedding" else []
+    # an image, a sequence, or an Embedding's (positions, vectors), is flattened before the head
+    head = [layers_module.Flatten()] if len(shape) > 1 or name == "Embedding" else []
     return [Member([layers_module.Input(shape=shape), factory(), *head,
                     layers_module.Dense(2, activation="softmax")], "adam", seed=seed)
             for seed in seeds]

@@ -95,7 +95,7 @@ def test_leaky_relu_takes_keras_2_s_alpha_with_a_warning():
     (lambda: reglab.layers.ELU("big"), "ELU: 'alpha'"),
     (lambda: reglab.layers.Softmax(axis=0), "Softmax: 'axis' must be a non-zero int"),
     (lambda: reglab.Sequential([reglab.Input((4,)), reglab.layers.Softmax(axis=2)]).summary(),
-     "Softmax: 'axis' 2 is outside an input of 2 axes"),
+     "Softmax: 'axis' 2 is outside the sample axes of an input of 2 axes"),
 ])
 def test_bad_arguments_are_refused_naming_the_layer_and_argument(make, message):
     with pytest.raises(ConfigError, match=message):

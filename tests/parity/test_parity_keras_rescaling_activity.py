@@ -63,3 +63,38 @@ def test_rescaling_refuses_a_bad_scale_and_too_many_channel_values():
         model.summary()
     with pytest.raises(ConfigError, match="ActivityRegularization|L1L2"):
         reglab.layers.ActivityRegularization(l1=-1.0)
+
+
+@pytest.mark.parametrize("axis", [-1, [1, 2], 3])
+def test_unit_normalization_trains_as_keras_s(axis):
+    results = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(6)
+        model = api.Sequential([
+            api.Input((4, 4, 2)), api.layers.Rescaling(1 / 255),
+            api.layers.Conv2D(3, 2, activation="relu"), api.layers.UnitNormalization(axis=axis),
+            api.layers.Flatten(), api.layers.Dense(3, activation="softmax")])
+        if results:
+            model.set_weights(results[0][0])
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+        history = model.fit(PIXELS, LABELS, batch_size=16, epochs=2, shuffle=False,
+                            verbose=0).history
+        results.append((start, history, model.get_weights(), model.predict(PIXELS, verbose=0)))
+    (_, theirs, their_weights, their_out), (_, ours, our_weights, our_out) = results
+    np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=2e-5)
+    np.testing.assert_allclose(our_out, their_out, rtol=1e-4, atol=1e-6)
+    for a, b in zip(our_weights, their_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_alpha_dropout_and_spatial_dropout_1d_pass_inputs_on_outside_training_as_keras():
+    x = np.random.default_rng(7).normal(size=(6, 5, 4)).astype("float32")
+    for name in ("AlphaDropout", "SpatialDropout1D"):
+        outputs = []
+        for api in (keras, reglab):
+            model = api.Sequential([api.Input((5, 4)), getattr(api.layers, name)(0.4)])
+            outputs.append(np.asarray(model.predict(x, verbose=0)))
+            assert model.layers[0].get_config()["rate"] == 0.4
+        np.testing.assert_array_equal(outputs[1], outputs[0])
+        np.testing.assert_array_equal(outputs[1], x)

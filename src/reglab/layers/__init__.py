@@ -26,12 +26,14 @@ from reglab.layers.merging import (
     Subtract,
 )
 from reglab.layers.mixing import CutMix, LabelSmoothing, MixUp
-from reglab.layers.normalization import BatchNormalization, LayerNormalization
+from reglab.layers.normalization import BatchNormalization, LayerNormalization, UnitNormalization
 from reglab.layers.regularization import (
     ActivityRegularization,
+    AlphaDropout,
     Dropout,
     GaussianDropout,
     GaussianNoise,
+    SpatialDropout1D,
     SpatialDropout2D,
     StochasticDepth,
 )
@@ -77,4 +79,5 @@ __all__ = [
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",
     "ELU", "LeakyReLU", "ReLU", "Softmax", "ActivityRegularization", "Rescaling",
+    "AlphaDropout", "SpatialDropout1D", "UnitNormalization",
 ]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from reglab import activations
 from reglab.errors import ConfigError
-from reglab.layers.layer import Layer, is_shared
+from reglab.layers.layer import Layer, is_shared, sample_axes
 
 
 def _number(owner: str, name: str, value: Any, minimum: float | None = 0.0,
@@ -168,21 +168,11 @@ class Softmax(Layer):
         return ("Softmax", self.axis)
 
     def compute_output_shape(self, input_shape):
-        self._sample_axes(len(input_shape))  # checks the axes fit the input
+        sample_axes("Softmax", self.axis, len(input_shape))  # checks the axes fit the input
         return input_shape
 
-    def _sample_axes(self, rank: int) -> tuple[int, ...]:
-        """The axes as negative positions in a sample of ``rank`` axes."""
-        found = []
-        for a in (self.axis if isinstance(self.axis, tuple) else (self.axis,)):
-            if not -rank <= a <= rank:
-                raise ConfigError(f"Softmax: 'axis' {a} is outside an input of {rank + 1} "
-                                  f"axes (the batch's included). Got axis={self.axis!r}.")
-            found.append(a if a < 0 else a - rank - 1)
-        return tuple(found)
-
     def forward(self, x, weights, values, ctx, input_shape):
-        axes = self._sample_axes(len(input_shape))
+        axes = sample_axes("Softmax", self.axis, len(input_shape))
         if axes == (-1,):
             return activations.softmax(x)
         if len(axes) == 1:

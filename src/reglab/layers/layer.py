@@ -103,6 +103,20 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
     return value
 
 
+def sample_axes(owner: str, axis: int | tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """Keras's axes (counted with the batch as axis 0) as negative positions in a sample of
+    ``rank`` axes, which hold with or without a member axis in front; a ConfigError naming
+    ``owner`` for the batch axis or one outside the input."""
+    found = []
+    for a in (axis if isinstance(axis, tuple) else (axis,)):
+        if a == 0 or not -rank <= a <= rank:
+            raise ConfigError(f"{owner}: 'axis' {a} is outside the sample axes of an input of "
+                              f"{rank + 1} axes (the batch, axis 0, included). Got axis="
+                              f"{axis!r}.")
+        found.append(a if a < 0 else a - rank - 1)
+    return tuple(found)
+
+
 def as_pair(owner: str, name: str, value: Any) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     if (not isinstance(pair, (tuple, list)) or len(pair) != 2

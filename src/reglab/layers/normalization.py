@@ -12,7 +12,14 @@ import torch
 
 from reglab import constraints, initializers
 from reglab.errors import ConfigError
-from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularizer, serialized
+from reglab.layers.layer import (
+    Layer,
+    WeightSpec,
+    is_shared,
+    resolve_regularizer,
+    sample_axes,
+    serialized,
+)
 from reglab.utils.reduce import mean_and_variance
 
 
@@ -217,3 +224,38 @@ class LayerNormalization(Layer):
                 "center": self.center, "scale": self.scale, "rms_scaling": self.rms_scaling,
                 **serialized(self, "beta_initializer", "gamma_initializer", "beta_regularizer",
                              "gamma_regularizer", "beta_constraint", "gamma_constraint")}
+
+
+class UnitNormalization(Layer):
+    """Keras's ``UnitNormalization``: each sample scaled to unit L2 norm over ``axis`` (an
+    axis or a tuple, counted as Keras counts them; -1 by default), as Keras's
+    ``normalize``: ``x * min(rsqrt(sum(x**2)), 1e12)``.
+
+    Example:
+        >>> UnitNormalization().compute_output_shape((4,))
+        (4,)
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+        if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+            raise ConfigError(f"UnitNormalization: 'axis' must be an int or a list of ints. "
+                              f"Got {axis!r}.")
+        self.axis = axes if isinstance(axis, (tuple, list)) else axis
+
+    def structure(self):
+        return ("UnitNormalization", self.axis)
+
+    def compute_output_shape(self, input_shape):
+        sample_axes("UnitNormalization", self.axis, len(input_shape))
+        return input_shape
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        axes = sample_axes("UnitNormalization", self.axis, len(input_shape))
+        inverse = torch.rsqrt(torch.sum(torch.square(x), dim=axes, keepdim=True))
+        return x * torch.clamp(inverse, max=1.0 / 1e-12)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": list(self.axis) if isinstance(self.axis, tuple)
+                else self.axis}

@@ -1,5 +1,5 @@
-"""Keras's regularization layers: Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout,
-ActivityRegularization.
+"""Keras's regularization layers: Dropout, SpatialDropout1D/2D, AlphaDropout, GaussianNoise,
+GaussianDropout, ActivityRegularization.
 
 All are active in training only. A layer's ``seed`` argument is accepted for
 Keras compatibility but draws come from the member's seed (see
@@ -119,6 +119,57 @@ class SpatialDropout2D(Dropout):
                 "SpatialDropout2D: expects inputs of rank 4 (batch, height, width, channels). "
                 f"Got shape {batch_shape}.")
         return (batch_shape[0], 1, 1, batch_shape[3])
+
+
+class SpatialDropout1D(Dropout):
+    """Drops whole channels of a sequence: the mask has shape ``(B, 1, C)``.
+
+    Example:
+        >>> SpatialDropout1D(0.2).rate
+        0.2
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+
+    def _noise_shape(self, batch_shape):
+        if len(batch_shape) != 3:
+            raise ConfigError(
+                "SpatialDropout1D: expects inputs of rank 3 (batch, steps, channels). "
+                f"Got shape {batch_shape}.")
+        return (batch_shape[0], 1, batch_shape[2])
+
+
+#: SELU's constants (Klambauer et al. 2017), Keras's: a dropped unit is set to
+#: -SELU_ALPHA * SELU_SCALE, SELU's limit for large negative inputs
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class AlphaDropout(Dropout):
+    """Keras's ``AlphaDropout`` for SELU networks: in training, units are dropped with
+    probability ``rate`` to SELU's negative saturation ``alpha' = -alpha * scale`` (kept
+    where a uniform draw is ``>= rate``, as Keras), then ``a * x + b`` restores the mean and
+    variance (``a = ((1 - rate) (1 + rate alpha'^2))^-1/2``, ``b = -a alpha' rate``).
+
+    Example:
+        >>> AlphaDropout(0.1).values()
+        {'rate': 0.1}
+    """
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        rate = values["rate"]
+        if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
+            return x
+        uniform = ctx.random("uniform", self._noise_shape(_batch_shape(x, input_shape)))
+        if is_shared(x, input_shape):
+            x = x.unsqueeze(0)
+        rate = per_member(rate, x.dim())
+        kept = (uniform >= rate).to(x.dtype)
+        saturation = -SELU_ALPHA * SELU_SCALE
+        a = ((1 - rate) * (1 + rate * saturation ** 2)) ** -0.5
+        b = -a * saturation * rate
+        return a * (x * kept + saturation * (1 - kept)) + b
 
 
 class GaussianNoise(Layer):

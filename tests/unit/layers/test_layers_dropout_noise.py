@@ -172,3 +172,42 @@ def test_gaussian_dropout_statistics(rate):
         assert abs(float(out[p].mean()) - 1.0) < 5 * std / math.sqrt(n)
         assert abs(float(out[p].std()) / std - 1) < 5 / math.sqrt(2 * n)
     assert not torch.equal(out[0], out[1])
+
+
+# -- AlphaDropout, SpatialDropout1D ------------------------------------------------------
+def test_alpha_dropout_sets_dropped_units_to_selu_s_saturation_then_rescales():
+    from reglab.layers import AlphaDropout
+    from reglab.layers.regularization import SELU_ALPHA, SELU_SCALE
+
+    rates = [0.1, 0.4, 0.0]
+    pop = population(AlphaDropout, [(0, r) for r in rates])
+    x = torch.randn(BATCH, FEATURES, dtype=F64, generator=torch.Generator().manual_seed(0))
+    out = run(pop, x)
+    saturation = -SELU_ALPHA * SELU_SCALE
+    for p, rate in enumerate(rates):
+        a = ((1 - rate) * (1 + rate * saturation ** 2)) ** -0.5
+        b = -a * saturation * rate
+        kept = torch.isclose(out[p], a * x + b, rtol=0, atol=1e-12)
+        dropped = torch.isclose(out[p], torch.full_like(x, a * saturation + b), rtol=0,
+                                atol=1e-12)
+        assert bool((kept | dropped).all())  # each unit is one of the two, Keras's formula
+        assert float(dropped.double().mean()) == pytest.approx(rate, abs=0.01)
+        if rate:  # SELU's self-normalization kept: mean 0, variance 1 for standard inputs
+            assert float(out[p].mean()) == pytest.approx(0.0, abs=0.02)
+            assert float(out[p].var()) == pytest.approx(1.0, abs=0.03)
+    torch.testing.assert_close(run(pop, x, training=False), x.expand(3, *x.shape))
+
+
+def test_spatial_dropout_1d_drops_whole_channels_of_a_sequence():
+    from reglab.layers import SpatialDropout1D
+
+    steps, channels = 5, 10
+    pop = population(SpatialDropout1D, [(0, 0.3), (1, 0.6)], input_shape=(steps, channels))
+    out = run(pop, ones((BATCH, steps, channels))).reshape(2, BATCH, steps, channels)
+    for p, rate in enumerate([0.3, 0.6]):
+        values = set(np.round(out[p].unique().numpy(), 12).tolist())
+        assert values <= {0.0, round(1 / (1 - rate), 12)}
+        # a channel is dropped at every step of a sample or at none
+        zero = out[p] == 0
+        assert bool((zero.all(dim=1) | ~zero.any(dim=1)).all())
+        assert float(zero[:, 0].double().mean()) == pytest.approx(rate, abs=0.03)
