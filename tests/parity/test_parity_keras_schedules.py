@@ -132,7 +132,7 @@ def test_learning_rate_scheduler_sets_and_logs_keras_s_rates(schedule, capsys):
     (lambda epoch, lr: "0.1", r"LearningRateScheduler: the output of the 'schedule' function "
                               r"should be a float. Got '0.1' at epoch 0"),
     (lambda epoch, lr: 1, r"should be a float. Got 1 at epoch 0"),
-    (lambda epoch, lr: -0.1, r"'learning_rate' must be a finite float > 0.0. Got -0.1"),
+    (lambda epoch, lr: -0.1, r"'learning_rate' must be a finite float >= 0.0. Got -0.1"),
 ])
 def test_a_bad_scheduled_rate_is_refused_naming_it(schedule, match):
     _, ours = pair("Adam", lambda api: 0.05)

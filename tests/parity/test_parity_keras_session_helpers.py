@@ -161,7 +161,7 @@ def test_a_callback_that_assigns_the_learning_rate_trains_as_keras_s():
     np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=2e-5)
     for a, b in zip(our_weights, their_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ConfigError, match="'learning_rate' must be a finite float > 0"):
+    with pytest.raises(ConfigError, match="'learning_rate' must be a finite float >= 0"):
         reglab.optimizers.SGD(0.1).learning_rate.assign(-1.0)
 
 

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from reglab.errors import ConfigError
 from reglab.optimizers import SGD, Adam, RMSprop
 
 
-@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 0.0, -1e-3, "0.01", True])
-def test_a_learning_rate_must_be_finite_and_above_zero(value):
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, -1e-3, "0.01", True])
+def test_a_learning_rate_must_be_finite_and_not_negative(value):
     # the message must not claim a range that holds the value it refuses (inf)
     with pytest.raises(ConfigError) as caught:
         Adam(learning_rate=value)
-    assert str(caught.value) == (f"Adam: 'learning_rate' must be a finite float > 0.0. "
+    assert str(caught.value) == (f"Adam: 'learning_rate' must be a finite float >= 0.0. "
                                  f"Got {value!r}.")
+
+
+def test_a_learning_rate_of_zero_is_taken_and_leaves_the_weights_as_keras_does():
+    import reglab
+
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    model = reglab.Sequential([reglab.Input((3,)), reglab.layers.Dense(2)])
+    model.compile(optimizer=SGD(0.0), loss="mse")
+    before = model.get_weights()
+    model.fit(x, np.ones((16, 2), "float32"), epochs=2, verbose=0)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    adam = Adam(0.01)
+    adam.learning_rate = 0.0
+    assert float(adam.learning_rate) == 0.0
 
 
 @pytest.mark.parametrize("make, message", [

@@ -269,8 +269,8 @@ class Optimizer:
                             "LearningRateSchedule as its 'learning_rate', hence its learning "
                             "rate is not settable (as in Keras). Create it with a float "
                             "'learning_rate' to set it.")
-        self._learning_rate = _check(type(self).__name__, "learning_rate", value, 0.0,
-                                     lo_open=True)
+        # 0 is a rate (a warm-up's first epoch, a frozen step), as Keras takes it
+        self._learning_rate = _check(type(self).__name__, "learning_rate", value, 0.0)
 
     @property
     def schedule(self) -> LearningRateSchedule | None:
