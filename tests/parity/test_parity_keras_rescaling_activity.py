@@ -98,3 +98,36 @@ def test_alpha_dropout_and_spatial_dropout_1d_pass_inputs_on_outside_training_as
             assert model.layers[0].get_config()["rate"] == 0.4
         np.testing.assert_array_equal(outputs[1], outputs[0])
         np.testing.assert_array_equal(outputs[1], x)
+
+
+def test_model_and_layer_losses_after_a_call_are_keras_s():
+    x = PIXELS.reshape(48, -1)[:16] / 255
+    models = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(8)
+        model = api.Sequential([
+            api.Input((32,)),
+            api.layers.Dense(6, activation="relu",
+                             kernel_regularizer=api.regularizers.l2(0.05),
+                             bias_regularizer=api.regularizers.l1(0.1),
+                             activity_regularizer=api.regularizers.l1(0.01)),
+            api.layers.ActivityRegularization(l2=0.02),
+            api.layers.Dense(3, activation="softmax")])
+        # Keras's initial weights, shifted so that the biases are not zero
+        model.set_weights(models[0].get_weights() if models else
+                          [w + 0.1 for w in model.get_weights()])
+        model(x)
+        models.append(model)
+    theirs, ours = models
+
+    def values(losses):
+        return [float(keras.ops.convert_to_numpy(v)) if not hasattr(v, "detach")
+                else float(v.detach()) for v in losses]
+    np.testing.assert_allclose(values(ours.losses), values(theirs.losses), rtol=1e-5)
+    assert len(ours.losses) == 4  # both activity penalties, then the kernel's and bias's
+    for our_layer, their_layer in zip(ours.layers, theirs.layers, strict=True):
+        np.testing.assert_allclose(values(our_layer.losses), values(their_layer.losses),
+                                   rtol=1e-5)
+    ours.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    ours.evaluate(x, LABELS[:16], verbose=0)  # a later evaluate forgets the call's activity
+    assert len(ours.losses) == 2

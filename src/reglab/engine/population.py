@@ -436,6 +436,15 @@ class Population:
                     hook(step, outputs[-1])
         return torch.cat(outputs, dim=1).cpu().numpy()
 
+    def activity_penalties(self, x) -> dict[int, torch.Tensor]:
+        """Each activity-regularized layer's penalty ``(P,)`` on the batch ``x`` in inference
+        mode, by the layer's position (Keras's ``layer.losses`` after a call)."""
+        data = data_module.prepare(self, x, None, None, "activity_penalties")
+        found: dict[int, torch.Tensor] = {}
+        with torch.no_grad():
+            forward(self._full_state(), data.x, False, activity_by_layer=found)
+        return found
+
     def member_scalar(self, member_id: int, family: str) -> Any:
         """One member's value of a scalar family (``steps``, the loss scale...), whether it
         trains or is parked; None when it has none."""

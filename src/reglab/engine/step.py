@@ -32,8 +32,10 @@ def add(a, b):
 
 def forward(state: PopulationState, x: torch.Tensor, training: bool,
             random_for: RandomFactory | None = None, groups: MemberGroups | None = None,
-            logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``.
+            logits: bool = False, activity_by_layer: dict[int, torch.Tensor] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Runs the layers; returns ``(y_pred (P, B, ...), activity penalty (P,) or None)``;
+    ``activity_by_layer``, when given, receives each penalized layer's part by position.
 
     ``x`` is shared ``(B, ...)``, per member ``(P, B, ...)``, or grouped ``(G, B, ...)``
     with ``groups`` saying which members see which row. A grouped input goes on to the
@@ -43,7 +45,7 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
     """
     plan, members = state.plan, state.size
     if plan.is_graph:
-        return _forward_graph(state, x, training, random_for, groups)
+        return _forward_graph(state, x, training, random_for, groups, activity_by_layer)
     penalty = None
     last = last_layer_index(plan) if logits else None
     for index, lp in enumerate(plan.layers):
@@ -65,7 +67,7 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
                 x = x.unsqueeze(0).expand(members, *x.shape)
             # a last layer that gave its logits: its output, the penalized one, is their softmax
             out = activations.softmax(x) if index == last else x
-            penalty = add(penalty, activity_penalty(terms, out))
+            penalty = add(penalty, _activity(terms, out, index, activity_by_layer))
     if groups is not None:
         x = groups.expand(x)
     if x.is_floating_point() and x.dtype != state.dtype:
@@ -75,7 +77,15 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
     return x, penalty
 
 
-def _forward_graph(state, x, training, random_for, groups):
+def _activity(terms, out, index, by_layer):
+    """A layer's activity penalty, recorded in ``by_layer`` (by position) when given."""
+    value = activity_penalty(terms, out)
+    if by_layer is not None and value is not None:
+        by_layer[index] = value
+    return value
+
+
+def _forward_graph(state, x, training, random_for, groups, activity_by_layer=None):
     """:func:`forward` for a functional model: each layer takes its inputs' outputs (a list
     for a merge layer). A grouped input is laid out per member first."""
     plan, members = state.plan, state.size
@@ -98,7 +108,7 @@ def _forward_graph(state, x, training, random_for, groups):
         if terms:
             if is_shared(y, lp.output_shape):
                 y = y.unsqueeze(0).expand(members, *y.shape)
-            penalty = add(penalty, activity_penalty(terms, y))
+            penalty = add(penalty, _activity(terms, y, index, activity_by_layer))
         outputs[index] = y
     y = outputs[len(plan.layers) - 1]
     if y.is_floating_point() and y.dtype != state.dtype:

@@ -252,6 +252,14 @@ class Layer:
     def non_trainable_weights(self) -> list:
         return [v for v in self.weights if not v.trainable]
 
+    @property
+    def losses(self) -> list:
+        """Keras's ``layer.losses``: this layer's part of its model's ``losses`` (its activity
+        penalty on the last ``model(x)``'s batch, its weights' penalties); none outside a
+        model."""
+        model = getattr(self, "_model", None)
+        return [] if model is None else model._layer_losses(self)
+
     def count_params(self) -> int:
         return int(sum(math.prod(v.shape) for v in self.weights))
 

@@ -56,6 +56,8 @@ class Sequential:
         #: a functional model with shared layers: per position of the graph, the index of
         #: the layer it calls; None when each layer is called once, in order
         self._calls: list[int] | None = None
+        #: the activity penalties of the last model(x), by layer index (see losses)
+        self._call_activity: dict | None = None
         #: a functional model with several inputs: their positions in the graph and sample
         #: shapes, in the order the data comes; None with one input
         self._input_positions: list[int] | None = None
@@ -477,6 +479,14 @@ class Sequential:
                               "supported (training mode is fit's). Got training="
                               f"{training!r}.")
         outputs = self.predict_on_batch(inputs)
+        self._call_activity = None
+        if any(getattr(layer, "activity_regularizer", None) is not None for layer in self._layers):
+            from reglab.models.fit_data import batch_arrays
+
+            x, _, _ = batch_arrays("call", self._packed("call", inputs))
+            found = self._population.activity_penalties(x)
+            self._call_activity = {position if self._calls is None else self._calls[position]:
+                                   value[0] for position, value in found.items()}
         if isinstance(outputs, list):
             return [torch.from_numpy(np.asarray(o)) for o in outputs]
         return torch.from_numpy(np.asarray(outputs))
@@ -569,23 +579,38 @@ class Sequential:
     # -- Keras's model attributes ------------------------------------------------------------
     @property
     def losses(self) -> list:
-        """The weight penalties of every layer at the current weights, as Keras's
-        ``model.losses``: for each layer in order, each regularized trainable weight's
-        penalty (a scalar tensor; ``sum(model.losses)`` is what training adds to the data
-        loss; a frozen layer's weights add nothing, as in Keras).
-        Activity penalties depend on a batch and are part of the training loss only."""
+        """Keras's ``model.losses``: the activity penalties of the last ``model(x)``'s batch
+        (each divided by its size, as training adds it), layer by layer, then each
+        regularized trainable weight's penalty at the current weights, in Keras's weight
+        order (scalar tensors; a frozen layer's weights add nothing). ``fit``, ``evaluate``
+        and ``predict`` forget the last call's activity penalties."""
+        indices = range(len(self._layers))
+        return [*(loss for i in indices for loss in self._activity_losses(i)),
+                *self._weight_losses(indices)]
+
+    def _layer_losses(self, layer) -> list:
+        """Keras's ``layer.losses``: its activity penalty, then its weights'."""
+        index = self._layers.index(layer)
+        return [*self._activity_losses(index), *self._weight_losses([index])]
+
+    def _activity_losses(self, index: int) -> list:
+        activity = (self._call_activity or {}).get(index)
+        return [] if activity is None else [activity]
+
+    def _weight_losses(self, indices) -> list:
+        """The penalties of the regularized trainable weights of the layers at ``indices``."""
         import torch
 
-        out = []
         if self._population is None and (self._input_shape is None or not self._layers):
-            return out
+            return []
         population = self._build()
-        weights = population.member_weights(0)
         trainable = {wp.key for wp in population.plan.weights if wp.spec.trainable}
+        out, weights, wanted = [], None, set(indices)
         for index, name in self._weight_keys():
             regularizer = getattr(self._layers[index], f"{name}_regularizer", None)
             key = self._engine_key((index, name))
-            if regularizer is not None and key in trainable:
+            if index in wanted and regularizer is not None and key in trainable:
+                weights = population.member_weights(0) if weights is None else weights
                 out.append(regularizer(weights[key].to(torch.float32)))
         return out
 

@@ -190,6 +190,7 @@ def _check_validation_freq(value) -> None:
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
         shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
         validation_batch_size, validation_freq=1, validation_steps=None):
+    model._call_activity = None  # Keras's layer losses are of the last model(x)
     verbose = _verbose(verbose)
     if batch_size is not None:
         _check_batch_size("fit", batch_size)
@@ -302,6 +303,7 @@ def _check_batch_size(where, batch_size):
 
 def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps=None,
              callbacks=None):
+    model._call_activity = None  # Keras's layer losses are of the last model(x)
     verbose = _verbose(verbose, "evaluate")
     if batch_size is not None:
         _check_batch_size("evaluate", batch_size)
@@ -370,6 +372,7 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
 
 
 def predict(model, x, batch_size, steps=None, callbacks=None, verbose=0):
+    model._call_activity = None  # Keras's layer losses are of the last model(x)
     if batch_size is not None:
         _check_batch_size("predict", batch_size)
     x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps)
