@@ -267,3 +267,41 @@ class Sum(Mean):
 
     def totals_result(self, totals):
         return totals[:, 0]
+
+
+class WeightedMetric:
+    """A metric of ``compile(weighted_metrics=[...])``: each sample's value times its sample
+    weight, over the weights' sum (Keras's weighted mean; a confusion metric's counts
+    weighted), its unweighted mean without weights. ``metric`` is what ``compile`` was
+    given (a name, a function, a metric object); it is resolved for the targets' and
+    outputs' shapes as ``metrics`` are (:meth:`resolved_for`)."""
+
+    resolved = True
+    weighted = True
+
+    def __init__(self, metric: Any, name: str, inner: Any = None):
+        self.metric, self.__name__, self.inner = metric, name, inner
+
+    def resolved_for(self, y_true_shape, y_pred_shape, where: str) -> WeightedMetric:
+        from reglab import metrics
+
+        return WeightedMetric(self.metric, self.__name__,
+                              metrics.resolve(self.metric, y_true_shape, y_pred_shape, where))
+
+    @property
+    def totals_shape(self) -> tuple[int, ...]:
+        return getattr(self.inner, "totals_shape", (2,))
+
+    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        values = self.inner(y_true, y_pred)
+        if hasattr(self.inner, "totals_shape"):  # rows of totals already ([v, 1], counts)
+            return values
+        return torch.stack([values, torch.ones_like(values)], dim=-1)
+
+    def totals_result(self, totals: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.inner, "totals_result"):
+            return self.inner.totals_result(totals)
+        return _divide_no_nan(totals[:, 0], totals[:, 1])
+
+    def __repr__(self) -> str:
+        return f"WeightedMetric({self.__name__})"

@@ -223,6 +223,8 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     ``y_pred_shape[-1] == 1`` means binary; a target without the class axis
     (or with a trailing 1) means sparse; otherwise categorical.
     """
+    if hasattr(name, "resolved_for"):  # a weighted metric: its own metric resolved
+        return name.resolved_for(y_true_shape, y_pred_shape, where)
     if getattr(name, "resolved", False):  # already a metric for these shapes
         return name
     if callable(name):  # one of this module's functions, by its name; else a user's
@@ -258,6 +260,7 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
     SparseCategoricalAccuracy,
     SparseCategoricalCrossentropy,
     Sum,
+    WeightedMetric,  # noqa: E402, F401 - compile's weighted_metrics
 )
 
 __all__ = [

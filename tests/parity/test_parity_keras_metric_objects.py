@@ -133,3 +133,76 @@ def test_bad_metric_arguments_are_refused_naming_the_class():
     metric = reglab.metrics.MeanSquaredError()
     with pytest.raises(ConfigError, match="one weight per sample"):
         metric.update_state(ONE_HOT, PROBABILITIES, sample_weight=[1.0, 2.0])
+
+
+def _weighted_run(api, start, weights, class_weight=None):
+    x = np.random.default_rng(4).normal(size=(40, 4)).astype("float32")
+    y = np.random.default_rng(5).integers(0, 3, 40)
+    keras.utils.set_random_seed(3)
+    model = api.Sequential([api.Input((4,)), api.layers.Dense(3, activation="softmax")])
+    if start is not None:
+        model.set_weights(start)
+    first = model.get_weights()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy", api.metrics.SparseCategoricalCrossentropy(
+                      name="xe"), "sparse_categorical_crossentropy",
+                      "sparse_categorical_accuracy"])
+    validation = (x[:12], y[:12]) if weights is None else (x[:12], y[:12], weights[:12])
+    history = model.fit(x, y, sample_weight=weights, class_weight=class_weight, epochs=2,
+                        batch_size=16, shuffle=False, verbose=0,
+                        validation_data=validation).history
+    evaluated = model.evaluate(x, y, sample_weight=weights, batch_size=7, verbose=0,
+                               return_dict=True)
+    return first, history, evaluated, model
+
+
+@pytest.mark.parametrize("weighting", ["sample", "class", "none"])
+def test_weighted_metrics_are_weighted_means_named_as_keras_names_them(weighting):
+    weights = np.random.default_rng(6).uniform(0, 2, 40).astype("float32") \
+        if weighting == "sample" else None
+    class_weight = {0: 0.5, 1: 2.0, 2: 1.0} if weighting == "class" else None
+    start, theirs, their_eval, _ = _weighted_run(keras, None, weights, class_weight)
+    _, ours, our_eval, _ = _weighted_run(reglab, start, weights, class_weight)
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
+    assert sorted(our_eval) == sorted(their_eval)
+    for key in their_eval:
+        assert our_eval[key] == pytest.approx(their_eval[key], rel=2e-5), key
+
+
+def test_a_model_with_weighted_metrics_saves_and_loads_them(tmp_path):
+    weights = np.random.default_rng(6).uniform(0, 2, 40).astype("float32")
+    x = np.random.default_rng(4).normal(size=(40, 4)).astype("float32")
+    y = np.random.default_rng(5).integers(0, 3, 40)
+    model = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy",
+                                    reglab.metrics.SparseCategoricalCrossentropy()])
+    model.fit(x, y, sample_weight=weights, epochs=1, verbose=0)
+    evaluated = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert sorted(evaluated) == ["accuracy", "loss", "sparse_categorical_crossentropy",
+                                 "weighted_accuracy"]
+    model.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras")
+    again = loaded.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert again == pytest.approx(evaluated)
+    with pytest.raises(ConfigError, match="compile: 'weighted_metrics' must be a list"):
+        model.compile(optimizer="sgd", loss="mse", weighted_metrics="accuracy")
+
+
+def test_a_keras_file_with_weighted_metrics_loads_with_them(tmp_path):
+    weights = np.random.default_rng(6).uniform(0, 2, 40).astype("float32")
+    x = np.random.default_rng(4).normal(size=(40, 4)).astype("float32")
+    y = np.random.default_rng(5).integers(0, 3, 40)
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    theirs.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                   metrics=["accuracy"], weighted_metrics=["accuracy"])
+    theirs.fit(x, y, sample_weight=weights, epochs=1, verbose=0)
+    theirs.save(tmp_path / "k.keras")
+    ours = reglab.models.load_model(tmp_path / "k.keras")
+    expected = theirs.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    got = ours.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], rel=2e-5), key

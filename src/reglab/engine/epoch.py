@@ -108,7 +108,8 @@ class EpochSums:
             # output's own loss (a model with several) is weighted as the loss is.
             values = metric(yb, y_pred)
             if weights is not None and getattr(metric, "weighted", False):
-                values = values * weights
+                values = values * weights.reshape(*weights.shape,
+                                                  *([1] * (values.dim() - weights.dim())))
             total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
         self.samples += count
 

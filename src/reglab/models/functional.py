@@ -112,9 +112,12 @@ class Model(Sequential):
             return self._graph
         return [*self._graph, tuple(self._output_positions)]
 
-    def _compile_outputs(self, loss, metrics, loss_weights):
+    def _compile_outputs(self, loss, metrics, loss_weights, weighted_metrics=None):
         if self._output_positions is None:
-            return super()._compile_outputs(loss, metrics, loss_weights)
+            return super()._compile_outputs(loss, metrics, loss_weights, weighted_metrics)
+        if weighted_metrics is not None:
+            raise ConfigError("compile: 'weighted_metrics' of a model with several outputs are "
+                              f"not supported yet. Got {weighted_metrics!r}.")
         if loss is None:
             return None, [], None
         from reglab.models.outputs import compile_outputs

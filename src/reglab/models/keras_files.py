@@ -251,13 +251,12 @@ def load(path: str, compile: bool = True):  # noqa: A002
     compiled = document.get("compile_config") if compile else None
     if isinstance(compiled, dict):
         where = f"{where}: compile_config"
-        if compiled.get("weighted_metrics"):
-            raise ConfigError(f"{where}: 'weighted_metrics' are not read yet. Got "
-                              f"{compiled.get('weighted_metrics')!r}.")
         try:
             model.compile(optimizer=_optimizer(compiled.get("optimizer"), f"{where}.optimizer"),
                           loss=_loss(compiled.get("loss"), f"{where}.loss"),
                           metrics=_metrics(compiled.get("metrics"), f"{where}.metrics"),
+                          weighted_metrics=_metrics(compiled.get("weighted_metrics"),
+                                                    f"{where}.weighted_metrics"),
                           loss_weights=compiled.get("loss_weights"), auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None

@@ -206,10 +206,11 @@ def _compile_config(model) -> dict[str, Any] | None:
                           f"built-in one ({', '.join(optimizers.schedules.NAMES)}). Got "
                           f"{schedule!r}. " + _ONLY_BUILT_IN.format(kind="schedules"))
     several = getattr(model.loss, "parts", None) is not None  # their metrics are by name
-    custom = [] if several else [
-        m for m in model._population_metrics or [] if not isinstance(m, str) and not (
-            isinstance(m, metrics_module.ConfusionMetric) and m.is_default()) and not (
-            isinstance(m, metrics_module.MeanMetricWrapper) and m.saved_name() is not None)]
+    given = [] if several else list(model._population_metrics or [])
+    weighted = [m for m in given if isinstance(m, metrics_module.WeightedMetric)]
+    custom = [m for m in [*(m for m in given if m not in weighted),
+                          *(m.metric for m in weighted)]
+              if not isinstance(m, str) and _saved_by_name(m) is None]
     if custom:
         raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name (or "
                           f"Precision(), Recall(), AUC() and the mean metrics' classes with "
@@ -217,6 +218,10 @@ def _compile_config(model) -> dict[str, Any] | None:
                           f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
     metrics = list(model.logged_metric_names)
+    if weighted:  # saved as given, under the names compile resolves them by
+        metrics = [name for name, m in zip(metrics, given) if m not in weighted]
+        extra = {"weighted_metrics": [m.metric if isinstance(m.metric, str)
+                                      else _saved_by_name(m.metric) for m in weighted]}
     if getattr(model.loss, "parts", None) is not None:  # several outputs
         from reglab.models.outputs import output_config
 
@@ -234,6 +239,16 @@ def _compile_config(model) -> dict[str, Any] | None:
         "metrics": metrics,
         **extra,
     }
+
+
+def _saved_by_name(metric) -> str | None:
+    """The name a metric object is saved under (its defaults, a name compile resolves to
+    it), or None."""
+    if isinstance(metric, metrics_module.ConfusionMetric) and metric.is_default():
+        return metric.name
+    if isinstance(metric, metrics_module.MeanMetricWrapper):
+        return metric.saved_name()
+    return None
 
 
 def _loss_config(loss) -> dict[str, Any]:
@@ -559,6 +574,7 @@ def _model_from_config(path: str, document: dict[str, Any]):
             model.compile(optimizer=optimizer, loss=loss,
                           metrics=compile_config.get("metrics") or None,
                           loss_weights=compile_config.get("loss_weights"),
+                          weighted_metrics=compile_config.get("weighted_metrics") or None,
                           auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"load_model: {path}: compile_config: {error}") from error

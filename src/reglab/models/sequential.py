@@ -277,10 +277,10 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True) -> None:
-        """Sets the optimizer, loss and metrics (Keras's defaults: 'rmsprop', no metrics)."""
-        if weighted_metrics is not None:
-            raise ConfigError("compile: 'weighted_metrics' is not supported yet (metrics are "
-                              "unweighted, as Keras's 'metrics').")
+        """Sets the optimizer, loss and metrics (Keras's defaults: 'rmsprop', no metrics);
+        ``weighted_metrics`` are averaged with the sample (or class) weights, Keras's
+        ``sum(value * weight) / sum(weight)``, and logged as ``weighted_<name>`` where a
+        metric of ``metrics`` has the name."""
         # Resolve and check everything before changing the model: a failed compile leaves
         # the model (and its trained weights) as it was.
         optimizer = optimizers_module.get(optimizer, where="compile: 'optimizer'")
@@ -290,7 +290,8 @@ class Sequential:
             optimizer = optimizers_module.LossScaleOptimizer(optimizer,
                                                              name="loss_scale_optimizer")
         given_loss = loss
-        loss, names, population_metrics = self._compile_outputs(loss, metrics, loss_weights)
+        loss, names, population_metrics = self._compile_outputs(loss, metrics, loss_weights,
+                                                                weighted_metrics)
         weights = self.get_weights() if self._population is not None else None
         # the same optimizer object keeps its state (its step count, Adam's moments), as
         # Keras's optimizer keeps its variables; another one starts fresh
@@ -300,6 +301,7 @@ class Sequential:
         self.optimizer, self.loss, self.logged_metric_names = optimizer, loss, names
         self._compile_arguments = {"loss": given_loss, "metrics": metrics,
                                    "loss_weights": loss_weights,
+                                   "weighted_metrics": weighted_metrics,
                                    "auto_scale_loss": auto_scale_loss}  # for clone_model
         self._metrics_given = metrics is not None
         self._population_metrics = population_metrics
@@ -316,7 +318,7 @@ class Sequential:
              self._population_metrics, self._compiled, self._population) = previous
             raise
 
-    def _compile_outputs(self, loss, metrics, loss_weights):
+    def _compile_outputs(self, loss, metrics, loss_weights, weighted_metrics=None):
         """``(loss, metric names as logged, what the population computes)`` from compile's
         arguments, for a model with one output."""
         if loss_weights is not None:
@@ -328,18 +330,28 @@ class Sequential:
                                         and not isinstance(metrics, (list, tuple))):
             raise ConfigError(f"compile: 'metrics' must be a list, such as ['accuracy']. "
                               f"Got {metrics!r}.")
+        if isinstance(weighted_metrics, str) or (weighted_metrics is not None and
+                                                 not isinstance(weighted_metrics, (list, tuple))):
+            raise ConfigError(f"compile: 'weighted_metrics' must be a list, such as "
+                              f"['accuracy']. Got {weighted_metrics!r}.")
         names, given = [], []
-        for metric in metrics or []:
+        unweighted = len(metrics or [])
+        for position, metric in enumerate([*(metrics or []), *(weighted_metrics or [])]):
+            argument = "metrics" if position < unweighted else "weighted_metrics"
             name = getattr(metric, "__name__", metric) if callable(metric) else metric
             if not isinstance(name, str):
-                raise ConfigError(f"compile: 'metrics' must be metric names such as "
+                raise ConfigError(f"compile: '{argument}' must be metric names such as "
                                   f"'accuracy', or functions of (y_true, y_pred). Got "
                                   f"{metric!r}.")
             resolved = metrics_module.resolve(metric if callable(metric) else name, (1,),
-                                              (1, 2), where="compile: 'metrics'")
+                                              (1, 2), where=f"compile: '{argument}'")
             custom = getattr(resolved, "resolved", False)  # an object: a function, AUC...
             name = resolved.__name__ if custom else (
                 name.lower() if name.lower() in ("accuracy", "acc") else name)
+            if argument == "weighted_metrics":
+                if name in names[:unweighted]:  # Keras's name beside the unweighted one
+                    name = f"weighted_{name}"
+                resolved, custom = metrics_module.WeightedMetric(metric, name), True
             taken, count = name, 0
             while name in names:  # Keras: a second 'lambda' is logged as 'lambda_1'
                 count += 1
