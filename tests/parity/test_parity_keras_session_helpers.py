@@ -221,3 +221,15 @@ def test_an_unregistered_custom_regularizer_is_refused_at_save_and_loads_with_cu
     loaded = reglab.models.load_model(tmp_path / "m.keras", custom_objects={"ScaledL2": cls})
     np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
     assert "ScaledL2" not in registry._CLASS_NAMES  # the scope ended with the call
+
+
+def test_a_history_among_the_callbacks_is_the_one_fit_returns_as_keras():
+    for api in (keras, reglab):
+        model = _model(api)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        history = api.callbacks.History()
+        returned = model.fit(X, Y, epochs=2, verbose=0, callbacks=[history])
+        assert returned is history and model.history is history
+        again = model.fit(X, Y, epochs=1, verbose=0, callbacks=[history])
+        assert again is history and len(history.history["loss"]) == 3 and history.epoch == [0]
+        assert model.fit(X, Y, epochs=1, verbose=0) is not history

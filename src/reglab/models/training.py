@@ -224,14 +224,19 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     population = _ensure_ready(model, shape)
     population.reset_divergence()  # a Keras model trains again after a non-finite loss
     model.stop_training = False
-    history = History()
+    given = callbacks if isinstance(callbacks, (list, tuple)) else \
+        ([] if callbacks is None else [callbacks])
+    # a History among the callbacks is the one fit returns and fills, as Keras's
+    history = next((c for c in given if isinstance(c, History)), None)
+    own = [] if history is not None else [History()]
+    history = history or own[0]
     model.history = history
     steps = (data.steps_per_epoch if data.generator is not None
              else math.ceil(len(data.x) / data.batch_size))
     progress = [ProgbarLogger(verbose)] if verbose else []
     callback_list = _callback_list("fit", model, callbacks,
                                    {"verbose": verbose, "epochs": epochs, "steps": steps},
-                                   [history, *progress])
+                                   [*own, *progress])
     bridge = _KerasBridge(model, callback_list)
     model._resume_state = None
     callback_list.on_train_begin({})
