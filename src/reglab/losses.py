@@ -74,15 +74,20 @@ class Loss:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "call" in cls.__dict__ and "target_kind" not in cls.__dict__:
-            cls.target_kind = "as_given"  # a user's math takes the targets as they come
+        if "call" in cls.__dict__:
+            # a user's math, even below a built-in's per_sample (Keras calls call()); it
+            # takes the targets as they come
+            if "per_sample" not in cls.__dict__:
+                cls.per_sample = Loss.per_sample
+            if "target_kind" not in cls.__dict__:
+                cls.target_kind = "as_given"
 
     def per_sample(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """Each sample's loss, ``(..., B)``: a subclass's own, or its :meth:`call`'s values."""
         if type(self).call is Loss.call:
             raise NotImplementedError(f"{type(self).__name__}: a loss gives per_sample() or "
                                       "call(y_true, y_pred)")
-        if y_true.is_floating_point() or y_true.dtype != torch.long:
+        if y_true.dtype != torch.long:
             y_true = y_true.to(y_pred.dtype)
         values = torch.as_tensor(self.call(y_true, y_pred))
         batch_dims = y_pred.dim() - 1  # (P, B) for the engine, (B,) for one model
@@ -106,15 +111,17 @@ class Loss:
         if self.reduction in ("sum_over_batch_size", "mean") or (
                 self.reduction == "mean_with_sample_weight" and sample_weight is None):
             return reduce_mean(values, sample_weight)
-        check_trainable(self, type(self).__name__)
         total = (values if sample_weight is None else values * sample_weight).sum(dim=-1)
         if elements != 1:
             total = total * elements
         if self.reduction == "sum":
             return total
-        # mean_with_sample_weight: over the weights' sum, 0 where it is 0 (divide_no_nan)
+        # mean_with_sample_weight: over the weights' sum, 0 where it is 0 (Keras's
+        # divide_no_nan; the divisor replaced there, so that the gradient is 0, not NaN)
         weights = sample_weight.expand_as(values).sum(dim=-1)
-        return torch.where(weights == 0, torch.zeros_like(total), total / weights)
+        empty = weights == 0
+        return torch.where(empty, torch.zeros_like(total),
+                           total / torch.where(empty, torch.ones_like(weights), weights))
 
     def reduce_batch(self, values: torch.Tensor,
                      sample_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -226,9 +233,9 @@ class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
     target_kind = "sparse"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 ignore_class: int | None = None, reduction: str | None = "sum_over_batch_size",
-                 axis: int = -1, name: str | None = None, dtype: Any = None):
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 reduction: str | None = "sum_over_batch_size", axis: int = -1,
+                 name: str | None = None, dtype: Any = None, label_smoothing: float = 0.0):
         super().__init__(name, reduction, dtype)
         _last_axis(type(self).__name__, axis)
         _no_ignore_class(type(self).__name__, ignore_class)
@@ -301,7 +308,16 @@ def _aligned(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
     return y_true
 
 
-class _ElementwiseMean(Loss):
+class _BuiltIn(Loss):
+    """A built-in loss without arguments of its own: Keras's built-ins take ``(reduction,
+    name, dtype)`` in that order (the base ``Loss`` takes ``name`` first)."""
+
+    def __init__(self, reduction: str | None = "sum_over_batch_size", name: str | None = None,
+                 dtype: Any = None):
+        super().__init__(name, reduction, dtype)
+
+
+class _ElementwiseMean(_BuiltIn):
     """A loss that is the mean over the last axis of one value per element (Keras's
     regression losses); a subclass gives :meth:`values`."""
 
@@ -357,7 +373,7 @@ class Huber(_ElementwiseMean):
 
     def __init__(self, delta: float = 1.0, reduction: str | None = "sum_over_batch_size",
                  name: str | None = None, dtype: Any = None):
-        super().__init__(name, reduction, dtype)
+        super().__init__(reduction, name, dtype)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta >= 0:
             raise ConfigError(f"Huber: 'delta' must be a float >= 0. Got {delta!r}.")
         self.delta = float(delta)
@@ -422,7 +438,7 @@ class SquaredHinge(_ElementwiseMean):
         return torch.square(torch.clamp(1.0 - _hinge_targets(y_true) * y_pred, min=0.0))
 
 
-class CategoricalHinge(Loss):
+class CategoricalHinge(_BuiltIn):
     """``max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`` per sample (one-hot
     targets)."""
 
@@ -436,7 +452,7 @@ class CategoricalHinge(Loss):
         return torch.clamp(negative - positive + 1.0, min=0.0)
 
 
-class KLDivergence(Loss):
+class KLDivergence(_BuiltIn):
     """``sum(y_true * log(y_true / y_pred))`` per sample, both clipped to ``[1e-7, 1]``."""
 
     name = "kl_divergence"

@@ -178,3 +178,46 @@ def test_bad_loss_arguments_are_refused_naming_the_class_and_argument(argument, 
         reglab.losses.MeanSquaredError(**{argument: value})
     with pytest.raises(ValueError):  # a ConfigError is a ValueError, as Keras raises
         reglab.losses.Huber(**{argument: value})
+
+
+POSITIONAL = ["MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+              "MeanSquaredLogarithmicError", "LogCosh", "Poisson", "Hinge", "SquaredHinge",
+              "CategoricalHinge", "KLDivergence"]
+
+
+@pytest.mark.parametrize("name", POSITIONAL)
+def test_the_first_positional_argument_is_the_reduction_as_in_keras(name):
+    y_true, y_pred = np.abs(REGRESSION[0]) + 0.1, np.abs(REGRESSION[1]) + 0.1
+    ours, theirs = getattr(reglab.losses, name)("sum"), getattr(keras.losses, name)("sum")
+    assert ours.reduction == theirs.reduction == "sum"
+    assert ours.name == theirs.name
+    np.testing.assert_allclose(_numpy(ours(y_true, y_pred)), _numpy(theirs(y_true, y_pred)),
+                               rtol=2e-6)
+    huber = reglab.losses.Huber(0.5, "sum", "h")
+    assert (huber.delta, huber.reduction, huber.name) == (0.5, "sum", "h")
+    sparse = reglab.losses.SparseCategoricalCrossentropy(True, None, "sum")
+    assert (sparse.from_logits, sparse.reduction) == (True, "sum")
+
+
+def test_a_subclass_of_a_built_in_loss_with_call_trains_on_its_call_as_keras():
+    def loss(api):
+        class Doubled(api.losses.MeanSquaredError):
+            def call(self, y_true, y_pred):
+                return 2.0 * api.ops.mean(api.ops.square(y_true - y_pred), axis=-1)
+        return Doubled()
+    _side_by_side(loss, np.concatenate([ONE_HOT] * 5), None)
+
+
+def test_a_batch_whose_weights_are_all_zero_trains_on_under_mean_with_sample_weight():
+    weights = np.concatenate([np.zeros(16, "float32"), np.ones(24, "float32")])
+    _side_by_side(lambda api: api.losses.CategoricalCrossentropy(
+        reduction="mean_with_sample_weight"), np.concatenate([ONE_HOT] * 5), weights)
+
+
+def test_a_model_whose_loss_is_a_wrapped_function_is_refused_at_save(tmp_path):
+    model = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss=reglab.losses.LossFunctionWrapper(
+        lambda y_true, y_pred: (y_true - y_pred) ** 2))
+    with pytest.raises(ConfigError, match="save_model: 'loss' must be a built-in loss"):
+        model.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()

@@ -252,9 +252,12 @@ def _saved_by_name(metric) -> str | None:
 
 
 def _loss_config(loss) -> dict[str, Any]:
-    if _LOSSES.get(type(loss).__name__) is not type(loss):
+    # a wrapped function is code: a file cannot hold it
+    if _LOSSES.get(type(loss).__name__) is not type(loss) or \
+            isinstance(loss, losses.LossFunctionWrapper):
+        built_in = sorted(name for name in _LOSSES if name != "LossFunctionWrapper")
         raise ConfigError(f"save_model: 'loss' must be a built-in loss "
-                          f"({', '.join(sorted(_LOSSES))}). Got {loss!r}. "
+                          f"({', '.join(built_in)}). Got {loss!r}. "
                           + _ONLY_BUILT_IN.format(kind="losses"))
     return {"class_name": type(loss).__name__,  # its name too: a loss may be named
             "config": _jsonable(loss.get_config(), "save_model: 'loss'")}
