@@ -2,12 +2,14 @@
 losses, metrics, constraints and callbacks (``import reglab as keras`` then
 ``keras.ops.sum(keras.ops.abs(w))``).
 
-Each function takes what Keras's takes (tensors, NumPy arrays, Python numbers and lists)
-and returns a torch tensor, as Keras on its torch backend does, differentiable where
-torch is: a custom penalty written with these trains by autograd. Arrays keep their
+Each function takes what Keras's takes (tensors, NumPy arrays and scalars, Python numbers
+and lists) and returns a torch tensor, as Keras on its torch backend does, differentiable
+where torch is: a custom penalty written with these trains by autograd. Arrays keep their
 dtype; Python floats become float32 and Python ints int32 (Keras's ``convert_to_tensor``);
 the functions that can only give floats (``mean``, ``sqrt``, ``exp``, ``log``...) compute
-an integer input in float32, as Keras does.
+an integer input in float32, and integer sums stay int32, as Keras does. The values and
+dtypes are Keras's for float32 and integer inputs (tested function by function); some
+corners follow torch instead (float64 inputs to a few functions, bool arithmetic).
 
 This is the common subset, not all of ``keras.ops``: a name it lacks raises an
 AttributeError that says so.
@@ -15,6 +17,7 @@ AttributeError that says so.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +51,9 @@ def convert_to_tensor(x: Any, dtype: Any = None) -> torch.Tensor:
         x = x.numpy()
     if isinstance(x, (np.ndarray, np.generic)):
         array = np.asarray(x)
-        tensor = torch.from_numpy(np.ascontiguousarray(array)) if array.dtype != object \
-            else torch.as_tensor(array.tolist())
+        # (ascontiguousarray makes a 0-d array 1-d: the shape is put back)
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).reshape(array.shape) \
+            if array.dtype != object else torch.as_tensor(array.tolist())
         return tensor if dtype is None else tensor.to(dtype)
     array = np.asarray(x)
     if dtype is None:  # Python numbers and lists: Keras's float32 and int32
@@ -105,7 +109,9 @@ def sum(x: Any, axis: Any = None, keepdims: bool = False) -> torch.Tensor:  # no
         total = torch.sum(x)
     else:
         total = torch.sum(x, dim=_axes(axis), keepdim=keepdims)
-    return total.to(torch.int32) if x.dtype == torch.bool else total
+    # Keras keeps an integer sum in int32 (int64 for int64), bools counted in int32
+    narrow = not x.is_floating_point() and x.dtype != torch.int64
+    return total.to(torch.int32) if narrow else total
 
 
 def mean(x: Any, axis: Any = None, keepdims: bool = False) -> torch.Tensor:
@@ -345,12 +351,25 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None) -> to
 
 
 # -- linear algebra and neural-network functions -----------------------------------------
+def _promoted(x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two operands of a product in one dtype (torch's products take one): Keras's, the
+    narrower float where there is one (float32 with float64 gives float32), else the
+    integers' common type."""
+    x1, x2 = _pair(x1, x2)
+    if x1.dtype != x2.dtype:
+        floats = [t.dtype for t in (x1, x2) if t.is_floating_point()]
+        common = builtins.min(floats, key=lambda d: torch.finfo(d).bits) if floats else \
+            torch.promote_types(x1.dtype, x2.dtype)
+        x1, x2 = x1.to(common), x2.to(common)
+    return x1, x2
+
+
 def matmul(x1: Any, x2: Any) -> torch.Tensor:
-    return torch.matmul(*_pair(x1, x2))
+    return torch.matmul(*_promoted(x1, x2))
 
 
 def dot(x1: Any, x2: Any) -> torch.Tensor:
-    x1, x2 = _pair(x1, x2)
+    x1, x2 = _promoted(x1, x2)
     if x1.dim() == 0 or x2.dim() == 0:
         return x1 * x2
     return torch.matmul(x1, x2)

@@ -128,3 +128,26 @@ def test_a_custom_regularizer_and_metric_written_with_ops_train_as_keras():
 def test_a_missing_function_says_what_the_module_holds():
     with pytest.raises(AttributeError, match="reglab.ops has no 'fft'.*torch"):
         reglab.ops.fft  # noqa: B018
+
+
+def test_numpy_scalars_stay_scalars_and_a_regularizer_using_them_trains():
+    for name, args in [("sqrt", (np.float32(4.0),)), ("multiply", (np.float32(2.0), A)),
+                       ("add", (np.array(1.5, "float32"), np.float32(2.0)))]:
+        ours, theirs = getattr(reglab.ops, name)(*args), getattr(keras.ops, name)(*args)
+        assert tuple(ours.shape) == tuple(theirs.shape)
+        np.testing.assert_allclose(ours.numpy(), keras.ops.convert_to_numpy(theirs))
+    ops = reglab.ops
+    model = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(
+        3, kernel_regularizer=lambda w: ops.multiply(np.float32(0.01), ops.sum(ops.square(w))))])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(A, B[:, :3], epochs=1, verbose=0)
+
+
+def test_integer_sums_and_mixed_products_as_keras():
+    ints = INTS.astype("int32")
+    for name, args in [("sum", (ints,)), ("matmul", (A, A.T.astype("float64"))),
+                       ("dot", (A[0], B[0].astype("float64"))), ("matmul", (A, ints.T)),
+                       ("matmul", (ints, ints.T))]:
+        ours, theirs = getattr(reglab.ops, name)(*args), getattr(keras.ops, name)(*args)
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_allclose(ours.numpy(), keras.ops.convert_to_numpy(theirs), rtol=1e-6)
