@@ -13,6 +13,7 @@ each metric for both uses.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -67,19 +68,21 @@ def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class MeanMetricWrapper(StatefulMetric):
-    """Keras's ``MeanMetricWrapper``: the mean of ``fn(y_true, y_pred)``'s per-sample values
-    (over any axes after the batch's too), as a compiled metric logged under ``name`` or
-    by hand with sample weights.
+    """Keras's ``MeanMetricWrapper``: the mean of ``fn(y_true, y_pred, **kwargs)``'s
+    per-sample values (over any axes after the batch's too), as a compiled metric logged
+    under ``name`` or by hand with sample weights.
 
-    ``fn`` is one of reglab's engine metric functions (targets and predictions with a
-    leading member axis) or, from :class:`Mean`'s subclasses, a function of one model's
-    batch.
+    A user's ``fn`` is called on one member's batch at a time, ``(B, ...)`` targets and
+    predictions, as Keras calls it (:class:`reglab.metrics.FunctionMetric`); the built-in
+    classes below give one of the engine's functions, which take the members at once.
     """
 
     resolved = True  # compile takes the object as it is
     weighted = False  # Keras's compiled 'metrics' ignore sample weights
     totals_shape = (2,)
     default_name = "mean_metric_wrapper"
+    #: whether ``fn`` is an engine function (a leading member axis); a user's is not
+    engine_form = False
 
     def __init__(self, fn: Callable | None = None, name: str | None = None, dtype: Any = None,
                  **kwargs):
@@ -95,6 +98,14 @@ class MeanMetricWrapper(StatefulMetric):
                               f"Got {fn!r}.")
         self.name = name or self.default_name
         self.fn_kwargs = kwargs
+        self._one_member = None
+        if not self.engine_form:
+            from reglab.metrics import FunctionMetric
+
+            self._one_member = FunctionMetric(functools.partial(self.fn, **kwargs))
+        mixed = getattr(self.fn, "of_mixed_targets", None)
+        if mixed is not None and self.engine_form:  # the engine's variant for mixed targets
+            self.of_mixed_targets = functools.partial(self._rows, mixed)
 
     @property
     def __name__(self) -> str:  # the logged name (compile reads it as a function's)
@@ -104,15 +115,18 @@ class MeanMetricWrapper(StatefulMetric):
     def __name__(self, value: str) -> None:  # compile's 'accuracy_1' for a second one
         self.name = value
 
-    def values(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        """``(P, B)``: each sample's value."""
-        values = self.fn(y_true, y_pred, **self.fn_kwargs)
-        return values.reshape(*values.shape[:2], -1).mean(dim=-1) if values.dim() > 2 \
-            else values
+    def _rows(self, fn, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """``(P, B, 2)``: ``[value, 1]`` for each sample, from an engine function."""
+        values = fn(y_true, y_pred, **self.fn_kwargs)
+        if values.dim() > 2:
+            values = values.reshape(*values.shape[:2], -1).mean(dim=-1)
+        values = values.to(y_pred.dtype)
+        return torch.stack([values, torch.ones_like(values)], dim=-1)
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        values = self.values(y_true, y_pred).to(y_pred.dtype)
-        return torch.stack([values, torch.ones_like(values)], dim=-1)
+        if self._one_member is not None:  # a user's function, member by member
+            return self._one_member(y_true, y_pred)
+        return self._rows(self.fn, y_true, y_pred)
 
     def totals_result(self, totals):
         return self.finish(_divide_no_nan(totals[:, 0], totals[:, 1]))
@@ -161,7 +175,7 @@ def _by_name(class_name: str, metric_name: str, default: str, doc: str, **defaul
 
     return type(class_name, (MeanMetricWrapper,), {
         "__init__": __init__, "default_name": default, "saved_name": saved_name,
-        "__doc__": doc, "__module__": __name__})
+        "__doc__": doc, "__module__": __name__, "engine_form": True})
 
 
 SparseCategoricalAccuracy = _by_name(
@@ -186,6 +200,7 @@ class RootMeanSquaredError(MeanMetricWrapper):
     """``keras.metrics.RootMeanSquaredError``: the square root of the mean squared error."""
 
     default_name = "root_mean_squared_error"
+    engine_form = True
 
     def __init__(self, name: str | None = None, dtype: Any = None):
         super().__init__(_engine_function("mean_squared_error"), name, dtype)
@@ -198,6 +213,7 @@ class _CrossentropyMetric(MeanMetricWrapper):
     """A crossentropy loss's per-sample values as a mean metric."""
 
     loss_class: type = type(None)
+    engine_form = True
 
     def __init__(self, name: str | None = None, dtype: Any = None, from_logits: bool = False,
                  **kwargs):
@@ -240,17 +256,27 @@ class Mean(StatefulMetric):
                               f"Got {name!r}.")
         self.name = name
 
-    def update_state(self, values, sample_weight=None) -> None:
-        values = torch.as_tensor(np.asarray(values.detach() if isinstance(values, torch.Tensor)
-                                            else values, dtype=np.float64)).reshape(-1)
-        weights = torch.ones_like(values) if sample_weight is None else torch.as_tensor(
-            np.asarray(sample_weight, dtype=np.float64)).reshape(-1).expand_as(values)
-        total = torch.stack([(values * weights).sum(), self._count(weights)])
-        self._state = total if self._state is None else self._state + total
+    #: how a sample's values are reduced to one (Keras's reduce_fn): Sum sums them
+    reduce_sample = staticmethod(torch.mean)
 
-    @staticmethod
-    def _count(weights: torch.Tensor) -> torch.Tensor:
-        return weights.sum()
+    def update_state(self, values, sample_weight=None) -> None:
+        """Adds ``values`` (a sample's values reduced to one per sample, Keras's rule),
+        each weighted by ``sample_weight`` (one per sample, or broadcast to them)."""
+        values = torch.as_tensor(np.asarray(values.detach() if isinstance(values, torch.Tensor)
+                                            else values, dtype=np.float64))
+        if values.dim() > 1:  # one value per sample
+            values = self.reduce_sample(values.reshape(values.shape[0], -1), dim=-1)
+        values = values.reshape(-1)
+        weights = torch.ones_like(values)
+        if sample_weight is not None:
+            given = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64)).reshape(-1)
+            if given.numel() not in (1, values.numel()):
+                raise ConfigError(f"{self.name}.update_state: 'sample_weight' must have one "
+                                  f"weight per sample ({values.numel()}). Got "
+                                  f"{given.numel()}.")
+            weights = given.expand_as(values)
+        total = torch.stack([(values * weights).sum(), weights.sum()])
+        self._state = total if self._state is None else self._state + total
 
     def totals_result(self, totals):
         return _divide_no_nan(totals[:, 0], totals[:, 1])
@@ -261,6 +287,8 @@ class Mean(StatefulMetric):
 
 class Sum(Mean):
     """``keras.metrics.Sum``: the (weighted) sum of the values given to ``update_state``."""
+
+    reduce_sample = staticmethod(torch.sum)
 
     def __init__(self, name: str = "sum", dtype: Any = None):
         super().__init__(name, dtype)
@@ -281,6 +309,9 @@ class WeightedMetric:
 
     def __init__(self, metric: Any, name: str, inner: Any = None):
         self.metric, self.__name__, self.inner = metric, name, inner
+        mixed = getattr(inner, "of_mixed_targets", None)
+        if mixed is not None:
+            self.of_mixed_targets = functools.partial(self._weighted_rows, mixed)
 
     def resolved_for(self, y_true_shape, y_pred_shape, where: str) -> WeightedMetric:
         from reglab import metrics
@@ -293,7 +324,10 @@ class WeightedMetric:
         return getattr(self.inner, "totals_shape", (2,))
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        values = self.inner(y_true, y_pred)
+        return self._weighted_rows(self.inner, y_true, y_pred)
+
+    def _weighted_rows(self, fn, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        values = fn(y_true, y_pred)
         if hasattr(self.inner, "totals_shape"):  # rows of totals already ([v, 1], counts)
             return values
         return torch.stack([values, torch.ones_like(values)], dim=-1)

@@ -206,3 +206,54 @@ def test_a_keras_file_with_weighted_metrics_loads_with_them(tmp_path):
     assert sorted(got) == sorted(expected)
     for key in expected:
         assert got[key] == pytest.approx(expected[key], rel=2e-5), key
+
+
+def test_a_wrapped_user_function_sees_one_model_s_batch_as_in_keras():
+    def first_column_error(y_true, y_pred):
+        return abs(y_true[:, 0] - y_pred[:, 0])
+
+    x = np.random.default_rng(7).normal(size=(24, 4)).astype("float32")
+    y = np.random.default_rng(8).normal(size=(24, 3)).astype("float32")
+    results = []
+    for api in (keras, reglab):
+        wrapper = reglab.metrics.MeanMetricWrapper if api is reglab else \
+            __import__("keras.src.metrics.reduction_metrics",
+                       fromlist=["x"]).MeanMetricWrapper
+        by_hand = wrapper(first_column_error, name="c0")
+        by_hand.update_state(y, x[:, :3])
+        keras.utils.set_random_seed(2)
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(3)])
+        if results:
+            model.set_weights(results[0][0])
+        model.compile(optimizer="sgd", loss="mse",
+                      metrics=[wrapper(first_column_error, name="c0")])
+        results.append((model.get_weights(), float(by_hand.result()),
+                        model.evaluate(x, y, verbose=0, return_dict=True)))
+    assert results[1][1] == pytest.approx(results[0][1], rel=1e-6)
+    assert results[1][2] == pytest.approx(results[0][2], rel=1e-6)
+
+
+def test_a_binary_accuracy_object_scores_mixed_targets_as_its_name_does():
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+
+    def run(metric):
+        reglab.utils.set_random_seed(0)
+        model = reglab.Sequential([reglab.Input((4,)), reglab.layers.LabelSmoothing(0.2),
+                                   reglab.layers.Dense(1, activation="sigmoid")])
+        model.compile("adam", "binary_crossentropy", metrics=[metric])
+        return model.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    assert run(reglab.metrics.BinaryAccuracy()) == run("binary_accuracy")
+
+
+@pytest.mark.parametrize("name", ["Mean", "Sum"])
+def test_mean_and_sum_reduce_a_sample_s_values_before_its_weight_as_keras(name):
+    values = np.arange(12, dtype="float32").reshape(4, 3)
+    weights = np.array([1, 0, 2, 0.5], "float32")
+    results = []
+    for api in (keras, reglab):
+        metric = getattr(api.metrics, name)()
+        metric.update_state(values, sample_weight=weights)
+        metric.update_state(values)
+        results.append(float(metric.result()))
+    assert results[1] == pytest.approx(results[0])
