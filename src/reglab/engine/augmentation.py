@@ -29,7 +29,7 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
 
     s, b = xb.shape[:2]
     image_shape = tuple(xb.shape[2:])
-    if layers and len(image_shape) != 3:  # flat images, reshaped before the augmentation
+    if layers:  # a Reshape before the augmentation layers: warped in its shape
         image_shape = _reshaped_images(population, image_shape)
     if len(image_shape) != 3:
         raise ValueError("augmentation expects image batches (N, H, W, C). Got samples of shape "

@@ -357,7 +357,7 @@ def _check_augmentation_first(layers: list[Layer]) -> None:
     """Augmentation, then MixUp/CutMix/LabelSmoothing, come first (after the input): reglab
     applies them to each training batch before the model. A ``Reshape`` of flat images may
     come before augmentation (the batch is warped in its shape: ``engine/augmentation.py``)."""
-    seen_other = reshaped = False
+    seen_other = reshaped = started = False
     for layer in layers:
         leading = layer.is_augmentation or getattr(layer, "is_batch_transform", False)
         if getattr(layer, "is_input", False):
@@ -366,12 +366,13 @@ def _check_augmentation_first(layers: list[Layer]) -> None:
             raise ConfigError(
                 f"Population: {type(layer).__name__} must come before every other layer (right "
                 "after the input, augmentation first, then MixUp, CutMix or LabelSmoothing; "
-                "augmentation may follow a Reshape of flat images): reglab applies them to "
+                "a Reshape may come before the augmentation): reglab applies them to "
                 "each training batch before the model.")
-        if is_reshape(layer) and not seen_other:
-            reshaped = True
+        if is_reshape(layer) and not seen_other and not started:
+            reshaped = True  # before any augmentation: the batch is warped in its shape
         else:
             seen_other = seen_other or not leading
+            started = started or leading
 
 
 def is_reshape(layer: Layer) -> bool:
