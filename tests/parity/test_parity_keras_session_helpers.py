@@ -233,3 +233,22 @@ def test_a_history_among_the_callbacks_is_the_one_fit_returns_as_keras():
         again = model.fit(X, Y, epochs=1, verbose=0, callbacks=[history])
         assert again is history and len(history.history["loss"]) == 3 and history.epoch == [0]
         assert model.fit(X, Y, epochs=1, verbose=0) is not history
+
+
+@pytest.mark.parametrize("hook", ["on_train_batch_begin", "on_train_batch_end",
+                                  "on_epoch_begin"])
+def test_a_rate_assigned_in_any_training_hook_trains_the_next_batch_as_keras(hook):
+    results = []
+    for api in (keras, reglab):
+        def shrink(self, *args, **kwargs):
+            rate = self.model.optimizer.learning_rate
+            rate.assign(float(np.asarray(rate.numpy())) * 0.9)
+        callback = type("Shrink", (api.callbacks.Callback,), {hook: shrink})()
+        keras.utils.set_random_seed(5)
+        model = _model(api, results[0][0] if results else None)
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.SGD(0.3), loss="sparse_categorical_crossentropy")
+        model.fit(X, Y, epochs=2, batch_size=8, shuffle=False, verbose=0, callbacks=[callback])
+        results.append((start, model.get_weights()))
+    for a, b in zip(results[1][1], results[0][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -91,6 +91,7 @@ class _KerasBridge:
             logs = (_keras_logs(self.population.running_logs().get(0, {}))[0]
                     if self.eager_logs else _LazyLogs(self.population))
             self.callbacks.on_train_batch_end(step, logs)
+            self._sync_learning_rate()  # a rate set there trains the next batch, as Keras
         if self.model.stop_training:  # Keras: the epoch ends after this batch
             self.population.end_epoch_requested = True
 

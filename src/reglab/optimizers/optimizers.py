@@ -119,10 +119,11 @@ def _add_sign_parts(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 
 class LearningRateValue(float):
-    """An optimizer's float learning rate as read from ``optimizer.learning_rate``: a float
-    that also answers Keras's variable methods, ``assign(value)`` (sets the optimizer's
-    rate, checked as setting ``learning_rate`` is) and ``numpy()``. Pickled or copied, a
-    plain float."""
+    """An optimizer's learning rate as read from ``optimizer.learning_rate``: a float that
+    also answers Keras's variable methods, ``assign(value)`` (sets the optimizer's rate,
+    checked as setting ``learning_rate`` is; refused for a schedule's) and ``numpy()``.
+    Unlike Keras's variable it is the value when read: read the property again after an
+    ``assign``. Pickled or copied, a plain float."""
 
     def __new__(cls, value: float, optimizer: Optimizer):
         self = super().__new__(cls, value)
@@ -132,8 +133,8 @@ class LearningRateValue(float):
     def assign(self, value) -> None:
         self._optimizer.learning_rate = float(np.asarray(value))
 
-    def numpy(self) -> np.float32:
-        return np.float32(self)
+    def numpy(self) -> np.ndarray:
+        return np.asarray(float(self), dtype=np.float32)  # a 0-d array, as Keras's
 
     @property
     def value(self) -> float:
@@ -259,7 +260,7 @@ class Optimizer:
         ``.assign(new_rate)`` (the same as setting this property)."""
         value = self._learning_rate
         if isinstance(value, LearningRateSchedule):
-            return value.rate(self.iterations)
+            value = value.rate(self.iterations)  # read only: assign() says so
         return LearningRateValue(value, self)
 
     @learning_rate.setter
