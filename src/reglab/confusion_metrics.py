@@ -24,14 +24,10 @@ from __future__ import annotations
 
 import torch
 
+from reglab.backend import EPSILON  # noqa: F401 - the module's own epsilon, re-exported
 from reglab.errors import ConfigError, DataError
 from reglab.metric_classes import StatefulMetric
-
-EPSILON = 1e-7  # keras.backend.epsilon()
-
-
-def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, 1.0, b))
+from reglab.utils.tensors import divide_no_nan as _divide_no_nan
 
 
 class ConfusionMetric(StatefulMetric):

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reglab.backend import EPSILON  # keras.backend.epsilon()
 from reglab.errors import ConfigError, unknown_name
-
-EPSILON = 1e-7  # keras.backend.epsilon()
+from reglab.utils.tensors import divide_no_nan
 
 
 def _smoothing(owner: str, value: Any) -> float:
@@ -118,10 +118,7 @@ class Loss:
             return total
         # mean_with_sample_weight: over the weights' sum, 0 where it is 0 (Keras's
         # divide_no_nan; the divisor replaced there, so that the gradient is 0, not NaN)
-        weights = sample_weight.expand_as(values).sum(dim=-1)
-        empty = weights == 0
-        return torch.where(empty, torch.zeros_like(total),
-                           total / torch.where(empty, torch.ones_like(weights), weights))
+        return divide_no_nan(total, sample_weight.expand_as(values).sum(dim=-1))
 
     def reduce_batch(self, values: torch.Tensor,
                      sample_weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from reglab.errors import ConfigError
 from reglab.losses import as_tensors
+from reglab.utils.tensors import divide_no_nan as _divide_no_nan
 
 
 class StatefulMetric:
@@ -47,11 +48,9 @@ class StatefulMetric:
         total = rows.sum(dim=0)
         self._state = total if self._state is None else self._state + total
 
-    def result(self, totals: torch.Tensor | None = None) -> torch.Tensor:
+    def result(self) -> torch.Tensor:
         """Keras's ``result()``: the value of what ``update_state`` saw (0 before it saw
-        anything). With ``totals`` (the engine's sums per member), :meth:`totals_result`."""
-        if totals is not None:
-            return self.totals_result(totals)
+        anything)."""
         if self._state is None:
             return torch.tensor(0.0)
         return self.totals_result(self._state.unsqueeze(0))[0].to(torch.float32)
@@ -61,10 +60,6 @@ class StatefulMetric:
 
     def reset_states(self) -> None:  # Keras 2's name
         self.reset_state()
-
-
-def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, 1.0, b))
 
 
 class MeanMetricWrapper(StatefulMetric):

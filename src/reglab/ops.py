@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from reglab import activations
+from reglab.utils import tensors
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
            "float64": torch.float64, "int8": torch.int8, "int16": torch.int16,
@@ -264,8 +265,9 @@ true_divide = divide
 def divide_no_nan(x1: Any, x2: Any) -> torch.Tensor:
     """``x1 / x2``, 0 where ``x2`` is 0."""
     x1, x2 = _pair(x1, x2)
-    quotient = divide(x1, x2)
-    return torch.where(x2 == 0, torch.zeros_like(quotient), quotient)
+    if not x1.is_floating_point() and not x2.is_floating_point():
+        x1 = x1.to(torch.float32)
+    return tensors.divide_no_nan(x1, x2)
 
 
 def clip(x: Any, x_min: Any, x_max: Any) -> torch.Tensor:

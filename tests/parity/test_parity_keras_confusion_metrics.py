@@ -107,11 +107,11 @@ def test_counts_and_results_against_closed_forms():
     y_true = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])[None, :, None]
     y_pred = torch.tensor([0.9, 0.6, 0.4, 0.8, 0.1])[None, :, None]
     precision, recall = reglab.metrics.Precision(), reglab.metrics.Recall()
-    assert float(precision.result(precision(y_true, y_pred).sum(dim=1))[0]) == pytest.approx(2 / 3)
-    assert float(recall.result(recall(y_true, y_pred).sum(dim=1))[0]) == pytest.approx(2 / 3)
+    assert float(precision.totals_result(precision(y_true, y_pred).sum(dim=1))[0]) == pytest.approx(2 / 3)
+    assert float(recall.totals_result(recall(y_true, y_pred).sum(dim=1))[0]) == pytest.approx(2 / 3)
     auc = reglab.metrics.AUC(num_thresholds=1001)
     # the exact ROC AUC of these five: 5 of the 6 positive-negative pairs ordered right
-    assert float(auc.result(auc(y_true, y_pred).sum(dim=1))[0]) == pytest.approx(5 / 6, abs=2e-3)
+    assert float(auc.totals_result(auc(y_true, y_pred).sum(dim=1))[0]) == pytest.approx(5 / 6, abs=2e-3)
 
 
 @pytest.mark.parametrize(("build", "error", "match"), [

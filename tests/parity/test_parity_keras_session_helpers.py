@@ -55,12 +55,17 @@ def test_validation_freq_validates_the_epochs_keras_validates(freq):
         np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
 
 
-@pytest.mark.parametrize("freq", [0, -1, 1.5, True, [0, 2], "2", None])
+@pytest.mark.parametrize("freq", [0, -1, 1.5, True, [0, 2], [], "2", None])
 def test_a_bad_validation_freq_is_refused_naming_it(freq):
     model = _model(reglab)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with pytest.raises(ConfigError, match="fit: 'validation_freq' must be an int >= 1"):
         model.fit(X, Y, epochs=1, verbose=0, validation_data=(X, Y), validation_freq=freq)
+    from reglab.engine import Member, Population
+
+    population = Population([Member([reglab.layers.Dense(3, input_shape=(4,))], "sgd")])
+    with pytest.raises(ConfigError, match="Population.fit: 'validation_freq' must be"):
+        population.fit(X, Y, epochs=1, validation_data=(X, Y), validation_freq=freq)
 
 
 def test_the_backend_s_values_are_keras_s():

@@ -11,11 +11,10 @@ from typing import Any
 
 import torch
 
+from reglab.backend import EPSILON  # keras.backend.epsilon()
 from reglab.errors import ConfigError, unknown_name
 from reglab.utils.reduce import sum_over
 from reglab.utils.tensors import as_tensor
-
-EPSILON = 1e-7  # keras.backend.epsilon()
 
 Value = float | torch.Tensor
 

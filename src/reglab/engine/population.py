@@ -170,6 +170,7 @@ class Population:
         batch_size = data_module.check_count("fit", "batch_size", batch_size)
         data_module.check_count("fit", "epochs", epochs, minimum=0)
         train = data_module.prepare(self, x, y, sample_weight, "fit")
+        check_validation_freq(validation_freq, "Population.fit")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -697,6 +698,18 @@ def _call(observer, hook, *args):
     method = getattr(observer, hook, None)
     if method is not None:
         method(*args)
+
+
+def check_validation_freq(value, where: str) -> None:
+    """Keras's ``validation_freq``: an int >= 1 (every that many epochs) or a list of epoch
+    numbers (1-based); a ConfigError naming ``where`` otherwise."""
+    def positive(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    if not (positive(value) or (isinstance(value, list) and value
+                                and all(positive(v) for v in value))):
+        raise ConfigError(f"{where}: 'validation_freq' must be an int >= 1 (validate every "
+                          f"that many epochs) or a list of epoch numbers from 1. Got "
+                          f"{value!r}.")
 
 
 def validates(epoch: int, validation_freq: int | list[int]) -> bool:

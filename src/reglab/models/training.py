@@ -19,6 +19,7 @@ from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
 from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
 from reglab.engine.data import check_count
+from reglab.engine.population import check_validation_freq
 from reglab.errors import ConfigError
 from reglab.models import fit_data
 
@@ -178,16 +179,6 @@ def _ensure_ready(model, x_shape):
     return model._build()
 
 
-def _check_validation_freq(value) -> None:
-    """Keras's ``validation_freq``: an int >= 1 (every that many epochs) or a list of epoch
-    numbers (1-based)."""
-    def positive(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    if not (positive(value) or (isinstance(value, list) and all(positive(v) for v in value))):
-        raise ConfigError(f"fit: 'validation_freq' must be an int >= 1 (validate every that "
-                          f"many epochs) or a list of epoch numbers from 1. Got {value!r}.")
-
-
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
         shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
         validation_batch_size, validation_freq=1, validation_steps=None):
@@ -198,7 +189,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if validation_steps is not None:
         raise ConfigError("fit: 'validation_steps' is not supported yet; validation runs on "
                           "all of validation_data.")
-    _check_validation_freq(validation_freq)
+    check_validation_freq(validation_freq, "fit")
     if steps_per_epoch is not None and not fit_data.is_generator(x):
         raise ConfigError("fit: 'steps_per_epoch' is supported for Python generators only; "
                           "with arrays or a flow iterator an epoch is one pass over the data.")

@@ -293,7 +293,8 @@ class Optimizer:
         """The values that may differ between members of one population (``swa_start`` is
         one: ``inf`` for a member that does not average; the clipping threshold another,
         its kind being part of the structure)."""
-        values = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay or 0.0,
+        values = {"learning_rate": float(self.learning_rate),
+                  "weight_decay": self.weight_decay or 0.0,
                   "swa_start": math.inf if self.swa_start is None else float(self.swa_start)}
         if self.use_ema:
             values["ema_momentum"] = self.ema_momentum

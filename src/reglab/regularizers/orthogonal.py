@@ -14,12 +14,11 @@ from typing import Any
 
 import torch
 
+from reglab.backend import EPSILON  # the floor of a row's norm
 from reglab.errors import ConfigError
 from reglab.regularizers.penalty import along_members
 from reglab.regularizers.regularizers import Regularizer, _keeps_math, check_strength
 from reglab.utils.tensors import as_tensor
-
-EPSILON = 1e-7  # keras.backend.epsilon(), the floor of a row's norm
 
 
 class OrthogonalRegularizer(Regularizer):

@@ -24,12 +24,13 @@ def set_random_seed(seed: int) -> None:
         True
     """
     global _source
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"set_random_seed: 'seed' must be an int >= 0. Got {seed!r} "
-                          f"(of type {type(seed).__name__}).")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed < 2**32:  # NumPy's seeds, as Keras's check through it
+        raise ConfigError(f"set_random_seed: 'seed' must be an int in [0, 2**32). Got "
+                          f"{seed!r} (of type {type(seed).__name__}).")
     seed = int(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     import torch
 
     torch.manual_seed(seed)
