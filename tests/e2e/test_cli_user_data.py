@@ -128,3 +128,40 @@ def test_a_regression_csv_is_refused_an_accuracy_and_stored_without_one(tmp_path
     found = metrics(tmp_path / "out").values()
     assert len(found) == 9
     assert all("test_loss" in m and "test_ece" not in m for m in found)
+
+
+@pytest.mark.parametrize("metrics_line, ranked", [('metrics = ["mae"]', "test_mae"),
+                                                  ("metrics = []", "test_loss")])
+def test_a_regression_study_is_ranked_on_its_error_lower_being_better(tmp_path, metrics_line,
+                                                                      ranked):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(240, 4))
+    target = x @ np.array([0.5, -1.0, 2.0, 0.0]) + rng.normal(0, 0.1, 240)
+    lines = ["a,b,target,c,d"] + [f"{a!r},{b!r},{t!r},{c!r},{d!r}"
+                                  for (a, b, c, d), t in zip(x.tolist(), target.tolist())]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    regression = STUDY.replace("DATA", 'test_split = 0.25\nlabel_column = "target"') \
+        .replace('units = 3, activation = "softmax"', "units = 1") \
+        .replace("epochs = 2", f'epochs = 4\nloss = "mse"\n{metrics_line}') \
+        .replace("dropout = 0.3", "dropout = 0.6")
+    study = tmp_path / "study.toml"
+    study.write_text(regression)
+    cli = CliRunner()
+    ran = cli.invoke(main, ["run", str(study), "--out", str(tmp_path / "out"), "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    shown = cli.invoke(main, ["show", str(tmp_path / "out")])
+    assert shown.exit_code == 0, shown.output
+    table = shown.output
+    assert f"{ranked} (95% CI)" in table and "not a proportion" in table
+    rows = [line.split()[0] for line in table.splitlines()[1:4]]
+    values = {name: metrics_mean(tmp_path / "out", name, ranked) for name in rows}
+    assert list(values.values()) == sorted(values.values())  # the lowest error first
+    assert f"best on val_{ranked.removeprefix('test_')}:" in table
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert f"test {ranked.removeprefix('test_')} (95 % CI)" in report
+    assert "gap, test − train" in report
+
+
+def metrics_mean(out, variant, key):
+    found = [m[key] for run_id, m in metrics(out).items() if run_id.startswith(variant + "/")]
+    return sum(found) / len(found)

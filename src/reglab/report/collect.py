@@ -25,6 +25,7 @@ from reglab.study.report_table import (
     Ranking,
     RegimeRanking,
     finite_mean,
+    higher_is_better,
     metric_keys,
     rank_regimes,
     run_regime,
@@ -113,8 +114,9 @@ class StudyResults:
             scored = [(finite_mean([r.metrics.get(keys[1], math.nan) for r in groups[label]]), label)
                       for label in mine] if keys else []
             scored = [(score, label) for score, label in scored if not math.isnan(score)]
-            if scored:
-                labels.append(max(scored, key=lambda item: item[0])[1])
+            if scored:  # the best validation value: the highest accuracy, lowest error
+                pick = max if higher_is_better(keys[1]) else min
+                labels.append(pick(scored, key=lambda item: item[0])[1])
         return labels
 
     def penalty_labels(self) -> list[str]:
@@ -216,9 +218,8 @@ def collect(directory: str | Path) -> StudyResults:
     if location:  # where the run read a data file (the spec keeps the name as written)
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))
     keys = metric_keys(spec.training.metrics)
-    regimes = [] if keys is None else rank_regimes(
-        runs, metric=keys[0], choose_on=keys[1], min_effect=spec.stats.min_effect,
-        dataset=spec.data.dataset)
+    regimes = rank_regimes(runs, metric=keys[0], choose_on=keys[1],
+                           min_effect=spec.stats.min_effect, dataset=spec.data.dataset)
     ranking = regimes[0].ranking if len(regimes) == 1 and not regime_axes(spec.data) else None
     return StudyResults(directory, spec, runs, epochs, ranking, meta, kernels, regimes)
 

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from reglab.study.report_table import metric_keys
+from reglab.study.report_table import higher_is_better, metric_keys
 
 SMALL = 1e-3
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -157,7 +157,8 @@ def generalization_gap(results) -> Figure | None:
              wspace=0.08)
     axes = figure.subplots(1, 2, sharey=True)
     positions = np.arange(len(labels))[::-1]
-    for ax, metric, title in ((axes[0], "gap_accuracy", "train − test accuracy"),
+    first = results.metric or "accuracy"  # gap_accuracy: the study's first metric's
+    for ax, metric, title in ((axes[0], "gap_accuracy", f"train − test {first}"),
                               (axes[1], "gap_loss", "test − train loss")):
         for y, label in zip(positions, labels):
             summary = results.summary(label, metric)
@@ -296,10 +297,7 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
     value marked."""
     from reglab.stats import one_standard_error_rule
 
-    keys = metric_keys(results.spec.training.metrics)
-    if keys is None:
-        return []
-    ranked, chosen_on = keys
+    ranked, chosen_on = metric_keys(results.spec.training.metrics)
     first = results.first_layer()
     panels = [(ranked, ranked.replace("_", " ")), ("gap_accuracy", "generalization gap (train − test)")]
     if first is not None:
@@ -344,7 +342,8 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
                 if all(math.isnan(m) for m, _ in val):
                     continue  # no validation data: nothing is chosen
                 best, one_se = one_standard_error_rule(
-                    xs, [m for m, _ in val], [0.0 if math.isnan(s) else s for _, s in val])
+                    xs, [m for m, _ in val], [0.0 if math.isnan(s) else s for _, s in val],
+                    higher_is_better=higher_is_better(chosen_on))
                 one_se_value = xs[one_se] if is_strength(sweep.path) else None
                 choices.append(PathChoice(variant.name, sweep.path, line, xs[best],
                                           one_se_value, tutorial))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reglab.report.collect import StudyResults, collect, study_file_text
 from reglab.storage.sqlite_store import COPIES_META
-from reglab.study.report_table import finite_mean, format_number
+from reglab.study.report_table import finite_mean, format_number, higher_is_better
 from reglab.utils.atomic import atomic_open
 
 REPORT_NAME = "report.html"
@@ -443,7 +443,9 @@ def write_report(directory: str | Path) -> Path:
         figures=saved.sections, sparsity=_sparsity(results),
         augmentation_note=augmentation_note,
         seeds=", ".join(str(s) for s in results.spec.seeds),
-        epochs=results.spec.training.epochs, metric=results.metric or "—",
+        epochs=results.spec.training.epochs, metric=results.metric or "loss",
+        gap_heading="train − test" if higher_is_better(f"test_{results.metric or 'loss'}")
+        else "test − train",
         statuses=", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "—",
         device=results.meta.get("device") or "—",

@@ -568,9 +568,9 @@ def _accuracy_of_a_regression(spec, data) -> list[str]:
     if not accuracies or y is None or not len(y) or class_keys(np.asarray(y)) is not None:
         return []
     return [f"training.metrics: {accuracies[0]!r} scores class labels; the data's targets are "
-            "not class labels (non-integer values: a regression). Set metrics = [] (the "
-            "default is ['accuracy']): the runs train and are stored, their losses plotted "
-            "in the report; the ranked table needs a classification metric."]
+            "not class labels (non-integer values: a regression). Set metrics = [\"mae\"] "
+            "(or another error: the table ranks on it, lower is better), or [] to rank on "
+            "the loss (the default is ['accuracy'])."]
 
 
 def _averaging_never_starts(plan: StudyPlan) -> list[str]:

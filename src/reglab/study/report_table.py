@@ -50,7 +50,7 @@ class RankedVariant:
 
     label: str
     verdict: object  # reglab.stats.VariantVerdict on the ranked metric
-    gap: object  # reglab.stats.Summary of gap_accuracy
+    gap: object  # reglab.stats.Summary of generalization_gap (train − test accuracy...)
     validation_mean: float
 
 
@@ -153,10 +153,11 @@ def resolve_min_effect(min_effect: float | None, metric: str, baseline_mean: flo
     if min_effect is not None:
         return MinEffect(float(min_effect), "set by the study file ([stats] min_effect)")
     if not (metric.startswith("test_") and metric[len("test_"):] in METRICS):
-        return MinEffect(0.0, f"0: {metric} is not a proportion, so it has no binomial "
-                              "default; set [stats] min_effect")
+        return MinEffect(0.0, f"{metric} is not a proportion, so it has no binomial "
+                              "default (differences are tested against 0); set [stats] "
+                              "min_effect for a difference worth a verdict")
     if not (test_samples and math.isfinite(test_samples) and math.isfinite(baseline_mean)):
-        return MinEffect(0.0, "0: the test set's size is unknown, so there is no binomial "
+        return MinEffect(0.0, "the test set's size is unknown, so there is no binomial "
                               "default; set [stats] min_effect")
     p = min(max(baseline_mean, 0.0), 1.0)
     return MinEffect(math.sqrt(p * (1.0 - p) / test_samples),
@@ -189,6 +190,7 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
     """
     from reglab.stats import compare_variants, summarize
 
+    upwards = higher_is_better(metric)
     values: dict[str, dict[int, float]] = {}
     gaps: dict[str, list[float]] = {}
     validation: dict[str, list[float]] = {}
@@ -197,7 +199,7 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
             continue
         label = variant_label(record)
         values.setdefault(label, {})[record.seed] = record.metrics[metric]
-        gaps.setdefault(label, []).append(record.metrics.get("gap_accuracy", math.nan))
+        gaps.setdefault(label, []).append(generalization_gap(record.metrics, metric))
         validation.setdefault(label, []).append(record.metrics.get(choose_on, math.nan))
     if not values:
         return None
@@ -211,15 +213,25 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
         test_sample_count([r for r in finished if variant_label(r) == baseline] + finished,
                           dataset))
     rows = []
-    for verdict in compare_variants(values, baseline=baseline, alpha=ALPHA,
-                                    min_effect=chosen_effect.value):
+    for verdict in compare_variants(values, baseline=baseline, higher_is_better=upwards,
+                                    alpha=ALPHA, min_effect=chosen_effect.value):
         finite_gaps = [g for g in gaps[verdict.variant] if math.isfinite(g)]
         gap = summarize(finite_gaps) if finite_gaps else None
         rows.append(RankedVariant(verdict.variant, verdict, gap,
                                   finite_mean(validation[verdict.variant])))
     chosen = [r for r in rows if not math.isnan(r.validation_mean)]
-    best = max(chosen, key=lambda r: r.validation_mean).label if chosen else None
+    pick = max if upwards else min  # the best validation value: highest accuracy, lowest error
+    best = pick(chosen, key=lambda r: r.validation_mean).label if chosen else None
     return Ranking(tuple(rows), baseline, metric, best, chosen_effect, ALPHA)
+
+
+def generalization_gap(metrics: dict, metric: str) -> float:
+    """A run's generalization gap on the ranked metric, positive when it fits its training
+    data better than the test data: train − test accuracy, test − train error or loss."""
+    if metric == "test_loss":
+        return metrics.get("gap_loss", math.nan)
+    gap = metrics.get("gap_accuracy", math.nan)  # train − test of the study's first metric
+    return gap if higher_is_better(metric) else -gap
 
 
 #: run statuses that end a run without a result the table ranks
@@ -275,11 +287,21 @@ def unfinished_line(runs) -> str:
             f"{', '.join(labels)}); `reglab run` on the same study goes on from them\n\n")
 
 
-def metric_keys(metric_names) -> tuple[str, str] | None:
+def metric_keys(metric_names) -> tuple[str, str]:
     """``(ranked, chosen on)`` run-metric keys for a study's first metric, which the logs name
-    as written ('accuracy', 'acc', ...): its test and validation values; None without one."""
-    name = next(iter(metric_names), None)
-    return (f"test_{name}", f"val_{name}") if name else None
+    as written ('accuracy', 'acc', 'mae'...): its test and validation values; the loss's
+    without a metric."""
+    name = next(iter(metric_names), None) or "loss"
+    return f"test_{name}", f"val_{name}"
+
+
+def higher_is_better(metric_key: str) -> bool:
+    """Whether larger values of a run metric are better: an accuracy's ('test_accuracy'), not
+    an error's or a loss's ('test_mae', 'val_loss'), by Keras's rule
+    (:func:`reglab.monitors.direction`)."""
+    from reglab.monitors import direction
+
+    return direction(metric_key.split("_", 1)[1], where="the study's table") == "max"
 
 
 def results_table(store, baseline: str = "baseline") -> str:
@@ -291,8 +313,6 @@ def results_table(store, baseline: str = "baseline") -> str:
     spec = StudySpec.from_canonical(stored[1], str(getattr(store, "path", "the stored study"))) \
         if stored else None
     keys = metric_keys(spec.training.metrics if spec else ["accuracy"])
-    if keys is None:
-        return "the study has no metric to rank on"
     from reglab.study.plan import is_trial_run
 
     # a tuning's trials are chosen among, not ranked: the table is its confirmation's

@@ -59,6 +59,9 @@ BUILTIN_DATASETS = ("fashion_mnist", "mnist")
 DATA_SUFFIXES = (".npz", ".csv")
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
           "mean_squared_error", "mse")
+#: the errors a study may rank on (lower is better): a regression's
+ERROR_METRICS = ("mae", "mse", "mape", "msle", "mean_absolute_error", "mean_squared_error",
+                 "mean_absolute_percentage_error", "mean_squared_logarithmic_error")
 METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy",
            "binary_accuracy")
 #: the optimizers' gradient clipping arguments (``reglab.optimizers.optimizers.CLIPPINGS``;
@@ -836,9 +839,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         checker.add(f"training.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} "
                     f"Expected one of: {', '.join(LOSSES)}.")
     metrics = training_raw.get("metrics", ["accuracy"])
-    metrics_ok = isinstance(metrics, list) and all(m in METRICS for m in metrics)
+    metrics_ok = isinstance(metrics, list) and all(
+        isinstance(m, str) and m in (*METRICS, *ERROR_METRICS) for m in metrics)
     if not metrics_ok:
-        checker.add(f"training.metrics: expected a list of {', '.join(METRICS)}. Got {metrics!r}.")
+        checker.add(f"training.metrics: expected a list of {', '.join((*METRICS, *ERROR_METRICS))}"
+                    f". Got {metrics!r}.")
         metrics = []
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
     batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))

@@ -45,7 +45,30 @@ def test_sweep_labels_are_as_precise_as_run_ids():
 
 def test_metric_keys_follow_the_study_metric():
     assert metric_keys(["acc"]) == ("test_acc", "val_acc")
-    assert metric_keys(()) is None
+    assert metric_keys(["mae"]) == ("test_mae", "val_mae")
+    assert metric_keys(()) == ("test_loss", "val_loss")  # without a metric: the loss
+
+
+def error_run(variant, seed, test, val, gap, metric="mae"):
+    return RunRecord(f"{variant}/seed={seed}", variant, {}, seed, "p", {}, "done",
+                     metrics={f"test_{metric}": test, f"val_{metric}": val,
+                              "gap_accuracy": -gap, "gap_loss": gap})
+
+
+@pytest.mark.parametrize("metric", ["mae", "loss"])
+def test_an_error_or_a_loss_ranks_lower_first_and_calls_a_lower_variant_better(metric):
+    noise = [0.001, -0.002, 0.0015, -0.001]
+    runs = [error_run("baseline", s, 1.0 + noise[s], 1.1, 0.2, metric) for s in range(4)]
+    runs += [error_run("l2", s, 0.8 + noise[s] / 2, 1.2, 0.1, metric) for s in range(4)]
+    runs += [error_run("dropout", s, 1.3 + noise[s], 1.0, 0.3, metric) for s in range(4)]
+    ranking = rank_variants(runs, metric=f"test_{metric}", choose_on=f"val_{metric}")
+    assert [r.label for r in ranking.rows] == ["l2", "baseline", "dropout"]
+    verdicts = {r.label: r.verdict.verdict for r in ranking.rows}
+    assert verdicts == {"l2": "better", "baseline": "baseline", "dropout": "worse"}
+    assert ranking.best == "dropout"  # the lowest validation error, whatever the test says
+    # the gap is test − train, positive when the run fits its training data better
+    assert ranking.row("l2").gap.mean == pytest.approx(0.1)
+    assert "not a proportion" in ranking.min_effect.source and ranking.min_effect.value == 0
 
 
 # ------------------------------------------------------------------ the minimum effect
