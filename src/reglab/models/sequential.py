@@ -616,12 +616,15 @@ class Sequential:
         if self._population is None and (self._input_shape is None or not self._layers):
             return []
         population = self._build()
-        trainable = {wp.key for wp in population.plan.weights if wp.spec.trainable}
+        # the regularizers the model trains with (a layer's attribute set after compile
+        # takes effect at the next compile, here as in training)
+        planned = {wp.key: (wp.regularizers[0] if wp.regularizers else None)
+                   for wp in population.plan.weights if wp.spec.trainable}
         out, weights, wanted = [], None, set(indices)
         for index, name in self._weight_keys():
-            regularizer = getattr(self._layers[index], f"{name}_regularizer", None)
             key = self._engine_key((index, name))
-            if index in wanted and regularizer is not None and key in trainable:
+            regularizer = planned.get(key)
+            if index in wanted and regularizer is not None:
                 weights = population.member_weights(0) if weights is None else weights
                 out.append(regularizer(weights[key].to(torch.float32)))
         return out

@@ -477,3 +477,19 @@ def test_layer_names_are_unique_and_stay_as_given():
         model.add(Dense(2, name="dense"))
     model.add(Dense(2))
     assert [layer.name for layer in model.layers] == ["dense", "dense_1", "dense_2"]
+
+
+def test_a_regularizer_set_on_a_built_layer_counts_from_the_next_compile_everywhere():
+    # training and model.losses agree: before the next compile neither has it, after it both
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    y = np.arange(16) % 3
+    model = Sequential([keras.Input((8,)), Dense(5), Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    before = model.evaluate(x, y, verbose=0)
+    model.layers[0].kernel_regularizer = keras.regularizers.l2(0.5)
+    assert model.evaluate(x, y, verbose=0) == before and model.losses == []
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    (penalty,) = model.losses
+    expected = 0.5 * float((model.layers[0].get_weights()[0] ** 2).sum())
+    assert float(penalty) == pytest.approx(expected, rel=1e-5)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(before + expected, rel=1e-5)
