@@ -105,12 +105,7 @@ def test_a_regression_csv_is_refused_an_accuracy_and_stored_without_one(tmp_path
     """Accuracy (the default metric) over a regression's targets scored 0 for every run and
     ranked the zeros; now the study says so before training. With metrics = [] the runs
     are stored with their losses, and no calibration error (it is of class probabilities)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 4))
-    target = x @ np.array([0.5, -1.0, 2.0, 0.0]) + rng.normal(0, 0.1, 200)
-    lines = ["a,b,target,c,d"] + [f"{a!r},{b!r},{t!r},{c!r},{d!r}"
-                                  for (a, b, c, d), t in zip(x.tolist(), target.tolist())]
-    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    write_regression_csv(tmp_path / "train.csv", 200, seed=0)
     regression = STUDY.replace("DATA", 'test_split = 0.25\nlabel_column = "target"') \
         .replace('units = 3, activation = "softmax"', "units = 1") \
         .replace("epochs = 2", 'epochs = 2\nloss = "mse"')
@@ -134,12 +129,7 @@ def test_a_regression_csv_is_refused_an_accuracy_and_stored_without_one(tmp_path
                                                   ("metrics = []", "test_loss")])
 def test_a_regression_study_is_ranked_on_its_error_lower_being_better(tmp_path, metrics_line,
                                                                       ranked):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(240, 4))
-    target = x @ np.array([0.5, -1.0, 2.0, 0.0]) + rng.normal(0, 0.1, 240)
-    lines = ["a,b,target,c,d"] + [f"{a!r},{b!r},{t!r},{c!r},{d!r}"
-                                  for (a, b, c, d), t in zip(x.tolist(), target.tolist())]
-    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    write_regression_csv(tmp_path / "train.csv", 240, seed=1)
     regression = STUDY.replace("DATA", 'test_split = 0.25\nlabel_column = "target"') \
         .replace('units = 3, activation = "softmax"', "units = 1") \
         .replace("epochs = 2", f'epochs = 4\nloss = "mse"\n{metrics_line}') \
@@ -160,6 +150,16 @@ def test_a_regression_study_is_ranked_on_its_error_lower_being_better(tmp_path, 
     report = (tmp_path / "out" / "report.html").read_text()
     assert f"test {ranked.removeprefix('test_')} (95 % CI)" in report
     assert "gap, test − train" in report
+
+
+def write_regression_csv(path: Path, n: int, seed: int) -> None:
+    """``n`` rows of four features and a linear target (column 'target', the third)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    target = x @ np.array([0.5, -1.0, 2.0, 0.0]) + rng.normal(0, 0.1, n)
+    lines = ["a,b,target,c,d"] + [f"{a!r},{b!r},{t!r},{c!r},{d!r}"
+                                  for (a, b, c, d), t in zip(x.tolist(), target.tolist())]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def metrics_mean(out, variant, key):

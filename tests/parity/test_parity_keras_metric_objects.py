@@ -99,6 +99,11 @@ def test_the_classes_in_compile_log_keras_s_names_and_values():
                             shuffle=False, verbose=0, validation_data=(x[:10], y[:10])).history
         results.append((start, history, model.evaluate(x, y, verbose=0, return_dict=True)))
     (_, theirs, their_eval), (_, ours, our_eval) = results
+    _assert_same_logs(ours, theirs, our_eval, their_eval)
+
+
+def _assert_same_logs(ours, theirs, our_eval, their_eval):
+    """The same history keys and values (to round-off), and the same evaluation."""
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
@@ -163,12 +168,7 @@ def test_weighted_metrics_are_weighted_means_named_as_keras_names_them(weighting
     class_weight = {0: 0.5, 1: 2.0, 2: 1.0} if weighting == "class" else None
     start, theirs, their_eval, _ = _weighted_run(keras, None, weights, class_weight)
     _, ours, our_eval, _ = _weighted_run(reglab, start, weights, class_weight)
-    assert sorted(ours) == sorted(theirs)
-    for key in theirs:
-        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
-    assert sorted(our_eval) == sorted(their_eval)
-    for key in their_eval:
-        assert our_eval[key] == pytest.approx(their_eval[key], rel=2e-5), key
+    _assert_same_logs(ours, theirs, our_eval, their_eval)
 
 
 def test_a_model_with_weighted_metrics_saves_and_loads_them(tmp_path):
