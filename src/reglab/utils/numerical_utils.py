@@ -77,3 +77,21 @@ def to_categorical(x: object, num_classes: int | None = None) -> np.ndarray:
     categorical = np.zeros((batch_size, num_classes))
     categorical[np.arange(batch_size), labels] = 1
     return np.reshape(categorical, input_shape + (num_classes,))
+
+
+def normalize(x, axis: int = -1, order: int = 2):
+    """``keras.utils.normalize``: ``x`` scaled to unit ``order``-norm along ``axis``, a norm
+    of 0 left as it is (divided by 1). A NumPy array (or list) gives a NumPy array; a torch
+    tensor a tensor, as Keras's ``ops.normalize`` gives it (the norm floored at 1e-7)."""
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ConfigError(f"normalize: 'order' must be an int >= 1. Got {order!r}.")
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        from reglab import backend
+
+        norm = torch.linalg.vector_norm(x, ord=order, dim=axis, keepdim=True)
+        return x / torch.clamp(norm, min=backend.EPSILON)
+    array = np.asarray(x)
+    norm = np.linalg.norm(array, order, axis, keepdims=True)
+    return array / np.where(norm == 0, 1, norm)

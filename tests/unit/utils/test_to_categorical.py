@@ -82,3 +82,27 @@ def test_empty_without_num_classes():
 def test_bad_num_classes(num_classes):
     with pytest.raises(ConfigError, match=r"'num_classes' must be a positive int or None. Got"):
         to_categorical([0, 1], num_classes)
+
+
+def test_normalize_gives_keras_s_values_for_arrays_and_tensors():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    import torch
+
+    import reglab
+
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    x[2] = 0.0  # a zero row stays zero
+    for order in (1, 2):
+        ours = reglab.utils.normalize(x, order=order)
+        assert isinstance(ours, np.ndarray)
+        np.testing.assert_allclose(ours, keras.utils.normalize(x, order=order), rtol=1e-6)
+        tensor = reglab.utils.normalize(torch.tensor(x), order=order)
+        theirs = keras.ops.convert_to_numpy(keras.utils.normalize(torch.tensor(x), order=order))
+        np.testing.assert_allclose(tensor.numpy(), theirs, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(reglab.utils.normalize(x, axis=0), axis=0), 1.0,
+                               rtol=1e-6)
+    with pytest.raises(reglab.errors.ConfigError, match="normalize: 'order'"):
+        reglab.utils.normalize(x, order=0)
