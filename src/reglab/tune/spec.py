@@ -140,9 +140,18 @@ class TuneSpec:
 
 
 def default_direction(objective: str) -> str:
+    """'minimize' for a loss or an error (``val_loss``, ``val_mae``: Keras's rule, as
+    :func:`reglab.monitors.direction` reads it), else 'maximize'."""
+    from reglab.errors import ConfigError
+    from reglab.monitors import direction
+
     name = objective.removeprefix("val_")
-    return "minimize" if name == "loss" or name.endswith("loss") or name.endswith("error") \
-        else "maximize"
+    if name.endswith("error"):  # mean_squared_error...
+        return "minimize"
+    try:
+        return "minimize" if direction(name) == "min" else "maximize"
+    except ConfigError:  # a log Keras's rule cannot place: maximized unless the file says
+        return "maximize"
 
 
 def is_search_range(value: Any) -> bool:

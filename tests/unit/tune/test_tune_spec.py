@@ -236,3 +236,14 @@ def test_a_searched_monitor_checks_each_choice():
     with pytest.raises(StudySpecError, match=r"early_stopping.monitor: expected a value the "
                                              r"runs log: .*Got 'val_acc'"):
         parse(text.replace("'val_accuracy'", "'val_acc'"))
+
+
+@pytest.mark.parametrize(("objective", "expected"), [
+    ("val_accuracy", "maximize"), ("val_acc", "maximize"), ("val_auc", "maximize"),
+    ("val_loss", "minimize"), ("val_data_loss", "minimize"), ("val_mae", "minimize"),
+    ("val_mse", "minimize"), ("val_mean_squared_error", "minimize"),
+    ("val_sparse_categorical_crossentropy", "minimize")])
+def test_the_default_direction_minimizes_losses_and_errors(objective, expected):
+    from reglab.tune.spec import default_direction
+
+    assert default_direction(objective) == expected
