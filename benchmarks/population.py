@@ -129,10 +129,11 @@ def _load(cfg):
 
 
 def _settle():
-    """A full garbage collection before a timed region: one landing inside a short timed
-    epoch (0.1-0.3 s with torch's ~170,000 objects) is scaled up with it to a full epoch;
-    measured here, it moved a P = 1 figure by 60 % between two versions of the engine
-    whose step was the same. Every worker settles before timing, alike."""
+    """A full garbage collection before a timed region, so that one pending does not land
+    inside the timed epoch: a worker ran 2-3 of them (0.1-0.15 s each with torch's ~170,000
+    objects, measured on a Zen 3), and one in a short timed epoch is scaled up with it to a
+    full epoch. Every worker settles before timing, alike. (It removes one source of noise;
+    P = 1 at batch 32 still varied by ±20 % between runs here.)"""
     import gc
 
     gc.collect()
