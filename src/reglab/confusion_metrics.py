@@ -95,6 +95,10 @@ class ConfusionMetric(StatefulMetric):
         saved by that name)."""
         return self.get_config() == type(self)().get_config()
 
+    def saved_name(self) -> str | None:
+        """The name a saved model holds it by (``compile`` resolves it back), or None."""
+        return self.name if self.is_default() else None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 

@@ -204,17 +204,11 @@ def _equal_elements(y_true, y_pred) -> torch.Tensor:
     return equal.reshape(*equal.shape[:2], -1).mean(dim=-1)
 
 
-#: the engine's functions behind the metric classes (``metric_classes.py``)
-_ENGINE_FUNCTIONS = {"sparse_categorical_accuracy": sparse_categorical_accuracy,
-                     "categorical_accuracy": categorical_accuracy,
-                     "binary_accuracy": binary_accuracy, "exact_accuracy": _equal_elements,
-                     "mean_squared_error": _squared_errors,
-                     "mean_absolute_error": _absolute_errors}
-
-
 def engine_function(name: str) -> Metric:
-    """The per-sample function of a metric class (member axis first)."""
-    return _ENGINE_FUNCTIONS[name]
+    """The per-sample function of a metric class (member axis first): the one ``compile``
+    takes by ``name``, or Keras's ``Accuracy``'s exact equality (``'exact_accuracy'``, which
+    no name resolves to)."""
+    return _equal_elements if name == "exact_accuracy" else _BY_NAME[name]
 
 
 def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics") -> Metric:

@@ -243,12 +243,9 @@ def _compile_config(model) -> dict[str, Any] | None:
 
 def _saved_by_name(metric) -> str | None:
     """The name a metric object is saved under (its defaults, a name compile resolves to
-    it), or None."""
-    if isinstance(metric, metrics_module.ConfusionMetric) and metric.is_default():
-        return metric.name
-    if isinstance(metric, metrics_module.MeanMetricWrapper):
-        return metric.saved_name()
-    return None
+    it: its ``saved_name()``), or None."""
+    saved_name = getattr(metric, "saved_name", None)
+    return saved_name() if callable(saved_name) else None
 
 
 def _loss_config(loss) -> dict[str, Any]:
