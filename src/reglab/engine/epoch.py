@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from reglab.engine import data as data_module
-from reglab.engine import loss_scale, softmax_crossentropy
+from reglab.engine import direct_step, loss_scale, softmax_crossentropy
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import apply_updates
 from reglab.layers.shared_input import MemberGroups
@@ -167,18 +167,24 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             w.grad = None
         xb, yb, wb, groups = data_module.batch(population, train, index, layout,
                                                population.augment)
-        y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused)
-        if fused:  # y_pred holds the last layer's logits
-            per_sample, y_pred = softmax_crossentropy.loss_and_predictions(
-                population.loss, yb, y_pred)
-        else:
-            per_sample = population.loss.per_sample(yb, y_pred)
-        data_loss = population.loss.reduce_batch(per_sample, wb)
-        penalty_value, custom = weight_penalties(state)
-        # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
         trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)
-        if trains:
-            loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
+        if trains and direct_step.applies(state):  # the same gradients, without a graph
+            y_pred, data_loss = direct_step.forward_backward(
+                population, state, xb, yb, wb, layout.random_for, groups, fused)
+            penalty_value, custom = weight_penalties(state)
+            activity = None
+        else:
+            y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused)
+            if fused:  # y_pred holds the last layer's logits
+                per_sample, y_pred = softmax_crossentropy.loss_and_predictions(
+                    population.loss, yb, y_pred)
+            else:
+                per_sample = population.loss.per_sample(yb, y_pred)
+            data_loss = population.loss.reduce_batch(per_sample, wb)
+            penalty_value, custom = weight_penalties(state)
+            # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
+            if trains:
+                loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty

@@ -48,6 +48,11 @@ class PenaltyTerms:
     def __bool__(self) -> bool:
         return bool(self.families) or self.custom is not None
 
+    @property
+    def differentiable(self) -> bool:
+        """Whether :func:`evaluate` gives a part for autograd to differentiate."""
+        return self.custom is not None or bool(self.without_capability("gradient"))
+
     def with_capability(self, capability: str) -> list[tuple[Any, dict[str, Value]]]:
         return [(reg, values) for reg, values in self.families if capability in reg.contributes]
 

@@ -68,13 +68,44 @@ def loss_and_predictions(loss: SparseCategoricalCrossentropy, y_true: torch.Tens
     """``(per-sample loss (P, B), probabilities (P, B, K))`` from the last layer's logits.
     Soft targets (MixUp, CutMix, label smoothing on the batch) take ``loss``'s general
     path on the softmax's probabilities."""
-    if is_soft(y_true, logits) or logits.dim() != 3:
+    index = hard_labels(y_true, logits)
+    if index is None:
         probs = activations.softmax(logits)
         return loss.per_sample(y_true, probs), probs
+    return _SoftmaxCrossentropy.apply(logits, index)
+
+
+def hard_labels(y_true: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+    """The labels as ``(P, B)`` class indices for :func:`forward_values`, or None for soft
+    targets (or logits that are not ``(P, B, K)``)."""
+    if is_soft(y_true, logits) or logits.dim() != 3:
+        return None
     if y_true.dim() == logits.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
-    index = y_true.long().expand(*logits.shape[:-1])
-    return _SoftmaxCrossentropy.apply(logits, index)
+    return y_true.long().expand(*logits.shape[:-1])
+
+
+def forward_values(logits: torch.Tensor, index: torch.Tensor):
+    """``(loss (P, B), probabilities (P, B, K), saved)``; ``saved`` is what
+    :func:`backward_values` takes."""
+    # The layer's own softmax, contiguous: its sum along the classes is then the
+    # unfused path's, bit for bit (and metrics' argmax runs along rows).
+    probs = activations.softmax(logits)
+    picked = index.unsqueeze(-1)
+    p = probs.gather(-1, picked).squeeze(-1) / probs.sum(dim=-1)
+    clipped = torch.clamp(p, EPSILON, 1.0 - EPSILON)
+    loss = -torch.log(clipped)
+    return loss, probs, (probs, picked, p, clipped)
+
+
+def backward_values(saved, grad_loss: torch.Tensor) -> torch.Tensor:
+    """The gradient with respect to the logits, given the loss's ``grad_loss`` (P, B)."""
+    probs, picked, p, clipped = saved
+    inside = clipped == p  # within the clip's bounds, the bounds included (NaN: not)
+    coef = torch.where(inside, grad_loss, 0.0).unsqueeze(-1)  # (P, B, 1)
+    grad = probs * coef
+    grad.scatter_add_(-1, picked, -coef)
+    return grad
 
 
 class _SoftmaxCrossentropy(torch.autograd.Function):
@@ -82,24 +113,12 @@ class _SoftmaxCrossentropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, index):
-        # The layer's own softmax, contiguous: its sum along the classes is then the
-        # unfused path's, bit for bit (and metrics' argmax runs along rows).
-        probs = activations.softmax(logits)
-        picked = index.unsqueeze(-1)
-        p = probs.gather(-1, picked).squeeze(-1) / probs.sum(dim=-1)
-        clipped = torch.clamp(p, EPSILON, 1.0 - EPSILON)
-        loss = -torch.log(clipped)
-        ctx.save_for_backward(probs, picked, p, clipped)
+        loss, probs, saved = forward_values(logits, index)
+        ctx.save_for_backward(*saved)
         ctx.mark_non_differentiable(probs)
         ctx.set_materialize_grads(False)  # no zeros made for the probabilities' gradient
         return loss, probs
 
     @staticmethod
     def backward(ctx, grad_loss, grad_probs):
-        probs, picked, p, clipped = ctx.saved_tensors
-        inside = clipped == p  # within the clip's bounds, the bounds included (NaN: not)
-        coef = torch.where(inside, grad_loss, 0.0).unsqueeze(-1)  # (P, B, 1)
-        grad = probs * coef
-        grad.scatter_add_(-1, picked, -coef)
-        return grad, None
-
+        return backward_values(ctx.saved_tensors, grad_loss), None

@@ -59,7 +59,7 @@ def forward(state: PopulationState, x: torch.Tensor, training: bool,
         ctx = ForwardContext(training, members,
                              random_for(lp.canonical_name) if random_for else None, groups,
                              logits=index == last)
-        x = _call_in_compute_dtype(lp, x, weights, state, ctx, index)
+        x = call_in_compute_dtype(lp, x, weights, state, ctx, index)
         if mode == "consumes":
             groups = None
         if terms:
@@ -102,7 +102,7 @@ def _forward_graph(state, x, training, random_for, groups, activity_by_layer=Non
                    for spec in _weight_specs(plan, lp)}
         ctx = ForwardContext(training, members,
                              random_for(lp.canonical_name) if random_for else None, None)
-        y = _call_in_compute_dtype(lp, inputs if getattr(lp.layer, "takes_list", False)
+        y = call_in_compute_dtype(lp, inputs if getattr(lp.layer, "takes_list", False)
                                    else inputs[0], weights, state, ctx, index)
         terms = state.activity[index]
         if terms:
@@ -118,7 +118,7 @@ def _forward_graph(state, x, training, random_for, groups, activity_by_layer=Non
     return y, penalty
 
 
-def _call_in_compute_dtype(lp, x, weights, state, ctx, index):
+def call_in_compute_dtype(lp, x, weights, state, ctx, index):
     """Runs one layer in its policy's compute dtype: under mixed precision its input and
     weights (not its running statistics) are cast to bfloat16 or float16; a layer that
     computes in float32 inside (batch normalization, as in Keras) gets a float32 input and

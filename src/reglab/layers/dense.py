@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from reglab import activations, constraints, initializers
 from reglab.layers import member_linear, narrow_linear, shared_input
 from reglab.layers.layer import (
@@ -12,6 +14,14 @@ from reglab.layers.layer import (
     resolve_regularizer,
     serialized,
 )
+
+#: the activations whose gradient ``forward_and_backward`` gives (others: autograd's)
+_DIRECT = ("linear", "relu")
+
+
+def _needs(kernel, bias) -> tuple[bool, bool]:
+    """Whether the kernel's and the bias's gradients are wanted (a frozen layer's are not)."""
+    return kernel.requires_grad, bias is not None and bias.requires_grad
 
 
 class Dense(Layer):
@@ -66,35 +76,81 @@ class Dense(Layer):
         return ("Dense", self.units, activations.structure_key(self.activation), self.use_bias)
 
     def forward(self, x, weights, values, ctx, input_shape):
+        return self._linear(x, weights, ctx, input_shape, explicit=False)[0]
+
+    def forward_and_backward(self, x, weights, values, ctx, input_shape):
+        """The forward pass and its backward (``reglab.engine.direct_step``) for a float32
+        layer whose activation is linear or relu (or whose logits are taken); None for the
+        others, which autograd differentiates."""
+        if weights["kernel"].dtype != x.dtype or (
+                not ctx.logits and activations.structure_key(self.activation) not in _DIRECT):
+            return None
+        return self._linear(x, weights, ctx, input_shape, explicit=True)
+
+    def _linear(self, x, weights, ctx, input_shape, explicit):
+        """``(y, backward)``; ``backward`` None unless ``explicit`` (the products' own
+        functions, not their autograd Functions)."""
         kernel = weights["kernel"]  # (P, in, units)
+        bias = weights["bias"] if self.use_bias else None
         members = kernel.shape[0]
         groups = ctx.groups
         if groups is None and is_shared(x, input_shape):  # (B, ..., in): every member sees it
             groups, x = shared_input.MemberGroups.single(members, x.device), x.unsqueeze(0)
-        if groups is not None:  # (G, B, ..., in): one row per seed group
-            if shared_input.applies(self.units, x):
-                lead = x.shape[1:-1]
-                y = shared_input.shared_input_linear(
-                    x.reshape(x.shape[0], -1, x.shape[-1]), kernel,
-                    weights["bias"] if self.use_bias else None, groups)
-                y = y.reshape(members, *lead, self.units)
-                return y if ctx.logits else activations.apply(self.activation, y)
-            x = groups.expand(x)
-        if kernel.dtype != x.dtype:  # mixed precision: the compute dtype is the input's
-            kernel = kernel.to(x.dtype)
-            weights = {**weights, "bias": weights["bias"].to(x.dtype)} if self.use_bias \
-                else weights
-        lead = x.shape[1:-1]
-        x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
-        if narrow_linear.applies(self.units):
-            y = narrow_linear.narrow_linear(x3, kernel,
-                                            weights["bias"] if self.use_bias else None,
-                                            transposed=ctx.logits)
-        else:  # (P, B*, units)
-            y = member_linear.member_linear(x3, kernel,
-                                            weights["bias"] if self.use_bias else None)
-        y = y.reshape(members, *lead, self.units)
-        return y if ctx.logits else activations.apply(self.activation, y)
+        backward = None
+        if groups is not None and shared_input.applies(self.units, x):
+            # (G, B, ..., in): one row per seed group
+            lead = x.shape[1:-1]
+            x3 = x.reshape(x.shape[0], -1, x.shape[-1])
+            if explicit:
+                z = shared_input.forward_grouped(x3, kernel, bias, groups)
+
+                def backward(dz, need_x):
+                    return shared_input.backward_grouped(
+                        x3, kernel, dz, groups, bias is not None, need_x, *_needs(kernel, bias))
+            else:
+                z = shared_input.shared_input_linear(x3, kernel, bias, groups)
+        else:
+            if groups is not None:
+                x = groups.expand(x)
+            if kernel.dtype != x.dtype:  # mixed precision: the compute dtype is the input's
+                kernel = kernel.to(x.dtype)
+                bias = None if bias is None else bias.to(x.dtype)
+            lead = x.shape[1:-1]
+            x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
+            transposed = narrow_linear.applies(self.units)  # (see layers/narrow_linear.py)
+            keep_layout = transposed and ctx.logits
+            if explicit:
+                z, xa, ka = member_linear.forward_product(x3, kernel, bias, transposed,
+                                                          keep_layout)
+
+                def backward(dz, need_x):
+                    return member_linear.backward_product(
+                        xa, ka, dz, bias is not None, transposed, need_x, *_needs(kernel, bias))
+            else:
+                z = member_linear.member_linear(x3, kernel, bias, transposed, keep_layout)
+        z = z.reshape(members, *lead, self.units)
+        if ctx.logits:
+            y, activation_backward = z, None
+        elif not explicit or activations.structure_key(self.activation) == "linear":
+            y, activation_backward = activations.apply(self.activation, z), None
+        else:  # relu: autograd's own gradient of it
+            y = torch.relu(z)
+
+            def activation_backward(dy):
+                return torch.ops.aten.threshold_backward(dy, y, 0)
+        if backward is None:
+            return y, None
+        product_backward = backward
+        in_shape = x.shape
+
+        def layer_backward(dy, need_x):
+            dz = dy if activation_backward is None else activation_backward(dy)
+            dx, dkernel, dbias = product_backward(dz.reshape(members, -1, self.units), need_x)
+            grads = {} if dkernel is None else {"kernel": dkernel}
+            if dbias is not None:
+                grads["bias"] = dbias
+            return (None if dx is None else dx.reshape(in_shape)), grads
+        return y, layer_backward
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,

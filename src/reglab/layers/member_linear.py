@@ -74,34 +74,63 @@ def per_member(product, *operands: torch.Tensor) -> torch.Tensor:
     return torch.stack([product(*(a[m] for a in aligned)) for m in range(operands[0].shape[0])])
 
 
+def forward_product(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                    transposed: bool, keep_layout: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y, x, kernel)``: ``y[m] = x[m] @ kernel[m] + bias[m]``, and the operands as the
+    products read them (:func:`aligned_blocks`), which :func:`backward_product` takes. With
+    ``transposed`` computed as ``y[m]^T = kernel[m]^T @ x[m]^T`` (layers/narrow_linear.py),
+    ``y`` a view of the ``(P, u, B)`` product when ``keep_layout``, else contiguous."""
+    x, kernel = aligned_blocks(x), aligned_blocks(kernel)
+    batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
+    if transposed:
+        if batched:
+            kernel_t, x_t = kernel.transpose(1, 2), x.transpose(1, 2)  # (P, u, in), (P, in, B)
+            y_t = products.bmm(kernel_t, x_t) if bias is None else products.baddbmm(
+                bias.unsqueeze(2), kernel_t, x_t)
+        elif bias is None:
+            y_t = per_member(lambda xm, km: products.mm(km.t(), xm.t()), x, kernel)
+        else:
+            y_t = per_member(lambda xm, km, bm: products.addmm(bm.unsqueeze(1), km.t(),
+                                                               xm.t()), x, kernel, bias)
+        y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
+        y = y if keep_layout else y.contiguous()
+    elif batched:
+        y = (products.bmm(x, kernel) if bias is None
+             else products.baddbmm(bias.unsqueeze(1), x, kernel))
+    elif bias is None:
+        y = per_member(products.mm, x, kernel)
+    else:
+        y = per_member(lambda xm, km, bm: products.addmm(bm, xm, km), x, kernel, bias)
+    return y, x, kernel
+
+
+def backward_product(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor, has_bias: bool,
+                     transposed: bool, need_x: bool = True, need_kernel: bool = True,
+                     need_bias: bool = True):
+    """``(grad_x, grad_kernel, grad_bias)`` of :func:`forward_product` (``x`` and ``kernel``
+    as it returned them), each None where not needed."""
+    batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
+    dy_blocks = aligned_blocks(dy)
+    grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
+    grad_kernel = None
+    if need_kernel and transposed:  # (dy^T @ x)^T: the long batch axis fills tiles
+        grad_t = (products.bmm(dy_blocks.transpose(1, 2), x) if batched else
+                  per_member(lambda dym, xm: products.mm(dym.t(), xm), dy_blocks, x))
+        grad_kernel = grad_t.transpose(1, 2).contiguous()
+    elif need_kernel:
+        grad_kernel = (products.bmm(x.transpose(1, 2), dy_blocks) if batched else
+                       per_member(lambda xm, dym: products.mm(xm.t(), dym), x, dy_blocks))
+    grad_bias = dy.sum(dim=1) if (need_bias and has_bias) else None
+    return grad_x, grad_kernel, grad_bias
+
+
 class _MemberLinear(torch.autograd.Function):
-    """``y[m] = x[m] @ kernel[m] + bias[m]``; with ``transposed`` computed as
-    ``y[m]^T = kernel[m]^T @ x[m]^T`` (layers/narrow_linear.py), its result a view of the
-    ``(P, u, B)`` product when ``keep_layout``, else contiguous."""
+    """:func:`forward_product` and :func:`backward_product` for autograd."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, transposed, keep_layout):
-        x, kernel = aligned_blocks(x), aligned_blocks(kernel)
-        batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
-        if transposed:
-            if batched:
-                kernel_t, x_t = kernel.transpose(1, 2), x.transpose(1, 2)  # (P, u, in), (P, in, B)
-                y_t = products.bmm(kernel_t, x_t) if bias is None else products.baddbmm(
-                    bias.unsqueeze(2), kernel_t, x_t)
-            elif bias is None:
-                y_t = per_member(lambda xm, km: products.mm(km.t(), xm.t()), x, kernel)
-            else:
-                y_t = per_member(lambda xm, km, bm: products.addmm(bm.unsqueeze(1), km.t(),
-                                                                   xm.t()), x, kernel, bias)
-            y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
-            y = y if keep_layout else y.contiguous()
-        elif batched:
-            y = (products.bmm(x, kernel) if bias is None
-                 else products.baddbmm(bias.unsqueeze(1), x, kernel))
-        elif bias is None:
-            y = per_member(products.mm, x, kernel)
-        else:
-            y = per_member(lambda xm, km, bm: products.addmm(bm, xm, km), x, kernel, bias)
+        y, x, kernel = forward_product(x, kernel, bias, transposed, keep_layout)
         ctx.has_bias, ctx.transposed = bias is not None, transposed
         ctx.save_for_backward(x, kernel)
         return y
@@ -109,20 +138,8 @@ class _MemberLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, kernel = ctx.saved_tensors
-        need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
-        batched = batched_is_alone(x.shape[1], x.shape[2], kernel.shape[2], x.device)
-        dy_blocks = aligned_blocks(dy)
-        grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
-        grad_kernel = None
-        if need_kernel and ctx.transposed:  # (dy^T @ x)^T: the long batch axis fills tiles
-            grad_t = (products.bmm(dy_blocks.transpose(1, 2), x) if batched else
-                      per_member(lambda dym, xm: products.mm(dym.t(), xm), dy_blocks, x))
-            grad_kernel = grad_t.transpose(1, 2).contiguous()
-        elif need_kernel:
-            grad_kernel = (products.bmm(x.transpose(1, 2), dy_blocks) if batched else
-                           per_member(lambda xm, dym: products.mm(xm.t(), dym), x, dy_blocks))
-        grad_bias = dy.sum(dim=1) if (need_bias and ctx.has_bias) else None
-        return grad_x, grad_kernel, grad_bias, None, None
+        return (*backward_product(x, kernel, dy, ctx.has_bias, ctx.transposed,
+                                  *ctx.needs_input_grad[:3]), None, None)
 
 
 def input_gradient(dy: torch.Tensor, kernel: torch.Tensor, batched: bool) -> torch.Tensor:

@@ -36,9 +36,18 @@ def dropout(x: torch.Tensor, rate, uniform: torch.Tensor) -> torch.Tensor:
     finite). A float mask is several times cheaper than ``torch.where`` on the CPU, forward
     and backward.
     """
-    keep_prob = 1.0 - rate
-    keep = (uniform < keep_prob).to(x.dtype)
+    keep_prob, keep = dropout_mask(rate, uniform, x.dtype)
     return x / keep_prob * keep
+
+
+def dropout_mask(rate, uniform: torch.Tensor, dtype: torch.dtype):
+    """``(keep probability, float mask)`` of :func:`dropout`."""
+    keep_prob = 1.0 - rate
+    return keep_prob, (uniform < keep_prob).to(dtype)
+
+
+def _identity_backward(dy, need_x):
+    return dy, {}
 
 
 class Dropout(Layer):
@@ -74,18 +83,33 @@ class Dropout(Layer):
         return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_shape))
 
     def forward(self, x, weights, values, ctx, input_shape):
+        return self._dropout(x, values, ctx, input_shape, explicit=False)[0]
+
+    def forward_and_backward(self, x, weights, values, ctx, input_shape):
+        """The forward pass and its backward (``reglab.engine.direct_step``)."""
+        return self._dropout(x, values, ctx, input_shape, explicit=True)
+
+    def _dropout(self, x, values, ctx, input_shape, explicit):
+        """``(y, backward)``; ``backward(dy, need_x)`` is given when ``explicit``: the
+        native kernel's, or autograd's chain for ``x / keep_prob * mask`` written out."""
         rate = values["rate"]
         if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
-            return x
+            return x, (_identity_backward if explicit else None)
         batch_shape = _batch_shape(x, input_shape)
         noise_shape = self._noise_shape(batch_shape)
         grouped = getattr(ctx.random, "grouped", None)
         if (grouped is not None and noise_shape == batch_shape and isinstance(rate, torch.Tensor)
                 and not is_shared(x, input_shape)):
             draws, rows = grouped("uniform", noise_shape)  # one row per seed group
-            y = native_dropout.dropout(x, 1.0 - rate, draws, rows)  # torch's bits, fused
-            if y is not None:
-                return y
+            if explicit:  # torch's bits, fused
+                done = native_dropout.dropout_and_backward(x, 1.0 - rate, draws, rows)
+                if done is not None:
+                    y, native_backward = done
+                    return y, lambda dy, need_x: (native_backward(dy), {})
+            else:
+                y = native_dropout.dropout(x, 1.0 - rate, draws, rows)
+                if y is not None:
+                    return y, None
             uniform = draws if rows is None else draws.index_select(0, rows)
         else:
             uniform = ctx.random("uniform", noise_shape)  # (G, B, ...)
@@ -95,7 +119,12 @@ class Dropout(Layer):
         # below 1 would become 1 and drop units even at rate 0.
         if uniform.dtype.itemsize < x.dtype.itemsize:
             uniform = uniform.to(x.dtype)
-        return dropout(x, per_member(rate, x.dim()), uniform)
+        if not explicit:
+            return dropout(x, per_member(rate, x.dim()), uniform), None
+        keep_prob, mask = dropout_mask(per_member(rate, x.dim()), uniform, x.dtype)
+        # dropout()'s x / keep_prob * mask, and autograd's gradient of it: the product's,
+        # then the quotient's
+        return x / keep_prob * mask, lambda dy, need_x: (dy * mask / keep_prob, {})
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape,

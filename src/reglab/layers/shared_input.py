@@ -137,77 +137,89 @@ def _scatter(dest: torch.Tensor, who, blocks: torch.Tensor) -> None:
         across.index_copy_(1, who, blocks.to(dest.dtype))
 
 
-class _SharedInputLinear(torch.autograd.Function):
+def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                    groups: MemberGroups) -> torch.Tensor:
     """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])`` in ``x``'s dtype: one product per
-    member each way when the kernel has that dtype, else one GEMM per group each way (the
-    float32 weights under mixed precision are cast while laid side by side, and their
-    gradients come back in float32)."""
+    member when the kernel has that dtype, else one GEMM per group (the float32 weights
+    under mixed precision cast while laid side by side)."""
+    members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
+    y = x.new_empty(members, b, units)
+    per_member = kernel.dtype == x.dtype
+    if per_member:  # every member's views in one call each (not three indexings per member)
+        xs, kernels, ys = x.unbind(0), kernel.unbind(0), y.unbind(0)
+        biases = None if bias is None else bias.unbind(0)
+    for g, who in enumerate(groups.members):
+        k = _size(who)
+        if k == 0:
+            continue
+        if per_member:  # each member's product into its own rows of y
+            for m in _positions(who):
+                if biases is None:
+                    products.mm(xs[g], kernels[m], out=ys[m])
+                else:
+                    products.addmm(biases[m], xs[g], kernels[m], out=ys[m])
+            continue
+        side = _gather(kernel, who, x.dtype).view(n_in, k * units)
+        # A group of one writes straight into its member's block of y.
+        out = y[who.start] if k == 1 and isinstance(who, slice) else None
+        if bias is None:
+            out = products.mm(x[g], side, out=out)
+        else:
+            out = products.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
+                                 x[g], side, out=out)
+        if k > 1 or not isinstance(who, slice):
+            _scatter(y, who, out.view(b, k, units))
+    return y
+
+
+def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
+                     groups: MemberGroups, has_bias: bool, need_x: bool = False,
+                     need_kernel: bool = True, need_bias: bool = True):
+    """``(grad_x, grad_kernel, grad_bias)`` of :func:`forward_grouped`, each None where not
+    needed; the kernel's and bias's gradients in the kernel's dtype (float32 under mixed
+    precision)."""
+    n_in, units, b = kernel.shape[1], kernel.shape[2], x.shape[1]
+    grad_x = torch.empty_like(x) if need_x else None
+    grad_kernel = torch.empty_like(kernel) if need_kernel else None
+    per_member = need_kernel and grad_kernel.dtype == x.dtype
+    if per_member:
+        dys, grads = dy.unbind(0), grad_kernel.unbind(0)
+    for g, who in enumerate(groups.members):
+        k = _size(who)
+        if k == 0:
+            if grad_x is not None:
+                grad_x[g] = 0
+            continue
+        if per_member:  # into each member's block
+            x_t = x[g].t()
+            for m in _positions(who):
+                products.mm(x_t, dys[m], out=grads[m])
+        if not need_x and (not need_kernel or per_member):
+            continue
+        side = _gather(dy, who).view(b, k * units)  # (b, k * u)
+        if need_kernel and not per_member:  # one GEMM, cast on the way
+            _scatter(grad_kernel, who, products.mm(x[g].t(), side).view(n_in, k, units))
+        if need_x:
+            side_kernels = _gather(kernel, who, x.dtype).view(n_in, k * units)
+            grad_x[g] = products.mm(side, side_kernels.t())
+    grad_bias = dy.sum(dim=1).to(kernel.dtype) if (need_bias and has_bias) else None
+    return grad_x, grad_kernel, grad_bias
+
+
+class _SharedInputLinear(torch.autograd.Function):
+    """:func:`forward_grouped` and :func:`backward_grouped` for autograd."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, groups):
-        members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
-        y = x.new_empty(members, b, units)
-        per_member = kernel.dtype == x.dtype
-        if per_member:  # every member's views in one call each (not three indexings per member)
-            xs, kernels, ys = x.unbind(0), kernel.unbind(0), y.unbind(0)
-            biases = None if bias is None else bias.unbind(0)
-        for g, who in enumerate(groups.members):
-            k = _size(who)
-            if k == 0:
-                continue
-            if per_member:  # each member's product into its own rows of y
-                for m in _positions(who):
-                    if biases is None:
-                        products.mm(xs[g], kernels[m], out=ys[m])
-                    else:
-                        products.addmm(biases[m], xs[g], kernels[m], out=ys[m])
-                continue
-            side = _gather(kernel, who, x.dtype).view(n_in, k * units)
-            # A group of one writes straight into its member's block of y.
-            out = y[who.start] if k == 1 and isinstance(who, slice) else None
-            if bias is None:
-                out = products.mm(x[g], side, out=out)
-            else:
-                out = products.addmm(_gather(bias.unsqueeze(1), who, x.dtype).view(k * units),
-                                     x[g], side, out=out)
-            if k > 1 or not isinstance(who, slice):
-                _scatter(y, who, out.view(b, k, units))
-        ctx.groups = groups
-        ctx.has_bias = bias is not None
+        ctx.groups, ctx.has_bias = groups, bias is not None
         ctx.save_for_backward(x, kernel)
-        return y
+        return forward_grouped(x, kernel, bias, groups)
 
     @staticmethod
     def backward(ctx, dy):
         x, kernel = ctx.saved_tensors
-        groups = ctx.groups
-        n_in, units, b = kernel.shape[1], kernel.shape[2], x.shape[1]
-        need_x, need_kernel, need_bias = ctx.needs_input_grad[:3]
-        grad_x = torch.empty_like(x) if need_x else None
-        grad_kernel = torch.empty_like(kernel) if need_kernel else None
-        per_member = need_kernel and grad_kernel.dtype == x.dtype
-        if per_member:
-            dys, grads = dy.unbind(0), grad_kernel.unbind(0)
-        for g, who in enumerate(groups.members):
-            k = _size(who)
-            if k == 0:
-                if grad_x is not None:
-                    grad_x[g] = 0
-                continue
-            if per_member:  # into each member's block
-                x_t = x[g].t()
-                for m in _positions(who):
-                    products.mm(x_t, dys[m], out=grads[m])
-            if not need_x and (not need_kernel or per_member):
-                continue
-            side = _gather(dy, who).view(b, k * units)  # (b, k * u)
-            if need_kernel and not per_member:  # one GEMM, cast on the way
-                _scatter(grad_kernel, who, products.mm(x[g].t(), side).view(n_in, k, units))
-            if need_x:
-                side_kernels = _gather(kernel, who, x.dtype).view(n_in, k * units)
-                grad_x[g] = products.mm(side, side_kernels.t())
-        grad_bias = dy.sum(dim=1).to(kernel.dtype) if (need_bias and ctx.has_bias) else None
-        return grad_x, grad_kernel, grad_bias, None
+        return (*backward_grouped(x, kernel, dy, ctx.groups, ctx.has_bias,
+                                  *ctx.needs_input_grad[:3]), None)
 
 
 def shared_input_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,

@@ -48,14 +48,25 @@ def _run(lib, name: str, source: torch.Tensor, keep, draws, group, out: torch.Te
                          f"rows of draws; got groups {group.tolist()}")
 
 
+def _forward(lib, x, keep, draws, group) -> torch.Tensor:
+    y = torch.empty_like(x)
+    _run(lib, _KERNELS[x.dtype][0], x, keep, draws, group, y)
+    return y
+
+
+def _backward(lib, grad, keep, draws, group) -> torch.Tensor:
+    grad = grad.contiguous()
+    grad_x = torch.empty_like(grad)
+    _run(lib, _KERNELS[grad.dtype][1], grad, keep, draws, group, grad_x)
+    return grad_x
+
+
 class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, keep, draws, group):
         ctx.lib = native.library()  # backward uses the kernels that made the forward
-        y = torch.empty_like(x)
-        _run(ctx.lib, _KERNELS[x.dtype][0], x, keep, draws, group, y)
         ctx.save_for_backward(keep, draws, group)
-        return y
+        return _forward(ctx.lib, x, keep, draws, group)
 
     @staticmethod
     def backward(ctx, grad):
@@ -65,10 +76,7 @@ class _Dropout(torch.autograd.Function):
             keep = keep.view(-1, *[1] * (grad.dim() - 1))
             mask = (uniform < keep).to(grad.dtype)
             return (grad * mask / keep).to(grad.dtype), None, None, None
-        grad = grad.contiguous()
-        grad_x = torch.empty_like(grad)
-        _run(ctx.lib, _KERNELS[grad.dtype][1], grad, keep, draws, group, grad_x)
-        return grad_x, None, None, None
+        return _backward(ctx.lib, grad, keep, draws, group), None, None, None
 
 
 def dropout(x: torch.Tensor, keep: torch.Tensor, draws: torch.Tensor,
@@ -82,3 +90,17 @@ def dropout(x: torch.Tensor, keep: torch.Tensor, draws: torch.Tensor,
     if not _takes(x, keep, draws, group):
         return None
     return _Dropout.apply(x, keep, draws, group)
+
+
+def dropout_and_backward(x: torch.Tensor, keep: torch.Tensor, draws: torch.Tensor,
+                         group: torch.Tensor | None):
+    """:func:`dropout`'s ``(y, backward)`` without autograd (``backward(dy) -> dx``), or
+    None when the kernels do not take this case."""
+    lib = native.library()
+    if lib is None:
+        return None
+    keep = keep.reshape(-1)
+    if not _takes(x, keep, draws, group):
+        return None
+    return (_forward(lib, x, keep, draws, group),
+            lambda dy: _backward(lib, dy, keep, draws, group))

@@ -59,13 +59,13 @@ def test_groups_record_contiguous_members_as_slices():
 
 def test_a_population_of_several_seeds_takes_the_shared_gemm(monkeypatch):
     calls = []
-    original = shared_input.shared_input_linear
+    original = shared_input.forward_grouped  # both training paths' (engine/direct_step.py)
 
     def spy(x, kernel, bias, groups):
         calls.append((tuple(x.shape), len(groups.members)))
         return original(x, kernel, bias, groups)
 
-    monkeypatch.setattr(shared_input, "shared_input_linear", spy)
+    monkeypatch.setattr(shared_input, "forward_grouped", spy)
     rng = np.random.default_rng(0)
     x, y = rng.random((40, 4, 4)).astype("float32"), rng.integers(0, 3, 40)
     members = [Member([Flatten(input_shape=(4, 4)), Dense(16, activation="relu"),

@@ -152,14 +152,16 @@ def test_training_gives_the_torch_paths_weights(kernels, monkeypatch, policy):
     x = rng.normal(size=(80, 20)).astype("float32")
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1)
     states, fused = [], []
-    original = native_dropout.dropout
+    # the training step's (engine/direct_step.py) and the autograd Function's
+    def counting(original):
+        def counted(*args):
+            y = original(*args)
+            fused.append(y is not None)
+            return y
+        return counted
 
-    def counted(*args):
-        y = original(*args)
-        fused.append(y is not None)
-        return y
-
-    monkeypatch.setattr(native_dropout, "dropout", counted)
+    for name in ("dropout", "dropout_and_backward"):
+        monkeypatch.setattr(native_dropout, name, counting(getattr(native_dropout, name)))
     for flag in ("1", "0"):
         monkeypatch.setenv("REGLAB_NATIVE", flag)
         population = Population(_members())

@@ -1,0 +1,174 @@
+"""A training step's forward and backward passes, layer by layer, without autograd's graph.
+
+A population's step is a chain: each layer's output feeds the next, the last feeds the
+loss. Autograd records that chain at every step and walks it back, which at the small
+batches of a regularization study costs more than some of the products it orders (a node
+per view, reshape and cast; a Python call per custom Function, each way). Here each layer
+that can (``Layer.forward_and_backward``: ``Dense`` with a linear or relu activation, the
+dropouts) gives its output and a function for its gradients, the same functions its
+autograd Function runs (``member_linear.forward_product``/``backward_product``,
+``shared_input.forward_grouped``/``backward_grouped``, the native dropout kernels) or the
+gradient autograd's own formula gives (relu's ``threshold_backward``, the product and
+quotient of the torch dropout); any other layer runs under autograd on its own, its input
+a leaf. The last layer's softmax and the crossentropy are differentiated as one
+(``softmax_crossentropy.backward_values``); the loss's reduction by autograd.
+
+Each gradient is therefore the value the whole-graph backward computes, bit for bit
+(tested against it): the step only orders the same calls. It is used where that chain is
+the whole objective: a sequential stack in the population's float32 (or float64), without
+activity regularizers, penalties autograd differentiates (a custom regularizer's, an
+orthogonal one's) or dynamic loss scaling; :func:`applies` says when, and the engine takes
+the whole-graph path otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from reglab import losses
+from reglab.engine import loss_scale, softmax_crossentropy
+from reglab.engine.step import call_in_compute_dtype
+from reglab.layers.layer import ForwardContext, is_shared
+
+#: ``backward(dy, need_x) -> (dx or None, {weight name: gradient})``
+Backward = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, dict]]
+
+
+def applies(state) -> bool:
+    """Whether the step's objective is the chain this module differentiates (see above)."""
+    plan = state.plan
+    return (not any(terms.differentiable for terms in state.penalties.values())
+            and not plan.is_graph
+            and not loss_scale.scales_loss(state.optimizer)
+            and not any(state.activity)
+            and all(lp.layer.dtype_policy.compute_dtype == "float32" for lp in plan.layers))
+
+
+def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
+                     sample_weight: torch.Tensor | None, random_for, groups, fused: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's forward and backward: sets each trainable weight's ``.grad``; returns
+    ``(predictions (P, B, ...), data loss (P,))``, neither differentiable."""
+    plan, members = state.plan, state.size
+    last = softmax_crossentropy.last_layer_index(plan) if fused else None
+    tape = []  # (layer index, its backward, whether its input needs a gradient)
+    requires = False  # whether x depends on a trainable weight
+    with torch.no_grad():
+        for index, lp in enumerate(plan.layers):
+            layer = lp.layer
+            if layer.is_augmentation or getattr(layer, "is_batch_transform", False):
+                continue  # applied to the batch before it reaches the layers
+            mode = layer.takes_grouped_input
+            if groups is not None and mode is None:
+                x, groups = groups.expand(x), None
+            weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
+            ctx = ForwardContext(True, members, random_for(lp.canonical_name), groups,
+                                 logits=index == last)
+            x_next, backward = _layer(lp, x, weights, state, ctx, index, requires)
+            if mode == "consumes":
+                groups = None
+            trainable = any(w.requires_grad for w in weights.values())
+            if requires or trainable:
+                tape.append((index, backward, requires))
+            requires = requires or trainable
+            x = x_next
+        if groups is not None:
+            x = groups.expand(x)
+        if is_shared(x, plan.output_shape):
+            x = x.unsqueeze(0).expand(members, *x.shape)
+        y_pred, data_loss, dy = _loss(population.loss, y_true, x, sample_weight, fused)
+        if dy is None or not requires:
+            return y_pred, data_loss
+        for index, backward, need_x in reversed(tape):
+            dy, grads = backward(dy, need_x)
+            for name, grad in grads.items():
+                # as autograd's accumulation lays a fresh gradient out: as its weight
+                state.weights[(index, name)].grad = grad if grad.is_contiguous() \
+                    else grad.contiguous()
+    return y_pred, data_loss
+
+
+def _layer(lp, x, weights, state, ctx, index, requires: bool) -> tuple[torch.Tensor, Backward]:
+    """A layer's output and backward: its own (``forward_and_backward``), else autograd's
+    over the layer alone."""
+    layer = lp.layer
+    if _gives_backward(type(layer)):
+        done = layer.forward_and_backward(x, weights, state.layer_values[index], ctx,
+                                          lp.input_shape)
+        if done is not None:
+            return done
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_() if requires else x
+        y = call_in_compute_dtype(lp, x_in, weights, state, ctx, index)
+
+    def backward(dy, need_x):
+        trainable = [(name, w) for name, w in weights.items() if w.requires_grad]
+        inputs = ([x_in] if need_x else []) + [w for _, w in trainable]
+        if not y.requires_grad or not inputs:
+            return None, {}
+        with torch.enable_grad():
+            grads = torch.autograd.grad(y, inputs, dy, allow_unused=True)
+        dx = grads[0] if need_x else None
+        return dx, {name: g for (name, _), g in zip(trainable, grads[int(need_x):])
+                    if g is not None}
+    return y.detach(), backward
+
+
+def _gives_backward(cls) -> bool:
+    """Whether the class whose ``forward`` a layer runs also defines its
+    ``forward_and_backward`` (a subclass with its own ``forward`` is left to autograd)."""
+    for owner in cls.__mro__:
+        if "forward" in owner.__dict__:
+            return "forward_and_backward" in owner.__dict__
+    return False
+
+
+def _loss(loss, y_true, out, sample_weight, fused):
+    """``(predictions, data loss (P,), d(sum of data losses)/d out or None)``."""
+    index = softmax_crossentropy.hard_labels(y_true, out) if fused else None
+    if index is not None:  # out: the last layer's logits
+        per_sample, probs, saved = softmax_crossentropy.forward_values(out, index)
+        data_loss, grad = _reduced(loss, per_sample, sample_weight)
+        return probs, data_loss, softmax_crossentropy.backward_values(saved, grad)
+    with torch.enable_grad():
+        leaf = out.detach().requires_grad_()
+        if fused:
+            per_sample, y_pred = softmax_crossentropy.loss_and_predictions(loss, y_true, leaf)
+        else:
+            per_sample, y_pred = loss.per_sample(y_true, leaf), leaf
+        data_loss = loss.reduce_batch(per_sample, sample_weight)
+        grad = _gradient(data_loss, leaf)
+    return y_pred.detach(), data_loss.detach(), grad
+
+
+def _reduced(loss, per_sample, sample_weight):
+    """``(data loss (P,), its sum's gradient with respect to per_sample)``: for the mean
+    over an unweighted batch autograd's gradient written out (``1 / B`` for every sample,
+    the quotient's gradient spread by the sum's), else the loss's own reduction
+    differentiated by autograd."""
+    if sample_weight is None and per_sample.dim() == 2 and _reduces_by_mean(loss):
+        members, batch = per_sample.shape
+        return (losses.reduce_mean(per_sample),
+                (per_sample.new_ones(()).expand(members) / batch).unsqueeze(-1)
+                .expand(members, batch))
+    with torch.enable_grad():
+        leaf = per_sample.detach().requires_grad_()
+        data_loss = loss.reduce_batch(leaf, sample_weight)
+        return data_loss.detach(), _gradient(data_loss, leaf)
+
+
+def _reduces_by_mean(loss) -> bool:
+    """Whether the loss's batch reduction is :func:`reglab.losses.reduce_mean` itself."""
+    cls = type(loss)
+    return (cls.reduce_batch is losses.Loss.reduce_batch and cls.reduce is losses.Loss.reduce
+            and loss.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"))
+
+
+def _gradient(data_loss, leaf):
+    if not data_loss.requires_grad:  # as the whole-graph backward fails
+        raise RuntimeError("the loss does not depend on the model's output: element 0 of "
+                           "tensors does not require grad and does not have a grad_fn")
+    (grad,) = torch.autograd.grad(data_loss.sum(), leaf, allow_unused=True)
+    return grad

@@ -1,0 +1,181 @@
+"""The step without autograd's graph (engine/direct_step.py): every member's weights, logs and
+predictions after training are bit for bit those of the whole-graph backward, for each kind of
+layer, loss, reduction and population it takes; and it is not used where it would not be."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reglab import losses
+from reglab.engine import Member, Population, direct_step
+from reglab.layers import (
+    BatchNormalization,
+    Dense,
+    Dropout,
+    Flatten,
+    GaussianNoise,
+    MixUp,
+    SpatialDropout1D,
+)
+from reglab.regularizers import L1, L1L2, L2, Regularizer
+
+FEATURES, CLASSES = 12, 5
+APPLIES = direct_step.applies
+
+
+def data(samples=70, seed=0, shape=(FEATURES,), classes=CLASSES):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples, *shape)).astype(np.float32)
+    y = rng.integers(0, classes, size=samples)
+    return x, y
+
+
+def mlp(hidden=32, activation="relu", rate=0.25, reg=None, last="softmax", units=CLASSES,
+        middle=()):
+    return [Dense(hidden, activation=activation, input_shape=(FEATURES,),
+                  kernel_regularizer=reg), *middle, Dropout(rate),
+            Dense(units, activation=last, kernel_regularizer=reg)]
+
+
+def train(make_members, direct: bool, monkeypatch, fit=None, **population_kwargs):
+    """The members' weights, logs and predictions after training with or without the direct
+    step; asserts which path the steps took."""
+    taken = []
+
+    def spy(state):
+        taken.append(APPLIES(state))
+        return taken[-1] and direct
+    monkeypatch.setattr(direct_step, "applies", spy)
+    population = Population(make_members(), **population_kwargs)
+    x, y = data()
+    fit_kwargs = {"batch_size": 16, "epochs": 2, **(fit or {})}
+    x, y = fit_kwargs.pop("x", x), fit_kwargs.pop("y", y)
+    result = population.fit(x, y, **fit_kwargs)
+    weights = {m: population.member_weights(m) for m in population.member_ids}
+    logs = [r.history for r in result.members]
+    return weights, logs, population.predict(x), taken
+
+
+def assert_same(make_members, monkeypatch, expect_direct=True, **kwargs):
+    mine = train(make_members, True, monkeypatch, **kwargs)
+    theirs = train(make_members, False, monkeypatch, **kwargs)
+    assert all(mine[3]) == expect_direct and any(mine[3]) == expect_direct
+    for m, weights in theirs[0].items():
+        for key, value in weights.items():
+            assert torch.equal(mine[0][m][key], value), (m, key)
+    assert mine[1] == theirs[1]
+    np.testing.assert_array_equal(mine[2], theirs[2])
+
+
+def members(layers, seeds=(0, 1, 0), optimizer="adam", **kwargs):
+    return lambda: [Member(layers(i), optimizer=optimizer, seed=s, **kwargs)
+                    for i, s in enumerate(seeds)]
+
+
+@pytest.mark.parametrize("hidden", [32, 20])  # shared first GEMM / per-member products
+@pytest.mark.parametrize("batch", [16, 10])  # batched products / one per member
+def test_mlp_with_penalties_and_dropout_trains_bit_for_bit_as_autograds(hidden, batch,
+                                                                        monkeypatch):
+    regs = [None, L2(1e-3), L1L2(1e-4, 1e-3)]
+    assert_same(members(lambda i: mlp(hidden, reg=regs[i], rate=[0.0, 0.3, 0.5][i])),
+                monkeypatch, fit={"batch_size": batch})
+
+
+@pytest.mark.parametrize("seeds", [(3,), (0, 1, 2, 0)])
+def test_populations_of_one_and_of_mixed_seeds(seeds, monkeypatch):
+    assert_same(members(lambda i: mlp(reg=L1(1e-3)), seeds=seeds), monkeypatch)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adamw"])
+def test_other_optimizers(optimizer, monkeypatch):
+    assert_same(members(lambda i: mlp(), optimizer=optimizer), monkeypatch)
+
+
+def test_layers_autograd_differentiates_alone(monkeypatch):
+    # tanh has no written-out gradient; batch normalization keeps statistics; Gaussian
+    # noise and spatial dropout draw their own noise; Flatten reshapes.
+    def layers(i):
+        return [Dense(16, activation="tanh", input_shape=(FEATURES,)), BatchNormalization(),
+                GaussianNoise(0.1), Dense(8, activation="elu"), Flatten(),
+                Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch)
+
+
+def test_spatial_dropout_and_a_flatten_in_front(monkeypatch):
+    from reglab.layers import Reshape
+
+    def layers(i):
+        return [Reshape((3, 4), input_shape=(FEATURES,)), Dense(16, activation="relu"),
+                SpatialDropout1D(0.3), Flatten(), Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch)
+
+
+def test_frozen_layer_keeps_its_weights(monkeypatch):
+    def layers(i):
+        first = Dense(16, activation="relu", input_shape=(FEATURES,), trainable=False)
+        return [first, Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch)
+
+
+@pytest.mark.parametrize("loss", [
+    losses.SparseCategoricalCrossentropy(reduction="sum"),
+    losses.SparseCategoricalCrossentropy(label_smoothing=0.1),
+    losses.SparseCategoricalCrossentropy(from_logits=True),
+    "mse",
+])
+def test_other_losses_and_reductions(loss, monkeypatch):
+    last = None if isinstance(loss, losses.SparseCategoricalCrossentropy) and loss.from_logits \
+        else "softmax"
+    if loss == "mse":
+        x, y = data()
+        fit = {"y": np.eye(CLASSES, dtype=np.float32)[y]}
+    else:
+        fit = None
+    assert_same(members(lambda i: mlp(last=last)), monkeypatch, loss=loss, fit=fit,
+                metrics=())
+
+
+def test_sample_weights_and_float64(monkeypatch):
+    weights = np.random.default_rng(1).uniform(0.2, 2.0, size=70)
+    assert_same(members(lambda i: mlp()), monkeypatch, fit={"sample_weight": weights},
+                dtype=torch.float64)
+
+
+def test_soft_targets_of_a_batch_transform(monkeypatch):
+    def layers(i):
+        return [MixUp(0.3, input_shape=(FEATURES,)), *mlp()[0:1], Dense(CLASSES, "softmax")]
+    assert_same(members(layers), monkeypatch)
+
+
+class Custom(Regularizer):
+    def __call__(self, w):
+        return 1e-3 * torch.sum(w ** 4)
+
+
+@pytest.mark.parametrize("reason", ["custom", "activity"])
+def test_not_taken_where_autograd_must_see_the_whole_objective(reason, monkeypatch):
+    def layers(i):
+        if reason == "custom":
+            return mlp(reg=Custom() if i == 1 else None)
+        first = Dense(16, activation="relu", input_shape=(FEATURES,),
+                      activity_regularizer=L2(1e-3))
+        return [first, Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch, expect_direct=False)
+
+
+def test_a_subclass_with_its_own_forward_is_differentiated_by_autograd(monkeypatch):
+    calls = []
+
+    class Doubled(Dense):
+        def forward(self, x, weights, values, ctx, input_shape):
+            if ctx.training:
+                calls.append(torch.is_grad_enabled())
+            return 2 * super().forward(x, weights, values, ctx, input_shape)
+
+    def layers(i):
+        return [Doubled(16, activation="relu", input_shape=(FEATURES,)),
+                Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch)
+    assert calls and all(calls)  # trained under autograd, in both paths
