@@ -23,6 +23,7 @@ the whole-graph path otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -150,13 +151,21 @@ def _reduced(loss, per_sample, sample_weight):
     differentiated by autograd."""
     if sample_weight is None and per_sample.dim() == 2 and _reduces_by_mean(loss):
         members, batch = per_sample.shape
-        return (losses.reduce_mean(per_sample),
-                (per_sample.new_ones(()).expand(members) / batch).unsqueeze(-1)
-                .expand(members, batch))
+        return losses.reduce_mean(per_sample), _mean_gradient(
+            members, batch, per_sample.dtype, per_sample.device)
     with torch.enable_grad():
         leaf = per_sample.detach().requires_grad_()
         data_loss = loss.reduce_batch(leaf, sample_weight)
         return data_loss.detach(), _gradient(data_loss, leaf)
+
+
+@functools.lru_cache(maxsize=16)
+def _mean_gradient(members: int, batch: int, dtype: torch.dtype, device: torch.device):
+    """The gradient of the members' summed batch means with respect to each sample's loss,
+    as autograd forms it (``1 / B``, the quotient's gradient, spread over the batch by the
+    sum's); read only, made once per shape."""
+    ones = torch.ones((), dtype=dtype, device=device).expand(members)
+    return (ones / batch).unsqueeze(-1).expand(members, batch)
 
 
 def _reduces_by_mean(loss) -> bool:

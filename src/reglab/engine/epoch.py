@@ -168,23 +168,8 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
         xb, yb, wb, groups = data_module.batch(population, train, index, layout,
                                                population.augment)
         trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)
-        if trains and direct_step.applies(state):  # the same gradients, without a graph
-            y_pred, data_loss = direct_step.forward_backward(
-                population, state, xb, yb, wb, layout.random_for, groups, fused)
-            penalty_value, custom = weight_penalties(state)
-            activity = None
-        else:
-            y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused)
-            if fused:  # y_pred holds the last layer's logits
-                per_sample, y_pred = softmax_crossentropy.loss_and_predictions(
-                    population.loss, yb, y_pred)
-            else:
-                per_sample = population.loss.per_sample(yb, y_pred)
-            data_loss = population.loss.reduce_batch(per_sample, wb)
-            penalty_value, custom = weight_penalties(state)
-            # times each member's loss scale under dynamic loss scaling (engine/loss_scale.py)
-            if trains:
-                loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
+        y_pred, data_loss, penalty_value, custom, activity = _forward_backward(
+            population, xb, yb, wb, layout, groups, fused, trains)
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty
@@ -193,8 +178,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                 if first_bad is None:
                     first_bad = torch.full_like(total, -1, dtype=torch.long)
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1],
-                         mixed)
+                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed)
                 if (step + 1) % check_every == 0 or step == last_step:
                     remaining = _drop_diverged(population, sums, first_bad, epoch, saved)
                     if remaining is None:
@@ -221,8 +205,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                     if wb is not None and wb.shape[0] > 1:
                         wb = wb.index_select(0, keep)
             if check_every == 1:
-                sums.add(yb, y_pred.detach(), data_loss.detach(), penalty, wb, index.shape[1],
-                         mixed)
+                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed)
         if trains:
             apply_updates(population.chain, state)
         if check_every > 1 and saved is None and step != last_step:
@@ -238,6 +221,29 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                     return None
             break
     return sums
+
+
+def _forward_backward(population, xb, yb, wb, layout, groups, fused: bool, trains: bool):
+    """One step's forward pass and, when ``trains``, its backward (each weight's ``.grad``):
+    ``(predictions, data loss, reported penalty, differentiable penalty, activity penalty)``,
+    none of them differentiable. Without autograd's graph where the objective is a chain
+    :mod:`reglab.engine.direct_step` differentiates (the same gradients), else with it."""
+    state, loss = population.state, population.loss
+    if trains and direct_step.applies(state):
+        y_pred, data_loss = direct_step.forward_backward(
+            population, state, xb, yb, wb, layout.random_for, groups, fused)
+        return (y_pred, data_loss, *weight_penalties(state), None)
+    y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused)
+    if fused:  # y_pred holds the last layer's logits
+        per_sample, y_pred = softmax_crossentropy.loss_and_predictions(loss, yb, y_pred)
+    else:
+        per_sample = loss.per_sample(yb, y_pred)
+    data_loss = loss.reduce_batch(per_sample, wb)
+    # after the forward pass: the order autograd's graph (and its sums) has always had
+    penalty_value, custom = weight_penalties(state)
+    if trains:  # times each member's loss scale under dynamic loss scaling (loss_scale.py)
+        loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
+    return y_pred.detach(), data_loss.detach(), penalty_value, custom, activity
 
 
 def _saved_state(state) -> dict[tuple[str, Any], Any]:

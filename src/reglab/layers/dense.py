@@ -16,7 +16,7 @@ from reglab.layers.layer import (
 )
 
 #: the activations whose gradient ``forward_and_backward`` gives (others: autograd's)
-_DIRECT = ("linear", "relu")
+_DIRECT = (activations.linear, torch.relu)
 
 
 def _needs(kernel, bias) -> tuple[bool, bool]:
@@ -83,7 +83,7 @@ class Dense(Layer):
         layer whose activation is linear or relu (or whose logits are taken); None for the
         others, which autograd differentiates."""
         if weights["kernel"].dtype != x.dtype or (
-                not ctx.logits and activations.structure_key(self.activation) not in _DIRECT):
+                not ctx.logits and not any(self.activation is fn for fn in _DIRECT)):
             return None
         return self._linear(x, weights, ctx, input_shape, explicit=True)
 
@@ -131,7 +131,7 @@ class Dense(Layer):
         z = z.reshape(members, *lead, self.units)
         if ctx.logits:
             y, activation_backward = z, None
-        elif not explicit or activations.structure_key(self.activation) == "linear":
+        elif not explicit or self.activation is activations.linear:
             y, activation_backward = activations.apply(self.activation, z), None
         else:  # relu: autograd's own gradient of it
             y = torch.relu(z)
