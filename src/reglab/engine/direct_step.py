@@ -83,6 +83,8 @@ def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
         if dy is None or not requires:
             return y_pred, data_loss
         for index, backward, need_x in reversed(tape):
+            if dy is None:  # a layer whose output does not depend on its input: no further
+                break  # gradient, as autograd's graph would end there
             dy, grads = backward(dy, need_x)
             for name, grad in grads.items():
                 # as autograd's accumulation lays a fresh gradient out: as its weight

@@ -179,3 +179,23 @@ def test_a_subclass_with_its_own_forward_is_differentiated_by_autograd(monkeypat
                 Dense(CLASSES, activation="softmax")]
     assert_same(members(layers), monkeypatch)
     assert calls and all(calls)  # trained under autograd, in both paths
+
+
+def test_a_layer_whose_output_does_not_depend_on_its_input(monkeypatch):
+    from reglab.layers.layer import Layer
+
+    class Constant(Layer):  # the layers before it get no gradient, as in autograd's graph
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def forward(self, x, weights, values, ctx, input_shape):
+            return torch.ones_like(x)
+
+    def layers(i):
+        return [Dense(16, activation="relu", input_shape=(FEATURES,)), Constant(),
+                Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch)
+    first = train(members(layers), True, monkeypatch)[0]
+    start = Population(members(layers)()).member_weights(0)
+    assert torch.equal(first[0][(0, "kernel")], start[(0, "kernel")])  # untouched
+    assert not torch.equal(first[0][(2, "kernel")], start[(2, "kernel")])
