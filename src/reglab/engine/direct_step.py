@@ -37,10 +37,12 @@ from reglab.layers.layer import ForwardContext, is_shared
 Backward = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, dict]]
 
 
-def applies(state) -> bool:
-    """Whether the step's objective is the chain this module differentiates (see above)."""
+def applies(state, loss) -> bool:
+    """Whether the step's objective is the chain this module differentiates (see above): also
+    a loss of reglab's own (a user's function or subclass may read other tensors than the
+    predictions, whose gradients only the whole graph would see)."""
     plan = state.plan
-    return (not any(terms.differentiable for terms in state.penalties.values())
+    return (_builtin(loss) and not any(terms.differentiable for terms in state.penalties.values())
             and not plan.is_graph
             and not loss_scale.scales_loss(state.optimizer)
             and not any(state.activity)
@@ -67,41 +69,53 @@ def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
             weights = {spec.name: state.weights[(index, spec.name)] for spec in lp.weight_specs}
             ctx = ForwardContext(True, members, random_for(lp.canonical_name), groups,
                                  logits=index == last)
-            x_next, backward = _layer(lp, x, weights, state, ctx, index, requires)
+            x_next, backward, requires_next = _layer(lp, x, weights, state, ctx, index,
+                                                     requires)
             if mode == "consumes":
                 groups = None
-            trainable = any(w.requires_grad for w in weights.values())
-            if requires or trainable:
+            if requires_next:
                 tape.append((index, backward, requires))
-            requires = requires or trainable
+            requires = requires_next
             x = x_next
         if groups is not None:
             x = groups.expand(x)
         if is_shared(x, plan.output_shape):
             x = x.unsqueeze(0).expand(members, *x.shape)
+        if not requires:  # as the whole graph's backward fails
+            raise RuntimeError("no trainable weight reaches the model's output: element 0 "
+                               "of tensors does not require grad and does not have a grad_fn")
         y_pred, data_loss, dy = _loss(population.loss, y_true, x, sample_weight, fused)
-        if dy is None or not requires:
-            return y_pred, data_loss
+        given = set()  # the storages of the gradients set so far
         for index, backward, need_x in reversed(tape):
             if dy is None:  # a layer whose output does not depend on its input: no further
                 break  # gradient, as autograd's graph would end there
             dy, grads = backward(dy, need_x)
             for name, grad in grads.items():
-                # as autograd's accumulation lays a fresh gradient out: as its weight
-                state.weights[(index, name)].grad = grad if grad.is_contiguous() \
-                    else grad.contiguous()
+                state.weights[(index, name)].grad = _own(grad, given)
     return y_pred, data_loss
 
 
-def _layer(lp, x, weights, state, ctx, index, requires: bool) -> tuple[torch.Tensor, Backward]:
-    """A layer's output and backward: its own (``forward_and_backward``), else autograd's
-    over the layer alone."""
+def _own(grad: torch.Tensor, given: set) -> torch.Tensor:
+    """``grad`` as a weight's own gradient, as autograd's accumulation gives it: contiguous
+    (as every weight), and a copy when another weight's gradient shares its memory (autograd
+    may return one tensor for two weights; the update chain edits gradients in place)."""
+    storage = grad.untyped_storage().data_ptr()
+    if storage in given or not grad.is_contiguous():
+        grad = grad.clone(memory_format=torch.contiguous_format)
+    given.add(grad.untyped_storage().data_ptr())
+    return grad
+
+
+def _layer(lp, x, weights, state, ctx, index, requires: bool
+           ) -> tuple[torch.Tensor, Backward, bool]:
+    """A layer's output, its backward and whether the output depends on a trainable weight:
+    its own (``forward_and_backward``), else autograd's over the layer alone."""
     layer = lp.layer
     if _gives_backward(type(layer)):
         done = layer.forward_and_backward(x, weights, state.layer_values[index], ctx,
                                           lp.input_shape)
         if done is not None:
-            return done
+            return (*done, requires or any(w.requires_grad for w in weights.values()))
     with torch.enable_grad():
         x_in = x.detach().requires_grad_() if requires else x
         y = call_in_compute_dtype(lp, x_in, weights, state, ctx, index)
@@ -116,7 +130,7 @@ def _layer(lp, x, weights, state, ctx, index, requires: bool) -> tuple[torch.Ten
         dx = grads[0] if need_x else None
         return dx, {name: g for (name, _), g in zip(trainable, grads[int(need_x):])
                     if g is not None}
-    return y.detach(), backward
+    return y.detach(), backward, y.requires_grad
 
 
 def _gives_backward(cls) -> bool:
@@ -168,6 +182,21 @@ def _mean_gradient(members: int, batch: int, dtype: torch.dtype, device: torch.d
     sum's); read only, made once per shape."""
     ones = torch.ones((), dtype=dtype, device=device).expand(members)
     return (ones / batch).unsqueeze(-1).expand(members, batch)
+
+
+#: the methods a loss computes with
+_LOSS_METHODS = ("per_sample", "call", "values", "reduce", "reduce_batch")
+
+
+def _builtin(loss) -> bool:
+    """Whether every method ``loss`` computes with is reglab's own (not a subclass's), and
+    a wrapped function is one of reglab's."""
+    cls = type(loss)
+    if any(getattr(getattr(cls, name, None), "__module__", losses.__name__) != losses.__name__
+           for name in _LOSS_METHODS):
+        return False
+    return not isinstance(loss, losses.LossFunctionWrapper) or \
+        getattr(loss.fn, "__module__", None) == losses.__name__
 
 
 def _reduces_by_mean(loss) -> bool:

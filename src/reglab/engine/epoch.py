@@ -229,7 +229,7 @@ def _forward_backward(population, xb, yb, wb, layout, groups, fused: bool, train
     none of them differentiable. Without autograd's graph where the objective is a chain
     :mod:`reglab.engine.direct_step` differentiates (the same gradients), else with it."""
     state, loss = population.state, population.loss
-    if trains and direct_step.applies(state):
+    if trains and direct_step.applies(state, loss):
         y_pred, data_loss = direct_step.forward_backward(
             population, state, xb, yb, wb, layout.random_for, groups, fused)
         return (y_pred, data_loss, *weight_penalties(state), None)

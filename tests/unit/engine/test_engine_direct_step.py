@@ -44,8 +44,8 @@ def train(make_members, direct: bool, monkeypatch, fit=None, **population_kwargs
     step; asserts which path the steps took."""
     taken = []
 
-    def spy(state):
-        taken.append(APPLIES(state))
+    def spy(state, loss):
+        taken.append(APPLIES(state, loss))
         return taken[-1] and direct
     monkeypatch.setattr(direct_step, "applies", spy)
     population = Population(make_members(), **population_kwargs)
@@ -199,3 +199,87 @@ def test_a_layer_whose_output_does_not_depend_on_its_input(monkeypatch):
     start = Population(members(layers)()).member_weights(0)
     assert torch.equal(first[0][(0, "kernel")], start[(0, "kernel")])  # untouched
     assert not torch.equal(first[0][(2, "kernel")], start[(2, "kernel")])
+
+
+def test_two_weights_whose_gradient_autograd_gives_as_one_tensor(monkeypatch):
+    # y = relu(x @ (base + delta)): autograd returns one tensor for both gradients; each
+    # weight must own its gradient (L2's gradient and clipping edit them in place).
+    from reglab import initializers, optimizers
+    from reglab.layers.layer import Layer, WeightSpec
+
+    class SumKernel(Layer):
+        def __init__(self, units, regularizer=None, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.regularizer = units, regularizer
+
+        def structure(self):
+            return ("SumKernel", self.units)
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], self.units)
+
+        def weight_specs(self, input_shape):
+            init = initializers.get("glorot_uniform")
+            return [WeightSpec(name, (input_shape[-1], self.units), init,
+                               regularizer=self.regularizer) for name in ("base", "delta")]
+
+        def forward(self, x, weights, values, ctx, input_shape):
+            return torch.relu(torch.matmul(x, weights["base"] + weights["delta"]))
+
+    def layers(i):
+        return [Dense(16, activation="relu", input_shape=(FEATURES,)), SumKernel(8, L2(0.05)),
+                Dense(CLASSES, activation="softmax")]
+    assert_same(lambda: [Member(layers(i), optimizer=optimizers.SGD(0.1), seed=s)
+                         for i, s in enumerate((0, 1))], monkeypatch)
+    assert_same(lambda: [Member(layers(i), optimizer=optimizers.Adam(clipnorm=0.05), seed=s)
+                         for i, s in enumerate((0, 1))], monkeypatch)
+
+
+class ReadsAWeight(losses.SparseCategoricalCrossentropy):
+    """A user's loss that reads more than the predictions (a weight of the population)."""
+
+    population = None
+
+    def per_sample(self, y_true, y_pred):
+        kernel = ReadsAWeight.population.state.weights[(0, "kernel")]
+        return super().per_sample(y_true, y_pred) + 0.1 * torch.sum(kernel ** 2)
+
+
+def test_a_users_loss_takes_the_whole_graph(monkeypatch):
+    # the direct step differentiates a loss with respect to the predictions only: a user's
+    # subclass or function may read anything else, so it is left to autograd's whole graph
+    from reglab.engine import population as population_module
+
+    real_init = population_module.Population.__init__
+
+    def remember(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        ReadsAWeight.population = self
+    monkeypatch.setattr(population_module.Population, "__init__", remember)
+    assert_same(members(lambda i: mlp()), monkeypatch, loss=ReadsAWeight(), metrics=(),
+                expect_direct=False)
+
+    def function(y_true, y_pred):
+        return losses.sparse_categorical_crossentropy(y_true, y_pred)
+    assert_same(members(lambda i: mlp()), monkeypatch, loss=function, expect_direct=False)
+    # reglab's own function, wrapped, is reglab's loss
+    assert_same(members(lambda i: mlp()), monkeypatch,
+                loss=losses.LossFunctionWrapper(losses.sparse_categorical_crossentropy))
+
+
+def test_no_trainable_weight_reaching_the_output_fails_as_autograd_does(monkeypatch):
+    from reglab.layers.layer import Layer
+
+    class Constant(Layer):
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def forward(self, x, weights, values, ctx, input_shape):
+            return torch.ones_like(x)
+
+    def layers(i):
+        return [Dense(16, activation="relu", input_shape=(FEATURES,)), Constant(),
+                Dense(CLASSES, activation="softmax", trainable=False)]
+    for direct in (True, False):
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            train(members(layers), direct, monkeypatch)
