@@ -19,6 +19,7 @@ from reglab.layers import (
     MixUp,
     SpatialDropout1D,
 )
+from reglab.layers.layer import Layer
 from reglab.regularizers import L1, L1L2, L2, Regularizer
 
 FEATURES, CLASSES = 12, 5
@@ -181,16 +182,17 @@ def test_a_subclass_with_its_own_forward_is_differentiated_by_autograd(monkeypat
     assert calls and all(calls)  # trained under autograd, in both paths
 
 
+class Constant(Layer):
+    """An output that does not depend on the input: the layers before get no gradient."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return torch.ones_like(x)
+
+
 def test_a_layer_whose_output_does_not_depend_on_its_input(monkeypatch):
-    from reglab.layers.layer import Layer
-
-    class Constant(Layer):  # the layers before it get no gradient, as in autograd's graph
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def forward(self, x, weights, values, ctx, input_shape):
-            return torch.ones_like(x)
-
     def layers(i):
         return [Dense(16, activation="relu", input_shape=(FEATURES,)), Constant(),
                 Dense(CLASSES, activation="softmax")]
@@ -205,7 +207,7 @@ def test_two_weights_whose_gradient_autograd_gives_as_one_tensor(monkeypatch):
     # y = relu(x @ (base + delta)): autograd returns one tensor for both gradients; each
     # weight must own its gradient (L2's gradient and clipping edit them in place).
     from reglab import initializers, optimizers
-    from reglab.layers.layer import Layer, WeightSpec
+    from reglab.layers.layer import WeightSpec
 
     class SumKernel(Layer):
         def __init__(self, units, regularizer=None, **kwargs):
@@ -268,15 +270,6 @@ def test_a_users_loss_takes_the_whole_graph(monkeypatch):
 
 
 def test_no_trainable_weight_reaching_the_output_fails_as_autograd_does(monkeypatch):
-    from reglab.layers.layer import Layer
-
-    class Constant(Layer):
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def forward(self, x, weights, values, ctx, input_shape):
-            return torch.ones_like(x)
-
     def layers(i):
         return [Dense(16, activation="relu", input_shape=(FEATURES,)), Constant(),
                 Dense(CLASSES, activation="softmax", trainable=False)]
