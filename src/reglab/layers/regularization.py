@@ -36,14 +36,14 @@ def dropout(x: torch.Tensor, rate, uniform: torch.Tensor) -> torch.Tensor:
     finite). A float mask is several times cheaper than ``torch.where`` on the CPU, forward
     and backward.
     """
-    keep_prob, keep = dropout_mask(rate, uniform, x.dtype)
-    return x / keep_prob * keep
+    return dropout_and_mask(x, rate, uniform)[0]
 
 
-def dropout_mask(rate, uniform: torch.Tensor, dtype: torch.dtype):
-    """``(keep probability, float mask)`` of :func:`dropout`."""
+def dropout_and_mask(x: torch.Tensor, rate, uniform: torch.Tensor):
+    """:func:`dropout`'s ``(output, keep probability, float mask)``."""
     keep_prob = 1.0 - rate
-    return keep_prob, (uniform < keep_prob).to(dtype)
+    keep = (uniform < keep_prob).to(x.dtype)
+    return x / keep_prob * keep, keep_prob, keep
 
 
 def _identity_backward(dy, need_x):
@@ -121,10 +121,9 @@ class Dropout(Layer):
             uniform = uniform.to(x.dtype)
         if not explicit:
             return dropout(x, per_member(rate, x.dim()), uniform), None
-        keep_prob, mask = dropout_mask(per_member(rate, x.dim()), uniform, x.dtype)
-        # dropout()'s x / keep_prob * mask, and autograd's gradient of it: the product's,
-        # then the quotient's
-        return x / keep_prob * mask, lambda dy, need_x: (dy * mask / keep_prob, {})
+        y, keep_prob, mask = dropout_and_mask(x, per_member(rate, x.dim()), uniform)
+        # autograd's gradient of x / keep_prob * mask: the product's, then the quotient's
+        return y, lambda dy, need_x: (dy * mask / keep_prob, {})
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape,
