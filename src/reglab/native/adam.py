@@ -16,27 +16,28 @@ from reglab import native
 COEFFICIENTS = 7
 
 
-def coefficients(hyper: dict[tuple, list[int]], rows: int) -> torch.Tensor:
-    """``(rows, 7)`` float32: per member, Adam's coefficients as torch's fused kernel forms
-    them (in double, then float32) from ``hyper``: ``{(lr, beta_1, beta_2, epsilon, step):
-    positions}``, reglab's epsilon moved inside the bias correction as the engine passes it
-    to torch (``eps / sqrt(1 - beta_2**t)``)."""
-    table = [None] * rows
+def coefficients(hyper: dict[tuple, list[int]], rows: int) -> ctypes.Array:
+    """``rows * 7`` float32 (a ctypes array, row after row): per member, Adam's coefficients
+    as torch's fused kernel forms them (in double, then rounded to float32) from ``hyper``:
+    ``{(lr, beta_1, beta_2, epsilon, step): positions}``, reglab's epsilon moved inside the
+    bias correction as the engine passes it to torch (``eps / sqrt(1 - beta_2**t)``)."""
+    table = [0.0] * (rows * COEFFICIENTS)
     for (lr, b1, b2, eps, step), positions in hyper.items():
         row = (b1, 1 - b1, b2, 1 - b2, math.sqrt(1 - b2**step), eps / (1 - b2**step) ** 0.5,
                lr / (1 - b1**step))
         for p in positions:
-            table[p] = row
-    return torch.tensor(table, dtype=torch.float32)
+            table[p * COEFFICIENTS:(p + 1) * COEFFICIENTS] = row
+    return (ctypes.c_float * len(table))(*table)
 
 
 class _Checked:
-    """The weights and moments last found fit for the kernel, with their data pointers (the
-    engine updates them in place, so the same objects on the same memory come back every
-    step: checked once, while they do)."""
+    """The weights and moments last found fit for the kernel, with their data pointers and
+    the kernel's pointer arrays of them (the engine updates them in place, so the same
+    objects on the same memory come back every step: checked once, while they do)."""
 
     tensors: tuple = ()
     pointers: tuple = ()
+    arrays: tuple = ()  # (params, m, v, elements per row), ctypes arrays
 
 
 def _fit(params, m, v) -> bool:
@@ -51,7 +52,22 @@ def _fit(params, m, v) -> bool:
         and native.float32_rows(v[i], w.shape) for i, w in enumerate(params))
     _Checked.tensors = tensors if fit else ()
     _Checked.pointers = tuple(t.data_ptr() for t in tensors) if fit else ()
+    _Checked.arrays = (_pointers(params), _pointers(m), _pointers(v), (
+        ctypes.c_int64 * len(params))(*[w.numel() // rows for w in params])) if fit else ()
     return fit
+
+
+def _pointers(tensors) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+def _gradients_fit(params, grads) -> bool:
+    """Whether each gradient is a contiguous float32 CPU tensor shaped as its weight (the
+    gradients are new every step: checked every step, by what the weights already passed)."""
+    return len(grads) == len(params) and all(
+        type(g) is torch.Tensor and g.dtype == torch.float32 and g.shape == w.shape
+        and g.is_contiguous() and g.is_cpu and g.layout == torch.strided
+        for w, g in zip(params, grads))
 
 
 def _per_row(values: list[list[float] | None] | None, count: int, rows: int) -> bool:
@@ -78,17 +94,17 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     rows = params[0].shape[0]
     if not (_per_row(decay, len(params), rows) and _per_row(sign, len(params), rows)):
         return False  # the torch path says what is wrong
-    if not all(native.float32_rows(g, w.shape) for w, g in zip(params, grads)):
-        return False  # the gradients are new every step
+    if not _gradients_fit(params, grads):
+        return False
     count = len(params)
     table = coefficients(hyper, rows)
-    decays, signs = _arrays(decay, count), _arrays(sign, count)
-    pointers = ctypes.c_void_p * count
-    lib.reglab_adam_step(
-        count, pointers(*[t.data_ptr() for t in params]),
-        pointers(*[t.data_ptr() for t in grads]), pointers(*[t.data_ptr() for t in m]),
-        pointers(*[t.data_ptr() for t in v]),
-        (ctypes.c_int64 * count)(*[w.numel() // rows for w in params]), rows,
-        table.data_ptr(), pointers(*[s.data_ptr() if s is not None else None for s in signs]),
-        pointers(*[d.data_ptr() if d is not None else None for d in decays]))
+    signs, decays = _arrays(sign, count), _arrays(decay, count)  # alive through the call
+    weights, firsts, seconds, elements = _Checked.arrays
+    lib.reglab_adam_step(count, weights, _pointers(grads), firsts, seconds, elements, rows,
+                         table, _optional_pointers(signs), _optional_pointers(decays))
     return True
+
+
+def _optional_pointers(tensors: list) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr()
+                                              for t in tensors])
