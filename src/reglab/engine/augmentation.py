@@ -17,11 +17,20 @@ import torch
 from reglab.engine.rng import epoch_purpose
 
 
+def augments(population, spec=None) -> bool:
+    """Whether :func:`augment_batch` changes a batch: augmentation layers or a spec."""
+    return not _identity(spec) or any(lp.layer.is_augmentation for lp in population.plan.layers)
+
+
+def _identity(spec) -> bool:
+    return spec is None or spec.is_identity
+
+
 def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tensor:
     """``xb`` is ``(G, b, H, W, C)``, one row per (seed, epoch) group; returns it augmented,
     one stream per group."""
     layers = [lp for lp in population.plan.layers if lp.layer.is_augmentation]
-    if not layers and (spec is None or spec.is_identity):
+    if not layers and _identity(spec):
         return xb
     from reglab.augment import warp
     from reglab.augment.affine import compose

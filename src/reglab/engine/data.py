@@ -289,8 +289,17 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
     member when batch transforms (mixup, cutmix) make each member's batch its own; y and
     sample_weight always carry a member axis, of size 1 when shared.
     """
-    from reglab.engine.augmentation import augment_batch
+    from reglab.engine.augmentation import augment_batch, augments
 
+    transforms = population.plan.batch_transforms
+    if index.shape[0] == 1 and layout.member_rows is None and not transforms \
+            and not data.per_member and not augments(population, augment):
+        # one seed, nothing added to the batch: its rows, x shared by all members, y with
+        # a member axis (the general path below, without its views)
+        rows = index[0]
+        return (data.x.index_select(0, rows), data.y.index_select(0, rows).unsqueeze(0),
+                None if data.sample_weight is None
+                else data.sample_weight.index_select(0, rows).unsqueeze(0), None)
     flat = index.reshape(-1)
     xb = data.x.index_select(0, flat).view(*index.shape, *data.x.shape[1:])  # (G, b, ...)
     if data.per_member:  # each member's own targets at its group's samples: (P, b, ...)
@@ -302,7 +311,6 @@ def batch(population, data: Data, index: torch.Tensor, layout, augment):
     wb = None if data.sample_weight is None else data.sample_weight.index_select(0, flat).view(
         index.shape)
     xb = augment_batch(population, xb, layout.groups, augment)
-    transforms = population.plan.batch_transforms
     if layout.member_rows is None and not transforms:
         # one seed: x shared by all members, y with a member axis
         return xb[0], yb if data.per_member else yb[:1], None if wb is None else wb[:1], None

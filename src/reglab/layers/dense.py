@@ -100,7 +100,7 @@ class Dense(Layer):
         if groups is not None and shared_input.applies(self.units, x):
             # (G, B, ..., in): one row per seed group
             lead = x.shape[1:-1]
-            x3 = x.reshape(x.shape[0], -1, x.shape[-1])
+            x3 = x if x.dim() == 3 else x.reshape(x.shape[0], -1, x.shape[-1])
             if explicit:
                 z = shared_input.forward_grouped(x3, kernel, bias, groups)
 
@@ -116,7 +116,7 @@ class Dense(Layer):
                 kernel = kernel.to(x.dtype)
                 bias = None if bias is None else bias.to(x.dtype)
             lead = x.shape[1:-1]
-            x3 = x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
+            x3 = x if x.dim() == 3 else x.reshape(members, -1, x.shape[-1])  # (P, B*, in)
             transposed = narrow_linear.applies(self.units)  # (see layers/narrow_linear.py)
             keep_layout = transposed and ctx.logits
             if explicit:
@@ -128,7 +128,8 @@ class Dense(Layer):
                         xa, ka, dz, bias is not None, transposed, need_x, *_needs(kernel, bias))
             else:
                 z = member_linear.member_linear(x3, kernel, bias, transposed, keep_layout)
-        z = z.reshape(members, *lead, self.units)
+        if len(lead) != 1:  # (P, B*, units) back to (P, B, ..., units)
+            z = z.reshape(members, *lead, self.units)
         if ctx.logits:
             y, activation_backward = z, None
         elif not explicit or self.activation is activations.linear:
@@ -145,11 +146,15 @@ class Dense(Layer):
 
         def layer_backward(dy, need_x):
             dz = dy if activation_backward is None else activation_backward(dy)
-            dx, dkernel, dbias = product_backward(dz.reshape(members, -1, self.units), need_x)
+            if len(in_shape) != 3:  # (P, B, ..., units) as the products' (P, B*, units)
+                dz = dz.reshape(members, -1, self.units)
+            dx, dkernel, dbias = product_backward(dz, need_x)
             grads = {} if dkernel is None else {"kernel": dkernel}
             if dbias is not None:
                 grads["bias"] = dbias
-            return (None if dx is None else dx.reshape(in_shape)), grads
+            if dx is not None and len(in_shape) != 3:
+                dx = dx.reshape(in_shape)
+            return dx, grads
         return y, layer_backward
 
     def get_config(self):

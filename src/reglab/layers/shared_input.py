@@ -142,9 +142,11 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
     """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])`` in ``x``'s dtype: one product per
     member when the kernel has that dtype, else one GEMM per group (the float32 weights
     under mixed precision cast while laid side by side)."""
+    per_member = kernel.dtype == x.dtype
+    if per_member and kernel.shape[0] == 1 and x.shape[0] == 1:
+        return _alone(x, kernel, bias)
     members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
     y = x.new_empty(members, b, units)
-    per_member = kernel.dtype == x.dtype
     if per_member:  # every member's views in one call each (not three indexings per member)
         xs, kernels, ys = x.unbind(0), kernel.unbind(0), y.unbind(0)
         biases = None if bias is None else bias.unbind(0)
@@ -178,6 +180,11 @@ def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
     """``(grad_x, grad_kernel, grad_bias)`` of :func:`forward_grouped`, each None where not
     needed; the kernel's and bias's gradients in the kernel's dtype (float32 under mixed
     precision)."""
+    if kernel.shape[0] == 1 and x.shape[0] == 1 and kernel.dtype == x.dtype and not need_x:
+        # a population of one: the products autograd forms for the product of _alone
+        grad_kernel = products.mm(x[0].t(), dy[0]).unsqueeze(0) if need_kernel else None
+        grad_bias = dy.sum(dim=1) if (need_bias and has_bias) else None
+        return None, grad_kernel, grad_bias
     n_in, units, b = kernel.shape[1], kernel.shape[2], x.shape[1]
     grad_x = torch.empty_like(x) if need_x else None
     grad_kernel = torch.empty_like(kernel) if need_kernel else None
@@ -226,11 +233,16 @@ def shared_input_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tenso
                         groups: MemberGroups) -> torch.Tensor:
     """``(G, b, in)`` grouped input, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, b, u)``."""
     if kernel.shape[0] == 1 and x.shape[0] == 1 and kernel.dtype == x.dtype:
-        # One member (a population of one): the product it takes in any population (its
-        # own addmm; autograd's gradient of the kernel is the same mm of x^T and dy), with
-        # torch's autograd instead of the Function's Python on both passes.
-        x1, kernel1 = x.squeeze(0), kernel.squeeze(0)
-        y = products.mm(x1, kernel1) if bias is None else products.addmm(bias.squeeze(0), x1,
-                                                                           kernel1)
-        return y.unsqueeze(0)
+        # One member (a population of one), with torch's autograd instead of the Function's
+        # Python on both passes (autograd's gradient of the kernel is the same mm of x^T
+        # and dy as backward_grouped's).
+        return _alone(x, kernel, bias)
     return _SharedInputLinear.apply(x, kernel, bias, groups)
+
+
+def _alone(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A population of one member, ``(1, b, in)`` input: the product it takes in any
+    population (its own ``addmm``)."""
+    x1, kernel1 = x[0], kernel[0]
+    y = products.mm(x1, kernel1) if bias is None else products.addmm(bias[0], x1, kernel1)
+    return y.unsqueeze(0)
