@@ -140,6 +140,9 @@ class Layer:
     #: True for layers whose work is done on the inputs before members diverge
     #: (augmentation), which the engine fuses into one warp per batch.
     is_augmentation = False
+    #: True for layers that transform a whole batch, inputs and targets, before the layers
+    #: (MixUp, CutMix: reglab/layers/mixing.py)
+    is_batch_transform = False
     #: How the layer takes a grouped input ``(G, B, ...)`` (one row per seed group, see
     #: ``ForwardContext.groups``): None (the engine lays it out per member first), "keeps"
     #: (works on it as on a per-member input, and its output stays grouped: Flatten) or
