@@ -23,6 +23,7 @@ import torch
 
 from reglab import activations
 from reglab.losses import EPSILON, SparseCategoricalCrossentropy, is_soft
+from reglab.native import crossentropy as native_crossentropy
 
 
 def fuses(loss, plan) -> bool:
@@ -95,12 +96,16 @@ def forward_values(logits: torch.Tensor, index: torch.Tensor):
     p = probs.gather(-1, picked).squeeze(-1) / probs.sum(dim=-1)
     clipped = torch.clamp(p, EPSILON, 1.0 - EPSILON)
     loss = -torch.log(clipped)
-    return loss, probs, (probs, picked, p, clipped)
+    return loss, probs, (probs, index, picked, p, clipped)
 
 
 def backward_values(saved, grad_loss: torch.Tensor) -> torch.Tensor:
-    """The gradient with respect to the logits, given the loss's ``grad_loss`` (P, B)."""
-    probs, picked, p, clipped = saved
+    """The gradient with respect to the logits, given the loss's ``grad_loss`` (P, B): by
+    the native kernel where it takes the case (the same bits, one pass), else by torch."""
+    probs, index, picked, p, clipped = saved
+    grad = native_crossentropy.backward(probs, index, p, clipped, grad_loss)
+    if grad is not None:
+        return grad
     inside = clipped == p  # within the clip's bounds, the bounds included (NaN: not)
     coef = torch.where(inside, grad_loss, 0.0).unsqueeze(-1)  # (P, B, 1)
     grad = probs * coef

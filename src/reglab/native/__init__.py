@@ -1,6 +1,6 @@
 """Native kernels: the engine's memory-bound passes (the L1/L2 penalty's value and gradient,
 Adam's step, dropout forward and backward, the mixed-precision first layer's kernels laid
-side by side), fused in C, built on first use.
+side by side, the fused softmax + crossentropy's gradient), fused in C, built on first use.
 
 The C sources beside this module are compiled with the machine's C compiler (``cc``, or
 ``$CC``) into a shared library kept under the user's cache (``$REGLAB_CACHE_DIR``, else
@@ -31,7 +31,7 @@ import torch
 __all__ = ["library", "enabled", "cache_dir", "float32_rows"]
 
 _SOURCES = ("penalty_kernels.c", "adam_kernels.c", "dropout_kernels.c",
-            "side_by_side_kernels.c")
+            "side_by_side_kernels.c", "crossentropy_kernels.c")
 _HEADERS = ("sign.h", "bfloat16.h")  # part of the build's key too
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
@@ -49,10 +49,12 @@ _SIGNATURES = {
         "reglab_dropout_backward_bf16")},
     **{name: (_F32P, _I64, _I64, _I64, _I64, _F32P) for name in (
         "reglab_lay_side_by_side_bf16", "reglab_take_side_by_side_bf16")},
+    "reglab_crossentropy_backward_f32": (_F32P, _F32P, _I64, _I64, _F32P, _F32P, _F32P, _I64,
+                                         _I64, _I64, _I64, _I64, _F32P),
 }
 #: the kernels that return a status (0: done; else nothing written), the others none
 _RETURNS_STATUS = ("reglab_dropout_f32", "reglab_dropout_backward_f32", "reglab_dropout_bf16",
-                   "reglab_dropout_backward_bf16")
+                   "reglab_dropout_backward_bf16", "reglab_crossentropy_backward_f32")
 
 
 def enabled() -> bool:
