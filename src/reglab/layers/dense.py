@@ -15,10 +15,6 @@ from reglab.layers.layer import (
     serialized,
 )
 
-#: the activations whose gradient ``forward_and_backward`` gives (others: autograd's)
-_DIRECT = (activations.linear, torch.relu)
-
-
 def _needs(kernel, bias) -> tuple[bool, bool]:
     """Whether the kernel's and the bias's gradients are wanted (a frozen layer's are not)."""
     return kernel.requires_grad, bias is not None and bias.requires_grad
@@ -82,8 +78,10 @@ class Dense(Layer):
         """The forward pass and its backward (``reglab.engine.direct_step``) for a float32
         layer whose activation is linear or relu (or whose logits are taken); None for the
         others, which autograd differentiates."""
+        activation = self.activation
         if weights["kernel"].dtype != x.dtype or (
-                not ctx.logits and not any(self.activation is fn for fn in _DIRECT)):
+                not ctx.logits and activation is not activations.linear
+                and activation is not torch.relu):
             return None
         return self._linear(x, weights, ctx, input_shape, explicit=True)
 
