@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -30,24 +29,20 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
     # x.transpose(...).contiguous() copies nothing when x is itself a transposed view (the
     # logits of a transposed output layer: layers/narrow_linear.py).
     across = x.transpose(-1, -2).contiguous()
-    with one_thread():
-        # torch splits this kernel's (rows x batch) range between threads by the whole
-        # tensor's size: with two threads a lone member's batch would be cut in two, its
-        # halves falling on a vector loop's scalar tail, where exp rounds differently.
-        probs = torch.softmax(across, dim=-2)
-    return probs.transpose(-1, -2).contiguous()
+    return _softmax_in_one_thread(across).transpose(-1, -2).contiguous()
 
 
-@contextlib.contextmanager
-def one_thread():
-    """torch's intra-op threads set to one for the block (restored after; ~0.2 us)."""
+def _softmax_in_one_thread(across: torch.Tensor) -> torch.Tensor:
+    """``torch.softmax(across, dim=-2)`` with torch's intra-op threads set to one for the call
+    (restored after): torch splits this kernel's (rows x batch) range between threads by the
+    whole tensor's size, so with two threads a lone member's batch would be cut in two, its
+    halves falling on a vector loop's scalar tail, where exp rounds differently."""
     threads = torch.get_num_threads()
     if threads == 1:
-        yield
-        return
+        return torch.softmax(across, dim=-2)
     torch.set_num_threads(1)
     try:
-        yield
+        return torch.softmax(across, dim=-2)
     finally:
         torch.set_num_threads(threads)
 

@@ -15,6 +15,7 @@ from reglab.layers.layer import (
     serialized,
 )
 
+
 def _needs(kernel, bias) -> tuple[bool, bool]:
     """Whether the kernel's and the bias's gradients are wanted (a frozen layer's are not)."""
     return kernel.requires_grad, bias is not None and bias.requires_grad
