@@ -18,11 +18,14 @@ def _takes(probs, label, p, clipped, grad_loss) -> bool:
     if not (probs.dim() == 3 and native.float32_rows(probs) and probs.shape[2] > 0):
         return False
     rows = probs.shape[:2]
-    return (native.float32_rows(p, rows) and native.float32_rows(clipped, rows)
-            and label.dtype == torch.int64 and label.is_cpu and label.shape == rows
-            and label.layout == torch.strided
-            and grad_loss.dtype == torch.float32 and grad_loss.is_cpu
-            and grad_loss.shape == rows and grad_loss.layout == torch.strided)
+    return (_dense(p, torch.float32, rows) and p.is_contiguous()
+            and _dense(clipped, torch.float32, rows) and clipped.is_contiguous()
+            and _dense(label, torch.int64, rows) and _dense(grad_loss, torch.float32, rows))
+
+
+def _dense(t: torch.Tensor, dtype: torch.dtype, shape: torch.Size) -> bool:
+    """A strided CPU tensor of ``dtype`` and ``shape`` (read at its strides)."""
+    return t.dtype == dtype and t.shape == shape and t.is_cpu and t.layout == torch.strided
 
 
 def backward(probs: torch.Tensor, label: torch.Tensor, p: torch.Tensor, clipped: torch.Tensor,

@@ -76,6 +76,9 @@ def test_cases_it_does_not_take(kernels):
                                         grad_loss) is None
     assert native_crossentropy.backward(probs, index.int(), p, clipped, grad_loss) is None
     assert native_crossentropy.backward(probs, index[:, :2], p, clipped, grad_loss) is None
+    strided = torch.empty(p.shape[::-1]).t().copy_(p)  # p's values, not in row order
+    assert native_crossentropy.backward(probs, index, strided, clipped, grad_loss) is None
+    assert native_crossentropy.backward(probs, index, p, strided, grad_loss) is None
     wrong = index.clone()
     wrong[2, 5] = probs.shape[2]  # a label past the classes: nothing written, torch's path
     assert native_crossentropy.backward(probs, wrong, p, clipped, grad_loss) is None
