@@ -6,7 +6,8 @@ is at least one kernel launch (a few microseconds of host time), and each synchr
 stalls the queue. Those counts do not depend on the device, so they are measured here on
 the CPU, with the engine's three device decisions set as on CUDA for the CUDA path
 (penalties on every row, one fused Adam call on the stacked tensors, divergence checked
-every 32 steps; the per-member product instead of the CPU's shared first-layer GEMM).
+every 32 steps; the per-member product instead of the CPU's shared first-layer GEMM; torch's
+operations where the CPU takes reglab's C kernels).
 The first H200 run (scripts/device_check.sh) showed P = 450 at batch 32 taking 11x the
 recipe's time, with the per-run penalty calls on top of the profile.
 
@@ -61,16 +62,22 @@ def cuda_path(enabled: bool):
 
     saved = (penalties.computes_by_rows, optimizers._fuses_stacked,
              epoch.divergence_check_steps, shared_input.applies)
+    native = os.environ.get("REGLAB_NATIVE")
     if enabled:
         penalties.computes_by_rows = lambda device: False
         optimizers._fuses_stacked = lambda device: True
         epoch.divergence_check_steps = lambda device: epoch.DIVERGENCE_CHECK_STEPS
         shared_input.applies = lambda units, x: False
+        os.environ["REGLAB_NATIVE"] = "0"  # the C kernels take CPU tensors only
     try:
         yield
     finally:
         (penalties.computes_by_rows, optimizers._fuses_stacked,
          epoch.divergence_check_steps, shared_input.applies) = saved
+        if native is None:
+            os.environ.pop("REGLAB_NATIVE", None)
+        else:
+            os.environ["REGLAB_NATIVE"] = native
 
 
 def count_reglab(torch, x, y, size, batch, steps, as_cuda):
