@@ -33,7 +33,9 @@ def sparse_categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> t
         return categorical_accuracy(y_true, y_pred)
     if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
-    return (y_true.long() == _argmax(y_pred)).to(y_pred.dtype)
+    if y_true.dtype != torch.long:
+        y_true = y_true.long()
+    return (y_true == _argmax(y_pred)).to(y_pred.dtype)
 
 
 def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> torch.Tensor:

@@ -83,7 +83,10 @@ def hard_labels(y_true: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | No
         return None
     if y_true.dim() == logits.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
-    return y_true.long().expand(*logits.shape[:-1])
+    if y_true.dtype != torch.long:
+        y_true = y_true.long()
+    rows = logits.shape[:-1]
+    return y_true if y_true.shape == rows else y_true.expand(rows)
 
 
 def forward_values(logits: torch.Tensor, index: torch.Tensor):
