@@ -30,31 +30,35 @@ def coefficients(hyper: dict[tuple, list[int]], rows: int) -> ctypes.Array:
     return (ctypes.c_float * len(table))(*table)
 
 
-class _Checked:
-    """The weights and moments last found fit for the kernel, with their data pointers and
-    the kernel's pointer arrays of them (the engine updates them in place, so the same
-    objects on the same memory come back every step: checked once, while they do)."""
-
-    tensors: tuple = ()
-    pointers: tuple = ()
-    arrays: tuple = ()  # (params, m, v, elements per row), ctypes arrays
+#: ``(tensors, their data pointers, the kernel's arrays of them)`` last found fit: the engine
+#: updates weights and moments in place, so the same objects on the same memory come back
+#: every step, checked once while they do. Replaced whole, in one assignment, and each step
+#: uses the arrays its own check returned (two populations may step in two threads).
+_last_fit: tuple = ((), (), None)
 
 
-def _fit(params, m, v) -> bool:
+def _fit(params, m, v) -> tuple | None:
+    """The kernel's ``(params, m, v, elements per row)`` arrays for these tensors, or None
+    when the kernel does not take them."""
     tensors = (*params, *m, *v)
-    if len(tensors) == len(_Checked.tensors) and all(
-            a is b for a, b in zip(tensors, _Checked.tensors)) and tuple(
-            t.data_ptr() for t in tensors) == _Checked.pointers:
-        return True
+    known, pointers, arrays = _last_fit
+    if len(tensors) == len(known) and all(a is b for a, b in zip(tensors, known)) and tuple(
+            t.data_ptr() for t in tensors) == pointers:
+        return arrays
     rows = params[0].shape[0] if params[0].dim() else 0
-    fit = bool(rows) and all(
-        native.float32_rows(w) and w.shape[0] == rows and native.float32_rows(m[i], w.shape)
-        and native.float32_rows(v[i], w.shape) for i, w in enumerate(params))
-    _Checked.tensors = tensors if fit else ()
-    _Checked.pointers = tuple(t.data_ptr() for t in tensors) if fit else ()
-    _Checked.arrays = (_pointers(params), _pointers(m), _pointers(v), (
-        ctypes.c_int64 * len(params))(*[w.numel() // rows for w in params])) if fit else ()
-    return fit
+    if not (rows and all(
+            native.float32_rows(w) and w.shape[0] == rows and native.float32_rows(m[i], w.shape)
+            and native.float32_rows(v[i], w.shape) for i, w in enumerate(params))):
+        return None
+    arrays = (_pointers(params), _pointers(m), _pointers(v),
+              (ctypes.c_int64 * len(params))(*[w.numel() // rows for w in params]))
+    _set_last_fit((tensors, tuple(t.data_ptr() for t in tensors), arrays))
+    return arrays
+
+
+def _set_last_fit(value: tuple) -> None:
+    global _last_fit
+    _last_fit = value
 
 
 def _pointers(tensors) -> ctypes.Array:
@@ -89,7 +93,8 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     linear part (``c * w``) and sign part (``s * sign(w)``) to add to the gradient first, or
     None. False (nothing touched) when the kernel does not take every param."""
     lib = native.library()
-    if lib is None or not params or not _fit(params, m, v):
+    arrays = None if lib is None or not params else _fit(params, m, v)
+    if arrays is None:
         return False
     rows = params[0].shape[0]
     if not (_per_row(decay, len(params), rows) and _per_row(sign, len(params), rows)):
@@ -99,7 +104,7 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     count = len(params)
     table = coefficients(hyper, rows)
     signs, decays = _arrays(sign, count), _arrays(decay, count)  # alive through the call
-    weights, firsts, seconds, elements = _Checked.arrays
+    weights, firsts, seconds, elements = arrays
     lib.reglab_adam_step(count, weights, _pointers(grads), firsts, seconds, elements, rows,
                          table, _optional_pointers(signs), _optional_pointers(decays))
     return True

@@ -148,3 +148,48 @@ def test_a_weight_swapped_for_a_non_contiguous_one_in_place_is_checked_again(ker
     assert native_adam.step([w], [g], [m], [v], hyper, None)
     w.data = torch.randn(16, 2).t()  # same object, other memory, not contiguous
     assert not native_adam.step([w], [g], [m], [v], hyper, None)
+
+
+def test_two_threads_stepping_their_own_weights(kernels):
+    """Two populations stepping in two Python threads: each step uses the pointer arrays of
+    its own tensors (the kernel's cache of them is replaced whole, never read half-made)."""
+    import gc
+    import sys
+    import threading
+
+    hyper = {(1e-3, 0.9, 0.999, 1e-7, 1): [0]}
+
+    def make(seed, n):
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randn(1, n, generator=g), torch.zeros(1, n), torch.zeros(1, n),
+                [torch.randn(1, n, generator=g) for _ in range(4)])
+
+    def train(w, m, v, grads):
+        for k in range(400):
+            assert native_adam.step([w], [grads[k % 4]], [m], [v], hyper, None)
+
+    def run(threaded):
+        a, b = make(1, 256), make(2, 512)
+        if threaded:
+            threads = [threading.Thread(target=train, args=x) for x in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:
+            train(*a)
+            train(*b)
+        return a[0], b[0]
+
+    alone = run(False)
+    interval, collecting = sys.getswitchinterval(), gc.isenabled()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter will
+    gc.disable()
+    try:
+        for _ in range(3):
+            together = run(True)
+            assert torch.equal(together[0], alone[0]) and torch.equal(together[1], alone[1])
+    finally:
+        sys.setswitchinterval(interval)
+        if collecting:
+            gc.enable()
