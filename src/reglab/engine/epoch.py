@@ -154,8 +154,6 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check
     fused = softmax_crossentropy.fuses(population.loss, state.plan)
-    # decided per epoch: a member leaving (diverged) only removes what might rule it out
-    direct = direct_step.applies(state, population.loss)
     mixed = bool(population.plan.batch_transforms)  # the targets the transforms make
     batch_begin = observer_hooks(observers, "on_train_batch_begin")
     batch_end = observer_hooks(observers, "on_train_batch_end")
@@ -171,7 +169,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
                                                population.augment)
         trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)
         y_pred, data_loss, penalty_value, custom, activity = _forward_backward(
-            population, xb, yb, wb, layout, groups, fused, trains, trains and direct)
+            population, xb, yb, wb, layout, groups, fused, trains)
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
             total = data_loss if penalty is None else data_loss + penalty
@@ -225,15 +223,15 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     return sums
 
 
-def _forward_backward(population, xb, yb, wb, layout, groups, fused: bool, trains: bool,
-                      direct: bool):
+def _forward_backward(population, xb, yb, wb, layout, groups, fused: bool, trains: bool):
     """One step's forward pass and, when ``trains``, its backward (each weight's ``.grad``):
     ``(predictions, data loss, reported penalty, differentiable penalty, activity penalty)``,
-    none of them differentiable. Without autograd's graph where ``direct``, the objective
-    being a chain :mod:`reglab.engine.direct_step` differentiates (the same gradients)
-    (``direct_step.applies``), else with it."""
+    none of them differentiable. Without autograd's graph where the objective is a chain
+    :mod:`reglab.engine.direct_step` differentiates (the same gradients), else with it:
+    asked at every step (an observer's ``set_hyperparameter`` may turn on a penalty
+    autograd must differentiate)."""
     state, loss = population.state, population.loss
-    if direct:
+    if trains and direct_step.applies(state, loss):
         y_pred, data_loss = direct_step.forward_backward(
             population, state, xb, yb, wb, layout.random_for, groups, fused)
         return (y_pred, data_loss, *weight_penalties(state), None)

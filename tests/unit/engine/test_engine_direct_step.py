@@ -276,3 +276,39 @@ def test_no_trainable_weight_reaching_the_output_fails_as_autograd_does(monkeypa
     for direct in (True, False):
         with pytest.raises(RuntimeError, match="does not require grad"):
             train(members(layers), direct, monkeypatch)
+
+
+def test_a_penalty_turned_on_mid_epoch_is_differentiated_from_the_next_step(monkeypatch):
+    """``set_hyperparameter`` from an observer takes effect at the next step: raising an
+    orthogonal regularizer's factor from 0 makes its penalty one autograd must differentiate,
+    so the step after it takes the whole graph (its gradient reaches the weights)."""
+    from reglab.regularizers import OrthogonalRegularizer
+
+    def fit(direct):
+        taken = []
+
+        def spy(state, loss):
+            taken.append(APPLIES(state, loss))
+            return taken[-1] and direct
+        monkeypatch.setattr(direct_step, "applies", spy)
+        population = Population([Member([
+            Dense(16, activation="relu", input_shape=(FEATURES,),
+                  kernel_regularizer=OrthogonalRegularizer(0.0)),
+            Dense(CLASSES, activation="softmax")], "adam", seed=0)])
+        (member_id,) = population.member_ids
+
+        class TurnOn:
+            def on_train_batch_end(self, step):
+                if step == 1:
+                    population.set_hyperparameter(member_id, "dense.kernel.factor", 0.5)
+        x, y = data(64)
+        result = population.fit(x, y, batch_size=8, epochs=1, observers=[TurnOn()])
+        monkeypatch.undo()
+        return population.member_weights(member_id), result.members[0].history, taken
+
+    weights, history, taken = fit(True)
+    graph_weights, graph_history, _ = fit(False)
+    assert taken == [True, True] + [False] * 6  # asked at every step
+    assert history == graph_history
+    for key, value in graph_weights.items():
+        assert torch.equal(weights[key], value), key
