@@ -104,11 +104,13 @@ def forward_values(logits: torch.Tensor, index: torch.Tensor):
 
 def backward_values(saved, grad_loss: torch.Tensor) -> torch.Tensor:
     """The gradient with respect to the logits, given the loss's ``grad_loss`` (P, B): by
-    the native kernel where it takes the case (the same bits, one pass), else by torch."""
+    the native kernel where it takes the case (the same bits, one pass), else by torch
+    (also under ``create_graph``, whose gradient must itself be differentiable)."""
     probs, index, picked, p, clipped = saved
-    grad = native_crossentropy.backward(probs, index, p, clipped, grad_loss)
-    if grad is not None:
-        return grad
+    if not torch.is_grad_enabled():
+        grad = native_crossentropy.backward(probs, index, p, clipped, grad_loss)
+        if grad is not None:
+            return grad
     inside = clipped == p  # within the clip's bounds, the bounds included (NaN: not)
     coef = torch.where(inside, grad_loss, 0.0).unsqueeze(-1)  # (P, B, 1)
     grad = probs * coef

@@ -10,6 +10,7 @@ import torch
 
 from reglab import native
 from reglab.engine import softmax_crossentropy
+from reglab.losses import SparseCategoricalCrossentropy
 from reglab.native import crossentropy as native_crossentropy
 
 
@@ -57,7 +58,8 @@ def test_the_torch_paths_bits(kernels, monkeypatch, shared_labels, grad_kind):
     real = native_crossentropy.backward
     monkeypatch.setattr(native_crossentropy, "backward",
                         lambda *a: calls.append(r := real(*a)) or r)
-    mine = softmax_crossentropy.backward_values(saved, grad_loss)
+    with torch.no_grad():  # as a training step runs it
+        mine = softmax_crossentropy.backward_values(saved, grad_loss)
     assert calls and calls[0] is not None, "the kernel did not take the case"
     theirs = _torch_path(saved, grad_loss, monkeypatch)
     assert mine.shape == theirs.shape and mine.is_contiguous()
@@ -91,3 +93,20 @@ def test_without_the_kernels_the_torch_path_runs(monkeypatch):
     saved = _saved()
     grad = softmax_crossentropy.backward_values(saved, torch.ones(saved[3].shape))
     assert grad.shape == saved[0].shape
+
+
+def test_a_gradient_of_the_gradient_takes_the_torch_path(kernels):
+    """Under ``create_graph`` the gradient must itself be differentiable: the kernel's is not,
+    so torch's operations run, and the second backward sees ``w`` through them."""
+    torch.manual_seed(0)
+    logits = torch.randn(1, 8, 5, requires_grad=True)
+    w = torch.tensor(2.0, requires_grad=True)
+    labels = torch.randint(0, 5, (1, 8))
+    per_sample, _ = softmax_crossentropy.loss_and_predictions(SparseCategoricalCrossentropy(),
+                                                              labels, logits)
+    (grad,) = torch.autograd.grad((per_sample * w).sum(), logits, create_graph=True)
+    assert grad.requires_grad
+    (grad ** 2).sum().backward()
+    # d/dw sum((w * g1)^2) = 2 w sum(g1^2), g1 the gradient of the unweighted loss
+    (g1,) = torch.autograd.grad(per_sample.sum(), logits, retain_graph=False)
+    torch.testing.assert_close(w.grad, 2 * w.detach() * (g1 ** 2).sum())
