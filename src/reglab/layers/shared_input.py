@@ -243,6 +243,8 @@ def shared_input_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tenso
 def _alone(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A population of one member, ``(1, b, in)`` input: the product it takes in any
     population (its own ``addmm``)."""
-    x1, kernel1 = x[0], kernel[0]
-    y = products.mm(x1, kernel1) if bias is None else products.addmm(bias[0], x1, kernel1)
+    # squeeze, not [0]: under autograd its backward is a view (select's fills a zero kernel)
+    x1, kernel1 = x.squeeze(0), kernel.squeeze(0)
+    y = products.mm(x1, kernel1) if bias is None else products.addmm(bias.squeeze(0), x1,
+                                                                       kernel1)
     return y.unsqueeze(0)
