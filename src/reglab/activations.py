@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from reglab.errors import ConfigError, unknown_name
+from reglab.utils.threads import in_one_thread
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,22 +30,10 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
     # x.transpose(...).contiguous() copies nothing when x is itself a transposed view (the
     # logits of a transposed output layer: layers/narrow_linear.py).
     across = x.transpose(-1, -2).contiguous()
-    return _softmax_in_one_thread(across).transpose(-1, -2).contiguous()
-
-
-def _softmax_in_one_thread(across: torch.Tensor) -> torch.Tensor:
-    """``torch.softmax(across, dim=-2)`` with torch's intra-op threads set to one for the call
-    (restored after): torch splits this kernel's (rows x batch) range between threads by the
-    whole tensor's size, so with two threads a lone member's batch would be cut in two, its
-    halves falling on a vector loop's scalar tail, where exp rounds differently."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        return torch.softmax(across, dim=-2)
-    torch.set_num_threads(1)
-    try:
-        return torch.softmax(across, dim=-2)
-    finally:
-        torch.set_num_threads(threads)
+    # one thread: torch splits this kernel's (rows x batch) range between threads by the
+    # whole tensor's size, and a lone member's batch cut in two falls in part on a vector
+    # loop's scalar tail, where exp rounds differently (reglab/utils/threads.py)
+    return in_one_thread(torch.softmax, across, -2).transpose(-1, -2).contiguous()
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from reglab.layers import products
+from reglab.utils.threads import in_one_thread
 
 #: rows and inputs that are multiples of this keep the batched product (see above)
 TILE = 16
@@ -34,6 +35,16 @@ def batched_is_alone(rows: int, inputs: int, units: int, device: torch.device) -
     if device.type != "cpu":
         return True
     return rows % TILE == 0 and inputs % TILE == 0 and units >= 2
+
+
+def _batched(product, *operands: torch.Tensor) -> torch.Tensor:
+    """``product(*operands)``, a batched product of every member's blocks, in one intra-op
+    thread on a CPU: MKL splits a batched GEMM between threads by the whole batch's work, so
+    with two threads a lone member's product was cut in two where a population's was not,
+    and rounded otherwise (reglab/utils/threads.py)."""
+    if operands[-1].is_cpu:
+        return in_one_thread(product, *operands)
+    return product(*operands)
 
 
 def aligned_blocks(t: torch.Tensor) -> torch.Tensor:
@@ -86,8 +97,8 @@ def forward_product(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
     if transposed:
         if batched:
             kernel_t, x_t = kernel.transpose(1, 2), x.transpose(1, 2)  # (P, u, in), (P, in, B)
-            y_t = products.bmm(kernel_t, x_t) if bias is None else products.baddbmm(
-                bias.unsqueeze(2), kernel_t, x_t)
+            y_t = _batched(products.bmm, kernel_t, x_t) if bias is None else _batched(
+                products.baddbmm, bias.unsqueeze(2), kernel_t, x_t)
         elif bias is None:
             y_t = per_member(lambda xm, km: products.mm(km.t(), xm.t()), x, kernel)
         else:
@@ -96,8 +107,8 @@ def forward_product(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
         y = y_t.transpose(1, 2)  # (P, B, u), a view of the (P, u, B) product
         y = y if keep_layout else y.contiguous()
     elif batched:
-        y = (products.bmm(x, kernel) if bias is None
-             else products.baddbmm(bias.unsqueeze(1), x, kernel))
+        y = (_batched(products.bmm, x, kernel) if bias is None
+             else _batched(products.baddbmm, bias.unsqueeze(1), x, kernel))
     elif bias is None:
         y = per_member(products.mm, x, kernel)
     else:
@@ -115,11 +126,11 @@ def backward_product(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor, ha
     grad_x = input_gradient(dy_blocks, kernel, batched) if need_x else None
     grad_kernel = None
     if need_kernel and transposed:  # (dy^T @ x)^T: the long batch axis fills tiles
-        grad_t = (products.bmm(dy_blocks.transpose(1, 2), x) if batched else
+        grad_t = (_batched(products.bmm, dy_blocks.transpose(1, 2), x) if batched else
                   per_member(lambda dym, xm: products.mm(dym.t(), xm), dy_blocks, x))
         grad_kernel = grad_t.transpose(1, 2).contiguous()
     elif need_kernel:
-        grad_kernel = (products.bmm(x.transpose(1, 2), dy_blocks) if batched else
+        grad_kernel = (_batched(products.bmm, x.transpose(1, 2), dy_blocks) if batched else
                        per_member(lambda xm, dym: products.mm(xm.t(), dym), x, dy_blocks))
     grad_bias = dy.sum(dim=1) if (need_bias and has_bias) else None
     return grad_x, grad_kernel, grad_bias
@@ -146,7 +157,7 @@ def input_gradient(dy: torch.Tensor, kernel: torch.Tensor, batched: bool) -> tor
     """``dy[m] @ kernel[m]^T`` for every member: batched, or one product per member
     (``dy`` already :func:`aligned_blocks`)."""
     if batched:
-        return products.bmm(dy, kernel.transpose(1, 2))
+        return _batched(products.bmm, dy, kernel.transpose(1, 2))
     return per_member(lambda dym, km: products.mm(dym, km.t()), dy, kernel)
 
 

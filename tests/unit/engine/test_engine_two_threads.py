@@ -43,3 +43,29 @@ def test_a_member_trains_as_alone_with_two_threads(two_threads, optimizer, loss)
         assert both.members[position].history == expected.members[0].history
         for key, value in alone.member_weights(0).items():
             assert torch.equal(together.member_weights(position)[key], value), (position, key)
+
+
+@pytest.mark.parametrize("hidden, classes", [(32, 10), (64, 10), (32, 16)])
+def test_batched_member_products_with_two_threads(two_threads, hidden, classes):
+    """Layers after the first take one batched product for every member (MKL's batched GEMM,
+    which splits its work between threads by the whole batch's size): a member's bits alone
+    and beside others are the same (the output layer narrower than a vector tile computes
+    transposed, a 16-unit one not)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(75, 16)).astype("float32")
+    y = rng.integers(0, classes, 75)
+
+    def one(seed, rate, regularizer):
+        return Member([Dense(hidden, activation="relu", input_shape=(16,),
+                             kernel_regularizer=regularizer),
+                       Dropout(rate), Dense(hidden, activation="relu"),
+                       Dense(classes, activation="softmax")], "adam", seed=seed)
+    variants = [(0, 0.0, None), (1, 0.3, L2(1e-3)), (0, 0.2, None)]
+    together = Population([one(*v) for v in variants])
+    both = together.fit(x, y, batch_size=16, epochs=2)
+    for position, variant in enumerate(variants):
+        alone = Population([one(*variant)])
+        expected = alone.fit(x, y, batch_size=16, epochs=2)
+        assert both.members[position].history == expected.members[0].history
+        for key, value in alone.member_weights(0).items():
+            assert torch.equal(together.member_weights(position)[key], value), (position, key)
