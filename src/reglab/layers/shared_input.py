@@ -142,9 +142,9 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
     """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])`` in ``x``'s dtype: one product per
     member when the kernel has that dtype, else one GEMM per group (the float32 weights
     under mixed precision cast while laid side by side)."""
-    per_member = kernel.dtype == x.dtype
-    if per_member and kernel.shape[0] == 1 and x.shape[0] == 1:
+    if _one_member(x, kernel):
         return _alone(x, kernel, bias)
+    per_member = kernel.dtype == x.dtype
     members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
     y = x.new_empty(members, b, units)
     if per_member:  # every member's views in one call each (not three indexings per member)
@@ -180,7 +180,7 @@ def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
     """``(grad_x, grad_kernel, grad_bias)`` of :func:`forward_grouped`, each None where not
     needed; the kernel's and bias's gradients in the kernel's dtype (float32 under mixed
     precision)."""
-    if kernel.shape[0] == 1 and x.shape[0] == 1 and kernel.dtype == x.dtype and not need_x:
+    if _one_member(x, kernel) and not need_x:
         # a population of one: the products autograd forms for the product of _alone
         grad_kernel = products.mm(x[0].t(), dy[0]).unsqueeze(0) if need_kernel else None
         grad_bias = dy.sum(dim=1) if (need_bias and has_bias) else None
@@ -232,12 +232,17 @@ class _SharedInputLinear(torch.autograd.Function):
 def shared_input_linear(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
                         groups: MemberGroups) -> torch.Tensor:
     """``(G, b, in)`` grouped input, ``(P, in, u)`` kernels, ``(P, u)`` biases -> ``(P, b, u)``."""
-    if kernel.shape[0] == 1 and x.shape[0] == 1 and kernel.dtype == x.dtype:
+    if _one_member(x, kernel):
         # One member (a population of one), with torch's autograd instead of the Function's
         # Python on both passes (autograd's gradient of the kernel is the same mm of x^T
         # and dy as backward_grouped's).
         return _alone(x, kernel, bias)
     return _SharedInputLinear.apply(x, kernel, bias, groups)
+
+
+def _one_member(x: torch.Tensor, kernel: torch.Tensor) -> bool:
+    """A population of one member, its kernel in the input's dtype: :func:`_alone` applies."""
+    return kernel.shape[0] == 1 and x.shape[0] == 1 and kernel.dtype == x.dtype
 
 
 def _alone(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
