@@ -40,6 +40,7 @@ _last_fit: tuple = ((), (), None)
 def _fit(params, m, v) -> tuple | None:
     """The kernel's ``(params, m, v, elements per row)`` arrays for these tensors, or None
     when the kernel does not take them."""
+    global _last_fit
     tensors = (*params, *m, *v)
     known, pointers, arrays = _last_fit
     if len(tensors) == len(known) and all(a is b for a, b in zip(tensors, known)) and tuple(
@@ -52,17 +53,14 @@ def _fit(params, m, v) -> tuple | None:
         return None
     arrays = (_pointers(params), _pointers(m), _pointers(v),
               (ctypes.c_int64 * len(params))(*[w.numel() // rows for w in params]))
-    _set_last_fit((tensors, tuple(t.data_ptr() for t in tensors), arrays))
+    _last_fit = (tensors, tuple(t.data_ptr() for t in tensors), arrays)
     return arrays
 
 
-def _set_last_fit(value: tuple) -> None:
-    global _last_fit
-    _last_fit = value
-
-
 def _pointers(tensors) -> ctypes.Array:
-    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+    """The tensors' data pointers as the kernel's array (NULL for None)."""
+    return (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr()
+                                              for t in tensors])
 
 
 def _gradients_fit(params, grads) -> bool:
@@ -106,10 +104,5 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     signs, decays = _arrays(sign, count), _arrays(decay, count)  # alive through the call
     weights, firsts, seconds, elements = arrays
     lib.reglab_adam_step(count, weights, _pointers(grads), firsts, seconds, elements, rows,
-                         table, _optional_pointers(signs), _optional_pointers(decays))
+                         table, _pointers(signs), _pointers(decays))
     return True
-
-
-def _optional_pointers(tensors: list) -> ctypes.Array:
-    return (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr()
-                                              for t in tensors])
