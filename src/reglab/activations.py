@@ -74,6 +74,27 @@ _BY_NAME: dict[str, Activation] = {
 }
 
 
+# Keras's ``keras.activations.<name>`` functions, for ``Dense(..., activation=activations.relu)``
+# as Keras code writes it: each is the very callable its name stands for above (so a layer
+# given the function is the layer given the name), taking one tensor. Keras's optional
+# arguments (relu's ``negative_slope``, ``max_value``, ``threshold``; elu's ``alpha``) belong
+# to the layers ``ReLU``, ``LeakyReLU`` and ``ELU``.
+relu = _BY_NAME["relu"]
+sigmoid = _BY_NAME["sigmoid"]
+tanh = _BY_NAME["tanh"]
+elu = _BY_NAME["elu"]
+selu = _BY_NAME["selu"]
+softplus = _BY_NAME["softplus"]
+softsign = _BY_NAME["softsign"]
+swish = _BY_NAME["swish"]
+silu = _BY_NAME["silu"]
+exponential = _BY_NAME["exponential"]
+relu6 = _BY_NAME["relu6"]
+hard_sigmoid = _BY_NAME["hard_sigmoid"]
+hard_silu = _BY_NAME["hard_silu"]
+hard_swish = _BY_NAME["hard_swish"]
+log_sigmoid = _BY_NAME["log_sigmoid"]
+
 #: activations whose torch kernels give each element the same result wherever it lies in a
 #: tensor, forward and backward (pinned by a test): the others (sigmoid, elu, ...) take
 #: another code path for the last elements of a tensor, so the engine applies them to each

@@ -55,3 +55,19 @@ def test_a_dense_layer_with_it_trains_as_keras_s(name):
     assert models[1].get_config()["layers"][0]["config"]["activation"] == name
     for a, b in zip(models[1].get_weights(), models[0].get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(keras.activations, n)])
+def test_the_function_by_keras_s_module_name_is_the_named_activation(name):
+    """``activations.relu`` as Keras code passes it (``Dense(64, activation=keras.activations.
+    relu)``): the callable the name stands for, so a layer given it is the layer given the
+    name (its config, its fast paths); its values are Keras's function's."""
+    ours = getattr(activations, name)
+    assert ours is activations.get(name)
+    assert reglab.activations is activations
+    x = torch.linspace(-7.0, 7.0, 141, dtype=torch.float32).reshape(3, 47)
+    np.testing.assert_allclose(ours(x).numpy(), getattr(keras.activations, name)(x).numpy(),
+                               rtol=1e-6, atol=1e-7)
+    layer = reglab.layers.Dense(4, activation=ours, input_shape=(3,))
+    saved = layer.get_config()["activation"]  # a name, which reads back as the same function
+    assert isinstance(saved, str) and activations.get(saved) is ours
