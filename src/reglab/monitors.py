@@ -35,6 +35,24 @@ def direction(monitor: str, mode: str = "auto", maximized_metrics: tuple[str, ..
         "minimized. Pass mode='max' to stop on the highest value, or mode='min' for the lowest.")
 
 
+def check_monitored(where: str, monitor: str, mode: str, logs: dict) -> None:
+    """Keras 3's check at a callback's first epoch end under ``mode='auto'``: the monitor
+    must be the loss or a logged metric (with or without ``val_``), whose direction Keras
+    then takes from the metric; else a ConfigError (a ValueError, as Keras raises) rather
+    than a run that monitors nothing (``monitor='val_acc'`` beside a metric logged as
+    'accuracy')."""
+    if mode != "auto":
+        return
+    name = monitor.removeprefix("val_")
+    logged = sorted({key.removeprefix("val_") for key in logs})
+    if name == "loss" or name in logged:
+        return
+    raise ConfigError(
+        f"{where}: cannot tell whether monitor={monitor!r} should be maximized or minimized: "
+        f"it is neither the loss nor a compiled metric (logged: {', '.join(logged)}). Monitor "
+        "one of those, or pass mode='max' to use the highest value, mode='min' the lowest.")
+
+
 def is_improvement(current: float, reference: float | None, min_delta: float, mode: str) -> bool:
     """Keras's ``_is_improvement``: better than ``reference`` by more than ``min_delta``."""
     if reference is None:

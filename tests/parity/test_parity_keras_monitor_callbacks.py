@@ -133,3 +133,52 @@ def test_early_stopping_on_val_mae_in_auto_mode_trains_as_in_keras():
     stop = reglab.callbacks.EarlyStopping(monitor="val_mae", patience=1)
     history = model.fit(x, y, epochs=3, validation_split=0.25, callbacks=[stop], verbose=0)
     assert "val_mae" in history.history and stop.best == min(history.history["val_mae"])
+
+
+def _fit_with(api, make_callback, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((48, 5)).astype("float32")
+    y = rng.integers(0, 3, 48)
+    model = api.Sequential([api.Input((5,)), api.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    callback = make_callback(api, tmp_path)
+    try:
+        model.fit(x, y, validation_split=0.25, epochs=2, verbose=0, callbacks=[callback])
+    except ValueError as error:
+        return "raises", str(error)
+    return "trains", ""
+
+
+CALLBACKS = {
+    "EarlyStopping": lambda api, monitor, mode, tmp: api.callbacks.EarlyStopping(
+        monitor=monitor, mode=mode),
+    "ReduceLROnPlateau": lambda api, monitor, mode, tmp: api.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode=mode),
+    "ModelCheckpoint": lambda api, monitor, mode, tmp: api.callbacks.ModelCheckpoint(
+        str(tmp / f"{api.__name__}.weights.h5"), monitor=monitor, mode=mode,
+        save_weights_only=True),
+    "ModelCheckpoint best": lambda api, monitor, mode, tmp: api.callbacks.ModelCheckpoint(
+        str(tmp / f"{api.__name__}.weights.h5"), monitor=monitor, mode=mode,
+        save_weights_only=True, save_best_only=True),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+@pytest.mark.parametrize("callback", sorted(CALLBACKS))
+@pytest.mark.parametrize("monitor,mode", [("val_acc", "auto"), ("val_mse", "auto"),
+                                          ("auc", "auto"), ("val_accuracy", "auto"),
+                                          ("accuracy", "auto"), ("val_loss", "auto"),
+                                          ("val_acc", "max"), ("val_acc", "min")])
+def test_an_auto_monitor_that_is_no_compiled_metric_raises_as_in_keras(callback, monitor, mode,
+                                                                       tmp_path):
+    """Keras 3 raises at the first epoch's end when 'auto' cannot take the direction from
+    the loss or a compiled metric (``val_acc`` beside a metric logged as 'accuracy': the old
+    name), where a run monitoring nothing would only warn; an explicit mode trains."""
+    make = CALLBACKS[callback]
+    outcomes = {api.__name__: _fit_with(api, lambda a, tmp: make(a, monitor, mode, tmp),
+                                        tmp_path) for api in (keras, reglab)}
+    assert outcomes["reglab"][0] == outcomes["keras"][0], outcomes
+    if outcomes["reglab"][0] == "raises":
+        assert callback.split()[0] in outcomes["reglab"][1]
+        assert repr(monitor) in outcomes["reglab"][1] and "accuracy" in outcomes["reglab"][1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reglab import monitors
 from reglab.callbacks.callback import Callback
 from reglab.engine.early_stopping import EarlyStoppingRule, EarlyStoppingState
 
@@ -36,6 +37,7 @@ class EarlyStopping(Callback):
         self.best = None
         self.best_weights = None
         self._state = None
+        self._monitor_checked = False  # Keras's check of an 'auto' monitor, at the first end
 
     def on_train_begin(self, logs=None):
         self._state = EarlyStoppingState.start(self.rule)
@@ -43,6 +45,9 @@ class EarlyStopping(Callback):
         self.best, self.best_weights = self._state.best, None
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._monitor_checked:
+            monitors.check_monitored("EarlyStopping", self.monitor, self.rule.mode, logs or {})
+            self._monitor_checked = True
         snapshot, stop = self._state.update(epoch, logs or {})
         self.wait, self.best, self.best_epoch = (self._state.wait, self._state.best,
                                                  self._state.best_epoch)

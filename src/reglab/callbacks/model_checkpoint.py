@@ -83,6 +83,7 @@ class ModelCheckpoint(Callback):
         self.best = initial_value_threshold
         if save_best_only or mode != "auto":
             self._resolve_mode()
+        self._monitor_checked = False  # Keras's check of an 'auto' monitor, at the first end
 
     def _resolve_mode(self) -> str:
         """'min' or 'max': EarlyStopping's rule (:mod:`reglab.monitors`), so the callbacks
@@ -94,6 +95,9 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        if not self._monitor_checked:
+            monitors.check_monitored("ModelCheckpoint", self.monitor, self.mode, logs)
+            self._monitor_checked = True
         filepath = self._get_file_path(epoch, logs)
         if self._should_save(epoch, logs, filepath):
             self._save(filepath)

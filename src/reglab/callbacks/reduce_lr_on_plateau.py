@@ -92,6 +92,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor_op_mode is None:
+            monitors.check_monitored("ReduceLROnPlateau", self.monitor, self.mode, logs or {})
             self.monitor_op_mode = monitors.direction(self.monitor, self.mode,
                                                       where="ReduceLROnPlateau")
         logs = logs if logs is not None else {}
