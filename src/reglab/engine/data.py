@@ -42,6 +42,33 @@ def check_count(where: str, name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+
+def check_batch_sizes(where: str, batch_sizes, samples: int) -> tuple[int, ...]:
+    """An epoch's batch sizes in order (a Python generator's batches as they came): ints
+    >= 1 that add up to the ``samples`` trained."""
+    if isinstance(batch_sizes, (str, bytes)) or not hasattr(batch_sizes, "__iter__"):
+        raise ConfigError(f"{where}: 'batch_sizes' must be a sequence of ints >= 1. Got "
+                          f"{batch_sizes!r}.")
+    sizes = tuple(check_count(where, "batch_sizes", size) for size in batch_sizes)
+    if sum(sizes) != samples:
+        raise ConfigError(f"{where}: 'batch_sizes' must add up to the {samples} samples of x. "
+                          f"Got {len(sizes)} sizes adding up to {sum(sizes)}.")
+    return sizes
+
+
+def batch_bounds(samples: int, batch_size: int,
+                 batch_sizes: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each batch of an epoch over ``samples`` positions: batches of
+    ``batch_size`` (the last one shorter), or of the given ``batch_sizes`` in turn."""
+    if batch_sizes is None:
+        return [(lo, min(lo + batch_size, samples)) for lo in range(0, samples, batch_size)]
+    bounds, lo = [], 0
+    for size in batch_sizes:
+        bounds.append((lo, lo + size))
+        lo += size
+    return bounds
+
+
 # numpy kinds taken as numbers, as Keras takes them: bool, signed int, unsigned int, float.
 _NUMERIC_KINDS = "biuf"
 

@@ -134,9 +134,10 @@ class EpochSums:
         return logs
 
 
-def train_epoch(population, train, batch_size, shuffle, epoch, observers):
+def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_sizes=None):
     """Trains the present members for one epoch; returns its :class:`EpochSums`, or None
-    when every member diverged."""
+    when every member diverged. ``batch_sizes``: the epoch's batches, in order, when they
+    are not all ``batch_size`` (:func:`reglab.engine.data.batch_bounds`)."""
     state = population.state
     n = train.x.shape[0]
     population.streams.forget()
@@ -150,17 +151,18 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
     sums = EpochSums(population, state.size)
     population.epoch_progress = (sums, 0)
     check_every = divergence_check_steps(population.device)
-    last_step = math.ceil(n / batch_size) - 1
+    bounds = data_module.batch_bounds(n, batch_size, batch_sizes)
+    last_step = len(bounds) - 1
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check
     fused = softmax_crossentropy.fuses(population.loss, state.plan)
     mixed = bool(population.plan.batch_transforms)  # the targets the transforms make
     batch_begin = observer_hooks(observers, "on_train_batch_begin")
     batch_end = observer_hooks(observers, "on_train_batch_end")
-    for step, lo in enumerate(range(0, n, batch_size)):
+    for step, (lo, hi) in enumerate(bounds):
         for hook in batch_begin:
             hook(step)
-        index = order[:, lo:lo + batch_size]  # (G, b)
+        index = order[:, lo:hi]  # (G, b)
         if layout.order_rows is not None:
             index = index[layout.order_rows]
         for w in state.weights.values():
@@ -210,7 +212,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers):
             apply_updates(population.chain, state)
         if check_every > 1 and saved is None and step != last_step:
             saved = _saved_state(state)
-        population.epoch_progress = (sums, min(lo + batch_size, n))
+        population.epoch_progress = (sums, hi)
         for hook in batch_end:
             hook(step)
         if population.end_epoch_requested and step != last_step:  # an observer ends it here

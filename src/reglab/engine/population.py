@@ -142,12 +142,17 @@ class Population:
             shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
             observers: Sequence[Any] = (), eval_batch_size: int | None = None,
             augment=None, finalize: bool = True, resume: dict | None = None,
-            validation_freq: int | list[int] = 1) -> PopulationResult:
+            validation_freq: int | list[int] = 1,
+            batch_sizes: Sequence[int] | None = None) -> PopulationResult:
         """Trains every member; returns a new :class:`PopulationResult` for this call.
 
         With ``finalize`` (the default), members that average their weights (EMA, SWA) end
         the call with their averages, as Keras's ``fit`` ends; a loop that calls ``fit`` once
         per epoch passes ``finalize=False`` and calls :meth:`finalize_averages` at its end.
+
+        ``batch_sizes``: each epoch's batches in order, adding up to the samples of ``x``,
+        for batches that are not all ``batch_size`` but one last shorter (a Python
+        generator's batches as they came, a short one in the middle of an epoch).
 
         ``augment`` is an optional :class:`reglab.augment.AffineSpec` applied to
         each training batch (ImageDataGenerator semantics), per seed. Observers may
@@ -170,6 +175,8 @@ class Population:
         batch_size = data_module.check_count("fit", "batch_size", batch_size)
         data_module.check_count("fit", "epochs", epochs, minimum=0)
         train = data_module.prepare(self, x, y, sample_weight, "fit")
+        if batch_sizes is not None:
+            batch_sizes = data_module.check_batch_sizes("fit", batch_sizes, train.x.shape[0])
         check_validation_freq(validation_freq, "Population.fit")
         val = None
         if validation_data is not None:
@@ -216,7 +223,8 @@ class Population:
                     _call(obs, "on_epoch_begin", epoch)
                 epoch_start = time.perf_counter()
                 self.end_epoch_requested = False
-                sums = train_epoch(self, train, batch_size, shuffle, epoch, observers)
+                sums = train_epoch(self, train, batch_size, shuffle, epoch, observers,
+                                   batch_sizes)
                 if sums is None:
                     break
                 logs = sums.logs(self.state.member_ids, sums.samples)  # the batches trained

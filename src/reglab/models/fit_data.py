@@ -4,7 +4,10 @@ Arrays (with ``validation_split``, ``class_weight`` and ``sample_weight`` as
 Keras handles them), an ``ImageDataGenerator.flow`` iterator (trained on
 tensors: the generator's standardization once, its random transforms per batch
 inside the engine), or any Python generator of ``(x, y)`` batches with
-``steps_per_epoch`` (collected one epoch at a time).
+``steps_per_epoch`` (collected one epoch at a time, each batch trained as it came). A flow
+given ``steps_per_epoch`` is read as Keras 3 reads it: each epoch takes the flow's next
+``steps_per_epoch`` batches, going on from where the last epoch stopped, and ends early
+where the flow's pass over its images ends (the next epoch starts a new pass).
 """
 
 from __future__ import annotations
@@ -98,6 +101,10 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
         if y is not None:
             raise ConfigError("fit: pass either an ImageDataGenerator iterator or (x, y). Got "
                               "both an iterator and y.")
+        if steps_per_epoch is not None:  # its batches as Keras reads them, not whole passes
+            return FitData(None, None, generator=x,
+                           steps_per_epoch=check_steps("fit", "steps_per_epoch",
+                                                       steps_per_epoch), shuffle=False)
         generator = x.image_data_generator
         images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
         return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle,
@@ -106,7 +113,8 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
         if steps_per_epoch is None:
             raise ConfigError("fit: a Python generator needs 'steps_per_epoch' (how many batches "
                               "make one epoch). Got None.")
-        return FitData(None, None, generator=x, steps_per_epoch=int(steps_per_epoch),
+        return FitData(None, None, generator=x,
+                       steps_per_epoch=check_steps("fit", "steps_per_epoch", steps_per_epoch),
                        shuffle=False)
     if x is None or y is None:
         raise ConfigError("fit: expected x and y arrays, an ImageDataGenerator.flow(...) "
@@ -117,10 +125,21 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
                    32 if batch_size is None else batch_size, shuffle)
 
 
+def check_steps(where: str, name: str, steps) -> int:
+    """A count of batches (``steps_per_epoch``, ``steps``): an int >= 1."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"{where}: '{name}' must be an int >= 1 (a number of batches). Got "
+                          f"{steps!r}.")
+    return int(steps)
+
+
 def next_epoch_from_generator(generator, steps: int):
-    """Reads ``steps`` batches; returns ``(x, y, sample_weight, batch_size)`` arrays."""
+    """Reads ``steps`` batches; returns ``(x, y, sample_weight, batch_sizes)``: the arrays
+    joined, and each batch's size in order (the engine trains them as they came)."""
     xs, ys, ws = [], [], []
     for step in range(steps):
+        if step and is_flow(generator) and generator.batch_index >= len(generator):
+            break  # the flow's pass is over: Keras ends the epoch here
         try:
             batch = next(generator)
         except StopIteration:
@@ -136,7 +155,7 @@ def next_epoch_from_generator(generator, steps: int):
         ys.append(as_numpy(where, "y", batch[1]))
         if len(batch) == 3:
             ws.append(as_numpy(where, "sample_weight", batch[2]))
-    batch_size = max(len(b) for b in xs)
+    batch_sizes = [len(b) for b in xs]
     if len(ws) not in (0, len(xs)):
         raise DataError("fit: a generator must yield sample weights with every batch or with "
                         f"none. Got them with {len(ws)} of {len(xs)} batches.")
@@ -147,7 +166,7 @@ def next_epoch_from_generator(generator, steps: int):
             raise DataError(f"fit: a generator's batches must share one sample shape for "
                             f"'{name}'. Got samples of shapes {shapes}.")
         joined.append(np.concatenate(parts) if parts else None)
-    return (*joined, batch_size)
+    return (*joined, batch_sizes)
 
 
 def is_flow(x) -> bool:
@@ -220,20 +239,33 @@ def batch_arrays(where: str, x, y=None, sample_weight=None):
     return resolve_eval_inputs(where, x, y, sample_weight, None)
 
 
-def resolve_eval_inputs(where: str, x, y, sample_weight, steps):
-    """Arrays for evaluate/predict from arrays, a flow iterator or a generator."""
+def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None):
+    """Arrays for evaluate/predict from arrays, a flow iterator or a generator. With
+    ``steps``, Keras's first ``steps`` batches only: of ``batch_size`` (32 by default)
+    samples of arrays, of the flow's own batch size in its order (all of them when there
+    are fewer), or read from a generator."""
     x = single_input(x)
+    if steps is not None:
+        steps = check_steps(where, "steps", steps)
     if is_flow(x):
         images = x.image_data_generator.standardize_array(np.asarray(x.x, dtype=np.float32))
-        return images, x.y, x.sample_weight
+        if steps is None:
+            return images, x.y, x.sample_weight
+        rows = np.asarray(x.index_array)[:steps * x.batch_size]
+        return (images[rows], None if x.y is None else np.asarray(x.y)[rows],
+                None if x.sample_weight is None else np.asarray(x.sample_weight)[rows])
     if is_generator(x):
         if steps is None:
             raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "
                               "to read). Got None.")
-        xs, ys, ws, _ = next_epoch_from_generator(x, int(steps))
+        xs, ys, ws, _ = next_epoch_from_generator(x, steps)
         return xs, ys, ws
     if x is None:
         raise ConfigError(f"{where}: expected x (an array, an ImageDataGenerator.flow(...) "
                           "iterator or a generator). Got None.")
-    return (_as_array(where, "x", x), _as_array(where, "y", y),
-            _as_array(where, "sample_weight", sample_weight))
+    arrays = (_as_array(where, "x", x), _as_array(where, "y", y),
+              _as_array(where, "sample_weight", sample_weight))
+    if steps is None or len({len(a) for a in arrays if a is not None}) > 1:
+        return arrays  # (arrays of different lengths: the engine's error names them)
+    first = steps * (batch_size or 32)
+    return tuple(None if a is None else a[:first] for a in arrays)

@@ -190,9 +190,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         raise ConfigError("fit: 'validation_steps' is not supported yet; validation runs on "
                           "all of validation_data.")
     check_validation_freq(validation_freq, "fit")
-    if steps_per_epoch is not None and not fit_data.is_generator(x):
-        raise ConfigError("fit: 'steps_per_epoch' is supported for Python generators only; "
-                          "with arrays or a flow iterator an epoch is one pass over the data.")
+    if steps_per_epoch is not None and not (fit_data.is_generator(x) or fit_data.is_flow(x)):
+        raise ConfigError("fit: 'steps_per_epoch' is supported for an ImageDataGenerator flow "
+                          "and Python generators, not yet for arrays, where an epoch is one "
+                          "pass over the data.")
     data = fit_data.resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch)
     if data.generator is not None and validation_split:
         raise ConfigError("fit: 'validation_split' needs arrays, not a generator. Pass "
@@ -234,8 +235,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     callback_list.on_train_begin({})
     resume, model._resume_state = model._resume_state, None  # set by BackupAndRestore
     if resume is not None and data.generator is not None:
-        raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow; "
-                          "a Python generator cannot be resumed mid-stream.")
+        raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow "
+                          "read whole (without steps_per_epoch); a generator, or a flow read "
+                          "steps_per_epoch batches at a time, cannot be resumed mid-stream.")
     if resume is not None and model.optimizer.schedule is None:
         # what callbacks see of the learning rate is what the backed-up run had reached (a
         # schedule's follows the restored step count)
@@ -264,17 +266,18 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 if epoch > initial_epoch:
                     first_epoch = fit_data.next_epoch_from_generator(data.generator,
                                                                      data.steps_per_epoch)
-                xe, ye, we, size = first_epoch
+                xe, ye, we, sizes = first_epoch
                 if class_weight is not None:
                     we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
                 # One fit per epoch: the weight averages (EMA, SWA) are applied once, at the end.
-                results.append(population.fit(xe, ye, batch_size=size, epochs=epoch + 1,
+                results.append(population.fit(xe, ye, batch_size=max(sizes), epochs=epoch + 1,
                                               shuffle=False, sample_weight=we,
-                                              initial_epoch=epoch, finalize=False, **options))
+                                              initial_epoch=epoch, finalize=False,
+                                              batch_sizes=sizes, **options))
                 if model.stop_training or results[-1].members[0].status == "diverged":
                     break
             if results:
-                population.finalize_averages(xe, size)
+                population.finalize_averages(xe, max(sizes))
     finally:
         model._fitting = False
     if model._signature() != built_for:
@@ -304,7 +307,8 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
     verbose = _verbose(verbose, "evaluate")
     if batch_size is not None:
         _check_batch_size("evaluate", batch_size)
-    x, y, sample_weight = fit_data.resolve_eval_inputs("evaluate", x, y, sample_weight, steps)
+    x, y, sample_weight = fit_data.resolve_eval_inputs("evaluate", x, y, sample_weight, steps,
+                                                       batch_size)
     if y is None:
         raise ConfigError("evaluate: expected targets y (or an iterator of (x, y) batches). "
                           "Got None.")
@@ -372,7 +376,7 @@ def predict(model, x, batch_size, steps=None, callbacks=None, verbose=0):
     model._call_activity = None  # Keras's layer losses are of the last model(x)
     if batch_size is not None:
         _check_batch_size("predict", batch_size)
-    x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps)
+    x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps, batch_size)
     callback_list = _callback_list(
         "predict", model, callbacks,
         {"verbose": _verbose(verbose, "predict"), "epochs": 1,

@@ -1,0 +1,126 @@
+"""Batches as Keras 3 reads them, side by side with Keras itself (torch backend): a
+generator's batches trained as they came (a short one mid-epoch too), an
+ImageDataGenerator flow read ``steps_per_epoch`` batches at a time (going on from where the
+last epoch stopped, ending where the flow's pass ends), and ``evaluate``/``predict`` reading
+only their first ``steps`` batches."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.errors import ConfigError  # noqa: E402
+from reglab.preprocessing.image import ImageDataGenerator  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.random((250, 4, 4, 1)).astype("float32")
+LABELS = RNG.integers(0, 3, 250)
+
+
+def _pair(shape=(4, 4, 1)):
+    """The same small model in Keras and in reglab, with Keras's initial weights."""
+    models = []
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input(shape), api.layers.Flatten(),
+                                api.layers.Dense(6, activation="relu"),
+                                api.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    return models
+
+
+def _batches_per_epoch(api, model, data, **kwargs):
+    seen = []
+    spy = api.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: seen.append(0),
+        on_train_batch_end=lambda batch, logs=None: seen.__setitem__(-1, seen[-1] + 1))
+    history = model.fit(data, verbose=0, shuffle=False, callbacks=[spy], **kwargs)
+    return seen, history.history["loss"]
+
+
+def _assert_same_weights(models):
+    for ours, theirs in zip(models[1].get_weights(), models[0].get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=2e-6)
+
+
+def _keras_flow(batch_size):
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator as KerasGenerator
+
+    return KerasGenerator().flow(IMAGES, LABELS, batch_size=batch_size, shuffle=False)
+
+
+@pytest.mark.parametrize("steps", [3, 7, 8, 11])
+def test_a_flow_read_steps_per_epoch_batches_at_a_time_trains_as_in_keras(steps):
+    """250 images in batches of 32: a pass is 7 full batches and one of 26. Keras's epochs
+    take the next ``steps`` batches and end where the pass ends ([7, 1, 7, 1] for 7)."""
+    models = _pair()
+    flows = (_keras_flow(32), ImageDataGenerator().flow(IMAGES, LABELS, batch_size=32,
+                                                        shuffle=False))
+    (k_seen, k_loss), (r_seen, r_loss) = (
+        _batches_per_epoch(api, model, flow, steps_per_epoch=steps, epochs=4)
+        for api, model, flow in zip((keras, reglab), models, flows))
+    assert r_seen == k_seen
+    np.testing.assert_allclose(r_loss, k_loss, rtol=2e-5)
+    _assert_same_weights(models)
+
+
+def test_a_generator_s_short_batch_mid_epoch_is_trained_as_it_came():
+    """Batches of 32, 10, 32, 32 then 20, 32: each trained as one step (joining them and
+    cutting again by the largest would move the boundaries)."""
+    sizes = [32, 10, 32, 32, 20, 32]
+    starts = np.cumsum([0] + sizes)
+
+    def batches():
+        while True:
+            for lo, hi in zip(starts[:-1], starts[1:]):
+                yield IMAGES[lo:hi], LABELS[lo:hi]
+
+    models = _pair()
+    results = [_batches_per_epoch(api, model, batches(), steps_per_epoch=3, epochs=4)
+               for api, model in zip((keras, reglab), models)]
+    assert results[1][0] == results[0][0] == [3, 3, 3, 3]
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=2e-5)
+    _assert_same_weights(models)
+
+
+@pytest.mark.parametrize("batch_size,steps", [(16, 1), (32, 3), (50, 2), (64, 10)])
+def test_evaluate_and_predict_read_their_first_steps_batches_as_in_keras(batch_size, steps):
+    models = _pair()
+    x, y = IMAGES[:200], LABELS[:200]
+    scores = [m.evaluate(x, y, batch_size=batch_size, steps=steps, verbose=0) for m in models]
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-5)
+    outputs = [m.predict(x, batch_size=batch_size, steps=steps, verbose=0) for m in models]
+    assert outputs[1].shape == outputs[0].shape == (min(200, batch_size * steps), 3)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_a_flow_with_steps_reads_its_first_batches():
+    ours = _pair()[1]
+    flow = ImageDataGenerator().flow(IMAGES, LABELS, batch_size=20, shuffle=False)
+    np.testing.assert_allclose(ours.evaluate(flow, steps=2, verbose=0),
+                               ours.evaluate(IMAGES[:40], LABELS[:40], verbose=0), rtol=1e-6)
+    assert ours.predict(flow, steps=3, verbose=0).shape == (60, 3)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5, "2", True])
+def test_a_count_of_batches_that_is_not_a_positive_int_is_refused_by_name(steps):
+    ours = _pair()[1]
+    flow = ImageDataGenerator().flow(IMAGES, LABELS, batch_size=32)
+    with pytest.raises(ConfigError, match="'steps_per_epoch' must be an int >= 1"):
+        ours.fit(flow, steps_per_epoch=steps, epochs=1, verbose=0)
+    with pytest.raises(ConfigError, match="'steps' must be an int >= 1"):
+        ours.evaluate(IMAGES, LABELS, steps=steps, verbose=0)
+    with pytest.raises(ConfigError, match="'steps' must be an int >= 1"):
+        ours.predict(IMAGES, steps=steps, verbose=0)
