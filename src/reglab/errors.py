@@ -33,6 +33,11 @@ class StructureError(ConfigError):
     """Members of one population do not share one structure."""
 
 
+class UnknownArgumentError(ConfigError, TypeError):
+    """A keyword argument a constructor does not have: a ValueError as Keras raises it, and
+    the TypeError Python raises for it."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Returns `` Did you mean 'x'?`` for the closest of ``choices``, or ``''``."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)

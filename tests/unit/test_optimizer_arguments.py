@@ -81,3 +81,31 @@ def test_members_that_exclude_other_weights_from_decay_are_not_one_population():
     a, b = AdamW(weight_decay=0.1), AdamW(weight_decay=0.1)
     b.exclude_from_weight_decay(var_names=["bias"])
     assert a.structure() != b.structure()
+
+
+def _every_optimizer():
+    from reglab import optimizers
+
+    return [optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop,
+            optimizers.Adagrad, optimizers.Adadelta, optimizers.Adamax, optimizers.Nadam,
+            optimizers.Lion]
+
+
+@pytest.mark.parametrize("cls", _every_optimizer(), ids=lambda c: c.__name__)
+def test_keras_2_s_decay_is_ignored_with_keras_3_s_warning(cls):
+    """``SGD(0.01, decay=1e-6)`` of older tutorials: Keras 3 warns and ignores it."""
+    with pytest.warns(UserWarning, match="argument `decay` is no longer supported") as caught:
+        given = cls(learning_rate=0.01, decay=1e-6)
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    assert given.hyperparameters() == cls(learning_rate=0.01).hyperparameters()
+
+
+@pytest.mark.parametrize("cls", _every_optimizer(), ids=lambda c: c.__name__)
+def test_an_argument_the_optimizer_has_not_is_refused_by_name_as_keras_does(cls):
+    with pytest.raises(ConfigError, match=rf"{cls.__name__}: argument\(s\) not recognized: "
+                       r"\['lr'\]. Got lr=0.1."):
+        cls(lr=0.1)
+    with pytest.raises(ValueError, match="not recognized"):  # Keras's error type
+        cls(learning_rate=0.1, decay=0.0, beta=3)
+    with pytest.raises(TypeError, match="not recognized"):  # and Python's
+        cls(learning_rate=0.1, beta=3)

@@ -37,9 +37,9 @@ class Adagrad(Optimizer):
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
-                 swa_start=None):
+                 swa_start=None, **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         self.initial_accumulator_value = _check("Adagrad", "initial_accumulator_value",
                                                 initial_accumulator_value, 0.0)
         self.epsilon = _check("Adagrad", "epsilon", epsilon, 0.0)
@@ -84,9 +84,9 @@ class Adadelta(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
-                 ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None):
+                 ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None, **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         self.rho = _check("Adadelta", "rho", rho, 0.0, 1.0)
         self.epsilon = _check("Adadelta", "epsilon", epsilon, 0.0)
 
@@ -119,9 +119,9 @@ class _Moments(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
-                 swa_start=None):
+                 swa_start=None, **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         owner = type(self).__name__
         self.beta_1 = _check(owner, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
         self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0,
@@ -247,9 +247,9 @@ class Lion(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
-                 ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None):
+                 ema_momentum=0.99, ema_overwrite_frequency=None, swa_start=None, **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         # Keras: beta_1 in (0, 1] (at 0 Lion is sign SGD)
         self.beta_1 = _check("Lion", "beta_1", beta_1, 0.0, 1.0, lo_open=True)
         self.beta_2 = _check("Lion", "beta_2", beta_2, 0.0, 1.0)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from reglab import native
-from reglab.errors import ConfigError, unknown_name
+from reglab.errors import ConfigError, UnknownArgumentError, unknown_name
 from reglab.native import adam as native_adam
 from reglab.optimizers import schedules
 from reglab.optimizers.schedules import LearningRateSchedule
@@ -196,6 +199,31 @@ class OptimizerMembers:
             -1, *([1] * (ndim - 1)))
 
 
+def _legacy_arguments(owner: str, kwargs: dict) -> None:
+    """Keras 3's handling of arguments an optimizer does not have: ``decay`` (Keras 2's
+    learning-rate decay, in older tutorials' ``SGD(lr, decay=1e-6)``) is ignored with
+    Keras's warning; any other is refused by name, as Keras refuses it."""
+    if kwargs.pop("decay", None) is not None:
+        warnings.warn(f"{owner}: argument `decay` is no longer supported and will be ignored "
+                      "(Keras 3; a schedule such as "
+                      "reglab.optimizers.schedules.InverseTimeDecay decays the learning rate).",
+                      UserWarning, stacklevel=_caller_level())
+    if kwargs:
+        raise UnknownArgumentError(
+            f"{owner}: argument(s) not recognized: {sorted(kwargs)}. Got "
+            + ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items())) + ".")
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package's constructors (a
+    subclass's ``__init__`` chain is of any depth)."""
+    here = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class Optimizer:
     """Base class. ``weight_decay`` is Keras's decoupled decay, applied before the step.
 
@@ -215,8 +243,10 @@ class Optimizer:
                  clipnorm: float | None = None, clipvalue: float | None = None,
                  global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
-                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None,
+                 **kwargs):
         owner = type(self).__name__
+        _legacy_arguments(owner, kwargs)
         if isinstance(learning_rate, LearningRateSchedule):
             self._learning_rate = learning_rate
         else:
@@ -431,9 +461,10 @@ class SGD(Optimizer):
                  clipnorm: float | None = None, clipvalue: float | None = None,
                  global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
-                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None,
+                 **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         self.momentum = _check("SGD", "momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
@@ -479,9 +510,10 @@ class Adam(Optimizer):
                  clipnorm: float | None = None, clipvalue: float | None = None,
                  global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
-                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None,
+                 **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         owner = type(self).__name__
         self.beta_1 = _check(owner, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
         self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0, hi_open=True)
@@ -635,10 +667,11 @@ class AdamW(Adam):
                  amsgrad: bool = False, clipnorm: float | None = None,
                  clipvalue: float | None = None, global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
-                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None,
+                 **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
                          clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
-                         ema_overwrite_frequency, swa_start)
+                         ema_overwrite_frequency, swa_start, **kwargs)
 
 
 class RMSprop(Optimizer):
@@ -656,9 +689,10 @@ class RMSprop(Optimizer):
                  clipnorm: float | None = None, clipvalue: float | None = None,
                  global_clipnorm: float | None = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
-                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None):
+                 ema_overwrite_frequency: int | None = None, swa_start: int | None = None,
+                 **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
-                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start)
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
         self.rho = _check("RMSprop", "rho", rho, 0.0, 1.0)
         self.momentum = _check("RMSprop", "momentum", momentum, 0.0, 1.0)
         self.epsilon = _check("RMSprop", "epsilon", epsilon, 0.0)
