@@ -191,6 +191,34 @@ MeanAbsoluteError = _by_name("MeanAbsoluteError", "mean_absolute_error", "mean_a
                              "``keras.metrics.MeanAbsoluteError``.")
 
 
+class _TopK(MeanMetricWrapper):
+    """How often the target is among the ``k`` highest scores (ties count, as Keras)."""
+
+    engine_form = True
+
+    def __init__(self, k: int = 5, name: str | None = None, dtype: Any = None):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"{type(self).__name__}: 'k' must be an int >= 1. Got {k!r}.")
+        MeanMetricWrapper.__init__(self, _engine_function(self.default_name), name, dtype,
+                                   k=int(k))
+
+    def saved_name(self):
+        return self.name if self.name == self.default_name and self.fn_kwargs["k"] == 5 \
+            else None
+
+
+class SparseTopKCategoricalAccuracy(_TopK):
+    """``keras.metrics.SparseTopKCategoricalAccuracy(k=5)``: integer targets."""
+
+    default_name = "sparse_top_k_categorical_accuracy"
+
+
+class TopKCategoricalAccuracy(_TopK):
+    """``keras.metrics.TopKCategoricalAccuracy(k=5)``: one-hot targets."""
+
+    default_name = "top_k_categorical_accuracy"
+
+
 class RootMeanSquaredError(MeanMetricWrapper):
     """``keras.metrics.RootMeanSquaredError``: the square root of the mean squared error."""
 

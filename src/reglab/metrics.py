@@ -61,6 +61,31 @@ def _binary_accuracy_of_mixed_targets(y_true, y_pred, threshold: float = 0.5) ->
 binary_accuracy.of_mixed_targets = _binary_accuracy_of_mixed_targets
 
 
+def _in_top_k(labels: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
+    """1.0 where the label's score is at least the k-th largest of its row (ties count, as
+    Keras's ``ops.in_top_k``; every class when k is the number of classes or more)."""
+    k = min(int(k), y_pred.shape[-1])
+    kth = y_pred.topk(k, dim=-1).values[..., -1:]
+    picked = y_pred.gather(-1, labels.long().expand(y_pred.shape[:-1]).unsqueeze(-1))
+    return (picked >= kth).squeeze(-1).to(y_pred.dtype)
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> torch.Tensor:
+    """1.0 where the integer target is among the ``k`` highest scores (Keras's
+    ``sparse_top_k_categorical_accuracy``, ``k=5`` by name)."""
+    y_true, y_pred = as_tensors(y_true, y_pred)
+    if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
+        y_true = y_true.squeeze(-1)
+    return _in_top_k(y_true, y_pred, k)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> torch.Tensor:
+    """1.0 where the one-hot target's class is among the ``k`` highest scores (Keras's
+    ``top_k_categorical_accuracy``)."""
+    y_true, y_pred = as_tensors(y_true, y_pred)
+    return _in_top_k(_argmax(y_true), y_pred, k)
+
+
 def accuracy(y_true, y_pred) -> torch.Tensor:
     """keras.metrics.Accuracy: exact equality, averaged over the last axis."""
     return (y_true.to(y_pred.dtype) == y_pred).to(y_pred.dtype).mean(dim=-1)
@@ -105,6 +130,8 @@ _BY_NAME: dict[str, Metric] = {
     "mse": _squared_errors,
     "mean_absolute_error": _absolute_errors,
     "mae": _absolute_errors,
+    "sparse_top_k_categorical_accuracy": sparse_top_k_categorical_accuracy,
+    "top_k_categorical_accuracy": top_k_categorical_accuracy,
 }
 
 
@@ -157,7 +184,8 @@ class FunctionMetric:
 
 #: this module's metric functions, which compile takes by their names
 _OWN_FUNCTIONS = (categorical_accuracy, sparse_categorical_accuracy, binary_accuracy, accuracy,
-                  mean_squared_error, mean_absolute_error)
+                  mean_squared_error, mean_absolute_error, sparse_top_k_categorical_accuracy,
+                  top_k_categorical_accuracy)
 
 def _loss_metric(cls):
     """A loss's per-sample values as a metric by name (Keras's ``metrics=["mape"]``: the
@@ -255,7 +283,9 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
     RootMeanSquaredError,
     SparseCategoricalAccuracy,
     SparseCategoricalCrossentropy,
+    SparseTopKCategoricalAccuracy,
     Sum,
+    TopKCategoricalAccuracy,
     WeightedMetric,  # noqa: E402, F401 - compile's weighted_metrics
 )
 
@@ -263,7 +293,8 @@ __all__ = [
     "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
     "CategoricalCrossentropy", "Mean", "MeanAbsoluteError", "MeanMetricWrapper",
     "MeanSquaredError", "Precision", "Recall", "RootMeanSquaredError",
-    "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "Sum", "accuracy",
-    "binary_accuracy", "categorical_accuracy", "mean_absolute_error", "mean_squared_error",
-    "sparse_categorical_accuracy",
+    "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
+    "Sum", "TopKCategoricalAccuracy", "accuracy", "binary_accuracy", "categorical_accuracy",
+    "mean_absolute_error", "mean_squared_error", "sparse_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
 ]

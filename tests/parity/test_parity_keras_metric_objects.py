@@ -39,6 +39,8 @@ BY_HAND = [
     ("CategoricalCrossentropy", {"label_smoothing": 0.1}, (ONE_HOT, PROBABILITIES)),
     ("BinaryCrossentropy", {}, BINARY),
     ("Precision", {}, BINARY), ("Recall", {"thresholds": 0.3}, BINARY), ("AUC", {}, BINARY),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, (LABELS, PROBABILITIES)),
+    ("TopKCategoricalAccuracy", {"k": 2}, (ONE_HOT, PROBABILITIES)),
 ]
 
 
@@ -257,3 +259,59 @@ def test_mean_and_sum_reduce_a_sample_s_values_before_its_weight_as_keras(name):
         metric.update_state(values)
         results.append(float(metric.result()))
     assert results[1] == pytest.approx(results[0])
+
+
+TIED = np.array([[0.2, 0.5, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4],
+                 [0.4, 0.3, 0.2, 0.1], [0.3, 0.3, 0.2, 0.2], [0.1, 0.1, 0.1, 0.7]], "float32")
+TIED_LABELS = np.array([0, 3, 0, 2, 2, 1])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_top_k_functions_count_ties_as_keras(k):
+    for name, y_true in (("sparse_top_k_categorical_accuracy", TIED_LABELS),
+                         ("top_k_categorical_accuracy", np.eye(4, dtype="float32")[TIED_LABELS])):
+        ours = getattr(reglab.metrics, name)(y_true, TIED, k=k)
+        theirs = getattr(keras.metrics, name)(y_true, TIED, k=k)
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=name)
+
+
+def test_top_k_metrics_in_compile_log_keras_s_names_and_values():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = rng.integers(0, 6, 48)
+    results = []
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(5, activation="relu"),
+                                api.layers.Dense(6, activation="softmax")])
+        if results:
+            model.set_weights(results[0][0])
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["sparse_top_k_categorical_accuracy",
+                               api.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                            validation_data=(x[:16], y[:16])).history
+        results.append((start, history, model.evaluate(x, y, verbose=0, return_dict=True)))
+    (_, theirs, their_eval), (_, ours, our_eval) = results
+    assert "top2" in ours and "val_sparse_top_k_categorical_accuracy" in ours
+    _assert_same_logs(ours, theirs, our_eval, their_eval)
+
+
+def test_a_top_k_of_every_class_or_more_counts_every_sample():
+    """k >= the classes (compile's k = 5 beside 3 classes): every target is among the top k
+    (TensorFlow's in_top_k; Keras on torch raises from torch.topk instead)."""
+    for k in (4, 5, 9):
+        np.testing.assert_array_equal(
+            reglab.metrics.sparse_top_k_categorical_accuracy(TIED_LABELS, TIED, k=k).numpy(),
+            np.ones(6, "float32"))
+    metric = reglab.metrics.SparseTopKCategoricalAccuracy()
+    metric.update_state(LABELS, PROBABILITIES)
+    assert float(metric.result()) == 1.0
+
+
+@pytest.mark.parametrize("k", [0, -2, 2.5, "5", True])
+def test_a_top_k_that_is_not_a_positive_int_is_refused_by_name(k):
+    for cls in (reglab.metrics.SparseTopKCategoricalAccuracy,
+                reglab.metrics.TopKCategoricalAccuracy):
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: 'k' must be an int >= 1"):
+            cls(k=k)
