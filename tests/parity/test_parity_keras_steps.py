@@ -124,3 +124,34 @@ def test_a_count_of_batches_that_is_not_a_positive_int_is_refused_by_name(steps)
         ours.evaluate(IMAGES, LABELS, steps=steps, verbose=0)
     with pytest.raises(ConfigError, match="'steps' must be an int >= 1"):
         ours.predict(IMAGES, steps=steps, verbose=0)
+
+
+def test_validation_steps_validate_on_the_first_batches_as_in_keras():
+    """validation_steps of validation_batch_size (else batch_size) samples, with
+    validation_data and with validation_split."""
+    rng = np.random.default_rng(5)
+    x, y = rng.random((96, 5)).astype("float32"), rng.integers(0, 3, 96)
+    xv, yv = rng.random((64, 5)).astype("float32"), rng.integers(0, 3, 64)
+    logs = []
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(3, activation="softmax")])
+        if logs:
+            model.set_weights(logs[0][0])
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        runs = [model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                          validation_data=(xv, yv), validation_steps=2).history,
+                model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                          validation_data=(xv, yv), validation_steps=3,
+                          validation_batch_size=8).history,
+                model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                          validation_split=0.25, validation_steps=1).history]
+        logs.append((start, runs))
+    for theirs, ours in zip(logs[0][1], logs[1][1]):
+        assert sorted(ours) == sorted(theirs)
+        for key in theirs:
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5, err_msg=key)
+    # and the whole validation set gives other values: the steps were taken
+    whole = _pair()[1]
+    assert whole.evaluate(xv[:32], yv[:32], verbose=0) != whole.evaluate(xv, yv, verbose=0)

@@ -265,7 +265,13 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None)
                           "iterator or a generator). Got None.")
     arrays = (_as_array(where, "x", x), _as_array(where, "y", y),
               _as_array(where, "sample_weight", sample_weight))
-    if steps is None or len({len(a) for a in arrays if a is not None}) > 1:
-        return arrays  # (arrays of different lengths: the engine's error names them)
-    first = steps * (batch_size or 32)
-    return tuple(None if a is None else a[:first] for a in arrays)
+    return arrays if steps is None else first_samples(arrays, steps * (batch_size or 32))
+
+
+def first_samples(arrays, count: int) -> tuple:
+    """The first ``count`` samples of each of ``arrays`` (None stays None): what Keras reads
+    of them in its first batches. Arrays of different lengths are returned whole, for the
+    engine's error that names them."""
+    if len({len(a) for a in arrays if a is not None}) > 1:
+        return tuple(arrays)
+    return tuple(None if a is None else a[:count] for a in arrays)

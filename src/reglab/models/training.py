@@ -187,8 +187,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if batch_size is not None:
         _check_batch_size("fit", batch_size)
     if validation_steps is not None:
-        raise ConfigError("fit: 'validation_steps' is not supported yet; validation runs on "
-                          "all of validation_data.")
+        validation_steps = fit_data.check_steps("fit", "validation_steps", validation_steps)
     check_validation_freq(validation_freq, "fit")
     if steps_per_epoch is not None and not (fit_data.is_generator(x) or fit_data.is_flow(x)):
         raise ConfigError("fit: 'steps_per_epoch' is supported for an ImageDataGenerator flow "
@@ -202,7 +201,14 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         (data.x, data.y, data.sample_weight), validation_data = \
             fit_data.validation_split_arrays(data.x, data.y, data.sample_weight,
                                              validation_split)
+    # Keras's validation batches: a flow's own, else validation_batch_size or batch_size
+    validation_batch = (validation_data.batch_size if fit_data.is_flow(validation_data)
+                        else validation_batch_size or batch_size or 32)
     validation_data = fit_data.resolve_validation(validation_data)
+    if validation_steps is not None and validation_data is not None:
+        # Keras validates on the first validation_steps batches only
+        validation_data = fit_data.first_samples(validation_data,
+                                                 validation_steps * validation_batch)
     if data.x is not None:
         fit_data.refuse_non_finite("fit", "x", data.x)
     if isinstance(validation_data, (list, tuple)) and validation_data:
