@@ -25,9 +25,9 @@ def _csv_value(value):
 class CSVLogger(Callback):
     """Writes one CSV row per epoch: ``epoch`` (0-based) and each logs key, as Keras 3.
 
-    The header is ``epoch`` followed by the first epoch's logs keys, sorted (plus any
-    ``val_`` name in ``model.metrics_names`` not yet logged); a key missing from a
-    later epoch is written as ``NA``. The file is opened at the start of training,
+    The header is ``epoch`` followed by the first epoch's logs keys, sorted (and, when
+    none of them is a validation log, each key again with ``val_``); a key missing from an
+    epoch is written as ``NA``. The file is opened at the start of training,
     flushed after every row and closed at the end. With ``append=True`` rows are
     added to an existing file, and the header is written only if the file is empty
     or new. Rows use the csv module's 'excel' dialect (``\\r\\n`` line ends), with
@@ -79,10 +79,10 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
-            # Keras: validation metrics the model will produce get a column from the start.
-            for name in getattr(self.model, "metrics_names", ()) or ():
-                if name.startswith("val_") and name not in self.keys:
-                    self.keys.append(name)
+            # Keras 3: a first epoch without validation logs gives every key a val_ column
+            # too (a later epoch's validation, validation_freq's, then has its place)
+            if self.keys and not any(key.startswith("val_") for key in self.keys):
+                self.keys += [f"val_{key}" for key in self.keys]
         if self.writer is None:
             separator = self.sep
 

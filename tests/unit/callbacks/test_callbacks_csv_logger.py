@@ -46,12 +46,13 @@ def test_append_keeps_the_existing_header_and_overwrite_replaces_the_file(tmp_pa
         logger.on_train_begin({})
         logger.on_epoch_end(0, {"loss": 1.0})
         logger.on_train_end({})
-    assert _rows(path) == [["epoch", "loss"], ["0", "1.0"], ["0", "1.0"]]
+    # no validation logs in the first epoch: a val_ column for each key (Keras 3)
+    assert _rows(path) == [["epoch", "loss", "val_loss"], ["0", "1.0", "NA"], ["0", "1.0", "NA"]]
     logger = _logger(path)  # append=False starts over
     logger.on_train_begin({})
     logger.on_epoch_end(0, {"loss": 2.0})
     logger.on_train_end({})
-    assert _rows(path) == [["epoch", "loss"], ["0", "2.0"]]
+    assert _rows(path) == [["epoch", "loss", "val_loss"], ["0", "2.0", "NA"]]
 
 
 def test_append_to_an_empty_file_writes_the_header(tmp_path):
@@ -61,17 +62,18 @@ def test_append_to_an_empty_file_writes_the_header(tmp_path):
     logger.on_train_begin({})
     logger.on_epoch_end(0, {"loss": 1.0})
     logger.on_train_end({})
-    assert _rows(path) == [["epoch", "loss"], ["0", "1.0"]]
+    assert _rows(path) == [["epoch", "loss", "val_loss"], ["0", "1.0", "NA"]]
 
 
 def test_separator_and_iterable_values(tmp_path):
     path = tmp_path / "log.csv"
     logger = _logger(path, separator=";")
     logger.on_train_begin({})
-    logger.on_epoch_end(0, {"loss": 1.0, "name": "a", "vector": np.array([1, 2])})
+    logger.on_epoch_end(0, {"loss": 1.0, "name": "a", "vector": np.array([1, 2]),
+                            "val_loss": 2.0})
     logger.on_train_end({})
-    assert _rows(path, ";") == [["epoch", "loss", "name", "vector"],
-                                ["0", "1.0", "a", '"[1, 2]"']]
+    assert _rows(path, ";") == [["epoch", "loss", "name", "val_loss", "vector"],
+                                ["0", "1.0", "a", "2.0", '"[1, 2]"']]
     with pytest.raises(ConfigError, match="CSVLogger: 'separator' must be a one-character "
                                           "string. Got ', '."):
         CSVLogger(path, separator=", ")
