@@ -131,3 +131,13 @@ def test_views_are_kept_objects_with_keras_s_arithmetic_and_functional_paths():
     assert [v.path for v in functional(reglab).weights] == \
         [v.path for v in functional(keras).weights] == ["g/kernel", "g/bias", "h/kernel",
                                                          "h/bias"]
+
+
+def test_a_model_without_its_input_shape_has_no_weights_yet_as_in_keras():
+    for api in (keras, reglab):
+        model = api.Sequential([api.layers.Dense(3)])
+        assert model.get_weights() == [] and model.weights == [], api.__name__
+        assert api.Sequential().get_weights() == []
+    built = reglab.Sequential([reglab.layers.Dense(3)])
+    built.build((None, 4))
+    assert [w.shape for w in built.get_weights()] == [(4, 3), (3,)]

@@ -381,7 +381,10 @@ class Sequential:
         return {self._engine_key(key): value for key, value in zip(keys, weights)}
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every weight in Keras's order and layouts (Dense kernel ``(in, out)``, ...)."""
+        """Every weight in Keras's order and layouts (Dense kernel ``(in, out)``, ...); none
+        before the model knows its input shape (Keras: not built)."""
+        if self._population is None and (self._input_shape is None or not self._layers):
+            return []
         weights = self._build().member_weights(0)
         return [weights[self._engine_key(key)].numpy() for key in self._weight_keys()]
 
