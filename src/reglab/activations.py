@@ -61,8 +61,8 @@ _BY_NAME: dict[str, Activation] = {
     "gelu": gelu,
     "softplus": F.softplus,
     "softsign": F.softsign,
+    "silu": F.silu,  # first: the name Keras 3 saves for silu and swish alike
     "swish": F.silu,
-    "silu": F.silu,
     "exponential": torch.exp,
     "relu6": F.relu6,
     "leaky_relu": leaky_relu,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from reglab.confusion_metrics import AUC, ConfusionMetric, Precision, Recall  # noqa: F401 - re-exported
-from reglab.errors import unknown_name
+from reglab.errors import DataError, unknown_name
 from reglab.losses import as_tensors
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -74,6 +74,11 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> torch.Tenso
     """1.0 where the integer target is among the ``k`` highest scores (Keras's
     ``sparse_top_k_categorical_accuracy``, ``k=5`` by name)."""
     y_true, y_pred = as_tensors(y_true, y_pred)
+    if y_true.dim() == y_pred.dim() and y_pred.shape[-1] > 1 and \
+            y_true.shape[-1] == y_pred.shape[-1]:
+        # soft targets (MixUp, CutMix, LabelSmoothing on the batch): their largest class, as
+        # sparse_categorical_accuracy takes them
+        return _in_top_k(_argmax(y_true), y_pred, k)
     if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
     return _in_top_k(y_true, y_pred, k)
@@ -83,6 +88,12 @@ def top_k_categorical_accuracy(y_true, y_pred, k: int = 5) -> torch.Tensor:
     """1.0 where the one-hot target's class is among the ``k`` highest scores (Keras's
     ``top_k_categorical_accuracy``)."""
     y_true, y_pred = as_tensors(y_true, y_pred)
+    if y_true.dim() != y_pred.dim() or y_true.shape[-1] != y_pred.shape[-1]:
+        raise DataError(
+            f"top_k_categorical_accuracy: expected one-hot targets of the output's "
+            f"{y_pred.shape[-1]} classes, shaped as the output {tuple(y_pred.shape)}. Got "
+            f"targets of shape {tuple(y_true.shape)}; integer labels take "
+            "sparse_top_k_categorical_accuracy.")
     return _in_top_k(_argmax(y_true), y_pred, k)
 
 

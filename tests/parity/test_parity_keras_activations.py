@@ -71,3 +71,10 @@ def test_the_function_by_keras_s_module_name_is_the_named_activation(name):
     layer = reglab.layers.Dense(4, activation=ours, input_shape=(3,))
     saved = layer.get_config()["activation"]  # a name, which reads back as the same function
     assert isinstance(saved, str) and activations.get(saved) is ours
+
+
+@pytest.mark.parametrize("name", ["silu", "swish", "hard_silu", "hard_swish", "relu"])
+def test_a_layer_saves_the_activation_under_keras_s_name(name):
+    """Keras 3 saves swish as 'silu' and hard_swish as 'hard_silu' (one function each)."""
+    theirs = keras.layers.Dense(2, activation=name).get_config()["activation"]
+    assert reglab.layers.Dense(2, activation=name).get_config()["activation"] == theirs

@@ -315,3 +315,20 @@ def test_a_top_k_that_is_not_a_positive_int_is_refused_by_name(k):
                 reglab.metrics.TopKCategoricalAccuracy):
         with pytest.raises(ValueError, match=rf"{cls.__name__}: 'k' must be an int >= 1"):
             cls(k=k)
+
+
+def test_sparse_top_k_takes_soft_targets_by_their_largest_class():
+    """MixUp, CutMix and LabelSmoothing hand the metric (B, C) soft targets: top-k of their
+    largest class, as sparse_categorical_accuracy takes them."""
+    soft = np.eye(4, dtype="float32")[TIED_LABELS] * 0.7 + 0.075
+    for k in (1, 2, 3):
+        np.testing.assert_array_equal(
+            reglab.metrics.sparse_top_k_categorical_accuracy(soft, TIED, k=k).numpy(),
+            reglab.metrics.sparse_top_k_categorical_accuracy(TIED_LABELS, TIED, k=k).numpy())
+
+
+def test_top_k_categorical_with_integer_labels_is_refused_by_name():
+    with pytest.raises(reglab.errors.DataError, match="top_k_categorical_accuracy: expected "
+                       "one-hot targets of the output's 4 classes.*integer labels take "
+                       "sparse_top_k_categorical_accuracy"):
+        reglab.metrics.top_k_categorical_accuracy(TIED_LABELS, TIED)

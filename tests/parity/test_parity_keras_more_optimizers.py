@@ -122,3 +122,10 @@ def test_names_configs_and_saving(name, tmp_path):
 def test_bad_arguments_are_refused_by_name(build, match):
     with pytest.raises(ConfigError, match=match):
         build(reglab.optimizers)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam"])
+def test_from_config_takes_keras_s_own_config(name):
+    theirs = getattr(keras.optimizers, name)(learning_rate=0.05)
+    ours = getattr(reglab.optimizers, name).from_config(theirs.get_config())
+    assert float(ours.learning_rate) == pytest.approx(0.05)

@@ -55,10 +55,10 @@ def _assert_same_weights(models):
         np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=2e-6)
 
 
-def _keras_flow(batch_size):
+def _keras_flow(batch_size, images=IMAGES, labels=LABELS):
     from keras.src.legacy.preprocessing.image import ImageDataGenerator as KerasGenerator
 
-    return KerasGenerator().flow(IMAGES, LABELS, batch_size=batch_size, shuffle=False)
+    return KerasGenerator().flow(images, labels, batch_size=batch_size, shuffle=False)
 
 
 @pytest.mark.parametrize("steps", [3, 7, 8, 11])
@@ -159,3 +159,84 @@ def test_validation_steps_validate_on_the_first_batches_as_in_keras():
     history = whole.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
                         validation_data=(xv, yv)).history
     assert history["val_loss"][0] != logs[1][1][0]["val_loss"][0]
+
+
+def test_each_fit_reads_a_flow_from_its_first_batch_as_in_keras():
+    """A loop of fit calls on one flow, and a batch looked at with next(flow) first: every
+    fit of Keras 3 reads the flow by index from batch 0 (50 images, 4 batches a pass)."""
+    images, labels = IMAGES[:50], LABELS[:50]
+    for peek in (False, True):
+        models = _pair()
+        flows = (_keras_flow(16, images, labels),
+                 ImageDataGenerator().flow(images, labels, batch_size=16, shuffle=False))
+        if peek:
+            for flow in flows:
+                next(flow)
+        seen = []
+        for api, model, flow in zip((keras, reglab), models, flows):
+            counts = []
+            for _ in range(2 if peek else 3):
+                counts += _batches_per_epoch(api, model, flow, steps_per_epoch=3,
+                                             epochs=2 if peek else 1)[0]
+            seen.append(counts)
+        assert seen[1] == seen[0], peek
+        _assert_same_weights(models)
+
+
+@pytest.mark.parametrize("kind", ["flow", "generator"])
+@pytest.mark.parametrize("epochs", [{"epochs": 0}, {"epochs": 3, "initial_epoch": 3}])
+def test_no_epoch_to_run_gives_an_empty_history_and_reads_nothing(kind, epochs):
+    ours = _pair()[1]
+    read = []
+
+    def batches():
+        while True:
+            read.append(1)
+            yield IMAGES[:32], LABELS[:32]
+
+    data = (ImageDataGenerator().flow(IMAGES, LABELS, batch_size=32) if kind == "flow"
+            else batches())
+    before = ours.get_weights()
+    history = ours.fit(data, steps_per_epoch=3, verbose=0, **epochs)
+    assert history.history == {} and read == []
+    for a, b in zip(ours.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_backup_and_restore_with_a_flow_read_by_steps_is_refused_before_any_backup(tmp_path):
+    ours = _pair()[1]
+    backup = tmp_path / "backup"
+    flow = ImageDataGenerator().flow(IMAGES, LABELS, batch_size=32)
+    with pytest.raises(ConfigError, match="BackupAndRestore needs arrays or an "
+                                          "ImageDataGenerator flow read whole"):
+        ours.fit(flow, steps_per_epoch=3, epochs=2, verbose=0,
+                 callbacks=[reglab.callbacks.BackupAndRestore(str(backup))])
+    assert not backup.exists() or not any(backup.iterdir())
+
+
+def test_validation_steps_of_a_shuffled_flow_read_its_order_as_evaluate_does():
+    ours = _pair()[1]
+    labels = np.repeat([0, 1, 2], 16)  # sorted by class: the stored first batch is one class
+    images = IMAGES[:48]
+    history = ours.fit(IMAGES[:32], LABELS[:32], epochs=1, verbose=0, shuffle=False,
+                       validation_data=ImageDataGenerator().flow(images, labels, batch_size=16,
+                                                                 shuffle=True, seed=1),
+                       validation_steps=1).history
+    expected = ours.evaluate(ImageDataGenerator().flow(images, labels, batch_size=16,
+                                                       shuffle=True, seed=1),
+                             steps=1, verbose=0)
+    np.testing.assert_allclose(history["val_loss"][0], expected[0], rtol=1e-6)
+    assert history["val_loss"][0] != pytest.approx(ours.evaluate(images[:16], labels[:16],
+                                                                 verbose=0)[0])
+
+
+def test_an_empty_generator_batch_is_refused_naming_the_batch():
+    ours = _pair()[1]
+
+    def batches():
+        yield IMAGES[:32], LABELS[:32]
+        yield IMAGES[:0], LABELS[:0]
+
+    with pytest.raises(reglab.errors.DataError, match="generator batch 1: the batch has no "
+                                                      "samples"):
+        ours.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0)

@@ -109,3 +109,14 @@ def test_an_argument_the_optimizer_has_not_is_refused_by_name_as_keras_does(cls)
         cls(learning_rate=0.1, decay=0.0, beta=3)
     with pytest.raises(TypeError, match="not recognized"):  # and Python's
         cls(learning_rate=0.1, beta=3)
+
+
+@pytest.mark.parametrize("cls", _every_optimizer(), ids=lambda c: c.__name__)
+def test_keras_s_name_and_unset_keras_3_arguments_are_taken(cls):
+    """``SGD(0.1, name="my_sgd")`` and a Keras 3 config's ``loss_scale_factor=None``,
+    ``gradient_accumulation_steps=None``; set ones are refused."""
+    given = cls(learning_rate=0.1, name="mine", loss_scale_factor=None,
+                gradient_accumulation_steps=None)
+    assert given.hyperparameters() == cls(learning_rate=0.1).hyperparameters()
+    with pytest.raises(ConfigError, match="not recognized: \\['gradient_accumulation_steps'\\]"):
+        cls(learning_rate=0.1, gradient_accumulation_steps=4)

@@ -102,7 +102,7 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
             raise ConfigError("fit: pass either an ImageDataGenerator iterator or (x, y). Got "
                               "both an iterator and y.")
         if steps_per_epoch is not None:  # its batches as Keras reads them, not whole passes
-            return FitData(None, None, generator=x,
+            return FitData(None, None, generator=FlowBatches(x),
                            steps_per_epoch=check_steps("fit", "steps_per_epoch",
                                                        steps_per_epoch), shuffle=False)
         generator = x.image_data_generator
@@ -125,6 +125,30 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
                    32 if batch_size is None else batch_size, shuffle)
 
 
+class FlowBatches:
+    """A flow's batches as one ``fit`` of Keras 3 reads them: ``flow[0]``, ``flow[1]``, ...
+    of the flow's present order from the call's start (whatever ``next(flow)`` read before),
+    then, the pass over, the flow's next epoch (a new order and new augmentations) from
+    its first batch again."""
+
+    def __init__(self, flow):
+        self.flow, self.index = flow, 0
+
+    def pass_over(self) -> bool:
+        return self.index >= len(self.flow)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.pass_over():
+            self.flow.on_epoch_end()
+            self.index = 0
+        batch = self.flow[self.index]
+        self.index += 1
+        return batch
+
+
 def check_steps(where: str, name: str, steps) -> int:
     """A count of batches (``steps_per_epoch``, ``steps``): an int >= 1."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -138,7 +162,7 @@ def next_epoch_from_generator(generator, steps: int):
     joined, and each batch's size in order (the engine trains them as they came)."""
     xs, ys, ws = [], [], []
     for step in range(steps):
-        if step and is_flow(generator) and generator.batch_index >= len(generator):
+        if step and isinstance(generator, FlowBatches) and generator.pass_over():
             break  # the flow's pass is over: Keras ends the epoch here
         try:
             batch = next(generator)
@@ -152,6 +176,9 @@ def next_epoch_from_generator(generator, steps: int):
                             f"batches. Got {type(batch).__name__}.")
         where = f"fit: generator batch {step}"
         xs.append(as_numpy(where, "x", batch[0]))
+        if len(xs[-1]) == 0:
+            raise DataError(f"{where}: the batch has no samples (x of shape "
+                            f"{xs[-1].shape}); every batch needs one at least.")
         ys.append(as_numpy(where, "y", batch[1]))
         if len(batch) == 3:
             ws.append(as_numpy(where, "sample_weight", batch[2]))
@@ -215,17 +242,29 @@ def refuse_non_finite(where: str, name: str, x) -> None:
                         "impute or drop them before training.")
 
 
-def resolve_validation(validation_data):
-    """A flow iterator validates on its standardized images without augmentation."""
+def flow_arrays(flow, steps: int | None = None):
+    """A flow's standardized images (without augmentation), targets and sample weights: all
+    of them, or the samples of its first ``steps`` batches in its present order."""
+    images = flow.image_data_generator.standardize_array(np.asarray(flow.x, dtype=np.float32))
+    if steps is None:
+        return images, flow.y, flow.sample_weight
+    rows = np.asarray(flow.index_array)[:steps * flow.batch_size]
+    return (images[rows], None if flow.y is None else np.asarray(flow.y)[rows],
+            None if flow.sample_weight is None else np.asarray(flow.sample_weight)[rows])
+
+
+def resolve_validation(validation_data, steps: int | None = None, batch_size: int = 32):
+    """A flow iterator validates on its standardized images without augmentation; with
+    ``steps``, Keras's first ``steps`` batches only (of the flow's own size, else of
+    ``batch_size``)."""
     if is_flow(validation_data):
-        it = validation_data
-        return (it.image_data_generator.standardize_array(np.asarray(it.x, dtype=np.float32)),
-                it.y, it.sample_weight)
+        return flow_arrays(validation_data, steps)
     if is_generator(validation_data):
         raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
                           "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
     if isinstance(validation_data, (list, tuple)) and validation_data:
-        return (single_input(validation_data[0]), *validation_data[1:])
+        arrays = (single_input(validation_data[0]), *validation_data[1:])
+        return arrays if steps is None else first_samples(arrays, steps * batch_size)
     return validation_data
 
 
@@ -248,12 +287,7 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None)
     if steps is not None:
         steps = check_steps(where, "steps", steps)
     if is_flow(x):
-        images = x.image_data_generator.standardize_array(np.asarray(x.x, dtype=np.float32))
-        if steps is None:
-            return images, x.y, x.sample_weight
-        rows = np.asarray(x.index_array)[:steps * x.batch_size]
-        return (images[rows], None if x.y is None else np.asarray(x.y)[rows],
-                None if x.sample_weight is None else np.asarray(x.sample_weight)[rows])
+        return flow_arrays(x, steps)
     if is_generator(x):
         if steps is None:
             raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "

@@ -201,14 +201,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         (data.x, data.y, data.sample_weight), validation_data = \
             fit_data.validation_split_arrays(data.x, data.y, data.sample_weight,
                                              validation_split)
-    # Keras's validation batches: a flow's own, else validation_batch_size or batch_size
-    validation_batch = (validation_data.batch_size if fit_data.is_flow(validation_data)
-                        else validation_batch_size or batch_size or 32)
-    validation_data = fit_data.resolve_validation(validation_data)
-    if validation_steps is not None and validation_data is not None:
-        # Keras validates on the first validation_steps batches only
-        validation_data = fit_data.first_samples(validation_data,
-                                                 validation_steps * validation_batch)
+    # Keras validates on the first validation_steps batches only: a flow's own, else of
+    # validation_batch_size or batch_size
+    validation_data = fit_data.resolve_validation(validation_data, validation_steps,
+                                                  validation_batch_size or batch_size or 32)
     if data.x is not None:
         fit_data.refuse_non_finite("fit", "x", data.x)
     if isinstance(validation_data, (list, tuple)) and validation_data:
@@ -216,15 +212,23 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if class_weight is not None and data.y is not None:
         data.sample_weight = fit_data.class_weights_to_sample_weights(data.y, class_weight,
                                                                       data.sample_weight)
+    given = callbacks if isinstance(callbacks, (list, tuple)) else \
+        ([] if callbacks is None else [callbacks])
+    if data.generator is not None and any(isinstance(c, BackupAndRestore) for c in given):
+        # refused before any backup is written that a next run could not resume from
+        raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow "
+                          "read whole (without steps_per_epoch); a generator, or a flow read "
+                          "steps_per_epoch batches at a time, cannot be resumed mid-stream.")
     first_epoch = None
-    if data.generator is not None:  # read the first epoch now: it may build the model
+    if data.generator is not None and (epochs > initial_epoch or model._input_shape is None):
+        # read the first epoch now: it may build the model (not when no epoch will run and
+        # the model is built: Keras's empty History, nothing read)
         first_epoch = fit_data.next_epoch_from_generator(data.generator, data.steps_per_epoch)
-    shape = np.shape(data.x) if data.x is not None else first_epoch[0].shape
+    shape = (np.shape(data.x) if data.x is not None
+             else None if first_epoch is None else first_epoch[0].shape)
     population = _ensure_ready(model, shape)
     population.reset_divergence()  # a Keras model trains again after a non-finite loss
     model.stop_training = False
-    given = callbacks if isinstance(callbacks, (list, tuple)) else \
-        ([] if callbacks is None else [callbacks])
     # a History among the callbacks is the one fit returns and fills, as Keras's
     history = next((c for c in given if isinstance(c, History)), None)
     own = [] if history is not None else [History()]
@@ -240,10 +244,6 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     model._resume_state = None
     callback_list.on_train_begin({})
     resume, model._resume_state = model._resume_state, None  # set by BackupAndRestore
-    if resume is not None and data.generator is not None:
-        raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow "
-                          "read whole (without steps_per_epoch); a generator, or a flow read "
-                          "steps_per_epoch batches at a time, cannot be resumed mid-stream.")
     if resume is not None and model.optimizer.schedule is None:
         # what callbacks see of the learning rate is what the backed-up run had reached (a
         # schedule's follows the restored step count)
@@ -290,8 +290,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         warnings.warn("fit: a layer's 'trainable' (or the optimizer's "
                       "exclude_from_weight_decay) changed during fit; it takes effect at "
                       "the next fit (Keras applies it from the next step).", stacklevel=3)
-    member = results[-1].members[0]
-    if member.status == "diverged":
+    member = results[-1].members[0] if results else None  # none: no epoch to run
+    if member is not None and member.status == "diverged":
         epoch, step = member.diverged_at
         if epoch not in history.epoch:
             bridge.on_diverged(epoch, validation_data is not None)

@@ -200,9 +200,15 @@ class OptimizerMembers:
 
 
 def _legacy_arguments(owner: str, kwargs: dict) -> None:
-    """Keras 3's handling of arguments an optimizer does not have: ``decay`` (Keras 2's
-    learning-rate decay, in older tutorials' ``SGD(lr, decay=1e-6)``) is ignored with
-    Keras's warning; any other is refused by name, as Keras refuses it."""
+    """Keras 3's arguments an optimizer here has not: ``name`` is taken and ignored (Keras
+    names its variables with it), ``loss_scale_factor`` and ``gradient_accumulation_steps``
+    taken when None (a Keras config's), ``decay`` (Keras 2's learning-rate decay, in older
+    tutorials' ``SGD(lr, decay=1e-6)``) ignored with Keras's warning; any other is refused
+    by name, as Keras refuses an argument it does not know."""
+    kwargs.pop("name", None)  # Keras's name for its variables; reglab keeps none
+    for key in ("loss_scale_factor", "gradient_accumulation_steps"):  # Keras 3's, unset
+        if key in kwargs and kwargs[key] is None:
+            del kwargs[key]
     if kwargs.pop("decay", None) is not None:
         warnings.warn(f"{owner}: argument `decay` is no longer supported and will be ignored "
                       "(Keras 3; a schedule such as "
