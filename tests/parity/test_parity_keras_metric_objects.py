@@ -81,26 +81,33 @@ def test_mean_and_sum_of_values_by_hand_as_keras(name):
     assert results[0] == pytest.approx(results[1])
 
 
-def test_the_classes_in_compile_log_keras_s_names_and_values():
-    x = np.random.default_rng(1).normal(size=(40, 4)).astype("float32")
-    y = np.random.default_rng(2).integers(0, 3, 40)
+def _compiled_runs(x, y, classes, metrics, validation):
+    """``(logs, evaluation)`` of Keras's model and of reglab's from Keras's initial weights,
+    compiled with ``metrics(api)``, trained 2 epochs and evaluated: Keras's first."""
     results = []
     for api in (keras, reglab):
         keras.utils.set_random_seed(2)
         model = api.Sequential([api.Input((4,)), api.layers.Dense(5, activation="relu"),
-                                api.layers.Dense(3, activation="softmax")])
+                                api.layers.Dense(classes, activation="softmax")])
         if results:
             model.set_weights(results[0][0])
         start = model.get_weights()
         model.compile(optimizer=api.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
-                      metrics=[api.metrics.SparseCategoricalAccuracy(),
-                               api.metrics.SparseCategoricalAccuracy(name="acc2"),
-                               api.metrics.SparseCategoricalCrossentropy(name="xent"),
-                               "sparse_categorical_crossentropy"])
-        history = model.fit(x, y, batch_size=16, epochs=2,
-                            shuffle=False, verbose=0, validation_data=(x[:10], y[:10])).history
+                      metrics=metrics(api))
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                            validation_data=(x[:validation], y[:validation])).history
         results.append((start, history, model.evaluate(x, y, verbose=0, return_dict=True)))
-    (_, theirs, their_eval), (_, ours, our_eval) = results
+    return [r[1:] for r in results]
+
+
+def test_the_classes_in_compile_log_keras_s_names_and_values():
+    x = np.random.default_rng(1).normal(size=(40, 4)).astype("float32")
+    y = np.random.default_rng(2).integers(0, 3, 40)
+    (theirs, their_eval), (ours, our_eval) = _compiled_runs(
+        x, y, 3, lambda api: [api.metrics.SparseCategoricalAccuracy(),
+                              api.metrics.SparseCategoricalAccuracy(name="acc2"),
+                              api.metrics.SparseCategoricalCrossentropy(name="xent"),
+                              "sparse_categorical_crossentropy"], validation=10)
     _assert_same_logs(ours, theirs, our_eval, their_eval)
 
 
@@ -279,20 +286,10 @@ def test_top_k_metrics_in_compile_log_keras_s_names_and_values():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(48, 4)).astype("float32")
     y = rng.integers(0, 6, 48)
-    results = []
-    for api in (keras, reglab):
-        model = api.Sequential([api.Input((4,)), api.layers.Dense(5, activation="relu"),
-                                api.layers.Dense(6, activation="softmax")])
-        if results:
-            model.set_weights(results[0][0])
-        start = model.get_weights()
-        model.compile(optimizer=api.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
-                      metrics=["sparse_top_k_categorical_accuracy",
-                               api.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
-        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
-                            validation_data=(x[:16], y[:16])).history
-        results.append((start, history, model.evaluate(x, y, verbose=0, return_dict=True)))
-    (_, theirs, their_eval), (_, ours, our_eval) = results
+    (theirs, their_eval), (ours, our_eval) = _compiled_runs(
+        x, y, 6, lambda api: ["sparse_top_k_categorical_accuracy",
+                              api.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")],
+        validation=16)
     assert "top2" in ours and "val_sparse_top_k_categorical_accuracy" in ours
     _assert_same_logs(ours, theirs, our_eval, their_eval)
 

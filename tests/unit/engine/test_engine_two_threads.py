@@ -13,14 +13,6 @@ from reglab.layers import Dense, Dropout
 from reglab.regularizers import L2
 
 
-@pytest.fixture
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 def member(optimizer, regularizer=None, rate=0.0):
     return Member([Dense(16, activation="relu", input_shape=(6,), kernel_regularizer=regularizer),
                    Dropout(rate), Dense(4, activation="softmax")], optimizer, seed=0)

@@ -14,14 +14,6 @@ import torch
 from reglab.utils.threads import in_one_thread
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_one_thread_inside_and_the_count_put_back(two_threads):
     assert in_one_thread(torch.get_num_threads) == 1
     assert torch.get_num_threads() == 2
