@@ -33,6 +33,8 @@ from reglab.utils.tensors import divide_no_nan as _divide_no_nan
 class ConfusionMetric(StatefulMetric):
     """Base: counts per sample at each of ``thresholds``; ``result`` from their totals."""
 
+    _direction = "up"  # Keras's: larger is better (EarlyStopping's 'auto')
+
     #: the engine takes the object as it is (no name lookup)
     resolved = True
     #: Keras's compiled 'metrics' ignore sample weights

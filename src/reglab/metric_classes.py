@@ -152,7 +152,8 @@ def _engine_function(name: str) -> Callable:
     return metrics.engine_function(name)
 
 
-def _by_name(class_name: str, metric_name: str, default: str, doc: str, **defaults):
+def _by_name(class_name: str, metric_name: str, default: str, doc: str, direction: str,
+             **defaults):
     """A Keras mean-metric class computing reglab's engine function ``metric_name``, with
     keyword arguments ``defaults`` (passed to the function)."""
 
@@ -170,31 +171,34 @@ def _by_name(class_name: str, metric_name: str, default: str, doc: str, **defaul
 
     return type(class_name, (MeanMetricWrapper,), {
         "__init__": __init__, "default_name": default, "saved_name": saved_name,
-        "__doc__": doc, "__module__": __name__, "engine_form": True})
+        "__doc__": doc, "__module__": __name__, "engine_form": True, "_direction": direction})
 
 
 SparseCategoricalAccuracy = _by_name(
     "SparseCategoricalAccuracy", "sparse_categorical_accuracy", "sparse_categorical_accuracy",
-    "``keras.metrics.SparseCategoricalAccuracy``: integer targets against the argmax.")
+    "``keras.metrics.SparseCategoricalAccuracy``: integer targets against the argmax.", "up")
 CategoricalAccuracy = _by_name(
     "CategoricalAccuracy", "categorical_accuracy", "categorical_accuracy",
-    "``keras.metrics.CategoricalAccuracy``: one-hot targets' argmax against the output's.")
+    "``keras.metrics.CategoricalAccuracy``: one-hot targets' argmax against the output's.",
+    "up")
 Accuracy = _by_name("Accuracy", "exact_accuracy", "accuracy",
-                    "``keras.metrics.Accuracy``: how often predictions equal the targets.")
+                    "``keras.metrics.Accuracy``: how often predictions equal the targets.",
+                    "up")
 BinaryAccuracy = _by_name(
     "BinaryAccuracy", "binary_accuracy", "binary_accuracy",
     "``keras.metrics.BinaryAccuracy(threshold=0.5)``: predictions above the threshold "
-    "against 0/1 targets.", threshold=0.5)
+    "against 0/1 targets.", "up", threshold=0.5)
 MeanSquaredError = _by_name("MeanSquaredError", "mean_squared_error", "mean_squared_error",
-                            "``keras.metrics.MeanSquaredError``.")
+                            "``keras.metrics.MeanSquaredError``.", "down")
 MeanAbsoluteError = _by_name("MeanAbsoluteError", "mean_absolute_error", "mean_absolute_error",
-                             "``keras.metrics.MeanAbsoluteError``.")
+                             "``keras.metrics.MeanAbsoluteError``.", "down")
 
 
 class _TopK(MeanMetricWrapper):
     """How often the target is among the ``k`` highest scores (ties count, as Keras)."""
 
     engine_form = True
+    _direction = "up"
 
     def __init__(self, k: int = 5, name: str | None = None, dtype: Any = None):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -224,6 +228,7 @@ class RootMeanSquaredError(MeanMetricWrapper):
 
     default_name = "root_mean_squared_error"
     engine_form = True
+    _direction = "down"
 
     def __init__(self, name: str | None = None, dtype: Any = None):
         super().__init__(_engine_function("mean_squared_error"), name, dtype)
@@ -237,6 +242,7 @@ class _CrossentropyMetric(MeanMetricWrapper):
 
     loss_class: type = type(None)
     engine_form = True
+    _direction = "down"
 
     def __init__(self, name: str | None = None, dtype: Any = None, from_logits: bool = False,
                  **kwargs):

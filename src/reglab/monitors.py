@@ -5,6 +5,8 @@ not import torch, so the rule lives here rather than in the engine)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from reglab.errors import ConfigError
 
 #: logs that improve upwards under 'auto' (besides any name ending in 'accuracy')
@@ -19,13 +21,16 @@ MINIMIZED = ("mse", "mae", "mape", "msle", "mean_squared_error", "mean_absolute_
 
 
 def direction(monitor: str, mode: str = "auto", maximized_metrics: tuple[str, ...] = (),
-              where: str = "EarlyStopping") -> str:
+              where: str = "EarlyStopping", compiled: Mapping[str, str] | None = None) -> str:
     """'min' or 'max': ``mode`` itself, or for 'auto' as Keras 3 resolves it (losses are
     minimized, and so are errors; accuracies maximized); a ConfigError naming ``where`` when 'auto' cannot
-    tell."""
+    tell. ``compiled``: the model's metric objects' directions by logged name ('up' or
+    'down', Keras's ``_direction``), which decide before the names (``AUC(name="area")``)."""
     if mode != "auto":
         return mode
     name = monitor.removeprefix("val_")
+    if name != "loss" and compiled and name in compiled:
+        return "max" if compiled[name] == "up" else "min"
     if name == "loss" or name.endswith(("loss", "crossentropy")) or name in MINIMIZED:
         return "min"
     if name in maximized_metrics or name in MAXIMIZED or name.endswith("accuracy"):

@@ -182,3 +182,38 @@ def test_an_auto_monitor_that_is_no_compiled_metric_raises_as_in_keras(callback,
     if outcomes["reglab"][0] == "raises":
         assert callback.split()[0] in outcomes["reglab"][1]
         assert repr(monitor) in outcomes["reglab"][1] and "accuracy" in outcomes["reglab"][1]
+
+
+@pytest.mark.parametrize("monitor, metric", [
+    ("val_acc2", lambda api: api.metrics.SparseCategoricalAccuracy(name="acc2")),
+    ("val_err", lambda api: api.metrics.SparseCategoricalCrossentropy(name="err")),
+    ("val_area", lambda api: api.metrics.AUC(name="area")),
+])
+def test_an_auto_monitor_takes_a_named_metric_object_s_direction_as_keras(monitor, metric):
+    """Keras reads the direction from the compiled metric object (its ``_direction``), so a
+    metric named freely is monitored the right way up under mode='auto'."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") if monitor == "val_area" else rng.integers(0, 3, 64)
+    units = 1 if monitor == "val_area" else 3
+    results = []
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(
+            units, activation="sigmoid" if units == 1 else "softmax")])
+        if results:
+            model.set_weights(results[0][0])
+        start = model.get_weights()
+        model.compile(optimizer=api.optimizers.SGD(0.5),
+                      loss="binary_crossentropy" if units == 1
+                      else "sparse_categorical_crossentropy", metrics=[metric(api)])
+        # min_delta: no decision on a round-off's difference between the two (AUC's plateau)
+        stop = api.callbacks.EarlyStopping(monitor=monitor, patience=1, min_delta=1e-3)
+        plateau = api.callbacks.ReduceLROnPlateau(monitor=monitor, patience=1, factor=0.5,
+                                                  min_delta=1e-3)
+        history = model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0,
+                            validation_data=(x[:32], y[:32]), callbacks=[stop, plateau])
+        results.append((start, history.history[monitor], stop.best, stop.stopped_epoch,
+                        float(np.float32(float(model.optimizer.learning_rate)))))
+    (_, *theirs), (_, *ours) = results
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    assert ours[1] == pytest.approx(theirs[1], rel=1e-5) and ours[2:] == theirs[2:]

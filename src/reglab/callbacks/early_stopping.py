@@ -40,7 +40,8 @@ class EarlyStopping(Callback):
         self._monitor_checked = False  # Keras's check of an 'auto' monitor, at the first end
 
     def on_train_begin(self, logs=None):
-        self._state = EarlyStoppingState.start(self.rule)
+        self._state = EarlyStoppingState.start(
+            self.rule, compiled=getattr(self.model, "_metric_directions", None))
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best, self.best_weights = self._state.best, None
 

@@ -81,7 +81,7 @@ class ModelCheckpoint(Callback):
         # explicit or resolvable from the name. The best stays None until a first value.
         self.monitor_op_mode: str | None = None
         self.best = initial_value_threshold
-        if save_best_only or mode != "auto":
+        if mode != "auto":
             self._resolve_mode()
         self._monitor_checked = False  # Keras's check of an 'auto' monitor, at the first end
 
@@ -89,8 +89,9 @@ class ModelCheckpoint(Callback):
         """'min' or 'max': EarlyStopping's rule (:mod:`reglab.monitors`), so the callbacks
         agree."""
         if self.monitor_op_mode is None:
-            self.monitor_op_mode = monitors.direction(self.monitor, self.mode,
-                                                      where="ModelCheckpoint")
+            self.monitor_op_mode = monitors.direction(
+                self.monitor, self.mode, where="ModelCheckpoint",
+                compiled=getattr(self.model, "_metric_directions", None))
         return self.monitor_op_mode
 
     def on_epoch_end(self, epoch, logs=None):

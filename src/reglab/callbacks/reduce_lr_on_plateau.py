@@ -93,8 +93,9 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor_op_mode is None:
             monitors.check_monitored("ReduceLROnPlateau", self.monitor, self.mode, logs or {})
-            self.monitor_op_mode = monitors.direction(self.monitor, self.mode,
-                                                      where="ReduceLROnPlateau")
+            self.monitor_op_mode = monitors.direction(
+                self.monitor, self.mode, where="ReduceLROnPlateau",
+                compiled=getattr(self.model, "_metric_directions", None))
         logs = logs if logs is not None else {}
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         current = logs.get(self.monitor)

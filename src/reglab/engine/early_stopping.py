@@ -19,6 +19,7 @@ use it, so the rule exists in one place:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reglab import monitors
@@ -56,9 +57,11 @@ class EarlyStoppingRule:
             object.__setattr__(self, "mode", "auto")
         object.__setattr__(self, "min_delta", abs(float(self.min_delta)))
 
-    def direction(self, maximized_metrics: tuple[str, ...] = ()) -> str:
+    def direction(self, maximized_metrics: tuple[str, ...] = (),
+                  compiled: Mapping[str, str] | None = None) -> str:
         """'min' or 'max', resolving 'auto' as Keras 3 does (:func:`reglab.monitors.direction`)."""
-        return monitors.direction(self.monitor, self.mode, maximized_metrics)
+        return monitors.direction(self.monitor, self.mode, maximized_metrics,
+                                  compiled=compiled)
 
 
 @dataclass
@@ -77,8 +80,9 @@ class EarlyStoppingState:
     warned_missing: bool = field(default=False, repr=False)
 
     @classmethod
-    def start(cls, rule: EarlyStoppingRule, maximized_metrics: tuple[str, ...] = ()):
-        mode = rule.direction(maximized_metrics)
+    def start(cls, rule: EarlyStoppingRule, maximized_metrics: tuple[str, ...] = (),
+              compiled: Mapping[str, str] | None = None):
+        mode = rule.direction(maximized_metrics, compiled)
         return cls(rule=rule, mode=mode)
 
     def update(self, epoch: int, logs: dict[str, float]) -> tuple[bool, bool]:

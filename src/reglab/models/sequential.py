@@ -273,6 +273,13 @@ class Sequential:
             return []
         return ["loss", "compile_metrics"] if self._metrics_given else ["loss"]
 
+    @property
+    def _metric_directions(self) -> dict[str, str]:
+        """The compiled metric objects' directions by logged name ('up' or 'down', Keras's
+        ``_direction``), for the monitoring callbacks' mode 'auto'."""
+        return {metric.__name__: metric._direction for metric in self._population_metrics or ()
+                if not isinstance(metric, str) and getattr(metric, "_direction", None)}
+
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,

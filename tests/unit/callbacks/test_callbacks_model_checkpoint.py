@@ -126,9 +126,13 @@ def test_errors():
     with pytest.raises(ConfigError, match="ModelCheckpoint: 'save_freq' must be 'epoch'. "
                                           "Got 100. Saving every N batches is not supported"):
         ModelCheckpoint("m.keras", save_freq=100)
+    # as Keras, 'auto' is resolved at the first epoch's end, from the logs and the model's
+    # compiled metrics (a metric logged under this name with no known direction)
+    mystery = ModelCheckpoint("m.keras", monitor="val_mystery", save_best_only=True)
+    mystery.set_model(FakeModel())
     with pytest.raises(ConfigError, match="ModelCheckpoint: cannot tell whether "
                                           "monitor='val_mystery' should be maximized"):
-        ModelCheckpoint("m.keras", monitor="val_mystery", save_best_only=True)
+        mystery.on_epoch_end(0, {"loss": 1.0, "mystery": 0.5, "val_mystery": 0.5})
     callback = ModelCheckpoint("m-{val_acc:.2f}.keras")
     callback.set_model(FakeModel())
     with pytest.raises(ConfigError, match="names 'val_acc', which is not in the logs. "
