@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reglab.engine.data import as_array, as_numpy
+from reglab.engine.data import as_array, as_numpy, check_count
 from reglab.errors import ConfigError, DataError
 
 
@@ -103,7 +103,7 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
                               "both an iterator and y.")
         if steps_per_epoch is not None:  # its batches as Keras reads them, not whole passes
             return FitData(None, None, generator=FlowBatches(x),
-                           steps_per_epoch=check_steps("fit", "steps_per_epoch",
+                           steps_per_epoch=check_count("fit", "steps_per_epoch",
                                                        steps_per_epoch), shuffle=False)
         generator = x.image_data_generator
         images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
@@ -114,7 +114,7 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
             raise ConfigError("fit: a Python generator needs 'steps_per_epoch' (how many batches "
                               "make one epoch). Got None.")
         return FitData(None, None, generator=x,
-                       steps_per_epoch=check_steps("fit", "steps_per_epoch", steps_per_epoch),
+                       steps_per_epoch=check_count("fit", "steps_per_epoch", steps_per_epoch),
                        shuffle=False)
     if x is None or y is None:
         raise ConfigError("fit: expected x and y arrays, an ImageDataGenerator.flow(...) "
@@ -147,14 +147,6 @@ class FlowBatches:
         batch = self.flow[self.index]
         self.index += 1
         return batch
-
-
-def check_steps(where: str, name: str, steps) -> int:
-    """A count of batches (``steps_per_epoch``, ``steps``): an int >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ConfigError(f"{where}: '{name}' must be an int >= 1 (a number of batches). Got "
-                          f"{steps!r}.")
-    return int(steps)
 
 
 def next_epoch_from_generator(generator, steps: int):
@@ -285,7 +277,7 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None)
     are fewer), or read from a generator."""
     x = single_input(x)
     if steps is not None:
-        steps = check_steps(where, "steps", steps)
+        steps = check_count(where, "steps", steps)
     if is_flow(x):
         return flow_arrays(x, steps)
     if is_generator(x):

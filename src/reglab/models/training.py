@@ -187,7 +187,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if batch_size is not None:
         _check_batch_size("fit", batch_size)
     if validation_steps is not None:
-        validation_steps = fit_data.check_steps("fit", "validation_steps", validation_steps)
+        validation_steps = check_count("fit", "validation_steps", validation_steps)
     check_validation_freq(validation_freq, "fit")
     if steps_per_epoch is not None and not (fit_data.is_generator(x) or fit_data.is_flow(x)):
         raise ConfigError("fit: 'steps_per_epoch' is supported for an ImageDataGenerator flow "
