@@ -27,6 +27,7 @@ estimate always uses this process with ``--threads`` (default: torch's).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import tempfile
@@ -89,6 +90,7 @@ def main() -> None:
     from reglab.study.build import load_study_data, population_members
     from reglab.study.dask_executor import DaskExecutor
     from reglab.study.plan import PopulationSpec
+    from reglab.study.precision import with_precision
     from reglab.study.runner import prepare_study, run_study
 
     peak = matmul_gflops()
@@ -108,6 +110,9 @@ def main() -> None:
             if executor is not None:
                 executor.close()
         wall = time.perf_counter() - started
+        # the precision the study trained in ("auto" resolved when it started)
+        plan = dataclasses.replace(plan, spec=with_precision(plan.spec,
+                                                             store.get_meta("precision")))
         # the runs trained (a twin repeats another run and gets its results untrained)
         runs = [r for r in store.runs() if r.run_id not in plan.twins]
         data = load_study_data(plan.spec)

@@ -124,7 +124,7 @@ def validate(study, seeds, epochs) -> None:
             click.echo(f"  population {index}: {len(population.runs)} runs "
                        f"({', '.join(variants)})")
     _twins_line(plan)
-    _precision_note(plan)
+    _precision_note(plan, choose=True)
 
 
 def _twins_line(plan) -> None:
@@ -228,13 +228,22 @@ def _baseline_note(plan) -> None:
                    f"first, {names[0]!r}")
 
 
-def _precision_note(plan) -> None:
+def _precision_note(plan, choose: bool = False) -> None:
     """Says when this CPU has no matrix instructions for the study's half precision: its
     products then run in float32 on widened operands (layers/products.py), as exact as
-    the half precision's own but no faster than float32."""
+    the half precision's own but no faster than float32. For ``precision = "auto"``, with
+    ``choose`` (``reglab validate``), what it would choose on this CPU now (``reglab run``
+    says what it chose)."""
     from reglab.layers import products
+    from reglab.study import precision as auto_precision
 
     precision = plan.spec.training.precision
+    if precision == auto_precision.AUTO:
+        if choose:
+            chosen = auto_precision.choose("cpu")
+            click.echo(f"precision auto: {chosen.precision} on this CPU ({chosen.reason}); "
+                       "measured again when the study starts training")
+        return
     if precision != "float32" and not products.native_half_products(precision):
         click.echo(f"note: this CPU has no {precision} matrix instructions: the products are "
                    f"computed in float32 and rounded to {precision} (the same numbers, at "

@@ -200,6 +200,25 @@ def test_a_killed_scheduler_stops_the_study_clearly_and_the_rerun_finishes_it(tm
     assert finished(out) == expected
 
 
+def test_auto_precision_is_measured_on_a_worker_of_a_cluster_at_an_address(cli_cluster,
+                                                                          monkeypatch):
+    from reglab.layers import products
+    from reglab.study import precision
+    from reglab.study.dask_executor import DaskExecutor
+
+    def not_here(dtype):
+        raise AssertionError("measured in the driver")
+
+    monkeypatch.setattr(products, "native_half_products", not_here)  # the driver's only
+    executor = DaskExecutor(address=cli_cluster)
+    try:
+        chosen = executor.choose_precision("cpu")
+    finally:
+        executor.close()
+    assert isinstance(chosen, precision.Choice)
+    assert chosen.precision in ("float32", "bfloat16") and "CPU" in chosen.reason
+
+
 def test_cuda_jobs_need_a_worker_that_offers_a_gpu(tmp_path, cli_cluster):
     study = write_study(tmp_path, epochs=1)
     result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),

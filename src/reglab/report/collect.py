@@ -212,7 +212,7 @@ def collect(directory: str | Path) -> StudyResults:
             if kernel is not None:
                 kernels[record.run_id] = kernel
         meta = {key: store.get_meta(key) for key in
-                ("versions", "device", "population_wall_time", "study_file", "tuning",
+                ("versions", "device", "precision", "population_wall_time", "study_file", "tuning",
                  COPIES_META)}
         location = store.get_meta("data_location")
     if location:  # where the run read a data file (the spec keeps the name as written)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from reglab.report.collect import StudyResults, collect, study_file_text
 from reglab.storage.sqlite_store import COPIES_META
+from reglab.study import precision
 from reglab.study.report_table import finite_mean, format_number, higher_is_better
 from reglab.utils.atomic import atomic_open
 
@@ -157,14 +158,6 @@ def _sparsity(results: StudyResults) -> dict:
                 cells.append("—" if math.isnan(mean) else f"{100 * mean:.1f}%")
         rows.append({"label": label, "kind": results.l1_kind(runs[0].variant), "cells": cells})
     return {"layers": layers, "rows": rows}
-
-
-def _precision(precision: str) -> str:
-    if precision == "float32":
-        return "float32"
-    scaling = ", dynamic loss scaling" if precision == "float16" else ""
-    return (f"{precision} compute, float32 weights and losses (the output layer in "
-            f"float32){scaling}")
 
 
 def _populations(results: StudyResults) -> list[dict]:
@@ -449,7 +442,8 @@ def write_report(directory: str | Path) -> Path:
         statuses=", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "—",
         device=results.meta.get("device") or "—",
-        precision=_precision(results.spec.training.precision), directory=str(results.directory),
+        precision=precision.describe(results.spec.training.precision,
+                                     results.meta.get("precision")), directory=str(results.directory),
         populations=_populations(results),
         failures=[{"run_id": r.run_id, "status": r.status, "error": (r.error or "")[:300]}
                   for r in results.runs if r.status in ("failed", "diverged")],

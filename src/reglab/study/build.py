@@ -24,6 +24,7 @@ from reglab.augment import AffineSpec
 from reglab.engine import EarlyStoppingRule, Member
 from reglab.errors import DataError, ReglabError
 from reglab.study.plan import PopulationSpec, RunSpec, StudyPlan, run_optimizer
+from reglab.study.precision import AUTO, with_precision
 from reglab.study.regimes import REGIME_KEYS, resolve_regime
 from reglab.study.spec import (
     BUILTIN_DATASETS,
@@ -163,6 +164,10 @@ def build_member(spec: StudySpec, run: RunSpec, input_shape: tuple[int, ...],
     graph = None
     if any(isinstance(node, _Residual) for node in built):
         built, graph = _graph(built, input_shape)
+    if spec.training.precision == AUTO:
+        raise ValueError("build_member: [training] precision = 'auto' is resolved when the "
+                          "study starts training (reglab.study.precision.resolve); build with "
+                          "the precision it resolved to.")
     policy = PRECISIONS[spec.training.precision]
     if policy != "float32":
         built = _with_precision(built, policy, explicit)
@@ -480,6 +485,8 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     from reglab.engine.data import prepare
 
     spec = plan.spec
+    if spec.training.precision == AUTO:  # either may be chosen: the half precision is checked
+        spec = with_precision(spec, "bfloat16")
     if data is None:
         try:
             data = load_study_data(spec)

@@ -29,7 +29,7 @@ import time
 import uuid
 
 from reglab.errors import ReglabError
-from reglab.study import sharding
+from reglab.study import precision, sharding
 from reglab.study.executors import InProcessExecutor, PopulationJob, failed_outcomes
 from reglab.study.plan import PopulationSpec
 from reglab.study.spec import BUILTIN_DATASETS, StudySpec
@@ -150,6 +150,15 @@ class DaskExecutor:
         counts = sharding.shard_counts([len(p.runs) for p in populations], slots, whole)
         return [[population] if keep else sharding.cut(population, count)
                 for population, count, keep in zip(populations, counts, whole)]
+
+    def choose_precision(self, device: str):
+        """What ``precision = "auto"`` means where the jobs train: measured here for a local
+        cluster (the same CPU), else on one of the cluster's workers."""
+        if self._cluster is not None:
+            return precision.choose(device)
+        return self.client.submit(precision.choose, device, pure=False,
+                                  resources=self._device_resources({device}).get(device),
+                                  key=f"reglab-precision-{uuid.uuid4().hex[:8]}").result()
 
     def preload(self, spec: StudySpec, data) -> None:
         """A file dataset is scattered to the workers once; a built-in one each worker loads."""

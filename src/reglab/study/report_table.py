@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from reglab.study import precision
+
 FINAL_OK = ("done", "stopped_early")
 #: family-wise significance level of the verdicts
 ALPHA = 0.05
@@ -325,12 +327,12 @@ def results_table(store, baseline: str = "baseline") -> str:
     heading = partial + tuning  # what comes before the table
     if not rankings:
         return f"{heading}no finished runs with {keys[0]} yet"
-    precision = (stored[1]["training"].get("precision", "float32") if stored else "float32")
+    requested = spec.training.precision if spec else "float32"
+    # what "auto" resolved to, recorded when the study started (the file's own otherwise)
+    trained = store.get_meta("precision") if requested == precision.AUTO else None
     footer = []
-    if precision != "float32":
-        scaling = ", dynamic loss scaling" if precision == "float16" else ""
-        footer.append(f"\nprecision: {precision} compute (mixed: float32 weights and "
-                      f"losses{scaling})")
+    if requested != "float32":
+        footer.append(f"\nprecision: {precision.describe(requested, trained)}")
     if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
         ranking = rankings[0].ranking
         missing = left_out(runs)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from reglab.errors import ConfigError, ReglabError
-from reglab.study import checkpoints
+from reglab.study import checkpoints, precision
 from reglab.study.executors import (
     Executor,
     InProcessExecutor,
@@ -117,6 +117,13 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     store.set_meta("versions", {"python": platform.python_version(), "torch": torch.__version__,
                                 "reglab": __import__("reglab").__version__})
     store.set_meta("device", device)
+    chosen = precision.resolve(spec.training.precision,
+                               None if fresh else store.get_meta("precision"), device,
+                               getattr(executor, "choose_precision", None))
+    if chosen is not None:  # "auto": the study trains in the precision chosen, recorded
+        log(f"precision auto: {chosen.precision} ({chosen.reason})")
+        spec = precision.with_precision(spec, chosen.precision)
+        plan = dataclasses.replace(plan, spec=spec)
     store.set_meta("precision", spec.training.precision)
     store.set_meta("data_location", spec.data.location)
     store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})

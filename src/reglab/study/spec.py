@@ -40,6 +40,7 @@ from typing import Any
 
 from reglab.errors import ConfigError, DataError, did_you_mean
 from reglab.study import signatures
+from reglab.study.precision import AUTO
 from reglab.study.regimes import REGIME_KEYS, check_regimes
 from reglab.study.sweeps import SweepSpec, is_number, is_sweep, set_path, sweep_values
 from reglab.tune.spec import (
@@ -94,7 +95,9 @@ TRAINING_KEYS = ("optimizer", "loss", "metrics", "epochs", "batch_size", "precis
 STATS_KEYS = ("min_effect",)
 #: [training] precision -> the Keras dtype policy of the hidden layers (the output layer
 #: stays float32, as Keras's mixed-precision guide advises); "float16" trains with dynamic
-#: loss scaling (each run's optimizer wrapped in a LossScaleOptimizer, as Keras's compile)
+#: loss scaling (each run's optimizer wrapped in a LossScaleOptimizer, as Keras's compile);
+#: "auto" (not a policy): bfloat16 where it is clearly faster, decided when the study starts
+#: training (reglab/study/precision.py)
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 #: what a variant may change, and what each change is
 VARIANT_KEYS = {
@@ -848,9 +851,10 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
     batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))
     precision = training_raw.get("precision", "float32")
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        checker.add(f"training.precision: expected one of {', '.join(map(repr, PRECISIONS))}. "
-                    f"Got {precision!r}.{did_you_mean(str(precision), list(PRECISIONS))}")
+    choices = [*PRECISIONS, AUTO]
+    if not isinstance(precision, str) or precision not in choices:
+        checker.add(f"training.precision: expected one of {', '.join(map(repr, choices))}. "
+                    f"Got {precision!r}.{did_you_mean(str(precision), choices)}")
         precision = "float32"
 
     stats_raw = checker.keys("stats", raw.get("stats", {}), STATS_KEYS)

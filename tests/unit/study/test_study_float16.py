@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from reglab.cli import main
 from reglab.engine import Population
 from reglab.optimizers import SGD, LossScaleOptimizer
-from reglab.report.page import _precision
 from reglab.study import parse_study
 from reglab.study.build import load_study_data, population_members
 from reglab.study.plan import plan_study
+from reglab.study.precision import describe
 
 STUDY = """
 seeds = [0, 1]
@@ -88,5 +88,5 @@ def test_a_float16_study_runs_and_says_its_precision(tmp_path):
     assert "precision: float16 compute" in shown.output
     assert "dynamic loss scaling" in shown.output
     assert "float16 compute, float32 weights" in (out / "report.html").read_text()
-    assert _precision("float16").endswith("dynamic loss scaling")
-    assert "loss scaling" not in _precision("bfloat16")
+    assert describe("float16").endswith("dynamic loss scaling")
+    assert "loss scaling" not in describe("bfloat16")
