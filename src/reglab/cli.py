@@ -86,6 +86,10 @@ def info() -> None:
     halves = ", ".join(f"{dtype} {'native' if products.native_half_products(dtype) else 'in float32'}"
                        for dtype in ("bfloat16", "float16"))
     click.echo(f"cpu {torch.backends.cpu.get_cpu_capability()} (half-precision products: {halves})")
+    from reglab.study import precision
+
+    chosen = precision.choose("cpu")
+    click.echo(f'precision = "auto" on this CPU: {chosen.precision} ({chosen.reason})')
 
 
 @main.command()

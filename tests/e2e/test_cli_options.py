@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sqlite3
 from pathlib import Path
 
@@ -169,6 +170,8 @@ def test_info_prints_the_versions_of_this_process():
     fp16 = roads[torch.ops.mkldnn._is_mkldnn_fp16_supported()]
     assert lines[4] == (f"cpu {torch.backends.cpu.get_cpu_capability()} (half-precision "
                         f"products: bfloat16 {bf16}, float16 {fp16})")
+    assert re.fullmatch(r'precision = "auto" on this CPU: (float32|bfloat16) \(.*CPU.*\)',
+                        lines[5])
     version = CliRunner().invoke(main, ["--version"])
     assert version.exit_code == 0 and reglab.__version__ in version.output
 
