@@ -45,6 +45,20 @@ def without_sweeps(text: str) -> str:
     return "".join(b for b in blocks if not re.match(r"\[variants\.\w+_path\]", b))
 
 
+def fixed_precision(text: str, device: str = "cpu", threads: int | None = None) -> str:
+    """The study file with ``precision = "auto"`` replaced by what it chooses here now, so
+    that every setup a benchmark compares trains in one precision (each run of "auto"
+    measures again)."""
+    from reglab.study import precision
+
+    if not re.search(r'^precision\s*=\s*"auto"', text, flags=re.M):
+        return text
+    chosen = precision.choose(device, threads=threads)
+    print(f"precision auto: {chosen.precision} ({chosen.reason})")
+    return re.sub(r'^precision\s*=\s*"auto"', f'precision = "{chosen.precision}"', text,
+                  flags=re.M)
+
+
 def matmul_gflops(size: int = 2048, runs: int = 5) -> float:
     """The best fp32 rate of a large square product (the floor's peak)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -164,7 +178,8 @@ def dask_overhead(args) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp) / "tutorial45.toml"
-        study.write_text(without_sweeps(EXAMPLE.read_text()))
+        study.write_text(fixed_precision(without_sweeps(EXAMPLE.read_text()),
+                                         threads=args.threads or None))
         print(prepare_study(study, args.seeds, args.epochs).describe())
         setups = [("in process", None)]
         if args.cluster:

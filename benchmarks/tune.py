@@ -21,12 +21,18 @@ validation value, then the ratio of the wall times.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from study import fixed_precision  # noqa: E402  (the benchmarks' one rule for "auto")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tune.toml"
 
@@ -146,7 +152,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    text = args.study.read_text()
+    # one precision for the three searches (each run of "auto" would measure again)
+    text = fixed_precision(args.study.read_text(), args.device, args.threads or None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         searches = {}

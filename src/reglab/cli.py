@@ -238,7 +238,6 @@ def _precision_note(plan, choose: bool = False) -> None:
     the half precision's own but no faster than float32. For ``precision = "auto"``, with
     ``choose`` (``reglab validate``), what it would choose on this CPU now (``reglab run``
     says what it chose)."""
-    from reglab.layers import products
     from reglab.study import precision as auto_precision
 
     precision = plan.spec.training.precision
@@ -246,12 +245,13 @@ def _precision_note(plan, choose: bool = False) -> None:
         if choose:
             chosen = auto_precision.choose("cpu")
             click.echo(f"precision auto: {chosen.precision} on this CPU ({chosen.reason}); "
-                       "measured again when the study starts training")
+                       "measured again when the study starts training, with its workers' "
+                       "threads (with --device cuda: bfloat16 on a GPU with bfloat16 tensor "
+                       "cores)")
         return
-    if precision != "float32" and not products.native_half_products(precision):
-        click.echo(f"note: this CPU has no {precision} matrix instructions: the products are "
-                   f"computed in float32 and rounded to {precision} (the same numbers, at "
-                   f"about float32's speed)")
+    note = auto_precision.widened_note(precision)
+    if note:
+        click.echo(note)
 
 
 def _write_report(directory, after_run: bool = False) -> None:

@@ -212,8 +212,8 @@ def collect(directory: str | Path) -> StudyResults:
             if kernel is not None:
                 kernels[record.run_id] = kernel
         meta = {key: store.get_meta(key) for key in
-                ("versions", "device", "precision", "population_wall_time", "study_file", "tuning",
-                 COPIES_META)}
+                ("versions", "device", "precision", "precision_reason", "population_wall_time",
+                 "study_file", "tuning", COPIES_META)}
         location = store.get_meta("data_location")
     if location:  # where the run read a data file (the spec keeps the name as written)
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))

@@ -152,13 +152,29 @@ class DaskExecutor:
                 for population, count, keep in zip(populations, counts, whole)]
 
     def choose_precision(self, device: str):
-        """What ``precision = "auto"`` means where the jobs train: measured here for a local
-        cluster (the same CPU), else on one of the cluster's workers."""
+        """What ``precision = "auto"`` means where the jobs train, with their torch threads:
+        measured here for a local cluster (the same CPU), else on one of the cluster's
+        workers (a broken or empty cluster stops the study as training would)."""
         if self._cluster is not None:
-            return precision.choose(device)
-        return self.client.submit(precision.choose, device, pure=False,
-                                  resources=self._device_resources({device}).get(device),
-                                  key=f"reglab-precision-{uuid.uuid4().hex[:8]}").result()
+            return precision.choose(device, threads=self.threads)
+        future = self.client.submit(precision.choose, device, self.threads, pure=False,
+                                    resources=self._device_resources({device}).get(device),
+                                    key=f"reglab-precision-{uuid.uuid4().hex[:8]}")
+        alone_since, checked = None, time.monotonic()
+        try:
+            while not future.done():
+                time.sleep(0.05)
+                if time.monotonic() - checked > 5 and self.client.status == "running":
+                    checked = time.monotonic()
+                    alone_since = self._check_workers(alone_since)
+            try:
+                return future.result()
+            except Exception as error:  # noqa: BLE001 - sorted out below
+                interrupts.reraise_if_interrupted(error)
+                self._cluster_failure(error, 'measuring what precision = "auto" means there')
+                raise
+        finally:
+            future.release()
 
     def preload(self, spec: StudySpec, data) -> None:
         """A file dataset is scattered to the workers once; a built-in one each worker loads."""
@@ -297,19 +313,7 @@ class DaskExecutor:
         lost data (its workers died) is sent again and the part resubmitted ``(None, 0)``;
         otherwise the part's own failure: its runs are retried in halves on the cluster
         ``(None, 1)`` until each failing run is alone, and comes back failed."""
-        if self.client.status != "running":
-            raise ReglabError(f"lost the Dask scheduler at {self.address} ({error}); the "
-                              "finished runs are saved, the others go on when the same "
-                              "command runs again.") from None
-        name = type(error).__name__
-        if name == "KilledWorker":
-            raise ReglabError(f"the Dask workers at {self.address} kept dying while training "
-                              f"({error}); the finished runs are saved, the others go on when "
-                              "the same command runs again.") from None
-        if isinstance(error, (ImportError, AttributeError)) or name in _CLUSTER_ERRORS:
-            raise ReglabError(f"the Dask workers at {self.address} cannot train reglab's jobs "
-                              f"({name}: {error}): install the same reglab, torch and data on "
-                              "them; the runs stay queued.") from None
+        self._cluster_failure(error, "training")
         if _cancelled(error):  # the scattered data went with its workers: send it again
             if self._scattered is not None:
                 self._scattered = self.client.scatter(self.data, broadcast=True)
@@ -323,6 +327,24 @@ class DaskExecutor:
             submit(index, job, PopulationJob(
                 part.spec, PopulationSpec(part.population.key, tuple(half)), part.device))
         return None, 1
+
+    def _cluster_failure(self, error: BaseException, doing: str) -> None:
+        """Raises the :class:`ReglabError` that stops the study when ``error`` (raised by a
+        task ``doing`` something) says the scheduler is lost or the cluster cannot run
+        reglab's tasks; returns for a task's own failure."""
+        if self.client.status != "running":
+            raise ReglabError(f"lost the Dask scheduler at {self.address} ({error}); the "
+                              "finished runs are saved, the others go on when the same "
+                              "command runs again.") from None
+        name = type(error).__name__
+        if name == "KilledWorker":
+            raise ReglabError(f"the Dask workers at {self.address} kept dying while {doing} "
+                              f"({error}); the finished runs are saved, the others go on when "
+                              "the same command runs again.") from None
+        if isinstance(error, (ImportError, AttributeError)) or name in _CLUSTER_ERRORS:
+            raise ReglabError(f"the Dask workers at {self.address} cannot train reglab's jobs "
+                              f"({name}: {error}): install the same reglab, torch and data on "
+                              "them; the runs stay queued.") from None
 
     def _device_resources(self, devices: set[str]) -> dict[str, dict]:
         """``--device cuda`` jobs need a worker that offers a GPU (``dask worker ...

@@ -11,18 +11,19 @@ which, and a resumed study keeps it on any machine (its runs go on in the precis
 began in). Float16 is never chosen (it needs loss scaling; Keras's guide prefers bfloat16
 where it is available).
 
-On CUDA: bfloat16 when the device supports it (its tensor cores always make it faster).
+On CUDA: bfloat16 on a GPU with bfloat16 tensor cores (compute capability 8.0 or newer).
 On a CPU: bfloat16 when torch has native bfloat16 matrix kernels here and a product of a
 population's shape (a seed group's first layer at batch 128) takes at most
-``1 / MIN_SPEEDUP`` of float32's time, the two timed alternately in this process (median of
-several rounds). The gaps seen are 2x either way, so the choice does not flip with a busy
-machine's noise; where it is close, float32 (the reference) is kept.
+``1 / MIN_SPEEDUP`` of float32's time, with the torch threads the jobs train with, the two
+timed in alternate rounds for ~0.3 s (each dtype's fastest round). The gaps seen are 2x
+either way, so the choice does not flip with a busy machine's noise; where it is close,
+float32 (the reference) is kept. The reason is recorded beside the choice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import statistics
+import math
 import time
 
 AUTO = "auto"
@@ -30,7 +31,8 @@ AUTO = "auto"
 MIN_SPEEDUP = 1.25
 #: the timed product: (batch, inputs) @ (inputs, a seed group's kernels side by side)
 SHAPE = (128, 784, 576)
-ROUNDS, CALLS = 7, 4
+#: seconds of timing per dtype (after the warm-up), in rounds of ``CALLS`` products
+BUDGET_S, CALLS = 0.15, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,29 +41,56 @@ class Choice:
 
     precision: str
     reason: str
+    #: False for a choice kept from the study's first start
+    measured: bool = True
 
 
-def choose(device: str = "cpu") -> Choice:
-    """What ``"auto"`` means on ``device`` in this process (see the module's docstring)."""
+def choose(device: str = "cpu", threads: int | None = None) -> Choice:
+    """What ``"auto"`` means on ``device`` in this process (see the module's docstring),
+    timed with ``threads`` torch threads (the jobs'; None: this process's)."""
     import torch
 
     if device == "cuda":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return Choice("bfloat16", f"{torch.cuda.get_device_name(0)} supports bfloat16")
-        return Choice("float32", "this CUDA device has no bfloat16 support")
+        return _choose_cuda(torch)
     from reglab.layers import products
 
     if not products.native_half_products("bfloat16"):
         return Choice("float32", "this CPU has no bfloat16 matrix instructions")
-    speedup = bfloat16_speedup()
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        speedup = bfloat16_speedup()
+    finally:
+        if threads:
+            torch.set_num_threads(before)
     verdict = "bfloat16" if speedup >= MIN_SPEEDUP else "float32"
     return Choice(verdict, f"this CPU's bfloat16 products ran {speedup:.2f}x as fast as its "
                            f"float32 ones; bfloat16 is chosen from {MIN_SPEEDUP}x")
 
 
-def bfloat16_speedup(shape: tuple[int, int, int] = SHAPE) -> float:
-    """float32's time over bfloat16's for one ``(m, k) @ (k, n)`` product on this CPU:
-    the median over rounds that each time both, alternately."""
+def _choose_cuda(torch) -> Choice:
+    """bfloat16 on a GPU with bfloat16 tensor cores (compute capability 8.0 or newer, or
+    ROCm's own answer); ``torch.cuda.is_bf16_supported()`` alone also says yes where it is
+    only emulated (a V100, a T4), slower than float32."""
+    if not torch.cuda.is_available():
+        return Choice("float32", "no CUDA device here")
+    index = torch.cuda.current_device()
+    name = torch.cuda.get_device_name(index)
+    if torch.version.hip:
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.cuda.get_device_capability(index)[0] >= 8
+    if native:
+        return Choice("bfloat16", f"{name} has bfloat16 tensor cores")
+    return Choice("float32", f"{name} has no bfloat16 tensor cores (compute capability < 8.0)")
+
+
+def bfloat16_speedup(shape: tuple[int, int, int] = SHAPE, budget_s: float = BUDGET_S) -> float:
+    """float32's time over bfloat16's for one ``(m, k) @ (k, n)`` product on this CPU: each
+    dtype's fastest round of ``CALLS`` products, the two timed in alternate rounds for about
+    ``budget_s`` each (the fastest round is the one least disturbed by the machine's other
+    work)."""
     import torch
 
     m, k, n = shape
@@ -77,9 +106,15 @@ def bfloat16_speedup(shape: tuple[int, int, int] = SHAPE) -> float:
         return time.perf_counter() - start
 
     seconds(a32, b32, out32), seconds(a16, b16, out16)  # warm-up: kernels chosen, caches
-    ratios = [seconds(a32, b32, out32) / max(seconds(a16, b16, out16), 1e-9)
-              for _ in range(ROUNDS)]
-    return statistics.median(ratios)
+    best32 = best16 = math.inf
+    spent = 0.0
+    rounds = 0
+    while rounds < 3 or spent < 2 * budget_s:
+        t32, t16 = seconds(a32, b32, out32), seconds(a16, b16, out16)
+        best32, best16 = min(best32, t32), min(best16, t16)
+        spent += t32 + t16
+        rounds += 1
+    return best32 / max(best16, 1e-12)
 
 
 def resolve(requested: str, recorded: str | None, device: str, measure=None) -> Choice | None:
@@ -90,7 +125,8 @@ def resolve(requested: str, recorded: str | None, device: str, measure=None) -> 
     if requested != AUTO:
         return None
     if recorded is not None and recorded != AUTO:
-        return Choice(recorded, "as chosen at the study's first start, kept on resuming")
+        return Choice(recorded, "as chosen at the study's first start, kept on resuming",
+                      measured=False)
     return (measure or choose)(device)
 
 
@@ -100,10 +136,22 @@ def with_precision(spec, precision: str):
                                                                   precision=precision))
 
 
-def describe(requested: str, trained: str | None = None) -> str:
+def widened_note(precision: str) -> str | None:
+    """The note for a half ``precision`` this CPU has no matrix instructions for (its
+    products then run in float32 on widened operands, ``layers/products.py``), else None."""
+    from reglab.layers import products
+
+    if precision in ("float32", AUTO) or products.native_half_products(precision):
+        return None
+    return (f"note: this CPU has no {precision} matrix instructions: the products are "
+            f"computed in float32 and rounded to {precision} (the same numbers, at about "
+            "float32's speed)")
+
+
+def describe(requested: str, trained: str | None = None, reason: str | None = None) -> str:
     """The precision a study trains in, for ``reglab show`` and the report:
     ``requested`` is its file's, ``trained`` the one recorded when it started (what
-    ``"auto"`` resolved to)."""
+    ``"auto"`` resolved to), ``reason`` why ``"auto"`` chose it."""
     trained = trained if trained not in (None, AUTO) else requested
     if trained == AUTO:
         return 'auto (chosen when the study starts training)'
@@ -113,4 +161,7 @@ def describe(requested: str, trained: str | None = None) -> str:
         scaling = ", dynamic loss scaling" if trained == "float16" else ""
         text = (f"{trained} compute, float32 weights and losses (the output layer in "
                 f"float32){scaling}")
-    return text + (' (chosen by precision = "auto")' if requested == AUTO else "")
+    if requested != AUTO:
+        return text
+    return text + (f' (chosen by precision = "auto": {reason})' if reason
+                   else ' (chosen by precision = "auto")')

@@ -329,10 +329,12 @@ def results_table(store, baseline: str = "baseline") -> str:
         return f"{heading}no finished runs with {keys[0]} yet"
     requested = spec.training.precision if spec else "float32"
     # what "auto" resolved to, recorded when the study started (the file's own otherwise)
-    trained = store.get_meta("precision") if requested == precision.AUTO else None
+    auto = requested == precision.AUTO
+    trained = store.get_meta("precision") if auto else None
+    reason = store.get_meta("precision_reason") if auto else None
     footer = []
     if requested != "float32":
-        footer.append(f"\nprecision: {precision.describe(requested, trained)}")
+        footer.append(f"\nprecision: {precision.describe(requested, trained, reason)}")
     if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
         ranking = rankings[0].ranking
         missing = left_out(runs)

@@ -122,8 +122,14 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
                                getattr(executor, "choose_precision", None))
     if chosen is not None:  # "auto": the study trains in the precision chosen, recorded
         log(f"precision auto: {chosen.precision} ({chosen.reason})")
+        if chosen.measured:
+            store.set_meta("precision_reason", chosen.reason)
         spec = precision.with_precision(spec, chosen.precision)
         plan = dataclasses.replace(plan, spec=spec)
+        note = precision.widened_note(chosen.precision) if device == "cpu" and getattr(
+            executor, "trains_here", True) else None
+        if note:  # a choice kept from a start on another CPU
+            log(note)
     store.set_meta("precision", spec.training.precision)
     store.set_meta("data_location", spec.data.location)
     store.set_meta("study_file", {"path": str(study_file), "text": Path(study_file).read_text()})

@@ -150,16 +150,56 @@ def test_a_cpu_without_bfloat16_kernels_keeps_float32_without_measuring(monkeypa
     assert chosen.precision == "float32" and "no bfloat16 matrix instructions" in chosen.reason
 
 
-@pytest.mark.parametrize("supported, expected", [(True, "bfloat16"), (False, "float32")])
-def test_cuda_takes_bfloat16_where_the_device_supports_it(monkeypatch, supported, expected):
+@pytest.mark.parametrize("major, expected", [(9, "bfloat16"), (8, "bfloat16"), (7, "float32"),
+                                             (6, "float32")])
+def test_cuda_takes_bfloat16_on_a_gpu_with_bfloat16_tensor_cores(monkeypatch, major, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    # torch says yes where bfloat16 is only emulated (a V100, a T4): not asked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (major, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a test GPU")
-    assert auto.choose("cuda").precision == expected
+    chosen = auto.choose("cuda")
+    assert chosen.precision == expected and "a test GPU" in chosen.reason
+
+
+def test_cuda_without_a_device_keeps_float32(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto.choose("cuda").precision == "float32"
+
+
+def test_the_cpu_is_timed_with_the_jobs_threads_and_this_process_keeps_its_own(monkeypatch):
+    monkeypatch.setattr(products, "native_half_products", lambda dtype: True)
+    seen = []
+    monkeypatch.setattr(auto, "bfloat16_speedup", lambda: seen.append(
+        torch.get_num_threads()) or 2.0)
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    assert auto.choose("cpu", threads=wanted).precision == "bfloat16"
+    assert seen == [wanted] and torch.get_num_threads() == before
+    auto.choose("cpu")
+    assert seen[-1] == before
+
+
+def test_the_measurement_times_each_dtype_for_its_budget(monkeypatch):
+    calls = []
+    real = torch.mm
+
+    def counted(a, b, out=None):
+        calls.append(a.dtype)
+        return real(a, b, out=out)
+
+    monkeypatch.setattr(torch, "mm", counted)
+    speedup = auto.bfloat16_speedup((16, 32, 16), budget_s=0.0)
+    # the warm-up round and at least three timed rounds of each dtype, alternated
+    assert calls.count(torch.float32) == calls.count(torch.bfloat16) >= 4 * auto.CALLS
+    assert calls[:auto.CALLS] == [torch.float32] * auto.CALLS
+    assert math.isfinite(speedup) and speedup > 0
 
 
 def test_the_measured_speedup_is_a_ratio_of_real_products():
-    speedup = auto.bfloat16_speedup((32, 64, 48))
+    speedup = auto.bfloat16_speedup((32, 64, 48), budget_s=0.01)
     assert math.isfinite(speedup) and speedup > 0
 
 
@@ -177,7 +217,7 @@ def test_an_auto_study_trains_as_the_precision_chosen_and_keeps_it_when_resumed(
     store.close()
     assert any(line.startswith("precision auto: bfloat16") for line in logged)
     assert 'precision: bfloat16 compute, float32 weights' in table
-    assert '(chosen by precision = "auto")' in table
+    assert '(chosen by precision = "auto": chosen by the test)' in table
     # the same numbers as a study whose file says bfloat16
     run_study(write(tmp_path, "bfloat16", "bf16.toml"), tmp_path / "bf16", log=lambda _: None
               ).close()
@@ -187,12 +227,19 @@ def test_an_auto_study_trains_as_the_precision_chosen_and_keeps_it_when_resumed(
         assert rows(tmp_path / "auto", run_id) == rows(tmp_path / "bf16", run_id)
         assert rows(tmp_path / "auto", run_id) != rows(tmp_path / "f32", run_id)
 
-    # run again where "auto" would now choose float32: the study keeps its bfloat16
+    # run again where "auto" would now choose float32 (a CPU without bfloat16 instructions,
+    # say): the study keeps its bfloat16, says so and that its products are widened here
     chooses(monkeypatch, "float32", calls)
+    monkeypatch.setattr(products, "native_half_products", lambda dtype: False)
     logged.clear()
-    run_study(write(tmp_path), tmp_path / "auto", log=logged.append).close()
+    store = run_study(write(tmp_path), tmp_path / "auto", log=logged.append)
+    assert store.get_meta("precision_reason") == "chosen by the test"  # the first start's
+    store.close()
     assert calls == ["cpu"]  # not measured again
     assert any("kept on resuming" in line for line in logged)
+    assert any(line.startswith("note: this CPU has no bfloat16 matrix instructions")
+               for line in logged)
+    monkeypatch.undo()
     shown = CliRunner().invoke(main, ["show", str(tmp_path / "auto")])
     assert 'bfloat16 compute, float32 weights and losses' in shown.output
     report = CliRunner().invoke(main, ["report", str(tmp_path / "auto")])
@@ -207,7 +254,7 @@ def test_an_auto_study_that_chooses_float32_trains_as_the_float32_study(tmp_path
     assert store.get_meta("precision") == "float32"
     table = results_table(store)
     store.close()
-    assert 'precision: float32 (chosen by precision = "auto")' in table
+    assert 'precision: float32 (chosen by precision = "auto": chosen by the test)' in table
     run_study(write(tmp_path, "float32", "f32.toml"), tmp_path / "f32", log=lambda _: None
               ).close()
     assert rows(tmp_path / "auto", "l2/seed=1") == rows(tmp_path / "f32", "l2/seed=1")
