@@ -444,7 +444,8 @@ def write_report(directory: str | Path) -> Path:
         device=results.meta.get("device") or "—",
         precision=precision.describe(results.spec.training.precision,
                                      results.meta.get("precision"),
-                                     results.meta.get("precision_reason")), directory=str(results.directory),
+                                     results.meta.get("precision_reason")),
+        directory=str(results.directory),
         populations=_populations(results),
         failures=[{"run_id": r.run_id, "status": r.status, "error": (r.error or "")[:300]}
                   for r in results.runs if r.status in ("failed", "diverged")],
