@@ -106,6 +106,9 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
                            steps_per_epoch=check_count("fit", "steps_per_epoch",
                                                        steps_per_epoch), shuffle=False)
         generator = x.image_data_generator
+        if not getattr(generator, "warps_only", True):  # read in Keras's order, one pass
+            return FitData(None, None, generator=FlowBatches(x), steps_per_epoch=len(x),
+                           shuffle=False)
         images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
         return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle,
                        augment=generator.affine_spec)

@@ -41,12 +41,12 @@ import torch
 from reglab.augment import AffineSpec, affine_params_to_transforms, sample_transforms, warp
 from reglab.augment.sampling import sample_affine_params
 from reglab.errors import ConfigError, DataError
+from reglab.preprocessing import intensity
 from reglab.preprocessing.image_arguments import (
     INTERPOLATIONS,
     WHERE,
     affine_spec_of,
     check_arguments,
-    not_supported,
 )
 from reglab.preprocessing.numpy_array_iterator import (
     NumpyArrayIterator,
@@ -87,13 +87,21 @@ class ImageDataGenerator:
     see :class:`~reglab.augment.AffineSpec`), ``featurewise_center`` /
     ``featurewise_std_normalization`` (after :meth:`fit`), ``samplewise_center`` /
     ``samplewise_std_normalization``, ``rescale``, ``validation_split``,
-    ``interpolation_order`` 0 or 1, ``dtype``. ``zca_whitening``, ``brightness_range``,
-    ``channel_shift_range``, ``preprocessing_function`` and ``data_format='channels_first'``
-    raise a :class:`~reglab.errors.ConfigError`. As in Keras, ``featurewise_std_normalization``
-    implies ``featurewise_center`` and ``samplewise_std_normalization`` implies
-    ``samplewise_center`` (with a warning); std normalization divides by ``std + 1e-6``.
+    ``interpolation_order`` 0 or 1, ``dtype``, and the pixel-value ones
+    (``channel_shift_range``, ``brightness_range``, ``preprocessing_function``,
+    ``zca_whitening`` / ``zca_epsilon``; see :mod:`reglab.preprocessing.intensity`).
+    ``data_format='channels_first'`` raises a :class:`~reglab.errors.ConfigError`. As in Keras,
+    ``featurewise_std_normalization`` implies ``featurewise_center`` and
+    ``samplewise_std_normalization`` implies ``samplewise_center`` (with a warning);
+    ``zca_whitening`` turns ``featurewise_center`` on and ``featurewise_std_normalization`` off
+    (with warnings); std normalization divides by ``std + 1e-6``.
 
-    Learned by :meth:`fit`: ``mean`` and ``std``, ``(1, 1, channels)`` (Keras's names).
+    Per image, in Keras's order: the geometric warp, the channel shift and the brightness
+    shift (:meth:`random_transform`), then ``preprocessing_function``, ``rescale``, samplewise,
+    featurewise normalization and ZCA whitening (:meth:`standardize`).
+
+    Learned by :meth:`fit`: ``mean`` and ``std``, ``(1, 1, channels)``, and
+    ``zca_whitening_matrix`` (Keras's names).
 
     Example:
         >>> import numpy as np
@@ -155,6 +163,7 @@ class ImageDataGenerator:
         self.dtype = dtype
         self.mean = None
         self.std = None
+        self.zca_whitening_matrix = None
         check_arguments(self)
 
     @property
@@ -166,6 +175,16 @@ class ImageDataGenerator:
     def interpolation(self) -> str:
         """The :func:`~reglab.augment.warp` interpolation of ``interpolation_order``."""
         return INTERPOLATIONS[self.interpolation_order]
+
+    @property
+    def warps_only(self) -> bool:
+        """Whether the random changes are the geometric warp alone and standardization an
+        affine map per channel: then the training engine may standardize the whole set once
+        and warp each batch itself (see the module's contract). Otherwise (a channel or
+        brightness shift, ``preprocessing_function``, ZCA whitening) ``Model.fit`` reads the
+        iterator's batches, in Keras's order."""
+        return (self.channel_shift_range == 0 and self.brightness_range is None
+                and self.preprocessing_function is None and not self.zca_whitening)
 
     @property
     def _np_dtype(self) -> np.dtype:
@@ -211,6 +230,7 @@ class ImageDataGenerator:
     # ---- standardization ----------------------------------------------------------------------
 
     def _standardize_in_place(self, x: np.ndarray, sample_axes: tuple[int, ...]) -> np.ndarray:
+        """Everything of Keras's ``standardize`` after ``preprocessing_function``."""
         if self.rescale:
             x *= self.rescale
         if self.samplewise_center or self.samplewise_std_normalization:
@@ -227,7 +247,26 @@ class ImageDataGenerator:
                 _warn_not_fit("featurewise_std_normalization")
             else:
                 x /= self.std + _EPSILON
+        if self.zca_whitening:
+            if self.zca_whitening_matrix is None:
+                _warn_not_fit("zca_whitening")
+            else:
+                x = intensity.whiten(x, self.zca_whitening_matrix)
         return x
+
+    def _preprocessed(self, where: str, images: np.ndarray) -> np.ndarray:
+        """``preprocessing_function`` applied to each image of ``images`` ``(N, H, W, C)``, as
+        Keras's iterator calls it (one image at a time); a new array of ``dtype``."""
+        out = np.empty(images.shape, dtype=self._np_dtype)
+        for i, image in enumerate(images):
+            result = np.asarray(self.preprocessing_function(image))
+            if result.shape != image.shape:
+                raise DataError(
+                    f"{where}: 'preprocessing_function' must return an array of its input's "
+                    f"shape {image.shape}. Got shape {result.shape} for image {i}."
+                )
+            out[i] = result
+        return out
 
     def standardize(self, x):
         """Keras's ``standardize``: rescale, samplewise, then featurewise normalization.
@@ -236,6 +275,8 @@ class ImageDataGenerator:
         are per image (Keras takes them over the whole array it is given). Like Keras, a
         floating-point numpy ``x`` is changed in place and returned; other input is copied.
         """
+        if self.preprocessing_function is not None:  # on what it is given, as in Keras
+            x = self.preprocessing_function(x)
         if not (isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)):
             x = np.array(x, dtype=self._np_dtype)
         if x.ndim not in (3, 4):
@@ -243,17 +284,23 @@ class ImageDataGenerator:
         return self._standardize_in_place(x, (x.ndim - 3, x.ndim - 2, x.ndim - 1))
 
     def standardize_array(self, x) -> np.ndarray:
-        """Standardizes a whole ``(N, H, W, C)`` array at once, per sample; returns a new array
-        of ``dtype`` and leaves ``x`` untouched (what the training engine calls once)."""
-        x = np.array(as_images(f"{WHERE}.standardize_array", x), dtype=self._np_dtype)
+        """Standardizes a whole ``(N, H, W, C)`` array at once, per sample (and
+        ``preprocessing_function`` image by image); returns a new array of ``dtype`` and
+        leaves ``x`` untouched (what the training engine calls once)."""
+        where = f"{WHERE}.standardize_array"
+        if self.preprocessing_function is not None:
+            x = self._preprocessed(where, as_images(where, x))
+        else:
+            x = np.array(as_images(where, x), dtype=self._np_dtype)
         return self._standardize_in_place(x, (1, 2, 3))
 
     def fit(self, x, augment=False, rounds=1, seed=None):
-        """Computes ``mean`` and ``std`` per channel over axes (0, 1, 2) of ``x``, as Keras.
+        """Computes ``mean`` and ``std`` per channel over axes (0, 1, 2) of ``x``, and the ZCA
+        whitening matrix of the centred images, as Keras.
 
         As current Keras (tf.keras 2.x, Keras 3's legacy generator) does, ``x`` is rescaled
-        first; with ``augment=True`` the statistics are of ``rounds`` randomly transformed copies.
-        Returns ``self``.
+        first (``preprocessing_function`` is not applied); with ``augment=True`` the
+        statistics are of ``rounds`` randomly transformed copies. Returns ``self``.
         """
         x = np.array(as_images(f"{WHERE}.fit", x), dtype=self._np_dtype)
         warn_channels(f"{WHERE}.fit", x.shape)
@@ -270,6 +317,9 @@ class ImageDataGenerator:
             x -= self.mean
         if self.featurewise_std_normalization:
             self.std = np.std(x, axis=(0, 1, 2)).reshape(channels)
+            x /= self.std + _EPSILON
+        if self.zca_whitening:
+            self.zca_whitening_matrix = intensity.zca_matrix(x, self.zca_epsilon)
         return self
 
     # ---- random transforms --------------------------------------------------------------------
@@ -293,13 +343,38 @@ class ImageDataGenerator:
     def random_transform_array(self, x, generator: torch.Generator | None = None) -> np.ndarray:
         """Keras's ``random_transform`` for every image of ``(N, H, W, C)`` ``x``, in one warp.
 
-        Returns an array of ``dtype``; ``x`` itself (cast) when no geometric argument is set.
+        Returns an array of ``dtype``; ``x`` itself (cast) when no random change is set.
         """
-        x = np.asarray(as_images(f"{WHERE}.random_transform", x), dtype=self._np_dtype)
+        where = f"{WHERE}.random_transform"
+        x = np.asarray(as_images(where, x), dtype=self._np_dtype)
         n, height, width, _ = x.shape
         spec = self.affine_spec
         transforms = sample_transforms(spec, n, height, width, generator, dtype=torch.float64)
-        return x if spec.is_identity else self._warp(x, transforms)
+        shifts, factors = self._pixel_draws(n, generator)
+        if not spec.is_identity:
+            x = self._warp(x, transforms)
+        return self._shift_pixels(where, x, shifts, factors)
+
+    def _pixel_draws(self, n: int, generator: torch.Generator | None):
+        """Each image's channel shift intensity and brightness factor (None where off), drawn
+        after the geometric parameters, uniform as Keras's ``get_random_transform``."""
+
+        def uniform(low, high):
+            u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+            return low + (high - low) * u
+
+        shift = self.channel_shift_range
+        shifts = uniform(-shift, shift) if shift != 0 else None
+        factors = None if self.brightness_range is None else uniform(*self.brightness_range)
+        return shifts, factors
+
+    def _shift_pixels(self, where: str, x: np.ndarray, shifts, factors) -> np.ndarray:
+        """The channel shift, then the brightness shift (Keras's order) of warped images."""
+        if shifts is not None:
+            x = intensity.channel_shift(x, shifts)
+        if factors is not None:
+            x = intensity.brightness_shift(x, factors, where)
+        return x
 
     def random_transform(self, x, seed=None) -> np.ndarray:
         """A randomly transformed copy of one ``(height, width, channels)`` image."""
@@ -314,17 +389,19 @@ class ImageDataGenerator:
     def get_random_transform(self, img_shape, seed=None) -> dict:
         """Keras's parameter dict for one image of shape ``(height, width, channels)``: ``theta``,
         ``tx``, ``ty``, ``shear``, ``zx``, ``zy``, ``flip_horizontal``, ``flip_vertical``,
-        ``channel_shift_intensity`` and ``brightness`` (always None here). With the same seed,
+        ``channel_shift_intensity`` and ``brightness`` (None where not drawn). With the same seed,
         ``apply_transform(x, get_random_transform(x.shape, s))`` equals ``random_transform(x, s)``.
         """
-        params = sample_affine_params(
-            self.affine_spec, 1, img_shape[0], img_shape[1], _generator(seed)
-        )
+        generator = _generator(seed)
+        params = sample_affine_params(self.affine_spec, 1, img_shape[0], img_shape[1], generator)
         result = {
             key: (bool if key.startswith("flip") else float)(value[0].item())
             for key, value in params.items()
         }
-        return {**result, "channel_shift_intensity": None, "brightness": None}
+        shifts, factors = self._pixel_draws(1, generator)
+        return {**result,
+                "channel_shift_intensity": None if shifts is None else float(shifts[0]),
+                "brightness": None if factors is None else float(factors[0])}
 
     def apply_transform(self, x, transform_parameters: dict) -> np.ndarray:
         """Applies Keras's parameter dict (see :meth:`get_random_transform`) to one image."""
@@ -334,11 +411,6 @@ class ImageDataGenerator:
                 f"{WHERE}.apply_transform: x must be one image of shape (height, "
                 f"width, channels). Got shape {x.shape}."
             )
-        for key in ("channel_shift_intensity", "brightness"):
-            if transform_parameters.get(key) is not None:
-                raise not_supported(
-                    key, transform_parameters[key], "None", "Drop it from transform_parameters."
-                )
         defaults = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}
         params = {
             key: torch.tensor([float(transform_parameters.get(key, default))], dtype=torch.float64)
@@ -350,4 +422,8 @@ class ImageDataGenerator:
         transforms = affine_params_to_transforms(
             params, height, width, swap_xy=self.affine_spec.swap_xy
         )
-        return self._warp(x[None], transforms)[0]
+        pixel = [transform_parameters.get(key) for key in ("channel_shift_intensity",
+                                                           "brightness")]
+        shifts, factors = (None if v is None else np.array([float(v)]) for v in pixel)
+        return self._shift_pixels(f"{WHERE}.apply_transform", self._warp(x[None], transforms),
+                                  shifts, factors)[0]

@@ -18,16 +18,6 @@ from reglab.errors import ConfigError, unknown_name
 WHERE = "ImageDataGenerator"
 INTERPOLATIONS = {0: "nearest", 1: "bilinear"}  # Keras's interpolation_order is scipy's order
 
-# Accepted by Keras, not implemented here: (argument, is it left at its default?, how to fix).
-_NOT_SUPPORTED = (
-    ("zca_whitening", lambda v: not v, "Whiten x before flow(), or use featurewise_* instead."),
-    ("brightness_range", lambda v: v is None, "Drop it (no brightness augmentation yet)."),
-    ("channel_shift_range", lambda v: v == 0, "Drop it (no channel shifts yet)."),
-    ("preprocessing_function", lambda v: v is None, "Apply the function to x before flow()."),
-)
-_DEFAULTS = {"zca_whitening": "False", "channel_shift_range": "0"}
-
-
 def not_supported(name: str, value, expected: str, fix: str) -> ConfigError:
     """``ImageDataGenerator: 'name' is not supported yet; it must be <expected>. Got ... <fix>``."""
     return ConfigError(
@@ -65,10 +55,7 @@ def _is_number(value) -> bool:
 def check_arguments(datagen) -> None:
     """Raises on the first bad argument of ``datagen``; warns, as Keras does, where
     ``*_std_normalization`` turns the matching ``*_center`` on."""
-    for name, is_default, fix in _NOT_SUPPORTED:
-        value = getattr(datagen, name)
-        if not is_default(value):
-            raise not_supported(name, value, _DEFAULTS.get(name, "None"), fix)
+    _check_pixel_arguments(datagen)
     if datagen.data_format == "channels_first":
         raise not_supported(
             "data_format",
@@ -105,6 +92,16 @@ def check_arguments(datagen) -> None:
             f"Got {datagen.dtype!r}."
         )
     affine_spec_of(datagen)
+    if datagen.zca_whitening:  # Keras's overrides, with its warnings
+        if not datagen.featurewise_center:
+            datagen.featurewise_center = True
+            warnings.warn("This ImageDataGenerator specifies `zca_whitening`, which overrides "
+                          "setting of `featurewise_center`.", UserWarning, stacklevel=4)
+        if datagen.featurewise_std_normalization:
+            datagen.featurewise_std_normalization = False
+            warnings.warn("This ImageDataGenerator specifies `zca_whitening` which overrides "
+                          "setting of `featurewise_std_normalization`.", UserWarning,
+                          stacklevel=4)
     for flag, implied in (
         ("featurewise_std_normalization", "featurewise_center"),
         ("samplewise_std_normalization", "samplewise_center"),
@@ -116,3 +113,32 @@ def check_arguments(datagen) -> None:
                 UserWarning,
                 stacklevel=4,  # check_arguments <- __init__ <- the caller
             )
+
+
+def _check_pixel_arguments(datagen) -> None:
+    """``brightness_range``, ``channel_shift_range``, ``preprocessing_function`` and
+    ``zca_epsilon``: the types Keras's code reads them as."""
+    brightness = datagen.brightness_range
+    if brightness is not None and not (
+        isinstance(brightness, (tuple, list)) and len(brightness) == 2
+        and all(_is_number(b) for b in brightness)
+    ):
+        raise ConfigError(
+            f"{WHERE}: 'brightness_range' must be None or a tuple or list of two floats "
+            f"(the range of the brightness factor, 1: unchanged). Got {brightness!r}."
+        )
+    if not _is_number(datagen.channel_shift_range):
+        raise ConfigError(
+            f"{WHERE}: 'channel_shift_range' must be a finite float (0: no shift). Got "
+            f"{datagen.channel_shift_range!r}."
+        )
+    function = datagen.preprocessing_function
+    if function is not None and not callable(function):
+        raise ConfigError(
+            f"{WHERE}: 'preprocessing_function' must be None or a function of one image "
+            f"(height, width, channels) that returns an array of that shape. Got {function!r}."
+        )
+    if not _is_number(datagen.zca_epsilon) or datagen.zca_epsilon < 0:
+        raise ConfigError(
+            f"{WHERE}: 'zca_epsilon' must be a finite float >= 0. Got {datagen.zca_epsilon!r}."
+        )
