@@ -220,3 +220,15 @@ def test_brightness_on_unit_range_images_warns_as_they_lose_their_values():
     with pytest.warns(UserWarning, match=r"'brightness_range' on images of values in \[0, 1\]"):
         out = next(ImageDataGenerator(brightness_range=(0.9, 1.1)).flow(x, batch_size=2))
     assert set(np.unique(out)) <= {0.0, 1.0}
+
+
+def test_backup_and_restore_refuses_a_flow_read_batch_by_batch_up_front(tmp_path):
+    model = reglab.Sequential([reglab.Input((5, 6, 1)), reglab.layers.Flatten(),
+                               reglab.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    flow = ImageDataGenerator(channel_shift_range=5.0).flow(_images(8, 1, 0, 255),
+                                                            RNG.integers(0, 2, 8), batch_size=4)
+    backup = reglab.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(ConfigError, match="channel_shift_range, brightness_range"):
+        model.fit(flow, epochs=1, callbacks=[backup], verbose=0)
+    assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())

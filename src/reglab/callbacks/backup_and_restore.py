@@ -34,7 +34,9 @@ class BackupAndRestore(Callback):
 
     As in Keras, callbacks' own state (``EarlyStopping``'s counters, say) is not backed up,
     and ``History`` holds the epochs trained by the resumed call only. Arrays and
-    ``ImageDataGenerator.flow`` inputs are supported; a Python generator is not.
+    ``ImageDataGenerator.flow`` inputs are supported; a Python generator is not, nor a flow
+    whose generator changes pixel values (``channel_shift_range``, ``brightness_range``,
+    ``preprocessing_function``, ``zca_whitening``: its batches are read one by one).
 
     Example:
         >>> callback = BackupAndRestore("/tmp/backup")

@@ -217,8 +217,11 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if data.generator is not None and any(isinstance(c, BackupAndRestore) for c in given):
         # refused before any backup is written that a next run could not resume from
         raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow "
-                          "read whole (without steps_per_epoch); a generator, or a flow read "
-                          "steps_per_epoch batches at a time, cannot be resumed mid-stream.")
+                          "read whole (without steps_per_epoch); a generator, a flow read "
+                          "steps_per_epoch batches at a time, or a flow whose generator uses "
+                          "channel_shift_range, brightness_range, preprocessing_function or "
+                          "zca_whitening (read batch by batch, in Keras's order) cannot be "
+                          "resumed mid-stream.")
     first_epoch = None
     if data.generator is not None and (epochs > initial_epoch or model._input_shape is None):
         # read the first epoch now: it may build the model (not when no epoch will run and
