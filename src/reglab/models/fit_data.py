@@ -7,7 +7,8 @@ inside the engine), or any Python generator of ``(x, y)`` batches with
 ``steps_per_epoch`` (collected one epoch at a time, each batch trained as it came). A flow
 given ``steps_per_epoch`` is read as Keras 3 reads it: each epoch takes the flow's next
 ``steps_per_epoch`` batches, going on from where the last epoch stopped, and ends early
-where the flow's pass over its images ends (the next epoch starts a new pass).
+where the flow's pass over its images ends (the next epoch starts a new pass). A torch
+``DataLoader`` or a ``PyDataset`` is read a pass per epoch (:mod:`reglab.models.datasets`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from reglab.engine.data import as_array, as_numpy, check_count
 from reglab.errors import ConfigError, DataError
+from reglab.models import datasets
 
 
 @dataclass
@@ -112,6 +114,17 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
         images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
         return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle,
                        augment=generator.affine_spec)
+    if datasets.is_dataset(x):  # a torch DataLoader or a PyDataset: a pass per epoch
+        if y is not None:
+            raise ConfigError(f"fit: pass either a dataset ({type(x).__name__}) or (x, y). "
+                              "Got both a dataset and y.")
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_count("fit", "steps_per_epoch", steps_per_epoch)
+        steps = datasets.steps_for("fit", x, steps_per_epoch)
+        batches = datasets.EpochBatches(x, shuffle=shuffle is not False and
+                                        not isinstance(x, torch.utils.data.DataLoader))
+        batches.reset()
+        return FitData(None, None, generator=batches, steps_per_epoch=steps, shuffle=False)
     if is_generator(x):
         if steps_per_epoch is None:
             raise ConfigError("fit: a Python generator needs 'steps_per_epoch' (how many batches "
@@ -156,9 +169,11 @@ def next_epoch_from_generator(generator, steps: int):
     """Reads ``steps`` batches; returns ``(x, y, sample_weight, batch_sizes)``: the arrays
     joined, and each batch's size in order (the engine trains them as they came)."""
     xs, ys, ws = [], [], []
+    if hasattr(generator, "begin_epoch"):  # a dataset's hooks, as Keras's epoch iterator
+        generator.begin_epoch()
     for step in range(steps):
-        if step and isinstance(generator, FlowBatches) and generator.pass_over():
-            break  # the flow's pass is over: Keras ends the epoch here
+        if step and hasattr(generator, "pass_over") and generator.pass_over():
+            break  # the flow's (or dataset's) pass is over: Keras ends the epoch here
         try:
             batch = next(generator)
         except StopIteration:
@@ -177,6 +192,8 @@ def next_epoch_from_generator(generator, steps: int):
         ys.append(as_numpy(where, "y", batch[1]))
         if len(batch) == 3:
             ws.append(as_numpy(where, "sample_weight", batch[2]))
+    if hasattr(generator, "end_epoch"):
+        generator.end_epoch()
     batch_sizes = [len(b) for b in xs]
     if len(ws) not in (0, len(xs)):
         raise DataError("fit: a generator must yield sample weights with every batch or with "
@@ -254,6 +271,10 @@ def resolve_validation(validation_data, steps: int | None = None, batch_size: in
     ``batch_size``)."""
     if is_flow(validation_data):
         return flow_arrays(validation_data, steps)
+    if datasets.is_dataset(validation_data):  # read once, validated on at every epoch
+        x, y, w = datasets.arrays("fit: validation_data", validation_data, steps, need_y=True,
+                                  reset=True)
+        return (x, y) if w is None else (x, y, w)
     if is_generator(validation_data):
         raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
                           "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
@@ -283,6 +304,12 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None)
         steps = check_count(where, "steps", steps)
     if is_flow(x):
         return flow_arrays(x, steps)
+    if datasets.is_dataset(x):
+        if y is not None:
+            raise ConfigError(f"{where}: pass either a dataset ({type(x).__name__}) or (x, y). "
+                              "Got both a dataset and y.")
+        return datasets.arrays(where, x, steps, need_y=where != "predict",
+                               reset=where != "predict")
     if is_generator(x):
         if steps is None:
             raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "

@@ -244,7 +244,7 @@ def pack_inputs(where: str, x, names: list[str], shapes: list[tuple[int, ...]]) 
     from reglab.models import fit_data
     from reglab.models.outputs import parts_of, side_by_side
 
-    if fit_data.is_flow(x) or fit_data.is_generator(x):
+    if fit_data.is_flow(x) or fit_data.is_generator(x) or fit_data.datasets.is_dataset(x):
         raise ConfigError(f"{where}: a model with several inputs takes arrays (a list, or a "
                           f"dict by input name), not {type(x).__name__} yet.")
     parts = parts_of(where, x, names, "x", "input")

@@ -1,0 +1,199 @@
+"""A torch DataLoader and a PyDataset fed to fit/evaluate/predict, side by side with Keras 3
+(torch backend): a pass per epoch, each batch one step, ``on_epoch_end`` after each pass,
+``steps_per_epoch`` going on where the last epoch stopped, validation on a dataset, and
+``predict`` on batches of ``x`` alone."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.errors import ConfigError, DataError  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+RNG = np.random.default_rng(3)
+X = RNG.random((70, 6)).astype("float32")
+Y = RNG.integers(0, 3, 70)
+W = RNG.uniform(0.5, 2.0, 70).astype("float32")
+
+
+def _pair():
+    """The same small model in Keras and in reglab, with Keras's initial weights."""
+    models = []
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((6,)), api.layers.Dense(5, activation="relu"),
+                                api.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=api.optimizers.SGD(0.2), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    return models
+
+
+def _loader(batch_size=16, with_weights=False):
+    tensors = [torch.tensor(X), torch.tensor(Y)] + ([torch.tensor(W)] if with_weights else [])
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*tensors),
+                                       batch_size=batch_size, shuffle=False)
+
+
+def _py_dataset(api, batch_size=16, x_only=False):
+    class Batches(api.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.ends, self.order = 0, np.arange(len(X))
+
+        def __len__(self):
+            return -(-len(X) // batch_size)
+
+        def __getitem__(self, index):
+            rows = self.order[index * batch_size:(index + 1) * batch_size]
+            return X[rows] if x_only else (X[rows], Y[rows])
+
+        def on_epoch_end(self):
+            self.ends += 1
+            self.order = np.roll(self.order, 7)  # a new order for the next pass
+
+    return Batches()
+
+
+def _close_weights(a, b):
+    for got, expected in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
+
+
+def test_fit_on_a_data_loader_trains_as_keras():
+    theirs, ours = _pair()
+    history = [model.fit(_loader(with_weights=True), epochs=3, verbose=0).history
+               for model in (theirs, ours)]
+    _close_weights(theirs, ours)
+    np.testing.assert_allclose(history[1]["loss"], history[0]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(theirs.evaluate(_loader(), verbose=0),
+                               ours.evaluate(_loader(), verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(theirs.predict(_loader(), verbose=0),
+                               ours.predict(_loader(), verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_fit_on_a_py_dataset_calls_on_epoch_end_after_each_pass_as_keras():
+    theirs, ours = _pair()
+    datasets = [_py_dataset(keras), _py_dataset(reglab)]
+    for model, dataset in zip((theirs, ours), datasets):
+        model.fit(dataset, epochs=3, verbose=0, shuffle=False)
+    _close_weights(theirs, ours)
+    # Keras's iterator reset calls on_epoch_end once before the first epoch
+    assert datasets[1].ends == datasets[0].ends == 4
+    np.testing.assert_array_equal(datasets[1].order, datasets[0].order)
+
+
+def test_fit_shuffles_a_py_dataset_s_batch_order_at_each_pass_as_keras():
+    reads = []
+
+    class Logged(reglab.utils.PyDataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, index):
+            reads.append(index)
+            return X[index * 14:(index + 1) * 14], Y[index * 14:(index + 1) * 14]
+
+    model = _pair()[1]
+    model.fit(Logged(), epochs=4, verbose=0)  # shuffle=True, fit's default
+    passes = [reads[i:i + 5] for i in range(0, 20, 5)]
+    assert all(sorted(p) == [0, 1, 2, 3, 4] for p in passes)
+    assert any(p != [0, 1, 2, 3, 4] for p in passes)
+    reads.clear()
+    model.fit(Logged(), epochs=2, verbose=0, shuffle=False)
+    assert reads == [0, 1, 2, 3, 4] * 2
+
+
+def test_steps_per_epoch_goes_on_where_the_last_epoch_stopped_as_keras():
+    theirs, ours = _pair()
+    for model in (theirs, ours):
+        model.fit(_loader(), epochs=3, steps_per_epoch=2, verbose=0)
+    _close_weights(theirs, ours)
+
+
+def test_validation_on_a_data_loader_and_predict_on_x_batches_as_keras():
+    theirs, ours = _pair()
+    logs = [model.fit(X, Y, batch_size=10, epochs=2, shuffle=False, verbose=0,
+                      validation_data=_loader(batch_size=25)).history
+            for model in (theirs, ours)]
+    np.testing.assert_allclose(logs[1]["val_loss"], logs[0]["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(logs[1]["val_accuracy"], logs[0]["val_accuracy"])
+    np.testing.assert_allclose(
+        theirs.predict(_py_dataset(keras, x_only=True), verbose=0),
+        ours.predict(_py_dataset(reglab, x_only=True), verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(theirs.evaluate(_py_dataset(keras), steps=2, verbose=0),
+                               ours.evaluate(_py_dataset(reglab), steps=2, verbose=0),
+                               rtol=1e-5)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        for i in range(0, len(X), 10):
+            yield torch.tensor(X[i:i + 10]), torch.tensor(Y[i:i + 10])
+
+
+def test_a_dataset_without_length_needs_steps_per_epoch_and_restarts_its_stream():
+    model = _pair()[1]
+    stream = torch.utils.data.DataLoader(_Stream(), batch_size=None)
+    with pytest.raises(ConfigError, match=r"a dataset without a length \(DataLoader\) needs "
+                                          "'steps_per_epoch'"):
+        model.fit(stream, epochs=1, verbose=0)
+    history = model.fit(stream, epochs=3, steps_per_epoch=5, verbose=0).history  # 7 a pass
+    assert len(history["loss"]) == 3
+
+
+def test_bad_datasets_say_what_is_wrong():
+    model = _pair()[1]
+    with pytest.raises(ConfigError, match=r"fit: pass either a dataset \(DataLoader\) or "
+                                          r"\(x, y\)"):
+        model.fit(_loader(), Y, verbose=0)
+
+    class Loose(reglab.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return (X[:4], Y[:4], W[:4], W[:4])
+
+    with pytest.raises(DataError, match=r"dataset batch 0 must be \(x, y\) or \(x, y, "
+                                        r"sample_weight\)\. Got a tuple of 4"):
+        model.evaluate(Loose(), verbose=0)
+
+    class XOnly(reglab.utils.PyDataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return X[:4]
+
+    with pytest.raises(DataError, match="fit: a generator must yield"):
+        model.fit(XOnly(), verbose=0)
+    with pytest.raises(ConfigError, match="'workers' must be a positive int"):
+        XOnly.__init__(XOnly(), workers=0)
+
+
+def test_backup_and_restore_refuses_a_dataset_up_front(tmp_path):
+    model = _pair()[1]
+    backup = reglab.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(ConfigError, match="DataLoader or PyDataset"):
+        model.fit(_loader(), epochs=1, callbacks=[backup], verbose=0)
+
+
+def test_a_model_of_several_inputs_refuses_a_dataset_by_name():
+    a, b = reglab.Input((3,)), reglab.Input((3,))
+    out = reglab.layers.Dense(3, activation="softmax")(reglab.layers.Concatenate()([a, b]))
+    model = reglab.Model([a, b], out)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ConfigError, match="several inputs takes arrays .* not DataLoader"):
+        model.fit(_loader(), verbose=0)
