@@ -20,6 +20,7 @@ from reglab.preprocessing.image import ImageDataGenerator  # noqa: E402
 keras = pytest.importorskip("keras")
 legacy = pytest.importorskip("keras.src.legacy.preprocessing.image")
 pytest.importorskip("PIL")
+pytestmark = pytest.mark.filterwarnings("ignore:.*scipy.ndimage.interpolation.*:DeprecationWarning")
 
 RNG = np.random.default_rng(7)
 
@@ -232,3 +233,65 @@ def test_backup_and_restore_refuses_a_flow_read_batch_by_batch_up_front(tmp_path
     with pytest.raises(ConfigError, match="channel_shift_range, brightness_range"):
         model.fit(flow, epochs=1, callbacks=[backup], verbose=0)
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
+
+
+def _in_place(image):
+    image /= 127.5  # the in-place style of keras.applications' preprocess_input
+    image -= 1.0
+    return image
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_in_place_preprocessing_function_never_reaches_the_flow_s_images():
+    x = _images(12, 1, 0, 255)
+    kept = x.copy()
+    model = reglab.Sequential([reglab.Input((5, 6, 1)), reglab.layers.Flatten(),
+                               reglab.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    flow = ImageDataGenerator(preprocessing_function=_in_place).flow(
+        x, RNG.integers(0, 2, 12), batch_size=4, shuffle=False)
+    scores = [model.evaluate(flow, verbose=0) for _ in range(3)]
+    model.fit(flow, epochs=2, validation_data=flow, verbose=0)
+    model.predict(flow, verbose=0)
+    np.testing.assert_array_equal(flow.x, kept)
+    np.testing.assert_array_equal(x, kept)
+    assert scores[0] == scores[1] == scores[2]
+
+
+def test_each_fit_call_on_a_flow_read_batch_by_batch_draws_new_batches():
+    x = _images(24, 3, 0, 255)
+    model = reglab.Sequential([reglab.Input((5, 6, 3)), reglab.layers.Flatten(),
+                               reglab.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=reglab.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    flow = ImageDataGenerator(channel_shift_range=100.0, rescale=1 / 255).flow(
+        x, np.arange(24) % 2, batch_size=8, seed=1)
+    losses = [model.fit(flow, epochs=1, verbose=0).history["loss"][0] for _ in range(3)]
+    assert len(set(losses)) == 3 and flow.epoch == 3  # learning rate 0: the data differ
+
+
+@pytest.mark.parametrize("size", [(28, 28), (30, 30), (150, 150)])
+def test_brightness_after_a_flip_or_whole_pixel_shift_is_keras_s_bit_for_bit(size):
+    kwargs = {"horizontal_flip": True, "brightness_range": (0.6, 1.4),
+              "width_shift_range": 3}
+    ours, theirs = ImageDataGenerator(**kwargs), legacy.ImageDataGenerator(**kwargs)
+    x = RNG.integers(0, 256, (*size, 3)).astype("float32")
+    for seed in range(4):
+        params = ours.get_random_transform(x.shape, seed=seed)
+        expected = theirs.apply_transform(x.copy(), params)
+        np.testing.assert_array_equal(ours.apply_transform(x, params), expected)
+        np.testing.assert_array_equal(ours.random_transform(x, seed=seed), expected)
+
+
+def test_whitened_flow_batches_keep_the_generator_s_dtype():
+    datagen = ImageDataGenerator(zca_whitening=True, featurewise_center=True)
+    x = _images(20, 1, 0, 255)
+    datagen.fit(x)
+    assert next(datagen.flow(x, batch_size=5)).dtype == np.float32
+    assert datagen.standardize_array(x).dtype == np.float32
+
+
+def test_a_preprocessing_function_that_returns_none_is_named():
+    with pytest.raises(DataError, match=r"must return an array of its input's shape "
+                                        r"\(5, 6, 1\)\. Got None for image 0"):
+        next(ImageDataGenerator(preprocessing_function=lambda image: None).flow(
+            _images(2, 1, 0, 255), batch_size=2))

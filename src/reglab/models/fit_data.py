@@ -153,6 +153,13 @@ class FlowBatches:
     def pass_over(self) -> bool:
         return self.index >= len(self.flow)
 
+    def finish(self) -> None:
+        """At the end of ``fit``: a pass read to its end moves the flow to its next epoch, so
+        the next ``fit`` starts a new order and new augmentations (as Keras's does)."""
+        if self.pass_over():
+            self.flow.on_epoch_end()
+            self.index = 0
+
     def __iter__(self):
         return self
 

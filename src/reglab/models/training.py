@@ -289,6 +289,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     break
             if results:
                 population.finalize_averages(xe, max(sizes))
+            if hasattr(data.generator, "finish"):
+                data.generator.finish()
     finally:
         model._fitting = False
     if model._signature() != built_for:

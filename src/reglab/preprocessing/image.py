@@ -259,11 +259,15 @@ class ImageDataGenerator:
         Keras's iterator calls it (one image at a time); a new array of ``dtype``."""
         out = np.empty(images.shape, dtype=self._np_dtype)
         for i, image in enumerate(images):
-            result = np.asarray(self.preprocessing_function(image))
-            if result.shape != image.shape:
+            # a copy per image, as Keras's iterator gives: a function that works in place
+            # (keras.applications' preprocess_input) must not reach the flow's images
+            result = self.preprocessing_function(np.array(image, dtype=self._np_dtype))
+            shape = None if result is None else np.shape(result)
+            if shape != image.shape:
+                got = "None" if result is None else f"shape {shape}"
                 raise DataError(
                     f"{where}: 'preprocessing_function' must return an array of its input's "
-                    f"shape {image.shape}. Got shape {result.shape} for image {i}."
+                    f"shape {image.shape}. Got {got} for image {i}."
                 )
             out[i] = result
         return out
@@ -292,7 +296,9 @@ class ImageDataGenerator:
             x = self._preprocessed(where, as_images(where, x))
         else:
             x = np.array(as_images(where, x), dtype=self._np_dtype)
-        return self._standardize_in_place(x, (1, 2, 3))
+        # in dtype also after whitening by the float64 matrix (Keras's iterator writes its
+        # batch in dtype)
+        return self._standardize_in_place(x, (1, 2, 3)).astype(self._np_dtype, copy=False)
 
     def fit(self, x, augment=False, rounds=1, seed=None):
         """Computes ``mean`` and ``std`` per channel over axes (0, 1, 2) of ``x``, and the ZCA
@@ -325,7 +331,11 @@ class ImageDataGenerator:
     # ---- random transforms --------------------------------------------------------------------
 
     def _warp(self, x: np.ndarray, transforms: torch.Tensor) -> np.ndarray:
-        work = np.float64 if x.dtype == np.float64 else np.float32
+        # In float64 ahead of a brightness shift, which truncates to integers: a float32
+        # warp's flip or whole-pixel shift can land 1e-5 below an integer (1e-3 at 224
+        # pixels), where Keras's scipy warp lands on it.
+        exact = x.dtype == np.float64 or self.brightness_range is not None
+        work = np.float64 if exact else np.float32
         images = np.ascontiguousarray(x, dtype=work)
         if not images.flags.writeable:  # a memory map opened read-only: torch would warn
             images = images.copy()
