@@ -104,7 +104,7 @@ _POSITION_EXACT = frozenset({"linear", "relu", "softmax", "tanh", "gelu", "softs
 
 def is_position_exact(fn: Activation) -> bool:
     """Whether ``fn`` may be applied to a whole population's stacked tensor at once."""
-    return structure_key(fn) in _POSITION_EXACT
+    return structure_key(fn) in _POSITION_EXACT or getattr(fn, "position_exact", False) is True
 
 
 def apply(fn: Activation, x: torch.Tensor, member_axis: bool = True) -> torch.Tensor:
@@ -116,7 +116,9 @@ def apply(fn: Activation, x: torch.Tensor, member_axis: bool = True) -> torch.Te
 
 
 def get(identifier: str | Activation | None, where: str = "activations.get") -> Activation:
-    """Resolves an activation by Keras name (``None`` is ``'linear'``) or returns a callable."""
+    """Resolves an activation by Keras name (``None`` is ``'linear'``) or returns a callable;
+    an activation layer (``layers.ReLU(...)``, ``LeakyReLU``, ``ELU``, ``Softmax``,
+    ``Activation``) given as one is its function, as Keras calls the layer."""
     if identifier is None:
         return linear
     if isinstance(identifier, str):
@@ -125,7 +127,8 @@ def get(identifier: str | Activation | None, where: str = "activations.get") -> 
             raise unknown_name(where, "activation", identifier, _BY_NAME)
         return fn
     if callable(identifier):
-        return identifier
+        as_activation = getattr(identifier, "as_activation", None)
+        return as_activation(where) if callable(as_activation) else identifier
     raise ConfigError(f"{where}: expected an activation name or a callable. Got {identifier!r}.")
 
 
@@ -149,4 +152,5 @@ def structure_key(fn: Activation):
     for name, known in _BY_NAME.items():
         if known is fn:
             return name
-    return fn
+    # an activation layer's function: its layer's structure (equal arguments, one structure)
+    return getattr(fn, "structure_key", fn)

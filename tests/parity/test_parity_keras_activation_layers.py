@@ -100,3 +100,46 @@ def test_leaky_relu_takes_keras_2_s_alpha_with_a_warning():
 def test_bad_arguments_are_refused_naming_the_layer_and_argument(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize("name, kwargs", [*[c for c in LAYERS if c != ("Softmax", {"axis": 1})],
+                                          ("Activation", {"activation": "tanh"})])
+def test_an_activation_layer_as_another_layer_s_activation_trains_as_keras(name, kwargs):
+    """``Dense(activation=layers.LeakyReLU(0.1))``: Keras calls the layer as the function."""
+    models, start = [], None
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((6,)),
+                                api.layers.Dense(5, activation=getattr(api.layers, name)(**kwargs)),
+                                api.layers.Dense(3, activation="softmax")])
+        if start is None:
+            start = model.get_weights()
+        model.set_weights(start)
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        model.fit(X, Y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        models.append(model)
+    for got, expected in zip(models[1].get_weights(), models[0].get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(models[1].predict(X, verbose=0), models[0].predict(X, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_softmax_layer_over_another_axis_as_an_activation_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"Dense: 'activation': a Softmax layer as an "
+                                          r"activation normalizes over the last axis"):
+        reglab.layers.Dense(3, activation=reglab.layers.Softmax(axis=(1, 2)))
+
+
+def test_members_with_an_activation_layer_as_activation_train_as_they_would_alone():
+    """ELU's exp is not position-exact: applied member by member in a population."""
+    from reglab.engine import Member, Population
+
+    def member(seed):
+        return Member([reglab.layers.Dense(7, activation=reglab.layers.ELU(0.5),
+                                           input_shape=(6,)),
+                       reglab.layers.Dense(3, activation="softmax")],
+                      optimizer="adam", seed=seed)
+
+    alone = Population([member(4)]).fit(X, Y, batch_size=8, epochs=2, shuffle=True)
+    among = Population([member(1), member(4), member(9)]).fit(X, Y, batch_size=8, epochs=2,
+                                                                shuffle=True)
+    assert among.members[1].history == alone.members[0].history

@@ -49,6 +49,11 @@ class _Elementwise(Layer):
             return self.function(x)
         return torch.cat([self.function(x[p:p + 1]) for p in range(x.shape[0])])
 
+    def as_activation(self, where: str):
+        """The layer's function, as another layer's ``activation`` (Keras calls the layer)."""
+        return _named(self.function, self.name or type(self).__name__, self.position_exact,
+                      self.structure())
+
 
 class ReLU(_Elementwise):
     """``keras.layers.ReLU``: ``max_value`` caps the output, ``negative_slope`` is the slope
@@ -180,6 +185,28 @@ class Softmax(Layer):
         # Keras's for several axes: exp(x - logsumexp over them)
         return torch.exp(x - torch.logsumexp(x, dim=axes, keepdim=True))
 
+    def as_activation(self, where: str):
+        """A softmax over the last axis as another layer's ``activation``."""
+        if self.axis not in (-1, (-1,)):
+            raise ConfigError(f"{where}: a Softmax layer as an activation normalizes over the "
+                              f"last axis (axis=-1) here. Got axis={self.axis!r}; use a "
+                              "Softmax layer after it instead.")
+        return _named(activations.softmax, self.name or "Softmax", True, self.structure())
+
     def get_config(self):
         return {**super().get_config(), "axis": list(self.axis) if isinstance(self.axis, tuple)
                 else self.axis}
+
+
+def _named(function, name: str, position_exact: bool, structure: tuple):
+    """``function`` as a plain function named ``name`` (what a summary shows), marked
+    position-exact or not (:func:`reglab.activations.apply`), and keyed by its layer's
+    ``structure`` (two layers of equal arguments are one population structure)."""
+
+    def activation(x):
+        return function(x)
+
+    activation.__name__ = activation.__qualname__ = name
+    activation.position_exact = position_exact
+    activation.structure_key = ("layer", *structure)
+    return activation

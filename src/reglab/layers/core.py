@@ -107,6 +107,10 @@ class Activation(Layer):
     def structure(self):
         return ("Activation", activations.structure_key(self.activation))
 
+    def as_activation(self, where: str):
+        """Its activation function, as another layer's ``activation`` (Keras calls it)."""
+        return self.activation
+
     gives_logits = True  # as a last layer with a softmax (see Dense)
 
     def forward(self, x, weights, values, ctx, input_shape):
