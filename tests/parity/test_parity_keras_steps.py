@@ -240,3 +240,50 @@ def test_an_empty_generator_batch_is_refused_naming_the_batch():
     with pytest.raises(reglab.errors.DataError, match="generator batch 1: the batch has no "
                                                       "samples"):
         ours.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("steps", [3, 8, 11])
+def test_arrays_read_steps_per_epoch_batches_at_a_time_train_as_in_keras(steps):
+    """Unshuffled arrays, 250 samples in batches of 32: the same epochs as a flow's, step
+    for step (Keras's epochs end where a pass ends, with a warning there)."""
+    models = _pair()
+    (k_seen, k_loss), (r_seen, r_loss) = (
+        _batches_per_epoch(api, model, IMAGES, y=LABELS, batch_size=32,
+                           steps_per_epoch=steps, epochs=4)
+        for api, model in zip((keras, reglab), models))
+    assert r_seen == k_seen
+    np.testing.assert_allclose(r_loss, k_loss, rtol=2e-5)
+    _assert_same_weights(models)
+
+
+def test_shuffled_arrays_read_steps_per_epoch_draw_a_new_order_per_pass_from_the_seed(
+        monkeypatch):
+    seen = []
+    original = reglab.models.fit_data.ArrayBatches.__next__
+
+    def spying(self):
+        batch = original(self)
+        seen.append(np.asarray(batch[0])[:, 0, 0, 0].astype(int).tolist())
+        return batch
+
+    monkeypatch.setattr(reglab.models.fit_data.ArrayBatches, "__next__", spying)
+    x = np.arange(40, dtype="float32")[:, None, None, None] * np.ones((1, 4, 4, 1), "float32")
+
+    def orders(seed, shuffle):
+        model = reglab.Sequential([reglab.Input((4, 4, 1)), reglab.layers.Flatten(),
+                                   reglab.layers.Dense(3, activation="softmax")], seed=seed)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        seen.clear()
+        model.fit(x, np.arange(40) % 3, batch_size=10, steps_per_epoch=3, epochs=4,
+                  shuffle=shuffle, verbose=0)
+        return list(seen)
+
+    shuffled = orders(5, True)
+    assert len(shuffled) == 3 + 1 + 3 + 1  # a pass is 4 batches: epochs of 3, 1, 3, 1
+    first, second = sum(shuffled[:4], []), sum(shuffled[4:], [])
+    assert sorted(first) == sorted(second) == list(range(40)) and first != second
+    assert orders(5, True) == shuffled and orders(6, True) != shuffled
+    within = orders(5, "batch")
+    assert [sorted(b) for b in within] == [list(range(i, i + 10)) for i in (0, 10, 20, 30)] * 2
+    assert within != [list(range(i, i + 10)) for i in (0, 10, 20, 30)] * 2
+    assert orders(5, False) == [list(range(i, i + 10)) for i in (0, 10, 20, 30)] * 2

@@ -172,6 +172,59 @@ class FlowBatches:
         return batch
 
 
+class ArrayBatches:
+    """Arrays read ``steps_per_epoch`` batches at a time, as Keras 3 reads them: batches of
+    ``batch_size`` from a pass over the samples (in a new random order at each pass when
+    ``shuffle``; with ``'batch'``, each batch's samples shuffled among themselves), each epoch
+    going on from where the last stopped and ending early where a pass ends. The orders
+    are drawn from the model's seed and the pass's number (reproducible, and no draw from a
+    global generator)."""
+
+    def __init__(self, data: FitData, seed: int):
+        self.x, self.y, self.sample_weight = data.x, data.y, data.sample_weight
+        self.batch_size, self.shuffle, self.seed = data.batch_size, data.shuffle, seed
+        self.n, self.passes, self.index, self.order = len(data.x), 0, 0, None
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def pass_over(self) -> bool:
+        return self.order is not None and self.index >= len(self)
+
+    def __iter__(self):
+        return self
+
+    def _new_pass(self) -> None:
+        state = np.random.SeedSequence([self.seed, self.passes]).generate_state(1, np.uint64)
+        self.generator = torch.Generator().manual_seed(int(state[0]) >> 1)
+        if self.shuffle and self.shuffle != "batch":
+            self.order = torch.randperm(self.n, generator=self.generator)
+        else:
+            self.order = torch.arange(self.n)
+        self.passes, self.index = self.passes + 1, 0
+
+    def __next__(self):
+        if self.order is None or self.pass_over():
+            self._new_pass()
+        rows = self.order[self.index * self.batch_size:(self.index + 1) * self.batch_size]
+        if self.shuffle == "batch":
+            rows = rows[torch.randperm(len(rows), generator=self.generator)]
+        self.index += 1
+        def take(a):
+            return a[rows] if isinstance(a, torch.Tensor) else np.asarray(a)[rows.numpy()]
+
+        batch = (take(self.x), take(self.y))
+        return batch if self.sample_weight is None else (*batch, take(self.sample_weight))
+
+
+def array_batches(data: FitData, steps_per_epoch: int, seed: int) -> FitData:
+    """``data``'s arrays as :class:`ArrayBatches`, read ``steps_per_epoch`` at a time."""
+    if data.y is None:
+        raise ConfigError("fit: expected x and y arrays with 'steps_per_epoch'. Got y=None.")
+    return FitData(None, None, generator=ArrayBatches(data, seed),
+                   steps_per_epoch=steps_per_epoch, shuffle=False)
+
+
 def next_epoch_from_generator(generator, steps: int):
     """Reads ``steps`` batches; returns ``(x, y, sample_weight, batch_sizes)``: the arrays
     joined, and each batch's size in order (the engine trains them as they came)."""

@@ -21,7 +21,7 @@ from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
 from reglab.engine.data import check_count
 from reglab.engine.population import check_validation_freq
 from reglab.errors import ConfigError
-from reglab.models import datasets, fit_data
+from reglab.models import fit_data
 
 _SPLIT_KEYS = ("data_loss", "penalty")
 
@@ -189,11 +189,6 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if validation_steps is not None:
         validation_steps = check_count("fit", "validation_steps", validation_steps)
     check_validation_freq(validation_freq, "fit")
-    if steps_per_epoch is not None and not (fit_data.is_generator(x) or fit_data.is_flow(x)
-                                            or datasets.is_dataset(x)):
-        raise ConfigError("fit: 'steps_per_epoch' is supported for an ImageDataGenerator flow, "
-                          "a DataLoader or PyDataset and Python generators, not yet for "
-                          "arrays, where an epoch is one pass over the data.")
     data = fit_data.resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch)
     if data.generator is not None and validation_split:
         raise ConfigError("fit: 'validation_split' needs arrays, not a generator. Pass "
@@ -208,6 +203,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                                                   validation_batch_size or batch_size or 32)
     if data.x is not None:
         fit_data.refuse_non_finite("fit", "x", data.x)
+    if steps_per_epoch is not None and data.generator is None:  # arrays read as Keras 3 does
+        data = fit_data.array_batches(data, check_count("fit", "steps_per_epoch",
+                                                        steps_per_epoch), model.seed)
     if isinstance(validation_data, (list, tuple)) and validation_data:
         fit_data.refuse_non_finite("fit: validation_data", "x", validation_data[0])
     if class_weight is not None and data.y is not None:
@@ -218,9 +216,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if data.generator is not None and any(isinstance(c, BackupAndRestore) for c in given):
         # refused before any backup is written that a next run could not resume from
         raise ConfigError("fit: BackupAndRestore needs arrays or an ImageDataGenerator flow "
-                          "read whole (without steps_per_epoch); a generator, a DataLoader "
-                          "or PyDataset, a flow read steps_per_epoch batches at a time, or a "
-                          "flow whose generator uses "
+                          "read whole (without steps_per_epoch); arrays or a flow read "
+                          "steps_per_epoch batches at a time, a generator, a DataLoader "
+                          "or PyDataset, or a flow whose generator uses "
                           "channel_shift_range, brightness_range, preprocessing_function or "
                           "zca_whitening (read batch by batch, in Keras's order) cannot be "
                           "resumed mid-stream.")
