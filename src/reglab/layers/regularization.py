@@ -40,10 +40,19 @@ def dropout(x: torch.Tensor, rate, uniform: torch.Tensor) -> torch.Tensor:
 
 
 def dropout_and_mask(x: torch.Tensor, rate, uniform: torch.Tensor):
-    """:func:`dropout`'s ``(output, keep probability, float mask)``."""
+    """:func:`dropout`'s ``(output, divisor, float mask)``: the divisor is the keep
+    probability, 1 for a member of rate 1 (all its units dropped: 0, not 0 / 0)."""
     keep_prob = 1.0 - rate
     keep = (uniform < keep_prob).to(x.dtype)
+    if _drops_all(rate):
+        keep_prob = (torch.where(keep_prob > 0, keep_prob, torch.ones_like(keep_prob))
+                     if isinstance(keep_prob, torch.Tensor) else 1.0)
     return x / keep_prob * keep, keep_prob, keep
+
+
+def _drops_all(rate) -> bool:
+    """Whether ``rate`` (a float or per-member tensor) is 1 for some member."""
+    return bool((rate == 1).any()) if isinstance(rate, torch.Tensor) else rate == 1
 
 
 def _identity_backward(dy, need_x):
@@ -60,7 +69,8 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.rate = check_rate(type(self).__name__, "rate", rate)
+        # 1 is Keras's too: every unit dropped, the output zeros
+        self.rate = check_rate(type(self).__name__, "rate", rate, upper_open=False)
         if noise_shape is not None and not isinstance(noise_shape, (tuple, list)):
             raise ConfigError(f"{type(self).__name__}: 'noise_shape' must be a tuple or None. "
                               f"Got {noise_shape!r}.")
@@ -95,11 +105,14 @@ class Dropout(Layer):
         rate = values["rate"]
         if not ctx.training or (not isinstance(rate, torch.Tensor) and rate == 0):
             return x, (_identity_backward if explicit else None)
+        if not isinstance(rate, torch.Tensor) and rate == 1:  # Keras: zeros, zero gradient
+            return torch.zeros_like(x), ((lambda dy, need_x: (torch.zeros_like(dy), {}))
+                                         if explicit else None)
         batch_shape = _batch_shape(x, input_shape)
         noise_shape = self._noise_shape(batch_shape)
         grouped = getattr(ctx.random, "grouped", None)
         if (grouped is not None and noise_shape == batch_shape and isinstance(rate, torch.Tensor)
-                and not is_shared(x, input_shape)):
+                and not is_shared(x, input_shape) and not _drops_all(rate)):
             draws, rows = grouped("uniform", noise_shape)  # one row per seed group
             if explicit:  # torch's bits, fused
                 done = native_dropout.dropout_and_backward(x, 1.0 - rate, draws, rows)
