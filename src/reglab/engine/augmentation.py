@@ -16,6 +16,35 @@ import torch
 
 from reglab.engine.rng import epoch_purpose
 
+#: rows of a group's ImageDataGenerator-style transforms drawn and built at once. Its stream
+#: gives its numbers one after another whatever the size of each draw, and each row's matrix
+#: is its own (:func:`reglab.augment.affine_params_to_transforms`), so drawing ahead changes
+#: the cost (the matrices' many small operations once per chunk, not once per batch), not
+#: a bit of any batch's transforms.
+TRANSFORM_CHUNK = 2048
+
+
+class _DrawnAhead:
+    """One group's spec transforms for its epoch, drawn a chunk at a time, handed out in
+    order, ``b`` rows per batch."""
+
+    def __init__(self, spec, height: int, width: int, generator: torch.Generator):
+        self.spec, self.height, self.width, self.generator = spec, height, width, generator
+        self.rows = torch.empty(0, 3, 3, dtype=torch.float64)
+        self.next = 0
+
+    def take(self, b: int) -> torch.Tensor:
+        from reglab.augment.sampling import sample_stacked_transforms
+
+        left = self.rows.shape[0] - self.next
+        if left < b:
+            fresh = sample_stacked_transforms(self.spec, max(TRANSFORM_CHUNK, b - left),
+                                              self.height, self.width, [self.generator])
+            self.rows, self.next = torch.cat((self.rows[self.next:], fresh)), 0
+        out = self.rows[self.next:self.next + b]
+        self.next += b
+        return out
+
 
 def augments(population, spec=None) -> bool:
     """Whether :func:`augment_batch` changes a batch: augmentation layers or a spec."""
@@ -34,7 +63,6 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
         return xb
     from reglab.augment import warp
     from reglab.augment.affine import compose
-    from reglab.augment.sampling import sample_stacked_transforms
 
     s, b = xb.shape[:2]
     image_shape = tuple(xb.shape[2:])
@@ -47,11 +75,17 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     images = xb.reshape(s * b, *image_shape)
     stages = []  # (fill key, transforms (S*b, 3, 3))
     if spec is not None and not spec.is_identity:
-        # Each group's draws from its own stream; their matrices built in one pass, each
-        # group's the same as alone (affine_params_to_transforms keeps rows independent).
-        mats = sample_stacked_transforms(spec, b, h, w, [
-            population.streams.get(seed, epoch_purpose("augment", epoch))
-            for seed, epoch in groups]).to(xb.device)
+        # Each group's draws from its own stream, drawn ahead (see TRANSFORM_CHUNK): each
+        # group's the same as alone and as drawn batch by batch.
+        streams = population.streams
+
+        def ahead(seed, epoch):
+            purpose = epoch_purpose("augment", epoch)
+            return streams.drawn_ahead(
+                ("augment", seed, purpose, h, w),
+                lambda: _DrawnAhead(spec, h, w, streams.get(seed, purpose)))
+
+        mats = torch.cat([ahead(seed, epoch).take(b) for seed, epoch in groups]).to(xb.device)
         stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
     for lp in layers:
         layer = lp.layer

@@ -54,9 +54,19 @@ class SeedStreams:
         return self._generators[key]
 
     def forget(self) -> None:
-        """Drops cached generators (at an epoch's start: each epoch's streams are new)."""
+        """Drops cached generators (at an epoch's start: each epoch's streams are new), and
+        what was drawn ahead from them (:meth:`drawn_ahead`)."""
         self._generators.clear()
         self.__dict__.get("_numpy", {}).clear()
+        self.__dict__.get("_ahead", {}).clear()
+
+    def drawn_ahead(self, key, make):
+        """The object kept under ``key`` until the next :meth:`forget`, made by ``make()`` on
+        first use: a consumer's numbers drawn ahead from this epoch's streams."""
+        ahead = self.__dict__.setdefault("_ahead", {})
+        if key not in ahead:
+            ahead[key] = make()
+        return ahead[key]
 
     def draw(self, groups: Sequence[Group], purpose: str, kind: str, shape: Sequence[int],
              dtype: torch.dtype = torch.float32) -> torch.Tensor:
