@@ -143,14 +143,86 @@ class _Stream(torch.utils.data.IterableDataset):
             yield torch.tensor(X[i:i + 10]), torch.tensor(Y[i:i + 10])
 
 
-def test_a_dataset_without_length_needs_steps_per_epoch_and_restarts_its_stream():
+def _steps_per_epoch(api, model, data, **kwargs):
+    seen = []
+    spy = api.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: seen.append(0),
+        on_train_batch_end=lambda batch, logs=None: seen.__setitem__(-1, seen[-1] + 1))
+    history = model.fit(data, verbose=0, callbacks=[spy], **kwargs).history
+    return seen, history["loss"]
+
+
+@pytest.mark.parametrize("steps", [None, 5, 9])
+def test_a_stream_without_length_ends_each_epoch_where_it_runs_out_as_keras(steps):
+    """Seven batches a pass: read to the end without steps_per_epoch, else epochs of 5, 2,
+    5 (or 7, 7, 7): an epoch ends where the stream runs out, the next starts it again."""
+    theirs, ours = _pair()
+    results = [_steps_per_epoch(api, model, torch.utils.data.DataLoader(_Stream(),
+                                                                       batch_size=None),
+                                epochs=3, steps_per_epoch=steps)
+               for api, model in ((keras, theirs), (reglab, ours))]
+    assert results[1][0] == results[0][0]
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5)
+    _close_weights(theirs, ours)
+
+
+def test_steps_beyond_a_dataset_read_one_pass_as_keras():
+    theirs, ours = _pair()
+    for model in (theirs, ours):
+        model.fit(X, Y, epochs=1, verbose=0, shuffle=False)
+    assert ours.predict(_loader(), steps=7, verbose=0).shape == (70, 3)
+    np.testing.assert_allclose(ours.evaluate(_loader(), steps=7, verbose=0),
+                               theirs.evaluate(_loader(), steps=7, verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(ours.predict(X, steps=2, verbose=0),
+                               theirs.predict(X, steps=2, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_arrays_with_steps_per_epoch_and_no_batch_size_take_one_pass_per_epoch_as_keras():
+    theirs, ours = _pair()
+    results = [_steps_per_epoch(api, model, X, y=Y, steps_per_epoch=4, epochs=3,
+                                shuffle=False) for api, model in ((keras, theirs), (reglab, ours))]
+    assert results[1][0] == results[0][0] == [4, 4, 4]
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5)
+    _close_weights(theirs, ours)
+
+
+def test_evaluate_and_predict_on_a_dataset_step_through_its_batches_as_keras():
+    def count(api, model):
+        seen = {"test": 0, "predict": 0}
+
+        def add(kind):
+            return lambda batch, logs=None: seen.__setitem__(kind, seen[kind] + 1)
+
+        spy = api.callbacks.LambdaCallback(on_test_batch_end=add("test"),
+                                           on_predict_batch_end=add("predict"))
+        model.evaluate(_loader(batch_size=10), callbacks=[spy], verbose=0)
+        model.predict(_loader(batch_size=10), callbacks=[spy], verbose=0)
+        return seen
+
+    theirs, ours = _pair()
+    assert count(reglab, ours) == count(keras, theirs) == {"test": 7, "predict": 7}
+
+
+def test_a_py_dataset_of_num_batches_only_is_read_and_iterated_as_keras():
+    class Sized(reglab.utils.PyDataset):
+        @property
+        def num_batches(self):
+            return 3
+
+        def __getitem__(self, index):
+            return X[index * 10:(index + 1) * 10], Y[index * 10:(index + 1) * 10]
+
+    class Unsized(reglab.utils.PyDataset):
+        def __getitem__(self, index):
+            if index >= 4:
+                raise IndexError(index)
+            return X[index * 10:(index + 1) * 10], Y[index * 10:(index + 1) * 10]
+
     model = _pair()[1]
-    stream = torch.utils.data.DataLoader(_Stream(), batch_size=None)
-    with pytest.raises(ConfigError, match=r"a dataset without a length \(DataLoader\) needs "
-                                          "'steps_per_epoch'"):
-        model.fit(stream, epochs=1, verbose=0)
-    history = model.fit(stream, epochs=3, steps_per_epoch=5, verbose=0).history  # 7 a pass
-    assert len(history["loss"]) == 3
+    assert len(model.fit(Sized(), epochs=2, verbose=0).history["loss"]) == 2
+    assert model.predict(Sized(), verbose=0).shape == (30, 3)
+    assert model.predict(Unsized(), verbose=0).shape == (40, 3)
+    assert len(list(Sized())) == 3 and len(list(Unsized())) == 4
 
 
 def test_bad_datasets_say_what_is_wrong():

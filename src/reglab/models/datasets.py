@@ -12,19 +12,25 @@ and before ``evaluate`` reads (Keras's iterator ``reset``), so a dataset that re
 there sees the same orders. Each batch is ``(x, y)`` or ``(x, y, sample_weight)`` (a list as
 well, as a ``DataLoader`` gives), and the engine trains it as one step, as a generator's.
 
-``evaluate`` and ``predict`` (and ``validation_data``) read one pass (or their first ``steps``
-batches) into arrays; ``predict`` also takes batches of ``x`` alone. A ``PyDataset``'s
+A dataset without a length (an ``IterableDataset``'s loader) is read to its end each epoch,
+and with ``steps_per_epoch`` an epoch also ends where it runs out (Keras's too).
+
+``evaluate`` and ``predict`` (and ``validation_data``) read one pass (or its first ``steps``
+batches, never beyond the pass) into arrays and step through them in the size the batches
+came in; ``predict`` also takes batches of ``x`` alone. Validation reads its dataset once per
+``fit`` (Keras reads it again at each validation). A ``PyDataset``'s
 ``workers``/``use_multiprocessing`` are accepted and ignored: batches are read in this process.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
 import torch
 
-from reglab.errors import ConfigError, DataError
+from reglab.errors import DataError
 
 
 def is_dataset(x) -> bool:
@@ -34,16 +40,22 @@ def is_dataset(x) -> bool:
         return True
     if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict, str)):
         return False
-    return (hasattr(x, "__getitem__") and hasattr(x, "__len__")
+    return (hasattr(x, "__getitem__")
+            and (hasattr(x, "__len__") or hasattr(type(x), "num_batches"))
             and callable(getattr(x, "on_epoch_end", None))
             and not hasattr(x, "image_data_generator"))
 
 
 def length(dataset) -> int | None:
-    """Batches in one pass, or None where the dataset does not say (an iterable dataset)."""
+    """Batches in one pass (``len``, or a PyDataset's ``num_batches``), or None where the
+    dataset does not say (an iterable dataset, a PyDataset read until it raises IndexError)."""
     try:
+        if not isinstance(dataset, torch.utils.data.DataLoader) and \
+                hasattr(type(dataset), "num_batches"):
+            count = dataset.num_batches
+            return None if count is None else int(count)
         return int(len(dataset))
-    except TypeError:
+    except (TypeError, NotImplementedError):
         return None
 
 
@@ -53,7 +65,7 @@ class EpochBatches:
     def __init__(self, dataset, shuffle: bool = False):
         self.dataset, self.length = dataset, length(dataset)
         self.shuffle = bool(shuffle) and self.length is not None
-        self.index, self._iterator = 0, None
+        self.index, self._iterator, self._exhausted = 0, None, False
 
     def _hook(self, name: str) -> None:
         if not isinstance(self.dataset, torch.utils.data.DataLoader):
@@ -72,7 +84,9 @@ class EpochBatches:
         self._hook("on_epoch_end")
 
     def pass_over(self) -> bool:
-        return self.length is not None and self.index >= self.length
+        """Whether the present pass has ended: its ``length`` batches read, or its iterator
+        ran out (the next read starts a new pass)."""
+        return self._exhausted or (self.length is not None and self.index >= self.length)
 
     def __iter__(self):
         return self
@@ -88,15 +102,15 @@ class EpochBatches:
         return (self.dataset[i] for i in order)
 
     def __next__(self):
+        """The next batch; StopIteration where the present pass runs out (a pass of unknown
+        length, or shorter than its length): the reader ends its epoch there, as Keras's."""
         if self._iterator is None or self.pass_over():
-            self._iterator, self.index = self._new_pass(), 0
+            self._iterator, self.index, self._exhausted = self._new_pass(), 0, False
         try:
             batch = next(self._iterator)
-        except StopIteration:  # a pass shorter than its length, or one of unknown length
-            if self.index == 0:
-                raise
-            self._iterator, self.index = self._new_pass(), 0
-            batch = next(self._iterator)
+        except StopIteration:
+            self._exhausted = True
+            raise
         self.index += 1
         return batch
 
@@ -112,23 +126,22 @@ def _indexed_until_stop(dataset):
         index += 1
 
 
-def steps_for(where: str, dataset, steps_per_epoch: int | None) -> int:
-    """The batches of an epoch: ``steps_per_epoch``, else one pass."""
+def steps_for(where: str, dataset, steps_per_epoch: int | None) -> int | None:
+    """The batches of an epoch: ``steps_per_epoch``, else one pass (None: until the
+    dataset's iterator runs out, for one of unknown length)."""
     if steps_per_epoch is not None:
         return steps_per_epoch
     count = length(dataset)
-    if count is None:
-        raise ConfigError(f"{where}: a dataset without a length ({type(dataset).__name__}) "
-                          "needs 'steps_per_epoch' (how many batches make one epoch). Got None.")
     if count == 0:
         raise DataError(f"{where}: the dataset ({type(dataset).__name__}) has no batches.")
     return count
 
 
 def arrays(where: str, dataset, steps: int | None, need_y: bool, reset: bool):
-    """One pass (or the first ``steps`` batches) of ``dataset`` as ``(x, y, sample_weight)``
-    arrays, each None where the batches have none; ``reset``: Keras's iterator reset first
-    (``evaluate`` and validation, not ``predict``)."""
+    """One pass (or its first ``steps`` batches) of ``dataset`` as ``(x, y, sample_weight,
+    batch sizes)``: the arrays joined, each None where the batches have none, and each
+    batch's size; ``reset``: Keras's iterator reset first (``evaluate`` and validation, not
+    ``predict``)."""
     from reglab.engine.data import as_numpy
 
     count = steps_for(where, dataset, steps)
@@ -137,12 +150,17 @@ def arrays(where: str, dataset, steps: int | None, need_y: bool, reset: bool):
         batches.reset()
     batches.begin_epoch()
     parts: tuple[list, list, list] = ([], [], [])
-    for step in range(count):
+    sizes = []
+    for step in (range(count) if count is not None else itertools.count()):
+        if step and batches.pass_over():
+            break  # steps beyond the pass: Keras stops at its end
         try:
             batch = next(batches)
         except StopIteration:
-            raise DataError(f"{where}: the dataset ran out after {step} batches; expected "
-                            f"{count}.") from None
+            if step:
+                break
+            raise DataError(f"{where}: the dataset ({type(dataset).__name__}) has no "
+                            "batches.") from None
         if isinstance(batch, list):
             batch = tuple(batch)
         if not isinstance(batch, tuple):
@@ -153,6 +171,7 @@ def arrays(where: str, dataset, steps: int | None, need_y: bool, reset: bool):
                             f"{type(batch).__name__} of {len(batch)}.")
         for name, part, value in zip(("x", "y", "sample_weight"), parts, batch):
             part.append(as_numpy(f"{where}: dataset batch {step}", name, value))
+        sizes.append(len(parts[0][-1]))
     batches.end_epoch()
     joined = []
     for name, part in zip(("x", "y", "sample_weight"), parts):
@@ -160,4 +179,4 @@ def arrays(where: str, dataset, steps: int | None, need_y: bool, reset: bool):
             raise DataError(f"{where}: the dataset's batches must all have '{name}' or none "
                             f"have it. Got it in {len(part)} of {len(parts[0])} batches.")
         joined.append(np.concatenate(part) if part else None)
-    return tuple(joined)
+    return (*joined, sizes)

@@ -13,6 +13,7 @@ where the flow's pass over its images ends (the next epoch starts a new pass). A
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -217,28 +218,38 @@ class ArrayBatches:
         return batch if self.sample_weight is None else (*batch, take(self.sample_weight))
 
 
-def array_batches(data: FitData, steps_per_epoch: int, seed: int) -> FitData:
-    """``data``'s arrays as :class:`ArrayBatches`, read ``steps_per_epoch`` at a time."""
+def array_batches(data: FitData, steps_per_epoch: int, seed: int,
+                  batch_size: int | None) -> FitData:
+    """``data``'s arrays as :class:`ArrayBatches`, read ``steps_per_epoch`` at a time, in
+    batches of ``batch_size``, or, not given, of ``ceil(n / steps_per_epoch)`` (Keras's
+    array adapter: an epoch is then one pass)."""
     if data.y is None:
         raise ConfigError("fit: expected x and y arrays with 'steps_per_epoch'. Got y=None.")
+    if batch_size is None:
+        data.batch_size = max(1, math.ceil(len(data.x) / steps_per_epoch))
     return FitData(None, None, generator=ArrayBatches(data, seed),
                    steps_per_epoch=steps_per_epoch, shuffle=False)
 
 
-def next_epoch_from_generator(generator, steps: int):
-    """Reads ``steps`` batches; returns ``(x, y, sample_weight, batch_sizes)``: the arrays
-    joined, and each batch's size in order (the engine trains them as they came)."""
+def next_epoch_from_generator(generator, steps: int | None):
+    """Reads ``steps`` batches (None: a dataset's pass of unknown length, to its end);
+    returns ``(x, y, sample_weight, batch_sizes)``: the arrays joined, and each batch's size
+    in order (the engine trains them as they came)."""
     xs, ys, ws = [], [], []
+    passes = hasattr(generator, "pass_over")  # a flow, a dataset or arrays: read by passes
     if hasattr(generator, "begin_epoch"):  # a dataset's hooks, as Keras's epoch iterator
         generator.begin_epoch()
-    for step in range(steps):
-        if step and hasattr(generator, "pass_over") and generator.pass_over():
-            break  # the flow's (or dataset's) pass is over: Keras ends the epoch here
+    for step in (range(steps) if steps is not None else itertools.count()):
+        if step and passes and generator.pass_over():
+            break  # the pass is over: Keras ends the epoch here
         try:
             batch = next(generator)
         except StopIteration:
-            raise DataError(f"fit: the generator ran out after {step} batches; "
-                            f"steps_per_epoch is {steps}.") from None
+            if step and passes:
+                break  # a dataset's pass ran out early: so does the epoch, as in Keras
+            what = "the dataset has no batches" if passes else \
+                f"the generator ran out after {step} batches; steps_per_epoch is {steps}"
+            raise DataError(f"fit: {what}.") from None
         if isinstance(batch, list):
             batch = tuple(batch)
         if not isinstance(batch, tuple) or len(batch) not in (2, 3):
@@ -328,13 +339,15 @@ def flow_arrays(flow, steps: int | None = None):
 def resolve_validation(validation_data, steps: int | None = None, batch_size: int = 32):
     """A flow iterator validates on its standardized images without augmentation; with
     ``steps``, Keras's first ``steps`` batches only (of the flow's own size, else of
-    ``batch_size``)."""
+    ``batch_size``). A dataset is read once, here, and validated on in its own batches'
+    size at every epoch (returned as ``(x, y[, w], batch size)``: see
+    :func:`validation_batch_size`)."""
     if is_flow(validation_data):
         return flow_arrays(validation_data, steps)
-    if datasets.is_dataset(validation_data):  # read once, validated on at every epoch
-        x, y, w = datasets.arrays("fit: validation_data", validation_data, steps, need_y=True,
-                                  reset=True)
-        return (x, y) if w is None else (x, y, w)
+    if datasets.is_dataset(validation_data):
+        x, y, w, sizes = datasets.arrays("fit: validation_data", validation_data, steps,
+                                         need_y=True, reset=True)
+        return _DatasetArrays((x, y) if w is None else (x, y, w), sizes[0])
     if is_generator(validation_data):
         raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
                           "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
@@ -351,37 +364,58 @@ def batch_arrays(where: str, x, y=None, sample_weight=None):
         raise ConfigError(f"{where}: expected one batch as arrays (x, y). Got "
                           f"{type(x).__name__}; use fit/evaluate/predict for iterators and "
                           "generators, or next(iterator) for one batch.")
-    return resolve_eval_inputs(where, x, y, sample_weight, None)
+    return resolve_eval_inputs(where, x, y, sample_weight, None)[:3]
+
+
+class _DatasetArrays(tuple):
+    """A dataset's validation arrays, with the size its batches came in."""
+
+    def __new__(cls, arrays, batch_size: int):
+        made = super().__new__(cls, arrays)
+        made.batch_size = batch_size
+        return made
+
+
+def validation_batch_size(validation_data) -> int | None:
+    """The batch size a dataset's validation arrays came in (None for others)."""
+    return getattr(validation_data, "batch_size", None) if isinstance(
+        validation_data, _DatasetArrays) else None
 
 
 def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None):
-    """Arrays for evaluate/predict from arrays, a flow iterator or a generator. With
-    ``steps``, Keras's first ``steps`` batches only: of ``batch_size`` (32 by default)
-    samples of arrays, of the flow's own batch size in its order (all of them when there
-    are fewer), or read from a generator."""
+    """``(x, y, sample_weight, batch size)`` for evaluate/predict from arrays, a flow
+    iterator, a dataset or a generator; the batch size is the one the data comes in (a
+    flow's, a dataset's or generator's first batch's; for arrays ``batch_size``, else 32,
+    else with ``steps`` Keras's ``ceil(n / steps)``). With ``steps``, Keras's first ``steps``
+    batches only (all of them when there are fewer)."""
     x = single_input(x)
     if steps is not None:
         steps = check_count(where, "steps", steps)
     if is_flow(x):
-        return flow_arrays(x, steps)
+        return (*flow_arrays(x, steps), x.batch_size)
     if datasets.is_dataset(x):
         if y is not None:
             raise ConfigError(f"{where}: pass either a dataset ({type(x).__name__}) or (x, y). "
                               "Got both a dataset and y.")
-        return datasets.arrays(where, x, steps, need_y=where != "predict",
-                               reset=where != "predict")
+        *arrays, sizes = datasets.arrays(where, x, steps, need_y=where != "predict",
+                                         reset=where != "predict")
+        return (*arrays, batch_size or sizes[0])
     if is_generator(x):
         if steps is None:
             raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "
                               "to read). Got None.")
-        xs, ys, ws, _ = next_epoch_from_generator(x, steps)
-        return xs, ys, ws
+        xs, ys, ws, sizes = next_epoch_from_generator(x, steps)
+        return xs, ys, ws, batch_size or sizes[0]
     if x is None:
         raise ConfigError(f"{where}: expected x (an array, an ImageDataGenerator.flow(...) "
                           "iterator or a generator). Got None.")
     arrays = (_as_array(where, "x", x), _as_array(where, "y", y),
               _as_array(where, "sample_weight", sample_weight))
-    return arrays if steps is None else first_samples(arrays, steps * (batch_size or 32))
+    if steps is None:
+        return (*arrays, batch_size or 32)
+    if batch_size is None:  # Keras's array adapter: steps batches cover the samples
+        return (*arrays, max(1, math.ceil(len(arrays[0]) / steps)))
+    return (*first_samples(arrays, steps * batch_size), batch_size)
 
 
 def first_samples(arrays, count: int) -> tuple:

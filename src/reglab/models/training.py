@@ -201,11 +201,15 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     # validation_batch_size or batch_size
     validation_data = fit_data.resolve_validation(validation_data, validation_steps,
                                                   validation_batch_size or batch_size or 32)
+    # a dataset validates in the batches it came in, as Keras reads it
+    validation_batch_size = (validation_batch_size
+                             or fit_data.validation_batch_size(validation_data))
     if data.x is not None:
         fit_data.refuse_non_finite("fit", "x", data.x)
     if steps_per_epoch is not None and data.generator is None:  # arrays read as Keras 3 does
         data = fit_data.array_batches(data, check_count("fit", "steps_per_epoch",
-                                                        steps_per_epoch), model.seed)
+                                                        steps_per_epoch), model.seed,
+                                      batch_size)
     if isinstance(validation_data, (list, tuple)) and validation_data:
         fit_data.refuse_non_finite("fit: validation_data", "x", validation_data[0])
     if class_weight is not None and data.y is not None:
@@ -318,8 +322,8 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
     verbose = _verbose(verbose, "evaluate")
     if batch_size is not None:
         _check_batch_size("evaluate", batch_size)
-    x, y, sample_weight = fit_data.resolve_eval_inputs("evaluate", x, y, sample_weight, steps,
-                                                       batch_size)
+    x, y, sample_weight, batch_size = fit_data.resolve_eval_inputs(
+        "evaluate", x, y, sample_weight, steps, batch_size)
     if y is None:
         raise ConfigError("evaluate: expected targets y (or an iterator of (x, y) batches). "
                           "Got None.")
@@ -387,7 +391,8 @@ def predict(model, x, batch_size, steps=None, callbacks=None, verbose=0):
     model._call_activity = None  # Keras's layer losses are of the last model(x)
     if batch_size is not None:
         _check_batch_size("predict", batch_size)
-    x, _, _ = fit_data.resolve_eval_inputs("predict", x, None, None, steps, batch_size)
+    x, _, _, batch_size = fit_data.resolve_eval_inputs("predict", x, None, None, steps,
+                                                       batch_size)
     callback_list = _callback_list(
         "predict", model, callbacks,
         {"verbose": _verbose(verbose, "predict"), "epochs": 1,

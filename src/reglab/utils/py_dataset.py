@@ -7,7 +7,7 @@ from reglab.errors import ConfigError
 
 class PyDataset:
     """Base class of a dataset of batches: subclass it with ``__len__`` (the batches of one
-    pass) and ``__getitem__(index)`` (batch ``index``: ``(x, y)``, ``(x, y, sample_weight)``,
+    pass; or the ``num_batches`` property) and ``__getitem__(index)`` (batch ``index``: ``(x, y)``, ``(x, y, sample_weight)``,
     or ``x`` alone for ``predict``), and optionally ``on_epoch_end`` (called after each pass,
     to reshuffle say). ``Model.fit``, ``evaluate`` and ``predict`` read it as Keras 3 does
     (see :mod:`reglab.models.datasets`).
@@ -49,21 +49,30 @@ class PyDataset:
     def max_queue_size(self) -> int:
         return getattr(self, "_max_queue_size", 10)
 
-    def __len__(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__}: a PyDataset defines __len__ (the "
-                                  "batches of one pass).")
-
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__}: a PyDataset defines "
                                   "__getitem__(index) (one batch).")
 
+    def __iter__(self):
+        """The batches of one pass in order (Keras's; endless where the length is unknown,
+        until ``__getitem__`` raises IndexError)."""
+        count = self.num_batches
+        index = 0
+        while count is None or index < count:
+            try:
+                yield self[index]
+            except IndexError:
+                if count is None:
+                    return
+                raise
+            index += 1
+
     @property
     def num_batches(self) -> int | None:
-        """The batches of one pass (Keras's property)."""
-        try:
-            return len(self)
-        except (TypeError, NotImplementedError):
-            return None
+        """The batches of one pass (Keras's property): ``len(self)`` where the subclass
+        defines ``__len__``, else None (read until ``__getitem__`` raises IndexError); a
+        subclass may define this property instead of ``__len__``."""
+        return len(self) if hasattr(self, "__len__") else None
 
     def on_epoch_begin(self):
         """Called before each pass (Keras's hook; nothing by default)."""

@@ -253,7 +253,7 @@ def test_bad_input_errors_name_the_place():
         Dense(3, kernel_regularizer="l3")
     with pytest.raises(ConfigError, match="unknown activation 'rellu'.*Did you mean 'relu'"):
         Dense(3, activation="rellu")
-    with pytest.raises(ConfigError, match=r"Dropout: 'rate' must be a float in \[0, 1\). Got 1.5"):
+    with pytest.raises(ConfigError, match=r"Dropout: 'rate' must be a float in \[0, 1\]. Got 1.5"):
         Dropout(1.5)
     with pytest.raises(ConfigError, match="'l1' must be a non-negative float. Got -0.1"):
         keras.regularizers.l1(-0.1)
