@@ -30,7 +30,7 @@ class _DrawnAhead:
 
     def __init__(self, spec, height: int, width: int, generator: torch.Generator):
         self.spec, self.height, self.width, self.generator = spec, height, width, generator
-        self.rows = torch.empty(0, 3, 3, dtype=torch.float64)
+        self.rows = torch.empty(0, 3, 3, dtype=torch.float64, device=generator.device)
         self.next = 0
 
     def take(self, b: int) -> torch.Tensor:
