@@ -27,6 +27,8 @@ from reglab.utils.atomic import atomic_open
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
+#: the list of PNG names the last report wrote into ``plots/`` (the ones it may replace)
+WRITTEN = ".reglab-plots.json"
 SECTIONS = (("verdict", "Verdict"), ("curves", "Learning curves"), ("gap", "Generalization gap"),
             ("weights", "Weights"), ("paths", "Regularization paths"),
             ("augmentation", "Data augmentation"), ("run-info", "What was run"))
@@ -86,10 +88,17 @@ class _Figures:
         self.used: set[str] = set()
 
     def remove_stale(self) -> None:
-        """Deletes PNGs left by an earlier report that this one did not write."""
-        for path in self.directory.glob("*.png"):
-            if path.stem not in self.used:
-                path.unlink(missing_ok=True)
+        """Deletes the PNGs an earlier report wrote (listed in :data:`WRITTEN`) that this one
+        did not, and lists this one's: any other file in ``plots/`` is the user's and stays."""
+        manifest = self.directory / WRITTEN
+        try:
+            earlier = set(json.loads(manifest.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):  # none yet, or unreadable: delete nothing
+            earlier = set()
+        for stem in earlier - self.used:
+            if isinstance(stem, str) and _slug(stem) == stem:  # a name of ours, no path
+                (self.directory / f"{stem}.png").unlink(missing_ok=True)
+        _atomic_write(manifest, json.dumps(sorted(self.used)).encode("utf-8"))
 
     def add(self, section: str, name: str, figure, alt: str, caption: str) -> None:
         from reglab.report.figures import png_bytes

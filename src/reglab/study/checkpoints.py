@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 DIRECTORY = "checkpoints"
 FORMAT = 1
+#: the names this module writes there: ``<population>-<16 hex digits>.pt`` and its partial
+#: files (``<name>.<random>.partial``); any other file is the user's, never read or deleted
+_OURS = re.compile(r"^.+-[0-9a-f]{16}\.pt(\.[A-Za-z0-9_]+\.partial)?$")
+
+
+def _ours(path: Path) -> bool:
+    return bool(_OURS.match(path.name)) and path.is_file()
 
 
 def path_for(study_directory, population_key: str, run_ids: list[str]) -> str:
@@ -80,6 +88,8 @@ def held(study_directory) -> dict[str, list[str]]:
 
     found = {}
     for path in sorted(directory.glob("*.pt")):
+        if not _ours(path):
+            continue  # a file of the user's: not unpickled
         try:
             saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the work it held
@@ -102,13 +112,14 @@ def remove(path: str | None) -> None:
 
 def remove_all_but(study_directory, keep: set[str]) -> None:
     """Deletes checkpoint files of jobs that no longer exist (their runs all finished, or
-    the study was cut into other jobs)."""
+    the study was cut into other jobs); only files of this module's names (a directory the
+    user gave as ``--out`` may hold a ``checkpoints/`` of theirs)."""
     directory = Path(study_directory) / DIRECTORY
     if not directory.is_dir():
         return
     try:
         for path in directory.iterdir():
-            if str(path) not in keep and path.is_file():
+            if str(path) not in keep and _ours(path):
                 path.unlink(missing_ok=True)
         if not any(directory.iterdir()):
             directory.rmdir()

@@ -26,3 +26,21 @@ def test_a_damaged_checkpoint_is_not_used_and_cleanup_tolerates_odd_entries(tmp_
     (tmp_path / checkpoints.DIRECTORY / "a-directory").mkdir()
     checkpoints.remove_all_but(tmp_path, set())  # no IsADirectoryError
     assert not (tmp_path / checkpoints.DIRECTORY / "pop-0.pt").exists()
+
+
+def test_a_user_s_own_files_beside_the_checkpoints_are_never_read_or_deleted(tmp_path):
+    """``--out`` may be a directory of the user's with a checkpoints/ folder of their own."""
+    import torch
+
+    directory = tmp_path / checkpoints.DIRECTORY
+    directory.mkdir()
+    mine = directory / "my_model_epoch50.pt"
+    torch.save({"format": checkpoints.FORMAT, "run_ids": ["a/seed=0"]}, mine)
+    (directory / "README").write_text("notes")
+    ours = checkpoints.path_for(tmp_path, "pop", ["a/seed=0"])
+    checkpoints.save(ours, ["a/seed=0"], {"epoch": 1}, [], study="s")
+    partial = directory / (checkpoints.Path(ours).name + ".x1y2z3ab.partial")
+    partial.write_bytes(b"half")
+    assert checkpoints.held(tmp_path) == {ours: ["a/seed=0"]}  # the user's .pt not unpickled
+    checkpoints.remove_all_but(tmp_path, set())
+    assert sorted(p.name for p in directory.iterdir()) == ["README", "my_model_epoch50.pt"]
