@@ -82,10 +82,15 @@ class Conv2D(Layer):
         self.kernel_constraint = constraints.get(kernel_constraint, "Conv2D: 'kernel_constraint'")
         self.bias_constraint = constraints.get(bias_constraint, "Conv2D: 'bias_constraint'")
 
-    def weight_specs(self, input_shape):
+    @staticmethod
+    def _check_rank(input_shape):
         if len(input_shape) != 3:
             raise ConfigError("Conv2D: expects inputs (height, width, channels) per sample. "
-                              f"Got shape {input_shape}. Reshape flat images to (28, 28, 1).")
+                              f"Got shape {tuple(input_shape)}. Reshape flat images to "
+                              "(28, 28, 1).")
+
+    def weight_specs(self, input_shape):
+        self._check_rank(input_shape)
         kh, kw = self.kernel_size
         specs = [WeightSpec("kernel", (kh, kw, input_shape[-1], self.filters),
                             self.kernel_initializer, kind="kernel",
@@ -97,6 +102,7 @@ class Conv2D(Layer):
         return specs
 
     def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
         h, w, _ = input_shape
         return (output_length(h, self.kernel_size[0], self.strides[0], self.padding,
                               self.dilation_rate[0]),

@@ -81,8 +81,15 @@ MAX_SEEDS = 10_000
 #: the largest seed a run takes (the store keeps seeds as SQLite's signed 64-bit integers)
 MAX_SEED = 2**63 - 1
 MAX_VARIANT_NAME = 64
+#: control characters and invisible ones (zero-width, direction marks, the BOM): a name
+#: holding them prints as another name, or rings the terminal's bell
+_INVISIBLE = "\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff"
+#: the most times a residual block repeats (a thousand blocks is already a deep network;
+#: more would only take minutes to build before failing on memory)
+MAX_RESIDUAL_REPEAT = 1000
 #: a variant's name: no spaces, and none of the characters a run's name is made with
-VARIANT_NAME = re.compile(rf"[^\s\[\]/,=\\]{{1,{MAX_VARIANT_NAME}}}")
+VARIANT_NAME = re.compile(
+    rf"[^\s\[\]/,=\\{_INVISIBLE}]{{1,{MAX_VARIANT_NAME}}}")
 #: a study's name: a label (the report's title), 1 to 128 printable characters
 MAX_STUDY_NAME = 128
 STUDY_NAME = re.compile(rf"[^\x00-\x1f\x7f-\x9f]{{1,{MAX_STUDY_NAME}}}")
@@ -388,6 +395,10 @@ def _check_residual(checker: _Checker, where: str, node: dict) -> LayerSpec | No
     block inside a block) and an optional activation after the sum."""
     checker.keys(where, node, RESIDUAL_KEYS)
     repeat = checker.int_(f"{where}.repeat", node.get("repeat", 1))
+    if repeat is not None and repeat > MAX_RESIDUAL_REPEAT:
+        checker.add(f"{where}.repeat: expected at most {MAX_RESIDUAL_REPEAT} blocks. Got "
+                    f"{repeat}.")
+        repeat = None
     branch = node.get("layers")
     if not isinstance(branch, list) or not branch:
         checker.add(f"{where}.layers: expected a non-empty list of layer tables (the branch). "
@@ -531,8 +542,9 @@ def _check_variant(checker: _Checker, name: str, table: Any,
     where = f"variants.{name}"
     if not VARIANT_NAME.fullmatch(name):
         checker.add(f"{where}: a variant's name must be 1 to {MAX_VARIANT_NAME} characters "
-                    "without spaces, '[', ']', '/', ',', '=' or '\\' (run names are made of "
-                    f"the variant's name and those). Got {name!r}.")
+                    "without spaces, control or invisible characters, '[', ']', '/', ',', "
+                    "'=' or '\\' (run names are made of the variant's name and those). Got "
+                    f"{name!r}.")
     table = checker.keys(where, table, VARIANT_KEYS)
     if tuning:
         return _check_searched_variant(checker, name, table)

@@ -409,3 +409,17 @@ def test_every_public_layer_regularizer_and_constraint_is_known_to_study_files()
                   # merging layers join a functional graph's branches: not a study's list
                   and getattr(module, name).__module__ != "reglab.layers.merging"} - skipped
         assert public <= set(signatures.classes(kind)), (kind, public - set(signatures.classes(kind)))
+
+
+@pytest.mark.parametrize("name", ["a\u0007b", "baseline\u200b", "\u202eenilesab", "x\u00ady"])
+def test_variant_names_with_control_or_invisible_characters_are_refused(name):
+    key = json.dumps(name)  # TOML's escapes are JSON's: "a\u0007b"
+    text = BASE.replace("[variants.baseline]", f"[variants.baseline]\n[variants.{key}]")
+    assert any("control or invisible characters" in p for p in problems(text))
+
+
+def test_a_residual_block_repeated_beyond_the_limit_is_refused_before_anything_is_built():
+    text = BASE.replace('layers = [', 'layers = [\n  { type = "Residual", repeat = 100000000, '
+                        'layers = [{ type = "Dense", units = 8 }] },', 1)
+    assert any("repeat: expected at most 1000 blocks. Got 100000000" in p
+               for p in problems(text))
