@@ -17,7 +17,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 import click  # noqa: E402
 
 import reglab  # noqa: E402
-from reglab.errors import ReglabError  # noqa: E402
+from reglab.errors import ReglabError, StoreError  # noqa: E402
 from reglab.study.spec import MAX_SEEDS, default_directory_problem  # noqa: E402  (no torch)
 
 
@@ -259,6 +259,8 @@ def _write_report(directory, after_run: bool = False) -> None:
 
     try:
         path = write_report(directory)
+    except StoreError as error:  # a damaged store: retrying cannot help, the error says why
+        _fail(ReglabError(f"the report could not be written: {error}"))
     except Exception as error:  # the study itself is saved; only the page is missing
         saved = f"The study in {directory} is complete and saved; " if after_run else ""
         _fail(ReglabError(f"{saved}the report could not be written: "

@@ -115,11 +115,22 @@ def _run_values(run: RunRecord) -> dict[str, Any]:
     return values
 
 
-def _record_from_row(row: tuple) -> RunRecord:
+def _record_from_row(row: tuple, path: Path) -> RunRecord:
     values = dict(zip(_RUN_FIELDS, row))
     for name in _JSON_FIELDS:
-        values[name] = json.loads(values[name])
+        values[name] = _parsed(path, values[name], f"run {values['run_id']!r}, column {name}")
     return RunRecord(**values)
+
+
+def _parsed(path: Path, text, place: str):
+    """``json.loads(text)``; a StoreError naming the file and the place where the store's
+    JSON was damaged (SQLite cannot see it: the file itself is sound)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise StoreError(f"{path}: {place} is damaged (not the JSON reglab wrote: {error}). "
+                         "The store was changed outside reglab: restore it from a copy, or "
+                         "run the study again with --restart, which starts it over.") from None
 
 
 def _stale(temporary: Path) -> bool:
@@ -480,7 +491,7 @@ class SQLiteStore:
                 return []
             sql += f" WHERE status IN ({', '.join('?' * len(params))})"
         rows = self._connection().execute(sql + " ORDER BY seq", params).fetchall()
-        return [_record_from_row(row) for row in rows]
+        return [_record_from_row(row, self.path) for row in rows]
 
     def run(self, run_id: str) -> RunRecord:
         """One run by id; DataError if it is not stored."""
@@ -491,7 +502,7 @@ class SQLiteStore:
         )
         if row is None:
             raise DataError(f"{self}.run: no run with this id. Got {run_id!r}.")
-        return _record_from_row(row)
+        return _record_from_row(row, self.path)
 
     def _status(self, conn: sqlite3.Connection, where: str, run_id: str) -> str:
         row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -561,7 +572,9 @@ class SQLiteStore:
             .execute("SELECT epoch, metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))
             .fetchall()
         )
-        return [{"epoch": epoch, **json.loads(metrics)} for epoch, metrics in rows]
+        return [{"epoch": epoch, **_parsed(self.path, metrics,
+                                           f"run {run_id!r}, epoch {epoch}, column metrics")}
+                for epoch, metrics in rows]
 
     # -- finishing and resuming -----------------------------------------------------------
 
@@ -716,7 +729,7 @@ class SQLiteStore:
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
         row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        return default if row is None else _parsed(self.path, row[0], f"meta {key!r}")
 
 
 def _changed_keys(stored: str, new: str, limit: int = 6) -> list[str]:

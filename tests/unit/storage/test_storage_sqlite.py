@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -825,3 +826,26 @@ def test_a_store_made_meanwhile_by_another_process_is_used_not_replaced(tmp_path
     with SQLiteStore(tmp_path) as store:
         assert store.init_study(FP, STUDY) is False  # theirs, with their study in it
     assert not [p for p in files(tmp_path) if p.endswith(".tmp")]
+
+
+def test_json_damaged_inside_a_sound_file_is_named_not_called_a_bug(store):
+    from reglab.errors import StoreError
+
+    run = make_run(0)
+    store.add_runs([run])
+    store.record_epochs([(run.run_id, 0, {"loss": 0.5})])
+    store.set_meta("device", "cpu")
+    conn = sqlite3.connect(store.path)
+    conn.execute("UPDATE epochs SET metrics = '{\"loss\": 0.5' WHERE run_id = ?", (run.run_id,))
+    conn.execute("UPDATE runs SET hyperparameters = 'not json' WHERE run_id = ?", (run.run_id,))
+    conn.execute("UPDATE meta SET value = '{' WHERE key = 'device'")
+    conn.commit()
+    conn.close()
+    place = re.escape(str(store.path))
+    with pytest.raises(StoreError, match=place + r": run '.*seed=0', epoch 0, column metrics "
+                                              r"is damaged .*--restart"):
+        store.epochs(run.run_id)
+    with pytest.raises(StoreError, match=place + r": run '.*seed=0', column hyperparameters"):
+        store.runs()
+    with pytest.raises(StoreError, match=place + r": meta 'device' is damaged"):
+        store.get_meta("device")
