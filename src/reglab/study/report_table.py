@@ -306,6 +306,24 @@ def higher_is_better(metric_key: str) -> bool:
     return direction(metric_key.split("_", 1)[1], where="the study's table") == "max"
 
 
+def _why_no_table(runs, metric: str) -> str:
+    """The line shown instead of the table: why no run ranks (none finished yet, every one
+    diverged or failed, or the finished ones have no ``metric``: no test set)."""
+    finished = [r for r in runs if r.status == "done"]
+    if not finished:
+        ended = [r for r in runs if r.status in ("diverged", "failed")]
+        if runs and len(ended) == len(runs):
+            how = "diverged" if all(r.status == "diverged" for r in ended) else \
+                "diverged or failed"
+            return (f"no table: every run {how} ({len(ended)} of {len(runs)}); see `reglab ls` "
+                    "for each run's status")
+        return f"no finished runs with {metric} yet"
+    if not any(metric in (r.metrics or {}) for r in finished):
+        return (f"no table: the {len(finished)} finished run(s) have no {metric} (the study has "
+                "no test set: give it data.test or data.test_split to rank and compare them)")
+    return f"no finished runs with {metric} yet"
+
+
 def results_table(store, baseline: str = "baseline") -> str:
     """The ranked table with paired differences to the baseline and Holm-corrected verdicts,
     on the study's first metric (test, ranked; validation, chosen on)."""
@@ -326,7 +344,7 @@ def results_table(store, baseline: str = "baseline") -> str:
     tuning = tuning_summary(store.get_meta("tuning"), spec) if spec and spec.tune else ""
     heading = partial + tuning  # what comes before the table
     if not rankings:
-        return f"{heading}no finished runs with {keys[0]} yet"
+        return heading + _why_no_table(runs, keys[0])
     requested = spec.training.precision if spec else "float32"
     # what "auto" resolved to, recorded when the study started (the file's own otherwise)
     auto = requested == precision.AUTO
