@@ -306,6 +306,17 @@ def higher_is_better(metric_key: str) -> bool:
     return direction(metric_key.split("_", 1)[1], where="the study's table") == "max"
 
 
+def _baseline_replaced(runs, baseline: str, used: str) -> str:
+    """A line saying so when the study has a ``baseline`` variant but compares with another
+    (none of the baseline's runs finished), else ''."""
+    mine = [r for r in runs if variant_label(r) == baseline]
+    if used == baseline or not mine:
+        return ""
+    statuses = ", ".join(sorted({r.status for r in mine}))
+    return (f"note: no run of the baseline '{baseline}' finished ({len(mine)} {statuses}); "
+            f"the table compares with '{used}' instead\n")
+
+
 def _why_no_table(runs, metric: str) -> str:
     """The line shown instead of the table: why no run ranks (none finished yet, every one
     diverged or failed, or the finished ones have no ``metric``: no test set)."""
@@ -345,6 +356,7 @@ def results_table(store, baseline: str = "baseline") -> str:
     heading = partial + tuning  # what comes before the table
     if not rankings:
         return heading + _why_no_table(runs, keys[0])
+    heading += _baseline_replaced(runs, baseline, rankings[0].ranking.baseline)
     requested = spec.training.precision if spec else "float32"
     # what "auto" resolved to, recorded when the study started (the file's own otherwise)
     auto = requested == precision.AUTO
