@@ -390,6 +390,13 @@ def _collect_sweeps(checker, where: str, node: Any, path: str, out: list) -> Any
     return node
 
 
+def _not_a_file(candidate: Path) -> str:
+    """Why a path the study names is not a file it can read: missing, or a directory."""
+    if candidate.is_dir():
+        return f"{str(candidate)!r} is a directory; expected a file there."
+    return f"no file at {str(candidate)!r}."
+
+
 def _check_residual(checker: _Checker, where: str, node: dict) -> LayerSpec | None:
     """A residual block: its repeat count, its branch's layers (checked as any layer; no
     block inside a block) and an optional activation after the sum."""
@@ -438,7 +445,7 @@ def _model_from_source(checker: _Checker, path: Path, model_raw: dict):
             return where, (None, [])
         candidate = path.parent / value if not Path(value).is_absolute() else Path(value)
         if not candidate.is_file():
-            checker.add(f"{where}: no file at {str(candidate)!r}.")
+            checker.add(f"{where}: {_not_a_file(candidate)}")
             return where, (None, [])
         return f"{where} ({value})", model_source.from_keras_file(
             candidate, f"{where} ({value})", checker.problems)
@@ -526,7 +533,7 @@ def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any
         checker.add(f"data.test: expected a {suffix} file, the format of data.dataset. "
                     f"Got {test!r}.")
     elif not candidate.is_file():
-        checker.add(f"data.test: no file at {str(candidate)!r}.")
+        checker.add(f"data.test: {_not_a_file(candidate)}")
     else:
         test_sha256 = _file_sha256(candidate)
         if dataset_sha256 and test_sha256 == dataset_sha256:  # hashed once, above
@@ -780,7 +787,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                         f"{did_you_mean(dataset, BUILTIN_DATASETS)} Expected one of "
                         f"{', '.join(BUILTIN_DATASETS)}, or a path to a .npz or .csv file.")
         elif not candidate.is_file():
-            checker.add(f"data.dataset: no file at {str(candidate)!r}.")
+            checker.add(f"data.dataset: {_not_a_file(candidate)}")
         else:
             location = str(candidate.resolve())
             dataset_sha256 = _file_sha256(candidate)

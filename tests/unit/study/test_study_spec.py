@@ -423,3 +423,13 @@ def test_a_residual_block_repeated_beyond_the_limit_is_refused_before_anything_i
                         'layers = [{ type = "Dense", units = 8 }] },', 1)
     assert any("repeat: expected at most 1000 blocks. Got 100000000" in p
                for p in problems(text))
+
+
+def test_a_data_path_that_is_a_directory_is_named_as_one(tmp_path):
+    (tmp_path / "images.npz").mkdir()
+    study = tmp_path / "study.toml"
+    study.write_text(BASE.replace('dataset = "fashion_mnist"', 'dataset = "images.npz"'))
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(study)
+    assert any(p.startswith("data.dataset: ") and "images.npz' is a directory; expected a "
+               "file there." in p for p in caught.value.problems)
