@@ -249,7 +249,8 @@ def test_bad_datasets_say_what_is_wrong():
         def __getitem__(self, index):
             return X[:4]
 
-    with pytest.raises(DataError, match="fit: a generator must yield"):
+    with pytest.raises(DataError, match=r"fit: dataset batch 0 must be \(x, y\) or \(x, y, "
+                                        r"sample_weight\)\. Got a ndarray\."):
         model.fit(XOnly(), verbose=0)
     with pytest.raises(ConfigError, match="'workers' must be a positive int"):
         XOnly.__init__(XOnly(), workers=0)
@@ -269,3 +270,25 @@ def test_a_model_of_several_inputs_refuses_a_dataset_by_name():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with pytest.raises(ConfigError, match="several inputs takes arrays .* not DataLoader"):
         model.fit(_loader(), verbose=0)
+
+
+def test_a_dataset_s_odd_batches_are_named_by_the_call_that_reads_them():
+    class Ragged(reglab.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return np.zeros((4, 6 + index), "float32"), Y[:4]
+
+    model = _pair()[1]
+    with pytest.raises(DataError, match=r"evaluate: a dataset's batches must share one sample "
+                                        r"shape for 'x'\. Got samples of shapes \[\(6,\), \(7,\)\]"):
+        model.evaluate(Ragged(), verbose=0)
+
+    def batches():
+        while True:
+            yield X[:4], Y[:4], W[:4], W[:4]
+
+    with pytest.raises(DataError, match=r"evaluate: a generator must yield \(x, y\) or "
+                                        r"\(x, y, sample_weight\) batches\. Got a tuple of 4\."):
+        model.evaluate(batches(), steps=2, verbose=0)

@@ -24,7 +24,6 @@ came in; ``predict`` also takes batches of ``x`` alone. Validation reads its dat
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import numpy as np
@@ -135,48 +134,3 @@ def steps_for(where: str, dataset, steps_per_epoch: int | None) -> int | None:
     if count == 0:
         raise DataError(f"{where}: the dataset ({type(dataset).__name__}) has no batches.")
     return count
-
-
-def arrays(where: str, dataset, steps: int | None, need_y: bool, reset: bool):
-    """One pass (or its first ``steps`` batches) of ``dataset`` as ``(x, y, sample_weight,
-    batch sizes)``: the arrays joined, each None where the batches have none, and each
-    batch's size; ``reset``: Keras's iterator reset first (``evaluate`` and validation, not
-    ``predict``)."""
-    from reglab.engine.data import as_numpy
-
-    count = steps_for(where, dataset, steps)
-    batches = EpochBatches(dataset)
-    if reset:
-        batches.reset()
-    batches.begin_epoch()
-    parts: tuple[list, list, list] = ([], [], [])
-    sizes = []
-    for step in (range(count) if count is not None else itertools.count()):
-        if step and batches.pass_over():
-            break  # steps beyond the pass: Keras stops at its end
-        try:
-            batch = next(batches)
-        except StopIteration:
-            if step:
-                break
-            raise DataError(f"{where}: the dataset ({type(dataset).__name__}) has no "
-                            "batches.") from None
-        if isinstance(batch, list):
-            batch = tuple(batch)
-        if not isinstance(batch, tuple):
-            batch = (batch,)
-        if not 1 <= len(batch) <= 3 or (need_y and len(batch) < 2):
-            raise DataError(f"{where}: dataset batch {step} must be (x, y) or (x, y, "
-                            f"sample_weight){' or x alone' if not need_y else ''}. Got a "
-                            f"{type(batch).__name__} of {len(batch)}.")
-        for name, part, value in zip(("x", "y", "sample_weight"), parts, batch):
-            part.append(as_numpy(f"{where}: dataset batch {step}", name, value))
-        sizes.append(len(parts[0][-1]))
-    batches.end_epoch()
-    joined = []
-    for name, part in zip(("x", "y", "sample_weight"), parts):
-        if part and len(part) != len(parts[0]):
-            raise DataError(f"{where}: the dataset's batches must all have '{name}' or none "
-                            f"have it. Got it in {len(part)} of {len(parts[0])} batches.")
-        joined.append(np.concatenate(part) if part else None)
-    return (*joined, sizes)

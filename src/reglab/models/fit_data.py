@@ -231,14 +231,18 @@ def array_batches(data: FitData, steps_per_epoch: int, seed: int,
                    steps_per_epoch=steps_per_epoch, shuffle=False)
 
 
-def next_epoch_from_generator(generator, steps: int | None):
+def next_epoch_from_generator(generator, steps: int | None, where: str = "fit",
+                              x_alone: bool = False):
     """Reads ``steps`` batches (None: a dataset's pass of unknown length, to its end);
-    returns ``(x, y, sample_weight, batch_sizes)``: the arrays joined, and each batch's size
-    in order (the engine trains them as they came)."""
-    xs, ys, ws = [], [], []
+    returns ``(x, y, sample_weight, batch_sizes)``: the arrays joined, each None where the
+    batches have none, and each batch's size in order (the engine trains them as they
+    came). A source read by passes (a flow, a dataset, arrays) ends early where its pass
+    does, as Keras's epochs; ``x_alone``: batches of ``x`` alone are taken too (predict)."""
     passes = hasattr(generator, "pass_over")  # a flow, a dataset or arrays: read by passes
+    kind = "dataset" if isinstance(generator, datasets.EpochBatches) else "generator"
     if hasattr(generator, "begin_epoch"):  # a dataset's hooks, as Keras's epoch iterator
         generator.begin_epoch()
+    parts: tuple[list, list, list] = ([], [], [])
     for step in (range(steps) if steps is not None else itertools.count()):
         if step and passes and generator.pass_over():
             break  # the pass is over: Keras ends the epoch here
@@ -247,36 +251,50 @@ def next_epoch_from_generator(generator, steps: int | None):
         except StopIteration:
             if step and passes:
                 break  # a dataset's pass ran out early: so does the epoch, as in Keras
-            what = "the dataset has no batches" if passes else \
+            what = f"the {kind} has no batches" if passes else \
                 f"the generator ran out after {step} batches; steps_per_epoch is {steps}"
-            raise DataError(f"fit: {what}.") from None
+            raise DataError(f"{where}: {what}.") from None
         if isinstance(batch, list):
             batch = tuple(batch)
-        if not isinstance(batch, tuple) or len(batch) not in (2, 3):
-            raise DataError("fit: a generator must yield (x, y) or (x, y, sample_weight) "
-                            f"batches. Got {type(batch).__name__}.")
-        where = f"fit: generator batch {step}"
-        xs.append(as_numpy(where, "x", batch[0]))
-        if len(xs[-1]) == 0:
-            raise DataError(f"{where}: the batch has no samples (x of shape "
-                            f"{xs[-1].shape}); every batch needs one at least.")
-        ys.append(as_numpy(where, "y", batch[1]))
-        if len(batch) == 3:
-            ws.append(as_numpy(where, "sample_weight", batch[2]))
+        if x_alone and not isinstance(batch, tuple):
+            batch = (batch,)
+        if not isinstance(batch, tuple) or not (1 if x_alone else 2) <= len(batch) <= 3:
+            shapes = "(x, y) or (x, y, sample_weight)" + (" or x alone" if x_alone else "")
+            got = f"a {type(batch).__name__}" + (
+                f" of {len(batch)}" if isinstance(batch, tuple) else "")
+            raise DataError(f"{where}: dataset batch {step} must be {shapes}. Got {got}."
+                            if kind == "dataset" else
+                            f"{where}: a generator must yield {shapes} batches. Got {got}.")
+        place = f"{where}: {kind} batch {step}"
+        for name, part, value in zip(("x", "y", "sample_weight"), parts, batch):
+            part.append(as_numpy(place, name, value))
+        if len(parts[0][-1]) == 0:
+            raise DataError(f"{place}: the batch has no samples (x of shape "
+                            f"{parts[0][-1].shape}); every batch needs one at least.")
     if hasattr(generator, "end_epoch"):
         generator.end_epoch()
-    batch_sizes = [len(b) for b in xs]
-    if len(ws) not in (0, len(xs)):
-        raise DataError("fit: a generator must yield sample weights with every batch or with "
-                        f"none. Got them with {len(ws)} of {len(xs)} batches.")
     joined = []
-    for name, parts in (("x", xs), ("y", ys), ("sample_weight", ws)):
-        shapes = sorted({part.shape[1:] for part in parts})
+    for name, part in zip(("x", "y", "sample_weight"), parts):
+        if part and len(part) != len(parts[0]):
+            raise DataError(f"{where}: a {kind}'s batches must all have '{name}' or none "
+                            f"have it. Got it in {len(part)} of {len(parts[0])} batches.")
+        shapes = sorted({array.shape[1:] for array in part})
         if len(shapes) > 1:
-            raise DataError(f"fit: a generator's batches must share one sample shape for "
+            raise DataError(f"{where}: a {kind}'s batches must share one sample shape for "
                             f"'{name}'. Got samples of shapes {shapes}.")
-        joined.append(np.concatenate(parts) if parts else None)
-    return (*joined, batch_sizes)
+        joined.append(np.concatenate(part) if part else None)
+    return (*joined, [len(x) for x in parts[0]])
+
+
+def dataset_arrays(where: str, dataset, steps: int | None, need_y: bool, reset: bool):
+    """One pass (or its first ``steps`` batches, never beyond the pass) of ``dataset`` as
+    :func:`next_epoch_from_generator` returns it; ``reset``: Keras's iterator reset first
+    (``evaluate`` and validation, not ``predict``)."""
+    batches = datasets.EpochBatches(dataset)
+    if reset:
+        batches.reset()
+    return next_epoch_from_generator(batches, datasets.steps_for(where, dataset, steps), where,
+                                     x_alone=not need_y)
 
 
 def is_flow(x) -> bool:
@@ -337,24 +355,23 @@ def flow_arrays(flow, steps: int | None = None):
 
 
 def resolve_validation(validation_data, steps: int | None = None, batch_size: int = 32):
-    """A flow iterator validates on its standardized images without augmentation; with
-    ``steps``, Keras's first ``steps`` batches only (of the flow's own size, else of
-    ``batch_size``). A dataset is read once, here, and validated on in its own batches'
-    size at every epoch (returned as ``(x, y[, w], batch size)``: see
-    :func:`validation_batch_size`)."""
+    """``(validation arrays, the batch size they came in or None)``. A flow iterator
+    validates on its standardized images without augmentation; with ``steps``, Keras's first
+    ``steps`` batches only (of the flow's own size, else of ``batch_size``). A dataset is
+    read once, here, and validated on in its own batches' size at every epoch."""
     if is_flow(validation_data):
-        return flow_arrays(validation_data, steps)
+        return flow_arrays(validation_data, steps), None
     if datasets.is_dataset(validation_data):
-        x, y, w, sizes = datasets.arrays("fit: validation_data", validation_data, steps,
-                                         need_y=True, reset=True)
-        return _DatasetArrays((x, y) if w is None else (x, y, w), sizes[0])
+        x, y, w, sizes = dataset_arrays("fit: validation_data", validation_data, steps,
+                                        need_y=True, reset=True)
+        return ((x, y) if w is None else (x, y, w)), sizes[0]
     if is_generator(validation_data):
         raise ConfigError("fit: 'validation_data' as a Python generator is not supported. "
                           "Pass (x_val, y_val) arrays or an ImageDataGenerator.flow(...).")
     if isinstance(validation_data, (list, tuple)) and validation_data:
         arrays = (single_input(validation_data[0]), *validation_data[1:])
-        return arrays if steps is None else first_samples(arrays, steps * batch_size)
-    return validation_data
+        return (arrays if steps is None else first_samples(arrays, steps * batch_size)), None
+    return validation_data, None
 
 
 def batch_arrays(where: str, x, y=None, sample_weight=None):
@@ -365,21 +382,6 @@ def batch_arrays(where: str, x, y=None, sample_weight=None):
                           f"{type(x).__name__}; use fit/evaluate/predict for iterators and "
                           "generators, or next(iterator) for one batch.")
     return resolve_eval_inputs(where, x, y, sample_weight, None)[:3]
-
-
-class _DatasetArrays(tuple):
-    """A dataset's validation arrays, with the size its batches came in."""
-
-    def __new__(cls, arrays, batch_size: int):
-        made = super().__new__(cls, arrays)
-        made.batch_size = batch_size
-        return made
-
-
-def validation_batch_size(validation_data) -> int | None:
-    """The batch size a dataset's validation arrays came in (None for others)."""
-    return getattr(validation_data, "batch_size", None) if isinstance(
-        validation_data, _DatasetArrays) else None
 
 
 def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None):
@@ -397,14 +399,14 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None)
         if y is not None:
             raise ConfigError(f"{where}: pass either a dataset ({type(x).__name__}) or (x, y). "
                               "Got both a dataset and y.")
-        *arrays, sizes = datasets.arrays(where, x, steps, need_y=where != "predict",
+        *arrays, sizes = dataset_arrays(where, x, steps, need_y=where != "predict",
                                          reset=where != "predict")
         return (*arrays, batch_size or sizes[0])
     if is_generator(x):
         if steps is None:
             raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "
                               "to read). Got None.")
-        xs, ys, ws, sizes = next_epoch_from_generator(x, steps)
+        xs, ys, ws, sizes = next_epoch_from_generator(x, steps, where)
         return xs, ys, ws, batch_size or sizes[0]
     if x is None:
         raise ConfigError(f"{where}: expected x (an array, an ImageDataGenerator.flow(...) "

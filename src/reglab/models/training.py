@@ -199,11 +199,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                                              validation_split)
     # Keras validates on the first validation_steps batches only: a flow's own, else of
     # validation_batch_size or batch_size
-    validation_data = fit_data.resolve_validation(validation_data, validation_steps,
-                                                  validation_batch_size or batch_size or 32)
+    validation_data, came_in = fit_data.resolve_validation(
+        validation_data, validation_steps, validation_batch_size or batch_size or 32)
     # a dataset validates in the batches it came in, as Keras reads it
-    validation_batch_size = (validation_batch_size
-                             or fit_data.validation_batch_size(validation_data))
+    validation_batch_size = validation_batch_size or came_in
     if data.x is not None:
         fit_data.refuse_non_finite("fit", "x", data.x)
     if steps_per_epoch is not None and data.generator is None:  # arrays read as Keras 3 does
