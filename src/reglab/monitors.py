@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from reglab.errors import ConfigError
 
 #: logs that improve upwards under 'auto' (besides any name ending in 'accuracy')
@@ -59,9 +61,13 @@ def check_monitored(where: str, monitor: str, mode: str, logs: dict) -> None:
 
 
 def is_improvement(current: float, reference: float | None, min_delta: float, mode: str) -> bool:
-    """Keras's ``_is_improvement``: better than ``reference`` by more than ``min_delta``."""
+    """Keras's ``_is_improvement``: better than ``reference`` by more than ``min_delta``.
+    As in Keras, the shifted value is formed in Python's float and the comparison made in
+    float32 (``keras.ops.less`` / ``greater`` take two Python floats as float32 tensors):
+    0.20 - 0.01 is not above 0.19 there, nor is 2.0 - 1e-9 below 2.0."""
     if reference is None:
         return True
-    if mode == "min":
-        return current + min_delta < reference
-    return current - min_delta > reference
+    shifted = current + min_delta if mode == "min" else current - min_delta
+    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, as torch rounds it
+        shifted, reference = np.float32(shifted), np.float32(reference)
+    return bool(shifted < reference if mode == "min" else shifted > reference)

@@ -97,6 +97,39 @@ def test_model_checkpoint_saves_the_same_epochs(values, tmp_path):
         keras.callbacks.ModelCheckpoint, _keras_model())
 
 
+# Logged values as both libraries log them (float32 results as Python floats) that sit on
+# a float32 tie once min_delta is applied: Keras compares in float32 (keras.ops).
+TIES = [([0.19, 0.20, 0.21, 0.22, 0.22, 0.23], "max", 0.01),
+        ([0.3, 0.29, 0.28, 0.27, 0.26, 0.25], "min", 0.01),
+        ([2.0, 2.0 - 1e-9, 2.0 - 2e-9, 1.9999999, 1.9999998, 1.9], "min", 0.0),
+        ([0.5, 0.5 + 1e-9, 0.5 + 3e-8, 0.5 + 6e-8, 0.6, 0.6], "max", 0.0)]
+
+
+@pytest.mark.parametrize("values, mode, min_delta", TIES)
+def test_improvements_are_judged_in_float32_as_keras_judges_them(values, mode, min_delta):
+    values = [float(np.float32(v)) if i % 2 else v for i, v in enumerate(values)]
+    monitor = "val_accuracy" if mode == "max" else "val_loss"
+
+    def early_stopping(api, model):
+        callback = api.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=3,
+                                               min_delta=min_delta)
+        callback.set_model(model)
+        callback.on_train_begin({})
+        seen = []
+        for epoch, value in enumerate(values):
+            callback.on_epoch_end(epoch, {monitor: value})
+            seen.append((callback.wait, callback.best, callback.best_epoch))
+        return seen
+
+    model = SimpleNamespace(stop_training=False, get_weights=lambda: [])
+    assert early_stopping(reglab, model) == early_stopping(keras, _keras_model())
+    kwargs = {"monitor": monitor, "mode": mode, "min_delta": min_delta, "factor": 0.5,
+              "patience": 1}
+    ours = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=1.0), stop_training=False)
+    assert _feed(reglab.callbacks.ReduceLROnPlateau(**kwargs), ours, values, monitor) == \
+        _feed(keras.callbacks.ReduceLROnPlateau(**kwargs), _keras_model(), values, monitor)
+
+
 def _keras_direction(name):
     """'min'/'max' as Keras's callbacks read it from the compiled metric object, or None."""
     metric = keras.metrics.get(name)
