@@ -616,6 +616,13 @@ def get(identifier: Any, where: str = "losses.get") -> Loss:
     for function, cls in _FUNCTIONS.items():  # one of Keras's functions above: its class
         if identifier is function:
             return cls()
+    if isinstance(identifier, torch.nn.modules.loss._Loss):
+        raise ConfigError(
+            f"{where}: {type(identifier).__name__}() is a torch loss, called as "
+            "loss(input, target); reglab's losses are called as Keras's, loss(y_true, y_pred), "
+            "on probabilities unless from_logits. Use a Keras loss name ('sparse_categorical_"
+            "crossentropy') or a reglab.losses.Loss, or wrap it: lambda y_true, y_pred: "
+            "torch_loss(y_pred, y_true) (with the targets' dtype it expects).")
     if callable(identifier) and not isinstance(identifier, type):
         return LossFunctionWrapper(identifier)
     if isinstance(identifier, str):

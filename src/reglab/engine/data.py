@@ -185,6 +185,8 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
         raise DataError(f"{where}: the first layer expects samples of shape {expected}. "
                         f"Got x with shape {tuple(x_t.shape)} (samples of shape "
                         f"{tuple(x_t.shape[1:])}).{hint}")
+    if y is not None:  # training or evaluating (a prediction of NaN inputs is theirs to make)
+        _check_finite(where, "x", x_t)
     y_t, per_member = None, isinstance(y, PerMember)
     if per_member:
         rows = as_array(where, "y", y.values)

@@ -134,6 +134,16 @@ class EpochSums:
         return logs
 
 
+def within_batches(keys: torch.Tensor, bounds) -> torch.Tensor:
+    """``(G, N)`` orders whose batches (``bounds``: ``(lo, hi)`` pairs) hold their own rows
+    in an order ``keys`` (a permutation of ``N`` per row) makes: each batch's rows
+    shuffled among themselves, the batches in order (Keras's ``shuffle='batch'``)."""
+    block = torch.empty(keys.shape[1], dtype=torch.long, device=keys.device)
+    for index, (lo, hi) in enumerate(bounds):
+        block[lo:hi] = index
+    return torch.argsort(block * keys.shape[1] + keys, dim=1)
+
+
 def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_sizes=None):
     """Trains the present members for one epoch; returns its :class:`EpochSums`, or None
     when every member diverged. ``batch_sizes``: the epoch's batches, in order, when they
@@ -142,16 +152,18 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
     n = train.x.shape[0]
     population.streams.forget()
     groups = sorted({(state.plan.seeds[m], state.epochs(m)) for m in state.member_ids})
-    if shuffle:
-        order = population.streams.permutations(groups, n)  # (G, N)
-    else:
+    if not shuffle:
         order = torch.arange(n, device=population.device).expand(len(groups), n)
+    else:
+        order = population.streams.permutations(groups, n)  # (G, N)
+    bounds = data_module.batch_bounds(n, batch_size, batch_sizes)
+    if shuffle == "batch":  # Keras's 'batch': the batches in order, each one's rows shuffled
+        order = within_batches(order, bounds)
     group_rows = {g: i for i, g in enumerate(groups)}
     layout = SeedLayout(population, group_rows)
     sums = EpochSums(population, state.size)
     population.epoch_progress = (sums, 0)
     check_every = divergence_check_steps(population.device)
-    bounds = data_module.batch_bounds(n, batch_size, batch_sizes)
     last_step = len(bounds) - 1
     first_bad = None  # with deferred checks: per member, the step its loss went bad, or -1
     saved = _saved_state(state) if check_every > 1 else None  # as at the last check

@@ -294,6 +294,10 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
             raise ConfigError(f"Population: member {i}: 'seed' must be an int >= 0. "
                               f"Got {m.seed!r}.")
         seeds.append(int(m.seed))
+        if m.early_stopping is not None and not isinstance(m.early_stopping, EarlyStoppingRule):
+            raise ConfigError(f"Population: member {i}: 'early_stopping' must be an "
+                              "EarlyStoppingRule (EarlyStoppingRule(monitor='val_loss', "
+                              f"patience=5)) or None. Got {m.early_stopping!r}.")
     names = [m.name or f"member_{i}" for i, m in enumerate(members)]
     return PopulationPlan(input_shape, layer_plans, weight_plans, opts, seeds,
                           [m.early_stopping for m in members], names)

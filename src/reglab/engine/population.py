@@ -94,17 +94,18 @@ class Population:
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"Population: 'dtype' must be torch.float32 or torch.float64. "
                               f"Got {dtype!r}.")
-        self._members = list(members)
+        self._members = _member_list(members)
         self.plan = plan(self._members)
         self.loss = losses_module.check_trainable(
             losses_module.get(loss, where="Population: 'loss'"), "Population: 'loss'")
-        self.metric_names = list(metrics)
+        if isinstance(metrics, str) or (metrics is not None and not isinstance(
+                metrics, (list, tuple))):
+            raise ConfigError("Population: 'metrics' must be a list of metric names (as "
+                              f"Keras's compile(metrics=['accuracy'])) or None. Got {metrics!r}.")
+        self.metric_names = list(metrics or ())
         for name in self.metric_names:  # fails early on unknown names
             metrics_module.resolve(name, (1,), (1, 2), where="Population: 'metrics'")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("Population: 'device' is 'cuda' but torch sees no CUDA device. "
-                              "Use device='cpu'.")
+        self.device = _device(device)
         self.dtype = dtype
         self.flush_denormal = flush_denormal
         if keep_freed_memory and self.device.type == "cpu":
@@ -139,7 +140,7 @@ class Population:
 
     # -- training -----------------------------------------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, validation_data=None,
-            shuffle: bool = True, sample_weight=None, initial_epoch: int = 0,
+            shuffle: bool | str = True, sample_weight=None, initial_epoch: int = 0,
             observers: Sequence[Any] = (), eval_batch_size: int | None = None,
             augment=None, finalize: bool = True, resume: dict | None = None,
             validation_freq: int | list[int] = 1,
@@ -149,6 +150,9 @@ class Population:
         With ``finalize`` (the default), members that average their weights (EMA, SWA) end
         the call with their averages, as Keras's ``fit`` ends; a loop that calls ``fit`` once
         per epoch passes ``finalize=False`` and calls :meth:`finalize_averages` at its end.
+
+        ``shuffle``: True (a new order of the samples each epoch, per seed), False, or
+        Keras's ``'batch'`` (the batches in order, each one's samples shuffled).
 
         ``batch_sizes``: each epoch's batches in order, adding up to the samples of ``x``,
         for batches that are not all ``batch_size`` but one last shorter (a Python
@@ -174,6 +178,14 @@ class Population:
         started = time.perf_counter()
         batch_size = data_module.check_count("fit", "batch_size", batch_size)
         data_module.check_count("fit", "epochs", epochs, minimum=0)
+        data_module.check_count("fit", "initial_epoch", initial_epoch, minimum=0)
+        if eval_batch_size is not None:
+            eval_batch_size = data_module.check_count("fit", "eval_batch_size", eval_batch_size)
+        if not (isinstance(shuffle, (bool, np.bool_)) or isinstance(shuffle, str)
+                and shuffle == "batch"):
+            raise ConfigError("fit: 'shuffle' must be True, False or 'batch' (each batch's "
+                              f"samples shuffled among themselves). Got {shuffle!r}.")
+        observers = _observer_list("fit", observers)
         train = data_module.prepare(self, x, y, sample_weight, "fit")
         if batch_sizes is not None:
             batch_sizes = data_module.check_batch_sizes("fit", batch_sizes, train.x.shape[0])
@@ -289,7 +301,7 @@ class Population:
     def _resume(self, checkpoint: dict) -> int:
         """Takes a :meth:`checkpoint`'s state; returns the epoch to train next."""
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != \
-                self.CHECKPOINT_FORMAT:
+                self.CHECKPOINT_FORMAT or not _CHECKPOINT_KEYS <= checkpoint.keys():
             raise ConfigError("fit: 'resume' must be a Population.checkpoint() of format "
                               f"{self.CHECKPOINT_FORMAT}. Got {type(checkpoint).__name__}.")
         if checkpoint["names"] != list(self.plan.names) or \
@@ -417,6 +429,10 @@ class Population:
         Safe to call while ``fit`` runs (from an observer): it reads, never changes, training.
         """
         batch_size = data_module.check_count("evaluate", "batch_size", batch_size)
+        if y is None:
+            raise ConfigError("evaluate: 'y' is needed (the targets the loss and metrics "
+                              "compare the outputs with). Got None.")
+        observers = _observer_list("evaluate", observers)
         data = data_module.prepare(self, x, y, sample_weight, "evaluate")
         metrics, self.metrics = self.metrics, self._resolve_metrics(
             data.y[0] if data.per_member else data.y)
@@ -431,6 +447,7 @@ class Population:
         Observers may define ``on_predict_batch_begin(step)`` and
         ``on_predict_batch_end(step, outputs)`` (the batch's ``(P, b, ...)`` outputs)."""
         batch_size = data_module.check_count("predict", "batch_size", batch_size)
+        observers = _observer_list("predict", observers)
         data = data_module.prepare(self, x, None, None, "predict")
         state = self._full_state()
         begin = observer_hooks(observers, "on_predict_batch_begin")
@@ -524,9 +541,7 @@ class Population:
 
     def member_weights(self, member_id: int) -> dict[tuple[int, str], torch.Tensor]:
         """One member's current weights, keyed by (layer index, weight name), Keras layout."""
-        if not isinstance(member_id, int) or not 0 <= member_id < self.size:
-            raise ConfigError(f"Population.member_weights: 'member_id' must be an int in "
-                              f"[0, {self.size - 1}]. Got {member_id!r}.")
+        self._check_member("member_weights", member_id)
         if member_id in self._discarded:
             raise ConfigError(f"Population.member_weights: member {member_id} was discarded "
                               "(discard_members): its weights are gone.")
@@ -611,7 +626,9 @@ class Population:
         """Adds members of the same structure; returns their ids. Between ``fit`` calls, or
         from an observer's ``on_epoch_end``, after which they train for the remaining epochs
         of that call (their random streams start at their own epoch 0)."""
-        members = list(members)
+        members = _member_list(members, "Population.add_members")
+        if not members:
+            return []
         first = self.size
         new_plan = extended(self.plan, self._members + members)  # StructureError on a mismatch
         self._members += members
@@ -632,8 +649,9 @@ class Population:
     def remove_members(self, member_ids: Sequence[int]) -> None:
         """Stops members for good: during ``fit`` at the end of the current epoch (their
         weights are kept and reported, status ``'removed'``), and in every later ``fit``."""
-        for member_id in member_ids:
-            self._removed.add(self._check_member("remove_members", member_id))
+        member_ids = [self._check_member("remove_members", m)
+                      for m in _id_list("remove_members", member_ids)]
+        self._removed.update(member_ids)
 
     def discard_members(self, member_ids: Sequence[int]) -> None:
         """Frees, for good, the state of members whose training is over (stopped early,
@@ -643,7 +661,8 @@ class Population:
         to one population (a tuning's trials), whose ended members would otherwise be kept
         to the end of ``fit``. Call it from an observer's ``on_epoch_complete`` or between
         calls."""
-        member_ids = [self._check_member("discard_members", m) for m in member_ids]
+        member_ids = [self._check_member("discard_members", m)
+                      for m in _id_list("discard_members", member_ids)]
         for member_id in member_ids:
             if member_id not in self._parked and member_id not in self._discarded and \
                     member_id in self.state.member_ids and self._epoch is not None:
@@ -700,6 +719,54 @@ class Population:
         had before the non-finite step), as a Keras model does."""
         self._diverged.clear()
 
+
+
+#: what a Population.checkpoint() holds that fit's ``resume`` reads
+_CHECKPOINT_KEYS = frozenset({"format", "epoch", "names", "seeds", "members",
+                              "optimizer_values", "parked", "results", "diverged", "removed",
+                              "joined"})
+
+
+def _member_list(members, where: str = "Population") -> list:
+    """``members`` as a list: a sequence of them (one Member alone is a mistake worth naming)."""
+    if isinstance(members, Member):
+        raise ConfigError(f"{where}: 'members' must be a list of Member. Got one Member: "
+                          "pass [member].")
+    if members is None or isinstance(members, (str, bytes)) or not hasattr(members, "__iter__"):
+        raise ConfigError(f"{where}: 'members' must be a list of Member. Got {members!r}.")
+    return list(members)
+
+
+def _id_list(where: str, member_ids) -> list:
+    if isinstance(member_ids, (str, bytes)) or not hasattr(member_ids, "__iter__"):
+        raise ConfigError(f"Population.{where}: 'member_ids' must be a list of member ids. "
+                          f"Got {member_ids!r}" + (f": pass [{member_ids!r}]." if isinstance(
+                              member_ids, int) else "."))
+    return list(member_ids)
+
+
+def _observer_list(where: str, observers) -> list:
+    if observers is None:
+        return []
+    if isinstance(observers, (str, bytes)) or not hasattr(observers, "__iter__"):
+        raise ConfigError(f"{where}: 'observers' must be a list of observers. Got "
+                          f"{type(observers).__name__}: pass [observer].")
+    return list(observers)
+
+
+def _device(device) -> torch.device:
+    """'cpu' or 'cuda' (with an index or not) as a torch.device; a ConfigError otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"Population: 'device' must be 'cpu' or 'cuda'. Got {device!r} "
+                          f"({error}).") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(f"Population: 'device' must be 'cpu' or 'cuda'. Got {device!r}.")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("Population: 'device' is 'cuda' but torch sees no CUDA device. "
+                          "Use device='cpu'.")
+    return parsed
 
 
 def _call(observer, hook, *args):

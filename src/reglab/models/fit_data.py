@@ -139,7 +139,8 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
                           f"Got x={type(x).__name__}, y={type(y).__name__}.")
     return FitData(_as_array("fit", "x", x), _as_array("fit", "y", y),
                    _as_array("fit", "sample_weight", sample_weight),
-                   32 if batch_size is None else batch_size, shuffle)
+                   32 if batch_size is None else batch_size,
+                   "batch" if isinstance(shuffle, str) and shuffle == "batch" else bool(shuffle))
 
 
 class FlowBatches:
