@@ -39,6 +39,8 @@ from reglab.storage.lock import unheld
 from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
 
 DB_NAME = "study.db"
+#: SQLite's rollback journal beside the store (a hot one: a write a kill interrupted)
+_JOURNAL = "-journal"
 #: the meta key under which the store keeps the runs it finished as copies (run -> source)
 COPIES_META = "copies"
 SCHEMA_VERSION = 1
@@ -191,6 +193,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         try:
             if read_only:  # never writes: a read-only connection, and no schema created
+                self._roll_back_killed_write()
                 self._conn = self._open_read_only()
             else:
                 if self.path.exists():
@@ -271,11 +274,40 @@ class SQLiteStore:
     def _probe(self) -> None:
         """Reads an existing store read-only before it is opened for writing (and removes
         new stores' temporaries that killed processes left)."""
+        self._roll_back_killed_write()
         try:
             self._open_read_only().close()
         except sqlite3.DatabaseError as error:
             raise self._unusable(error) from None
         self._remove_stale_temporaries()
+
+    def _roll_back_killed_write(self) -> None:
+        """Rolls back the write of a process killed while the store was in a rollback
+        journal (as it is while a writer switches it to WAL on opening and back on closing):
+        its ``study.db-journal`` is hot, and SQLite rolls it back on the next read-write
+        opening, which a read-only connection cannot do (it fails as if the file were
+        read-only). The rollback restores the store as it was before that write, as any
+        SQLite program opening it would; SQLite leaves a journal alone while its writer
+        lives. Where the store cannot be written, the reading that follows says so."""
+        journal = Path(f"{self.path}{_JOURNAL}")
+        try:
+            if not journal.is_file() or not journal.stat().st_size or \
+                    not self.path.stat().st_size:
+                return
+        except OSError:
+            return
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                with unheld(self.directory) as free:
+                    if free:  # one file again, as a closing writer leaves it (a kill while
+                        conn.execute("PRAGMA busy_timeout=0")  # it switched to WAL leaves
+                        conn.execute("PRAGMA journal_mode=DELETE")  # a WAL-mode header)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass  # damaged or not writable here: named by the reading that follows
 
     def _remove_stale_temporaries(self, own: str | None = None) -> None:
         for leftover in self.directory.glob(f".{DB_NAME}.*.tmp*"):
@@ -321,6 +353,14 @@ class SQLiteStore:
 
     def _unusable(self, error: sqlite3.Error) -> StoreError:
         """The error for a ``study.db`` SQLite cannot use; the file is left as it is."""
+        journal = Path(f"{self.path}{_JOURNAL}")
+        if ("readonly" in str(error) or "read-only" in str(error)) and journal.is_file():
+            return StoreError(
+                f"{self.path}: the store holds the unfinished write of a killed process "
+                f"({journal.name}), which only a process that may write here can roll back "
+                f"({error}). Run the same command where the directory can be written (a "
+                "copy of the directory, journal included); the rollback loses nothing that "
+                "was committed.")
         if "readonly" in str(error) or "read-only" in str(error):  # healthy, not writable
             return StoreError(
                 f"{self.path}: cannot write to the store ({error}): the file or its directory "

@@ -849,3 +849,54 @@ def test_json_damaged_inside_a_sound_file_is_named_not_called_a_bug(store):
         store.runs()
     with pytest.raises(StoreError, match=place + r": meta 'device' is damaged"):
         store.get_meta("device")
+
+
+KILLED_WRITE = textwrap.dedent("""
+    import os, sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("PRAGMA cache_size=1")  # the journal is written before the pages are
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE epochs SET metrics = metrics || ' '")
+    conn.execute("DELETE FROM runs")
+    os._exit(0)  # killed mid-transaction: no rollback, no unlock
+""")
+
+
+def _kill_mid_write(out: Path) -> None:
+    """A store closed (so in a rollback journal, as while a writer opens or closes it), then a
+    process killed in the middle of a write to it: a hot study.db-journal."""
+    subprocess.run([sys.executable, "-c", KILLED_WRITE, str(out / "study.db")], check=True)
+    assert (out / "study.db-journal").stat().st_size > 0
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_a_write_killed_in_a_rollback_journal_is_rolled_back_on_opening(tmp_path, read_only):
+    out = tmp_path / "out"
+    runs = [make_run(i) for i in range(3)]
+    with SQLiteStore(out) as store:
+        store.init_study(FP, STUDY)
+        store.add_runs(runs)
+        store.record_epochs([(r.run_id, e, {"loss": 0.5 + e}) for r in runs for e in range(4)])
+    _kill_mid_write(out)
+    with SQLiteStore(out, read_only=read_only) as store:  # was: "read-only here" for both
+        assert [r.run_id for r in store.runs()] == [r.run_id for r in runs]
+        assert store.epochs(runs[1].run_id)[2] == {"epoch": 2, "loss": 2.5}
+        assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert files(out) == {"study.db"}
+
+
+def test_a_killed_write_on_a_store_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with SQLiteStore(out) as store:
+        store.init_study(FP, STUDY)
+        store.add_runs([make_run(0)])
+    _kill_mid_write(out)
+    # where the directory cannot be written the rollback fails (root writes anywhere: the
+    # rollback is skipped instead)
+    monkeypatch.setattr(SQLiteStore, "_roll_back_killed_write", lambda self: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for read_only in (True, False):
+        with pytest.raises(sqlite_store.StoreError, match=r"unfinished write of a killed "
+                                                          r"process \(study.db-journal\)"):
+            SQLiteStore(out, read_only=read_only)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
