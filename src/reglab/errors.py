@@ -40,8 +40,10 @@ class UnknownArgumentError(ConfigError, TypeError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Returns `` Did you mean 'x'?`` for the closest of ``choices``, or ``''``."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    choices = list(choices)
+    by_lower = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def unknown_name(where: str, kind: str, name: object, choices: Iterable[str]) -> ConfigError:

@@ -309,6 +309,13 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
         train, test = stratified_split(y, data.test_split, data.split_seed)
         x, y, x_test, y_test = x[train], y[train], x[test], y[test]
     n_val = int(math.floor(len(x) * data.validation_split))
+    classes = _present_classes(y) or 1
+    if n_val and len(x) - n_val < classes:
+        raise DataError(
+            f"data.validation_split: expected a split that leaves at least {classes} training "
+            f"samples ({'one per class, ' + str(classes) + ' classes' if classes > 1 else 'one'}"
+            f"). Got {data.validation_split}, which holds out {n_val:,} of the {len(x):,}, "
+            f"leaving {len(x) - n_val:,}.")
     if n_val:
         x, y, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
     else:

@@ -25,6 +25,10 @@ SOURCES = {
     "early_stopping": ["callbacks/early_stopping.py"],
     "augment": ["augment/sampling.py"],
 }
+#: the base class a node's class derives from, for the kinds that have one (a helper class
+#: defined beside the optimizers is no optimizer a study may name)
+BASES = {"layer": "Layer", "optimizer": "Optimizer", "regularizer": "Regularizer",
+         "constraint": "Constraint"}
 #: keyword arguments every layer accepts through reglab.layers.Layer
 LAYER_BASE_ARGUMENTS = ("name", "input_shape", "trainable", "dtype")
 
@@ -71,6 +75,20 @@ def _inherited(kind: str, read):
     return {name: resolve(name) for name in nodes}
 
 
+def _derives(kind: str, name: str, base: str) -> bool:
+    """Whether class ``name`` of ``kind``'s sources derives from ``base`` (by name)."""
+    _, bases = _class_nodes(kind)
+    seen, todo = set(), [name]
+    while todo:
+        for parent in bases.get(todo.pop(), []):
+            if parent == base:
+                return True
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return False
+
+
 @functools.cache
 def classes(kind: str) -> dict[str, tuple[str, ...]]:
     """``{class name: constructor argument names}`` of the public classes of ``kind``."""
@@ -78,6 +96,8 @@ def classes(kind: str) -> dict[str, tuple[str, ...]]:
     for name, arguments in _inherited(kind, _arguments).items():
         if name.startswith("_") or name in ("Layer", "Optimizer", "Regularizer", "Constraint",
                                             "Input", "Initializer"):
+            continue
+        if kind in BASES and not _derives(kind, name, BASES[kind]):
             continue
         args = [a for a in (arguments or []) if a != "kwargs"]
         if kind == "layer":

@@ -376,16 +376,20 @@ def _check_layer_args(checker: _Checker, where: str, args: dict) -> None:
             checker.typed(f"{where}.{key}", value, "constraint")
 
 
-def _collect_sweeps(checker, where: str, node: Any, path: str, out: list) -> Any:
-    """Replaces sweeps inside ``node`` by their first value, recording each SweepSpec."""
+def _collect_sweeps(checker, where: str, node: Any, path: str, out: list,
+                    broken: list) -> Any:
+    """Replaces sweeps inside ``node`` by their first value, recording each SweepSpec (and
+    in ``broken`` where a sweep's grid is wrong: None stands there)."""
     if is_sweep(node):
         values = sweep_values(node, where, checker.problems)
         if values:
             out.append(SweepSpec(path, values))
             return values[0]
+        broken.append(where)
         return None
     if isinstance(node, dict):
-        return {k: _collect_sweeps(checker, f"{where}.{k}", v, f"{path}.{k}" if path else k, out)
+        return {k: _collect_sweeps(checker, f"{where}.{k}", v, f"{path}.{k}" if path else k,
+                                   out, broken)
                 for k, v in node.items()}
     return node
 
@@ -546,7 +550,9 @@ def _check_test_data(checker: _Checker, path: Path, data_raw: dict, dataset: Any
 
 def _check_variant(checker: _Checker, name: str, table: Any,
                    tuning: bool = False) -> VariantSpec | None:
-    where = f"variants.{name}"
+    # a name refused below is shown as Python writes it: no control or invisible character
+    # of it reaches the terminal through the places its problems name
+    where = f"variants.{name if VARIANT_NAME.fullmatch(name) else repr(name)}"
     if not VARIANT_NAME.fullmatch(name):
         checker.add(f"{where}: a variant's name must be 1 to {MAX_VARIANT_NAME} characters "
                     "without spaces, control or invisible characters, '[', ']', '/', ',', "
@@ -555,10 +561,22 @@ def _check_variant(checker: _Checker, name: str, table: Any,
     table = checker.keys(where, table, VARIANT_KEYS)
     if tuning:
         return _check_searched_variant(checker, name, table)
+    import copy
+
     sweeps: list[SweepSpec] = []
-    resolved = {k: _collect_sweeps(checker, f"{where}.{k}", v, k, sweeps)
+    broken: list[str] = []  # where a sweep's grid is wrong (said once, there)
+    resolved = {k: _collect_sweeps(checker, f"{where}.{k}", v, k, sweeps, broken)
                 for k, v in table.items()}
+    start = len(checker.problems)
     _check_changes(checker, where, resolved)
+    for sweep in sweeps:  # every point, as a value written alone would be checked
+        for value in sweep.values[1:]:
+            point = copy.deepcopy(resolved)
+            set_path(point, sweep.path, value)
+            _check_changes(checker, where, point)
+    new = [problem for problem in checker.problems[start:]
+           if not any(problem.startswith(f"{place}:") for place in broken)]
+    checker.problems[start:] = list(dict.fromkeys(new))
     return VariantSpec(name, table, tuple(sweeps))
 
 

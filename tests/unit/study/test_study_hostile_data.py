@@ -228,3 +228,21 @@ def test_csv_cells_in_python_only_number_syntax_are_refused(tmp_path):
     (tmp_path / "d.csv").write_text("a,label\n1_000,0\n2,1\n")
     with pytest.raises(DataError, match=r"line 2, column 'a' must be a number. Got '1_000'"):
         load_csv(tmp_path / "d.csv")
+
+
+@pytest.mark.parametrize("split, left", [(0.999, 1), (0.99, 2)])
+def test_a_validation_split_that_leaves_fewer_training_samples_than_classes(tmp_path, split,
+                                                                            left):
+    x, y = blobs(n=240)
+    message = refused(write(tmp_path, {"x": x, "y": y},
+                            data=f"test_split = 0.25\nvalidation_split = {split}"))
+    assert "data.validation_split: expected a split that leaves at least 3 training " \
+           "samples (one per class, 3 classes)" in message
+    assert f"leaving {left}." in message
+
+
+def test_a_validation_split_that_leaves_one_sample_per_class_is_taken(tmp_path):
+    x, y = blobs(n=240)
+    path = write(tmp_path, {"x": x, "y": y}, data="test_split = 0.25\nvalidation_split = 0.985")
+    data = load_study_data(parse_study(path))
+    assert len(data.y_train) == 3 and len(data.y_val) == 177

@@ -433,3 +433,39 @@ def test_a_data_path_that_is_a_directory_is_named_as_one(tmp_path):
         parse_study(study)
     assert any(p.startswith("data.dataset: ") and "images.npz' is a directory; expected a "
                "file there." in p for p in caught.value.problems)
+
+
+@pytest.mark.parametrize("sweep", ["[0.5, 1.0]", "{ linear = [0.5, 1.0], n = 3 }",
+                                   "[0.2, 0.5, 1.5]"])
+def test_every_point_of_a_sweep_is_checked_as_a_value_written_alone(sweep):
+    found = problems(BASE.replace("[variants.baseline]", f"[variants.drop]\ndropout = {sweep}"))
+    assert len(found) == 1 and found[0].startswith(
+        "variants.drop.dropout: expected a number in [0, 1). Got 1."), found
+    found = problems(BASE.replace("[variants.baseline]", """[variants.l2]
+kernel_regularizer = { type = "L2", l2 = [0.01, -0.5] }"""))
+    assert found == ["variants.l2.kernel_regularizer.l2: expected a finite number >= 0. "
+                     "Got -0.5."]
+
+
+def test_a_bad_grid_is_named_once_without_a_follow_on_problem():
+    found = problems(BASE.replace("[variants.baseline]",
+                                  "[variants.drop]\ndropout = { linear = [0.1, 0.5], n = 0 }"))
+    assert found == ["variants.drop.dropout.n: a sweep needs n >= 1 points. Got 0."]
+
+
+@pytest.mark.parametrize("written, name, shown", [
+    (r"drop\u202eout", "drop\u202eout", r"'drop\u202eout'"),
+    (r"drop\u0007out", "drop\x07out", r"'drop\x07out'")])
+def test_a_refused_variant_name_reaches_no_terminal_raw(written, name, shown):
+    text = BASE.replace("[variants.baseline]", f'[variants."{written}"]\ndropout = 2.0')
+    found = problems(text)
+    assert found and all(name not in problem for problem in found)
+    assert any(problem.startswith(f"variants.{shown}: a variant's name") for problem in found)
+    assert any(problem.startswith(f"variants.{shown}.dropout:") for problem in found)
+
+
+def test_only_optimizers_are_offered_as_optimizers_and_near_names_suggested():
+    found = problems(BASE.replace("epochs = 2", 'epochs = 2\noptimizer = "adamx"'))
+    assert len(found) == 1
+    assert "Did you mean 'Adamax'?" in found[0]
+    assert "OptimizerMembers" not in found[0] and "LearningRateValue" not in found[0]
