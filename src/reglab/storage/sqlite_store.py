@@ -39,6 +39,8 @@ from reglab.storage.lock import unheld
 from reglab.storage.records import FINISHED, QUEUED, RUNNING, STATUSES, RunRecord
 
 DB_NAME = "study.db"
+#: where the study's own record lives, as errors name it
+_STUDY_PLACE = "the study's record (table study, column canonical_json)"
 #: SQLite's rollback journal beside the store (a hot one: a write a kill interrupted)
 _JOURNAL = "-journal"
 #: the meta key under which the store keeps the runs it finished as copies (run -> source)
@@ -120,7 +122,9 @@ def _run_values(run: RunRecord) -> dict[str, Any]:
 def _record_from_row(row: tuple, path: Path) -> RunRecord:
     values = dict(zip(_RUN_FIELDS, row))
     for name in _JSON_FIELDS:
-        values[name] = _parsed(path, values[name], f"run {values['run_id']!r}, column {name}")
+        values[name] = _parsed_object(path, values[name],
+                                      f"run {values['run_id']!r}, column {name}",
+                                      numbers=name == "metrics")
     return RunRecord(**values)
 
 
@@ -133,6 +137,25 @@ def _parsed(path: Path, text, place: str):
         raise StoreError(f"{path}: {place} is damaged (not the JSON reglab wrote: {error}). "
                          "The store was changed outside reglab: restore it from a copy, or "
                          "run the study again with --restart, which starts it over.") from None
+
+
+def _parsed_object(path: Path, text, place: str, numbers: bool = False) -> dict:
+    """:func:`_parsed` of a JSON object (with ``numbers``: each value a number or null, as
+    reglab writes metrics); a StoreError naming the place where it is something else."""
+    value = _parsed(path, text, place)
+    wrong = None
+    if not isinstance(value, dict):
+        wrong = f"JSON {type(value).__name__}, where reglab writes an object"
+    elif numbers:
+        for key, item in value.items():
+            if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
+                wrong = f"{key!r} is {item!r}, where reglab writes a number"
+                break
+    if wrong is not None:
+        raise StoreError(f"{path}: {place} is damaged ({wrong}). The store was changed "
+                         "outside reglab: restore it from a copy, or run the study again with "
+                         "--restart, which starts it over.")
+    return value
 
 
 def _stale(temporary: Path) -> bool:
@@ -276,9 +299,15 @@ class SQLiteStore:
         new stores' temporaries that killed processes left)."""
         self._roll_back_killed_write()
         try:
-            self._open_read_only().close()
+            conn = self._open_read_only()
+            try:
+                row = conn.execute("SELECT canonical_json FROM study").fetchone()
+            finally:
+                conn.close()
         except sqlite3.DatabaseError as error:
             raise self._unusable(error) from None
+        if row is not None:  # what a resume compares first: damage named before any write
+            _parsed_object(self.path, row[0], _STUDY_PLACE)
         self._remove_stale_temporaries()
 
     def _roll_back_killed_write(self) -> None:
@@ -497,7 +526,8 @@ class SQLiteStore:
     def study(self) -> tuple[str, dict] | None:
         """The stored study as ``(fingerprint, parsed canonical JSON)``, or None."""
         row = self._connection().execute("SELECT fingerprint, canonical_json FROM study").fetchone()
-        return None if row is None else (row[0], json.loads(row[1]))
+        return None if row is None else (row[0], _parsed_object(self.path, row[1],
+                                                                _STUDY_PLACE))
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -612,8 +642,9 @@ class SQLiteStore:
             .execute("SELECT epoch, metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))
             .fetchall()
         )
-        return [{"epoch": epoch, **_parsed(self.path, metrics,
-                                           f"run {run_id!r}, epoch {epoch}, column metrics")}
+        return [{"epoch": epoch, **_parsed_object(self.path, metrics,
+                                                  f"run {run_id!r}, epoch {epoch}, column "
+                                                  "metrics", numbers=True)}
                 for epoch, metrics in rows]
 
     # -- finishing and resuming -----------------------------------------------------------
@@ -781,10 +812,31 @@ def _changed_keys(stored: str, new: str, limit: int = 6) -> list[str]:
         return []
     changed: list[str] = []
 
+    def named(items):  # a list of tables with names (the variants): a table by name
+        if isinstance(items, list) and items and all(
+                isinstance(i, dict) and isinstance(i.get("name"), str) for i in items):
+            names = [i["name"] for i in items]
+            if len(set(names)) == len(names):
+                return dict(zip(names, items)), names
+        return None, None
+
     def walk(a, b, path):
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
                 walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            return
+        (by_a, order_a), (by_b, order_b) = named(a), named(b)
+        if by_a is not None and by_b is not None:
+            for name in [*order_a, *(n for n in order_b if n not in by_a)]:
+                where = f"{path}.{name}"
+                if name not in by_b or name not in by_a:
+                    changed.append(f"{where} ({'removed' if name not in by_b else 'added'})")
+                else:
+                    walk({k: v for k, v in by_a[name].items() if k != "name"},
+                         {k: v for k, v in by_b[name].items() if k != "name"}, where)
+            common = [n for n in order_a if n in by_b]
+            if common != [n for n in order_b if n in by_a]:
+                changed.append(f"{path} (their order)")
         elif a != b:
             changed.append(path or "(the whole study)")
 

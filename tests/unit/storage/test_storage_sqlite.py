@@ -900,3 +900,48 @@ def test_a_killed_write_on_a_store_that_cannot_be_written_is_named(tmp_path, mon
                                                           r"process \(study.db-journal\)"):
             SQLiteStore(out, read_only=read_only)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_changed_study_names_the_variants_that_changed():
+    before = {"name": "t", "variants": [{"name": "base", "changes": {}},
+                                        {"name": "l2", "changes": {"l2": 0.01}},
+                                        {"name": "gone", "changes": {}}]}
+    after = {"name": "t", "variants": [{"name": "l2", "changes": {"l2": 0.02}},
+                                       {"name": "base", "changes": {}},
+                                       {"name": "new", "changes": {}}]}
+    assert sqlite_store._changed_keys(json.dumps(before), json.dumps(after)) == [
+        "variants.l2.changes.l2", "variants.gone (removed)", "variants.new (added)",
+        "variants (their order)"]
+    assert sqlite_store._changed_keys(json.dumps(before), json.dumps(before)) == []
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("metrics", "[1, 2]", r"column metrics is damaged \(JSON list, where reglab writes an object"),
+    ("metrics", '{"test_accuracy": "abc"}',
+     r"column metrics is damaged \('test_accuracy' is 'abc', where reglab writes a number"),
+    ("point", '"x"', r"column point is damaged \(JSON str"),
+    ("hyperparameters", "[]", r"column hyperparameters is damaged \(JSON list"),
+])
+def test_run_json_of_the_wrong_kind_is_named_as_damage(tmp_path, column, value, message):
+    with SQLiteStore(tmp_path) as store:
+        store.init_study(FP, STUDY)
+        store.add_runs([make_run(0)])
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        conn.execute(f"UPDATE runs SET {column} = ?", (value,))
+    with SQLiteStore(tmp_path, read_only=True) as store:
+        with pytest.raises(sqlite_store.StoreError, match=message):
+            store.runs()
+
+
+def test_a_damaged_study_record_is_named_before_a_writer_touches_the_store(tmp_path):
+    with SQLiteStore(tmp_path) as store:
+        store.init_study(FP, STUDY)
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        conn.execute("UPDATE study SET canonical_json = 'not json'")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(sqlite_store.StoreError, match=r"the study's record .* is damaged"):
+        SQLiteStore(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    with SQLiteStore(tmp_path, read_only=True) as store:
+        with pytest.raises(sqlite_store.StoreError, match=r"the study's record .* is damaged"):
+            store.study()
