@@ -37,7 +37,8 @@ class ModelCheckpoint(Callback):
             ``save_best_only``.
 
     Differences from Keras: the file extension is not checked (reglab's formats are
-    not Keras's ``.keras``/``.weights.h5``); a ``filepath`` field missing from the logs
+    not Keras's ``.keras``/``.weights.h5``), but for an HDF5 one (``.h5``) where the whole
+    model is saved, which is refused (reglab does not write Keras's legacy format); a ``filepath`` field missing from the logs
     raises ``ConfigError`` (Keras raises ``KeyError``); with ``save_best_only`` and the
     monitor missing from the logs the epoch is skipped with a warning, as Keras 3.0
     (later Keras versions save anyway, which can overwrite a better checkpoint).
@@ -58,6 +59,11 @@ class ModelCheckpoint(Callback):
             filepath = os.fspath(filepath)
         if not isinstance(filepath, str) or not filepath:
             raise ConfigError(f"ModelCheckpoint: 'filepath' must be a path. Got {filepath!r}.")
+        if not save_weights_only and filepath.lower().endswith((".h5", ".hdf5")):
+            raise ConfigError(
+                f"ModelCheckpoint: 'filepath' {filepath!r} names an HDF5 file, Keras's legacy "
+                "model format, which reglab does not write. End it in '.keras' to save the "
+                "whole model, or pass save_weights_only=True for the weights ('.weights.h5').")
         if save_freq != "epoch":
             raise ConfigError(
                 f"ModelCheckpoint: 'save_freq' must be 'epoch'. Got {save_freq!r}. Saving "

@@ -25,9 +25,11 @@ at save time.
 
 Differences from Keras 3:
 
-- Any path is accepted. Keras 3 requires the ``'.keras'`` suffix; reglab takes
-  ``'.keras'``, ``'.reglab'`` or any other suffix, and appends nothing to a path
-  that has none.
+- Any path but an HDF5 one is accepted. Keras 3 requires the ``'.keras'`` suffix (or
+  ``'.h5'`` for its legacy HDF5 format); reglab takes ``'.keras'``, ``'.reglab'`` or any
+  other suffix, and appends nothing to a path that has none. ``'.h5'`` and ``'.hdf5'``
+  are refused (a file by that name would be read as HDF5 by Keras and h5py), and so is
+  loading an HDF5 model file, with how to convert it.
 - As Keras, the optimizer's state is saved, and a loaded model trains on as the saved one
   would have, bit for bit: its slots, step count (a schedule goes on from it) and loss
   scale, and the epochs trained, from which reglab's random streams (dropout, noise,
@@ -78,6 +80,9 @@ FORMAT_VERSION = 1
 CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "weights.npz"
 _MAX_CONFIG_BYTES = 16 * 2**20  # a config is a few kB; refuse to inflate anything huge
+#: the suffixes of an HDF5 file, and its first bytes (Keras's legacy model format)
+HDF5_SUFFIXES = (".h5", ".hdf5")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def _public_classes(module, base) -> dict[str, type]:
@@ -111,6 +116,12 @@ def save_model(model, filepath) -> None:
         FileNotFoundError: the target's directory does not exist.
     """
     path = os.fspath(filepath)
+    if str(path).lower().endswith(HDF5_SUFFIXES):
+        raise ConfigError(
+            f"save_model: {path!r} names an HDF5 file, Keras's legacy model format, which "
+            "reglab does not write (nor read). Save the model as a .keras archive "
+            "(model.save('model.keras')), or its weights alone with "
+            "model.save_weights('model.weights.h5'), which Keras reads.")
     document = model_to_config(model)  # every ConfigError is raised before any file is touched
     config_bytes = json.dumps(document, indent=2).encode("utf-8")
     weights_bytes = _weights_to_npz(model)
@@ -345,6 +356,12 @@ def _load_model(filepath, compile):  # noqa: A002
     if os.path.isdir(path):
         raise DataError(f"load_model: {path}: expected a file written by model.save(). "
                         "Got a directory.")
+    if _is_hdf5(path):
+        raise DataError(
+            f"load_model: {path}: an HDF5 file (Keras's legacy .h5 model format), which reglab "
+            "does not read. In Keras, save it again as a .keras archive "
+            "(keras.models.load_model(path).save('model.keras')) and load that; weights "
+            "alone load with model.load_weights('model.weights.h5').")
     if _is_keras_file(path):  # Keras's own .keras file: its config translated
         from reglab.models import keras_files
 
@@ -358,6 +375,14 @@ def _load_model(filepath, compile):  # noqa: A002
     if state_bytes is not None and compile:
         training_state.restore(model, state_bytes, f"load_model: {path}: {training_state.MEMBER}")
     return model
+
+
+def _is_hdf5(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 def _is_keras_file(path: str) -> bool:

@@ -384,3 +384,24 @@ def test_bad_input_shape_names_the_file(saved):
     rewrite(saved, config=lambda c: {**c, "config": {**c["config"], "input_shape": [0]}})
     with pytest.raises(ConfigError, match=r"saved\.keras: Input: 'shape' must be"):
         load_model(saved)
+
+
+@pytest.mark.parametrize("name", ["model.h5", "model.HDF5", "model.weights.h5"])
+def test_an_hdf5_path_is_refused_and_nothing_written(tmp_path, name):
+    model = Sequential([reglab.Input((4,)), Dense(2)])
+    with pytest.raises(ConfigError, match=r"names an HDF5 file, Keras's legacy model format"):
+        model.save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match=r"names an HDF5 file"):
+        reglab.callbacks.ModelCheckpoint(str(tmp_path / name))
+    reglab.callbacks.ModelCheckpoint(str(tmp_path / "w.weights.h5"), save_weights_only=True)
+
+
+def test_an_hdf5_model_file_is_named_with_how_to_convert_it(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "legacy.h5"
+    with h5py.File(path, "w") as file:  # what Keras's legacy format starts with
+        file.attrs["model_config"] = "{}"
+    with pytest.raises(DataError, match=r"an HDF5 file \(Keras's legacy .h5 model format\).*"
+                                        r"save\('model.keras'\)"):
+        load_model(path)
