@@ -146,10 +146,7 @@ class DaskExecutor:
         a checkpoint, in its own order)."""
         slots = self._slots({"cuda": {"GPU": 1}} if device == "cuda" and self._cluster is None
                             else {})
-        whole = list(whole) if whole is not None else [False] * len(populations)
-        counts = sharding.shard_counts([len(p.runs) for p in populations], slots, whole)
-        return [[population] if keep else sharding.cut(population, count)
-                for population, count, keep in zip(populations, counts, whole)]
+        return sharding.plan_cuts(populations, slots, whole)
 
     def choose_precision(self, device: str):
         """What ``precision = "auto"`` means where the jobs train, with their torch threads:
@@ -220,7 +217,7 @@ class DaskExecutor:
                 allow_other_workers=True, key=f"reglab-{_job_key(part)}-{uuid.uuid4().hex[:8]}")
             futures[future] = (index, job, part)
 
-        for index, job in sorted(jobs, key=lambda item: -len(item[1].population.runs)):
+        for index, job in sorted(jobs, key=lambda item: -sharding.job_cost(item[1].population)):
             collected[id(job)], parts_left[id(job)] = [], 1
             submit(index, job, job)
         finished: set[str] = set()
