@@ -13,14 +13,36 @@ from reglab.layers.layer import Layer, WeightSpec, is_shared, resolve_regularize
 
 class InputLayer(Layer):
     """A functional model's input, first in ``model.layers`` as in Keras (made by
-    ``reglab.Model`` from its ``reglab.Input``); it passes its input on."""
+    ``reglab.Model`` from its ``reglab.Input``); it passes its input on. Keras 3's
+    arguments: ``shape`` (or its older ``input_shape``), or ``batch_shape`` (or
+    ``batch_input_shape``) whose first entry is the batch's; ``batch_size`` is taken and
+    unused (a population's batches are its own); sparse, ragged, optional and tensor inputs
+    are not supported."""
 
     takes_grouped_input = "keeps"
     #: it does nothing to a batch: augmentation and batch transforms may follow it
     is_input = True
 
-    def __init__(self, shape=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, ragged=None,
+                 batch_shape=None, input_tensor=None, optional=False, name=None, **kwargs):
+        shape = kwargs.pop("input_shape", shape)  # Keras: a deprecated name of shape
+        batch_shape = kwargs.pop("batch_input_shape", batch_shape)
+        for argument, value in (("sparse", sparse), ("ragged", ragged),
+                                ("optional", optional)):
+            if value:
+                raise ConfigError(f"InputLayer: '{argument}' inputs are not supported by "
+                                  f"reglab. Got {argument}={value!r}.")
+        if input_tensor is not None:
+            raise ConfigError("InputLayer: 'input_tensor' is not supported by reglab (give "
+                              f"its shape). Got {type(input_tensor).__name__}.")
+        if shape is None and batch_shape is not None:
+            if isinstance(batch_shape, (str, bytes)) or not hasattr(batch_shape, "__len__") \
+                    or len(batch_shape) < 2:
+                raise ConfigError("InputLayer: 'batch_shape' must be (batch size or None, "
+                                  f"*sample shape). Got {batch_shape!r}.")
+            shape = tuple(batch_shape)[1:]
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.batch_size = batch_size
         self.shape = None if shape is None else tuple(shape)
 
     def forward(self, x, weights, values, ctx, input_shape):

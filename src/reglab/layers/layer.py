@@ -295,10 +295,30 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
-        return cls(**config)
+        """The layer of :meth:`get_config`'s dict, or of the same layer's config in Keras
+        (its serialized objects read as reglab's, the features reglab lacks left off:
+        :mod:`reglab.keras_configs`)."""
+        from reglab import keras_configs
+
+        return cls(**keras_configs.plain(dict(config), keep=_arguments(cls)))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _arguments(cls) -> frozenset[str]:
+    """The keyword arguments ``cls``'s constructors name, up to :class:`Layer`'s."""
+    import inspect
+
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(p.name for p in inspect.signature(init).parameters.values()
+                         if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        if klass is Layer:
+            break
+    return frozenset(names)
 
 
 def serialized(layer, *names: str) -> dict[str, Any]:

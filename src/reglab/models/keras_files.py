@@ -18,39 +18,26 @@ import zipfile
 from typing import Any
 
 from reglab.errors import ConfigError, DataError
+from reglab.keras_configs import plain as _plain
 
 CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "model.weights.h5"
-
-#: Keras's arguments, at the values that mean "a feature reglab does not have is off"
-_OFF = {"quantization_config": None, "lora_rank": None, "lora_alpha": None,
-        "synchronized": False, "loss_scale_factor": None, "gradient_accumulation_steps": None,
-        "input_axes": None, "output_axes": None, "reduction": "sum_over_batch_size",
-        "optional": False, "sparse": False, "ragged": False, "renorm": False,
-        "renorm_clipping": None, "renorm_momentum": 0.99, "groups": 1,
-        "data_format": "channels_last", "activity_regularizer": None}
 
 
 def is_keras_archive(members: list[str]) -> bool:
     return CONFIG_MEMBER in members and WEIGHTS_MEMBER in members
 
 
-def _plain(value: Any) -> Any:
-    """Keras's serialized forms as reglab's, recursively."""
-    if isinstance(value, dict):
-        if "class_name" in value and "config" in value and (
-                "module" in value or "registered_name" in value):
-            if value["class_name"] == "DTypePolicy" and isinstance(value["config"], dict):
-                return value["config"].get("name")
-            return {"class_name": value["class_name"], "config": _plain(value["config"])}
-        return {key: _plain(v) for key, v in value.items()
-                if not (key in _OFF and v == _OFF[key]) and key != "shared_object_id"}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def is_keras_sequential_config(config: Any) -> bool:
+    """Whether ``config`` is a Keras Sequential's ``get_config()`` (its layers serialized
+    with their ``module``), rather than reglab's."""
+    return isinstance(config, dict) and isinstance(config.get("layers"), list) and any(
+        isinstance(entry, dict) and ("module" in entry or "registered_name" in entry)
+        for entry in config["layers"])
 
 
-def _sequential_config(config: Any, where: str) -> dict[str, Any]:
+def sequential_config(config: Any, where: str) -> dict[str, Any]:
+    """A Keras Sequential's config as reglab's (its InputLayer the input shape)."""
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise DataError(f"{where}: expected the model's config with a 'layers' list. Got "
                         f"{config!r}.")
@@ -153,7 +140,7 @@ def from_document(document: dict[str, Any], where: str):
     if document.get("class_name") != "Sequential":
         raise ConfigError(f"{where}: expected a Keras Sequential or Functional model. Got "
                           f"{document.get('class_name')!r}.")
-    return sequential_from_config(_sequential_config(document.get("config"), where), where,
+    return sequential_from_config(sequential_config(document.get("config"), where), where,
                                   keep_seed=False)
 
 

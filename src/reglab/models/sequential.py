@@ -688,11 +688,15 @@ class Sequential:
         """A new model from :meth:`get_config`'s dict (or ``to_json``'s ``config``), with
         new initial weights (a fresh seed, as Keras's fresh weights). ``custom_objects``:
         the user's Regularizer classes the config names (see :mod:`reglab.saving`)."""
+        from reglab.models import keras_files
         from reglab.models.saving import sequential_from_config
         from reglab.saving import custom_object_scope
 
-        with custom_object_scope(custom_objects, "Sequential.from_config"):
-            return sequential_from_config(config, "Sequential.from_config", keep_seed=False)
+        where = "Sequential.from_config"
+        if keras_files.is_keras_sequential_config(config):  # Keras's own model's config
+            config = keras_files.sequential_config(config, where)
+        with custom_object_scope(custom_objects, where):
+            return sequential_from_config(config, where, keep_seed=False)
 
     def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "seed": self.seed,
