@@ -131,7 +131,7 @@ def test_data_that_cannot_fit_the_model_fails_before_training(tmp_path, problem)
 def test_variant_names_that_would_clash_or_break_files_are_refused(tmp_path, name):
     study = write_study(tmp_path)
     study.write_text(study.read_text() + f'[variants."{name}"]\ndropout = 0.1\n')
-    assert_clean_error(invoke("validate", study), f"variants.{name}: a variant's name must be")
+    assert_clean_error(invoke("validate", study), f"variants.{name!r}: a variant's name must be")
 
 
 @pytest.mark.parametrize("name", ["../escaped", "", "..", "runs/../../x"])
