@@ -86,3 +86,43 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def _pair(api, **compile_args):
+    model = api.Sequential([api.Input((6,)), api.layers.Dense(4, activation="relu"),
+                            api.layers.Dense(3, activation="softmax", name="out")])
+    model.compile(optimizer=api.optimizers.SGD(0.1), **compile_args)
+    return model
+
+
+PLAIN = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+
+
+@pytest.mark.parametrize("compile_args, keras_args", [
+    ({"loss": ["sparse_categorical_crossentropy"], "metrics": ["accuracy"]}, None),
+    ({"loss": "sparse_categorical_crossentropy", "metrics": {"out": "accuracy"}}, None),
+    # Keras 3.15's Sequential fails on a loss dict (its torch backend reads no output names
+    # there): compared with the plain form it stands for
+    ({"loss": {"out": "sparse_categorical_crossentropy"}, "metrics": {"out": ["accuracy"]}},
+     PLAIN),
+])
+def test_a_one_output_model_takes_keras_s_list_and_dict_forms(compile_args, keras_args):
+    theirs, ours = _pair(keras, **(keras_args or compile_args)), _pair(reglab, **compile_args)
+    ours.set_weights(theirs.get_weights())
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 6)).astype("float32"), rng.integers(0, 3, 32)
+    h_theirs = theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    h_ours = ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    assert sorted(h_ours) == sorted(h_theirs)
+    for key in h_theirs:
+        np.testing.assert_allclose(h_ours[key], h_theirs[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("compile_args, message", [
+    ({"loss": ["mse", "mse"]}, "one loss per output; this model has one. Got 2"),
+    ({"loss": {"dense": "mse"}}, "this model's one output is 'out'. Got keys \\['dense'\\]"),
+    ({"loss": "mse", "metrics": {"other": ["mae"]}}, "'metrics' as a dict is keyed by"),
+])
+def test_a_one_output_model_names_a_list_or_dict_that_does_not_fit(compile_args, message):
+    with pytest.raises(ConfigError, match=message):
+        _pair(reglab, **compile_args)

@@ -331,6 +331,11 @@ class Sequential:
         if loss_weights is not None:
             raise ConfigError("compile: 'loss_weights' weighs the losses of a model with "
                               "several outputs; this model has one.")
+        output = self._layers[-1].name if self._layers else None
+        loss = _of_the_output("loss", loss, output)
+        if isinstance(metrics, dict):
+            metrics = _of_the_output("metrics", metrics, output)
+            metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else metrics
         loss = None if loss is None else losses_module.check_trainable(
             losses_module.get(loss, where="compile: 'loss'"), "compile: 'loss'")
         if isinstance(metrics, str) or (metrics is not None
@@ -727,6 +732,23 @@ class Sequential:
         self.__dict__.update(state)
         if self._population is not None:
             _attach(self.optimizer, self._population)
+
+
+def _of_the_output(argument: str, value, output: str | None):
+    """Keras's forms of a one-output model's ``loss`` (a list of one) or ``loss``/``metrics``
+    (a dict by the output's name, its last layer's) as the value they hold."""
+    if argument == "loss" and isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ConfigError(f"compile: 'loss' as a list takes one loss per output; this "
+                              f"model has one. Got {len(value)}.")
+        return value[0]
+    if isinstance(value, dict):
+        if set(value) != {output}:
+            raise ConfigError(f"compile: '{argument}' as a dict is keyed by the output's name; "
+                              f"this model's one output is {output!r}. Got keys "
+                              f"{sorted(map(str, value))}.")
+        return value[output]
+    return value
 
 
 def _attach(optimizer, population) -> None:
