@@ -263,8 +263,9 @@ def _write_report(directory, after_run: bool = False) -> None:
         _fail(ReglabError(f"the report could not be written: {error}"))
     except Exception as error:  # the study itself is saved; only the page is missing
         saved = f"The study in {directory} is complete and saved; " if after_run else ""
+        text = str(error).rstrip(".")
         _fail(ReglabError(f"{saved}the report could not be written: "
-                          f"{type(error).__name__}: {error}. Retry with `reglab report "
+                          f"{type(error).__name__}: {text}. Retry with `reglab report "
                           f"{directory}`."))
     click.echo(f"report: {path}")
 

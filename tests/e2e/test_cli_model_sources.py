@@ -62,6 +62,10 @@ def make_keras_model():
 def broken():
     raise RuntimeError("no GPU here")
 
+def exits():
+    import sys
+    sys.exit(3)
+
 def empty():
     return reglab.Sequential([reglab.Input((6,))])
 
@@ -172,6 +176,8 @@ def test_a_keras_model_file_and_a_keras_factory_give_the_same_study(tmp_path):
     ('[model]\nkeras = "data.npz"\n', "model.keras: expected a path to a .keras file"),
     ('[model]\nfactory = "factories:broken"\n',
      "model.factory: calling 'factories:broken' failed: RuntimeError: no GPU here"),
+    ('[model]\nfactory = "factories:exits"\n',
+     "model.factory: calling 'factories:exits' called sys.exit(3); expected it to return"),
     ('[model]\nfactory = "factories"\n', "model.factory: expected 'package.module:function'"),
     ('[model]\nfactory = "factories:make_model"\ninput_shape = [7]\n',
      "model.input_shape: the model of model.factory (factories:make_model) takes [6]"),
@@ -186,6 +192,9 @@ def test_bad_model_sources_name_their_place(tmp_path, section, expected):
     with pytest.raises(StudySpecError) as error:
         parse_study(write(tmp_path, section))
     assert any(p.startswith(expected) for p in error.value.problems), error.value.problems
+    if "input_shape" not in section and "layers" not in section:  # named once, there
+        assert not any(p.startswith("model.input_shape") for p in error.value.problems), \
+            error.value.problems
 
 
 def test_a_keras_file_with_what_reglab_lacks_is_refused_layer_by_layer(tmp_path):

@@ -246,6 +246,10 @@ def from_factory(reference: str, base: Path, where: str, problems: list[str]
         problems.append(f"{where}: calling {reference!r} failed: "
                         f"{type(error).__name__}: {error}.")
         return None, []
+    except SystemExit as error:  # sys.exit() in the user's code: named, not obeyed
+        problems.append(f"{where}: calling {reference!r} called sys.exit({error.code!r}); "
+                        "expected it to return a model.")
+        return None, []
     finally:
         if added:
             sys.path.remove(str(base.resolve()))

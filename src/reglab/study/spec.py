@@ -33,6 +33,7 @@ import hashlib
 import json
 import re
 import sys
+import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -395,9 +396,13 @@ def _collect_sweeps(checker, where: str, node: Any, path: str, out: list,
 
 
 def _not_a_file(candidate: Path) -> str:
-    """Why a path the study names is not a file it can read: missing, or a directory."""
+    """Why a path the study names is not a file it can read: missing, a directory, or
+    something else that is no regular file (a pipe, a device, a socket)."""
     if candidate.is_dir():
         return f"{str(candidate)!r} is a directory; expected a file there."
+    if candidate.exists():
+        return (f"{str(candidate)!r} is not a regular file (a pipe, a device or a socket); "
+                "expected a file there.")
     return f"no file at {str(candidate)!r}."
 
 
@@ -830,9 +835,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     if len(sources) > 1:
         checker.add(f"model: expected one of 'layers', 'keras' (a .keras file) or 'factory' "
                     f"('package.module:function'). Got {', '.join(sources)}.")
-    elif sources and sources[0] != "layers":
+    source_failed = False  # a .keras file or factory that gave no model: said once, there
+    if len(sources) == 1 and sources[0] != "layers":
         before = len(checker.problems)
         layers_where, (file_shape, converted) = _model_from_source(checker, path, model_raw)
+        source_failed = not converted and len(checker.problems) > before
         layers_raw = [{"type": type_, **args} for type_, args in converted] or None
         if not converted and len(checker.problems) == before:
             checker.add(f"{layers_where}: expected a model with at least one layer. Got none.")
@@ -843,8 +850,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             checker.add(f"model.input_shape: the model of {layers_where} takes "
                         f"{list(file_shape)}. Got {shape_raw!r}; remove model.input_shape.")
     input_shape: tuple[int, ...] = ()
-    if "model" not in raw:
-        pass  # reported as a missing section
+    if "model" not in raw or (source_failed and shape_raw is None):
+        pass  # reported as a missing section, or the model's source's problem
     elif not (isinstance(shape_raw, list) and shape_raw and all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_raw)):
         checker.add(f"model.input_shape: expected a list of positive ints such as [784]. "
@@ -907,10 +914,18 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     elif not isinstance(variants_raw, dict) or not variants_raw:
         checker.add("variants: expected at least one [variants.NAME] table. Got none.")
     else:
+        seen: dict[str, str] = {}  # each name as it reads (case and Unicode form aside)
         for name, table in variants_raw.items():
             variant = _check_variant(checker, name, table, tuning="tune" in raw)
             if variant is not None:
                 variants.append(variant)
+            looks = unicodedata.normalize("NFKC", name).casefold()
+            if looks in seen and VARIANT_NAME.fullmatch(name):
+                checker.add(f"variants.{name}: reads as variants.{seen[looks]} (the names differ "
+                            "only in case or Unicode form, and would be told apart by neither "
+                            "a reader of the table nor a case-insensitive file system). "
+                            "Rename one.")
+            seen.setdefault(looks, name)
         if metrics_ok:  # else training.metrics is wrong: said there
             _check_monitors(checker, variants, metrics)
         if layers and not any(layer.type == RESIDUAL for layer in layers):

@@ -469,3 +469,29 @@ def test_only_optimizers_are_offered_as_optimizers_and_near_names_suggested():
     assert len(found) == 1
     assert "Did you mean 'Adamax'?" in found[0]
     assert "OptimizerMembers" not in found[0] and "LearningRateValue" not in found[0]
+
+
+@pytest.mark.parametrize("first, second", [("baseline", "Baseline"),
+                                           ("caf\u00e9", "cafe\u0301"),
+                                           ("l2", "\uff4c2")])
+def test_variant_names_that_read_the_same_are_refused(first, second):
+    text = BASE.replace("[variants.baseline]",
+                        f'[variants."{first}"]\n[variants."{second}"]\ndropout = 0.1')
+    found = problems(text)
+    assert found == [f"variants.{second}: reads as variants.{first} (the names differ only in "
+                     "case or Unicode form, and would be told apart by neither a reader of the "
+                     "table nor a case-insensitive file system). Rename one."]
+
+
+def test_a_dataset_that_is_no_regular_file_is_named_as_such(tmp_path):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs named pipes")
+    os.mkfifo(tmp_path / "pipe.npz")
+    study = tmp_path / "study.toml"
+    study.write_text(BASE.replace('dataset = "fashion_mnist"', 'dataset = "pipe.npz"'))
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(study)
+    assert any("pipe.npz' is not a regular file (a pipe, a device or a socket)" in p
+               for p in caught.value.problems), caught.value.problems
