@@ -587,6 +587,27 @@ _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
               categorical_hinge: CategoricalHinge, kl_divergence: KLDivergence}
 
 
+class ScaledLoss(Loss):
+    """A loss times a weight: Keras's ``loss_weights`` on a model with one output (its data
+    loss scaled, and so its gradient; the weight penalties, added after, are not).
+
+    Args:
+        loss: the :class:`Loss` scaled (its name, reduction and targets are the scaled one's).
+        weight: a finite number >= 0.
+    """
+
+    def __init__(self, loss: Loss, weight: float):
+        self.loss, self.weight = loss, float(weight)
+        self.name, self.reduction, self.target_kind = loss.name, loss.reduction, \
+            loss.target_kind
+
+    def per_sample(self, y_true, y_pred):
+        return self.loss.per_sample(y_true, y_pred) * self.weight
+
+    def __repr__(self) -> str:
+        return f"ScaledLoss({self.loss!r}, {self.weight!r})"
+
+
 class LossFunctionWrapper(Loss):
     """A user's function ``fn(y_true, y_pred, **kwargs) -> per-sample losses`` as a loss, as
     Keras wraps it (see :meth:`Loss.call` for how its values are read).

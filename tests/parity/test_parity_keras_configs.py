@@ -89,7 +89,9 @@ class _nothing:
 
 
 def _pair(api, **compile_args):
-    model = api.Sequential([api.Input((6,)), api.layers.Dense(4, activation="relu"),
+    model = api.Sequential([api.Input((6,)),
+                            api.layers.Dense(4, activation="relu",
+                                             kernel_regularizer=api.regularizers.L2(0.05)),
                             api.layers.Dense(3, activation="softmax", name="out")])
     model.compile(optimizer=api.optimizers.SGD(0.1), **compile_args)
     return model
@@ -105,6 +107,10 @@ PLAIN = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
     # there): compared with the plain form it stands for
     ({"loss": {"out": "sparse_categorical_crossentropy"}, "metrics": {"out": ["accuracy"]}},
      PLAIN),
+    # Keras scales the data loss by a one-output model's loss_weights, not the penalties
+    ({**PLAIN, "loss_weights": 0.5}, None),
+    ({**PLAIN, "loss_weights": [2.0]}, None),
+    ({**PLAIN, "loss_weights": {"out": 0.25}}, {**PLAIN, "loss_weights": 0.25}),
 ])
 def test_a_one_output_model_takes_keras_s_list_and_dict_forms(compile_args, keras_args):
     theirs, ours = _pair(keras, **(keras_args or compile_args)), _pair(reglab, **compile_args)
@@ -119,10 +125,25 @@ def test_a_one_output_model_takes_keras_s_list_and_dict_forms(compile_args, kera
 
 
 @pytest.mark.parametrize("compile_args, message", [
-    ({"loss": ["mse", "mse"]}, "one loss per output; this model has one. Got 2"),
+    ({"loss": ["mse", "mse"]}, "one entry per output; this model has one. Got 2"),
     ({"loss": {"dense": "mse"}}, "this model's one output is 'out'. Got keys \\['dense'\\]"),
     ({"loss": "mse", "metrics": {"other": ["mae"]}}, "'metrics' as a dict is keyed by"),
+    ({"loss": "mse", "loss_weights": -1.0}, "'loss_weights' must be a number >= 0"),
+    ({"loss": "mse", "loss_weights": [1.0, 2.0]}, "'loss_weights' as a list takes one entry"),
 ])
 def test_a_one_output_model_names_a_list_or_dict_that_does_not_fit(compile_args, message):
     with pytest.raises(ConfigError, match=message):
         _pair(reglab, **compile_args)
+
+
+def test_a_one_output_loss_weight_is_saved_and_loaded(tmp_path):
+    model = _pair(reglab, **PLAIN, loss_weights=0.5)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(16, 6)).astype("float32"), rng.integers(0, 3, 16)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras")
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    unweighted = _pair(reglab, **PLAIN)
+    unweighted.set_weights(model.get_weights())
+    assert loaded.evaluate(x, y, verbose=0)[0] < unweighted.evaluate(x, y, verbose=0)[0]

@@ -620,7 +620,7 @@ def test_two_outputs_round_trip_and_refuse_what_does_not_fit(tmp_path):
         fresh.compile("sgd", loss={"label": "sparse_categorical_crossentropy"})
     with pytest.raises(ConfigError, match="has one"):
         reglab.Sequential([reglab.layers.Dense(2, input_shape=(3,))]).compile(
-            "sgd", loss="mse", loss_weights=[1.0])
+            "sgd", loss="mse", loss_weights=[1.0, 2.0])
     with pytest.raises(ConfigError, match="class_weight"):
         fresh.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
         fresh.fit(x, y, class_weight={0: 1.0}, verbose=0)

@@ -240,6 +240,8 @@ def _compile_config(model) -> dict[str, Any] | None:
         loss = [_loss_config(part_loss) for part_loss in given["losses"]]
         extra = {"loss_weights": given["loss_weights"]}
         metrics = given["metrics"]
+    elif isinstance(model.loss, losses.ScaledLoss):  # a one-output loss_weights
+        loss, extra = _loss_config(model.loss.loss), {"loss_weights": model.loss.weight}
     elif model.loss is not None:
         loss = _loss_config(model.loss)
     return {

@@ -328,16 +328,20 @@ class Sequential:
     def _compile_outputs(self, loss, metrics, loss_weights, weighted_metrics=None):
         """``(loss, metric names as logged, what the population computes)`` from compile's
         arguments, for a model with one output."""
-        if loss_weights is not None:
-            raise ConfigError("compile: 'loss_weights' weighs the losses of a model with "
-                              "several outputs; this model has one.")
         output = self._layers[-1].name if self._layers else None
         loss = _of_the_output("loss", loss, output)
+        weight = _of_the_output("loss_weights", loss_weights, output)
+        if weight is not None and (isinstance(weight, bool) or not isinstance(
+                weight, (int, float)) or not math.isfinite(weight) or weight < 0):
+            raise ConfigError(f"compile: 'loss_weights' must be a number >= 0 (or a list of "
+                              f"one, or a dict by the output's name). Got {loss_weights!r}.")
         if isinstance(metrics, dict):
             metrics = _of_the_output("metrics", metrics, output)
             metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else metrics
         loss = None if loss is None else losses_module.check_trainable(
             losses_module.get(loss, where="compile: 'loss'"), "compile: 'loss'")
+        if loss is not None and weight is not None and weight != 1:
+            loss = losses_module.ScaledLoss(loss, weight)  # Keras: the data loss times it
         if isinstance(metrics, str) or (metrics is not None
                                         and not isinstance(metrics, (list, tuple))):
             raise ConfigError(f"compile: 'metrics' must be a list, such as ['accuracy']. "
@@ -737,10 +741,10 @@ class Sequential:
 def _of_the_output(argument: str, value, output: str | None):
     """Keras's forms of a one-output model's ``loss`` (a list of one) or ``loss``/``metrics``
     (a dict by the output's name, its last layer's) as the value they hold."""
-    if argument == "loss" and isinstance(value, (list, tuple)):
+    if argument in ("loss", "loss_weights") and isinstance(value, (list, tuple)):
         if len(value) != 1:
-            raise ConfigError(f"compile: 'loss' as a list takes one loss per output; this "
-                              f"model has one. Got {len(value)}.")
+            raise ConfigError(f"compile: '{argument}' as a list takes one entry per output; "
+                              f"this model has one. Got {len(value)}.")
         return value[0]
     if isinstance(value, dict):
         if set(value) != {output}:
