@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -565,24 +566,32 @@ def _check_variant(checker: _Checker, name: str, table: Any,
                     f"{name!r}.")
     table = checker.keys(where, table, VARIANT_KEYS)
     if tuning:
-        return _check_searched_variant(checker, name, table)
-    import copy
-
+        return _check_searched_variant(checker, name, where, table)
     sweeps: list[SweepSpec] = []
     broken: list[str] = []  # where a sweep's grid is wrong (said once, there)
     resolved = {k: _collect_sweeps(checker, f"{where}.{k}", v, k, sweeps, broken)
                 for k, v in table.items()}
+    # every point, as a value written alone would be checked
+    _check_at_points(checker, where, resolved,
+                     [(sweep.path, value) for sweep in sweeps for value in sweep.values[1:]],
+                     broken)
+    return VariantSpec(name, table, tuple(sweeps))
+
+
+def _check_at_points(checker: _Checker, where: str, base: dict,
+                     points: list[tuple[str, Any]], broken: list[str] = ()) -> None:
+    """Checks a variant's changes as ``base`` holds them, and with each ``(path, value)`` of
+    ``points`` put in its place, each problem said once (none at a ``broken`` place: a wrong
+    grid, said there already)."""
     start = len(checker.problems)
-    _check_changes(checker, where, resolved)
-    for sweep in sweeps:  # every point, as a value written alone would be checked
-        for value in sweep.values[1:]:
-            point = copy.deepcopy(resolved)
-            set_path(point, sweep.path, value)
-            _check_changes(checker, where, point)
+    _check_changes(checker, where, base)
+    for path, value in points:
+        point = copy.deepcopy(base)
+        set_path(point, path, value)
+        _check_changes(checker, where, point)
     new = [problem for problem in checker.problems[start:]
            if not any(problem.startswith(f"{place}:") for place in broken)]
     checker.problems[start:] = list(dict.fromkeys(new))
-    return VariantSpec(name, table, tuple(sweeps))
 
 
 def _collect_search(checker, where: str, node: Any, path: str, out: list) -> Any:
@@ -598,29 +607,18 @@ def _collect_search(checker, where: str, node: Any, path: str, out: list) -> Any
     return node
 
 
-def _check_searched_variant(checker: _Checker, name: str, table: dict) -> VariantSpec:
+def _check_searched_variant(checker: _Checker, name: str, where: str,
+                            table: dict) -> VariantSpec:
     """A tuning study's variant: its values are checked at every end of every range (and at
     every choice), each problem reported once."""
-    import copy
-
-    where = f"variants.{name}"
     dimensions: list[SearchDimension] = []
     resolved = {k: _collect_search(checker, f"{where}.{k}", v, k, dimensions)
                 for k, v in table.items()}
-    start = len(checker.problems)
     first = copy.deepcopy(resolved)
     for dimension in dimensions:
         set_path(first, dimension.path, dimension.corners[0])
-    corners = [first]
-    for dimension in dimensions:
-        for value in dimension.corners[1:]:
-            corner = copy.deepcopy(first)
-            set_path(corner, dimension.path, value)
-            corners.append(corner)
-    for corner in corners:
-        _check_changes(checker, where, corner)
-    new = checker.problems[start:]
-    checker.problems[start:] = list(dict.fromkeys(new))
+    _check_at_points(checker, where, first, [(dimension.path, value) for dimension in dimensions
+                                             for value in dimension.corners[1:]])
     return VariantSpec(name, table, (), tuple(dimensions))
 
 

@@ -495,3 +495,16 @@ def test_a_dataset_that_is_no_regular_file_is_named_as_such(tmp_path):
         parse_study(study)
     assert any("pipe.npz' is not a regular file (a pipe, a device or a socket)" in p
                for p in caught.value.problems), caught.value.problems
+
+
+def test_a_refused_variant_name_of_a_tuning_study_reaches_no_terminal_raw():
+    text = BASE.replace("[variants.baseline]", """[tune]
+objective = "val_accuracy"
+model_epochs = 20
+[variants.baseline]
+[variants."drop\\u202eout"]
+dropout = { linear = [0.1, 1.5] }""")
+    found = problems(text)
+    assert found and all("drop\u202eout" not in problem for problem in found), found
+    assert any(problem.startswith(r"variants.'drop\u202eout'.dropout:") for problem in found), \
+        found
