@@ -128,6 +128,11 @@ def _record_from_row(row: tuple, path: Path) -> RunRecord:
     return RunRecord(**values)
 
 
+#: what to do about JSON in the store that reglab did not write
+_CHANGED_OUTSIDE = ("The store was changed outside reglab: restore it from a copy, or run the "
+                    "study again with --restart, which starts it over.")
+
+
 def _parsed(path: Path, text, place: str):
     """``json.loads(text)``; a StoreError naming the file and the place where the store's
     JSON was damaged (SQLite cannot see it: the file itself is sound)."""
@@ -135,8 +140,7 @@ def _parsed(path: Path, text, place: str):
         return json.loads(text)
     except (TypeError, ValueError) as error:
         raise StoreError(f"{path}: {place} is damaged (not the JSON reglab wrote: {error}). "
-                         "The store was changed outside reglab: restore it from a copy, or "
-                         "run the study again with --restart, which starts it over.") from None
+                         f"{_CHANGED_OUTSIDE}") from None
 
 
 def _parsed_object(path: Path, text, place: str, numbers: bool = False) -> dict:
@@ -152,9 +156,7 @@ def _parsed_object(path: Path, text, place: str, numbers: bool = False) -> dict:
                 wrong = f"{key!r} is {item!r}, where reglab writes a number"
                 break
     if wrong is not None:
-        raise StoreError(f"{path}: {place} is damaged ({wrong}). The store was changed "
-                         "outside reglab: restore it from a copy, or run the study again with "
-                         "--restart, which starts it over.")
+        raise StoreError(f"{path}: {place} is damaged ({wrong}). {_CHANGED_OUTSIDE}")
     return value
 
 
@@ -383,14 +385,15 @@ class SQLiteStore:
     def _unusable(self, error: sqlite3.Error) -> StoreError:
         """The error for a ``study.db`` SQLite cannot use; the file is left as it is."""
         journal = Path(f"{self.path}{_JOURNAL}")
-        if ("readonly" in str(error) or "read-only" in str(error)) and journal.is_file():
+        read_only = "readonly" in str(error) or "read-only" in str(error)
+        if read_only and journal.is_file():
             return StoreError(
                 f"{self.path}: the store holds the unfinished write of a killed process "
                 f"({journal.name}), which only a process that may write here can roll back "
                 f"({error}). Run the same command where the directory can be written (a "
                 "copy of the directory, journal included); the rollback loses nothing that "
                 "was committed.")
-        if "readonly" in str(error) or "read-only" in str(error):  # healthy, not writable
+        if read_only:  # healthy, not writable
             return StoreError(
                 f"{self.path}: cannot write to the store ({error}): the file or its directory "
                 "is read-only here. `show`, `ls` and `report` read it as it is; to go on "

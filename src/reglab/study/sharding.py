@@ -15,12 +15,12 @@ it moves the cuts between shards, run by run, while that shortens the time, so t
 shard that shares its worker with another population's job is the shorter one.
 
 For the tutorial study on two workers (115, 5 and 5 runs, the 5-run populations the
-augmentation's and batch normalization's) that cuts the large population into two
-unequal shards, the augmentation population (whose batches are warped seed group by seed
-group) after the smaller one and the batch-normalization population after the larger, and
-trains the small populations whole, one on each worker, where cutting every population in
-two had each worker pay their fixed costs too. A study of one population is still cut
-into one shard per worker.
+augmentation's and batch normalization's) that cuts the large population into shards of
+72 and 43 runs and trains the small populations whole, both after the 43-run shard (the
+augmentation's batches are warped seed group by seed group, which makes it the costlier),
+where an even cut left one worker waiting for the other and cutting every population in
+two had each worker pay the small populations' fixed costs too. A study of one population
+is still cut into one shard per worker.
 
 Members are independent inside a population, so whichever way a population is cut, each
 member trains as it would alone (bit for bit).
