@@ -59,7 +59,9 @@ class ModelCheckpoint(Callback):
             filepath = os.fspath(filepath)
         if not isinstance(filepath, str) or not filepath:
             raise ConfigError(f"ModelCheckpoint: 'filepath' must be a path. Got {filepath!r}.")
-        if not save_weights_only and filepath.lower().endswith((".h5", ".hdf5")):
+        from reglab.models.saving import HDF5_SUFFIXES  # saving imports most of reglab
+
+        if not save_weights_only and filepath.lower().endswith(HDF5_SUFFIXES):
             raise ConfigError(
                 f"ModelCheckpoint: 'filepath' {filepath!r} names an HDF5 file, Keras's legacy "
                 "model format, which reglab does not write. End it in '.keras' to save the "
