@@ -38,10 +38,28 @@ def initial_weights(plan: PopulationPlan, member_ids: Sequence[int], dtype, devi
     for wp in plan.weights:
         name = plan.layers[wp.layer_index].canonical_name
         purpose = f"init/{name}/{wp.spec.name}"
-        weights[wp.key] = torch.stack([
-            wp.initializers[m](wp.spec.shape, generator(plan.seeds[m], purpose), dtype)
-            for m in member_ids]).to(device)
+        try:
+            weights[wp.key] = torch.stack([
+                wp.initializers[m](wp.spec.shape, generator(plan.seeds[m], purpose), dtype)
+                for m in member_ids]).to(device)
+        except RuntimeError as error:  # torch's allocators' failures (CPU and CUDA)
+            if "allocate" not in str(error) and "out of memory" not in str(error):
+                raise
+            size = math.prod(wp.spec.shape) * len(member_ids) * torch.finfo(dtype).bits // 8
+            raise MemoryError(
+                f"layer {name!r}: its {wp.spec.name} of shape {tuple(wp.spec.shape)} for "
+                f"{len(member_ids)} member(s) needs {_readable_bytes(size)} on {device}, "
+                f"which could not be allocated ({str(error).splitlines()[0]}). Make the "
+                "layer smaller or train fewer members at once.") from None
     return weights
+
+
+def _readable_bytes(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 class PopulationState:

@@ -140,3 +140,30 @@ def test_shuffle_batch_trains_on_the_batches_of_an_unshuffled_epoch():
     for key in unshuffled:
         torch.testing.assert_close(by_batch[key], unshuffled[key], rtol=1e-5, atol=1e-6)
     assert any(not torch.allclose(shuffled[k], unshuffled[k], atol=1e-4) for k in unshuffled)
+
+
+def test_weights_too_large_to_allocate_name_the_layer(monkeypatch):
+    """An allocator's failure while drawing initial weights becomes a MemoryError that names
+    the layer, the weight, its shape and the bytes asked for (torch's own message kept);
+    any other RuntimeError from an initializer passes through unchanged."""
+    import reglab.engine.state as state_module
+
+    real = state_module.generator
+
+    def failing(message):
+        def generator(seed, purpose):
+            if purpose.endswith("/kernel") and "dense_1" not in purpose:
+                raise RuntimeError(message)
+            return real(seed, purpose)
+        return generator
+
+    monkeypatch.setattr(state_module, "generator", failing(
+        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"))
+    with pytest.raises(MemoryError) as caught:
+        Population([member(0), member(1)])
+    text = str(caught.value)
+    assert "layer 'dense'" in text and "kernel of shape (5, 4) for 2 member(s)" in text
+    assert "160 bytes on cpu" in text and "can't allocate memory" in text
+    monkeypatch.setattr(state_module, "generator", failing("some other failure"))
+    with pytest.raises(RuntimeError, match="^some other failure$"):
+        Population([member(0)])
