@@ -56,6 +56,9 @@ class Loss:
     #: 'sparse', 'categorical', 'binary', 'any' (targets shaped as the output) or
     #: 'as_given' (a user's function: any shape with the samples first)
     target_kind = "any"
+    #: whether the targets are values to predict (a regression's), never class labels, even
+    #: when they are whole numbers (prices, counts): a study splits them without strata
+    regression = False
 
     def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size",
                  dtype: Any = None):
@@ -329,6 +332,7 @@ class MeanSquaredError(_ElementwiseMean):
     """``mean((y_true - y_pred)**2)`` over the last axis."""
 
     name = "mean_squared_error"
+    regression = True
 
     def values(self, y_true, y_pred):
         return torch.square(y_true - y_pred)
@@ -338,6 +342,7 @@ class MeanAbsoluteError(_ElementwiseMean):
     """``mean(|y_true - y_pred|)`` over the last axis."""
 
     name = "mean_absolute_error"
+    regression = True
 
     def values(self, y_true, y_pred):
         return torch.abs(y_true - y_pred)
@@ -347,6 +352,7 @@ class MeanAbsolutePercentageError(_ElementwiseMean):
     """``100 * mean(|(y_true - y_pred) / max(|y_true|, 1e-7)|)`` over the last axis."""
 
     name = "mean_absolute_percentage_error"
+    regression = True
 
     def values(self, y_true, y_pred):
         return 100.0 * torch.abs((y_true - y_pred) / torch.clamp(torch.abs(y_true), min=EPSILON))
@@ -356,6 +362,7 @@ class MeanSquaredLogarithmicError(_ElementwiseMean):
     """``mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2)``."""
 
     name = "mean_squared_logarithmic_error"
+    regression = True
 
     def values(self, y_true, y_pred):
         return torch.square(torch.log(torch.clamp(y_pred, min=EPSILON) + 1.0)
@@ -367,6 +374,7 @@ class Huber(_ElementwiseMean):
     (``e = y_pred - y_true``), the mean over the last axis."""
 
     name = "huber_loss"
+    regression = True
 
     def __init__(self, delta: float = 1.0, reduction: str | None = "sum_over_batch_size",
                  name: str | None = None, dtype: Any = None):
@@ -391,6 +399,7 @@ class LogCosh(_ElementwiseMean):
     last axis."""
 
     name = "log_cosh"
+    regression = True
 
     def values(self, y_true, y_pred):
         error = y_pred - y_true
@@ -401,6 +410,7 @@ class Poisson(_ElementwiseMean):
     """``mean(y_pred - y_true * log(y_pred + 1e-7))`` over the last axis."""
 
     name = "poisson"
+    regression = True
 
     def values(self, y_true, y_pred):
         return y_pred - y_true * torch.log(y_pred + EPSILON)
@@ -600,6 +610,7 @@ class ScaledLoss(Loss):
         self.loss, self.weight = loss, float(weight)
         self.name, self.reduction, self.target_kind = loss.name, loss.reduction, \
             loss.target_kind
+        self.regression = loss.regression
 
     def per_sample(self, y_true, y_pred):
         return self.loss.per_sample(y_true, y_pred) * self.weight

@@ -117,14 +117,15 @@ def training_size(value: int | float, available: int, classes: int | None,
     return n
 
 
-def subset_indices(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+def subset_indices(y: np.ndarray, n: int, seed: int, stratify: bool = True) -> np.ndarray:
     """Sorted indices of a stratified subset of ``n`` samples of ``y`` for ``seed``.
 
     Each class (see :func:`reglab.datasets.splits.class_keys`) gets :func:`class_quotas`
     samples: a prefix of one permutation of its samples, drawn for ``seed`` from the stream
     :data:`SUBSET_STREAM` (classes in ascending order, one permutation each), so subsets of
-    one seed are nested. Targets that are not class labels get a prefix of one permutation of
-    all samples. ``n`` equal to ``len(y)`` gives every index, in order.
+    one seed are nested. Targets that are not class labels, and any with ``stratify=False``
+    (a regression loss's), get a prefix of one permutation of all samples. ``n`` equal to
+    ``len(y)`` gives every index, in order.
     """
     total = len(y)
     if not 0 <= n <= total:
@@ -132,7 +133,7 @@ def subset_indices(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n == total:
         return np.arange(total)
     rng = _generator(seed, SUBSET_STREAM)
-    keys = class_keys(y)
+    keys = class_keys(y) if stratify else None
     if keys is None:
         return np.sort(rng.permutation(total)[:n])
     classes, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)

@@ -16,12 +16,15 @@ from reglab.errors import DataError
 
 def class_keys(y: np.ndarray) -> np.ndarray | None:
     """The class of each sample for stratification: the labels themselves (shape ``(N,)`` or
-    ``(N, 1)``), or the argmax of one-hot rows ``(N, K)``; None when the targets are not
-    class labels (non-integer values: a regression)."""
+    ``(N, 1)``), or the argmax of rows of class scores ``(N, K)`` (one-hot, soft or
+    multi-label rows: every value in [0, 1]); None when the targets are not class labels
+    (non-integer values or rows of other values: a regression)."""
     y = np.asarray(y)
     flat = y.reshape(len(y), -1)
     if flat.shape[1] > 1:
-        return np.argmax(flat, axis=1)
+        with np.errstate(invalid="ignore"):
+            scores = flat.dtype.kind == "b" or bool(np.all((flat >= 0) & (flat <= 1)))
+        return np.argmax(flat, axis=1) if scores else None
     keys = flat[:, 0]
     if keys.dtype.kind in "biu":
         return keys.astype(np.int64)
@@ -53,12 +56,13 @@ def _quotas(counts: np.ndarray, n_test: int) -> np.ndarray:
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int = 0,
-                     where: str = "data.test_split") -> tuple[np.ndarray, np.ndarray]:
+                     where: str = "data.test_split", stratify: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """``(train indices, test indices)``, both sorted: a test split of ``round(N · fraction)``
     samples, each class in its proportion (within one sample), drawn with
     ``numpy.random.default_rng(seed)``; every class with two or more samples keeps at least one
-    training sample. Targets that are not class labels (see :func:`class_keys`) are split
-    without strata.
+    training sample. Targets that are not class labels (see :func:`class_keys`), and any
+    targets with ``stratify=False`` (a regression loss's), are split without strata.
 
     Raises:
         DataError: the fraction leaves no test sample, or more than the classes can give.
@@ -69,7 +73,7 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int = 0,
         raise DataError(f"{where}: {fraction} of {n} samples is no test sample. Expected a "
                         f"fraction that gives at least one (>= {0.5 / n:.3g}).")
     rng = np.random.default_rng(seed)
-    keys = class_keys(y)
+    keys = class_keys(y) if stratify else None
     if keys is None:
         if n_test >= n:
             raise DataError(f"{where}: {fraction} of {n} samples leaves no training sample.")

@@ -52,6 +52,9 @@ class StudyData:
     #: the model's input shape) of the training split, which every split was scaled with
     feature_mean: np.ndarray | None = None
     feature_std: np.ndarray | None = None
+    #: whether the targets are class labels (splits and subsets stratified, label noise,
+    #: calibration): never for a regression loss's, whatever their values (prices, counts)
+    class_labels: bool = True
 
 
 def _regularizer(node):
@@ -305,11 +308,20 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
         return fitted
     x = fit(x, "training", data.dataset)
     x_test = fit(x_test, "test", data.test or data.dataset)
+    _finite_targets(y, "training", data.dataset)
+    _finite_targets(y_test, "test", data.test or data.dataset)
+    class_labels = targets_are_class_labels(spec, y)
     if data.test_split:
-        train, test = stratified_split(y, data.test_split, data.split_seed)
+        train, test = stratified_split(y, data.test_split, data.split_seed,
+                                       stratify=class_labels)
         x, y, x_test, y_test = x[train], y[train], x[test], y[test]
     n_val = int(math.floor(len(x) * data.validation_split))
-    classes = _present_classes(y) or 1
+    if data.validation_split and not n_val:
+        raise DataError(
+            f"data.validation_split: {data.validation_split} of the {len(x):,} training "
+            f"samples is no validation sample. Expected a split that holds out at least one "
+            f"(>= {1 / len(x):.3g}), or 0 for none.")
+    classes = (_present_classes(y) if class_labels else None) or 1
     if n_val and len(x) - n_val < classes:
         raise DataError(
             f"data.validation_split: expected a split that leaves at least {classes} training "
@@ -324,7 +336,35 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
     if data.standardize:
         mean, std = standardization(x)
         x, x_val, x_test = (standardize(a, mean, std) for a in (x, x_val, x_test))
-    return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std)
+    return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std, class_labels)
+
+
+def targets_are_class_labels(spec: StudySpec, y) -> bool:
+    """Whether the targets ``y`` are class labels: not when the study's loss is a
+    regression's (``mse``, ``mae``, ...: whole-number targets are values there), else when
+    they read as labels (:func:`reglab.datasets.splits.class_keys`)."""
+    from reglab import losses
+    from reglab.datasets.splits import class_keys
+
+    if losses.get(spec.training.loss).regression:
+        return False
+    return y is not None and class_keys(np.asarray(y)) is not None
+
+
+def _finite_targets(y, split: str, source: str) -> None:
+    """A DataError naming ``source`` and the first sample when float targets hold NaN or an
+    infinity (checked before any split, so the sample is the file's own)."""
+    if y is None:
+        return
+    y = np.asarray(y)
+    if y.dtype.kind not in "fc" or not len(y):
+        return
+    finite = np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise DataError(f"{source}: the {split} targets must be finite numbers. Got "
+                        f"{int((~finite).sum())} samples with NaN or an infinity, the first "
+                        f"at sample {i}.")
 
 
 def _same_layout(sample: tuple[int, ...], model: tuple[int, ...]) -> bool:
@@ -374,9 +414,10 @@ def regime_data(spec: StudySpec, run: RunSpec, data: StudyData) -> tuple[StudyDa
     x, y = data.x_train, data.y_train
     rows = np.arange(len(y))
     if regime.train_size is not None:
-        n = regimes.training_size(regime.train_size, len(y), _present_classes(y),
+        n = regimes.training_size(regime.train_size, len(y),
+                                  _present_classes(y) if data.class_labels else None,
                                   _regime_where(spec, "train_size", regime.train_size))
-        rows = regimes.subset_indices(y, n, run.seed)
+        rows = regimes.subset_indices(y, n, run.seed, stratify=data.class_labels)
     facts = {"train_samples": float(len(rows))}
     y_train, y_val = (y if len(rows) == len(y) else y[rows]), data.y_val
     if regime.noisy:
@@ -429,7 +470,8 @@ def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
     from reglab.datasets import regimes
 
     problems = []
-    available, present = len(data.y_train), _present_classes(data.y_train)
+    available = len(data.y_train)
+    present = _present_classes(data.y_train) if data.class_labels else None
     sizes: dict[int, Any] = {}
     for value in spec.data.train_size:
         where = _regime_where(spec, "train_size", value)
@@ -445,7 +487,8 @@ def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
     noisy = [v for v in spec.data.label_noise if not (isinstance(v, float) and v == 0.0)]
     if not noisy:
         return problems
-    if any(y is not None and regimes.noise_keys(y) is None for y in (data.y_train, data.y_val)):
+    if not data.class_labels or any(y is not None and regimes.noise_keys(y) is None
+                                    for y in (data.y_train, data.y_val)):
         return problems + [regimes.NOT_CLASS_LABELS]
     classes = regimes.label_classes(data.y_train, data.y_val, data.y_test)
     for value in noisy:
@@ -575,14 +618,17 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
 def _accuracy_of_a_regression(spec, data) -> list[str]:
     """An accuracy metric (the default) over targets that are not class labels: every run
     would score 0, and the table would rank those zeros."""
-    from reglab.datasets.regimes import class_keys
+    from reglab import losses
 
     accuracies = [m for m in spec.training.metrics if "acc" in m]
     y = getattr(data, "y_train", None)
-    if not accuracies or y is None or not len(y) or class_keys(np.asarray(y)) is not None:
+    if not accuracies or y is None or not len(y) or data.class_labels:
         return []
+    why = (f"the loss {spec.training.loss!r} is a regression's"
+           if losses.get(spec.training.loss).regression else
+           "non-integer values or rows of other values than class scores: a regression")
     return [f"training.metrics: {accuracies[0]!r} scores class labels; the data's targets are "
-            "not class labels (non-integer values: a regression). Set metrics = [\"mae\"] "
+            f"not class labels ({why}). Set metrics = [\"mae\"] "
             "(or another error: the table ranks on it, lower is better), or [] to rank on "
             "the loss (the default is ['accuracy'])."]
 

@@ -80,8 +80,8 @@ def final_metrics(population, data, x_fit, x_val, x_test) -> dict[int, dict[str,
         from reglab.datasets.regimes import class_keys
 
         # calibration is of class probabilities: none for a regression's targets
-        probabilities = population.predict(x_test) \
-            if class_keys(np.asarray(data.y_test)) is not None else None
+        probabilities = population.predict(x_test) if getattr(data, "class_labels", True) \
+            and class_keys(np.asarray(data.y_test)) is not None else None
         for member_id in results:
             if probabilities is not None:
                 results[member_id]["test_ece"] = expected_calibration_error(

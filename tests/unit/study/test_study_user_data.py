@@ -216,3 +216,89 @@ def test_a_separate_npz_test_file(tmp_path):
     data = load_study_data(parse_study(path))
     np.testing.assert_allclose(data.x_test, (x[:15] + 1).astype(np.float32))
     assert len(data.x_train) == 60
+
+
+REGRESSION = """
+seeds = 2
+[data]
+dataset = "prices.npz"
+DATA
+[model]
+input_shape = [3]
+layers = [{ type = "Dense", units = 4, activation = "relu" },
+          { type = "Dense", units = 1, activation = "linear" }]
+[training]
+loss = "LOSS"
+metrics = ["mae"]
+epochs = 1
+[variants.baseline]
+"""
+
+
+def regression_study(tmp_path: Path, data: str, loss: str = "mse", y=None) -> Path:
+    """300 samples whose targets are whole numbers, all different (prices)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype("float32")
+    if y is None:
+        y = 100_000 + rng.permutation(300) * 7
+    np.savez(tmp_path / "prices.npz", x=x, y=y)
+    path = tmp_path / "study.toml"
+    path.write_text(REGRESSION.replace("DATA", data).replace("LOSS", loss))
+    return path
+
+
+@pytest.mark.parametrize("loss", ["mse", "mean_squared_error"])  # the study's regression losses
+def test_a_regression_loss_s_whole_number_targets_are_split_without_classes(tmp_path, loss):
+    """Whole-number targets (prices, counts) under a regression loss are values: the test
+    split, the validation split and a training-size regime take them without strata and
+    without a per-class minimum (each price was one 'class' of one sample, and every split
+    was refused)."""
+    spec = parse_study(regression_study(tmp_path, "test_split = 0.2\nvalidation_split = 0.2\n"
+                                                  "train_size = [50, 1.0]", loss))
+    data = load_study_data(spec)
+    assert not data.class_labels
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (192, 48, 60)
+    check_study(plan_study(spec))  # the regimes too: 50 samples of 300 "classes"
+    # the same targets under a classification loss are class labels, stratified
+    labels = regression_study(tmp_path, "test_split = 0.2", y=np.arange(300) % 3)
+    text = labels.read_text().replace('loss = "mse"', 'loss = "sparse_categorical_crossentropy"')
+    labels.write_text(text.replace('metrics = ["mae"]', 'metrics = ["accuracy"]')
+                      .replace("units = 1, activation = \"linear\"",
+                               "units = 3, activation = \"softmax\""))
+    classes = load_study_data(parse_study(labels))
+    assert classes.class_labels and np.bincount(classes.y_test).tolist() == [20, 20, 20]
+
+
+def test_targets_with_nan_are_named_by_file_and_sample_before_any_split(tmp_path):
+    y = np.arange(300, dtype=np.float64)
+    y[123] = np.nan
+    spec = parse_study(regression_study(tmp_path, "test_split = 0.2", y=y))
+    with pytest.raises(Exception, match=r"prices.npz: the training targets must be finite "
+                                        r"numbers. Got 1 samples with NaN or an infinity, the "
+                                        r"first at sample 123"):
+        load_study_data(spec)
+
+
+def test_a_validation_split_too_small_for_one_sample_is_refused(tmp_path):
+    spec = parse_study(regression_study(tmp_path, "validation_split = 0.001"))
+    with pytest.raises(Exception, match=r"data.validation_split: 0.001 of the 300 training "
+                                        r"samples is no validation sample"):
+        load_study_data(spec)
+
+
+def test_accuracy_on_rows_of_real_values_is_refused(tmp_path):
+    """Two-column real-valued targets are a regression's, not one-hot rows: an accuracy
+    metric over them is refused (it was computed as the argmax's agreement)."""
+    rng = np.random.default_rng(1)
+    path = regression_study(tmp_path, "test_split = 0.2", loss="mse",
+                            y=rng.normal(size=(300, 2)).astype("float32"))
+    path.write_text(path.read_text().replace('metrics = ["mae"]', 'metrics = ["accuracy"]')
+                    .replace("units = 1,", "units = 2,"))
+    with pytest.raises(StudySpecError, match=r"'accuracy' scores class labels; the data's "
+                                             r"targets are not class labels \(the loss 'mse' "
+                                             r"is a regression's\)"):
+        check_study(plan_study(parse_study(path)))
+    from reglab.datasets.splits import class_keys
+
+    assert class_keys(rng.normal(size=(10, 2))) is None
+    assert class_keys(np.eye(3)[[0, 2, 1, 2]]).tolist() == [0, 2, 1, 2]
