@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from reglab.study.report_table import higher_is_better, metric_keys
+from reglab.study.report_table import higher_is_better, left_out, metric_keys, variant_label
 
 SMALL = 1e-3
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
@@ -303,6 +303,7 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
     if first is not None:
         panels += [(f"{first}.small", f"{first}: share |w| < 1e-3"),
                    (f"{first}.l2_norm", f"{first}: kernel L2 norm")]
+    lost = left_out(results.runs)
     out = []
     for variant in results.swept_variants():
         runs = [r for r in results.finished if r.variant == variant.name]
@@ -339,10 +340,14 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
                     if metric == ranked:
                         ax.plot(xs, [m for m, _ in val], "--", color=color, lw=1,
                                 label=f"{name}validation")
-                if all(math.isnan(m) for m, _ in val):
-                    continue  # no validation data: nothing is chosen
+                # a point some of whose seeds diverged or failed is never chosen (as the
+                # table's best: report_table.rank_variants)
+                eligible = [math.nan if variant_label(points[x][0]) in lost else m
+                            for x, (m, _) in zip(xs, val)]
+                if all(math.isnan(m) for m in eligible):
+                    continue  # no validation data (or no point whose seeds all finished)
                 best, one_se = one_standard_error_rule(
-                    xs, [m for m, _ in val], [0.0 if math.isnan(s) else s for _, s in val],
+                    xs, eligible, [0.0 if math.isnan(s) else s for _, s in val],
                     higher_is_better=higher_is_better(chosen_on))
                 one_se_value = xs[one_se] if is_strength(sweep.path) else None
                 choices.append(PathChoice(variant.name, sweep.path, line, xs[best],

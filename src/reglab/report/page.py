@@ -22,7 +22,15 @@ from pathlib import Path
 from reglab.report.collect import StudyResults, collect, study_file_text
 from reglab.storage.sqlite_store import COPIES_META
 from reglab.study import precision
-from reglab.study.report_table import finite_mean, format_number, higher_is_better
+from reglab.study.report_table import (
+    finite_mean,
+    format_number,
+    higher_is_better,
+    left_out,
+    left_out_lines,
+    left_out_words,
+    passed_over_words,
+)
 from reglab.utils.atomic import atomic_open
 
 REPORT_NAME = "report.html"
@@ -122,10 +130,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
+def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None, list[str]]:
+    """The table's rows, the best row (None when nothing is chosen) and the notes under the
+    table: the variants without a row (every run diverged or failed) and those passed over
+    for the best because some seeds did."""
     ranking = results.ranking
     if ranking is None:
-        return [], None
+        return [], None, []
+    missing = left_out(results.runs)
+    notes = left_out_lines(ranking, missing)
+    if ranking.passed_over:
+        notes.append(("Not chosen" if ranking.best is None else "Passed over for the best")
+                     + ", better on validation but not every seed finished: "
+                     + passed_over_words(ranking) + ".")
     rows = []
     for row in ranking.rows:
         v = row.verdict
@@ -142,18 +159,20 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None]:
             "wilcoxon": "" if c is None else format_number(c.wilcoxon_p, 3),  # computed here
             "n": v.summary.n,
             "verdict": v.verdict,
+            "note": f" (without {left_out_words(missing[row.label])})"
+            if row.label in missing else "",
             "css": {"better": "better", "worse": "worse", "baseline": "baseline",
                     "equivalent": "equivalent"}.get(v.verdict, "ns"),
         })
     if ranking.best is None:
-        return rows, None
+        return rows, None, notes
     best_row = next(r for r in rows if r["label"] == ranking.best)
     record = results.by_label()[ranking.best][0]
     summary = ranking.row(ranking.best).verdict.summary
     best = {**best_row, "test": format_number(summary.mean),
             "ci": f"{format_number(summary.ci_low, 3)}–{format_number(summary.ci_high, 3)}",
             "settings": json.dumps(record.hyperparameters, sort_keys=True)}
-    return rows, best
+    return rows, best, notes
 
 
 def _sparsity(results: StudyResults) -> dict:
@@ -396,10 +415,11 @@ def _draw_view(results: StudyResults, saved: _Figures, draw, regime: str = "") -
             f"{c.line + ': ' if c.line else ''}best {c.best:.3g}"
             + (f", 1-SE {c.one_se:.3g}" if c.one_se is not None else "") for c in chosen)
         tutorial = next((c.tutorial for c in chosen if c.tutorial is not None), None)
+        picks = picks or "nothing (no validation data, or no point whose seeds all finished)"
         saved.add("paths", f"path-{title}{name}", figure,
                   f"regularization path: {title}{f' ({regime})' if regime else ''}",
                   f"{where}{title}: mean ± 1 SE over seeds against the swept value. Chosen on "
-                  f"validation: {picks or 'nothing (no validation data)'}"
+                  f"validation: {picks}"
                   f"{f'; the tutorial uses {tutorial:.3g}' if tutorial is not None else ''}.")
     return choices
 
@@ -416,13 +436,13 @@ def write_report(directory: str | Path) -> Path:
 
     results = collect(directory)
     saved, _, augmentation_note, tuning = render_figures(results, results.directory / PLOTS_DIR)
-    rows, best = _verdict_rows(results)
+    rows, best, notes = _verdict_rows(results)
     verdicts = []  # one table per data regime (none without regimes: rows and best above)
     if results.has_regimes:
         for _, view in _regime_views(results):
-            regime_rows, regime_best = _verdict_rows(view)
+            regime_rows, regime_best, regime_notes = _verdict_rows(view)
             verdicts.append({"title": view.regimes[0].describe(), "ranking": view.ranking,
-                             "rows": regime_rows, "best": regime_best,
+                             "rows": regime_rows, "best": regime_best, "notes": regime_notes,
                              "min_effect": f"{view.ranking.min_effect.value:.4g}"})
     versions = results.meta.get("versions") or {}
     statuses: dict[str, int] = {}
@@ -438,7 +458,7 @@ def write_report(directory: str | Path) -> Path:
         plan=results.plan_description(),
         generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         sections=sections, numbers={key: i for i, (key, _) in enumerate(sections, 1)},
-        titles=dict(sections), tuning=tuning, ranking=results.ranking, rows=rows, best=best,
+        titles=dict(sections), tuning=tuning, ranking=results.ranking, rows=rows, best=best, notes=notes,
         verdicts=verdicts,
         min_effect="" if results.ranking is None else f"{results.ranking.min_effect.value:.4g}",
         min_seeds=MIN_SEEDS,

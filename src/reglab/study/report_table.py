@@ -72,6 +72,9 @@ class Ranking:
     best: str | None  # the label with the best mean validation accuracy; None without any
     min_effect: MinEffect = MinEffect(0.0, "")
     alpha: float = ALPHA
+    #: the labels with a better mean validation value than ``best`` that were not chosen
+    #: because some of their seeds diverged or failed, with those counts in words
+    passed_over: tuple[tuple[str, str], ...] = ()
 
     def row(self, label: str) -> RankedVariant:
         return next(r for r in self.rows if r.label == label)
@@ -221,10 +224,19 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
         gap = summarize(finite_gaps) if finite_gaps else None
         rows.append(RankedVariant(verdict.variant, verdict, gap,
                                   finite_mean(validation[verdict.variant])))
-    chosen = [r for r in rows if not math.isnan(r.validation_mean)]
-    pick = max if upwards else min  # the best validation value: highest accuracy, lowest error
-    best = pick(chosen, key=lambda r: r.validation_mean).label if chosen else None
-    return Ranking(tuple(rows), baseline, metric, best, chosen_effect, ALPHA)
+    # The best is chosen among the settings whose every seed finished: one that diverged
+    # (or failed) on some seeds is no safe choice whatever its survivors' mean. Those better
+    # on validation are named beside the choice.
+    lost = left_out(runs)
+    scored = sorted((r for r in rows if not math.isnan(r.validation_mean)),
+                    key=lambda r: r.validation_mean, reverse=upwards)
+    best = next((r.label for r in scored if r.label not in lost), None)
+    passed = []
+    for r in scored:
+        if r.label == best:
+            break
+        passed.append((r.label, left_out_words(lost[r.label])))
+    return Ranking(tuple(rows), baseline, metric, best, chosen_effect, ALPHA, tuple(passed))
 
 
 def generalization_gap(metrics: dict, metric: str) -> float:
@@ -254,7 +266,7 @@ def left_out(runs) -> dict[str, dict[str, int]]:
             for label, by_status in counts.items()}
 
 
-def _left_out_words(by_status: dict[str, int]) -> str:
+def left_out_words(by_status: dict[str, int]) -> str:
     """``1 seed diverged, 2 failed``."""
     parts = [f"{n} {'seed' if n == 1 else 'seeds'} {status}" if i == 0 else f"{n} {status}"
              for i, (status, n) in enumerate(by_status.items())]
@@ -269,7 +281,7 @@ def left_out_lines(ranking: Ranking, missing: dict[str, dict[str, int]]) -> list
     if not absent:
         return []
     return ["not ranked (no finished run): " + "; ".join(
-        f"{label} ({_left_out_words(missing[label])})" for label in absent)]
+        f"{label} ({left_out_words(missing[label])})" for label in absent)]
 
 
 def finite_mean(values) -> float:
@@ -393,11 +405,24 @@ def results_table(store, baseline: str = "baseline") -> str:
 
 
 def _best_line(ranking: Ranking, keys) -> str:
+    passed = passed_over_words(ranking)
+    if ranking.best is None and passed:
+        return (f"nothing chosen on {keys[1]}: every variant with validation data lost seeds "
+                f"({passed})")
     if ranking.best is None:
         return ("no validation data: nothing chosen (test metrics are never used to "
                 "choose)")
     best = ranking.row(ranking.best)
-    return f"best on {keys[1]}: {ranking.best} ({keys[0]} {best.verdict.summary.mean:.4f})"
+    line = (f"best on {keys[1]}: {ranking.best} "
+            f"({keys[0]} {format_number(best.verdict.summary.mean)})")
+    return f"{line}; passed over, better on validation but not every seed finished: {passed}" \
+        if passed else line
+
+
+def passed_over_words(ranking: Ranking) -> str:
+    """``l2[l2=1] (3 seeds diverged); ...``: the settings better on validation than the
+    choice that lost seeds; '' when none."""
+    return "; ".join(f"{label} ({words})" for label, words in ranking.passed_over)
 
 
 def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | None = None
@@ -417,10 +442,12 @@ def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | No
             delta, p = "", ""
         else:
             c = v.comparison
-            delta = f"{c.mean_difference:+.4f} ({c.ci_low:+.3f}…{c.ci_high:+.3f})"
+            delta = (f"{format_number(c.mean_difference, sign=True)} ("
+                     f"{format_number(c.ci_low, 3, sign=True)}…"
+                     f"{format_number(c.ci_high, 3, sign=True)})")
             p = format_number(v.p_holm, 3)
         lost = (missing or {}).get(row.label)
-        note = f" (without {_left_out_words(lost)})" if lost else ""
+        note = f" (without {left_out_words(lost)})" if lost else ""
         lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  "
                      f"{v.verdict}{note}")
     return lines

@@ -189,3 +189,38 @@ def test_the_table_says_which_runs_diverged_or_failed():
     assert not verdict_line(table, "baseline").endswith(")")
     assert "not ranked (no finished run): hot (3 seeds diverged, 1 failed)" in table
     assert not any(line.startswith("hot ") for line in table.splitlines())
+
+
+def test_a_setting_that_lost_seeds_is_never_chosen_as_the_best():
+    """The best on validation is chosen among the settings whose every seed finished: one
+    that diverged on three seeds of four is passed over, however good its survivor, and the
+    table's last line names it; when every setting with validation data lost seeds nothing
+    is chosen."""
+    import dataclasses
+
+    runs = [run("baseline", s, 0.80, val=0.80) for s in range(4)]
+    runs += [run("hot", s, 0.95, val=0.95) for s in range(4)]
+    runs += [run("l2", s, 0.85, val=0.85) for s in range(4)]
+    runs = [dataclasses.replace(r, status="diverged") if r.variant == "hot" and r.seed else r
+            for r in runs]
+    ranking = rank_variants(runs)
+    assert ranking.best == "l2"
+    assert ranking.passed_over == (("hot", "3 seeds diverged"),)
+    table = results_table(StoredStudy(STUDY + "[variants.hot]\nlearning_rate = 3.0\n", runs))
+    assert table.rstrip().splitlines()[-1] == (
+        "best on val_accuracy: l2 (test_accuracy 0.8500); passed over, better on validation "
+        "but not every seed finished: hot (3 seeds diverged)")
+    every = [dataclasses.replace(r, status="failed") if r.seed == 0 else r for r in runs]
+    nothing = rank_variants(every)
+    assert nothing.best is None
+    assert [label for label, _ in nothing.passed_over] == ["l2", "baseline"]  # hot: no row
+    assert rank_variants([r for r in runs if r.variant != "hot"]).passed_over == ()
+
+
+def test_an_interval_without_spread_is_shown_as_a_dash_not_nan():
+    """One seed (or identical differences' undefined interval) prints '—' in the table,
+    never 'nan'."""
+    runs = [run("baseline", 0, 0.80, val=0.8), run("l2", 0, 0.85, val=0.8)]
+    table = results_table(StoredStudy(STUDY, runs))
+    assert "nan" not in table
+    assert "+0.0500 (—…—)" in verdict_line(table, "l2")
