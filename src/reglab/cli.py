@@ -39,6 +39,9 @@ def _clear_errors(command):
             return command(*args, **kwargs)
         except ReglabError as error:
             _fail(error)
+        except BrokenPipeError:  # the reader left (`reglab ls DIR | head -1`): end quietly
+            _stdout_to_devnull()  # (no second error when Python flushes stdout at exit)
+            sys.exit(141)  # 128 + SIGPIPE, as a shell reports a writer whose reader left
         except sqlite3.DatabaseError as error:
             _fail(ReglabError(f"the study's store cannot be read ({error}); it is left as it "
                               "is."))
@@ -49,9 +52,10 @@ def _clear_errors(command):
             click.echo("\ninterrupted: what was saved is kept; the same command goes on from "
                        "there.", err=True)
             sys.exit(130)
-        except MemoryError:
-            _fail(ReglabError("out of memory. Use fewer seeds, sweep points or a smaller "
-                              "model, or fewer --workers."))
+        except MemoryError as error:
+            said = f" ({error})" if str(error) else ""
+            _fail(ReglabError(f"out of memory{said}. Use fewer seeds, sweep points or a "
+                              "smaller model, or fewer --workers."))
         except Exception as error:  # a bug of reglab's: one line, the traceback on request
             if os.environ.get("REGLAB_DEBUG"):
                 raise
@@ -60,6 +64,15 @@ def _clear_errors(command):
                        err=True)
             sys.exit(3)
     return wrapper
+
+
+def _stdout_to_devnull() -> None:
+    """Points stdout at /dev/null (Python's advice for a closed pipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (stdout replaced): nothing to flush
+        pass
 
 
 @click.group()
@@ -317,17 +330,20 @@ def list_runs(directory) -> None:
     """Lists the runs of a study directory with their status (read-only)."""
     from reglab.storage import SQLiteStore
     from reglab.storage.lock import unheld
+    from reglab.study.report_table import format_number, metric_keys, stored_metrics
 
     with SQLiteStore(directory, read_only=True) as store:
         records = store.runs()
+        metrics = stored_metrics(store)
     with unheld(directory) as idle:  # no `reglab run` trains them: a run was stopped
         pass
+    metric = metric_keys(metrics)[0]  # the table's: accuracy, mae, ... or the loss
     for record in records:
-        accuracy = record.metrics.get("test_accuracy")
-        shown = f"{accuracy:.4f}" if accuracy is not None else "—"
+        value = record.metrics.get(metric)
+        shown = format_number(value) if value is not None else "—"
         status = "interrupted" if idle and record.status == "running" else record.status
-        click.echo(f"{status:14s} {record.epochs_run:4d} epochs  test acc {shown}  "
-                   f"{record.run_id}")
+        click.echo(f"{status:14s} {record.epochs_run:4d} epochs  {metric.replace('_', ' ')} "
+                   f"{shown}  {record.run_id}")
 
 
 if __name__ == "__main__":

@@ -384,3 +384,19 @@ def test_workers_and_cluster_together_are_refused(tmp_path):
                     "tcp://127.0.0.1:1")
     assert_clean_error(result, "--workers and --cluster: give one")
     assert not (tmp_path / "out").exists()
+
+
+def test_ls_names_the_ranked_metric_and_a_closed_pipe_ends_it_quietly(finished_study):
+    """`reglab ls` shows the test value of the metric the table ranks on; when its reader
+    leaves (`reglab ls DIR | head -1`) it ends with 141 (128 + SIGPIPE, as a shell reports
+    it) and no 'error: Broken pipe' line."""
+    _, _, out = finished_study
+    listed = invoke("ls", out)
+    assert listed.exit_code == 0 and "test accuracy 0." in listed.output
+    read, write = os.pipe()
+    os.close(read)  # the reader has left before the first line
+    process = subprocess.run([sys.executable, "-m", "reglab.cli", "ls", str(out)],
+                             stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert process.returncode == 141, process.stderr
+    assert process.stderr == ""

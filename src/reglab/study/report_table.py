@@ -347,14 +347,25 @@ def _why_no_table(runs, metric: str) -> str:
     return f"no finished runs with {metric} yet"
 
 
-def results_table(store, baseline: str = "baseline") -> str:
-    """The ranked table with paired differences to the baseline and Holm-corrected verdicts,
-    on the study's first metric (test, ranked; validation, chosen on)."""
+def stored_spec(store):
+    """The study a store holds (a StudySpec), None when it holds none yet."""
     from reglab.study.spec import StudySpec
 
     stored = store.study()
-    spec = StudySpec.from_canonical(stored[1], str(getattr(store, "path", "the stored study"))) \
+    return StudySpec.from_canonical(stored[1], str(getattr(store, "path", "the stored study"))) \
         if stored else None
+
+
+def stored_metrics(store) -> tuple[str, ...]:
+    """The metrics of the study a store holds (``('accuracy',)`` when it holds none)."""
+    spec = stored_spec(store)
+    return tuple(spec.training.metrics) if spec else ("accuracy",)
+
+
+def results_table(store, baseline: str = "baseline") -> str:
+    """The ranked table with paired differences to the baseline and Holm-corrected verdicts,
+    on the study's first metric (test, ranked; validation, chosen on)."""
+    spec = stored_spec(store)
     keys = metric_keys(spec.training.metrics if spec else ["accuracy"])
     from reglab.study.plan import is_trial_run
 
