@@ -128,7 +128,33 @@ def load_npz(
     return load_arrays(*arrays, where=where, names=(x_key, y_key))
 
 
-def _label_index(header: list[str], label_column: str | int, where: str) -> int:
+def _header_hint(header: list[str], label_column: str, delimiter: str) -> str:
+    """Why a header may lack the label column: it is a row of numbers (no header row), or
+    one cell holding another delimiter's columns; else a close name."""
+    if all(_is_number(name) for name in header):
+        return (" The first row holds numbers: the file seems to have no header row; add one "
+                "naming the columns (the label column among them).")
+    if len(header) == 1:
+        found = [d for d in (";", "\t", "|", ",", " ") if d != delimiter and d in header[0].strip()]
+        if found:
+            words = {"\t": "tabs", " ": "spaces"}
+            return (f" The header is one column holding {words.get(found[0], repr(found[0]))}: "
+                    f"the file seems separated by them, not by the "
+                    f"{words.get(delimiter, repr(delimiter))} read (a study file reads "
+                    "comma-separated values).")
+    return did_you_mean(label_column, header)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _label_index(header: list[str], label_column: str | int, where: str,
+                 delimiter: str = ",") -> int:
     if isinstance(label_column, bool) or not isinstance(label_column, (str, int)):
         raise ConfigError(
             f"{where}: 'label_column' must be a column name or an int index. Got {label_column!r}."
@@ -144,7 +170,7 @@ def _label_index(header: list[str], label_column: str | int, where: str) -> int:
     if not matches:
         raise DataError(
             f"{where}: label column {label_column!r} is not in the header. "
-            f"Columns: {', '.join(header)}.{did_you_mean(label_column, header)}"
+            f"Columns: {', '.join(header)}.{_header_hint(header, label_column, delimiter)}"
         )
     if len(matches) > 1:
         raise DataError(
@@ -217,7 +243,7 @@ def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarra
         if header is None:
             raise DataError(f"{where}: expected a header row. Got an empty file.")
         header = [name.strip() for name in header]
-        label = _label_index(header, label_column, where)
+        label = _label_index(header, label_column, where, delimiter)
         if len(header) < 2:
             raise DataError(
                 f"{where}: expected at least one feature column besides the label. "

@@ -143,6 +143,25 @@ def test_load_csv_missing_label_column_lists_columns(tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("text, delimiter, hint", [
+    ("2.04,-2.5,1\n0.4,-0.5,2\n", ",", "The first row holds numbers: the file seems to have "
+                                      "no header row"),
+    ("a;b;label\n1;2;0\n", ",", "The header is one column holding ';': the file seems "
+                                 "separated by them, not by the ',' read"),
+    ("a\tb\tlabel\n1\t2\t0\n", ",", "holding tabs: the file seems separated by them"),
+    ("a,b,label\n1,2,0\n", "\t", "holding ',': the file seems separated by them, not by "
+                                    "the tabs read"),
+])
+def test_a_missing_label_column_says_why_the_header_may_lack_it(tmp_path, text, delimiter,
+                                                                   hint):
+    """A file without a header row, or separated by another delimiter than the one read,
+    is named as such (a did-you-mean of the whole row was no help)."""
+    path = write(tmp_path, text)
+    with pytest.raises(DataError, match="is not in the header") as info:
+        load_csv(path, delimiter=delimiter)
+    assert hint in str(info.value) and "Did you mean" not in str(info.value)
+
+
 def test_load_csv_label_index_out_of_range(tmp_path):
     path = write(tmp_path, "a,b\n1,2\n")
     with pytest.raises(
