@@ -438,6 +438,8 @@ def test_diverging_trials_are_stored_and_the_tuning_goes_on(tmp_path):
     trials = journal_trials(out)
     bad = [t for t in trials if t.params["sgd:learning_rate"] == 1e38]
     assert bad and all(t.state.name == "FAIL" and t.user_attrs["diverged"] for t in bad)
+    # counted as diverged, not as failed or pruned, in the summary and its line
+    assert f"0 pruned, {len(bad)} diverged, 0 failed trials" in result.output
     runs = store_runs(out)
     assert {runs[r][0] for r in runs if "learning_rate=1e+38" in r and
             r.startswith("trial=")} == {"diverged"}
@@ -448,7 +450,7 @@ def test_diverging_trials_are_stored_and_the_tuning_goes_on(tmp_path):
     result = CliRunner().invoke(main, ["run", str(only_bad), "--out", str(tmp_path / "bad"),
                                        "--quiet", "--no-report"])
     assert result.exit_code == 2
-    assert "no trial completed" in result.output
+    assert "no trial completed (every one was pruned, diverged or failed)" in result.output
     assert all(t.state.name == "FAIL" for t in journal_trials(tmp_path / "bad"))
 
 

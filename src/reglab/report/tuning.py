@@ -72,8 +72,16 @@ class TuningTrials:
         return _color(self.variants.index(variant)) if variant in self.variants else "#333333"
 
     def of_state(self, name: str) -> list:
-        """The trials in Optuna's state ``name`` ('COMPLETE', 'PRUNED', 'FAIL', ...)."""
-        return [t for t in self.trials if t.state.name == name]
+        """The trials in Optuna's state ``name`` ('COMPLETE', 'PRUNED', 'FAIL', ...); a
+        diverged trial (told PRUNED at its last value, for the sampler) is not among the
+        pruned: see :attr:`diverged`."""
+        return [t for t in self.trials if t.state.name == name
+                and not (name == "PRUNED" and t.user_attrs.get("diverged"))]
+
+    @property
+    def diverged(self) -> list:
+        """The trials whose training diverged (whatever state Optuna was told)."""
+        return [t for t in self.trials if t.user_attrs.get("diverged")]
 
     @property
     def complete(self) -> list:
@@ -101,6 +109,7 @@ def read_trials(results, path: Path) -> TuningTrials:
     from optuna.storages.journal import JournalFileBackend
 
     from reglab.tune.space import VARIANT_PARAM, candidates, param_name
+    from reglab.tune.trainer import objective_key
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(path)))
@@ -114,7 +123,8 @@ def read_trials(results, path: Path) -> TuningTrials:
     params = tuple([p for p in order if p in drawn] + sorted(drawn - set(order)))
     summary = results.meta.get("tuning")
     chosen = (summary.get("chosen") or {}).get("number") if isinstance(summary, dict) else None
-    return TuningTrials(spec.tune.objective, study.direction.name.lower(), trials, variants,
+    return TuningTrials(objective_key(spec.tune.objective), study.direction.name.lower(),
+                        trials, variants,
                         params, study, chosen if isinstance(chosen, int) else None,
                         getattr(spec.tune, "scheduler", "optuna"))
 
@@ -347,7 +357,7 @@ def intermediate_values(tuning: TuningTrials) -> Figure | None:
     seeds): complete trials as thin lines colored by variant, pruned ones gray, ending in a
     cross at the epoch where they were stopped."""
     shown = [t for t in tuning.trials if t.state.name in ("COMPLETE", "PRUNED")
-             and t.intermediate_values]
+             and t.intermediate_values and not t.user_attrs.get("diverged")]
     if not shown:
         return None
     figure = _figure(9.0, 3.4)
@@ -394,6 +404,7 @@ def summary_rows(results, tuning: TuningTrials | None) -> list[tuple[str, str]]:
     the store's ``tuning`` summary (the trials counted from the journal when the store has
     none yet: a tuning killed, or one where no trial completed)."""
     from reglab.study.sweeps import format_value
+    from reglab.tune.trainer import objective_key, objective_name
 
     tune = results.spec.tune
     summary = results.meta.get("tuning")
@@ -402,14 +413,17 @@ def summary_rows(results, tuning: TuningTrials | None) -> list[tuple[str, str]]:
     asked = summary.get("asked")
     if counts is None and tuning is not None:
         counts = {"complete": len(tuning.of_state("COMPLETE")),
-                  "pruned": len(tuning.of_state("PRUNED")), "failed": len(tuning.of_state("FAIL"))}
+                  "pruned": len(tuning.of_state("PRUNED")),
+                  "diverged": len(tuning.diverged),
+                  "failed": len([t for t in tuning.of_state("FAIL")
+                                 if not t.user_attrs.get("diverged")])}
         asked = len(tuning.trials)
     counts = counts or {}
-    rows = [("objective", f"{tune.objective} ({tune.direction})"),
+    rows = [("objective", f"{objective_name(tune.objective)} ({tune.direction})"),
             ("sampler, pruner", f"{tune.sampler}, {tune.pruner}"),
             ("trials asked", _count(asked))]
-    rows += [(f"trials {name}", _count(counts.get(name))) for name in ("complete", "pruned",
-                                                                        "failed")]
+    rows += [(f"trials {name}", _count(counts.get(name)))
+             for name in ("complete", "pruned", "diverged", "failed")]
     rows += [("model-epochs trained", _count(summary.get("model_epochs"))),
              ("model-epochs saved by pruning", _count(summary.get("pruning_saved")))]
     wall = summary.get("wall_time")
@@ -441,7 +455,7 @@ def summary_rows(results, tuning: TuningTrials | None) -> list[tuple[str, str]]:
             rows.append(("chosen schedule (confirmed)", _schedule(schedule)))
         copies = sum(len(t.user_attrs.get("copies") or []) for t in tuning.trials)
         rows.append(("exploits (a trial copied another's state)", _count(copies)))
-    rows.append((f"chosen trial's {tune.objective}",
+    rows.append((f"chosen trial's {objective_key(tune.objective)}",
                  f"{value:.4f}" if isinstance(value, (int, float)) else "—"))
     return rows
 

@@ -467,13 +467,15 @@ def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | No
 def tuning_summary(summary: dict | None, spec) -> str:
     """A tuning study's first lines: its trials, budget and the trial confirmed below."""
     from reglab.study.sweeps import format_value
+    from reglab.tune.trainer import objective_name
 
     if not summary:
         return "tuning in progress (no summary yet)\n\n"
     trials = summary["trials"]
+    diverged = f"{trials['diverged']} diverged, " if trials.get("diverged") else ""
     same = summary.get("same_values", 0)
     lines = [f"tuning: {summary['asked']} trials asked ({trials['complete']} complete, "
-             f"{trials['pruned']} pruned, {trials['failed']} failed"
+             f"{trials['pruned']} pruned, {diverged}{trials['failed']} failed"
              f"{f'; {same} drew values already tried and took their result' if same else ''}), "
              f"{summary['model_epochs']:,} model-epochs ({summary['pruning_saved']:,} saved by "
              f"pruning), {summary['wall_time']:.0f} s, populations of up to "
@@ -487,7 +489,7 @@ def tuning_summary(summary: dict | None, spec) -> str:
         if chosen.get("note"):
             rule += f"; {chosen['note']}"
         lines.append(f"chosen: trial {chosen['number']} by {rule}: {chosen['variant']}"
-                     f"{f' ({point})' if point else ''}, {spec.tune.objective} "
+                     f"{f' ({point})' if point else ''}, {objective_name(spec.tune.objective)} "
                      f"{chosen['value']:.4f}; confirmed on fresh seeds "
                      f"{', '.join(map(str, spec.seeds))}:")
     return "\n".join(lines) + "\n\n"

@@ -25,7 +25,7 @@ from reglab.study.executors import (
     failed_outcomes,
 )
 from reglab.study.plan import PopulationSpec, StudyPlan, plan_study
-from reglab.study.spec import StudySpec, parse_study
+from reglab.study.spec import StudySpec, StudySpecError, parse_study
 from reglab.utils import interrupts
 
 __all__ = ["InProcessExecutor", "prepare_study", "run_study"]
@@ -40,6 +40,14 @@ def _with_overrides(spec: StudySpec, seeds: int | None, epochs: int | None) -> S
     if epochs is not None:
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training,
                                                                       epochs=epochs))
+        tune = spec.tune
+        if tune is not None and tune.model_epochs is not None and \
+                tune.model_epochs < tune.seeds * epochs:  # the file's check, at these epochs
+            raise StudySpecError(spec.source or spec.name, [
+                f"--epochs {epochs}: one trial takes {tune.seeds} seed(s) × {epochs} epochs = "
+                f"{tune.seeds * epochs} model-epochs, more than the budget "
+                f"tune.model_epochs = {tune.model_epochs}: no trial could run. Expected at "
+                f"most {tune.model_epochs // tune.seeds} epochs, or a larger budget."])
     return spec
 
 

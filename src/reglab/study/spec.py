@@ -594,15 +594,20 @@ def _check_at_points(checker: _Checker, where: str, base: dict,
     checker.problems[start:] = list(dict.fromkeys(new))
 
 
-def _collect_search(checker, where: str, node: Any, path: str, out: list) -> Any:
-    """Replaces search dimensions inside ``node`` by None, recording each one."""
+def _collect_search(checker, where: str, node: Any, path: str, out: list,
+                    broken: list) -> Any:
+    """Replaces search dimensions inside ``node`` by None, recording each one (the places
+    of those that are wrong, said there already, in ``broken``)."""
     if is_search_value(node):
         dimension = search_dimension(node, path, where, checker.problems)
         if dimension is not None:
             out.append(dimension)
+        else:
+            broken.append(where)
         return None
     if isinstance(node, dict):
-        return {k: _collect_search(checker, f"{where}.{k}", v, f"{path}.{k}" if path else k, out)
+        return {k: _collect_search(checker, f"{where}.{k}", v, f"{path}.{k}" if path else k, out,
+                                   broken)
                 for k, v in node.items()}
     return node
 
@@ -612,13 +617,14 @@ def _check_searched_variant(checker: _Checker, name: str, where: str,
     """A tuning study's variant: its values are checked at every end of every range (and at
     every choice), each problem reported once."""
     dimensions: list[SearchDimension] = []
-    resolved = {k: _collect_search(checker, f"{where}.{k}", v, k, dimensions)
+    broken: list[str] = []
+    resolved = {k: _collect_search(checker, f"{where}.{k}", v, k, dimensions, broken)
                 for k, v in table.items()}
     first = copy.deepcopy(resolved)
     for dimension in dimensions:
         set_path(first, dimension.path, dimension.corners[0])
     _check_at_points(checker, where, first, [(dimension.path, value) for dimension in dimensions
-                                             for value in dimension.corners[1:]])
+                                             for value in dimension.corners[1:]], broken)
     return VariantSpec(name, table, (), tuple(dimensions))
 
 

@@ -31,6 +31,7 @@ from reglab.tune.trainer import (
     TrialOutcome,
     TrialPopulation,
     objective_key,
+    objective_name,
     structure_of,
 )
 
@@ -202,15 +203,22 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
     chosen = select(spec, study)
     if chosen is None:
         store.set_meta("tuning", summary)
-        raise ConfigError("tuning: no trial completed (every one was pruned or failed), so "
-                          "there is nothing to confirm. `reglab ls` lists the trials' runs; "
-                          "widen the ranges or raise the budget, then run with --restart.")
+        if not summary["asked"]:
+            raise ConfigError("tuning: no trial was asked: the budget (tune.wall_time "
+                              f"{spec.tune.wall_time!r} s) was spent before the first, so "
+                              "there is nothing to confirm. Raise it, then run with --restart.")
+        raise ConfigError("tuning: no trial completed (every one was pruned, diverged or "
+                          "failed), so there is nothing to confirm. `reglab ls` lists the "
+                          "trials' runs; widen the ranges or raise the budget, then run with "
+                          "--restart.")
     summary["chosen"] = chosen.as_dict()
     store.set_meta("tuning", summary)
     log(f"tuning: {summary['trials']['complete']} complete, {summary['trials']['pruned']} "
-        f"pruned, {summary['trials']['failed']} failed trials, "
+        f"pruned, {summary['trials'].get('diverged', 0)} diverged, "
+        f"{summary['trials']['failed']} failed trials, "
         f"{summary['model_epochs']:,} model-epochs ({summary['pruning_saved']:,} saved by "
-        f"pruning); chosen: trial {chosen.number} ({chosen.rule}), {spec.tune.objective} "
+        f"pruning); chosen: trial {chosen.number} ({chosen.rule}), "
+        f"{objective_name(spec.tune.objective)} "
         f"{chosen.value:.4f}, {chosen.label}")
     log(f"confirming on seeds {', '.join(map(str, spec.seeds))} against the baseline")
     schedule = None
@@ -468,7 +476,8 @@ class _Tuner:
                 else outcome.value < self.best)
             if better:
                 self.best = outcome.value
-            self.log(f"trial {trial.number}: {self.spec.tune.objective} {outcome.value:.4f}"
+            self.log(f"trial {trial.number}: {objective_key(self.spec.tune.objective)} "
+                     f"{outcome.value:.4f}"
                      f"{' (best so far)' if better else ''}  {_label(outcome.pending)}")
         elif outcome.outcomes:
             self.log(f"trial {trial.number}: {outcome.state} after "
@@ -479,15 +488,19 @@ class _Tuner:
         import optuna
 
         trials = self.study.get_trials(deepcopy=False)
-        count = {name: sum(t.state == state for t in trials) for name, state in (
+        # a diverged trial is counted as such, whatever Optuna was told (PRUNED at its last
+        # value, or FAIL: see _tell), and saves nothing by pruning
+        count = {name: sum(t.state == state and not t.user_attrs.get("diverged")
+                           for t in trials) for name, state in (
             ("complete", optuna.trial.TrialState.COMPLETE),
             ("pruned", optuna.trial.TrialState.PRUNED),
             ("failed", optuna.trial.TrialState.FAIL))}
+        count["diverged"] = sum(bool(t.user_attrs.get("diverged")) for t in trials)
         used = sum(t.user_attrs.get("model_epochs", 0) for t in trials)
         full = self.spec.tune.seeds * self.spec.training.epochs
         saved = sum(full - t.user_attrs.get("model_epochs", full) for t in trials
                     if t.state == optuna.trial.TrialState.PRUNED
-                    and t.user_attrs.get("same_as") is None)
+                    and t.user_attrs.get("same_as") is None and not t.user_attrs.get("diverged"))
         same = sum(t.user_attrs.get("same_as") is not None for t in trials)
         return {"trials": count, "asked": len(trials), "same_values": same,
                 "model_epochs": int(used),

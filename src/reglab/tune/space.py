@@ -134,6 +134,8 @@ def corner_plan(spec: StudySpec) -> StudyPlan:
 def describe(spec: StudySpec) -> str:
     """``tuning 3 variants (4 searched values), budget 60 trials, 1 seed per trial; the best
     confirmed on 5 fresh seeds``."""
+    from reglab.tune.trainer import objective_name
+
     tune = spec.tune
     variants = candidates(spec)
     dims = sum(len(v.search) for v in variants)
@@ -141,7 +143,7 @@ def describe(spec: StudySpec) -> str:
               f"{tune.model_epochs:,} model-epochs" if tune.model_epochs else "",
               f"{tune.wall_time:g} s" if tune.wall_time else ""]
     return (f"tuning {len(variants)} variant{'s' if len(variants) != 1 else ''} "
-            f"({dims} searched value{'s' if dims != 1 else ''}) on {tune.objective} "
+            f"({dims} searched value{'s' if dims != 1 else ''}) on {objective_name(tune.objective)} "
             f"({tune.direction}), sampler {tune.sampler}, pruner {tune.pruner}; budget "
             f"{' or '.join(b for b in budget if b)} (the first reached); {tune.seeds} seed"
             f"{'s' if tune.seeds != 1 else ''} per trial; the best confirmed against the "

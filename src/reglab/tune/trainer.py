@@ -84,6 +84,13 @@ def objective_key(objective: str) -> str:
     return "val_data_loss" if objective == "val_loss" else objective
 
 
+def objective_name(objective: str) -> str:
+    """The objective as the outputs name it: what a trial is scored on
+    (:func:`objective_key`), saying so where that is not the log of that name."""
+    key = objective_key(objective)
+    return key if key == objective else f"{key} ({objective} without the penalties)"
+
+
 class TrialPopulation:
     """One population of trials of one structure (see the module docstring).
 

@@ -247,3 +247,45 @@ def test_the_default_direction_minimizes_losses_and_errors(objective, expected):
     from reglab.tune.spec import default_direction
 
     assert default_direction(objective) == expected
+
+
+@pytest.mark.parametrize("search, said", [
+    ("dropout = { linear = [0.0, inf] }", "variants.a.dropout.linear: expected [low, high]"),
+    ("dropout = { int = [false, true] }", "variants.a.dropout.int: expected [low, high]"),
+    ("dropout = { linear = [0.0, 0.6], step = 0.25 }", "variants.a.dropout: a search range is"),
+    ("dropout = [0.3, 0.3]", "variants.a.dropout: the choices must be distinct"),
+])
+def test_a_wrong_range_is_said_once_without_a_follow_on(search, said):
+    """A range that cannot be read is named at its place, once: no second 'Got None' for
+    the value it left empty."""
+    found = problems(f"[tune]\ntrials = 3\n[variants.baseline]\n[variants.a]\n{search}\n")
+    assert len(found) == 1 and found[0].startswith(said) and "Got None" not in found[0]
+
+
+def test_epochs_from_the_command_line_are_checked_against_the_budget(tmp_path):
+    """--epochs past what tune.model_epochs allows one trial is refused before anything
+    runs (the file's own check saw only the file's epochs; no trial was asked, and the
+    message blamed the ranges)."""
+    from reglab.study.runner import prepare_study
+
+    path = tmp_path / "study.toml"
+    path.write_text(BASE + "[tune]\nmodel_epochs = 8\nseeds = 2\n[variants.baseline]\n"
+                           "[variants.a]\ndropout = [0.1, 0.3]\n")
+    prepare_study(path, epochs=4)  # 2 seeds x 4 epochs fit 8
+    with pytest.raises(StudySpecError, match=r"--epochs 5: one trial takes 2 seed\(s\) × 5 "
+                                             r"epochs = 10 model-epochs, more than the budget "
+                                             r"tune.model_epochs = 8.*at most 4 epochs"):
+        prepare_study(path, epochs=5)
+
+
+def test_a_val_loss_objective_is_named_as_what_it_scores():
+    """`objective = "val_loss"` scores the validation loss without the penalties: the outputs
+    say so (the stored val_loss, with them, differs from the trial's value)."""
+    from reglab.tune.trainer import objective_key, objective_name
+
+    assert objective_key("val_loss") == "val_data_loss"
+    assert objective_name("val_loss") == "val_data_loss (val_loss without the penalties)"
+    assert objective_name("val_accuracy") == "val_accuracy"
+    spec = parse('[tune]\ntrials = 3\nobjective = "val_loss"\n[variants.baseline]\n'
+                 '[variants.a]\ndropout = [0.1, 0.3]\n')
+    assert "on val_data_loss (val_loss without the penalties) (minimize)" in space.describe(spec)
