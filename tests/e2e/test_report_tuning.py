@@ -372,10 +372,10 @@ def test_the_table_names_the_1_se_rule_and_a_tuning_without_a_chosen_trial():
                                   "point": [["kernel_regularizer.l2", 0.00123456789]],
                                   "value": 0.5, "best_number": 1, "standard_error": 0.0125}}}
     rows = dict(summary_rows(_results(meta), None))
-    assert rows["objective"] == "val_loss (minimize)"
+    assert rows["objective"] == "val_data_loss (val_loss without the penalties) (minimize)"
     assert rows["chosen trial"] == "2, by the 1-SE rule (SE 0.0125; the best was trial 1)"
     assert rows["chosen values"] == "kernel_regularizer.l2=0.00123457"
-    assert rows["chosen trial's val_loss"] == "0.5000" and rows["tuning time"] == "2.2 s"
+    assert rows["chosen trial's val_data_loss"] == "0.5000" and rows["tuning time"] == "2.2 s"
     del meta["tuning"]["chosen"]
     assert dict(summary_rows(_results(meta), None))["chosen trial"] == \
         "none (no trial completed)"

@@ -357,8 +357,14 @@ def stored_spec(store):
 
 
 def stored_metrics(store) -> tuple[str, ...]:
-    """The metrics of the study a store holds (``('accuracy',)`` when it holds none)."""
-    spec = stored_spec(store)
+    """The metrics of the study a store holds (``('accuracy',)`` when it holds none, or one
+    this version cannot read: the runs are still listed)."""
+    from reglab.errors import ReglabError
+
+    try:
+        spec = stored_spec(store)
+    except ReglabError:
+        spec = None
     return tuple(spec.training.metrics) if spec else ("accuracy",)
 
 
