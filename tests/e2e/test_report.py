@@ -470,3 +470,52 @@ def test_the_run_information_shows_what_the_store_recorded(study_dir):
         assert int(runs) + int(twins or 0) == populations[key]
         assert int(twins or 0) == sum(_population_of(study_dir, run) == key for run in copies)
         assert walls[key] > 0 and float(wall) == pytest.approx(walls[key], abs=0.051)
+
+
+def test_a_killed_report_leaves_no_process_behind(study_dir, tmp_path):
+    """`reglab report` draws the augmentation grids in a forked child; a `kill -9` of the
+    report while that child works used to leave it waiting on its pipe for ever (holding
+    stdout, so `reglab report DIR | tee log` never ended). It now dies with its parent."""
+    import signal
+    import sys
+    import time
+
+    copy = tmp_path / "copy"
+    shutil.copytree(study_dir, copy)
+    shutil.rmtree(copy / "plots", ignore_errors=True)
+    process = subprocess.Popen([sys.executable, "-m", "reglab.cli", "report", str(copy)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> list[int]:
+        found = []
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == process.pid:  # its parent
+                found.append(int(status.parent.name))
+        return found
+
+    deadline = time.monotonic() + 60
+    while not children() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child = children()
+    if not child:
+        pytest.skip("the report ended (or drew in-process) before its child could be seen")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    def alive(pid: int) -> bool:  # running, not a zombie waiting for its reaper
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive(child[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = alive(child[0])
+    if left:
+        os.kill(child[0], signal.SIGKILL)
+    assert not left, "the augmentation child outlived the killed report"

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -241,6 +242,22 @@ def _augmentation_pngs(spec, augmentations) -> tuple[list[tuple[str, bytes, int,
     return out, "" if out else "The training images have no displayable channel count."
 
 
+def _die_with_parent(parent: int) -> None:
+    """The augmentation child's first act: ask Linux to kill it when the report's process
+    dies (a ``kill -9`` of ``reglab report`` left it waiting on the pool's pipe for ever,
+    holding the terminal's or a pipeline's stdout), and end at once if that already
+    happened."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the check below still runs
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def _start_augmentation(results: StudyResults):
     """Starts the augmentation grids beside the other figures: a forked child where fork is
     available and torch is not loaded yet (forking a process with torch's threads is unsafe),
@@ -254,7 +271,8 @@ def _start_augmentation(results: StudyResults):
         result = _augmentation_pngs(results.spec, augmentations)
         return lambda cancel=False: result
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        max_workers=1, mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent, initargs=(os.getpid(),))
     future = pool.submit(_augmentation_pngs, results.spec, augmentations)
 
     def wait(cancel: bool = False):
