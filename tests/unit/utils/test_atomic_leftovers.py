@@ -1,0 +1,26 @@
+"""atomic_open removes the temporaries of its file that a killed writer left (between its
+fsync and its rename), and only those."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from reglab.utils.atomic import atomic_open
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its process id names no running process now
+    left = tmp_path / f".report.html.{dead.pid}-0123456789ab.tmp"
+    live = tmp_path / f".report.html.{os.getppid()}-ba9876543210.tmp"  # a running writer's
+    older = tmp_path / ".report.html.0123456789ab.tmp"  # no process id: not judged
+    other = tmp_path / f".other.html.{dead.pid}-0123456789ab.tmp"  # another file's
+    for path in (left, live, older, other):
+        path.write_bytes(b"half")
+    with atomic_open(tmp_path / "report.html") as handle:
+        handle.write(b"<html>")
+    assert (tmp_path / "report.html").read_bytes() == b"<html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, older.name, other.name, "report.html"])
