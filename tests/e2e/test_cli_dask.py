@@ -308,3 +308,30 @@ def test_a_run_that_fails_on_the_cluster_is_found_there_and_alone_recorded_faile
     (failed,) = [r for r in store.runs() if r.status == "failed"]
     assert "simulated crash of dropout/seed=2" in failed.error
     store.close()
+
+
+def test_ctrl_c_with_worker_processes_is_one_line_and_the_rerun_finishes(tmp_path):
+    """Ctrl-C reaches the terminal's whole process group: the driver answers it (exit 130,
+    one line) and the local cluster's workers, started with it ignored, print no Dask
+    traceback of their own; the same command then finishes the study as in one process."""
+    study, expected = reference(tmp_path, epochs=12)
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+               "--quiet", "--no-report", "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for_epochs(out, lambda: process.poll() is None)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "interrupted: what was saved is kept" in output
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert finished(out) == expected

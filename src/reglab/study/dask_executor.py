@@ -24,6 +24,7 @@ system:
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 import uuid
@@ -74,6 +75,23 @@ def _train_on_worker(job: PopulationJob, topic: str, data, threads: int, ours: b
     return outcomes, rows
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process while the block runs (in the main thread; elsewhere
+    signals cannot be set and nothing changes), the handler put back after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class DaskExecutor:
     """Trains jobs on a Dask cluster: a running scheduler at ``address``
     (``tcp://host:port``), or a local cluster of ``workers`` processes started here.
@@ -99,12 +117,17 @@ class DaskExecutor:
             per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
             # memory_limit 0: a study's process keeps freed memory for reuse (see
             # engine/allocator.py), which Dask's memory monitor would take for a leak.
-            self._cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", silence_logs=50, memory_limit=0,
-                death_timeout=DEATH_TIMEOUT_S,
-                env={"OMP_NUM_THREADS": str(per_worker),
-                     "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
+            # The workers are started with Ctrl-C ignored (a process started so keeps it
+            # ignored): Ctrl-C reaches the whole terminal's process group, and the driver
+            # alone answers it, closing the cluster; the workers' own KeyboardInterrupts
+            # printed two Dask tracebacks over the driver's one line.
+            with _sigint_ignored():
+                self._cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
+                    memory_limit=0, death_timeout=DEATH_TIMEOUT_S,
+                    env={"OMP_NUM_THREADS": str(per_worker),
+                         "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
             address = self._cluster.scheduler_address
         try:
             self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
