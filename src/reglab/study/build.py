@@ -298,13 +298,12 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
                 "rearranged; reshape the data, or flatten them to reshape freely.")
         with np.errstate(over="ignore", invalid="ignore"):
             fitted = a.reshape(len(a), *shape).astype("float32")
-        finite = np.isfinite(fitted.reshape(len(fitted), -1)).all(axis=1)
-        if not finite.all():
-            i = int(np.flatnonzero(~finite)[0])
+        bad = _non_finite(fitted)
+        if bad is not None:
             raise DataError(
                 f"{source}: the {split} features must be finite float32 numbers. Got "
-                f"{int((~finite).sum())} samples with NaN, an infinity or a value beyond "
-                f"float32's range (±3.4e38), the first at sample {i}.")
+                f"{bad[0]} samples with NaN, an infinity or a value beyond "
+                f"float32's range (±3.4e38), the first at sample {bad[1]}.")
         return fitted
     x = fit(x, "training", data.dataset)
     x_test = fit(x_test, "test", data.test or data.dataset)
@@ -321,7 +320,7 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
             f"data.validation_split: {data.validation_split} of the {len(x):,} training "
             f"samples is no validation sample. Expected a split that holds out at least one "
             f"(>= {1 / len(x):.3g}), or 0 for none.")
-    classes = (_present_classes(y) if class_labels else None) or 1
+    classes = _present_classes(y, class_labels) or 1
     if n_val and len(x) - n_val < classes:
         raise DataError(
             f"data.validation_split: expected a split that leaves at least {classes} training "
@@ -357,14 +356,22 @@ def _finite_targets(y, split: str, source: str) -> None:
     if y is None:
         return
     y = np.asarray(y)
-    if y.dtype.kind not in "fc" or not len(y):
-        return
-    finite = np.isfinite(y.reshape(len(y), -1)).all(axis=1)
-    if not finite.all():
-        i = int(np.flatnonzero(~finite)[0])
+    bad = _non_finite(y) if y.dtype.kind in "fc" else None
+    if bad is not None:
         raise DataError(f"{source}: the {split} targets must be finite numbers. Got "
-                        f"{int((~finite).sum())} samples with NaN or an infinity, the first "
-                        f"at sample {i}.")
+                        f"{bad[0]} samples with NaN or an infinity, the first at sample "
+                        f"{bad[1]}.")
+
+
+def _non_finite(a: np.ndarray) -> tuple[int, int] | None:
+    """``(samples holding NaN or an infinity, the first of them)``; None when every value
+    of every sample is finite."""
+    if not len(a):
+        return None
+    finite = np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    if finite.all():
+        return None
+    return int((~finite).sum()), int(np.flatnonzero(~finite)[0])
 
 
 def _same_layout(sample: tuple[int, ...], model: tuple[int, ...]) -> bool:
@@ -384,12 +391,12 @@ def _regime_where(spec: StudySpec, key: str, value) -> str:
     return f"data.{key}[{values.index(value)}]"
 
 
-def _present_classes(y) -> int | None:
+def _present_classes(y, class_labels: bool = True) -> int | None:
     """How many distinct classes the labels ``y`` hold; None for targets that are not
-    class labels."""
+    class labels (``class_labels`` False: a regression loss's, whatever their values)."""
     from reglab.datasets.splits import class_keys
 
-    keys = class_keys(y)
+    keys = class_keys(y) if class_labels else None
     return None if keys is None else len(np.unique(keys))
 
 
@@ -415,7 +422,7 @@ def regime_data(spec: StudySpec, run: RunSpec, data: StudyData) -> tuple[StudyDa
     rows = np.arange(len(y))
     if regime.train_size is not None:
         n = regimes.training_size(regime.train_size, len(y),
-                                  _present_classes(y) if data.class_labels else None,
+                                  _present_classes(y, data.class_labels),
                                   _regime_where(spec, "train_size", regime.train_size))
         rows = regimes.subset_indices(y, n, run.seed, stratify=data.class_labels)
     facts = {"train_samples": float(len(rows))}
@@ -471,7 +478,7 @@ def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
 
     problems = []
     available = len(data.y_train)
-    present = _present_classes(data.y_train) if data.class_labels else None
+    present = _present_classes(data.y_train, data.class_labels)
     sizes: dict[int, Any] = {}
     for value in spec.data.train_size:
         where = _regime_where(spec, "train_size", value)
