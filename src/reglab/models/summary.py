@@ -63,11 +63,40 @@ def render(model, population) -> str:
         return f"{left} " + f" {sep} ".join(aligned) + f" {right}"
 
     header = ("Layer (type)", "Output Shape", "Param #", "Connected to")[:len(widths)]
+    between = "├" + "┼".join("─" * w for w in widths) + "┤"
     out = [f'Model: "{model.name}"', top, line(header), mid]
-    out += [line(row, "│", "│", "│") for row in rows]
+    for i, row in enumerate(rows):  # Keras 3 rules a line between rows
+        out += [between] if i else []
+        out.append(line(row, "│", "│", "│"))
     out.append(bottom)
-    total = trainable + frozen
+    optimizer = optimizer_params(model)
+    total = trainable + frozen + (optimizer or 0)
     out += [f" Total params: {total:,} ({_size(total)})",
             f" Trainable params: {trainable:,} ({_size(trainable)})",
             f" Non-trainable params: {frozen:,} ({_size(frozen)})"]
+    if optimizer is not None:
+        out.append(f" Optimizer params: {optimizer:,} ({_size(optimizer)})")
     return "\n".join(out)
+
+
+def optimizer_params(model) -> int | None:
+    """How many numbers Keras's optimizer holds for the model (its ``iterations``, its
+    learning rate unless a schedule gives it, each weight's slots, Nadam's product, a loss
+    scale's own variables), which Keras's summary counts once the optimizer is built: None
+    before the model has taken a training step (Keras builds it at the first one) or
+    without an optimizer."""
+    from reglab.models import training_state
+
+    population = getattr(model, "_population", None)
+    if getattr(model, "optimizer", None) is None or population is None \
+            or not getattr(model, "_compiled", False):
+        return None
+    if population.member_training_state(0)["scalars"].get("steps", 0) == 0:
+        return None
+    shapes = {key: math.prod(shape) for key, shape in _trainable_shapes(population).items()}
+    return sum(shapes[entry[2]] if entry[0] == "slot" else 1
+               for entry in training_state.keras_layout(model))
+
+
+def _trainable_shapes(population) -> dict:
+    return {key: tuple(weight.shape[1:]) for key, weight in population.state.weights.items()}

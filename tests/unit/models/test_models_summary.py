@@ -26,7 +26,7 @@ def rows(text: str) -> list[tuple[str, str, str]]:
 def totals(text: str) -> dict[str, tuple[int, str]]:
     out = {}
     for line in text.splitlines():
-        for kind in ("Total", "Trainable", "Non-trainable"):
+        for kind in ("Total", "Trainable", "Non-trainable", "Optimizer"):
             prefix = f" {kind} params: "
             if line.startswith(prefix):
                 count, size = line[len(prefix):].split(" ", 1)
@@ -176,3 +176,50 @@ def test_sizes_are_four_bytes_a_weight_in_binary_units(count, shown):
         assert totals(summary_of(model))["Trainable"] == (0, shown)
     else:
         assert totals(summary_of(model))["Total"] == (count, shown)
+
+
+def _trained(optimizer):
+    """Dense(3) -> BatchNormalization -> Dense(1) on 4 inputs (25 trainable numbers, the
+    normalization's 6 moving statistics not), compiled with ``optimizer`` and fitted once."""
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3),
+                              layers.BatchNormalization(), layers.Dense(1)])
+    model.compile(optimizer, "mse")
+    before = totals(summary_of(model))
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((8, 4)), rng.random(8), verbose=0)
+    return before, totals(summary_of(model))
+
+
+TRAINABLE = dense(4, 3) + 2 * 3 + dense(3, 1)
+
+
+@pytest.mark.parametrize("optimizer, slots, scalars", [
+    # Keras 3.15 on torch prints these counts for the same model (iterations + the
+    # learning rate + slots per trainable number; Nadam's running product; no rate
+    # variable under a schedule; SGD without momentum has no slot)
+    ("sgd", 0, 2), (keras.optimizers.SGD(momentum=0.9), 1, 2), ("adam", 2, 2),
+    (keras.optimizers.Adam(amsgrad=True), 3, 2), ("rmsprop", 1, 2),
+    (keras.optimizers.RMSprop(momentum=0.9, centered=True), 3, 2), ("adagrad", 1, 2),
+    ("adadelta", 2, 2), ("adamw", 2, 2), ("nadam", 2, 3), ("adamax", 2, 2), ("lion", 1, 2),
+    (keras.optimizers.Adam(use_ema=True), 3, 2),
+    (keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), 2, 1),
+])
+def test_the_optimizer_s_numbers_count_once_it_has_taken_a_step(optimizer, slots, scalars):
+    before, after = _trained(optimizer)
+    assert "Optimizer" not in before  # Keras builds its optimizer at the first step
+    assert before["Total"] == (TRAINABLE + 6, size(TRAINABLE + 6))
+    held = slots * TRAINABLE + scalars
+    assert after["Optimizer"] == (held, size(held))
+    assert after["Total"] == (TRAINABLE + 6 + held, size(TRAINABLE + 6 + held))
+    assert after["Trainable"] == (TRAINABLE, size(TRAINABLE))
+
+
+def test_rows_are_ruled_apart_as_keras_3_rules_them():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.Dense(1)])
+    lines = summary_of(model).splitlines()
+    body = lines[lines.index(next(line for line in lines if line.startswith("┡"))) + 1:]
+    kinds = [line[0] for line in body[:4]]
+    assert kinds == ["│", "├", "│", "└"]
+    assert body[1].count("┼") == 2 and len(body[1]) == len(body[0])
