@@ -108,7 +108,8 @@ def info() -> None:
 @main.command()
 @click.argument("study", type=click.Path(dir_okay=False))
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
-              help="Override the number of seeds.")
+              help="Override the number of seeds: the study file's first N, then the smallest "
+                   "seeds it does not list.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
 @_clear_errors
 def validate(study, seeds, epochs) -> None:
@@ -156,7 +157,8 @@ def _twins_line(plan) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: runs/<study name>).")
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
-              help="Override the number of seeds.")
+              help="Override the number of seeds: the study file's first N, then the smallest "
+                   "seeds it does not list.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option("--restart", is_flag=True, help="Start over in a directory holding another study.")

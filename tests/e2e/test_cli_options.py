@@ -94,6 +94,19 @@ def test_seeds_overrides_the_study_s_seeds_and_device_cpu_is_stored(tmp_path):
     assert stored_meta(out, "device") == "cpu"
 
 
+@pytest.mark.parametrize("count, expected", [(2, [7, 3]), (3, [7, 3, 11]), (5, [7, 3, 11, 0, 1])])
+def test_seeds_takes_the_first_of_a_listed_seeds_then_the_smallest_unlisted(tmp_path, count,
+                                                                            expected):
+    from reglab.study.runner import prepare_study
+
+    study = write_study(tmp_path)
+    study.write_text(study.read_text().replace("seeds = 3", "seeds = [7, 3, 11]"))
+    assert list(prepare_study(study, seeds=count).spec.seeds) == expected
+    checked = CliRunner().invoke(main, ["validate", str(study), "--seeds", str(count)])
+    assert checked.exit_code == 0, checked.output
+    assert f"2 variants × {count} seeds" in checked.output
+
+
 def test_epochs_overrides_the_study_s_epochs(tmp_path):
     study = write_study(tmp_path)
     out = tmp_path / "out"

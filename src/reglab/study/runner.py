@@ -31,12 +31,26 @@ from reglab.utils import interrupts
 __all__ = ["InProcessExecutor", "prepare_study", "run_study"]
 
 
+def first_seeds(listed: tuple[int, ...], count: int) -> tuple[int, ...]:
+    """``--seeds count`` over the file's seeds: its first ``count``, then (where it lists
+    fewer) the smallest seeds it does not list; ``seeds = 5`` lists 0..4, so ``--seeds 3``
+    gives 0, 1, 2 and ``--seeds 7`` 0..6."""
+    chosen = list(listed[:count])
+    taken, candidate = set(chosen), 0
+    while len(chosen) < count:
+        if candidate not in taken:
+            chosen.append(candidate)
+            taken.add(candidate)
+        candidate += 1
+    return tuple(chosen)
+
+
 def _with_overrides(spec: StudySpec, seeds: int | None, epochs: int | None) -> StudySpec:
     if seeds is not None and spec.tune is not None:  # the confirmation's fresh seeds
         tune = dataclasses.replace(spec.tune, confirm_seeds=seeds)
         spec = dataclasses.replace(spec, tune=tune, seeds=tune.fresh_seeds)
     elif seeds is not None:
-        spec = dataclasses.replace(spec, seeds=tuple(range(seeds)))
+        spec = dataclasses.replace(spec, seeds=first_seeds(spec.seeds, seeds))
     if epochs is not None:
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training,
                                                                       epochs=epochs))
