@@ -129,3 +129,25 @@ def defaults(kind: str) -> dict[str, dict[str, object]]:
     classes whose defaults are literals (``units``-like required arguments have none)."""
     found = _inherited(kind, _literal_defaults)
     return {name: found.get(name) or {} for name in classes(kind)}
+
+
+def _required_arguments(node: ast.ClassDef) -> list[str] | None:
+    """The constructor's arguments without a default (a dataclass's fields without one)."""
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            args = item.args
+            positional = [a.arg for a in args.posonlyargs + args.args if a.arg != "self"]
+            positional = positional[:len(positional) - len(args.defaults)]
+            return positional + [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults)
+                                 if d is None]
+    fields = [item.target.id for item in node.body if isinstance(item, ast.AnnAssign)
+              and isinstance(item.target, ast.Name) and item.value is None]
+    return fields or None
+
+
+@functools.cache
+def required(kind: str) -> dict[str, tuple[str, ...]]:
+    """``{class name: the constructor arguments it cannot do without}`` (``Dense``'s
+    ``units``), for the public classes of ``kind``."""
+    found = _inherited(kind, _required_arguments)
+    return {name: tuple(found.get(name) or ()) for name in classes(kind)}

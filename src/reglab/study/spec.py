@@ -367,6 +367,12 @@ class _Checker:
                      f" Expected one of: {', '.join(sorted(known))}.")
             return None
         self.keys(where, {k: v for k, v in table.items() if k != "type"}, known[type_])
+        missing = [name for name in signatures.required(kind)[type_] if name not in table]
+        if missing:
+            self.add(f"{where}: {kind} {type_!r} needs {' and '.join(map(repr, missing))} "
+                     f"(a table such as {{ type = \"{type_}\", {missing[0]} = ... }}). Got "
+                     f"{table!r}.")
+            return None
         return {**table, "type": type_}
 
 

@@ -80,7 +80,8 @@ def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ..
                         f"Got {bounds!r}.")
         return ()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        problems.append(f"{where}.n: a sweep needs n >= 1 points. Got {n!r}.")
+        problems.append(f"{where}.n: expected a whole number of points >= 1 (an int, such "
+                        f"as 5). Got {n!r}.")
         return ()
     if n > MAX_RUNS:  # every point is at least one run
         problems.append(f"{where}.n: at most {MAX_RUNS:,} points (a study plans at most "

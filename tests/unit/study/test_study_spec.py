@@ -107,7 +107,8 @@ dropuot = 0.5
         "training: unknown key 'batch_sise'. Did you mean 'batch_size'?",
         "variants.l2.kernel_regularizer.type: unknown regularizer 'L3'",
         "variants.drop.dropout: expected a number in [0, 1). Got 1.5",
-        "variants.path.kernel_regularizer.l2.n: a sweep needs n >= 1 points. Got 0",
+        "variants.path.kernel_regularizer.l2.n: expected a whole number of points >= 1 (an "
+        "int, such as 5). Got 0",
         "variants.typo: unknown key 'dropuot'. Did you mean 'dropout'?",
     ]
     for message in expected:
@@ -129,6 +130,16 @@ dropuot = 0.5
     (("input_shape = [784]", "input_shape = 784"), "model.input_shape: expected a list"),
     (('activation = "relu" }', 'activation = "relu", unitz = 3 }'),
      "model.layers[0]: unknown key 'unitz'. Did you mean 'units'?"),
+    # a layer without an argument its class cannot do without, as a bare name or a table
+    (('{ type = "Dense", units = 8, activation = "relu" }', '"Dense"'),
+     "model.layers[0]: layer 'Dense' needs 'units' (a table such as { type = \"Dense\", "
+     "units = ... }). Got {'type': 'Dense'}."),
+    (('{ type = "Dense", units = 8, activation = "relu" }', '{ type = "Conv2D", filters = 2 }'),
+     "model.layers[0]: layer 'Conv2D' needs 'kernel_size'"),
+    (("[variants.baseline]", "[variants.baseline]\n[variants.path]\n"
+      "dropout = { linear = [0.1, 0.5], n = 3.0 }"),
+     "variants.path.dropout.n: expected a whole number of points >= 1 (an int, such as 5). "
+     "Got 3.0."),
     (("epochs = 2", 'epochs = "two"'), "training.epochs: expected an int >= 1. Got 'two'"),
     (("epochs = 2", 'epochs = 2\nloss = "msee"'), "training.loss: unknown loss 'msee'"),
     (("epochs = 2", 'epochs = 2\noptimizer = "adamm"'),
@@ -461,7 +472,8 @@ kernel_regularizer = { type = "L2", l2 = [0.01, -0.5] }"""))
 def test_a_bad_grid_is_named_once_without_a_follow_on_problem():
     found = problems(BASE.replace("[variants.baseline]",
                                   "[variants.drop]\ndropout = { linear = [0.1, 0.5], n = 0 }"))
-    assert found == ["variants.drop.dropout.n: a sweep needs n >= 1 points. Got 0."]
+    assert found == ["variants.drop.dropout.n: expected a whole number of points >= 1 (an int, "
+                     "such as 5). Got 0."]
 
 
 @pytest.mark.parametrize("written, name, shown", [
