@@ -136,6 +136,8 @@ def test_restart_starts_over_in_a_directory_holding_another_study(tmp_path):
 
     restarted = run(second, "--out", out, "--seeds", "1", "--epochs", "3", "--restart")
     assert restarted.exit_code == 0, restarted.output
+    assert f"--restart: deleting the {len(before)} runs stored in {out} ({len(before)} " \
+        "finished)" in restarted.output
     after = stored_runs(out)
     # only the second study's runs, each trained from scratch for its 3 epochs
     assert sorted((variant, seed) for _, variant, seed, _, _ in after) == [
@@ -150,6 +152,29 @@ def test_restart_starts_over_in_a_directory_holding_another_study(tmp_path):
     # a run of the same study again resumes: nothing retrained, nothing refused
     again = run(second, "--out", out, "--seeds", "1", "--epochs", "3")
     assert again.exit_code == 0 and stored_runs(out) == after
+
+
+def test_a_changed_description_resumes_the_same_study_and_keeps_its_checkpoints(tmp_path):
+    from reglab.study.spec import parse_study
+
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    assert run(study, "--out", out, "--seeds", "1", "--epochs", "2").exit_code == 0
+    before = stored_runs(out)
+    study.write_text(study.read_text().replace('name = "options"',
+                                               'name = "options"\ndescription = "now said"'))
+    again = run(study, "--out", out, "--seeds", "1", "--epochs", "2")
+    assert again.exit_code == 0, again.output
+    assert stored_runs(out) == before and "deleting" not in again.output  # nothing retrained
+    assert stored_study(out)[1]["description"] == "now said"
+    # what the study computes is the same, so a checkpoint written before the edit is its own
+    old, new = parse_study(study), parse_study(study)
+    old = type(old)(**{**old.__dict__, "description": ""})
+    assert old.work_fingerprint() == new.work_fingerprint() != new.fingerprint()
+    # any other change is still another study
+    study.write_text(study.read_text().replace("epochs = 4", "epochs = 5"))
+    refused = run(study, "--out", out, "--seeds", "1")
+    assert refused.exit_code == 2 and "training.epochs" in refused.output
 
 
 def test_device_cuda_without_cuda_is_refused_before_anything_is_written(tmp_path):

@@ -510,6 +510,11 @@ class SQLiteStore:
             if row is not None and not restart:
                 if row[0] == fingerprint:
                     return False
+                if _changed_keys(row[1], canonical_json, limit=None) == ["description"]:
+                    # words about the study, not what it computes: the same study, resumed
+                    conn.execute("UPDATE study SET fingerprint = ?, canonical_json = ?",
+                                 (fingerprint, canonical_json))
+                    return False
                 changed = _changed_keys(row[1], canonical_json)
                 raise ConfigError(
                     f"{self.directory}: holds another study (fingerprint {row[0][:12]}…, "
@@ -806,9 +811,9 @@ class SQLiteStore:
         return default if row is None else _parsed(self.path, row[0], f"meta {key!r}")
 
 
-def _changed_keys(stored: str, new: str, limit: int = 6) -> list[str]:
+def _changed_keys(stored: str, new: str, limit: int | None = 6) -> list[str]:
     """The dotted keys whose values differ between two studies' canonical JSON (tables
-    compared key by key, anything else as a whole), at most ``limit``."""
+    compared key by key, anything else as a whole), at most ``limit`` (None: all)."""
     try:
         before, after = json.loads(stored), json.loads(new)
     except (TypeError, ValueError):
@@ -844,7 +849,9 @@ def _changed_keys(stored: str, new: str, limit: int = 6) -> list[str]:
             changed.append(path or "(the whole study)")
 
     walk(before, after, "")
-    return changed[:limit] + ([f"{len(changed) - limit} more"] if len(changed) > limit else [])
+    if limit is None or len(changed) <= limit:
+        return changed
+    return changed[:limit] + [f"{len(changed) - limit} more"]
 
 
 def _study_name(canonical_json: str) -> str:

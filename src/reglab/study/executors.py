@@ -173,7 +173,7 @@ class InProcessExecutor:
                                 metrics=spec.training.metrics, device=job.device,
                                 keep_freed_memory=True)
         started = time.perf_counter()
-        study = spec.fingerprint()
+        study = spec.work_fingerprint()
         saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device, study)
         observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs,
                                   job.checkpoint, saved["rows"] if saved else [], study)

@@ -126,6 +126,11 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
 def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, executor,
                 progress_factory, log):
     spec = plan.spec
+    stored = store.runs() if restart and store.study() is not None else []
+    if stored:
+        done = sum(run.status == "done" for run in stored)
+        log(f"--restart: deleting the {len(stored)} runs stored in {store.directory} "
+            f"({done} finished) and starting over")
     fresh = store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own

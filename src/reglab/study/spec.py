@@ -36,7 +36,7 @@ import re
 import sys
 import unicodedata
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,11 @@ class StudySpec:
     def fingerprint(self) -> str:
         """SHA-256 of :meth:`canonical_json`."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def work_fingerprint(self) -> str:
+        """The fingerprint of what the study computes: without its description, which a
+        resumed study may change (a checkpoint stays the study's)."""
+        return replace(self, description="").fingerprint()
 
     @classmethod
     def from_canonical(cls, data: dict, where: str = "the stored study") -> StudySpec:
