@@ -209,6 +209,13 @@ def regime_axes(data) -> dict[str, tuple]:
     return {key: getattr(data, key) for key in REGIME_KEYS if len(getattr(data, key)) > 1}
 
 
+def fixed_regime_label(data) -> str:
+    """``train_size=0.5`` for the regime keys a :class:`DataSpec` sets to one value other than
+    the default (every run trains in that regime); '' for none."""
+    return regime_label({key: getattr(data, key)[0] for key in REGIME_KEYS
+                         if len(getattr(data, key)) == 1})
+
+
 def regime_points(data) -> list[tuple[tuple[str, Any], ...]]:
     """Every combination of the axes' values, ``train_size`` outermost, in the file's order;
     ``[()]`` without axes."""

@@ -397,6 +397,11 @@ def results_table(store, baseline: str = "baseline") -> str:
     if len(rankings) == 1 and not rankings[0].label:  # no data regimes: one table
         ranking = rankings[0].ranking
         missing = left_out(runs)
+        from reglab.study.regimes import fixed_regime_label
+
+        fixed = fixed_regime_label(spec.data) if spec else ""
+        if fixed:  # one regime for every run: the table's data, said once
+            heading += f"data regime {fixed} (every run)\n"
         lines = [heading + "\n".join([*_table_lines(ranking, keys, missing),
                                      *left_out_lines(ranking, missing)]),
                  "\n" + verdict_rule(ranking), *footer, "\n" + _best_line(ranking, keys)]

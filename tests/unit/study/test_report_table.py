@@ -224,3 +224,16 @@ def test_an_interval_without_spread_is_shown_as_a_dash_not_nan():
     table = results_table(StoredStudy(STUDY, runs))
     assert "nan" not in table
     assert "+0.0500 (—…—)" in verdict_line(table, "l2")
+
+
+@pytest.mark.parametrize("line, label", [("train_size = 0.25", "train_size=0.25"),
+                                         ("label_noise = 0.1", "label_noise=0.1"),
+                                         ("train_size = 1.0", None)])
+def test_a_regime_every_run_shares_is_said_above_the_table(line, label):
+    # one value of a regime key is no axis (one table, no regime blocks), yet every number
+    # in the table is of that regime; the default value is no regime at all
+    text = STUDY.replace('dataset = "fashion_mnist"', f'dataset = "fashion_mnist"\n{line}')
+    table = results_table(StoredStudy(text, four_seeds(0.03)))
+    said = [row for row in table.splitlines() if row.startswith("data regime")]
+    assert said == ([f"data regime {label} (every run)"] if label else [])
+    assert table.splitlines()[1 if label else 0].startswith("variant ")
