@@ -121,7 +121,6 @@ def validate(study, seeds, epochs) -> None:
     plan = prepare_study(study, seeds, epochs)
     check_study(plan)
     click.echo(_describe(plan))
-    _baseline_note(plan)
     if any(run.regime for run in plan.runs):  # data regimes: one line per regime
         from reglab.study.regimes import regime_label
 
@@ -142,6 +141,7 @@ def validate(study, seeds, epochs) -> None:
             click.echo(f"  population {index}: {len(population.runs)} runs "
                        f"({', '.join(variants)})")
     _twins_line(plan)
+    _baseline_note(plan)
     _precision_note(plan, choose=True)
 
 
@@ -239,7 +239,15 @@ def _describe(plan) -> str:
 
 
 def _baseline_note(plan) -> None:
-    """Says which variant the verdicts compare with when none is named 'baseline'."""
+    """Says which variant the verdicts compare with when none is named 'baseline', and
+    that there will be no verdicts when the study has fewer seeds than a verdict needs."""
+    from reglab.stats import MIN_SEEDS
+
+    seeds = len(plan.spec.seeds)
+    if seeds < MIN_SEEDS and (plan.spec.tune is not None or len(plan.spec.variants) > 1):
+        what = "tune.confirm_seeds" if plan.spec.tune is not None else "seeds"
+        click.echo(f"note: {what} = {seeds}: a verdict needs at least {MIN_SEEDS} paired "
+                   "seeds, so the table will rank the variants without verdicts")
     names = [variant.name for variant in plan.spec.variants]
     regimes = any(run.regime for run in plan.runs)  # those say so in their table
     if plan.spec.tune is None and not regimes and len(names) > 1 and "baseline" not in names:

@@ -107,6 +107,16 @@ def test_seeds_takes_the_first_of_a_listed_seeds_then_the_smallest_unlisted(tmp_
     assert f"2 variants × {count} seeds" in checked.output
 
 
+@pytest.mark.parametrize("seeds, noted", [(1, True), (2, True), (3, False)])
+def test_fewer_seeds_than_a_verdict_needs_are_noted_before_training(tmp_path, seeds, noted):
+    study = write_study(tmp_path)
+    checked = CliRunner().invoke(main, ["validate", str(study), "--seeds", str(seeds)])
+    assert checked.exit_code == 0, checked.output
+    note = (f"note: seeds = {seeds}: a verdict needs at least 3 paired seeds, so the table "
+            "will rank the variants without verdicts")
+    assert (note in checked.output) is noted
+
+
 def test_epochs_overrides_the_study_s_epochs(tmp_path):
     study = write_study(tmp_path)
     out = tmp_path / "out"
