@@ -252,4 +252,6 @@ def load(path: str, compile: bool = True):  # noqa: A002
     # Keras's load_model builds the optimizer before reading its variables: so does this
     weights_file.load_weights(model, path, optimizer_state=isinstance(compiled, dict),
                               caller="load_model")
+    if isinstance(compiled, dict):
+        model._build_optimizer()
     return model

@@ -605,6 +605,7 @@ def _model_from_config(path: str, document: dict[str, Any]):
                           auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"load_model: {path}: compile_config: {error}") from error
+        model._build_optimizer()  # as Keras's compile_from_config builds it
     return model
 
 

@@ -522,6 +522,14 @@ class Sequential:
             return [torch.from_numpy(np.asarray(o)) for o in outputs]
         return torch.from_numpy(np.asarray(outputs))
 
+    def _build_optimizer(self) -> None:
+        """Marks the compiled optimizer built, where Keras builds its variables (the first
+        fit, evaluate, train_on_batch or test_on_batch; a model loaded compiled)."""
+        optimizer = self.optimizer if self._compiled else None
+        while optimizer is not None:  # a LossScaleOptimizer's inner one with it
+            optimizer.built = True
+            optimizer = getattr(optimizer, "inner_optimizer", None)
+
     def summary(self, print_fn=None) -> None:
         """Prints Keras's table: layer (type), output shape, parameter count."""
         text = summary_module.render(self, self._build())
@@ -536,6 +544,7 @@ class Sequential:
         from reglab.models.training import fit
 
         self._check_weights("fit", sample_weight, class_weight)
+        self._build_optimizer()
         x, y = self._packed("fit", x), self._packed_targets("fit", y)
         if validation_data is not None and (self._input_positions is not None
                                             or self._output_positions is not None):
@@ -568,6 +577,7 @@ class Sequential:
         from reglab.models.training import evaluate
 
         self._check_weights("evaluate", sample_weight)
+        self._build_optimizer()
         return evaluate(self, self._packed("evaluate", x), self._packed_targets("evaluate", y),
                         batch_size, verbose, sample_weight, return_dict, steps, callbacks)
 
@@ -584,6 +594,7 @@ class Sequential:
         from reglab.models.training import train_on_batch
 
         self._check_weights("train_on_batch", sample_weight, class_weight)
+        self._build_optimizer()
         return train_on_batch(self, self._packed("train_on_batch", x),
                               self._packed_targets("train_on_batch", y), sample_weight,
                               class_weight, return_dict)
@@ -594,6 +605,7 @@ class Sequential:
         from reglab.models.training import evaluate
 
         self._check_weights("test_on_batch", sample_weight)
+        self._build_optimizer()
         x, y, sample_weight = batch_arrays("test_on_batch", self._packed("test_on_batch", x),
                                            self._packed_targets("test_on_batch", y),
                                            sample_weight)

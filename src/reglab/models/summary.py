@@ -82,16 +82,15 @@ def render(model, population) -> str:
 def optimizer_params(model) -> int | None:
     """How many numbers Keras's optimizer holds for the model (its ``iterations``, its
     learning rate unless a schedule gives it, each weight's slots, Nadam's product, a loss
-    scale's own variables), which Keras's summary counts once the optimizer is built: None
-    before the model has taken a training step (Keras builds it at the first one) or
-    without an optimizer."""
+    scale's own variables), which Keras's summary counts once the optimizer is built (at
+    the model's first fit, evaluate, train_on_batch or test_on_batch, or its loading
+    compiled); None before, or without an optimizer."""
     from reglab.models import training_state
 
     population = getattr(model, "_population", None)
-    if getattr(model, "optimizer", None) is None or population is None \
-            or not getattr(model, "_compiled", False):
-        return None
-    if population.member_training_state(0)["scalars"].get("steps", 0) == 0:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or population is None or not getattr(model, "_compiled", False) \
+            or not getattr(optimizer, "built", False):
         return None
     shapes = {key: math.prod(shape) for key, shape in _trainable_shapes(population).items()}
     return sum(shapes[entry[2]] if entry[0] == "slot" else 1

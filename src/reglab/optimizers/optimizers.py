@@ -244,6 +244,18 @@ class Optimizer:
     #: the ``re`` pattern of weight names that decoupled weight decay skips (None: none),
     #: set by :meth:`exclude_from_weight_decay`
     _decay_excluded: str | None = None
+    _built = False
+
+    @property
+    def built(self) -> bool:
+        """Whether a model has made the optimizer's state (Keras's ``optimizer.built``): at
+        the model's first ``fit``, ``evaluate``, ``train_on_batch`` or ``test_on_batch``, or
+        when it is loaded compiled; a model's summary counts its numbers from then on."""
+        return self._built
+
+    @built.setter
+    def built(self, value: bool) -> None:
+        self._built = bool(value)
 
     def __init__(self, learning_rate: float, weight_decay: float | None = None,
                  clipnorm: float | None = None, clipvalue: float | None = None,

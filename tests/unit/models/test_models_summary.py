@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 import reglab as keras
@@ -206,9 +207,9 @@ TRAINABLE = dense(4, 3) + 2 * 3 + dense(3, 1)
     (keras.optimizers.Adam(use_ema=True), 3, 2),
     (keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), 2, 1),
 ])
-def test_the_optimizer_s_numbers_count_once_it_has_taken_a_step(optimizer, slots, scalars):
+def test_the_optimizer_s_numbers_count_once_it_is_built(optimizer, slots, scalars):
     before, after = _trained(optimizer)
-    assert "Optimizer" not in before  # Keras builds its optimizer at the first step
+    assert "Optimizer" not in before  # Keras builds its optimizer in the first fit
     assert before["Total"] == (TRAINABLE + 6, size(TRAINABLE + 6))
     held = slots * TRAINABLE + scalars
     assert after["Optimizer"] == (held, size(held))
@@ -223,3 +224,39 @@ def test_rows_are_ruled_apart_as_keras_3_rules_them():
     kinds = [line[0] for line in body[:4]]
     assert kinds == ["│", "├", "│", "└"]
     assert body[1].count("┼") == 2 and len(body[1]) == len(body[0])
+
+
+@pytest.mark.parametrize("call, built", [
+    # Keras 3 builds the optimizer wherever it builds the model's compiled state
+    (lambda m, x, y: m.evaluate(x, y, verbose=0), True),
+    (lambda m, x, y: m.test_on_batch(x, y), True),
+    (lambda m, x, y: m.train_on_batch(x, y), True),
+    (lambda m, x, y: m.fit(x, y, epochs=0, verbose=0), True),
+    (lambda m, x, y: m.predict(x, verbose=0), False),
+])
+def test_the_optimizer_is_built_where_keras_builds_it(call, built):
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.Dense(1)])
+    model.compile("adam", "mse")
+    rng = np.random.default_rng(0)
+    call(model, rng.random((8, 4)), rng.random(8))
+    trainable = dense(4, 3) + dense(3, 1)
+    expected = 2 * trainable + 2 if built else None
+    assert totals(summary_of(model)).get("Optimizer", (None,))[0] == expected
+    assert model.optimizer.built is built
+
+
+def test_a_model_loaded_compiled_has_its_optimizer_built(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(momentum=0.5), "mse")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    held = dense(4, 3) + dense(3, 1) + 2
+    assert totals(summary_of(loaded))["Optimizer"] == (held, size(held))
+    # a model frozen whole still holds its optimizer's step count and rate
+    loaded.trainable = False
+    loaded.compile("adam", "mse")
+    assert "Optimizer" not in totals(summary_of(loaded))  # a new optimizer: not built
+    loaded.fit(np.ones((4, 4)), np.ones(4), verbose=0)
+    assert totals(summary_of(loaded))["Optimizer"] == (2, size(2))
