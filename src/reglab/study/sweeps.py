@@ -98,8 +98,7 @@ def sweep_values(value: Any, where: str, problems: list[str]) -> tuple[float, ..
         if n == 1:
             return (low,)
         a, b = math.log10(low), math.log10(high)
-        inner = (10 ** (a + (b - a) * i / (n - 1)) for i in range(1, n - 1))
-        return (low, *inner, high)  # the ends as written (10 ** log10(0.5) is not 0.5)
+        return tuple(10 ** (a + (b - a) * i / (n - 1)) for i in range(n))
     if n == 1:
         return (low,)
-    return (low, *(low + (high - low) * i / (n - 1) for i in range(1, n - 1)), high)
+    return tuple(low + (high - low) * i / (n - 1) for i in range(n))
