@@ -164,6 +164,21 @@ def test_restart_starts_over_in_a_directory_holding_another_study(tmp_path):
     assert again.exit_code == 0 and stored_runs(out) == after
 
 
+def test_restart_starts_over_from_a_store_with_a_damaged_run_record(tmp_path):
+    # the way out the damage message names: --restart counts the runs without reading them
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    assert run(study, "--out", out, "--seeds", "1", "--epochs", "2").exit_code == 0
+    with sqlite3.connect(out / "study.db") as db:
+        db.execute("UPDATE runs SET point = '{not json' WHERE variant = 'baseline'")
+    refused = run(study, "--out", out, "--seeds", "1", "--epochs", "2")
+    assert refused.exit_code != 0 and "damaged" in refused.output
+    restarted = run(study, "--out", out, "--seeds", "1", "--epochs", "2", "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    assert f"--restart: deleting the 2 runs stored in {out} (2 finished)" in restarted.output
+    assert {status for *_, status, _ in stored_runs(out)} == {"done"}
+
+
 def test_a_changed_description_resumes_the_same_study_and_keeps_its_checkpoints(tmp_path):
     from reglab.study.spec import parse_study
 

@@ -553,6 +553,13 @@ class SQLiteStore:
                     _run_values(run),
                 )
 
+    def run_counts(self) -> dict[str, int]:
+        """How many runs the store holds by status (read without parsing them: a damaged
+        run record is counted too)."""
+        rows = self._connection().execute(
+            "SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+        return {str(status): int(count) for status, count in rows}
+
     def runs(self, status: str | tuple | list | None = None) -> list[RunRecord]:
         """The runs in insertion order, optionally only those with the given status(es)."""
         sql = f"SELECT {self._select} FROM runs"

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from reglab.errors import ConfigError, ReglabError
+from reglab.storage.records import FINISHED
 from reglab.study import checkpoints, precision
 from reglab.study.executors import (
     Executor,
@@ -126,11 +127,11 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
 def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, executor,
                 progress_factory, log):
     spec = plan.spec
-    stored = store.runs() if restart and store.study() is not None else []
-    if stored:
-        done = sum(run.status == "done" for run in stored)
-        log(f"--restart: deleting the {len(stored)} runs stored in {store.directory} "
-            f"({done} finished) and starting over")
+    counts = store.run_counts() if restart else {}
+    if counts:
+        log(f"--restart: deleting the {sum(counts.values())} runs stored in "
+            f"{store.directory} ({sum(counts.get(s, 0) for s in FINISHED)} finished) and "
+            "starting over")
     fresh = store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
