@@ -59,6 +59,12 @@ def make_keras_model():
         keras.layers.Dense(3, activation="softmax"),
     ])
 
+def embedded():  # arguments that look like the input's or like no activation, yet needed
+    return reglab.Sequential([
+        reglab.layers.Embedding(20, 4, input_shape=(6,)), reglab.layers.Flatten(),
+        reglab.layers.Dense(8), reglab.layers.Activation("linear"),
+        reglab.layers.Dense(3, activation="softmax")])
+
 def broken():
     raise RuntimeError("no GPU here")
 
@@ -109,6 +115,16 @@ layers = [{ type = "Dense", units = 8, kernel_regularizer = { type = "L1L2", l1 
 """))
     assert spec.layers == reference.layers
     assert spec.fingerprint() == reference.fingerprint()
+
+
+def test_arguments_a_layer_needs_are_kept_where_they_look_like_defaults(tmp_path):
+    # Embedding's input_dim is no input shape; Activation("linear") is its one argument
+    spec = parse_study(write(tmp_path, '[model]\nfactory = "factories:embedded"\n'))
+    embedding, _, dense, activation, _ = spec.layers
+    assert (embedding.args["input_dim"], embedding.args["output_dim"]) == (20, 4)
+    assert activation.args == {"activation": "linear"}
+    assert "activation" not in dense.args  # a Dense without one: written as none
+    assert spec.input_shape == (6,)
 
 
 CNN_TOML = """

@@ -148,14 +148,16 @@ def _layer(entry: dict, where: str, problems: list[str]) -> tuple[str, dict] | N
     defaults = signatures.defaults("layer")[type_]
     config = entry["config"] if isinstance(entry["config"], dict) else {}
     args = {}
+    needed = signatures.required("layer")[type_]  # kept even where they look like defaults
     for key, value in config.items():
-        if (key in _KERAS_DEFAULTS and _same(value, _KERAS_DEFAULTS[key])) or value is None \
-                or key in _INPUT_ARGUMENTS:
+        if key not in needed and (
+                (key in _KERAS_DEFAULTS and _same(value, _KERAS_DEFAULTS[key]))
+                or value is None or key in _INPUT_ARGUMENTS):
             continue  # a default, an option that is off, or the model's input
         if key == "name" and re.fullmatch(rf"{snake_case(type_)}(_\d+)?", str(value)):
             continue  # an automatic name: the study names its layers itself
-        if key == "activation" and value == "linear":
-            continue  # no activation, as a study file writes it
+        if key == "activation" and value == "linear" and key not in needed:
+            continue  # no activation, as a study file writes it (not Activation's own)
         if isinstance(value, dict) and _DEFAULT_INITIALIZERS.get(key) == value.get(
                 "class_name") and not any(v is not None for v in
                                           (value.get("config") or {}).values()):
