@@ -198,26 +198,35 @@ def csv_columns(path: str | os.PathLike[str], *, delimiter: str = ",") -> list[s
 
 
 def load_csv(
-    path: str | os.PathLike[str], label_column: str | int = "label", *, delimiter: str = ","
-) -> tuple[np.ndarray, np.ndarray]:
+    path: str | os.PathLike[str], label_column: str | int = "label", *, delimiter: str = ",",
+    classes: tuple[str, ...] | list[str] | None = None, return_classes: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
     """Loads a table with a header row: one label column, the rest numeric features.
 
     Blank lines are skipped. Labels whose values are all whole numbers come
-    back as int64 (class indices), any others as float32 (regression targets).
+    back as int64 (class indices), other numbers as float32 (regression targets).
+    Labels that are names (any label cell that is not a number: ``setosa``) are
+    classes, numbered in the sorted order of the names as scikit-learn's
+    ``LabelEncoder`` numbers them, or by their place in ``classes`` when given
+    (a test file's labels numbered as its training file's).
 
     Args:
         path: The CSV file.
         label_column: The label column's name, or its index (negative counts
             from the end).
         delimiter: The field separator.
+        classes: The class names the labels must be among, in their index order.
+        return_classes: Also return the class names (None for numeric labels).
 
     Returns:
-        ``(x, y)``: float32 features ``(N, F)`` and labels ``(N,)``.
+        ``(x, y)``: float32 features ``(N, F)`` and labels ``(N,)``; with
+        ``return_classes``, ``(x, y, class names or None)``.
 
     Raises:
         DatasetNotFoundError: The file does not exist.
         DataError: No header or no rows, a missing label column, a row with
-            the wrong number of fields, or a cell that is not a number.
+            the wrong number of fields, a feature that is not a number, an empty
+            label, or a label that is not one of ``classes``.
 
     Example:
         >>> import tempfile
@@ -231,12 +240,56 @@ def load_csv(
     if not Path(path).is_file():
         raise DatasetNotFoundError(f"{where}: expected an existing CSV file. Got no such file.")
     try:
-        return _read_csv(path, label_column, delimiter, where)
+        x, cells, lines, column = _read_csv(path, label_column, delimiter, where)
     except csv.Error as e:  # a field past the csv module's limit, a NUL byte, ...
         raise DataError(f"{where}: cannot be read as CSV: {e}.") from None
+    y, names = _labels(cells, lines, column, classes, where)
+    return (x, y, names) if return_classes else (x, y)
 
 
-def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _labels(cells: list[str], lines: list[int], column: str, classes, where: str
+            ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """The label column's cells as numbers (class indices or targets), or as classes by
+    name; ``(labels, class names or None)``."""
+    numbers = [_number(cell) for cell in cells]
+    if classes is None and any(n is not None for n in numbers):
+        stray = next((i for i, n in enumerate(numbers) if n is None), None)
+        if stray is not None:  # numbers with a stray word: a typo, not classes by name
+            raise DataError(f"{where}: line {lines[stray]}, column {column!r} must be a "
+                            f"number, as the column's other labels are (or every label a "
+                            f"class name). Got {cells[stray]!r}.")
+        y = np.asarray(numbers, dtype=np.float64)
+        # whole numbers that int64 holds exactly are class indices; any other label a target
+        if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2**53):
+            return y.astype(np.int64), None
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused by name later
+            return y.astype(np.float32), None
+    names = [cell.strip() for cell in cells]
+    for cell, line in zip(names, lines):
+        if not cell:
+            raise DataError(f"{where}: line {line}, column {column!r}: expected a label. Got "
+                            "an empty cell.")
+    known = tuple(sorted(set(names))) if classes is None else tuple(classes)
+    index = {name: i for i, name in enumerate(known)}
+    for cell, line in zip(names, lines):
+        if cell not in index:
+            raise DataError(f"{where}: line {line}, column {column!r}: the label {cell!r} is "
+                            f"not one of the classes {', '.join(map(repr, known))}.")
+    return np.asarray([index[cell] for cell in names], dtype=np.int64), known
+
+
+def _number(cell: str) -> float | None:
+    """A CSV cell's number, or None (Python's digit grouping ``1_000`` is no CSV number)."""
+    if "_" in cell:
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _read_csv(path, label_column, delimiter: str, where: str):
+    """``(features (N, F) float32, label cells, their line numbers, the label column)``."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next((row for row in reader if row), None)
@@ -249,7 +302,7 @@ def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarra
                 f"{where}: expected at least one feature column besides the label. "
                 f"Got columns {header}."
             )
-        features, labels = [], []
+        features, labels, lines = [], [], []
         for row in reader:
             if not row:
                 continue
@@ -261,24 +314,18 @@ def _read_csv(path, label_column, delimiter: str, where: str) -> tuple[np.ndarra
                 )
             values = []
             for column, cell in enumerate(row):
-                try:
-                    if "_" in cell:  # Python's digit grouping ('1_000'): not a CSV number
-                        raise ValueError(cell)
-                    values.append(float(cell))
-                except ValueError:
+                if column == label:
+                    labels.append(cell)
+                    continue
+                value = _number(cell)
+                if value is None:
                     raise DataError(
                         f"{where}: line {line}, column {header[column]!r} must be a number. "
-                        f"Got {cell!r}."
-                    ) from None
-            labels.append(values.pop(label))
+                        f"Got {cell!r}.")
+                values.append(value)
             features.append(values)
+            lines.append(line)
     if not features:
         raise DataError(f"{where}: expected at least one data row after the header. Got none.")
-    y = np.asarray(labels, dtype=np.float64)
-    # whole numbers that int64 holds exactly are class indices; any other label a target
-    if np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.all(np.abs(y) < 2**53):
-        y = y.astype(np.int64)
-    else:
-        y = y.astype(np.float32)
     with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused by name later
-        return np.asarray(features, dtype=np.float32), y
+        return np.asarray(features, dtype=np.float32), labels, lines, header[label]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,8 +264,9 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
         from reglab.datasets import load_csv, load_npz
 
         name = data.path
+        classes = None  # a CSV's class names, where its labels are names
         if name.endswith(".npz"):
-            x, y = load_npz(name)
+            x, y = load_npz(name, *_training_keys(name))
             with np.load(name, allow_pickle=False) as archive:
                 held = [key for key in ("x_test", "y_test") if key in archive]
                 if len(held) == 1:
@@ -275,10 +277,10 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
                 x_test, y_test = (load_npz(name, "x_test", "y_test") if held
                                   else (None, None))
         else:
-            x, y = load_csv(name, data.label_column)
+            x, y, classes = load_csv(name, data.label_column, return_classes=True)
             x_test = y_test = None
         if data.test and with_test:
-            x_test, y_test = _load_test_file(spec)
+            x_test, y_test = _load_test_file(spec, classes)
         image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
     shape = tuple(spec.input_shape)
 
@@ -510,16 +512,35 @@ def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
     return problems
 
 
-def _load_test_file(spec: StudySpec) -> tuple[np.ndarray, np.ndarray]:
+def _training_keys(path: str) -> tuple[str, str]:
+    """The training arrays of an archive: ``x`` and ``y``, or Keras's ``x_train`` and
+    ``y_train`` (``np.savez(f, x_train=..., y_train=..., x_test=..., y_test=...)``) where it
+    has those and no ``x``."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keras_names = "x" not in archive.files and "x_train" in archive.files
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile):
+        keras_names = False  # not an archive: load_npz says what it is
+    return ("x_train", "y_train") if keras_names else ("x", "y")
+
+
+def _load_test_file(spec: StudySpec, classes=None) -> tuple[np.ndarray, np.ndarray]:
     """The separate test file, in the training file's format (a .csv with the same columns,
-    or a .npz with ``x`` and ``y``)."""
+    its labels named as the training file's ``classes`` where those are names, or a .npz
+    with ``x`` and ``y``)."""
     from reglab.datasets import load_csv, load_npz
     from reglab.datasets.user_data import csv_columns
 
     path = spec.data.test_path
     if path.endswith(".npz"):
         return load_npz(path)
-    x, y = load_csv(path, spec.data.label_column)
+    x, y, named = load_csv(path, spec.data.label_column, classes=classes,
+                           return_classes=True)
+    if classes is None and named is not None:
+        raise DataError(f"data.test ({spec.data.test!r}): its labels are class names "
+                        f"({', '.join(map(repr, named[:5]))}{', ...' if len(named) > 5 else ''})"
+                        f" where the training file {spec.data.dataset!r} has numbers. "
+                        "Expected labels of one kind in both.")
     train_columns, test_columns = csv_columns(spec.data.path), csv_columns(path)
     if test_columns != train_columns:
         raise DataError(

@@ -216,3 +216,40 @@ def test_load_csv_structure_errors(tmp_path, text, match):
 def test_load_csv_missing_file(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="expected an existing CSV file"):
         load_csv(tmp_path / "nope.csv")
+
+
+def test_load_csv_labels_by_name_are_classes_in_sorted_order(tmp_path):
+    # iris as a CSV: the species by name, numbered as scikit-learn's LabelEncoder numbers
+    # them (sorted), whatever order the file shows them in
+    path = write(tmp_path, "a,b,species\n1,2,virginica\n3,4,setosa\n5,6, versicolor\n"
+                           "7,8,setosa\n")
+    x, y, names = load_csv(path, "species", return_classes=True)
+    assert names == ("setosa", "versicolor", "virginica")
+    assert y.dtype == np.int64 and y.tolist() == [2, 0, 1, 0]
+    assert x.tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    x2, y2 = load_csv(path, "species")  # without the names: the same labels
+    assert y2.tolist() == y.tolist()
+    # a test file's labels take the training file's numbers, even with classes missing
+    test = write(tmp_path, "a,b,species\n0,0,virginica\n", name="t.csv")
+    assert load_csv(test, "species", classes=names)[1].tolist() == [2]
+
+
+def test_load_csv_numeric_labels_give_no_class_names(tmp_path):
+    path = write(tmp_path, "a,label\n1,0\n2,2.5\n")
+    x, y, names = load_csv(path, return_classes=True)
+    assert names is None and y.dtype == np.float32 and y.tolist() == [0.0, 2.5]
+
+
+@pytest.mark.parametrize("text, classes, match", [
+    # numbers with one word among them: a typo, not a column of class names
+    ("a,label\n1,0\n2,1\n3,x1\n", None,
+     r"line 4, column 'label' must be a number, as the column's other labels are .*"
+     r"Got 'x1'"),
+    ("a,label\n1,cat\n2,\n", None, r"line 3, column 'label': expected a label. Got an empty"),
+    ("a,label\n1,cat\n2,cow\n", ("cat", "dog"),
+     r"line 3, column 'label': the label 'cow' is not one of the classes 'cat', 'dog'"),
+])
+def test_load_csv_labels_that_are_neither_numbers_nor_known_classes(tmp_path, text, classes,
+                                                                    match):
+    with pytest.raises(DataError, match=match):
+        load_csv(write(tmp_path, text), classes=classes)

@@ -246,3 +246,36 @@ def test_a_validation_split_that_leaves_one_sample_per_class_is_taken(tmp_path):
     path = write(tmp_path, {"x": x, "y": y}, data="test_split = 0.25\nvalidation_split = 0.985")
     data = load_study_data(parse_study(path))
     assert len(data.y_train) == 3 and len(data.y_val) == 177
+
+
+def test_an_archive_with_keras_s_array_names_is_read_as_keras_saves_them(tmp_path):
+    # np.savez(f, x_train=..., y_train=..., x_test=..., y_test=...): load_data()'s names
+    x, y = blobs()
+    np.savez(tmp_path / "d.npz", x_train=x[:90], y_train=y[:90], x_test=x[90:],
+             y_test=y[90:])
+    data = load_study_data(parse_study(write(tmp_path, None, data="")))
+    assert len(data.y_train) == 90 and data.y_val is None and np.array_equal(data.y_test, y[90:])
+    np.testing.assert_array_equal(data.x_test, x[90:].astype("float32"))
+
+
+def test_csv_labels_by_name_are_numbered_alike_in_the_training_and_test_files(tmp_path):
+    names = np.array(["setosa", "versicolor", "virginica"])
+    x, y = blobs()
+    rows = "\n".join(",".join([*map(str, row), names[label]]) for row, label in zip(x, y))
+    header = ",".join([*(f"f{i}" for i in range(12)), "species"])
+    (tmp_path / "train.csv").write_text(f"{header}\n{rows}\n")
+    # the test file holds one class only, named as in training: index 2, not 0
+    (tmp_path / "test.csv").write_text(f"{header}\n{','.join(['0'] * 12)},virginica\n")
+    path = write(tmp_path, None, data='label_column = "species"\ntest = "test.csv"')
+    path.write_text(path.read_text().replace('"d.npz"', '"train.csv"'))
+    data = load_study_data(parse_study(path))
+    assert data.y_train.tolist() == y.tolist() and data.y_test.tolist() == [2]
+    check_study(plan_study(parse_study(path)))  # trains on them: three classes, three units
+    (tmp_path / "test.csv").write_text(f"{header}\n{','.join(['0'] * 12)},2\n")
+    assert "the label '2' is not one of the classes 'setosa'" in refused(path)
+    # numbers in training, names in the test file: refused, not numbered apart
+    numeric = "\n".join(",".join([*map(str, row), str(label)]) for row, label in zip(x, y))
+    (tmp_path / "train.csv").write_text(f"{header}\n{numeric}\n")
+    (tmp_path / "test.csv").write_text(f"{header}\n{','.join(['0'] * 12)},virginica\n")
+    assert "its labels are class names ('virginica') where the training file" in \
+        refused(path)
