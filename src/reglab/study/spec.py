@@ -40,7 +40,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from reglab.errors import ConfigError, DataError, did_you_mean
+import numpy as np
+
+from reglab.errors import ConfigError, DataError, ReglabError, did_you_mean
 from reglab.study import signatures
 from reglab.study.precision import AUTO
 from reglab.study.regimes import REGIME_KEYS, check_regimes
@@ -379,6 +381,32 @@ class _Checker:
                      f"{table!r}.")
             return None
         return {**table, "type": type_}
+
+
+def _data_input_shape(location: str) -> list[int] | None:
+    """One sample's shape in the study's own data file, for a model that does not give
+    ``input_shape``: a CSV's columns but the label, an archive's ``x`` (or ``x_train``) past
+    its first axis, read from the array's header; None where the file does not say (its
+    loader names why)."""
+    from reglab.datasets.user_data import csv_columns
+
+    try:
+        if location.endswith(".csv"):
+            columns = csv_columns(location)
+            return [len(columns) - 1] if len(columns) >= 2 else None
+        with zipfile.ZipFile(location) as archive:
+            names = archive.namelist()
+            key = next((k for k in ("x.npy", "x_train.npy") if k in names), None)
+            if key is None:
+                return None
+            with archive.open(key) as f:
+                version = np.lib.format.read_magic(f)
+                read = {(1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                shape = read(f)[0] if read is not None else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, ReglabError):
+        return None
+    return list(shape[1:]) if shape and len(shape) >= 2 else None
 
 
 def _check_layer_args(checker: _Checker, where: str, args: dict) -> None:
@@ -864,12 +892,15 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 tuple(shape_raw) != tuple(file_shape):
             checker.add(f"model.input_shape: the model of {layers_where} takes "
                         f"{list(file_shape)}. Got {shape_raw!r}; remove model.input_shape.")
+    if shape_raw is None and location and not source_failed:
+        shape_raw = _data_input_shape(location)  # Keras's model built from the data's shape
     input_shape: tuple[int, ...] = ()
     if "model" not in raw or (source_failed and shape_raw is None):
         pass  # reported as a missing section, or the model's source's problem
     elif not (isinstance(shape_raw, list) and shape_raw and all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_raw)):
-        checker.add(f"model.input_shape: expected a list of positive ints such as [784]. "
+        checker.add(f"model.input_shape: expected a list of positive ints such as [784] "
+                    "(one sample's shape; read from a .csv or .npz dataset when left out). "
                     f"Got {shape_raw!r}.")
     else:
         input_shape = tuple(shape_raw)

@@ -279,3 +279,32 @@ def test_csv_labels_by_name_are_numbered_alike_in_the_training_and_test_files(tm
     (tmp_path / "test.csv").write_text(f"{header}\n{','.join(['0'] * 12)},virginica\n")
     assert "its labels are class names ('virginica') where the training file" in \
         refused(path)
+
+
+@pytest.mark.parametrize("arrays, shape", [
+    ({"x": np.zeros((6, 12)), "y": np.arange(6) % 3}, (12,)),
+    ({"x_train": np.zeros((6, 8, 8, 1), np.uint8), "y_train": np.arange(6) % 3}, (8, 8, 1)),
+])
+def test_a_model_without_input_shape_takes_the_shape_of_its_data(tmp_path, arrays, shape):
+    # as Keras builds a model without an Input from the first batch it sees
+    path = write(tmp_path, arrays, data="")
+    path.write_text(path.read_text().replace("input_shape = SHAPE\n", "")
+                    .replace("input_shape = [12]\n", ""))
+    assert parse_study(path).input_shape == shape
+
+
+def test_a_csv_model_without_input_shape_takes_its_feature_count(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,c,species\n1,2,3,setosa\n4,5,6,virginica\n")
+    path = write(tmp_path, None, data='label_column = "species"')
+    path.write_text(path.read_text().replace('"d.npz"', '"d.csv"')
+                    .replace("input_shape = [12]\n", ""))
+    assert parse_study(path).input_shape == (3,)
+    # a one-dimensional x has no sample shape to take: the file's own shape is asked for
+    np.savez(tmp_path / "d.npz", x=np.zeros(6), y=np.zeros(6))
+    path.write_text(path.read_text().replace('"d.csv"', '"d.npz"')
+                    .replace('label_column = "species"', ""))
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(path)
+    assert any(p.startswith("model.input_shape: expected a list of positive ints such as "
+                            "[784] (one sample's shape; read from a .csv or .npz dataset when "
+                            "left out). Got None.") for p in caught.value.problems)
