@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -475,3 +476,52 @@ def test_pbt_sets_the_variant_s_dropout_not_the_base_model_s_own(tmp_path):
     rates = {name: population.hyperparameter(0, name)
              for name in population.hyperparameter_names() if name.endswith(".rate")}
     assert sorted(rates.values()) == [0.1, 0.45]
+
+
+def test_a_larger_budget_goes_on_from_the_trials_told_and_confirms_the_new_choice(tmp_path):
+    study = write_study(tmp_path, 'trials = 3\nbatch = 3\nsampler = "random"\n'
+                        'pruner = "none"\nconfirm_seeds = 2', epochs=2)
+    out = tmp_path / "out"
+    first = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert first.exit_code == 0, first.output
+    before = {t.number: (t.params, t.value) for t in journal_trials(out)}
+    assert len(before) == 3
+    from reglab.storage import RunRecord, SQLiteStore
+
+    with SQLiteStore(out) as store:  # as if an earlier choice had been confirmed
+        store.add_runs([RunRecord("dropout[dropout=0.123]/seed=3", "dropout",
+                                  {"dropout": 0.123}, 3, "p", {}, "queued")])
+    # Optuna's study.optimize called again: the told trials stay, three more are asked
+    study.write_text(study.read_text().replace("trials = 3", "trials = 6"))
+    again = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert again.exit_code == 0, again.output
+    # the stray confirmation (and an earlier chosen trial's, where the choice moved) goes
+    assert re.search(r"the chosen trial changed since the last run; the \d+ runs confirming "
+                     r"the earlier one are removed", again.output), again.output
+    after = {t.number: (t.params, t.value) for t in journal_trials(out)}
+    assert len(after) == 6 and all(after[n] == before[n] for n in before)
+    from reglab.study.spec import parse_study
+    from reglab.tune import space
+    from reglab.tune.selection import select
+
+    with SQLiteStore(out, read_only=True) as store:
+        stored = store.study()[1]
+        chosen = store.get_meta("tuning")["chosen"]
+        confirmed = {r.run_id for r in store.runs() if not r.run_id.startswith("trial=")}
+    assert stored["tune"]["trials"] == 6 and "dropout[dropout=0.123]/seed=3" not in confirmed
+    spec = parse_study(study)
+    # the confirmation is the chosen trial's, whichever it is now: no earlier one left over
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna_study = optuna.load_study(study_name="reglab", storage=JournalStorage(
+        JournalFileBackend(str(out / "optuna.journal"))))
+    best = select(spec, optuna_study)
+    assert best.number == chosen["number"]
+    plan = space.confirmation_plan(spec, best.variant, best.point)
+    assert confirmed == {r.run_id for r in plan.runs}
+    # population-based training's trials are the population it trains: not a budget
+    pbt = write_study(tmp_path, 'trials = 4\nscheduler = "pbt"\nvariants = ["l2"]', epochs=2,
+                      study=PBT_STUDY)
+    assert "tune.trials" not in parse_study(pbt).resumable_keys()

@@ -487,8 +487,11 @@ class SQLiteStore:
 
     # -- the study ------------------------------------------------------------------------
 
-    def init_study(self, fingerprint: str, canonical_json: str, *, restart: bool = False) -> bool:
-        """Records the study, or recognises it on resume.
+    def init_study(self, fingerprint: str, canonical_json: str, *, restart: bool = False,
+                   resumable: tuple[str, ...] = ()) -> bool:
+        """Records the study, or recognises it on resume: the same fingerprint, or a study
+        whose only changes are among the dotted keys ``resumable`` (its description, a
+        tuning's budget), which is then recorded in the stored one's place.
 
         Returns:
             True when the study was stored fresh (first time, or ``restart=True``, which deletes
@@ -510,8 +513,8 @@ class SQLiteStore:
             if row is not None and not restart:
                 if row[0] == fingerprint:
                     return False
-                if _changed_keys(row[1], canonical_json, limit=None) == ["description"]:
-                    # words about the study, not what it computes: the same study, resumed
+                changes = _changed_keys(row[1], canonical_json, limit=None)
+                if changes and set(changes) <= set(resumable):  # the same study, resumed
                     conn.execute("UPDATE study SET fingerprint = ?, canonical_json = ?",
                                  (fingerprint, canonical_json))
                     return False
@@ -552,6 +555,14 @@ class SQLiteStore:
                     f"VALUES ({', '.join(':' + name for name in _RUN_FIELDS)})",
                     _run_values(run),
                 )
+
+    def delete_runs(self, run_ids: Iterable[str]) -> None:
+        """Removes runs with their epochs and kernels (a tuning's confirmation of a trial
+        that is no longer the chosen one)."""
+        ids = [(run_id,) for run_id in run_ids]
+        with self._write() as conn:
+            for table in ("kernels", "epochs", "runs"):
+                conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
 
     def run_counts(self) -> dict[str, int]:
         """How many runs the store holds by status (read without parsing them: a damaged

@@ -132,7 +132,8 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         log(f"--restart: deleting the {sum(counts.values())} runs stored in "
             f"{store.directory} ({sum(counts.get(s, 0) for s in FINISHED)} finished) and "
             "starting over")
-    fresh = store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart)
+    fresh = store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart,
+                             resumable=spec.resumable_keys())
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
     # Interrupted runs lose their epoch rows here; a job that resumes from its checkpoint

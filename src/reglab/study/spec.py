@@ -36,7 +36,7 @@ import re
 import sys
 import unicodedata
 import zipfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,10 +258,26 @@ class StudySpec:
         """SHA-256 of :meth:`canonical_json`."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
+    def resumable_keys(self) -> tuple[str, ...]:
+        """The keys (dotted, as the store names a change) that a study may change and still
+        resume: its description, and a tuning's budget (``tune.trials``, ``model_epochs``,
+        ``wall_time``: more trials asked, or fewer; those told stay), not population-based
+        training's, whose ``trials`` is the population it trains."""
+        if self.tune is None or self.tune.scheduler == "pbt":
+            return ("description",)
+        return ("description", "tune.trials", "tune.model_epochs", "tune.wall_time")
+
     def work_fingerprint(self) -> str:
-        """The fingerprint of what the study computes: without its description, which a
-        resumed study may change (a checkpoint stays the study's)."""
-        return replace(self, description="").fingerprint()
+        """The fingerprint of what the study computes: without the keys it may change and
+        still resume (:meth:`resumable_keys`), so that a checkpoint stays the study's."""
+        data = json.loads(self.canonical_json())
+        for key in self.resumable_keys():
+            *parents, last = key.split(".")
+            node = data
+            for parent in parents:
+                node = node.get(parent) or {}
+            node.pop(last, None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_canonical(cls, data: dict, where: str = "the stored study") -> StudySpec:

@@ -206,11 +206,11 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
         if not summary["asked"]:
             raise ConfigError("tuning: no trial was asked: the budget (tune.wall_time "
                               f"{spec.tune.wall_time!r} s) was spent before the first, so "
-                              "there is nothing to confirm. Raise it, then run with --restart.")
+                              "there is nothing to confirm. Raise it and run again.")
         raise ConfigError("tuning: no trial completed (every one was pruned, diverged or "
                           "failed), so there is nothing to confirm. `reglab ls` lists the "
-                          "trials' runs; widen the ranges or raise the budget, then run with "
-                          "--restart.")
+                          "trials' runs; raise the budget and run again, or widen the ranges "
+                          "and run with --restart.")
     summary["chosen"] = chosen.as_dict()
     store.set_meta("tuning", summary)
     log(f"tuning: {summary['trials']['complete']} complete, {summary['trials']['pruned']} "
@@ -224,7 +224,15 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
     schedule = None
     if spec.tune.scheduler == "pbt":
         schedule = study.trials[chosen.number].user_attrs.get("schedule")
-    confirm(space.confirmation_plan(spec, chosen.variant, chosen.point, schedule))
+    plan = space.confirmation_plan(spec, chosen.variant, chosen.point, schedule)
+    planned = {run.run_id for run in plan.runs}
+    stale = [r.run_id for r in store.runs() if not is_trial_run(r.run_id)
+             and r.run_id not in planned]
+    if stale:  # a larger budget chose another trial: the earlier one's confirmation goes
+        store.delete_runs(stale)
+        log(f"tuning: the chosen trial changed since the last run; the {len(stale)} runs "
+            "confirming the earlier one are removed")
+    confirm(plan)
 
 
 def trial_data(spec, data):
