@@ -128,6 +128,21 @@ def load_npz(
     return load_arrays(*arrays, where=where, names=(x_key, y_key))
 
 
+def npz_keys(path: str | os.PathLike[str], split: str = "train") -> tuple[str, str]:
+    """The names of an archive's features and targets: ``x`` and ``y``, or Keras's
+    ``x_train``/``y_train`` (``split="train"``) or ``x_test``/``y_test`` (``"test"``, a
+    separate test file) where it has those and no ``x``; ``x`` and ``y`` where it cannot be
+    read (:func:`load_npz` then says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                return "x", "y"
+            keras_names = "x" not in archive.files and f"x_{split}" in archive.files
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
+        return "x", "y"
+    return (f"x_{split}", f"y_{split}") if keras_names else ("x", "y")
+
+
 def _header_hint(header: list[str], label_column: str, delimiter: str) -> str:
     """Why a header may lack the label column: it is a row of numbers (no header row), or
     one cell holding another delimiter's columns; else a close name."""
@@ -252,7 +267,8 @@ def _labels(cells: list[str], lines: list[int], column: str, classes, where: str
     """The label column's cells as numbers (class indices or targets), or as classes by
     name; ``(labels, class names or None)``."""
     numbers = [_number(cell) for cell in cells]
-    if classes is None and any(n is not None for n in numbers):
+    finite = [n is not None and np.isfinite(n) for n in numbers]
+    if classes is None and any(finite):  # numbers ('nan' beside names is a name, refused)
         stray = next((i for i, n in enumerate(numbers) if n is None), None)
         if stray is not None:  # numbers with a stray word: a typo, not classes by name
             raise DataError(f"{where}: line {lines[stray]}, column {column!r} must be a "
@@ -266,16 +282,26 @@ def _labels(cells: list[str], lines: list[int], column: str, classes, where: str
             return y.astype(np.float32), None
     names = [cell.strip() for cell in cells]
     for cell, line in zip(names, lines):
-        if not cell:
+        if not cell or cell.lower() in MISSING_MARKS:
             raise DataError(f"{where}: line {line}, column {column!r}: expected a label. Got "
-                            "an empty cell.")
+                            f"{'an empty cell' if not cell else repr(cell)}, a missing value's "
+                            "mark (as pandas reads it), not a class.")
     known = tuple(sorted(set(names))) if classes is None else tuple(classes)
     index = {name: i for i, name in enumerate(known)}
     for cell, line in zip(names, lines):
         if cell not in index:
+            shown = ", ".join(map(repr, known[:10])) + (f", ... ({len(known)} in all)"
+                                                        if len(known) > 10 else "")
             raise DataError(f"{where}: line {line}, column {column!r}: the label {cell!r} is "
-                            f"not one of the classes {', '.join(map(repr, known))}.")
+                            f"not one of the classes {shown}.")
     return np.asarray([index[cell] for cell in names], dtype=np.int64), known
+
+
+#: label cells that mark a missing value (pandas's default ``na_values``, lower-cased, and
+#: ``?``): refused in a column of class names rather than taken for one more class
+MISSING_MARKS = frozenset({"n/a", "na", "nan", "-nan", "null", "none", "<na>", "#n/a",
+                           "#na", "-1.#ind", "1.#ind", "-1.#qnan", "1.#qnan", "#n/a n/a", "?",
+                           "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"})
 
 
 def _number(cell: str) -> float | None:

@@ -250,6 +250,14 @@ def _check_labels(where, loss, y, output_shape):
     kind = loss.target_kind
     if kind == "packed":  # several outputs' targets, checked per output by the model
         return
+    if len(output_shape) > 1 and (kind == "sparse" or (
+            kind == "categorical" and tuple(y.shape[1:]) != tuple(output_shape))):
+        # (a Dense on samples of several axes acts on the last one: (28, 28) -> (28, units))
+        raise DataError(
+            f"{where}: the loss '{loss.name}' expects one vector of class scores per sample; "
+            f"the model's output per sample has shape {tuple(output_shape)}. Flatten the "
+            "samples before the last Dense (a Flatten layer), or give the model flat "
+            "samples.")
     if kind == "sparse":
         if y.is_floating_point() and y.dim() == 2 and y.shape[1] == classes and classes > 1:
             raise DataError(

@@ -522,6 +522,20 @@ class Sequential:
             return [torch.from_numpy(np.asarray(o)) for o in outputs]
         return torch.from_numpy(np.asarray(outputs))
 
+    def _building_optimizer(self, call):
+        """``call()``, after which the optimizer is built, as Keras builds it once the data
+        passed its checks: not where the call was refused, unless it had taken a step."""
+        try:
+            result = call()
+        except BaseException:
+            population = self._population
+            if population is not None and \
+                    population.member_training_state(0)["scalars"].get("steps", 0) > 0:
+                self._build_optimizer()
+            raise
+        self._build_optimizer()
+        return result
+
     def _build_optimizer(self) -> None:
         """Marks the compiled optimizer built, where Keras builds its variables (the first
         fit, evaluate, train_on_batch or test_on_batch; a model loaded compiled)."""
@@ -544,7 +558,6 @@ class Sequential:
         from reglab.models.training import fit
 
         self._check_weights("fit", sample_weight, class_weight)
-        self._build_optimizer()
         x, y = self._packed("fit", x), self._packed_targets("fit", y)
         if validation_data is not None and (self._input_positions is not None
                                             or self._output_positions is not None):
@@ -554,9 +567,10 @@ class Sequential:
             validation_data = (self._packed("fit: validation_data", validation_data[0]),
                                self._packed_targets("fit: validation_data", validation_data[1]),
                                *validation_data[2:])
-        return fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                   validation_data, shuffle, class_weight, sample_weight, initial_epoch,
-                   steps_per_epoch, validation_batch_size, validation_freq, validation_steps)
+        return self._building_optimizer(lambda: fit(
+            self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+            validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+            steps_per_epoch, validation_batch_size, validation_freq, validation_steps))
 
     def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose="auto",
                       callbacks=None, validation_data=None, **kwargs):
@@ -577,9 +591,9 @@ class Sequential:
         from reglab.models.training import evaluate
 
         self._check_weights("evaluate", sample_weight)
-        self._build_optimizer()
-        return evaluate(self, self._packed("evaluate", x), self._packed_targets("evaluate", y),
-                        batch_size, verbose, sample_weight, return_dict, steps, callbacks)
+        return self._building_optimizer(lambda: evaluate(
+            self, self._packed("evaluate", x), self._packed_targets("evaluate", y),
+            batch_size, verbose, sample_weight, return_dict, steps, callbacks))
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs in inference mode (no dropout, moving statistics)."""
@@ -594,10 +608,9 @@ class Sequential:
         from reglab.models.training import train_on_batch
 
         self._check_weights("train_on_batch", sample_weight, class_weight)
-        self._build_optimizer()
-        return train_on_batch(self, self._packed("train_on_batch", x),
-                              self._packed_targets("train_on_batch", y), sample_weight,
-                              class_weight, return_dict)
+        return self._building_optimizer(lambda: train_on_batch(
+            self, self._packed("train_on_batch", x), self._packed_targets("train_on_batch", y),
+            sample_weight, class_weight, return_dict))
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode."""
@@ -605,11 +618,11 @@ class Sequential:
         from reglab.models.training import evaluate
 
         self._check_weights("test_on_batch", sample_weight)
-        self._build_optimizer()
         x, y, sample_weight = batch_arrays("test_on_batch", self._packed("test_on_batch", x),
                                            self._packed_targets("test_on_batch", y),
                                            sample_weight)
-        return evaluate(self, x, y, max(len(x), 1), 0, sample_weight, return_dict)
+        return self._building_optimizer(
+            lambda: evaluate(self, x, y, max(len(x), 1), 0, sample_weight, return_dict))
 
     def predict_on_batch(self, x):
         """Outputs of one batch in inference mode (a NumPy array)."""

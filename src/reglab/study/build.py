@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,6 +253,7 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
 
     data = spec.data
     name = data.dataset
+    classes = None  # a CSV's class names, where its labels are names
     if name in BUILTIN_DATASETS:
         from reglab import datasets
 
@@ -262,11 +262,11 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
         x, x_test = x.astype("float32") / 255.0, x_test.astype("float32") / 255.0
     else:
         from reglab.datasets import load_csv, load_npz
+        from reglab.datasets.user_data import npz_keys
 
         name = data.path
-        classes = None  # a CSV's class names, where its labels are names
         if name.endswith(".npz"):
-            x, y = load_npz(name, *_training_keys(name))
+            x, y = load_npz(name, *npz_keys(name))
             with np.load(name, allow_pickle=False) as archive:
                 held = [key for key in ("x_test", "y_test") if key in archive]
                 if len(held) == 1:
@@ -312,6 +312,12 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
     _finite_targets(y, "training", data.dataset)
     _finite_targets(y_test, "test", data.test or data.dataset)
     class_labels = targets_are_class_labels(spec, y)
+    if classes is not None and not class_labels:
+        raise DataError(f"data.dataset ({data.dataset!r}): its labels are class names "
+                        f"({', '.join(map(repr, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
+                        f", but training.loss {spec.training.loss!r} is a regression loss, "
+                        "which needs numbers as targets. Use a classification loss, or "
+                        "numeric labels.")
     if data.test_split:
         train, test = stratified_split(y, data.test_split, data.split_seed,
                                        stratify=class_labels)
@@ -512,28 +518,16 @@ def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
     return problems
 
 
-def _training_keys(path: str) -> tuple[str, str]:
-    """The training arrays of an archive: ``x`` and ``y``, or Keras's ``x_train`` and
-    ``y_train`` (``np.savez(f, x_train=..., y_train=..., x_test=..., y_test=...)``) where it
-    has those and no ``x``."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keras_names = "x" not in archive.files and "x_train" in archive.files
-    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile):
-        keras_names = False  # not an archive: load_npz says what it is
-    return ("x_train", "y_train") if keras_names else ("x", "y")
-
-
 def _load_test_file(spec: StudySpec, classes=None) -> tuple[np.ndarray, np.ndarray]:
     """The separate test file, in the training file's format (a .csv with the same columns,
     its labels named as the training file's ``classes`` where those are names, or a .npz
-    with ``x`` and ``y``)."""
+    with ``x`` and ``y``, or ``x_test`` and ``y_test``)."""
     from reglab.datasets import load_csv, load_npz
-    from reglab.datasets.user_data import csv_columns
+    from reglab.datasets.user_data import csv_columns, npz_keys
 
     path = spec.data.test_path
     if path.endswith(".npz"):
-        return load_npz(path)
+        return load_npz(path, *npz_keys(path, "test"))
     x, y, named = load_csv(path, spec.data.label_column, classes=classes,
                            return_classes=True)
     if classes is None and named is not None:

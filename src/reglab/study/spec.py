@@ -399,30 +399,38 @@ class _Checker:
         return {**table, "type": type_}
 
 
-def _data_input_shape(location: str) -> list[int] | None:
+def _data_input_shape(location: str, label_column) -> tuple[list[int] | None, str]:
     """One sample's shape in the study's own data file, for a model that does not give
-    ``input_shape``: a CSV's columns but the label, an archive's ``x`` (or ``x_train``) past
-    its first axis, read from the array's header; None where the file does not say (its
-    loader names why)."""
-    from reglab.datasets.user_data import csv_columns
+    ``input_shape``, and why not where there is none: a CSV's columns but the label, an
+    archive's ``x`` (or ``x_train``) past its first axis, read from the array's header; where
+    the file does not say it so, its loader reads it, or says what is wrong with the file."""
+    from reglab.datasets.user_data import csv_columns, load_csv, load_npz, npz_keys
 
+    csv_file = location.endswith(".csv")
     try:
-        if location.endswith(".csv"):
+        if csv_file:
             columns = csv_columns(location)
-            return [len(columns) - 1] if len(columns) >= 2 else None
-        with zipfile.ZipFile(location) as archive:
-            names = archive.namelist()
-            key = next((k for k in ("x.npy", "x_train.npy") if k in names), None)
-            if key is None:
-                return None
-            with archive.open(key) as f:
+            if len(columns) >= 2:
+                return [len(columns) - 1], ""
+        else:
+            with zipfile.ZipFile(location) as archive, \
+                    archive.open(npz_keys(location)[0] + ".npy") as f:
                 version = np.lib.format.read_magic(f)
                 read = {(1, 0): np.lib.format.read_array_header_1_0,
                         (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                shape = read(f)[0] if read is not None else None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, ReglabError):
-        return None
-    return list(shape[1:]) if shape and len(shape) >= 2 else None
+                shape = read(f)[0] if read is not None else ()
+            if len(shape) >= 2:
+                return list(shape[1:]), ""
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, ReglabError):
+        pass  # the loader says what is wrong
+    try:
+        x = (load_csv(location, label_column) if csv_file
+             else load_npz(location, *npz_keys(location)))[0]
+    except ReglabError as error:
+        return None, str(error)
+    if x.ndim >= 2:
+        return list(x.shape[1:]), ""
+    return None, f"its samples have no shape of their own (x of shape {list(x.shape)})"
 
 
 def _check_layer_args(checker: _Checker, where: str, args: dict) -> None:
@@ -908,11 +916,16 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 tuple(shape_raw) != tuple(file_shape):
             checker.add(f"model.input_shape: the model of {layers_where} takes "
                         f"{list(file_shape)}. Got {shape_raw!r}; remove model.input_shape.")
-    if shape_raw is None and location and not source_failed:
-        shape_raw = _data_input_shape(location)  # Keras's model built from the data's shape
+    unread = ""  # why the data file gave no input shape
+    if shape_raw is None and location and not source_failed and "model" in raw:
+        # Keras's model built from the shape of the data it first sees
+        shape_raw, unread = _data_input_shape(location, label_column)
     input_shape: tuple[int, ...] = ()
     if "model" not in raw or (source_failed and shape_raw is None):
         pass  # reported as a missing section, or the model's source's problem
+    elif unread:
+        checker.add(f"model.input_shape: not given, and not read from data.dataset "
+                    f"{dataset!r}: {unread}")
     elif not (isinstance(shape_raw, list) and shape_raw and all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_raw)):
         checker.add(f"model.input_shape: expected a list of positive ints such as [784] "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -253,3 +255,18 @@ def test_load_csv_labels_that_are_neither_numbers_nor_known_classes(tmp_path, te
                                                                     match):
     with pytest.raises(DataError, match=match):
         load_csv(write(tmp_path, text), classes=classes)
+
+
+@pytest.mark.parametrize("mark", ["NaN", "NA", "?", "null", "inf"])
+def test_load_csv_a_missing_value_mark_among_class_names_is_no_class(tmp_path, mark):
+    path = write(tmp_path, f"a,label\n1,cat\n2,{mark}\n3,dog\n")
+    with pytest.raises(DataError, match=rf"line 3, column 'label': expected a label. Got "
+                                        rf"'{re.escape(mark)}', a missing value's mark"):
+        load_csv(path)
+
+
+def test_load_csv_an_unknown_label_names_at_most_ten_classes(tmp_path):
+    classes = tuple(f"c{i:04d}" for i in range(2000))
+    with pytest.raises(DataError) as caught:
+        load_csv(write(tmp_path, "a,label\n1,other\n"), classes=classes)
+    assert str(caught.value).endswith("'c0009', ... (2000 in all).")

@@ -260,3 +260,13 @@ def test_a_model_loaded_compiled_has_its_optimizer_built(tmp_path):
     assert "Optimizer" not in totals(summary_of(loaded))  # a new optimizer: not built
     loaded.fit(np.ones((4, 4)), np.ones(4), verbose=0)
     assert totals(summary_of(loaded))["Optimizer"] == (2, size(2))
+
+
+def test_a_fit_refused_for_its_data_leaves_the_optimizer_unbuilt():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.Dense(1)])
+    model.compile("adam", "mse")
+    from reglab.errors import DataError
+
+    with pytest.raises(DataError):
+        model.fit(np.ones((8, 5)), np.ones(8), verbose=0)  # five features for four inputs
+    assert not model.optimizer.built and "Optimizer" not in totals(summary_of(model))

@@ -305,6 +305,60 @@ def test_a_csv_model_without_input_shape_takes_its_feature_count(tmp_path):
                     .replace('label_column = "species"', ""))
     with pytest.raises(StudySpecError) as caught:
         parse_study(path)
-    assert any(p.startswith("model.input_shape: expected a list of positive ints such as "
-                            "[784] (one sample's shape; read from a .csv or .npz dataset when "
-                            "left out). Got None.") for p in caught.value.problems)
+    assert caught.value.problems == [
+        "model.input_shape: not given, and not read from data.dataset 'd.npz': its samples "
+        "have no shape of their own (x of shape [6])"]
+
+
+def test_a_single_array_saved_as_npz_is_named_not_a_crash(tmp_path):
+    with open(tmp_path / "d.npz", "wb") as f:
+        np.save(f, np.zeros((10, 12), "float32"))
+    assert "expected a .npz archive. Got a single .npy array" in refused(write(tmp_path, None))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"garbage", "expected a valid .npz archive"),
+    ({"a": np.zeros((6, 2)), "b": np.zeros(6)}, "x_key 'x' is not in the archive. Available: a, b"),
+    ({"x": np.zeros(6), "y": np.zeros(6)}, "its samples have no shape of their own (x of shape [6])"),
+])
+def test_an_input_shape_the_data_cannot_give_says_why(tmp_path, content, reason):
+    if isinstance(content, bytes):
+        (tmp_path / "d.npz").write_bytes(content)
+    else:
+        np.savez(tmp_path / "d.npz", **content)
+    path = write(tmp_path, None, data="")
+    path.write_text(path.read_text().replace("input_shape = [12]\n", ""))
+    with pytest.raises(StudySpecError) as caught:
+        parse_study(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith("model.input_shape: not given, and not read from data.dataset "
+                              "'d.npz': ") and reason in problem
+
+
+def test_class_names_with_a_regression_loss_are_refused(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,species\n1,2,setosa\n3,4,virginica\n")
+    path = write(tmp_path, None, data='label_column = "species"', shape="[2]",
+                 layers='[{ type = "Dense", units = 1 }]', loss='loss = "mse"')
+    path.write_text(path.read_text().replace('"d.npz"', '"d.csv"'))
+    assert "its labels are class names ('setosa', 'virginica'), but training.loss 'mse' is a " \
+        "regression loss" in refused(path)
+
+
+def test_a_separate_test_archive_may_use_keras_s_test_names(tmp_path):
+    x, y = blobs()
+    np.savez(tmp_path / "d.npz", x=x[:90], y=y[:90])
+    np.savez(tmp_path / "t.npz", x_test=x[90:], y_test=y[90:])
+    data = load_study_data(parse_study(write(tmp_path, None, data='test = "t.npz"')))
+    assert np.array_equal(data.y_test, y[90:])
+
+
+@pytest.mark.parametrize("loss", ["", 'loss = "categorical_crossentropy"'])
+def test_class_scores_per_position_of_unflattened_samples_are_refused_before_training(
+        tmp_path, loss):
+    # a Dense on (8, 6) samples acts on their last axis: (8, 3) scores, not one vector
+    x, y = blobs(features=48)
+    targets = y if not loss else np.eye(3)[y]
+    path = write(tmp_path, {"x": x.reshape(-1, 8, 6), "y": targets}, shape="[8, 6]",
+                 layers='[{ type = "Dense", units = 3, activation = "softmax" }]', loss=loss)
+    assert "expects one vector of class scores per sample; the model's output per sample " \
+        "has shape (8, 3). Flatten the samples before the last Dense" in refused(path)
