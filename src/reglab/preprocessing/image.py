@@ -39,7 +39,6 @@ import numpy as np
 import torch
 
 from reglab.augment import AffineSpec, affine_params_to_transforms, sample_transforms, warp
-from reglab.augment.sampling import sample_affine_params
 from reglab.errors import ConfigError, DataError
 from reglab.preprocessing import intensity
 from reglab.preprocessing.image_arguments import (
@@ -387,31 +386,55 @@ class ImageDataGenerator:
         return x
 
     def random_transform(self, x, seed=None) -> np.ndarray:
-        """A randomly transformed copy of one ``(height, width, channels)`` image."""
+        """A randomly transformed copy of one ``(height, width, channels)`` image: Keras's
+        ``apply_transform(x, get_random_transform(x.shape, seed))``, the same numbers as
+        Keras for the same seed."""
         x = np.asarray(x)
         if x.ndim != 3:
             raise DataError(
                 f"{WHERE}.random_transform: x must be one image of shape (height, "
                 f"width, channels). Got shape {x.shape}."
             )
-        return np.array(self.random_transform_array(x[None], _generator(seed))[0])
+        return self.apply_transform(x, self.get_random_transform(x.shape, seed))
 
     def get_random_transform(self, img_shape, seed=None) -> dict:
         """Keras's parameter dict for one image of shape ``(height, width, channels)``: ``theta``,
         ``tx``, ``ty``, ``shear``, ``zx``, ``zy``, ``flip_horizontal``, ``flip_vertical``,
-        ``channel_shift_intensity`` and ``brightness`` (None where not drawn). With the same seed,
-        ``apply_transform(x, get_random_transform(x.shape, s))`` equals ``random_transform(x, s)``.
-        """
-        generator = _generator(seed)
-        params = sample_affine_params(self.affine_spec, 1, img_shape[0], img_shape[1], generator)
-        result = {
-            key: (bool if key.startswith("flip") else float)(value[0].item())
-            for key, value in params.items()
-        }
-        shifts, factors = self._pixel_draws(1, generator)
-        return {**result,
-                "channel_shift_intensity": None if shifts is None else float(shifts[0]),
-                "brightness": None if factors is None else float(factors[0])}
+        ``channel_shift_intensity`` and ``brightness`` (None where not drawn), drawn as Keras
+        draws them: NumPy's legacy generator, in Keras's order, each only where its range is
+        set (the flips' always); with a seed, its own ``RandomState(seed)`` (Keras seeds the
+        global one, which this leaves alone), without, the global one as Keras uses it. The
+        same seed gives Keras's numbers. (``flow`` draws a batch's transforms at once from
+        its own torch generator instead: its batches are not Keras's draw for draw.)"""
+        draw = np.random.RandomState(int(seed)) if seed is not None else np.random.mtrand._rand
+        rows, cols = int(img_shape[0]), int(img_shape[1])
+
+        def shift(value, size):
+            if not value:
+                return 0
+            if isinstance(value, (int, np.integer)) or isinstance(value, (list, tuple, np.ndarray)):
+                amount = draw.choice(value) * draw.choice([-1, 1])
+            else:
+                amount = draw.uniform(-value, value)
+            return amount * size if np.max(value) < 1 else amount
+
+        theta = draw.uniform(-self.rotation_range, self.rotation_range) \
+            if self.rotation_range else 0
+        tx = shift(self.height_shift_range, rows)  # Keras's tx moves rows, ty columns
+        ty = shift(self.width_shift_range, cols)
+        shear = draw.uniform(-self.shear_range, self.shear_range) if self.shear_range else 0
+        zoom = self.zoom_range
+        low, high = (1 - zoom, 1 + zoom) if isinstance(zoom, (int, float)) else zoom
+        zx, zy = (1, 1) if low == 1 and high == 1 else draw.uniform(low, high, 2)
+        flip_horizontal = (draw.random() < 0.5) * self.horizontal_flip
+        flip_vertical = (draw.random() < 0.5) * self.vertical_flip
+        channel = draw.uniform(-self.channel_shift_range, self.channel_shift_range) \
+            if self.channel_shift_range != 0 else None
+        brightness = draw.uniform(*self.brightness_range) \
+            if self.brightness_range is not None else None
+        return {"theta": theta, "tx": tx, "ty": ty, "shear": shear, "zx": zx, "zy": zy,
+                "flip_horizontal": flip_horizontal, "flip_vertical": flip_vertical,
+                "channel_shift_intensity": channel, "brightness": brightness}
 
     def apply_transform(self, x, transform_parameters: dict) -> np.ndarray:
         """Applies Keras's parameter dict (see :meth:`get_random_transform`) to one image."""
@@ -429,11 +452,15 @@ class ImageDataGenerator:
         for key in ("flip_horizontal", "flip_vertical"):
             params[key] = torch.tensor([bool(transform_parameters.get(key, False))])
         height, width = x.shape[:2]
-        transforms = affine_params_to_transforms(
-            params, height, width, swap_xy=self.affine_spec.swap_xy
-        )
         pixel = [transform_parameters.get(key) for key in ("channel_shift_intensity",
                                                            "brightness")]
         shifts, factors = (None if v is None else np.array([float(v)]) for v in pixel)
-        return self._shift_pixels(f"{WHERE}.apply_transform", self._warp(x[None], transforms),
-                                  shifts, factors)[0]
+        moved = any(float(params[key]) != default for key, default in defaults.items()) or \
+            any(bool(params[key]) for key in ("flip_horizontal", "flip_vertical"))
+        if moved:  # as Keras, no warp (and none of its rounding) for the identity
+            transforms = affine_params_to_transforms(
+                params, height, width, swap_xy=self.affine_spec.swap_xy)
+            x = self._warp(x[None], transforms)
+        else:
+            x = x[None].copy()
+        return self._shift_pixels(f"{WHERE}.apply_transform", x, shifts, factors)[0]
