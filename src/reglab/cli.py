@@ -119,8 +119,13 @@ def validate(study, seeds, epochs) -> None:
     from reglab.study.runner import prepare_study
 
     plan = prepare_study(study, seeds, epochs)
-    check_study(plan)
+    data = check_study(plan)
     click.echo(_describe(plan))
+    if data.class_names:  # a CSV's labels by name: which class is which
+        shown = ", ".join(f"{i} = {name}" for i, name in enumerate(data.class_names[:10]))
+        more = len(data.class_names) - 10
+        click.echo(f"  classes by name (sorted): {shown}"
+                   + (f", ... ({more} more)" if more > 0 else ""))
     if any(run.regime for run in plan.runs):  # data regimes: one line per regime
         from reglab.study.regimes import regime_label
 

@@ -55,6 +55,8 @@ class StudyData:
     #: whether the targets are class labels (splits and subsets stratified, label noise,
     #: calibration): never for a regression loss's, whatever their values (prices, counts)
     class_labels: bool = True
+    #: a CSV's class names, where its labels are names (class i is ``class_names[i]``)
+    class_names: tuple[str, ...] | None = None
 
 
 def _regularizer(node):
@@ -253,7 +255,7 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
 
     data = spec.data
     name = data.dataset
-    classes = None  # a CSV's class names, where its labels are names
+    class_names = None  # a CSV's class names, where its labels are names
     if name in BUILTIN_DATASETS:
         from reglab import datasets
 
@@ -277,10 +279,10 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
                 x_test, y_test = (load_npz(name, "x_test", "y_test") if held
                                   else (None, None))
         else:
-            x, y, classes = load_csv(name, data.label_column, return_classes=True)
+            x, y, class_names = load_csv(name, data.label_column, return_classes=True)
             x_test = y_test = None
         if data.test and with_test:
-            x_test, y_test = _load_test_file(spec, classes)
+            x_test, y_test = _load_test_file(spec, class_names)
         image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
     shape = tuple(spec.input_shape)
 
@@ -312,9 +314,10 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
     _finite_targets(y, "training", data.dataset)
     _finite_targets(y_test, "test", data.test or data.dataset)
     class_labels = targets_are_class_labels(spec, y)
-    if classes is not None and not class_labels:
+    if class_names is not None and not class_labels:
         raise DataError(f"data.dataset ({data.dataset!r}): its labels are class names "
-                        f"({', '.join(map(repr, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
+                        f"({', '.join(map(repr, class_names[:5]))}"
+                        f"{', ...' if len(class_names) > 5 else ''})"
                         f", but training.loss {spec.training.loss!r} is a regression loss, "
                         "which needs numbers as targets. Use a classification loss, or "
                         "numeric labels.")
@@ -343,7 +346,8 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
     if data.standardize:
         mean, std = standardization(x)
         x, x_val, x_test = (standardize(a, mean, std) for a in (x, x_val, x_test))
-    return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std, class_labels)
+    return StudyData(x, y, x_val, y_val, x_test, y_test, image_shape, mean, std, class_labels,
+                     class_names)
 
 
 def targets_are_class_labels(spec: StudySpec, y) -> bool:

@@ -270,7 +270,16 @@ def test_csv_labels_by_name_are_numbered_alike_in_the_training_and_test_files(tm
     path.write_text(path.read_text().replace('"d.npz"', '"train.csv"'))
     data = load_study_data(parse_study(path))
     assert data.y_train.tolist() == y.tolist() and data.y_test.tolist() == [2]
+    assert data.class_names == tuple(names)
     check_study(plan_study(parse_study(path)))  # trains on them: three classes, three units
+    from click.testing import CliRunner
+
+    from reglab.cli import main
+
+    checked = CliRunner().invoke(main, ["validate", str(path)])
+    assert checked.exit_code == 0, checked.output
+    assert "classes by name (sorted): 0 = setosa, 1 = versicolor, 2 = virginica" in \
+        checked.output
     (tmp_path / "test.csv").write_text(f"{header}\n{','.join(['0'] * 12)},2\n")
     assert "the label '2' is not one of the classes 'setosa'" in refused(path)
     # numbers in training, names in the test file: refused, not numbered apart
