@@ -521,7 +521,33 @@ def test_a_larger_budget_goes_on_from_the_trials_told_and_confirms_the_new_choic
     assert best.number == chosen["number"]
     plan = space.confirmation_plan(spec, best.variant, best.point)
     assert confirmed == {r.run_id for r in plan.runs}
+    # a lower budget keeps the trials told, and says so
+    study.write_text(study.read_text().replace("trials = 6", "trials = 2"))
+    lower = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert lower.exit_code == 0, lower.output
+    assert "tuning: 6 trials were asked under an earlier, larger budget (tune.trials = 2 now); " \
+        "all are kept and chosen among" in lower.output
+    assert len(journal_trials(out)) == 6
     # population-based training's trials are the population it trains: not a budget
     pbt = write_study(tmp_path, 'trials = 4\nscheduler = "pbt"\nvariants = ["l2"]', epochs=2,
                       study=PBT_STUDY)
     assert "tune.trials" not in parse_study(pbt).resumable_keys()
+
+
+@pytest.mark.parametrize("scheduler, advice", [
+    ("", "Raise it and run again."),  # Optuna's budget may change on a resume
+    ('scheduler = "pbt"\nvariants = ["l2"]\n', "Raise it and run again with --restart."),
+])
+def test_a_budget_spent_before_the_first_trial_says_how_to_go_on(tmp_path, scheduler, advice):
+    study = write_study(tmp_path, f"{scheduler}trials = 4\nwall_time = 0.000001", epochs=2,
+                        study=PBT_STUDY)
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet", "--no-report"])
+    assert result.exit_code != 0
+    assert "tuning: no trial was asked: the budget (tune.wall_time" in result.output
+    assert advice in result.output
+    # the advice holds: the larger budget resumes (Optuna) or starts over (PBT)
+    study.write_text(study.read_text().replace("wall_time = 0.000001", "wall_time = 600"))
+    again = run(["run", study, "--out", out, "--quiet", "--no-report",
+                 *(["--restart"] if scheduler else [])])
+    assert again.exit_code == 0, again.output

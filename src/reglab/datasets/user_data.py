@@ -282,7 +282,7 @@ def _labels(cells: list[str], lines: list[int], column: str, classes, where: str
             return y.astype(np.float32), None
     names = [cell.strip() for cell in cells]
     for cell, line in zip(names, lines):
-        if not cell or cell.lower() in MISSING_MARKS:
+        if not cell or cell in MISSING_MARKS:
             raise DataError(f"{where}: line {line}, column {column!r}: expected a label. Got "
                             f"{'an empty cell' if not cell else repr(cell)}, a missing value's "
                             "mark (as pandas reads it), not a class.")
@@ -297,11 +297,11 @@ def _labels(cells: list[str], lines: list[int], column: str, classes, where: str
     return np.asarray([index[cell] for cell in names], dtype=np.int64), known
 
 
-#: label cells that mark a missing value (pandas's default ``na_values``, lower-cased, and
-#: ``?``): refused in a column of class names rather than taken for one more class
-MISSING_MARKS = frozenset({"n/a", "na", "nan", "-nan", "null", "none", "<na>", "#n/a",
-                           "#na", "-1.#ind", "1.#ind", "-1.#qnan", "1.#qnan", "#n/a n/a", "?",
-                           "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"})
+#: label cells that mark a missing value, as pandas reads them by default (its ``na_values``,
+#: case as written): refused in a column of class names rather than taken for one more class
+MISSING_MARKS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                           "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None",
+                           "n/a", "nan", "null"})
 
 
 def _number(cell: str) -> float | None:

@@ -255,9 +255,10 @@ def _check_labels(where, loss, y, output_shape):
         # (a Dense on samples of several axes acts on the last one: (28, 28) -> (28, units))
         raise DataError(
             f"{where}: the loss '{loss.name}' expects one vector of class scores per sample; "
-            f"the model's output per sample has shape {tuple(output_shape)}. Flatten the "
-            "samples before the last Dense (a Flatten layer), or give the model flat "
-            "samples.")
+            f"the model's output per sample has shape {tuple(output_shape)} (a Dense on "
+            "samples of several axes acts on their last one). Flatten the samples before the "
+            "last Dense (a Flatten layer); labels per position (Keras's sequence tagging) "
+            "are not supported.")
     if kind == "sparse":
         if y.is_floating_point() and y.dim() == 2 and y.shape[1] == classes and classes > 1:
             raise DataError(

@@ -201,16 +201,23 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
     tuner.run()
     summary = tuner.summary()
     chosen = select(spec, study)
+    pbt = spec.tune.scheduler == "pbt"  # its budget is part of what it computes
+    limit = spec.tune.trials
+    if limit is not None and summary["asked"] > limit and not pbt:
+        log(f"tuning: {summary['asked']} trials were asked under an earlier, larger budget "
+            f"(tune.trials = {limit} now); all are kept and chosen among")
     if chosen is None:
         store.set_meta("tuning", summary)
         if not summary["asked"]:
             raise ConfigError("tuning: no trial was asked: the budget (tune.wall_time "
                               f"{spec.tune.wall_time!r} s) was spent before the first, so "
-                              "there is nothing to confirm. Raise it and run again.")
+                              "there is nothing to confirm. Raise it and run again"
+                              + (" with --restart." if pbt else "."))
         raise ConfigError("tuning: no trial completed (every one was pruned, diverged or "
                           "failed), so there is nothing to confirm. `reglab ls` lists the "
-                          "trials' runs; raise the budget and run again, or widen the ranges "
-                          "and run with --restart.")
+                          "trials' runs; " + ("raise the budget or widen the ranges, then run "
+                          "with --restart." if pbt else "raise the budget and run again, or "
+                          "widen the ranges and run with --restart."))
     summary["chosen"] = chosen.as_dict()
     store.set_meta("tuning", summary)
     log(f"tuning: {summary['trials']['complete']} complete, {summary['trials']['pruned']} "

@@ -257,7 +257,7 @@ def test_load_csv_labels_that_are_neither_numbers_nor_known_classes(tmp_path, te
         load_csv(write(tmp_path, text), classes=classes)
 
 
-@pytest.mark.parametrize("mark", ["NaN", "NA", "?", "null", "inf"])
+@pytest.mark.parametrize("mark", ["NaN", "NA", "N/A", "null", "None", "#N/A"])
 def test_load_csv_a_missing_value_mark_among_class_names_is_no_class(tmp_path, mark):
     path = write(tmp_path, f"a,label\n1,cat\n2,{mark}\n3,dog\n")
     with pytest.raises(DataError, match=rf"line 3, column 'label': expected a label. Got "
@@ -270,3 +270,9 @@ def test_load_csv_an_unknown_label_names_at_most_ten_classes(tmp_path):
     with pytest.raises(DataError) as caught:
         load_csv(write(tmp_path, "a,label\n1,other\n"), classes=classes)
     assert str(caught.value).endswith("'c0009', ... (2000 in all).")
+
+
+def test_load_csv_class_names_that_pandas_reads_as_names_stay_classes(tmp_path):
+    # pandas's missing-value marks are case-sensitive: 'none' (of none, mild, severe) is a name
+    path = write(tmp_path, "a,label\n1,none\n2,mild\n3,severe\n4,?\n")
+    assert load_csv(path, return_classes=True)[2] == ("?", "mild", "none", "severe")

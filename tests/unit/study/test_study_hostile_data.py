@@ -370,4 +370,5 @@ def test_class_scores_per_position_of_unflattened_samples_are_refused_before_tra
     path = write(tmp_path, {"x": x.reshape(-1, 8, 6), "y": targets}, shape="[8, 6]",
                  layers='[{ type = "Dense", units = 3, activation = "softmax" }]', loss=loss)
     assert "expects one vector of class scores per sample; the model's output per sample " \
-        "has shape (8, 3). Flatten the samples before the last Dense" in refused(path)
+        "has shape (8, 3) (a Dense on samples of several axes acts on their last one). " \
+        "Flatten the samples before the last Dense" in refused(path)
