@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from reglab.confusion_metrics import AUC, ConfusionMetric, Precision, Recall  # noqa: F401 - re-exported
-from reglab.errors import DataError, unknown_name
+from reglab.errors import ConfigError, DataError, unknown_name
 from reglab.losses import as_tensors
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -235,6 +235,64 @@ _BY_NAME.update(_loss_metrics())
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
 _CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC}
 
+#: Keras's other names of this module's metrics: ``keras.metrics.get`` takes a metric
+#: class's name ("MeanSquaredError") and a few upper-case aliases ("MSE"); the class
+#: computes what the function of that name does (a mean of its per-sample values)
+_KERAS_NAMES = {
+    "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
+    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+    "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
+    "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
+    "MeanSquaredError": "mse", "MSE": "mse", "MeanAbsoluteError": "mae", "MAE": "mae",
+    "MeanAbsolutePercentageError": "mape", "MAPE": "mape",
+    "MeanSquaredLogarithmicError": "msle", "MSLE": "msle",
+    "BinaryCrossentropy": "binary_crossentropy", "BCE": "binary_crossentropy",
+    "bce": "binary_crossentropy", "CategoricalCrossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+    "KLDivergence": "kl_divergence", "Poisson": "poisson", "Hinge": "hinge",
+    "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
+}
+
+
+class Named:
+    """A metric that compile logs under another name than its identifier's own: Keras logs
+    a name as written (``"AUC"``, ``"MSE"``) and the second of two alike as ``mse_1``.
+    Resolved as its identifier is; ``__name__`` is the name the logs carry."""
+
+    def __init__(self, identifier, name: str):
+        self.identifier, self.__name__ = identifier, name
+
+    def resolved_for(self, y_true_shape, y_pred_shape, where):
+        fn = resolve(self.identifier, y_true_shape, y_pred_shape, where)
+        if getattr(fn, "resolved", False):  # an object of its own (AUC()): named here
+            fn.__name__ = self.__name__
+        return fn
+
+    @property
+    def _direction(self) -> str | None:
+        """'up' or 'down' as Keras's object of that identifier has it (``AUC``: up;
+        ``MSE``: down), for the monitoring callbacks' mode 'auto'; None where unknown."""
+        from reglab import monitors
+
+        try:
+            fn = resolve(self.identifier, (1,), (1, 2), "compile: 'metrics'")
+        except ConfigError:  # not a metric's name (an output's prefixed log)
+            return None
+        if getattr(fn, "_direction", None):
+            return fn._direction
+        canonical = str(_KERAS_NAMES.get(self.identifier, self.identifier)).lower()
+        try:
+            return "up" if monitors.direction(canonical) == "max" else "down"
+        except ConfigError:
+            return None
+
+    def saved_name(self) -> str | None:
+        """The name a saved model's compile config holds: the identifier as written."""
+        return self.identifier if isinstance(self.identifier, str) else None
+
+    def __repr__(self) -> str:
+        return f"Named({self.identifier!r}, {self.__name__!r})"
+
 
 def _equal_elements(y_true, y_pred) -> torch.Tensor:
     """The engine's exact accuracy (Keras's ``Accuracy``): per sample ``(P, B)``, the share
@@ -273,11 +331,16 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
             return sparse_categorical_accuracy
         return categorical_accuracy
     fn = _BY_NAME.get(name)
+    if fn is None and isinstance(name, str):
+        fn = _BY_NAME.get(_KERAS_NAMES.get(name, ""))
     if fn is None and isinstance(name, str) and name.lower() in _CONFUSION:
         return _CONFUSION[name.lower()]()  # compile(metrics=["auc"]): Keras's defaults
+    if fn is None and name in ("RootMeanSquaredError", "root_mean_squared_error"):
+        return RootMeanSquaredError()
     if fn is None:
         raise unknown_name(where, "metric", name,
-                           list(_BY_NAME) + ["accuracy", *sorted(_CONFUSION)])
+                           list(_BY_NAME) + ["accuracy", *sorted(_CONFUSION),
+                                             "root_mean_squared_error", *_KERAS_NAMES])
     return fn
 
 

@@ -110,6 +110,8 @@ class EpochSums:
             if weights is not None and getattr(metric, "weighted", False):
                 values = values * weights.reshape(*weights.shape,
                                                   *([1] * (values.dim() - weights.dim())))
+            if total.dim() == 1 and values.dim() > 2:  # a value per position: each sample's
+                values = values.reshape(*values.shape[:2], -1).mean(dim=-1)  # mean (Keras's)
             total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
         self.samples += count
 

@@ -166,10 +166,10 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
                 fn = metrics_module.resolve(metric if callable(metric) else label, true_shape,
                                             (1, *part.shape),
                                             where=f"{where}: 'metrics' ({part.name})")
-                label = getattr(fn, "__name__", label) if getattr(fn, "resolved", False) \
-                    else label
-                short = "accuracy" if label.lower() in ("accuracy", "acc") else label
-                tracked.append(OutputMetric(f"{part.name}_{short}", fn, part))
+                # Keras logs a name as written ('AUC', 'acc'), an object by its own name
+                if not isinstance(metric, str) and getattr(fn, "resolved", False):
+                    label = getattr(fn, "__name__", label)
+                tracked.append(OutputMetric(f"{part.name}_{label}", fn, part))
     return PackedLoss(parts, losses, weights), tracked, parts
 
 

@@ -228,9 +228,13 @@ def _compile_config(model) -> dict[str, Any] | None:
                           f"their defaults). Got "
                           f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
-    metrics = list(model.logged_metric_names)
+    names = list(model.logged_metric_names)
+
+    def saved(name, metric):  # a name as written ('AUC'; 'mse' for a second 'mse_1')
+        return metric.identifier if isinstance(metric, metrics_module.Named) else name
+    metrics = [saved(n, m) for n, m in zip(names, given)] if given else names
     if weighted:  # saved as given, under the names compile resolves them by
-        metrics = [name for name, m in zip(metrics, given) if m not in weighted]
+        metrics = [saved(n, m) for n, m in zip(names, given) if m not in weighted]
         extra = {"weighted_metrics": [m.metric if isinstance(m.metric, str)
                                       else _saved_by_name(m.metric) for m in weighted]}
     if getattr(model.loss, "parts", None) is not None:  # several outputs

@@ -277,8 +277,16 @@ class Sequential:
     def _metric_directions(self) -> dict[str, str]:
         """The compiled metric objects' directions by logged name ('up' or 'down', Keras's
         ``_direction``), for the monitoring callbacks' mode 'auto'."""
-        return {metric.__name__: metric._direction for metric in self._population_metrics or ()
-                if not isinstance(metric, str) and getattr(metric, "_direction", None)}
+        given = self._population_metrics
+        if given is None:  # names only, each logged as written
+            given = list(self.logged_metric_names) if self._compiled else []
+        directions = {}
+        for metric in given:
+            if isinstance(metric, str):  # 'MSE', 'Accuracy': as Keras's object of the name
+                metric = metrics_module.Named(metric, metric)
+            if getattr(metric, "_direction", None):
+                directions[metric.__name__] = metric._direction
+        return directions
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -362,8 +370,8 @@ class Sequential:
             resolved = metrics_module.resolve(metric if callable(metric) else name, (1,),
                                               (1, 2), where=f"compile: '{argument}'")
             custom = getattr(resolved, "resolved", False)  # an object: a function, AUC...
-            name = resolved.__name__ if custom else (
-                name.lower() if name.lower() in ("accuracy", "acc") else name)
+            # Keras logs a name as written ('AUC', 'Accuracy'), an object by its own name
+            name = name if isinstance(metric, str) else resolved.__name__ if custom else name
             if argument == "weighted_metrics":
                 if name in names[:unweighted]:  # Keras's name beside the unweighted one
                     name = f"weighted_{name}"
@@ -372,7 +380,12 @@ class Sequential:
             while name in names:  # Keras: a second 'lambda' is logged as 'lambda_1'
                 count += 1
                 name = f"{taken}_{count}"
-            if custom and name != resolved.__name__:
+            if custom and not isinstance(metric, str) and name != resolved.__name__:
+                resolved.__name__ = name
+            elif isinstance(metric, str) and argument != "weighted_metrics" and (
+                    name != metric or custom):  # resolved from its string, logged by name
+                resolved, custom = metrics_module.Named(metric, name), True
+            elif custom and name != resolved.__name__:
                 resolved.__name__ = name
             names.append(name)
             given.append(resolved if custom else name)

@@ -1,0 +1,77 @@
+"""compile's metric identifiers side by side with Keras 3: a name is logged as written
+("AUC", "Accuracy", "MSE"), Keras's class names and aliases are taken, a second metric of
+one name is logged with ``_1``, and EarlyStopping's mode 'auto' finds each one's direction,
+so that ``monitor="val_AUC"`` acts as in Keras."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+
+keras = pytest.importorskip("keras")
+
+
+
+@pytest.fixture(autouse=True)
+def fresh_names():
+    """Keras numbers its metric objects' default names process-wide (precision, precision_1):
+    the objects made here are forgotten after each test, in both libraries."""
+    yield
+    keras.backend.clear_session()
+    reglab.backend.clear_session()
+
+
+X = np.random.default_rng(0).random((64, 4)).astype("float32")
+Y = (X[:, 0] > 0.5).astype("float32")
+
+
+def _fit(lib, metrics, callbacks=(), epochs=1, weighted=None):
+    first = ([lib.Input((4,)), lib.layers.Dense(1, activation="sigmoid",
+                                                kernel_initializer="zeros")])
+    model = lib.Sequential(first)
+    model.compile(lib.optimizers.SGD(0.5), "binary_crossentropy", metrics=metrics,
+                  weighted_metrics=weighted)
+    history = model.fit(X, Y, epochs=epochs, batch_size=16, verbose=0, shuffle=False,
+                        validation_split=0.25, callbacks=list(callbacks))
+    return model, history.history
+
+
+@pytest.mark.parametrize("metrics, weighted", [
+    (["AUC", "Accuracy", "BinaryAccuracy"], None),
+    (["mse", "mse"], None),
+    (["MeanSquaredError", "RootMeanSquaredError", "MSE", "MAE", "Precision", "recall"], None),
+    (["binary_accuracy", "root_mean_squared_error", "Precision"], None),
+    (["mse"], ["mse", "AUC"]),
+])
+def test_metrics_are_logged_under_keras_s_names_with_keras_s_values(metrics, weighted):
+    _, ours = _fit(reglab, metrics, weighted=weighted)
+    _, theirs = _fit(keras, metrics, weighted=weighted)
+    assert sorted(ours) == sorted(theirs)
+    for key, values in theirs.items():
+        np.testing.assert_allclose(ours[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("metric", ["AUC", "MSE", "Accuracy", "BinaryAccuracy",
+                                    "RootMeanSquaredError"])
+def test_early_stopping_finds_the_direction_of_a_metric_named_as_keras_names_it(metric):
+    stopped = {}
+    for lib in (reglab, keras):
+        stop = lib.callbacks.EarlyStopping(monitor=f"val_{metric}", patience=1)
+        _, history = _fit(lib, [metric], [stop], epochs=12)
+        stopped[lib.__name__] = (len(history["loss"]), stop.stopped_epoch)
+    assert stopped["reglab"] == stopped["keras"]
+
+
+def test_a_model_with_metrics_named_as_written_saves_and_loads_them(tmp_path):
+    model, _ = _fit(reglab, ["AUC", "mse", "mse"])
+    model.save(tmp_path / "m.keras")
+    loaded = reglab.models.load_model(tmp_path / "m.keras")
+    assert loaded.logged_metric_names == ["AUC", "mse", "mse_1"]
+    np.testing.assert_allclose(loaded.evaluate(X, Y, verbose=0),
+                               model.evaluate(X, Y, verbose=0), rtol=1e-6)
