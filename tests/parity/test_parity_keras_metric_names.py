@@ -75,3 +75,33 @@ def test_a_model_with_metrics_named_as_written_saves_and_loads_them(tmp_path):
     assert loaded.logged_metric_names == ["AUC", "mse", "mse_1"]
     np.testing.assert_allclose(loaded.evaluate(X, Y, verbose=0),
                                model.evaluate(X, Y, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["sequence", "image"])
+def test_metrics_of_outputs_with_several_axes_are_keras_s(case):
+    # a value per position (a Dense on (5, 4) samples; a Conv2D's per-pixel sigmoid): Keras
+    # takes the mean over every value, each sample's mean here (the same with equal counts)
+    rng = np.random.default_rng(0)
+    if case == "sequence":
+        x = rng.random((40, 5, 4)).astype("float32")
+        y = np.eye(3)[rng.integers(0, 3, (40, 5))].astype("float32")
+        loss, metrics = "categorical_crossentropy", ["accuracy", "categorical_accuracy", "mse"]
+    else:
+        x = rng.random((16, 6, 6, 2)).astype("float32")
+        y = (rng.random((16, 6, 6, 1)) > 0.5).astype("float32")
+        loss, metrics = "binary_crossentropy", ["accuracy", "mse", "AUC"]
+    results = []
+    for lib in (reglab, keras):
+        last = (lib.layers.Dense(3, activation="softmax", kernel_initializer="ones")
+                if case == "sequence" else
+                lib.layers.Conv2D(1, 3, padding="same", activation="sigmoid",
+                                  kernel_initializer="ones"))
+        model = lib.Sequential([lib.Input(x.shape[1:]), last])
+        model.compile("sgd", loss, metrics=metrics)
+        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False).history
+        results.append((history, model.evaluate(x, y, verbose=0)))
+    (ours, our_eval), (theirs, their_eval) = results
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, err_msg=key)
+    np.testing.assert_allclose(our_eval, their_eval, rtol=1e-4)
