@@ -964,8 +964,15 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     metrics_ok = isinstance(metrics, list) and all(
         isinstance(m, str) and m in (*METRICS, *ERROR_METRICS) for m in metrics)
     if not metrics_ok:
-        checker.add(f"training.metrics: expected a list of {', '.join((*METRICS, *ERROR_METRICS))}"
-                    f". Got {metrics!r}.")
+        allowed = (*METRICS, *ERROR_METRICS)
+        cased = [m for m in metrics if isinstance(m, str) and m not in allowed
+                 and m.lower() in allowed] if isinstance(metrics, list) else []
+        hint = (f" A study names them in lower case: {', '.join(map(repr, map(str.lower, cased)))}"
+                f" for {', '.join(map(repr, cased))}." if cased else
+                " A study ranks on an accuracy or an error (AUC, precision and recall are "
+                "compile()'s in code, not a study's yet).")
+        checker.add(f"training.metrics: expected a list of {', '.join(allowed)}. Got "
+                    f"{metrics!r}.{hint}")
         metrics = []
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
     batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))

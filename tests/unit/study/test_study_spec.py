@@ -520,3 +520,14 @@ dropout = { linear = [0.1, 1.5] }""")
     assert found and all("drop\u202eout" not in problem for problem in found), found
     assert any(problem.startswith(r"variants.'drop\u202eout'.dropout:") for problem in found), \
         found
+
+
+@pytest.mark.parametrize("metrics, hint", [
+    ('["MSE"]', "A study names them in lower case: 'mse' for 'MSE'."),
+    ('["AUC"]', "A study ranks on an accuracy or an error (AUC, precision and recall are "
+                "compile()'s in code, not a study's yet)."),
+])
+def test_a_metric_a_study_cannot_rank_on_says_what_it_can(metrics, hint):
+    found = problems(BASE.replace("epochs = 2", f"epochs = 2\nmetrics = {metrics}"))
+    assert len(found) == 1 and found[0].startswith("training.metrics: expected a list of ") \
+        and found[0].endswith(hint)
