@@ -370,8 +370,8 @@ class Sequential:
             resolved = metrics_module.resolve(metric if callable(metric) else name, (1,),
                                               (1, 2), where=f"compile: '{argument}'")
             custom = getattr(resolved, "resolved", False)  # an object: a function, AUC...
-            # Keras logs a name as written ('AUC', 'Accuracy'), an object by its own name
-            name = name if isinstance(metric, str) else resolved.__name__ if custom else name
+            if custom and not isinstance(metric, str):  # an object: by its own name; a
+                name = resolved.__name__  # name is logged as written ('AUC'), as Keras's
             if argument == "weighted_metrics":
                 if name in names[:unweighted]:  # Keras's name beside the unweighted one
                     name = f"weighted_{name}"
@@ -380,9 +380,7 @@ class Sequential:
             while name in names:  # Keras: a second 'lambda' is logged as 'lambda_1'
                 count += 1
                 name = f"{taken}_{count}"
-            if custom and not isinstance(metric, str) and name != resolved.__name__:
-                resolved.__name__ = name
-            elif isinstance(metric, str) and argument != "weighted_metrics" and (
+            if isinstance(metric, str) and argument != "weighted_metrics" and (
                     name != metric or custom):  # resolved from its string, logged by name
                 resolved, custom = metrics_module.Named(metric, name), True
             elif custom and name != resolved.__name__:

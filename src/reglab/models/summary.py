@@ -92,10 +92,6 @@ def optimizer_params(model) -> int | None:
     if optimizer is None or population is None or not getattr(model, "_compiled", False) \
             or not getattr(optimizer, "built", False):
         return None
-    shapes = {key: math.prod(shape) for key, shape in _trainable_shapes(population).items()}
-    return sum(shapes[entry[2]] if entry[0] == "slot" else 1
+    sizes = {key: math.prod(weight.shape[1:]) for key, weight in population.state.weights.items()}
+    return sum(sizes[entry[2]] if entry[0] == "slot" else 1
                for entry in training_state.keras_layout(model))
-
-
-def _trainable_shapes(population) -> dict:
-    return {key: tuple(weight.shape[1:]) for key, weight in population.state.weights.items()}
