@@ -1,8 +1,12 @@
 """``save_model`` and ``load_model``: a whole model in one file, with no pickled code.
 
-The file is a zip archive holding two members, and a third for a compiled model:
+The file is a zip archive; a Sequential model's is one that ``keras.models.load_model``
+opens too. It holds Keras 3's three members, ``config.json`` (the model as Keras serializes it,
+:mod:`reglab.models.keras_export`), ``metadata.json`` and ``model.weights.h5`` (the weights
+and the optimizer's variables in Keras's layout), and beside them reglab's own, which reglab
+reads (a functional model's file holds reglab's alone, its document as ``config.json``):
 
-- ``config.json``: the format version, the reglab version, the model class
+- ``reglab.json``: the format version, the reglab version, the model class
   (``'Sequential'``), its name, seed and input shape, every layer as
   ``{'class_name', 'config'}`` where ``config`` is exactly the keyword arguments
   that rebuild it (regularizers and constraints as ``{'class_name', 'config'}``,
@@ -70,7 +74,7 @@ from reglab import activations, constraints, initializers, layers, losses, optim
 from reglab import metrics as metrics_module
 from reglab import regularizers as regularizers_module
 from reglab.errors import ConfigError, DataError, unknown_name
-from reglab.models import training_state
+from reglab.models import keras_export, training_state
 from reglab.utils.atomic import atomic_open
 
 __all__ = ["FORMAT_VERSION", "layer_to_config", "load_model", "model_to_config", "save_model",
@@ -79,6 +83,8 @@ __all__ = ["FORMAT_VERSION", "layer_to_config", "load_model", "model_to_config",
 FORMAT_VERSION = 1
 CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "weights.npz"
+#: reglab's own document where config.json holds Keras's (a Sequential model's file)
+REGLAB_MEMBER = "reglab.json"
 _MAX_CONFIG_BYTES = 16 * 2**20  # a config is a few kB; refuse to inflate anything huge
 #: the suffixes of an HDF5 file, and its first bytes (Keras's legacy model format)
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -123,9 +129,30 @@ def save_model(model, filepath) -> None:
             "(model.save('model.keras')), or its weights alone with "
             "model.save_weights('model.weights.h5'), which Keras reads.")
     document = model_to_config(model)  # every ConfigError is raised before any file is touched
-    config_bytes = json.dumps(document, indent=2).encode("utf-8")
-    weights_bytes = _weights_to_npz(model)
-    _write_atomically(path, config_bytes, weights_bytes, training_state.to_npz(model))
+    members = {CONFIG_MEMBER: _json_bytes(document)}
+    if document["class_name"] == "Sequential":  # Keras's members too, for keras.models.load_model
+        members = {CONFIG_MEMBER: _json_bytes(keras_export.keras_model_config(document)),
+                   keras_export.METADATA_MEMBER: _json_bytes(keras_export.metadata()),
+                   REGLAB_MEMBER: members[CONFIG_MEMBER],
+                   keras_export.WEIGHTS_MEMBER: _keras_weights(model)}
+    members[WEIGHTS_MEMBER] = _weights_to_npz(model)
+    state = training_state.to_npz(model)
+    if state is not None:
+        members[training_state.MEMBER] = state
+    _write_atomically(path, members)
+
+
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2).encode("utf-8")
+
+
+def _keras_weights(model) -> bytes:
+    """``model.weights.h5``: the weights (and optimizer variables) in Keras's layout."""
+    from reglab.models import weights_file
+
+    buffer = io.BytesIO()
+    weights_file.write(model, buffer, built=bool(weight_names(model)))
+    return buffer.getvalue()
 
 
 def model_to_config(model, where: str = "save_model") -> dict[str, Any]:
@@ -310,8 +337,8 @@ def _weights_to_npz(model) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes,
-                      state_bytes: bytes | None = None) -> None:
+def _write_atomically(path: str, members: dict[str, bytes]) -> None:
+    """Writes the archive's ``members`` (JSON compressed, arrays stored) to ``path`` at once."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, "save_model: the directory to save into does "
@@ -320,11 +347,9 @@ def _write_atomically(path: str, config_bytes: bytes, weights_bytes: bytes,
         raise IsADirectoryError(errno.EISDIR, "save_model: expected a file path to save to. "
                                 "Got a directory", path)
     with atomic_open(path) as handle, zipfile.ZipFile(handle, "w") as archive:
-        archive.writestr(CONFIG_MEMBER, config_bytes, compress_type=zipfile.ZIP_DEFLATED)
-        archive.writestr(WEIGHTS_MEMBER, weights_bytes, compress_type=zipfile.ZIP_STORED)
-        if state_bytes is not None:
-            archive.writestr(training_state.MEMBER, state_bytes,
-                             compress_type=zipfile.ZIP_STORED)
+        for name, data in members.items():
+            archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED
+                             if name.endswith(".json") else zipfile.ZIP_STORED)
 
 
 # -- load ---------------------------------------------------------------------------------
@@ -372,8 +397,8 @@ def _load_model(filepath, compile):  # noqa: A002
         from reglab.models import keras_files
 
         return keras_files.load(path, compile=compile)
-    config_bytes, weights_bytes, state_bytes = _read_archive(path)
-    document = _parse_config(path, config_bytes)
+    member, config_bytes, weights_bytes, state_bytes = _read_archive(path)
+    document = _parse_config(path, config_bytes, member)
     if not compile:
         document = {k: v for k, v in document.items() if k != "compile_config"}
     model = _model_from_config(path, document)
@@ -392,32 +417,37 @@ def _is_hdf5(path: str) -> bool:
 
 
 def _is_keras_file(path: str) -> bool:
+    """Whether ``path`` is Keras's own archive (not reglab's, which holds Keras's members
+    beside its own ``reglab.json``)."""
     from reglab.models import keras_files
 
     try:
         with zipfile.ZipFile(path) as archive:
-            return keras_files.is_keras_archive(archive.namelist())
+            members = archive.namelist()
+            return keras_files.is_keras_archive(members) and REGLAB_MEMBER not in members
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError):
         return False  # _read_archive says what is wrong
 
 
-def _read_archive(path: str) -> tuple[bytes, bytes, bytes | None]:
+def _read_archive(path: str) -> tuple[str, bytes, bytes, bytes | None]:
+    """``(the config's member name, its bytes, weights.npz, training_state.npz or None)``."""
     where = f"load_model: {path}"
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-            missing = [m for m in (CONFIG_MEMBER, WEIGHTS_MEMBER) if m not in members]
+            config = REGLAB_MEMBER if REGLAB_MEMBER in members else CONFIG_MEMBER
+            missing = [m for m in (config, WEIGHTS_MEMBER) if m not in members]
             if missing:
-                raise DataError(f"{where}: expected a zip archive with members {CONFIG_MEMBER} "
+                raise DataError(f"{where}: expected a zip archive with members {config} "
                                 f"and {WEIGHTS_MEMBER}. Got members {members!r} (missing "
                                 f"{', '.join(missing)}).")
-            if archive.getinfo(CONFIG_MEMBER).file_size > _MAX_CONFIG_BYTES:
-                raise DataError(f"{where}: expected {CONFIG_MEMBER} of at most "
+            if archive.getinfo(config).file_size > _MAX_CONFIG_BYTES:
+                raise DataError(f"{where}: expected {config} of at most "
                                 f"{_MAX_CONFIG_BYTES} bytes. Got "
-                                f"{archive.getinfo(CONFIG_MEMBER).file_size}.")
+                                f"{archive.getinfo(config).file_size}.")
             state = archive.read(training_state.MEMBER) if training_state.MEMBER in members \
                 else None
-            return archive.read(CONFIG_MEMBER), archive.read(WEIGHTS_MEMBER), state
+            return config, archive.read(config), archive.read(WEIGHTS_MEMBER), state
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
             NotImplementedError) as error:
         raise DataError(f"{where}: expected a zip archive written by model.save(). Got a file "
@@ -435,8 +465,9 @@ def json_object(raw: bytes, where: str) -> dict[str, Any]:
     return document
 
 
-def _parse_config(path: str, config_bytes: bytes) -> dict[str, Any]:
-    where = f"load_model: {path}: {CONFIG_MEMBER}"
+def _parse_config(path: str, config_bytes: bytes, member: str = CONFIG_MEMBER
+                  ) -> dict[str, Any]:
+    where = f"load_model: {path}: {member}"
     document = json_object(config_bytes, where)
     version = document.get("format_version")
     if version != FORMAT_VERSION:

@@ -45,8 +45,6 @@ def layer_paths(model) -> list[str]:
 def save_weights(model, filepath, overwrite: bool = True) -> None:
     """Writes ``model``'s weights to ``filepath`` (which must end in ``.weights.h5``, as
     Keras requires), atomically."""
-    import h5py
-
     from reglab.utils.atomic import atomic_open
 
     path = os.fspath(filepath)
@@ -54,8 +52,18 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
         raise ValueError(f"The filename must end in `{SUFFIX}`. Received: filepath={path}")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"save_weights: {path} exists and overwrite=False.")
-    weights = _by_layer(model)
-    with atomic_open(path) as handle, h5py.File(handle, "w") as file:
+    with atomic_open(path) as handle:
+        write(model, handle)
+
+
+def write(model, handle, built: bool = True) -> None:
+    """Writes ``model``'s weights (and a compiled model's optimizer variables) in Keras's
+    layout to ``handle``, a binary file open for writing (a ``.keras`` archive's
+    ``model.weights.h5`` too); a model not ``built`` yet has no weights to write."""
+    import h5py
+
+    weights = _by_layer(model) if built else [[] for _ in model.layers]
+    with h5py.File(handle, "w") as file:
         layers = file.create_group("layers")
         for layer, group_name, values in zip(model.layers, layer_paths(model), weights):
             group = layers.create_group(group_name).create_group("vars")

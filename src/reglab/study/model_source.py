@@ -8,7 +8,8 @@ them as they change any base model (regularizers on every Dense and Conv2D, Drop
 BatchNormalization after the hidden ones), and the fingerprint holds the architecture
 itself. Only the architecture is used: the file's weights are not.
 
-A ``.keras`` file is read as a zip (its ``config.json``) without Keras or torch. A factory
+A ``.keras`` file is read as a zip (its ``config.json``, or reglab's own ``reglab.json`` in a
+file reglab saved) without Keras or torch. A factory
 is imported and called (it may return a reglab ``Sequential`` or a Keras one): that
 imports what the factory imports.
 """
@@ -48,7 +49,9 @@ def from_keras_file(path: Path, where: str, problems: list[str]
     Sequential model."""
     try:
         with zipfile.ZipFile(path) as archive:
-            document = json.loads(archive.read("config.json").decode("utf-8"))
+            # a file reglab saved holds its own document beside Keras's config.json
+            member = "reglab.json" if "reglab.json" in archive.namelist() else "config.json"
+            document = json.loads(archive.read(member).decode("utf-8"))
     except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError,
             json.JSONDecodeError) as error:
         problems.append(f"{where}: expected a .keras archive (a zip with config.json) at "

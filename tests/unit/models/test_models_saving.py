@@ -195,9 +195,15 @@ def test_archive_holds_only_json_and_pickle_free_arrays(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]  # no temporary file left
     with zipfile.ZipFile(path) as archive:
         # the training state's member: tests/unit/models/test_models_training_state.py
-        assert archive.namelist() == ["config.json", "weights.npz", "training_state.npz"]
-        config = json.loads(archive.read("config.json"))
+        # Keras's three members (tests/parity/test_parity_keras_reads_reglab_files.py),
+        # then reglab's own
+        assert archive.namelist() == ["config.json", "metadata.json", "reglab.json",
+                                      "model.weights.h5", "weights.npz", "training_state.npz"]
+        config = json.loads(archive.read("reglab.json"))
         weights = archive.read("weights.npz")
+        keras_config = json.loads(archive.read("config.json"))
+    assert keras_config["module"] == "keras" and keras_config["class_name"] == "Sequential"
+    assert "seed" not in keras_config["config"]  # reglab's own, in reglab.json
     assert config["format_version"] == 1 and config["class_name"] == "Sequential"
     assert config["reglab_version"] == reglab.__version__
     dense = config["config"]["layers"][0]
@@ -268,8 +274,8 @@ def rewrite(path, config=None, drop=(), weights=None):
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     if config is not None:
-        new = config(json.loads(members["config.json"]))
-        members["config.json"] = new if isinstance(new, bytes) else json.dumps(new).encode()
+        new = config(json.loads(members["reglab.json"]))
+        members["reglab.json"] = new if isinstance(new, bytes) else json.dumps(new).encode()
     if weights is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **weights)
@@ -323,7 +329,7 @@ def test_missing_member(saved):
 ])
 def test_bad_config_is_a_data_error(saved, edit, match):
     rewrite(saved, config=edit)
-    with pytest.raises(DataError, match=rf"saved\.keras: config\.json: {match}"):
+    with pytest.raises(DataError, match=rf"saved\.keras: reglab\.json: {match}"):
         load_model(saved)
 
 
@@ -371,7 +377,7 @@ def test_pickled_arrays_are_refused(saved):
 
 def test_corrupted_compressed_config_is_a_data_error(saved):
     with zipfile.ZipFile(saved) as archive:
-        info = archive.getinfo("config.json")
+        info = archive.getinfo("reglab.json")
     data = bytearray(saved.read_bytes())
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
     data[start + 5] ^= 0xFF

@@ -101,10 +101,11 @@ def test_without_the_state_a_loaded_model_starts_its_optimizer_afresh(tmp_path):
     model.save(tmp_path / "model.keras")
     with zipfile.ZipFile(tmp_path / "model.keras") as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
-    assert sorted(members) == ["config.json", MEMBER, "weights.npz"]
+    assert sorted(members) == ["config.json", "metadata.json", "model.weights.h5",
+                               "reglab.json", MEMBER, "weights.npz"]
     with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:  # as reglab wrote it before
-        for name in ("config.json", "weights.npz"):
-            archive.writestr(name, members[name])
+        archive.writestr("config.json", members["reglab.json"])
+        archive.writestr("weights.npz", members["weights.npz"])
     fresh, kept = load_model(tmp_path / "old.keras"), load_model(tmp_path / "model.keras")
     assert int(fresh.optimizer.iterations) == 0
     fresh.fit(X, Y, epochs=1, batch_size=16, verbose=0)

@@ -1,0 +1,120 @@
+"""reglab's saved model written the way Keras 3 writes it, so that ``keras.models.load_model``
+opens a ``.keras`` file reglab saved.
+
+A Keras archive is ``config.json`` (the model as Keras serializes it: every object
+``{module, class_name, config, registered_name}``, an ``InputLayer`` first, the compile
+settings), ``metadata.json`` and ``model.weights.h5`` (:mod:`reglab.models.weights_file`'s
+layout, with the optimizer's variables). reglab's classes and arguments are Keras's names, so
+the translation is of form only: reglab's document (:func:`reglab.models.saving.
+model_to_config`) with each ``{class_name, config}`` given the Keras module it comes from, the
+input shape an ``InputLayer``, and reglab's own settings that Keras has no argument for left out
+at their off values (the model's ``seed``, an optimizer's ``swa_start`` of None). A class or
+setting Keras lacks (``ProximalL1``, ``GroupLasso``, ``swa_start = 5``...) is written as it is,
+so Keras's loader names it. reglab reads its own full document (``reglab.json`` beside these),
+never this translation; this is the inverse of :mod:`reglab.keras_configs`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+#: Keras 3's module of each kind of serialized object
+_MODULES = {"layer": "keras.layers", "initializer": "keras.initializers",
+            "regularizer": "keras.regularizers", "constraint": "keras.constraints",
+            "optimizer": "keras.optimizers", "loss": "keras.losses",
+            "schedule": "keras.optimizers.schedules"}
+#: reglab's arguments Keras 3's class does not take, by class (``None``: every class), at
+#: the values that mean "off" (tests/parity/test_parity_keras_reads_reglab_files.py finds
+#: them again from Keras's signatures)
+_REGLAB_ONLY_OFF = {
+    None: {"swa_start": None},
+    "SparseCategoricalCrossentropy": {"label_smoothing": 0.0},
+    "LayerNormalization": {"rms_scaling": False},
+    "RandomFlip": {"fill_mode": "reflect", "interpolation": "bilinear", "fill_value": 0.0},
+    "SpatialDropout1D": {"noise_shape": None, "trainable": True},
+    "SpatialDropout2D": {"noise_shape": None, "trainable": True},
+}
+#: the Keras version whose format this writes (``metadata.json``)
+KERAS_VERSION = "3.15.1"
+METADATA_MEMBER = "metadata.json"
+WEIGHTS_MEMBER = "model.weights.h5"
+
+
+def keras_model_config(document: dict[str, Any]) -> dict[str, Any]:
+    """Keras's ``config.json`` for reglab's document of a Sequential model."""
+    config = document["config"]
+    shape = config.get("input_shape")
+    layers = []
+    if shape is not None:
+        layers.append(_serialized("layer", "InputLayer", {
+            "batch_shape": [None, *shape], "dtype": "float32", "name": "input_layer"}))
+    for entry in config["layers"]:
+        layers.append(_serialized("layer", entry["class_name"], _arguments(
+            entry["class_name"], {k: v for k, v in entry["config"].items()
+                                  if k != "input_shape"})))
+    model = {"name": config["name"], "trainable": config.get("trainable", True),
+             "layers": layers}
+    out = {"module": "keras", "class_name": "Sequential", "config": model,
+           "registered_name": None}
+    if shape is not None:
+        model["build_input_shape"] = [None, *shape]
+        out["build_config"] = {"input_shape": [None, *shape]}
+    compile_config = document.get("compile_config")
+    if compile_config is not None:
+        out["compile_config"] = _compile_config(compile_config)
+    return out
+
+
+def metadata() -> dict[str, str]:
+    """Keras's ``metadata.json``: the format's Keras version and the time saved."""
+    return {"keras_version": KERAS_VERSION,
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+
+
+def _compile_config(compile_config: dict[str, Any]) -> dict[str, Any]:
+    optimizer = compile_config["optimizer"]
+    loss = compile_config.get("loss")
+    out = {"optimizer": _object(optimizer, "optimizer"),
+           "loss": [_object(part, "loss") for part in loss] if isinstance(loss, list)
+           else _object(loss, "loss"),
+           "metrics": compile_config.get("metrics"),
+           "loss_weights": compile_config.get("loss_weights"),
+           "weighted_metrics": compile_config.get("weighted_metrics")}
+    return out
+
+
+def _object(entry, kind: str):
+    """A ``{class_name, config}`` entry serialized as Keras's ``kind``; anything else as is."""
+    if isinstance(entry, dict) and "class_name" in entry and "config" in entry \
+            and "module" not in entry:
+        return _serialized(kind, entry["class_name"],
+                           _arguments(entry["class_name"], entry["config"]))
+    return entry
+
+
+def _arguments(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A class's arguments in Keras's form, reglab's own left out where they are off."""
+    off = {**_REGLAB_ONLY_OFF[None], **_REGLAB_ONLY_OFF.get(class_name, {})}
+    return {key: _value(key, value) for key, value in config.items()
+            if not (key in off and value == off[key])}
+
+
+def _value(key: str, value):
+    """An argument's value in Keras's form: a nested object serialized by its kind (the
+    argument's suffix: ``kernel_regularizer`` a regularizer), a schedule as it is."""
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        if "module" in value:  # already Keras's form (a learning-rate schedule)
+            return value
+        for suffix in ("initializer", "regularizer", "constraint", "optimizer", "layer"):
+            if key == suffix or key.endswith("_" + suffix):
+                return _object(value, suffix)
+        return _object(value, "layer")
+    if isinstance(value, list):
+        return [_value(key, v) for v in value]
+    return value
+
+
+def _serialized(kind: str, class_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"module": _MODULES[kind], "class_name": class_name, "config": config,
+            "registered_name": None}
