@@ -278,3 +278,47 @@ def test_an_unbuilt_model_opens_in_keras_unbuilt(tmp_path):
     ours.save(tmp_path / "model.keras")
     theirs = keras.models.load_model(tmp_path / "model.keras")
     assert [layer.units for layer in theirs.layers] == [4, 2] and not theirs.built
+
+
+def two_inputs_two_outputs():
+    """Two inputs through one shared Dense, merged, two heads (one behind a Dropout)."""
+    a, b = layers.Input((4,), name="a"), layers.Input((4,), name="b")
+    shared = layers.Dense(3, activation="relu", name="shared",
+                          kernel_regularizer=regularizers.l2(0.01))
+    merged = layers.Add()([shared(a), shared(b)])
+    classes = layers.Dense(2, activation="softmax", name="classes")(merged)
+    value = layers.Dense(1, name="value")(layers.Dropout(0.2)(merged))
+    model = reglab.models.Model([a, b], [classes, value])
+    model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "mse"],
+                  metrics=[["accuracy"], ["mae"]])
+    rng = np.random.default_rng(3)
+    x = [rng.random((16, 4)).astype("float32") for _ in range(2)]
+    return model, x, [rng.integers(0, 2, 16), rng.random((16, 1)).astype("float32")]
+
+
+def one_chain():
+    inputs = layers.Input((20,))
+    hidden = layers.Dropout(0.5)(layers.Dense(8, activation="relu")(inputs))
+    model = reglab.models.Model(inputs, layers.Dense(3, activation="softmax")(hidden))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return (model, *data())
+
+
+@pytest.mark.parametrize("make", [one_chain, two_inputs_two_outputs])
+def test_keras_loads_a_reglab_functional_model(make, tmp_path):
+    ours, x, y = make()
+    ours.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    ours.save(tmp_path / "model.keras")
+    theirs = keras.models.load_model(tmp_path / "model.keras")
+    assert type(theirs).__name__ == "Functional"
+    assert [layer.name for layer in theirs.layers] == [layer.name for layer in ours.layers]
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    got, want = theirs.predict(x, verbose=0), ours.predict(x, verbose=0)
+    for a, b in zip(got if isinstance(got, list) else [got],
+                    want if isinstance(want, list) else [want], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(theirs.optimizer.iterations.numpy()) == int(ours.optimizer.iterations)
+    again = reglab.models.load_model(tmp_path / "model.keras")  # reglab's own, whole
+    for a, b in zip(ours.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -7,7 +7,7 @@ settings), ``metadata.json`` and ``model.weights.h5`` (:mod:`reglab.models.weigh
 layout, with the optimizer's variables). reglab's classes and arguments are Keras's names, so
 the translation is of form only: reglab's document (:func:`reglab.models.saving.
 model_to_config`) with each ``{class_name, config}`` given the Keras module it comes from, the
-input shape an ``InputLayer``, and reglab's own settings that Keras has no argument for left out
+input shape an ``InputLayer``, a functional model's graph Keras's inbound nodes, and reglab's own settings that Keras has no argument for left out
 at their off values (the model's ``seed``, an optimizer's ``swa_start`` of None). A class or
 setting Keras lacks (``ProximalL1``, ``GroupLasso``, ``swa_start = 5``...) is written as it is,
 so Keras's loader names it. reglab reads its own full document (``reglab.json`` beside these),
@@ -41,9 +41,21 @@ METADATA_MEMBER = "metadata.json"
 WEIGHTS_MEMBER = "model.weights.h5"
 
 
-def keras_model_config(document: dict[str, Any]) -> dict[str, Any]:
-    """Keras's ``config.json`` for reglab's document of a Sequential model."""
-    config = document["config"]
+def keras_model_config(document: dict[str, Any], model=None) -> dict[str, Any]:
+    """Keras's ``config.json`` for reglab's document of ``model`` (a functional model's
+    tensors take their shapes from the built model)."""
+    if document["class_name"] == "Functional":
+        out = {"module": "keras.src.models.functional", "class_name": "Functional",
+               "config": _functional(document["config"], model), "registered_name": "Functional"}
+    else:
+        out = _sequential(document["config"])
+    compile_config = document.get("compile_config")
+    if compile_config is not None:
+        out["compile_config"] = _compile_config(compile_config)
+    return out
+
+
+def _sequential(config: dict[str, Any]) -> dict[str, Any]:
     shape = config.get("input_shape")
     layers = []
     if shape is not None:
@@ -60,10 +72,57 @@ def keras_model_config(document: dict[str, Any]) -> dict[str, Any]:
     if shape is not None:
         model["build_input_shape"] = [None, *shape]
         out["build_config"] = {"input_shape": [None, *shape]}
-    compile_config = document.get("compile_config")
-    if compile_config is not None:
-        out["compile_config"] = _compile_config(compile_config)
     return out
+
+
+def _functional(config: dict[str, Any], model) -> dict[str, Any]:
+    """A functional model as Keras writes it: each layer once, with one inbound node per
+    call; each node's arguments the tensors it reads (``keras_history``: the calling layer's
+    name, its call's index, 0), a merge layer's as one list."""
+    entries, graph = config["layers"], config["graph"]
+    calls = config.get("calls") or list(range(len(graph)))
+    plan = model._build().plan
+    names = [entry["config"]["name"] for entry in entries]
+    node_of, nodes = [], [[] for _ in entries]  # a position's call index; each layer's nodes
+    for index in calls:
+        node_of.append(len(nodes[index]))
+        nodes[index].append(None)
+    inputs = config.get("inputs") or [p for p, index in enumerate(calls)
+                                      if entries[index]["class_name"] == "InputLayer"][:1]
+
+    def tensor(position):
+        layer = plan.layers[position]
+        return {"class_name": "__keras_tensor__", "config": {
+            "shape": [None, *layer.output_shape],
+            "dtype": layer.layer.dtype_policy.compute_dtype,
+            "keras_history": [names[calls[position]], node_of[position], 0]}}
+
+    for position, index in enumerate(calls):
+        if entries[index]["class_name"] == "InputLayer":
+            continue
+        read = [tensor(inputs[0] if p == -1 else p) for p in graph[position]]
+        takes_list = getattr(plan.layers[position].layer, "takes_list", False)
+        nodes[index][node_of[position]] = {"args": [read] if takes_list else read,
+                                           "kwargs": {}}
+    layers = []
+    for entry, name, calls_of in zip(entries, names, nodes):
+        if entry["class_name"] == "InputLayer":
+            shape = plan.layers[calls.index(names.index(name))].output_shape
+            serialized = _serialized("layer", "InputLayer", {
+                "batch_shape": [None, *shape], "dtype": "float32", "name": name})
+            calls_of = []
+        else:
+            serialized = _serialized("layer", entry["class_name"], _arguments(
+                entry["class_name"], {k: v for k, v in entry["config"].items()
+                                      if k != "input_shape"}))
+        layers.append({**serialized, "name": name, "inbound_nodes": calls_of})
+
+    def ends(positions):
+        found = [[names[calls[p]], node_of[p], 0] for p in positions]
+        return found[0] if len(found) == 1 else found
+    outputs = config.get("outputs") or [len(graph) - 1]
+    return {"name": config["name"], "trainable": config.get("trainable", True),
+            "layers": layers, "input_layers": ends(inputs), "output_layers": ends(outputs)}
 
 
 def metadata() -> dict[str, str]:

@@ -1,10 +1,10 @@
 """``save_model`` and ``load_model``: a whole model in one file, with no pickled code.
 
-The file is a zip archive; a Sequential model's is one that ``keras.models.load_model``
-opens too. It holds Keras 3's three members, ``config.json`` (the model as Keras serializes it,
+The file is a zip archive that ``keras.models.load_model`` opens too. It holds Keras 3's
+three members, ``config.json`` (the model as Keras serializes it,
 :mod:`reglab.models.keras_export`), ``metadata.json`` and ``model.weights.h5`` (the weights
 and the optimizer's variables in Keras's layout), and beside them reglab's own, which reglab
-reads (a functional model's file holds reglab's alone, its document as ``config.json``):
+reads (a file written before these had reglab's document as ``config.json``):
 
 - ``reglab.json``: the format version, the reglab version, the model class
   (``'Sequential'``), its name, seed and input shape, every layer as
@@ -129,13 +129,12 @@ def save_model(model, filepath) -> None:
             "(model.save('model.keras')), or its weights alone with "
             "model.save_weights('model.weights.h5'), which Keras reads.")
     document = model_to_config(model)  # every ConfigError is raised before any file is touched
-    members = {CONFIG_MEMBER: _json_bytes(document)}
-    if document["class_name"] == "Sequential":  # Keras's members too, for keras.models.load_model
-        members = {CONFIG_MEMBER: _json_bytes(keras_export.keras_model_config(document)),
-                   keras_export.METADATA_MEMBER: _json_bytes(keras_export.metadata()),
-                   REGLAB_MEMBER: members[CONFIG_MEMBER],
-                   keras_export.WEIGHTS_MEMBER: _keras_weights(model)}
-    members[WEIGHTS_MEMBER] = _weights_to_npz(model)
+    members = {  # Keras's members, for keras.models.load_model, then reglab's own
+        CONFIG_MEMBER: _json_bytes(keras_export.keras_model_config(document, model)),
+        keras_export.METADATA_MEMBER: _json_bytes(keras_export.metadata()),
+        REGLAB_MEMBER: _json_bytes(document),
+        keras_export.WEIGHTS_MEMBER: _keras_weights(model),
+        WEIGHTS_MEMBER: _weights_to_npz(model)}
     state = training_state.to_npz(model)
     if state is not None:
         members[training_state.MEMBER] = state
