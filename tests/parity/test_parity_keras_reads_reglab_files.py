@@ -322,3 +322,56 @@ def test_keras_loads_a_reglab_functional_model(make, tmp_path):
     again = reglab.models.load_model(tmp_path / "model.keras")  # reglab's own, whole
     for a, b in zip(ours.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_frozen_model_with_spatial_dropout_opens_in_keras(tmp_path):
+    """Keras's SpatialDropout takes no trainable argument (its own file leaves it out)."""
+    ours = reglab.models.Sequential([layers.InputLayer(shape=(6, 6, 2)),
+                                     layers.SpatialDropout2D(0.2), layers.Flatten(),
+                                     layers.Dense(2)])
+    ours.trainable = False
+    ours.save(tmp_path / "model.keras")
+    theirs = keras.models.load_model(tmp_path / "model.keras")
+    # as Keras's own file of the same frozen model loads: its layers frozen
+    assert not theirs.trainable_weights and theirs.layers[0].rate == 0.2
+    assert [layer.trainable for layer in theirs.layers] == [True, False, False]
+
+
+@pytest.mark.parametrize("name", ["input_layer", "block/dense"])
+def test_layer_names_keras_would_refuse_are_written_as_it_takes_them(name, tmp_path):
+    """A layer named as Keras names the InputLayer, or with the '/' Keras refuses."""
+    ours = reglab.models.Sequential([layers.Dense(4, input_shape=(3,), name=name),
+                                     layers.Dense(2, name="block_dense")])
+    ours.save(tmp_path / "model.keras")
+    theirs = keras.models.load_model(tmp_path / "model.keras")
+    names = [layer.name for layer in theirs.layers]
+    assert len(set(names)) == 2 and "/" not in "".join(names)
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0),
+                               rtol=1e-6)
+    assert [layer.name for layer in reglab.models.load_model(tmp_path / "model.keras").layers] \
+        == [name, "block_dense"]  # reglab's own names, from reglab.json
+
+
+def test_a_compiled_model_never_trained_opens_without_keras_s_warning(tmp_path):
+    import warnings
+
+    ours = tutorial()
+    ours.save(tmp_path / "model.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theirs = keras.models.load_model(tmp_path / "model.keras")
+    assert not [w for w in caught if "optimizer" in str(w.message)]
+    assert int(theirs.optimizer.iterations.numpy()) == 0
+
+
+def test_the_file_holds_the_weights_and_the_optimizer_s_state_once(tmp_path):
+    """About the size of Keras's own file for the same model: reglab's members beside
+    Keras's hold no second copy of the weights or slots."""
+    ours = tutorial()
+    x, y = data()
+    ours.fit(x, y, epochs=1, verbose=0)
+    ours.save(tmp_path / "ours.keras")
+    keras.models.load_model(tmp_path / "ours.keras").save(tmp_path / "theirs.keras")
+    size = os.path.getsize(tmp_path / "ours.keras")
+    assert size < os.path.getsize(tmp_path / "theirs.keras") + 8 * 1024

@@ -17,6 +17,8 @@ never this translation; this is the inverse of :mod:`reglab.keras_configs`.
 from __future__ import annotations
 
 import datetime
+import json
+import zlib
 from typing import Any
 
 #: Keras 3's module of each kind of serialized object
@@ -25,15 +27,16 @@ _MODULES = {"layer": "keras.layers", "initializer": "keras.initializers",
             "optimizer": "keras.optimizers", "loss": "keras.losses",
             "schedule": "keras.optimizers.schedules"}
 #: reglab's arguments Keras 3's class does not take, by class (``None``: every class), at
-#: the values that mean "off" (tests/parity/test_parity_keras_reads_reglab_files.py finds
+#: the values that mean "off", or at any value (``...``) where the setting is moot (tests/parity/test_parity_keras_reads_reglab_files.py finds
 #: them again from Keras's signatures)
 _REGLAB_ONLY_OFF = {
     None: {"swa_start": None},
     "SparseCategoricalCrossentropy": {"label_smoothing": 0.0},
     "LayerNormalization": {"rms_scaling": False},
     "RandomFlip": {"fill_mode": "reflect", "interpolation": "bilinear", "fill_value": 0.0},
-    "SpatialDropout1D": {"noise_shape": None, "trainable": True},
-    "SpatialDropout2D": {"noise_shape": None, "trainable": True},
+    # Keras's own file leaves out trainable here (its constructor has no such argument)
+    "SpatialDropout1D": {"noise_shape": None, "trainable": ...},
+    "SpatialDropout2D": {"noise_shape": None, "trainable": ...},
 }
 #: the Keras version whose format this writes (``metadata.json``)
 KERAS_VERSION = "3.15.1"
@@ -55,16 +58,49 @@ def keras_model_config(document: dict[str, Any], model=None) -> dict[str, Any]:
     return out
 
 
+def keras_names(names: list[str]) -> list[str]:
+    """Layer names as Keras takes them: no ``/`` (Keras refuses it; ``_`` instead), each
+    still unique (``_1``, ``_2``... after one that now reads like another)."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        base = name.replace("/", "_")
+        candidate, n = base, 0
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}_{n}"
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _unused(name: str, names: list[str]) -> str:
+    """``name``, or ``name_1``, ``name_2``... where a layer already has it."""
+    candidate, n = name, 0
+    while candidate in names:
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
+
+
+def _layer_entry(entry: dict[str, Any], name: str) -> dict[str, Any]:
+    """A layer's ``{class_name, config}`` as Keras serializes it, under ``name``."""
+    config = {k: v for k, v in entry["config"].items() if k != "input_shape"}
+    if "name" in config:
+        config["name"] = name
+    return _serialized("layer", entry["class_name"], _arguments(entry["class_name"], config))
+
+
 def _sequential(config: dict[str, Any]) -> dict[str, Any]:
     shape = config.get("input_shape")
+    entries = config["layers"]
+    names = keras_names([entry["config"].get("name") or "" for entry in entries])
     layers = []
     if shape is not None:
         layers.append(_serialized("layer", "InputLayer", {
-            "batch_shape": [None, *shape], "dtype": "float32", "name": "input_layer"}))
-    for entry in config["layers"]:
-        layers.append(_serialized("layer", entry["class_name"], _arguments(
-            entry["class_name"], {k: v for k, v in entry["config"].items()
-                                  if k != "input_shape"})))
+            "batch_shape": [None, *shape], "dtype": "float32",
+            "name": _unused("input_layer", names)}))
+    layers += [_layer_entry(entry, name) for entry, name in zip(entries, names)]
     model = {"name": config["name"], "trainable": config.get("trainable", True),
              "layers": layers}
     out = {"module": "keras", "class_name": "Sequential", "config": model,
@@ -82,7 +118,7 @@ def _functional(config: dict[str, Any], model) -> dict[str, Any]:
     entries, graph = config["layers"], config["graph"]
     calls = config.get("calls") or list(range(len(graph)))
     plan = model._build().plan
-    names = [entry["config"]["name"] for entry in entries]
+    names = keras_names([entry["config"]["name"] for entry in entries])
     node_of, nodes = [], [[] for _ in entries]  # a position's call index; each layer's nodes
     for index in calls:
         node_of.append(len(nodes[index]))
@@ -112,9 +148,7 @@ def _functional(config: dict[str, Any], model) -> dict[str, Any]:
                 "batch_shape": [None, *shape], "dtype": "float32", "name": name})
             calls_of = []
         else:
-            serialized = _serialized("layer", entry["class_name"], _arguments(
-                entry["class_name"], {k: v for k, v in entry["config"].items()
-                                      if k != "input_shape"}))
+            serialized = _layer_entry(entry, name)
         layers.append({**serialized, "name": name, "inbound_nodes": calls_of})
 
     def ends(positions):
@@ -125,10 +159,23 @@ def _functional(config: dict[str, Any], model) -> dict[str, Any]:
             "layers": layers, "input_layers": ends(inputs), "output_layers": ends(outputs)}
 
 
-def metadata() -> dict[str, str]:
-    """Keras's ``metadata.json``: the format's Keras version and the time saved."""
+def metadata(reglab_version: str) -> dict[str, str]:
+    """Keras's ``metadata.json``: the format's Keras version and the time saved, and the
+    reglab version that saved it (Keras reads only its own keys)."""
     return {"keras_version": KERAS_VERSION,
-            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+            "reglab_version": reglab_version}
+
+
+def saved_by_reglab(archive, members: list[str]) -> bool:
+    """Whether the open zip ``archive``'s ``metadata.json`` says reglab saved it."""
+    if METADATA_MEMBER not in members or archive.getinfo(METADATA_MEMBER).file_size > 2**16:
+        return False
+    try:
+        found = json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, zlib.error):
+        return False
+    return isinstance(found, dict) and "reglab_version" in found
 
 
 def _compile_config(compile_config: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +203,7 @@ def _arguments(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
     """A class's arguments in Keras's form, reglab's own left out where they are off."""
     off = {**_REGLAB_ONLY_OFF[None], **_REGLAB_ONLY_OFF.get(class_name, {})}
     return {key: _value(key, value) for key, value in config.items()
-            if not (key in off and value == off[key])}
+            if not (key in off and (off[key] is ... or value == off[key]))}
 
 
 def _value(key: str, value):

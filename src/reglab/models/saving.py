@@ -13,13 +13,15 @@ reads (a file written before these had reglab's document as ``config.json``):
   initializers and activations by name), and the compile settings (optimizer class
   and hyperparameters, with the current learning rate; loss class and config;
   metric names).
-- ``weights.npz``: the arrays of ``model.get_weights()``, written by ``np.savez`` and
-  read back with ``np.load(allow_pickle=False)``, named in order
-  (``'0000_dense.kernel'``, ``'0001_dense.bias'``, ...).
-- ``training_state.npz`` (a compiled model): the optimizer's per-weight slots, its step
-  count, a loss scale, the moving averages and the epochs trained, so that a loaded model
-  trains on as the saved one would have (:mod:`reglab.models.training_state`). A file
-  without it loads with a fresh optimizer.
+- ``training_state.npz`` (a compiled model): what Keras's optimizer variables in
+  ``model.weights.h5`` (the slots, the step count, a loss scale) do not hold: the epochs
+  trained and reglab's own averages, so that a loaded model trains on as the saved one would
+  have (:mod:`reglab.models.training_state`). A file without it loads with a fresh optimizer.
+
+A file saved before Keras's members were written holds reglab's document as ``config.json``,
+the weights in ``weights.npz`` (``np.savez``, named ``'0000_dense.kernel'``,
+``'0001_dense.bias'``... in ``get_weights()``'s order) and the whole state in
+``training_state.npz``; it still loads.
 
 Loading rebuilds layers only from the public classes of :mod:`reglab.layers` and
 compiles with the built-in optimizers and losses only, so a file can never run code.
@@ -65,7 +67,7 @@ import json
 import os
 import zipfile
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -131,11 +133,11 @@ def save_model(model, filepath) -> None:
     document = model_to_config(model)  # every ConfigError is raised before any file is touched
     members = {  # Keras's members, for keras.models.load_model, then reglab's own
         CONFIG_MEMBER: _json_bytes(keras_export.keras_model_config(document, model)),
-        keras_export.METADATA_MEMBER: _json_bytes(keras_export.metadata()),
+        keras_export.METADATA_MEMBER: _json_bytes(keras_export.metadata(reglab.__version__)),
         REGLAB_MEMBER: _json_bytes(document),
         keras_export.WEIGHTS_MEMBER: _keras_weights(model),
-        WEIGHTS_MEMBER: _weights_to_npz(model)}
-    state = training_state.to_npz(model)
+    }
+    state = training_state.to_npz(model, beside_keras=True)
     if state is not None:
         members[training_state.MEMBER] = state
     _write_atomically(path, members)
@@ -328,14 +330,6 @@ def weight_names(model) -> list[str]:
             for i, (index, name) in enumerate(model._weight_keys())]
 
 
-def _weights_to_npz(model) -> bytes:
-    names = weight_names(model)
-    arrays = model.get_weights() if names else []
-    buffer = io.BytesIO()
-    np.savez(buffer, **dict(zip(names, arrays)))
-    return buffer.getvalue()
-
-
 def _write_atomically(path: str, members: dict[str, bytes]) -> None:
     """Writes the archive's ``members`` (JSON compressed, arrays stored) to ``path`` at once."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -396,15 +390,35 @@ def _load_model(filepath, compile):  # noqa: A002
         from reglab.models import keras_files
 
         return keras_files.load(path, compile=compile)
-    member, config_bytes, weights_bytes, state_bytes = _read_archive(path)
-    document = _parse_config(path, config_bytes, member)
+    read = _read_archive(path)
+    document = _parse_config(path, read.config, read.config_member)
     if not compile:
         document = {k: v for k, v in document.items() if k != "compile_config"}
     model = _model_from_config(path, document)
-    _load_weights(path, model, weights_bytes)
-    if state_bytes is not None and compile:
-        training_state.restore(model, state_bytes, f"load_model: {path}: {training_state.MEMBER}")
+    keras_arrays = None
+    if read.weights_member == WEIGHTS_MEMBER:  # a file saved before Keras's members
+        _load_weights(path, model, read.weights)
+    else:  # the weights and Keras's optimizer variables in Keras's layout
+        keras_arrays = _load_keras_weights(path, model, read.weights)
+    if read.state is not None and compile:
+        training_state.restore(model, read.state, f"load_model: {path}: {training_state.MEMBER}",
+                               keras_arrays, f"load_model: {path}: {read.weights_member}")
     return model
+
+
+def _load_keras_weights(path: str, model, raw: bytes) -> list[np.ndarray]:
+    """Sets the weights from ``model.weights.h5`` (checked as ``load_weights`` checks);
+    returns the optimizer's variables it holds."""
+    from reglab.models import weights_file
+
+    where = f"{path}: {keras_export.WEIGHTS_MEMBER}"
+    stored, optimizer_arrays = weights_file.read(io.BytesIO(raw), where, "load_model")
+    if weight_names(model):  # else not buildable yet: no weights exist
+        try:
+            weights_file.set_layers(model, stored, where, caller="load_model")
+        except ConfigError as error:  # the file's own weights: it is damaged
+            raise DataError(str(error)) from None
+    return optimizer_arrays
 
 
 def _is_hdf5(path: str) -> bool:
@@ -423,22 +437,46 @@ def _is_keras_file(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-            return keras_files.is_keras_archive(members) and REGLAB_MEMBER not in members
+            if not keras_files.is_keras_archive(members) or REGLAB_MEMBER in members:
+                return False
+            saved_by_reglab = training_state.MEMBER in members or \
+                keras_export.saved_by_reglab(archive, members)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError):
         return False  # _read_archive says what is wrong
+    if saved_by_reglab:  # read as Keras's, it would lose its seed and training state
+        raise DataError(f"load_model: {path}: expected {REGLAB_MEMBER} in a file reglab saved "
+                        f"(its {keras_export.METADATA_MEMBER} or {training_state.MEMBER} say "
+                        f"so). Got members {members!r}. The file is damaged; Keras's part may "
+                        "still open in keras.models.load_model.")
+    return True
 
 
-def _read_archive(path: str) -> tuple[str, bytes, bytes, bytes | None]:
-    """``(the config's member name, its bytes, weights.npz, training_state.npz or None)``."""
+class _Archive(NamedTuple):
+    """A model archive's members: the config's name and bytes, the weights' name and bytes,
+    ``training_state.npz`` or None."""
+    config_member: str
+    config: bytes
+    weights_member: str
+    weights: bytes
+    state: bytes | None
+
+
+def _read_archive(path: str) -> _Archive:
+    """reglab's members of the archive at ``path``: ``reglab.json`` with Keras's
+    ``model.weights.h5`` (this version), or ``config.json`` with ``weights.npz`` (a file saved
+    before Keras's members were written)."""
     where = f"load_model: {path}"
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-            config = REGLAB_MEMBER if REGLAB_MEMBER in members else CONFIG_MEMBER
-            missing = [m for m in (config, WEIGHTS_MEMBER) if m not in members]
+            if REGLAB_MEMBER in members:
+                config, weights = REGLAB_MEMBER, keras_export.WEIGHTS_MEMBER
+            else:
+                config, weights = CONFIG_MEMBER, WEIGHTS_MEMBER
+            missing = [m for m in (config, weights) if m not in members]
             if missing:
                 raise DataError(f"{where}: expected a zip archive with members {config} "
-                                f"and {WEIGHTS_MEMBER}. Got members {members!r} (missing "
+                                f"and {weights}. Got members {members!r} (missing "
                                 f"{', '.join(missing)}).")
             if archive.getinfo(config).file_size > _MAX_CONFIG_BYTES:
                 raise DataError(f"{where}: expected {config} of at most "
@@ -446,7 +484,7 @@ def _read_archive(path: str) -> tuple[str, bytes, bytes, bytes | None]:
                                 f"{archive.getinfo(config).file_size}.")
             state = archive.read(training_state.MEMBER) if training_state.MEMBER in members \
                 else None
-            return config, archive.read(config), archive.read(WEIGHTS_MEMBER), state
+            return _Archive(config, archive.read(config), weights, archive.read(weights), state)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
             NotImplementedError) as error:
         raise DataError(f"{where}: expected a zip archive written by model.save(). Got a file "

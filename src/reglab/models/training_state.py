@@ -7,8 +7,12 @@ shuffling. Keras saves the same: its optimizer's variables and its seed generato
 
 One ``np.savez`` archive (``training_state.npz`` in the model's zip), no pickled objects:
 ``'<family>:<weight name>'`` for a tensor (``'optimizer/m:0000_dense.kernel'``, the weight
-named as in ``weights.npz``) and ``'scalars:<name>'`` for a counter (``'scalars:steps'``).
-A file without it (written before, or by a model never compiled) loads with a fresh state.
+named by :func:`reglab.models.saving.weight_names`) and ``'scalars:<name>'`` for a counter
+(``'scalars:steps'``). Since the model's file holds Keras's optimizer variables too
+(``model.weights.h5``, :func:`keras_variables`), the archive holds only the entries those do
+not (``to_npz(beside_keras=True)``), and :func:`restore` takes the rest from them; a file
+written before holds every entry. A file without it (or a model never compiled) loads with
+a fresh state.
 """
 
 from __future__ import annotations
@@ -47,20 +51,40 @@ def _entries(model) -> dict[str, np.ndarray]:
     return arrays
 
 
-def to_npz(model) -> bytes | None:
-    """The member's training state as ``.npz`` bytes; None for a model never compiled."""
+def to_npz(model, beside_keras: bool = False) -> bytes | None:
+    """The member's training state as ``.npz`` bytes; None for a model never compiled.
+    ``beside_keras``: only the entries that Keras's optimizer variables (written beside it,
+    :func:`keras_variables`) do not hold."""
     if model.optimizer is None or model._population is None:
         return None
+    entries = _entries(model)
+    if beside_keras:
+        held = set(_keras_entries(model))
+        entries = {name: value for name, value in entries.items() if name not in held}
     buffer = io.BytesIO()
-    np.savez(buffer, **_entries(model))
+    np.savez(buffer, **entries)
     return buffer.getvalue()
 
 
-def restore(model, raw: bytes, where: str) -> None:
+def _keras_entries(model) -> dict[str, int]:
+    """The entries Keras's optimizer variables hold -> their positions in Keras's order."""
+    names = _names(model)
+    out = {}
+    for i, entry in enumerate(keras_layout(model)):
+        if entry[0] == "slot":
+            out[f"{entry[1]}:{names[entry[2]]}"] = i
+        elif entry[0] in ("steps", "scalar"):
+            out[f"{_SCALAR}:{'steps' if entry[0] == 'steps' else entry[1]}"] = i
+    return out
+
+
+def restore(model, raw: bytes, where: str, keras_arrays: list[np.ndarray] | None = None,
+            keras_where: str = "") -> None:
     """Puts the state read from ``raw`` into the loaded (compiled) ``model``: every entry the
     model's optimizer keeps, and nothing else, each checked (a slot finite, of its weight's
-    shape; a counter in range) before anything changes; a DataError naming ``where`` and the
-    entry otherwise."""
+    shape; a counter in range) before anything changes; a DataError naming ``where`` (or
+    ``keras_where`` and the variable) and the entry otherwise. ``keras_arrays``: Keras's
+    optimizer variables, which hold the entries ``to_npz(beside_keras=True)`` left out."""
     from reglab.models.saving import npz_arrays
 
     arrays = npz_arrays(raw, where)
@@ -70,29 +94,45 @@ def restore(model, raw: bytes, where: str) -> None:
                             "settings to train with.")
         return
     expected = _entries(model)
-    if sorted(arrays) != sorted(expected):
-        missing = sorted(set(expected) - set(arrays))
-        extra = sorted(set(arrays) - set(expected))
-        raise DataError(f"{where}: expected the {len(expected)} entries of the model's "
+    places: dict[str, str] = {}  # an entry read from Keras's variables -> where it was
+    if keras_arrays is not None:
+        held = _keras_entries(model)
+        layout_size = len(keras_layout(model))
+        if len(keras_arrays) != layout_size:
+            raise DataError(f"{keras_where}: expected the {layout_size} optimizer variables "
+                            f"of the model's {type(model.optimizer).__name__} (optimizer/vars/"
+                            f"0, 1, ...). Got {len(keras_arrays)}.")
+        places = {entry: f"{keras_where}: optimizer/vars/{i}" for entry, i in held.items()}
+        expected_here = {k: v for k, v in expected.items() if k not in held}
+    else:
+        expected_here = expected
+    if sorted(arrays) != sorted(expected_here):
+        missing = sorted(set(expected_here) - set(arrays))
+        extra = sorted(set(arrays) - set(expected_here))
+        raise DataError(f"{where}: expected the {len(expected_here)} entries of the model's "
                         f"{type(model.optimizer).__name__} ('<state>:<weight>' for each slot "
-                        f"of a trainable weight, '{_SCALAR}:<counter>'). Got {len(arrays)} "
-                        f"(missing: {', '.join(missing) or 'none'}; unexpected: "
-                        f"{', '.join(extra) or 'none'}).")
+                        f"of a trainable weight, '{_SCALAR}:<counter>'"
+                        + (", beside Keras's optimizer variables" if places else "")
+                        + f"). Got {len(arrays)} (missing: {', '.join(missing) or 'none'}; "
+                        f"unexpected: {', '.join(extra) or 'none'}).")
+    if places:
+        arrays.update({entry: keras_arrays[held[entry]] for entry in places})
     keys = {name: key for key, name in _names(model).items()}
     tensors: dict[str, dict] = {}
     scalars: dict[str, int | float] = {}
     for entry, array in arrays.items():
+        place = places.get(entry, where)
         family, _, name = entry.partition(":")  # a weight's name may hold ':', a state's not
         if family == _SCALAR:
-            scalars[name] = _counter(where, entry, name, array)
+            scalars[name] = _counter(place, entry, name, array)
             continue
         reference = expected[entry]
         if array.dtype.kind != "f" or array.shape != reference.shape:
-            raise DataError(f"{where}: expected {entry!r} to be a float array of shape "
+            raise DataError(f"{place}: expected {entry!r} to be a float array of shape "
                             f"{reference.shape}. Got {array.dtype} of shape {array.shape}.")
         values = np.asarray(array, dtype=np.float64)  # any byte order, exactly
         if not np.isfinite(values).all():
-            raise DataError(f"{where}: expected {entry!r} to be finite. Got "
+            raise DataError(f"{place}: expected {entry!r} to be finite. Got "
                             f"{int((~np.isfinite(values)).sum())} values that are not.")
         tensors.setdefault(family, {})[keys[name]] = torch.from_numpy(values)
     model._population.set_member_training_state(0, {"tensors": tensors, "scalars": scalars})
@@ -173,6 +213,17 @@ def keras_variables(model) -> list[np.ndarray]:
                                      dtype=np.float32))
         else:
             values.append(np.asarray(entry[1]))
+    return values
+
+
+def unbuilt_keras_variables(optimizer) -> list[np.ndarray]:
+    """The variables of Keras's optimizer before it is built: ``iterations`` and the learning
+    rate (none under a schedule; none of its own for a LossScaleOptimizer here)."""
+    if getattr(optimizer, "inner_optimizer", None) is not None:
+        return []
+    values = [np.asarray(0, dtype=np.int64)]
+    if optimizer.schedule is None:
+        values.append(np.asarray(optimizer.learning_rate, dtype=np.float32))
     return values
 
 

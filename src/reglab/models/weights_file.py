@@ -80,7 +80,10 @@ def _write_optimizer(model, group) -> None:
     LossScaleOptimizer's inner optimizer's again under ``inner_optimizer``, as Keras."""
     from reglab.models import training_state
 
-    values = training_state.keras_variables(model) if model._population is not None else []
+    if model._population is not None:
+        values = training_state.keras_variables(model)
+    else:  # never built: Keras's optimizer holds its step count and rate alone then
+        values = training_state.unbuilt_keras_variables(model.optimizer)
     variables = group.create_group("vars")
     variables.attrs["name"] = snake_case(type(model.optimizer).__name__)  # as Keras
     for i, value in enumerate(values):
@@ -113,8 +116,6 @@ def load_weights(model, filepath, skip_mismatch: bool = False,
     model whose optimizer has taken a step (Keras's optimizer is built then), or always
     with ``optimizer_state=True`` (``load_model``, which builds it first); where they do
     not fit, or the optimizer has not stepped yet, a warning says they were skipped."""
-    import h5py
-
     path = os.fspath(filepath)
     if str(path).endswith((".keras", SUFFIX)) and not os.path.isfile(path):
         raise FileNotFoundError(f"load_weights: no file at {path}.")
@@ -131,17 +132,40 @@ def load_weights(model, filepath, skip_mismatch: bool = False,
     else:
         raise ValueError(f"load_weights: expected a file ending in `{SUFFIX}` or `.keras`. "
                          f"Received: filepath={path}")
+    stored, optimizer_arrays = read(source, path)
+    set_layers(model, stored, path, skip_mismatch)
+    compiled = model.optimizer is not None and model._compiled and model._population is not None
+    if optimizer_arrays:
+        _read_optimizer(model, optimizer_arrays, f"{caller}: {path}", optimizer_state, compiled)
+    elif optimizer_state and compiled:
+        warnings.warn(f"{caller}: {path} holds no optimizer state (no optimizer/vars): the "
+                      "optimizer starts afresh.", stacklevel=3)
+
+
+def read(source, path, caller: str = "load_weights"
+         ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+    """``(each layer group's arrays by group name, the optimizer's variables)`` of the
+    weights file ``source`` (a path or a binary file); ``path`` names it in errors."""
+    import h5py
+
     try:
         with h5py.File(source, "r") as file:
-            stored = _read_layers(file, path)
+            stored = _read_layers(file, path, caller)
             group = file.get("optimizer/vars")
             optimizer_arrays = [] if group is None else [
                 np.asarray(group[str(i)]) for i in range(len(group))]
     except OSError as error:
-        raise DataError(f"load_weights: {path}: not an HDF5 weights file ({error}).") from None
+        raise DataError(f"{caller}: {path}: not an HDF5 weights file ({error}).") from None
     except (KeyError, AttributeError, TypeError, ValueError) as error:
-        raise DataError(f"load_weights: {path}: not Keras 3's weights layout (layers/<name>/"
+        raise DataError(f"{caller}: {path}: not Keras 3's weights layout (layers/<name>/"
                         f"vars/0, 1, ...): {type(error).__name__}: {error}.") from None
+    return stored, optimizer_arrays
+
+
+def set_layers(model, stored: dict[str, list[np.ndarray]], path, skip_mismatch: bool = False,
+               caller: str = "load_weights") -> None:
+    """Sets each layer's weights from its group in ``stored``, every layer checked before
+    anything changes (``skip_mismatch``: a layer that does not fit keeps its own, warned)."""
     expected = _by_layer(model)
     new, problems = [], []
     for layer, group_name, current in zip(model.layers, layer_paths(model), expected):
@@ -154,27 +178,24 @@ def load_weights(model, filepath, skip_mismatch: bool = False,
                        f"{len(current)} weights. Got {len(values)}")
         else:
             for i, (value, want) in enumerate(zip(values, current)):
+                place = f"layer {layer.name!r} (layers/{group_name}/vars/{i})"
                 if value.shape != want.shape:
-                    problem = (f"layer {layer.name!r} (layers/{group_name}/vars/{i}): "
-                               f"expected shape {want.shape}. Got {value.shape}")
+                    problem = f"{place}: expected shape {want.shape}. Got {value.shape}"
+                elif value.dtype.kind not in "biuf":
+                    problem = f"{place}: expected numbers. Got dtype {value.dtype}"
+                if problem is not None:
                     break
         if problem is None:
             new.extend(v.astype(w.dtype, copy=False) for v, w in zip(values, current))
         elif skip_mismatch:
-            warnings.warn(f"load_weights: skipping {problem}.", stacklevel=3)
+            warnings.warn(f"{caller}: skipping {problem}.", stacklevel=4)
             new.extend(current)
         else:
             problems.append(problem)
     if problems:
-        raise ConfigError(f"load_weights: {path}: the file does not fit the model: "
+        raise ConfigError(f"{caller}: {path}: the file does not fit the model: "
                           + "; ".join(problems) + ". Nothing was loaded.")
     model.set_weights(new)
-    compiled = model.optimizer is not None and model._compiled and model._population is not None
-    if optimizer_arrays:
-        _read_optimizer(model, optimizer_arrays, f"{caller}: {path}", optimizer_state, compiled)
-    elif optimizer_state and compiled:
-        warnings.warn(f"{caller}: {path} holds no optimizer state (no optimizer/vars): the "
-                      "optimizer starts afresh.", stacklevel=3)
 
 
 def _read_optimizer(model, arrays, where: str, wanted: bool | None, compiled: bool) -> None:
@@ -195,9 +216,9 @@ def _read_optimizer(model, arrays, where: str, wanted: bool | None, compiled: bo
                       "variables) was skipped, and the optimizer keeps its own.", stacklevel=4)
 
 
-def _read_layers(file, path) -> dict[str, list[np.ndarray]]:
+def _read_layers(file, path, caller: str) -> dict[str, list[np.ndarray]]:
     if "layers" not in file:
-        raise DataError(f"load_weights: {path}: expected Keras 3's layout (a group 'layers'). "
+        raise DataError(f"{caller}: {path}: expected Keras 3's layout (a group 'layers'). "
                         f"Got groups {sorted(file)}. (Keras 2's .h5 files are not read.)")
     out = {}
     for name, group in file["layers"].items():

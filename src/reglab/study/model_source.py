@@ -47,14 +47,16 @@ def from_keras_file(path: Path, where: str, problems: list[str]
                     ) -> tuple[tuple[int, ...] | None, list[tuple[str, dict]]]:
     """``(input shape or None, [(layer type, arguments)])`` of a ``.keras`` archive's
     Sequential model."""
+    member = "config.json"
     try:
         with zipfile.ZipFile(path) as archive:
             # a file reglab saved holds its own document beside Keras's config.json
-            member = "reglab.json" if "reglab.json" in archive.namelist() else "config.json"
+            if "reglab.json" in archive.namelist():
+                member = "reglab.json"
             document = json.loads(archive.read(member).decode("utf-8"))
     except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError,
             json.JSONDecodeError) as error:
-        problems.append(f"{where}: expected a .keras archive (a zip with config.json) at "
+        problems.append(f"{where}: expected a .keras archive (a zip with {member}) at "
                         f"{str(path)!r}. Got: {type(error).__name__}: {error}.")
         return None, []
     return from_keras_config(document, where, problems)

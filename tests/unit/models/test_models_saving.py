@@ -198,9 +198,8 @@ def test_archive_holds_only_json_and_pickle_free_arrays(tmp_path):
         # Keras's three members (tests/parity/test_parity_keras_reads_reglab_files.py),
         # then reglab's own
         assert archive.namelist() == ["config.json", "metadata.json", "reglab.json",
-                                      "model.weights.h5", "weights.npz", "training_state.npz"]
+                                      "model.weights.h5", "training_state.npz"]
         config = json.loads(archive.read("reglab.json"))
-        weights = archive.read("weights.npz")
         keras_config = json.loads(archive.read("config.json"))
     assert keras_config["module"] == "keras" and keras_config["class_name"] == "Sequential"
     assert "seed" not in keras_config["config"]  # reglab's own, in reglab.json
@@ -218,11 +217,14 @@ def test_archive_holds_only_json_and_pickle_free_arrays(tmp_path):
         "ProximalL1"
     assert config["compile_config"]["optimizer"]["class_name"] == "Adam"
     assert config["compile_config"]["loss"]["class_name"] == "SparseCategoricalCrossentropy"
-    with np.load(io.BytesIO(weights), allow_pickle=False) as npz:
-        assert npz.files[:2] == ["0000_dense.kernel", "0001_dense.bias"]
-        assert npz.files[-1] == "0007_head.bias"
-        arrays = [npz[name] for name in npz.files]
+    from reglab.models import weights_file
+
+    with zipfile.ZipFile(path) as archive:  # the weights once, in Keras's layout
+        stored, _ = weights_file.read(io.BytesIO(archive.read("model.weights.h5")), path)
+    arrays = [a for group in weights_file.layer_paths(model) for a in stored[group]]
+    assert weights_file.layer_paths(model)[:2] == ["dense", "dropout"]
     for got, want in zip(arrays, model.get_weights(), strict=True):
+        assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
 
 
@@ -294,9 +296,65 @@ def saved(tmp_path):
     return path
 
 
+def as_saved_before(path, model) -> None:
+    """Rewrites ``path`` as reglab wrote model files before Keras's members: its document as
+    ``config.json`` and the weights in ``weights.npz`` (by ``weight_names``)."""
+    from reglab.models.saving import weight_names
+
+    with zipfile.ZipFile(path) as archive:
+        document = archive.read("reglab.json")
+    buffer = io.BytesIO()
+    np.savez(buffer, **dict(zip(weight_names(model), model.get_weights())))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", document)
+        archive.writestr("weights.npz", buffer.getvalue())
+
+
+@pytest.fixture
+def saved_before(tmp_path):
+    model = Sequential([Dense(4, input_shape=(3,)), Dense(2)], seed=0)
+    path = tmp_path / "saved.keras"
+    model.save(path)
+    as_saved_before(path, model)
+    return path
+
+
 def saved_weights(path) -> dict:
     with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("weights.npz"))) as z:
         return {name: z[name] for name in z.files}
+
+
+def rewrite_keras_weights(path, edit) -> None:
+    """Rewrites ``model.weights.h5`` in the archive at ``path``: ``edit(h5py.File)``."""
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "r+") as file:
+        edit(file)
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_a_file_saved_before_keras_s_members_loads(tmp_path):
+    model = Sequential([Dense(4, input_shape=(3,), kernel_regularizer=regularizers.l2(0.1)),
+                        Dense(2)], seed=5)
+    path = tmp_path / "before.keras"
+    model.save(path)
+    as_saved_before(path, model)
+    again = load_model(path)
+    assert again.seed == 5
+    for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_missing_member_of_a_file_saved_before(saved_before):
+    rewrite(saved_before, drop=("weights.npz",))
+    with pytest.raises(DataError, match=r"saved\.keras.*missing weights\.npz"):
+        load_model(saved_before)
 
 
 def test_missing_file(tmp_path):
@@ -315,8 +373,48 @@ def test_truncated_and_non_zip_files_are_data_errors(saved, tmp_path):
 
 
 def test_missing_member(saved):
-    rewrite(saved, drop=("weights.npz",))
-    with pytest.raises(DataError, match=r"saved\.keras.*missing weights\.npz"):
+    rewrite(saved, drop=("model.weights.h5",))
+    with pytest.raises(DataError, match=r"saved\.keras.*members reglab\.json and "
+                                        r"model\.weights\.h5.*missing model\.weights\.h5"):
+        load_model(saved)
+
+
+def test_a_file_reglab_saved_without_its_own_document_is_refused(saved, tmp_path):
+    """Keras's members alone would load it with another seed and no training state."""
+    rewrite(saved, drop=("reglab.json",))
+    with pytest.raises(DataError, match=r"saved\.keras: expected reglab\.json in a file "
+                                        r"reglab saved .*damaged"):
+        load_model(saved)
+
+
+def test_weights_that_do_not_fit_in_model_weights_h5_are_a_data_error(saved):
+    def edit(file):
+        del file["layers/dense_1/vars/1"]
+        file["layers/dense_1/vars"].create_dataset("1", data=np.zeros(3, "float32"))
+    rewrite_keras_weights(saved, edit)
+    with pytest.raises(DataError, match=r"saved\.keras: model\.weights\.h5: the file does not "
+                                        r"fit the model: layer 'dense_1' \(layers/dense_1/vars/"
+                                        r"1\): expected shape \(2,\)\. Got \(3,\)"):
+        load_model(saved)
+
+
+def test_words_in_model_weights_h5_are_a_data_error(saved):
+    def edit(file):
+        del file["layers/dense/vars/0"]
+        file["layers/dense/vars"].create_dataset("0", data=np.array([[b"a"] * 4] * 3))
+    rewrite_keras_weights(saved, edit)
+    with pytest.raises(DataError, match=r"layers/dense/vars/0\): expected numbers"):
+        load_model(saved)
+
+
+def test_a_model_weights_h5_that_is_no_hdf5_file_is_a_data_error(saved):
+    with zipfile.ZipFile(saved) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["model.weights.h5"] = b"not hdf5"
+    with zipfile.ZipFile(saved, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(DataError, match=r"saved\.keras: model\.weights\.h5: not an HDF5"):
         load_model(saved)
 
 
@@ -355,7 +453,8 @@ def test_bad_layer_arguments_name_the_file_and_layer(saved):
         load_model(saved)
 
 
-def test_weight_count_and_shape_mismatches(saved):
+def test_weight_count_and_shape_mismatches(saved_before):
+    saved = saved_before
     weights = saved_weights(saved)
     rewrite(saved, weights={k: v for k, v in weights.items() if k != "0003_dense_1.bias"})
     with pytest.raises(DataError, match=r"saved\.keras: weights\.npz: expected 4 arrays.*"
@@ -367,7 +466,8 @@ def test_weight_count_and_shape_mismatches(saved):
         load_model(saved)
 
 
-def test_pickled_arrays_are_refused(saved):
+def test_pickled_arrays_are_refused(saved_before):
+    saved = saved_before
     weights = saved_weights(saved)
     weights["0000_dense.kernel"] = np.array([object()] * 12, dtype=object).reshape(3, 4)
     rewrite(saved, weights=weights)

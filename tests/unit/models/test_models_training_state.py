@@ -102,11 +102,11 @@ def test_without_the_state_a_loaded_model_starts_its_optimizer_afresh(tmp_path):
     with zipfile.ZipFile(tmp_path / "model.keras") as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
     assert sorted(members) == ["config.json", "metadata.json", "model.weights.h5",
-                               "reglab.json", MEMBER, "weights.npz"]
-    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:  # as reglab wrote it before
-        archive.writestr("config.json", members["reglab.json"])
-        archive.writestr("weights.npz", members["weights.npz"])
-    fresh, kept = load_model(tmp_path / "old.keras"), load_model(tmp_path / "model.keras")
+                               "reglab.json", MEMBER]
+    with zipfile.ZipFile(tmp_path / "stateless.keras", "w") as archive:
+        for name in sorted(set(members) - {MEMBER}):
+            archive.writestr(name, members[name])
+    fresh, kept = load_model(tmp_path / "stateless.keras"), load_model(tmp_path / "model.keras")
     assert int(fresh.optimizer.iterations) == 0
     fresh.fit(X, Y, epochs=1, batch_size=16, verbose=0)
     kept.fit(X, Y, epochs=1, batch_size=16, verbose=0)
@@ -115,19 +115,24 @@ def test_without_the_state_a_loaded_model_starts_its_optimizer_afresh(tmp_path):
     assert any((a != b).any() for a, b in zip(fresh.get_weights(), model.get_weights()))
 
 
-def test_the_state_names_each_slot_by_its_weight_and_holds_no_pickles(tmp_path):
+def test_the_state_is_held_once_keras_s_variables_and_reglab_s_own_beside_them(tmp_path):
+    """The slots and the step count are Keras's optimizer variables in model.weights.h5 (in
+    Keras's order: iterations, learning rate, then each weight's slots); training_state.npz
+    holds what Keras has no variable for (the epochs trained), no pickles."""
     model = stack(Adam(0.01))
     model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
     model.save(tmp_path / "model.keras")
     with zipfile.ZipFile(tmp_path / "model.keras") as archive, \
             np.load(io.BytesIO(archive.read(MEMBER)), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    assert int(arrays["scalars:steps"]) == 3 and int(arrays["scalars:epochs"]) == 1
-    kernel_m = arrays["optimizer/m:0000_dense.kernel"]
-    assert kernel_m.shape == (6, 12) and np.abs(kernel_m).max() > 0
-    assert "optimizer/v:0003_batch_normalization.beta" in arrays
-    # the moving statistics take no gradient: no slots
-    assert not any("moving_mean" in name for name in arrays)
+        variables = keras_state(archive.read("model.weights.h5"))
+    assert arrays.keys() == {"scalars:epochs"} and int(arrays["scalars:epochs"]) == 1
+    assert int(variables[0]) == 3 and variables[1] == np.float32(0.01)
+    kernel_m, kernel_v = variables[2], variables[3]
+    assert kernel_m.shape == kernel_v.shape == (6, 12) and np.abs(kernel_m).max() > 0
+    assert (kernel_v >= 0).all()
+    # the kernel, the bias, BN's gamma and beta (no slots for the moving statistics), the head
+    assert len(variables) == 2 + 2 * 6
 
 
 def test_a_functional_model_with_two_inputs_trains_on_after_loading(tmp_path):
@@ -158,6 +163,36 @@ def saved(tmp_path):
     return tmp_path / "saved.keras"
 
 
+def keras_state(raw: bytes) -> list[np.ndarray]:
+    """The optimizer's variables in a model.weights.h5 file's bytes, in order."""
+    import h5py
+
+    with h5py.File(io.BytesIO(raw), "r") as file:
+        group = file["optimizer/vars"]
+        return [np.asarray(group[str(i)]) for i in range(len(group))]
+
+
+def rewrite_keras_state(path, edit) -> None:
+    """Rewrites the optimizer's variables in the archive's model.weights.h5:
+    ``edit(list of arrays) -> list of arrays``."""
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    new = edit(keras_state(members["model.weights.h5"]))
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "r+") as file:
+        group = file["optimizer/vars"]
+        for name in list(group):
+            del group[name]
+        for i, value in enumerate(new):
+            group.create_dataset(str(i), data=value)
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
 def rewrite_state(path, edit) -> None:
     with zipfile.ZipFile(path) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
@@ -175,16 +210,14 @@ def rewrite_state(path, edit) -> None:
 
 
 KERNEL_M = "optimizer/m:0000_dense.kernel"
+H5 = r"optimizer/vars"
+
+
+def replace(index, value):
+    return lambda v: [*v[:index], value, *v[index + 1:]]
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda a: {**a, KERNEL_M: np.zeros((12, 6), "float32")},
-     rf"expected '{KERNEL_M}' to be a float array of shape \(6, 12\)\. Got float32 of shape "
-     r"\(12, 6\)"),
-    (lambda a: {**a, KERNEL_M: np.zeros((6, 12), "int64")},
-     r"to be a float array of shape \(6, 12\)\. Got int64"),
-    (lambda a: {**a, KERNEL_M: np.full((6, 12), np.inf, "float32")},
-     rf"expected '{KERNEL_M}' to be finite\. Got 72 values that are not"),
     (lambda a: {**a, "optimizer/m:0099_nowhere.kernel": np.zeros(3, "float32")},
      r"expected the \d+ entries of the model's Adam .*unexpected: "
      r"optimizer/m:0099_nowhere\.kernel\)"),
@@ -192,18 +225,13 @@ KERNEL_M = "optimizer/m:0000_dense.kernel"
      r"unexpected: momentum:0000_dense\.kernel"),
     (lambda a: {**a, "optimizer/m:0004_batch_normalization.moving_mean": np.zeros(12)},
      r"unexpected: optimizer/m:0004_batch_normalization\.moving_mean"),  # takes no gradient
-    (lambda a: {k: v for k, v in a.items() if k != "optimizer/v:0001_dense.bias"},
-     r"missing: optimizer/v:0001_dense\.bias; unexpected: none"),
-    (lambda a: {k: v for k, v in a.items() if k != "scalars:steps"}, r"missing: scalars:steps"),
+    # an entry Keras's variables hold, given twice
+    (lambda a: {**a, KERNEL_M: np.zeros((6, 12), "float32")}, rf"unexpected: {KERNEL_M}"),
+    (lambda a: {k: v for k, v in a.items() if k != "scalars:epochs"},
+     r"missing: scalars:epochs"),
     (lambda a: {}, r"Got 0 \(missing: "),
-    (lambda a: {**a, "scalars:steps": np.array(-3)},
-     r"expected 'scalars:steps' to be a count \(an integer from 0 to 2\*\*63 - 1\)"),
-    (lambda a: {**a, "scalars:steps": np.array(2.5)}, r"'scalars:steps' to be a count"),
     (lambda a: {**a, "scalars:epochs": np.array(np.nan)}, r"'scalars:epochs' to be a count"),
-    (lambda a: {**a, "scalars:steps": np.array(np.inf)}, r"'scalars:steps' to be a count"),
-    (lambda a: {**a, "scalars:steps": np.array(2**64 - 1, dtype=np.uint64)},
-     r"'scalars:steps' to be a count"),
-    (lambda a: {**a, KERNEL_M: np.array([object()] * 72, dtype=object).reshape(6, 12)},
+    (lambda a: {**a, "scalars:epochs": np.array([object()], dtype=object)},
      r"no pickled objects"),
     (lambda a: b"not an npz", r"expected arrays written by np\.savez"),
 ])
@@ -213,15 +241,38 @@ def test_a_damaged_state_is_a_data_error_naming_the_entry(saved, edit, match):
         load_model(saved)
 
 
+@pytest.mark.parametrize("edit, match", [
+    (replace(2, np.zeros((12, 6), "float32")),
+     rf"{H5}/2: expected '{KERNEL_M}' to be a float array of shape \(6, 12\)\. Got float32 "
+     r"of shape \(12, 6\)"),
+    (replace(2, np.zeros((6, 12), "int64")),
+     rf"{H5}/2: .*to be a float array of shape \(6, 12\)\. Got int64"),
+    (replace(2, np.full((6, 12), np.inf, "float32")),
+     rf"{H5}/2: expected '{KERNEL_M}' to be finite\. Got 72 values that are not"),
+    (lambda v: v[:-1], r"expected the 14 optimizer variables of the model's Adam .*Got 13"),
+    (lambda v: [], r"expected the 14 optimizer variables .*Got 0"),
+    (replace(0, np.array(-3)),
+     rf"{H5}/0: expected 'scalars:steps' to be a count \(an integer from 0 to 2\*\*63 - 1\)"),
+    (replace(0, np.array(2.5)), rf"{H5}/0: expected 'scalars:steps' to be a count"),
+    (replace(0, np.array(np.inf)), rf"{H5}/0: expected 'scalars:steps' to be a count"),
+    (replace(0, np.array(2**64 - 1, dtype=np.uint64)),
+     rf"{H5}/0: expected 'scalars:steps' to be a count"),
+])
+def test_damaged_optimizer_variables_are_a_data_error_naming_the_variable(saved, edit, match):
+    rewrite_keras_state(saved, edit)
+    with pytest.raises(DataError, match=rf"saved\.keras: model\.weights\.h5: (.*: )?{match}"):
+        load_model(saved)
+
+
 @pytest.mark.parametrize("scale", [1e300, 1e-300, 0.0, np.nan])
 def test_a_loss_scale_beyond_float32_is_refused(scale, tmp_path):
     model = stack(LossScaleOptimizer(Adam(0.01)))
     model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
     model.save(tmp_path / "scaled.keras")
-    rewrite_state(tmp_path / "scaled.keras",
-                  lambda a: {**a, "scalars:loss_scale": np.array(scale)})
-    with pytest.raises(DataError, match=r"'scalars:loss_scale' to be a scale within float32's "
-                                        r"normal range"):
+    # Keras's order: the LossScaleOptimizer's iterations, rate, step counter, then its scale
+    rewrite_keras_state(tmp_path / "scaled.keras", replace(3, np.array(scale)))
+    with pytest.raises(DataError, match=r"optimizer/vars/3: expected 'scalars:loss_scale' to "
+                                        r"be a scale within float32's normal range"):
         load_model(tmp_path / "scaled.keras")
 
 
@@ -232,9 +283,9 @@ def test_big_endian_slots_and_colons_in_layer_names_load(tmp_path):
     model.compile(optimizer=Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
     model.save(tmp_path / "named.keras")
-    rewrite_state(tmp_path / "named.keras", lambda a: {
-        k: v.astype(v.dtype.newbyteorder(">")) if v.dtype.kind == "f" else v
-        for k, v in a.items()})
+    rewrite_keras_state(tmp_path / "named.keras", lambda variables: [
+        v.astype(v.dtype.newbyteorder(">")) if v.dtype.kind in "fi" else v
+        for v in variables])
     loaded = load_model(tmp_path / "named.keras")
     model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
     loaded.fit(X, Y, epochs=1, batch_size=32, verbose=0)
