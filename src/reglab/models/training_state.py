@@ -172,6 +172,7 @@ def keras_layout(model) -> list[tuple]:
     from reglab.optimizers import LossScaleOptimizer
 
     optimizer = model.optimizer
+    wrapped = isinstance(optimizer, LossScaleOptimizer)
     trainable = model._population.state.members.trainable
     keys = [key for key in (model._engine_key(k) for k in model._weight_keys())
             if key in trainable]
@@ -186,7 +187,10 @@ def keras_layout(model) -> list[tuple]:
         layout += [("slot", "ema", key) for key in keys]
     for run in optimizer.keras_slots():
         if isinstance(run, str):
-            layout.append(("computed", run))
+            # Keras 3.15 tracks such a variable (Nadam's product) only outside a
+            # LossScaleOptimizer: its variables list leaves it out when wrapped
+            if not wrapped:
+                layout.append(("computed", run))
         else:  # each weight's slots side by side
             layout += [("slot", f"optimizer/{slot}", key) for key in keys for slot in run]
     return layout
