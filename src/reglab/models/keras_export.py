@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import zipfile
 import zlib
 from typing import Any
 
@@ -173,7 +174,8 @@ def saved_by_reglab(archive, members: list[str]) -> bool:
         return False
     try:
         found = json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, zlib.error):
+    except (UnicodeDecodeError, ValueError, zlib.error, zipfile.BadZipFile, EOFError,
+            NotImplementedError, RuntimeError, OSError):  # unreadable: not a sign either way
         return False
     return isinstance(found, dict) and "reglab_version" in found
 

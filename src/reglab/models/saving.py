@@ -85,8 +85,12 @@ __all__ = ["FORMAT_VERSION", "layer_to_config", "load_model", "model_to_config",
 FORMAT_VERSION = 1
 CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "weights.npz"
-#: reglab's own document where config.json holds Keras's (a Sequential model's file)
+#: reglab's own document beside Keras's config.json
 REGLAB_MEMBER = "reglab.json"
+#: what zipfile raises for a damaged archive or member: a bad header or CRC, a member
+#: flagged encrypted (RuntimeError) or compressed by an unknown method (NotImplementedError)
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
+              NotImplementedError, RuntimeError, OSError)
 _MAX_CONFIG_BYTES = 16 * 2**20  # a config is a few kB; refuse to inflate anything huge
 #: the suffixes of an HDF5 file, and its first bytes (Keras's legacy model format)
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -403,6 +407,12 @@ def _load_model(filepath, compile):  # noqa: A002
     if read.state is not None and compile:
         training_state.restore(model, read.state, f"load_model: {path}: {training_state.MEMBER}",
                                keras_arrays, f"load_model: {path}: {read.weights_member}")
+    elif compile and keras_arrays and training_state.trained(model, keras_arrays):
+        # Keras's variables hold the slots but not the epochs trained (reglab's streams)
+        raise DataError(f"load_model: {path}: expected {training_state.MEMBER} beside the "
+                        f"optimizer's variables of a model that has trained (its step count "
+                        f"is above 0). Got members without it: the file is damaged; "
+                        f"load_model(path, compile=False) reads the weights alone.")
     return model
 
 
@@ -441,7 +451,7 @@ def _is_keras_file(path: str) -> bool:
                 return False
             saved_by_reglab = training_state.MEMBER in members or \
                 keras_export.saved_by_reglab(archive, members)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError):
+    except ZIP_ERRORS:
         return False  # _read_archive says what is wrong
     if saved_by_reglab:  # read as Keras's, it would lose its seed and training state
         raise DataError(f"load_model: {path}: expected {REGLAB_MEMBER} in a file reglab saved "
@@ -485,8 +495,9 @@ def _read_archive(path: str) -> _Archive:
             state = archive.read(training_state.MEMBER) if training_state.MEMBER in members \
                 else None
             return _Archive(config, archive.read(config), weights, archive.read(weights), state)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
-            NotImplementedError) as error:
+    except PermissionError:
+        raise
+    except ZIP_ERRORS as error:
         raise DataError(f"{where}: expected a zip archive written by model.save(). Got a file "
                         f"that cannot be read as one ({error}).") from error
 
@@ -687,7 +698,7 @@ def npz_arrays(raw: bytes, where: str) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, EOFError, *ZIP_ERRORS) as error:
         raise DataError(f"{where}: expected arrays written by np.savez (no pickled objects). "
                         f"Got content that cannot be read as them ({error}).") from error
 

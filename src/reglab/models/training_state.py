@@ -220,6 +220,18 @@ def keras_variables(model) -> list[np.ndarray]:
     return values
 
 
+def trained(model, arrays: list[np.ndarray]) -> bool:
+    """Whether Keras's optimizer variables ``arrays`` (as :func:`keras_variables` wrote them
+    for ``model``) count steps taken."""
+    if model.optimizer is None or model._population is None:
+        return False
+    layout = keras_layout(model)
+    if len(arrays) != len(layout):
+        return len(arrays) > len(unbuilt_keras_variables(model.optimizer))
+    steps = arrays[layout.index(("steps",))]
+    return steps.shape == () and steps.dtype.kind in "iuf" and bool(steps != 0)
+
+
 def unbuilt_keras_variables(optimizer) -> list[np.ndarray]:
     """The variables of Keras's optimizer before it is built: ``iterations`` and the learning
     rate (none under a schedule; none of its own for a LossScaleOptimizer here)."""

@@ -153,10 +153,14 @@ def read(source, path, caller: str = "load_weights"
             stored = _read_layers(file, path, caller)
             group = file.get("optimizer/vars")
             optimizer_arrays = [] if group is None else [
-                np.asarray(group[str(i)]) for i in range(len(group))]
+                _values(group[str(i)], f"{caller}: {path}: optimizer/vars/{i}")
+                for i in range(len(group))]
+    except DataError:
+        raise
     except OSError as error:
         raise DataError(f"{caller}: {path}: not an HDF5 weights file ({error}).") from None
-    except (KeyError, AttributeError, TypeError, ValueError) as error:
+    except (KeyError, AttributeError, TypeError, ValueError, RuntimeError) as error:
+        # RuntimeError: h5py's for a damaged file's internals (an address overflow)
         raise DataError(f"{caller}: {path}: not Keras 3's weights layout (layers/<name>/"
                         f"vars/0, 1, ...): {type(error).__name__}: {error}.") from None
     return stored, optimizer_arrays
@@ -225,5 +229,19 @@ def _read_layers(file, path, caller: str) -> dict[str, list[np.ndarray]]:
         variables = group.get("vars")
         if variables is None:
             continue
-        out[name] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+        out[name] = [_values(variables[str(i)], f"{caller}: {path}: layers/{name}/vars/{i}")
+                     for i in range(len(variables))]
     return out
+
+
+def _values(dataset, where: str) -> np.ndarray:
+    """A dataset's values, once its declared size is what the file stores: a damaged or
+    hostile file may declare terabytes in a few bytes (an empty chunked dataset)."""
+    stored = dataset.id.get_storage_size()
+    declared = dataset.size * dataset.dtype.itemsize
+    # uncompressed data stores its size; a compressed dataset at most ~1000x less
+    bound = stored * (1100 if dataset.compression is not None else 1) + 4096
+    if declared > bound:
+        raise DataError(f"{where}: a dataset of shape {dataset.shape} ({declared} bytes) that "
+                        f"stores {stored} bytes: the file is damaged.")
+    return np.asarray(dataset)

@@ -511,3 +511,38 @@ def test_an_hdf5_model_file_is_named_with_how_to_convert_it(tmp_path):
     with pytest.raises(DataError, match=r"an HDF5 file \(Keras's legacy .h5 model format\).*"
                                         r"save\('model.keras'\)"):
         load_model(path)
+
+
+def test_a_dataset_declaring_more_than_the_file_stores_is_a_data_error(saved):
+    """A few kilobytes that declare a terabyte (an empty chunked dataset): refused before
+    anything is allocated."""
+    def edit(file):
+        del file["layers/dense/vars/0"]
+        file["layers/dense/vars"].create_dataset("0", shape=(2**20, 2**20), dtype="f4",
+                                                 chunks=(1024, 1024))
+    rewrite_keras_weights(saved, edit)
+    with pytest.raises(DataError, match=r"model\.weights\.h5: layers/dense/vars/0: a dataset of "
+                                        r"shape \(1048576, 1048576\) .* the file is damaged"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("member", ["reglab.json", "model.weights.h5"])
+def test_a_member_flagged_encrypted_is_a_data_error(saved, member):
+    """zipfile raises RuntimeError for an encrypted member: a damaged model file here."""
+    import struct
+
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as archive:
+        local = archive.getinfo(member).header_offset
+    struct.pack_into("<H", data, local + 6, struct.unpack_from("<H", data, local + 6)[0] | 1)
+    central = data.find(b"PK\x01\x02")
+    while central != -1:  # the member's central directory entry too
+        length = struct.unpack_from("<H", data, central + 28)[0]
+        if data[central + 46:central + 46 + length].decode() == member:
+            flags = struct.unpack_from("<H", data, central + 8)[0]
+            struct.pack_into("<H", data, central + 8, flags | 1)
+        central = data.find(b"PK\x01\x02", central + 4)
+    saved.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"saved\.keras: expected a zip archive written by "
+                                        r"model\.save\(\)\. .*encrypted"):
+        load_model(saved)

@@ -106,7 +106,22 @@ def test_without_the_state_a_loaded_model_starts_its_optimizer_afresh(tmp_path):
     with zipfile.ZipFile(tmp_path / "stateless.keras", "w") as archive:
         for name in sorted(set(members) - {MEMBER}):
             archive.writestr(name, members[name])
-    fresh, kept = load_model(tmp_path / "stateless.keras"), load_model(tmp_path / "model.keras")
+    # the slots without the epochs trained (reglab's streams) are a damaged file
+    with pytest.raises(DataError, match=r"stateless\.keras: expected training_state\.npz "
+                                        r"beside the optimizer's variables of a model that "
+                                        r"has trained"):
+        load_model(tmp_path / "stateless.keras")
+    np.testing.assert_array_equal(  # its weights alone
+        load_model(tmp_path / "stateless.keras", compile=False).get_weights()[0],
+        model.get_weights()[0])
+    from reglab.models.saving import weight_names
+
+    buffer = io.BytesIO()  # as reglab saved files before, without a training state
+    np.savez(buffer, **dict(zip(weight_names(model), model.get_weights())))
+    with zipfile.ZipFile(tmp_path / "before.keras", "w") as archive:
+        archive.writestr("config.json", members["reglab.json"])
+        archive.writestr("weights.npz", buffer.getvalue())
+    fresh, kept = load_model(tmp_path / "before.keras"), load_model(tmp_path / "model.keras")
     assert int(fresh.optimizer.iterations) == 0
     fresh.fit(X, Y, epochs=1, batch_size=16, verbose=0)
     kept.fit(X, Y, epochs=1, batch_size=16, verbose=0)
