@@ -186,7 +186,9 @@ class Population:
             raise ConfigError("fit: 'shuffle' must be True, False or 'batch' (each batch's "
                               f"samples shuffled among themselves). Got {shuffle!r}.")
         observers = _observer_list("fit", observers)
-        train = data_module.prepare(self, x, y, sample_weight, "fit")
+        # x may come checked already (a Data from data.prepare, y and sample_weight in it)
+        train = x if isinstance(x, data_module.Data) else \
+            data_module.prepare(self, x, y, sample_weight, "fit")
         if batch_sizes is not None:
             batch_sizes = data_module.check_batch_sizes("fit", batch_sizes, train.x.shape[0])
         check_validation_freq(validation_freq, "Population.fit")

@@ -18,7 +18,8 @@ from reglab.callbacks.backup_and_restore import BackupAndRestore
 from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
 from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
-from reglab.engine.data import check_count
+from reglab.engine.data import Data, check_count
+from reglab.engine.data import prepare as prepare_data
 from reglab.engine.population import check_validation_freq
 from reglab.errors import ConfigError
 from reglab.models import fit_data
@@ -248,6 +249,17 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                                    [*own, *progress])
     bridge = _KerasBridge(model, callback_list)
     model._resume_state = None
+    # The training data checked before any callback runs, as Keras's fit builds the model
+    # from it first: a fit refused for its data leaves a CSVLogger's file or a backup as
+    # they were. Then the optimizer is built, as Keras builds it there.
+    if data.generator is None:
+        prepared = prepare_data(population, data.x, data.y, data.sample_weight, "fit")
+    elif first_epoch is not None:
+        xe, ye, we, sizes = first_epoch
+        if class_weight is not None:
+            we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
+        first_epoch = (prepare_data(population, xe, ye, we, "fit"), None, None, sizes)
+    model._build_optimizer()
     callback_list.on_train_begin({})
     resume, model._resume_state = model._resume_state, None  # set by BackupAndRestore
     if resume is not None and model.optimizer.schedule is None:
@@ -268,7 +280,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     results = []
     try:
         if data.generator is None:
-            results.append(population.fit(data.x, data.y, batch_size=data.batch_size,
+            results.append(population.fit(prepared, None, batch_size=data.batch_size,
                                           epochs=epochs, shuffle=data.shuffle,
                                           sample_weight=data.sample_weight,
                                           initial_epoch=initial_epoch, augment=data.augment,
@@ -279,7 +291,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     first_epoch = fit_data.next_epoch_from_generator(data.generator,
                                                                      data.steps_per_epoch)
                 xe, ye, we, sizes = first_epoch
-                if class_weight is not None:
+                if class_weight is not None and epoch > initial_epoch:  # the first: prepared
                     we = fit_data.class_weights_to_sample_weights(ye, class_weight, we)
                 # One fit per epoch: the weight averages (EMA, SWA) are applied once, at the end.
                 results.append(population.fit(xe, ye, batch_size=max(sizes), epochs=epoch + 1,
@@ -289,7 +301,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 if model.stop_training or results[-1].members[0].status == "diverged":
                     break
             if results:
-                population.finalize_averages(xe, max(sizes))
+                population.finalize_averages(xe.x if isinstance(xe, Data) else xe, max(sizes))
             if hasattr(data.generator, "finish"):
                 data.generator.finish()
     finally:

@@ -93,3 +93,24 @@ def test_fit_writes_one_row_per_epoch(tmp_path):
     assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
     assert [row[0] for row in rows[1:]] == ["0", "1"]
     assert [float(row[2]) for row in rows[1:]] == history.history["loss"]
+
+
+@pytest.mark.parametrize("as_flow", [False, True])
+def test_a_fit_refused_for_its_data_leaves_the_log_as_it_was(as_flow, tmp_path):
+    """Keras's fit builds the model from the data before any callback runs: an x of the
+    wrong shape is refused and the log of an earlier run is kept (was emptied)."""
+    from reglab.errors import DataError
+    from reglab.preprocessing.image import ImageDataGenerator
+
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n0,1.0\n")
+    model = Sequential([Dense(1, input_shape=(4,))])
+    model.compile("adam", "mse")
+    x, y = np.ones((8, 5, 1, 1)), np.ones(8)
+    data = ImageDataGenerator().flow(x, y, batch_size=4) if as_flow else (x.reshape(8, 5), y)
+    with pytest.raises(DataError, match=r"first layer expects samples of shape \(4,\)"):
+        if as_flow:
+            model.fit(data, epochs=1, verbose=0, callbacks=[CSVLogger(str(path))])
+        else:
+            model.fit(*data, epochs=1, verbose=0, callbacks=[CSVLogger(str(path))])
+    assert path.read_text() == "epoch,loss\n0,1.0\n"

@@ -270,3 +270,18 @@ def test_a_fit_refused_for_its_data_leaves_the_optimizer_unbuilt():
     with pytest.raises(DataError):
         model.fit(np.ones((8, 5)), np.ones(8), verbose=0)  # five features for four inputs
     assert not model.optimizer.built and "Optimizer" not in totals(summary_of(model))
+
+
+def test_a_callback_raising_before_the_first_step_finds_the_optimizer_built():
+    """Keras 3's fit builds the optimizer once the data passed, before it calls any callback
+    (checked in Keras 3.15: a callback raising in on_train_begin leaves it built)."""
+    from reglab.callbacks import LambdaCallback
+
+    def refuse(logs):
+        raise RuntimeError("stop before training")
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.Dense(1)])
+    model.compile("adam", "mse")
+    with pytest.raises(RuntimeError, match="stop before training"):
+        model.fit(np.ones((8, 4)), np.ones(8), verbose=0,
+                  callbacks=[LambdaCallback(on_train_begin=refuse)])
+    assert model.optimizer.built and "Optimizer" in totals(summary_of(model))
