@@ -151,6 +151,10 @@ class Population:
         the call with their averages, as Keras's ``fit`` ends; a loop that calls ``fit`` once
         per epoch passes ``finalize=False`` and calls :meth:`finalize_averages` at its end.
 
+        ``x`` may be the :class:`reglab.engine.data.Data` that ``data.prepare`` gave for
+        the arrays (checked before, ``y`` and ``sample_weight`` in it): the Keras API checks
+        the data before its callbacks run.
+
         ``shuffle``: True (a new order of the samples each epoch, per seed), False, or
         Keras's ``'batch'`` (the batches in order, each one's samples shuffled).
 
