@@ -22,6 +22,8 @@ import zipfile
 import zlib
 from typing import Any
 
+from reglab.models.keras_files import WEIGHTS_MEMBER  # noqa: F401  (the archive's weights)
+
 #: Keras 3's module of each kind of serialized object
 _MODULES = {"layer": "keras.layers", "initializer": "keras.initializers",
             "regularizer": "keras.regularizers", "constraint": "keras.constraints",
@@ -42,7 +44,10 @@ _REGLAB_ONLY_OFF = {
 #: the Keras version whose format this writes (``metadata.json``)
 KERAS_VERSION = "3.15.1"
 METADATA_MEMBER = "metadata.json"
-WEIGHTS_MEMBER = "model.weights.h5"
+#: what zipfile raises for a damaged archive or member: a bad header or CRC, a member
+#: flagged encrypted (RuntimeError) or compressed by an unknown method (NotImplementedError)
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
+              NotImplementedError, RuntimeError, OSError)
 
 
 def keras_model_config(document: dict[str, Any], model=None) -> dict[str, Any]:
@@ -62,21 +67,14 @@ def keras_model_config(document: dict[str, Any], model=None) -> dict[str, Any]:
 def keras_names(names: list[str]) -> list[str]:
     """Layer names as Keras takes them: no ``/`` (Keras refuses it; ``_`` instead), each
     still unique (``_1``, ``_2``... after one that now reads like another)."""
-    taken: set[str] = set()
-    out = []
+    taken: list[str] = []
     for name in names:
-        base = name.replace("/", "_")
-        candidate, n = base, 0
-        while candidate in taken:
-            n += 1
-            candidate = f"{base}_{n}"
-        taken.add(candidate)
-        out.append(candidate)
-    return out
+        taken.append(_unused(name.replace("/", "_"), taken))
+    return taken
 
 
 def _unused(name: str, names: list[str]) -> str:
-    """``name``, or ``name_1``, ``name_2``... where a layer already has it."""
+    """``name``, or ``name_1``, ``name_2``... where one of ``names`` already has it."""
     candidate, n = name, 0
     while candidate in names:
         n += 1
@@ -174,8 +172,7 @@ def saved_by_reglab(archive, members: list[str]) -> bool:
         return False
     try:
         found = json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, zlib.error, zipfile.BadZipFile, EOFError,
-            NotImplementedError, RuntimeError, OSError):  # unreadable: not a sign either way
+    except (UnicodeDecodeError, ValueError, *ZIP_ERRORS):  # unreadable: no sign either way
         return False
     return isinstance(found, dict) and "reglab_version" in found
 

@@ -66,7 +66,6 @@ import io
 import json
 import os
 import zipfile
-import zlib
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -87,10 +86,7 @@ CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "weights.npz"
 #: reglab's own document beside Keras's config.json
 REGLAB_MEMBER = "reglab.json"
-#: what zipfile raises for a damaged archive or member: a bad header or CRC, a member
-#: flagged encrypted (RuntimeError) or compressed by an unknown method (NotImplementedError)
-ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
-              NotImplementedError, RuntimeError, OSError)
+ZIP_ERRORS = keras_export.ZIP_ERRORS
 _MAX_CONFIG_BYTES = 16 * 2**20  # a config is a few kB; refuse to inflate anything huge
 #: the suffixes of an HDF5 file, and its first bytes (Keras's legacy model format)
 HDF5_SUFFIXES = (".h5", ".hdf5")
