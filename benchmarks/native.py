@@ -6,9 +6,12 @@ The same population as ``benchmarks/population.py`` (the tutorial's nine techniq
 ``REGLAB_NATIVE=0`` (the torch path: abs/sum/vecdot for the penalty values, sign/addcmul for
 their gradients, torch's fused Adam per group of members), ``--repeats`` times each, after a
 warm-up of both; it prints each run's milliseconds per step, the medians and their ratio.
+``--only member_products`` keeps every other kernel on and compares only the first layer's
+per-member products made from C (``reglab/native/member_products.py``) against torch's
+calls per member.
 
     MKL_CBWR=AUTO,STRICT python benchmarks/native.py [--populations 1 45] [--batches 32 128]
-        [--steps 300] [--repeats 5] [--threads 1]
+        [--steps 300] [--repeats 5] [--threads 1] [--only member_products]
 """
 
 from __future__ import annotations
@@ -43,11 +46,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per timed epoch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=["all", "member_products"], default="all",
+                        help="which native kernels to compare against torch's path: all of "
+                             "them (REGLAB_NATIVE=1 against 0), or only the first layer's "
+                             "per-member products")
     args = parser.parse_args()
 
     import torch
 
     from reglab import native
+    from reglab.native import member_products
+
+    products_available = member_products.available
+
+    def use(mode: str) -> None:
+        """'1': the native kernels; '0': torch's path for those compared."""
+        if args.only == "all":
+            os.environ["REGLAB_NATIVE"] = mode
+        else:
+            member_products.available = products_available if mode == "1" else (lambda: False)
 
     torch.set_num_threads(args.threads)
     os.environ["REGLAB_NATIVE"] = "1"
@@ -60,13 +77,13 @@ def main() -> None:
             x, y = bench.random_data(args.steps * batch, rng)
             times: dict[str, list[float]] = {"torch": [], "native": []}
             for mode in ("0", "1"):  # warm-up: every code path of both
-                os.environ["REGLAB_NATIVE"] = mode
+                use(mode)
                 one_epoch(size, x[:2 * batch], y[:2 * batch], batch)
             for repeat in range(args.repeats):
                 # alternate which goes first, so that neither always follows the other
                 order = ("0", "1") if repeat % 2 == 0 else ("1", "0")
                 for mode in order:
-                    os.environ["REGLAB_NATIVE"] = mode
+                    use(mode)
                     seconds = one_epoch(size, x, y, batch)
                     times["native" if mode == "1" else "torch"].append(
                         seconds / args.steps * 1e3)
@@ -77,7 +94,7 @@ def main() -> None:
             print(f"P={size}, batch {batch}: native kernels {medians['native']:.2f} ms/step "
                   f"against the torch path's {medians['torch']:.2f}: "
                   f"{medians['native'] / medians['torch']:.2f}× the time", flush=True)
-    os.environ["REGLAB_NATIVE"] = "1"
+    use("1")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from reglab.layers import products
-from reglab.native import side_by_side
+from reglab.native import member_products, side_by_side
 
 # Kernel columns per vector tile of the CPU's fp32 GEMM (AVX-512: 16 floats). With units a
 # multiple of it, a member's columns never share a tile with a neighbour's.
@@ -155,6 +155,9 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
         if k == 0:
             continue
         if per_member:  # each member's product into its own rows of y
+            if isinstance(who, slice) and member_products.addmm(
+                    x[g], kernel[who], None if bias is None else bias[who], y[who]):
+                continue  # the same products, made from C in one call (float32 on a CPU)
             for m in _positions(who):
                 if biases is None:
                     products.mm(xs[g], kernels[m], out=ys[m])
@@ -197,7 +200,8 @@ def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
             if grad_x is not None:
                 grad_x[g] = 0
             continue
-        if per_member:  # into each member's block
+        if per_member and not (isinstance(who, slice) and member_products.kernel_grad(
+                x[g], dy[who], grad_kernel[who])):  # into each member's block
             x_t = x[g].t()
             for m in _positions(who):
                 products.mm(x_t, dys[m], out=grads[m])

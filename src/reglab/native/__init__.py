@@ -31,7 +31,7 @@ import torch
 __all__ = ["library", "enabled", "cache_dir", "float32_rows"]
 
 _SOURCES = ("penalty_kernels.c", "adam_kernels.c", "dropout_kernels.c",
-            "side_by_side_kernels.c", "crossentropy_kernels.c")
+            "side_by_side_kernels.c", "crossentropy_kernels.c", "member_products_kernels.c")
 _HEADERS = ("sign.h", "bfloat16.h")  # part of the build's key too
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
@@ -49,6 +49,9 @@ _SIGNATURES = {
         "reglab_dropout_backward_bf16")},
     **{name: (_F32P, _I64, _I64, _I64, _I64, _F32P) for name in (
         "reglab_lay_side_by_side_bf16", "reglab_take_side_by_side_bf16")},
+    "reglab_members_addmm_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _I64, _F32P,
+                                 _I64, _F32P),
+    "reglab_members_kernel_grad_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _F32P),
     "reglab_crossentropy_backward_f32": (_F32P, _F32P, _I64, _I64, _F32P, _F32P, _F32P, _I64,
                                          _I64, _I64, _I64, _I64, _F32P),
 }

@@ -1,0 +1,139 @@
+"""The shared first layer's per-member float32 products, a seed group's in one call
+(``native/member_products_kernels.c``): the sgemm torch's ``addmm`` and ``mm`` make for
+each member, made from C with the same arguments, so the numbers are torch's bit for bit,
+without torch's dispatch per member (some 4 us, 90 times a step at P = 45).
+
+The sgemm is the BLAS routine in torch's own library. It is used only where torch's
+float32 products are that sgemm: a CPU, float32 matmul precision at its full ("ieee"; a
+user's ``torch.set_float32_matmul_precision("medium")`` makes torch use oneDNN's bfloat16
+products instead), and a first check, made once per process, that the loops give torch's
+numbers bit for bit on a few awkward shapes. Each function returns False (nothing
+written) where it does not apply; the caller then makes torch's calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import torch
+
+from reglab import native
+
+#: the largest dimension a BLAS int (32 bits) holds
+_INT_MAX = 2**31 - 1
+
+
+@functools.cache
+def _sgemm() -> int | None:
+    """The address of the sgemm in torch's library, or None (not exported: a torch built
+    on another BLAS, or none)."""
+    if not torch.backends.mkl.is_available():
+        return None
+    path = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    try:
+        address = ctypes.cast(ctypes.CDLL(path).sgemm_, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+    return address
+
+
+def _full_precision() -> bool:
+    """Whether torch's float32 CPU products are full float32 ones (its BLAS), not oneDNN's
+    reduced-precision ones."""
+    try:
+        return torch.backends.mkldnn.matmul.fp32_precision in ("none", "ieee")
+    except AttributeError:  # an older torch: only the legacy switch
+        return torch.get_float32_matmul_precision() == "highest"
+
+
+def available() -> bool:
+    """Whether the loops run here and now (see the module docstring)."""
+    return (_full_precision() and native.library() is not None and _sgemm() is not None
+            and _agrees_with_torch())
+
+
+def _fits(out: torch.Tensor, *tensors: torch.Tensor) -> bool:
+    """CPU float32 strided tensors whose dimensions a BLAS int holds; ``out`` written
+    in place where autograd need not see it."""
+    return (not (out.requires_grad and torch.is_grad_enabled())
+            and all(t.device.type == "cpu" and t.dtype == torch.float32
+                    and t.layout == torch.strided and max(t.shape, default=0) <= _INT_MAX
+                    for t in (out, *tensors)))
+
+
+def _blocks(t: torch.Tensor) -> bool:
+    """A ``(k, ...)`` stack of k > 0 contiguous blocks, evenly spaced."""
+    return t.dim() >= 2 and t.shape[0] > 0 and t[0].is_contiguous()
+
+
+def addmm(x: torch.Tensor, kernels: torch.Tensor, biases: torch.Tensor | None,
+          out: torch.Tensor) -> bool:
+    """``out[m] = biases[m] + x @ kernels[m]`` (``x @ kernels[m]`` without biases) for the
+    k members of a group: ``x`` ``(b, in)``, ``kernels`` ``(k, in, units)``, ``biases``
+    ``(k, units)``, ``out`` ``(k, b, units)`` contiguous; torch's ``addmm`` / ``mm`` for each.
+    False (nothing written) where the loops do not apply."""
+    if not (x.dim() == 2 and kernels.dim() == 3 and out.numel() and x.numel()
+            and out.shape == (kernels.shape[0], x.shape[0], kernels.shape[2])
+            and kernels.shape[1] == x.shape[1]
+            and (biases is None or (biases.shape == (kernels.shape[0], kernels.shape[2])
+                                    and biases.stride(-1) == 1))
+            and _fits(out, x, kernels, *([] if biases is None else [biases]))
+            and x.is_contiguous() and out.is_contiguous() and _blocks(kernels)
+            and available()):
+        return False
+    count, n_in, units = kernels.shape
+    native.library().reglab_members_addmm_f32(
+        _sgemm(), count, x.shape[0], n_in, units, x.data_ptr(), kernels.data_ptr(),
+        kernels.stride(0), None if biases is None else biases.data_ptr(),
+        0 if biases is None else biases.stride(0), out.data_ptr())
+    return True
+
+
+def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
+    """``out[m] = x^T @ dy[m]`` for the k members of a group: ``x`` ``(b, in)``, ``dy``
+    ``(k, b, units)``, ``out`` ``(k, in, units)``, all contiguous; torch's ``mm(x.t(),
+    dy[m])`` for each. False (nothing written) where the loops do not apply."""
+    if not (x.dim() == 2 and dy.dim() == 3 and out.numel() and dy.numel()
+            and dy.shape[1] == x.shape[0] and out.shape == (dy.shape[0], x.shape[1], dy.shape[2])
+            and _fits(out, x, dy) and x.is_contiguous() and dy.is_contiguous()
+            and out.is_contiguous() and available()):
+        return False
+    count, rows, units = dy.shape
+    native.library().reglab_members_kernel_grad_f32(
+        _sgemm(), count, rows, x.shape[1], units, x.data_ptr(), dy.data_ptr(),
+        out.data_ptr())
+    return True
+
+
+#: (members, batch rows, inputs, units) the first check runs: tile-sized and ragged
+_CHECK_SHAPES = ((3, 32, 784, 64), (2, 1, 5, 16), (2, 7, 33, 10), (2, 128, 17, 48))
+
+
+@functools.cache
+def _agrees_with_torch() -> bool:
+    """Whether the loops give torch's own ``addmm`` / ``mm`` results bit for bit here (once
+    per process; a torch whose float32 products are not its BLAS's sgemm fails it)."""
+    lib = native.library()
+    g = torch.Generator().manual_seed(0)
+    for count, rows, n_in, units in _CHECK_SHAPES:
+        x = torch.randn(rows, n_in, generator=g)
+        kernels = torch.randn(count, n_in, units, generator=g)
+        biases = torch.randn(count, units, generator=g)
+        dy = torch.randn(count, rows, units, generator=g)
+        out, grad = torch.empty(count, rows, units), torch.empty(count, n_in, units)
+        lib.reglab_members_addmm_f32(_sgemm(), count, rows, n_in, units, x.data_ptr(),
+                                     kernels.data_ptr(), kernels.stride(0), biases.data_ptr(),
+                                     biases.stride(0), out.data_ptr())
+        lib.reglab_members_kernel_grad_f32(_sgemm(), count, rows, n_in, units, x.data_ptr(),
+                                           dy.data_ptr(), grad.data_ptr())
+        # torch's calls into the same places of a twin buffer (without MKL_CBWR, MKL's
+        # sums may depend on where in memory a block starts)
+        out_torch, grad_torch = torch.empty_like(out), torch.empty_like(grad)
+        for m in range(count):
+            torch.addmm(biases[m], x, kernels[m], out=out_torch[m])
+            torch.mm(x.t(), dy[m], out=grad_torch[m])
+        if not (torch.equal(out, out_torch) and torch.equal(grad, grad_torch)):
+            return False
+    return True
