@@ -42,10 +42,16 @@ def _sgemm() -> int | None:
 def _full_precision() -> bool:
     """Whether torch's float32 CPU products are full float32 ones (its BLAS), not oneDNN's
     reduced-precision ones."""
-    try:
-        return torch.backends.mkldnn.matmul.fp32_precision in ("none", "ieee")
-    except AttributeError:  # an older torch: only the legacy switch
-        return torch.get_float32_matmul_precision() == "highest"
+    return _matmul_precision() in ("none", "ieee", "highest")
+
+
+def _matmul_precision() -> str:
+    """oneDNN's float32 matmul precision (``torch.backends.mkldnn.matmul.fp32_precision``,
+    read without the property's Python), or the legacy switch's on an older torch."""
+    getter = getattr(torch._C, "_get_fp32_precision_getter", None)
+    if getter is None:
+        return torch.get_float32_matmul_precision()
+    return getter("mkldnn", "matmul")
 
 
 def available() -> bool:
