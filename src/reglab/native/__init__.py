@@ -1,6 +1,8 @@
 """Native kernels: the engine's memory-bound passes (the L1/L2 penalty's value and gradient,
 Adam's step, dropout forward and backward, the mixed-precision first layer's kernels laid
-side by side, the fused softmax + crossentropy's gradient), fused in C, built on first use.
+side by side, the fused softmax + crossentropy's gradient), fused in C, built on first use;
+and the float32 first layer's per-member products, a seed group's in one call to the BLAS
+sgemm torch itself calls (``member_products.py``).
 
 The C sources beside this module are compiled with the machine's C compiler (``cc``, or
 ``$CC``) into a shared library kept under the user's cache (``$REGLAB_CACHE_DIR``, else
