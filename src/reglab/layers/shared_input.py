@@ -147,9 +147,7 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
     per_member = kernel.dtype == x.dtype
     members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
     y = x.new_empty(members, b, units)
-    if per_member:  # every member's views in one call each (not three indexings per member)
-        xs, kernels, ys = x.unbind(0), kernel.unbind(0), y.unbind(0)
-        biases = None if bias is None else bias.unbind(0)
+    views = None  # per member, made once when a group needs torch's calls
     for g, who in enumerate(groups.members):
         k = _size(who)
         if k == 0:
@@ -158,6 +156,10 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
             if isinstance(who, slice) and member_products.addmm(
                     x[g], kernel[who], None if bias is None else bias[who], y[who]):
                 continue  # the same products, made from C in one call (float32 on a CPU)
+            if views is None:  # every member's views in one call each (not three indexings
+                views = (x.unbind(0), kernel.unbind(0), y.unbind(0),  # per member)
+                         None if bias is None else bias.unbind(0))
+            xs, kernels, ys, biases = views
             for m in _positions(who):
                 if biases is None:
                     products.mm(xs[g], kernels[m], out=ys[m])
@@ -192,8 +194,7 @@ def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
     grad_x = torch.empty_like(x) if need_x else None
     grad_kernel = torch.empty_like(kernel) if need_kernel else None
     per_member = need_kernel and grad_kernel.dtype == x.dtype
-    if per_member:
-        dys, grads = dy.unbind(0), grad_kernel.unbind(0)
+    views = None  # per member, made once when a group needs torch's calls
     for g, who in enumerate(groups.members):
         k = _size(who)
         if k == 0:
@@ -202,6 +203,9 @@ def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
             continue
         if per_member and not (isinstance(who, slice) and member_products.kernel_grad(
                 x[g], dy[who], grad_kernel[who])):  # into each member's block
+            if views is None:
+                views = (dy.unbind(0), grad_kernel.unbind(0))
+            dys, grads = views
             x_t = x[g].t()
             for m in _positions(who):
                 products.mm(x_t, dys[m], out=grads[m])
