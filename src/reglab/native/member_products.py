@@ -61,12 +61,16 @@ def available() -> bool:
 
 
 def _fits(out: torch.Tensor, *tensors: torch.Tensor) -> bool:
-    """CPU float32 strided tensors whose dimensions a BLAS int holds; ``out`` written
-    in place where autograd need not see it."""
-    return (not (out.requires_grad and torch.is_grad_enabled())
-            and all(t.device.type == "cpu" and t.dtype == torch.float32
-                    and t.layout == torch.strided and max(t.shape, default=0) <= _INT_MAX
-                    for t in (out, *tensors)))
+    """CPU float32 strided tensors whose memory holds their values (not a negated or zero
+    view) and whose dimensions a BLAS int holds; none that autograd records (under grad mode
+    torch's ``out=`` products refuse them, as a graph through them, a double backward's,
+    would be cut)."""
+    grad_mode = torch.is_grad_enabled()
+    return all(t.device.type == "cpu" and t.dtype == torch.float32
+               and t.layout == torch.strided and max(t.shape, default=0) <= _INT_MAX
+               and not (grad_mode and t.requires_grad) and not t.is_neg()
+               and not torch._is_zerotensor(t) and t.data_ptr() != 0
+               for t in (out, *tensors))
 
 
 def _blocks(t: torch.Tensor) -> bool:
@@ -82,6 +86,7 @@ def addmm(x: torch.Tensor, kernels: torch.Tensor, biases: torch.Tensor | None,
     False (nothing written) where the loops do not apply."""
     if not (x.dim() == 2 and kernels.dim() == 3 and out.numel() and x.numel()
             and out.shape == (kernels.shape[0], x.shape[0], kernels.shape[2])
+            and out.shape[1:] != (1, 1)  # torch makes a (1, 1) product otherwise than sgemm
             and kernels.shape[1] == x.shape[1]
             and (biases is None or (biases.shape == (kernels.shape[0], kernels.shape[2])
                                     and biases.stride(-1) == 1))
@@ -94,6 +99,7 @@ def addmm(x: torch.Tensor, kernels: torch.Tensor, biases: torch.Tensor | None,
         _sgemm(), count, x.shape[0], n_in, units, x.data_ptr(), kernels.data_ptr(),
         kernels.stride(0), None if biases is None else biases.data_ptr(),
         0 if biases is None else biases.stride(0), out.data_ptr())
+    torch.autograd.graph.increment_version(out)  # an in-place write, as torch's out= counts
     return True
 
 
@@ -103,6 +109,7 @@ def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
     dy[m])`` for each. False (nothing written) where the loops do not apply."""
     if not (x.dim() == 2 and dy.dim() == 3 and out.numel() and dy.numel()
             and dy.shape[1] == x.shape[0] and out.shape == (dy.shape[0], x.shape[1], dy.shape[2])
+            and out.shape[1:] != (1, 1)  # as for addmm
             and _fits(out, x, dy) and x.is_contiguous() and dy.is_contiguous()
             and out.is_contiguous() and available()):
         return False
@@ -110,11 +117,13 @@ def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
     native.library().reglab_members_kernel_grad_f32(
         _sgemm(), count, rows, x.shape[1], units, x.data_ptr(), dy.data_ptr(),
         out.data_ptr())
+    torch.autograd.graph.increment_version(out)
     return True
 
 
 #: (members, batch rows, inputs, units) the first check runs: tile-sized and ragged
-_CHECK_SHAPES = ((3, 32, 784, 64), (2, 1, 5, 16), (2, 7, 33, 10), (2, 128, 17, 48))
+_CHECK_SHAPES = ((3, 32, 784, 64), (2, 1, 5, 16), (2, 7, 33, 10), (2, 128, 17, 48),
+                 (2, 3, 9, 1), (2, 300, 1, 2))
 
 
 @functools.cache

@@ -153,3 +153,51 @@ def test_training_with_the_loops_gets_torchs_weights(loops, monkeypatch):
     assert with_loops.keys() == with_torch.keys()
     for key in with_loops:
         assert torch.equal(with_loops[key], with_torch[key]), key
+
+
+def test_a_one_by_one_product_is_left_to_torch(loops):
+    # torch makes a (1, 1) product otherwise than its sgemm: its own call, its own bits
+    g = torch.Generator().manual_seed(3)
+    x, kernels, biases = torch.randn(1, 300, generator=g), torch.randn(2, 300, 1, generator=g), \
+        torch.randn(2, 1, generator=g)
+    out = torch.full((2, 1, 1), 7.0)
+    assert not member_products.addmm(x, kernels, biases, out)
+    assert not member_products.kernel_grad(torch.randn(300, 1, generator=g),
+                                           torch.randn(2, 300, 1, generator=g), out)
+    assert torch.equal(out, torch.full((2, 1, 1), 7.0))
+
+
+def test_tensors_whose_memory_is_not_their_values_are_left_to_torch(loops):
+    x, kernels, out = torch.randn(4, 8), torch.randn(2, 8, 16), torch.full((2, 4, 16), 7.0)
+    assert not member_products.addmm(x, torch._neg_view(kernels), None, out)
+    assert not member_products.addmm(x, torch._efficientzerotensor(2, 8, 16), None, out)
+    assert not member_products.kernel_grad(torch._neg_view(x), torch.randn(2, 4, 16),
+                                           torch.empty(2, 8, 16))
+    assert torch.equal(out, torch.full((2, 4, 16), 7.0))
+
+
+def test_a_write_counts_as_in_place_for_autograd(loops):
+    # a tensor autograd saved and the loops overwrote: backward refuses, as after torch's out=
+    w = torch.randn(2, 4, 16, requires_grad=True)
+    saved = w.exp()
+    assert member_products.addmm(torch.randn(4, 8), torch.randn(2, 8, 16), None,
+                                 saved.detach())
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved.sum().backward()
+
+
+def test_a_double_backward_is_torchs(loops):
+    # the kernel's gradient with a graph (a gradient penalty): the loops stand aside, and the
+    # per-member torch calls refuse as they always did, rather than cut the graph silently
+    from reglab.layers.shared_input import MemberGroups, shared_input_linear
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, 20, generator=g, requires_grad=True)
+    kernel = torch.randn(3, 20, 16, generator=g, requires_grad=True)
+    bias = torch.randn(3, 16, generator=g, requires_grad=True)
+    y = shared_input_linear(x, kernel, bias, MemberGroups.single(3, "cpu"))
+    with pytest.raises(RuntimeError, match="out="):
+        torch.autograd.grad((y ** 2).sum(), kernel, create_graph=True)
+    assert not member_products.kernel_grad(x[0].detach(), torch.randn(3, 8, 16,
+                                                                      requires_grad=True),
+                                           torch.empty(3, 20, 16))
