@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from reglab.backend import EPSILON  # noqa: F401 - the module's own epsilon, re-exported
@@ -117,6 +118,14 @@ def _single_threshold(owner: str, thresholds) -> list[float]:
     return [float(values[0])]
 
 
+def _evenly_spaced(values: list[float]) -> bool:
+    """Keras's ``is_evenly_distributed_thresholds``: three values or more, each within 1e-7
+    of ``i / (n - 1)`` (those in float32)."""
+    n = len(values)
+    return n >= 3 and bool(np.allclose(values, np.arange(n, dtype=np.float32) / (n - 1),
+                                       atol=1e-7))
+
+
 def _unsupported(owner: str, **arguments) -> None:
     given = {k: v for k, v in arguments.items() if v not in (None, False)}
     if given:
@@ -190,10 +199,17 @@ class AUC(ConfusionMetric):
         self.curve, self.summation_method = curve, method
         self.from_logits = bool(from_logits)
         self.num_thresholds = len(inner) + 2
+        #: Keras's ``_thresholds_distributed_evenly``: its counting then clips predictions
+        #: to [0, 1] first (a linear head's outputs below 0 count as 0, above 1 as 1)
+        self.clips = thresholds is None or _evenly_spaced([0.0, *inner, 1.0])
         super().__init__([0.0 - EPSILON, *inner, 1.0 + EPSILON], name)
 
     def __call__(self, y_true, y_pred):
-        return super().__call__(y_true, torch.sigmoid(y_pred) if self.from_logits else y_pred)
+        if self.from_logits:
+            y_pred = torch.sigmoid(y_pred)
+        if self.clips:
+            y_pred = y_pred.clamp(0.0, 1.0)
+        return super().__call__(y_true, y_pred)
 
     def get_config(self):
         return {"name": self.name, "curve": self.curve, "summation_method":

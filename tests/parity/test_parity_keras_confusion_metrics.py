@@ -135,3 +135,46 @@ def test_integer_labels_for_a_softmax_are_refused_naming_the_metric():
                   metrics=[reglab.metrics.Precision()])
     with pytest.raises(DataError, match=r"precision: the targets must have the output's shape"):
         model.fit(x, y.argmax(axis=1), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("units", [1, 3])
+def test_auc_of_a_linear_head_clips_as_keras(units):
+    # outputs outside [0, 1] (logits, a regression head): Keras clips them to [0, 1] before
+    # counting when the thresholds are evenly spaced (the default, or [0.25, 0.5, 0.75]),
+    # not for other thresholds
+    x, y = data(units)
+
+    def build(api):
+        m = api.metrics
+        model = api.Sequential([api.Input((6,)), api.layers.Dense(8, activation="relu"),
+                                api.layers.Dense(units)])
+        model.compile(optimizer=api.optimizers.SGD(0.1),
+                      loss=api.losses.BinaryCrossentropy(from_logits=True) if units == 1
+                      else api.losses.CategoricalCrossentropy(from_logits=True),
+                      metrics=[m.AUC(name="auc"), m.AUC(curve="PR", name="pr_auc"),
+                               m.AUC(thresholds=[0.25, 0.5, 0.75], name="auc_even"),
+                               m.AUC(thresholds=[0.1, 0.5, 0.7], name="auc_uneven"),
+                               m.AUC(from_logits=True, name="auc_logits")])
+        return model
+    keras.utils.set_random_seed(5)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+                          validation_data=(x[:50], y[:50])).history
+    got = ours.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+                   validation_data=(x[:50], y[:50])).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=2e-5, atol=2e-6, err_msg=key)
+
+
+def test_auc_clips_out_of_range_predictions_by_hand():
+    y_true = torch.tensor([0.0, 1, 1, 0, 1]).reshape(1, 5, 1)
+    y_pred = torch.tensor([-2.0, 3, -0.5, 0.3, 1.5]).reshape(1, 5, 1)
+    for kwargs in [{}, {"curve": "PR"}, {"thresholds": [0.25, 0.5, 0.75]},
+                   {"thresholds": [0.1, 0.5, 0.7]}]:
+        ours = reglab.metrics.AUC(**kwargs)
+        value = float(ours.totals_result(ours(y_true, y_pred).sum(dim=1))[0])
+        theirs = keras.metrics.AUC(**kwargs)
+        theirs.update_state(y_true.reshape(5, 1).numpy(), y_pred.reshape(5, 1).numpy())
+        assert value == pytest.approx(float(theirs.result()), rel=1e-6, abs=1e-7), kwargs
