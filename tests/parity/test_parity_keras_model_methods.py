@@ -301,3 +301,41 @@ def test_test_and_predict_hooks_run_as_in_keras():
         model.predict(x, batch_size=20, callbacks=[_recorder(api, record)], verbose=0)
     assert len(calls["keras"]) == 2 * (2 + 2 * 2) + (2 + 2 * 3) + (2 + 2 * 3)
     _same_calls(calls["reglab"], calls["keras"])
+
+
+@pytest.mark.parametrize(("input_shape", "x_shape", "build_rest"), [
+    ((1,), (30,), lambda api: [api.layers.Dense(2)]),  # one feature given as (N,)
+    ((4,), (30, 4, 1), lambda api: [api.layers.Dense(2)]),  # a trailing axis of one
+    ((6, 6, 1), (30, 6, 6), lambda api: [api.layers.Conv2D(2, 3), api.layers.Flatten(),
+                                         api.layers.Dense(2)]),  # images without channels
+])
+def test_inputs_a_rank_off_are_adjusted_as_keras(input_shape, x_shape, build_rest):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=x_shape).astype("float32")
+    y = rng.normal(size=(30, 2)).astype("float32")
+
+    def build(api):
+        model = api.Sequential([api.Input(input_shape), *build_rest(api)])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                          validation_data=(x[:10], y[:10])).history
+    got = ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                   validation_data=(x[:10], y[:10])).history
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0),
+                               rtol=1e-5)
+
+
+def test_inputs_off_by_more_than_a_trailing_one_are_refused_by_name():
+    model = reglab.Sequential([reglab.Input((3, 1)), reglab.layers.Flatten(),
+                               reglab.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(reglab.errors.DataError, match=r"expects samples of shape \(3, 1\)"):
+        model.fit(np.zeros((4, 2)), np.zeros(4), verbose=0)

@@ -165,6 +165,21 @@ def _check_finite(where, name, tensor):
                             f"values in {int(bad.sum())} samples, the first at index {first}.")
 
 
+def keras_rank(x, expected: tuple[int, ...]):
+    """``x`` (an array or tensor, samples first) with Keras's rank adjustment to samples of
+    ``expected`` shape: a last axis of 1 is dropped when the model does not have it, or
+    added when the model ends with one and ``x`` lacks it (``(N,)`` for ``Input((1,))``,
+    ``(N, 28, 28)`` for ``Input((28, 28, 1))``), as Keras's functional models adjust their
+    inputs; ``x`` itself otherwise."""
+    shape = tuple(x.shape[1:])
+    if len(shape) == len(expected) + 1 and shape == (*expected, 1):
+        return x.reshape(x.shape[0], *expected)
+    if expected and len(shape) == len(expected) - 1 and expected[-1] == 1 \
+            and shape == expected[:-1]:
+        return x.reshape(x.shape[0], *expected)
+    return x
+
+
 def prepare(population, x, y, sample_weight, where: str) -> Data:
     """Converts and checks ``x``/``y`` against the population's input and loss; ``y`` may be
     :class:`PerMember` targets."""
@@ -174,6 +189,7 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
         raise DataError(f"{where}: 'x' must hold at least one sample. Got shape "
                         f"{tuple(x_t.shape)}.")
     expected = tuple(plan.input_shape)
+    x_t = keras_rank(x_t, expected)
     if tuple(x_t.shape[1:]) != expected:
         hint = ""
         if len(expected) == 3 and x_t.dim() == 2 and x_t.shape[1] == int(np.prod(expected)):

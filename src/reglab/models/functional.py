@@ -240,7 +240,7 @@ def pack_inputs(where: str, x, names: list[str], shapes: list[tuple[int, ...]]) 
     """The arrays of a model's inputs (a list in the inputs' order, or a dict by name),
     checked, flattened per sample and laid side by side: ``(N, sum of sizes)``, float32
     (float64 if an input is)."""
-    from reglab.engine.data import as_numpy
+    from reglab.engine.data import as_numpy, keras_rank
     from reglab.models import fit_data
     from reglab.models.outputs import parts_of, side_by_side
 
@@ -250,7 +250,7 @@ def pack_inputs(where: str, x, names: list[str], shapes: list[tuple[int, ...]]) 
     parts = parts_of(where, x, names, "x", "input")
     arrays = []
     for k, (part, name, shape) in enumerate(zip(parts, names, shapes)):
-        array = as_numpy(where, f"x[{k}] ({name})", part)
+        array = keras_rank(as_numpy(where, f"x[{k}] ({name})", part), tuple(shape))
         if tuple(array.shape[1:]) != tuple(shape):
             raise DataError(f"{where}: input {k} ({name!r}) expects samples of shape {shape}. "
                             f"Got an array of shape {array.shape}.")
