@@ -100,6 +100,12 @@ def load_npz(
     where = f"load_npz({str(path)!r})"
     if not Path(path).is_file():
         raise DatasetNotFoundError(f"{where}: expected an existing .npz file. Got no such file.")
+    if not zipfile.is_zipfile(path):  # else NumPy takes it for a pickle and says so
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        raise DataError(f"{where}: expected a .npz archive (a zip of .npy arrays). Got "
+                        + ("a single .npy array." if npy else "a file that is not a zip "
+                           "archive."))
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -256,6 +262,10 @@ def load_csv(
         raise DatasetNotFoundError(f"{where}: expected an existing CSV file. Got no such file.")
     try:
         x, cells, lines, column = _read_csv(path, label_column, delimiter, where)
+    except UnicodeDecodeError as e:  # a file saved as Latin-1, UTF-16, or not text
+        raise DataError(f"{where}: expected UTF-8 text. Got bytes that are not UTF-8 at byte "
+                        f"{e.start} ({e.object[e.start:e.start + 4]!r}); save the file as "
+                        "UTF-8.") from None
     except csv.Error as e:  # a field past the csv module's limit, a NUL byte, ...
         raise DataError(f"{where}: cannot be read as CSV: {e}.") from None
     y, names = _labels(cells, lines, column, classes, where)

@@ -238,6 +238,10 @@ def _targets(population, where: str, name: str, y, samples: int) -> torch.Tensor
     # take the model's dtype.
     integer = (y_arr.dtype != torch.bool and not y_arr.is_floating_point()) \
         if isinstance(y_arr, torch.Tensor) else y_arr.dtype.kind in "iu"
+    if isinstance(y_arr, np.ndarray) and y_arr.dtype.kind == "u" and y_arr.size \
+            and int(y_arr.max()) > np.iinfo(np.int64).max:  # before the cast wraps them
+        raise DataError(f"{where}: '{name}' must hold values that fit a 64-bit signed integer "
+                        f"(labels). Got values up to {int(y_arr.max())} ({y_arr.dtype}).")
     y_t = _as_tensor(where, name, y_arr, torch.long if integer else population.dtype,
                      population.device)
     _check_finite(where, name, y_t)

@@ -88,8 +88,15 @@ def test_load_npz_missing_file(tmp_path):
 def test_load_npz_not_an_archive(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"this is not a zip file at all")
-    with pytest.raises(DataError, match="expected a valid .npz archive"):
+    with pytest.raises(DataError, match="expected a .npz archive") as caught:
         load_npz(path)
+    # NumPy's own fallback takes such a file for a pickle and suggests loading it unsafely
+    assert "not a zip archive" in str(caught.value) and "pickle" not in str(caught.value)
+    damaged = tmp_path / "damaged.npz"
+    np.savez(damaged, x=np.arange(3))
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a zip's start, cut short
+    with pytest.raises(DataError, match="junk|damaged.npz"):
+        load_npz(damaged)
     single = tmp_path / "single.npy"
     np.save(single, np.arange(3))
     with pytest.raises(DataError, match="Got a single .npy array"):
@@ -276,3 +283,11 @@ def test_load_csv_class_names_that_pandas_reads_as_names_stay_classes(tmp_path):
     # pandas's missing-value marks are case-sensitive: 'none' (of none, mild, severe) is a name
     path = write(tmp_path, "a,label\n1,none\n2,mild\n3,severe\n4,?\n")
     assert load_csv(path, return_classes=True)[2] == ("?", "mild", "none", "severe")
+
+
+def test_load_csv_not_utf8_names_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("fé,f2,label\n1,2,0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.csv'\): expected UTF-8 text\. Got bytes that "
+                                        r"are not UTF-8 at byte 1"):
+        load_csv(path)

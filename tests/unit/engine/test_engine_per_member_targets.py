@@ -63,3 +63,16 @@ def test_per_member_targets_are_checked_row_by_row():
         pop.fit(x, PerMember(bad), epochs=1)
     with pytest.raises(DataError, match="same number of samples"):
         pop.fit(x, PerMember(labels[:, :50]), epochs=1)
+
+
+def test_unsigned_labels_beyond_int64_are_named_as_they_are():
+    # a cast to int64 would wrap 2**63 + 5 to a negative label the file does not hold
+    x, labels = data()
+    y = labels[0].astype(np.uint64)
+    y[3] = 2**63 + 5
+    pop = Population([member(*SETTINGS[0])])
+    with pytest.raises(DataError, match=r"fit a 64-bit signed integer.*up to "
+                                        r"9223372036854775813 \(uint64\)"):
+        pop.fit(x, y, epochs=1)
+    y[3] = 1  # unsigned labels that fit train as any integer labels
+    pop.fit(x, y, epochs=1)
