@@ -250,9 +250,9 @@ def next_epoch_from_generator(generator, steps: int | None, where: str = "fit",
         try:
             batch = next(generator)
         except StopIteration:
-            if step and passes:
-                break  # a dataset's pass ran out early: so does the epoch, as in Keras
-            what = f"the {kind} has no batches" if passes else \
+            if step and (passes or steps is None):
+                break  # a pass ran out early, or a generator read to its end: as in Keras
+            what = f"the {kind} has no batches" if passes or steps is None else \
                 f"the generator ran out after {step} batches; steps_per_epoch is {steps}"
             raise DataError(f"{where}: {what}.") from None
         if isinstance(batch, list):
@@ -403,11 +403,9 @@ def resolve_eval_inputs(where: str, x, y, sample_weight, steps, batch_size=None)
         *arrays, sizes = dataset_arrays(where, x, steps, need_y=where != "predict",
                                          reset=where != "predict")
         return (*arrays, batch_size or sizes[0])
-    if is_generator(x):
-        if steps is None:
-            raise ConfigError(f"{where}: a Python generator needs 'steps' (how many batches "
-                              "to read). Got None.")
-        xs, ys, ws, sizes = next_epoch_from_generator(x, steps, where)
+    if is_generator(x):  # without steps, read to its end (Keras's evaluate and predict)
+        xs, ys, ws, sizes = next_epoch_from_generator(x, steps, where,
+                                                      x_alone=where == "predict")
         return xs, ys, ws, batch_size or sizes[0]
     if x is None:
         raise ConfigError(f"{where}: expected x (an array, an ImageDataGenerator.flow(...) "

@@ -9,7 +9,7 @@ import pytest
 import reglab as keras
 from model_factories import small_classifier
 from reglab.callbacks import Callback
-from reglab.errors import ConfigError
+from reglab.errors import ConfigError, DataError
 from reglab.layers import Dense, Flatten
 from reglab.models import Sequential
 from reglab.preprocessing.image import ImageDataGenerator
@@ -61,8 +61,20 @@ def test_evaluate_and_predict_accept_iterators():
     assert model.evaluate(batches(), steps=2, verbose=0) == pytest.approx(
         model.evaluate(np.concatenate([images[:16]] * 2), np.concatenate([labels[:16]] * 2),
                        verbose=0))
-    with pytest.raises(ConfigError, match="needs 'steps'"):
-        model.evaluate(batches(), verbose=0)
+
+    def finite(with_y=True):
+        for start in (0, 8, 16):
+            yield (images[start:start + 8], labels[start:start + 8]) if with_y else \
+                (images[start:start + 8],)
+    # without steps a generator is read to its end, as Keras's evaluate and predict read it
+    assert model.evaluate(finite(), verbose=0) == pytest.approx(
+        model.evaluate(images[:24], labels[:24], verbose=0))
+    np.testing.assert_allclose(model.predict(finite(with_y=False), verbose=0),
+                               model.predict(images[:24], verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(finite(), verbose=0),
+                               model.predict(images[:24], verbose=0), rtol=1e-6)
+    with pytest.raises(DataError, match="the generator has no batches"):
+        model.evaluate(iter(()), verbose=0)
 
 
 def test_a_failed_compile_leaves_the_trained_model_alone():
