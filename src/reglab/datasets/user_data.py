@@ -100,12 +100,13 @@ def load_npz(
     where = f"load_npz({str(path)!r})"
     if not Path(path).is_file():
         raise DatasetNotFoundError(f"{where}: expected an existing .npz file. Got no such file.")
-    if not zipfile.is_zipfile(path):  # else NumPy takes it for a pickle and says so
-        with open(path, "rb") as f:
-            npy = f.read(6) == b"\x93NUMPY"
-        raise DataError(f"{where}: expected a .npz archive (a zip of .npy arrays). Got "
-                        + ("a single .npy array." if npy else "a file that is not a zip "
-                           "archive."))
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head == b"\x93NUMPY":
+        raise DataError(f"{where}: expected a .npz archive. Got a single .npy array.")
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # else NumPy takes it for a pickle
+        raise DataError(f"{where}: expected a valid .npz archive (a zip of .npy arrays). Got "
+                        f"a file that is not a zip archive (it starts with {head!r}).")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

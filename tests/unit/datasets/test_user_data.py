@@ -88,7 +88,7 @@ def test_load_npz_missing_file(tmp_path):
 def test_load_npz_not_an_archive(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"this is not a zip file at all")
-    with pytest.raises(DataError, match="expected a .npz archive") as caught:
+    with pytest.raises(DataError, match="expected a valid .npz archive") as caught:
         load_npz(path)
     # NumPy's own fallback takes such a file for a pickle and suggests loading it unsafely
     assert "not a zip archive" in str(caught.value) and "pickle" not in str(caught.value)
