@@ -348,6 +348,8 @@ def test_a_trial_drawn_with_values_already_tried_takes_their_result(tmp_path):
             original = trials[trial.user_attrs["same_as"]]
             assert trial.params == original.params and trial.value == original.value
             assert trial.user_attrs["model_epochs"] == 0
+            # its curve too: a pruner's n_startup_trials counts it as the same training
+            assert trial.intermediate_values == original.intermediate_values != {}
     assert len([r for r in store_runs(out) if r.startswith("trial=")]) == 2
     assert "6 drew values already tried" in run(["show", out]).output
 

@@ -322,10 +322,13 @@ def check_tune(raw: Any, variants: dict[str, list[SearchDimension]], problems: l
                 add(f"variants.{name}: the grid sampler's grid would have {size:,} points; "
                     f"expected at most {MAX_GRID_POINTS:,}. Use narrower int ranges or fewer "
                     "choices.")
-        if len(candidates) > 1 and any(variants[c] for c in candidates):
+        ranged = [c for c in candidates if variants[c]]
+        if len(candidates) > 1 and ranged:
             add("tune.sampler: the grid sampler searches one variant's grid; a grid over "
                 "several variants is a study without [tune] (every point of every variant). "
-                f"Got {len(candidates)} candidate variants with ranges.")
+                f"Got {len(candidates)} candidate variants ({', '.join(candidates)}), "
+                f"{len(ranged)} with ranges ({', '.join(ranged)}); name one with "
+                f'tune.variants = ["{ranged[0]}"].')
     scheduler = raw.get("scheduler", "optuna")
     if scheduler not in SCHEDULERS:
         add(f"tune.scheduler: expected 'optuna' or 'pbt'. Got {scheduler!r}.")

@@ -100,6 +100,7 @@ def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
      "100,000."),
     ("[tune]\n[variants.a]\ndropout = { linear = [0, 0.5] }\n",
      "tune: expected a budget"),
+
     ("[tune]\ntrials = 3\nobjective = 'test_accuracy'\n[variants.a]\ndropout = [0.1, 0.2]\n",
      "tune.objective: expected a validation log"),
     ("[tune]\ntrials = 3\nselect = 'one_se'\n[variants.a]\ndropout = [0.1, 0.2]\n",
@@ -135,6 +136,15 @@ def test_bad_tuning_sections_name_their_place(text, expected):
     else:
         found = problems(text)
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_grid_over_several_candidates_names_those_with_ranges():
+    # the baseline counts as a candidate: the variant with ranges is named, and how to pick it
+    (found,) = problems("[tune]\ntrials = 3\nsampler = 'grid'\n[variants.baseline]\n"
+                        "[variants.a]\ndropout = { linear = [0, 0.5], n = 3 }\n")
+    assert found.startswith("tune.sampler: the grid sampler searches one variant's grid")
+    assert found.endswith('Got 2 candidate variants (baseline, a), 1 with ranges (a); name one '
+                          'with tune.variants = ["a"].')
 
 
 def problems_with_top(text: str) -> list[str]:
