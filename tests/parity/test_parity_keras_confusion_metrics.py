@@ -42,6 +42,23 @@ def data(units, n=150):
                                               ).argmax(axis=1)]
 
 
+def fit_both(build, x, y, seed: int, epochs: int):
+    """Builds the model in Keras and in reglab from Keras's initial weights, fits both on the
+    same batches (the first 50 samples as validation data) and asserts every logged value
+    agrees; returns ``(theirs, ours)``."""
+    keras.utils.set_random_seed(seed)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    expected = theirs.fit(x, y, batch_size=32, epochs=epochs, shuffle=False, verbose=0,
+                          validation_data=(x[:50], y[:50])).history
+    got = ours.fit(x, y, batch_size=32, epochs=epochs, shuffle=False, verbose=0,
+                   validation_data=(x[:50], y[:50])).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=2e-5, atol=2e-6, err_msg=key)
+    return theirs, ours
+
+
 @pytest.mark.parametrize(("units", "activation", "loss"), [
     (1, "sigmoid", "binary_crossentropy"), (3, "softmax", "categorical_crossentropy")])
 def test_fit_and_evaluate_log_keras_s_confusion_metrics(units, activation, loss):
@@ -52,16 +69,7 @@ def test_fit_and_evaluate_log_keras_s_confusion_metrics(units, activation, loss)
                                 api.layers.Dense(units, activation=activation)])
         model.compile(optimizer=api.optimizers.SGD(0.1), loss=loss, metrics=metrics(api))
         return model
-    keras.utils.set_random_seed(3)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
-                          validation_data=(x[:50], y[:50])).history
-    got = ours.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
-                   validation_data=(x[:50], y[:50])).history
-    assert sorted(got) == sorted(expected)
-    for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], rtol=2e-5, atol=2e-6, err_msg=key)
+    theirs, ours = fit_both(build, x, y, seed=3, epochs=3)
     np.testing.assert_allclose(ours.evaluate(x, y, verbose=0),
                                theirs.evaluate(x, y, verbose=0), rtol=2e-5, atol=2e-6)
 
@@ -156,16 +164,7 @@ def test_auc_of_a_linear_head_clips_as_keras(units):
                                m.AUC(thresholds=[0.1, 0.5, 0.7], name="auc_uneven"),
                                m.AUC(from_logits=True, name="auc_logits")])
         return model
-    keras.utils.set_random_seed(5)
-    theirs, ours = build(keras), build(reglab)
-    ours.set_weights(theirs.get_weights())
-    expected = theirs.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
-                          validation_data=(x[:50], y[:50])).history
-    got = ours.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
-                   validation_data=(x[:50], y[:50])).history
-    assert sorted(got) == sorted(expected)
-    for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], rtol=2e-5, atol=2e-6, err_msg=key)
+    fit_both(build, x, y, seed=5, epochs=2)
 
 
 def test_auc_clips_out_of_range_predictions_by_hand():
