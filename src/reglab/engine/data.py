@@ -172,10 +172,7 @@ def keras_rank(x, expected: tuple[int, ...]):
     ``(N, 28, 28)`` for ``Input((28, 28, 1))``), as Keras's functional models adjust their
     inputs; ``x`` itself otherwise."""
     shape = tuple(x.shape[1:])
-    if len(shape) == len(expected) + 1 and shape == (*expected, 1):
-        return x.reshape(x.shape[0], *expected)
-    if expected and len(shape) == len(expected) - 1 and expected[-1] == 1 \
-            and shape == expected[:-1]:
+    if shape == (*expected, 1) or (expected[-1:] == (1,) and shape == expected[:-1]):
         return x.reshape(x.shape[0], *expected)
     return x
 

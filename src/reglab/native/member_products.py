@@ -94,13 +94,18 @@ def addmm(x: torch.Tensor, kernels: torch.Tensor, biases: torch.Tensor | None,
             and x.is_contiguous() and out.is_contiguous() and _blocks(kernels)
             and available()):
         return False
+    _addmm(x, kernels, biases, out)
+    torch.autograd.graph.increment_version(out)  # an in-place write, as torch's out= counts
+    return True
+
+
+def _addmm(x, kernels, biases, out) -> None:
+    """The C loop of :func:`addmm` on tensors already checked."""
     count, n_in, units = kernels.shape
     native.library().reglab_members_addmm_f32(
         _sgemm(), count, x.shape[0], n_in, units, x.data_ptr(), kernels.data_ptr(),
         kernels.stride(0), None if biases is None else biases.data_ptr(),
         0 if biases is None else biases.stride(0), out.data_ptr())
-    torch.autograd.graph.increment_version(out)  # an in-place write, as torch's out= counts
-    return True
 
 
 def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
@@ -113,12 +118,17 @@ def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
             and _fits(out, x, dy) and x.is_contiguous() and dy.is_contiguous()
             and out.is_contiguous() and available()):
         return False
+    _kernel_grad(x, dy, out)
+    torch.autograd.graph.increment_version(out)
+    return True
+
+
+def _kernel_grad(x, dy, out) -> None:
+    """The C loop of :func:`kernel_grad` on tensors already checked."""
     count, rows, units = dy.shape
     native.library().reglab_members_kernel_grad_f32(
         _sgemm(), count, rows, x.shape[1], units, x.data_ptr(), dy.data_ptr(),
         out.data_ptr())
-    torch.autograd.graph.increment_version(out)
-    return True
 
 
 #: (members, batch rows, inputs, units) the first check runs: tile-sized and ragged
@@ -130,7 +140,6 @@ _CHECK_SHAPES = ((3, 32, 784, 64), (2, 1, 5, 16), (2, 7, 33, 10), (2, 128, 17, 4
 def _agrees_with_torch() -> bool:
     """Whether the loops give torch's own ``addmm`` / ``mm`` results bit for bit here (once
     per process; a torch whose float32 products are not its BLAS's sgemm fails it)."""
-    lib = native.library()
     g = torch.Generator().manual_seed(0)
     for count, rows, n_in, units in _CHECK_SHAPES:
         x = torch.randn(rows, n_in, generator=g)
@@ -138,11 +147,8 @@ def _agrees_with_torch() -> bool:
         biases = torch.randn(count, units, generator=g)
         dy = torch.randn(count, rows, units, generator=g)
         out, grad = torch.empty(count, rows, units), torch.empty(count, n_in, units)
-        lib.reglab_members_addmm_f32(_sgemm(), count, rows, n_in, units, x.data_ptr(),
-                                     kernels.data_ptr(), kernels.stride(0), biases.data_ptr(),
-                                     biases.stride(0), out.data_ptr())
-        lib.reglab_members_kernel_grad_f32(_sgemm(), count, rows, n_in, units, x.data_ptr(),
-                                           dy.data_ptr(), grad.data_ptr())
+        _addmm(x, kernels, biases, out)
+        _kernel_grad(x, dy, grad)
         # torch's calls into the same places of a twin buffer (without MKL_CBWR, MKL's
         # sums may depend on where in memory a block starts)
         out_torch, grad_torch = torch.empty_like(out), torch.empty_like(grad)

@@ -297,28 +297,28 @@ class _Tuner:
             if same.state == optuna.trial.TrialState.RUNNING:
                 self.duplicates.setdefault(same.number, []).append(trial)
             else:
-                self._tell_duplicate(trial, same.state, same.value, same.number)
+                self._tell_duplicate(trial, same.number)
         if repeats >= MAX_REPEATS:
             self.exhausted = True
             self.log(f"tuning: the sampler drew only values already tried in {MAX_REPEATS} "
                      "trials in a row: the search space is used up; no more trials are asked")
         return None
 
-    def _tell_duplicate(self, trial, state, value, same: int) -> None:
-        """Tells ``trial`` the result of trial ``same``, drawn with its values: its state,
-        value and per-epoch values (a pruner then sees a repeat as the same training again,
-        not as a finished trial without a curve: MedianPruner's ``n_startup_trials`` counts
-        finished trials, its median the curves at each step)."""
+    def _tell_duplicate(self, trial, same: int) -> None:
+        """Tells ``trial`` the result of trial ``same`` (already told), drawn with its
+        values: its state, value and per-epoch values (a pruner then sees a repeat as the
+        same training again, not as a finished trial without a curve: MedianPruner's
+        ``n_startup_trials`` counts finished trials, its median the curves at each step)."""
         import optuna
 
         trial.set_user_attr("model_epochs", 0)
         original = self.study.get_trials(deepcopy=False)[same]
         for step, reported in sorted(original.intermediate_values.items()):
             trial.report(reported, step)
-        if state == optuna.trial.TrialState.COMPLETE:
-            self.study.tell(trial, value)
+        if original.state == optuna.trial.TrialState.COMPLETE:
+            self.study.tell(trial, original.value)
         else:
-            self.study.tell(trial, state=state)
+            self.study.tell(trial, state=original.state)
         self.budget.release(0)
         self.log(f"trial {trial.number}: the values of trial {trial.user_attrs['same_as']}, "
                  "whose result it takes (nothing trained)")
@@ -365,7 +365,7 @@ class _Tuner:
             if same.state == optuna.trial.TrialState.RUNNING:
                 self.duplicates.setdefault(same.number, []).append(trial)
             else:
-                self._tell_duplicate(trial, same.state, same.value, same.number)
+                self._tell_duplicate(trial, same.number)
         if resumed:
             self.log(f"resuming: {len(resumed)} interrupted trial(s) train again with the "
                      "values they were given")
@@ -490,7 +490,7 @@ class _Tuner:
             self.study.tell(trial, state=states[state])
         self.budget.release(outcome.model_epochs)
         for duplicate in self.duplicates.pop(trial.number, []):
-            self._tell_duplicate(duplicate, states[state], outcome.value, trial.number)
+            self._tell_duplicate(duplicate, trial.number)
         self.store.set_meta("tuning_wall_time", self.budget.wall)
         if outcome.state == "complete":
             better = self.best is None or (
