@@ -8,10 +8,12 @@ their gradients, torch's fused Adam per group of members), ``--repeats`` times e
 warm-up of both; it prints each run's milliseconds per step, the medians and their ratio.
 ``--only member_products`` keeps every other kernel on and compares only the first layer's
 per-member products made from C (``reglab/native/member_products.py``) against torch's
-calls per member.
+calls per member; ``--only pending_gradient`` the first kernel's gradient made member by
+member inside Adam's step (``reglab/native/pending_gradient.py``) against the gradient
+made whole by the backward and then read by Adam.
 
     MKL_CBWR=AUTO,STRICT python benchmarks/native.py [--populations 1 45] [--batches 32 128]
-        [--steps 300] [--repeats 5] [--threads 1] [--only member_products]
+        [--steps 300] [--repeats 5] [--threads 1] [--only member_products|pending_gradient]
 """
 
 from __future__ import annotations
@@ -46,25 +48,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="steps per timed epoch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", choices=["all", "member_products"], default="all",
+    parser.add_argument("--only", choices=["all", "member_products", "pending_gradient"],
+                        default="all",
                         help="which native kernels to compare against torch's path: all of "
-                             "them (REGLAB_NATIVE=1 against 0), or only the first layer's "
-                             "per-member products")
+                             "them (REGLAB_NATIVE=1 against 0), only the first layer's "
+                             "per-member products, or only the first kernel's gradient "
+                             "made inside Adam's step")
     args = parser.parse_args()
 
     import torch
 
     from reglab import native
-    from reglab.native import member_products
+    from reglab.native import member_products, pending_gradient
 
-    products_available = member_products.available
+    switches = {"member_products": (member_products, "available"),
+                "pending_gradient": (pending_gradient.PendingKernelGradient, "applies")}
+    if args.only != "all":
+        owner, name = switches[args.only]
+        real = owner.__dict__[name]  # (a staticmethod object for a class's)
 
     def use(mode: str) -> None:
-        """'1': the native kernels; '0': torch's path for those compared."""
+        """'1': the native kernels; '0': torch's path (or the kernels' other path) for those
+        compared."""
         if args.only == "all":
             os.environ["REGLAB_NATIVE"] = mode
         else:
-            member_products.available = products_available if mode == "1" else (lambda: False)
+            off = staticmethod(lambda *a: False) if isinstance(real, staticmethod) else (
+                lambda *a: False)
+            setattr(owner, name, real if mode == "1" else off)
 
     torch.set_num_threads(args.threads)
     os.environ["REGLAB_NATIVE"] = "1"

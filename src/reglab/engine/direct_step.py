@@ -32,6 +32,7 @@ from reglab import losses
 from reglab.engine import loss_scale, softmax_crossentropy
 from reglab.engine.step import call_in_compute_dtype
 from reglab.layers.layer import ForwardContext, is_shared
+from reglab.native.pending_gradient import PendingKernelGradient
 
 #: ``backward(dy, need_x) -> (dx or None, {weight name: gradient})``
 Backward = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, dict]]
@@ -52,8 +53,10 @@ def applies(state, loss) -> bool:
 def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
                      sample_weight: torch.Tensor | None, random_for, groups, fused: bool
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's forward and backward: sets each trainable weight's ``.grad``; returns
-    ``(predictions (P, B, ...), data loss (P,))``, neither differentiable."""
+    """One step's forward and backward: sets each trainable weight's ``.grad`` (or, for a
+    float32 first layer's kernel, its entry of ``state.pending_grads``: see
+    :mod:`reglab.native.pending_gradient`); returns ``(predictions (P, B, ...), data loss
+    (P,))``, neither differentiable."""
     plan, members = state.plan, state.size
     last = softmax_crossentropy.last_layer_index(plan) if fused else None
     tape = []  # (layer index, its backward, whether its input needs a gradient)
@@ -91,7 +94,10 @@ def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
                 break  # gradient, as autograd's graph would end there
             dy, grads = backward(dy, need_x)
             for name, grad in grads.items():
-                state.weights[(index, name)].grad = _own(grad, given)
+                if isinstance(grad, PendingKernelGradient):  # made by the optimizer's step
+                    state.pending_grads[(index, name)] = grad
+                else:
+                    state.weights[(index, name)].grad = _own(grad, given)
     return y_pred, data_loss
 
 

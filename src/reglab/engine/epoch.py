@@ -179,8 +179,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
         index = order[:, lo:hi]  # (G, b)
         if layout.order_rows is not None:
             index = index[layout.order_rows]
-        for w in state.weights.values():
-            w.grad = None
+        state.clear_grads()
         xb, yb, wb, groups = data_module.batch(population, train, index, layout,
                                                population.augment)
         trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)

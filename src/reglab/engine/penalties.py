@@ -200,6 +200,25 @@ def add_gradient(terms: PenaltyTerms, grad: torch.Tensor, w: torch.Tensor,
                 reg.add_gradient(grad[run], w[run], _rows_of(values, run), **kwargs)
 
 
+#: the families whose gradient is its linear and sign parts and nothing else
+_COUPLED_PARTS_ONLY = ("l1_l2", "proximal_l1")
+
+
+def gradient_is_folded(terms: PenaltyTerms, decay_folded: bool, sign_folded: bool) -> bool:
+    """Whether :func:`add_gradient` adds nothing once the optimizer's step adds the linear
+    part (``decay_folded``) and the sign part (``sign_folded``): every family with a
+    gradient is the built-in L1/L2 math (whose gradient is those two parts) with no active
+    part left out of the step. A family of other math counts as adding something."""
+    for reg, values in terms.with_capability("gradient"):
+        if reg.family() not in _COUPLED_PARTS_ONLY:  # (a subclass's math is another family)
+            return False
+        for part, folded in (("decay", decay_folded), ("sign_coefficient", sign_folded)):
+            c = getattr(reg, part)(values)
+            if not folded and c is not None and is_active(c):
+                return False
+    return True
+
+
 def proximal_steps(terms: PenaltyTerms, w: torch.Tensor, step_size) -> None:
     """Applies, in place, the proximal step of the families that declare ``'proximal'``
     (``step_size``: the optimizer's, a float or a tensor with a member axis), on their

@@ -20,6 +20,7 @@ from reglab.engine.member import PopulationPlan
 from reglab.engine.penalties import PenaltyTerms, coupled_decay, coupled_sign, penalty_terms
 from reglab.engine.rng import generator
 from reglab.engine.values import Value, member_values
+from reglab.native.pending_gradient import PendingKernelGradient
 from reglab.optimizers.optimizers import OptimizerMembers
 
 Key = tuple[int, str]
@@ -76,6 +77,9 @@ class PopulationState:
         if members is None:
             members = self.fresh_members(range(len(plan.seeds)))
         self.members = members
+        #: gradients a direct step left pending until the update (see
+        #: :mod:`reglab.native.pending_gradient`), by weight key; empty between steps
+        self.pending_grads: dict[Key, PendingKernelGradient] = {}
         self.refresh_values()
 
     def fresh_members(self, member_ids: Sequence[int]) -> tree.MemberState:
@@ -143,9 +147,23 @@ class PopulationState:
         return self.members.position(member_id)
 
     def keep(self, positions: Sequence[int]) -> None:
-        """Keeps only the members at ``positions`` (in the current order)."""
+        """Keeps only the members at ``positions`` (in the current order), with the rows of
+        their gradients (pending ones made first)."""
+        self.settle_pending_grads()
         self.members = tree.select(self.members, positions)
         self.refresh_values()
+
+    def settle_pending_grads(self, keys: Iterable[Key] | None = None) -> None:
+        """Makes the pending gradients (those of ``keys``, or all) whole, as the weights'
+        ``.grad``."""
+        for key in list(self.pending_grads) if keys is None else keys:
+            self.weights[key].grad = self.pending_grads.pop(key).materialize()
+
+    def clear_grads(self) -> None:
+        """Forgets every weight's gradient, pending ones too."""
+        for w in self.weights.values():
+            w.grad = None
+        self.pending_grads.clear()
 
     def epochs(self, member_id: int) -> int:
         return self.members.scalar("epochs", member_id)

@@ -15,6 +15,9 @@ sign part, L1's ``l1 * sign(w)``, before it: see ``PopulationState.coupled_decay
 Under dynamic loss scaling (:mod:`reglab.engine.loss_scale`) the gradients are unscaled
 before the chain, and a member whose gradients are not finite skips it: its rows are set
 aside before the chain and put back after it, as if it had not run for that member.
+A gradient left pending by the direct step (the first layer's kernel:
+:mod:`reglab.native.pending_gradient`) is made whole first unless the optimizer's step makes
+it (:func:`_step_makes`): every transform but that step sees tensors.
 """
 
 from __future__ import annotations
@@ -175,7 +178,11 @@ def apply_updates(chain: list[UpdateTransform], state: PopulationState) -> None:
     """One update of every present member: the chain over the weights that have a gradient
     (a weight without one is left alone, as in Keras), then the gradients are cleared. A
     member whose loss-scaled step is skipped keeps its weights, slots and step count."""
-    grads = {key: w.grad for key, w in state.weights.items() if w.grad is not None}
+    state.settle_pending_grads([key for key in state.pending_grads
+                                if not _step_makes(key, state)])
+    pending = state.pending_grads
+    grads = {key: w.grad if w.grad is not None else pending[key]
+             for key, w in state.weights.items() if w.grad is not None or key in pending}
     with torch.no_grad():
         skipped = loss_scale.unscale(grads, state)
     if not skipped or len(skipped) < state.size:  # else every member skips its step
@@ -186,5 +193,15 @@ def apply_updates(chain: list[UpdateTransform], state: PopulationState) -> None:
                 transform.update(grads, state)
             if skipped:
                 loss_scale.put_back(state, skipped, kept)
-    for w in state.weights.values():
-        w.grad = None
+    state.clear_grads()
+
+
+def _step_makes(key: Key, state: PopulationState) -> bool:
+    """Whether the optimizer's step can make a pending gradient itself
+    (:mod:`reglab.native.pending_gradient`): nothing before it in the chain reads or edits
+    the gradient (no loss scaling, no clipping, no penalty gradient the step does not fold
+    in) and the optimizer takes it."""
+    return (not loss_scale.scales_loss(state.optimizer) and state.optimizer.clipping is None
+            and state.optimizer.takes_pending_gradients()
+            and (key not in state.penalties or penalties.gradient_is_folded(
+                state.penalties[key], key in state.coupled_decay, key in state.coupled_sign)))

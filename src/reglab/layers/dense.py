@@ -103,9 +103,10 @@ class Dense(Layer):
             if explicit:
                 z = shared_input.forward_grouped(x3, kernel, bias, groups)
 
-                def backward(dz, need_x):
+                def backward(dz, need_x):  # the direct step takes a pending gradient
                     return shared_input.backward_grouped(
-                        x3, kernel, dz, groups, bias is not None, need_x, *_needs(kernel, bias))
+                        x3, kernel, dz, groups, bias is not None, need_x, *_needs(kernel, bias),
+                        pending=True)
             else:
                 z = shared_input.shared_input_linear(x3, kernel, bias, groups)
         else:

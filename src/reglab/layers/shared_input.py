@@ -33,6 +33,7 @@ import torch
 
 from reglab.layers import products
 from reglab.native import member_products, side_by_side
+from reglab.native.pending_gradient import PendingKernelGradient
 
 # Kernel columns per vector tile of the CPU's fp32 GEMM (AVX-512: 16 floats). With units a
 # multiple of it, a member's columns never share a tile with a neighbour's.
@@ -181,10 +182,13 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
 
 def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
                      groups: MemberGroups, has_bias: bool, need_x: bool = False,
-                     need_kernel: bool = True, need_bias: bool = True):
+                     need_kernel: bool = True, need_bias: bool = True,
+                     pending: bool = False):
     """``(grad_x, grad_kernel, grad_bias)`` of :func:`forward_grouped`, each None where not
     needed; the kernel's and bias's gradients in the kernel's dtype (float32 under mixed
-    precision)."""
+    precision). With ``pending``, the kernel's gradient may come as a
+    :class:`~reglab.native.pending_gradient.PendingKernelGradient` (the products that make
+    it, for the optimizer's step to make; only a caller that handles one asks)."""
     if _one_member(x, kernel) and not need_x:
         # a population of one: the products autograd forms for the product of _alone
         grad_kernel = products.mm(x[0].t(), dy[0]).unsqueeze(0) if need_kernel else None
@@ -192,7 +196,11 @@ def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,
         return None, grad_kernel, grad_bias
     n_in, units, b = kernel.shape[1], kernel.shape[2], x.shape[1]
     grad_x = torch.empty_like(x) if need_x else None
-    grad_kernel = torch.empty_like(kernel) if need_kernel else None
+    grad_kernel = None
+    if need_kernel and pending and PendingKernelGradient.applies(x, kernel, dy, groups.members):
+        grad_kernel, need_kernel = PendingKernelGradient(x, dy, groups.members), False
+    elif need_kernel:
+        grad_kernel = torch.empty_like(kernel)
     per_member = need_kernel and grad_kernel.dtype == x.dtype
     views = None  # per member, made once when a group needs torch's calls
     for g, who in enumerate(groups.members):

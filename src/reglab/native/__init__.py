@@ -34,7 +34,7 @@ __all__ = ["library", "enabled", "cache_dir", "float32_rows"]
 
 _SOURCES = ("penalty_kernels.c", "adam_kernels.c", "dropout_kernels.c",
             "side_by_side_kernels.c", "crossentropy_kernels.c", "member_products_kernels.c")
-_HEADERS = ("sign.h", "bfloat16.h")  # part of the build's key too
+_HEADERS = ("sign.h", "bfloat16.h", "sgemm.h")  # part of the build's key too
 #: no -ffast-math (NaN, infinity and summation order as written); no contraction into
 #: fused multiply-adds (a vectorized loop and its scalar tail round alike)
 _FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
@@ -54,6 +54,8 @@ _SIGNATURES = {
     "reglab_members_addmm_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _I64, _F32P,
                                  _I64, _F32P),
     "reglab_members_kernel_grad_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _F32P),
+    "reglab_adam_step_member_products_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P,
+                                             _F32P, _F32P, _F32P, _F32P, _F32P, _F32P, _F32P),
     "reglab_crossentropy_backward_f32": (_F32P, _F32P, _I64, _I64, _F32P, _F32P, _F32P, _I64,
                                          _I64, _I64, _I64, _I64, _F32P),
 }

@@ -1,7 +1,9 @@
 """Adam's step by the native kernel (``adam_kernels.c``): one call per step for every weight
 and every member, each row with its own hyperparameters and step, where the case is one it
 takes (CPU float32 contiguous weights, gradients and moments; no amsgrad). Otherwise
-:func:`step` returns False and the optimizer calls torch's fused kernel."""
+:func:`step` returns False and the optimizer calls torch's fused kernel. A first-layer
+kernel's gradient may come pending (``pending_gradient.py``): its step then makes it member
+by member."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import math
 import torch
 
 from reglab import native
+from reglab.native.pending_gradient import PendingKernelGradient
 
 #: the per-row coefficients, in the order of adam_kernels.c's enum
 COEFFICIENTS = 7
@@ -42,33 +45,35 @@ def _fit(params, m, v) -> tuple | None:
     when the kernel does not take them."""
     global _last_fit
     tensors = (*params, *m, *v)
-    known, pointers, arrays = _last_fit
+    known, addresses, arrays = _last_fit
     if len(tensors) == len(known) and all(a is b for a, b in zip(tensors, known)) and tuple(
-            t.data_ptr() for t in tensors) == pointers:
+            t.data_ptr() for t in tensors) == addresses:
         return arrays
     rows = params[0].shape[0] if params[0].dim() else 0
     if not (rows and all(
             native.float32_rows(w) and w.shape[0] == rows and native.float32_rows(m[i], w.shape)
             and native.float32_rows(v[i], w.shape) for i, w in enumerate(params))):
         return None
-    arrays = (_pointers(params), _pointers(m), _pointers(v),
+    arrays = (pointers(params), pointers(m), pointers(v),
               (ctypes.c_int64 * len(params))(*[w.numel() // rows for w in params]))
     _last_fit = (tensors, tuple(t.data_ptr() for t in tensors), arrays)
     return arrays
 
 
-def _pointers(tensors) -> ctypes.Array:
+def pointers(tensors) -> ctypes.Array:
     """The tensors' data pointers as the kernel's array (NULL for None)."""
     return (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr()
                                               for t in tensors])
 
 
 def _gradients_fit(params, grads) -> bool:
-    """Whether each gradient is a contiguous float32 CPU tensor shaped as its weight (the
-    gradients are new every step: checked every step, by what the weights already passed)."""
+    """Whether each gradient is a contiguous float32 CPU tensor shaped as its weight, or a
+    pending one of its shape (the gradients are new every step: checked every step, by what
+    the weights already passed)."""
     return len(grads) == len(params) and all(
-        type(g) is torch.Tensor and g.dtype == torch.float32 and g.shape == w.shape
-        and g.is_contiguous() and g.is_cpu and g.layout == torch.strided
+        (type(g) is torch.Tensor and g.dtype == torch.float32 and g.shape == w.shape
+         and g.is_contiguous() and g.is_cpu and g.layout == torch.strided)
+        or (isinstance(g, PendingKernelGradient) and g.shape == w.shape)
         for w, g in zip(params, grads))
 
 
@@ -103,6 +108,14 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     table = coefficients(hyper, rows)
     signs, decays = _arrays(sign, count), _arrays(decay, count)  # alive through the call
     weights, firsts, seconds, elements = arrays
-    lib.reglab_adam_step(count, weights, _pointers(grads), firsts, seconds, elements, rows,
-                         table, _pointers(signs), _pointers(decays))
+    pending = [i for i, g in enumerate(grads) if isinstance(g, PendingKernelGradient)]
+    if pending:  # their steps below, each with its gradient made member by member
+        elements = (ctypes.c_int64 * count)(*[0 if i in pending else elements[i]
+                                              for i in range(count)])
+    lib.reglab_adam_step(count, weights, pointers([None if i in pending else g
+                                                   for i, g in enumerate(grads)]),
+                         firsts, seconds, elements, rows, table, pointers(signs),
+                         pointers(decays))
+    for i in pending:
+        grads[i].adam_step(params[i], m[i], v[i], table, signs[i], decays[i])
     return True

@@ -16,8 +16,10 @@
  * position, nor on its neighbours. Built with -ffp-contract=off: only the fma written here.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "sgemm.h"
 #include "sign.h"
 
 enum { BETA_1, LERP_WEIGHT, BETA_2, ONE_MINUS_BETA_2, BIAS_CORRECTION_2_SQRT, EPSILON,
@@ -82,4 +84,28 @@ void reglab_adam_step(int64_t count, float *const *w, const float *const *g, flo
                       const float *const *sign, const float *const *decay) {
     for (int64_t k = 0; k < count; k++)
         if (n[k] > 0) adam_rows(w[k], g[k], m[k], v[k], rows, n[k], coef, sign[k], decay[k]);
+}
+
+/* One step of a first-layer kernel whose gradient is made here, member by member: for each
+ * of the `count` members of a seed group, its gradient x^T @ dy[j] by the sgemm call that
+ * reglab_members_kernel_grad_f32 makes (the same arguments, so the same numbers), into
+ * `scratch` (one member's gradient, in*units floats, aligned as a block of the stacked
+ * gradient would be), then Adam's step on that member's row of w, m and v with it, while
+ * the gradient is still in cache: the stacked gradient is never written to memory and read
+ * back. x: (rows, in); dy: count blocks of (rows, units); w, m, v: count rows of in*units
+ * (the group's first member's first); coef, sign, decay: as reglab_adam_step's, from the
+ * group's first member. */
+void reglab_adam_step_member_products_f32(
+        void *sgemm, int64_t count, int rows, int in, int units, const float *x,
+        const float *dy, float *scratch, float *w, float *m, float *v, const float *coef,
+        const float *sign, const float *decay) {
+    reglab_sgemm gemm = (reglab_sgemm)sgemm;
+    const float one = 1.0f, zero = 0.0f;
+    const int64_t n = (int64_t)in * units;
+    for (int64_t j = 0; j < count; j++) {
+        gemm("N", "T", &units, &in, &rows, &one, dy + j * (int64_t)rows * units, &units, x,
+             &in, &zero, scratch, &units);
+        adam_rows(w + j * n, scratch, m + j * n, v + j * n, 1, n, coef + COEFFICIENTS * j,
+                  sign ? sign + j : NULL, decay ? decay + j : NULL);
+    }
 }

@@ -26,7 +26,7 @@ _INT_MAX = 2**31 - 1
 
 
 @functools.cache
-def _sgemm() -> int | None:
+def sgemm_address() -> int | None:
     """The address of the sgemm in torch's library, or None (not exported: a torch built
     on another BLAS, or none)."""
     if not torch.backends.mkl.is_available():
@@ -56,7 +56,7 @@ def _matmul_precision() -> str:
 
 def available() -> bool:
     """Whether the loops run here and now (see the module docstring)."""
-    return (_full_precision() and native.library() is not None and _sgemm() is not None
+    return (_full_precision() and native.library() is not None and sgemm_address() is not None
             and _agrees_with_torch())
 
 
@@ -103,7 +103,7 @@ def _addmm(x, kernels, biases, out) -> None:
     """The C loop of :func:`addmm` on tensors already checked."""
     count, n_in, units = kernels.shape
     native.library().reglab_members_addmm_f32(
-        _sgemm(), count, x.shape[0], n_in, units, x.data_ptr(), kernels.data_ptr(),
+        sgemm_address(), count, x.shape[0], n_in, units, x.data_ptr(), kernels.data_ptr(),
         kernels.stride(0), None if biases is None else biases.data_ptr(),
         0 if biases is None else biases.stride(0), out.data_ptr())
 
@@ -112,22 +112,29 @@ def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
     """``out[m] = x^T @ dy[m]`` for the k members of a group: ``x`` ``(b, in)``, ``dy``
     ``(k, b, units)``, ``out`` ``(k, in, units)``, all contiguous; torch's ``mm(x.t(),
     dy[m])`` for each. False (nothing written) where the loops do not apply."""
-    if not (x.dim() == 2 and dy.dim() == 3 and out.numel() and dy.numel()
-            and dy.shape[1] == x.shape[0] and out.shape == (dy.shape[0], x.shape[1], dy.shape[2])
-            and out.shape[1:] != (1, 1)  # as for addmm
-            and _fits(out, x, dy) and x.is_contiguous() and dy.is_contiguous()
-            and out.is_contiguous() and available()):
+    if not kernel_grad_applies(x, dy, out):
         return False
-    _kernel_grad(x, dy, out)
+    run_kernel_grad(x, dy, out)
     torch.autograd.graph.increment_version(out)
     return True
 
 
-def _kernel_grad(x, dy, out) -> None:
-    """The C loop of :func:`kernel_grad` on tensors already checked."""
+def kernel_grad_applies(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether :func:`kernel_grad` takes these tensors (``out``: the gradient's block, or a
+    contiguous tensor of its shape and dtype that stands for it)."""
+    return (x.dim() == 2 and dy.dim() == 3 and out.numel() > 0 and dy.numel() > 0
+            and dy.shape[1] == x.shape[0]
+            and out.shape == (dy.shape[0], x.shape[1], dy.shape[2])
+            and out.shape[1:] != (1, 1)  # as for addmm
+            and _fits(out, x, dy) and x.is_contiguous() and dy.is_contiguous()
+            and out.is_contiguous() and available())
+
+
+def run_kernel_grad(x, dy, out) -> None:
+    """The C loop of :func:`kernel_grad` on tensors it takes (:func:`kernel_grad_applies`)."""
     count, rows, units = dy.shape
     native.library().reglab_members_kernel_grad_f32(
-        _sgemm(), count, rows, x.shape[1], units, x.data_ptr(), dy.data_ptr(),
+        sgemm_address(), count, rows, x.shape[1], units, x.data_ptr(), dy.data_ptr(),
         out.data_ptr())
 
 
@@ -148,7 +155,7 @@ def _agrees_with_torch() -> bool:
         dy = torch.randn(count, rows, units, generator=g)
         out, grad = torch.empty(count, rows, units), torch.empty(count, n_in, units)
         _addmm(x, kernels, biases, out)
-        _kernel_grad(x, dy, grad)
+        run_kernel_grad(x, dy, grad)
         # torch's calls into the same places of a twin buffer (without MKL_CBWR, MKL's
         # sums may depend on where in memory a block starts)
         out_torch, grad_torch = torch.empty_like(out), torch.empty_like(grad)

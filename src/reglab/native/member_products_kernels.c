@@ -18,10 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef void (*reglab_sgemm)(const char *transa, const char *transb, const int *m,
-                             const int *n, const int *k, const float *alpha, const float *a,
-                             const int *lda, const float *b, const int *ldb,
-                             const float *beta, float *c, const int *ldc);
+#include "sgemm.h"
 
 /* y[m] = bias[m] + x @ kernel[m] (bias may be NULL: x @ kernel[m]) for members m < count;
  * kernel: count blocks of (in, units), `kernel_stride` floats apart; bias: rows of units,

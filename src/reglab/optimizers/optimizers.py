@@ -26,6 +26,7 @@ import torch
 from reglab import native
 from reglab.errors import ConfigError, UnknownArgumentError, unknown_name
 from reglab.native import adam as native_adam
+from reglab.native import pending_gradient
 from reglab.optimizers import schedules
 from reglab.optimizers.schedules import LearningRateSchedule
 from reglab.regularizers.penalty import add_penalty_gradient_
@@ -425,6 +426,12 @@ class Optimizer:
         each member alone."""
         return False
 
+    def takes_pending_gradients(self) -> bool:
+        """Whether :meth:`apply` takes a gradient left pending
+        (:class:`~reglab.native.pending_gradient.PendingKernelGradient`) and makes it itself
+        (reglab's native Adam); else the engine makes it whole first."""
+        return False
+
     def step_size(self, param: torch.Tensor, slots: dict[str, torch.Tensor],
                   members: OptimizerMembers) -> Value:
         """The per-element step size of the update just applied to ``param``."""
@@ -568,10 +575,18 @@ class Adam(Optimizer):
                 and dtype == torch.float32 and native.library() is not None
                 and (cls.apply is Adam.apply or "sign" in inspect.signature(cls.apply).parameters))
 
+    def takes_pending_gradients(self):
+        """Not amsgrad, and not a subclass with its own ``apply`` (it would be given
+        gradients it cannot read)."""
+        cls = type(self)
+        return (not self.amsgrad and cls.apply is Adam.apply
+                and cls._apply_fused is Adam._apply_fused)
+
     def apply(self, params, grads, slots, members, decay=None, sign=None):
         if params and _fused_adam_available(params[0].device):
             self._apply_fused(params, grads, slots, members, decay, sign)
             return
+        grads = pending_gradient.made(grads)
         if decay is not None:
             raise RuntimeError("Adam: coupled decay is folded only into the fused kernel.")
         _add_sign_parts(params, grads, sign)
@@ -617,6 +632,7 @@ class Adam(Optimizer):
         if not self.amsgrad and native_adam.step(params, grads, slot_of[0], slot_of[1],
                                                  groups, decay, sign):
             return
+        grads = pending_gradient.made(grads)  # torch's kernel needs them whole
         _add_sign_parts(params, grads, sign)  # as the engine's chain would have
         if len(groups) == 1 and (len(members) == 1 or _fuses_stacked(params[0].device)):
             # one member (its slice is the whole stacked tensor), or one group on CUDA

@@ -13,6 +13,7 @@ from reglab import native
 from reglab.engine import Member, Population
 from reglab.layers import Dense, Dropout
 from reglab.native import member_products
+from reglab.native.pending_gradient import PendingKernelGradient
 from reglab.regularizers import L1L2
 
 
@@ -146,6 +147,10 @@ def test_training_with_the_loops_gets_torchs_weights(loops, monkeypatch):
                         lambda *a: calls.append("addmm") or real_addmm(*a))
     monkeypatch.setattr(member_products, "kernel_grad",
                         lambda *a: calls.append("grad") or real_grad(*a))
+    # the kernel's gradient made by Adam's step, member by member, with the same sgemm
+    real_step = PendingKernelGradient.adam_step
+    monkeypatch.setattr(PendingKernelGradient, "adam_step",
+                        lambda self, *a: calls.append("grad") or real_step(self, *a))
     with_loops = _train()
     assert {"addmm", "grad"} <= set(calls)
     monkeypatch.setattr(member_products, "available", lambda: False)
