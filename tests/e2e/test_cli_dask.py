@@ -3,9 +3,12 @@ killed mid-job costs nothing; a scheduler that cannot be reached is a clear erro
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -102,6 +105,54 @@ def test_an_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path, 
                                        "--cluster", address, "--quiet"])
     assert result.exit_code == 2, result.output
     assert f"--cluster {address}: cannot reach a Dask scheduler there" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    """Accepts a connection and says nothing until the other side gives up."""
+
+    def handle(self):
+        self.request.settimeout(30)
+        with contextlib.suppress(OSError):
+            while self.request.recv(1024):
+                pass
+
+
+@pytest.mark.parametrize("server", ["http", "silent"])
+def test_a_server_that_is_no_dask_scheduler_is_a_clear_error_in_bounded_time(
+        tmp_path, monkeypatch, server):
+    # Dask's Client alone waits without a limit for the handshake such a server never sends
+    from reglab.study import dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1)
+    handler = http.server.SimpleHTTPRequestHandler if server == "http" else _Silent
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as listening:
+        listening.daemon_threads = True
+        threading.Thread(target=listening.serve_forever, daemon=True).start()
+        address = f"tcp://127.0.0.1:{listening.server_address[1]}"
+        study = write_study(tmp_path)
+        start = time.monotonic()
+        result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),
+                                           "--cluster", address, "--quiet"])
+        elapsed = time.monotonic() - start
+        listening.shutdown()
+    assert result.exit_code == 2, result.output
+    assert f"--cluster {address}: cannot reach a Dask scheduler there" in result.output
+    assert "no Dask handshake within 2 s" in result.output
+    assert elapsed < 20
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_workers_address_is_not_taken_for_a_schedulers(tmp_path, cli_cluster):
+    from distributed import Client
+
+    with Client(cli_cluster, timeout=30) as client:
+        worker = sorted(client.scheduler_info()["workers"])[0]
+    study = write_study(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),
+                                       "--cluster", worker, "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "a Dask Worker answers there, not a scheduler" in result.output
     assert not (tmp_path / "out").exists()
 
 

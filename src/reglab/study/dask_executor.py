@@ -92,6 +92,39 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+def _check_scheduler(address: str) -> None:
+    """Asks what answers at ``address`` who it is, within the connect timeout (twice for the
+    whole exchange); raises TimeoutError when nothing answers as Dask does (Dask's own
+    ``Client`` waits without a limit for a handshake a server of another kind never sends),
+    ValueError when a Dask process that is not a scheduler (a worker) answers. In a thread of
+    its own, with an event loop of its own (a caller may be running one)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def identity():
+        comm = await connect(address, timeout=CONNECT_TIMEOUT_S)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded():
+        try:
+            return await asyncio.wait_for(identity(), CONNECT_TIMEOUT_S * 2)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no Dask handshake within {CONNECT_TIMEOUT_S * 2} s; is a "
+                               "Dask scheduler listening on that port?") from None
+
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(asyncio.run, bounded()).result()
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"a Dask {kind or 'process'} answers there, not a scheduler")
+
+
 class DaskExecutor:
     """Trains jobs on a Dask cluster: a running scheduler at ``address``
     (``tcp://host:port``), or a local cluster of ``workers`` processes started here.
@@ -130,6 +163,8 @@ class DaskExecutor:
                          "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
             address = self._cluster.scheduler_address
         try:
+            if self._cluster is None:
+                _check_scheduler(address)
             self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError, TypeError) as error:
             if self._cluster is not None:
