@@ -63,6 +63,11 @@ def _with_overrides(spec: StudySpec, seeds: int | None, epochs: int | None) -> S
                 f"{tune.seeds * epochs} model-epochs, more than the budget "
                 f"tune.model_epochs = {tune.model_epochs}: no trial could run. Expected at "
                 f"most {tune.model_epochs // tune.seeds} epochs, or a larger budget."])
+        if tune is not None and tune.pruner_warmup is not None and tune.pruner_warmup >= epochs:
+            raise StudySpecError(spec.source or spec.name, [
+                f"--epochs {epochs}: tune.pruner_warmup = {tune.pruner_warmup} leaves no "
+                f"epoch after which a trial may be pruned. Expected more than "
+                f"{tune.pruner_warmup} epochs."])
     return spec
 
 

@@ -1041,6 +1041,12 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 checker.add(f"tune.model_epochs: one trial takes {tune.seeds} seed(s) × "
                             f"{epochs} epochs = {tune.seeds * epochs} model-epochs; expected a "
                             f"budget of at least that. Got {tune.model_epochs}.")
+            warmup = tune.pruner_warmup
+            if warmup is not None and epochs is not None and warmup >= epochs:
+                checker.add(f"tune.pruner_warmup: a trial reports after each of its {epochs} "
+                            f"epochs, and a warm-up of {warmup} leaves none after which it "
+                            f"may be pruned; expected fewer than training.epochs = {epochs} "
+                            f"(or pruner = 'none'). Got {warmup}.")
 
     if checker.problems:
         raise StudySpecError(str(path), checker.problems)

@@ -129,6 +129,10 @@ def test_a_grid_study_s_canonical_form_has_no_tuning_keys():
      "dropout = [0.1, 0.2]\n", "tune.pbt.quantile: expected a number in (0, 0.5]"),
     ("[tune]\ntrials = 4\npbt = { interval = 2 }\n[variants.a]\ndropout = [0.1, 0.2]\n",
      "tune.pbt: used only with scheduler = 'pbt'"),
+    # a trial reports after epochs 1 and 2: a warm-up of 2 would never let the pruner act
+    ("[tune]\ntrials = 4\npruner_warmup = 2\n[variants.a]\ndropout = [0.1, 0.2]\n",
+     "tune.pruner_warmup: a trial reports after each of its 2 epochs, and a warm-up of 2 "
+     "leaves none after which it may be pruned; expected fewer than training.epochs = 2"),
 ])
 def test_bad_tuning_sections_name_their_place(text, expected):
     if text.startswith("seeds"):
@@ -286,6 +290,18 @@ def test_epochs_from_the_command_line_are_checked_against_the_budget(tmp_path):
                                              r"epochs = 10 model-epochs, more than the budget "
                                              r"tune.model_epochs = 8.*at most 4 epochs"):
         prepare_study(path, epochs=5)
+
+
+def test_a_pruner_warmup_is_checked_against_the_epochs_it_runs(tmp_path):
+    from reglab.study.runner import prepare_study
+
+    path = tmp_path / "study.toml"
+    path.write_text(BASE + "[tune]\ntrials = 4\npruner_warmup = 1\n[variants.a]\n"
+                           "dropout = [0.1, 0.3]\n")
+    assert prepare_study(path).spec.tune.pruner_warmup == 1  # may be pruned after epoch 2
+    with pytest.raises(StudySpecError, match=r"--epochs 1: tune.pruner_warmup = 1 leaves no "
+                                             r"epoch after which a trial may be pruned"):
+        prepare_study(path, epochs=1)
 
 
 def test_a_val_loss_objective_is_named_as_what_it_scores():
