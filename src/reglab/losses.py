@@ -470,8 +470,123 @@ class KLDivergence(_BuiltIn):
         return torch.sum(y_true * torch.log(y_true / y_pred), dim=-1)
 
 
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Keras's ``normalize(x, axis=-1)``: ``x * min(rsqrt(sum(x**2)), 1 / epsilon)`` over
+    the last axis (a zero vector stays zero)."""
+    inverse = torch.rsqrt(torch.sum(torch.square(x), dim=-1, keepdim=True))
+    return x * torch.clamp(inverse, max=1.0 / EPSILON)
+
+
+class CosineSimilarity(_BuiltIn):
+    """``-sum(normalize(y_true) * normalize(y_pred))`` over the last axis: -1 where the two
+    point the same way, 0 where they are orthogonal (Keras's sign, so that a lower loss is
+    more similar)."""
+
+    name = "cosine_similarity"
+    regression = True
+
+    def __init__(self, axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None):
+        super().__init__(reduction, name, dtype)
+        _last_axis(type(self).__name__, axis)
+
+    def per_sample(self, y_true, y_pred):
+        return -torch.sum(l2_normalize(_aligned(y_true, y_pred)) * l2_normalize(y_pred), dim=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1}
+
+
+def _focusing(owner: str, key: str, value: Any, upper: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value >= 0 and (upper is None or value <= upper)):
+        bound = f"in [0, {upper:g}]" if upper is not None else ">= 0"
+        raise ConfigError(f"{owner}: '{key}' must be a number {bound}. Got {value!r}.")
+    return float(value)
+
+
+class BinaryFocalCrossentropy(Loss):
+    """Keras's focal crossentropy for 0/1 targets: the binary crossentropy of each value
+    times ``(1 - p_t)**gamma``, ``p_t = y p + (1 - y)(1 - p)`` (the probability given to
+    the true class, before clipping), and with ``apply_class_balancing`` times
+    ``alpha`` for class 1 and ``1 - alpha`` for class 0; the mean over the last axis."""
+
+    name = "binary_focal_crossentropy"
+    target_kind = "binary"
+
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25,
+                 gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
+                 axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None):
+        super().__init__(name, reduction, dtype)
+        owner = type(self).__name__
+        _last_axis(owner, axis)
+        self.apply_class_balancing = bool(apply_class_balancing)
+        self.alpha = _focusing(owner, "alpha", alpha, 1.0)
+        self.gamma = _focusing(owner, "gamma", gamma)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(owner, label_smoothing)
+
+    def per_sample(self, y_true, y_pred):
+        y_true = _aligned(y_true, y_pred).expand_as(y_pred)
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        p = torch.sigmoid(y_pred) if self.from_logits else y_pred
+        bce = F.binary_cross_entropy(torch.clamp(p, EPSILON, 1.0 - EPSILON), y_true,
+                                     reduction="none")
+        p_t = y_true * p + (1 - y_true) * (1 - p)
+        focal = torch.pow(1.0 - p_t, self.gamma) * bce
+        if self.apply_class_balancing:
+            focal = (y_true * self.alpha + (1 - y_true) * (1 - self.alpha)) * focal
+        return torch.mean(focal, dim=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing,
+                "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": -1}
+
+
+class CategoricalFocalCrossentropy(Loss):
+    """Keras's focal crossentropy for one-hot targets: ``-sum(alpha * (1 - p)**gamma *
+    y_true * log(p))`` over the classes, ``p`` the predictions over their sum (the softmax
+    of logits), clipped to ``[1e-7, 1 - 1e-7]``."""
+
+    name = "categorical_focal_crossentropy"
+    target_kind = "categorical"
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = None,
+                 dtype: Any = None):
+        super().__init__(name, reduction, dtype)
+        owner = type(self).__name__
+        _last_axis(owner, axis)
+        self.alpha = _focusing(owner, "alpha", alpha)
+        self.gamma = _focusing(owner, "gamma", gamma)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(owner, label_smoothing)
+
+    def per_sample(self, y_true, y_pred):
+        y_true = y_true.to(y_pred.dtype)
+        if self.label_smoothing:
+            k = y_pred.shape[-1]
+            y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / k
+        p = torch.softmax(y_pred, dim=-1) if self.from_logits else y_pred
+        p = torch.clamp(p / torch.sum(p, dim=-1, keepdim=True), EPSILON, 1.0 - EPSILON)
+        weight = torch.pow(1.0 - p, self.gamma) * self.alpha
+        return torch.sum(weight * (-y_true * torch.log(p)), dim=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma,
+                "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "axis": -1}
+
+
 _BY_NAME = {
     "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+    "cosine_similarity": CosineSimilarity,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
@@ -500,7 +615,8 @@ _BY_NAME.update({cls.__name__: cls for cls in (
     CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, Huber, LogCosh, Poisson, Hinge, SquaredHinge,
-    CategoricalHinge, KLDivergence)})
+    CategoricalHinge, KLDivergence, CosineSimilarity, BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy)})
 
 def as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:
     """Arrays (numpy, lists) as tensors, as Keras converts them; integer predictions as
@@ -584,6 +700,26 @@ def huber(y_true, y_pred, delta=1.0) -> torch.Tensor:
     return Huber(delta).per_sample(*as_tensors(y_true, y_pred))
 
 
+def cosine_similarity(y_true, y_pred, axis=-1) -> torch.Tensor:
+    """``keras.losses.cosine_similarity``: one value per sample (negative: -1 is alike)."""
+    return CosineSimilarity(axis).per_sample(*as_tensors(y_true, y_pred))
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25,
+                              gamma=2.0, from_logits=False, label_smoothing=0.0,
+                              axis=-1) -> torch.Tensor:
+    """``keras.losses.binary_focal_crossentropy``: the mean over the last axis, per sample."""
+    return BinaryFocalCrossentropy(apply_class_balancing, alpha, gamma, from_logits,
+                                   label_smoothing, axis).per_sample(*as_tensors(y_true, y_pred))
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
+                                   label_smoothing=0.0, axis=-1) -> torch.Tensor:
+    """``keras.losses.categorical_focal_crossentropy``: one value per sample."""
+    return CategoricalFocalCrossentropy(alpha, gamma, from_logits, label_smoothing,
+                                        axis).per_sample(*as_tensors(y_true, y_pred))
+
+
 mse = mean_squared_error
 mae, mape, msle, kld = (mean_absolute_error, mean_absolute_percentage_error,
                         mean_squared_logarithmic_error, kl_divergence)
@@ -594,7 +730,10 @@ _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
               mean_absolute_percentage_error: MeanAbsolutePercentageError,
               mean_squared_logarithmic_error: MeanSquaredLogarithmicError, huber: Huber,
               log_cosh: LogCosh, poisson: Poisson, hinge: Hinge, squared_hinge: SquaredHinge,
-              categorical_hinge: CategoricalHinge, kl_divergence: KLDivergence}
+              categorical_hinge: CategoricalHinge, kl_divergence: KLDivergence,
+              cosine_similarity: CosineSimilarity,
+              binary_focal_crossentropy: BinaryFocalCrossentropy,
+              categorical_focal_crossentropy: CategoricalFocalCrossentropy}
 
 
 class ScaledLoss(Loss):

@@ -232,6 +232,18 @@ def _loss_metrics() -> dict[str, Metric]:
 
 _BY_NAME.update(_loss_metrics())
 
+
+def _cosine_similarity(y_true, y_pred):
+    """Keras's ``cosine_similarity`` metric: the loss's value with its sign turned (1 where
+    the two point the same way), each sample's."""
+    from reglab.losses import CosineSimilarity, samplewise
+
+    return samplewise(-CosineSimilarity().per_sample(y_true, y_pred))
+
+
+_cosine_similarity.__name__ = "cosine_similarity"
+_BY_NAME["cosine_similarity"] = _cosine_similarity
+
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
 _CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC}
 
@@ -251,6 +263,7 @@ _KERAS_NAMES = {
     "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
     "KLDivergence": "kl_divergence", "Poisson": "poisson", "Hinge": "hinge",
     "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
+    "CosineSimilarity": "cosine_similarity",
 }
 
 

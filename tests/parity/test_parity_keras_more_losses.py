@@ -29,6 +29,9 @@ PROBABILITIES = (RNG.dirichlet(np.ones(4), 12).astype("float32"),
 SIGNS = (RNG.integers(0, 2, (12, 4)).astype("float32"), RNG.normal(size=(12, 4)).astype("float32"))
 ONE_HOT = (np.eye(4, dtype="float32")[RNG.integers(0, 4, 12)],
            RNG.normal(size=(12, 4)).astype("float32"))
+BINARY = (RNG.integers(0, 2, (12, 4)).astype("float32"),
+          RNG.uniform(0.02, 0.98, (12, 4)).astype("float32"))
+CLASS_PROBABILITIES = (ONE_HOT[0], PROBABILITIES[1])
 
 def side_by_side(build, x, y, **fit):
     """``(theirs, ours, their history, ours)``: the model built in Keras and in reglab from
@@ -47,6 +50,8 @@ FUNCTIONS = [
     ("huber", REGRESSION), ("log_cosh", REGRESSION), ("poisson", POSITIVE),
     ("hinge", SIGNS), ("squared_hinge", SIGNS), ("categorical_hinge", ONE_HOT),
     ("kl_divergence", PROBABILITIES), ("kld", PROBABILITIES),
+    ("cosine_similarity", REGRESSION), ("binary_focal_crossentropy", BINARY),
+    ("categorical_focal_crossentropy", CLASS_PROBABILITIES),
 ]
 
 
@@ -65,7 +70,11 @@ CLASSES = [
     ("MeanSquaredLogarithmicError", {}, POSITIVE), ("Huber", dict(delta=0.5), REGRESSION),
     ("LogCosh", {}, REGRESSION), ("Poisson", {}, POSITIVE), ("Hinge", {}, SIGNS),
     ("SquaredHinge", {}, SIGNS), ("CategoricalHinge", {}, ONE_HOT),
-    ("KLDivergence", {}, PROBABILITIES),
+    ("KLDivergence", {}, PROBABILITIES), ("CosineSimilarity", {}, REGRESSION),
+    ("BinaryFocalCrossentropy", dict(gamma=1.5, apply_class_balancing=True, alpha=0.4), BINARY),
+    ("BinaryFocalCrossentropy", dict(from_logits=True, label_smoothing=0.1), SIGNS),
+    ("CategoricalFocalCrossentropy", dict(alpha=0.5, gamma=0.7), CLASS_PROBABILITIES),
+    ("CategoricalFocalCrossentropy", dict(from_logits=True, label_smoothing=0.2), ONE_HOT),
 ]
 
 
@@ -84,7 +93,10 @@ def test_each_class_reduces_with_sample_weights_as_keras(name, arguments, arrays
 TRAINED = [("mae", "linear", REGRESSION), ("huber", "linear", REGRESSION),
            ("log_cosh", "linear", REGRESSION), ("msle", "softplus", POSITIVE),
            ("poisson", "softplus", POSITIVE), ("squared_hinge", "tanh", SIGNS),
-           ("categorical_hinge", "linear", ONE_HOT), ("kl_divergence", "softmax", PROBABILITIES)]
+           ("categorical_hinge", "linear", ONE_HOT), ("kl_divergence", "softmax", PROBABILITIES),
+           ("cosine_similarity", "linear", REGRESSION),
+           ("binary_focal_crossentropy", "sigmoid", BINARY),
+           ("categorical_focal_crossentropy", "softmax", ONE_HOT)]
 
 
 @pytest.mark.parametrize(("loss", "activation", "arrays"), TRAINED,
@@ -245,3 +257,29 @@ def test_keras_s_loss_aliases_and_loss_named_metrics():
     assert sorted(got) == sorted(expected)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+
+
+def test_the_cosine_similarity_metric_is_keras_s_and_is_maximized():
+    # the metric is the loss with its sign turned; EarlyStopping's 'auto' maximizes it
+    targets = np.concatenate([REGRESSION[0]] * 4)
+    x = np.random.default_rng(5).normal(size=(len(targets), 5)).astype("float32")
+
+    def build(api):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(4)])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse",
+                      metrics=["cosine_similarity"])
+        return model
+    stop = {api: api.callbacks.EarlyStopping("val_cosine_similarity", patience=0)
+            for api in (keras, reglab)}
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    fit = dict(shuffle=False, verbose=0, batch_size=12, epochs=3,
+               validation_data=(x[:12], targets[:12]))
+    expected = theirs.fit(x, targets, callbacks=[stop[keras]], **fit).history
+    got = ours.fit(x, targets, callbacks=[stop[reglab]], **fit).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    assert keras.metrics.CosineSimilarity()._direction == "up"
+    assert reglab.monitors.direction("val_cosine_similarity") == "max"
