@@ -339,3 +339,37 @@ def test_inputs_off_by_more_than_a_trailing_one_are_refused_by_name():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(reglab.errors.DataError, match=r"expects samples of shape \(3, 1\)"):
         model.fit(np.zeros((4, 2)), np.zeros(4), verbose=0)
+
+
+def test_logs_come_in_keras_s_order():
+    """Keras sorts its logs (``pythonify_logs``): the training keys by name, then the
+    validation keys; in History, the callbacks' logs and ``evaluate(return_dict=True)``,
+    while ``evaluate``'s list keeps the compiled order."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 5)).astype("float32"), rng.integers(0, 6, 32)
+    seen = {}
+    for api in (keras, reglab):
+        class Record(api.callbacks.Callback):
+            keys: list = []
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.keys.append(("batch", list(logs)))
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.keys.append(("epoch", list(logs)))
+
+        keras.utils.set_random_seed(1)
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(6, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["sparse_top_k_categorical_accuracy", "accuracy",
+                               "sparse_categorical_accuracy"])
+        record = Record()
+        record.keys = []
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y),
+                            callbacks=[record])
+        scores = model.evaluate(x, y, verbose=0)
+        seen[api.__name__] = (record.keys, list(history.history),
+                              list(model.evaluate(x, y, verbose=0, return_dict=True)),
+                              len(scores))
+    assert seen["reglab"] == seen["keras"]
+    assert seen["keras"][1][0] == "accuracy"  # sorted, not the compiled order

@@ -28,12 +28,19 @@ _SPLIT_KEYS = ("data_loss", "penalty")
 
 
 def _keras_logs(logs: dict) -> tuple[dict, dict]:
-    """Splits engine logs into Keras's keys and reglab's penalty split."""
+    """Splits engine logs into Keras's keys and reglab's penalty split; Keras's in its
+    order (``pythonify_logs`` sorts them): the training logs by name, then the validation
+    logs by name."""
     keras, split = {}, {}
     for key, value in logs.items():
         bare = key.removeprefix("val_")
         (split if bare in _SPLIT_KEYS else keras)[key] = value
-    return keras, split
+    return {key: keras[key] for key in _keras_order(keras)}, split
+
+
+def _keras_order(keys) -> list[str]:
+    """Keras's order of log keys: the training ones sorted, then the validation ones."""
+    return sorted(keys, key=lambda key: (key.startswith("val_"), key))
 
 
 class _LazyLogs(Mapping):
@@ -112,7 +119,7 @@ class _KerasBridge:
         keys = list(getattr(self, "last_logs", None) or ())
         if not keys:
             keys = ["loss", *self.model.logged_metric_names]
-            keys += [f"val_{key}" for key in keys] if validated else []
+            keys = _keras_order(keys + ([f"val_{key}" for key in keys] if validated else []))
         self.last_logs = dict.fromkeys(keys, float("nan"))
         self.callbacks.on_epoch_end(epoch, dict(self.last_logs))
 
