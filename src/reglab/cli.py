@@ -18,7 +18,11 @@ import click  # noqa: E402
 
 import reglab  # noqa: E402
 from reglab.errors import ReglabError, StoreError  # noqa: E402
-from reglab.study.spec import MAX_SEEDS, default_directory_problem  # noqa: E402  (no torch)
+from reglab.study.spec import (  # noqa: E402  (no torch)
+    MAX_EPOCHS,
+    MAX_SEEDS,
+    default_directory_problem,
+)
 
 
 def _fail(error: Exception) -> None:
@@ -110,7 +114,8 @@ def info() -> None:
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
               help="Override the number of seeds: the study file's first N, then the smallest "
                    "seeds it does not list.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
+@click.option("--epochs", type=click.IntRange(min=1, max=MAX_EPOCHS),
+              help="Override the number of epochs.")
 @_clear_errors
 def validate(study, seeds, epochs) -> None:
     """Checks a study file and prints its plan (no training, nothing written): builds every
@@ -164,7 +169,8 @@ def _twins_line(plan) -> None:
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
               help="Override the number of seeds: the study file's first N, then the smallest "
                    "seeds it does not list.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the number of epochs.")
+@click.option("--epochs", type=click.IntRange(min=1, max=MAX_EPOCHS),
+              help="Override the number of epochs.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option("--restart", is_flag=True, help="Start over in a directory holding another study.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

@@ -82,6 +82,8 @@ DATA_KEYS = ("dataset", "validation_split", "label_column", "test", "test_split"
              "standardize", "train_size", "label_noise", "noisy_validation")
 #: limits that keep a plan in memory and its names usable as file names
 MAX_SEEDS = 10_000
+#: the most epochs a study trains (a larger number is a typo: it would never end)
+MAX_EPOCHS = 1_000_000
 #: the largest seed a run takes (the store keeps seeds as SQLite's signed 64-bit integers)
 MAX_SEED = 2**63 - 1
 MAX_VARIANT_NAME = 64
@@ -975,6 +977,10 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                     f"{metrics!r}.{hint}")
         metrics = []
     epochs = checker.int_("training.epochs", training_raw.get("epochs", 10))
+    if epochs is not None and epochs > MAX_EPOCHS:
+        checker.add(f"training.epochs: expected at most {MAX_EPOCHS:,} (a study that would "
+                    f"never end). Got {epochs:,}.")
+        epochs = None
     batch_size = checker.int_("training.batch_size", training_raw.get("batch_size", 32))
     precision = training_raw.get("precision", "float32")
     choices = [*PRECISIONS, AUTO]

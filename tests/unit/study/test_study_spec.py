@@ -130,6 +130,9 @@ dropuot = 0.5
      "variants.path.dropout.n: expected a whole number of points >= 1 (an int, such as 5). "
      "Got 3.0."),
     (("epochs = 2", 'epochs = "two"'), "training.epochs: expected an int >= 1. Got 'two'"),
+    (("epochs = 2", "epochs = 99999999999999999"),  # a typo that would train forever
+     "training.epochs: expected at most 1,000,000 (a study that would never end). Got "
+     "99,999,999,999,999,999."),
     (("epochs = 2", 'epochs = 2\nloss = "msee"'), "training.loss: unknown loss 'msee'"),
     (("epochs = 2", 'epochs = 2\noptimizer = "adamm"'),
      "training.optimizer.type: unknown optimizer 'adamm'"),
