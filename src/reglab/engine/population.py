@@ -279,6 +279,7 @@ class Population:
             self._epoch = None
             if flush:
                 torch.set_flush_denormal(flushing_before)
+            self.state.clear_grads()  # a step interrupted between its backward and update
             self._restore_all()
         for obs in observers:
             _call(obs, "on_train_end")

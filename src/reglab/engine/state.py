@@ -302,6 +302,7 @@ class PopulationState:
         members.tensors["weights"] = {**self.weights, **{
             key: t.detach() for key, t in self.members.tensors[family].items()}}
         view.members = members
+        view.pending_grads = {}  # a view's own (it takes no step)
         return view
 
     def merged(self, parked: dict[int, tree.Row], with_optimizer: bool = True
@@ -313,6 +314,7 @@ class PopulationState:
         view = PopulationState.__new__(PopulationState)
         view.__dict__.update(self.__dict__)
         view.members = merged
+        view.pending_grads = {}  # other rows than self's: none of self's gradients
         view.refresh_values()
         return view
 

@@ -46,7 +46,8 @@ class PenaltyGradients:
 
     def update(self, grads, state):
         for key, terms in state.penalties.items():
-            if key in grads:
+            # a pending gradient is one whose penalties the step folds in (_step_makes)
+            if key in grads and key not in state.pending_grads:
                 penalties.add_gradient(terms, grads[key], state.weights[key],
                                        include_decay=key not in state.coupled_decay,
                                        include_sign=key not in state.coupled_sign)
@@ -183,6 +184,14 @@ def apply_updates(chain: list[UpdateTransform], state: PopulationState) -> None:
     pending = state.pending_grads
     grads = {key: w.grad if w.grad is not None else pending[key]
              for key, w in state.weights.items() if w.grad is not None or key in pending}
+    try:
+        _apply_chain(chain, grads, state)
+    finally:  # also when the chain raises (an interrupt): no gradient outlives its step
+        state.clear_grads()
+
+
+def _apply_chain(chain, grads, state) -> None:
+    """The chain over ``grads``, each member's step counted, loss-scaled skips set aside."""
     with torch.no_grad():
         skipped = loss_scale.unscale(grads, state)
     if not skipped or len(skipped) < state.size:  # else every member skips its step
@@ -193,7 +202,6 @@ def apply_updates(chain: list[UpdateTransform], state: PopulationState) -> None:
                 transform.update(grads, state)
             if skipped:
                 loss_scale.put_back(state, skipped, kept)
-    state.clear_grads()
 
 
 def _step_makes(key: Key, state: PopulationState) -> bool:

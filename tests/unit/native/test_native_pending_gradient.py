@@ -18,7 +18,7 @@ from reglab.engine import Member, Population
 from reglab.layers import Dense, Dropout
 from reglab.native import adam, pending_gradient
 from reglab.native.pending_gradient import PendingKernelGradient
-from reglab.regularizers import L1L2, GroupLasso
+from reglab.regularizers import L1L2, GroupLasso, ProximalL1
 
 
 @pytest.fixture
@@ -89,8 +89,8 @@ def test_without_the_native_kernels_nothing_is_left_pending(monkeypatch):
     assert not PendingKernelGradient.applies(x, w, dy, (slice(0, 2),))
 
 
-def _members(optimizer, first_regularizer=None, seeds=(0, 0, 1, 1, 1, 2)):
-    return [Member([Dense(32, activation="relu", input_shape=(50,),
+def _members(optimizer, first_regularizer=None, seeds=(0, 0, 1, 1, 1, 2), inputs=50):
+    return [Member([Dense(32, activation="relu", input_shape=(inputs,),
                           kernel_regularizer=first_regularizer(p) if first_regularizer else None),
                     Dropout(0.1 * (p % 3)), Dense(10, activation="softmax",
                                                   kernel_regularizer=L1L2(l2=1e-3))],
@@ -125,7 +125,7 @@ def _train(case, pending_on, monkeypatch, x=None, y=None):
     rng = np.random.default_rng(0)
     if x is None:
         x, y = rng.normal(size=(90, 50)).astype(np.float32), rng.integers(0, 10, 90)
-    population = Population(_members(optimizer, regularizer))
+    population = Population(_members(optimizer, regularizer, inputs=x.shape[1]))
     with monkeypatch.context() as patch:
         if not pending_on:
             patch.setattr(PendingKernelGradient, "applies", staticmethod(lambda *a: False))
@@ -171,3 +171,42 @@ def test_a_member_that_diverges_mid_step_leaves_the_others_the_same_weights(fuse
     for m, own in weights_off.items():
         for key, value in own.items():
             assert torch.equal(weights[m][key], value), (m, key)
+
+
+def test_proximal_l1_beside_members_without_it_keeps_the_same_weights(fused, monkeypatch):
+    # a kernel of 300 x 32 floats a member: the penalties run on the rows of the members
+    # that have one (their gradient part folded into the step), the others untouched
+    case = ("proximal beside none", _adam, lambda p: ProximalL1(1e-3) if p % 2 else None, True)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(90, 300)).astype(np.float32), rng.integers(0, 10, 90)
+    stepped = []
+    real = PendingKernelGradient.adam_step
+    monkeypatch.setattr(PendingKernelGradient, "adam_step",
+                        lambda self, *a: stepped.append(1) or real(self, *a))
+    weights, logs = _train(case, True, monkeypatch, x, y)
+    assert stepped
+    weights_off, logs_off = _train(case, False, monkeypatch, x, y)
+    assert logs == logs_off
+    for m, own in weights_off.items():
+        for key, value in own.items():
+            assert torch.equal(weights[m][key], value), (m, key)
+
+
+def test_a_step_interrupted_in_its_update_leaves_no_gradient_behind(fused, monkeypatch):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(90, 50)).astype(np.float32), rng.integers(0, 10, 90)
+    population = Population(_members(_adam, _l1_l2))
+    population.fit(x, y, batch_size=16, epochs=1)
+    real = PendingKernelGradient.adam_step
+
+    def interrupted(self, *args):
+        monkeypatch.setattr(PendingKernelGradient, "adam_step", real)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(PendingKernelGradient, "adam_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        population.fit(x, y, batch_size=16, epochs=1)
+    assert not population.state.pending_grads
+    assert all(w.grad is None for w in population.state.weights.values())
+    population.discard_members([population.member_ids[0]])  # fewer rows than the step had
+    population.fit(x, y, batch_size=16, epochs=1)
+    assert len(population.state.member_ids) == 5 and population.results[1].status == "done"
