@@ -140,11 +140,20 @@ class Loss:
         if self.reduction in ("none", None):
             return values if sample_weight is None else values * _per_sample_weight(
                 sample_weight, values)
-        if values.dim() == 0:  # one value for the batch, as Keras returns it
-            return values
+        if values.dim() == 0:  # one value for the batch (1-D inputs), as Keras returns it
+            return values if sample_weight is None else self._weighted_scalar(
+                values, sample_weight.to(values.dtype))
         means = samplewise(values.unsqueeze(0))[0]  # (B,)
         weights = None if sample_weight is None else sample_weight.reshape(-1).to(means.dtype)
         return self.reduce(means, weights, elements=math.prod(values.shape[1:]))
+
+    def _weighted_scalar(self, value: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Keras's reduction of one loss value times its sample weights: one weight gives
+        the product as it is, several the product spread over them and then reduced."""
+        if weight.numel() == 1:
+            return value * weight.reshape(())
+        weight = weight.reshape(-1)
+        return self.reduce(value.expand(weight.shape[0]), weight)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "reduction": self.reduction}
@@ -734,6 +743,11 @@ _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
               cosine_similarity: CosineSimilarity,
               binary_focal_crossentropy: BinaryFocalCrossentropy,
               categorical_focal_crossentropy: CategoricalFocalCrossentropy}
+
+
+def keras_functions() -> tuple:
+    """Keras's loss functions as this module gives them (each sample's loss)."""
+    return tuple(_FUNCTIONS)
 
 
 class ScaledLoss(Loss):

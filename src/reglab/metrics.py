@@ -146,6 +146,17 @@ _BY_NAME: dict[str, Metric] = {
 }
 
 
+def _is_loss_function(fn) -> bool:
+    """Whether ``fn`` is one of reglab's loss functions (``reglab.losses.huber``) or one of
+    Keras's (``keras.losses.huber``)."""
+    from reglab import losses
+
+    if any(fn is function for function in losses.keras_functions()):
+        return True
+    module = getattr(fn, "__module__", None) or ""
+    return callable(fn) and not isinstance(fn, type) and module.startswith("keras.src.losses")
+
+
 class FunctionMetric:
     """A user's function ``fn(y_true, y_pred)`` as a metric, as Keras's ``MeanMetricWrapper``
     wraps one in ``compile(metrics=[fn])``: called on one member's batch at a time
@@ -164,6 +175,9 @@ class FunctionMetric:
         self.fn = fn
         name = getattr(fn, "__name__", type(fn).__name__)
         self.__name__ = "lambda" if name == "<lambda>" else name
+        #: Keras's MeanMetricWrapper minimizes a wrapped loss function ('down'); others have
+        #: no direction (the monitors then go by the name)
+        self._direction = "down" if _is_loss_function(fn) else None
 
     def _one(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """``(n, 2)``: ``[value, 1]`` for each sample (or once for a scalar)."""

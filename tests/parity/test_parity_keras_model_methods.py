@@ -373,3 +373,38 @@ def test_logs_come_in_keras_s_order():
                               len(scores))
     assert seen["reglab"] == seen["keras"]
     assert seen["keras"][1][0] == "accuracy"  # sorted, not the compiled order
+
+
+def test_logs_of_weighted_metrics_and_several_outputs_come_in_keras_s_order():
+    """All keys sorted together (a training key that sorts after 'val_' among them), and
+    evaluate's list for several outputs: their losses, then the other logs by name."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y_zeta = np.eye(3, dtype="float32")[rng.integers(0, 3, 16)]
+    y_alpha = rng.integers(0, 2, (16, 1)).astype("float32")
+    seen, weights = {}, None
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(0)
+        i = api.Input((4,))
+        model = api.Model(i, [api.layers.Dense(3, activation="softmax", name="zeta")(i),
+                              api.layers.Dense(1, activation="sigmoid", name="alpha")(i)])
+        if weights is None:
+            weights = model.get_weights()
+        model.set_weights(weights)
+        model.compile(optimizer="sgd", loss={"zeta": "categorical_crossentropy",
+                                             "alpha": "binary_crossentropy"},
+                      metrics={"zeta": ["mse", "accuracy"], "alpha": ["accuracy"]})
+        history = model.fit(x, [y_zeta, y_alpha], epochs=1, verbose=0,
+                            validation_data=(x, [y_zeta, y_alpha]))
+        single = api.Sequential([api.Input((4,)), api.layers.Dense(3, activation="softmax")])
+        single.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"],
+                       weighted_metrics=["accuracy"])
+        weighted = single.fit(x, y_zeta, epochs=1, verbose=0, validation_data=(x, y_zeta),
+                              sample_weight=np.linspace(0.1, 1, 16).astype("float32"))
+        seen[api.__name__] = (list(history.history), list(weighted.history),
+                              model.evaluate(x, [y_zeta, y_alpha], verbose=0),
+                              model.evaluate(x, [y_zeta, y_alpha], verbose=0, return_dict=True))
+    ours, theirs = seen["reglab"], seen["keras"]
+    assert ours[:2] == theirs[:2]
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-5)
+    assert list(ours[3]) == list(theirs[3])

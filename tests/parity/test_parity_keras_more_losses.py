@@ -283,3 +283,42 @@ def test_the_cosine_similarity_metric_is_keras_s_and_is_maximized():
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
     assert keras.metrics.CosineSimilarity()._direction == "up"
     assert reglab.monitors.direction("val_cosine_similarity") == "max"
+
+
+@pytest.mark.parametrize("name", ["cosine_similarity", "huber", "log_cosh"])
+def test_a_loss_function_as_a_metric_is_minimized_as_in_keras(name):
+    # Keras's MeanMetricWrapper of a loss function has the direction 'down' (the cosine
+    # similarity loss is negative: its metric by name is the positive one)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 3)).astype("float32")
+    weights = [(np.arange(12, dtype="float32").reshape(4, 3) * 0.1) % 0.7,
+               np.zeros(3, "float32")]
+    seen = {}
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(3)])
+        model.set_weights(weights)
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse",
+                      metrics=[getattr(api.losses, name)])
+        stop = api.callbacks.EarlyStopping(f"val_{name}", patience=10)
+        plateau = api.callbacks.ReduceLROnPlateau(f"val_{name}", patience=0, factor=0.5)
+        history = model.fit(x, y, epochs=4, batch_size=16, verbose=0, validation_data=(x, y),
+                            callbacks=[stop, plateau]).history
+        seen[api.__name__] = (history, stop.best_epoch)
+    (theirs, their_best), (ours, our_best) = seen["keras"], seen["reglab"]
+    assert our_best == their_best
+    np.testing.assert_allclose(ours["learning_rate"], theirs["learning_rate"])
+    np.testing.assert_allclose(ours[f"val_{name}"], theirs[f"val_{name}"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight"])
+@pytest.mark.parametrize("weight", [2.0, [2.0], [1.0, 2.0, 3.0]])
+def test_one_sample_s_loss_takes_its_sample_weights_as_in_keras(reduction, weight):
+    # 1-D targets and predictions: one value, multiplied by the weights before the reduction
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=5).astype("float32"), rng.normal(size=5).astype("float32")
+    weight = np.asarray(weight, "float32")
+    for name in ("CosineSimilarity", "MeanSquaredError", "Huber"):
+        ours = getattr(reglab.losses, name)(reduction=reduction)(a, b, sample_weight=weight)
+        theirs = getattr(keras.losses, name)(reduction=reduction)(a, b, sample_weight=weight)
+        np.testing.assert_allclose(float(ours), float(keras.ops.convert_to_numpy(theirs)),
+                                   rtol=1e-6, err_msg=name)

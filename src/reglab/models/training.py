@@ -29,18 +29,12 @@ _SPLIT_KEYS = ("data_loss", "penalty")
 
 def _keras_logs(logs: dict) -> tuple[dict, dict]:
     """Splits engine logs into Keras's keys and reglab's penalty split; Keras's in its
-    order (``pythonify_logs`` sorts them): the training logs by name, then the validation
-    logs by name."""
+    order (its ``pythonify_logs`` sorts them all by name, validation logs among them)."""
     keras, split = {}, {}
     for key, value in logs.items():
         bare = key.removeprefix("val_")
         (split if bare in _SPLIT_KEYS else keras)[key] = value
-    return {key: keras[key] for key in _keras_order(keras)}, split
-
-
-def _keras_order(keys) -> list[str]:
-    """Keras's order of log keys: the training ones sorted, then the validation ones."""
-    return sorted(keys, key=lambda key: (key.startswith("val_"), key))
+    return {key: keras[key] for key in sorted(keras)}, split
 
 
 class _LazyLogs(Mapping):
@@ -119,7 +113,7 @@ class _KerasBridge:
         keys = list(getattr(self, "last_logs", None) or ())
         if not keys:
             keys = ["loss", *self.model.logged_metric_names]
-            keys = _keras_order(keys + ([f"val_{key}" for key in keys] if validated else []))
+            keys = sorted(keys + ([f"val_{key}" for key in keys] if validated else []))
         self.last_logs = dict.fromkeys(keys, float("nan"))
         self.callbacks.on_epoch_end(epoch, dict(self.last_logs))
 
@@ -363,12 +357,20 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
 
 def _result(model, keras_logs: dict, return_dict: bool):
     """What Keras's evaluate and *_on_batch return: the logs, the loss alone without
-    metrics, else ``[loss, *metrics]`` in the compiled order."""
+    metrics, else ``[loss, *metrics]`` in the compiled order; for several outputs, as
+    Keras's ``_flatten_metrics_in_order`` lists them, the outputs' own losses in the
+    outputs' order and then the other logs by name (the metrics' names it looks up first
+    are not log keys there)."""
     if return_dict:
         return keras_logs
     if not model.logged_metric_names:
         return keras_logs["loss"]
-    return [keras_logs["loss"]] + [keras_logs[name] for name in model.logged_metric_names]
+    names = model.logged_metric_names
+    parts = getattr(model.loss, "parts", None)
+    if parts is not None:
+        first = [f"{part.name}_loss" for part in parts]
+        names = first + sorted(name for name in names if name not in first)
+    return [keras_logs["loss"]] + [keras_logs[name] for name in names]
 
 
 def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
