@@ -194,6 +194,37 @@ MeanAbsoluteError = _by_name("MeanAbsoluteError", "mean_absolute_error", "mean_a
                              "``keras.metrics.MeanAbsoluteError``.", "down")
 
 
+MeanAbsolutePercentageError = _by_name(
+    "MeanAbsolutePercentageError", "mean_absolute_percentage_error",
+    "mean_absolute_percentage_error", "``keras.metrics.MeanAbsolutePercentageError``.", "down")
+MeanSquaredLogarithmicError = _by_name(
+    "MeanSquaredLogarithmicError", "mean_squared_logarithmic_error",
+    "mean_squared_logarithmic_error", "``keras.metrics.MeanSquaredLogarithmicError``.", "down")
+Hinge = _by_name("Hinge", "hinge", "hinge", "``keras.metrics.Hinge`` (0/1 targets taken as "
+                 "-1/1).", "down")
+SquaredHinge = _by_name("SquaredHinge", "squared_hinge", "squared_hinge",
+                        "``keras.metrics.SquaredHinge`` (0/1 targets taken as -1/1).", "down")
+CategoricalHinge = _by_name("CategoricalHinge", "categorical_hinge", "categorical_hinge",
+                            "``keras.metrics.CategoricalHinge`` (one-hot targets).", "down")
+KLDivergence = _by_name("KLDivergence", "kl_divergence", "kl_divergence",
+                        "``keras.metrics.KLDivergence``.", "down")
+Poisson = _by_name("Poisson", "poisson", "poisson", "``keras.metrics.Poisson``.", "down")
+_CosineSimilarity = _by_name(
+    "CosineSimilarity", "cosine_similarity", "cosine_similarity",
+    "``keras.metrics.CosineSimilarity``: 1 where targets and predictions point the same way "
+    "(the loss's value with its sign turned); ``axis=-1`` only.", "up")
+
+
+class CosineSimilarity(_CosineSimilarity):
+    __doc__ = _CosineSimilarity.__doc__
+
+    def __init__(self, name=None, dtype=None, axis=-1):
+        if axis != -1:
+            raise ConfigError(f"CosineSimilarity: only axis=-1 (the last axis, Keras's "
+                              f"default) is supported. Got axis={axis!r}.")
+        super().__init__(name, dtype)
+
+
 class _TopK(MeanMetricWrapper):
     """How often the target is among the ``k`` highest scores (ties count, as Keras)."""
 

@@ -322,3 +322,35 @@ def test_one_sample_s_loss_takes_its_sample_weights_as_in_keras(reduction, weigh
         theirs = getattr(keras.losses, name)(reduction=reduction)(a, b, sample_weight=weight)
         np.testing.assert_allclose(float(ours), float(keras.ops.convert_to_numpy(theirs)),
                                    rtol=1e-6, err_msg=name)
+
+
+METRIC_CLASSES = ["CosineSimilarity", "Hinge", "SquaredHinge", "CategoricalHinge",
+                  "KLDivergence", "Poisson", "MeanAbsolutePercentageError",
+                  "MeanSquaredLogarithmicError"]
+
+
+def test_the_loss_metrics_classes_are_keras_s_compiled_and_by_hand():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 4)).astype("float32"), rng.random((24, 3)).astype("float32")
+    weights = np.linspace(0.1, 1, 24).astype("float32")
+
+    def build(api):
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse",
+                      metrics=[getattr(api.metrics, name)() for name in METRIC_CLASSES])
+        return model
+    theirs, ours, expected, got = side_by_side(build, x, y, batch_size=8, epochs=2,
+                                               validation_data=(x, y))
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    for name in METRIC_CLASSES:
+        mine, keras_own = getattr(reglab.metrics, name)(), getattr(keras.metrics, name)()
+        for metric in (mine, keras_own):
+            metric.update_state(y, y[::-1] * 0.9 + 0.05, sample_weight=weights)
+            metric.update_state(y[:5], y[:5])
+        assert mine.name == keras_own.name
+        np.testing.assert_allclose(float(mine.result()), float(keras_own.result()), rtol=1e-6,
+                                   err_msg=name)
+    with pytest.raises(ConfigError, match=r"CosineSimilarity: only axis=-1"):
+        reglab.metrics.CosineSimilarity(axis=0)
