@@ -26,7 +26,7 @@ from reglab.study.executors import (
     failed_outcomes,
 )
 from reglab.study.plan import PopulationSpec, StudyPlan, plan_study
-from reglab.study.spec import StudySpec, StudySpecError, parse_study
+from reglab.study.spec import MAX_EPOCHS, MAX_SEEDS, StudySpec, StudySpecError, parse_study
 from reglab.utils import interrupts
 
 __all__ = ["InProcessExecutor", "prepare_study", "run_study"]
@@ -47,6 +47,11 @@ def first_seeds(listed: tuple[int, ...], count: int) -> tuple[int, ...]:
 
 
 def _with_overrides(spec: StudySpec, seeds: int | None, epochs: int | None) -> StudySpec:
+    for name, value, largest in (("seeds", seeds, MAX_SEEDS), ("epochs", epochs, MAX_EPOCHS)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= largest):  # as the CLI's options
+            raise StudySpecError(spec.source or spec.name, [
+                f"--{name} {value!r}: expected an int in [1, {largest:,}]."])
     if seeds is not None and spec.tune is not None:  # the confirmation's fresh seeds
         tune = dataclasses.replace(spec.tune, confirm_seeds=seeds)
         spec = dataclasses.replace(spec, tune=tune, seeds=tune.fresh_seeds)

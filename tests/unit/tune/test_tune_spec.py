@@ -304,6 +304,18 @@ def test_a_pruner_warmup_is_checked_against_the_epochs_it_runs(tmp_path):
         prepare_study(path, epochs=1)
 
 
+@pytest.mark.parametrize("override", [{"epochs": 0}, {"epochs": -3}, {"epochs": 1_000_001},
+                                      {"seeds": 0}, {"epochs": 2.5}, {"seeds": True}])
+def test_the_python_api_checks_its_overrides_as_the_command_line_does(tmp_path, override):
+    from reglab.study.runner import prepare_study
+
+    path = tmp_path / "study.toml"
+    path.write_text(BASE + "[variants.baseline]\n")
+    (name, value), = override.items()
+    with pytest.raises(StudySpecError, match=rf"--{name} {value!r}: expected an int in \[1, "):
+        prepare_study(path, **override)
+
+
 def test_a_val_loss_objective_is_named_as_what_it_scores():
     """`objective = "val_loss"` scores the validation loss without the penalties: the outputs
     say so (the stored val_loss, with them, differs from the trial's value)."""
