@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,13 +147,29 @@ _BY_NAME: dict[str, Metric] = {
 }
 
 
+def label_of(metric) -> Any:
+    """The name a metric given to ``compile`` is logged under: a function's ``__name__``, a
+    loss object's ``name`` (Keras logs ``losses.Huber()`` as ``huber_loss``), else the
+    metric itself (a name as written)."""
+    from reglab import losses
+
+    if isinstance(metric, losses.Loss):
+        return metric.name
+    if callable(metric):
+        return getattr(metric, "__name__", type(metric).__name__)
+    return metric
+
+
 def _is_loss_function(fn) -> bool:
-    """Whether ``fn`` is one of reglab's loss functions (``reglab.losses.huber``) or one of
-    Keras's (``keras.losses.huber``)."""
+    """Whether ``fn`` is one of reglab's loss functions (``reglab.losses.huber``), one of
+    Keras's (``keras.losses.huber``), or an object of a built-in loss class (as Keras's
+    ``losses.ALL_OBJECTS`` holds them)."""
     from reglab import losses
 
     if any(fn is function for function in losses.keras_functions()):
         return True
+    if isinstance(fn, losses.Loss):
+        return type(fn).__module__ == losses.__name__
     module = getattr(fn, "__module__", None) or ""
     return callable(fn) and not isinstance(fn, type) and module.startswith("keras.src.losses")
 
@@ -173,10 +190,10 @@ class FunctionMetric:
 
     def __init__(self, fn):
         self.fn = fn
-        name = getattr(fn, "__name__", type(fn).__name__)
+        name = label_of(fn)
         self.__name__ = "lambda" if name == "<lambda>" else name
-        #: Keras's MeanMetricWrapper minimizes a wrapped loss function ('down'); others have
-        #: no direction (the monitors then go by the name)
+        #: Keras's MeanMetricWrapper minimizes a wrapped loss function or built-in loss
+        #: object ('down'); others have no direction (the monitors then go by the name)
         self._direction = "down" if _is_loss_function(fn) else None
 
     def _one(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:

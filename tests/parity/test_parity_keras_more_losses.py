@@ -354,3 +354,36 @@ def test_the_loss_metrics_classes_are_keras_s_compiled_and_by_hand():
                                    err_msg=name)
     with pytest.raises(ConfigError, match=r"CosineSimilarity: only axis=-1"):
         reglab.metrics.CosineSimilarity(axis=0)
+
+
+def test_loss_objects_and_scalar_functions_as_metrics_validate_in_keras_s_batches():
+    # a loss object gives one value per batch, as a function may: Keras averages the batches'
+    # values, so fit's validation runs in its batches (8, 8, 4 here), and the objects are
+    # logged by their names and minimized
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 4)).astype("float32"), rng.normal(size=(20, 3)).astype("float32")
+
+    def scalar(y_true, y_pred):
+        return keras.ops.mean(y_pred)
+
+    stops = {}
+
+    def build(api):
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(3)])
+        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse",
+                      metrics=[api.losses.Huber(delta=0.5),
+                               api.losses.MeanAbsoluteError(name="l1err"), scalar])
+        stops[api.__name__] = api.callbacks.EarlyStopping("val_huber_loss", patience=5)
+        return model
+    keras.utils.set_random_seed(2)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    fit = dict(shuffle=False, verbose=0, batch_size=8, epochs=3, validation_data=(x, y))
+    expected = theirs.fit(x, y, callbacks=[stops["keras"]], **fit).history
+    got = ours.fit(x, y, callbacks=[stops["reglab"]], **fit).history
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    assert stops["reglab"].best_epoch == stops["keras"].best_epoch
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0),
+                               rtol=1e-5)

@@ -158,7 +158,7 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
         for part, entry in entries_by_part:
             entries = [] if entry is None else [entry] if isinstance(entry, str) else entry
             for metric in entries:
-                label = getattr(metric, "__name__", metric)
+                label = metrics_module.label_of(metric)
                 if not isinstance(label, str):
                     raise ConfigError(f"{where}: 'metrics' ({part.name}) must be metric names "
                                       f"such as 'accuracy'. Got {metric!r}.")

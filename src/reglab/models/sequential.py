@@ -362,11 +362,11 @@ class Sequential:
         unweighted = len(metrics or [])
         for position, metric in enumerate([*(metrics or []), *(weighted_metrics or [])]):
             argument = "metrics" if position < unweighted else "weighted_metrics"
-            name = getattr(metric, "__name__", metric) if callable(metric) else metric
+            name = metrics_module.label_of(metric)
             if not isinstance(name, str):
                 raise ConfigError(f"compile: '{argument}' must be metric names such as "
-                                  f"'accuracy', or functions of (y_true, y_pred). Got "
-                                  f"{metric!r}.")
+                                  f"'accuracy', functions of (y_true, y_pred) or loss objects. "
+                                  f"Got {metric!r}.")
             resolved = metrics_module.resolve(metric if callable(metric) else name, (1,),
                                               (1, 2), where=f"compile: '{argument}'")
             custom = getattr(resolved, "resolved", False)  # an object: a function, AUC...

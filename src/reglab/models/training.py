@@ -271,6 +271,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if _BatchHooks.wanted(callback_list, "test"):  # Keras's validation batches, then
         observers.append(_BatchHooks(callback_list))
         eval_batch_size = validation_batch_size or data.batch_size
+    elif _batch_dependent(model):  # values that depend on them: Keras's batches too
+        eval_batch_size = validation_batch_size or data.batch_size
     options = dict(validation_data=validation_data, observers=observers,
                    eval_batch_size=eval_batch_size, validation_freq=validation_freq)
     if not population.state.members.trainable:
@@ -322,6 +324,21 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                       "NaN or infinity in the batches a generator gave).", stacklevel=3)
     callback_list.on_train_end(getattr(bridge, "last_logs", {}))
     return history
+
+
+def _batch_dependent(model) -> bool:
+    """Whether a compiled metric may give one value per batch (a function, a loss object),
+    which Keras averages over the batches: then the validation's value depends on how the
+    data is cut, and fit validates in Keras's batches (else in larger ones, the same
+    values)."""
+    from reglab.metrics import FunctionMetric
+
+    for metric in model._population_metrics or ():
+        given = getattr(metric, "metric", None)  # a weighted metric's own
+        if isinstance(metric, FunctionMetric) or (
+                given is not None and callable(given) and not getattr(given, "resolved", False)):
+            return True
+    return False
 
 
 def _check_batch_size(where, batch_size):
