@@ -147,3 +147,25 @@ def test_keras_s_json_gives_the_same_architecture():
     ours.set_weights(theirs.get_weights())
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_keras_file_whose_metrics_are_objects_and_loss_functions_loads(tmp_path):
+    # metric objects (named or not), a loss function and a loss object as metrics, beside
+    # names: each read as Keras reads it back, and evaluated alike
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 2, (16, 1))
+    y = y.astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss=keras.losses.BinaryFocalCrossentropy(gamma=1.5),
+                  metrics=[keras.metrics.CosineSimilarity(name="cos"), keras.metrics.Hinge(),
+                           keras.losses.cosine_similarity, keras.losses.huber,
+                           keras.losses.BinaryFocalCrossentropy(gamma=1.0),
+                           keras.metrics.BinaryAccuracy(), keras.metrics.AUC(), "mae"])
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "metrics.keras"
+    model.save(path)
+    theirs = keras.models.load_model(path).evaluate(x, y, verbose=0, return_dict=True)
+    ours = reglab.models.load_model(path).evaluate(x, y, verbose=0, return_dict=True)
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        np.testing.assert_allclose(ours[key], value, rtol=1e-5, atol=1e-7, err_msg=key)

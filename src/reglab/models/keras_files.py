@@ -99,7 +99,7 @@ def _loss(entry: Any, where: str):
 
 
 def _metrics(entries: Any, where: str):
-    from reglab import confusion_metrics
+    from reglab import losses
 
     if entries is None:
         return None
@@ -111,23 +111,50 @@ def _metrics(entries: Any, where: str):
                           f"Got {entries!r}.")
     found = []
     for i, entry in enumerate(entries):
+        module = entry.get("module") if isinstance(entry, dict) else None
         entry = _plain(entry)
         if isinstance(entry, str):
             found.append(entry)
             continue
-        cls = getattr(confusion_metrics, str(entry.get("class_name")), None) \
-            if isinstance(entry, dict) else None
-        if cls not in (confusion_metrics.Precision, confusion_metrics.Recall,
-                       confusion_metrics.AUC):
-            raise ConfigError(f"{where}[{i}]: expected a metric name, or Precision, Recall or "
-                              f"AUC. Got {entry!r}.")
+        if isinstance(entry, dict) and entry.get("class_name") == "function" and \
+                isinstance(entry.get("config"), str):
+            # a function Keras saved by its name: a loss's (as Keras reloads it), else the
+            # metric of that name
+            name = entry["config"]
+            found.append(next((fn for fn in losses.keras_functions() if fn.__name__ == name),
+                              name))
+            continue
+        if module == "keras.losses":
+            found.append(_loss(entry, f"{where}[{i}]"))  # a loss object as a metric
+            continue
+        cls = _metric_class(entry)
+        if cls is None:
+            raise ConfigError(f"{where}[{i}]: expected a metric name, a Keras metric or loss "
+                              f"function, or an object of one of reglab's metric or loss "
+                              f"classes. Got {entry!r}.")
         config = {k: v for k, v in entry["config"].items() if k not in ("dtype",)}
         try:
             found.append(cls(**config))
-        except TypeError as error:
+        except (TypeError, ConfigError) as error:
             raise ConfigError(f"{where}[{i}]: the arguments do not fit {cls.__name__}: "
                               f"{error}.") from None
     return found
+
+
+def _metric_class(entry: Any) -> type | None:
+    """The reglab metric class a Keras metric's config names (``{class_name, config}``), or
+    None."""
+    from reglab import metrics
+    from reglab.metric_classes import MeanMetricWrapper
+
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        return None
+    cls = getattr(metrics, str(entry.get("class_name")), None)
+    takes = (metrics.Precision, metrics.Recall, metrics.AUC)
+    if isinstance(cls, type) and (cls in takes or (issubclass(cls, MeanMetricWrapper)
+                                                   and cls is not MeanMetricWrapper)):
+        return cls
+    return None
 
 
 def from_document(document: dict[str, Any], where: str):
