@@ -1,4 +1,5 @@
-"""Keras 3's confusion-matrix metrics: ``Precision``, ``Recall`` and ``AUC``.
+"""Keras 3's confusion-matrix metrics: ``Precision``, ``Recall``, ``AUC`` and the counts
+(``TruePositives``, ``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``).
 
 Unlike a mean metric, these are ratios of counts summed over the epoch (true positives,
 false positives...), so each sample contributes counts (``(members, batch, *counts)``
@@ -165,6 +166,55 @@ class Recall(_ThresholdRatio):
 
     counts = ("tp", "fn")
     default_name = "recall"
+
+
+class _ConditionCount(ConfusionMetric):
+    """How many of the elements fell in one cell of the confusion matrix over the epoch (a
+    prediction positive above ``thresholds``: one, default 0.5), Keras's count metrics;
+    weighted by hand as Keras's (``update_state(..., sample_weight)``)."""
+
+    _direction = None  # Keras's count metrics have none (the monitors go by the name)
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(_single_threshold(type(self).__name__, thresholds), name)
+        self.init_thresholds = thresholds
+
+    def totals_result(self, totals):
+        return totals[:, 0, 0]
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.init_thresholds}
+
+
+class TruePositives(_ConditionCount):
+    """``keras.metrics.TruePositives``: predictions above the threshold whose target is
+    positive."""
+
+    counts = ("tp",)
+    default_name = "true_positives"
+
+
+class FalsePositives(_ConditionCount):
+    """``keras.metrics.FalsePositives``: predictions above the threshold whose target is 0."""
+
+    counts = ("fp",)
+    default_name = "false_positives"
+
+
+class TrueNegatives(_ConditionCount):
+    """``keras.metrics.TrueNegatives``: predictions at or below the threshold whose target
+    is 0."""
+
+    counts = ("tn",)
+    default_name = "true_negatives"
+
+
+class FalseNegatives(_ConditionCount):
+    """``keras.metrics.FalseNegatives``: predictions at or below the threshold whose target
+    is positive."""
+
+    counts = ("fn",)
+    default_name = "false_negatives"
 
 
 class AUC(ConfusionMetric):

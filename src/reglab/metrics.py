@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from reglab.confusion_metrics import AUC, ConfusionMetric, Precision, Recall  # noqa: F401 - re-exported
+from reglab.confusion_metrics import (  # noqa: F401 - re-exported
+    AUC,
+    ConfusionMetric,
+    FalseNegatives,
+    FalsePositives,
+    Precision,
+    Recall,
+    TrueNegatives,
+    TruePositives,
+)
 from reglab.errors import ConfigError, DataError, unknown_name
 from reglab.losses import as_tensors
 
@@ -276,7 +285,11 @@ _cosine_similarity.__name__ = "cosine_similarity"
 _BY_NAME["cosine_similarity"] = _cosine_similarity
 
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
-_CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC}
+_CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC,
+              "true_positives": TruePositives, "false_positives": FalsePositives,
+              "true_negatives": TrueNegatives, "false_negatives": FalseNegatives}
+_CONFUSION.update({cls.__name__.lower(): cls for cls in (
+    TruePositives, FalsePositives, TrueNegatives, FalseNegatives)})  # 'TruePositives' too
 
 #: Keras's other names of this module's metrics: ``keras.metrics.get`` takes a metric
 #: class's name ("MeanSquaredError") and a few upper-case aliases ("MSE"); the class
@@ -416,7 +429,8 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
 )
 
 __all__ = [
-    "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+    "AUC", "Accuracy", "BinaryAccuracy", "FalseNegatives", "FalsePositives", "TrueNegatives",
+    "TruePositives", "BinaryCrossentropy", "CategoricalAccuracy",
     "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "Hinge", "KLDivergence",
     "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper",
     "MeanSquaredError", "MeanSquaredLogarithmicError", "Poisson", "Precision", "Recall",

@@ -177,3 +177,45 @@ def test_auc_clips_out_of_range_predictions_by_hand():
         theirs = keras.metrics.AUC(**kwargs)
         theirs.update_state(y_true.reshape(5, 1).numpy(), y_pred.reshape(5, 1).numpy())
         assert value == pytest.approx(float(theirs.result()), rel=1e-6, abs=1e-7), kwargs
+
+
+COUNTS = ["TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives"]
+
+
+def test_the_count_metrics_are_keras_s_compiled_by_hand_and_in_files(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 4)).astype("float32")
+    y = rng.integers(0, 2, (24, 1)).astype("float32")
+    seen, weights = {}, None
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(0)
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(1, activation="sigmoid")])
+        weights = model.get_weights() if weights is None else weights
+        model.set_weights(weights)
+        model.compile(optimizer="sgd", loss="binary_crossentropy",
+                      metrics=[*(getattr(api.metrics, n)() for n in COUNTS),
+                               api.metrics.TruePositives(thresholds=0.3, name="tp3"),
+                               "false_negatives"])
+        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False,
+                            validation_data=(x, y)).history
+        by_hand = []
+        for name in COUNTS:
+            metric = getattr(api.metrics, name)(thresholds=0.4)
+            metric.update_state(y, np.linspace(0, 1, 24).reshape(24, 1).astype("float32"),
+                                sample_weight=np.linspace(0.1, 1, 24))
+            by_hand.append(float(metric.result()))
+        model.compile(optimizer="sgd", loss="binary_crossentropy",
+                      metrics=[getattr(api.metrics, n)() for n in COUNTS])
+        model.save(tmp_path / f"{api.__name__}.keras")
+        seen[api.__name__] = (history, by_hand)
+    (theirs, their_hand), (ours, our_hand) = seen["keras"], seen["reglab"]
+    assert list(ours) == list(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-6, err_msg=key)
+    np.testing.assert_allclose(our_hand, their_hand, rtol=1e-6)
+    for writer in ("keras", "reglab"):  # each file read by both
+        path = tmp_path / f"{writer}.keras"
+        expected = keras.models.load_model(path).evaluate(x, y, verbose=0, return_dict=True)
+        got = reglab.models.load_model(path).evaluate(x, y, verbose=0, return_dict=True)
+        assert list(got) == list(expected)
+        np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-5)

@@ -150,9 +150,8 @@ def _metric_class(entry: Any) -> type | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         return None
     cls = getattr(metrics, str(entry.get("class_name")), None)
-    takes = (metrics.Precision, metrics.Recall, metrics.AUC)
-    if isinstance(cls, type) and (cls in takes or (issubclass(cls, MeanMetricWrapper)
-                                                   and cls is not MeanMetricWrapper)):
+    if isinstance(cls, type) and cls not in (MeanMetricWrapper, metrics.ConfusionMetric) and \
+            issubclass(cls, (MeanMetricWrapper, metrics.ConfusionMetric)):
         return cls
     return None
 
