@@ -285,11 +285,10 @@ _cosine_similarity.__name__ = "cosine_similarity"
 _BY_NAME["cosine_similarity"] = _cosine_similarity
 
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
-_CONFUSION = {"precision": Precision, "recall": Recall, "auc": AUC,
-              "true_positives": TruePositives, "false_positives": FalsePositives,
-              "true_negatives": TrueNegatives, "false_negatives": FalseNegatives}
-_CONFUSION.update({cls.__name__.lower(): cls for cls in (
-    TruePositives, FalsePositives, TrueNegatives, FalseNegatives)})  # 'TruePositives' too
+#: (and the counts by their class's name too: 'TruePositives', looked up in lower case)
+_CONFUSION = {key: cls for cls in (Precision, Recall, AUC, TruePositives, FalsePositives,
+                                   TrueNegatives, FalseNegatives)
+              for key in (cls.default_name, cls.__name__.lower())}
 
 #: Keras's other names of this module's metrics: ``keras.metrics.get`` takes a metric
 #: class's name ("MeanSquaredError") and a few upper-case aliases ("MSE"); the class
@@ -429,14 +428,14 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
 )
 
 __all__ = [
-    "AUC", "Accuracy", "BinaryAccuracy", "FalseNegatives", "FalsePositives", "TrueNegatives",
-    "TruePositives", "BinaryCrossentropy", "CategoricalAccuracy",
-    "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "Hinge", "KLDivergence",
-    "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper",
-    "MeanSquaredError", "MeanSquaredLogarithmicError", "Poisson", "Precision", "Recall",
-    "RootMeanSquaredError", "SquaredHinge",
-    "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
-    "Sum", "TopKCategoricalAccuracy", "accuracy", "binary_accuracy", "categorical_accuracy",
+    "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+    "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "FalseNegatives",
+    "FalsePositives", "Hinge", "KLDivergence", "Mean", "MeanAbsoluteError",
+    "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
+    "MeanSquaredLogarithmicError", "Poisson", "Precision", "Recall", "RootMeanSquaredError",
+    "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+    "SparseTopKCategoricalAccuracy", "SquaredHinge", "Sum", "TopKCategoricalAccuracy",
+    "TrueNegatives", "TruePositives", "accuracy", "binary_accuracy", "categorical_accuracy",
     "mean_absolute_error", "mean_squared_error", "sparse_categorical_accuracy",
     "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
 ]

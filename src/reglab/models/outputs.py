@@ -37,6 +37,11 @@ class OutputPart:
         return math.prod(self.shape)
 
     @property
+    def loss_name(self) -> str:
+        """The log of this output's own loss, as Keras names it (``<output>_loss``)."""
+        return f"{self.name}_loss"
+
+    @property
     def target_size(self) -> int:
         return 1 if self.sparse else self.size
 
@@ -141,7 +146,7 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
                               f"Got {weight!r}.")
     weights = [float(w) for w in weights]
     parts = parts_for(names, shapes, losses)
-    tracked = [OutputMetric(f"{part.name}_loss", loss.per_sample, part, weighted=True)
+    tracked = [OutputMetric(part.loss_name, loss.per_sample, part, weighted=True)
                for part, loss in zip(parts, losses)]
     if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
         raise ConfigError(f"{where}: 'metrics' must be a list (one entry per output) or a dict "
@@ -236,7 +241,7 @@ def output_config(loss: PackedLoss, metrics: list[OutputMetric]) -> dict[str, An
     """What compile was given, for saving: per output its loss, weight and metric names."""
     names = [part.name for part in loss.parts]
     per_output = {name: [m.__name__[len(name) + 1:] for m in metrics
-                         if m.part.name == name and m.__name__ != f"{name}_loss"]
+                         if m.part.name == name and m.__name__ != m.part.loss_name]
                   for name in names}
     return {"losses": loss.losses, "loss_weights": list(loss.weights),
             "metrics": [per_output[name] for name in names]}

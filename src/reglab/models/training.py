@@ -385,7 +385,7 @@ def _result(model, keras_logs: dict, return_dict: bool):
     names = model.logged_metric_names
     parts = getattr(model.loss, "parts", None)
     if parts is not None:
-        first = [f"{part.name}_loss" for part in parts]
+        first = [part.loss_name for part in parts]
         names = first + sorted(name for name in names if name not in first)
     return [keras_logs["loss"]] + [keras_logs[name] for name in names]
 

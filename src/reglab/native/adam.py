@@ -13,7 +13,7 @@ import math
 import torch
 
 from reglab import native
-from reglab.native.pending_gradient import PendingKernelGradient
+from reglab.native import pending_gradient  # (it imports this module too)
 
 #: the per-row coefficients, in the order of adam_kernels.c's enum
 COEFFICIENTS = 7
@@ -73,7 +73,7 @@ def _gradients_fit(params, grads) -> bool:
     return len(grads) == len(params) and all(
         (type(g) is torch.Tensor and g.dtype == torch.float32 and g.shape == w.shape
          and g.is_contiguous() and g.is_cpu and g.layout == torch.strided)
-        or (isinstance(g, PendingKernelGradient) and g.shape == w.shape)
+        or (isinstance(g, pending_gradient.PendingKernelGradient) and g.shape == w.shape)
         for w, g in zip(params, grads))
 
 
@@ -108,7 +108,8 @@ def step(params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Te
     table = coefficients(hyper, rows)
     signs, decays = _arrays(sign, count), _arrays(decay, count)  # alive through the call
     weights, firsts, seconds, elements = arrays
-    pending = [i for i, g in enumerate(grads) if isinstance(g, PendingKernelGradient)]
+    pending = [i for i, g in enumerate(grads)
+               if isinstance(g, pending_gradient.PendingKernelGradient)]
     if pending:  # their steps below, each with its gradient made member by member
         elements = (ctypes.c_int64 * count)(*[0 if i in pending else elements[i]
                                               for i in range(count)])

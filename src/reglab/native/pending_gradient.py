@@ -25,7 +25,7 @@ import functools
 import torch
 
 from reglab import native
-from reglab.native import member_products
+from reglab.native import adam, member_products  # (adam imports this module too)
 
 
 class PendingKernelGradient:
@@ -88,16 +88,11 @@ def _adam_steps(pending, w, m, v, coefficients, sign, decay, scratch) -> None:
             sgemm, count, x.shape[0], n_in, units, x.data_ptr(), dy.data_ptr(),
             scratch.data_ptr(), w.data_ptr() + start * per_row * width,
             m.data_ptr() + start * per_row * width, v.data_ptr() + start * per_row * width,
-            table + start * _COEFFICIENTS * width,
+            table + start * adam.COEFFICIENTS * width,
             None if sign is None else sign.data_ptr() + start * width,
             None if decay is None else decay.data_ptr() + start * width)
     for t in (w, m, v):
         torch.autograd.graph.increment_version(t)
-
-
-#: Adam's coefficients per row (native/adam.py's COEFFICIENTS; not imported: adam.py
-#: imports this module)
-_COEFFICIENTS = 7
 
 
 def fused_step_available() -> bool:
@@ -108,8 +103,6 @@ def fused_step_available() -> bool:
 
 @functools.cache
 def _agrees() -> bool:
-    from reglab.native import adam  # adam.py imports this module
-
     g = torch.Generator().manual_seed(1)
     for members, rows, n_in, units, groups in ((5, 32, 784, 64, (slice(0, 2), slice(2, 5))),
                                                (5, 7, 33, 16, (slice(0, 5),))):
