@@ -30,7 +30,7 @@ import torch
 
 from reglab import losses
 from reglab.engine import loss_scale, softmax_crossentropy
-from reglab.engine.step import call_in_compute_dtype
+from reglab.engine.step import call_in_compute_dtype, compute_dtypes
 from reglab.layers.layer import ForwardContext, is_shared
 from reglab.native.pending_gradient import PendingKernelGradient
 
@@ -46,8 +46,7 @@ def applies(state, loss) -> bool:
     return (_builtin(loss) and not any(terms.differentiable for terms in state.penalties.values())
             and not plan.is_graph
             and not loss_scale.scales_loss(state.optimizer)
-            and not any(state.activity)
-            and all(lp.layer.dtype_policy.compute_dtype == "float32" for lp in plan.layers))
+            and not any(state.activity))
 
 
 def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
@@ -82,12 +81,16 @@ def forward_backward(population, state, x: torch.Tensor, y_true: torch.Tensor,
             x = x_next
         if groups is not None:
             x = groups.expand(x)
+        output_dtype = x.dtype
+        if x.is_floating_point() and x.dtype != state.dtype:
+            x = x.to(state.dtype)  # losses and metrics in float32, as the step's forward
         if is_shared(x, plan.output_shape):
             x = x.unsqueeze(0).expand(members, *x.shape)
         if not requires:  # as the whole graph's backward fails
             raise RuntimeError("no trainable weight reaches the model's output: element 0 "
                                "of tensors does not require grad and does not have a grad_fn")
         y_pred, data_loss, dy = _loss(population.loss, y_true, x, sample_weight, fused)
+        dy = _cast(dy, output_dtype)
         given = set()  # the storages of the gradients set so far
         for index, backward, need_x in reversed(tape):
             if dy is None:  # a layer whose output does not depend on its input: no further
@@ -118,8 +121,7 @@ def _layer(lp, x, weights, state, ctx, index, requires: bool
     its own (``forward_and_backward``), else autograd's over the layer alone."""
     layer = lp.layer
     if _gives_backward(type(layer)):
-        done = layer.forward_and_backward(x, weights, state.layer_values[index], ctx,
-                                          lp.input_shape)
+        done = _in_compute_dtype(lp, x, weights, state, ctx, index)
         if done is not None:
             return (*done, requires or any(w.requires_grad for w in weights.values()))
     with torch.enable_grad():
@@ -137,6 +139,38 @@ def _layer(lp, x, weights, state, ctx, index, requires: bool
         return dx, {name: g for (name, _), g in zip(trainable, grads[int(need_x):])
                     if g is not None}
     return y.detach(), backward, y.requires_grad
+
+
+def _in_compute_dtype(lp, x, weights, state, ctx, index) -> tuple[torch.Tensor, Backward] | None:
+    """``forward_and_backward`` with the casts of ``call_in_compute_dtype`` around it, and
+    their gradients (autograd's: each gradient cast back to the dtype it came from) around
+    its backward; None where the layer gives no backward, or would need its weights cast
+    for it (autograd then differentiates the layer)."""
+    layer = lp.layer
+    compute, inside = compute_dtypes(lp, state)
+    if inside != state.dtype and weights and not layer.casts_own_weights:
+        return None
+    source = x.dtype
+    if x.is_floating_point() and x.dtype != inside:
+        x = x.to(inside)
+    done = layer.forward_and_backward(x, weights, state.layer_values[index], ctx, lp.input_shape)
+    if done is None:
+        return None
+    y, backward = done
+    given = y.dtype
+    if y.is_floating_point() and y.dtype != compute:
+        y = y.to(compute)
+    if given == compute and source == x.dtype:
+        return y, backward
+
+    def cast_backward(dy, need_x):
+        dx, grads = backward(_cast(dy, given), need_x)
+        return _cast(dx, source), grads
+    return y, cast_backward
+
+
+def _cast(grad: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return grad if grad is None or grad.dtype == dtype else grad.to(dtype)
 
 
 def _gives_backward(cls) -> bool:

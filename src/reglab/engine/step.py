@@ -123,10 +123,7 @@ def call_in_compute_dtype(lp, x, weights, state, ctx, index):
     weights (not its running statistics) are cast to bfloat16 or float16; a layer that
     computes in float32 inside (batch normalization, as in Keras) gets a float32 input and
     gives its output back in the compute dtype."""
-    policy = lp.layer.dtype_policy
-    # A float32 policy computes in the population's dtype (float64 in some tests).
-    compute = state.dtype if policy.compute_dtype == "float32" else policy.torch_compute_dtype
-    inside = state.dtype if lp.layer.computes_in_float32 else compute
+    compute, inside = compute_dtypes(lp, state)
     if isinstance(x, list):  # a merge layer's inputs
         x = [t.to(inside) if t.is_floating_point() and t.dtype != inside else t for t in x]
     elif x.is_floating_point() and x.dtype != inside:
@@ -138,6 +135,15 @@ def call_in_compute_dtype(lp, x, weights, state, ctx, index):
     if x.is_floating_point() and x.dtype != compute:
         x = x.to(compute)
     return x
+
+
+def compute_dtypes(lp, state) -> tuple[torch.dtype, torch.dtype]:
+    """``(compute, inside)``: the dtype a layer's output is given in (its policy's compute
+    dtype; a float32 policy computes in the population's dtype, float64 in some tests) and
+    the one it computes in (float32 for a layer that does inside, as batch normalization)."""
+    policy = lp.layer.dtype_policy
+    compute = state.dtype if policy.compute_dtype == "float32" else policy.torch_compute_dtype
+    return compute, state.dtype if lp.layer.computes_in_float32 else compute
 
 
 def _weight_specs(plan, lp):

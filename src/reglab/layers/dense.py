@@ -16,6 +16,10 @@ from reglab.layers.layer import (
 )
 
 
+def _cast(grad: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return grad if grad is None or grad.dtype == dtype else grad.to(dtype)
+
+
 def _needs(kernel, bias) -> tuple[bool, bool]:
     """Whether the kernel's and the bias's gradients are wanted (a frozen layer's are not)."""
     return kernel.requires_grad, bias is not None and bias.requires_grad
@@ -76,13 +80,13 @@ class Dense(Layer):
         return self._linear(x, weights, ctx, input_shape, explicit=False)[0]
 
     def forward_and_backward(self, x, weights, values, ctx, input_shape):
-        """The forward pass and its backward (``reglab.engine.direct_step``) for a float32
-        layer whose activation is linear or relu (or whose logits are taken); None for the
-        others, which autograd differentiates."""
+        """The forward pass and its backward (``reglab.engine.direct_step``) for a layer
+        whose activation is linear or relu (or whose logits are taken); None for the others,
+        which autograd differentiates. Under mixed precision the weights come in float32
+        and their gradients go back in it, as autograd's casts give them."""
         activation = self.activation
-        if weights["kernel"].dtype != x.dtype or (
-                not ctx.logits and activation is not activations.linear
-                and activation is not torch.relu):
+        if not ctx.logits and activation is not activations.linear \
+                and activation is not torch.relu:
             return None
         return self._linear(x, weights, ctx, input_shape, explicit=True)
 
@@ -112,6 +116,7 @@ class Dense(Layer):
         else:
             if groups is not None:
                 x = groups.expand(x)
+            weight_dtype, needs = kernel.dtype, _needs(kernel, bias)  # before the casts
             if kernel.dtype != x.dtype:  # mixed precision: the compute dtype is the input's
                 kernel = kernel.to(x.dtype)
                 bias = None if bias is None else bias.to(x.dtype)
@@ -124,8 +129,10 @@ class Dense(Layer):
                                                           keep_layout)
 
                 def backward(dz, need_x):
-                    return member_linear.backward_product(
-                        xa, ka, dz, bias is not None, transposed, need_x, *_needs(kernel, bias))
+                    dx, dkernel, dbias = member_linear.backward_product(
+                        xa, ka, dz, bias is not None, transposed, need_x, *needs)
+                    # the casts' gradients (autograd's: the gradient cast back)
+                    return dx, _cast(dkernel, weight_dtype), _cast(dbias, weight_dtype)
             else:
                 z = member_linear.member_linear(x3, kernel, bias, transposed, keep_layout)
         if len(lead) != 1:  # (P, B*, units) back to (P, B, ..., units)

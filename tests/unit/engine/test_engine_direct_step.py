@@ -312,3 +312,43 @@ def test_a_penalty_turned_on_mid_epoch_is_differentiated_from_the_next_step(monk
     assert history == graph_history
     for key, value in graph_weights.items():
         assert torch.equal(weights[key], value), key
+
+
+def mixed(policy, hidden=32, last_policy="float32", middle=False, rate=0.3):
+    """An MLP whose hidden layers compute in ``policy`` (weights float32), its output layer
+    in ``last_policy``: the layers' casts, and their gradients, around each product."""
+    def layers(i):
+        extra = [Dense(24, activation="linear", dtype=policy)] if middle else []
+        return [Dense(hidden, activation="relu", input_shape=(FEATURES,), dtype=policy,
+                      kernel_regularizer=[None, L2(1e-3), L1(1e-3)][i]),
+                *extra, Dropout(rate, dtype=policy),
+                Dense(CLASSES, activation="softmax", dtype=last_policy)]
+    return layers
+
+
+@pytest.mark.parametrize("hidden", [32, 20])  # one GEMM per seed group / per-member products
+@pytest.mark.parametrize("batch", [16, 10])
+def test_mixed_bfloat16_trains_bit_for_bit_as_autograds(hidden, batch, monkeypatch):
+    assert_same(members(mixed("mixed_bfloat16", hidden)), monkeypatch,
+                fit={"batch_size": batch})
+
+
+@pytest.mark.parametrize("policy, last", [
+    ("mixed_bfloat16", "mixed_bfloat16"),  # bfloat16 logits, cast to float32 for the loss
+    ("mixed_float16", "float32"),  # float16 without loss scaling (SGD takes no scale)
+])
+def test_other_precisions_and_layers_between(policy, last, monkeypatch):
+    assert_same(members(mixed(policy, last_policy=last, middle=True), optimizer="sgd"),
+                monkeypatch)
+    assert_same(members(mixed(policy, last_policy=last, middle=True), seeds=(4,)),
+                monkeypatch)
+
+
+def test_mixed_precision_beside_layers_autograd_differentiates(monkeypatch):
+    # batch normalization computes in float32 inside; tanh has no written-out gradient
+    def layers(i):
+        return [Dense(16, activation="relu", input_shape=(FEATURES,), dtype="mixed_bfloat16"),
+                BatchNormalization(dtype="mixed_bfloat16"),
+                Dense(8, activation="tanh", dtype="mixed_bfloat16"),
+                Dropout(0.2, dtype="mixed_bfloat16"), Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers), monkeypatch)
