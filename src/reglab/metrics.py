@@ -19,6 +19,7 @@ from reglab.confusion_metrics import (  # noqa: F401 - re-exported
     TruePositives,
 )
 from reglab.errors import ConfigError, DataError, unknown_name
+from reglab.f_score_metrics import F1Score, FBetaScore  # noqa: F401 - re-exported
 from reglab.losses import as_tensors
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -375,6 +376,8 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     if hasattr(name, "resolved_for"):  # a weighted metric: its own metric resolved
         return name.resolved_for(y_true_shape, y_pred_shape, where)
     if getattr(name, "resolved", False):  # already a metric for these shapes
+        if hasattr(name, "check_compiled"):  # one that takes only some (F1Score)
+            name.check_compiled(y_true_shape, y_pred_shape, where)
         return name
     if callable(name):  # one of this module's functions, by its name; else a user's
         if not any(name is fn for fn in _OWN_FUNCTIONS):
@@ -429,7 +432,8 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
 
 __all__ = [
     "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-    "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "FalseNegatives",
+    "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score", "FBetaScore",
+    "FalseNegatives",
     "FalsePositives", "Hinge", "KLDivergence", "Mean", "MeanAbsoluteError",
     "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
     "MeanSquaredLogarithmicError", "Poisson", "Precision", "Recall", "RootMeanSquaredError",

@@ -47,6 +47,8 @@ BY_HAND = [
 def _by_hand(api, name, arguments, arrays):
     """The results after a first update, a weighted second, a reset, and all at once."""
     y_true, y_pred = arrays
+    if api is keras:  # Keras counts default names up within a session (auc, auc_1...):
+        keras.backend.clear_session()  # a fresh one, whatever ran before
     metric = getattr(api.metrics, name)(**arguments)
     seen = []
     metric.update_state(y_true[:4], y_pred[:4])

@@ -88,10 +88,13 @@ class EpochSums:
         self.functions = list(population.metrics.values())
         self.data_loss, self.penalty = zeros(), zeros()
         # a mean metric sums one value per member; a confusion metric (Precision, AUC...)
-        # its counts (reglab/confusion_metrics.py)
-        self.metrics = [torch.zeros(members, *getattr(fn, "totals_shape", ()),
+        # its counts (reglab/confusion_metrics.py); one whose totals_shape is None (per
+        # class: F1Score) is sized by its first batch
+        self.metrics = [None if getattr(fn, "totals_shape", ()) is None else
+                        torch.zeros(members, *getattr(fn, "totals_shape", ()),
                                     dtype=population.dtype, device=population.device)
                         for fn in self.functions]
+        self.members, self.dtype, self.device = members, population.dtype, population.device
         self.samples = 0  # samples seen (metrics are means over samples)
 
     def add(self, yb, y_pred, data_loss, penalty, weights, count: int,
@@ -101,7 +104,7 @@ class EpochSums:
         self.data_loss.add_(data_loss, alpha=count)
         if penalty is not None:
             self.penalty.add_(penalty, alpha=count)
-        for total, metric in zip(self.metrics, self.functions):
+        for k, metric in enumerate(self.functions):
             if mixed_targets:
                 metric = getattr(metric, "of_mixed_targets", metric)
             # Keras 3 weights only 'weighted_metrics'; 'metrics' ignore sample weights. An
@@ -110,6 +113,10 @@ class EpochSums:
             if weights is not None and getattr(metric, "weighted", False):
                 values = values * weights.reshape(*weights.shape,
                                                   *([1] * (values.dim() - weights.dim())))
+            total = self.metrics[k]
+            if total is None:  # sized by its first batch
+                total = self.metrics[k] = torch.zeros(self.members, *values.shape[2:],
+                                                      dtype=self.dtype, device=self.device)
             if total.dim() == 1 and values.dim() > 2:  # a value per position: each sample's
                 values = values.reshape(*values.shape[:2], -1).mean(dim=-1)  # mean (Keras's)
             total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
@@ -119,13 +126,22 @@ class EpochSums:
         """Keeps the members at ``index`` (after others diverged)."""
         self.data_loss = self.data_loss.index_select(0, index)
         self.penalty = self.penalty.index_select(0, index)
-        self.metrics = [m.index_select(0, index) for m in self.metrics]
+        self.metrics = [None if m is None else m.index_select(0, index) for m in self.metrics]
+        self.members = len(index)
+
+    def _result(self, fn, total: torch.Tensor | None) -> torch.Tensor:
+        """A metric's value per member from its sums (0 counts where it saw no batch)."""
+        if not hasattr(fn, "totals_result"):
+            return total / self.samples
+        if total is None:
+            total = torch.zeros(self.members, 4, 1, dtype=self.dtype, device=self.device)
+        return fn.totals_result(total).to(self.dtype)
 
     def logs(self, member_ids, count: int) -> dict[int, dict[str, float]]:
         """Keras-named means per member: loss (data loss + penalty), data_loss, penalty, metrics."""
         rows = torch.stack([self.data_loss / count, self.penalty / count,
-                            *(fn.totals_result(m) if hasattr(fn, "totals_result") else m / self.samples
-                              for fn, m in zip(self.functions, self.metrics))]).cpu().numpy()
+                            *(self._result(fn, m) for fn, m in zip(self.functions, self.metrics))
+                            ]).cpu().numpy()
         logs = {}
         for p, member_id in enumerate(member_ids):
             data_loss, penalty = float(rows[0, p]), float(rows[1, p])

@@ -151,7 +151,7 @@ def _metric_class(entry: Any) -> type | None:
         return None
     cls = getattr(metrics, str(entry.get("class_name")), None)
     if isinstance(cls, type) and cls not in (MeanMetricWrapper, metrics.ConfusionMetric) and \
-            issubclass(cls, (MeanMetricWrapper, metrics.ConfusionMetric)):
+            issubclass(cls, (MeanMetricWrapper, metrics.ConfusionMetric, metrics.FBetaScore)):
         return cls
     return None
 
