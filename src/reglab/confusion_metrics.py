@@ -94,6 +94,11 @@ class ConfusionMetric(StatefulMetric):
     def get_config(self) -> dict:
         return {"name": self.name}
 
+    def keras_config(self) -> dict:
+        """The arguments as Keras's ``get_config`` gives them (a file holds the object so,
+        and Keras and reglab both build it again from them)."""
+        return {"name": self.name, "dtype": "float32"}
+
     def is_default(self) -> bool:
         """Whether the metric is its class's defaults under its default name (it can be
         saved by that name)."""
@@ -117,6 +122,14 @@ def _single_threshold(owner: str, thresholds) -> list[float]:
                           f"0.5); several thresholds are not supported yet. Got "
                           f"{thresholds!r}.")
     return [float(values[0])]
+
+
+def _as_given(thresholds):
+    """``thresholds`` as given (one number, a list of one, or None), in plain Python types:
+    Keras's ``init_thresholds``, which its config holds."""
+    if thresholds is None or isinstance(thresholds, (int, float)):
+        return None if thresholds is None else float(thresholds)
+    return [float(t) for t in thresholds]
 
 
 def _evenly_spaced(values: list[float]) -> bool:
@@ -143,6 +156,7 @@ class _ThresholdRatio(ConfusionMetric):
         owner = type(self).__name__
         _unsupported(owner, top_k=top_k, class_id=class_id)
         super().__init__(_single_threshold(owner, thresholds), name)
+        self.init_thresholds = _as_given(thresholds)
 
     def totals_result(self, totals):
         tp, other = totals[:, 0, 0], totals[:, 1, 0]
@@ -150,6 +164,10 @@ class _ThresholdRatio(ConfusionMetric):
 
     def get_config(self):
         return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+    def keras_config(self):
+        return {**super().keras_config(), "thresholds": self.init_thresholds, "top_k": None,
+                "class_id": None}
 
 
 class Precision(_ThresholdRatio):
@@ -177,13 +195,16 @@ class _ConditionCount(ConfusionMetric):
 
     def __init__(self, thresholds=None, name=None, dtype=None):
         super().__init__(_single_threshold(type(self).__name__, thresholds), name)
-        self.init_thresholds = thresholds
+        self.init_thresholds = _as_given(thresholds)
 
     def totals_result(self, totals):
         return totals[:, 0, 0]
 
     def get_config(self):
         return {"name": self.name, "thresholds": self.init_thresholds}
+
+    def keras_config(self):
+        return {**super().keras_config(), "thresholds": self.init_thresholds}
 
 
 class TruePositives(_ConditionCount):
@@ -248,6 +269,7 @@ class AUC(ConfusionMetric):
                               f"or 'majoring'. Got {summation_method!r}.")
         self.curve, self.summation_method = curve, method
         self.from_logits = bool(from_logits)
+        self.init_from_thresholds = thresholds is not None
         self.num_thresholds = len(inner) + 2
         #: Keras's ``_thresholds_distributed_evenly``: its counting then clips predictions
         #: to [0, 1] first (a linear head's outputs below 0 count as 0, above 1 as 1)
@@ -265,6 +287,15 @@ class AUC(ConfusionMetric):
         return {"name": self.name, "curve": self.curve, "summation_method":
                 self.summation_method, "from_logits": self.from_logits,
                 "thresholds": self.thresholds.tolist()}
+
+    def keras_config(self):
+        config = {**super().keras_config(), "num_thresholds": self.num_thresholds,
+                  "curve": self.curve, "summation_method": self.summation_method,
+                  "multi_label": False, "num_labels": None, "label_weights": None,
+                  "from_logits": self.from_logits}
+        if self.init_from_thresholds:  # Keras's: without the two ends it adds again
+            config["thresholds"] = self.thresholds[1:-1].tolist()
+        return config
 
     def totals_result(self, totals):
         tp, fp, tn, fn = (totals[:, i].to(torch.float64) for i in range(4))

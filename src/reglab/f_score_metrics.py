@@ -118,8 +118,8 @@ class FBetaScore(StatefulMetric):
         return score
 
     def get_config(self) -> dict:
-        return {"name": self.name, "average": self.average, "beta": self.beta,
-                "threshold": self.threshold}
+        return {"name": self.name, "dtype": "float32", "average": self.average,
+                "beta": self.beta, "threshold": self.threshold}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(average={self.average!r}, threshold="

@@ -134,11 +134,39 @@ def test_a_model_compiled_with_default_metric_objects_saves_them_by_name(tmp_pat
     y = np.array([0, 1, 2, 0, 1, 2])
     assert again.evaluate(x, y, verbose=0, return_dict=True) == \
         pytest.approx(model.evaluate(x, y, verbose=0, return_dict=True))
-    named = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(3)])
-    named.compile(optimizer="adam", loss="mse",
-                  metrics=[reglab.metrics.RootMeanSquaredError()])
-    with pytest.raises(ConfigError, match="save_model: 'metrics'"):
-        named.save(tmp_path / "n.keras")
+    custom = reglab.Sequential([reglab.Input((4,)), reglab.layers.Dense(3)])
+    custom.compile(optimizer="adam", loss="mse",
+                   metrics=[reglab.metrics.MeanMetricWrapper(lambda a, b: (a - b) ** 4)])
+    with pytest.raises(ConfigError, match="save_model: 'metrics'"):  # code: not in a file
+        custom.save(tmp_path / "n.keras")
+
+
+def test_metric_objects_with_their_arguments_are_saved_and_built_again_by_both(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 60)]
+    m = reglab.metrics
+    model = reglab.Sequential([reglab.Input((6,)), reglab.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=[
+        m.Precision(thresholds=0.3, name="p3"), m.Recall(thresholds=[0.6]),
+        m.AUC(curve="PR", thresholds=[0.2, 0.5, 0.9]),
+        m.AUC(num_thresholds=17, summation_method="minoring", name="auc17"),
+        m.F1Score(average="macro"), m.FBetaScore(average="weighted", beta=2.0, threshold=0.4),
+        m.TruePositives(thresholds=0.4, name="tp4"), m.CategoricalAccuracy(name="acc"),
+        m.RootMeanSquaredError(), m.CategoricalCrossentropy(label_smoothing=0.1), "accuracy"],
+        weighted_metrics=[m.Precision(thresholds=0.7, name="wp")])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    ours = model.evaluate(x, y, verbose=0, return_dict=True)
+    again = reglab.models.load_model(tmp_path / "m.keras")
+    assert again.evaluate(x, y, verbose=0, return_dict=True) == ours  # the same objects
+    assert [repr(a) for a in again._population_metrics] == \
+        [repr(a) for a in model._population_metrics]
+    theirs = keras.models.load_model(tmp_path / "m.keras").evaluate(x, y, verbose=0,
+                                                                   return_dict=True)
+    assert sorted(theirs) == sorted(ours)
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, rel=1e-5), key
 
 
 def test_bad_metric_arguments_are_refused_naming_the_class():

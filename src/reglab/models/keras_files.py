@@ -98,7 +98,9 @@ def _loss(entry: Any, where: str):
                           f"{config!r}.") from None
 
 
-def _metrics(entries: Any, where: str):
+def metrics_from_config(entries: Any, where: str):
+    """The metrics a compile config lists (Keras's file or reglab's): names as they are,
+    Keras's serialized metric objects, loss functions and loss objects as reglab's."""
     from reglab import losses
 
     if entries is None:
@@ -144,12 +146,19 @@ def _metrics(entries: Any, where: str):
 def _metric_class(entry: Any) -> type | None:
     """The reglab metric class a Keras metric's config names (``{class_name, config}``), or
     None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        return None
+    return metric_class_by_name(str(entry.get("class_name")))
+
+
+def metric_class_by_name(name: str) -> type | None:
+    """The class of ``reglab.metrics`` of that name whose objects a file holds by their
+    arguments (Keras's name and config): the mean metrics', confusion metrics' and
+    F-scores' (not their bases, which wrap code), or None."""
     from reglab import metrics
     from reglab.metric_classes import MeanMetricWrapper
 
-    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-        return None
-    cls = getattr(metrics, str(entry.get("class_name")), None)
+    cls = getattr(metrics, name, None)
     if isinstance(cls, type) and cls not in (MeanMetricWrapper, metrics.ConfusionMetric) and \
             issubclass(cls, (MeanMetricWrapper, metrics.ConfusionMetric, metrics.FBetaScore)):
         return cls
@@ -267,8 +276,8 @@ def load(path: str, compile: bool = True):  # noqa: A002
         try:
             model.compile(optimizer=_optimizer(compiled.get("optimizer"), f"{where}.optimizer"),
                           loss=_loss(compiled.get("loss"), f"{where}.loss"),
-                          metrics=_metrics(compiled.get("metrics"), f"{where}.metrics"),
-                          weighted_metrics=_metrics(compiled.get("weighted_metrics"),
+                          metrics=metrics_from_config(compiled.get("metrics"), f"{where}.metrics"),
+                          weighted_metrics=metrics_from_config(compiled.get("weighted_metrics"),
                                                     f"{where}.weighted_metrics"),
                           loss_weights=compiled.get("loss_weights"), auto_scale_loss=False)
         except ConfigError as error:

@@ -249,22 +249,25 @@ def _compile_config(model) -> dict[str, Any] | None:
     weighted = [m for m in given if isinstance(m, metrics_module.WeightedMetric)]
     custom = [m for m in [*(m for m in given if m not in weighted),
                           *(m.metric for m in weighted)]
-              if not isinstance(m, str) and _saved_by_name(m) is None]
+              if not isinstance(m, str) and _saved_metric(m) is None]
     if custom:
-        raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name (or "
-                          f"Precision(), Recall(), AUC() and the mean metrics' classes with "
-                          f"their defaults). Got "
+        raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name or "
+                          f"objects of reglab.metrics' classes (Precision(thresholds=0.3), "
+                          f"F1Score(average='macro'), the mean metrics' classes...). Got "
                           f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
     names = list(model.logged_metric_names)
 
-    def saved(name, metric):  # a name as written ('AUC'; 'mse' for a second 'mse_1')
-        return metric.identifier if isinstance(metric, metrics_module.Named) else name
+    def saved(name, metric):  # a name as written ('AUC'; 'mse' for a second 'mse_1'), or
+        if isinstance(metric, metrics_module.Named):  # an object by its arguments
+            return metric.identifier
+        entry = None if isinstance(metric, str) else _saved_metric(metric)
+        return entry if isinstance(entry, dict) else name
     metrics = [saved(n, m) for n, m in zip(names, given)] if given else names
     if weighted:  # saved as given, under the names compile resolves them by
         metrics = [saved(n, m) for n, m in zip(names, given) if m not in weighted]
         extra = {"weighted_metrics": [m.metric if isinstance(m.metric, str)
-                                      else _saved_by_name(m.metric) for m in weighted]}
+                                      else _saved_metric(m.metric) for m in weighted]}
     if getattr(model.loss, "parts", None) is not None:  # several outputs
         from reglab.models.outputs import output_config
 
@@ -284,6 +287,25 @@ def _compile_config(model) -> dict[str, Any] | None:
         "metrics": metrics,
         **extra,
     }
+
+
+def _saved_metric(metric) -> str | dict[str, Any] | None:
+    """A metric object as a file holds it: the name compile resolves to it (its class's
+    defaults), else Keras's serialized object (``{module, class_name, config}``: its class
+    and arguments, which Keras and reglab both build again) for a class of
+    ``reglab.metrics`` a file can hold; None for others (a user's code)."""
+    from reglab.models import keras_files
+
+    name = _saved_by_name(metric)
+    if name is not None:
+        return name
+    cls = type(metric)
+    if keras_files.metric_class_by_name(cls.__name__) is not cls:
+        return None
+    config = getattr(metric, "keras_config", metric.get_config)()
+    return {"module": "keras.metrics", "class_name": cls.__name__,
+            "config": _jsonable(config, f"save_model: 'metrics' ({cls.__name__})"),
+            "registered_name": None}
 
 
 def _saved_by_name(metric) -> str | None:
@@ -678,14 +700,28 @@ def _model_from_config(path: str, document: dict[str, Any]):
         try:
             # the saved optimizer says whether the loss is scaled (a LossScaleOptimizer)
             model.compile(optimizer=optimizer, loss=loss,
-                          metrics=compile_config.get("metrics") or None,
+                          metrics=_metrics(compile_config.get("metrics"), path, "metrics"),
                           loss_weights=compile_config.get("loss_weights"),
-                          weighted_metrics=compile_config.get("weighted_metrics") or None,
+                          weighted_metrics=_metrics(compile_config.get("weighted_metrics"),
+                                                    path, "weighted_metrics"),
                           auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"load_model: {path}: compile_config: {error}") from error
         model._build_optimizer()  # as Keras's compile_from_config builds it
     return model
+
+
+def _metrics(entries, path: str, key: str):
+    """A saved compile config's metrics: names, or objects by their class and arguments."""
+    from reglab.models import keras_files
+
+    if not entries:
+        return None
+    if isinstance(entries, list) and any(isinstance(e, dict) and "class_name" in e
+                                         for e in entries):
+        return keras_files.metrics_from_config(
+            entries, f"load_model: {path}: compile_config.{key}")
+    return entries
 
 
 def npz_arrays(raw: bytes, where: str) -> dict[str, np.ndarray]:
