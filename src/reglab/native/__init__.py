@@ -50,7 +50,8 @@ _SIGNATURES = {
         "reglab_dropout_f32", "reglab_dropout_backward_f32", "reglab_dropout_bf16",
         "reglab_dropout_backward_bf16")},
     **{name: (_F32P, _I64, _I64, _I64, _I64, _F32P) for name in (
-        "reglab_lay_side_by_side_bf16", "reglab_take_side_by_side_bf16")},
+        "reglab_lay_side_by_side_bf16", "reglab_take_side_by_side_bf16",
+        "reglab_lay_side_by_side_u16", "reglab_take_side_by_side_u16")},
     "reglab_members_addmm_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _I64, _F32P,
                                  _I64, _F32P),
     "reglab_members_kernel_grad_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _F32P),

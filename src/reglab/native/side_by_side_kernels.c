@@ -14,6 +14,7 @@
  * size when they are adjacent); side: (rows, k, width) bfloat16, contiguous.
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "bfloat16.h"
 
@@ -37,4 +38,24 @@ void reglab_take_side_by_side_bf16(const uint16_t *side, int64_t k, int64_t stri
             for (int64_t i = 0; i < width; i++)
                 to[i] = widen(from[i]);
         }
+}
+
+/* The same layouts for two-byte elements of one dtype (bfloat16 or float16 activations and
+ * their gradients: a group's output taken from its GEMM's side-by-side matrix into each
+ * member's block, a member's output gradient laid side by side for the GEMM of the
+ * weight's gradient): copies, each member's row one contiguous run. */
+void reglab_lay_side_by_side_u16(const uint16_t *members, int64_t k, int64_t stride,
+                                 int64_t rows, int64_t width, uint16_t *side) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t m = 0; m < k; m++)
+            memcpy(side + (r * k + m) * width, members + m * stride + r * width,
+                   (size_t)width * sizeof *side);
+}
+
+void reglab_take_side_by_side_u16(const uint16_t *side, int64_t k, int64_t stride,
+                                  int64_t rows, int64_t width, uint16_t *members) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t m = 0; m < k; m++)
+            memcpy(members + m * stride + r * width, side + (r * k + m) * width,
+                   (size_t)width * sizeof *members);
 }

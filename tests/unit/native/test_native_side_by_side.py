@@ -1,6 +1,7 @@
 """The mixed-precision first layer's kernels laid side by side (float32 -> bfloat16) and its
-gradient taken back (bfloat16 -> float32) by the C kernels: torch's copies bit for bit, and
-training with them gives the weights training without them gives."""
+gradient taken back (bfloat16 -> float32) by the C kernels, and its two-byte outputs and
+output gradients moved between the two layouts: torch's copies bit for bit, and training
+with them gives the weights training without them gives."""
 
 from __future__ import annotations
 
@@ -59,6 +60,25 @@ def test_taking_back_is_exact_and_touches_only_the_group(kernels, members, rows,
     assert torch.equal(dest.view(torch.int32), reference.view(torch.int32))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("members, rows, width, who", [
+    (45, 128, 64, slice(9, 18)), (6, 3, 10, slice(2, 5)), (3, 1, 80, slice(0, 2))])
+def test_two_byte_blocks_move_between_the_layouts_bit_for_bit(kernels, dtype, members, rows,
+                                                             width, who):
+    k = who.stop - who.start
+    blocks = _awkward((members, rows, width), seed=2).to(dtype)
+    blocks.view(torch.int16)[who.start, 0, :2] = torch.tensor([0x7FC1, -1], dtype=torch.int16)
+    side = torch.full((rows, k, width), 3.0, dtype=dtype)
+    assert side_by_side.lay(blocks[who], side)
+    assert torch.equal(side.view(torch.int16),
+                       blocks.permute(1, 0, 2)[:, who].contiguous().view(torch.int16))
+    dest = torch.full((members, rows, width), 5.0, dtype=dtype)
+    reference = dest.clone()
+    reference.permute(1, 0, 2)[:, who] = side
+    assert side_by_side.take(side, dest[who])
+    assert torch.equal(dest.view(torch.int16), reference.view(torch.int16))
+
+
 def test_cases_the_kernels_do_not_take_are_left_to_torch(kernels):
     members = torch.randn(3, 4, 16)
     side = torch.empty(4, 3, 16, dtype=torch.bfloat16)
@@ -72,6 +92,8 @@ def test_cases_the_kernels_do_not_take_are_left_to_torch(kernels):
             (members[:0], torch.empty(4, 0, 16, dtype=torch.bfloat16))]:
         assert not side_by_side.lay(wrong_members, wrong_side)
     assert not side_by_side.take(side, members.double())
+    assert not side_by_side.take(side, torch.empty(3, 4, 16, dtype=torch.float16))
+    assert not side_by_side.lay(members.half(), side)  # two dtypes of two bytes
     weights = torch.zeros(3, 4, 16, requires_grad=True)
     assert not side_by_side.take(side, weights)  # autograd must see an in-place write
     assert torch.equal(side.view(torch.int16), untouched.view(torch.int16))
@@ -104,10 +126,13 @@ def test_mixed_bfloat16_training_gets_the_torch_copies_weights(kernels, monkeypa
     try:
         calls = []
         real = side_by_side._call
-        monkeypatch.setattr(side_by_side, "_call", lambda *a: calls.append(a[0]) or real(*a))
+        monkeypatch.setattr(side_by_side, "_call", lambda *a: calls.append(
+            (a[0], side_by_side._kind(a[1], a[2]))) or real(*a))
         with_kernels = _train()
-        assert {"reglab_lay_side_by_side_bf16", "reglab_take_side_by_side_bf16"} <= set(calls)
-        # only these two kernels off (the others round a 10-element row otherwise)
+        # the kernels' casts, the outputs taken from the GEMM, the gradients laid for it
+        assert {("lay", "bf16"), ("take", "bf16"), ("lay", "u16"), ("take", "u16")} <= \
+            set(calls)
+        # only these kernels off (the others round a 10-element row otherwise)
         monkeypatch.setattr(side_by_side, "_call", lambda *a: False)
         with_torch = _train()
     finally:
