@@ -60,6 +60,9 @@ class FBetaScore(StatefulMetric):
                               f"is positive) or a Python float in (0, 1]. Got {threshold!r}.")
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
+        if dtype not in (None, "float32", torch.float32):
+            raise ConfigError(f"{owner}: 'dtype' must be float32 (reglab computes its "
+                              f"metrics in float32). Got {dtype!r}.")
         self.average, self.beta, self.threshold = average, beta, threshold
         self.name = name or self.default_name
 
@@ -82,12 +85,15 @@ class FBetaScore(StatefulMetric):
                               f"classes). Got {tuple(y_pred_shape)}.")
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        """``(P, B, 4, classes)``: each sample's tp, fp, fn and target per class."""
-        if y_pred.dim() != 3 or y_true.shape != y_pred.shape:
+        """``(P, B, 4, classes)``: each sample's tp, fp, fn and target per class; ``y_true``
+        ``(P, B, classes)``, or ``(1, B, classes)`` shared by the members."""
+        if y_pred.dim() != 3 or y_true.dim() != 3 or y_true.shape[1:] != y_pred.shape[1:] \
+                or y_true.shape[0] not in (1, y_pred.shape[0]):
             raise DataError(f"{self.name}: expects targets and outputs of one shape (batch, "
                             f"classes): one-hot or multi-label targets. Got targets of shape "
                             f"{tuple(y_true.shape[1:])} for outputs of shape "
                             f"{tuple(y_pred.shape[1:])}.")
+        y_true = y_true.expand(y_pred.shape)
         y_pred = y_pred.to(torch.float32)
         if self.threshold is None:
             largest = y_pred.amax(dim=-1, keepdim=True)
@@ -98,6 +104,19 @@ class FBetaScore(StatefulMetric):
         target = y_true.to(torch.float32)
         return torch.stack([predicted * target, predicted * (1 - target),
                             (1 - predicted) * target, target], dim=2)
+
+    def of_mixed_targets(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """The counts against soft targets (MixUp, CutMix, LabelSmoothing): each sample's
+        class is its target's largest value, as reglab's accuracy reads them (Keras's own
+        label smoothing, inside the loss, leaves the metrics the hard labels)."""
+        hard = torch.nn.functional.one_hot(y_true.argmax(dim=-1), y_true.shape[-1])
+        return self(hard.to(y_pred.dtype), y_pred)
+
+    def reset_state(self) -> None:
+        """As Keras: the counts back to zero, their shape kept (``result()`` then gives a
+        zero per class for ``average=None``)."""
+        if self._state is not None:
+            self._state = torch.zeros_like(self._state)
 
     def totals_result(self, totals: torch.Tensor) -> torch.Tensor:
         """``(P,)`` scores from ``(P, 4, classes)`` sums (``(P, classes)`` for

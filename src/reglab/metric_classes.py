@@ -380,8 +380,14 @@ class WeightedMetric:
                               metrics.resolve(self.metric, y_true_shape, y_pred_shape, where))
 
     @property
-    def totals_shape(self) -> tuple[int, ...]:
+    def totals_shape(self) -> tuple[int, ...] | None:
         return getattr(self.inner, "totals_shape", (2,))
+
+    @property
+    def _direction(self) -> str | None:
+        """The metric's own ('up' for ``F1Score()``...), for the monitors' mode 'auto'."""
+        return getattr(self.inner if self.inner is not None else self.metric, "_direction",
+                       None)
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         return self._weighted_rows(self.inner, y_true, y_pred)

@@ -173,3 +173,71 @@ def test_a_keras_file_with_f_scores_loads_and_evaluates_alike(tmp_path):
     assert sorted(mine) == sorted(theirs)
     for key, value in theirs.items():
         assert mine[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_members_sharing_their_targets_each_get_their_scores():
+    # validation targets, and members of one seed, come shared by the members: (1, B, C)
+    from reglab.engine import Member, Population
+    x, y = data()
+    metric = [reglab.metrics.F1Score(average="macro")]
+
+    def member(seed):
+        return Member([reglab.layers.Dense(8, activation="relu", input_shape=(6,)),
+                       reglab.layers.Dense(4, activation="softmax")],
+                      reglab.optimizers.SGD(0.1), seed=seed)
+    for seeds in ((0, 0), (1, 2)):
+        together = Population([member(s) for s in seeds], loss="categorical_crossentropy",
+                              metrics=metric).fit(x, y, batch_size=32, epochs=2,
+                                                  validation_data=(x[:40], y[:40]))
+        for position, seed in enumerate(seeds):
+            alone = Population([member(seed)], loss="categorical_crossentropy",
+                               metrics=metric).fit(x, y, batch_size=32, epochs=2,
+                                                   validation_data=(x[:40], y[:40]))
+            assert alone.members[0].history == together.members[position].history
+
+
+def test_a_weighted_f_score_is_maximized_by_the_monitors_auto_mode():
+    x, y = data()
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, len(x))
+    histories = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(0)
+        model = api.Sequential([api.Input((6,)), api.layers.Dense(4, activation="softmax")])
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="categorical_crossentropy",
+                      weighted_metrics=[api.metrics.F1Score(average="macro")])
+        stop = api.callbacks.EarlyStopping(monitor="val_f1_score", patience=0,
+                                           restore_best_weights=True)
+        histories.append(model.fit(x, y, sample_weight=weights, epochs=6, batch_size=16,
+                                   verbose=0, shuffle=False, validation_data=(x, y),
+                                   callbacks=[stop]).history)
+    assert len(histories[1]["val_f1_score"]) == len(histories[0]["val_f1_score"])
+
+
+def test_soft_targets_are_scored_by_their_largest_class():
+    # the LabelSmoothing layer's soft targets score as the labels do (as Keras's
+    # label_smoothing inside the loss leaves the metrics the hard labels)
+    from reglab.engine import Member, Population
+    from reglab.layers import Dense, LabelSmoothing
+    x, y = data(96)
+    metrics = [reglab.metrics.F1Score(average="macro"),
+               reglab.metrics.F1Score(average="micro", name="micro")]
+
+    def logs(first, loss):
+        return Population([Member([*first, Dense(8, activation="relu", input_shape=(6,)),
+                                   Dense(4, activation="softmax")], "sgd", seed=0)],
+                          loss=loss, metrics=metrics).fit(
+            x, y, batch_size=16, epochs=1, shuffle=False).members[0].history
+    smoothed = logs([LabelSmoothing(0.2, input_shape=(6,))], "categorical_crossentropy")
+    keras_like = logs([], reglab.losses.CategoricalCrossentropy(label_smoothing=0.2))
+    assert smoothed["f1_score"] == keras_like["f1_score"]
+    assert smoothed["micro"] == keras_like["micro"]
+
+
+def test_reset_keeps_a_score_per_class_and_dtype_is_float32():
+    for api in (keras, reglab):
+        f1 = api.metrics.F1Score()
+        f1.update_state(np.eye(3, dtype="float32"), np.eye(3, dtype="float32"))
+        f1.reset_state()
+        np.testing.assert_array_equal(np.asarray(f1.result()), np.zeros(3))
+    with pytest.raises(ConfigError, match=r"F1Score: 'dtype' must be float32"):
+        reglab.metrics.F1Score(dtype="int32")

@@ -153,6 +153,7 @@ def _in_compute_dtype(lp, x, weights, state, ctx, index) -> tuple[torch.Tensor, 
     source = x.dtype
     if x.is_floating_point() and x.dtype != inside:
         x = x.to(inside)
+    seen = x.dtype  # the dtype the layer's own operations take
     done = layer.forward_and_backward(x, weights, state.layer_values[index], ctx, lp.input_shape)
     if done is None:
         return None
@@ -160,12 +161,14 @@ def _in_compute_dtype(lp, x, weights, state, ctx, index) -> tuple[torch.Tensor, 
     given = y.dtype
     if y.is_floating_point() and y.dtype != compute:
         y = y.to(compute)
-    if given == compute and source == x.dtype:
-        return y, backward
 
     def cast_backward(dy, need_x):
+        # autograd's: each gradient in the dtype of what it is the gradient of (a dropout's
+        # float32 keep probability promotes its gradient: rounded to the input's dtype),
+        # then the input cast's gradient, back to the dtype the layer was given
         dx, grads = backward(_cast(dy, given), need_x)
-        return _cast(dx, source), grads
+        return _cast(_cast(dx, seen), source), {
+            name: _cast(grad, weights[name].dtype) for name, grad in grads.items()}
     return y, cast_backward
 
 

@@ -352,3 +352,18 @@ def test_mixed_precision_beside_layers_autograd_differentiates(monkeypatch):
                 Dense(8, activation="tanh", dtype="mixed_bfloat16"),
                 Dropout(0.2, dtype="mixed_bfloat16"), Dense(CLASSES, activation="softmax")]
     assert_same(members(layers), monkeypatch)
+
+
+@pytest.mark.parametrize("dropout", [
+    lambda i: Dropout(0.3, dtype="mixed_float16"),  # torch's dropout (no float16 kernel)
+    lambda i: Dropout([1.0, 0.5, 0.3][i], dtype="mixed_bfloat16"),  # a rate of 1 among them
+    lambda i: Dropout(0.3, noise_shape=(None, 32), dtype="mixed_bfloat16"),
+])
+def test_a_dropout_in_another_policy_than_the_layer_before_it(dropout, monkeypatch):
+    # the torch dropout divides by a float32 keep probability: its gradient comes in
+    # float32, which autograd rounds to the dropout's input dtype before the cast back
+    def layers(i):
+        return [Dense(32, activation="relu", input_shape=(FEATURES,)), dropout(i),
+                Dense(CLASSES, activation="softmax")]
+    assert_same(members(layers, seeds=(0, 1, 2)), monkeypatch)
+    assert_same(members(layers, seeds=(0, 1, 2)), monkeypatch, dtype=torch.float64)
