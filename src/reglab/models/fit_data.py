@@ -24,6 +24,7 @@ import torch
 from reglab.engine.data import as_array, as_numpy, check_count
 from reglab.errors import ConfigError, DataError
 from reglab.models import datasets
+from reglab.utils.tensors import sum_is_finite
 
 
 @dataclass
@@ -306,19 +307,6 @@ def is_generator(x) -> bool:
     return x is not None and hasattr(x, "__next__") and not isinstance(x, np.ndarray)
 
 
-def _sum_is_finite(x) -> bool:
-    """Whether the sum of floating ``x`` is finite, one fast pass (a quarter of
-    ``isfinite(x).all()``'s time; torch's ``isfinite`` on one thread is 15x slower still).
-    False may be an overflow of finite values: the caller looks closer."""
-    if isinstance(x, np.ndarray) and x.dtype.kind in "fc" and x.dtype.isnative:
-        x = torch.from_numpy(np.ascontiguousarray(x)) if x.dtype != np.float16 else x
-    if isinstance(x, np.ndarray):
-        return bool(np.isfinite(x.sum()))
-    if hasattr(x, "detach") and (x.is_floating_point() or x.is_complex()):
-        return bool(torch.isfinite(x.detach().sum()).all())
-    return True
-
-
 def refuse_non_finite(where: str, name: str, x) -> None:
     """A DataError when floating ``x`` (an array, a tensor, or a list of them for a model
     with several inputs) holds NaN or infinity: the loss would be NaN from the first batch
@@ -327,7 +315,7 @@ def refuse_non_finite(where: str, name: str, x) -> None:
         for i, part in enumerate(x):
             refuse_non_finite(where, f"{name}[{i}]", part)
         return
-    if _sum_is_finite(x):
+    if sum_is_finite(x):
         return  # NaN and infinity carry through a sum: every value is finite
     if hasattr(x, "detach") and (x.is_floating_point() or x.is_complex()):  # a tensor
         bad = ~torch.isfinite(x.detach())

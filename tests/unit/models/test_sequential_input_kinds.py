@@ -324,3 +324,23 @@ def test_large_finite_inputs_are_not_taken_for_infinite(x):
     with pytest.raises(DataError, match=r"fit: 'x' must hold finite numbers. Got 1 NaN or "
                                         r"infinite value\(s\), the first at index \(5, 1\)"):
         refuse_non_finite("fit", "x", bad)
+
+
+def test_the_engine_s_data_check_is_fast_and_still_names_the_samples():
+    # the engine's own check (studies, Population.fit) takes the sum's one pass first
+    from reglab.engine import Member, Population
+    from reglab.layers import Dense
+
+    population = Population([Member([Dense(3, activation="softmax", input_shape=(6,))],
+                                    "sgd", seed=0)])
+    y = np.zeros(40, dtype=np.int64)
+    big = np.full((40, 6), 3e38, dtype=np.float32)  # finite; the sum overflows
+    population.fit(big * 0 + 1, y, epochs=1, batch_size=8)
+    population.evaluate(big, y)
+    for bad_value in (np.nan, np.inf, -np.inf):
+        bad = np.ones((40, 6), dtype=np.float32)
+        bad[[7, 9], 2] = bad_value
+        with pytest.raises(DataError, match=r"'x' must hold finite numbers. Got NaN or "
+                                            r"infinite values in 2 samples, the first at "
+                                            r"index 7"):
+            population.fit(bad, y, epochs=1, batch_size=8)
