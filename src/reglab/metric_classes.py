@@ -25,6 +25,15 @@ from reglab.losses import as_tensors
 from reglab.utils.tensors import divide_no_nan as _divide_no_nan
 
 
+def weigh(metric, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each sample's row of totals (``(..., B, *totals)``) times its weight (``(..., B)``),
+    or as the metric weighs its own rows (``R2Score`` leaves its count unweighted)."""
+    own = getattr(metric, "weigh", None)
+    if own is not None:
+        return own(rows, weights)
+    return rows * weights.reshape(*weights.shape, *([1] * (rows.dim() - weights.dim())))
+
+
 class StatefulMetric:
     """Keras's ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` and
     ``reset_state()`` over a metric of per-sample totals (see the module docstring)."""
@@ -44,7 +53,7 @@ class StatefulMetric:
                 raise ConfigError(f"{self.name}.update_state: 'sample_weight' must have one "
                                   f"weight per sample ({rows.shape[0]}). Got "
                                   f"{weights.numel()}.")
-            rows = rows * weights.reshape(-1, *([1] * (rows.dim() - 1)))
+            rows = weigh(self, rows, weights.expand(rows.shape[0]))
         total = rows.sum(dim=0)
         self._state = total if self._state is None else self._state + total
 
@@ -382,6 +391,9 @@ class WeightedMetric:
     @property
     def totals_shape(self) -> tuple[int, ...] | None:
         return getattr(self.inner, "totals_shape", (2,))
+
+    def weigh(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return weigh(self.inner, rows, weights)
 
     @property
     def _direction(self) -> str | None:

@@ -21,6 +21,7 @@ from reglab.confusion_metrics import (  # noqa: F401 - re-exported
 from reglab.errors import ConfigError, DataError, unknown_name
 from reglab.f_score_metrics import F1Score, FBetaScore  # noqa: F401 - re-exported
 from reglab.losses import as_tensors
+from reglab.r2_score import R2Score  # noqa: F401 - re-exported
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -436,7 +437,8 @@ __all__ = [
     "FalseNegatives",
     "FalsePositives", "Hinge", "KLDivergence", "Mean", "MeanAbsoluteError",
     "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
-    "MeanSquaredLogarithmicError", "Poisson", "Precision", "Recall", "RootMeanSquaredError",
+    "MeanSquaredLogarithmicError", "Poisson", "Precision", "R2Score", "Recall",
+    "RootMeanSquaredError",
     "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
     "SparseTopKCategoricalAccuracy", "SquaredHinge", "Sum", "TopKCategoricalAccuracy",
     "TrueNegatives", "TruePositives", "accuracy", "binary_accuracy", "categorical_accuracy",

@@ -22,6 +22,7 @@ from reglab.engine import direct_step, loss_scale, softmax_crossentropy
 from reglab.engine.step import add, forward, weight_penalties
 from reglab.engine.update import apply_updates
 from reglab.layers.shared_input import MemberGroups
+from reglab.metric_classes import weigh
 
 #: steps between two checks for diverged members off the CPU
 DIVERGENCE_CHECK_STEPS = 32
@@ -111,8 +112,7 @@ class EpochSums:
             # output's own loss (a model with several) is weighted as the loss is.
             values = metric(yb, y_pred)
             if weights is not None and getattr(metric, "weighted", False):
-                values = values * weights.reshape(*weights.shape,
-                                                  *([1] * (values.dim() - weights.dim())))
+                values = weigh(metric, values, weights)
             total = self.metrics[k]
             if total is None:  # sized by its first batch
                 total = self.metrics[k] = torch.zeros(self.members, *values.shape[2:],
