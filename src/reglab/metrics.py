@@ -18,6 +18,13 @@ from reglab.confusion_metrics import (  # noqa: F401 - re-exported
     TrueNegatives,
     TruePositives,
 )
+from reglab.correlation_metrics import (  # noqa: F401 - re-exported
+    ConcordanceCorrelation,
+    LogCoshError,
+    PearsonCorrelation,
+    concordance_correlation,
+    pearson_correlation,
+)
 from reglab.errors import ConfigError, DataError, unknown_name
 from reglab.f_score_metrics import F1Score, FBetaScore  # noqa: F401 - re-exported
 from reglab.losses import as_tensors
@@ -238,7 +245,7 @@ class FunctionMetric:
 #: this module's metric functions, which compile takes by their names
 _OWN_FUNCTIONS = (categorical_accuracy, sparse_categorical_accuracy, binary_accuracy, accuracy,
                   mean_squared_error, mean_absolute_error, sparse_top_k_categorical_accuracy,
-                  top_k_categorical_accuracy)
+                  top_k_categorical_accuracy, pearson_correlation, concordance_correlation)
 
 def _loss_metric(cls):
     """A loss's per-sample values as a metric by name (Keras's ``metrics=["mape"]``: the
@@ -285,6 +292,9 @@ def _cosine_similarity(y_true, y_pred):
 
 _cosine_similarity.__name__ = "cosine_similarity"
 _BY_NAME["cosine_similarity"] = _cosine_similarity
+# Keras resolves these names to its correlation metrics
+_BY_NAME["pearson_correlation"] = pearson_correlation
+_BY_NAME["concordance_correlation"] = concordance_correlation
 
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
 #: (and the counts by their class's name too: 'TruePositives', looked up in lower case)
@@ -433,15 +443,15 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
 
 __all__ = [
     "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-    "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score", "FBetaScore",
-    "FalseNegatives",
-    "FalsePositives", "Hinge", "KLDivergence", "Mean", "MeanAbsoluteError",
-    "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
-    "MeanSquaredLogarithmicError", "Poisson", "Precision", "R2Score", "Recall",
-    "RootMeanSquaredError",
+    "CategoricalCrossentropy", "CategoricalHinge", "ConcordanceCorrelation", "CosineSimilarity",
+    "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence",
+    "LogCoshError", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+    "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError",
+    "PearsonCorrelation", "Poisson", "Precision", "R2Score", "Recall", "RootMeanSquaredError",
     "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
     "SparseTopKCategoricalAccuracy", "SquaredHinge", "Sum", "TopKCategoricalAccuracy",
     "TrueNegatives", "TruePositives", "accuracy", "binary_accuracy", "categorical_accuracy",
-    "mean_absolute_error", "mean_squared_error", "sparse_categorical_accuracy",
-    "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
+    "concordance_correlation", "mean_absolute_error", "mean_squared_error",
+    "pearson_correlation", "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+    "top_k_categorical_accuracy",
 ]
