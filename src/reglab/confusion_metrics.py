@@ -1,5 +1,7 @@
-"""Keras 3's confusion-matrix metrics: ``Precision``, ``Recall``, ``AUC`` and the counts
-(``TruePositives``, ``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``).
+"""Keras 3's confusion-matrix metrics: ``Precision``, ``Recall``, ``AUC``, the counts
+(``TruePositives``, ``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``) and the best
+of one ratio where another reaches a value (``SensitivityAtSpecificity``,
+``SpecificityAtSensitivity``, ``PrecisionAtRecall``, ``RecallAtPrecision``).
 
 Unlike a mean metric, these are ratios of counts summed over the epoch (true positives,
 false positives...), so each sample contributes counts (``(members, batch, *counts)``
@@ -328,3 +330,122 @@ class AUC(ConfusionMetric):
         increments = _divide_no_nan(slope * (dtp + intercept * torch.log(ratio)),
                                     torch.clamp(tp[:, 1:] + fn[:, 1:], min=0))
         return increments.sum(dim=-1)
+
+
+class _AtConstraint(ConfusionMetric):
+    """The largest value of one ratio over the thresholds where another reaches ``value``
+    (0 where none does), Keras's ``SensitivitySpecificityBase``: ``num_thresholds`` evenly
+    spaced thresholds from 0 to 1, predictions clipped to [0, 1] (a prediction is positive
+    above a threshold: 0 never is), or one threshold of 0.5 for ``num_thresholds=1``. The
+    ratios in float32, as Keras computes them."""
+
+    #: Keras's name of ``value``
+    argument = ""
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        owner = type(self).__name__
+        _unsupported(owner, class_id=class_id)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"{owner}: '{self.argument}' must be a number in [0, 1]. Got "
+                              f"{value!r}.")
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) \
+                or num_thresholds <= 0:
+            raise ConfigError(f"{owner}: 'num_thresholds' must be an integer > 0. Got "
+                              f"{num_thresholds!r}.")
+        self.value, self.num_thresholds = value, num_thresholds
+        self.clips = num_thresholds > 1
+        if self.clips:
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            thresholds = [0.0, *inner, 1.0]
+        else:
+            thresholds = [0.5]
+        super().__init__(thresholds, name)
+
+    def __call__(self, y_true, y_pred):
+        return super().__call__(y_true, y_pred.clamp(0.0, 1.0) if self.clips else y_pred)
+
+    def ratios(self, tp, fp, tn, fn) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(constrained, maximized)`` per threshold."""
+        raise NotImplementedError
+
+    def totals_result(self, totals):
+        tp, fp, tn, fn = (totals[:, i].to(torch.float32) for i in range(4))
+        constrained, maximized = self.ratios(tp, fp, tn, fn)
+        feasible = constrained >= self.value
+        best = torch.where(feasible, maximized, torch.zeros_like(maximized))
+        return best.amax(dim=-1).clamp(min=0).to(totals.dtype)
+
+    def get_config(self):
+        return {"name": self.name, "num_thresholds": self.num_thresholds,
+                self.argument: self.value}
+
+    def keras_config(self):
+        return {**super().keras_config(), "num_thresholds": self.num_thresholds,
+                "class_id": None, self.argument: self.value}
+
+    def saved_name(self) -> None:
+        return None  # no name resolves to it: a file holds its arguments
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.argument}={self.value!r}, num_thresholds="
+                f"{self.num_thresholds}, name={self.name!r})")
+
+
+def _sensitivity(tp, fn):
+    return _divide_no_nan(tp, tp + fn)
+
+
+def _specificity(tn, fp):
+    return _divide_no_nan(tn, tn + fp)
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    """``keras.metrics.SensitivityAtSpecificity``: the best ``tp / (tp + fn)`` where
+    ``tn / (tn + fp) >= specificity``."""
+
+    argument, default_name = "specificity", "sensitivity_at_specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def ratios(self, tp, fp, tn, fn):
+        return _specificity(tn, fp), _sensitivity(tp, fn)
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    """``keras.metrics.SpecificityAtSensitivity``: the best ``tn / (tn + fp)`` where
+    ``tp / (tp + fn) >= sensitivity``."""
+
+    argument, default_name = "sensitivity", "specificity_at_sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def ratios(self, tp, fp, tn, fn):
+        return _sensitivity(tp, fn), _specificity(tn, fp)
+
+
+class PrecisionAtRecall(_AtConstraint):
+    """``keras.metrics.PrecisionAtRecall``: the best ``tp / (tp + fp)`` where
+    ``tp / (tp + fn) >= recall``."""
+
+    argument, default_name = "recall", "precision_at_recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def ratios(self, tp, fp, tn, fn):
+        return _sensitivity(tp, fn), _divide_no_nan(tp, tp + fp)
+
+
+class RecallAtPrecision(_AtConstraint):
+    """``keras.metrics.RecallAtPrecision``: the best ``tp / (tp + fn)`` where
+    ``tp / (tp + fp) >= precision``."""
+
+    argument, default_name = "precision", "recall_at_precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def ratios(self, tp, fp, tn, fn):
+        return _divide_no_nan(tp, tp + fp), _sensitivity(tp, fn)
