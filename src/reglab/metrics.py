@@ -31,6 +31,13 @@ from reglab.correlation_metrics import (  # noqa: F401 - re-exported
 )
 from reglab.errors import ConfigError, DataError, unknown_name
 from reglab.f_score_metrics import F1Score, FBetaScore  # noqa: F401 - re-exported
+from reglab.iou_metrics import (  # noqa: F401 - re-exported
+    BinaryIoU,
+    IoU,
+    MeanIoU,
+    OneHotIoU,
+    OneHotMeanIoU,
+)
 from reglab.losses import as_tensors
 from reglab.r2_score import R2Score  # noqa: F401 - re-exported
 
@@ -446,11 +453,12 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
 )
 
 __all__ = [
-    "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-    "CategoricalCrossentropy", "CategoricalHinge", "ConcordanceCorrelation", "CosineSimilarity",
-    "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence",
-    "LogCoshError", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError",
-    "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError",
+    "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU",
+    "CategoricalAccuracy", "CategoricalCrossentropy", "CategoricalHinge",
+    "ConcordanceCorrelation", "CosineSimilarity", "F1Score", "FBetaScore", "FalseNegatives",
+    "FalsePositives", "Hinge", "IoU", "KLDivergence", "LogCoshError", "Mean",
+    "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU", "MeanMetricWrapper",
+    "MeanSquaredError", "MeanSquaredLogarithmicError", "OneHotIoU", "OneHotMeanIoU",
     "PearsonCorrelation", "Poisson", "Precision", "PrecisionAtRecall", "R2Score", "Recall",
     "RecallAtPrecision", "RootMeanSquaredError", "SensitivityAtSpecificity",
     "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",

@@ -153,15 +153,15 @@ def _metric_class(entry: Any) -> type | None:
 
 def metric_class_by_name(name: str) -> type | None:
     """The class of ``reglab.metrics`` of that name whose objects a file holds by their
-    arguments (Keras's name and config): the mean metrics', confusion metrics', F-scores'
-    and R2Score's (not their bases, which wrap code), or None."""
+    arguments (Keras's name and config): the mean metrics', confusion metrics', F-scores',
+    R2Score's and the IoU metrics' (not the bases, which wrap code), or None."""
     from reglab import metrics
     from reglab.metric_classes import MeanMetricWrapper
 
     cls = getattr(metrics, name, None)
     if isinstance(cls, type) and cls not in (MeanMetricWrapper, metrics.ConfusionMetric) and \
             issubclass(cls, (MeanMetricWrapper, metrics.ConfusionMetric, metrics.FBetaScore,
-                             metrics.R2Score)):
+                             metrics.R2Score, metrics.IoU)):
         return cls
     return None
 
