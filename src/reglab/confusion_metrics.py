@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -117,8 +119,9 @@ class ConfusionMetric(StatefulMetric):
 def _single_threshold(owner: str, thresholds) -> list[float]:
     if thresholds is None:
         return [0.5]
-    values = [thresholds] if isinstance(thresholds, (int, float)) else list(thresholds)
-    if len(values) != 1 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+    values = [thresholds] if isinstance(thresholds, numbers.Real) else list(thresholds) \
+        if isinstance(thresholds, (list, tuple)) else [thresholds]
+    if len(values) != 1 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                                    and 0 <= v <= 1 for v in values):
         raise ConfigError(f"{owner}: 'thresholds' must be one number in [0, 1] (or None: "
                           f"0.5); several thresholds are not supported yet. Got "
@@ -129,7 +132,7 @@ def _single_threshold(owner: str, thresholds) -> list[float]:
 def _as_given(thresholds):
     """``thresholds`` as given (one number, a list of one, or None), in plain Python types:
     Keras's ``init_thresholds``, which its config holds."""
-    if thresholds is None or isinstance(thresholds, (int, float)):
+    if thresholds is None or isinstance(thresholds, numbers.Real):
         return None if thresholds is None else float(thresholds)
     return [float(t) for t in thresholds]
 
@@ -254,7 +257,14 @@ class AUC(ConfusionMetric):
                  label_weights=None, from_logits=False):
         _unsupported("AUC", multi_label=multi_label, num_labels=num_labels,
                      label_weights=label_weights)
+        if isinstance(thresholds, np.ndarray):
+            thresholds = thresholds.tolist()
         if thresholds is not None:
+            if not isinstance(thresholds, (list, tuple)) or not all(
+                    isinstance(t, numbers.Real) and not isinstance(t, bool) and 0 <= t <= 1
+                    for t in thresholds):
+                raise ConfigError(f"AUC: 'thresholds' must be a list of numbers in [0, 1]. "
+                                  f"Got {thresholds!r}.")
             inner = sorted(float(t) for t in thresholds)
         else:
             if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) \

@@ -14,6 +14,8 @@ each metric for both uses.
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -167,9 +169,15 @@ def _by_name(class_name: str, metric_name: str, default: str, doc: str, directio
     keyword arguments ``defaults`` (passed to the function)."""
 
     def __init__(self, name=None, dtype=None, **kwargs):
-        for key in kwargs:
+        for key, value in kwargs.items():
             if key not in defaults:
                 raise ConfigError(f"{class_name}: unexpected argument {key!r}.")
+            if isinstance(defaults[key], float):  # a number, as its default
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                        or not math.isfinite(value):
+                    raise ConfigError(f"{class_name}: {key!r} must be a finite number. Got "
+                                      f"{value!r}.")
+                kwargs[key] = float(value)
         MeanMetricWrapper.__init__(self, _engine_function(metric_name), name, dtype,
                                    **{**defaults, **kwargs})
 
@@ -284,8 +292,17 @@ class _CrossentropyMetric(MeanMetricWrapper):
     engine_form = True
     _direction = "down"
 
+    #: the arguments besides from_logits that Keras's metric class takes (its loss takes
+    #: more, which a file written for Keras could not hold)
+    arguments: tuple[str, ...] = ()
+
     def __init__(self, name: str | None = None, dtype: Any = None, from_logits: bool = False,
                  **kwargs):
+        unexpected = sorted(set(kwargs) - set(self.arguments))
+        if unexpected:
+            raise ConfigError(f"{type(self).__name__}: unexpected argument "
+                              f"{unexpected[0]!r}; Keras's metric takes name, dtype, "
+                              f"from_logits{''.join(', ' + a for a in self.arguments)}.")
         loss = self.loss_class(from_logits=from_logits, **kwargs)
         self.loss = loss
         super().__init__(lambda y_true, y_pred: loss.per_sample(y_true, y_pred), name, dtype)
@@ -300,19 +317,22 @@ class _CrossentropyMetric(MeanMetricWrapper):
             self.config.get(k) for k in ("from_logits", "label_smoothing")) else None
 
 
-def _crossentropy(class_name: str, loss_name: str):
+def _crossentropy(class_name: str, loss_name: str, arguments: tuple[str, ...]):
     from reglab import losses
 
     return type(class_name, (_CrossentropyMetric,), {
         "loss_class": getattr(losses, class_name), "default_name": loss_name,
-        "__module__": __name__,
+        "__module__": __name__, "arguments": arguments,
         "__doc__": f"``keras.metrics.{class_name}``: the loss's per-sample values averaged."})
 
 
-CategoricalCrossentropy = _crossentropy("CategoricalCrossentropy", "categorical_crossentropy")
+CategoricalCrossentropy = _crossentropy("CategoricalCrossentropy", "categorical_crossentropy",
+                                        ("label_smoothing", "axis"))
 SparseCategoricalCrossentropy = _crossentropy("SparseCategoricalCrossentropy",
-                                              "sparse_categorical_crossentropy")
-BinaryCrossentropy = _crossentropy("BinaryCrossentropy", "binary_crossentropy")
+                                              "sparse_categorical_crossentropy",
+                                              ("ignore_class", "axis"))
+BinaryCrossentropy = _crossentropy("BinaryCrossentropy", "binary_crossentropy",
+                                   ("label_smoothing",))
 
 
 class Mean(StatefulMetric):

@@ -38,7 +38,23 @@ from reglab.iou_metrics import (  # noqa: F401 - re-exported
     OneHotIoU,
     OneHotMeanIoU,
 )
-from reglab.losses import as_tensors
+from reglab.losses import (  # noqa: F401 - Keras's metrics module exports them too
+    as_tensors,
+    binary_crossentropy,
+    binary_focal_crossentropy,
+    categorical_crossentropy,
+    categorical_focal_crossentropy,
+    categorical_hinge,
+    hinge,
+    huber,
+    kl_divergence,
+    log_cosh,
+    mean_absolute_percentage_error,
+    mean_squared_logarithmic_error,
+    poisson,
+    sparse_categorical_crossentropy,
+    squared_hinge,
+)
 from reglab.r2_score import R2Score  # noqa: F401 - re-exported
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

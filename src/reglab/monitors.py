@@ -12,7 +12,9 @@ import numpy as np
 from reglab.errors import ConfigError
 
 #: logs that improve upwards under 'auto' (besides any name ending in 'accuracy')
-MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1", "cosine_similarity")
+MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1", "cosine_similarity",
+             "pearson_correlation", "concordance_correlation", "f1_score", "fbeta_score",
+             "r2_score")
 #: the metrics by name that compile takes and Keras's metric objects minimize (their
 #: ``_direction`` is 'down': the errors and the losses taken as metrics), besides any name
 #: ending in 'loss' or 'crossentropy'

@@ -105,3 +105,25 @@ def test_metrics_of_outputs_with_several_axes_are_keras_s(case):
     for key in theirs:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, err_msg=key)
     np.testing.assert_allclose(our_eval, their_eval, rtol=1e-4)
+
+
+def test_the_loss_functions_keras_s_metrics_module_exports_work_as_metrics():
+    # keras.metrics.poisson, .log_cosh, .huber...: the loss functions, as mean metrics
+    names = [n for n in dir(keras.metrics) if not n.startswith("_") and n[0].islower()
+             and n not in ("get", "serialize", "deserialize")]
+    missing = [n for n in names if not hasattr(reglab.metrics, n)]
+    assert not missing
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)).astype("float32"), rng.random((40, 3)).astype("float32")
+    logs, start = {}, None
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(0)
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(3, activation="softplus")])
+        start = model.get_weights() if start is None else start
+        model.set_weights(start)
+        model.compile(optimizer="sgd", loss="mse",
+                      metrics=[api.metrics.poisson, api.metrics.log_cosh, api.metrics.huber])
+        logs[api.__name__] = model.fit(x, y, epochs=2, verbose=0, shuffle=False).history
+    assert sorted(logs["reglab"]) == sorted(logs["keras"])
+    for key, values in logs["keras"].items():
+        np.testing.assert_allclose(logs["reglab"][key], values, rtol=1e-6, err_msg=key)

@@ -359,3 +359,116 @@ def test_top_k_categorical_with_integer_labels_is_refused_by_name():
                        "one-hot targets of the output's 4 classes.*integer labels take "
                        "sparse_top_k_categorical_accuracy"):
         reglab.metrics.top_k_categorical_accuracy(TIED_LABELS, TIED)
+
+
+def test_several_outputs_keep_their_metric_objects_through_both_loaders(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    ya = (x[:, :1] > 0).astype("float32")
+    yb = np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
+    inputs = reglab.Input((6,))
+    a = reglab.layers.Dense(1, activation="sigmoid", name="a")(inputs)
+    b = reglab.layers.Dense(3, activation="softmax", name="b")(inputs)
+    model = reglab.Model(inputs, [a, b])
+    m = reglab.metrics
+    model.compile(optimizer="sgd", loss=["binary_crossentropy", "categorical_crossentropy"],
+                  metrics=[[m.Precision(thresholds=0.3), "accuracy"],
+                           [m.F1Score(average="macro"), m.AUC(curve="PR", name="pr")]])
+    model.fit(x, [ya, yb], epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    ours = model.evaluate(x, [ya, yb], verbose=0, return_dict=True)
+    again = reglab.models.load_model(tmp_path / "m.keras")
+    assert again.evaluate(x, [ya, yb], verbose=0, return_dict=True) == ours
+    theirs = keras.models.load_model(tmp_path / "m.keras").evaluate(
+        x, [ya, yb], verbose=0, return_dict=True)
+    assert sorted(theirs) == sorted(ours)
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_loss_weights_and_weighted_metrics_are_both_saved(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    model = reglab.Sequential([reglab.Input((6,)), reglab.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", loss_weights=0.5,
+                  metrics=["accuracy"],
+                  weighted_metrics=[reglab.metrics.Precision(thresholds=0.3, name="wp")])
+    model.save(tmp_path / "m.keras")
+    w = rng.uniform(0.5, 2.0, 40)
+    ours = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    for loader in (reglab.models.load_model, keras.models.load_model):
+        again = loader(tmp_path / "m.keras").evaluate(x, y, sample_weight=w, verbose=0,
+                                                      return_dict=True)
+        assert sorted(again) == sorted(ours)  # wp kept beside the loss weight
+        for key, value in ours.items():
+            assert again[key] == pytest.approx(value, rel=1e-5), (loader, key)
+
+
+def test_a_keras_files_per_output_metric_objects_load(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    inputs = keras.Input((6,))
+    out = keras.layers.Dense(1, activation="sigmoid", name="out")(inputs)
+    model = keras.Model(inputs, out)
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics={"out": [keras.metrics.Precision(thresholds=0.3)]})
+    model.save(tmp_path / "k.keras")
+    theirs = model.evaluate(x, y, verbose=0, return_dict=True)
+    mine = reglab.models.load_model(tmp_path / "k.keras").evaluate(x, y, verbose=0,
+                                                                    return_dict=True)
+    assert mine == pytest.approx(theirs, rel=1e-6)
+
+
+def _edited(path, index, entry, tmp_path):
+    import json
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(members["reglab.json"])
+    document["compile_config"]["metrics"][index] = entry
+    members["reglab.json"] = json.dumps(document).encode()
+    edited = tmp_path / f"edited{index}.keras"
+    with zipfile.ZipFile(edited, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    return edited
+
+
+@pytest.mark.parametrize("index, entry, match", [
+    (1, {"class_name": "AUC", "config": {"thresholds": ["a", "b"]}},
+     r"compile_config.metrics\[1\]: AUC: 'thresholds' must be a list of numbers"),
+    (2, {"class_name": "BinaryAccuracy", "config": {"threshold": "x"}},
+     r"compile_config.metrics\[2\]: BinaryAccuracy: 'threshold' must be a finite number"),
+    (2, {"config": {"name": "p"}}, r"compile_config.metrics\[2\]: expected a metric name"),
+    (0, {"class_name": "Nope", "config": {}}, r"compile_config.metrics\[0\]: expected"),
+])
+def test_a_damaged_metric_entry_is_named_once_and_compile_false_still_loads(index, entry, match,
+                                                                          tmp_path):
+    model = reglab.Sequential([reglab.Input((6,)), reglab.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=["accuracy", reglab.metrics.AUC(curve="PR"),
+                           reglab.metrics.Precision(thresholds=0.3)])
+    model.save(tmp_path / "base.keras")
+    edited = _edited(tmp_path / "base.keras", index, {"module": "keras.metrics", **entry},
+                     tmp_path)
+    with pytest.raises(ConfigError, match=match) as caught:
+        reglab.models.load_model(edited)
+    assert str(caught.value).count("load_model:") == 1
+    reglab.models.load_model(edited, compile=False)
+
+
+def test_arguments_keras_s_metric_classes_do_not_take_are_refused():
+    with pytest.raises(ConfigError, match=r"BinaryCrossentropy: unexpected argument 'axis'; "
+                                          r"Keras's metric takes name, dtype, from_logits, "
+                                          r"label_smoothing"):
+        reglab.metrics.BinaryCrossentropy(axis=-1)
+    with pytest.raises(ConfigError, match=r"SparseCategoricalCrossentropy: unexpected "
+                                          r"argument 'label_smoothing'"):
+        reglab.metrics.SparseCategoricalCrossentropy(label_smoothing=0.1)
+    reglab.metrics.CategoricalCrossentropy(label_smoothing=0.1, axis=-1)  # Keras's own
+    # numpy scalars as thresholds, as Keras takes them
+    assert reglab.metrics.Precision(thresholds=np.float32(0.3)).init_thresholds == \
+        pytest.approx(0.3)
+    assert reglab.metrics.TruePositives(thresholds=np.float64(0.4)).init_thresholds == 0.4

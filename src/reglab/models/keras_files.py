@@ -100,47 +100,53 @@ def _loss(entry: Any, where: str):
 
 def metrics_from_config(entries: Any, where: str):
     """The metrics a compile config lists (Keras's file or reglab's): names as they are,
-    Keras's serialized metric objects, loss functions and loss objects as reglab's."""
-    from reglab import losses
-
+    Keras's serialized metric objects, loss functions and loss objects as reglab's; for a
+    model with several outputs, the same per output (a dict by output name, or a list of
+    lists)."""
     if entries is None:
         return None
-    if isinstance(entries, dict) or (isinstance(entries, list) and any(
-            isinstance(e, (list, dict)) and "class_name" not in e for e in entries)):
-        return _plain(entries)  # a model with several outputs: names per output
+    if isinstance(entries, dict):  # per output, by name: a list or one metric each
+        return {key: metrics_from_config(value, f"{where}[{key!r}]")
+                if isinstance(value, list) or value is None
+                else _metric_entry(value, f"{where}[{key!r}]")
+                for key, value in entries.items()}
     if not isinstance(entries, list):
-        raise ConfigError(f"{where}: expected a list of metrics (a model with one output). "
-                          f"Got {entries!r}.")
-    found = []
-    for i, entry in enumerate(entries):
-        module = entry.get("module") if isinstance(entry, dict) else None
-        entry = _plain(entry)
-        if isinstance(entry, str):
-            found.append(entry)
-            continue
-        if isinstance(entry, dict) and entry.get("class_name") == "function" and \
-                isinstance(entry.get("config"), str):
-            # a function Keras saved by its name: a loss's (as Keras reloads it), else the
-            # metric of that name
-            name = entry["config"]
-            found.append(next((fn for fn in losses.keras_functions() if fn.__name__ == name),
-                              name))
-            continue
-        if module == "keras.losses":
-            found.append(_loss(entry, f"{where}[{i}]"))  # a loss object as a metric
-            continue
-        cls = _metric_class(entry)
-        if cls is None:
-            raise ConfigError(f"{where}[{i}]: expected a metric name, a Keras metric or loss "
-                              f"function, or an object of one of reglab's metric or loss "
-                              f"classes. Got {entry!r}.")
-        config = {k: v for k, v in entry["config"].items() if k not in ("dtype",)}
-        try:
-            found.append(cls(**config))
-        except (TypeError, ConfigError) as error:
-            raise ConfigError(f"{where}[{i}]: the arguments do not fit {cls.__name__}: "
-                              f"{error}.") from None
-    return found
+        raise ConfigError(f"{where}: expected a list of metrics (or per output, a dict or a "
+                          f"list of lists). Got {entries!r}.")
+    if entries and all(isinstance(e, list) or e is None for e in entries):
+        return [metrics_from_config(e, f"{where}[{i}]") for i, e in enumerate(entries)]
+    return [_metric_entry(entry, f"{where}[{i}]") for i, entry in enumerate(entries)]
+
+
+def _metric_entry(entry: Any, where: str):
+    """One metric of a compile config as compile takes it (see metrics_from_config)."""
+    from reglab import losses
+
+    module = entry.get("module") if isinstance(entry, dict) else None
+    entry = _plain(entry)
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict) and entry.get("class_name") == "function" and \
+            isinstance(entry.get("config"), str):
+        # a function Keras saved by its name: a loss's (as Keras reloads it), else the
+        # metric of that name
+        name = entry["config"]
+        return next((fn for fn in losses.keras_functions() if fn.__name__ == name), name)
+    if module == "keras.losses":
+        return _loss(entry, where)  # a loss object as a metric
+    cls = _metric_class(entry)
+    if cls is None:
+        raise ConfigError(f"{where}: expected a metric name, a Keras metric or loss function, "
+                          f"or an object of one of reglab's metric or loss classes. Got "
+                          f"{entry!r}.")
+    config = {k: v for k, v in entry["config"].items() if k not in ("dtype",)}
+    try:
+        return cls(**config)
+    except (TypeError, ValueError, ConfigError) as error:
+        said = str(error).rstrip(".")
+        if not said.startswith(f"{cls.__name__}:"):  # the class's own errors name it
+            said = f"the arguments do not fit {cls.__name__}: {said}"
+        raise ConfigError(f"{where}: {said}.") from None
 
 
 def _metric_class(entry: Any) -> type | None:
@@ -274,13 +280,16 @@ def load(path: str, compile: bool = True):  # noqa: A002
     compiled = document.get("compile_config") if compile else None
     if isinstance(compiled, dict):
         where = f"{where}: compile_config"
+        # each part's errors name it; compile's own are prefixed with the file below
+        optimizer = _optimizer(compiled.get("optimizer"), f"{where}.optimizer")
+        loss = _loss(compiled.get("loss"), f"{where}.loss")
+        metrics = metrics_from_config(compiled.get("metrics"), f"{where}.metrics")
+        weighted = metrics_from_config(compiled.get("weighted_metrics"),
+                                       f"{where}.weighted_metrics")
         try:
-            model.compile(optimizer=_optimizer(compiled.get("optimizer"), f"{where}.optimizer"),
-                          loss=_loss(compiled.get("loss"), f"{where}.loss"),
-                          metrics=metrics_from_config(compiled.get("metrics"), f"{where}.metrics"),
-                          weighted_metrics=metrics_from_config(compiled.get("weighted_metrics"),
-                                                    f"{where}.weighted_metrics"),
-                          loss_weights=compiled.get("loss_weights"), auto_scale_loss=False)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                          weighted_metrics=weighted, loss_weights=compiled.get("loss_weights"),
+                          auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
     from reglab.models import weights_file

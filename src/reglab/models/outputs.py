@@ -11,6 +11,7 @@ metric, or one output's own loss, on one output's part, logged under Keras's nam
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,10 +238,12 @@ def split_outputs(packed: np.ndarray, parts: list[OutputPart]) -> list[np.ndarra
             for part in parts]
 
 
-def output_config(loss: PackedLoss, metrics: list[OutputMetric]) -> dict[str, Any]:
-    """What compile was given, for saving: per output its loss, weight and metric names."""
+def output_config(loss: PackedLoss, metrics: list[OutputMetric],
+                  saved: Callable[[str, Any], Any] = lambda name, fn: name) -> dict[str, Any]:
+    """What compile was given, for saving: per output its loss, weight and metrics, each
+    metric as ``saved(its name without the output's, its function or object)`` gives it."""
     names = [part.name for part in loss.parts]
-    per_output = {name: [m.__name__[len(name) + 1:] for m in metrics
+    per_output = {name: [saved(m.__name__[len(name) + 1:], m.fn) for m in metrics
                          if m.part.name == name and m.__name__ != m.part.loss_name]
                   for name in names}
     return {"losses": loss.losses, "loss_weights": list(loss.weights),

@@ -271,12 +271,13 @@ def _compile_config(model) -> dict[str, Any] | None:
     if getattr(model.loss, "parts", None) is not None:  # several outputs
         from reglab.models.outputs import output_config
 
-        given = output_config(model.loss, model._population_metrics)
+        given = output_config(model.loss, model._population_metrics, _saved_output_metric)
         loss = [_loss_config(part_loss) for part_loss in given["losses"]]
         extra = {"loss_weights": given["loss_weights"]}
         metrics = given["metrics"]
     elif isinstance(model.loss, losses.ScaledLoss):  # a one-output loss_weights
-        loss, extra = _loss_config(model.loss.loss), {"loss_weights": model.loss.weight}
+        loss = _loss_config(model.loss.loss)
+        extra = {**extra, "loss_weights": model.loss.weight}  # beside weighted_metrics
     elif model.loss is not None:
         loss = _loss_config(model.loss)
     return {
@@ -287,6 +288,21 @@ def _compile_config(model) -> dict[str, Any] | None:
         "metrics": metrics,
         **extra,
     }
+
+
+def _saved_output_metric(name: str, metric) -> str | dict[str, Any]:
+    """One output's metric as a file holds it (see :func:`_saved_metric`): an object by its
+    arguments, else its name where a name resolves to it; else refused."""
+    entry = _saved_metric(metric)
+    if isinstance(entry, dict):
+        return entry
+    try:
+        metrics_module.resolve(name, (1,), (1, 2), "save_model: 'metrics'")
+    except ConfigError:
+        raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name or objects "
+                          f"of reglab.metrics' classes. Got {metric!r}, logged as {name!r}. "
+                          + _ONLY_BUILT_IN.format(kind="metrics")) from None
+    return name
 
 
 def _saved_metric(metric) -> str | dict[str, Any] | None:
@@ -697,14 +713,13 @@ def _model_from_config(path: str, document: dict[str, Any]):
                     for i, entry in enumerate(loss)]
         elif loss is not None:
             loss = _from_entry(loss, _LOSSES, "loss", f"load_model: {path}: compile_config.loss")
+        metrics = _metrics(compile_config.get("metrics"), path, "metrics")
+        weighted = _metrics(compile_config.get("weighted_metrics"), path, "weighted_metrics")
         try:
             # the saved optimizer says whether the loss is scaled (a LossScaleOptimizer)
-            model.compile(optimizer=optimizer, loss=loss,
-                          metrics=_metrics(compile_config.get("metrics"), path, "metrics"),
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
                           loss_weights=compile_config.get("loss_weights"),
-                          weighted_metrics=_metrics(compile_config.get("weighted_metrics"),
-                                                    path, "weighted_metrics"),
-                          auto_scale_loss=False)
+                          weighted_metrics=weighted, auto_scale_loss=False)
         except ConfigError as error:
             raise ConfigError(f"load_model: {path}: compile_config: {error}") from error
         model._build_optimizer()  # as Keras's compile_from_config builds it
@@ -717,11 +732,7 @@ def _metrics(entries, path: str, key: str):
 
     if not entries:
         return None
-    if isinstance(entries, list) and any(isinstance(e, dict) and "class_name" in e
-                                         for e in entries):
-        return keras_files.metrics_from_config(
-            entries, f"load_model: {path}: compile_config.{key}")
-    return entries
+    return keras_files.metrics_from_config(entries, f"load_model: {path}: compile_config.{key}")
 
 
 def npz_arrays(raw: bytes, where: str) -> dict[str, np.ndarray]:
