@@ -472,3 +472,26 @@ def test_arguments_keras_s_metric_classes_do_not_take_are_refused():
     assert reglab.metrics.Precision(thresholds=np.float32(0.3)).init_thresholds == \
         pytest.approx(0.3)
     assert reglab.metrics.TruePositives(thresholds=np.float64(0.4)).init_thresholds == 0.4
+
+
+def test_built_in_losses_and_metric_functions_as_metrics_are_saved(tmp_path):
+    # a loss object or function given as a metric (or read from a Keras file), and a metric
+    # function among weighted_metrics: saved as Keras serializes them, saved again alike
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 40)]
+    w = rng.uniform(0.5, 2.0, 40)
+    model = reglab.Sequential([reglab.Input((3,)), reglab.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  metrics=[reglab.losses.Huber(delta=0.5), reglab.losses.huber],
+                  weighted_metrics=[reglab.metrics.categorical_accuracy])
+    model.save(tmp_path / "m.keras")
+    ours = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    for loader in (reglab.models.load_model, keras.models.load_model):
+        again = loader(tmp_path / "m.keras").evaluate(x, y, sample_weight=w, verbose=0,
+                                                      return_dict=True)
+        assert again == pytest.approx(ours, rel=1e-6), loader
+    reloaded = reglab.models.load_model(tmp_path / "m.keras")
+    reloaded.save(tmp_path / "again.keras")
+    assert reglab.models.load_model(tmp_path / "again.keras").evaluate(
+        x, y, sample_weight=w, verbose=0, return_dict=True) == ours

@@ -312,6 +312,10 @@ def _saved_metric(metric) -> str | dict[str, Any] | None:
     ``reglab.metrics`` a file can hold; None for others (a user's code)."""
     from reglab.models import keras_files
 
+    if any(metric is fn for fn in metrics_module._OWN_FUNCTIONS):
+        return metric.__name__  # a built-in metric function: its name resolves to it
+    if isinstance(metric, metrics_module.FunctionMetric):  # a built-in loss as a metric
+        return _saved_loss_metric(metric.fn)
     name = _saved_by_name(metric)
     if name is not None:
         return name
@@ -322,6 +326,21 @@ def _saved_metric(metric) -> str | dict[str, Any] | None:
     return {"module": "keras.metrics", "class_name": cls.__name__,
             "config": _jsonable(config, f"save_model: 'metrics' ({cls.__name__})"),
             "registered_name": None}
+
+
+def _saved_loss_metric(fn) -> dict[str, Any] | None:
+    """A built-in loss object or loss function given as a metric, as Keras serializes it
+    (a loss object by its class and arguments, a function by its name); None for a user's
+    function."""
+    if isinstance(fn, losses.Loss) and _LOSSES.get(type(fn).__name__) is type(fn) \
+            and not isinstance(fn, losses.LossFunctionWrapper):
+        return {"module": "keras.losses", "class_name": type(fn).__name__,
+                "config": _jsonable(fn.get_config(), "save_model: 'metrics'"),
+                "registered_name": None}
+    if any(fn is known for known in losses.keras_functions()):
+        return {"module": "builtins", "class_name": "function", "config": fn.__name__,
+                "registered_name": "function"}
+    return None
 
 
 def _saved_by_name(metric) -> str | None:
