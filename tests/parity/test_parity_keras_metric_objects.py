@@ -495,3 +495,24 @@ def test_built_in_losses_and_metric_functions_as_metrics_are_saved(tmp_path):
     reloaded.save(tmp_path / "again.keras")
     assert reglab.models.load_model(tmp_path / "again.keras").evaluate(
         x, y, sample_weight=w, verbose=0, return_dict=True) == ours
+
+
+def test_a_metric_object_compiled_twice_keeps_its_name_for_the_first_model():
+    # the second compile logs its own copy as precision_1; the object (and the first model,
+    # which logs it) keep 'precision', as in Keras
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    for api in (keras, reglab):
+        if api is keras:
+            keras.backend.clear_session()
+        shared = api.metrics.Precision(thresholds=0.3)
+        first = api.Sequential([api.Input((6,)), api.layers.Dense(1, activation="sigmoid")])
+        first.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[shared])
+        second = api.Sequential([api.Input((6,)), api.layers.Dense(1, activation="sigmoid")])
+        second.compile(optimizer="sgd", loss="binary_crossentropy",
+                       metrics=["precision", shared])
+        assert shared.name == "precision"
+        assert sorted(first.evaluate(x, y, verbose=0, return_dict=True)) == \
+            ["loss", "precision"]
+        assert sorted(second.evaluate(x, y, verbose=0, return_dict=True)) == \
+            ["loss", "precision", "precision_1"]

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -384,6 +385,8 @@ class Sequential:
                     name != metric or custom):  # resolved from its string, logged by name
                 resolved, custom = metrics_module.Named(metric, name), True
             elif custom and name != resolved.__name__:
+                if resolved is metric:  # the user's object keeps its name (as Keras's):
+                    resolved = copy.copy(metric)  # this model logs its copy under the new one
                 resolved.__name__ = name
             names.append(name)
             given.append(resolved if custom else name)
