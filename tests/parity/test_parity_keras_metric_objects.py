@@ -516,3 +516,18 @@ def test_a_metric_object_compiled_twice_keeps_its_name_for_the_first_model():
             ["loss", "precision"]
         assert sorted(second.evaluate(x, y, verbose=0, return_dict=True)) == \
             ["loss", "precision", "precision_1"]
+
+
+def test_a_metric_object_and_its_name_log_the_same_bits():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
+    logs, start = [], None
+    for metric in (reglab.metrics.MeanAbsoluteError(), "mean_absolute_error"):
+        model = reglab.Sequential([reglab.Input((6,)), reglab.layers.Dense(3, "softmax")])
+        start = model.get_weights() if start is None else start
+        model.set_weights(start)
+        model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[metric])
+        logs.append(model.fit(x, y, epochs=2, batch_size=20, verbose=0, shuffle=False,
+                              validation_data=(x, y)).history)
+    assert logs[0] == logs[1]

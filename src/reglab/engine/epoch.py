@@ -119,7 +119,11 @@ class EpochSums:
                                                       dtype=self.dtype, device=self.device)
             if total.dim() == 1 and values.dim() > 2:  # a value per position: each sample's
                 values = values.reshape(*values.shape[:2], -1).mean(dim=-1)  # mean (Keras's)
-            total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
+            if values.dim() > 2:  # rows of totals: each summed over the batch as one run,
+                # so a metric's object and its name give the same bits
+                total.add_(values.movedim(1, -1).contiguous().sum(dim=-1))
+            else:
+                total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
         self.samples += count
 
     def keep(self, index: torch.Tensor) -> None:
