@@ -57,14 +57,6 @@ class ConfusionMetric(StatefulMetric):
         self.thresholds = torch.tensor(thresholds, dtype=torch.float64)
 
     @property
-    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
-        return self.name
-
-    @__name__.setter
-    def __name__(self, value: str) -> None:  # compile's 'auc_1' for a second AUC()
-        self.name = value
-
-    @property
     def totals_shape(self) -> tuple[int, ...]:
         return (len(self.counts), len(self.thresholds))
 

@@ -27,8 +27,13 @@ from __future__ import annotations
 import torch
 
 from reglab.backend import EPSILON
-from reglab.errors import ConfigError, DataError
-from reglab.metric_classes import StatefulMetric
+from reglab.errors import ConfigError
+from reglab.metric_classes import (
+    StatefulMetric,
+    checked_arguments,
+    per_column_targets,
+    refuse_per_column_logs,
+)
 
 AVERAGES = (None, "micro", "macro", "weighted")
 
@@ -58,42 +63,20 @@ class FBetaScore(StatefulMetric):
                                       or not 0.0 < threshold <= 1.0):
             raise ConfigError(f"{owner}: 'threshold' must be None (the row's largest value "
                               f"is positive) or a Python float in (0, 1]. Got {threshold!r}.")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
-        if dtype not in (None, "float32", torch.float32):
-            raise ConfigError(f"{owner}: 'dtype' must be float32 (reglab computes its "
-                              f"metrics in float32). Got {dtype!r}.")
+        name = checked_arguments(owner, name, dtype)
         self.average, self.beta, self.threshold = average, beta, threshold
         self.name = name or self.default_name
 
-    @property
-    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
-        return self.name
-
-    @__name__.setter
-    def __name__(self, value: str) -> None:  # compile's 'f1_score_1' for a second one
-        self.name = value
-
     def check_compiled(self, y_true_shape, y_pred_shape, where: str) -> None:
         """Refuses, at compile, what would not give one number per epoch."""
-        if self.average is None:
-            raise ConfigError(f"{where}: {self.name}: a compiled metric logs one number per "
-                              f"epoch; give 'average' ('micro', 'macro' or 'weighted'), or "
-                              f"use average=None by hand (update_state / result).")
-        if len(y_pred_shape) != 2:
-            raise ConfigError(f"{where}: {self.name} expects outputs of shape (batch, "
-                              f"classes). Got {tuple(y_pred_shape)}.")
+        refuse_per_column_logs(self, where, "average", "'micro', 'macro' or 'weighted'",
+                               y_pred_shape, "classes")
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """``(P, B, 4, classes)``: each sample's tp, fp, fn and target per class; ``y_true``
-        ``(P, B, classes)``, or ``(1, B, classes)`` shared by the members."""
-        if y_pred.dim() != 3 or y_true.dim() != 3 or y_true.shape[1:] != y_pred.shape[1:] \
-                or y_true.shape[0] not in (1, y_pred.shape[0]):
-            raise DataError(f"{self.name}: expects targets and outputs of one shape (batch, "
-                            f"classes): one-hot or multi-label targets. Got targets of shape "
-                            f"{tuple(y_true.shape[1:])} for outputs of shape "
-                            f"{tuple(y_pred.shape[1:])}.")
-        y_true = y_true.expand(y_pred.shape)
+        one-hot or multi-label, ``(P, B, classes)`` or ``(1, B, classes)`` shared by the
+        members."""
+        y_true = per_column_targets(self.name, y_true, y_pred, "classes")
         y_pred = y_pred.to(torch.float32)
         if self.threshold is None:
             largest = y_pred.amax(dim=-1, keepdim=True)

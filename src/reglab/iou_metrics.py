@@ -74,14 +74,6 @@ class IoU(StatefulMetric):
         self.name = name or self.default_name
 
     @property
-    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
-        return self.name
-
-    @__name__.setter
-    def __name__(self, value: str) -> None:  # compile's 'mean_io_u_1' for a second one
-        self.name = value
-
-    @property
     def totals_shape(self) -> tuple[int, int]:
         return (self.num_classes, self.num_classes)
 

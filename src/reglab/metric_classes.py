@@ -22,9 +22,46 @@ from typing import Any
 import numpy as np
 import torch
 
-from reglab.errors import ConfigError
+from reglab.errors import ConfigError, DataError
 from reglab.losses import as_tensors
 from reglab.utils.tensors import divide_no_nan as _divide_no_nan
+
+
+def checked_arguments(owner: str, name, dtype) -> str | None:
+    """A metric class's ``name`` (a non-empty string, or None for its default) after its
+    ``dtype`` is checked: reglab computes its metrics in float32."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
+    if dtype not in (None, "float32", torch.float32):
+        raise ConfigError(f"{owner}: 'dtype' must be None or 'float32' (reglab computes its "
+                          f"metrics in float32). Got {dtype!r}.")
+    return name
+
+
+def refuse_per_column_logs(metric, where: str, argument: str, choices: str,
+                           y_pred_shape, columns: str) -> None:
+    """A per-column metric (``F1Score``, ``R2Score``) at compile: its ``argument`` must
+    reduce the columns (a compiled metric logs one number per epoch), and the outputs must
+    be ``(batch, columns)``."""
+    if getattr(metric, argument) is None:
+        raise ConfigError(f"{where}: {metric.name}: a compiled metric logs one number per "
+                          f"epoch; give {argument!r} ({choices}), or use None by hand "
+                          f"(update_state / result).")
+    if len(y_pred_shape) != 2:
+        raise ConfigError(f"{where}: {metric.name} expects outputs of shape (batch, "
+                          f"{columns}). Got {tuple(y_pred_shape)}.")
+
+
+def per_column_targets(name: str, y_true: torch.Tensor, y_pred: torch.Tensor,
+                       columns: str) -> torch.Tensor:
+    """``y_true`` ``(P, B, columns)``, or shared by the members ``(1, B, columns)``, laid
+    out as ``y_pred`` ``(P, B, columns)``; a DataError naming the metric otherwise."""
+    if y_pred.dim() != 3 or y_true.dim() != 3 or y_true.shape[1:] != y_pred.shape[1:] \
+            or y_true.shape[0] not in (1, y_pred.shape[0]):
+        raise DataError(f"{name}: expects targets and outputs of one shape (batch, "
+                        f"{columns}). Got targets of shape {tuple(y_true.shape[1:])} for "
+                        f"outputs of shape {tuple(y_pred.shape[1:])}.")
+    return y_true.expand(y_pred.shape)
 
 
 def weigh(metric, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -41,6 +78,16 @@ class StatefulMetric:
     ``reset_state()`` over a metric of per-sample totals (see the module docstring)."""
 
     _state: torch.Tensor | None = None
+    #: the logged name
+    name: str
+
+    @property
+    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
+        return self.name
+
+    @__name__.setter
+    def __name__(self, value: str) -> None:  # compile's 'auc_1' for a second AUC()
+        self.name = value
 
     def totals_result(self, totals: torch.Tensor) -> torch.Tensor:
         """``(P,)`` values from ``(P, *totals_shape)`` sums."""
@@ -93,10 +140,7 @@ class MeanMetricWrapper(StatefulMetric):
     def __init__(self, fn: Callable | None = None, name: str | None = None, dtype: Any = None,
                  **kwargs):
         owner = type(self).__name__
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
-        if dtype not in (None, "float32", torch.float32):
-            raise ConfigError(f"{owner}: 'dtype' must be None or 'float32'. Got {dtype!r}.")
+        name = checked_arguments(owner, name, dtype)
         if fn is not None:
             self.fn = fn
         if not callable(getattr(self, "fn", None)):
@@ -112,14 +156,6 @@ class MeanMetricWrapper(StatefulMetric):
         mixed = getattr(self.fn, "of_mixed_targets", None)
         if mixed is not None and self.engine_form:  # the engine's variant for mixed targets
             self.of_mixed_targets = functools.partial(self._rows, mixed)
-
-    @property
-    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
-        return self.name
-
-    @__name__.setter
-    def __name__(self, value: str) -> None:  # compile's 'accuracy_1' for a second one
-        self.name = value
 
     def _rows(self, fn, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """``(P, B, 2)``: ``[value, 1]`` for each sample, from an engine function."""

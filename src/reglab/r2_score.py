@@ -26,8 +26,13 @@ import warnings
 
 import torch
 
-from reglab.errors import ConfigError, DataError
-from reglab.metric_classes import StatefulMetric
+from reglab.errors import ConfigError
+from reglab.metric_classes import (
+    StatefulMetric,
+    checked_arguments,
+    per_column_targets,
+    refuse_per_column_logs,
+)
 
 AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
 #: the rows a sample contributes per column; the last is not weighted
@@ -57,44 +62,22 @@ class R2Score(StatefulMetric):
                 or num_regressors < 0:
             raise ConfigError(f"R2Score: 'num_regressors' must be an integer >= 0. Got "
                               f"{num_regressors!r}.")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError(f"R2Score: 'name' must be a non-empty string. Got {name!r}.")
-        if dtype not in (None, "float32", torch.float32):
-            raise ConfigError(f"R2Score: 'dtype' must be float32 (reglab computes its "
-                              f"metrics in float32). Got {dtype!r}.")
+        name = checked_arguments("R2Score", name, dtype)
         self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
         self.name = name or self.default_name
 
-    @property
-    def __name__(self) -> str:  # the logged name (compile reads it as a function's)
-        return self.name
-
-    @__name__.setter
-    def __name__(self, value: str) -> None:  # compile's 'r2_score_1' for a second one
-        self.name = value
-
     def check_compiled(self, y_true_shape, y_pred_shape, where: str) -> None:
         """Refuses, at compile, what would not give one number per epoch."""
-        if self.class_aggregation is None:
-            raise ConfigError(f"{where}: {self.name}: a compiled metric logs one number per "
-                              f"epoch; give 'class_aggregation' ('uniform_average' or "
-                              f"'variance_weighted_average'), or use None by hand "
-                              f"(update_state / result).")
-        if len(y_pred_shape) != 2:
-            raise ConfigError(f"{where}: {self.name} expects outputs of shape (batch, "
-                              f"columns). Got {tuple(y_pred_shape)}.")
+        refuse_per_column_logs(self, where, "class_aggregation",
+                               "'uniform_average' or 'variance_weighted_average'",
+                               y_pred_shape, "columns")
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """``(P, B, 5, columns)`` rows (see the module); ``y_true`` ``(P, B, columns)`` or
         shared by the members ``(1, B, columns)``, ``(.., B)`` for one column."""
         if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1:] == (1,):
             y_true = y_true.unsqueeze(-1)
-        if y_pred.dim() != 3 or y_true.dim() != 3 or y_true.shape[1:] != y_pred.shape[1:] \
-                or y_true.shape[0] not in (1, y_pred.shape[0]):
-            raise DataError(f"{self.name}: expects targets and outputs of one shape (batch, "
-                            f"columns). Got targets of shape {tuple(y_true.shape[1:])} for "
-                            f"outputs of shape {tuple(y_pred.shape[1:])}.")
-        y_true = y_true.to(torch.float32).expand(y_pred.shape)
+        y_true = per_column_targets(self.name, y_true, y_pred, "columns").to(torch.float32)
         y_pred = y_pred.to(torch.float32)
         ones = torch.ones_like(y_pred)
         return torch.stack([y_true, y_true * y_true, (y_true - y_pred) ** 2, ones, ones],

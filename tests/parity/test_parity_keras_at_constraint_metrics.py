@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import reglab  # noqa: E402
+from keras_side_by_side import assert_logs_alike, assert_saved_alike, fit_side_by_side  # noqa: E402, I001
 from reglab.errors import ConfigError  # noqa: E402
 
 keras = pytest.importorskip("keras")
@@ -43,23 +44,12 @@ def data(units, n=120, seed=0):
     (1, None, "mse")])  # a linear head: predictions outside [0, 1] are clipped
 def test_compiled_logs_keras_s_values(units, activation, loss):
     x, y = data(units)
-    seen, start = {}, None
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(0)
-        model = api.Sequential([api.Input((6,)), api.layers.Dense(units, activation=activation)])
-        start = model.get_weights() if start is None else start
-        model.set_weights(start)
-        model.compile(optimizer=api.optimizers.SGD(0.1), loss=loss, metrics=metrics(api))
-        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, shuffle=False,
-                            validation_data=(x[:50], y[:50])).history
-        seen[api.__name__] = (history, model.evaluate(x, y, batch_size=32, verbose=0,
-                                                      return_dict=True))
-    (k_history, k_eval), (r_history, r_eval) = seen["keras"], seen["reglab"]
-    assert sorted(r_history) == sorted(k_history)
-    for key, values in k_history.items():
-        np.testing.assert_allclose(r_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
-    for key, value in k_eval.items():
-        assert r_eval[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    seen = fit_side_by_side(
+        keras, reglab,
+        lambda api: api.Sequential([api.Input((6,)), api.layers.Dense(units, activation=activation)]),
+        lambda api: {"optimizer": api.optimizers.SGD(0.1), "loss": loss,
+                     "metrics": metrics(api)}, x, y)
+    assert_logs_alike(seen)
 
 
 @pytest.mark.parametrize("index", range(5))
@@ -97,20 +87,11 @@ def test_against_closed_forms():
 
 
 def test_saved_and_read_both_ways(tmp_path):
-    x, y = data(1)
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(1)
+    def compiled_model(api):
         model = api.Sequential([api.Input((6,)), api.layers.Dense(1, activation="sigmoid")])
         model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=metrics(api))
-        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
-        path = tmp_path / f"{api.__name__}.keras"
-        model.save(path)
-        theirs = model.evaluate(x, y, verbose=0, return_dict=True)
-        for loader in (keras.models.load_model, reglab.models.load_model):
-            again = loader(path).evaluate(x, y, verbose=0, return_dict=True)
-            assert sorted(again) == sorted(theirs)
-            for key, value in theirs.items():
-                assert again[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (loader, key)
+        return model
+    assert_saved_alike(keras, reglab, compiled_model, *data(1), tmp_path)
 
 
 @pytest.mark.parametrize(("build", "match"), [

@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import reglab  # noqa: E402
+from keras_side_by_side import assert_logs_alike, fit_side_by_side  # noqa: E402, I001
 from reglab.errors import ConfigError, DataError  # noqa: E402
 
 keras = pytest.importorskip("keras")
@@ -40,20 +41,13 @@ def data(n=120, classes=4, seed=0):
 
 def fit_both(activation, y_of):
     x, y = data()
-    y = y_of(y)
-    seen, weights = {}, None
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(0)
-        model = api.Sequential([api.Input((6,)), api.layers.Dense(8, activation="relu"),
-                                api.layers.Dense(4, activation=activation)])
-        weights = model.get_weights() if weights is None else weights
-        model.set_weights(weights)
-        loss = "categorical_crossentropy" if activation == "softmax" else "binary_crossentropy"
-        model.compile(optimizer=api.optimizers.SGD(0.1), loss=loss, metrics=compiled(api))
-        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, shuffle=False,
-                            validation_data=(x[:50], y[:50])).history
-        evaluated = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
-        seen[api.__name__] = (history, evaluated)
+    loss = "categorical_crossentropy" if activation == "softmax" else "binary_crossentropy"
+    seen = fit_side_by_side(
+        keras, reglab,
+        lambda api: api.Sequential([api.Input((6,)), api.layers.Dense(8, activation="relu"),
+                                    api.layers.Dense(4, activation=activation)]),
+        lambda api: {"optimizer": api.optimizers.SGD(0.1), "loss": loss,
+                     "metrics": compiled(api)}, x, y_of(y))
     return seen["keras"], seen["reglab"]
 
 
@@ -62,12 +56,8 @@ def fit_both(activation, y_of):
     ("sigmoid", lambda y: np.maximum(y, np.roll(y, 1, axis=0))),  # multi-label targets
 ])
 def test_compiled_f_scores_log_keras_s_values(activation, y_of):
-    (k_history, k_eval), (r_history, r_eval) = fit_both(activation, y_of)
-    assert sorted(r_history) == sorted(k_history)
-    for key, values in k_history.items():
-        np.testing.assert_allclose(r_history[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
-    for key, value in k_eval.items():
-        assert r_eval[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    theirs, ours = fit_both(activation, y_of)
+    assert_logs_alike({"keras": theirs, "reglab": ours})
 
 
 @pytest.mark.parametrize("build", [
@@ -239,5 +229,5 @@ def test_reset_keeps_a_score_per_class_and_dtype_is_float32():
         f1.update_state(np.eye(3, dtype="float32"), np.eye(3, dtype="float32"))
         f1.reset_state()
         np.testing.assert_array_equal(np.asarray(f1.result()), np.zeros(3))
-    with pytest.raises(ConfigError, match=r"F1Score: 'dtype' must be float32"):
+    with pytest.raises(ConfigError, match=r"F1Score: 'dtype' must be None or 'float32'"):
         reglab.metrics.F1Score(dtype="int32")

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import reglab  # noqa: E402
+from keras_side_by_side import assert_logs_alike, assert_saved_alike, fit_side_by_side  # noqa: E402, I001
 from reglab.errors import ConfigError, DataError  # noqa: E402
 
 keras = pytest.importorskip("keras")
@@ -31,23 +32,9 @@ def data(n=120, classes=4, seed=0):
 
 
 def fit_both(build, x, y, loss, metrics):
-    seen, start = {}, None
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(0)
-        model = build(api)
-        start = model.get_weights() if start is None else start
-        model.set_weights(start)
-        model.compile(optimizer=api.optimizers.SGD(0.1), loss=loss, metrics=metrics(api))
-        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, shuffle=False,
-                            validation_data=(x[:50], y[:50])).history
-        seen[api.__name__] = (history, model.evaluate(x, y, batch_size=32, verbose=0,
-                                                      return_dict=True))
-    (k_history, k_eval), (r_history, r_eval) = seen["keras"], seen["reglab"]
-    assert sorted(r_history) == sorted(k_history)
-    for key, values in k_history.items():
-        np.testing.assert_allclose(r_history[key], values, rtol=1e-6, atol=1e-7, err_msg=key)
-    for key, value in k_eval.items():
-        assert r_eval[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    seen = fit_side_by_side(keras, reglab, build, lambda api: {
+        "optimizer": api.optimizers.SGD(0.1), "loss": loss, "metrics": metrics(api)}, x, y)
+    assert_logs_alike(seen, rtol=1e-6, atol=1e-7)
 
 
 def test_compiled_on_a_softmax_with_sparse_and_one_hot_targets():
@@ -129,22 +116,13 @@ def test_against_the_closed_form():
 
 
 def test_saved_and_read_both_ways(tmp_path):
-    x, y = data()
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(1)
+    def compiled_model(api):
         model = api.Sequential([api.Input((6,)), api.layers.Dense(4, activation="softmax")])
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                       metrics=[api.metrics.MeanIoU(4, sparse_y_pred=False),
                                api.metrics.IoU(4, [1], sparse_y_pred=False, ignore_class=3)])
-        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
-        path = tmp_path / f"{api.__name__}.keras"
-        model.save(path)
-        theirs = model.evaluate(x, y, verbose=0, return_dict=True)
-        for loader in (keras.models.load_model, reglab.models.load_model):
-            again = loader(path).evaluate(x, y, verbose=0, return_dict=True)
-            assert sorted(again) == sorted(theirs)
-            for key, value in theirs.items():
-                assert again[key] == pytest.approx(value, rel=1e-6, abs=1e-7), (loader, key)
+        return model
+    assert_saved_alike(keras, reglab, compiled_model, *data(), tmp_path, rel=1e-6, abs=1e-7)
 
 
 def test_bad_arguments_and_mismatched_ids_are_named():

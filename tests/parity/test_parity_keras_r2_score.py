@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import reglab  # noqa: E402
+from keras_side_by_side import assert_logs_alike, assert_saved_alike, fit_side_by_side  # noqa: E402, I001
 from reglab.errors import ConfigError, DataError  # noqa: E402
 
 keras = pytest.importorskip("keras")
@@ -42,24 +43,13 @@ def compiled(api):
 def test_compiled_r2_logs_keras_s_values(columns):
     x, y = data(columns=columns)
     weights = np.random.default_rng(2).uniform(0.2, 2.0, len(x)).astype("float32")
-    seen, start = {}, None
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(0)
-        model = api.Sequential([api.Input((5,)), api.layers.Dense(columns)])
-        start = model.get_weights() if start is None else start
-        model.set_weights(start)
-        model.compile(optimizer=api.optimizers.SGD(0.05), loss="mse", metrics=compiled(api),
-                      weighted_metrics=[api.metrics.R2Score(name="wr2")])
-        history = model.fit(x, y, sample_weight=weights, epochs=3, batch_size=16, verbose=0,
-                            shuffle=False, validation_data=(x[:40], y[:40])).history
-        seen[api.__name__] = (history, model.evaluate(x, y, batch_size=32, verbose=0,
-                                                      return_dict=True))
-    (k_history, k_eval), (r_history, r_eval) = seen["keras"], seen["reglab"]
-    assert sorted(r_history) == sorted(k_history)
-    for key, values in k_history.items():
-        np.testing.assert_allclose(r_history[key], values, rtol=2e-5, atol=2e-6, err_msg=key)
-    for key, value in k_eval.items():
-        assert r_eval[key] == pytest.approx(value, rel=2e-5, abs=2e-6), key
+    seen = fit_side_by_side(
+        keras, reglab, lambda api: api.Sequential([api.Input((5,)), api.layers.Dense(columns)]),
+        lambda api: {"optimizer": api.optimizers.SGD(0.05), "loss": "mse",
+                     "metrics": compiled(api),
+                     "weighted_metrics": [api.metrics.R2Score(name="wr2")]},
+        x, y, validation=40, sample_weight=weights)
+    assert_logs_alike(seen, rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("build", [
@@ -126,22 +116,13 @@ def test_each_member_of_a_population_gets_its_own_score():
 
 
 def test_saved_and_read_both_ways(tmp_path):
-    x, y = data()
-    for api in (keras, reglab):
-        keras.utils.set_random_seed(1)
+    def compiled_model(api):
         model = api.Sequential([api.Input((5,)), api.layers.Dense(3)])
         model.compile(optimizer="sgd", loss="mse",
                       metrics=[api.metrics.R2Score(class_aggregation="variance_weighted_average",
                                                    num_regressors=2)])
-        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
-        path = tmp_path / f"{api.__name__}.keras"
-        model.save(path)
-        theirs = model.evaluate(x, y, verbose=0, return_dict=True)
-        for loader in (keras.models.load_model, reglab.models.load_model):
-            again = loader(path).evaluate(x, y, verbose=0, return_dict=True)
-            assert sorted(again) == sorted(theirs)
-            for key, value in theirs.items():
-                assert again[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (loader, key)
+        return model
+    assert_saved_alike(keras, reglab, compiled_model, *data(), tmp_path)
 
 
 def test_what_cannot_be_logged_or_computed_is_refused():
@@ -153,7 +134,7 @@ def test_what_cannot_be_logged_or_computed_is_refused():
         model.fit(x, y, epochs=1, verbose=0)
     for bad, match in [({"class_aggregation": "mean"}, "'class_aggregation' must be one of"),
                        ({"num_regressors": -1}, "'num_regressors' must be an integer >= 0"),
-                       ({"dtype": "float16"}, "'dtype' must be float32")]:
+                       ({"dtype": "float16"}, "'dtype' must be None or 'float32'")]:
         with pytest.raises(ConfigError, match=f"R2Score: {match}"):
             reglab.metrics.R2Score(**bad)
     with pytest.raises(DataError, match=r"r2_score: expects targets and outputs of one shape"):
