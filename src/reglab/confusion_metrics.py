@@ -32,7 +32,7 @@ import torch
 
 from reglab.backend import EPSILON  # noqa: F401 - the module's own epsilon, re-exported
 from reglab.errors import ConfigError, DataError
-from reglab.metric_classes import StatefulMetric
+from reglab.metric_classes import StatefulMetric, checked_arguments
 from reglab.utils.tensors import divide_no_nan as _divide_no_nan
 
 
@@ -88,11 +88,8 @@ class ConfusionMetric(StatefulMetric):
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {"name": self.name}
-
-    def keras_config(self) -> dict:
         """The arguments as Keras's ``get_config`` gives them (a file holds the object so,
-        and Keras and reglab both build it again from them)."""
+        and Keras and reglab both build it again from them: ``from_config``)."""
         return {"name": self.name, "dtype": "float32"}
 
     def is_default(self) -> bool:
@@ -160,10 +157,7 @@ class _ThresholdRatio(ConfusionMetric):
         return _divide_no_nan(tp, tp + other)
 
     def get_config(self):
-        return {"name": self.name, "thresholds": self.thresholds.tolist()}
-
-    def keras_config(self):
-        return {**super().keras_config(), "thresholds": self.init_thresholds, "top_k": None,
+        return {**super().get_config(), "thresholds": self.init_thresholds, "top_k": None,
                 "class_id": None}
 
 
@@ -198,10 +192,7 @@ class _ConditionCount(ConfusionMetric):
         return totals[:, 0, 0]
 
     def get_config(self):
-        return {"name": self.name, "thresholds": self.init_thresholds}
-
-    def keras_config(self):
-        return {**super().keras_config(), "thresholds": self.init_thresholds}
+        return {**super().get_config(), "thresholds": self.init_thresholds}
 
 
 class TruePositives(_ConditionCount):
@@ -288,12 +279,7 @@ class AUC(ConfusionMetric):
         return super().__call__(y_true, y_pred)
 
     def get_config(self):
-        return {"name": self.name, "curve": self.curve, "summation_method":
-                self.summation_method, "from_logits": self.from_logits,
-                "thresholds": self.thresholds.tolist()}
-
-    def keras_config(self):
-        config = {**super().keras_config(), "num_thresholds": self.num_thresholds,
+        config = {**super().get_config(), "num_thresholds": self.num_thresholds,
                   "curve": self.curve, "summation_method": self.summation_method,
                   "multi_label": False, "num_labels": None, "label_weights": None,
                   "from_logits": self.from_logits}
@@ -347,13 +333,15 @@ class _AtConstraint(ConfusionMetric):
     def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
         owner = type(self).__name__
         _unsupported(owner, class_id=class_id)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        checked_arguments(owner, None, dtype)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
             raise ConfigError(f"{owner}: '{self.argument}' must be a number in [0, 1]. Got "
                               f"{value!r}.")
-        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) \
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
                 or num_thresholds <= 0:
             raise ConfigError(f"{owner}: 'num_thresholds' must be an integer > 0. Got "
                               f"{num_thresholds!r}.")
+        value, num_thresholds = float(value), int(num_thresholds)
         self.value, self.num_thresholds = value, num_thresholds
         self.clips = num_thresholds > 1
         if self.clips:
@@ -378,11 +366,7 @@ class _AtConstraint(ConfusionMetric):
         return best.amax(dim=-1).clamp(min=0).to(totals.dtype)
 
     def get_config(self):
-        return {"name": self.name, "num_thresholds": self.num_thresholds,
-                self.argument: self.value}
-
-    def keras_config(self):
-        return {**super().keras_config(), "num_thresholds": self.num_thresholds,
+        return {**super().get_config(), "num_thresholds": self.num_thresholds,
                 "class_id": None, self.argument: self.value}
 
     def saved_name(self) -> None:

@@ -21,19 +21,38 @@ from reglab.errors import ConfigError
 from reglab.metric_classes import MeanMetricWrapper
 
 
-def _same_rank(y_true: torch.Tensor, y_pred: torch.Tensor):
-    """Keras's ``squeeze_or_expand_to_same_rank`` for the engine's ``(P, B, ...)``."""
+def _same_rank(y_true, y_pred, per_sample_rank: int = 1):
+    """Keras's ``squeeze_or_expand_to_same_rank``: of two ranks one apart, the larger's last
+    axis of one is dropped, but a side of one value per sample (rank ``per_sample_rank``: 1
+    for Keras's ``(B,)``, 2 for the engine's ``(P, B)``) gains one instead."""
+    y_true, y_pred = torch.as_tensor(y_true), torch.as_tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
     y_true = y_true.to(y_pred.dtype)
-    if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
-        y_true = y_true.unsqueeze(-1)
-    elif y_pred.dim() == y_true.dim() - 1 and y_true.shape[-1] == 1:
-        y_pred = y_pred.unsqueeze(-1)
+    for first, second in ((0, 1), (1, 0)):
+        pair = [y_true, y_pred]
+        big, small = pair[first], pair[second]
+        if big.dim() == small.dim() + 1 and big.shape[-1] == 1:
+            if small.dim() == per_sample_rank:  # one value per sample: widened instead
+                pair[second] = small.unsqueeze(-1)
+            else:
+                pair[first] = big.squeeze(-1)
+            return pair[0], pair[1]
     return y_true, y_pred
 
 
-def pearson_correlation(y_true: torch.Tensor, y_pred: torch.Tensor, axis=-1) -> torch.Tensor:
-    """Each sample's Pearson correlation of targets and predictions over ``axis``."""
-    y_true, y_pred = _same_rank(y_true, y_pred)
+def pearson_correlation(y_true, y_pred, axis=-1) -> torch.Tensor:
+    """``keras.metrics.pearson_correlation``: each sample's Pearson correlation of targets
+    and predictions over ``axis`` (arrays or tensors, samples first)."""
+    return _pearson(*_same_rank(y_true, y_pred), axis)
+
+
+def _pearson_of_members(y_true, y_pred, axis=-1) -> torch.Tensor:
+    """:func:`pearson_correlation` of the engine's ``(P, B, ...)``."""
+    return _pearson(*_same_rank(y_true, y_pred, 2), axis)
+
+
+def _pearson(y_true: torch.Tensor, y_pred: torch.Tensor, axis) -> torch.Tensor:
     true_norm = y_true - y_true.mean(dim=axis, keepdim=True)
     pred_norm = y_pred - y_pred.mean(dim=axis, keepdim=True)
     true_norm = true_norm / true_norm.std(dim=axis, keepdim=True, correction=0)
@@ -41,10 +60,18 @@ def pearson_correlation(y_true: torch.Tensor, y_pred: torch.Tensor, axis=-1) -> 
     return (true_norm * pred_norm).mean(dim=axis)
 
 
-def concordance_correlation(y_true: torch.Tensor, y_pred: torch.Tensor,
-                            axis=-1) -> torch.Tensor:
-    """Each sample's concordance correlation over ``axis``, Keras's formula."""
-    y_true, y_pred = _same_rank(y_true, y_pred)
+def concordance_correlation(y_true, y_pred, axis=-1) -> torch.Tensor:
+    """``keras.metrics.concordance_correlation``: each sample's concordance correlation over
+    ``axis``, Keras's formula (arrays or tensors, samples first)."""
+    return _concordance(*_same_rank(y_true, y_pred), axis)
+
+
+def _concordance_of_members(y_true, y_pred, axis=-1) -> torch.Tensor:
+    """:func:`concordance_correlation` of the engine's ``(P, B, ...)``."""
+    return _concordance(*_same_rank(y_true, y_pred, 2), axis)
+
+
+def _concordance(y_true: torch.Tensor, y_pred: torch.Tensor, axis) -> torch.Tensor:
     true_mean = y_true.mean(dim=axis, keepdim=True)
     pred_mean = y_pred.mean(dim=axis, keepdim=True)
     true_var = (y_true - true_mean).var(dim=axis, keepdim=True, correction=0)
@@ -55,8 +82,9 @@ def concordance_correlation(y_true: torch.Tensor, y_pred: torch.Tensor,
 
 
 # Keras's objects of these names maximize them (the monitors' mode 'auto')
-pearson_correlation._direction = "up"
-concordance_correlation._direction = "up"
+_pearson_of_members._direction = _concordance_of_members._direction = "up"
+_pearson_of_members.__name__ = "pearson_correlation"
+_concordance_of_members.__name__ = "concordance_correlation"
 
 
 def log_cosh(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
@@ -85,7 +113,7 @@ class PearsonCorrelation(_Correlation):
     last axis, averaged."""
 
     default_name = "pearson_correlation"
-    function = staticmethod(pearson_correlation)
+    function = staticmethod(_pearson_of_members)
 
 
 class ConcordanceCorrelation(_Correlation):
@@ -93,7 +121,7 @@ class ConcordanceCorrelation(_Correlation):
     its last axis, averaged."""
 
     default_name = "concordance_correlation"
-    function = staticmethod(concordance_correlation)
+    function = staticmethod(_concordance_of_members)
 
 
 class LogCoshError(MeanMetricWrapper):

@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
+import numpy as np
 import torch
 
 from reglab.backend import EPSILON
@@ -32,11 +34,15 @@ from reglab.metric_classes import StatefulMetric
 _INTEGER_DTYPES = (None, "int", "int32", "int64", torch.int32, torch.int64)
 
 
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _class_count(owner: str, num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not _integer(num_classes) or num_classes < 1:
         raise ConfigError(f"{owner}: 'num_classes' must be an integer >= 1. Got "
                           f"{num_classes!r}.")
-    return num_classes
+    return int(num_classes)
 
 
 class IoU(StatefulMetric):
@@ -51,13 +57,13 @@ class IoU(StatefulMetric):
                  ignore_class=None, sparse_y_true=True, sparse_y_pred=True, axis=-1):
         owner = type(self).__name__
         self.num_classes = _class_count(owner, num_classes)
+        if isinstance(target_class_ids, np.ndarray):
+            target_class_ids = target_class_ids.tolist()
         ids = list(target_class_ids) if isinstance(target_class_ids, (list, tuple)) else None
-        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) and
-                              0 <= i < self.num_classes for i in ids):
+        if not ids or not all(_integer(i) and 0 <= i < self.num_classes for i in ids):
             raise ConfigError(f"{owner}: 'target_class_ids' must be a non-empty list of class "
                               f"ids in [0, {self.num_classes}). Got {target_class_ids!r}.")
-        if ignore_class is not None and (isinstance(ignore_class, bool)
-                                         or not isinstance(ignore_class, int)):
+        if ignore_class is not None and not _integer(ignore_class):
             raise ConfigError(f"{owner}: 'ignore_class' must be an integer or None. Got "
                               f"{ignore_class!r}.")
         if axis != -1:
@@ -68,7 +74,8 @@ class IoU(StatefulMetric):
                               f"sample weights cast toward zero) or 'float32'. Got {dtype!r}.")
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError(f"{owner}: 'name' must be a non-empty string. Got {name!r}.")
-        self.target_class_ids, self.ignore_class = ids, ignore_class
+        self.target_class_ids = [int(i) for i in ids]
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
         self.sparse_y_true, self.sparse_y_pred = bool(sparse_y_true), bool(sparse_y_pred)
         self.integer_weights = dtype in _INTEGER_DTYPES
         self.name = name or self.default_name
@@ -107,6 +114,14 @@ class IoU(StatefulMetric):
                              device=pred.device)
         counts.scatter_add_(2, cell, counted.to(torch.float32))
         return counts.view(*pred.shape[:2], classes, classes)
+
+    def of_mixed_targets(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """The counts against soft targets (MixUp, CutMix, LabelSmoothing make them from
+        class ids): each sample's class is its target's largest value, as reglab's
+        accuracy reads them."""
+        if self.sparse_y_true:
+            y_true = y_true.argmax(dim=-1)
+        return self(y_true, y_pred)
 
     def weigh(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Each sample's counts times its weight, the weight cast toward zero first as
@@ -169,7 +184,7 @@ class BinaryIoU(IoU):
     default_name = "binary_io_u"
 
     def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
             raise ConfigError(f"BinaryIoU: 'threshold' must be a number. Got {threshold!r}.")
         super().__init__(2, target_class_ids, name, dtype)
         self.threshold = float(threshold)

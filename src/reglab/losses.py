@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from reglab.backend import EPSILON  # keras.backend.epsilon()
 from reglab.errors import ConfigError, unknown_name
-from reglab.utils.tensors import divide_no_nan
+from reglab.utils.tensors import by_whole_vectors, divide_no_nan
 
 
 def _smoothing(owner: str, value: Any) -> float:
@@ -333,8 +333,16 @@ class _ElementwiseMean(_BuiltIn):
     def values(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    #: whether :meth:`values` takes exp, log or softplus, which round differently on a
+    #: vectorized loop's scalar tail: computed by whole vectors (utils/tensors.py)
+    transcendental = False
+
     def per_sample(self, y_true, y_pred):
-        return torch.mean(self.values(_aligned(y_true, y_pred), y_pred), dim=-1)
+        y_true = _aligned(y_true, y_pred)
+        if self.transcendental and y_pred.dim() >= 2:
+            y_true, y_pred = torch.broadcast_tensors(y_true, y_pred)
+            return torch.mean(by_whole_vectors(self.values, y_true, y_pred), dim=-1)
+        return torch.mean(self.values(y_true, y_pred), dim=-1)
 
 
 class MeanSquaredError(_ElementwiseMean):
@@ -372,6 +380,7 @@ class MeanSquaredLogarithmicError(_ElementwiseMean):
 
     name = "mean_squared_logarithmic_error"
     regression = True
+    transcendental = True
 
     def values(self, y_true, y_pred):
         return torch.square(torch.log(torch.clamp(y_pred, min=EPSILON) + 1.0)
@@ -409,6 +418,7 @@ class LogCosh(_ElementwiseMean):
 
     name = "log_cosh"
     regression = True
+    transcendental = True
 
     def values(self, y_true, y_pred):
         error = y_pred - y_true
@@ -420,6 +430,7 @@ class Poisson(_ElementwiseMean):
 
     name = "poisson"
     regression = True
+    transcendental = True
 
     def values(self, y_true, y_pred):
         return y_pred - y_true * torch.log(y_pred + EPSILON)

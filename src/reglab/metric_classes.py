@@ -119,6 +119,11 @@ class StatefulMetric:
     def reset_states(self) -> None:  # Keras 2's name
         self.reset_state()
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        """Keras's ``from_config``: the metric built from its ``get_config()``."""
+        return cls(**config)
+
 
 class MeanMetricWrapper(StatefulMetric):
     """Keras's ``MeanMetricWrapper``: the mean of ``fn(y_true, y_pred, **kwargs)``'s
@@ -179,10 +184,6 @@ class MeanMetricWrapper(StatefulMetric):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": "float32", **self.fn_kwargs}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MeanMetricWrapper:
-        return cls(**{k: v for k, v in config.items()})
 
     def saved_name(self) -> str | None:
         """The metric name ``compile`` would resolve to this metric (a model saves it so),
@@ -453,9 +454,15 @@ class WeightedMetric:
 
     @property
     def _direction(self) -> str | None:
-        """The metric's own ('up' for ``F1Score()``...), for the monitors' mode 'auto'."""
-        return getattr(self.inner if self.inner is not None else self.metric, "_direction",
-                       None)
+        """The metric's own ('up' for ``F1Score()``, 'down' for a loss function...), for the
+        monitors' mode 'auto'."""
+        target = self.inner if self.inner is not None else self.metric
+        direction = getattr(target, "_direction", None)
+        if direction is None and self.inner is None and callable(self.metric):
+            from reglab.metrics import FunctionMetric
+
+            direction = FunctionMetric(self.metric)._direction  # a loss's: 'down'
+        return direction
 
     def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         return self._weighted_rows(self.inner, y_true, y_pred)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reglab import correlation_metrics
 from reglab.confusion_metrics import (  # noqa: F401 - re-exported
     AUC,
     ConfusionMetric,
@@ -320,8 +321,8 @@ def _cosine_similarity(y_true, y_pred):
 _cosine_similarity.__name__ = "cosine_similarity"
 _BY_NAME["cosine_similarity"] = _cosine_similarity
 # Keras resolves these names to its correlation metrics
-_BY_NAME["pearson_correlation"] = pearson_correlation
-_BY_NAME["concordance_correlation"] = concordance_correlation
+_BY_NAME["pearson_correlation"] = correlation_metrics._pearson_of_members
+_BY_NAME["concordance_correlation"] = correlation_metrics._concordance_of_members
 
 #: the confusion-matrix metrics by name, as compile takes them (``metrics=["auc"]``)
 #: (and the counts by their class's name too: 'TruePositives', looked up in lower case)
@@ -347,6 +348,15 @@ _KERAS_NAMES = {
     "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
     "CosineSimilarity": "cosine_similarity",
 }
+
+
+#: the metric classes Keras's ``get`` builds from their class name or its snake_case (the
+#: ones whose arguments all have defaults), as compile takes them by name
+_CLASSES_BY_NAME = {key: cls for cls, names in (
+    (R2Score, ("r2_score",)), (PearsonCorrelation, ()), (ConcordanceCorrelation, ()),
+    (LogCoshError, ("log_cosh_error",)), (BinaryIoU, ("binary_io_u",)),
+    (F1Score, ("f1_score",)), (FBetaScore, ("fbeta_score",)))
+    for key in (cls.__name__, *names)}
 
 
 class Named:
@@ -434,10 +444,13 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
         return _CONFUSION[name.lower()]()  # compile(metrics=["auc"]): Keras's defaults
     if fn is None and name in ("RootMeanSquaredError", "root_mean_squared_error"):
         return RootMeanSquaredError()
+    if fn is None and isinstance(name, str) and name in _CLASSES_BY_NAME:
+        return _CLASSES_BY_NAME[name]()  # Keras's get(): the class with its defaults
     if fn is None:
         raise unknown_name(where, "metric", name,
                            list(_BY_NAME) + ["accuracy", *sorted(_CONFUSION),
-                                             "root_mean_squared_error", *_KERAS_NAMES])
+                                             "root_mean_squared_error", *_KERAS_NAMES,
+                                             *_CLASSES_BY_NAME])
     return fn
 
 

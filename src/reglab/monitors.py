@@ -14,7 +14,9 @@ from reglab.errors import ConfigError
 #: logs that improve upwards under 'auto' (besides any name ending in 'accuracy')
 MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1", "cosine_similarity",
              "pearson_correlation", "concordance_correlation", "f1_score", "fbeta_score",
-             "r2_score")
+             "r2_score", "io_u", "mean_io_u", "binary_io_u", "one_hot_io_u",
+             "one_hot_mean_io_u", "precision_at_recall", "recall_at_precision",
+             "sensitivity_at_specificity", "specificity_at_sensitivity")
 #: the metrics by name that compile takes and Keras's metric objects minimize (their
 #: ``_direction`` is 'down': the errors and the losses taken as metrics), besides any name
 #: ending in 'loss' or 'crossentropy'

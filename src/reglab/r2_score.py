@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import torch
@@ -58,12 +59,12 @@ class R2Score(StatefulMetric):
             raise ConfigError(f"R2Score: 'class_aggregation' must be one of None, "
                               f"'uniform_average', 'variance_weighted_average'. Got "
                               f"{class_aggregation!r}.")
-        if isinstance(num_regressors, bool) or not isinstance(num_regressors, int) \
+        if isinstance(num_regressors, bool) or not isinstance(num_regressors, numbers.Integral) \
                 or num_regressors < 0:
             raise ConfigError(f"R2Score: 'num_regressors' must be an integer >= 0. Got "
                               f"{num_regressors!r}.")
         name = checked_arguments("R2Score", name, dtype)
-        self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
+        self.class_aggregation, self.num_regressors = class_aggregation, int(num_regressors)
         self.name = name or self.default_name
 
     def check_compiled(self, y_true_shape, y_pred_shape, where: str) -> None:

@@ -149,7 +149,7 @@ def test_a_custom_metric_function_is_logged_as_keras_logs_it(tmp_path):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(ours.evaluate(x, targets, verbose=0),
                                theirs.evaluate(x, targets, verbose=0), rtol=1e-5)
-    with pytest.raises(ConfigError, match=r"save_model: 'metrics' must be built-in metrics "
+    with pytest.raises(ConfigError, match=r"save_model: 'metrics' and 'weighted_metrics' must be built-in metrics "
                                           r"by name .*Got FunctionMetric\(mean_error\)"):
         ours.save(tmp_path / "model.keras")
 

@@ -103,8 +103,15 @@ class Population:
             raise ConfigError("Population: 'metrics' must be a list of metric names (as "
                               f"Keras's compile(metrics=['accuracy'])) or None. Got {metrics!r}.")
         self.metric_names = list(metrics or ())
+        logged = {}
         for name in self.metric_names:  # fails early on unknown names
             metrics_module.resolve(name, (1,), (1, 2), where="Population: 'metrics'")
+            label = getattr(name, "__name__", name)
+            if label in logged:  # logs are keyed by name: a second would hide the first
+                raise ConfigError(f"Population: 'metrics' logs each metric by its name; "
+                                  f"{logged[label]!r} and {name!r} are both named {label!r}. "
+                                  f"Give one another name (name=...).")
+            logged[label] = name
         self.device = _device(device)
         self.dtype = dtype
         self.flush_denormal = flush_denormal

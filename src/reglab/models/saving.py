@@ -251,8 +251,9 @@ def _compile_config(model) -> dict[str, Any] | None:
                           *(m.metric for m in weighted)]
               if not isinstance(m, str) and _saved_metric(m) is None]
     if custom:
-        raise ConfigError(f"save_model: 'metrics' must be built-in metrics by name or "
-                          f"objects of reglab.metrics' classes (Precision(thresholds=0.3), "
+        raise ConfigError(f"save_model: 'metrics' and 'weighted_metrics' must be built-in "
+                          f"metrics by name or objects of reglab.metrics' classes "
+                          f"(Precision(thresholds=0.3), "
                           f"F1Score(average='macro'), the mean metrics' classes...). Got "
                           f"{custom[0]!r}. " + _ONLY_BUILT_IN.format(kind="metrics"))
     loss, extra = None, {}
@@ -316,13 +317,15 @@ def _saved_metric(metric) -> str | dict[str, Any] | None:
         return metric.__name__  # a built-in metric function: its name resolves to it
     if isinstance(metric, metrics_module.FunctionMetric):  # a built-in loss as a metric
         return _saved_loss_metric(metric.fn)
+    if isinstance(metric, losses.Loss) or inspect.isfunction(metric):  # weighted_metrics'
+        return _saved_loss_metric(metric)  # as given: a loss object or function
     name = _saved_by_name(metric)
     if name is not None:
         return name
     cls = type(metric)
     if keras_files.metric_class_by_name(cls.__name__) is not cls:
         return None
-    config = getattr(metric, "keras_config", metric.get_config)()
+    config = metric.get_config()
     return {"module": "keras.metrics", "class_name": cls.__name__,
             "config": _jsonable(config, f"save_model: 'metrics' ({cls.__name__})"),
             "registered_name": None}

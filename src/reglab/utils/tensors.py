@@ -27,6 +27,34 @@ def sum_is_finite(x) -> bool:
     return True
 
 
+#: floats in a block that every CPU's vector loop takes whole (AVX-512: 16)
+_WHOLE_VECTORS = 64
+
+
+def by_whole_vectors(fn, *tensors: torch.Tensor) -> torch.Tensor:
+    """``fn(*tensors)`` for an elementwise ``fn`` of tensors of one shape with the members
+    first, computed so that no member's value falls on a vectorized loop's scalar tail
+    (where torch's ``exp``, ``log`` and ``softplus`` round differently) nor on a cut
+    between threads: each member's values flattened and padded (with zeros) to whole
+    vector blocks, in one thread. A member's result then never depends on how many members
+    stand beside it. On other devices, ``fn`` as it is."""
+    from reglab.utils.threads import in_one_thread
+
+    first = tensors[0]
+    if first.device.type != "cpu" or first.dim() == 0 or first.numel() == 0:
+        return fn(*tensors)
+    members, per_member = first.shape[0], first[0].numel()
+    padded = -(-per_member // _WHOLE_VECTORS) * _WHOLE_VECTORS
+    laid = []
+    for t in tensors:
+        flat = t.reshape(members, per_member)
+        if padded != per_member:
+            flat = torch.nn.functional.pad(flat, (0, padded - per_member))
+        laid.append(flat)
+    out = in_one_thread(fn, *laid)
+    return out[:, :per_member].reshape(first.shape)
+
+
 def as_tensor(x) -> torch.Tensor:
     """``x`` as a tensor: a tensor as it is, an array or nested list as one (floating values
     keep their dtype, anything else becomes float32, Keras's floatx); a model's weight view
