@@ -96,6 +96,7 @@ def log_cosh(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
 
 class _Correlation(MeanMetricWrapper):
     engine_form = True
+    one_value_per_vector = lines_up_itself = True
     _direction = "up"
 
     def __init__(self, name=None, dtype=None, axis=-1):
@@ -129,6 +130,7 @@ class LogCoshError(MeanMetricWrapper):
 
     default_name = "logcosh"
     engine_form = True
+    one_value_per_vector = True
     _direction = "down"
 
     def __init__(self, name=None, dtype=None):

@@ -141,6 +141,12 @@ class MeanMetricWrapper(StatefulMetric):
     default_name = "mean_metric_wrapper"
     #: whether ``fn`` is an engine function (a leading member axis); a user's is not
     engine_form = False
+    #: whether by hand a 1-D pair is one value (Keras's function of it reduces its only
+    #: axis: a correlation, log_cosh), not a value per element
+    one_value_per_vector = False
+    #: whether ``fn`` lines targets and outputs of ranks one apart up itself (Keras's
+    #: squeeze_or_expand_to_same_rank: the correlations)
+    lines_up_itself = False
 
     def __init__(self, fn: Callable | None = None, name: str | None = None, dtype: Any = None,
                  **kwargs):
@@ -162,8 +168,21 @@ class MeanMetricWrapper(StatefulMetric):
         if mixed is not None and self.engine_form:  # the engine's variant for mixed targets
             self.of_mixed_targets = functools.partial(self._rows, mixed)
 
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        y_true, y_pred = as_tensors(y_true, y_pred)
+        if y_true.dim() == 1 and y_pred.dim() == 1 and self.one_value_per_vector:
+            # Keras's function reduces the last axis: a vector is one value, which the
+            # weights of its elements then leave as it is
+            return super().update_state(y_true[None], y_pred[None])
+        return super().update_state(y_true, y_pred, sample_weight)
+
     def _rows(self, fn, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """``(P, B, 2)``: ``[value, 1]`` for each sample, from an engine function."""
+        if y_pred.dim() == y_true.dim() - 1 and y_true.shape[-1] == 1 and y_pred.dim() > 1 \
+                and not self.lines_up_itself:
+            # Keras's squeeze_or_expand_to_same_rank: (B, 1) targets with (B,) outputs
+            # line up, not broadcast to (B, B)
+            y_pred = y_pred.unsqueeze(-1)
         values = fn(y_true, y_pred, **self.fn_kwargs)
         if values.dim() > 2:
             values = values.reshape(*values.shape[:2], -1).mean(dim=-1)

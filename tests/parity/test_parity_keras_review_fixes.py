@@ -35,7 +35,7 @@ def test_a_trailing_axis_of_one_on_one_side_is_dropped_as_keras_drops_it(name, t
         metric = getattr(api.metrics, name)()
         metric.update_state(y, p)
         values.append(float(metric.result()))
-    assert values[1] == pytest.approx(values[0], rel=1e-5)
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-5)  # NaN where Keras's is
     got = reglab.metrics.pearson_correlation(y.tolist(), p.tolist())  # lists, as Keras's
     assert np.asarray(got).shape == np.asarray(keras.metrics.pearson_correlation(y, p)).shape
 
@@ -123,3 +123,25 @@ def test_numpy_scalars_from_config_and_one_name_per_population_metric():
     with pytest.raises(ConfigError, match=r"both named 'r2_score'"):
         Population([Member([reglab.layers.Dense(2, input_shape=(3,))], "sgd")], loss="mse",
                    metrics=[m.R2Score(), m.R2Score(num_regressors=3)])
+
+
+@pytest.mark.parametrize("name", ["LogCoshError", "PearsonCorrelation",
+                                  "ConcordanceCorrelation", "MeanSquaredError"])
+@pytest.mark.parametrize("shapes", ["(B,1) (B,)", "(B,T,1) (B,T)", "(T,) (T,)"])
+def test_by_hand_shapes_line_up_as_keras_s(name, shapes):
+    rng = np.random.default_rng(4)
+    y, p = rng.normal(size=(2, 10, 6)).astype("float32")
+    if shapes == "(B,1) (B,)":
+        y, p = y[:, :1], p[:, 0]
+    elif shapes == "(B,T,1) (B,T)":
+        y = y[..., None]
+    else:
+        y, p = y[0], p[0]
+    if name == "MeanSquaredError" and shapes == "(T,) (T,)":
+        pytest.skip("a vector's elements are weighed one by one there (not asked here)")
+    values = []
+    for api in (keras, reglab):
+        metric = getattr(api.metrics, name)()
+        metric.update_state(y, p)
+        values.append(float(metric.result()))
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-5)  # NaN where Keras's is
