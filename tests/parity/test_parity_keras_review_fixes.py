@@ -23,6 +23,17 @@ if keras.backend.backend() != "torch":  # pragma: no cover - another backend cho
     pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
 
 
+def assert_same_by_hand(name, y, p):
+    """Keras's and reglab's metric ``name`` give one value (NaN where Keras's is) after one
+    update with ``y`` and ``p``."""
+    values = []
+    for api in (keras, reglab):
+        metric = getattr(api.metrics, name)()
+        metric.update_state(y, p)
+        values.append(float(metric.result()))
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["PearsonCorrelation", "ConcordanceCorrelation"])
 @pytest.mark.parametrize("true_extra, pred_extra", [(False, True), (True, False)])
 def test_a_trailing_axis_of_one_on_one_side_is_dropped_as_keras_drops_it(name, true_extra,
@@ -30,12 +41,7 @@ def test_a_trailing_axis_of_one_on_one_side_is_dropped_as_keras_drops_it(name, t
     rng = np.random.default_rng(0)
     y, p = rng.normal(size=(2, 12, 7)).astype("float32")
     y, p = (y[..., None] if true_extra else y), (p[..., None] if pred_extra else p)
-    values = []
-    for api in (keras, reglab):
-        metric = getattr(api.metrics, name)()
-        metric.update_state(y, p)
-        values.append(float(metric.result()))
-    np.testing.assert_allclose(values[1], values[0], rtol=1e-5)  # NaN where Keras's is
+    assert_same_by_hand(name, y, p)
     got = reglab.metrics.pearson_correlation(y.tolist(), p.tolist())  # lists, as Keras's
     assert np.asarray(got).shape == np.asarray(keras.metrics.pearson_correlation(y, p)).shape
 
@@ -139,9 +145,4 @@ def test_by_hand_shapes_line_up_as_keras_s(name, shapes):
         y, p = y[0], p[0]
     if name == "MeanSquaredError" and shapes == "(T,) (T,)":
         pytest.skip("a vector's elements are weighed one by one there (not asked here)")
-    values = []
-    for api in (keras, reglab):
-        metric = getattr(api.metrics, name)()
-        metric.update_state(y, p)
-        values.append(float(metric.result()))
-    np.testing.assert_allclose(values[1], values[0], rtol=1e-5)  # NaN where Keras's is
+    assert_same_by_hand(name, y, p)
