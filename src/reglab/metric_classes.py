@@ -95,6 +95,8 @@ class StatefulMetric:
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         y_true, y_pred = as_tensors(y_true, y_pred)
+        if y_pred.dim() and y_pred.shape[0] == 0 and y_true.numel() == 0:
+            return  # an empty batch adds nothing, as Keras's
         rows = self(y_true.unsqueeze(0), y_pred.unsqueeze(0))[0].to(torch.float64)
         if sample_weight is not None:
             weights = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64)).reshape(-1)

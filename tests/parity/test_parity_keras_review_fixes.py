@@ -146,3 +146,22 @@ def test_by_hand_shapes_line_up_as_keras_s(name, shapes):
     if name == "MeanSquaredError" and shapes == "(T,) (T,)":
         pytest.skip("a vector's elements are weighed one by one there (not asked here)")
     assert_same_by_hand(name, y, p)
+
+
+@pytest.mark.parametrize("cls, args, binary", [
+    ("MeanIoU", (3,), False), ("IoU", (3, [1]), False), ("BinaryIoU", (), True),
+    ("PrecisionAtRecall", (0.5,), True), ("Precision", (), True), ("R2Score", (), True),
+    ("PearsonCorrelation", (), True)])
+def test_an_empty_batch_by_hand_adds_nothing(cls, args, binary):
+    rng = np.random.default_rng(0)
+    if binary:
+        y, p = (rng.random((10, 1)) > .5).astype("float32"), rng.random((10, 1)).astype("float32")
+    else:
+        y, p = rng.integers(0, 3, 10), rng.integers(0, 3, 10)
+    values = []
+    for api in (keras, reglab):
+        metric = getattr(api.metrics, cls)(*args)
+        metric.update_state(y, p)
+        metric.update_state(y[:0], p[:0])
+        values.append(float(metric.result()))
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-6)
