@@ -165,3 +165,15 @@ def test_an_empty_batch_by_hand_adds_nothing(cls, args, binary):
         metric.update_state(y[:0], p[:0])
         values.append(float(metric.result()))
     np.testing.assert_allclose(values[1], values[0], rtol=1e-6)
+
+
+def test_the_engine_s_early_stopping_reads_a_custom_named_metric_s_direction():
+    from reglab.engine.early_stopping import EarlyStoppingRule
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=(40, 2)).astype("float32")
+    member = Member([reglab.layers.Dense(2, input_shape=(5,))], reglab.optimizers.SGD(0.1),
+                    seed=0, early_stopping=EarlyStoppingRule(monitor="val_myr2", patience=1))
+    population = Population([member], loss="mse",
+                            metrics=[reglab.metrics.R2Score(name="myr2")])
+    population.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:10], y[:10]))
+    assert population.state.members.scalars["early_stopping"][0].mode == "max"

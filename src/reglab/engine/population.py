@@ -223,7 +223,8 @@ class Population:
             # lives in the member tree with the rest of its state.
             self.state.members.scalars["early_stopping"] = [
                 None if self.plan.early_stopping[m] is None
-                else EarlyStoppingState.start(self.plan.early_stopping[m])
+                else EarlyStoppingState.start(self.plan.early_stopping[m],
+                                              compiled=self._metric_directions())
                 for m in self.state.member_ids]
             self._joined = {}
             for member_id, at in self._diverged.items():
@@ -423,6 +424,12 @@ class Population:
     def _full_state(self) -> PopulationState:
         """Every member's current weights, without disturbing a fit in progress."""
         return self.state.merged(self._parked, with_optimizer=False) if self._parked else self.state
+
+    def _metric_directions(self) -> dict[str, str]:
+        """The metric objects' directions by logged name ('up' for ``R2Score(name='r2')``,
+        Keras's ``_direction``), for the early-stopping rules' mode 'auto'."""
+        return {name: fn._direction for name, fn in self.metrics.items()
+                if getattr(fn, "_direction", None)}
 
     def _resolve_metrics(self, y: torch.Tensor) -> dict[str, Any]:
         return {getattr(name, "__name__", name):
@@ -657,7 +664,7 @@ class Population:
                 self._joined[m] = self._epoch + 1
                 if rule is not None:
                     state.members.scalars["early_stopping"][state.position(m)] = \
-                        EarlyStoppingState.start(rule)
+                        EarlyStoppingState.start(rule, compiled=self._metric_directions())
         return new_ids
 
     def remove_members(self, member_ids: Sequence[int]) -> None:
