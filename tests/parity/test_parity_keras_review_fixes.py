@@ -177,3 +177,25 @@ def test_the_engine_s_early_stopping_reads_a_custom_named_metric_s_direction():
                             metrics=[reglab.metrics.R2Score(name="myr2")])
     population.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:10], y[:10]))
     assert population.state.members.scalars["early_stopping"][0].mode == "max"
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_the_progress_line_orders_its_keys_as_keras_s(verbose, capsys):
+    # verbose=1: the keys as first seen (training's, then val_); verbose=2: all sorted
+    import re
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 2, 32)
+    weights = rng.uniform(0.5, 2.0, 32)
+    orders = []
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(0)
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], weighted_metrics=["accuracy"])
+        capsys.readouterr()
+        model.fit(x, y, sample_weight=weights, epochs=1, verbose=verbose,
+                  validation_data=(x, y))
+        last = [line for line in capsys.readouterr().out.replace("\r", "\n").splitlines()
+                if "val_loss" in line][-1]
+        orders.append(re.findall(r"(\w+): ", last))
+    assert orders[1] == orders[0]

@@ -10,9 +10,15 @@ from reglab.callbacks.callback import Callback
 _BAR = 20
 
 
-def format_logs(logs) -> str:
-    """``accuracy: 0.8521 - loss: 0.4231`` in Keras's order (sorted, as Keras 3 prints)."""
-    return " - ".join(f"{key}: {value:.4f}" for key, value in sorted(dict(logs).items()))
+def format_logs(logs, order: list[str] | None = None) -> str:
+    """``accuracy: 0.8521 - loss: 0.4231`` in Keras's order: sorted, or with ``order`` (the
+    keys as first seen, extended here with new keys in sorted order, as Keras 3's sorted
+    logs bring them) that of its ``verbose=1`` bar: an epoch's training keys, then its
+    ``val_`` keys."""
+    logs = dict(logs)
+    order = [] if order is None else order
+    order.extend(key for key in sorted(logs) if key not in order)
+    return " - ".join(f"{key}: {logs[key]:.4f}" for key in order if key in logs)
 
 
 def _duration(seconds: float) -> str:
@@ -32,12 +38,14 @@ class ProgbarLogger(Callback):
         self.stream.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
         self.stream.flush()
         self._start = self._last = time.perf_counter()
+        self._order: list[str] = []  # the keys as first seen this epoch (Keras's Progbar)
 
     def _line(self, done: int, logs, final: bool) -> str:
         steps = self.params.get("steps") or done
         elapsed = time.perf_counter() - self._start
         per_step = _duration(elapsed / max(done, 1)) + "/step"
-        text = format_logs(logs) if logs else ""
+        # verbose=1's bar lists keys as first seen; verbose=2's line sorts them all (Keras)
+        text = format_logs(logs, self._order if self.verbose == 1 else None) if logs else ""
         if self.verbose == 2:
             return f"{done}/{steps} - {_duration(elapsed)} - {per_step}" + (f" - {text}" if text else "")
         filled = int(_BAR * done / max(steps, 1))
@@ -47,6 +55,8 @@ class ProgbarLogger(Callback):
             f" - {text}" if text else "")
 
     def on_train_batch_end(self, batch, logs=None):
+        if logs:  # Keras's bar sees every batch's keys, shown or not
+            self._order.extend(key for key in sorted(logs) if key not in self._order)
         if self.verbose != 1:
             return
         now = time.perf_counter()
