@@ -29,6 +29,7 @@ import torch
 
 from reglab.backend import EPSILON
 from reglab.errors import ConfigError, DataError
+from reglab.losses import as_tensors
 from reglab.metric_classes import StatefulMetric
 
 _INTEGER_DTYPES = (None, "int", "int32", "int64", torch.int32, torch.int64)
@@ -94,8 +95,10 @@ class IoU(StatefulMetric):
     def predicted_ids(self, y_pred: torch.Tensor) -> torch.Tensor:
         return self._ids(y_pred, self.sparse_y_pred)
 
-    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        """``(P, B, num_classes, num_classes)``: each sample's confusion counts."""
+    def __call__(self, y_true: torch.Tensor, y_pred: torch.Tensor,
+                 element_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``(P, B, num_classes, num_classes)``: each sample's confusion counts, each element
+        counted once or, by hand, with its weight (``element_weights``, ``(B, elements)``)."""
         true = self._ids(y_true, self.sparse_y_true)
         pred = self.predicted_ids(y_pred)
         if true.shape[1:] != pred.shape[1:] or true.shape[0] not in (1, pred.shape[0]):
@@ -112,8 +115,30 @@ class IoU(StatefulMetric):
         cell = torch.where(counted, true * classes + pred, torch.zeros_like(true))
         counts = torch.zeros(*pred.shape[:2], classes * classes, dtype=torch.float32,
                              device=pred.device)
-        counts.scatter_add_(2, cell, counted.to(torch.float32))
+        amount = counted.to(torch.float32)
+        if element_weights is not None:
+            amount = amount * element_weights.to(torch.float32).reshape(amount.shape[1:])
+        counts.scatter_add_(2, cell, amount)
         return counts.view(*pred.shape[:2], classes, classes)
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        """Keras's: weights per sample, or per element (a segmentation map's pixels, 0 to
+        leave one out), cast toward zero unless the metric's dtype is float."""
+        y_true, y_pred = as_tensors(y_true, y_pred)
+        weights = None if sample_weight is None else torch.as_tensor(
+            np.asarray(sample_weight, dtype=np.float64))
+        samples = y_pred.shape[0] if y_pred.dim() else 1
+        if weights is None or weights.numel() in (1, samples) or samples == 0:
+            return super().update_state(y_true, y_pred, sample_weight)
+        elements = self.predicted_ids(y_pred.unsqueeze(0)).shape[-1]
+        if weights.numel() != samples * elements:
+            raise ConfigError(f"{self.name}.update_state: 'sample_weight' must have one "
+                              f"weight per sample ({samples}) or per element "
+                              f"({samples * elements}). Got {weights.numel()}.")
+        weights = self._integer_weights(weights).reshape(samples, elements)
+        rows = self(y_true.unsqueeze(0), y_pred.unsqueeze(0), weights)[0].to(torch.float64)
+        total = rows.sum(dim=0)
+        self._state = total if self._state is None else self._state + total
 
     def of_mixed_targets(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """The counts against soft targets (MixUp, CutMix, LabelSmoothing make them from
@@ -126,13 +151,18 @@ class IoU(StatefulMetric):
     def weigh(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Each sample's counts times its weight, the weight cast toward zero first as
         Keras's integer metric casts it (and warns), unless the metric's dtype is float."""
+        weights = self._integer_weights(weights)
+        return rows * weights.reshape(*weights.shape, 1, 1).to(rows.dtype)
+
+    def _integer_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """``weights`` cast toward zero (with Keras's warning) for an integer metric."""
         if self.integer_weights and weights.is_floating_point():
             if bool((weights != weights.trunc()).any()):
                 warnings.warn("You are passing weight as `float`, but dtype is `int`. This may "
                               "result in an incorrect weight due to type casting Consider "
-                              "using integer weights.", stacklevel=3)
+                              "using integer weights.", stacklevel=4)
             weights = weights.trunc()
-        return rows * weights.reshape(*weights.shape, 1, 1).to(rows.dtype)
+        return weights
 
     def reset_state(self) -> None:
         if self._state is not None:

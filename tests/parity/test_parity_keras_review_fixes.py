@@ -199,3 +199,20 @@ def test_the_progress_line_orders_its_keys_as_keras_s(verbose, capsys):
                 if "val_loss" in line][-1]
         orders.append(re.findall(r"(\w+): ", last))
     assert orders[1] == orders[0]
+
+
+@pytest.mark.parametrize("dtype", [None, "float32"])
+def test_iou_takes_a_weight_per_pixel_by_hand(dtype):
+    # Keras's way to leave pixels out of a segmentation map: weight 0 (floats cast toward
+    # zero by its integer metric)
+    rng = np.random.default_rng(6)
+    y, p = rng.integers(0, 3, (5, 4, 4)), rng.integers(0, 3, (5, 4, 4))
+    weights = rng.uniform(0.0, 2.5, (5, 4, 4)).astype("float32")
+    values = []
+    for api in (keras, reglab):
+        metric = api.metrics.MeanIoU(3, dtype=dtype)
+        metric.update_state(y, p, sample_weight=weights)
+        values.append(float(metric.result()))
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"one weight per sample \(5\) or per element \(80\)"):
+        reglab.metrics.MeanIoU(3).update_state(y, p, sample_weight=np.ones(7))
