@@ -136,9 +136,8 @@ class IoU(StatefulMetric):
                               f"weight per sample ({samples}) or per element "
                               f"({samples * elements}). Got {weights.numel()}.")
         weights = self._integer_weights(weights).reshape(samples, elements)
-        rows = self(y_true.unsqueeze(0), y_pred.unsqueeze(0), weights)[0].to(torch.float64)
-        total = rows.sum(dim=0)
-        self._state = total if self._state is None else self._state + total
+        self._accumulate(self(y_true.unsqueeze(0), y_pred.unsqueeze(0), weights)[0].to(
+            torch.float64))
 
     def of_mixed_targets(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         """The counts against soft targets (MixUp, CutMix, LabelSmoothing make them from

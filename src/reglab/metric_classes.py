@@ -105,6 +105,10 @@ class StatefulMetric:
                                   f"weight per sample ({rows.shape[0]}). Got "
                                   f"{weights.numel()}.")
             rows = weigh(self, rows, weights.expand(rows.shape[0]))
+        self._accumulate(rows)
+
+    def _accumulate(self, rows: torch.Tensor) -> None:
+        """Adds a batch's rows of totals (float64, samples first) to the state."""
         total = rows.sum(dim=0)
         self._state = total if self._state is None else self._state + total
 

@@ -119,8 +119,10 @@ class EpochSums:
                                                       dtype=self.dtype, device=self.device)
             if total.dim() == 1 and values.dim() > 2:  # a value per position: each sample's
                 values = values.reshape(*values.shape[:2], -1).mean(dim=-1)  # mean (Keras's)
-            if values.dim() > 2:  # rows of totals: each summed over the batch as one run,
-                # so a metric's object and its name give the same bits
+            if values.dim() == 3:  # a mean metric's [value, 1] rows: each row summed over
+                # the batch as one run, as its name's (P, B) values are (the same bits). Not
+                # counts (4-D): exact in any order, and their copy would cost (an AUC's rows
+                # at P = 45, batch 128: 7.1 against 1.7 ms a batch)
                 total.add_(values.movedim(1, -1).contiguous().sum(dim=-1))
             else:
                 total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
