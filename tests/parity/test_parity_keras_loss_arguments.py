@@ -83,9 +83,13 @@ def _side_by_side(loss, targets, weights, **extra):
         else:
             start = model.get_weights()
         model.compile(optimizer=api.optimizers.SGD(0.05), loss=loss(api), metrics=["accuracy"])
+        # a validation set of three batches (16, 16, 5), weighted as the training set: a
+        # 'sum' or weighted mean is averaged over Keras's batches, not the whole set's
+        validation = (x[:37], targets[:37]) if weights is None else \
+            (x[:37], targets[:37], weights[:37])
         history = model.fit(x, targets, sample_weight=weights, batch_size=16, epochs=3,
-                            shuffle=False, verbose=0,
-                            validation_data=(x[:10], targets[:10]), **extra).history
+                            shuffle=False, verbose=0, validation_data=validation,
+                            **extra).history
         evaluated = model.evaluate(x, targets, sample_weight=weights, batch_size=7, verbose=0)
         results.append((history, evaluated, start if api is keras else None,
                         model.get_weights()))

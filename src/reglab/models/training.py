@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from reglab import losses as losses_module
 from reglab.callbacks.backup_and_restore import BackupAndRestore
 from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
@@ -327,18 +328,38 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
 
 
 def _batch_dependent(model) -> bool:
-    """Whether a compiled metric may give one value per batch (a function, a loss object),
-    which Keras averages over the batches: then the validation's value depends on how the
-    data is cut, and fit validates in Keras's batches (else in larger ones, the same
-    values)."""
+    """Whether the loss or a compiled metric may give one value per batch (a function, a
+    loss object, a reduction other than the mean), which Keras averages over the batches:
+    then the validation's value depends on how the data is cut, and fit validates in
+    Keras's batches (else in larger ones, the same values)."""
     from reglab.metrics import FunctionMetric
 
+    if _loss_batch_dependent(model.loss):
+        return True
     for metric in model._population_metrics or ():
         given = getattr(metric, "metric", None)  # a weighted metric's own
         if isinstance(metric, FunctionMetric) or (
                 given is not None and callable(given) and not getattr(given, "resolved", False)):
             return True
     return False
+
+
+def _loss_batch_dependent(loss) -> bool:
+    """Whether a batch's ``loss`` value is not the mean of its samples' values: a ``'sum'``
+    or a weighted mean (``'mean_with_sample_weight'``), or a user's function or ``call``,
+    which may return one value for the whole batch."""
+    from reglab.models.outputs import PackedLoss
+
+    if isinstance(loss, PackedLoss):
+        return any(_loss_batch_dependent(part) for part in loss.losses)
+    if isinstance(loss, losses_module.ScaledLoss):
+        return _loss_batch_dependent(loss.loss)
+    if not isinstance(loss, losses_module.Loss):
+        return loss is not None
+    return (loss.reduction in ("sum", "mean_with_sample_weight")
+            or isinstance(loss, losses_module.LossFunctionWrapper)
+            or type(loss).call is not losses_module.Loss.call
+            and not type(loss).__module__.startswith("reglab."))
 
 
 def _check_batch_size(where, batch_size):
