@@ -128,10 +128,10 @@ class ModelCheckpoint(Callback):
             return True
         mode = self._resolve_mode()
         current = logs.get(self.monitor)
-        if current is None:
-            warnings.warn(f"Can save best model only with {self.monitor} available, skipping.",
+        if current is None:  # Keras 3 saves then, as without save_best_only
+            warnings.warn(f"Can save best model only with {self.monitor} available.",
                           stacklevel=3)
-            return False
+            return True
         current = float(current)
         best_str = "None" if self.best is None else f"{self.best:.5f}"
         # Keras: monitor_op(current - min_delta, best) with min_delta = 0, i.e. strictly better.

@@ -88,13 +88,15 @@ def test_best_is_kept_across_fit_calls_as_in_keras(tmp_path):
     assert _run(callback, [0.7, 0.4]).saved == [str(tmp_path / "m.keras")]
 
 
-def test_missing_monitor_warns_and_skips(tmp_path):
+def test_missing_monitor_warns_and_saves_as_keras_3(tmp_path):
+    # Keras 3's ModelCheckpoint saves when its monitor is missing (a fit without validation
+    # data), so that load_model(path) afterwards finds a file
     callback = ModelCheckpoint(str(tmp_path / "m.keras"), save_best_only=True)
     callback.set_model(model := FakeModel())
-    with pytest.warns(UserWarning, match="Can save best model only with val_loss available, "
-                                         "skipping."):
+    with pytest.warns(UserWarning, match="Can save best model only with val_loss available."):
         callback.on_epoch_end(0, {"loss": 0.3})
-    assert model.saved == []
+    assert model.saved == [str(tmp_path / "m.keras")]
+    assert callback.best is None  # nothing to compare the next epoch's value with
 
 
 def test_weights_only_writes_npz_at_the_exact_path(tmp_path):
