@@ -250,7 +250,7 @@ class AUC(ConfusionMetric):
                                   f"Got {thresholds!r}.")
             inner = sorted(float(t) for t in thresholds)
         else:
-            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) \
+            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
                     or num_thresholds <= 1:
                 raise ConfigError(f"AUC: 'num_thresholds' must be an integer > 1. Got "
                                   f"{num_thresholds!r}.")

@@ -6,6 +6,8 @@ is the product of the leading dimensions.
 
 from __future__ import annotations
 
+import numbers
+
 import math
 from collections.abc import Sequence
 
@@ -106,7 +108,7 @@ class RandomUniform(Initializer):
 
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
         super().__init__(seed)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                    for v in (minval, maxval)) or minval > maxval:
             raise ConfigError(f"RandomUniform: 'minval' and 'maxval' must be numbers with "
                               f"minval <= maxval. Got {minval!r}, {maxval!r}.")
@@ -142,7 +144,7 @@ class Ones(Zeros):
 
 
 def _number(owner: str, name: str, value, positive: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (positive and value <= 0):
         wanted = "a finite number > 0" if positive else "a finite number"
         raise ConfigError(f"{owner}: '{name}' must be {wanted}. Got {value!r}.")

@@ -8,6 +8,7 @@ targets are shared ``(B, ...)`` or per member. Probabilities are clipped to
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from reglab.utils.tensors import by_whole_vectors, divide_no_nan
 
 
 def _smoothing(owner: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise ConfigError(f"{owner}: 'label_smoothing' must be a float in [0, 1]. Got {value!r}.")
     return float(value)
 
@@ -397,7 +398,7 @@ class Huber(_ElementwiseMean):
     def __init__(self, delta: float = 1.0, reduction: str | None = "sum_over_batch_size",
                  name: str | None = None, dtype: Any = None):
         super().__init__(reduction, name, dtype)
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta >= 0:
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta >= 0:
             raise ConfigError(f"Huber: 'delta' must be a float >= 0. Got {delta!r}.")
         self.delta = float(delta)
 
@@ -518,7 +519,7 @@ class CosineSimilarity(_BuiltIn):
 
 
 def _focusing(owner: str, key: str, value: Any, upper: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
             math.isfinite(value) and value >= 0 and (upper is None or value <= upper)):
         bound = f"in [0, {upper:g}]" if upper is not None else ">= 0"
         raise ConfigError(f"{owner}: '{key}' must be a number {bound}. Got {value!r}.")

@@ -408,3 +408,54 @@ def test_logs_of_weighted_metrics_and_several_outputs_come_in_keras_s_order():
     assert ours[:2] == theirs[:2]
     np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-5)
     assert list(ours[3]) == list(theirs[3])
+
+
+def test_an_unbuilt_model_s_summary_and_count_params_are_keras_s():
+    # the slides' pattern without an input shape: Keras's table of "?" and "0 (unbuilt)",
+    # and a ValueError from count_params
+    seen = {}
+    for api in (keras, reglab):
+        model = api.Sequential([api.layers.Dense(64, activation="relu", name="hidden"),
+                                api.layers.Dropout(0.5, name="drop"),
+                                api.layers.Dense(10, name="out")], name="tutorial")
+        lines = []
+        model.summary(print_fn=lambda text, **_: lines.append(text))
+        seen[api.__name__] = "\n".join(lines)
+        with pytest.raises(ValueError, match="count_params"):
+            model.count_params()
+    assert seen["reglab"].strip() == seen["keras"].strip()
+
+
+@pytest.mark.parametrize("axis", [3, -1])
+def test_batch_normalization_named_by_its_positive_channels_axis_trains_as_keras_s(axis):
+    x = np.random.default_rng(3).normal(size=(16, 4, 4, 2)).astype("float32")
+    y = np.random.default_rng(4).integers(0, 3, 16)
+    seen, start = {}, None
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((4, 4, 2)),
+                                api.layers.BatchNormalization(axis=axis, momentum=0.9),
+                                api.layers.Flatten(), api.layers.Dense(3, activation="softmax")])
+        start = model.get_weights() if start is None else start
+        model.set_weights(start)
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+        seen[api.__name__] = (history["loss"], model.get_weights(),
+                              model.layers[0].get_config()["axis"])
+    (k_loss, k_weights, k_axis), (r_loss, r_weights, r_axis) = seen["keras"], seen["reglab"]
+    np.testing.assert_allclose(r_loss, k_loss, rtol=1e-5)
+    for ours, theirs in zip(r_weights, k_weights, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert r_axis == k_axis == axis
+
+
+def test_a_checkpoint_of_the_best_without_its_monitor_saves_as_keras_3(tmp_path):
+    x = np.random.default_rng(5).normal(size=(8, 5)).astype("float32")
+    y = np.random.default_rng(6).integers(0, 2, 8)
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((5,)), api.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        path = tmp_path / f"{api.__name__}.keras"
+        with pytest.warns(UserWarning, match="Can save best model only with val_loss"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[
+                api.callbacks.ModelCheckpoint(str(path), save_best_only=True)])
+        assert path.exists(), api.__name__

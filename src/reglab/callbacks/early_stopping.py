@@ -27,9 +27,10 @@ class EarlyStopping(Callback):
         super().__init__()
         self.rule = EarlyStoppingRule(monitor, min_delta, patience, mode, baseline,
                                       restore_best_weights, start_from_epoch)
-        self.monitor, self.patience, self.verbose = monitor, patience, verbose
-        self.baseline, self.restore_best_weights = baseline, restore_best_weights
-        self.start_from_epoch, self.mode = start_from_epoch, self.rule.mode
+        rule = self.rule  # its numbers as Python's (a NumPy scalar given)
+        self.monitor, self.patience, self.verbose = monitor, rule.patience, verbose
+        self.baseline, self.restore_best_weights = rule.baseline, restore_best_weights
+        self.start_from_epoch, self.mode = rule.start_from_epoch, rule.mode
         self.min_delta = self.rule.min_delta
         self.wait = 0
         self.stopped_epoch = 0

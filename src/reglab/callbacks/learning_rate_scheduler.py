@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from reglab.callbacks.callback import Callback
@@ -35,11 +37,11 @@ class LearningRateScheduler(Callback):
         if not callable(schedule):
             raise ConfigError(f"LearningRateScheduler: 'schedule' must be a function of "
                               f"(epoch, lr) or (epoch). Got {schedule!r}.")
-        if isinstance(verbose, bool) or not isinstance(verbose, int):
+        if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral):
             raise ConfigError(f"LearningRateScheduler: 'verbose' must be 0 or 1. "
                               f"Got {verbose!r}.")
         self.schedule = schedule
-        self.verbose = verbose
+        self.verbose = int(verbose)
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer

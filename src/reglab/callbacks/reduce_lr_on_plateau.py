@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -52,21 +53,22 @@ class ReduceLROnPlateau(Callback):
         if not isinstance(monitor, str) or not monitor:
             raise ConfigError(f"{where}: 'monitor' must be a metric name. Got {monitor!r}.")
         for name, value in (("factor", factor), ("min_delta", min_delta), ("min_lr", min_lr)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{where}: '{name}' must be a float. Got {value!r}.")
         if factor >= 1.0:
             raise ConfigError(f"{where}: 'factor' must be a float < 1.0 (new_lr = lr * factor). "
                               f"Got {factor!r}.")
         for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ConfigError(f"{where}: '{name}' must be an int >= 0. Got {value!r}.")
         self.monitor = monitor
-        self.factor = factor
-        self.min_lr = min_lr
-        self.min_delta = abs(min_delta)
-        self.patience = patience
+        # NumPy scalars (a grid's np.float32) as Python numbers
+        self.factor = float(factor)
+        self.min_lr = float(min_lr)
+        self.min_delta = abs(float(min_delta))
+        self.patience = int(patience)
         self.verbose = verbose
-        self.cooldown = cooldown
+        self.cooldown = int(cooldown)
         if mode not in ("auto", "min", "max"):
             warnings.warn(f"ReduceLROnPlateau mode '{mode}' is unknown, fallback to auto mode.",
                           stacklevel=2)

@@ -6,6 +6,7 @@ values that are floats (one model) or tensors broadcast per member.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +63,7 @@ def _axes(owner: str, axis: Any) -> tuple[int, ...]:
 
 
 def _non_negative(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
         raise ConfigError(f"{owner}: '{name}' must be a non-negative float. Got {value!r}.")
     return float(value)
 

@@ -18,6 +18,7 @@ use it, so the rule exists in one place:
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,19 +44,24 @@ class EarlyStoppingRule:
         where = "EarlyStopping"
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"{where}: 'monitor' must be a metric name. Got {self.monitor!r}.")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+        if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral) or self.patience < 0:
             raise ConfigError(f"{where}: 'patience' must be an int >= 0. Got {self.patience!r}.")
-        if (isinstance(self.start_from_epoch, bool) or not isinstance(self.start_from_epoch, int)
+        if (isinstance(self.start_from_epoch, bool) or not isinstance(self.start_from_epoch, numbers.Integral)
                 or self.start_from_epoch < 0):
             raise ConfigError(f"{where}: 'start_from_epoch' must be an int >= 0. "
                               f"Got {self.start_from_epoch!r}.")
-        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)):
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, numbers.Real):
             raise ConfigError(f"{where}: 'min_delta' must be a float. Got {self.min_delta!r}.")
         if self.mode not in ("auto", "min", "max"):
             warnings.warn(f"EarlyStopping mode {self.mode} is unknown, fallback to auto mode.",
                           stacklevel=3)
             object.__setattr__(self, "mode", "auto")
         object.__setattr__(self, "min_delta", abs(float(self.min_delta)))
+        # NumPy scalars (a grid's np.int64) as Python ints
+        object.__setattr__(self, "patience", int(self.patience))
+        object.__setattr__(self, "start_from_epoch", int(self.start_from_epoch))
+        if isinstance(self.baseline, numbers.Real) and not isinstance(self.baseline, bool):
+            object.__setattr__(self, "baseline", float(self.baseline))
 
     def direction(self, maximized_metrics: tuple[str, ...] = (),
                   compiled: Mapping[str, str] | None = None) -> str:

@@ -11,6 +11,7 @@ path at a tensor's tail is applied member by member (``activations.apply``).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ def _number(owner: str, name: str, value: Any, minimum: float | None = 0.0,
     """``value`` as a float, checked: finite, ``>= minimum`` where one is given."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(value) or (minimum is not None and value < minimum):
         bound = "" if minimum is None else f" >= {minimum:g}"
         expected = f"a finite number{bound}" + (" or None" if allow_none else "")
@@ -163,7 +164,7 @@ class Softmax(Layer):
     def __init__(self, axis: int | tuple[int, ...] = -1, **kwargs):
         super().__init__(**kwargs)
         axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-        if not axes or any(isinstance(a, bool) or not isinstance(a, int) or a == 0
+        if not axes or any(isinstance(a, bool) or not isinstance(a, numbers.Integral) or a == 0
                            for a in axes):
             raise ConfigError(f"Softmax: 'axis' must be a non-zero int (axis 0 is the batch) "
                               f"or a tuple of them. Got {axis!r}.")

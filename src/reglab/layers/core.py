@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -163,11 +164,11 @@ class Embedding(Layer):
                  **kwargs):
         super().__init__(**kwargs)
         for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConfigError(f"Embedding: '{name}' must be a positive int. Got {value!r}.")
         if mask_zero:
             raise ConfigError("Embedding: 'mask_zero' (masking) is not supported. Got True.")
-        self.input_dim, self.output_dim, self.mask_zero = input_dim, output_dim, False
+        self.input_dim, self.output_dim, self.mask_zero = int(input_dim), int(output_dim), False
         self.embeddings_initializer = initializers.get(embeddings_initializer,
                                                        "Embedding: 'embeddings_initializer'")
         self.embeddings_regularizer = resolve_regularizer("Embedding", "embeddings_regularizer",
@@ -249,7 +250,7 @@ class Rescaling(Layer):
 def _factor(name: str, value) -> float | tuple[float, ...]:
     """Rescaling's ``scale`` or ``offset``: a finite number or a non-empty list of them."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
+    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
                          or not math.isfinite(v) for v in values):
         raise ConfigError(f"Rescaling: '{name}' must be a finite number or a list of them "
                           f"(one per channel). Got {value!r}.")

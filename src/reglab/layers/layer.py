@@ -15,6 +15,7 @@ broadcasts over both forms.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,7 @@ def per_member(value: Value, ndim: int) -> Value:
 
 
 def check_rate(owner: str, name: str, value: Any, upper_open: bool = True) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
     if not bad:
         bad = value < 0 or (value >= 1 if upper_open else value > 1)
     if bad:
@@ -98,9 +99,9 @@ def check_rate(owner: str, name: str, value: Any, upper_open: bool = True) -> fl
 
 
 def check_positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ConfigError(f"{owner}: '{name}' must be a positive int. Got {value!r}.")
-    return value
+    return int(value)
 
 
 def sample_axes(owner: str, axis: int | tuple[int, ...], rank: int) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ weights); a shared one is broadcast to the members when the others are per membe
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 import torch
@@ -97,10 +98,10 @@ class Concatenate(Layer):
 
     def __init__(self, axis: int = -1, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or axis == 0:
             raise ConfigError(f"Concatenate: 'axis' must be an int other than 0 (the batch "
                               f"axis). Got {axis!r}.")
-        self.axis = axis
+        self.axis = int(axis)
 
     def _sample_axis(self, rank: int) -> int:
         axis = self.axis - 1 if self.axis > 0 else rank + self.axis

@@ -29,6 +29,7 @@ member's seed, the layer and the epoch (in this order, so that a reference can r
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from reglab.layers.layer import Layer
 
 
 def _non_negative(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
             math.isfinite(value) and value >= 0):
         raise ConfigError(f"{owner}: '{name}' must be a non-negative float. Got {value!r}.")
     return float(value)

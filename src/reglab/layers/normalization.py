@@ -8,6 +8,9 @@ moving statistics. Keras's ``momentum`` is the weight of the old value, so
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import torch
 
 from reglab import constraints, initializers
@@ -48,6 +51,29 @@ def scale_and_shift(layer, channels) -> list[WeightSpec]:
     return specs
 
 
+def _axis_given(owner: str, axis, lists: bool):
+    """Keras's ``axis`` of a normalization as given: an int (a NumPy one as a Python int), or
+    with ``lists`` a list of one (LayerNormalization's form); checked against the input at
+    build (:func:`_check_last_axis`)."""
+    one = axis[0] if lists and isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if isinstance(one, bool) or not isinstance(one, (int, np.integer)):
+        expected = "an int (or a list of one)" if lists else "an int"
+        raise ConfigError(f"{owner}: 'axis' must be {expected}, the channels' axis. "
+                          f"Got {axis!r}.")
+    return [int(one)] if one is not axis else int(one)
+
+
+def _check_last_axis(owner: str, axis, input_shape) -> None:
+    """The layer normalizes the last axis only: ``axis`` must name it (-1, or its positive
+    number counted with the batch as axis 0, as Keras counts it: 3 for images (B, H, W, C))."""
+    rank = len(input_shape)
+    (position,) = sample_axes(owner, axis[0] if isinstance(axis, list) else axis, rank)
+    if position != -1:
+        raise ConfigError(f"{owner}: only the last axis (channels last) is supported: 'axis' "
+                          f"-1, or {rank} for an input of {rank + 1} axes (the batch "
+                          f"included). Got axis={axis!r}.")
+
+
 class BatchNormalization(Layer):
     """Normalizes the last axis (``axis=-1``) with momentum 0.99 and epsilon 1e-3, as Keras.
 
@@ -68,11 +94,9 @@ class BatchNormalization(Layer):
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        if axis not in (-1,):
-            raise ConfigError(f"BatchNormalization: only 'axis' = -1 (channels last) is "
-                              f"supported. Got {axis!r}.")
+        axis = _axis_given("BatchNormalization", axis, lists=False)
         for name, value, lo in (("momentum", momentum, 0.0), ("epsilon", epsilon, 0.0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < lo or (
                     name == "momentum" and value > 1):
                 expected = "a float in [0, 1]" if name == "momentum" else "a non-negative float"
                 raise ConfigError(f"BatchNormalization: '{name}' must be {expected}. "
@@ -94,6 +118,7 @@ class BatchNormalization(Layer):
         self.gamma_constraint = constraints.get(gamma_constraint, "BatchNormalization: 'gamma_constraint'")
 
     def weight_specs(self, input_shape):
+        _check_last_axis("BatchNormalization", self.axis, input_shape)
         channels = (input_shape[-1],)
         specs = scale_and_shift(self, channels)
         specs += [
@@ -173,15 +198,13 @@ class LayerNormalization(Layer):
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if axis not in (-1, [-1], (-1,)):
-            raise ConfigError(f"LayerNormalization: only 'axis' = -1 is supported. "
-                              f"Got {axis!r}.")
+        axis = _axis_given("LayerNormalization", axis, lists=True)
         if rms_scaling:
             raise ConfigError("LayerNormalization: 'rms_scaling' is not supported. Got True.")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon < 0:
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or epsilon < 0:
             raise ConfigError(f"LayerNormalization: 'epsilon' must be a non-negative float. "
                               f"Got {epsilon!r}.")
-        self.axis, self.epsilon = -1, float(epsilon)
+        self.axis, self.epsilon = axis, float(epsilon)
         self.center, self.scale, self.rms_scaling = bool(center), bool(scale), False
         where = "LayerNormalization"
         self.beta_initializer = initializers.get(beta_initializer, f"{where}: 'beta_initializer'")
@@ -195,6 +218,7 @@ class LayerNormalization(Layer):
                                                 f"{where}: 'gamma_constraint'")
 
     def weight_specs(self, input_shape):
+        _check_last_axis("LayerNormalization", self.axis, input_shape)
         return scale_and_shift(self, (input_shape[-1],))
 
     def structure(self):
@@ -239,7 +263,7 @@ class UnitNormalization(Layer):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
         axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
-        if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+        if not axes or any(isinstance(a, bool) or not isinstance(a, numbers.Integral) for a in axes):
             raise ConfigError(f"UnitNormalization: 'axis' must be an int or a list of ints. "
                               f"Got {axis!r}.")
         self.axis = axes if isinstance(axis, (tuple, list)) else axis

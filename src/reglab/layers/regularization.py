@@ -13,6 +13,7 @@ changes only the threshold applied to them.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -223,7 +224,7 @@ class GaussianNoise(Layer):
 
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not (
+        if isinstance(stddev, bool) or not isinstance(stddev, numbers.Real) or not (
                 math.isfinite(stddev) and stddev >= 0):
             raise ConfigError(f"GaussianNoise: 'stddev' must be a non-negative float. "
                               f"Got {stddev!r}.")

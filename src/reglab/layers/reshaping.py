@@ -7,6 +7,7 @@ member axis or not.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch.nn.functional as F
@@ -130,10 +131,10 @@ class ZeroPadding2D(Layer):
 
 def _pads(padding) -> tuple[tuple[int, int], tuple[int, int]]:
     def count(value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ConfigError(f"ZeroPadding2D: 'padding' must be ints >= 0. Got {padding!r}.")
-        return value
-    if isinstance(padding, int) and not isinstance(padding, bool):
+        return int(value)
+    if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
         return ((count(padding),) * 2,) * 2
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
         if all(isinstance(p, int) for p in padding):

@@ -11,6 +11,7 @@ metric, or one output's own loss, on one output's part, logged under Keras's nam
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +142,7 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
     weights = [1.0] * len(names) if loss_weights is None else \
         _per_output(where, loss_weights, names, "loss_weights")
     for name, weight in zip(names, weights):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
                 or not math.isfinite(weight) or weight < 0:
             raise ConfigError(f"{where}: 'loss_weights' ({name}) must be a number >= 0. "
                               f"Got {weight!r}.")

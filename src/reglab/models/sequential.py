@@ -456,6 +456,11 @@ class Sequential:
         weights_file.load_weights(self, filepath, skip_mismatch)
 
     def count_params(self) -> int:
+        if self._population is None and self._input_shape is None:
+            # Keras's ValueError: a model not built has no weights to count yet
+            raise ConfigError(f"count_params: the model '{self.name}' is not built (its input "
+                              "shape is unknown). Give the first layer input_shape=(...), "
+                              "call build(input_shape) or fit first.")
         return int(sum(w.size for w in self.get_weights()))
 
     # -- Keras's variables: views of the member's weights ---------------------------------
@@ -559,8 +564,12 @@ class Sequential:
             optimizer = getattr(optimizer, "inner_optimizer", None)
 
     def summary(self, print_fn=None) -> None:
-        """Prints Keras's table: layer (type), output shape, parameter count."""
-        text = summary_module.render(self, self._build())
+        """Prints Keras's table: layer (type), output shape, parameter count (before the
+        input shape is known, Keras's unbuilt table: shapes "?", counts "0 (unbuilt)")."""
+        if self._population is None and self._input_shape is None and self._layers:
+            text = summary_module.render_unbuilt(self)
+        else:
+            text = summary_module.render(self, self._build())
         (print_fn or print)(text)
 
     # -- training ---------------------------------------------------------------------------

@@ -50,6 +50,10 @@ def render(model, population) -> str:
                 f"{layers[max(j, 0)].name}[{call_number[max(j, 0)]}][0]"
                 for p in positions for j in graph[p]))
         rows.append(tuple(row))
+    return _table(model, rows, graph, trainable, frozen, optimizer_params(model))
+
+
+def _table(model, rows, graph, trainable: int, frozen: int, optimizer: int | None) -> str:
     widths = [max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15]
     if graph is not None:
         widths.append(max(22, max(len(r[3]) for r in rows) + 2))
@@ -69,7 +73,6 @@ def render(model, population) -> str:
         out += [between] if i else []
         out.append(line(row, "│", "│", "│"))
     out.append(bottom)
-    optimizer = optimizer_params(model)
     total = trainable + frozen + (optimizer or 0)
     out += [f" Total params: {total:,} ({_size(total)})",
             f" Trainable params: {trainable:,} ({_size(trainable)})",
@@ -77,6 +80,17 @@ def render(model, population) -> str:
     if optimizer is not None:
         out.append(f" Optimizer params: {optimizer:,} ({_size(optimizer)})")
     return "\n".join(out)
+
+
+def render_unbuilt(model) -> str:
+    """Keras's table of a model whose input shape is not known yet: every output shape "?",
+    and "0 (unbuilt)" for a layer that will have weights (0 for one that never has)."""
+    from reglab.layers.layer import Layer
+
+    rows = [(f"{layer.name} ({type(layer).__name__})", "?",
+             "0" if type(layer).weight_specs is Layer.weight_specs else "0 (unbuilt)")
+            for layer in model._layers]
+    return _table(model, rows, None, 0, 0, None)
 
 
 def optimizer_params(model) -> int | None:

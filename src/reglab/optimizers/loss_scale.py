@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -87,12 +88,12 @@ class LossScaleOptimizer(Optimizer):
             raise ConfigError(f"LossScaleOptimizer: unexpected keyword arguments "
                               f"{', '.join(map(repr, kwargs))}. Expected 'inner_optimizer', "
                               "'initial_scale', 'dynamic_growth_steps' and 'name'.")
-        ok = (isinstance(initial_scale, (int, float)) and not isinstance(initial_scale, bool)
+        ok = (isinstance(initial_scale, numbers.Real) and not isinstance(initial_scale, bool)
               and math.isfinite(initial_scale) and initial_scale > 0)
         if not ok:
             raise ConfigError(f"LossScaleOptimizer: 'initial_scale' must be a finite float "
                               f"> 0. Got {initial_scale!r}.")
-        if isinstance(dynamic_growth_steps, bool) or not isinstance(dynamic_growth_steps, int) \
+        if isinstance(dynamic_growth_steps, bool) or not isinstance(dynamic_growth_steps, numbers.Integral) \
                 or dynamic_growth_steps < 1:
             raise ConfigError(f"LossScaleOptimizer: 'dynamic_growth_steps' must be an int "
                               f">= 1. Got {dynamic_growth_steps!r}.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import re
 import sys
 import warnings
@@ -41,7 +42,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 def _optional_count(owner: str, name: str, value: Any, minimum: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{owner}: '{name}' must be None or an int >= {minimum}. "
                           f"Got {value!r}.")
     return int(value)
@@ -49,7 +50,7 @@ def _optional_count(owner: str, name: str, value: Any, minimum: int) -> int | No
 
 def _check(owner: str, name: str, value: Any, lo: float, hi: float = math.inf,
            lo_open: bool = False, hi_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:

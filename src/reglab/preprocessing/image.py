@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -312,7 +313,7 @@ class ImageDataGenerator:
         if self.rescale:
             x *= self.rescale
         if augment:
-            if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
                 raise ConfigError(f"{WHERE}.fit: 'rounds' must be a positive int. Got {rounds!r}.")
             generator = _generator(seed)
             x = np.concatenate([self.random_transform_array(x, generator) for _ in range(rounds)])
@@ -424,7 +425,7 @@ class ImageDataGenerator:
         ty = shift(self.width_shift_range, cols)
         shear = draw.uniform(-self.shear_range, self.shear_range) if self.shear_range else 0
         zoom = self.zoom_range
-        low, high = (1 - zoom, 1 + zoom) if isinstance(zoom, (int, float)) else zoom
+        low, high = (1 - zoom, 1 + zoom) if isinstance(zoom, numbers.Real) else zoom
         zx, zy = (1, 1) if low == 1 and high == 1 else draw.uniform(low, high, 2)
         flip_horizontal = (draw.random() < 0.5) * self.horizontal_flip
         flip_vertical = (draw.random() < 0.5) * self.vertical_flip

@@ -14,6 +14,7 @@ penalty and its gradient computed for all members at once.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -41,11 +42,11 @@ class GroupLasso(Regularizer):
 
     def __init__(self, strength: float = 0.01, axis: int = -1):
         self.strength = check_strength("GroupLasso", "strength", strength)
-        if isinstance(axis, bool) or not isinstance(axis, int):
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             from reglab.errors import ConfigError
 
             raise ConfigError(f"GroupLasso: 'axis' must be an int. Got {axis!r}.")
-        self.axis = axis
+        self.axis = int(axis)
 
     def family(self):
         # A subclass that rewrites the math is a family of its own (see Regularizer).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from reglab.utils.tensors import as_tensor
 
 
 def check_strength(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{owner}: '{name}' must be a non-negative float. Got {value!r}.")
     value = float(value)
     if not math.isfinite(value) or value < 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from reglab.errors import ConfigError, DataError
@@ -83,7 +85,7 @@ def normalize(x, axis: int = -1, order: int = 2):
     """``keras.utils.normalize``: ``x`` scaled to unit ``order``-norm along ``axis``, a norm
     of 0 left as it is (divided by 1). A NumPy array (or list) gives a NumPy array; a torch
     tensor a tensor, as Keras's ``ops.normalize`` gives it (the norm floored at 1e-7)."""
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 1:
         raise ConfigError(f"normalize: 'order' must be an int >= 1. Got {order!r}.")
     import torch
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from reglab.errors import ConfigError
 
 
@@ -29,7 +31,7 @@ class PyDataset:
 
     def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
         for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConfigError(f"PyDataset: '{name}' must be a positive int. Got {value!r}.")
         if not isinstance(use_multiprocessing, bool):
             raise ConfigError("PyDataset: 'use_multiprocessing' must be True or False. Got "
