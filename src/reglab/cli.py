@@ -217,8 +217,10 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
 
         # Dask logs its reconnection attempts with tracebacks; what matters reaches the
         # user as reglab's own one-line error.
-        for name in ["distributed", *logging.root.manager.loggerDict]:
-            if name.startswith("distributed"):
+        # asyncio's "Task exception was never retrieved" (a scatter cut short by Ctrl-C)
+        # is Dask's too.
+        for name in ["distributed", "asyncio", *logging.root.manager.loggerDict]:
+            if name.startswith("distributed") or name == "asyncio":
                 logging.getLogger(name).setLevel(logging.CRITICAL)
         executor = DaskExecutor(address=cluster, workers=workers)
     try:

@@ -6,9 +6,8 @@ is the product of the leading dimensions.
 
 from __future__ import annotations
 
-import numbers
-
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch

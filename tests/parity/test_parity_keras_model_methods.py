@@ -419,7 +419,7 @@ def test_an_unbuilt_model_s_summary_and_count_params_are_keras_s():
                                 api.layers.Dropout(0.5, name="drop"),
                                 api.layers.Dense(10, name="out")], name="tutorial")
         lines = []
-        model.summary(print_fn=lambda text, **_: lines.append(text))
+        model.summary(print_fn=lambda text, _lines=lines, **_: _lines.append(text))
         seen[api.__name__] = "\n".join(lines)
         with pytest.raises(ValueError, match="count_params"):
             model.count_params()

@@ -76,20 +76,42 @@ def _train_on_worker(job: PopulationJob, topic: str, data, threads: int, ours: b
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored in this process while the block runs (in the main thread; elsewhere
-    signals cannot be set and nothing changes), the handler put back after."""
+def _sigint_held():
+    """SIGINT blocked in this thread while the block runs, so that the threads it starts
+    inherit it blocked, and the processes they start too (a signal mask survives ``exec``):
+    the cluster's workers then never see a Ctrl-C. A Ctrl-C meanwhile is noted (by this
+    process's other threads, or held for this one) and raised as ``KeyboardInterrupt``
+    when the block ends. In the main thread only (elsewhere signals cannot be set and
+    nothing changes); without ``pthread_sigmask``, SIGINT is ignored instead, and the
+    workers inherit that (a Ctrl-C in the block is then lost)."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "pthread_sigmask"):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return
+    # multiprocessing's resource tracker unblocks SIGINT in the thread that starts it (at
+    # the first process the cluster spawns): started first, before the block
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    noted = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a held one is noted
         signal.signal(signal.SIGINT, previous)
+    if noted:
+        raise KeyboardInterrupt
 
 
 def _check_scheduler(address: str) -> None:
@@ -150,17 +172,24 @@ class DaskExecutor:
             per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
             # memory_limit 0: a study's process keeps freed memory for reuse (see
             # engine/allocator.py), which Dask's memory monitor would take for a leak.
-            # The workers are started with Ctrl-C ignored (a process started so keeps it
-            # ignored): Ctrl-C reaches the whole terminal's process group, and the driver
+            # The workers are started with Ctrl-C blocked (a process started so keeps it
+            # blocked): Ctrl-C reaches the whole terminal's process group, and the driver
             # alone answers it, closing the cluster; the workers' own KeyboardInterrupts
-            # printed two Dask tracebacks over the driver's one line.
-            with _sigint_ignored():
-                self._cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
-                    memory_limit=0, death_timeout=DEATH_TIMEOUT_S,
-                    env={"OMP_NUM_THREADS": str(per_worker),
-                         "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
+            # printed two Dask tracebacks over the driver's one line. A Ctrl-C while the
+            # cluster starts is raised once it has started (ignoring it there lost it, and
+            # the study ran to its end).
+            try:
+                with _sigint_held():
+                    self._cluster = LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
+                        memory_limit=0, death_timeout=DEATH_TIMEOUT_S,
+                        env={"OMP_NUM_THREADS": str(per_worker),
+                             "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
+            except KeyboardInterrupt:  # a Ctrl-C held while the cluster started
+                if self._cluster is not None:
+                    self._cluster.close()
+                raise
             address = self._cluster.scheduler_address
         try:
             if self._cluster is None:
