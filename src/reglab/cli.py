@@ -187,7 +187,7 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
 
     Exits with status 1 when runs failed (the others are saved), 2 on an error."""
     from reglab.study.report_table import results_table
-    from reglab.study.runner import prepare_study, run_study
+    from reglab.study.runner import check_executor, prepare_study, run_study
 
     if cluster is not None and workers > 1:
         raise ReglabError("--workers and --cluster: give one (--workers N starts a local "
@@ -197,6 +197,7 @@ def run(study, out, seeds, epochs, device, restart, quiet, no_report, workers, c
         raise ReglabError(f"--workers: at most {most} here (4 per CPU: each worker is a "
                           f"process with its own copy of the data). Got {workers}.")
     plan = prepare_study(study, seeds, epochs)
+    check_executor(study, plan, cluster is not None or workers > 1)  # before reaching one
     if out is None:
         problem = default_directory_problem(plan.spec.name)
         if problem is not None:

@@ -118,6 +118,33 @@ class _Silent(socketserver.BaseRequestHandler):
                 pass
 
 
+class _AnswersHttp(socketserver.BaseRequestHandler):
+    """Answers any connection at once as a proxy does (nginx, envoy): Dask reads the reply's
+    first bytes as a frame length of exabytes (a MemoryError)."""
+
+    def handle(self):
+        with contextlib.suppress(OSError):
+            self.request.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
+                                 b"connection: close\r\n\r\n")
+
+
+def test_a_server_that_answers_in_another_protocol_is_named_not_taken_for_memory(
+        tmp_path):
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _AnswersHttp) as listening:
+        listening.daemon_threads = True
+        threading.Thread(target=listening.serve_forever, daemon=True).start()
+        address = f"tcp://127.0.0.1:{listening.server_address[1]}"
+        result = CliRunner().invoke(main, ["run", str(write_study(tmp_path)), "--out",
+                                           str(tmp_path / "out"), "--cluster", address,
+                                           "--quiet"])
+        listening.shutdown()
+    assert result.exit_code == 2, result.output
+    assert f"--cluster {address}: cannot reach a Dask scheduler there" in result.output
+    assert "does not speak Dask's protocol" in result.output
+    assert "out of memory" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("server", ["http", "silent"])
 def test_a_server_that_is_no_dask_scheduler_is_a_clear_error_in_bounded_time(
         tmp_path, monkeypatch, server):

@@ -233,6 +233,13 @@ def test_tuning_refuses_worker_processes_and_checks_its_section(tmp_path):
                                        "--workers", "2"])
     assert result.exit_code == 2
     assert "tuning study" in result.output and "--workers" in result.output
+    # refused before the cluster is reached: no wait for an address that answers nothing
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "o"),
+                                       "--cluster", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "tuning study" in result.output and "cannot reach" not in result.output
+    assert time.monotonic() - start < 5
     bad = write_study(tmp_path, 'trials = 0\nsampler = "grid"\nobjective = "val_auc"')
     result = CliRunner().invoke(main, ["validate", str(bad)])
     assert result.exit_code == 2
@@ -502,6 +509,13 @@ def test_a_larger_budget_goes_on_from_the_trials_told_and_confirms_the_new_choic
                      r"the earlier one are removed", again.output), again.output
     after = {t.number: (t.params, t.value) for t in journal_trials(out)}
     assert len(after) == 6 and all(after[n] == before[n] for n in before)
+    # "best so far" counts the trials told in the earlier session, as Optuna's best_value
+    flagged = [(int(n), float(v)) for n, v in re.findall(
+        r"trial (\d+): val_\w+ ([-\d.]+) \(best so far\)", again.output)]
+    earlier_best = max(v for _, v in before.values())  # the objective is maximized here
+    assert all(value > earlier_best for _, value in flagged), (again.output, earlier_best)
+    assert [n for n, _ in flagged] == [n for n in sorted(after) if n >= 3 and after[n][1] > max(
+        [earlier_best] + [after[m][1] for m in range(3, n)])]
     from reglab.study.spec import parse_study
     from reglab.tune import space
     from reglab.tune.selection import select

@@ -133,9 +133,19 @@ def _check_scheduler(address: str) -> None:
         finally:
             comm.abort()
 
+    async def spoken():
+        try:
+            return await identity()
+        except (OSError, asyncio.TimeoutError):
+            raise
+        except Exception as error:  # noqa: BLE001 - a reply in another protocol
+            # (an HTTP server's "HTTP/1.1 400" read as a frame length: a MemoryError)
+            raise ValueError(f"what answers there does not speak Dask's protocol (its reply "
+                             f"read as Dask's gave {type(error).__name__})") from None
+
     async def bounded():
         try:
-            return await asyncio.wait_for(identity(), CONNECT_TIMEOUT_S * 2)
+            return await asyncio.wait_for(spoken(), CONNECT_TIMEOUT_S * 2)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no Dask handshake within {CONNECT_TIMEOUT_S * 2} s; is a "
                                "Dask scheduler listening on that port?") from None

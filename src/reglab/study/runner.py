@@ -89,6 +89,15 @@ def prepare_study(study_file: str | Path, seeds: int | None = None,
     return plan_study(spec)
 
 
+def check_executor(study_file, plan: StudyPlan, elsewhere: bool) -> None:
+    """Refuses to train a tuning study on worker processes or a cluster (``elsewhere``),
+    before any is started or reached."""
+    if plan.spec.tune is not None and elsewhere:
+        raise ConfigError(f"{study_file}: a tuning study ([tune]) trains its trials in this "
+                          "process, a population at a time; --workers and --cluster are for "
+                          "grid studies. Run it without them.")
+
+
 def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
               epochs: int | None = None, device: str = "cpu", restart: bool = False,
               executor=None, progress_factory=None, log=print):
@@ -110,10 +119,8 @@ def run_study(study_file: str | Path, out: str | Path, seeds: int | None = None,
                               f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'}"
                               " CUDA). Run on the CPU (the default) or on a machine with a GPU.")
     plan = prepare_study(study_file, seeds, epochs)
-    if plan.spec.tune is not None and not isinstance(executor, (InProcessExecutor, type(None))):
-        raise ConfigError(f"{study_file}: a tuning study ([tune]) trains its trials in this "
-                          "process, a population at a time; --workers and --cluster are for "
-                          "grid studies. Run it without them.")
+    check_executor(study_file, plan,
+                   not isinstance(executor, (InProcessExecutor, type(None))))
     data = check_study(plan)  # what can fail before training fails here, once
     # the lock first: the store is created, probed and opened by its one writer only
     SQLiteStore.make_directory(Path(out))

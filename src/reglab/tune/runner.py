@@ -257,6 +257,17 @@ def trial_data(spec, data):
     return regime_data(spec, run, data)[0]
 
 
+def _best_told(study, direction: str) -> float | None:
+    """The best value of the study's complete trials (a resumed tuning's), or None."""
+    import optuna
+
+    values = [t.value for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+    if not values:
+        return None
+    return max(values) if direction == "maximize" else min(values)
+
+
 class _Tuner:
     def __init__(self, spec, data, device, store, study, log):
         self.spec, self.data, self.device = spec, data, device
@@ -272,7 +283,8 @@ class _Tuner:
         for frozen in study.get_trials(deepcopy=False):
             if frozen.user_attrs.get("same_as") is None:
                 self.tried.setdefault(_values_key(frozen.params), frozen.number)
-        self.best: float | None = None
+        #: the best objective told so far, in earlier sessions too (Optuna's best_value)
+        self.best: float | None = _best_told(study, self.spec.tune.direction)
 
     # -- asking -------------------------------------------------------------------------
     def _ask(self) -> PendingTrial | None:
