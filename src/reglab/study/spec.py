@@ -830,6 +830,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
             raise StudySpecError(str(path), [
                 f"not a text file: byte {error.object[error.start]:#04x} at position "
                 f"{error.start} is not UTF-8. A study file is TOML text."]) from None
+    # a byte-order mark (Windows editors write one), as the CSV reader takes it
+    text = text.removeprefix("\ufeff")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

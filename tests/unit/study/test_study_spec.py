@@ -534,3 +534,13 @@ def test_a_metric_a_study_cannot_rank_on_says_what_it_can(metrics, hint):
     found = problems(BASE.replace("epochs = 2", f"epochs = 2\nmetrics = {metrics}"))
     assert len(found) == 1 and found[0].startswith("training.metrics: expected a list of ") \
         and found[0].endswith(hint)
+
+
+def test_a_byte_order_mark_is_taken_as_a_csv_s_is(tmp_path):
+    # Windows editors write one; TOML's parser took it for a statement at line 1
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    plain, marked = tmp_path / "a" / "study.toml", tmp_path / "b" / "study.toml"
+    plain.write_text(BASE, encoding="utf-8")
+    marked.write_text(BASE, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert parse_study(marked).fingerprint() == parse_study(plain).fingerprint()
