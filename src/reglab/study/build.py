@@ -313,6 +313,8 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
     x_test = fit(x_test, "test", data.test or data.dataset)
     _finite_targets(y, "training", data.dataset)
     _finite_targets(y_test, "test", data.test or data.dataset)
+    _whole_labels(spec, y, "training", data.dataset)
+    _whole_labels(spec, y_test, "test", data.test or data.dataset)
     class_labels = targets_are_class_labels(spec, y)
     if class_names is not None and not class_labels:
         raise DataError(f"data.dataset ({data.dataset!r}): its labels are class names "
@@ -360,6 +362,26 @@ def targets_are_class_labels(spec: StudySpec, y) -> bool:
     if losses.get(spec.training.loss).regression:
         return False
     return y is not None and class_keys(np.asarray(y)) is not None
+
+
+def _whole_labels(spec: StudySpec, y, split: str, source: str) -> None:
+    """A DataError naming ``source`` and the first sample when the loss takes integer class
+    labels and a float target is not a whole number (checked before any split, so the
+    sample is the file's own; a typo's one message, not a regression's advice too)."""
+    from reglab import losses
+
+    if y is None or losses.get(spec.training.loss).target_kind != "sparse":
+        return
+    flat = np.asarray(y).reshape(-1)
+    if flat.dtype.kind != "f":
+        return
+    fractional = np.flatnonzero(flat != np.round(flat))
+    if fractional.size:
+        first = int(fractional[0])
+        raise DataError(f"{source}: training.loss {spec.training.loss!r} takes integer class "
+                        f"labels; the {split} targets hold {fractional.size} "
+                        f"{'value that is not a whole number' if fractional.size == 1 else 'values that are not whole numbers'}"
+                        f", the first at sample {first}: {flat[first].item():g}.")
 
 
 def _finite_targets(y, split: str, source: str) -> None:

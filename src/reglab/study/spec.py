@@ -869,8 +869,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     data_raw = checker.keys("data", raw.get("data", {}), DATA_KEYS)
     dataset = data_raw.get("dataset")
     location = dataset_sha256 = ""
-    if "data" not in raw:
-        pass  # reported as a missing section
+    dataset_failed = True  # a problem of data.dataset reported (no shape to read from it)
+    if not isinstance(raw.get("data"), dict):
+        pass  # reported as a missing section, or one that is not a table
     elif not isinstance(dataset, str):
         checker.add(f"data.dataset: expected a built-in name ({', '.join(BUILTIN_DATASETS)}) or "
                     f"a path to a .npz or .csv file. Got {dataset!r}.")
@@ -885,6 +886,9 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         else:
             location = str(candidate.resolve())
             dataset_sha256 = _file_sha256(candidate)
+            dataset_failed = False
+    else:
+        dataset_failed = False
     label_column = data_raw.get("label_column", "label")
     if not isinstance(label_column, str) or not label_column.strip():
         checker.add(f"data.label_column: expected the name of the CSV's label column (a "
@@ -925,8 +929,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         # Keras's model built from the shape of the data it first sees
         shape_raw, unread = _data_input_shape(location, label_column)
     input_shape: tuple[int, ...] = ()
-    if "model" not in raw or (source_failed and shape_raw is None):
-        pass  # reported as a missing section, or the model's source's problem
+    if "model" not in raw or (shape_raw is None and (source_failed or dataset_failed)):
+        pass  # reported as a missing section, the model's source's or the data's problem
     elif unread:
         checker.add(f"model.input_shape: not given, and not read from data.dataset "
                     f"{dataset!r}: {unread}")

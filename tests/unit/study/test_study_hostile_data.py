@@ -135,7 +135,21 @@ def test_float_labels_that_are_not_whole_in_their_own_precision_are_refused(tmp_
     labels = y.astype(np.float64)
     labels[4] += 1e-9  # whole once rounded to float32
     message = refused(write(tmp_path, {"x": x, "y": labels}))
-    assert "expects integer class labels" in message and "the first at sample" in message
+    assert "takes integer class labels" in message and "the first at sample 4:" in message
+
+
+@pytest.mark.parametrize("data", ["test_split = 0.5", "validation_split = 0.5", ""])
+def test_a_label_that_is_not_whole_is_named_by_its_place_in_the_file_once(tmp_path, data):
+    # whichever split it falls in: the file's sample, not the split's, and no second
+    # problem advising a regression's metric for one typo
+    x, y = blobs()
+    labels = y.astype(np.float32)
+    labels[70] = 1.5
+    message = refused(write(tmp_path, {"x": x, "y": labels}, data=data))
+    assert message.count("\n") == 0, message
+    assert "d.npz: training.loss 'sparse_categorical_crossentropy' takes integer class " \
+        "labels; the training targets hold 1 value that is not a whole number, the first " \
+        "at sample 70: 1.5." in message
 
 
 @pytest.mark.parametrize("targets", [[0, 1, 2], [-1, 1]])

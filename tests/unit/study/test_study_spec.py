@@ -544,3 +544,21 @@ def test_a_byte_order_mark_is_taken_as_a_csv_s_is(tmp_path):
     marked.write_text(BASE, encoding="utf-8-sig")
     assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
     assert parse_study(marked).fingerprint() == parse_study(plain).fingerprint()
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    ('dataset = "nope.npz"', "data.dataset: no file at"),
+    ('dataset = "data.txt"', "data.dataset: unknown dataset 'data.txt'"),
+    ("dataset = 5", "data.dataset: expected a built-in name"),
+])
+def test_a_dataset_that_cannot_be_read_is_said_once_not_again_as_a_missing_shape(data, said):
+    # the model's input shape comes from the data when not given: nothing to add there
+    text = BASE.replace('dataset = "fashion_mnist"', data).replace("input_shape = [784]\n", "")
+    found = problems(text)
+    assert len(found) == 1 and found[0].startswith(said), found
+
+
+def test_a_data_section_that_is_not_a_table_is_said_once():
+    text = BASE.replace('[data]\ndataset = "fashion_mnist"\n', "").replace(
+        "seeds = 2\n", 'seeds = 2\ndata = "d.npz"\n')
+    assert problems(text) == ["data: expected a table. Got 'd.npz'."]
