@@ -292,12 +292,18 @@ def _precision_note(plan, choose: bool = False) -> None:
 
 
 def _write_report(directory, after_run: bool = False) -> None:
+    import sqlite3
+
     from reglab.report import write_report
 
     try:
         path = write_report(directory)
     except StoreError as error:  # a damaged store: retrying cannot help, the error says why
         _fail(ReglabError(f"the report could not be written: {error}"))
+    except sqlite3.DatabaseError as error:  # damaged below what the store checks (its bytes)
+        _fail(ReglabError(f"the report could not be written: the study's store cannot be "
+                          f"read ({error}); it is left as it is. Restore it from a copy, or "
+                          "run the study again into another directory."))
     except Exception as error:  # the study itself is saved; only the page is missing
         saved = f"The study in {directory} is complete and saved; " if after_run else ""
         text = str(error).rstrip(".")

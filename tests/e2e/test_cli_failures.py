@@ -222,6 +222,25 @@ def test_a_damaged_store_is_named_and_left_as_it_is(finished_study, tmp_path, da
     assert not (copy / "report.html").exists() or command != "report"
 
 
+@pytest.mark.parametrize("command", ["show", "report"])
+def test_a_stored_text_that_is_not_utf8_is_a_damaged_store_not_a_retry(finished_study,
+                                                                       tmp_path, command):
+    # bits flipped inside a row's text (not the file's structure): SQLite reads it, Python
+    # cannot decode it
+    import sqlite3
+
+    _, _, out = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with sqlite3.connect(copy / "study.db") as conn:
+        for table in ("runs", "epochs"):  # (show reads the runs', report both)
+            conn.execute(f"UPDATE {table} SET metrics = CAST(X'7B22ff22' AS TEXT) WHERE "
+                         f"rowid = (SELECT MIN(rowid) FROM {table})")
+    result = invoke(command, copy)
+    assert_clean_error(result, "the study's store cannot be read", "left as it is")
+    assert "Retry" not in result.output
+
+
 def test_show_and_ls_never_write(finished_study):
     _, _, out = finished_study
     before = tree(out)
