@@ -33,14 +33,18 @@ def _fail(error: Exception) -> None:
 def _clear_errors(command):
     """Every failure a user can cause ends in one ``error:`` line and exit status 2, never
     a traceback: reglab's own errors, a store SQLite cannot read, a path the system
-    refuses. Ctrl-C ends with status 130 (128 + SIGINT, as a shell reports it)."""
+    refuses. Ctrl-C ends with status 130 (128 + SIGINT, as a shell reports it), SIGTERM with
+    143, each keeping what was saved."""
     import functools
     import sqlite3
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from reglab.utils.interrupts import Terminated, terminate_as_interrupt
+
         try:
-            return command(*args, **kwargs)
+            with terminate_as_interrupt():  # a SIGTERM ends it as Ctrl-C does
+                return command(*args, **kwargs)
         except ReglabError as error:
             _fail(error)
         except BrokenPipeError:  # the reader left (`reglab ls DIR | head -1`): end quietly
@@ -52,10 +56,12 @@ def _clear_errors(command):
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             _fail(ReglabError(f"{where}{error.strerror or error}."))
-        except KeyboardInterrupt:  # Ctrl-C: 130 as a shell reports it, not 1 ("runs failed")
-            click.echo("\ninterrupted: what was saved is kept; the same command goes on from "
-                       "there.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as error:  # Ctrl-C: 130 as a shell reports it, not 1
+            # ("runs failed"); SIGTERM: 143
+            stopped = isinstance(error, Terminated)
+            click.echo(f"\n{'terminated (SIGTERM)' if stopped else 'interrupted'}: what was "
+                       "saved is kept; the same command goes on from there.", err=True)
+            sys.exit(143 if stopped else 130)
         except MemoryError as error:
             said = f" ({error})" if str(error) else ""
             _fail(ReglabError(f"out of memory{said}. Use fewer seeds, sweep points or a "

@@ -83,7 +83,8 @@ def _sigint_held():
     process's other threads, or held for this one) and raised as ``KeyboardInterrupt``
     when the block ends. In the main thread only (elsewhere signals cannot be set and
     nothing changes); without ``pthread_sigmask``, SIGINT is ignored instead, and the
-    workers inherit that (a Ctrl-C in the block is then lost)."""
+    workers inherit that (a Ctrl-C in the block is then lost). A SIGTERM the CLI raises
+    (utils/interrupts.py) is noted likewise and raised after the block, not blocked."""
     import signal
     import threading
 
@@ -104,12 +105,22 @@ def _sigint_held():
     resource_tracker.ensure_running()
     noted = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    # SIGTERM (raised as Terminated by the CLI) is noted too, not raised mid-start (a cluster
+    # half started fails its own close at exit); not blocked: the workers must keep
+    # answering the SIGTERM that stops them
+    terminate = signal.getsignal(signal.SIGTERM)
+    if callable(terminate):
+        signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a held one is noted
         signal.signal(signal.SIGINT, previous)
+        if callable(terminate):
+            signal.signal(signal.SIGTERM, terminate)
+    if signal.SIGTERM in noted:
+        terminate(signal.SIGTERM, None)  # raises as it would have
     if noted:
         raise KeyboardInterrupt
 

@@ -16,14 +16,16 @@ from reglab.study import dask_executor  # noqa: E402
 
 
 class _StartedWhileInterrupted:
-    """Stands for LocalCluster: Ctrl-C comes while it starts; records that it was closed."""
+    """Stands for LocalCluster: Ctrl-C (or ``signum``) comes while it starts; records that it
+    was closed."""
 
     instances: list = []
+    signum = signal.SIGINT
 
     def __init__(self, **kwargs):
         self.closed = False
         self.blocked_during_start = signal.pthread_sigmask(signal.SIG_BLOCK, set())
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), self.signum)
         time.sleep(0.05)  # the signal is delivered within this, were it not held
         _StartedWhileInterrupted.instances.append(self)
 
@@ -53,3 +55,26 @@ def test_without_a_ctrl_c_the_block_changes_nothing():
     assert signal.getsignal(signal.SIGINT) is before
     if hasattr(signal, "pthread_sigmask"):
         assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+class _StartedWhileTerminated(_StartedWhileInterrupted):
+    signum = signal.SIGTERM
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_a_sigterm_while_the_cluster_starts_ends_it_once_started_as_the_cli_raises_it(
+        monkeypatch):
+    # the CLI raises SIGTERM as Terminated; raised mid-start, the half-started cluster
+    # failed its own close at exit with a traceback
+    import distributed
+
+    from reglab.utils.interrupts import Terminated, terminate_as_interrupt
+
+    monkeypatch.setattr(distributed, "LocalCluster", _StartedWhileTerminated)
+    _StartedWhileInterrupted.instances.clear()
+    with terminate_as_interrupt(), pytest.raises(Terminated):
+        dask_executor.DaskExecutor(workers=2)
+    (cluster,) = _StartedWhileInterrupted.instances
+    assert cluster.closed
+    assert signal.SIGTERM not in cluster.blocked_during_start  # the workers still answer it
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
