@@ -68,11 +68,13 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
+    global _received
     signal.signal(signal.SIGTERM, _note_and_terminate)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _received = None  # noted for the block only (a later failure is not this one)
 
 
 def reraise_if_interrupted(error: BaseException) -> None:

@@ -78,3 +78,7 @@ def test_a_sigterm_while_the_cluster_starts_ends_it_once_started_as_the_cli_rais
     assert cluster.closed
     assert signal.SIGTERM not in cluster.blocked_during_start  # the workers still answer it
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    from reglab.utils import interrupts
+
+    assert interrupts._received is None  # not noted beyond the block: a later failure is
+    # not re-raised as this SIGTERM
