@@ -127,13 +127,31 @@ class StudyResults:
                 if not v.sweeps and set(changes[v.name]) <= {"kernel_regularizer"}
                 and v.name in self.by_label()]
 
-    def summary(self, label: str, metric: str):
-        """Mean and t interval of ``metric`` over the label's seeds (None without values)."""
+    def summary(self, label: str, metric):
+        """Mean and t interval of ``metric`` over the label's seeds (None without values):
+        a run metric's key, or a function of a run's metrics (:meth:`gap`)."""
         from reglab.stats import summarize
 
-        values = [r.metrics.get(metric, math.nan) for r in self.by_label().get(label, [])]
+        value = metric if callable(metric) else (lambda m: m.get(metric, math.nan))
+        values = [value(r.metrics) for r in self.by_label().get(label, [])]
         values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
         return summarize(values) if values else None
+
+    def gap(self, metrics: dict) -> float:
+        """A run's generalization gap as the table gives it, on the ranked metric: train −
+        test accuracy, test − train error or loss (positive: it fits its training data
+        better)."""
+        from reglab.study.report_table import generalization_gap, metric_keys
+
+        return generalization_gap(metrics, metric_keys(self.spec.training.metrics)[0])
+
+    def gap_title(self) -> str:
+        """What :meth:`gap` measures: 'train − test accuracy', 'test − train mae'..."""
+        from reglab.study.report_table import higher_is_better, metric_keys
+
+        ranked = metric_keys(self.spec.training.metrics)[0]
+        name = ranked[len("test_"):]
+        return f"train − test {name}" if higher_is_better(ranked) else f"test − train {name}"
 
     def first_layer(self) -> str | None:
         """The first layer with a kernel: the one whose kernel the runs stored, else the first

@@ -109,7 +109,8 @@ def learning_curves(results, kind: str) -> Figure | None:
             mean, sd = _mean_sd(matrix)
             epochs = np.arange(1, len(mean) + 1)
             color = "#1f77b4" if name == "train" else "#d62728"
-            ax.plot(epochs, mean, style, color=color, lw=1.6, label=name)
+            ax.plot(epochs, mean, style, color=color, lw=1.6, label=name,
+                    marker="o" if len(epochs) == 1 else None, ms=4)  # one epoch: a point
             ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.18, lw=0)
         stops = [r.stopped_epoch for r in runs
                  if r.status == "stopped_early" and r.stopped_epoch is not None]
@@ -148,18 +149,22 @@ def shared_legend(figure, axes, extra=()) -> None:
 
 
 def generalization_gap(results) -> Figure | None:
-    """Per variant: train − test accuracy and test − train loss, mean with its 95 % t interval."""
+    """Per variant: the ranked metric's gap as the table gives it (train − test accuracy,
+    test − train error) and test − train loss, mean with its 95 % t interval (the loss's
+    alone when the study ranks on it)."""
     if results.ranking is None:
         return None
     labels = [row.label for row in results.ranking.rows]
-    figure = _figure(9.5 + 0.06 * max(len(label) for label in labels), 0.9 + 0.26 * len(labels))
+    panels = [("gap_loss", "test − train loss")]
+    if results.metric is not None:
+        panels.insert(0, (results.gap, results.gap_title()))
+    figure = _figure(4.75 * len(panels) + 0.06 * max(len(label) for label in labels),
+                     0.9 + 0.26 * len(labels))
     _margins(figure, left=0.3 + 0.065 * max(len(label) for label in labels), bottom=0.35,
              wspace=0.08)
-    axes = figure.subplots(1, 2, sharey=True)
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     positions = np.arange(len(labels))[::-1]
-    first = results.metric or "accuracy"  # gap_accuracy: the study's first metric's
-    for ax, metric, title in ((axes[0], "gap_accuracy", f"train − test {first}"),
-                              (axes[1], "gap_loss", "test − train loss")):
+    for ax, (metric, title) in zip(axes, panels):
         for y, label in zip(positions, labels):
             summary = results.summary(label, metric)
             if summary is None:
@@ -299,7 +304,8 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
 
     ranked, chosen_on = metric_keys(results.spec.training.metrics)
     first = results.first_layer()
-    panels = [(ranked, ranked.replace("_", " ")), ("gap_accuracy", "generalization gap (train − test)")]
+    panels = [(ranked, ranked.replace("_", " ")),
+              (results.gap, f"generalization gap ({results.gap_title()})")]
     if first is not None:
         panels += [(f"{first}.small", f"{first}: share |w| < 1e-3"),
                    (f"{first}.l2_norm", f"{first}: kernel L2 norm")]
@@ -330,8 +336,9 @@ def regularization_paths(results) -> list[tuple[str, Figure, list[PathChoice]]]:
                 val = [_mean_se([r.metrics.get(chosen_on, math.nan) for r in points[x]])
                        for x in xs]
                 for ax, (metric, _) in zip(axes, panels):
-                    stats = [_mean_se([r.metrics.get(metric, math.nan) for r in points[x]])
-                             for x in xs]
+                    value = metric if callable(metric) else (
+                        lambda m, key=metric: m.get(key, math.nan))
+                    stats = [_mean_se([value(r.metrics) for r in points[x]]) for x in xs]
                     mean = np.array([m for m, _ in stats])
                     se = np.array([s for _, s in stats])
                     ax.plot(xs, mean, "o-", color=color, ms=3, lw=1.4,
@@ -389,8 +396,9 @@ def augmentation_grid(augmentations: list[tuple[str, dict]], images: np.ndarray,
     :meth:`StudyResults.augmentations`): a row of original training images, then ``draws``
     rows of the same images augmented (seeded, so the page is reproducible).
 
-    ``images`` are ``(N, H, W, C)`` training images, in [0, 1] or 0-255; none are drawn unless
-    ``C`` is 1, 3 or 4."""
+    ``images`` are ``(N, H, W, C)`` training images, shown as they are in [0, 1] or 0-255,
+    else stretched over their own range (standardized images); none are drawn unless ``C``
+    is 1, 3 or 4."""
     import torch
 
     from reglab.augment import AffineSpec, random_affine
@@ -400,8 +408,14 @@ def augmentation_grid(augmentations: list[tuple[str, dict]], images: np.ndarray,
     if originals.shape[-1] not in (1, 3, 4):
         return []  # not displayable as grey or colour images
     originals = torch.as_tensor(originals)
-    top = float(originals.max())
-    scale = 255.0 if top > 1.0 else 1.0  # raw 0-255 pixels or [0, 1]
+    low, top = float(originals.min()), float(originals.max())
+    # [0, 1] or raw 0-255 pixels as they are; any other range (standardized images, floats
+    # past 1) stretched from its own lowest to its highest value
+    if low >= 0.0 and top <= 1.0:
+        low, top = 0.0, 1.0
+    elif low >= 0.0 and top <= 255.0:
+        low, top = 0.0, 255.0
+    scale = (top - low) or 1.0
     for names, augment in augmentations:
         spec = AffineSpec(**augment)
         generator = torch.Generator().manual_seed(0)
@@ -410,7 +424,7 @@ def augmentation_grid(augmentations: list[tuple[str, dict]], images: np.ndarray,
         _margins(figure, left=0.3, right=0.05, bottom=0.05, top=0.05, wspace=0.05, hspace=0.05)
         axes = figure.subplots(len(rows), columns, squeeze=False)
         for r, (row_axes, batch) in enumerate(zip(axes, rows)):
-            for ax, image in zip(row_axes, np.clip(batch.numpy() / scale, 0.0, 1.0)):
+            for ax, image in zip(row_axes, np.clip((batch.numpy() - low) / scale, 0.0, 1.0)):
                 ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
                           vmin=0, vmax=1)
                 ax.set_xticks([])

@@ -222,9 +222,11 @@ def _training_images(spec, count: int = 16):
         data = load_study_data(spec, with_test=False)  # the store keeps no test file's place
     except Exception as error:  # the report still renders without the grid
         return None, f"The training images could not be loaded: {error}"
-    if data.image_shape is None:
-        return None, "The training data are not images."
-    return data.x_train[:count].reshape(-1, *data.image_shape), ""
+    if data.image_shape is not None:
+        return data.x_train[:count].reshape(-1, *data.image_shape), ""
+    if data.x_train.ndim == 4:  # samples read as the model's images: (N, H, W) of an
+        return data.x_train[:count], ""  # archive, to an input_shape of [H, W, 1]
+    return None, "The training data are not images."
 
 
 def _augmentation_pngs(spec, augmentations) -> tuple[list[tuple[str, bytes, int, int]], str]:
@@ -281,6 +283,14 @@ def _start_augmentation(results: StudyResults):
         finally:
             pool.shutdown(cancel_futures=cancel)
     return wait
+
+
+def _gap_words(results: StudyResults) -> str:
+    """The gap figure's panels in words: 'Train − test accuracy and test − train loss'."""
+    if results.metric is None:
+        return "Test − train loss"
+    title = results.gap_title()
+    return f"{title[0].upper()}{title[1:]} and test − train loss"
 
 
 def render_figures(results: StudyResults, plots: Path) -> tuple[_Figures, list, str, dict | None]:
@@ -418,8 +428,9 @@ def _draw_view(results: StudyResults, saved: _Figures, draw, regime: str = "") -
     if figure is not None:
         saved.add("gap", f"generalization-gap{name}", figure,
                   f"generalization gap per variant{f' ({regime})' if regime else ''}",
-                  f"{where}Train − test accuracy and test − train loss at the kept epoch, mean "
-                  "and 95 % t interval over seeds; dashed: the baseline's mean.")
+                  f"{where}{_gap_words(results)} at the kept epoch, mean and 95 % t interval "
+                  "over seeds (positive: a run fits its training data better than the test "
+                  "data, as in the table); dashed: the baseline's mean.")
     figure = draw.weight_histograms(results)
     if figure is not None:
         saved.add("weights", f"first-layer-weights{name}", figure,
