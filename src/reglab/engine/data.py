@@ -147,7 +147,8 @@ def _as_tensor(where, name, value, dtype, device):
     value = as_array(where, name, value)
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype).contiguous()
-    array = np.ascontiguousarray(value, dtype=_NUMPY_DTYPE[dtype])
+    with np.errstate(over="ignore", invalid="ignore"):  # past float32: inf, named next
+        array = np.ascontiguousarray(value, dtype=_NUMPY_DTYPE[dtype])
     if array.flags.writeable:
         tensor = torch.from_numpy(array)
     else:
@@ -164,8 +165,11 @@ def _check_finite(where, name, tensor):
         bad = ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(dim=1)
         if bool(bad.any()):
             first = int(bad.nonzero()[0, 0])
-            raise DataError(f"{where}: '{name}' must hold finite numbers. Got NaN or infinite "
-                            f"values in {int(bad.sum())} samples, the first at index {first}.")
+            largest = torch.finfo(tensor.dtype).max  # a larger finite value overflows to inf
+            kind = str(tensor.dtype).removeprefix("torch.")
+            raise DataError(f"{where}: '{name}' must hold finite numbers. Got NaN, infinite "
+                            f"values or values beyond {kind}'s range (±{largest:.3g}) in "
+                            f"{int(bad.sum())} samples, the first at index {first}.")
 
 
 def keras_rank(x, expected: tuple[int, ...]):

@@ -218,10 +218,15 @@ BAD_INPUTS = [
     ("fit", dict(x=X, y=Y.astype(str)), r"fit: 'y'.*Got a numpy array of dtype <U"),
     ("fit", dict(x=X, y=[[0], [1, 2]] * 20), r"fit: 'y'.*not one rectangular array"),
     ("fit", dict(x=X, y=np.where(Y == 1, np.nan, Y)),
-     r"fit: 'y' must hold finite numbers. Got NaN or infinite values in \d+ samples"),
+     r"fit: 'y' must hold finite numbers. Got NaN, infinite values or values beyond "
+     r"float32's range \(±3\.4e\+38\) in \d+ samples"),
     ("fit", dict(x=X, y=np.where(Y == 1, np.nan, Y), class_weight={0: 1, 1: 1, 2: 1}),
      r"fit: 'y' must hold finite numbers"),
     ("evaluate", dict(x=X, y=np.where(Y == 1, np.inf, Y)), r"evaluate: 'y' must hold finite"),
+    # finite float64 past float32's range: overflows when cast, said so
+    ("fit", dict(x=np.full_like(X, 1e300, dtype=np.float64), y=Y),
+     r"fit: 'x' must hold finite numbers. Got NaN, infinite values or values beyond "
+     r"float32's range"),
     ("fit", dict(x=X, y=Y, sample_weight=["heavy"] * 40), r"fit: 'sample_weight'.*Got a list "
      r"that numpy reads as dtype <U5"),
     ("fit", dict(x=X, y=Y, sample_weight=np.full(40, np.nan)),
@@ -340,7 +345,8 @@ def test_the_engine_s_data_check_is_fast_and_still_names_the_samples():
     for bad_value in (np.nan, np.inf, -np.inf):
         bad = np.ones((40, 6), dtype=np.float32)
         bad[[7, 9], 2] = bad_value
-        with pytest.raises(DataError, match=r"'x' must hold finite numbers. Got NaN or "
-                                            r"infinite values in 2 samples, the first at "
-                                            r"index 7"):
+        with pytest.raises(DataError, match=r"'x' must hold finite numbers. Got NaN, "
+                                            r"infinite values or values beyond float32's "
+                                            r"range \(±3\.4e\+38\) in 2 samples, the "
+                                            r"first at index 7"):
             population.fit(bad, y, epochs=1, batch_size=8)
