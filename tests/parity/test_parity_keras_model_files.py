@@ -169,3 +169,26 @@ def test_a_keras_file_whose_metrics_are_objects_and_loss_functions_loads(tmp_pat
     assert list(ours) == list(theirs)
     for key, value in theirs.items():
         np.testing.assert_allclose(ours[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_an_uncompiled_keras_file_loads_uncompiled_and_predicts_as_keras(functional, tmp_path):
+    # Keras writes "compile_config": {} for a model never compiled (an export for inference)
+    k = keras
+    if functional:
+        inputs = k.Input((6,))
+        hidden = k.layers.Dense(5, activation="relu")(inputs)
+        theirs = k.Model(inputs, k.layers.Dense(2, activation="softmax")(hidden))
+    else:
+        theirs = k.Sequential([k.Input((6,)), k.layers.Dense(5, activation="relu"),
+                               k.layers.Dense(2, activation="softmax")])
+    theirs.save(tmp_path / "plain.keras")
+    ours = reglab.models.load_model(tmp_path / "plain.keras")
+    again = keras.models.load_model(tmp_path / "plain.keras")
+    assert again.compiled is False and ours.compiled is False and ours.optimizer is None
+    x = np.random.default_rng(3).normal(size=(7, 6)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), again.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    ours.compile(optimizer="adam", loss="categorical_crossentropy")  # and it can be compiled
+    assert ours.compiled is True
+    ours.fit(x, np.eye(2, dtype="float32")[[0, 1, 0, 1, 0, 1, 0]], epochs=1, verbose=0)

@@ -278,6 +278,8 @@ def load(path: str, compile: bool = True):  # noqa: A002
     document = json_object(raw, where)
     model = from_document(document, where)
     compiled = document.get("compile_config") if compile else None
+    if compiled == {}:  # Keras writes an uncompiled model's as an empty object
+        compiled = None
     if isinstance(compiled, dict):
         where = f"{where}: compile_config"
         # each part's errors name it; compile's own are prefixed with the file below

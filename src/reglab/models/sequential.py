@@ -265,6 +265,11 @@ class Sequential:
         return self._graph
 
     @property
+    def compiled(self) -> bool:
+        """Whether :meth:`compile` has run (Keras's ``model.compiled``)."""
+        return self._compiled
+
+    @property
     def metrics_names(self) -> list[str]:
         """Keras 3's: ``[]`` before compile, ``['loss']`` compiled without metrics, else
         ``['loss', 'compile_metrics']`` (Keras keeps the compiled metrics in one object, so
