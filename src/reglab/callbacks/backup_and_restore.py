@@ -21,7 +21,13 @@ class BackupAndRestore(Callback):
     and step count, early-stopping and averaging state, the epoch), written atomically to
     ``backup_dir/latest.pt``: a process killed at any moment leaves the last complete
     epoch's backup whole. The resumed training ends exactly as an uninterrupted one
-    (with the same thread count), because every random draw is keyed by the epoch.
+    (with the same thread count), because every random draw is keyed by the epoch. The
+    backup's seed goes on with it: a model built without a seed (which draws a new one in
+    each process) resumes, as Keras's backup brings its seed generators' state. A backup of
+    other weights (a layer's units) or of another optimizer is refused, naming it. The
+    learning rate backed up is the one that stands when this callback's ``on_epoch_end``
+    runs, as in Keras: a ``ReduceLROnPlateau`` listed before it has cut it, one listed
+    after it has not yet.
 
     Args:
         backup_dir: a directory for the backup; created if missing.
@@ -65,6 +71,7 @@ class BackupAndRestore(Callback):
         self.double_checkpoint = double_checkpoint
         self.delete_checkpoint = delete_checkpoint
         self._completed = False
+        self._learning_rate = None
 
     @property
     def _latest(self) -> Path:
@@ -89,10 +96,25 @@ class BackupAndRestore(Callback):
             self.model._resume_state = saved
             return
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._learning_rate = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Notes the learning rate as it stands here, after the callbacks listed before this
+        one (a ``ReduceLROnPlateau``'s cut): Keras backs the optimizer up at this point."""
+        optimizer = self.model.optimizer
+        self._learning_rate = None if optimizer.schedule is not None else \
+            float(optimizer.learning_rate)
+
     def backup(self, population) -> None:
         """Called by the model's ``fit`` when an epoch is complete."""
         import torch
 
+        checkpoint = population.checkpoint()
+        if self._learning_rate is not None:  # a copy: the checkpoint is the live state
+            values = [dict(v) for v in checkpoint["optimizer_values"]]
+            values[0]["learning_rate"] = self._learning_rate
+            checkpoint = {**checkpoint, "optimizer_values": values}
         directory = Path(self.backup_dir)
         directory.mkdir(parents=True, exist_ok=True)
         partial = directory / (BACKUP_FILE + ".partial")
@@ -100,7 +122,7 @@ class BackupAndRestore(Callback):
         # noted here, it stays Ctrl-C for the user (utils/interrupts.py)
         with interrupts.noted(), open(partial, "wb") as handle:
             try:
-                torch.save(population.checkpoint(), handle)
+                torch.save(checkpoint, handle)
             except Exception as error:
                 interrupts.reraise_if_interrupted(error)
                 raise

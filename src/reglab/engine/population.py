@@ -319,12 +319,13 @@ class Population:
                 self.CHECKPOINT_FORMAT or not _CHECKPOINT_KEYS <= checkpoint.keys():
             raise ConfigError("fit: 'resume' must be a Population.checkpoint() of format "
                               f"{self.CHECKPOINT_FORMAT}. Got {type(checkpoint).__name__}.")
-        if checkpoint["names"] != list(self.plan.names) or \
-                checkpoint["seeds"] != list(self.plan.seeds):
-            raise ConfigError("fit: 'resume' is the checkpoint of another population (its "
-                              f"members {checkpoint['names'][:3]}..., these "
-                              f"{list(self.plan.names)[:3]}...).")
+        for key, ours in (("names", list(self.plan.names)), ("seeds", list(self.plan.seeds))):
+            if checkpoint[key] != ours:
+                raise ConfigError(f"fit: 'resume' is the checkpoint of another population (its "
+                                  f"members' {key} {checkpoint[key][:3]}..., these "
+                                  f"{ours[:3]}...).")
         members = checkpoint["members"]
+        self._check_resumed_structure(members, checkpoint["optimizer_values"])
         for family in members.tensors.values():
             for key, t in family.items():
                 family[key] = t.to(self.device)
@@ -339,6 +340,29 @@ class Population:
         self._discarded = checkpoint.get("discarded", set())
         self._joined = checkpoint["joined"]
         return int(checkpoint["epoch"]) + 1
+
+    def _check_resumed_structure(self, members, optimizer_values) -> None:
+        """Refuses a checkpoint of other weights (a layer's units, another layer) or another
+        optimizer under the same names, as Keras refuses to load such a backup."""
+        def shapes(state):
+            return {key: tuple(t.shape[1:]) for key, t in state.tensors.get("weights",
+                                                                         {}).items()}
+        theirs, ours = shapes(members), shapes(self.state.members)
+        for key in sorted(theirs.keys() | ours.keys(), key=str):
+            if theirs.get(key) != ours.get(key):
+                index, weight = key
+                layers = self.plan.layers
+                name = getattr(layers[index].layer, "name", None) if index < len(layers) \
+                    else None
+                raise ConfigError(
+                    "fit: 'resume' is the checkpoint of another population: the weight "
+                    f"{weight!r} of layer {index}{f' ({name!r})' if name else ''} has shape "
+                    f"{theirs.get(key, 'none')} there, {ours.get(key, 'none')} here.")
+        saved = sorted(optimizer_values[0]) if optimizer_values else []
+        here = sorted(self.state.optimizer_values[0]) if self.state.optimizer_values else []
+        if saved != here:
+            raise ConfigError("fit: 'resume' is the checkpoint of another optimizer (its "
+                              f"hyperparameters {saved}, this one's {here}).")
 
     def running_logs(self) -> dict[int, dict[str, float]]:
         """The current epoch's logs so far, per member (synchronizes with the device)."""

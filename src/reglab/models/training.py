@@ -59,6 +59,17 @@ class _LazyLogs(Mapping):
         return len(self._logs())
 
 
+def _take_backed_up_seed(model, population, resume: dict) -> None:
+    """A backup goes on with the random streams it was trained with, as Keras's backup
+    brings its seed generators' state: a model built without a seed draws a new one in
+    each process, and one rebuilt with another seed is the same network."""
+    seeds = resume.get("seeds") if isinstance(resume, dict) else None
+    if resume.get("names") != list(population.plan.names) or not isinstance(seeds, list) \
+            or len(seeds) != 1 or seeds == population.plan.seeds:
+        return  # another population: the engine's check names it
+    model.seed = population.plan.seeds[0] = int(seeds[0])
+
+
 class _KerasBridge:
     """Engine observer that drives Keras callbacks for member 0."""
 
@@ -264,6 +275,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     model._build_optimizer()
     callback_list.on_train_begin({})
     resume, model._resume_state = model._resume_state, None  # set by BackupAndRestore
+    if resume is not None:
+        _take_backed_up_seed(model, population, resume)
     if resume is not None and model.optimizer.schedule is None:
         # what callbacks see of the learning rate is what the backed-up run had reached (a
         # schedule's follows the restored step count)

@@ -155,3 +155,55 @@ def test_a_failing_backup_write_is_reported_as_it_failed(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(RuntimeError, match="No space left"):
         fit(model(), [BackupAndRestore(tmp_path)])
+
+
+@pytest.mark.parametrize("second_seed", [None, 11])
+def test_a_model_rebuilt_with_another_seed_goes_on_with_the_backup_s(tmp_path, second_seed):
+    """The slides' code sets no seed: each run draws one. The backup's seed (its dropout and
+    batch order) goes on, as Keras's backup brings its seed generators' state."""
+    def unseeded(seed=None):
+        m = Sequential([Dense(8, activation="relu", input_shape=(6,)), Dropout(0.3),
+                        Dense(3, activation="softmax")], seed=seed)
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return m
+    first = unseeded()
+    with pytest.raises(Interrupt):
+        fit(first, [BackupAndRestore(tmp_path), InterruptAt(3)])
+    reference = unseeded(first.seed)
+    expected = fit(reference, []).history
+    again = unseeded(second_seed)
+    history = fit(again, [BackupAndRestore(tmp_path)])
+    assert history.epoch == [3, 4, 5] and again.seed == first.seed
+    assert history.history["loss"] == expected["loss"][3:]
+    for got, want in zip(again.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_backup_of_another_architecture_is_refused_naming_it(tmp_path):
+    with pytest.raises(Interrupt):
+        fit(model(), [BackupAndRestore(tmp_path), InterruptAt(2)])
+    other = Sequential([Dense(8, activation="relu", input_shape=(6,)),
+                        Dense(3, activation="softmax")], seed=3, name="other")
+    other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ConfigError, match="checkpoint of another population .*names"):
+        fit(other, [BackupAndRestore(tmp_path)])
+
+
+@pytest.mark.parametrize("units, optimizer, fragment", [
+    (16, "adam", r"'bias' of layer 0 \('dense.*'\) has shape \(8,\) there, \(16,\) here"),
+    (8, "sgd", "checkpoint of another optimizer"),
+])
+def test_a_backup_of_other_weights_under_the_same_names_is_refused(tmp_path, units,
+                                                                    optimizer, fragment):
+    """As Keras refuses to load a backup whose weights do not fit: the seed it carries is
+    no proof of the architecture."""
+    def make(units, optimizer):
+        m = Sequential([Dense(units, activation="relu", input_shape=(6,)),
+                        Dense(3, activation="softmax")])
+        m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        return m
+    with pytest.raises(Interrupt):
+        fit(make(8, "adam"), [BackupAndRestore(tmp_path), InterruptAt(2)])
+    with pytest.raises(ConfigError, match=fragment):
+        fit(make(units, optimizer), [BackupAndRestore(tmp_path)])
+    assert (tmp_path / "latest.pt").is_file()  # kept for the right model

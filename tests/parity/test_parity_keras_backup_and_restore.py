@@ -1,0 +1,88 @@
+"""``BackupAndRestore`` resumed side by side with Keras 3 (torch backend): the learning rate a
+callback sets at an epoch's end is backed up as Keras backs it up (after the callbacks listed
+before the backup, not those after it), and a model built without a seed resumes."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import reglab  # noqa: E402
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+X = np.random.default_rng(0).random((32, 4)).astype("float32")
+Y = np.random.default_rng(1).random((32, 2)).astype("float32")
+
+
+class Stop(Exception):
+    pass
+
+
+def callbacks(api, backup_dir, order, seen, stop_at):
+    class Halve(api.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate = float(self.model.optimizer.learning_rate) / 2
+
+    class Watch(api.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((epoch, float(self.model.optimizer.learning_rate)))
+            if epoch == stop_at:
+                raise Stop()
+
+    backup = api.callbacks.BackupAndRestore(str(backup_dir))
+    return [Halve(), backup, Watch()] if order == "halve_first" else [backup, Halve(), Watch()]
+
+
+def model(api):
+    m = api.Sequential([api.Input((4,)), api.layers.Dense(2)])
+    m.compile(optimizer=api.optimizers.SGD(0.08), loss="mse")
+    return m
+
+
+def resumed_rates(api, tmp_path, order):
+    seen = []
+    with pytest.raises(Stop):
+        model(api).fit(X, Y, epochs=4, verbose=0,
+                       callbacks=callbacks(api, tmp_path / api.__name__, order, seen, 2))
+    seen.clear()
+    model(api).fit(X, Y, epochs=4, verbose=0,
+                   callbacks=callbacks(api, tmp_path / api.__name__, order, seen, None))
+    return seen
+
+
+@pytest.mark.parametrize("order", ["halve_first", "backup_first"])
+def test_the_learning_rate_a_callback_sets_at_an_epoch_s_end_resumes_as_in_keras(order,
+                                                                                 tmp_path):
+    theirs = resumed_rates(keras, tmp_path, order)
+    ours = resumed_rates(reglab, tmp_path, order)
+    assert [epoch for epoch, _ in ours] == [epoch for epoch, _ in theirs] == [2, 3]
+    np.testing.assert_allclose([lr for _, lr in ours], [lr for _, lr in theirs], rtol=1e-6)
+    # halved after epochs 0 and 1 when the backup comes after the cut; once, when before
+    assert ours[0][1] == pytest.approx(0.02 if order == "halve_first" else 0.04)
+
+
+def test_a_model_built_without_a_seed_resumes_from_its_backup_as_in_keras(tmp_path):
+    histories = {}
+    for api in (keras, reglab):
+        def stopping(api=api):
+            class StopAt(api.callbacks.Callback):
+                def on_epoch_begin(self, epoch, logs=None):
+                    if epoch == 2:
+                        raise Stop()
+            return StopAt()
+        backup = str(tmp_path / api.__name__)
+        with pytest.raises(Stop):
+            model(api).fit(X, Y, epochs=4, verbose=0,
+                           callbacks=[api.callbacks.BackupAndRestore(backup), stopping()])
+        history = model(api).fit(X, Y, epochs=4, verbose=0,
+                                 callbacks=[api.callbacks.BackupAndRestore(backup)])
+        histories[api.__name__] = history.epoch
+    assert histories["reglab"] == histories["keras"] == [2, 3]
