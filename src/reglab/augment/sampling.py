@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from reglab.augment.affine import (
+    INTERPOLATIONS,
     affine_params_to_transforms,
     flip_matrix,
     rotation_matrix,
@@ -75,6 +76,8 @@ class AffineSpec:
         horizontal_flip, vertical_flip: each applied with probability 1/2, after the warp.
         fill_mode: ``'constant'``, ``'nearest'``, ``'reflect'`` or ``'wrap'`` (scipy's meanings).
         cval: the fill value for ``'constant'``.
+        interpolation: ``'bilinear'`` (default) or ``'nearest'``, the warp's sampling
+            (ImageDataGenerator's ``interpolation_order`` 1 or 0).
         swap_xy: ``True`` (default) reproduces current Keras (keras-preprocessing >= 1.1.2,
             tf.keras 2.x, Keras 3's legacy ``ImageDataGenerator``), which permutes the axes of
             its matrix before calling scipy: ``height_shift_range`` then moves the image
@@ -100,6 +103,7 @@ class AffineSpec:
     fill_mode: str = "nearest"
     cval: float = 0.0
     swap_xy: bool = True
+    interpolation: str = "bilinear"
 
     def __post_init__(self):
         for name in ("rotation_range", "shear_range"):
@@ -138,6 +142,9 @@ class AffineSpec:
             )
         if not _is_number(self.cval):
             raise ConfigError(f"AffineSpec: 'cval' must be a finite number. Got {self.cval!r}.")
+        if self.interpolation not in INTERPOLATIONS:
+            raise unknown_name("AffineSpec", "'interpolation'", self.interpolation,
+                               INTERPOLATIONS)
 
     @property
     def zoom_bounds(self) -> tuple[float, float]:

@@ -86,7 +86,7 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 lambda: _DrawnAhead(spec, h, w, streams.get(seed, purpose)))
 
         mats = torch.cat([ahead(seed, epoch).take(b) for seed, epoch in groups]).to(xb.device)
-        stages.append(((spec.fill_mode, spec.cval, "bilinear"), mats))
+        stages.append(((spec.fill_mode, spec.cval, spec.interpolation), mats))
     for lp in layers:
         layer = lp.layer
         mats = torch.cat([layer.sample_transforms(

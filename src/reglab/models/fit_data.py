@@ -110,12 +110,12 @@ def resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch) ->
                            steps_per_epoch=check_count("fit", "steps_per_epoch",
                                                        steps_per_epoch), shuffle=False)
         generator = x.image_data_generator
-        if not getattr(generator, "warps_only", True):  # read in Keras's order, one pass
+        spec = generator.standardized_warp(np.shape(x.x)[-1])
+        if spec is None:  # read in Keras's order, one pass
             return FitData(None, None, generator=FlowBatches(x), steps_per_epoch=len(x),
                            shuffle=False)
         images = generator.standardize_array(np.asarray(x.x, dtype=np.float32))
-        return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle,
-                       augment=generator.affine_spec)
+        return FitData(images, x.y, x.sample_weight, x.batch_size, x.shuffle, augment=spec)
     if datasets.is_dataset(x):  # a torch DataLoader or a PyDataset: a pass per epoch
         if y is not None:
             raise ConfigError(f"fit: pass either a dataset ({type(x).__name__}) or (x, y). "

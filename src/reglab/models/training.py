@@ -236,9 +236,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                           "read whole (without steps_per_epoch); arrays or a flow read "
                           "steps_per_epoch batches at a time, a generator, a DataLoader "
                           "or PyDataset, or a flow whose generator uses "
-                          "channel_shift_range, brightness_range, preprocessing_function or "
-                          "zca_whitening (read batch by batch, in Keras's order) cannot be "
-                          "resumed mid-stream.")
+                          "channel_shift_range, brightness_range, preprocessing_function, "
+                          "zca_whitening, samplewise standardization with a warp, or a "
+                          "constant fill that standardizes differently per channel (read "
+                          "batch by batch, in Keras's order) cannot be resumed mid-stream.")
     first_epoch = None
     if data.generator is not None and (epochs > initial_epoch or model._input_shape is None):
         # read the first epoch now: it may build the model (not when no epoch will run and

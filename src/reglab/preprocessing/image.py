@@ -13,14 +13,16 @@ tensors instead of iterating it; it then reads
 
 1. ``datagen.standardize_array(iterator.x)``, once, on the whole dataset (rescale, then
    samplewise, then featurewise, as Keras's ``standardize``; a new array, per sample);
-2. per batch, random transforms from ``datagen.affine_spec`` (``sample_transforms``) applied with
-   ``warp(..., fill_mode=spec.fill_mode, cval=spec.cval, interpolation=datagen.interpolation)``
-   on the engine's own seeded streams.
+2. per batch, random transforms from ``spec = datagen.standardized_warp(channels)``
+   (``sample_transforms``) applied with ``warp(..., fill_mode=spec.fill_mode, cval=spec.cval,
+   interpolation=spec.interpolation)`` on the engine's own seeded streams.
 
 Keras standardizes AFTER the warp. Rescale and featurewise normalization are per-channel affine
-maps, and a warp's interpolation weights sum to one, so the two orders agree, except that
-``fill_mode='constant'`` then fills ``cval`` in standardized units, and samplewise statistics are
-those of the image before its warp. Iterating the iterator follows Keras's order exactly.
+maps, and a warp's interpolation weights sum to one, so the two orders agree once
+``fill_mode='constant'`` fills ``cval`` standardized (:meth:`ImageDataGenerator.standardized_warp`
+gives that warp). Samplewise statistics of the warped image, or a ``cval`` that standardizes
+to different values per channel, have no such warp: ``Model.fit`` then reads the iterator's
+batches. Iterating the iterator follows Keras's order exactly.
 
 Example:
     >>> import numpy as np
@@ -33,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 
@@ -185,6 +188,31 @@ class ImageDataGenerator:
         iterator's batches, in Keras's order."""
         return (self.channel_shift_range == 0 and self.brightness_range is None
                 and self.preprocessing_function is None and not self.zca_whitening)
+
+    def standardized_warp(self, channels: int) -> AffineSpec | None:
+        """The warp the training engine may apply to images it standardized first (the
+        module's contract) and get what Keras's order (warp, then standardize) gives: the
+        geometry with ``cval`` in standardized units. None when no such warp exists: the
+        random changes are more than a warp (see :attr:`warps_only`), samplewise statistics
+        are to be taken of each warped image, or ``fill_mode='constant'``'s ``cval``
+        standardizes to different values in the ``channels`` channels."""
+        if not self.warps_only:
+            return None
+        spec = self.affine_spec
+        if spec.is_identity:
+            return spec
+        if self.samplewise_center or self.samplewise_std_normalization:
+            return None
+        if spec.fill_mode != "constant":
+            return spec
+        with warnings.catch_warnings():  # an unfitted generator's warning: said for the images
+            warnings.simplefilter("ignore")
+            filled = self._standardize_in_place(
+                np.full((1, 1, 1, channels), spec.cval, dtype=self._np_dtype), (1, 2, 3))
+        values = np.unique(filled)
+        if len(values) != 1:
+            return None
+        return dataclasses.replace(spec, cval=float(values[0]))
 
     @property
     def _np_dtype(self) -> np.dtype:

@@ -43,6 +43,7 @@ def affine_spec_of(datagen) -> AffineSpec:
             vertical_flip=datagen.vertical_flip,
             fill_mode=datagen.fill_mode,
             cval=datagen.cval,
+            interpolation=datagen.interpolation,
         )
     except ConfigError as error:
         raise ConfigError(str(error).replace("AffineSpec:", f"{WHERE}:", 1)) from None
