@@ -88,13 +88,11 @@ def custom_object_scope(custom_objects: dict[str, Any] | None,
 CustomObjectScope = custom_object_scope
 
 
-def save_model(model, filepath, **kwargs) -> None:
-    """``model.save(filepath)``."""
+def save_model(model, filepath, overwrite=True, zipped=None, **kwargs) -> None:
+    """``model.save(filepath, overwrite, zipped)``."""
     from reglab.models import save_model as save
 
-    if kwargs:
-        raise ConfigError(f"save_model: unexpected arguments {sorted(kwargs)!r}.")
-    save(model, filepath)
+    save(model, filepath, overwrite, zipped, **kwargs)
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002

@@ -192,3 +192,59 @@ def test_an_uncompiled_keras_file_loads_uncompiled_and_predicts_as_keras(functio
     ours.compile(optimizer="adam", loss="categorical_crossentropy")  # and it can be compiled
     assert ours.compiled is True
     ours.fit(x, np.eye(2, dtype="float32")[[0, 1, 0, 1, 0, 1, 0]], epochs=1, verbose=0)
+
+
+def test_save_takes_keras_s_arguments(tmp_path):
+    ours = reglab.Sequential([reglab.Input((3,)), reglab.layers.Dense(2)], seed=0)
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    for model, name in ((ours, "ours.keras"), (theirs, "theirs.keras")):
+        model.save(tmp_path / name, overwrite=True, zipped=True, include_optimizer=True)
+        model.save(tmp_path / name, overwrite=True)  # replaced
+        with pytest.raises(ValueError, match="not supported"):
+            model.save(tmp_path / name, save_traces=True)
+    with pytest.raises(FileExistsError, match="ours.keras exists and overwrite=False"):
+        ours.save(tmp_path / "ours.keras", overwrite=False)  # Keras asks on the terminal
+    ours.save(tmp_path / "fresh.keras", overwrite=False)
+    with pytest.raises(ConfigError, match="'zipped' must be None or True"):
+        ours.save(tmp_path / "dir.keras", zipped=False)
+    reglab.saving.save_model(ours, tmp_path / "third.keras", overwrite=True)
+    x = np.ones((2, 3), dtype="float32")
+    for name in ("fresh.keras", "third.keras"):
+        np.testing.assert_array_equal(reglab.models.load_model(tmp_path / name).predict(x),
+                                      ours.predict(x))
+
+
+def test_a_keras_file_under_another_name_loads(tmp_path):
+    theirs, x, _ = convolutional()
+    theirs.save(tmp_path / "model.keras")
+    (tmp_path / "model.keras").rename(tmp_path / "copy")
+    ours = reglab.models.load_model(tmp_path / "copy")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_keras_archive_missing_its_weights_names_keras_s_member(tmp_path):
+    import zipfile
+
+    theirs, _, _ = tutorial()
+    theirs.save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as full, \
+            zipfile.ZipFile(tmp_path / "bad.keras", "w") as damaged:
+        damaged.writestr("config.json", full.read("config.json"))
+    with pytest.raises(reglab.errors.DataError,
+                       match=r"bad.keras: .*missing model\.weights\.h5"):
+        reglab.models.load_model(tmp_path / "bad.keras")
+
+
+def test_a_keras_file_of_an_unbuilt_sequential_loads_unbuilt_as_in_keras(tmp_path):
+    keras.Sequential([keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)],
+                     name="later").save(tmp_path / "unbuilt.keras")
+    again = keras.models.load_model(tmp_path / "unbuilt.keras")
+    ours = reglab.models.load_model(tmp_path / "unbuilt.keras")
+    assert again.built is False and ours.built is False and ours.name == "later"
+    with pytest.raises(ValueError):
+        ours.count_params()
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    ours.compile(optimizer="sgd", loss="mse")
+    ours.fit(x, x[:, :2], epochs=1, verbose=0)  # built by its data, as Keras's
+    assert [w.shape for w in ours.get_weights()] == [(5, 4), (4,), (4, 2), (2,)]

@@ -45,11 +45,11 @@ def model_from_json(json_string, custom_objects=None):
     return _from_json(json_string, custom_objects)
 
 
-def save_model(model, filepath):
-    """Saves ``model`` to one file (the same as ``model.save(filepath)``)."""
+def save_model(model, filepath, overwrite=True, zipped=None, **kwargs):
+    """Saves ``model`` to one file (the same as ``model.save(filepath, ...)``)."""
     from reglab.models.saving import save_model as _save
 
-    _save(model, filepath)
+    _save(model, filepath, overwrite, zipped, **kwargs)
 
 
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]

@@ -296,6 +296,8 @@ def load(path: str, compile: bool = True):  # noqa: A002
             raise ConfigError(f"{where}: {error}") from None
     from reglab.models import weights_file
 
+    if model._input_shape is None and model._population is None:
+        return model  # a model saved unbuilt has no weights yet: unbuilt, as Keras loads it
     # Keras's load_model builds the optimizer before reading its variables: so does this
     weights_file.load_weights(model, path, optimizer_state=isinstance(compiled, dict),
                               caller="load_model")

@@ -42,6 +42,8 @@ Differences from Keras 3:
   augmentation, shuffling) are drawn (Keras saves its seed generators' states). Not
   saved, as in Keras: callbacks' state (an EarlyStopping's patience) and the weights
   ``exclude_from_weight_decay`` named.
+- ``overwrite=False`` on an existing file raises FileExistsError, where Keras asks on the
+  terminal; ``zipped=False`` (Keras's unzipped directory) is refused.
 - The write is atomic: the archive is written to a temporary file in the target's
   directory, then moved over the target with ``os.replace``.
 
@@ -109,13 +111,20 @@ _CONSTRAINTS = _public_classes(constraints, constraints.Constraint)
 
 
 # -- save ---------------------------------------------------------------------------------
-def save_model(model, filepath) -> None:
+def save_model(model, filepath, overwrite=True, zipped=None, **kwargs) -> None:
     """Saves ``model`` (architecture, compile settings, weights) to one file at ``filepath``.
 
     Args:
         model: a :class:`reglab.models.Sequential`.
         filepath: a ``str`` or ``os.PathLike``; any suffix, none appended (see the module
             docstring). An existing file is replaced atomically.
+        overwrite: False refuses to replace an existing file (``FileExistsError``, as
+            ``save_weights``; Keras asks on the terminal instead).
+        zipped: None or True (Keras's default, one archive); False (Keras's unzipped
+            directory) is refused.
+        include_optimizer: accepted and ignored, as Keras ignores it for a ``.keras`` file
+            (the optimizer's state is always saved). Any other keyword raises ValueError,
+            as in Keras.
 
     Raises:
         ConfigError: the model holds something that cannot be saved without code (a
@@ -123,7 +132,18 @@ def save_model(model, filepath) -> None:
             loss), naming the layer and the argument.
         FileNotFoundError: the target's directory does not exist.
     """
+    kwargs.pop("include_optimizer", None)
+    if kwargs:
+        raise ValueError(f"save_model: the following argument(s) are not supported: "
+                         f"{list(kwargs)}.")
+    if zipped not in (None, True):
+        raise ConfigError("save_model: 'zipped' must be None or True (reglab writes one "
+                          f"archive, not Keras's unzipped directory). Got {zipped!r}.")
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"save_model: 'overwrite' must be True or False. Got {overwrite!r}.")
     path = os.fspath(filepath)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"save_model: {path} exists and overwrite=False.")
     if str(path).lower().endswith(HDF5_SUFFIXES):
         raise ConfigError(
             f"save_model: {path!r} names an HDF5 file, Keras's legacy model format, which "
@@ -517,6 +537,21 @@ def _is_keras_file(path: str) -> bool:
     return True
 
 
+def _keras_written(archive: zipfile.ZipFile, members: list[str]) -> bool:
+    """Whether an archive without reglab's document was written by Keras (its metadata, or a
+    config that is Keras's rather than an early reglab file's, which has a format_version)."""
+    if keras_export.METADATA_MEMBER in members or keras_export.WEIGHTS_MEMBER in members:
+        return True
+    if CONFIG_MEMBER not in members or WEIGHTS_MEMBER in members or \
+            archive.getinfo(CONFIG_MEMBER).file_size > _MAX_CONFIG_BYTES:
+        return False
+    try:
+        config = json.loads(archive.read(CONFIG_MEMBER))
+    except ValueError:
+        return False
+    return isinstance(config, dict) and "format_version" not in config and "module" in config
+
+
 class _Archive(NamedTuple):
     """A model archive's members: the config's name and bytes, the weights' name and bytes,
     ``training_state.npz`` or None."""
@@ -535,8 +570,10 @@ def _read_archive(path: str) -> _Archive:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-            if REGLAB_MEMBER in members:
-                config, weights = REGLAB_MEMBER, keras_export.WEIGHTS_MEMBER
+            if REGLAB_MEMBER in members or _keras_written(archive, members):
+                # reglab's with Keras's weights, or Keras's own missing a member
+                config = REGLAB_MEMBER if REGLAB_MEMBER in members else CONFIG_MEMBER
+                weights = keras_export.WEIGHTS_MEMBER
             else:
                 config, weights = CONFIG_MEMBER, WEIGHTS_MEMBER
             missing = [m for m in (config, weights) if m not in members]

@@ -775,11 +775,12 @@ class Sequential:
             config["outputs"] = list(self._output_positions)
         return config
 
-    def save(self, filepath) -> None:
-        """Saves architecture, compile settings and weights in one file (no pickled code)."""
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs) -> None:
+        """Saves architecture, compile settings and weights in one file (no pickled code);
+        the arguments as :func:`reglab.models.saving.save_model`'s."""
         from reglab.models.saving import save_model
 
-        save_model(self, filepath)
+        save_model(self, filepath, overwrite, zipped, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"

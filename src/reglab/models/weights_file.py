@@ -119,12 +119,12 @@ def load_weights(model, filepath, skip_mismatch: bool = False,
     path = os.fspath(filepath)
     if str(path).endswith((".keras", SUFFIX)) and not os.path.isfile(path):
         raise FileNotFoundError(f"load_weights: no file at {path}.")
-    if str(path).endswith(".keras"):
+    if str(path).endswith(".keras") or caller == "load_model":  # any name: an archive
         try:
             with zipfile.ZipFile(path) as archive:
                 data = archive.read(ARCHIVE_WEIGHTS)
         except (OSError, KeyError, zipfile.BadZipFile) as error:
-            raise DataError(f"load_weights: {path}: expected a .keras archive holding "
+            raise DataError(f"{caller}: {path}: expected a .keras archive holding "
                             f"{ARCHIVE_WEIGHTS}. Got: {error}.") from None
         source = io.BytesIO(data)
     elif str(path).endswith(SUFFIX):
