@@ -7,8 +7,11 @@ Contract (shared by any future backend):
 * a finished run (status in :data:`FINISHED`) is immutable: it takes no more epochs and cannot be
   finished again;
 * a finished run may carry one kernel (a float32 array), written in the same transaction;
-* dicts are stored as JSON text with sorted keys (NaN and infinities round-trip, so diverged
-  metrics survive; tuples come back as lists).
+* dicts are stored as standard JSON text with sorted keys (tuples come back as lists). A
+  non-finite number (a diverged run's loss) is written as the string ``"NaN"``,
+  ``"Infinity"`` or ``"-Infinity"``, which SQLite's ``json_extract`` reads, and metrics read
+  back as the float (a store written before this, with JSON's non-standard ``NaN`` token,
+  still reads).
 
 Durability: WAL journal with ``synchronous=NORMAL`` while a store is open for writing. A killed
 process loses nothing committed; a power cut may lose the last transactions, but the file stays
@@ -102,9 +105,27 @@ _RUN_COLUMNS = ", ".join(_RUN_FIELDS)
 _DEFAULT_SELECT = {"regime": "'{}' AS regime"}
 
 
+#: a non-finite float as the store writes it (standard JSON has no token for one)
+_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its name in :data:`_NON_FINITE`."""
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(item) for item in value]
+    return value
+
+
 def _dumps(value: Any) -> str:
-    """JSON text with sorted keys: the one way this store writes structured values."""
-    return json.dumps(value, sort_keys=True)
+    """Standard JSON text with sorted keys: the one way this store writes structured values
+    (non-finite floats by name, see the module docstring)."""
+    return json.dumps(_finite_json(value), sort_keys=True, allow_nan=False)
 
 
 def _run_values(run: RunRecord) -> dict[str, Any]:
@@ -152,6 +173,8 @@ def _parsed_object(path: Path, text, place: str, numbers: bool = False) -> dict:
         wrong = f"JSON {type(value).__name__}, where reglab writes an object"
     elif numbers:
         for key, item in value.items():
+            if isinstance(item, str) and item in _NON_FINITE:
+                value[key] = item = _NON_FINITE[item]
             if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
                 wrong = f"{key!r} is {item!r}, where reglab writes a number"
                 break

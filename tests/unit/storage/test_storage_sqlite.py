@@ -267,6 +267,30 @@ def test_nan_and_inf_metrics_round_trip(store):
     assert math.isnan(store.run(rid).metrics["loss"])
 
 
+def test_non_finite_metrics_are_standard_json_that_sqlite_reads(store):
+    store.add_runs([make_run(0)])
+    rid = make_run(0).run_id
+    store.record_epochs([(rid, 0, {"loss": float("nan"), "val_loss": float("-inf"),
+                                   "accuracy": 0.5})])
+    store.finish_runs([finished(make_run(0), "diverged", metrics={"loss": float("inf")})])
+    with sqlite3.connect(store.path) as conn:  # SQLite's JSON functions refuse a bare NaN
+        got = conn.execute("SELECT json_extract(metrics, '$.loss'), "
+                           "json_extract(metrics, '$.val_loss'), "
+                           "json_extract(metrics, '$.accuracy') FROM epochs").fetchone()
+        final = conn.execute("SELECT json_extract(metrics, '$.loss') FROM runs").fetchone()
+    assert got == ("NaN", "-Infinity", 0.5) and final == ("Infinity",)
+
+
+def test_a_store_written_with_bare_nan_tokens_still_reads(store):
+    store.add_runs([make_run(0)])
+    rid = make_run(0).run_id
+    store.record_epochs([(rid, 0, {"loss": 1.0})])
+    with sqlite3.connect(store.path) as conn:  # as stores before standard JSON were written
+        conn.execute("UPDATE epochs SET metrics = ?", ('{"loss": NaN, "val_loss": Infinity}',))
+    (epoch,) = store.epochs(rid)
+    assert math.isnan(epoch["loss"]) and epoch["val_loss"] == math.inf
+
+
 # -- finishing ------------------------------------------------------------------------------
 
 
