@@ -250,3 +250,38 @@ def test_an_auto_monitor_takes_a_named_metric_object_s_direction_as_keras(monito
     (_, *theirs), (_, *ours) = results
     np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
     assert ours[1] == pytest.approx(theirs[1], rel=1e-5) and ours[2:] == theirs[2:]
+
+
+@pytest.mark.parametrize("save_freq, batch_size", [(3, 8), (4, 16), (1, 32)])
+def test_model_checkpoint_every_n_batches_saves_where_keras_saves(tmp_path, save_freq,
+                                                                  batch_size):
+    """An int save_freq counts batches across epochs (40 samples: 5, 3 or 2 batches an
+    epoch, the last one short); the files, named by epoch and batch, are Keras's, and each
+    holds the weights the model had after that batch."""
+    x = np.random.default_rng(0).normal(size=(40, 2)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    saved = {}
+    for api in (keras, reglab):
+        folder = tmp_path / api.__name__
+        model = api.Sequential([api.Input((2,)), api.layers.Dense(1)])
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="mse")
+        weights = {}
+
+        class Record(api.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+
+            def on_train_batch_end(self, batch, logs=None):
+                weights[(self.epoch + 1, batch + 1)] = self.model.get_weights()
+        checkpoint = api.callbacks.ModelCheckpoint(
+            str(folder / "m-{epoch}-{batch}.weights.h5"), save_weights_only=True,
+            save_freq=save_freq)
+        model.fit(x, y, batch_size=batch_size, epochs=3, shuffle=False, verbose=0,
+                  callbacks=[Record(), checkpoint])
+        saved[api.__name__] = sorted(p.name for p in folder.iterdir())
+        for name in saved[api.__name__]:
+            epoch, batch = map(int, name[2:].split(".")[0].split("-"))
+            model.load_weights(folder / name)
+            for got, want in zip(model.get_weights(), weights[(epoch, batch)]):
+                np.testing.assert_array_equal(got, want)
+    assert saved["reglab"] == saved["keras"] and saved["keras"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 
@@ -31,8 +32,9 @@ class ModelCheckpoint(Callback):
             Otherwise ``model.save(path)`` saves the whole model.
         mode: 'auto', 'min' or 'max'; 'auto' resolves from the monitor's name by the
             same rule as ``EarlyStopping`` (losses are minimized, accuracies maximized).
-        save_freq: only 'epoch' is supported; saving every N batches (Keras's integer
-            ``save_freq``) is not, and raises ``ConfigError``.
+        save_freq: 'epoch', or a positive int N: save after every N training batches
+            (counted across epochs, as Keras counts them), with the batch's running logs;
+            ``filepath`` may then also name ``{batch}`` (1-based in its epoch).
         initial_value_threshold: the "best" value to beat before the first save with
             ``save_best_only``.
 
@@ -66,10 +68,16 @@ class ModelCheckpoint(Callback):
                 f"ModelCheckpoint: 'filepath' {filepath!r} names an HDF5 file, Keras's legacy "
                 "model format, which reglab does not write. End it in '.keras' to save the "
                 "whole model, or pass save_weights_only=True for the weights ('.weights.h5').")
-        if save_freq != "epoch":
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, numbers.Integral)
+                                     or save_freq < 1):
             raise ConfigError(
-                f"ModelCheckpoint: 'save_freq' must be 'epoch'. Got {save_freq!r}. Saving "
-                "every N batches is not supported by reglab; save once per epoch instead.")
+                f"ModelCheckpoint: 'save_freq' must be 'epoch' or a positive int (save every "
+                f"that many batches). Got {save_freq!r}.")
+        if save_freq != "epoch":
+            save_freq = int(save_freq)
+            # the batch hook only here: a callback with it gets each batch's logs
+            self.on_train_batch_end = self._save_after_batches
         if not isinstance(monitor, str) or not monitor:
             raise ConfigError(f"ModelCheckpoint: 'monitor' must be a metric name. "
                               f"Got {monitor!r}.")
@@ -92,6 +100,7 @@ class ModelCheckpoint(Callback):
         if mode != "auto":
             self._resolve_mode()
         self._monitor_checked = False  # Keras's check of an 'auto' monitor, at the first end
+        self._batches_since_saving, self._last_batch, self._epoch = 0, None, 0
 
     def _resolve_mode(self) -> str:
         """'min' or 'max': EarlyStopping's rule (:mod:`reglab.monitors`), so the callbacks
@@ -102,24 +111,44 @@ class ModelCheckpoint(Callback):
                 compiled=getattr(self.model, "_metric_directions", None))
         return self.monitor_op_mode
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         if not self._monitor_checked:
             monitors.check_monitored("ModelCheckpoint", self.monitor, self.mode, logs)
             self._monitor_checked = True
-        filepath = self._get_file_path(epoch, logs)
+        if self.save_freq == "epoch":
+            self._save_if(epoch, None, logs)
+
+    def _save_after_batches(self, batch, logs=None):
+        """``on_train_batch_end`` with an int ``save_freq``: Keras's count of the batches
+        since the last save (a batch number not above the last one starts a new epoch)."""
+        new_epoch = self._last_batch is None or batch <= self._last_batch
+        self._batches_since_saving += batch + 1 if new_epoch else batch - self._last_batch
+        self._last_batch = batch
+        if self._batches_since_saving >= self.save_freq:
+            self._batches_since_saving = 0
+            self._save_if(self._epoch, batch, dict(logs or {}))
+
+    def _save_if(self, epoch: int, batch: int | None, logs: dict) -> None:
+        filepath = self._get_file_path(epoch, batch, logs)
         if self._should_save(epoch, logs, filepath):
             self._save(filepath)
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
-    def _get_file_path(self, epoch: int, logs: dict) -> str:
+    def _get_file_path(self, epoch: int, batch: int | None, logs: dict) -> str:
+        fields = {"epoch": epoch + 1, **({} if batch is None or "batch" in logs
+                                          else {"batch": batch + 1}), **logs}
+        fields["epoch"] = epoch + 1
         try:
-            return self.filepath.format(**{**logs, "epoch": epoch + 1})
+            return self.filepath.format(**fields)
         except KeyError as error:
             raise ConfigError(
                 f"ModelCheckpoint: 'filepath' {self.filepath!r} names {error.args[0]!r}, which "
-                f"is not in the logs. Available: epoch, {', '.join(logs)}.") from None
+                f"is not in the logs. Available: {', '.join(fields)}.") from None
 
     def _should_save(self, epoch: int, logs: dict, filepath: str) -> bool:
         if not self.save_best_only:

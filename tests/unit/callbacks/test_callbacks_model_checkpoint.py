@@ -125,9 +125,10 @@ def test_verbose_messages(tmp_path, capsys):
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match="ModelCheckpoint: 'save_freq' must be 'epoch'. "
-                                          "Got 100. Saving every N batches is not supported"):
-        ModelCheckpoint("m.keras", save_freq=100)
+    for bad in (0, -3, 2.5, True, "batch"):
+        with pytest.raises(ConfigError, match="ModelCheckpoint: 'save_freq' must be 'epoch' or "
+                                              f"a positive int .*Got {bad!r}"):
+            ModelCheckpoint("m.keras", save_freq=bad)
     # as Keras, 'auto' is resolved at the first epoch's end, from the logs and the model's
     # compiled metrics (a metric logged under this name with no known direction)
     mystery = ModelCheckpoint("m.keras", monitor="val_mystery", save_best_only=True)
