@@ -52,6 +52,16 @@ def plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
+def short(text: str, width: int) -> str:
+    """``plain(text)`` cut to ``width`` characters in its middle (an ellipsis there), so that
+    a long variant name keeps its start and end and stays within its panel's title."""
+    text = str(text)
+    if len(text) > width:
+        keep = width - 1
+        text = text[:(keep + 1) // 2] + "…" + text[len(text) - keep // 2:]
+    return plain(text)
+
+
 def _color(index: int) -> str:
     return _COLORS[index % len(_COLORS)]
 
@@ -117,7 +127,7 @@ def learning_curves(results, kind: str) -> Figure | None:
         for i, stop in enumerate(stops):
             ax.axvline(stop + 1, color="#555555", ls=":", lw=1,
                        label="early stop" if i == 0 else None)
-        ax.set_title(plain(label), fontsize=9)
+        ax.set_title(short(label, 40), fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
@@ -216,7 +226,8 @@ def weight_histograms(results) -> Figure | None:
         ax.set_ylim(bottom=0.8)
         zeros = float(np.mean(weights == 0)) * 100
         small = float(np.mean(np.abs(weights) < SMALL)) * 100
-        ax.set_title(f"{plain(label)}: {small:.1f}% |w|<1e-3, {zeros:.1f}% exactly 0", fontsize=8)
+        ax.set_title(f"{short(label, 22)}: {small:.1f}% |w|<1e-3, {zeros:.1f}% exactly 0",
+                     fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:

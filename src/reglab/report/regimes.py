@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from reglab.report.figures import _color, _figure, _margins, plain, shared_legend
+from reglab.report.figures import _color, _figure, _margins, plain, shared_legend, short
 from reglab.study.regimes import format_regime_value
 
 #: verdicts drawn with a filled marker (the others hollow)
@@ -161,7 +161,7 @@ def _draw(results, points: list[RegimePoint], labels: list[str], value: str,
                         color=color, lw=0.9, alpha=0.7)
         if value == "delta":
             ax.axhline(0.0, color="#555555", lw=0.9)
-        ax.set_title(plain(label), fontsize=9)
+        ax.set_title(short(label, 40), fontsize=9)
         _style_x(ax, axis, xs_all)
         if axis == "train_size":
             ax.xaxis.set_tick_params(labelbottom=True)
