@@ -86,3 +86,56 @@ def test_a_model_built_without_a_seed_resumes_from_its_backup_as_in_keras(tmp_pa
                                  callbacks=[api.callbacks.BackupAndRestore(backup)])
         histories[api.__name__] = history.epoch
     assert histories["reglab"] == histories["keras"] == [2, 3]
+
+
+def _sgd_model(api, momentum, name=None, weights=None):
+    m = api.Sequential([api.Input((4,)), api.layers.Dense(3, activation="tanh"),
+                        api.layers.Dense(2)], name=name)
+    if weights is not None:
+        m.set_weights(weights)
+    m.compile(optimizer=api.optimizers.SGD(0.05, momentum=momentum), loss="mse")
+    return m
+
+
+@pytest.mark.parametrize("second_name", [None, "renamed"])
+def test_a_resume_trains_with_the_new_compile_s_momentum_as_keras(tmp_path, second_name):
+    """Keras's backup holds the optimizer's variables (steps, learning rate, slots), not its
+    other hyperparameters: a resume compiled with momentum 0.5 trains with 0.5, not with the
+    backed-up run's 0.9; a model of another name resumes too."""
+    start = _sgd_model(keras, 0.9).get_weights()
+    finals = {}
+    for api in (keras, reglab):
+        backup = str(tmp_path / api.__name__)
+
+        class StopAt(api.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 2:
+                    raise Stop()
+        with pytest.raises(Stop):
+            _sgd_model(api, 0.9, weights=start).fit(
+                X, Y, epochs=4, batch_size=8, shuffle=False, verbose=0,
+                callbacks=[api.callbacks.BackupAndRestore(backup), StopAt()])
+        resumed = _sgd_model(api, 0.5, second_name)
+        history = resumed.fit(X, Y, epochs=4, batch_size=8, shuffle=False, verbose=0,
+                              callbacks=[api.callbacks.BackupAndRestore(backup)])
+        assert history.epoch == [2, 3]
+        finals[api.__name__] = resumed.get_weights()
+    for ours, theirs in zip(finals["reglab"], finals["keras"], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_after_an_early_stop_a_kept_backup_goes_on_as_in_keras(tmp_path):
+    """EarlyStopping's state is not backed up (Keras's rule): each later fit resumes after
+    the backed-up epoch and trains until the callback stops it again."""
+    epochs = {}
+    for api in (keras, reglab):
+        backup = str(tmp_path / api.__name__)
+        model = _sgd_model(api, 0.0)
+        runs = []
+        for _ in range(3):
+            history = model.fit(X, Y, epochs=6, verbose=0, callbacks=[
+                api.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=10),
+                api.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+            runs.append(history.epoch)
+        epochs[api.__name__] = runs
+    assert epochs["reglab"] == epochs["keras"] == [[0, 1], [2, 3], [4, 5]]

@@ -314,24 +314,44 @@ class Population:
                 "discarded": self._discarded}
 
     def _resume(self, checkpoint: dict) -> int:
-        """Takes a :meth:`checkpoint`'s state; returns the epoch to train next."""
+        """Takes a :meth:`checkpoint`'s state; returns the epoch to train next.
+
+        A checkpoint marked ``model_backup`` (a Keras model's ``BackupAndRestore``) is taken
+        as Keras takes its backup: the weights, the optimizer's state (slots, steps, learning
+        rate) and the epoch, with this population's other hyperparameters (the new compile's
+        momentum, weight decay...); its seeds and names are taken whatever they were (a model
+        built without a seed draws a new one in each process), and members it had stopped
+        (a callback's early stop) or parked after a non-finite loss train again, as a new
+        ``fit`` of a Keras model does."""
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != \
                 self.CHECKPOINT_FORMAT or not _CHECKPOINT_KEYS <= checkpoint.keys():
             raise ConfigError("fit: 'resume' must be a Population.checkpoint() of format "
                               f"{self.CHECKPOINT_FORMAT}. Got {type(checkpoint).__name__}.")
+        backup = bool(checkpoint.get("model_backup"))
         for key, ours in (("names", list(self.plan.names)), ("seeds", list(self.plan.seeds))):
+            if backup and len(checkpoint[key]) == len(ours):
+                continue
             if checkpoint[key] != ours:
                 raise ConfigError(f"fit: 'resume' is the checkpoint of another population (its "
                                   f"members' {key} {checkpoint[key][:3]}..., these "
                                   f"{ours[:3]}...).")
         members = checkpoint["members"]
-        self._check_resumed_structure(members, checkpoint["optimizer_values"])
+        values = checkpoint["optimizer_values"]
+        if backup:  # Keras's optimizer variables: the learning rate; the rest as compiled
+            values = [{**ours, **({"learning_rate": theirs["learning_rate"]}
+                                  if "learning_rate" in theirs and "learning_rate" in ours
+                                  else {})}
+                      for ours, theirs in zip(self.state.optimizer_values, values)]
+        self._check_resumed_structure(members, values)
+        self._check_resumed_optimizer(members)
+        if backup:
+            self.plan.seeds[:] = [int(seed) for seed in checkpoint["seeds"]]
         for family in members.tensors.values():
             for key, t in family.items():
                 family[key] = t.to(self.device)
         members._mark_trainable()
         self.state.members = members
-        self.state.optimizer_values = checkpoint["optimizer_values"]
+        self.state.optimizer_values = values
         self.state.refresh_values()
         self._parked = checkpoint["parked"]
         self.results = checkpoint["results"]
@@ -339,7 +359,30 @@ class Population:
         self._removed = checkpoint["removed"]
         self._discarded = checkpoint.get("discarded", set())
         self._joined = checkpoint["joined"]
+        if backup:
+            self._restore_all()
+            self._diverged = {}
+            for result in self.results:
+                result.status = "running"
         return int(checkpoint["epoch"]) + 1
+
+    def _check_resumed_optimizer(self, members) -> None:
+        """Refuses a checkpoint whose optimizer state lacks a slot or a value this optimizer
+        keeps (Adam's resumed by Adamax, a float32 run by a loss-scaled one): there is no state
+        to go on from. (Keras skips such a backup's optimizer variables with a warning;
+        here nothing changes, and the message says what differs.)"""
+        def kept(state):
+            return ({name for name in state.tensors if name != "weights"},
+                    set(state.scalars) - {"early_stopping"})
+        (slots, values), (needed, needed_values) = kept(members), kept(self.state.members)
+        missing = sorted(needed - slots) + sorted(needed_values - values)
+        if missing:
+            name = type(self.plan.optimizers[0]).__name__ if self.plan.optimizers else "?"
+            raise ConfigError(
+                f"fit: 'resume' is the checkpoint of another optimizer: this one ({name}) "
+                f"keeps {', '.join(missing)}, which the checkpoint has not (it has "
+                f"{', '.join(sorted(slots | values)) or 'nothing'}). Resume with the optimizer "
+                "it was saved with, or delete it to start over.")
 
     def _check_resumed_structure(self, members, optimizer_values) -> None:
         """Refuses a checkpoint of other weights (a layer's units, another layer) or another

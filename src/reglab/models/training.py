@@ -59,17 +59,6 @@ class _LazyLogs(Mapping):
         return len(self._logs())
 
 
-def _take_backed_up_seed(model, population, resume: dict) -> None:
-    """A backup goes on with the random streams it was trained with, as Keras's backup
-    brings its seed generators' state: a model built without a seed draws a new one in
-    each process, and one rebuilt with another seed is the same network."""
-    seeds = resume.get("seeds") if isinstance(resume, dict) else None
-    if resume.get("names") != list(population.plan.names) or not isinstance(seeds, list) \
-            or len(seeds) != 1 or seeds == population.plan.seeds:
-        return  # another population: the engine's check names it
-    model.seed = population.plan.seeds[0] = int(seeds[0])
-
-
 class _KerasBridge:
     """Engine observer that drives Keras callbacks for member 0."""
 
@@ -82,8 +71,14 @@ class _KerasBridge:
         self.eager_logs = any(overrides(c, "on_train_batch_end") and
                               not isinstance(c, ProgbarLogger) for c in callbacks.callbacks)
 
+    resumed = False
+
     def on_train_begin(self, population):
         self.population = population
+        if self.resumed and self.model.optimizer.schedule is None:
+            # a backup taken (Population._resume): what callbacks see of the learning rate is
+            # what the backed-up run had reached (a schedule's follows the restored steps)
+            self.model.optimizer.learning_rate = population.hyperparameter(0, "learning_rate")
 
     def _sync_learning_rate(self):
         if self.model.optimizer.schedule is not None:  # the rate follows the schedule
@@ -276,12 +271,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     model._build_optimizer()
     callback_list.on_train_begin({})
     resume, model._resume_state = model._resume_state, None  # set by BackupAndRestore
-    if resume is not None:
-        _take_backed_up_seed(model, population, resume)
-    if resume is not None and model.optimizer.schedule is None:
-        # what callbacks see of the learning rate is what the backed-up run had reached (a
-        # schedule's follows the restored step count)
-        model.optimizer.learning_rate = resume["optimizer_values"][0]["learning_rate"]
+    if isinstance(resume, dict):  # taken as Keras takes its backup (Population._resume)
+        resume = {**resume, "model_backup": True}
+    bridge.resumed = resume is not None
     observers, eval_batch_size = [bridge], validation_batch_size
     if _BatchHooks.wanted(callback_list, "test"):  # Keras's validation batches, then
         observers.append(_BatchHooks(callback_list))
@@ -324,6 +316,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 data.generator.finish()
     finally:
         model._fitting = False
+        # a backup goes on with the random streams it was trained with, as Keras's brings
+        # its seed generators' state: the model's seed is the one the population took
+        model.seed = population.plan.seeds[0]
     if model._signature() != built_for:
         warnings.warn("fit: a layer's 'trainable' (or the optimizer's "
                       "exclude_from_weight_decay) changed during fit; it takes effect at "

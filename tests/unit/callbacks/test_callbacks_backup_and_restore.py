@@ -185,7 +185,8 @@ def test_a_backup_of_another_architecture_is_refused_naming_it(tmp_path):
     other = Sequential([Dense(8, activation="relu", input_shape=(6,)),
                         Dense(3, activation="softmax")], seed=3, name="other")
     other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    with pytest.raises(ConfigError, match="checkpoint of another population .*names"):
+    with pytest.raises(ConfigError, match="checkpoint of another population: the weight "
+                                          r"'\w+' of layer \d"):
         fit(other, [BackupAndRestore(tmp_path)])
 
 
@@ -207,3 +208,35 @@ def test_a_backup_of_other_weights_under_the_same_names_is_refused(tmp_path, uni
     with pytest.raises(ConfigError, match=fragment):
         fit(make(units, optimizer), [BackupAndRestore(tmp_path)])
     assert (tmp_path / "latest.pt").is_file()  # kept for the right model
+
+
+@pytest.mark.parametrize("second", ["adamax", "nadam", "amsgrad"])
+def test_a_backup_of_an_optimizer_without_this_one_s_state_is_refused_changing_nothing(
+        tmp_path, second):
+    from reglab.optimizers import Adam
+
+    def make(optimizer, seed):
+        m = Sequential([Dense(8, activation="relu", input_shape=(6,)),
+                        Dense(3, activation="softmax")], seed=seed)
+        m.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        return m
+    with pytest.raises(Interrupt):
+        fit(make("adam", 1), [BackupAndRestore(tmp_path), InterruptAt(2)])
+    other = make(Adam(amsgrad=True) if second == "amsgrad" else second, 5)
+    before = other.get_weights()
+    with pytest.raises(ConfigError, match=r"checkpoint of another optimizer: this one \(\w+\) "
+                                          r"keeps optimizer/"):
+        fit(other, [BackupAndRestore(tmp_path)])
+    assert other.seed == 5  # the backup's seed is taken only with the backup
+    for got, want in zip(other.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+    assert fit(other, [], epochs=2).epoch == [0, 1]  # it trains as it was
+    assert (tmp_path / "latest.pt").is_file()
+
+
+def test_a_backup_file_that_is_no_checkpoint_is_refused_as_such(tmp_path):
+    import torch
+
+    torch.save([1, 2, 3], tmp_path / "latest.pt")
+    with pytest.raises(ConfigError, match="'resume' must be a Population.checkpoint"):
+        fit(model(), [BackupAndRestore(tmp_path)])
