@@ -271,7 +271,7 @@ def test_model_checkpoint_every_n_batches_saves_where_keras_saves(tmp_path, save
             def on_epoch_begin(self, epoch, logs=None):
                 self.epoch = epoch
 
-            def on_train_batch_end(self, batch, logs=None):
+            def on_train_batch_end(self, batch, logs=None, weights=weights):
                 weights[(self.epoch + 1, batch + 1)] = self.model.get_weights()
         checkpoint = api.callbacks.ModelCheckpoint(
             str(folder / "m-{epoch}-{batch}.weights.h5"), save_weights_only=True,
