@@ -81,3 +81,29 @@ def test_steps_scales_and_weights_match_keras(inner):
     for got, want in zip(ours.get_weights(), theirs.get_weights()):
         # float16 products and sums, rounded alike but in other orders
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+
+
+def test_a_keras_mixed_float16_file_loads_with_its_loss_scale_as_in_keras(tmp_path):
+    """Keras writes the inner optimizer of a model its compile wrapped; loading under
+    mixed_float16 wraps it again and reads the scale and the step count back."""
+    keras.utils.set_random_seed(1)
+    theirs = build(keras)
+    theirs.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(2).normal(size=(48, 5)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(48) % 3]
+    theirs.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    theirs.save(tmp_path / "f16.keras")
+    loaded = {}
+    for api in (keras, reglab):
+        api.mixed_precision.set_global_policy("mixed_float16")
+        loaded[api.__name__] = api.models.load_model(tmp_path / "f16.keras")
+        api.mixed_precision.set_global_policy("float32")
+    for model in loaded.values():
+        assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+        assert int(model.optimizer.iterations) == 3
+        assert float(model.optimizer.dynamic_scale) == float(theirs.optimizer.dynamic_scale)
+    for model in loaded.values():
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for ours, want in zip(loaded["reglab"].get_weights(), loaded["keras"].get_weights(),
+                          strict=True):
+        np.testing.assert_allclose(ours, want, rtol=1e-3, atol=1e-5)

@@ -291,7 +291,9 @@ def load(path: str, compile: bool = True):  # noqa: A002
         try:
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
                           weighted_metrics=weighted, loss_weights=compiled.get("loss_weights"),
-                          auto_scale_loss=False)
+                          # as Keras's compile_from_config: it wrote the inner optimizer of
+                          # one compile wrapped, and wraps it again under mixed_float16
+                          auto_scale_loss=compiled.get("auto_scale_loss", True) is not False)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
     from reglab.models import weights_file
