@@ -76,10 +76,11 @@ def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> tor
 
 def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
           out: torch.Tensor | None = None) -> torch.Tensor:
-    """``torch.addmm(bias, a, b, out=out)``: the bias added before the one rounding."""
-    if widens(a):
-        wide_a, wide_b, wide_bias = _widened(a, b, bias)
-        return _finish(torch.addmm(wide_bias, wide_a, wide_b), a.dtype, out)
+    """``torch.addmm(bias, a, b, out=out)``; in a half-precision dtype the product rounded,
+    then the bias added (a second rounding), as Keras computes ``x @ kernel + bias``."""
+    if a.dtype in _HALF:
+        _widened(a, bias)  # the dtype check torch's own addmm makes
+        return mm(a, b, out=out).add_(bias)
     return torch.addmm(bias, a, b, out=out)
 
 
@@ -91,17 +92,22 @@ def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.baddbmm(bias, a, b)``: the bias added before the one rounding."""
-    if widens(a):
-        wide_a, wide_b, wide_bias = _widened(a, b, bias)
-        return torch.baddbmm(wide_bias, wide_a, wide_b).to(a.dtype)
+    """``torch.baddbmm(bias, a, b)``; in a half-precision dtype the product rounded, then
+    the bias added, as :func:`addmm`."""
+    if a.dtype in _HALF:
+        _widened(a, bias)
+        return bmm(a, b).add_(bias)
     return torch.baddbmm(bias, a, b)
 
 
 def conv2d(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None,
            **kwargs) -> torch.Tensor:
     """``F.conv2d(x, kernel, bias, **kwargs)``, differentiable (autograd takes the widening
-    and the rounding back as the matching casts of the gradients)."""
+    and the rounding back as the matching casts of the gradients); in a half-precision
+    dtype the bias is added after the convolution's rounding, as Keras adds it."""
+    if x.dtype in _HALF and bias is not None:
+        _widened(x, bias)
+        return conv2d(x, kernel, None, **kwargs) + bias.view(1, -1, *([1] * (x.dim() - 2)))
     if widens(x):
-        return F.conv2d(*_widened(x, kernel, bias), **kwargs).to(x.dtype)
+        return F.conv2d(*_widened(x, kernel), **kwargs).to(x.dtype)
     return F.conv2d(x, kernel, bias, **kwargs)

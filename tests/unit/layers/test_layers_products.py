@@ -5,7 +5,8 @@ against two references written here: the exact product computed in float64 and r
 once to the compute dtype, and torch's own half-precision operation (a scalar loop on a
 CPU without AVX-512, oneDNN's kernels on one with it). Both may differ from the widened
 result only where a float32 sum lands next to a rounding boundary: by one unit in the
-last place, on a small fraction of the elements.
+last place, on a small fraction of the elements. A bias is added as Keras adds it,
+``x @ kernel + bias``: to the rounded product, in the compute dtype (a second rounding).
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ def test_mm_and_addmm_round_the_exact_product_once(widened, dtype):
     a64, b64, bias64 = a.double(), b.double(), bias.double()
     size = a64.abs() @ b64.abs()
     assert_one_rounding_of(products.mm(a, b), a64 @ b64, size, 130)
-    assert_one_rounding_of(products.addmm(bias, a, b), bias64 + a64 @ b64,
-                           bias64.abs() + size, 131)
+    assert torch.equal(products.addmm(bias, a, b), products.mm(a, b) + bias)
     # transposed views, as the layers' gradients pass them
     assert_one_rounding_of(products.mm(a.t(), a), a64.t() @ a64, a64.abs().t() @ a64.abs(), 37)
 
@@ -77,21 +77,22 @@ def test_bmm_and_baddbmm_round_the_exact_product_once(widened, dtype):
     a64, b64, bias64 = a.double(), b.double(), bias.double()
     size = a64.abs() @ b64.abs()
     assert_one_rounding_of(products.bmm(a, b), a64 @ b64, size, 70)
-    assert_one_rounding_of(products.baddbmm(bias, a, b), bias64 + a64 @ b64,
-                           bias64.abs() + size, 71)
+    assert torch.equal(products.baddbmm(bias, a, b), products.bmm(a, b) + bias)
 
 
 @pytest.mark.parametrize("dtype", HALF)
-def test_the_bias_is_added_before_the_one_rounding(widened, dtype):
-    # (1 + e)^2 = 1 + 2e + e^2 exactly in float32; minus (1 + 2e) leaves e^2, which a
-    # rounding of the product before the bias would lose (1 + 2e + e^2 rounds to 1 + 2e)
+def test_the_bias_is_added_after_the_product_s_rounding_as_keras_adds_it(widened, dtype):
+    # (1 + e)^2 = 1 + 2e + e^2 exactly in float32, rounded to 1 + 2e in the compute dtype;
+    # Keras's x @ kernel + bias adds -(1 + 2e) to that rounded product: 0, where one
+    # rounding of the whole (torch's addmm) would keep e^2
     eps = 2.0 ** (-7 if dtype == torch.bfloat16 else -10)
     a = torch.tensor([[1 + eps]], dtype=dtype)
     bias = torch.tensor([-(1 + 2 * eps)], dtype=dtype)
-    assert products.addmm(bias, a, a).item() == eps * eps
-    assert products.baddbmm(bias.view(1, 1, 1), a.view(1, 1, 1), a.view(1, 1, 1)).item() \
-        == eps * eps
     assert products.mm(a, a).item() == 1 + 2 * eps  # the rounding itself
+    assert products.addmm(bias, a, a).item() == 0.0
+    assert products.baddbmm(bias.view(1, 1, 1), a.view(1, 1, 1), a.view(1, 1, 1)).item() == 0.0
+    image = a.view(1, 1, 1, 1)
+    assert products.conv2d(image, image, bias).item() == 0.0
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -104,7 +105,7 @@ def test_out_receives_the_rounded_product(widened, dtype):
     wide = torch.zeros(16, 20, dtype=dtype)
     view = wide[:, 2:10].t()  # (8, 16), not contiguous
     assert products.addmm(bias, a, b, out=view) is view
-    assert_one_rounding_of(view, bias64 + a64 @ b64, bias64.abs() + a64.abs() @ b64.abs(), 25)
+    assert torch.equal(view, products.mm(a, b) + bias)
     assert not wide[:, :2].any() and not wide[:, 10:].any()  # nothing outside the view
 
 
@@ -128,7 +129,7 @@ def test_operands_of_another_dtype_are_refused_as_torch_refuses_them(widened, dt
 def test_widened_products_agree_with_torch_s_own(widened, dtype):
     a, b, bias = operands(dtype, (33, 96), (96, 40), (40,), seed=3)
     for got, own in ((products.mm(a, b), torch.mm(a, b)),
-                     (products.addmm(bias, a, b), torch.addmm(bias, a, b)),
+                     (products.addmm(bias, a, b), torch.mm(a, b) + bias),
                      (products.bmm(a[None], b[None]), torch.bmm(a[None], b[None]))):
         ulps = units_in_last_place(got, own)
         assert int(ulps.max()) <= 1 and float((ulps > 0).float().mean()) <= 0.02
@@ -150,8 +151,10 @@ def test_conv2d_and_its_gradients_round_once(widened, dtype):
     x.requires_grad_(True)
     kernel.requires_grad_(True)
     y = products.conv2d(x, kernel, bias, stride=(1, 2), dilation=(1, 1))
-    assert_one_rounding_of(y.detach(), F.conv2d(x64, k64, b64, stride=(1, 2)),
-                           F.conv2d(x64.abs(), k64.abs(), b64.abs(), stride=(1, 2)), 28)
+    unbiased = products.conv2d(x.detach(), kernel.detach(), stride=(1, 2), dilation=(1, 1))
+    assert_one_rounding_of(unbiased, F.conv2d(x64, k64, stride=(1, 2)),
+                           F.conv2d(x64.abs(), k64.abs(), stride=(1, 2)), 27)
+    assert torch.equal(y.detach(), unbiased + bias.view(1, -1, 1, 1))  # Keras's bias add
     y.backward(upstream)
     assert x.grad.dtype == kernel.grad.dtype == dtype
     exact = conv_gradients(x64, k64, upstream)
@@ -207,7 +210,7 @@ def test_a_bfloat16_population_multiplies_only_float32_on_the_widened_road(widen
         (lambda: [Flatten(input_shape=(4, 8), **policy), Dense(32, activation="relu", **policy),
                   Dropout(0.3, **policy), Dense(24, activation="relu", **policy),
                   Dense(3, activation="softmax")], rng.random((40, 4, 8), dtype="float32"),
-         {"addmm", "baddbmm"}),
+         {"mm", "bmm"}),
         (lambda: [Conv2D(4, 3, activation="relu", input_shape=(7, 7, 1), **policy),
                   MaxPooling2D(**policy), Flatten(**policy), Dense(3, activation="softmax")],
          rng.random((40, 7, 7, 1), dtype="float32"), {"convolution", "convolution_backward"}),

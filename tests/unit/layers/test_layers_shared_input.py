@@ -15,10 +15,14 @@ from reglab.layers.shared_input import MemberGroups, shared_input_linear
 
 
 def reference(x, kernel, bias, rows):
-    """Each member alone: ``x[row] @ kernel[m] + bias[m]``, one product per member (the bias
-    added by the GEMM, as ``nn.Linear`` does)."""
+    """Each member alone: ``x[row] @ kernel[m] + bias[m]``, one product per member, the bias
+    added as Keras adds it (in a half-precision dtype, after the product's rounding)."""
     return torch.stack([x[row] @ kernel[m] if bias is None else
-                        torch.addmm(bias[m], x[row], kernel[m]) for m, row in enumerate(rows)])
+                        (torch.addmm(bias[m], x[row], kernel[m]) if x.dtype not in HALF
+                         else (x[row] @ kernel[m]) + bias[m]) for m, row in enumerate(rows)])
+
+
+HALF = (torch.bfloat16, torch.float16)
 
 
 @pytest.mark.parametrize("rows", [[0, 0, 0, 1, 1, 2], [1, 0, 2, 0, 1, 0], [0, 2, 2], [0]],
