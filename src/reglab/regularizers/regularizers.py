@@ -273,10 +273,11 @@ l2 = L2
 l1_l2 = L1L2
 proximal_l1 = ProximalL1
 
+#: the names ``get`` takes, as Keras's: not 'l1_l2' (Keras refuses that string, which would
+#: otherwise give a regularizer of no strength; ``l1_l2(...)`` is the class)
 _BY_NAME: dict[str, type[Regularizer]] = {
     "l1": L1,
     "l2": L2,
-    "l1_l2": L1L2,
     "l1l2": L1L2,
     "proximal_l1": ProximalL1,
     "proximall1": ProximalL1,

@@ -93,8 +93,10 @@ def test_regularizer_configs_and_lookup():
     reg = L1L2(0.1, 0.2)
     assert deserialize(serialize(reg)) == reg
     assert "proximal" in ProximalL1.contributes and "proximal" not in L1.contributes
-    with pytest.raises(ConfigError, match=r"unknown regularizer 'l1_l3'.*Did you mean 'l1_l2'"):
+    with pytest.raises(ConfigError, match=r"unknown regularizer 'l1_l3'.*Did you mean 'l1l2'"):
         get("l1_l3")
+    with pytest.raises(ConfigError, match=r"unknown regularizer 'l1_l2'"):
+        get("l1_l2")  # Keras refuses it too: it would be a penalty of no strength
     with pytest.raises(ConfigError, match=r"L2: 'l2' must be a non-negative float. Got -1"):
         L2(-1)
 
