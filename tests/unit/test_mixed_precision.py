@@ -164,3 +164,27 @@ def test_a_keras_model_keeps_its_policies_through_save_and_load(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert [layer.dtype_policy.name for layer in loaded.layers] == ["mixed_bfloat16", "float32"]
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_layer_s_policy_is_set_by_name_or_object_as_keras_s_setter_takes_it():
+    import reglab
+
+    layer = Dense(2, activation="softmax")
+    layer.dtype_policy = "mixed_bfloat16"
+    assert layer.dtype_policy.name == "mixed_bfloat16" and layer.compute_dtype == "bfloat16"
+    layer.dtype_policy = reglab.mixed_precision.DTypePolicy("float32")
+    assert layer.compute_dtype == "float32"
+    layer.dtype_policy = "mixed_bfloat16"
+    model = reglab.Sequential([reglab.Input((4,)), Dense(3), layer])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(np.ones((8, 4), "float32"), np.zeros(8, "int64"), verbose=0)  # it trains so
+    with pytest.raises(ConfigError, match="Dense 'dense.*': 'dtype_policy'.*mixed_bfloat17"):
+        layer.dtype_policy = "mixed_bfloat17"
+
+
+def test_set_weights_names_the_layer_by_the_user_s_name():
+    import reglab
+
+    model = reglab.Sequential([reglab.Input((4,)), Dense(3, name="d1"), Dense(2, name="d2")])
+    with pytest.raises(ValueError, match=r"set_weights: d2\.kernel expects shape \(3, 2\)"):
+        model.layers[1].set_weights([np.zeros((3, 3)), np.zeros(2)])

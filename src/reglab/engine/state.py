@@ -271,7 +271,8 @@ class PopulationState:
                 target = self.weights[key]
                 value = torch.as_tensor(value, dtype=target.dtype)
                 if tuple(value.shape) != tuple(target.shape[1:]):
-                    name = self.plan.layers[key[0]].canonical_name
+                    layer = self.plan.layers[key[0]]  # the user's name, as Keras gives it
+                    name = getattr(layer.layer, "name", None) or layer.canonical_name
                     raise ValueError(f"set_weights: {name}.{key[1]} expects shape "
                                      f"{tuple(target.shape[1:])}. Got {tuple(value.shape)}.")
                 target[p].copy_(value.to(target.device))

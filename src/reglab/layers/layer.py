@@ -183,6 +183,17 @@ class Layer:
         self.activity_regularizer = None
 
     @property
+    def dtype_policy(self):
+        """The layer's :class:`~reglab.mixed_precision.DTypePolicy`; set to a policy or its
+        name (``layer.dtype_policy = "mixed_bfloat16"``), as Keras's setter takes them."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value) -> None:
+        self._dtype_policy = mixed_precision.get(
+            value, where=f"{type(self).__name__} {getattr(self, 'name', '')!r}: 'dtype_policy'")
+
+    @property
     def dtype(self) -> str:
         """The dtype of the layer's weights (Keras 3: the policy's variable dtype)."""
         return self.dtype_policy.variable_dtype
