@@ -292,3 +292,21 @@ def test_a_dataset_s_odd_batches_are_named_by_the_call_that_reads_them():
     with pytest.raises(DataError, match=r"evaluate: a generator must yield \(x, y\) or "
                                         r"\(x, y, sample_weight\) batches\. Got a tuple of 4\."):
         model.evaluate(batches(), steps=2, verbose=0)
+
+
+def test_keras_s_own_image_data_generator_flow_is_read_as_the_pydataset_it_is():
+    """Keras's legacy flow (a Keras PyDataset) given to reglab's fit: one step per batch,
+    a pass per epoch, as Keras's fit reads it (not as reglab's own flow)."""
+    legacy = pytest.importorskip("keras.src.legacy.preprocessing.image")
+    images = RNG.random((16, 8, 8, 1)).astype("float32")
+    labels = np.arange(16) % 2
+    steps = []
+    for api in (keras, reglab):
+        flow = legacy.ImageDataGenerator(rotation_range=10).flow(images, labels, batch_size=4,
+                                                                  seed=0)
+        model = api.Sequential([api.Input((8, 8, 1)), api.layers.Flatten(),
+                                api.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        model.fit(flow, epochs=2, verbose=0)
+        steps.append(int(model.optimizer.iterations))
+    assert steps == [8, 8]

@@ -156,6 +156,12 @@ class AffineSpec:
     @property
     def is_identity(self) -> bool:
         """True when every sampled transform is the identity (the warp can be skipped)."""
+        return self.flips_only and not self.horizontal_flip and not self.vertical_flip
+
+    @property
+    def flips_only(self) -> bool:
+        """True when the only random changes are flips (or none): each image is mirrored or
+        kept, no pixel filled or interpolated, its pixels' values and statistics unchanged."""
         shifts = (self.width_shift_range, self.height_shift_range)
         no_shift = all(all(v == 0 for v in s) if isinstance(s, tuple) else s == 0 for s in shifts)
         return (
@@ -163,8 +169,6 @@ class AffineSpec:
             and self.shear_range == 0
             and no_shift
             and self.zoom_bounds == (1, 1)
-            and not self.horizontal_flip
-            and not self.vertical_flip
         )
 
 
@@ -269,7 +273,8 @@ def random_affine(
     if spec.is_identity:
         return images
     return warp(
-        images, transforms, fill_mode=spec.fill_mode, cval=spec.cval, interpolation="bilinear"
+        images, transforms, fill_mode=spec.fill_mode, cval=spec.cval,
+        interpolation=spec.interpolation,
     )
 
 

@@ -23,11 +23,16 @@ class BackupAndRestore(Callback):
     epoch's backup whole. The resumed training ends exactly as an uninterrupted one
     (with the same thread count), because every random draw is keyed by the epoch. The
     backup's seed goes on with it: a model built without a seed (which draws a new one in
-    each process) resumes, as Keras's backup brings its seed generators' state. A backup of
-    other weights (a layer's units) or of another optimizer is refused, naming it. The
-    learning rate backed up is the one that stands when this callback's ``on_epoch_end``
-    runs, as in Keras: a ``ReduceLROnPlateau`` listed before it has cut it, one listed
-    after it has not yet.
+    each process) resumes, as Keras's backup brings its seed generators' state. As Keras
+    restores its optimizer's variables only, the resumed fit takes the backup's slots, step
+    count and learning rate with the new compile's other hyperparameters (its momentum,
+    weight decay), and a callback's early stop does not carry over (a kept backup of a
+    stopped fit goes on at the next ``fit``). A backup of other weights (a layer's units),
+    or one without the state this optimizer keeps (Adamax's after Adam, a loss scale), is
+    refused before anything changes, naming it (Keras would drop its optimizer state with
+    a warning). The learning rate backed up is the one that stands when this callback's
+    ``on_epoch_end`` runs, as in Keras: a ``ReduceLROnPlateau`` listed before it has cut
+    it, one listed after it has not yet.
 
     Args:
         backup_dir: a directory for the backup; created if missing.
@@ -41,8 +46,9 @@ class BackupAndRestore(Callback):
     As in Keras, callbacks' own state (``EarlyStopping``'s counters, say) is not backed up,
     and ``History`` holds the epochs trained by the resumed call only. Arrays and
     ``ImageDataGenerator.flow`` inputs are supported; a Python generator is not, nor a flow
-    whose generator changes pixel values (``channel_shift_range``, ``brightness_range``,
-    ``preprocessing_function``, ``zca_whitening``: its batches are read one by one).
+    read batch by batch in Keras's order (``channel_shift_range``, ``brightness_range``,
+    ``preprocessing_function``, ``zca_whitening``, samplewise standardization with a warp, or
+    a constant fill that standardizes to different values per channel).
 
     Example:
         >>> callback = BackupAndRestore("/tmp/backup")

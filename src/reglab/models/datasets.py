@@ -39,10 +39,12 @@ def is_dataset(x) -> bool:
         return True
     if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict, str)):
         return False
+    from reglab.preprocessing.image import NumpyArrayIterator  # read as tensors, not batches
+
     return (hasattr(x, "__getitem__")
             and (hasattr(x, "__len__") or hasattr(type(x), "num_batches"))
             and callable(getattr(x, "on_epoch_end", None))
-            and not hasattr(x, "image_data_generator"))
+            and not isinstance(x, NumpyArrayIterator))
 
 
 def length(dataset) -> int | None:

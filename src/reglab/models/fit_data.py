@@ -300,7 +300,11 @@ def dataset_arrays(where: str, dataset, steps: int | None, need_y: bool, reset: 
 
 
 def is_flow(x) -> bool:
-    return hasattr(x, "image_data_generator") and hasattr(x, "x")
+    """Whether ``x`` is reglab's ``ImageDataGenerator.flow`` (Keras's legacy flow, a Keras
+    ``PyDataset``, is read as one)."""
+    from reglab.preprocessing.image import NumpyArrayIterator
+
+    return isinstance(x, NumpyArrayIterator)
 
 
 def is_generator(x) -> bool:

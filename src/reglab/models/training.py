@@ -198,6 +198,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if validation_steps is not None:
         validation_steps = check_count("fit", "validation_steps", validation_steps)
     check_validation_freq(validation_freq, "fit")
+    if validation_split and fit_data.is_flow(fit_data.single_input(x)):  # Keras refuses it too
+        raise ConfigError("fit: 'validation_split' needs arrays, not an ImageDataGenerator "
+                          "flow. Give the generator validation_split=... and pass "
+                          "flow(..., subset='validation') as validation_data.")
     data = fit_data.resolve_inputs(x, y, batch_size, shuffle, sample_weight, steps_per_epoch)
     if data.generator is not None and validation_split:
         raise ConfigError("fit: 'validation_split' needs arrays, not a generator. Pass "

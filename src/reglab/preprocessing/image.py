@@ -199,7 +199,7 @@ class ImageDataGenerator:
         if not self.warps_only:
             return None
         spec = self.affine_spec
-        if spec.is_identity:
+        if spec.flips_only:  # mirrored images: nothing filled, each image's statistics kept
             return spec
         if self.samplewise_center or self.samplewise_std_normalization:
             return None

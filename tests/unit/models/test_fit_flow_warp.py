@@ -111,3 +111,44 @@ def test_with_such_a_warp_fit_warps_standardized_tensors(options):
     assert data.generator is None and data.augment == datagen.standardized_warp(3)
     if options.get("cval"):
         assert data.augment.cval == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("options", [
+    dict(horizontal_flip=True, samplewise_center=True),
+    dict(vertical_flip=True, featurewise_center=True, fill_mode="constant", cval=3.0),
+])
+def test_flips_alone_are_warped_by_the_engine_whatever_the_standardization(options):
+    """A flip fills nothing and keeps each image's statistics: the engine's road, with the
+    features Keras's order cannot resume (BackupAndRestore, the model's own streams)."""
+    x = images(8, 3, seed=6)
+    x[..., 0] += 40
+    datagen = ImageDataGenerator(**options)
+    if options.get("featurewise_center"):
+        datagen.fit(x)
+    data = fit_data.resolve_inputs(datagen.flow(x, np.zeros(8), batch_size=4), None, None,
+                                   None, None, None)
+    assert data.generator is None and data.augment is not None
+
+
+def test_random_affine_honours_nearest_interpolation():
+    from reglab.augment import AffineSpec, random_affine
+
+    x = torch.from_numpy(images(4, 1, seed=7))
+    spec = AffineSpec(rotation_range=30, zoom_range=0.2, interpolation="nearest")
+    out = random_affine(x, spec, torch.Generator().manual_seed(0))
+    assert np.isin(out.numpy(), x.numpy()).all()  # every pixel one of the images', no blend
+
+
+def test_validation_split_with_a_flow_is_refused_as_keras_refuses_it():
+    from reglab.errors import ConfigError
+
+    x = images(8, 1, seed=8)
+    model = reglab.Sequential([reglab.Input(x.shape[1:]), reglab.layers.Flatten(),
+                               reglab.layers.Dense(2, activation="softmax")], seed=1)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    for datagen in (ImageDataGenerator(rotation_range=10),
+                    ImageDataGenerator(rotation_range=10, samplewise_center=True)):
+        with pytest.raises(ConfigError, match="'validation_split' needs arrays, not an "
+                                              "ImageDataGenerator flow.*subset='validation'"):
+            model.fit(datagen.flow(x, np.zeros(8), batch_size=4), validation_split=0.25,
+                      verbose=0)
