@@ -208,6 +208,13 @@ def test_save_takes_keras_s_arguments(tmp_path):
     with pytest.raises(ConfigError, match="'zipped' must be None or True"):
         ours.save(tmp_path / "dir.keras", zipped=False)
     reglab.saving.save_model(ours, tmp_path / "third.keras", overwrite=True)
+    ours.save(tmp_path / "third.keras", overwrite=1)  # truthy, as Keras reads it
+    with pytest.raises(FileExistsError):
+        ours.save(tmp_path / "third.keras", overwrite=np.False_)
+    for model, name in ((ours, "ours.keras"), (theirs, "theirs.keras")):
+        model.save(tmp_path / name, save_format="keras")  # deprecated in Keras 3: a warning
+        with pytest.raises(ValueError, match="save_format"):
+            model.save(tmp_path / "model.other", save_format="keras")
     x = np.ones((2, 3), dtype="float32")
     for name in ("fresh.keras", "third.keras"):
         np.testing.assert_array_equal(reglab.models.load_model(tmp_path / name).predict(x),

@@ -67,6 +67,7 @@ import inspect
 import io
 import json
 import os
+import warnings
 import zipfile
 from typing import Any, NamedTuple
 
@@ -132,17 +133,24 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs) -> None:
             loss), naming the layer and the argument.
         FileNotFoundError: the target's directory does not exist.
     """
+    path = os.fspath(filepath)
     kwargs.pop("include_optimizer", None)
+    save_format = kwargs.pop("save_format", None)
     if kwargs:
         raise ValueError(f"save_model: the following argument(s) are not supported: "
                          f"{list(kwargs)}.")
-    if zipped not in (None, True):
+    if save_format:  # Keras 3: deprecated, a warning beside a .keras path, else an error
+        if not str(path).endswith(".keras"):
+            raise ValueError("save_model: the 'save_format' argument is deprecated in Keras 3 "
+                             f"and not taken here; pass a path ending in '.keras'. Got "
+                             f"save_format={save_format!r} for {path!r}.")
+        warnings.warn("save_model: the 'save_format' argument is deprecated (Keras 3); the "
+                      "path's '.keras' says the format.", DeprecationWarning, stacklevel=3)
+    if zipped is not None and not zipped:
         raise ConfigError("save_model: 'zipped' must be None or True (reglab writes one "
                           f"archive, not Keras's unzipped directory). Got {zipped!r}.")
-    if not isinstance(overwrite, bool):
-        raise ConfigError(f"save_model: 'overwrite' must be True or False. Got {overwrite!r}.")
-    path = os.fspath(filepath)
-    if not overwrite and os.path.exists(path):
+    exclusive = not overwrite  # truthy or falsy, as Keras reads it
+    if exclusive and os.path.exists(path):
         raise FileExistsError(f"save_model: {path} exists and overwrite=False.")
     if str(path).lower().endswith(HDF5_SUFFIXES):
         raise ConfigError(
@@ -160,7 +168,7 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs) -> None:
     state = training_state.to_npz(model, beside_keras=True)
     if state is not None:
         members[training_state.MEMBER] = state
-    _write_atomically(path, members)
+    _write_atomically(path, members, exclusive)
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:
@@ -410,8 +418,9 @@ def weight_names(model) -> list[str]:
             for i, (index, name) in enumerate(model._weight_keys())]
 
 
-def _write_atomically(path: str, members: dict[str, bytes]) -> None:
-    """Writes the archive's ``members`` (JSON compressed, arrays stored) to ``path`` at once."""
+def _write_atomically(path: str, members: dict[str, bytes], exclusive: bool = False) -> None:
+    """Writes the archive's ``members`` (JSON compressed, arrays stored) to ``path`` at once
+    (with ``exclusive``, never over a file another writer put there meanwhile)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, "save_model: the directory to save into does "
@@ -419,10 +428,17 @@ def _write_atomically(path: str, members: dict[str, bytes]) -> None:
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, "save_model: expected a file path to save to. "
                                 "Got a directory", path)
-    with atomic_open(path) as handle, zipfile.ZipFile(handle, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED
-                             if name.endswith(".json") else zipfile.ZIP_STORED)
+    try:
+        with atomic_open(path, exclusive=exclusive) as handle, \
+                zipfile.ZipFile(handle, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED
+                                 if name.endswith(".json") else zipfile.ZIP_STORED)
+    except FileExistsError:
+        if not exclusive:
+            raise
+        raise FileExistsError(f"save_model: {path} exists and overwrite=False (another "
+                              "writer saved it meanwhile).") from None
 
 
 # -- load ---------------------------------------------------------------------------------

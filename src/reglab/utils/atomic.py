@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -10,10 +11,12 @@ from typing import BinaryIO
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_open(path: str | os.PathLike[str], exclusive: bool = False) -> Iterator[BinaryIO]:
     """Yields a binary handle on a fresh sibling temporary file; when the block ends, the file
     is flushed to disk and renamed over ``path``. If the block raises, the temporary file is
-    removed and ``path`` is untouched.
+    removed and ``path`` is untouched. With ``exclusive`` an existing ``path`` is never
+    replaced: the file is linked into place, and ``FileExistsError`` raised when another
+    writer got there first (where the file system has no hard links, checked just before).
 
     The temporary is created with ``O_EXCL`` (never an existing file) and mode ``0o666``, so
     the umask applies as it does to ``open()``. Its name holds the writer's process id: the
@@ -36,7 +39,19 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
+        if not exclusive:
+            os.replace(temp, path)
+        else:
+            try:
+                os.link(temp, path)  # fails if path exists: never replaces another's file
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here
+                if os.path.lexists(path):
+                    raise FileExistsError(errno.EEXIST, "File exists", path) from None
+                os.replace(temp, path)
+            else:
+                os.remove(temp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temp)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from reglab.utils.atomic import atomic_open
 
 
@@ -24,3 +26,18 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     assert (tmp_path / "report.html").read_bytes() == b"<html>"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, older.name, other.name, "report.html"])
+
+
+def test_an_exclusive_write_never_replaces_a_file_another_writer_put_there(tmp_path):
+    target = tmp_path / "model.keras"
+    with pytest.raises(FileExistsError):
+        with atomic_open(target, exclusive=True) as handle:
+            handle.write(b"mine")
+            target.write_bytes(b"theirs")  # another writer, between the check and the rename
+    assert target.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left
+    fresh = tmp_path / "fresh.keras"
+    with atomic_open(fresh, exclusive=True) as handle:
+        handle.write(b"mine")
+    assert fresh.read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.keras", "model.keras"]
