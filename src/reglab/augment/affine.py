@@ -228,12 +228,30 @@ def _scipy_wrap(coordinate: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(coordinate < 0, below, torch.where(coordinate > period, above, coordinate))
 
 
+def _scipy_reflect(coordinate: torch.Tensor, size: int) -> torch.Tensor:
+    """scipy.ndimage's 'reflect' for one axis (half-sample symmetric: d c b a | a b c d |
+    d c b a), coordinates inside ``[0, size - 1]`` untouched; scipy's C arithmetic."""
+    if size <= 1:
+        return torch.zeros_like(coordinate)
+    period = 2 * size
+    low = coordinate + period * torch.trunc(-coordinate / period)  # in (-period, 0]
+    low = torch.where(low < -size, low + period, -low - 1)
+    high = coordinate - period * torch.trunc(coordinate / period)  # in [0, period)
+    high = torch.where(high >= size, period - high - 1, high)
+    return torch.where(coordinate < 0, low, torch.where(coordinate > size - 1, high, coordinate))
+
+
+#: the fill modes whose nearest sampling follows scipy's rounding (ImageDataGenerator's)
+_SCIPY_NEAREST_MODES = ("nearest", "reflect", "wrap", "constant")
+
+
 def warp(
     images: torch.Tensor,
     transforms: torch.Tensor,
     fill_mode: str = "nearest",
     cval: float = 0.0,
     interpolation: str = "bilinear",
+    ties: str = "up",
 ) -> torch.Tensor:
     """Warps each image by its own transform with one ``grid_sample`` call, ``(N, H, W, C)``.
 
@@ -256,14 +274,18 @@ def warp(
             uses scipy's arithmetic, so it differs from scipy only where the two compute a
             sample point that is off by a rounding error across such a seam.
         cval: fill value for ``'constant'`` and ``'grid-constant'``.
-        interpolation: ``'bilinear'`` or ``'nearest'``. Nearest rounds exact half-pixel ties
-            half-to-even (torch), where scipy rounds half up.
+        interpolation: ``'bilinear'`` or ``'nearest'``.
+        ties: how nearest sampling rounds an exact half-pixel tie: ``'up'``, as scipy's order
+            0 does (ImageDataGenerator's ``interpolation_order=0``; the 'grid-' modes round
+            half to even), or ``'even'``, torch's, as Keras 3's augmentation layers round on
+            the torch backend.
 
     Returns:
         The warped images, ``(N, H, W, C)``, same dtype and device as ``images``.
     """
     _check_choice("warp", "fill_mode", fill_mode, FILL_MODES)
     _check_choice("warp", "interpolation", interpolation, INTERPOLATIONS)
+    _check_choice("warp", "ties", ties, ("up", "even"))
     if images.ndim != 4 or not images.is_floating_point():
         raise ConfigError(
             "warp: 'images' must be a floating-point (N, H, W, C) tensor. "
@@ -324,6 +346,15 @@ def warp(
         row_in = torch.remainder(row_in + 0.5, height) + 0.5
         col_in = torch.remainder(col_in + 0.5, width) + 0.5
         x, size = F.pad(x, (1, 1, 1, 1), mode="circular"), (height + 2, width + 2)
+    if interpolation == "nearest" and ties == "up" and fill_mode in _SCIPY_NEAREST_MODES:
+        # scipy's order 0: the coordinate mapped by the mode, then rounded half up (torch's
+        # nearest rounds a tie half to even: a shift by half a pixel took every other
+        # column twice); the index clamped as scipy's edge handling keeps it in the image
+        if fill_mode == "reflect":
+            row_in, col_in = _scipy_reflect(row_in, height), _scipy_reflect(col_in, width)
+        padding = "border"
+        row_in = torch.floor(row_in + 0.5).clamp_(0, height - 1)
+        col_in = torch.floor(col_in + 0.5).clamp_(0, width - 1)
 
     # Normalised grid for align_corners=False: pixel i sits at (2i + 1) / size - 1.
     grid = torch.stack([(2 * col_in + 1) / size[1] - 1, (2 * row_in + 1) / size[0] - 1], dim=-1)

@@ -86,14 +86,15 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 lambda: _DrawnAhead(spec, h, w, streams.get(seed, purpose)))
 
         mats = torch.cat([ahead(seed, epoch).take(b) for seed, epoch in groups]).to(xb.device)
-        stages.append(((spec.fill_mode, spec.cval, spec.interpolation), mats))
+        stages.append(((spec.fill_mode, spec.cval, spec.interpolation, "up"), mats))
     for lp in layers:
         layer = lp.layer
         mats = torch.cat([layer.sample_transforms(
             b, h, w, population.streams.get(
                 seed, epoch_purpose(f"augment/{lp.canonical_name}", epoch)),
             xb.device, dtype=torch.float64) for seed, epoch in groups])
-        stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation), mats))
+        # Keras 3's layers round a nearest tie as torch.round does (half to even)
+        stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation, "even"), mats))
     current_key, current = None, None
     for key, mats in stages:
         if current is not None and key != current_key:

@@ -87,6 +87,22 @@ def test_warp_float32_matches_scipy_within_1e5(fill_mode):
     np.testing.assert_allclose(ours.numpy(), expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant", "reflect", "wrap"])
+@pytest.mark.parametrize("zoom", [1.0, 2.0, 0.5])
+def test_nearest_sampling_rounds_half_pixel_ties_up_as_scipy(fill_mode, zoom):
+    """Half-pixel shifts and zooms by 2 put sample points exactly on ties: scipy's order 0
+    rounds them half up (ImageDataGenerator's interpolation_order=0); torch's nearest would
+    round half to even and take every other column twice."""
+    images = torch.rand((1, 9, 8, 1), generator=torch.Generator().manual_seed(5), dtype=F64)
+    shifts = [0.5, -0.5, 1.5, -2.5, 7.5, -8.5, 10.5, 16.5]
+    transforms = torch.tensor([[[zoom, 0.0, ty], [0.0, zoom, tx], [0.0, 0.0, 1.0]]
+                               for ty in shifts for tx in shifts], dtype=F64)
+    many = images.expand(len(transforms), -1, -1, -1)
+    ours = warp(many, transforms, fill_mode=fill_mode, cval=-1.0, interpolation="nearest")
+    expected = _scipy_warp(many, transforms, fill_mode, -1.0, 0)
+    np.testing.assert_array_equal(ours.numpy(), expected)
+
+
 def test_warp_on_integer_wrap_seams_follows_scipy():
     # Integer shifts put sample points exactly on multiples of scipy's wrap period (size - 1).
     images = torch.rand((3, 5, 6, 1), generator=torch.Generator().manual_seed(4), dtype=F64)
