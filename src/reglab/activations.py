@@ -25,7 +25,10 @@ _TRANSPOSED_SOFTMAX_MAX_CLASSES = 64
 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
-    if x.dim() < 2 or x.shape[-1] > _TRANSPOSED_SOFTMAX_MAX_CLASSES:
+    if x.dim() < 2 or x.shape[-1] > _TRANSPOSED_SOFTMAX_MAX_CLASSES or \
+            x.dtype in (torch.bfloat16, torch.float16):
+        # in a half-precision dtype torch's kernel along the batch axis rounds otherwise
+        # than along the classes (Keras's axis), where a batch has a tail: Keras's, then
         return torch.softmax(x, dim=-1)
     # x.transpose(...).contiguous() copies nothing when x is itself a transposed view (the
     # logits of a transposed output layer: layers/narrow_linear.py).

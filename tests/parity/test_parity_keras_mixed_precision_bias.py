@@ -66,3 +66,14 @@ def test_layers_with_biases_predict_and_train_as_keras(policy, build, shape):
     atol = 1e-4 if build is conv and policy == "mixed_float16" else 1e-5
     for got, want in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol)
+
+
+@pytest.mark.parametrize("batch", [24, 64, 5])
+def test_a_softmax_in_bfloat16_rounds_as_keras_s_whatever_the_batch(batch):
+    x = np.random.default_rng(batch).normal(size=(batch, 10)).astype("float32")
+    models = [api.Sequential([api.Input((10,)), api.layers.Dense(
+        3, use_bias=False, activation="softmax", dtype="mixed_bfloat16")])
+        for api in (keras, reglab)]
+    models[1].set_weights(models[0].get_weights())
+    theirs, ours = (m.predict(x, verbose=0).astype("float32") for m in models)
+    np.testing.assert_array_equal(ours, theirs)

@@ -53,7 +53,8 @@ def _inner(value: Any) -> Optimizer:
         return optimizers.optimizers.from_entry(value, "LossScaleOptimizer: 'inner_optimizer'")
     if isinstance(value, LossScaleOptimizer) or not isinstance(value, Optimizer):
         raise ConfigError(f"LossScaleOptimizer: 'inner_optimizer' must be a reglab optimizer "
-                          f"(SGD, Adam, AdamW, RMSprop) that does not scale the loss itself. "
+                          f"(SGD, Adam, Nadam, RMSprop...) that does not scale the loss "
+                          f"itself. "
                           f"Got {value!r}.")
     return value
 
