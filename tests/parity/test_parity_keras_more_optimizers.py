@@ -129,3 +129,31 @@ def test_from_config_takes_keras_s_own_config(name):
     theirs = getattr(keras.optimizers, name)(learning_rate=0.05)
     ours = getattr(reglab.optimizers, name).from_config(theirs.get_config())
     assert float(ours.learning_rate) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: k.optimizers.Adam(0.003, amsgrad=True),
+    lambda k: k.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+    lambda k: k.optimizers.AdamW(weight_decay=0.1, clipnorm=1.0),
+    lambda k: k.optimizers.Nadam(),
+    lambda k: k.optimizers.Adam(k.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)),
+    lambda k: k.optimizers.LossScaleOptimizer(k.optimizers.SGD(0.2, momentum=0.5)),
+])
+def test_optimizers_serialize_and_get_as_keras_s(make):
+    """optimizers.get takes Keras's serialized dict (compile(optimizer={...}) too), and
+    optimizers.serialize writes what keras.optimizers.deserialize reads."""
+    theirs = make(keras)
+    ours = reglab.optimizers.get(keras.optimizers.serialize(theirs))
+    assert type(ours).__name__ == type(theirs).__name__
+    again = keras.optimizers.deserialize(reglab.optimizers.serialize(ours))
+
+    def settings(optimizer):  # its config but for the names (Keras numbers its instances')
+        config = {k: v for k, v in optimizer.get_config().items() if k != "name"}
+        if "inner_optimizer" in config:
+            config["inner_optimizer"] = settings(optimizer.inner_optimizer)
+        return config
+    assert settings(again) == settings(theirs)
+    assert type(reglab.optimizers.deserialize(reglab.optimizers.serialize(ours))) is type(ours)
+    model = reglab.Sequential([reglab.Input((3,)), reglab.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.serialize(theirs), loss="mse")
+    assert type(model.optimizer).__name__ == type(theirs).__name__

@@ -189,6 +189,12 @@ def _compile_config(compile_config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def serialized_object(entry, kind: str):
+    """A ``{class_name, config}`` entry of reglab's in Keras's serialized form (module,
+    Keras's arguments: reglab's own left out where they are off)."""
+    return _object(entry, kind)
+
+
 def _object(entry, kind: str):
     """A ``{class_name, config}`` entry serialized as Keras's ``kind``; anything else as is."""
     if isinstance(entry, dict) and "class_name" in entry and "config" in entry \

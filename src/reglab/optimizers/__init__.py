@@ -3,7 +3,17 @@
 from reglab.optimizers import schedules
 from reglab.optimizers.adaptive import Adadelta, Adagrad, Adamax, Lion, Nadam
 from reglab.optimizers.loss_scale import LossScaleOptimizer
-from reglab.optimizers.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, get
+from reglab.optimizers.optimizers import (
+    SGD,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSprop,
+    deserialize,
+    get,
+    serialize,
+)
 
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion",
-           "LossScaleOptimizer", "Nadam", "Optimizer", "RMSprop", "get", "schedules"]
+           "LossScaleOptimizer", "Nadam", "Optimizer", "RMSprop", "deserialize", "get",
+           "schedules", "serialize"]

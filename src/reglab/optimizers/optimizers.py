@@ -792,6 +792,10 @@ def from_entry(entry: dict[str, Any], where: str) -> Optimizer:
     and all); anything else a ConfigError naming ``where``."""
     known = built_in()
     cls = known.get(entry.get("class_name"))
+    if entry.get("class_name") == "LossScaleOptimizer":  # its inner one read the same way
+        from reglab.optimizers.loss_scale import LossScaleOptimizer
+
+        cls = LossScaleOptimizer
     config = entry.get("config", {})
     if cls is None or not isinstance(config, dict):
         raise ConfigError(f"{where} must be a built-in optimizer ({', '.join(sorted(known))}). "
@@ -803,15 +807,38 @@ def from_entry(entry: dict[str, Any], where: str) -> Optimizer:
                           f"{config!r}.") from None
 
 
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """``{'module', 'class_name', 'config', 'registered_name'}`` as Keras 3 writes an
+    optimizer (what :func:`deserialize` and :func:`get` read back)."""
+    if not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"optimizers.serialize: expected a reglab optimizer. Got {optimizer!r}.")
+    from reglab.models import keras_export  # Keras's form, as a saved file writes it
+
+    return keras_export.serialized_object(
+        {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}, "optimizer")
+
+
+def deserialize(config: dict[str, Any]) -> Optimizer:
+    """A built-in optimizer from :func:`serialize`'s dict (Keras's too)."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ConfigError("optimizers.deserialize: expected a dict with 'class_name' and "
+                          f"'config'. Got {config!r}.")
+    return from_entry(config, "optimizers.deserialize")
+
+
 def get(identifier: Any, where: str = "optimizers.get") -> Optimizer:
-    """Resolves an optimizer by Keras name (``'adam'``), or returns an instance as is."""
+    """Resolves an optimizer by Keras name (``'adam'``) or by its serialized dict
+    (``{'class_name': 'Adam', 'config': {...}}``), or returns an instance as is."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return from_entry(identifier, where)
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:
             raise unknown_name(where, "optimizer", identifier, _BY_NAME)
         return cls()
     raise ConfigError(
-        f"{where}: expected an optimizer name or a reglab.optimizers.Optimizer. Got {identifier!r}."
+        f"{where}: expected an optimizer name, its serialized dict or a "
+        f"reglab.optimizers.Optimizer. Got {identifier!r}."
     )
