@@ -459,3 +459,22 @@ def test_a_checkpoint_of_the_best_without_its_monitor_saves_as_keras_3(tmp_path)
             model.fit(x, y, epochs=1, verbose=0, callbacks=[
                 api.callbacks.ModelCheckpoint(str(path), save_best_only=True)])
         assert path.exists(), api.__name__
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_a_one_epoch_fit_prints_no_epoch_header_as_keras(capsys, verbose):
+    """The slides' fit(..., callbacks=[early_stop]) trains one epoch: Keras prints no
+    "Epoch 1/1" line then (its header only when there are several epochs)."""
+    x = np.random.default_rng(0).random((16, 4)).astype("float32")
+    y = np.arange(16) % 2
+    printed = {}
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        capsys.readouterr()
+        model.fit(x, y, verbose=verbose)
+        one = capsys.readouterr().out
+        model.fit(x, y, epochs=2, verbose=verbose)
+        two = capsys.readouterr().out
+        printed[api.__name__] = ("Epoch 1/1" in one, "Epoch 1/2" in two and "Epoch 2/2" in two)
+    assert printed["reglab"] == printed["keras"] == (False, True)

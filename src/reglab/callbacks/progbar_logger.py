@@ -35,8 +35,10 @@ class ProgbarLogger(Callback):
         self.stream = stream or sys.stdout
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.stream.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
-        self.stream.flush()
+        epochs = self.params.get("epochs")
+        if epochs is None or epochs > 1:  # Keras prints no "Epoch 1/1" for a one-epoch fit
+            self.stream.write(f"Epoch {epoch + 1}/{epochs}\n")
+            self.stream.flush()
         self._start = self._last = time.perf_counter()
         self._order: list[str] = []  # the keys as first seen this epoch (Keras's Progbar)
 
