@@ -478,3 +478,14 @@ def test_a_one_epoch_fit_prints_no_epoch_header_as_keras(capsys, verbose):
         two = capsys.readouterr().out
         printed[api.__name__] = ("Epoch 1/1" in one, "Epoch 1/2" in two and "Epoch 2/2" in two)
     assert printed["reglab"] == printed["keras"] == (False, True)
+
+
+@pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`")
+def test_a_model_with_a_known_input_shape_is_built_as_keras_s():
+    states = {}
+    for api in (keras, reglab):
+        states[api.__name__] = (
+            api.Sequential([api.layers.Dense(2, input_shape=(3,))]).built,
+            api.Sequential([api.Input((3,)), api.layers.Dense(2)]).built,
+            api.Sequential([api.layers.Dense(2)]).built)
+    assert states["reglab"] == states["keras"] == (True, True, False)

@@ -178,7 +178,9 @@ class Sequential:
 
     @property
     def built(self) -> bool:
-        return self._population is not None
+        """Keras's: True once the input shape is known (an ``Input``, a first layer's
+        ``input_shape``, ``build`` or ``fit``); the weights are made when first needed."""
+        return self._population is not None or self._input_shape is not None
 
     def build(self, input_shape=None) -> None:
         """Creates the weights; ``input_shape`` may include the batch axis (``(None, 784)``)."""
