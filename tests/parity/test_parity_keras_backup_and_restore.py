@@ -139,3 +139,30 @@ def test_after_an_early_stop_a_kept_backup_goes_on_as_in_keras(tmp_path):
             runs.append(history.epoch)
         epochs[api.__name__] = runs
     assert epochs["reglab"] == epochs["keras"] == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_a_kept_backup_of_a_stopped_fit_holds_the_raw_weights_not_their_average(tmp_path):
+    """Keras backs up at the epoch's end, its weights as trained; the exponential moving
+    average replaces them only at the end of fit. A kept backup of a fit an early stop ended
+    resumes from the trained weights, as Keras's does."""
+    start = _sgd_model(keras, 0.0).get_weights()
+    finals = {}
+    for api in (keras, reglab):
+        backup = str(tmp_path / api.__name__)
+
+        def model(api=api):
+            m = _sgd_model(api, 0.0, weights=start)
+            m.compile(optimizer=api.optimizers.AdamW(0.05, use_ema=True, ema_momentum=0.5),
+                      loss="mse")
+            return m
+        model().fit(X, Y, epochs=4, batch_size=8, shuffle=False, verbose=0, callbacks=[
+            api.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=10),
+            api.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+        resumed = model()
+        history = resumed.fit(X, Y, epochs=4, batch_size=8, shuffle=False, verbose=0,
+                              callbacks=[api.callbacks.BackupAndRestore(backup)])
+        finals[api.__name__] = (history.history["loss"], resumed.get_weights())
+    assert len(finals["reglab"][0]) == len(finals["keras"][0]) == 2
+    np.testing.assert_allclose(finals["reglab"][0], finals["keras"][0], rtol=1e-4)
+    for ours, theirs in zip(finals["reglab"][1], finals["keras"][1], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)

@@ -298,7 +298,8 @@ class Population:
 
     def checkpoint(self) -> dict:
         """Everything ``fit`` needs to go on after the epoch that just ended (call it from an
-        observer's ``on_epoch_complete``): every member's tree (weights, optimizer slots,
+        observer's ``on_epoch_complete``, or its ``on_epoch_end``, before the members stopped
+        at that epoch are parked, as a Keras model's backup is taken): every member's tree (weights, optimizer slots,
         snapshots, averages, steps and epochs trained, early-stopping state), the parked
         members, the results so far. The random streams need no state: they are keyed by
         each member's seed and epochs trained. For ``torch.save``; not a copy, so save it

@@ -110,6 +110,11 @@ class _KerasBridge:
         self.model._last_penalty_logs = split
         self.last_logs = logs
         self.callbacks.on_epoch_end(epoch, logs)
+        # backed up here, as Keras backs up at on_epoch_end: before a stopped member is parked
+        # (parking at a stop puts its EMA or SWA average in its weights, Keras's end of fit)
+        for callback in self.callbacks.callbacks:
+            if isinstance(callback, BackupAndRestore):
+                callback.backup(self.population)
         if self.model.stop_training:
             self.population.stop_requested.add(0)
 
@@ -130,10 +135,6 @@ class _KerasBridge:
     def on_test_end(self, logs_by_member):
         self.callbacks.on_test_end(_keras_logs(logs_by_member.get(0, {}))[0])
 
-    def on_epoch_complete(self, epoch):
-        for callback in self.callbacks.callbacks:
-            if isinstance(callback, BackupAndRestore):
-                callback.backup(self.population)
 
 
 class _BatchHooks:
