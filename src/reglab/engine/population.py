@@ -398,10 +398,19 @@ class Population:
                 layers = self.plan.layers
                 name = getattr(layers[index].layer, "name", None) if index < len(layers) \
                     else None
+                layer = f"layer {index}{f' ({name!r})' if name else ''}"
+                if key not in theirs or key not in ours:  # positions laid out otherwise
+                    detail = (f"{layer} has a weight {weight!r} here, the checkpoint none "
+                              "at that position" if key in ours else
+                              f"the checkpoint has a weight {weight!r} at layer {index}, this "
+                              "model none")
+                    detail += (" (the layers are laid out otherwise: a layer added or "
+                               "removed, a Dropout included)")
+                else:
+                    detail = (f"the weight {weight!r} of {layer} has shape {theirs[key]} "
+                              f"there, {ours[key]} here")
                 raise ConfigError(
-                    "fit: 'resume' is the checkpoint of another population: the weight "
-                    f"{weight!r} of layer {index}{f' ({name!r})' if name else ''} has shape "
-                    f"{theirs.get(key, 'none')} there, {ours.get(key, 'none')} here.")
+                    f"fit: 'resume' is the checkpoint of another population: {detail}.")
         saved = sorted(optimizer_values[0]) if optimizer_values else []
         here = sorted(self.state.optimizer_values[0]) if self.state.optimizer_values else []
         if saved != here:

@@ -152,6 +152,9 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs) -> None:
     exclusive = not overwrite  # truthy or falsy, as Keras reads it
     if exclusive and os.path.exists(path):
         raise FileExistsError(f"save_model: {path} exists and overwrite=False.")
+    # a symbolic link is written through (its target replaced, the link kept), as Keras's
+    # open() writes through one; a dangling link's target is created
+    target = os.path.realpath(path) if os.path.islink(path) else path
     if str(path).lower().endswith(HDF5_SUFFIXES):
         raise ConfigError(
             f"save_model: {path!r} names an HDF5 file, Keras's legacy model format, which "
@@ -168,7 +171,7 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs) -> None:
     state = training_state.to_npz(model, beside_keras=True)
     if state is not None:
         members[training_state.MEMBER] = state
-    _write_atomically(path, members, exclusive)
+    _write_atomically(target, members, exclusive)
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:

@@ -11,7 +11,9 @@ Contract (shared by any future backend):
   non-finite number (a diverged run's loss) is written as the string ``"NaN"``,
   ``"Infinity"`` or ``"-Infinity"``, which SQLite's ``json_extract`` reads, and metrics read
   back as the float (a store written before this, with JSON's non-standard ``NaN`` token,
-  still reads).
+  still reads). In SQL such a value is text: aggregate over the numbers alone, e.g.
+  ``avg(x) FILTER (WHERE typeof(x) = 'real')`` with ``x = json_extract(metrics, '$.loss')``
+  (SQLite's ``avg`` counts the text ``'NaN'`` as 0).
 
 Durability: WAL journal with ``synchronous=NORMAL`` while a store is open for writing. A killed
 process loses nothing committed; a power cut may lose the last transactions, but the file stays

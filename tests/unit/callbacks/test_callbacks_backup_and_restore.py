@@ -185,8 +185,9 @@ def test_a_backup_of_another_architecture_is_refused_naming_it(tmp_path):
     other = Sequential([Dense(8, activation="relu", input_shape=(6,)),
                         Dense(3, activation="softmax")], seed=3, name="other")
     other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    with pytest.raises(ConfigError, match="checkpoint of another population: the weight "
-                                          r"'\w+' of layer \d"):
+    with pytest.raises(ConfigError, match=r"checkpoint of another population: layer 1 "
+                                          r"\('dense\w*'\) has a weight 'bias' here, "
+                                          r"the checkpoint none .*a layer added or removed"):
         fit(other, [BackupAndRestore(tmp_path)])
 
 

@@ -41,3 +41,19 @@ def test_an_exclusive_write_never_replaces_a_file_another_writer_put_there(tmp_p
         handle.write(b"mine")
     assert fresh.read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.keras", "model.keras"]
+
+
+def test_a_model_saved_to_a_symbolic_link_is_written_through_it(tmp_path):
+    import numpy as np
+
+    import reglab
+
+    model = reglab.Sequential([reglab.Input((3,)), reglab.layers.Dense(2)], seed=0)
+    target, link = tmp_path / "real.keras", tmp_path / "link.keras"
+    link.symlink_to(target)  # dangling: the save creates its target
+    model.save(link, overwrite=False)
+    assert link.is_symlink() and target.is_file()
+    model.save(link)  # overwritten through the link, which stays a link
+    assert link.is_symlink()
+    x = np.ones((1, 3), dtype="float32")
+    np.testing.assert_array_equal(reglab.models.load_model(link).predict(x), model.predict(x))
