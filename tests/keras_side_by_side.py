@@ -53,3 +53,15 @@ def assert_saved_alike(keras, reglab, compiled, x, y, tmp_path, rel=1e-5, abs=1e
             assert sorted(again) == sorted(theirs)
             for key, value in theirs.items():
                 assert again[key] == pytest.approx(value, rel=rel, abs=abs), (loader, key)
+
+
+@pytest.fixture
+def float32_policies_afterwards():
+    """Both libraries' global dtype policy back to float32 after a test that changes it."""
+    yield
+    import keras
+
+    import reglab
+
+    keras.mixed_precision.set_global_policy("float32")
+    reglab.mixed_precision.set_global_policy("float32")
