@@ -10,6 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import reglab  # noqa: E402
 from reglab.errors import ConfigError  # noqa: E402
@@ -145,8 +146,11 @@ def test_what_the_functional_api_does_not_take_yet_is_refused():
         reglab.Model([inputs, other], {"a": mixed})
     with pytest.raises(ConfigError, match="lists one reglab.Input twice"):
         reglab.Model([inputs, inputs], mixed)
-    with pytest.raises(ConfigError, match="layers are called on reglab.Input"):
+    with pytest.raises(ConfigError, match="a layer with weights is called on an array inside "
+                                          "a model only"):
         reglab.layers.Dense(2)(np.zeros((3, 4)))
+    with pytest.raises(ConfigError, match="layers are called on reglab.Input"):
+        reglab.layers.Dense(2)([[0.0, 1.0]])  # neither symbolic nor an array
     with pytest.raises(ConfigError, match="expected a list of inputs"):
         reglab.layers.Add()(inputs)
     with pytest.raises(ConfigError, match="expected inputs of one shape"):
@@ -312,6 +316,29 @@ def test_call_arguments_are_refused_not_ignored():
     inputs = reglab.Input((4,))
     with pytest.raises(ConfigError, match="training= or mask= are not supported"):
         reglab.layers.Dropout(0.5)(inputs, training=True)
+    with pytest.raises(ConfigError, match="mask= are not supported"):
+        reglab.layers.Dropout(0.5)(np.ones((2, 4), "float32"), mask=None)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
+def test_a_weightless_layer_called_on_a_batch_computes_as_keras_s_eager_call(rate):
+    """The student's look at dropout: Dropout(rate)(x, training=True) keeps each unit
+    scaled by 1 / (1 - rate) or drops it, about a rate of them; without training it is x."""
+    x = np.random.default_rng(2).uniform(1, 2, size=(200, 50)).astype("float32")
+    for api in (keras, reglab):
+        layer = api.layers.Dropout(rate)
+        y = keras.ops.convert_to_numpy(layer(x, training=True))
+        kept = y != 0
+        np.testing.assert_allclose(y[kept], x[kept] / (1 - rate), rtol=1e-6)
+        assert abs((~kept).mean() - rate) < 0.03, api.__name__
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(torch.from_numpy(x))), x)
+    relu = [keras.ops.convert_to_numpy(api.layers.Activation("relu")(x - 1.5))
+            for api in (keras, reglab)]
+    np.testing.assert_array_equal(relu[1], relu[0])
+    with pytest.raises(ConfigError, match="a layer with weights is called on an array inside "
+                                          "a model only"):
+        reglab.layers.Dense(2)(x)
 
 
 def test_layer_normalization_first_in_a_population_of_one_seed():

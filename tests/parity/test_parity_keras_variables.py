@@ -95,9 +95,6 @@ def test_calling_the_model_gives_keras_s_outputs_as_a_tensor():
     assert isinstance(got, torch.Tensor) and got.shape == expected.shape == (7, 3)
     np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(ours(x, training=False).numpy(), got.numpy())
-    with pytest.raises(ConfigError, match=r"net: a model called with training=True is not "
-                                          r"supported"):
-        ours(x, training=True)
     with pytest.raises(ConfigError, match=r"a model called on a symbolic input"):
         ours(reglab.Input((5,)))
 
@@ -141,3 +138,20 @@ def test_a_model_without_its_input_shape_has_no_weights_yet_as_in_keras():
     built = reglab.Sequential([reglab.layers.Dense(3)])
     built.build((None, 4))
     assert [w.shape for w in built.get_weights()] == [(4, 3), (3,)]
+
+
+def test_calling_the_model_in_training_mode_computes_as_keras_s_call():
+    """model(x, training=True): BatchNormalization on the batch's statistics, its moving
+    statistics updated once; dropout on (each unit dropped or scaled by 1 / (1 - rate));
+    inference afterwards on the updated moving statistics."""
+    theirs, ours = pair()
+    x = np.random.default_rng(1).normal(size=(40, 5)).astype("float32")
+    expected = keras.ops.convert_to_numpy(theirs(x, training=True))
+    got = ours(x, training=True)
+    assert isinstance(got, torch.Tensor) and got.shape == expected.shape == (40, 3)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)  # the moving statistics
+    np.testing.assert_allclose(ours(x).numpy(), keras.ops.convert_to_numpy(theirs(x)),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.numpy().sum(axis=1), 1.0, rtol=1e-5)  # a softmax still
+    assert not np.array_equal(got.numpy(), ours(x, training=True).numpy())  # new masks

@@ -560,6 +560,37 @@ class Population:
                     hook(step, outputs[-1])
         return torch.cat(outputs, dim=1).cpu().numpy()
 
+    def call_in_training_mode(self, x, purpose: str) -> torch.Tensor:
+        """``(P, N, ...)`` outputs of one batch in training mode outside ``fit`` (Keras's
+        ``model(x, training=True)``): dropout and noise on, drawn from the streams that
+        ``purpose`` names (give each call its own), BatchNormalization's batch statistics,
+        its moving statistics updated as Keras's training call updates them. Augmentation
+        layers are refused: they draw from ``fit``'s own streams."""
+        from reglab.engine.epoch import MemberRandom
+
+        augmenting = [lp.layer.name or type(lp.layer).__name__ for lp in self.plan.layers
+                      if lp.layer.is_augmentation
+                      or getattr(lp.layer, "is_batch_transform", False)]
+        if augmenting:
+            raise ConfigError(f"call: a model with augmentation layers ({', '.join(augmenting)}) "
+                              "is called in training mode by fit only; call it with "
+                              "training=False, or train it.")
+        data = data_module.prepare(self, x, None, None, "call")
+        self._restore_all()
+        state = self.state
+        member_groups = [(self.plan.seeds[m], state.epochs(m)) for m in state.member_ids]
+        groups = sorted(set(member_groups))
+        rows = None
+        if len(groups) > 1:
+            where = {g: i for i, g in enumerate(groups)}
+            rows = torch.tensor([where[g] for g in member_groups], device=self.device)
+
+        def random_for(name):
+            return MemberRandom(self.streams, groups, rows, f"{purpose}/noise/{name}",
+                                self.dtype)
+        with torch.no_grad():
+            return forward(state, data.x, True, random_for)[0]
+
     def activity_penalties(self, x) -> dict[int, torch.Tensor]:
         """Each activity-regularized layer's penalty ``(P,)`` on the batch ``x`` in inference
         mode, by the layer's position (Keras's ``layer.losses`` after a call)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from reglab import mixed_precision
@@ -234,16 +235,44 @@ class Layer:
     # -- Keras-facing -------------------------------------------------------------
     def __call__(self, inputs, *args, **kwargs):
         """Keras's functional API: called on ``reglab.Input(...)`` or another layer's output,
-        returns a symbolic tensor (see :mod:`reglab.layers.symbolic`). Keras's call
-        arguments (``training=``, ``mask=``) are not supported: refused, not ignored."""
+        returns a symbolic tensor (see :mod:`reglab.layers.symbolic`). Called on an array
+        or tensor (a batch), a layer without weights computes it, as Keras's eager call:
+        ``Dropout(0.5)(x, training=True)`` (a torch tensor back). Keras's other call
+        arguments (``mask=``) are not supported: refused, not ignored."""
         from reglab.layers import symbolic
 
+        if not symbolic.is_symbolic(inputs) and _is_batch(inputs):
+            training = kwargs.pop("training", False)
+            if not args and not kwargs:
+                return self._call_on_batch(inputs, training)
         if args or kwargs:
             given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
             raise ConfigError(f"{self.name or type(self).__name__}: a layer is called on its "
                               f"inputs alone; call arguments such as training= or mask= are "
                               f"not supported (training mode is fit's). Got {', '.join(given)}.")
         return symbolic.call(self, inputs)
+
+    def _call_on_batch(self, inputs, training):
+        """The layer on one batch, through a one-layer model of a copy of it (made once per
+        input shape, its seed drawn as a model's): weightless layers only, whose copy
+        computes what the layer would."""
+        import torch
+
+        from reglab.models.sequential import Sequential
+
+        x = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else \
+            np.asarray(inputs)
+        shape = tuple(x.shape[1:])
+        model = self.__dict__.get("_on_batches", {}).get(shape)
+        if model is None:
+            model = Sequential([Input(shape), type(self).from_config(self.get_config())])
+            if model.count_params():
+                raise ConfigError(
+                    f"{self.name or type(self).__name__}: a layer with weights is called on "
+                    "an array inside a model only (its weights are the model's): "
+                    "Sequential([reglab.Input(shape), layer]) or reglab.Model.")
+            self.__dict__.setdefault("_on_batches", {})[shape] = model
+        return model(x, training=training)
 
     def get_weights(self) -> list:
         """This layer's weights in Keras's layouts, read from the model it belongs to."""
@@ -399,3 +428,10 @@ class Input:
 
     def __repr__(self) -> str:
         return f"<Input shape={self.shape}>"
+
+
+def _is_batch(value) -> bool:
+    """Whether ``value`` is data (an array, a tensor) rather than a symbolic input."""
+    import torch
+
+    return isinstance(value, (np.ndarray, torch.Tensor))

@@ -520,8 +520,9 @@ class Sequential:
         """Keras's ``model(x)``: the outputs of ``x`` (one batch, inference mode) as a torch
         tensor (a list of them for several outputs), as Keras on its torch backend returns
         them, though without a gradient graph (reglab trains through ``fit``).
-        ``training=True`` (dropout on, batch statistics) and symbolic inputs (a model used
-        as a layer) are refused."""
+        ``training=True`` runs the batch in training mode, as Keras (dropout and noise on,
+        batch statistics; BatchNormalization's moving statistics updated). Symbolic inputs
+        (a model used as a layer) are refused."""
         import torch
 
         from reglab.layers import symbolic
@@ -532,9 +533,7 @@ class Sequential:
                               "as a layer) is not supported yet. Build one model from the "
                               "layers instead.")
         if training:
-            raise ConfigError(f"{self.name}: a model called with training=True is not "
-                              "supported (training mode is fit's). Got training="
-                              f"{training!r}.")
+            return self._call_in_training_mode(inputs)
         outputs = self.predict_on_batch(inputs)
         self._call_activity = None
         if any(getattr(layer, "activity_regularizer", None) is not None for layer in self._layers):
@@ -547,6 +546,29 @@ class Sequential:
         if isinstance(outputs, list):
             return [torch.from_numpy(np.asarray(o)) for o in outputs]
         return torch.from_numpy(np.asarray(outputs))
+
+    def _call_in_training_mode(self, inputs):
+        """``model(x, training=True)``: one batch in training mode, as Keras computes it
+        (dropout and noise on, new random numbers each call; batch statistics, and
+        BatchNormalization's moving statistics updated)."""
+        import torch
+
+        from reglab.models.fit_data import batch_arrays
+
+        x, _, _ = batch_arrays("call", self._packed("call", inputs))
+        if self._input_shape is None:
+            self._input_shape = tuple(np.shape(x)[1:])
+        population = self._build()
+        self._training_calls = getattr(self, "_training_calls", 0) + 1
+        self._call_activity = None
+        outputs = population.call_in_training_mode(x, f"call{self._training_calls}")[0]
+        split = getattr(self, "_split", None)
+        if split is not None:
+            outputs = split(outputs.numpy())
+            if isinstance(outputs, list):
+                return [torch.from_numpy(np.asarray(o)) for o in outputs]
+            return torch.from_numpy(np.asarray(outputs))
+        return outputs
 
     def _building_optimizer(self, call):
         """``call()``, after which the optimizer is built, as Keras builds it once the data
