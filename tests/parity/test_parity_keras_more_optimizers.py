@@ -1,4 +1,4 @@
-"""Keras 3's Adagrad, Adadelta, Adamax, Nadam and Lion side by side with Keras itself (torch
+"""Keras 3's Adagrad, Adadelta, Adamax, Nadam, Lion and Ftrl side by side with Keras itself (torch
 backend): the same weights step after step, with regularizers, weight decay, clipping and a
 schedule; names, configs and saving. (Each member trains as alone with them:
 tests/unit/engine/test_engine_member_independence.py.)"""
@@ -32,6 +32,10 @@ CASES = [
     ("Nadam", dict(learning_rate=0.01, beta_1=0.85, beta_2=0.99, weight_decay=0.02)),
     ("Lion", dict(learning_rate=0.003)),
     ("Lion", dict(learning_rate=0.003, beta_1=0.8, beta_2=0.9, clipvalue=0.01)),
+    ("Ftrl", dict(learning_rate=0.05)),
+    ("Ftrl", dict(learning_rate=0.05, learning_rate_power=-0.7, initial_accumulator_value=0.3,
+                  l1_regularization_strength=0.01, l2_regularization_strength=0.02,
+                  l2_shrinkage_regularization_strength=0.03, beta=0.1)),
 ]
 
 
@@ -77,7 +81,7 @@ def test_training_is_keras_s_step_after_step(name, arguments):
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
 
 
-@pytest.mark.parametrize("name", ["Adagrad", "Adamax", "Nadam"])
+@pytest.mark.parametrize("name", ["Adagrad", "Adamax", "Nadam", "Ftrl"])
 def test_fit_with_a_schedule_is_keras_s(name):
     theirs, ours = pair(name, dict(learning_rate=0.02), schedule=True)
     x, y = data()
@@ -88,7 +92,7 @@ def test_fit_with_a_schedule_is_keras_s(name):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["adagrad", "adadelta", "adamax", "nadam", "lion"])
+@pytest.mark.parametrize("name", ["adagrad", "adadelta", "adamax", "nadam", "lion", "ftrl"])
 def test_names_configs_and_saving(name, tmp_path):
     ours = reglab.optimizers.get(name)
     theirs = keras.optimizers.get(name)
@@ -118,13 +122,17 @@ def test_names_configs_and_saving(name, tmp_path):
     (lambda o: o.Lion(beta_1=0.0), r"Lion: 'beta_1' must be a float in the range \(0.0, "
                                    r"1.0\]. Got 0.0"),
     (lambda o: o.Adamax(epsilon="small"), r"Adamax: 'epsilon' must be a finite float"),
+    (lambda o: o.Ftrl(learning_rate_power=0.5), r"Ftrl: 'learning_rate_power' must be a float "
+                                                r"in the range \[-inf, 0.0\]. Got 0.5"),
+    (lambda o: o.Ftrl(l1_regularization_strength=-0.1),
+     r"Ftrl: 'l1_regularization_strength' must be a finite float >= 0.0"),
 ])
 def test_bad_arguments_are_refused_by_name(build, match):
     with pytest.raises(ConfigError, match=match):
         build(reglab.optimizers)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Ftrl"])
 def test_from_config_takes_keras_s_own_config(name):
     theirs = getattr(keras.optimizers, name)(learning_rate=0.05)
     ours = getattr(reglab.optimizers, name).from_config(theirs.get_config())

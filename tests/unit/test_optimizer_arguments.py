@@ -88,7 +88,7 @@ def _every_optimizer():
 
     return [optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop,
             optimizers.Adagrad, optimizers.Adadelta, optimizers.Adamax, optimizers.Nadam,
-            optimizers.Lion]
+            optimizers.Lion, optimizers.Ftrl]
 
 
 @pytest.mark.parametrize("cls", _every_optimizer(), ids=lambda c: c.__name__)
@@ -105,10 +105,11 @@ def test_an_argument_the_optimizer_has_not_is_refused_by_name_as_keras_does(cls)
     with pytest.raises(ConfigError, match=rf"{cls.__name__}: argument\(s\) not recognized: "
                        r"\['lr'\]. Got lr=0.1."):
         cls(lr=0.1)
+    # (an argument none of them has: Ftrl has a 'beta')
     with pytest.raises(ValueError, match="not recognized"):  # Keras's error type
-        cls(learning_rate=0.1, decay=0.0, beta=3)
+        cls(learning_rate=0.1, decay=0.0, gamma=3)
     with pytest.raises(TypeError, match="not recognized"):  # and Python's
-        cls(learning_rate=0.1, beta=3)
+        cls(learning_rate=0.1, gamma=3)
 
 
 @pytest.mark.parametrize("cls", _every_optimizer(), ids=lambda c: c.__name__)

@@ -1,4 +1,4 @@
-"""Keras 3's other optimizers: Adagrad, Adadelta, Adamax, Nadam and Lion, their arguments,
+"""Keras 3's other optimizers: Adagrad, Adadelta, Adamax, Nadam, Lion and Ftrl, their arguments,
 defaults and update rules, for a population's stacked weights ``(P, ...)``.
 
 Each member's hyperparameters are per-member values (``OptimizerMembers.value``) and its
@@ -270,5 +270,82 @@ class Lion(Optimizer):
             m.copy_(m * b2 + grad * (1 - b2))
 
 
-for _cls in (Adagrad, Adadelta, Adamax, Nadam, Lion):
+class Ftrl(Optimizer):
+    """Keras's Ftrl (follow the regularized leader): with ``n`` the accumulator (starting at
+    ``initial_accumulator_value``), ``z`` the linear term, ``p = -learning_rate_power``,
+    ``l2' = l2_regularization_strength + beta / (2 lr)``:
+    ``z += g + 2 l2_shrinkage w - ((n + g**2)**p - n**p) / lr * w``; ``n += g**2``;
+    ``w = (clip(z, -l1, l1) - z) / (n**p / lr + 2 l2')``.
+
+    Example:
+        >>> Ftrl().hyperparameters()["learning_rate_power"]
+        -0.5
+    """
+
+    name = "ftrl"
+
+    def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
+                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
+                 beta=0.0, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, swa_start=None, **kwargs):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, swa_start, **kwargs)
+        self.learning_rate_power = _check("Ftrl", "learning_rate_power", learning_rate_power,
+                                          -float("inf"), 0.0)
+        self.initial_accumulator_value = _check("Ftrl", "initial_accumulator_value",
+                                                initial_accumulator_value, 0.0)
+        for name, value in (("l1_regularization_strength", l1_regularization_strength),
+                            ("l2_regularization_strength", l2_regularization_strength),
+                            ("l2_shrinkage_regularization_strength",
+                             l2_shrinkage_regularization_strength)):
+            setattr(self, name, _check("Ftrl", name, value, 0.0))
+        self.beta = _check("Ftrl", "beta", beta, -float("inf"))
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(),
+                "learning_rate_power": self.learning_rate_power,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "l1_regularization_strength": self.l1_regularization_strength,
+                "l2_regularization_strength": self.l2_regularization_strength,
+                "l2_shrinkage_regularization_strength":
+                    self.l2_shrinkage_regularization_strength,
+                "beta": self.beta}
+
+    def slots(self):
+        return ("accumulator", "linear")
+
+    def slot_initial_values(self):
+        return {"accumulator": "initial_accumulator_value"}
+
+    def _quadratic(self, accumulator, members, ndim):
+        """``n**p / lr + 2 l2'`` (Keras's ``quadratic``)."""
+        lr = members.value("learning_rate", ndim)
+        l2 = members.value("l2_regularization_strength", ndim) \
+            + members.value("beta", ndim) / (2.0 * lr)
+        return accumulator.pow(-members.value("learning_rate_power", ndim)) / lr + 2 * l2
+
+    def apply(self, params, grads, slots, members):
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            lr = members.value("learning_rate", ndim)
+            power = -members.value("learning_rate_power", ndim)
+            accumulator, linear = state["accumulator"], state["linear"]
+            shrinkage = members.value("l2_shrinkage_regularization_strength", ndim)
+            new_accumulator = accumulator + grad.square()
+            linear.add_(grad + 2 * shrinkage * param
+                        - (new_accumulator.pow(power) - accumulator.pow(power)) / lr * param)
+            l1 = members.value("l1_regularization_strength", ndim)
+            clipped = torch.minimum(torch.maximum(linear, -l1 * torch.ones_like(linear)),
+                                    l1 * torch.ones_like(linear))
+            param.copy_((clipped - linear) / self._quadratic(new_accumulator, members, ndim))
+            accumulator.copy_(new_accumulator)
+
+    def step_size(self, param, slots, members):
+        """``1 / quadratic``: the scale of the last update's step, from the updated slots."""
+        return 1.0 / self._quadratic(slots["accumulator"], members, param.dim())
+
+
+for _cls in (Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl):
     register(_cls)
