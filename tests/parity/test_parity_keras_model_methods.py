@@ -489,3 +489,34 @@ def test_a_model_with_a_known_input_shape_is_built_as_keras_s():
             api.Sequential([api.Input((3,)), api.layers.Dense(2)]).built,
             api.Sequential([api.layers.Dense(2)]).built)
     assert states["reglab"] == states["keras"] == (True, True, False)
+
+
+def test_progress_lines_of_fit_evaluate_and_predict_are_keras_s(capsys):
+    """What fit, evaluate and predict print at verbose 1, 2 and by default: Keras's bar (its
+    ANSI bold and colours, elapsed seconds, time per step) or line, the same text but for
+    the numbers. Each line is compared as it stands after its last rewrite (Keras's
+    intermediate updates depend on timing)."""
+    import re
+
+    x = np.random.default_rng(0).random((64, 4)).astype("float32")
+    y = np.arange(64) % 2
+    printed = {}
+    for api in (keras, reglab):
+        model = api.Sequential([api.Input((4,)), api.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        capsys.readouterr()
+        for verbose in (1, 2):
+            model.fit(x, y, epochs=2, verbose=verbose)
+            model.evaluate(x, y, verbose=verbose)
+            model.predict(x, verbose=verbose)
+        model.evaluate(x, y)
+        model.predict(x)
+        # each line as it stands after its last rewrite (after the last carriage return)
+        lines = [line.split("\r")[-1] for line in capsys.readouterr().out.split("\n")]
+        numbers = [re.sub(r"\d+(\.\d+)?(e[-+]\d+)?", "N", line).rstrip()
+                   for line in lines if line]
+        printed[api.__name__] = [re.sub(r"N[mu]?s/step", "T/step", line) for line in numbers]
+    assert printed["reglab"] == printed["keras"]
+    assert any("━" in line and "T/step - accuracy: N - loss: N" in line
+               for line in printed["reglab"])

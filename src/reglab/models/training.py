@@ -9,6 +9,7 @@ callback calls (``on_epoch_end(epoch, logs)`` with Keras's log names,
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Mapping
 
@@ -18,7 +19,7 @@ from reglab import losses as losses_module
 from reglab.callbacks.backup_and_restore import BackupAndRestore
 from reglab.callbacks.callback import CallbackList, overrides
 from reglab.callbacks.history import History
-from reglab.callbacks.progbar_logger import ProgbarLogger, format_logs
+from reglab.callbacks.progbar_logger import ProgbarLogger, print_progress
 from reglab.engine.data import Data, check_count
 from reglab.engine.data import prepare as prepare_data
 from reglab.engine.population import check_validation_freq
@@ -398,12 +399,12 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
     callback_list.on_test_begin({})
     observers = [_BatchHooks(callback_list)] if _BatchHooks.wanted(callback_list, "test") \
         else []
+    started = time.perf_counter()
     logs = population.evaluate(x, y, batch_size=batch_size or 32,
                                sample_weight=sample_weight, observers=observers)[0]
     keras_logs, _ = _keras_logs(logs)
     callback_list.on_test_end(keras_logs)
-    if verbose:
-        print(f"{batches}/{batches} - {format_logs(keras_logs)}")
+    print_progress(verbose, batches, time.perf_counter() - started, keras_logs)
     return _result(model, keras_logs, return_dict)
 
 
@@ -463,18 +464,20 @@ def predict(model, x, batch_size, steps=None, callbacks=None, verbose=0):
     model._call_activity = None  # Keras's layer losses are of the last model(x)
     if batch_size is not None:
         _check_batch_size("predict", batch_size)
+    verbose = _verbose(verbose, "predict")
     x, _, _, batch_size = fit_data.resolve_eval_inputs("predict", x, None, None, steps,
                                                        batch_size)
+    batches = math.ceil(len(x) / (batch_size or 32))
     callback_list = _callback_list(
-        "predict", model, callbacks,
-        {"verbose": _verbose(verbose, "predict"), "epochs": 1,
-         "steps": math.ceil(len(x) / (batch_size or 32))})
+        "predict", model, callbacks, {"verbose": verbose, "epochs": 1, "steps": batches})
     if model._input_shape is None:
         model._input_shape = tuple(np.shape(x)[1:])
     population = model._build()
     callback_list.on_predict_begin({})
     observers = [_BatchHooks(callback_list, getattr(model, "_split", None))] \
         if _BatchHooks.wanted(callback_list, "predict") else []
+    started = time.perf_counter()
     outputs = population.predict(x, batch_size=batch_size or 32, observers=observers)[0]
     callback_list.on_predict_end({})
+    print_progress(verbose, batches, time.perf_counter() - started)
     return outputs
