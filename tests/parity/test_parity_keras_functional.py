@@ -730,3 +730,48 @@ def test_the_summary_numbers_a_shared_layer_s_calls_as_keras():
     ours, theirs = connected(reglab), connected(keras)
     assert ours["s"] == theirs["s"] == "x[0][0], d2[0][0]"
     assert ours["add"] == theirs["add"] == "s[1][0], s[0][0]"
+
+
+def test_a_layer_called_on_arrays_reads_its_settings_at_each_call_as_keras():
+    x = np.random.default_rng(3).uniform(1, 2, size=(200, 50)).astype("float32")
+    for api in (keras, reglab):
+        layer = api.layers.Dropout(0.1)
+        layer(x, training=True)
+        layer.rate = 0.9  # Keras reads it at the next call
+        y = keras.ops.convert_to_numpy(layer(x, training=True))
+        assert abs((y == 0).mean() - 0.9) < 0.03, api.__name__
+
+
+def test_layer_calls_on_arrays_leave_later_models_seeds_and_take_the_layer_s_own():
+    """An exploratory Dropout(0.5)(x) must not change the models made after it (their
+    seeds come from set_random_seed's stream); a layer's own seed gives its masks, as
+    Keras's seed generator does."""
+    x = np.ones((8, 16), "float32")
+
+    def later_model_weights(explore):
+        reglab.utils.set_random_seed(0)
+        if explore:
+            reglab.layers.Dropout(0.5)(x, training=True)
+            reglab.layers.Activation("relu")(x)
+        return reglab.Sequential([reglab.Input((16,)), reglab.layers.Dense(3)]).get_weights()
+    for a, b in zip(later_model_weights(False), later_model_weights(True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    masks = [reglab.layers.Dropout(0.5, seed=42)(x, training=True).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(masks[0], masks[1])
+
+
+def test_a_training_call_s_output_never_shares_the_caller_s_memory():
+    x = np.ones((3, 4), "float32")
+    for call in (lambda: reglab.layers.Flatten()(x, training=True),
+                 lambda: reglab.layers.Dropout(0.0)(x, training=True),
+                 lambda: reglab.Sequential([reglab.Input((4,)),
+                                            reglab.layers.Activation("linear")])(
+                     x, training=True)):
+        call().add_(1)
+        np.testing.assert_array_equal(x, 1.0)
+
+
+def test_an_augmentation_layer_called_on_an_array_in_training_mode_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"(random_flip|RandomFlip): an augmentation layer "
+                                          r"computes in training mode inside fit only"):
+        reglab.layers.RandomFlip()(np.zeros((2, 4, 4, 1), "float32"), training=True)

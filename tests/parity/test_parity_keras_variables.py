@@ -155,3 +155,19 @@ def test_calling_the_model_in_training_mode_computes_as_keras_s_call():
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.numpy().sum(axis=1), 1.0, rtol=1e-5)  # a softmax still
     assert not np.array_equal(got.numpy(), ours(x, training=True).numpy())  # new masks
+
+
+def test_model_losses_after_a_training_call_hold_its_activity_penalties_as_keras():
+    def build(api):
+        r = api.regularizers
+        return api.Sequential([api.Input((5,)),
+                               api.layers.Dense(4, activity_regularizer=r.L2(0.1)),
+                               api.layers.Dense(2, kernel_regularizer=r.L1(0.01))])
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    x = np.random.default_rng(4).normal(size=(6, 5)).astype("float32")
+    theirs(x, training=True)
+    ours(x, training=True)
+    got = [float(v) for v in ours.losses]
+    expected = [float(keras.ops.convert_to_numpy(v)) for v in theirs.losses]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)

@@ -560,12 +560,15 @@ class Population:
                     hook(step, outputs[-1])
         return torch.cat(outputs, dim=1).cpu().numpy()
 
-    def call_in_training_mode(self, x, purpose: str) -> torch.Tensor:
+    def call_in_training_mode(self, x, purpose: str,
+                              activity_by_layer: dict[int, torch.Tensor] | None = None
+                              ) -> torch.Tensor:
         """``(P, N, ...)`` outputs of one batch in training mode outside ``fit`` (Keras's
         ``model(x, training=True)``): dropout and noise on, drawn from the streams that
         ``purpose`` names (give each call its own), BatchNormalization's batch statistics,
         its moving statistics updated as Keras's training call updates them. Augmentation
-        layers are refused: they draw from ``fit``'s own streams."""
+        layers are refused: they draw from ``fit``'s own streams. The outputs never share
+        memory with ``x``; ``activity_by_layer`` receives the activity penalties."""
         from reglab.engine.epoch import MemberRandom
 
         augmenting = [lp.layer.name or type(lp.layer).__name__ for lp in self.plan.layers
@@ -589,7 +592,11 @@ class Population:
             return MemberRandom(self.streams, groups, rows, f"{purpose}/noise/{name}",
                                 self.dtype)
         with torch.no_grad():
-            return forward(state, data.x, True, random_for)[0]
+            out = forward(state, data.x, True, random_for,
+                          activity_by_layer=activity_by_layer)[0]
+        if out.untyped_storage().data_ptr() == data.x.untyped_storage().data_ptr():
+            out = out.clone()  # layers that pass their input on: a view of the caller's data
+        return out
 
     def activity_penalties(self, x) -> dict[int, torch.Tensor]:
         """Each activity-regularized layer's penalty ``(P,)`` on the batch ``x`` in inference

@@ -243,8 +243,12 @@ class Layer:
 
         if not symbolic.is_symbolic(inputs) and _is_batch(inputs):
             training = kwargs.pop("training", False)
-            if not args and not kwargs:
-                return self._call_on_batch(inputs, training)
+            if args or kwargs:
+                given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+                raise ConfigError(f"{self.name or type(self).__name__}: a layer called on an "
+                                  f"array takes training= alone; call arguments such as "
+                                  f"mask= are not supported. Got {', '.join(given)}.")
+            return self._call_on_batch(inputs, training)
         if args or kwargs:
             given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
             raise ConfigError(f"{self.name or type(self).__name__}: a layer is called on its "
@@ -259,20 +263,31 @@ class Layer:
         import torch
 
         from reglab.models.sequential import Sequential
+        from reglab.utils.random_seed import layer_call_seed
 
+        name = self.name or type(self).__name__
+        if training and self.is_augmentation:
+            raise ConfigError(f"{name}: an augmentation layer computes in training mode "
+                              "inside fit only (its draws are fit's); call it with "
+                              "training=False.")
         x = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else \
             np.asarray(inputs)
-        shape = tuple(x.shape[1:])
-        model = self.__dict__.get("_on_batches", {}).get(shape)
-        if model is None:
-            model = Sequential([Input(shape), type(self).from_config(self.get_config())])
+        shape, config = tuple(x.shape[1:]), self.get_config()
+        # made again when the layer's settings changed since (layer.rate = 0.9), as Keras
+        # reads them at each call; the seed: the layer's own, else one from a stream apart
+        key = (shape, repr(sorted(config.items())))
+        cached = self.__dict__.get("_on_batch")
+        if cached is None or cached[0] != key:
+            seed = getattr(self, "seed", None)
+            model = Sequential([Input(shape), type(self).from_config(config)],
+                               seed=layer_call_seed() if seed is None else seed)
             if model.count_params():
                 raise ConfigError(
-                    f"{self.name or type(self).__name__}: a layer with weights is called on "
-                    "an array inside a model only (its weights are the model's): "
+                    f"{name}: a layer with weights is called on an array inside a model "
+                    "only (its weights are the model's): "
                     "Sequential([reglab.Input(shape), layer]) or reglab.Model.")
-            self.__dict__.setdefault("_on_batches", {})[shape] = model
-        return model(x, training=training)
+            self.__dict__["_on_batch"] = cached = (key, model)
+        return cached[1](x, training=training)
 
     def get_weights(self) -> list:
         """This layer's weights in Keras's layouts, read from the model it belongs to."""

@@ -560,8 +560,12 @@ class Sequential:
             self._input_shape = tuple(np.shape(x)[1:])
         population = self._build()
         self._training_calls = getattr(self, "_training_calls", 0) + 1
-        self._call_activity = None
-        outputs = population.call_in_training_mode(x, f"call{self._training_calls}")[0]
+        found: dict = {}
+        outputs = population.call_in_training_mode(x, f"call{self._training_calls}",
+                                                   found)[0]
+        # Keras's layer losses: the activity penalties of this call's (training) outputs
+        self._call_activity = {position if self._calls is None else self._calls[position]:
+                               value[0] for position, value in found.items()} or None
         split = getattr(self, "_split", None)
         if split is not None:
             outputs = split(outputs.numpy())

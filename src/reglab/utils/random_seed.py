@@ -35,6 +35,18 @@ def set_random_seed(seed: int) -> None:
 
     torch.manual_seed(seed)
     _source = random.Random(seed)
+    _batch_calls.seed(f"layer calls {seed}")
+
+
+#: where a layer called on an array (``Dropout(0.5)(x, training=True)``) without a seed of
+#: its own takes one: a stream apart, so that such a call leaves the seeds of the models
+#: made afterwards as they were; reproducible after :func:`set_random_seed`
+_batch_calls = random.Random()
+
+
+def layer_call_seed() -> int:
+    """A seed for a layer called on an array, from its own stream (see above)."""
+    return _batch_calls.randrange(2**31)
 
 
 def next_seed() -> int:
