@@ -241,19 +241,18 @@ class Layer:
         arguments (``mask=``) are not supported: refused, not ignored."""
         from reglab.layers import symbolic
 
-        if not symbolic.is_symbolic(inputs) and _is_batch(inputs):
-            training = kwargs.pop("training", False)
-            if args or kwargs:
-                given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-                raise ConfigError(f"{self.name or type(self).__name__}: a layer called on an "
-                                  f"array takes training= alone; call arguments such as "
-                                  f"mask= are not supported. Got {', '.join(given)}.")
-            return self._call_on_batch(inputs, training)
+        on_batch = not symbolic.is_symbolic(inputs) and _is_batch(inputs)
+        training = kwargs.pop("training", False) if on_batch else None
         if args or kwargs:
             given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-            raise ConfigError(f"{self.name or type(self).__name__}: a layer is called on its "
-                              f"inputs alone; call arguments such as training= or mask= are "
-                              f"not supported (training mode is fit's). Got {', '.join(given)}.")
+            rule = ("a layer called on an array takes training= alone; call arguments such "
+                    "as mask= are not supported" if on_batch else
+                    "a layer is called on its inputs alone; call arguments such as training= "
+                    "or mask= are not supported (training mode is fit's)")
+            raise ConfigError(f"{self.name or type(self).__name__}: {rule}. Got "
+                              f"{', '.join(given)}.")
+        if on_batch:
+            return self._call_on_batch(inputs, training)
         return symbolic.call(self, inputs)
 
     def _call_on_batch(self, inputs, training):
