@@ -171,3 +171,15 @@ def test_model_losses_after_a_training_call_hold_its_activity_penalties_as_keras
     got = [float(v) for v in ours.losses]
     expected = [float(keras.ops.convert_to_numpy(v)) for v in theirs.losses]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda api: api.layers.Dense(2),
+                                  lambda api: api.layers.LayerNormalization(center=False,
+                                                                            scale=False)])
+def test_a_layer_outside_a_model_has_no_weights_as_keras_s_unbuilt_layer(make):
+    for api in (keras, reglab):
+        layer = make(api)
+        assert layer.get_weights() == [] and list(layer.weights) == []
+        layer.set_weights([])  # nothing to set, nothing refused
+    with pytest.raises(ValueError, match="expected 0 arrays. Got 1"):
+        make(reglab).set_weights([np.zeros((3, 2))])

@@ -289,11 +289,21 @@ class Layer:
         return cached[1](x, training=training)
 
     def get_weights(self) -> list:
-        """This layer's weights in Keras's layouts, read from the model it belongs to."""
-        return self._owner("get_weights")._layer_weights(self)
+        """This layer's weights in Keras's layouts, read from the model it belongs to; none
+        before it is part of one (Keras's unbuilt layer)."""
+        model = getattr(self, "_model", None)
+        return [] if model is None else model._layer_weights(self)
 
     def set_weights(self, weights) -> None:
-        self._owner("set_weights")._set_layer_weights(self, weights)
+        """Writes this layer's weights into the model it belongs to; before it is part of
+        one it has none, and only an empty list is taken (as Keras's unbuilt layer)."""
+        model = getattr(self, "_model", None)
+        if model is not None:
+            model._set_layer_weights(self, weights)
+        elif len(weights):
+            raise ConfigError(f"{self.name or type(self).__name__}.set_weights: the layer "
+                              f"holds no weights until it is part of a model (add it to a "
+                              f"Sequential); expected 0 arrays. Got {len(weights)}.")
 
     @property
     def weights(self) -> list:
@@ -333,13 +343,6 @@ class Layer:
                 if name == "bias" and self.__dict__.get("use_bias") is False:
                     return None
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def _owner(self, method: str):
-        model = getattr(self, "_model", None)
-        if model is None:
-            raise ConfigError(f"{type(self).__name__}.{method}: the layer holds no weights "
-                              "until it is part of a model (add it to a Sequential).")
-        return model
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
