@@ -68,8 +68,7 @@ def finalize(population, positions: Sequence[int], train, batch_size: int) -> No
                 stats = state.weights[(i, name)]
                 stats[chosen] = fill
         saved = [dict(state.layer_values[i]) for i in norms]
-        groups = sorted({(state.plan.seeds[m], state.epochs(m)) for m in state.member_ids})
-        layout = SeedLayout(population, {g: r for r, g in enumerate(groups)})
+        layout = SeedLayout(population)  # the groups' rows in their order
         n = train.x.shape[0]
         for k, lo in enumerate(range(0, n, batch_size), start=1):
             # Keras's momentum is the old value's weight: (k - 1) / k averages the batches

@@ -36,10 +36,15 @@ def divergence_check_steps(device: torch.device) -> int:
 class SeedLayout:
     """The groups of the members still training, and how members map onto them."""
 
-    def __init__(self, population, group_rows: dict[tuple[int, int], int]):
+    def __init__(self, population, group_rows: dict[tuple[int, int], int] | None = None,
+                 noise: str = "noise"):
+        """``group_rows``: each group's row of the data (None: the groups in their order);
+        ``noise``: the streams the layers' random numbers come from (``noise/<layer>``)."""
         state, streams, dtype = population.state, population.streams, population.dtype
         member_groups = [(state.plan.seeds[m], state.epochs(m)) for m in state.member_ids]
         self.groups = sorted(set(member_groups))
+        if group_rows is None:
+            group_rows = {g: r for r, g in enumerate(self.groups)}
         rows = [group_rows[g] for g in self.groups]
         self.order_rows = None if rows == list(range(len(group_rows))) else rows
         self.member_rows = self.member_groups = None
@@ -54,7 +59,7 @@ class SeedLayout:
         groups, member_rows = self.groups, self.member_rows
 
         def random_for(name):
-            return MemberRandom(streams, groups, member_rows, f"noise/{name}", dtype)
+            return MemberRandom(streams, groups, member_rows, f"{noise}/{name}", dtype)
 
         self.random_for = random_for
 

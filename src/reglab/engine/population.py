@@ -299,9 +299,9 @@ class Population:
     def checkpoint(self) -> dict:
         """Everything ``fit`` needs to go on after the epoch that just ended (call it from an
         observer's ``on_epoch_complete``, or its ``on_epoch_end``, before the members stopped
-        at that epoch are parked, as a Keras model's backup is taken): every member's tree (weights, optimizer slots,
-        snapshots, averages, steps and epochs trained, early-stopping state), the parked
-        members, the results so far. The random streams need no state: they are keyed by
+        at that epoch are parked, as a Keras model's backup is taken): every member's tree
+        (weights, optimizer slots, snapshots, averages, steps and epochs trained,
+        early-stopping state), the parked members, the results so far. The random streams need no state: they are keyed by
         each member's seed and epochs trained. For ``torch.save``; not a copy, so save it
         before training goes on."""
         if self._epoch is None:
@@ -569,7 +569,7 @@ class Population:
         its moving statistics updated as Keras's training call updates them. Augmentation
         layers are refused: they draw from ``fit``'s own streams. The outputs never share
         memory with ``x``; ``activity_by_layer`` receives the activity penalties."""
-        from reglab.engine.epoch import MemberRandom
+        from reglab.engine.epoch import SeedLayout
 
         augmenting = [lp.layer.name or type(lp.layer).__name__ for lp in self.plan.layers
                       if lp.layer.is_augmentation
@@ -580,19 +580,9 @@ class Population:
                               "training=False, or train it.")
         data = data_module.prepare(self, x, None, None, "call")
         self._restore_all()
-        state = self.state
-        member_groups = [(self.plan.seeds[m], state.epochs(m)) for m in state.member_ids]
-        groups = sorted(set(member_groups))
-        rows = None
-        if len(groups) > 1:
-            where = {g: i for i, g in enumerate(groups)}
-            rows = torch.tensor([where[g] for g in member_groups], device=self.device)
-
-        def random_for(name):
-            return MemberRandom(self.streams, groups, rows, f"{purpose}/noise/{name}",
-                                self.dtype)
+        layout = SeedLayout(self, noise=f"{purpose}/noise")
         with torch.no_grad():
-            out = forward(state, data.x, True, random_for,
+            out = forward(self.state, data.x, True, layout.random_for,
                           activity_by_layer=activity_by_layer)[0]
         if out.untyped_storage().data_ptr() == data.x.untyped_storage().data_ptr():
             out = out.clone()  # layers that pass their input on: a view of the caller's data

@@ -49,12 +49,17 @@ def widens(t: torch.Tensor) -> bool:
     return t.dtype in _HALF and t.device.type == "cpu" and not native_half_products(t.dtype)
 
 
-def _widened(a: torch.Tensor, *others: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """The operands in float32, after the check torch's own half operation makes: every
-    operand in ``a``'s dtype (a float32 one beside it would skip the rounding)."""
+def _same_dtype(a: torch.Tensor, *others: torch.Tensor | None) -> None:
+    """The check torch's own half operation makes: every operand in ``a``'s dtype (a float32
+    one beside it would skip the rounding)."""
     for t in others:
         if t is not None and t.dtype != a.dtype:
             raise RuntimeError(f"expected every operand in {a.dtype}, got one in {t.dtype}")
+
+
+def _widened(a: torch.Tensor, *others: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The operands in float32, after :func:`_same_dtype`'s check."""
+    _same_dtype(a, *others)
     return [None if t is None else t.float() for t in (a, *others)]
 
 
@@ -79,7 +84,7 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     """``torch.addmm(bias, a, b, out=out)``; in a half-precision dtype the product rounded,
     then the bias added (a second rounding), as Keras computes ``x @ kernel + bias``."""
     if a.dtype in _HALF:
-        _widened(a, bias)  # the dtype check torch's own addmm makes
+        _same_dtype(a, bias)
         return mm(a, b, out=out).add_(bias)
     return torch.addmm(bias, a, b, out=out)
 
@@ -95,7 +100,7 @@ def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     """``torch.baddbmm(bias, a, b)``; in a half-precision dtype the product rounded, then
     the bias added, as :func:`addmm`."""
     if a.dtype in _HALF:
-        _widened(a, bias)
+        _same_dtype(a, bias)
         return bmm(a, b).add_(bias)
     return torch.baddbmm(bias, a, b)
 
@@ -106,7 +111,7 @@ def conv2d(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = No
     and the rounding back as the matching casts of the gradients); in a half-precision
     dtype the bias is added after the convolution's rounding, as Keras adds it."""
     if x.dtype in _HALF and bias is not None:
-        _widened(x, bias)
+        _same_dtype(x, bias)
         return conv2d(x, kernel, None, **kwargs) + bias.view(1, -1, *([1] * (x.dim() - 2)))
     if widens(x):
         return F.conv2d(*_widened(x, kernel), **kwargs).to(x.dtype)

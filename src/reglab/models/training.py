@@ -137,7 +137,6 @@ class _KerasBridge:
         self.callbacks.on_test_end(_keras_logs(logs_by_member.get(0, {}))[0])
 
 
-
 class _BatchHooks:
     """Engine observer for the callbacks' per-batch hooks of evaluation (``test``) or
     prediction (``predict``), for member 0; given to the engine only when a callback has
