@@ -1,7 +1,7 @@
 """Optimizers with Keras 3's names, arguments, defaults and update rules."""
 
 from reglab.optimizers import schedules
-from reglab.optimizers.adaptive import Adadelta, Adagrad, Adamax, Ftrl, Lion, Nadam
+from reglab.optimizers.adaptive import Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion, Nadam
 from reglab.optimizers.loss_scale import LossScaleOptimizer
 from reglab.optimizers.optimizers import (
     SGD,
@@ -14,6 +14,6 @@ from reglab.optimizers.optimizers import (
     serialize,
 )
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lion",
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion",
            "LossScaleOptimizer", "Nadam", "Optimizer", "RMSprop", "deserialize", "get",
            "schedules", "serialize"]

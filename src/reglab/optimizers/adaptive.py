@@ -1,4 +1,4 @@
-"""Keras 3's other optimizers: Adagrad, Adadelta, Adamax, Nadam, Lion and Ftrl, their arguments,
+"""Keras 3's other optimizers: Adagrad, Adadelta, Adamax, Nadam, Lamb, Lion and Ftrl, their arguments,
 defaults and update rules, for a population's stacked weights ``(P, ...)``.
 
 Each member's hyperparameters are per-member values (``OptimizerMembers.value``) and its
@@ -234,6 +234,71 @@ class Nadam(_Moments):
                        / ((v * of_v).sqrt() + members.value("epsilon", ndim)))
 
 
+class Lamb(_Moments):
+    """Keras's Lamb: Adam's moments and bias-corrected step ``u = m_hat / (sqrt(v_hat) +
+    epsilon)``, scaled per weight by the trust ratio ``||w|| / ||u||`` (1 where either norm
+    is 0): ``w -= ratio * lr * u``. The norms are each member's own, over its whole weight.
+
+    Example:
+        >>> Lamb().hyperparameters()["epsilon"]
+        1e-07
+    """
+
+    name = "lamb"
+
+    def slots(self):
+        return ("momentum", "velocity")
+
+    def keras_slots(self):
+        return (self.slots(),)
+
+    def _corrections(self, members, ndim):
+        """Each member's ``1 - beta_1**t`` and ``1 - beta_2**t``."""
+        return [_per_member([1 - hp[beta] ** step for hp, step in
+                             zip(members.floats, members.steps)], members, ndim)
+                for beta in ("beta_1", "beta_2")]
+
+    def _denominator(self, state, members, ndim):
+        """``sqrt(v_hat) + epsilon``."""
+        of_v = self._corrections(members, ndim)[1]
+        return (state["velocity"] / of_v).sqrt() + members.value("epsilon", ndim)
+
+    def apply(self, params, grads, slots, members):
+        self._ratios = {}
+        for param, grad, state in zip(params, grads, slots):
+            ndim = param.dim()
+            m, v = state["momentum"], state["velocity"]
+            m.add_((grad - m) * (1 - members.value("beta_1", ndim)))
+            v.add_((grad.square() - v) * (1 - members.value("beta_2", ndim)))
+            of_m = self._corrections(members, ndim)[0]
+            update = (m / of_m) / self._denominator(state, members, ndim)
+            ratio = self._ratios[param.data_ptr()] = _trust_ratio(param, update)
+            param.sub_(ratio * members.value("learning_rate", ndim) * update)
+
+    def step_size(self, param, slots, members):
+        """``ratio * lr / ((1 - beta_1**t) (sqrt(v_hat) + epsilon))``: the last step's scale
+        of the momentum, with its trust ratio."""
+        ndim = param.dim()
+        of_m = self._corrections(members, ndim)[0]
+        return (self._ratios[param.data_ptr()] * members.value("learning_rate", ndim)
+                / (of_m * self._denominator(slots, members, ndim)))
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_ratios", None)  # one step's, not the optimizer's
+        return state
+
+
+def _trust_ratio(param: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """Each member's ``||w|| / ||u||`` over its whole weight, 1 where either is 0, as
+    ``(P, 1, ..., 1)``."""
+    dims = tuple(range(1, param.dim()))
+    w_norm = param.square().sum(dim=dims, keepdim=True).sqrt() if dims else param.abs()
+    u_norm = update.square().sum(dim=dims, keepdim=True).sqrt() if dims else update.abs()
+    ratio = torch.where(u_norm > 0, w_norm / u_norm, torch.ones_like(w_norm))
+    return torch.where(w_norm > 0, ratio, torch.ones_like(w_norm))
+
+
 class Lion(Optimizer):
     """Keras's Lion: ``w -= lr * sign(beta_1 * m + (1 - beta_1) * g)``;
     ``m = beta_2 * m + (1 - beta_2) * g``.
@@ -316,6 +381,9 @@ class Ftrl(Optimizer):
     def slots(self):
         return ("accumulator", "linear")
 
+    def keras_slots(self):
+        return (self.slots(),)  # Keras's add_optimizer_variables(weights, [both])
+
     def slot_initial_values(self):
         return {"accumulator": "initial_accumulator_value"}
 
@@ -347,5 +415,5 @@ class Ftrl(Optimizer):
         return 1.0 / self._quadratic(slots["accumulator"], members, param.dim())
 
 
-for _cls in (Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl):
+for _cls in (Adagrad, Adadelta, Adamax, Nadam, Lamb, Lion, Ftrl):
     register(_cls)

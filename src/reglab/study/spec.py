@@ -74,7 +74,7 @@ METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accura
 CLIPPINGS = ("clipnorm", "clipvalue", "global_clipnorm")
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
                    "adagrad": "Adagrad", "adadelta": "Adadelta", "adamax": "Adamax",
-                   "nadam": "Nadam", "lion": "Lion", "ftrl": "Ftrl"}
+                   "nadam": "Nadam", "lamb": "Lamb", "lion": "Lion", "ftrl": "Ftrl"}
 
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats",
             "tune")
