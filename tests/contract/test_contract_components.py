@@ -51,6 +51,8 @@ OPTIMIZERS = {
     "Nadam": lambda s: optimizers_module.Nadam(0.01 * s, beta_1=0.9 * s, global_clipnorm=s),
     "Lion": lambda s: optimizers_module.Lion(
         optimizers_module.schedules.ExponentialDecay(0.003 * s, 5, 0.5), beta_2=0.9 * s),
+    "Adafactor": lambda s: optimizers_module.Adafactor(0.05 * s, beta_2_decay=-0.8 * s,
+                                                       clip_threshold=s),
     "Lamb": lambda s: optimizers_module.Lamb(0.01 * s, beta_1=0.8 * s, epsilon=1e-7 * s),
     "Ftrl": lambda s: optimizers_module.Ftrl(0.05 * s, l1_regularization_strength=0.01 * s,
                                              l2_shrinkage_regularization_strength=0.01,

@@ -1,4 +1,4 @@
-"""Keras 3's Adagrad, Adadelta, Adamax, Nadam, Lamb, Lion and Ftrl side by side with Keras itself (torch
+"""Keras 3's Adagrad, Adadelta, Adafactor, Adamax, Nadam, Lamb, Lion and Ftrl side by side with Keras itself (torch
 backend): the same weights step after step, with regularizers, weight decay, clipping and a
 schedule; names, configs and saving. (Each member trains as alone with them:
 tests/unit/engine/test_engine_member_independence.py.)"""
@@ -26,6 +26,9 @@ CASES = [
                      weight_decay=0.01)),
     ("Adadelta", dict(learning_rate=1.0)),
     ("Adadelta", dict(learning_rate=0.5, rho=0.8, clipnorm=0.1)),
+    ("Adafactor", dict(learning_rate=0.01)),
+    ("Adafactor", dict(learning_rate=0.5, beta_2_decay=-0.5, epsilon_1=1e-20, epsilon_2=1e-2,
+                       clip_threshold=0.5, relative_step=False, weight_decay=0.01)),
     ("Adamax", dict(learning_rate=0.01)),
     ("Adamax", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.95, global_clipnorm=0.1)),
     ("Nadam", dict(learning_rate=0.01)),
@@ -84,7 +87,7 @@ def test_training_is_keras_s_step_after_step(name, arguments):
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
 
 
-@pytest.mark.parametrize("name", ["Adagrad", "Adamax", "Nadam", "Lamb", "Ftrl"])
+@pytest.mark.parametrize("name", ["Adagrad", "Adafactor", "Adamax", "Nadam", "Lamb", "Ftrl"])
 def test_fit_with_a_schedule_is_keras_s(name):
     theirs, ours = pair(name, dict(learning_rate=0.02), schedule=True)
     x, y = data()
@@ -95,7 +98,7 @@ def test_fit_with_a_schedule_is_keras_s(name):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["adagrad", "adadelta", "adamax", "nadam", "lamb", "lion",
+@pytest.mark.parametrize("name", ["adagrad", "adadelta", "adafactor", "adamax", "nadam", "lamb", "lion",
                                   "ftrl"])
 def test_names_configs_and_saving(name, tmp_path):
     ours = reglab.optimizers.get(name)
@@ -171,3 +174,30 @@ def test_optimizers_serialize_and_get_as_keras_s(make):
     model = reglab.Sequential([reglab.Input((3,)), reglab.layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.serialize(theirs), loss="mse")
     assert type(model.optimizer).__name__ == type(theirs).__name__
+
+
+@pytest.mark.parametrize("name", ["Adafactor", "Lamb"])
+def test_a_convolution_s_kernel_steps_as_in_keras(name):
+    """Adafactor factors a kernel's last two axes (a Conv2D's ``(in, out)``, its ``(kh, kw)``
+    kept apart) and Lamb's trust ratio spans the whole kernel: both as Keras."""
+    def build(api):
+        model = api.Sequential([
+            api.Input((6, 6, 2)),
+            api.layers.Conv2D(3, 3, activation="relu"),
+            api.layers.Flatten(),
+            api.layers.Dense(2, activation="softmax"),
+        ])
+        model.compile(optimizer=getattr(api.optimizers, name)(learning_rate=0.05),
+                      loss="sparse_categorical_crossentropy")
+        return model
+    keras.utils.set_random_seed(3)
+    theirs, ours = build(keras), build(reglab)
+    ours.set_weights(theirs.get_weights())
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(48, 6, 6, 2)).astype("float32"), rng.integers(0, 2, 48)
+    for lo in range(0, 48, 12):
+        np.testing.assert_allclose(ours.train_on_batch(x[lo:lo + 12], y[lo:lo + 12]),
+                                   theirs.train_on_batch(x[lo:lo + 12], y[lo:lo + 12]),
+                                   rtol=2e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)

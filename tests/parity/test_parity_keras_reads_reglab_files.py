@@ -95,7 +95,7 @@ def test_a_loss_scaled_nadam_s_variables_travel_both_ways(tmp_path):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop", "nadam", "adamw", "adagrad", "adamax",
-                                       "adadelta", "lion", "ftrl", "lamb"])
+                                       "adadelta", "lion", "ftrl", "lamb", "adafactor"])
 def test_keras_trains_on_from_the_optimizer_state_reglab_saved(optimizer, tmp_path):
     """One more epoch in Keras from the file and in reglab from the model: the same weights
     to round-off (no dropout: the two draw other masks), and not those of a fresh optimizer."""

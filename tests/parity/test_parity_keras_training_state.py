@@ -41,6 +41,7 @@ def optimizers(api):
         "lion": lambda: o.Lion(0.001),
         "ftrl": lambda: o.Ftrl(0.05, l1_regularization_strength=0.01),
         "lamb": lambda: o.Lamb(0.01),
+        "adafactor": lambda: o.Adafactor(0.05),
         "adamw_ema": lambda: o.AdamW(0.01, use_ema=True),
         "loss_scaled": lambda: o.LossScaleOptimizer(o.Adam(0.01), initial_scale=2.0**4,
                                                     dynamic_growth_steps=3),

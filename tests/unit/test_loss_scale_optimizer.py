@@ -79,7 +79,7 @@ def test_pickling_drops_the_link_to_a_model():
 @pytest.mark.parametrize("kwargs,words", [
     ({"inner_optimizer": "adam"}, "'inner_optimizer' must be a reglab optimizer"),
     ({"inner_optimizer": LossScaleOptimizer(Adam())}, "'inner_optimizer' must be"),
-    ({"inner_optimizer": {"class_name": "Lamb", "config": {}}}, "must be a built-in"),
+    ({"inner_optimizer": {"class_name": "Muon", "config": {}}}, "must be a built-in"),
     ({"inner_optimizer": {"class_name": "Adam", "config": {"clip_norm": 1.0}}},
      "the arguments do not fit Adam"),
     ({"initial_scale": 0.0}, "'initial_scale' must be a finite float > 0. Got 0.0."),

@@ -88,7 +88,7 @@ def _every_optimizer():
 
     return [optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop,
             optimizers.Adagrad, optimizers.Adadelta, optimizers.Adamax, optimizers.Nadam,
-            optimizers.Lamb, optimizers.Lion, optimizers.Ftrl]
+            optimizers.Lamb, optimizers.Lion, optimizers.Ftrl, optimizers.Adafactor]
 
 
 @pytest.mark.parametrize("cls", _every_optimizer(), ids=lambda c: c.__name__)

@@ -98,14 +98,20 @@ class PopulationState:
             start = None if slot not in starts else [
                 self.optimizer_values[m][starts[slot]] for m in member_ids]
             state.add_family(family, {
-                key: torch.zeros_like(weights[key]) if start is None else
-                torch.zeros_like(weights[key]) + member_values(
-                    start, weights[key].dtype, weights[key].device, weights[key].dim())
-                for key in trainable})
+                key: self._fresh_slot(slot, weights[key], start) for key in trainable})
         if self.optimizer.use_ema:
             state.add_family("ema", {key: weights[key].clone() for key in trainable})
         state._mark_trainable()
         return state
+
+    def _fresh_slot(self, slot: str, weight: torch.Tensor, start) -> torch.Tensor:
+        """A slot's rows at their start, in the shape the optimizer gives it
+        (``Optimizer.slot_shape``): zeros, or each member's ``start``."""
+        shape = self.optimizer.slot_shape(slot, tuple(weight.shape[1:]))
+        fresh = weight.new_zeros((weight.shape[0], *shape))
+        if start is not None:
+            fresh += member_values(start, fresh.dtype, fresh.device, fresh.dim())
+        return fresh
 
     def _ensure_averaging(self) -> None:
         """Creates the SWA family once some present member has a ``swa_start`` (given at the

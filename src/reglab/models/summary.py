@@ -106,6 +106,6 @@ def optimizer_params(model) -> int | None:
     if optimizer is None or population is None or not getattr(model, "_compiled", False) \
             or not getattr(optimizer, "built", False):
         return None
-    sizes = {key: math.prod(weight.shape[1:]) for key, weight in population.state.weights.items()}
-    return sum(sizes[entry[2]] if entry[0] == "slot" else 1
+    tensors = population.state.members.tensors  # a slot's own shape (Adafactor's factors)
+    return sum(math.prod(tensors[entry[1]][entry[2]].shape[1:]) if entry[0] == "slot" else 1
                for entry in training_state.keras_layout(model))

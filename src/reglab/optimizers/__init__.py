@@ -2,6 +2,7 @@
 
 from reglab.optimizers import schedules
 from reglab.optimizers.adaptive import Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion, Nadam
+from reglab.optimizers.factored import Adafactor
 from reglab.optimizers.loss_scale import LossScaleOptimizer
 from reglab.optimizers.optimizers import (
     SGD,
@@ -14,6 +15,6 @@ from reglab.optimizers.optimizers import (
     serialize,
 )
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion",
+__all__ = ["SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion",
            "LossScaleOptimizer", "Nadam", "Optimizer", "RMSprop", "deserialize", "get",
            "schedules", "serialize"]

@@ -189,6 +189,9 @@ class LossScaleOptimizer(Optimizer):
     def slot_initial_values(self) -> dict[str, str]:
         return self.inner_optimizer.slot_initial_values()
 
+    def slot_shape(self, slot, shape):
+        return self.inner_optimizer.slot_shape(slot, shape)
+
     def apply(self, params, grads, slots, members, **folded) -> None:
         """The inner optimizer's step (the engine has unscaled the gradients and set aside
         the members whose step is skipped)."""

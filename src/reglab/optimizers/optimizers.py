@@ -393,6 +393,11 @@ class Optimizer:
         """The names of the optimizer's per-weight state."""
         return ()
 
+    def slot_shape(self, slot: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of slot ``slot`` of a weight of ``shape`` (each member's, without the
+        population's axis): the weight's own by default."""
+        return shape
+
     def slot_initial_values(self) -> dict[str, str]:
         """The slots that do not start at zero: ``{slot: the hyperparameter that each
         member's starts at}`` (Adagrad's accumulator)."""

@@ -19,7 +19,7 @@ SOURCES = {
     "layer": ["layers/dense.py", "layers/core.py", "layers/convolution.py",
               "layers/regularization.py", "layers/normalization.py", "layers/augmentation.py",
               "layers/mixing.py", "layers/reshaping.py", "layers/activation_layers.py"],
-    "optimizer": ["optimizers/optimizers.py", "optimizers/adaptive.py"],
+    "optimizer": ["optimizers/optimizers.py", "optimizers/adaptive.py", "optimizers/factored.py"],
     "regularizer": ["regularizers/*.py"],  # every file: a new regularizer needs no entry here
     "constraint": ["constraints/constraints.py"],
     "early_stopping": ["callbacks/early_stopping.py"],

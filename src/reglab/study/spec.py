@@ -73,8 +73,9 @@ METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accura
 #: reading a study imports no torch): at most one per optimizer, a number > 0
 CLIPPINGS = ("clipnorm", "clipvalue", "global_clipnorm")
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
-                   "adagrad": "Adagrad", "adadelta": "Adadelta", "adamax": "Adamax",
-                   "nadam": "Nadam", "lamb": "Lamb", "lion": "Lion", "ftrl": "Ftrl"}
+                   "adagrad": "Adagrad", "adadelta": "Adadelta", "adafactor": "Adafactor",
+                   "adamax": "Adamax", "nadam": "Nadam", "lamb": "Lamb", "lion": "Lion",
+                   "ftrl": "Ftrl"}
 
 TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "variants", "stats",
             "tune")

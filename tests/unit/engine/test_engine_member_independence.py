@@ -40,6 +40,7 @@ from reglab.mixed_precision import DTypePolicy
 from reglab.optimizers import (
     SGD,
     Adadelta,
+    Adafactor,
     Adagrad,
     Adam,
     Adamax,
@@ -184,6 +185,8 @@ CASES = {
     "mlp-ftrl": (mlp, lambda v: Ftrl(v.get("lr", 0.01) * 5, l1_regularization_strength=1e-3,
                                      l2_shrinkage_regularization_strength=1e-3, beta=0.1),
                  VARIANTS, flat_data, None),
+    "mlp-adafactor": (mlp, lambda v: Adafactor(v.get("lr", 0.01) * 5, clip_threshold=0.5),
+                      VARIANTS, flat_data, None),
     "mlp-lamb": (mlp, lambda v: Lamb(v.get("lr", 0.01), beta_2=0.99, weight_decay=0.01),
                  VARIANTS, flat_data, None),
     "mlp-rmsprop-clipvalue": (mlp, lambda v: RMSprop(v.get("lr", 0.01), clipvalue=0.01),

@@ -285,3 +285,22 @@ def test_a_callback_raising_before_the_first_step_finds_the_optimizer_built():
         model.fit(np.ones((8, 4)), np.ones(8), verbose=0,
                   callbacks=[LambdaCallback(on_train_begin=refuse)])
     assert model.optimizer.built and "Optimizer" in totals(summary_of(model))
+
+
+@pytest.mark.parametrize("name", ["adafactor", "lamb", "ftrl"])
+def test_the_optimizer_s_numbers_are_keras_s_count_of_its_variables(name):
+    """Adafactor's slots are not the weights' shapes (a kernel's row and column averages, a
+    scalar in their place for a vector): the count is of Keras's own variables."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    real = pytest.importorskip("keras")
+    if real.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+        pytest.skip("the comparison runs Keras on its torch backend")
+    reference = real.Sequential([real.Input((4,)), real.layers.Dense(3),
+                                 real.layers.BatchNormalization(), real.layers.Dense(1)])
+    reference.compile(getattr(real.optimizers, {"adafactor": "Adafactor", "lamb": "Lamb",
+                                                "ftrl": "Ftrl"}[name])(), "mse")
+    reference.optimizer.build(reference.trainable_variables)
+    held = sum(math.prod(v.shape) for v in reference.optimizer.variables)
+    assert _trained(name)[1]["Optimizer"] == (held, size(held))

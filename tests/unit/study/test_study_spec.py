@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import subprocess
@@ -484,6 +485,24 @@ def test_only_optimizers_are_offered_as_optimizers_and_near_names_suggested():
     assert len(found) == 1
     assert "Did you mean 'Adamax'?" in found[0]
     assert "OptimizerMembers" not in found[0] and "LearningRateValue" not in found[0]
+
+
+def test_every_optimizer_of_reglab_s_may_be_named_in_a_study_file():
+    """The study's names (read from the sources, without torch) are the optimizers the
+    package exports, each taken by its lower-case name with an argument of its own."""
+    import reglab.optimizers as optimizers
+    from reglab.study.spec import OPTIMIZER_NAMES
+
+    exported = {name for name in optimizers.__all__
+                if isinstance(getattr(optimizers, name), type) and name not in
+                ("Optimizer", "LossScaleOptimizer")}
+    assert set(OPTIMIZER_NAMES.values()) == exported
+    for lower, name in OPTIMIZER_NAMES.items():
+        arguments = inspect.signature(getattr(optimizers, name)).parameters
+        own = next(a for a in arguments if a not in ("learning_rate", "weight_decay"))
+        default = arguments[own].default
+        parse(BASE.replace("epochs = 2", f'epochs = 2\noptimizer = {{ type = "{lower}", '
+                           f'{own} = {str(default).lower()} }}'))
 
 
 @pytest.mark.parametrize("first, second", [("baseline", "Baseline"),
