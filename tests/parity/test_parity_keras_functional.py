@@ -578,6 +578,9 @@ COMPILES = {
     "dicts": dict(loss={"label": "sparse_categorical_crossentropy", "amount": "mse"},
                   loss_weights={"label": 0.3, "amount": 1.0},
                   metrics={"label": "accuracy", "amount": ["mae", "mse"]}),
+    # metrics on one head alone (Keras's dict may leave outputs out)
+    "partial metrics": dict(loss={"label": "sparse_categorical_crossentropy", "amount": "mse"},
+                            metrics={"label": "accuracy"}),
 }
 
 
@@ -645,6 +648,9 @@ def test_two_outputs_round_trip_and_refuse_what_does_not_fit(tmp_path):
         fresh.compile("sgd", loss="mse", metrics=["mae"])
     with pytest.raises(ConfigError, match="one entry per output, keyed"):
         fresh.compile("sgd", loss={"label": "sparse_categorical_crossentropy"})
+    with pytest.raises(ConfigError, match=r"'metrics' as a dict is keyed by the outputs' names "
+                                          r"\['label', 'amount'\]. Got 'labels' among"):
+        fresh.compile("sgd", loss="mse", metrics={"labels": "mae"})
     with pytest.raises(ConfigError, match="has one"):
         reglab.Sequential([reglab.layers.Dense(2, input_shape=(3,))]).compile(
             "sgd", loss="mse", loss_weights=[1.0, 2.0])

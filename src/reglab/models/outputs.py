@@ -107,16 +107,21 @@ class OutputMetric:
         return f"<OutputMetric {self.__name__}>"
 
 
-def _per_output(where: str, value, names: list[str], what: str) -> list:
+def _per_output(where: str, value, names: list[str], what: str, partial: bool = False) -> list:
     """``value`` as one entry per output: a dict by output name, a list in the outputs'
-    order, or (``single``) one value for every output."""
+    order, or (``single``) one value for every output. A ``partial`` dict may leave outputs
+    out (None for them), as Keras's metrics dict does."""
     if isinstance(value, dict):
         unknown = sorted(set(map(str, value)) - set(names))
-        missing = [name for name in names if name not in value]
+        missing = [] if partial else [name for name in names if name not in value]
+        if unknown and partial:
+            raise ConfigError(f"{where}: '{what}' as a dict is keyed by the outputs' names "
+                              f"{names}. Got {unknown[0]!r} among its keys "
+                              f"{sorted(map(str, value))}.")
         if unknown or missing:
             raise ConfigError(f"{where}: '{what}' as a dict needs one entry per output, keyed by "
                               f"the outputs' names {names}. Got keys {sorted(map(str, value))}.")
-        return [value[name] for name in names]
+        return [value.get(name) for name in names]
     if isinstance(value, (list, tuple)):
         if len(value) != len(names):
             raise ConfigError(f"{where}: the model has {len(names)} outputs {names}; '{what}' as "
@@ -158,7 +163,8 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
             raise ConfigError(f"{where}: the model has {len(names)} outputs {names}; 'metrics' "
                               f"as a list needs one entry per output (a name, a list of names, "
                               f"or None), as in Keras. Got {list(metrics)!r}.")
-        entries_by_part = list(zip(parts, _per_output(where, metrics, names, "metrics")))
+        entries_by_part = list(zip(parts, _per_output(where, metrics, names, "metrics",
+                                                      partial=True)))
         # Keras keys the metrics by output name and flattens them in the order of the names
         # (the outputs' own losses come first, in the outputs' order)
         entries_by_part.sort(key=lambda pair: pair[0].name)
