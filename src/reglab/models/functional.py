@@ -24,10 +24,15 @@ from reglab.layers import symbolic
 from reglab.models.sequential import Sequential
 
 
+def _shown(value) -> str:
+    return "None (not given)" if value is None else type(value).__name__
+
+
 class Model(Sequential):
-    """A functional model: one output, one or several inputs, any graph of layers between
-    them; a layer called more than once (a shared layer) uses one set of weights. Several
-    outputs are not supported yet.
+    """A functional model: one or several inputs and outputs, any graph of layers between
+    them; a layer called more than once (a shared layer) uses one set of weights.
+    Subclassing it with a ``call`` of one's own (Keras's third way to build a model) is not
+    supported: the population engine needs the graph before it trains.
 
     With several inputs, the data is a list of arrays in the order of ``inputs`` (or a dict
     keyed by the inputs' names), as in Keras; the population the model trains takes one
@@ -37,8 +42,15 @@ class Model(Sequential):
     #: Keras's variable paths in a functional model: ``layer/kernel``
     _variable_prefix = False
 
-    def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True,
-                 seed: int | None = None):
+    def __init__(self, inputs=None, outputs=None, name: str | None = None,
+                 trainable: bool = True, seed: int | None = None):
+        if inputs is None or outputs is None:
+            subclass = type(self).__name__
+            raise ConfigError(
+                f"{subclass}: reglab builds a model from its layers' graph, given as "
+                "Model(inputs, outputs) (the functional API) or Sequential([...]); a "
+                "subclass of Model whose own call() computes the outputs is not supported. "
+                f"Got inputs={_shown(inputs)}, outputs={_shown(outputs)}.")
         super().__init__(name=name or "functional", trainable=trainable, seed=seed)
         layers, calls, graph, input_shapes, positions, output_positions = \
             symbolic.topological(inputs, outputs)

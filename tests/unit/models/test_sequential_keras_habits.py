@@ -163,3 +163,24 @@ def test_evaluate_and_predict_name_themselves_when_a_callback_is_not_one():
         model.evaluate(x, y, callbacks=[print], verbose=0)
     with pytest.raises(ConfigError, match="predict: 'callbacks' must be reglab.callbacks"):
         model.predict(x, callbacks=[print], verbose=0)
+
+
+def test_a_subclassed_model_is_refused_by_name_with_the_ways_that_work():
+    """Keras's third way to build a model (a subclass whose call() computes the outputs)
+    is named, where a bare TypeError about missing arguments had been raised."""
+    class Classifier(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    with pytest.raises(ConfigError, match=r"Classifier: .*Model\(inputs, outputs\).* "
+                                          r"Sequential\(\[...\]\); a subclass of Model whose "
+                                          r"own call\(\) .* not supported"):
+        Classifier()
+    inputs = keras.Input((3,))
+    with pytest.raises(ConfigError, match=r"outputs=None \(not given\)"):
+        keras.Model(inputs)
+    assert keras.Model(inputs, Dense(2)(inputs)).output_shape == (None, 2)
