@@ -11,6 +11,7 @@ from reglab.layers.convolution import (
     AveragePooling2D,
     Conv2D,
     GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     MaxPooling2D,
 )
 from reglab.layers.core import Activation, Embedding, Flatten, InputLayer, Rescaling
@@ -37,7 +38,21 @@ from reglab.layers.regularization import (
     SpatialDropout2D,
     StochasticDepth,
 )
-from reglab.layers.reshaping import Permute, Reshape, ZeroPadding2D
+from reglab.layers.reshaping import (
+    Cropping2D,
+    Identity,
+    Permute,
+    Reshape,
+    UpSampling2D,
+    ZeroPadding2D,
+)
+
+# Keras's other names for the same classes
+AvgPool2D = AveragePooling2D
+MaxPool2D = MaxPooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
+Convolution2D = Conv2D
 
 
 def add(inputs, **kwargs):
@@ -79,5 +94,7 @@ __all__ = [
     "MixUp", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "SpatialDropout2D", "StochasticDepth",
     "ELU", "LeakyReLU", "ReLU", "Softmax", "ActivityRegularization", "Rescaling",
-    "AlphaDropout", "SpatialDropout1D", "UnitNormalization",
+    "AlphaDropout", "SpatialDropout1D", "UnitNormalization", "Cropping2D", "GlobalMaxPooling2D",
+    "Identity", "UpSampling2D", "AvgPool2D", "MaxPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    "Convolution2D",
 ]

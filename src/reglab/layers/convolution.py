@@ -227,36 +227,53 @@ class AveragePooling2D(_Pooling2D):
         return total / inside
 
 
-class GlobalAveragePooling2D(Layer):
-    """The mean over (height, width) of each channel: ``(H, W, C) -> (C,)`` (or
-    ``(1, 1, C)`` with ``keepdims``), as Keras.
+class _GlobalPooling2D(Layer):
+    """A reduction over (height, width) of each channel: ``(H, W, C) -> (C,)`` (or
+    ``(1, 1, C)`` with ``keepdims``), as Keras; subclasses say which."""
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        if data_format not in (None, "channels_last"):
+            raise ConfigError(f"{name}: 'data_format' must be 'channels_last'. "
+                              f"Got {data_format!r}.")
+        if not isinstance(keepdims, bool):
+            raise ConfigError(f"{name}: 'keepdims' must be true or false. Got {keepdims!r}.")
+        self.keepdims = keepdims
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ConfigError(f"{type(self).__name__}: expects inputs of rank 4 (batch, "
+                              f"height, width, channels). Got {(None, *input_shape)}.")
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def structure(self):
+        return (type(self).__name__, self.keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """The mean over (height, width) of each channel, as Keras.
 
     Example:
         >>> GlobalAveragePooling2D().compute_output_shape((7, 7, 32))
         (32,)
     """
 
-    def __init__(self, data_format=None, keepdims=False, **kwargs):
-        super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ConfigError("GlobalAveragePooling2D: 'data_format' must be 'channels_last'. "
-                              f"Got {data_format!r}.")
-        if not isinstance(keepdims, bool):
-            raise ConfigError(f"GlobalAveragePooling2D: 'keepdims' must be true or false. "
-                              f"Got {keepdims!r}.")
-        self.keepdims = keepdims
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ConfigError("GlobalAveragePooling2D: expects inputs of rank 4 (batch, "
-                              f"height, width, channels). Got {(None, *input_shape)}.")
-        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
-
-    def structure(self):
-        return ("GlobalAveragePooling2D", self.keepdims)
-
     def forward(self, x, weights, values, ctx, input_shape):
         return x.mean(dim=(-3, -2), keepdim=self.keepdims)
 
-    def get_config(self):
-        return {**super().get_config(), "keepdims": self.keepdims}
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The largest value over (height, width) of each channel, as Keras (on torch, its
+    gradient shared evenly between equal largest values, as ``torch.amax``'s).
+
+    Example:
+        >>> GlobalMaxPooling2D(keepdims=True).compute_output_shape((7, 7, 32))
+        (1, 1, 32)
+    """
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x.amax(dim=(-3, -2), keepdim=self.keepdims)

@@ -1,4 +1,5 @@
-"""Keras's shape layers: ``Reshape``, ``Permute``, ``ZeroPadding2D``.
+"""Keras's shape layers: ``Reshape``, ``Permute``, ``ZeroPadding2D``, ``Cropping2D``,
+``UpSampling2D`` and ``Identity``.
 
 Each works on the sample's axes (the last ``len(input_shape)``), whether the input has a
 member axis or not.
@@ -13,7 +14,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from reglab.errors import ConfigError
-from reglab.layers.layer import Layer
+from reglab.layers.layer import Layer, as_pair
 
 
 def _lead(x, input_shape) -> tuple:
@@ -108,7 +109,7 @@ class ZeroPadding2D(Layer):
         if data_format not in (None, "channels_last"):
             raise ConfigError("ZeroPadding2D: 'data_format' must be 'channels_last'. "
                               f"Got {data_format!r}.")
-        self.padding = _pads(padding)
+        self.padding = _pads("ZeroPadding2D", "padding", padding)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -129,17 +130,116 @@ class ZeroPadding2D(Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
-def _pads(padding) -> tuple[tuple[int, int], tuple[int, int]]:
+def _pads(owner: str, argument: str, padding) -> tuple[tuple[int, int], tuple[int, int]]:
     def count(value):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ConfigError(f"ZeroPadding2D: 'padding' must be ints >= 0. Got {padding!r}.")
+            raise ConfigError(f"{owner}: '{argument}' must be ints >= 0. Got {padding!r}.")
         return int(value)
     if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
         return ((count(padding),) * 2,) * 2
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        if all(isinstance(p, int) for p in padding):
+        if all(isinstance(p, numbers.Integral) for p in padding):
             return ((count(padding[0]),) * 2, (count(padding[1]),) * 2)
         if all(isinstance(p, (tuple, list)) and len(p) == 2 for p in padding):
             return tuple(tuple(count(v) for v in p) for p in padding)  # type: ignore[return-value]
-    raise ConfigError(f"ZeroPadding2D: 'padding' must be an int, (h, w) or "
+    raise ConfigError(f"{owner}: '{argument}' must be an int, (h, w) or "
                       f"((top, bottom), (left, right)). Got {padding!r}.")
+
+
+def _image_shape(owner: str, input_shape) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ConfigError(f"{owner}: expects inputs of rank 4 (batch, height, width, "
+                          f"channels). Got {(None, *input_shape)}.")
+    return tuple(input_shape)
+
+
+def _channels_last(owner: str, data_format) -> None:
+    if data_format not in (None, "channels_last"):
+        raise ConfigError(f"{owner}: 'data_format' must be 'channels_last'. Got "
+                          f"{data_format!r}.")
+
+
+class Cropping2D(Layer):
+    """Cuts rows and columns off the image's borders: ``cropping`` is an int, ``(h, w)``
+    (symmetric) or ``((top, bottom), (left, right))``, as Keras.
+
+    Example:
+        >>> Cropping2D(((2, 2), (4, 4))).compute_output_shape((28, 28, 1))
+        (24, 20, 1)
+    """
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs: Any):
+        super().__init__(**kwargs)
+        _channels_last("Cropping2D", data_format)
+        self.cropping = _pads("Cropping2D", "cropping", cropping)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_shape("Cropping2D", input_shape)
+        (top, bottom), (left, right) = self.cropping
+        if top + bottom >= h or left + right >= w:
+            raise ConfigError(f"Cropping2D: 'cropping' {self.cropping} leaves nothing of an "
+                              f"input of height {h} and width {w}.")
+        return (h - top - bottom, w - left - right, c)
+
+    def structure(self):
+        return ("Cropping2D", self.cropping)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        (top, bottom), (left, right) = self.cropping
+        h, w = x.shape[-3], x.shape[-2]
+        return x[..., top:h - bottom, left:w - right, :]
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": self.cropping}
+
+
+class UpSampling2D(Layer):
+    """Repeats each row ``size[0]`` times and each column ``size[1]`` times (Keras's
+    default ``interpolation="nearest"``; the others are not supported yet).
+
+    Example:
+        >>> UpSampling2D(2).compute_output_shape((7, 7, 16))
+        (14, 14, 16)
+    """
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs: Any):
+        super().__init__(**kwargs)
+        _channels_last("UpSampling2D", data_format)
+        if interpolation != "nearest":
+            raise ConfigError("UpSampling2D: 'interpolation' must be 'nearest' (the others "
+                              f"are not supported yet). Got {interpolation!r}.")
+        self.size = as_pair("UpSampling2D", "size", size)
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_shape("UpSampling2D", input_shape)
+        return (h * self.size[0], w * self.size[1], c)
+
+    def structure(self):
+        return ("UpSampling2D", self.size)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x.repeat_interleave(self.size[0], dim=-3).repeat_interleave(self.size[1],
+                                                                          dim=-2)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size,
+                "interpolation": self.interpolation}
+
+
+class Identity(Layer):
+    """Passes its input on unchanged, as Keras's.
+
+    Example:
+        >>> Identity().compute_output_shape((5,))
+        (5,)
+    """
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def structure(self):
+        return ("Identity",)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x
