@@ -300,13 +300,22 @@ class BinaryCrossentropy(Loss):
         if self.from_logits:
             bce = F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none")
         else:
-            p = torch.clamp(y_pred, EPSILON, 1.0 - EPSILON)
-            bce = F.binary_cross_entropy(p, y_true, reduction="none")
+            bce = clipped_binary_crossentropy(y_pred, y_true)
         return bce.mean(dim=-1)
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, "axis": -1}
+
+
+def clipped_binary_crossentropy(p: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``-(y log p + (1 - y) log(1 - p))`` of ``p`` clipped to
+    ``[epsilon, 1 - epsilon]``, as Keras's torch backend (``F.binary_cross_entropy``); NaN
+    where ``p`` is NaN (a diverged member's), where torch's kernel would refuse the whole
+    batch, every member's."""
+    bce = F.binary_cross_entropy(torch.clamp(p.nan_to_num(0.5), EPSILON, 1.0 - EPSILON),
+                                 y_true, reduction="none")
+    return torch.where(p.isnan(), p, bce)
 
 
 def _aligned(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
@@ -553,8 +562,7 @@ class BinaryFocalCrossentropy(Loss):
         if self.label_smoothing:
             y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         p = torch.sigmoid(y_pred) if self.from_logits else y_pred
-        bce = F.binary_cross_entropy(torch.clamp(p, EPSILON, 1.0 - EPSILON), y_true,
-                                     reduction="none")
+        bce = clipped_binary_crossentropy(p, y_true)
         p_t = y_true * p + (1 - y_true) * (1 - p)
         focal = torch.pow(1.0 - p_t, self.gamma) * bce
         if self.apply_class_balancing:

@@ -150,3 +150,42 @@ def test_an_epoch_ended_early_with_deferred_checks_finds_the_diverged_member(mon
         expected, actual = without_b.member_weights(theirs), deferred_pop.member_weights(mine)
         for key in expected:
             assert torch.equal(actual[key], expected[key]), (mine, key)
+
+
+@pytest.mark.parametrize("loss", ["binary_crossentropy", "binary_focal_crossentropy"])
+def test_a_sigmoid_member_whose_logits_overflow_diverges_alone(loss):
+    """Overflowed logits give the sigmoid NaN; torch's binary crossentropy kernel refuses a
+    NaN probability for the whole batch, which had ended every member's fit with a
+    RuntimeError. The member is marked diverged and the others train as without it."""
+    from reglab.optimizers import Adam
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 5), dtype=np.float32), rng.integers(0, 2, 64)
+
+    def sigmoid_member(lr):
+        return Member([Dense(7, activation="relu", input_shape=(5,)),
+                       Dense(1, activation="sigmoid")], optimizer=Adam(lr), seed=3)
+
+    def fit(members):
+        population = Population(members, loss=loss)
+        return population, population.fit(x, y, batch_size=8, epochs=3)
+
+    with_b, result = fit([sigmoid_member(1e-3), sigmoid_member(1e25)])
+    alone, reference = fit([sigmoid_member(1e-3)])
+    assert result.members[1].status == "diverged"
+    assert result.members[0].status == "done"
+    assert result.members[0].history == reference.members[0].history
+    for key, value in alone.member_weights(0).items():
+        assert torch.equal(with_b.member_weights(0)[key], value), key
+
+
+def test_binary_crossentropy_is_nan_where_the_prediction_is_and_torch_s_elsewhere():
+    from reglab.losses import clipped_binary_crossentropy
+
+    p = torch.tensor([0.2, float("nan"), 0.0, 1.0, 0.7])
+    y = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0])
+    got = clipped_binary_crossentropy(p, y)
+    assert bool(got[1].isnan()) and bool(got[[0, 2, 3, 4]].isfinite().all())
+    expected = torch.nn.functional.binary_cross_entropy(
+        torch.clamp(p[[0, 2, 3, 4]], 1e-7, 1 - 1e-7), y[[0, 2, 3, 4]], reduction="none")
+    assert torch.equal(got[[0, 2, 3, 4]], expected)
