@@ -24,6 +24,7 @@ from reglab.study.report_table import (
     FINAL_OK,
     Ranking,
     RegimeRanking,
+    chosen_on,
     finite_mean,
     higher_is_better,
     metric_keys,
@@ -105,6 +106,7 @@ class StudyResults:
         best point on validation of each swept variant (none without validation data)."""
         groups = self.by_label()
         keys = metric_keys(self.spec.training.metrics)
+        keys = (keys[0], chosen_on(self.spec, keys))
         labels = []
         for variant in self.spec.variants:
             mine = [label for label, runs in groups.items() if runs[0].variant == variant.name]
@@ -236,7 +238,7 @@ def collect(directory: str | Path) -> StudyResults:
     if location:  # where the run read a data file (the spec keeps the name as written)
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, location=location))
     keys = metric_keys(spec.training.metrics)
-    regimes = rank_regimes(runs, metric=keys[0], choose_on=keys[1],
+    regimes = rank_regimes(runs, metric=keys[0], choose_on=chosen_on(spec, keys),
                            min_effect=spec.stats.min_effect, dataset=spec.data.dataset)
     ranking = regimes[0].ranking if len(regimes) == 1 and not regime_axes(spec.data) else None
     return StudyResults(directory, spec, runs, epochs, ranking, meta, kernels, regimes)

@@ -229,7 +229,7 @@ def rank_variants(runs, baseline: str = "baseline", metric: str = "test_accuracy
     # on validation are named beside the choice.
     lost = left_out(runs)
     scored = sorted((r for r in rows if not math.isnan(r.validation_mean)),
-                    key=lambda r: r.validation_mean, reverse=upwards)
+                    key=lambda r: r.validation_mean, reverse=higher_is_better(choose_on))
     best = next((r.label for r in scored if r.label not in lost), None)
     passed = []
     for r in scored:
@@ -309,6 +309,13 @@ def metric_keys(metric_names) -> tuple[str, str]:
     return f"test_{name}", f"val_{name}"
 
 
+def chosen_on(spec, keys: tuple[str, str]) -> str:
+    """The validation log the best variant is chosen on: a tuning's objective (what its
+    trials were chosen on), else the study's first metric's (``keys[1]``)."""
+    tune = getattr(spec, "tune", None) if spec else None
+    return tune.objective if tune else keys[1]
+
+
 def higher_is_better(metric_key: str) -> bool:
     """Whether larger values of a run metric are better: an accuracy's ('test_accuracy'), not
     an error's or a loss's ('test_mae', 'val_loss'), by Keras's rule
@@ -378,6 +385,7 @@ def results_table(store, baseline: str = "baseline") -> str:
     # a tuning's trials are chosen among, not ranked: the table is its confirmation's
     runs = [r for r in store.runs() if not is_trial_run(r.run_id)]
     partial = unfinished_line(runs)
+    keys = (keys[0], chosen_on(spec, keys))
     rankings = rank_regimes(runs, baseline, metric=keys[0], choose_on=keys[1],
                             min_effect=spec.stats.min_effect if spec else None,
                             dataset=spec.data.dataset if spec else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,8 @@ from reglab.study.report_table import (
     results_table,
     variant_label,
 )
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def run(variant, seed, test, val=math.nan, point=None):
@@ -237,3 +240,28 @@ def test_a_regime_every_run_shares_is_said_above_the_table(line, label):
     said = [row for row in table.splitlines() if row.startswith("data regime")]
     assert said == ([f"data regime {label} (every run)"] if label else [])
     assert table.splitlines()[1 if label else 0].startswith("variant ")
+
+
+def test_a_loss_is_chosen_on_at_its_lowest():
+    """A tuning whose objective is val_loss chooses the variant of the lowest validation
+    loss (the largest had been taken: the direction was the ranked metric's)."""
+    runs = [run("baseline", s, 0.80, val=0.80) for s in range(3)]
+    runs += [run("l2", s, 0.82, val=0.90) for s in range(3)]
+    for record in runs:
+        record.metrics["val_loss"] = 0.3 if record.variant == "baseline" else 0.5
+    assert rank_variants(runs, choose_on="val_loss").best == "baseline"
+    assert rank_variants(runs, choose_on="val_accuracy").best == "l2"
+
+
+def test_a_tuning_s_table_chooses_on_its_objective():
+    from reglab.study import parse_study
+    from reglab.study.report_table import chosen_on
+
+    text = (EXAMPLES / "tune.toml").read_text()
+    spec = parse_study("tune.toml", text)
+    keys = metric_keys(spec.training.metrics)
+    assert chosen_on(spec, keys) == spec.tune.objective
+    assert chosen_on(parse_study("study.toml", STUDY), keys) == keys[1]
+    loss = parse_study("tune.toml", text.replace(f'objective = "{spec.tune.objective}"',
+                                                 'objective = "val_loss"'))
+    assert chosen_on(loss, keys) == "val_loss"
