@@ -306,7 +306,7 @@ def test_a_loss_function_as_a_metric_is_minimized_as_in_keras(name):
         seen[api.__name__] = (history, stop.best_epoch)
     (theirs, their_best), (ours, our_best) = seen["keras"], seen["reglab"]
     assert our_best == their_best
-    np.testing.assert_allclose(ours["learning_rate"], theirs["learning_rate"])
+    assert ours["learning_rate"] == theirs["learning_rate"]  # its float32 variable's, as Keras
     np.testing.assert_allclose(ours[f"val_{name}"], theirs[f"val_{name}"], rtol=1e-5)
 
 

@@ -59,4 +59,5 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+            # Keras logs its float32 variable's value
+            logs["learning_rate"] = float(np.float32(self.model.optimizer.learning_rate))

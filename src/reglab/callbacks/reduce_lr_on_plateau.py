@@ -99,7 +99,7 @@ class ReduceLROnPlateau(Callback):
                 self.monitor, self.mode, where="ReduceLROnPlateau",
                 compiled=getattr(self.model, "_metric_directions", None))
         logs = logs if logs is not None else {}
-        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        logs["learning_rate"] = float(np.float32(self.model.optimizer.learning_rate))  # Keras's variable
         current = logs.get(self.monitor)
         if current is None:
             warnings.warn(
