@@ -132,6 +132,36 @@ def test_to_json_and_back_keeps_the_architecture_and_its_regularizers():
                                       '[{"class_name": "Dense", "config": {"units": -1}}]}}')
 
 
+def test_keras_reads_reglab_s_json_and_reglab_reads_back_what_keras_lacks():
+    """to_json writes Keras's form: keras.models.model_from_json builds the same network
+    (reglab's own JSON had failed there on its 'module'), and reglab reads back the classes
+    and settings Keras has not (ProximalL1, GroupLasso, LabelSmoothing, a RandomFlip's
+    fill)."""
+    _, ours = pair()
+    theirs = keras.models.model_from_json(ours.to_json())
+    assert [type(layer).__name__ for layer in theirs.layers] == \
+        [type(layer).__name__ for layer in ours.layers]
+    theirs.set_weights(ours.get_weights())
+    x, _ = batches(1)[0]
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0),
+                               rtol=1e-6)
+    r, L = reglab.regularizers, reglab.layers
+    beyond = reglab.Sequential([
+        reglab.Input((4, 4, 1)),
+        L.RandomFlip("horizontal", fill_mode="constant"),
+        L.Flatten(),
+        L.Dense(6, activation="relu", kernel_regularizer=r.ProximalL1(0.01)),
+        L.Dense(5, kernel_regularizer=r.GroupLasso(0.02)),
+        L.Dense(3, activation="softmax"),
+        L.LabelSmoothing(0.1),
+    ])
+    again = reglab.models.model_from_json(beyond.to_json())
+    assert [layer.get_config() for layer in again.layers] == \
+        [layer.get_config() for layer in beyond.layers]
+    with pytest.raises(Exception, match="ProximalL1|LabelSmoothing|GroupLasso"):
+        keras.models.model_from_json(beyond.to_json())  # Keras names what it lacks
+
+
 def test_batch_methods_take_arrays_and_a_diverged_step_gives_nan_as_keras():
     theirs, ours = pair()
     x, y = batches(1)[0]

@@ -764,14 +764,19 @@ class Sequential:
 
     def to_json(self, **kwargs) -> str:
         """The architecture as JSON (layers with their regularizers and constraints; no
-        weights), for :func:`reglab.models.model_from_json`; ``kwargs`` go to ``json.dumps``."""
+        weights) in Keras's form, which :func:`reglab.models.model_from_json` and Keras's
+        ``keras.models.model_from_json`` read (a class Keras lacks, such as ``ProximalL1``,
+        is written as it is, and Keras's reader names it); ``kwargs`` go to
+        ``json.dumps``."""
         import json
 
+        from reglab.models import keras_export
         from reglab.models.saving import model_to_config
 
         document = model_to_config(self, "to_json")
-        return json.dumps({"class_name": document["class_name"], "config": document["config"],
-                           "module": "reglab"}, **kwargs)
+        return json.dumps(keras_export.keras_model_config(
+            {"class_name": document["class_name"], "config": document["config"]}, self),
+            **kwargs)
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> Sequential:
