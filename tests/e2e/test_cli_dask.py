@@ -108,6 +108,29 @@ def test_an_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("address", "why"), [
+    ("tcp://localhost:notaport", "the port 'notaport' is no number"),
+    ("tcp://127.0.0.1:373890", "the port 373890 is out of range (1 to 65535)"),
+    ("tcp://127.0.0.1", "the address has no port (tcp://HOST:PORT)"),
+])
+def test_an_address_no_scheduler_can_have_is_named_at_once(tmp_path, monkeypatch, address,
+                                                           why):
+    """Said before any connection is tried (a port above 65535 had waited out the timeout;
+    a port that is no number had been called a server of another protocol)."""
+    from reglab.study import dask_executor
+
+    def never(address):
+        raise AssertionError("a connection was tried")
+    monkeypatch.setattr(dask_executor, "_check_scheduler", never)
+    study = write_study(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"),
+                                       "--cluster", address, "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"--cluster {address}: cannot reach a Dask scheduler there (ValueError: {why})" \
+        in result.output
+    assert not (tmp_path / "out").exists()
+
+
 class _Silent(socketserver.BaseRequestHandler):
     """Accepts a connection and says nothing until the other side gives up."""
 

@@ -125,6 +125,25 @@ def _sigint_held():
         raise KeyboardInterrupt
 
 
+def _check_address(address: str) -> None:
+    """Raises ValueError, at once, for an address no scheduler can have: a port that is no
+    number, or out of 1..65535 (``tcp://host:port``; Dask's other schemes as Dask parses
+    them)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return
+    try:
+        _, port = parse_host_port(location)
+    except ValueError:
+        port = location.rsplit(":", 1)[-1] if ":" in location else None
+        raise ValueError(f"the port {port!r} is no number" if port else
+                         "the address has no port (tcp://HOST:PORT)") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"the port {port} is out of range (1 to 65535)")
+
+
 def _check_scheduler(address: str) -> None:
     """Asks what answers at ``address`` who it is, within the connect timeout (twice for the
     whole exchange); raises TimeoutError when nothing answers as Dask does (Dask's own
@@ -214,6 +233,7 @@ class DaskExecutor:
             address = self._cluster.scheduler_address
         try:
             if self._cluster is None:
+                _check_address(address)
                 _check_scheduler(address)
             self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError, TypeError) as error:
