@@ -567,3 +567,28 @@ def test_a_budget_spent_before_the_first_trial_says_how_to_go_on(tmp_path, sched
     again = run(["run", study, "--out", out, "--quiet", "--no-report",
                  *(["--restart"] if scheduler else [])])
     assert again.exit_code == 0, again.output
+
+
+def test_without_a_test_set_the_chosen_trial_is_named_and_not_confirmed(tmp_path):
+    """The confirmation's table ranks on test metrics: without a test set its runs were
+    trained for a 'no table' line. They are not trained; the show, the table and the report
+    say the choice stands unconfirmed and why."""
+    study = write_study(tmp_path, 'trials = 3\nbatch = 3\nsampler = "random"\n'
+                        'pruner = "none"\nconfirm_seeds = 2\nvariants = ["l2"]')
+    rng = np.random.default_rng(0)
+    x = rng.random((120, 6))
+    np.savez(tmp_path / "data.npz", x=x, y=(x[:, 0] > 0.5).astype(np.int64))  # no test arrays
+    out = tmp_path / "out"
+    result = run(["run", study, "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    runs = store_runs(out)
+    from reglab.study.plan import is_trial_run
+
+    assert runs and all(is_trial_run(run_id) for run_id in runs)  # no confirmation run
+    shown = run(["show", out]).output
+    assert "not confirmed: the data has no test set (give it data.test or " \
+           "data.test_split to confirm it on fresh seeds)" in shown
+    assert "confirmed on fresh seeds" not in shown and "no finished runs" not in shown
+    page = (out / "report.html").read_text()
+    assert "confirmation</td><td class=\"name\">none: the data has no test set" in page
+    assert "(not confirmed: the data has no test set)" in page

@@ -321,7 +321,8 @@ def _draw_tuning(results: StudyResults, saved: _Figures) -> dict | None:
     except Exception as error:  # the page still renders, with the store's summary
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         return {"rows": draw.summary_rows(results, None),
-                "notes": [f"Optuna's journal ({path.name}) could not be read: {reason}"]}
+                "notes": [f"Optuna's journal ({path.name}) could not be read: {reason}"],
+                "unconfirmed": _unconfirmed(results)}
     objective = trials.objective
     pbt = (" With population-based training a trial's parameters are its starting values: "
            "every few epochs the worst trials copy the best ones' state and perturb their "
@@ -331,15 +332,15 @@ def _draw_tuning(results: StudyResults, saved: _Figures) -> dict | None:
         saved.add("tuning", "tuning-history", figure, "tuning: optimization history",
                   f"Each trial's {objective} (the mean over its seeds) by trial number, colored "
                   "by variant; gray ×: a pruned trial's last value reported before it was "
-                  "stopped; line: the best complete trial so far; ring: the trial confirmed "
-                  "in the verdict above. Failed trials have no value and are not drawn.")
+                  "stopped; line: the best complete trial so far; ring: the chosen trial. "
+                  "Failed trials have no value and are not drawn.")
     figure = draw.parameter_panels(trials)
     if figure is not None:
         saved.add("tuning", "tuning-parameters", figure, "tuning: parameters against the objective",
                   f"{objective} of each complete trial against each parameter it drew "
                   "(<variant>:<path>, or the choice of variant), colored by variant; log axis "
                   "for parameters searched on a log scale, choices at positions (spread a "
-                  f"little); ring: the confirmed trial.{pbt}")
+                  f"little); ring: the chosen trial.{pbt}")
     figure, text = draw.importances(trials)
     if figure is None:
         notes.append(text)
@@ -355,7 +356,15 @@ def _draw_tuning(results: StudyResults, saved: _Figures) -> dict | None:
                   + (" A jump is where a trial copied another's state." if trials.pbt else ""))
     if not trials.trials:
         notes.append("The journal holds no trial yet.")
-    return {"rows": draw.summary_rows(results, trials), "notes": notes}
+    return {"rows": draw.summary_rows(results, trials), "notes": notes,
+            "unconfirmed": _unconfirmed(results)}
+
+
+def _unconfirmed(results: StudyResults) -> str | None:
+    """Why the chosen trial was not confirmed on fresh seeds (no test set); None when it was
+    (or is to be)."""
+    summary = results.meta.get("tuning")
+    return summary.get("unconfirmed") if isinstance(summary, dict) else None
 
 
 def _regime_views(results: StudyResults) -> list[tuple[str, StudyResults]]:

@@ -457,6 +457,8 @@ def summary_rows(results, tuning: TuningTrials | None) -> list[tuple[str, str]]:
         rows.append(("exploits (a trial copied another's state)", _count(copies)))
     rows.append((f"chosen trial's {objective_key(tune.objective)}",
                  f"{value:.4f}" if isinstance(value, (int, float)) else "—"))
+    if summary.get("unconfirmed"):
+        rows.append(("confirmation", f"none: {summary['unconfirmed']}"))
     return rows
 
 

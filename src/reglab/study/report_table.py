@@ -392,6 +392,8 @@ def results_table(store, baseline: str = "baseline") -> str:
     tuning = tuning_summary(store.get_meta("tuning"), spec) if spec and spec.tune else ""
     heading = partial + tuning  # what comes before the table
     if not rankings:
+        if tuning and (store.get_meta("tuning") or {}).get("unconfirmed"):
+            return heading.rstrip("\n")  # nothing was confirmed: no table to explain
         return heading + _why_no_table(runs, keys[0])
     heading += _baseline_replaced(runs, baseline, rankings[0].ranking.baseline)
     requested = spec.training.precision if spec else "float32"
@@ -507,10 +509,13 @@ def tuning_summary(summary: dict | None, spec) -> str:
             f"{chosen['best_number']})")
         if chosen.get("note"):
             rule += f"; {chosen['note']}"
+        confirmed = (f"not confirmed: {summary['unconfirmed']} (give it data.test or "
+                     "data.test_split to confirm it on fresh seeds)"
+                     if summary.get("unconfirmed") else
+                     f"confirmed on fresh seeds {', '.join(map(str, spec.seeds))}:")
         lines.append(f"chosen: trial {chosen['number']} by {rule}: {chosen['variant']}"
                      f"{f' ({point})' if point else ''}, {objective_name(spec.tune.objective)} "
-                     f"{chosen['value']:.4f}; confirmed on fresh seeds "
-                     f"{', '.join(map(str, spec.seeds))}:")
+                     f"{chosen['value']:.4f}; {confirmed}")
     return "\n".join(lines) + "\n\n"
 
 

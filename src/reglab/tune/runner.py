@@ -227,6 +227,13 @@ def tune_study(store, spec, data, device: str, fresh: bool, log, confirm) -> Non
         f"pruning); chosen: trial {chosen.number} ({chosen.rule}), "
         f"{objective_name(spec.tune.objective)} "
         f"{chosen.value:.4f}, {chosen.label}")
+    if data.y_test is None:  # the confirmation's table ranks on the test set
+        summary["unconfirmed"] = "the data has no test set"
+        store.set_meta("tuning", summary)
+        log("tuning: the data has no test set (give it data.test or data.test_split), so "
+            "the chosen trial is not confirmed on fresh seeds: its table would rank on "
+            "test metrics there are none of")
+        return
     log(f"confirming on seeds {', '.join(map(str, spec.seeds))} against the baseline")
     schedule = None
     if spec.tune.scheduler == "pbt":
