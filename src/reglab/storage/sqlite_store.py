@@ -33,7 +33,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,23 @@ def _stale(temporary: Path) -> bool:
         return time.time() - temporary.stat().st_mtime > 60
     except OSError:
         return False
+
+
+def _readable_intact(path: Path) -> bool:
+    """Whether ``path`` opens read-only as an intact SQLite database with reglab's tables:
+    a store SQLite could not open for writing (its directory refuses the journal) is then
+    no damaged one."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1",
+                                                uri=True)) as connection:
+            ok = connection.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return False
+    return ok == ("ok",) and "runs" in tables
 
 
 class SQLiteStore:
@@ -418,10 +435,13 @@ class SQLiteStore:
                 f"({error}). Run the same command where the directory can be written (a "
                 "copy of the directory, journal included); the rollback loses nothing that "
                 "was committed.")
-        if read_only:  # healthy, not writable
+        # "unable to open": SQLite could not open it for writing, which an intact file in a
+        # directory that refuses its journal also gives
+        cannot_open = "unable to open" in str(error)
+        if read_only or (cannot_open and _readable_intact(self.path)):  # healthy
             return StoreError(
                 f"{self.path}: cannot write to the store ({error}): the file or its directory "
-                "is read-only here. `show`, `ls` and `report` read it as it is; to go on "
+                "is read-only here. `show` and `ls` read it as it is; to go on "
                 "training, run where it can be written (a copy of the directory).")
         return StoreError(
             f"{self.path}: not a usable reglab store ({error}). It is left as it is: move it "

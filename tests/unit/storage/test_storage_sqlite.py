@@ -758,6 +758,24 @@ def test_a_read_only_store_is_named_as_such_not_as_damage(tmp_path):
     assert "not a usable reglab store (database disk image is malformed)" in damaged
 
 
+def test_an_intact_store_sqlite_cannot_open_for_writing_is_not_called_damaged(tmp_path):
+    """A directory that refuses SQLite's journal (read-only, immutable) makes SQLite say
+    "unable to open database file" of an intact store: it is named as not writable, with
+    what reads it; a file that is no database, opened so, is still called unusable."""
+    with SQLiteStore(tmp_path) as store:
+        store.add_runs([make_run(1)])
+        intact = str(store._unusable(sqlite3.OperationalError("unable to open database file")))
+    assert "cannot write to the store (unable to open database file)" in intact
+    assert "`show` and `ls` read it as it is" in intact and "not a usable" not in intact
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "study.db").write_bytes(b"not sqlite at all" * 100)
+    fake = SQLiteStore.__new__(SQLiteStore)
+    fake.path = junk / "study.db"
+    damaged = str(fake._unusable(sqlite3.OperationalError("unable to open database file")))
+    assert "not a usable reglab store (unable to open database file)" in damaged
+
+
 def test_stale_temporaries_are_removed_when_the_store_exists_too(tmp_path):
     with SQLiteStore(tmp_path) as store:
         store.init_study(FP, STUDY)
