@@ -24,6 +24,7 @@ from reglab.report.collect import StudyResults, collect, study_file_text
 from reglab.storage.sqlite_store import COPIES_META
 from reglab.study import precision
 from reglab.study.report_table import (
+    baseline_replaced,
     finite_mean,
     format_number,
     higher_is_better,
@@ -140,6 +141,9 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None, list[
         return [], None, []
     missing = left_out(results.runs)
     notes = left_out_lines(ranking, missing)
+    replaced = baseline_replaced(results.runs, "baseline", ranking.baseline)
+    if replaced:  # "note: no run of the baseline ... compares with 'ok' instead"
+        notes.insert(0, "No" + replaced.strip().removeprefix("note: no") + ".")
     if ranking.passed_over:
         notes.append(("Not chosen" if ranking.best is None else "Passed over for the best")
                      + ", better on validation but not every seed finished: "

@@ -325,7 +325,7 @@ def higher_is_better(metric_key: str) -> bool:
     return direction(metric_key.split("_", 1)[1], where="the study's table") == "max"
 
 
-def _baseline_replaced(runs, baseline: str, used: str) -> str:
+def baseline_replaced(runs, baseline: str, used: str) -> str:
     """A line saying so when the study has a ``baseline`` variant but compares with another
     (none of the baseline's runs finished), else ''."""
     mine = [r for r in runs if variant_label(r) == baseline]
@@ -395,7 +395,7 @@ def results_table(store, baseline: str = "baseline") -> str:
         if tuning and (store.get_meta("tuning") or {}).get("unconfirmed"):
             return heading.rstrip("\n")  # nothing was confirmed: no table to explain
         return heading + _why_no_table(runs, keys[0])
-    heading += _baseline_replaced(runs, baseline, rankings[0].ranking.baseline)
+    heading += baseline_replaced(runs, baseline, rankings[0].ranking.baseline)
     requested = spec.training.precision if spec else "float32"
     # what "auto" resolved to, recorded when the study started (the file's own otherwise)
     auto = requested == precision.AUTO
@@ -418,7 +418,7 @@ def results_table(store, baseline: str = "baseline") -> str:
         return "\n".join(lines)
     from reglab.study.regimes import regime_label
 
-    lines = [partial.rstrip("\n")] if partial else []
+    lines = [heading.rstrip("\n")] if heading else []  # unfinished runs, tuning, baseline
     for regime in rankings:
         missing = left_out(r for r in runs if regime_label(run_regime(r)) == regime.label)
         lines += [f"data regime {regime.describe()}:",

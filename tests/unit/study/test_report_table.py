@@ -265,3 +265,27 @@ def test_a_tuning_s_table_chooses_on_its_objective():
     loss = parse_study("tune.toml", text.replace(f'objective = "{spec.tune.objective}"',
                                                  'objective = "val_loss"'))
     assert chosen_on(loss, keys) == "val_loss"
+
+
+def test_a_stand_in_baseline_is_said_above_the_regimes_tables():
+    """No run of the baseline finished in any regime: each regime compares with the first
+    variant that has finished runs, and the note saying so stands above the regimes' tables
+    as above the one table (it had been left out with regimes)."""
+    import dataclasses
+
+    text = STUDY.replace('dataset = "fashion_mnist"',
+                         'dataset = "fashion_mnist"\ntrain_size = [0.5, 1.0]')
+    runs = []
+    for size in (0.5, 1.0):
+        for seed in range(3):
+            for variant, test in (("baseline", 0.8), ("l2", 0.81 + seed / 100)):
+                record = run(variant, seed, test, val=test)
+                runs.append(dataclasses.replace(
+                    record, run_id=f"{record.run_id}/train_size={size}",
+                    regime={"train_size": size},
+                    status="diverged" if variant == "baseline" else "done"))
+    table = results_table(StoredStudy(text, runs))
+    lines = table.splitlines()
+    assert lines[0] == ("note: no run of the baseline 'baseline' finished (6 diverged); the "
+                        "table compares with 'l2' instead")
+    assert sum(line.startswith("data regime") for line in lines) == 2

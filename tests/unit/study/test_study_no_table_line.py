@@ -25,13 +25,13 @@ def test_the_line_says_why_no_run_ranks():
 
 
 def test_a_replaced_baseline_is_said():
-    from reglab.study.report_table import _baseline_replaced
+    from reglab.study.report_table import baseline_replaced
 
     runs = [SimpleNamespace(status="diverged", run_id="baseline/seed=0", variant="baseline",
                             point={}),
             SimpleNamespace(status="done", run_id="calm/seed=0", variant="calm", point={})]
-    assert _baseline_replaced(runs, "baseline", "calm") == (
+    assert baseline_replaced(runs, "baseline", "calm") == (
         "note: no run of the baseline 'baseline' finished (1 diverged); the table compares "
         "with 'calm' instead\n")
-    assert _baseline_replaced(runs, "baseline", "baseline") == ""
-    assert _baseline_replaced(runs[1:], "baseline", "calm") == ""  # no baseline variant
+    assert baseline_replaced(runs, "baseline", "baseline") == ""
+    assert baseline_replaced(runs[1:], "baseline", "calm") == ""  # no baseline variant
