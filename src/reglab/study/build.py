@@ -541,6 +541,46 @@ def check_regime_data(spec: StudySpec, data: StudyData) -> list[str]:
         elif not isinstance(value, tuple) and (classes or 0) < 2:
             problems.append(f"{where}: replaces a label by another class; expected data with "
                             f"at least 2 classes. Got {classes or 0}.")
+    return problems + _same_noise(spec, sorted(sizes) or [available],
+                                  0 if data.y_val is None else len(data.y_val))
+
+
+def _same_noise(spec: StudySpec, train_sizes: list[int], validation: int) -> list[str]:
+    """Label noise values that replace the same labels as another value, or none at all
+    (a rate below half a label, a matrix without off-diagonal mass): one regime twice, or
+    a noisy regime that is the clean data (each seed's population split for nothing), as
+    two ``train_size`` values of one count are."""
+    from reglab.datasets.regimes import _half_up
+
+    def replaced(value) -> tuple[int, ...] | None:
+        """How many labels ``value`` replaces in each training size and the validation
+        split; None for a matrix with off-diagonal mass (its counts depend on the class
+        counts: told apart by its values)."""
+        if isinstance(value, tuple):
+            if any(p for i, row in enumerate(value) for j, p in enumerate(row) if i != j):
+                return None
+            return (0,) * (len(train_sizes) + bool(validation))
+        return tuple(_half_up(float(value) * n) for n in
+                     (*train_sizes, *([validation] if validation else [])))
+
+    problems, seen = [], {}
+    for value in spec.data.label_noise:
+        counts = replaced(value)
+        if counts is None:
+            continue
+        where = _regime_where(spec, "label_noise", value)
+        shown = f"{counts[0]:,} of {train_sizes[0]:,} training labels" + (
+            f" and {counts[-1]:,} of {validation:,} validation labels" if validation else "")
+        if counts in seen:
+            problems.append(f"{where}: expected label noise values that replace different "
+                            f"labels; {value!r} and {seen[counts]!r} both replace {shown}: "
+                            "one regime twice.")
+        elif not any(counts) and not (isinstance(value, float) and value == 0.0):
+            smallest = 0.5 / max(train_sizes)
+            problems.append(f"{where}: replaces no label ({shown}): the clean data, under a "
+                            f"noisy name. Expected 0, or a rate of at least {smallest:.3g} "
+                            "(half a label of the largest training size).")
+        seen.setdefault(counts, value)
     return problems
 
 

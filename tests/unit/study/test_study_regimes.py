@@ -257,6 +257,35 @@ def test_two_train_sizes_that_are_one_size_are_refused(tmp_path):
     assert not check_regime_data(parse_study(study(tmp_path, "train_size = [0.5, 30]")), data)
 
 
+@pytest.mark.parametrize(("noise", "said"), [
+    ("[0, 0.001]", "data.label_noise[1]: expected label noise values that replace different "
+                   "labels; 0.001 and 0.0 both replace 0 of 240 training labels and 0 of 60 "
+                   "validation labels: one regime twice."),
+    ("[0.1, 0.101]", "data.label_noise[1]: expected label noise values that replace "
+                     "different labels; 0.101 and 0.1 both replace 24 of 240 training labels "
+                     "and 6 of 60 validation labels"),
+    ("0.001", "data.label_noise: replaces no label (0 of 240 training labels and 0 of 60 "
+              "validation labels): the clean data, under a noisy name. Expected 0, or a rate "
+              "of at least 0.00208"),
+    ("[0, { matrix = [[1, 0, 0], [0, 1, 0], [0, 0, 1]] }]",
+     "data.label_noise[1]: expected label noise values that replace different labels"),
+])
+def test_label_noise_that_replaces_the_labels_of_another_value_is_refused(tmp_path, noise,
+                                                                         said):
+    """As two train_size values of one count are: the same labels replaced (a rate that
+    rounds to another's count, to none, an identity matrix) would be one regime twice, or
+    the clean data under a noisy name."""
+    from reglab.study.build import check_regime_data
+
+    data = load_study_data(parse_study(study(tmp_path)))
+    found = check_regime_data(parse_study(study(tmp_path, f"label_noise = {noise}")), data)
+    assert any(p.startswith(said) for p in found), found
+    for fine in ("[0, 0.3]", "[0.1, 0.12]", "0.05", "[0, { matrix = [[0.8, 0.2, 0], [0, 1, 0], "
+                 "[0, 0.5, 0.5]] }]"):
+        assert not check_regime_data(parse_study(study(tmp_path, f"label_noise = {fine}")),
+                                     data), fine
+
+
 def test_runs_whose_store_lost_the_regime_column_are_grouped_by_their_run_ids():
     from reglab.storage import RunRecord
     from reglab.study.regimes import regime_from_run_id
