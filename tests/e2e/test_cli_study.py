@@ -450,3 +450,46 @@ def test_an_averaging_that_would_never_start_is_refused_before_training(tmp_path
     assert not (tmp_path / "out" / "study.db").exists()  # refused before anything is written
     study.write_text(study.read_text().replace("[1, 3, 5]", "[1, 3]"))
     assert cli.invoke(main, ["validate", str(study)]).exit_code == 0
+
+
+def test_a_study_resumed_with_another_thread_count_says_so(tmp_path):
+    """The thread count each job trains with is stored; a study that goes on with another
+    says its next runs may differ in their last bits (bit for bit needs the same count)."""
+    import torch
+
+    from reglab.storage import SQLiteStore
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    started = []
+
+    class StoppedInTheSecond(InProcessExecutor):
+        def train(self, job, on_epoch=None, progress=None):
+            started.append(job)
+            if len(started) == 2:
+                raise KeyboardInterrupt
+            return super().train(job, on_epoch, progress)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, out, executor=StoppedInTheSecond(), log=lambda *_: None)
+        with SQLiteStore(out, read_only=True) as store:
+            assert store.get_meta("threads") == 1
+        torch.set_num_threads(2)
+        said = []
+        run_study(study, out, log=said.append)
+    finally:
+        torch.set_num_threads(threads)
+    notes = [line for line in said if "torch thread" in line]
+    assert notes == ["note: the study trained with 1 torch thread(s) per job and goes on with "
+                     "2: the runs trained from now may differ from an uninterrupted study's "
+                     "in their last bits (bit for bit needs the same thread count; "
+                     "OMP_NUM_THREADS or --workers set it)"]
+    with SQLiteStore(out, read_only=True) as store:
+        assert store.get_meta("threads") == 2
+    again = []
+    run_study(study, out, log=again.append)  # finished: nothing goes on, nothing to say
+    assert not [line for line in again if "torch thread" in line]

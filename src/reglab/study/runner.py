@@ -163,6 +163,7 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     store.set_meta("versions", {"python": platform.python_version(), "torch": torch.__version__,
                                 "reglab": __import__("reglab").__version__})
     store.set_meta("device", device)
+    _note_threads(store, executor, device, fresh, log)
     chosen = precision.resolve(spec.training.precision,
                                None if fresh else store.get_meta("precision"), device,
                                getattr(executor, "choose_precision", None))
@@ -189,6 +190,27 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         tune_study(store, spec, data, device, fresh, log, confirm=lambda confirmation:
                    train_plan(store, confirmation, executor, device, progress_factory, log))
     return store
+
+
+def _note_threads(store, executor, device: str, fresh: bool, log) -> None:
+    """Records the torch threads each job trains with on the CPU (meta ``threads``); says
+    so when a resumed study goes on with another count: its float32 sums may then be cut
+    otherwise, and the runs trained from now differ from an uninterrupted study's in their
+    last bits (the finished ones stay as they are)."""
+    if device != "cpu":
+        return
+    import torch
+
+    threads = getattr(executor, "threads", None) or torch.get_num_threads()
+    before = None if fresh else store.get_meta("threads")
+    counts = store.run_counts()
+    finished = sum(counts.get(status, 0) for status in FINISHED)
+    if before is not None and before != threads and 0 < finished < sum(counts.values()):
+        log(f"note: the study trained with {before} torch thread(s) per job and goes on with "
+            f"{threads}: the runs trained from now may differ from an uninterrupted study's "
+            "in their last bits (bit for bit needs the same thread count; OMP_NUM_THREADS "
+            "or --workers set it)")
+    store.set_meta("threads", threads)
 
 
 def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress_factory,
