@@ -493,3 +493,36 @@ def test_a_study_resumed_with_another_thread_count_says_so(tmp_path):
     again = []
     run_study(study, out, log=again.append)  # finished: nothing goes on, nothing to say
     assert not [line for line in again if "torch thread" in line]
+
+
+def test_a_damaged_checkpoint_is_said_and_its_population_starts_again(tmp_path):
+    """A checkpoint cut short (a disk filled, a copy broken) cannot be read: the rerun says
+    so, where it had said the population went on from it, and the study ends as an
+    uninterrupted one."""
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    study = write_study(tmp_path, epochs=6)
+    run_study(study, tmp_path / "reference", log=lambda *_: None)
+    out = tmp_path / "out"
+
+    class KilledAfterTheThirdEpoch(InProcessExecutor):
+        def train(self, job, on_epoch=None, progress=None):
+            def stop(*args, **kwargs):
+                if on_epoch is not None:
+                    on_epoch(*args, **kwargs)
+                if list((out / "checkpoints").glob("*.pt")) and stop.calls > 2:
+                    raise KeyboardInterrupt
+                stop.calls += 1
+            stop.calls = 0
+            return super().train(job, stop, progress)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, out, executor=KilledAfterTheThirdEpoch(), log=lambda *_: None)
+    (checkpoint,) = (out / "checkpoints").glob("*.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:len(checkpoint.read_bytes()) // 2])
+    said = []
+    run_study(study, out, log=said.append)
+    assert "resuming: 1 checkpoint(s) cannot be read (damaged): those populations start " \
+           "again from their first epoch" in said
+    assert not any("go on from their last complete epoch" in line for line in said)
+    assert finished(out) == finished(tmp_path / "reference")

@@ -77,6 +77,19 @@ def load(path: str | None, run_ids: list[str], device: str = "cpu",
     return saved
 
 
+def readable(path: str) -> bool:
+    """Whether the file at ``path`` is whole as an archive (``torch.save``'s zip, its
+    directory at the end: what a kill mid-write or a truncation damages); read without
+    loading the tensors."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
+
+
 def held(study_directory) -> dict[str, list[str]]:
     """The checkpoint files in the study directory and the run ids each holds (read
     without its tensors, which stay on disk); a file that is not a readable checkpoint of

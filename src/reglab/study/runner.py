@@ -235,9 +235,13 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
         jobs.append((index, PopulationJob(spec, shard, device, checkpoints.path_for(
             store.directory, shard.key, [run.run_id for run in shard.runs]))))
     checkpoints.remove_all_but(store.directory, {job.checkpoint for _, job in jobs})
-    resumable = [job for _, job in jobs if Path(job.checkpoint).is_file()]
+    found = [job for _, job in jobs if Path(job.checkpoint).is_file()]
+    resumable = [job for job in found if checkpoints.readable(job.checkpoint)]
     if resumable:
         log(f"resuming: {len(resumable)} population(s) go on from their last complete epoch")
+    if len(found) > len(resumable):
+        log(f"resuming: {len(found) - len(resumable)} checkpoint(s) cannot be read (damaged): "
+            "those populations start again from their first epoch")
     _run_jobs(store, executor, jobs, len(plan.populations), progress_factory, log, plan.twins)
     checkpoints.remove_all_but(store.directory, set())  # every job is over
 
