@@ -288,6 +288,22 @@ class Layer:
             self.__dict__["_on_batch"] = cached = (key, model)
         return cached[1](x, training=training)
 
+    @property
+    def output(self):
+        """Keras's: the symbolic tensor this layer's call in a graph returned (a layer of a
+        Sequential: in the model's graph), e.g. for a feature extractor
+        ``Model(model.input, model.get_layer("hidden").output)``."""
+        from reglab.layers.symbolic import node_tensor
+
+        return node_tensor(self, "output")
+
+    @property
+    def input(self):
+        """Keras's: the symbolic tensor (a list for several) this layer's call took."""
+        from reglab.layers.symbolic import node_tensor
+
+        return node_tensor(self, "input")
+
     def get_weights(self) -> list:
         """This layer's weights in Keras's layouts, read from the model it belongs to; none
         before it is part of one (Keras's unbuilt layer)."""
@@ -342,6 +358,10 @@ class Layer:
                         return variable
                 if name == "bias" and self.__dict__.get("use_bias") is False:
                     return None
+        if name in ("output", "input"):  # the property's own reason, which Python dropped
+            from reglab.layers.symbolic import node_tensor
+
+            return node_tensor(self, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def get_config(self) -> dict[str, Any]:

@@ -72,7 +72,9 @@ def call(layer, inputs) -> SymbolicTensor:
     layer._symbolic_input_shapes = shapes
     calls = getattr(layer, "_symbolic_calls", 0)
     layer._symbolic_calls = calls + 1
-    return SymbolicTensor(out, layer, tuple(tensors), tensors[0].shape[0], node_index=calls)
+    output = SymbolicTensor(out, layer, tuple(tensors), tensors[0].shape[0], node_index=calls)
+    layer._symbolic_nodes = [*getattr(layer, "_symbolic_nodes", ()), (tuple(tensors), output)]
+    return output
 
 
 def node_indices(inputs, outputs) -> list[int]:
@@ -218,4 +220,96 @@ def input_layer(tensor):
 
     if getattr(tensor, "_input_layer", None) is None:
         tensor._input_layer = InputLayer(tensor.sample_shape, name=tensor.name)
+        tensor._input_layer._symbolic_nodes = [((tensor,), tensor)]  # Keras: both the Input
     return tensor._input_layer
+
+
+def node_tensor(layer, what: str):
+    """Keras's ``layer.output`` (``what``: "output") or ``layer.input``: the symbolic tensor
+    of its first call in a graph, as Keras 3's (a layer of a Sequential gets its graph when
+    asked); an AttributeError, as Keras's, for a layer never called."""
+    nodes = getattr(layer, "_symbolic_nodes", None)
+    model = getattr(layer, "_model", None)
+    if not nodes and model is not None and hasattr(model, "_symbolic_graph"):
+        model._symbolic_graph()
+        nodes = getattr(layer, "_symbolic_nodes", None)
+    name = layer.name or type(layer).__name__
+    if not nodes:
+        raise AttributeError(f"The layer {name} has never been called and thus has no "
+                             f"defined {what}.")
+    tensors, output = nodes[0]
+    if what == "output":
+        return output
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+def needs_copies(inputs, outputs) -> bool:
+    """Whether the graph from ``inputs`` to ``outputs`` must be made again of copies of its
+    layers to be a model's: a layer of it belongs to another model (Keras would share it:
+    a feature extractor ``Model(model.input, layer.output)``), or an input is a layer's
+    output rather than a ``reglab.Input`` (a model of the graph's later part)."""
+    from reglab.layers.layer import Input
+
+    ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    if not all(isinstance(o, SymbolicTensor) for o in outs) or \
+            not all(is_symbolic(i) for i in ins):
+        return False  # topological() names what is wrong
+    if not all(isinstance(i, Input) for i in ins):
+        return True
+    return any(getattr(_layer_of(node), "_model", None) is not None
+               for node in _nodes_between(ins, outs))
+
+
+def _nodes_between(ins, outs) -> list:
+    """The graph's nodes from ``outs`` back to ``ins`` (or to the Inputs), each once, every
+    node after its inputs."""
+    from reglab.layers.layer import Input
+
+    stop = {id(i) for i in ins}
+    order, seen, stack = [], set(), [(o, False) for o in reversed(outs)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in seen:
+            continue
+        if expanded or id(node) in stop or isinstance(node, Input):
+            seen.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        stack.extend((parent, False) for parent in reversed(node.inbound)
+                     if id(parent) not in seen)
+    return order
+
+
+def copied_graph(inputs, outputs) -> tuple[Any, Any, list[tuple[Any, Any]]]:
+    """``(inputs, outputs, copies)``: the graph from ``inputs`` to ``outputs`` made again of
+    a copy of each of its layers (one per layer, however often it is called; its config,
+    name included), each input a new ``reglab.Input`` of the same shape and name, and the
+    ``(copy, original)`` pairs whose weights the caller copies."""
+    from reglab.layers.layer import Input
+
+    many_in, many_out = isinstance(inputs, (list, tuple)), isinstance(outputs, (list, tuple))
+    ins = list(inputs) if many_in else [inputs]
+    outs = list(outputs) if many_out else [outputs]
+    made: dict[int, Any] = {}
+    for given in ins:
+        made[id(given)] = Input(shape=given.sample_shape, batch_size=given.batch_size,
+                                name=getattr(given, "name", None))
+    copies: dict[int, tuple[Any, Any]] = {}
+    for node in _nodes_between(ins, outs):
+        if id(node) in made:
+            continue
+        if isinstance(node, Input):
+            raise ConfigError("Model: the outputs depend on a reglab.Input that is not one of "
+                              "the model's 'inputs'.")
+        layer = node.layer
+        if id(layer) not in copies:
+            copies[id(layer)] = (type(layer).from_config(layer.get_config()), layer)
+        copy = copies[id(layer)][0]
+        parents = [made[id(parent)] for parent in node.inbound]
+        made[id(node)] = copy(parents if getattr(layer, "takes_list", False) else parents[0])
+    new_ins = [made[id(i)] for i in ins]
+    new_outs = [made[id(o)] for o in outs]
+    return (new_ins if many_in else new_ins[0], new_outs if many_out else new_outs[0],
+            list(copies.values()))

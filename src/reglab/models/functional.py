@@ -52,6 +52,9 @@ class Model(Sequential):
                 "subclass of Model whose own call() computes the outputs is not supported. "
                 f"Got inputs={_shown(inputs)}, outputs={_shown(outputs)}.")
         super().__init__(name=name or "functional", trainable=trainable, seed=seed)
+        copies = []
+        if symbolic.needs_copies(inputs, outputs):
+            inputs, outputs, copies = symbolic.copied_graph(inputs, outputs)
         layers, calls, graph, input_shapes, positions, output_positions = \
             symbolic.topological(inputs, outputs)
         for layer in layers:
@@ -69,6 +72,30 @@ class Model(Sequential):
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         self._name_layers()
+        self._take_weights(copies)
+
+    def _take_weights(self, copies) -> None:
+        """The weights of the layers this model copied (see :func:`symbolic.copied_graph`)
+        as their models hold them now, with Keras's difference said: Keras's model would
+        share the layers, reglab's are copies (training one model leaves the other)."""
+        owners = []
+        for copy, original in copies:
+            owner = getattr(original, "_model", None)
+            if owner is None:
+                continue
+            weights = original.get_weights()
+            if weights:
+                copy.set_weights(weights)
+            if owner.name not in owners:
+                owners.append(owner.name)
+        if owners:
+            import warnings
+
+            warnings.warn(
+                f"Model: its layers are copies of those of model {', '.join(map(repr, owners))}, "
+                "with their weights as they are now; Keras's model would share the layers "
+                "themselves (reglab's models never share weights: training one leaves the "
+                "other as it is).", UserWarning, stacklevel=3)
 
     def _set_inputs(self, input_shapes, positions) -> None:
         if len(input_shapes) == 1:
@@ -110,6 +137,26 @@ class Model(Sequential):
         if self._output_positions is None:
             return super().output_shape
         return [(None, *shape) for shape in self._output_shapes]
+
+    def _symbolic_graph(self) -> None:
+        """A model read from a config or file has its graph as positions: its symbolic
+        tensors are made from them when first asked (each layer called as in the graph)."""
+        if self._symbolic_inputs is not None:
+            return
+        from reglab.layers.layer import Input
+
+        made = []
+        for layer, inbound in zip(self._engine_layers(packed=False), self._graph):
+            if inbound == (-1,):  # an input: its InputLayer is the Input's
+                tensor = Input(shape=tuple(layer.shape), name=layer.name)
+                tensor._input_layer = layer
+                layer._symbolic_nodes = [((tensor,), tensor)]
+            else:
+                parents = [made[i] for i in inbound]
+                tensor = layer(parents if getattr(layer, "takes_list", False) else parents[0])
+            made.append(tensor)
+        self._symbolic_inputs = [made[p] for p in self._input_positions or [0]]
+        self._symbolic_outputs = [made[p] for p in self._output_positions or [len(made) - 1]]
 
     def _engine_layers(self, packed: bool = True):
         layers = super()._engine_layers(packed)

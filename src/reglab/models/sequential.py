@@ -70,6 +70,10 @@ class Sequential:
         #: order of its outputs; None with one output
         self._output_positions: list[int] | None = None
         self._input_shape: tuple[int, ...] | None = None
+        #: Keras's ``inputs`` and ``outputs``: symbolic tensors (a Sequential's made when
+        #: first asked: :meth:`_symbolic_graph`)
+        self._symbolic_inputs: list | None = None
+        self._symbolic_outputs: list | None = None
         #: the global policy when the model is created, as Keras 3's ``Model.dtype_policy``
         self.dtype_policy = mixed_precision.global_policy()
         self.optimizer: optimizers_module.Optimizer | None = None
@@ -130,6 +134,7 @@ class Sequential:
                               f"as in Keras. Got a second layer named {layer.name!r}; pass "
                               "another name=... (or none for an automatic one).")
         weights = self.get_weights() if self._population is not None else None
+        self._forget_symbolic_graph()
         self._layers.append(layer)
         self._name_layers()
         if weights is not None:  # keep the trained layers' weights, as Keras does
@@ -143,6 +148,7 @@ class Sequential:
             raise ConfigError("Sequential.pop: the model has no layers.")
         weights = self.get_weights() if self._population is not None else None
         keys = self._weight_keys() if weights is not None else []
+        self._forget_symbolic_graph()
         layer = self._layers.pop()
         layer._model = None
         self._population = None
@@ -746,6 +752,61 @@ class Sequential:
             raise ValueError(f"No such layer: {name}. Existing layers are: "
                              f"{[layer.name for layer in self._layers]}.")
         raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    @property
+    def inputs(self) -> list:
+        """Keras's: the model's symbolic inputs (for a feature extractor
+        ``Model(model.inputs, model.layers[k].output)``)."""
+        self._symbolic_graph()
+        return list(self._symbolic_inputs)
+
+    @inputs.setter
+    def inputs(self, value) -> None:
+        self._symbolic_inputs = None if value is None else list(value)
+
+    @property
+    def outputs(self) -> list:
+        """Keras's: the model's symbolic outputs."""
+        self._symbolic_graph()
+        return list(self._symbolic_outputs)
+
+    @outputs.setter
+    def outputs(self, value) -> None:
+        self._symbolic_outputs = None if value is None else list(value)
+
+    @property
+    def input(self):
+        """Keras's: the symbolic input (a list for several)."""
+        inputs = self.inputs
+        return inputs[0] if len(inputs) == 1 else inputs
+
+    @property
+    def output(self):
+        """Keras's: the symbolic output (a list for several)."""
+        outputs = self.outputs
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _symbolic_graph(self) -> None:
+        """A Sequential's layers called in order on a ``reglab.Input`` of its input shape,
+        once (again after ``add`` or ``pop``): Keras's graph of a Sequential, whose tensors
+        ``layer.output`` and ``model.inputs`` give."""
+        if self._symbolic_inputs is not None:
+            return
+        from reglab.layers.layer import Input
+
+        start = x = Input(shape=self.input_shape[1:])
+        for layer in self._layers:
+            x = layer(x)
+        self._symbolic_inputs, self._symbolic_outputs = [start], [x]
+
+    def _forget_symbolic_graph(self) -> None:
+        """After ``add`` or ``pop``: the graph is made again when asked."""
+        if self._symbolic_inputs is None:
+            return
+        self._symbolic_inputs = self._symbolic_outputs = None
+        for layer in self._layers:
+            for name in ("_symbolic_nodes", "_symbolic_calls", "_symbolic_input_shapes"):
+                layer.__dict__.pop(name, None)
 
     @property
     def input_shape(self) -> tuple:
