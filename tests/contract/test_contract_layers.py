@@ -52,6 +52,10 @@ def examples():
         "Reshape": (lambda: L.Reshape((6, -1)), IMAGE),
         "ZeroPadding2D": (lambda: L.ZeroPadding2D(((1, 0), (2, 1))), IMAGE),
         "GlobalAveragePooling2D": (lambda: L.GlobalAveragePooling2D(keepdims=True), IMAGE),
+        "GlobalMaxPooling2D": (lambda: L.GlobalMaxPooling2D(keepdims=True), IMAGE),
+        "Cropping2D": (lambda: L.Cropping2D(((1, 0), (2, 1))), IMAGE),
+        "UpSampling2D": (lambda: L.UpSampling2D((2, 1)), IMAGE),
+        "Identity": (lambda: L.Identity(), FLAT),
         "LabelSmoothing": (lambda: L.LabelSmoothing(0.2), FLAT),
         "MaxPooling2D": (lambda: L.MaxPooling2D(2, padding="same"), IMAGE),
         "MixUp": (lambda: L.MixUp(0.4), FLAT),
@@ -72,9 +76,12 @@ def examples():
     }
 
 
+#: each public layer class once, by its own name (Keras's other names, MaxPool2D for
+#: MaxPooling2D, are the same classes)
 ALL_LAYERS = sorted(name for name in layers_module.__all__
                     if isinstance(getattr(layers_module, name), type)
-                    and issubclass(getattr(layers_module, name), Layer) and name != "Layer")
+                    and issubclass(getattr(layers_module, name), Layer) and name != "Layer"
+                    and getattr(layers_module, name).__name__ == name)
 #: layers that exist only in functional models (a list of inputs; the model's input):
 #: their own contract below, and the functional API's tests against Keras
 GRAPH_ONLY = {"Add": lambda: layers_module.Add(name="sum"),
