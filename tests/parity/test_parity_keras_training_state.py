@@ -42,6 +42,9 @@ def optimizers(api):
         "ftrl": lambda: o.Ftrl(0.05, l1_regularization_strength=0.01),
         "lamb": lambda: o.Lamb(0.01),
         "adafactor": lambda: o.Adafactor(0.05),
+        # Keras leaves a vector's placeholders out of its variables inside a loss scaler
+        "adafactor_loss_scaled": lambda: o.LossScaleOptimizer(o.Adafactor(0.05),
+                                                              initial_scale=2.0**4),
         "adamw_ema": lambda: o.AdamW(0.01, use_ema=True),
         "loss_scaled": lambda: o.LossScaleOptimizer(o.Adam(0.01), initial_scale=2.0**4,
                                                     dynamic_growth_steps=3),

@@ -191,8 +191,10 @@ def keras_layout(model) -> list[tuple]:
             # LossScaleOptimizer: its variables list leaves it out when wrapped
             if not wrapped:
                 layout.append(("computed", run))
-        else:  # each weight's slots side by side
-            layout += [("slot", f"optimizer/{slot}", key) for key in keys for slot in run]
+        else:  # each weight's slots side by side (those Keras's optimizer lists)
+            shapes = model._population.state.members.tensors["weights"]
+            layout += [("slot", f"optimizer/{slot}", key) for key in keys for slot in run
+                       if optimizer.keras_tracks(slot, tuple(shapes[key].shape[1:]), wrapped)]
     return layout
 
 

@@ -70,7 +70,12 @@ class Adafactor(Optimizer):
         return shape[:-1] if slot == "row" else (*shape[:-2], shape[-1])
 
     def keras_slots(self):
-        return (self.slots(),)  # per weight: r and c (where factored), then v
+        return (self.slots(),)  # per weight: r and c (a placeholder where not factored), v
+
+    def keras_tracks(self, slot, shape, wrapped):
+        # Keras 3.15 lists a vector's scalar placeholders for r and c, except inside a
+        # LossScaleOptimizer, whose variables leave them out
+        return not wrapped or slot == "velocity" or len(shape) >= 2
 
     def _coefficients(self, members):
         """Each member's ``rho`` and ``beta`` at its step."""

@@ -398,6 +398,12 @@ class Optimizer:
         population's axis): the weight's own by default."""
         return shape
 
+    def keras_tracks(self, slot: str, shape: tuple[int, ...], wrapped: bool) -> bool:
+        """Whether Keras's optimizer lists slot ``slot`` of a weight of ``shape`` among its
+        variables (its files hold those), inside a LossScaleOptimizer (``wrapped``) or not:
+        always, but for Adafactor's placeholders."""
+        return True
+
     def slot_initial_values(self) -> dict[str, str]:
         """The slots that do not start at zero: ``{slot: the hyperparameter that each
         member's starts at}`` (Adagrad's accumulator)."""

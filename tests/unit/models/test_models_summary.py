@@ -287,7 +287,7 @@ def test_a_callback_raising_before_the_first_step_finds_the_optimizer_built():
     assert model.optimizer.built and "Optimizer" in totals(summary_of(model))
 
 
-@pytest.mark.parametrize("name", ["adafactor", "lamb", "ftrl"])
+@pytest.mark.parametrize("name", ["adafactor", "lamb", "ftrl", "loss_scaled_adafactor"])
 def test_the_optimizer_s_numbers_are_keras_s_count_of_its_variables(name):
     """Adafactor's slots are not the weights' shapes (a kernel's row and column averages, a
     scalar in their place for a vector): the count is of Keras's own variables."""
@@ -299,8 +299,12 @@ def test_the_optimizer_s_numbers_are_keras_s_count_of_its_variables(name):
         pytest.skip("the comparison runs Keras on its torch backend")
     reference = real.Sequential([real.Input((4,)), real.layers.Dense(3),
                                  real.layers.BatchNormalization(), real.layers.Dense(1)])
-    reference.compile(getattr(real.optimizers, {"adafactor": "Adafactor", "lamb": "Lamb",
-                                                "ftrl": "Ftrl"}[name])(), "mse")
+    def make(api):
+        if name == "loss_scaled_adafactor":
+            return api.optimizers.LossScaleOptimizer(api.optimizers.Adafactor())
+        return getattr(api.optimizers, {"adafactor": "Adafactor", "lamb": "Lamb",
+                                        "ftrl": "Ftrl"}[name])()
+    reference.compile(make(real), "mse")
     reference.optimizer.build(reference.trainable_variables)
     held = sum(math.prod(v.shape) for v in reference.optimizer.variables)
-    assert _trained(name)[1]["Optimizer"] == (held, size(held))
+    assert _trained(make(keras))[1]["Optimizer"] == (held, size(held))
