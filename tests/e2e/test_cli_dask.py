@@ -112,6 +112,8 @@ def test_an_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path, 
     ("tcp://localhost:notaport", "the port 'notaport' is no number"),
     ("tcp://127.0.0.1:373890", "the port 373890 is out of range (1 to 65535)"),
     ("tcp://127.0.0.1", "the address has no port (tcp://HOST:PORT)"),
+    ("tcp://::1:8786", "an IPv6 host goes in brackets (tcp://[::1]:8786)"),
+    ("tcp://:8786", "the address has no host (tcp://HOST:PORT)"),
 ])
 def test_an_address_no_scheduler_can_have_is_named_at_once(tmp_path, monkeypatch, address,
                                                            why):

@@ -134,14 +134,18 @@ def _check_address(address: str) -> None:
     scheme, location = parse_address(address)
     if scheme not in ("tcp", "tls", "ws", "wss"):
         return
+    if location.count(":") > 1 and not location.startswith("["):
+        raise ValueError("an IPv6 host goes in brackets (tcp://[::1]:8786)")
     try:
-        _, port = parse_host_port(location)
+        host, port = parse_host_port(location)
     except ValueError:
         port = location.rsplit(":", 1)[-1] if ":" in location else None
         raise ValueError(f"the port {port!r} is no number" if port else
                          "the address has no port (tcp://HOST:PORT)") from None
     if not 0 < port < 65536:
         raise ValueError(f"the port {port} is out of range (1 to 65535)")
+    if not host:
+        raise ValueError("the address has no host (tcp://HOST:PORT)")
 
 
 def _check_scheduler(address: str) -> None:
