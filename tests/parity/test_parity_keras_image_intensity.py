@@ -282,6 +282,19 @@ def test_brightness_after_a_flip_or_whole_pixel_shift_is_keras_s_bit_for_bit(siz
         np.testing.assert_array_equal(ours.random_transform(x, seed=seed), expected)
 
 
+@pytest.mark.parametrize("moved", [{"flip_horizontal": True}, {"tx": 0.5}, {"ty": 3.0}])
+def test_a_brightness_given_to_apply_transform_is_keras_s_bit_for_bit(moved):
+    """A generator without brightness_range given a 'brightness' parameter: its warp in
+    float64 as the generator with one does (a float32 warp had landed 1e-5 below an integer,
+    a level apart after the truncation)."""
+    ours, theirs = ImageDataGenerator(), legacy.ImageDataGenerator()
+    for seed in range(6):
+        x = np.random.default_rng(seed).integers(0, 256, (28, 28, 1)).astype("float32")
+        params = {**moved, "brightness": 1.1 + seed / 20}
+        np.testing.assert_array_equal(ours.apply_transform(x, params),
+                                      theirs.apply_transform(x.copy(), params))
+
+
 def test_whitened_flow_batches_keep_the_generator_s_dtype():
     datagen = ImageDataGenerator(zca_whitening=True, featurewise_center=True)
     x = _images(20, 1, 0, 255)

@@ -358,11 +358,13 @@ class ImageDataGenerator:
 
     # ---- random transforms --------------------------------------------------------------------
 
-    def _warp(self, x: np.ndarray, transforms: torch.Tensor) -> np.ndarray:
-        # In float64 ahead of a brightness shift, which truncates to integers: a float32
-        # warp's flip or whole-pixel shift can land 1e-5 below an integer (1e-3 at 224
-        # pixels), where Keras's scipy warp lands on it.
-        exact = x.dtype == np.float64 or self.brightness_range is not None
+    def _warp(self, x: np.ndarray, transforms: torch.Tensor, brightness: bool = False
+              ) -> np.ndarray:
+        # In float64 ahead of a brightness shift (the generator's, or ``brightness`` given
+        # to apply_transform), which truncates to integers: a float32 warp's flip or
+        # whole-pixel shift can land 1e-5 below an integer (1e-3 at 224 pixels), where
+        # Keras's scipy warp lands on it.
+        exact = x.dtype == np.float64 or self.brightness_range is not None or brightness
         work = np.float64 if exact else np.float32
         images = np.ascontiguousarray(x, dtype=work)
         if not images.flags.writeable:  # a memory map opened read-only: torch would warn
@@ -489,7 +491,7 @@ class ImageDataGenerator:
         if moved:  # as Keras, no warp (and none of its rounding) for the identity
             transforms = affine_params_to_transforms(
                 params, height, width, swap_xy=self.affine_spec.swap_xy)
-            x = self._warp(x[None], transforms)
+            x = self._warp(x[None], transforms, brightness=factors is not None)
         else:
             x = x[None].copy()
         return self._shift_pixels(f"{WHERE}.apply_transform", x, shifts, factors)[0]
