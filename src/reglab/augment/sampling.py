@@ -281,17 +281,22 @@ def random_affine(
 # ---- Keras 3 preprocessing layers -----------------------------------------------------------
 
 
-def factor_range(factor, name: str, where: str = "factor_range") -> tuple[float, float]:
+def factor_range(factor, name: str, where: str = "factor_range",
+                 lower_open: bool = False) -> tuple[float, float]:
     """Keras 3's ``_set_factor``: a number ``f`` in [-1, 1] means ``(-|f|, |f|)``; a pair is sorted.
+    ``lower_open``: the numbers given in (-1, 1], as Keras's RandomZoom takes them (-1 zooms
+    an image to nothing).
 
     Raises:
-        ConfigError: naming ``name`` when ``factor`` is not a number or a pair in [-1, 1].
+        ConfigError: naming ``name`` when ``factor`` is not a number or a pair in range.
     """
     values = tuple(factor) if isinstance(factor, (list, tuple)) else (factor,)
-    if len(values) not in (1, 2) or not all(_is_number(v) and -1 <= v <= 1 for v in values):
+    if len(values) not in (1, 2) or not all(_is_number(v) and -1 <= v <= 1
+                                            and not (lower_open and v == -1) for v in values):
+        bounds = "(-1, 1]" if lower_open else "[-1, 1]"
         raise ConfigError(
-            f"{where}: '{name}' must be a number or a (lower, upper) pair of numbers in [-1, 1]. "
-            f"Got {factor!r}."
+            f"{where}: '{name}' must be a number or a (lower, upper) pair of numbers in "
+            f"{bounds}. Got {factor!r}."
         )
     if len(values) == 1:
         return -abs(values[0]), abs(values[0])

@@ -138,9 +138,9 @@ class RandomZoom(_Augmentation):
     def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
                  interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):
         super().__init__(fill_mode, interpolation, seed, fill_value, **kwargs)
-        factor_range(height_factor, "height_factor", "RandomZoom")
+        factor_range(height_factor, "height_factor", "RandomZoom", lower_open=True)
         if width_factor is not None:
-            factor_range(width_factor, "width_factor", "RandomZoom")
+            factor_range(width_factor, "width_factor", "RandomZoom", lower_open=True)
         self.height_factor, self.width_factor = height_factor, width_factor
 
     def sample_transforms(self, n, height, width, generator, device, dtype=torch.float64):

@@ -243,6 +243,19 @@ def test_factor_range_has_keras3_meaning_and_validates():
     for bad in (1.5, (0.1, 0.2, 0.3), "0.1", (0.1, 2.0), True):
         with pytest.raises(ConfigError, match="'height_factor' must be a number or a"):
             factor_range(bad, "height_factor", "RandomZoom")
+    # Keras's RandomZoom takes its numbers in (-1, 1] (-1: an image zoomed to nothing),
+    # its RandomRotation and RandomTranslation in [-1, 1]
+    from reglab.layers import RandomRotation, RandomTranslation, RandomZoom
+
+    for bad in (-1.0, (-1.0, 0.2)):
+        with pytest.raises(ConfigError, match=r"RandomZoom: 'height_factor' must be a number "
+                                              r"or a \(lower, upper\) pair of numbers in "
+                                              r"\(-1, 1\]"):
+            RandomZoom(bad)
+        with pytest.raises(ConfigError, match=r"RandomZoom: 'width_factor' .* in \(-1, 1\]"):
+            RandomZoom(0.1, bad)
+        RandomRotation(bad), RandomTranslation(bad, bad)
+    RandomZoom(1.0), RandomZoom(-0.99)
 
 
 def test_random_rotation_quarter_turn_is_counter_clockwise_and_ranges_hold():
