@@ -1,13 +1,14 @@
-"""Augmentation of each training batch, per seed, in one fused warp.
+"""Augmentation of each training batch, per seed.
 
 Leading augmentation layers (RandomFlip, RandomRotation, ...) and an optional
 ImageDataGenerator-style :class:`reglab.augment.AffineSpec` each sample one
-pixel-space transform per image from the seed's own stream; consecutive
-transforms that share a fill mode are composed into one matrix and applied
-with a single warp. Members that share a seed see the same augmented images.
-
-Fusing differs from Keras, which warps once per layer, only at the borders: a
-fused warp fills from the original image where Keras would fill twice.
+pixel-space transform per image from the seed's own stream. Each layer warps the
+images in turn, as Keras's layers do (every bilinear resampling blurs a little: a
+fused warp of a rotation and a zoom would be sharper than Keras's images, not only at
+the borders); a flip, which moves pixels onto pixels, is composed into its neighbour's
+warp (the same image, up to the coordinates' rounding), and the generator's transform
+is one warp, as Keras's generator's. Members that share a seed see the same augmented
+images.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 lambda: _DrawnAhead(spec, h, w, streams.get(seed, purpose)))
 
         mats = torch.cat([ahead(seed, epoch).take(b) for seed, epoch in groups]).to(xb.device)
-        stages.append(((spec.fill_mode, spec.cval, spec.interpolation, "up"), mats))
+        stages.append(((spec.fill_mode, spec.cval, spec.interpolation, "up"), mats,
+                       spec.flips_only))
     for lp in layers:
         layer = lp.layer
         mats = torch.cat([layer.sample_transforms(
@@ -94,18 +96,35 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 seed, epoch_purpose(f"augment/{lp.canonical_name}", epoch)),
             xb.device, dtype=torch.float64) for seed, epoch in groups])
         # Keras 3's layers round a nearest tie as torch.round does (half to even)
-        stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation, "even"), mats))
-    current_key, current = None, None
-    for key, mats in stages:
-        if current is not None and key != current_key:
-            images = warp(images, current.to(images.dtype), *current_key)
+        stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation, "even"), mats,
+                       type(layer).__name__ == "RandomFlip"))
+    current_key, current, current_flips = None, None, False
+    for key, mats, flips in stages:
+        if current is not None and not (flips or current_flips):  # a warp of its own
+            images = _apply(images, current, current_key, current_flips, warp)
             current = None
+        if current is None:
+            current, current_key, current_flips = mats, key, flips
+            continue
         # Output -> input maps compose by right-multiplication: apply earlier stages last.
-        current = mats if current is None else compose(current, mats)
-        current_key = key
+        current = compose(current, mats)
+        if current_flips:  # a flip samples nothing outside: the other stage's fill
+            current_key = key
+        current_flips = current_flips and flips
     if current is not None:
-        images = warp(images, current.to(images.dtype), *current_key)
+        images = _apply(images, current, current_key, current_flips, warp)
     return images.reshape(xb.shape)
+
+
+def _apply(images: torch.Tensor, mats: torch.Tensor, key, flips_only: bool, warp):
+    """``images`` (N, H, W, C) warped by ``mats``; flips alone are exact (pixels moved, as
+    Keras's RandomFlip moves them), not resampled."""
+    if not flips_only:
+        return warp(images, mats.to(images.dtype), *key)
+    rows, cols = (mats[:, i, i] < 0 for i in (0, 1))  # (row, col) coordinates' signs
+    shape = (-1, 1, 1, 1)
+    images = torch.where(cols.to(images.device).view(shape), images.flip(2), images)
+    return torch.where(rows.to(images.device).view(shape), images.flip(1), images)
 
 
 def _reshaped_images(population, sample_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -1,0 +1,73 @@
+"""Keras 3's augmentation layers warp the images one layer after another, each resampling
+anew; the engine does the same (a flip, which moves pixels onto pixels, is composed into its
+neighbour's warp, and a flip alone moves the pixels exactly). Side by side with Keras's
+layers called in training mode, with fixed factors (one transform each)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import reglab  # noqa: E402
+from reglab.engine import augmentation  # noqa: E402
+
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
+    pytest.skip("these comparisons run Keras on its torch backend", allow_module_level=True)
+
+X = np.random.default_rng(0).integers(0, 256, (8, 12, 12, 1)).astype("float32")
+
+
+def stack(api):
+    L = api.layers
+    return [L.RandomRotation((0.05, 0.05)), L.RandomTranslation((0.1, 0.1), (0.1, 0.1)),
+            L.RandomZoom((0.1, 0.1))]
+
+
+def trained_on(layers, monkeypatch) -> np.ndarray:
+    """The batch the engine hands the model after ``layers`` augment it."""
+    seen = []
+    original = augmentation.augment_batch
+
+    def recording(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out.detach().clone())
+        return out
+    monkeypatch.setattr(augmentation, "augment_batch", recording)
+    model = reglab.Sequential([reglab.Input(X.shape[1:]), *layers, reglab.layers.Flatten(),
+                               reglab.layers.Dense(2, activation="softmax")], seed=1)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(X, np.arange(8) % 2, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    return seen[0].reshape(X.shape).numpy()
+
+
+def keras_s(layers) -> np.ndarray:
+    images = X
+    for layer in layers:
+        images = layer(images, training=True)
+    return np.asarray(images.cpu() if hasattr(images, "cpu") else images)
+
+
+def test_a_stack_of_layers_resamples_once_per_layer_as_keras(monkeypatch):
+    got, expected = trained_on(stack(reglab), monkeypatch), keras_s(stack(keras))
+    np.testing.assert_allclose(got, expected, atol=2e-3)  # float32 round-off of 3 warps
+
+    def sharpness(images):
+        return np.abs(np.diff(images, axis=2)).mean()
+    assert sharpness(got) == pytest.approx(sharpness(expected), rel=1e-4)
+
+
+def test_flips_are_exact_alone_and_composed_into_a_neighbour(monkeypatch):
+    flipped = trained_on([reglab.layers.RandomFlip("horizontal_and_vertical", seed=3)],
+                         monkeypatch)
+    turned = X[:, ::-1, ::-1]
+    assert all(np.array_equal(f, x) or np.array_equal(f, t)
+               for f, x, t in zip(flipped, X, turned))  # moved pixels, not resampled
+    with_flip = trained_on([reglab.layers.RandomFlip("horizontal", seed=3), *stack(reglab)],
+                           monkeypatch)
+    assert torch.isfinite(torch.from_numpy(with_flip)).all()
