@@ -98,3 +98,13 @@ __all__ = [
     "Identity", "UpSampling2D", "AvgPool2D", "MaxPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
     "Convolution2D",
 ]
+
+
+def __getattr__(name: str):
+    """A Keras layer reglab has not (``reglab.layers.LSTM``): an AttributeError that says so
+    and lists the layers it has, where Python's would name the module alone."""
+    if name[:1].isupper():
+        layers = sorted(n for n in __all__ if n[:1].isupper())
+        raise AttributeError(f"reglab.layers has no layer {name!r} (not supported yet, if "
+                             f"Keras has it). Its layers: {', '.join(layers)}.")
+    raise AttributeError(f"module 'reglab.layers' has no attribute {name!r}")

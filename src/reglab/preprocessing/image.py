@@ -220,6 +220,19 @@ class ImageDataGenerator:
 
     # ---- iteration ----------------------------------------------------------------------------
 
+    def flow_from_directory(self, directory, *args, **kwargs):
+        """Not supported yet: a directory of image files (Keras reads it through PIL)."""
+        raise ConfigError(f"{WHERE}.flow_from_directory: reading image files from a directory "
+                          "is not supported yet. Load the images into an array (N, height, "
+                          "width, channels) and their labels, then use flow(x, y). Got "
+                          f"directory={directory!r}.")
+
+    def flow_from_dataframe(self, dataframe, *args, **kwargs):
+        """Not supported yet: image files named in a pandas DataFrame."""
+        raise ConfigError(f"{WHERE}.flow_from_dataframe: reading image files named in a "
+                          "DataFrame is not supported yet. Load the images into an array "
+                          "(N, height, width, channels) and their labels, then use flow(x, y).")
+
     def flow(
         self,
         x,
