@@ -8,6 +8,7 @@ seeds; regularization paths show mean ± 1 standard error, the unit of glmnet's 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -40,10 +41,25 @@ def _margins(figure: Figure, left: float = 0.55, right: float = 0.15, bottom: fl
                            top=1 - top / height, wspace=wspace, hspace=hspace)
 
 
+@contextlib.contextmanager
+def quiet_drawing():
+    """Matplotlib's own warnings while the report draws stay out of the user's terminal: a
+    log axis stretched by a sweep's huge values (a diverging 1e300) overflows its ticks'
+    ``exp``, and a name in a script the font lacks (CJK) is drawn as boxes (the page's text
+    names it whole)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+        yield
+
+
 def png_bytes(figure: Figure) -> bytes:
     """The figure as PNG bytes (Agg)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    with quiet_drawing():
+        figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 

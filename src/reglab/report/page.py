@@ -393,7 +393,7 @@ def _draw_regimes(results: StudyResults, saved: _Figures) -> None:
                   "Each technique's test accuracy minus the baseline's of the same data regime "
                   f"(paired by seed), mean and 95 % t interval over seeds, against {x}. "
                   "Filled markers: a better or worse verdict in that regime (Holm within the "
-                  "regime); hollow: no verdict beyond the minimum effect.")
+                  "regime); hollow: equivalent (within the minimum effect), or no verdict.")
     figure = draw.gap_panels(results)
     if figure is not None:
         saved.add("regimes", "regimes-gap", figure, "generalization gap per data regime",
@@ -474,10 +474,13 @@ def write_report(directory: str | Path) -> Path:
     """
     import jinja2
 
+    from reglab.report.figures import quiet_drawing
     from reglab.stats import MIN_SEEDS
 
     results = collect(directory)
-    saved, _, augmentation_note, tuning = render_figures(results, results.directory / PLOTS_DIR)
+    with quiet_drawing():
+        saved, _, augmentation_note, tuning = render_figures(results,
+                                                             results.directory / PLOTS_DIR)
     rows, best, notes = _verdict_rows(results)
     verdicts = []  # one table per data regime (none without regimes: rows and best above)
     if results.has_regimes:

@@ -173,7 +173,8 @@ def _draw(results, points: list[RegimePoint], labels: list[str], value: str,
 
         extra = [(Line2D([], [], ls="none", marker="o", ms=5, color="#555555", mfc=face,
                          mew=1.2), name)
-                 for name, face in (("better or worse", "#555555"), ("no verdict", "white"))]
+                 for name, face in (("better or worse", "#555555"),
+                                    ("equivalent, or no verdict", "white"))]
     shared_legend(figure, axes.flat[: len(labels)], extra)
     return figure
 
