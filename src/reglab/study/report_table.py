@@ -480,9 +480,19 @@ def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | No
             p = format_number(v.p_holm, 3)
         lost = (missing or {}).get(row.label)
         note = f" (without {left_out_words(lost)})" if lost else ""
-        lines.append(f"{row.label:40s} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  "
+        lines.append(f"{padded(row.label, 40)} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  "
                      f"{v.verdict}{note}")
     return lines
+
+
+def padded(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` terminal columns: a wide character (CJK, full
+    width) takes two, a combining mark none, as terminals draw them."""
+    import unicodedata
+
+    columns = sum(0 if unicodedata.combining(ch) else
+                  2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(width - columns, 0)
 
 
 def tuning_summary(summary: dict | None, spec) -> str:

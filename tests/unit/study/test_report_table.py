@@ -289,3 +289,26 @@ def test_a_stand_in_baseline_is_said_above_the_regimes_tables():
     assert lines[0] == ("note: no run of the baseline 'baseline' finished (6 diverged); the "
                         "table compares with 'l2' instead")
     assert sum(line.startswith("data regime") for line in lines) == 2
+
+
+def test_wide_characters_keep_the_columns_aligned():
+    """A name in CJK (two terminal columns a character) or with combining marks had pushed
+    its row's numbers off their column."""
+    from reglab.study.report_table import padded
+
+    assert padded("l2", 6) == "l2    "
+    assert padded("\u65e5\u672c", 6) == "\u65e5\u672c  "  # 4 columns of 6
+    assert padded("cafe\u0301", 6) == "cafe\u0301  "  # the accent takes none
+    names = ["baseline", "dr\u00f8pout_\u65e5\u672c", "l2"]
+    runs = [run(name, s, 0.80 + i / 100 + s / 1000, val=0.8) for i, name in enumerate(names)
+            for s in range(3)]
+    table = results_table(StoredStudy(STUDY.replace("[variants.l2]", "".join(
+        f'[variants."{n}"]\ndropout = 0.1\n' for n in names[1:]) + "[variants.l2x]"), runs))
+    import unicodedata
+
+    def columns(text):
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    rows = [line for line in table.splitlines() if line.split(" ")[0] in names]
+    assert len(rows) == 3
+    starts = {columns(line[:line.index("0.8")]) for line in rows}
+    assert len(starts) == 1, rows  # every row's numbers start at one column
