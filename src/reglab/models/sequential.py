@@ -602,9 +602,21 @@ class Sequential:
             optimizer.built = True
             optimizer = getattr(optimizer, "inner_optimizer", None)
 
-    def summary(self, print_fn=None) -> None:
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None) -> None:
         """Prints Keras's table: layer (type), output shape, parameter count (before the
-        input shape is known, Keras's unbuilt table: shapes "?", counts "0 (unbuilt)")."""
+        input shape is known, Keras's unbuilt table: shapes "?", counts "0 (unbuilt)").
+        Keras's layout arguments (``line_length``, ``positions``, ``expand_nested``: reglab's
+        models nest none) are taken, the columns fitted to the names as they are;
+        ``show_trainable`` and ``layer_range`` are not supported yet, refused when set."""
+        for name, value in (("show_trainable", show_trainable), ("layer_range", layer_range)):
+            if value:
+                raise ConfigError(f"summary: '{name}' is not supported yet (Keras's table of "
+                                  f"the whole model is printed without it). Got {value!r}.")
+        if line_length is not None and (isinstance(line_length, bool) or not isinstance(
+                line_length, int) or line_length <= 0):
+            raise ConfigError(f"summary: 'line_length' must be a positive int. Got "
+                              f"{line_length!r}.")
         if self._population is None and self._input_shape is None and self._layers:
             text = summary_module.render_unbuilt(self)
         else:

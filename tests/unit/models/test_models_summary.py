@@ -308,3 +308,22 @@ def test_the_optimizer_s_numbers_are_keras_s_count_of_its_variables(name):
     reference.optimizer.build(reference.trainable_variables)
     held = sum(math.prod(v.shape) for v in reference.optimizer.variables)
     assert _trained(make(keras))[1]["Optimizer"] == (held, size(held))
+
+
+def test_keras_s_layout_arguments_are_taken_and_the_others_refused_by_name():
+    """summary(line_length=100) had been a TypeError; Keras's layout arguments are taken
+    (the table the same), show_trainable and layer_range refused by name."""
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.Dense(1)])
+    plain = summary_of(model)
+    lines = []
+    model.summary(line_length=100, positions=[0.4, 0.7, 1.0], print_fn=lines.append,
+                  expand_nested=True)
+    assert "\n".join(lines) == plain
+    from reglab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="summary: 'show_trainable' is not supported yet"):
+        model.summary(show_trainable=True)
+    with pytest.raises(ConfigError, match="summary: 'layer_range' is not supported yet"):
+        model.summary(layer_range=["dense", "dense_1"])
+    with pytest.raises(ConfigError, match="summary: 'line_length' must be a positive int"):
+        model.summary(line_length=0)
