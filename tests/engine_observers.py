@@ -22,3 +22,19 @@ class EndEpochAt:
 
     def on_epoch_end(self, epoch, logs):
         self.ends.append(epoch)
+
+
+def record_augmented_batches(monkeypatch) -> list:
+    """The list the engine's augmented batches are appended to from now on (each as the
+    model receives it), by wrapping ``reglab.engine.augmentation.augment_batch``."""
+    from reglab.engine import augmentation
+
+    seen = []
+    original = augmentation.augment_batch
+
+    def recording(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out.detach().clone())
+        return out
+    monkeypatch.setattr(augmentation, "augment_batch", recording)
+    return seen

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import reglab  # noqa: E402
-from reglab.engine import augmentation  # noqa: E402
+from engine_observers import record_augmented_batches  # noqa: E402
 
 keras = pytest.importorskip("keras")
 if keras.backend.backend() != "torch":  # pragma: no cover - another backend chosen outside
@@ -31,14 +31,7 @@ def stack(api):
 
 def trained_on(layers, monkeypatch) -> np.ndarray:
     """The batch the engine hands the model after ``layers`` augment it."""
-    seen = []
-    original = augmentation.augment_batch
-
-    def recording(*args, **kwargs):
-        out = original(*args, **kwargs)
-        seen.append(out.detach().clone())
-        return out
-    monkeypatch.setattr(augmentation, "augment_batch", recording)
+    seen = record_augmented_batches(monkeypatch)
     model = reglab.Sequential([reglab.Input(X.shape[1:]), *layers, reglab.layers.Flatten(),
                                reglab.layers.Dense(2, activation="softmax")], seed=1)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")

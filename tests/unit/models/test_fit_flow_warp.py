@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import reglab
+from engine_observers import record_augmented_batches
 from reglab.augment import sample_transforms, warp
-from reglab.engine import augmentation
 from reglab.models import fit_data
 from reglab.preprocessing.image import ImageDataGenerator
 
@@ -25,14 +25,7 @@ def images(n=24, channels=1, seed=0):
 
 def trained_batches(datagen, x, monkeypatch):
     """The augmented batches ``fit`` trains on, as the engine hands them to the model."""
-    seen = []
-    original = augmentation.augment_batch
-
-    def recording(*args, **kwargs):
-        out = original(*args, **kwargs)
-        seen.append(out.detach().clone())
-        return out
-    monkeypatch.setattr(augmentation, "augment_batch", recording)
+    seen = record_augmented_batches(monkeypatch)
     model = reglab.Sequential([reglab.Input(x.shape[1:]), reglab.layers.Flatten(),
                                reglab.layers.Dense(2, activation="softmax")], seed=1)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
