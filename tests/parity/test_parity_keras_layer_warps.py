@@ -64,3 +64,22 @@ def test_flips_are_exact_alone_and_composed_into_a_neighbour(monkeypatch):
     with_flip = trained_on([reglab.layers.RandomFlip("horizontal", seed=3), *stack(reglab)],
                            monkeypatch)
     assert torch.isfinite(torch.from_numpy(with_flip)).all()
+
+
+@pytest.mark.parametrize("fill_mode", ["constant", "reflect", "nearest"])
+def test_a_rescaling_before_the_layers_is_taken_as_keras_computes_it(monkeypatch, fill_mode):
+    """Rescaling(1/255, offset) ahead of augmentation (Keras's tutorials rescale first) had
+    been refused: a warp commutes with it, so the engine warps the raw batch, its constant
+    fill mapped back, and the model rescales after; the same images as Keras's."""
+    def layers(api):
+        L = api.layers
+        return [L.Rescaling(1 / 255, offset=-0.25),
+                L.RandomRotation((0.1, 0.1), fill_mode=fill_mode, fill_value=0.5),
+                L.RandomZoom((0.2, 0.2), fill_mode=fill_mode, fill_value=0.5)]
+    raw = trained_on(layers(reglab), monkeypatch)  # the batch before the model's Rescaling
+    got = raw * np.float32(1 / 255) - np.float32(0.25)
+    np.testing.assert_allclose(got, keras_s(layers(keras)), atol=2e-5)
+    with pytest.raises(reglab.errors.ConfigError, match="a Reshape, or a Rescaling of one "
+                                                        "scale and offset, may come before"):
+        trained_on([reglab.layers.Rescaling([0.5]), reglab.layers.RandomFlip()],
+                   monkeypatch)  # a scale per channel: no one fill maps back

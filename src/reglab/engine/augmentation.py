@@ -89,6 +89,11 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
         mats = torch.cat([ahead(seed, epoch).take(b) for seed, epoch in groups]).to(xb.device)
         stages.append(((spec.fill_mode, spec.cval, spec.interpolation, "up"), mats,
                        spec.flips_only))
+    # A Rescaling before the layers (Keras warps its output): the raw batch is warped and
+    # rescaled after, so a constant fill is mapped back through it
+    from reglab.engine.member import rescaling_before
+
+    scale, offset = rescaling_before([lp.layer for lp in population.plan.layers])
     for lp in layers:
         layer = lp.layer
         mats = torch.cat([layer.sample_transforms(
@@ -96,7 +101,8 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 seed, epoch_purpose(f"augment/{lp.canonical_name}", epoch)),
             xb.device, dtype=torch.float64) for seed, epoch in groups])
         # Keras 3's layers round a nearest tie as torch.round does (half to even)
-        stages.append(((layer.fill_mode, layer.fill_value, layer.interpolation, "even"), mats,
+        fill = (layer.fill_value - offset) / scale
+        stages.append(((layer.fill_mode, fill, layer.interpolation, "even"), mats,
                        type(layer).__name__ == "RandomFlip"))
     current_key, current, current_flips = None, None, False
     for key, mats, flips in stages:

@@ -360,7 +360,9 @@ def extended(old: PopulationPlan, members: Sequence[Member]) -> PopulationPlan:
 def _check_augmentation_first(layers: list[Layer]) -> None:
     """Augmentation, then MixUp/CutMix/LabelSmoothing, come first (after the input): reglab
     applies them to each training batch before the model. A ``Reshape`` of flat images may
-    come before augmentation (the batch is warped in its shape: ``engine/augmentation.py``)."""
+    come before augmentation (the batch is warped in its shape: ``engine/augmentation.py``),
+    and so may a ``Rescaling`` of one scale and offset (a warp commutes with it: the raw
+    batch is warped, its constant fill mapped back, see :func:`rescaling_before`)."""
     seen_other = reshaped = started = False
     for layer in layers:
         leading = layer.is_augmentation or getattr(layer, "is_batch_transform", False)
@@ -370,13 +372,38 @@ def _check_augmentation_first(layers: list[Layer]) -> None:
             raise ConfigError(
                 f"Population: {type(layer).__name__} must come before every other layer (right "
                 "after the input, augmentation first, then MixUp, CutMix or LabelSmoothing; "
-                "a Reshape may come before the augmentation): reglab applies them to "
-                "each training batch before the model.")
-        if is_reshape(layer) and not seen_other and not started:
+                "a Reshape, or a Rescaling of one scale and offset, may come before the "
+                "augmentation): reglab applies them to each training batch before the model.")
+        if (is_reshape(layer) or _commutes_with_a_warp(layer)) and not seen_other \
+                and not started:
             reshaped = True  # before any augmentation: the batch is warped in its shape
         else:
             seen_other = seen_other or not leading
             started = started or leading
+
+
+def _commutes_with_a_warp(layer: Layer) -> bool:
+    """A ``Rescaling`` of one (non-zero) scale and one offset: ``warp(a x + b) = a warp(x) +
+    b`` (an interpolation weighs pixels by weights that sum to one), the constant fill
+    mapped through it."""
+    from reglab.layers.core import Rescaling
+
+    return type(layer) is Rescaling and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in (layer.scale,
+                                                                          layer.offset)) \
+        and layer.scale != 0
+
+
+def rescaling_before(layers) -> tuple[float, float]:
+    """``(a, b)``: the Rescaling(s) before the augmentation layers composed, ``x -> a x + b``
+    (``(1, 0)`` without any)."""
+    a, b = 1.0, 0.0
+    for layer in layers:
+        if layer.is_augmentation:
+            break
+        if _commutes_with_a_warp(layer):
+            a, b = a * float(layer.scale), b * float(layer.scale) + float(layer.offset)
+    return a, b
 
 
 def is_reshape(layer: Layer) -> bool:
