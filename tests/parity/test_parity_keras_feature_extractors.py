@@ -123,3 +123,26 @@ def test_a_loaded_model_has_its_tensors_and_extractors(build, tmp_path):
     reference = keras.Model(theirs.inputs, theirs.get_layer("hidden").output)
     np.testing.assert_allclose(extractor.predict(X, verbose=0), reference.predict(X, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_an_extractor_keeps_an_input_its_output_does_not_read_as_keras_s():
+    """Model(model.inputs, one branch's output) of a model with two inputs: Keras keeps both
+    inputs (the other's data taken unread); reglab had refused the unused input."""
+    def two_inputs(api):
+        a, b = api.Input((3,), name="a"), api.Input((2,), name="b")
+        h1 = api.layers.Dense(4, name="h1")(a)
+        h2 = api.layers.Dense(4, name="h2")(b)
+        return api.Model([a, b], api.layers.Add(name="sum")([h1, h2]))
+    keras.utils.set_random_seed(2)
+    theirs, ours = two_inputs(keras), two_inputs(reglab)
+    ours.set_weights(theirs.get_weights())
+    with pytest.warns(UserWarning, match="copies"):
+        extractor = reglab.Model(ours.inputs, ours.get_layer("h1").output)
+    reference = keras.Model(theirs.inputs, theirs.get_layer("h1").output)
+    assert [layer.name for layer in extractor.layers] == [layer.name for layer in
+                                                          reference.layers]
+    data = [X[:, :3], X[:, 3:5]]
+    np.testing.assert_allclose(extractor.predict(data, verbose=0),
+                               reference.predict(data, verbose=0), rtol=1e-5, atol=1e-6)
+    extractor.compile(optimizer="sgd", loss="mse")
+    extractor.fit(data, np.zeros((len(X), 4), "float32"), epochs=1, verbose=0)

@@ -166,7 +166,8 @@ def _graph(member: Member, count: int, index: int) -> list[tuple[int, ...]]:
                           f"{count} layers the positions of its inputs (earlier layers, or -1 "
                           f"for the input). Got {member.graph!r}.")
     used = {j for inbound in graph for j in inbound}
-    if any(i not in used for i in range(count - 1)):
+    # an input's own position may feed nothing (a model's input no output reads, as Keras's)
+    if any(i not in used and graph[i] != (-1,) for i in range(count - 1)):
         raise ConfigError(f"Population: member {index}: every layer but the last must feed "
                           f"another (the last is the output). Got {member.graph!r}.")
     _check_leading_chain(member.layers, graph, index)
