@@ -79,6 +79,10 @@ def test_the_tensors_are_keras_s():
         assert mine.output.shape == tuple(reference.output.shape)
         assert mine.input.shape == tuple(reference.input.shape)
     assert ours.layers[1].input is ours.layers[0].output  # one graph
+    for mine, reference in zip(ours.layers, theirs.layers, strict=True):
+        assert (mine.output.ndim, mine.output.dtype) == (reference.output.ndim,
+                                                         reference.output.dtype)
+    assert ours.layers[0].output.name == "hidden"
     model = functional(reglab)
     assert model.get_layer("join").input == [model.get_layer("hidden").output,
                                              model.get_layer("wide").output]

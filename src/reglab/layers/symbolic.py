@@ -30,6 +30,22 @@ class SymbolicTensor:
     def shape(self) -> tuple:
         return (self.batch_size, *self.sample_shape)
 
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> str:
+        """Keras's: the layer's compute dtype ("float32"; "bfloat16" under mixed_bfloat16)."""
+        policy = getattr(self.layer, "dtype_policy", None)
+        return getattr(policy, "compute_dtype", "float32")
+
+    @property
+    def name(self) -> str:
+        """The layer's name, and which of its calls made the tensor after the first."""
+        base = self.layer.name or type(self.layer).__name__
+        return base if self.node_index == 0 else f"{base}_{self.node_index}"
+
     def __repr__(self) -> str:
         return f"<SymbolicTensor shape={self.shape} from {self.layer.name or type(self.layer).__name__}>"
 
