@@ -22,6 +22,14 @@ from reglab.regularizers import L1L2, GroupLasso, l2
 IMAGE, FLAT = (6, 6, 2), (5,)
 
 
+def _TWICE_PLUS_ONE(x):  # one function object for every member (a Lambda's structure)
+    return 2 * x + 1
+
+
+#: layers whose config holds a function, which no file holds: their models are not saved
+UNSAVED = {"Lambda"}
+
+
 def examples():
     """``class name -> (factory of an instance with non-default values, input shape)``."""
     L = layers_module
@@ -56,6 +64,7 @@ def examples():
         "Cropping2D": (lambda: L.Cropping2D(((1, 0), (2, 1))), IMAGE),
         "UpSampling2D": (lambda: L.UpSampling2D((2, 1)), IMAGE),
         "Identity": (lambda: L.Identity(), FLAT),
+        "Lambda": (lambda: L.Lambda(_TWICE_PLUS_ONE), FLAT),
         "LabelSmoothing": (lambda: L.LabelSmoothing(0.2), FLAT),
         "MaxPooling2D": (lambda: L.MaxPooling2D(2, padding="same"), IMAGE),
         "MixUp": (lambda: L.MixUp(0.4), FLAT),
@@ -137,7 +146,7 @@ def _model(name, seed=0):
     return Sequential([layers_module.Input(shape=shape), factory()], seed=seed), shape
 
 
-@pytest.mark.parametrize("name", PUBLIC)
+@pytest.mark.parametrize("name", [name for name in PUBLIC if name not in UNSAVED])
 def test_save_and_load_give_the_same_model(name, tmp_path):
     model, shape = _model(name)
     model.compile(optimizer="adam", loss="mse")

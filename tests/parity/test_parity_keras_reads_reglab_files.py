@@ -173,7 +173,8 @@ def exported_arguments():
               "height_factor": 0.1, "width_factor": 0.1, "scale": 1.0, "padding": 1,
               "activation": "relu"}
     for name, cls in sorted(saving._LAYERS.items()):
-        if name in ("Layer", "InputLayer") or not hasattr(keras.layers, name):
+        # (a Lambda's function is no file's: its models are not saved)
+        if name in ("Layer", "InputLayer", "Lambda") or not hasattr(keras.layers, name):
             continue
         signature = inspect.signature(cls.__init__).parameters.values()
         layer = cls(**{p.name: needed[p.name] for p in signature

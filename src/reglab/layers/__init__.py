@@ -14,7 +14,14 @@ from reglab.layers.convolution import (
     GlobalMaxPooling2D,
     MaxPooling2D,
 )
-from reglab.layers.core import Activation, Embedding, Flatten, InputLayer, Rescaling
+from reglab.layers.core import (
+    Activation,
+    Embedding,
+    Flatten,
+    InputLayer,
+    Lambda,
+    Rescaling,
+)
 from reglab.layers.dense import Dense
 from reglab.layers.layer import Input, Layer
 from reglab.layers.merging import (
@@ -96,7 +103,7 @@ __all__ = [
     "ELU", "LeakyReLU", "ReLU", "Softmax", "ActivityRegularization", "Rescaling",
     "AlphaDropout", "SpatialDropout1D", "UnitNormalization", "Cropping2D", "GlobalMaxPooling2D",
     "Identity", "UpSampling2D", "AvgPool2D", "MaxPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
-    "Convolution2D",
+    "Convolution2D", "Lambda",
 ]
 
 

@@ -115,6 +115,75 @@ class Flatten(Layer):
         return x.reshape(*x.shape[:lead], -1)
 
 
+class Lambda(Layer):
+    """Keras's ``Lambda(function)``: ``function(x, **arguments)`` on a batch of samples, with
+    torch operations (or ``reglab.ops``). In a population each member's batch goes through
+    ``function`` on its own, so what it computes over the batch stays the member's. Its
+    output shape is ``output_shape`` (a shape without the batch, or a function of the input
+    shape) or found by calling ``function`` on one zero sample. A file cannot hold a
+    function: a model with a Lambda trains, predicts and is copied, but is not saved (Keras
+    saves its bytecode and refuses to load it in safe mode).
+
+    Example:
+        >>> import torch
+        >>> Lambda(lambda x: torch.cat([x, x], dim=-1)).compute_output_shape((3,))
+        (6,)
+    """
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise ConfigError(f"Lambda: 'function' must be a function of the batch. Got "
+                              f"{function!r}.")
+        if mask is not None:
+            raise ConfigError(f"Lambda: 'mask' is not supported (reglab's layers take no "
+                              f"masks). Got {mask!r}.")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise ConfigError(f"Lambda: 'arguments' must be a dict of keyword arguments for "
+                              f"the function. Got {arguments!r}.")
+        self.function, self.output_shape_given = function, output_shape
+        self.arguments = dict(arguments or {})
+
+    def structure(self):
+        # one function object: members share a population only with the very same one
+        return ("Lambda", id(self.function), tuple(sorted(self.arguments.items(), key=str)))
+
+    def _call(self, x):
+        return self.function(x, **self.arguments)
+
+    def compute_output_shape(self, input_shape):
+        given = self.output_shape_given
+        if callable(given):
+            given = given(tuple(input_shape))
+        if given is not None:
+            shape = tuple(given)
+            return shape[1:] if len(shape) == len(input_shape) + 1 and shape[0] is None \
+                else shape
+        try:
+            with torch.no_grad():
+                out = self._call(torch.zeros((1, *input_shape)))
+        except Exception as error:  # noqa: BLE001 - the user's function, named
+            raise ConfigError(f"Lambda ({self.name or 'lambda'}): calling the function on a "
+                              f"zero batch of shape {(1, *input_shape)} to find its output "
+                              f"shape failed ({type(error).__name__}: {error}); pass "
+                              "output_shape=(...) (without the batch).") from None
+        if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != 1:
+            raise ConfigError(f"Lambda ({self.name or 'lambda'}): the function must return a "
+                              f"torch tensor with the batch first. Got {type(out).__name__}"
+                              f"{'' if not isinstance(out, torch.Tensor) else ' of shape ' + str(tuple(out.shape))}.")
+        return tuple(out.shape[1:])
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        if is_shared(x, input_shape):
+            return self._call(x)
+        return torch.stack([self._call(member) for member in x.unbind(0)])
+
+    def get_config(self):
+        return {**super().get_config(), "function": self.function,
+                "output_shape": self.output_shape_given, "mask": None,
+                "arguments": self.arguments}
+
+
 class Activation(Layer):
     """Applies an activation by Keras name: relu, softmax, sigmoid, tanh, elu, selu, gelu, linear.
 

@@ -105,7 +105,10 @@ def _public_classes(module, base) -> dict[str, type]:
             and cls.__name__ == name}
 
 
-_LAYERS = _public_classes(layers, layers.Layer)
+#: the layers a file may name: a Lambda's function is code, which reglab never reads from
+#: a file (Keras's loader refuses it too outside safe_mode=False)
+_LAYERS = {name: cls for name, cls in _public_classes(layers, layers.Layer).items()
+           if name != "Lambda"}
 _OPTIMIZERS = _public_classes(optimizers, optimizers.Optimizer)
 _LOSSES = _public_classes(losses, losses.Loss)
 _CONSTRAINTS = _public_classes(constraints, constraints.Constraint)
@@ -222,6 +225,10 @@ def layer_to_config(layer, where: str = "layer_to_config") -> dict[str, Any]:
     (initializers, regularizers, constraints and activation included), once every object in
     it is checked to be built in: a file holds no code."""
     cls = type(layer)
+    if cls is layers.Lambda:
+        raise ConfigError(f"{where}: a Lambda layer's function cannot be saved: a file holds "
+                          "no code. Save the weights (model.save_weights('model.weights.h5'), "
+                          "which Keras reads too) and build the model in code again.")
     if _LAYERS.get(cls.__name__) is not cls:
         raise ConfigError(f"{where}: only reglab.layers classes can be saved "
                           f"({', '.join(sorted(_LAYERS))}). Got {cls.__name__!r}.")
