@@ -105,10 +105,7 @@ def _public_classes(module, base) -> dict[str, type]:
             and cls.__name__ == name}
 
 
-#: the layers a file may name: a Lambda's function is code, which reglab never reads from
-#: a file (Keras's loader refuses it too outside safe_mode=False)
-_LAYERS = {name: cls for name, cls in _public_classes(layers, layers.Layer).items()
-           if name != "Lambda"}
+_LAYERS = _public_classes(layers, layers.Layer)
 _OPTIMIZERS = _public_classes(optimizers, optimizers.Optimizer)
 _LOSSES = _public_classes(losses, losses.Loss)
 _CONSTRAINTS = _public_classes(constraints, constraints.Constraint)
@@ -691,6 +688,12 @@ def _from_entry(entry, classes: dict[str, type], kind: str, where: str):
     if cls is None:
         raise unknown_name(where, kind, entry["class_name"], classes)
     config = entry.get("config", {})
+    if cls is layers.Lambda and not callable(dict(config).get("function")):
+        # a config in memory (from_config, clone_model) holds the function itself; a file's
+        # could only name code, which reglab never runs (Keras's safe_mode refuses it too)
+        raise ConfigError(f"{where} (Lambda): a Lambda's function cannot be read from a "
+                          "file: a file holds no code, and reglab runs none from one. Build "
+                          "the model in code and load its weights (load_weights).")
     if kind == "layer class" and isinstance(config, dict):
         # JSON has no tuples: shapes and pairs come back as lists; the constructors take
         # tuples, and store some arguments unchanged (augmentation factors).

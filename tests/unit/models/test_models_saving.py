@@ -432,15 +432,34 @@ def test_bad_config_is_a_data_error(saved, edit, match):
 
 
 def test_unknown_layer_class_is_refused_with_the_valid_names(saved):
+    def to_lstm(config):
+        config["config"]["layers"][1] = {"class_name": "LSTM", "config": {"units": 3}}
+        return config
+
+    rewrite(saved, config=to_lstm)
+    with pytest.raises(ConfigError, match=r"saved\.keras: layers\[1\]: unknown layer class "
+                                          r"'LSTM'\. Expected one of: Activation, .*Dense"):
+        load_model(saved)
+
+
+def test_a_lambda_in_a_file_is_refused_and_runs_no_code(saved, monkeypatch):
+    """A file can only name a Lambda's function (Keras writes its bytecode): reglab reads no
+    code from a file, whatever it names."""
+    import os
+
+    ran = []
+    monkeypatch.setattr(os, "system", lambda *a: ran.append(a))
+
     def to_lambda(config):
         config["config"]["layers"][1] = {"class_name": "Lambda",
                                          "config": {"function": "os.system"}}
         return config
 
     rewrite(saved, config=to_lambda)
-    with pytest.raises(ConfigError, match=r"saved\.keras: layers\[1\]: unknown layer class "
-                                          r"'Lambda'\. Expected one of: Activation, .*Dense"):
+    with pytest.raises(ConfigError, match=r"saved\.keras: layers\[1\] \(Lambda\): a "
+                                          r"Lambda's function cannot be read from a file"):
         load_model(saved)
+    assert not ran
 
 
 def test_bad_layer_arguments_name_the_file_and_layer(saved):
