@@ -150,3 +150,16 @@ def test_an_extractor_keeps_an_input_its_output_does_not_read_as_keras_s():
                                reference.predict(data, verbose=0), rtol=1e-5, atol=1e-6)
     extractor.compile(optimizer="sgd", loss="mse")
     extractor.fit(data, np.zeros((len(X), 4), "float32"), epochs=1, verbose=0)
+
+
+def test_an_unused_input_stands_where_keras_lists_it():
+    """Keras's map_graph meets an input no output reads last: just before the output, in
+    model.layers and the summary."""
+    def three_inputs(api):
+        a, b, c = (api.Input((3,), name=n) for n in "abc")
+        joined = api.layers.Add(name="add")([api.layers.Dense(2, name="d1")(a),
+                                             api.layers.Dense(2, name="d2")(c)])
+        return api.Model([a, b, c], api.layers.Dense(1, name="out")(joined))
+    assert [layer.name for layer in three_inputs(reglab).layers] == \
+        [layer.name for layer in three_inputs(keras).layers]
+    assert (reglab.Input((3, 4)).ndim, reglab.Input((3,)).dtype) == (3, "float32")

@@ -456,12 +456,16 @@ class Input:
                 f"Got {shape!r}.")
         self.sample_shape = tuple(shape)
         self.batch_size = batch_size
-        self.dtype = dtype
+        self.dtype = "float32" if dtype is None else dtype  # Keras's default
         self.name = name
 
     @property
     def shape(self) -> tuple:
         return (self.batch_size, *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
     def __repr__(self) -> str:
         return f"<Input shape={self.shape}>"

@@ -196,21 +196,21 @@ def _keras_order(outputs, model_inputs) -> tuple[list, list]:
     finally:
         sys.setrecursionlimit(limit)
     # An input no output reads (a feature extractor's of a model with several inputs) is
-    # the model's all the same, as in Keras: at the inputs' depth, taking its data unread
+    # the model's all the same, as in Keras: at depth 0, just before the output (Keras's
+    # map_graph meets it last), taking its data unread
     unused = [i for i in model_inputs if id(i) not in done]
     depth: dict[int, int] = {}
     layer_depth: dict[int, int] = {}
+    for k, node in enumerate(unused):
+        depth[id(node)] = layer_depth[id(_layer_of(node))] = 0
+        layer_seen[id(_layer_of(node))] = k - len(unused)  # before the output's layer
+        finished.insert(0, node)
     for node in reversed(finished):  # from the output back: each node before its inputs
         layer = _layer_of(node)
         here = max(depth.get(id(node), 0), layer_depth.get(id(layer), 0))
         depth[id(node)] = layer_depth[id(layer)] = here
         for parent in () if isinstance(node, Input) else node.inbound:
             depth[id(parent)] = max(depth.get(id(parent), 0), here + 1)
-    deepest = max(depth.values(), default=0)
-    for node in unused:
-        layer_seen.setdefault(id(_layer_of(node)), len(layer_seen))
-        depth[id(node)] = layer_depth[id(_layer_of(node))] = deepest
-        finished.insert(0, node)
     # Within a depth Keras runs the nodes in the order they got a depth above (its
     # nodes_by_depth): a shared layer's calls at one depth update its state in that order.
     given = {key: i for i, key in enumerate(depth)}
