@@ -79,7 +79,20 @@ def test_a_rescaling_before_the_layers_is_taken_as_keras_computes_it(monkeypatch
     raw = trained_on(layers(reglab), monkeypatch)  # the batch before the model's Rescaling
     got = raw * np.float32(1 / 255) - np.float32(0.25)
     np.testing.assert_allclose(got, keras_s(layers(keras)), atol=2e-5)
-    with pytest.raises(reglab.errors.ConfigError, match="a Reshape, or a Rescaling of one "
-                                                        "scale and offset, may come before"):
-        trained_on([reglab.layers.Rescaling([0.5]), reglab.layers.RandomFlip()],
-                   monkeypatch)  # a scale per channel: no one fill maps back
+    with pytest.raises(reglab.errors.ConfigError, match="RandomFlip after a Rescaling with a "
+                                                        "scale or offset per channel"):
+        two_channels = reglab.Sequential([reglab.Input((12, 12, 2)),
+                                          reglab.layers.Rescaling([0.5, 2.0]),  # no one fill
+                                          reglab.layers.RandomFlip(), reglab.layers.Flatten(),
+                                          reglab.layers.Dense(2)])
+        two_channels.compile(optimizer="sgd", loss="mse")
+        two_channels.fit(np.zeros((4, 12, 12, 2), "float32"), np.zeros((4, 2), "float32"),
+                         verbose=0)
+    # one number in a list is one scale (Keras broadcasts it); a scale of 0 maps every image,
+    # fill and all, to the offset
+    assert np.isfinite(trained_on([reglab.layers.Rescaling([0.5]),
+                                   reglab.layers.RandomRotation(0.1, fill_mode="constant")],
+                                  monkeypatch)).all()
+    assert np.isfinite(trained_on([reglab.layers.Rescaling(0.0, offset=1.0),
+                                   reglab.layers.RandomZoom(0.2, fill_mode="constant")],
+                                  monkeypatch)).all()

@@ -101,7 +101,7 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 seed, epoch_purpose(f"augment/{lp.canonical_name}", epoch)),
             xb.device, dtype=torch.float64) for seed, epoch in groups])
         # Keras 3's layers round a nearest tie as torch.round does (half to even)
-        fill = (layer.fill_value - offset) / scale
+        fill = (layer.fill_value - offset) / scale if scale else layer.fill_value
         stages.append(((layer.fill_mode, fill, layer.interpolation, "even"), mats,
                        type(layer).__name__ == "RandomFlip"))
     current_key, current, current_flips = None, None, False

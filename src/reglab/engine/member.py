@@ -365,16 +365,24 @@ def _check_augmentation_first(layers: list[Layer]) -> None:
     and so may a ``Rescaling`` of one scale and offset (a warp commutes with it: the raw
     batch is warped, its constant fill mapped back, see :func:`rescaling_before`)."""
     seen_other = reshaped = started = False
+    before = None
     for layer in layers:
         leading = layer.is_augmentation or getattr(layer, "is_batch_transform", False)
         if getattr(layer, "is_input", False):
             continue
+        if leading and seen_other and _per_channel_rescaling(before):
+            raise ConfigError(
+                f"Population: {type(layer).__name__} after a Rescaling with a scale or offset "
+                "per channel: reglab augments the batch before the model, which commutes with "
+                "a Rescaling of one scale and one offset only (its constant fill is mapped "
+                "through it). Put the augmentation first, or rescale with one number.")
         if leading and (seen_other or (reshaped and not layer.is_augmentation)):
             raise ConfigError(
                 f"Population: {type(layer).__name__} must come before every other layer (right "
                 "after the input, augmentation first, then MixUp, CutMix or LabelSmoothing; "
                 "a Reshape, or a Rescaling of one scale and offset, may come before the "
                 "augmentation): reglab applies them to each training batch before the model.")
+        before = layer
         if (is_reshape(layer) or _commutes_with_a_warp(layer)) and not seen_other \
                 and not started:
             reshaped = True  # before any augmentation: the batch is warped in its shape
@@ -384,15 +392,27 @@ def _check_augmentation_first(layers: list[Layer]) -> None:
 
 
 def _commutes_with_a_warp(layer: Layer) -> bool:
-    """A ``Rescaling`` of one (non-zero) scale and one offset: ``warp(a x + b) = a warp(x) +
-    b`` (an interpolation weighs pixels by weights that sum to one), the constant fill
-    mapped through it."""
+    """A ``Rescaling`` of one scale and one offset: ``warp(a x + b) = a warp(x) + b`` (an
+    interpolation weighs pixels by weights that sum to one), the constant fill mapped
+    through it."""
     from reglab.layers.core import Rescaling
 
     return type(layer) is Rescaling and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in (layer.scale,
-                                                                          layer.offset)) \
-        and layer.scale != 0
+        _one_value(v) is not None for v in (layer.scale, layer.offset))
+
+
+def _per_channel_rescaling(layer) -> bool:
+    from reglab.layers.core import Rescaling
+
+    return type(layer) is Rescaling and not _commutes_with_a_warp(layer)
+
+
+def _one_value(value) -> float | None:
+    """A Rescaling's scale or offset as one number (a one-element list is one, as Keras
+    broadcasts it); None for one per channel."""
+    if isinstance(value, (list, tuple)):
+        return float(value[0]) if len(value) == 1 else None
+    return None if isinstance(value, bool) else float(value)
 
 
 def rescaling_before(layers) -> tuple[float, float]:
@@ -403,7 +423,8 @@ def rescaling_before(layers) -> tuple[float, float]:
         if layer.is_augmentation:
             break
         if _commutes_with_a_warp(layer):
-            a, b = a * float(layer.scale), b * float(layer.scale) + float(layer.offset)
+            scale, offset = _one_value(layer.scale), _one_value(layer.offset)
+            a, b = a * scale, b * scale + offset
     return a, b
 
 

@@ -610,7 +610,7 @@ class Sequential:
         models nest none) are taken, the columns fitted to the names as they are;
         ``show_trainable`` and ``layer_range`` are not supported yet, refused when set."""
         for name, value in (("show_trainable", show_trainable), ("layer_range", layer_range)):
-            if value:
+            if value or (name == "layer_range" and value is not None):
                 raise ConfigError(f"summary: '{name}' is not supported yet (Keras's table of "
                                   f"the whole model is printed without it). Got {value!r}.")
         if line_length is not None and (isinstance(line_length, bool) or not isinstance(

@@ -50,7 +50,8 @@ def quiet_drawing():
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning,
+                                module="matplotlib")
         warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
         yield
 

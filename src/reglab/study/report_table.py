@@ -463,8 +463,8 @@ def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | No
     diverged or failed (``missing``, from :func:`left_out`) says so after its verdict, its
     numbers being those of the other seeds."""
     baseline = ranking.baseline
-    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} {'Δ vs ' + baseline:>22s}"
-             f" {'p (Holm)':>9s}  verdict"]
+    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} "
+             f"{padded('Δ vs ' + baseline, 22, right=True)} {'p (Holm)':>9s}  verdict"]
     for row in ranking.rows:
         v = row.verdict
         s = v.summary
@@ -485,14 +485,16 @@ def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | No
     return lines
 
 
-def padded(text: str, width: int) -> str:
-    """``text`` left-aligned in ``width`` terminal columns: a wide character (CJK, full
-    width) takes two, a combining mark none, as terminals draw them."""
+def padded(text: str, width: int, right: bool = False) -> str:
+    """``text`` aligned in ``width`` terminal columns (left, or ``right``): a wide character
+    (CJK, full width) takes two, a mark or format character (combining accents, Thai and
+    Devanagari vowel signs, joiners) none, as terminals draw them."""
     import unicodedata
 
-    columns = sum(0 if unicodedata.combining(ch) else
+    columns = sum(0 if unicodedata.category(ch) in ("Mn", "Me", "Cf") else
                   2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-    return text + " " * max(width - columns, 0)
+    space = " " * max(width - columns, 0)
+    return space + text if right else text + space
 
 
 def tuning_summary(summary: dict | None, spec) -> str:

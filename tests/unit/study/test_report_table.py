@@ -299,6 +299,9 @@ def test_wide_characters_keep_the_columns_aligned():
     assert padded("l2", 6) == "l2    "
     assert padded("\u65e5\u672c", 6) == "\u65e5\u672c  "  # 4 columns of 6
     assert padded("cafe\u0301", 6) == "cafe\u0301  "  # the accent takes none
+    assert padded("\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35", 6) == \
+        "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35  "  # Thai: two vowel marks take none
+    assert padded("\u65e5", 4, right=True) == "  \u65e5"
     names = ["baseline", "dr\u00f8pout_\u65e5\u672c", "l2"]
     runs = [run(name, s, 0.80 + i / 100 + s / 1000, val=0.8) for i, name in enumerate(names)
             for s in range(3)]
