@@ -69,6 +69,12 @@ def _quotas(counts: tuple[int, ...], n: int) -> tuple[int, ...]:
     return tuple(seats)
 
 
+def replaced_count(rate: float, n: int) -> int:
+    """How many of ``n`` labels a symmetric noise ``rate`` replaces: ``round(rate · n)``,
+    halves up (:func:`noisy_labels`)."""
+    return _half_up(float(rate) * n)
+
+
 def class_quotas(counts: Sequence[int], n: int) -> np.ndarray:
     """Samples per class in a stratified subset of ``n`` of the ``sum(counts)`` samples.
 
@@ -246,7 +252,7 @@ def noisy_labels(y: np.ndarray, rows: np.ndarray, noise, classes: int, seed: int
     new = keys.copy()
     place = order[rows]
     if isinstance(noise, (int, float)):
-        k = _half_up(float(noise) * len(rows))
+        k = replaced_count(noise, len(rows))
         chosen = np.argsort(place, kind="stable")[:k]
         # another class among those the data have (labels 0..K-1: (key + offset) mod K)
         position = np.searchsorted(labels, keys[chosen])

@@ -259,9 +259,9 @@ class Lamb(_Moments):
                              zip(members.floats, members.steps)], members, ndim)
                 for beta in ("beta_1", "beta_2")]
 
-    def _denominator(self, state, members, ndim):
-        """``sqrt(v_hat) + epsilon``."""
-        of_v = self._corrections(members, ndim)[1]
+    @staticmethod
+    def _denominator(state, members, ndim, of_v):
+        """``sqrt(v_hat) + epsilon``, with ``of_v`` each member's ``1 - beta_2**t``."""
         return (state["velocity"] / of_v).sqrt() + members.value("epsilon", ndim)
 
     def apply(self, params, grads, slots, members):
@@ -271,8 +271,8 @@ class Lamb(_Moments):
             m, v = state["momentum"], state["velocity"]
             m.add_((grad - m) * (1 - members.value("beta_1", ndim)))
             v.add_((grad.square() - v) * (1 - members.value("beta_2", ndim)))
-            of_m = self._corrections(members, ndim)[0]
-            update = (m / of_m) / self._denominator(state, members, ndim)
+            of_m, of_v = self._corrections(members, ndim)
+            update = (m / of_m) / self._denominator(state, members, ndim, of_v)
             ratio = self._ratios[param.data_ptr()] = _trust_ratio(param, update)
             param.sub_(ratio * members.value("learning_rate", ndim) * update)
 
@@ -280,9 +280,9 @@ class Lamb(_Moments):
         """``ratio * lr / ((1 - beta_1**t) (sqrt(v_hat) + epsilon))``: the last step's scale
         of the momentum, with its trust ratio."""
         ndim = param.dim()
-        of_m = self._corrections(members, ndim)[0]
+        of_m, of_v = self._corrections(members, ndim)
         return (self._ratios[param.data_ptr()] * members.value("learning_rate", ndim)
-                / (of_m * self._denominator(slots, members, ndim)))
+                / (of_m * self._denominator(slots, members, ndim, of_v)))
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -550,7 +550,7 @@ def _same_noise(spec: StudySpec, train_sizes: list[int], validation: int) -> lis
     (a rate below half a label, a matrix without off-diagonal mass): one regime twice, or
     a noisy regime that is the clean data (each seed's population split for nothing), as
     two ``train_size`` values of one count are."""
-    from reglab.datasets.regimes import _half_up
+    from reglab.datasets.regimes import replaced_count
 
     def replaced(value) -> tuple[int, ...] | None:
         """How many labels ``value`` replaces in each training size and the validation
@@ -560,7 +560,7 @@ def _same_noise(spec: StudySpec, train_sizes: list[int], validation: int) -> lis
             if any(p for i, row in enumerate(value) for j, p in enumerate(row) if i != j):
                 return None
             return (0,) * (len(train_sizes) + bool(validation))
-        return tuple(_half_up(float(value) * n) for n in
+        return tuple(replaced_count(value, n) for n in
                      (*train_sizes, *([validation] if validation else [])))
 
     problems, seen = [], {}
