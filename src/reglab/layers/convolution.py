@@ -19,7 +19,9 @@ from reglab.layers.layer import (
     Layer,
     WeightSpec,
     as_pair,
+    check_channels_last,
     check_positive_int,
+    image_shape,
     is_shared,
     resolve_regularizer,
     serialized,
@@ -156,18 +158,13 @@ class _Pooling2D(Layer):
                  **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
-        if data_format not in (None, "channels_last"):
-            raise ConfigError(f"{name}: 'data_format' must be 'channels_last'. "
-                              f"Got {data_format!r}.")
+        check_channels_last(name, data_format)
         self.pool_size = as_pair(name, "pool_size", pool_size)
         self.strides = self.pool_size if strides is None else as_pair(name, "strides", strides)
         self.padding = _padding(name, padding)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ConfigError(f"{type(self).__name__}: expects inputs of rank 4 (batch, height, "
-                              f"width, channels). Got {(None, *input_shape)}.")
-        h, w, c = input_shape
+        h, w, c = image_shape(type(self).__name__, input_shape)
         return (output_length(h, self.pool_size[0], self.strides[0], self.padding),
                 output_length(w, self.pool_size[1], self.strides[1], self.padding), c)
 
@@ -234,18 +231,14 @@ class _GlobalPooling2D(Layer):
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
-        if data_format not in (None, "channels_last"):
-            raise ConfigError(f"{name}: 'data_format' must be 'channels_last'. "
-                              f"Got {data_format!r}.")
+        check_channels_last(name, data_format)
         if not isinstance(keepdims, bool):
             raise ConfigError(f"{name}: 'keepdims' must be true or false. Got {keepdims!r}.")
         self.keepdims = keepdims
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ConfigError(f"{type(self).__name__}: expects inputs of rank 4 (batch, "
-                              f"height, width, channels). Got {(None, *input_shape)}.")
-        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+        channels = image_shape(type(self).__name__, input_shape)[2]
+        return (1, 1, channels) if self.keepdims else (channels,)
 
     def structure(self):
         return (type(self).__name__, self.keepdims)

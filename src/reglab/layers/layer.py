@@ -119,6 +119,21 @@ def sample_axes(owner: str, axis: int | tuple[int, ...], rank: int) -> tuple[int
     return tuple(found)
 
 
+def check_channels_last(owner: str, data_format) -> None:
+    """An image layer's ``data_format``: None or 'channels_last' (reglab's only layout)."""
+    if data_format not in (None, "channels_last"):
+        raise ConfigError(f"{owner}: 'data_format' must be 'channels_last'. Got "
+                          f"{data_format!r}.")
+
+
+def image_shape(owner: str, input_shape) -> tuple[int, int, int]:
+    """An image layer's input shape ``(height, width, channels)``, else its error."""
+    if len(input_shape) != 3:
+        raise ConfigError(f"{owner}: expects inputs of rank 4 (batch, height, width, "
+                          f"channels). Got {(None, *input_shape)}.")
+    return tuple(input_shape)
+
+
 def as_pair(owner: str, name: str, value: Any) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     if (not isinstance(pair, (tuple, list)) or len(pair) != 2

@@ -14,7 +14,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from reglab.errors import ConfigError
-from reglab.layers.layer import Layer, as_pair
+from reglab.layers.layer import Layer, as_pair, check_channels_last, image_shape
 
 
 def _lead(x, input_shape) -> tuple:
@@ -106,17 +106,12 @@ class ZeroPadding2D(Layer):
 
     def __init__(self, padding=(1, 1), data_format=None, **kwargs: Any):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ConfigError("ZeroPadding2D: 'data_format' must be 'channels_last'. "
-                              f"Got {data_format!r}.")
+        check_channels_last("ZeroPadding2D", data_format)
         self.padding = _pads("ZeroPadding2D", "padding", padding)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ConfigError("ZeroPadding2D: expects inputs of rank 4 (batch, height, width, "
-                              f"channels). Got {(None, *input_shape)}.")
         (top, bottom), (left, right) = self.padding
-        h, w, c = input_shape
+        h, w, c = image_shape("ZeroPadding2D", input_shape)
         return (h + top + bottom, w + left + right, c)
 
     def structure(self):
@@ -146,18 +141,6 @@ def _pads(owner: str, argument: str, padding) -> tuple[tuple[int, int], tuple[in
                       f"((top, bottom), (left, right)). Got {padding!r}.")
 
 
-def _image_shape(owner: str, input_shape) -> tuple[int, int, int]:
-    if len(input_shape) != 3:
-        raise ConfigError(f"{owner}: expects inputs of rank 4 (batch, height, width, "
-                          f"channels). Got {(None, *input_shape)}.")
-    return tuple(input_shape)
-
-
-def _channels_last(owner: str, data_format) -> None:
-    if data_format not in (None, "channels_last"):
-        raise ConfigError(f"{owner}: 'data_format' must be 'channels_last'. Got "
-                          f"{data_format!r}.")
-
 
 class Cropping2D(Layer):
     """Cuts rows and columns off the image's borders: ``cropping`` is an int, ``(h, w)``
@@ -170,11 +153,11 @@ class Cropping2D(Layer):
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs: Any):
         super().__init__(**kwargs)
-        _channels_last("Cropping2D", data_format)
+        check_channels_last("Cropping2D", data_format)
         self.cropping = _pads("Cropping2D", "cropping", cropping)
 
     def compute_output_shape(self, input_shape):
-        h, w, c = _image_shape("Cropping2D", input_shape)
+        h, w, c = image_shape("Cropping2D", input_shape)
         (top, bottom), (left, right) = self.cropping
         if top + bottom >= h or left + right >= w:
             raise ConfigError(f"Cropping2D: 'cropping' {self.cropping} leaves nothing of an "
@@ -204,7 +187,7 @@ class UpSampling2D(Layer):
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs: Any):
         super().__init__(**kwargs)
-        _channels_last("UpSampling2D", data_format)
+        check_channels_last("UpSampling2D", data_format)
         if interpolation != "nearest":
             raise ConfigError("UpSampling2D: 'interpolation' must be 'nearest' (the others "
                               f"are not supported yet). Got {interpolation!r}.")
@@ -212,7 +195,7 @@ class UpSampling2D(Layer):
         self.interpolation = interpolation
 
     def compute_output_shape(self, input_shape):
-        h, w, c = _image_shape("UpSampling2D", input_shape)
+        h, w, c = image_shape("UpSampling2D", input_shape)
         return (h * self.size[0], w * self.size[1], c)
 
     def structure(self):
