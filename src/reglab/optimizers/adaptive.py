@@ -246,6 +246,7 @@ class Lamb(_Moments):
     """
 
     name = "lamb"
+    _one_step = ("_ratios",)
 
     def slots(self):
         return ("momentum", "velocity")
@@ -284,10 +285,6 @@ class Lamb(_Moments):
         return (self._ratios[param.data_ptr()] * members.value("learning_rate", ndim)
                 / (of_m * self._denominator(slots, members, ndim, of_v)))
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_ratios", None)  # one step's, not the optimizer's
-        return state
 
 
 def _trust_ratio(param: torch.Tensor, update: torch.Tensor) -> torch.Tensor:

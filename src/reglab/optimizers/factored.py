@@ -35,6 +35,7 @@ class Adafactor(Optimizer):
     """
 
     name = "adafactor"
+    _one_step = ("_scales",)
 
     def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
                  clip_threshold=1.0, relative_step=True, weight_decay=None, clipnorm=None,
@@ -112,10 +113,6 @@ class Adafactor(Optimizer):
         the gradient."""
         return self._scales[param.data_ptr()] / slots["velocity"].sqrt()
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_scales", None)  # one step's, not the optimizer's
-        return state
 
 
 register(Adafactor)

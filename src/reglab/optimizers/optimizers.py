@@ -470,10 +470,16 @@ class Optimizer:
                 config["learning_rate"], where=f"{cls.__name__}.from_config: 'learning_rate'")
         return cls(**config)
 
+    #: attributes holding one step's values for :meth:`step_size` (Lamb's trust ratios),
+    #: not the optimizer's state: left out when it is pickled or copied
+    _one_step: tuple[str, ...] = ()
+
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled and copied without the link to the model that trains it."""
+        """Pickled and copied without the link to the model that trains it, nor one step's
+        values."""
         state = dict(self.__dict__)
-        state.pop("_steps_reader", None)
+        for name in ("_steps_reader", *self._one_step):
+            state.pop(name, None)
         return state
 
     def __repr__(self) -> str:
