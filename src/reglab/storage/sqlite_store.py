@@ -533,10 +533,12 @@ class SQLiteStore:
     # -- the study ------------------------------------------------------------------------
 
     def init_study(self, fingerprint: str, canonical_json: str, *, restart: bool = False,
-                   resumable: tuple[str, ...] = ()) -> bool:
-        """Records the study, or recognises it on resume: the same fingerprint, or a study
+                   resumable: tuple[str, ...] = (), grows=None) -> bool:
+        """Records the study, or recognises it on resume: the same fingerprint, a study
         whose only changes are among the dotted keys ``resumable`` (its description, a
-        tuning's budget), which is then recorded in the stored one's place.
+        tuning's budget), or one that ``grows(stored canonical JSON, parsed)`` accepts (more
+        seeds or variants: :mod:`reglab.study.extension`), which is then recorded in the
+        stored one's place; its runs stay.
 
         Returns:
             True when the study was stored fresh (first time, or ``restart=True``, which deletes
@@ -559,7 +561,8 @@ class SQLiteStore:
                 if row[0] == fingerprint:
                     return False
                 changes = _changed_keys(row[1], canonical_json, limit=None)
-                if changes and set(changes) <= set(resumable):  # the same study, resumed
+                resumed = changes and set(changes) <= set(resumable)  # the same study
+                if resumed or (grows is not None and grows(_json_or_none(row[1]))):
                     conn.execute("UPDATE study SET fingerprint = ?, canonical_json = ?",
                                  (fingerprint, canonical_json))
                     return False
@@ -568,7 +571,9 @@ class SQLiteStore:
                     f"{self.directory}: holds another study (fingerprint {row[0][:12]}…, "
                     f"name {_study_name(row[1])!r}"
                     + (f"; changed: {', '.join(changed)}" if changed else "")
-                    + "). Run with --restart to start over, or use another --out directory."
+                    + "). Run with --restart to start over, or use another --out directory"
+                    + (" (more seeds, variants or sweep values, with nothing else changed, "
+                       "would go on from the runs stored)." if grows is not None else ".")
                 )
             for table in ("kernels", "epochs", "runs", "meta", "study"):
                 conn.execute(f"DELETE FROM {table}")
@@ -872,6 +877,14 @@ class SQLiteStore:
         """The value stored under ``key``, or ``default``."""
         row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else _parsed(self.path, row[0], f"meta {key!r}")
+
+
+def _json_or_none(text: str):
+    """``text`` parsed, or None where it is not JSON."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _changed_keys(stored: str, new: str, limit: int | None = 6) -> list[str]:

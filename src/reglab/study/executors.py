@@ -173,7 +173,7 @@ class InProcessExecutor:
                                 metrics=spec.training.metrics, device=job.device,
                                 keep_freed_memory=True)
         started = time.perf_counter()
-        study = spec.work_fingerprint()
+        study = spec.job_fingerprint([run.changes for run in runs])
         saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device, study)
         observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs,
                                   job.checkpoint, saved["rows"] if saved else [], study)

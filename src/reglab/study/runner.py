@@ -10,6 +10,7 @@ the epoch in progress: the rerun of the same command goes on from there.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import sqlite3
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from reglab.errors import ConfigError, ReglabError
 from reglab.storage.records import FINISHED
-from reglab.study import checkpoints, precision
+from reglab.study import checkpoints, extension, precision
 from reglab.study.executors import (
     Executor,
     InProcessExecutor,
@@ -149,8 +150,21 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         log(f"--restart: deleting the {sum(counts.values())} runs stored in "
             f"{store.directory} ({sum(counts.get(s, 0) for s in FINISHED)} finished) and "
             "starting over")
-    fresh = store.init_study(spec.fingerprint(), spec.canonical_json(), restart=restart,
-                             resumable=spec.resumable_keys())
+    canonical = spec.canonical_json()
+    added: list[extension.Extension] = []
+
+    def grows(stored) -> bool:  # more seeds, variants or points: the stored runs stay
+        found = extension.extension(stored, json.loads(canonical))
+        added.extend([found] if found else [])
+        return found is not None
+
+    fresh = store.init_study(spec.fingerprint(), canonical, restart=restart,
+                             resumable=spec.resumable_keys(),
+                             grows=grows if spec.tune is None else None)
+    if added:
+        finished = sum(store.run_counts().get(status, 0) for status in FINISHED)
+        log(f"extending the study: it adds {added[0].describe()}; the {finished} finished "
+            "runs stored are kept")
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
     # Interrupted runs lose their epoch rows here; a job that resumes from its checkpoint

@@ -272,7 +272,24 @@ class StudySpec:
 
     def work_fingerprint(self) -> str:
         """The fingerprint of what the study computes: without the keys it may change and
-        still resume (:meth:`resumable_keys`), so that a checkpoint stays the study's."""
+        still resume (:meth:`resumable_keys`)."""
+        return hashlib.sha256(json.dumps(self._work(), sort_keys=True).encode()).hexdigest()
+
+    def job_fingerprint(self, run_changes: list[dict]) -> str:
+        """What a checkpoint of one job is checked against (besides its run names): the
+        study's work without its seeds and variants, and the settings of the job's runs
+        (``run_changes``, in order). A study grown by more seeds or variants
+        (:mod:`reglab.study.extension`) keeps its killed jobs' checkpoints, and a run
+        whose settings changed under the same name never takes another's."""
+        work = self._work()
+        if self.tune is None:  # a tuning's variants are its search space
+            work.pop("seeds", None)
+            work.pop("variants", None)
+        work["job_runs"] = run_changes
+        return hashlib.sha256(json.dumps(work, sort_keys=True, default=repr).encode()
+                              ).hexdigest()
+
+    def _work(self) -> dict:
         data = json.loads(self.canonical_json())
         for key in self.resumable_keys():
             *parents, last = key.split(".")
@@ -280,7 +297,7 @@ class StudySpec:
             for parent in parents:
                 node = node.get(parent) or {}
             node.pop(last, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        return data
 
     @classmethod
     def from_canonical(cls, data: dict, where: str = "the stored study") -> StudySpec:

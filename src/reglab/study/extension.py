@@ -1,0 +1,114 @@
+"""A study grown in place: more seeds, variants or sweep points on a study already stored.
+
+A run trains as it would alone (its population's other members change none of its bits),
+so a finished run stays valid when a study grows around it: the store keeps it and trains
+only the runs that are new. :func:`extension` says whether a study's canonical JSON grows
+the stored one's, and what it adds; anything else that differs (epochs, the model, the
+data, a variant's settings, a seed or a point taken away) makes it another study, which
+``--restart`` or another directory is for.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from reglab.study.sweeps import set_path
+
+#: the keys an extension may change (``description`` resumes as it is; see
+#: ``StudySpec.resumable_keys``)
+GROWING = ("seeds", "variants", "description")
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What a grown study adds to the stored one."""
+
+    seeds: tuple[int, ...]
+    variants: tuple[str, ...]
+    points: tuple[str, ...]  # ``variant: path`` of each sweep given more values
+
+    def describe(self) -> str:
+        parts = []
+        if self.seeds:
+            parts.append(f"seed{'s' if len(self.seeds) > 1 else ''} "
+                         + ", ".join(str(s) for s in self.seeds))
+        if self.variants:
+            parts.append(f"variant{'s' if len(self.variants) > 1 else ''} "
+                         + ", ".join(self.variants))
+        if self.points:
+            parts.append("sweep values in " + ", ".join(self.points))
+        return " and ".join(parts) if len(parts) < 3 else ", ".join(parts[:-1]) + \
+            " and " + parts[-1]
+
+
+def extension(stored: dict, new: dict) -> Extension | None:
+    """What ``new`` (a study's canonical JSON, parsed) adds to ``stored``, when it grows it
+    and changes nothing it holds; else None. A tuning study never grows this way (its
+    budget resumes through ``StudySpec.resumable_keys``)."""
+    if not isinstance(stored, dict) or not isinstance(new, dict) or "tune" in stored \
+            or "tune" in new:
+        return None
+    if {k: v for k, v in stored.items() if k not in GROWING} != \
+            {k: v for k, v in new.items() if k not in GROWING}:
+        return None
+    old_seeds, new_seeds = stored.get("seeds"), new.get("seeds")
+    if not isinstance(old_seeds, list) or not isinstance(new_seeds, list) or \
+            not set(old_seeds) <= set(new_seeds):
+        return None
+    grown = _grown_variants(stored.get("variants"), new.get("variants"))
+    if grown is None:
+        return None
+    variants, points = grown
+    added = Extension(tuple(s for s in new_seeds if s not in set(old_seeds)), variants, points)
+    return added if added.seeds or added.variants or added.points else None
+
+
+def _grown_variants(old, new) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """``(added variants, variant: path of each grown sweep)`` when every stored variant is
+    in ``new`` as it was, but for more values in its sweeps; else None."""
+    if not isinstance(old, list) or not isinstance(new, list):
+        return None
+    by_name = {v.get("name"): v for v in new if isinstance(v, dict)}
+    if len(by_name) != len(new):
+        return None
+    points = []
+    for variant in old:
+        name = variant.get("name") if isinstance(variant, dict) else None
+        if name not in by_name:
+            return None
+        grown = _grown_sweeps(variant, by_name[name])
+        if grown is None:
+            return None
+        points += [f"{name}: {path}" for path in grown]
+    old_names = {v.get("name") for v in old}
+    return tuple(n for n in by_name if n not in old_names), tuple(points)
+
+
+def _grown_sweeps(old: dict, new: dict) -> list[str] | None:
+    """The paths of ``old``'s sweeps that ``new`` gives more values (each keeping all of
+    its values), when the two are otherwise the same variant; else None."""
+    old_sweeps, new_sweeps = old.get("sweeps") or [], new.get("sweeps") or []
+    if [s.get("path") for s in old_sweeps] != [s.get("path") for s in new_sweeps]:
+        return None
+    grown = []
+    for before, after in zip(old_sweeps, new_sweeps):
+        values, more = before.get("values") or [], after.get("values") or []
+        if not set(values) <= set(more):
+            return None
+        if set(more) != set(values):
+            grown.append(before["path"])
+    if _without_sweeps(old) != _without_sweeps(new):
+        return None
+    return grown
+
+
+def _without_sweeps(variant: dict) -> dict:
+    """The variant with each swept number's place (which holds its raw sweep) emptied."""
+    plain = copy.deepcopy({k: v for k, v in variant.items() if k != "sweeps"})
+    for sweep in variant.get("sweeps") or []:
+        try:
+            set_path(plain.setdefault("changes", {}), sweep["path"], None)
+        except (KeyError, TypeError):
+            return plain  # a path the changes do not hold: compared as they are
+    return plain
