@@ -5,7 +5,9 @@ torch profiler's per-operation cost inflates small GEMMs by up to 2×).
 The same population as ``benchmarks/population.py`` (the tutorial's nine techniques × seeds,
 784-64-10, Adam) trains one epoch on random data after a warm-up epoch; the phases are
 timed by wrapping the functions ``reglab.engine.epoch`` calls, and "other" is the rest of
-the epoch (Python between them, observers).
+the epoch (Python between them, observers). Where the step runs without autograd's graph
+(``reglab.engine.direct_step``), its forward, loss and backward are one call and are timed
+as one phase.
 
     MKL_CBWR=AUTO,STRICT python benchmarks/phases.py [--populations 45] [--batches 32 128]
         [--steps 300] [--threads 1] [--precision bfloat16]
@@ -45,6 +47,8 @@ def timed_phases(totals: dict[str, float]) -> None:
         setattr(owner, name, timed)
 
     wrap(epoch.data_module, "batch", "data")
+    # the step without autograd's graph: forward, loss and backward in one call
+    wrap(epoch.direct_step, "forward_backward", "forward+loss+backward")
     wrap(epoch, "forward", "forward")
     wrap(epoch.softmax_crossentropy, "loss_and_predictions", "softmax+loss")
     wrap(epoch, "weight_penalties", "penalty values")
