@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 
 import reglab  # noqa: E402
 from keras_side_by_side import float32_policies_afterwards  # noqa: E402, F401, I001
+from reglab.layers import products  # noqa: E402
 
 keras = pytest.importorskip("keras")
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -147,6 +148,13 @@ def test_layers_with_biases_predict_and_train_as_keras(policy, build, shape):
     # layers/products.py): a gradient element rounded to its neighbour moves a weight by
     # about lr times a half-precision unit, now and then
     atol = 2e-4 if build is conv_stack else 1e-5
+    if build is conv_stack and policy == "mixed_bfloat16" and \
+            not products.native_half_products("bfloat16"):
+        # on a CPU without bfloat16 instructions (a Zen 3) Keras's torch convolves bfloat16
+        # with its fallback kernels, whose sums round otherwise: both then stand about as
+        # far from a float32 training (4e-3 at most, measured), and from each other by
+        # bfloat16 noise
+        atol = 1e-2
     for got, want in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol)
 
