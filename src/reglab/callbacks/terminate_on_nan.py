@@ -19,9 +19,10 @@ class TerminateOnNaN(Callback):
 
     Cost: reading the loss after every batch waits for the device each batch, which
     slows training on a GPU. reglab's engine already checks every step: a member
-    whose loss is not finite is frozen (keeping its last finite weights) before the
-    batch hooks run, and a model's ``fit`` ends there. This callback is kept for
-    Keras code, and acts on whatever non-finite ``loss`` the batch logs do report.
+    whose loss is not finite is frozen (keeping its last finite weights), and a model's
+    ``fit`` ends there, after the bad batch's hooks, whose logs count it as Keras's
+    running means do: this callback then sees its NaN or infinite ``loss`` and stops
+    as in Keras.
 
     Args:
         raise_error: raise instead of stopping gracefully.

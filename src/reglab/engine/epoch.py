@@ -12,6 +12,7 @@ and optimizer state it had at the check before (finite there: its loss was).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -133,6 +134,16 @@ class EpochSums:
                 total.add_(values.sum(dim=1))  # over the batch (axis 1: members first)
         self.samples += count
 
+    def with_batch(self, *batch, **options) -> EpochSums:
+        """A copy of these sums with one more batch added (:meth:`add`'s arguments): the
+        logs of members whose loss has just gone bad, their bad batch counted as Keras's
+        running means count it (an infinite loss makes the epoch's loss infinite)."""
+        copied = copy.copy(self)
+        copied.data_loss, copied.penalty = self.data_loss.clone(), self.penalty.clone()
+        copied.metrics = [None if m is None else m.clone() for m in self.metrics]
+        copied.add(*batch, **options)
+        return copied
+
     def keep(self, index: torch.Tensor) -> None:
         """Keeps the members at ``index`` (after others diverged)."""
         self.data_loss = self.data_loss.index_select(0, index)
@@ -233,7 +244,10 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
             elif not math.isfinite(float(total.sum())):
                 finite = torch.isfinite(total)
                 if not bool(finite.all()):
-                    population.diverge(finite, epoch, step)
+                    with_bad = sums.with_batch(yb, y_pred, data_loss, penalty, wb,
+                                               index.shape[1], mixed)
+                    population.diverge(finite, epoch, step,
+                                       with_bad.logs(state.member_ids, with_bad.samples))
                     keep = finite.nonzero().flatten()
                     sums.keep(keep)
                     state.keep(keep.tolist())
@@ -320,8 +334,9 @@ def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor, epoch: 
                 members.scalars[key][p] = value[p]
         else:
             members.tensors[family][key][bad] = value[bad]
+    logs = sums.logs(population.state.member_ids, sums.samples)  # to the check, as kept
     for step in sorted(set(bad_steps.tolist())):
-        population.diverge(first_bad != step, epoch, step)
+        population.diverge(first_bad != step, epoch, step, logs)
     keep = (first_bad < 0).nonzero().flatten()
     sums.keep(keep)
     population.state.keep(keep.tolist())

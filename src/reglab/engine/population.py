@@ -55,6 +55,8 @@ class MemberResult:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
     diverged_at: tuple[int, int] | None = None  # (epoch, step)
+    #: the epoch's running logs to the bad batch, counted in (Keras's running means)
+    diverged_logs: dict[str, float] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     weights: dict[tuple[int, str], torch.Tensor] | None = None
     wall_time: float = 0.0
@@ -428,9 +430,11 @@ class Population:
         """The early-stopping state of a present member (None without a rule)."""
         return self.state.members.scalar("early_stopping", member_id)
 
-    def diverge(self, finite: torch.Tensor, epoch: int, step: int) -> None:
+    def diverge(self, finite: torch.Tensor, epoch: int, step: int,
+                logs: dict[int, dict[str, float]] | None = None) -> None:
         """Freezes the members whose loss is not finite (their last weights, or their best
-        snapshot when they restore best weights) and records where they diverged."""
+        snapshot when they restore best weights) and records where they diverged, and their
+        epoch's running ``logs`` there (per member id)."""
         diverged = [self.state.member_ids[p] for p in (~finite).nonzero().flatten().tolist()]
         restoring = [m for m in diverged if getattr(self._stopper(m), "restores", False)]
         for member_id, parked in self.state.extract(diverged, restoring).items():
@@ -439,6 +443,7 @@ class Population:
             self._diverged[member_id] = (own_epoch, step)
             result = self.results[member_id]
             result.status, result.diverged_at = "diverged", (own_epoch, step)
+            result.diverged_logs = (logs or {}).get(member_id)
             self._parked[member_id] = parked
             result.weights = parked["tensors"]["weights"]
 

@@ -119,15 +119,22 @@ class _KerasBridge:
         if self.model.stop_training:
             self.population.stop_requested.add(0)
 
-    def on_diverged(self, epoch: int, validated: bool) -> None:
-        """The epoch in which the loss went NaN or infinite ends for the callbacks as Keras
-        ends it, with a NaN loss (Keras logs NaN and trains on; reglab has stopped, the
-        weights those before the bad batch): History keeps the epoch and its keys."""
-        keys = list(getattr(self, "last_logs", None) or ())
-        if not keys:
-            keys = ["loss", *self.model.logged_metric_names]
-            keys = sorted(keys + ([f"val_{key}" for key in keys] if validated else []))
-        self.last_logs = dict.fromkeys(keys, float("nan"))
+    def on_diverged(self, epoch: int, step: int, logs: dict | None, validated: bool) -> None:
+        """The bad batch and its epoch end for the callbacks as Keras ends them: the batch's
+        running logs count it (Keras's running mean: an infinite loss makes the epoch's
+        infinite, a NaN one NaN), which a ``TerminateOnNaN`` acts on, and the epoch's logs
+        are those. Keras then validates the weights after the bad batch; reglab has stopped
+        with the weights before it, so the ``val_`` values are NaN. History keeps the epoch."""
+        keras = _keras_logs(logs)[0] if logs else {}
+        if keras and self.batch_end:
+            self.callbacks.on_train_batch_end(step, dict(keras))
+        if not keras:
+            keras = dict.fromkeys(list(getattr(self, "last_logs", None) or ())
+                                  or ["loss", *self.model.logged_metric_names], float("nan"))
+        keys = sorted({k for k in keras if not k.startswith("val_")}
+                      | ({f"val_{k}" for k in keras if not k.startswith("val_")}
+                         if validated else set()))
+        self.last_logs = {key: keras.get(key, float("nan")) for key in keys}
         self.callbacks.on_epoch_end(epoch, dict(self.last_logs))
 
     def on_test_begin(self):
@@ -332,7 +339,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if member is not None and member.status == "diverged":
         epoch, step = member.diverged_at
         if epoch not in history.epoch:
-            bridge.on_diverged(epoch, validation_data is not None)
+            bridge.on_diverged(epoch, step, member.diverged_logs, validation_data is not None)
         warnings.warn(f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch "
                       f"{step + 1}; training stopped there and the weights are those before "
                       "that batch. Lower the learning rate or the penalties (or look for "
@@ -451,9 +458,11 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
         warnings.warn("train_on_batch: the loss became NaN or infinite; the weights are those "
                       "before the batch. Lower the learning rate or the penalties.",
                       stacklevel=3)
-        nan = float("nan")  # what Keras returns for such a batch
-        return _result(model, {"loss": nan, **{name: nan for name in model.logged_metric_names}},
-                       return_dict)
+        nan = float("nan")  # the batch's values, as Keras returns them (an inf loss is inf)
+        keras_logs = _keras_logs(member.diverged_logs or {})[0]
+        return _result(model, {"loss": keras_logs.get("loss", nan),
+                               **{name: keras_logs.get(name, nan)
+                                  for name in model.logged_metric_names}}, return_dict)
     logs = {key: values[-1] for key, values in member.history.items() if values}
     keras_logs, model._last_penalty_logs = _keras_logs(logs)
     return _result(model, keras_logs, return_dict)
