@@ -126,3 +126,71 @@ def test_a_study_killed_then_grown_goes_on_from_its_checkpoint(tmp_path):
     assert "go on from their last complete epoch" in rerun.stdout
     assert finished(out) == finished(tmp_path / "reference")
     assert epochs(out) == epochs(tmp_path / "reference")
+
+
+def test_a_study_run_again_with_fewer_seeds_says_how_to_go_on(tmp_path):
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    cli = CliRunner()
+    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
+                             "--no-report"]).exit_code == 0
+    stored = finished(out)
+    refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--seeds", "2",
+                                "--quiet", "--no-report"])
+    assert refused.exit_code == 2, refused.output
+    assert "holds this study grown by seed 2" in refused.output
+    assert "Run that study again to go on" in refused.output
+    assert finished(out) == stored
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["new-run-first", "stored-run-first"])
+def test_a_new_run_that_repeats_a_stored_one_takes_its_results(tmp_path, before):
+    """A grown study's new variant repeats a stored run's settings: whichever comes first
+    in the file, it is not trained again but stored with the stored run's results, and the
+    store says so as a fresh run of the grown study does."""
+    import json
+    import sqlite3
+
+    study = write_study(tmp_path)
+    cli = CliRunner()
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
+                             "--no-report"]).exit_code == 0
+    twin = '[variants.l2one]\nkernel_regularizer = { type = "L2", l2 = 0.1 }\n'
+    text = study.read_text()
+    grown_study = tmp_path / "grown.toml"
+    grown_study.write_text(text.replace("[variants.l2]", twin + "[variants.l2]") if before
+                           else text + twin)
+    again = cli.invoke(main, ["run", str(grown_study), "--out", str(out), "--no-report"])
+    assert again.exit_code == 0, again.output
+    assert "(3 the same as another run: trained once)" in again.output
+    assert cli.invoke(main, ["run", str(grown_study), "--out", str(reference), "--quiet",
+                             "--no-report"]).exit_code == 0
+    assert finished(out) == finished(reference)
+
+    def copies(directory):
+        with sqlite3.connect(directory / "study.db") as db:
+            (value,) = db.execute("SELECT value FROM meta WHERE key = 'copies'").fetchone()
+        return json.loads(value)
+    # the pairs are the same; which of the two is the copy depends on what was stored first
+    assert {frozenset(pair) for pair in copies(out).items()} == \
+        {frozenset(pair) for pair in copies(reference).items()}
+
+
+@pytest.mark.parametrize("variant", ["label_smoothing = 0.1", "mixup = { alpha = 0.2 }"])
+def test_a_new_variant_that_would_reshape_every_run_is_refused_saying_why(tmp_path, variant):
+    """Label smoothing (or MixUp, CutMix) in one variant puts its layer in every run of the
+    study, at 0 elsewhere: the runs stored without it would not be the grown study's."""
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    cli = CliRunner()
+    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
+                             "--no-report"]).exit_code == 0
+    stored = finished(out)
+    key = variant.split()[0]
+    study.write_text(study.read_text() + f"[variants.new]\n{variant}\n")
+    refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
+                                "--no-report"])
+    assert refused.exit_code == 2, refused.output
+    assert f"holds this study without {key}, which every run" in refused.output
+    assert finished(out) == stored

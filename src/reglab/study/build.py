@@ -32,6 +32,7 @@ from reglab.study.spec import (
     RESIDUAL,
     StudySpec,
     StudySpecError,
+    study_wide_keys,
 )
 from reglab.study.sweeps import format_value
 
@@ -208,7 +209,7 @@ BATCH_TRANSFORMS = {"mixup": ("MixUp", "alpha", 0.2), "cutmix": ("CutMix", "fact
 
 
 def _uses(spec: StudySpec, key: str) -> bool:
-    return any(key in variant.changes for variant in spec.variants)
+    return key in study_wide_keys(spec.variants)
 
 
 def batch_transforms(spec: StudySpec, changes: dict) -> list:

@@ -59,10 +59,11 @@ def save(path: str, run_ids: list[str], population_state: dict, rows: list,
 
 
 def load(path: str | None, run_ids: list[str], device: str = "cpu",
-         study: str = "") -> dict | None:
+         study: str | tuple[str, ...] = "") -> dict | None:
     """The checkpoint at ``path`` when it is one of this job (the same study, by its
-    fingerprint, and the same runs), else None (no file, another study's or job's, or
-    unreadable: the job then starts from its beginning)."""
+    fingerprint, or by any of the fingerprints ``study`` lists, and the same runs), else
+    None (no file, another study's or job's, or unreadable: the job then starts from its
+    beginning)."""
     if path is None or not Path(path).is_file():
         return None
     import torch
@@ -72,7 +73,8 @@ def load(path: str | None, run_ids: list[str], device: str = "cpu",
     except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the work it held
         return None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or \
-            saved.get("run_ids") != list(run_ids) or saved.get("study") != study:
+            saved.get("run_ids") != list(run_ids) or \
+            saved.get("study") not in ((study,) if isinstance(study, str) else study):
         return None
     return saved
 

@@ -174,7 +174,9 @@ class InProcessExecutor:
                                 keep_freed_memory=True)
         started = time.perf_counter()
         study = spec.job_fingerprint([run.changes for run in runs])
-        saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device, study)
+        # (a checkpoint of a reglab from before job fingerprints names the study's work)
+        saved = checkpoints.load(job.checkpoint, [run.run_id for run in runs], job.device,
+                                 (study, spec.work_fingerprint()))
         observer = _EpochObserver(runs, on_epoch, progress, spec.training.epochs,
                                   job.checkpoint, saved["rows"] if saved else [], study)
         observers = [observer]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from reglab.study.spec import study_wide_keys
 from reglab.study.sweeps import set_path
 
 #: the keys an extension may change (``description`` resumes as it is; see
@@ -29,23 +30,42 @@ class Extension:
     points: tuple[str, ...]  # ``variant: path`` of each sweep given more values
 
     def describe(self) -> str:
+        """``seeds 5-9, variant l1 and sweep values in l2: kernel_regularizer.l2``; a study
+        only reordered: ``nothing (its seeds or variants in another order)``."""
         parts = []
         if self.seeds:
-            parts.append(f"seed{'s' if len(self.seeds) > 1 else ''} "
-                         + ", ".join(str(s) for s in self.seeds))
+            parts.append(f"seed{'s' if len(self.seeds) > 1 else ''} " + _runs_of(self.seeds))
         if self.variants:
             parts.append(f"variant{'s' if len(self.variants) > 1 else ''} "
                          + ", ".join(self.variants))
         if self.points:
             parts.append("sweep values in " + ", ".join(self.points))
+        if not parts:
+            return "nothing (its seeds or variants in another order)"
         return " and ".join(parts) if len(parts) < 3 else ", ".join(parts[:-1]) + \
             " and " + parts[-1]
 
 
-def extension(stored: dict, new: dict) -> Extension | None:
-    """What ``new`` (a study's canonical JSON, parsed) adds to ``stored``, when it grows it
-    and changes nothing it holds; else None. A tuning study never grows this way (its
-    budget resumes through ``StudySpec.resumable_keys``)."""
+def _runs_of(seeds: tuple[int, ...]) -> str:
+    """``3, 5-9, 12``: consecutive seeds as a range."""
+    spans: list[list[int]] = []
+    for seed in seeds:
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}"
+                     for a, b in spans)
+
+
+def extension(stored: dict, new: dict, study_wide: bool = True) -> Extension | None:
+    """What ``new`` (a study's canonical JSON, parsed) adds to ``stored``, when it holds all
+    of its runs, trained as they were, and changes nothing else (it may only reorder
+    them: an empty Extension); else None. A variant that would reshape every run (a new
+    MixUp, CutMix or label smoothing: ``spec.STUDY_WIDE_KEYS``) makes another study. A
+    tuning study never grows this way (its budget resumes through
+    ``StudySpec.resumable_keys``). ``study_wide=False`` leaves that one check out (to say
+    why a study is refused)."""
     if not isinstance(stored, dict) or not isinstance(new, dict) or "tune" in stored \
             or "tune" in new:
         return None
@@ -57,11 +77,10 @@ def extension(stored: dict, new: dict) -> Extension | None:
             not set(old_seeds) <= set(new_seeds):
         return None
     grown = _grown_variants(stored.get("variants"), new.get("variants"))
-    if grown is None:
+    if grown is None or (study_wide and reshaping(stored, new)):
         return None
     variants, points = grown
-    added = Extension(tuple(s for s in new_seeds if s not in set(old_seeds)), variants, points)
-    return added if added.seeds or added.variants or added.points else None
+    return Extension(tuple(s for s in new_seeds if s not in set(old_seeds)), variants, points)
 
 
 def _grown_variants(old, new) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -112,3 +131,13 @@ def _without_sweeps(variant: dict) -> dict:
         except (KeyError, TypeError):
             return plain  # a path the changes do not hold: compared as they are
     return plain
+
+
+def reshaping(stored: dict, new: dict) -> list[str]:
+    """The study-wide keys (``spec.STUDY_WIDE_KEYS``: MixUp, CutMix, label smoothing) that
+    ``new``'s variants use and ``stored``'s do not, or the reverse: each would put its layer
+    in every run (at strength 0 where a variant has none), so the stored runs would not be
+    the grown study's."""
+    before = set(study_wide_keys(stored.get("variants") if isinstance(stored, dict) else None))
+    after = set(study_wide_keys(new.get("variants") if isinstance(new, dict) else None))
+    return sorted(before ^ after)

@@ -158,13 +158,17 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         added.extend([found] if found else [])
         return found is not None
 
-    fresh = store.init_study(spec.fingerprint(), canonical, restart=restart,
-                             resumable=spec.resumable_keys(),
-                             grows=grows if spec.tune is None else None)
+    try:
+        fresh = store.init_study(spec.fingerprint(), canonical, restart=restart,
+                                 resumable=spec.resumable_keys(),
+                                 grows=grows if spec.tune is None else None)
+    except ConfigError:
+        _explain_refusal(store, spec, canonical)
+        raise
     if added:
         finished = sum(store.run_counts().get(status, 0) for status in FINISHED)
-        log(f"extending the study: it adds {added[0].describe()}; the {finished} finished "
-            "runs stored are kept")
+        log(f"extending the study: it adds {added[0].describe()}"
+            + (f"; the {finished} finished runs stored are kept" if finished else ""))
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
     # Interrupted runs lose their epoch rows here; a job that resumes from its checkpoint
@@ -206,6 +210,34 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
     return store
 
 
+def _explain_refusal(store, spec: StudySpec, canonical: str) -> None:
+    """Says why a study near the stored one is another study, rather than only what
+    changed: it would have grown the stored one but for a study-wide key (a new variant's
+    MixUp, say), or the stored one is this study grown (a study run once with more seeds,
+    say by a mistyped ``--seeds``), and how to go on then."""
+    try:
+        stored = store.study()
+    except ReglabError:  # a damaged record: the store's own refusal says it
+        return
+    if stored is None or spec.tune is not None:
+        return
+    new = json.loads(canonical)
+    reshaped = extension.reshaping(stored[1], new)
+    if reshaped and extension.extension(stored[1], new, study_wide=False) is not None:
+        raise ConfigError(
+            f"{store.directory}: holds this study without {', '.join(reshaped)}, which every "
+            "run of a study takes once a variant sets it (at 0 where its variant has none): "
+            "the runs stored were trained otherwise, so this is another study. Run with "
+            "--restart to start over, or use another --out directory.")
+    back = extension.extension(new, stored[1])
+    if back is not None:
+        raise ConfigError(
+            f"{store.directory}: holds this study grown by {back.describe()} (run with "
+            "another study file or --seeds). Run that study again to go on from its runs, "
+            "or --restart to start over with this one (deleting them), or use another "
+            "--out directory.")
+
+
 def _note_threads(store, executor, device: str, fresh: bool, log) -> None:
     """Records the torch threads each job trains with on the CPU (meta ``threads``); says
     so when a resumed study goes on with another count: its float32 sums may then be cut
@@ -240,9 +272,13 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
     store.add_runs([RunRecord(run.run_id, run.variant, dict(run.point), run.seed,
                               population_of[run.run_id], run.changes, regime=dict(run.regime))
                     for run in plan.runs])  # in the study file's order
-    # A twin takes its run's results (here those a killed study finished before it could)
+    # A twin takes its run's results (here those a killed study finished before it could),
+    # and a run takes a stored twin's (a grown study's new run that repeats a stored one)
     if plan.twins:
         store.finish_as_copies(plan.twins)
+        stored = {r.run_id for r in store.runs(status=FINISHED)}
+        store.finish_as_copies({run: twin for twin, run in plan.twins.items()
+                                if twin in stored and run not in stored})
     done = {r.run_id for r in store.runs(status=FINISHED)}
     jobs = []  # (population index, job)
     for index, shard in _cut(store, plan, executor, device, done):

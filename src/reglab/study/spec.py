@@ -81,6 +81,10 @@ TOP_KEYS = ("name", "description", "seeds", "data", "model", "training", "varian
             "tune")
 DATA_KEYS = ("dataset", "validation_split", "label_column", "test", "test_split", "split_seed",
              "standardize", "train_size", "label_noise", "noisy_validation")
+#: variant keys that shape every run of a study that uses them in any variant (each run
+#: gets the batch transform, at strength 0 where its variant has none, and CutMix makes
+#: every run's input an image: ``reglab.study.build.BATCH_TRANSFORMS``)
+STUDY_WIDE_KEYS = ("mixup", "cutmix", "label_smoothing")
 #: limits that keep a plan in memory and its names usable as file names
 MAX_SEEDS = 10_000
 #: the most epochs a study trains (a larger number is a typo: it would never end)
@@ -211,6 +215,16 @@ class VariantSpec:
     search: tuple[SearchDimension, ...] = ()
 
 
+def study_wide_keys(variants) -> list[str]:
+    """The :data:`STUDY_WIDE_KEYS` that some variant of ``variants`` (as canonical JSON
+    lists them, or VariantSpec objects) sets: they shape every run of the study."""
+    used = set()
+    for variant in variants or ():
+        changes = variant.get("changes") if isinstance(variant, dict) else variant.changes
+        used.update(key for key in STUDY_WIDE_KEYS if isinstance(changes, dict) and key in changes)
+    return sorted(used)
+
+
 @dataclass(frozen=True)
 class StudySpec:
     name: str
@@ -284,7 +298,7 @@ class StudySpec:
         work = self._work()
         if self.tune is None:  # a tuning's variants are its search space
             work.pop("seeds", None)
-            work.pop("variants", None)
+            work["study_wide"] = study_wide_keys(work.pop("variants", None))
         work["job_runs"] = run_changes
         return hashlib.sha256(json.dumps(work, sort_keys=True, default=repr).encode()
                               ).hexdigest()

@@ -14,6 +14,12 @@ def test_a_checkpoint_of_another_study_or_job_is_not_used(tmp_path):
     # the same runs after --restart with other settings (another fingerprint): not resumed
     assert checkpoints.load(path, ["a/seed=0", "b/seed=0"], study="fingerprint-2") is None
     assert checkpoints.load(path, ["a/seed=0"], study="fingerprint-1") is None
+    # any of several fingerprints (a job's, and the study's work as a reglab from before
+    # job fingerprints wrote it)
+    assert checkpoints.load(path, ["a/seed=0", "b/seed=0"],
+                            study=("fingerprint-2", "fingerprint-1")) is not None
+    assert checkpoints.load(path, ["a/seed=0", "b/seed=0"],
+                            study=("fingerprint-2", "fingerprint-3")) is None
     assert not list((tmp_path / checkpoints.DIRECTORY).glob("*.partial"))
 
 

@@ -78,7 +78,11 @@ def test_anything_else_changed_is_another_study(tmp_path):
         changed = copy.deepcopy(new)
         edit(changed)
         assert extension(stored, changed) is None
-    assert extension(stored, stored) is None  # nothing added: not an extension
+    # nothing added, the same runs in another order: the study, reordered
+    assert extension(stored, stored).describe() == \
+        "nothing (its seeds or variants in another order)"
+    reordered = canonical(tmp_path, seeds="[2, 1, 0]")
+    assert extension(stored, reordered) is not None
     assert extension(stored, {**new, "description": "said"}) is not None
 
 
@@ -101,3 +105,27 @@ def test_job_fingerprint_ignores_seeds_and_variants_but_not_a_run_s_settings(tmp
     path.write_text(STUDY.replace("SEEDS", "3").replace("L2VALUES", "0.01").replace("MORE", "")
                     .replace("epochs = 2", "epochs = 3"))
     assert parse_study(path).job_fingerprint(changes) != spec.job_fingerprint(changes)
+    # a variant elsewhere that reshapes every run (MixUp) is the job's too
+    path.write_text(STUDY.replace("SEEDS", "3").replace("L2VALUES", "0.01").replace(
+        "MORE", "[variants.mix]\nmixup = { alpha = 0.2 }"))
+    assert parse_study(path).job_fingerprint(changes) != spec.job_fingerprint(changes)
+
+
+@pytest.mark.parametrize("key", ["mixup = { alpha = 0.2 }", "label_smoothing = 0.1",
+                                 "cutmix = { factor = 1.0 }"])
+def test_a_variant_that_would_reshape_every_run_is_another_study(tmp_path, key):
+    """MixUp, CutMix and label smoothing put a layer in every run of a study that uses them
+    (at strength 0 elsewhere): a new variant with one would change every stored run."""
+    stored = canonical(tmp_path)
+    assert extension(stored, canonical(tmp_path, more=f"[variants.new]\n{key}")) is None
+    # once the study uses it, more of it grows the study
+    using = canonical(tmp_path, more=f"[variants.new]\n{key}")
+    grown = canonical(tmp_path, seeds="4", more=f"[variants.new]\n{key}\n[variants.more]\n"
+                      f"{key.replace('0.2', '0.4').replace('0.1', '0.2')}")
+    assert extension(using, grown).variants == ("more",)
+
+
+def test_many_new_seeds_are_said_as_ranges(tmp_path):
+    stored = canonical(tmp_path, seeds="[0, 1, 2, 4]")
+    added = extension(stored, canonical(tmp_path, seeds="[0, 1, 2, 4, 3, 5, 6, 7, 9, 10, 12]"))
+    assert added.describe() == "seeds 3, 5-7, 9, 10, 12"
