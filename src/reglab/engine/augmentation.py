@@ -7,8 +7,9 @@ images in turn, as Keras's layers do (every bilinear resampling blurs a little: 
 fused warp of a rotation and a zoom would be sharper than Keras's images, not only at
 the borders); a flip, which moves pixels onto pixels, is composed into its neighbour's
 warp (the same image, up to the coordinates' rounding), and the generator's transform
-is one warp, as Keras's generator's. Members that share a seed see the same augmented
-images.
+is one warp, as Keras's generator's. A layer that changes values (RandomBrightness,
+RandomContrast) takes the images as the warps before it leave them, as in Keras. Members
+that share a seed see the same augmented images.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class _DrawnAhead:
         out = self.rows[self.next:self.next + b]
         self.next += b
         return out
+
+
+#: a stage that changes values (RandomBrightness, RandomContrast) rather than warping:
+#: ``(_VALUES, one value per image, the layer)``
+_VALUES = object()
 
 
 def augments(population, spec=None) -> bool:
@@ -96,16 +102,26 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
     scale, offset = rescaling_before([lp.layer for lp in population.plan.layers])
     for lp in layers:
         layer = lp.layer
-        mats = torch.cat([layer.sample_transforms(
-            b, h, w, population.streams.get(
-                seed, epoch_purpose(f"augment/{lp.canonical_name}", epoch)),
-            xb.device, dtype=torch.float64) for seed, epoch in groups])
+        streams = [population.streams.get(seed, epoch_purpose(f"augment/{lp.canonical_name}",
+                                                              epoch)) for seed, epoch in groups]
+        if getattr(layer, "changes_values", False):  # RandomBrightness, RandomContrast
+            values = torch.cat([layer.sample_values(b, stream, xb.device) for stream in streams])
+            stages.append((_VALUES, values, layer))
+            continue
+        mats = torch.cat([layer.sample_transforms(b, h, w, stream, xb.device,
+                                                  dtype=torch.float64) for stream in streams])
         # Keras 3's layers round a nearest tie as torch.round does (half to even)
         fill = (layer.fill_value - offset) / scale if scale else layer.fill_value
         stages.append(((layer.fill_mode, fill, layer.interpolation, "even"), mats,
                        type(layer).__name__ == "RandomFlip"))
     current_key, current, current_flips = None, None, False
     for key, mats, flips in stages:
+        if key is _VALUES:  # the warps before it first; ``flips`` holds the layer here
+            if current is not None:
+                images = _apply(images, current, current_key, current_flips, warp)
+                current = None
+            images = flips.apply_values(images, mats, scale, offset)
+            continue
         if current is not None and not (flips or current_flips):  # a warp of its own
             images = _apply(images, current, current_key, current_flips, warp)
             current = None

@@ -2,6 +2,8 @@
 
 from reglab.layers.activation_layers import ELU, LeakyReLU, ReLU, Softmax
 from reglab.layers.augmentation import (
+    RandomBrightness,
+    RandomContrast,
     RandomFlip,
     RandomRotation,
     RandomTranslation,
@@ -103,7 +105,7 @@ __all__ = [
     "ELU", "LeakyReLU", "ReLU", "Softmax", "ActivityRegularization", "Rescaling",
     "AlphaDropout", "SpatialDropout1D", "UnitNormalization", "Cropping2D", "GlobalMaxPooling2D",
     "Identity", "UpSampling2D", "AvgPool2D", "MaxPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
-    "Convolution2D", "Lambda",
+    "Convolution2D", "Lambda", "RandomBrightness", "RandomContrast",
 ]
 
 

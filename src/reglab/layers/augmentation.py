@@ -1,4 +1,5 @@
-"""Keras 3's augmentation layers: RandomFlip, RandomRotation, RandomTranslation, RandomZoom.
+"""Keras 3's augmentation layers: RandomFlip, RandomRotation, RandomTranslation, RandomZoom,
+which move pixels, and RandomBrightness, RandomContrast, which change their values.
 
 Active in training only. They must lead the model (right after the input):
 the engine samples one transform per image from each member's seed stream and
@@ -9,6 +10,8 @@ Defaults follow Keras 3: ``fill_mode='reflect'``, ``interpolation='bilinear'``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -22,7 +25,7 @@ from reglab.augment import (
     random_zoom_transforms,
 )
 from reglab.errors import ConfigError, unknown_name
-from reglab.layers.layer import Layer
+from reglab.layers.layer import Layer, check_channels_last, image_shape
 
 _INTERPOLATIONS = ("bilinear", "nearest")
 
@@ -150,3 +153,121 @@ class RandomZoom(_Augmentation):
     def get_config(self):
         return {**super().get_config(), "height_factor": self.height_factor,
                 "width_factor": self.width_factor}
+
+
+class _ValueAugmentation(Layer):
+    """A Keras 3 augmentation layer that changes pixel values (not where they are): one
+    random number per image from the seed's stream, applied to the batch before the model
+    like the warping layers, in the order the layers come (``engine/augmentation.py``).
+    ``factor`` as Keras 3.15's ``_set_factor`` reads it (a number ``f`` is
+    ``(max(-f, low bound), f)``; a pair is sorted), clipped to ``value_range``."""
+
+    is_augmentation = True
+    changes_values = True
+    _FACTOR_BOUNDS = (-1.0, 1.0)
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        check_channels_last(owner, data_format)
+        self.factor = _keras_factor(owner, factor, self._FACTOR_BOUNDS)
+        if not isinstance(value_range, (tuple, list)) or len(value_range) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v) for v in value_range):
+            raise ConfigError(f"{owner}: 'value_range' must be a list of two finite numbers "
+                              f"(low, high). Got {value_range!r}.")
+        self.value_range = value_range
+        self.seed = seed
+
+    def compute_output_shape(self, input_shape):
+        return image_shape(type(self).__name__, input_shape)
+
+    def forward(self, x, weights, values, ctx, input_shape):
+        return x  # inference; in training the engine changes the batch's values
+
+    def structure(self):
+        return (type(self).__name__, tuple(sorted(
+            (k, str(v)) for k, v in self.get_config().items() if k not in ("name", "seed"))))
+
+    def _bounds(self, scale: float, offset: float) -> tuple[float, float]:
+        """The value range in the raw batch's units, a Rescaling ``x -> scale x + offset``
+        before this layer mapped back (``engine.member.rescaling_before``)."""
+        low, high = ((v - offset) / scale for v in self.value_range[:2])
+        return (low, high) if low <= high else (high, low)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last",
+                "factor": self.factor, "value_range": self.value_range, "seed": self.seed}
+
+
+def _keras_factor(owner: str, factor, bounds: tuple[float, float]) -> tuple[float, float]:
+    """``(lower, upper)`` from a number or a pair, as Keras 3's ``_set_factor``."""
+    message = (f"{owner}: 'factor' must be a number or a pair of numbers in "
+               f"[{bounds[0]:g}, {bounds[1]:g}]. Got {factor!r}.")
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                       and math.isfinite(v) for v in factor):
+            raise ConfigError(message)
+        if factor[0] > bounds[1] or factor[1] < bounds[0]:
+            raise ConfigError(message)
+        lower, upper = sorted(factor)
+        return lower, upper
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool) and \
+            math.isfinite(factor) and bounds[0] <= factor <= bounds[1]:
+        factor = abs(factor)
+        return max(-factor, bounds[0]), factor
+    raise ConfigError(message)
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator,
+             device) -> torch.Tensor:
+    """``n`` draws from U[low, high) in float64 from ``generator``."""
+    draws = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
+    return (draws * (high - low) + low).to(device)
+
+
+class RandomBrightness(_ValueAugmentation):
+    """Adds one random offset per image, ``U[factor) * (high - low)`` of the value range,
+    then clips to it (Keras 3).
+
+    Example:
+        >>> RandomBrightness(0.2).factor
+        (-0.2, 0.2)
+    """
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(factor, value_range, seed, **kwargs)
+        if not self.value_range[0] <= self.value_range[1]:  # Keras sorts it
+            self.value_range = sorted(self.value_range)
+        self.value_range = list(self.value_range)
+
+    def sample_values(self, n, generator, device) -> torch.Tensor:
+        low, high = self.value_range
+        return _uniform(n, *self.factor, generator, device) * (high - low)
+
+    def apply_values(self, images, values, scale: float = 1.0, offset: float = 0.0):
+        delta = (values / scale).to(images.dtype).view(-1, *[1] * (images.dim() - 1))
+        return (images + delta).clamp(*self._bounds(scale, offset))
+
+
+class RandomContrast(_ValueAugmentation):
+    """Scales each image's distance from its own per-channel mean by one random factor
+    from ``[1 - lower, 1 + upper)``, then clips to the value range (Keras 3). As Keras
+    3.15 reads a single number ``f`` (its bounds are [0, 1]), the factor is drawn from
+    ``[1, 1 + f)``: contrast only grows; give a pair, ``(f, f)``, for ``[1 - f, 1 + f)``.
+
+    Example:
+        >>> RandomContrast(0.3).factor
+        (0, 0.3)
+    """
+
+    _FACTOR_BOUNDS = (0.0, 1.0)
+
+    def sample_values(self, n, generator, device) -> torch.Tensor:
+        lower, upper = self.factor
+        return _uniform(n, 1.0 - lower, 1.0 + upper, generator, device)
+
+    def apply_values(self, images, values, scale: float = 1.0, offset: float = 0.0):
+        factor = values.to(images.dtype).view(-1, *[1] * (images.dim() - 1))
+        mean = images.mean(dim=-3, keepdim=True).mean(dim=-2, keepdim=True)
+        return ((images - mean) * factor + mean).clamp(*self._bounds(scale, offset))

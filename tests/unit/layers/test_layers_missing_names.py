@@ -7,7 +7,7 @@ import pytest
 import reglab.layers as layers
 
 
-@pytest.mark.parametrize("name", ["LSTM", "RandomContrast", "Normalization", "GRU"])
+@pytest.mark.parametrize("name", ["LSTM", "RandomCrop", "Normalization", "GRU"])
 def test_a_layer_reglab_has_not_says_so_and_lists_its_layers(name):
     with pytest.raises(AttributeError, match=rf"reglab.layers has no layer '{name}' \(not "
                                              r"supported yet, if Keras has it\). Its layers: "
