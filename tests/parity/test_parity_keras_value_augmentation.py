@@ -137,3 +137,16 @@ def test_the_draws_span_keras_s_ranges_per_image(monkeypatch):
     factors = (contrast[:, 3, 0, 0] - 75) / 25
     assert 1 <= factors.min() < 1.01 and 1.39 < factors.max() < 1.4  # Keras 3.15: [1, 1.4)
     assert len(np.unique(np.round(factors, 5))) > 400  # one factor per image
+
+
+def test_a_reversed_contrast_range_and_a_zero_rescaling_are_refused(monkeypatch):
+    # Keras keeps (255, 0) as given and clips every pixel to 0 with it; Brightness sorts it
+    with pytest.raises(reglab.errors.ConfigError, match="RandomContrast: 'value_range' must "
+                                                        "be"):
+        reglab.layers.RandomContrast(0.2, value_range=(255, 0))
+    assert reglab.layers.RandomBrightness(0.2, value_range=(255, 0)).value_range == [0, 255]
+    with pytest.raises(reglab.errors.ConfigError, match="RandomBrightness: the Rescaling "
+                                                        "before it has scale 0"):
+        trained_on([reglab.layers.Rescaling(0.0, offset=0.7),
+                    reglab.layers.RandomBrightness(0.2, value_range=(0, 1))],
+                   monkeypatch=monkeypatch)

@@ -334,9 +334,10 @@ def _drop_diverged(population, sums: EpochSums, first_bad: torch.Tensor, epoch: 
                 members.scalars[key][p] = value[p]
         else:
             members.tensors[family][key][bad] = value[bad]
-    logs = sums.logs(population.state.member_ids, sums.samples)  # to the check, as kept
+    # (no running logs: the sums hold the steps after the bad one up to this check, whose
+    # batch hooks have run already)
     for step in sorted(set(bad_steps.tolist())):
-        population.diverge(first_bad != step, epoch, step, logs)
+        population.diverge(first_bad != step, epoch, step)
     keep = (first_bad < 0).nonzero().flatten()
     sums.keep(keep)
     population.state.keep(keep.tolist())

@@ -55,7 +55,8 @@ class MemberResult:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
     diverged_at: tuple[int, int] | None = None  # (epoch, step)
-    #: the epoch's running logs to the bad batch, counted in (Keras's running means)
+    #: the epoch's running logs to the bad batch, counted in (Keras's running means); None
+    #: where the check was deferred (off the CPU), the logs then holding later batches
     diverged_logs: dict[str, float] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     weights: dict[tuple[int, str], torch.Tensor] | None = None

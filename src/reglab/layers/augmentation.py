@@ -192,6 +192,10 @@ class _ValueAugmentation(Layer):
     def _bounds(self, scale: float, offset: float) -> tuple[float, float]:
         """The value range in the raw batch's units, a Rescaling ``x -> scale x + offset``
         before this layer mapped back (``engine.member.rescaling_before``)."""
+        if scale == 0:
+            raise ConfigError(f"{type(self).__name__}: the Rescaling before it has scale 0, "
+                              "which makes every image one constant: nothing is left to "
+                              "augment. Rescale with a non-zero scale.")
         low, high = ((v - offset) / scale for v in self.value_range[:2])
         return (low, high) if low <= high else (high, low)
 
@@ -262,6 +266,12 @@ class RandomContrast(_ValueAugmentation):
     """
 
     _FACTOR_BOUNDS = (0.0, 1.0)
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(factor, value_range, seed, **kwargs)
+        if value_range[0] > value_range[1]:  # Keras clips every pixel to its first number
+            raise ConfigError(f"RandomContrast: 'value_range' must be (low, high), low <= "
+                              f"high. Got {value_range!r}.")
 
     def sample_values(self, n, generator, device) -> torch.Tensor:
         lower, upper = self.factor

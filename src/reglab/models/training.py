@@ -22,7 +22,7 @@ from reglab.callbacks.history import History
 from reglab.callbacks.progbar_logger import ProgbarLogger, print_progress
 from reglab.engine.data import Data, check_count
 from reglab.engine.data import prepare as prepare_data
-from reglab.engine.population import check_validation_freq
+from reglab.engine.population import check_validation_freq, validates
 from reglab.errors import ConfigError
 from reglab.models import fit_data
 
@@ -339,7 +339,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     if member is not None and member.status == "diverged":
         epoch, step = member.diverged_at
         if epoch not in history.epoch:
-            bridge.on_diverged(epoch, step, member.diverged_logs, validation_data is not None)
+            bridge.on_diverged(epoch, step, member.diverged_logs, validation_data is not None
+                               and validates(epoch, validation_freq))
         warnings.warn(f"fit: the loss became NaN or infinite at epoch {epoch + 1}, batch "
                       f"{step + 1}; training stopped there and the weights are those before "
                       "that batch. Lower the learning rate or the penalties (or look for "

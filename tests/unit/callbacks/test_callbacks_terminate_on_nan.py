@@ -124,3 +124,35 @@ def test_train_on_batch_returns_the_bad_batch_s_values_as_keras():
     assert loss == np.inf
     expected = np.abs(x[24:].astype(np.float64) @ kernel + bias - 1).mean()
     assert mae == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_diverged_epoch_keras_would_not_validate_has_no_validation_values():
+    x, y = _overflowing_fit_data()
+    model = Sequential([Dense(1, input_shape=(3,))], seed=0)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    with pytest.warns(UserWarning, match="became NaN or infinite"):
+        history = model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0,
+                            validation_data=(x[:8], y[:8]), validation_freq=2)
+    assert sorted(history.history) == ["loss", "mae"]  # as Keras's: epoch 1 not validated
+
+
+def test_a_deferred_check_calls_the_bad_batch_s_hooks_once(monkeypatch, capsys):
+    """Off the CPU the engine checks every few steps: the batch hooks have run for the bad
+    batch and those after it by then, so they are not called again, and the epoch's
+    values are NaN (its running logs hold the later batches too)."""
+    import reglab.engine.epoch as epoch
+
+    monkeypatch.setattr(epoch, "divergence_check_steps", lambda device: 8)
+    x, y = _overflowing_fit_data()
+    x = np.concatenate([x, x[:24]])  # batch 3 overflows, seven batches before the check
+    y = np.concatenate([y, y[:24]])
+    model = Sequential([Dense(1, input_shape=(3,))], seed=0)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    seen = _Seen()
+    with pytest.warns(UserWarning, match="epoch 1, batch 4"):
+        history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                            callbacks=[seen.callback, TerminateOnNaN()])
+    batches = [batch for batch, _ in seen.batches]
+    assert batches == sorted(set(batches)) and batches[:4] == [0, 1, 2, 3]
+    assert capsys.readouterr().out.count("Invalid loss") == 1
+    assert len(history.history["loss"]) == 1
