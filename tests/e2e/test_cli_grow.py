@@ -26,6 +26,16 @@ def grown(text: str) -> str:
                         '{ type = "L1", l1 = 0.001 }\n[variants.dropout]')
 
 
+def stored_study(tmp_path):
+    """``(study file, its store, a CliRunner)``: the tiny study run once."""
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    cli = CliRunner()
+    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
+                             "--no-report"]).exit_code == 0
+    return study, out, cli
+
+
 def epochs(out):
     import sqlite3
 
@@ -70,11 +80,7 @@ def test_more_seeds_variants_and_sweep_values_train_only_the_new_runs(tmp_path):
 ], ids=["epochs", "a-variant-s-settings", "a-sweep-value-replaced", "a-variant-removed",
         "a-seed-replaced"])
 def test_a_study_changed_otherwise_is_still_another_study(tmp_path, edit, said):
-    study = write_study(tmp_path)
-    out = tmp_path / "out"
-    cli = CliRunner()
-    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
-                             "--no-report"]).exit_code == 0
+    study, out, cli = stored_study(tmp_path)
     stored = finished(out)
     study.write_text(edit(study.read_text()) + "\n[variants.more]\nkernel_regularizer = "
                      '{ type = "L2", l2 = 0.5 }\n')  # grown too, which does not save it
@@ -129,11 +135,7 @@ def test_a_study_killed_then_grown_goes_on_from_its_checkpoint(tmp_path):
 
 
 def test_a_study_run_again_with_fewer_seeds_says_how_to_go_on(tmp_path):
-    study = write_study(tmp_path)
-    out = tmp_path / "out"
-    cli = CliRunner()
-    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
-                             "--no-report"]).exit_code == 0
+    study, out, cli = stored_study(tmp_path)
     stored = finished(out)
     refused = cli.invoke(main, ["run", str(study), "--out", str(out), "--seeds", "2",
                                 "--quiet", "--no-report"])
@@ -151,11 +153,8 @@ def test_a_new_run_that_repeats_a_stored_one_takes_its_results(tmp_path, before)
     import json
     import sqlite3
 
-    study = write_study(tmp_path)
-    cli = CliRunner()
-    out, reference = tmp_path / "out", tmp_path / "reference"
-    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
-                             "--no-report"]).exit_code == 0
+    study, out, cli = stored_study(tmp_path)
+    reference = tmp_path / "reference"
     twin = '[variants.l2one]\nkernel_regularizer = { type = "L2", l2 = 0.1 }\n'
     text = study.read_text()
     grown_study = tmp_path / "grown.toml"
@@ -181,11 +180,7 @@ def test_a_new_run_that_repeats_a_stored_one_takes_its_results(tmp_path, before)
 def test_a_new_variant_that_would_reshape_every_run_is_refused_saying_why(tmp_path, variant):
     """Label smoothing (or MixUp, CutMix) in one variant puts its layer in every run of the
     study, at 0 elsewhere: the runs stored without it would not be the grown study's."""
-    study = write_study(tmp_path)
-    out = tmp_path / "out"
-    cli = CliRunner()
-    assert cli.invoke(main, ["run", str(study), "--out", str(out), "--quiet",
-                             "--no-report"]).exit_code == 0
+    study, out, cli = stored_study(tmp_path)
     stored = finished(out)
     key = variant.split()[0]
     study.write_text(study.read_text() + f"[variants.new]\n{variant}\n")
