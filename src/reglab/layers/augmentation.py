@@ -55,13 +55,27 @@ class _Augmentation(Layer):
         return x  # inference; in training the engine applies the fused warp
 
     def structure(self):
-        return (type(self).__name__, tuple(sorted(
-            (k, str(v)) for k, v in self.get_config().items() if k not in ("name", "seed"))))
+        return _structure(self)
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.keras_fill_mode,
                 "interpolation": self.interpolation, "seed": self.seed,
                 "fill_value": self.fill_value}
+
+
+def _structure(layer: Layer) -> tuple:
+    """An augmentation layer's settings, which members of a population share: its config
+    but its name and seed, each number as a float and each sequence as a list, so that
+    equal settings written otherwise (``(0, 255)`` and ``[0.0, 255.0]``; the factor ``0.2``
+    and ``(0, 0.2)``, which read the same) are one structure."""
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return value
+    return (type(layer).__name__, tuple(sorted(
+        (k, str(plain(v))) for k, v in layer.get_config().items() if k not in ("name", "seed"))))
 
 
 class RandomFlip(_Augmentation):
@@ -186,8 +200,7 @@ class _ValueAugmentation(Layer):
         return x  # inference; in training the engine changes the batch's values
 
     def structure(self):
-        return (type(self).__name__, tuple(sorted(
-            (k, str(v)) for k, v in self.get_config().items() if k not in ("name", "seed"))))
+        return _structure(self)
 
     def _bounds(self, scale: float, offset: float) -> tuple[float, float]:
         """The value range in the raw batch's units, a Rescaling ``x -> scale x + offset``
