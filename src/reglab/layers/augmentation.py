@@ -178,7 +178,7 @@ class _ValueAugmentation(Layer):
 
     is_augmentation = True
     changes_values = True
-    _FACTOR_BOUNDS = (-1.0, 1.0)
+    _FACTOR_BOUNDS = (-1, 1)
 
     def __init__(self, factor, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -278,7 +278,7 @@ class RandomContrast(_ValueAugmentation):
         (0, 0.3)
     """
 
-    _FACTOR_BOUNDS = (0.0, 1.0)
+    _FACTOR_BOUNDS = (0, 1)
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(factor, value_range, seed, **kwargs)
