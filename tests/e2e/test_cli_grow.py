@@ -189,3 +189,17 @@ def test_a_new_variant_that_would_reshape_every_run_is_refused_saying_why(tmp_pa
     assert refused.exit_code == 2, refused.output
     assert f"holds this study without {key}, which every run" in refused.output
     assert finished(out) == stored
+
+
+def test_a_study_only_reordered_resumes_keeping_its_runs(tmp_path):
+    study, out, cli = stored_study(tmp_path)
+    stored = finished(out)
+    text = study.read_text()
+    bn = "[variants.bn]\nbatch_norm = true\n"
+    study.write_text(text.replace(bn, "").replace("[variants.baseline]", bn + "[variants.baseline]")
+                     .replace("seeds = 3", "seeds = [2, 0, 1]"))
+    again = cli.invoke(main, ["run", str(study), "--out", str(out), "--no-report"])
+    assert again.exit_code == 0, again.output
+    assert ("resuming the study with its seeds or variants in another order; the 15 finished "
+            "runs stored are kept") in again.output
+    assert finished(out) == stored

@@ -167,7 +167,9 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         raise
     if added:
         finished = sum(store.run_counts().get(status, 0) for status in FINISHED)
-        log(f"extending the study: it adds {added[0].describe()}"
+        grown = added[0].seeds or added[0].variants or added[0].points
+        log((f"extending the study: it adds {added[0].describe()}" if grown else
+             "resuming the study with its seeds or variants in another order")
             + (f"; the {finished} finished runs stored are kept" if finished else ""))
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
