@@ -14,6 +14,8 @@ that share a seed see the same augmented images.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 
 from reglab.engine.rng import epoch_purpose
@@ -48,9 +50,16 @@ class _DrawnAhead:
         return out
 
 
-#: a stage that changes values (RandomBrightness, RandomContrast) rather than warping:
-#: ``(_VALUES, one value per image, the layer)``
-_VALUES = object()
+class _Stage(NamedTuple):
+    """One step of a batch's augmentation, in order: a warp (``key``: fill mode, fill
+    value, interpolation and rounding; ``mats``: ``(N, 3, 3)`` transforms; ``flips``: flips
+    only) or, with ``values_layer``, a change of values (RandomBrightness, RandomContrast;
+    ``mats``: one value per image)."""
+
+    key: tuple | None
+    mats: torch.Tensor
+    flips: bool = False
+    values_layer: Any = None
 
 
 def augments(population, spec=None) -> bool:
@@ -80,7 +89,7 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                          f"{tuple(xb.shape[2:])}. Reshape flat images to (N, 28, 28, 1).")
     h, w = image_shape[0], image_shape[1]
     images = xb.reshape(s * b, *image_shape)
-    stages = []  # (fill key, transforms (S*b, 3, 3))
+    stages: list[_Stage] = []
     if spec is not None and not spec.is_identity:
         # Each group's draws from its own stream, drawn ahead (see TRANSFORM_CHUNK): each
         # group's the same as alone and as drawn batch by batch.
@@ -93,8 +102,8 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                 lambda: _DrawnAhead(spec, h, w, streams.get(seed, purpose)))
 
         mats = torch.cat([ahead(seed, epoch).take(b) for seed, epoch in groups]).to(xb.device)
-        stages.append(((spec.fill_mode, spec.cval, spec.interpolation, "up"), mats,
-                       spec.flips_only))
+        stages.append(_Stage((spec.fill_mode, spec.cval, spec.interpolation, "up"), mats,
+                             spec.flips_only))
     # A Rescaling before the layers (Keras warps its output): the raw batch is warped and
     # rescaled after, so a constant fill is mapped back through it
     from reglab.engine.member import rescaling_before
@@ -106,21 +115,21 @@ def augment_batch(population, xb: torch.Tensor, groups, spec=None) -> torch.Tens
                                                               epoch)) for seed, epoch in groups]
         if getattr(layer, "changes_values", False):  # RandomBrightness, RandomContrast
             values = torch.cat([layer.sample_values(b, stream, xb.device) for stream in streams])
-            stages.append((_VALUES, values, layer))
+            stages.append(_Stage(None, values, values_layer=layer))
             continue
         mats = torch.cat([layer.sample_transforms(b, h, w, stream, xb.device,
                                                   dtype=torch.float64) for stream in streams])
         # Keras 3's layers round a nearest tie as torch.round does (half to even)
         fill = (layer.fill_value - offset) / scale if scale else layer.fill_value
-        stages.append(((layer.fill_mode, fill, layer.interpolation, "even"), mats,
-                       type(layer).__name__ == "RandomFlip"))
+        stages.append(_Stage((layer.fill_mode, fill, layer.interpolation, "even"), mats,
+                             type(layer).__name__ == "RandomFlip"))
     current_key, current, current_flips = None, None, False
-    for key, mats, flips in stages:
-        if key is _VALUES:  # the warps before it first; ``flips`` holds the layer here
+    for key, mats, flips, values_layer in stages:
+        if values_layer is not None:  # the warps before it first
             if current is not None:
                 images = _apply(images, current, current_key, current_flips, warp)
                 current = None
-            images = flips.apply_values(images, mats, scale, offset)
+            images = values_layer.apply_values(images, mats, scale, offset)
             continue
         if current is not None and not (flips or current_flips):  # a warp of its own
             images = _apply(images, current, current_key, current_flips, warp)

@@ -29,6 +29,11 @@ class Extension:
     variants: tuple[str, ...]
     points: tuple[str, ...]  # ``variant: path`` of each sweep given more values
 
+    @property
+    def adds(self) -> bool:
+        """Whether it adds runs (an empty one only reorders the stored study)."""
+        return bool(self.seeds or self.variants or self.points)
+
     def describe(self) -> str:
         """``seeds 5-9, variant l1 and sweep values in l2: kernel_regularizer.l2``; a study
         only reordered: ``nothing (its seeds or variants in another order)``."""

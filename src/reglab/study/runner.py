@@ -167,8 +167,7 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
         raise
     if added:
         finished = sum(store.run_counts().get(status, 0) for status in FINISHED)
-        grown = added[0].seeds or added[0].variants or added[0].points
-        log((f"extending the study: it adds {added[0].describe()}" if grown else
+        log((f"extending the study: it adds {added[0].describe()}" if added[0].adds else
              "resuming the study with its seeds or variants in another order")
             + (f"; the {finished} finished runs stored are kept" if finished else ""))
     if fresh:
@@ -276,12 +275,11 @@ def train_plan(store, plan: StudyPlan, executor: Executor, device: str, progress
                     for run in plan.runs])  # in the study file's order
     # A twin takes its run's results (here those a killed study finished before it could),
     # and a run takes a stored twin's (a grown study's new run that repeats a stored one)
-    if plan.twins:
-        store.finish_as_copies(plan.twins)
-        stored = {r.run_id for r in store.runs(status=FINISHED)}
-        store.finish_as_copies({run: twin for twin, run in plan.twins.items()
-                                if twin in stored and run not in stored})
     done = {r.run_id for r in store.runs(status=FINISHED)}
+    if plan.twins:
+        done.update(store.finish_as_copies(plan.twins))
+        done.update(store.finish_as_copies({run: twin for twin, run in plan.twins.items()
+                                            if twin in done and run not in done}))
     jobs = []  # (population index, job)
     for index, shard in _cut(store, plan, executor, device, done):
         jobs.append((index, PopulationJob(spec, shard, device, checkpoints.path_for(

@@ -129,3 +129,10 @@ def test_many_new_seeds_are_said_as_ranges(tmp_path):
     stored = canonical(tmp_path, seeds="[0, 1, 2, 4]")
     added = extension(stored, canonical(tmp_path, seeds="[0, 1, 2, 4, 3, 5, 6, 7, 9, 10, 12]"))
     assert added.describe() == "seeds 3, 5-7, 9, 10, 12"
+
+
+def test_the_study_wide_keys_are_the_batch_transforms_a_study_builds():
+    from reglab.study.build import BATCH_TRANSFORMS
+    from reglab.study.spec import STUDY_WIDE_KEYS
+
+    assert set(STUDY_WIDE_KEYS) == set(BATCH_TRANSFORMS)
