@@ -100,12 +100,16 @@ class Dense(Layer):
         if groups is None and is_shared(x, input_shape):  # (B, ..., in): every member sees it
             groups, x = shared_input.MemberGroups.single(members, x.device), x.unsqueeze(0)
         backward = None
+        # relu made with the products (a pass over the output fewer), where they take it
+        relu = explicit and not ctx.logits and self.activation is torch.relu
+        activated = False  # whether z is already the relu of the products
         if groups is not None and shared_input.applies(self.units, x):
             # (G, B, ..., in): one row per seed group
             lead = x.shape[1:-1]
             x3 = x if x.dim() == 3 else x.reshape(x.shape[0], -1, x.shape[-1])
             if explicit:
-                z = shared_input.forward_grouped(x3, kernel, bias, groups)
+                z = shared_input.forward_grouped(x3, kernel, bias, groups, relu)
+                activated = relu
 
                 def backward(dz, need_x):  # the direct step takes a pending gradient
                     return shared_input.backward_grouped(
@@ -142,7 +146,7 @@ class Dense(Layer):
         elif not explicit or self.activation is activations.linear:
             y, activation_backward = activations.apply(self.activation, z), None
         else:  # relu: autograd's own gradient of it
-            y = torch.relu(z)
+            y = z if activated else torch.relu(z)
 
             def activation_backward(dy):
                 return torch.ops.aten.threshold_backward(dy, y, 0)

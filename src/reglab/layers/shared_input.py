@@ -139,24 +139,29 @@ def _scatter(dest: torch.Tensor, who, blocks: torch.Tensor) -> None:
 
 
 def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
-                    groups: MemberGroups) -> torch.Tensor:
+                    groups: MemberGroups, relu: bool = False) -> torch.Tensor:
     """``y[m] = x[group(m)] @ kernel[m] (+ bias[m])`` in ``x``'s dtype: one product per
     member when the kernel has that dtype, else one GEMM per group (the float32 weights
-    under mixed precision cast while laid side by side)."""
+    under mixed precision cast while laid side by side). With ``relu``, ``torch.relu(y)``:
+    made on each member's block as its product ends where the native loops run, else by
+    torch over the whole output (relu of relu is relu, bit for bit)."""
     if _one_member(x, kernel):
-        return _alone(x, kernel, bias)
+        y = _alone(x, kernel, bias)
+        return torch.relu(y) if relu else y
     per_member = kernel.dtype == x.dtype
     members, b, n_in, units = kernel.shape[0], x.shape[1], kernel.shape[1], kernel.shape[2]
     y = x.new_empty(members, b, units)
     views = None  # per member, made once when a group needs torch's calls
+    activated = True  # whether every group's relu has been made (where asked)
     for g, who in enumerate(groups.members):
         k = _size(who)
         if k == 0:
             continue
         if per_member:  # each member's product into its own rows of y
             if isinstance(who, slice) and member_products.addmm(
-                    x[g], kernel[who], None if bias is None else bias[who], y[who]):
+                    x[g], kernel[who], None if bias is None else bias[who], y[who], relu):
                 continue  # the same products, made from C in one call (float32 on a CPU)
+            activated = False
             if views is None:  # every member's views in one call each (not three indexings
                 views = (x.unbind(0), kernel.unbind(0), y.unbind(0),  # per member)
                          None if bias is None else bias.unbind(0))
@@ -167,6 +172,7 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
                 else:
                     products.addmm(biases[m], xs[g], kernels[m], out=ys[m])
             continue
+        activated = False
         side = _gather(kernel, who, x.dtype).view(n_in, k * units)
         # A group of one writes straight into its member's block of y.
         out = y[who.start] if k == 1 and isinstance(who, slice) else None
@@ -177,7 +183,7 @@ def forward_grouped(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | 
                                  x[g], side, out=out)
         if k > 1 or not isinstance(who, slice):
             _scatter(y, who, out.view(b, k, units))
-    return y
+    return torch.relu(y) if relu and not activated else y
 
 
 def backward_grouped(x: torch.Tensor, kernel: torch.Tensor, dy: torch.Tensor,

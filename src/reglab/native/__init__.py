@@ -53,7 +53,7 @@ _SIGNATURES = {
         "reglab_lay_side_by_side_bf16", "reglab_take_side_by_side_bf16",
         "reglab_lay_side_by_side_u16", "reglab_take_side_by_side_u16")},
     "reglab_members_addmm_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _I64, _F32P,
-                                 _I64, _F32P),
+                                 _I64, _INT, _F32P),
     "reglab_members_kernel_grad_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P, _F32P),
     "reglab_adam_step_member_products_f32": (_F32P, _I64, _INT, _INT, _INT, _F32P, _F32P,
                                              _F32P, _F32P, _F32P, _F32P, _F32P, _F32P, _F32P),

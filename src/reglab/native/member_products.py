@@ -79,11 +79,13 @@ def _blocks(t: torch.Tensor) -> bool:
 
 
 def addmm(x: torch.Tensor, kernels: torch.Tensor, biases: torch.Tensor | None,
-          out: torch.Tensor) -> bool:
+          out: torch.Tensor, relu: bool = False) -> bool:
     """``out[m] = biases[m] + x @ kernels[m]`` (``x @ kernels[m]`` without biases) for the
     k members of a group: ``x`` ``(b, in)``, ``kernels`` ``(k, in, units)``, ``biases``
-    ``(k, units)``, ``out`` ``(k, b, units)`` contiguous; torch's ``addmm`` / ``mm`` for each.
-    False (nothing written) where the loops do not apply."""
+    ``(k, units)``, ``out`` ``(k, b, units)`` contiguous; torch's ``addmm`` / ``mm`` for each,
+    and with ``relu`` torch's ``relu`` of it, applied to each member's block just made (one
+    pass over the layer's output fewer). False (nothing written) where the loops do not
+    apply."""
     if not (x.dim() == 2 and kernels.dim() == 3 and out.numel() and x.numel()
             and out.shape == (kernels.shape[0], x.shape[0], kernels.shape[2])
             and out.shape[1:] != (1, 1)  # torch makes a (1, 1) product otherwise than sgemm
@@ -94,18 +96,18 @@ def addmm(x: torch.Tensor, kernels: torch.Tensor, biases: torch.Tensor | None,
             and x.is_contiguous() and out.is_contiguous() and _blocks(kernels)
             and available()):
         return False
-    _addmm(x, kernels, biases, out)
+    _addmm(x, kernels, biases, out, relu)
     torch.autograd.graph.increment_version(out)  # an in-place write, as torch's out= counts
     return True
 
 
-def _addmm(x, kernels, biases, out) -> None:
+def _addmm(x, kernels, biases, out, relu: bool = False) -> None:
     """The C loop of :func:`addmm` on tensors already checked."""
     count, n_in, units = kernels.shape
     native.library().reglab_members_addmm_f32(
         sgemm_address(), count, x.shape[0], n_in, units, x.data_ptr(), kernels.data_ptr(),
         kernels.stride(0), None if biases is None else biases.data_ptr(),
-        0 if biases is None else biases.stride(0), out.data_ptr())
+        0 if biases is None else biases.stride(0), int(relu), out.data_ptr())
 
 
 def kernel_grad(x: torch.Tensor, dy: torch.Tensor, out: torch.Tensor) -> bool:
@@ -164,4 +166,16 @@ def _agrees_with_torch() -> bool:
             torch.mm(x.t(), dy[m], out=grad_torch[m])
         if not (torch.equal(out, out_torch) and torch.equal(grad, grad_torch)):
             return False
-    return True
+    return _relu_agrees()
+
+
+def _relu_agrees() -> bool:
+    """Whether the loops' relu keeps torch's bits: NaN of either sign and infinities as
+    torch's ``relu`` leaves them, negative values to +0."""
+    special = torch.tensor([-0.0, 0.0, float("nan"), -float("nan"), float("inf"),
+                            -float("inf"), -1e-45, 1e-45, -3.5, 2.25])
+    x, kernels = torch.ones(1, 1), special.view(1, 1, -1)  # one product each: the value
+    made, out = torch.empty(1, 1, special.numel()), torch.empty(1, 1, special.numel())
+    _addmm(x, kernels, None, made)
+    _addmm(x, kernels, None, out, relu=True)
+    return bool(torch.equal(out.view(torch.int32), torch.relu(made).view(torch.int32)))

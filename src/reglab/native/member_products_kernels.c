@@ -20,12 +20,19 @@
 
 #include "sgemm.h"
 
-/* y[m] = bias[m] + x @ kernel[m] (bias may be NULL: x @ kernel[m]) for members m < count;
+/* torch's relu in place: 0 where v < 0, else v itself (NaN, -0 and +inf kept, bit for bit). */
+static void relu_in_place(float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        v[i] = v[i] < 0.0f ? 0.0f : v[i];
+}
+
+/* y[m] = bias[m] + x @ kernel[m] (bias may be NULL: x @ kernel[m]) for members m < count,
+ * then relu(y[m]) where `relu` is nonzero, on each member's block while it is in cache;
  * kernel: count blocks of (in, units), `kernel_stride` floats apart; bias: rows of units,
  * `bias_stride` apart; y: count blocks of (rows, units), contiguous. */
 void reglab_members_addmm_f32(void *sgemm, int64_t count, int rows, int in, int units,
                               const float *x, const float *kernel, int64_t kernel_stride,
-                              const float *bias, int64_t bias_stride, float *y) {
+                              const float *bias, int64_t bias_stride, int relu, float *y) {
     reglab_sgemm gemm = (reglab_sgemm)sgemm;
     const float one = 1.0f, zero = 0.0f;
     for (int64_t m = 0; m < count; m++) {
@@ -36,6 +43,8 @@ void reglab_members_addmm_f32(void *sgemm, int64_t count, int rows, int in, int 
                        (size_t)units * sizeof(float));
         gemm("N", "N", &units, &rows, &in, &one, kernel + m * kernel_stride, &units, x, &in,
              bias != NULL ? &one : &zero, out, &units);
+        if (relu)
+            relu_in_place(out, (int64_t)rows * units);
     }
 }
 

@@ -65,9 +65,9 @@ def test_a_population_of_several_seeds_takes_the_shared_gemm(monkeypatch):
     calls = []
     original = shared_input.forward_grouped  # both training paths' (engine/direct_step.py)
 
-    def spy(x, kernel, bias, groups):
+    def spy(x, kernel, bias, groups, relu=False):
         calls.append((tuple(x.shape), len(groups.members)))
-        return original(x, kernel, bias, groups)
+        return original(x, kernel, bias, groups, relu)
 
     monkeypatch.setattr(shared_input, "forward_grouped", spy)
     rng = np.random.default_rng(0)

@@ -63,6 +63,46 @@ def test_the_loops_are_torchs_products_bit_for_bit(loops, members, rows, n_in, u
     assert torch.equal(grad, _torch_kernel_grad(x, dy[who]))
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_loops_relu_is_torchs_relu_of_the_products_bit_for_bit(loops, with_bias):
+    """The relu made on each member's block (Dense(activation="relu")'s forward) is
+    torch.relu of the product, bit for bit, also where a bias row is NaN of either sign or
+    infinite (x and kernels of either sign: about half the outputs negative)."""
+    g = torch.Generator().manual_seed(11)
+    x, kernels = torch.randn(32, 50, generator=g), torch.randn(6, 50, 16, generator=g)
+    biases = torch.randn(6, 16, generator=g) if with_bias else None
+    if with_bias:
+        biases[1, :4] = torch.tensor([float("nan"), -float("nan"), float("inf"),
+                                      -float("inf")])
+    out = torch.full((6, 32, 16), float("nan"))
+    assert member_products.addmm(x, kernels, biases, out, relu=True)
+    expected = torch.relu(_torch_addmm(x, kernels, biases))
+    assert 0.3 < (expected == 0).float().mean() < 0.7
+    assert torch.equal(out.view(torch.int32), expected.view(torch.int32))
+
+
+def test_a_grouped_relu_is_torchs_where_the_loops_run_and_where_they_do_not(loops,
+                                                                               monkeypatch):
+    """shared_input.forward_grouped(relu=True): the native loops' relu on some groups and
+    torch's over the output where a group falls back (an interleaved group, the loops off)
+    give torch.relu of the products without it, bit for bit."""
+    from reglab.layers.shared_input import MemberGroups, forward_grouped
+
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 20, 30, generator=g)
+    kernels, biases = torch.randn(5, 30, 16, generator=g), torch.randn(5, 16, generator=g)
+    for rows in ([0, 0, 0, 1, 1], [0, 1, 0, 1, 0]):
+        groups = MemberGroups.from_rows(rows, "cpu")
+        plain = forward_grouped(x, kernels, biases, groups)
+        expected = torch.relu(plain).view(torch.int32)
+        assert torch.equal(forward_grouped(x, kernels, biases, groups, relu=True)
+                           .view(torch.int32), expected)
+        with monkeypatch.context() as off:
+            off.setattr(member_products, "addmm", lambda *args: False)
+            assert torch.equal(forward_grouped(x, kernels, biases, groups, relu=True)
+                               .view(torch.int32), expected)
+
+
 def test_special_values_pass_through_as_in_torch(loops):
     x = torch.tensor([[1.0, float("inf")], [float("nan"), 0.0], [-0.0, 3e38]])
     kernels = torch.tensor([[[2.0, 0.0], [1.0, -1.0]], [[0.0, 1e-40], [3e38, 1.0]]])
