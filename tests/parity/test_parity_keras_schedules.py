@@ -54,6 +54,17 @@ def test_each_schedule_gives_keras_s_rates(name, arguments):
     assert [again(s) for s in steps] == [ours(s) for s in steps]
 
 
+@pytest.mark.parametrize(("name", "arguments"), SCHEDULES,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(SCHEDULES)])
+def test_each_schedule_keeps_the_name_it_is_given_as_keras(name, arguments):
+    ours = getattr(reglab.optimizers.schedules, name)(**arguments, name="my_schedule")
+    theirs = getattr(keras.optimizers.schedules, name)(**arguments, name="my_schedule")
+    assert ours.name == theirs.name == "my_schedule"
+    assert ours.get_config()["name"] == theirs.get_config()["name"] == "my_schedule"
+    default = getattr(reglab.optimizers.schedules, name)(**arguments)
+    assert default.name == getattr(keras.optimizers.schedules, name)(**arguments).name
+
+
 def pair(optimizer, make_rate):
     def build(api):
         model = api.Sequential([api.Input((5,)), api.layers.Dense(6, activation="relu"),

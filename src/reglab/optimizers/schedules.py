@@ -115,9 +115,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
         owner = type(self).__name__
-        for name, given in (("boundaries", boundaries), ("values", values)):
+        for key, given in (("boundaries", boundaries), ("values", values)):
             if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
-                raise ConfigError(f"{owner}: '{name}' must be a list of numbers. "
+                raise ConfigError(f"{owner}: '{key}' must be a list of numbers. "
                                   f"Got {given!r}.")
         boundaries, values = list(boundaries), list(values)
         if len(boundaries) != len(values) - 1:
