@@ -285,3 +285,50 @@ def test_model_checkpoint_every_n_batches_saves_where_keras_saves(tmp_path, save
             for got, want in zip(model.get_weights(), weights[(epoch, batch)]):
                 np.testing.assert_array_equal(got, want)
     assert saved["reglab"] == saved["keras"] and saved["keras"]
+
+
+@pytest.mark.parametrize("factor", [0.1, 0.3, 0.7])
+def test_reduce_lr_on_plateau_cuts_again_and_again_to_keras_s_float32_rates(factor):
+    """Keras multiplies its float32 variable's value (0.1 as 0.10000000149): five cuts in a
+    row land on its rates exactly, not one float32 step off."""
+    values = [1.0] * 7  # no improvement: a cut every epoch after the first
+
+    def rates(callback, model):
+        callback.set_model(model)
+        callback.on_train_begin({})
+        out = []
+        for epoch, value in enumerate(values):
+            callback.on_epoch_end(epoch, {"val_loss": value})
+            out.append(float(np.float32(float(model.optimizer.learning_rate))))
+        return out
+
+    keras_model = _keras_model()
+    keras_model.optimizer.learning_rate = 0.1
+    theirs = rates(keras.callbacks.ReduceLROnPlateau(factor=factor, patience=1, min_lr=0.0),
+                   keras_model)
+    model = SimpleNamespace(optimizer=reglab.optimizers.SGD(0.1), stop_training=False)
+    ours = rates(reglab.callbacks.ReduceLROnPlateau(factor=factor, patience=1, min_lr=0.0),
+                 model)
+    assert len(set(theirs)) == len(values)  # a new rate every epoch
+    assert ours == theirs
+
+
+def test_learning_rate_scheduler_passes_and_logs_keras_s_float32_rates():
+    """The schedule function is given the rate as Keras's float32 variable reads it, so a
+    rate cut by a tenth each epoch follows Keras's values, and History logs them."""
+    x = np.random.default_rng(0).standard_normal((32, 2)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+
+    def run(api, model):
+        seen = []
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="mse")
+        schedule = api.callbacks.LearningRateScheduler(
+            lambda epoch, lr: (seen.append(lr), lr * 0.1)[1])
+        history = model.fit(x, y, epochs=5, batch_size=32, verbose=0, shuffle=False,
+                            callbacks=[schedule])
+        return seen, history.history["learning_rate"]
+
+    theirs = run(keras, keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    ours = run(reglab, reglab.models.Sequential([reglab.layers.Input((2,)),
+                                                 reglab.layers.Dense(1)]))
+    assert ours == theirs

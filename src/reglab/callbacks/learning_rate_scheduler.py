@@ -46,7 +46,8 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
         try:
-            rate = self.schedule(epoch, float(optimizer.learning_rate))
+            # the rate as Keras's float32 variable reads (0.1 as 0.10000000149)
+            rate = self.schedule(epoch, float(np.float32(optimizer.learning_rate)))
         except TypeError:  # Keras's fallback: the one-argument form
             rate = self.schedule(epoch)
         if isinstance(rate, bool) or not isinstance(rate, (float, np.float32, np.float64)):

@@ -119,10 +119,10 @@ class ReduceLROnPlateau(Callback):
                 self._reduce(epoch)
 
     def _reduce(self, epoch: int) -> None:
-        old_lr = float(self.model.optimizer.learning_rate)
-        # Keras reads a float32 variable: `old_lr > np.float32(min_lr)`. Comparing both
-        # in float32 makes the same decisions, so a rate already at min_lr stays put.
-        if np.float32(old_lr) > np.float32(self.min_lr):
+        # Keras reads its float32 variable (0.1 as 0.10000000149) and multiplies that, so
+        # rates cut again and again land on its float32 values
+        old_lr = float(np.float32(self.model.optimizer.learning_rate))
+        if old_lr > np.float32(self.min_lr):  # so a rate already at min_lr stays put
             new_lr = max(old_lr * self.factor, self.min_lr)
             self.model.optimizer.learning_rate = new_lr
             if self.verbose > 0:
