@@ -102,15 +102,22 @@ def test_the_first_value_is_the_best_whatever_it_is():
     assert after == [1.0, 0.5, 0.25]
 
 
+def _keras_cut(rate: float, factor: float) -> float:
+    """Keras's new rate: its float32 variable's value (read as a Python float) times the
+    factor."""
+    return float(np.float32(rate)) * factor
+
+
 def test_rate_at_min_lr_in_float32_is_not_reduced_again():
-    # 0.1 -> 0.1 * 0.1 -> 0.1 * 0.1 * 0.1 = 0.0010000000000000002 in float64, above
-    # min_lr=1e-3; Keras holds the rate in float32, where the two are equal, so it stops
-    # reducing (and printing) there, and wait keeps counting.
+    # 0.1 -> 0.010000000149011612 (Keras's product of its float32 rate) -> 0.001 (the
+    # product, 0.0009999999776482583, raised to min_lr); the float32 rate is then min_lr's
+    # in float32, where Keras compares, so it stops reducing (and printing) there, and
+    # wait keeps counting.
     callback = ReduceLROnPlateau(factor=0.1, patience=1, min_lr=1e-3)
     after, _ = _run(callback, [1.0] * 5, lr=0.1)
-    lowest = 0.1 * 0.1 * 0.1
-    assert after[:3] == [0.1, 0.1 * 0.1, lowest]
-    assert lowest > 1e-3 and np.float32(lowest) == np.float32(1e-3)
+    second = _keras_cut(0.1, 0.1)
+    assert second != 0.1 * 0.1 and _keras_cut(second, 0.1) < 1e-3
+    assert after[:3] == [0.1, second, 1e-3]
     assert after[3] == after[4] == after[2]
     assert callback.wait == 2
 
@@ -150,6 +157,7 @@ def test_fit_applies_the_new_rate_from_the_next_epoch():
     history = tiny_model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[callback])
     assert history.history["learning_rate"] == [float(np.float32(v))
                                                 for v in (0.001, 0.001, 0.0005)]
-    assert tiny_model.optimizer.learning_rate == 0.00025
+    halved = _keras_cut(0.001, 0.5)
+    assert tiny_model.optimizer.learning_rate == _keras_cut(halved, 0.5)
     # The engine trained epoch 2 with the rate set at the end of epoch 1.
-    assert tiny_model._population.hyperparameter(0, "learning_rate") == 0.0005
+    assert tiny_model._population.hyperparameter(0, "learning_rate") == halved
