@@ -84,6 +84,8 @@ class Sequential:
         #: whether compile was given metrics (Keras then groups them as 'compile_metrics')
         self._metrics_given = False
         self._compiled = False
+        #: whether the compiled optimizer had stepped for another model (fit refuses it)
+        self._optimizer_elsewhere = False
         self._population: Population | None = None
         #: True while fit trains the population (it is not rebuilt under it)
         self._fitting = False
@@ -238,7 +240,8 @@ class Sequential:
                 for layer in gated:
                     layer.trainable = True
             self._built_signature = self._signature()
-            _attach(self.optimizer, self._population)
+            if not self._optimizer_elsewhere:  # it reads the model it has trained
+                _attach(self.optimizer, self._population)
         return self._population
 
     def _engine_layers(self, packed: bool = True) -> list[Layer]:
@@ -325,6 +328,10 @@ class Sequential:
         # the same optimizer object keeps its state (its step count, Adam's moments), as
         # Keras's optimizer keeps its variables; another one starts fresh
         kept = self._population if optimizer is self.optimizer else None
+        # an optimizer that has stepped for another model is bound to that model's weights:
+        # Keras's fit then fails ('Unknown variable'), and so does this model's
+        elsewhere = (optimizer is not self.optimizer and optimizer.iterations > 0
+                     if isinstance(optimizer, optimizers_module.Optimizer) else False)
         previous = (self.optimizer, self.loss, self.logged_metric_names, self._metrics_given,
                     self._population_metrics, self._compiled, self._population)
         self.optimizer, self.loss, self.logged_metric_names = optimizer, loss, names
@@ -335,6 +342,7 @@ class Sequential:
         self._metrics_given = metrics is not None
         self._population_metrics = population_metrics
         self._compiled, self._population = True, None
+        self._optimizer_elsewhere = elsewhere
         try:
             if self._input_shape is not None and self._layers:
                 self._build()
@@ -345,6 +353,7 @@ class Sequential:
         except Exception:
             (self.optimizer, self.loss, self.logged_metric_names, self._metrics_given,
              self._population_metrics, self._compiled, self._population) = previous
+            self._optimizer_elsewhere = False
             raise
 
     def _compile_outputs(self, loss, metrics, loss_weights, weighted_metrics=None):
@@ -894,7 +903,7 @@ class Sequential:
     def __setstate__(self, state: dict) -> None:
         """Unpickled or copied: a loss-scaling optimizer reads the copy's own member."""
         self.__dict__.update(state)
-        if self._population is not None:
+        if self._population is not None and not self._optimizer_elsewhere:
             _attach(self.optimizer, self._population)
 
 

@@ -187,6 +187,19 @@ def _verbose(verbose, where: str = "fit") -> int:
     return verbose
 
 
+def _check_own_optimizer(model, where: str) -> None:
+    """Keras's refusal to train a model with an optimizer built on another model's weights
+    (its 'Unknown variable'): its steps and moments are that model's."""
+    if getattr(model, "_optimizer_elsewhere", False):
+        optimizer = model.optimizer
+        raise ValueError(
+            f"{where}: this model was compiled with an optimizer ({type(optimizer).__name__}) "
+            f"that has already trained another model ({optimizer.iterations} steps): its "
+            f"state belongs to that model's weights, and Keras refuses it here too ('Unknown "
+            f"variable'). Compile this model with a new optimizer, e.g. "
+            f"{type(optimizer).__name__}.from_config(optimizer.get_config()).")
+
+
 def _ensure_ready(model, x_shape):
     if not model._compiled or model.loss is None:
         raise ConfigError("Sequential: call model.compile(optimizer=..., loss=...) before "
@@ -255,6 +268,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     shape = (np.shape(data.x) if data.x is not None
              else None if first_epoch is None else first_epoch[0].shape)
     population = _ensure_ready(model, shape)
+    _check_own_optimizer(model, "fit")
     population.reset_divergence()  # a Keras model trains again after a non-finite loss
     model.stop_training = False
     # a History among the callbacks is the one fit returns and fills, as Keras's
@@ -445,6 +459,7 @@ def train_on_batch(model, x, y, sample_weight, class_weight, return_dict):
         sample_weight = fit_data.class_weights_to_sample_weights(y, class_weight,
                                                                  sample_weight)
     population = _ensure_ready(model, np.shape(x))
+    _check_own_optimizer(model, "train_on_batch")
     population.reset_divergence()
     learning_rate = model.optimizer.learning_rate
     if model.optimizer.schedule is None and \
