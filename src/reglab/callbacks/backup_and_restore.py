@@ -40,8 +40,9 @@ class BackupAndRestore(Callback):
             raises ``ConfigError``; Keras supports it).
         double_checkpoint: also keep the backup before the last one
             (``backup_dir/previous.pt``), used when the last cannot be read.
-        delete_checkpoint: delete the backup when training ends (as Keras; a training
-            that was interrupted keeps it for the next ``fit``).
+        delete_checkpoint: delete the backup when training ends, and the directory if
+            nothing else is in it (Keras deletes the directory whatever it holds; a
+            training that was interrupted keeps it for the next ``fit``).
 
     As in Keras, callbacks' own state (``EarlyStopping``'s counters, say) is not backed up,
     and ``History`` holds the epochs trained by the resumed call only. Arrays and
@@ -143,3 +144,8 @@ class BackupAndRestore(Callback):
         if self.delete_checkpoint:
             for path in (self._latest, self._previous):
                 path.unlink(missing_ok=True)
+            # Keras removes the backup directory too; only where nothing else is in it here
+            try:
+                Path(self.backup_dir).rmdir()
+            except OSError:  # missing, or holding a user's files: left as it is
+                pass

@@ -70,7 +70,12 @@ def test_an_interrupted_fit_goes_on_from_its_backup(tmp_path, interrupt_at):
 def test_without_a_backup_the_fit_starts_at_its_beginning_and_keeps_none(tmp_path):
     history = fit(model(), [BackupAndRestore(tmp_path / "new")], epochs=2)
     assert history.epoch == [0, 1]
-    assert not (tmp_path / "new" / "latest.pt").exists()
+    assert not (tmp_path / "new").exists()  # its directory removed too, as Keras removes it
+    shared = tmp_path / "shared"  # a directory that holds a user's file is kept, with it
+    shared.mkdir()
+    (shared / "notes.txt").write_text("mine")
+    fit(model(), [BackupAndRestore(shared)], epochs=2)
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
     kept = tmp_path / "kept"
     fit(model(), [BackupAndRestore(kept, delete_checkpoint=False)], epochs=2)
     assert (kept / "latest.pt").is_file()
