@@ -561,3 +561,38 @@ def test_progress_lines_of_fit_evaluate_and_predict_are_keras_s(capsys):
     assert printed["reglab"] == printed["keras"]
     assert any("━" in line and "T/step - accuracy: N - loss: N" in line
                for line in printed["reglab"])
+
+
+@pytest.mark.parametrize("metrics", [None, [["accuracy"], []]])
+@pytest.mark.parametrize("first", ["predict", "evaluate", "fit", "train_on_batch"])
+def test_a_multi_output_model_s_metrics_names_are_keras_s(metrics, first):
+    """A model with several outputs: ``metrics_names`` gains ``'<output>_loss'`` for each
+    once its loss has been computed (not by ``predict``), and loses them when compiled
+    again, as Keras's."""
+    x = np.ones((10, 8), "float32")
+    y = [np.zeros(10), np.zeros((10, 1), "float32")]
+    names = {}
+    for api in (keras, reglab):
+        inputs = api.Input((8,))
+        outputs = [api.layers.Dense(3, activation="softmax", name="cls")(inputs),
+                   api.layers.Dense(1, name="reg")(inputs)]
+        model = api.Model(inputs, outputs)
+
+        def compile_it(model=model):
+            model.compile(optimizer="sgd", loss=["sparse_categorical_crossentropy", "mse"],
+                          metrics=metrics)
+        compile_it()
+        seen = [list(model.metrics_names)]
+        if first == "predict":
+            model.predict(x, verbose=0)
+        elif first == "evaluate":
+            seen.append(np.size(model.evaluate(x, y, verbose=0)))
+        elif first == "fit":
+            model.fit(x, y, epochs=1, verbose=0)
+        else:
+            model.train_on_batch(x, y)
+        seen.append(list(model.metrics_names))
+        compile_it()
+        seen.append(list(model.metrics_names))
+        names[api.__name__] = seen
+    assert names["reglab"] == names["keras"]

@@ -120,6 +120,17 @@ class Model(Sequential):
         self._output_positions = list(positions)
 
     @property
+    def metrics_names(self) -> list[str]:
+        """Keras 3's (see ``Sequential.metrics_names``); for a model with several outputs,
+        once its loss has been computed (``fit``, ``evaluate``, ``train_on_batch``), also
+        each output's loss, ``'<output>_loss'``, as Keras tracks them."""
+        names = super().metrics_names
+        if self._output_positions is not None and self._compiled and self._loss_built \
+                and self.loss is not None:
+            names += [f"{name}_loss" for name in self.output_names]
+        return names
+
+    @property
     def output_names(self) -> list[str]:
         """The outputs' names (their layers'), as Keras names their losses and metrics."""
         layers = self._engine_layers(packed=False)

@@ -44,6 +44,9 @@ class Sequential:
     """
 
     _warned_fit_generator = False  # the deprecation warning is given once per process
+    # (see __init__; here too for a model pickled before they were kept)
+    _loss_built = False
+    _optimizer_elsewhere = False
 
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None,
                  seed: int | None = None):
@@ -84,6 +87,9 @@ class Sequential:
         #: whether compile was given metrics (Keras then groups them as 'compile_metrics')
         self._metrics_given = False
         self._compiled = False
+        #: whether the compiled loss has been computed (fit, evaluate, train_on_batch): Keras
+        #: then tracks a multi-output model's per-output losses among its metrics
+        self._loss_built = False
         #: whether the compiled optimizer had stepped for another model (fit refuses it)
         self._optimizer_elsewhere = False
         self._population: Population | None = None
@@ -342,7 +348,7 @@ class Sequential:
         self._metrics_given = metrics is not None
         self._population_metrics = population_metrics
         self._compiled, self._population = True, None
-        self._optimizer_elsewhere = elsewhere
+        self._optimizer_elsewhere, self._loss_built = elsewhere, False
         try:
             if self._input_shape is not None and self._layers:
                 self._build()

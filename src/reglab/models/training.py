@@ -206,7 +206,9 @@ def _ensure_ready(model, x_shape):
                           "training or evaluating the model.")
     if model._input_shape is None and x_shape is not None:
         model._input_shape = tuple(x_shape[1:])
-    return model._build()
+    population = model._build()
+    model._loss_built = True
+    return population
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
