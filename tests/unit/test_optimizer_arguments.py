@@ -119,5 +119,10 @@ def test_keras_s_name_and_unset_keras_3_arguments_are_taken(cls):
     given = cls(learning_rate=0.1, name="mine", loss_scale_factor=None,
                 gradient_accumulation_steps=None)
     assert given.hyperparameters() == cls(learning_rate=0.1).hyperparameters()
-    with pytest.raises(ConfigError, match="not recognized: \\['gradient_accumulation_steps'\\]"):
+    with pytest.raises(ConfigError, match="'gradient_accumulation_steps' \\(Keras 3's gradient "
+                       "accumulation\\) is not supported yet; only None is taken. Got "
+                       "gradient_accumulation_steps=4. A batch_size"):
         cls(learning_rate=0.1, gradient_accumulation_steps=4)
+    with pytest.raises(TypeError, match="'loss_scale_factor' \\(Keras 3's static loss "
+                       "scaling\\) is not supported yet.*LossScaleOptimizer"):
+        cls(learning_rate=0.1, loss_scale_factor=8.0)

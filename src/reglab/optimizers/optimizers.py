@@ -201,6 +201,20 @@ class OptimizerMembers:
             -1, *([1] * (ndim - 1)))
 
 
+#: Keras 3's optimizer arguments not supported yet: what they do, and what to do instead
+_NOT_YET = {
+    "gradient_accumulation_steps": (
+        "Keras 3's gradient accumulation",
+        "A batch_size that many times larger averages the same gradients per update (the "
+        "loss is a batch mean), with fewer, larger steps."),
+    "loss_scale_factor": (
+        "Keras 3's static loss scaling",
+        "For float16 training, LossScaleOptimizer (or the 'mixed_float16' policy, which "
+        "compile wraps in one) scales the loss dynamically; in float32 a static scale "
+        "changes nothing but rounding."),
+}
+
+
 def _legacy_arguments(owner: str, kwargs: dict) -> None:
     """Keras 3's arguments an optimizer here has not: ``name`` is taken and ignored (Keras
     names its variables with it), ``loss_scale_factor`` and ``gradient_accumulation_steps``
@@ -211,6 +225,11 @@ def _legacy_arguments(owner: str, kwargs: dict) -> None:
     for key in ("loss_scale_factor", "gradient_accumulation_steps"):  # Keras 3's, unset
         if key in kwargs and kwargs[key] is None:
             del kwargs[key]
+    for key, (what, instead) in _NOT_YET.items():
+        if key in kwargs:
+            raise UnknownArgumentError(
+                f"{owner}: '{key}' ({what}) is not supported yet; only None is taken. Got "
+                f"{key}={kwargs[key]!r}. {instead}")
     if kwargs.pop("decay", None) is not None:
         warnings.warn(f"{owner}: argument `decay` is no longer supported and will be ignored "
                       "(Keras 3; a schedule such as "
