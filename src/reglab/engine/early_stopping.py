@@ -18,6 +18,7 @@ use it, so the rule exists in one place:
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -50,8 +51,19 @@ class EarlyStoppingRule:
                 or self.start_from_epoch < 0):
             raise ConfigError(f"{where}: 'start_from_epoch' must be an int >= 0. "
                               f"Got {self.start_from_epoch!r}.")
-        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, numbers.Real):
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, numbers.Real) \
+                or math.isnan(self.min_delta):
             raise ConfigError(f"{where}: 'min_delta' must be a float. Got {self.min_delta!r}.")
+        if self.baseline is not None and (isinstance(self.baseline, bool) or not isinstance(
+                self.baseline, numbers.Real) or math.isnan(self.baseline)):
+            raise ConfigError(f"{where}: 'baseline' must be a number or None. "
+                              f"Got {self.baseline!r}.")
+        # Keras takes any truth value; a string ('false' is true) is refused as a slip
+        if not (isinstance(self.restore_best_weights, bool) or (isinstance(
+                self.restore_best_weights, numbers.Integral)
+                and self.restore_best_weights in (0, 1))):
+            raise ConfigError(f"{where}: 'restore_best_weights' must be True or False. "
+                              f"Got {self.restore_best_weights!r}.")
         if self.mode not in ("auto", "min", "max"):
             warnings.warn(f"EarlyStopping mode {self.mode} is unknown, fallback to auto mode.",
                           stacklevel=3)

@@ -278,6 +278,7 @@ def plan(members: Sequence[Member]) -> PopulationPlan:
                 raise StructureError(
                     f"Population: members differ in the kind of constraint on "
                     f"{canonical}.{spec.name}: {sorted(map(str, structures))}.")
+            _check_constraint_axes(cons[0], f"{canonical}.{spec.name}", spec.shape)
             regs = [s.regularizer for s in member_specs]
             weight_plans.append(WeightPlan(
                 position, spec, [s.initializer for s in member_specs], cons, regs,
@@ -356,6 +357,20 @@ def extended(old: PopulationPlan, members: Sequence[Member]) -> PopulationPlan:
     for before, after in zip(old.weights, new.weights):
         after.regularizer_values[:first] = before.regularizer_values
     return new
+
+
+def _check_constraint_axes(constraint, where: str, shape) -> None:
+    """A norm constraint's axes within the weight's dimensions (Keras fails on one past
+    them when it first applies it; here it is refused before training)."""
+    axes = getattr(constraint, "axis", None)
+    if constraint is None or axes is None:
+        return
+    ndim = len(shape)
+    for axis in (axes if isinstance(axes, (tuple, list)) else (axes,)):
+        if not -ndim <= axis < ndim:
+            raise ConfigError(f"{where}: {type(constraint).__name__}'s axis {axis} is out of "
+                              f"range for a weight of shape {tuple(shape)} (expected an axis "
+                              f"in {-ndim}..{ndim - 1}). Got axis={axes!r}.")
 
 
 def _check_augmentation_first(layers: list[Layer]) -> None:

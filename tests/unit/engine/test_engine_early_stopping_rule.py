@@ -247,10 +247,23 @@ def test_missing_monitor_warns_once_and_changes_nothing():
     ({"start_from_epoch": -2}, r"'start_from_epoch' must be an int >= 0. Got -2."),
     ({"min_delta": "0.1"}, r"'min_delta' must be a float. Got '0.1'."),
     ({"monitor": ""}, r"'monitor' must be a metric name"),
+    ({"min_delta": float("nan")}, r"'min_delta' must be a float. Got nan."),
+    ({"baseline": "x"}, r"'baseline' must be a number or None. Got 'x'."),
+    ({"baseline": float("nan")}, r"'baseline' must be a number or None. Got nan."),
+    # Keras takes any truth value; 'false' would be true: refused as a slip
+    ({"restore_best_weights": "false"}, r"'restore_best_weights' must be True or False. "
+                                        r"Got 'false'."),
+    ({"restore_best_weights": 2}, r"'restore_best_weights' must be True or False. Got 2."),
 ])
 def test_rule_argument_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         EarlyStoppingRule(**kwargs)
+
+
+def test_keras_s_other_truth_values_and_infinite_deltas_are_taken():
+    assert EarlyStoppingRule(restore_best_weights=1).restore_best_weights == 1
+    assert EarlyStoppingRule(min_delta=float("inf")).min_delta == float("inf")
+    assert EarlyStoppingRule(baseline=0).baseline == 0.0
 
 
 def test_is_improvement():
