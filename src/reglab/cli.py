@@ -132,6 +132,9 @@ def validate(study, seeds, epochs) -> None:
     plan = prepare_study(study, seeds, epochs)
     data = check_study(plan)
     click.echo(_describe(plan))
+    problem = default_directory_problem(plan.spec.name)
+    if problem is not None:  # not an error: run --out DIR places it
+        click.echo(f"note: {problem}")
     if data.class_names:  # a CSV's labels by name: which class is which
         shown = ", ".join(f"{i} = {name}" for i, name in enumerate(data.class_names[:10]))
         more = len(data.class_names) - 10

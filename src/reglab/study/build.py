@@ -60,9 +60,16 @@ class StudyData:
     class_names: tuple[str, ...] | None = None
 
 
+def _typed_node(node) -> dict:
+    """A ``{ type = ..., args }`` node, also written as the bare class name (``"L2"``, as
+    the study file's checks take it)."""
+    return {"type": node} if isinstance(node, str) else node
+
+
 def _regularizer(node):
     if node is None:
         return None
+    node = _typed_node(node)
     args = {k: v for k, v in node.items() if k != "type"}
     return regularizers.deserialize({"class_name": node["type"], "config": args})
 
@@ -70,6 +77,7 @@ def _regularizer(node):
 def _constraint(node):
     if node is None:
         return None
+    node = _typed_node(node)
     args = {k: v for k, v in node.items() if k != "type"}
     return constraints.get({"class_name": node["type"], "config": args})
 
@@ -614,7 +622,7 @@ def _load_test_file(spec: StudySpec, classes=None) -> tuple[np.ndarray, np.ndarr
 def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     """Builds what the study describes and checks it against its data, before any training:
     every variant's model at every sweep point (layers, regularizers, constraints, optimizer,
-    early stopping), each population's members together, and the data against the model's
+    early stopping, augmentation), each population's members together, and the data against the model's
     input shape, output units and loss. Returns the loaded data.
 
     Raises:
@@ -639,6 +647,7 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
         getattr(spec.data, key) for key in REGIME_KEYS) else []
     problems += _averaging_never_starts(plan)
     problems += _accuracy_of_a_regression(spec, data)
+    problems += _error_of_class_indices(spec)
     checked: set[tuple] = set()  # populations that differ only in their data: checked once
     for population in plan.populations:
         firsts: dict[tuple, RunSpec] = {}
@@ -667,6 +676,8 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
         failures: dict[str, list[str]] = {}  # one line per distinct error, naming its variants
         for run in firsts.values():
             try:
+                if run.changes.get("augment"):  # its warp's arguments, checked as built
+                    AffineSpec(**run.changes["augment"])
                 members.append(build_member(spec, run, shape, images))
             except ReglabError as error:
                 failures.setdefault(str(error), []).append(run.variant + _point_label(run))
@@ -720,6 +731,32 @@ def _accuracy_of_a_regression(spec, data) -> list[str]:
             f"not class labels ({why}). Set metrics = [\"mae\"] "
             "(or another error: the table ranks on it, lower is better), or [] to rank on "
             "the loss (the default is ['accuracy'])."]
+
+
+#: Keras's regression metrics (names lowercased, without '_'): an error between numbers
+_REGRESSION_METRICS = frozenset({
+    "mae", "mse", "mape", "msle", "rmse", "meanabsoluteerror", "meansquarederror",
+    "meanabsolutepercentageerror", "meansquaredlogarithmicerror", "rootmeansquarederror",
+    "logcosh", "logcosherror", "r2score"})
+
+
+def _error_of_class_indices(spec) -> list[str]:
+    """A regression metric under a sparse classification loss: it would compare each
+    sample's class index with its class probabilities, about alike for every run (the
+    table would rank noise)."""
+    from reglab import losses
+
+    if getattr(losses.get(spec.training.loss), "target_kind", None) != "sparse":
+        return []
+    errors = [m for m in spec.training.metrics
+              if isinstance(m, str) and m.lower().replace("_", "") in _REGRESSION_METRICS]
+    if not errors:
+        return []
+    return [f"training.metrics: {errors[0]!r} is an error between numbers; with the loss "
+            f"{spec.training.loss!r} the targets are class indices and the predictions class "
+            f"probabilities, so it would compare a class index with each probability, about "
+            f"alike for every run. Expected a classification metric, such as "
+            f"metrics = [\"accuracy\"] (or [] to rank on the loss)."]
 
 
 def _averaging_never_starts(plan: StudyPlan) -> list[str]:

@@ -120,7 +120,15 @@ def _literal_defaults(node: ast.ClassDef) -> dict[str, object] | None:
                 except ValueError:
                     continue  # not a literal: no default to compare with
             return out
-    return None
+    fields = {}  # a dataclass's fields with literal defaults
+    for item in node.body:
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) \
+                and item.value is not None:
+            try:
+                fields[item.target.id] = ast.literal_eval(item.value)
+            except ValueError:
+                continue
+    return fields or None
 
 
 @functools.cache

@@ -103,6 +103,8 @@ VARIANT_NAME = re.compile(
     rf"[^\s\[\]/,=\\{_INVISIBLE}]{{1,{MAX_VARIANT_NAME}}}")
 #: a study's name: a label (the report's title), 1 to 128 printable characters
 MAX_STUDY_NAME = 128
+#: the bytes of one directory name on Linux's file systems (and macOS's)
+MAX_DIRECTORY_NAME_BYTES = 255
 STUDY_NAME = re.compile(rf"[^\x00-\x1f\x7f-\x9f]{{1,{MAX_STUDY_NAME}}}")
 MODEL_KEYS = ("input_shape", "layers", "keras", "factory")
 #: a residual block in a study's layers: { type = "Residual", repeat = 3, layers = [...],
@@ -377,6 +379,10 @@ class StudySpecError(ConfigError):
         super().__init__(f"{source}: {len(problems)} problem(s) in the study file:\n{lines}")
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 class _Checker:
     def __init__(self):
         self.problems: list[str] = []
@@ -393,6 +399,13 @@ class _Checker:
                 self.add(f"{where}: unknown key {key!r}.{did_you_mean(key, allowed)} "
                          f"Expected one of: {', '.join(sorted(allowed))}.")
         return table
+
+    def switches(self, where: str, table: dict, defaults: dict) -> None:
+        """Each argument whose default is true or false given as true or false (a string
+        'false' would be true in Python)."""
+        for key, value in table.items():
+            if isinstance(defaults.get(key), bool) and not isinstance(value, bool):
+                self.add(f"{where}.{key}: expected true or false. Got {value!r}.")
 
     def int_(self, where, value, minimum=1):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -417,13 +430,18 @@ class _Checker:
                      f" Got {table!r}.")
             return None
         type_ = table["type"]
-        if isinstance(type_, str) and names and type_.lower() in names:
+        if not isinstance(type_, str):
+            self.add(f"{where}.type: expected the name of {_article(kind)} {kind} (one of "
+                     f"{', '.join(sorted(known))}). Got {type_!r}.")
+            return None
+        if names and type_.lower() in names:
             type_ = names[type_.lower()]
         if type_ not in known:
             self.add(f"{where}.type: unknown {kind} {type_!r}.{did_you_mean(str(type_), known)}"
                      f" Expected one of: {', '.join(sorted(known))}.")
             return None
         self.keys(where, {k: v for k, v in table.items() if k != "type"}, known[type_])
+        self.switches(where, table, signatures.defaults(kind).get(type_, {}))
         missing = [name for name in signatures.required(kind)[type_] if name not in table]
         if missing:
             self.add(f"{where}: {kind} {type_!r} needs {' and '.join(map(repr, missing))} "
@@ -758,13 +776,27 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
     if "batch_norm" in resolved and not isinstance(resolved["batch_norm"], bool):
         checker.add(f"{where}.batch_norm: expected true or false. Got {resolved['batch_norm']!r}.")
     if "augment" in resolved:
-        checker.keys(f"{where}.augment", resolved["augment"],
-                     signatures.classes("augment")["AffineSpec"])
+        augment = checker.keys(f"{where}.augment", resolved["augment"],
+                               signatures.classes("augment")["AffineSpec"])
+        defaults = signatures.defaults("augment").get("AffineSpec", {})
+        checker.switches(f"{where}.augment", augment, defaults)
+        for key, value in augment.items():  # the ranges: a number (a [low, high] pair too)
+            if type(defaults.get(key)) is float and not (is_number(value) or (
+                    isinstance(value, list) and value and all(map(is_number, value)))):
+                checker.add(f"{where}.augment.{key}: expected a finite number. "
+                            f"Got {value!r}.")
     if "early_stopping" in resolved:
         stop = checker.keys(f"{where}.early_stopping", resolved["early_stopping"],
                             signatures.classes("early_stopping")["EarlyStopping"])
-        if "patience" in stop:
-            checker.int_(f"{where}.early_stopping.patience", stop["patience"], minimum=0)
+        for key in ("patience", "start_from_epoch"):
+            if key in stop:
+                checker.int_(f"{where}.early_stopping.{key}", stop[key], minimum=0)
+        for key in ("min_delta", "baseline"):
+            if key in stop and not is_number(stop[key]):
+                checker.add(f"{where}.early_stopping.{key}: expected a finite number. "
+                            f"Got {stop[key]!r}.")
+        checker.switches(f"{where}.early_stopping", stop,
+                         signatures.defaults("early_stopping").get("EarlyStopping", {}))
     if "optimizer" in resolved:
         _check_optimizer(checker, f"{where}.optimizer", resolved["optimizer"])
     for key, argument in (("mixup", "alpha"), ("cutmix", "factor")):
@@ -847,6 +879,11 @@ def default_directory_problem(name: str) -> str | None:
         return (f"the study's name {name!r} cannot be its default output directory "
                 "runs/<name>: that must be one directory name (no '/' or '\\', not '.' or "
                 "'..'). Give --out DIR, or a name without them.")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_DIRECTORY_NAME_BYTES:
+        return (f"the study's name cannot be its default output directory runs/<name>: it "
+                f"is {size} bytes in UTF-8, and a directory name holds at most "
+                f"{MAX_DIRECTORY_NAME_BYTES}. Give --out DIR, or a shorter name.")
     return None
 
 

@@ -35,7 +35,8 @@ def set_path(tree: dict, path: str, value: Any) -> None:
 
 def format_value(value: Any) -> str:
     """A sweep or search value as run names show it: numbers to 6 significant digits."""
-    return f"{value:.6g}" if is_number(value) else str(value)
+    # -0.0 as 0 (the same setting: two points 0.0 and -0.0 are one value listed twice)
+    return f"{value + 0:.6g}" if is_number(value) else str(value)
 
 
 def is_number(value: Any) -> bool:

@@ -160,3 +160,62 @@ optimizer = { type = "Adagrad", learning_rate = 0.05, initial_accumulator_value 
         assert {type(m.optimizer).__name__ for m in members} in ({"Nadam"}, {"Adagrad"})
         result = Population(members).fit(data.x_train, data.y_train, batch_size=16, epochs=1)
         assert {m.status for m in result.members} == {"done"}
+
+
+def _checked(tmp_path, text: str):
+    """``check_study``'s problems for ``text`` (a study over data.npz), or [] when none."""
+    from reglab.study import StudySpecError
+    from reglab.study.build import check_study
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((64, 6)), y=rng.integers(0, 3, 64))
+    (tmp_path / "study.toml").write_text(text)
+    try:
+        spec = parse_study(tmp_path / "study.toml")
+        check_study(plan_study(spec))
+    except StudySpecError as error:
+        return error.problems
+    return []
+
+
+def _one_variant(changes: str, training: str = "") -> str:
+    head = STUDY[:STUDY.index("[variants.baseline]")]
+    if training:
+        head = head.replace("batch_size = 16", f"batch_size = 16\n{training}")
+    return head + "[variants.baseline]\n[variants.other]\n" + changes + "\n"
+
+
+def test_a_regularizer_written_as_its_bare_name_builds_as_its_table(tmp_path):
+    assert _checked(tmp_path, _one_variant('kernel_regularizer = "L2"')) == []
+    spec = parse_study(tmp_path / "study.toml")
+    plan = plan_study(spec)
+    members, _, _ = population_members(spec, plan.populations[0], load_study_data(spec))
+    other = next(m for m in members if m.name.startswith("other"))
+    assert isinstance(other.layers[0].kernel_regularizer, L2)
+    assert other.layers[0].kernel_regularizer.l2 == L2().l2
+
+
+def test_a_norm_constraint_s_axis_past_the_kernel_s_is_refused_naming_it(tmp_path):
+    found = _checked(tmp_path, _one_variant(
+        'kernel_constraint = { type = "MaxNorm", max_value = 2.0, axis = 5 }'))
+    assert any("MaxNorm's axis 5 is out of range for a weight of shape (6, 8) (expected an "
+               "axis in -2..1)" in p for p in found), found
+    for axis in (-2, 1):  # within: taken
+        assert _checked(tmp_path, _one_variant(
+            f'kernel_constraint = {{ type = "MaxNorm", axis = {axis} }}')) == []
+
+
+def test_a_regression_metric_under_a_sparse_classification_loss_is_refused(tmp_path):
+    found = _checked(tmp_path, _one_variant("", training='metrics = ["mae"]\n'
+                                            'loss = "sparse_categorical_crossentropy"'))
+    assert any("training.metrics: 'mae' is an error between numbers; with the loss "
+               "'sparse_categorical_crossentropy' the targets are class indices" in p
+               for p in found), found
+    assert _checked(tmp_path, _one_variant("", training='metrics = ["accuracy"]')) == []
+
+
+def test_a_sweep_of_zero_and_negative_zero_is_one_value_listed_twice(tmp_path):
+    found = _checked(tmp_path, _one_variant(
+        'kernel_regularizer = { type = "L2", l2 = [0.0, -0.0] }'))
+    assert any("two runs would both be named" in p and "a value listed twice" in p
+               for p in found), found

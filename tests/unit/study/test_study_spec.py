@@ -146,6 +146,31 @@ dropuot = 0.5
      "variants.baseline.cutmix: unknown key 'factr'. Did you mean 'factor'?"),
     (("[variants.baseline]", "[variants.baseline]\nlabel_smoothing = 1.5"),
      "variants.baseline.label_smoothing: expected a number in [0, 1]. Got 1.5"),
+    # a switch written as a string: 'false' would be true in Python
+    (('activation = "relu" }', 'activation = "relu", use_bias = "false" }'),
+     "model.layers[0].use_bias: expected true or false. Got 'false'."),
+    (("epochs = 2", 'epochs = 2\noptimizer = { type = "SGD", nesterov = "false" }'),
+     "training.optimizer.nesterov: expected true or false. Got 'false'."),
+    (("[variants.baseline]", "[variants.baseline]\nearly_stopping = { "
+      "restore_best_weights = 1 }"),
+     "variants.baseline.early_stopping.restore_best_weights: expected true or false. Got 1."),
+    (("[variants.baseline]", "[variants.baseline]\naugment = { horizontal_flip = \"yes\" }"),
+     "variants.baseline.augment.horizontal_flip: expected true or false. Got 'yes'."),
+    (("[variants.baseline]", "[variants.baseline]\naugment = { rotation_range = \"x\" }"),
+     "variants.baseline.augment.rotation_range: expected a finite number. Got 'x'."),
+    (("[variants.baseline]", "[variants.baseline]\nearly_stopping = { min_delta = nan }"),
+     "variants.baseline.early_stopping.min_delta: expected a finite number. Got nan."),
+    (("[variants.baseline]", "[variants.baseline]\nearly_stopping = { baseline = \"x\" }"),
+     "variants.baseline.early_stopping.baseline: expected a finite number. Got 'x'."),
+    (("[variants.baseline]", "[variants.baseline]\nearly_stopping = { start_from_epoch = -1 }"),
+     "variants.baseline.early_stopping.start_from_epoch: expected an int >= 0. Got -1."),
+    # a type that is no name (it had crashed: unhashable type)
+    (('{ type = "Dense", units = 8, activation = "relu" }', '{ type = ["Dense"], units = 8 }'),
+     "model.layers[0].type: expected the name of a layer (one of "),
+    (("epochs = 2", 'epochs = 2\noptimizer = { type = ["adam"] }'),
+     "training.optimizer.type: expected the name of an optimizer (one of "),
+    (("[variants.baseline]", "[variants.baseline]\nkernel_constraint = { type = { a = 1 } }"),
+     "variants.baseline.kernel_constraint.type: expected the name of a constraint (one of "),
 ])
 def test_each_malformed_node(change, message):
     found = problems(BASE.replace(*change))
@@ -581,3 +606,13 @@ def test_a_data_section_that_is_not_a_table_is_said_once():
     text = BASE.replace('[data]\ndataset = "fashion_mnist"\n', "").replace(
         "seeds = 2\n", 'seeds = 2\ndata = "d.npz"\n')
     assert problems(text) == ["data: expected a table. Got 'd.npz'."]
+
+
+def test_a_name_past_a_directory_name_s_bytes_cannot_be_the_default_directory():
+    from reglab.study.spec import default_directory_problem
+
+    assert default_directory_problem("日" * 85) is None  # 255 bytes in UTF-8
+    problem = default_directory_problem("日" * 128)  # a valid label of 384 bytes
+    assert problem is not None and "384 bytes in UTF-8" in problem and "--out DIR" in problem
+    assert parse(BASE.replace("seeds = 2", f'seeds = 2\nname = "{"日" * 128}"')).name == \
+        "日" * 128
