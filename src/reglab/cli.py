@@ -51,8 +51,12 @@ def _clear_errors(command):
             _stdout_to_devnull()  # (no second error when Python flushes stdout at exit)
             sys.exit(141)  # 128 + SIGPIPE, as a shell reports a writer whose reader left
         except sqlite3.DatabaseError as error:
-            _fail(ReglabError(f"the study's store cannot be read ({error}); it is left as it "
-                              "is."))
+            full = "full" in str(error)  # SQLite's 'database or disk is full'
+            _fail(ReglabError(
+                f"the study's store cannot be {'written' if full else 'read'} ({error}); it "
+                "is left as it is" + (": free some space and run the same command again, and "
+                                      "the study goes on from its finished runs."
+                                      if full else ".")))
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             _fail(ReglabError(f"{where}{error.strerror or error}."))

@@ -267,6 +267,70 @@ def test_ctrl_c_that_torch_turns_into_a_runtime_error_still_stops_the_study(tmp_
     assert not [status for status, _ in finished(tmp_path / "out").values()]  # none failed
 
 
+def test_a_checkpoint_the_full_disk_cannot_hold_is_said_and_the_runs_train_on(tmp_path,
+                                                                               monkeypatch):
+    """torch's writer reports a disk that filled up as a RuntimeError ('unexpected pos');
+    the study took it for failing runs, retried them in halves and recorded them failed
+    for good (only --restart retrained them). Now it is the disk's error, as an OSError
+    from the checkpoint's write is: said, and the population trains on without
+    checkpoints; no run fails."""
+    import torch
+
+    from reglab.study.runner import run_study
+
+    real_save, calls = torch.save, []
+
+    def full_disk(obj, stream, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint
+            stream.write(b"PK")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                               "206784 vs 206712")
+        return real_save(obj, stream, *args, **kwargs)
+
+    study, out = write_study(tmp_path), tmp_path / "out"
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.warns(UserWarning, match="cannot write the checkpoint .*cannot write the "
+                      "study's checkpoint \\(.* bytes free on its device: the disk may be "
+                      "full\\).*trains on without checkpoints"):
+        store = run_study(study, out, log=lambda *_: None)
+    assert {r.status for r in store.runs()} <= {"done", "stopped_early"}
+    assert not list(out.rglob("*.partial"))
+
+
+def test_a_job_that_the_system_fails_stops_the_study_unrecorded_and_the_rerun_goes_on(
+        tmp_path):
+    """An OSError out of a job (a full disk, a file system gone read-only) is the place's
+    fault, not the runs': the study stops, as a kill would stop it (no retry in halves, no
+    run recorded failed), and the same command goes on."""
+    import errno
+
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    class DiskFull(InProcessExecutor):
+        calls = []
+
+        def train(self, job, on_epoch=None, progress=None):
+            DiskFull.calls.append(len(job.population.runs))
+            raise OSError(errno.ENOSPC, "No space left on device", "somewhere")
+
+    study, out = write_study(tmp_path), tmp_path / "out"
+    with pytest.raises(OSError, match="No space left on device"):
+        run_study(study, out, executor=DiskFull(), log=lambda *_: None)
+    assert DiskFull.calls == [12]  # no retry in halves
+    assert not finished(out)  # none recorded failed
+    store = run_study(study, out, log=lambda *_: None)
+    assert {r.status for r in store.runs()} <= {"done", "stopped_early"}
+
+
+def test_checkpoint_write_error_names_the_file_and_the_room_left(tmp_path):
+    from reglab.study.checkpoints import CheckpointWriteError
+
+    error = CheckpointWriteError(tmp_path / "checkpoints" / "p-0.pt")
+    assert isinstance(error, OSError) and error.filename.endswith("p-0.pt")
+    assert "bytes free on its device" in error.strerror
+
+
 def test_a_failing_run_is_recorded_and_the_rest_of_the_study_goes_on(tmp_path):
     """One run raises wherever it trains: its population is retried in halves, and only that
     run is recorded as failed, with its error; every other run finishes."""

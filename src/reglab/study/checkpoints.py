@@ -18,6 +18,8 @@ import os
 import re
 from pathlib import Path
 
+from reglab.utils import interrupts
+
 DIRECTORY = "checkpoints"
 FORMAT = 1
 #: the names this module writes there: ``<population>-<16 hex digits>.pt`` and its partial
@@ -47,15 +49,47 @@ def save(path: str, run_ids: list[str], population_state: dict, rows: list,
     handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".",
                                        suffix=".partial")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        # Ctrl-C inside torch's writer comes out of it as a RuntimeError: noted, it stays
+        # Ctrl-C (utils/interrupts.py)
+        with interrupts.noted(), os.fdopen(handle, "wb") as stream:
             torch.save({"format": FORMAT, "study": study, "run_ids": list(run_ids),
                         "population": population_state, "rows": list(rows)}, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as error:
         Path(partial).unlink(missing_ok=True)
+        if isinstance(error, Exception):
+            interrupts.reraise_if_interrupted(error)
+            if isinstance(error, RuntimeError) and _failed_write(error):
+                raise CheckpointWriteError(target) from error
         raise
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (torch's writer says so as a RuntimeError):
+    an error of the place, not of the runs, which stop there unrecorded, as a kill would
+    leave them."""
+
+    def __init__(self, target: Path):
+        import errno
+        import shutil
+
+        place = next((p for p in target.parents if p.exists()), None)
+        try:
+            free = None if place is None else shutil.disk_usage(place).free
+        except OSError:
+            free = None
+        room = "" if free is None else f"{free:,} bytes free on its device: "
+        super().__init__(errno.ENOSPC if free is not None and free < 1 << 20 else errno.EIO,
+                         f"cannot write the study's checkpoint ({room}the disk may be full)",
+                         str(target))
+
+
+def _failed_write(error: RuntimeError) -> bool:
+    """Whether torch's archive writer failed to write (its file ran out of room)."""
+    text = str(error)
+    return "inline_container" in text or "unexpected pos" in text or "write" in text.lower()
 
 
 def load(path: str | None, run_ids: list[str], device: str = "cpu",

@@ -371,8 +371,10 @@ def _bisect_failure(store, executor, job: PopulationJob, error: BaseException, i
     """A population raised: its runs train again in halves until each failing run is alone,
     so that only runs that fail by themselves are recorded as failed (members are
     independent, so a run trains the same in a smaller population)."""
-    if isinstance(error, sqlite3.Error):
-        raise error  # the store failed, not the runs: retrying would not help
+    if isinstance(error, (sqlite3.Error, OSError)):
+        # the store or the disk failed (full, gone, read-only), not the runs: retrying would
+        # not help, and the runs stop unrecorded, as a kill leaves them, to go on next time
+        raise error
     runs = job.population.runs
     if len(runs) == 1 or isinstance(error, ReglabError):
         # One run, or an error of the configuration or the data (reglab's own errors), which
