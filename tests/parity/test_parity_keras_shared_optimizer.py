@@ -68,3 +68,16 @@ def test_an_optimizer_that_has_not_stepped_trains_the_model_that_trains_first():
             model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
         second.fit(X, Y, batch_size=32, epochs=1, verbose=0)
         assert int(np.asarray(optimizer.iterations)) == 2
+
+
+def test_a_model_compiled_again_with_its_own_earlier_optimizer_trains_on():
+    """The optimizer a model trained with, given back to it after another, is its own (Keras
+    built it on this model's variables): taken, not refused."""
+    for api in (keras, reglab):
+        first = api.optimizers.Adam(0.01)
+        model = _model(api)
+        model.compile(optimizer=first, loss="sparse_categorical_crossentropy")
+        model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        model.compile(optimizer=first, loss="sparse_categorical_crossentropy")
+        model.fit(X, Y, batch_size=32, epochs=1, verbose=0)

@@ -248,6 +248,8 @@ class Sequential:
             self._built_signature = self._signature()
             if not self._optimizer_elsewhere:  # it reads the model it has trained
                 _attach(self.optimizer, self._population)
+                if isinstance(self.optimizer, optimizers_module.Optimizer):
+                    self.optimizer._trained_model = id(self)  # (compile's check)
         return self._population
 
     def _engine_layers(self, packed: bool = True) -> list[Layer]:
@@ -337,6 +339,7 @@ class Sequential:
         # an optimizer that has stepped for another model is bound to that model's weights:
         # Keras's fit then fails ('Unknown variable'), and so does this model's
         elsewhere = (optimizer is not self.optimizer and optimizer.iterations > 0
+                     and getattr(optimizer, "_trained_model", None) != id(self)
                      if isinstance(optimizer, optimizers_module.Optimizer) else False)
         previous = (self.optimizer, self.loss, self.logged_metric_names, self._metrics_given,
                     self._population_metrics, self._compiled, self._population)
