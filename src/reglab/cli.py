@@ -89,7 +89,37 @@ def _stdout_to_devnull() -> None:
         pass
 
 
-@click.group()
+class _Commands(click.Group):
+    """reglab's commands, where Ctrl-C while click reads the arguments or hands them to a
+    command (before the command's own handling, :func:`_clear_errors`) ends as it does
+    inside one: status 130 (143 for SIGTERM), not click's 'Aborted!' with status 1, which
+    reglab's ``run`` gives for failed runs."""
+
+    def make_context(self, *args, **kwargs):
+        with _interrupt_ends_it():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _interrupt_ends_it():
+            return super().invoke(ctx)
+
+
+class _interrupt_ends_it:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None or not issubclass(kind, KeyboardInterrupt):
+            return False
+        from reglab.utils.interrupts import Terminated
+
+        stopped = isinstance(error, Terminated)
+        click.echo(f"\n{'terminated (SIGTERM)' if stopped else 'interrupted'}: what was saved "
+                   "is kept; the same command goes on from there.", err=True)
+        sys.exit(143 if stopped else 130)
+
+
+@click.group(cls=_Commands)
 @click.version_option(reglab.__version__, prog_name="reglab")
 def main() -> None:
     """reglab: a regularization laboratory for neural networks."""

@@ -419,3 +419,20 @@ def test_ls_names_the_ranked_metric_and_a_closed_pipe_ends_it_quietly(finished_s
     os.close(write)
     assert process.returncode == 141, process.stderr
     assert process.stderr == ""
+
+
+@pytest.mark.parametrize("where", ["make_context", "invoke"])
+def test_ctrl_c_while_click_reads_the_arguments_exits_130_not_1(monkeypatch, where):
+    """Ctrl-C before a command's own handling (click reading the arguments, or handing them
+    on) had ended with click's 'Aborted!' and status 1, which `run` gives for failed runs;
+    it ends as Ctrl-C inside a command does: 130 and reglab's line."""
+    import click
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(click.Group, where, interrupted)
+    result = invoke("info")
+    assert result.exit_code == 130, result.output
+    assert "interrupted: what was saved is kept" in result.output
+    assert "Aborted!" not in result.output
