@@ -189,15 +189,11 @@ def noise_keys(y: np.ndarray) -> np.ndarray | None:
 
 def present_labels(*ys: np.ndarray | None) -> np.ndarray | None:
     """The classes a symmetric noise draws replacements from: the labels that occur in
-    ``ys`` (integer labels), or every column of one-hot rows; None when they are not class
-    labels."""
+    ``ys``, integer labels or the hot columns of one-hot rows (a column no row sets is no
+    class of the data, as a gap in integer labels); None when they are not class labels."""
     found: set[int] = set()
     for y in ys:
         if y is None or len(y) == 0:
-            continue
-        flat = np.asarray(y).reshape(len(y), -1)
-        if flat.shape[1] > 1:
-            found.update(range(flat.shape[1]))
             continue
         keys = noise_keys(y)
         if keys is None:

@@ -198,7 +198,7 @@ def prepare(population, x, y, sample_weight, where: str) -> Data:
         hint = ""
         if len(expected) == 3 and x_t.dim() == 2 and x_t.shape[1] == int(np.prod(expected)):
             hint = (f" Reshape the images with x.reshape(-1, {', '.join(map(str, expected))}), "
-                    "or declare input_shape=(784,) on a model without Conv2D.")
+                    f"or declare input_shape=({x_t.shape[1]},) on a model without Conv2D.")
         elif len(expected) == 1 and x_t.dim() > 2 and int(np.prod(x_t.shape[1:])) == expected[0]:
             hint = (f" Flatten the samples with x.reshape(len(x), {expected[0]}), or start the "
                     "model with a Flatten layer.")

@@ -277,9 +277,11 @@ def load_study_data(spec: StudySpec, with_test: bool = True) -> StudyData:
 
         name = data.path
         if name.endswith(".npz"):
-            x, y = load_npz(name, *npz_keys(name))
+            keys = npz_keys(name)
+            x, y = load_npz(name, *keys)
             with np.load(name, allow_pickle=False) as archive:
                 held = [key for key in ("x_test", "y_test") if key in archive]
+                _no_unread_splits(data.dataset, archive.files, (*keys, *held))
                 if len(held) == 1:
                     missing = "y_test" if held == ["x_test"] else "x_test"
                     raise DataError(f"{data.dataset}: the archive has {held[0]!r} but no "
@@ -593,6 +595,21 @@ def _same_noise(spec: StudySpec, train_sizes: list[int], validation: int) -> lis
     return problems
 
 
+def _no_unread_splits(place: str, names: list[str], read: tuple[str, ...]) -> None:
+    """Refuses an archive holding arrays named as data (``x``, ``y``, ``x_...``, ``y_...``)
+    that the study would not read, such as a validation set: they would be dropped without
+    a word. Other arrays (class names, notes) are left alone."""
+    unread = [name for name in names if name not in read
+              and (name in ("x", "y") or name.startswith(("x_", "y_")))]
+    if unread:
+        raise DataError(
+            f"{place}: the archive holds {', '.join(map(repr, unread))}, which the study "
+            f"would not read (it reads {', '.join(map(repr, read))}). Expected no other x_ "
+            "or y_ arrays. A study validates on the last data.validation_split of the "
+            "training data: put a validation set at the end of the training arrays and set "
+            "data.validation_split, or remove the arrays.")
+
+
 def _load_test_file(spec: StudySpec, classes=None) -> tuple[np.ndarray, np.ndarray]:
     """The separate test file, in the training file's format (a .csv with the same columns,
     its labels named as the training file's ``classes`` where those are names, or a .npz
@@ -602,7 +619,11 @@ def _load_test_file(spec: StudySpec, classes=None) -> tuple[np.ndarray, np.ndarr
 
     path = spec.data.test_path
     if path.endswith(".npz"):
-        return load_npz(path, *npz_keys(path, "test"))
+        keys = npz_keys(path, "test")
+        loaded = load_npz(path, *keys)
+        with np.load(path, allow_pickle=False) as archive:
+            _no_unread_splits(f"data.test ({spec.data.test!r})", archive.files, keys)
+        return loaded
     x, y, named = load_csv(path, spec.data.label_column, classes=classes,
                            return_classes=True)
     if classes is None and named is not None:
@@ -696,15 +717,16 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
             x = data.x_train
             if images:
                 x = x.reshape(len(x), *data.image_shape)
-            prepare(engine, x, data.y_train, None, "data (training split)")
+            places = _split_places(spec)
+            prepare(engine, x, data.y_train, None, places["training"])
             if data.x_val is not None and len(data.x_val):
                 x_val = data.x_val
                 if images:
                     x_val = x_val.reshape(len(x_val), *data.image_shape)
-                prepare(engine, x_val, data.y_val, None, "data (validation split)")
+                prepare(engine, x_val, data.y_val, None, places["validation"])
             if data.x_test is not None and data.y_test is not None:
                 x_test = data.x_test.reshape(len(data.x_test), *shape)
-                prepare(engine, x_test, data.y_test, None, "data (test split)")
+                prepare(engine, x_test, data.y_test, None, places["test"])
         except ReglabError as error:
             problems.append(f"variants {', '.join(sorted({v for v, _ in firsts}))}: {error}")
         except Exception as error:
@@ -713,6 +735,30 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     if problems:
         raise StudySpecError(spec.source or spec.name, problems)
     return data
+
+
+def _split_places(spec: StudySpec) -> dict[str, str]:
+    """Where each split of the study's data comes from, for its errors: the file and, in an
+    archive, the arrays (``data (test split: data.dataset 'd.npz', its x_test and y_test)``)."""
+    data = spec.data
+    source = f"data.dataset {data.dataset!r}"
+    if data.dataset in BUILTIN_DATASETS:
+        training, test = source, f"{source}'s test set"
+    else:
+        training = source
+        if data.path.endswith(".npz"):
+            from reglab.datasets.user_data import npz_keys
+
+            training += ", its {} and {}".format(*npz_keys(data.path))
+        if data.test:
+            test = f"data.test {data.test!r}"
+        elif data.test_split:
+            test = f"data.test_split of {source}"
+        else:
+            test = f"{source}, its x_test and y_test"
+    return {"training": f"data (training split: {training})",
+            "validation": f"data (validation split: data.validation_split of {training})",
+            "test": f"data (test split: {test})"}
 
 
 def _accuracy_of_a_regression(spec, data) -> list[str]:

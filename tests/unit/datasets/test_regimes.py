@@ -166,6 +166,14 @@ def test_noise_takes_exact_class_labels_and_the_classes_the_data_have():
     noisy, replaced = noisy_labels(gapped, np.arange(120), 0.5, labels, seed=0)
     assert set(noisy.tolist()) <= {1, 3, 5} and replaced.sum() == 60
     assert (noisy[replaced] != gapped[replaced]).all()
+    # the same labels one-hot, with columns for the classes 0, 2 and 4 that no row sets:
+    # the same classes, the same noise (the unused columns gain no label)
+    one_hot = np.eye(6, dtype=np.float32)[gapped]
+    assert present_labels(one_hot).tolist() == [1, 3, 5]
+    noisy_hot, replaced_hot = noisy_labels(one_hot, np.arange(120), 0.5,
+                                           present_labels(one_hot), seed=0)
+    np.testing.assert_array_equal(noisy_hot.argmax(1), noisy)
+    np.testing.assert_array_equal(replaced_hot, replaced)
     contiguous = np.repeat([0, 1, 2], 40)  # the labels 0..K-1: as drawn from range(K)
     np.testing.assert_array_equal(
         noisy_labels(contiguous, np.arange(120), 0.3, present_labels(contiguous), seed=4)[0],

@@ -238,6 +238,11 @@ def test_bad_input_errors_name_the_place():
     with pytest.raises(DataError, match=r"first layer expects samples of shape \(6,\). Got x with "
                                         r"shape \(64, 5\)"):
         model.fit(X[:, :5], Y, verbose=0)
+    images = Sequential([keras.Input((2, 2, 5)), keras.layers.Flatten(), Dense(3)])
+    images.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(DataError, match=r"x.reshape\(-1, 2, 2, 5\), or declare "
+                                        r"input_shape=\(20,\)"):  # the data's own width
+        images.fit(np.zeros((10, 20), "float32"), np.zeros(10, int), verbose=0)
     with pytest.raises(DataError, match="Use loss='sparse_categorical_crossentropy'"):
         small(loss="categorical_crossentropy").fit(X, Y, verbose=0)
     with pytest.raises(DataError, match="to_categorical"):

@@ -127,7 +127,24 @@ def test_validation_labels_are_checked_before_training(tmp_path):
     y = y.copy()
     y[-3:] = 7  # only in the last 10 %, the validation split
     message = refused(write(tmp_path, {"x": x, "y": y}, data="validation_split = 0.1"))
-    assert "data (validation split)" in message and "labels must lie in [0, 2]" in message
+    assert ("data (validation split: data.validation_split of data.dataset 'd.npz', its x "
+            "and y)") in message and "labels must lie in [0, 2]" in message
+
+
+def test_a_test_split_that_cannot_be_used_names_its_file_and_arrays(tmp_path):
+    """The test split's errors say where it comes from (the archive's arrays, the separate
+    file), as the training split's do: an integer y_test beside one-hot y_train."""
+    x, y = blobs()
+    arrays = {"x_train": x[:90], "y_train": np.eye(3)[y[:90]], "x_test": x[90:],
+              "y_test": y[90:]}
+    loss = 'loss = "categorical_crossentropy"'
+    message = refused(write(tmp_path, arrays, data="", loss=loss))
+    assert "data (test split: data.dataset 'd.npz', its x_test and y_test)" in message
+    assert "expects one-hot labels" in message
+    np.savez(tmp_path / "t.npz", x=x[90:], y=y[90:])
+    message = refused(write(tmp_path, {"x": x[:90], "y": np.eye(3)[y[:90]]},
+                            data='test = "t.npz"', loss=loss))
+    assert "data (test split: data.test 't.npz')" in message
 
 
 def test_float_labels_that_are_not_whole_in_their_own_precision_are_refused(tmp_path):
@@ -386,3 +403,22 @@ def test_class_scores_per_position_of_unflattened_samples_are_refused_before_tra
     assert "expects one vector of class scores per sample; the model's output per sample " \
         "has shape (8, 3) (a Dense on samples of several axes acts on their last one). " \
         "Flatten the samples before the last Dense" in refused(path)
+
+
+@pytest.mark.parametrize("extra", [("x_val", "y_val"), ("x_validation", "y_validation"),
+                                   ("x_train",)])
+def test_arrays_of_an_archive_the_study_would_not_read_are_refused(tmp_path, extra):
+    """A validation set (or training arrays beside 'x' and 'y') in the archive would be
+    dropped without a word; arrays not named as data (class names) are left alone."""
+    x, y = blobs()
+    arrays = {"x": x[:90], "y": y[:90], **{name: x[90:] if name.startswith("x") else y[90:]
+                                           for name in extra}}
+    message = refused(write(tmp_path, arrays))
+    assert "data.dataset" not in message or "d.npz" in message
+    assert f"the archive holds {', '.join(map(repr, extra))}, which the study would not " \
+           "read (it reads 'x', 'y')" in message
+    np.savez(tmp_path / "t.npz", x=x[90:], y=y[90:], x_val=x[:5])
+    message = refused(write(tmp_path, {"x": x[:90], "y": y[:90]}, data='test = "t.npz"'))
+    assert "data.test ('t.npz'): the archive holds 'x_val'" in message
+    np.savez(tmp_path / "d.npz", x=x, y=y, class_names=np.array(["a", "b", "c"]))
+    check_study(plan_study(parse_study(write(tmp_path))))  # taken
