@@ -445,7 +445,10 @@ def resolve(name: str, y_true_shape: tuple, y_pred_shape: tuple, where="metrics"
     if fn is None and name in ("RootMeanSquaredError", "root_mean_squared_error"):
         return RootMeanSquaredError()
     if fn is None and isinstance(name, str) and name in _CLASSES_BY_NAME:
-        return _CLASSES_BY_NAME[name]()  # Keras's get(): the class with its defaults
+        metric = _CLASSES_BY_NAME[name]()  # Keras's get(): the class with its defaults
+        if hasattr(metric, "check_compiled"):  # as the object's (F1Score: average=None)
+            metric.check_compiled(y_true_shape, y_pred_shape, f"{where} ({name!r})")
+        return metric
     if fn is None:
         raise unknown_name(where, "metric", name,
                            list(_BY_NAME) + ["accuracy", *sorted(_CONFUSION),

@@ -142,6 +142,11 @@ def test_what_a_compiled_metric_cannot_log_is_refused_at_compile_or_fit():
         model.compile(optimizer="sgd", loss="categorical_crossentropy",
                       metrics=[reglab.metrics.F1Score()])
         model.fit(x, y, epochs=1, verbose=0)
+    for name in ("f1_score", "F1Score", "fbeta_score"):  # by name: the class's defaults,
+        with pytest.raises(ConfigError,  # checked alike (had failed after an epoch, inside
+                           match=rf"\({name!r}\).*a compiled metric logs one"):  # torch)
+            model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[name])
+            model.fit(x, y, epochs=1, verbose=0)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                   metrics=[reglab.metrics.F1Score(average="macro")])
     with pytest.raises((DataError, ConfigError), match=r"f1_score"):
