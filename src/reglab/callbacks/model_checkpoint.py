@@ -63,6 +63,11 @@ class ModelCheckpoint(Callback):
             raise ConfigError(f"ModelCheckpoint: 'filepath' must be a path. Got {filepath!r}.")
         from reglab.models.saving import HDF5_SUFFIXES  # saving imports most of reglab
 
+        if save_weights_only and not filepath.endswith(".weights.h5"):
+            # Keras refuses it here; save_weights would refuse it after the first epoch
+            raise ConfigError(
+                f"ModelCheckpoint: with save_weights_only=True, 'filepath' must end in "
+                f"'.weights.h5' (Keras's weights file). Got {filepath!r}.")
         if not save_weights_only and filepath.lower().endswith(HDF5_SUFFIXES):
             raise ConfigError(
                 f"ModelCheckpoint: 'filepath' {filepath!r} names an HDF5 file, Keras's legacy "

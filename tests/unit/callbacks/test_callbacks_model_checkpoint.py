@@ -109,6 +109,14 @@ def test_weights_only_writes_npz_at_the_exact_path(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(loaded, model.weights, strict=True))
 
 
+@pytest.mark.parametrize("name", ["w-{epoch}", "w.h5", "w.keras", "w.weights.npz"])
+def test_weights_only_needs_a_weights_file_name_at_construction(tmp_path, name):
+    """As Keras's, refused before any training (save_weights refused it after an epoch)."""
+    with pytest.raises(ConfigError, match=r"with save_weights_only=True, 'filepath' must end "
+                                          r"in '.weights.h5'"):
+        ModelCheckpoint(str(tmp_path / name), save_weights_only=True)
+
+
 def test_weights_only_prefers_model_save_weights(tmp_path):
     path = str(tmp_path / "w.weights.h5")
     model = _run(ModelCheckpoint(path, save_weights_only=True), [1.0],
