@@ -62,6 +62,7 @@ def _clear_errors(command):
             _fail(ReglabError(f"{where}{error.strerror or error}."))
         except KeyboardInterrupt as error:  # Ctrl-C: 130 as a shell reports it, not 1
             # ("runs failed"); SIGTERM: 143
+            _ignore_further_interrupts()
             stopped = isinstance(error, Terminated)
             click.echo(f"\n{'terminated (SIGTERM)' if stopped else 'interrupted'}: what was "
                        "saved is kept; the same command goes on from there.", err=True)
@@ -78,6 +79,18 @@ def _clear_errors(command):
                        err=True)
             sys.exit(3)
     return wrapper
+
+
+def _ignore_further_interrupts() -> None:
+    """Once a Ctrl-C ends the command, the next ones (a user pressing it again) are ignored
+    while the process exits: a Dask cluster's close at exit, cut short by them, printed
+    Dask's traceback after reglab's line, or ended the process by the signal itself."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread: nothing to change
+        pass
 
 
 def _stdout_to_devnull() -> None:
@@ -113,6 +126,7 @@ class _interrupt_ends_it:
             return False
         from reglab.utils.interrupts import Terminated
 
+        _ignore_further_interrupts()
         stopped = isinstance(error, Terminated)
         click.echo(f"\n{'terminated (SIGTERM)' if stopped else 'interrupted'}: what was saved "
                    "is kept; the same command goes on from there.", err=True)

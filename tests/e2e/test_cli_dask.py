@@ -438,3 +438,30 @@ def test_ctrl_c_with_worker_processes_is_one_line_and_the_rerun_finishes(tmp_pat
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert finished(out) == expected
+
+
+def test_ctrl_c_pressed_again_while_the_cluster_closes_stays_one_line(tmp_path):
+    """A user who presses Ctrl-C three times: the second and third come while the first's
+    cleanup closes the local cluster. The close goes on (they are ignored meanwhile), so
+    the command still ends with one line and 130; they had cut the close short, and Dask's
+    close at exit printed its traceback (KeyboardInterrupt), or the signal ended it."""
+    study = write_study(tmp_path, epochs=12)
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
+               "--quiet", "--no-report", "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for_epochs(out, lambda: process.poll() is None)
+        for _ in range(3):
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.25)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert output.count("interrupted: what was saved is kept") == 1, output

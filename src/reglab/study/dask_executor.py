@@ -232,7 +232,7 @@ class DaskExecutor:
                              "MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")})
             except KeyboardInterrupt:  # a Ctrl-C held while the cluster started
                 if self._cluster is not None:
-                    self._cluster.close()
+                    _uninterrupted(self._cluster.close)
                 raise
             address = self._cluster.scheduler_address
         try:
@@ -490,9 +490,28 @@ class DaskExecutor:
         return {"cuda": {"GPU": 1}}
 
     def close(self) -> None:
-        self.client.close()
+        """Closes the client and the local cluster, with Ctrl-C ignored meanwhile: one
+        pressed again while a first one's cleanup closes them cut the close short, left the
+        cluster to Dask's close at exit and printed its traceback."""
+        _uninterrupted(self.client.close)
         if self._cluster is not None:
-            self._cluster.close()
+            _uninterrupted(self._cluster.close)
+
+
+def _uninterrupted(close) -> None:
+    """``close()`` with SIGINT ignored while it runs (the handler before put back after), in
+    the main thread; elsewhere (no signals to set) just the call."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        close()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 #: errors of a worker's environment, not of a run (by name: Dask may not rebuild the class)
