@@ -49,8 +49,13 @@ def described(variables):
 @pytest.mark.parametrize("frozen", [None, 0, 1])
 def test_the_model_s_variables_are_keras_s(frozen):
     theirs, ours = pair(frozen)
-    for attribute in ("weights", "trainable_weights", "non_trainable_weights"):
+    for attribute in ("weights", "trainable_weights", "non_trainable_weights",
+                      "trainable_variables"):
         assert described(getattr(ours, attribute)) == described(getattr(theirs, attribute))
+    # Keras's variables add its Dropout's seed generator state; reglab keeps none
+    for attribute in ("variables", "non_trainable_variables"):
+        assert described(getattr(ours, attribute)) == described(
+            [v for v in getattr(theirs, attribute) if "seed_generator" not in v.path])
     for a, b in zip(ours.weights, theirs.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
         assert a.dtype == b.dtype == "float32"
@@ -58,6 +63,12 @@ def test_the_model_s_variables_are_keras_s(frozen):
         mine, reference = ours.layers[index], theirs.layers[index]
         assert described(mine.weights) == described(reference.weights)
         assert described(mine.trainable_weights) == described(reference.trainable_weights)
+        assert described(mine.trainable_variables) == described(
+            reference.trainable_variables)
+        if index != 2:  # (the Dropout: Keras's seed generator)
+            assert described(mine.variables) == described(reference.variables)
+            assert described(mine.non_trainable_variables) == described(
+                reference.non_trainable_variables)
         assert mine.count_params() == reference.count_params()
     assert ours.layers[0].kernel.path == theirs.layers[0].kernel.path == "net/hidden/kernel"
     assert ours.layers[1].moving_variance.shape == (6,) and ours.layers[1].beta is not None

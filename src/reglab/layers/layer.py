@@ -352,6 +352,22 @@ class Layer:
         return [v for v in self.weights if not v.trainable]
 
     @property
+    def variables(self) -> list:
+        """Keras's ``variables``: the weights (reglab keeps no other state in variables:
+        its random streams are keyed by the epoch, not held in seed generators)."""
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list:
+        """Keras's ``trainable_variables``: ``trainable_weights``."""
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list:
+        """Keras's ``non_trainable_variables``: ``non_trainable_weights``."""
+        return self.non_trainable_weights
+
+    @property
     def losses(self) -> list:
         """Keras's ``layer.losses``: this layer's part of its model's ``losses`` (its activity
         penalty on the last ``model(x)``'s batch, its weights' penalties); none outside a

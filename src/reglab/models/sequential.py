@@ -534,6 +534,22 @@ class Sequential:
     def non_trainable_weights(self) -> list:
         return [v for v in self._variables() if not v.trainable]
 
+    @property
+    def variables(self) -> list:
+        """Keras's ``variables``: the weights (reglab keeps no other state in variables:
+        its random streams are keyed by the epoch, not held in seed generators)."""
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list:
+        """Keras's ``trainable_variables``: ``trainable_weights``."""
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list:
+        """Keras's ``non_trainable_variables``: ``non_trainable_weights``."""
+        return self.non_trainable_weights
+
     def _weight_array(self, key: tuple[int, str]) -> np.ndarray:
         return self._build().member_weights(0)[self._engine_key(key)].numpy()
 
