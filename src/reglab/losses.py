@@ -814,8 +814,44 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
 
-def get(identifier: Any, where: str = "losses.get") -> Loss:
-    """Resolves a loss by Keras name, returns a :class:`Loss` as is, wraps a function."""
+def get(identifier: Any):
+    """Keras's ``losses.get``: None for None; for a function's name or alias (``"mse"``,
+    ``"MSE"``, ``"categorical_crossentropy"``) the function, which gives each sample's loss;
+    for a class's name (``"MeanSquaredError"``) or a config dict (``class_name``, ``config``)
+    an instance; a callable (a function, a :class:`Loss`) as it is, a class instantiated.
+    ``compile`` and the study take names through :func:`resolve`, always a :class:`Loss`.
+
+    Raises:
+        ConfigError: an unknown name (with the closest known ones), or anything else.
+    """
+    if identifier is None:
+        return None
+    if isinstance(identifier, dict):
+        name, config = identifier.get("class_name"), identifier.get("config") or {}
+        cls = _BY_NAME.get(name) if isinstance(name, str) else None
+        if cls is None or cls.__name__ != name or not isinstance(config, dict):
+            raise ConfigError(f"losses.get: expected a config dict with a loss class's "
+                              f"'class_name' and a 'config' dict. Got {identifier!r}.")
+        return cls(**config)
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier)
+        if cls is None:
+            raise unknown_name("losses.get", "loss", identifier, _BY_NAME)
+        if cls.__name__ == identifier:
+            return cls()
+        return next(fn for fn, owner in _FUNCTIONS.items() if owner is cls)
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ConfigError(f"losses.get: expected a loss name, config, function or "
+                      f"reglab.losses.Loss. Got {identifier!r}.")
+
+
+def resolve(identifier: Any, where: str = "losses.resolve") -> Loss:
+    """A loss as ``compile`` takes it, always a :class:`Loss`: by Keras name (a function's
+    or a class's), a :class:`Loss` as is, one of Keras's functions as its class, another
+    function wrapped."""
     if isinstance(identifier, Loss):
         return identifier
     for function, cls in _FUNCTIONS.items():  # one of Keras's functions above: its class

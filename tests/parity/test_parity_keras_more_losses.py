@@ -242,7 +242,7 @@ def test_keras_s_loss_aliases_and_loss_named_metrics():
                         ("MAPE", "MeanAbsolutePercentageError"), ("KLD", "KLDivergence"),
                         ("MSLE", "MeanSquaredLogarithmicError"), ("bce", "BinaryCrossentropy"),
                         ("BCE", "BinaryCrossentropy")):
-        assert type(reglab.losses.get(alias)).__name__ == name
+        assert type(reglab.losses.resolve(alias)).__name__ == name
     y_true, y_pred = POSITIVE
     targets = np.concatenate([y_true] * 2)
     x = np.random.default_rng(4).normal(size=(len(targets), 5)).astype("float32")
@@ -387,3 +387,38 @@ def test_loss_objects_and_scalar_functions_as_metrics_validate_in_keras_s_batche
     assert stops["reglab"].best_epoch == stops["keras"].best_epoch
     np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("identifier", [
+    "mse", "MSE", "mean_squared_error", "mae", "MAPE", "msle", "KLD", "bce", "BCE", "huber",
+    "log_cosh", "poisson", "hinge", "categorical_crossentropy", "binary_focal_crossentropy",
+    "MeanSquaredError", "CategoricalCrossentropy", None])
+def test_get_gives_what_keras_s_get_gives(identifier):
+    """keras.losses.get: a function's name or alias gives the function (each sample's loss,
+    so get('mse')(y, p) * w weighs samples), a class's name an instance, None None."""
+    ours, theirs = reglab.losses.get(identifier), keras.losses.get(identifier)
+    if theirs is None:
+        assert ours is None
+        return
+    assert callable(ours) and (type(ours).__name__ == type(theirs).__name__ if
+                               isinstance(theirs, keras.losses.Loss) else
+                               ours.__name__ == theirs.__name__)
+    y_true, y_pred = POSITIVE[0] / 3, POSITIVE[1] / 1.2  # in (0, 1), as binary ones take
+    np.testing.assert_allclose(
+        np.asarray(ours(y_true, y_pred)),
+        keras.ops.convert_to_numpy(theirs(y_true, y_pred)), rtol=2e-6, atol=1e-7)
+
+
+def test_get_takes_a_callable_as_it_is_and_refuses_unknown_names():
+    def mine(y_true, y_pred):
+        return y_pred
+    assert reglab.losses.get(mine) is mine is keras.losses.get(mine)
+    loss = reglab.losses.Huber(delta=2.0)
+    assert reglab.losses.get(loss) is loss
+    assert type(reglab.losses.get(reglab.losses.Huber)) is reglab.losses.Huber
+    made = reglab.losses.get({"class_name": "Huber", "config": {"delta": 2.0}})
+    assert type(made) is reglab.losses.Huber and made.get_config()["delta"] == 2.0
+    with pytest.raises(ConfigError, match="unknown loss 'msee'.*Did you mean 'mse'"):
+        reglab.losses.get("msee")
+    with pytest.raises(ValueError):
+        keras.losses.get("msee")

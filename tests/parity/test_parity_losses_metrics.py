@@ -110,16 +110,16 @@ def test_binary_crossentropy_single_unit_with_flat_targets():
     p = np.array([[0.9], [0.2], [0.6]])
     y = np.array([1.0, 0.0, 0.0])
     expected = -np.log([0.9, 0.8, 0.4])
-    got = losses.get("binary_crossentropy").per_sample(torch.tensor(y), torch.tensor(p))
+    got = losses.resolve("binary_crossentropy").per_sample(torch.tensor(y), torch.tensor(p))
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
 
 
 def test_mean_squared_error():
     rng = np.random.default_rng(4)
     y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
-    got = losses.get("mse").per_sample(torch.tensor(y), torch.tensor(p))
+    got = losses.resolve("mse").per_sample(torch.tensor(y), torch.tensor(p))
     np.testing.assert_allclose(got.numpy(), ((y - p) ** 2).mean(axis=-1), rtol=1e-13)
-    flat = losses.get("mean_squared_error").per_sample(torch.tensor(y[:, 0]), torch.tensor(p[:, :1]))
+    flat = losses.resolve("mean_squared_error").per_sample(torch.tensor(y[:, 0]), torch.tensor(p[:, :1]))
     np.testing.assert_allclose(flat.numpy(), (y[:, 0] - p[:, 0]) ** 2, rtol=1e-13)
 
 
@@ -131,10 +131,10 @@ def test_reduction_is_sum_over_batch_size():
 
 
 def test_loss_lookup_and_errors():
-    assert isinstance(losses.get("sparse_categorical_crossentropy"),
+    assert isinstance(losses.resolve("sparse_categorical_crossentropy"),
                       losses.SparseCategoricalCrossentropy)
     with pytest.raises(ConfigError, match=r"unknown loss 'categorical_crossentropyy'.*Did you mean"):
-        losses.get("categorical_crossentropyy")
+        losses.resolve("categorical_crossentropyy")
     with pytest.raises(ConfigError, match=r"'label_smoothing' must be a float in \[0, 1\]"):
         losses.CategoricalCrossentropy(label_smoothing=1.5)
 

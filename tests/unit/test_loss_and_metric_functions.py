@@ -69,9 +69,10 @@ def test_arguments_the_functions_do_not_take_are_refused_by_name():
 
 
 def test_compile_takes_a_loss_function_as_its_class():
-    assert type(losses.get(losses.sparse_categorical_crossentropy)) is \
+    assert type(losses.resolve(losses.sparse_categorical_crossentropy)) is \
         losses.SparseCategoricalCrossentropy
-    assert type(losses.get(losses.mse)) is losses.MeanSquaredError
+    assert type(losses.resolve(losses.mse)) is losses.MeanSquaredError
+    assert type(losses.resolve("mse")) is losses.MeanSquaredError
 
 
 def test_a_custom_loss_built_on_a_function_weights_each_sample():

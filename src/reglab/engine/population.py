@@ -100,7 +100,7 @@ class Population:
         self._members = _member_list(members)
         self.plan = plan(self._members)
         self.loss = losses_module.check_trainable(
-            losses_module.get(loss, where="Population: 'loss'"), "Population: 'loss'")
+            losses_module.resolve(loss, where="Population: 'loss'"), "Population: 'loss'")
         if isinstance(metrics, str) or (metrics is not None and not isinstance(
                 metrics, (list, tuple))):
             raise ConfigError("Population: 'metrics' must be a list of metric names (as "

@@ -89,7 +89,7 @@ def _loss(entry: Any, where: str):
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         raise ConfigError(f"{where}: expected a loss name or a Keras loss config. Got "
                           f"{entry!r}.")
-    cls = type(losses.get(entry.get("class_name"), where=where))
+    cls = type(losses.resolve(entry.get("class_name"), where=where))
     config = {k: v for k, v in entry["config"].items() if k != "dtype"}
     try:
         return cls(**config)

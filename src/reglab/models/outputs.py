@@ -136,7 +136,7 @@ def compile_outputs(names: list[str], shapes: list[tuple[int, ...]], loss, loss_
     by output name; ``loss_weights`` a list or dict (1.0 each by default); ``metrics`` a list
     with one entry per output (a name, a list of names, or None) or a dict by output name."""
     where = "compile"
-    losses = [losses_module.get(value, where=f"{where}: 'loss' ({name})")
+    losses = [losses_module.resolve(value, where=f"{where}: 'loss' ({name})")
               for value, name in zip(_per_output(where, loss, names, "loss"), names)]
     for name, output_loss in zip(names, losses):
         if output_loss.reduction not in ("sum_over_batch_size", "mean"):

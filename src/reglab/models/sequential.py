@@ -379,7 +379,7 @@ class Sequential:
             metrics = _of_the_output("metrics", metrics, output)
             metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else metrics
         loss = None if loss is None else losses_module.check_trainable(
-            losses_module.get(loss, where="compile: 'loss'"), "compile: 'loss'")
+            losses_module.resolve(loss, where="compile: 'loss'"), "compile: 'loss'")
         if loss is not None and weight is not None and weight != 1:
             loss = losses_module.ScaledLoss(loss, weight)  # Keras: the data loss times it
         if isinstance(metrics, str) or (metrics is not None

@@ -370,7 +370,7 @@ def targets_are_class_labels(spec: StudySpec, y) -> bool:
     from reglab import losses
     from reglab.datasets.splits import class_keys
 
-    if losses.get(spec.training.loss).regression:
+    if losses.resolve(spec.training.loss).regression:
         return False
     return y is not None and class_keys(np.asarray(y)) is not None
 
@@ -381,7 +381,7 @@ def _whole_labels(spec: StudySpec, y, split: str, source: str) -> None:
     sample is the file's own; a typo's one message, not a regression's advice too)."""
     from reglab import losses
 
-    if y is None or losses.get(spec.training.loss).target_kind != "sparse":
+    if y is None or losses.resolve(spec.training.loss).target_kind != "sparse":
         return
     flat = np.asarray(y).reshape(-1)
     if flat.dtype.kind != "f":
@@ -771,7 +771,7 @@ def _accuracy_of_a_regression(spec, data) -> list[str]:
     if not accuracies or y is None or not len(y) or data.class_labels:
         return []
     why = (f"the loss {spec.training.loss!r} is a regression's"
-           if losses.get(spec.training.loss).regression else
+           if losses.resolve(spec.training.loss).regression else
            "non-integer values or rows of other values than class scores: a regression")
     return [f"training.metrics: {accuracies[0]!r} scores class labels; the data's targets are "
             f"not class labels ({why}). Set metrics = [\"mae\"] "
@@ -792,7 +792,7 @@ def _error_of_class_indices(spec) -> list[str]:
     table would rank noise)."""
     from reglab import losses
 
-    if getattr(losses.get(spec.training.loss), "target_kind", None) != "sparse":
+    if getattr(losses.resolve(spec.training.loss), "target_kind", None) != "sparse":
         return []
     errors = [m for m in spec.training.metrics
               if isinstance(m, str) and m.lower().replace("_", "") in _REGRESSION_METRICS]
