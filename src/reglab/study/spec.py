@@ -887,6 +887,36 @@ def default_directory_problem(name: str) -> str | None:
     return None
 
 
+def _deep_line(text: str, depth: int = 100) -> int:
+    """The line where brackets and braces first nest ``depth`` deep (outside strings and
+    comments), for the error of a file too deeply nested to read; the last line if none."""
+    level, quote, line = 0, None, 1
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char == "\n":
+            line += 1
+        elif quote:
+            if char == "\\" and quote == '"':
+                position += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            end = text.find("\n", position)
+            position = len(text) if end < 0 else end
+            continue
+        elif char in "[{":
+            level += 1
+            if level >= depth:
+                return line
+        elif char in "]}":
+            level -= 1
+        position += 1
+    return line
+
+
 def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     """Reads and checks a study file; raises :class:`StudySpecError` listing every problem."""
     path = Path(source)
@@ -905,6 +935,11 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise StudySpecError(str(path), [f"TOML syntax: {error}."]) from None
+    except RecursionError:  # tomllib reads nested arrays and tables by recursion
+        raise StudySpecError(str(path), [
+            f"TOML nesting: arrays or inline tables nested too deep for the reader (line "
+            f"{_deep_line(text)}). Expected a study file's values: a few levels at most."]) \
+            from None
     checker = _Checker()
     checker.keys("study", raw, TOP_KEYS)
     study_name = _check_study_name(checker, raw, path)

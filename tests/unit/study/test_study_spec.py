@@ -184,6 +184,15 @@ def test_the_largest_seed_is_taken():
 
 def test_syntax_errors_and_missing_files():
     assert "TOML syntax" in problems("seeds = = 2")[0]
+    # nested past what tomllib's recursion reads: a study-file error with its line (it had
+    # been an unexpected RecursionError, 'a bug in reglab'); tables count too
+    for opening, closing in (("[", "]"), ("{ a = ", " }")):
+        deep = BASE + '# a "[" in a comment\n[variants.deep]\ndropout = ' + \
+            opening * 2000 + "0.1" + closing * 2000 + "\n"
+        (found,) = problems(deep)
+        line = deep[:deep.index(opening * 100)].count("\n") + 1
+        assert f"TOML nesting: arrays or inline tables nested too deep for the reader (line " \
+               f"{line})" in found
     with pytest.raises(StudySpecError, match="cannot read the file"):
         parse_study("/nonexistent/study.toml")
 
