@@ -388,6 +388,8 @@ class _Checker:
         self.problems: list[str] = []
 
     def add(self, message: str) -> None:
+        if message.endswith("Got [].") and "number" in message:  # a sweep with no point
+            message += " (A sweep is a list of at least one value.)"
         self.problems.append(message)
 
     def keys(self, where: str, table: Any, allowed) -> dict:
@@ -1110,7 +1112,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
     if "variants" not in raw:
         pass
     elif not isinstance(variants_raw, dict) or not variants_raw:
-        checker.add("variants: expected at least one [variants.NAME] table. Got none.")
+        checker.add("variants: expected at least one [variants.NAME] table. Got "
+                    f"{'none' if variants_raw == {} else repr(variants_raw)}.")
     else:
         seen: dict[str, str] = {}  # each name as it reads (case and Unicode form aside)
         for name, table in variants_raw.items():

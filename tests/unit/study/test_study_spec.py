@@ -177,6 +177,16 @@ def test_each_malformed_node(change, message):
     assert any(message in p for p in found), found
 
 
+def test_an_empty_sweep_and_variants_that_are_no_table_say_what_they_got():
+    empty = BASE.replace("[variants.baseline]",
+                         "[variants.baseline]\nkernel_regularizer = { type = \"L2\", l2 = [] }")
+    assert any("kernel_regularizer.l2: expected a finite number >= 0. Got []. (A sweep is a "
+               "list of at least one value.)" in p for p in problems(empty)), problems(empty)
+    top = BASE[:BASE.index("[data]")] + "variants = 3\n" + BASE[BASE.index("[data]"):]
+    top = top[:top.index("[variants.")]
+    assert "variants: expected at least one [variants.NAME] table. Got 3." in problems(top)
+
+
 def test_the_largest_seed_is_taken():
     assert parse(BASE.replace("seeds = 2", "seeds = [0, 9223372036854775807]")).seeds == (
         0, 2**63 - 1)
