@@ -249,6 +249,10 @@ class SQLiteStore:
                 "which is a file."
             )
         self.path = self.directory / DB_NAME
+        if self.path.is_dir():
+            raise StoreError(
+                f"{self.path}: expected the study's store, a file. Got a directory. Give "
+                "another --out, or move the directory away.")
         if read_only:
             if not self.path.is_file():
                 raise StoreError(

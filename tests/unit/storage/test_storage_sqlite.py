@@ -987,3 +987,14 @@ def test_a_damaged_study_record_is_named_before_a_writer_touches_the_store(tmp_p
     with SQLiteStore(tmp_path, read_only=True) as store:
         with pytest.raises(sqlite_store.StoreError, match=r"the study's record .* is damaged"):
             store.study()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_study_db_that_is_a_directory_is_named_as_such(tmp_path, read_only):
+    """`show` had said 'not a study directory (it has no study.db)' and `run` 'not a usable
+    reglab store (disk I/O error)'; neither said what was in the way."""
+    (tmp_path / "study.db" / "inside").mkdir(parents=True)
+    with pytest.raises(sqlite_store.StoreError, match=r"study.db: expected the study's store, "
+                                                      r"a file. Got a directory"):
+        SQLiteStore(tmp_path, read_only=read_only)
+    assert [p.name for p in (tmp_path / "study.db").iterdir()] == ["inside"]
