@@ -436,3 +436,26 @@ def test_ctrl_c_while_click_reads_the_arguments_exits_130_not_1(monkeypatch, whe
     assert result.exit_code == 130, result.output
     assert "interrupted: what was saved is kept" in result.output
     assert "Aborted!" not in result.output
+
+
+@pytest.mark.parametrize("in_the_way", ["plots", "report.html"])
+def test_a_report_whose_place_is_taken_says_what_is_in_the_way(finished_study, tmp_path,
+                                                                in_the_way):
+    """A file where the plots' directory goes, a directory where the page goes: said before
+    any drawing, by name (it had been a FileExistsError, or an IsADirectoryError naming a
+    temporary file)."""
+    _, _, out = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "plots", ignore_errors=True)
+    (copy / "report.html").unlink(missing_ok=True)
+    if in_the_way == "plots":
+        (copy / "plots").write_text("mine")
+        expected = f"{copy / 'plots'}: expected the directory of the report's plots. Got a file"
+    else:
+        (copy / "report.html").mkdir()
+        expected = f"{copy / 'report.html'}: expected the report's page, a file. Got a directory"
+    result = invoke("report", copy)
+    assert result.exit_code != 0 and expected in result.output, result.output
+    assert "Traceback" not in result.output and ".tmp" not in result.output
+    assert (copy / in_the_way).is_file() == (in_the_way == "plots")

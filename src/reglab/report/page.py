@@ -466,6 +466,20 @@ def _draw_view(results: StudyResults, saved: _Figures, draw, regime: str = "") -
     return choices
 
 
+def _places_are_free(directory: Path) -> None:
+    """Raises ReglabError, before any drawing, where the page or the plots cannot go: a
+    directory named as the page, a file named as the plots' directory."""
+    from reglab.errors import ReglabError
+
+    page, plots = directory / REPORT_NAME, directory / PLOTS_DIR
+    if page.is_dir():
+        raise ReglabError(f"{page}: expected the report's page, a file. Got a directory; "
+                          "move it away.")
+    if plots.exists() and not plots.is_dir():
+        raise ReglabError(f"{plots}: expected the directory of the report's plots. Got a "
+                          "file; move it away.")
+
+
 def write_report(directory: str | Path) -> Path:
     """Writes ``directory/report.html`` and ``directory/plots/*.png``; returns the page's path.
 
@@ -478,6 +492,7 @@ def write_report(directory: str | Path) -> Path:
     from reglab.stats import MIN_SEEDS
 
     results = collect(directory)
+    _places_are_free(results.directory)
     with quiet_drawing():
         saved, _, augmentation_note, tuning = render_figures(results,
                                                              results.directory / PLOTS_DIR)
