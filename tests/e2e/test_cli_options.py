@@ -271,3 +271,27 @@ def test_validate_and_run_say_when_this_cpu_computes_a_half_precision_in_float32
         # not about this CPU: a GPU's products, a cluster's workers
         on_cuda = run(study, "--out", tmp_path / "cuda", "--epochs", "1", "--device", "cuda")
         assert note not in on_cuda.output
+
+
+def test_restart_removes_the_old_study_s_report_before_training(tmp_path, monkeypatch):
+    """A --restart killed before its first run ends had left the old study's report.html
+    and plots beside the new study's store; they go with the old runs (a user's own file
+    in plots/ stays)."""
+    from reglab.study.executors import InProcessExecutor
+
+    first = write_study(tmp_path, name="first", variant="l2")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(first), "--out", str(out), "--seeds", "1",
+                                       "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").is_file() and list((out / "plots").glob("*.png"))
+    (out / "plots" / "mine.txt").write_text("kept")
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as a kill before any run ends
+    monkeypatch.setattr(InProcessExecutor, "run", killed)
+    second = write_study(tmp_path, name="second", variant="strong_l2")
+    restarted = run(second, "--out", out, "--seeds", "1", "--epochs", "1", "--restart")
+    assert restarted.exit_code == 130, restarted.output
+    assert not (out / "report.html").exists() and not list((out / "plots").glob("*.png"))
+    assert (out / "plots" / "mine.txt").read_text() == "kept"

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from reglab.report import PLOTS_DIR, REPORT_NAME
 from reglab.report.collect import StudyResults, collect, study_file_text
 from reglab.storage.sqlite_store import COPIES_META
 from reglab.study import precision
@@ -35,8 +36,6 @@ from reglab.study.report_table import (
 )
 from reglab.utils.atomic import atomic_open
 
-REPORT_NAME = "report.html"
-PLOTS_DIR = "plots"
 #: the list of PNG names the last report wrote into ``plots/`` (the ones it may replace)
 WRITTEN = ".reglab-plots.json"
 SECTIONS = (("verdict", "Verdict"), ("curves", "Learning curves"), ("gap", "Generalization gap"),

@@ -172,6 +172,10 @@ def _run_locked(study_file, plan: StudyPlan, data, store, device, restart, execu
             + (f"; the {finished} finished runs stored are kept" if finished else ""))
     if fresh:
         checkpoints.remove_all_but(store.directory, set())  # a fresh study: none of its own
+    if fresh and counts:  # started over: the old study's report goes with its runs
+        from reglab.report import remove_report
+
+        remove_report(store.directory)
     # Interrupted runs lose their epoch rows here; a job that resumes from its checkpoint
     # records them again (the checkpoint holds them), then goes on.
     interrupted = store.reset_unfinished()
