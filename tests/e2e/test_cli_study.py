@@ -559,6 +559,45 @@ def test_a_study_resumed_with_another_thread_count_says_so(tmp_path):
     assert not [line for line in again if "torch thread" in line]
 
 
+def test_another_thread_count_is_said_when_only_a_checkpoint_was_trained(tmp_path):
+    """Killed in its first population, after a checkpoint but before any run finished: the
+    runs in progress go on from it with another thread count, which is said (it had been
+    said only once some run had finished)."""
+    import torch
+
+    from reglab.study.runner import InProcessExecutor, run_study
+
+    study = write_study(tmp_path, epochs=6)
+    out = tmp_path / "out"
+
+    class KilledAfterACheckpoint(InProcessExecutor):
+        def train(self, job, on_epoch=None, progress=None):
+            def stop(*args, **kwargs):
+                on_epoch(*args, **kwargs)
+                if list((out / "checkpoints").glob("*.pt")):
+                    raise KeyboardInterrupt
+            return super().train(job, stop, progress)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, out, executor=KilledAfterACheckpoint(), log=lambda *_: None)
+        from reglab.storage import FINISHED, SQLiteStore
+
+        with SQLiteStore(out, read_only=True) as store:
+            assert not any(run.status in FINISHED for run in store.runs())
+        torch.set_num_threads(2)
+        said = []
+        run_study(study, out, log=said.append)
+    finally:
+        torch.set_num_threads(threads)
+    assert [line for line in said if "torch thread" in line] == [
+        "note: the study trained with 1 torch thread(s) per job and goes on with 2: the runs "
+        "trained from now may differ from an uninterrupted study's in their last bits (bit for "
+        "bit needs the same thread count; OMP_NUM_THREADS or --workers set it)"]
+
+
 def test_a_damaged_checkpoint_is_said_and_its_population_starts_again(tmp_path):
     """A checkpoint cut short (a disk filled, a copy broken) cannot be read: the rerun says
     so, where it had said the population went on from it, and the study ends as an

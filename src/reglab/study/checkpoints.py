@@ -126,6 +126,12 @@ def readable(path: str) -> bool:
         return False
 
 
+def any_held(study_directory) -> bool:
+    """Whether the study directory holds a checkpoint file of reglab's (not read)."""
+    directory = Path(study_directory) / DIRECTORY
+    return directory.is_dir() and any(_ours(path) for path in directory.glob("*.pt"))
+
+
 def held(study_directory) -> dict[str, list[str]]:
     """The checkpoint files in the study directory and the run ids each holds (read
     without its tensors, which stay on disk); a file that is not a readable checkpoint of

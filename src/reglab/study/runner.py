@@ -256,7 +256,10 @@ def _note_threads(store, executor, device: str, fresh: bool, log) -> None:
     before = None if fresh else store.get_meta("threads")
     counts = store.run_counts()
     finished = sum(counts.get(status, 0) for status in FINISHED)
-    if before is not None and before != threads and 0 < finished < sum(counts.values()):
+    # trained already: a finished run, or a checkpoint of runs in progress (they go on)
+    trained = finished > 0 or checkpoints.any_held(store.directory)
+    if before is not None and before != threads and trained and \
+            finished < sum(counts.values()):
         log(f"note: the study trained with {before} torch thread(s) per job and goes on with "
             f"{threads}: the runs trained from now may differ from an uninterrupted study's "
             "in their last bits (bit for bit needs the same thread count; OMP_NUM_THREADS "
