@@ -179,9 +179,11 @@ def test_the_engine_s_early_stopping_reads_a_custom_named_metric_s_direction():
     assert population.state.members.scalars["early_stopping"][0].mode == "max"
 
 
+@pytest.mark.parametrize("callback", [None, "ReduceLROnPlateau", "LearningRateScheduler"])
 @pytest.mark.parametrize("verbose", [1, 2])
-def test_the_progress_line_orders_its_keys_as_keras_s(verbose, capsys):
-    # verbose=1: the keys as first seen (training's, then val_); verbose=2: all sorted
+def test_the_progress_line_orders_its_keys_as_keras_s(verbose, callback, capsys):
+    # verbose=1: the keys as first seen (training's, then val_); verbose=2: the epoch's logs
+    # sorted; either way a callback's learning_rate last (it had been sorted in)
     import re
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 2, 32)
@@ -193,12 +195,17 @@ def test_the_progress_line_orders_its_keys_as_keras_s(verbose, capsys):
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], weighted_metrics=["accuracy"])
         capsys.readouterr()
+        callbacks = [] if callback is None else [
+            api.callbacks.ReduceLROnPlateau(patience=0, min_delta=10.0)
+            if callback == "ReduceLROnPlateau" else
+            api.callbacks.LearningRateScheduler(lambda epoch, rate: rate / 2)]
         model.fit(x, y, sample_weight=weights, epochs=1, verbose=verbose,
-                  validation_data=(x, y))
+                  validation_data=(x, y), callbacks=callbacks)
         last = [line for line in capsys.readouterr().out.replace("\r", "\n").splitlines()
                 if "val_loss" in line][-1]
         orders.append(re.findall(r"(\w+): ", last))
     assert orders[1] == orders[0]
+    assert ("learning_rate" in orders[0]) == (callback is not None)
 
 
 @pytest.mark.parametrize("dtype", [None, "float32"])

@@ -16,14 +16,15 @@ _BAR = 20
 
 
 def format_logs(logs, order: list[str] | None = None, verbose: int = 2) -> str:
-    """``accuracy: 0.8521 - loss: 0.4231`` in Keras's order: sorted, or with ``order`` (the
-    keys as first seen, extended here with new keys in sorted order, as Keras 3's sorted
-    logs bring them) that of its ``verbose=1`` bar: an epoch's training keys, then its
-    ``val_`` keys. A value whose size is 1e-3 or less is written in exponent form, as
+    """``accuracy: 0.8521 - loss: 0.4231`` in Keras's order, that of its ``Progbar``: the
+    keys as first seen, ``order`` (those of ``verbose=1``'s earlier batches: an epoch's
+    training keys, then its ``val_`` keys) extended with ``logs``' others in their own
+    order (an epoch's logs sorted, as Keras 3's, then what a callback adds, its
+    ``learning_rate``). A value whose size is 1e-3 or less is written in exponent form, as
     Keras's bar writes it (its ``verbose=2`` line tests the value, not its size)."""
     logs = dict(logs)
     order = [] if order is None else order
-    order.extend(key for key in sorted(logs) if key not in order)
+    order.extend(key for key in logs if key not in order)
     return " - ".join(f"{key}: {_value(logs[key], verbose)}" for key in order if key in logs)
 
 
@@ -105,13 +106,14 @@ class ProgbarLogger(Callback):
 
     def _line(self, done: int, logs, final: bool) -> str:
         steps = self.params.get("steps") or done
-        # verbose=1's bar lists keys as first seen; verbose=2's line sorts them all (Keras)
+        # verbose=1's bar lists keys as first seen over the epoch; verbose=2's line, the
+        # epoch's (Keras)
         return progress_line(self.verbose, done, steps, time.perf_counter() - self._start,
                              logs, self._order if self.verbose == 1 else None, eta=not final)
 
     def on_train_batch_end(self, batch, logs=None):
         if logs:  # Keras's bar sees every batch's keys, shown or not
-            self._order.extend(key for key in sorted(logs) if key not in self._order)
+            self._order.extend(key for key in logs if key not in self._order)
         if self.verbose != 1:
             return
         now = time.perf_counter()
