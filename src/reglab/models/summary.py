@@ -53,10 +53,35 @@ def render(model, population) -> str:
     return _table(model, rows, graph, trainable, frozen, optimizer_params(model))
 
 
+#: the columns' widths (their padding in) of Keras's table on an 80-column terminal, and
+#: where a script's output is no terminal (rich lays out 76 characters then): a sequential
+#: model's three columns, a functional one's four
+_WIDTHS = {3: (33, 24, 15), 4: (21, 19, 12, 19)}
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """A cell's lines as Keras's table (rich) writes them in ``width`` characters: each of
+    the text's own lines filled word by word (words split at spaces), a word longer than a
+    line cut short with '…'."""
+    lines = []
+    for own in text.split("\n"):
+        current = None
+        for word in own.split(" "):
+            if len(word) > width:
+                word = word[:width - 1] + "…"
+            if current is None:
+                current = word
+            elif len(current) + 1 + len(word) <= width:
+                current += " " + word
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current or "")
+    return lines
+
+
 def _table(model, rows, graph, trainable: int, frozen: int, optimizer: int | None) -> str:
-    widths = [max(33, max((len(r[0]) for r in rows), default=0) + 2), 24, 15]
-    if graph is not None:
-        widths.append(max(22, max(len(r[3]) for r in rows) + 2))
+    widths = _WIDTHS[3 if graph is None else 4]
     top = "┏" + "┳".join("━" * w for w in widths) + "┓"
     mid = "┡" + "╇".join("━" * w for w in widths) + "┩"
     bottom = "└" + "┴".join("─" * w for w in widths) + "┘"
@@ -71,7 +96,9 @@ def _table(model, rows, graph, trainable: int, frozen: int, optimizer: int | Non
     out = [f'Model: "{model.name}"', top, line(header), mid]
     for i, row in enumerate(rows):  # Keras 3 rules a line between rows
         out += [between] if i else []
-        out.append(line(row, "│", "│", "│"))
+        cells = [_wrapped(cell, width - 2) for cell, width in zip(row, widths)]
+        for k in range(max(map(len, cells))):  # a row as tall as its tallest cell
+            out.append(line([c[k] if k < len(c) else "" for c in cells], "│", "│", "│"))
     out.append(bottom)
     total = trainable + frozen + (optimizer or 0)
     out += [f" Total params: {total:,} ({_size(total)})",

@@ -19,9 +19,18 @@ def summary_of(model) -> str:
 
 
 def rows(text: str) -> list[tuple[str, str, str]]:
-    """The table's body rows as (layer (type), output shape, param #)."""
-    return [tuple(cell.strip() for cell in line.split("│")[1:4])
-            for line in text.splitlines() if line.startswith("│")]
+    """The table's body rows as (layer (type), output shape, param #), a row's wrapped
+    lines joined (a long name goes on over lines, as in Keras's table)."""
+    found, row = [], None
+    for line in text.splitlines():
+        if line.startswith("│"):
+            cells = [cell.strip() for cell in line.split("│")[1:4]]
+            row = cells if row is None else [" ".join(filter(None, pair))
+                                             for pair in zip(row, cells)]
+        elif row is not None:
+            found.append(tuple(row))
+            row = None
+    return found
 
 
 def totals(text: str) -> dict[str, tuple[int, str]]:
@@ -327,3 +336,37 @@ def test_keras_s_layout_arguments_are_taken_and_the_others_refused_by_name():
         model.summary(layer_range=["dense", "dense_1"])
     with pytest.raises(ConfigError, match="summary: 'line_length' must be a positive int"):
         model.summary(line_length=0)
+
+
+def test_the_table_is_keras_s_character_for_character_long_names_wrapped():
+    """Keras's table keeps its columns' widths and wraps a cell over lines at its spaces (a
+    word longer than the column cut short with '…'): the slides' BatchNormalization row
+    takes two lines; a functional model has its own four columns (it had been widened to
+    the longest name)."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    real_keras = pytest.importorskip("keras")
+
+    def sequential(api):
+        return api.Sequential([
+            api.Input((5,)), api.layers.Dense(4), api.layers.BatchNormalization(),
+            api.layers.Dense(3, name="a_very_long_layer_name_that_exceeds_the_column_width"),
+            api.layers.Dense(2, name="short name with spaces in it that is long enough")],
+            name="net")
+
+    def functional(api):
+        x = api.Input((5,), name="the_input_layer_with_a_long_name")
+        a = api.layers.Dense(4, name="first_dense_layer_long")(x)
+        b = api.layers.Dense(4, name="second_dense_layer_long")(x)
+        return api.Model(x, api.layers.Add(name="add")([a, b]), name="f")
+
+    def table(model):
+        lines = []
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        return [row.rstrip() for line in lines for row in line.splitlines()
+                if row[:1] in "┏┃┡│├└"]
+    for make in (sequential, functional):
+        real_keras.backend.clear_session()  # Keras counts names over its session
+        ours, theirs = table(make(keras)), table(make(real_keras))
+        assert ours == theirs, "\n".join(ours + theirs)
