@@ -141,11 +141,17 @@ def test_bad_arguments_are_refused_by_name(build, match):
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Lamb",
-                                  "Ftrl"])
-def test_from_config_takes_keras_s_own_config(name):
+                                  "Ftrl", "Adadelta", "Adamax", "Lion", "Adafactor"])
+def test_from_config_takes_keras_s_own_config_and_keras_takes_ours(name):
     theirs = getattr(keras.optimizers, name)(learning_rate=0.05)
     ours = getattr(reglab.optimizers, name).from_config(theirs.get_config())
     assert float(ours.learning_rate) == pytest.approx(0.05)
+    # Keras's keys in its order (its loss_scale_factor and gradient_accumulation_steps unset;
+    # reglab's swa_start only where set: Keras's from_config had refused the config)
+    assert list(ours.get_config()) == list(theirs.get_config())
+    back = getattr(keras.optimizers, name).from_config(ours.get_config())
+    assert float(keras.ops.convert_to_numpy(back.learning_rate)) == pytest.approx(0.05)
+    assert reglab.optimizers.Adam(swa_start=3).get_config()["swa_start"] == 3
 
 
 @pytest.mark.parametrize("make", [

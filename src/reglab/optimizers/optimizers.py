@@ -201,6 +201,11 @@ class OptimizerMembers:
             -1, *([1] * (ndim - 1)))
 
 
+#: the arguments every Keras 3 optimizer's config has, in its order, after name and rate
+_KERAS_BASE_KEYS = ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
+                    "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+                    "gradient_accumulation_steps")
+
 #: Keras 3's optimizer arguments not supported yet: what they do, and what to do instead
 _NOT_YET = {
     "gradient_accumulation_steps": (
@@ -475,11 +480,18 @@ class Optimizer:
             param.sub_(param * (wd * members.value("learning_rate", param.dim())))
 
     def get_config(self) -> dict[str, Any]:
-        """Keras's: the arguments, a schedule in its serialized form."""
+        """Keras's: the arguments in Keras's keys and order, a schedule in its serialized
+        form; Keras 3's ``loss_scale_factor`` and ``gradient_accumulation_steps`` as None
+        (unset), reglab's ``swa_start`` only where set (so that Keras's ``from_config``
+        takes the config of any optimizer without SWA)."""
         schedule = self.schedule
         rate = self._learning_rate if schedule is None else schedules.serialize(schedule)
-        return {"name": self.name, "learning_rate": rate,
-                **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+        own = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        config = {"name": self.name, "learning_rate": rate}
+        config.update({key: own.pop(key, None) for key in _KERAS_BASE_KEYS})
+        if own.get("swa_start", 0) is None:
+            del own["swa_start"]
+        return {**config, **own}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
