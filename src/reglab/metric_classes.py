@@ -347,6 +347,10 @@ class RootMeanSquaredError(MeanMetricWrapper):
         return torch.sqrt(mean)
 
 
+#: Keras's defaults of the crossentropy metrics' arguments, as their configs list them
+_CROSSENTROPY_DEFAULTS = {"label_smoothing": 0, "axis": -1, "ignore_class": None}
+
+
 class _CrossentropyMetric(MeanMetricWrapper):
     """A crossentropy loss's per-sample values as a mean metric."""
 
@@ -369,7 +373,9 @@ class _CrossentropyMetric(MeanMetricWrapper):
         self.loss = loss
         super().__init__(lambda y_true, y_pred: loss.per_sample(y_true, y_pred), name, dtype)
         self.fn_kwargs = {}
-        self.config = {"from_logits": bool(from_logits), **kwargs}
+        # every argument, as Keras's config lists them (its defaults where not given)
+        self.config = {"from_logits": bool(from_logits),
+                       **{a: kwargs.get(a, _CROSSENTROPY_DEFAULTS[a]) for a in self.arguments}}
 
     def get_config(self):
         return {"name": self.name, "dtype": "float32", **self.config}

@@ -484,6 +484,73 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
     WeightedMetric,  # noqa: E402, F401 - compile's weighted_metrics
 )
 
+
+def _snake_case(name: str) -> str:
+    """Keras's ``to_snake_case``: ``MeanIoU`` -> ``mean_io_u``, ``AUC`` -> ``auc``."""
+    import re
+
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _metric_classes() -> dict[str, type]:
+    """Keras's names of the metric classes: each class's name, its snake_case and the short
+    aliases (``mse``, ``bce``...), as ``keras.metrics.get`` reads them."""
+    classes = {name: globals()[name] for name in __all__
+               if name[:1].isupper() and isinstance(globals()[name], type)}
+    found = {**classes, **{_snake_case(name): cls for name, cls in classes.items()}}
+    found.update(mse=MeanSquaredError, mae=MeanAbsoluteError, mape=MeanAbsolutePercentageError,
+                 msle=MeanSquaredLogarithmicError, bce=BinaryCrossentropy)
+    return found
+
+
+def serialize(metric) -> dict[str, Any]:
+    """``{'module', 'class_name', 'config', 'registered_name'}`` as Keras writes a metric."""
+    if type(metric).__name__ not in __all__ or not hasattr(metric, "get_config"):
+        raise ConfigError(f"metrics.serialize: expected one of reglab's metric objects. Got "
+                          f"{metric!r}.")
+    return {"module": "keras.metrics", "class_name": type(metric).__name__,
+            "config": metric.get_config(), "registered_name": None}
+
+
+def deserialize(config: dict[str, Any] | str):
+    """The inverse of :func:`serialize`; a name as :func:`get` takes it."""
+    if isinstance(config, str):
+        return get(config)
+    classes = _metric_classes()
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not isinstance(config.get("config", {}), dict):
+        raise ConfigError("metrics.deserialize: expected a dict with a 'class_name' and a "
+                          f"'config' dict. Got {config!r}.")
+    if classes.get(name) is None or classes[name].__name__ != name:
+        raise unknown_name("metrics.deserialize", "metric class", name,
+                           [n for n, cls in classes.items() if cls.__name__ == n])
+    return classes[name].from_config(config.get("config") or {})
+
+
+def get(identifier: Any):
+    """Keras's ``metrics.get``: None for None; a metric class's name, its snake_case or a
+    short alias (``"accuracy"``, ``"auc"``, ``"mse"``) its object with its defaults (Keras's
+    ``"accuracy"`` is the exact-equality ``Accuracy``; ``compile`` reads that name by the
+    targets' shapes instead); a config dict its object; a callable as it is, a class
+    instantiated."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        classes = _metric_classes()
+        if identifier not in classes:
+            raise unknown_name("metrics.get", "metric", identifier, classes)
+        return classes[identifier]()
+    if isinstance(identifier, type):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ConfigError(f"metrics.get: expected a metric's name, config, function or object. "
+                      f"Got {identifier!r}.")
+
+
 __all__ = [
     "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU",
     "CategoricalAccuracy", "CategoricalCrossentropy", "CategoricalHinge",

@@ -531,3 +531,30 @@ def test_a_metric_object_and_its_name_log_the_same_bits():
         logs.append(model.fit(x, y, epochs=2, batch_size=20, verbose=0, shuffle=False,
                               validation_data=(x, y)).history)
     assert logs[0] == logs[1]
+
+
+@pytest.mark.parametrize("name", [
+    "accuracy", "mse", "mae", "bce", "AUC", "auc", "categorical_accuracy",
+    "sparse_categorical_accuracy", "Precision", "precision", "top_k_categorical_accuracy",
+    "binary_accuracy", "F1Score", "f1_score", "r2_score", "MeanSquaredError",
+    "log_cosh_error", "root_mean_squared_error", "true_positives", "sum", "mean", None])
+def test_get_gives_the_object_keras_s_get_gives(name):
+    """keras.metrics.get: a class's name, its snake_case or an alias gives the class's
+    object with its defaults (it was missing: AttributeError)."""
+    ours, theirs = reglab.metrics.get(name), keras.metrics.get(name)
+    assert type(ours).__name__ == type(theirs).__name__
+    if theirs is not None:
+        assert ours.get_config() == {**theirs.get_config(), "name": ours.name}
+
+
+def test_serialize_and_deserialize_go_both_ways_with_keras():
+    theirs = keras.metrics.Precision(thresholds=0.3, name="p")
+    ours = reglab.metrics.deserialize(keras.metrics.serialize(theirs))
+    assert type(ours) is reglab.metrics.Precision and ours.get_config() == theirs.get_config()
+    back = keras.metrics.deserialize(reglab.metrics.serialize(ours))
+    assert back.get_config() == theirs.get_config()
+    assert reglab.metrics.get(reglab.metrics.serialize(ours)).get_config() == ours.get_config()
+    with pytest.raises(ConfigError, match="unknown metric 'acuracy'.*Did you mean"):
+        reglab.metrics.get("acuracy")
+    with pytest.raises(ValueError):
+        keras.metrics.get("acuracy")
