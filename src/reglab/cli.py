@@ -62,7 +62,7 @@ def _clear_errors(command):
             _fail(ReglabError(f"{where}{error.strerror or error}."))
         except KeyboardInterrupt as error:  # Ctrl-C: 130 as a shell reports it, not 1
             # ("runs failed"); SIGTERM: 143
-            _ignore_further_interrupts()
+            _process_ends_on_interrupt()
             stopped = isinstance(error, Terminated)
             click.echo(f"\n{'terminated (SIGTERM)' if stopped else 'interrupted'}: what was "
                        "saved is kept; the same command goes on from there.", err=True)
@@ -81,10 +81,18 @@ def _clear_errors(command):
     return wrapper
 
 
-def _ignore_further_interrupts() -> None:
-    """Once a Ctrl-C ends the command, the next ones (a user pressing it again) are ignored
-    while the process exits: a Dask cluster's close at exit, cut short by them, printed
-    Dask's traceback after reglab's line, or ended the process by the signal itself."""
+#: whether the command runs as the whole process (``reglab ...``, ``python -m reglab.cli``),
+#: not inside another program's (click's CliRunner calls ``main.main`` itself)
+_whole_process = False
+
+
+def _process_ends_on_interrupt() -> None:
+    """Once a Ctrl-C ends a command that is the whole process, further Ctrl-C are ignored
+    while it exits: one pressed again had ended the process by the signal itself (status
+    -2, not 130) after reglab's line. Inside another program nothing changes (its own
+    Ctrl-C stays its own, as do the processes it starts, which would inherit the ignoring)."""
+    if not _whole_process:
+        return
     import signal
 
     try:
@@ -108,6 +116,13 @@ class _Commands(click.Group):
     inside one: status 130 (143 for SIGTERM), not click's 'Aborted!' with status 1, which
     reglab's ``run`` gives for failed runs."""
 
+    def __call__(self, *args, **kwargs):
+        """The command line's entry (the ``reglab`` script, ``python -m reglab.cli``): the
+        command is the whole process (:func:`_process_ends_on_interrupt`)."""
+        global _whole_process
+        _whole_process = True
+        return super().__call__(*args, **kwargs)
+
     def make_context(self, *args, **kwargs):
         with _interrupt_ends_it():
             return super().make_context(*args, **kwargs)
@@ -126,7 +141,7 @@ class _interrupt_ends_it:
             return False
         from reglab.utils.interrupts import Terminated
 
-        _ignore_further_interrupts()
+        _process_ends_on_interrupt()
         stopped = isinstance(error, Terminated)
         click.echo(f"\n{'terminated (SIGTERM)' if stopped else 'interrupted'}: what was saved "
                    "is kept; the same command goes on from there.", err=True)

@@ -419,19 +419,7 @@ def test_ctrl_c_with_worker_processes_is_one_line_and_the_rerun_finishes(tmp_pat
     traceback of their own; the same command then finishes the study as in one process."""
     study, expected = reference(tmp_path, epochs=12)
     out = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
-               "--quiet", "--no-report", "--workers", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        wait_for_epochs(out, lambda: process.poll() is None)
-        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    command, process, output = _interrupted_with_workers(study, out, presses=1)
     assert process.returncode == 130, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "interrupted: what was saved is kept" in output
@@ -445,8 +433,17 @@ def test_ctrl_c_pressed_again_while_the_cluster_closes_stays_one_line(tmp_path):
     cleanup closes the local cluster. The close goes on (they are ignored meanwhile), so
     the command still ends with one line and 130; they had cut the close short, and Dask's
     close at exit printed its traceback (KeyboardInterrupt), or the signal ended it."""
-    study = write_study(tmp_path, epochs=12)
-    out = tmp_path / "interrupted"
+    _, process, output = _interrupted_with_workers(write_study(tmp_path, epochs=12),
+                                                   tmp_path / "interrupted", presses=3)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert output.count("interrupted: what was saved is kept") == 1, output
+
+
+def _interrupted_with_workers(study, out, presses: int):
+    """``(command, process, output)``: ``reglab run --workers 2`` in its own process group,
+    given ``presses`` Ctrl-C (0.25 s apart) to the whole group, as a terminal gives them,
+    once an epoch is stored."""
     command = [sys.executable, "-m", "reglab.cli", "run", str(study), "--out", str(out),
                "--quiet", "--no-report", "--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -454,14 +451,12 @@ def test_ctrl_c_pressed_again_while_the_cluster_closes_stays_one_line(tmp_path):
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_epochs(out, lambda: process.poll() is None)
-        for _ in range(3):
-            os.killpg(process.pid, signal.SIGINT)
-            time.sleep(0.25)
+        for press in range(presses):
+            time.sleep(0.25 if press else 0)
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
         output, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 130, output
-    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
-    assert output.count("interrupted: what was saved is kept") == 1, output
+    return command, process, output

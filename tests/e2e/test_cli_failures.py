@@ -436,6 +436,9 @@ def test_ctrl_c_while_click_reads_the_arguments_exits_130_not_1(monkeypatch, whe
     assert result.exit_code == 130, result.output
     assert "interrupted: what was saved is kept" in result.output
     assert "Aborted!" not in result.output
+    # inside another program (here CliRunner) its Ctrl-C stays as it was: ignoring further
+    # ones is for a process that ends (the processes a test starts had inherited it)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize("in_the_way", ["plots", "report.html"])

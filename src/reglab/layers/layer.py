@@ -146,7 +146,25 @@ def as_pair(owner: str, name: str, value: Any) -> tuple[int, int]:
 _BASE_KWARGS = ("name", "input_shape", "batch_input_shape", "input_dim", "trainable", "dtype")
 
 
-class Layer:
+class VariableNames:
+    """Keras 3's ``variables``, ``trainable_variables`` and ``non_trainable_variables``: a
+    layer's or model's ``weights`` lists (reglab keeps no other state in variables: its
+    random streams are keyed by the epoch, not held in seed generators)."""
+
+    @property
+    def variables(self) -> list:
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list:
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list:
+        return self.non_trainable_weights
+
+
+class Layer(VariableNames):
     """Base class of reglab's layers.
 
     Subclasses store their arguments unchanged in ``__init__`` (after checking
@@ -350,22 +368,6 @@ class Layer:
     @property
     def non_trainable_weights(self) -> list:
         return [v for v in self.weights if not v.trainable]
-
-    @property
-    def variables(self) -> list:
-        """Keras's ``variables``: the weights (reglab keeps no other state in variables:
-        its random streams are keyed by the epoch, not held in seed generators)."""
-        return self.weights
-
-    @property
-    def trainable_variables(self) -> list:
-        """Keras's ``trainable_variables``: ``trainable_weights``."""
-        return self.trainable_weights
-
-    @property
-    def non_trainable_variables(self) -> list:
-        """Keras's ``non_trainable_variables``: ``non_trainable_weights``."""
-        return self.non_trainable_weights
 
     @property
     def losses(self) -> list:

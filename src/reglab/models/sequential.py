@@ -28,12 +28,12 @@ from reglab import mixed_precision
 from reglab import optimizers as optimizers_module
 from reglab.engine import Member, Population
 from reglab.errors import ConfigError
-from reglab.layers.layer import Input, Layer, snake_case
+from reglab.layers.layer import Input, Layer, VariableNames, snake_case
 from reglab.models import summary as summary_module
 from reglab.utils.random_seed import next_seed
 
 
-class Sequential:
+class Sequential(VariableNames):
     """A linear stack of layers, with Keras's ``compile``/``fit``/``evaluate``/``predict``.
 
     Args:
@@ -533,22 +533,6 @@ class Sequential:
     @property
     def non_trainable_weights(self) -> list:
         return [v for v in self._variables() if not v.trainable]
-
-    @property
-    def variables(self) -> list:
-        """Keras's ``variables``: the weights (reglab keeps no other state in variables:
-        its random streams are keyed by the epoch, not held in seed generators)."""
-        return self.weights
-
-    @property
-    def trainable_variables(self) -> list:
-        """Keras's ``trainable_variables``: ``trainable_weights``."""
-        return self.trainable_weights
-
-    @property
-    def non_trainable_variables(self) -> list:
-        """Keras's ``non_trainable_variables``: ``non_trainable_weights``."""
-        return self.non_trainable_weights
 
     def _weight_array(self, key: tuple[int, str]) -> np.ndarray:
         return self._build().member_weights(0)[self._engine_key(key)].numpy()
