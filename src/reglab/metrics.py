@@ -485,20 +485,14 @@ from reglab.metric_classes import (  # noqa: E402 - Keras's classes, after the f
 )
 
 
-def _snake_case(name: str) -> str:
-    """Keras's ``to_snake_case``: ``MeanIoU`` -> ``mean_io_u``, ``AUC`` -> ``auc``."""
-    import re
-
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def _metric_classes() -> dict[str, type]:
     """Keras's names of the metric classes: each class's name, its snake_case and the short
     aliases (``mse``, ``bce``...), as ``keras.metrics.get`` reads them."""
     classes = {name: globals()[name] for name in __all__
                if name[:1].isupper() and isinstance(globals()[name], type)}
-    found = {**classes, **{_snake_case(name): cls for name, cls in classes.items()}}
+    from reglab.utils.naming import snake_case  # Keras's to_snake_case (MeanIoU: mean_io_u)
+
+    found = {**classes, **{snake_case(name): cls for name, cls in classes.items()}}
     found.update(mse=MeanSquaredError, mae=MeanAbsoluteError, mape=MeanAbsolutePercentageError,
                  msle=MeanSquaredLogarithmicError, bce=BinaryCrossentropy)
     return found
