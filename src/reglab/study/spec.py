@@ -388,8 +388,6 @@ class _Checker:
         self.problems: list[str] = []
 
     def add(self, message: str) -> None:
-        if message.endswith("Got [].") and "number" in message:  # a sweep with no point
-            message += " (A sweep is a list of at least one value.)"
         self.problems.append(message)
 
     def keys(self, where: str, table: Any, allowed) -> dict:
@@ -499,7 +497,7 @@ def _collect_sweeps(checker, where: str, node: Any, path: str, out: list,
                     broken: list) -> Any:
     """Replaces sweeps inside ``node`` by their first value, recording each SweepSpec (and
     in ``broken`` where a sweep's grid is wrong: None stands there)."""
-    if is_sweep(node):
+    if is_sweep(node) or (isinstance(node, list) and not node):  # [] a sweep of no point
         values = sweep_values(node, where, checker.problems)
         if values:
             out.append(SweepSpec(path, values))
