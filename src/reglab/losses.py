@@ -827,12 +827,7 @@ def get(identifier: Any):
     if identifier is None:
         return None
     if isinstance(identifier, dict):
-        name, config = identifier.get("class_name"), identifier.get("config") or {}
-        cls = _BY_NAME.get(name) if isinstance(name, str) else None
-        if cls is None or cls.__name__ != name or not isinstance(config, dict):
-            raise ConfigError(f"losses.get: expected a config dict with a loss class's "
-                              f"'class_name' and a 'config' dict. Got {identifier!r}.")
-        return cls(**config)
+        return deserialize(identifier, "losses.get")
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier)
         if cls is None:
@@ -846,6 +841,24 @@ def get(identifier: Any):
         return identifier
     raise ConfigError(f"losses.get: expected a loss name, config, function or "
                       f"reglab.losses.Loss. Got {identifier!r}.")
+
+
+def deserialize(config: dict, where: str = "losses.deserialize") -> Loss:
+    """A loss object from its serialized form (``class_name``, ``config``), Keras's or
+    reglab's: its class by name, its arguments (a ``dtype`` left out: losses compute in
+    float32). Raises ConfigError naming ``where`` for anything else."""
+    name = config.get("class_name") if isinstance(config, dict) else None
+    arguments = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        raise ConfigError(f"{where}: expected a loss name or a Keras loss config. Got "
+                          f"{config!r}.")
+    cls = type(resolve(name, where=where))
+    arguments = {k: v for k, v in arguments.items() if k != "dtype"}
+    try:
+        return cls(**arguments)
+    except TypeError as error:
+        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. Got "
+                          f"{arguments!r}.") from None
 
 
 def resolve(identifier: Any, where: str = "losses.resolve") -> Loss:

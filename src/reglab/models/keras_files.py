@@ -85,17 +85,7 @@ def _loss(entry: Any, where: str):
         return [_loss(e, f"{where}[{i}]") for i, e in enumerate(entry)]
     if isinstance(entry, dict) and "class_name" not in entry:  # by output name
         return {k: _loss(v, f"{where}.{k}") for k, v in entry.items()}
-    entry = _plain(entry)
-    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-        raise ConfigError(f"{where}: expected a loss name or a Keras loss config. Got "
-                          f"{entry!r}.")
-    cls = type(losses.resolve(entry.get("class_name"), where=where))
-    config = {k: v for k, v in entry["config"].items() if k != "dtype"}
-    try:
-        return cls(**config)
-    except TypeError as error:
-        raise ConfigError(f"{where}: the arguments do not fit {cls.__name__}: {error}. Got "
-                          f"{config!r}.") from None
+    return losses.deserialize(_plain(entry), where)
 
 
 def metrics_from_config(entries: Any, where: str):
