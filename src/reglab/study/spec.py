@@ -62,8 +62,12 @@ else:  # pragma: no cover - Python 3.10
 
 BUILTIN_DATASETS = ("fashion_mnist", "mnist")
 DATA_SUFFIXES = (".npz", ".csv")
+#: the losses a study trains with: the crossentropies, and Keras's regression losses by the
+#: names ``keras.losses.get`` takes in lower case
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
-          "mean_squared_error", "mse")
+          "mean_squared_error", "mse", "mean_absolute_error", "mae",
+          "mean_absolute_percentage_error", "mape", "mean_squared_logarithmic_error", "msle",
+          "huber", "log_cosh", "poisson")
 #: the errors a study may rank on (lower is better): a regression's
 ERROR_METRICS = ("mae", "mse", "mape", "msle", "mean_absolute_error", "mean_squared_error",
                  "mean_absolute_percentage_error", "mean_squared_logarithmic_error")
