@@ -33,6 +33,7 @@ from reglab.study.report_table import (
     left_out_lines,
     left_out_words,
     passed_over_words,
+    ranking_decimals,
 )
 from reglab.utils.atomic import atomic_open
 
@@ -148,16 +149,18 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None, list[
                      + ", better on validation but not every seed finished: "
                      + passed_over_words(ranking) + ".")
     rows = []
+    digits, delta_digits = ranking_decimals(ranking)
     for row in ranking.rows:
         v = row.verdict
         c = v.comparison
         rows.append({
             "label": row.label,
-            "test": _interval(v.summary),
-            "gap": _interval(row.gap),
+            "test": _interval(v.summary, digits),
+            "gap": _interval(row.gap, digits),
             "delta": "" if c is None else
-            f"{format_number(c.mean_difference, 4, True)} ({format_number(c.ci_low, 3, True)}…"
-            f"{format_number(c.ci_high, 3, True)})",
+            f"{format_number(c.mean_difference, delta_digits, True)} ("
+            f"{format_number(c.ci_low, delta_digits - 1, True)}…"
+            f"{format_number(c.ci_high, delta_digits - 1, True)})",
             "p": "" if v.p_holm is None else format_number(v.p_holm, 3),
             "p_equivalence": "" if v.p_equivalence is None else format_number(v.p_equivalence, 3),
             "wilcoxon": "" if c is None else format_number(c.wilcoxon_p, 3),  # computed here
@@ -173,8 +176,9 @@ def _verdict_rows(results: StudyResults) -> tuple[list[dict], dict | None, list[
     best_row = next(r for r in rows if r["label"] == ranking.best)
     record = results.by_label()[ranking.best][0]
     summary = ranking.row(ranking.best).verdict.summary
-    best = {**best_row, "test": format_number(summary.mean),
-            "ci": f"{format_number(summary.ci_low, 3)}–{format_number(summary.ci_high, 3)}",
+    best = {**best_row, "test": format_number(summary.mean, digits),
+            "ci": f"{format_number(summary.ci_low, digits - 1)}–"
+                  f"{format_number(summary.ci_high, digits - 1)}",
             "settings": json.dumps(record.hyperparameters, sort_keys=True)}
     return rows, best, notes
 

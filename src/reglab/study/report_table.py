@@ -37,6 +37,29 @@ def format_number(value, digits: int = 4, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def decimals_for(values, least: int = 4, significant: int = 4, most: int = 12) -> int:
+    """Decimals that show the largest finite ``|value|`` to ``significant`` digits, at least
+    ``least`` (a proportion's 0.8781) and at most ``most``: an error of 2.3e-5 shows as
+    0.00002300, where four decimals showed 0.0000 beside its verdict."""
+    scale = max((abs(float(v)) for v in values
+                 if v is not None and math.isfinite(float(v)) and v != 0), default=0.0)
+    if scale == 0.0:
+        return least
+    return min(most, max(least, significant - 1 - math.floor(math.log10(scale))))
+
+
+def ranking_decimals(ranking: Ranking) -> tuple[int, int]:
+    """``(the values' decimals, the differences' decimals)`` of a ranking's table: the rows'
+    means (and gaps) to four significant digits of the largest; the differences to the
+    baseline with as many decimals, or more where the largest difference needs them for two
+    significant digits (a difference of 1.5e-5 between errors near 1)."""
+    values = decimals_for(row.verdict.summary.mean for row in ranking.rows)
+    differences = decimals_for((row.verdict.comparison.mean_difference for row in ranking.rows
+                                if row.verdict.comparison is not None),
+                               least=values, significant=2)
+    return values, differences
+
+
 def variant_label(record) -> str:
     """``l2_path[l2=0.001]`` for a sweep point (values as precise as the run ids), the
     variant's name otherwise."""
@@ -446,7 +469,7 @@ def _best_line(ranking: Ranking, keys) -> str:
                 "choose)")
     best = ranking.row(ranking.best)
     line = (f"best on {keys[1]}: {ranking.best} "
-            f"({keys[0]} {format_number(best.verdict.summary.mean)})")
+            f"({keys[0]} {format_number(best.verdict.summary.mean, ranking_decimals(ranking)[0])})")
     return f"{line}; passed over, better on validation but not every seed finished: {passed}" \
         if passed else line
 
@@ -463,25 +486,34 @@ def _table_lines(ranking: Ranking, keys, missing: dict[str, dict[str, int]] | No
     diverged or failed (``missing``, from :func:`left_out`) says so after its verdict, its
     numbers being those of the other seeds."""
     baseline = ranking.baseline
-    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>24s} {'gap':>8s} "
-             f"{padded('Δ vs ' + baseline, 22, right=True)} {'p (Holm)':>9s}  verdict"]
+    digits, delta_digits = ranking_decimals(ranking)
+    cells = []
     for row in ranking.rows:
         v = row.verdict
         s = v.summary
-        ci = f"{format_number(s.mean)} ({format_number(s.ci_low, 3)}–{format_number(s.ci_high, 3)})"
-        gap = format_number(row.gap.mean if row.gap else math.nan)
+        ci = (f"{format_number(s.mean, digits)} ({format_number(s.ci_low, digits - 1)}–"
+              f"{format_number(s.ci_high, digits - 1)})")
+        gap = format_number(row.gap.mean if row.gap else math.nan, digits)
         if v.comparison is None:
             delta, p = "", ""
         else:
             c = v.comparison
-            delta = (f"{format_number(c.mean_difference, sign=True)} ("
-                     f"{format_number(c.ci_low, 3, sign=True)}…"
-                     f"{format_number(c.ci_high, 3, sign=True)})")
+            delta = (f"{format_number(c.mean_difference, delta_digits, sign=True)} ("
+                     f"{format_number(c.ci_low, delta_digits - 1, sign=True)}…"
+                     f"{format_number(c.ci_high, delta_digits - 1, sign=True)})")
             p = format_number(v.p_holm, 3)
         lost = (missing or {}).get(row.label)
         note = f" (without {left_out_words(lost)})" if lost else ""
-        lines.append(f"{padded(row.label, 40)} {ci:>24s} {gap:>8s} {delta:>22s} {p:>9s}  "
-                     f"{v.verdict}{note}")
+        cells.append((row.label, ci, gap, delta, p, f"{v.verdict}{note}"))
+    # the columns as wide as their longest number (a proportion's fit the header's widths)
+    ci_width = max([24, *(len(c[1]) for c in cells)])
+    gap_width = max([8, *(len(c[2]) for c in cells)])
+    delta_width = max([22, *(len(c[3]) for c in cells)])
+    lines = [f"{'variant':40s} {keys[0] + ' (95% CI)':>{ci_width}s} {'gap':>{gap_width}s} "
+             f"{padded('Δ vs ' + baseline, delta_width, right=True)} {'p (Holm)':>9s}  verdict"]
+    for label, ci, gap, delta, p, verdict in cells:
+        lines.append(f"{padded(label, 40)} {ci:>{ci_width}s} {gap:>{gap_width}s} "
+                     f"{delta:>{delta_width}s} {p:>9s}  {verdict}")
     return lines
 
 

@@ -315,3 +315,34 @@ def test_wide_characters_keep_the_columns_aligned():
     assert len(rows) == 3
     starts = {columns(line[:line.index("0.8")]) for line in rows}
     assert len(starts) == 1, rows  # every row's numbers start at one column
+
+
+def test_small_errors_are_shown_to_their_own_digits_in_aligned_columns():
+    """A regression's errors far below 1 (an MSE of 2e-5) showed as 0.0000, and a difference
+    of -1.5e-5 as '+0.0000' beside 'better'. The values show four significant digits of the
+    largest and the differences four of theirs; the columns widen to the longest number."""
+    from reglab.study.report_table import decimals_for
+
+    noise = [1e-7, -2e-7, 1.5e-7, -1e-7]
+    runs = [error_run("baseline", s, 3.0e-5 + noise[s], 3e-5, 1e-6, "mse") for s in range(4)]
+    runs += [error_run("l2", s, 1.5e-5 + noise[s] / 2, 2e-5, 1e-6, "mse") for s in range(4)]
+    stored = StoredStudy(STUDY.replace('epochs = 1', 'epochs = 1\nloss = "mse"\n'
+                                       'metrics = ["mse"]'), runs)
+    table = results_table(stored)
+    l2 = verdict_line(table, "l2")
+    assert "0.00001499 (0.0000149–0.0000151)" in l2 and l2.endswith("better")
+    assert "-0.00001499 (-0.0000151…-0.0000149)" in l2
+    assert "+0.0000 " not in table and " 0.0000 " not in table
+    rows = [line for line in table.splitlines() if line.split(" ")[0] in ("l2", "baseline")]
+    header = next(line for line in table.splitlines() if line.startswith("variant "))
+    # every row's mean ends where the header's column does
+    end = header.index("test_mse (95% CI)") + len("test_mse (95% CI)")
+    assert all(line[:end].endswith(")") for line in rows), [header, *rows]
+    # proportions keep their four decimals; a difference far smaller than its values gets its
+    # own digits; zeros and non-finite values change nothing
+    assert decimals_for([0.8781, 0.75]) == 4 and decimals_for([0.0123]) == 5
+    assert decimals_for([1234.5, 3.0]) == 4 and decimals_for([2.3e-5]) == 8
+    assert decimals_for([0.0, math.nan, None]) == 4 and decimals_for([1e-30]) == 12
+    assert decimals_for([2e-6], least=5) == 9
+    assert decimals_for([-0.009, 0.05], significant=2) == 4  # the tutorial's differences
+    assert decimals_for([1.5e-5], significant=2) == 6  # beside errors near 1
