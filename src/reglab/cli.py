@@ -432,7 +432,12 @@ def list_runs(directory) -> None:
     """Lists the runs of a study directory with their status (read-only)."""
     from reglab.storage import SQLiteStore
     from reglab.storage.lock import unheld
-    from reglab.study.report_table import format_number, metric_keys, stored_metrics
+    from reglab.study.report_table import (
+        decimals_for,
+        format_number,
+        metric_keys,
+        stored_metrics,
+    )
 
     with SQLiteStore(directory, read_only=True) as store:
         records = store.runs()
@@ -440,9 +445,10 @@ def list_runs(directory) -> None:
     with unheld(directory) as idle:  # no `reglab run` trains them: a run was stopped
         pass
     metric = metric_keys(metrics)[0]  # the table's: accuracy, mae, ... or the loss
+    digits = decimals_for(r.metrics.get(metric) for r in records)  # as the table's
     for record in records:
         value = record.metrics.get(metric)
-        shown = format_number(value) if value is not None else "—"
+        shown = format_number(value, digits) if value is not None else "—"
         status = "interrupted" if idle and record.status == "running" else record.status
         click.echo(f"{status:14s} {record.epochs_run:4d} epochs  {metric.replace('_', ' ')} "
                    f"{shown}  {record.run_id}")

@@ -16,6 +16,7 @@ regime is a family: it asks its own question), and the table prints one block pe
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from reglab.study import precision
@@ -41,8 +42,9 @@ def decimals_for(values, least: int = 4, significant: int = 4, most: int = 12) -
     """Decimals that show the largest finite ``|value|`` to ``significant`` digits, at least
     ``least`` (a proportion's 0.8781) and at most ``most``: an error of 2.3e-5 shows as
     0.00002300, where four decimals showed 0.0000 beside its verdict."""
-    scale = max((abs(float(v)) for v in values
-                 if v is not None and math.isfinite(float(v)) and v != 0), default=0.0)
+    scale = max((abs(float(v)) for v in values  # numbers only: a store's JSON may hold others
+                 if isinstance(v, numbers.Real) and not isinstance(v, bool)
+                 and math.isfinite(v) and v != 0), default=0.0)
     if scale == 0.0:
         return least
     return min(most, max(least, significant - 1 - math.floor(math.log10(scale))))

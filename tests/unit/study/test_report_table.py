@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reglab.storage import RunRecord
@@ -346,3 +347,4 @@ def test_small_errors_are_shown_to_their_own_digits_in_aligned_columns():
     assert decimals_for([2e-6], least=5) == 9
     assert decimals_for([-0.009, 0.05], significant=2) == 4  # the tutorial's differences
     assert decimals_for([1.5e-5], significant=2) == 6  # beside errors near 1
+    assert decimals_for([np.float32(3e-6), True, "NaN"]) == 9  # numbers only, numpy's too
