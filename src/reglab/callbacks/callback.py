@@ -37,10 +37,10 @@ class Callback:
     def on_batch_end(self, batch, logs=None): ...
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.on_batch_begin(batch, logs)  # Keras's backwards-compatible alias
+        self.on_batch_begin(batch, logs=logs)  # Keras's backwards-compatible alias
 
     def on_train_batch_end(self, batch, logs=None):
-        self.on_batch_end(batch, logs)
+        self.on_batch_end(batch, logs=logs)
 
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
@@ -91,7 +91,13 @@ class CallbackList:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        def dispatch(*args, **kwargs):
+        if hook.endswith(("batch_begin", "batch_end")):  # Keras passes a batch's logs by name
+            def dispatch(batch, logs=None):
+                for callback in self.callbacks:
+                    getattr(callback, hook)(batch, logs=logs)
+            return dispatch
+
+        def dispatch(*args, **kwargs):  # the others' by position, as Keras
             for callback in self.callbacks:
                 getattr(callback, hook)(*args, **kwargs)
         return dispatch

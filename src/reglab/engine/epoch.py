@@ -20,7 +20,7 @@ import torch
 
 from reglab.engine import data as data_module
 from reglab.engine import direct_step, loss_scale, softmax_crossentropy
-from reglab.engine.step import add, forward, weight_penalties
+from reglab.engine.step import add, forward, keras_loss, weight_penalties
 from reglab.engine.update import apply_updates
 from reglab.layers.shared_input import MemberGroups
 from reglab.metric_classes import weigh
@@ -85,15 +85,17 @@ class MemberRandom:
 
 
 class EpochSums:
-    """Per-member sums over batches: data loss and penalty (weighted by batch size, as Keras's
-    loss tracker), and metrics (unweighted, as Keras 3's compiled ``metrics``)."""
+    """Per-member sums over batches: the loss, data loss and penalty (each batch's value times
+    its size, as Keras's loss tracker sums them; the loss Keras's sum of each batch's losses,
+    not made of the other two's means), and metrics (unweighted, as Keras 3's
+    compiled ``metrics``)."""
 
     def __init__(self, population, members: int):
         def zeros():
             return torch.zeros(members, dtype=population.dtype, device=population.device)
         self.names = list(population.metrics)
         self.functions = list(population.metrics.values())
-        self.data_loss, self.penalty = zeros(), zeros()
+        self.loss, self.data_loss, self.penalty = zeros(), zeros(), zeros()
         # a mean metric sums one value per member; a confusion metric (Precision, AUC...)
         # its counts (reglab/confusion_metrics.py); one whose totals_shape is None (per
         # class: F1Score) is sized by its first batch
@@ -105,12 +107,19 @@ class EpochSums:
         self.samples = 0  # samples seen (metrics are means over samples)
 
     def add(self, yb, y_pred, data_loss, penalty, weights, count: int,
-            mixed_targets: bool = False) -> None:
+            mixed_targets: bool = False, loss: torch.Tensor | None = None) -> None:
         """Adds one batch; ``mixed_targets``: ``yb`` was made by the batch transforms (MixUp,
-        CutMix, LabelSmoothing), scored by a metric's ``of_mixed_targets`` where it has one."""
-        self.data_loss.add_(data_loss, alpha=count)
+        CutMix, LabelSmoothing), scored by a metric's ``of_mixed_targets`` where it has one;
+        ``loss``: the batch's loss as Keras sums it (:func:`reglab.engine.step.keras_loss`;
+        without it, ``data_loss + penalty``)."""
+        # each batch's mean times its size, rounded, then summed: Keras's Mean tracker's two
+        # roundings (an add_ with alpha rounds once, a fused multiply-add)
+        self.data_loss.add_(data_loss * count)
         if penalty is not None:
-            self.penalty.add_(penalty, alpha=count)
+            self.penalty.add_(penalty * count)
+        if loss is None:
+            loss = data_loss if penalty is None else data_loss + penalty
+        self.loss.add_(loss * count)
         for k, metric in enumerate(self.functions):
             if mixed_targets:
                 metric = getattr(metric, "of_mixed_targets", metric)
@@ -139,13 +148,15 @@ class EpochSums:
         logs of members whose loss has just gone bad, their bad batch counted as Keras's
         running means count it (an infinite loss makes the epoch's loss infinite)."""
         copied = copy.copy(self)
-        copied.data_loss, copied.penalty = self.data_loss.clone(), self.penalty.clone()
+        copied.loss, copied.data_loss, copied.penalty = \
+            self.loss.clone(), self.data_loss.clone(), self.penalty.clone()
         copied.metrics = [None if m is None else m.clone() for m in self.metrics]
         copied.add(*batch, **options)
         return copied
 
     def keep(self, index: torch.Tensor) -> None:
         """Keeps the members at ``index`` (after others diverged)."""
+        self.loss = self.loss.index_select(0, index)
         self.data_loss = self.data_loss.index_select(0, index)
         self.penalty = self.penalty.index_select(0, index)
         self.metrics = [None if m is None else m.index_select(0, index) for m in self.metrics]
@@ -161,15 +172,14 @@ class EpochSums:
 
     def logs(self, member_ids, count: int) -> dict[int, dict[str, float]]:
         """Keras-named means per member: loss (data loss + penalty), data_loss, penalty, metrics."""
-        rows = torch.stack([self.data_loss / count, self.penalty / count,
+        rows = torch.stack([self.loss / count, self.data_loss / count, self.penalty / count,
                             *(self._result(fn, m) for fn, m in zip(self.functions, self.metrics))
                             ]).cpu().numpy()
         logs = {}
         for p, member_id in enumerate(member_ids):
-            data_loss, penalty = float(rows[0, p]), float(rows[1, p])
-            logs[member_id] = {"loss": data_loss + penalty, "data_loss": data_loss,
-                               "penalty": penalty}
-            logs[member_id].update({name: float(rows[2 + k, p])
+            logs[member_id] = {"loss": float(rows[0, p]), "data_loss": float(rows[1, p]),
+                               "penalty": float(rows[2, p])}
+            logs[member_id].update({name: float(rows[3 + k, p])
                                     for k, name in enumerate(self.names)})
         return logs
 
@@ -221,17 +231,16 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
         xb, yb, wb, groups = data_module.batch(population, train, index, layout,
                                                population.augment)
         trains = bool(state.members.trainable)  # else every weight is frozen (Keras: no step)
-        y_pred, data_loss, penalty_value, custom, activity = _forward_backward(
+        y_pred, data_loss, penalty_value, custom, activity, total = _forward_backward(
             population, xb, yb, wb, layout, groups, fused, trains)
         with torch.no_grad():
             penalty = add(add(penalty_value, custom), activity)
-            total = data_loss if penalty is None else data_loss + penalty
             if check_every > 1:
                 bad = ~torch.isfinite(total)
                 if first_bad is None:
                     first_bad = torch.full_like(total, -1, dtype=torch.long)
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed)
+                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed, total)
                 if (step + 1) % check_every == 0 or step == last_step:
                     remaining = _drop_diverged(population, sums, first_bad, epoch, saved)
                     if remaining is None:
@@ -245,7 +254,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
                 finite = torch.isfinite(total)
                 if not bool(finite.all()):
                     with_bad = sums.with_batch(yb, y_pred, data_loss, penalty, wb,
-                                               index.shape[1], mixed)
+                                               index.shape[1], mixed, total)
                     population.diverge(finite, epoch, step,
                                        with_bad.logs(state.member_ids, with_bad.samples))
                     keep = finite.nonzero().flatten()
@@ -281,27 +290,33 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
 
 def _forward_backward(population, xb, yb, wb, layout, groups, fused: bool, trains: bool):
     """One step's forward pass and, when ``trains``, its backward (each weight's ``.grad``):
-    ``(predictions, data loss, reported penalty, differentiable penalty, activity penalty)``,
-    none of them differentiable. Without autograd's graph where the objective is a chain
+    ``(predictions, data loss, reported penalty, differentiable penalty, activity penalty,
+    the loss as Keras sums it)``, none of them differentiable. Without autograd's graph where the objective is a chain
     :mod:`reglab.engine.direct_step` differentiates (the same gradients), else with it:
     asked at every step (an observer's ``set_hyperparameter`` may turn on a penalty
     autograd must differentiate)."""
     state, loss = population.state, population.loss
+    by_layer, by_weight = {}, []  # the penalties one by one, for the loss Keras reports
     if trains and direct_step.applies(state, loss):
         y_pred, data_loss = direct_step.forward_backward(
             population, state, xb, yb, wb, layout.random_for, groups, fused)
-        return (y_pred, data_loss, *weight_penalties(state), None)
-    y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused)
+        penalties = weight_penalties(state, by_weight)
+        return (y_pred, data_loss, *penalties, None, keras_loss(data_loss, by_layer, by_weight))
+    y_pred, activity = forward(state, xb, True, layout.random_for, groups, logits=fused,
+                               activity_by_layer=by_layer)
     if fused:  # y_pred holds the last layer's logits
         per_sample, y_pred = softmax_crossentropy.loss_and_predictions(loss, yb, y_pred)
     else:
         per_sample = loss.per_sample(yb, y_pred)
     data_loss = loss.reduce_batch(per_sample, wb)
     # after the forward pass: the order autograd's graph (and its sums) has always had
-    penalty_value, custom = weight_penalties(state)
+    penalty_value, custom = weight_penalties(state, by_weight)
     if trains:  # times each member's loss scale under dynamic loss scaling (loss_scale.py)
         loss_scale.scale(state, add(add(data_loss, custom), activity)).sum().backward()
-    return y_pred.detach(), data_loss.detach(), penalty_value, custom, activity
+    total = keras_loss(data_loss, by_layer, by_weight)
+    activity = None if activity is None else activity.detach()
+    return (y_pred.detach(), data_loss.detach(), penalty_value,
+            None if custom is None else custom.detach(), activity, total)
 
 
 def _saved_state(state) -> dict[tuple[str, Any], Any]:
@@ -353,7 +368,8 @@ def evaluate_members(population, state, data, batch_size: int,
     begin = observer_hooks(observers, "on_test_batch_begin")
     end = observer_hooks(observers, "on_test_batch_end")
     with torch.no_grad():
-        weights_penalty = add(*weight_penalties(state))
+        by_weight = []
+        weights_penalty = add(*weight_penalties(state, by_weight))
         ids = torch.tensor(state.member_ids, dtype=torch.long, device=data.x.device)
         for step, lo in enumerate(range(0, data.x.shape[0], batch_size)):
             for hook in begin:
@@ -363,9 +379,11 @@ def evaluate_members(population, state, data, batch_size: int,
                 else data.y[lo:lo + batch_size].unsqueeze(0)
             wb = None if data.sample_weight is None else \
                 data.sample_weight[lo:lo + batch_size].unsqueeze(0)
-            y_pred, activity = forward(state, xb, False)
+            by_layer = {}
+            y_pred, activity = forward(state, xb, False, activity_by_layer=by_layer)
             data_loss = population.loss.reduce_batch(population.loss.per_sample(yb, y_pred), wb)
-            sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0])
+            sums.add(yb, y_pred, data_loss, add(weights_penalty, activity), wb, xb.shape[0],
+                     loss=keras_loss(data_loss, by_layer, by_weight))
             if end:
                 running = sums.logs(state.member_ids, sums.samples)
                 for hook in end:

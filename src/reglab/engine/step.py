@@ -163,12 +163,28 @@ def activity_penalty(terms: penalties.PenaltyTerms, x: torch.Tensor) -> torch.Te
     return None if total is None else total / x.shape[1]
 
 
-def weight_penalties(state: PopulationState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def weight_penalties(state: PopulationState, by_weight: list | None = None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``(reported, differentiable)``: the weight penalties per member, each ``(P,)`` or
     None. The gradient of ``reported`` is added by the update chain; ``differentiable``
-    joins the backward pass."""
+    joins the backward pass. ``by_weight``, when given, receives each penalized weight's
+    penalty (``(P,)``, without a graph), in the model's weight order."""
     reported = differentiable = None
     for key, terms in state.penalties.items():
         value, grad_value = penalties.evaluate(terms, state.weights[key])
         reported, differentiable = add(reported, value), add(differentiable, grad_value)
+        if by_weight is not None:
+            by_weight.append(add(value, None if grad_value is None else grad_value.detach()))
     return reported, differentiable
+
+
+def keras_loss(data_loss: torch.Tensor, activity_by_layer: dict[int, torch.Tensor],
+               by_weight: list) -> torch.Tensor:
+    """The loss as Keras 3 reports it, per member: its data loss, then each layer's activity
+    penalty in layer order, then each weight's penalty in weight order (Keras's
+    ``model.losses``), added one at a time in the data loss's dtype, as Keras's ``ops.sum``
+    over that list adds them. Not differentiated: the value the logs average."""
+    total = data_loss.detach()
+    for term in (*(activity_by_layer[i] for i in sorted(activity_by_layer)), *by_weight):
+        total = total + term.detach()
+    return total

@@ -168,6 +168,10 @@ class ImageDataGenerator:
         self.std = None
         self.zca_whitening_matrix = None
         check_arguments(self)
+        # as Keras keeps it: a float z as its range [1 - z, 1 + z], a pair as a list
+        zoom = zoom_range
+        self.zoom_range = [1 - zoom, 1 + zoom] if isinstance(zoom, numbers.Real) else \
+            [zoom[0], zoom[1]]
 
     @property
     def affine_spec(self) -> AffineSpec:
@@ -467,8 +471,7 @@ class ImageDataGenerator:
         tx = shift(self.height_shift_range, rows)  # Keras's tx moves rows, ty columns
         ty = shift(self.width_shift_range, cols)
         shear = draw.uniform(-self.shear_range, self.shear_range) if self.shear_range else 0
-        zoom = self.zoom_range
-        low, high = (1 - zoom, 1 + zoom) if isinstance(zoom, numbers.Real) else zoom
+        low, high = self.zoom_range
         zx, zy = (1, 1) if low == 1 and high == 1 else draw.uniform(low, high, 2)
         flip_horizontal = (draw.random() < 0.5) * self.horizontal_flip
         flip_vertical = (draw.random() < 0.5) * self.vertical_flip
