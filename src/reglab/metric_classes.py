@@ -125,6 +125,12 @@ class StatefulMetric:
     def reset_states(self) -> None:  # Keras 2's name
         self.reset_state()
 
+    def hold_totals(self, totals: torch.Tensor) -> None:
+        """Takes ``totals`` (``totals_shape``: what ``update_state`` would have summed) as
+        the state: a model's compiled metric after the engine's pass, as Keras's object ends
+        a fit or evaluate holding what it saw."""
+        self._state = totals.detach().to("cpu", torch.float64).clone()
+
     @classmethod
     def from_config(cls, config: dict[str, Any]):
         """Keras's ``from_config``: the metric built from its ``get_config()``."""
@@ -407,6 +413,8 @@ class Mean(StatefulMetric):
     """``keras.metrics.Mean``: the (weighted) mean of the values given to
     ``update_state(values, sample_weight=None)``, by hand (Keras's, for custom loops)."""
 
+    totals_shape = (2,)  # the weighted values' sum and the weights'
+
     def __init__(self, name: str = "mean", dtype: Any = None):
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{type(self).__name__}: 'name' must be a non-empty string. "
@@ -452,6 +460,26 @@ class Sum(Mean):
 
     def totals_result(self, totals):
         return totals[:, 0]
+
+
+class CompileMetrics:
+    """Keras 3's ``compile_metrics``: a model's compiled metrics in one object, the second of
+    ``model.metrics``; ``result()`` their values by name, ``reset_state()`` resets each."""
+
+    name = "compile_metrics"
+
+    def __init__(self, metrics: list):
+        self.metrics = list(metrics)
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def reset_state(self) -> None:
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def __repr__(self) -> str:
+        return f"<CompileMetrics name=compile_metrics, {[m.name for m in self.metrics]}>"
 
 
 class WeightedMetric:

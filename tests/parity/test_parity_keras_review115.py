@@ -108,3 +108,48 @@ def test_image_data_generator_keeps_its_zoom_range_as_keras_keeps_it(zoom):
     params = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}
     drawn = [g.get_random_transform((8, 8, 1), seed=3) for g in (ours, theirs)]
     assert {k: drawn[0][k] for k in params} == {k: drawn[1][k] for k in params}
+
+
+def test_compiled_metric_objects_hold_what_the_last_pass_saw_as_keras_s():
+    """``model.metrics`` (the loss tracker and 'compile_metrics'), ``get_metrics_result()``
+    and ``reset_metrics()``, and a metric object given to compile, which Keras updates: after
+    a fit with validation they hold the last validation's values, after evaluate its values,
+    after a fit without validation the last epoch's training values; predict leaves them.
+    reglab had none of the three, and left the object at 0."""
+    x, y = data(60)
+    seen, start = {}, None
+    for api in (keras, reglab):
+        keras.utils.set_random_seed(0)
+        model = api.Sequential([api.Input((8,)), api.layers.Dense(3, activation="softmax")])
+        start = model.get_weights() if start is None else start
+        model.set_weights(start)
+        steps = [[m.name for m in model.metrics]]
+        accuracy = api.metrics.SparseCategoricalAccuracy(name="myacc")
+        model.compile(optimizer=api.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                      metrics=[accuracy, "accuracy"])
+        steps.append([m.name for m in model.metrics])
+
+        def results(model=model, accuracy=accuracy):
+            return {**{k: float(v) for k, v in model.get_metrics_result().items()},
+                    "object": float(accuracy.result())}
+        history = model.fit(x, y, epochs=2, batch_size=30, shuffle=False, verbose=0,
+                            validation_data=(x[:20], y[:20]), validation_batch_size=20)
+        steps.append(results())
+        steps.append(history.history["val_loss"][-1])
+        model.evaluate(x, y, batch_size=32, verbose=0)
+        steps.append(results())
+        model.predict(x, verbose=0)
+        steps.append(results())
+        model.reset_metrics()
+        steps.append(results())
+        model.fit(x, y, epochs=1, batch_size=30, shuffle=False, verbose=0)
+        steps.append(results())
+        seen[api.__name__] = steps
+    ours, theirs = seen["reglab"], seen["keras"]
+    assert ours[:2] == theirs[:2] == [[], ["loss", "compile_metrics"]]
+    assert ours[2]["loss"] == ours[3]  # the last validation's loss
+    assert ours[6] == {"loss": 0.0, "myacc": 0.0, "accuracy": 0.0, "object": 0.0}
+    for mine, keras_s in zip(ours[2:], theirs[2:]):
+        if isinstance(mine, dict):
+            assert mine.keys() == keras_s.keys()
+            np.testing.assert_allclose(list(mine.values()), list(keras_s.values()), rtol=1e-6)

@@ -388,6 +388,7 @@ def evaluate_members(population, state, data, batch_size: int,
                 running = sums.logs(state.member_ids, sums.samples)
                 for hook in end:
                     hook(step, running)
+    population.last_sums = sums
     return sums.logs(state.member_ids, data.x.shape[0])
 
 

@@ -134,6 +134,9 @@ class Population:
         self.end_epoch_requested = False
         #: during fit: (the epoch's running sums, samples seen), for per-batch logs
         self.epoch_progress: tuple[Any, int] | None = None
+        #: the sums of the last pass over data: an epoch's training, or an evaluation
+        #: (a validation's too); what Keras's compiled metric objects end holding
+        self.last_sums = None
         self._parked: dict[int, dict] = {}  # members out of the stacked tensors during fit
         self._diverged: dict[int, tuple[int, int]] = {}  # member id -> (epoch, step)
         self._removed: set[int] = set()
@@ -256,6 +259,7 @@ class Population:
                                    batch_sizes)
                 if sums is None:
                     break
+                self.last_sums = sums  # (a validation after it takes its place)
                 logs = sums.logs(self.state.member_ids, sums.samples)  # the batches trained
                 if val is not None and validates(epoch, validation_freq):
                     eval_size = eval_batch_size or max(batch_size, 1024)

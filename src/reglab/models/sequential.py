@@ -2,6 +2,7 @@
 
 Example:
     >>> import numpy as np
+import torch
     >>> from reglab.layers import Dense
     >>> from reglab.regularizers import l2
     >>> model = Sequential([Dense(8, activation="relu", input_shape=(4,),
@@ -21,6 +22,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from reglab import losses as losses_module
 from reglab import metrics as metrics_module
@@ -29,6 +31,7 @@ from reglab import optimizers as optimizers_module
 from reglab.engine import Member, Population
 from reglab.errors import ConfigError
 from reglab.layers.layer import Input, Layer, VariableNames, snake_case
+from reglab.metric_classes import CompileMetrics, StatefulMetric
 from reglab.models import summary as summary_module
 from reglab.utils.random_seed import next_seed
 
@@ -86,6 +89,9 @@ class Sequential(VariableNames):
         self.logged_metric_names: list[str] = []
         #: whether compile was given metrics (Keras then groups them as 'compile_metrics')
         self._metrics_given = False
+        #: Keras's metric objects of the compiled model (see :attr:`metrics`)
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._compiled_metric_objects: dict[str, Any] = {}
         self._compiled = False
         #: whether the compiled loss has been computed (fit, evaluate, train_on_batch): Keras
         #: then tracks a multi-output model's per-output losses among its metrics
@@ -299,6 +305,51 @@ class Sequential(VariableNames):
         return ["loss", "compile_metrics"] if self._metrics_given else ["loss"]
 
     @property
+    def metrics(self) -> list:
+        """Keras 3's: ``[]`` before compile, then the loss tracker (a ``metrics.Mean`` named
+        'loss') and, where compile was given metrics, their container ('compile_metrics'),
+        as :attr:`metrics_names` names them. After ``fit`` or ``evaluate`` they hold what
+        its last pass over data saw, as Keras's do: the last validation, else the last
+        epoch's training; evaluate's data. A metric object given to compile is itself the
+        one that holds it; ``predict`` leaves them as they were."""
+        if not self._compiled:
+            return []
+        tracker = [self._loss_tracker]
+        if not self._metrics_given:
+            return tracker
+        return [*tracker, CompileMetrics(self._compiled_metric_objects.values())]
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """Keras 3's: the values :attr:`metrics` hold, by name (the compiled metrics' own)."""
+        result = {}
+        for metric in self.metrics:
+            value = metric.result()
+            result.update(value if isinstance(value, dict) else {metric.name: value})
+        return result
+
+    def reset_metrics(self) -> None:
+        """Keras 3's: resets every object of :attr:`metrics`."""
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def _hold_metric_states(self) -> None:
+        """The metric objects take what the population's last pass summed (its one member's
+        row), as Keras's end a fit or evaluate."""
+        sums = getattr(self._population, "last_sums", None)
+        if sums is None or sums.members == 0:
+            return
+        samples = torch.tensor(float(sums.samples), dtype=torch.float64)
+        self._loss_tracker.hold_totals(torch.stack([sums.loss[0].double(), samples]))
+        for name, total in zip(sums.names, sums.metrics):
+            holder = self._compiled_metric_objects.get(name)
+            if holder is None or total is None:
+                continue
+            if total.dim() == 1:  # a function's values summed over the samples: a mean
+                holder.hold_totals(torch.stack([total[0].double(), samples]))
+            else:  # rows of totals: the object's own ([value, 1] summed, counts...)
+                holder.hold_totals(total[0])
+
+    @property
     def _metric_directions(self) -> dict[str, str]:
         """The compiled metric objects' directions by logged name ('up' or 'down', Keras's
         ``_direction``), for the monitoring callbacks' mode 'auto'."""
@@ -350,6 +401,8 @@ class Sequential(VariableNames):
                                    "auto_scale_loss": auto_scale_loss}  # for clone_model
         self._metrics_given = metrics is not None
         self._population_metrics = population_metrics
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._compiled_metric_objects = metric_objects(names, population_metrics)
         self._compiled, self._population = True, None
         self._optimizer_elsewhere, self._loss_built = elsewhere, False
         try:
@@ -914,6 +967,19 @@ class Sequential(VariableNames):
         self.__dict__.update(state)
         if self._population is not None and not self._optimizer_elsewhere:
             _attach(self.optimizer, self._population)
+
+
+def metric_objects(names: list[str], given) -> dict[str, Any]:
+    """Keras's objects of a compiled model's metrics, by logged name: the object compile was
+    given (a weighted metric's own), else a ``metrics.Mean`` of the name, to hold what the
+    engine logs under it."""
+    objects = {}
+    for item in given or ():
+        inner = getattr(item, "metric", item) if isinstance(item, metrics_module.WeightedMetric) \
+            else item
+        if isinstance(inner, StatefulMetric):
+            objects[getattr(item, "__name__", inner.name)] = inner
+    return {name: objects.get(name) or metrics_module.Mean(name=name) for name in names}
 
 
 def _of_the_output(argument: str, value, output: str | None):

@@ -361,6 +361,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                       f"{step + 1}; training stopped there and the weights are those before "
                       "that batch. Lower the learning rate or the penalties (or look for "
                       "NaN or infinity in the batches a generator gave).", stacklevel=3)
+    model._hold_metric_states()  # as Keras's objects end the fit
     callback_list.on_train_end(getattr(bridge, "last_logs", {}))
     return history
 
@@ -426,6 +427,7 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, steps
     logs = population.evaluate(x, y, batch_size=batch_size or 32,
                                sample_weight=sample_weight, observers=observers)[0]
     keras_logs, _ = _keras_logs(logs)
+    model._hold_metric_states()
     callback_list.on_test_end(keras_logs)
     print_progress(verbose, batches, time.perf_counter() - started, keras_logs)
     return _result(model, keras_logs, return_dict)
