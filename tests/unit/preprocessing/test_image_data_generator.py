@@ -49,7 +49,9 @@ def test_arguments_and_defaults_are_keras_s_in_keras_s_order():
     assert {name: p.default for name, p in parameters.items()} == KERAS_DEFAULTS
     assert list(parameters) == list(KERAS_DEFAULTS)
     datagen = ImageDataGenerator()
-    assert {name: getattr(datagen, name) for name in KERAS_DEFAULTS} == KERAS_DEFAULTS
+    # kept as Keras keeps them: zoom_range as the range it draws from, [1 - z, 1 + z]
+    assert {name: getattr(datagen, name) for name in KERAS_DEFAULTS} == \
+        {**KERAS_DEFAULTS, "zoom_range": [1.0, 1.0]}
     assert datagen.mean is None and datagen.std is None
 
 
