@@ -126,7 +126,7 @@ def test_a_regression_csv_is_refused_an_accuracy_and_stored_without_one(tmp_path
 
 
 @pytest.mark.parametrize("metrics_line, ranked", [('metrics = ["mae"]', "test_mae"),
-                                                  ("metrics = []", "test_loss")])
+                                                  ("metrics = []", "test_data_loss")])
 def test_a_regression_study_is_ranked_on_its_error_lower_being_better(tmp_path, metrics_line,
                                                                       ranked):
     write_regression_csv(tmp_path / "train.csv", 240, seed=1)

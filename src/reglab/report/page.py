@@ -528,8 +528,8 @@ def write_report(directory: str | Path) -> Path:
         figures=saved.sections, sparsity=_sparsity(results),
         augmentation_note=augmentation_note,
         seeds=", ".join(str(s) for s in results.spec.seeds),
-        epochs=results.spec.training.epochs, metric=results.metric or "loss",
-        gap_heading="train − test" if higher_is_better(f"test_{results.metric or 'loss'}")
+        epochs=results.spec.training.epochs, metric=results.metric or "data_loss",
+        gap_heading="train − test" if higher_is_better(f"test_{results.metric or 'data_loss'}")
         else "test − train",
         statuses=", ".join(f"{n} {s}" for s, n in statuses.items()) or "none",
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "—",

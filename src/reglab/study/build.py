@@ -776,7 +776,7 @@ def _accuracy_of_a_regression(spec, data) -> list[str]:
     return [f"training.metrics: {accuracies[0]!r} scores class labels; the data's targets are "
             f"not class labels ({why}). Set metrics = [\"mae\"] "
             "(or another error: the table ranks on it, lower is better), or [] to rank on "
-            "the loss (the default is ['accuracy'])."]
+            "the data loss (the default is ['accuracy'])."]
 
 
 #: Keras's regression metrics (names lowercased, without '_'): an error between numbers
@@ -802,7 +802,7 @@ def _error_of_class_indices(spec) -> list[str]:
             f"{spec.training.loss!r} the targets are class indices and the predictions class "
             f"probabilities, so it would compare a class index with each probability, about "
             f"alike for every run. Expected a classification metric, such as "
-            f"metrics = [\"accuracy\"] (or [] to rank on the loss)."]
+            f"metrics = [\"accuracy\"] (or [] to rank on the data loss)."]
 
 
 def _averaging_never_starts(plan: StudyPlan) -> list[str]:

@@ -269,6 +269,8 @@ def generalization_gap(metrics: dict, metric: str) -> float:
     data better than the test data: train − test accuracy, test − train error or loss."""
     if metric == "test_loss":
         return metrics.get("gap_loss", math.nan)
+    if metric == "test_data_loss":
+        return metrics.get("test_data_loss", math.nan) - metrics.get("train_data_loss", math.nan)
     gap = metrics.get("gap_accuracy", math.nan)  # train − test of the study's first metric
     return gap if higher_is_better(metric) else -gap
 
@@ -328,9 +330,11 @@ def unfinished_line(runs) -> str:
 
 def metric_keys(metric_names) -> tuple[str, str]:
     """``(ranked, chosen on)`` run-metric keys for a study's first metric, which the logs name
-    as written ('accuracy', 'acc', 'mae'...): its test and validation values; the loss's
-    without a metric."""
-    name = next(iter(metric_names), None) or "loss"
+    as written ('accuracy', 'acc', 'mae'...): its test and validation values; without a
+    metric, the data loss's: Keras's loss adds the penalties, which would make every
+    penalized variant look worse by its penalty alone (as a tuning's objective, which is
+    ``val_data_loss`` for the same reason)."""
+    name = next(iter(metric_names), None) or "data_loss"
     return f"test_{name}", f"val_{name}"
 
 

@@ -50,7 +50,8 @@ def test_sweep_labels_are_as_precise_as_run_ids():
 def test_metric_keys_follow_the_study_metric():
     assert metric_keys(["acc"]) == ("test_acc", "val_acc")
     assert metric_keys(["mae"]) == ("test_mae", "val_mae")
-    assert metric_keys(()) == ("test_loss", "val_loss")  # without a metric: the loss
+    # without a metric: the data loss (Keras's loss adds the penalties)
+    assert metric_keys(()) == ("test_data_loss", "val_data_loss")
 
 
 def error_run(variant, seed, test, val, gap, metric="mae"):
@@ -348,3 +349,24 @@ def test_small_errors_are_shown_to_their_own_digits_in_aligned_columns():
     assert decimals_for([-0.009, 0.05], significant=2) == 4  # the tutorial's differences
     assert decimals_for([1.5e-5], significant=2) == 6  # beside errors near 1
     assert decimals_for([np.float32(3e-6), True, "NaN"]) == 9  # numbers only, numpy's too
+
+
+def test_without_a_metric_the_table_ranks_and_chooses_on_the_data_loss():
+    """``metrics = []`` ranked on ``test_loss`` and chose on ``val_loss``, Keras's loss with
+    the penalties added: a strong L2 whose data loss was about the baseline's was called
+    'worse' by its penalty alone, and a sweep's choice always fell on its weakest point."""
+    noise = [0.01, -0.02, 0.015, -0.01]
+    runs = []
+    for variant, penalty in (("baseline", 0.0), ("l2", 12.0)):
+        for s in range(4):
+            data_loss = 1.30 + noise[s] - (0.005 if variant == "l2" else 0.0)
+            runs.append(RunRecord(
+                f"{variant}/seed={s}", variant, {}, s, "p", {}, "done",
+                metrics={"test_loss": data_loss + penalty, "test_data_loss": data_loss,
+                         "train_data_loss": 1.0, "val_loss": 1.1 + penalty,
+                         "val_data_loss": 1.1 - (0.01 if variant == "l2" else 0.0)}))
+    stored = StoredStudy(STUDY.replace("epochs = 1", "epochs = 1\nmetrics = []"), runs)
+    table = results_table(stored)
+    assert "test_data_loss (95% CI)" in table and "best on val_data_loss: l2" in table
+    assert not verdict_line(table, "l2").endswith("worse")
+    assert verdict_line(table, "l2").split()[1] == "1.2938"  # its data loss, not 13.2938
