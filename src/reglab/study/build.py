@@ -669,6 +669,7 @@ def check_study(plan: StudyPlan, data: StudyData | None = None) -> StudyData:
     problems += _averaging_never_starts(plan)
     problems += _accuracy_of_a_regression(spec, data)
     problems += _error_of_class_indices(spec)
+    problems += _accuracy_of_another_format(spec)
     checked: set[tuple] = set()  # populations that differ only in their data: checked once
     for population in plan.populations:
         firsts: dict[tuple, RunSpec] = {}
@@ -803,6 +804,41 @@ def _error_of_class_indices(spec) -> list[str]:
             f"probabilities, so it would compare a class index with each probability, about "
             f"alike for every run. Expected a classification metric, such as "
             f"metrics = [\"accuracy\"] (or [] to rank on the data loss)."]
+
+
+#: the named accuracies: the targets each scores, as the crossentropy of that format takes
+#: them, and the losses' target kinds it scores (a top class of 0/1 rows, under the binary
+#: crossentropy, is a multi-label model's); 'accuracy' and 'acc' follow the loss (Keras's
+#: choice)
+_ACCURACY_FORMATS = {
+    "sparse_categorical_accuracy": ("class indices", "sparse_categorical_crossentropy",
+                                    {"sparse"}),
+    "categorical_accuracy": ("one-hot rows", "categorical_crossentropy",
+                             {"categorical", "binary"}),
+    "binary_accuracy": ("0/1 values (a sigmoid's)", "binary_crossentropy", {"binary"}),
+}
+_TARGETS = {"sparse": "class indices", "categorical": "one-hot rows",
+            "binary": "0/1 values"}
+
+
+def _accuracy_of_another_format(spec) -> list[str]:
+    """A named accuracy of another target format than the loss's: 'categorical_accuracy'
+    under the sparse loss compared each class index's argmax with the predictions' (and
+    failed where members trained together), 'binary_accuracy' over a softmax scored each
+    class column by itself (0.9 for every run of ten classes)."""
+    from reglab import losses
+
+    kind = getattr(losses.resolve(spec.training.loss), "target_kind", None)
+    if kind not in _TARGETS:  # a regression's: _accuracy_of_a_regression says it
+        return []
+    for name in spec.training.metrics:
+        wanted = _ACCURACY_FORMATS.get(name)
+        if wanted is not None and kind not in wanted[2]:
+            return [f"training.metrics: {name!r} scores {wanted[0]}, the targets of "
+                    f"{wanted[1]!r}; with the loss {spec.training.loss!r} the targets are "
+                    f"{_TARGETS[kind]}. Use \"accuracy\" (Keras's choice: the accuracy of "
+                    f"the loss's targets)."]
+    return []
 
 
 def _averaging_never_starts(plan: StudyPlan) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from reglab.engine import Population
 from reglab.regularizers import L1, L2
@@ -219,3 +220,25 @@ def test_a_sweep_of_zero_and_negative_zero_is_one_value_listed_twice(tmp_path):
         'kernel_regularizer = { type = "L2", l2 = [0.0, -0.0] }'))
     assert any("two runs would both be named" in p and "a value listed twice" in p
                for p in found), found
+
+
+@pytest.mark.parametrize("loss, metric, refused", [
+    ("sparse_categorical_crossentropy", "categorical_accuracy", True),
+    ("sparse_categorical_crossentropy", "binary_accuracy", True),
+    ("sparse_categorical_crossentropy", "sparse_categorical_accuracy", False),
+    ("categorical_crossentropy", "sparse_categorical_accuracy", True),
+    ("categorical_crossentropy", "binary_accuracy", True),
+    ("categorical_crossentropy", "categorical_accuracy", False),
+    ("categorical_crossentropy", "accuracy", False)])
+def test_a_named_accuracy_of_another_target_format_than_the_loss_s_is_refused(
+        tmp_path, loss, metric, refused):
+    """'categorical_accuracy' under the sparse loss had passed validate, failed where members
+    trained together and scored 0 alone; 'binary_accuracy' over a softmax scored each class
+    column (0.9 for every run of ten classes). Both ranked (review 116)."""
+    found = _checked(tmp_path, _one_variant("", training=f'metrics = ["{metric}"]\n'
+                                            f'loss = "{loss}"'))
+    said = [p for p in found if p.startswith(f"training.metrics: {metric!r} scores ")]
+    assert bool(said) == refused, found
+    if refused:
+        assert f"with the loss {loss!r} the targets are" in said[0]
+        assert 'Use "accuracy"' in said[0]
