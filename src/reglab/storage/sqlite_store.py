@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -200,6 +201,14 @@ def _stale(temporary: Path) -> bool:
         return time.time() - temporary.stat().st_mtime > 60
     except OSError:
         return False
+
+
+def _free_bytes(directory: Path) -> int | None:
+    """The bytes free on the device of ``directory``, or None where that cannot be read."""
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
 
 
 def _readable_intact(path: Path) -> bool:
@@ -447,6 +456,15 @@ class SQLiteStore:
                 f"{self.path}: cannot write to the store ({error}): the file or its directory "
                 "is read-only here. `show` and `ls` read it as it is; to go on "
                 "training, run where it can be written (a copy of the directory).")
+        failed_write = "disk I/O error" in str(error) or "is full" in str(error)
+        if failed_write and _readable_intact(self.path):  # a full disk's 'disk I/O error'
+            # at open: no damage to move away from
+            free = _free_bytes(self.directory)
+            room = "" if free is None else f"{free:,} bytes free on its device; "
+            return StoreError(
+                f"{self.path}: cannot write to the store ({error}; {room}the disk may be "
+                "full). The store reads intact and is left as it is: free some space and "
+                "run the same command again, and the study goes on from its finished runs.")
         return StoreError(
             f"{self.path}: not a usable reglab store ({error}). It is left as it is: move it "
             "away (or give another --out) to run the study afresh; a copy of a store from "

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -774,6 +775,29 @@ def test_an_intact_store_sqlite_cannot_open_for_writing_is_not_called_damaged(tm
     fake.path = junk / "study.db"
     damaged = str(fake._unusable(sqlite3.OperationalError("unable to open database file")))
     assert "not a usable reglab store (unable to open database file)" in damaged
+
+
+def test_an_intact_store_a_full_disk_keeps_from_writing_is_not_called_damaged(tmp_path,
+                                                                            monkeypatch):
+    """On a full disk SQLite's open of an intact store fails as "disk I/O error": the store
+    had been called not usable and the user told to move it away (review 116). It is said
+    to read intact, with the bytes free and what to do; junk is still called unusable."""
+    with SQLiteStore(tmp_path) as store:
+        store.add_runs([make_run(1)])
+        monkeypatch.setattr(sqlite_store.shutil, "disk_usage",
+                            lambda path: shutil._ntuple_diskusage(400 * 1024, 392 * 1024, 8192))
+        intact = str(store._unusable(sqlite3.OperationalError("disk I/O error")))
+    assert "cannot write to the store (disk I/O error; 8,192 bytes free on its device; " \
+        "the disk may be full)" in intact
+    assert "reads intact" in intact and "free some space and run the same command again" \
+        in intact and "not a usable" not in intact
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "study.db").write_bytes(b"not sqlite at all" * 100)
+    fake = SQLiteStore.__new__(SQLiteStore)
+    fake.path, fake.directory = junk / "study.db", junk
+    damaged = str(fake._unusable(sqlite3.OperationalError("disk I/O error")))
+    assert "not a usable reglab store (disk I/O error)" in damaged
 
 
 def test_stale_temporaries_are_removed_when_the_store_exists_too(tmp_path):
