@@ -234,9 +234,19 @@ def _twins_line(plan) -> None:
                    f"and take its results ({', '.join(sorted({r.variant for r in twins}))})")
 
 
+def _named_path(value: str | None) -> str | None:
+    """``--out`` as given; an empty one (an unset variable in a script) is refused: it would
+    have written the study into the current directory."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"expected a directory. Got {value!r} (empty: an unset "
+                                 "variable?); leave --out out for runs/<study name>.")
+    return value
+
+
 @main.command()
 @click.argument("study", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None,
+              callback=lambda ctx, param, value: _named_path(value),
               help="Output directory (default: runs/<study name>).")
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS),
               help="Override the number of seeds: the study file's first N, then the smallest "

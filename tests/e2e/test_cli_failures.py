@@ -179,6 +179,19 @@ def test_out_below_a_file(tmp_path):
     assert_clean_error(result, "cannot create the study directory", "a file is in the way")
 
 
+@pytest.mark.parametrize("out", ["", "   "])
+def test_an_empty_out_is_refused_before_anything_is_written(tmp_path, monkeypatch, out):
+    """``--out ""`` (an unset variable in a script) had written the study's store, lock,
+    report and plots into the current directory (review 116)."""
+    study = write_study(tmp_path, epochs=1)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert_clean_error(invoke("run", study, "--out", out), "Invalid value for '--out'",
+                       "expected a directory. Got")
+    assert list(here.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["show", "ls", "report"])
 def test_read_only_commands_on_a_directory_that_is_not_a_study(tmp_path, command):
     empty = tmp_path / "empty"
