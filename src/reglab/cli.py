@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import warnings
 from pathlib import Path
 
 # MKL's conditional bitwise reproducibility: without it, MKL's kernels for small matrices
@@ -110,6 +111,13 @@ def _stdout_to_devnull() -> None:
         pass
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command line says it: ``warning: <message>`` on stderr, not Python's
+    file, line number, class and source line (a library's own warnings, in code, keep
+    Python's form)."""
+    click.echo(f"warning: {message}", err=True)
+
+
 class _Commands(click.Group):
     """reglab's commands, where Ctrl-C while click reads the arguments or hands them to a
     command (before the command's own handling, :func:`_clear_errors`) ends as it does
@@ -121,6 +129,7 @@ class _Commands(click.Group):
         command is the whole process (:func:`_process_ends_on_interrupt`)."""
         global _whole_process
         _whole_process = True
+        warnings.showwarning = _warning_line  # the process's own: one line each
         return super().__call__(*args, **kwargs)
 
     def make_context(self, *args, **kwargs):

@@ -192,6 +192,21 @@ def test_an_empty_out_is_refused_before_anything_is_written(tmp_path, monkeypatc
     assert list(here.iterdir()) == []
 
 
+def test_the_command_line_says_a_warning_in_one_line(tmp_path):
+    """A warning (here Keras's fallback for an unknown EarlyStopping mode) had printed as
+    Python shows it: the file and line, UserWarning, and the source line (review 116)."""
+    study = write_study(tmp_path, epochs=1)
+    study.write_text(study.read_text().replace(
+        "dropout = 0.3", 'dropout = 0.3\nearly_stopping = { monitor = "val_loss", '
+                         'mode = "maximum" }'))
+    done = subprocess.run([sys.executable, "-m", "reglab.cli", "validate", str(study)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "warning: EarlyStopping mode maximum is unknown, fallback to auto mode.\n" \
+        in done.stderr
+    assert "UserWarning" not in done.stderr and ".py:" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("command", ["show", "ls", "report"])
 def test_read_only_commands_on_a_directory_that_is_not_a_study(tmp_path, command):
     empty = tmp_path / "empty"
