@@ -830,6 +830,36 @@ def _check_changes(checker: _Checker, where: str, resolved: dict) -> None:
             checker.add(f"{where}.learning_rate: expected a finite number > 0. Got {value!r}.")
 
 
+def _check_input_layer(checker: _Checker, layers: list, input_shape: tuple[int, ...]) -> None:
+    """An ``InputLayer`` (or a first layer's ``input_shape``) says the shape the model takes,
+    as in Keras: it must be the model's input shape (``model.input_shape``, or the data's),
+    and an InputLayer comes first. Either had been passed over without a word: the model
+    took the data's shape whatever the layer said."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, LayerSpec):
+            continue
+        if layer.type == "InputLayer" and i > 0:
+            checker.add(f"model.layers[{i}]: an InputLayer starts a model (Keras's Sequential "
+                        "takes it first). Remove it (model.input_shape, or the data, gives "
+                        "the model's input shape).")
+            continue
+        if i > 0:
+            continue
+        args = layer.args
+        given = args.get("shape", args.get("input_shape"))
+        for batched in ("batch_shape", "batch_input_shape"):
+            if given is None and isinstance(args.get(batched), list) and args[batched]:
+                given = args[batched][1:]
+        if isinstance(given, list) and input_shape and all(
+                isinstance(d, int) and not isinstance(d, bool) for d in given) and \
+                tuple(given) != tuple(input_shape):
+            key = next(k for k in ("shape", "input_shape", "batch_shape", "batch_input_shape")
+                       if k in args)
+            checker.add(f"model.layers[0].{key}: the model takes samples of shape "
+                        f"{list(input_shape)} (model.input_shape, or the data's). Got "
+                        f"{args[key]!r}; remove it or make it {list(input_shape)}.")
+
+
 def _check_monitors(checker: _Checker, variants, metrics) -> None:
     """Each variant's ``early_stopping.monitor`` (each choice of a tuning study's list): one
     of the values runs log (``loss``, ``data_loss``, ``penalty``, the metrics, or their
@@ -1068,6 +1098,8 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 args = {k: v for k, v in checked.items() if k != "type"}
                 _check_layer_args(checker, f"{layers_where}[{i}]", args)
                 layers.append(LayerSpec(checked["type"], args))
+        if layers_where == "model.layers":
+            _check_input_layer(checker, layers, input_shape)
 
     training_raw = checker.keys("training", raw.get("training", {}), TRAINING_KEYS)
     optimizer = _check_optimizer(checker, "training.optimizer",

@@ -635,3 +635,29 @@ def test_a_name_past_a_directory_name_s_bytes_cannot_be_the_default_directory():
     assert problem is not None and "384 bytes in UTF-8" in problem and "--out DIR" in problem
     assert parse(BASE.replace("seeds = 2", f'seeds = 2\nname = "{"日" * 128}"')).name == \
         "日" * 128
+
+
+@pytest.mark.parametrize("layers, said", [
+    ('{ type = "InputLayer", shape = [5] }, { type = "Dense", units = 10 }',
+     "model.layers[0].shape: the model takes samples of shape [784] (model.input_shape, or "
+     "the data's). Got [5]; remove it or make it [784]."),
+    ('{ type = "InputLayer", batch_shape = [32, 5] }, { type = "Dense", units = 10 }',
+     "model.layers[0].batch_shape: the model takes samples of shape [784]"),
+    ('{ type = "Dense", units = 8, input_shape = [99] }, { type = "Dense", units = 10 }',
+     "model.layers[0].input_shape: the model takes samples of shape [784]"),
+    ('{ type = "Dense", units = 8 }, { type = "InputLayer", shape = [8] }, '
+     '{ type = "Dense", units = 10 }',
+     "model.layers[1]: an InputLayer starts a model (Keras's Sequential takes it first)")])
+def test_an_input_layer_s_shape_is_the_model_s_or_refused(layers, said):
+    """An InputLayer of another shape than the model's (or one in the middle of the stack)
+    had been passed over: the model trained on the data's shape (review 116)."""
+    text = BASE.replace('layers = [{ type = "Dense", units = 8, activation = "relu" },\n'
+                        '          { type = "Dense", units = 10, activation = "softmax" }]',
+                        f"layers = [{layers}]")
+    assert any(said in p for p in problems(text)), problems(text)
+
+
+def test_an_input_layer_of_the_model_s_shape_is_taken():
+    text = BASE.replace('layers = [{ type = "Dense"', 'layers = [{ type = "InputLayer", '
+                        'shape = [784] }, { type = "Dense"', 1)
+    assert parse(text).layers[0].type == "InputLayer"
