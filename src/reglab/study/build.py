@@ -853,7 +853,8 @@ def _averaging_never_starts(plan: StudyPlan) -> list[str]:
             late.setdefault(run.variant + _point_label(run), int(swa.get("start", 0)))
     return [f"variants.{where}.swa.start: expected an epoch the runs train (0 to "
             f"{epochs - 1}, counted from 0; the averaging starts at the end of it) with "
-            f"training.epochs = {epochs}. Got {start}: the runs would never average."
+            f"{epochs} epochs (training.epochs, or --epochs where given). Got {start}: the "
+            "runs would never average."
             for where, start in late.items()]
 
 

@@ -242,3 +242,12 @@ def test_a_named_accuracy_of_another_target_format_than_the_loss_s_is_refused(
     if refused:
         assert f"with the loss {loss!r} the targets are" in said[0]
         assert 'Use "accuracy"' in said[0]
+
+
+def test_a_swa_start_past_the_epochs_names_both_keys_that_set_them(tmp_path):
+    """The epochs come from training.epochs or from --epochs: the message had named only the
+    file's key, also when --epochs had set them (review 116)."""
+    found = _checked(tmp_path, _one_variant("swa = { start = 2 }"))
+    assert any("variants.other.swa.start: expected an epoch the runs train (0 to 1" in p
+               and "2 epochs (training.epochs, or --epochs where given). Got 2" in p
+               for p in found), found
