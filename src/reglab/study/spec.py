@@ -860,6 +860,22 @@ def _check_input_layer(checker: _Checker, layers: list, input_shape: tuple[int, 
                         f"{args[key]!r}; remove it or make it {list(input_shape)}.")
 
 
+def _check_layer_names(checker: _Checker, layers: list) -> None:
+    """Layer names given twice: Keras (and ``Sequential.add``) refuse a model whose layers
+    share a name; a study's model had taken them."""
+    first: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        name = layer.args.get("name") if isinstance(layer, LayerSpec) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            checker.add(f"model.layers[{i}].name: {name!r} is the name of "
+                        f"model.layers[{first[name]}] too; a model's layers have unique names, "
+                        "as in Keras. Give another name (or none for an automatic one).")
+        else:
+            first[name] = i
+
+
 def _check_monitors(checker: _Checker, variants, metrics) -> None:
     """Each variant's ``early_stopping.monitor`` (each choice of a tuning study's list): one
     of the values runs log (``loss``, ``data_loss``, ``penalty``, the metrics, or their
@@ -1100,6 +1116,7 @@ def parse_study(source: str | Path, text: str | None = None) -> StudySpec:
                 layers.append(LayerSpec(checked["type"], args))
         if layers_where == "model.layers":
             _check_input_layer(checker, layers, input_shape)
+            _check_layer_names(checker, layers)
 
     training_raw = checker.keys("training", raw.get("training", {}), TRAINING_KEYS)
     optimizer = _check_optimizer(checker, "training.optimizer",

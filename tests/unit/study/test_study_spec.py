@@ -661,3 +661,15 @@ def test_an_input_layer_of_the_model_s_shape_is_taken():
     text = BASE.replace('layers = [{ type = "Dense"', 'layers = [{ type = "InputLayer", '
                         'shape = [784] }, { type = "Dense"', 1)
     assert parse(text).layers[0].type == "InputLayer"
+
+
+def test_a_layer_name_given_twice_is_refused_as_keras_refuses_it():
+    """Keras and Sequential.add refuse layers that share a name; a study's model had taken
+    them (review 116)."""
+    text = BASE.replace('{ type = "Dense", units = 8, activation = "relu" }',
+                        '{ type = "Dense", units = 8, activation = "relu", name = "a" }')
+    assert parse(text).layers[0].args["name"] == "a"  # one name: taken
+    twice = text.replace('{ type = "Dense", units = 10, activation = "softmax" }',
+                         '{ type = "Dense", units = 10, activation = "softmax", name = "a" }')
+    assert "model.layers[1].name: 'a' is the name of model.layers[0] too; a model's layers " \
+        "have unique names, as in Keras." in problems(twice)[0]
