@@ -413,8 +413,6 @@ class Mean(StatefulMetric):
     """``keras.metrics.Mean``: the (weighted) mean of the values given to
     ``update_state(values, sample_weight=None)``, by hand (Keras's, for custom loops)."""
 
-    totals_shape = (2,)  # the weighted values' sum and the weights'
-
     def __init__(self, name: str = "mean", dtype: Any = None):
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{type(self).__name__}: 'name' must be a non-empty string. "

@@ -107,18 +107,15 @@ class EpochSums:
         self.samples = 0  # samples seen (metrics are means over samples)
 
     def add(self, yb, y_pred, data_loss, penalty, weights, count: int,
-            mixed_targets: bool = False, loss: torch.Tensor | None = None) -> None:
+            mixed_targets: bool = False, *, loss: torch.Tensor) -> None:
         """Adds one batch; ``mixed_targets``: ``yb`` was made by the batch transforms (MixUp,
         CutMix, LabelSmoothing), scored by a metric's ``of_mixed_targets`` where it has one;
-        ``loss``: the batch's loss as Keras sums it (:func:`reglab.engine.step.keras_loss`;
-        without it, ``data_loss + penalty``)."""
+        ``loss``: the batch's loss as Keras sums it (:func:`reglab.engine.step.keras_loss`)."""
         # each batch's mean times its size, rounded, then summed: Keras's Mean tracker's two
         # roundings (an add_ with alpha rounds once, a fused multiply-add)
         self.data_loss.add_(data_loss * count)
         if penalty is not None:
             self.penalty.add_(penalty * count)
-        if loss is None:
-            loss = data_loss if penalty is None else data_loss + penalty
         self.loss.add_(loss * count)
         for k, metric in enumerate(self.functions):
             if mixed_targets:
@@ -240,7 +237,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
                 if first_bad is None:
                     first_bad = torch.full_like(total, -1, dtype=torch.long)
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed, total)
+                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed, loss=total)
                 if (step + 1) % check_every == 0 or step == last_step:
                     remaining = _drop_diverged(population, sums, first_bad, epoch, saved)
                     if remaining is None:
@@ -254,7 +251,7 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
                 finite = torch.isfinite(total)
                 if not bool(finite.all()):
                     with_bad = sums.with_batch(yb, y_pred, data_loss, penalty, wb,
-                                               index.shape[1], mixed, total)
+                                               index.shape[1], mixed, loss=total)
                     population.diverge(finite, epoch, step,
                                        with_bad.logs(state.member_ids, with_bad.samples))
                     keep = finite.nonzero().flatten()
@@ -265,12 +262,13 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
                     layout = SeedLayout(population, group_rows)
                     y_pred, data_loss = y_pred.index_select(0, keep), data_loss.index_select(0, keep)
                     penalty = None if penalty is None else penalty.index_select(0, keep)
+                    total = total.index_select(0, keep)
                     if yb.shape[0] > 1:
                         yb = yb.index_select(0, keep)
                     if wb is not None and wb.shape[0] > 1:
                         wb = wb.index_select(0, keep)
             if check_every == 1:
-                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed)
+                sums.add(yb, y_pred, data_loss, penalty, wb, index.shape[1], mixed, loss=total)
         if trains:
             apply_updates(population.chain, state)
         if check_every > 1 and saved is None and step != last_step:
@@ -291,8 +289,9 @@ def train_epoch(population, train, batch_size, shuffle, epoch, observers, batch_
 def _forward_backward(population, xb, yb, wb, layout, groups, fused: bool, trains: bool):
     """One step's forward pass and, when ``trains``, its backward (each weight's ``.grad``):
     ``(predictions, data loss, reported penalty, differentiable penalty, activity penalty,
-    the loss as Keras sums it)``, none of them differentiable. Without autograd's graph where the objective is a chain
-    :mod:`reglab.engine.direct_step` differentiates (the same gradients), else with it:
+    the loss as Keras sums it)``, none of them differentiable. Without autograd's graph
+    where the objective is a chain :mod:`reglab.engine.direct_step` differentiates (the
+    same gradients), else with it:
     asked at every step (an observer's ``set_hyperparameter`` may turn on a penalty
     autograd must differentiate)."""
     state, loss = population.state, population.loss

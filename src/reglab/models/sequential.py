@@ -2,7 +2,6 @@
 
 Example:
     >>> import numpy as np
-import torch
     >>> from reglab.layers import Dense
     >>> from reglab.regularizers import l2
     >>> model = Sequential([Dense(8, activation="relu", input_shape=(4,),
